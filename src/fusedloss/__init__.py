@@ -1,0 +1,22 @@
+"""fusedloss: fused loss + gradient (+ Hessian) kernels with one API over C++, Numba, Numba-CUDA and NumPy.
+
+>>> import numpy as np, fusedloss as fl
+>>> pred, target = np.array([0.5, 2.0]), np.array([0.0, 2.5])
+>>> fl.mse(pred, target)
+0.25
+>>> value, grad = fl.huber.value_and_grad(pred, target, delta=0.5)
+"""
+
+from ._config import get_backend, get_num_threads, set_backend, set_num_threads, use_backend
+from ._dispatch import LOSSES, Loss
+from ._spec import losses
+from .backends import BackendUnavailable, backends
+
+__version__ = "0.1.0"
+
+globals().update(LOSSES)
+
+__all__ = [
+    "BackendUnavailable", "Loss", "backends", "get_backend", "get_num_threads", "losses", "set_backend",
+    "set_num_threads", "use_backend", *LOSSES,
+]

@@ -1,0 +1,290 @@
+"""Argument checking, output allocation and backend choice: everything between the user and a kernel.
+
+Validation and allocation happen here, once, before any backend runs; kernels receive arrays they can
+trust (C-contiguous, native float32/float64, matching lengths, checked domains).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import _config
+from ._spec import REGISTRY, LossSpec
+from .backends import HOST_ORDER, REGISTRY as BACKENDS, BackendUnavailable
+
+REDUCTIONS = ("mean", "sum", "none")
+HESSIAN_MODES = ("exact", "ones")
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+# --- array preparation -------------------------------------------------------------------------------
+
+
+def is_device_array(x) -> bool:
+    """True for CUDA device arrays (anything with __cuda_array_interface__, or the simulator's arrays)."""
+    return hasattr(x, "__cuda_array_interface__") or type(x).__name__ == "FakeCUDAArray"
+
+
+def _as_pred(x, loss: str) -> np.ndarray:
+    """pred as a C-contiguous native float32/float64 array.
+
+    Arrays (anything with a dtype) must already be floating: an integer or complex pred is a mistake we
+    report rather than guess at. Python scalars and sequences convert as NumPy does, and to float64 if
+    NumPy makes integers of them.
+    """
+    if type(x) is np.ndarray:
+        arr = x
+    else:
+        had_dtype = hasattr(x, "dtype")
+        arr = np.asarray(x)
+        if not had_dtype and arr.dtype.kind in "biu":
+            arr = arr.astype(np.float64)
+    dt = arr.dtype
+    if dt not in _FLOAT_DTYPES:
+        if dt.kind == "f" and dt.itemsize in (4, 8):  # non-native byte order
+            arr = arr.astype(dt.newbyteorder("="))
+        elif dt.kind == "f":
+            raise TypeError(f"{loss}: pred must be float32 or float64, got {dt} (cast it with .astype(np.float32))")
+        else:
+            raise TypeError(f"{loss}: pred must be a floating array (float32 or float64), got dtype {dt}")
+    if not arr.flags.c_contiguous:
+        arr = np.ascontiguousarray(arr)
+    return arr
+
+
+def _as_like(x, pred: np.ndarray, what: str, loss: str) -> np.ndarray:
+    """A second operand converted to pred's dtype, C-contiguous (copied only when it must be)."""
+    if type(x) is np.ndarray and x.dtype == pred.dtype and x.flags.c_contiguous:
+        return x
+    arr = np.asarray(x)
+    if arr.dtype.kind == "c":
+        raise TypeError(f"{loss}: {what} must be real, got dtype {arr.dtype}")
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{loss}: {what} must be numeric, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=pred.dtype)
+
+
+def _first_bad(arr: np.ndarray, bad: np.ndarray) -> str:
+    index = np.unravel_index(int(np.argmax(bad)), arr.shape) if arr.ndim else ()
+    return f"{arr[index].item()!r} at index {tuple(int(i) for i in index)}"
+
+
+def _check_domain(arr: np.ndarray, domain: str, what: str, loss: str) -> None:
+    """Raise ValueError if a value of ``arr`` lies outside ``domain`` (nan passes: it propagates)."""
+    if domain == "real" or arr.size == 0:
+        return
+    if domain == "nonnegative":
+        if arr.min() < 0:
+            raise ValueError(f"{loss}: {what} must be >= 0, got {_first_bad(arr, arr < 0)}")
+    elif domain == "unit":
+        if arr.min() < 0 or arr.max() > 1:
+            raise ValueError(f"{loss}: {what} must lie in [0, 1], got {_first_bad(arr, (arr < 0) | (arr > 1))}")
+    else:  # pragma: no cover - a registry entry with a domain this module does not know
+        raise AssertionError(f"unknown domain {domain!r}")
+
+
+def _prepare_weight(sample_weight, pred: np.ndarray, loss: str) -> np.ndarray:
+    """sample_weight as a flat array of pred's dtype and size (broadcast along trailing axes)."""
+    w = _as_like(sample_weight, pred, "sample_weight", loss)
+    if w.shape != pred.shape:
+        if w.ndim > pred.ndim or pred.shape[: w.ndim] != w.shape:
+            raise ValueError(
+                f"{loss}: sample_weight must have pred's shape {pred.shape} or a leading part of it "
+                f"(broadcast along the remaining axes), got shape {w.shape}"
+            )
+        w = np.broadcast_to(w.reshape(w.shape + (1,) * (pred.ndim - w.ndim)), pred.shape)
+    if w.size and w.min() < 0:
+        raise ValueError(f"{loss}: sample_weight must be >= 0, got {_first_bad(w, w < 0)}")
+    return np.ascontiguousarray(w).reshape(-1)
+
+
+def _check_out(out, pred: np.ndarray, what: str, loss: str) -> np.ndarray:
+    if type(out) is not np.ndarray:
+        raise TypeError(f"{loss}: {what} must be a numpy.ndarray, got {type(out).__name__}")
+    if out.shape != pred.shape:
+        raise ValueError(f"{loss}: {what} must have pred's shape {pred.shape}, got {out.shape}")
+    if out.dtype != pred.dtype:
+        raise TypeError(f"{loss}: {what} must have pred's dtype {pred.dtype}, got {out.dtype}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{loss}: {what} must be C-contiguous")
+    if not out.flags.writeable:
+        raise ValueError(f"{loss}: {what} is read-only")
+    return out
+
+
+# --- backend choice ----------------------------------------------------------------------------------
+
+
+def resolve_host_backend(requested: str | None, spec: LossSpec, dtype):
+    """The backend module to run a host-array call on."""
+    name = _config.get_backend() if requested is None else _config.check_backend_name(requested)
+    if name == "auto":
+        for candidate in HOST_ORDER:
+            module = BACKENDS[candidate].load()
+            if module is not None and module.supports(spec, dtype):
+                return module
+        raise BackendUnavailable(f"{spec.name}: no backend supports dtype {dtype}")  # pragma: no cover
+    if name == "cuda":
+        raise ValueError(
+            f"{spec.name}: backend 'cuda' needs device arrays (objects with __cuda_array_interface__), "
+            "got host arrays; move them to the GPU first (numba.cuda.to_device, CuPy, torch .cuda())"
+        )
+    module = BACKENDS[name].require()
+    if not module.supports(spec, dtype):
+        raise BackendUnavailable(f"backend {name!r} does not support {spec.name} for dtype {dtype}")
+    return module
+
+
+# --- the loss objects --------------------------------------------------------------------------------
+
+
+class Loss:
+    """A loss from the registry, callable as ``loss(pred, target, ...)``.
+
+    ``loss(pred, target, *, reduction="mean", sample_weight=None, backend=None, **params)`` returns the
+    value: a Python float for "mean" and "sum" (accumulated in float64), an array of pred's shape and dtype
+    for "none". ``value_and_grad``, ``grad`` and ``grad_hess`` return the derivatives of that value with
+    respect to ``pred`` (for "mean" they include the 1/N or 1/sum(w) factor).
+    """
+
+    def __init__(self, spec: LossSpec):
+        self.spec = spec
+        self.name = spec.name
+        self.__name__ = spec.name
+        self.__doc__ = (
+            f"{spec.summary}.\n\n{spec.formula}\n\nParameters (keyword-only): "
+            + (", ".join(f"{p.name}={p.default!r} ({p.doc})" for p in spec.params) or "none")
+        )
+        self._default_params = self._check_params({})
+
+    def __repr__(self):
+        params = ", ".join(f"{p.name}={p.default!r}" for p in self.spec.params)
+        return f"<fusedloss loss {self.name}({params})>"
+
+    # parameters: keyword-only, checked against the registry
+    def _check_params(self, kwargs: dict) -> tuple[dict, float, float]:
+        spec = self.spec
+        unknown = set(kwargs) - set(spec.param_names)
+        if unknown:
+            valid = ", ".join(spec.param_names) or "none"
+            raise TypeError(f"{self.name}: unknown keyword argument(s) {', '.join(sorted(unknown))}; "
+                            f"its parameters are: {valid}")
+        params = {}
+        for p in spec.params:
+            value = kwargs.get(p.name, p.default)
+            try:
+                value = p.convert(value)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"{self.name}: {p.name} has the wrong type: {exc}") from None
+            problem = p.check(value)
+            if problem:
+                raise ValueError(f"{self.name}: {p.name} must be {problem}, got {value!r}")
+            params[p.name] = value
+        a, b = spec.pack(params)
+        return params, float(a), float(b)
+
+    def _run(self, pred, target, reduction, sample_weight, backend, kwargs,
+             want_value, want_grad, want_hess, grad_out=None, hess_out=None, hessian="exact"):
+        spec = self.spec
+        name = self.name
+        if not spec.differentiable and (want_grad or want_hess):
+            raise TypeError(f"{name} is not differentiable: it has no gradient or Hessian; call {name}(...) "
+                            "for its value")
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"{name}: reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
+        params, a, b = self._check_params(kwargs) if kwargs else self._default_params
+        if is_device_array(pred):
+            from . import _device  # only device users pay for importing the CUDA path
+
+            return _device.run(self, pred, target, reduction, sample_weight, backend, params, a, b,
+                               want_value, want_grad, want_hess, grad_out, hess_out, hessian)
+
+        p = _as_pred(pred, name)
+        y = _as_like(target, p, "target", name)
+        if y.shape != p.shape:
+            raise ValueError(f"{name}: pred and target must have the same shape, got pred {p.shape} "
+                             f"and target {y.shape}")
+        _check_domain(y, spec.target_domain, "target", name)
+        _check_domain(p, spec.pred_domain_for(params), "pred", name)
+        w = None if sample_weight is None else _prepare_weight(sample_weight, p, name)
+        module = resolve_host_backend(backend, spec, p.dtype)
+
+        n = p.size
+        if reduction == "mean":
+            denom = float(n) if w is None else float(np.sum(w, dtype=np.float64))
+            scale = 1.0 / denom if denom != 0 else math.nan
+        else:
+            denom = 1.0
+            scale = 1.0
+        g = h = v = None
+        if want_grad:
+            g = np.empty(p.shape, p.dtype) if grad_out is None else _check_out(grad_out, p, "grad_out", name)
+        if want_hess:
+            h = np.empty(p.shape, p.dtype) if hess_out is None else _check_out(hess_out, p, "hess_out", name)
+            if g is not None and np.may_share_memory(g, h):
+                raise ValueError(f"{name}: grad_out and hess_out must not overlap")
+        if want_value and reduction == "none":
+            v = np.empty(p.shape, p.dtype)
+        unit_hess = h is not None and hessian == "ones"
+        reduce = want_value and reduction != "none"
+
+        total = module.elementwise(
+            name, a, b, p.reshape(-1), y.reshape(-1), w, scale, reduce,
+            None if v is None else v.reshape(-1),
+            None if g is None else g.reshape(-1),
+            None if (h is None or unit_hess) else h.reshape(-1),
+            _config.get_num_threads(),
+        )
+        if unit_hess:
+            if w is None:
+                h.fill(scale)
+            else:
+                np.multiply(w.reshape(p.shape), scale, out=h)
+        if want_value:
+            if v is not None:
+                value = v
+            elif reduction == "sum":
+                value = float(total)
+            else:
+                value = float(total) / denom if denom != 0 else math.nan
+        if want_value and want_grad:
+            return value, g
+        if want_value:
+            return value
+        if want_hess:
+            return g, h
+        return g
+
+    def __call__(self, pred, target, *, reduction="mean", sample_weight=None, backend=None, **params):
+        return self._run(pred, target, reduction, sample_weight, backend, params, True, False, False)
+
+    def value_and_grad(self, pred, target, *, reduction="mean", sample_weight=None, grad_out=None,
+                       backend=None, **params):
+        """(value, gradient of that value with respect to pred)."""
+        return self._run(pred, target, reduction, sample_weight, backend, params, True, True, False,
+                         grad_out=grad_out)
+
+    def grad(self, pred, target, *, reduction="mean", sample_weight=None, grad_out=None, backend=None,
+             **params):
+        """The gradient of the loss value with respect to pred, in pred's shape and dtype."""
+        return self._run(pred, target, reduction, sample_weight, backend, params, False, True, False,
+                         grad_out=grad_out)
+
+    def grad_hess(self, pred, target, *, reduction="mean", sample_weight=None, grad_out=None, hess_out=None,
+                  hessian="exact", backend=None, **params):
+        """(gradient, diagonal of the Hessian) with respect to pred.
+
+        ``hessian="ones"`` replaces the Hessian by 1 (times the sample weight and the reduction's
+        1/N or 1/sum(w)), as scikit-learn does for losses whose exact Hessian is zero almost everywhere
+        (mae, quantile): Newton steps in a boosting solver then become gradient steps instead of
+        dividing by zero.
+        """
+        if hessian not in HESSIAN_MODES:
+            raise ValueError(f"{self.name}: hessian must be 'exact' or 'ones', got {hessian!r}")
+        return self._run(pred, target, reduction, sample_weight, backend, params, False, True, True,
+                         grad_out=grad_out, hess_out=hess_out, hessian=hessian)
+
+
+LOSSES = {name: Loss(spec) for name, spec in REGISTRY.items()}
