@@ -114,6 +114,111 @@ def _check_out(out, pred: np.ndarray, what: str, loss: str) -> np.ndarray:
     return out
 
 
+def _column_vector(spec: LossSpec, params: dict, pred: np.ndarray):
+    """An elementwise loss's vector parameter (e.g. pos_weight per column), checked, in pred's dtype."""
+    if spec.vector_param is None:
+        return None
+    vec = params[spec.vector_param]
+    if not isinstance(vec, np.ndarray):
+        return None  # a scalar travels packed in (a, b)
+    if pred.ndim == 0 or vec.shape != pred.shape[-1:]:
+        raise ValueError(f"{spec.name}: {spec.vector_param} must be a scalar or have one entry per column of "
+                         f"pred's last axis ({pred.shape[-1:] if pred.ndim else 'pred is 0-d'}), got shape {vec.shape}")
+    return vec.astype(pred.dtype)
+
+
+def _class_vector(spec: LossSpec, params: dict, x: np.ndarray):
+    """A multiclass loss's per-class vector (class_weight, alpha) as a (C,) array of x's dtype, or None."""
+    if spec.vector_param is None:
+        return None
+    vec = params[spec.vector_param]
+    C = x.shape[-1]
+    if vec is None:
+        return None
+    if not isinstance(vec, np.ndarray):
+        return np.full(C, vec, dtype=x.dtype)
+    if vec.shape != (C,):
+        raise ValueError(f"{spec.name}: {spec.vector_param} must have one entry per class ({C}), got shape {vec.shape}")
+    return vec.astype(x.dtype)
+
+
+def _prepare_targets(spec: LossSpec, params: dict, target, x: np.ndarray):
+    """(labels, soft): int64 labels of shape x.shape[:-1] (checked), or soft targets of x's shape."""
+    name = spec.name
+    t = target if type(target) is np.ndarray else np.asarray(target)
+    lead = x.shape[:-1]
+    C = x.shape[-1]
+    if t.dtype.kind in "iu" and spec.hard_labels:
+        if t.shape != lead:
+            raise ValueError(f"{name}: integer labels must have the logits' shape without the class axis {lead}, "
+                             f"got {t.shape}")
+        labels = np.ascontiguousarray(t, dtype=np.int64).reshape(-1)
+        ignore = params[spec.ignore_param] if spec.ignore_param else None
+        bad = (labels < 0) | (labels >= C)
+        if ignore is not None:
+            bad &= labels != ignore
+        if labels.size and bad.any():
+            at = int(np.argmax(bad))
+            where = tuple(int(i) for i in np.unravel_index(at, lead)) if lead else ()
+            extra = f" or ignore_index={ignore}" if ignore is not None else ""
+            raise ValueError(f"{name}: label {int(labels[at])} at index {where} is out of range: labels must lie "
+                             f"in [0, {C}){extra}")
+        return labels, None
+    if t.dtype.kind == "f" and spec.soft_labels:
+        if t.shape != x.shape:
+            raise ValueError(f"{name}: soft targets (floating) must have the logits' shape {x.shape}, got {t.shape}")
+        q = _as_like(t, x, "target", name)
+        if not (spec.name == "kl_div" and params.get("log_target")):
+            _check_domain(q, "nonnegative", "target", name)
+        return None, q
+    wanted = " or ".join(filter(None, [
+        f"integer class labels of shape {lead}" if spec.hard_labels else "",
+        f"floating probabilities of shape {x.shape}" if spec.soft_labels else "",
+    ]))
+    raise TypeError(f"{name}: target must be {wanted}, got dtype {t.dtype} and shape {t.shape}")
+
+
+def _prepare_row_weight(sample_weight, lead: tuple, x: np.ndarray, loss: str) -> np.ndarray:
+    """A per-row sample weight (shape ``lead`` or a leading part of it) as a flat array of x's dtype."""
+    if len(lead) == 0:
+        raise ValueError(f"{loss}: sample_weight needs leading axes to weight; logits have shape {x.shape}")
+    return _prepare_weight(sample_weight, np.empty(lead, x.dtype), loss)
+
+
+def _mean_denominator(spec: LossSpec, labels, ignore: int, rw, cw, R: int) -> float:
+    """What "mean" divides by: see LossSpec.mean_over. Accumulated in float64."""
+    if labels is None or spec.mean_over == "rows":
+        return float(R) if rw is None else float(np.sum(rw, dtype=np.float64))
+    keep = labels != ignore
+    per_row = np.ones(R) if rw is None else rw.astype(np.float64)
+    if spec.mean_over == "class_weight" and cw is not None:
+        per_row = per_row * cw.astype(np.float64)[np.where(keep, labels, 0)]
+    return float(np.sum(per_row, where=keep))
+
+
+def _unit_hessian_rows(h: np.ndarray, labels, ignore: int, rw, scale: float) -> None:
+    """hessian="ones" for a multiclass loss: 1 * row weight * scale, 0 on ignored rows."""
+    C = h.shape[-1]
+    rows = h.reshape(-1, C)
+    per_row = np.full(rows.shape[0], scale) if rw is None else rw.astype(np.float64) * scale
+    if labels is not None:
+        per_row = np.where(labels != ignore, per_row, 0.0)
+    rows[...] = per_row[:, None]
+
+
+def _results(want_value, want_grad, want_hess, reduction, total, denom, v, g, h):
+    """The public return value: value, (value, grad), grad or (grad, hess)."""
+    if want_value:
+        if v is not None:
+            value = v
+        elif reduction == "sum":
+            value = float(total)
+        else:
+            value = float(total) / denom if denom != 0 else math.nan
+        return (value, g) if want_grad else value
+    return (g, h) if want_hess else g
+
+
 # --- backend choice ----------------------------------------------------------------------------------
 
 
@@ -164,7 +269,7 @@ class Loss:
         return f"<fusedloss loss {self.name}({params})>"
 
     # parameters: keyword-only, checked against the registry
-    def _check_params(self, kwargs: dict) -> tuple[dict, float, float]:
+    def _check_params(self, kwargs: dict) -> tuple[dict, float, float, tuple]:
         spec = self.spec
         unknown = set(kwargs) - set(spec.param_names)
         if unknown:
@@ -182,8 +287,8 @@ class Loss:
             if problem:
                 raise ValueError(f"{self.name}: {p.name} must be {problem}, got {value!r}")
             params[p.name] = value
-        a, b = spec.pack(params)
-        return params, float(a), float(b)
+        packed = tuple(float(v) for v in spec.pack(params))
+        return params, packed[0], packed[1], packed
 
     def _run(self, pred, target, reduction, sample_weight, backend, kwargs,
              want_value, want_grad, want_hess, grad_out=None, hess_out=None, hessian="exact"):
@@ -194,13 +299,16 @@ class Loss:
                             "for its value")
         if reduction not in REDUCTIONS:
             raise ValueError(f"{name}: reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
-        params, a, b = self._check_params(kwargs) if kwargs else self._default_params
+        params, a, b, packed = self._check_params(kwargs) if kwargs else self._default_params
         if is_device_array(pred):
             from . import _device  # only device users pay for importing the CUDA path
 
             return _device.run(self, pred, target, reduction, sample_weight, backend, params, a, b,
                                want_value, want_grad, want_hess, grad_out, hess_out, hessian)
 
+        if spec.kind == "multiclass":
+            return self._run_multiclass(pred, target, reduction, sample_weight, backend, params, packed,
+                                        want_value, want_grad, want_hess, grad_out, hess_out, hessian)
         p = _as_pred(pred, name)
         y = _as_like(target, p, "target", name)
         if y.shape != p.shape:
@@ -209,6 +317,7 @@ class Loss:
         _check_domain(y, spec.target_domain, "target", name)
         _check_domain(p, spec.pred_domain_for(params), "pred", name)
         w = None if sample_weight is None else _prepare_weight(sample_weight, p, name)
+        cols = _column_vector(spec, params, p)
         module = resolve_host_backend(backend, spec, p.dtype)
 
         n = p.size
@@ -236,26 +345,62 @@ class Loss:
             None if g is None else g.reshape(-1),
             None if (h is None or unit_hess) else h.reshape(-1),
             _config.get_num_threads(),
+            *(() if cols is None else (cols,)),
         )
         if unit_hess:
             if w is None:
                 h.fill(scale)
             else:
                 np.multiply(w.reshape(p.shape), scale, out=h)
-        if want_value:
-            if v is not None:
-                value = v
-            elif reduction == "sum":
-                value = float(total)
-            else:
-                value = float(total) / denom if denom != 0 else math.nan
-        if want_value and want_grad:
-            return value, g
-        if want_value:
-            return value
+        return _results(want_value, want_grad, want_hess, reduction, total, denom, v, g, h)
+
+    def _run_multiclass(self, logits, target, reduction, sample_weight, backend, params, packed,
+                        want_value, want_grad, want_hess, grad_out, hess_out, hessian):
+        spec = self.spec
+        name = self.name
+        x = _as_pred(logits, name)
+        if x.ndim < 1 or x.shape[-1] < 1:
+            raise ValueError(f"{name}: logits need a class axis (the last one) of length >= 1, got shape {x.shape}")
+        C = x.shape[-1]
+        lead = x.shape[:-1]
+        labels, q = _prepare_targets(spec, params, target, x)
+        rw = None if sample_weight is None else _prepare_row_weight(sample_weight, lead, x, name)
+        cw = _class_vector(spec, params, x)
+        ignore = int(params[spec.ignore_param]) if spec.ignore_param else -1
+        module = resolve_host_backend(backend, spec, x.dtype)
+
+        R = x.size // C if C else 0
+        if reduction == "mean":
+            denom = _mean_denominator(spec, labels, ignore, rw, cw, R)
+            scale = 1.0 / denom if denom != 0 else math.nan
+        else:
+            denom = 1.0
+            scale = 1.0
+        g = h = v = None
+        if want_grad:
+            # grad_out may be the logits themselves: the kernels read each element before writing it
+            g = np.empty(x.shape, x.dtype) if grad_out is None else _check_out(grad_out, x, "grad_out", name)
         if want_hess:
-            return g, h
-        return g
+            h = np.empty(x.shape, x.dtype) if hess_out is None else _check_out(hess_out, x, "hess_out", name)
+            if g is not None and np.may_share_memory(g, h):
+                raise ValueError(f"{name}: grad_out and hess_out must not overlap")
+            if np.may_share_memory(h, x) or (g is not None and np.may_share_memory(g, x)):
+                raise ValueError(f"{name}: grad_hess cannot write into the logits (both outputs need them)")
+        if want_value and reduction == "none":
+            v = np.empty(lead, x.dtype)
+        unit_hess = h is not None and hessian == "ones"
+        reduce = want_value and reduction != "none"
+        total = module.multiclass(
+            name, packed, ignore, C, x.reshape(-1), labels, None if q is None else q.reshape(-1), rw, cw,
+            scale, reduce,
+            None if v is None else v.reshape(-1),
+            None if g is None else g.reshape(-1),
+            None if (h is None or unit_hess) else h.reshape(-1),
+            _config.get_num_threads(),
+        )
+        if unit_hess:
+            _unit_hessian_rows(h, labels, ignore, rw, scale)
+        return _results(want_value, want_grad, want_hess, reduction, total, denom, v, g, h)
 
     def __call__(self, pred, target, *, reduction="mean", sample_weight=None, backend=None, **params):
         return self._run(pred, target, reduction, sample_weight, backend, params, True, False, False)

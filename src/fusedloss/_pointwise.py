@@ -131,3 +131,271 @@ def tweedie_point(p, y, a, b):
         e2 - y * e1,
         (2.0 - rho) * e2 - (1.0 - rho) * y * e1,
     )
+
+
+# --- binary classification (elementwise) ------------------------------------------------------------
+
+BCE_EPS = 1e-12  # PyTorch's clamp of p (1 - p) in the BCE gradient
+
+
+def binary_cross_entropy_point(p, y, a, b):
+    pw = a
+    log_p = max(math.log(p), -100.0) if p > 0 else -100.0
+    log_1mp = max(math.log1p(-p), -100.0) if p < 1 else -100.0
+    return (
+        -(pw * y * log_p + (1.0 - y) * log_1mp),
+        ((1.0 - y) * p - pw * y * (1.0 - p)) / max(p * (1.0 - p), BCE_EPS),
+        pw * y / max(p * p, BCE_EPS) + (1.0 - y) / max((1.0 - p) * (1.0 - p), BCE_EPS),
+    )
+
+
+def binary_cross_entropy_with_logits_point(x, y, a, b):
+    pw = a
+    ys = y * (1.0 - b) + 0.5 * b  # label smoothing
+    lw = 1.0 + (pw - 1.0) * ys
+    sm = sigmoid(-x)
+    return (1.0 - ys) * x + lw * log1pexp(-x), (1.0 - ys) - lw * sm, lw * sigmoid(x) * sm
+
+
+def binary_focal_point(x, y, a, b):
+    alpha = a
+    gamma = b
+    s = sigmoid(x)
+    sm = sigmoid(-x)
+    ce = log1pexp(x) - y * x
+    q = s * (1.0 - y) + sm * y  # 1 - p_t, as a sum of two non-negative terms: no cancellation
+    a_t = 1.0 if alpha < 0 else alpha * y + (1.0 - alpha) * (1.0 - y)
+    u = s * sm
+    dq = (1.0 - 2.0 * y) * u
+    d2q = dq * (1.0 - 2.0 * s)
+    if q > 0:
+        f = q**gamma
+        q1 = q ** (gamma - 1.0)
+        df = gamma * q1 * dq
+        d2f = gamma * (gamma - 1.0) * q ** (gamma - 2.0) * dq * dq + gamma * q1 * d2q
+    else:  # q underflowed: the limits of q^gamma and of its derivatives times ce
+        f = 1.0 if gamma == 0 else 0.0
+        df = 0.0
+        d2f = 0.0
+    return a_t * ce * f, a_t * ((s - y) * f + ce * df), a_t * (u * f + 2.0 * (s - y) * df + ce * d2f)
+
+
+def hinge_point(x, y, a, b):
+    t = 1.0 if y > 0 else -1.0
+    m = 1.0 - t * x
+    if m > 0:
+        return m, -t, 0.0
+    if m <= 0:
+        return 0.0, 0.0, 0.0
+    return m, m, m  # nan
+
+
+def squared_hinge_point(x, y, a, b):
+    t = 1.0 if y > 0 else -1.0
+    m = 1.0 - t * x
+    if m > 0:
+        return m * m, -2.0 * t * m, 2.0
+    if m <= 0:
+        return 0.0, 0.0, 0.0
+    return m, m, m  # nan
+
+
+def zero_one_point(x, y, a, b):
+    if x != x:
+        return x, 0.0, 0.0
+    if (x > a) != (y > 0):
+        return 1.0, 0.0, 0.0
+    return 0.0, 0.0, 0.0
+
+
+# --- multiclass: one row at a time -------------------------------------------------------------------
+#
+# Every row function has the same signature, so one generic row loop per backend serves them all:
+#   <loss>_row(x, base, C, t, q, cw, has_cw, soft, a, b, c, d, rw, gscale, g, h, want_g, want_h) -> value
+# x: flat logits, the row is x[base : base + C]; t: the row's label (unused for soft targets; ignored rows
+# never reach a row function); q: flat soft targets (same layout as x) when soft; cw: the per-class vector
+# when has_cw; (a, b, c, d): packed parameters (LossSpec.pack); rw: the row's sample weight. Writes
+# g[base + j] = rw * gscale * dl/dx_j (if want_g) and h likewise (if want_h), each element of x read
+# before the same element of g is written (so g may be x itself), and returns rw * value.
+# Arrays not in use are passed as empty arrays. Row sums accumulate in float64.
+
+
+def capped(v, cap):
+    """softcap: cap * tanh(v / cap), or v when cap == 0."""
+    if cap > 0.0:
+        return cap * math.tanh(v / cap)
+    return v
+
+
+def row_lse(x, base, C, cap, inv_t):
+    """logsumexp over the row of z_j = capped(x_j) * inv_t, in two passes over the (cached) row.
+
+    The max is taken first so that every exp has a non-positive argument; a row whose max is -inf (all
+    classes masked) gets lse = -inf instead of nan.
+    """
+    m = -math.inf
+    for j in range(C):
+        z = capped(x[base + j], cap) * inv_t
+        if z > m:
+            m = z
+    if m == -math.inf or m == math.inf:
+        return m
+    s = 0.0
+    for j in range(C):
+        s += math.exp(capped(x[base + j], cap) * inv_t - m)
+    return m + math.log(s)
+
+
+def cross_entropy_row(x, base, C, t, q, cw, has_cw, soft, a, b, c, d, rw, gscale, g, h, want_g, want_h):
+    ls = a
+    zl = b
+    cap = c
+    lse = row_lse(x, base, C, cap, 1.0)
+    e_c = ls / C
+    coef = 0.0  # A in the spec's formula
+    szw = 0.0  # sum of b_j z_j
+    if soft:
+        for j in range(C):
+            cj = cw[j] if has_cw else 1.0
+            bj = cj * (q[base + j] * (1.0 - ls) + e_c)
+            coef += bj
+            if bj != 0.0:
+                szw += bj * capped(x[base + j], cap)
+        value = coef * lse - szw
+    else:
+        W = 0.0
+        for j in range(C):
+            cj = cw[j] if has_cw else 1.0
+            W += cj
+            if ls != 0.0 and cj != 0.0:
+                szw += cj * capped(x[base + j], cap)
+        ct = cw[t] if has_cw else 1.0
+        coef = (1.0 - ls) * ct + e_c * W
+        value = (1.0 - ls) * ct * (lse - capped(x[base + t], cap)) + e_c * (W * lse - szw)
+    value += zl * lse * lse
+    if want_g or want_h:
+        f = rw * gscale
+        for j in range(C):
+            z = capped(x[base + j], cap)
+            pj = math.exp(z - lse)
+            cj = cw[j] if has_cw else 1.0
+            if soft:
+                bj = cj * (q[base + j] * (1.0 - ls) + e_c)
+            else:
+                bj = e_c * cj
+                if j == t:
+                    bj += (1.0 - ls) * cj
+            gz = coef * pj - bj + 2.0 * zl * lse * pj
+            if cap > 0.0:
+                tau = z / cap
+                dz = 1.0 - tau * tau
+                gx = gz * dz
+            else:
+                dz = 1.0
+                gx = gz
+            if want_h:
+                hz = coef * pj * (1.0 - pj) + 2.0 * zl * (pj * pj + lse * pj * (1.0 - pj))
+                hx = hz * dz * dz
+                if cap > 0.0:
+                    hx += gz * (-2.0 * (z / cap) * dz / cap)
+                h[base + j] = f * hx
+            if want_g:
+                g[base + j] = f * gx
+    return rw * value
+
+
+def categorical_focal_row(x, base, C, t, q, cw, has_cw, soft, a, b, c, d, rw, gscale, g, h, want_g, want_h):
+    gamma = a
+    lse = row_lse(x, base, C, 0.0, 1.0)
+    lp_t = x[base + t] - lse
+    p_t = math.exp(lp_t)
+    omp = -math.expm1(lp_t)  # 1 - p_t without cancellation
+    a_t = cw[t] if has_cw else 1.0
+    if omp > 0:
+        pow_g = omp**gamma
+        pow_g1 = omp ** (gamma - 1.0)
+        pow_g2 = omp ** (gamma - 2.0)
+    else:  # p_t == 1: the limits (every term with a negative power is multiplied by something smaller)
+        pow_g = 1.0 if gamma == 0 else 0.0
+        pow_g1 = 0.0
+        pow_g2 = 0.0
+    F = pow_g - gamma * p_t * lp_t * pow_g1
+    dF = -gamma * pow_g1 * (2.0 + lp_t) + gamma * (gamma - 1.0) * p_t * lp_t * pow_g2
+    if want_g or want_h:
+        f = rw * gscale * a_t
+        for j in range(C):
+            pj = math.exp(x[base + j] - lse)
+            diff = pj - 1.0 if j == t else pj
+            if want_h:
+                h[base + j] = f * (F * pj * (1.0 - pj) - dF * p_t * diff * diff)
+            if want_g:
+                g[base + j] = f * F * diff
+    return -rw * a_t * pow_g * lp_t
+
+
+def multi_margin_row(x, base, C, t, q, cw, has_cw, soft, a, b, c, d, rw, gscale, g, h, want_g, want_h):
+    margin = a
+    power = b
+    x_t = x[base + t]
+    w_t = cw[t] if has_cw else 1.0
+    k = w_t / C
+    f = rw * gscale * k
+    value = 0.0
+    g_t = 0.0
+    h_t = 0.0
+    for j in range(C):
+        if j == t:
+            continue
+        v = margin - x_t + x[base + j]
+        if v > 0:
+            if power == 2.0:
+                value += v * v
+                gj = 2.0 * v
+                hj = 2.0
+            else:
+                value += v
+                gj = 1.0
+                hj = 0.0
+        else:
+            gj = 0.0
+            hj = 0.0
+        g_t -= gj
+        h_t += hj
+        if want_g:
+            g[base + j] = f * gj
+        if want_h:
+            h[base + j] = f * hj
+    if want_g:
+        g[base + t] = f * g_t
+    if want_h:
+        h[base + t] = f * h_t
+    return rw * k * value
+
+
+def kl_div_row(x, base, C, t, q, cw, has_cw, soft, a, b, c, d, rw, gscale, g, h, want_g, want_h):
+    log_target = a != 0.0
+    inv_t = 1.0 / b
+    lse = row_lse(x, base, C, 0.0, inv_t)
+    S = 0.0
+    value = 0.0
+    for j in range(C):
+        tj = q[base + j]
+        if log_target:
+            qj = math.exp(tj)
+            if qj > 0.0:
+                value += qj * (tj - (x[base + j] * inv_t - lse))
+        else:
+            qj = tj
+            if qj > 0.0:
+                value += qj * (math.log(qj) - (x[base + j] * inv_t - lse))
+        S += qj
+    if want_g or want_h:
+        f = rw * gscale
+        for j in range(C):
+            pj = math.exp(x[base + j] * inv_t - lse)
+            qj = math.exp(q[base + j]) if log_target else q[base + j]
+            if want_h:
+                h[base + j] = f * S * pj * (1.0 - pj) * inv_t * inv_t
+            if want_g:
+                g[base + j] = f * (S * pj - qj) * inv_t
+    return rw * value

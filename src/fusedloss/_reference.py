@@ -88,6 +88,79 @@ def tweedie(p, y, power):
     return value, e2 - y * e1, (2.0 - rho) * e2 - (1.0 - rho) * y * e1
 
 
+def _log1pexp(x):
+    """softplus log(1 + e^x) = max(x, 0) + log1p(e^-|x|): exp of a non-positive number only."""
+    return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def _sigmoid(x):
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+BCE_EPS = 1e-12  # PyTorch's clamp of the denominator in the BCE gradient
+
+
+def binary_cross_entropy(p, y, pos_weight):
+    pw = 1.0 if pos_weight is None else pos_weight
+    log_p = np.maximum(np.log(p), -100.0)
+    log_1mp = np.maximum(np.log1p(-p), -100.0)
+    value = -(pw * y * log_p + (1.0 - y) * log_1mp)
+    grad = ((1.0 - y) * p - pw * y * (1.0 - p)) / np.maximum(p * (1.0 - p), BCE_EPS)
+    hess = pw * y / np.maximum(p * p, BCE_EPS) + (1.0 - y) / np.maximum((1.0 - p) ** 2, BCE_EPS)
+    return value, grad, hess
+
+
+def binary_cross_entropy_with_logits(x, y, pos_weight, label_smoothing):
+    pw = 1.0 if pos_weight is None else pos_weight
+    y = y * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    lw = 1.0 + (pw - 1.0) * y
+    value = (1.0 - y) * x + lw * _log1pexp(-x)
+    s, sm = _sigmoid(x), _sigmoid(-x)
+    return value, (1.0 - y) - lw * sm, lw * s * sm
+
+
+def binary_focal(x, y, alpha, gamma):
+    s, sm = _sigmoid(x), _sigmoid(-x)
+    ce = _log1pexp(x) - y * x
+    q = s * (1.0 - y) + sm * y  # 1 - p_t, without cancellation
+    a_t = np.ones_like(x) if alpha < 0 else alpha * y + (1.0 - alpha) * (1.0 - y)
+    u = s * sm  # sigmoid'
+    dq = (1.0 - 2.0 * y) * u
+    d2q = (1.0 - 2.0 * y) * u * (1.0 - 2.0 * s)
+    f = q**gamma
+    pos = q > 0
+    qs = np.where(pos, q, 1.0)
+    df = np.where(pos, gamma * qs ** (gamma - 1.0) * dq, 0.0)
+    d2f = np.where(pos, gamma * (gamma - 1.0) * qs ** (gamma - 2.0) * dq * dq + gamma * qs ** (gamma - 1.0) * d2q, 0.0)
+    value = a_t * ce * f
+    grad = a_t * ((s - y) * f + ce * df)
+    hess = a_t * (u * f + 2.0 * (s - y) * df + ce * d2f)
+    return value, grad, hess
+
+
+def _sign_target(y):
+    return np.where(y > 0, 1.0, -1.0)
+
+
+def hinge(x, y):
+    t = _sign_target(y)
+    m = 1.0 - t * x
+    return np.maximum(m, 0.0), np.where(m > 0, -t, 0.0), np.zeros_like(m)
+
+
+def squared_hinge(x, y):
+    t = _sign_target(y)
+    m = np.maximum(1.0 - t * x, 0.0)
+    return m * m, -2.0 * t * m, np.where(m > 0, 2.0, 0.0)
+
+
+def zero_one(x, y, threshold):
+    wrong = (x > threshold) != (y > 0)
+    value = np.where(np.isnan(x), np.nan, wrong.astype(np.float64))
+    return value, np.zeros_like(value), np.zeros_like(value)
+
+
 ELEMENTWISE = {
     "mse": mse,
     "mae": mae,
@@ -98,6 +171,12 @@ ELEMENTWISE = {
     "quantile": quantile,
     "poisson_nll": poisson_nll,
     "tweedie": tweedie,
+    "binary_cross_entropy": binary_cross_entropy,
+    "binary_cross_entropy_with_logits": binary_cross_entropy_with_logits,
+    "binary_focal": binary_focal,
+    "hinge": hinge,
+    "squared_hinge": squared_hinge,
+    "zero_one": zero_one,
 }
 
 
@@ -131,3 +210,194 @@ def reduce_elementwise(name, pred, target, *, reduction="mean", sample_weight=No
             return total, w * grad, w * hess
         denom = float(np.sum(w))
         return total / denom if denom != 0 else float("nan"), w * grad / denom, w * hess / denom
+
+
+# --- multiclass (class axis last); rows are the flattened leading axes --------------------------------
+
+
+def _logsumexp_rows(z):
+    m = np.max(z, axis=1, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)  # a row of -inf has lse -inf, not nan
+    with np.errstate(divide="ignore"):
+        return (m + np.log(np.sum(np.exp(z - m), axis=1, keepdims=True)))[:, 0]
+
+
+def _xmul(a, b):
+    """a * b with 0 * (+-inf) taken as 0: a class with weight 0 contributes nothing, even at -inf."""
+    return np.where(a == 0, 0.0, a * b)
+
+
+def cross_entropy(x, target, soft, cw, ignore_index, label_smoothing, z_loss, softcap):
+    R, C = x.shape
+    if softcap:  # None or 0 switch it off
+        tau = np.tanh(x / softcap)
+        z, dz, d2z = softcap * tau, 1.0 - tau * tau, -2.0 * tau * (1.0 - tau * tau) / softcap
+    else:
+        z, dz, d2z = x, np.ones_like(x), np.zeros_like(x)
+    cw = np.ones(C) if cw is None else cw
+    e = label_smoothing
+    lse = _logsumexp_rows(z)
+    p = np.exp(z - lse[:, None])
+    if soft:
+        keep = np.ones(R, dtype=bool)
+        qs = target * (1.0 - e) + e / C
+        coef = np.sum(cw * qs, axis=1)
+        b = cw * qs
+        value = coef * lse - np.sum(_xmul(b, z), axis=1)
+    else:
+        keep = target != ignore_index
+        t = np.where(keep, target, 0)
+        onehot = np.zeros((R, C))
+        onehot[np.arange(R), t] = 1.0
+        cw_t = cw[t]
+        W = np.sum(cw)
+        coef = (1.0 - e) * cw_t + (e / C) * W
+        b = (1.0 - e) * cw_t[:, None] * onehot + (e / C) * cw
+        z_t = z[np.arange(R), t]
+        value = (1.0 - e) * cw_t * (lse - z_t) + (e / C) * (W * lse - np.sum(_xmul(cw, z), axis=1))
+    value = value + z_loss * lse * lse
+    gz = coef[:, None] * p - b + 2.0 * z_loss * lse[:, None] * p
+    hz = coef[:, None] * p * (1.0 - p) + 2.0 * z_loss * (p * p + lse[:, None] * p * (1.0 - p))
+    grad = gz * dz
+    hess = hz * dz * dz + gz * d2z
+    return value, grad, hess, keep
+
+
+def categorical_focal(x, target, soft, cw, ignore_index, gamma):
+    R, C = x.shape
+    keep = target != ignore_index
+    t = np.where(keep, target, 0)
+    lse = _logsumexp_rows(x)
+    p = np.exp(x - lse[:, None])
+    lp_t = x[np.arange(R), t] - lse
+    p_t = np.exp(lp_t)
+    omp = -np.expm1(lp_t)  # 1 - p_t without cancellation
+    a_t = np.ones(R) if cw is None else cw[t]
+    pos = omp > 0
+    o = np.where(pos, omp, 1.0)
+    pow_g = np.where(pos, o**gamma, 1.0 if gamma == 0 else 0.0)
+    pow_g1 = np.where(pos, o ** (gamma - 1.0), 0.0)
+    pow_g2 = np.where(pos, o ** (gamma - 2.0), 0.0)
+    F = pow_g - gamma * p_t * lp_t * pow_g1
+    dF = -gamma * pow_g1 * (2.0 + lp_t) + gamma * (gamma - 1.0) * p_t * lp_t * pow_g2
+    onehot = np.zeros((R, C))
+    onehot[np.arange(R), t] = 1.0
+    diff = p - onehot
+    value = -a_t * pow_g * lp_t
+    grad = (a_t * F)[:, None] * diff
+    hess = a_t[:, None] * (F[:, None] * p * (1.0 - p) - (dF * p_t)[:, None] * diff * diff)
+    return value, grad, hess, keep
+
+
+def multi_margin(x, target, soft, cw, ignore_index, margin, p):
+    R, C = x.shape
+    rows = np.arange(R)
+    w_t = np.ones(R) if cw is None else cw[target]
+    v = margin - x[rows, target][:, None] + x
+    active = v > 0
+    active[rows, target] = False
+    vp = np.where(active, v, 0.0)
+    value = w_t / C * np.sum(vp**p, axis=1)
+    gj = (w_t / C)[:, None] * (p * vp ** (p - 1) if p == 2 else active.astype(np.float64))
+    grad = gj.copy()
+    grad[rows, target] = -np.sum(gj, axis=1)
+    if p == 1:
+        hess = np.zeros((R, C))
+    else:
+        hess = (2.0 * w_t / C)[:, None] * active
+        hess[rows, target] = np.sum(hess, axis=1)
+    return value, grad, hess, np.ones(R, dtype=bool)
+
+
+def kl_div(x, target, soft, cw, ignore_index, log_target, temperature):
+    T = temperature
+    z = x / T
+    lse = _logsumexp_rows(z)
+    lp = z - lse[:, None]
+    p = np.exp(lp)
+    if log_target:
+        q = np.exp(target)
+        qlogq = q * target
+    else:
+        q = target
+        qlogq = np.where(q > 0, q * np.log(np.where(q > 0, q, 1.0)), 0.0)
+    S = np.sum(q, axis=1)
+    value = np.sum(qlogq, axis=1) - np.sum(_xmul(q, lp), axis=1)
+    grad = (S[:, None] * p - q) / T
+    hess = S[:, None] * p * (1.0 - p) / T**2
+    return value, grad, hess, np.ones(x.shape[0], dtype=bool)
+
+
+MULTICLASS = {
+    "cross_entropy": cross_entropy,
+    "categorical_focal": categorical_focal,
+    "multi_margin": multi_margin,
+    "kl_div": kl_div,
+}
+
+
+def multiclass(name, logits, target, soft, class_vector=None, ignore_index=-100, **params):
+    """Per-row value (R,), gradient and Hessian diagonal (R, C), and the kept-rows mask, in float64.
+
+    ``logits`` is (R, C); ``target`` is (R,) integer labels or, with ``soft``, (R, C) floats. Ignored rows
+    have value, gradient and Hessian 0.
+    """
+    x = np.asarray(logits, dtype=np.float64)
+    tgt = np.asarray(target, dtype=np.float64 if soft else np.int64)
+    cw = None if class_vector is None else np.broadcast_to(np.asarray(class_vector, np.float64), x.shape[1:])
+    with np.errstate(all="ignore"):
+        value, grad, hess, keep = MULTICLASS[name](x, tgt, soft, cw, ignore_index, **params)
+    value = np.where(keep, value, 0.0)
+    grad = np.where(keep[:, None], grad, 0.0)
+    hess = np.where(keep[:, None], hess, 0.0)
+    return value, grad, hess, keep
+
+
+def mean_denominator(mean_over, target, soft, keep, row_weight, class_vector):
+    """What "mean" divides by (see LossSpec.mean_over), in float64."""
+    w = np.ones(keep.shape[0]) if row_weight is None else np.asarray(row_weight, np.float64)
+    if mean_over == "class_weight" and not soft and class_vector is not None:
+        cw = np.broadcast_to(np.asarray(class_vector, np.float64), (np.size(class_vector),))
+        t = np.where(keep, target, 0)
+        return float(np.sum(np.where(keep, w * cw[t], 0.0)))
+    if mean_over in ("class_weight", "kept_rows"):
+        return float(np.sum(np.where(keep, w, 0.0)))
+    return float(np.sum(w))
+
+
+def reduce_multiclass(name, logits, target, *, reduction="mean", sample_weight=None, soft=None, **params):
+    """(value, grad, hess) of the reduced multiclass loss, following the public API's rules.
+
+    ``params`` are the loss's keyword parameters; the one named by the spec's ``vector_param`` and the
+    ``ignore_param`` are taken out of them here.
+    """
+    from ._spec import get_spec
+
+    spec = get_spec(name)
+    x = np.asarray(logits, dtype=np.float64)
+    C = x.shape[-1]
+    lead = x.shape[:-1]
+    tgt = np.asarray(target)
+    if soft is None:
+        soft = tgt.shape == x.shape and tgt.dtype.kind == "f"
+    params = dict(params)
+    vec = params.pop(spec.vector_param, None) if spec.vector_param else None
+    ignore = params.pop(spec.ignore_param, -100) if spec.ignore_param else -100
+    if vec is not None and np.ndim(vec) == 0:
+        vec = np.full(C, float(vec))
+    t2 = tgt.reshape(-1, C) if soft else tgt.reshape(-1)
+    value, grad, hess, keep = multiclass(name, x.reshape(-1, C), t2, soft, vec, ignore, **params)
+    rw = None if sample_weight is None else np.broadcast_to(
+        np.asarray(sample_weight, np.float64).reshape(np.shape(sample_weight) + (1,) * (len(lead) - np.ndim(sample_weight))),
+        lead).reshape(-1)
+    w = np.ones_like(value) if rw is None else rw
+    value, grad, hess = w * value, w[:, None] * grad, w[:, None] * hess
+    with np.errstate(all="ignore"):
+        if reduction == "none":
+            return value.reshape(lead), grad.reshape(x.shape), hess.reshape(x.shape)
+        total = float(np.sum(value))
+        if reduction == "sum":
+            return total, grad.reshape(x.shape), hess.reshape(x.shape)
+        denom = mean_denominator(spec.mean_over, t2, soft, keep, rw, vec)
+        scale = 1.0 / denom if denom != 0 else float("nan")
+        return total * scale, grad.reshape(x.shape) * scale, hess.reshape(x.shape) * scale

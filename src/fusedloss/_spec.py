@@ -50,8 +50,16 @@ class LossSpec:
     has_hessian: bool = True
     hessian_zero_ae: bool = False  # Hessian is zero almost everywhere (piecewise-linear losses)
     torch_name: str | None = None  # the torch.nn.functional twin, for cross-checks
-    pack: Callable[[dict], tuple[float, float]] = lambda kw: (0.0, 0.0)
-    aliases: tuple[str, ...] = field(default=())
+    pack: Callable[[dict], tuple[float, ...]] = lambda kw: (0.0, 0.0)
+    # the parameter that may be a vector along the last axis (pos_weight, class_weight, alpha), or None
+    vector_param: str | None = None
+    # multiclass only: which target forms it takes, the parameter naming an ignored label, and what
+    # "mean" divides by: "class_weight" (sum of s_r * class_weight[t_r] over kept rows), "kept_rows"
+    # (sum of s_r over rows not ignored) or "rows" (sum of s_r over all rows)
+    hard_labels: bool = False
+    soft_labels: bool = False
+    ignore_param: str | None = None
+    mean_over: str = "rows"
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -60,9 +68,16 @@ class LossSpec:
     def defaults(self) -> dict:
         return {p.name: p.default for p in self.params}
 
-    def unpack(self, a: float, b: float) -> dict:
-        """Inverse of ``pack``: the keyword parameters from the two packed floats."""
-        return {p.name: p.convert(v) for p, v in zip(self.params, (a, b))}
+    def unpack(self, *packed: float) -> dict:
+        """Inverse of ``pack``: the keyword parameters from the packed floats.
+
+        Elementwise losses pack every parameter in order (a vector parameter's slot holds its scalar value,
+        or a placeholder when it is an array, which kernels get as ``cols``). Multiclass losses pack the
+        parameters other than the vector parameter and the ignored label (kernels get those as arguments).
+        """
+        skip = (self.vector_param, self.ignore_param) if self.kind == "multiclass" else ()
+        names = [p for p in self.params if p.name not in skip]
+        return {p.name: p.convert(v) for p, v in zip(names, packed)}
 
     def pred_domain_for(self, params: dict) -> str:
         """The prediction domain, which for a few losses depends on a parameter."""
@@ -88,9 +103,62 @@ def _tweedie_power(v):
     return None if 1.0 < v < 2.0 else "a number in the open interval (1, 2)"
 
 
+def _unit_closed(v):
+    return None if 0.0 <= v <= 1.0 else "a number in [0, 1]"
+
+
+def _finite(v):
+    return None if math.isfinite(v) else "a finite number"
+
+
+def _optional_positive(v):
+    return None if v is None else _positive(v)
+
+
+def _optional_float(v):
+    return None if v is None else float(v)
+
+
+def _to_int(v):
+    if isinstance(v, bool) or not float(v).is_integer():
+        raise TypeError(f"expected an integer, got {type(v).__name__} {v!r}")
+    return int(v)
+
+
+def _margin_power(v):
+    return None if v in (1, 2) else "1 or 2"
+
+
+def _vector_or_scalar(v):
+    """None, a float, or a 1-D float64 array (a per-class / per-column vector along the last axis)."""
+    if v is None:
+        return None
+    if hasattr(v, "__len__") or hasattr(v, "shape"):
+        import numpy as np
+
+        arr = np.array(v, dtype=np.float64)  # a private copy: later changes by the caller do not leak in
+        if arr.ndim == 0:
+            return float(arr)
+        if arr.ndim != 1:
+            raise TypeError(f"expected a scalar or a 1-D array, got an array of shape {arr.shape}")
+        return arr
+    return float(v)
+
+
+def _nonnegative_values(v):
+    """Check for a scalar-or-vector parameter: every value finite and >= 0."""
+    if v is None:
+        return None
+    import numpy as np
+
+    values = np.atleast_1d(v)
+    return None if bool(np.all(np.isfinite(values) & (values >= 0))) else "finite and >= 0 (every entry)"
+
+
 def _to_bool(v):
-    if isinstance(v, (bool, int)) or type(v).__name__ == "bool_":
-        return bool(v)
+    if isinstance(v, (bool, int, float)) or type(v).__name__ == "bool_":
+        if v in (0, 1):  # True, False, and their packed float forms 1.0 and 0.0
+            return bool(v)
     raise TypeError(f"expected a bool, got {type(v).__name__} {v!r}")
 
 
@@ -201,4 +269,141 @@ register(LossSpec(
     summary="half Tweedie deviance with log link, as scikit-learn's HalfTweedieLoss (without its constant term)",
     formula=("rho in (1, 2):  l = exp((2-rho) p)/(2-rho) - y exp((1-rho) p)/(1-rho);  "
              "g = exp((2-rho) p) - y exp((1-rho) p);  h = (2-rho) exp((2-rho) p) - (1-rho) y exp((1-rho) p)"),
+))
+
+
+# --- binary classification (elementwise) ------------------------------------------------------------
+
+register(LossSpec(
+    name="binary_cross_entropy", kind="elementwise", torch_name="binary_cross_entropy",
+    pred_domain="unit", target_domain="unit", vector_param="pos_weight",
+    params=(Param("pos_weight", None, "weight of the positive term: a scalar, or one per column of the last "
+                  "axis (multilabel)", _nonnegative_values, _vector_or_scalar),),
+    pack=lambda kw: (1.0 if kw["pos_weight"] is None or not isinstance(kw["pos_weight"], float)
+                     else kw["pos_weight"], 0.0),
+    summary="binary cross-entropy on probabilities, logs clamped at -100, as torch.nn.functional.binary_cross_entropy",
+    formula=("l = -(pw y max(log p, -100) + (1-y) max(log(1-p), -100));  "
+             "g = ((1-y) p - pw y (1-p)) / max(p (1-p), 1e-12);  h = pw y / max(p^2, 1e-12) + (1-y) / max((1-p)^2, 1e-12)"),
+))
+
+register(LossSpec(
+    name="binary_cross_entropy_with_logits", kind="elementwise", torch_name="binary_cross_entropy_with_logits",
+    target_domain="unit", vector_param="pos_weight",
+    params=(
+        Param("pos_weight", None, "weight of the positive term: a scalar, or one per column of the last axis "
+              "(multilabel)", _nonnegative_values, _vector_or_scalar),
+        Param("label_smoothing", 0.0, "targets become y (1 - s) + s/2", _unit_closed),
+    ),
+    pack=lambda kw: (1.0 if kw["pos_weight"] is None or not isinstance(kw["pos_weight"], float)
+                     else kw["pos_weight"], kw["label_smoothing"]),
+    summary="binary cross-entropy on logits (stable for any finite logit), soft targets allowed, "
+            "as torch.nn.functional.binary_cross_entropy_with_logits; with a class axis it is multilabel",
+    formula=("y <- y (1-s) + s/2, lw = 1 + (pw - 1) y:  l = (1-y) x + lw softplus(-x);  "
+             "g = (1-y) - lw sigmoid(-x);  h = lw sigmoid(x) sigmoid(-x)"),
+))
+
+register(LossSpec(
+    name="binary_focal", kind="elementwise", target_domain="unit",
+    params=(
+        Param("alpha", 0.25, "weight of positives (1 - alpha for negatives); alpha < 0 disables it",
+              lambda v: None if (math.isfinite(v) and v <= 1.0) else "a finite number <= 1"),
+        Param("gamma", 2.0, "focusing exponent", _nonnegative),
+    ),
+    pack=lambda kw: (kw["alpha"], kw["gamma"]),
+    summary="sigmoid focal loss on logits, as torchvision.ops.sigmoid_focal_loss",
+    formula=("s = sigmoid(x), ce = softplus(x) - y x, q = s (1-y) + (1-s) y, a_t = alpha y + (1-alpha)(1-y) "
+             "(1 if alpha < 0):  l = a_t ce q^gamma;  g = a_t ((s - y) q^gamma + gamma ce q^(gamma-1) (1-2y) s (1-s));  "
+             "h = its derivative (closed form in _reference.binary_focal)"),
+))
+
+register(LossSpec(
+    name="hinge", kind="elementwise", target_domain="sign", hessian_zero_ae=True,
+    summary="hinge loss max(0, 1 - t x) for targets t in {-1, 1} ({0, 1} accepted: 0 means -1)",
+    formula="t = 1 if y > 0 else -1:  l = max(0, 1 - t x);  g = -t if t x < 1 else 0;  h = 0",
+))
+
+register(LossSpec(
+    name="squared_hinge", kind="elementwise", target_domain="sign",
+    summary="squared hinge max(0, 1 - t x)^2 for targets t in {-1, 1} ({0, 1} accepted: 0 means -1)",
+    formula="t = 1 if y > 0 else -1, m = max(0, 1 - t x):  l = m^2;  g = -2 t m;  h = 2 if m > 0 else 0",
+))
+
+register(LossSpec(
+    name="zero_one", kind="elementwise", target_domain="sign", differentiable=False, has_hessian=False,
+    params=(Param("threshold", 0.5, "pred > threshold predicts the positive class", _finite),),
+    pack=lambda kw: (kw["threshold"], 0.0),
+    summary="misclassification indicator (a metric, not differentiable): targets {0, 1} or {-1, 1}",
+    formula="l = 1 if (x > threshold) != (y > 0) else 0",
+))
+
+# --- multiclass (class axis last) ---------------------------------------------------------------------
+
+_class_weight = Param("class_weight", None, "one weight per class (length C), as PyTorch's `weight`",
+                      _nonnegative_values, _vector_or_scalar)
+_ignore_index = Param("ignore_index", -100, "hard label whose rows count for nothing", convert=_to_int)
+
+register(LossSpec(
+    name="cross_entropy", kind="multiclass", torch_name="cross_entropy", target_domain="class_index",
+    hard_labels=True, soft_labels=True, ignore_param="ignore_index", mean_over="class_weight",
+    vector_param="class_weight",
+    params=(
+        _class_weight, _ignore_index,
+        Param("label_smoothing", 0.0, "mix the target with the uniform distribution", _unit_closed),
+        Param("z_loss", 0.0, "adds z_loss * logsumexp(z)^2 per row (PaLM)", _nonnegative),
+        Param("softcap", None, "logits become softcap * tanh(x / softcap) first", _optional_positive,
+              _optional_float),
+    ),
+    pack=lambda kw: (kw["label_smoothing"], kw["z_loss"], kw["softcap"] or 0.0, 0.0),
+    summary="softmax cross-entropy over the last axis with hard or soft targets, as torch.nn.functional.cross_entropy",
+    formula=("z = softcap tanh(x/softcap) (or x), lse = logsumexp(z), p = softmax(z), e = label_smoothing, "
+             "cw class weights, W = sum cw.  hard t: l = (1-e) cw_t (lse - z_t) + (e/C) (W lse - sum cw z) + z_loss lse^2;  "
+             "soft q: q' = (1-e) q + e/C, l = sum cw q' (lse - z) + z_loss lse^2.  "
+             "dl/dz_j = A p_j - b_j + 2 z_loss lse p_j with A = (1-e) cw_t + (e/C) W, b_j = (1-e) cw_t [j=t] + (e/C) cw_j "
+             "(soft: A = sum cw q', b_j = cw_j q'_j);  d2l/dz_j^2 = A p_j (1-p_j) + 2 z_loss (p_j^2 + lse p_j (1-p_j)); "
+             "chain rule through softcap"),
+))
+
+register(LossSpec(
+    name="categorical_focal", kind="multiclass", target_domain="class_index",
+    hard_labels=True, ignore_param="ignore_index", mean_over="kept_rows", vector_param="alpha",
+    params=(
+        Param("alpha", None, "class weighting: a scalar, or one weight per class", _nonnegative_values,
+              _vector_or_scalar),
+        Param("gamma", 2.0, "focusing exponent", _nonnegative),
+        _ignore_index,
+    ),
+    pack=lambda kw: (kw["gamma"], 0.0, 0.0, 0.0),
+    summary="softmax focal loss with integer targets (Lin et al. 2017)",
+    formula=("p_t = softmax(x)_t, a_t = alpha[t] (or alpha, or 1):  l = -a_t (1-p_t)^gamma log p_t;  "
+             "g_j = a_t F (p_j - [j=t]) with F = (1-p_t)^gamma - gamma p_t log(p_t) (1-p_t)^(gamma-1);  "
+             "h_j = a_t (F p_j (1-p_j) - F'(p_t) p_t (p_j - [j=t])^2)"),
+))
+
+register(LossSpec(
+    name="multi_margin", kind="multiclass", torch_name="multi_margin_loss", target_domain="class_index",
+    hard_labels=True, mean_over="rows", vector_param="class_weight", hessian_zero_ae=False,
+    params=(
+        Param("margin", 1.0, "the margin", _finite),
+        Param("p", 1, "exponent, 1 or 2", _margin_power, _to_int),
+        _class_weight,
+    ),
+    pack=lambda kw: (kw["margin"], float(kw["p"]), 0.0, 0.0),
+    summary="multiclass hinge loss, as torch.nn.functional.multi_margin_loss",
+    formula=("v_j = margin - x_t + x_j:  l = cw_t / C sum_{j != t} max(0, v_j)^p;  "
+             "g_j = cw_t / C p v_j^(p-1) [v_j > 0] (j != t), g_t = -sum_{j != t} g_j;  "
+             "h = 0 for p = 1; for p = 2: h_j = 2 cw_t / C [v_j > 0], h_t = sum_{j != t} h_j"),
+))
+
+register(LossSpec(
+    name="kl_div", kind="multiclass", torch_name="kl_div", target_domain="nonnegative",
+    soft_labels=True, mean_over="rows",
+    params=(
+        Param("log_target", False, "target holds log-probabilities", convert=_to_bool),
+        Param("temperature", 1.0, "logits are divided by it (the T^2 factor of distillation is yours to apply)",
+              _positive),
+    ),
+    pack=lambda kw: (1.0 if kw["log_target"] else 0.0, kw["temperature"], 0.0, 0.0),
+    summary="KL(target || softmax(logits / T)) per row; 'mean' is PyTorch's batchmean",
+    formula=("z = x / T, lp = log_softmax(z), S = sum q:  l = sum q (log q - lp);  "
+             "g_j = (S p_j - q_j) / T;  h_j = S p_j (1 - p_j) / T^2"),
 ))

@@ -16,11 +16,15 @@ def info() -> dict:
 
 
 def supports(spec, dtype) -> bool:
-    return spec.name in _reference.ELEMENTWISE
+    return spec.name in _reference.ELEMENTWISE or spec.name in _reference.MULTICLASS
 
 
-def elementwise(loss, a, b, p, y, w, scale, reduce, value_out, grad_out, hess_out, nthreads):
-    value, grad, hess = _reference.elementwise(loss, p, y, **REGISTRY[loss].unpack(a, b))
+def elementwise(loss, a, b, p, y, w, scale, reduce, value_out, grad_out, hess_out, nthreads, cols=None):
+    params = REGISTRY[loss].unpack(a, b)
+    if cols is not None:  # the vector parameter, one value per column of the last axis
+        params[REGISTRY[loss].vector_param] = cols.astype(np.float64)
+        p, y = p.reshape(-1, cols.size), y.reshape(-1, cols.size)
+    value, grad, hess = (arr.reshape(-1) for arr in _reference.elementwise(loss, p, y, **params))
     with np.errstate(all="ignore"):
         if w is not None:
             w64 = w.astype(np.float64)
@@ -33,4 +37,27 @@ def elementwise(loss, a, b, p, y, w, scale, reduce, value_out, grad_out, hess_ou
             grad_out[...] = grad * scale
         if hess_out is not None:
             hess_out[...] = hess * scale
+    return float(np.sum(value)) if reduce else 0.0
+
+
+def multiclass(loss, packed, ignore_index, C, x, labels, q, w, cw, scale, reduce, value_out, grad_out, hess_out,
+               nthreads):
+    spec = REGISTRY[loss]
+    params = spec.unpack(*packed)
+    soft = labels is None
+    target = q.reshape(-1, C) if soft else labels
+    value, grad, hess, _ = _reference.multiclass(loss, x.reshape(-1, C), target, soft,
+                                                 None if cw is None else cw.astype(np.float64), ignore_index, **params)
+    with np.errstate(all="ignore"):
+        if w is not None:
+            w64 = w.astype(np.float64)
+            value = value * w64
+            grad = grad * w64[:, None]
+            hess = hess * w64[:, None]
+        if value_out is not None:
+            value_out[...] = value
+        if grad_out is not None:
+            grad_out[...] = (grad * scale).reshape(-1)
+        if hess_out is not None:
+            hess_out[...] = (hess * scale).reshape(-1)
     return float(np.sum(value)) if reduce else 0.0
