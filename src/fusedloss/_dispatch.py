@@ -81,6 +81,10 @@ def _check_domain(arr: np.ndarray, domain: str, what: str, loss: str) -> None:
     elif domain == "unit":
         if arr.min() < 0 or arr.max() > 1:
             raise ValueError(f"{loss}: {what} must lie in [0, 1], got {_first_bad(arr, (arr < 0) | (arr > 1))}")
+    elif domain == "sign":
+        bad = (arr != -1) & (arr != 0) & (arr != 1) & ~np.isnan(arr)
+        if bad.any():
+            raise ValueError(f"{loss}: {what} must be class signs -1/1 (or 0/1), got {_first_bad(arr, bad)}")
     else:  # pragma: no cover - a registry entry with a domain this module does not know
         raise AssertionError(f"unknown domain {domain!r}")
 
