@@ -1,0 +1,49 @@
+"""The C++ backend: the compiled kernels of ``fusedloss._core`` behind the backend interface.
+
+``elementwise`` IS ``_core.elementwise`` (no Python frame in between: this is the hot path). It follows the
+kernel contract in ``fusedloss.backends`` for float32 and float64; a wrong dtype raises TypeError (the
+arrays are never converted), a wrong length or a read-only output ValueError.
+
+Importing this module fails with ImportError when the extension was not built; the backend registry then
+records why and "auto" skips it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _config
+from .. import _core
+
+NAME = "cpp"
+DEVICE = False
+
+_SUPPORTED = frozenset(_core.supported_losses())
+_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # a tuple: `in` compares with ==, so types match too
+_BUILD = _core.build_info()
+_BUILD_TEXT = (
+    f"{_BUILD['compiler']}, {_BUILD['build_type']}, "
+    f"OpenMP {'on' if _BUILD['openmp'] else 'off'}, SIMD {_BUILD['simd_flags']}"
+)
+
+elementwise = _core.elementwise
+
+
+def info() -> dict:
+    return {
+        "version": _BUILD["version"],
+        "threads": _config.get_num_threads(),
+        "build": _BUILD_TEXT,
+        "openmp": _BUILD["openmp"],
+        "max_threads": _core.max_threads(),
+        "cpu_features": " ".join(_BUILD["cpu_features"]),
+    }
+
+
+def supports(spec, dtype) -> bool:
+    return spec.kind == "elementwise" and spec.name in _SUPPORTED and dtype in _DTYPES
+
+
+def build_info() -> dict:
+    """Everything the extension knows about its build (a copy)."""
+    return dict(_BUILD)
