@@ -6,14 +6,29 @@ A backend is a module with one interface:
 ``supports(spec, dtype) -> bool`` and the kernels, which write into preallocated outputs and never allocate
 them:
 
-``elementwise(loss, a, b, p, y, w, scale, reduce, value_out, grad_out, hess_out, nthreads) -> float``
+``elementwise(loss, a, b, p, y, w, scale, reduce, value_out, grad_out, hess_out, nthreads[, cols]) -> float``
     ``loss`` is the registry name and ``(a, b)`` its packed parameters (``LossSpec.pack``). ``p`` and ``y``
     are 1-D C-contiguous arrays of one dtype (float32 or float64) and length n; ``w`` is None or the same
     kind of array. Each output is None or a 1-D C-contiguous array of that dtype and length n:
     ``value_out[i] = w[i] * l[i]``, ``grad_out[i] = scale * w[i] * g[i]``, ``hess_out[i] = scale * w[i] * h[i]``
     (``w[i] = 1`` when ``w`` is None). With ``reduce`` it returns ``sum_i w[i] * l[i]`` accumulated in
     float64 over fixed blocks combined in a fixed order (bit-identical for any thread count), else 0.0.
-    Inputs are never written.
+    Inputs are never written, except that an output may be exactly one of the inputs (in place).
+    ``cols`` (passed only when the loss's vector parameter is an array, e.g. ``pos_weight`` per column):
+    a 1-D array of the same dtype whose length C divides n; element i then uses ``a = cols[i % C]``.
+
+``multiclass(loss, packed, ignore_index, C, x, labels, q, w, cw, scale, reduce, value_out, grad_out, hess_out,
+nthreads) -> float``
+    Rows of C classes (class axis last, leading axes flattened to R = len(x) / C rows). ``packed`` is the
+    tuple of 4 floats from ``LossSpec.pack``; ``x`` the flat logits (R*C, dtype T); either ``labels``
+    (int64, R; every label in [0, C) or equal to ``ignore_index``, checked by the dispatcher and again by
+    compiled code before it indexes) with ``q`` None, or ``q`` (soft targets, R*C, T) with ``labels``
+    None; ``w`` None or row weights (R, T); ``cw`` None or the per-class vector (C, T: class_weight or
+    alpha). Outputs: ``value_out`` (R) receives ``w_r * value_r``; ``grad_out`` / ``hess_out`` (R*C) receive
+    ``scale * w_r * dvalue_r/dx`` and the Hessian diagonal likewise; ignored rows get zeros everywhere.
+    ``grad_out`` may be ``x`` itself (each element is read before it is written). Returns the float64
+    sum of ``w_r * value_r`` over fixed blocks of rows when ``reduce``. The row math is
+    ``_pointwise.<loss>_row`` (one shared signature for every multiclass loss).
 
 Backends are imported lazily, on first use: ``numba`` costs a fraction of a second to import, and a
 backend that fails to import (no compiler output, no numba, no CUDA) records why and is skipped by "auto".
