@@ -50,7 +50,7 @@ def _as_pred(x, loss: str) -> np.ndarray:
         else:
             raise TypeError(f"{loss}: pred must be a floating array (float32 or float64), got dtype {dt}")
     if not arr.flags.c_contiguous:
-        arr = np.ascontiguousarray(arr)
+        arr = np.asarray(arr, order="C")
     return arr
 
 
@@ -63,7 +63,7 @@ def _as_like(x, pred: np.ndarray, what: str, loss: str) -> np.ndarray:
         raise TypeError(f"{loss}: {what} must be real, got dtype {arr.dtype}")
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{loss}: {what} must be numeric, got dtype {arr.dtype}")
-    return np.ascontiguousarray(arr, dtype=pred.dtype)
+    return np.asarray(arr, dtype=pred.dtype, order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
 
 
 def _first_bad(arr: np.ndarray, bad: np.ndarray) -> str:
@@ -71,15 +71,26 @@ def _first_bad(arr: np.ndarray, bad: np.ndarray) -> str:
     return f"{arr[index].item()!r} at index {tuple(int(i) for i in index)}"
 
 
+def _below(arr: np.ndarray, bound: float) -> bool:
+    """Any value < bound? One min() pass; a NaN makes min() NaN, and only then a second, exact pass."""
+    m = arr.min()
+    return bool(m < bound) or (m != m and bool((arr < bound).any()))
+
+
+def _above(arr: np.ndarray, bound: float) -> bool:
+    m = arr.max()
+    return bool(m > bound) or (m != m and bool((arr > bound).any()))
+
+
 def _check_domain(arr: np.ndarray, domain: str, what: str, loss: str) -> None:
     """Raise ValueError if a value of ``arr`` lies outside ``domain`` (nan passes: it propagates)."""
     if domain == "real" or arr.size == 0:
         return
     if domain == "nonnegative":
-        if arr.min() < 0:
+        if _below(arr, 0):
             raise ValueError(f"{loss}: {what} must be >= 0, got {_first_bad(arr, arr < 0)}")
     elif domain == "unit":
-        if arr.min() < 0 or arr.max() > 1:
+        if _below(arr, 0) or _above(arr, 1):
             raise ValueError(f"{loss}: {what} must lie in [0, 1], got {_first_bad(arr, (arr < 0) | (arr > 1))}")
     elif domain == "sign":
         bad = (arr != -1) & (arr != 0) & (arr != 1) & ~np.isnan(arr)
@@ -99,7 +110,7 @@ def _prepare_weight(sample_weight, pred: np.ndarray, loss: str) -> np.ndarray:
                 f"(broadcast along the remaining axes), got shape {w.shape}"
             )
         w = np.broadcast_to(w.reshape(w.shape + (1,) * (pred.ndim - w.ndim)), pred.shape)
-    if w.size and w.min() < 0:
+    if w.size and _below(w, 0):
         raise ValueError(f"{loss}: sample_weight must be >= 0, got {_first_bad(w, w < 0)}")
     return np.ascontiguousarray(w).reshape(-1)
 

@@ -146,13 +146,14 @@ def _sign_target(y):
 def hinge(x, y):
     t = _sign_target(y)
     m = 1.0 - t * x
-    return np.maximum(m, 0.0), np.where(m > 0, -t, 0.0), np.zeros_like(m)
+    nan = np.isnan(m)
+    return np.maximum(m, 0.0), np.where(m > 0, -t, np.where(nan, np.nan, 0.0)), np.where(nan, np.nan, 0.0)
 
 
 def squared_hinge(x, y):
     t = _sign_target(y)
     m = np.maximum(1.0 - t * x, 0.0)
-    return m * m, -2.0 * t * m, np.where(m > 0, 2.0, 0.0)
+    return m * m, -2.0 * t * m, np.where(m > 0, 2.0, np.where(np.isnan(m), np.nan, 0.0))
 
 
 def zero_one(x, y, threshold):
