@@ -57,11 +57,18 @@ def use_backend(name: str):
         _context_backend.reset(token)
 
 
+_default_threads: int | None = None
+
+
 def default_num_threads() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+    """Every core this process may use (read once: it is on every call's path)."""
+    global _default_threads
+    if _default_threads is None:
+        try:
+            _default_threads = max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # not on Linux
+            _default_threads = max(1, os.cpu_count() or 1)
+    return _default_threads
 
 
 def _env_threads():

@@ -12,11 +12,12 @@ import numpy as np
 
 from . import _config
 from ._spec import REGISTRY, LossSpec
-from .backends import HOST_ORDER, REGISTRY as BACKENDS, BackendUnavailable
+from .backends import REGISTRY as BACKENDS, BackendUnavailable, host_order
 
 REDUCTIONS = ("mean", "sum", "none")
 HESSIAN_MODES = ("exact", "ones")
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_FLOAT_SET = frozenset(_FLOAT_DTYPES)
 
 
 # --- array preparation -------------------------------------------------------------------------------
@@ -237,11 +238,11 @@ def _results(want_value, want_grad, want_hess, reduction, total, denom, v, g, h)
 # --- backend choice ----------------------------------------------------------------------------------
 
 
-def resolve_host_backend(requested: str | None, spec: LossSpec, dtype):
-    """The backend module to run a host-array call on."""
-    name = _config.get_backend() if requested is None else _config.check_backend_name(requested)
+def resolve_host_backend(name: str | None, spec: LossSpec, dtype):
+    """The backend module to run a host-array call on (None: the configured backend, see _config)."""
+    name = _config.get_backend() if name is None else _config.check_backend_name(name)
     if name == "auto":
-        for candidate in HOST_ORDER:
+        for candidate in host_order():
             module = BACKENDS[candidate].load()
             if module is not None and module.supports(spec, dtype):
                 return module
@@ -278,6 +279,8 @@ class Loss:
             + (", ".join(f"{p.name}={p.default!r} ({p.doc})" for p in spec.params) or "none")
         )
         self._default_params = self._check_params({})
+        self._param_cache: dict = {}
+        self._backend_cache: dict = {}
 
     def __repr__(self):
         params = ", ".join(f"{p.name}={p.default!r}" for p in self.spec.params)
@@ -305,17 +308,41 @@ class Loss:
         packed = tuple(float(v) for v in spec.pack(params))
         return params, packed[0], packed[1], packed
 
+    def _params(self, kwargs: dict):
+        """Checked parameters; repeated keyword sets (a training loop's) are checked once and cached."""
+        try:
+            key = tuple(kwargs.items())
+            checked = self._param_cache.get(key)
+        except TypeError:  # an unhashable value (an array parameter): check every time
+            key = checked = None
+        if checked is None:
+            checked = self._check_params(kwargs)
+            if key is not None and len(self._param_cache) < 64:
+                self._param_cache[key] = checked
+        return checked
+
+    def _backend(self, requested, dtype):
+        """The host backend module for this loss and dtype, resolved once per (name, dtype)."""
+        name = _config.get_backend() if requested is None else requested
+        key = (name, dtype)
+        cached = self._backend_cache.get(key)
+        if cached is not None and cached[0] == BACKENDS.generation:
+            return cached[1]
+        module = resolve_host_backend(name, self.spec, dtype)
+        self._backend_cache[key] = (BACKENDS.generation, module)
+        return module
+
     def _run(self, pred, target, reduction, sample_weight, backend, kwargs,
              want_value, want_grad, want_hess, grad_out=None, hess_out=None, hessian="exact"):
         spec = self.spec
         name = self.name
-        if not spec.differentiable and (want_grad or want_hess):
+        if (want_grad or want_hess) and not spec.differentiable:
             raise TypeError(f"{name} is not differentiable: it has no gradient or Hessian; call {name}(...) "
                             "for its value")
         if reduction not in REDUCTIONS:
             raise ValueError(f"{name}: reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
-        params, a, b, packed = self._check_params(kwargs) if kwargs else self._default_params
-        if is_device_array(pred):
+        params, a, b, packed = self._params(kwargs) if kwargs else self._default_params
+        if type(pred) is not np.ndarray and is_device_array(pred):
             from . import _device  # only device users pay for importing the CUDA path
 
             return _device.run(self, pred, target, reduction, sample_weight, backend, params, a, b,
@@ -324,16 +351,21 @@ class Loss:
         if spec.kind == "multiclass":
             return self._run_multiclass(pred, target, reduction, sample_weight, backend, params, packed,
                                         want_value, want_grad, want_hess, grad_out, hess_out, hessian)
-        p = _as_pred(pred, name)
+        if type(pred) is np.ndarray and pred.dtype in _FLOAT_SET and pred.flags.c_contiguous:
+            p = pred  # the common case, without a call
+        else:
+            p = _as_pred(pred, name)
         y = _as_like(target, p, "target", name)
         if y.shape != p.shape:
             raise ValueError(f"{name}: pred and target must have the same shape, got pred {p.shape} "
                              f"and target {y.shape}")
-        _check_domain(y, spec.target_domain, "target", name)
-        _check_domain(p, spec.pred_domain_for(params), "pred", name)
+        if spec.target_domain != "real":
+            _check_domain(y, spec.target_domain, "target", name)
+        if spec.pred_domain != "real":
+            _check_domain(p, spec.pred_domain_for(params), "pred", name)
         w = None if sample_weight is None else _prepare_weight(sample_weight, p, name)
-        cols = _column_vector(spec, params, p)
-        module = resolve_host_backend(backend, spec, p.dtype)
+        cols = None if spec.vector_param is None else _column_vector(spec, params, p)
+        module = self._backend(backend, p.dtype)
 
         n = p.size
         if reduction == "mean":
@@ -353,11 +385,12 @@ class Loss:
             v = np.empty(p.shape, p.dtype)
         unit_hess = h is not None and hessian == "ones"
         reduce = want_value and reduction != "none"
+        flat = p.ndim != 1
 
         total = module.elementwise(
-            name, a, b, p.reshape(-1), y.reshape(-1), w, scale, reduce,
+            name, a, b, p.reshape(-1) if flat else p, y.reshape(-1) if flat else y, w, scale, reduce,
             None if v is None else v.reshape(-1),
-            None if g is None else g.reshape(-1),
+            None if g is None else (g.reshape(-1) if flat else g),
             None if (h is None or unit_hess) else h.reshape(-1),
             _config.get_num_threads(),
             *(() if cols is None else (cols,)),
@@ -382,7 +415,7 @@ class Loss:
         rw = None if sample_weight is None else _prepare_row_weight(sample_weight, lead, x, name)
         cw = _class_vector(spec, params, x)
         ignore = int(params[spec.ignore_param]) if spec.ignore_param else -1
-        module = resolve_host_backend(backend, spec, x.dtype)
+        module = self._backend(backend, x.dtype)
 
         R = x.size // C if C else 0
         if reduction == "mean":

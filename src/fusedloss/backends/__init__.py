@@ -78,7 +78,22 @@ class BackendEntry:
         return module
 
 
-REGISTRY: dict[str, BackendEntry] = {
+class _Table(dict):
+    """The backend table. Any change bumps ``generation``, which invalidates cached backend choices
+    (the dispatcher resolves a backend once per loss and dtype, then reuses it while this is unchanged)."""
+
+    generation = 0
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        self.generation += 1
+
+    def __delitem__(self, key):
+        super().__delitem__(key)
+        self.generation += 1
+
+
+REGISTRY: _Table = _Table({
     entry.name: entry
     for entry in (
         BackendEntry("cpp", "fusedloss.backends.cpp", priority=30),
@@ -86,9 +101,11 @@ REGISTRY: dict[str, BackendEntry] = {
         BackendEntry("numpy", "fusedloss.backends.numpy_ref", priority=0),
         BackendEntry("cuda", "fusedloss.backends.numba_cuda", priority=10, device=True),
     )
-}
+})
 
-HOST_ORDER = tuple(e.name for e in sorted(REGISTRY.values(), key=lambda e: -e.priority) if not e.device)
+def host_order() -> tuple[str, ...]:
+    """Host backends in the order "auto" tries them."""
+    return tuple(e.name for e in sorted(REGISTRY.values(), key=lambda e: -e.priority) if not e.device)
 
 
 def backends() -> list[dict]:
