@@ -1,0 +1,285 @@
+"""The device-array path of the dispatcher: ``Loss._run`` hands over here when pred is a device array.
+
+The rules are the host path's (``_dispatch.py``), checked here once before a kernel runs, with the work
+done on the device. pred (logits) must be float32/float64. A host target, weight or parameter vector goes
+through the host checks and is copied to the device once; a device one is checked on the device (shape,
+domain and labels by small device reductions; nan passes, as on the host) and cast there if its numeric
+dtype differs. Outputs are allocated on the device, or are the caller's ``grad_out`` / ``hess_out`` (device
+arrays of pred's shape and dtype). Reduced values come back as Python floats, arrays as device arrays.
+
+Only the "cuda" backend runs device arrays: a host backend named by the call, ``use_backend``,
+``set_backend`` or ``FUSEDLOSS_BACKEND`` is an error (the mirror of naming "cuda" with host arrays).
+Device arrays must be C-contiguous: copying a strided device array behind the caller's back would hide
+a cost the caller can avoid.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import _config
+from ._dispatch import (
+    _FLOAT_DTYPES, _as_like, _check_domain, _class_vector, _column_vector, _prepare_targets, _prepare_weight,
+    _results, is_device_array,
+)
+from .backends import REGISTRY as BACKENDS, BackendUnavailable
+
+
+def _cuda_backend(requested, loss: str):
+    name = _config.get_backend() if requested is None else _config.check_backend_name(requested)
+    if name not in ("auto", "cuda"):
+        raise ValueError(
+            f"{loss}: backend {name!r} runs on host arrays, got device arrays; copy them to the host "
+            "(.copy_to_host(), cupy.asnumpy, torch .cpu()) or use backend='cuda'"
+        )
+    entry = BACKENDS["cuda"]
+    module = entry.load()
+    if module is None:
+        raise BackendUnavailable(
+            f"{loss}: got device arrays, which need backend 'cuda', and it is not available: "
+            f"{type(entry.error).__name__}: {entry.error}"
+        ) from entry.error
+    return module
+
+
+def _stand_in(shape, dtype) -> np.ndarray:
+    """A host array of ``shape`` and ``dtype`` that allocates nothing, for the host checks' shape rules."""
+    return np.broadcast_to(np.zeros((), dtype), shape)
+
+
+def _operand(cu, x, what: str, loss: str):
+    """A device operand as a Numba device array (zero-copy), checked to be C-contiguous."""
+    try:
+        arr = cu.as_device_array(x)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{loss}: {what} is not a usable device array: {exc}") from exc
+    if not cu.is_c_contiguous(arr):
+        raise ValueError(f"{loss}: {what} must be a C-contiguous device array (copy it first)")
+    return arr
+
+
+def _flat_as(cu, arr, dtype, what: str, loss: str):
+    """``arr`` as a flat device array of ``dtype`` (a cast copy if it has another real numeric dtype)."""
+    flat = arr.reshape(arr.size)
+    if arr.dtype == dtype:
+        return flat
+    if arr.dtype.kind == "c":
+        raise TypeError(f"{loss}: {what} must be real, got dtype {arr.dtype}")
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{loss}: {what} must be numeric, got dtype {arr.dtype}")
+    return cu.cast(flat, dtype)
+
+
+def _check_device_domain(cu, flat, shape, domain: str, what: str, loss: str) -> None:
+    """The device twin of ``_dispatch._check_domain`` (same messages)."""
+    if domain == "real":
+        return
+    if domain == "nonnegative":
+        i, text = cu.first_outside(flat, 0.0, math.inf), "must be >= 0"
+    elif domain == "unit":
+        i, text = cu.first_outside(flat, 0.0, 1.0), "must lie in [0, 1]"
+    elif domain == "sign":
+        i, text = cu.first_not_sign(flat), "must be class signs -1/1 (or 0/1)"
+    else:  # pragma: no cover - a registry entry with a domain this module does not know
+        raise AssertionError(f"unknown domain {domain!r}")
+    if i >= 0:
+        index = tuple(int(k) for k in np.unravel_index(i, shape)) if shape else ()
+        raise ValueError(f"{loss}: {what} {text}, got {cu.element(flat, i)!r} at index {index}")
+
+
+def _weights(cu, sample_weight, shape, dtype, loss: str):
+    """sample_weight as a flat device array of ``dtype`` with one entry per element of ``shape``."""
+    if not is_device_array(sample_weight):
+        return cu.to_device(_prepare_weight(sample_weight, _stand_in(shape, dtype), loss))
+    ws = _operand(cu, sample_weight, "sample_weight", loss)
+    wshape = tuple(ws.shape)
+    if wshape != shape and (len(wshape) > len(shape) or shape[: len(wshape)] != wshape):
+        raise ValueError(
+            f"{loss}: sample_weight must have pred's shape {shape} or a leading part of it "
+            f"(broadcast along the remaining axes), got shape {wshape}"
+        )
+    flat = _flat_as(cu, ws, dtype, "sample_weight", loss)
+    _check_device_domain(cu, flat, wshape, "nonnegative", "sample_weight", loss)
+    n = math.prod(shape)
+    if wshape != shape and n:
+        flat = cu.expand(flat, n // ws.size, dtype)
+    return flat
+
+
+def _outputs(cu, want_value, want_grad, want_hess, grad_out, hess_out, shape, value_shape, dtype, x, loss):
+    """(v, g, h) flat device views the kernel writes, and (v, g, h) as the caller gets them back."""
+    n = math.prod(shape)
+    flat = [None, None, None]
+    ret = [None, None, None]
+    for k, (wanted, out, what) in enumerate(((want_grad, grad_out, "grad_out"), (want_hess, hess_out, "hess_out"))):
+        if not wanted:
+            continue
+        if out is None:
+            ret[k + 1] = cu.empty(shape, dtype)
+            flat[k + 1] = ret[k + 1].reshape(n)
+            continue
+        if not is_device_array(out):
+            raise TypeError(f"{loss}: {what} must be a device array like pred, got {type(out).__name__}")
+        arr = _operand(cu, out, what, loss)
+        if tuple(arr.shape) != shape:
+            raise ValueError(f"{loss}: {what} must have pred's shape {shape}, got {tuple(arr.shape)}")
+        if arr.dtype != dtype:
+            raise TypeError(f"{loss}: {what} must have pred's dtype {dtype}, got {arr.dtype}")
+        if cu.read_only(arr):
+            raise ValueError(f"{loss}: {what} is read-only")
+        ret[k + 1] = out
+        flat[k + 1] = arr.reshape(n)
+    g, h = flat[1], flat[2]
+    if g is not None and h is not None and n and _overlap(cu, g, h):
+        raise ValueError(f"{loss}: grad_out and hess_out must not overlap")
+    if h is not None and n and x is not None and (_overlap(cu, h, x) or (g is not None and _overlap(cu, g, x))):
+        raise ValueError(f"{loss}: grad_hess cannot write into the logits (both outputs need them)")
+    if want_value and value_shape is not None:
+        ret[0] = cu.empty(value_shape, dtype)
+        flat[0] = ret[0].reshape(math.prod(value_shape))
+    return flat, ret
+
+
+def _overlap(cu, a, b) -> bool:
+    (a0, a1), (b0, b1) = cu.span(a), cu.span(b)
+    return a0 < b1 and b0 < a1
+
+
+def run(loss, pred, target, reduction, sample_weight, backend, params, a, b,
+        want_value, want_grad, want_hess, grad_out, hess_out, hessian):
+    """``Loss._run`` for a device-array pred (arguments as there; reduction and params already checked)."""
+    spec = loss.spec
+    name = loss.name
+    cu = _cuda_backend(backend, name)
+
+    p = _operand(cu, pred, "pred", name)
+    dtype = np.dtype(p.dtype)
+    if dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{name}: pred must be float32 or float64, got dtype {dtype}")
+    if not cu.supports(spec, dtype):
+        raise BackendUnavailable(f"backend 'cuda' does not support {name} for dtype {dtype}")
+    if spec.kind == "multiclass":
+        return _run_multiclass(cu, loss, p, target, reduction, sample_weight, params, want_value, want_grad,
+                               want_hess, grad_out, hess_out, hessian)
+    shape = tuple(p.shape)
+    n = p.size
+    p_flat = p.reshape(n)
+
+    if is_device_array(target):
+        y = _operand(cu, target, "target", name)
+        if tuple(y.shape) != shape:
+            raise ValueError(f"{name}: pred and target must have the same shape, got pred {shape} "
+                             f"and target {tuple(y.shape)}")
+        y_flat = _flat_as(cu, y, dtype, "target", name)
+        _check_device_domain(cu, y_flat, shape, spec.target_domain, "target", name)
+    else:
+        y_host = _as_like(target, _stand_in(shape, dtype), "target", name)
+        if y_host.shape != shape:
+            raise ValueError(f"{name}: pred and target must have the same shape, got pred {shape} "
+                             f"and target {y_host.shape}")
+        _check_domain(y_host, spec.target_domain, "target", name)
+        y_flat = cu.to_device(y_host.reshape(-1))
+    _check_device_domain(cu, p_flat, shape, spec.pred_domain_for(params), "pred", name)
+    w = None if sample_weight is None else _weights(cu, sample_weight, shape, dtype, name)
+    cols = _column_vector(spec, params, _stand_in(shape, dtype))
+    cols = None if cols is None else cu.to_device(cols)
+
+    if reduction == "mean":
+        denom = float(n) if w is None else cu.device_sum(w)
+        scale = 1.0 / denom if denom != 0 else math.nan
+    else:
+        denom = 1.0
+        scale = 1.0
+    (v, g, h), (v_ret, g_ret, h_ret) = _outputs(
+        cu, want_value, want_grad, want_hess, grad_out, hess_out, shape,
+        shape if reduction == "none" else None, dtype, None, name)
+    unit_hess = h is not None and hessian == "ones"
+    reduce = want_value and reduction != "none"
+    total = cu.elementwise(name, a, b, p_flat, y_flat, w, scale, reduce, v, g, None if unit_hess else h, 1,
+                           *(() if cols is None else (cols,)))
+    if unit_hess:
+        cu.unit_hessian(h, 1, None, 0, w, scale)
+    return _results(want_value, want_grad, want_hess, reduction, total, denom, v_ret, g_ret, h_ret)
+
+
+def _device_targets(cu, spec, params, target, x, shape, dtype):
+    """(labels, q) on the device: int64 labels of the leading shape (checked), or soft targets (flat)."""
+    name = spec.name
+    if not is_device_array(target):
+        labels, q = _prepare_targets(spec, params, target, _stand_in(shape, dtype))
+        return (cu.to_device(labels), None) if q is None else (None, cu.to_device(q.reshape(-1)))
+    t = _operand(cu, target, "target", name)
+    tshape = tuple(t.shape)
+    lead, C = shape[:-1], shape[-1]
+    if t.dtype.kind in "iu" and spec.hard_labels:
+        if tshape != lead:
+            raise ValueError(f"{name}: integer labels must have the logits' shape without the class axis {lead}, "
+                             f"got {tshape}")
+        labels = _flat_as(cu, t, np.dtype(np.int64), "target", name)
+        ignore = params[spec.ignore_param] if spec.ignore_param else None
+        at = cu.first_bad_label(labels, C, ignore)
+        if at >= 0:
+            where = tuple(int(i) for i in np.unravel_index(at, lead)) if lead else ()
+            extra = f" or ignore_index={ignore}" if ignore is not None else ""
+            raise ValueError(f"{name}: label {int(cu.element(labels, at))} at index {where} is out of range: "
+                             f"labels must lie in [0, {C}){extra}")
+        return labels, None
+    if t.dtype.kind == "f" and spec.soft_labels:
+        if tshape != shape:
+            raise ValueError(f"{name}: soft targets (floating) must have the logits' shape {shape}, got {tshape}")
+        q = _flat_as(cu, t, dtype, "target", name)
+        if not (spec.name == "kl_div" and params.get("log_target")):
+            _check_device_domain(cu, q, shape, "nonnegative", "target", name)
+        return None, q
+    wanted = " or ".join(filter(None, [
+        f"integer class labels of shape {lead}" if spec.hard_labels else "",
+        f"floating probabilities of shape {shape}" if spec.soft_labels else "",
+    ]))
+    raise TypeError(f"{name}: target must be {wanted}, got dtype {t.dtype} and shape {tshape}")
+
+
+def _run_multiclass(cu, loss, x, target, reduction, sample_weight, params, want_value, want_grad, want_hess,
+                    grad_out, hess_out, hessian):
+    spec = loss.spec
+    name = loss.name
+    dtype = np.dtype(x.dtype)
+    shape = tuple(x.shape)
+    if len(shape) < 1 or shape[-1] < 1:
+        raise ValueError(f"{name}: logits need a class axis (the last one) of length >= 1, got shape {shape}")
+    C = shape[-1]
+    lead = shape[:-1]
+    n = x.size
+    R = n // C
+    x_flat = x.reshape(n)
+    labels, q = _device_targets(cu, spec, params, target, x, shape, dtype)
+    rw = None
+    if sample_weight is not None:
+        if len(lead) == 0:
+            raise ValueError(f"{name}: sample_weight needs leading axes to weight; logits have shape {shape}")
+        rw = _weights(cu, sample_weight, lead, dtype, name)
+    cw = _class_vector(spec, params, _stand_in(shape, dtype))
+    cw = None if cw is None else cu.to_device(cw)
+    ignore = int(params[spec.ignore_param]) if spec.ignore_param else -1
+    packed = tuple(float(v) for v in spec.pack(params))
+
+    if reduction == "mean":
+        if labels is None or spec.mean_over == "rows":
+            denom = float(R) if rw is None else cu.device_sum(rw)
+        else:
+            denom = cu.kept_sum(labels, ignore, rw, cw if spec.mean_over == "class_weight" else None)
+        scale = 1.0 / denom if denom != 0 else math.nan
+    else:
+        denom = 1.0
+        scale = 1.0
+    (v, g, h), (v_ret, g_ret, h_ret) = _outputs(
+        cu, want_value, want_grad, want_hess, grad_out, hess_out, shape,
+        lead if reduction == "none" else None, dtype, x_flat, name)
+    unit_hess = h is not None and hessian == "ones"
+    reduce = want_value and reduction != "none"
+    total = cu.multiclass(name, packed, ignore, C, x_flat, labels, q, rw, cw, scale, reduce, v, g,
+                          None if unit_hess else h, 1)
+    if unit_hess:
+        cu.unit_hessian(h, C, labels, ignore, rw, scale)
+    return _results(want_value, want_grad, want_hess, reduction, total, denom, v_ret, g_ret, h_ret)

@@ -1,0 +1,89 @@
+"""Compile machinery shared by the Numba CPU and Numba-CUDA backends.
+
+Two problems, one trick. The point and row functions in ``_pointwise.py`` are plain Python; each backend
+compiles them with its own decorator (``njit(inline="always")`` or ``cuda.jit(device=True)``), and the
+calls between them (``mae_point`` calls ``sign``) must resolve to the compiled versions, not to the Python
+ones. And each backend has generic loops that call "the point function" (or "the row function") by a
+global name, ``point`` (``row``); each needs a copy per loss in which that name means that loss's function.
+
+Both are done by rebuilding functions from their code objects over a new globals dict
+(``types.FunctionType(code, namespace)``): the code is the same, only the names it looks up change.
+
+Why copies and not a point function passed as an argument: Numba compiles that too, but its on-disk
+cache cannot key on a function argument and misses in every new process. A copy is an ordinary global
+function to Numba; its cache entry is named after its ``__qualname__``, so each copy gets a distinct one
+that also carries a hash of the sources it was built from (Numba itself only checks the time stamp of the
+file that holds the code object, the backend's, not ``_pointwise.py``'s).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import types
+from pathlib import Path
+
+from .. import _pointwise
+
+
+def compile_namespace(decorate) -> dict:
+    """The globals of ``_pointwise`` with every function in it replaced by ``decorate(copy of it)``.
+
+    The copies look up names in the returned dict, so a point function calling ``sign`` calls the
+    compiled ``sign``. Nothing is compiled here: Numba compiles lazily, on the first call that needs it.
+    """
+    namespace = dict(vars(_pointwise))
+    for name, obj in vars(_pointwise).items():
+        if isinstance(obj, types.FunctionType) and obj.__module__ == _pointwise.__name__:
+            copy = types.FunctionType(obj.__code__, namespace, name, obj.__defaults__, obj.__closure__)
+            copy.__qualname__ = obj.__qualname__
+            copy.__doc__ = obj.__doc__
+            namespace[name] = decorate(copy)
+    return namespace
+
+
+def point_names() -> frozenset[str]:
+    """Losses that have a point function ``<loss>_point`` in ``_pointwise``."""
+    return frozenset(
+        name[: -len("_point")]
+        for name, obj in vars(_pointwise).items()
+        if name.endswith("_point") and isinstance(obj, types.FunctionType)
+    )
+
+
+def row_names() -> frozenset[str]:
+    """Multiclass losses that have a row function ``<loss>_row`` in ``_pointwise``."""
+    return frozenset(
+        name[: -len("_row")]
+        for name, obj in vars(_pointwise).items()
+        if name.endswith("_row") and isinstance(obj, types.FunctionType)
+    )
+
+
+def vector_slot(loss: str) -> int:
+    """Which packed float (0: ``a``, 1: ``b``) an elementwise loss's vector parameter (``cols``) replaces."""
+    from .._spec import REGISTRY
+
+    spec = REGISTRY[loss]
+    return spec.param_names.index(spec.vector_param) if spec.vector_param else 0
+
+
+def source_hash(*files: str) -> str:
+    """8 hex digits of a hash of the source ``files`` (and of ``_pointwise.py`` and this file)."""
+    digest = hashlib.sha256()
+    for path in (_pointwise.__file__, __file__, *files):
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()[:8]
+
+
+def specialise(template: types.FunctionType, namespace: dict, qualname: str) -> types.FunctionType:
+    """A copy of ``template`` whose global names are looked up in ``namespace``, named ``qualname``.
+
+    The copy keeps the template's code object (hence its file, which Numba's cache locator uses) and its
+    module name; give each copy a distinct ``qualname`` so that each gets its own cache entry.
+    """
+    copy = types.FunctionType(template.__code__, namespace, template.__name__, template.__defaults__,
+                              template.__closure__)
+    copy.__qualname__ = qualname
+    copy.__module__ = template.__module__
+    copy.__doc__ = template.__doc__
+    return copy

@@ -1,0 +1,218 @@
+"""The Numba CPU backend: the point and row functions of ``_pointwise.py`` compiled into generic loops.
+
+Two loops: ``_loop`` (elementwise losses, calling the global ``point``) and ``_row_loop`` (multiclass
+losses, calling the global ``row``). Per loss the loop is copied twice (``_jit.specialise``) with that name
+bound to the loss's compiled function, and the copies are compiled with ``@njit(cache=True)``: one
+serial, one ``parallel=True`` (``prange`` is a plain ``range`` in the serial copy). Copies are made and
+compiled lazily, on a loss's first call, and cached on disk, one cache entry per loss and flavour.
+
+Optional arrays are passed as ``None``: Numba compiles a specialisation per combination and removes the
+``if x is not None`` branches at compile time, so one loop serves every combination of outputs without
+paying for the ones not asked for (``reduce`` is passed as ``True`` or ``None`` for the same reason). The
+row functions take their optional arrays as empty arrays with flags instead (their convention).
+
+Arithmetic is done in float64 whatever the input dtype (inputs are widened on load, outputs rounded once
+on store), as the NumPy reference does. The reduction sums ``w * l`` over fixed blocks (``BLOCK``
+elements, or the whole rows that fit in that many), one float64 partial per block, and adds the partials
+in block order: the serial and parallel copies perform the same additions in the same order, so the
+result is bit-identical for any thread count.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from . import _jit
+
+NAME = "numba"
+DEVICE = False
+
+BLOCK = 4096  # elements per reduction block (a constant: the partial sums must not depend on threads)
+PARALLEL_MIN = 1 << 17  # below this many elements the serial copy runs (thread start-up would dominate)
+
+_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_MAX_THREADS = numba.config.NUMBA_NUM_THREADS  # numba.set_num_threads refuses more (fixed at start-up)
+_LOCK = threading.Lock()
+
+
+def _loop(p, y, w, a, b, scale, value_out, grad_out, hess_out, reduce, cols):
+    """The generic loop; ``point`` and ``VEC_SLOT`` are bound per loss (see the module docstring).
+
+    ``cols`` (None or one value per column of the last axis, ``p`` read as rows of ``cols.size``) replaces
+    the packed parameter in slot ``VEC_SLOT`` (0: ``a``, 1: ``b``). Returns sum(w * l) (0 without reduce).
+    """
+    n = p.shape[0]
+    nblocks = (n + BLOCK - 1) // BLOCK
+    partial = np.zeros(nblocks)
+    for blk in prange(nblocks):
+        start = blk * BLOCK
+        stop = min(start + BLOCK, n)
+        s = 0.0
+        for i in range(start, stop):
+            ai = a
+            bi = b
+            if cols is not None:
+                if VEC_SLOT == 0:  # noqa: F821 (bound per loss)
+                    ai = np.float64(cols[i % cols.shape[0]])
+                else:
+                    bi = np.float64(cols[i % cols.shape[0]])
+            l, g, h = point(np.float64(p[i]), np.float64(y[i]), ai, bi)  # noqa: F821 (bound per loss)
+            if w is not None:
+                wi = np.float64(w[i])
+                l = l * wi
+                g = g * wi
+                h = h * wi
+            if value_out is not None:
+                value_out[i] = l
+            if grad_out is not None:
+                grad_out[i] = g * scale
+            if hess_out is not None:
+                hess_out[i] = h * scale
+            if reduce is not None:
+                s += l
+        if reduce is not None:
+            partial[blk] = s
+    total = 0.0
+    if reduce is not None:
+        for blk in range(nblocks):
+            total += partial[blk]
+    return total
+
+
+def _row_loop(x, labels, q, w, cw, has_cw, soft, C, ignore, a, b, c, d, scale, value_out, g, h, want_g,
+              want_h, reduce):
+    """The generic multiclass loop over rows of ``C`` logits; ``row`` is bound per loss.
+
+    ``labels`` is None for soft targets ``q``; ``q``, ``cw``, ``g`` and ``h`` are always arrays (empty when
+    not in use, with the flags saying so), as the row functions take them. Rows labelled ``ignore`` get
+    value, gradient and Hessian 0. Blocks hold a whole number of rows (about ``BLOCK`` elements), so the
+    partial sums depend only on the shape, not on the threads.
+    """
+    R = x.shape[0] // C
+    per = max(1, BLOCK // C)
+    nblocks = (R + per - 1) // per
+    partial = np.zeros(nblocks)
+    for blk in prange(nblocks):
+        start = blk * per
+        stop = min(start + per, R)
+        s = 0.0
+        for r in range(start, stop):
+            base = r * C
+            t = 0
+            if labels is not None:
+                t = labels[r]
+            if labels is not None and t == ignore:
+                value = 0.0
+                for j in range(C):
+                    if want_g:
+                        g[base + j] = 0.0
+                    if want_h:
+                        h[base + j] = 0.0
+            else:
+                rw = 1.0
+                if w is not None:
+                    rw = np.float64(w[r])
+                value = row(x, base, C, t, q, cw, has_cw, soft, a, b, c, d, rw, scale, g, h,  # noqa: F821
+                            want_g, want_h)
+            if value_out is not None:
+                value_out[r] = value
+            if reduce is not None:
+                s += value
+        if reduce is not None:
+            partial[blk] = s
+    total = 0.0
+    if reduce is not None:
+        for blk in range(nblocks):
+            total += partial[blk]
+    return total
+
+
+_state: dict = {}  # "ns": the compiled point functions, "hash": source hash (built on first use)
+_KERNELS: dict[str, tuple] = {}  # loss -> (serial, parallel) dispatchers
+_SUPPORTED = {**{name: "elementwise" for name in _jit.point_names()},
+              **{name: "multiclass" for name in _jit.row_names()}}
+_EMPTY = {dt: np.empty(0, dt) for dt in (*_DTYPES, np.dtype(np.int64))}  # stand-ins for arrays not in use
+
+
+def _build(loss: str) -> tuple:
+    """The serial and parallel kernels of ``loss`` (Numba compiles them on their first call)."""
+    if not _state:
+        _state["ns"] = _jit.compile_namespace(njit(inline="always"))
+        _state["hash"] = _jit.source_hash(__file__)
+    namespace = dict(globals())
+    if _SUPPORTED[loss] == "elementwise":
+        template, kind = _loop, "elementwise"
+        namespace["point"] = _state["ns"][f"{loss}_point"]
+        namespace["VEC_SLOT"] = _jit.vector_slot(loss)
+    else:
+        template, kind = _row_loop, "multiclass"
+        namespace["row"] = _state["ns"][f"{loss}_row"]
+    kernels = tuple(
+        njit(cache=True, nogil=True, parallel=parallel)(
+            _jit.specialise(template, namespace, f"{kind}__{loss}__{flavour}__{_state['hash']}")
+        )
+        for flavour, parallel in (("serial", False), ("parallel", True))
+    )
+    _KERNELS[loss] = kernels
+    return kernels
+
+
+def _parallel(kernel, nthreads: int, args: tuple) -> float:
+    """Run a parallel kernel on ``nthreads`` threads (at most Numba's pool size)."""
+    threads = nthreads if nthreads < _MAX_THREADS else _MAX_THREADS
+    if numba.get_num_threads() != threads:  # a per-calling-thread setting in Numba; cheap next to the loop
+        numba.set_num_threads(threads)
+    if _state.get("serialise", True):
+        # Numba's fallback "workqueue" threading layer aborts the process when two Python threads launch
+        # parallel kernels at once; serialise launches if it is the one in use (known after the first)
+        with _LOCK:
+            total = kernel(*args)
+            _state["serialise"] = numba.threading_layer() == "workqueue"
+        return total
+    return kernel(*args)
+
+
+def info() -> dict:
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel kernel has run yet: the layer is chosen on the first one
+        layer = f"not started (configured: {numba.config.THREADING_LAYER})"
+    return {
+        "version": numba.__version__,
+        "threads": numba.get_num_threads(),
+        "max_threads": _MAX_THREADS,
+        "threading_layer": layer,
+        "build": f"njit(cache=True), parallel above {PARALLEL_MIN} elements, blocks of {BLOCK}",
+    }
+
+
+def supports(spec, dtype) -> bool:
+    return _SUPPORTED.get(spec.name) == spec.kind and np.dtype(dtype) in _DTYPES
+
+
+def elementwise(loss, a, b, p, y, w, scale, reduce, value_out, grad_out, hess_out, nthreads, cols=None):
+    kernels = _KERNELS.get(loss) or _build(loss)
+    args = (p, y, w, a, b, scale, value_out, grad_out, hess_out, True if reduce else None, cols)
+    if p.shape[0] < PARALLEL_MIN or nthreads < 2 or _MAX_THREADS < 2:
+        return kernels[0](*args)
+    return _parallel(kernels[1], nthreads, args)
+
+
+def multiclass(loss, packed, ignore_index, C, x, labels, q, w, cw, scale, reduce, value_out, grad_out, hess_out,
+               nthreads):
+    kernels = _KERNELS.get(loss) or _build(loss)
+    empty = _EMPTY[x.dtype]
+    a, b, c, d = packed
+    args = (
+        x, labels, empty if q is None else q, w, empty if cw is None else cw, cw is not None, labels is None,
+        C, ignore_index, a, b, c, d, scale, value_out,
+        empty if grad_out is None else grad_out, empty if hess_out is None else hess_out,
+        grad_out is not None, hess_out is not None, True if reduce else None,
+    )
+    if x.shape[0] < PARALLEL_MIN or nthreads < 2 or _MAX_THREADS < 2:
+        return kernels[0](*args)
+    return _parallel(kernels[1], nthreads, args)

@@ -1,0 +1,437 @@
+"""The Numba-CUDA backend: the point and row functions of ``_pointwise.py`` compiled as CUDA device functions.
+
+Importable only where it can run: ``numba-cuda`` installed and either a CUDA GPU present or the simulator
+enabled (``NUMBA_ENABLE_CUDASIM=1``, how CI runs these kernels). Otherwise importing raises ImportError
+saying which, and the backend registry reports that reason.
+
+Same interface as the host backends, but every array is a device array (Numba's, or the simulator's).
+``_kernel`` (elementwise) and ``_row_kernel`` (multiclass, one thread per row) are the generic kernels:
+grid-stride loops, each thread summing its ``w * l`` in float64, then a tree sum over the block in shared
+memory, one float64 partial per block; the host adds the partials with ``math.fsum`` (correctly rounded,
+so independent of their order). The grid depends only on the size (``_blocks``), so the reduced value is
+reproducible.
+
+Which outputs exist is decided at compile time, as in the CPU backend, but not with ``None`` arguments:
+Numba-CUDA cannot pass ``None`` to a kernel. Each combination gets its own copy of the kernel
+(``_jit.specialise``) whose globals ``HAS_WEIGHT``, ``WRITE_VALUE``, ``WRITE_GRAD``, ``WRITE_HESS``,
+``REDUCE`` and ``HAS_COLS`` are constants, so the branches on them are compiled away; a missing array is
+passed as ``p`` (or ``x``), which then is never touched. The row functions take their optional arrays
+with runtime flags instead (their convention). Copies are built on first use and cached on disk.
+
+Also here: the device helpers that ``fusedloss._device`` needs (sum, first value outside a range or not a
+sign, first bad label, kept-rows weight sum, cast, broadcast of leading-axis weights, the unit Hessian),
+each a small grid-stride kernel.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+
+import numpy as np
+
+if importlib.util.find_spec("numba_cuda") is None:
+    raise ImportError("numba-cuda is not installed (pip install numba-cuda, or the 'cuda' extra)")
+
+import numba  # noqa: E402
+from numba import cuda  # noqa: E402
+
+from . import _jit  # noqa: E402
+
+SIMULATOR = bool(cuda.config.ENABLE_CUDASIM)
+if not SIMULATOR and not cuda.is_available():
+    raise ImportError("no CUDA GPU found (numba.cuda.is_available() is False); "
+                      "set NUMBA_ENABLE_CUDASIM=1 to run the CUDA kernels on the simulator")
+
+NAME = "cuda"
+DEVICE = True
+
+TPB = 256  # threads per block (a power of two: the block sum halves it)
+MAX_BLOCKS = 1024  # grid-stride beyond this; also bounds the partial sums the host adds
+
+_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _blocks(n: int) -> int:
+    return min((n + TPB - 1) // TPB, MAX_BLOCKS)
+
+
+# --- kernels -------------------------------------------------------------------------------------------
+
+
+@cuda.jit(device=True)
+def _store_block_sum(s, partial):
+    """Sum ``s`` over the threads of the block (fixed tree order) into ``partial[blockIdx.x]``."""
+    buf = cuda.shared.array(TPB, numba.float64)
+    t = cuda.threadIdx.x
+    buf[t] = s
+    cuda.syncthreads()
+    step = TPB // 2
+    while step > 0:
+        if t < step:
+            buf[t] += buf[t + step]
+        cuda.syncthreads()
+        step //= 2
+    if t == 0:
+        partial[cuda.blockIdx.x] = buf[0]
+
+
+def _kernel(p, y, w, a, b, scale, value_out, grad_out, hess_out, partial, cols):
+    """The generic elementwise kernel; ``point`` and the flags are bound per copy (module docstring).
+
+    With ``HAS_COLS``, ``cols[i % cols.size]`` replaces the packed parameter in slot ``VEC_SLOT``.
+    """
+    s = 0.0
+    for i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
+        ai = a
+        bi = b
+        if HAS_COLS:  # noqa: F821
+            if VEC_SLOT == 0:  # noqa: F821
+                ai = float(cols[i % cols.shape[0]])
+            else:
+                bi = float(cols[i % cols.shape[0]])
+        l, g, h = point(float(p[i]), float(y[i]), ai, bi)  # noqa: F821
+        if HAS_WEIGHT:  # noqa: F821
+            wi = float(w[i])
+            l = l * wi
+            g = g * wi
+            h = h * wi
+        if WRITE_VALUE:  # noqa: F821
+            value_out[i] = l
+        if WRITE_GRAD:  # noqa: F821
+            grad_out[i] = g * scale
+        if WRITE_HESS:  # noqa: F821
+            hess_out[i] = h * scale
+        if REDUCE:  # noqa: F821
+            s += l
+    if REDUCE:  # noqa: F821
+        _store_block_sum(s, partial)
+
+
+def _row_kernel(x, labels, q, w, cw, has_cw, soft, C, ignore, a, b, c, d, scale, value_out, g, h, want_g,
+                want_h, partial):
+    """The generic multiclass kernel, one thread per row of ``C`` logits; ``row`` and the flags per copy.
+
+    ``q``, ``cw``, ``g`` and ``h`` are always arrays, with runtime flags saying which are in use (the row
+    functions' convention); ``labels`` is read only when not ``soft``. Ignored rows get 0 everywhere.
+    """
+    s = 0.0
+    for r in range(cuda.grid(1), x.shape[0] // C, cuda.gridsize(1)):
+        base = r * C
+        t = 0
+        if not soft:
+            t = labels[r]
+        if not soft and t == ignore:
+            value = 0.0
+            for j in range(C):
+                if want_g:
+                    g[base + j] = 0.0
+                if want_h:
+                    h[base + j] = 0.0
+        else:
+            rw = 1.0
+            if HAS_WEIGHT:  # noqa: F821
+                rw = float(w[r])
+            value = row(x, base, C, t, q, cw, has_cw, soft, a, b, c, d, rw, scale, g, h,  # noqa: F821
+                        want_g, want_h)
+        if WRITE_VALUE:  # noqa: F821
+            value_out[r] = value
+        if REDUCE:  # noqa: F821
+            s += value
+    if REDUCE:  # noqa: F821
+        _store_block_sum(s, partial)
+
+
+@cuda.jit(cache=True)
+def _sum_kernel(x, partial):
+    s = 0.0
+    for i in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
+        s += float(x[i])
+    _store_block_sum(s, partial)
+
+
+@cuda.jit(cache=True)
+def _first_outside_kernel(x, lo, hi, first):
+    for i in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
+        v = x[i]
+        if v < lo or v > hi:  # nan is neither: it passes
+            cuda.atomic.min(first, 0, i)
+            return  # this thread's later indices are larger
+
+
+@cuda.jit(cache=True)
+def _copy_kernel(src, dst):
+    for i in range(cuda.grid(1), dst.shape[0], cuda.gridsize(1)):
+        dst[i] = src[i]
+
+
+@cuda.jit(cache=True)
+def _expand_kernel(src, dst, inner):
+    for i in range(cuda.grid(1), dst.shape[0], cuda.gridsize(1)):
+        dst[i] = src[i // inner]
+
+
+@cuda.jit(cache=True)
+def _first_not_sign_kernel(x, first):
+    for i in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
+        v = x[i]
+        if v != -1 and v != 0 and v != 1 and v == v:  # nan passes
+            cuda.atomic.min(first, 0, i)
+            return
+
+
+@cuda.jit(cache=True)
+def _first_bad_label_kernel(labels, C, has_ignore, ignore, first):
+    for i in range(cuda.grid(1), labels.shape[0], cuda.gridsize(1)):
+        t = labels[i]
+        if (t < 0 or t >= C) and not (has_ignore and t == ignore):
+            cuda.atomic.min(first, 0, i)
+            return
+
+
+@cuda.jit(cache=True)
+def _kept_sum_kernel(labels, ignore, rw, has_rw, cw, has_cw, partial):
+    s = 0.0
+    for r in range(cuda.grid(1), labels.shape[0], cuda.gridsize(1)):
+        t = labels[r]
+        if t != ignore:
+            v = 1.0
+            if has_rw:
+                v = float(rw[r])
+            if has_cw:
+                v *= float(cw[t])
+            s += v
+    _store_block_sum(s, partial)
+
+
+@cuda.jit(cache=True)
+def _unit_hessian_kernel(h, C, labels, has_labels, ignore, rw, has_rw, scale):
+    for i in range(cuda.grid(1), h.shape[0], cuda.gridsize(1)):
+        r = i // C
+        v = scale
+        if has_rw:
+            v = float(rw[r]) * scale
+        if has_labels and labels[r] == ignore:
+            v = 0.0
+        h[i] = v
+
+
+_state: dict = {}  # "ns": compiled point functions, "hash": source hash (built on first use)
+_KERNELS: dict[tuple, object] = {}  # (loss, *flags) -> kernel
+_SUPPORTED = {**{name: "elementwise" for name in _jit.point_names()},
+              **{name: "multiclass" for name in _jit.row_names()}}
+_FLAGS = {
+    "elementwise": ("HAS_WEIGHT", "WRITE_VALUE", "WRITE_GRAD", "WRITE_HESS", "REDUCE", "HAS_COLS"),
+    "multiclass": ("HAS_WEIGHT", "WRITE_VALUE", "REDUCE"),
+}
+
+
+def _build(key: tuple):
+    loss, *flags = key
+    if not _state:
+        _state["ns"] = _jit.compile_namespace(cuda.jit(device=True))
+        _state["hash"] = _jit.source_hash(__file__)
+    kind = _SUPPORTED[loss]
+    namespace = dict(globals())
+    namespace.update(zip(_FLAGS[kind], flags))
+    if kind == "elementwise":
+        template = _kernel
+        namespace["point"] = _state["ns"][f"{loss}_point"]
+        namespace["VEC_SLOT"] = _jit.vector_slot(loss)
+    else:
+        template = _row_kernel
+        namespace["row"] = _state["ns"][f"{loss}_row"]
+    bits = "".join("1" if f else "0" for f in flags)
+    kernel = cuda.jit(cache=True)(_jit.specialise(template, namespace, f"{kind}__{loss}__{bits}__{_state['hash']}"))
+    _KERNELS[key] = kernel
+    return kernel
+
+
+# --- the backend interface -----------------------------------------------------------------------------
+
+
+def info() -> dict:
+    import numba_cuda
+
+    row = {"version": getattr(numba_cuda, "__version__", "?"), "threads": None, "simulator": SIMULATOR}
+    if SIMULATOR:
+        row["build"] = "CUDA simulator (NUMBA_ENABLE_CUDASIM=1): Python speed, for tests only"
+    else:
+        device = cuda.get_current_device()
+        name = device.name.decode() if isinstance(device.name, bytes) else str(device.name)
+        row["device"] = name
+        row["compute_capability"] = ".".join(map(str, device.compute_capability))
+        row["build"] = f"cuda.jit(cache=True), {TPB} threads per block, at most {MAX_BLOCKS} blocks"
+    return row
+
+
+def supports(spec, dtype) -> bool:
+    return _SUPPORTED.get(spec.name) == spec.kind and np.dtype(dtype) in _DTYPES
+
+
+def elementwise(loss, a, b, p, y, w, scale, reduce, value_out, grad_out, hess_out, nthreads, cols=None):
+    """The elementwise kernel contract on device arrays (``cols`` too); ``nthreads`` is ignored."""
+    n = p.shape[0]
+    if n == 0:
+        return 0.0
+    key = (loss, w is not None, value_out is not None, grad_out is not None, hess_out is not None,
+           bool(reduce), cols is not None)
+    kernel = _KERNELS.get(key) or _build(key)
+    blocks = _blocks(n)
+    partial = cuda.device_array(blocks, np.float64) if reduce else p
+    kernel[blocks, TPB](
+        p, y, p if w is None else w, float(a), float(b), float(scale),
+        p if value_out is None else value_out,
+        p if grad_out is None else grad_out,
+        p if hess_out is None else hess_out,
+        partial,
+        p if cols is None else cols,
+    )
+    return math.fsum(partial.copy_to_host()) if reduce else 0.0
+
+
+def multiclass(loss, packed, ignore_index, C, x, labels, q, w, cw, scale, reduce, value_out, grad_out, hess_out,
+               nthreads):
+    """The multiclass kernel contract on device arrays; ``nthreads`` is ignored."""
+    R = x.shape[0] // C
+    if R == 0:
+        return 0.0
+    key = (loss, w is not None, value_out is not None, bool(reduce))
+    kernel = _KERNELS.get(key) or _build(key)
+    blocks = _blocks(R)
+    partial = cuda.device_array(blocks, np.float64) if reduce else x
+    a, b, c, d = (float(v) for v in packed)
+    kernel[blocks, TPB](
+        x, cuda.device_array(1, np.int64) if labels is None else labels, x if q is None else q,
+        x if w is None else w, x if cw is None else cw, cw is not None, labels is None, C, ignore_index,
+        a, b, c, d, float(scale), x if value_out is None else value_out,
+        x if grad_out is None else grad_out, x if hess_out is None else hess_out,
+        grad_out is not None, hess_out is not None, partial,
+    )
+    return math.fsum(partial.copy_to_host()) if reduce else 0.0
+
+
+# --- device helpers for fusedloss._device --------------------------------------------------------------
+
+
+def is_numba_array(x) -> bool:
+    if SIMULATOR:
+        return type(x).__name__ == "FakeCUDAArray"
+    return cuda.cudadrv.devicearray.is_cuda_ndarray(x)
+
+
+def as_device_array(x):
+    """``x`` as a Numba device array: itself, or a zero-copy view of a CUDA-array-interface object."""
+    if is_numba_array(x):
+        return x
+    if SIMULATOR:
+        raise TypeError(f"the CUDA simulator only takes its own device arrays, got {type(x).__name__}")
+    return cuda.as_cuda_array(x)
+
+
+def is_c_contiguous(x) -> bool:
+    return x.size <= 1 or x.is_c_contiguous()
+
+
+def span(x) -> tuple[int, int]:
+    """The byte range ``[start, end)`` that the device array ``x`` occupies (for overlap checks)."""
+    if SIMULATOR:
+        start = x._ary.__array_interface__["data"][0]
+    else:
+        start = x.__cuda_array_interface__["data"][0] or 0
+    return start, start + x.size * x.dtype.itemsize
+
+
+def read_only(x) -> bool:
+    if SIMULATOR:
+        return not x._ary.flags.writeable
+    return bool(x.__cuda_array_interface__["data"][1])
+
+
+def to_device(host: np.ndarray):
+    return cuda.to_device(host)
+
+
+def empty(shape, dtype):
+    return cuda.device_array(shape, dtype)
+
+
+def element(x, i: int):
+    """``x[i]`` of a 1-D device array, on the host."""
+    return x[i: i + 1].copy_to_host()[0].item()
+
+
+def device_sum(x) -> float:
+    """sum(x) in float64 (per-block partials, added with fsum on the host)."""
+    n = x.shape[0]
+    if n == 0:
+        return 0.0
+    blocks = _blocks(n)
+    partial = cuda.device_array(blocks, np.float64)
+    _sum_kernel[blocks, TPB](x, partial)
+    return math.fsum(partial.copy_to_host())
+
+
+def cast(x, dtype):
+    """A new 1-D device array: ``x`` converted to ``dtype``."""
+    out = cuda.device_array(x.shape[0], dtype)
+    if x.shape[0]:
+        _copy_kernel[_blocks(x.shape[0]), TPB](x, out)
+    return out
+
+
+def expand(src, inner: int, dtype):
+    """A new 1-D device array of ``src.size * inner`` elements: each of ``src`` repeated ``inner`` times."""
+    out = cuda.device_array(src.shape[0] * inner, dtype)
+    if out.shape[0]:
+        _expand_kernel[_blocks(out.shape[0]), TPB](src, out, inner)
+    return out
+
+
+def _first(kernel, n: int, *args) -> int:
+    """Run a first-index kernel over ``n`` items; the index it found, or -1."""
+    if n == 0:
+        return -1
+    first = cuda.to_device(np.array([n], dtype=np.int64))
+    kernel[_blocks(n), TPB](*args, first)
+    i = int(first.copy_to_host()[0])
+    return -1 if i == n else i
+
+
+def first_outside(x, lo: float, hi: float) -> int:
+    """The smallest index ``i`` with ``x[i] < lo`` or ``x[i] > hi``, or -1 (nan is inside)."""
+    return _first(_first_outside_kernel, x.shape[0], x, float(lo), float(hi))
+
+
+def first_not_sign(x) -> int:
+    """The smallest index ``i`` with ``x[i]`` not -1, 0, 1 or nan, or -1."""
+    return _first(_first_not_sign_kernel, x.shape[0], x)
+
+
+def first_bad_label(labels, C: int, ignore: int | None) -> int:
+    """The smallest index of a label outside ``[0, C)`` that is not ``ignore`` (if given), or -1."""
+    return _first(_first_bad_label_kernel, labels.shape[0], labels, int(C), ignore is not None,
+                  0 if ignore is None else int(ignore))
+
+
+def kept_sum(labels, ignore: int, rw, cw) -> float:
+    """sum over rows with ``labels != ignore`` of ``rw[r] * cw[labels[r]]`` (a missing factor is 1)."""
+    R = labels.shape[0]
+    if R == 0:
+        return 0.0
+    blocks = _blocks(R)
+    partial = cuda.device_array(blocks, np.float64)
+    _kept_sum_kernel[blocks, TPB](labels, int(ignore), labels if rw is None else rw, rw is not None,
+                                  labels if cw is None else cw, cw is not None, partial)
+    return math.fsum(partial.copy_to_host())
+
+
+def unit_hessian(h, C: int, labels, ignore: int, rw, scale: float) -> None:
+    """hessian="ones": ``h[i] = rw[i // C] * scale`` (1 for a missing ``rw``), 0 on rows labelled ``ignore``."""
+    n = h.shape[0]
+    if n == 0:
+        return
+    _unit_hessian_kernel[_blocks(n), TPB](
+        h, int(C), h if labels is None else labels, labels is not None, int(ignore),
+        h if rw is None else rw, rw is not None, float(scale),
+    )
