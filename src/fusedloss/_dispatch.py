@@ -311,7 +311,8 @@ class Loss:
     def _params(self, kwargs: dict):
         """Checked parameters; repeated keyword sets (a training loop's) are checked once and cached."""
         try:
-            key = tuple(kwargs.items())
+            # the types belong in the key: True == 1 and 1 == 1.0, but p=True is not a valid p=1
+            key = (tuple(kwargs.items()), tuple(map(type, kwargs.values())))
             checked = self._param_cache.get(key)
         except TypeError:  # an unhashable value (an array parameter): check every time
             key = checked = None

@@ -44,6 +44,18 @@ def sigmoid(x):
     return e / (1.0 + e)
 
 
+def bce_logits_value(x, y, pw):
+    """(1 - y) x + lw softplus(-x), lw = 1 + (pw - 1) y: binary cross-entropy on a logit.
+
+    For x >= 0 both terms of that form are >= 0. For x < 0 it would cancel (x + softplus(-x) loses all
+    digits of a tiny result), so use the equal lw softplus(x) - pw y x, whose terms are both >= 0 there.
+    """
+    lw = 1.0 + (pw - 1.0) * y
+    if x >= 0:
+        return (1.0 - y) * x + lw * log1pexp(-x)
+    return lw * log1pexp(x) - pw * y * x
+
+
 def log_cosh_value(ad):
     """log(cosh(d)) for ad = |d| >= 0, accurate to a few ulp for every finite ad.
 
@@ -140,6 +152,8 @@ BCE_EPS = 1e-12  # PyTorch's clamp of p (1 - p) in the BCE gradient
 
 def binary_cross_entropy_point(p, y, a, b):
     pw = a
+    if p != p:  # the clamps below would turn nan into a finite number
+        return p, p, p
     log_p = max(math.log(p), -100.0) if p > 0 else -100.0
     log_1mp = max(math.log1p(-p), -100.0) if p < 1 else -100.0
     return (
@@ -154,7 +168,7 @@ def binary_cross_entropy_with_logits_point(x, y, a, b):
     ys = y * (1.0 - b) + 0.5 * b  # label smoothing
     lw = 1.0 + (pw - 1.0) * ys
     sm = sigmoid(-x)
-    return (1.0 - ys) * x + lw * log1pexp(-x), (1.0 - ys) - lw * sm, lw * sigmoid(x) * sm
+    return bce_logits_value(x, ys, pw), (1.0 - ys) - lw * sm, lw * sigmoid(x) * sm
 
 
 def binary_focal_point(x, y, a, b):
@@ -162,7 +176,7 @@ def binary_focal_point(x, y, a, b):
     gamma = b
     s = sigmoid(x)
     sm = sigmoid(-x)
-    ce = log1pexp(x) - y * x
+    ce = bce_logits_value(x, y, 1.0)
     q = s * (1.0 - y) + sm * y  # 1 - p_t, as a sum of two non-negative terms: no cancellation
     a_t = 1.0 if alpha < 0 else alpha * y + (1.0 - alpha) * (1.0 - y)
     u = s * sm

@@ -98,6 +98,12 @@ def _sigmoid(x):
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
+def _bce_logits(x, y, pw):
+    """(1 - y) x + lw softplus(-x), written as lw softplus(x) - pw y x for x < 0 (no cancellation)."""
+    lw = 1.0 + (pw - 1.0) * y
+    return np.where(x >= 0, (1.0 - y) * x + lw * _log1pexp(-x), lw * _log1pexp(x) - pw * y * x)
+
+
 BCE_EPS = 1e-12  # PyTorch's clamp of the denominator in the BCE gradient
 
 
@@ -115,14 +121,14 @@ def binary_cross_entropy_with_logits(x, y, pos_weight, label_smoothing):
     pw = 1.0 if pos_weight is None else pos_weight
     y = y * (1.0 - label_smoothing) + 0.5 * label_smoothing
     lw = 1.0 + (pw - 1.0) * y
-    value = (1.0 - y) * x + lw * _log1pexp(-x)
+    value = _bce_logits(x, y, pw)
     s, sm = _sigmoid(x), _sigmoid(-x)
     return value, (1.0 - y) - lw * sm, lw * s * sm
 
 
 def binary_focal(x, y, alpha, gamma):
     s, sm = _sigmoid(x), _sigmoid(-x)
-    ce = _log1pexp(x) - y * x
+    ce = _bce_logits(x, y, 1.0)
     q = s * (1.0 - y) + sm * y  # 1 - p_t, without cancellation
     a_t = np.ones_like(x) if alpha < 0 else alpha * y + (1.0 - alpha) * (1.0 - y)
     u = s * sm  # sigmoid'

@@ -1,0 +1,384 @@
+"""Shared fixtures for the fusedloss test suite.
+
+Everything here is derived from the loss registry (``fusedloss._spec.REGISTRY``) and the backend registry
+(``fusedloss.backends()``), so that a new loss or backend is tested without editing the tests:
+
+- ``HOST_BACKENDS`` / the ``backend`` fixture: every host backend, skipped with the reason that
+  ``fusedloss.backends()`` gives when it cannot run here.
+- ``DTYPES`` and ``TOL``: the one tolerance table, keyed by dtype (see ``assert_close``).
+- ``VARIANTS``: extra parameter values per loss (the registry defaults are always tested too);
+  ``loss_cases()`` turns the registry plus this table into pytest params.
+- ``make_data``: inputs per loss that respect its domains and include points near its branch cut-offs
+  (``KINKS``), or keep away from them.
+- ``MC_VARIANTS``, ``multiclass_cases()`` and ``make_multiclass_data``: the same for multiclass losses
+  (class axis last; integer labels and/or probability targets).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+# Use the installed package when there is one (an editable install also carries the compiled backend);
+# fall back to the source tree so that the suite runs from a plain checkout.
+if importlib.util.find_spec("fusedloss") is None:  # pragma: no cover - depends on the environment
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))
+
+import fusedloss as fl  # noqa: E402
+from fusedloss import _reference  # noqa: E402
+from fusedloss._spec import REGISTRY  # noqa: E402
+
+# --- backends -----------------------------------------------------------------------------------------
+
+HOST_BACKENDS = ("numpy", "cpp", "numba")
+COMPILED_BACKENDS = ("cpp", "numba")
+
+
+def backend_rows() -> dict:
+    """``fusedloss.backends()`` keyed by name (the registry caches import results, so this is cheap)."""
+    return {row["name"]: row for row in fl.backends()}
+
+
+def backend_skip_reason(name: str) -> str | None:
+    row = backend_rows().get(name)
+    if row is None:
+        return f"backend {name!r} is not registered"
+    if not row["available"]:
+        return f"backend {name!r} unavailable: {row.get('reason', 'no reason given')}"
+    return None
+
+
+def require_backend(name: str) -> str:
+    reason = backend_skip_reason(name)
+    if reason:
+        pytest.skip(reason)
+    return name
+
+
+def supported(backend: str, name: str, dtype=None) -> bool:
+    """Whether ``backend`` (available) implements loss ``name`` for ``dtype`` (both dtypes if None)."""
+    module = sys.modules["fusedloss.backends"].REGISTRY[backend].load()
+    dtypes = DTYPES if dtype is None else (np.dtype(dtype),)
+    return module is not None and all(module.supports(REGISTRY[name], dt) for dt in dtypes)
+
+
+def require_support(backend: str, name: str, dtype=None) -> None:
+    """Skip (saying so) when a backend does not implement a loss; test_backends lists the gaps."""
+    if not supported(backend, name, dtype):
+        pytest.skip(f"backend {backend!r} does not support {name} for "
+                    f"{'float32/float64' if dtype is None else np.dtype(dtype)}")
+
+
+@pytest.fixture(params=HOST_BACKENDS)
+def backend(request):
+    """Each host backend by name; a skip that says why when it cannot run here."""
+    return require_backend(request.param)
+
+
+@pytest.fixture(params=COMPILED_BACKENDS)
+def compiled_backend(request):
+    return require_backend(request.param)
+
+
+@pytest.fixture(autouse=True)
+def _clean_config():
+    """Every test starts and ends with the default backend choice and thread count."""
+    fl.set_backend(None)
+    fl.set_num_threads(None)
+    yield
+    fl.set_backend(None)
+    fl.set_num_threads(None)
+
+
+# --- dtypes and tolerances ----------------------------------------------------------------------------
+
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+@dataclass(frozen=True)
+class Tol:
+    rtol: float
+    atol: float  # relative to the magnitude passed to assert_close (absolute for magnitude 1)
+
+
+# The one tolerance table. float32 kernels round their intermediates to float32 (eps 6e-8), so a few
+# hundred ulp of slack; float64 kernels may use a different but equally stable form than the reference.
+TOL = {
+    np.dtype(np.float32): Tol(rtol=1e-5, atol=1e-5),
+    np.dtype(np.float64): Tol(rtol=1e-12, atol=1e-13),
+}
+
+
+def assert_close(actual, expected, dtype, mag=1.0, err_msg=""):
+    """|actual - expected| <= rtol |expected| + atol * mag, elementwise, with TOL[dtype].
+
+    ``mag`` (a scalar or an array broadcastable to ``expected``) is the size of the terms that make up
+    ``expected``: where the result cancels (a gradient ``exp(p) - y`` near zero) the rounding error is
+    relative to those terms, not to the result. NaNs must match NaNs and infinities must match exactly.
+    """
+    tol = TOL[np.dtype(dtype)]
+    a = np.asarray(actual, dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    assert a.shape == e.shape, f"{err_msg}: shape {a.shape} != expected {e.shape}"
+    mag = np.broadcast_to(np.asarray(mag, dtype=np.float64), e.shape)
+    nan_a, nan_e = np.isnan(a), np.isnan(e)
+    if not np.array_equal(nan_a, nan_e):
+        bad = np.argwhere(nan_a != nan_e)[:5].tolist()
+        raise AssertionError(f"{err_msg}: NaN positions differ at {bad}; actual {a.ravel()[:8]}, expected "
+                             f"{e.ravel()[:8]}")
+    inf = np.isinf(e) | np.isinf(a)
+    if not np.array_equal(a[inf], e[inf]):
+        raise AssertionError(f"{err_msg}: infinities differ: actual {a[inf][:8]}, expected {e[inf][:8]}")
+    fin = ~(nan_e | inf)
+    err = np.abs(a[fin] - e[fin])
+    allowed = tol.rtol * np.abs(e[fin]) + tol.atol * mag[fin]
+    if not np.all(err <= allowed):
+        i = int(np.argmax(err - allowed))
+        where = np.argwhere(fin)[i].tolist()
+        raise AssertionError(
+            f"{err_msg}: {int(np.sum(err > allowed))} of {err.size} elements differ beyond rtol={tol.rtol}, "
+            f"atol={tol.atol}*mag; worst at {where}: actual {a[fin][i]!r}, expected {e[fin][i]!r}, "
+            f"|diff| {err[i]:.3g} > allowed {allowed[i]:.3g}"
+        )
+
+
+# --- losses and parameter variants --------------------------------------------------------------------
+
+# Extra parameter values per loss, on top of the registry defaults (which are always tested). Cut-offs are
+# dyadic so that points near them are exact in float32 (see make_data).
+VARIANTS: dict[str, list[dict]] = {
+    "huber": [{"delta": 0.5}],
+    "smooth_l1": [{"beta": 0.0}, {"beta": 0.25}],
+    "pseudo_huber": [{"delta": 2.0}],
+    "quantile": [{"quantile": 0.1}, {"quantile": 0.9}],
+    "poisson_nll": [{"log_input": False}],
+    "tweedie": [{"power": 1.2}, {"power": 1.8}],
+    "binary_cross_entropy": [{"pos_weight": 2.0}],
+    "binary_cross_entropy_with_logits": [{"pos_weight": 0.5, "label_smoothing": 0.1}],
+    "binary_focal": [{"alpha": -1.0, "gamma": 0.0}, {"alpha": 0.5, "gamma": 1.5}],
+}
+
+# |d| values (d = pred - target) where a loss switches branch, as a function of its full parameters.
+# A loss not listed here gets points near d = 0 and |d| = 1 (harmless if it has no cut-off there).
+KINKS = {
+    "mse": lambda kw: [],
+    "mae": lambda kw: [0.0],
+    "huber": lambda kw: [kw["delta"]],
+    "smooth_l1": lambda kw: [kw["beta"]],
+    "pseudo_huber": lambda kw: [],
+    "log_cosh": lambda kw: [],
+    "quantile": lambda kw: [0.0],
+    "poisson_nll": lambda kw: [],
+    "tweedie": lambda kw: [],
+    # targets are +-1 (see make_data), so the hinge t x = 1 sits at d = x - y = 0
+    "hinge": lambda kw: [0.0],
+    "squared_hinge": lambda kw: [0.0],
+    "binary_cross_entropy": lambda kw: [],
+    "binary_cross_entropy_with_logits": lambda kw: [],
+    "binary_focal": lambda kw: [],
+}
+
+
+def elementwise_names() -> list[str]:
+    return [name for name, spec in REGISTRY.items() if spec.kind == "elementwise"]
+
+
+def full_params(name: str, params: dict | None = None) -> dict:
+    """The registry defaults updated with ``params``, converted as the registry says."""
+    spec = REGISTRY[name]
+    kw = spec.defaults()
+    kw.update(params or {})
+    return {p.name: p.convert(kw[p.name]) for p in spec.params}
+
+
+def case_id(name: str, params: dict) -> str:
+    return name + "".join(f"-{k}={v}" for k, v in params.items())
+
+
+def loss_cases(variants: bool = True) -> list:
+    """pytest params ``(name, params)`` for every elementwise registry entry: defaults, then the VARIANTS
+    rows (multiclass losses have ``multiclass_cases``; a loss of any other kind shows as a skip)."""
+    cases = []
+    for name, spec in REGISTRY.items():
+        if spec.kind == "multiclass":
+            continue  # test_multiclass.py, from multiclass_cases()
+        rows = [{}] + (VARIANTS.get(name, []) if variants else [])
+        for params in rows:
+            marks = ()
+            if spec.kind != "elementwise":
+                marks = (pytest.mark.skip(reason=f"{name}: no data generator for loss kind {spec.kind!r}"),)
+            cases.append(pytest.param(name, params, id=case_id(name, params), marks=marks))
+    return cases
+
+
+def kinks(name: str, params: dict) -> list[float]:
+    kw = full_params(name, params)
+    return list(KINKS.get(name, lambda kw: [0.0, 1.0])(kw))
+
+
+# --- data ---------------------------------------------------------------------------------------------
+
+
+def _style(name: str, params: dict) -> str:
+    """How to draw pred: around the target ("residual"), a score or log-link value ("score"), a rate, a
+    probability ("unit")."""
+    spec = REGISTRY[name]
+    pdom = spec.pred_domain_for(full_params(name, params))
+    if pdom == "nonnegative":
+        return "rate"
+    if pdom == "unit":
+        return "unit"
+    if spec.target_domain in ("nonnegative", "unit"):
+        return "score"
+    return "residual"
+
+
+def _targets(rng, domain: str, n: int) -> np.ndarray:
+    if domain == "nonnegative":
+        y = np.where(rng.random(n) < 0.5, rng.poisson(2.0, n), np.round(rng.exponential(2.0, n) * 64) / 64)
+        y = y.astype(np.float64)
+        y[: min(n, 2)] = 0.0  # y = 0 is in the domain and takes special paths in some formulas
+        return y
+    if domain == "unit":
+        return np.round(rng.random(n) * 64) / 64
+    if domain == "sign":
+        return np.where(rng.random(n) < 0.5, -1.0, 1.0)
+    # real: on a 2^-6 grid, so that pred = target + (dyadic offset) is exact in float32
+    return np.round(rng.normal(0.0, 1.5, n) * 64) / 64
+
+
+def make_data(name, params, shape, dtype, seed=0, near_kinks=True, margin=1e-3):
+    """(pred, target) of ``shape`` and ``dtype`` inside the loss's domains.
+
+    With ``near_kinks`` about a quarter of the points sit just beside a branch cut-off (|d| = c (1 +- 2^-8)
+    and d = +-2^-9 around 0), never exactly on one: there the subgradients of two correct implementations
+    may legitimately differ. All such points are exact in float32 (dyadic targets and offsets), so the
+    float32 and float64 branch decisions agree. Without ``near_kinks`` every |d| stays ``margin`` away
+    from every cut-off (for finite differences).
+    """
+    rng = np.random.default_rng(seed)
+    shape = tuple(shape)
+    n = math.prod(shape)
+    spec = REGISTRY[name]
+    y = _targets(rng, spec.target_domain, n)
+    style = _style(name, params)
+    if style == "rate":
+        p = rng.uniform(0.05, 4.0, n)
+    elif style == "unit":
+        p = rng.uniform(0.01, 0.99, n)
+    elif style == "score":
+        p = rng.uniform(-2.0, 2.0, n)
+    else:
+        cuts = kinks(name, params)
+        d = rng.normal(0.0, 2.0, n)
+        if near_kinks and n:
+            special = []
+            for c in sorted(set(cuts) | {0.0}):
+                if c == 0.0:
+                    special += [2.0**-9, -(2.0**-9), 2.0**-12, -(2.0**-12)]
+                else:
+                    special += [s * c * (1 + f) for s in (1.0, -1.0) for f in (2.0**-8, -(2.0**-8))]
+            idx = rng.permutation(n)[: max(1, n // 4)]
+            d[idx] = np.resize(special, idx.size)
+        else:
+            for c in cuts:
+                close = np.abs(np.abs(d) - c) < margin
+                d[close] = np.where(d[close] >= 0, 1.0, -1.0) * (c + 3 * margin)
+        p = y + d
+    p = p.astype(dtype).reshape(shape)
+    y = y.astype(dtype).reshape(shape)
+    return p, y
+
+
+WEIGHTINGS = ("unweighted", "full", "leading")
+
+
+def make_weight(weighting: str, shape, dtype, seed=1):
+    """None, weights of pred's shape (a few exact zeros when n >= 17), or weights of a leading part of the
+    shape, broadcast by the API along the remaining axes (a 0-d weight for 0-d and 1-d pred)."""
+    if weighting == "unweighted":
+        return None
+    rng = np.random.default_rng(seed)
+    shape = tuple(shape)
+    if weighting == "leading":
+        shape = shape[: max(0, len(shape) - 1)]
+    n = math.prod(shape)
+    w = rng.uniform(0.25, 2.0, n)
+    if n >= 17:
+        w[rng.permutation(n)[: n // 10]] = 0.0
+    return w.astype(dtype).reshape(shape)
+
+
+def broadcast_weight(w, shape):
+    """The leading-axis broadcast that the API documents, done independently of the library."""
+    if w is None:
+        return np.ones(shape)
+    w = np.asarray(w, dtype=np.float64)
+    return np.broadcast_to(w.reshape(w.shape + (1,) * (len(shape) - w.ndim)), shape)
+
+
+def magnitudes(name, params, p, y):
+    """Per-element size of the terms of l, g and h: 1 + |l| + |g| + |h| (reference, unweighted)."""
+    l, g, h = _reference.elementwise(name, p, y, **full_params(name, params))
+    with np.errstate(all="ignore"):
+        m = 1.0 + np.abs(l) + np.abs(g) + np.abs(h)
+    return np.where(np.isfinite(m), m, 1.0)
+
+
+def loss_fn(name):
+    return getattr(fl, name)
+
+
+# --- multiclass losses (class axis last) ----------------------------------------------------------------
+
+N_CLASSES = 5
+
+# Extra parameter rows for multiclass losses; per-class vectors have N_CLASSES entries.
+MC_VARIANTS: dict[str, list[dict]] = {
+    "cross_entropy": [{"label_smoothing": 0.1}, {"z_loss": 1e-3, "softcap": 5.0},
+                      {"class_weight": [0.5, 2.0, 1.0, 0.0, 1.5]}],
+    "categorical_focal": [{"gamma": 0.0}, {"alpha": [0.25, 1.0, 0.5, 2.0, 0.75], "gamma": 1.5}],
+    "multi_margin": [{"p": 2}, {"margin": 0.5, "class_weight": [0.5, 2.0, 1.0, 0.0, 1.5]}],
+    "kl_div": [{"log_target": True}, {"temperature": 2.0}],
+}
+
+
+def multiclass_cases() -> list:
+    """pytest params ``(name, params, form)`` for every multiclass registry entry, each target form it
+    takes ("hard" integer labels, "soft" probabilities)."""
+    cases = []
+    for name, spec in REGISTRY.items():
+        if spec.kind != "multiclass":
+            continue
+        forms = [f for f, ok in (("hard", spec.hard_labels), ("soft", spec.soft_labels)) if ok]
+        for params in [{}] + MC_VARIANTS.get(name, []):
+            for form in forms:
+                cases.append(pytest.param(name, params, form, id=f"{case_id(name, params)}-{form}"))
+    return cases
+
+
+def make_multiclass_data(name, params, lead, dtype, form, seed=0, n_classes=N_CLASSES):
+    """(logits of shape lead + (C,), target): integer labels of shape ``lead`` (about a fifth of them the
+    ignored label, when the loss has one) or probability rows of the logits' shape (log-probabilities for
+    kl_div with log_target)."""
+    rng = np.random.default_rng(seed)
+    spec = REGISTRY[name]
+    kw = full_params(name, params)
+    lead = tuple(lead)
+    x = rng.normal(0.0, 2.0, lead + (n_classes,)).astype(dtype)
+    if form == "hard":
+        t = rng.integers(0, n_classes, lead).astype(np.int64)
+        if spec.ignore_param and t.size:
+            flat = t.reshape(-1)
+            flat[rng.permutation(flat.size)[: flat.size // 5]] = kw[spec.ignore_param]
+        return x, t
+    q = rng.dirichlet(np.ones(n_classes), size=lead) if lead else rng.dirichlet(np.ones(n_classes))
+    if kw.get("log_target"):
+        q = np.log(q)
+    return x, np.asarray(q).astype(dtype)

@@ -1,0 +1,312 @@
+"""Every bad input raises a clear exception that names the argument (and the offending value or shape).
+
+Validation happens once, in the dispatcher, before any backend runs; the checks are repeated for every
+host backend asked for explicitly, so that no backend path skips them.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import fusedloss as fl
+from fusedloss._spec import REGISTRY
+
+from conftest import backend_skip_reason, elementwise_names, full_params, loss_fn, make_data
+
+P = np.array([0.5, 1.0, 2.0])
+Y = np.array([0.0, 1.0, 3.0])
+
+
+def _raises(exc, *fragments):
+    """pytest.raises that also requires every fragment (plain text, not a regex) in the message."""
+    return pytest.raises(exc, match="(?s)" + "".join(f"(?=.*{re.escape(f)})" for f in fragments))
+
+
+# --- shapes and dtypes ------------------------------------------------------------------------------
+
+
+def test_shape_mismatch_names_both_shapes(backend):
+    with _raises(ValueError, "mse", "pred", "target", "(3,)", "(4,)"):
+        fl.mse(P, np.zeros(4), backend=backend)
+    with _raises(ValueError, "(2, 3)", "(3, 2)"):
+        fl.huber.grad(np.zeros((2, 3)), np.zeros((3, 2)), backend=backend)
+    with _raises(ValueError, "(3,)", "(1, 3)"):  # no broadcasting between pred and target
+        fl.mae.grad_hess(P, Y[None, :], backend=backend)
+
+
+@pytest.mark.parametrize("bad", [np.arange(3), np.arange(3, dtype=np.uint8), np.array([True, False, True]),
+                                 P.astype(np.complex128)], ids=["int64", "uint8", "bool", "complex"])
+def test_non_floating_pred_is_rejected(backend, bad):
+    with _raises(TypeError, "mse", "pred", str(bad.dtype)):
+        fl.mse(bad, Y, backend=backend)
+    with _raises(TypeError, "pred"):
+        fl.mse.value_and_grad(bad, Y, backend=backend)
+
+
+def test_float16_pred_is_rejected(backend):
+    with _raises(TypeError, "pred", "float16", "float32"):
+        fl.mse(P.astype(np.float16), Y, backend=backend)
+
+
+@pytest.mark.parametrize("what", ["target", "sample_weight"])
+def test_complex_or_object_second_operands_are_rejected(backend, what):
+    kw = {"target": Y, "sample_weight": None}
+    kw[what] = Y.astype(np.complex128)
+    with _raises(TypeError, what, "complex"):
+        fl.mse(P, kw["target"], sample_weight=kw["sample_weight"], backend=backend)
+    kw[what] = np.array(["a", "b", "c"])
+    with _raises(TypeError, what):
+        fl.mse(P, kw["target"], sample_weight=kw["sample_weight"], backend=backend)
+
+
+def test_wrong_sample_weight_shape(backend):
+    with _raises(ValueError, "sample_weight", "(3,)", "(2,)"):
+        fl.mse(P, Y, sample_weight=np.ones(2), backend=backend)
+    with _raises(ValueError, "sample_weight", "(2, 3)", "(3,)"):  # a trailing part is not a leading part
+        fl.mse(np.zeros((2, 3)), np.zeros((2, 3)), sample_weight=np.ones(3), backend=backend)
+    with _raises(ValueError, "sample_weight", "(3, 1)"):  # more axes than pred
+        fl.mse(P, Y, sample_weight=np.ones((3, 1)), backend=backend)
+
+
+def test_negative_weights_name_value_and_index(backend):
+    with _raises(ValueError, "sample_weight", ">= 0", "-2.0", "(1,)"):
+        fl.mse(P, Y, sample_weight=np.array([1.0, -2.0, 1.0]), backend=backend)
+    with _raises(ValueError, "sample_weight", "-0.5", "(1, 0)"):
+        fl.mse.grad(np.zeros((2, 2)), np.zeros((2, 2)), sample_weight=np.array([[1.0, 1.0], [-0.5, 1.0]]),
+                    backend=backend)
+
+
+def test_negative_weight_is_found_next_to_a_nan(backend):
+    """A NaN weight must not hide a negative one (min() of an array with a NaN is NaN)."""
+    with _raises(ValueError, "sample_weight", "-1.0"):
+        fl.mse(P, Y, sample_weight=np.array([np.nan, -1.0, 1.0]), backend=backend)
+
+
+# --- parameters, reduction, hessian mode ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name,kw,fragments", [
+    ("huber", {"delta": 0.0}, ["delta", "> 0", "0.0"]),
+    ("huber", {"delta": -1.0}, ["delta", "-1.0"]),
+    ("huber", {"delta": float("nan")}, ["delta", "nan"]),
+    ("huber", {"delta": float("inf")}, ["delta", "inf"]),
+    ("pseudo_huber", {"delta": 0.0}, ["delta", "0.0"]),
+    ("smooth_l1", {"beta": -0.1}, ["beta", "-0.1"]),
+    ("quantile", {"quantile": 0.0}, ["quantile", "(0, 1)", "0.0"]),
+    ("quantile", {"quantile": 1.0}, ["quantile", "(0, 1)", "1.0"]),
+    ("quantile", {"quantile": 1.5}, ["quantile", "1.5"]),
+    ("tweedie", {"power": 1.0}, ["power", "(1, 2)", "1.0"]),
+    ("tweedie", {"power": 2.0}, ["power", "(1, 2)", "2.0"]),
+    ("tweedie", {"power": 0.0}, ["power", "0.0"]),
+    ("poisson_nll", {"eps": -1e-3}, ["eps", "-0.001"]),
+])
+def test_invalid_parameter_values(backend, name, kw, fragments):
+    loss = loss_fn(name)
+    p, y = (np.abs(P), Y)
+    with _raises(ValueError, name, *fragments):
+        loss(p, y, backend=backend, **kw)
+    with _raises(ValueError, name, *fragments):
+        loss.grad_hess(p, y, backend=backend, **kw)
+
+
+def test_wrongly_typed_parameters():
+    with _raises(TypeError, "huber", "delta"):
+        fl.huber(P, Y, delta="big")
+    with _raises(TypeError, "poisson_nll", "log_input"):
+        fl.poisson_nll(P, Y, log_input="yes")
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_unknown_keyword_names_it_and_the_valid_ones(name):
+    spec = REGISTRY[name]
+    loss = loss_fn(name)
+    with _raises(TypeError, name, "unknown keyword", "not_a_param", *spec.param_names):
+        loss(P, Y, not_a_param=1.0)
+    if spec.differentiable:
+        with _raises(TypeError, "not_a_param"):
+            loss.grad(P, Y, not_a_param=1.0)
+
+
+def test_parameter_validation_does_not_depend_on_earlier_calls():
+    """A value refused on its own is refused after an equal-comparing valid one was used (True == 1)."""
+    if "multi_margin" not in REGISTRY:
+        pytest.skip("multi_margin is not registered")
+    x, t = np.zeros((2, 3)), np.array([0, 1])
+    with _raises(TypeError, "multi_margin", "p", "bool"):
+        fl.multi_margin(x, t, p=True)
+    fl.multi_margin(x, t, p=1)
+    with _raises(TypeError, "multi_margin", "p", "bool"):
+        fl.multi_margin(x, t, p=True)
+
+
+def test_positional_parameters_are_refused():
+    with pytest.raises(TypeError):
+        fl.huber(P, Y, "mean")  # reduction and every parameter are keyword-only
+
+
+@pytest.mark.parametrize("reduction", ["avg", "MEAN", None, ""])
+def test_unknown_reduction(backend, reduction):
+    with _raises(ValueError, "reduction", "'mean', 'sum', 'none'", repr(reduction)):
+        fl.mse(P, Y, reduction=reduction, backend=backend)
+    with _raises(ValueError, "reduction"):
+        fl.mse.grad(P, Y, reduction=reduction, backend=backend)
+
+
+def test_unknown_hessian_mode(backend):
+    with _raises(ValueError, "hessian", "'exact'", "'ones'", "'zero'"):
+        fl.mse.grad_hess(P, Y, hessian="zero", backend=backend)
+
+
+def test_non_differentiable_loss_refuses_derivatives():
+    for name, spec in REGISTRY.items():
+        if spec.differentiable or spec.kind != "elementwise":
+            continue
+        loss = loss_fn(name)
+        p, y = make_data(name, {}, (4,), np.float64)
+        loss(p, y)  # the value is fine
+        for entry in (loss.value_and_grad, loss.grad, loss.grad_hess):
+            with _raises(TypeError, name, "not differentiable"):
+                entry(p, y)
+
+
+# --- backends -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["gpu", "Numpy", "", "c++"])
+def test_unknown_backend(name):
+    with _raises(ValueError, "backend", repr(name), "'numpy'", "'cpp'"):
+        fl.mse(P, Y, backend=name)
+
+
+@pytest.mark.parametrize("name", ["cpp", "numba"])
+def test_explicit_unavailable_backend_raises_with_the_import_error(name):
+    reason = backend_skip_reason(name)
+    if reason is None:
+        pytest.skip(f"backend {name!r} is available here (the forced case is in test_config)")
+    with pytest.raises(fl.BackendUnavailable, match=name) as info:
+        fl.mse(P, Y, backend=name)
+    assert "not available" in str(info.value)
+    assert info.value.__cause__ is not None, "the original import error must be chained"
+
+
+def test_cuda_backend_with_host_arrays(backend):
+    with _raises(ValueError, "cuda", "device arrays", "host"):
+        fl.mse(P, Y, backend="cuda")
+    with _raises(ValueError, "cuda", "device"):
+        fl.huber.grad_hess(P, Y, backend="cuda")
+
+
+# --- output buffers ------------------------------------------------------------------------------------------
+
+
+def test_grad_out_checks(backend):
+    kw = dict(backend=backend)
+    with _raises(ValueError, "grad_out", "(3,)", "(4,)"):
+        fl.mse.grad(P, Y, grad_out=np.empty(4), **kw)
+    with _raises(ValueError, "grad_out", "(3,)", "(3, 1)"):
+        fl.mse.grad(P, Y, grad_out=np.empty((3, 1)), **kw)
+    with _raises(TypeError, "grad_out", "float64", "float32"):
+        fl.mse.grad(P, Y, grad_out=np.empty(3, np.float32), **kw)
+    with _raises(TypeError, "grad_out", "ndarray", "list"):
+        fl.mse.grad(P, Y, grad_out=[0.0, 0.0, 0.0], **kw)
+    with _raises(ValueError, "grad_out", "contiguous"):
+        fl.mse.grad(P, Y, grad_out=np.empty(6)[::2], **kw)
+    with _raises(ValueError, "grad_out", "contiguous"):
+        fl.mse.grad(np.zeros((3, 2)), np.zeros((3, 2)), grad_out=np.empty((2, 3)).T, **kw)
+    ro = np.empty(3)
+    ro.flags.writeable = False
+    with _raises(ValueError, "grad_out", "read-only"):
+        fl.mse.grad(P, Y, grad_out=ro, **kw)
+    with _raises(ValueError, "grad_out", "read-only"):
+        fl.mse.value_and_grad(P, Y, grad_out=ro, **kw)
+    class Sub(np.ndarray):
+        pass
+
+    with _raises(TypeError, "grad_out", "ndarray", "Sub"):  # a subclass could override writes
+        fl.mse.value_and_grad(P, Y, grad_out=np.empty(3).view(Sub), **kw)
+
+
+def test_hess_out_checks(backend):
+    kw = dict(backend=backend)
+    with _raises(ValueError, "hess_out", "(3,)", "(2,)"):
+        fl.mse.grad_hess(P, Y, hess_out=np.empty(2), **kw)
+    with _raises(TypeError, "hess_out", "float32"):
+        fl.mse.grad_hess(P.astype(np.float32), Y, hess_out=np.empty(3), **kw)
+    ro = np.empty(3)
+    ro.flags.writeable = False
+    with _raises(ValueError, "hess_out", "read-only"):
+        fl.mse.grad_hess(P, Y, hess_out=ro, **kw)
+
+
+def test_grad_out_overlapping_hess_out(backend):
+    buf = np.empty(3)
+    with _raises(ValueError, "grad_out", "hess_out", "overlap"):
+        fl.mse.grad_hess(P, Y, grad_out=buf, hess_out=buf, backend=backend)
+    big = np.empty(5)
+    with _raises(ValueError, "overlap"):
+        fl.mse.grad_hess(P, Y, grad_out=big[:3], hess_out=big[2:], backend=backend)
+    # and an outright failure leaves no half-written output behind
+    g = np.full(3, 7.0)
+    with pytest.raises(ValueError):
+        fl.mse.grad_hess(P, Y, grad_out=g, hess_out=g, backend=backend)
+    np.testing.assert_array_equal(g, 7.0)
+
+
+# --- domains -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", [n for n in elementwise_names() if REGISTRY[n].target_domain == "nonnegative"])
+def test_negative_target_names_value_and_index(backend, name):
+    loss = loss_fn(name)
+    y = np.array([1.0, 0.0, -2.5, 3.0])
+    p = np.full(4, 0.5)
+    with _raises(ValueError, name, "target", ">= 0", "-2.5", "(2,)"):
+        loss(p, y, backend=backend)
+    if REGISTRY[name].differentiable:
+        with _raises(ValueError, "target", "-2.5"):
+            loss.grad_hess(p, y, backend=backend)
+    with _raises(ValueError, "target", "-1.0", "(1, 0)"):
+        loss(np.full((2, 2), 0.5), np.array([[1.0, 2.0], [-1.0, 0.0]]), backend=backend)
+    # y = 0 is inside the domain
+    loss(p[:2], y[:2], backend=backend)
+
+
+@pytest.mark.parametrize("name", [n for n in elementwise_names() if REGISTRY[n].target_domain == "nonnegative"])
+def test_negative_target_is_found_next_to_a_nan(backend, name):
+    """A NaN target passes (it propagates) but must not hide a negative one elsewhere in the array."""
+    with _raises(ValueError, "target", "-3.0", "(2,)"):
+        loss_fn(name)(np.full(3, 0.5), np.array([1.0, np.nan, -3.0]), backend=backend)
+
+
+def test_negative_rate_for_poisson_without_log_input(backend):
+    p = np.array([0.5, -0.25, 1.0])
+    with _raises(ValueError, "poisson_nll", "pred", ">= 0", "-0.25", "(1,)"):
+        fl.poisson_nll(p, Y, log_input=False, backend=backend)
+    with _raises(ValueError, "pred", "-0.25"):
+        fl.poisson_nll.grad(p, Y, log_input=False, backend=backend)
+    # log_input=True takes any real pred
+    fl.poisson_nll(p, Y, backend=backend)
+
+
+@pytest.mark.parametrize("name", [n for n in elementwise_names() if REGISTRY[n].target_domain == "unit"])
+def test_target_outside_unit_interval(backend, name):
+    loss = loss_fn(name)
+    p, y = make_data(name, {}, (4,), np.float64)
+    y = y.copy()
+    y[3] = 1.5
+    with _raises(ValueError, name, "target", "1.5", "(3,)"):
+        loss(p, y, backend=backend)
+
+
+@pytest.mark.parametrize("name", [n for n in elementwise_names()
+                                  if REGISTRY[n].pred_domain_for(full_params(n)) == "unit"])
+def test_pred_outside_unit_interval(backend, name):
+    loss = loss_fn(name)
+    p, y = make_data(name, {}, (4,), np.float64)
+    p = p.copy()
+    p[1] = -0.25
+    with _raises(ValueError, name, "pred", "-0.25", "(1,)"):
+        loss(p, y, backend=backend)

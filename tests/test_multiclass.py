@@ -1,0 +1,198 @@
+"""Multiclass losses (class axis last): the reference by calculus, every host backend against the reference,
+and the multiclass rules of the API (per-row values, "mean" over rows / kept rows / class weights, ignored
+labels, hessian="ones", label checks). Everything is parametrised from the registry (``kind ==
+"multiclass"``) and the MC_VARIANTS table in conftest.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import fusedloss as fl
+from fusedloss import _reference
+from fusedloss._spec import REGISTRY
+
+from conftest import (
+    DTYPES,
+    N_CLASSES,
+    assert_close,
+    full_params,
+    loss_fn,
+    make_multiclass_data,
+    multiclass_cases,
+    require_support,
+)
+
+LEADS = [(0,), (1,), (17,), (4, 3)]
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def _row_weight(lead, seed=2):
+    if not lead:
+        return None
+    rng = np.random.default_rng(seed)
+    w = rng.uniform(0.25, 2.0, lead)
+    if w.size >= 10:
+        w.reshape(-1)[:2] = 0.0
+    return w
+
+
+def _reference_all(name, params, x, t, reduction, w, form):
+    kw = full_params(name, params)
+    return _reference.reduce_multiclass(name, x, t, reduction=reduction, sample_weight=w, soft=form == "soft",
+                                        **kw)
+
+
+# --- the reference by finite differences -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name,params,form", multiclass_cases())
+def test_multiclass_reference_gradient_and_hessian(name, params, form):
+    if not REGISTRY[name].differentiable:
+        pytest.skip(f"{name} is not differentiable")
+    x, t = make_multiclass_data(name, params, (3,), np.float64, form, seed=21)
+    w = np.array([0.5, 1.5, 1.0])
+    for reduction in ("sum", "mean"):
+        value, grad, hess = _reference_all(name, params, x, t, reduction, w, form)
+        fd_g = np.empty_like(x)
+        fd_h = np.empty_like(x)
+        for i in np.ndindex(x.shape):
+            step = 1e-6 * max(1.0, abs(x[i]))
+            e = np.zeros_like(x)
+            e[i] = step
+            vp, gp, _ = _reference_all(name, params, x + e, t, reduction, w, form)
+            vm, gm, _ = _reference_all(name, params, x - e, t, reduction, w, form)
+            fd_g[i] = (vp - vm) / (2 * step)
+            fd_h[i] = (gp[i] - gm[i]) / (2 * step)
+        np.testing.assert_allclose(fd_g, grad, rtol=1e-5, atol=1e-6 * (1 + abs(value)),
+                                   err_msg=f"{name}{params} {form} {reduction}: gradient")
+        np.testing.assert_allclose(fd_h, hess, rtol=1e-5, atol=1e-6 * (1 + np.abs(grad).max()),
+                                   err_msg=f"{name}{params} {form} {reduction}: Hessian diagonal")
+
+
+# --- every backend against the reference ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("name,params,form", multiclass_cases())
+def test_multiclass_backend_matches_reference(backend, name, params, form, dtype, reduction):
+    require_support(backend, name, dtype)
+    spec = REGISTRY[name]
+    loss = loss_fn(name)
+    failures = []
+    for lead in LEADS:
+        for weighted in (False, True):
+            x, t = make_multiclass_data(name, params, lead, dtype, form, seed=len(lead) * 10 + sum(lead))
+            w = _row_weight(lead) if weighted else None
+            if w is not None:
+                w = w.astype(dtype)
+            tag = f"{backend} {name}{params} {form} {dtype} {reduction} lead={lead} weighted={weighted}"
+            try:
+                value, grad, hess = _reference_all(name, params, x, t, reduction, w, form)
+                l0, g0, h0 = _reference_all(name, params, x, t, "none", None, form)
+                wr = np.ones(lead) if w is None else w.astype(np.float64)
+                if reduction == "mean":
+                    # the scale that the reference applied, recovered from its sum and mean
+                    total = _reference_all(name, params, x, t, "sum", w, form)[0]
+                    scale = value / total if total else 1.0 / max(float(np.sum(wr)), 1e-300)
+                else:
+                    scale = 1.0
+                scale = scale if math.isfinite(scale) else 1.0
+                mag_rows = wr * (1.0 + np.abs(l0))
+                mag_elem = (wr * scale)[..., None] * (1.0 + np.abs(g0) + np.abs(h0))
+                kwargs = dict(reduction=reduction, sample_weight=w, backend=backend, **params)
+                v = loss(x, t, **kwargs)
+                if reduction == "none":
+                    assert type(v) is np.ndarray and v.shape == lead and v.dtype == dtype, f"{tag}: {v!r}"
+                    assert_close(v, value, dtype, mag_rows, f"{tag}: value")
+                else:
+                    assert type(v) is float, f"{tag}: reduced value is {type(v).__name__}"
+                    assert_close(v, value, dtype, float(np.sum(mag_rows)) * scale, f"{tag}: value")
+                if spec.differentiable:
+                    v2, g2 = loss.value_and_grad(x, t, **kwargs)
+                    assert_close(v2, value, dtype, mag_rows if reduction == "none" else
+                                 float(np.sum(mag_rows)) * scale, f"{tag}: value_and_grad value")
+                    g3 = loss.grad(x, t, **kwargs)
+                    g4, h4 = loss.grad_hess(x, t, **kwargs)
+                    for what, got, exp in (("vg grad", g2, grad), ("grad", g3, grad), ("gh grad", g4, grad),
+                                           ("hess", h4, hess)):
+                        assert got.shape == x.shape and got.dtype == dtype, f"{tag}: {what} {got.shape} {got.dtype}"
+                        assert_close(got, exp, dtype, mag_elem, f"{tag}: {what}")
+            except AssertionError as exc:
+                failures.append(str(exc))
+    if failures:
+        raise AssertionError(f"{len(failures)} cases failed:\n" + "\n".join(failures[:10]))
+
+
+# --- multiclass API rules ------------------------------------------------------------------------------------
+
+
+def _hard_names(with_ignore=False):
+    return [n for n, s in REGISTRY.items() if s.kind == "multiclass" and s.hard_labels
+            and (s.ignore_param or not with_ignore)]
+
+
+@pytest.mark.parametrize("name", _hard_names(with_ignore=True))
+def test_ignored_rows_count_for_nothing(backend, name):
+    require_support(backend, name, np.float64)
+    loss = loss_fn(name)
+    ignore = full_params(name)[REGISTRY[name].ignore_param]
+    x, t = make_multiclass_data(name, {}, (6,), np.float64, "hard", seed=3)
+    t[:] = [0, 1, ignore, 2, ignore, 4]
+    keep = t != ignore
+    v = loss(x, t, reduction="none", backend=backend)
+    g, h = loss.grad_hess(x, t, reduction="sum", backend=backend)
+    assert (v[~keep] == 0).all() and (g[~keep] == 0).all() and (h[~keep] == 0).all()
+    # the kept rows alone give the same sum; "mean" divides by the kept rows (no class weights here)
+    assert loss(x, t, reduction="sum", backend=backend) == pytest.approx(
+        loss(x[keep], t[keep], reduction="sum", backend=backend), rel=1e-14)
+    if REGISTRY[name].mean_over in ("kept_rows", "class_weight"):
+        assert loss(x, t, backend=backend) == pytest.approx(loss(x[keep], t[keep], backend=backend), rel=1e-14)
+    _, h1 = loss.grad_hess(x, t, hessian="ones", backend=backend)
+    expected = np.where(keep[:, None], 1.0 / keep.sum(), 0.0) * np.ones((1, x.shape[1]))
+    if REGISTRY[name].mean_over == "rows":
+        expected = np.where(keep[:, None], 1.0 / keep.size, 0.0) * np.ones((1, x.shape[1]))
+    np.testing.assert_allclose(h1, expected, rtol=1e-15)
+
+
+@pytest.mark.parametrize("name", [n for n, s in REGISTRY.items() if s.kind == "multiclass"])
+def test_multiclass_unit_hessian_and_row_weights(backend, name):
+    require_support(backend, name, np.float64)
+    spec = REGISTRY[name]
+    form = "hard" if spec.hard_labels else "soft"
+    loss = loss_fn(name)
+    x, t = make_multiclass_data(name, {}, (4, 2), np.float64, form, seed=5)
+    if form == "hard" and spec.ignore_param:
+        t[:] = np.arange(8).reshape(4, 2) % N_CLASSES  # no ignored rows here
+    w = np.array([1.0, 0.5, 2.0, 0.0])  # a leading part (4,) of the rows' shape (4, 2)
+    wr = np.broadcast_to(w[:, None], (4, 2))
+    _, h = loss.grad_hess(x, t, reduction="sum", sample_weight=w, hessian="ones", backend=backend)
+    np.testing.assert_allclose(h, np.broadcast_to(wr[..., None], x.shape), rtol=1e-15)
+    v = loss(x, t, reduction="none", sample_weight=w, backend=backend)
+    v1 = loss(x, t, reduction="none", backend=backend)
+    np.testing.assert_allclose(v, wr * v1, rtol=1e-14)
+
+
+def test_multiclass_label_errors(backend):
+    require_support(backend, "cross_entropy", np.float64)
+    x = np.zeros((3, 4))
+    with pytest.raises(ValueError, match=r"(?s)label 4.*\(1,\).*\[0, 4\)"):
+        fl.cross_entropy(x, np.array([0, 4, 1]), backend=backend)
+    with pytest.raises(ValueError, match=r"(?s)label -1"):
+        fl.cross_entropy(x, np.array([0, -1, 1]), backend=backend)
+    with pytest.raises(ValueError, match=r"(?s)\(3,\).*\(2,\)"):
+        fl.cross_entropy(x, np.array([0, 1]), backend=backend)
+    with pytest.raises(ValueError, match=r"(?s)soft.*\(3, 4\).*\(3, 3\)"):
+        fl.cross_entropy(x, np.full((3, 3), 0.25), backend=backend)
+    with pytest.raises(ValueError, match=r"(?s)class_weight.*4.*\(3,\)"):
+        fl.cross_entropy(x, np.array([0, 1, 2]), class_weight=[1.0, 1.0, 1.0], backend=backend)
+    with pytest.raises(ValueError, match=r"(?s)target.*>= 0.*-0.5"):
+        fl.cross_entropy(x, np.array([[1.5, -0.5, 0, 0]] * 3), backend=backend)
+    with pytest.raises(TypeError, match="target"):
+        fl.kl_div(x, np.array([0, 1, 2]), backend=backend)  # kl_div takes probabilities only
+    with pytest.raises(ValueError, match="class axis"):
+        fl.cross_entropy(np.zeros((3, 0)), np.zeros(3, np.int64), backend=backend)
