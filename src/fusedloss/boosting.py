@@ -1,0 +1,304 @@
+"""Custom objectives and evaluation metrics for LightGBM and XGBoost, computed by the fused kernels.
+
+>>> import lightgbm as lgb, fusedloss.boosting as fb                                    # doctest: +SKIP
+>>> params = {"objective": fb.lightgbm_objective("binary_focal", gamma=2.0), "verbose": -1}
+>>> booster = lgb.train(params, train_set, feval=fb.lightgbm_metric("binary_focal", gamma=2.0))
+
+Neither library is imported here: the callables only use the objects the libraries hand them
+(``Dataset.get_label()`` / ``get_weight()``, ``DMatrix.get_label()`` / ``get_weight()``).
+
+What the objectives return: the per-sample gradient and Hessian (diagonal) of the **unreduced** loss with
+respect to the raw score, multiplied by the sample weight taken from the data set, as float64 arrays of the
+predictions' shape (``Loss.grad_hess(..., reduction="none")``). Raw scores are what the losses take: logits for
+``binary_cross_entropy_with_logits`` and ``binary_focal``, log-rates for ``poisson_nll`` / ``tweedie``, one logit
+per class for ``cross_entropy``. The boosters therefore predict raw scores (apply the link yourself, e.g. a
+sigmoid), and start from score 0 unless you give them an initial score (``init_score`` in LightGBM,
+``base_margin`` / ``base_score`` in XGBoost): see :func:`initial_score`.
+
+Multiclass layout: both libraries hand custom objectives a ``(n_samples, n_classes)`` array in their current
+versions (LightGBM >= 4, XGBoost >= 2); it is used as is (class axis last) and the gradient comes back in the same
+shape. The flat layouts of older versions are accepted too (LightGBM < 4: class-major; XGBoost: row-major). Labels
+are class indices (stored as floats by both libraries).
+
+Hessian options (``hessian=`` and ``min_hessian=``):
+
+- losses whose exact Hessian is zero almost everywhere (``mae``, ``quantile``, ``hinge``) default to
+  ``hessian="ones"`` (1 times the sample weight, as scikit-learn's gradient boosting does): Newton steps become
+  gradient steps instead of divisions by zero. Pass ``hessian="exact"`` to get the zeros.
+- the exact Hessian of the focal losses (``binary_focal``, ``categorical_focal``, and ``cross_entropy`` with a
+  ``softcap``) is negative for confidently misclassified samples (binary focal with gamma = 2: where the margin
+  is worse than about -2.5), which makes a Newton step point the wrong way or blow up. The safeguard:
+  ``min_hessian`` clips the Hessian from below at ``min_hessian * sample_weight``. Its default for those losses
+  is ``FOCAL_MIN_HESSIAN = 0.02`` (chosen on imbalanced binary problems, where floors of 1e-6 to 1e-3 let a few
+  hard samples produce huge leaf values and the model diverged, while 0.01 to 0.05 trained well); for every
+  other loss no clipping. ``min_hessian=None`` disables it; any float >= 0 sets it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._dispatch import HESSIAN_MODES, LOSSES
+from ._spec import REGISTRY
+
+__all__ = [
+    "FOCAL_MIN_HESSIAN", "gradient_hessian", "initial_score", "lightgbm_metric", "lightgbm_objective",
+    "metric_value", "xgboost_metric", "xgboost_objective",
+]
+
+FOCAL_MIN_HESSIAN = 0.02
+_NEGATIVE_HESSIAN = frozenset({"binary_focal", "categorical_focal"})  # exact Hessian may be < 0
+
+
+def _loss(name: str):
+    loss = LOSSES.get(name)
+    if loss is None:
+        raise ValueError(f"unknown loss {name!r}; known losses: {', '.join(sorted(LOSSES))}")
+    spec = loss.spec
+    if spec.kind == "multiclass" and not spec.hard_labels:
+        raise ValueError(f"{name}: needs soft (probability) targets, but boosting labels are one value per sample")
+    return loss
+
+
+def _checked(name: str, params: dict, hessian, min_hessian, need_grad=True):
+    loss = _loss(name)
+    spec = loss.spec
+    if need_grad and not spec.differentiable:
+        raise ValueError(f"{name} is not differentiable: it can be an evaluation metric, not an objective")
+    loss._check_params(params)  # unknown or out-of-range parameters fail now, not in the first boosting round
+    if hessian is None:
+        hessian = "ones" if spec.hessian_zero_ae else "exact"
+    if hessian not in HESSIAN_MODES:
+        raise ValueError(f"{name}: hessian must be 'exact' or 'ones', got {hessian!r}")
+    if isinstance(min_hessian, str):
+        if min_hessian != "auto":
+            raise ValueError(f"{name}: min_hessian must be 'auto', None or a number >= 0, got {min_hessian!r}")
+        negative = name in _NEGATIVE_HESSIAN or (name == "cross_entropy" and params.get("softcap"))
+        min_hessian = FOCAL_MIN_HESSIAN if (negative and hessian == "exact") else None
+    elif min_hessian is not None:
+        min_hessian = float(min_hessian)
+        if not min_hessian >= 0:
+            raise ValueError(f"{name}: min_hessian must be >= 0, got {min_hessian!r}")
+    return loss, hessian, min_hessian
+
+
+def _weight(weight):
+    """None for "no weights" (LightGBM gives None, XGBoost an empty array)."""
+    if weight is None:
+        return None
+    w = np.asarray(weight, dtype=np.float64)
+    return None if w.size == 0 else w
+
+
+def _layout(loss, preds, labels, flat: str):
+    """(pred array for the kernels, labels, undo): class axis last for multiclass losses.
+
+    ``flat``: how a 1-d multiclass prediction array is laid out: "class_major" (LightGBM < 4) or "row_major".
+    """
+    p = np.asarray(preds, dtype=np.float64)
+    y = np.asarray(labels)
+    if loss.spec.kind != "multiclass":
+        if p.shape != y.shape:
+            if p.size == y.size:
+                p = p.reshape(y.shape)
+            else:
+                raise ValueError(f"{loss.name}: got {p.size} predictions for {y.size} labels (multi-output "
+                                 "boosting is not supported)")
+        return p, y.astype(np.float64, copy=False), (lambda a: a.reshape(np.shape(preds)))
+    n = y.shape[0] if y.ndim else 1
+    if p.ndim == 2:
+        if p.shape[0] != n:
+            raise ValueError(f"{loss.name}: predictions of shape {p.shape} for {n} labels")
+        undo = lambda a: a  # noqa: E731
+    else:
+        if n == 0 or p.size % n:
+            raise ValueError(f"{loss.name}: {p.size} predictions do not split into {n} rows of classes")
+        K = p.size // n
+        if flat == "class_major":
+            p = p.reshape(K, n).T
+            undo = lambda a: np.ascontiguousarray(a.T).reshape(-1)  # noqa: E731
+        else:
+            p = p.reshape(n, K)
+            undo = lambda a: a.reshape(-1)  # noqa: E731
+    yi = y.astype(np.int64)
+    if yi.shape != y.shape or (y.dtype.kind == "f" and not np.array_equal(yi, y)):
+        raise ValueError(f"{loss.name}: labels must be class indices 0..K-1, got non-integer values")
+    return p, yi, undo
+
+
+def _grad_hess(loss, preds, labels, weight, hessian, min_hessian, backend, params, flat="row_major"):
+    p, y, undo = _layout(loss, preds, labels, flat)
+    w = _weight(weight)
+    g, h = loss.grad_hess(p, y, reduction="none", sample_weight=w, hessian=hessian, backend=backend, **params)
+    if min_hessian is not None:
+        floor = min_hessian if w is None else min_hessian * (w[:, None] if h.ndim == 2 and w.ndim == 1 else w)
+        np.maximum(h, floor, out=h)
+    return undo(g), undo(h)
+
+
+def gradient_hessian(name: str, y_true, y_pred, weight=None, *, hessian=None, min_hessian="auto", backend=None,
+                     **params):
+    """(gradient, Hessian) per sample, float64, of the unreduced loss times ``weight``: what the objectives
+    below return, for any other booster. ``y_pred`` is the raw score ((n,) or (n, K) for multiclass)."""
+    loss, hessian, min_hessian = _checked(name, params, hessian, min_hessian)
+    return _grad_hess(loss, y_pred, y_true, weight, hessian, min_hessian, backend, params)
+
+
+def metric_value(name: str, y_true, y_pred, weight=None, *, backend=None, **params) -> float:
+    """The weighted mean loss (sum(w l) / sum(w)) of raw scores ``y_pred``: what the metrics below report."""
+    loss = _loss(name)
+    loss._check_params(params)
+    p, y, _ = _layout(loss, y_pred, y_true, "row_major")
+    return loss(p, y, reduction="mean", sample_weight=_weight(weight), backend=backend, **params)
+
+
+def _weighted_quantile(y, w, q: float) -> float:
+    order = np.argsort(y, kind="stable")
+    y, w = y[order], (np.ones_like(y) if w is None else w[order])
+    cum = np.cumsum(w)
+    return float(y[min(int(np.searchsorted(cum, q * cum[-1])), y.size - 1)])
+
+
+def initial_score(name: str, y_true, weight=None, **params) -> float:
+    """The constant raw score that minimises the weighted mean loss (what the built-in objectives start from
+    with ``boost_from_average``): Newton steps from 0 on a constant, or the weighted median / quantile for
+    ``mae`` / ``quantile``. Single-score losses on raw scores only."""
+    loss, _, _ = _checked(name, params, "exact", None)
+    full = loss._check_params(params)[0]
+    if loss.spec.kind == "multiclass" or loss.spec.pred_domain_for(full) != "real":
+        raise ValueError(f"{name}: initial_score is for single-score losses on raw scores")
+    y = np.asarray(y_true, dtype=np.float64).reshape(-1)
+    w = _weight(weight)
+    if name in ("mae", "quantile"):
+        return _weighted_quantile(y, w, full.get("quantile", 0.5))
+    if loss.spec.hessian_zero_ae:
+        raise ValueError(f"{name}: no Newton initial score for a loss whose Hessian is zero almost everywhere")
+    c = 0.0
+    for _ in range(200):
+        g, h = loss.grad_hess(np.full(y.shape, c), y, reduction="mean", sample_weight=w, **params)
+        G, H = float(np.sum(g)), float(np.sum(h))
+        step = G / H if H > 0 else G
+        c -= step
+        if abs(step) <= 1e-13 * max(1.0, abs(c)):
+            break
+    return c
+
+
+def _name(name: str, metric_name):
+    return metric_name or name
+
+
+# --- LightGBM -----------------------------------------------------------------------------------------------
+
+
+def lightgbm_objective(name: str, *, api: str = "native", hessian=None, min_hessian="auto", backend=None,
+                       **params):
+    """A LightGBM custom objective for the loss ``name`` with its parameters.
+
+    ``api="native"`` (default): ``fobj(preds, train_data) -> (grad, hess)`` for ``lgb.train(params={"objective":
+    fobj, ...})``; the sample weights come from ``train_data.get_weight()``. ``api="sklearn"``:
+    ``objective(y_true, y_pred, weight) -> (grad, hess)`` for ``LGBMRegressor(objective=...)`` /
+    ``LGBMClassifier``. The native callable also carries the sklearn one as ``.sklearn``.
+    """
+    loss, hessian, min_hessian = _checked(name, params, hessian, min_hessian)
+
+    def objective(y_true, y_pred, weight):
+        return _grad_hess(loss, y_pred, y_true, weight, hessian, min_hessian, backend, params, "class_major")
+
+    def fobj(preds, train_data):
+        if not hasattr(train_data, "get_label"):
+            raise TypeError(f"lightgbm_objective({name!r}): expected (preds, lightgbm.Dataset); for the "
+                            "scikit-learn API use lightgbm_objective(..., api='sklearn')")
+        return objective(train_data.get_label(), preds, train_data.get_weight())
+
+    for f in (objective, fobj):
+        f.__name__ = f"fusedloss_{name}"
+        f.loss, f.params, f.hessian, f.min_hessian = name, dict(params), hessian, min_hessian
+    fobj.sklearn = objective
+    return _pick_api(api, fobj, objective)
+
+
+def lightgbm_metric(name: str, *, api: str = "native", metric_name=None, backend=None, **params):
+    """A LightGBM evaluation metric: the weighted mean loss of the raw scores, lower is better.
+
+    ``api="native"``: ``feval(preds, eval_data) -> (name, value, False)`` for ``lgb.train(feval=...)``;
+    ``api="sklearn"``: ``metric(y_true, y_pred, weight) -> (name, value, False)`` for ``fit(eval_metric=...)``.
+    Scores are raw when the objective is a custom one (LightGBM then applies no link).
+    """
+    loss = _loss(name)
+    loss._check_params(params)
+    label = _name(name, metric_name)
+
+    def metric(y_true, y_pred, weight):
+        p, y, _ = _layout(loss, y_pred, y_true, "class_major")
+        value = loss(p, y, reduction="mean", sample_weight=_weight(weight), backend=backend, **params)
+        return label, value, False
+
+    def feval(preds, eval_data):
+        return metric(eval_data.get_label(), preds, eval_data.get_weight())
+
+    metric.__name__ = feval.__name__ = label
+    feval.sklearn = metric
+    return _pick_api(api, feval, metric)
+
+
+# --- XGBoost ------------------------------------------------------------------------------------------------
+
+
+def xgboost_objective(name: str, *, api: str = "native", hessian=None, min_hessian="auto", backend=None, **params):
+    """An XGBoost custom objective for the loss ``name`` with its parameters.
+
+    ``api="native"`` (default): ``obj(predt, dtrain) -> (grad, hess)`` for ``xgb.train(..., obj=obj)``; the sample
+    weights come from ``dtrain.get_weight()`` (empty: unweighted). ``api="sklearn"``:
+    ``objective(y_true, y_pred, sample_weight=None)`` for ``XGBRegressor(objective=...)``. With a custom
+    objective XGBoost starts from ``base_score`` (set it, e.g. from :func:`initial_score`) and predicts raw
+    margins.
+    """
+    loss, hessian, min_hessian = _checked(name, params, hessian, min_hessian)
+
+    def objective(y_true, y_pred, sample_weight=None):
+        return _grad_hess(loss, y_pred, y_true, sample_weight, hessian, min_hessian, backend, params, "row_major")
+
+    def obj(predt, dtrain):
+        if not hasattr(dtrain, "get_label"):
+            raise TypeError(f"xgboost_objective({name!r}): expected (predt, xgboost.DMatrix); for the "
+                            "scikit-learn API use xgboost_objective(..., api='sklearn')")
+        return objective(dtrain.get_label(), predt, dtrain.get_weight())
+
+    for f in (objective, obj):
+        f.__name__ = f"fusedloss_{name}"
+        f.loss, f.params, f.hessian, f.min_hessian = name, dict(params), hessian, min_hessian
+    obj.sklearn = objective
+    return _pick_api(api, obj, objective)
+
+
+def xgboost_metric(name: str, *, api: str = "native", metric_name=None, backend=None, **params):
+    """An XGBoost evaluation metric: the weighted mean loss of the raw margins.
+
+    ``api="native"``: ``custom_metric(predt, dmatrix) -> (name, value)`` for ``xgb.train(custom_metric=...)``
+    (with a custom objective XGBoost passes raw margins; set ``disable_default_eval_metric``);
+    ``api="sklearn"``: ``metric(y_true, y_pred, sample_weight=None) -> value`` named ``metric_name`` (XGBoost
+    reports a scikit-learn-style metric under its ``__name__``).
+    """
+    loss = _loss(name)
+    loss._check_params(params)
+    label = _name(name, metric_name)
+
+    def metric(y_true, y_pred, sample_weight=None):
+        p, y, _ = _layout(loss, y_pred, y_true, "row_major")
+        return loss(p, y, reduction="mean", sample_weight=_weight(sample_weight), backend=backend, **params)
+
+    def custom_metric(predt, dmatrix):
+        return label, metric(dmatrix.get_label(), predt, dmatrix.get_weight())
+
+    metric.__name__ = custom_metric.__name__ = label
+    custom_metric.sklearn = metric
+    return _pick_api(api, custom_metric, metric)
+
+
+def _pick_api(api: str, native, sklearn):
+    if api == "native":
+        return native
+    if api == "sklearn":
+        return sklearn
+    raise ValueError(f"api must be 'native' or 'sklearn', got {api!r}")

@@ -1,0 +1,1021 @@
+"""PyTorch integration: autograd functions and ``nn.Module`` losses backed by the fused kernels.
+
+Import it explicitly (``import fusedloss.torch``); ``import fusedloss`` never imports torch.
+
+Every loss in the registry has a functional form here, named after ``torch.nn.functional`` where PyTorch has the
+loss (``cross_entropy``, ``mse_loss``, ``l1_loss``, ``huber_loss``, ``smooth_l1_loss``, ``poisson_nll_loss``,
+``binary_cross_entropy``, ``binary_cross_entropy_with_logits``, ``multi_margin_loss``, ``kl_div``) and with the
+same positional arguments and keyword names, and an ``nn.Module`` (``CrossEntropyLoss``, ``MSELoss``, ...), so
+that replacing ``torch.nn.CrossEntropyLoss()`` by ``fusedloss.torch.CrossEntropyLoss()`` is a one-line change.
+``FUNCTIONAL`` and ``MODULES`` map each registry name to them.
+
+How a call runs. The forward pass calls the fused kernel once (``value_and_grad``) and keeps only the gradient;
+the backward pass multiplies it by ``grad_output`` (a scalar for "mean" and "sum", elementwise for "none", along
+the class axis for multiclass losses). When no gradient is needed (``torch.no_grad()``, inputs that do not
+require grad) only the value is computed.
+
+Memory. A contiguous float32/float64 CPU tensor reaches the kernel without a copy (``tensor.numpy()`` shares
+its memory). float16/bfloat16 are computed in float32 (one float32 copy) and the gradient is returned in the
+input's dtype. A non-contiguous input is copied once. Multiclass inputs with the classes on dim 1, PyTorch's
+``(N, C, d1, ...)`` layout, have their class axis moved last: a view that costs one transposing copy unless the
+tensor is already channels-last in memory; whenever such a private copy exists the gradient is written into it
+(no second buffer) and handed back as a view with the input's shape. ``inplace_grad=True`` on cross-entropy
+writes the gradient into the logits' own storage (saving an N x C buffer; the logits are destroyed, and their
+version counter is bumped so autograd reports any other use of them in backward).
+
+CUDA tensors are passed (detached) to the ``cuda`` backend, which reads them through
+``__cuda_array_interface__``; outputs are allocated by torch on the same device.
+
+Targets. Targets are constants (``requires_grad=False``), with one exception: for the losses of the residual
+``pred - target`` (``mse``, ``mae``, ``huber``, ``smooth_l1``, ``pseudo_huber``, ``log_cosh``, ``quantile``)
+a target that requires grad gets ``-grad_input`` in backward. For the other losses a target that requires grad
+raises ``RuntimeError`` (pass ``target.detach()``). Weights (``weight``, ``pos_weight``, ``sample_weight``) are
+constants too: one that requires grad raises, as PyTorch does for ``cross_entropy``'s ``weight``.
+
+``torch.compile``: under compilation the kernel call goes through a ``torch.compiler.disable``d function, so a
+compiled model runs it eagerly (a graph break) with the same results. The wrapper is made on first need, so that
+``import fusedloss.torch`` does not import ``torch._dynamo``.
+
+Double backward is not supported (``once_differentiable``).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from . import _config
+from ._dispatch import LOSSES, REDUCTIONS, resolve_host_backend
+from ._spec import REGISTRY
+
+__all__ = [
+    "FUNCTIONAL", "MODULES", "FusedLossFunction", "bench_torch_module", "loss",
+    # functional forms, PyTorch names
+    "cross_entropy", "mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss", "poisson_nll_loss",
+    "binary_cross_entropy", "binary_cross_entropy_with_logits", "multi_margin_loss", "kl_div",
+    # functional forms, our names
+    "pseudo_huber_loss", "log_cosh_loss", "quantile_loss", "tweedie_loss", "binary_focal_loss",
+    "sigmoid_focal_loss", "hinge_loss", "squared_hinge_loss", "zero_one_loss", "focal_loss",
+    # modules
+    "FusedLoss", "CrossEntropyLoss", "MSELoss", "L1Loss", "HuberLoss", "SmoothL1Loss", "PoissonNLLLoss", "BCELoss",
+    "BCEWithLogitsLoss", "MultiMarginLoss", "KLDivLoss", "PseudoHuberLoss", "LogCoshLoss", "QuantileLoss",
+    "TweedieLoss", "BinaryFocalLoss", "HingeLoss", "SquaredHingeLoss", "ZeroOneLoss", "FocalLoss",
+]
+
+_HALF = (torch.float16, torch.bfloat16)
+_NATIVE = (torch.float32, torch.float64)
+
+# Losses of the residual d = pred - target (quantile: r = target - pred): dl/dtarget = -dl/dpred, so a target
+# that requires grad is supported for free.
+RESIDUAL_LOSSES = frozenset({"mse", "mae", "huber", "smooth_l1", "pseudo_huber", "log_cosh", "quantile"})
+
+
+# --- the call description and the one kernel call ---------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class _Call:
+    """Everything about one loss call except the input and target tensors (validated by the wrappers)."""
+
+    name: str
+    reduction: str  # the fusedloss reduction given to the kernel: "mean", "sum" or "none"
+    params: dict  # registry parameters; vectors as float64 NumPy arrays
+    sample_weight: Tensor | None  # fusedloss semantics: pred's shape (rows' shape for multiclass) or a leading part
+    class_dim: int | None  # multiclass: the input axis holding the classes (>= 0); None for elementwise losses
+    inplace: bool = False
+    backend: str | None = None
+
+
+def _non_default(name: str, params: dict) -> dict:
+    """The parameters that differ from the registry defaults: a call with none of them skips the dispatcher's
+    parameter checks (it keeps the checked defaults), which is most of its overhead on small inputs."""
+    defaults = REGISTRY[name].defaults()
+    out = {}
+    for k, v in params.items():
+        d = defaults.get(k, _MISSING)
+        if d is _MISSING or isinstance(v, np.ndarray) or type(v) is not type(d) or v != d:
+            out[k] = v
+    return out
+
+
+_MISSING = object()
+
+
+def _check_reduction(reduction: str, fn: str, extra: tuple = ()) -> None:
+    if reduction not in REDUCTIONS + extra:
+        allowed = ", ".join(repr(r) for r in REDUCTIONS + extra)
+        raise ValueError(f"{fn}: reduction must be one of {allowed}, got {reduction!r}")
+
+
+def _legacy_reduction(size_average, reduce, reduction: str) -> str:
+    """PyTorch's deprecated size_average/reduce pair, mapped as torch maps it."""
+    if size_average is None and reduce is None:
+        return reduction
+    warnings.warn("size_average and reduce args will be deprecated, please use reduction instead.",
+                  UserWarning, stacklevel=3)
+    size_average = True if size_average is None else size_average
+    reduce = True if reduce is None else reduce
+    if not reduce:
+        return "none"
+    return "mean" if size_average else "sum"
+
+
+def _constant(x, what: str, fn: str):
+    """A weight-like argument: a tensor that must not require grad (numbers pass through)."""
+    if isinstance(x, Tensor) and x.requires_grad and torch.is_grad_enabled():
+        raise RuntimeError(f"{fn}: the gradient with respect to {what} is not supported; pass {what}.detach()")
+    return x
+
+
+def _host_vector(x, what: str, fn: str):
+    """A per-class / per-column parameter as a NumPy float64 array (or a float, or None)."""
+    if x is None:
+        return None
+    if isinstance(x, Tensor):
+        _constant(x, what, fn)
+        x = x.detach()
+        if x.numel() == 1 and x.ndim <= 1:
+            return float(x.reshape(()).item())
+        return x.to("cpu", torch.float64).numpy()
+    return x
+
+
+def _class_axis(input: Tensor, dim: int | None) -> int:
+    """The class axis: ``dim`` (normalised), or PyTorch's convention (1, or 0 for an unbatched 1-d input)."""
+    if dim is None:
+        return 1 if input.ndim >= 2 else 0
+    if input.ndim == 0:
+        raise ValueError("the input needs a class axis, got a 0-d tensor")
+    if not -input.ndim <= dim < input.ndim:
+        raise IndexError(f"class dim {dim} is out of range for an input with {input.ndim} dimensions")
+    return dim % input.ndim
+
+
+def _to_kernel(x: Tensor, dtype: torch.dtype, class_dim: int | None):
+    """(tensor the kernel reads, private): class axis last, C-contiguous, float32/float64.
+
+    ``private`` is True when a copy was made (the caller may then write the gradient into it).
+    """
+    v = x.detach()
+    if class_dim is not None and class_dim != v.ndim - 1:
+        v = v.movedim(class_dim, -1)
+    if v.dtype == dtype and v.is_contiguous():
+        return v, False
+    return v.to(dtype=dtype, memory_format=torch.contiguous_format, copy=True), True
+
+
+def _host(t: Tensor | None):
+    """A NumPy view of a CPU tensor (no copy)."""
+    return None if t is None else t.numpy()
+
+
+def _prepare_target(call: _Call, spec, target, input: Tensor, kdtype: torch.dtype, cuda: bool) -> Tensor:
+    if not isinstance(target, Tensor):
+        target = torch.as_tensor(target, device=input.device)
+    elif target.is_cuda != cuda or (cuda and target.device != input.device):
+        raise RuntimeError(f"{call.name}: input is on {input.device} but target is on {target.device}")
+    t = target.detach()
+    if spec.kind == "multiclass":
+        if t.is_floating_point() and t.shape == input.shape:  # class probabilities: the same layout as input
+            t, _ = _to_kernel(t, kdtype, call.class_dim)
+        return t
+    if t.shape != input.shape:
+        raise ValueError(f"{call.name}: target shape {tuple(t.shape)} must match input shape {tuple(input.shape)}")
+    if t.dtype != kdtype:
+        t = t.to(kdtype)
+    return t
+
+
+def _compute(call: _Call, input: Tensor, target, want_grad: bool):
+    """(value, gradient or None): one kernel call. The gradient has input's shape and dtype and is the
+    derivative of the returned value (for "none": of each element's, or each row's, value)."""
+    spec = REGISTRY[call.name]
+    loss = LOSSES[call.name]
+    out_dtype = input.dtype
+    kdtype = torch.float32 if out_dtype in _HALF else out_dtype
+    cuda = input.is_cuda
+    if not (cuda or input.is_cpu):
+        raise TypeError(f"fusedloss.torch: tensors on {input.device.type!r} are not supported (CPU and CUDA only)")
+
+    x, private = _to_kernel(input, kdtype, call.class_dim)
+    t = _prepare_target(call, spec, target, input, kdtype, cuda)
+    sw = call.sample_weight
+    if sw is not None:
+        sw = sw.detach().to(device=input.device, dtype=kdtype)
+
+    grad_out = None
+    grad_into_input = False
+    if want_grad:
+        # multiclass kernels may write the gradient over the logits (the dispatcher's contract); elementwise
+        # kernels get a fresh buffer
+        if spec.kind == "multiclass" and (private or call.inplace):
+            grad_out = x
+            grad_into_input = not private
+        else:
+            # torch's allocator, not NumPy's: on Linux it asks for huge pages on large blocks, and first-touching
+            # a fresh 1 GB gradient costs a fraction of what a np.empty buffer does
+            grad_out = torch.empty_like(x)
+
+    if cuda:
+        kwargs = dict(reduction=call.reduction, sample_weight=sw, backend=call.backend, **call.params)
+        value = _run_cuda(loss, x, t, kwargs, grad_out, want_grad)
+    else:
+        kwargs = dict(reduction=call.reduction, sample_weight=_host(sw), backend=call.backend, **call.params)
+        if want_grad:
+            value, _ = loss.value_and_grad(x.numpy(), t.numpy(), grad_out=grad_out.numpy(), **kwargs)
+        else:
+            value = loss(x.numpy(), t.numpy(), **kwargs)
+
+    if call.reduction == "none":
+        value = torch.as_tensor(value, device=input.device)
+        if value.dtype != out_dtype:
+            value = value.to(out_dtype)
+    elif cuda:
+        value = torch.tensor(value, dtype=out_dtype, device=input.device)
+    else:
+        value = torch.tensor(value, dtype=out_dtype)
+    if not want_grad:
+        return value, None
+
+    grad = grad_out
+    if grad.dtype != out_dtype:
+        grad = grad.to(out_dtype)
+    if call.class_dim is not None and call.class_dim != input.ndim - 1:
+        grad = grad.movedim(-1, call.class_dim)
+    if call.inplace:
+        if not grad_into_input:  # computed in a private copy: write it over the logits
+            input.detach().copy_(grad)
+        grad = input.detach()
+        torch.autograd.graph.increment_version(input)
+    return value, grad
+
+
+def _run_cuda(loss, x: Tensor, t: Tensor, kwargs: dict, grad_out: Tensor | None, want_grad: bool):
+    """The kernel call for CUDA tensors, which the dispatcher routes (as objects with
+    ``__cuda_array_interface__``) to the ``cuda`` backend; the gradient is written into ``grad_out``, a torch
+    tensor. Returns the value (a float, or a device array for "none"). The kernels run on the legacy default
+    stream; a non-default torch stream is synchronised before and the device after, so that the ordering with
+    torch's work holds either way."""
+    dev = x.device
+    side_stream = torch.cuda.current_stream(dev) != torch.cuda.default_stream(dev)
+    if side_stream:
+        torch.cuda.current_stream(dev).synchronize()
+    try:
+        if want_grad:
+            value, _ = loss.value_and_grad(x, t, grad_out=grad_out, **kwargs)
+        else:
+            value = loss(x, t, **kwargs)
+    finally:
+        if side_stream:
+            torch.cuda.synchronize(dev)
+    return value
+
+
+# --- autograd -----------------------------------------------------------------------------------------------
+
+
+# From this many gradient entries on, backward checks whether grad_output is 1 (as after loss.backward()) and
+# then hands the saved gradient over instead of multiplying; below it the multiplication is cheaper than the check.
+_SKIP_SCALE_MIN = 1 << 15
+
+
+class FusedLossFunction(torch.autograd.Function):
+    """``FusedLossFunction.apply(input, target, call)``: forward computes value and gradient in one kernel call
+    and saves the gradient only; backward scales it by ``grad_output``."""
+
+    @staticmethod
+    def forward(ctx, input, target, call):
+        value, grad = _compute(call, input, target, want_grad=True)
+        ctx.reduction = call.reduction
+        ctx.class_dim = call.class_dim
+        ctx.inplace = call.inplace
+        ctx.target_dtype = target.dtype if isinstance(target, Tensor) else None
+        ctx.save_for_backward(grad)
+        return value
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_output):
+        (grad,) = ctx.saved_tensors
+        if ctx.reduction == "none":
+            go = grad_output if ctx.class_dim is None else grad_output.unsqueeze(ctx.class_dim)
+            grad_input = grad * go
+        elif ((ctx.inplace or grad.numel() >= _SKIP_SCALE_MIN) and not grad_output.is_cuda
+              and grad_output.item() == 1.0):
+            grad_input = grad  # loss.backward(): no pass over a large gradient (autograd takes the buffer over)
+        else:
+            grad_input = grad * grad_output
+        grad_target = None
+        if ctx.needs_input_grad[1]:
+            grad_target = grad_input.neg().to(ctx.target_dtype)
+        return (grad_input if ctx.needs_input_grad[0] else None), grad_target, None
+
+
+def _apply(call: _Call, input: Tensor, target) -> Tensor:
+    """Run a call; under ``torch.compile`` through a ``torch.compiler.disable``d wrapper (a graph break: the
+    kernels are opaque to tracing). The wrapper is made on first need, so that importing this module does not
+    import ``torch._dynamo`` (seconds of start-up) for users who never compile."""
+    if torch.compiler.is_compiling():
+        return _eager_apply()(call, input, target)
+    return _apply_eager(call, input, target)
+
+
+_EAGER_APPLY: list = []
+
+
+def _eager_apply():
+    if not _EAGER_APPLY:
+        _EAGER_APPLY.append(torch.compiler.disable(_apply_eager))
+    return _EAGER_APPLY[0]
+
+
+def _apply_eager(call: _Call, input: Tensor, target) -> Tensor:
+    spec = REGISTRY[call.name]
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{call.name}: input must be a torch.Tensor, got {type(input).__name__}")
+    if not (input.is_floating_point() and (input.dtype in _NATIVE or input.dtype in _HALF)):
+        raise TypeError(f"{call.name}: input must be float16, bfloat16, float32 or float64, got {input.dtype}")
+    grad_mode = torch.is_grad_enabled() and spec.differentiable
+    target_grad = grad_mode and isinstance(target, Tensor) and target.requires_grad
+    if target_grad and call.name not in RESIDUAL_LOSSES:
+        raise RuntimeError(
+            f"{call.name}: the gradient with respect to target is not supported for this loss (only for "
+            f"{', '.join(sorted(RESIDUAL_LOSSES))}); pass target.detach()")
+    if grad_mode and (input.requires_grad or target_grad):
+        return FusedLossFunction.apply(input, target, call)
+    value, _ = _compute(call, input, target, want_grad=False)
+    return value
+
+
+def _weight_tensor(weight, input: Tensor, fn: str) -> Tensor:
+    """PyTorch's elementwise ``weight`` (broadcast like torch, trailing axes aligned) at input's full shape."""
+    weight = _constant(weight, "weight", fn)
+    w = torch.as_tensor(weight, device=input.device)
+    try:
+        return torch.broadcast_to(w, input.shape)
+    except RuntimeError:
+        raise ValueError(f"{fn}: weight of shape {tuple(w.shape)} does not broadcast to the input's shape "
+                         f"{tuple(input.shape)}") from None
+
+
+def _elementwise(name: str, input, target, reduction: str, params: dict, *, weight=None, weight_mean="sum_w",
+                 sample_weight=None, backend=None, fn: str) -> Tensor:
+    """Common path of the elementwise losses.
+
+    ``weight`` is PyTorch's elementwise weight; for "mean", ``weight_mean`` says what PyTorch divides by:
+    "sum_w" (mse_loss, l1_loss: sum(w l) / sum(w)) or "numel" (huber_loss, BCE: mean(w l)). ``sample_weight``
+    is fusedloss's (pred's shape or a leading part, "mean" divides by its sum).
+    """
+    _check_reduction(reduction, fn)
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{fn}: input must be a torch.Tensor, got {type(input).__name__}")
+    if weight is not None and sample_weight is not None:
+        raise TypeError(f"{fn}: pass weight or sample_weight, not both")
+    if isinstance(target, Tensor) and target.shape != input.shape:
+        try:
+            shape = torch.broadcast_shapes(input.shape, target.shape)
+        except RuntimeError:
+            shape = None
+        if shape != input.shape:
+            raise ValueError(f"{fn}: target of shape {tuple(target.shape)} does not broadcast to the input's "
+                             f"shape {tuple(input.shape)}")
+        warnings.warn(f"Using a target size ({target.size()}) that is different to the input size "
+                      f"({input.size()}). This will likely lead to incorrect results due to broadcasting. "
+                      "Please ensure they have the same size.", UserWarning, stacklevel=3)
+        target = target.expand(input.shape)  # differentiable: autograd sums a target gradient back
+    sw = None
+    if weight is not None:
+        sw = _weight_tensor(weight, input, fn)
+        if reduction == "mean" and weight_mean == "numel" and input.numel():
+            # mean(w l) = sum((w / n) l): fold 1/n into the weights and sum
+            sw = sw / input.numel()
+            reduction = "sum"
+    elif sample_weight is not None:
+        sw = torch.as_tensor(_constant(sample_weight, "sample_weight", fn), device=input.device)
+    call = _Call(name, reduction, _non_default(name, params), sw, None, False, backend)
+    return _apply(call, input, target)
+
+
+def _multiclass(name: str, input, target, reduction: str, params: dict, *, class_dim=None, sample_weight=None,
+                inplace_grad=False, backend=None, fn: str) -> Tensor:
+    _check_reduction(reduction, fn)
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{fn}: input must be a torch.Tensor, got {type(input).__name__}")
+    sw = None
+    if sample_weight is not None:
+        sw = torch.as_tensor(_constant(sample_weight, "sample_weight", fn), device=input.device)
+    call = _Call(name, reduction, _non_default(name, params), sw, _class_axis(input, class_dim), bool(inplace_grad),
+                 backend)
+    return _apply(call, input, target)
+
+
+# --- functional forms: PyTorch's losses, PyTorch's signatures -----------------------------------------------
+
+
+def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
+                  label_smoothing=0.0, *, z_loss=0.0, softcap=None, sample_weight=None, inplace_grad=False,
+                  backend=None):
+    """``torch.nn.functional.cross_entropy``, fused: classes on dim 1 (dim 0 for an unbatched ``(C,)`` input),
+    integer class targets or class probabilities of the input's shape.
+
+    Extensions: ``z_loss`` (adds ``z_loss * logsumexp^2`` per row), ``softcap`` (logits become
+    ``softcap * tanh(x / softcap)``), ``sample_weight`` (one weight per row, shape ``(N, d1, ...)`` or a leading
+    part; "mean" divides by the sum of ``sample_weight * weight[target]``), ``inplace_grad`` (write the
+    gradient into the logits' storage), ``backend``.
+    """
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    params = dict(class_weight=_host_vector(weight, "weight", "cross_entropy"), ignore_index=ignore_index,
+                  label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap)
+    return _multiclass("cross_entropy", input, target, reduction, params, sample_weight=sample_weight,
+                       inplace_grad=inplace_grad, backend=backend, fn="cross_entropy")
+
+
+def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None, *, backend=None):
+    """``torch.nn.functional.mse_loss`` (with ``weight``: "mean" is sum(w l) / sum(w), as torch)."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    return _elementwise("mse", input, target, reduction, {}, weight=weight, weight_mean="sum_w", backend=backend,
+                        fn="mse_loss")
+
+
+def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None, *, backend=None):
+    """``torch.nn.functional.l1_loss`` (with ``weight``: "mean" is sum(w l) / sum(w), as torch)."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    return _elementwise("mae", input, target, reduction, {}, weight=weight, weight_mean="sum_w", backend=backend,
+                        fn="l1_loss")
+
+
+def huber_loss(input, target, reduction="mean", delta=1.0, weight=None, *, backend=None):
+    """``torch.nn.functional.huber_loss`` (with ``weight``: "mean" is mean(w l), as torch)."""
+    return _elementwise("huber", input, target, reduction, {"delta": delta}, weight=weight, weight_mean="numel",
+                        backend=backend, fn="huber_loss")
+
+
+def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean", beta=1.0, *, backend=None):
+    """``torch.nn.functional.smooth_l1_loss``."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    return _elementwise("smooth_l1", input, target, reduction, {"beta": beta}, backend=backend, fn="smooth_l1_loss")
+
+
+def poisson_nll_loss(input, target, log_input=True, full=False, size_average=None, eps=1e-8, reduce=None,
+                     reduction="mean", *, backend=None):
+    """``torch.nn.functional.poisson_nll_loss`` with ``full=False`` (the Stirling term is not implemented)."""
+    if full:
+        raise NotImplementedError("poisson_nll_loss: full=True (the Stirling approximation term) is not "
+                                  "implemented; use full=False")
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    return _elementwise("poisson_nll", input, target, reduction, {"log_input": log_input, "eps": eps},
+                        backend=backend, fn="poisson_nll_loss")
+
+
+def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None, reduction="mean", *,
+                         backend=None):
+    """``torch.nn.functional.binary_cross_entropy`` on probabilities (logs clamped at -100, as torch)."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    return _elementwise("binary_cross_entropy", input, target, reduction, {"pos_weight": None}, weight=weight,
+                        weight_mean="numel", backend=backend, fn="binary_cross_entropy")
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None, reduction="mean",
+                                     pos_weight=None, *, label_smoothing=0.0, backend=None):
+    """``torch.nn.functional.binary_cross_entropy_with_logits``; ``pos_weight`` is a scalar or one value per
+    entry of the last axis. Extension: ``label_smoothing`` (targets become ``y (1 - s) + s / 2``)."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    fn = "binary_cross_entropy_with_logits"
+    params = {"pos_weight": _host_vector(pos_weight, "pos_weight", fn), "label_smoothing": label_smoothing}
+    return _elementwise("binary_cross_entropy_with_logits", input, target, reduction, params, weight=weight,
+                        weight_mean="numel", backend=backend, fn=fn)
+
+
+def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=None, reduce=None,
+                      reduction="mean", *, backend=None):
+    """``torch.nn.functional.multi_margin_loss``: input ``(N, C)`` or ``(C,)``, integer targets."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    if isinstance(input, Tensor) and input.ndim > 2:
+        raise ValueError(f"multi_margin_loss: input must be 1-d or 2-d, got {input.ndim}-d")
+    params = {"margin": margin, "p": p, "class_weight": _host_vector(weight, "weight", "multi_margin_loss")}
+    return _multiclass("multi_margin", input, target, reduction, params, backend=backend, fn="multi_margin_loss")
+
+
+def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_target=False, *, temperature=1.0,
+           dim=-1, backend=None):
+    """KL(target || softmax(input / temperature)) along ``dim``, fused with the log-softmax.
+
+    ``input`` holds logits, or log-probabilities as ``torch.nn.functional.kl_div`` expects (log_softmax of
+    log-probabilities is themselves, so the value is torch's, and the gradient reaching whatever produced the
+    log-probabilities is torch's too). Drop your ``log_softmax`` to get the fused form. Reductions, as torch:
+    "batchmean" (sum / input.size(0)), "sum", "mean" (sum / number of elements); and "none": one value per
+    row (torch's "none" gives the elementwise terms, whose sum along ``dim`` this is).
+    """
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction, "kl_div", ("batchmean",))
+    sample_weight = None
+    if reduction in ("batchmean", "mean") and isinstance(input, Tensor):
+        if input.ndim == 0:
+            raise ValueError("kl_div: the input needs a class axis, got a 0-d tensor")
+        axis = _class_axis(input, dim)
+        rows = input.shape[:axis] + input.shape[axis + 1:]
+        # torch divides the sum by input.size(0) ("batchmean") or by the number of elements ("mean"); our
+        # "mean" divides by the number of rows. Where they differ, fold the divisor into per-row weights.
+        divisor = input.shape[0] if reduction == "batchmean" else input.numel()
+        n_rows = math.prod(rows)
+        if divisor == n_rows or divisor == 0:
+            reduction = "mean"
+        else:
+            sample_weight = torch.full(rows, 1.0 / divisor, dtype=torch.float64, device=input.device)
+            reduction = "sum"
+    params = {"log_target": log_target, "temperature": temperature}
+    return _multiclass("kl_div", input, target, reduction, params, class_dim=dim, sample_weight=sample_weight,
+                       backend=backend, fn="kl_div")
+
+
+# --- functional forms: our losses ---------------------------------------------------------------------------
+
+
+def pseudo_huber_loss(input, target, reduction="mean", delta=1.0, *, sample_weight=None, backend=None):
+    """Pseudo-Huber ``delta^2 (sqrt(1 + (d/delta)^2) - 1)``, ``d = input - target``."""
+    return _elementwise("pseudo_huber", input, target, reduction, {"delta": delta}, sample_weight=sample_weight,
+                        backend=backend, fn="pseudo_huber_loss")
+
+
+def log_cosh_loss(input, target, reduction="mean", *, sample_weight=None, backend=None):
+    """``log(cosh(input - target))``, stable for any finite residual."""
+    return _elementwise("log_cosh", input, target, reduction, {}, sample_weight=sample_weight, backend=backend,
+                        fn="log_cosh_loss")
+
+
+def quantile_loss(input, target, quantile=0.5, reduction="mean", *, sample_weight=None, backend=None):
+    """Pinball loss of the ``quantile`` level (``input`` predicts the quantile of ``target``)."""
+    return _elementwise("quantile", input, target, reduction, {"quantile": quantile}, sample_weight=sample_weight,
+                        backend=backend, fn="quantile_loss")
+
+
+def tweedie_loss(input, target, power=1.5, reduction="mean", *, sample_weight=None, backend=None):
+    """Half Tweedie deviance with log link (``input`` is the log of the mean), ``power`` in (1, 2)."""
+    return _elementwise("tweedie", input, target, reduction, {"power": power}, sample_weight=sample_weight,
+                        backend=backend, fn="tweedie_loss")
+
+
+def binary_focal_loss(input, target, alpha=0.25, gamma=2.0, reduction="mean", *, sample_weight=None, backend=None):
+    """Sigmoid focal loss on logits (Lin et al. 2017); ``alpha < 0`` disables the class weighting."""
+    return _elementwise("binary_focal", input, target, reduction, {"alpha": alpha, "gamma": gamma},
+                        sample_weight=sample_weight, backend=backend, fn="binary_focal_loss")
+
+
+def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2, reduction="none"):
+    """``torchvision.ops.sigmoid_focal_loss``'s signature and default (``reduction="none"``)."""
+    return binary_focal_loss(inputs, targets, alpha=alpha, gamma=gamma, reduction=reduction)
+
+
+def hinge_loss(input, target, reduction="mean", *, sample_weight=None, backend=None):
+    """``max(0, 1 - t x)`` for targets ``t`` in {-1, 1} ({0, 1} accepted)."""
+    return _elementwise("hinge", input, target, reduction, {}, sample_weight=sample_weight, backend=backend,
+                        fn="hinge_loss")
+
+
+def squared_hinge_loss(input, target, reduction="mean", *, sample_weight=None, backend=None):
+    """``max(0, 1 - t x)^2`` for targets ``t`` in {-1, 1} ({0, 1} accepted)."""
+    return _elementwise("squared_hinge", input, target, reduction, {}, sample_weight=sample_weight, backend=backend,
+                        fn="squared_hinge_loss")
+
+
+def zero_one_loss(input, target, threshold=0.5, reduction="mean", *, sample_weight=None, backend=None):
+    """Misclassification rate (a metric: no gradient); ``input > threshold`` predicts the positive class."""
+    return _elementwise("zero_one", input, target, reduction, {"threshold": threshold}, sample_weight=sample_weight,
+                        backend=backend, fn="zero_one_loss")
+
+
+def focal_loss(input, target, alpha=None, gamma=2.0, ignore_index=-100, reduction="mean", *, sample_weight=None,
+               backend=None):
+    """Softmax focal loss with integer targets; classes on dim 1 as in ``cross_entropy``. ``alpha``: None, a
+    scalar, or one weight per class. "mean" divides by the rows not ignored."""
+    params = {"alpha": _host_vector(alpha, "alpha", "focal_loss"), "gamma": gamma, "ignore_index": ignore_index}
+    return _multiclass("categorical_focal", input, target, reduction, params, sample_weight=sample_weight,
+                       backend=backend, fn="focal_loss")
+
+
+def loss(name: str, input, target, *, reduction="mean", sample_weight=None, class_dim=None, backend=None, **params):
+    """Any registry loss by its fusedloss name, with fusedloss's parameter names and weight semantics.
+
+    Multiclass losses take the classes on ``class_dim`` (default: dim 1, or 0 for a 1-d input).
+    """
+    spec = REGISTRY.get(name)
+    if spec is None:
+        raise ValueError(f"unknown loss {name!r}; known losses: {', '.join(sorted(REGISTRY))}")
+    params = {k: (_host_vector(v, k, name) if k == spec.vector_param else v) for k, v in params.items()}
+    params = {**spec.defaults(), **params}
+    if spec.kind == "multiclass":
+        return _multiclass(name, input, target, reduction, params, class_dim=class_dim, sample_weight=sample_weight,
+                           backend=backend, fn=name)
+    return _elementwise(name, input, target, reduction, params, sample_weight=sample_weight, backend=backend, fn=name)
+
+
+FUNCTIONAL = {
+    "mse": mse_loss, "mae": l1_loss, "huber": huber_loss, "smooth_l1": smooth_l1_loss,
+    "pseudo_huber": pseudo_huber_loss, "log_cosh": log_cosh_loss, "quantile": quantile_loss,
+    "poisson_nll": poisson_nll_loss, "tweedie": tweedie_loss, "binary_cross_entropy": binary_cross_entropy,
+    "binary_cross_entropy_with_logits": binary_cross_entropy_with_logits, "binary_focal": binary_focal_loss,
+    "hinge": hinge_loss, "squared_hinge": squared_hinge_loss, "zero_one": zero_one_loss,
+    "cross_entropy": cross_entropy, "categorical_focal": focal_loss, "multi_margin": multi_margin_loss,
+    "kl_div": kl_div,
+}
+
+
+# --- nn.Module classes --------------------------------------------------------------------------------------
+
+
+class _LossModule(torch.nn.Module):
+    """Holds the call's options; ``forward(input, target)`` calls the functional form."""
+
+    _fn = None  # the functional form
+    _shown = ()  # option names shown by extra_repr
+
+    def __init__(self, reduction="mean", **options):
+        super().__init__()
+        self.reduction = reduction
+        self._options = options
+
+    def forward(self, input, target):
+        return type(self)._fn(input, target, reduction=self.reduction, **self._call_options())
+
+    def _call_options(self) -> dict:
+        return dict(self._options)
+
+    def extra_repr(self) -> str:
+        shown = [f"reduction={self.reduction!r}"] + [f"{k}={self._options[k]!r}" for k in self._shown
+                                                     if k in self._options]
+        return ", ".join(shown)
+
+
+class CrossEntropyLoss(_LossModule):
+    """Drop-in for ``torch.nn.CrossEntropyLoss`` (same arguments), plus ``z_loss``, ``softcap``, ``inplace_grad``
+    and ``backend``. ``weight`` is a buffer, as in torch (it follows ``.to(device)``)."""
+
+    _fn = staticmethod(cross_entropy)
+    _shown = ("ignore_index", "label_smoothing", "z_loss", "softcap", "inplace_grad")
+
+    def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
+                 label_smoothing=0.0, *, z_loss=0.0, softcap=None, inplace_grad=False, backend=None):
+        super().__init__(_legacy_reduction(size_average, reduce, reduction), ignore_index=ignore_index,
+                         label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap, inplace_grad=inplace_grad,
+                         backend=backend)
+        self.register_buffer("weight", weight)
+        self.ignore_index = ignore_index
+        self.label_smoothing = label_smoothing
+
+    def _call_options(self):
+        return {**self._options, "weight": self.weight}
+
+
+class MSELoss(_LossModule):
+    """Drop-in for ``torch.nn.MSELoss``."""
+
+    _fn = staticmethod(mse_loss)
+
+    def __init__(self, size_average=None, reduce=None, reduction="mean", *, backend=None):
+        super().__init__(_legacy_reduction(size_average, reduce, reduction), backend=backend)
+
+
+class L1Loss(_LossModule):
+    """Drop-in for ``torch.nn.L1Loss``."""
+
+    _fn = staticmethod(l1_loss)
+
+    def __init__(self, size_average=None, reduce=None, reduction="mean", *, backend=None):
+        super().__init__(_legacy_reduction(size_average, reduce, reduction), backend=backend)
+
+
+class HuberLoss(_LossModule):
+    """Drop-in for ``torch.nn.HuberLoss``."""
+
+    _fn = staticmethod(huber_loss)
+    _shown = ("delta",)
+
+    def __init__(self, reduction="mean", delta=1.0, *, backend=None):
+        super().__init__(reduction, delta=delta, backend=backend)
+        self.delta = delta
+
+
+class SmoothL1Loss(_LossModule):
+    """Drop-in for ``torch.nn.SmoothL1Loss``."""
+
+    _fn = staticmethod(smooth_l1_loss)
+    _shown = ("beta",)
+
+    def __init__(self, size_average=None, reduce=None, reduction="mean", beta=1.0, *, backend=None):
+        super().__init__(_legacy_reduction(size_average, reduce, reduction), beta=beta, backend=backend)
+        self.beta = beta
+
+
+class PoissonNLLLoss(_LossModule):
+    """Drop-in for ``torch.nn.PoissonNLLLoss`` with ``full=False``."""
+
+    _fn = staticmethod(poisson_nll_loss)
+    _shown = ("log_input", "eps")
+
+    def __init__(self, log_input=True, full=False, size_average=None, eps=1e-8, reduce=None, reduction="mean", *,
+                 backend=None):
+        if full:
+            raise NotImplementedError("PoissonNLLLoss: full=True is not implemented; use full=False")
+        super().__init__(_legacy_reduction(size_average, reduce, reduction), log_input=log_input, eps=eps,
+                         backend=backend)
+        self.log_input, self.full, self.eps = log_input, full, eps
+
+
+class BCELoss(_LossModule):
+    """Drop-in for ``torch.nn.BCELoss``."""
+
+    _fn = staticmethod(binary_cross_entropy)
+
+    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean", *, backend=None):
+        super().__init__(_legacy_reduction(size_average, reduce, reduction), backend=backend)
+        self.register_buffer("weight", weight)
+
+    def _call_options(self):
+        return {**self._options, "weight": self.weight}
+
+
+class BCEWithLogitsLoss(_LossModule):
+    """Drop-in for ``torch.nn.BCEWithLogitsLoss``, plus ``label_smoothing``."""
+
+    _fn = staticmethod(binary_cross_entropy_with_logits)
+    _shown = ("label_smoothing",)
+
+    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean", pos_weight=None, *,
+                 label_smoothing=0.0, backend=None):
+        super().__init__(_legacy_reduction(size_average, reduce, reduction), label_smoothing=label_smoothing,
+                         backend=backend)
+        self.register_buffer("weight", weight)
+        self.register_buffer("pos_weight", pos_weight)
+
+    def _call_options(self):
+        return {**self._options, "weight": self.weight, "pos_weight": self.pos_weight}
+
+
+class MultiMarginLoss(_LossModule):
+    """Drop-in for ``torch.nn.MultiMarginLoss``."""
+
+    _fn = staticmethod(multi_margin_loss)
+    _shown = ("p", "margin")
+
+    def __init__(self, p=1, margin=1.0, weight=None, size_average=None, reduce=None, reduction="mean", *,
+                 backend=None):
+        super().__init__(_legacy_reduction(size_average, reduce, reduction), p=p, margin=margin, backend=backend)
+        self.register_buffer("weight", weight)
+        self.p, self.margin = p, margin
+
+    def _call_options(self):
+        return {**self._options, "weight": self.weight}
+
+
+class KLDivLoss(_LossModule):
+    """``torch.nn.KLDivLoss`` fused with the log-softmax: ``input`` holds logits (or log-probabilities, for a
+    drop-in), along ``dim`` (default -1). See :func:`kl_div` for the reductions."""
+
+    _fn = staticmethod(kl_div)
+    _shown = ("log_target", "temperature", "dim")
+
+    def __init__(self, size_average=None, reduce=None, reduction="mean", log_target=False, *, temperature=1.0,
+                 dim=-1, backend=None):
+        super().__init__(_legacy_reduction(size_average, reduce, reduction), log_target=log_target,
+                         temperature=temperature, dim=dim, backend=backend)
+        self.log_target = log_target
+
+
+class PseudoHuberLoss(_LossModule):
+    _fn = staticmethod(pseudo_huber_loss)
+    _shown = ("delta",)
+
+    def __init__(self, reduction="mean", delta=1.0, *, backend=None):
+        super().__init__(reduction, delta=delta, backend=backend)
+
+
+class LogCoshLoss(_LossModule):
+    _fn = staticmethod(log_cosh_loss)
+
+    def __init__(self, reduction="mean", *, backend=None):
+        super().__init__(reduction, backend=backend)
+
+
+class QuantileLoss(_LossModule):
+    _fn = staticmethod(quantile_loss)
+    _shown = ("quantile",)
+
+    def __init__(self, quantile=0.5, reduction="mean", *, backend=None):
+        super().__init__(reduction, quantile=quantile, backend=backend)
+
+
+class TweedieLoss(_LossModule):
+    _fn = staticmethod(tweedie_loss)
+    _shown = ("power",)
+
+    def __init__(self, power=1.5, reduction="mean", *, backend=None):
+        super().__init__(reduction, power=power, backend=backend)
+
+
+class BinaryFocalLoss(_LossModule):
+    _fn = staticmethod(binary_focal_loss)
+    _shown = ("alpha", "gamma")
+
+    def __init__(self, alpha=0.25, gamma=2.0, reduction="mean", *, backend=None):
+        super().__init__(reduction, alpha=alpha, gamma=gamma, backend=backend)
+
+
+class HingeLoss(_LossModule):
+    _fn = staticmethod(hinge_loss)
+
+    def __init__(self, reduction="mean", *, backend=None):
+        super().__init__(reduction, backend=backend)
+
+
+class SquaredHingeLoss(_LossModule):
+    _fn = staticmethod(squared_hinge_loss)
+
+    def __init__(self, reduction="mean", *, backend=None):
+        super().__init__(reduction, backend=backend)
+
+
+class ZeroOneLoss(_LossModule):
+    _fn = staticmethod(zero_one_loss)
+    _shown = ("threshold",)
+
+    def __init__(self, threshold=0.5, reduction="mean", *, backend=None):
+        super().__init__(reduction, threshold=threshold, backend=backend)
+
+
+class FocalLoss(_LossModule):
+    """Softmax focal loss, classes on dim 1 as ``CrossEntropyLoss``; ``alpha`` (None, scalar or per class) is a
+    buffer when it is a tensor."""
+
+    _fn = staticmethod(focal_loss)
+    _shown = ("gamma", "ignore_index")
+
+    def __init__(self, alpha=None, gamma=2.0, ignore_index=-100, reduction="mean", *, backend=None):
+        super().__init__(reduction, gamma=gamma, ignore_index=ignore_index, backend=backend)
+        if isinstance(alpha, Tensor):
+            self.register_buffer("alpha", alpha)
+        else:
+            self.alpha = alpha
+
+    def _call_options(self):
+        return {**self._options, "alpha": self.alpha}
+
+
+class FusedLoss(_LossModule):
+    """Any registry loss by its fusedloss name: ``FusedLoss("log_cosh")``, ``FusedLoss("cross_entropy",
+    z_loss=1e-4)``; ``forward(input, target, sample_weight=None)``."""
+
+    _fn = staticmethod(loss)
+
+    def __init__(self, name: str, reduction="mean", *, class_dim=None, backend=None, **params):
+        if name not in REGISTRY:
+            raise ValueError(f"unknown loss {name!r}; known losses: {', '.join(sorted(REGISTRY))}")
+        super().__init__(reduction, class_dim=class_dim, backend=backend, **params)
+        self.name = name
+
+    def forward(self, input, target, sample_weight=None):
+        return loss(self.name, input, target, reduction=self.reduction, sample_weight=sample_weight,
+                    **self._options)
+
+    def extra_repr(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self._options.items() if v is not None)
+        return f"{self.name!r}, reduction={self.reduction!r}" + (f", {opts}" if opts else "")
+
+
+MODULES = {
+    "mse": MSELoss, "mae": L1Loss, "huber": HuberLoss, "smooth_l1": SmoothL1Loss, "pseudo_huber": PseudoHuberLoss,
+    "log_cosh": LogCoshLoss, "quantile": QuantileLoss, "poisson_nll": PoissonNLLLoss, "tweedie": TweedieLoss,
+    "binary_cross_entropy": BCELoss, "binary_cross_entropy_with_logits": BCEWithLogitsLoss,
+    "binary_focal": BinaryFocalLoss, "hinge": HingeLoss, "squared_hinge": SquaredHingeLoss,
+    "zero_one": ZeroOneLoss, "cross_entropy": CrossEntropyLoss, "categorical_focal": FocalLoss,
+    "multi_margin": MultiMarginLoss, "kl_div": KLDivLoss,
+}
+
+
+# --- benchmark: PyTorch module, forward + backward ------------------------------------------------------------
+
+# (loss, shape) of the issue's PyTorch-module comparison
+TORCH_MODULE_CASES = (("cross_entropy", (8192, 32000)), ("cross_entropy", (65536, 1000)), ("mse", (10_000_000,)))
+QUICK_TORCH_MODULE_CASES = (("cross_entropy", (1024, 1000)), ("mse", (100_000,)))
+
+_TORCH_MODULE_PAIRS = {
+    "cross_entropy": ("CrossEntropyLoss", lambda: torch.nn.CrossEntropyLoss(), lambda b: CrossEntropyLoss(backend=b)),
+    "mse": ("MSELoss", lambda: torch.nn.MSELoss(), lambda b: MSELoss(backend=b)),
+}
+
+
+def _module_case_data(loss_name: str, shape: tuple, dtype: torch.dtype, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=gen, dtype=torch.float32).to(dtype)
+    if loss_name == "cross_entropy":
+        t = torch.randint(0, shape[-1], shape[:-1], generator=gen)
+    else:
+        t = torch.randn(shape, generator=gen, dtype=torch.float32).to(dtype)
+    return x, t
+
+
+def bench_torch_module(cases=TORCH_MODULE_CASES, dtype="float32", *, repeat=7, warmup=2, threads=None, backend=None,
+                       min_sample_s=2e-3, budget_s=20.0, progress=None) -> list[dict]:
+    """Forward + backward of ``torch.nn.<Loss>`` vs ``fusedloss.torch.<Loss>`` on the same tensors.
+
+    ``cases``: ``(loss, shape)`` pairs, ``loss`` in ("cross_entropy", "mse"). One timed call is
+    ``x.grad = None; module(x, t).backward()`` on a leaf ``x`` (the gradient buffer is allocated in every call by
+    both, as ``optimizer.zero_grad()`` leaves it). Contestants are timed round-robin with the shared timing loop
+    (``fusedloss._bench.time_round_robin``): ``warmup`` untimed calls, then ``repeat`` samples. ``threads`` sets
+    both torch's and fusedloss's thread count for the run (None: leave them). ``backend``: fusedloss's backend
+    (None: the current choice, usually "auto"; the row says which backend ran).
+
+    Returns flat rows: mode, loss, module, contestant ("torch" | "fusedloss"), backend, dtype, size, n, threads,
+    median_s, p20_s, p80_s, samples, number, check, value_err, grad_err, speedup_vs_torch.
+    """
+    from . import _bench
+
+    tdtype = getattr(torch, dtype)
+    prev_torch_threads = torch.get_num_threads()
+    prev_fl_threads = _config._num_threads
+    if threads is not None:
+        torch.set_num_threads(threads)
+        _config.set_num_threads(threads)
+    rows = []
+    try:
+        for loss_name, shape in cases:
+            shape = tuple(int(s) for s in shape)
+            label, make_torch, make_ours = _TORCH_MODULE_PAIRS[loss_name]
+            spec = REGISTRY[loss_name]
+            backend_name = (backend if backend not in (None, "auto")
+                            else resolve_host_backend(backend, spec, np.dtype(dtype if tdtype in _NATIVE
+                                                                              else "float32")).NAME)
+            x, t = _module_case_data(loss_name, shape, tdtype)
+            x.requires_grad_(True)
+            mods = {"torch": make_torch(), "fusedloss": make_ours(backend)}
+
+            def step(mod):
+                x.grad = None
+                mod(x, t).backward()
+
+            # correctness: value and gradient of ours against torch's, on the first call
+            values, grads = {}, {}
+            for name, mod in mods.items():
+                x.grad = None
+                out = mod(x, t)
+                out.backward()
+                values[name], grads[name] = out.detach().item(), x.grad
+            v_err = abs(values["fusedloss"] - values["torch"]) / max(abs(values["torch"]), 1e-30)
+            scale = float(grads["torch"].abs().max()) or 1e-30
+            g_err = float((grads["fusedloss"] - grads["torch"]).abs().max()) / scale
+            tol = {torch.float64: 1e-10, torch.float32: 1e-4}.get(tdtype, 2e-2)
+            check = "ok" if (v_err <= tol and g_err <= tol) else f"MISMATCH value {v_err:.2g} grad {g_err:.2g}"
+            del grads
+            x.grad = None
+            runs = {name: (lambda m=mod: step(m)) for name, mod in mods.items()}
+            timings = _bench.time_round_robin(runs, repeat, warmup, min_sample_s, budget_s, progress)
+            x.grad = None
+            size = _bench.format_shape(shape)
+            med = {name: tm.stats()[0] for name, tm in timings.items()}
+            for name, tm in timings.items():
+                m, p20, p80 = tm.stats()
+                rows.append({
+                    "mode": "torch-module", "loss": loss_name,
+                    "module": f"{'torch.nn' if name == 'torch' else 'fusedloss.torch'}.{label}",
+                    "contestant": name, "backend": "torch" if name == "torch" else backend_name,
+                    "dtype": dtype, "size": size, "n": int(np.prod(shape)),
+                    "threads": torch.get_num_threads() if name == "torch" else _config.get_num_threads(),
+                    "median_s": m, "p20_s": p20, "p80_s": p80, "samples": len(tm.samples), "number": tm.number,
+                    "check": check, "value_err": v_err, "grad_err": g_err,
+                    "speedup_vs_torch": med["torch"] / m,
+                })
+            del x, t, mods, runs
+    finally:
+        torch.set_num_threads(prev_torch_threads)
+        _config.set_num_threads(prev_fl_threads)
+    return rows
+
+
+if "torch._dynamo" in sys.modules:  # already paid for: make the wrapper now, before any tracing
+    _eager_apply()
+
+
+def _main(argv=None):  # pragma: no cover - a convenience for measuring by hand
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(description="PyTorch-module forward+backward benchmark (fusedloss vs torch.nn)")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--backend", default=None)
+    ap.add_argument("--dtype", default="float32")
+    args = ap.parse_args(argv)
+    rows = bench_torch_module(QUICK_TORCH_MODULE_CASES if args.quick else TORCH_MODULE_CASES, args.dtype,
+                              repeat=args.repeat, threads=args.threads, backend=args.backend)
+    for r in rows:
+        print(json.dumps(r))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _main()

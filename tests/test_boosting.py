@@ -1,0 +1,385 @@
+"""fusedloss.boosting: the objectives' arrays (shapes, weights, layouts, Hessian options), and real LightGBM /
+XGBoost training that reproduces the built-in objectives and trains a focal-loss model on imbalanced data.
+
+Library tests skip (saying why) when LightGBM or XGBoost is not installed.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+import numpy as np
+import pytest
+
+import fusedloss as fl
+import fusedloss.boosting as fb
+
+
+def _lightgbm():
+    return pytest.importorskip("lightgbm", reason="LightGBM is not installed (pip install lightgbm)")
+
+
+def _xgboost():
+    return pytest.importorskip("xgboost", reason="XGBoost is not installed (pip install xgboost-cpu)")
+
+
+def _regression(n=2000, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 8))
+    y = X @ rng.normal(size=8) * 10 + 3 * np.sin(3 * X[:, 0]) + rng.normal(size=n) + 50.0
+    return X, y
+
+
+def _binary(n=2000, seed=0, pos=0.35):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 8))
+    score = X[:, 0] * 1.5 - X[:, 1] + 0.5 * X[:, 2] * X[:, 3]
+    threshold = np.quantile(score, 1 - pos)
+    y = (score + rng.normal(scale=0.7, size=n) > threshold).astype(np.float64)
+    return X, y
+
+
+def _weights(n, seed=5):
+    return np.random.default_rng(seed).uniform(0.5, 2.0, n)
+
+
+def _close_fraction(a, b):
+    """max |a - b| relative to the spread of a."""
+    return float(np.max(np.abs(a - b)) / np.std(a))
+
+
+# --- the arrays ------------------------------------------------------------------------------------------
+
+
+class FakeDataset:
+    """What LightGBM / XGBoost hand an objective: labels and weights behind getters."""
+
+    def __init__(self, label, weight=None, empty_weight=None):
+        self._label = np.asarray(label, dtype=np.float32)
+        self._weight = weight if weight is not None else empty_weight
+
+    def get_label(self):
+        return self._label
+
+    def get_weight(self):
+        return self._weight
+
+
+@pytest.mark.parametrize("name, params", [
+    ("mse", {}), ("huber", {"delta": 0.5}), ("poisson_nll", {}), ("tweedie", {"power": 1.3}),
+    ("binary_cross_entropy_with_logits", {"pos_weight": 2.0}), ("binary_focal", {"gamma": 1.0}),
+    ("log_cosh", {}), ("pseudo_huber", {}),
+])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_objective_arrays_are_the_unreduced_weighted_derivatives(name, params, weighted):
+    rng = np.random.default_rng(1)
+    n = 50
+    preds = rng.normal(size=n).astype(np.float32).astype(np.float64)  # XGBoost hands float32 scores
+    label = rng.random(n).round() if name in ("binary_cross_entropy_with_logits", "binary_focal") else \
+        (rng.poisson(2.0, n).astype(np.float64) if name in ("poisson_nll", "tweedie") else rng.normal(size=n))
+    w = _weights(n) if weighted else None
+    g_ref, h_ref = getattr(fl, name).grad_hess(preds, label.astype(np.float32).astype(np.float64), reduction="none",
+                                               sample_weight=w, **params)
+    if name == "binary_focal":
+        h_ref = np.maximum(h_ref, fb.FOCAL_MIN_HESSIAN * (1.0 if w is None else w))
+    lgb_obj = fb.lightgbm_objective(name, **params)
+    xgb_obj = fb.xgboost_objective(name, **params)
+    outs = [
+        lgb_obj(preds, FakeDataset(label, w)),
+        lgb_obj.sklearn(label.astype(np.float32), preds, w),
+        xgb_obj(preds.astype(np.float32), FakeDataset(label, w, empty_weight=np.array([], np.float32))),
+        xgb_obj.sklearn(label.astype(np.float32), preds, **({} if w is None else {"sample_weight": w})),
+        fb.gradient_hessian(name, label.astype(np.float32), preds, w, **params),
+    ]
+    for g, h in outs:
+        assert g.dtype == np.float64 and h.dtype == np.float64
+        assert g.shape == h.shape == preds.shape
+        np.testing.assert_allclose(g, g_ref, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(h, h_ref, rtol=1e-12, atol=1e-15)
+
+
+def test_signatures_are_what_the_libraries_inspect():
+    """LightGBM's scikit-learn wrapper counts parameters (3: y_true, y_pred, weight); XGBoost's looks for a
+    parameter named sample_weight."""
+    assert list(inspect.signature(fb.lightgbm_objective("mse")).parameters) == ["preds", "train_data"]
+    assert list(inspect.signature(fb.lightgbm_objective("mse", api="sklearn")).parameters) == \
+        ["y_true", "y_pred", "weight"]
+    assert list(inspect.signature(fb.lightgbm_metric("mse")).parameters) == ["preds", "eval_data"]
+    assert len(inspect.signature(fb.lightgbm_metric("mse", api="sklearn")).parameters) == 3
+    assert list(inspect.signature(fb.xgboost_objective("mse")).parameters) == ["predt", "dtrain"]
+    assert "sample_weight" in inspect.signature(fb.xgboost_objective("mse", api="sklearn")).parameters
+    assert list(inspect.signature(fb.xgboost_metric("mse")).parameters) == ["predt", "dmatrix"]
+    assert fb.xgboost_metric("mse", api="sklearn", metric_name="fl_mse").__name__ == "fl_mse"
+
+
+def test_hessian_defaults_and_focal_safeguard():
+    x = np.array([-6.0, -3.0, -1.0, 0.0, 2.0, 6.0])
+    y = np.array([1.0, 1.0, 1.0, 0.0, 0.0, 1.0])
+    _, exact = fl.binary_focal.grad_hess(x, y, reduction="none")
+    assert (exact < 0).any()  # confidently wrong positives: the exact Hessian is negative
+    _, h = fb.gradient_hessian("binary_focal", y, x)
+    np.testing.assert_allclose(h, np.maximum(exact, fb.FOCAL_MIN_HESSIAN))
+    _, h_none = fb.gradient_hessian("binary_focal", y, x, min_hessian=None)
+    np.testing.assert_array_equal(h_none, exact)
+    w = np.linspace(0.0, 2.0, x.size)
+    _, hw = fb.gradient_hessian("binary_focal", y, x, w, min_hessian=0.1)
+    np.testing.assert_allclose(hw, np.maximum(exact * w, 0.1 * w))
+    # mae and quantile: unit Hessians (times the weight) unless asked for the exact zeros
+    _, h_mae = fb.gradient_hessian("mae", y, x, w)
+    np.testing.assert_array_equal(h_mae, w)
+    _, h_exact = fb.gradient_hessian("mae", y, x, hessian="exact")
+    np.testing.assert_array_equal(h_exact, 0.0)
+    # other losses: no clipping
+    assert fb.lightgbm_objective("mse").min_hessian is None
+    assert fb.lightgbm_objective("cross_entropy", softcap=5.0).min_hessian == fb.FOCAL_MIN_HESSIAN
+
+
+def test_multiclass_layouts():
+    rng = np.random.default_rng(2)
+    n, K = 7, 4
+    scores = rng.normal(size=(n, K))
+    labels = rng.integers(0, K, n).astype(np.float32)
+    g_ref, h_ref = fl.cross_entropy.grad_hess(scores, labels.astype(np.int64), reduction="none")
+    # current LightGBM / XGBoost: (n, K) in and out (LightGBM's array is Fortran-ordered)
+    for preds in (scores, np.asfortranarray(scores)):
+        g, h = fb.lightgbm_objective("cross_entropy")(preds, FakeDataset(labels))
+        assert g.shape == (n, K)
+        np.testing.assert_allclose(g, g_ref, rtol=1e-13)
+        np.testing.assert_allclose(h, h_ref, rtol=1e-13)
+    # LightGBM < 4: flat, class-major
+    g, h = fb.lightgbm_objective("cross_entropy")(scores.T.reshape(-1), FakeDataset(labels))
+    np.testing.assert_allclose(g, g_ref.T.reshape(-1), rtol=1e-13)
+    np.testing.assert_allclose(h, h_ref.T.reshape(-1), rtol=1e-13)
+    # XGBoost flat: row-major
+    g, h = fb.xgboost_objective("cross_entropy")(scores.reshape(-1), FakeDataset(labels, empty_weight=np.array([])))
+    np.testing.assert_allclose(g, g_ref.reshape(-1), rtol=1e-13)
+    # weights per row
+    w = _weights(n)
+    g, h = fb.gradient_hessian("categorical_focal", labels, scores, w, gamma=1.0)
+    g_ref, h_ref = fl.categorical_focal.grad_hess(scores, labels.astype(np.int64), reduction="none",
+                                                  sample_weight=w, gamma=1.0)
+    np.testing.assert_allclose(g, g_ref, rtol=1e-13)
+    np.testing.assert_allclose(h, np.maximum(h_ref, fb.FOCAL_MIN_HESSIAN * w[:, None]), rtol=1e-13)
+
+
+def test_metrics_are_weighted_means():
+    rng = np.random.default_rng(3)
+    preds, label, w = rng.normal(size=40), rng.random(40).round(), _weights(40)
+    want = fl.binary_cross_entropy_with_logits(preds, label.astype(np.float32), sample_weight=w)
+    name, value, higher = fb.lightgbm_metric("binary_cross_entropy_with_logits", metric_name="bce")(
+        preds, FakeDataset(label, w))
+    assert (name, higher) == ("bce", False) and math.isclose(value, want, rel_tol=1e-12)
+    name, value = fb.xgboost_metric("binary_cross_entropy_with_logits")(preds, FakeDataset(label, w))
+    assert name == "binary_cross_entropy_with_logits" and math.isclose(value, want, rel_tol=1e-12)
+    assert math.isclose(fb.metric_value("binary_cross_entropy_with_logits", label, preds, w), want, rel_tol=1e-12)
+    # a non-differentiable loss is a metric, not an objective
+    assert fb.lightgbm_metric("zero_one", threshold=0.0)(preds, FakeDataset(label))[1] == \
+        fl.zero_one(preds, label.astype(np.float32), threshold=0.0)
+    with pytest.raises(ValueError, match="not differentiable"):
+        fb.lightgbm_objective("zero_one")
+
+
+def test_initial_scores():
+    rng = np.random.default_rng(4)
+    y = rng.poisson(3.0, 500).astype(np.float64)
+    w = _weights(500)
+    assert math.isclose(fb.initial_score("mse", y, w), np.average(y, weights=w), rel_tol=1e-12)
+    assert math.isclose(fb.initial_score("poisson_nll", y, w), math.log(np.average(y, weights=w)), rel_tol=1e-10)
+    yb = (y > 3).astype(np.float64)
+    p = np.average(yb, weights=w)
+    assert math.isclose(fb.initial_score("binary_cross_entropy_with_logits", yb, w), math.log(p / (1 - p)),
+                        rel_tol=1e-10)
+    assert fb.initial_score("mae", y) == np.median(y)
+    with pytest.raises(ValueError):
+        fb.initial_score("cross_entropy", y)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="unknown loss"):
+        fb.lightgbm_objective("nope")
+    with pytest.raises(ValueError, match="soft"):
+        fb.xgboost_objective("kl_div")
+    with pytest.raises(ValueError, match="api"):
+        fb.lightgbm_objective("mse", api="R")
+    with pytest.raises(TypeError, match="unknown keyword"):
+        fb.lightgbm_objective("huber", beta=1.0)
+    with pytest.raises(ValueError, match="delta"):
+        fb.xgboost_objective("huber", delta=-1.0)
+    with pytest.raises(ValueError, match="min_hessian"):
+        fb.lightgbm_objective("binary_focal", min_hessian=-1.0)
+    with pytest.raises(TypeError, match="api='sklearn'"):
+        fb.lightgbm_objective("mse")(np.zeros(3), np.zeros(3))
+    with pytest.raises(ValueError, match="class indices"):
+        fb.gradient_hessian("cross_entropy", np.array([0.5, 1.0]), np.zeros((2, 3)))
+
+
+# --- LightGBM training ---------------------------------------------------------------------------------------
+
+LGB_BASE = {"verbose": -1, "num_threads": 1, "deterministic": True, "learning_rate": 0.1, "num_leaves": 15,
+            "seed": 0}
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("builtin, ours, data", [
+    ("regression", "mse", _regression),
+    ("binary", "binary_cross_entropy_with_logits", _binary),
+], ids=["l2", "binary"])
+def test_lightgbm_reproduces_builtin_objective(builtin, ours, data, weighted):
+    """Same trees as LightGBM's own objective: fusedloss's mse is twice LightGBM's half squared error (both
+    gradient and Hessian), so leaf values and split choices agree; the built-in boosts from the average, ours
+    from the same initial score given as init_score."""
+    lgb = _lightgbm()
+    X, y = data()
+    w = _weights(len(y)) if weighted else None
+    ref = lgb.train({**LGB_BASE, "objective": builtin}, lgb.Dataset(X, y, weight=w), num_boost_round=40)
+    init = fb.initial_score(ours, y, w)
+    ds = lgb.Dataset(X, y, weight=w, init_score=np.full(len(y), init))
+    model = lgb.train({**LGB_BASE, "objective": fb.lightgbm_objective(ours)}, ds, num_boost_round=40)
+    want = ref.predict(X, raw_score=True)
+    got = model.predict(X) + init  # a custom objective predicts raw scores, without the init_score
+    assert _close_fraction(want, got) < 1e-6
+
+
+@pytest.mark.filterwarnings("ignore:The argument 'eval_set' is deprecated")
+def test_lightgbm_sklearn_api_reproduces_builtin():
+    lgb = _lightgbm()
+    X, y = _regression(seed=1)
+    w = _weights(len(y))
+    kw = dict(n_estimators=30, learning_rate=0.1, num_leaves=15, verbose=-1, n_jobs=1, deterministic=True)
+    ref = lgb.LGBMRegressor(objective="regression", **kw).fit(X, y, sample_weight=w)
+    init = fb.initial_score("mse", y, w)
+    ours = lgb.LGBMRegressor(objective=fb.lightgbm_objective("mse", api="sklearn"), **kw)
+    ours.fit(X, y, sample_weight=w, init_score=np.full(len(y), init),
+             eval_set=[(X, y)], eval_sample_weight=[w], eval_init_score=[np.full(len(y), init)],
+             eval_metric=fb.lightgbm_metric("mse", api="sklearn"))
+    assert _close_fraction(ref.predict(X), ours.predict(X) + init) < 1e-6
+    # the metric is the weighted mean squared error of the raw score (including the init score)
+    recorded = ours.evals_result_["training"]["mse"][-1]
+    assert math.isclose(recorded, np.average((ours.predict(X) + init - y) ** 2, weights=w), rel_tol=1e-5)
+
+
+def test_lightgbm_feval_matches_builtin_metric():
+    lgb = _lightgbm()
+    X, y = _regression(seed=2)
+    w = _weights(len(y))
+    evals = {}
+    ds = lgb.Dataset(X, y, weight=w)
+    lgb.train({**LGB_BASE, "objective": "regression", "metric": "l2"}, ds, num_boost_round=10, valid_sets=[ds],
+              valid_names=["train"], feval=fb.lightgbm_metric("mse"), callbacks=[lgb.record_evaluation(evals)])
+    np.testing.assert_allclose(evals["train"]["mse"], evals["train"]["l2"], rtol=1e-6)
+
+
+def test_lightgbm_multiclass_cross_entropy():
+    """LightGBM hands custom multiclass objectives (n, K) scores: ours trains to the built-in's accuracy."""
+    lgb = _lightgbm()
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(1500, 6))
+    y = np.argmax(X[:, :3] + 0.5 * rng.normal(size=(1500, 3)), axis=1).astype(np.float64)
+    base = {**LGB_BASE, "num_class": 3}
+    ref = lgb.train({**base, "objective": "multiclass"}, lgb.Dataset(X, y), num_boost_round=30)
+    evals = {}
+    ds = lgb.Dataset(X, y)
+    model = lgb.train({**base, "objective": fb.lightgbm_objective("cross_entropy")}, ds, num_boost_round=30,
+                      valid_sets=[ds], valid_names=["train"], feval=fb.lightgbm_metric("cross_entropy"),
+                      callbacks=[lgb.record_evaluation(evals)])
+    scores = model.predict(X)
+    assert scores.shape == (1500, 3)
+    acc_ours = np.mean(np.argmax(scores, 1) == y)
+    acc_ref = np.mean(np.argmax(ref.predict(X), 1) == y)
+    # the built-in scales its Hessian by K / (K - 1); ours is the exact diagonal, so its steps are a bit longer
+    assert acc_ours > 0.8 and acc_ours > acc_ref - 0.03
+    curve = evals["train"]["cross_entropy"]
+    assert curve[-1] < 0.6 * curve[0]
+    assert math.isclose(curve[-1], fl.cross_entropy(scores, y.astype(np.int64)), rel_tol=1e-6)
+
+
+def _imbalanced(n=6000, seed=0):
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n_samples=n, n_features=20, n_informative=8, weights=[0.97], flip_y=0.01,
+                               class_sep=1.0, random_state=seed)
+    half = n // 2
+    return X[:half], y[:half].astype(np.float64), X[half:], y[half:].astype(np.float64)
+
+
+def test_lightgbm_focal_trains_on_imbalanced_data():
+    lgb = _lightgbm()
+    from sklearn.metrics import average_precision_score
+
+    Xtr, ytr, Xva, yva = _imbalanced()
+    assert ytr.mean() < 0.05
+    init = fb.initial_score("binary_focal", ytr)
+    dtr = lgb.Dataset(Xtr, ytr, init_score=np.full(len(ytr), init))
+    dva = lgb.Dataset(Xva, yva, init_score=np.full(len(yva), init), reference=dtr)
+    evals = {}
+    model = lgb.train({**LGB_BASE, "objective": fb.lightgbm_objective("binary_focal", alpha=0.25, gamma=2.0)},
+                      dtr, num_boost_round=100, valid_sets=[dva], valid_names=["valid"],
+                      feval=fb.lightgbm_metric("binary_focal", alpha=0.25, gamma=2.0),
+                      callbacks=[lgb.record_evaluation(evals)])
+    curve = np.array(evals["valid"]["binary_focal"])
+    constant = fl.binary_focal(np.full(len(yva), init), yva)
+    assert np.all(np.isfinite(curve))
+    assert curve.min() < 0.5 * constant  # the focal loss on held-out data halves from the constant model
+    score = model.predict(Xva) + init
+    assert average_precision_score(yva, score) > 5 * yva.mean()  # far better than chance
+
+
+# --- XGBoost training -------------------------------------------------------------------------------------------
+
+XGB_BASE = {"tree_method": "hist", "max_depth": 4, "eta": 0.1, "nthread": 1, "seed": 0,
+            # fusedloss's mse has twice XGBoost's gradient and Hessian: no L2 penalty and no minimum child
+            # weight keep the leaf values and splits the same
+            "reg_lambda": 0.0, "min_child_weight": 0.0}
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("builtin, ours, data, tol", [
+    ("reg:squarederror", "mse", _regression, 1e-5),
+    # binary:logistic computes in float32 and ours in float64: near-ties between splits may resolve differently
+    ("binary:logistic", "binary_cross_entropy_with_logits", _binary, 2e-3),
+], ids=["l2", "binary"])
+def test_xgboost_reproduces_builtin_objective(builtin, ours, data, tol, weighted):
+    xgb = _xgboost()
+    X, y = data()
+    w = _weights(len(y)) if weighted else None
+    init = fb.initial_score(ours, y, w)
+    base_score = 1 / (1 + math.exp(-init)) if builtin == "binary:logistic" else init  # logistic: a probability
+    dtrain = xgb.DMatrix(X, y, weight=w)
+    ref = xgb.train({**XGB_BASE, "objective": builtin, "base_score": base_score}, dtrain, num_boost_round=40)
+    model = xgb.train({**XGB_BASE, "base_score": init, "disable_default_eval_metric": 1}, dtrain,
+                      num_boost_round=40, obj=fb.xgboost_objective(ours))
+    dx = xgb.DMatrix(X)
+    want = ref.predict(dx, output_margin=True).astype(np.float64)
+    got = model.predict(dx, output_margin=True).astype(np.float64)
+    assert _close_fraction(want, got) < tol
+    assert np.mean(np.abs(want - got)) < tol * np.std(want) / 10
+
+
+def test_xgboost_focal_trains_on_imbalanced_data():
+    xgb = _xgboost()
+    Xtr, ytr, Xva, yva = _imbalanced(seed=1)
+    init = fb.initial_score("binary_focal", ytr)
+    evals = {}
+    dtr, dva = xgb.DMatrix(Xtr, ytr), xgb.DMatrix(Xva, yva)
+    model = xgb.train({"tree_method": "hist", "max_depth": 4, "eta": 0.1, "nthread": 1, "base_score": init,
+                       "disable_default_eval_metric": 1}, dtr, num_boost_round=100,
+                      obj=fb.xgboost_objective("binary_focal"), custom_metric=fb.xgboost_metric("binary_focal"),
+                      evals=[(dva, "valid")], evals_result=evals, verbose_eval=False)
+    curve = np.array(evals["valid"]["binary_focal"])
+    assert np.all(np.isfinite(curve))
+    assert curve.min() < 0.5 * fl.binary_focal(np.full(len(yva), init), yva)
+    assert model.predict(dva, output_margin=True).shape == yva.shape
+
+
+def test_xgboost_multiclass_layout():
+    xgb = _xgboost()
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(900, 5))
+    y = np.argmax(X[:, :3] + 0.5 * rng.normal(size=(900, 3)), axis=1)
+    model = xgb.train({"tree_method": "hist", "max_depth": 3, "eta": 0.3, "nthread": 1, "num_class": 3,
+                       "disable_default_eval_metric": 1}, xgb.DMatrix(X, y), num_boost_round=20,
+                      obj=fb.xgboost_objective("cross_entropy"))
+    scores = model.predict(xgb.DMatrix(X), output_margin=True)
+    assert scores.shape == (900, 3)
+    assert np.mean(np.argmax(scores, 1) == y) > 0.8
