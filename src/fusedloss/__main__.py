@@ -1,0 +1,7 @@
+"""``python -m fusedloss``: the same as the ``fusedloss`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
