@@ -1,15 +1,18 @@
 // fusedloss._core: the binding layer only (no math; that lives in cpp/include/fusedloss).
 //
-// elementwise(loss, a, b, p, y, w, scale, reduce, value_out, grad_out, hess_out, nthreads) -> float
-// implements the kernel contract of src/fusedloss/backends/__init__.py for float32 and float64. Arrays
-// are never converted (the check is py::array_t<T, c_style>'s own, as .noconvert() would apply it): a wrong
-// dtype or a non-contiguous array raises TypeError instead of being copied silently. Everything is checked
-// before any memory is touched; the GIL is released for the loop only.
+// elementwise(loss, a, b, p, y, w, scale, reduce, value_out, grad_out, hess_out, nthreads[, cols]) -> float
+// and multiclass(loss, packed, ignore_index, C, x, labels, q, w, cw, scale, reduce, value_out, grad_out,
+// hess_out, nthreads) -> float implement the kernel contract of src/fusedloss/backends/__init__.py for
+// float32 and float64. Arrays are never converted (the check is py::array_t<T, c_style>'s own, as
+// .noconvert() would apply it): a wrong dtype or a non-contiguous array raises TypeError instead of being
+// copied silently. Everything is checked before any memory is touched (labels included: compiled code never
+// trusts the caller with an index); the GIL is released for the loop only.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -17,6 +20,7 @@
 
 #include "fusedloss/loops.hpp"
 #include "fusedloss/losses.hpp"
+#include "fusedloss/rows.hpp"
 
 namespace py = pybind11;
 namespace fl = fusedloss;
@@ -31,6 +35,7 @@ using Kernel = double (*)(double, double, const fl::ElementwiseArgs<T>&);
 
 struct LossEntry {
   const char* name;
+  bool column_param;  // takes its first parameter per column (`cols`)
   Kernel<float> f32;
   Kernel<double> f64;
 
@@ -46,7 +51,8 @@ struct LossEntry {
 
 template <template <class> class Loss>
 constexpr LossEntry entry() {
-  return {Loss<double>::name, &fl::elementwise<Loss, float>, &fl::elementwise<Loss, double>};
+  return {Loss<double>::name, fl::has_column_param<Loss<double>>::value, &fl::elementwise<Loss, float>,
+          &fl::elementwise<Loss, double>};
 }
 
 // The loss table: ONE line per elementwise loss.
@@ -60,11 +66,52 @@ constexpr LossEntry kElementwise[] = {
     entry<fl::losses::quantile>(),
     entry<fl::losses::poisson_nll>(),
     entry<fl::losses::tweedie>(),
+    entry<fl::losses::binary_cross_entropy>(),
+    entry<fl::losses::binary_cross_entropy_with_logits>(),
+    entry<fl::losses::binary_focal>(),
+    entry<fl::losses::hinge>(),
+    entry<fl::losses::squared_hinge>(),
+    entry<fl::losses::zero_one>(),
 };
 
-std::string known_losses() {
+template <class T>
+using RowKernel = double (*)(const fl::MulticlassArgs<T>&);
+
+struct RowEntry {
+  const char* name;
+  bool hard_labels, soft_labels, class_vector;  // target forms it takes; whether it reads cw
+  RowKernel<float> f32;
+  RowKernel<double> f64;
+
+  template <class T>
+  RowKernel<T> kernel() const {
+    if constexpr (std::is_same_v<T, float>) {
+      return f32;
+    } else {
+      return f64;
+    }
+  }
+};
+
+template <template <class> class Row>
+constexpr RowEntry row_entry() {
+  using R = Row<double>;
+  return {R::name, R::hard_labels, R::soft_labels, R::class_vector, &fl::multiclass<Row, float>,
+          &fl::multiclass<Row, double>};
+}
+
+// The multiclass table: ONE line per multiclass loss.
+constexpr RowEntry kMulticlass[] = {
+    row_entry<fl::rows::cross_entropy>(),
+    row_entry<fl::rows::categorical_focal>(),
+    row_entry<fl::rows::multi_margin>(),
+    row_entry<fl::rows::kl_div>(),
+};
+
+template <class Table>
+std::string known_names(const Table& table) {
   std::string s;
-  for (const auto& e : kElementwise) {
+  for (const auto& e : table) {
     if (!s.empty()) s += ", ";
     s += e.name;
   }
@@ -75,7 +122,14 @@ const LossEntry& find_loss(std::string_view name) {
   for (const auto& e : kElementwise) {
     if (name == e.name) return e;
   }
-  throw py::value_error("unknown loss '" + std::string(name) + "'; known losses: " + known_losses());
+  throw py::value_error("unknown elementwise loss '" + std::string(name) + "'; known: " + known_names(kElementwise));
+}
+
+const RowEntry& find_row_loss(std::string_view name) {
+  for (const auto& e : kMulticlass) {
+    if (name == e.name) return e;
+  }
+  throw py::value_error("unknown multiclass loss '" + std::string(name) + "'; known: " + known_names(kMulticlass));
 }
 
 // [lo, hi) byte range of an array, for overlap checks.
@@ -125,11 +179,11 @@ std::string describe(py::handle h) {
 }
 
 template <class T>
-std::optional<Array<T>> borrow(py::handle h, const char* what, bool optional) {
+std::optional<Array<T>> borrow(py::handle h, const char* what, bool optional, const char* like = "p") {
   if (optional && h.is_none()) return std::nullopt;
   if (!Array<T>::check_(h)) {
     throw py::type_error(std::string(what) + " must be a C-contiguous numpy array of dtype " + dtype_name<T>() +
-                         " (the dtype of p)" + (optional ? " or None" : "") + ", got " + describe(h));
+                         " (the dtype of " + like + ")" + (optional ? " or None" : "") + ", got " + describe(h));
   }
   return py::reinterpret_borrow<Array<T>>(h);
 }
@@ -140,10 +194,12 @@ constexpr py::ssize_t kReleaseGilMin = static_cast<py::ssize_t>(fl::kBlock);
 
 template <class T>
 double run_elementwise(const LossEntry& entry, double a, double b, py::handle p_h, py::handle y_h, py::handle w_h,
-                       double scale, bool reduce, py::handle v_h, py::handle g_h, py::handle h_h, int nthreads) {
+                       double scale, bool reduce, py::handle v_h, py::handle g_h, py::handle h_h, int nthreads,
+                       py::handle cols_h) {
   const Array<T> p = *borrow<T>(p_h, "p", false);
   const Array<T> y = *borrow<T>(y_h, "y", false);
   const std::optional<Array<T>> w = borrow<T>(w_h, "w", true);
+  const std::optional<Array<T>> cols = borrow<T>(cols_h, "cols", true);
   std::optional<Array<T>> outs[3] = {borrow<T>(v_h, "value_out", true), borrow<T>(g_h, "grad_out", true),
                                      borrow<T>(h_h, "hess_out", true)};
   const char* out_names[3] = {"value_out", "grad_out", "hess_out"};
@@ -153,10 +209,26 @@ double run_elementwise(const LossEntry& entry, double a, double b, py::handle p_
   check_1d(y, "y", n);
   if (w) check_1d(*w, "w", n);
   if (nthreads < 1) throw py::value_error("nthreads must be >= 1, got " + std::to_string(nthreads));
+  py::ssize_t ncols = 0;
+  if (cols) {
+    if (!entry.column_param) {
+      throw py::value_error(std::string("cols was given, but ") + entry.name + " has no per-column parameter");
+    }
+    if (cols->ndim() != 1) {
+      throw py::value_error("cols must be 1-D, got " + std::to_string(cols->ndim()) + " dimensions");
+    }
+    ncols = cols->shape(0);
+    if (ncols < 1 || n % ncols != 0) {
+      throw py::value_error("the length of cols (" + std::to_string(ncols) + ") must be >= 1 and divide the length of p (" +
+                            std::to_string(n) + ")");
+    }
+  }
 
   // Outputs: 1-D, length n, writeable; they must not overlap each other, nor an input other than exactly
-  // (an output may be the very array it is computed from: element i is read before it is written).
-  const Span in_spans[3] = {span_of(p), span_of(y), w ? span_of(*w) : Span{nullptr, nullptr}};
+  // (an output may be the very array it is computed from: element i is read before it is written; cols is
+  // copied first or read at element i before element i is written).
+  const Span in_spans[4] = {span_of(p), span_of(y), w ? span_of(*w) : Span{nullptr, nullptr},
+                            cols ? span_of(*cols) : Span{nullptr, nullptr}};
   Span out_spans[3] = {};
   for (int k = 0; k < 3; ++k) {
     if (!outs[k]) continue;
@@ -188,6 +260,8 @@ double run_elementwise(const LossEntry& entry, double a, double b, py::handle p_
   args.scale = scale;
   args.reduce = reduce;
   args.nthreads = nthreads;
+  args.cols = cols ? cols->data() : nullptr;
+  args.ncols = static_cast<std::size_t>(ncols);
 
   const Kernel<T> kernel = entry.kernel<T>();
   double total;
@@ -202,15 +276,188 @@ double run_elementwise(const LossEntry& entry, double a, double b, py::handle p_
 // The dtype of p picks the instantiation; every other array must match it exactly.
 double elementwise(std::string_view loss, double a, double b, py::handle p, py::handle y, py::handle w,
                    double scale, bool reduce, py::handle value_out, py::handle grad_out, py::handle hess_out,
-                   int nthreads) {
+                   int nthreads, py::handle cols) {
   const LossEntry& entry = find_loss(loss);
   if (Array<double>::check_(p)) {
-    return run_elementwise<double>(entry, a, b, p, y, w, scale, reduce, value_out, grad_out, hess_out, nthreads);
+    return run_elementwise<double>(entry, a, b, p, y, w, scale, reduce, value_out, grad_out, hess_out, nthreads,
+                                   cols);
   }
   if (Array<float>::check_(p)) {
-    return run_elementwise<float>(entry, a, b, p, y, w, scale, reduce, value_out, grad_out, hess_out, nthreads);
+    return run_elementwise<float>(entry, a, b, p, y, w, scale, reduce, value_out, grad_out, hess_out, nthreads,
+                                  cols);
   }
   throw py::type_error("p must be a C-contiguous numpy array of dtype float32 or float64, got " + describe(p));
+}
+
+// --- multiclass ------------------------------------------------------------------------------------------
+
+using Labels = py::array_t<std::int64_t, py::array::c_style>;
+
+template <class A>
+void check_len(const A& a, const char* what, py::ssize_t n, const char* of) {
+  if (a.ndim() != 1) {
+    throw py::value_error(std::string(what) + " must be 1-D, got " + std::to_string(a.ndim()) + " dimensions");
+  }
+  if (a.shape(0) != n) {
+    throw py::value_error(std::string(what) + " must have length " + std::to_string(n) + " (" + of + "), got " +
+                          std::to_string(a.shape(0)));
+  }
+}
+
+// The packed parameters: any sequence of 4 numbers (LossSpec.pack gives a tuple of floats).
+void unpack4(py::handle h, double out[4]) {
+  if (!PySequence_Check(h.ptr()) || PySequence_Size(h.ptr()) != 4) {
+    throw py::type_error("packed must be a sequence of 4 floats (LossSpec.pack), got " + describe(h));
+  }
+  const py::sequence seq = py::reinterpret_borrow<py::sequence>(h);
+  for (py::ssize_t k = 0; k < 4; ++k) {
+    const py::object item = seq[k];
+    const double v = PyFloat_AsDouble(item.ptr());
+    if (v == -1.0 && PyErr_Occurred()) throw py::error_already_set();
+    out[k] = v;
+  }
+}
+
+template <class T>
+double run_multiclass(const RowEntry& entry, py::handle packed_h, std::int64_t ignore, py::ssize_t C,
+                      py::handle x_h, py::handle labels_h, py::handle q_h, py::handle w_h, py::handle cw_h,
+                      double scale, bool reduce, py::handle v_h, py::handle g_h, py::handle h_h, int nthreads) {
+  double packed[4];
+  unpack4(packed_h, packed);
+  const Array<T> x = *borrow<T>(x_h, "x", false);
+  std::optional<Labels> labels;
+  if (!labels_h.is_none()) {
+    if (!Labels::check_(labels_h)) {
+      throw py::type_error("labels must be a C-contiguous numpy array of dtype int64 or None, got " +
+                           describe(labels_h));
+    }
+    labels = py::reinterpret_borrow<Labels>(labels_h);
+  }
+  const std::optional<Array<T>> q = borrow<T>(q_h, "q", true, "x");
+  const std::optional<Array<T>> w = borrow<T>(w_h, "w", true, "x");
+  const std::optional<Array<T>> cw = borrow<T>(cw_h, "cw", true, "x");
+  std::optional<Array<T>> outs[3] = {borrow<T>(v_h, "value_out", true, "x"), borrow<T>(g_h, "grad_out", true, "x"),
+                                     borrow<T>(h_h, "hess_out", true, "x")};
+  const char* out_names[3] = {"value_out", "grad_out", "hess_out"};
+
+  if (C < 1) throw py::value_error("C must be >= 1, got " + std::to_string(C));
+  if (nthreads < 1) throw py::value_error("nthreads must be >= 1, got " + std::to_string(nthreads));
+  if (x.ndim() != 1) throw py::value_error("x must be 1-D, got " + std::to_string(x.ndim()) + " dimensions");
+  const py::ssize_t n = x.shape(0);
+  if (n % C != 0) {
+    throw py::value_error("the length of x (" + std::to_string(n) + ") must be a multiple of C (" +
+                          std::to_string(C) + ")");
+  }
+  const py::ssize_t R = n / C;
+  if (labels.has_value() == q.has_value()) {
+    throw py::value_error("give exactly one of labels (hard targets) and q (soft targets)");
+  }
+  if (labels && !entry.hard_labels) {
+    throw py::value_error(std::string(entry.name) + " takes soft targets (q), not labels");
+  }
+  if (q && !entry.soft_labels) {
+    throw py::value_error(std::string(entry.name) + " takes hard labels, not soft targets (q)");
+  }
+  if (cw && !entry.class_vector) {
+    throw py::value_error(std::string("cw was given, but ") + entry.name + " has no per-class parameter");
+  }
+  if (labels) check_len(*labels, "labels", R, "one per row: len(x) / C");
+  if (q) check_len(*q, "q", n, "the length of x");
+  if (w) check_len(*w, "w", R, "one per row: len(x) / C");
+  if (cw) check_len(*cw, "cw", C, "one per class: C");
+
+  // Outputs: value_out one per row, grad_out and hess_out like x; writeable; no overlap with each other;
+  // grad_out or hess_out may be x itself (the row passes read every x_j before writing element j), any other
+  // overlap with an input is refused.
+  const Span x_span = span_of(x);
+  const Span in_spans[5] = {x_span, labels ? Span{reinterpret_cast<const char*>(labels->data()),
+                                                  reinterpret_cast<const char*>(labels->data()) + labels->nbytes()}
+                                           : Span{nullptr, nullptr},
+                            q ? span_of(*q) : Span{nullptr, nullptr}, w ? span_of(*w) : Span{nullptr, nullptr},
+                            cw ? span_of(*cw) : Span{nullptr, nullptr}};
+  Span out_spans[3] = {};
+  for (int k = 0; k < 3; ++k) {
+    if (!outs[k]) continue;
+    const Array<T>& o = *outs[k];
+    if (k == 0) {
+      check_len(o, out_names[k], R, "one per row: len(x) / C");
+    } else {
+      check_len(o, out_names[k], n, "the length of x");
+    }
+    if (!o.writeable()) throw py::value_error(std::string(out_names[k]) + " is read-only");
+    out_spans[k] = span_of(o);
+    if (n == 0) continue;
+    for (int j = 0; j < k; ++j) {
+      if (outs[j] && overlap(out_spans[k], out_spans[j])) {
+        throw py::value_error(std::string(out_names[k]) + " and " + out_names[j] + " must not overlap");
+      }
+    }
+    for (int i = 0; i < 5; ++i) {
+      const Span& in = in_spans[i];
+      if (!in.lo || !overlap(out_spans[k], in)) continue;
+      const bool exactly_x = i == 0 && k > 0 && in.lo == out_spans[k].lo && in.hi == out_spans[k].hi;
+      if (!exactly_x) {
+        throw py::value_error(std::string(out_names[k]) +
+                              " overlaps an input array (only grad_out or hess_out may be x itself)");
+      }
+    }
+  }
+
+  // Every label must lie in [0, C) or be ignore_index: the kernels index with them.
+  if (labels) {
+    const std::int64_t* lab = labels->data();
+    const std::int64_t c = static_cast<std::int64_t>(C);
+    for (py::ssize_t r = 0; r < R; ++r) {
+      const std::int64_t t = lab[r];
+      if ((t < 0 || t >= c) && t != ignore) {
+        throw py::value_error(std::string(entry.name) + ": label " + std::to_string(t) + " at row " +
+                              std::to_string(r) + " is out of range: labels must lie in [0, " + std::to_string(C) +
+                              ") or equal ignore_index=" + std::to_string(ignore));
+      }
+    }
+  }
+
+  fl::MulticlassArgs<T> args;
+  args.x = x.data();
+  args.labels = labels ? labels->data() : nullptr;
+  args.q = q ? q->data() : nullptr;
+  args.w = w ? w->data() : nullptr;
+  args.cw = cw ? cw->data() : nullptr;
+  args.value = outs[0] ? outs[0]->mutable_data() : nullptr;  // writeable: checked above
+  args.grad = outs[1] ? outs[1]->mutable_data() : nullptr;
+  args.hess = outs[2] ? outs[2]->mutable_data() : nullptr;
+  args.R = static_cast<std::size_t>(R);
+  args.C = static_cast<std::size_t>(C);
+  args.ignore = ignore;
+  for (int k = 0; k < 4; ++k) args.packed[k] = packed[k];
+  args.scale = scale;
+  args.reduce = reduce;
+  args.nthreads = nthreads;
+
+  const RowKernel<T> kernel = entry.kernel<T>();
+  double total;
+  {
+    std::optional<py::gil_scoped_release> release;
+    if (n >= kReleaseGilMin) release.emplace();
+    total = kernel(args);
+  }
+  return total;
+}
+
+// The dtype of x picks the instantiation; q, w, cw and the outputs must match it exactly.
+double multiclass(std::string_view loss, py::handle packed, std::int64_t ignore_index, py::ssize_t C, py::handle x,
+                  py::handle labels, py::handle q, py::handle w, py::handle cw, double scale, bool reduce,
+                  py::handle value_out, py::handle grad_out, py::handle hess_out, int nthreads) {
+  const RowEntry& entry = find_row_loss(loss);
+  if (Array<double>::check_(x)) {
+    return run_multiclass<double>(entry, packed, ignore_index, C, x, labels, q, w, cw, scale, reduce, value_out,
+                                  grad_out, hess_out, nthreads);
+  }
+  if (Array<float>::check_(x)) {
+    return run_multiclass<float>(entry, packed, ignore_index, C, x, labels, q, w, cw, scale, reduce, value_out,
+                                 grad_out, hess_out, nthreads);
+  }
+  throw py::type_error("x must be a C-contiguous numpy array of dtype float32 or float64, got " + describe(x));
 }
 
 py::dict build_info() {
@@ -266,9 +513,26 @@ PYBIND11_MODULE(_core, m) {
       "optional; w None means 1). With reduce, returns sum_i w[i] l[i] accumulated in float64 over fixed\n"
       "blocks combined in a fixed order (the same for any nthreads), else 0.0.\n\n"
       "Arrays are never converted: one of another dtype than p's, or not C-contiguous, raises TypeError;\n"
-      "a wrong length or dimension, a read-only or overlapping output, or nthreads < 1 raises ValueError.";
+      "a wrong length or dimension, a read-only or overlapping output, or nthreads < 1 raises ValueError.\n\n"
+      "cols (optional, losses with a per-column parameter only: pos_weight): 1-D, p's dtype, its length C\n"
+      "dividing len(p); element i then uses a = cols[i % C].";
   m.def("elementwise", &elementwise, doc, py::arg("loss"), py::arg("a"), py::arg("b"), py::arg("p"), py::arg("y"),
         py::arg("w").none(true), py::arg("scale"), py::arg("reduce"), py::arg("value_out").none(true),
+        py::arg("grad_out").none(true), py::arg("hess_out").none(true), py::arg("nthreads"),
+        py::arg("cols").none(true) = py::none());
+
+  const char* mdoc =
+      "multiclass(loss, packed, ignore_index, C, x, labels, q, w, cw, scale, reduce, value_out, grad_out,\n"
+      "hess_out, nthreads) -> float\n\n"
+      "A multiclass loss over R = len(x) / C rows of C logits (float32 or float64, 1-D, C-contiguous), with hard\n"
+      "labels (int64, R; each in [0, C) or == ignore_index, else ValueError naming the label and its row) or soft\n"
+      "targets q (R*C); w row weights (R) and cw the per-class vector (C), each optional. value_out (R) gets\n"
+      "w_r l_r, grad_out / hess_out (R*C) get scale w_r dl_r/dx and the Hessian diagonal; ignored rows get\n"
+      "zeros. grad_out (or hess_out) may be x itself. With reduce, returns sum_r w_r l_r in float64 over fixed\n"
+      "blocks of rows combined in a fixed order (the same for any nthreads), else 0.0.";
+  m.def("multiclass", &multiclass, mdoc, py::arg("loss"), py::arg("packed"), py::arg("ignore_index"), py::arg("C"),
+        py::arg("x"), py::arg("labels").none(true), py::arg("q").none(true), py::arg("w").none(true),
+        py::arg("cw").none(true), py::arg("scale"), py::arg("reduce"), py::arg("value_out").none(true),
         py::arg("grad_out").none(true), py::arg("hess_out").none(true), py::arg("nthreads"));
 
   m.def("supported_losses", [] {
@@ -276,6 +540,11 @@ PYBIND11_MODULE(_core, m) {
     for (const auto& e : kElementwise) names.append(e.name);
     return names;
   }, "Names of the elementwise losses this build implements.");
+  m.def("supported_multiclass_losses", [] {
+    py::list names;
+    for (const auto& e : kMulticlass) names.append(e.name);
+    return names;
+  }, "Names of the multiclass losses this build implements.");
   m.def("max_threads", &fl::max_threads,
         "Threads an OpenMP parallel region may use: 1 without OpenMP, and 1 in a process forked after its parent "
         "ran OpenMP threads (GNU libgomp cannot start a team there; kernels run single-threaded).");

@@ -6,11 +6,18 @@
 // which is read before it is written), and the block's float64 sum uses an OpenMP simd reduction, whose
 // order is fixed for a given binary. Blocks, threads and the fixed-order combination live in reduce.hpp.
 //
-// A row-wise family (multiclass, class axis last) sits beside this one: a RowwiseArgs<T> with ncols, a
-// rowwise_block<Loss, T, ...> over rows, and sum_blocks over rows with a block of max(1, kBlock / ncols).
+// A per-column parameter (`cols`: element i uses a = cols[i % C]) runs the same loop body over runs of
+// consecutive columns: the block's first column is found once (one modulo per block), then each run goes to
+// the end of a row, so there is no modulo per element. The blocks stay the same fixed kBlock elements.
+//
+// The row-wise family (multiclass, class axis last) sits beside this one: MulticlassArgs<T>, one generic
+// driver multiclass_pass over rows (the row math is in rows.hpp), and sum_blocks over rows with a block of
+// max(1, kBlock / C) rows.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <type_traits>
 
 #include "fusedloss/reduce.hpp"
@@ -38,13 +45,22 @@ struct ElementwiseArgs {
   double scale = 1.0;
   bool reduce = false;  // return sum_i w[i] * l[i] in float64 (else 0.0)
   int nthreads = 1;
+  const T* cols = nullptr;  // null, or ncols values of the loss's first parameter, one per column
+  std::size_t ncols = 0;    // divides n
 };
 
-// One block [begin, end) of the elementwise loop. W: weighted; V: write value; R: sum w*l; G, H: write
-// gradient, Hessian. Returns the block's float64 sum of w*l (0 unless R).
-template <bool W, bool V, bool R, bool G, bool H, class Loss, class T>
-inline double elementwise_block(const Loss& loss, const ElementwiseArgs<T>& a, std::size_t begin,
-                                std::size_t end) {
+// Whether a loss takes its first parameter per column (losses.hpp: column_param and point_col).
+template <class L, class = void>
+struct has_column_param : std::false_type {};
+template <class L>
+struct has_column_param<L, std::void_t<decltype(L::column_param)>> : std::bool_constant<L::column_param> {};
+
+// One run [begin, end) of the elementwise loop. W: weighted; V: write value; R: sum w*l; G, H: write
+// gradient, Hessian; Col: element i takes the loss's first parameter from col[i - begin]. Returns the run's
+// float64 sum of w*l (0 unless R).
+template <bool Col, bool W, bool V, bool R, bool G, bool H, class Loss, class T>
+inline double elementwise_run(const Loss& loss, const ElementwiseArgs<T>& a, const T* col, std::size_t begin,
+                              std::size_t end) {
   const T* p = a.p;
   const T* y = a.y;
   const T* w = a.w;
@@ -56,7 +72,12 @@ inline double elementwise_block(const Loss& loss, const ElementwiseArgs<T>& a, s
 #pragma omp simd reduction(+ : s)
   for (std::size_t i = begin; i < end; ++i) {
     T l = T(0), g = T(0), h = T(0);
-    loss.template point<V || R, G, H>(p[i], y[i], l, g, h);
+    if constexpr (Col) {
+      loss.template point_col<V || R, G, H>(col[i - begin], p[i], y[i], l, g, h);
+    } else {
+      (void)col;
+      loss.template point<V || R, G, H>(p[i], y[i], l, g, h);
+    }
     T wi = T(1), sw = scale;
     if constexpr (W) {
       wi = w[i];
@@ -70,11 +91,56 @@ inline double elementwise_block(const Loss& loss, const ElementwiseArgs<T>& a, s
   return s;
 }
 
+// One block [begin, end) of the elementwise loop. With Col, `col` holds `width` parameters, one per column
+// (width a multiple of the number of columns: see ColumnTile): the block is cut into runs that end at a row
+// end, and only the block's first column needs a modulo.
+template <bool Col, bool W, bool V, bool R, bool G, bool H, class Loss, class T>
+inline double elementwise_block(const Loss& loss, const ElementwiseArgs<T>& a, const T* col, std::size_t width,
+                                std::size_t begin, std::size_t end) {
+  if constexpr (!Col) {
+    (void)width;
+    return elementwise_run<false, W, V, R, G, H>(loss, a, col, begin, end);
+  } else {
+    double s = 0.0;
+    std::size_t j = begin % width;
+    for (std::size_t i = begin; i < end;) {
+      const std::size_t stop = std::min(end, i + (width - j));
+      s += elementwise_run<true, W, V, R, G, H>(loss, a, col + j, i, stop);
+      i = stop;
+      j = 0;
+    }
+    return s;
+  }
+}
+
+// The per-column parameters as the loop reads them. Narrow rows (few columns) would make runs too short to
+// vectorise, so fewer than kMin columns are repeated into a row of `width` = a multiple of ncols close to
+// kTile (element i still gets cols[i % ncols], since ncols divides width); wider ones are used in place.
+template <class T>
+struct ColumnTile {
+  static constexpr std::size_t kMin = 256, kTile = 1024;
+  T buf[kTile];
+  const T* col = nullptr;
+  std::size_t width = 0;
+  ColumnTile(const T* cols, std::size_t ncols) {
+    if (cols == nullptr || ncols == 0) return;
+    if (ncols >= kMin) {
+      col = cols;
+      width = ncols;
+      return;
+    }
+    width = ncols * (kTile / ncols);
+    for (std::size_t i = 0; i < width; ++i) buf[i] = cols[i % ncols];
+    col = buf;
+  }
+};
+
 // The whole elementwise pass for one instantiation of the flags.
-template <bool W, bool V, bool R, bool G, bool H, class Loss, class T>
-FUSEDLOSS_KERNEL_ATTR double elementwise_pass(const Loss& loss, const ElementwiseArgs<T>& a) {
+template <bool Col, bool W, bool V, bool R, bool G, bool H, class Loss, class T>
+FUSEDLOSS_KERNEL_ATTR double elementwise_pass(const Loss& loss, const ElementwiseArgs<T>& a, const T* col,
+                                              std::size_t width) {
   auto block = [&](std::size_t begin, std::size_t end) {
-    return elementwise_block<W, V, R, G, H>(loss, a, begin, end);
+    return elementwise_block<Col, W, V, R, G, H>(loss, a, col, width, begin, end);
   };
   if constexpr (R) {
     return sum_blocks(a.n, kBlock, a.nthreads, block);
@@ -95,25 +161,113 @@ inline double with_flags(const F& f, bool b, Rest... rest) {
   return b ? with_flags<Bs..., true>(f, rest...) : with_flags<Bs..., false>(f, rest...);
 }
 
-template <template <class> class Loss, class T>
+template <template <class> class Loss, class T, bool Col>
 struct ElementwiseRunner {
   const Loss<T>& loss;
   const ElementwiseArgs<T>& args;
+  const T* col;
+  std::size_t width;
   template <bool W, bool V, bool R, bool G, bool H>
   double operator()() const {
-    return elementwise_pass<W, V, R, G, H>(loss, args);
+    return elementwise_pass<Col, W, V, R, G, H>(loss, args, col, width);
   }
 };
 
 // Entry point for one loss and dtype: build the loss from its packed parameters and run the matching
-// instantiation. Runs without the GIL; must not throw.
+// instantiation. Runs without the GIL; must not throw. args.cols is honoured for losses with a column
+// parameter (the binding refuses it for the others).
 template <template <class> class Loss, class T>
 double elementwise(double a, double b, const ElementwiseArgs<T>& args) {
   if (args.n == 0) return 0.0;
   const Loss<T> loss(a, b);
-  const ElementwiseRunner<Loss, T> run{loss, args};
+  if constexpr (has_column_param<Loss<T>>::value) {
+    if (args.cols != nullptr) {
+      const ColumnTile<T> tile(args.cols, args.ncols);
+      const ElementwiseRunner<Loss, T, true> run{loss, args, tile.col, tile.width};
+      return with_flags<>(run, args.w != nullptr, args.value != nullptr, args.reduce, args.grad != nullptr,
+                          args.hess != nullptr);
+    }
+  }
+  const ElementwiseRunner<Loss, T, false> run{loss, args, nullptr, 0};
   return with_flags<>(run, args.w != nullptr, args.value != nullptr, args.reduce, args.grad != nullptr,
                       args.hess != nullptr);
+}
+
+// --- multiclass: rows of C classes -------------------------------------------------------------------
+
+// What a multiclass call reads and writes (the contract of backends.multiclass). Null pointers are arrays
+// not given / outputs not asked for. Either labels (R, every one in [0, C) or == ignore: the binding checked)
+// or q (R*C soft targets).
+template <class T>
+struct MulticlassArgs {
+  const T* x = nullptr;                   // R*C logits
+  const std::int64_t* labels = nullptr;   // R hard labels
+  const T* q = nullptr;                   // R*C soft targets
+  const T* w = nullptr;                   // R row weights
+  const T* cw = nullptr;                  // C per-class vector (class_weight, alpha)
+  T* value = nullptr;                     // R: w_r * l_r
+  T* grad = nullptr;                      // R*C: scale * w_r * dl_r/dx (may be x itself)
+  T* hess = nullptr;                      // R*C: scale * w_r * d2l_r/dx^2
+  std::size_t R = 0, C = 0;
+  std::int64_t ignore = -100;
+  double packed[4] = {0.0, 0.0, 0.0, 0.0};  // LossSpec.pack
+  double scale = 1.0;
+  bool reduce = false;  // return sum_r w_r l_r in float64 (else 0.0)
+  int nthreads = 1;
+};
+
+// The one generic row driver: every row through Row::row, in fixed blocks of max(1, kBlock / C) rows (in
+// parallel when the call touches at least kParallelMin elements), ignored rows -> value 0 and zero
+// gradient/Hessian rows, row weights applied, the float64 total over blocks in a fixed order. G, H: write
+// gradient, Hessian (the value, its output and the reduction are per-row branches, which cost nothing next
+// to a row).
+template <bool G, bool H, class Row, class T>
+FUSEDLOSS_KERNEL_ATTR double multiclass_pass(const Row& row, const MulticlassArgs<T>& a) {
+  const std::size_t C = a.C;
+  auto block = [&](std::size_t r0, std::size_t r1) {
+    double s = 0.0;
+    for (std::size_t r = r0; r < r1; ++r) {
+      const std::size_t base = r * C;
+      T* g = G ? a.grad + base : nullptr;
+      T* h = H ? a.hess + base : nullptr;
+      const std::int64_t t = a.labels ? a.labels[r] : 0;
+      double v = 0.0;
+      if (a.labels && t == a.ignore) {
+        if constexpr (G) std::fill(g, g + C, T(0));
+        if constexpr (H) std::fill(h, h + C, T(0));
+      } else {
+        const double rw = a.w ? double(a.w[r]) : 1.0;
+        v = rw * row.template row<G, H>(a.x + base, t, a.q ? a.q + base : nullptr, rw * a.scale, g, h);
+      }
+      if (a.value) a.value[r] = T(v);
+      s += v;
+    }
+    return s;
+  };
+  const std::size_t per = std::max<std::size_t>(1, kBlock / C);
+  const std::size_t work = a.R * C;
+  if (a.reduce) return sum_blocks(a.R, per, a.nthreads, block, work);
+  for_blocks(a.R, per, a.nthreads, [&](std::size_t r0, std::size_t r1) { block(r0, r1); }, work);
+  return 0.0;
+}
+
+template <template <class> class Row, class T>
+struct MulticlassRunner {
+  const Row<T>& row;
+  const MulticlassArgs<T>& args;
+  template <bool G, bool H>
+  double operator()() const {
+    return multiclass_pass<G, H>(row, args);
+  }
+};
+
+// Entry point for one multiclass loss and dtype. Runs without the GIL; must not throw.
+template <template <class> class Row, class T>
+double multiclass(const MulticlassArgs<T>& args) {
+  if (args.R == 0 || args.C == 0) return 0.0;
+  const Row<T> row(args.packed, args.cw, args.C);
+  const MulticlassRunner<Row, T> run{row, args};
+  return with_flags<>(run, args.grad != nullptr, args.hess != nullptr);
 }
 
 }  // namespace fusedloss

@@ -15,6 +15,14 @@
 // data is computed in float. Branches are written as selects where both sides are cheap, so that the
 // generic loops in loops.hpp vectorise.
 //
+// A loss whose first parameter `a` may come one per column of the last axis (pos_weight; the `cols`
+// argument of elementwise) also declares `static constexpr bool column_param = true` and
+//
+//     template <bool V, bool G, bool H>
+//     void point_col(T a, T p, T y, T& l, T& g, T& h) const;   // `point` with that parameter given
+//
+// and its `point` is `point_col` with the packed value.
+//
 // Adding a loss: a struct here, and one registration line in cpp/src/bindings.cpp.
 #pragma once
 
@@ -179,6 +187,154 @@ struct tweedie {
     if constexpr (V) l = e2 / c2 - y * e1 / c1;
     if constexpr (G) g = e2 - y * e1;
     if constexpr (H) h = c2 * e2 - c1 * y * e1;
+  }
+};
+
+// --- binary classification ----------------------------------------------------------------------------
+
+// PyTorch's clamp of the denominators in the binary_cross_entropy gradient and Hessian (_pointwise.BCE_EPS).
+inline constexpr double kBceEps = 1e-12;
+
+// p a probability in [0, 1], pw = pos_weight (a; per column through point_col):
+// l = -(pw y max(log p, -100) + (1-y) max(log(1-p), -100));
+// g = ((1-y) p - pw y (1-p)) / max(p (1-p), 1e-12);  h = pw y / max(p^2, 1e-12) + (1-y) / max((1-p)^2, 1e-12)
+template <class T>
+struct binary_cross_entropy {
+  static constexpr const char* name = "binary_cross_entropy";
+  static constexpr bool column_param = true;
+  T pw;
+  binary_cross_entropy(double a, double) : pw(T(a)) {}
+  template <bool V, bool G, bool H>
+  void point(T p, T y, T& l, T& g, T& h) const {
+    point_col<V, G, H>(pw, p, y, l, g, h);
+  }
+  template <bool V, bool G, bool H>
+  void point_col(T pw_, T p, T y, T& l, T& g, T& h) const {
+    const T eps = T(kBceEps);
+    const T q = T(1) - p;
+    if constexpr (V) l = -(pw_ * y * clamped_log(p) + (T(1) - y) * clamped_log1m(p));
+    if constexpr (G) {
+      const T pq = p * q;
+      g = ((T(1) - y) * p - pw_ * y * q) / (pq < eps ? eps : pq);  // max, nan kept
+    }
+    if constexpr (H) {
+      const T p2 = p * p, q2 = q * q;
+      h = pw_ * y / (p2 < eps ? eps : p2) + (T(1) - y) / (q2 < eps ? eps : q2);
+    }
+  }
+};
+
+// x a logit, pw = pos_weight (a; per column through point_col), s = label_smoothing (b):
+// y <- y (1-s) + s/2, lw = 1 + (pw - 1) y:  l = (1-y) x + lw softplus(-x) (math.hpp: bce_logits_value, which
+// avoids its cancellation for x < 0);  g = (1-y) - lw sigmoid(-x);  h = lw sigmoid(x) sigmoid(-x).
+// softplus and sigmoid only ever exponentiate -|x| (math.hpp), so any finite x is safe (no overflow at
+// +-1e4, or at the largest float); they share one exp(-|x|) after CSE.
+template <class T>
+struct binary_cross_entropy_with_logits {
+  static constexpr const char* name = "binary_cross_entropy_with_logits";
+  static constexpr bool column_param = true;
+  T pw, keep, half_s;  // pos_weight, 1 - s, s / 2
+  binary_cross_entropy_with_logits(double a, double b) : pw(T(a)), keep(T(1.0 - b)), half_s(T(0.5 * b)) {}
+  template <bool V, bool G, bool H>
+  void point(T x, T y, T& l, T& g, T& h) const {
+    point_col<V, G, H>(pw, x, y, l, g, h);
+  }
+  template <bool V, bool G, bool H>
+  void point_col(T pw_, T x, T y, T& l, T& g, T& h) const {
+    const T ys = y * keep + half_s;
+    const T lw = T(1) + (pw_ - T(1)) * ys;
+    if constexpr (V) l = bce_logits_value(x, ys, pw_);
+    if constexpr (G || H) {
+      const T sm = sigmoid(-x);
+      if constexpr (G) g = (T(1) - ys) - lw * sm;
+      if constexpr (H) h = lw * sigmoid(x) * sm;
+    }
+  }
+};
+
+// Sigmoid focal loss (torchvision), alpha = a (< 0: no weighting), gamma = b:
+// s = sigmoid(x), ce = softplus(x) - y x (math.hpp: bce_logits_value with pw = 1), q = s (1-y) + (1-s) y (= 1 - p_t, a sum of non-negative terms: no
+// cancellation), a_t = alpha y + (1-alpha)(1-y), f = q^gamma:  l = a_t ce f;  g = a_t ((s-y) f + ce f');
+// h = a_t (s(1-s) f + 2 (s-y) f' + ce f''), with dq = (1-2y) s(1-s), f' = gamma q^(gamma-1) dq and
+// f'' = gamma (gamma-1) q^(gamma-2) dq^2 + gamma q^(gamma-1) dq (1-2s) (_pointwise.binary_focal_point).
+// The derivatives are evaluated as f' = gamma f r and f'' = gamma f r ((gamma-1) r + (1-2s)) with
+// r = dq / q = (1-2y) s(1-s) / q, which is the same quantity, but |r| <= 1 always (q >= min(s, 1-s) >= s(1-s)):
+// q^(gamma-1) itself overflows for gamma < 1 once q is tiny (float32 |x| > ~88, float64 |x| > ~709) and
+// made the gradient nan there (0 * inf); this form needs one pow instead of three. When q underflows to 0
+// the powers take their limits (q^0 = 1, the derivatives 0). gamma = 2 (the default) takes f = q * q.
+template <class T>
+struct binary_focal {
+  static constexpr const char* name = "binary_focal";
+  T alpha, gamma;
+  bool weighted, gamma2;
+  binary_focal(double a, double b)
+      : alpha(T(a)), gamma(T(b)), weighted(a >= 0.0), gamma2(b == 2.0) {}
+  template <bool V, bool G, bool H>
+  void point(T x, T y, T& l, T& g, T& h) const {
+    const T s = sigmoid(x);
+    const T sm = sigmoid(-x);
+    const T ce = bce_logits_value(x, y, T(1));
+    const T q = s * (T(1) - y) + sm * y;
+    const T a_t = weighted ? alpha * y + (T(1) - alpha) * (T(1) - y) : T(1);
+    const T u = s * sm;
+    T f, df = T(0), d2f = T(0);
+    if (q > T(0)) {
+      f = gamma2 ? q * q : std::pow(q, gamma);
+      const T r = (T(1) - T(2) * y) * (u / q);
+      df = gamma * f * r;
+      if constexpr (H) d2f = df * ((gamma - T(1)) * r + (T(1) - T(2) * s));
+    } else {
+      f = gamma == T(0) ? T(1) : T(0);
+    }
+    if constexpr (V) l = a_t * ce * f;
+    if constexpr (G) g = a_t * ((s - y) * f + ce * df);
+    if constexpr (H) h = a_t * (u * f + T(2) * (s - y) * df + ce * d2f);
+  }
+};
+
+// Targets t = 1 if y > 0 else -1 ({0, 1} and {-1, 1} both work), m = 1 - t x:
+// m > 0: l = m, g = -t;  m <= 0: 0, 0;  h = 0;  nan m: nan everywhere (as _pointwise.hinge_point).
+template <class T>
+struct hinge {
+  static constexpr const char* name = "hinge";
+  hinge(double, double) {}
+  template <bool V, bool G, bool H>
+  void point(T x, T y, T& l, T& g, T& h) const {
+    const T t = y > T(0) ? T(1) : T(-1);
+    const T m = T(1) - t * x;
+    if constexpr (V) l = m <= T(0) ? T(0) : m;
+    if constexpr (G) g = m > T(0) ? -t : (m <= T(0) ? T(0) : m);
+    if constexpr (H) h = m > T(0) ? T(0) : (m <= T(0) ? T(0) : m);
+  }
+};
+
+// t, m as for hinge:  m > 0: l = m^2, g = -2 t m, h = 2;  m <= 0: 0, 0, 0;  nan m: nan everywhere.
+template <class T>
+struct squared_hinge {
+  static constexpr const char* name = "squared_hinge";
+  squared_hinge(double, double) {}
+  template <bool V, bool G, bool H>
+  void point(T x, T y, T& l, T& g, T& h) const {
+    const T t = y > T(0) ? T(1) : T(-1);
+    const T m = T(1) - t * x;
+    if constexpr (V) l = m > T(0) ? m * m : (m <= T(0) ? T(0) : m);
+    if constexpr (G) g = m > T(0) ? T(-2) * t * m : (m <= T(0) ? T(0) : m);
+    if constexpr (H) h = m > T(0) ? T(2) : (m <= T(0) ? T(0) : m);
+  }
+};
+
+// A metric: l = 1 if (x > threshold) != (y > 0) else 0 (threshold = a), nan for a nan x; g = h = 0 (the
+// dispatcher refuses to ask for them: the loss is not differentiable).
+template <class T>
+struct zero_one {
+  static constexpr const char* name = "zero_one";
+  T threshold;
+  zero_one(double a, double) : threshold(T(a)) {}
+  template <bool V, bool G, bool H>
+  void point(T x, T y, T& l, T& g, T& h) const {
+    if constexpr (V) l = x != x ? x : ((x > threshold) != (y > T(0)) ? T(1) : T(0));
+    if constexpr (G) g = T(0);
+    if constexpr (H) h = T(0);
   }
 };
 

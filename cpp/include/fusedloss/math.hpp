@@ -1,14 +1,19 @@
 // Numerically delicate scalar helpers: their one home on the C++ side.
 //
 // Each mirrors the function of the same name in src/fusedloss/_pointwise.py (same formula, same branch
-// cut-offs). Everything is templated on T (float or double) and computes in T: the float versions call the
-// float libm functions (expf, log1pf, ...), so float32 data never pays for double math.
+// cut-offs). Everything is templated on T (float or double) and computes in T. log1pexp, sigmoid and
+// log_cosh_value use the vectorisable elementary functions of vecmath.hpp (fusedloss::vm, no libm calls),
+// so loops calling them vectorise; the others still call libm (float versions: expf, log1pf, ...), so
+// float32 data never pays for double math. FUSEDLOSS_INLINE (vecmath.hpp) forces inlining, which a loop
+// needs to vectorise.
 //
 // These must stay correct without -ffast-math: they rely on inf and nan following IEEE rules (exp(-inf) = 0,
 // nan comparisons are false), which -ffinite-math-only would break.
 #pragma once
 
 #include <cmath>
+
+#include "fusedloss/vecmath.hpp"
 
 namespace fusedloss {
 
@@ -27,32 +32,38 @@ inline T sign(T x) {
 // log(1 + e^x) = max(x, 0) + log1p(e^{-|x|}): exp only ever sees a non-positive argument, so it cannot
 // overflow, and log1p keeps full precision when e^{-|x|} is tiny. x = -inf gives 0, x = +inf gives +inf.
 template <class T>
-inline T log1pexp(T x) {
-  return (x > T(0) ? x : T(0)) + std::log1p(std::exp(-std::fabs(x)));
+FUSEDLOSS_INLINE T log1pexp(T x) {
+  return (x > T(0) ? x : T(0)) + vm::log1p(vm::exp(-std::fabs(x)));
+}
+
+// Binary cross-entropy on a logit: (1 - y) x + lw softplus(-x), lw = 1 + (pw - 1) y (pw the positive
+// weight). For x >= 0 both terms are >= 0. For x < 0 that form cancels (x + softplus(-x) loses every digit
+// of a tiny result), so there it is the equal lw softplus(x) - pw y x, whose terms are both >= 0. Python:
+// _pointwise.bce_logits_value (same cut-off). Both sides share log1p(exp(-|x|)), so one exp and one log1p.
+template <class T>
+inline T bce_logits_value(T x, T y, T pw) {
+  const T lw = T(1) + (pw - T(1)) * y;
+  return x >= T(0) ? (T(1) - y) * x + lw * log1pexp(-x) : lw * log1pexp(x) - pw * y * x;
 }
 
 // logistic 1 / (1 + exp(-x)) with exp only of -|x| (no overflow, no inf/inf): for x >= 0 the usual form,
-// for x < 0 the equivalent e / (1 + e), which keeps relative precision for very negative x.
+// for x < 0 the equivalent e / (1 + e), which keeps relative precision for very negative x. One division of
+// a selected numerator (the same two quotients), so that a vectorised loop does not evaluate both.
 template <class T>
-inline T sigmoid(T x) {
-  const T e = std::exp(-std::fabs(x));
-  return x >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
+FUSEDLOSS_INLINE T sigmoid(T x) {
+  const T e = vm::exp(-std::fabs(x));
+  return (x >= T(0) ? T(1) : e) / (T(1) + e);
 }
 
-// log(cosh(d)) for ad = |d| >= 0, accurate to a few ulp for every finite ad.
-// ad >= 1: ad + log1p(exp(-2 ad)) - log 2. exp sees a negative argument only, so no overflow even at the
+// log(cosh(d)) for ad = |d| >= 0, within 1.6 ulp for every finite ad (vecmath.hpp: vm::log_cosh).
+// ad >= 1: ad - log 2 + log1p(exp(-2 ad)). exp sees a negative argument only, so no overflow even at the
 //          largest finite float (cosh itself would overflow from |d| ~ 89 in float, ~ 710 in double).
-// ad <  1: that form subtracts log 2 from a number close to it (cancellation as ad -> 0), so use
-//          cosh(d) - 1 = em^2 / (2 (1 + em)) with em = expm1(ad), and log1p of that: every step is a
-//          product/quotient of accurate positive numbers, so the relative error stays a few ulp down to 0.
-// nan falls through to the second branch and stays nan.
+// ad <  1: that form subtracts log 2 from a number close to it (cancellation as ad -> 0); there vm::log_cosh
+//          uses a minimax polynomial in ad^2 (the Python twin uses log1p(expm1(ad)^2 / (2 (1 + expm1(ad))))).
+// nan stays nan, inf gives inf. Its exp(-2 ad) is the one log_cosh's gradient and Hessian need too.
 template <class T>
-inline T log_cosh_value(T ad) {
-  if (ad < T(1)) {
-    const T em = std::expm1(ad);
-    return std::log1p(em * em / (T(2) * (T(1) + em)));
-  }
-  return ad + std::log1p(std::exp(T(-2) * ad)) - ln2<T>;
+FUSEDLOSS_INLINE T log_cosh_value(T ad) {
+  return vm::log_cosh(ad);
 }
 
 // sqrt(1 + r^2) without overflow, for pseudo-Huber (Python: math.hypot(1, r)).
@@ -61,9 +72,51 @@ inline T log_cosh_value(T ad) {
 // result is |r| (relative error < 1e-30), which is exactly what hypot returns there too; and, unlike a
 // call to hypot, both branches vectorise (sqrt is an instruction). nan and inf take the second branch.
 template <class T>
-inline T hypot1(T r) {
+FUSEDLOSS_INLINE T hypot1(T r) {
   const T ar = std::fabs(r);
   return ar < T(1e15) ? std::sqrt(T(1) + r * r) : ar;
+}
+
+// log(p) clamped below at -100, as PyTorch's binary_cross_entropy does, so that p = 0 (log = -inf) costs a
+// finite 100 instead of inf. Written as a select on the log itself rather than a test of p > 0: log(0) = -inf
+// falls under the clamp, and a nan p gives a nan log, which fails the comparison and stays nan (fmax would
+// drop it). No branch, so loops calling it vectorise.
+template <class T>
+inline T clamped_log(T p) {
+  const T lp = std::log(p);
+  return lp < T(-100) ? T(-100) : lp;
+}
+
+// log(1 - p) clamped below at -100 (the negative-class term of binary_cross_entropy). log1p(-p) keeps full
+// precision for small p, where log(1 - p) would lose it to the rounding of 1 - p; p = 1 gives -inf -> -100.
+template <class T>
+inline T clamped_log1m(T p) {
+  const T lp = std::log1p(-p);
+  return lp < T(-100) ? T(-100) : lp;
+}
+
+// tanh(u), and sech2 = 1 - tanh(u)^2, both accurate to a few ulp for every u (softcap and its derivative).
+// With a = |u| and e2 = exp(-2a): tanh(a) = (1 - e2) / (1 + e2) and 1 - tanh^2 = 4 e2 / (1 + e2)^2. Taking
+// 1 - tau^2 from a rounded tau = tanh(u) instead cancels: in float32 it is 5e-5 relative at |u| = 4 and
+// worthless beyond |u| ~ 9 (in float64 about 16 - 0.87 |u| significant digits remain). Here 1 - e2 would
+// cancel for small a, so below a = ln(2)/2 it is -expm1(-2a) (and e2 = 1 minus that, with e2 > 1/2: no loss);
+// above, e2 = exp(-2a) directly (1 + expm1(-2a) would cancel there). One libm call either way. |u| = inf
+// gives tanh +-1 and sech2 0; nan stays nan. (_pointwise.capped and _reference take tanh directly.)
+template <class T>
+inline T tanh_sech2(T u, T& sech2) {
+  const T a = std::fabs(u);
+  T e2, om;  // exp(-2a), 1 - exp(-2a)
+  if (a < T(0.34657359027997264)) {
+    om = -std::expm1(T(-2) * a);
+    e2 = T(1) - om;
+  } else {
+    e2 = std::exp(T(-2) * a);
+    om = T(1) - e2;
+  }
+  const T d = T(1) + e2;
+  sech2 = T(4) * e2 / (d * d);
+  const T t = om / d;
+  return u < T(0) ? -t : t;
 }
 
 }  // namespace fusedloss

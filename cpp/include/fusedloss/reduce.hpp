@@ -6,8 +6,9 @@
 // block is summed by the same code whichever thread runs it, and the partials are combined by a fixed
 // pairwise tree. So a reduced value is bit-identical for 1 and N threads (for a given binary).
 //
-// Families: the elementwise loops (loops.hpp) use blocks of kBlock elements; a row-wise family (class axis
-// last) would pass rows as the items and a block of max(1, kBlock / ncols) rows.
+// Families: the elementwise loops (loops.hpp) use blocks of kBlock elements; the row-wise family (class axis
+// last, multiclass_pass in loops.hpp) passes rows as the items, a block of max(1, kBlock / ncols) rows, and
+// the number of elements as `work` (what the serial threshold compares).
 #pragma once
 
 #include <algorithm>
@@ -91,11 +92,12 @@ inline int threads_for(std::size_t n_items, std::size_t n_blocks, int nthreads) 
 }
 
 // Run fn(begin, end) on every block of [0, n) (blocks of `block` items), statically partitioned over
-// `nthreads` threads. fn must not throw.
+// `nthreads` threads. fn must not throw. `work`: the elements the call touches, for the serial threshold
+// (0: n, one element per item).
 template <class Fn>
-void for_blocks(std::size_t n, std::size_t block, int nthreads, const Fn& fn) {
+void for_blocks(std::size_t n, std::size_t block, int nthreads, const Fn& fn, std::size_t work = 0) {
   const std::size_t nb = (n + block - 1) / block;
-  const int nt = threads_for(n, nb, nthreads);
+  const int nt = threads_for(work ? work : n, nb, nthreads);
 #ifdef _OPENMP
   if (nt > 1) {
     const std::int64_t nbi = std::int64_t(nb);
@@ -113,7 +115,7 @@ void for_blocks(std::size_t n, std::size_t block, int nthreads, const Fn& fn) {
 
 // Like for_blocks, for a block function returning its float64 partial sum; returns the fixed-order total.
 template <class Fn>
-double sum_blocks(std::size_t n, std::size_t block, int nthreads, const Fn& fn) {
+double sum_blocks(std::size_t n, std::size_t block, int nthreads, const Fn& fn, std::size_t work = 0) {
   const std::size_t nb = (n + block - 1) / block;
   if (nb <= 1) return n ? fn(std::size_t(0), n) : 0.0;
 
@@ -124,7 +126,7 @@ double sum_blocks(std::size_t n, std::size_t block, int nthreads, const Fn& fn) 
     if (heap_buf.size() < nb) heap_buf.resize(nb);
     partial = heap_buf.data();
   }
-  const int nt = threads_for(n, nb, nthreads);
+  const int nt = threads_for(work ? work : n, nb, nthreads);
 #ifdef _OPENMP
   if (nt > 1) {
     const std::int64_t nbi = std::int64_t(nb);

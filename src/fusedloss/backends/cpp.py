@@ -1,8 +1,9 @@
 """The C++ backend: the compiled kernels of ``fusedloss._core`` behind the backend interface.
 
-``elementwise`` IS ``_core.elementwise`` (no Python frame in between: this is the hot path). It follows the
-kernel contract in ``fusedloss.backends`` for float32 and float64; a wrong dtype raises TypeError (the
-arrays are never converted), a wrong length or a read-only output ValueError.
+``elementwise`` IS ``_core.elementwise`` and ``multiclass`` IS ``_core.multiclass`` (no Python frame in
+between: this is the hot path). They follow the kernel contract in ``fusedloss.backends`` for float32 and
+float64; a wrong dtype raises TypeError (the arrays are never converted), a wrong length, a read-only output
+or a label outside [0, C) that is not ignore_index ValueError.
 
 Importing this module fails with ImportError when the extension was not built; the backend registry then
 records why and "auto" skips it.
@@ -18,7 +19,10 @@ from .. import _core
 NAME = "cpp"
 DEVICE = False
 
-_SUPPORTED = frozenset(_core.supported_losses())
+_SUPPORTED = {
+    **{name: "elementwise" for name in _core.supported_losses()},
+    **{name: "multiclass" for name in _core.supported_multiclass_losses()},
+}
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # a tuple: `in` compares with ==, so types match too
 _BUILD = _core.build_info()
 _BUILD_TEXT = (
@@ -27,6 +31,7 @@ _BUILD_TEXT = (
 )
 
 elementwise = _core.elementwise
+multiclass = _core.multiclass
 
 
 def info() -> dict:
@@ -41,7 +46,7 @@ def info() -> dict:
 
 
 def supports(spec, dtype) -> bool:
-    return spec.kind == "elementwise" and spec.name in _SUPPORTED and dtype in _DTYPES
+    return _SUPPORTED.get(spec.name) == spec.kind and dtype in _DTYPES
 
 
 def build_info() -> dict:

@@ -1,0 +1,517 @@
+// Multiclass losses (class axis last): one small struct per loss, the C++ twin of `<name>_row` in
+// src/fusedloss/_pointwise.py (same formulas, names and cut-offs; _spec.py has the maths).
+//
+// Every struct has the same shape:
+//
+//   template <class T> struct <name> {
+//     static constexpr const char* name = "<name>";      // the registry name
+//     static constexpr bool hard_labels, soft_labels;    // which target forms it takes
+//     static constexpr bool class_vector;                // whether it reads the per-class vector cw
+//     <name>(const double packed[4], const T* cw, std::size_t C);   // LossSpec.pack, cw or null
+//     template <bool G, bool H>
+//     double row(const T* x, std::int64_t t, const T* q, double f, T* g, T* h) const;
+//   };
+//
+// `row` gets one row: x[0..C) its logits, t its label (hard targets; never an ignored row, and always in
+// [0, C): the binding checked) or q[0..C) its soft targets; it writes g[j] = f dl/dx_j (if G) and
+// h[j] = f d2l/dx_j^2 (if H) and returns the unweighted row value l in double. f is the row weight times
+// the reduction scale. The generic driver over rows (blocks, threads, ignored rows, weights, the reduction)
+// is multiclass_pass in loops.hpp.
+//
+// The softmax losses make three passes over the row, which stays in cache between them:
+//   1. the maximum m of the logits (a vectorised max; nan is skipped there and propagates through its exp);
+//   2. e_j = exp(z_j - m), s = sum e_j in double, and the loss's other row statistics; e_j (or what pass 3
+//      needs to rebuild it) is parked in the output row;
+//   3. p_j = e_j / s, and one write of the gradient (and Hessian) element.
+// So each logit is read from memory once and each output written once, and there is no N x C temporary.
+// Pass 3 reads only the parked value, never x_j again, which is what makes g == x safe: every x_j is read
+// (in pass 1 and 2) before g_j is written, and the label's logit x_t is saved before pass 2 starts.
+//
+// Precision. Per-element math is in T (float data: float exp); row sums, lse and all per-row scalars are
+// in double. p_j is e_j times 1/s, not exp(z_j - lse): rounding lse to T would cost |lse| ulp in every
+// exponent (about 1e-5 relative at |lse| ~ 100 in float32), while e_j only sees the rounding of z_j - m.
+// When one class dominates a row, 1 - p and log p of that class are tiny and s = 1 + (tiny): the usual
+// forms (lse - z_t, p_t - 1, p (1 - p)) then cancel, in double too. So pass 2 keeps s as s1 (the sum of the
+// e_j != 1) and k (how many e_j == 1, i.e. the maxima): s - 1 = s1 + (k - 1) has no cancellation, and
+// log s = log1p(s - 1), log p_t = (z_t - m) - log s and 1 - p_t = -expm1(log p_t) are accurate to a few ulp
+// however confident the row is (RowSum below). A row whose logits are all -inf (every class masked) has
+// s = 0: there p_j = 0 is used (lse = -inf), so its gradient is finite rather than nan.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
+#include "fusedloss/math.hpp"
+
+namespace fusedloss {
+namespace rows {
+
+inline constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// The exp of the row passes, in one place: a vectorisable exp replaces std::exp here, in one line.
+template <class T>
+inline T row_exp(T v) {
+  return std::exp(v);
+}
+
+// e = exp(a - b) for a <= b (b the row max), the rounding of a - b compensated. In float32, a - b near -80
+// is off by up to 80 * 2^-25 = 2.4e-6, which becomes the relative error of exp(a - b): the whole error
+// budget of a confident row (its loss and its gradient are made of such terms; the focal loss raises them
+// to the power gamma + 1). Knuth's TwoSum gives the exact difference as d + err (err exactly representable),
+// and exp(d + err) = exp(d) (1 + err) up to err^2. a == b gives exactly 1; an infinite operand (err nan)
+// falls back to exp(d). In double the rounding (at most 745 * 2^-53 relative) is far below budget.
+template <class T>
+inline T exp_sub(T a, T b) {
+  const T d = a - b;
+  if constexpr (std::is_same_v<T, double>) {
+    return row_exp(d);
+  } else {
+    const T a1 = d + b;       // TwoSum(a, -b): d = a - b, err = (a - a1) + (-b - (d - a1))
+    const T nb1 = d - a1;
+    const T err = (a - a1) + (-b - nb1);
+    const T e = row_exp(d);
+    return err == err ? e + e * err : e;
+  }
+}
+
+// e = exp(d) for an argument d formed in double (KL's (x_j - max) / temperature, whose product would round in
+// float32 like the difference above): d is split into its float part and the rest, as in exp_sub.
+template <class T>
+inline T exp_of(double d) {
+  if constexpr (std::is_same_v<T, double>) {
+    return row_exp(d);
+  } else {
+    const T dt = T(d);
+    const T err = T(d - double(dt));
+    const T e = row_exp(dt);
+    return err == err ? e + e * err : e;
+  }
+}
+
+// Pass 1: max_j x[j], nan skipped (a nan logit makes its exp, hence s, nan in pass 2). -inf for a row of
+// -inf (or of nan).
+template <class T>
+inline T row_max(const T* x, std::size_t C) {
+  T m = -std::numeric_limits<T>::infinity();
+#pragma omp simd reduction(max : m)
+  for (std::size_t j = 0; j < C; ++j) m = x[j] > m ? x[j] : m;
+  return m;
+}
+
+// The shift of the exponentials: the row max, or 0 when it is -inf (every exp is then exp(-inf) = 0 instead
+// of exp(-inf + inf) = nan, and s = 0).
+template <class T>
+inline T exp_shift(T m) {
+  return m == -std::numeric_limits<T>::infinity() ? T(0) : m;
+}
+
+// What pass 2 accumulates for s = sum_j e_j: s1 = the sum of the e_j != 1 and k = the number of e_j == 1
+// (at least one when the row max is finite: the max itself has e = exp(0) = 1).
+template <class T>
+inline void add_exp(T e, double& s1, double& k) {
+  const bool one = e == T(1);
+  s1 += one ? 0.0 : double(e);
+  k += one ? 1.0 : 0.0;
+}
+
+// The row's sum of exponentials and what follows from it, without cancellation (see the top of the file).
+struct RowSum {
+  double s, sm1, inv_s, log_s;  // s, s - 1, 1 / s (0 when s == 0: all -inf row), log s
+  RowSum(double s1, double k)
+      : s(s1 + k), sm1(s1 + (k - 1.0)), inv_s(s1 + k == 0.0 ? 0.0 : 1.0 / (s1 + k)), log_s(std::log1p(sm1)) {}
+  // 1 - p_j = (s - e_j) / s, in double; for a maximum (e_j == 1) s - 1 is taken as s1 + (k - 1). For any
+  // other element s - e_j >= 1 (s holds a max's 1 besides e_j), so there is nothing to cancel.
+  template <class T>
+  double one_minus_p(T e) const {
+    return (e == T(1) ? sm1 : s - double(e)) * inv_s;
+  }
+};
+
+// softmax cross-entropy, hard labels or soft targets; packed = (label_smoothing, z_loss, softcap, -).
+// z = softcap tanh(x / softcap) (or x), lse = logsumexp(z), p = softmax(z), e = label_smoothing, cw the class
+// weights (1 without), W = sum cw.
+//   hard t: l = (1-e) cw_t (lse - z_t) + (e/C) (W lse - sum cw z) + z_loss lse^2
+//   soft q: q' = (1-e) q + e/C, l = sum cw q' (lse - z) + z_loss lse^2
+//   dl/dz_j = A p_j - b_j + 2 z_loss lse p_j, A = (1-e) cw_t + (e/C) W, b_j = (1-e) cw_t [j=t] + (e/C) cw_j
+//   (soft: A = sum cw q', b_j = cw_j q'_j); d2l/dz_j^2 = A p_j (1-p_j) + 2 z_loss (p_j^2 + lse p_j (1-p_j));
+//   through softcap: dl/dx = dl/dz dz, d2l/dx^2 = d2l/dz^2 dz^2 + dl/dz d2z, dz = 1 - tau^2,
+//   d2z = -2 tau dz / softcap, tau = tanh(x / softcap); tau and dz come from math.hpp's tanh_sech2, since
+//   1 - tau^2 from a rounded tau cancels.
+// With softcap nothing is parked: pass 3 needs z_j and dz_j, and a single float cannot carry both
+// accurately (dz_j is tiny where z_j is close to +-softcap), so pass 3 reads x_j again and recomputes
+// tanh_sech2 and e_j (two libm calls per element in each of passes 2 and 3); x_j is still read before g_j is
+// written. The max pass takes the max of x, not of z: tanh is increasing, so softcap(max x) is the max of z.
+template <class T>
+struct cross_entropy {
+  static constexpr const char* name = "cross_entropy";
+  static constexpr bool hard_labels = true;
+  static constexpr bool soft_labels = true;
+  static constexpr bool class_vector = true;
+
+  double ls, keep, e_c, zl, cap_d, W;  // label_smoothing, 1 - ls, ls / C, z_loss, softcap (0: off), sum cw
+  T cap;
+  const T* cw;
+  std::size_t C;
+
+  cross_entropy(const double* packed, const T* cw_, std::size_t C_)
+      : ls(packed[0]), keep(1.0 - packed[0]), e_c(packed[0] / double(C_)), zl(packed[1]), cap_d(packed[2]),
+        W(0.0), cap(T(packed[2])), cw(cw_), C(C_) {
+    if (cw) {
+      for (std::size_t j = 0; j < C; ++j) W += double(cw[j]);  // in class order, as the row function does
+    } else {
+      W = double(C);
+    }
+  }
+
+  // z = softcap tanh(x / softcap), and dz/dx = 1 - tanh^2 (math.hpp: tanh_sech2)
+  T soft_z(T xj, T& dz) const { return cap * tanh_sech2(xj / cap, dz); }
+
+  template <bool G, bool H>
+  double row(const T* x, std::int64_t t, const T* q, double f, T* g, T* h) const {
+    const bool c = cap_d > 0.0;
+    if (q) {
+      if (cw) return c ? run<G, H, true, true, true>(x, t, q, f, g, h) : run<G, H, true, true, false>(x, t, q, f, g, h);
+      return c ? run<G, H, true, false, true>(x, t, q, f, g, h) : run<G, H, true, false, false>(x, t, q, f, g, h);
+    }
+    if (cw) return c ? run<G, H, false, true, true>(x, t, q, f, g, h) : run<G, H, false, true, false>(x, t, q, f, g, h);
+    return c ? run<G, H, false, false, true>(x, t, q, f, g, h) : run<G, H, false, false, false>(x, t, q, f, g, h);
+  }
+
+  template <bool G, bool H, bool Soft, bool CW, bool Cap>
+  double run(const T* x, std::int64_t t, const T* q, double f, T* g, T* h) const {
+    constexpr bool Store = G || H;
+    constexpr bool Park = Store && !Cap;  // pass 2 parks e_j for pass 3 (not with softcap: see above)
+    T* buf = G ? g : h;
+    const std::size_t n = C;
+    const T x_t = Soft ? T(0) : x[t];  // before pass 2 may overwrite it (g == x)
+    const bool smooth = ls != 0.0;
+
+    // pass 1
+    const T xmax = row_max(x, n);
+    T unused = T(0);
+    const T shift = exp_shift(Cap ? soft_z(xmax, unused) : xmax);
+
+    // pass 2: z_j, e_j = exp(z_j - m) and the row sums; the three loops differ only in what else they sum.
+    // szw = sum_j b_j (m - z_j) (b_j = cw_j q'_j, or cw_j for the smoothing term): with lse = m + log s,
+    // sum_j b_j (lse - z_j) = (sum_j b_j) log s + szw, a sum of non-negative terms (nothing cancels).
+    const double dshift = double(shift);
+    double s1 = 0.0, k = 0.0, coef = 0.0, szw = 0.0;
+    auto zval = [&](T xj, T& dz) {
+      if constexpr (Cap) {
+        return soft_z(xj, dz);
+      } else {
+        return xj;
+      }
+    };
+    if constexpr (Soft) {
+#pragma omp simd reduction(+ : s1, k, coef, szw)
+      for (std::size_t j = 0; j < n; ++j) {
+        T dz = T(1);
+        const T z = zval(x[j], dz);
+        const T e = exp_sub(z, shift);
+        add_exp(e, s1, k);
+        const double bj = (CW ? double(cw[j]) : 1.0) * (double(q[j]) * keep + e_c);
+        coef += bj;
+        szw += bj != 0.0 ? bj * (dshift - double(z)) : 0.0;  // a weightless class adds nothing, even at -inf
+        if constexpr (Park) buf[j] = e;
+      }
+    } else if (smooth) {
+#pragma omp simd reduction(+ : s1, k, szw)
+      for (std::size_t j = 0; j < n; ++j) {
+        T dz = T(1);
+        const T z = zval(x[j], dz);
+        const T e = exp_sub(z, shift);
+        add_exp(e, s1, k);
+        const double cj = CW ? double(cw[j]) : 1.0;
+        szw += cj != 0.0 ? cj * (dshift - double(z)) : 0.0;
+        if constexpr (Park) buf[j] = e;
+      }
+    } else {
+#pragma omp simd reduction(+ : s1, k)
+      for (std::size_t j = 0; j < n; ++j) {
+        T dz = T(1);
+        const T z = zval(x[j], dz);
+        const T e = exp_sub(z, shift);
+        add_exp(e, s1, k);
+        if constexpr (Park) buf[j] = e;
+      }
+    }
+    const RowSum rs(s1, k);
+    const double lse = double(shift) + rs.log_s;
+
+    // the row value; for hard labels lse - z_t is taken as (m - z_t) + log s (exact difference, then
+    // log1p), which stays accurate when the label's class dominates and lse - z_t is tiny
+    double value, ct = 1.0, lp_t = 0.0;
+    T dz_t = T(1), z_t = T(0);
+    if constexpr (Soft) {
+      value = coef * rs.log_s + szw;
+    } else {
+      if constexpr (CW) ct = double(cw[t]);
+      coef = keep * ct + e_c * W;
+      z_t = zval(x_t, dz_t);  // as pass 2 computed it, so that m - z_t is 0 when t is the max
+      lp_t = rs.s == 0.0 ? -kInf : (double(z_t) - double(shift)) - rs.log_s;  // see the focal loss
+      value = keep * ct * -lp_t;
+      if (smooth) value += e_c * (W * rs.log_s + szw);
+    }
+    if (zl != 0.0) value += zl * lse * lse;
+    if constexpr (!Store) {
+      (void)f;
+      return value;
+    }
+
+    // pass 3. zg: z_loss in the derivatives (0 for a row of -inf, whose lse = -inf would make 0 * inf)
+    const double zg = rs.s == 0.0 ? 0.0 : zl;
+    const double coefz = zg != 0.0 ? coef + 2.0 * zg * lse : coef;  // A + 2 z_loss lse
+    const T inv_sT = T(rs.inv_s), coefzT = T(coefz), coefT = T(coef), fT = T(f);
+    const T zl2 = T(2.0 * zg), lseT = T(lse), e_cT = T(e_c);
+    const T two_inv_cap2 = Cap ? T(2.0 / (cap_d * cap_d)) : T(0);  // d2z = -2 (z / cap) dz / cap
+#pragma omp simd
+    for (std::size_t j = 0; j < n; ++j) {
+      T dz = T(1), z = T(0), e;
+      if constexpr (Cap) {
+        z = soft_z(x[j], dz);  // x_j read before g_j is written
+        e = exp_sub(z, shift);
+      } else {
+        e = buf[j];
+      }
+      const T p = e * inv_sT;
+      const T cj = CW ? cw[j] : T(1);
+      T gz;
+      if constexpr (Soft) {
+        // A p_j - b_j cancels where the target and the softmax agree on a dominant class; in double
+        gz = T(coefz * (double(e) * rs.inv_s) - double(cj) * (double(q[j]) * keep + e_c));
+      } else {
+        gz = coefzT * p - e_cT * cj;
+      }
+      if constexpr (H) {
+        const T omp = T(rs.one_minus_p(e));
+        T hz = coefT * p * omp;
+        if (zg != 0.0) hz += zl2 * (p * p + lseT * p * omp);
+        T hx = hz * dz * dz;
+        if constexpr (Cap) hx -= gz * (two_inv_cap2 * z * dz);
+        h[j] = fT * hx;
+      }
+      if constexpr (G) g[j] = fT * (gz * dz);
+    }
+    if constexpr (!Soft) {
+      // the label's element again, with b_t = (1-e) cw_t + (e/C) cw_t, in double:
+      // dl/dz_t = (1-e) cw_t (p_t - 1) + (e/C) (W p_t - cw_t) + 2 z_loss lse p_t, with p_t - 1 = expm1(log p_t)
+      const double p_t = std::exp(lp_t), omp_t = -std::expm1(lp_t);
+      double gz = -keep * ct * omp_t + e_c * (W * p_t - ct);
+      if (zg != 0.0) gz += 2.0 * zg * lse * p_t;
+      const double dz = double(dz_t);
+      if constexpr (G) g[t] = T(f * (gz * dz));
+      if constexpr (H) {
+        double hz = coef * p_t * omp_t;
+        if (zg != 0.0) hz += 2.0 * zg * (p_t * p_t + lse * p_t * omp_t);
+        double hx = hz * dz * dz;
+        if constexpr (Cap) hx -= gz * (2.0 * double(z_t) * dz / (cap_d * cap_d));
+        h[t] = T(f * hx);
+      }
+    }
+    return value;
+  }
+};
+
+// softmax focal loss with integer targets; packed = (gamma, -, -, -); cw = alpha per class (or null: 1).
+// p_t = softmax(x)_t, a_t = alpha[t]:  l = -a_t (1-p_t)^gamma log p_t;  g_j = a_t F (p_j - [j=t]) with
+// F = (1-p_t)^gamma - gamma p_t log(p_t) (1-p_t)^(gamma-1);  h_j = a_t (F p_j (1-p_j) - F' p_t (p_j - [j=t])^2),
+// F' = -gamma (1-p_t)^(gamma-1) (2 + log p_t) + gamma (gamma-1) p_t log(p_t) (1-p_t)^(gamma-2).
+// Row scalars in double, from log p_t = x_t - lse and 1 - p_t = -expm1(log p_t); at p_t == 1 the powers
+// take their limits, as in _pointwise.categorical_focal_row.
+template <class T>
+struct categorical_focal {
+  static constexpr const char* name = "categorical_focal";
+  static constexpr bool hard_labels = true;
+  static constexpr bool soft_labels = false;
+  static constexpr bool class_vector = true;
+
+  double gamma;
+  const T* cw;
+  std::size_t C;
+
+  categorical_focal(const double* packed, const T* cw_, std::size_t C_) : gamma(packed[0]), cw(cw_), C(C_) {}
+
+  template <bool G, bool H>
+  double row(const T* x, std::int64_t t, const T* q, double f, T* g, T* h) const {
+    (void)q;
+    const std::size_t n = C;
+    constexpr bool Store = G || H;
+    T* buf = G ? g : h;
+    const T x_t = x[t];  // before pass 2 may overwrite it (g == x)
+
+    const T shift = exp_shift(row_max(x, n));
+    double s1 = 0.0, k = 0.0;
+#pragma omp simd reduction(+ : s1, k)
+    for (std::size_t j = 0; j < n; ++j) {
+      const T e = exp_sub(x[j], shift);
+      add_exp(e, s1, k);
+      if constexpr (Store) buf[j] = e;
+    }
+    const RowSum rs(s1, k);
+    // log p_t = (x_t - m) - log s and 1 - p_t = -expm1(log p_t): accurate however close p_t is to 1
+    // (a row of -inf has no probabilities at all: p_t = 0 there, as for a masked label)
+    const double lp_t = rs.s == 0.0 ? -kInf : (double(x_t) - double(shift)) - rs.log_s;
+    const double p_t = std::exp(lp_t);
+    const double plp = p_t > 0.0 ? p_t * lp_t : 0.0;  // p_t log p_t, with its limit 0 at p_t = 0
+    const double omp = -std::expm1(lp_t);
+    const double a_t = cw ? double(cw[t]) : 1.0;
+    double pow_g, pow_g1, pow_g2;
+    if (omp > 0.0) {
+      pow_g = std::pow(omp, gamma);
+      pow_g1 = std::pow(omp, gamma - 1.0);
+      pow_g2 = std::pow(omp, gamma - 2.0);
+    } else {  // p_t == 1: the limits (each negative power is multiplied by something that vanishes faster)
+      pow_g = gamma == 0.0 ? 1.0 : 0.0;
+      pow_g1 = 0.0;
+      pow_g2 = 0.0;
+    }
+    const double value = -a_t * pow_g * lp_t;
+    if constexpr (!Store) {
+      (void)f;
+      return value;
+    }
+    const double F = pow_g - gamma * plp * pow_g1;
+    // F' p_t, with p_t log p_t -> 0 (a masked label, p_t = 0, would give 0 * inf otherwise)
+    const double dFp = -gamma * pow_g1 * (2.0 * p_t + plp) + gamma * (gamma - 1.0) * p_t * plp * pow_g2;
+    const double fa = f * a_t;
+    const T inv_sT = T(rs.inv_s), cF = T(fa * F), cdF = T(fa * dFp);
+#pragma omp simd
+    for (std::size_t j = 0; j < n; ++j) {
+      const T e = buf[j];
+      const T p = e * inv_sT;
+      if constexpr (H) h[j] = cF * p * T(rs.one_minus_p(e)) - cdF * p * p;
+      if constexpr (G) g[j] = cF * p;
+    }
+    // the label's element, with p_t - 1 = -omp, in double
+    if constexpr (G) g[t] = T(fa * F * -omp);
+    if constexpr (H) h[t] = T(fa * (F * p_t * omp - dFp * omp * omp));
+    return value;
+  }
+};
+
+// multiclass hinge, as torch.nn.functional.multi_margin_loss; packed = (margin, p, -, -), cw = class_weight.
+// v_j = margin - x_t + x_j:  l = cw_t / C sum_{j != t} max(0, v_j)^p;  g_j = cw_t / C p v_j^(p-1) [v_j > 0]
+// (j != t), g_t = -sum_{j != t} g_j;  h = 0 for p = 1; p = 2: h_j = 2 cw_t / C [v_j > 0], h_t = sum_{j != t} h_j.
+// One pass, no exp; v_j in double (the active set [v_j > 0] is then exactly the reference's).
+template <class T>
+struct multi_margin {
+  static constexpr const char* name = "multi_margin";
+  static constexpr bool hard_labels = true;
+  static constexpr bool soft_labels = false;
+  static constexpr bool class_vector = true;
+
+  double margin;
+  bool p2;
+  const T* cw;
+  std::size_t C;
+
+  multi_margin(const double* packed, const T* cw_, std::size_t C_)
+      : margin(packed[0]), p2(packed[1] == 2.0), cw(cw_), C(C_) {}
+
+  template <bool G, bool H>
+  double row(const T* x, std::int64_t t, const T* q, double f, T* g, T* h) const {
+    (void)q;
+    return p2 ? run<G, H, true>(x, t, f, g, h) : run<G, H, false>(x, t, f, g, h);
+  }
+
+  template <bool G, bool H, bool P2>
+  double run(const T* x, std::int64_t t, double f, T* g, T* h) const {
+    const std::size_t tt = std::size_t(t);
+    const double mt = margin - double(x[t]);  // x_t before any write (g == x)
+    const double k = (cw ? double(cw[t]) : 1.0) / double(C);
+    const double fk = f * k;
+    double value = 0.0, g_t = 0.0, h_t = 0.0;
+    // the classes other than t: [0, t) and (t, C)
+    auto span = [&](std::size_t lo, std::size_t hi) {
+      double sv = 0.0, sg = 0.0, sh = 0.0;
+#pragma omp simd reduction(+ : sv, sg, sh)
+      for (std::size_t j = lo; j < hi; ++j) {
+        const double v = mt + double(x[j]);
+        const bool active = v > 0.0;
+        const double gj = active ? (P2 ? 2.0 * v : 1.0) : 0.0;
+        const double hj = (P2 && active) ? 2.0 : 0.0;
+        sv += active ? (P2 ? v * v : v) : 0.0;
+        sg += gj;
+        sh += hj;
+        if constexpr (G) g[j] = T(fk * gj);
+        if constexpr (H) h[j] = T(fk * hj);
+      }
+      value += sv;
+      g_t -= sg;
+      h_t += sh;
+    };
+    span(0, tt);
+    span(tt + 1, C);
+    if constexpr (G) g[t] = T(fk * g_t);
+    if constexpr (H) h[t] = T(fk * h_t);
+    return k * value;
+  }
+};
+
+// KL(target || softmax(x / T)) per row; packed = (log_target, temperature, -, -); soft targets only.
+// z = x / T, lp = z - lse(z), q = target (exp(target) if log_target), S = sum q:
+// l = sum_{q_j > 0} q_j (log q_j - lp_j);  g_j = (S p_j - q_j) / T;  h_j = S p_j (1 - p_j) / T^2.
+// Pass 3 needs z_j for the value, so it reads x_j again instead of a parked e_j (recomputing the exp when
+// a gradient is wanted): with g == x, x_j is still read before g_j is written.
+template <class T>
+struct kl_div {
+  static constexpr const char* name = "kl_div";
+  static constexpr bool hard_labels = false;
+  static constexpr bool soft_labels = true;
+  static constexpr bool class_vector = false;
+
+  bool log_target;
+  double inv_t;
+  std::size_t C;
+
+  kl_div(const double* packed, const T*, std::size_t C_)
+      : log_target(packed[0] != 0.0), inv_t(1.0 / packed[1]), C(C_) {}
+
+  template <bool G, bool H>
+  double row(const T* x, std::int64_t t, const T* q, double f, T* g, T* h) const {
+    (void)t;
+    return log_target ? run<G, H, true>(x, q, f, g, h) : run<G, H, false>(x, q, f, g, h);
+  }
+
+  template <bool G, bool H, bool LogT>
+  double run(const T* x, const T* q, double f, T* g, T* h) const {
+    const std::size_t n = C;
+    // z_j - m = (x_j - max x) / T in double (exact difference, one rounding), so that e_j, log s and the
+    // value's log p_j = (z_j - m) - log s all see the same, accurate arguments
+    const double dmax = double(exp_shift(row_max(x, n)));
+    double s1 = 0.0, k = 0.0, S = 0.0;
+#pragma omp simd reduction(+ : s1, k, S)
+    for (std::size_t j = 0; j < n; ++j) {
+      add_exp(exp_of<T>((double(x[j]) - dmax) * inv_t), s1, k);
+      S += LogT ? std::exp(double(q[j])) : double(q[j]);
+    }
+    const RowSum rs(s1, k);
+    const T inv_sT = T(rs.inv_s), ch = T(f * S * inv_t * inv_t);
+    const double cg = f * S * inv_t, cq = f * inv_t;
+    double value = 0.0;
+#pragma omp simd reduction(+ : value)
+    for (std::size_t j = 0; j < n; ++j) {
+      const double d = (double(x[j]) - dmax) * inv_t;  // x_j read before g_j is written (g == x)
+      // the value's terms in double: KL is often much smaller than its terms q_j log q_j, q_j log p_j
+      const double tj = double(q[j]);
+      const double qj = LogT ? std::exp(tj) : tj;
+      const double lq = LogT ? tj : std::log(qj);
+      value += qj > 0.0 ? qj * (lq - (d - rs.log_s)) : 0.0;
+      if constexpr (G || H) {
+        const T e = exp_of<T>(d);
+        const T p = e * inv_sT;
+        if constexpr (H) h[j] = ch * p * T(rs.one_minus_p(e));
+        // S p_j - q_j cancels where target and softmax agree on a dominant class: in double
+        if constexpr (G) g[j] = T(cg * (double(e) * rs.inv_s) - cq * qj);
+      }
+    }
+    return value;
+  }
+};
+
+}  // namespace rows
+}  // namespace fusedloss
