@@ -196,3 +196,38 @@ def test_multiclass_label_errors(backend):
         fl.kl_div(x, np.array([0, 1, 2]), backend=backend)  # kl_div takes probabilities only
     with pytest.raises(ValueError, match="class axis"):
         fl.cross_entropy(np.zeros((3, 0)), np.zeros(3, np.int64), backend=backend)
+
+
+# --- extreme logits (issue 3's budget: finite where the math is finite, gradients never NaN) --------------
+
+
+def _extreme_rows(dtype):
+    x = np.zeros((5, 6), dtype=dtype)
+    x[0] = [1e4, -1e4, 0.0, 1e4, -1e4, 3.0]  # +-1e4
+    x[1] = [0.0, 0.0, 0.0, 8e3, 0.0, 0.0]  # one huge logit (not the target below)
+    x[2] = 7.0  # all equal
+    x[3] = [-np.inf, 1.0, -np.inf, 2.0, 0.5, -np.inf]  # masked classes
+    x[4] = [-30.0, 30.0, -30.0, 29.0, 0.0, -29.0]  # scale 30
+    return x
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cross_entropy_at_extreme_logits(backend, dtype):
+    require_support(backend, "cross_entropy")
+    x = _extreme_rows(dtype)
+    t = np.array([1, 0, 4, 3, 0])
+    value, grad = fl.cross_entropy.value_and_grad(x, t, reduction="none", backend=backend)
+    g2, h = fl.cross_entropy.grad_hess(x, t, reduction="none", backend=backend)
+    ref_v, ref_g, ref_h = _reference.reduce_multiclass("cross_entropy", x, t, reduction="none", class_weight=None,
+                                                       ignore_index=-100, label_smoothing=0.0, z_loss=0.0,
+                                                       softcap=None)
+    assert np.all(np.isfinite(value)) and np.all(np.isfinite(grad)) and np.all(np.isfinite(h))
+    np.testing.assert_allclose(value, ref_v, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6)
+    np.testing.assert_allclose(grad, ref_g, rtol=0, atol=1e-6)
+    # the exact answers a wrong kernel would miss: rows 1 and 2 have closed forms
+    assert abs(value[1] - 8e3) <= 1e-5 * 8e3  # target 0 against one logit of 8e3: lse - x_0 = 8e3
+    assert abs(value[2] - np.log(6.0)) <= 1e-6  # all equal: log C
+    assert np.all(grad[3][[0, 2, 5]] == 0)  # masked classes get no gradient
+    # label smoothing reaches the masked classes: the math is +inf there, and the gradient stays finite
+    v_ls, g_ls = fl.cross_entropy.value_and_grad(x[3:4], t[3:4], label_smoothing=0.1, backend=backend)
+    assert v_ls == np.inf and np.all(np.isfinite(g_ls))

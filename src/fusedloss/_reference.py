@@ -261,7 +261,9 @@ def cross_entropy(x, target, soft, cw, ignore_index, label_smoothing, z_loss, so
         coef = (1.0 - e) * cw_t + (e / C) * W
         b = (1.0 - e) * cw_t[:, None] * onehot + (e / C) * cw
         z_t = z[np.arange(R), t]
-        value = (1.0 - e) * cw_t * (lse - z_t) + (e / C) * (W * lse - np.sum(_xmul(cw, z), axis=1))
+        value = (1.0 - e) * cw_t * (lse - z_t)
+        if e:  # without smoothing this term is absent (0 * inf would be nan on a row with masked classes)
+            value = value + (e / C) * (W * lse - np.sum(_xmul(cw, z), axis=1))
     value = value + z_loss * lse * lse
     gz = coef[:, None] * p - b + 2.0 * z_loss * lse[:, None] * p
     hz = coef[:, None] * p * (1.0 - p) + 2.0 * z_loss * (p * p + lse[:, None] * p * (1.0 - p))
