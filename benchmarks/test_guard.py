@@ -172,3 +172,17 @@ def test_chunked_reference_matches_the_full_one(loss, shape, monkeypatch):
     assert chunked.value == pytest.approx(full.value, rel=1e-12)
     np.testing.assert_allclose(chunked.grad, full.grad[chunked.rows], rtol=1e-12, atol=1e-18)
     assert _bench.check_result(case, full.value, full.grad, chunked)[0]  # a full result is checked on the rows
+
+
+def test_torch_module_mode_times_both_modules(capsys, tmp_path):
+    pytest.importorskip("torch")
+    out_json = tmp_path / "torch_module.json"
+    rc = cli.main(["bench", "--torch-module", "--quick", "--threads", "1", "--repeat", "1", "--warmup", "0",
+                   "--json", str(out_json)])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    for module in ("torch.nn.CrossEntropyLoss", "fusedloss.torch.CrossEntropyLoss", "torch.nn.MSELoss",
+                   "fusedloss.torch.MSELoss"):
+        assert module in text
+    rows = json.loads(out_json.read_text())["rows"]
+    assert {r["contestant"] for r in rows} == {"torch", "fusedloss"} and all(r["check"] == "ok" for r in rows)

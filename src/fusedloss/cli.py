@@ -298,7 +298,36 @@ def _print_comparison(cmp, path, max_slowdown):
                           for m in cmp.missing[:10]) + (" ..." if len(cmp.missing) > 10 else ""))
 
 
+def _bench_torch_module(args):
+    """--torch-module: forward + backward of torch.nn.<Loss> vs fusedloss.torch.<Loss> on the same tensors."""
+    try:
+        from . import torch as flt
+    except ImportError as exc:
+        raise UsageError(f"--torch-module needs PyTorch (pip install 'fusedloss[torch]'): {exc}") from None
+    cases = flt.QUICK_TORCH_MODULE_CASES if args.quick else flt.TORCH_MODULE_CASES
+    backend = (_split(args.backend) or [None])[0]
+    rows = []
+    for dtype in _split(args.dtype) or ["float32"]:
+        for threads in [int(t) for t in _split(args.threads)] or [None]:
+            rows += flt.bench_torch_module(
+                cases, dtype, repeat=args.repeat or (5 if args.quick else 7),
+                warmup=args.warmup if args.warmup is not None else (1 if args.quick else 2),
+                threads=threads, backend=backend)
+    header = ("loss", "module", "contestant", "backend", "dtype", "size", "threads", "median", "p20", "p80",
+              "check", "vs torch")
+    lines = [(r["loss"], r["module"], r["contestant"], r["backend"], r["dtype"], r["size"], r["threads"],
+              _fmt_time(r["median_s"]), _fmt_time(r["p20_s"]), _fmt_time(r["p80_s"]), r["check"],
+              _fmt(r.get("speedup_vs_torch"), ".2f", "x")) for r in rows]
+    print(_table(header, lines))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"mode": "torch-module", "rows": rows}, fh, indent=1, default=str)
+    return 0 if all(r["check"] == "ok" for r in rows) else 1
+
+
 def cmd_bench(args):
+    if getattr(args, "torch_module", False):
+        return _bench_torch_module(args)
     if args.max_slowdown <= 1.0:
         raise UsageError("--max-slowdown must be > 1")
     if args.plot:
@@ -443,6 +472,10 @@ def build_parser():
     b.add_argument("--backend", action="append", help="our backends: cpp, numba, numpy (default: all available)")
     b.add_argument("--peer", action="append", help="peers: numpy, torch, jax, sklearn (default: all installed)")
     b.add_argument("--no-peers", action="store_true", help="time our backends only")
+    b.add_argument("--torch-module", action="store_true",
+                   help="PyTorch module mode: forward + backward of torch.nn.CrossEntropyLoss / MSELoss against "
+                        "fusedloss.torch's on the same tensors (cross_entropy 8192x32000 and 65536x1000, mse 1e7; "
+                        "--quick: 1024x1000 and 1e5)")
     b.add_argument("--dtype", action="append", help="float32 and/or float64 (default float32)")
     b.add_argument("--size", action="append",
                    help="elements for elementwise losses (1e3, 1e7, ...), ROWSxCLASSES for multiclass ones "
