@@ -11,16 +11,18 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cctype>
 #include <cstddef>
+#include <cstdlib>
+#include <stdexcept>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
 
-#include "fusedloss/loops.hpp"
-#include "fusedloss/losses.hpp"
-#include "fusedloss/rows.hpp"
+#include "fusedloss/kernel_api.hpp"
+#include "fusedloss/reduce.hpp"  // kBlock, fork guard, max_threads (baseline level)
 
 namespace py = pybind11;
 namespace fl = fusedloss;
@@ -30,83 +32,105 @@ namespace {
 template <class T>
 using Array = py::array_t<T, py::array::c_style>;
 
+
+
+
+
+
+
+// The kernel tables and their entry types live in kernel_api.hpp; the tables themselves in kernels.cpp.
+using fl::LossEntry;
+using fl::RowEntry;
 template <class T>
-using Kernel = double (*)(double, double, const fl::ElementwiseArgs<T>&);
+using Kernel = fl::Kernel<T>;
+template <class T>
+using RowKernel = fl::RowKernel<T>;
 
-struct LossEntry {
+// ---- runtime choice of the instruction-set level -----------------------------------------------------
+//
+// cpp/src/kernels.cpp is compiled once per level (CMakeLists.txt); at import we take the best level that
+// was compiled and that this CPU supports, unless FUSEDLOSS_SIMD names one ("baseline", "avx2", "avx512";
+// "auto" or unset: the best). Naming a level that was not compiled or that the CPU lacks fails the
+// import with ImportError (so the backend registry records why, and an explicit backend="cpp" raises);
+// a silent fallback would let a test that forces a level pass without testing it.
+struct IsaLevel {
   const char* name;
-  bool column_param;  // takes its first parameter per column (`cols`)
-  Kernel<float> f32;
-  Kernel<double> f64;
-
-  template <class T>
-  Kernel<T> kernel() const {
-    if constexpr (std::is_same_v<T, float>) {
-      return f32;
-    } else {
-      return f64;
-    }
-  }
+  const fl::KernelTable& (*table)();
+  bool (*cpu_has)();
+  const char* needs;  // the CPU features the level's flags assume
 };
 
-template <template <class> class Loss>
-constexpr LossEntry entry() {
-  return {Loss<double>::name, fl::has_column_param<Loss<double>>::value, &fl::elementwise<Loss, float>,
-          &fl::elementwise<Loss, double>};
+bool cpu_any() { return true; }
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+#if defined(FUSEDLOSS_HAVE_ISA_AVX2)
+// __builtin_cpu_supports also checks that the OS saves the YMM/ZMM state (XGETBV), not just CPUID.
+bool cpu_avx2() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+#endif
+#if defined(FUSEDLOSS_HAVE_ISA_AVX512)
+bool cpu_avx512() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+         __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+#endif
+#endif
+
+// Best first. Only levels whose translation unit was built are listed.
+const IsaLevel kLevels[] = {
+#if defined(FUSEDLOSS_HAVE_ISA_AVX512)
+    {"avx512", &fl::kernel_table_avx512, &cpu_avx512, "avx512f avx512dq avx512bw avx512vl avx2 fma"},
+#endif
+#if defined(FUSEDLOSS_HAVE_ISA_AVX2)
+    {"avx2", &fl::kernel_table_avx2, &cpu_avx2, "avx2 fma"},
+#endif
+    {"baseline", &fl::kernel_table_baseline, &cpu_any, ""},
+};
+
+std::string compiled_levels() {
+  std::string s;
+  for (const auto& l : kLevels) {
+    if (!s.empty()) s += ", ";
+    s += l.name;
+  }
+  return s;
 }
 
-// The loss table: ONE line per elementwise loss.
-constexpr LossEntry kElementwise[] = {
-    entry<fl::losses::mse>(),
-    entry<fl::losses::mae>(),
-    entry<fl::losses::huber>(),
-    entry<fl::losses::smooth_l1>(),
-    entry<fl::losses::pseudo_huber>(),
-    entry<fl::losses::log_cosh>(),
-    entry<fl::losses::quantile>(),
-    entry<fl::losses::poisson_nll>(),
-    entry<fl::losses::tweedie>(),
-    entry<fl::losses::binary_cross_entropy>(),
-    entry<fl::losses::binary_cross_entropy_with_logits>(),
-    entry<fl::losses::binary_focal>(),
-    entry<fl::losses::hinge>(),
-    entry<fl::losses::squared_hinge>(),
-    entry<fl::losses::zero_one>(),
-};
-
-template <class T>
-using RowKernel = double (*)(const fl::MulticlassArgs<T>&);
-
-struct RowEntry {
-  const char* name;
-  bool hard_labels, soft_labels, class_vector;  // target forms it takes; whether it reads cw
-  RowKernel<float> f32;
-  RowKernel<double> f64;
-
-  template <class T>
-  RowKernel<T> kernel() const {
-    if constexpr (std::is_same_v<T, float>) {
-      return f32;
-    } else {
-      return f64;
+const fl::KernelTable& choose_kernels() {
+  const char* env = std::getenv("FUSEDLOSS_SIMD");
+  std::string want = (env && *env) ? env : "auto";
+  for (char& c : want) c = char(std::tolower(static_cast<unsigned char>(c)));
+  if (want == "auto") {
+    for (const auto& l : kLevels) {
+      if (l.cpu_has()) return l.table();
     }
   }
-};
-
-template <template <class> class Row>
-constexpr RowEntry row_entry() {
-  using R = Row<double>;
-  return {R::name, R::hard_labels, R::soft_labels, R::class_vector, &fl::multiclass<Row, float>,
-          &fl::multiclass<Row, double>};
+  for (const auto& l : kLevels) {
+    if (want != l.name) continue;
+    if (!l.cpu_has()) {
+      throw std::runtime_error("FUSEDLOSS_SIMD=" + want + ": this CPU lacks some of " + l.needs);
+    }
+    return l.table();
+  }
+  throw std::runtime_error("FUSEDLOSS_SIMD=" + want + " is not a level this build has (auto, " + compiled_levels() +
+                           ")");
 }
 
-// The multiclass table: ONE line per multiclass loss.
-constexpr RowEntry kMulticlass[] = {
-    row_entry<fl::rows::cross_entropy>(),
-    row_entry<fl::rows::categorical_focal>(),
-    row_entry<fl::rows::multi_margin>(),
-    row_entry<fl::rows::kl_div>(),
+// Set once at import (PYBIND11_MODULE), read-only afterwards.
+const fl::KernelTable* g_kernels = nullptr;
+
+template <class E>
+struct TableView {
+  const E* first;
+  std::size_t n;
+  const E* begin() const { return first; }
+  const E* end() const { return first + n; }
 };
+TableView<LossEntry> elementwise_table() { return {g_kernels->elementwise, g_kernels->n_elementwise}; }
+TableView<RowEntry> multiclass_table() { return {g_kernels->multiclass, g_kernels->n_multiclass}; }
 
 template <class Table>
 std::string known_names(const Table& table) {
@@ -119,17 +143,17 @@ std::string known_names(const Table& table) {
 }
 
 const LossEntry& find_loss(std::string_view name) {
-  for (const auto& e : kElementwise) {
+  for (const auto& e : elementwise_table()) {
     if (name == e.name) return e;
   }
-  throw py::value_error("unknown elementwise loss '" + std::string(name) + "'; known: " + known_names(kElementwise));
+  throw py::value_error("unknown elementwise loss '" + std::string(name) + "'; known: " + known_names(elementwise_table()));
 }
 
 const RowEntry& find_row_loss(std::string_view name) {
-  for (const auto& e : kMulticlass) {
+  for (const auto& e : multiclass_table()) {
     if (name == e.name) return e;
   }
-  throw py::value_error("unknown multiclass loss '" + std::string(name) + "'; known: " + known_names(kMulticlass));
+  throw py::value_error("unknown multiclass loss '" + std::string(name) + "'; known: " + known_names(multiclass_table()));
 }
 
 // [lo, hi) byte range of an array, for overlap checks.
@@ -466,6 +490,10 @@ py::dict build_info() {
   d["compiler"] = FUSEDLOSS_COMPILER;
   d["build_type"] = FUSEDLOSS_BUILD_TYPE;
   d["simd_flags"] = FUSEDLOSS_SIMD_FLAGS;
+  d["simd"] = g_kernels->isa;  // the level chosen at import (FUSEDLOSS_SIMD, else the best the CPU has)
+  py::list levels;
+  for (const auto& l : kLevels) levels.append(l.name);
+  d["simd_levels"] = levels;  // the levels this build has, best first
   d["system_processor"] = FUSEDLOSS_SYSTEM_PROCESSOR;
   d["cplusplus"] = static_cast<long>(__cplusplus);
 #ifdef FUSEDLOSS_HAVE_OPENMP
@@ -505,6 +533,7 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "fusedloss C++ kernels (see fusedloss.backends for the contract)";
   m.attr("__version__") = FUSEDLOSS_VERSION;
   fl::install_fork_guard();
+  g_kernels = &choose_kernels();  // throws (ImportError) on a bad FUSEDLOSS_SIMD
 
   const char* doc =
       "elementwise(loss, a, b, p, y, w, scale, reduce, value_out, grad_out, hess_out, nthreads) -> float\n\n"
@@ -537,16 +566,18 @@ PYBIND11_MODULE(_core, m) {
 
   m.def("supported_losses", [] {
     py::list names;
-    for (const auto& e : kElementwise) names.append(e.name);
+    for (const auto& e : elementwise_table()) names.append(e.name);
     return names;
   }, "Names of the elementwise losses this build implements.");
   m.def("supported_multiclass_losses", [] {
     py::list names;
-    for (const auto& e : kMulticlass) names.append(e.name);
+    for (const auto& e : multiclass_table()) names.append(e.name);
     return names;
   }, "Names of the multiclass losses this build implements.");
   m.def("max_threads", &fl::max_threads,
         "Threads an OpenMP parallel region may use: 1 without OpenMP, and 1 in a process forked after its parent "
         "ran OpenMP threads (GNU libgomp cannot start a team there; kernels run single-threaded).");
+  m.def("simd", [] { return std::string(g_kernels->isa); },
+        "The instruction-set level whose kernels this process runs (chosen at import; FUSEDLOSS_SIMD).");
   m.def("build_info", &build_info, "Build facts: compiler, build type, OpenMP, SIMD flags, block size.");
 }

@@ -15,39 +15,29 @@
 // max(1, kBlock / C) rows.
 #pragma once
 
+#include "fusedloss/isa.hpp"
+
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
 
+#include "fusedloss/kernel_api.hpp"
 #include "fusedloss/reduce.hpp"
+#include "fusedloss/vecmath.hpp"  // FUSEDLOSS_INLINE
 
-// Where a per-ISA build of the kernels will hook in (runtime SIMD dispatch is a later step): e.g. GCC's
-// __attribute__((target_clones("avx512f", "avx2", "default"))) on x86-64, or a table of kernels compiled
-// once per ISA and chosen at import. Empty for now: the kernels are built for the platform baseline.
-#ifndef FUSEDLOSS_KERNEL_ATTR
-#define FUSEDLOSS_KERNEL_ATTR
-#endif
 
 namespace fusedloss {
+FUSEDLOSS_ISA_BEGIN
 
-// What an elementwise call reads and writes. Null output pointers are outputs not asked for; a null w
-// means unit weights. All arrays have length n.
-template <class T>
-struct ElementwiseArgs {
-  const T* p = nullptr;
-  const T* y = nullptr;
-  const T* w = nullptr;
-  T* value = nullptr;  // value[i] = w[i] * l[i]
-  T* grad = nullptr;   // grad[i]  = scale * w[i] * g[i]
-  T* hess = nullptr;   // hess[i]  = scale * w[i] * h[i]
-  std::size_t n = 0;
-  double scale = 1.0;
-  bool reduce = false;  // return sum_i w[i] * l[i] in float64 (else 0.0)
-  int nthreads = 1;
-  const T* cols = nullptr;  // null, or ncols values of the loss's first parameter, one per column
-  std::size_t ncols = 0;    // divides n
-};
+#if defined(__GNUC__) || defined(__clang__)
+#define FUSEDLOSS_NOINLINE __attribute__((noinline))
+#elif defined(_MSC_VER)
+#define FUSEDLOSS_NOINLINE __declspec(noinline)
+#else
+#define FUSEDLOSS_NOINLINE
+#endif
+
 
 // Whether a loss takes its first parameter per column (losses.hpp: column_param and point_col).
 template <class L, class = void>
@@ -55,12 +45,45 @@ struct has_column_param : std::false_type {};
 template <class L>
 struct has_column_param<L, std::void_t<decltype(L::column_param)>> : std::bool_constant<L::column_param> {};
 
+// One element of the elementwise loop: computes and stores the requested outputs of element i (k = i - begin,
+// its index into col), and returns its term w_i l_i of the float64 sum (0 unless R).
+template <bool Col, bool W, bool V, bool R, bool G, bool H, class Loss, class T>
+FUSEDLOSS_INLINE double elementwise_point(const Loss& loss, const T* p, const T* y, const T* w, T* value, T* grad,
+                                          T* hess, T scale, const T* col, std::size_t k, std::size_t i) {
+  T l = T(0), g = T(0), h = T(0);
+  if constexpr (Col) {
+    loss.template point_col<V || R, G, H>(col[k], p[i], y[i], l, g, h);
+  } else {
+    (void)col;
+    (void)k;
+    loss.template point<V || R, G, H>(p[i], y[i], l, g, h);
+  }
+  T wi = T(1), sw = scale;
+  if constexpr (W) {
+    wi = w[i];
+    sw = scale * wi;
+  }
+  if constexpr (V) value[i] = W ? wi * l : l;
+  if constexpr (G) grad[i] = sw * g;
+  if constexpr (H) hess[i] = sw * h;
+  if constexpr (R) return W ? double(wi) * double(l) : double(l);
+  return 0.0;
+}
+
+// Lanes of the float64 sum of a run. Element i goes to lane (i - begin) % kLanes, each lane adds in order,
+// the lanes are combined by a fixed tree and a remainder of fewer than kLanes elements is added in order
+// after them. That order is fixed by the source (compilers may not reassociate without -ffast-math), so a
+// reduced value is the same bits for every instantiation (whatever else it writes), every ISA level and
+// every thread count; an `omp simd reduction` would follow each loop's vectorisation instead. 16 lanes fill
+// an AVX-512 register of floats and cost nothing measurable (mse: same time as the omp reduction).
+inline constexpr std::size_t kLanes = 16;
+
 // One run [begin, end) of the elementwise loop. W: weighted; V: write value; R: sum w*l; G, H: write
 // gradient, Hessian; Col: element i takes the loss's first parameter from col[i - begin]. Returns the run's
 // float64 sum of w*l (0 unless R).
 template <bool Col, bool W, bool V, bool R, bool G, bool H, class Loss, class T>
-inline double elementwise_run(const Loss& loss, const ElementwiseArgs<T>& a, const T* col, std::size_t begin,
-                              std::size_t end) {
+FUSEDLOSS_INLINE double elementwise_run(const Loss& loss, const ElementwiseArgs<T>& a, const T* col, std::size_t begin,
+                                        std::size_t end) {
   const T* p = a.p;
   const T* y = a.y;
   const T* w = a.w;
@@ -68,34 +91,39 @@ inline double elementwise_run(const Loss& loss, const ElementwiseArgs<T>& a, con
   T* grad = a.grad;
   T* hess = a.hess;
   const T scale = T(a.scale);
-  double s = 0.0;
-#pragma omp simd reduction(+ : s)
-  for (std::size_t i = begin; i < end; ++i) {
-    T l = T(0), g = T(0), h = T(0);
-    if constexpr (Col) {
-      loss.template point_col<V || R, G, H>(col[i - begin], p[i], y[i], l, g, h);
-    } else {
-      (void)col;
-      loss.template point<V || R, G, H>(p[i], y[i], l, g, h);
+  if constexpr (R) {
+    double acc[kLanes] = {};
+    std::size_t i = begin;
+    for (; i + kLanes <= end; i += kLanes) {
+#pragma omp simd
+      for (std::size_t j = 0; j < kLanes; ++j) {
+        acc[j] += elementwise_point<Col, W, V, R, G, H>(loss, p, y, w, value, grad, hess, scale, col, i + j - begin,
+                                                        i + j);
+      }
     }
-    T wi = T(1), sw = scale;
-    if constexpr (W) {
-      wi = w[i];
-      sw = scale * wi;
+    double rest = 0.0;
+    for (; i < end; ++i) {
+      rest += elementwise_point<Col, W, V, R, G, H>(loss, p, y, w, value, grad, hess, scale, col, i - begin, i);
     }
-    if constexpr (V) value[i] = W ? wi * l : l;
-    if constexpr (R) s += W ? double(wi) * double(l) : double(l);
-    if constexpr (G) grad[i] = sw * g;
-    if constexpr (H) hess[i] = sw * h;
+    double s = 0.0;
+    for (std::size_t j = 0; j < kLanes; j += 4) s += (acc[j] + acc[j + 1]) + (acc[j + 2] + acc[j + 3]);
+    return s + rest;
+  } else {
+#pragma omp simd
+    for (std::size_t i = begin; i < end; ++i) {
+      elementwise_point<Col, W, V, R, G, H>(loss, p, y, w, value, grad, hess, scale, col, i - begin, i);
+    }
+    return 0.0;
   }
-  return s;
 }
 
 // One block [begin, end) of the elementwise loop. With Col, `col` holds `width` parameters, one per column
 // (width a multiple of the number of columns: see ColumnTile): the block is cut into runs that end at a row
 // end, and only the block's first column needs a modulo.
+// Not inlined: one copy per instantiation serves both the serial and the OpenMP path of
+// sum_blocks (everything inside it is force-inlined, so its loop vectorises).
 template <bool Col, bool W, bool V, bool R, bool G, bool H, class Loss, class T>
-inline double elementwise_block(const Loss& loss, const ElementwiseArgs<T>& a, const T* col, std::size_t width,
+FUSEDLOSS_NOINLINE double elementwise_block(const Loss& loss, const ElementwiseArgs<T>& a, const T* col, std::size_t width,
                                 std::size_t begin, std::size_t end) {
   if constexpr (!Col) {
     (void)width;
@@ -137,7 +165,7 @@ struct ColumnTile {
 
 // The whole elementwise pass for one instantiation of the flags.
 template <bool Col, bool W, bool V, bool R, bool G, bool H, class Loss, class T>
-FUSEDLOSS_KERNEL_ATTR double elementwise_pass(const Loss& loss, const ElementwiseArgs<T>& a, const T* col,
+double elementwise_pass(const Loss& loss, const ElementwiseArgs<T>& a, const T* col,
                                               std::size_t width) {
   auto block = [&](std::size_t begin, std::size_t end) {
     return elementwise_block<Col, W, V, R, G, H>(loss, a, col, width, begin, end);
@@ -195,26 +223,6 @@ double elementwise(double a, double b, const ElementwiseArgs<T>& args) {
 
 // --- multiclass: rows of C classes -------------------------------------------------------------------
 
-// What a multiclass call reads and writes (the contract of backends.multiclass). Null pointers are arrays
-// not given / outputs not asked for. Either labels (R, every one in [0, C) or == ignore: the binding checked)
-// or q (R*C soft targets).
-template <class T>
-struct MulticlassArgs {
-  const T* x = nullptr;                   // R*C logits
-  const std::int64_t* labels = nullptr;   // R hard labels
-  const T* q = nullptr;                   // R*C soft targets
-  const T* w = nullptr;                   // R row weights
-  const T* cw = nullptr;                  // C per-class vector (class_weight, alpha)
-  T* value = nullptr;                     // R: w_r * l_r
-  T* grad = nullptr;                      // R*C: scale * w_r * dl_r/dx (may be x itself)
-  T* hess = nullptr;                      // R*C: scale * w_r * d2l_r/dx^2
-  std::size_t R = 0, C = 0;
-  std::int64_t ignore = -100;
-  double packed[4] = {0.0, 0.0, 0.0, 0.0};  // LossSpec.pack
-  double scale = 1.0;
-  bool reduce = false;  // return sum_r w_r l_r in float64 (else 0.0)
-  int nthreads = 1;
-};
 
 // The one generic row driver: every row through Row::row, in fixed blocks of max(1, kBlock / C) rows (in
 // parallel when the call touches at least kParallelMin elements), ignored rows -> value 0 and zero
@@ -222,7 +230,7 @@ struct MulticlassArgs {
 // gradient, Hessian (the value, its output and the reduction are per-row branches, which cost nothing next
 // to a row).
 template <bool G, bool H, class Row, class T>
-FUSEDLOSS_KERNEL_ATTR double multiclass_pass(const Row& row, const MulticlassArgs<T>& a) {
+double multiclass_pass(const Row& row, const MulticlassArgs<T>& a) {
   const std::size_t C = a.C;
   auto block = [&](std::size_t r0, std::size_t r1) {
     double s = 0.0;
@@ -270,4 +278,5 @@ double multiclass(const MulticlassArgs<T>& args) {
   return with_flags<>(run, args.grad != nullptr, args.hess != nullptr);
 }
 
+FUSEDLOSS_ISA_END
 }  // namespace fusedloss

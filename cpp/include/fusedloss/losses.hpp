@@ -26,11 +26,14 @@
 // Adding a loss: a struct here, and one registration line in cpp/src/bindings.cpp.
 #pragma once
 
+#include "fusedloss/isa.hpp"
+
 #include <cmath>
 
 #include "fusedloss/math.hpp"
 
 namespace fusedloss {
+FUSEDLOSS_ISA_BEGIN
 namespace losses {
 
 // l = d^2;  g = 2 d;  h = 2
@@ -39,7 +42,7 @@ struct mse {
   static constexpr const char* name = "mse";
   mse(double, double) {}
   template <bool V, bool G, bool H>
-  void point(T p, T y, T& l, T& g, T& h) const {
+  FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
     const T d = p - y;
     if constexpr (V) l = d * d;
     if constexpr (G) g = T(2) * d;
@@ -53,7 +56,7 @@ struct mae {
   static constexpr const char* name = "mae";
   mae(double, double) {}
   template <bool V, bool G, bool H>
-  void point(T p, T y, T& l, T& g, T& h) const {
+  FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
     const T d = p - y;
     if constexpr (V) l = std::fabs(d);
     if constexpr (G) g = sign(d);
@@ -68,7 +71,7 @@ struct huber {
   T delta;
   huber(double a, double) : delta(T(a)) {}
   template <bool V, bool G, bool H>
-  void point(T p, T y, T& l, T& g, T& h) const {
+  FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
     const T d = p - y;
     const T ad = std::fabs(d);
     const bool quad = ad <= delta;  // nan: false (linear branch, nan value and gradient, h = 0)
@@ -86,7 +89,7 @@ struct smooth_l1 {
   T beta;
   smooth_l1(double a, double) : beta(T(a)) {}
   template <bool V, bool G, bool H>
-  void point(T p, T y, T& l, T& g, T& h) const {
+  FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
     const T d = p - y;
     const T ad = std::fabs(d);
     const bool quad = ad < beta;
@@ -105,7 +108,7 @@ struct pseudo_huber {
   T delta, delta2;
   pseudo_huber(double a, double) : delta(T(a)), delta2(T(a) * T(a)) {}
   template <bool V, bool G, bool H>
-  void point(T p, T y, T& l, T& g, T& h) const {
+  FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
     const T r = (p - y) / delta;
     const T s = hypot1(r);
     if constexpr (V) l = delta2 * r * (r / (T(1) + s));
@@ -121,13 +124,13 @@ struct log_cosh {
   static constexpr const char* name = "log_cosh";
   log_cosh(double, double) {}
   template <bool V, bool G, bool H>
-  void point(T p, T y, T& l, T& g, T& h) const {
+  FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
     const T d = p - y;
     const T ad = std::fabs(d);
     if constexpr (V) l = log_cosh_value(ad);
-    if constexpr (G) g = std::tanh(d);
+    if constexpr (G) g = vm::tanh(d);
     if constexpr (H) {
-      const T e = std::exp(T(-2) * ad);
+      const T e = vm::exp(T(-2) * ad);
       h = T(4) * e / ((T(1) + e) * (T(1) + e));
     }
   }
@@ -140,7 +143,7 @@ struct quantile {
   T q, qm1;
   quantile(double a, double) : q(T(a)), qm1(T(a - 1.0)) {}
   template <bool V, bool G, bool H>
-  void point(T p, T y, T& l, T& g, T& h) const {
+  FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
     const T r = y - p;
     if constexpr (V) l = r > T(0) ? q * r : (r < T(0) ? qm1 * r : r * T(0));
     if constexpr (G) g = r > T(0) ? -q : (r < T(0) ? -qm1 : r * T(0));
@@ -158,15 +161,15 @@ struct poisson_nll {
   T eps;
   poisson_nll(double a, double b) : log_input(a != 0.0), eps(T(b)) {}
   template <bool V, bool G, bool H>
-  void point(T p, T y, T& l, T& g, T& h) const {
+  FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
     if (log_input) {
-      const T e = std::exp(p);
+      const T e = vm::exp(p);
       if constexpr (V) l = e - y * p;
       if constexpr (G) g = e - y;
       if constexpr (H) h = e;
     } else {
       const T q = p + eps;
-      if constexpr (V) l = p - y * std::log(q);
+      if constexpr (V) l = p - y * vm::log(q);
       if constexpr (G) g = T(1) - y / q;
       if constexpr (H) h = y / (q * q);
     }
@@ -181,9 +184,9 @@ struct tweedie {
   T c2, c1;  // 2 - rho, 1 - rho (differences taken in double, then rounded once)
   tweedie(double a, double) : c2(T(2.0 - a)), c1(T(1.0 - a)) {}
   template <bool V, bool G, bool H>
-  void point(T p, T y, T& l, T& g, T& h) const {
-    const T e2 = std::exp(c2 * p);
-    const T e1 = std::exp(c1 * p);
+  FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
+    const T e2 = vm::exp(c2 * p);
+    const T e1 = vm::exp(c1 * p);
     if constexpr (V) l = e2 / c2 - y * e1 / c1;
     if constexpr (G) g = e2 - y * e1;
     if constexpr (H) h = c2 * e2 - c1 * y * e1;
@@ -205,11 +208,11 @@ struct binary_cross_entropy {
   T pw;
   binary_cross_entropy(double a, double) : pw(T(a)) {}
   template <bool V, bool G, bool H>
-  void point(T p, T y, T& l, T& g, T& h) const {
+  FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
     point_col<V, G, H>(pw, p, y, l, g, h);
   }
   template <bool V, bool G, bool H>
-  void point_col(T pw_, T p, T y, T& l, T& g, T& h) const {
+  FUSEDLOSS_INLINE void point_col(T pw_, T p, T y, T& l, T& g, T& h) const {
     const T eps = T(kBceEps);
     const T q = T(1) - p;
     if constexpr (V) l = -(pw_ * y * clamped_log(p) + (T(1) - y) * clamped_log1m(p));
@@ -236,11 +239,11 @@ struct binary_cross_entropy_with_logits {
   T pw, keep, half_s;  // pos_weight, 1 - s, s / 2
   binary_cross_entropy_with_logits(double a, double b) : pw(T(a)), keep(T(1.0 - b)), half_s(T(0.5 * b)) {}
   template <bool V, bool G, bool H>
-  void point(T x, T y, T& l, T& g, T& h) const {
+  FUSEDLOSS_INLINE void point(T x, T y, T& l, T& g, T& h) const {
     point_col<V, G, H>(pw, x, y, l, g, h);
   }
   template <bool V, bool G, bool H>
-  void point_col(T pw_, T x, T y, T& l, T& g, T& h) const {
+  FUSEDLOSS_INLINE void point_col(T pw_, T x, T y, T& l, T& g, T& h) const {
     const T ys = y * keep + half_s;
     const T lw = T(1) + (pw_ - T(1)) * ys;
     if constexpr (V) l = bce_logits_value(x, ys, pw_);
@@ -270,7 +273,7 @@ struct binary_focal {
   binary_focal(double a, double b)
       : alpha(T(a)), gamma(T(b)), weighted(a >= 0.0), gamma2(b == 2.0) {}
   template <bool V, bool G, bool H>
-  void point(T x, T y, T& l, T& g, T& h) const {
+  FUSEDLOSS_INLINE void point(T x, T y, T& l, T& g, T& h) const {
     const T s = sigmoid(x);
     const T sm = sigmoid(-x);
     const T ce = bce_logits_value(x, y, T(1));
@@ -299,7 +302,7 @@ struct hinge {
   static constexpr const char* name = "hinge";
   hinge(double, double) {}
   template <bool V, bool G, bool H>
-  void point(T x, T y, T& l, T& g, T& h) const {
+  FUSEDLOSS_INLINE void point(T x, T y, T& l, T& g, T& h) const {
     const T t = y > T(0) ? T(1) : T(-1);
     const T m = T(1) - t * x;
     if constexpr (V) l = m <= T(0) ? T(0) : m;
@@ -314,7 +317,7 @@ struct squared_hinge {
   static constexpr const char* name = "squared_hinge";
   squared_hinge(double, double) {}
   template <bool V, bool G, bool H>
-  void point(T x, T y, T& l, T& g, T& h) const {
+  FUSEDLOSS_INLINE void point(T x, T y, T& l, T& g, T& h) const {
     const T t = y > T(0) ? T(1) : T(-1);
     const T m = T(1) - t * x;
     if constexpr (V) l = m > T(0) ? m * m : (m <= T(0) ? T(0) : m);
@@ -331,7 +334,7 @@ struct zero_one {
   T threshold;
   zero_one(double a, double) : threshold(T(a)) {}
   template <bool V, bool G, bool H>
-  void point(T x, T y, T& l, T& g, T& h) const {
+  FUSEDLOSS_INLINE void point(T x, T y, T& l, T& g, T& h) const {
     if constexpr (V) l = x != x ? x : ((x > threshold) != (y > T(0)) ? T(1) : T(0));
     if constexpr (G) g = T(0);
     if constexpr (H) h = T(0);
@@ -339,4 +342,5 @@ struct zero_one {
 };
 
 }  // namespace losses
+FUSEDLOSS_ISA_END
 }  // namespace fusedloss

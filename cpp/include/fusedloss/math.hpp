@@ -11,11 +11,14 @@
 // nan comparisons are false), which -ffinite-math-only would break.
 #pragma once
 
+#include "fusedloss/isa.hpp"
+
 #include <cmath>
 
 #include "fusedloss/vecmath.hpp"
 
 namespace fusedloss {
+FUSEDLOSS_ISA_BEGIN
 
 template <class T>
 inline constexpr T ln2 = T(0.6931471805599453094172321214581766L);
@@ -24,7 +27,7 @@ inline constexpr T ln2 = T(0.6931471805599453094172321214581766L);
 // x * 0 gives 0 for +-0 and nan for nan, so the last case needs no test of its own; written as selects
 // so that loops calling it still vectorise.
 template <class T>
-inline T sign(T x) {
+FUSEDLOSS_INLINE T sign(T x) {
   return x > T(0) ? T(1) : (x < T(0) ? T(-1) : x * T(0));
 }
 
@@ -41,7 +44,7 @@ FUSEDLOSS_INLINE T log1pexp(T x) {
 // of a tiny result), so there it is the equal lw softplus(x) - pw y x, whose terms are both >= 0. Python:
 // _pointwise.bce_logits_value (same cut-off). Both sides share log1p(exp(-|x|)), so one exp and one log1p.
 template <class T>
-inline T bce_logits_value(T x, T y, T pw) {
+FUSEDLOSS_INLINE T bce_logits_value(T x, T y, T pw) {
   const T lw = T(1) + (pw - T(1)) * y;
   return x >= T(0) ? (T(1) - y) * x + lw * log1pexp(-x) : lw * log1pexp(x) - pw * y * x;
 }
@@ -82,7 +85,7 @@ FUSEDLOSS_INLINE T hypot1(T r) {
 // falls under the clamp, and a nan p gives a nan log, which fails the comparison and stays nan (fmax would
 // drop it). No branch, so loops calling it vectorise.
 template <class T>
-inline T clamped_log(T p) {
+FUSEDLOSS_INLINE T clamped_log(T p) {
   const T lp = std::log(p);
   return lp < T(-100) ? T(-100) : lp;
 }
@@ -90,7 +93,7 @@ inline T clamped_log(T p) {
 // log(1 - p) clamped below at -100 (the negative-class term of binary_cross_entropy). log1p(-p) keeps full
 // precision for small p, where log(1 - p) would lose it to the rounding of 1 - p; p = 1 gives -inf -> -100.
 template <class T>
-inline T clamped_log1m(T p) {
+FUSEDLOSS_INLINE T clamped_log1m(T p) {
   const T lp = std::log1p(-p);
   return lp < T(-100) ? T(-100) : lp;
 }
@@ -103,7 +106,7 @@ inline T clamped_log1m(T p) {
 // above, e2 = exp(-2a) directly (1 + expm1(-2a) would cancel there). One libm call either way. |u| = inf
 // gives tanh +-1 and sech2 0; nan stays nan. (_pointwise.capped and _reference take tanh directly.)
 template <class T>
-inline T tanh_sech2(T u, T& sech2) {
+FUSEDLOSS_INLINE T tanh_sech2(T u, T& sech2) {
   const T a = std::fabs(u);
   T e2, om;  // exp(-2a), 1 - exp(-2a)
   if (a < T(0.34657359027997264)) {
@@ -119,4 +122,5 @@ inline T tanh_sech2(T u, T& sech2) {
   return u < T(0) ? -t : t;
 }
 
+FUSEDLOSS_ISA_END
 }  // namespace fusedloss

@@ -11,11 +11,12 @@
 // the number of elements as `work` (what the serial threshold compares).
 #pragma once
 
+#include "fusedloss/isa.hpp"
+
 #include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
-#include <vector>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -26,6 +27,14 @@
 #endif
 
 namespace fusedloss {
+
+// Process-wide fork-guard state, shared by every ISA level (data only: no code, so nothing ISA-specific).
+namespace shared {
+inline std::atomic<bool> team_started{false};
+inline std::atomic<bool> serial_only{false};
+}  // namespace shared
+
+FUSEDLOSS_ISA_BEGIN
 
 // Items per block. A constant: changing it changes reduced values in the last bits (never the thread
 // dependence). 4096 float64 elements is 32 KiB per stream, large enough that the per-block overhead
@@ -46,10 +55,10 @@ inline constexpr std::size_t kStackPartials = 2048;
 // default on Linux, so this is easy to hit. We remember whether this process ever started a team; a
 // child forked from such a process runs every kernel on its calling thread (no OpenMP call at all).
 namespace detail {
-inline std::atomic<bool> team_started{false};
-inline std::atomic<bool> serial_only{false};
 inline void after_fork_in_child() {
-  if (team_started.load(std::memory_order_relaxed)) serial_only.store(true, std::memory_order_relaxed);
+  if (shared::team_started.load(std::memory_order_relaxed)) {
+    shared::serial_only.store(true, std::memory_order_relaxed);
+  }
 }
 }  // namespace detail
 
@@ -61,7 +70,7 @@ inline void install_fork_guard() {
 }
 
 // True in a forked child whose parent had started OpenMP threads: kernels then run single-threaded.
-inline bool serial_only() { return detail::serial_only.load(std::memory_order_relaxed); }
+inline bool serial_only() { return shared::serial_only.load(std::memory_order_relaxed); }
 
 inline int max_threads() {
 #ifdef _OPENMP
@@ -70,6 +79,28 @@ inline int max_threads() {
   return 1;
 #endif
 }
+
+namespace detail {
+// A per-thread scratch array that only ever grows; hand-rolled instead of std::vector so that the ISA
+// translation units instantiate no std:: template with out-of-line code (see isa.hpp: such a function
+// would be merged across levels by the linker).
+struct PartialBuffer {
+  double* data = nullptr;
+  std::size_t size = 0;
+  PartialBuffer() = default;
+  PartialBuffer(const PartialBuffer&) = delete;
+  PartialBuffer& operator=(const PartialBuffer&) = delete;
+  ~PartialBuffer() { delete[] data; }
+  double* get(std::size_t n) {
+    if (n > size) {
+      delete[] data;
+      data = new double[n];
+      size = n;
+    }
+    return data;
+  }
+};
+}  // namespace detail
 
 // Sum x[0..m) by a fixed pairwise tree, in place. Deterministic, and its rounding error grows like log(m).
 inline double pairwise_sum_inplace(double* x, std::size_t m) {
@@ -87,7 +118,7 @@ inline double pairwise_sum_inplace(double* x, std::size_t m) {
 // A result > 1 marks that an OpenMP team is about to start (see the fork guard).
 inline int threads_for(std::size_t n_items, std::size_t n_blocks, int nthreads) {
   if (nthreads <= 1 || n_items < kParallelMin || n_blocks < 2 || serial_only()) return 1;
-  detail::team_started.store(true, std::memory_order_relaxed);
+  shared::team_started.store(true, std::memory_order_relaxed);
   return int(std::min<std::size_t>(std::size_t(nthreads), n_blocks));
 }
 
@@ -122,9 +153,8 @@ double sum_blocks(std::size_t n, std::size_t block, int nthreads, const Fn& fn, 
   double stack_buf[kStackPartials];
   double* partial = stack_buf;
   if (nb > kStackPartials) {
-    thread_local std::vector<double> heap_buf;
-    if (heap_buf.size() < nb) heap_buf.resize(nb);
-    partial = heap_buf.data();
+    thread_local detail::PartialBuffer heap_buf;
+    partial = heap_buf.get(nb);
   }
   const int nt = threads_for(work ? work : n, nb, nthreads);
 #ifdef _OPENMP
@@ -146,4 +176,5 @@ double sum_blocks(std::size_t n, std::size_t block, int nthreads, const Fn& fn, 
   return pairwise_sum_inplace(partial, nb);
 }
 
+FUSEDLOSS_ISA_END
 }  // namespace fusedloss

@@ -38,6 +38,8 @@
 // s = 0: there p_j = 0 is used (lse = -inf), so its gradient is finite rather than nan.
 #pragma once
 
+#include "fusedloss/isa.hpp"
+
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -47,6 +49,7 @@
 #include "fusedloss/math.hpp"
 
 namespace fusedloss {
+FUSEDLOSS_ISA_BEGIN
 namespace rows {
 
 inline constexpr double kInf = std::numeric_limits<double>::infinity();
@@ -514,4 +517,5 @@ struct kl_div {
 };
 
 }  // namespace rows
+FUSEDLOSS_ISA_END
 }  // namespace fusedloss

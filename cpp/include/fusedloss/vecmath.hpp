@@ -56,6 +56,8 @@
 #include <limits>
 #include <type_traits>
 
+#include "fusedloss/isa.hpp"
+
 // Force-inline: a loop vectorises only if every call in its body is inlined, and in a translation unit
 // that instantiates many kernels GCC's inliner runs out of budget and leaves plain `inline` functions as
 // calls (seen: log_cosh_value in the float64 log_cosh kernels). Loss point functions and math.hpp helpers
@@ -71,6 +73,7 @@
 #endif
 
 namespace fusedloss {
+FUSEDLOSS_ISA_BEGIN
 namespace vm {
 namespace detail {
 
@@ -472,4 +475,5 @@ FUSEDLOSS_INLINE T log_cosh(T x) {
 }
 
 }  // namespace vm
+FUSEDLOSS_ISA_END
 }  // namespace fusedloss

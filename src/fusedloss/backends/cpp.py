@@ -27,7 +27,9 @@ _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # a tuple: `in` compares
 _BUILD = _core.build_info()
 _BUILD_TEXT = (
     f"{_BUILD['compiler']}, {_BUILD['build_type']}, "
-    f"OpenMP {'on' if _BUILD['openmp'] else 'off'}, SIMD {_BUILD['simd_flags']}"
+    f"OpenMP {'on' if _BUILD['openmp'] else 'off'}, "
+    f"SIMD {_BUILD.get('simd', _BUILD['simd_flags'])} (built: {', '.join(_BUILD.get('simd_levels', ['baseline']))};"
+    f" FUSEDLOSS_SIMD picks one)"
 )
 
 elementwise = _core.elementwise
@@ -42,6 +44,7 @@ def info() -> dict:
         "openmp": _BUILD["openmp"],
         "max_threads": _core.max_threads(),
         "cpu_features": " ".join(_BUILD["cpu_features"]),
+        "simd": _BUILD.get("simd", "baseline"),
     }
 
 

@@ -1,0 +1,105 @@
+// What crosses the ISA boundary: the argument structs the bindings fill in, the kernel signatures and table
+// entries, and the per-ISA kernel tables. Deliberately NOT in a per-ISA namespace (isa.hpp): bindings.cpp
+// (baseline) passes these to kernels compiled for any level, so they must be one type. Data and
+// declarations only (kernel<T>() is called by bindings.cpp alone): nothing here is compiled per level.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+namespace fusedloss {
+
+// What an elementwise call reads and writes. Null output pointers are outputs not asked for; a null w
+// means unit weights. All arrays have length n.
+template <class T>
+struct ElementwiseArgs {
+  const T* p = nullptr;
+  const T* y = nullptr;
+  const T* w = nullptr;
+  T* value = nullptr;  // value[i] = w[i] * l[i]
+  T* grad = nullptr;   // grad[i]  = scale * w[i] * g[i]
+  T* hess = nullptr;   // hess[i]  = scale * w[i] * h[i]
+  std::size_t n = 0;
+  double scale = 1.0;
+  bool reduce = false;  // return sum_i w[i] * l[i] in float64 (else 0.0)
+  int nthreads = 1;
+  const T* cols = nullptr;  // null, or ncols values of the loss's first parameter, one per column
+  std::size_t ncols = 0;    // divides n
+};
+
+// What a multiclass call reads and writes (the contract of backends.multiclass). Null pointers are arrays
+// not given / outputs not asked for. Either labels (R, every one in [0, C) or == ignore: the binding checked)
+// or q (R*C soft targets).
+template <class T>
+struct MulticlassArgs {
+  const T* x = nullptr;                   // R*C logits
+  const std::int64_t* labels = nullptr;   // R hard labels
+  const T* q = nullptr;                   // R*C soft targets
+  const T* w = nullptr;                   // R row weights
+  const T* cw = nullptr;                  // C per-class vector (class_weight, alpha)
+  T* value = nullptr;                     // R: w_r * l_r
+  T* grad = nullptr;                      // R*C: scale * w_r * dl_r/dx (may be x itself)
+  T* hess = nullptr;                      // R*C: scale * w_r * d2l_r/dx^2
+  std::size_t R = 0, C = 0;
+  std::int64_t ignore = -100;
+  double packed[4] = {0.0, 0.0, 0.0, 0.0};  // LossSpec.pack
+  double scale = 1.0;
+  bool reduce = false;  // return sum_r w_r l_r in float64 (else 0.0)
+  int nthreads = 1;
+};
+
+template <class T>
+using Kernel = double (*)(double, double, const ElementwiseArgs<T>&);
+
+struct LossEntry {
+  const char* name;
+  bool column_param;  // takes its first parameter per column (`cols`)
+  Kernel<float> f32;
+  Kernel<double> f64;
+
+  template <class T>
+  Kernel<T> kernel() const {
+    if constexpr (std::is_same_v<T, float>) {
+      return f32;
+    } else {
+      return f64;
+    }
+  }
+};
+
+template <class T>
+using RowKernel = double (*)(const MulticlassArgs<T>&);
+
+struct RowEntry {
+  const char* name;
+  bool hard_labels, soft_labels, class_vector;  // target forms it takes; whether it reads cw
+  RowKernel<float> f32;
+  RowKernel<double> f64;
+
+  template <class T>
+  RowKernel<T> kernel() const {
+    if constexpr (std::is_same_v<T, float>) {
+      return f32;
+    } else {
+      return f64;
+    }
+  }
+};
+
+// Everything one ISA level provides.
+struct KernelTable {
+  const char* isa;  // "baseline", "avx2", "avx512"
+  const LossEntry* elementwise;
+  std::size_t n_elementwise;
+  const RowEntry* multiclass;
+  std::size_t n_multiclass;
+};
+
+// One per compiled level (cpp/src/kernels.cpp, built once per level by CMakeLists.txt, which defines
+// FUSEDLOSS_HAVE_ISA_AVX2 / FUSEDLOSS_HAVE_ISA_AVX512 for bindings.cpp when those were built).
+const KernelTable& kernel_table_baseline();
+const KernelTable& kernel_table_avx2();
+const KernelTable& kernel_table_avx512();
+
+}  // namespace fusedloss
