@@ -263,8 +263,9 @@ struct binary_cross_entropy_with_logits {
 // The derivatives are evaluated as f' = gamma f r and f'' = gamma f r ((gamma-1) r + (1-2s)) with
 // r = dq / q = (1-2y) s(1-s) / q, which is the same quantity, but |r| <= 1 always (q >= min(s, 1-s) >= s(1-s)):
 // q^(gamma-1) itself overflows for gamma < 1 once q is tiny (float32 |x| > ~88, float64 |x| > ~709) and
-// made the gradient nan there (0 * inf); this form needs one pow instead of three. When q underflows to 0
-// the powers take their limits (q^0 = 1, the derivatives 0). gamma = 2 (the default) takes f = q * q.
+// made the gradient nan there (0 * inf); this form needs one pow instead of three (math.hpp: pow_pos). When
+// q underflows to 0 the powers take their limits (q^0 = 1, the derivatives 0). gamma = 2 (the default) takes
+// f = q * q.
 template <class T>
 struct binary_focal {
   static constexpr const char* name = "binary_focal";
@@ -282,7 +283,7 @@ struct binary_focal {
     const T u = s * sm;
     T f, df = T(0), d2f = T(0);
     if (q > T(0)) {
-      f = gamma2 ? q * q : std::pow(q, gamma);
+      f = gamma2 ? q * q : pow_pos(q, gamma);
       const T r = (T(1) - T(2) * y) * (u / q);
       df = gamma * f * r;
       if constexpr (H) d2f = df * ((gamma - T(1)) * r + (T(1) - T(2) * s));

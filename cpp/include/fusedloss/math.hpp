@@ -86,7 +86,7 @@ FUSEDLOSS_INLINE T hypot1(T r) {
 // drop it). No branch, so loops calling it vectorise.
 template <class T>
 FUSEDLOSS_INLINE T clamped_log(T p) {
-  const T lp = std::log(p);
+  const T lp = vm::log(p);
   return lp < T(-100) ? T(-100) : lp;
 }
 
@@ -94,32 +94,31 @@ FUSEDLOSS_INLINE T clamped_log(T p) {
 // precision for small p, where log(1 - p) would lose it to the rounding of 1 - p; p = 1 gives -inf -> -100.
 template <class T>
 FUSEDLOSS_INLINE T clamped_log1m(T p) {
-  const T lp = std::log1p(-p);
+  const T lp = vm::log1p(-p);
   return lp < T(-100) ? T(-100) : lp;
 }
 
 // tanh(u), and sech2 = 1 - tanh(u)^2, both accurate to a few ulp for every u (softcap and its derivative).
-// With a = |u| and e2 = exp(-2a): tanh(a) = (1 - e2) / (1 + e2) and 1 - tanh^2 = 4 e2 / (1 + e2)^2. Taking
-// 1 - tau^2 from a rounded tau = tanh(u) instead cancels: in float32 it is 5e-5 relative at |u| = 4 and
-// worthless beyond |u| ~ 9 (in float64 about 16 - 0.87 |u| significant digits remain). Here 1 - e2 would
-// cancel for small a, so below a = ln(2)/2 it is -expm1(-2a) (and e2 = 1 minus that, with e2 > 1/2: no loss);
-// above, e2 = exp(-2a) directly (1 + expm1(-2a) would cancel there). One libm call either way. |u| = inf
-// gives tanh +-1 and sech2 0; nan stays nan. (_pointwise.capped and _reference take tanh directly.)
+// sech2 = 4 e2 / (1 + e2)^2 with e2 = exp(-2|u|): no cancellation anywhere. Taking 1 - tau^2 from a rounded
+// tau = tanh(u) instead cancels: in float32 it is 5e-5 relative at |u| = 4 and worthless beyond |u| ~ 9 (in
+// float64 about 16 - 0.87 |u| significant digits remain). vm::tanh computes the same exp(-2|u|) for
+// |u| >= atanh(1/2), which the compiler shares. |u| = inf gives tanh +-1 and sech2 0; nan stays nan.
+// (_pointwise.capped and _reference take tanh and 1 - tanh^2 directly.)
 template <class T>
 FUSEDLOSS_INLINE T tanh_sech2(T u, T& sech2) {
-  const T a = std::fabs(u);
-  T e2, om;  // exp(-2a), 1 - exp(-2a)
-  if (a < T(0.34657359027997264)) {
-    om = -std::expm1(T(-2) * a);
-    e2 = T(1) - om;
-  } else {
-    e2 = std::exp(T(-2) * a);
-    om = T(1) - e2;
-  }
+  const T e2 = vm::exp(T(-2) * std::fabs(u));
   const T d = T(1) + e2;
   sech2 = T(4) * e2 / (d * d);
-  const T t = om / d;
-  return u < T(0) ? -t : t;
+  return vm::tanh(u);
+}
+
+// q^g for q > 0, as exp(g log q) evaluated in double (vm, so that loops calling it vectorise): a float32
+// exp(g log q) would carry g |log q| ulp of error (4e-6 relative at q = 1e-9, g = 2). In double the
+// relative error is about |g log q| * 2^-53: under 1e-13 wherever q^g is a normal double (|g log q| < 708).
+// q = 0 is the caller's case (limits).
+template <class T>
+FUSEDLOSS_INLINE T pow_pos(T q, T g) {
+  return T(vm::exp(double(g) * vm::log(double(q))));
 }
 
 FUSEDLOSS_ISA_END

@@ -20,12 +20,12 @@
 //
 // The softmax losses make three passes over the row, which stays in cache between them:
 //   1. the maximum m of the logits (a vectorised max; nan is skipped there and propagates through its exp);
-//   2. e_j = exp(z_j - m), s = sum e_j in double, and the loss's other row statistics; e_j (or what pass 3
-//      needs to rebuild it) is parked in the output row;
+//   2. e_j = exp(z_j - m) (exp_sub), s = sum e_j in double, and the loss's other row statistics; e_j is
+//      parked in the output row (gradient, else Hessian) when pass 3 can use it;
 //   3. p_j = e_j / s, and one write of the gradient (and Hessian) element.
 // So each logit is read from memory once and each output written once, and there is no N x C temporary.
-// Pass 3 reads only the parked value, never x_j again, which is what makes g == x safe: every x_j is read
-// (in pass 1 and 2) before g_j is written, and the label's logit x_t is saved before pass 2 starts.
+// g == x (and h == x) is safe: pass 3 reads the parked e_j, or x_j itself (softcap, kl_div: they rebuild
+// e_j from x_j), before it writes element j, and the label's logit x_t is saved before pass 2 starts.
 //
 // Precision. Per-element math is in T (float data: float exp); row sums, lse and all per-row scalars are
 // in double. p_j is e_j times 1/s, not exp(z_j - lse): rounding lse to T would cost |lse| ulp in every
@@ -54,10 +54,10 @@ namespace rows {
 
 inline constexpr double kInf = std::numeric_limits<double>::infinity();
 
-// The exp of the row passes, in one place: a vectorisable exp replaces std::exp here, in one line.
+// The exp of the row passes, in one place: vecmath's (no libm call, so that the row loops can vectorise).
 template <class T>
-inline T row_exp(T v) {
-  return std::exp(v);
+FUSEDLOSS_INLINE T row_exp(T v) {
+  return vm::exp(v);
 }
 
 // e = exp(a - b) for a <= b (b the row max), the rounding of a - b compensated. In float32, a - b near -80
@@ -67,7 +67,7 @@ inline T row_exp(T v) {
 // and exp(d + err) = exp(d) (1 + err) up to err^2. a == b gives exactly 1; an infinite operand (err nan)
 // falls back to exp(d). In double the rounding (at most 745 * 2^-53 relative) is far below budget.
 template <class T>
-inline T exp_sub(T a, T b) {
+FUSEDLOSS_INLINE T exp_sub(T a, T b) {
   const T d = a - b;
   if constexpr (std::is_same_v<T, double>) {
     return row_exp(d);
@@ -83,7 +83,7 @@ inline T exp_sub(T a, T b) {
 // e = exp(d) for an argument d formed in double (KL's (x_j - max) / temperature, whose product would round in
 // float32 like the difference above): d is split into its float part and the rest, as in exp_sub.
 template <class T>
-inline T exp_of(double d) {
+FUSEDLOSS_INLINE T exp_of(double d) {
   if constexpr (std::is_same_v<T, double>) {
     return row_exp(d);
   } else {
@@ -97,7 +97,7 @@ inline T exp_of(double d) {
 // Pass 1: max_j x[j], nan skipped (a nan logit makes its exp, hence s, nan in pass 2). -inf for a row of
 // -inf (or of nan).
 template <class T>
-inline T row_max(const T* x, std::size_t C) {
+FUSEDLOSS_INLINE T row_max(const T* x, std::size_t C) {
   T m = -std::numeric_limits<T>::infinity();
 #pragma omp simd reduction(max : m)
   for (std::size_t j = 0; j < C; ++j) m = x[j] > m ? x[j] : m;
@@ -107,14 +107,14 @@ inline T row_max(const T* x, std::size_t C) {
 // The shift of the exponentials: the row max, or 0 when it is -inf (every exp is then exp(-inf) = 0 instead
 // of exp(-inf + inf) = nan, and s = 0).
 template <class T>
-inline T exp_shift(T m) {
+FUSEDLOSS_INLINE T exp_shift(T m) {
   return m == -std::numeric_limits<T>::infinity() ? T(0) : m;
 }
 
 // What pass 2 accumulates for s = sum_j e_j: s1 = the sum of the e_j != 1 and k = the number of e_j == 1
 // (at least one when the row max is finite: the max itself has e = exp(0) = 1).
 template <class T>
-inline void add_exp(T e, double& s1, double& k) {
+FUSEDLOSS_INLINE void add_exp(T e, double& s1, double& k) {
   const bool one = e == T(1);
   s1 += one ? 0.0 : double(e);
   k += one ? 1.0 : 0.0;
@@ -128,7 +128,7 @@ struct RowSum {
   // 1 - p_j = (s - e_j) / s, in double; for a maximum (e_j == 1) s - 1 is taken as s1 + (k - 1). For any
   // other element s - e_j >= 1 (s holds a max's 1 besides e_j), so there is nothing to cancel.
   template <class T>
-  double one_minus_p(T e) const {
+  FUSEDLOSS_INLINE double one_minus_p(T e) const {
     return (e == T(1) ? sm1 : s - double(e)) * inv_s;
   }
 };
@@ -145,8 +145,8 @@ struct RowSum {
 //   1 - tau^2 from a rounded tau cancels.
 // With softcap nothing is parked: pass 3 needs z_j and dz_j, and a single float cannot carry both
 // accurately (dz_j is tiny where z_j is close to +-softcap), so pass 3 reads x_j again and recomputes
-// tanh_sech2 and e_j (two libm calls per element in each of passes 2 and 3); x_j is still read before g_j is
-// written. The max pass takes the max of x, not of z: tanh is increasing, so softcap(max x) is the max of z.
+// tanh_sech2 and e_j (a tanh and two exps per element in each of passes 2 and 3); x_j is still read before
+// g_j is written. The max pass takes the max of x, not of z: tanh is increasing, so softcap(max x) is the max of z.
 template <class T>
 struct cross_entropy {
   static constexpr const char* name = "cross_entropy";
@@ -170,7 +170,7 @@ struct cross_entropy {
   }
 
   // z = softcap tanh(x / softcap), and dz/dx = 1 - tanh^2 (math.hpp: tanh_sech2)
-  T soft_z(T xj, T& dz) const { return cap * tanh_sech2(xj / cap, dz); }
+  FUSEDLOSS_INLINE T soft_z(T xj, T& dz) const { return cap * tanh_sech2(xj / cap, dz); }
 
   template <bool G, bool H>
   double row(const T* x, std::int64_t t, const T* q, double f, T* g, T* h) const {
@@ -484,13 +484,15 @@ struct kl_div {
   double run(const T* x, const T* q, double f, T* g, T* h) const {
     const std::size_t n = C;
     // z_j - m = (x_j - max x) / T in double (exact difference, one rounding), so that e_j, log s and the
-    // value's log p_j = (z_j - m) - log s all see the same, accurate arguments
+    // value's log p_j = (z_j - m) - log s all see the same, accurate arguments. s itself is summed from
+    // double exps even for float data: KL = cross-entropy - entropy can be far smaller than either, and a
+    // float32 log s (about 1e-7 absolute) would then dominate its error. The gradient's e_j stay in T.
     const double dmax = double(exp_shift(row_max(x, n)));
     double s1 = 0.0, k = 0.0, S = 0.0;
 #pragma omp simd reduction(+ : s1, k, S)
     for (std::size_t j = 0; j < n; ++j) {
-      add_exp(exp_of<T>((double(x[j]) - dmax) * inv_t), s1, k);
-      S += LogT ? std::exp(double(q[j])) : double(q[j]);
+      add_exp(vm::exp((double(x[j]) - dmax) * inv_t), s1, k);
+      S += LogT ? vm::exp(double(q[j])) : double(q[j]);
     }
     const RowSum rs(s1, k);
     const T inv_sT = T(rs.inv_s), ch = T(f * S * inv_t * inv_t);
@@ -501,8 +503,8 @@ struct kl_div {
       const double d = (double(x[j]) - dmax) * inv_t;  // x_j read before g_j is written (g == x)
       // the value's terms in double: KL is often much smaller than its terms q_j log q_j, q_j log p_j
       const double tj = double(q[j]);
-      const double qj = LogT ? std::exp(tj) : tj;
-      const double lq = LogT ? tj : std::log(qj);
+      const double qj = LogT ? vm::exp(tj) : tj;
+      const double lq = LogT ? tj : vm::log(qj);
       value += qj > 0.0 ? qj * (lq - (d - rs.log_s)) : 0.0;
       if constexpr (G || H) {
         const T e = exp_of<T>(d);
