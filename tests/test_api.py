@@ -186,6 +186,31 @@ def test_output_buffer_reused_across_calls(backend):
         np.testing.assert_array_equal(h_out, (np.abs(d) <= 1).astype(float))
 
 
+def test_repeated_calls_with_changing_arguments(backend):
+    """What the dispatcher caches between calls (checked parameters, the resolved backend) never carries one
+    call's arguments into the next: each call of a loop that changes a parameter, the reduction, the dtype,
+    the shape or the weights gets its own result, and the buffer it passed."""
+    rng = np.random.default_rng(1)
+    p64, y64, w64 = rng.normal(size=12), rng.normal(size=12), rng.uniform(size=12)
+    for _ in range(2):  # the second round finds everything cached
+        for dtype in DTYPES:
+            require_support(backend, "huber", dtype)
+            for shape in ((12,), (3, 4)):
+                p, y = p64.astype(dtype).reshape(shape), y64.astype(dtype).reshape(shape)
+                for delta in (0.5, 2.0, 2, 0.5):  # 2 (an int) equals 2.0: the same checked value
+                    for reduction in ("mean", "sum", "none"):
+                        for w in (None, w64.reshape(shape)):
+                            g_out = np.full(shape, np.nan, dtype)
+                            v, g = fl.huber.value_and_grad(p, y, delta=delta, reduction=reduction, sample_weight=w,
+                                                           grad_out=g_out, backend=backend)
+                            ev, eg, _ = _reference.reduce_elementwise(
+                                "huber", p, y, reduction=reduction, sample_weight=w, delta=float(delta))
+                            what = f"{dtype} {shape} delta={delta!r} {reduction} weighted={w is not None}"
+                            assert g is g_out, what
+                            assert_close(v, ev, dtype, err_msg=what)
+                            assert_close(g, eg, dtype, err_msg=what)
+
+
 # --- hessian="ones" -------------------------------------------------------------------------------------
 
 

@@ -229,6 +229,34 @@ def test_grad_out_checks(backend):
         fl.mse.value_and_grad(P, Y, grad_out=np.empty(3).view(Sub), **kw)
 
 
+def test_arrays_changed_in_place_between_calls_are_checked_again(backend):
+    """Nothing about an array is remembered from an earlier call that accepted it: a buffer made read-only
+    or reshaped in place, or an input reshaped in place, is refused on the next call."""
+    p, y, g = P.copy(), Y.copy(), np.empty(3)
+    x, labels, gx = np.zeros((3, 4)), np.array([0, 1, 3]), np.empty((3, 4))
+    for _ in range(2):
+        fl.mse.value_and_grad(p, y, grad_out=g, backend=backend)
+        fl.cross_entropy.value_and_grad(x, labels, grad_out=gx, backend=backend)
+    g.flags.writeable = gx.flags.writeable = False
+    with _raises(ValueError, "grad_out", "read-only"):
+        fl.mse.value_and_grad(p, y, grad_out=g, backend=backend)
+    with _raises(ValueError, "grad_out", "read-only"):
+        fl.cross_entropy.value_and_grad(x, labels, grad_out=gx, backend=backend)
+    g.flags.writeable = gx.flags.writeable = True
+    g.shape, gx.shape = (3, 1), (4, 3)
+    with _raises(ValueError, "grad_out", "(3,)", "(3, 1)"):
+        fl.mse.value_and_grad(p, y, grad_out=g, backend=backend)
+    with _raises(ValueError, "grad_out", "(3, 4)", "(4, 3)"):
+        fl.cross_entropy.value_and_grad(x, labels, grad_out=gx, backend=backend)
+    g.shape, gx.shape = (3,), (3, 4)
+    y.shape = (1, 3)
+    with _raises(ValueError, "same shape", "(3,)", "(1, 3)"):
+        fl.mse.value_and_grad(p, y, grad_out=g, backend=backend)
+    labels[1] = 4
+    with _raises(ValueError, "label 4", "(1,)"):
+        fl.cross_entropy.value_and_grad(x, labels, grad_out=gx, backend=backend)
+
+
 def test_hess_out_checks(backend):
     kw = dict(backend=backend)
     with _raises(ValueError, "hess_out", "(3,)", "(2,)"):

@@ -168,6 +168,86 @@ def test_backend_is_validated_before_running(fakes):
     assert fakes.calls == []
 
 
+# --- the dispatcher's caches never serve a stale choice ------------------------------------------------------
+# A loss caches the backend it resolved per (name, dtype, backend-table generation) and its checked keyword
+# parameters. Each test below first repeats one call so that everything it can cache is cached, then changes
+# one thing and checks that the very next call sees it.
+
+X = np.random.default_rng(0).standard_normal((4, 3))
+LABELS = np.array([0, 2, 1, 2])
+
+_REPEATED_CALLS = {
+    "value_and_grad with grad_out": lambda dtype: fl.mse.value_and_grad(
+        P.astype(dtype), Y.astype(dtype), grad_out=np.empty(3, dtype)),
+    "value": lambda dtype: fl.mse(P.astype(dtype), Y.astype(dtype)),
+    "grad_hess with a parameter": lambda dtype: fl.huber.grad_hess(P.astype(dtype), Y.astype(dtype), delta=0.5),
+    "weighted": lambda dtype: fl.mse(P.astype(dtype), Y.astype(dtype), sample_weight=[1.0, 2.0, 0.5]),
+    "cross_entropy with labels": lambda dtype: fl.cross_entropy.value_and_grad(X.astype(dtype), LABELS),
+}
+
+
+def _warm(fakes, call, dtype=np.float64, times=3):
+    for _ in range(times):
+        call(dtype)
+    fakes.calls.clear()
+
+
+@pytest.mark.parametrize("call", list(_REPEATED_CALLS.values()), ids=list(_REPEATED_CALLS))
+def test_a_cached_backend_choice_follows_every_change_of_setting(fakes, monkeypatch, call):
+    _warm(fakes, call)
+    assert _ran(fakes, lambda: call(np.float64)) == "cpp"
+    with fl.use_backend("numba"):
+        assert _ran(fakes, lambda: call(np.float64)) == "numba"
+        with fl.use_backend("numpy"):
+            assert _ran(fakes, lambda: call(np.float64)) == "numpy"
+        assert _ran(fakes, lambda: call(np.float64)) == "numba"
+    assert _ran(fakes, lambda: call(np.float64)) == "cpp"
+    fl.set_backend("numpy")
+    assert _ran(fakes, lambda: call(np.float64)) == "numpy"
+    fl.set_backend(None)
+    assert _ran(fakes, lambda: call(np.float64)) == "cpp"
+    monkeypatch.setattr(_config, "_env_backend_value", "numba")  # what FUSEDLOSS_BACKEND sets at import
+    assert _ran(fakes, lambda: call(np.float64)) == "numba"
+    monkeypatch.setattr(_config, "_env_backend_value", None)
+    assert _ran(fakes, lambda: call(np.float64)) == "cpp"
+
+
+@pytest.mark.parametrize("call", list(_REPEATED_CALLS.values()), ids=list(_REPEATED_CALLS))
+def test_a_cached_backend_choice_follows_the_backend_table_and_the_dtype(fakes, call):
+    fakes.unsupporting("cpp")  # the cpp stand-in refuses float32
+    _warm(fakes, call, np.float64)
+    _warm(fakes, call, np.float32)
+    assert _ran(fakes, lambda: call(np.float64)) == "cpp"
+    assert _ran(fakes, lambda: call(np.float32)) == "numba"
+    assert _ran(fakes, lambda: call(np.float64)) == "cpp"
+    fakes.broken("cpp")  # the table changes: nothing resolved before may be used again
+    assert _ran(fakes, lambda: call(np.float64)) == "numba"
+    fakes.broken("numba")
+    assert _ran(fakes, lambda: call(np.float32)) == "numpy"
+
+
+@pytest.mark.parametrize("call", list(_REPEATED_CALLS.values()), ids=list(_REPEATED_CALLS))
+def test_a_thread_count_change_reaches_the_next_call(fakes, monkeypatch, call):
+    seen = []
+    module = backends_mod.REGISTRY["cpp"].load()
+    for kernel, where in (("elementwise", 11), ("multiclass", 14)):  # nthreads in the kernel contract
+        real = getattr(module, kernel)
+        monkeypatch.setattr(module, kernel, lambda *args, real=real, where=where: (
+            seen.append(args[where]), real(*args))[1])
+    fl.set_num_threads(2)
+    _warm(fakes, call)
+    seen.clear()
+    call(np.float64)
+    fl.set_num_threads(3)
+    call(np.float64)
+    monkeypatch.setattr(_config, "_env_threads_value", 5)  # what FUSEDLOSS_NUM_THREADS sets at import
+    fl.set_num_threads(None)
+    call(np.float64)
+    monkeypatch.setattr(_config, "_env_threads_value", None)
+    call(np.float64)
+    assert seen == [2, 3, 5, _config.default_num_threads()]
+
+
 # --- use_backend -------------------------------------------------------------------------------------------
 
 

@@ -99,4 +99,5 @@ def set_num_threads(n: int | None) -> None:
 
 
 def get_num_threads() -> int:
-    return _num_threads or _env_threads_value or default_num_threads()
+    # on every call's path: the default is read once, then without a second call
+    return _num_threads or _env_threads_value or _default_threads or default_num_threads()

@@ -17,7 +17,8 @@ from .backends import REGISTRY as BACKENDS, BackendUnavailable, host_order
 REDUCTIONS = ("mean", "sum", "none")
 HESSIAN_MODES = ("exact", "ones")
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-_FLOAT_SET = frozenset(_FLOAT_DTYPES)
+_F32, _F64 = _FLOAT_DTYPES
+_INT64 = np.dtype(np.int64)
 
 
 # --- array preparation -------------------------------------------------------------------------------
@@ -73,13 +74,14 @@ def _first_bad(arr: np.ndarray, bad: np.ndarray) -> str:
 
 
 def _below(arr: np.ndarray, bound: float) -> bool:
-    """Any value < bound? One min() pass; a NaN makes min() NaN, and only then a second, exact pass."""
-    m = arr.min()
+    """Any value < bound? One min() pass; a NaN makes min() NaN, and only then a second, exact pass.
+    (``np.minimum.reduce`` is ``arr.min()`` without its Python wrapper, which costs as much as 1,000 elements.)"""
+    m = np.minimum.reduce(arr, axis=None)
     return bool(m < bound) or (m != m and bool((arr < bound).any()))
 
 
 def _above(arr: np.ndarray, bound: float) -> bool:
-    m = arr.max()
+    m = np.maximum.reduce(arr, axis=None)
     return bool(m > bound) or (m != m and bool((arr > bound).any()))
 
 
@@ -113,10 +115,16 @@ def _prepare_weight(sample_weight, pred: np.ndarray, loss: str) -> np.ndarray:
         w = np.broadcast_to(w.reshape(w.shape + (1,) * (pred.ndim - w.ndim)), pred.shape)
     if w.size and _below(w, 0):
         raise ValueError(f"{loss}: sample_weight must be >= 0, got {_first_bad(w, w < 0)}")
+    if w.ndim == 1 and w.flags.c_contiguous:
+        return w
     return np.ascontiguousarray(w).reshape(-1)
 
 
 def _check_out(out, pred: np.ndarray, what: str, loss: str) -> np.ndarray:
+    if type(out) is np.ndarray and out.dtype is pred.dtype and out.shape == pred.shape:
+        flags = out.flags
+        if flags.c_contiguous and flags.writeable:
+            return out  # the common case, in as few steps as it can be checked
     if type(out) is not np.ndarray:
         raise TypeError(f"{loss}: {what} must be a numpy.ndarray, got {type(out).__name__}")
     if out.shape != pred.shape:
@@ -281,6 +289,9 @@ class Loss:
         self._default_params = self._check_params({})
         self._param_cache: dict = {}
         self._backend_cache: dict = {}
+        # what the hot path reads on every call, looked up once
+        self._multiclass = spec.kind == "multiclass"
+        self._checks_domains = spec.target_domain != "real" or spec.pred_domain != "real"
 
     def __repr__(self):
         params = ", ".join(f"{p.name}={p.default!r}" for p in self.spec.params)
@@ -312,7 +323,7 @@ class Loss:
         """Checked parameters; repeated keyword sets (a training loop's) are checked once and cached."""
         try:
             # the types belong in the key: True == 1 and 1 == 1.0, but p=True is not a valid p=1
-            key = (tuple(kwargs.items()), tuple(map(type, kwargs.values())))
+            key = (*kwargs.items(), *map(type, kwargs.values()))
             checked = self._param_cache.get(key)
         except TypeError:  # an unhashable value (an array parameter): check every time
             key = checked = None
@@ -323,91 +334,106 @@ class Loss:
         return checked
 
     def _backend(self, requested, dtype):
-        """The host backend module for this loss and dtype, resolved once per (name, dtype)."""
+        """The host backend module for this loss and dtype, resolved once per (name, dtype, generation).
+
+        The name (``requested``, else the configured one) is read on every call, so a ``use_backend`` block
+        or ``set_backend`` takes effect at once; the backend table's ``generation`` changes whenever the
+        table does, so an entry cached before that is never used again."""
         name = _config.get_backend() if requested is None else requested
-        key = (name, dtype)
-        cached = self._backend_cache.get(key)
-        if cached is not None and cached[0] == BACKENDS.generation:
-            return cached[1]
-        module = resolve_host_backend(name, self.spec, dtype)
-        self._backend_cache[key] = (BACKENDS.generation, module)
+        key = (name, dtype, BACKENDS.generation)
+        try:
+            module = self._backend_cache.get(key)
+        except TypeError:  # an unhashable name: let the name check say what is wrong with it
+            module = None
+        if module is None:
+            module = resolve_host_backend(name, self.spec, dtype)
+            if len(self._backend_cache) >= 32:  # stale generations and names pile up otherwise
+                self._backend_cache.clear()
+            self._backend_cache[key] = module
         return module
 
     def _run(self, pred, target, reduction, sample_weight, backend, kwargs,
              want_value, want_grad, want_hess, grad_out=None, hess_out=None, hessian="exact"):
-        spec = self.spec
+        # The hot path: a training loop calls this with the same few arguments on small arrays, so every
+        # step below takes its common case first (identity tests of types and dtypes, one flags object per
+        # array) and falls back to the general helpers, which raise the errors, only when that fails.
         name = self.name
-        if (want_grad or want_hess) and not spec.differentiable:
+        if (want_grad or want_hess) and not self.spec.differentiable:
             raise TypeError(f"{name} is not differentiable: it has no gradient or Hessian; call {name}(...) "
                             "for its value")
         if reduction not in REDUCTIONS:
             raise ValueError(f"{name}: reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
         params, a, b, packed = self._params(kwargs) if kwargs else self._default_params
-        if type(pred) is not np.ndarray and is_device_array(pred):
+        if type(pred) is np.ndarray:
+            dtype = pred.dtype
+            p = pred if (dtype is _F32 or dtype is _F64) and pred.flags.c_contiguous else None
+        elif is_device_array(pred):
             from . import _device  # only device users pay for importing the CUDA path
 
             return _device.run(self, pred, target, reduction, sample_weight, backend, params, a, b,
                                want_value, want_grad, want_hess, grad_out, hess_out, hessian)
-
-        if spec.kind == "multiclass":
-            return self._run_multiclass(pred, target, reduction, sample_weight, backend, params, packed,
-                                        want_value, want_grad, want_hess, grad_out, hess_out, hessian)
-        if type(pred) is np.ndarray and pred.dtype in _FLOAT_SET and pred.flags.c_contiguous:
-            p = pred  # the common case, without a call
         else:
+            p = None
+        if p is None:
             p = _as_pred(pred, name)
-        y = _as_like(target, p, "target", name)
-        if y.shape != p.shape:
-            raise ValueError(f"{name}: pred and target must have the same shape, got pred {p.shape} "
+            dtype = p.dtype
+        if self._multiclass:
+            return self._run_multiclass(p, target, reduction, sample_weight, backend, params, packed,
+                                        want_value, want_grad, want_hess, grad_out, hess_out, hessian)
+        shape = p.shape
+        if type(target) is np.ndarray and target.dtype is dtype and target.flags.c_contiguous:
+            y = target
+        else:
+            y = _as_like(target, p, "target", name)
+        if y.shape != shape:
+            raise ValueError(f"{name}: pred and target must have the same shape, got pred {shape} "
                              f"and target {y.shape}")
-        if spec.target_domain != "real":
-            _check_domain(y, spec.target_domain, "target", name)
-        if spec.pred_domain != "real":
-            _check_domain(p, spec.pred_domain_for(params), "pred", name)
+        spec = self.spec
+        if self._checks_domains:
+            if spec.target_domain != "real":
+                _check_domain(y, spec.target_domain, "target", name)
+            if spec.pred_domain != "real":
+                _check_domain(p, spec.pred_domain_for(params), "pred", name)
         w = None if sample_weight is None else _prepare_weight(sample_weight, p, name)
         cols = None if spec.vector_param is None else _column_vector(spec, params, p)
-        module = self._backend(backend, p.dtype)
+        module = self._backend(backend, dtype)
 
-        n = p.size
         if reduction == "mean":
-            denom = float(n) if w is None else float(np.sum(w, dtype=np.float64))
+            denom = float(p.size) if w is None else float(np.add.reduce(w, dtype=np.float64))
             scale = 1.0 / denom if denom != 0 else math.nan
         else:
             denom = 1.0
             scale = 1.0
         g = h = v = None
         if want_grad:
-            g = np.empty(p.shape, p.dtype) if grad_out is None else _check_out(grad_out, p, "grad_out", name)
+            g = np.empty(shape, dtype) if grad_out is None else _check_out(grad_out, p, "grad_out", name)
         if want_hess:
-            h = np.empty(p.shape, p.dtype) if hess_out is None else _check_out(hess_out, p, "hess_out", name)
+            h = np.empty(shape, dtype) if hess_out is None else _check_out(hess_out, p, "hess_out", name)
             if g is not None and np.may_share_memory(g, h):
                 raise ValueError(f"{name}: grad_out and hess_out must not overlap")
-        if want_value and reduction == "none":
-            v = np.empty(p.shape, p.dtype)
-        unit_hess = h is not None and hessian == "ones"
         reduce = want_value and reduction != "none"
-        flat = p.ndim != 1
-
-        total = module.elementwise(
-            name, a, b, p.reshape(-1) if flat else p, y.reshape(-1) if flat else y, w, scale, reduce,
-            None if v is None else v.reshape(-1),
-            None if g is None else (g.reshape(-1) if flat else g),
-            None if (h is None or unit_hess) else h.reshape(-1),
-            _config.get_num_threads(),
-            *(() if cols is None else (cols,)),
-        )
+        if want_value and not reduce:
+            v = np.empty(shape, dtype)
+        unit_hess = h is not None and hessian == "ones"
+        flat = len(shape) != 1  # the kernels take flat arrays (views: pred and the outputs are C-contiguous)
+        args = (name, a, b, p.reshape(-1) if flat else p, y.reshape(-1) if flat else y, w, scale, reduce,
+                None if v is None else (v.reshape(-1) if flat else v),
+                None if g is None else (g.reshape(-1) if flat else g),
+                None if (h is None or unit_hess) else (h.reshape(-1) if flat else h),
+                _config.get_num_threads())
+        total = module.elementwise(*args) if cols is None else module.elementwise(*args, cols)
         if unit_hess:
             if w is None:
                 h.fill(scale)
             else:
-                np.multiply(w.reshape(p.shape), scale, out=h)
+                np.multiply(w.reshape(shape), scale, out=h)
         return _results(want_value, want_grad, want_hess, reduction, total, denom, v, g, h)
 
-    def _run_multiclass(self, logits, target, reduction, sample_weight, backend, params, packed,
+    def _run_multiclass(self, x, target, reduction, sample_weight, backend, params, packed,
                         want_value, want_grad, want_hess, grad_out, hess_out, hessian):
+        """``_run`` for a multiclass loss, with the logits ``x`` already a C-contiguous float array."""
         spec = self.spec
         name = self.name
-        x = _as_pred(logits, name)
         if x.ndim < 1 or x.shape[-1] < 1:
             raise ValueError(f"{name}: logits need a class axis (the last one) of length >= 1, got shape {x.shape}")
         C = x.shape[-1]
@@ -457,14 +483,12 @@ class Loss:
     def value_and_grad(self, pred, target, *, reduction="mean", sample_weight=None, grad_out=None,
                        backend=None, **params):
         """(value, gradient of that value with respect to pred)."""
-        return self._run(pred, target, reduction, sample_weight, backend, params, True, True, False,
-                         grad_out=grad_out)
+        return self._run(pred, target, reduction, sample_weight, backend, params, True, True, False, grad_out)
 
     def grad(self, pred, target, *, reduction="mean", sample_weight=None, grad_out=None, backend=None,
              **params):
         """The gradient of the loss value with respect to pred, in pred's shape and dtype."""
-        return self._run(pred, target, reduction, sample_weight, backend, params, False, True, False,
-                         grad_out=grad_out)
+        return self._run(pred, target, reduction, sample_weight, backend, params, False, True, False, grad_out)
 
     def grad_hess(self, pred, target, *, reduction="mean", sample_weight=None, grad_out=None, hess_out=None,
                   hessian="exact", backend=None, **params):
@@ -477,8 +501,8 @@ class Loss:
         """
         if hessian not in HESSIAN_MODES:
             raise ValueError(f"{self.name}: hessian must be 'exact' or 'ones', got {hessian!r}")
-        return self._run(pred, target, reduction, sample_weight, backend, params, False, True, True,
-                         grad_out=grad_out, hess_out=hess_out, hessian=hessian)
+        return self._run(pred, target, reduction, sample_weight, backend, params, False, True, True, grad_out,
+                         hess_out, hessian)
 
 
 LOSSES = {name: Loss(spec) for name, spec in REGISTRY.items()}
