@@ -198,6 +198,43 @@ def test_multiclass_label_errors(backend):
         fl.cross_entropy(np.zeros((3, 0)), np.zeros(3, np.int64), backend=backend)
 
 
+def test_labels_after_clean_calls(backend):
+    """Labels all in [0, C) take a one-pass check and "mean" then counts every row; ignored rows, an
+    ignore_index inside [0, C) and bad labels, coming after such calls, still get the exact treatment."""
+    require_support(backend, "cross_entropy", np.float64)
+    x = np.random.default_rng(2).normal(size=(6, 4))
+    clean = np.array([0, 1, 2, 3, 1, 2])
+
+    def expected(t, keep, **kw):  # the kept rows alone, with the gradient zero on the others
+        v, g = fl.cross_entropy.value_and_grad(x[keep], t[keep], backend=backend, **kw)
+        full = np.zeros_like(x)
+        full[keep] = g
+        return v, full
+
+    for _ in range(2):
+        v, g = fl.cross_entropy.value_and_grad(x, clean, backend=backend)
+        ev, eg = expected(clean, np.ones(6, bool))
+        assert v == pytest.approx(ev, rel=1e-14)
+        np.testing.assert_allclose(g, eg, rtol=1e-14)
+    for t, kw, keep in ((np.array([0, -100, 2, 3, -100, 2]), {}, None),
+                        (clean, dict(ignore_index=1), clean != 1),  # every label in range, yet rows ignored
+                        (clean.astype(np.int32), {}, None),
+                        (np.array([[0, 1, 2], [3, 1, 2]]).T.copy().T, {}, None)):  # 2-D, not C-contiguous
+        keep = (t != -100) if keep is None else keep
+        v, g = fl.cross_entropy.value_and_grad(x.reshape(t.shape + (4,)), t, backend=backend, **kw)
+        ev, eg = expected(t.reshape(-1), keep.reshape(-1), **kw)
+        assert v == pytest.approx(ev, rel=1e-14), (t, kw)
+        np.testing.assert_allclose(g.reshape(6, 4), eg, rtol=1e-14, err_msg=f"{t} {kw}")
+    low = np.iinfo(np.int64).min
+    for t, value, at in ((np.array([0, 1, 4, 3, 1, 2]), 4, 2), (np.array([0, 1, 2, 3, -1, 2]), -1, 4),
+                         (np.array([0, low, 2, 3, 1, 2]), low, 1),
+                         (np.array([0, 1, 2, 3, 1, 2 ** 63], np.uint64), low, 5)):  # wraps as NumPy casts
+        with pytest.raises(ValueError, match=rf"(?s)label {value} at index \({at},\).*\[0, 4\)"):
+            fl.cross_entropy.value_and_grad(x, t, backend=backend)
+    with pytest.raises(ValueError, match=r"(?s)label 1 at index \(1,\).*ignore_index=-1"):
+        fl.cross_entropy(x[:, :1], np.array([0, 1, -1, 0, 0, 0]), ignore_index=-1, backend=backend)
+
+
 # --- extreme logits (issue 3's budget: finite where the math is finite, gradients never NaN) --------------
 
 

@@ -208,7 +208,7 @@ def _device_targets(cu, spec, params, target, x, shape, dtype):
     """(labels, q) on the device: int64 labels of the leading shape (checked), or soft targets (flat)."""
     name = spec.name
     if not is_device_array(target):
-        labels, q = _prepare_targets(spec, params, target, _stand_in(shape, dtype))
+        labels, q, _ = _prepare_targets(spec, params, target, _stand_in(shape, dtype))
         return (cu.to_device(labels), None) if q is None else (None, cu.to_device(q.reshape(-1)))
     t = _operand(cu, target, "target", name)
     tshape = tuple(t.shape)

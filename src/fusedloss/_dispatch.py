@@ -19,6 +19,7 @@ HESSIAN_MODES = ("exact", "ones")
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _F32, _F64 = _FLOAT_DTYPES
 _INT64 = np.dtype(np.int64)
+_UINT64 = np.dtype(np.uint64)
 
 
 # --- array preparation -------------------------------------------------------------------------------
@@ -167,7 +168,10 @@ def _class_vector(spec: LossSpec, params: dict, x: np.ndarray):
 
 
 def _prepare_targets(spec: LossSpec, params: dict, target, x: np.ndarray):
-    """(labels, soft): int64 labels of shape x.shape[:-1] (checked), or soft targets of x's shape."""
+    """(labels, soft, all_kept): flat int64 labels of x.shape[:-1] (checked), or soft targets of x's shape.
+
+    ``all_kept`` is True when the labels are known to lie in [0, C) with ignore_index outside it (no row is
+    ignored), which spares the caller a pass over them; False says nothing."""
     name = spec.name
     t = target if type(target) is np.ndarray else np.asarray(target)
     lead = x.shape[:-1]
@@ -176,8 +180,15 @@ def _prepare_targets(spec: LossSpec, params: dict, target, x: np.ndarray):
         if t.shape != lead:
             raise ValueError(f"{name}: integer labels must have the logits' shape without the class axis {lead}, "
                              f"got {t.shape}")
-        labels = np.ascontiguousarray(t, dtype=np.int64).reshape(-1)
+        if t.dtype is _INT64 and t.flags.c_contiguous:
+            labels = t if t.ndim == 1 else t.reshape(-1)
+        else:
+            labels = np.ascontiguousarray(t, dtype=np.int64).reshape(-1)
         ignore = params[spec.ignore_param] if spec.ignore_param else None
+        # One pass for the common case: seen as unsigned, a negative label is huge, so max < C means every
+        # label lies in [0, C). Otherwise (an ignored row, or a bad label) the exact test below says which.
+        if not labels.size or np.maximum.reduce(labels.view(_UINT64), axis=None) < C:
+            return labels, None, ignore is None or not 0 <= ignore < C
         bad = (labels < 0) | (labels >= C)
         if ignore is not None:
             bad &= labels != ignore
@@ -187,14 +198,14 @@ def _prepare_targets(spec: LossSpec, params: dict, target, x: np.ndarray):
             extra = f" or ignore_index={ignore}" if ignore is not None else ""
             raise ValueError(f"{name}: label {int(labels[at])} at index {where} is out of range: labels must lie "
                              f"in [0, {C}){extra}")
-        return labels, None
+        return labels, None, False
     if t.dtype.kind == "f" and spec.soft_labels:
         if t.shape != x.shape:
             raise ValueError(f"{name}: soft targets (floating) must have the logits' shape {x.shape}, got {t.shape}")
         q = _as_like(t, x, "target", name)
         if not (spec.name == "kl_div" and params.get("log_target")):
             _check_domain(q, "nonnegative", "target", name)
-        return None, q
+        return None, q, False
     wanted = " or ".join(filter(None, [
         f"integer class labels of shape {lead}" if spec.hard_labels else "",
         f"floating probabilities of shape {x.shape}" if spec.soft_labels else "",
@@ -209,10 +220,12 @@ def _prepare_row_weight(sample_weight, lead: tuple, x: np.ndarray, loss: str) ->
     return _prepare_weight(sample_weight, np.empty(lead, x.dtype), loss)
 
 
-def _mean_denominator(spec: LossSpec, labels, ignore: int, rw, cw, R: int) -> float:
+def _mean_denominator(spec: LossSpec, labels, ignore: int, rw, cw, R: int, all_kept: bool = False) -> float:
     """What "mean" divides by: see LossSpec.mean_over. Accumulated in float64."""
+    if all_kept and rw is None and (cw is None or spec.mean_over != "class_weight"):
+        return float(R)  # every row counts 1: what the sums below give, without their passes over the labels
     if labels is None or spec.mean_over == "rows":
-        return float(R) if rw is None else float(np.sum(rw, dtype=np.float64))
+        return float(R) if rw is None else float(np.add.reduce(rw, dtype=np.float64))
     keep = labels != ignore
     per_row = np.ones(R) if rw is None else rw.astype(np.float64)
     if spec.mean_over == "class_weight" and cw is not None:
@@ -438,7 +451,7 @@ class Loss:
             raise ValueError(f"{name}: logits need a class axis (the last one) of length >= 1, got shape {x.shape}")
         C = x.shape[-1]
         lead = x.shape[:-1]
-        labels, q = _prepare_targets(spec, params, target, x)
+        labels, q, all_kept = _prepare_targets(spec, params, target, x)
         rw = None if sample_weight is None else _prepare_row_weight(sample_weight, lead, x, name)
         cw = _class_vector(spec, params, x)
         ignore = int(params[spec.ignore_param]) if spec.ignore_param else -1
@@ -446,7 +459,7 @@ class Loss:
 
         R = x.size // C if C else 0
         if reduction == "mean":
-            denom = _mean_denominator(spec, labels, ignore, rw, cw, R)
+            denom = _mean_denominator(spec, labels, ignore, rw, cw, R, all_kept)
             scale = 1.0 / denom if denom != 0 else math.nan
         else:
             denom = 1.0
