@@ -189,9 +189,9 @@ inline double with_flags(const F& f, bool b, Rest... rest) {
   return b ? with_flags<Bs..., true>(f, rest...) : with_flags<Bs..., false>(f, rest...);
 }
 
-template <template <class> class Loss, class T, bool Col>
+template <class Loss, class T, bool Col>
 struct ElementwiseRunner {
-  const Loss<T>& loss;
+  const Loss& loss;
   const ElementwiseArgs<T>& args;
   const T* col;
   std::size_t width;
@@ -201,14 +201,18 @@ struct ElementwiseRunner {
   }
 };
 
-// Entry point for one loss and dtype: build the loss from its packed parameters and run the matching
-// instantiation. Runs without the GIL; must not throw. args.cols is honoured for losses with a column
-// parameter (the binding refuses it for the others).
-template <template <class> class Loss, class T>
-double elementwise(double a, double b, const ElementwiseArgs<T>& args) {
-  if (args.n == 0) return 0.0;
-  const Loss<T> loss(a, b);
-  if constexpr (has_column_param<Loss<T>>::value) {
+// Whether a loss picks a specialised twin per call (losses.hpp: `specialise`), e.g. poisson_nll's log_input:
+// a mode that is the same for every element, taken out of the loop so that the loop body has no branch on
+// it (GCC does not unswitch large loop bodies, and computing both modes as selects would double the work).
+template <class L, class = void>
+struct has_specialise : std::false_type {};
+template <class L>
+struct has_specialise<L, std::void_t<decltype(L::specialised)>> : std::bool_constant<L::specialised> {};
+
+// Run every requested output of one (already constructed, already specialised) loss.
+template <class T, class Loss>
+double elementwise_with(const Loss& loss, const ElementwiseArgs<T>& args) {
+  if constexpr (has_column_param<Loss>::value) {
     if (args.cols != nullptr) {
       const ColumnTile<T> tile(args.cols, args.ncols);
       const ElementwiseRunner<Loss, T, true> run{loss, args, tile.col, tile.width};
@@ -219,6 +223,20 @@ double elementwise(double a, double b, const ElementwiseArgs<T>& args) {
   const ElementwiseRunner<Loss, T, false> run{loss, args, nullptr, 0};
   return with_flags<>(run, args.w != nullptr, args.value != nullptr, args.reduce, args.grad != nullptr,
                       args.hess != nullptr);
+}
+
+// Entry point for one loss and dtype: build the loss from its packed parameters (and pick its specialised
+// twin, if it has any) and run the matching instantiation. Runs without the GIL; must not throw.
+// args.cols is honoured for losses with a column parameter (the binding refuses it for the others).
+template <template <class> class Loss, class T>
+double elementwise(double a, double b, const ElementwiseArgs<T>& args) {
+  if (args.n == 0) return 0.0;
+  const Loss<T> loss(a, b);
+  if constexpr (has_specialise<Loss<T>>::value) {
+    return loss.specialise([&](const auto& twin) { return elementwise_with<T>(twin, args); });
+  } else {
+    return elementwise_with<T>(loss, args);
+  }
 }
 
 // --- multiclass: rows of C classes -------------------------------------------------------------------

@@ -23,6 +23,13 @@
 //
 // and its `point` is `point_col` with the packed value.
 //
+// A loss with a per-call mode that changes its formula (poisson_nll's log_input, binary_focal's gamma == 2)
+// declares `static constexpr bool specialised = true` and
+//
+//     template <class F> double specialise(const F& run) const;   // run(twin) with the mode's twin struct
+//
+// so that the loop runs a twin whose `point` has no branch on the mode (loops.hpp: elementwise).
+//
 // Adding a loss: a struct here, and one registration line in cpp/src/bindings.cpp.
 #pragma once
 
@@ -137,6 +144,7 @@ struct log_cosh {
 };
 
 // r = y - p:  l = q r if r > 0, (q - 1) r if r < 0;  g = -q, 1 - q;  r = 0: l = g = 0 (nan stays nan);  h = 0
+// (l = c r with c the slope of r's side: r = 0 gives a zero, a nan r a nan, without a case of its own.)
 template <class T>
 struct quantile {
   static constexpr const char* name = "quantile";
@@ -145,24 +153,23 @@ struct quantile {
   template <bool V, bool G, bool H>
   FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
     const T r = y - p;
-    if constexpr (V) l = r > T(0) ? q * r : (r < T(0) ? qm1 * r : r * T(0));
-    if constexpr (G) g = r > T(0) ? -q : (r < T(0) ? -qm1 : r * T(0));
+    const T c = r > T(0) ? q : qm1;
+    if constexpr (V) l = c * r;
+    if constexpr (G) g = r == T(0) ? T(0) : (r != r ? r : -c);
     if constexpr (H) h = T(0);
   }
 };
 
 // log_input (a != 0): l = exp(p) - y p, g = exp(p) - y, h = exp(p)
 // else (p >= 0):      l = p - y log(p + eps), g = 1 - y / (p + eps), h = y / (p + eps)^2    (eps = b)
-// log_input is the same for every element of a call, so the compiler hoists the test out of the loop.
-template <class T>
-struct poisson_nll {
+// log_input is the same for every element of a call: `specialise` runs the twin of that mode.
+template <class T, bool LogInput>
+struct poisson_nll_mode {
   static constexpr const char* name = "poisson_nll";
-  bool log_input;
   T eps;
-  poisson_nll(double a, double b) : log_input(a != 0.0), eps(T(b)) {}
   template <bool V, bool G, bool H>
   FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
-    if (log_input) {
+    if constexpr (LogInput) {
       const T e = vm::exp(p);
       if constexpr (V) l = e - y * p;
       if constexpr (G) g = e - y;
@@ -173,6 +180,19 @@ struct poisson_nll {
       if constexpr (G) g = T(1) - y / q;
       if constexpr (H) h = y / (q * q);
     }
+  }
+};
+
+template <class T>
+struct poisson_nll {
+  static constexpr const char* name = "poisson_nll";
+  static constexpr bool specialised = true;
+  bool log_input;
+  T eps;
+  poisson_nll(double a, double b) : log_input(a != 0.0), eps(T(b)) {}
+  template <class F>
+  double specialise(const F& run) const {
+    return log_input ? run(poisson_nll_mode<T, true>{eps}) : run(poisson_nll_mode<T, false>{eps});
   }
 };
 
@@ -248,9 +268,10 @@ struct binary_cross_entropy_with_logits {
     const T lw = T(1) + (pw_ - T(1)) * ys;
     if constexpr (V) l = bce_logits_value(x, ys, pw_);
     if constexpr (G || H) {
-      const T sm = sigmoid(-x);
+      T s, sm;
+      sigmoid_pair(x, s, sm);
       if constexpr (G) g = (T(1) - ys) - lw * sm;
-      if constexpr (H) h = lw * sigmoid(x) * sm;
+      if constexpr (H) h = lw * s * sm;
     }
   }
 };
@@ -265,34 +286,49 @@ struct binary_cross_entropy_with_logits {
 // q^(gamma-1) itself overflows for gamma < 1 once q is tiny (float32 |x| > ~88, float64 |x| > ~709) and
 // made the gradient nan there (0 * inf); this form needs one pow instead of three (math.hpp: pow_pos). When
 // q underflows to 0 the powers take their limits (q^0 = 1, the derivatives 0). gamma = 2 (the default) takes
-// f = q * q.
+// f = q * q (its own twin, binary_focal_mode<T, true>).
+// f is q^gamma where q > 0; q = 0 (underflow) or nan take the limits f = [gamma == 0], f' = f'' = 0. Both
+// sides are computed on a safe q and one is selected, so that the loop has no branch.
+// (No bool in the loop body: a bool temporary makes GCC size the vectors for 8-bit lanes, and the loop then
+// does not vectorise at all. a_t = ap y + an (1 - y) with (ap, an) = (alpha, 1 - alpha), or (1, 1) unweighted.)
+template <class T, bool Gamma2>
+struct binary_focal_mode {
+  static constexpr const char* name = "binary_focal";
+  T ap, an, gamma, f0;  // f0 = q^gamma at q = 0: 1 for gamma = 0, else 0
+  template <bool V, bool G, bool H>
+  FUSEDLOSS_INLINE void point(T x, T y, T& l, T& g, T& h) const {
+    T s, sm;
+    sigmoid_pair(x, s, sm);
+    const T ce = bce_logits_value(x, y, T(1));
+    const T q = s * (T(1) - y) + sm * y;
+    const T a_t = ap * y + an * (T(1) - y);
+    const T u = s * sm;
+    const T qs = q > T(0) ? q : T(1);
+    const T fq = Gamma2 ? qs * qs : pow_pos(qs, gamma);
+    const T r = (T(1) - T(2) * y) * (u / qs);
+    const T dfq = gamma * fq * r;
+    const T f = q > T(0) ? fq : f0;
+    const T df = q > T(0) ? dfq : T(0);
+    if constexpr (V) l = a_t * ce * f;
+    if constexpr (G) g = a_t * ((s - y) * f + ce * df);
+    if constexpr (H) {
+      const T d2f = q > T(0) ? dfq * ((gamma - T(1)) * r + (T(1) - T(2) * s)) : T(0);
+      h = a_t * (u * f + T(2) * (s - y) * df + ce * d2f);
+    }
+  }
+};
+
 template <class T>
 struct binary_focal {
   static constexpr const char* name = "binary_focal";
-  T alpha, gamma;
-  bool weighted, gamma2;
+  static constexpr bool specialised = true;
+  T ap, an, gamma, f0;
   binary_focal(double a, double b)
-      : alpha(T(a)), gamma(T(b)), weighted(a >= 0.0), gamma2(b == 2.0) {}
-  template <bool V, bool G, bool H>
-  FUSEDLOSS_INLINE void point(T x, T y, T& l, T& g, T& h) const {
-    const T s = sigmoid(x);
-    const T sm = sigmoid(-x);
-    const T ce = bce_logits_value(x, y, T(1));
-    const T q = s * (T(1) - y) + sm * y;
-    const T a_t = weighted ? alpha * y + (T(1) - alpha) * (T(1) - y) : T(1);
-    const T u = s * sm;
-    T f, df = T(0), d2f = T(0);
-    if (q > T(0)) {
-      f = gamma2 ? q * q : pow_pos(q, gamma);
-      const T r = (T(1) - T(2) * y) * (u / q);
-      df = gamma * f * r;
-      if constexpr (H) d2f = df * ((gamma - T(1)) * r + (T(1) - T(2) * s));
-    } else {
-      f = gamma == T(0) ? T(1) : T(0);
-    }
-    if constexpr (V) l = a_t * ce * f;
-    if constexpr (G) g = a_t * ((s - y) * f + ce * df);
-    if constexpr (H) h = a_t * (u * f + T(2) * (s - y) * df + ce * d2f);
+      : ap(a >= 0.0 ? T(a) : T(1)), an(a >= 0.0 ? T(1.0 - a) : T(1)), gamma(T(b)), f0(b == 0.0 ? T(1) : T(0)) {}
+  template <class F>
+  double specialise(const F& run) const {
+    return gamma == T(2) ? run(binary_focal_mode<T, true>{ap, an, gamma, f0})
+                         : run(binary_focal_mode<T, false>{ap, an, gamma, f0});
   }
 };
 
@@ -336,7 +372,8 @@ struct zero_one {
   zero_one(double a, double) : threshold(T(a)) {}
   template <bool V, bool G, bool H>
   FUSEDLOSS_INLINE void point(T x, T y, T& l, T& g, T& h) const {
-    if constexpr (V) l = x != x ? x : ((x > threshold) != (y > T(0)) ? T(1) : T(0));
+    const T xpos = x > threshold ? T(1) : T(0), ypos = y > T(0) ? T(1) : T(0);
+    if constexpr (V) l = x != x ? x : (xpos == ypos ? T(0) : T(1));
     if constexpr (G) g = T(0);
     if constexpr (H) h = T(0);
   }

@@ -50,12 +50,28 @@ FUSEDLOSS_INLINE T bce_logits_value(T x, T y, T pw) {
 }
 
 // logistic 1 / (1 + exp(-x)) with exp only of -|x| (no overflow, no inf/inf): for x >= 0 the usual form,
-// for x < 0 the equivalent e / (1 + e), which keeps relative precision for very negative x. One division of
-// a selected numerator (the same two quotients), so that a vectorised loop does not evaluate both.
+// for x < 0 the equivalent e / (1 + e) = e * (1 / (1 + e)), which keeps relative precision for very negative
+// x. Taken from sigmoid_pair (below) so that every kernel rounds sigmoid the same way: grad() and
+// grad_hess() must agree to the bit.
+template <class T>
+FUSEDLOSS_INLINE void sigmoid_pair(T x, T& s, T& sm);
 template <class T>
 FUSEDLOSS_INLINE T sigmoid(T x) {
+  T s, sm;
+  sigmoid_pair(x, s, sm);
+  return s;
+}
+
+// sigmoid(x) and sigmoid(-x) together, from one exp and ONE division: with e = exp(-|x|) and
+// i = 1 / (1 + e), the pair is (i, e i) for x >= 0 and (e i, i) for x < 0, the same quotients sigmoid
+// takes (each side keeps its relative precision; nothing is formed as 1 - s).
+template <class T>
+FUSEDLOSS_INLINE void sigmoid_pair(T x, T& s, T& sm) {
   const T e = vm::exp(-std::fabs(x));
-  return (x >= T(0) ? T(1) : e) / (T(1) + e);
+  const T i = T(1) / (T(1) + e);
+  const T ei = e * i;
+  s = x >= T(0) ? i : ei;
+  sm = x >= T(0) ? ei : i;
 }
 
 // log(cosh(d)) for ad = |d| >= 0, within 1.6 ulp for every finite ad (vecmath.hpp: vm::log_cosh).
