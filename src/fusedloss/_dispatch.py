@@ -353,7 +353,7 @@ class Loss:
         or ``set_backend`` takes effect at once; the backend table's ``generation`` changes whenever the
         table does, so an entry cached before that is never used again."""
         name = _config.get_backend() if requested is None else requested
-        key = (name, dtype, BACKENDS.generation)
+        key = (name, dtype, BACKENDS.generation)  # (_run looks this key up itself first)
         try:
             module = self._backend_cache.get(key)
         except TypeError:  # an unhashable name: let the name check say what is wrong with it
@@ -409,7 +409,10 @@ class Loss:
                 _check_domain(p, spec.pred_domain_for(params), "pred", name)
         w = None if sample_weight is None else _prepare_weight(sample_weight, p, name)
         cols = None if spec.vector_param is None else _column_vector(spec, params, p)
-        module = self._backend(backend, dtype)
+        requested = _config.get_backend() if backend is None else backend
+        module = self._backend_cache.get((requested, dtype, BACKENDS.generation)) if type(requested) is str else None
+        if module is None:  # not resolved yet (or the table changed): _backend resolves and caches it
+            module = self._backend(requested, dtype)
 
         if reduction == "mean":
             denom = float(p.size) if w is None else float(np.add.reduce(w, dtype=np.float64))
@@ -417,14 +420,26 @@ class Loss:
         else:
             denom = 1.0
             scale = 1.0
-        g = h = v = None
-        if want_grad:
-            g = np.empty(shape, dtype) if grad_out is None else _check_out(grad_out, p, "grad_out", name)
+        reduce = want_value and reduction != "none"
+        if grad_out is None:
+            g = np.empty(shape, dtype) if want_grad else None
+        elif (type(grad_out) is np.ndarray and grad_out.dtype is dtype and grad_out.shape == shape
+              and (flags := grad_out.flags).c_contiguous and flags.writeable):
+            g = grad_out  # _check_out's first test, without the call
+        else:
+            g = _check_out(grad_out, p, "grad_out", name)
+        if not (want_hess or cols is not None or len(shape) != 1 or (want_value and not reduce)):
+            # the common case: flat arrays, a gradient at most, no vector parameter; returns what _results would
+            total = module.elementwise(name, a, b, p, y, w, scale, reduce, None, g, None, _config.get_num_threads())
+            if reduce:
+                value = float(total) if reduction == "sum" else (float(total) / denom if denom != 0 else math.nan)
+                return (value, g) if want_grad else value
+            return g
+        h = v = None
         if want_hess:
             h = np.empty(shape, dtype) if hess_out is None else _check_out(hess_out, p, "hess_out", name)
             if g is not None and np.may_share_memory(g, h):
                 raise ValueError(f"{name}: grad_out and hess_out must not overlap")
-        reduce = want_value and reduction != "none"
         if want_value and not reduce:
             v = np.empty(shape, dtype)
         unit_hess = h is not None and hessian == "ones"
