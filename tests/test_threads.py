@@ -108,3 +108,32 @@ def test_multiclass_is_thread_count_independent(compiled_backend, name):
             fl.set_num_threads(threads)
             results.append(_run_all(loss_fn(name), x, t, w, compiled_backend))
         _assert_identical(results[0], results[1], f"{compiled_backend} {name} {dtype} rows={rows}")
+
+
+# Outputs of 16 MiB or more are written with streaming stores through chunk buffers (cpp: stream.hpp).
+STREAMED = (1 << 22) + 19  # float32 gradient of 16.8 MB: streamed; its slices below are not
+
+
+@pytest.mark.parametrize("name", ["mse", "huber", "log_cosh", "binary_focal"])
+def test_streamed_outputs_match_the_plain_path(compiled_backend, name):
+    loss = loss_fn(name)
+    dtype = np.dtype(np.float32)
+    p, y = make_data(name, {}, (STREAMED,), dtype, seed=5)
+    buf = np.full(STREAMED + 1, 7.0, dtype)
+    g = buf[1:]  # a 4-byte misaligned output: plain stores up to the first vector boundary
+    v, got = loss.value_and_grad(p, y, reduction="sum", grad_out=g, backend=compiled_backend)
+    assert got is g
+    # the value alone (nothing streamed) is the same float64 sum, to the bit
+    assert loss(p, y, reduction="sum", backend=compiled_backend) == v
+    fl.set_num_threads(1)
+    assert loss.value_and_grad(p, y, reduction="sum", backend=compiled_backend)[0] == v
+    # every element is the one a small (not streamed) call computes, head, middle and tail
+    for lo in (0, 1, 12_345, STREAMED - 70_001):
+        small = loss.grad(p[lo:lo + 70_001], y[lo:lo + 70_001], reduction="sum", backend=compiled_backend)
+        np.testing.assert_array_equal(g[lo:lo + 70_001], small, err_msg=f"{name} from {lo}")
+    assert buf[0] == 7.0  # nothing written before the output
+    if loss.spec.has_hessian:
+        gg, hh = loss.grad_hess(p, y, reduction="sum", backend=compiled_backend)  # two streamed outputs
+        np.testing.assert_array_equal(gg, g)
+        np.testing.assert_array_equal(hh[:1000], loss.grad_hess(p[:1000], y[:1000], reduction="sum",
+                                                                   backend=compiled_backend)[1])

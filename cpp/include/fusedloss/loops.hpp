@@ -24,6 +24,7 @@
 
 #include "fusedloss/kernel_api.hpp"
 #include "fusedloss/reduce.hpp"
+#include "fusedloss/stream.hpp"
 #include "fusedloss/vecmath.hpp"  // FUSEDLOSS_INLINE
 
 
@@ -46,10 +47,11 @@ template <class L>
 struct has_column_param<L, std::void_t<decltype(L::column_param)>> : std::bool_constant<L::column_param> {};
 
 // One element of the elementwise loop: computes and stores the requested outputs of element i (k = i - begin,
-// its index into col), and returns its term w_i l_i of the float64 sum (0 unless R).
+// its index into col; outputs at index i - o), and returns its term w_i l_i of the float64 sum (0 unless R).
 template <bool Col, bool W, bool V, bool R, bool G, bool H, class Loss, class T>
 FUSEDLOSS_INLINE double elementwise_point(const Loss& loss, const T* p, const T* y, const T* w, T* value, T* grad,
-                                          T* hess, T scale, const T* col, std::size_t k, std::size_t i) {
+                                          T* hess, T scale, const T* col, std::size_t k, std::size_t i,
+                                          std::size_t o = 0) {
   T l = T(0), g = T(0), h = T(0);
   if constexpr (Col) {
     loss.template point_col<V || R, G, H>(col[k], p[i], y[i], l, g, h);
@@ -63,9 +65,9 @@ FUSEDLOSS_INLINE double elementwise_point(const Loss& loss, const T* p, const T*
     wi = w[i];
     sw = scale * wi;
   }
-  if constexpr (V) value[i] = W ? wi * l : l;
-  if constexpr (G) grad[i] = sw * g;
-  if constexpr (H) hess[i] = sw * h;
+  if constexpr (V) value[i - o] = W ? wi * l : l;  // o: outputs go to a chunk buffer starting at element o
+  if constexpr (G) grad[i - o] = sw * g;
+  if constexpr (H) hess[i - o] = sw * h;
   if constexpr (R) return W ? double(wi) * double(l) : double(l);
   return 0.0;
 }
@@ -117,15 +119,67 @@ FUSEDLOSS_INLINE double elementwise_run(const Loss& loss, const ElementwiseArgs<
   }
 }
 
+// elementwise_run for outputs written with streaming stores (stream.hpp): chunks of kSub elements are
+// computed into buffers on the stack (L1-resident) and then streamed to the outputs. The float64 sum uses
+// the same lanes in the same order as elementwise_run (kSub is a multiple of kLanes, and the lanes carry
+// over from chunk to chunk), so a streamed call returns the same bits as a plain one. Not for Col.
+inline constexpr std::size_t kSub = 512;
+static_assert(kSub % kLanes == 0, "chunks must keep the lane of every element");
+
+template <bool W, bool V, bool R, bool G, bool H, class Loss, class T>
+FUSEDLOSS_INLINE double elementwise_run_streamed(const Loss& loss, const ElementwiseArgs<T>& a, std::size_t begin,
+                                                 std::size_t end) {
+  const T* p = a.p;
+  const T* y = a.y;
+  const T* w = a.w;
+  const T scale = T(a.scale);
+  alignas(64) T tv[V ? kSub : 1], tg[G ? kSub : 1], th[H ? kSub : 1];
+  double acc[kLanes] = {};
+  double rest = 0.0;
+  for (std::size_t c0 = begin; c0 < end; c0 += kSub) {
+    const std::size_t c1 = std::min(end, c0 + kSub);
+    std::size_t i = c0;
+    if constexpr (R) {
+      for (; i + kLanes <= c1; i += kLanes) {
+#pragma omp simd
+        for (std::size_t j = 0; j < kLanes; ++j) {
+          acc[j] += elementwise_point<false, W, V, R, G, H>(loss, p, y, w, tv, tg, th, scale, (const T*)nullptr, 0,
+                                                            i + j, c0);
+        }
+      }
+      for (; i < c1; ++i) {  // only in the last chunk: every other one is a multiple of kLanes long
+        rest += elementwise_point<false, W, V, R, G, H>(loss, p, y, w, tv, tg, th, scale, (const T*)nullptr, 0, i, c0);
+      }
+    } else {
+#pragma omp simd
+      for (std::size_t j = c0; j < c1; ++j) {
+        elementwise_point<false, W, V, R, G, H>(loss, p, y, w, tv, tg, th, scale, (const T*)nullptr, 0, j, c0);
+      }
+    }
+    if constexpr (V) stream_copy(a.value + c0, tv, c1 - c0);
+    if constexpr (G) stream_copy(a.grad + c0, tg, c1 - c0);
+    if constexpr (H) stream_copy(a.hess + c0, th, c1 - c0);
+  }
+  stream_fence();
+  if constexpr (!R) return 0.0;
+  double s = 0.0;
+  for (std::size_t j = 0; j < kLanes; j += 4) s += (acc[j] + acc[j + 1]) + (acc[j + 2] + acc[j + 3]);
+  return s + rest;
+}
+
 // One block [begin, end) of the elementwise loop. With Col, `col` holds `width` parameters, one per column
 // (width a multiple of the number of columns: see ColumnTile): the block is cut into runs that end at a row
 // end, and only the block's first column needs a modulo.
 // Not inlined: one copy per instantiation serves both the serial and the OpenMP path of
 // sum_blocks (everything inside it is force-inlined, so its loop vectorises).
-template <bool Col, bool W, bool V, bool R, bool G, bool H, class Loss, class T>
+template <bool Stream, bool Col, bool W, bool V, bool R, bool G, bool H, class Loss, class T>
 FUSEDLOSS_NOINLINE double elementwise_block(const Loss& loss, const ElementwiseArgs<T>& a, const T* col, std::size_t width,
                                 std::size_t begin, std::size_t end) {
-  if constexpr (!Col) {
+  if constexpr (Stream) {
+    (void)col;
+    (void)width;
+    return elementwise_run_streamed<W, V, R, G, H>(loss, a, begin, end);
+  } else if constexpr (!Col) {
     (void)width;
     return elementwise_run<false, W, V, R, G, H>(loss, a, col, begin, end);
   } else {
@@ -164,11 +218,12 @@ struct ColumnTile {
 };
 
 // The whole elementwise pass for one instantiation of the flags.
-template <bool Col, bool W, bool V, bool R, bool G, bool H, class Loss, class T>
-double elementwise_pass(const Loss& loss, const ElementwiseArgs<T>& a, const T* col,
-                                              std::size_t width) {
+// Outputs of kStreamMinBytes or more (all of them together) are written with streaming stores (stream.hpp),
+// except with per-column parameters.
+template <bool Stream, bool Col, bool W, bool V, bool R, bool G, bool H, class Loss, class T>
+double elementwise_pass_as(const Loss& loss, const ElementwiseArgs<T>& a, const T* col, std::size_t width) {
   auto block = [&](std::size_t begin, std::size_t end) {
-    return elementwise_block<Col, W, V, R, G, H>(loss, a, col, width, begin, end);
+    return elementwise_block<Stream, Col, W, V, R, G, H>(loss, a, col, width, begin, end);
   };
   if constexpr (R) {
     return sum_blocks(a.n, kBlock, a.nthreads, block);
@@ -176,6 +231,17 @@ double elementwise_pass(const Loss& loss, const ElementwiseArgs<T>& a, const T* 
     if constexpr (V || G || H) for_blocks(a.n, kBlock, a.nthreads, block);
     return 0.0;
   }
+}
+
+template <bool Col, bool W, bool V, bool R, bool G, bool H, class Loss, class T>
+double elementwise_pass(const Loss& loss, const ElementwiseArgs<T>& a, const T* col, std::size_t width) {
+  if constexpr (!Col && (V || G || H)) {
+    constexpr std::size_t outputs = std::size_t(V) + std::size_t(G) + std::size_t(H);
+    if (a.n * sizeof(T) * outputs >= kStreamMinBytes) {
+      return elementwise_pass_as<true, Col, W, V, R, G, H>(loss, a, col, width);
+    }
+  }
+  return elementwise_pass_as<false, Col, W, V, R, G, H>(loss, a, col, width);
 }
 
 // Turn runtime bools into template arguments: with_flags<>(f, b1, ..., bk) calls
@@ -246,7 +312,8 @@ double elementwise(double a, double b, const ElementwiseArgs<T>& args) {
 // parallel when the call touches at least kParallelMin elements), ignored rows -> value 0 and zero
 // gradient/Hessian rows, row weights applied, the float64 total over blocks in a fixed order. G, H: write
 // gradient, Hessian (the value, its output and the reduction are per-row branches, which cost nothing next
-// to a row).
+// to a row). (Streaming stores were tried for large gradients here too: no gain, since cross-entropy's
+// rows are bound by their exps, not by memory.)
 template <bool G, bool H, class Row, class T>
 double multiclass_pass(const Row& row, const MulticlassArgs<T>& a) {
   const std::size_t C = a.C;

@@ -20,7 +20,8 @@
 //
 // The softmax losses make three passes over the row, which stays in cache between them:
 //   1. the maximum m of the logits (a vectorised max; nan is skipped there and propagates through its exp);
-//   2. e_j = exp(z_j - m) (exp_sub), s = sum e_j in double, and the loss's other row statistics; e_j is
+//   2. e_j = exp(z_j - m) (exp_sub), s = sum e_j (cross_entropy: chunk sums in T added in double, see
+//      kChunk; the others in double), and the loss's other row statistics; e_j is
 //      parked in the output row (gradient, else Hessian) when pass 3 can use it;
 //   3. p_j = e_j / s, and one write of the gradient (and Hessian) element.
 // So each logit is read from memory once and each output written once, and there is no N x C temporary.
@@ -40,6 +41,7 @@
 
 #include "fusedloss/isa.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -113,12 +115,19 @@ FUSEDLOSS_INLINE T exp_shift(T m) {
 
 // What pass 2 accumulates for s = sum_j e_j: s1 = the sum of the e_j != 1 and k = the number of e_j == 1
 // (at least one when the row max is finite: the max itself has e = exp(0) = 1).
-template <class T>
-FUSEDLOSS_INLINE void add_exp(T e, double& s1, double& k) {
-  const bool one = e == T(1);
-  s1 += one ? 0.0 : double(e);
-  k += one ? 1.0 : 0.0;
+template <class T, class A>
+FUSEDLOSS_INLINE void add_exp(T e, A& s1, A& k) {
+  s1 += e == T(1) ? A(0) : A(e);
+  k += e == T(1) ? A(1) : A(0);
 }
+
+// Pass 2 of the softmax rows runs over chunks of kChunk classes: each chunk's sums are accumulated in T
+// (an omp simd reduction: every vector lane sums at most kChunk / lanes terms, 16 with AVX-512 floats, 64 on
+// SSE2) and added to the row's double sums. Summing in double per element doubled pass 2's cost (float to
+// double conversions and half-width vectors) for no accuracy the budget needs: all the terms are >= 0, so
+// the relative error of a float32 chunk sum is at most 64 ulp (4e-6) and typically a few ulp, and across
+// chunks it does not grow.
+inline constexpr std::size_t kChunk = 256;
 
 // The row's sum of exponentials and what follows from it, without cancellation (see the top of the file).
 struct RowSum {
@@ -196,11 +205,12 @@ struct cross_entropy {
     const T xmax = row_max(x, n);
     T unused = T(0);
     const T shift = exp_shift(Cap ? soft_z(xmax, unused) : xmax);
+    const T keepT = T(keep), e_cT = T(e_c);
+    const T* const cwp = cw;  // a local copy: stores to buf might alias the member, which keeps loops scalar
 
     // pass 2: z_j, e_j = exp(z_j - m) and the row sums; the three loops differ only in what else they sum.
     // szw = sum_j b_j (m - z_j) (b_j = cw_j q'_j, or cw_j for the smoothing term): with lse = m + log s,
     // sum_j b_j (lse - z_j) = (sum_j b_j) log s + szw, a sum of non-negative terms (nothing cancels).
-    const double dshift = double(shift);
     double s1 = 0.0, k = 0.0, coef = 0.0, szw = 0.0;
     auto zval = [&](T xj, T& dz) {
       if constexpr (Cap) {
@@ -209,38 +219,46 @@ struct cross_entropy {
         return xj;
       }
     };
-    if constexpr (Soft) {
-#pragma omp simd reduction(+ : s1, k, coef, szw)
-      for (std::size_t j = 0; j < n; ++j) {
-        T dz = T(1);
-        const T z = zval(x[j], dz);
-        const T e = exp_sub(z, shift);
-        add_exp(e, s1, k);
-        const double bj = (CW ? double(cw[j]) : 1.0) * (double(q[j]) * keep + e_c);
-        coef += bj;
-        szw += bj != 0.0 ? bj * (dshift - double(z)) : 0.0;  // a weightless class adds nothing, even at -inf
-        if constexpr (Park) buf[j] = e;
+    for (std::size_t j0 = 0; j0 < n; j0 += kChunk) {
+      const std::size_t j1 = std::min(n, j0 + kChunk);
+      T cs1 = T(0), ck = T(0), ccoef = T(0), cszw = T(0);
+      if constexpr (Soft) {
+#pragma omp simd reduction(+ : cs1, ck, ccoef, cszw)
+        for (std::size_t j = j0; j < j1; ++j) {
+          T dz = T(1);
+          const T z = zval(x[j], dz);
+          const T e = exp_sub(z, shift);
+          add_exp(e, cs1, ck);
+          const T bj = (CW ? cwp[j] : T(1)) * (q[j] * keepT + e_cT);
+          ccoef += bj;
+          cszw += bj != T(0) ? bj * (shift - z) : T(0);  // a weightless class adds nothing, even at -inf
+          if constexpr (Park) buf[j] = e;
+        }
+      } else if (smooth) {
+#pragma omp simd reduction(+ : cs1, ck, cszw)
+        for (std::size_t j = j0; j < j1; ++j) {
+          T dz = T(1);
+          const T z = zval(x[j], dz);
+          const T e = exp_sub(z, shift);
+          add_exp(e, cs1, ck);
+          const T cj = CW ? cwp[j] : T(1);
+          cszw += cj != T(0) ? cj * (shift - z) : T(0);
+          if constexpr (Park) buf[j] = e;
+        }
+      } else {
+#pragma omp simd reduction(+ : cs1, ck)
+        for (std::size_t j = j0; j < j1; ++j) {
+          T dz = T(1);
+          const T z = zval(x[j], dz);
+          const T e = exp_sub(z, shift);
+          add_exp(e, cs1, ck);
+          if constexpr (Park) buf[j] = e;
+        }
       }
-    } else if (smooth) {
-#pragma omp simd reduction(+ : s1, k, szw)
-      for (std::size_t j = 0; j < n; ++j) {
-        T dz = T(1);
-        const T z = zval(x[j], dz);
-        const T e = exp_sub(z, shift);
-        add_exp(e, s1, k);
-        const double cj = CW ? double(cw[j]) : 1.0;
-        szw += cj != 0.0 ? cj * (dshift - double(z)) : 0.0;
-        if constexpr (Park) buf[j] = e;
-      }
-    } else {
-#pragma omp simd reduction(+ : s1, k)
-      for (std::size_t j = 0; j < n; ++j) {
-        T dz = T(1);
-        const T z = zval(x[j], dz);
-        const T e = exp_sub(z, shift);
-        add_exp(e, s1, k);
-        if constexpr (Park) buf[j] = e;
-      }
+      s1 += double(cs1);
+      k += double(ck);
+      coef += double(ccoef);
+      szw += double(cszw);
     }
     const RowSum rs(s1, k);
     const double lse = double(shift) + rs.log_s;
@@ -269,7 +287,8 @@ struct cross_entropy {
     const double zg = rs.s == 0.0 ? 0.0 : zl;
     const double coefz = zg != 0.0 ? coef + 2.0 * zg * lse : coef;  // A + 2 z_loss lse
     const T inv_sT = T(rs.inv_s), coefzT = T(coefz), coefT = T(coef), fT = T(f);
-    const T zl2 = T(2.0 * zg), lseT = T(lse), e_cT = T(e_c);
+    // lseZ: lse where z_loss is on, else 0, so that the z_loss term below is an exact 0 without a branch
+    const T zl2 = T(2.0 * zg), lseZ = T(zg != 0.0 ? lse : 0.0);
     const T two_inv_cap2 = Cap ? T(2.0 / (cap_d * cap_d)) : T(0);  // d2z = -2 (z / cap) dz / cap
 #pragma omp simd
     for (std::size_t j = 0; j < n; ++j) {
@@ -281,7 +300,7 @@ struct cross_entropy {
         e = buf[j];
       }
       const T p = e * inv_sT;
-      const T cj = CW ? cw[j] : T(1);
+      const T cj = CW ? cwp[j] : T(1);
       T gz;
       if constexpr (Soft) {
         // A p_j - b_j cancels where the target and the softmax agree on a dominant class; in double
@@ -291,8 +310,7 @@ struct cross_entropy {
       }
       if constexpr (H) {
         const T omp = T(rs.one_minus_p(e));
-        T hz = coefT * p * omp;
-        if (zg != 0.0) hz += zl2 * (p * p + lseT * p * omp);
+        const T hz = coefT * p * omp + zl2 * (p * p + lseZ * p * omp);
         T hx = hz * dz * dz;
         if constexpr (Cap) hx -= gz * (two_inv_cap2 * z * dz);
         h[j] = fT * hx;
