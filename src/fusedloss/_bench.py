@@ -1091,9 +1091,22 @@ def run_case(case: Case, opts: RunOptions, progress: Callable[[str], None] | Non
     return rows
 
 
+def simd_level(backend: str) -> str:
+    """The SIMD level a backend's kernels run at ('' where it does not choose one): the cpp backend picks
+    baseline/avx2/avx512 at import, and the regression guard compares a cpp case only with a baseline row of
+    the same level (a machine without AVX-512 is not a regression)."""
+    if backend != "cpp":
+        return ""
+    try:
+        from ._core import simd
+    except ImportError:
+        return ""
+    return simd()
+
+
 def base_row(case: Case, name: str, opts: RunOptions) -> dict:
     return {
-        "loss": case.loss, "params": case.params_text, "backend": name,
+        "loss": case.loss, "params": case.params_text, "backend": name, "simd": simd_level(name),
         "role": "peer" if name.startswith("peer:") else "backend", "dtype": case.dtype, "size": case.size_text,
         "n": case.n, "threads": case.threads, "median_s": None, "p20_s": None, "p80_s": None, "min_s": None,
         "samples": 0,
@@ -1157,7 +1170,8 @@ def numpy_ratios(rows: list[dict], stat: str = GUARD_STAT) -> dict:
             continue
         base = peer.get(case_key(r))
         if base:
-            out[(case_key(r), r["backend"])] = r[stat] / base
+            level = r.get("simd") or ""
+            out[(case_key(r), r["backend"] + (f"@{level}" if level else ""))] = r[stat] / base
     return out
 
 
