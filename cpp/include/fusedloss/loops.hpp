@@ -80,87 +80,56 @@ FUSEDLOSS_INLINE double elementwise_point(const Loss& loss, const T* p, const T*
 // an AVX-512 register of floats and cost nothing measurable (mse: same time as the omp reduction).
 inline constexpr std::size_t kLanes = 16;
 
+// Outputs written with streaming stores (Stream; stream.hpp) are computed in chunks of kSub elements into
+// buffers on the stack (L1-resident) and then streamed out. kSub is a multiple of kLanes and the lanes carry
+// over from chunk to chunk, so the float64 sum adds the same terms in the same order either way: a streamed
+// call returns the same bits as a plain one.
+inline constexpr std::size_t kSub = 512;
+static_assert(kSub % kLanes == 0, "chunks must keep the lane of every element");
+
 // One run [begin, end) of the elementwise loop. W: weighted; V: write value; R: sum w*l; G, H: write
-// gradient, Hessian; Col: element i takes the loss's first parameter from col[i - begin]. Returns the run's
-// float64 sum of w*l (0 unless R).
-template <bool Col, bool W, bool V, bool R, bool G, bool H, class Loss, class T>
+// gradient, Hessian; Col: element i takes the loss's first parameter from col[i - begin]; Stream: outputs
+// go out through chunk buffers and streaming stores. Returns the run's float64 sum of w*l (0 unless R).
+template <bool Stream, bool Col, bool W, bool V, bool R, bool G, bool H, class Loss, class T>
 FUSEDLOSS_INLINE double elementwise_run(const Loss& loss, const ElementwiseArgs<T>& a, const T* col, std::size_t begin,
                                         std::size_t end) {
   const T* p = a.p;
   const T* y = a.y;
   const T* w = a.w;
-  T* value = a.value;
-  T* grad = a.grad;
-  T* hess = a.hess;
   const T scale = T(a.scale);
-  if constexpr (R) {
-    double acc[kLanes] = {};
-    std::size_t i = begin;
-    for (; i + kLanes <= end; i += kLanes) {
-#pragma omp simd
-      for (std::size_t j = 0; j < kLanes; ++j) {
-        acc[j] += elementwise_point<Col, W, V, R, G, H>(loss, p, y, w, value, grad, hess, scale, col, i + j - begin,
-                                                        i + j);
-      }
-    }
-    double rest = 0.0;
-    for (; i < end; ++i) {
-      rest += elementwise_point<Col, W, V, R, G, H>(loss, p, y, w, value, grad, hess, scale, col, i - begin, i);
-    }
-    double s = 0.0;
-    for (std::size_t j = 0; j < kLanes; j += 4) s += (acc[j] + acc[j + 1]) + (acc[j + 2] + acc[j + 3]);
-    return s + rest;
-  } else {
-#pragma omp simd
-    for (std::size_t i = begin; i < end; ++i) {
-      elementwise_point<Col, W, V, R, G, H>(loss, p, y, w, value, grad, hess, scale, col, i - begin, i);
-    }
-    return 0.0;
-  }
-}
-
-// elementwise_run for outputs written with streaming stores (stream.hpp): chunks of kSub elements are
-// computed into buffers on the stack (L1-resident) and then streamed to the outputs. The float64 sum uses
-// the same lanes in the same order as elementwise_run (kSub is a multiple of kLanes, and the lanes carry
-// over from chunk to chunk), so a streamed call returns the same bits as a plain one. Not for Col.
-inline constexpr std::size_t kSub = 512;
-static_assert(kSub % kLanes == 0, "chunks must keep the lane of every element");
-
-template <bool W, bool V, bool R, bool G, bool H, class Loss, class T>
-FUSEDLOSS_INLINE double elementwise_run_streamed(const Loss& loss, const ElementwiseArgs<T>& a, std::size_t begin,
-                                                 std::size_t end) {
-  const T* p = a.p;
-  const T* y = a.y;
-  const T* w = a.w;
-  const T scale = T(a.scale);
-  alignas(64) T tv[V ? kSub : 1], tg[G ? kSub : 1], th[H ? kSub : 1];
+  alignas(64) T tv[Stream && V ? kSub : 1], tg[Stream && G ? kSub : 1], th[Stream && H ? kSub : 1];
+  T* value = Stream ? tv : a.value;
+  T* grad = Stream ? tg : a.grad;
+  T* hess = Stream ? th : a.hess;
   double acc[kLanes] = {};
   double rest = 0.0;
-  for (std::size_t c0 = begin; c0 < end; c0 += kSub) {
-    const std::size_t c1 = std::min(end, c0 + kSub);
-    std::size_t i = c0;
+  const std::size_t step = Stream ? kSub : end - begin;  // one chunk unless streamed
+  for (std::size_t c0 = begin; c0 < end; c0 += step) {
+    const std::size_t c1 = std::min(end, c0 + step);
+    const std::size_t o = Stream ? c0 : 0;  // outputs of element i at index i - o
     if constexpr (R) {
+      std::size_t i = c0;
       for (; i + kLanes <= c1; i += kLanes) {
 #pragma omp simd
         for (std::size_t j = 0; j < kLanes; ++j) {
-          acc[j] += elementwise_point<false, W, V, R, G, H>(loss, p, y, w, tv, tg, th, scale, (const T*)nullptr, 0,
-                                                            i + j, c0);
+          acc[j] += elementwise_point<Col, W, V, R, G, H>(loss, p, y, w, value, grad, hess, scale, col, i + j - begin,
+                                                          i + j, o);
         }
       }
       for (; i < c1; ++i) {  // only in the last chunk: every other one is a multiple of kLanes long
-        rest += elementwise_point<false, W, V, R, G, H>(loss, p, y, w, tv, tg, th, scale, (const T*)nullptr, 0, i, c0);
+        rest += elementwise_point<Col, W, V, R, G, H>(loss, p, y, w, value, grad, hess, scale, col, i - begin, i, o);
       }
     } else {
 #pragma omp simd
-      for (std::size_t j = c0; j < c1; ++j) {
-        elementwise_point<false, W, V, R, G, H>(loss, p, y, w, tv, tg, th, scale, (const T*)nullptr, 0, j, c0);
+      for (std::size_t i = c0; i < c1; ++i) {
+        elementwise_point<Col, W, V, R, G, H>(loss, p, y, w, value, grad, hess, scale, col, i - begin, i, o);
       }
     }
-    if constexpr (V) stream_copy(a.value + c0, tv, c1 - c0);
-    if constexpr (G) stream_copy(a.grad + c0, tg, c1 - c0);
-    if constexpr (H) stream_copy(a.hess + c0, th, c1 - c0);
+    if constexpr (Stream && V) stream_copy(a.value + c0, tv, c1 - c0);
+    if constexpr (Stream && G) stream_copy(a.grad + c0, tg, c1 - c0);
+    if constexpr (Stream && H) stream_copy(a.hess + c0, th, c1 - c0);
   }
-  stream_fence();
+  if constexpr (Stream) stream_fence();
   if constexpr (!R) return 0.0;
   double s = 0.0;
   for (std::size_t j = 0; j < kLanes; j += 4) s += (acc[j] + acc[j + 1]) + (acc[j + 2] + acc[j + 3]);
@@ -175,19 +144,15 @@ FUSEDLOSS_INLINE double elementwise_run_streamed(const Loss& loss, const Element
 template <bool Stream, bool Col, bool W, bool V, bool R, bool G, bool H, class Loss, class T>
 FUSEDLOSS_NOINLINE double elementwise_block(const Loss& loss, const ElementwiseArgs<T>& a, const T* col, std::size_t width,
                                 std::size_t begin, std::size_t end) {
-  if constexpr (Stream) {
-    (void)col;
+  if constexpr (!Col) {
     (void)width;
-    return elementwise_run_streamed<W, V, R, G, H>(loss, a, begin, end);
-  } else if constexpr (!Col) {
-    (void)width;
-    return elementwise_run<false, W, V, R, G, H>(loss, a, col, begin, end);
+    return elementwise_run<Stream, false, W, V, R, G, H>(loss, a, col, begin, end);
   } else {
     double s = 0.0;
     std::size_t j = begin % width;
     for (std::size_t i = begin; i < end;) {
       const std::size_t stop = std::min(end, i + (width - j));
-      s += elementwise_run<true, W, V, R, G, H>(loss, a, col + j, i, stop);
+      s += elementwise_run<false, true, W, V, R, G, H>(loss, a, col + j, i, stop);
       i = stop;
       j = 0;
     }
