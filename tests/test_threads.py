@@ -132,6 +132,16 @@ def test_streamed_outputs_match_the_plain_path(compiled_backend, name):
         small = loss.grad(p[lo:lo + 70_001], y[lo:lo + 70_001], reduction="sum", backend=compiled_backend)
         np.testing.assert_array_equal(g[lo:lo + 70_001], small, err_msg=f"{name} from {lo}")
     assert buf[0] == 7.0  # nothing written before the output
+    # weighted, and the per-element values (reduction="none") streamed too
+    w = make_weight("full", (STREAMED,), dtype)
+    vals = loss(p, y, reduction="none", sample_weight=w, backend=compiled_backend)
+    _, gw = loss.value_and_grad(p, y, reduction="sum", sample_weight=w, backend=compiled_backend)
+    for lo in (0, STREAMED - 70_001):
+        sl = slice(lo, lo + 70_001)
+        np.testing.assert_array_equal(vals[sl], loss(p[sl], y[sl], reduction="none", sample_weight=w[sl],
+                                                     backend=compiled_backend))
+        np.testing.assert_array_equal(gw[sl], loss.grad(p[sl], y[sl], reduction="sum", sample_weight=w[sl],
+                                                        backend=compiled_backend))
     if loss.spec.has_hessian:
         gg, hh = loss.grad_hess(p, y, reduction="sum", backend=compiled_backend)  # two streamed outputs
         np.testing.assert_array_equal(gg, g)
