@@ -1,7 +1,7 @@
 // Numerically delicate scalar helpers: their one home on the C++ side.
 //
 // Each mirrors the function of the same name in src/fusedloss/_pointwise.py (same formula, same branch
-// cut-offs). Everything is templated on T (float or double) and computes in T. log1pexp, sigmoid and
+// cut-offs). Everything is templated on T (float or double) and computes in T. log1pexp, sigmoid_pair and
 // log_cosh_value use the vectorisable elementary functions of vecmath.hpp (fusedloss::vm, no libm calls),
 // so loops calling them vectorise; the others still call libm (float versions: expf, log1pf, ...), so
 // float32 data never pays for double math. FUSEDLOSS_INLINE (vecmath.hpp) forces inlining, which a loop
@@ -49,22 +49,11 @@ FUSEDLOSS_INLINE T bce_logits_value(T x, T y, T pw) {
   return x >= T(0) ? (T(1) - y) * x + lw * log1pexp(-x) : lw * log1pexp(x) - pw * y * x;
 }
 
-// logistic 1 / (1 + exp(-x)) with exp only of -|x| (no overflow, no inf/inf): for x >= 0 the usual form,
-// for x < 0 the equivalent e / (1 + e) = e * (1 / (1 + e)), which keeps relative precision for very negative
-// x. Taken from sigmoid_pair (below) so that every kernel rounds sigmoid the same way: grad() and
-// grad_hess() must agree to the bit.
-template <class T>
-FUSEDLOSS_INLINE void sigmoid_pair(T x, T& s, T& sm);
-template <class T>
-FUSEDLOSS_INLINE T sigmoid(T x) {
-  T s, sm;
-  sigmoid_pair(x, s, sm);
-  return s;
-}
-
-// sigmoid(x) and sigmoid(-x) together, from one exp and ONE division: with e = exp(-|x|) and
-// i = 1 / (1 + e), the pair is (i, e i) for x >= 0 and (e i, i) for x < 0, the same quotients sigmoid
-// takes (each side keeps its relative precision; nothing is formed as 1 - s).
+// The logistic function at x and at -x, sigmoid(x) = 1 / (1 + exp(-x)) and sigmoid(-x), from one exp and ONE
+// division, with exp only of -|x| (no overflow, no inf/inf): e = exp(-|x|), i = 1 / (1 + e); the pair is
+// (i, e i) for x >= 0 and (e i, i) for x < 0. Each side keeps its relative precision (for very negative x,
+// sigmoid(x) = e / (1 + e) is tiny but accurate; nothing is formed as 1 - s). Every kernel that needs a
+// sigmoid takes it from here, so they all round it the same way: grad() and grad_hess() agree to the bit.
 template <class T>
 FUSEDLOSS_INLINE void sigmoid_pair(T x, T& s, T& sm) {
   const T e = vm::exp(-std::fabs(x));
