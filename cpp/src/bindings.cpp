@@ -22,7 +22,8 @@
 #include <type_traits>
 
 #include "fusedloss/kernel_api.hpp"
-#include "fusedloss/reduce.hpp"  // kBlock, fork guard, max_threads (baseline level)
+#include "fusedloss/pool.hpp"
+#include "fusedloss/reduce.hpp"  // kBlock, kParallelMin (baseline level)
 
 namespace py = pybind11;
 namespace fl = fusedloss;
@@ -38,7 +39,7 @@ using Array = py::array_t<T, py::array::c_style>;
 
 
 
-// The kernel tables and their entry types live in kernel_api.hpp; the tables themselves in kernels.cpp.
+// The kernel tables and their entry types live in kernel_api.hpp; the tables themselves in kernels_elementwise.cpp and kernels_rows.cpp.
 using fl::LossEntry;
 using fl::RowEntry;
 template <class T>
@@ -48,7 +49,7 @@ using RowKernel = fl::RowKernel<T>;
 
 // ---- runtime choice of the instruction-set level -----------------------------------------------------
 //
-// cpp/src/kernels.cpp is compiled once per level (CMakeLists.txt); at import we take the best level that
+// The kernel sources (cpp/src/kernels_*.cpp) are compiled once per level (CMakeLists.txt); at import we take the best level that
 // was compiled and that this CPU supports, unless FUSEDLOSS_SIMD names one ("baseline", "avx2", "avx512";
 // "auto" or unset: the best). Naming a level that was not compiled or that the CPU lacks fails the
 // import with ImportError (so the backend registry records why, and an explicit backend="cpp" raises);
@@ -496,19 +497,7 @@ py::dict build_info() {
   d["simd_levels"] = levels;  // the levels this build has, best first
   d["system_processor"] = FUSEDLOSS_SYSTEM_PROCESSOR;
   d["cplusplus"] = static_cast<long>(__cplusplus);
-#ifdef FUSEDLOSS_HAVE_OPENMP
-  d["openmp"] = true;
-#ifdef _OPENMP
-  d["openmp_version"] = static_cast<long>(_OPENMP);
-#endif
-#else
-  d["openmp"] = false;
-#endif
-#ifdef FUSEDLOSS_FORK_GUARD
-  d["fork_guard"] = true;  // a child forked after OpenMP ran in its parent computes single-threaded
-#else
-  d["fork_guard"] = false;
-#endif
+  d["threads"] = "fusedloss pool (blocks claimed dynamically; see pool.hpp)";
   d["block_size"] = fl::kBlock;
   d["parallel_threshold"] = fl::kParallelMin;
   d["pybind11_version"] = std::to_string(PYBIND11_VERSION_MAJOR) + "." + std::to_string(PYBIND11_VERSION_MINOR) +
@@ -532,7 +521,6 @@ py::dict build_info() {
 PYBIND11_MODULE(_core, m) {
   m.doc() = "fusedloss C++ kernels (see fusedloss.backends for the contract)";
   m.attr("__version__") = FUSEDLOSS_VERSION;
-  fl::install_fork_guard();
   g_kernels = &choose_kernels();  // throws (ImportError) on a bad FUSEDLOSS_SIMD
 
   const char* doc =
@@ -574,10 +562,9 @@ PYBIND11_MODULE(_core, m) {
     for (const auto& e : multiclass_table()) names.append(e.name);
     return names;
   }, "Names of the multiclass losses this build implements.");
-  m.def("max_threads", &fl::max_threads,
-        "Threads an OpenMP parallel region may use: 1 without OpenMP, and 1 in a process forked after its parent "
-        "ran OpenMP threads (GNU libgomp cannot start a team there; kernels run single-threaded).");
+  m.def("pool_workers", &fl::pool::workers,
+        "Worker threads the kernels' pool has started so far (it starts them on first need and reuses them).");
   m.def("simd", [] { return std::string(g_kernels->isa); },
         "The instruction-set level whose kernels this process runs (chosen at import; FUSEDLOSS_SIMD).");
-  m.def("build_info", &build_info, "Build facts: compiler, build type, OpenMP, SIMD flags, block size.");
+  m.def("build_info", &build_info, "Build facts: compiler, build type, SIMD flags, threads, block size.");
 }

@@ -4,7 +4,7 @@ Backend precedence, first that is set wins: the call's ``backend=`` argument, th
 context, then ``set_backend(...)``, then the ``FUSEDLOSS_BACKEND`` environment variable (read at import),
 then ``"auto"``.
 
-Threads: ``set_num_threads(n)``, else ``FUSEDLOSS_NUM_THREADS``, else every core this process may use.
+Threads: see ``get_num_threads``.
 """
 
 from __future__ import annotations
@@ -57,47 +57,67 @@ def use_backend(name: str):
         _context_backend.reset(token)
 
 
-_default_threads: int | None = None
-
-
 def default_num_threads() -> int:
-    """Every core this process may use (read once: it is on every call's path)."""
-    global _default_threads
-    if _default_threads is None:
-        try:
-            _default_threads = max(1, len(os.sched_getaffinity(0)))
-        except AttributeError:  # not on Linux
-            _default_threads = max(1, os.cpu_count() or 1)
-    return _default_threads
-
-
-def _env_threads():
-    value = os.environ.get("FUSEDLOSS_NUM_THREADS")
-    if not value:
-        return None
+    """Every core this process may use."""
     try:
-        n = int(value)
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _env_positive_int(name: str, first_of_list: bool = False):
+    """A positive integer from the environment, or None when unset. OMP_NUM_THREADS may be a list
+    ("4,2": threads per nesting level); its first entry counts."""
+    value = os.environ.get(name)
+    if not value or not value.strip():
+        return None
+    text = value.split(",")[0].strip() if first_of_list else value.strip()
+    try:
+        n = int(text)
     except ValueError:
-        raise ValueError(f"FUSEDLOSS_NUM_THREADS: expected a positive integer, got {value!r}") from None
+        n = 0
     if n < 1:
-        raise ValueError(f"FUSEDLOSS_NUM_THREADS: expected a positive integer, got {value!r}")
+        if first_of_list:  # OpenMP's own variable: an unusable value is ignored, as OpenMP runtimes do
+            return None
+        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
     return n
 
 
-_env_threads_value = _env_threads()
+_env_threads_value = _env_positive_int("FUSEDLOSS_NUM_THREADS")
+_omp_threads_value = _env_positive_int("OMP_NUM_THREADS", first_of_list=True)
+_cores = default_num_threads()
+_num_threads: int | None = None  # set_num_threads
+_limit: int | None = None  # threadpoolctl's threadpool_limits (a cap over everything else)
+
+
+def _uncapped() -> int:
+    return _num_threads or _env_threads_value or _omp_threads_value or _cores
 
 
 def set_num_threads(n: int | None) -> None:
-    """Threads used by the compiled CPU backends (None: back to the default, all cores)."""
+    """Threads the compiled CPU backends may use (None: back to the default). See ``get_num_threads``."""
     global _num_threads
-    if n is None:
-        _num_threads = None
-        return
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"set_num_threads: expected a positive integer, got {n!r}")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ValueError(f"set_num_threads: expected a positive integer or None, got {n!r}")
     _num_threads = n
 
 
 def get_num_threads() -> int:
-    # on every call's path: the default is read once, then without a second call
-    return _num_threads or _env_threads_value or _default_threads or default_num_threads()
+    """The most threads a kernel call may use.
+
+    First that is set wins: ``set_num_threads(n)``, ``FUSEDLOSS_NUM_THREADS``, ``OMP_NUM_THREADS`` (its
+    first entry), else every core this process may use. ``threadpoolctl.threadpool_limits(n)`` caps it
+    while its block runs, and ``fusedloss.torch`` caps each call at ``torch.get_num_threads()``. A call
+    also uses fewer threads when it has little work (about one per 32K elements on the cpp backend).
+    """
+    # on every call's path: plain reads, no calls
+    n = _num_threads or _env_threads_value or _omp_threads_value or _cores
+    return n if _limit is None or n <= _limit else _limit
+
+
+def set_thread_limit(n: int | None) -> None:
+    """The cap threadpoolctl sets (``threadpool_limits``); None removes it. A cap at or above the uncapped
+    count is removed: it has no effect now, and threadpoolctl restores a limit by setting the count it
+    read before, which must not leave a cap behind."""
+    global _limit
+    _limit = None if n is None or n >= _uncapped() else max(1, int(n))

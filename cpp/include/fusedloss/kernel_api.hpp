@@ -87,6 +87,13 @@ struct RowEntry {
   }
 };
 
+// A slice of a table, as one translation unit provides it (the elementwise table is built in parts).
+template <class Entry>
+struct TablePart {
+  const Entry* entries;
+  std::size_t n;
+};
+
 // Everything one ISA level provides.
 struct KernelTable {
   const char* isa;  // "baseline", "avx2", "avx512"
@@ -96,7 +103,7 @@ struct KernelTable {
   std::size_t n_multiclass;
 };
 
-// One per compiled level (cpp/src/kernels.cpp, built once per level by CMakeLists.txt, which defines
+// One per compiled level (cpp/src/kernels_rows.cpp, built once per level by CMakeLists.txt, which defines
 // FUSEDLOSS_HAVE_ISA_AVX2 / FUSEDLOSS_HAVE_ISA_AVX512 for bindings.cpp when those were built).
 const KernelTable& kernel_table_baseline();
 const KernelTable& kernel_table_avx2();

@@ -1,38 +1,25 @@
 // The parallel driver shared by every kernel family: split [0, n) into FIXED-SIZE blocks, run a block
-// function on each (in parallel above a size threshold), and combine the blocks' float64 partial sums in a
-// fixed order.
+// function on each (on the thread pool of pool.hpp above a size threshold), and combine the blocks'
+// float64 partial sums in a fixed order.
 //
-// Determinism: block boundaries depend only on n and the block size (never on the thread count), each
-// block is summed by the same code whichever thread runs it, and the partials are combined by a fixed
-// pairwise tree. So a reduced value is bit-identical for 1 and N threads (for a given binary).
+// Determinism: block boundaries depend only on n and the block size (never on the thread count or on
+// which thread claims which block), each block is summed by the same code whichever thread runs it, and
+// the partials are combined by a fixed pairwise tree. So a reduced value is bit-identical for 1 and N
+// threads (for a given binary).
 //
 // Families: the elementwise loops (loops.hpp) use blocks of kBlock elements; the row-wise family (class axis
 // last, multiclass_pass in loops.hpp) passes rows as the items, a block of max(1, kBlock / ncols) rows, and
-// the number of elements as `work` (what the serial threshold compares).
+// the number of elements as `work` (what the thread count is chosen from).
 #pragma once
 
 #include "fusedloss/isa.hpp"
+#include "fusedloss/pool.hpp"
 
 #include <algorithm>
-#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
-#ifdef _OPENMP
-#include <omp.h>
-#if defined(__unix__) || defined(__APPLE__)
-#include <pthread.h>
-#define FUSEDLOSS_FORK_GUARD 1
-#endif
-#endif
-
 namespace fusedloss {
-
-// Process-wide fork-guard state, shared by every ISA level (data only: no code, so nothing ISA-specific).
-namespace shared {
-inline std::atomic<bool> team_started{false};
-inline std::atomic<bool> serial_only{false};
-}  // namespace shared
 
 FUSEDLOSS_ISA_BEGIN
 
@@ -41,44 +28,15 @@ FUSEDLOSS_ISA_BEGIN
 // vanishes and small enough that there are plenty of blocks to share between threads.
 inline constexpr std::size_t kBlock = 4096;
 
-// Below this many items a call runs on the calling thread: starting an OpenMP parallel region costs
-// microseconds, the order of a whole cheap pass (mse) over this many elements. Not tuned yet.
+// Work (elements touched) per thread: a call uses at most work / kParallelMin threads, so below
+// 2 * kParallelMin it runs on the calling thread alone. Waking a worker costs microseconds, the order of
+// a whole cheap pass (mse) over this many elements.
 inline constexpr std::size_t kParallelMin = std::size_t(1) << 15;
 
 // Partial sums for up to this many blocks live on the stack (16 KiB, i.e. n <= 8M elements at kBlock);
 // larger calls reuse a per-thread buffer that only ever grows (it allocates only when a call is larger than
 // every earlier one on that thread).
 inline constexpr std::size_t kStackPartials = 2048;
-
-// Fork guard. GNU libgomp is not fork-safe: in a child forked after the parent ran an OpenMP parallel
-// region, the next parallel region hangs (the team's threads were not copied). multiprocessing forks by
-// default on Linux, so this is easy to hit. We remember whether this process ever started a team; a
-// child forked from such a process runs every kernel on its calling thread (no OpenMP call at all).
-namespace detail {
-inline void after_fork_in_child() {
-  if (shared::team_started.load(std::memory_order_relaxed)) {
-    shared::serial_only.store(true, std::memory_order_relaxed);
-  }
-}
-}  // namespace detail
-
-// Call once, at module import.
-inline void install_fork_guard() {
-#ifdef FUSEDLOSS_FORK_GUARD
-  pthread_atfork(nullptr, nullptr, &detail::after_fork_in_child);
-#endif
-}
-
-// True in a forked child whose parent had started OpenMP threads: kernels then run single-threaded.
-inline bool serial_only() { return shared::serial_only.load(std::memory_order_relaxed); }
-
-inline int max_threads() {
-#ifdef _OPENMP
-  return serial_only() ? 1 : omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
 
 namespace detail {
 // A per-thread scratch array that only ever grows; hand-rolled instead of std::vector so that the ISA
@@ -114,34 +72,42 @@ inline double pairwise_sum_inplace(double* x, std::size_t m) {
   return x[0];
 }
 
-// Threads actually used: honour nthreads, but never more than there are blocks, and 1 below the threshold.
-// A result > 1 marks that an OpenMP team is about to start (see the fork guard).
-inline int threads_for(std::size_t n_items, std::size_t n_blocks, int nthreads) {
-  if (nthreads <= 1 || n_items < kParallelMin || n_blocks < 2 || serial_only()) return 1;
-  shared::team_started.store(true, std::memory_order_relaxed);
-  return int(std::min<std::size_t>(std::size_t(nthreads), n_blocks));
+// Threads a call uses: at most nthreads (the caller's limit), one per kParallelMin elements of work, and
+// never more than there are blocks.
+inline int threads_for(std::size_t work, std::size_t n_blocks, int nthreads) {
+  if (nthreads <= 1) return 1;
+  const std::size_t by_work = work / kParallelMin;
+  return int(std::max<std::size_t>(1, std::min({std::size_t(nthreads), n_blocks, by_work})));
 }
 
-// Run fn(begin, end) on every block of [0, n) (blocks of `block` items), statically partitioned over
-// `nthreads` threads. fn must not throw. `work`: the elements the call touches, for the serial threshold
-// (0: n, one element per item).
+namespace detail {
+// The pool runs a plain function on an opaque context: this one calls fn(b, begin, end) for block b.
+template <class Fn>
+struct BlockJob {
+  const Fn* fn;
+  std::size_t n, block;
+  static void call(const void* self, std::size_t b) {
+    const BlockJob& j = *static_cast<const BlockJob*>(self);
+    const std::size_t begin = b * j.block;
+    (*j.fn)(b, begin, std::min(j.n, begin + j.block));
+  }
+};
+}  // namespace detail
+
+// Run fn(begin, end) on every block of [0, n) (blocks of `block` items) on the pool (pool.hpp: blocks are
+// claimed dynamically, so a preempted thread delays nobody). fn must not throw. `work`: the elements the
+// call touches, for the thread count (0: n, one element per item).
 template <class Fn>
 void for_blocks(std::size_t n, std::size_t block, int nthreads, const Fn& fn, std::size_t work = 0) {
   const std::size_t nb = (n + block - 1) / block;
   const int nt = threads_for(work ? work : n, nb, nthreads);
-#ifdef _OPENMP
-  if (nt > 1) {
-    const std::int64_t nbi = std::int64_t(nb);
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (std::int64_t b = 0; b < nbi; ++b) {
-      const std::size_t begin = std::size_t(b) * block;
-      fn(begin, std::min(n, begin + block));
-    }
+  if (nt <= 1) {
+    for (std::size_t begin = 0; begin < n; begin += block) fn(begin, std::min(n, begin + block));
     return;
   }
-#endif
-  (void)nt;
-  for (std::size_t begin = 0; begin < n; begin += block) fn(begin, std::min(n, begin + block));
+  const auto each = [&fn](std::size_t, std::size_t begin, std::size_t end) { fn(begin, end); };
+  const detail::BlockJob<decltype(each)> job{&each, n, block};
+  pool::run(nb, nt, &decltype(job)::call, &job);
 }
 
 // Like for_blocks, for a block function returning its float64 partial sum; returns the fixed-order total.
@@ -157,21 +123,17 @@ double sum_blocks(std::size_t n, std::size_t block, int nthreads, const Fn& fn, 
     partial = heap_buf.get(nb);
   }
   const int nt = threads_for(work ? work : n, nb, nthreads);
-#ifdef _OPENMP
-  if (nt > 1) {
-    const std::int64_t nbi = std::int64_t(nb);
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (std::int64_t b = 0; b < nbi; ++b) {
-      const std::size_t begin = std::size_t(b) * block;
+  if (nt <= 1) {
+    for (std::size_t b = 0; b < nb; ++b) {
+      const std::size_t begin = b * block;
       partial[b] = fn(begin, std::min(n, begin + block));
     }
-    return pairwise_sum_inplace(partial, nb);
-  }
-#endif
-  (void)nt;
-  for (std::size_t b = 0; b < nb; ++b) {
-    const std::size_t begin = b * block;
-    partial[b] = fn(begin, std::min(n, begin + block));
+  } else {
+    const auto each = [&fn, partial](std::size_t b, std::size_t begin, std::size_t end) {
+      partial[b] = fn(begin, end);
+    };
+    const detail::BlockJob<decltype(each)> job{&each, n, block};
+    pool::run(nb, nt, &decltype(job)::call, &job);
   }
   return pairwise_sum_inplace(partial, nb);
 }

@@ -7,6 +7,10 @@ or a label outside [0, C) that is not ignore_index ValueError.
 
 Importing this module fails with ImportError when the extension was not built; the backend registry then
 records why and "auto" skips it.
+
+threadpoolctl: when it is installed, importing this module registers a controller for the extension, so
+that ``threadpool_limits(n)`` (and ``threadpool_info()``) reach fusedloss's thread pool as they reach BLAS and
+OpenMP: the limit caps ``fusedloss.get_num_threads()`` while its block runs.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # a tuple: `in` compares
 _BUILD = _core.build_info()
 _BUILD_TEXT = (
     f"{_BUILD['compiler']}, {_BUILD['build_type']}, "
-    f"OpenMP {'on' if _BUILD['openmp'] else 'off'}, "
+    f"threads: {_BUILD['threads'].split(' (')[0]}, "
     f"SIMD {_BUILD.get('simd', _BUILD['simd_flags'])} (built: {', '.join(_BUILD.get('simd_levels', ['baseline']))};"
     f" FUSEDLOSS_SIMD picks one)"
 )
@@ -36,13 +40,43 @@ elementwise = _core.elementwise
 multiclass = _core.multiclass
 
 
+def _register_threadpoolctl() -> None:
+    try:
+        import threadpoolctl
+    except ImportError:
+        return
+    if any(c.__name__ == "FusedlossController" for c in getattr(threadpoolctl, "_ALL_CONTROLLERS", ())):
+        return  # a re-import of this module (tests reload backends)
+
+    class FusedlossController(threadpoolctl.LibController):
+        """fusedloss's thread pool, found by the symbol its extension exports for this purpose."""
+
+        user_api = "fusedloss"
+        internal_api = "fusedloss"
+        filename_prefixes = ("_core",)
+        check_symbols = ("fusedloss_threadpool_api",)
+
+        def get_num_threads(self):
+            return _config.get_num_threads()
+
+        def set_num_threads(self, num_threads):
+            _config.set_thread_limit(num_threads)
+
+        def get_version(self):
+            return _core.__version__
+
+    threadpoolctl.register(FusedlossController)
+
+
+_register_threadpoolctl()
+
+
 def info() -> dict:
     return {
         "version": _BUILD["version"],
         "threads": _config.get_num_threads(),
         "build": _BUILD_TEXT,
-        "openmp": _BUILD["openmp"],
-        "max_threads": _core.max_threads(),
+        "pool_workers": _core.pool_workers(),
         "cpu_features": " ".join(_BUILD["cpu_features"]),
         "simd": _BUILD.get("simd", "baseline"),
     }

@@ -1,0 +1,39 @@
+// The thread pool every parallel kernel runs on (reduce.hpp's for_blocks / sum_blocks), compiled once
+// (cpp/src/pool.cpp) and shared by every ISA level: nothing here is per level.
+//
+// Why not OpenMP: a parallel region ends in a barrier, so the calling thread waits for every team member,
+// including one the OS has not scheduled yet because another process holds its core. On a loaded
+// machine a 2-thread call then takes the time slice of a stranger (milliseconds) instead of its own work
+// (microseconds), and while it waits libgomp spins on a core the caller's other threads want.
+//
+// The rules here:
+// - Work comes as FIXED blocks (their boundaries depend only on the size, never on the thread count) that
+//   threads CLAIM one at a time from a shared counter: a thread that is late, or preempted, simply claims
+//   fewer blocks. The caller claims blocks too, and returns as soon as every block is finished: a helper
+//   that wakes up after that finds nothing to do, so a call never waits for a thread that has not started.
+// - A call waits only for blocks that another thread is computing at that moment (each is a few
+//   microseconds of work), spinning briefly and then yielding its core.
+// - Idle workers spin for a few microseconds after a job (a training loop calls again soon), then sleep on
+//   a condition variable: no core is held while nothing runs.
+// - One job at a time: a call that finds the pool busy (another Python thread is in a kernel, the GIL
+//   being released) runs on its own thread, so concurrent callers never oversubscribe the cores.
+// - fork(): the child gets a fresh, empty pool (threads do not survive a fork).
+#pragma once
+
+#include <cstddef>
+
+namespace fusedloss {
+namespace pool {
+
+// fn(ctx, b) computes block b; it must not throw.
+using BlockFn = void (*)(const void* ctx, std::size_t block);
+
+// Run fn(ctx, b) for every b in [0, nblocks), on the calling thread and at most nthreads - 1 workers, and
+// return when every block has finished. nthreads <= 1 runs every block on the calling thread, in order.
+void run(std::size_t nblocks, int nthreads, BlockFn fn, const void* ctx) noexcept;
+
+// Workers started so far (they start on first need and are reused).
+int workers() noexcept;
+
+}  // namespace pool
+}  // namespace fusedloss

@@ -1,0 +1,178 @@
+"""The thread policy: who sets the thread count, and the pool the cpp kernels run on.
+
+Precedence (see ``fusedloss.get_num_threads``): ``set_num_threads`` > ``FUSEDLOSS_NUM_THREADS`` >
+``OMP_NUM_THREADS`` > every core; threadpoolctl's ``threadpool_limits`` caps it while its block runs, and
+``fusedloss.torch`` caps each call at torch's intra-op count. Whether a call really ran on one thread is read
+from ``_core.pool_workers()`` in a fresh process: the pool starts its workers on the first call that uses
+more than one thread.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+
+import fusedloss as fl
+from fusedloss import _config
+
+from conftest import backend_skip_reason
+
+needs_cpp = pytest.mark.skipif(backend_skip_reason("cpp") is not None, reason=str(backend_skip_reason("cpp")))
+
+# A call with enough work for two threads (and a multiclass one), then the number of pool workers started.
+_BIG_CALLS = """
+import numpy as np, fusedloss as fl
+from fusedloss import _core
+p = np.linspace(-3, 3, 2_000_000, dtype=np.float32); y = np.zeros_like(p)
+fl.mse.value_and_grad(p, y, backend="cpp")
+x = np.zeros((2048, 1000), np.float32); t = np.zeros(2048, np.int64)
+fl.cross_entropy.value_and_grad(x, t, backend="cpp")
+"""
+
+
+def _python(code: str, **env):
+    full = {k: v for k, v in os.environ.items()
+            if k not in ("OMP_NUM_THREADS", "FUSEDLOSS_NUM_THREADS", "FUSEDLOSS_BACKEND")}
+    full.update(env)
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=full, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.split()
+
+
+@needs_cpp
+def test_two_threads_start_a_worker_and_one_thread_does_not():
+    cores = len(os.sched_getaffinity(0))
+    (workers,) = _python(_BIG_CALLS + "print(_core.pool_workers())")
+    assert int(workers) == (1 if cores > 1 else 0)
+    (workers,) = _python("import fusedloss as fl; fl.set_num_threads(1)\n" + _BIG_CALLS
+                         + "print(_core.pool_workers())")
+    assert workers == "0"
+
+
+@needs_cpp
+def test_small_calls_stay_on_the_calling_thread():
+    (workers,) = _python("""
+        import numpy as np, fusedloss as fl
+        from fusedloss import _core
+        fl.set_num_threads(2)
+        p = np.ones(60_000); fl.mse.value_and_grad(p, p, backend="cpp")
+        print(_core.pool_workers())""")
+    assert workers == "0"
+
+
+@needs_cpp
+@pytest.mark.parametrize("value", ["1", "1,4", " 1 "])
+def test_omp_num_threads_makes_fusedloss_single_threaded(value):
+    threads, workers = _python(_BIG_CALLS + "print(fl.get_num_threads(), _core.pool_workers())",
+                               OMP_NUM_THREADS=value)
+    assert (threads, workers) == ("1", "0")
+
+
+def test_thread_settings_precedence():
+    out = _python("""
+        import fusedloss as fl
+        print(fl.get_num_threads())
+        fl.set_num_threads(5); print(fl.get_num_threads())
+        fl.set_num_threads(None); print(fl.get_num_threads())""", OMP_NUM_THREADS="3", FUSEDLOSS_NUM_THREADS="4")
+    assert out == ["4", "5", "4"]
+    assert _python("import fusedloss as fl; print(fl.get_num_threads())", OMP_NUM_THREADS="3") == ["3"]
+    # an unusable OMP_NUM_THREADS is ignored, as OpenMP runtimes ignore it
+    assert _python("import fusedloss as fl, os; print(fl.get_num_threads() == len(os.sched_getaffinity(0)))",
+                   OMP_NUM_THREADS="abc") == ["True"]
+
+
+@needs_cpp
+def test_threadpoolctl_limits_reach_fusedloss():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    fl.mse(np.ones(3), np.ones(3), backend="cpp")  # loads the cpp backend, which registers its controller
+    fl.set_num_threads(2)
+    try:
+        infos = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "fusedloss"]
+        assert len(infos) == 1 and infos[0]["num_threads"] == 2
+        with threadpoolctl.threadpool_limits(1):
+            assert fl.get_num_threads() == 1
+        assert fl.get_num_threads() == 2
+        with threadpoolctl.threadpool_limits(1, user_api="blas"):  # another library's limit: not ours
+            assert fl.get_num_threads() == 2
+        with threadpoolctl.threadpool_limits(8):  # a limit above the count changes nothing
+            assert fl.get_num_threads() == 2
+    finally:
+        fl.set_num_threads(None)
+    assert _config._limit is None
+
+
+@needs_cpp
+def test_threadpool_limits_make_a_fresh_process_single_threaded():
+    pytest.importorskip("threadpoolctl")
+    body = "\n".join("    " + line for line in _BIG_CALLS.strip().splitlines())
+    code = ("import threadpoolctl, numpy as np, fusedloss as fl\n"
+            "fl.mse(np.ones(3), np.ones(3), backend='cpp')\n"
+            "with threadpoolctl.threadpool_limits(1):\n" + body + "\n    print(_core.pool_workers())\n")
+    (workers,) = _python(code)
+    assert workers == "0"
+
+
+@needs_cpp
+def test_concurrent_callers_get_the_single_threaded_bits():
+    """Many Python threads in the kernels at once (the GIL is released): one owns the pool, the others run on
+    their own threads; every result is the same, bit for bit."""
+    rng = np.random.default_rng(0)
+    p = rng.standard_normal(300_000)
+    y = rng.standard_normal(300_000)
+    x = rng.standard_normal((512, 300))
+    t = rng.integers(0, 300, 512)
+    fl.set_num_threads(1)
+    want = (fl.huber(p, y, backend="cpp"), fl.cross_entropy(x, t, backend="cpp"))
+    want_g = fl.log_cosh.grad(p, y, backend="cpp")
+    fl.set_num_threads(2)
+    results, errors = [], []
+
+    def work():
+        try:
+            for _ in range(20):
+                results.append((fl.huber(p, y, backend="cpp"), fl.cross_entropy(x, t, backend="cpp")))
+                assert np.array_equal(fl.log_cosh.grad(p, y, backend="cpp"), want_g)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    try:
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(120)
+    finally:
+        fl.set_num_threads(None)
+    assert not errors, errors[0]
+    assert len(results) == 120 and all(r == want for r in results)
+
+
+@needs_cpp
+def test_fork_after_the_pool_started_still_computes():
+    """A child forked after the parent's pool ran gets a fresh pool: no hang, the same result."""
+    code = """
+    import os, sys, numpy as np, fusedloss as fl
+    fl.set_num_threads(2)
+    p = np.linspace(-2, 2, 3_000_000); y = np.zeros_like(p)
+    want = fl.huber(p, y, backend="cpp")
+    pid = os.fork()
+    if pid == 0:
+        ok = fl.huber(p, y, backend="cpp") == want and fl.huber(p, y, backend="cpp") == want
+        os._exit(0 if ok else 3)
+    _, status = os.waitpid(pid, 0)
+    print(os.waitstatus_to_exitcode(status))
+    """
+    assert _python(code) == ["0"]
+
+
+def test_set_num_threads_validation():
+    for bad in (0, -1, 1.5, "2", True):
+        with pytest.raises(ValueError, match="set_num_threads: expected a positive integer"):
+            fl.set_num_threads(bad)
