@@ -139,6 +139,21 @@ def _check_out(out, pred: np.ndarray, what: str, loss: str) -> np.ndarray:
     return out
 
 
+def _check_overlap(out: np.ndarray, what: str, name: str, pred: np.ndarray, in_place: bool, others) -> None:
+    """The in-place rule, the same for every backend: an output shares no memory with anything the call
+    reads, except that ``grad_out`` may be exactly the prediction array (the same elements) in
+    ``value_and_grad`` and ``grad`` (``in_place``), which then receives the gradient. ``others``: (array or
+    None, name) pairs: the target and the weights, as given and as converted."""
+    if np.may_share_memory(out, pred) and not (in_place and out.ctypes.data == pred.ctypes.data):
+        how = ("is pred itself, which only value_and_grad and grad may write in place"
+               if out.ctypes.data == pred.ctypes.data else "partly overlaps pred")
+        raise ValueError(f"{name}: {what} {how}; pass a separate array"
+                         + ("" if not in_place else ", or pred itself to compute the gradient in place"))
+    for arr, label in others:
+        if isinstance(arr, np.ndarray) and np.may_share_memory(out, arr):
+            raise ValueError(f"{name}: {what} shares memory with {label}, which the call reads; pass a separate array")
+
+
 def _column_vector(spec: LossSpec, params: dict, pred: np.ndarray):
     """An elementwise loss's vector parameter (e.g. pos_weight per column), checked, in pred's dtype."""
     if spec.vector_param is None:
@@ -366,10 +381,11 @@ class Loss:
         return module
 
     def _run(self, pred, target, reduction, sample_weight, backend, kwargs,
-             want_value, want_grad, want_hess, grad_out=None, hess_out=None, hessian="exact"):
+             want_value, want_grad, want_hess, grad_out=None, hess_out=None, hessian="exact", nthreads=None):
         # The hot path: a training loop calls this with the same few arguments on small arrays, so every
         # step below takes its common case first (identity tests of types and dtypes, one flags object per
         # array) and falls back to the general helpers, which raise the errors, only when that fails.
+        # ``nthreads``: a lower thread cap for this call (fusedloss.torch passes torch's intra-op count).
         name = self.name
         if (want_grad or want_hess) and not self.spec.differentiable:
             raise TypeError(f"{name} is not differentiable: it has no gradient or Hessian; call {name}(...) "
@@ -392,7 +408,7 @@ class Loss:
             dtype = p.dtype
         if self._multiclass:
             return self._run_multiclass(p, target, reduction, sample_weight, backend, params, packed,
-                                        want_value, want_grad, want_hess, grad_out, hess_out, hessian)
+                                        want_value, want_grad, want_hess, grad_out, hess_out, hessian, nthreads)
         shape = p.shape
         if type(target) is np.ndarray and target.dtype is dtype and target.flags.c_contiguous:
             y = target
@@ -409,6 +425,9 @@ class Loss:
                 _check_domain(p, spec.pred_domain_for(params), "pred", name)
         w = None if sample_weight is None else _prepare_weight(sample_weight, p, name)
         cols = None if spec.vector_param is None else _column_vector(spec, params, p)
+        threads = _config.get_num_threads()
+        if nthreads is not None and nthreads < threads:
+            threads = nthreads
         requested = _config.get_backend() if backend is None else backend
         module = self._backend_cache.get((requested, dtype, BACKENDS.generation)) if type(requested) is str else None
         if module is None:  # not resolved yet (or the table changed): _backend resolves and caches it
@@ -428,9 +447,12 @@ class Loss:
             g = grad_out  # _check_out's first test, without the call
         else:
             g = _check_out(grad_out, p, "grad_out", name)
+        if grad_out is not None:
+            _check_overlap(g, "grad_out", name, p, not want_hess,
+                           ((y, "target"), (target, "target"), (w, "sample_weight"), (sample_weight, "sample_weight")))
         if not (want_hess or cols is not None or len(shape) != 1 or (want_value and not reduce)):
             # the common case: flat arrays, a gradient at most, no vector parameter; returns what _results would
-            total = module.elementwise(name, a, b, p, y, w, scale, reduce, None, g, None, _config.get_num_threads())
+            total = module.elementwise(name, a, b, p, y, w, scale, reduce, None, g, None, threads)
             if reduce:
                 value = float(total) if reduction == "sum" else (float(total) / denom if denom != 0 else math.nan)
                 return (value, g) if want_grad else value
@@ -438,6 +460,9 @@ class Loss:
         h = v = None
         if want_hess:
             h = np.empty(shape, dtype) if hess_out is None else _check_out(hess_out, p, "hess_out", name)
+            if hess_out is not None:
+                _check_overlap(h, "hess_out", name, p, False, ((y, "target"), (target, "target"), (w, "sample_weight"),
+                                                               (sample_weight, "sample_weight")))
             if g is not None and np.may_share_memory(g, h):
                 raise ValueError(f"{name}: grad_out and hess_out must not overlap")
         if want_value and not reduce:
@@ -448,7 +473,7 @@ class Loss:
                 None if v is None else (v.reshape(-1) if flat else v),
                 None if g is None else (g.reshape(-1) if flat else g),
                 None if (h is None or unit_hess) else (h.reshape(-1) if flat else h),
-                _config.get_num_threads())
+                threads)
         total = module.elementwise(*args) if cols is None else module.elementwise(*args, cols)
         if unit_hess:
             if w is None:
@@ -458,7 +483,7 @@ class Loss:
         return _results(want_value, want_grad, want_hess, reduction, total, denom, v, g, h)
 
     def _run_multiclass(self, x, target, reduction, sample_weight, backend, params, packed,
-                        want_value, want_grad, want_hess, grad_out, hess_out, hessian):
+                        want_value, want_grad, want_hess, grad_out, hess_out, hessian, nthreads=None):
         """``_run`` for a multiclass loss, with the logits ``x`` already a C-contiguous float array."""
         spec = self.spec
         name = self.name
@@ -489,6 +514,12 @@ class Loss:
                 raise ValueError(f"{name}: grad_out and hess_out must not overlap")
             if np.may_share_memory(h, x) or (g is not None and np.may_share_memory(g, x)):
                 raise ValueError(f"{name}: grad_hess cannot write into the logits (both outputs need them)")
+        others = ((target, "target"), (labels, "target"), (q, "target"), (rw, "sample_weight"),
+                  (sample_weight, "sample_weight"))
+        if grad_out is not None:
+            _check_overlap(g, "grad_out", name, x, True, others)
+        if hess_out is not None:
+            _check_overlap(h, "hess_out", name, x, False, others)
         if want_value and reduction == "none":
             v = np.empty(lead, x.dtype)
         unit_hess = h is not None and hessian == "ones"
@@ -499,7 +530,7 @@ class Loss:
             None if v is None else v.reshape(-1),
             None if g is None else g.reshape(-1),
             None if (h is None or unit_hess) else h.reshape(-1),
-            _config.get_num_threads(),
+            _config.get_num_threads() if nthreads is None else min(nthreads, _config.get_num_threads()),
         )
         if unit_hess:
             _unit_hessian_rows(h, labels, ignore, rw, scale)

@@ -37,7 +37,12 @@ backend that fails to import (no compiler output, no numba, no CUDA) records why
 from __future__ import annotations
 
 import importlib
+import threading
 from dataclasses import dataclass, field
+
+# One lock for every backend's first import: a backend's import may import another module of the package,
+# and the lock is re-entrant so that this never deadlocks.
+_LOAD_LOCK = threading.RLock()
 
 
 class BackendUnavailable(RuntimeError):
@@ -55,13 +60,19 @@ class BackendEntry:
     _tried: bool = field(default=False, repr=False)
 
     def load(self):
-        """The backend module, or None if it cannot be imported (``self.error`` then says why)."""
+        """The backend module, or None if it cannot be imported (``self.error`` then says why).
+
+        Thread-safe: the first calls may come from several threads at once; one imports, the others wait
+        for its outcome (``_tried`` is set only after the result is stored, so nobody reads a half-made
+        entry)."""
         if not self._tried:
-            self._tried = True
-            try:
-                self._loaded = importlib.import_module(self.module)
-            except Exception as exc:  # ImportError, or a broken install raising something else
-                self._error = exc
+            with _LOAD_LOCK:
+                if not self._tried:
+                    try:
+                        self._loaded = importlib.import_module(self.module)
+                    except Exception as exc:  # ImportError, or a broken install raising something else
+                        self._error = exc
+                    self._tried = True
         return self._loaded
 
     @property
