@@ -20,6 +20,7 @@ import sys
 import time
 
 from . import _bench, _config
+from ._load import BusyLoad
 
 
 class UsageError(Exception):
@@ -365,6 +366,8 @@ def cmd_bench(args):
     budget = args.max_time or (0.5 if args.quick else 2.0)
     if repeat < 1 or warmup < 0 or not args.sample_time > 0:
         raise UsageError("--repeat must be >= 1, --warmup >= 0 and --sample-time > 0")
+    if args.busy is not None and args.busy < 0:
+        raise UsageError(f"--busy: expected a number of processes >= 0, got {args.busy}")
 
     allocator = _bench.steady_allocator()
     load_before = _bench.load_average()
@@ -384,12 +387,16 @@ def cmd_bench(args):
     started = time.perf_counter()
     rows = []
     try:
-        for i, case in enumerate(cases):
-            progress.update(i, case.label())
-            rows += _bench.run_case(case, opts, lambda step, i=i, case=case: progress.update(i, case.label(), step))
+        with BusyLoad(args.busy or 0):
+            for i, case in enumerate(cases):
+                progress.update(i, case.label())
+                rows += _bench.run_case(case, opts,
+                                        lambda step, i=i, case=case: progress.update(i, case.label(), step))
     finally:
         progress.close()
     elapsed = time.perf_counter() - started
+    if args.busy:
+        print(f"load: {args.busy} busy process(es) ran beside every timing (--busy)")
 
     for t, v in triads.items():
         how = v.get("method", "")
@@ -495,6 +502,9 @@ def build_parser():
     b.add_argument("--triad", type=float, metavar="GBPS",
                    help="this machine's memory bandwidth in GB/s instead of measuring a triad")
     b.add_argument("--refresh-triad", action="store_true", help="measure the triad again (ignore the cache)")
+    b.add_argument("--busy", type=int, metavar="N",
+                   help="run N busy-looping processes beside the timings (a competing load, as on a shared "
+                        "machine; e.g. one per core)")
     b.add_argument("--json", metavar="FILE", help="write rows + machine info (the --compare baseline format)")
     b.add_argument("--csv", metavar="FILE", help="write the rows as CSV")
     b.add_argument("--plot", metavar="FILE.png", help="plot GB/s against size per backend (needs matplotlib)")

@@ -1,0 +1,132 @@
+"""The thread policy where users meet it: 1- vs 2-thread calls, idle and under a competing load.
+
+    python benchmarks/thread_policy.py                    # every case, idle and loaded, 1 and 2 threads
+    python benchmarks/thread_policy.py --quick            # small repeat counts (a smoke run)
+    python benchmarks/thread_policy.py --json out.json
+
+Conditions (each started and stopped by this script):
+- idle: nothing else runs (the script says the load average it saw before starting);
+- busy: one busy-looping process per core, at the same priority as this one, for the duration of the case
+  (bounded: each exits after --busy-seconds even if this script dies);
+- torch: a PyTorch loop whose own ops (a matmul and a ReLU on torch's 2-thread pool) run between our calls,
+  as in a training step; only our call is timed.
+
+Cases: mse value_and_grad (float32, 1e4, 1e6, 1e7 elements) and cross_entropy value_and_grad (4096 x 1000
+float32), with grad_out reused, at fl.set_num_threads(1) and (2). The ratio printed per row is the 2-thread
+median over the 1-thread median under the same condition; the thread policy's goal is that it never exceeds
+about 1.3 (a loaded machine must not make threads a loss), while the idle 2-thread speed is kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+import fusedloss as fl
+from fusedloss._load import BusyLoad
+
+
+def _cases(quick: bool):
+    rng = np.random.default_rng(0)
+    out = []
+    for n in (10_000, 1_000_000, 10_000_000):
+        p = rng.standard_normal(n, dtype=np.float32)
+        y = rng.standard_normal(n, dtype=np.float32)
+        g = np.empty_like(p)
+        out.append((f"mse n={n:.0e}", lambda p=p, y=y, g=g: fl.mse.value_and_grad(p, y, grad_out=g),
+                    n))
+    x = rng.standard_normal((4096, 1000), dtype=np.float32)
+    t = rng.integers(0, 1000, 4096)
+    gx = np.empty_like(x)
+    out.append(("cross_entropy 4096x1000", lambda: fl.cross_entropy.value_and_grad(x, t, grad_out=gx), x.size))
+    return out
+
+
+def _repeats(size: int, quick: bool) -> int:
+    budget = 0.3 if quick else 1.5  # seconds per (case, threads, condition), about
+    per_call = max(size * 1e-9, 2e-6)
+    return int(min(2000, max(7, budget / per_call / 2)))
+
+
+def _time(fn, reps: int, between=None) -> list[float]:
+    fn()
+    fn()
+    samples = []
+    for _ in range(reps):
+        if between is not None:
+            between()
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    return samples
+
+
+def _torch_between():
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(2)
+    a = torch.randn(256, 256)
+    b = torch.randn(256, 256)
+
+    def step():
+        torch.relu(a @ b)
+
+    return step
+
+
+def run(quick: bool, busy_seconds: float) -> list[dict]:
+    cores = len(os.sched_getaffinity(0))
+    conditions = ["idle", "busy"]
+    torch_step = _torch_between()
+    if torch_step is not None:
+        conditions.append("torch")
+    rows = []
+    for name, fn, size in _cases(quick):
+        reps = _repeats(size, quick)
+        for cond in conditions:
+            medians = {}
+            for threads in (1, 2):
+                fl.set_num_threads(threads)
+                if cond == "busy":
+                    with BusyLoad(cores, busy_seconds):
+                        s = _time(fn, reps)
+                else:
+                    s = _time(fn, reps, torch_step if cond == "torch" else None)
+                med = statistics.median(s)
+                medians[threads] = med
+                q = statistics.quantiles(s, n=5)
+                rows.append({"case": name, "condition": cond, "threads": threads, "median_s": med,
+                             "p20_s": q[0], "p80_s": q[-1], "repeat": reps})
+            fl.set_num_threads(None)
+            ratio = medians[2] / medians[1]
+            print(f"{name:26s} {cond:6s}  1 thread {medians[1] * 1e3:9.3f} ms   2 threads {medians[2] * 1e3:9.3f} ms"
+                  f"   2t/1t {ratio:5.2f}", flush=True)
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="few repeats (a smoke run)")
+    ap.add_argument("--busy-seconds", type=float, default=60.0, help="upper bound on each busy period")
+    ap.add_argument("--json", help="write the rows here")
+    args = ap.parse_args(argv)
+    load = os.getloadavg()[0]
+    print(f"fusedloss {fl.__version__}, {len(os.sched_getaffinity(0))} cores, load average before: {load:.2f}, "
+          f"backend {fl.backends()[0]['name']}")
+    rows = run(args.quick, args.busy_seconds)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"load_before": load, "rows": rows}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
