@@ -88,7 +88,6 @@ def test_objective_arrays_are_the_unreduced_weighted_derivatives(name, params, w
     outs = [
         lgb_obj(preds, FakeDataset(label, w)),
         lgb_obj.sklearn(label.astype(np.float32), preds, w),
-        xgb_obj(preds.astype(np.float32), FakeDataset(label, w, empty_weight=np.array([], np.float32))),
         xgb_obj.sklearn(label.astype(np.float32), preds, **({} if w is None else {"sample_weight": w})),
         fb.gradient_hessian(name, label.astype(np.float32), preds, w, **params),
     ]
@@ -97,6 +96,42 @@ def test_objective_arrays_are_the_unreduced_weighted_derivatives(name, params, w
         assert g.shape == h.shape == preds.shape
         np.testing.assert_allclose(g, g_ref, rtol=1e-12, atol=1e-15)
         np.testing.assert_allclose(h, h_ref, rtol=1e-12, atol=1e-15)
+    # float32 scores (XGBoost's margins) are computed in float32, the dtype XGBoost keeps gradients in: the
+    # same arrays as the float32 kernels give, and within float32's budget of the float64 reference
+    p32 = preds.astype(np.float32)
+    w32 = None if w is None else w.astype(np.float32)
+    g32, h32 = getattr(fl, name).grad_hess(p32, label.astype(np.float32), reduction="none", sample_weight=w32,
+                                           **params)
+    if name == "binary_focal":
+        h32 = np.maximum(h32, np.float32(fb.FOCAL_MIN_HESSIAN) * (1.0 if w32 is None else w32))
+    for _ in range(2):  # the second round reuses the buffers and the converted labels
+        g, h = xgb_obj(p32, FakeDataset(label.astype(np.float32), w32, empty_weight=np.array([], np.float32)))
+        assert g.dtype == np.float32 and h.dtype == np.float32 and g.shape == h.shape == preds.shape
+        np.testing.assert_array_equal(g, g32)
+        np.testing.assert_array_equal(h, h32)
+        np.testing.assert_allclose(g, g_ref, rtol=2e-5, atol=1e-6)
+        np.testing.assert_allclose(h, h_ref, rtol=2e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("make", [fb.lightgbm_objective, fb.xgboost_objective])
+def test_objectives_follow_new_labels_and_weights_between_rounds(make):
+    """Labels and weights are converted once per array the library hands over: a new array (another data set,
+    set_label / set_weight) is seen at once."""
+    rng = np.random.default_rng(3)
+    n = 40
+    obj = make("huber", delta=0.7)
+    preds = rng.normal(size=n)
+    for _ in range(3):
+        label = rng.normal(size=n).astype(np.float32)
+        w = rng.random(n).astype(np.float32)
+        g, h = obj(preds, FakeDataset(label, w, empty_weight=np.array([], np.float32)))
+        g_ref, h_ref = fl.huber.grad_hess(preds, label.astype(np.float64), reduction="none",
+                                          sample_weight=w.astype(np.float64), delta=0.7)
+        np.testing.assert_allclose(g, g_ref, rtol=1e-12)
+        np.testing.assert_allclose(h, h_ref, rtol=1e-12)
+    g, _ = obj(preds, FakeDataset(label, None, empty_weight=np.array([], np.float32)))  # weights dropped
+    np.testing.assert_allclose(g, fl.huber.grad(preds, label.astype(np.float64), reduction="none", delta=0.7),
+                               rtol=1e-12)
 
 
 def test_signatures_are_what_the_libraries_inspect():

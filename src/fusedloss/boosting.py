@@ -82,29 +82,66 @@ def _checked(name: str, params: dict, hessian, min_hessian, need_grad=True):
     return loss, hessian, min_hessian
 
 
-def _weight(weight):
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _weight(weight, dtype=np.float64):
     """None for "no weights" (LightGBM gives None, XGBoost an empty array)."""
     if weight is None:
         return None
-    w = np.asarray(weight, dtype=np.float64)
+    w = np.asarray(weight, dtype=dtype)
     return None if w.size == 0 else w
 
 
-def _layout(loss, preds, labels, flat: str):
-    """(pred array for the kernels, labels, undo): class axis last for multiclass losses.
+class _Rounds:
+    """What an objective keeps from one boosting round to the next.
+
+    - Converted labels and weights, keyed by the identity of the array the library handed over: LightGBM's
+      ``Dataset.get_label()`` / ``get_weight()`` return the same array every round, so they are converted
+      (to the scores' dtype, labels to int64 for multiclass losses) once, not every round. A new array (a new
+      data set, ``set_label``) is converted again; an array changed in place between rounds is not seen.
+    - The gradient and Hessian buffers: the arrays an objective returns are reused by its next call (both
+      libraries copy them into their own storage before the next round).
+    """
+
+    def __init__(self):
+        self._converted: dict = {}
+        self._buffers: dict = {}
+
+    def convert(self, arr, key: str, fn):
+        hit = self._converted.get(key)
+        if hit is not None and hit[0] is arr:
+            return hit[1]
+        out = fn(arr)
+        self._converted[key] = (arr, out)
+        return out
+
+    def buffers(self, shape, dtype):
+        key = (shape, dtype)
+        bufs = self._buffers.get(key)
+        if bufs is None:
+            self._buffers.clear()  # one shape at a time (a training set; no pile-up when the shape changes)
+            bufs = self._buffers[key] = (np.empty(shape, dtype), np.empty(shape, dtype))
+        return bufs
+
+
+def _layout(loss, preds, labels, flat: str, dtype=np.float64, rounds: _Rounds | None = None):
+    """(pred array for the kernels, labels, undo): class axis last for multiclass losses, in ``dtype``.
 
     ``flat``: how a 1-d multiclass prediction array is laid out: "class_major" (LightGBM < 4) or "row_major".
     """
-    p = np.asarray(preds, dtype=np.float64)
-    y = np.asarray(labels)
+    p = np.asarray(preds, dtype=dtype)
     if loss.spec.kind != "multiclass":
+        y = (np.asarray(labels, dtype=dtype) if rounds is None
+             else rounds.convert(labels, "y" + np.dtype(dtype).str, lambda a: np.asarray(a, dtype=dtype)))
         if p.shape != y.shape:
             if p.size == y.size:
                 p = p.reshape(y.shape)
             else:
                 raise ValueError(f"{loss.name}: got {p.size} predictions for {y.size} labels (multi-output "
                                  "boosting is not supported)")
-        return p, y.astype(np.float64, copy=False), (lambda a: a.reshape(np.shape(preds)))
+        return p, y, (lambda a: a.reshape(np.shape(preds)))
+    y = np.asarray(labels)
     n = y.shape[0] if y.ndim else 1
     if p.ndim == 2:
         if p.shape[0] != n:
@@ -120,16 +157,35 @@ def _layout(loss, preds, labels, flat: str):
         else:
             p = p.reshape(n, K)
             undo = lambda a: a.reshape(-1)  # noqa: E731
-    yi = y.astype(np.int64)
-    if yi.shape != y.shape or (y.dtype.kind == "f" and not np.array_equal(yi, y)):
-        raise ValueError(f"{loss.name}: labels must be class indices 0..K-1, got non-integer values")
+    yi = _class_labels(loss, y) if rounds is None else rounds.convert(labels, "y", lambda a: _class_labels(loss, y))
     return p, yi, undo
 
 
-def _grad_hess(loss, preds, labels, weight, hessian, min_hessian, backend, params, flat="row_major"):
-    p, y, undo = _layout(loss, preds, labels, flat)
-    w = _weight(weight)
-    g, h = loss.grad_hess(p, y, reduction="none", sample_weight=w, hessian=hessian, backend=backend, **params)
+def _class_labels(loss, y):
+    yi = y.astype(np.int64)
+    if yi.shape != y.shape or (y.dtype.kind == "f" and not np.array_equal(yi, y)):
+        raise ValueError(f"{loss.name}: labels must be class indices 0..K-1, got non-integer values")
+    return yi
+
+
+def _grad_hess(loss, preds, labels, weight, hessian, min_hessian, backend, params, flat="row_major",
+               rounds: _Rounds | None = None):
+    """Per-sample gradient and Hessian. With ``rounds`` (the objectives): computed in the scores' dtype
+    (float32 scores, as XGBoost hands them, give float32 arrays; anything else float64), with labels and weights
+    converted once and the output buffers reused. Without it: float64, fresh arrays."""
+    dtype = np.float64
+    if rounds is not None:
+        dt = getattr(preds, "dtype", None)
+        dtype = dt if dt in _FLOATS else np.float64
+    p, y, undo = _layout(loss, preds, labels, flat, dtype, rounds)
+    if rounds is None:
+        w = _weight(weight)
+        g = h = None
+    else:
+        w = rounds.convert(weight, "w" + p.dtype.str, lambda a: _weight(a, p.dtype))
+        g, h = rounds.buffers(p.shape, p.dtype)
+    g, h = loss.grad_hess(p, y, reduction="none", sample_weight=w, hessian=hessian, backend=backend,
+                          grad_out=g, hess_out=h, **params)
     if min_hessian is not None:
         floor = min_hessian if w is None else min_hessian * (w[:, None] if h.ndim == 2 and w.ndim == 1 else w)
         np.maximum(h, floor, out=h)
@@ -201,9 +257,11 @@ def lightgbm_objective(name: str, *, api: str = "native", hessian=None, min_hess
     ``LGBMClassifier``. The native callable also carries the sklearn one as ``.sklearn``.
     """
     loss, hessian, min_hessian = _checked(name, params, hessian, min_hessian)
+    rounds = _Rounds()
 
     def objective(y_true, y_pred, weight):
-        return _grad_hess(loss, y_pred, y_true, weight, hessian, min_hessian, backend, params, "class_major")
+        return _grad_hess(loss, y_pred, y_true, weight, hessian, min_hessian, backend, params, "class_major",
+                          rounds)
 
     def fobj(preds, train_data):
         if not hasattr(train_data, "get_label"):
@@ -255,9 +313,11 @@ def xgboost_objective(name: str, *, api: str = "native", hessian=None, min_hessi
     margins.
     """
     loss, hessian, min_hessian = _checked(name, params, hessian, min_hessian)
+    rounds = _Rounds()
 
     def objective(y_true, y_pred, sample_weight=None):
-        return _grad_hess(loss, y_pred, y_true, sample_weight, hessian, min_hessian, backend, params, "row_major")
+        return _grad_hess(loss, y_pred, y_true, sample_weight, hessian, min_hessian, backend, params, "row_major",
+                          rounds)
 
     def obj(predt, dtrain):
         if not hasattr(dtrain, "get_label"):
