@@ -1,7 +1,8 @@
 """A plain PyTorch training loop where the only change is the loss module.
 
-The same MLP (same initial weights, same batches) is trained twice: once with ``torch.nn.CrossEntropyLoss`` and
-once with ``fusedloss.torch.CrossEntropyLoss``; the script prints loss, test accuracy and step time for both.
+The same MLP (same initial weights, same batches) is trained twice, the two models taking their steps in turn:
+once with ``torch.nn.CrossEntropyLoss`` and once with ``fusedloss.torch.CrossEntropyLoss``; the script prints
+loss, test accuracy and the median step time for both.
 
     python examples/torch_mlp.py                    # scikit-learn's digits (bundled, no download), seconds
     python examples/torch_mlp.py --classes 32000    # a synthetic problem with a 32000-way output layer,
@@ -44,33 +45,44 @@ def load_data(classes: int, seed: int = 0):
     return X[perm[:n_train]], y[perm[:n_train]], X[perm[n_train:]], y[perm[n_train:]]
 
 
-def train(kind: str, data, classes: int, epochs: int, batch_size: int, hidden: int, seed: int = 0):
+def train(kinds, data, classes: int, epochs: int, batch_size: int, hidden: int, seed: int = 0):
+    """Train one model per loss kind on the same batches, taking their steps in turn (so that a change of
+    load on a shared machine hits both alike); returns {kind: (median step time, train loss, accuracy)}."""
     Xtr, ytr, Xte, yte = data
-    torch.manual_seed(seed)
-    model = torch.nn.Sequential(torch.nn.Linear(Xtr.shape[1], hidden), torch.nn.ReLU(),
-                                torch.nn.Linear(hidden, classes))
-    loss_fn = make_loss(kind)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2 if classes == 10 else 3e-3)
+    runs = {}
+    for kind in kinds:
+        torch.manual_seed(seed)
+        model = torch.nn.Sequential(torch.nn.Linear(Xtr.shape[1], hidden), torch.nn.ReLU(),
+                                    torch.nn.Linear(hidden, classes))
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2 if classes == 10 else 3e-3)
+        runs[kind] = {"model": model, "opt": opt, "loss_fn": make_loss(kind), "times": []}
     order = torch.Generator().manual_seed(seed + 1)
-    step_times = []
     for epoch in range(1, epochs + 1):
         perm = torch.randperm(len(ytr), generator=order)
-        total, seen = 0.0, 0
+        totals = dict.fromkeys(kinds, 0.0)
+        seen = 0
         for start in range(0, len(perm), batch_size):
             idx = perm[start:start + batch_size]
-            t0 = time.perf_counter()
-            opt.zero_grad()
-            loss = loss_fn(model(Xtr[idx]), ytr[idx])
-            loss.backward()
-            opt.step()
-            step_times.append(time.perf_counter() - t0)
-            total += loss.item() * len(idx)
+            xb, yb = Xtr[idx], ytr[idx]
+            for kind, r in runs.items():
+                t0 = time.perf_counter()
+                r["opt"].zero_grad()
+                loss = r["loss_fn"](r["model"](xb), yb)
+                loss.backward()
+                r["opt"].step()
+                r["times"].append(time.perf_counter() - t0)
+                totals[kind] += loss.item() * len(idx)
             seen += len(idx)
-        with torch.no_grad():
-            accuracy = (model(Xte).argmax(dim=1) == yte).float().mean().item()
-        print(f"  [{kind:9s}] epoch {epoch:3d}  train loss {total / seen:.4f}  test accuracy {accuracy:.3f}")
-    steady = step_times[len(step_times) // 5:] or step_times  # leave out the first steps (warm-up)
-    return float(np.median(steady)), total / seen, accuracy
+        for kind, r in runs.items():
+            with torch.no_grad():
+                r["accuracy"] = (r["model"](Xte).argmax(dim=1) == yte).float().mean().item()
+            r["loss"] = totals[kind] / seen
+            print(f"  [{kind:9s}] epoch {epoch:3d}  train loss {r['loss']:.4f}  test accuracy {r['accuracy']:.3f}")
+    out = {}
+    for kind, r in runs.items():
+        steady = r["times"][len(r["times"]) // 5:] or r["times"]  # leave out the first steps (warm-up)
+        out[kind] = (float(np.median(steady)), r["loss"], r["accuracy"])
+    return out
 
 
 def main(argv=None):
@@ -92,9 +104,7 @@ def main(argv=None):
     data = load_data(args.classes)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {len(data[1])} train / {len(data[3])} "
           f"test samples, {args.classes} classes")
-    results = {}
-    for kind in ("torch", "fusedloss"):
-        results[kind] = train(kind, data, args.classes, args.epochs, args.batch_size, args.hidden)
+    results = train(("torch", "fusedloss"), data, args.classes, args.epochs, args.batch_size, args.hidden)
     for kind, (step, loss, acc) in results.items():
         print(f"{kind:9s}: final train loss {loss:.4f}, test accuracy {acc:.3f}, median step {step * 1e3:.3f} ms")
     print(f"step time ratio torch / fusedloss: {results['torch'][0] / results['fusedloss'][0]:.2f}x")

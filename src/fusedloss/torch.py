@@ -44,7 +44,6 @@ from __future__ import annotations
 import math
 import sys
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -79,23 +78,35 @@ RESIDUAL_LOSSES = frozenset({"mse", "mae", "huber", "smooth_l1", "pseudo_huber",
 # --- the call description and the one kernel call ---------------------------------------------------------
 
 
-@dataclass(frozen=True, eq=False)
 class _Call:
-    """Everything about one loss call except the input and target tensors (validated by the wrappers)."""
+    """Everything about one loss call except the input and target tensors (validated by the wrappers).
 
-    name: str
-    reduction: str  # the fusedloss reduction given to the kernel: "mean", "sum" or "none"
-    params: dict  # registry parameters; vectors as float64 NumPy arrays
-    sample_weight: Tensor | None  # fusedloss semantics: pred's shape (rows' shape for multiclass) or a leading part
-    class_dim: int | None  # multiclass: the input axis holding the classes (>= 0); None for elementwise losses
-    inplace: bool = False
-    backend: str | None = None
+    ``reduction`` is the fusedloss reduction given to the kernel ("mean", "sum" or "none"); ``params`` the
+    registry parameters that differ from the defaults (vectors as float64 NumPy arrays); ``sample_weight``
+    fusedloss's (pred's shape, rows' shape for multiclass, or a leading part); ``class_dim`` the input axis
+    holding the classes (>= 0) of a multiclass loss, None for elementwise losses. A plain slotted class: one
+    is made per call, so its construction is on the hot path."""
+
+    __slots__ = ("name", "reduction", "params", "sample_weight", "class_dim", "inplace", "backend", "loss")
+
+    def __init__(self, name, reduction, params, sample_weight, class_dim, inplace=False, backend=None):
+        self.name = name
+        self.reduction = reduction
+        self.params = params
+        self.sample_weight = sample_weight
+        self.class_dim = class_dim
+        self.inplace = inplace
+        self.backend = backend
+        self.loss = LOSSES[name]
+
+
+_DEFAULTS = {name: spec.defaults() for name, spec in REGISTRY.items()}
 
 
 def _non_default(name: str, params: dict) -> dict:
     """The parameters that differ from the registry defaults: a call with none of them skips the dispatcher's
     parameter checks (it keeps the checked defaults), which is most of its overhead on small inputs."""
-    defaults = REGISTRY[name].defaults()
+    defaults = _DEFAULTS[name]
     out = {}
     for k, v in params.items():
         d = defaults.get(k, _MISSING)
@@ -195,8 +206,31 @@ def _prepare_target(call: _Call, spec, target, input: Tensor, kdtype: torch.dtyp
 def _compute(call: _Call, input: Tensor, target, want_grad: bool):
     """(value, gradient or None): one kernel call. The gradient has input's shape and dtype and is the
     derivative of the returned value (for "none": of each element's, or each row's, value)."""
+    out_dtype = input.dtype
+    if ((out_dtype is torch.float32 or out_dtype is torch.float64) and input.is_cpu and call.sample_weight is None
+            and call.reduction != "none" and not call.inplace and type(target) is Tensor and target.is_cpu
+            and (call.class_dim is None or call.class_dim == input.ndim - 1) and input.is_contiguous()
+            and target.is_contiguous() and (call.class_dim is not None or target.shape == input.shape)):
+        # The common case of a training step, in as few steps as it can be done: the tensors' memory goes to
+        # the dispatcher as it is (it validates and converts the target as for NumPy callers), the gradient
+        # into a torch buffer, on at most torch's intra-op thread count.
+        threads = torch.get_num_threads()
+        x = input.detach().numpy()
+        t = (target.detach() if target.requires_grad else target).numpy()
+        if want_grad:
+            grad = torch.empty_like(input)
+            value, _ = call.loss._run(x, t, call.reduction, None, call.backend, call.params, True, True, False,
+                                      grad.numpy(), nthreads=threads)
+            return torch.tensor(value, dtype=out_dtype), grad
+        value = call.loss._run(x, t, call.reduction, None, call.backend, call.params, True, False, False,
+                               nthreads=threads)
+        return torch.tensor(value, dtype=out_dtype), None
+    return _compute_general(call, input, target, want_grad)
+
+
+def _compute_general(call: _Call, input: Tensor, target, want_grad: bool):
     spec = REGISTRY[call.name]
-    loss = LOSSES[call.name]
+    loss = call.loss
     out_dtype = input.dtype
     kdtype = torch.float32 if out_dtype in _HALF else out_dtype
     cuda = input.is_cuda
@@ -226,11 +260,13 @@ def _compute(call: _Call, input: Tensor, target, want_grad: bool):
         kwargs = dict(reduction=call.reduction, sample_weight=sw, backend=call.backend, **call.params)
         value = _run_cuda(loss, x, t, kwargs, grad_out, want_grad)
     else:
-        kwargs = dict(reduction=call.reduction, sample_weight=_host(sw), backend=call.backend, **call.params)
+        threads = torch.get_num_threads()
         if want_grad:
-            value, _ = loss.value_and_grad(x.numpy(), t.numpy(), grad_out=grad_out.numpy(), **kwargs)
+            value, _ = loss._run(x.numpy(), t.numpy(), call.reduction, _host(sw), call.backend, call.params, True,
+                                 True, False, grad_out.numpy(), nthreads=threads)
         else:
-            value = loss(x.numpy(), t.numpy(), **kwargs)
+            value = loss._run(x.numpy(), t.numpy(), call.reduction, _host(sw), call.backend, call.params, True,
+                              False, False, nthreads=threads)
 
     if call.reduction == "none":
         value = torch.as_tensor(value, device=input.device)
