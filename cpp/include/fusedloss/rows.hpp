@@ -133,7 +133,7 @@ inline constexpr std::size_t kChunk = 256;
 struct RowSum {
   double s, sm1, inv_s, log_s;  // s, s - 1, 1 / s (0 when s == 0: all -inf row), log s
   RowSum(double s1, double k)
-      : s(s1 + k), sm1(s1 + (k - 1.0)), inv_s(s1 + k == 0.0 ? 0.0 : 1.0 / (s1 + k)), log_s(std::log1p(sm1)) {}
+      : s(s1 + k), sm1(s1 + (k - 1.0)), inv_s(s1 + k == 0.0 ? 0.0 : 1.0 / (s1 + k)), log_s(vm::log1p(sm1)) {}
   // 1 - p_j = (s - e_j) / s, in double; for a maximum (e_j == 1) s - 1 is taken as s1 + (k - 1). For any
   // other element s - e_j >= 1 (s holds a max's 1 besides e_j), so there is nothing to cancel.
   template <class T>
@@ -320,7 +320,7 @@ struct cross_entropy {
     if constexpr (!Soft) {
       // the label's element again, with b_t = (1-e) cw_t + (e/C) cw_t, in double:
       // dl/dz_t = (1-e) cw_t (p_t - 1) + (e/C) (W p_t - cw_t) + 2 z_loss lse p_t, with p_t - 1 = expm1(log p_t)
-      const double p_t = std::exp(lp_t), omp_t = -std::expm1(lp_t);
+      const double p_t = vm::exp(lp_t), omp_t = -vm::expm1(lp_t);
       double gz = -keep * ct * omp_t + e_c * (W * p_t - ct);
       if (zg != 0.0) gz += 2.0 * zg * lse * p_t;
       const double dz = double(dz_t);
