@@ -338,3 +338,17 @@ def test_pred_outside_unit_interval(backend, name):
     p[1] = -0.25
     with _raises(ValueError, name, "pred", "-0.25", "(1,)"):
         loss(p, y, backend=backend)
+
+
+def test_uint64_labels_beyond_int64_are_out_of_range_not_ignored():
+    """2**64 - 100 would wrap to -100 (the default ignore_index) in int64: it must be reported, not ignored."""
+    x = np.zeros((3, 4))
+    with pytest.raises(ValueError, match=r"label 18446744073709551516 at index \(2,\) is out of range"):
+        fl.cross_entropy(x, np.array([0, 1, 2**64 - 100], dtype=np.uint64))
+    assert fl.cross_entropy(x, np.array([0, 1, 3], dtype=np.uint64)) == pytest.approx(np.log(4))
+
+
+@pytest.mark.parametrize("value", [2**63, -(2**63) - 1, 2**70])
+def test_ignore_index_must_fit_int64(value):
+    with pytest.raises(ValueError, match="ignore_index must be an integer that fits int64"):
+        fl.cross_entropy(np.zeros((2, 3)), np.array([0, 1]), ignore_index=value)

@@ -198,6 +198,12 @@ def _prepare_targets(spec: LossSpec, params: dict, target, x: np.ndarray):
         if t.dtype is _INT64 and t.flags.c_contiguous:
             labels = t if t.ndim == 1 else t.reshape(-1)
         else:
+            if t.dtype == _UINT64 and t.size and np.maximum.reduce(t, axis=None) >= 2**63:
+                # int64 would wrap it to a negative number (maybe ignore_index): refuse it as what it is
+                bad = t >= 2**63
+                at = np.unravel_index(int(np.argmax(bad)), lead) if lead else ()
+                raise ValueError(f"{name}: label {int(t[at])} at index {tuple(int(i) for i in at)} is out of range: "
+                                 f"labels must lie in [0, {C})")
             labels = np.ascontiguousarray(t, dtype=np.int64).reshape(-1)
         ignore = params[spec.ignore_param] if spec.ignore_param else None
         # One pass for the common case: seen as unsigned, a negative label is huge, so max < C means every

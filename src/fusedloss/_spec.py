@@ -340,7 +340,11 @@ register(LossSpec(
 
 _class_weight = Param("class_weight", None, "one weight per class (length C), as PyTorch's `weight`",
                       _nonnegative_values, _vector_or_scalar)
-_ignore_index = Param("ignore_index", -100, "hard label whose rows count for nothing", convert=_to_int)
+def _int64(v):
+    return None if -(2**63) <= v < 2**63 else "an integer that fits int64 (labels are int64)"
+
+
+_ignore_index = Param("ignore_index", -100, "hard label whose rows count for nothing", check=_int64, convert=_to_int)
 
 register(LossSpec(
     name="cross_entropy", kind="multiclass", torch_name="cross_entropy", target_domain="class_index",
