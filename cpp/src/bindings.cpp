@@ -271,6 +271,11 @@ double run_elementwise(const LossEntry& entry, double a, double b, py::handle p_
       if (in.lo && overlap(out_spans[k], in) && in.lo != out_spans[k].lo) {
         throw py::value_error(std::string(out_names[k]) + " partly overlaps an input array");
       }
+      if (in.lo && in.lo == out_spans[k].lo &&
+          !fl::elementwise_one_pass(bool(outs[0]), reduce, bool(outs[1]), bool(outs[2]))) {
+        throw py::value_error(std::string(out_names[k]) + " is an input array, which this combination of outputs "
+                              "(computed in several passes) cannot overwrite; pass a separate array");
+      }
     }
   }
 

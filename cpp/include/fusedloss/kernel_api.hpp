@@ -49,6 +49,15 @@ struct MulticlassArgs {
   int nthreads = 1;
 };
 
+// The output combinations an elementwise kernel computes in one pass (value V, reduction R, gradient G,
+// Hessian H): what the dispatcher asks for. Any other combination runs as several passes (loops.hpp,
+// run_outputs, which instantiates exactly these), so none of its outputs may be an input array.
+inline bool elementwise_one_pass(bool V, bool R, bool /* G: rides along with any of them */, bool H) {
+  if (V) return !R && !H;  // V, V+G
+  if (R) return !H;        // R, R+G
+  return true;             // nothing, G, G+H, H
+}
+
 template <class T>
 using Kernel = double (*)(double, double, const ElementwiseArgs<T>&);
 

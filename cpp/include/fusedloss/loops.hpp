@@ -232,6 +232,47 @@ struct ElementwiseRunner {
   }
 };
 
+// The output combinations the elementwise kernels are instantiated for: what the dispatcher asks for
+// (reduce: R, R+G; per-element values: V, V+G; derivatives: G, G+H, H). Every other combination the kernel
+// contract allows (values together with the reduction, or the Hessian together with the values) runs as a
+// sequence of these passes, each computing what it writes; the reduced value comes from the R pass, so it
+// has the same bits as a one-pass call. Instantiating all 16 combinations tripled the build for nothing.
+template <bool W, class Run>
+double run_outputs(const Run& run, bool V, bool R, bool G, bool H) {
+  switch ((unsigned(V) << 3) | (unsigned(R) << 2) | (unsigned(G) << 1) | unsigned(H)) {
+    case 0b0000: return 0.0;
+    case 0b0100: return run.template operator()<W, false, true, false, false>();
+    case 0b0110: return run.template operator()<W, false, true, true, false>();
+    case 0b1000: return run.template operator()<W, true, false, false, false>();
+    case 0b1010: return run.template operator()<W, true, false, true, false>();
+    case 0b0010: return run.template operator()<W, false, false, true, false>();
+    case 0b0011: return run.template operator()<W, false, false, true, true>();
+    case 0b0001: return run.template operator()<W, false, false, false, true>();
+    default: break;
+  }
+  double total = 0.0;
+  bool g_left = G;  // the gradient rides along with the first pass that can take it
+  if (R) {
+    total = run_outputs<W>(run, false, true, g_left && !H, false);
+    g_left = g_left && H;
+  }
+  if (V) {
+    run_outputs<W>(run, true, false, g_left && !H, false);
+    g_left = g_left && H;
+  }
+  if (H) {
+    run_outputs<W>(run, false, false, g_left, true);
+    g_left = false;
+  }
+  if (g_left) run_outputs<W>(run, false, false, true, false);
+  return total;
+}
+
+template <class Run>
+double run_outputs(const Run& run, bool W, bool V, bool R, bool G, bool H) {
+  return W ? run_outputs<true>(run, V, R, G, H) : run_outputs<false>(run, V, R, G, H);
+}
+
 // Whether a loss picks a specialised twin per call (losses.hpp: `specialise`), e.g. poisson_nll's log_input:
 // a mode that is the same for every element, taken out of the loop so that the loop body has no branch on
 // it (GCC does not unswitch large loop bodies, and computing both modes as selects would double the work).
@@ -247,13 +288,13 @@ double elementwise_with(const Loss& loss, const ElementwiseArgs<T>& args) {
     if (args.cols != nullptr) {
       const ColumnTile<T> tile(args.cols, args.ncols);
       const ElementwiseRunner<Loss, T, true> run{loss, args, tile.col, tile.width};
-      return with_flags<>(run, args.w != nullptr, args.value != nullptr, args.reduce, args.grad != nullptr,
-                          args.hess != nullptr);
+      return run_outputs(run, args.w != nullptr, args.value != nullptr, args.reduce, args.grad != nullptr,
+                         args.hess != nullptr);
     }
   }
   const ElementwiseRunner<Loss, T, false> run{loss, args, nullptr, 0};
-  return with_flags<>(run, args.w != nullptr, args.value != nullptr, args.reduce, args.grad != nullptr,
-                      args.hess != nullptr);
+  return run_outputs(run, args.w != nullptr, args.value != nullptr, args.reduce, args.grad != nullptr,
+                     args.hess != nullptr);
 }
 
 // Entry point for one loss and dtype: build the loss from its packed parameters (and pick its specialised
