@@ -1,0 +1,63 @@
+"""The cpp kernels' output combinations: every combination of value_out, reduce, grad_out and hess_out the
+kernel contract allows gives the outputs (and the reduced value) of the one-pass calls the dispatcher makes,
+bit for bit; combinations computed in several passes refuse an output that is an input array."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from conftest import backend_skip_reason
+
+pytestmark = pytest.mark.skipif(backend_skip_reason("cpp") is not None, reason=str(backend_skip_reason("cpp")))
+
+
+def _core():
+    from fusedloss import _core
+
+    return _core
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("loss, a, b", [("huber", 0.7, 0.0), ("binary_cross_entropy_with_logits", 2.0, 0.1),
+                                        ("log_cosh", 0.0, 0.0)])
+def test_every_output_combination_matches_the_one_pass_calls(loss, a, b, dtype, weighted):
+    core = _core()
+    rng = np.random.default_rng(0)
+    n = 70_001
+    p = rng.standard_normal(n).astype(dtype)
+    y = (rng.random(n) if "binary" in loss else rng.standard_normal(n)).astype(dtype)
+    w = rng.random(n).astype(dtype) if weighted else None
+    scale = 1.0 / n
+
+    def call(V, R, G, H):
+        outs = [np.full(n, np.nan, dtype) if flag else None for flag in (V, G, H)]
+        total = core.elementwise(loss, a, b, p, y, w, scale, R, *outs, 2)
+        return total, outs
+
+    want_total, _ = call(False, True, False, False)
+    _, (want_v, _, _) = call(True, False, False, False)
+    _, (_, want_g, want_h) = call(False, False, True, True)
+    for V, R, G, H in itertools.product([False, True], repeat=4):
+        total, (v, g, h) = call(V, R, G, H)
+        assert total == (want_total if R else 0.0), (V, R, G, H)
+        for got, want in ((v, want_v), (g, want_g), (h, want_h)):
+            if got is not None:
+                np.testing.assert_array_equal(got, want, err_msg=str((V, R, G, H)))
+
+
+def test_several_passes_refuse_an_input_as_output():
+    core = _core()
+    p = np.linspace(-2, 2, 10)
+    y = np.zeros(10)
+    v = np.empty(10)
+    with pytest.raises(ValueError, match="grad_out is an input array, which this combination of outputs"):
+        core.elementwise("mse", 0.0, 0.0, p, y, None, 1.0, True, v, p, None, 1)  # value + reduce + grad over p
+    # one pass: in place is fine
+    g = p.copy()
+    total = core.elementwise("mse", 0.0, 0.0, g, y, None, 1.0, True, None, g, None, 1)
+    assert total == pytest.approx(float(np.sum(p**2)))
+    np.testing.assert_array_equal(g, 2 * p)
