@@ -91,8 +91,8 @@ def merge(states) -> LossState:
 def divisor(loss, shape: tuple, dtype, target, sample_weight, params: dict) -> tuple[float, int]:
     """(what "mean" divides by, count) for pred of ``shape`` and ``dtype``, computed as the plain call does.
 
-    Reads only the target (labels, for multiclass losses that ignore rows or weight classes) and the
-    weights: pred itself is a shape-only stand-in.
+    Reads only the target (labels, for multiclass losses that ignore rows or weight classes; None stands
+    for soft targets) and the weights: pred itself is a shape-only stand-in.
     """
     spec = loss.spec
     checked = loss._params(params)[0] if params else loss._default_params[0]
@@ -105,7 +105,10 @@ def divisor(loss, shape: tuple, dtype, target, sample_weight, params: dict) -> t
     C = shape[-1]
     lead = shape[:-1]
     R = stand_in.size // C if C else 0
-    labels, _, all_kept = _prepare_targets(spec, checked, target, stand_in)
+    if target is None:  # soft targets: every row counts, so the divisor does not need them
+        labels, all_kept = None, False
+    else:
+        labels, _, all_kept = _prepare_targets(spec, checked, target, stand_in)
     rw = None if sample_weight is None else _prepare_row_weight(sample_weight, lead, stand_in, loss.name)
     cw = _class_vector(spec, checked, stand_in)
     ignore = int(checked[spec.ignore_param]) if spec.ignore_param else -1
