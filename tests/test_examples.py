@@ -1,7 +1,7 @@
 """Smoke test of examples/: each script runs to the end in its quick mode (--quick) and prints what it promises.
 
 The scripts run as subprocesses with the fusedloss under test on PYTHONPATH; one whose optional dependency
-(torch, LightGBM) is missing is skipped, saying so.
+(torch, LightGBM, Dask) is missing is skipped, saying so.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ CASES = [
       r"fusedloss: final train loss .* median step", r"step time ratio"]),
     ("lightgbm_focal.py", ("lightgbm", "sklearn"),
      [r"native binary\s+[0-9.]+\s+0\.\d+", r"binary_focal \(alpha=0.25, gamma=2.0\)\s+[0-9.]+\s+0\.\d+"]),
+    ("dask_out_of_core.py", ("dask", "distributed"),
+     [r"step 1\s+loss 0\.\d+", r"step time: fld .* plain dask.array", r"peak memory per worker: \d+ MB, \d+ MB"]),
 ]
 
 

@@ -10,6 +10,7 @@
 from ._config import get_backend, get_num_threads, set_backend, set_num_threads, use_backend
 from ._dispatch import LOSSES, Loss
 from ._spec import losses
+from ._state import LossState, merge
 from .backends import BackendUnavailable, backends
 
 __version__ = "0.1.0"
@@ -19,4 +20,5 @@ globals().update(LOSSES)
 __all__ = [
     "BackendUnavailable", "Loss", "backends", "get_backend", "get_num_threads", "losses", "set_backend",
     "set_num_threads", "use_backend", *LOSSES,
+    "LossState", "merge",
 ]

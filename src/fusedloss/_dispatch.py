@@ -387,7 +387,8 @@ class Loss:
         return module
 
     def _run(self, pred, target, reduction, sample_weight, backend, kwargs,
-             want_value, want_grad, want_hess, grad_out=None, hess_out=None, hessian="exact", nthreads=None):
+             want_value, want_grad, want_hess, grad_out=None, hess_out=None, hessian="exact", nthreads=None,
+             grad_scale=None):
         # The hot path: a training loop calls this with the same few arguments on small arrays, so every
         # step below takes its common case first (identity tests of types and dtypes, one flags object per
         # array) and falls back to the general helpers, which raise the errors, only when that fails.
@@ -414,7 +415,8 @@ class Loss:
             dtype = p.dtype
         if self._multiclass:
             return self._run_multiclass(p, target, reduction, sample_weight, backend, params, packed,
-                                        want_value, want_grad, want_hess, grad_out, hess_out, hessian, nthreads)
+                                        want_value, want_grad, want_hess, grad_out, hess_out, hessian, nthreads,
+                                        grad_scale)
         shape = p.shape
         if type(target) is np.ndarray and target.dtype is dtype and target.flags.c_contiguous:
             y = target
@@ -445,6 +447,8 @@ class Loss:
         else:
             denom = 1.0
             scale = 1.0
+        if grad_scale is not None:  # the caller knows the divisor (a piece of a larger array): see partial
+            scale = grad_scale
         reduce = want_value and reduction != "none"
         if grad_out is None:
             g = np.empty(shape, dtype) if want_grad else None
@@ -489,7 +493,8 @@ class Loss:
         return _results(want_value, want_grad, want_hess, reduction, total, denom, v, g, h)
 
     def _run_multiclass(self, x, target, reduction, sample_weight, backend, params, packed,
-                        want_value, want_grad, want_hess, grad_out, hess_out, hessian, nthreads=None):
+                        want_value, want_grad, want_hess, grad_out, hess_out, hessian, nthreads=None,
+                        grad_scale=None):
         """``_run`` for a multiclass loss, with the logits ``x`` already a C-contiguous float array."""
         spec = self.spec
         name = self.name
@@ -510,6 +515,8 @@ class Loss:
         else:
             denom = 1.0
             scale = 1.0
+        if grad_scale is not None:
+            scale = grad_scale
         g = h = v = None
         if want_grad:
             # grad_out may be the logits themselves: the kernels read each element before writing it
@@ -568,6 +575,17 @@ class Loss:
             raise ValueError(f"{self.name}: hessian must be 'exact' or 'ones', got {hessian!r}")
         return self._run(pred, target, reduction, sample_weight, backend, params, False, True, True, grad_out,
                          hess_out, hessian)
+
+    def partial(self, pred, target, *, sample_weight=None, backend=None, **params):
+        """A mergeable partial result: the ``LossState`` of this piece of the data (see ``fusedloss.merge``).
+
+        It holds the float64 sum of the weighted losses, what "mean" divides by and the count, so that the
+        states of the pieces of a split merge into the state of the whole: ``state.value("mean")`` of the
+        merge equals ``loss(pred, target, ...)`` on the whole up to float64 summation order.
+        """
+        from ._state import partial
+
+        return partial(self, pred, target, sample_weight, backend, params)
 
 
 LOSSES = {name: Loss(spec) for name, spec in REGISTRY.items()}

@@ -1,0 +1,340 @@
+"""Every loss over Dask arrays: ``import fusedloss.dask as fld``.
+
+>>> v = fld.cross_entropy(logits, labels, label_smoothing=0.1)   # a lazy 0-d dask array
+>>> v, g = fld.mse.value_and_grad(pred, target, sample_weight=w) # g: chunked like pred
+>>> g, h = fld.log_cosh.grad_hess(pred, target)
+
+The same losses, options, reductions, dtypes and errors as the in-memory API (``fusedloss.<loss>``), on
+``dask.array`` inputs (NumPy arrays are accepted too and wrapped):
+
+- Each block runs the in-memory call (the compiled kernel the backend rules pick on the worker), once.
+- "mean" and "sum" values are ``LossState`` partial results (``fl.<loss>.partial``) of the blocks, merged
+  by a fixed tree (``SPLIT_EVERY`` states per node): never an average of block means.
+- "mean" derivatives need the global divisor (sum of weights, kept rows' weights): it comes from one small
+  reduction over the weights / labels only, and the derivative blocks are scaled by it as they are computed;
+  the value of ``value_and_grad`` is merged from the same block calls.
+- "none" returns a dask array (of pred's chunks; the logits' leading chunks for multiclass losses).
+- Multiclass losses need the class axis (the last) in one chunk: a split class axis is rechunked to one
+  chunk; labels, soft targets and weights are rechunked to the logits' chunks when they differ.
+- Errors that the shapes, dtypes and parameters show are raised when the graph is built; errors in the
+  values (labels out of range, targets outside the loss's domain, negative weights) are raised at compute
+  time, naming the chunk and its starting index.
+- ``backend=None`` takes the backend configured where the graph is built (``use_backend``, ``set_backend``,
+  ``FUSEDLOSS_BACKEND``); when that is "auto", each worker picks its own. Kernel threads per task follow the
+  thread rules of ``fusedloss.get_num_threads`` on each worker (Dask's workers set ``OMP_NUM_THREADS=1``, so
+  one thread per task unless the workers' ``FUSEDLOSS_NUM_THREADS`` says otherwise).
+"""
+
+from __future__ import annotations
+
+import math
+from itertools import product
+from operator import getitem
+
+import numpy as np
+
+try:
+    import dask.array as da
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("fusedloss.dask needs dask[array]; install it with: pip install 'fusedloss[dask]'") from exc
+
+from . import _config
+from ._dispatch import HESSIAN_MODES, LOSSES, REDUCTIONS, Loss, _as_like, _as_pred, _class_vector, _column_vector
+from ._state import LossState, divisor, merge
+
+SPLIT_EVERY = 8  # states merged per node of the reduction tree
+
+
+# --- what runs on the workers --------------------------------------------------------------------------
+
+
+def _located(exc: Exception, where: str) -> Exception:
+    """The in-memory call's ValueError / TypeError with the chunk it came from appended."""
+    if type(exc) in (ValueError, TypeError):
+        return type(exc)(f"{exc} (in {where})")
+    return exc
+
+
+def _block(name, mode, reduction, hessian, backend, params, where, p, y, w, part, whole):
+    """One block's in-memory call: (value or LossState or None, gradient or None, Hessian or None).
+
+    ``part`` / ``whole``: this block's and the whole array's divisor (LossStates) for "mean" derivatives.
+    """
+    loss = LOSSES[name]
+    try:
+        if mode == "value":
+            if reduction == "none":
+                return loss._run(p, y, "none", w, backend, params, True, False, False), None, None
+            if reduction == "mean":
+                return loss.partial(p, y, sample_weight=w, backend=backend, **params), None, None
+            total = loss._run(p, y, "sum", w, backend, params, True, False, False)
+            return LossState(name, total, math.nan, _count(loss, p)), None, None
+        scale = None
+        if reduction == "mean":
+            scale = 1.0 / whole.denominator if whole.denominator != 0 else math.nan
+        per_element = reduction == "none"
+        with_value = mode == "value_and_grad"
+        out = loss._run(p, y, "none" if per_element else "sum", w, backend, params, with_value, True,
+                        mode == "grad_hess", None, None, hessian, grad_scale=scale)
+    except (ValueError, TypeError) as exc:
+        raise _located(exc, where) from exc
+    if mode == "grad":
+        return None, out, None
+    if mode == "grad_hess":
+        return None, out[0], out[1]
+    value, g = out
+    if not per_element:
+        value = LossState(name, value, part.denominator if part is not None else math.nan, _count(loss, p))
+    return value, g, None
+
+
+def _count(loss: Loss, p) -> int:
+    return p.size // p.shape[-1] if loss.spec.kind == "multiclass" else p.size
+
+
+def _divisor_block(name, params, shape, dtype, where, y, w) -> LossState:
+    """A block's share of the "mean" divisor, from its labels and weights only."""
+    loss = LOSSES[name]
+    try:
+        denominator, count = divisor(loss, shape, dtype, y, w, params)
+    except (ValueError, TypeError) as exc:
+        raise _located(exc, where) from exc
+    return LossState(name, 0.0, denominator, count)
+
+
+def _merge_list(states) -> LossState:
+    return merge(states)
+
+
+def _finalize(state: LossState, reduction: str):
+    return np.float64(state.value(reduction))
+
+
+# --- graph construction ----------------------------------------------------------------------------------
+
+
+def _lift(x, like, what: str, name: str):
+    """``x`` as a dask array. NumPy arrays and Python values are wrapped: chunked as the leading axes of
+    ``like`` (a dask array, or None) when their shape is a leading part of its shape, else in one chunk."""
+    if isinstance(x, da.Array):
+        if any(math.isnan(c) for cs in x.chunks for c in cs):
+            raise ValueError(f"{name}: {what} has unknown chunk sizes {x.chunks}; call .compute_chunk_sizes() "
+                             "on it first")
+        return x
+    arr = x if hasattr(x, "dtype") and hasattr(x, "shape") else np.asarray(x)
+    fits = like is not None and arr.shape == like.shape[: arr.ndim]
+    return da.from_array(arr, chunks=like.chunks[: arr.ndim] if fits else -1)
+
+
+def _check_leading(w, shape: tuple, name: str) -> None:
+    if w.shape != shape and (w.ndim > len(shape) or shape[: w.ndim] != w.shape):
+        raise ValueError(f"{name}: sample_weight must have pred's shape {shape} or a leading part of it "
+                         f"(broadcast along the remaining axes), got shape {w.shape}")
+
+
+def _prepare(loss: Loss, pred, target, sample_weight, params: dict):
+    """(pred, target, weight) as aligned dask arrays, and pred's dtype, after the checks knowable now."""
+    spec = loss.spec
+    name = loss.name
+    if not isinstance(pred, da.Array) and not hasattr(pred, "dtype"):
+        pred = _as_pred(pred, name)  # Python values convert as in memory (integers to float64)
+    p = _lift(pred, target if isinstance(target, da.Array) else None, "pred", name)
+    dtype = _as_pred(np.empty(0, p.dtype), name).dtype  # the in-memory dtype rules and errors
+    if p.dtype != dtype:
+        p = p.astype(dtype)  # non-native byte order
+    stand_in = np.broadcast_to(np.empty((), dtype), p.shape)  # shape and dtype, no memory
+    checked = loss._params(params)[0] if params else loss._default_params[0]
+    multiclass = spec.kind == "multiclass"
+    if multiclass:
+        if p.ndim < 1 or p.shape[-1] < 1:
+            raise ValueError(f"{name}: logits need a class axis (the last) of length >= 1, got shape {p.shape}")
+        if p.numblocks[-1] != 1:
+            p = p.rechunk({p.ndim - 1: -1})  # a row's classes must sit in one block
+    y = _lift(target, p, "target", name)
+    w = None if sample_weight is None else _lift(sample_weight, p, "sample_weight", name)
+    if w is not None:
+        _as_like(np.empty(0, w.dtype), stand_in, "sample_weight", name)
+
+    if multiclass:
+        lead = p.shape[:-1]
+        if y.dtype.kind in "iu" and spec.hard_labels:
+            if y.shape != lead:
+                raise ValueError(f"{name}: integer labels must have the logits' shape without the class axis "
+                                 f"{lead}, got {y.shape}")
+        elif y.dtype.kind == "f" and spec.soft_labels:
+            if y.shape != p.shape:
+                raise ValueError(f"{name}: soft targets (floating) must have the logits' shape {p.shape}, "
+                                 f"got {y.shape}")
+        else:
+            wanted = " or ".join(filter(None, [
+                f"integer class labels of shape {lead}" if spec.hard_labels else "",
+                f"floating probabilities of shape {p.shape}" if spec.soft_labels else "",
+            ]))
+            raise TypeError(f"{name}: target must be {wanted}, got dtype {y.dtype} and shape {y.shape}")
+        if w is not None:
+            if not lead:
+                raise ValueError(f"{name}: sample_weight needs leading axes to weight; logits have shape {p.shape}")
+            _check_leading(w, lead, name)
+        _class_vector(spec, checked, stand_in)  # per-class vector length
+    else:
+        _as_like(np.empty(0, y.dtype), stand_in, "target", name)
+        if y.shape != p.shape:
+            raise ValueError(f"{name}: pred and target must have the same shape, got pred {p.shape} "
+                             f"and target {y.shape}")
+        if w is not None:
+            _check_leading(w, p.shape, name)
+        _column_vector(spec, checked, stand_in)  # per-column vector length
+    if y.chunks != p.chunks[: y.ndim]:
+        y = y.rechunk(p.chunks[: y.ndim])
+    if w is not None and w.chunks != p.chunks[: w.ndim]:
+        w = w.rechunk(p.chunks[: w.ndim])
+    return p, y, w, dtype
+
+
+def _tree(layer: dict, name: str, keys: list):
+    """Merge the states under ``keys`` by a fixed tree of ``SPLIT_EVERY``-way nodes; the root's key."""
+    level = 0
+    while len(keys) > 1:
+        keys_up = []
+        for i in range(0, len(keys), SPLIT_EVERY):
+            key = (name, level, i // SPLIT_EVERY)
+            layer[key] = (_merge_list, list(keys[i: i + SPLIT_EVERY]))
+            keys_up.append(key)
+        keys = keys_up
+        level += 1
+    return keys[0]
+
+
+def _graph(loss: Loss, mode: str, pred, target, reduction, sample_weight, backend, params, hessian="exact"):
+    """The dask arrays of one call: (value,) / (value, grad) / (grad,) / (grad, hess)."""
+    name = loss.name
+    derivatives = mode != "value"
+    if derivatives and not loss.spec.differentiable:
+        raise TypeError(f"{name} is not differentiable: it has no gradient or Hessian; call {name}(...) "
+                        "for its value")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"{name}: reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
+    if hessian not in HESSIAN_MODES:
+        raise ValueError(f"{name}: hessian must be 'exact' or 'ones', got {hessian!r}")
+    requested = _config.get_backend() if backend is None else _config.check_backend_name(backend)
+    if requested == "cuda":
+        raise ValueError(f"{name}: fusedloss.dask runs the host kernels on NumPy blocks; backend 'cuda' is not "
+                         "supported here (choose 'auto', 'cpp', 'numba' or 'numpy')")
+    backend = None if requested == "auto" else requested  # "auto": each worker resolves its own
+    p, y, w, dtype = _prepare(loss, pred, target, sample_weight, params)
+    multiclass = loss.spec.kind == "multiclass"
+    what = "logits" if multiclass else "pred"
+
+    token = tokenize(name, mode, reduction, hessian, backend, sorted(params.items(), key=lambda kv: kv[0]),
+                     p, y, w)
+    work = f"fusedloss-{name}-{mode}-{token}"
+    layer: dict = {}
+    starts = [np.concatenate(([0], np.cumsum(c)[:-1])).astype(int).tolist() for c in p.chunks]
+    blocks = list(product(*map(range, p.numblocks)))
+
+    def where(idx):
+        return f"chunk {idx} of the {what}, which starts at index {tuple(s[i] for s, i in zip(starts, idx))}"
+
+    def y_key(idx):
+        return (y.name, *idx[: y.ndim])
+
+    def w_key(idx):
+        return None if w is None else (w.name, *idx[: w.ndim])
+
+    need_divisor = derivatives and reduction == "mean"
+    whole = None
+    if need_divisor:
+        # the divisor reads labels only where they matter (multiclass hard labels)
+        reads_labels = multiclass and y.dtype.kind in "iu"
+        for idx in blocks:
+            shape = tuple(c[i] for c, i in zip(p.chunks, idx))
+            layer[(work + "-divisor", *idx)] = (_divisor_block, name, params, shape, dtype, where(idx),
+                                                y_key(idx) if reads_labels else None, w_key(idx))
+        whole = _tree(layer, work + "-divisor-tree", [(work + "-divisor", *idx) for idx in blocks])
+    for idx in blocks:
+        part = (work + "-divisor", *idx) if need_divisor else None
+        layer[(work, *idx)] = (_block, name, mode, reduction, hessian, backend, params, where(idx),
+                               (p.name, *idx), y_key(idx), w_key(idx), part, whole)
+    graph = HighLevelGraph.from_collections(work, layer, dependencies=[a for a in (p, y, w) if a is not None])
+    layers = dict(graph.layers)
+    deps = dict(graph.dependencies)
+
+    def output(slot: int, out_name: str, key_of, chunks, out_dtype):
+        layers[out_name] = {key_of(idx): (getitem, (work, *idx), slot) for idx in blocks}
+        deps[out_name] = {work}
+        return chunks, out_dtype
+
+    results = []
+    value_chunks = p.chunks[:-1] if multiclass else p.chunks
+    if mode in ("value", "value_and_grad"):
+        vname = f"{work}-value"
+        if reduction == "none":
+            chunks, vdt = output(0, vname, lambda idx: (vname, *idx[: len(value_chunks)]), value_chunks, dtype)
+            results.append((vname, chunks, vdt))
+        else:
+            states = {(vname + "-state", *idx): (getitem, (work, *idx), 0) for idx in blocks}
+            tree: dict = {}
+            root = _tree(tree, vname + "-tree", list(states))
+            layers[vname] = {**states, **tree, (vname,): (_finalize, root, reduction)}
+            deps[vname] = {work}
+            results.append((vname, (), np.dtype(np.float64)))
+    if derivatives:
+        for slot, suffix in ((1, "grad"), (2, "hess")) if mode == "grad_hess" else ((1, "grad"),):
+            oname = f"{work}-{suffix}"
+            output(slot, oname, lambda idx, o=oname: (o, *idx), p.chunks, dtype)
+            results.append((oname, p.chunks, dtype))
+    hlg = HighLevelGraph(layers, deps)
+    arrays = tuple(da.Array(hlg, n, chunks, dtype=dt, meta=np.empty((0,) * len(chunks), dt))
+                   for n, chunks, dt in results)
+    return arrays[0] if len(arrays) == 1 else arrays
+
+
+# --- the public objects -------------------------------------------------------------------------------------
+
+
+class DaskLoss:
+    """``fusedloss.<loss>`` over dask arrays: the same signature (without ``grad_out`` / ``hess_out``),
+    returning lazy dask arrays."""
+
+    def __init__(self, loss: Loss):
+        self.loss = loss
+        self.name = loss.name
+        self.__name__ = loss.name
+        self.__doc__ = f"{loss.name} over dask arrays (lazy). " + (loss.__doc__ or "")
+
+    def __repr__(self):
+        return f"<fusedloss.dask loss {self.name}>"
+
+    def __call__(self, pred, target, *, reduction="mean", sample_weight=None, backend=None, **params):
+        """The value: a 0-d float64 dask array ("mean", "sum"), or a dask array ("none")."""
+        return _graph(self.loss, "value", pred, target, reduction, sample_weight, backend, params)
+
+    def value_and_grad(self, pred, target, *, reduction="mean", sample_weight=None, backend=None, **params):
+        """(value, gradient): both lazy; computed together (``dask.compute(v, g)``) each block runs once."""
+        return _graph(self.loss, "value_and_grad", pred, target, reduction, sample_weight, backend, params)
+
+    def grad(self, pred, target, *, reduction="mean", sample_weight=None, backend=None, **params):
+        """The gradient of the value with respect to pred, chunked like pred."""
+        return _graph(self.loss, "grad", pred, target, reduction, sample_weight, backend, params)
+
+    def grad_hess(self, pred, target, *, reduction="mean", sample_weight=None, hessian="exact", backend=None,
+                  **params):
+        """(gradient, diagonal of the Hessian), chunked like pred; ``hessian`` as in the in-memory API."""
+        return _graph(self.loss, "grad_hess", pred, target, reduction, sample_weight, backend, params, hessian)
+
+
+LOSSES_DASK = {name: DaskLoss(loss) for name, loss in LOSSES.items()}
+globals().update(LOSSES_DASK)
+
+
+def __getattr__(attr):
+    """Losses registered after this module was imported."""
+    if attr in LOSSES:
+        LOSSES_DASK[attr] = DaskLoss(LOSSES[attr])
+        return LOSSES_DASK[attr]
+    raise AttributeError(f"module 'fusedloss.dask' has no attribute {attr!r}")
+
+
+__all__ = ["DaskLoss", "LOSSES_DASK", "SPLIT_EVERY", *LOSSES_DASK]

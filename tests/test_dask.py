@@ -1,0 +1,303 @@
+"""``fusedloss.dask``: every registered loss over dask arrays equals the in-memory call.
+
+Two schedulers: the threaded one, and a ``distributed.LocalCluster`` of two single-threaded worker processes
+(on loopback, no dashboard) that this module starts and closes. The in-memory call runs first in each test,
+so the workers find Numba's compiled kernels in the on-disk cache.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+da = pytest.importorskip("dask.array", reason="fusedloss.dask needs dask[array] (the test extra installs it)")
+dask = pytest.importorskip("dask")
+
+import fusedloss as fl  # noqa: E402
+import fusedloss.dask as fld  # noqa: E402
+from fusedloss._spec import REGISTRY  # noqa: E402
+
+from conftest import (TOL, assert_close, loss_cases, loss_fn, make_data, make_multiclass_data,  # noqa: E402
+                      make_weight, multiclass_cases)
+
+F64 = np.dtype(np.float64)
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(fl.__file__)))
+
+
+@pytest.fixture(scope="module")
+def client():
+    distributed = pytest.importorskip("distributed", reason="the cluster tests need distributed (test extra)")
+    old = os.environ.get("PYTHONPATH")
+    # the worker processes import the fusedloss under test: it travels on PYTHONPATH
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_PARENT, old]))
+    try:
+        cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1",
+                                           dashboard_address=None, worker_dashboard_address=None,
+                                           env={"FUSEDLOSS_NUM_THREADS": "1"})
+        c = distributed.Client(cluster, set_as_default=False)
+    finally:
+        if old is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = old
+    yield c
+    c.close()
+    cluster.close()
+
+
+@pytest.fixture(params=["threads", "cluster"])
+def scheduler(request):
+    """The ``scheduler=`` to compute with: the threaded scheduler, or the LocalCluster's client."""
+    if request.param == "threads":
+        return "threads"
+    return request.getfixturevalue("client").get
+
+
+def compute(scheduler, *arrays):
+    return dask.compute(*arrays, scheduler=scheduler)
+
+
+def assert_value(actual, expected, err=""):
+    """Reduced values: float64, within rtol 1e-12 of the in-memory call."""
+    assert isinstance(actual, float), f"{err}: {type(actual)}"
+    if np.isnan(expected):
+        assert np.isnan(actual), err
+    else:
+        assert abs(actual - expected) <= TOL[F64].rtol * max(abs(expected), 1e-300), f"{err}: {actual} != {expected}"
+
+
+# chunkings of a (rows, 3) array: odd sizes, one-row chunks, a split last axis, an empty chunk
+CHUNKS = {"odd": ((7, 11, 5), (2, 1)), "rows1": (1, 3), "empty": ((0, 12, 11), (3,))}
+ROWS = 23
+
+
+# --- every loss, every reduction, both schedulers --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, params", loss_cases(variants=False))
+def test_elementwise_every_loss(name, params, scheduler):
+    x, t = make_data(name, params, (ROWS, 3), np.float64, seed=1)
+    w = make_weight("full", (ROWS, 3), np.float64)
+    loss, dloss = loss_fn(name), getattr(fld, name)
+    X, T, W = (da.from_array(a, chunks=CHUNKS["odd"]) for a in (x, t, w))
+    for red in ("mean", "sum", "none"):
+        value = dloss(X, T, sample_weight=W, reduction=red, **params)
+        expected = loss(x, t, sample_weight=w, reduction=red, **params)
+        (got,) = compute(scheduler, value)
+        if red == "none":
+            assert got.dtype == expected.dtype
+            assert_close(got, expected, F64, err_msg=f"{name} none")
+        else:
+            assert_value(got, expected, f"{name} {red}")
+    if REGISTRY[name].differentiable:
+        v, g = dloss.value_and_grad(X, T, sample_weight=W, **params)
+        v0, g0 = loss.value_and_grad(x, t, sample_weight=w, **params)
+        assert g.chunks == X.chunks
+        v, g = compute(scheduler, v, g)
+        assert_value(v, v0, f"{name} value_and_grad")
+        assert_close(g, g0, F64, err_msg=f"{name} grad")
+
+
+@pytest.mark.parametrize("name, params, form", multiclass_cases())
+def test_multiclass_every_loss(name, params, form, scheduler):
+    x, t = make_multiclass_data(name, params, (ROWS,), np.float64, form, seed=2)
+    w = np.random.default_rng(3).uniform(0.0, 2.0, ROWS)
+    loss, dloss = loss_fn(name), getattr(fld, name)
+    X = da.from_array(x, chunks=(6, 2))  # a split class axis: rechunked to one chunk
+    T = da.from_array(t, chunks=(4,) * (t.ndim))  # rows chunked unlike the logits: rechunked to match
+    W = da.from_array(w, chunks=9)
+    for red in ("mean", "sum", "none"):
+        v, g = dloss.value_and_grad(X, T, sample_weight=W, reduction=red, **params)
+        v0, g0 = loss.value_and_grad(x, t, sample_weight=w, reduction=red, **params)
+        v, g = compute(scheduler, v, g)
+        if red == "none":
+            assert v.shape == (ROWS,)
+            assert_close(v, v0, F64, err_msg=f"{name} none")
+        else:
+            assert_value(v, v0, f"{name} {red}")
+        assert_close(g, g0, F64, err_msg=f"{name} {red} grad")
+
+
+# --- chunkings, weights, options (threaded scheduler: the cluster runs the same graphs) -------------------------
+
+
+@pytest.mark.parametrize("weighting, chunking", [("unweighted", "rows1"), ("full", "odd"), ("leading", "empty")])
+@pytest.mark.parametrize("name, params", loss_cases(variants=True))
+def test_elementwise_chunkings(name, params, weighting, chunking):
+    x, t = make_data(name, params, (ROWS, 3), np.float64, seed=4)
+    w = make_weight(weighting, (ROWS, 3), np.float64)
+    loss, dloss = loss_fn(name), getattr(fld, name)
+    X = da.from_array(x, chunks=CHUNKS[chunking])
+    T = da.from_array(t, chunks=5)  # unlike pred's: rechunked
+    W = None if w is None else da.from_array(w, chunks=4)
+    for red in ("mean", "sum"):
+        assert_value(dloss(X, T, sample_weight=W, reduction=red, **params).compute(scheduler="threads"),
+                     loss(x, t, sample_weight=w, reduction=red, **params), f"{name} {red}")
+    if not REGISTRY[name].differentiable:
+        return
+    for red in ("mean", "sum", "none"):
+        g = dloss.grad(X, T, sample_weight=W, reduction=red, **params)
+        g0 = loss.grad(x, t, sample_weight=w, reduction=red, **params)
+        # blockwise: each gradient block equals the in-memory gradient's slice
+        assert g.chunks == X.chunks
+        index = list(np.ndindex(*X.numblocks))
+        blocks = dask.compute(*[g.blocks[idx] for idx in index], scheduler="threads")
+        starts = [np.cumsum((0,) + c) for c in X.chunks]
+        for (i, j), block in zip(index, blocks):
+            expected = g0[starts[0][i]: starts[0][i + 1], starts[1][j]: starts[1][j + 1]]
+            assert_close(block, expected, F64, err_msg=f"{name} {red} grad block {(i, j)}")
+    if REGISTRY[name].has_hessian:
+        for hessian in ("exact", "ones"):
+            g, h = dloss.grad_hess(X, T, sample_weight=W, hessian=hessian, **params)
+            g0, h0 = loss.grad_hess(x, t, sample_weight=w, hessian=hessian, **params)
+            g, h = dask.compute(g, h, scheduler="threads")
+            assert_close(g, g0, F64, err_msg=f"{name} grad_hess grad")
+            assert_close(h, h0, F64, err_msg=f"{name} grad_hess hess ({hessian})")
+
+
+@pytest.mark.parametrize("chunks", [(1, 5), (5, 1), ((0, 9, 14), 3)], ids=["rows1", "classes1", "empty"])
+@pytest.mark.parametrize("name, params, form", multiclass_cases())
+def test_multiclass_chunkings(name, params, form, chunks):
+    lead = (ROWS,)
+    x, t = make_multiclass_data(name, params, lead, np.float64, form, seed=5)
+    w = np.random.default_rng(6).uniform(0.0, 2.0, lead)
+    loss, dloss = loss_fn(name), getattr(fld, name)
+    X = da.from_array(x, chunks=chunks)
+    for weights in (None, w):
+        v, g = dloss.value_and_grad(X, t, sample_weight=weights, **params)
+        v0, g0 = loss.value_and_grad(x, t, sample_weight=weights, **params)
+        assert g.chunks[:-1] == X.chunks[:-1] and g.chunks[-1] == (x.shape[-1],)
+        v, g = dask.compute(v, g, scheduler="threads")
+        assert_value(v, v0, f"{name} {chunks}")
+        assert_close(g, g0, F64, err_msg=f"{name} {chunks} grad")
+        if REGISTRY[name].has_hessian:
+            g, h = dloss.grad_hess(X, t, sample_weight=weights, **params)
+            g0, h0 = loss.grad_hess(x, t, sample_weight=weights, **params)
+            g, h = dask.compute(g, h, scheduler="threads")
+            assert_close(h, h0, F64, err_msg=f"{name} {chunks} hess")
+
+
+def test_multiclass_leading_axes():
+    """Logits with two leading axes, chunked along both; labels and row weights follow."""
+    x, t = make_multiclass_data("cross_entropy", {}, (6, 7), np.float64, "hard", seed=7)
+    w = np.random.default_rng(8).uniform(0.0, 2.0, (6, 7))
+    X = da.from_array(x, chunks=(4, 3, 5))
+    v, g = fld.cross_entropy.value_and_grad(X, t, sample_weight=w, label_smoothing=0.1)
+    v0, g0 = fl.cross_entropy.value_and_grad(x, t, sample_weight=w, label_smoothing=0.1)
+    v, g = dask.compute(v, g, scheduler="threads")
+    assert_value(v, v0)
+    assert_close(g, g0, F64)
+    none = fld.cross_entropy(X, t, reduction="none").compute(scheduler="threads")
+    assert_close(none, fl.cross_entropy(x, t, reduction="none"), F64)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dtypes(dtype):
+    """float32 inputs: float64 values, float32 derivatives, as in memory (the same kernels, so equal)."""
+    x, t = make_data("log_cosh", {}, (40,), dtype)
+    X = da.from_array(x, chunks=7)
+    v, g = fld.log_cosh.value_and_grad(X, t)
+    assert v.dtype == np.float64 and g.dtype == dtype
+    v, g = dask.compute(v, g, scheduler="threads")
+    v0, g0 = fl.log_cosh.value_and_grad(x, t)
+    assert g.dtype == dtype
+    assert v == pytest.approx(v0, rel=1e-14)
+    np.testing.assert_array_equal(g, g0)
+    none = fld.log_cosh(X, t, reduction="none")
+    assert none.dtype == dtype and none.compute(scheduler="threads").dtype == dtype
+
+
+def test_numpy_inputs_and_inputs_unchanged():
+    x, t = make_data("mse", {}, (30,), np.float64)
+    x0, t0 = x.copy(), t.copy()
+    X = da.from_array(x, chunks=4)
+    v, g = fld.mse.value_and_grad(X, t)  # target a NumPy array: wrapped with pred's chunks
+    dask.compute(v, g, scheduler="threads")
+    assert np.array_equal(x, x0) and np.array_equal(t, t0)
+    assert fld.mse(x, t).compute(scheduler="threads") == fl.mse(x, t)  # both NumPy: one chunk
+
+
+def test_one_kernel_call_per_block():
+    """value_and_grad runs each block once: the value merges the states of the gradient's own block calls."""
+    x, t = make_data("mse", {}, (30,), np.float64)
+    X = da.from_array(x, chunks=4)
+    v, g = fld.mse.value_and_grad(X, t, sample_weight=np.ones(30))
+    tasks = [task for layer in g.dask.layers.values() for task in dict(layer).values()]
+    calls = sum(1 for task in tasks if isinstance(task, tuple) and task and task[0] is fld._block)
+    assert calls == X.numblocks[0]
+
+
+def test_import_fusedloss_does_not_import_dask():
+    code = "import sys, fusedloss; assert not any(m == 'dask' or m.startswith('dask.') for m in sys.modules)"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [PACKAGE_PARENT, os.environ.get("PYTHONPATH")])))
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+def test_every_registered_loss_is_there():
+    for name in REGISTRY:
+        assert isinstance(getattr(fld, name), fld.DaskLoss), name
+    assert set(fld.__all__) >= set(REGISTRY)
+
+
+# --- bad input ----------------------------------------------------------------------------------------------------
+
+
+def test_errors_at_graph_construction():
+    x = da.zeros((10, 3), chunks=4)
+    with pytest.raises(ValueError, match="same shape"):
+        fld.mse(x, da.zeros((10, 2)))
+    with pytest.raises(TypeError, match="floating"):
+        fld.mse(da.zeros((10,), dtype=np.int64), da.zeros(10))
+    with pytest.raises(TypeError, match="real"):
+        fld.mse(x, da.zeros((10, 3), dtype=complex))
+    with pytest.raises(TypeError, match="unknown keyword"):
+        fld.mse(x, x, delta=1.0)
+    with pytest.raises(ValueError, match="delta must be"):
+        fld.huber(x, x, delta=-1.0)
+    with pytest.raises(ValueError, match="reduction must be"):
+        fld.mse(x, x, reduction="avg")
+    with pytest.raises(TypeError, match="not differentiable"):
+        fld.zero_one.grad(x, x)
+    with pytest.raises(ValueError, match="hessian must be"):
+        fld.mse.grad_hess(x, x, hessian="diag")
+    with pytest.raises(ValueError, match="leading part"):
+        fld.mse(x, x, sample_weight=da.ones(3))
+    with pytest.raises(ValueError, match="pos_weight"):
+        fld.binary_cross_entropy_with_logits(x, x, pos_weight=[1.0, 2.0])
+    with pytest.raises(ValueError, match="backend 'cuda'"):
+        fld.mse(x, x, backend="cuda")
+    logits = da.zeros((10, 4), chunks=(3, 4))
+    with pytest.raises(ValueError, match="without the class axis"):
+        fld.cross_entropy(logits, da.zeros(9, dtype=np.int64))
+    with pytest.raises(TypeError, match="target must be"):
+        fld.multi_margin(logits, da.zeros((10, 4)))
+    with pytest.raises(ValueError, match="one entry per class"):
+        fld.cross_entropy(logits, da.zeros(10, dtype=np.int64), class_weight=[1.0, 2.0])
+    unknown = da.zeros(10, chunks=5)[da.zeros(10, chunks=5) > -1]
+    with pytest.raises(ValueError, match="unknown chunk sizes"):
+        fld.mse(unknown, unknown)
+
+
+def test_errors_at_compute_name_the_chunk(scheduler):
+    x = np.zeros((12, 4))
+    t = np.zeros(12, dtype=np.int64)
+    t[9] = 7
+    X = da.from_array(x, chunks=(4, 4))
+    with pytest.raises(ValueError, match=r"label 7 at index \(1,\).*chunk \(2, 0\) of the logits, which starts at "
+                                         r"index \(8, 0\)"):
+        compute(scheduler, fld.cross_entropy(X, t))
+    with pytest.raises(ValueError, match=r"label 7.*chunk \(2, 0\)"):
+        compute(scheduler, fld.cross_entropy.grad(X, t))  # the "mean" divisor sees the labels first
+    p = da.from_array(np.full(10, 0.5), chunks=3)
+    y = np.zeros(10)
+    y[4] = 2.0
+    with pytest.raises(ValueError, match=r"target must lie in \[0, 1\].*chunk \(1,\)"):
+        compute(scheduler, fld.binary_cross_entropy(p, y))
+    w = np.ones(10)
+    w[-1] = -1.0
+    with pytest.raises(ValueError, match=r"sample_weight must be >= 0.*chunk \(3,\)"):
+        compute(scheduler, fld.mse.grad(p, y, sample_weight=w))
