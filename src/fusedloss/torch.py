@@ -221,10 +221,10 @@ def _compute(call: _Call, input: Tensor, target, want_grad: bool):
             grad = torch.empty_like(input)
             value, _ = call.loss._run(x, t, call.reduction, None, call.backend, call.params, True, True, False,
                                       grad.numpy(), nthreads=threads)
-            return torch.tensor(value, dtype=out_dtype), grad
+            return torch.scalar_tensor(value, dtype=out_dtype), grad
         value = call.loss._run(x, t, call.reduction, None, call.backend, call.params, True, False, False,
                                nthreads=threads)
-        return torch.tensor(value, dtype=out_dtype), None
+        return torch.scalar_tensor(value, dtype=out_dtype), None
     return _compute_general(call, input, target, want_grad)
 
 
@@ -275,7 +275,7 @@ def _compute_general(call: _Call, input: Tensor, target, want_grad: bool):
     elif cuda:
         value = torch.tensor(value, dtype=out_dtype, device=input.device)
     else:
-        value = torch.tensor(value, dtype=out_dtype)
+        value = torch.scalar_tensor(value, dtype=out_dtype)
     if not want_grad:
         return value, None
 
