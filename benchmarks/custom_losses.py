@@ -76,12 +76,14 @@ def kernels(sizes, rounds):
 
 FIRST_CALL = textwrap.dedent("""
     import json, time
+    c0 = time.process_time()
     t0 = time.perf_counter()
     import numpy as np
     import fusedloss as fl
     from fusedloss import sym
     from fusedloss.backends import numba_cpu  # noqa: F401 (Numba's import, paid by every first call)
     t1 = time.perf_counter()
+    c1 = time.process_time()
     p = np.linspace(-3, 3, 1000, dtype=np.float32)
     y = np.zeros(1000, dtype=np.float32)
     if {builtin}:
@@ -95,7 +97,9 @@ FIRST_CALL = textwrap.dedent("""
         t2 = time.perf_counter()
         loss.value_and_grad(p, y, backend="numba")
     t3 = time.perf_counter()
-    print(json.dumps({{"import": t1 - t0, "define": t2 - t1, "first_call": t3 - t2, "total": t3 - t1}}))
+    c3 = time.process_time()
+    print(json.dumps({{"import": t1 - t0, "define": t2 - t1, "first_call": t3 - t2, "total": t3 - t1,
+                      "cpu_import": c1 - c0, "cpu_total": c3 - c1}}))
 """)
 
 
@@ -112,7 +116,8 @@ def first_calls(cache: str) -> dict:
                "same custom loss, warm": run(False)}
     for label, r in results.items():
         print(f"{label:28s} import {r['import']:6.2f} s   define {r['define']:6.3f} s   "
-              f"first call {r['first_call']:6.3f} s   define + first call {r['total']:6.3f} s", flush=True)
+              f"first call {r['first_call']:6.3f} s   define + first call {r['total']:6.3f} s "
+              f"(CPU {r['cpu_total']:6.3f} s)", flush=True)
     return results
 
 
@@ -120,14 +125,17 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--only", choices=("kernels", "first-calls"), help="run one of the two parts")
     ap.add_argument("--json", metavar="FILE", help="write the results as JSON")
     args = ap.parse_args(argv)
     sizes = (1_000, 100_000) if args.quick else (1_000, 10_000_000)
     rounds = 5 if args.quick else args.rounds
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
-    rows = kernels(sizes, rounds)
-    with tempfile.TemporaryDirectory() as cache:
-        firsts = first_calls(cache)
+    rows = kernels(sizes, rounds) if args.only != "first-calls" else []
+    firsts = {}
+    if args.only != "kernels":
+        with tempfile.TemporaryDirectory() as cache:
+            firsts = first_calls(cache)
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
     if args.json:
         with open(args.json, "w") as f:
