@@ -30,6 +30,11 @@ CASES = [
      [r"native binary\s+[0-9.]+\s+0\.\d+", r"binary_focal \(alpha=0.25, gamma=2.0\)\s+[0-9.]+\s+0\.\d+"]),
     ("dask_out_of_core.py", ("dask", "distributed"),
      [r"step 1\s+loss 0\.\d+", r"step time: fld .* plain dask.array", r"peak memory per worker: \d+ MB, \d+ MB"]),
+    ("custom_objective_lightgbm.py", ("lightgbm",),
+     [r"fusedloss\s+objective per round\s+[0-9.]+ ms", r"NumPy\s+objective per round\s+[0-9.]+ ms",
+      r"objective speed-up: [0-9.]+x; max \|prediction difference\| between the two models: 0\.00e\+00"]),
+    ("numpy_custom_loss.py", (),
+     [r"cauchy \(custom\)\s+final loss\s+[0-9.]+\s+max \|w - true w\| 0\.0", r"custom Cauchy vs NumPy-written"]),
 ]
 
 

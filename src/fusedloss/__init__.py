@@ -7,9 +7,11 @@
 >>> value, grad = fl.huber.value_and_grad(pred, target, delta=0.5)
 """
 
+from . import sym
 from ._config import get_backend, get_num_threads, set_backend, set_num_threads, use_backend
 from ._dispatch import LOSSES, Loss
 from ._spec import losses
+from ._custom import elementwise_loss
 from ._state import LossState, merge
 from .backends import BackendUnavailable, backends
 
@@ -18,7 +20,6 @@ __version__ = "0.1.0"
 globals().update(LOSSES)
 
 __all__ = [
-    "BackendUnavailable", "Loss", "backends", "get_backend", "get_num_threads", "losses", "set_backend",
-    "set_num_threads", "use_backend", *LOSSES,
-    "LossState", "merge",
+    "BackendUnavailable", "Loss", "LossState", "backends", "elementwise_loss", "get_backend", "get_num_threads",
+    "losses", "merge", "set_backend", "set_num_threads", "sym", "use_backend", *LOSSES,
 ]

@@ -88,6 +88,9 @@ CASE_DEFS: dict[str, CaseDef] = {d.loss: d for d in (
     # alone, as a check and as the numpy backend, takes seconds per 10^7 logits)
     CaseDef("cross_entropy", kind="multiclass", sizes=((65536, 1000), (8192, 32000)),
             quick_sizes=((256, 32000),), target="class_index"),
+    # custom losses (fusedloss._bench_custom), defined when --loss names them
+    CaseDef("custom_huber"),
+    CaseDef("custom_log_cosh"),
 )}
 
 _DOMAIN_DATA = {"real": "normal", "nonnegative": "counts", "unit": "binary", "sign": "sign",
@@ -480,6 +483,8 @@ NUMPY_PEER = {
     "binary_cross_entropy": (_np_bce, ()), "binary_cross_entropy_with_logits": (_np_bce_with_logits, ()),
     "hinge": (_np_hinge, ()), "squared_hinge": (_np_squared_hinge, ()),
     "cross_entropy": (_np_cross_entropy, ()), "kl_div": (_np_kl_div, ("temperature",)),
+    # the custom re-definitions of fusedloss._bench_custom (the same losses, so the same NumPy)
+    "custom_huber": (_np_huber, ("delta",)), "custom_log_cosh": (_np_log_cosh, ()),
 }
 
 

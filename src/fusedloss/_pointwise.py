@@ -69,6 +69,13 @@ def log_cosh_value(ad):
     return ad + math.log1p(math.exp(-2.0 * ad)) - LN2
 
 
+def sech2(x):
+    """1 / cosh(x)^2 = 1 - tanh(x)^2, as 4 e / (1 + e)^2 with e = exp(-2|x|): no cancellation for large |x|
+    (where 1 - tanh^2 rounds to 0 long before the true value underflows) and no overflow."""
+    e = math.exp(-2.0 * abs(x))
+    return 4.0 * e / ((1.0 + e) * (1.0 + e))
+
+
 # --- regression losses ------------------------------------------------------------------------------
 
 

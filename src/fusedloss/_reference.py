@@ -98,6 +98,20 @@ def _sigmoid(x):
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
+def _logcosh(x):
+    """log(cosh(x)) for any finite x (the same two forms as log_cosh below)."""
+    ad = np.abs(x)
+    with np.errstate(over="ignore"):
+        em = np.expm1(np.minimum(ad, 1.0))
+    return np.where(ad < 1.0, np.log1p(em * em / (2.0 * (1.0 + em))), ad + np.log1p(np.exp(-2.0 * ad)) - LN2)
+
+
+def _sech2(x):
+    """1 / cosh(x)^2 as 4 e / (1 + e)^2, e = exp(-2|x|): no cancellation, no overflow."""
+    e = np.exp(-2.0 * np.abs(x))
+    return 4.0 * e / (1.0 + e) ** 2
+
+
 def _bce_logits(x, y, pw):
     """(1 - y) x + lw softplus(-x), written as lw softplus(x) - pw y x for x < 0 (no cancellation)."""
     lw = 1.0 + (pw - 1.0) * y

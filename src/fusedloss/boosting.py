@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._dispatch import HESSIAN_MODES, LOSSES
+from ._dispatch import HESSIAN_MODES, LOSSES, Loss
 from ._spec import REGISTRY
 
 __all__ = [
@@ -48,6 +48,11 @@ __all__ = [
 
 FOCAL_MIN_HESSIAN = 0.02
 _NEGATIVE_HESSIAN = frozenset({"binary_focal", "categorical_focal"})  # exact Hessian may be < 0
+
+
+def _loss_name(name) -> str:
+    """The registry name of a loss given by name or as a loss object (e.g. from ``fusedloss.elementwise_loss``)."""
+    return name.name if isinstance(name, Loss) else name
 
 
 def _loss(name: str):
@@ -196,12 +201,14 @@ def gradient_hessian(name: str, y_true, y_pred, weight=None, *, hessian=None, mi
                      **params):
     """(gradient, Hessian) per sample, float64, of the unreduced loss times ``weight``: what the objectives
     below return, for any other booster. ``y_pred`` is the raw score ((n,) or (n, K) for multiclass)."""
+    name = _loss_name(name)
     loss, hessian, min_hessian = _checked(name, params, hessian, min_hessian)
     return _grad_hess(loss, y_pred, y_true, weight, hessian, min_hessian, backend, params)
 
 
 def metric_value(name: str, y_true, y_pred, weight=None, *, backend=None, **params) -> float:
     """The weighted mean loss (sum(w l) / sum(w)) of raw scores ``y_pred``: what the metrics below report."""
+    name = _loss_name(name)
     loss = _loss(name)
     loss._check_params(params)
     p, y, _ = _layout(loss, y_pred, y_true, "row_major")
@@ -219,6 +226,7 @@ def initial_score(name: str, y_true, weight=None, **params) -> float:
     """The constant raw score that minimises the weighted mean loss (what the built-in objectives start from
     with ``boost_from_average``): Newton steps from 0 on a constant, or the weighted median / quantile for
     ``mae`` / ``quantile``. Single-score losses on raw scores only."""
+    name = _loss_name(name)
     loss, _, _ = _checked(name, params, "exact", None)
     full = loss._check_params(params)[0]
     if loss.spec.kind == "multiclass" or loss.spec.pred_domain_for(full) != "real":
@@ -256,6 +264,7 @@ def lightgbm_objective(name: str, *, api: str = "native", hessian=None, min_hess
     ``objective(y_true, y_pred, weight) -> (grad, hess)`` for ``LGBMRegressor(objective=...)`` /
     ``LGBMClassifier``. The native callable also carries the sklearn one as ``.sklearn``.
     """
+    name = _loss_name(name)
     loss, hessian, min_hessian = _checked(name, params, hessian, min_hessian)
     rounds = _Rounds()
 
@@ -283,6 +292,7 @@ def lightgbm_metric(name: str, *, api: str = "native", metric_name=None, backend
     ``api="sklearn"``: ``metric(y_true, y_pred, weight) -> (name, value, False)`` for ``fit(eval_metric=...)``.
     Scores are raw when the objective is a custom one (LightGBM then applies no link).
     """
+    name = _loss_name(name)
     loss = _loss(name)
     loss._check_params(params)
     label = _name(name, metric_name)
@@ -312,6 +322,7 @@ def xgboost_objective(name: str, *, api: str = "native", hessian=None, min_hessi
     objective XGBoost starts from ``base_score`` (set it, e.g. from :func:`initial_score`) and predicts raw
     margins.
     """
+    name = _loss_name(name)
     loss, hessian, min_hessian = _checked(name, params, hessian, min_hessian)
     rounds = _Rounds()
 
@@ -340,6 +351,7 @@ def xgboost_metric(name: str, *, api: str = "native", metric_name=None, backend=
     ``api="sklearn"``: ``metric(y_true, y_pred, sample_weight=None) -> value`` named ``metric_name`` (XGBoost
     reports a scikit-learn-style metric under its ``__name__``).
     """
+    name = _loss_name(name)
     loss = _loss(name)
     loss._check_params(params)
     label = _name(name, metric_name)

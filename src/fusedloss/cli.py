@@ -19,7 +19,7 @@ import shutil
 import sys
 import time
 
-from . import _bench, _config
+from . import _bench, _bench_custom, _config
 from ._load import BusyLoad
 
 
@@ -186,6 +186,7 @@ def _select_defs(names, quick):
         return defs
     defs = []
     for name in names:
+        _bench_custom.ensure(name)  # custom_huber, custom_log_cosh: defined on request
         if name not in REGISTRY:
             if name in _bench.CASE_DEFS:
                 raise UsageError(f"loss {name!r} has a benchmark case but is not registered in this build")

@@ -50,7 +50,7 @@ import torch
 from torch import Tensor
 
 from . import _config
-from ._dispatch import LOSSES, REDUCTIONS, resolve_host_backend
+from ._dispatch import LOSSES, REDUCTIONS, Loss, resolve_host_backend
 from ._spec import REGISTRY
 
 __all__ = [
@@ -638,8 +638,11 @@ def focal_loss(input, target, alpha=None, gamma=2.0, ignore_index=-100, reductio
 def loss(name: str, input, target, *, reduction="mean", sample_weight=None, class_dim=None, backend=None, **params):
     """Any registry loss by its fusedloss name, with fusedloss's parameter names and weight semantics.
 
-    Multiclass losses take the classes on ``class_dim`` (default: dim 1, or 0 for a 1-d input).
+    Multiclass losses take the classes on ``class_dim`` (default: dim 1, or 0 for a 1-d input). ``name`` may
+    also be a loss object (a custom loss from ``fusedloss.elementwise_loss``).
     """
+    if isinstance(name, Loss):
+        name = name.name
     spec = REGISTRY.get(name)
     if spec is None:
         raise ValueError(f"unknown loss {name!r}; known losses: {', '.join(sorted(REGISTRY))}")
@@ -904,11 +907,14 @@ class FocalLoss(_LossModule):
 
 class FusedLoss(_LossModule):
     """Any registry loss by its fusedloss name: ``FusedLoss("log_cosh")``, ``FusedLoss("cross_entropy",
-    z_loss=1e-4)``; ``forward(input, target, sample_weight=None)``."""
+    z_loss=1e-4)``, or a loss object (``FusedLoss(my_custom_loss, delta=0.5)``); ``forward(input, target,
+    sample_weight=None)``."""
 
     _fn = staticmethod(loss)
 
     def __init__(self, name: str, reduction="mean", *, class_dim=None, backend=None, **params):
+        if isinstance(name, Loss):  # a loss object, e.g. a custom loss from fusedloss.elementwise_loss
+            name = name.name
         if name not in REGISTRY:
             raise ValueError(f"unknown loss {name!r}; known losses: {', '.join(sorted(REGISTRY))}")
         super().__init__(reduction, class_dim=class_dim, backend=backend, **params)

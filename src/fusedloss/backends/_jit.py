@@ -25,6 +25,26 @@ from pathlib import Path
 from .. import _pointwise
 
 
+# Custom losses (fusedloss._custom): name -> (point function, key of its formula). A point function generated
+# from a user's formula, with the built-in signature ``point(p, y, a, b)`` except that ``a`` is the tuple of
+# the loss's parameters; it calls the helpers of ``_pointwise`` by name.
+CUSTOM: dict = {}
+
+
+def custom_point(loss: str, namespace: dict, decorate):
+    """(compiled point function of the custom ``loss``, its formula key) or None for a built-in loss.
+
+    The function is rebuilt over ``namespace`` (a backend's ``compile_namespace``), so the helpers it calls
+    are the compiled ones, as for the built-in point functions."""
+    entry = CUSTOM.get(loss)
+    if entry is None:
+        return None
+    fn, key = entry
+    copy = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
+    copy.__qualname__ = f"{loss}_point"
+    return decorate(copy), key
+
+
 def compile_namespace(decorate) -> dict:
     """The globals of ``_pointwise`` with every function in it replaced by ``decorate(copy of it)``.
 

@@ -144,7 +144,14 @@ def _build(loss: str) -> tuple:
         _state["ns"] = _jit.compile_namespace(njit(inline="always"))
         _state["hash"] = _jit.source_hash(__file__)
     namespace = dict(globals())
-    if _SUPPORTED[loss] == "elementwise":
+    custom = _jit.custom_point(loss, _state["ns"], njit(inline="always"))
+    key, options = _state["hash"], {}
+    if custom is not None:  # a custom loss: its formula's key names the cache entry; x / 0 gives inf as in NumPy
+        template, kind = _loop, "elementwise"
+        namespace["point"], formula_key = custom
+        namespace["VEC_SLOT"] = 0
+        key, options = f"{key}__{formula_key}", {"error_model": "numpy"}
+    elif _SUPPORTED[loss] == "elementwise":
         template, kind = _loop, "elementwise"
         namespace["point"] = _state["ns"][f"{loss}_point"]
         namespace["VEC_SLOT"] = _jit.vector_slot(loss)
@@ -152,8 +159,8 @@ def _build(loss: str) -> tuple:
         template, kind = _row_loop, "multiclass"
         namespace["row"] = _state["ns"][f"{loss}_row"]
     kernels = tuple(
-        njit(cache=True, nogil=True, parallel=parallel)(
-            _jit.specialise(template, namespace, f"{kind}__{loss}__{flavour}__{_state['hash']}")
+        njit(cache=True, nogil=True, parallel=parallel, **options)(
+            _jit.specialise(template, namespace, f"{kind}__{loss}__{flavour}__{key}")
         )
         for flavour, parallel in (("serial", False), ("parallel", True))
     )
@@ -191,7 +198,12 @@ def info() -> dict:
 
 
 def supports(spec, dtype) -> bool:
-    return _SUPPORTED.get(spec.name) == spec.kind and np.dtype(dtype) in _DTYPES
+    return (_SUPPORTED.get(spec.name) == spec.kind or spec.name in _jit.CUSTOM) and np.dtype(dtype) in _DTYPES
+
+
+def forget(loss: str) -> None:
+    """Drop the kernels of ``loss`` (a custom loss defined again or removed)."""
+    _KERNELS.pop(loss, None)
 
 
 def elementwise(loss, a, b, p, y, w, scale, reduce, value_out, grad_out, hess_out, nthreads, cols=None):

@@ -231,10 +231,17 @@ def _build(key: tuple):
     if not _state:
         _state["ns"] = _jit.compile_namespace(cuda.jit(device=True))
         _state["hash"] = _jit.source_hash(__file__)
-    kind = _SUPPORTED[loss]
+    custom = _jit.custom_point(loss, _state["ns"], cuda.jit(device=True))
+    kind = "elementwise" if custom is not None else _SUPPORTED[loss]
     namespace = dict(globals())
     namespace.update(zip(_FLAGS[kind], flags))
-    if kind == "elementwise":
+    key = _state["hash"]
+    if custom is not None:  # a custom loss: its formula's key names the cache entry
+        template = _kernel
+        namespace["point"], formula_key = custom
+        namespace["VEC_SLOT"] = 0
+        key = f"{key}__{formula_key}"
+    elif kind == "elementwise":
         template = _kernel
         namespace["point"] = _state["ns"][f"{loss}_point"]
         namespace["VEC_SLOT"] = _jit.vector_slot(loss)
@@ -242,7 +249,7 @@ def _build(key: tuple):
         template = _row_kernel
         namespace["row"] = _state["ns"][f"{loss}_row"]
     bits = "".join("1" if f else "0" for f in flags)
-    kernel = cuda.jit(cache=True)(_jit.specialise(template, namespace, f"{kind}__{loss}__{bits}__{_state['hash']}"))
+    kernel = cuda.jit(cache=True)(_jit.specialise(template, namespace, f"{kind}__{loss}__{bits}__{key}"))
     _KERNELS[key] = kernel
     return kernel
 
@@ -266,7 +273,13 @@ def info() -> dict:
 
 
 def supports(spec, dtype) -> bool:
-    return _SUPPORTED.get(spec.name) == spec.kind and np.dtype(dtype) in _DTYPES
+    return (_SUPPORTED.get(spec.name) == spec.kind or spec.name in _jit.CUSTOM) and np.dtype(dtype) in _DTYPES
+
+
+def forget(loss: str) -> None:
+    """Drop the kernels of ``loss`` (a custom loss defined again or removed)."""
+    for key in [k for k in _KERNELS if k[0] == loss]:
+        del _KERNELS[key]
 
 
 def elementwise(loss, a, b, p, y, w, scale, reduce, value_out, grad_out, hess_out, nthreads, cols=None):
@@ -280,7 +293,7 @@ def elementwise(loss, a, b, p, y, w, scale, reduce, value_out, grad_out, hess_ou
     blocks = _blocks(n)
     partial = cuda.device_array(blocks, np.float64) if reduce else p
     kernel[blocks, TPB](
-        p, y, p if w is None else w, float(a), float(b), float(scale),
+        p, y, p if w is None else w, a if type(a) is tuple else float(a), float(b), float(scale),
         p if value_out is None else value_out,
         p if grad_out is None else grad_out,
         p if hess_out is None else hess_out,
