@@ -29,6 +29,15 @@ from fusedloss.backends import REGISTRY as BACKENDS  # noqa: E402
 
 from conftest import require_backend  # noqa: E402
 
+
+@pytest.fixture(autouse=True)
+def _fused_kernels_at_every_size():
+    """These tests check the fused kernels against torch, mostly on small tensors, which by default run on
+    torch's own kernels (see test_torch_routing.py): force the fused path here."""
+    ft.set_cpu_routing("fused")
+    yield
+    ft.set_cpu_routing("auto")
+
 SRC = os.path.dirname(os.path.dirname(os.path.abspath(fl.__file__)))
 
 # tolerances against torch, keyed by torch dtype: (rtol, atol relative to the largest |entry|)

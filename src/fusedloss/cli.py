@@ -307,6 +307,12 @@ def _bench_torch_module(args):
     except ImportError as exc:
         raise UsageError(f"--torch-module needs PyTorch (pip install 'fusedloss[torch]'): {exc}") from None
     cases = flt.QUICK_TORCH_MODULE_CASES if args.quick else flt.TORCH_MODULE_CASES
+    if args.size:  # ROWSxCLASSES sizes go to cross_entropy, N sizes to mse
+        try:
+            shapes = [_bench.parse_size(s) for s in _split(args.size)]
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        cases = tuple(("cross_entropy" if len(shape) == 2 else "mse", shape) for shape in shapes)
     backend = (_split(args.backend) or [None])[0]
     rows = []
     for dtype in _split(args.dtype) or ["float32"]:
@@ -487,7 +493,8 @@ def build_parser():
     b.add_argument("--dtype", action="append", help="float32 and/or float64 (default float32)")
     b.add_argument("--size", action="append",
                    help="elements for elementwise losses (1e3, 1e7, ...), ROWSxCLASSES for multiclass ones "
-                        "(default: 1e3, 1e5, 1e7; cross_entropy 65536x1000, 8192x32000)")
+                        "(default: 1e3, 1e5, 1e7; cross_entropy 65536x1000, 8192x32000); with --torch-module: ROWSxCLASSES "
+                        "times CrossEntropyLoss, N times MSELoss")
     b.add_argument("--threads", action="append",
                    help="thread counts (default: fusedloss's, i.e. FUSEDLOSS_NUM_THREADS or all cores)")
     b.add_argument("--repeat", type=int, help="timed samples per contestant (default 7, --quick 5)")

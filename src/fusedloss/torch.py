@@ -451,9 +451,83 @@ def _multiclass(name: str, input, target, reduction: str, params: dict, *, class
     return _apply(call, input, target)
 
 
+# --- small inputs: torch's own kernels ------------------------------------------------------------------
+
+# Below these sizes a call of a loss that torch has, with torch's options only, runs on torch's own kernel
+# (the result is torch's by definition): there the cost of a Python autograd.Function (its forward and its
+# backward cost more than torch's whole C++ loss on a few thousand elements) and of rows of a few classes
+# outweigh the fused kernel. Measured forward + backward on this project's 2-core machine, float32, 2 threads
+# (`fusedloss bench --torch-module --size ...`): mse breaks even near 1e6 elements; cross_entropy near 4e5
+# elements with 100 classes and 5e5 with 1000, and never with 10 classes (the row kernel's per-row cost),
+# hence the class count below which it always stays on torch.
+SMALL_ELEMENTWISE = 1 << 20
+SMALL_MULTICLASS = 1 << 19
+FEW_CLASSES = 32
+_ROUTING = {"cpu": "auto"}
+
+
+def set_cpu_routing(mode: str) -> None:
+    """"auto" (default): small CPU calls of the losses torch has, with torch's options only, run on torch's
+    own kernels (see SMALL_ELEMENTWISE, SMALL_MULTICLASS, FEW_CLASSES); "fused": always the fused kernels.
+    A call with ``backend=`` given always runs the fused kernels of that backend."""
+    if mode not in ("auto", "fused"):
+        raise ValueError(f"set_cpu_routing: mode must be 'auto' or 'fused', got {mode!r}")
+    _ROUTING["cpu"] = mode
+
+
+def _torch_is_faster(input, target, multiclass: bool) -> bool:
+    """Whether this call goes to torch's own kernel (see SMALL_ELEMENTWISE)."""
+    if (_ROUTING["cpu"] != "auto" or type(input) is not Tensor or not input.is_cpu or type(target) is not Tensor
+            or not target.is_cpu or input.dtype not in _NATIVE or torch.compiler.is_compiling()):
+        return False
+    n = input.numel()
+    if not multiclass:
+        return n < SMALL_ELEMENTWISE and target.shape == input.shape and target.dtype == input.dtype
+    if input.ndim == 0 or n == 0:
+        return False
+    classes = input.shape[1] if input.ndim >= 2 else input.shape[0]
+    rows = input.shape[:1] + input.shape[2:] if input.ndim >= 2 else ()
+    hard = target.dtype == torch.int64 and target.shape == rows
+    soft = target.dtype == input.dtype and target.shape == input.shape
+    return (hard or soft) and (n < SMALL_MULTICLASS or classes < FEW_CLASSES)
+
+
+# argument types torch's functions take as fusedloss's do (a NumPy weight, say, would not be)
+_TORCH_ARG_TYPES = (type(None), bool, int, float, str, Tensor)
+
+
+def _is_default(value, default) -> bool:
+    return value is default or (not isinstance(value, Tensor) and type(value) is type(default) and value == default)
+
+
+def _small_on_torch(twin, multiclass: bool = False, extensions: dict | None = None):
+    """Route small calls of a functional named after ``torch.nn.functional.<twin>`` to torch's function,
+    with the same arguments, when every fusedloss extension keyword (``extensions``: name -> default, plus
+    ``backend``) is at its default."""
+    torch_fn = getattr(torch.nn.functional, twin)
+    extensions = {"backend": None, **(extensions or {})}
+
+    def wrap(fn):
+        def routed(input, target, *args, **kwargs):
+            if (_torch_is_faster(input, target, multiclass)
+                    and all(_is_default(kwargs.get(k, d), d) for k, d in extensions.items())
+                    and all(isinstance(v, _TORCH_ARG_TYPES) for v in (*args, *kwargs.values()))):
+                for k in extensions:
+                    kwargs.pop(k, None)
+                return torch_fn(input, target, *args, **kwargs)
+            return fn(input, target, *args, **kwargs)
+
+        routed.__name__, routed.__qualname__, routed.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
+        routed.__wrapped__ = fn
+        return routed
+
+    return wrap
+
+
 # --- functional forms: PyTorch's losses, PyTorch's signatures -----------------------------------------------
 
 
+@_small_on_torch("cross_entropy", True, {"z_loss": 0.0, "softcap": None, "sample_weight": None, "inplace_grad": False})
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
                   label_smoothing=0.0, *, z_loss=0.0, softcap=None, sample_weight=None, inplace_grad=False,
                   backend=None):
@@ -472,6 +546,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
                        inplace_grad=inplace_grad, backend=backend, fn="cross_entropy")
 
 
+@_small_on_torch("mse_loss")
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None, *, backend=None):
     """``torch.nn.functional.mse_loss`` (with ``weight``: "mean" is sum(w l) / sum(w), as torch)."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
@@ -479,6 +554,7 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
                         fn="mse_loss")
 
 
+@_small_on_torch("l1_loss")
 def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None, *, backend=None):
     """``torch.nn.functional.l1_loss`` (with ``weight``: "mean" is sum(w l) / sum(w), as torch)."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
@@ -486,12 +562,14 @@ def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", wei
                         fn="l1_loss")
 
 
+@_small_on_torch("huber_loss")
 def huber_loss(input, target, reduction="mean", delta=1.0, weight=None, *, backend=None):
     """``torch.nn.functional.huber_loss`` (with ``weight``: "mean" is mean(w l), as torch)."""
     return _elementwise("huber", input, target, reduction, {"delta": delta}, weight=weight, weight_mean="numel",
                         backend=backend, fn="huber_loss")
 
 
+@_small_on_torch("smooth_l1_loss")
 def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean", beta=1.0, *, backend=None):
     """``torch.nn.functional.smooth_l1_loss``."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
@@ -509,6 +587,7 @@ def poisson_nll_loss(input, target, log_input=True, full=False, size_average=Non
                         backend=backend, fn="poisson_nll_loss")
 
 
+@_small_on_torch("binary_cross_entropy")
 def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None, reduction="mean", *,
                          backend=None):
     """``torch.nn.functional.binary_cross_entropy`` on probabilities (logs clamped at -100, as torch)."""
@@ -528,6 +607,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
                         weight_mean="numel", backend=backend, fn=fn)
 
 
+@_small_on_torch("multi_margin_loss", True)
 def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=None, reduce=None,
                       reduction="mean", *, backend=None):
     """``torch.nn.functional.multi_margin_loss``: input ``(N, C)`` or ``(C,)``, integer targets."""

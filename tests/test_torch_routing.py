@@ -1,0 +1,79 @@
+"""fusedloss.torch's CPU routing: small calls of the losses torch has, with torch's options only, run on
+torch's own kernels; everything else on the fused kernels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import fusedloss.torch as ft  # noqa: E402
+
+
+def _ran_on_torch(out) -> bool:
+    return "FusedLoss" not in type(out.grad_fn).__name__
+
+
+@pytest.fixture
+def ce_small():
+    x = torch.randn(64, 10, dtype=torch.float64, requires_grad=True)
+    return x, torch.randint(0, 10, (64,))
+
+
+def test_small_calls_run_on_torch_with_torch_results(ce_small):
+    x, t = ce_small
+    for fn, mod in ((ft.cross_entropy, ft.CrossEntropyLoss()), ):
+        for out in (fn(x, t), mod(x, t), fn(x, t, label_smoothing=0.1, ignore_index=3, reduction="sum")):
+            assert _ran_on_torch(out)
+    want = torch.nn.functional.cross_entropy(x, t, label_smoothing=0.1)
+    assert torch.equal(ft.cross_entropy(x, t, label_smoothing=0.1), want)
+    p = torch.randn(100, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(100, dtype=torch.float64)
+    for name in ("mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss"):
+        out = getattr(ft, name)(p, y)
+        assert _ran_on_torch(out) and torch.equal(out, getattr(torch.nn.functional, name)(p, y)), name
+
+
+@pytest.mark.parametrize("kwargs", [dict(z_loss=1e-4), dict(softcap=5.0), dict(sample_weight=torch.ones(64)),
+                                    dict(backend="cpp"), dict(backend="numpy"), dict(weight=np.ones(10))])
+def test_fusedloss_options_run_the_fused_kernels(ce_small, kwargs):
+    x, t = ce_small
+    if kwargs.get("backend") == "cpp":
+        from conftest import backend_skip_reason
+
+        if backend_skip_reason("cpp"):
+            pytest.skip(backend_skip_reason("cpp"))
+    assert not _ran_on_torch(ft.cross_entropy(x, t, **kwargs))
+
+
+def test_large_calls_and_many_classes_run_the_fused_kernels():
+    x = torch.randn(600, 1000, requires_grad=True)  # 6e5 elements, 1000 classes
+    t = torch.randint(0, 1000, (600,))
+    out = ft.cross_entropy(x, t)
+    assert not _ran_on_torch(out)
+    assert torch.allclose(out, torch.nn.functional.cross_entropy(x, t), rtol=1e-5)
+    few = torch.randn(60_000, 10)  # few classes stay on torch at any size
+    assert _ran_on_torch(ft.cross_entropy(few.requires_grad_(), torch.randint(0, 10, (60_000,))))
+    p = torch.randn(ft.SMALL_ELEMENTWISE, requires_grad=True)
+    assert not _ran_on_torch(ft.mse_loss(p, torch.zeros_like(p)))
+
+
+def test_routing_can_be_turned_off(ce_small):
+    x, t = ce_small
+    ft.set_cpu_routing("fused")
+    try:
+        assert not _ran_on_torch(ft.cross_entropy(x, t))
+    finally:
+        ft.set_cpu_routing("auto")
+    assert _ran_on_torch(ft.cross_entropy(x, t))
+    with pytest.raises(ValueError, match="mode must be 'auto' or 'fused'"):
+        ft.set_cpu_routing("torch")
+
+
+def test_half_precision_and_losses_torch_lacks_keep_the_fused_path():
+    x = torch.randn(16, 4, dtype=torch.bfloat16, requires_grad=True)
+    assert not _ran_on_torch(ft.cross_entropy(x, torch.randint(0, 4, (16,))))
+    p = torch.randn(50, requires_grad=True)
+    assert not _ran_on_torch(ft.log_cosh_loss(p, torch.zeros(50)))
+    assert not _ran_on_torch(ft.kl_div(p.reshape(5, 10), torch.softmax(torch.randn(5, 10), -1), reduction="batchmean"))
