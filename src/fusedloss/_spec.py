@@ -39,7 +39,7 @@ class Param:
 @dataclass(frozen=True)
 class LossSpec:
     name: str
-    kind: str  # "elementwise" (pred and target of one shape) | "multiclass" (class axis last)
+    kind: str  # "elementwise" (pred and target of one shape) | "multiclass" (class axis last) | "sequence" (ctc)
     summary: str
     formula: str  # value; gradient; Hessian
     params: tuple[Param, ...] = ()
