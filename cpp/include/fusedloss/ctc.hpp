@@ -145,24 +145,37 @@ FUSEDLOSS_INLINE void emissions(const T* xrow, const std::int64_t* ext_int, std:
   for (std::size_t s = 0; s < L; ++s) e[s] = double(xrow[ext_int[s]]) - shift;
 }
 
-// One forward step: next[s+2] = lse3(prev[s+2], prev[s+1], prev[s] + skipf[s]) + e[s] (rows padded by two
-// -inf cells in front).
+// The states of frame t that lie on some complete alignment: s < 2 (t + 1) (reachable from the start) and
+// s >= L - 2 (T_n - t) (the end still reachable). Outside [lo, hi) alpha * beta is 0, so the steps below set
+// those cells to -inf instead of computing them (about a quarter of the cells when T_n is near L).
+struct Window {
+  std::size_t lo, hi;
+  Window(std::size_t t, std::size_t Tn, std::size_t L) {
+    const std::size_t back = 2 * (Tn - t);
+    lo = back >= L ? 0 : L - back;
+    hi = std::min(L, 2 * (t + 1));
+    if (lo > hi) lo = hi;
+  }
+};
+
+// One forward step over the window: next[s+2] = lse3(prev[s+2], prev[s+1], prev[s] + skipf[s]) + e[s] (rows
+// padded by two -inf cells in front); -inf outside it.
 FUSEDLOSS_INLINE void alpha_step(const double* prev, const double* skipf, const double* e, std::size_t L,
-                                 double* next) {
-  next[0] = kNegInf;
-  next[1] = kNegInf;
+                                 Window w, double* next) {
+  for (std::size_t j = 0; j < w.lo + 2; ++j) next[j] = kNegInf;
+  for (std::size_t j = w.hi + 2; j < L + 2; ++j) next[j] = kNegInf;
 #pragma omp simd
-  for (std::size_t s = 0; s < L; ++s) next[s + 2] = lse3(prev[s + 2], prev[s + 1], prev[s] + skipf[s]) + e[s];
+  for (std::size_t s = w.lo; s < w.hi; ++s) next[s + 2] = lse3(prev[s + 2], prev[s + 1], prev[s] + skipf[s]) + e[s];
 }
 
 // One backward step: next[s] = lse3(prev[s], prev[s+1], prev[s+2] + skipb[s]) + e[s] (rows padded by two
 // -inf cells at the end). Rows hold beta with the frame's own emission included.
 FUSEDLOSS_INLINE void beta_step(const double* prev, const double* skipb, const double* e, std::size_t L,
-                                double* next) {
+                                Window w, double* next) {
+  for (std::size_t j = 0; j < w.lo; ++j) next[j] = kNegInf;
+  for (std::size_t j = w.hi; j < L + 2; ++j) next[j] = kNegInf;
 #pragma omp simd
-  for (std::size_t s = 0; s < L; ++s) next[s] = lse3(prev[s], prev[s + 1], prev[s + 2] + skipb[s]) + e[s];
-  next[L] = kNegInf;
-  next[L + 1] = kNegInf;
+  for (std::size_t s = w.lo; s < w.hi; ++s) next[s] = lse3(prev[s], prev[s + 1], prev[s + 2] + skipb[s]) + e[s];
 }
 
 // Pass A for one frame: the softmax shift and (with a gradient row) exp(x - max) stored there. Returns the
@@ -268,7 +281,7 @@ void sequence(const CtcArgs<T>& a, std::size_t n, Scratch& scratch, std::int64_t
     } else {
       next = seg + (1 + (t & 1)) * W;  // two rolling rows; every K-th is copied to its checkpoint
     }
-    alpha_step(prev, skipf, e, L, next);
+    alpha_step(prev, skipf, e, L, Window(t, Tn, L), next);
     if (!lay.full && t % K == 0) std::copy(next, next + W, ckpt + (t / K) * W);
     prev = next;
   }
@@ -301,17 +314,20 @@ void sequence(const CtcArgs<T>& a, std::size_t n, Scratch& scratch, std::int64_t
       std::copy(ckpt + sgi * W, ckpt + (sgi + 1) * W, r0);
       for (std::size_t t = t0 + 1; t < t1; ++t) {
         emissions(a.x + row_offset(a, n, t), ext_int, L, shift[t], e);
-        alpha_step(r0 + (t - 1 - t0) * W, skipf, e, L, r0 + (t - t0) * W);
+        alpha_step(r0 + (t - 1 - t0) * W, skipf, e, L, Window(t, Tn, L), r0 + (t - t0) * W);
       }
       arow0 = r0;
     }
     for (std::size_t t = t1; t-- > t0;) {
       const std::size_t off = row_offset(a, n, t);
       emissions(a.x + off, ext_int, L, shift[t], e);
-      beta_step(bnext, skipb, e, L, bcur);
+      const Window win(t, Tn, L);
+      beta_step(bnext, skipb, e, L, win, bcur);
       const double* al = arow0 + (t - t0) * W + 2;
+      for (std::size_t s = 0; s < win.lo; ++s) post[s] = 0.0;
+      for (std::size_t s = win.hi; s < L; ++s) post[s] = 0.0;
 #pragma omp simd
-      for (std::size_t s = 0; s < L; ++s) post[s] = vm::exp(al[s] + bcur[s] - e[s] + nll);
+      for (std::size_t s = win.lo; s < win.hi; ++s) post[s] = vm::exp(al[s] + bcur[s] - e[s] + nll);
       for (std::size_t s = 0; s < L; ++s) acc[ext_int[s]] += post[s];
       T* g = a.grad + off;
       const T f = T(gn * inv[t]);
