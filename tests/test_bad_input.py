@@ -119,7 +119,7 @@ def test_wrongly_typed_parameters():
         fl.poisson_nll(P, Y, log_input="yes")
 
 
-@pytest.mark.parametrize("name", sorted(REGISTRY))
+@pytest.mark.parametrize("name", sorted(n for n, s in REGISTRY.items() if s.kind != "sequence"))  # (pred, target) calls
 def test_unknown_keyword_names_it_and_the_valid_ones(name):
     spec = REGISTRY[name]
     loss = loss_fn(name)

@@ -28,6 +28,10 @@
 namespace py = pybind11;
 namespace fl = fusedloss;
 
+namespace fusedloss {
+void bind_ctc(py::module_& m, const std::string& isa);  // cpp/src/ctc_binding.cpp
+}
+
 namespace {
 
 template <class T>
@@ -556,6 +560,8 @@ PYBIND11_MODULE(_core, m) {
         py::arg("x"), py::arg("labels").none(true), py::arg("q").none(true), py::arg("w").none(true),
         py::arg("cw").none(true), py::arg("scale"), py::arg("reduce"), py::arg("value_out").none(true),
         py::arg("grad_out").none(true), py::arg("hess_out").none(true), py::arg("nthreads"));
+
+  fl::bind_ctc(m, g_kernels->isa);
 
   m.def("supported_losses", [] {
     py::list names;

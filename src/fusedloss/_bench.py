@@ -105,6 +105,8 @@ def case_def(loss: str) -> CaseDef | None:
     d = CASE_DEFS.get(loss)
     if d is not None:
         return d
+    if spec.kind not in ("elementwise", "multiclass"):
+        return None  # a loss with its own signature (ctc) has its own benchmark: benchmarks/ctc.py
     pred = {"nonnegative": "positive", "unit": "probability"}.get(spec.pred_domain_for(spec.defaults()), "normal")
     if spec.kind == "multiclass":
         target = "class_index" if getattr(spec, "hard_labels", spec.target_domain == "class_index") else "distribution"

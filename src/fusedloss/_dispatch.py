@@ -588,4 +588,13 @@ class Loss:
         return partial(self, pred, target, sample_weight, backend, params)
 
 
-LOSSES = {name: Loss(spec) for name, spec in REGISTRY.items()}
+def _loss_object(spec: LossSpec) -> Loss:
+    """The callable for a registry entry: ``Loss``, or for a sequence loss (own signature) its subclass."""
+    if spec.kind == "sequence":
+        from ._ctc import SequenceLoss
+
+        return SequenceLoss(spec)
+    return Loss(spec)
+
+
+LOSSES = {name: _loss_object(spec) for name, spec in REGISTRY.items()}

@@ -424,3 +424,10 @@ def reduce_multiclass(name, logits, target, *, reduction="mean", sample_weight=N
         denom = mean_denominator(spec.mean_over, t2, soft, keep, rw, vec)
         scale = 1.0 / denom if denom != 0 else float("nan")
         return total * scale, grad.reshape(x.shape) * scale, hess.reshape(x.shape) * scale
+
+
+# --- sequence losses: their oracle lives in _reference_ctc.py --------------------------------------
+
+from ._reference_ctc import ctc, reduce_ctc  # noqa: E402
+
+SEQUENCE = {"ctc": ctc}

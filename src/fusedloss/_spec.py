@@ -39,7 +39,7 @@ class Param:
 @dataclass(frozen=True)
 class LossSpec:
     name: str
-    kind: str  # "elementwise" (pred and target of one shape) | "multiclass" (class axis last)
+    kind: str  # "elementwise" (pred and target of one shape) | "multiclass" (class axis last) | "sequence" (ctc)
     summary: str
     formula: str  # value; gradient; Hessian
     params: tuple[Param, ...] = ()
@@ -410,4 +410,37 @@ register(LossSpec(
     summary="KL(target || softmax(logits / T)) per row; 'mean' is PyTorch's batchmean",
     formula=("z = x / T, lp = log_softmax(z), S = sum q:  l = sum q (log q - lp);  "
              "g_j = (S p_j - q_j) / T;  h_j = S p_j (1 - p_j) / T^2"),
+))
+
+# --- sequence losses (their own call signature: scores, targets, input and target lengths) ----------
+
+
+def _ctc_inputs(v):
+    if v not in ("logits", "log_probs"):
+        raise TypeError(f"expected 'logits' or 'log_probs', got {v!r}")
+    return v
+
+
+def _class_label(v):
+    return None if v >= 0 else "a class index >= 0 (and < C)"
+
+
+register(LossSpec(
+    name="ctc", kind="sequence", torch_name="ctc_loss", target_domain="class_index", has_hessian=False,
+    params=(
+        Param("blank", 0, "class index of the blank", _class_label, _to_int),
+        Param("zero_infinity", False, "infinite losses (no alignment) become 0, with a zero gradient",
+              convert=_to_bool),
+        Param("batch_first", False, "scores are (N, T, C) instead of (T, N, C)", convert=_to_bool),
+        Param("inputs", "logits", "'logits' (log_softmax fused in) or 'log_probs' (PyTorch's input)",
+              convert=_ctc_inputs),
+    ),
+    summary=("Connectionist Temporal Classification over (T, N, C) scores, as torch.nn.functional.ctc_loss "
+             "('mean': each loss over its target length, then the mean over the batch)"),
+    formula=("lp = log_softmax(x) (inputs='logits') or x (inputs='log_probs'); l' = target with blanks around "
+             "every label; alpha/beta the forward/backward log-probabilities over l':  "
+             "l = -log sum over alignments of prod_t exp(lp[t, path_t]) = -logsumexp(alpha[T-1, L-1], alpha[T-1, L-2]);  "
+             "gamma[t, k] = sum_{s: l'_s = k} exp(alpha[t, s] + beta[t, s] + l);  "
+             "g[t, k] = exp(lp[t, k]) - gamma[t, k] (w.r.t. the logits: exact; w.r.t. log-probabilities: "
+             "PyTorch's convention);  no Hessian"),
 ))

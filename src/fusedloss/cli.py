@@ -193,7 +193,10 @@ def _select_defs(names, quick):
             raise UsageError(f"unknown loss {name!r}; registered: {', '.join(REGISTRY)}")
         if not REGISTRY[name].differentiable:
             raise UsageError(f"loss {name!r} has no gradient to benchmark")
-        defs.append(_bench.case_def(name))
+        d = _bench.case_def(name)
+        if d is None:
+            raise UsageError(f"loss {name!r} has its own signature; benchmark it with benchmarks/{name}.py")
+        defs.append(d)
     return defs
 
 

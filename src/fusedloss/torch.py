@@ -52,6 +52,7 @@ from torch import Tensor
 from . import _config
 from ._dispatch import LOSSES, REDUCTIONS, Loss, resolve_host_backend
 from ._spec import REGISTRY
+from ._torch_ctc import CTCLoss, ctc_loss  # CTC has its own signature (sequences and lengths)
 
 __all__ = [
     "FUNCTIONAL", "MODULES", "FusedLossFunction", "bench_torch_module", "loss",
@@ -65,6 +66,7 @@ __all__ = [
     "FusedLoss", "CrossEntropyLoss", "MSELoss", "L1Loss", "HuberLoss", "SmoothL1Loss", "PoissonNLLLoss", "BCELoss",
     "BCEWithLogitsLoss", "MultiMarginLoss", "KLDivLoss", "PseudoHuberLoss", "LogCoshLoss", "QuantileLoss",
     "TweedieLoss", "BinaryFocalLoss", "HingeLoss", "SquaredHingeLoss", "ZeroOneLoss", "FocalLoss",
+    "ctc_loss", "CTCLoss",
 ]
 
 _HALF = (torch.float16, torch.bfloat16)
@@ -741,7 +743,7 @@ FUNCTIONAL = {
     "binary_cross_entropy_with_logits": binary_cross_entropy_with_logits, "binary_focal": binary_focal_loss,
     "hinge": hinge_loss, "squared_hinge": squared_hinge_loss, "zero_one": zero_one_loss,
     "cross_entropy": cross_entropy, "categorical_focal": focal_loss, "multi_margin": multi_margin_loss,
-    "kl_div": kl_div,
+    "kl_div": kl_div, "ctc": ctc_loss,
 }
 
 
@@ -1015,7 +1017,7 @@ MODULES = {
     "binary_cross_entropy": BCELoss, "binary_cross_entropy_with_logits": BCEWithLogitsLoss,
     "binary_focal": BinaryFocalLoss, "hinge": HingeLoss, "squared_hinge": SquaredHingeLoss,
     "zero_one": ZeroOneLoss, "cross_entropy": CrossEntropyLoss, "categorical_focal": FocalLoss,
-    "multi_margin": MultiMarginLoss, "kl_div": KLDivLoss,
+    "multi_margin": MultiMarginLoss, "kl_div": KLDivLoss, "ctc": CTCLoss,
 }
 
 

@@ -26,6 +26,7 @@ DEVICE = False
 _SUPPORTED = {
     **{name: "elementwise" for name in _core.supported_losses()},
     **{name: "multiclass" for name in _core.supported_multiclass_losses()},
+    **({"ctc": "sequence"} if hasattr(_core, "ctc") else {}),
 }
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # a tuple: `in` compares with ==, so types match too
 _BUILD = _core.build_info()
@@ -38,6 +39,7 @@ _BUILD_TEXT = (
 
 elementwise = _core.elementwise
 multiclass = _core.multiclass
+ctc = getattr(_core, "ctc", None)  # the CTC contract of fusedloss._ctc (cpp/src/ctc_binding.cpp)
 
 
 def _register_threadpoolctl() -> None:

@@ -134,7 +134,7 @@ def _row_loop(x, labels, q, w, cw, has_cw, soft, C, ignore, a, b, c, d, scale, v
 _state: dict = {}  # "ns": the compiled point functions, "hash": source hash (built on first use)
 _KERNELS: dict[str, tuple] = {}  # loss -> (serial, parallel) dispatchers
 _SUPPORTED = {**{name: "elementwise" for name in _jit.point_names()},
-              **{name: "multiclass" for name in _jit.row_names()}}
+              **{name: "multiclass" for name in _jit.row_names()}, "ctc": "sequence"}
 _EMPTY = {dt: np.empty(0, dt) for dt in (*_DTYPES, np.dtype(np.int64))}  # stand-ins for arrays not in use
 
 
@@ -228,3 +228,58 @@ def multiclass(loss, packed, ignore_index, C, x, labels, q, w, cw, scale, reduce
     if x.shape[0] < PARALLEL_MIN or nthreads < 2 or _MAX_THREADS < 2:
         return kernels[0](*args)
     return _parallel(kernels[1], nthreads, args)
+
+
+# --- CTC (its own contract: see fusedloss._ctc) ------------------------------------------------------------
+
+
+def _ctc_batch(x, T, N, C, batch_first, labels, offsets, tl, il, blank, log_probs, zero_infinity, gscale,
+               want_grad, loss_out, g, order):
+    """Every sequence, in ``order`` (longest first); ``ctc_sequence`` is bound to the compiled
+    ``_ctc_rows.ctc_sequence``. ``x`` and ``g`` are flat, (T, N, C) or (N, T, C)."""
+    for i in prange(order.shape[0]):
+        n = order[i]
+        gn = gscale[n] if want_grad else 0.0
+        lab = labels[offsets[n]:offsets[n] + tl[n]]
+        base = n * T * C if batch_first else n * C
+        tstride = C if batch_first else N * C
+        loss_out[n] = ctc_sequence(x, base, tstride, T, C, il[n], lab, blank, log_probs,  # noqa: F821
+                                   zero_infinity, gn, want_grad, g)
+
+
+def _build_ctc() -> tuple:
+    from .. import _ctc_rows
+
+    digest = _jit.source_hash(__file__, _ctc_rows.__file__)
+    rows = dict(vars(_ctc_rows))
+    for name in ("lse3", "ctc_sequence"):
+        rows[name] = njit(cache=True, nogil=True)(
+            _jit.specialise(getattr(_ctc_rows, name), rows, f"ctc__{name}__{digest}"))
+    namespace = dict(globals())
+    namespace["ctc_sequence"] = rows["ctc_sequence"]
+    kernels = tuple(
+        njit(cache=True, nogil=True, parallel=parallel)(
+            _jit.specialise(_ctc_batch, namespace, f"sequence__ctc__{flavour}__{digest}"))
+        for flavour, parallel in (("serial", False), ("parallel", True))
+    )
+    _KERNELS["ctc"] = kernels
+    return kernels
+
+
+def ctc(x, T, N, C, batch_first, log_probs, labels, offsets, target_lengths, input_lengths, blank, zero_infinity,
+        gscale, loss_out, grad_out, nthreads):
+    kernels = _KERNELS.get("ctc") or _build_ctc()
+    want_grad = grad_out is not None
+    g = grad_out.reshape(-1) if want_grad else _EMPTY[x.dtype]
+    if not want_grad:
+        gscale = _EMPTY[np.dtype(np.float64)]
+    work = input_lengths.astype(np.float64) * (2 * target_lengths + 1 + C)
+    order = np.lexsort((np.arange(N), -work)).astype(np.int64)  # longest first, ties by index
+    args = (x.reshape(-1), T, N, C, bool(batch_first), labels, offsets, target_lengths, input_lengths, blank,
+            bool(log_probs), bool(zero_infinity), gscale, want_grad, loss_out, g, order)
+    if float(work.sum()) < PARALLEL_MIN or nthreads < 2 or _MAX_THREADS < 2 or N < 2:
+        kernels[0](*args)
+    else:
+        with numba.parallel_chunksize(1):  # one sequence at a time, longest first: balanced threads
+            _parallel(kernels[1], nthreads, args)
+    return 0.0

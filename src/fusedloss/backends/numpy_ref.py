@@ -16,7 +16,7 @@ def info() -> dict:
 
 
 def supports(spec, dtype) -> bool:
-    return spec.name in _reference.ELEMENTWISE or spec.name in _reference.MULTICLASS
+    return spec.name in _reference.ELEMENTWISE or spec.name in _reference.MULTICLASS or spec.name in _reference.SEQUENCE
 
 
 def elementwise(loss, a, b, p, y, w, scale, reduce, value_out, grad_out, hess_out, nthreads, cols=None):
@@ -61,3 +61,19 @@ def multiclass(loss, packed, ignore_index, C, x, labels, q, w, cw, scale, reduce
         if hess_out is not None:
             hess_out[...] = (hess * scale).reshape(-1)
     return float(np.sum(value)) if reduce else 0.0
+
+
+def ctc(x, T, N, C, batch_first, log_probs, labels, offsets, target_lengths, input_lengths, blank, zero_infinity,
+        gscale, loss_out, grad_out, nthreads):
+    """The CTC contract (see fusedloss._ctc) by the reference, sequence by sequence in float64."""
+    concat = np.concatenate([labels[o:o + n] for o, n in zip(offsets, target_lengths)]) if N else labels[:0]
+    shape = (N, T, C) if batch_first else (T, N, C)
+    losses, grad = _reference.ctc(x.reshape(shape), concat, input_lengths, target_lengths, blank=blank,
+                                  inputs="log_probs" if log_probs else "logits", zero_infinity=zero_infinity,
+                                  batch_first=batch_first)
+    loss_out[...] = losses
+    if grad_out is not None:
+        per_seq = gscale.reshape((N, 1, 1) if batch_first else (1, N, 1))
+        with np.errstate(invalid="ignore"):
+            grad_out.reshape(shape)[...] = grad * per_seq
+    return 0.0

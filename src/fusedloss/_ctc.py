@@ -1,0 +1,210 @@
+"""The CTC loss object: argument checking, output allocation and the reduction, for ``fusedloss.ctc``.
+
+CTC takes ``(scores, targets, input_lengths, target_lengths)`` instead of ``(pred, target)``, so it has its own
+``Loss`` subclass with that signature. Everything is checked here before a backend runs (shapes, dtypes,
+lengths, label range, blank not used as a label, weights, the output buffer); the backends receive arrays
+they can trust and return one float64 loss per sequence, which is reduced here in index order with
+``math.fsum`` (exactly rounded, so the value does not depend on the thread count or on the summation order).
+
+Backend contract, ``ctc(x, T, N, C, batch_first, log_probs, labels, offsets, target_lengths, input_lengths,
+blank, zero_infinity, gscale, loss_out, grad_out, nthreads) -> float``: ``x`` the C-contiguous scores
+(float32 or float64; (T, N, C), or (N, T, C) with ``batch_first``); ``labels`` int64, sequence ``n``'s
+labels are ``labels[offsets[n]:offsets[n] + target_lengths[n]]`` (each in [0, C), none equal to ``blank``);
+``input_lengths`` int64 in [0, T]; ``loss_out`` float64 (N) receives each sequence's loss (0 for an
+infinite one with ``zero_infinity``); ``grad_out`` (None or like ``x``) receives ``gscale[n] * (exp(lp) -
+gamma)`` on the frames ``t < T_n`` of sequence ``n`` and 0 on the others (NaN for an infinite loss without
+``zero_infinity``, 0 with it). Returns the peak bytes of scratch memory the kernel held (0 if unknown).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import _config
+from ._dispatch import REDUCTIONS, Loss, _as_pred, _check_out, is_device_array, resolve_host_backend
+
+def _int_array(v, what: str) -> np.ndarray:
+    """An integer array (any integer dtype, or a sequence of Python ints) as a C-contiguous int64 array."""
+    if hasattr(v, "detach") and hasattr(v, "cpu"):  # a torch tensor (lengths often are)
+        v = v.detach().cpu().numpy()
+    arr = np.asarray(v)
+    if arr.dtype.kind not in "iu":
+        if arr.size == 0 and not hasattr(v, "dtype"):  # [] converts to float64
+            arr = arr.astype(np.int64)
+        else:
+            raise TypeError(f"ctc: {what} must hold integers (any integer dtype), got dtype {arr.dtype}; "
+                            f"cast it with .astype(np.int64)")
+    if arr.dtype.kind == "u" and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
+        raise ValueError(f"ctc: {what} holds values beyond int64")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+class SequenceLoss(Loss):
+    """Connectionist Temporal Classification with the log-softmax fused in.
+
+    ``ctc(logits, targets, input_lengths, target_lengths, *, blank=0, reduction="mean", zero_infinity=False,
+    batch_first=False, inputs="logits", sample_weight=None, backend=None)``
+
+    - ``logits``: (T, N, C) (PyTorch's layout) or (N, T, C) with ``batch_first=True``, float32 or float64:
+      unnormalised scores (``inputs="logits"``, the log-softmax over C is part of the loss and the gradient
+      is with respect to the scores: softmax - occupancy) or log-probabilities (``inputs="log_probs"``, as
+      PyTorch; the gradient is PyTorch's, exp(log_probs) - occupancy).
+    - ``targets``: padded (N, S) or concatenated 1-D (``sum(target_lengths)`` labels), any integer dtype;
+      labels lie in [0, C) and are never ``blank``.
+    - ``input_lengths``, ``target_lengths``: one per sequence, ``0 <= input_lengths <= T``.
+    - ``reduction``: "mean" (``sum_n w_n loss_n / max(S_n, 1) / sum_n w_n``: PyTorch's without weights), "sum"
+      (``sum_n w_n loss_n``) or "none" (``w_n loss_n`` per sequence, in the scores' dtype). Reduced values are
+      Python floats accumulated in float64.
+    - A target that no alignment can emit (``T_n < S_n`` + repeated neighbours) has loss ``inf`` and a NaN
+      gradient, or loss 0 and gradient 0 with ``zero_infinity=True`` (as PyTorch).
+    """
+
+    def __init__(self, spec):
+        super().__init__(spec)
+        self.__doc__ = f"{type(self).__doc__}\n\n{spec.summary}.\n\n{spec.formula}"
+
+    def __repr__(self):
+        params = ", ".join(f"{p.name}={p.default!r}" for p in self.spec.params)
+        return f"<fusedloss loss {self.name}(logits, targets, input_lengths, target_lengths, {params})>"
+
+    # --- checking and preparing the arguments ------------------------------------------------------------
+
+    def _prepare(self, logits, targets, input_lengths, target_lengths, reduction, sample_weight, params,
+                 grad_out, want_grad):
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"ctc: reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
+        if is_device_array(logits):
+            raise ValueError("ctc: device arrays are not supported yet; pass host (NumPy) arrays")
+        x = _as_pred(logits, "ctc")
+        if x.ndim != 3:
+            layout = "(N, T, C)" if params["batch_first"] else "(T, N, C)"
+            raise ValueError(f"ctc: logits must be 3-D {layout}, got shape {x.shape}"
+                             + (" (add the batch axis with x[:, None] for one sequence)" if x.ndim == 2 else ""))
+        if params["batch_first"]:
+            N, T, C = x.shape
+        else:
+            T, N, C = x.shape
+        if C < 1:
+            raise ValueError(f"ctc: logits need a class axis of length >= 1 (the blank), got shape {x.shape}")
+        blank = params["blank"]
+        if not 0 <= blank < C:
+            raise ValueError(f"ctc: blank must be a class index in [0, {C}), got {blank}")
+
+        il = _int_array(input_lengths, "input_lengths").reshape(-1) if np.ndim(input_lengths) <= 1 else None
+        tl = _int_array(target_lengths, "target_lengths").reshape(-1) if np.ndim(target_lengths) <= 1 else None
+        for what, arr, given in (("input_lengths", il, input_lengths), ("target_lengths", tl, target_lengths)):
+            if arr is None or arr.shape != (N,):
+                raise ValueError(f"ctc: {what} must have one entry per sequence (N = {N}), got shape "
+                                 f"{np.shape(given)}")
+        if N and (il.min() < 0 or il.max() > T):
+            bad = int(np.argmax((il < 0) | (il > T)))
+            raise ValueError(f"ctc: input_lengths[{bad}] = {il[bad]} is outside [0, T = {T}]")
+        if N and tl.min() < 0:
+            bad = int(np.argmax(tl < 0))
+            raise ValueError(f"ctc: target_lengths[{bad}] = {tl[bad]} is negative")
+
+        t = _int_array(targets, "targets")
+        if t.ndim == 2:
+            if t.shape[0] != N:
+                raise ValueError(f"ctc: padded targets must have shape (N = {N}, S), got {t.shape}")
+            S = t.shape[1]
+            if N and tl.max() > S:
+                bad = int(np.argmax(tl > S))
+                raise ValueError(f"ctc: target_lengths[{bad}] = {tl[bad]} exceeds the padded targets' width S = {S}")
+            labels = t.reshape(-1)
+            offsets = np.arange(N, dtype=np.int64) * S
+            used = np.arange(S)[None, :] < tl[:, None]  # (N, S): the labels that count
+            values = t[used]
+        elif t.ndim == 1:
+            total = int(tl.sum())
+            if t.size != total:
+                raise ValueError(f"ctc: concatenated targets must hold sum(target_lengths) = {total} labels, "
+                                 f"got {t.size}")
+            labels = t
+            offsets = np.zeros(N, dtype=np.int64)
+            if N > 1:
+                np.cumsum(tl[:-1], out=offsets[1:])
+            values = t
+        else:
+            raise ValueError(f"ctc: targets must be padded (N, S) or concatenated 1-D, got shape {t.shape}")
+        if values.size:
+            bad = (values < 0) | (values >= C) | (values == blank)
+            if bad.any():
+                v = int(values[int(np.argmax(bad))])
+                why = "is the blank" if v == blank else f"is outside [0, C = {C})"
+                raise ValueError(f"ctc: target label {v} {why}; labels must be classes in [0, {C}) other than "
+                                 f"blank={blank}")
+
+        w = None
+        if sample_weight is not None:
+            w = np.asarray(sample_weight, dtype=np.float64)
+            if w.shape != (N,):
+                raise ValueError(f"ctc: sample_weight must have one entry per sequence (N = {N}), got shape {w.shape}")
+            if w.size and not (np.all(np.isfinite(w)) and w.min() >= 0):
+                raise ValueError("ctc: sample_weight must be finite and >= 0")
+
+        g = None
+        if want_grad:
+            if grad_out is None:
+                g = np.empty(x.shape, x.dtype)
+            else:
+                g = _check_out(grad_out, x, "grad_out", "ctc")
+                if np.may_share_memory(g, x):
+                    raise ValueError("ctc: grad_out must not overlap logits (the kernel reads them after writing)")
+        return x, T, N, C, labels, offsets, tl, il, w, g
+
+    @staticmethod
+    def _coefficients(reduction, w, tl, N):
+        """Each sequence's factor in the reduced value (and in the gradient)."""
+        coef = np.ones(N) if w is None else w.copy()
+        if reduction == "mean":
+            denom = float(N) if w is None else math.fsum(w)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                coef = coef / np.maximum(tl, 1) / denom
+        return coef
+
+    def _run_ctc(self, logits, targets, input_lengths, target_lengths, reduction, sample_weight, backend, kwargs,
+                 want_value, want_grad, grad_out=None):
+        params = self._params(kwargs)[0] if kwargs else self._default_params[0]
+        x, T, N, C, labels, offsets, tl, il, w, g = self._prepare(
+            logits, targets, input_lengths, target_lengths, reduction, sample_weight, params, grad_out, want_grad)
+        module = resolve_host_backend(backend, self.spec, x.dtype)
+        coef = self._coefficients(reduction, w, tl, N)
+        losses = np.empty(N)
+        self.last_scratch_bytes = module.ctc(
+            x, T, N, C, params["batch_first"], params["inputs"] == "log_probs", labels, offsets, tl, il,
+            params["blank"], params["zero_infinity"], coef if want_grad else None, losses, g,
+            _config.get_num_threads())
+        if not want_value:
+            return g
+        if reduction == "none":
+            with np.errstate(invalid="ignore"):
+                value = (losses if w is None else losses * w).astype(x.dtype)
+        else:
+            with np.errstate(invalid="ignore"):
+                value = math.fsum(coef * losses) if N else (math.nan if reduction == "mean" else 0.0)
+        return (value, g) if want_grad else value
+
+    # --- the public entry points -------------------------------------------------------------------------
+
+    def __call__(self, logits, targets, input_lengths, target_lengths, *, reduction="mean", sample_weight=None,
+                 backend=None, **params):
+        return self._run_ctc(logits, targets, input_lengths, target_lengths, reduction, sample_weight, backend,
+                             params, True, False)
+
+    def value_and_grad(self, logits, targets, input_lengths, target_lengths, *, reduction="mean",
+                       sample_weight=None, grad_out=None, backend=None, **params):
+        """(value, gradient of that value with respect to logits), the gradient in logits' shape and dtype."""
+        return self._run_ctc(logits, targets, input_lengths, target_lengths, reduction, sample_weight, backend,
+                             params, True, True, grad_out)
+
+    def grad(self, logits, targets, input_lengths, target_lengths, *, reduction="mean", sample_weight=None,
+             grad_out=None, backend=None, **params):
+        """The gradient of the loss value with respect to logits."""
+        return self._run_ctc(logits, targets, input_lengths, target_lengths, reduction, sample_weight, backend,
+                             params, False, True, grad_out)
+
+    def grad_hess(self, *args, **kwargs):
+        raise TypeError("ctc has no Hessian: use ctc.value_and_grad(...) or ctc.grad(...)")

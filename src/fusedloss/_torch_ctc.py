@@ -1,0 +1,116 @@
+"""PyTorch integration of CTC: ``ctc_loss`` (functional) and ``CTCLoss`` (module), re-exported by
+``fusedloss.torch``.
+
+``CTCLoss(blank=0, reduction="mean", zero_infinity=False)`` is a drop-in for ``torch.nn.CTCLoss``: given
+log-probabilities (``inputs="log_probs"``, the default, as torch) it returns torch's value and torch's gradient
+(``exp(log_probs) - occupancy``, which equals the true gradient once it passes back through the
+``log_softmax`` that made the log-probabilities). ``inputs="logits"`` takes raw scores and fuses the
+log-softmax: one kernel call gives the loss and the exact gradient with respect to the scores, and the model
+no longer needs its ``log_softmax`` (nor its T x N x C output and backward).
+
+The forward pass runs the kernel once (value and gradient) and keeps the gradient; backward scales it by
+``grad_output`` (per sequence for "none"). float16/bfloat16 are computed in float32. CPU tensors only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from ._dispatch import LOSSES
+
+__all__ = ["ctc_loss", "CTCLoss"]
+
+
+def _host_ints(v, what: str):
+    if isinstance(v, Tensor):
+        if v.requires_grad:
+            raise RuntimeError(f"ctc_loss: {what} must not require grad")
+        return v.detach().cpu().numpy()
+    return np.asarray(v)
+
+
+class _CTCFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, targets, input_lengths, target_lengths, sample_weight, reduction, params, backend,
+                want_grad):
+        kdtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+        xk = x.detach().to(kdtype).contiguous()
+        args = (xk.numpy(), targets, input_lengths, target_lengths)
+        kw = dict(reduction=reduction, sample_weight=sample_weight, backend=backend, **params)
+        if want_grad:
+            value, g = LOSSES["ctc"].value_and_grad(*args, **kw)
+            ctx.grad = torch.from_numpy(g)
+        else:
+            value = LOSSES["ctc"](*args, **kw)
+            ctx.grad = None
+        ctx.reduction = reduction
+        ctx.seq_dim = 0 if params.get("batch_first") else 1
+        ctx.in_dtype = x.dtype
+        if reduction == "none":
+            return torch.from_numpy(np.asarray(value)).to(x.dtype)
+        return torch.tensor(value, dtype=x.dtype)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output):
+        g = ctx.grad
+        if ctx.reduction == "none":
+            shape = [1, 1, 1]
+            shape[ctx.seq_dim] = -1
+            g = g * grad_output.to(g.dtype).reshape(shape)
+        else:
+            g = g * grad_output.to(g.dtype)
+        return g.to(ctx.in_dtype), None, None, None, None, None, None, None, None
+
+
+def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reduction="mean", zero_infinity=False, *,
+             inputs="log_probs", batch_first=False, sample_weight=None, backend=None):
+    """``torch.nn.functional.ctc_loss`` with the same arguments (and results, for log-probabilities), plus
+    ``inputs="logits"`` (raw scores, log-softmax fused), ``batch_first``, ``sample_weight`` (one per sequence)
+    and ``backend``. An unbatched (T, C) input with 1-D targets is accepted, as torch does."""
+    if not isinstance(log_probs, Tensor):
+        raise TypeError(f"ctc_loss: log_probs must be a torch.Tensor, got {type(log_probs).__name__}")
+    if log_probs.device.type != "cpu":
+        raise ValueError("ctc_loss: only CPU tensors are supported; use torch.nn.functional.ctc_loss on the GPU")
+    unbatched = log_probs.dim() == 2
+    x = log_probs.unsqueeze(0 if batch_first else 1) if unbatched else log_probs
+    t = _host_ints(targets, "targets")
+    il = _host_ints(input_lengths, "input_lengths")
+    tl = _host_ints(target_lengths, "target_lengths")
+    if unbatched:
+        t, il, tl = t.reshape(1, -1), il.reshape(1), tl.reshape(1)
+    w = None
+    if sample_weight is not None:
+        if isinstance(sample_weight, Tensor) and sample_weight.requires_grad:
+            raise RuntimeError("ctc_loss: sample_weight must not require grad")
+        w = sample_weight.detach().cpu().numpy() if isinstance(sample_weight, Tensor) else sample_weight
+    params = {"blank": blank, "zero_infinity": zero_infinity, "batch_first": batch_first, "inputs": inputs}
+    want_grad = torch.is_grad_enabled() and x.requires_grad
+    out = _CTCFunction.apply(x, t, il, tl, w, reduction, params, backend, want_grad)
+    return out.squeeze(0) if unbatched and reduction == "none" else out
+
+
+class CTCLoss(torch.nn.Module):
+    """Drop-in for ``torch.nn.CTCLoss(blank=0, reduction="mean", zero_infinity=False)``; ``inputs="logits"``
+    takes raw scores and fuses the log-softmax. ``forward(log_probs, targets, input_lengths, target_lengths)``."""
+
+    def __init__(self, blank=0, reduction="mean", zero_infinity=False, *, inputs="log_probs", batch_first=False,
+                 backend=None):
+        super().__init__()
+        self.blank = blank
+        self.reduction = reduction
+        self.zero_infinity = zero_infinity
+        self.inputs = inputs
+        self.batch_first = batch_first
+        self.backend = backend
+
+    def forward(self, log_probs, targets, input_lengths, target_lengths):
+        return ctc_loss(log_probs, targets, input_lengths, target_lengths, self.blank, self.reduction,
+                        self.zero_infinity, inputs=self.inputs, batch_first=self.batch_first, backend=self.backend)
+
+    def extra_repr(self) -> str:
+        return (f"blank={self.blank}, reduction={self.reduction!r}, zero_infinity={self.zero_infinity}, "
+                f"inputs={self.inputs!r}")
