@@ -208,3 +208,9 @@ class SequenceLoss(Loss):
 
     def grad_hess(self, *args, **kwargs):
         raise TypeError("ctc has no Hessian: use ctc.value_and_grad(...) or ctc.grad(...)")
+
+    def partial(self, *args, **kwargs):
+        raise NotImplementedError(
+            "ctc: mergeable partial results (LossState) are not implemented for sequence losses; compute "
+            "per-sequence losses with reduction='none' and combine them (for 'mean': sum of loss_n / "
+            "max(target_length_n, 1), divided by the number of sequences)")

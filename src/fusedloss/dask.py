@@ -325,13 +325,15 @@ class DaskLoss:
         return _graph(self.loss, "grad_hess", pred, target, reduction, sample_weight, backend, params, hessian)
 
 
-LOSSES_DASK = {name: DaskLoss(loss) for name, loss in LOSSES.items()}
+# every elementwise and multiclass loss (sequence losses such as ctc have their own signature: not yet here)
+KINDS = ("elementwise", "multiclass")
+LOSSES_DASK = {name: DaskLoss(loss) for name, loss in LOSSES.items() if loss.spec.kind in KINDS}
 globals().update(LOSSES_DASK)
 
 
 def __getattr__(attr):
     """Losses registered after this module was imported."""
-    if attr in LOSSES:
+    if attr in LOSSES and LOSSES[attr].spec.kind in KINDS:
         LOSSES_DASK[attr] = DaskLoss(LOSSES[attr])
         return LOSSES_DASK[attr]
     raise AttributeError(f"module 'fusedloss.dask' has no attribute {attr!r}")
