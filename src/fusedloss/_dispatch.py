@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _config
 from ._spec import REGISTRY, LossSpec
-from .backends import REGISTRY as BACKENDS, BackendUnavailable, host_order
+from .backends import REGISTRY as BACKENDS, BackendUnavailable, host_order, warn_if_compiled_missing
 
 REDUCTIONS = ("mean", "sum", "none")
 HESSIAN_MODES = ("exact", "ones")
@@ -287,6 +287,7 @@ def resolve_host_backend(name: str | None, spec: LossSpec, dtype):
         for candidate in host_order():
             module = BACKENDS[candidate].load()
             if module is not None and module.supports(spec, dtype):
+                warn_if_compiled_missing(candidate)
                 return module
         raise BackendUnavailable(f"{spec.name}: no backend supports dtype {dtype}")  # pragma: no cover
     if name == "cuda":

@@ -37,7 +37,10 @@ backend that fails to import (no compiler output, no numba, no CUDA) records why
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 import threading
+import warnings
 from dataclasses import dataclass, field
 
 # One lock for every backend's first import: a backend's import may import another module of the package,
@@ -136,3 +139,43 @@ def backends() -> list[dict]:
                 row["reason"] = f"info() failed: {type(exc).__name__}: {exc}"
         rows.append(row)
     return rows
+
+
+class CompiledBackendMissingWarning(RuntimeWarning):
+    """"auto" runs on a slower backend because the compiled extension (backend "cpp") did not import."""
+
+
+_fallback_warned: list = []  # non-empty once the warning below was given (once per process)
+
+
+def warn_if_compiled_missing(chosen: str) -> None:
+    """Warn once per process when "auto" settles on ``chosen`` because backend "cpp" failed to import.
+
+    Called by the dispatcher for "auto" only: a backend chosen by name (the call's ``backend=``,
+    ``use_backend``, ``set_backend``, ``FUSEDLOSS_BACKEND``) never warns.
+    """
+    entry = REGISTRY.get("cpp")
+    if _fallback_warned or chosen == "cpp" or entry is None or entry.error is None:
+        return
+    _fallback_warned.append(chosen)
+    err = entry.error
+    warnings.warn(
+        f"fusedloss: the compiled extension (backend 'cpp') is not available ({type(err).__name__}: {err}), "
+        f"so backend 'auto' runs on {chosen!r}, which is slower on most losses. The extension is built when "
+        "fusedloss is installed from source with CMake (>= 3.18) and a C++17 compiler on the PATH: from a "
+        "checkout `pip install --force-reinstall --no-deps .`, from an index `pip install --force-reinstall "
+        "--no-deps --no-binary fusedloss fusedloss`. `fusedloss info` shows each backend and why it is "
+        f"unavailable; choosing a backend by name (backend={chosen!r}, fusedloss.set_backend, "
+        "FUSEDLOSS_BACKEND) silences this warning.",
+        CompiledBackendMissingWarning,
+        stacklevel=_caller_stacklevel(),
+    )
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning given by our caller at the first frame outside fusedloss."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frame, level = sys._getframe(1), 1  # the function calling warnings.warn is level 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
