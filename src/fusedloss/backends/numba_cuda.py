@@ -242,7 +242,8 @@ def _ce_block_kernel(x, labels, q, w, cw, has_cw, soft, C, ignore, ls, zl, cap, 
                 for j in range(k, C, nt):
                     cj = float(cw[j]) if has_cw else 1.0
                     qj = float(q[base + j]) if soft else 0.0
-                    gx, hx = ce_elem_grad(float(x[base + j]), (not soft) and j == t, qj, cj, soft, ls, e_c,  # noqa: F821
+                    is_t = (not soft) and j == t
+                    gx, hx = ce_elem_grad(float(x[base + j]), is_t, qj, cj, soft, ls, e_c,  # noqa: F821
                                           cap, zl, lse, coef, want_h)
                     if want_h:
                         h[base + j] = f * hx
