@@ -150,6 +150,18 @@ def test_block_rows_many_rows_grid_stride(monkeypatch, small_blocks):
     _check(x, t, {"label_smoothing": 0.1}, None, np.float64, "grid-stride")
 
 
+def test_block_rows_gradient_over_the_logits(small_blocks):
+    """grad_out may be the logits themselves (the multiclass contract): each logit is read before it is
+    overwritten, the label's logit included."""
+    x, t, params, _ = _hard("all", (2, 70), np.float64)
+    kw = full_params(CE, params)
+    dx = _dev(x)
+    value, g = fl.cross_entropy.value_and_grad(dx, _dev(t), grad_out=dx, backend="cuda", **params)
+    ref_v, ref_g, _ = _reference.reduce_multiclass(CE, x, t, reduction="mean", **kw)
+    assert value == pytest.approx(ref_v, rel=1e-12)
+    np.testing.assert_allclose(dx.copy_to_host(), ref_g, rtol=1e-12, atol=1e-15)
+
+
 def test_block_rows_nonfinite_logits(small_blocks):
     """-inf logits (masked classes) add nothing; a row of -inf and +inf logits follows the reference."""
     x = np.array([[0.0, -np.inf, 1.0, 2.0], [-np.inf, -np.inf, 3.0, -np.inf], [0.5, np.nan, 1.0, 0.0]])

@@ -226,12 +226,14 @@ def _ce_block_kernel(x, labels, q, w, cw, has_cw, soft, C, ignore, ls, zl, cap, 
             lse = lse_finish(sm_m[0], sm_s[0])  # noqa: F821
             u = sm_u[0]
             v = sm_v[0]
-            cuda.syncthreads()  # every thread has read the totals before the next row overwrites them
             ct = 1.0
             z_t = 0.0
             if not soft:
                 ct = float(cw[t]) if has_cw else 1.0
                 z_t = capped(float(x[base + t]), cap)  # noqa: F821
+            # every thread has read the totals (before the next row overwrites them) and x[t] (before pass 2
+            # may overwrite it: the gradient may be written over the logits)
+            cuda.syncthreads()
             value, coef = ce_row_finish(lse, soft, u, v, ct, z_t, ls, e_c, zl)  # noqa: F821
             rw = 1.0
             if HAS_WEIGHT:  # noqa: F821
