@@ -267,58 +267,123 @@ def row_lse(x, base, C, cap, inv_t):
     return m + math.log(s)
 
 
+def lse_push(m, s, z):
+    """One step of the online logsumexp: (m, s) with s = sum exp(z_i - m) over the z seen, then z added.
+
+    The running max only grows; when it does, the sum so far is rescaled. -inf adds nothing (and never makes
+    exp(-inf - -inf) = nan); nan makes s nan, as in ``row_lse``.
+    """
+    if z > m:
+        s = s * math.exp(m - z) + 1.0
+        m = z
+    elif z != -math.inf:
+        s += math.exp(z - m)
+    return m, s
+
+
+def lse_merge(m1, s1, m2, s2):
+    """Two online-logsumexp states (m, s) combined into one (the block reduction's step)."""
+    m = max(m1, m2)
+    if m == -math.inf or m == math.inf:
+        return m, s1 + s2
+    return m, s1 * math.exp(m1 - m) + s2 * math.exp(m2 - m)
+
+
+def lse_finish(m, s):
+    """logsumexp from an online state: m + log(s); a max of -inf (all masked) or +inf gives that."""
+    if m == -math.inf or m == math.inf:
+        return m
+    return m + math.log(s)
+
+
+# cross_entropy in per-element pieces, so that a loop over one row (``cross_entropy_row``, one thread per row)
+# and a block of threads sharing a row (the CUDA block kernel) run the same math:
+#   ce_elem_sums:  class j's terms of the row sums (u, v) (summed in any order)
+#   ce_row_finish: value and the coefficient A from lse and the sums
+#   ce_elem_grad:  class j's gradient and Hessian from lse and A
+
+
+def ce_elem_sums(xj, qj, cj, soft, ls, e_c, cap):
+    """Class j's terms (u_j, v_j) of the row sums. Soft targets: u = b_j, v = b_j z_j with b_j the weight of
+    z_j in the target distribution; hard labels: u = c_j (sum W), v = c_j z_j (needed only with smoothing)."""
+    if soft:
+        bj = cj * (qj * (1.0 - ls) + e_c)
+        if bj != 0.0:
+            return bj, bj * capped(xj, cap)
+        return bj, 0.0
+    if ls != 0.0 and cj != 0.0:
+        return cj, cj * capped(xj, cap)
+    return cj, 0.0
+
+
+def ce_row_finish(lse, soft, u, v, ct, z_t, ls, e_c, zl):
+    """(value, A) of a row from its logsumexp and sums (u, v); ``ct``, ``z_t``: the label's class weight and
+    capped logit (hard labels). The hard-label value keeps lse - z_t together (no cancellation of two large
+    terms)."""
+    if soft:
+        coef = u
+        value = coef * lse - v
+    else:
+        coef = (1.0 - ls) * ct + e_c * u
+        value = (1.0 - ls) * ct * (lse - z_t) + e_c * (u * lse - v)
+    return value + zl * lse * lse, coef
+
+
+def ce_elem_grad(xj, is_t, qj, cj, soft, ls, e_c, cap, zl, lse, coef, want_h):
+    """(dl/dx_j, d2l/dx_j^2) of a row (before the row weight and scale)."""
+    z = capped(xj, cap)
+    pj = math.exp(z - lse)
+    if soft:
+        bj = cj * (qj * (1.0 - ls) + e_c)
+    else:
+        bj = e_c * cj
+        if is_t:
+            bj += (1.0 - ls) * cj
+    gz = coef * pj - bj + 2.0 * zl * lse * pj
+    if cap > 0.0:
+        tau = z / cap
+        dz = 1.0 - tau * tau
+        gx = gz * dz
+    else:
+        dz = 1.0
+        gx = gz
+    hx = 0.0
+    if want_h:
+        hz = coef * pj * (1.0 - pj) + 2.0 * zl * (pj * pj + lse * pj * (1.0 - pj))
+        hx = hz * dz * dz
+        if cap > 0.0:
+            hx += gz * (-2.0 * (z / cap) * dz / cap)
+    return gx, hx
+
+
 def cross_entropy_row(x, base, C, t, q, cw, has_cw, soft, a, b, c, d, rw, gscale, g, h, want_g, want_h):
     ls = a
     zl = b
     cap = c
     lse = row_lse(x, base, C, cap, 1.0)
     e_c = ls / C
-    coef = 0.0  # A in the spec's formula
-    szw = 0.0  # sum of b_j z_j
-    if soft:
-        for j in range(C):
-            cj = cw[j] if has_cw else 1.0
-            bj = cj * (q[base + j] * (1.0 - ls) + e_c)
-            coef += bj
-            if bj != 0.0:
-                szw += bj * capped(x[base + j], cap)
-        value = coef * lse - szw
-    else:
-        W = 0.0
-        for j in range(C):
-            cj = cw[j] if has_cw else 1.0
-            W += cj
-            if ls != 0.0 and cj != 0.0:
-                szw += cj * capped(x[base + j], cap)
+    u = 0.0
+    v = 0.0
+    for j in range(C):
+        cj = cw[j] if has_cw else 1.0
+        qj = q[base + j] if soft else 0.0
+        du, dv = ce_elem_sums(x[base + j], qj, cj, soft, ls, e_c, cap)
+        u += du
+        v += dv
+    ct = 1.0
+    z_t = 0.0
+    if not soft:
         ct = cw[t] if has_cw else 1.0
-        coef = (1.0 - ls) * ct + e_c * W
-        value = (1.0 - ls) * ct * (lse - capped(x[base + t], cap)) + e_c * (W * lse - szw)
-    value += zl * lse * lse
+        z_t = capped(x[base + t], cap)
+    value, coef = ce_row_finish(lse, soft, u, v, ct, z_t, ls, e_c, zl)
     if want_g or want_h:
         f = rw * gscale
         for j in range(C):
-            z = capped(x[base + j], cap)
-            pj = math.exp(z - lse)
             cj = cw[j] if has_cw else 1.0
-            if soft:
-                bj = cj * (q[base + j] * (1.0 - ls) + e_c)
-            else:
-                bj = e_c * cj
-                if j == t:
-                    bj += (1.0 - ls) * cj
-            gz = coef * pj - bj + 2.0 * zl * lse * pj
-            if cap > 0.0:
-                tau = z / cap
-                dz = 1.0 - tau * tau
-                gx = gz * dz
-            else:
-                dz = 1.0
-                gx = gz
+            qj = q[base + j] if soft else 0.0
+            gx, hx = ce_elem_grad(x[base + j], (not soft) and j == t, qj, cj, soft, ls, e_c, cap, zl, lse, coef,
+                                  want_h)
             if want_h:
-                hz = coef * pj * (1.0 - pj) + 2.0 * zl * (pj * pj + lse * pj * (1.0 - pj))
-                hx = hz * dz * dz
-                if cap > 0.0:
-                    hx += gz * (-2.0 * (z / cap) * dz / cap)
                 h[base + j] = f * hx
             if want_g:
                 g[base + j] = f * gx

@@ -23,8 +23,13 @@ tensor is already channels-last in memory; whenever such a private copy exists t
 writes the gradient into the logits' own storage (saving an N x C buffer; the logits are destroyed, and their
 version counter is bumped so autograd reports any other use of them in backward).
 
-CUDA tensors are passed (detached) to the ``cuda`` backend, which reads them through
-``__cuda_array_interface__``; outputs are allocated by torch on the same device.
+CUDA tensors: by default a loss that torch has, with options torch has, runs on torch's own CUDA kernels (and
+torch's autograd), unless ``fusedloss/gpu_routing.json`` records that fusedloss's kernel was measured on a real GPU
+at least as fast for that case: nobody gets a slower loss by default. ``backend=...`` on the call,
+``set_cuda_routing("fused")`` or ``FUSEDLOSS_CUDA_ROUTING=fused`` force the fused path; losses and options torch
+lacks (``z_loss``, ``softcap``, ``sample_weight``, ``inplace_grad``, the losses without a torch twin) always take
+it. The rule is in ``fusedloss._gpu_routing``. On the fused path, tensors are passed (detached) to the ``cuda``
+backend, which reads them through ``__cuda_array_interface__``; outputs are allocated by torch on the same device.
 
 Targets. Targets are constants (``requires_grad=False``), with one exception: for the losses of the residual
 ``pred - target`` (``mse``, ``mae``, ``huber``, ``smooth_l1``, ``pseudo_huber``, ``log_cosh``, ``quantile``)
@@ -49,13 +54,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import _config
+from . import _config, _gpu_routing
 from ._dispatch import LOSSES, REDUCTIONS, Loss, resolve_host_backend
+from ._gpu_routing import get_cuda_routing, set_cuda_routing
 from ._spec import REGISTRY
 from ._torch_ctc import CTCLoss, ctc_loss  # CTC has its own signature (sequences and lengths)
 
 __all__ = [
     "FUNCTIONAL", "MODULES", "FusedLossFunction", "bench_torch_module", "loss",
+    "get_cuda_routing", "set_cuda_routing",
     # functional forms, PyTorch names
     "cross_entropy", "mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss", "poisson_nll_loss",
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "multi_margin_loss", "kl_div",
@@ -385,6 +392,10 @@ def _apply_eager(call: _Call, input: Tensor, target) -> Tensor:
         raise RuntimeError(
             f"{call.name}: the gradient with respect to target is not supported for this loss (only for "
             f"{', '.join(sorted(RESIDUAL_LOSSES))}); pass target.detach()")
+    if input.is_cuda:  # torch's own kernels unless ours were measured at least as fast (_gpu_routing)
+        routed = _gpu_routing.route(call, input, target)
+        if routed is not None:
+            return routed
     if grad_mode and (input.requires_grad or target_grad):
         return FusedLossFunction.apply(input, target, call)
     value, _ = _compute(call, input, target, want_grad=False)

@@ -11,6 +11,28 @@ memory, one float64 partial per block; the host adds the partials with ``math.fs
 so independent of their order). The grid depends only on the size (``_blocks``), so the reduced value is
 reproducible.
 
+cross_entropy has a kernel designed for the GPU instead (``_ce_block_kernel``), one block per row:
+
+- Launch: ``min(R, MAX_ROW_BLOCKS)`` blocks (rows beyond that are grid-strided over the blocks) of
+  ``_row_threads(C)`` threads: the power of two >= C from 32 (a warp per row for small C) up to ``TPB``.
+- Pass 1, one read of the row: thread k reads logits k, k + blockDim, ... (consecutive threads read
+  consecutive addresses: coalesced loads) and keeps an online logsumexp state (running max m and the sum of
+  exp(z - m), rescaled when m grows: ``lse_push``) and the row sums of the loss (class weights, smoothing and
+  soft-target terms: ``ce_elem_sums``).
+- Reduction: the per-thread states and sums go to shared memory and are combined by a tree over the block,
+  halving the active threads each step (``lse_merge`` for the states): a fixed order, so the result is the
+  same bits run to run and does not depend on timing.
+- Pass 2: every thread writes its strided part of the gradient (and Hessian) from the row's logsumexp
+  (``ce_elem_grad``); a second read of the row, which at these sizes mostly hits L2.
+- The math is ``_pointwise``'s: the per-element pieces that ``cross_entropy_row`` (the one-thread-per-row
+  form, used by the CPU backend) also runs, so there is one definition of the loss. Every option (class and
+  sample weights, ignore_index, label smoothing, z_loss, softcap, soft targets) goes through it.
+- Reduced values: thread 0 of each block adds its rows' values; the host adds the per-block partials with
+  ``math.fsum``. The grid depends only on R, so the sum is reproducible too.
+- Not yet done: vectorised (128-bit) loads, several rows per block when C is far below a warp, and keeping
+  the row in registers / shared memory between the passes for C up to a few thousand. The other multiclass
+  losses still run one thread per row.
+
 Which outputs exist is decided at compile time, as in the CPU backend, but not with ``None`` arguments:
 Numba-CUDA cannot pass ``None`` to a kernel. Each combination gets its own copy of the kernel
 (``_jit.specialise``) whose globals ``HAS_WEIGHT``, ``WRITE_VALUE``, ``WRITE_GRAD``, ``WRITE_HESS``,
@@ -48,6 +70,8 @@ DEVICE = True
 
 TPB = 256  # threads per block (a power of two: the block sum halves it)
 MAX_BLOCKS = 1024  # grid-stride beyond this; also bounds the partial sums the host adds
+MAX_ROW_THREADS = TPB  # the block-per-row kernel's largest block (a power of two, at most TPB)
+MAX_ROW_BLOCKS = 8192  # the block-per-row kernel: rows beyond this are grid-strided over the blocks
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -142,6 +166,109 @@ def _row_kernel(x, labels, q, w, cw, has_cw, soft, C, ignore, a, b, c, d, scale,
         _store_block_sum(s, partial)
 
 
+def _ce_block_kernel(x, labels, q, w, cw, has_cw, soft, C, ignore, ls, zl, cap, scale, value_out, g, h, want_g,
+                     want_h, partial):
+    """cross_entropy, one block per row (module docstring): the block's threads stride over the row.
+
+    Pass 1 reads each logit once (coalesced: thread k reads k, k + blockDim, ...) into a per-thread online
+    logsumexp state and the row sums; the states and sums are combined by a tree over the block in shared
+    memory (fixed order); pass 2 writes the gradient (and Hessian). Rows are grid-strided over blocks; thread 0
+    keeps the block's sum of row values. ``blockDim.x`` is a power of two, at most ``TPB``.
+    """
+    sm_m = cuda.shared.array(TPB, numba.float64)
+    sm_s = cuda.shared.array(TPB, numba.float64)
+    sm_u = cuda.shared.array(TPB, numba.float64)
+    sm_v = cuda.shared.array(TPB, numba.float64)
+    k = cuda.threadIdx.x
+    nt = cuda.blockDim.x
+    e_c = ls / C
+    acc = 0.0
+    for r in range(cuda.blockIdx.x, x.shape[0] // C, cuda.gridDim.x):
+        base = r * C
+        t = 0
+        if not soft:
+            t = labels[r]
+        if not soft and t == ignore:  # the same for every thread of the block: no divergent syncthreads
+            value = 0.0
+            for j in range(k, C, nt):
+                if want_g:
+                    g[base + j] = 0.0
+                if want_h:
+                    h[base + j] = 0.0
+        else:
+            m = -math.inf
+            s = 0.0
+            u = 0.0
+            v = 0.0
+            for j in range(k, C, nt):
+                xj = float(x[base + j])
+                m, s = lse_push(m, s, capped(xj, cap))  # noqa: F821
+                cj = float(cw[j]) if has_cw else 1.0
+                qj = float(q[base + j]) if soft else 0.0
+                du, dv = ce_elem_sums(xj, qj, cj, soft, ls, e_c, cap)  # noqa: F821
+                u += du
+                v += dv
+            sm_m[k] = m
+            sm_s[k] = s
+            sm_u[k] = u
+            sm_v[k] = v
+            cuda.syncthreads()
+            step = nt // 2
+            while step > 0:
+                if k < step:
+                    mm, ss = lse_merge(sm_m[k], sm_s[k], sm_m[k + step], sm_s[k + step])  # noqa: F821
+                    sm_m[k] = mm
+                    sm_s[k] = ss
+                    sm_u[k] += sm_u[k + step]
+                    sm_v[k] += sm_v[k + step]
+                cuda.syncthreads()
+                step //= 2
+            lse = lse_finish(sm_m[0], sm_s[0])  # noqa: F821
+            u = sm_u[0]
+            v = sm_v[0]
+            ct = 1.0
+            z_t = 0.0
+            if not soft:
+                ct = float(cw[t]) if has_cw else 1.0
+                z_t = capped(float(x[base + t]), cap)  # noqa: F821
+            # every thread has read the totals (before the next row overwrites them) and x[t] (before pass 2
+            # may overwrite it: the gradient may be written over the logits)
+            cuda.syncthreads()
+            value, coef = ce_row_finish(lse, soft, u, v, ct, z_t, ls, e_c, zl)  # noqa: F821
+            rw = 1.0
+            if HAS_WEIGHT:  # noqa: F821
+                rw = float(w[r])
+            value *= rw
+            if want_g or want_h:
+                f = rw * scale
+                for j in range(k, C, nt):
+                    cj = float(cw[j]) if has_cw else 1.0
+                    qj = float(q[base + j]) if soft else 0.0
+                    is_t = (not soft) and j == t
+                    gx, hx = ce_elem_grad(float(x[base + j]), is_t, qj, cj, soft, ls, e_c,  # noqa: F821
+                                          cap, zl, lse, coef, want_h)
+                    if want_h:
+                        h[base + j] = f * hx
+                    if want_g:
+                        g[base + j] = f * gx
+        if k == 0:
+            if WRITE_VALUE:  # noqa: F821
+                value_out[r] = value
+            acc += value
+    if REDUCE:  # noqa: F821
+        if k == 0:
+            partial[cuda.blockIdx.x] = acc
+
+
+def _row_threads(C: int) -> int:
+    """Threads per block of the block-per-row kernel: the power of two >= C, from a warp (32) to
+    ``MAX_ROW_THREADS`` (``TPB``; the tests lower it to keep the simulator fast)."""
+    n = 32
+    while n < C and n < MAX_ROW_THREADS:
+        n *= 2
+    return n
+
+
 @cuda.jit(cache=True)
 def _sum_kernel(x, partial):
     s = 0.0
@@ -223,7 +350,11 @@ _SUPPORTED = {**{name: "elementwise" for name in _jit.point_names()},
 _FLAGS = {
     "elementwise": ("HAS_WEIGHT", "WRITE_VALUE", "WRITE_GRAD", "WRITE_HESS", "REDUCE", "HAS_COLS"),
     "multiclass": ("HAS_WEIGHT", "WRITE_VALUE", "REDUCE"),
+    "block": ("HAS_WEIGHT", "WRITE_VALUE", "REDUCE"),
 }
+# Losses with a block-per-row kernel, and the per-element pieces of _pointwise that kernel calls.
+BLOCK_ROWS = frozenset({"cross_entropy"})
+BLOCK_MATH = ("capped", "lse_push", "lse_merge", "lse_finish", "ce_elem_sums", "ce_row_finish", "ce_elem_grad")
 
 
 def _build(key: tuple):
@@ -232,7 +363,7 @@ def _build(key: tuple):
         _state["ns"] = _jit.compile_namespace(cuda.jit(device=True))
         _state["hash"] = _jit.source_hash(__file__)
     custom = _jit.custom_point(loss, _state["ns"], cuda.jit(device=True))
-    kind = "elementwise" if custom is not None else _SUPPORTED[loss]
+    kind = "elementwise" if custom is not None else ("block" if loss in BLOCK_ROWS else _SUPPORTED[loss])
     namespace = dict(globals())
     namespace.update(zip(_FLAGS[kind], flags))
     key = _state["hash"]
@@ -245,6 +376,9 @@ def _build(key: tuple):
         template = _kernel
         namespace["point"] = _state["ns"][f"{loss}_point"]
         namespace["VEC_SLOT"] = _jit.vector_slot(loss)
+    elif kind == "block":
+        template = _ce_block_kernel
+        namespace.update({k: _state["ns"][k] for k in BLOCK_MATH})
     else:
         template = _row_kernel
         namespace["row"] = _state["ns"][f"{loss}_row"]
@@ -311,9 +445,20 @@ def multiclass(loss, packed, ignore_index, C, x, labels, q, w, cw, scale, reduce
         return 0.0
     key = (loss, w is not None, value_out is not None, bool(reduce))
     kernel = _KERNELS.get(key) or _build(key)
+    a, b, c, d = (float(v) for v in packed)
+    if loss in BLOCK_ROWS:
+        blocks = min(R, MAX_ROW_BLOCKS)
+        partial = cuda.device_array(blocks, np.float64) if reduce else x
+        kernel[blocks, _row_threads(C)](
+            x, cuda.device_array(1, np.int64) if labels is None else labels, x if q is None else q,
+            x if w is None else w, x if cw is None else cw, cw is not None, labels is None, C, ignore_index,
+            a, b, c, float(scale), x if value_out is None else value_out,
+            x if grad_out is None else grad_out, x if hess_out is None else hess_out,
+            grad_out is not None, hess_out is not None, partial,
+        )
+        return math.fsum(partial.copy_to_host()) if reduce else 0.0
     blocks = _blocks(R)
     partial = cuda.device_array(blocks, np.float64) if reduce else x
-    a, b, c, d = (float(v) for v in packed)
     kernel[blocks, TPB](
         x, cuda.device_array(1, np.int64) if labels is None else labels, x if q is None else q,
         x if w is None else w, x if cw is None else cw, cw is not None, labels is None, C, ignore_index,

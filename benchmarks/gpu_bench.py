@@ -1,0 +1,219 @@
+"""Device benchmark: forward + backward of fusedloss's CUDA kernels against torch's, on one GPU.
+
+How to run (one command, a few minutes on an H200; needs torch with CUDA and numba-cuda)::
+
+    PYTHONPATH=src python benchmarks/gpu_bench.py            # table on stdout
+    PYTHONPATH=src python benchmarks/gpu_bench.py --json out.json   # also the rows, in gpu_routing.json's form
+
+Cases: cross_entropy at 8192 x 32000, 4096 x 128256 and 65536 x 1000 (float32 logits, and bfloat16 logits that
+fusedloss computes in float32), mse and binary_cross_entropy_with_logits at 1e8 elements (float32). For each:
+
+- ``torch``: ``torch.nn.functional``'s loss, then ``backward()`` (what a user runs without fusedloss);
+- ``fused``: ``fusedloss.torch``'s loss with ``backend="cuda"`` (the fused path forced), then ``backward()``;
+- ``kernel``: the Numba kernels alone (``fusedloss.<loss>.value_and_grad`` on the tensors' device memory, the
+  gradient into a preallocated buffer), float32 only.
+
+Times are medians of CUDA-event-timed repetitions after a warm-up. GB/s counts the least traffic a fused
+forward + backward needs (logits or inputs read once, targets read once, gradient written once, in the
+caller's dtype), and is also given as a fraction of the device's copy bandwidth, measured here with a 1 GiB
+device-to-device copy (read + write). The ``--json`` rows can be added to ``src/fusedloss/gpu_routing.json``
+(widen ``numel`` / ``classes`` deliberately, by what was measured) to let ``fusedloss.torch`` route a case to
+the fused kernels: only rows with ``fused_s <= torch_s`` change anything.
+
+``--tiny`` runs the same code at tiny sizes on Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``; no GPU):
+the ``kernel`` rows on simulator arrays, the ``torch`` rows on CPU tensors, times meaningless. The test suite
+runs it so that this script cannot rot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import numpy as np
+
+CE_SHAPES = [(8192, 32000), (4096, 128256), (65536, 1000)]
+ELEMENTWISE_N = 10**8
+TINY_CE_SHAPES = [(4, 33), (2, 300)]
+TINY_N = 500
+
+
+def _args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tiny", action="store_true", help="tiny sizes on the CUDA simulator (a smoke test)")
+    ap.add_argument("--repeat", type=int, default=None, help="timed repetitions per case (default 20, tiny 2)")
+    ap.add_argument("--json", default=None, help="write the rows (gpu_routing.json's case form) to this file")
+    return ap.parse_args(argv)
+
+
+class Device:
+    """Where arrays live and how time is taken: a CUDA GPU through torch, or the simulator (--tiny)."""
+
+    def __init__(self, tiny: bool):
+        import torch
+
+        self.torch = torch
+        self.tiny = tiny
+        if tiny:
+            self.tdev = torch.device("cpu")
+            self.name = "CUDA simulator (times meaningless)"
+        else:
+            if not torch.cuda.is_available():
+                sys.exit("gpu_bench: torch sees no CUDA GPU; run with --tiny under NUMBA_ENABLE_CUDASIM=1 instead")
+            self.tdev = torch.device("cuda")
+            self.name = torch.cuda.get_device_name()
+
+    def sync(self):
+        if not self.tiny:
+            self.torch.cuda.synchronize()
+
+    def time(self, fn, repeat: int) -> float:
+        """Median seconds of ``fn()`` over ``repeat`` runs, after one warm-up run."""
+        fn()
+        self.sync()
+        times = []
+        for _ in range(repeat):
+            if self.tiny:
+                t0 = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t0)
+            else:
+                start = self.torch.cuda.Event(enable_timing=True)
+                stop = self.torch.cuda.Event(enable_timing=True)
+                start.record()
+                fn()
+                stop.record()
+                stop.synchronize()
+                times.append(start.elapsed_time(stop) / 1e3)
+        return statistics.median(times)
+
+    def copy_bandwidth(self, repeat: int) -> float:
+        """Bytes per second of a device-to-device copy (read + write counted)."""
+        torch = self.torch
+        n = (1 << 30) // 4 if not self.tiny else 1 << 12
+        src = torch.empty(n, dtype=torch.float32, device=self.tdev).fill_(1.0)
+        dst = torch.empty_like(src)
+        return 2 * 4 * n / self.time(lambda: dst.copy_(src), repeat)
+
+    def numba_view(self, t):
+        """The tensor's memory as a Numba device array (zero-copy on a GPU; a copy on the simulator)."""
+        from numba import cuda
+
+        if self.tiny:
+            return cuda.to_device(t.detach().numpy())
+        return cuda.as_cuda_array(t.detach())
+
+
+def _ce_case(dev: Device, R: int, C: int, dtype, repeat: int):
+    import torch
+    import torch.nn.functional as F
+
+    import fusedloss as fl
+    import fusedloss.torch as flt
+
+    g = torch.Generator(device=dev.tdev).manual_seed(0)
+    x = torch.randn(R, C, generator=g, device=dev.tdev, dtype=torch.float32).to(dtype).requires_grad_(True)
+    y = torch.randint(0, C, (R,), generator=g, device=dev.tdev)
+
+    def torch_step():
+        x.grad = None
+        F.cross_entropy(x, y).backward()
+
+    def fused_step():
+        x.grad = None
+        flt.cross_entropy(x, y, backend="cuda").backward()
+
+    rows = {"torch": dev.time(torch_step, repeat)}
+    if not dev.tiny:
+        rows["fused"] = dev.time(fused_step, repeat)
+    if dtype == torch.float32:
+        dx, dy = dev.numba_view(x), dev.numba_view(y)
+        from numba import cuda
+
+        grad = cuda.device_array((R, C), np.float32)
+        rows["kernel"] = dev.time(lambda: fl.cross_entropy.value_and_grad(dx, dy, grad_out=grad, backend="cuda"),
+                                  repeat)
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    return rows, 2 * R * C * itemsize + R * 8, R * C, C
+
+
+def _elementwise_case(dev: Device, name: str, n: int, repeat: int):
+    import torch
+    import torch.nn.functional as F
+
+    import fusedloss as fl
+    import fusedloss.torch as flt
+
+    g = torch.Generator(device=dev.tdev).manual_seed(0)
+    p = torch.randn(n, generator=g, device=dev.tdev).requires_grad_(True)
+    if name == "mse":
+        y = torch.randn(n, generator=g, device=dev.tdev)
+        theirs, ours, loss = F.mse_loss, flt.mse_loss, fl.mse
+    else:
+        y = (torch.rand(n, generator=g, device=dev.tdev) > 0.5).float()
+        theirs, ours = F.binary_cross_entropy_with_logits, flt.binary_cross_entropy_with_logits
+        loss = fl.binary_cross_entropy_with_logits
+
+    def step(fn, **kw):
+        def run():
+            p.grad = None
+            fn(p, y, **kw).backward()
+        return run
+
+    rows = {"torch": dev.time(step(theirs), repeat)}
+    if not dev.tiny:
+        rows["fused"] = dev.time(step(ours, backend="cuda"), repeat)
+    dp, dy = dev.numba_view(p), dev.numba_view(y)
+    from numba import cuda
+
+    grad = cuda.device_array(n, np.float32)
+    rows["kernel"] = dev.time(lambda: loss.value_and_grad(dp, dy, grad_out=grad, backend="cuda"), repeat)
+    return rows, 3 * n * 4, n, None
+
+
+def main(argv=None) -> list[dict]:
+    args = _args(argv)
+    import torch
+
+    dev = Device(args.tiny)
+    repeat = args.repeat or (2 if args.tiny else 20)
+    copy_bw = dev.copy_bandwidth(repeat)
+    print(f"device: {dev.name}; copy bandwidth {copy_bw / 1e9:.0f} GB/s (1 GiB device-to-device, read + write)")
+    shapes = TINY_CE_SHAPES if args.tiny else CE_SHAPES
+    n = TINY_N if args.tiny else ELEMENTWISE_N
+    cases = [("cross_entropy", dt, (R, C)) for R, C in shapes for dt in (torch.float32, torch.bfloat16)]
+    cases += [(name, torch.float32, (n,)) for name in ("mse", "binary_cross_entropy_with_logits")]
+    print(f"{'case':<48} {'impl':<7} {'median ms':>10} {'GB/s':>8} {'of copy':>8}")
+    out = []
+    for name, dtype, shape in cases:
+        if name == "cross_entropy":
+            times, nbytes, numel, classes = _ce_case(dev, *shape, dtype, repeat)
+        else:
+            times, nbytes, numel, classes = _elementwise_case(dev, name, shape[0], repeat)
+        label = f"{name} {'x'.join(map(str, shape))} {str(dtype).rsplit('.', 1)[-1]}"
+        for impl, t in times.items():
+            gbs = nbytes / t
+            print(f"{label:<48} {impl:<7} {t * 1e3:>10.3f} {gbs / 1e9:>8.1f} {gbs / copy_bw:>8.2f}")
+        if "fused" in times:
+            row = {"loss": name, "dtype": str(dtype).rsplit(".", 1)[-1], "options": [], "numel": [numel, numel],
+                   "fused_s": times["fused"], "torch_s": times["torch"], "device": dev.name,
+                   "command": "benchmarks/gpu_bench.py"}
+            if classes is not None:
+                row["classes"] = [classes, classes]
+            out.append(row)
+        elif args.tiny:
+            out.append({"loss": name, "times": times})
+        del times
+        if not dev.tiny:
+            torch.cuda.empty_cache()
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"schema": 1, "cases": [r for r in out if "fused_s" in r]}, f, indent=1)
+    return out
+
+
+if __name__ == "__main__":
+    main()
