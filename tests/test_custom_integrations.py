@@ -138,3 +138,23 @@ def test_lightgbm_trains_with_custom_objective(my_huber):
     builtin = lgb.train({**params, "objective": flb.lightgbm_objective("huber", delta=1.0)},
                         lgb.Dataset(X, y), num_boost_round=20)
     np.testing.assert_allclose(custom.predict(X), builtin.predict(X), rtol=1e-12, atol=1e-12)
+
+
+def test_torch_sees_losses_defined_after_its_import():
+    """fusedloss.torch imported first, the custom loss defined later (the order a notebook has)."""
+    torch = pytest.importorskip("torch")
+    import fusedloss.torch as flt
+
+    def sq(p, y, scale):
+        return scale * (p - y) ** 2
+
+    late = fl.elementwise_loss(sq, params={"scale": (2.0, "positive")}, name="defined_after_torch")
+    try:
+        x = torch.linspace(-1, 1, 9, dtype=torch.float64, requires_grad=True)
+        t = torch.zeros(9, dtype=torch.float64)
+        value = flt.FusedLoss(late, scale=3.0)(x, t)
+        value.backward()
+        torch.testing.assert_close(value, 3.0 * (x.detach() ** 2).mean())
+        torch.testing.assert_close(x.grad, 6.0 * x.detach() / 9)
+    finally:
+        late.unregister()

@@ -109,13 +109,17 @@ class _Call:
         self.loss = LOSSES[name]
 
 
-_DEFAULTS = {name: spec.defaults() for name, spec in REGISTRY.items()}
+_DEFAULTS: dict = {}  # name -> (spec, its defaults), read once per registry entry (custom losses come and go)
 
 
 def _non_default(name: str, params: dict) -> dict:
     """The parameters that differ from the registry defaults: a call with none of them skips the dispatcher's
     parameter checks (it keeps the checked defaults), which is most of its overhead on small inputs."""
-    defaults = _DEFAULTS[name]
+    spec = REGISTRY[name]
+    cached = _DEFAULTS.get(name)
+    if cached is None or cached[0] is not spec:
+        cached = _DEFAULTS[name] = (spec, spec.defaults())
+    defaults = cached[1]
     out = {}
     for k, v in params.items():
         d = defaults.get(k, _MISSING)
