@@ -10,9 +10,10 @@ The same losses, options, reductions, dtypes and errors as the in-memory API (``
 - Each block runs the in-memory call (the compiled kernel the backend rules pick on the worker), once.
 - "mean" and "sum" values are ``LossState`` partial results (``fl.<loss>.partial``) of the blocks, merged
   by a fixed tree (``SPLIT_EVERY`` states per node): never an average of block means.
-- "mean" derivatives need the global divisor (sum of weights, kept rows' weights): it comes from one small
-  reduction over the weights / labels only, and the derivative blocks are scaled by it as they are computed;
-  the value of ``value_and_grad`` is merged from the same block calls.
+- "mean" derivatives need the global divisor (sum of weights, kept rows' weights): where it depends on the
+  shapes alone (no weights, no hard labels) it is computed when the graph is built; otherwise it comes from
+  one small reduction over the weights / labels only. The derivative blocks are scaled by it as they are
+  computed; the value of ``value_and_grad`` is merged from the same block calls.
 - "none" returns a dask array (of pred's chunks; the logits' leading chunks for multiclass losses).
 - Multiclass losses need the class axis (the last) in one chunk: a split class axis is rechunked to one
   chunk; labels, soft targets and weights are rechunked to the logits' chunks when they differ.
@@ -245,16 +246,26 @@ def _graph(loss: Loss, mode: str, pred, target, reduction, sample_weight, backen
 
     need_divisor = derivatives and reduction == "mean"
     whole = None
+    parts: dict = {}
     if need_divisor:
         # the divisor reads labels only where they matter (multiclass hard labels)
         reads_labels = multiclass and y.dtype.kind in "iu"
-        for idx in blocks:
-            shape = tuple(c[i] for c, i in zip(p.chunks, idx))
-            layer[(work + "-divisor", *idx)] = (_divisor_block, name, params, shape, dtype, where(idx),
-                                                y_key(idx) if reads_labels else None, w_key(idx))
-        whole = _tree(layer, work + "-divisor-tree", [(work + "-divisor", *idx) for idx in blocks])
+        if w is None and not reads_labels:
+            # it depends on the shapes alone: known now, so no derivative block waits for a reduction (a
+            # barrier that would make the scheduler load every input chunk before the first block runs)
+            for idx in blocks:
+                shape = tuple(c[i] for c, i in zip(p.chunks, idx))
+                parts[idx] = LossState(name, 0.0, *divisor(loss, shape, dtype, None, None, params))
+            whole = merge(list(parts.values()))
+        else:
+            for idx in blocks:
+                shape = tuple(c[i] for c, i in zip(p.chunks, idx))
+                layer[(work + "-divisor", *idx)] = (_divisor_block, name, params, shape, dtype, where(idx),
+                                                    y_key(idx) if reads_labels else None, w_key(idx))
+                parts[idx] = (work + "-divisor", *idx)
+            whole = _tree(layer, work + "-divisor-tree", list(parts.values()))
     for idx in blocks:
-        part = (work + "-divisor", *idx) if need_divisor else None
+        part = parts.get(idx)
         layer[(work, *idx)] = (_block, name, mode, reduction, hessian, backend, params, where(idx),
                                (p.name, *idx), y_key(idx), w_key(idx), part, whole)
     graph = HighLevelGraph.from_collections(work, layer, dependencies=[a for a in (p, y, w) if a is not None])
