@@ -69,7 +69,7 @@ def plot(rows: list[dict], path: str, peers=()) -> None:
         triad = next((r["triad_gbps"] for r in sub if r.get("triad_gbps")), None)
         if triad:
             ax.axhline(triad, color="grey", linewidth=0.9, linestyle=":")
-            ax.annotate(f"memory bandwidth (triad) {triad:.0f} GB/s", (0.02, triad),
+            ax.annotate(f"memory bandwidth {triad:.0f} GB/s", (0.02, triad),
                         xycoords=("axes fraction", "data"), fontsize=7, color="grey", va="bottom")
         ax.set_xscale("log")
         ax.set_yscale("log")

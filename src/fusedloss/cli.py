@@ -68,7 +68,7 @@ def _table(header, lines, align=None):
 def format_rows(rows):
     """The result table: one line per contestant, a blank line between cases."""
     peers = [p for p in _bench.PEERS if any(f"speedup_vs_{p}" in r for r in rows)]
-    header = ["loss", "backend", "dtype", "n", "thr", "median", "p20", "p80", "GB/s", "triad",
+    header = ["loss", "backend", "dtype", "n", "thr", "median", "p20", "p80", "GB/s", "of bw",
               *[f"vs {p}" for p in peers], "check"]
     align = ["<", "<", "<", ">", ">", ">", ">", ">", ">", ">", *[">"] * len(peers), "<"]
     lines, last = [], None
@@ -322,7 +322,8 @@ def cmd_bench(args):
     for t, v in triads.items():
         how = v.get("method", "")
         cached = " (cached)" if v.get("cached") else ""
-        print(f"triad bandwidth, {t} thread{'s' if t > 1 else ''}: {v['gbps']:.1f} GB/s [{how}{cached}]")
+        print(f"memory bandwidth (STREAM triad), {t} thread{'s' if t > 1 else ''}: {v['gbps']:.1f} GB/s "
+              f"[{how}{cached}]")
     if load_before is not None and load_before > 0.5 * _config.default_num_threads():
         print(f"note: load average {load_before:.1f} on {_config.default_num_threads()} cores when this run "
               "started: other processes compete for the CPU, so timings are noisy (ratios less so)")
@@ -330,7 +331,8 @@ def cmd_bench(args):
         print("clock: CPU time of this process (--clock cpu), not wall time")
     unreliable = _bench.mark_unreliable_ratios(rows, _config.default_num_threads(), busy=args.busy or 0)
     print("timed: value_and_grad (reduction='mean') with grad_out reused; GB/s counts each input read once and "
-          "the gradient written once; 'triad' = GB/s / triad bandwidth; 'vs X' = X's median / this row's median")
+          "the gradient written once; 'of bw' = GB/s / the memory bandwidth (measured with a STREAM triad); "
+          "'vs X' = X's median / this row's median (above 1: this row is faster)")
     print()
     print(format_rows(rows))
     if unreliable:
