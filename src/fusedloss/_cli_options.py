@@ -165,8 +165,8 @@ def match_sizes(defs, sizes, losses_given: bool) -> tuple[list, list[str]]:
             for k in sorted(kinds):
                 names = [d.loss for d in defs if d.kind == k]
                 takes.append(f"{', '.join(names)} take{'s' if len(names) == 1 else ''} {FORM[k]}")
-            takes = "; ".join(takes)
-            raise UsageError(f"--size {_bench.format_shape(s)}: {form}, fits no loss of this run: {takes}")
+            raise UsageError(f"--size {_bench.format_shape(s)}: {form}, fits no loss of this run: "
+                             f"{'; '.join(takes)}")
     if losses_given:
         for d in defs:
             if NDIM[d.kind] not in given:
@@ -326,5 +326,5 @@ def plan_torch_module(args, quick_cases, full_cases) -> TorchModulePlan:
     sizes = parse_sizes(args.size)
     if sizes:
         cases = tuple(("cross_entropy" if len(s) == 2 else "mse", s) for s in sizes)
-    return TorchModulePlan(cases=cases, dtypes=dtypes, threads=threads, backend=(backends or [None])[0],
+    return TorchModulePlan(cases=cases, dtypes=dtypes, threads=threads, backend=backends[0] if backends else None,
                            repeat=repeat, warmup=warmup, budget_s=budget, sample_time_ms=sample_ms)

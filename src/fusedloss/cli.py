@@ -25,8 +25,6 @@ from ._cli_options import UsageError, plan_bench, plan_torch_module, split as _s
 from ._load import BusyLoad
 
 
-
-
 # --- formatting --------------------------------------------------------------------------------------
 
 
