@@ -1098,6 +1098,41 @@ def run_case(case: Case, opts: RunOptions, progress: Callable[[str], None] | Non
     return rows
 
 
+SPREAD_LIMIT = 1.5  # p80 / p20 of a contestant's samples above which its ratios are not trusted
+
+
+def mark_unreliable_ratios(rows: list[dict], cores: int, busy: int = 0) -> str:
+    """Mark the ``speedup_vs_<peer>`` ratios that the measurements do not support, in place: the row gets
+    ``unreliable_vs_<peer>`` with the reason. Two reasons: the samples of the row or of the peer spread
+    (p80 / p20 above ``SPREAD_LIMIT``: the machine stalled some of them), or other processes loaded the
+    machine while the case ran (the 1-minute load average after the case, less this run's own threads and
+    ``busy`` processes, above half the cores). Returns a one-line explanation for the table's footnote, or ""
+    when every ratio stands."""
+    reasons = set()
+    peers = {(case_key(r), r["backend"][5:]): r for r in rows if r["role"] == "peer"}
+    for r in rows:
+        load = r.get("load_avg")
+        others = None if load is None else load - min(r["threads"], cores) - busy
+        for key in [k for k in r if k.startswith("speedup_vs_")]:
+            peer = peers.get((case_key(r), key[len("speedup_vs_"):]))
+            why = []
+            for who in (r, peer):
+                if who and who.get("p20_s") and who.get("p80_s") and who["p80_s"] > SPREAD_LIMIT * who["p20_s"]:
+                    why.append(f"samples of {who['backend']} spread (p80/p20 {who['p80_s'] / who['p20_s']:.1f})")
+            if others is not None and others > 0.5 * cores:
+                why.append(f"load average {load:.1f} on {cores} cores")
+            if why:
+                r["unreliable_vs_" + key[len("speedup_vs_"):]] = "; ".join(why)
+                reasons.update("spread" if "spread" in w else "load" for w in why)
+    text = []
+    if "load" in reasons:
+        text.append("other processes loaded the machine during the case (load average, less this run's own "
+                    "threads, above half the cores)")
+    if "spread" in reasons:
+        text.append(f"the timed samples spread (p80 above {SPREAD_LIMIT:g} x p20)")
+    return " or ".join(text)
+
+
 def simd_level(backend: str) -> str:
     """The SIMD level a backend's kernels run at ('' where it does not choose one): the cpp backend picks
     baseline/avx2/avx512 at import, and the regression guard compares a cpp case only with a baseline row of

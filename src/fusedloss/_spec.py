@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-__all__ = ["Param", "LossSpec", "REGISTRY", "get_spec", "losses"]
+__all__ = ["Param", "LossSpec", "LossInfo", "REGISTRY", "get_spec", "losses"]
 
 
 @dataclass(frozen=True)
@@ -179,22 +179,71 @@ def get_spec(name: str) -> LossSpec:
         raise ValueError(f"unknown loss {name!r}; known losses: {', '.join(sorted(REGISTRY))}") from None
 
 
-def losses() -> list[dict]:
-    """The registry as a list of plain dicts: name, kind, parameters with defaults, formula summary."""
-    return [
-        {
-            "name": s.name,
-            "kind": s.kind,
-            "params": {p.name: p.default for p in s.params},
-            "summary": s.summary,
-            "formula": s.formula,
-            "differentiable": s.differentiable,
-            "has_hessian": s.has_hessian,
-            "hessian_zero_almost_everywhere": s.hessian_zero_ae,
-            "target_domain": s.target_domain,
-        }
+class LossInfo(dict[str, Any]):
+    """One registry entry as ``fl.losses()`` lists it: a plain dict (the keys below, as before) whose fields
+    also read as attributes, with a one-line repr: ``<huber (elementwise): delta=1.0 - Huber loss, ...>``."""
+
+    @property
+    def name(self) -> str:
+        return self["name"]
+
+    @property
+    def kind(self) -> str:
+        return self["kind"]
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self["params"]
+
+    @property
+    def summary(self) -> str:
+        return self["summary"]
+
+    @property
+    def formula(self) -> str:
+        return self["formula"]
+
+    @property
+    def differentiable(self) -> bool:
+        return self["differentiable"]
+
+    @property
+    def has_hessian(self) -> bool:
+        return self["has_hessian"]
+
+    @property
+    def target_domain(self) -> str:
+        return self["target_domain"]
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self["params"].items()) or "no parameters"
+        return f"<{self['name']} ({self['kind']}): {params} - {self['summary']}>"
+
+
+class LossList(list[LossInfo]):
+    """The list ``fl.losses()`` returns: LossInfo entries, shown one per line."""
+
+    def __repr__(self) -> str:
+        return "[\n" + "".join(f"  {entry!r},\n" for entry in self) + "]" if self else "[]"
+
+
+def losses() -> LossList:
+    """The registry as a list of ``LossInfo`` (dicts with attribute access): name, kind, parameters with
+    defaults, summary, formula, flags, target domain."""
+    return LossList(
+        LossInfo(
+            name=s.name,
+            kind=s.kind,
+            params={p.name: p.default for p in s.params},
+            summary=s.summary,
+            formula=s.formula,
+            differentiable=s.differentiable,
+            has_hessian=s.has_hessian,
+            hessian_zero_almost_everywhere=s.hessian_zero_ae,
+            target_domain=s.target_domain,
+        )
         for s in REGISTRY.values()
-    ]
+    )
 
 
 # --- regression losses ------------------------------------------------------------------------------

@@ -17,14 +17,12 @@ import math
 import os
 import shutil
 import sys
+import textwrap
 import time
 
-from . import _bench, _bench_custom, _config
+from . import _bench, _config
+from ._cli_options import UsageError, plan_bench, plan_torch_module, split as _split
 from ._load import BusyLoad
-
-
-class UsageError(Exception):
-    pass
 
 
 # --- formatting --------------------------------------------------------------------------------------
@@ -44,6 +42,14 @@ def _fmt(x, spec, suffix=""):
     return "-" if x is None else f"{x:{spec}}{suffix}"
 
 
+def _fmt_ratio(x, unreliable=False):
+    """3 significant digits and an x; a trailing ? when the ratio is not to be trusted (see format_rows)."""
+    if x is None:
+        return "-"
+    text = f"{x:.2f}x" if x < 10 else f"{x:.1f}x" if x < 100 else f"{x:.0f}x"
+    return text + ("?" if unreliable else "")
+
+
 def _table(header, lines, align=None):
     body = [line for line in lines if line is not None]  # None: a blank separator line
     widths = [max([len(str(h))] + [len(str(line[i])) for line in body]) for i, h in enumerate(header)]
@@ -60,7 +66,7 @@ def _table(header, lines, align=None):
 def format_rows(rows):
     """The result table: one line per contestant, a blank line between cases."""
     peers = [p for p in _bench.PEERS if any(f"speedup_vs_{p}" in r for r in rows)]
-    header = ["loss", "backend", "dtype", "n", "thr", "median", "p20", "p80", "GB/s", "triad",
+    header = ["loss", "backend", "dtype", "n", "thr", "median", "p20", "p80", "GB/s", "of bw",
               *[f"vs {p}" for p in peers], "check"]
     align = ["<", "<", "<", ">", ">", ">", ">", ">", ">", ">", *[">"] * len(peers), "<"]
     lines, last = [], None
@@ -73,27 +79,56 @@ def format_rows(rows):
             r["loss"], r["backend"], r["dtype"], r["size"], r["threads"], _fmt_time(r["median_s"]),
             _fmt_time(r["p20_s"]), _fmt_time(r["p80_s"]), _fmt(r["gbps"], ".1f"),
             _fmt(None if r["frac_triad"] is None else 100 * r["frac_triad"], ".0f", "%"),
-            *[_fmt(r.get(f"speedup_vs_{p}"), ".2f", "x") for p in peers],
+            *[_fmt_ratio(r.get(f"speedup_vs_{p}"), bool(r.get(f"unreliable_vs_{p}"))) for p in peers],
             r["check"] + (f" ({r['note']})" if r.get("note") and r["check"] == "ok" else ""),
         ])
     return _table(header, lines, align)
 
 
-class Progress:
-    """A one-line progress bar on stderr, drawn only when stderr is a terminal (or when forced)."""
+def _fmt_duration(s):
+    s = int(round(s))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
-    def __init__(self, total, enabled):
+
+def _case_weight(case, backends, peers, repeat=7):
+    """A rough cost of a case in seconds, for the ETA: each contestant takes ``repeat`` samples of at least
+    2 ms or one call (moving the case's bytes at about 2 GB/s), plus the float64 reference."""
+    nbytes = _bench.minimal_bytes(case)
+    return (len(backends) + len(peers)) * repeat * max(2e-3, nbytes / 2e9) + nbytes / 5e8
+
+
+class Progress:
+    """A one-line progress bar on stderr, drawn only when stderr is a terminal (or when forced), with an
+    estimate of the time left: the time spent so far, scaled by the estimated cost of the cases left over
+    that of the cases done (``weights``, one per case; equal weights when not given)."""
+
+    def __init__(self, total, enabled, weights=None):
         self.total = total
         self.enabled = enabled
+        self.weights = list(weights) if weights is not None else [1.0] * total
         self.started = time.perf_counter()
+        self.cases_started = None
+
+    def eta(self, done, now=None):
+        """Seconds left after ``done`` cases, or None before the first case ends."""
+        if self.cases_started is None or done <= 0:
+            return None
+        spent = (now if now is not None else time.perf_counter()) - self.cases_started
+        done_w = sum(self.weights[:done])
+        left_w = sum(self.weights[done:])
+        return spent * left_w / done_w if done_w > 0 else None
 
     def update(self, done, label, step=""):
+        if self.cases_started is None and label and not label.startswith("measuring"):
+            self.cases_started = time.perf_counter()
         if not self.enabled:
             return
         width = 20
         filled = int(width * done / max(self.total, 1))
+        eta = self.eta(done)
         text = (f"[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} "
-                f"{time.perf_counter() - self.started:5.1f}s  {label}  {step}")
+                f"{_fmt_duration(time.perf_counter() - self.started)} "
+                f"ETA {'?' if eta is None else _fmt_duration(eta)}  {label}  {step}")
         cols = shutil.get_terminal_size((100, 20)).columns - 1
         sys.stderr.write("\r" + text[:cols].ljust(cols))
         sys.stderr.flush()
@@ -117,6 +152,29 @@ def _dist_version(name):
         return None
 
 
+INFO_WIDTH = 100  # `fusedloss info` fits a 100-column terminal
+
+
+def _wrap(text, indent="    "):
+    return "\n".join(textwrap.wrap(text, INFO_WIDTH, subsequent_indent=indent, break_on_hyphens=False))
+
+
+def _backend_table(rows):
+    """One short line per backend, then what each one is built with (or why it is unavailable), wrapped."""
+    lines = [[r["name"], "yes" if r["available"] else "no", r["priority"], "device" if r["device"] else "host",
+              r.get("version", "-"), r.get("threads", "-")] for r in rows]
+    out = [_table(["backend", "available", "priority", "arrays", "version", "threads"], lines), ""]
+    for r in rows:
+        extra = {k: v for k, v in r.items()
+                 if k not in ("name", "available", "priority", "device", "version", "threads", "build", "reason")}
+        if r["available"]:
+            detail = r.get("build", "") + "".join(f"; {k}={v}" for k, v in extra.items())
+            out.append(_wrap(f"{r['name']}: {detail.lstrip('; ') or '-'}"))
+        else:
+            out.append(_wrap(f"{r['name']}: unavailable: {r.get('reason', '?')}"))
+    return "\n".join(out)
+
+
 def cmd_info(args):
     import numpy as np
 
@@ -138,95 +196,24 @@ def cmd_info(args):
     machine = _bench.machine_info()
     print(f"fusedloss {__version__}  python {machine['versions']['python']}  numpy {np.__version__}  "
           f"numba {_dist_version('numba') or 'not installed'}")
-    print(f"cpu: {machine['cpu']} ({machine['machine']}, {machine['cores']} cores usable, "
-          f"SIMD: {' '.join(machine['simd']) or '-'}), memory {machine['memory_gib']} GiB")
+    print(_wrap(f"cpu: {machine['cpu']} ({machine['machine']}, {machine['cores']} cores usable, "
+                f"SIMD: {' '.join(machine['simd']) or '-'}), memory {machine['memory_gib']} GiB"))
     env_threads = os.environ.get("FUSEDLOSS_NUM_THREADS")
     print(f"threads: {_config.get_num_threads()}"
           + (f" (FUSEDLOSS_NUM_THREADS={env_threads})" if env_threads else " (default: all usable cores)"))
     print(f"backend: {_config.get_backend()} (host arrays, mse float32 -> {auto})")
     print()
-    lines = []
-    for r in rows:
-        extra = {k: v for k, v in r.items()
-                 if k not in ("name", "available", "priority", "device", "version", "threads", "build", "reason")}
-        build = r.get("build", "")
-        if extra:
-            build = (build + "  " if build else "") + " ".join(f"{k}={v}" for k, v in extra.items())
-        lines.append([r["name"], "yes" if r["available"] else "no", r["priority"], "device" if r["device"] else "host",
-                      r.get("version", "-"), r.get("threads", "-"),
-                      build if r["available"] else r.get("reason", "")])
-    print(_table(["backend", "available", "priority", "arrays", "version", "threads", "build flags / why not"],
-                 lines))
+    print(_backend_table(rows))
     print()
     peers = {"torch": _dist_version("torch"), "jax": _dist_version("jax"),
              "scikit-learn": _dist_version("scikit-learn"), "matplotlib": _dist_version("matplotlib")}
-    print("bench peers: numpy " + np.__version__ + ", "
-          + ", ".join(f"{k} {v}" if v else f"{k} (not installed)" for k, v in peers.items() if k != "matplotlib"))
+    print(_wrap("bench peers: numpy " + np.__version__ + ", "
+          + ", ".join(f"{k} {v}" if v else f"{k} (not installed)" for k, v in peers.items() if k != "matplotlib")))
     print(f"plots (--plot): matplotlib {peers['matplotlib'] or 'not installed'}")
     return 0
 
 
 # --- bench -------------------------------------------------------------------------------------------
-
-
-def _split(values):
-    out = []
-    for v in values or ():
-        out += [x.strip() for x in v.split(",") if x.strip()]
-    return out
-
-
-def _select_defs(names, quick):
-    from ._spec import REGISTRY
-
-    if not names:
-        defs = _bench.registered_case_defs(quick)
-        if not defs:
-            raise UsageError("no registered loss has a benchmark case")
-        return defs
-    defs = []
-    for name in names:
-        _bench_custom.ensure(name)  # custom_huber, custom_log_cosh: defined on request
-        if name not in REGISTRY:
-            if name in _bench.CASE_DEFS:
-                raise UsageError(f"loss {name!r} has a benchmark case but is not registered in this build")
-            raise UsageError(f"unknown loss {name!r}; registered: {', '.join(REGISTRY)}")
-        if not REGISTRY[name].differentiable:
-            raise UsageError(f"loss {name!r} has no gradient to benchmark")
-        d = _bench.case_def(name)
-        if d is None:
-            raise UsageError(f"loss {name!r} has its own signature; benchmark it with benchmarks/{name}.py")
-        defs.append(d)
-    return defs
-
-
-def _select_backends(names):
-    table = {b["name"]: b for b in _bench.host_backends()}
-    if not names:
-        return [n for n, b in table.items() if b["available"]]
-    for n in names:
-        if n not in table:
-            raise UsageError(f"unknown host backend {n!r}; choose from {', '.join(table)}")
-        if not table[n]["available"]:
-            raise UsageError(f"backend {n!r} is not available: {table[n].get('reason', '?')}")
-    return names
-
-
-def _select_peers(args):
-    if args.no_peers:
-        if args.peer:
-            raise UsageError("--no-peers and --peer contradict each other")
-        return []
-    names = _split(args.peer)
-    for n in names:
-        if n not in _bench.PEERS:
-            raise UsageError(f"unknown peer {n!r}; choose from {', '.join(_bench.PEERS)}")
-        ok, why = _bench.peer_status(n)
-        if not ok:
-            raise UsageError(f"peer {n!r} is not installed: {why}")
-    if names:
-        return names
-    return [p for p in _bench.PEERS if _bench.peer_status(p)[0]]
 
 
 def _write_csv(rows, path):
@@ -240,53 +227,9 @@ def _write_csv(rows, path):
 
 
 def _plot(rows, path):
-    import matplotlib
+    from ._bench_plot import plot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    losses = list(dict.fromkeys(r["loss"] for r in rows))
-    threads = sorted({r["threads"] for r in rows})
-    order = ["cpp", "numba", "numpy", "cuda"] + [f"peer:{p}" for p in _bench.PEERS]
-    names = sorted({r["backend"] for r in rows}, key=lambda b: order.index(b) if b in order else len(order))
-    colour = {b: plt.get_cmap("tab10")(i % 10) for i, b in enumerate(names)}
-    styles = {"float32": "-", "float64": "--"}
-    fig, axes = plt.subplots(1, len(losses), figsize=(4.6 * len(losses), 4.2), squeeze=False)
-    for ax, loss in zip(axes[0], losses):
-        sub = [r for r in rows if r["loss"] == loss and r["gbps"]]
-        groups = dict.fromkeys((r["backend"], r["dtype"], r["threads"]) for r in sub)
-        for backend, dtype, t in groups:
-            pts = sorted((r["n"], r["gbps"]) for r in sub
-                         if (r["backend"], r["dtype"], r["threads"]) == (backend, dtype, t))
-            label = f"{backend} {dtype}" + (f" t={t}" if len(threads) > 1 else "")
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], color=colour[backend],
-                    marker="s" if backend.startswith("peer:") else "o", markersize=4,
-                    linestyle=styles.get(dtype, ":"), alpha=0.6 if backend.startswith("peer:") else 1.0,
-                    label=label)
-        for t in threads:
-            tg = next((r["triad_gbps"] for r in sub if r["threads"] == t and r.get("triad_gbps")), None)
-            if tg:
-                ax.axhline(tg, color="grey", linewidth=0.8, linestyle=":")
-                ax.annotate(f"triad {tg:.0f} GB/s ({t} thr)", (0.02, tg), xycoords=("axes fraction", "data"),
-                            fontsize=7, color="grey", va="bottom")
-        ax.set_xscale("log")
-        ax.set_title(loss)
-        ax.set_xlabel("elements")
-        ax.set_ylabel("GB/s (minimal bytes)")
-        ax.grid(alpha=0.3)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    for ax in axes[0][1:]:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=7, frameon=False)
-    fig.suptitle("fusedloss value_and_grad throughput, higher is better (float64 dashed; peers: squares, faded)",
-                 fontsize=10)
-    rows_of_legend = math.ceil(len(labels) / 4)
-    fig.tight_layout(rect=(0, 0.05 * rows_of_legend, 1, 1))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    plot(rows, path, _bench.PEERS)
 
 
 def _print_comparison(cmp, path, max_slowdown):
@@ -309,80 +252,42 @@ def _bench_torch_module(args):
         from . import torch as flt
     except ImportError as exc:
         raise UsageError(f"--torch-module needs PyTorch (pip install 'fusedloss[torch]'): {exc}") from None
-    cases = flt.QUICK_TORCH_MODULE_CASES if args.quick else flt.TORCH_MODULE_CASES
-    if args.size:  # ROWSxCLASSES sizes go to cross_entropy, N sizes to mse
-        try:
-            shapes = [_bench.parse_size(s) for s in _split(args.size)]
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        cases = tuple(("cross_entropy" if len(shape) == 2 else "mse", shape) for shape in shapes)
-    backend = (_split(args.backend) or [None])[0]
+    plan = plan_torch_module(args, flt.QUICK_TORCH_MODULE_CASES, flt.TORCH_MODULE_CASES)
     rows = []
-    for dtype in _split(args.dtype) or ["float32"]:
-        for threads in [int(t) for t in _split(args.threads)] or [None]:
+    for dtype in plan.dtypes:
+        for threads in plan.threads or [None]:
             rows += flt.bench_torch_module(
-                cases, dtype, repeat=args.repeat or (5 if args.quick else 7),
-                warmup=args.warmup if args.warmup is not None else (1 if args.quick else 2),
-                threads=threads, backend=backend)
+                plan.cases, dtype, repeat=plan.repeat, warmup=plan.warmup, threads=threads, backend=plan.backend,
+                min_sample_s=plan.sample_time_ms / 1e3, budget_s=plan.budget_s)
     header = ("loss", "module", "contestant", "backend", "dtype", "size", "threads", "median", "p20", "p80",
               "check", "vs torch")
     lines = [(r["loss"], r["module"], r["contestant"], r["backend"], r["dtype"], r["size"], r["threads"],
               _fmt_time(r["median_s"]), _fmt_time(r["p20_s"]), _fmt_time(r["p80_s"]), r["check"],
-              _fmt(r.get("speedup_vs_torch"), ".2f", "x")) for r in rows]
+              _fmt_ratio(r.get("speedup_vs_torch"))) for r in rows]
     print(_table(header, lines))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"mode": "torch-module", "rows": rows}, fh, indent=1, default=str)
+        print(f"wrote {args.json}")
+    if args.csv:
+        _write_csv(rows, args.csv)
+        print(f"wrote {args.csv}")
     return 0 if all(r["check"] == "ok" for r in rows) else 1
 
 
 def cmd_bench(args):
     if getattr(args, "torch_module", False):
         return _bench_torch_module(args)
-    if args.max_slowdown <= 1.0:
-        raise UsageError("--max-slowdown must be > 1")
-    if args.plot:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise UsageError("--plot needs matplotlib: pip install matplotlib (or the 'bench' extra: "
-                             "pip install 'fusedloss[bench]')") from None
-    baseline = None
-    if args.compare:
-        try:
-            baseline = _bench.load_results(args.compare)
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"--compare: cannot read {args.compare}: {exc}") from None
-
-    defs = _select_defs(_split(args.loss), args.quick)
-    dtypes = _split(args.dtype) or ["float32"]
-    for d in dtypes:
-        if d not in _bench.DTYPES:
-            raise UsageError(f"unknown dtype {d!r}; choose from {', '.join(_bench.DTYPES)}")
-    try:
-        sizes = [_bench.parse_size(s) for s in _split(args.size)]
-        threads = [int(t) for t in _split(args.threads)] or [_config.get_num_threads()]
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    if any(t < 1 for t in threads):
-        raise UsageError("--threads: expected positive integers")
-    backends = _select_backends(_split(args.backend))
-    peers = _select_peers(args)
-    if baseline is not None and "numpy" not in peers:
-        raise UsageError("--compare measures ratios to the NumPy peer: do not drop it (--no-peers / --peer)")
-    cases = _bench.make_cases(defs, dtypes, sizes, threads, quick=args.quick)
-    repeat = args.repeat or (5 if args.quick else 7)
-    warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
-    budget = args.max_time or (0.5 if args.quick else 2.0)
-    if repeat < 1 or warmup < 0 or not args.sample_time > 0:
-        raise UsageError("--repeat must be >= 1, --warmup >= 0 and --sample-time > 0")
-    if args.busy is not None and args.busy < 0:
-        raise UsageError(f"--busy: expected a number of processes >= 0, got {args.busy}")
+    plan = plan_bench(args)  # every option checked: nothing below fails on the command line
+    cases, threads, backends, peers = plan.cases, plan.threads, plan.backends, plan.peers
+    repeat, warmup, budget, baseline = plan.repeat, plan.warmup, plan.budget_s, plan.baseline
+    for note in plan.notes:
+        print(f"note: {note}")
 
     allocator = _bench.steady_allocator()
     load_before = _bench.load_average()
     show = {"auto": sys.stderr.isatty(), "always": True, "never": False}[args.progress]
-    progress = Progress(len(cases), show)
+    progress = Progress(len(cases), show, weights=[_case_weight(c, backends, peers, repeat) for c in cases])
     triads = {}
     for t in threads:
         if args.triad:
@@ -391,7 +296,7 @@ def cmd_bench(args):
             progress.update(0, f"measuring the triad bandwidth ({t} threads)")
             triads[t] = _bench.triad(t, refresh=args.refresh_triad)
     opts = _bench.RunOptions(backends=backends, peers=peers, repeat=repeat, warmup=warmup, budget_s=budget,
-                             min_sample_s=args.sample_time / 1e3, clock=args.clock,
+                             min_sample_s=plan.sample_time_ms / 1e3, clock=args.clock,
                              force_numpy_backend="numpy" in _split(args.backend),
                              triad_gbps={t: v["gbps"] for t, v in triads.items()})
     started = time.perf_counter()
@@ -400,8 +305,12 @@ def cmd_bench(args):
         with BusyLoad(args.busy or 0):
             for i, case in enumerate(cases):
                 progress.update(i, case.label())
-                rows += _bench.run_case(case, opts,
-                                        lambda step, i=i, case=case: progress.update(i, case.label(), step))
+                case_rows = _bench.run_case(case, opts,
+                                            lambda step, i=i, case=case: progress.update(i, case.label(), step))
+                load = _bench.load_average()
+                for r in case_rows:
+                    r["load_avg"] = load
+                rows += case_rows
     finally:
         progress.close()
     elapsed = time.perf_counter() - started
@@ -411,16 +320,21 @@ def cmd_bench(args):
     for t, v in triads.items():
         how = v.get("method", "")
         cached = " (cached)" if v.get("cached") else ""
-        print(f"triad bandwidth, {t} thread{'s' if t > 1 else ''}: {v['gbps']:.1f} GB/s [{how}{cached}]")
+        print(f"memory bandwidth (STREAM triad), {t} thread{'s' if t > 1 else ''}: {v['gbps']:.1f} GB/s "
+              f"[{how}{cached}]")
     if load_before is not None and load_before > 0.5 * _config.default_num_threads():
         print(f"note: load average {load_before:.1f} on {_config.default_num_threads()} cores when this run "
               "started: other processes compete for the CPU, so timings are noisy (ratios less so)")
     if args.clock == "cpu":
         print("clock: CPU time of this process (--clock cpu), not wall time")
+    unreliable = _bench.mark_unreliable_ratios(rows, _config.default_num_threads(), busy=args.busy or 0)
     print("timed: value_and_grad (reduction='mean') with grad_out reused; GB/s counts each input read once and "
-          "the gradient written once; 'triad' = GB/s / triad bandwidth; 'vs X' = X's median / this row's median")
+          "the gradient written once; 'of bw' = GB/s / the memory bandwidth (measured with a STREAM triad); "
+          "'vs X' = X's median / this row's median (above 1: this row is faster)")
     print()
     print(format_rows(rows))
+    if unreliable:
+        print(f"\n?: ratio unreliable, {unreliable}")
     print(f"\n{len(cases)} case(s) in {elapsed:.1f} s; backends: {', '.join(backends) or 'none'}; "
           f"peers: {', '.join(peers) or 'none'}")
 
@@ -449,19 +363,19 @@ def cmd_bench(args):
             f"{r['loss']} {r['backend']} {r['dtype']} {r['size']}: {r['check']}" for r in failed))
         status = 1
     if baseline is not None:
-        cmp = _bench.compare(rows, baseline["rows"], args.max_slowdown)
-        _print_comparison(cmp, args.compare, args.max_slowdown)
+        cmp = _bench.compare(rows, baseline["rows"], plan.max_slowdown)
+        _print_comparison(cmp, args.compare, plan.max_slowdown)
         if not cmp.lines:
             print("no case of this run is in the baseline: nothing compared")
             return 2
         if cmp.failures:
-            print(f"\nREGRESSION: {len(cmp.failures)} case(s) slower than {args.max_slowdown:g}x the baseline ratio: "
+            print(f"\nREGRESSION: {len(cmp.failures)} case(s) slower than {plan.max_slowdown:g}x the baseline ratio: "
                   + "; ".join(f"{c['loss']} {c['backend']} {c['dtype']} {c['size']} t={c['threads']} "
                               f"({c['slowdown']:.2f}x)" for c in cmp.failures))
             status = 1
         else:
             print(f"guard passed: {len(cmp.lines)} case(s), worst slowdown "
-                  f"{max(c['slowdown'] for c in cmp.lines):.2f} (allowed {args.max_slowdown:g})")
+                  f"{max(c['slowdown'] for c in cmp.lines):.2f} (allowed {plan.max_slowdown:g})")
     return status
 
 
@@ -469,7 +383,10 @@ def cmd_bench(args):
 
 
 def build_parser():
+    from . import __version__
+
     p = argparse.ArgumentParser(prog="fusedloss", description="fused loss + gradient kernels: info and benchmarks")
+    p.add_argument("--version", action="version", version=f"fusedloss {__version__}")
     sub = p.add_subparsers(dest="command")
 
     info = sub.add_parser("info", help="backends (available or why not, version, threads, build flags), versions")
@@ -480,7 +397,13 @@ def build_parser():
         "bench", help="time value_and_grad on every available backend against NumPy, PyTorch, JAX, scikit-learn",
         description="Time loss.value_and_grad(pred, target, grad_out=g) (g reused) on each backend and each "
                     "installed peer, after warm-up and a correctness check against the float64 reference. "
-                    "Lists take repeated options or commas: --loss mse,huber --loss log_cosh.")
+                    "Lists take repeated options or commas: --loss mse,huber --loss log_cosh. Every option is "
+                    "checked before anything runs; a bad one exits with status 2 and says what is expected.",
+        epilog="Sizes follow the kind of loss: elementwise losses take N (1e6), multiclass losses ROWSxCLASSES "
+               "(4096x1000). Each --size must fit a loss of the run. With --loss, each named loss needs a size of "
+               "its form (--loss cross_entropy --size 1e6 is an error); without --loss, only the losses of the "
+               "forms given run (--size 1e6: the elementwise losses). Exit status: 0 success; 1 a failed "
+               "correctness check or, with --compare, a regression; 2 a usage error.")
     b.add_argument("--quick", action="store_true",
                    help="a short run: mse, huber, log_cosh, binary_cross_entropy_with_logits at 1e3 and 1e7 and "
                         "cross_entropy at 256x32000 (those registered), float32, every available backend and "
@@ -495,17 +418,18 @@ def build_parser():
                         "--quick: 1024x1000 and 1e5)")
     b.add_argument("--dtype", action="append", help="float32 and/or float64 (default float32)")
     b.add_argument("--size", action="append",
-                   help="elements for elementwise losses (1e3, 1e7, ...), ROWSxCLASSES for multiclass ones "
-                        "(default: 1e3, 1e5, 1e7; cross_entropy 65536x1000, 8192x32000); with --torch-module: ROWSxCLASSES "
-                        "times CrossEntropyLoss, N times MSELoss")
+                   help="N for elementwise losses (1e3, 1e7, ...), ROWSxCLASSES for multiclass ones (see below; "
+                        "default: 1e3, 1e5, 1e7; cross_entropy 65536x1000, 8192x32000); with --torch-module: "
+                        "ROWSxCLASSES times CrossEntropyLoss, N times MSELoss")
     b.add_argument("--threads", action="append",
-                   help="thread counts (default: fusedloss's, i.e. FUSEDLOSS_NUM_THREADS or all cores)")
-    b.add_argument("--repeat", type=int, help="timed samples per contestant (default 7, --quick 5)")
-    b.add_argument("--warmup", type=int, help="untimed calls before timing (default 2, --quick 1)")
+                   help="thread counts, whole numbers >= 1 (default: fusedloss's, i.e. FUSEDLOSS_NUM_THREADS or all "
+                        "cores)")
+    b.add_argument("--repeat", type=int, help="timed samples per contestant, >= 1 (default 7, --quick 5)")
+    b.add_argument("--warmup", type=int, help="untimed calls before timing, >= 0 (default 2, --quick 1)")
     b.add_argument("--max-time", type=float,
                    help="seconds of samples per contestant and case after which it stops at 3 samples "
                         "(default 2, --quick 0.5)")
-    b.add_argument("--sample-time", type=float, default=2.0, metavar="MS",
+    b.add_argument("--sample-time", type=float, metavar="MS",
                    help="a sample repeats a call until it lasts about this long (default 2 ms)")
     b.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="wall time (default), or this process's CPU time: steadier on a shared machine, for "
@@ -517,12 +441,14 @@ def build_parser():
                    help="run N busy-looping processes beside the timings (a competing load, as on a shared "
                         "machine; e.g. one per core)")
     b.add_argument("--json", metavar="FILE", help="write rows + machine info (the --compare baseline format)")
-    b.add_argument("--csv", metavar="FILE", help="write the rows as CSV")
-    b.add_argument("--plot", metavar="FILE.png", help="plot GB/s against size per backend (needs matplotlib)")
+    b.add_argument("--csv", metavar="FILE", help="write the rows as CSV (also with --torch-module)")
+    b.add_argument("--plot", metavar="FILE.png",
+                   help="plot GB/s against size, one panel per loss family, log axes (needs matplotlib; not with "
+                        "--torch-module)")
     b.add_argument("--compare", metavar="BASELINE.json",
                    help="regression guard: fail when (backend / NumPy peer) grew by more than --max-slowdown "
                         "relative to the baseline's ratio")
-    b.add_argument("--max-slowdown", type=float, default=1.25, help="allowed ratio growth (default 1.25)")
+    b.add_argument("--max-slowdown", type=float, help="with --compare: allowed ratio growth, > 1 (default 1.25)")
     b.add_argument("--note", help="free text stored in the JSON's machine info")
     b.add_argument("--progress", choices=("auto", "always", "never"), default="auto",
                    help="progress bar on stderr (auto: when stderr is a terminal)")
@@ -532,7 +458,10 @@ def build_parser():
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or argparse's own usage error (status 2, message printed)
+        return exc.code if isinstance(exc.code, int) else 2
     if args.command is None:
         parser.print_help()
         return 2
