@@ -9,6 +9,11 @@ same positional arguments and keyword names, and an ``nn.Module`` (``CrossEntrop
 that replacing ``torch.nn.CrossEntropyLoss()`` by ``fusedloss.torch.CrossEntropyLoss()`` is a one-line change.
 ``FUNCTIONAL`` and ``MODULES`` map each registry name to them.
 
+A function named after torch's has torch's semantics. Where the fused kernel takes other inputs than torch's
+function of that name, the fused form has its own name (``FUSED_VARIANTS``): ``kl_div`` and ``KLDivLoss`` are
+torch's own (log-probabilities in, pointwise KL); ``kl_div_with_logits`` / ``KLDivWithLogitsLoss`` take logits
+and fuse the log-softmax.
+
 How a call runs. The forward pass calls the fused kernel once (``value_and_grad``) and keeps only the gradient;
 the backward pass multiplies it by ``grad_output`` (a scalar for "mean" and "sum", elementwise for "none", along
 the class axis for multiclass losses). When no gradient is needed (``torch.no_grad()``, inputs that do not
@@ -41,7 +46,9 @@ constants too: one that requires grad raises, as PyTorch does for ``cross_entrop
 compiled model runs it eagerly (a graph break) with the same results. The wrapper is made on first need, so that
 ``import fusedloss.torch`` does not import ``torch._dynamo``.
 
-Double backward is not supported (``once_differentiable``).
+``torch.func``: ``grad``, ``vjp``, ``jacrev`` and ``vmap`` work (``vmap`` runs one kernel call per batch entry).
+Second derivatives (a double backward with ``create_graph=True``, ``torch.func.hessian``) are not supported: they
+raise a ``RuntimeError`` that says so; use torch's own loss there.
 """
 
 from __future__ import annotations
@@ -61,17 +68,17 @@ from ._spec import REGISTRY
 from ._torch_ctc import CTCLoss, ctc_loss  # CTC has its own signature (sequences and lengths)
 
 __all__ = [
-    "FUNCTIONAL", "MODULES", "FusedLossFunction", "bench_torch_module", "loss",
+    "FUNCTIONAL", "MODULES", "FUSED_VARIANTS", "FusedLossFunction", "bench_torch_module", "loss",
     "get_cuda_routing", "set_cuda_routing",
     # functional forms, PyTorch names
     "cross_entropy", "mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss", "poisson_nll_loss",
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "multi_margin_loss", "kl_div",
     # functional forms, our names
-    "pseudo_huber_loss", "log_cosh_loss", "quantile_loss", "tweedie_loss", "binary_focal_loss",
+    "kl_div_with_logits", "pseudo_huber_loss", "log_cosh_loss", "quantile_loss", "tweedie_loss", "binary_focal_loss",
     "sigmoid_focal_loss", "hinge_loss", "squared_hinge_loss", "zero_one_loss", "focal_loss",
     # modules
     "FusedLoss", "CrossEntropyLoss", "MSELoss", "L1Loss", "HuberLoss", "SmoothL1Loss", "PoissonNLLLoss", "BCELoss",
-    "BCEWithLogitsLoss", "MultiMarginLoss", "KLDivLoss", "PseudoHuberLoss", "LogCoshLoss", "QuantileLoss",
+    "BCEWithLogitsLoss", "MultiMarginLoss", "KLDivLoss", "KLDivWithLogitsLoss", "PseudoHuberLoss", "LogCoshLoss", "QuantileLoss",
     "TweedieLoss", "BinaryFocalLoss", "HingeLoss", "SquaredHingeLoss", "ZeroOneLoss", "FocalLoss",
     "ctc_loss", "CTCLoss",
 ]
@@ -335,35 +342,115 @@ _SKIP_SCALE_MIN = 1 << 15
 
 
 class FusedLossFunction(torch.autograd.Function):
-    """``FusedLossFunction.apply(input, target, call)``: forward computes value and gradient in one kernel call
-    and saves the gradient only; backward scales it by ``grad_output``."""
+    """``FusedLossFunction.apply(input, target, call)`` -> ``(value, gradient)``: forward computes both in one
+    kernel call; the gradient is a non-differentiable output, saved for backward, which scales it by
+    ``grad_output``. Written with a separate ``setup_context`` (and a ``vmap`` rule) so that ``torch.func``'s
+    transforms (``grad``, ``vjp``, ``jacrev``, ``vmap``) can run it. Second derivatives are refused with a
+    message (see ``_SecondDerivativeUnsupported``)."""
 
     @staticmethod
-    def forward(ctx, input, target, call):
-        value, grad = _compute(call, input, target, want_grad=True)
+    def forward(input, target, call):
+        return _compute(call, input, target, want_grad=True)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, target, call = inputs
+        grad = output[1]
+        ctx.mark_non_differentiable(grad)
+        ctx.set_materialize_grads(False)  # no zero-filled tensor for the (never used) gradient output
         ctx.reduction = call.reduction
         ctx.class_dim = call.class_dim
         ctx.inplace = call.inplace
         ctx.target_dtype = target.dtype if isinstance(target, Tensor) else None
         ctx.save_for_backward(grad)
-        return value
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_output):
+    def jvp(ctx, *_tangents):
+        # A forward-mode rule would be easy for first derivatives, but under torch.func.hessian (jacfwd of
+        # jacrev) the saved gradient carries no tangent and the Hessian would come out as zeros, silently.
+        raise RuntimeError(FORWARD_MODE_MESSAGE)
+
+    @staticmethod
+    def backward(ctx, grad_output, _unused):
         (grad,) = ctx.saved_tensors
+        if grad_output is None:
+            return None, None, None
         if ctx.reduction == "none":
             go = grad_output if ctx.class_dim is None else grad_output.unsqueeze(ctx.class_dim)
             grad_input = grad * go
         elif ((ctx.inplace or grad.numel() >= _SKIP_SCALE_MIN) and not grad_output.is_cuda
-              and grad_output.item() == 1.0):
+              and not _is_transformed(grad_output) and grad_output.item() == 1.0):
             grad_input = grad  # loss.backward(): no pass over a large gradient (autograd takes the buffer over)
         else:
             grad_input = grad * grad_output
+        if torch.is_grad_enabled():  # create_graph=True, or a torch.func transform: no second derivative
+            grad_input = _refuse_second_derivative(grad_input)
         grad_target = None
         if ctx.needs_input_grad[1]:
             grad_target = grad_input.neg().to(ctx.target_dtype)
         return (grad_input if ctx.needs_input_grad[0] else None), grad_target, None
+
+    @staticmethod
+    def vmap(info, in_dims, input, target, call):
+        """``torch.func.vmap``: the kernels take whole tensors, so the batch runs as a loop of calls, one per
+        batch entry, stacked. Correct for every loss and option; as fast as a loop of calls."""
+        x_dim, t_dim, _ = in_dims
+        n = info.batch_size
+        xs = input.movedim(x_dim, 0) if x_dim is not None else input.expand(n, *input.shape)
+        if isinstance(target, Tensor):
+            ts = target.movedim(t_dim, 0) if t_dim is not None else target.expand(n, *target.shape)
+        else:
+            ts = [target] * n
+        values, grads = zip(*(_compute(call, xs[i], ts[i], want_grad=True) for i in range(n)))
+        return (torch.stack(values), torch.stack(grads)), (0, 0)
+
+
+SECOND_DERIVATIVE_MESSAGE = (
+    "fusedloss.torch: second derivatives are not supported (the fused kernels compute the loss and its first "
+    "derivative only), so a double backward, torch.func.hessian or a gradient penalty cannot pass through a "
+    "fusedloss loss. Use torch's own loss for that computation (e.g. torch.nn.functional.cross_entropy instead "
+    "of fusedloss.torch.cross_entropy).")
+
+
+FORWARD_MODE_MESSAGE = (
+    "fusedloss.torch: forward-mode differentiation (torch.func.jvp, jacfwd, hessian, torch.autograd.forward_ad) "
+    "is not supported. Use reverse mode (loss.backward(), torch.func.grad, vjp, jacrev) for first derivatives, "
+    "and torch's own loss (e.g. torch.nn.functional.cross_entropy) where second derivatives are needed.")
+
+
+class _SecondDerivativeUnsupported(torch.autograd.Function):
+    """Identity on a gradient computed by a fused kernel; differentiating through it raises
+    ``SECOND_DERIVATIVE_MESSAGE``. Its leaf input makes the output require grad even when ``grad_output`` does
+    not, so that the error is raised where the second derivative is asked for (not torch's generic 'does not
+    require grad')."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(g, anchor):
+        return g.clone()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    @staticmethod
+    def backward(ctx, _grad):
+        raise RuntimeError(SECOND_DERIVATIVE_MESSAGE)
+
+    @staticmethod
+    def jvp(ctx, *_tangents):
+        raise RuntimeError(SECOND_DERIVATIVE_MESSAGE)
+
+
+def _refuse_second_derivative(g: Tensor) -> Tensor:
+    return _SecondDerivativeUnsupported.apply(g, torch.zeros((), requires_grad=True))
+
+
+def _is_transformed(t: Tensor) -> bool:
+    """Whether ``t`` is a torch.func wrapper (a batched or grad-tracking tensor): such tensors have no
+    storage of their own, so ``.numpy()`` and ``.item()`` cannot be used on them."""
+    return torch._C._functorch.is_functorch_wrapped_tensor(t)
 
 
 def _apply(call: _Call, input: Tensor, target) -> Tensor:
@@ -401,7 +488,9 @@ def _apply_eager(call: _Call, input: Tensor, target) -> Tensor:
         if routed is not None:
             return routed
     if grad_mode and (input.requires_grad or target_grad):
-        return FusedLossFunction.apply(input, target, call)
+        return FusedLossFunction.apply(input, target, call)[0]
+    if _is_transformed(input) or (type(target) is Tensor and _is_transformed(target)):
+        return FusedLossFunction.apply(input, target, call)[0]  # torch.func.vmap without gradients
     value, _ = _compute(call, input, target, want_grad=False)
     return value
 
@@ -635,22 +724,28 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=
     return _multiclass("multi_margin", input, target, reduction, params, backend=backend, fn="multi_margin_loss")
 
 
-def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_target=False, *, temperature=1.0,
-           dim=-1, backend=None):
-    """KL(target || softmax(input / temperature)) along ``dim``, fused with the log-softmax.
+# torch's own function, exactly: log-probabilities in, the pointwise KL on any shape, torch's reductions. The
+# fused form (logits in) is kl_div_with_logits.
+kl_div = torch.nn.functional.kl_div
 
-    ``input`` holds logits, or log-probabilities as ``torch.nn.functional.kl_div`` expects (log_softmax of
-    log-probabilities is themselves, so the value is torch's, and the gradient reaching whatever produced the
-    log-probabilities is torch's too). Drop your ``log_softmax`` to get the fused form. Reductions, as torch:
-    "batchmean" (sum / input.size(0)), "sum", "mean" (sum / number of elements); and "none": one value per
-    row (torch's "none" gives the elementwise terms, whose sum along ``dim`` this is).
+
+def kl_div_with_logits(input, target, reduction="mean", log_target=False, *, temperature=1.0, dim=-1,
+                       backend=None):
+    """KL(target || softmax(input / temperature)) along ``dim``, fused with the log-softmax: **logits in**.
+
+    Not ``torch.nn.functional.kl_div`` (which is :func:`kl_div` here, torch's own): that one takes
+    log-probabilities and returns the pointwise terms ``target * (log target - input)``. This one replaces
+    ``F.kl_div(F.log_softmax(logits / temperature, dim), target, reduction=r, log_target=lt)`` by
+    ``kl_div_with_logits(logits, target, reduction=r, log_target=lt, temperature=temperature, dim=dim)`` with
+    the same value for "batchmean" (sum / input.size(0)), "sum" and "mean" (sum / number of elements), and a
+    gradient with respect to the logits in one pass. "none" gives one value per row (the sum of torch's
+    elementwise terms along ``dim``), shape ``input.shape`` without ``dim``. ``dim`` defaults to the last axis.
     """
-    reduction = _legacy_reduction(size_average, reduce, reduction)
-    _check_reduction(reduction, "kl_div", ("batchmean",))
+    _check_reduction(reduction, "kl_div_with_logits", ("batchmean",))
     sample_weight = None
     if reduction in ("batchmean", "mean") and isinstance(input, Tensor):
         if input.ndim == 0:
-            raise ValueError("kl_div: the input needs a class axis, got a 0-d tensor")
+            raise ValueError("kl_div_with_logits: the input needs a class axis, got a 0-d tensor")
         axis = _class_axis(input, dim)
         rows = input.shape[:axis] + input.shape[axis + 1:]
         # torch divides the sum by input.size(0) ("batchmean") or by the number of elements ("mean"); our
@@ -664,7 +759,7 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
             reduction = "sum"
     params = {"log_target": log_target, "temperature": temperature}
     return _multiclass("kl_div", input, target, reduction, params, class_dim=dim, sample_weight=sample_weight,
-                       backend=backend, fn="kl_div")
+                       backend=backend, fn="kl_div_with_logits")
 
 
 # --- functional forms: our losses ---------------------------------------------------------------------------
@@ -758,7 +853,7 @@ FUNCTIONAL = {
     "binary_cross_entropy_with_logits": binary_cross_entropy_with_logits, "binary_focal": binary_focal_loss,
     "hinge": hinge_loss, "squared_hinge": squared_hinge_loss, "zero_one": zero_one_loss,
     "cross_entropy": cross_entropy, "categorical_focal": focal_loss, "multi_margin": multi_margin_loss,
-    "kl_div": kl_div, "ctc": ctc_loss,
+    "kl_div": kl_div_with_logits, "ctc": ctc_loss,
 }
 
 
@@ -909,17 +1004,19 @@ class MultiMarginLoss(_LossModule):
         return {**self._options, "weight": self.weight}
 
 
-class KLDivLoss(_LossModule):
-    """``torch.nn.KLDivLoss`` fused with the log-softmax: ``input`` holds logits (or log-probabilities, for a
-    drop-in), along ``dim`` (default -1). See :func:`kl_div` for the reductions."""
+# torch's own module (see kl_div); the fused, logits-in form is KLDivWithLogitsLoss
+KLDivLoss = torch.nn.KLDivLoss
 
-    _fn = staticmethod(kl_div)
+
+class KLDivWithLogitsLoss(_LossModule):
+    """KL(target || softmax(input / temperature)) along ``dim`` with **logits in**; see
+    :func:`kl_div_with_logits` (not ``torch.nn.KLDivLoss``, which takes log-probabilities)."""
+
+    _fn = staticmethod(kl_div_with_logits)
     _shown = ("log_target", "temperature", "dim")
 
-    def __init__(self, size_average=None, reduce=None, reduction="mean", log_target=False, *, temperature=1.0,
-                 dim=-1, backend=None):
-        super().__init__(_legacy_reduction(size_average, reduce, reduction), log_target=log_target,
-                         temperature=temperature, dim=dim, backend=backend)
+    def __init__(self, reduction="mean", log_target=False, *, temperature=1.0, dim=-1, backend=None):
+        super().__init__(reduction, log_target=log_target, temperature=temperature, dim=dim, backend=backend)
         self.log_target = log_target
 
 
@@ -1026,13 +1123,16 @@ class FusedLoss(_LossModule):
         return f"{self.name!r}, reduction={self.reduction!r}" + (f", {opts}" if opts else "")
 
 
+# registry losses whose fused form is not torch's function of the same name: torch name -> our name
+FUSED_VARIANTS = {"kl_div": "kl_div_with_logits"}
+
 MODULES = {
     "mse": MSELoss, "mae": L1Loss, "huber": HuberLoss, "smooth_l1": SmoothL1Loss, "pseudo_huber": PseudoHuberLoss,
     "log_cosh": LogCoshLoss, "quantile": QuantileLoss, "poisson_nll": PoissonNLLLoss, "tweedie": TweedieLoss,
     "binary_cross_entropy": BCELoss, "binary_cross_entropy_with_logits": BCEWithLogitsLoss,
     "binary_focal": BinaryFocalLoss, "hinge": HingeLoss, "squared_hinge": SquaredHingeLoss,
     "zero_one": ZeroOneLoss, "cross_entropy": CrossEntropyLoss, "categorical_focal": FocalLoss,
-    "multi_margin": MultiMarginLoss, "kl_div": KLDivLoss, "ctc": CTCLoss,
+    "multi_margin": MultiMarginLoss, "kl_div": KLDivWithLogitsLoss, "ctc": CTCLoss,
 }
 
 
