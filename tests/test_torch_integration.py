@@ -596,11 +596,12 @@ def test_grad_output_scaling_and_retain_graph():
 
 
 def test_double_backward_is_refused():
+    """create_graph=True asks for a graph of the gradient, to differentiate it again: refused with a message
+    (tests/test_torch_conformance.py checks it through torch.func too)."""
     x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
     out = ft.mse_loss(x, torch.zeros_like(x))
-    (g,) = torch.autograd.grad(out, x, create_graph=True)
-    with pytest.raises(RuntimeError):
-        torch.autograd.grad(g.sum(), x)
+    with pytest.raises(RuntimeError, match="second derivatives are not supported"):
+        torch.autograd.grad(out, x, create_graph=True)
 
 
 def test_empty_batch_like_torch():
@@ -707,10 +708,6 @@ def test_bad_inputs():
         ft.cross_entropy(x, torch.tensor([0, 1, 2, 0]), reduction="batchmean")
     with pytest.raises(ValueError, match="out of range"):
         ft.cross_entropy(x, torch.tensor([0, 1, 3, 0]))
-    with pytest.raises(NotImplementedError, match="full=True"):
-        ft.poisson_nll_loss(x, x.abs(), full=True)
-    with pytest.raises(NotImplementedError):
-        ft.PoissonNLLLoss(full=True)
     with pytest.raises(ValueError, match="broadcast"):
         ft.mse_loss(x, torch.randn(5, 3))
     with pytest.raises(ValueError, match="1-d or 2-d"):

@@ -159,9 +159,20 @@ def _legacy_reduction(size_average, reduce, reduction: str) -> str:
 
 def _constant(x, what: str, fn: str):
     """A weight-like argument: a tensor that must not require grad (numbers pass through)."""
-    if isinstance(x, Tensor) and x.requires_grad and torch.is_grad_enabled():
-        raise RuntimeError(f"{fn}: the gradient with respect to {what} is not supported; pass {what}.detach()")
+    if isinstance(x, Tensor):
+        if x.requires_grad and torch.is_grad_enabled():
+            raise RuntimeError(f"{fn}: the gradient with respect to {what} is not supported; pass {what}.detach()")
+        if _is_transformed(x):
+            raise ValueError(f"{fn}: {what} is an input of a torch.func transform (vmap, grad, ...), but fusedloss "
+                             f"takes it as a constant; pass it from outside the transformed function (e.g. "
+                             f"in_dims=None for it)")
     return x
+
+
+def _plain():
+    """A context for work on constant tensors (weights) inside a torch.func transform: without it every op on
+    them returns a wrapper that has no storage (so no ``.numpy()``)."""
+    return torch._C._DisableFuncTorch()
 
 
 def _host_vector(x, what: str, fn: str):
@@ -170,10 +181,11 @@ def _host_vector(x, what: str, fn: str):
         return None
     if isinstance(x, Tensor):
         _constant(x, what, fn)
-        x = x.detach()
-        if x.numel() == 1 and x.ndim <= 1:
-            return float(x.reshape(()).item())
-        return x.to("cpu", torch.float64).numpy()
+        with _plain():
+            x = x.detach()
+            if x.numel() == 1 and x.ndim <= 1:
+                return float(x.reshape(()).item())
+            return x.to("cpu", torch.float64).numpy()
     return x
 
 
@@ -362,7 +374,13 @@ class FusedLossFunction(torch.autograd.Function):
         ctx.class_dim = call.class_dim
         ctx.inplace = call.inplace
         ctx.target_dtype = target.dtype if isinstance(target, Tensor) else None
-        ctx.save_for_backward(grad)
+        # Under a torch.func transform the input is kept too: it ties the refusal of second derivatives to the
+        # input, so that a nested transform (grad of grad) reaches it and raises instead of returning zeros.
+        ctx.functorch = torch._C._functorch.peek_interpreter_stack() is not None
+        if ctx.functorch and not call.inplace:
+            ctx.save_for_backward(grad, inputs[0])
+        else:
+            ctx.save_for_backward(grad)
 
     @staticmethod
     def jvp(ctx, *_tangents):
@@ -372,9 +390,11 @@ class FusedLossFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output, _unused):
-        (grad,) = ctx.saved_tensors
+        grad, *anchor = ctx.saved_tensors
         if grad_output is None:
             return None, None, None
+        if torch.is_grad_enabled() and not ctx.functorch:  # backward(create_graph=True), eager
+            raise RuntimeError(SECOND_DERIVATIVE_MESSAGE)
         if ctx.reduction == "none":
             go = grad_output if ctx.class_dim is None else grad_output.unsqueeze(ctx.class_dim)
             grad_input = grad * go
@@ -383,8 +403,9 @@ class FusedLossFunction(torch.autograd.Function):
             grad_input = grad  # loss.backward(): no pass over a large gradient (autograd takes the buffer over)
         else:
             grad_input = grad * grad_output
-        if torch.is_grad_enabled():  # create_graph=True, or a torch.func transform: no second derivative
-            grad_input = _refuse_second_derivative(grad_input)
+        if torch.is_grad_enabled():  # torch.func differentiates every gradient it makes: refuse a second one
+            grad_input = _SecondDerivativeUnsupported.apply(
+                grad_input, anchor[0] if anchor else torch.zeros((), requires_grad=True))
         grad_target = None
         if ctx.needs_input_grad[1]:
             grad_target = grad_input.neg().to(ctx.target_dtype)
@@ -407,9 +428,10 @@ class FusedLossFunction(torch.autograd.Function):
 
 SECOND_DERIVATIVE_MESSAGE = (
     "fusedloss.torch: second derivatives are not supported (the fused kernels compute the loss and its first "
-    "derivative only), so a double backward, torch.func.hessian or a gradient penalty cannot pass through a "
-    "fusedloss loss. Use torch's own loss for that computation (e.g. torch.nn.functional.cross_entropy instead "
-    "of fusedloss.torch.cross_entropy).")
+    "derivative only): a backward pass with create_graph=True (double backward, a gradient penalty or a "
+    "Hessian-vector product through the loss), or a nested torch.func.grad, cannot pass through a fusedloss loss. "
+    "Use torch's own loss for that computation (e.g. torch.nn.functional.cross_entropy instead of "
+    "fusedloss.torch.cross_entropy).")
 
 
 FORWARD_MODE_MESSAGE = (
@@ -419,10 +441,10 @@ FORWARD_MODE_MESSAGE = (
 
 
 class _SecondDerivativeUnsupported(torch.autograd.Function):
-    """Identity on a gradient computed by a fused kernel; differentiating through it raises
-    ``SECOND_DERIVATIVE_MESSAGE``. Its leaf input makes the output require grad even when ``grad_output`` does
-    not, so that the error is raised where the second derivative is asked for (not torch's generic 'does not
-    require grad')."""
+    """``apply(g, anchor)``: identity on a gradient computed by a fused kernel, under torch.func (which always
+    builds a graph of the gradients it computes); differentiating through it raises
+    ``SECOND_DERIVATIVE_MESSAGE``. ``anchor`` (the loss's input) ties it to the graph a nested transform
+    differentiates."""
 
     generate_vmap_rule = True
 
@@ -441,10 +463,6 @@ class _SecondDerivativeUnsupported(torch.autograd.Function):
     @staticmethod
     def jvp(ctx, *_tangents):
         raise RuntimeError(SECOND_DERIVATIVE_MESSAGE)
-
-
-def _refuse_second_derivative(g: Tensor) -> Tensor:
-    return _SecondDerivativeUnsupported.apply(g, torch.zeros((), requires_grad=True))
 
 
 def _is_transformed(t: Tensor) -> bool:
@@ -495,12 +513,27 @@ def _apply_eager(call: _Call, input: Tensor, target) -> Tensor:
     return value
 
 
+def _autocast(input: Tensor, target):
+    """Inside ``torch.autocast`` (any device type, any lower-precision dtype) torch runs its losses in float32:
+    their inputs are cast up (a differentiable cast: the gradient returns in the input's dtype) and the loss is
+    float32. The same here. Outside autocast, half-precision inputs keep their dtype (computed in float32)."""
+    if not torch.is_autocast_enabled(input.device.type):
+        return input, target
+    if input.dtype in _HALF:
+        input = input.float()
+    if isinstance(target, Tensor) and target.dtype in _HALF:
+        target = target.float()
+    return input, target
+
+
 def _weight_tensor(weight, input: Tensor, fn: str) -> Tensor:
     """PyTorch's elementwise ``weight`` (broadcast like torch, trailing axes aligned) at input's full shape."""
     weight = _constant(weight, "weight", fn)
-    w = torch.as_tensor(weight, device=input.device)
+    with _plain():
+        w = torch.as_tensor(weight, device=input.device)
     try:
-        return torch.broadcast_to(w, input.shape)
+        with _plain():
+            return torch.broadcast_to(w, input.shape)
     except RuntimeError:
         raise ValueError(f"{fn}: weight of shape {tuple(w.shape)} does not broadcast to the input's shape "
                          f"{tuple(input.shape)}") from None
@@ -519,6 +552,13 @@ def _elementwise(name: str, input, target, reduction: str, params: dict, *, weig
         raise TypeError(f"{fn}: input must be a torch.Tensor, got {type(input).__name__}")
     if weight is not None and sample_weight is not None:
         raise TypeError(f"{fn}: pass weight or sample_weight, not both")
+    if (isinstance(target, Tensor) and target.dtype != input.dtype and target.is_floating_point()
+            and input.is_floating_point()):
+        # torch computes in the promoted dtype (float32 input, float64 target: a float64 loss)
+        dtype = torch.promote_types(input.dtype, target.dtype)
+        input, target = input.to(dtype), target.to(dtype)
+    if input.dtype in _HALF or (isinstance(target, Tensor) and target.dtype in _HALF):
+        input, target = _autocast(input, target)
     if isinstance(target, Tensor) and target.shape != input.shape:
         try:
             shape = torch.broadcast_shapes(input.shape, target.shape)
@@ -536,7 +576,8 @@ def _elementwise(name: str, input, target, reduction: str, params: dict, *, weig
         sw = _weight_tensor(weight, input, fn)
         if reduction == "mean" and weight_mean == "numel" and input.numel():
             # mean(w l) = sum((w / n) l): fold 1/n into the weights and sum
-            sw = sw / input.numel()
+            with _plain():
+                sw = sw / input.numel()
             reduction = "sum"
     elif sample_weight is not None:
         sw = torch.as_tensor(_constant(sample_weight, "sample_weight", fn), device=input.device)
@@ -549,6 +590,8 @@ def _multiclass(name: str, input, target, reduction: str, params: dict, *, class
     _check_reduction(reduction, fn)
     if not isinstance(input, Tensor):
         raise TypeError(f"{fn}: input must be a torch.Tensor, got {type(input).__name__}")
+    if input.dtype in _HALF:
+        input, target = _autocast(input, target)
     sw = None
     if sample_weight is not None:
         sw = torch.as_tensor(_constant(sample_weight, "sample_weight", fn), device=input.device)
@@ -684,13 +727,19 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mea
 
 def poisson_nll_loss(input, target, log_input=True, full=False, size_average=None, eps=1e-8, reduce=None,
                      reduction="mean", *, backend=None):
-    """``torch.nn.functional.poisson_nll_loss`` with ``full=False`` (the Stirling term is not implemented)."""
-    if full:
-        raise NotImplementedError("poisson_nll_loss: full=True (the Stirling approximation term) is not "
-                                  "implemented; use full=False")
+    """``torch.nn.functional.poisson_nll_loss``; ``full=True`` adds torch's Stirling term (a constant)."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
-    return _elementwise("poisson_nll", input, target, reduction, {"log_input": log_input, "eps": eps},
-                        backend=backend, fn="poisson_nll_loss")
+    out = _elementwise("poisson_nll", input, target, reduction, {"log_input": log_input, "eps": eps},
+                       backend=backend, fn="poisson_nll_loss")
+    if not full:
+        return out
+    # torch's Stirling term, target log(target) - target + log(2 pi target) / 2 where target > 1: a constant
+    # with respect to the input, added to the fused loss
+    t = torch.as_tensor(target, device=out.device).detach().to(out.dtype)
+    stirling = (t * t.log() - t + 0.5 * (2 * math.pi * t).log()).masked_fill(t <= 1, 0)
+    if reduction == "none":
+        return out + stirling
+    return out + (stirling.sum() if reduction == "sum" else stirling.mean())
 
 
 @_small_on_torch("binary_cross_entropy")
@@ -877,6 +926,29 @@ class _LossModule(torch.nn.Module):
     def _call_options(self) -> dict:
         return dict(self._options)
 
+    def __prepare_scriptable__(self):
+        """``torch.jit.script``: the fused kernels are Python calls that TorchScript cannot compile, so a module
+        with torch's options only is scripted as its ``torch.nn`` twin (the same loss, on torch's kernels; the
+        scripted model can be saved and run without fusedloss). Options torch lacks raise a message."""
+        twin = getattr(torch.nn, type(self).__name__, None)
+        if twin is None or not issubclass(twin, torch.nn.Module) or type(self) is FusedLoss:
+            raise RuntimeError(
+                f"torch.jit.script: fusedloss.torch.{type(self).__name__} has no torch.nn twin, and its fused "
+                "kernel cannot be compiled by TorchScript. Script the rest of the model and call the loss outside "
+                "it, or use torch.compile, which runs fusedloss's losses (behind a graph break).")
+        import inspect
+
+        ours = inspect.signature(type(self).__init__).parameters
+        theirs = inspect.signature(twin.__init__).parameters
+        options = self._call_options()
+        extras = [k for k, v in options.items() if k not in theirs and not _is_default(v, ours[k].default)]
+        if extras:
+            raise RuntimeError(
+                f"torch.jit.script: fusedloss.torch.{type(self).__name__} with {', '.join(extras)} cannot be "
+                f"scripted (torch.nn.{twin.__name__} has no such option, and the fused kernel cannot be compiled by "
+                "TorchScript). Call the loss outside the scripted part, or use torch.compile.")
+        return twin(reduction=self.reduction, **{k: v for k, v in options.items() if k in theirs})
+
     def extra_repr(self) -> str:
         shown = [f"reduction={self.reduction!r}"] + [f"{k}={self._options[k]!r}" for k in self._shown
                                                      if k in self._options]
@@ -944,17 +1016,15 @@ class SmoothL1Loss(_LossModule):
 
 
 class PoissonNLLLoss(_LossModule):
-    """Drop-in for ``torch.nn.PoissonNLLLoss`` with ``full=False``."""
+    """Drop-in for ``torch.nn.PoissonNLLLoss``."""
 
     _fn = staticmethod(poisson_nll_loss)
-    _shown = ("log_input", "eps")
+    _shown = ("log_input", "full", "eps")
 
     def __init__(self, log_input=True, full=False, size_average=None, eps=1e-8, reduce=None, reduction="mean", *,
                  backend=None):
-        if full:
-            raise NotImplementedError("PoissonNLLLoss: full=True is not implemented; use full=False")
-        super().__init__(_legacy_reduction(size_average, reduce, reduction), log_input=log_input, eps=eps,
-                         backend=backend)
+        super().__init__(_legacy_reduction(size_average, reduce, reduction), log_input=log_input, full=full,
+                         eps=eps, backend=backend)
         self.log_input, self.full, self.eps = log_input, full, eps
 
 
