@@ -353,12 +353,28 @@ def _run_cuda(loss, x: Tensor, t: Tensor, kwargs: dict, grad_out: Tensor | None,
 _SKIP_SCALE_MIN = 1 << 15
 
 
+# FusedLossFunction.apply's shortcut uses these (present since torch 2.0); without them, torch's apply
+_FAST_APPLY = (hasattr(torch._C, "_are_functorch_transforms_active")
+               and hasattr(torch._C._functorch, "unwrap_if_dead"))
+
+
 class FusedLossFunction(torch.autograd.Function):
     """``FusedLossFunction.apply(input, target, call)`` -> ``(value, gradient)``: forward computes both in one
     kernel call; the gradient is a non-differentiable output, saved for backward, which scales it by
     ``grad_output``. Written with a separate ``setup_context`` (and a ``vmap`` rule) so that ``torch.func``'s
     transforms (``grad``, ``vjp``, ``jacrev``, ``vmap``) can run it. Second derivatives are refused with a
     message (see ``_SecondDerivativeUnsupported``)."""
+
+    @classmethod
+    def apply(cls, input, target, call):
+        """torch's ``Function.apply``, minus its per-call ``inspect.signature`` binding of default arguments
+        (forward has none), which costs more than a small loss itself; under torch.func, torch's own."""
+        if _FAST_APPLY and not torch._C._are_functorch_transforms_active():
+            unwrap = torch._C._functorch.unwrap_if_dead
+            if type(target) is Tensor:
+                target = unwrap(target)
+            return super(torch.autograd.Function, cls).apply(unwrap(input), target, call)
+        return super().apply(input, target, call)
 
     @staticmethod
     def forward(input, target, call):
