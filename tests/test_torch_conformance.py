@@ -158,7 +158,10 @@ CASES = {
         "default": lambda x, g: {}, "weight": lambda x, g: {"weight": w_elementwise(x, g)}}),
     "binary_cross_entropy_with_logits": Case(d_logit, ELEMENTWISE, "BCEWithLogitsLoss", {
         "default": lambda x, g: {},
-        "weight-pos_weight": lambda x, g: {"weight": w_full(x, g), "pos_weight": 3 * w_elementwise(x, g)}}),
+        "weight-pos_weight": lambda x, g: {"weight": w_full(x, g), "pos_weight": 3 * w_elementwise(x, g)},
+        # (C, 1, ...) against (N, C, d1, ...): per channel, as in segmentation
+        "pos_weight_dim1": lambda x, g: {"pos_weight": _f64((x.shape[1],) + (1,) * (x.ndim - 2), g, 0.5, 3.0)}
+        if x.ndim >= 3 else {"pos_weight": _f64(x.shape[-1:], g, 0.5, 3.0)}}),
     "cross_entropy": Case(d_labels, CLASS, "CrossEntropyLoss", {
         "default": lambda x, g: {},
         "weight-ignore-smoothing": lambda x, g: {"weight": w_class(x, g), "ignore_index": -1,

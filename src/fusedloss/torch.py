@@ -769,10 +769,19 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
 
 def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None, reduction="mean",
                                      pos_weight=None, *, label_smoothing=0.0, backend=None):
-    """``torch.nn.functional.binary_cross_entropy_with_logits``; ``pos_weight`` is a scalar or one value per
-    entry of the last axis. Extension: ``label_smoothing`` (targets become ``y (1 - s) + s / 2``)."""
+    """``torch.nn.functional.binary_cross_entropy_with_logits``. ``pos_weight`` broadcasts against the target as
+    in torch; a scalar or one value per entry of the last axis runs on the fused kernel, other shapes (such as
+    ``(C, 1, 1)`` for ``(N, C, H, W)`` logits) on torch's function. Extension: ``label_smoothing`` (targets become
+    ``y (1 - s) + s / 2``)."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
     fn = "binary_cross_entropy_with_logits"
+    if isinstance(pos_weight, Tensor) and pos_weight.ndim > 1 and pos_weight.numel() > 1:
+        # torch broadcasts pos_weight against the target, e.g. (C, 1, 1) for (N, C, H, W); the kernels take one
+        # value per entry of the last axis: the other shapes run on torch's own function
+        if label_smoothing:
+            target = target * (1 - label_smoothing) + label_smoothing / 2
+        return torch.nn.functional.binary_cross_entropy_with_logits(input, target, weight, reduction=reduction,
+                                                                    pos_weight=pos_weight)
     params = {"pos_weight": _host_vector(pos_weight, "pos_weight", fn), "label_smoothing": label_smoothing}
     return _elementwise("binary_cross_entropy_with_logits", input, target, reduction, params, weight=weight,
                         weight_mean="numel", backend=backend, fn=fn)
