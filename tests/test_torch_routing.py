@@ -76,4 +76,4 @@ def test_half_precision_and_losses_torch_lacks_keep_the_fused_path():
     assert not _ran_on_torch(ft.cross_entropy(x, torch.randint(0, 4, (16,))))
     p = torch.randn(50, requires_grad=True)
     assert not _ran_on_torch(ft.log_cosh_loss(p, torch.zeros(50)))
-    assert not _ran_on_torch(ft.kl_div(p.reshape(5, 10), torch.softmax(torch.randn(5, 10), -1), reduction="batchmean"))
+    assert not _ran_on_torch(ft.kl_div_with_logits(p.reshape(5, 10), torch.softmax(torch.randn(5, 10), -1), reduction="batchmean"))

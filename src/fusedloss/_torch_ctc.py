@@ -9,7 +9,8 @@ log-softmax: one kernel call gives the loss and the exact gradient with respect 
 no longer needs its ``log_softmax`` (nor its T x N x C output and backward).
 
 The forward pass runs the kernel once (value and gradient) and keeps the gradient; backward scales it by
-``grad_output`` (per sequence for "none"). float16/bfloat16 are computed in float32. CPU tensors only.
+``grad_output`` (per sequence for "none"). float16/bfloat16 are computed in float32 (and, under ``torch.autocast``,
+returned as float32, as torch's). CPU tensors only. Second derivatives are refused with a message.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from ._dispatch import LOSSES
 
@@ -28,42 +28,62 @@ def _host_ints(v, what: str):
     if isinstance(v, Tensor):
         if v.requires_grad:
             raise RuntimeError(f"ctc_loss: {what} must not require grad")
-        return v.detach().cpu().numpy()
+        with torch._C._DisableFuncTorch():  # inside torch.func, ops on constants would return storage-less wrappers
+            return v.detach().cpu().numpy()
     return np.asarray(v)
 
 
 class _CTCFunction(torch.autograd.Function):
+    """``apply(x, ...)`` -> ``(value, gradient)``: one kernel call; the gradient is a non-differentiable output
+    saved for backward. A separate ``setup_context`` lets ``torch.func.grad`` / ``vjp`` run it."""
+
     @staticmethod
-    def forward(ctx, x, targets, input_lengths, target_lengths, sample_weight, reduction, params, backend,
-                want_grad):
+    def forward(x, targets, input_lengths, target_lengths, sample_weight, reduction, params, backend, want_grad):
         kdtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
         xk = x.detach().to(kdtype).contiguous()
         args = (xk.numpy(), targets, input_lengths, target_lengths)
         kw = dict(reduction=reduction, sample_weight=sample_weight, backend=backend, **params)
         if want_grad:
             value, g = LOSSES["ctc"].value_and_grad(*args, **kw)
-            ctx.grad = torch.from_numpy(g)
+            grad = torch.from_numpy(g)
         else:
             value = LOSSES["ctc"](*args, **kw)
-            ctx.grad = None
-        ctx.reduction = reduction
-        ctx.seq_dim = 0 if params.get("batch_first") else 1
-        ctx.in_dtype = x.dtype
+            grad = torch.empty(0, dtype=kdtype)
         if reduction == "none":
-            return torch.from_numpy(np.asarray(value)).to(x.dtype)
-        return torch.tensor(value, dtype=x.dtype)
+            return torch.from_numpy(np.asarray(value)).to(x.dtype), grad
+        return torch.tensor(value, dtype=x.dtype), grad
 
     @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_output):
-        g = ctx.grad
+    def setup_context(ctx, inputs, output):
+        params, reduction = inputs[6], inputs[5]
+        ctx.mark_non_differentiable(output[1])
+        ctx.set_materialize_grads(False)
+        ctx.reduction = reduction
+        ctx.seq_dim = 0 if params.get("batch_first") else 1
+        ctx.in_dtype = inputs[0].dtype
+        ctx.functorch = torch._C._functorch.peek_interpreter_stack() is not None
+        ctx.save_for_backward(output[1], *((inputs[0],) if ctx.functorch else ()))
+
+    @staticmethod
+    def backward(ctx, grad_output, _unused):
+        none = (None,) * 8
+        if grad_output is None:
+            return (None, *none)
+        from .torch import SECOND_DERIVATIVE_MESSAGE, _SecondDerivativeUnsupported
+
+        if torch.is_grad_enabled() and not ctx.functorch:  # backward(create_graph=True), eager
+            raise RuntimeError(SECOND_DERIVATIVE_MESSAGE)
+        g, *anchor = ctx.saved_tensors
         if ctx.reduction == "none":
             shape = [1, 1, 1]
             shape[ctx.seq_dim] = -1
             g = g * grad_output.to(g.dtype).reshape(shape)
         else:
             g = g * grad_output.to(g.dtype)
-        return g.to(ctx.in_dtype), None, None, None, None, None, None, None, None
+        g = g.to(ctx.in_dtype)
+        if torch.is_grad_enabled():  # torch.func: refuse a second derivative (see fusedloss.torch)
+            g = _SecondDerivativeUnsupported.apply(g, anchor[0])
+        return (g, *none)
 
 
 def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reduction="mean", zero_infinity=False, *,
@@ -75,6 +95,8 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reducti
         raise TypeError(f"ctc_loss: log_probs must be a torch.Tensor, got {type(log_probs).__name__}")
     if log_probs.device.type != "cpu":
         raise ValueError("ctc_loss: only CPU tensors are supported; use torch.nn.functional.ctc_loss on the GPU")
+    if log_probs.dtype in (torch.float16, torch.bfloat16) and torch.is_autocast_enabled("cpu"):
+        log_probs = log_probs.float()  # torch runs ctc_loss in float32 under autocast
     unbatched = log_probs.dim() == 2
     x = log_probs.unsqueeze(0 if batch_first else 1) if unbatched else log_probs
     t = _host_ints(targets, "targets")
@@ -86,10 +108,10 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reducti
     if sample_weight is not None:
         if isinstance(sample_weight, Tensor) and sample_weight.requires_grad:
             raise RuntimeError("ctc_loss: sample_weight must not require grad")
-        w = sample_weight.detach().cpu().numpy() if isinstance(sample_weight, Tensor) else sample_weight
+        w = _host_ints(sample_weight, "sample_weight") if isinstance(sample_weight, Tensor) else sample_weight
     params = {"blank": blank, "zero_infinity": zero_infinity, "batch_first": batch_first, "inputs": inputs}
     want_grad = torch.is_grad_enabled() and x.requires_grad
-    out = _CTCFunction.apply(x, t, il, tl, w, reduction, params, backend, want_grad)
+    out = _CTCFunction.apply(x, t, il, tl, w, reduction, params, backend, want_grad)[0]
     return out.squeeze(0) if unbatched and reduction == "none" else out
 
 

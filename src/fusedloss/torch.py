@@ -9,6 +9,11 @@ same positional arguments and keyword names, and an ``nn.Module`` (``CrossEntrop
 that replacing ``torch.nn.CrossEntropyLoss()`` by ``fusedloss.torch.CrossEntropyLoss()`` is a one-line change.
 ``FUNCTIONAL`` and ``MODULES`` map each registry name to them.
 
+A function named after torch's has torch's semantics. Where the fused kernel takes other inputs than torch's
+function of that name, the fused form has its own name (``FUSED_VARIANTS``): ``kl_div`` and ``KLDivLoss`` are
+torch's own (log-probabilities in, pointwise KL); ``kl_div_with_logits`` / ``KLDivWithLogitsLoss`` take logits
+and fuse the log-softmax.
+
 How a call runs. The forward pass calls the fused kernel once (``value_and_grad``) and keeps only the gradient;
 the backward pass multiplies it by ``grad_output`` (a scalar for "mean" and "sum", elementwise for "none", along
 the class axis for multiclass losses). When no gradient is needed (``torch.no_grad()``, inputs that do not
@@ -41,7 +46,9 @@ constants too: one that requires grad raises, as PyTorch does for ``cross_entrop
 compiled model runs it eagerly (a graph break) with the same results. The wrapper is made on first need, so that
 ``import fusedloss.torch`` does not import ``torch._dynamo``.
 
-Double backward is not supported (``once_differentiable``).
+``torch.func``: ``grad``, ``vjp``, ``jacrev`` and ``vmap`` work (``vmap`` runs one kernel call per batch entry).
+Second derivatives (a double backward with ``create_graph=True``, ``torch.func.hessian``) are not supported: they
+raise a ``RuntimeError`` that says so; use torch's own loss there.
 """
 
 from __future__ import annotations
@@ -61,17 +68,17 @@ from ._spec import REGISTRY
 from ._torch_ctc import CTCLoss, ctc_loss  # CTC has its own signature (sequences and lengths)
 
 __all__ = [
-    "FUNCTIONAL", "MODULES", "FusedLossFunction", "bench_torch_module", "loss",
+    "FUNCTIONAL", "MODULES", "FUSED_VARIANTS", "FusedLossFunction", "bench_torch_module", "loss",
     "get_cuda_routing", "set_cuda_routing",
     # functional forms, PyTorch names
     "cross_entropy", "mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss", "poisson_nll_loss",
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "multi_margin_loss", "kl_div",
     # functional forms, our names
-    "pseudo_huber_loss", "log_cosh_loss", "quantile_loss", "tweedie_loss", "binary_focal_loss",
+    "kl_div_with_logits", "pseudo_huber_loss", "log_cosh_loss", "quantile_loss", "tweedie_loss", "binary_focal_loss",
     "sigmoid_focal_loss", "hinge_loss", "squared_hinge_loss", "zero_one_loss", "focal_loss",
     # modules
     "FusedLoss", "CrossEntropyLoss", "MSELoss", "L1Loss", "HuberLoss", "SmoothL1Loss", "PoissonNLLLoss", "BCELoss",
-    "BCEWithLogitsLoss", "MultiMarginLoss", "KLDivLoss", "PseudoHuberLoss", "LogCoshLoss", "QuantileLoss",
+    "BCEWithLogitsLoss", "MultiMarginLoss", "KLDivLoss", "KLDivWithLogitsLoss", "PseudoHuberLoss", "LogCoshLoss", "QuantileLoss",
     "TweedieLoss", "BinaryFocalLoss", "HingeLoss", "SquaredHingeLoss", "ZeroOneLoss", "FocalLoss",
     "ctc_loss", "CTCLoss",
 ]
@@ -152,9 +159,20 @@ def _legacy_reduction(size_average, reduce, reduction: str) -> str:
 
 def _constant(x, what: str, fn: str):
     """A weight-like argument: a tensor that must not require grad (numbers pass through)."""
-    if isinstance(x, Tensor) and x.requires_grad and torch.is_grad_enabled():
-        raise RuntimeError(f"{fn}: the gradient with respect to {what} is not supported; pass {what}.detach()")
+    if isinstance(x, Tensor):
+        if x.requires_grad and torch.is_grad_enabled():
+            raise RuntimeError(f"{fn}: the gradient with respect to {what} is not supported; pass {what}.detach()")
+        if _is_transformed(x):
+            raise ValueError(f"{fn}: {what} is an input of a torch.func transform (vmap, grad, ...), but fusedloss "
+                             f"takes it as a constant; pass it from outside the transformed function (e.g. "
+                             f"in_dims=None for it)")
     return x
+
+
+def _plain():
+    """A context for work on constant tensors (weights) inside a torch.func transform: without it every op on
+    them returns a wrapper that has no storage (so no ``.numpy()``)."""
+    return torch._C._DisableFuncTorch()
 
 
 def _host_vector(x, what: str, fn: str):
@@ -163,10 +181,11 @@ def _host_vector(x, what: str, fn: str):
         return None
     if isinstance(x, Tensor):
         _constant(x, what, fn)
-        x = x.detach()
-        if x.numel() == 1 and x.ndim <= 1:
-            return float(x.reshape(()).item())
-        return x.to("cpu", torch.float64).numpy()
+        with _plain():
+            x = x.detach()
+            if x.numel() == 1 and x.ndim <= 1:
+                return float(x.reshape(()).item())
+            return x.to("cpu", torch.float64).numpy()
     return x
 
 
@@ -334,36 +353,138 @@ def _run_cuda(loss, x: Tensor, t: Tensor, kwargs: dict, grad_out: Tensor | None,
 _SKIP_SCALE_MIN = 1 << 15
 
 
+# FusedLossFunction.apply's shortcut uses these (present since torch 2.0); without them, torch's apply
+_FAST_APPLY = (hasattr(torch._C, "_are_functorch_transforms_active")
+               and hasattr(torch._C._functorch, "unwrap_if_dead"))
+
+
 class FusedLossFunction(torch.autograd.Function):
-    """``FusedLossFunction.apply(input, target, call)``: forward computes value and gradient in one kernel call
-    and saves the gradient only; backward scales it by ``grad_output``."""
+    """``FusedLossFunction.apply(input, target, call)`` -> ``(value, gradient)``: forward computes both in one
+    kernel call; the gradient is a non-differentiable output, saved for backward, which scales it by
+    ``grad_output``. Written with a separate ``setup_context`` (and a ``vmap`` rule) so that ``torch.func``'s
+    transforms (``grad``, ``vjp``, ``jacrev``, ``vmap``) can run it. Second derivatives are refused with a
+    message (see ``_SecondDerivativeUnsupported``)."""
+
+    @classmethod
+    def apply(cls, input, target, call):
+        """torch's ``Function.apply``, minus its per-call ``inspect.signature`` binding of default arguments
+        (forward has none), which costs more than a small loss itself; under torch.func, torch's own."""
+        if _FAST_APPLY and not torch._C._are_functorch_transforms_active():
+            unwrap = torch._C._functorch.unwrap_if_dead
+            if type(target) is Tensor:
+                target = unwrap(target)
+            return super(torch.autograd.Function, cls).apply(unwrap(input), target, call)
+        return super().apply(input, target, call)
 
     @staticmethod
-    def forward(ctx, input, target, call):
-        value, grad = _compute(call, input, target, want_grad=True)
+    def forward(input, target, call):
+        return _compute(call, input, target, want_grad=True)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, target, call = inputs
+        grad = output[1]
+        ctx.mark_non_differentiable(grad)
+        ctx.set_materialize_grads(False)  # no zero-filled tensor for the (never used) gradient output
         ctx.reduction = call.reduction
         ctx.class_dim = call.class_dim
         ctx.inplace = call.inplace
         ctx.target_dtype = target.dtype if isinstance(target, Tensor) else None
-        ctx.save_for_backward(grad)
-        return value
+        # Under a torch.func transform the input is kept too: it ties the refusal of second derivatives to the
+        # input, so that a nested transform (grad of grad) reaches it and raises instead of returning zeros.
+        ctx.functorch = torch._C._functorch.peek_interpreter_stack() is not None
+        if ctx.functorch and not call.inplace:
+            ctx.save_for_backward(grad, inputs[0])
+        else:
+            ctx.save_for_backward(grad)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_output):
-        (grad,) = ctx.saved_tensors
+    def jvp(ctx, *_tangents):
+        # A forward-mode rule would be easy for first derivatives, but under torch.func.hessian (jacfwd of
+        # jacrev) the saved gradient carries no tangent and the Hessian would come out as zeros, silently.
+        raise RuntimeError(FORWARD_MODE_MESSAGE)
+
+    @staticmethod
+    def backward(ctx, grad_output, _unused):
+        grad, *anchor = ctx.saved_tensors
+        if grad_output is None:
+            return None, None, None
+        if torch.is_grad_enabled() and not ctx.functorch:  # backward(create_graph=True), eager
+            raise RuntimeError(SECOND_DERIVATIVE_MESSAGE)
         if ctx.reduction == "none":
             go = grad_output if ctx.class_dim is None else grad_output.unsqueeze(ctx.class_dim)
             grad_input = grad * go
         elif ((ctx.inplace or grad.numel() >= _SKIP_SCALE_MIN) and not grad_output.is_cuda
-              and grad_output.item() == 1.0):
+              and not _is_transformed(grad_output) and grad_output.item() == 1.0):
             grad_input = grad  # loss.backward(): no pass over a large gradient (autograd takes the buffer over)
         else:
             grad_input = grad * grad_output
+        if torch.is_grad_enabled():  # torch.func differentiates every gradient it makes: refuse a second one
+            grad_input = _SecondDerivativeUnsupported.apply(
+                grad_input, anchor[0] if anchor else torch.zeros((), requires_grad=True))
         grad_target = None
         if ctx.needs_input_grad[1]:
             grad_target = grad_input.neg().to(ctx.target_dtype)
         return (grad_input if ctx.needs_input_grad[0] else None), grad_target, None
+
+    @staticmethod
+    def vmap(info, in_dims, input, target, call):
+        """``torch.func.vmap``: the kernels take whole tensors, so the batch runs as a loop of calls, one per
+        batch entry, stacked. Correct for every loss and option; as fast as a loop of calls."""
+        x_dim, t_dim, _ = in_dims
+        n = info.batch_size
+        xs = input.movedim(x_dim, 0) if x_dim is not None else input.expand(n, *input.shape)
+        if isinstance(target, Tensor):
+            ts = target.movedim(t_dim, 0) if t_dim is not None else target.expand(n, *target.shape)
+        else:
+            ts = [target] * n
+        values, grads = zip(*(_compute(call, xs[i], ts[i], want_grad=True) for i in range(n)))
+        return (torch.stack(values), torch.stack(grads)), (0, 0)
+
+
+SECOND_DERIVATIVE_MESSAGE = (
+    "fusedloss.torch: second derivatives are not supported (the fused kernels compute the loss and its first "
+    "derivative only): a backward pass with create_graph=True (double backward, a gradient penalty or a "
+    "Hessian-vector product through the loss), or a nested torch.func.grad, cannot pass through a fusedloss loss. "
+    "Use torch's own loss for that computation (e.g. torch.nn.functional.cross_entropy instead of "
+    "fusedloss.torch.cross_entropy).")
+
+
+FORWARD_MODE_MESSAGE = (
+    "fusedloss.torch: forward-mode differentiation (torch.func.jvp, jacfwd, hessian, torch.autograd.forward_ad) "
+    "is not supported. Use reverse mode (loss.backward(), torch.func.grad, vjp, jacrev) for first derivatives, "
+    "and torch's own loss (e.g. torch.nn.functional.cross_entropy) where second derivatives are needed.")
+
+
+class _SecondDerivativeUnsupported(torch.autograd.Function):
+    """``apply(g, anchor)``: identity on a gradient computed by a fused kernel, under torch.func (which always
+    builds a graph of the gradients it computes); differentiating through it raises
+    ``SECOND_DERIVATIVE_MESSAGE``. ``anchor`` (the loss's input) ties it to the graph a nested transform
+    differentiates."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(g, anchor):
+        return g.clone()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    @staticmethod
+    def backward(ctx, _grad):
+        raise RuntimeError(SECOND_DERIVATIVE_MESSAGE)
+
+    @staticmethod
+    def jvp(ctx, *_tangents):
+        raise RuntimeError(SECOND_DERIVATIVE_MESSAGE)
+
+
+def _is_transformed(t: Tensor) -> bool:
+    """Whether ``t`` is a torch.func wrapper (a batched or grad-tracking tensor): such tensors have no
+    storage of their own, so ``.numpy()`` and ``.item()`` cannot be used on them."""
+    return torch._C._functorch.is_functorch_wrapped_tensor(t)
 
 
 def _apply(call: _Call, input: Tensor, target) -> Tensor:
@@ -401,17 +522,34 @@ def _apply_eager(call: _Call, input: Tensor, target) -> Tensor:
         if routed is not None:
             return routed
     if grad_mode and (input.requires_grad or target_grad):
-        return FusedLossFunction.apply(input, target, call)
+        return FusedLossFunction.apply(input, target, call)[0]
+    if _is_transformed(input) or (type(target) is Tensor and _is_transformed(target)):
+        return FusedLossFunction.apply(input, target, call)[0]  # torch.func.vmap without gradients
     value, _ = _compute(call, input, target, want_grad=False)
     return value
+
+
+def _autocast(input: Tensor, target):
+    """Inside ``torch.autocast`` (any device type, any lower-precision dtype) torch runs its losses in float32:
+    their inputs are cast up (a differentiable cast: the gradient returns in the input's dtype) and the loss is
+    float32. The same here. Outside autocast, half-precision inputs keep their dtype (computed in float32)."""
+    if not torch.is_autocast_enabled(input.device.type):
+        return input, target
+    if input.dtype in _HALF:
+        input = input.float()
+    if isinstance(target, Tensor) and target.dtype in _HALF:
+        target = target.float()
+    return input, target
 
 
 def _weight_tensor(weight, input: Tensor, fn: str) -> Tensor:
     """PyTorch's elementwise ``weight`` (broadcast like torch, trailing axes aligned) at input's full shape."""
     weight = _constant(weight, "weight", fn)
-    w = torch.as_tensor(weight, device=input.device)
+    with _plain():
+        w = torch.as_tensor(weight, device=input.device)
     try:
-        return torch.broadcast_to(w, input.shape)
+        with _plain():
+            return torch.broadcast_to(w, input.shape)
     except RuntimeError:
         raise ValueError(f"{fn}: weight of shape {tuple(w.shape)} does not broadcast to the input's shape "
                          f"{tuple(input.shape)}") from None
@@ -430,6 +568,13 @@ def _elementwise(name: str, input, target, reduction: str, params: dict, *, weig
         raise TypeError(f"{fn}: input must be a torch.Tensor, got {type(input).__name__}")
     if weight is not None and sample_weight is not None:
         raise TypeError(f"{fn}: pass weight or sample_weight, not both")
+    if (isinstance(target, Tensor) and target.dtype != input.dtype and target.is_floating_point()
+            and input.is_floating_point()):
+        # torch computes in the promoted dtype (float32 input, float64 target: a float64 loss)
+        dtype = torch.promote_types(input.dtype, target.dtype)
+        input, target = input.to(dtype), target.to(dtype)
+    if input.dtype in _HALF or (isinstance(target, Tensor) and target.dtype in _HALF):
+        input, target = _autocast(input, target)
     if isinstance(target, Tensor) and target.shape != input.shape:
         try:
             shape = torch.broadcast_shapes(input.shape, target.shape)
@@ -447,7 +592,8 @@ def _elementwise(name: str, input, target, reduction: str, params: dict, *, weig
         sw = _weight_tensor(weight, input, fn)
         if reduction == "mean" and weight_mean == "numel" and input.numel():
             # mean(w l) = sum((w / n) l): fold 1/n into the weights and sum
-            sw = sw / input.numel()
+            with _plain():
+                sw = sw / input.numel()
             reduction = "sum"
     elif sample_weight is not None:
         sw = torch.as_tensor(_constant(sample_weight, "sample_weight", fn), device=input.device)
@@ -460,6 +606,8 @@ def _multiclass(name: str, input, target, reduction: str, params: dict, *, class
     _check_reduction(reduction, fn)
     if not isinstance(input, Tensor):
         raise TypeError(f"{fn}: input must be a torch.Tensor, got {type(input).__name__}")
+    if input.dtype in _HALF:
+        input, target = _autocast(input, target)
     sw = None
     if sample_weight is not None:
         sw = torch.as_tensor(_constant(sample_weight, "sample_weight", fn), device=input.device)
@@ -595,13 +743,19 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mea
 
 def poisson_nll_loss(input, target, log_input=True, full=False, size_average=None, eps=1e-8, reduce=None,
                      reduction="mean", *, backend=None):
-    """``torch.nn.functional.poisson_nll_loss`` with ``full=False`` (the Stirling term is not implemented)."""
-    if full:
-        raise NotImplementedError("poisson_nll_loss: full=True (the Stirling approximation term) is not "
-                                  "implemented; use full=False")
+    """``torch.nn.functional.poisson_nll_loss``; ``full=True`` adds torch's Stirling term (a constant)."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
-    return _elementwise("poisson_nll", input, target, reduction, {"log_input": log_input, "eps": eps},
-                        backend=backend, fn="poisson_nll_loss")
+    out = _elementwise("poisson_nll", input, target, reduction, {"log_input": log_input, "eps": eps},
+                       backend=backend, fn="poisson_nll_loss")
+    if not full:
+        return out
+    # torch's Stirling term, target log(target) - target + log(2 pi target) / 2 where target > 1: a constant
+    # with respect to the input, added to the fused loss
+    t = torch.as_tensor(target, device=out.device).detach().to(out.dtype)
+    stirling = (t * t.log() - t + 0.5 * (2 * math.pi * t).log()).masked_fill(t <= 1, 0)
+    if reduction == "none":
+        return out + stirling
+    return out + (stirling.sum() if reduction == "sum" else stirling.mean())
 
 
 @_small_on_torch("binary_cross_entropy")
@@ -615,10 +769,19 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
 
 def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None, reduction="mean",
                                      pos_weight=None, *, label_smoothing=0.0, backend=None):
-    """``torch.nn.functional.binary_cross_entropy_with_logits``; ``pos_weight`` is a scalar or one value per
-    entry of the last axis. Extension: ``label_smoothing`` (targets become ``y (1 - s) + s / 2``)."""
+    """``torch.nn.functional.binary_cross_entropy_with_logits``. ``pos_weight`` broadcasts against the target as
+    in torch; a scalar or one value per entry of the last axis runs on the fused kernel, other shapes (such as
+    ``(C, 1, 1)`` for ``(N, C, H, W)`` logits) on torch's function. Extension: ``label_smoothing`` (targets become
+    ``y (1 - s) + s / 2``)."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
     fn = "binary_cross_entropy_with_logits"
+    if isinstance(pos_weight, Tensor) and pos_weight.ndim > 1 and pos_weight.numel() > 1:
+        # torch broadcasts pos_weight against the target, e.g. (C, 1, 1) for (N, C, H, W); the kernels take one
+        # value per entry of the last axis: the other shapes run on torch's own function
+        if label_smoothing:
+            target = target * (1 - label_smoothing) + label_smoothing / 2
+        return torch.nn.functional.binary_cross_entropy_with_logits(input, target, weight, reduction=reduction,
+                                                                    pos_weight=pos_weight)
     params = {"pos_weight": _host_vector(pos_weight, "pos_weight", fn), "label_smoothing": label_smoothing}
     return _elementwise("binary_cross_entropy_with_logits", input, target, reduction, params, weight=weight,
                         weight_mean="numel", backend=backend, fn=fn)
@@ -635,22 +798,28 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=
     return _multiclass("multi_margin", input, target, reduction, params, backend=backend, fn="multi_margin_loss")
 
 
-def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_target=False, *, temperature=1.0,
-           dim=-1, backend=None):
-    """KL(target || softmax(input / temperature)) along ``dim``, fused with the log-softmax.
+# torch's own function, exactly: log-probabilities in, the pointwise KL on any shape, torch's reductions. The
+# fused form (logits in) is kl_div_with_logits.
+kl_div = torch.nn.functional.kl_div
 
-    ``input`` holds logits, or log-probabilities as ``torch.nn.functional.kl_div`` expects (log_softmax of
-    log-probabilities is themselves, so the value is torch's, and the gradient reaching whatever produced the
-    log-probabilities is torch's too). Drop your ``log_softmax`` to get the fused form. Reductions, as torch:
-    "batchmean" (sum / input.size(0)), "sum", "mean" (sum / number of elements); and "none": one value per
-    row (torch's "none" gives the elementwise terms, whose sum along ``dim`` this is).
+
+def kl_div_with_logits(input, target, reduction="mean", log_target=False, *, temperature=1.0, dim=-1,
+                       backend=None):
+    """KL(target || softmax(input / temperature)) along ``dim``, fused with the log-softmax: **logits in**.
+
+    Not ``torch.nn.functional.kl_div`` (which is :func:`kl_div` here, torch's own): that one takes
+    log-probabilities and returns the pointwise terms ``target * (log target - input)``. This one replaces
+    ``F.kl_div(F.log_softmax(logits / temperature, dim), target, reduction=r, log_target=lt)`` by
+    ``kl_div_with_logits(logits, target, reduction=r, log_target=lt, temperature=temperature, dim=dim)`` with
+    the same value for "batchmean" (sum / input.size(0)), "sum" and "mean" (sum / number of elements), and a
+    gradient with respect to the logits in one pass. "none" gives one value per row (the sum of torch's
+    elementwise terms along ``dim``), shape ``input.shape`` without ``dim``. ``dim`` defaults to the last axis.
     """
-    reduction = _legacy_reduction(size_average, reduce, reduction)
-    _check_reduction(reduction, "kl_div", ("batchmean",))
+    _check_reduction(reduction, "kl_div_with_logits", ("batchmean",))
     sample_weight = None
     if reduction in ("batchmean", "mean") and isinstance(input, Tensor):
         if input.ndim == 0:
-            raise ValueError("kl_div: the input needs a class axis, got a 0-d tensor")
+            raise ValueError("kl_div_with_logits: the input needs a class axis, got a 0-d tensor")
         axis = _class_axis(input, dim)
         rows = input.shape[:axis] + input.shape[axis + 1:]
         # torch divides the sum by input.size(0) ("batchmean") or by the number of elements ("mean"); our
@@ -664,7 +833,7 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
             reduction = "sum"
     params = {"log_target": log_target, "temperature": temperature}
     return _multiclass("kl_div", input, target, reduction, params, class_dim=dim, sample_weight=sample_weight,
-                       backend=backend, fn="kl_div")
+                       backend=backend, fn="kl_div_with_logits")
 
 
 # --- functional forms: our losses ---------------------------------------------------------------------------
@@ -758,7 +927,7 @@ FUNCTIONAL = {
     "binary_cross_entropy_with_logits": binary_cross_entropy_with_logits, "binary_focal": binary_focal_loss,
     "hinge": hinge_loss, "squared_hinge": squared_hinge_loss, "zero_one": zero_one_loss,
     "cross_entropy": cross_entropy, "categorical_focal": focal_loss, "multi_margin": multi_margin_loss,
-    "kl_div": kl_div, "ctc": ctc_loss,
+    "kl_div": kl_div_with_logits, "ctc": ctc_loss,
 }
 
 
@@ -781,6 +950,29 @@ class _LossModule(torch.nn.Module):
 
     def _call_options(self) -> dict:
         return dict(self._options)
+
+    def __prepare_scriptable__(self):
+        """``torch.jit.script``: the fused kernels are Python calls that TorchScript cannot compile, so a module
+        with torch's options only is scripted as its ``torch.nn`` twin (the same loss, on torch's kernels; the
+        scripted model can be saved and run without fusedloss). Options torch lacks raise a message."""
+        twin = getattr(torch.nn, type(self).__name__, None)
+        if twin is None or not issubclass(twin, torch.nn.Module) or type(self) is FusedLoss:
+            raise RuntimeError(
+                f"torch.jit.script: fusedloss.torch.{type(self).__name__} has no torch.nn twin, and its fused "
+                "kernel cannot be compiled by TorchScript. Script the rest of the model and call the loss outside "
+                "it, or use torch.compile, which runs fusedloss's losses (behind a graph break).")
+        import inspect
+
+        ours = inspect.signature(type(self).__init__).parameters
+        theirs = inspect.signature(twin.__init__).parameters
+        options = self._call_options()
+        extras = [k for k, v in options.items() if k not in theirs and not _is_default(v, ours[k].default)]
+        if extras:
+            raise RuntimeError(
+                f"torch.jit.script: fusedloss.torch.{type(self).__name__} with {', '.join(extras)} cannot be "
+                f"scripted (torch.nn.{twin.__name__} has no such option, and the fused kernel cannot be compiled by "
+                "TorchScript). Call the loss outside the scripted part, or use torch.compile.")
+        return twin(reduction=self.reduction, **{k: v for k, v in options.items() if k in theirs})
 
     def extra_repr(self) -> str:
         shown = [f"reduction={self.reduction!r}"] + [f"{k}={self._options[k]!r}" for k in self._shown
@@ -849,17 +1041,15 @@ class SmoothL1Loss(_LossModule):
 
 
 class PoissonNLLLoss(_LossModule):
-    """Drop-in for ``torch.nn.PoissonNLLLoss`` with ``full=False``."""
+    """Drop-in for ``torch.nn.PoissonNLLLoss``."""
 
     _fn = staticmethod(poisson_nll_loss)
-    _shown = ("log_input", "eps")
+    _shown = ("log_input", "full", "eps")
 
     def __init__(self, log_input=True, full=False, size_average=None, eps=1e-8, reduce=None, reduction="mean", *,
                  backend=None):
-        if full:
-            raise NotImplementedError("PoissonNLLLoss: full=True is not implemented; use full=False")
-        super().__init__(_legacy_reduction(size_average, reduce, reduction), log_input=log_input, eps=eps,
-                         backend=backend)
+        super().__init__(_legacy_reduction(size_average, reduce, reduction), log_input=log_input, full=full,
+                         eps=eps, backend=backend)
         self.log_input, self.full, self.eps = log_input, full, eps
 
 
@@ -909,17 +1099,19 @@ class MultiMarginLoss(_LossModule):
         return {**self._options, "weight": self.weight}
 
 
-class KLDivLoss(_LossModule):
-    """``torch.nn.KLDivLoss`` fused with the log-softmax: ``input`` holds logits (or log-probabilities, for a
-    drop-in), along ``dim`` (default -1). See :func:`kl_div` for the reductions."""
+# torch's own module (see kl_div); the fused, logits-in form is KLDivWithLogitsLoss
+KLDivLoss = torch.nn.KLDivLoss
 
-    _fn = staticmethod(kl_div)
+
+class KLDivWithLogitsLoss(_LossModule):
+    """KL(target || softmax(input / temperature)) along ``dim`` with **logits in**; see
+    :func:`kl_div_with_logits` (not ``torch.nn.KLDivLoss``, which takes log-probabilities)."""
+
+    _fn = staticmethod(kl_div_with_logits)
     _shown = ("log_target", "temperature", "dim")
 
-    def __init__(self, size_average=None, reduce=None, reduction="mean", log_target=False, *, temperature=1.0,
-                 dim=-1, backend=None):
-        super().__init__(_legacy_reduction(size_average, reduce, reduction), log_target=log_target,
-                         temperature=temperature, dim=dim, backend=backend)
+    def __init__(self, reduction="mean", log_target=False, *, temperature=1.0, dim=-1, backend=None):
+        super().__init__(reduction, log_target=log_target, temperature=temperature, dim=dim, backend=backend)
         self.log_target = log_target
 
 
@@ -1026,13 +1218,16 @@ class FusedLoss(_LossModule):
         return f"{self.name!r}, reduction={self.reduction!r}" + (f", {opts}" if opts else "")
 
 
+# registry losses whose fused form is not torch's function of the same name: torch name -> our name
+FUSED_VARIANTS = {"kl_div": "kl_div_with_logits"}
+
 MODULES = {
     "mse": MSELoss, "mae": L1Loss, "huber": HuberLoss, "smooth_l1": SmoothL1Loss, "pseudo_huber": PseudoHuberLoss,
     "log_cosh": LogCoshLoss, "quantile": QuantileLoss, "poisson_nll": PoissonNLLLoss, "tweedie": TweedieLoss,
     "binary_cross_entropy": BCELoss, "binary_cross_entropy_with_logits": BCEWithLogitsLoss,
     "binary_focal": BinaryFocalLoss, "hinge": HingeLoss, "squared_hinge": SquaredHingeLoss,
     "zero_one": ZeroOneLoss, "cross_entropy": CrossEntropyLoss, "categorical_focal": FocalLoss,
-    "multi_margin": MultiMarginLoss, "kl_div": KLDivLoss, "ctc": CTCLoss,
+    "multi_margin": MultiMarginLoss, "kl_div": KLDivWithLogitsLoss, "ctc": CTCLoss,
 }
 
 
