@@ -77,7 +77,7 @@ def _cases(d):
         out.append(("d2_tweedie_score", (y, pred), {"power": power}))
     for name in ("mean_squared_error", "mean_absolute_error", "mean_pinball_loss", "d2_pinball_score",
                  "d2_absolute_error_score"):
-        for multioutput in ("raw_values", "uniform_average", [0.2, 0.3, 0.5]):
+        for multioutput in ("raw_values", "uniform_average", [0.2, 0.3, 0.5], np.array([1.0, 0.0, 2.0])):
             out.append((name, (d["Y"], d["P"]), {"multioutput": multioutput}))
     return out
 

@@ -175,6 +175,10 @@ def _as_vector(y_true, y_pred, sample_weight):
     return y_true, y_pred
 
 
+def _uniform(multioutput) -> bool:
+    return isinstance(multioutput, str) and multioutput == "uniform_average"
+
+
 def _kernel_mean(name: str, y_true, y_pred, sample_weight, **params):
     """fusedloss's weighted mean of an elementwise loss on 1-D inputs, or None where the checks would object
     (a non-finite input): the caller then runs the full path, which raises what scikit-learn would."""
@@ -192,7 +196,7 @@ def _kernel_mean(name: str, y_true, y_pred, sample_weight, **params):
 def mean_squared_error(y_true, y_pred, *, sample_weight=None, multioutput="uniform_average"):
     """Mean squared error ``mean((y_true - y_pred)^2)``, as ``sklearn.metrics.mean_squared_error`` (the full
     square, like ``fl.mse``)."""
-    if multioutput == "uniform_average" and (v := _as_vector(y_true, y_pred, sample_weight)) is not None:
+    if _uniform(multioutput) and (v := _as_vector(y_true, y_pred, sample_weight)) is not None:
         value = _kernel_mean("mse", *v, sample_weight)
         if value is not None:
             return value
@@ -202,7 +206,7 @@ def mean_squared_error(y_true, y_pred, *, sample_weight=None, multioutput="unifo
 
 def mean_absolute_error(y_true, y_pred, *, sample_weight=None, multioutput="uniform_average"):
     """Mean absolute error, as ``sklearn.metrics.mean_absolute_error``."""
-    if multioutput == "uniform_average" and (v := _as_vector(y_true, y_pred, sample_weight)) is not None:
+    if _uniform(multioutput) and (v := _as_vector(y_true, y_pred, sample_weight)) is not None:
         value = _kernel_mean("mae", *v, sample_weight)
         if value is not None:
             return value
@@ -226,7 +230,7 @@ def mean_pinball_loss(y_true, y_pred, *, sample_weight=None, alpha=0.5, multiout
     """Mean pinball (quantile) loss for the quantile ``alpha``, as ``sklearn.metrics.mean_pinball_loss``
     (``fl.quantile(pred, target, quantile=alpha)`` with the arguments swapped)."""
     alpha = _check_alpha(alpha, "mean_pinball_loss")
-    if (0.0 < alpha < 1.0 and multioutput == "uniform_average"
+    if (0.0 < alpha < 1.0 and _uniform(multioutput)
             and (v := _as_vector(y_true, y_pred, sample_weight)) is not None):
         value = _kernel_mean("quantile", *v, sample_weight, quantile=alpha)
         if value is not None:
