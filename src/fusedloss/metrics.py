@@ -115,8 +115,10 @@ def _average(values: np.ndarray, w) -> float:
     """sum(w * v) / sum(w) along axis 0 (per output for 2-D values), accumulated in float64."""
     if w is None:
         return np.mean(values, axis=0, dtype=np.float64)
+    # multiply and sum (pairwise), not np.dot: a threaded BLAS dot stalls when other processes hold the cores
     w64 = w.astype(np.float64, copy=False)
-    return np.tensordot(w64, values.astype(np.float64, copy=False), axes=(0, 0)) / np.sum(w64)
+    weighted = values * (w64 if values.ndim == 1 else w64[:, None])
+    return np.sum(weighted, axis=0, dtype=np.float64) / np.sum(w64)
 
 
 def _regression(y_true, y_pred, sample_weight, multioutput):
@@ -245,8 +247,19 @@ def _check_power(power, fn: str) -> float:
     return float(power)
 
 
+_SCIPY_XLOGY = []
+
+
 def _xlogy(x, y):
-    """x log(y), 0 where x == 0 (as scipy.special.xlogy)."""
+    """x log(y), 0 where x == 0: scipy.special.xlogy (one pass, what scikit-learn calls) when SciPy is there."""
+    if not _SCIPY_XLOGY:
+        try:
+            from scipy.special import xlogy
+        except ImportError:  # pragma: no cover - SciPy comes with scikit-learn, not with fusedloss
+            xlogy = None
+        _SCIPY_XLOGY.append(xlogy)
+    if _SCIPY_XLOGY[0] is not None:
+        return _SCIPY_XLOGY[0](x, y)
     return np.where(x == 0, 0.0, x * np.log(np.where(x == 0, 1.0, y)))
 
 
@@ -271,20 +284,25 @@ def _tweedie_inputs(y_true, y_pred, sample_weight, power, fn):
         raise ValueError(f"{fn}: several outputs (y of shape {np.shape(y_true)}) are not supported; pass one "
                          "column at a time")
     yt, yp = yt[:, 0], yp[:, 0]
+    _tweedie_domain(yt, yp, power, "mean_tweedie_deviance")
+    return yt, yp, w
+
+
+def _tweedie_domain(yt, yp, power, fn):
+    """The domain of the Tweedie deviance of this power (the inputs are finite: one min() pass each)."""
     where = f"{fn} with power={power} can only be used on "
     if power < 0:
-        if (yp <= 0).any():
+        if float(np.minimum.reduce(yp)) <= 0:
             raise ValueError(where + f"strictly positive y_pred, got {_first(yp, yp <= 0)}")
     elif 1 <= power < 2:
-        if (yt < 0).any():
+        if float(np.minimum.reduce(yt)) < 0:
             raise ValueError(where + f"non-negative y and strictly positive y_pred; y_true has {_first(yt, yt < 0)}")
-        if (yp <= 0).any():
+        if float(np.minimum.reduce(yp)) <= 0:
             raise ValueError(where + f"non-negative y and strictly positive y_pred; y_pred has {_first(yp, yp <= 0)}")
     elif power >= 2:
         for arr, name in ((yt, "y_true"), (yp, "y_pred")):
-            if (arr <= 0).any():
+            if float(np.minimum.reduce(arr)) <= 0:
                 raise ValueError(where + f"strictly positive y and y_pred; {name} has {_first(arr, arr <= 0)}")
-    return yt, yp, w
 
 
 def _first(arr, bad):
@@ -329,10 +347,11 @@ def d2_tweedie_score(y_true, y_pred, *, sample_weight=None, power=0):
         raise ValueError(f"d2_tweedie_score: several outputs (y of shape {np.shape(y_true)}) are not supported")
     if _too_few(yt.shape[0]):
         return float("nan")
-    numerator = mean_tweedie_deviance(yt[:, 0], yp[:, 0], sample_weight=w, power=power)
-    y = yt[:, 0]
-    y_avg = float(_average(y, w))
-    denominator = float(_average(_tweedie_deviance(y, np.full_like(y, y_avg), power), w))
+    y, mu = yt[:, 0], yp[:, 0]
+    _tweedie_domain(y, mu, power, "mean_tweedie_deviance")
+    numerator = float(_average(_tweedie_deviance(y, mu, power), w))
+    y_avg = np.asarray(_average(y, w), dtype=y.dtype)  # a scalar against every sample, as scikit-learn
+    denominator = float(_average(_tweedie_deviance(y, y_avg, power), w))
     return 1 - numerator / denominator  # (a constant y_true: ZeroDivisionError, as scikit-learn)
 
 
@@ -509,7 +528,7 @@ def _row_log_loss(P, idx, Y):
 def _total(values, w, normalize: bool) -> float:
     if normalize:
         return float(_average(values, w))
-    return float(np.sum(values, dtype=np.float64) if w is None else np.dot(w, values.astype(np.float64)))
+    return float(np.sum(values if w is None else values * w, dtype=np.float64))
 
 
 def _proba_alias(y_proba, y_pred, fn: str):
@@ -626,4 +645,4 @@ def zero_one_loss(y_true, y_pred, *, normalize=True, sample_weight=None):
     if normalize:
         return float(1 - _average(correct.astype(np.float64), w))
     total = float(n if w is None else np.sum(w))
-    return float(total - (np.sum(correct) if w is None else np.dot(w, correct)))
+    return float(total - (np.sum(correct) if w is None else np.sum(w * correct)))
