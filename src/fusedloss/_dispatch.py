@@ -41,7 +41,7 @@ def _as_pred(x, loss: str) -> np.ndarray:
         arr = x
     else:
         had_dtype = hasattr(x, "dtype")
-        arr = np.asarray(x)
+        arr = _host_array(x, "pred", loss)
         if not had_dtype and arr.dtype.kind in "biu":
             arr = arr.astype(np.float64)
     dt = arr.dtype
@@ -57,15 +57,43 @@ def _as_pred(x, loss: str) -> np.ndarray:
     return arr
 
 
+def _host_array(x, what: str, loss: str) -> np.ndarray:
+    """``np.asarray(x)`` for the host path, with the errors a user can act on: a device array among host arrays
+    names both sides, and a torch tensor converts when NumPy can view it (a CPU tensor without autograd) or
+    otherwise points to ``fusedloss.torch``."""
+    if is_device_array(x):
+        side = ("this call takes host arrays" if what == "pred" else "but pred is a host array")
+        raise TypeError(
+            f"{loss}: {what} is a device array ({type(x).__module__}.{type(x).__name__}) {side}; pass every array "
+            "on one side: copy it to the host (cupy.asnumpy(x), x.copy_to_host(), tensor.cpu()) or pass pred as a "
+            "device array too (the cuda backend)")
+    if type(x).__module__.partition(".")[0] == "torch":
+        if getattr(x, "requires_grad", False):
+            raise TypeError(
+                f"{loss}: {what} is a torch.Tensor that requires grad; the NumPy API returns NumPy values and "
+                f"records no autograd graph. Use fusedloss.torch for a differentiable loss (e.g. "
+                f"fusedloss.torch.loss({loss!r}, input, target)), or pass {what}.detach() for the value only")
+        try:
+            return np.asarray(x)  # a CPU tensor: a view of its memory, no copy
+        except (TypeError, RuntimeError) as exc:
+            raise TypeError(
+                f"{loss}: {what} is a torch.Tensor NumPy cannot view ({exc}); use fusedloss.torch, or convert it "
+                f"with {what}.detach().cpu().float().numpy()") from None
+    return np.asarray(x)
+
+
 def _as_like(x, pred: np.ndarray, what: str, loss: str) -> np.ndarray:
     """A second operand converted to pred's dtype, C-contiguous (copied only when it must be)."""
     if type(x) is np.ndarray and x.dtype == pred.dtype and x.flags.c_contiguous:
         return x
-    arr = np.asarray(x)
+    arr = _host_array(x, what, loss)
     if arr.dtype.kind == "c":
         raise TypeError(f"{loss}: {what} must be real, got dtype {arr.dtype}")
     if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{loss}: {what} must be numeric, got dtype {arr.dtype}")
+        given = (f"a numpy array of dtype {arr.dtype}" if isinstance(x, np.ndarray)
+                 else f"a {type(x).__module__}.{type(x).__name__}, which NumPy turns into dtype {arr.dtype}")
+        raise TypeError(f"{loss}: {what} must be numeric (a numpy array or a sequence of numbers, like pred: "
+                        f"{pred.dtype}, shape {pred.shape}), got {given}")
     return np.asarray(arr, dtype=pred.dtype, order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
 
 
@@ -188,7 +216,7 @@ def _prepare_targets(spec: LossSpec, params: dict, target, x: np.ndarray):
     ``all_kept`` is True when the labels are known to lie in [0, C) with ignore_index outside it (no row is
     ignored), which spares the caller a pass over them; False says nothing."""
     name = spec.name
-    t = target if type(target) is np.ndarray else np.asarray(target)
+    t = target if type(target) is np.ndarray else _host_array(target, "target", spec.name)
     lead = x.shape[:-1]
     C = x.shape[-1]
     if t.dtype.kind in "iu" and spec.hard_labels:
@@ -222,7 +250,10 @@ def _prepare_targets(spec: LossSpec, params: dict, target, x: np.ndarray):
         return labels, None, False
     if t.dtype.kind == "f" and spec.soft_labels:
         if t.shape != x.shape:
-            raise ValueError(f"{name}: soft targets (floating) must have the logits' shape {x.shape}, got {t.shape}")
+            hint = (f"; these have one value per row: if they are class indices, cast them to integers, e.g. "
+                    f"target.astype(np.int64)" if t.shape == lead and spec.hard_labels else "")
+            raise ValueError(f"{name}: floating targets are soft labels (probabilities per class) and must have the "
+                             f"logits' shape {x.shape}, got {t.shape}{hint}")
         q = _as_like(t, x, "target", name)
         if not (spec.name == "kl_div" and params.get("log_target")):
             _check_domain(q, "nonnegative", "target", name)
@@ -231,7 +262,12 @@ def _prepare_targets(spec: LossSpec, params: dict, target, x: np.ndarray):
         f"integer class labels of shape {lead}" if spec.hard_labels else "",
         f"floating probabilities of shape {x.shape}" if spec.soft_labels else "",
     ]))
-    raise TypeError(f"{name}: target must be {wanted}, got dtype {t.dtype} and shape {t.shape}")
+    hint = ""
+    if t.dtype.kind in "fb" and spec.hard_labels and t.shape == lead:
+        hint = "; if these are class indices, cast them to integers, e.g. target.astype(np.int64)"
+    elif t.dtype.kind == "f" and t.shape == x.shape and not spec.soft_labels:
+        hint = f"; {name} takes hard labels only: for probability targets use cross_entropy"
+    raise TypeError(f"{name}: target must be {wanted}, got dtype {t.dtype} and shape {t.shape}{hint}")
 
 
 def _prepare_row_weight(sample_weight, lead: tuple, x: np.ndarray, loss: str) -> np.ndarray:
@@ -550,20 +586,40 @@ class Loss:
             _unit_hessian_rows(h, labels, ignore, rw, scale)
         return _results(want_value, want_grad, want_hess, reduction, total, denom, v, g, h)
 
-    def __call__(self, pred, target, *, reduction="mean", sample_weight=None, backend=None, **params):
+    def _positional(self, method: str, args: tuple) -> TypeError:
+        """The error for arguments after (pred, target) given by position: say which keyword they belong to."""
+        call = f"fl.{self.name}" + ("" if method == "__call__" else f".{method}")
+        names = self.spec.param_names
+        if len(args) == 1 and isinstance(args[0], str) and args[0] in REDUCTIONS:
+            fix = f"reduction={args[0]!r}"
+        elif names and len(args) <= len(names):
+            fix = ", ".join(f"{n}={a!r}" for n, a in zip(names, args))
+        else:
+            fix = "reduction=..., sample_weight=..." + (f", {names[0]}=..." if names else "")
+        what = f"its parameters ({', '.join(names)})" if names else "reduction, sample_weight and backend"
+        return TypeError(f"{self.name}: only pred and target are positional; {what} are keyword-only: "
+                         f"{call}(pred, target, {fix})")
+
+    def __call__(self, pred, target, *args, reduction="mean", sample_weight=None, backend=None, **params):
+        if args:
+            raise self._positional("__call__", args)
         return self._run(pred, target, reduction, sample_weight, backend, params, True, False, False)
 
-    def value_and_grad(self, pred, target, *, reduction="mean", sample_weight=None, grad_out=None,
+    def value_and_grad(self, pred, target, *args, reduction="mean", sample_weight=None, grad_out=None,
                        backend=None, **params):
         """(value, gradient of that value with respect to pred)."""
+        if args:
+            raise self._positional("value_and_grad", args)
         return self._run(pred, target, reduction, sample_weight, backend, params, True, True, False, grad_out)
 
-    def grad(self, pred, target, *, reduction="mean", sample_weight=None, grad_out=None, backend=None,
+    def grad(self, pred, target, *args, reduction="mean", sample_weight=None, grad_out=None, backend=None,
              **params):
         """The gradient of the loss value with respect to pred, in pred's shape and dtype."""
+        if args:
+            raise self._positional("grad", args)
         return self._run(pred, target, reduction, sample_weight, backend, params, False, True, False, grad_out)
 
-    def grad_hess(self, pred, target, *, reduction="mean", sample_weight=None, grad_out=None, hess_out=None,
+    def grad_hess(self, pred, target, *args, reduction="mean", sample_weight=None, grad_out=None, hess_out=None,
                   hessian="exact", backend=None, **params):
         """(gradient, diagonal of the Hessian) with respect to pred.
 
@@ -572,6 +628,8 @@ class Loss:
         (mae, quantile): Newton steps in a boosting solver then become gradient steps instead of
         dividing by zero.
         """
+        if args:
+            raise self._positional("grad_hess", args)
         if hessian not in HESSIAN_MODES:
             raise ValueError(f"{self.name}: hessian must be 'exact' or 'ones', got {hessian!r}")
         return self._run(pred, target, reduction, sample_weight, backend, params, False, True, True, grad_out,

@@ -303,6 +303,7 @@ def lightgbm_metric(name: str, *, api: str = "native", metric_name=None, backend
         return label, value, False
 
     def feval(preds, eval_data):
+        _warn_missing_init_score(f"lightgbm_metric({name!r})", eval_data)
         return metric(eval_data.get_label(), preds, eval_data.get_weight())
 
     metric.__name__ = feval.__name__ = label
@@ -374,3 +375,246 @@ def _pick_api(api: str, native, sklearn):
     if api == "sklearn":
         return sklearn
     raise ValueError(f"api must be 'native' or 'sklearn', got {api!r}")
+
+
+# --- building data sets with the initial score, and scikit-learn classifiers -----------------------------------
+
+import warnings as _warnings  # noqa: E402
+
+_LOGIT_CLASSIFIERS = {  # losses on logits whose scores turn into probabilities: binary (sigmoid) or multiclass
+    "binary_cross_entropy_with_logits": "binary", "binary_focal": "binary",
+    "cross_entropy": "multiclass", "categorical_focal": "multiclass",
+}
+
+
+def initial_scores(name: str, y_true, weight=None, **params):
+    """The constant raw score a booster should start from: a float for single-score losses
+    (:func:`initial_score`), or for the multiclass losses one score per class, the log of the weighted class
+    frequencies (the minimiser of ``cross_entropy`` without label smoothing; a sensible start for the others).
+    Labels of multiclass losses are class indices 0..K-1."""
+    name = _loss_name(name)
+    loss = _loss(name)
+    if loss.spec.kind != "multiclass":
+        return initial_score(name, y_true, weight, **params)
+    loss._check_params(params)
+    y = _class_labels(loss, np.asarray(y_true).reshape(-1))
+    if y.size and y.min() < 0:
+        raise ValueError(f"{name}: labels must be class indices 0..K-1, got {int(y.min())}")
+    w = _weight(weight)
+    counts = np.bincount(y, weights=w)
+    with np.errstate(divide="ignore"):
+        return np.log(np.maximum(counts / counts.sum(), np.finfo(np.float64).tiny))
+
+
+def _full_init(init, n: int):
+    return np.full(n, init, dtype=np.float64) if np.ndim(init) == 0 else np.tile(np.asarray(init), (n, 1))
+
+
+def _split_valid(item):
+    if len(item) == 2:
+        return item[0], item[1], None
+    if len(item) == 3:
+        return item
+    raise ValueError(f"valid_sets: each entry must be (X, y) or (X, y, weight), got {len(item)} items")
+
+
+def lightgbm_datasets(name: str, X, y, *, weight=None, valid_sets=(), dataset_params=None, **params):
+    """``(train, valid, init)``: LightGBM data sets that start from the loss's initial score.
+
+    ``train`` is ``lgb.Dataset(X, y, weight=weight, init_score=...)``; ``valid`` a list with one ``lgb.Dataset``
+    per ``(X, y)`` or ``(X, y, weight)`` in ``valid_sets``, each with the same initial score and the training set
+    as reference; ``init`` the initial score (:func:`initial_scores`: a float, or one per class). A custom
+    objective's booster predicts raw scores without it: add ``init`` to ``booster.predict(X)``.
+
+    Without an ``init_score`` on a validation set, LightGBM scores it from 0 while the training set starts from
+    ``init``, and the metric it reports for that set is not the loss of the model's predictions;
+    :func:`lightgbm_metric` warns when it sees that.
+    """
+    import lightgbm as lgb
+
+    init = initial_scores(name, y, weight, **params)
+    extra = dict(dataset_params or {})
+    train = lgb.Dataset(X, y, weight=weight, init_score=_full_init(init, len(y)), **extra)
+    valid = []
+    for item in valid_sets:
+        Xv, yv, wv = _split_valid(item)
+        valid.append(lgb.Dataset(Xv, yv, weight=wv, init_score=_full_init(init, len(yv)), reference=train, **extra))
+    return train, valid, init
+
+
+def xgboost_dmatrices(name: str, X, y, *, weight=None, valid_sets=(), dmatrix_params=None, **params):
+    """``(dtrain, dvalid, init)``: XGBoost ``DMatrix`` objects whose ``base_margin`` is the loss's initial score
+    (the same for every validation set), and ``init``. Predict with the same margin:
+    ``booster.predict(xgb.DMatrix(X_test, base_margin=np.full(len(X_test), init)), output_margin=True)`` (without
+    one XGBoost starts the test rows from ``base_score`` instead)."""
+    import xgboost as xgb
+
+    init = initial_scores(name, y, weight, **params)
+    extra = dict(dmatrix_params or {})
+    dtrain = xgb.DMatrix(X, y, weight=weight, base_margin=_full_init(init, len(y)), **extra)
+    dvalid = []
+    for item in valid_sets:
+        Xv, yv, wv = _split_valid(item)
+        dvalid.append(xgb.DMatrix(Xv, yv, weight=wv, base_margin=_full_init(init, len(yv)), **extra))
+    return dtrain, dvalid, init
+
+
+def _warn_missing_init_score(label: str, eval_data) -> None:
+    """Warn (once per data set) when a validation set has no init_score and its training set has one."""
+    get = getattr(eval_data, "get_init_score", None)
+    ref = getattr(eval_data, "reference", None)
+    if get is None or ref is None or ref is eval_data or getattr(eval_data, "_fusedloss_init_checked", False):
+        return
+    try:
+        eval_data._fusedloss_init_checked = True
+    except AttributeError:  # pragma: no cover - a data set object that takes no attributes
+        pass
+    if get() is None and ref.get_init_score() is not None:
+        _warnings.warn(
+            f"{label}: a validation set has no init_score while its training set has one, so LightGBM scores it "
+            "from 0 and the metric it reports is not the loss of the model's predictions. Give it the same "
+            "init_score (np.full(len(y_valid), init)), or build both with fusedloss.boosting.lightgbm_datasets",
+            UserWarning, stacklevel=3)
+
+
+def _sigmoid(z):
+    return np.where(z >= 0, 1.0 / (1.0 + np.exp(-np.abs(z))), np.exp(-np.abs(z)) / (1.0 + np.exp(-np.abs(z))))
+
+
+def scores_to_proba(name: str, raw):
+    """Class probabilities from raw scores (including the initial score): ``(n, 2)`` for the binary losses on
+    logits (sigmoid), ``(n, K)`` for the multiclass ones (softmax), as ``predict_proba`` returns them."""
+    name = _loss_name(name)
+    kind = _LOGIT_CLASSIFIERS.get(name)
+    if kind is None:
+        raise ValueError(f"{name}: no probabilities; scores of {', '.join(_LOGIT_CLASSIFIERS)} are logits")
+    raw = np.asarray(raw, dtype=np.float64)
+    if kind == "binary":
+        p = _sigmoid(raw.reshape(-1))
+        return np.column_stack([1.0 - p, p])
+    z = raw - raw.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+_CLASSIFIER = None
+
+
+def _lightgbm_classifier_class():
+    """FusedLGBMClassifier, defined on first use (LightGBM is optional)."""
+    global _CLASSIFIER
+    if _CLASSIFIER is not None:
+        return _CLASSIFIER
+    import lightgbm as lgb
+
+    class FusedLGBMClassifier(lgb.LGBMClassifier):
+        """``lightgbm.LGBMClassifier`` trained on a fusedloss loss on logits, with probabilities.
+
+        ``loss``: ``"binary_focal"`` (default), ``"binary_cross_entropy_with_logits"``, ``"cross_entropy"`` or
+        ``"categorical_focal"``; ``loss_params``: its parameters (e.g. ``{"gamma": 2.0}``). Every other argument
+        is LightGBM's. ``fit`` starts the booster from the loss's initial score (also on ``eval_set``);
+        ``predict_proba`` adds it back and applies the sigmoid / softmax, ``predict`` returns class labels, so the
+        model works in scikit-learn pipelines, ``cross_val_score`` and with ``predict_proba(X)[:, 1]``.
+        ``decision_function`` gives the raw scores (logits).
+        """
+
+        def __init__(self, *, loss="binary_focal", loss_params=None, **kwargs):
+            self.loss = loss
+            self.loss_params = loss_params
+            super().__init__(**kwargs)
+
+        def fit(self, X, y, sample_weight=None, init_score=None, eval_set=None, eval_init_score=None, **kwargs):
+            name = _loss_name(self.loss)
+            if name not in _LOGIT_CLASSIFIERS:
+                raise ValueError(f"FusedLGBMClassifier: loss must be one of {', '.join(_LOGIT_CLASSIFIERS)}, "
+                                 f"got {name!r}")
+            params = dict(self.loss_params or {})
+            classes, encoded = np.unique(np.asarray(y), return_inverse=True)
+            if _LOGIT_CLASSIFIERS[name] == "binary" and classes.size > 2:
+                raise ValueError(f"FusedLGBMClassifier: {name} is a binary loss, y has {classes.size} classes; "
+                                 "use loss='cross_entropy' or 'categorical_focal'")
+            if kwargs.get("eval_y") is not None:  # LightGBM encodes eval_set's labels, not eval_y's: do it here
+                ys = kwargs["eval_y"]
+                ys = list(ys) if isinstance(ys, (tuple, list)) else [ys]
+                coded = []
+                for v in ys:
+                    v = np.asarray(v)
+                    at = np.minimum(np.searchsorted(classes, v), classes.size - 1)
+                    if not np.array_equal(classes[at], v):
+                        raise ValueError("FusedLGBMClassifier: eval_y holds labels that y does not have")
+                    coded.append(classes[at] if classes.dtype.kind in "biuf" else at)
+                kwargs["eval_y"] = tuple(coded)
+            if init_score is None:
+                self.init_score_ = initial_scores(name, encoded.astype(np.float64), sample_weight, **params)
+                init_score = _full_init(self.init_score_, len(encoded))
+                if eval_init_score is None:  # every validation set starts where the training set does
+                    if kwargs.get("eval_y") is not None:
+                        ys = kwargs["eval_y"]
+                        ys = [ys] if not isinstance(ys, (tuple, list)) else ys
+                    elif eval_set is not None:
+                        ys = [s[1] for s in ([eval_set] if isinstance(eval_set, tuple) else eval_set)]
+                    else:
+                        ys = []
+                    eval_init_score = [_full_init(self.init_score_, len(v)) for v in ys] or None
+            else:
+                self.init_score_ = 0.0  # the caller's offsets: predictions do not include them
+            objective = self.objective
+            # LightGBM trains on ``_objective`` (set from ``objective`` by its constructor and set_params); the
+            # public parameter is restored afterwards, so that get_params / clone see what the user gave
+            self.objective = self._objective = lightgbm_objective(name, api="sklearn", **params)
+            try:
+                super().fit(X, y, sample_weight=sample_weight, init_score=init_score, eval_set=eval_set,
+                            eval_init_score=eval_init_score, **kwargs)
+            finally:
+                self.objective = objective
+            return self
+
+        def get_params(self, deep=True):
+            params = super().get_params(deep=deep)
+            if self.__dict__.get("_hide_loss"):  # LightGBM reads "loss" as the objective; these are not its
+                params.pop("loss", None)
+                params.pop("loss_params", None)
+            return params
+
+        def _process_params(self, stage):
+            self._hide_loss = True
+            try:
+                return super()._process_params(stage)
+            finally:
+                self._hide_loss = False
+
+        def __getstate__(self):
+            # the fitted objective is a closure (not picklable) and prediction does not need it: LightGBM's
+            # name for "custom objective, raw scores" stands in for it
+            state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
+            if callable(state.get("_objective")):
+                state = dict(state, _objective="none")
+            return state
+
+        def decision_function(self, X, **kwargs):
+            raw = lgb.LGBMModel.predict(self, X, raw_score=True, **kwargs)
+            return np.asarray(raw) + self.init_score_
+
+        def predict_proba(self, X, raw_score=False, **kwargs):
+            if raw_score:
+                return self.decision_function(X, **kwargs)
+            return scores_to_proba(self.loss, self.decision_function(X, **kwargs))
+
+        def predict(self, X, raw_score=False, **kwargs):
+            if raw_score:
+                return self.decision_function(X, **kwargs)
+            return self.classes_[np.argmax(self.predict_proba(X, **kwargs), axis=1)]
+
+    FusedLGBMClassifier.__module__ = __name__
+    FusedLGBMClassifier.__qualname__ = "FusedLGBMClassifier"  # pickles by name, via the module's __getattr__
+    _CLASSIFIER = FusedLGBMClassifier
+    return _CLASSIFIER
+
+
+def __getattr__(attr):
+    if attr == "FusedLGBMClassifier":
+        return _lightgbm_classifier_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
+
+
+__all__ += ["initial_scores", "lightgbm_datasets", "scores_to_proba", "xgboost_dmatrices"]
