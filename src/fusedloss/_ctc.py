@@ -73,21 +73,35 @@ class SequenceLoss(Loss):
 
     def _prepare(self, logits, targets, input_lengths, target_lengths, reduction, sample_weight, params,
                  grad_out, want_grad):
+        x = _as_pred(logits, "ctc")
+        T, N, C, labels, offsets, tl, il, w = self._check_sequences(
+            x.shape, targets, input_lengths, target_lengths, reduction, sample_weight, params)
+        g = None
+        if want_grad:
+            if grad_out is None:
+                g = np.empty(x.shape, x.dtype)
+            else:
+                g = _check_out(grad_out, x, "grad_out", "ctc")
+                if np.may_share_memory(g, x):
+                    raise ValueError("ctc: grad_out must not overlap logits (the kernel reads them after writing)")
+        return x, T, N, C, labels, offsets, tl, il, w, g
+
+    @staticmethod
+    def _check_sequences(shape, targets, input_lengths, target_lengths, reduction, sample_weight, params):
+        """Every check that does not need the scores' values (host and device paths alike):
+        (T, N, C, labels, offsets, target_lengths, input_lengths, weights or None), all on the host."""
         if reduction not in REDUCTIONS:
             raise ValueError(f"ctc: reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
-        if is_device_array(logits):
-            raise ValueError("ctc: device arrays are not supported yet; pass host (NumPy) arrays")
-        x = _as_pred(logits, "ctc")
-        if x.ndim != 3:
+        if len(shape) != 3:
             layout = "(N, T, C)" if params["batch_first"] else "(T, N, C)"
-            raise ValueError(f"ctc: logits must be 3-D {layout}, got shape {x.shape}"
-                             + (" (add the batch axis with x[:, None] for one sequence)" if x.ndim == 2 else ""))
+            raise ValueError(f"ctc: logits must be 3-D {layout}, got shape {tuple(shape)}"
+                             + (" (add the batch axis with x[:, None] for one sequence)" if len(shape) == 2 else ""))
         if params["batch_first"]:
-            N, T, C = x.shape
+            N, T, C = shape
         else:
-            T, N, C = x.shape
+            T, N, C = shape
         if C < 1:
-            raise ValueError(f"ctc: logits need a class axis of length >= 1 (the blank), got shape {x.shape}")
+            raise ValueError(f"ctc: logits need a class axis of length >= 1 (the blank), got shape {tuple(shape)}")
         blank = params["blank"]
         if not 0 <= blank < C:
             raise ValueError(f"ctc: blank must be a class index in [0, {C}), got {blank}")
@@ -144,16 +158,7 @@ class SequenceLoss(Loss):
                 raise ValueError(f"ctc: sample_weight must have one entry per sequence (N = {N}), got shape {w.shape}")
             if w.size and not (np.all(np.isfinite(w)) and w.min() >= 0):
                 raise ValueError("ctc: sample_weight must be finite and >= 0")
-
-        g = None
-        if want_grad:
-            if grad_out is None:
-                g = np.empty(x.shape, x.dtype)
-            else:
-                g = _check_out(grad_out, x, "grad_out", "ctc")
-                if np.may_share_memory(g, x):
-                    raise ValueError("ctc: grad_out must not overlap logits (the kernel reads them after writing)")
-        return x, T, N, C, labels, offsets, tl, il, w, g
+        return T, N, C, labels, offsets, tl, il, w
 
     @staticmethod
     def _coefficients(reduction, w, tl, N):
@@ -168,6 +173,11 @@ class SequenceLoss(Loss):
     def _run_ctc(self, logits, targets, input_lengths, target_lengths, reduction, sample_weight, backend, kwargs,
                  want_value, want_grad, grad_out=None):
         params = self._params(kwargs)[0] if kwargs else self._default_params[0]
+        if is_device_array(logits):
+            from ._ctc_device import run  # only device users pay for importing the CUDA path
+
+            return run(self, logits, targets, input_lengths, target_lengths, reduction, sample_weight, backend,
+                       params, want_value, want_grad, grad_out)
         x, T, N, C, labels, offsets, tl, il, w, g = self._prepare(
             logits, targets, input_lengths, target_lengths, reduction, sample_weight, params, grad_out, want_grad)
         module = resolve_host_backend(backend, self.spec, x.dtype)
