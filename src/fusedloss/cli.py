@@ -339,6 +339,10 @@ def _bench_torch_module(args):
 def cmd_bench(args):
     if getattr(args, "torch_module", False):
         return _bench_torch_module(args)
+    if "ctc" in _split(args.loss):  # its own signature and cases: _bench_ctc
+        from ._bench_ctc import cmd_bench_ctc
+
+        return cmd_bench_ctc(args, UsageError, _split)
     if args.max_slowdown <= 1.0:
         raise UsageError("--max-slowdown must be > 1")
     if args.plot:
