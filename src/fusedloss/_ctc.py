@@ -180,13 +180,9 @@ class SequenceLoss(Loss):
                        params, want_value, want_grad, grad_out)
         x, T, N, C, labels, offsets, tl, il, w, g = self._prepare(
             logits, targets, input_lengths, target_lengths, reduction, sample_weight, params, grad_out, want_grad)
-        module = resolve_host_backend(backend, self.spec, x.dtype)
         coef = self._coefficients(reduction, w, tl, N)
-        losses = np.empty(N)
-        self.last_scratch_bytes = module.ctc(
-            x, T, N, C, params["batch_first"], params["inputs"] == "log_probs", labels, offsets, tl, il,
-            params["blank"], params["zero_infinity"], coef if want_grad else None, losses, g,
-            _config.get_num_threads())
+        losses = self._host_kernel(backend, params, x, T, N, C, labels, offsets, tl, il, coef if want_grad else None,
+                                   g)
         if not want_value:
             return g
         if reduction == "none":
@@ -196,6 +192,15 @@ class SequenceLoss(Loss):
             with np.errstate(invalid="ignore"):
                 value = math.fsum(coef * losses) if N else (math.nan if reduction == "mean" else 0.0)
         return (value, g) if want_grad else value
+
+    def _host_kernel(self, backend, params, x, T, N, C, labels, offsets, tl, il, gscale, g):
+        """Run the host backend's kernel: the float64 loss of each sequence (and ``g`` when given)."""
+        module = resolve_host_backend(backend, self.spec, x.dtype)
+        losses = np.empty(N)
+        self.last_scratch_bytes = module.ctc(
+            x, T, N, C, params["batch_first"], params["inputs"] == "log_probs", labels, offsets, tl, il,
+            params["blank"], params["zero_infinity"], gscale, losses, g, _config.get_num_threads())
+        return losses
 
     # --- the public entry points -------------------------------------------------------------------------
 
@@ -219,8 +224,41 @@ class SequenceLoss(Loss):
     def grad_hess(self, *args, **kwargs):
         raise TypeError("ctc has no Hessian: use ctc.value_and_grad(...) or ctc.grad(...)")
 
-    def partial(self, *args, **kwargs):
-        raise NotImplementedError(
-            "ctc: mergeable partial results (LossState) are not implemented for sequence losses; compute "
-            "per-sequence losses with reduction='none' and combine them (for 'mean': sum of loss_n / "
-            "max(target_length_n, 1), divided by the number of sequences)")
+    def partial(self, logits, targets, input_lengths, target_lengths, *, reduction="mean", sample_weight=None,
+                backend=None, **params):
+        """A mergeable partial result over these sequences: a ``LossState`` (see ``fusedloss.merge``).
+
+        CTC's "mean" divides each loss by its target length before averaging over the batch, so the state
+        depends on the reduction it is for, given here (``"mean"`` or ``"sum"``), and is read back with the
+        same one (``state.value(reduction)``):
+
+        - ``"mean"``: ``sum`` = fsum of ``w_n loss_n / max(S_n, 1)``, ``denominator`` = the number of sequences
+          (or the sum of the sample weights); the merged ``value("mean")`` is ``fl.ctc(...)`` on the whole
+          batch up to float64 rounding. Its ``value("sum")`` is the sum of the length-normalised losses, not
+          CTC's "sum".
+        - ``"sum"``: ``sum`` = fsum of ``w_n loss_n``, ``denominator`` NaN (its ``value("mean")`` is NaN: a
+          "sum" state cannot give CTC's mean).
+
+        ``count`` is the number of sequences. Host arrays only.
+        """
+        from ._state import LossState, _exact_sum
+
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"ctc: partial takes reduction 'mean' or 'sum', got {reduction!r} ('none' has no "
+                             "partial form: call ctc(..., reduction='none')")
+        if is_device_array(logits):
+            raise TypeError("ctc.partial takes host arrays; got a device array (copy it to the host, or call "
+                            "the loss with reduction='sum' for the sum alone)")
+        checked = self._params(params)[0] if params else self._default_params[0]
+        x, T, N, C, labels, offsets, tl, il, w, _ = self._prepare(
+            logits, targets, input_lengths, target_lengths, reduction, sample_weight, checked, None, False)
+        losses = self._host_kernel(backend, checked, x, T, N, C, labels, offsets, tl, il, None, None)
+        coef = np.ones(N) if w is None else w
+        if reduction == "mean":
+            coef = coef / np.maximum(tl, 1)
+            denominator = float(N) if w is None else math.fsum(w)
+        else:
+            denominator = math.nan
+        with np.errstate(invalid="ignore"):
+            terms = (coef * losses).tolist()
+        return LossState(self.name, float(_exact_sum(terms)), denominator, N)
