@@ -73,7 +73,7 @@ def run(loss, logits, targets, input_lengths, target_lengths, reduction, sample_
     loss.last_scratch_bytes = cu.ctc(
         x.reshape(n), T, N, C, params["batch_first"], params["inputs"] == "log_probs", cu.to_device(labels),
         cu.to_device(offsets), cu.to_device(tl), cu.to_device(il), params["blank"], params["zero_infinity"],
-        cu.to_device(coef) if want_grad else None, losses, g, 1)
+        cu.to_device(coef) if want_grad else None, losses, g, 1, int(tl.max()) if N else 0)
     if not want_value:
         return g_ret
     host = losses.copy_to_host() if N else np.zeros(0)

@@ -227,7 +227,7 @@ def ctc_threads(L: int, C: int) -> int:
     n = MIN_CTC_THREADS
     while n < max(L, C) and n < MAX_CTC_THREADS:
         n *= 2
-    return min(n, MAX_CTC_THREADS)
+    return min(n, MAX_CTC_THREADS, SM)
 
 
 def checkpoint_interval(T: int) -> int:
@@ -273,15 +273,17 @@ def _build():
 
 
 def ctc(x, T, N, C, batch_first, log_probs, labels, offsets, target_lengths, input_lengths, blank, zero_infinity,
-        gscale, loss_out, grad_out, nthreads):
+        gscale, loss_out, grad_out, nthreads, max_target_length=None):
     """The CTC contract of ``fusedloss._ctc`` on device arrays: ``x``, ``labels``, ``offsets``, the lengths,
-    ``gscale`` (None or float64), ``loss_out`` and ``grad_out`` (None or like ``x``) all on the device;
-    ``target_lengths`` and ``input_lengths`` may be host arrays only for their maxima (the caller passes
-    device ones). ``nthreads`` is ignored. Returns the scratch bytes."""
+    ``gscale`` (None or float64), ``loss_out`` and ``grad_out`` (None or like ``x``) all on the device.
+    ``max_target_length`` (the largest of ``target_lengths``) saves reading it back from the device when the
+    caller knows it. ``nthreads`` is ignored. Returns the scratch bytes."""
     if N == 0:
         return 0
     kernel = _KERNEL.get("ctc") or _build()
-    Lm = 2 * int(_host_max(target_lengths)) + 1
+    if max_target_length is None:
+        max_target_length = _host_max(target_lengths)
+    Lm = 2 * int(max_target_length) + 1
     K = checkpoint_interval(T)
     J = max((T + K - 1) // K, 1)
     shift = cuda.device_array((N, max(T, 1)), np.float64)
