@@ -59,6 +59,9 @@ class SequenceLoss(Loss):
       Python floats accumulated in float64.
     - A target that no alignment can emit (``T_n < S_n`` + repeated neighbours) has loss ``inf`` and a NaN
       gradient, or loss 0 and gradient 0 with ``zero_infinity=True`` (as PyTorch).
+    - ``logits`` on the GPU (a Numba device array or any ``__cuda_array_interface__`` object) run on backend
+      "cuda" and the gradient comes back as a device array (``_ctc_device``); ``partial`` gives mergeable
+      states for splitting a batch (``fusedloss.merge``, ``fusedloss.dask.ctc``).
     """
 
     def __init__(self, spec):
@@ -245,7 +248,7 @@ class SequenceLoss(Loss):
 
         if reduction not in ("mean", "sum"):
             raise ValueError(f"ctc: partial takes reduction 'mean' or 'sum', got {reduction!r} ('none' has no "
-                             "partial form: call ctc(..., reduction='none')")
+                             "partial form: call ctc(..., reduction='none'))")
         if is_device_array(logits):
             raise TypeError("ctc.partial takes host arrays; got a device array (copy it to the host, or call "
                             "the loss with reduction='sum' for the sum alone)")
