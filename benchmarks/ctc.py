@@ -4,14 +4,12 @@
     python benchmarks/ctc.py --case warp      # one case
     python benchmarks/ctc.py --accuracy       # float32 error at T = 2000, C = 5000 (against float64)
 
-What is timed, per call:
-- torch: ``log_softmax(x, 2)`` + ``ctc_loss`` ("mean") + ``backward()`` (torch.set_num_threads(threads));
-- fusedloss: ``fl.ctc.value_and_grad(x, ..., grad_out=buf)`` (the log-softmax is fused; fl.set_num_threads).
-Every contestant runs once outside the timed region, its value is checked against torch's, then the calls are
-timed round-robin (so a change of machine load hits all of them alike); the rows give the median, p20 and p80
-of the per-call times and the speed-up over torch's median. Cases: warp-ctc's published CPU case
-(T=150, N=128, C=28, S=40) and a subword vocabulary (T=400, N=32, C=5000, S=80); every sequence has its full
-length and S labels. The C++ kernel's peak scratch memory (beyond the gradient) is reported too.
+The timing is ``fusedloss._bench_ctc``'s, the same as ``fusedloss bench --loss ctc`` (which prints a table;
+this script prints JSON rows): torch's log_softmax + ctc_loss ("mean") + backward against
+``fl.ctc.value_and_grad(x, ..., grad_out=buf)`` on each backend, round-robin, each value checked against the
+float64 loss; median, p20, p80 and the speed-up over torch. Cases: warp-ctc's published CPU case
+(T=150, N=128, C=28, S=40) and a subword vocabulary (T=400, N=32, C=5000, S=80). The C++ kernel's peak
+scratch memory (beyond the gradient) is reported too.
 """
 
 from __future__ import annotations
@@ -19,71 +17,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 
 import numpy as np
 
 import fusedloss as fl
 from fusedloss import _reference_ctc
 
-CASES = {"warp": (150, 128, 28, 40), "subword": (400, 32, 5000, 80)}
-
-
-def make_case(T, N, C, S, dtype=np.float32, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(T, N, C)).astype(dtype)
-    targets = rng.integers(1, C, size=(N, S))
-    return x, targets, np.full(N, T), np.full(N, S)
-
-
-def _timed(fn, number):
-    t0 = time.perf_counter()
-    for _ in range(number):
-        fn()
-    return (time.perf_counter() - t0) / number
+from fusedloss._bench_ctc import CASES, bench_case as _bench_case, make_case  # one setup with the CLI
 
 
 def bench_case(name, threads, repeat, backends):
-    import torch
-
-    T, N, C, S = CASES[name]
-    x, targets, il, tl = make_case(T, N, C, S)
-    torch.set_num_threads(threads)
-    fl.set_num_threads(threads)
-    xt = torch.from_numpy(x).requires_grad_()
-    tt, ilt, tlt = (torch.from_numpy(a) for a in (targets, il, tl))
-
-    def run_torch():
-        xt.grad = None
-        loss = torch.nn.functional.ctc_loss(xt.log_softmax(2), tt, ilt, tlt)
-        loss.backward()
-        return float(loss)
-
-    buf = np.empty_like(x)
-    runs = {"torch": run_torch}
-    for b in backends:
-        runs[b] = (lambda b=b: fl.ctc.value_and_grad(x, targets, il, tl, grad_out=buf, backend=b)[0])
-    values = {k: f() for k, f in runs.items()}  # warm-up (and Numba's compilation) outside the timed region
-    scratch = None
-    if "cpp" in backends:
-        fl.ctc.value_and_grad(x, targets, il, tl, grad_out=buf, backend="cpp")
-        scratch = fl.ctc.last_scratch_bytes
-    samples = {k: [] for k in runs}
-    for _ in range(repeat):
-        for k, f in runs.items():
-            samples[k].append(_timed(f, 1))
-    rows = []
-    t_med = float(np.median(samples["torch"]))
-    for k, s in samples.items():
-        med = float(np.median(s))
-        rows.append({
-            "case": name, "T": T, "N": N, "C": C, "S": S, "dtype": "float32", "contestant": k, "threads": threads,
-            "median_ms": round(med * 1e3, 3), "p20_ms": round(float(np.percentile(s, 20)) * 1e3, 3),
-            "p80_ms": round(float(np.percentile(s, 80)) * 1e3, 3), "speedup_vs_torch": round(t_med / med, 2),
-            "value_rel_err_vs_torch": abs(values[k] - values["torch"]) / abs(values["torch"]),
-            **({"cpp_scratch_bytes": scratch, "logits_bytes": x.nbytes} if k == "cpp" else {}),
-        })
-    return rows
+    """Rows of one named case (``fusedloss bench --loss ctc`` runs the same code)."""
+    return _bench_case(name, CASES[name], threads, repeat, backends)
 
 
 def accuracy(T=2000, C=5000, S=400, N=2, seed=1):

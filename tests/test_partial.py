@@ -126,11 +126,6 @@ def test_multiclass_count_is_rows():
     assert fl.kl_div.partial(x, t).count == 20
 
 
-def test_sequence_losses_say_partial_results_are_not_there():
-    with pytest.raises(NotImplementedError, match="ctc: mergeable partial results"):
-        fl.ctc.partial(np.zeros((3, 1, 4)), np.array([[1]]), np.array([3]), np.array([1]))
-
-
 @pytest.mark.parametrize("name", [n for n, spec in REGISTRY.items() if spec.kind in ("elementwise", "multiclass")])
 def test_empty_piece(name):
     """An empty piece is a neutral element: sum 0, divisor 0, count 0; alone its mean is nan, like the call."""

@@ -59,6 +59,9 @@ class SequenceLoss(Loss):
       Python floats accumulated in float64.
     - A target that no alignment can emit (``T_n < S_n`` + repeated neighbours) has loss ``inf`` and a NaN
       gradient, or loss 0 and gradient 0 with ``zero_infinity=True`` (as PyTorch).
+    - ``logits`` on the GPU (a Numba device array or any ``__cuda_array_interface__`` object) run on backend
+      "cuda" and the gradient comes back as a device array (``_ctc_device``); ``partial`` gives mergeable
+      states for splitting a batch (``fusedloss.merge``, ``fusedloss.dask.ctc``).
     """
 
     def __init__(self, spec):
@@ -73,21 +76,35 @@ class SequenceLoss(Loss):
 
     def _prepare(self, logits, targets, input_lengths, target_lengths, reduction, sample_weight, params,
                  grad_out, want_grad):
+        x = _as_pred(logits, "ctc")
+        T, N, C, labels, offsets, tl, il, w = self._check_sequences(
+            x.shape, targets, input_lengths, target_lengths, reduction, sample_weight, params)
+        g = None
+        if want_grad:
+            if grad_out is None:
+                g = np.empty(x.shape, x.dtype)
+            else:
+                g = _check_out(grad_out, x, "grad_out", "ctc")
+                if np.may_share_memory(g, x):
+                    raise ValueError("ctc: grad_out must not overlap logits (the kernel reads them after writing)")
+        return x, T, N, C, labels, offsets, tl, il, w, g
+
+    @staticmethod
+    def _check_sequences(shape, targets, input_lengths, target_lengths, reduction, sample_weight, params):
+        """Every check that does not need the scores' values (host and device paths alike):
+        (T, N, C, labels, offsets, target_lengths, input_lengths, weights or None), all on the host."""
         if reduction not in REDUCTIONS:
             raise ValueError(f"ctc: reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
-        if is_device_array(logits):
-            raise ValueError("ctc: device arrays are not supported yet; pass host (NumPy) arrays")
-        x = _as_pred(logits, "ctc")
-        if x.ndim != 3:
+        if len(shape) != 3:
             layout = "(N, T, C)" if params["batch_first"] else "(T, N, C)"
-            raise ValueError(f"ctc: logits must be 3-D {layout}, got shape {x.shape}"
-                             + (" (add the batch axis with x[:, None] for one sequence)" if x.ndim == 2 else ""))
+            raise ValueError(f"ctc: logits must be 3-D {layout}, got shape {tuple(shape)}"
+                             + (" (add the batch axis with x[:, None] for one sequence)" if len(shape) == 2 else ""))
         if params["batch_first"]:
-            N, T, C = x.shape
+            N, T, C = shape
         else:
-            T, N, C = x.shape
+            T, N, C = shape
         if C < 1:
-            raise ValueError(f"ctc: logits need a class axis of length >= 1 (the blank), got shape {x.shape}")
+            raise ValueError(f"ctc: logits need a class axis of length >= 1 (the blank), got shape {tuple(shape)}")
         blank = params["blank"]
         if not 0 <= blank < C:
             raise ValueError(f"ctc: blank must be a class index in [0, {C}), got {blank}")
@@ -144,16 +161,7 @@ class SequenceLoss(Loss):
                 raise ValueError(f"ctc: sample_weight must have one entry per sequence (N = {N}), got shape {w.shape}")
             if w.size and not (np.all(np.isfinite(w)) and w.min() >= 0):
                 raise ValueError("ctc: sample_weight must be finite and >= 0")
-
-        g = None
-        if want_grad:
-            if grad_out is None:
-                g = np.empty(x.shape, x.dtype)
-            else:
-                g = _check_out(grad_out, x, "grad_out", "ctc")
-                if np.may_share_memory(g, x):
-                    raise ValueError("ctc: grad_out must not overlap logits (the kernel reads them after writing)")
-        return x, T, N, C, labels, offsets, tl, il, w, g
+        return T, N, C, labels, offsets, tl, il, w
 
     @staticmethod
     def _coefficients(reduction, w, tl, N):
@@ -168,15 +176,16 @@ class SequenceLoss(Loss):
     def _run_ctc(self, logits, targets, input_lengths, target_lengths, reduction, sample_weight, backend, kwargs,
                  want_value, want_grad, grad_out=None):
         params = self._params(kwargs)[0] if kwargs else self._default_params[0]
+        if is_device_array(logits):
+            from ._ctc_device import run  # only device users pay for importing the CUDA path
+
+            return run(self, logits, targets, input_lengths, target_lengths, reduction, sample_weight, backend,
+                       params, want_value, want_grad, grad_out)
         x, T, N, C, labels, offsets, tl, il, w, g = self._prepare(
             logits, targets, input_lengths, target_lengths, reduction, sample_weight, params, grad_out, want_grad)
-        module = resolve_host_backend(backend, self.spec, x.dtype)
         coef = self._coefficients(reduction, w, tl, N)
-        losses = np.empty(N)
-        self.last_scratch_bytes = module.ctc(
-            x, T, N, C, params["batch_first"], params["inputs"] == "log_probs", labels, offsets, tl, il,
-            params["blank"], params["zero_infinity"], coef if want_grad else None, losses, g,
-            _config.get_num_threads())
+        losses = self._host_kernel(backend, params, x, T, N, C, labels, offsets, tl, il, coef if want_grad else None,
+                                   g)
         if not want_value:
             return g
         if reduction == "none":
@@ -186,6 +195,15 @@ class SequenceLoss(Loss):
             with np.errstate(invalid="ignore"):
                 value = math.fsum(coef * losses) if N else (math.nan if reduction == "mean" else 0.0)
         return (value, g) if want_grad else value
+
+    def _host_kernel(self, backend, params, x, T, N, C, labels, offsets, tl, il, gscale, g):
+        """Run the host backend's kernel: the float64 loss of each sequence (and ``g`` when given)."""
+        module = resolve_host_backend(backend, self.spec, x.dtype)
+        losses = np.empty(N)
+        self.last_scratch_bytes = module.ctc(
+            x, T, N, C, params["batch_first"], params["inputs"] == "log_probs", labels, offsets, tl, il,
+            params["blank"], params["zero_infinity"], gscale, losses, g, _config.get_num_threads())
+        return losses
 
     # --- the public entry points -------------------------------------------------------------------------
 
@@ -209,8 +227,41 @@ class SequenceLoss(Loss):
     def grad_hess(self, *args, **kwargs):
         raise TypeError("ctc has no Hessian: use ctc.value_and_grad(...) or ctc.grad(...)")
 
-    def partial(self, *args, **kwargs):
-        raise NotImplementedError(
-            "ctc: mergeable partial results (LossState) are not implemented for sequence losses; compute "
-            "per-sequence losses with reduction='none' and combine them (for 'mean': sum of loss_n / "
-            "max(target_length_n, 1), divided by the number of sequences)")
+    def partial(self, logits, targets, input_lengths, target_lengths, *, reduction="mean", sample_weight=None,
+                backend=None, **params):
+        """A mergeable partial result over these sequences: a ``LossState`` (see ``fusedloss.merge``).
+
+        CTC's "mean" divides each loss by its target length before averaging over the batch, so the state
+        depends on the reduction it is for, given here (``"mean"`` or ``"sum"``), and is read back with the
+        same one (``state.value(reduction)``):
+
+        - ``"mean"``: ``sum`` = fsum of ``w_n loss_n / max(S_n, 1)``, ``denominator`` = the number of sequences
+          (or the sum of the sample weights); the merged ``value("mean")`` is ``fl.ctc(...)`` on the whole
+          batch up to float64 rounding. Its ``value("sum")`` is the sum of the length-normalised losses, not
+          CTC's "sum".
+        - ``"sum"``: ``sum`` = fsum of ``w_n loss_n``, ``denominator`` NaN (its ``value("mean")`` is NaN: a
+          "sum" state cannot give CTC's mean).
+
+        ``count`` is the number of sequences. Host arrays only.
+        """
+        from ._state import LossState, _exact_sum
+
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"ctc: partial takes reduction 'mean' or 'sum', got {reduction!r} ('none' has no "
+                             "partial form: call ctc(..., reduction='none'))")
+        if is_device_array(logits):
+            raise TypeError("ctc.partial takes host arrays; got a device array (copy it to the host, or call "
+                            "the loss with reduction='sum' for the sum alone)")
+        checked = self._params(params)[0] if params else self._default_params[0]
+        x, T, N, C, labels, offsets, tl, il, w, _ = self._prepare(
+            logits, targets, input_lengths, target_lengths, reduction, sample_weight, checked, None, False)
+        losses = self._host_kernel(backend, checked, x, T, N, C, labels, offsets, tl, il, None, None)
+        coef = np.ones(N) if w is None else w
+        if reduction == "mean":
+            coef = coef / np.maximum(tl, 1)
+            denominator = float(N) if w is None else math.fsum(w)
+        else:
+            denominator = math.nan
+        with np.errstate(invalid="ignore"):
+            terms = (coef * losses).tolist()
+        return LossState(self.name, float(_exact_sum(terms)), denominator, N)

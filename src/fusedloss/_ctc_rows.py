@@ -1,4 +1,5 @@
-"""CTC for one sequence, as plain Python that Numba compiles (``backends/numba_cpu.py``).
+"""CTC for one sequence, as plain Python that Numba compiles (``backends/numba_cpu.py``), and the per-state
+pieces that the Numba-CUDA block kernel (``backends/numba_cuda.py``) also compiles, so both run one definition.
 
 The same algorithm as the C++ kernel (``cpp/include/fusedloss/ctc.hpp``) and the same mathematics as the
 reference (``_reference_ctc.py``), whose docstring holds the notation. Per sequence: pass A computes each
@@ -6,6 +7,12 @@ frame's softmax shift (log-sum-exp; 0 for log-probability inputs), stores exp(x 
 and runs the forward recursion, keeping all of alpha (T_n x (2 S_n + 1) doubles, allocated per sequence);
 pass B runs the backward recursion and writes the gradient rows, ``gn * (p - gamma)``. Arithmetic in
 float64 whatever the input dtype. Only ``math`` and arithmetic, plus ``np.empty`` for the scratch.
+
+The pieces, each about one extended state ``s`` (``0 <= s < L = 2 S + 1``; even states are the blank, odd
+state ``s`` is label ``s // 2``): ``ext_label``, ``can_skip`` (the s - 2 -> s transition),
+``repeat_count``, ``degenerate`` (no frames, or fewer frames than the labels need), ``alpha_cell``,
+``beta_cell``, ``final_nll``, ``nonfinite`` (what an infinite or NaN loss becomes) and ``occupancy``
+(alpha * beta / p(target) of one state, with beta including the frame's emission).
 """
 
 import math
@@ -29,6 +36,78 @@ def lse3(a, b, c):
     return m + math.log1p(math.exp(mid - m) + math.exp(lo - m))
 
 
+def ext_label(lab, s, blank):
+    """The class of extended state ``s``: the blank on even states, label ``s // 2`` on odd ones."""
+    return lab[s // 2] if s % 2 == 1 else blank
+
+
+def can_skip(lab, s):
+    """Whether state ``s`` may be entered from ``s - 2``: an odd state whose label differs from the previous
+    label (a blank between two equal labels cannot be skipped)."""
+    return s % 2 == 1 and s >= 3 and lab[s // 2] != lab[s // 2 - 1]
+
+
+def repeat_count(lab):
+    """The number of neighbouring equal labels (each needs a blank frame between them)."""
+    repeats = 0
+    for j in range(1, lab.shape[0]):
+        if lab[j] == lab[j - 1]:
+            repeats += 1
+    return repeats
+
+
+def degenerate(Tn, S, repeats, zero_infinity):
+    """(is degenerate, its loss, its gradient fill) for a sequence with no frames or too few for its labels:
+    loss 0 (gradient 0) for no frames and no labels, else inf (NaN gradient), or 0 (gradient 0) with
+    ``zero_infinity``."""
+    if Tn == 0 or Tn < S + repeats:
+        if Tn == 0 and S == 0:
+            return True, 0.0, 0.0
+        if zero_infinity:
+            return True, 0.0, 0.0
+        return True, math.inf, math.nan
+    return False, 0.0, 0.0
+
+
+def alpha_cell(t, s, a, b, c, e):
+    """alpha[t, s] from alpha[t - 1] at s, s - 1 and s - 2 (``a``, ``b``, ``c``; -inf where no such
+    transition) and the emission ``e`` (log-probability of state s's class at frame t); frame 0 starts in
+    states 0 and 1."""
+    if t == 0:
+        a = 0.0 if s == 0 else NEG_INF
+        b = 0.0 if s == 1 else NEG_INF
+        c = NEG_INF
+    return lse3(a, b, c) + e
+
+
+def beta_cell(last, s, L, a, b, c, e):
+    """beta[t, s] (the frame's emission included) from beta[t + 1] at s, s + 1 and s + 2 (``a``, ``b``,
+    ``c``; -inf where no such transition); on the ``last`` frame only the two final states end a path."""
+    if last:
+        return e if s >= L - 2 else NEG_INF
+    return lse3(a, b, c) + e
+
+
+def final_nll(a_last, a_second, L):
+    """-log p(target) from alpha on the last frame at states L - 1 and L - 2."""
+    if L > 1:
+        return -lse3(a_last, a_second, NEG_INF)
+    return -a_last
+
+
+def nonfinite(nll, zero_infinity):
+    """(loss, gradient fill) for a loss that is not finite: inf -> inf and NaN (0 and 0 with
+    ``zero_infinity``), NaN -> NaN and NaN."""
+    if nll == math.inf and zero_infinity:
+        return 0.0, 0.0
+    return nll, math.nan
+
+
+def occupancy(alpha, beta, e, nll):
+    """The posterior probability of being in a state at a frame: exp(alpha + beta - e - log p)."""
+    return math.exp(alpha + beta - e + nll)
+
+
 def ctc_sequence(x, base, tstride, T, C, Tn, lab, blank, log_probs, zero_infinity, gn, want_grad, g):
     """One sequence of the flat scores ``x``: frame ``t``'s C scores start at ``base + t * tstride``; labels
     ``lab``. Returns its loss; writes its rows of ``g`` (same layout as ``x``) when ``want_grad``, zeros on
@@ -40,28 +119,20 @@ def ctc_sequence(x, base, tstride, T, C, Tn, lab, blank, log_probs, zero_infinit
             row = base + t * tstride
             for k in range(C):
                 g[row + k] = 0.0
-    repeats = 0
-    for j in range(1, S):
-        if lab[j] == lab[j - 1]:
-            repeats += 1
-    if Tn == 0 or Tn < S + repeats:
-        infinite = not (Tn == 0 and S == 0)
-        fill = 0.0 if zero_infinity else math.nan
+    bad, loss, fill = degenerate(Tn, S, repeat_count(lab), zero_infinity)
+    if bad:
         if want_grad:
             for t in range(Tn):
                 row = base + t * tstride
                 for k in range(C):
                     g[row + k] = fill
-        if infinite and not zero_infinity:
-            return math.inf
-        return 0.0
+        return loss
 
     ext = np.empty(L, np.int64)
     jump = np.zeros(L, np.bool_)
     for s in range(L):
-        ext[s] = lab[s // 2] if s % 2 == 1 else blank
-        if s % 2 == 1 and s >= 3 and lab[s // 2] != lab[s // 2 - 1]:
-            jump[s] = True
+        ext[s] = ext_label(lab, s, blank)
+        jump[s] = can_skip(lab, s)
     shift = np.empty(Tn)
     inv = np.empty(Tn)
     alpha = np.empty((Tn, L))
@@ -92,28 +163,25 @@ def ctc_sequence(x, base, tstride, T, C, Tn, lab, blank, log_probs, zero_infinit
             inv[t] = 1.0 / total if total > 0.0 else 0.0
         for s in range(L):
             e = np.float64(x[row + ext[s]]) - shift[t]
-            if t == 0:
-                a = 0.0 if s == 0 else NEG_INF
-                b = 0.0 if s == 1 else NEG_INF
-                c = NEG_INF
-            else:
+            a = NEG_INF
+            b = NEG_INF
+            c = NEG_INF
+            if t > 0:
                 a = alpha[t - 1, s]
-                b = alpha[t - 1, s - 1] if s >= 1 else NEG_INF
-                c = alpha[t - 1, s - 2] if jump[s] else NEG_INF
-            alpha[t, s] = lse3(a, b, c) + e
-    if L > 1:
-        nll = -lse3(alpha[Tn - 1, L - 1], alpha[Tn - 1, L - 2], NEG_INF)
-    else:
-        nll = -alpha[Tn - 1, 0]
+                if s >= 1:
+                    b = alpha[t - 1, s - 1]
+                if jump[s]:
+                    c = alpha[t - 1, s - 2]
+            alpha[t, s] = alpha_cell(t, s, a, b, c, e)
+    nll = final_nll(alpha[Tn - 1, L - 1], alpha[Tn - 1, L - 2] if L > 1 else NEG_INF, L)
     if not nll < math.inf:  # inf (no path with nonzero probability) or nan
-        inf = nll == math.inf
+        loss, fill = nonfinite(nll, zero_infinity)
         if want_grad:
-            fill = 0.0 if (inf and zero_infinity) else math.nan
             for t in range(Tn):
                 row = base + t * tstride
                 for k in range(C):
                     g[row + k] = fill
-        return 0.0 if (inf and zero_infinity) else nll
+        return loss
     if not want_grad:
         return nll
 
@@ -126,13 +194,10 @@ def ctc_sequence(x, base, tstride, T, C, Tn, lab, blank, log_probs, zero_infinit
         row = base + t * tstride
         for s in range(L):
             e[s] = np.float64(x[row + ext[s]]) - shift[t]
-            if t == Tn - 1:
-                bcur[s] = e[s] if s >= L - 2 else NEG_INF
-            else:
-                c = bnext[s + 2] if (s + 2 < L and jump[s + 2]) else NEG_INF
-                bcur[s] = lse3(bnext[s], bnext[s + 1], c) + e[s]
+            c = bnext[s + 2] if (s + 2 < L and jump[s + 2]) else NEG_INF
+            bcur[s] = beta_cell(t == Tn - 1, s, L, bnext[s], bnext[s + 1], c, e[s])
         for s in range(L):
-            acc[ext[s]] += math.exp(alpha[t, s] + bcur[s] - e[s] + nll)
+            acc[ext[s]] += occupancy(alpha[t, s], bcur[s], e[s], nll)
         f = gn * inv[t]
         for k in range(C):
             g[row + k] = np.float64(g[row + k]) * f
@@ -142,3 +207,8 @@ def ctc_sequence(x, base, tstride, T, C, Tn, lab, blank, log_probs, zero_infinit
             acc[k] = 0.0
         bnext, bcur = bcur, bnext
     return nll
+
+
+# Every function above, in the order they are defined (each backend compiles these by name).
+FUNCTIONS = ("lse3", "ext_label", "can_skip", "repeat_count", "degenerate", "alpha_cell", "beta_cell", "final_nll",
+             "nonfinite", "occupancy", "ctc_sequence")

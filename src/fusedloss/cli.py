@@ -278,6 +278,10 @@ def _bench_torch_module(args):
 def cmd_bench(args):
     if getattr(args, "torch_module", False):
         return _bench_torch_module(args)
+    if "ctc" in _split(args.loss):  # its own signature and cases: _bench_ctc
+        from ._bench_ctc import cmd_bench_ctc
+
+        return cmd_bench_ctc(args, UsageError, _split)
     plan = plan_bench(args)  # every option checked: nothing below fails on the command line
     cases, threads, backends, peers = plan.cases, plan.threads, plan.backends, plan.peers
     repeat, warmup, budget, baseline = plan.repeat, plan.warmup, plan.budget_s, plan.baseline

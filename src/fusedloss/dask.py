@@ -336,9 +336,12 @@ class DaskLoss:
         return _graph(self.loss, "grad_hess", pred, target, reduction, sample_weight, backend, params, hessian)
 
 
-# every elementwise and multiclass loss (sequence losses such as ctc have their own signature: not yet here)
+# every elementwise and multiclass loss; sequence losses (ctc: own signature) split along the batch axis
 KINDS = ("elementwise", "multiclass")
 LOSSES_DASK = {name: DaskLoss(loss) for name, loss in LOSSES.items() if loss.spec.kind in KINDS}
+from ._dask_ctc import DaskSequenceLoss  # noqa: E402
+
+LOSSES_DASK.update({name: DaskSequenceLoss(loss) for name, loss in LOSSES.items() if loss.spec.kind == "sequence"})
 globals().update(LOSSES_DASK)
 
 

@@ -252,7 +252,7 @@ def _build_ctc() -> tuple:
 
     digest = _jit.source_hash(__file__, _ctc_rows.__file__)
     rows = dict(vars(_ctc_rows))
-    for name in ("lse3", "ctc_sequence"):
+    for name in _ctc_rows.FUNCTIONS:
         rows[name] = njit(cache=True, nogil=True)(
             _jit.specialise(getattr(_ctc_rows, name), rows, f"ctc__{name}__{digest}"))
     namespace = dict(globals())

@@ -593,3 +593,10 @@ def unit_hessian(h, C: int, labels, ignore: int, rw, scale: float) -> None:
         h, int(C), h if labels is None else labels, labels is not None, int(ignore),
         h if rw is None else rw, rw is not None, float(scale),
     )
+
+
+# --- CTC (its own contract, see fusedloss._ctc; the kernel and its design: numba_cuda_ctc) ----------------
+
+from .numba_cuda_ctc import ctc  # noqa: E402,F401
+
+_SUPPORTED["ctc"] = "sequence"

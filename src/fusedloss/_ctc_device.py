@@ -1,0 +1,85 @@
+"""The device-array path of ``fusedloss.ctc``: scores (logits or log-probabilities) on the GPU.
+
+Taken when ``logits`` is a device array (a Numba device array, or any object with
+``__cuda_array_interface__``: CuPy, torch CUDA tensors, viewed without a copy); only backend "cuda" runs it
+(a host backend named by the call or the configuration is an error, as for the other losses). The scores
+must be C-contiguous float32/float64 of the host path's shapes. Targets, lengths and sample weights may be
+host or device arrays; they are small (O(N S)), so device ones are copied to the host and every check of
+the host path runs on them there (``SequenceLoss._check_sequences``: the same rules and messages), before
+the kernel runs. The checked labels, offsets and lengths go to the device once per call.
+
+Results: the gradient is a device array (a new one, or the caller's ``grad_out``, a C-contiguous device
+array of the scores' shape and dtype that does not overlap them); a reduced value is a Python float, the
+per-sequence losses are added on the host with ``math.fsum`` exactly as on the host path; with
+``reduction="none"`` the losses come back as a device array in the scores' dtype.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ._device import _cuda_backend, _operand, _overlap
+from ._dispatch import _FLOAT_DTYPES, is_device_array
+from .backends import BackendUnavailable
+
+
+def _host(cu, v):
+    """A small argument on the host: device arrays are copied, anything else is returned as given."""
+    if v is None or not is_device_array(v):
+        return v
+    return _operand(cu, v, "an integer or weight argument", "ctc").copy_to_host()
+
+
+def run(loss, logits, targets, input_lengths, target_lengths, reduction, sample_weight, backend, params,
+        want_value, want_grad, grad_out):
+    """``SequenceLoss._run_ctc`` for device scores (arguments as there; params already checked)."""
+    cu = _cuda_backend(backend, "ctc")
+    x = _operand(cu, logits, "logits", "ctc")
+    dtype = np.dtype(x.dtype)
+    if dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"ctc: logits must be float32 or float64, got dtype {dtype}")
+    if not cu.supports(loss.spec, dtype):
+        raise BackendUnavailable(f"backend 'cuda' does not support ctc for dtype {dtype}")
+    shape = tuple(x.shape)
+    T, N, C, labels, offsets, tl, il, w = loss._check_sequences(
+        shape, _host(cu, targets), _host(cu, input_lengths), _host(cu, target_lengths), reduction,
+        _host(cu, sample_weight), params)
+    n = math.prod(shape)
+    g_ret = g = None
+    if want_grad:
+        if grad_out is None:
+            g_ret = cu.empty(shape, dtype)
+            g = g_ret.reshape(n)
+        else:
+            if not is_device_array(grad_out):
+                raise TypeError(f"ctc: grad_out must be a device array like logits, got {type(grad_out).__name__}")
+            arr = _operand(cu, grad_out, "grad_out", "ctc")
+            if tuple(arr.shape) != shape:
+                raise ValueError(f"ctc: grad_out must have logits' shape {shape}, got {tuple(arr.shape)}")
+            if arr.dtype != dtype:
+                raise TypeError(f"ctc: grad_out must have logits' dtype {dtype}, got {arr.dtype}")
+            if cu.read_only(arr):
+                raise ValueError("ctc: grad_out is read-only")
+            g = arr.reshape(n)
+            if n and _overlap(cu, g, x.reshape(n)):
+                raise ValueError("ctc: grad_out must not overlap logits (the kernel reads them after writing)")
+            g_ret = grad_out
+    coef = loss._coefficients(reduction, w, tl, N)
+    losses = cu.empty(N, np.float64)
+    if labels.size == 0:  # a zero-size device array still needs an element to be passed around
+        labels = np.zeros(1, np.int64)
+    loss.last_scratch_bytes = cu.ctc(
+        x.reshape(n), T, N, C, params["batch_first"], params["inputs"] == "log_probs", cu.to_device(labels),
+        cu.to_device(offsets), cu.to_device(tl), cu.to_device(il), params["blank"], params["zero_infinity"],
+        cu.to_device(coef) if want_grad else None, losses, g, 1, int(tl.max()) if N else 0)
+    if not want_value:
+        return g_ret
+    host = losses.copy_to_host() if N else np.zeros(0)
+    with np.errstate(invalid="ignore"):
+        if reduction == "none":
+            value = cu.to_device((host if w is None else host * w).astype(dtype))
+        else:
+            value = math.fsum(coef * host) if N else (math.nan if reduction == "mean" else 0.0)
+    return (value, g_ret) if want_grad else value
