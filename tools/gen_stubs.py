@@ -79,6 +79,8 @@ def _method(loss, spec, name: str, types_by_convert) -> list[str]:
         return [f"    def {name}(self, *args: Any, **kwargs: Any) -> NoReturn: ..."]
     positional, keywords = [], []
     for p in list(sig.parameters.values())[1:]:
+        if p.kind == inspect.Parameter.VAR_POSITIONAL:
+            continue  # it only catches a parameter passed by position, to say it is keyword-only: a type error here
         if p.kind == inspect.Parameter.VAR_KEYWORD:
             keywords += [f"{q.name}: {param_type(q, types_by_convert)} = {_default(q.default)}" for q in spec.params]
             continue
