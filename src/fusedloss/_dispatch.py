@@ -114,6 +114,22 @@ def _above(arr: np.ndarray, bound: float) -> bool:
     return bool(m > bound) or (m != m and bool((arr > bound).any()))
 
 
+_ARRAY_SUM: list = []  # [the compiled compensated sum or None], looked up on first use
+
+
+def _weight_sum(w: np.ndarray) -> float:
+    """The float64 sum of weights, for what "mean" divides by. With the compiled extension it is compensated
+    (within a few ulp of the exact sum, as the kernels' own sums), so that "mean" over a whole array and a merge
+    of the partial results of its pieces agree to 1e-15; otherwise NumPy's pairwise sum."""
+    if not _ARRAY_SUM:
+        module = BACKENDS["cpp"].load()
+        _ARRAY_SUM.append(getattr(module, "array_sum", None))
+    fn = _ARRAY_SUM[0]
+    if fn is not None and type(w) is np.ndarray and (w.dtype is _F64 or w.dtype is _F32) and w.flags.c_contiguous:
+        return fn(w, _config.get_num_threads())
+    return float(np.add.reduce(w, dtype=np.float64, axis=None))
+
+
 def _check_domain(arr: np.ndarray, domain: str, what: str, loss: str) -> None:
     """Raise ValueError if a value of ``arr`` lies outside ``domain`` (nan passes: it propagates)."""
     if domain == "real" or arr.size == 0:
@@ -282,12 +298,14 @@ def _mean_denominator(spec: LossSpec, labels, ignore: int, rw, cw, R: int, all_k
     if all_kept and rw is None and (cw is None or spec.mean_over != "class_weight"):
         return float(R)  # every row counts 1: what the sums below give, without their passes over the labels
     if labels is None or spec.mean_over == "rows":
-        return float(R) if rw is None else float(np.add.reduce(rw, dtype=np.float64))
+        return float(R) if rw is None else _weight_sum(rw)
     keep = labels != ignore
+    if rw is None and not (spec.mean_over == "class_weight" and cw is not None):
+        return float(np.count_nonzero(keep))
     per_row = np.ones(R) if rw is None else rw.astype(np.float64)
     if spec.mean_over == "class_weight" and cw is not None:
         per_row = per_row * cw.astype(np.float64)[np.where(keep, labels, 0)]
-    return float(np.sum(per_row, where=keep))
+    return _weight_sum(np.where(keep, per_row, 0.0))
 
 
 def _unit_hessian_rows(h: np.ndarray, labels, ignore: int, rw, scale: float) -> None:
@@ -479,7 +497,7 @@ class Loss:
             module = self._backend(requested, dtype)
 
         if reduction == "mean":
-            denom = float(p.size) if w is None else float(np.add.reduce(w, dtype=np.float64))
+            denom = float(p.size) if w is None else _weight_sum(w)
             scale = 1.0 / denom if denom != 0 else math.nan
         else:
             denom = 1.0

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._dispatch import (_as_pred, _class_vector, _mean_denominator, _prepare_row_weight, _prepare_targets,
-                        _prepare_weight, is_device_array)
+                        _prepare_weight, _weight_sum, is_device_array)
 
 __all__ = ["LossState", "merge", "partial", "divisor"]
 
@@ -101,7 +101,7 @@ def divisor(loss, shape: tuple, dtype, target, sample_weight, params: dict) -> t
         if sample_weight is None:
             return float(stand_in.size), stand_in.size
         w = _prepare_weight(sample_weight, stand_in, loss.name)
-        return float(np.add.reduce(w, dtype=np.float64)), stand_in.size
+        return _weight_sum(w), stand_in.size
     C = shape[-1]
     lead = shape[:-1]
     R = stand_in.size // C if C else 0

@@ -3,8 +3,8 @@
 // One fused pass reads p, y (and w) once and writes value/grad/hess once; outputs that were not asked for
 // are not computed (the loss's `point` elides them at compile time). The loop over a block carries
 // `#pragma omp simd`: every iteration is independent (outputs are distinct arrays, or exactly an input,
-// which is read before it is written), and the block's float64 sum uses an OpenMP simd reduction, whose
-// order is fixed for a given binary. Blocks, threads and the fixed-order combination live in reduce.hpp.
+// which is read before it is written), and the block's float64 sum is kept in kLanes compensated lanes
+// (below), whose order is fixed by the source. Blocks, threads and the fixed-order combination live in reduce.hpp.
 //
 // A per-column parameter (`cols`: element i uses a = cols[i % C]) runs the same loop body over runs of
 // consecutive columns: the block's first column is found once (one modulo per block), then each run goes to
@@ -72,9 +72,10 @@ FUSEDLOSS_INLINE double elementwise_point(const Loss& loss, const T* p, const T*
   return 0.0;
 }
 
-// Lanes of the float64 sum of a run. Element i goes to lane (i - begin) % kLanes, each lane adds in order,
-// the lanes are combined by a fixed tree and a remainder of fewer than kLanes elements is added in order
-// after them. That order is fixed by the source (compilers may not reassociate without -ffast-math), so a
+// Lanes of the float64 sum of a run. Element i goes to lane (i - begin) % kLanes, each lane adds in order
+// with Kahan's compensation (its running error, carried beside it: about 2 ulp of the lane's sum instead of
+// up to one ulp per term), and a remainder of fewer than kLanes elements, then the lanes and their corrections,
+// are added in order by a CompensatedSum (reduce.hpp). That order is fixed by the source (compilers may not reassociate without -ffast-math), so a
 // reduced value is the same bits for every instantiation (whatever else it writes), every ISA level and
 // every thread count; an `omp simd reduction` would follow each loop's vectorisation instead. 16 lanes fill
 // an AVX-512 register of floats and cost nothing measurable (mse: same time as the omp reduction).
@@ -101,8 +102,8 @@ FUSEDLOSS_INLINE double elementwise_run(const Loss& loss, const ElementwiseArgs<
   T* value = Stream ? tv : a.value;
   T* grad = Stream ? tg : a.grad;
   T* hess = Stream ? th : a.hess;
-  double acc[kLanes] = {};
-  double rest = 0.0;
+  double acc[kLanes] = {}, err[kLanes] = {};  // per lane: Kahan's running sum and its running correction
+  CompensatedSum rest;
   const std::size_t step = Stream ? kSub : end - begin;  // one chunk unless streamed
   for (std::size_t c0 = begin; c0 < end; c0 += step) {
     const std::size_t c1 = std::min(end, c0 + step);
@@ -112,12 +113,15 @@ FUSEDLOSS_INLINE double elementwise_run(const Loss& loss, const ElementwiseArgs<
       for (; i + kLanes <= c1; i += kLanes) {
 #pragma omp simd
         for (std::size_t j = 0; j < kLanes; ++j) {
-          acc[j] += elementwise_point<Col, W, V, R, G, H>(loss, p, y, w, value, grad, hess, scale, col, i + j - begin,
-                                                          i + j, o);
+          const double x = elementwise_point<Col, W, V, R, G, H>(loss, p, y, w, value, grad, hess, scale, col,
+                                                                 i + j - begin, i + j, o) - err[j];
+          const double t = acc[j] + x;
+          err[j] = (t - acc[j]) - x;
+          acc[j] = t;
         }
       }
       for (; i < c1; ++i) {  // only in the last chunk: every other one is a multiple of kLanes long
-        rest += elementwise_point<Col, W, V, R, G, H>(loss, p, y, w, value, grad, hess, scale, col, i - begin, i, o);
+        rest.add(elementwise_point<Col, W, V, R, G, H>(loss, p, y, w, value, grad, hess, scale, col, i - begin, i, o));
       }
     } else {
 #pragma omp simd
@@ -131,9 +135,11 @@ FUSEDLOSS_INLINE double elementwise_run(const Loss& loss, const ElementwiseArgs<
   }
   if constexpr (Stream) stream_fence();
   if constexpr (!R) return 0.0;
-  double s = 0.0;
-  for (std::size_t j = 0; j < kLanes; j += 4) s += (acc[j] + acc[j + 1]) + (acc[j + 2] + acc[j + 3]);
-  return s + rest;
+  for (std::size_t j = 0; j < kLanes; ++j) {
+    rest.add(acc[j]);
+    if (std::fabs(acc[j]) <= CompensatedSum::kMaxFinite) rest.add(-err[j]);  // nan beside an inf or nan lane
+  }
+  return rest.value();
 }
 
 // One block [begin, end) of the elementwise loop. With Col, `col` holds `width` parameters, one per column
@@ -148,15 +154,15 @@ FUSEDLOSS_NOINLINE double elementwise_block(const Loss& loss, const ElementwiseA
     (void)width;
     return elementwise_run<Stream, false, W, V, R, G, H>(loss, a, col, begin, end);
   } else {
-    double s = 0.0;
+    CompensatedSum s;
     std::size_t j = begin % width;
     for (std::size_t i = begin; i < end;) {
       const std::size_t stop = std::min(end, i + (width - j));
-      s += elementwise_run<false, true, W, V, R, G, H>(loss, a, col + j, i, stop);
+      s.add(elementwise_run<false, true, W, V, R, G, H>(loss, a, col + j, i, stop));
       i = stop;
       j = 0;
     }
-    return s;
+    return s.value();
   }
 }
 
@@ -324,7 +330,7 @@ template <bool G, bool H, class Row, class T>
 double multiclass_pass(const Row& row, const MulticlassArgs<T>& a) {
   const std::size_t C = a.C;
   auto block = [&](std::size_t r0, std::size_t r1) {
-    double s = 0.0;
+    CompensatedSum s;
     for (std::size_t r = r0; r < r1; ++r) {
       const std::size_t base = r * C;
       T* g = G ? a.grad + base : nullptr;
@@ -339,9 +345,9 @@ double multiclass_pass(const Row& row, const MulticlassArgs<T>& a) {
         v = rw * row.template row<G, H>(a.x + base, t, a.q ? a.q + base : nullptr, rw * a.scale, g, h);
       }
       if (a.value) a.value[r] = T(v);
-      s += v;
+      s.add(v);
     }
-    return s;
+    return s.value();
   };
   const std::size_t per = std::max<std::size_t>(1, kBlock / C);
   const std::size_t work = a.R * C;

@@ -40,6 +40,7 @@ _BUILD_TEXT = (
 elementwise = _core.elementwise
 multiclass = _core.multiclass
 ctc = getattr(_core, "ctc", None)  # the CTC contract of fusedloss._ctc (cpp/src/ctc_binding.cpp)
+array_sum = getattr(_core, "sum", None)  # compensated float64 sum of a contiguous float array
 
 
 def _register_threadpoolctl() -> None:
