@@ -167,6 +167,7 @@ def _row_loop(x, labels, q, w, cw, has_cw, soft, C, ignore, a, b, c, d, scale, v
 
 
 _state: dict = {}  # "ns": the compiled point functions, "hash": source hash (built on first use)
+_STATE_LOCK = threading.Lock()  # guards the one-time build of _state
 _KERNELS: dict[str, tuple] = {}  # loss -> (serial, parallel) dispatchers
 _SUPPORTED = {**{name: "elementwise" for name in _jit.point_names()},
               **{name: "multiclass" for name in _jit.row_names()}, "ctc": "sequence"}
@@ -175,9 +176,11 @@ _EMPTY = {dt: np.empty(0, dt) for dt in (*_DTYPES, np.dtype(np.int64))}  # stand
 
 def _build(loss: str) -> tuple:
     """The serial and parallel kernels of ``loss`` (Numba compiles them on their first call)."""
-    if not _state:
-        _state["ns"] = _jit.compile_namespace(njit(inline="always"))
-        _state["hash"] = _jit.source_hash(__file__)
+    if "hash" not in _state:  # first use; several threads may get here at once
+        with _STATE_LOCK:
+            if "hash" not in _state:
+                _state["ns"] = _jit.compile_namespace(njit(inline="always"))
+                _state["hash"] = _jit.source_hash(__file__)  # last: its presence means "ns" is there
     namespace = dict(globals())
     custom = _jit.custom_point(loss, _state["ns"], njit(inline="always"))
     key, options = _state["hash"], {}

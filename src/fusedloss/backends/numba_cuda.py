@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import threading
 
 import numpy as np
 
@@ -344,6 +345,7 @@ def _unit_hessian_kernel(h, C, labels, has_labels, ignore, rw, has_rw, scale):
 
 
 _state: dict = {}  # "ns": compiled point functions, "hash": source hash (built on first use)
+_STATE_LOCK = threading.Lock()  # guards the one-time build of _state
 _KERNELS: dict[tuple, object] = {}  # (loss, *flags) -> kernel
 _SUPPORTED = {**{name: "elementwise" for name in _jit.point_names()},
               **{name: "multiclass" for name in _jit.row_names()}}
@@ -359,9 +361,11 @@ BLOCK_MATH = ("capped", "lse_push", "lse_merge", "lse_finish", "ce_elem_sums", "
 
 def _build(key: tuple):
     loss, *flags = key
-    if not _state:
-        _state["ns"] = _jit.compile_namespace(cuda.jit(device=True))
-        _state["hash"] = _jit.source_hash(__file__)
+    if "hash" not in _state:  # first use; several threads may get here at once
+        with _STATE_LOCK:
+            if "hash" not in _state:
+                _state["ns"] = _jit.compile_namespace(cuda.jit(device=True))
+                _state["hash"] = _jit.source_hash(__file__)  # last: its presence means "ns" is there
     custom = _jit.custom_point(loss, _state["ns"], cuda.jit(device=True))
     kind = "elementwise" if custom is not None else ("block" if loss in BLOCK_ROWS else _SUPPORTED[loss])
     namespace = dict(globals())
