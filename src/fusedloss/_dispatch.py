@@ -125,9 +125,13 @@ def _weight_sum(w: np.ndarray) -> float:
         module = BACKENDS["cpp"].load()
         _ARRAY_SUM.append(getattr(module, "array_sum", None))
     fn = _ARRAY_SUM[0]
-    if fn is not None and type(w) is np.ndarray and (w.dtype is _F64 or w.dtype is _F32) and w.flags.c_contiguous:
-        return fn(w, _config.get_num_threads())
-    return float(np.add.reduce(w, dtype=np.float64, axis=None))
+    if fn is None:
+        return float(np.add.reduce(w, dtype=np.float64, axis=None))
+    if not (type(w) is np.ndarray and w.dtype in _FLOAT_DTYPES and w.flags.c_contiguous):
+        w = np.ascontiguousarray(w, dtype=np.float64)  # any layout or byte order sums the same numbers
+    if w.dtype is not _F64 and w.dtype is not _F32:  # an equal but distinct dtype object (e.g. after a
+        w = w.view(_F64 if w.dtype == _F64 else _F32)  # byte swap): the extension checks the dtype's identity
+    return fn(w, _config.get_num_threads())
 
 
 def _check_domain(arr: np.ndarray, domain: str, what: str, loss: str) -> None:
