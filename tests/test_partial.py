@@ -96,6 +96,21 @@ def needs(backend):
         pytest.skip(f"backend {backend} is not available")
 
 
+def check_merge_to_1e15(loss, x, t, w, params, backend, rng, rows: int):
+    """Merges of 3 random splits of ``rows`` (unweighted and weighted by ``w``) against the plain "mean", to
+    MERGE_RTOL scaled by sum|w l| / |sum w l|."""
+    terms = loss(x, t, reduction="none", sample_weight=w, backend=backend, **params)
+    conditioning = float(np.sum(np.abs(terms))) / max(abs(float(np.sum(terms))), 1e-300)
+    for weights in (None, w):
+        plain = loss(x, t, sample_weight=weights, backend=backend, **params)
+        for _ in range(3):
+            pieces = random_pieces(rng, rows, k=int(rng.integers(2, 9)))
+            merged = fl.merge([loss.partial(x[i], t[i], sample_weight=None if weights is None else weights[i],
+                                            backend=backend, **params) for i in pieces])
+            assert abs(merged.value("mean") - plain) <= MERGE_RTOL * conditioning * abs(plain), (
+                merged.value("mean"), plain, len(pieces))
+
+
 @pytest.mark.parametrize("backend", ["cpp", "numba"])
 @pytest.mark.parametrize("n", [601, 20_011, 100_003])
 @pytest.mark.parametrize("name, params", loss_cases(variants=True))
@@ -109,16 +124,7 @@ def test_elementwise_merge_agrees_to_1e15(name, params, n, backend):
     x, t = make_data(name, params, (n,), np.float64, seed=5)
     w = make_weight("full", (n,), np.float64, seed=6)
     loss = loss_fn(name)
-    terms = loss(x, t, reduction="none", sample_weight=w, backend=backend, **params)
-    conditioning = float(np.sum(np.abs(terms))) / max(abs(float(np.sum(terms))), 1e-300)
-    for weights in (None, w):
-        plain = loss(x, t, sample_weight=weights, backend=backend, **params)
-        for _ in range(3):
-            pieces = random_pieces(rng, n, k=int(rng.integers(2, 9)))
-            merged = fl.merge([loss.partial(x[i], t[i], sample_weight=None if weights is None else weights[i],
-                                            backend=backend, **params) for i in pieces])
-            assert abs(merged.value("mean") - plain) <= MERGE_RTOL * conditioning * abs(plain), (
-                merged.value("mean"), plain, len(pieces))
+    check_merge_to_1e15(loss, x, t, w, params, backend, rng, n)
 
 
 @pytest.mark.parametrize("backend", ["cpp", "numba"])
@@ -130,16 +136,7 @@ def test_multiclass_merge_agrees_to_1e15(name, params, form, backend):
     x, t = make_multiclass_data(name, params, (R,), np.float64, form, seed=4)
     w = rng.uniform(0.0, 2.0, R)
     loss = loss_fn(name)
-    terms = loss(x, t, reduction="none", sample_weight=w, backend=backend, **params)
-    conditioning = float(np.sum(np.abs(terms))) / max(abs(float(np.sum(terms))), 1e-300)
-    for weights in (None, w):
-        plain = loss(x, t, sample_weight=weights, backend=backend, **params)
-        for _ in range(3):
-            pieces = random_pieces(rng, R, k=int(rng.integers(2, 9)))
-            merged = fl.merge([loss.partial(x[i], t[i], sample_weight=None if weights is None else weights[i],
-                                            backend=backend, **params) for i in pieces])
-            assert abs(merged.value("mean") - plain) <= MERGE_RTOL * conditioning * abs(plain), (
-                merged.value("mean"), plain, len(pieces))
+    check_merge_to_1e15(loss, x, t, w, params, backend, rng, R)
 
 
 @pytest.mark.parametrize("name", ["mse", "mae"])
