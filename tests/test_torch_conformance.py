@@ -308,6 +308,24 @@ def test_module_matches_torch(cid, variant):
         assert_close(gx, wx, torch.float64, f"{case.module}({reduction!r}) gradient")
 
 
+@pytest.mark.parametrize("cid, variant", [(c, v) for c, case in CASES.items() for v in case.variants
+                                          if _module_takes(case, v)])
+def test_module_reads_options_set_after_construction(cid, variant):
+    """torch's modules read their options at each call (``loss.ignore_index = 3`` after construction takes
+    effect); so do fusedloss's: both built with defaults, then given the variant's options as attributes."""
+    case = CASES[cid]
+    reduction = case.reductions[-1]
+    x, t, kwargs = _make(cid, variant, case.shapes[-1], torch.float64, "contiguous", seed=4)
+    mods = [getattr(m, case.module)() for m in (ft, torch.nn)]
+    for m in mods:
+        m.reduction = reduction
+        for k, v in kwargs.items():
+            setattr(m, k, v)
+    (got, gx, _), (want, wx, _) = (_run(lambda x, t, reduction: m(x, t), x, t, {}, reduction, False) for m in mods)
+    assert_close(got, want, torch.float64, f"{case.module} value")
+    assert_close(gx, wx, torch.float64, f"{case.module} gradient")
+
+
 @pytest.mark.parametrize("name", ["mse_loss", "l1_loss", "huber_loss"])
 def test_weight_broadcasts_where_torch_requires_the_full_shape(name):
     """torch's mse/l1/huber take a weight of the input's shape only; ours also broadcasts one (same result as the

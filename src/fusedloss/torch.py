@@ -641,20 +641,35 @@ def set_cpu_routing(mode: str) -> None:
 
 
 def _torch_is_faster(input, target, multiclass: bool) -> bool:
-    """Whether this call goes to torch's own kernel (see SMALL_ELEMENTWISE)."""
-    if (_ROUTING["cpu"] != "auto" or type(input) is not Tensor or not input.is_cpu or type(target) is not Tensor
-            or not target.is_cpu or input.dtype not in _NATIVE or torch.compiler.is_compiling()):
+    """Whether this call goes to torch's own kernel (see SMALL_ELEMENTWISE). It runs on every small call, so the
+    cheap tests come first and each tensor attribute is read once."""
+    if (_ROUTING["cpu"] != "auto" or type(input) is not Tensor or type(target) is not Tensor or not input.is_cpu
+            or not target.is_cpu):
+        return False
+    dtype = input.dtype
+    if dtype not in _NATIVE:
         return False
     n = input.numel()
     if not multiclass:
-        return n < SMALL_ELEMENTWISE and target.shape == input.shape and target.dtype == input.dtype
-    if input.ndim == 0 or n == 0:
+        return (n < SMALL_ELEMENTWISE and target.dtype == dtype and target.shape == input.shape
+                and not torch.compiler.is_compiling())
+    ndim = input.ndim
+    if ndim == 0 or n == 0:
         return False
-    classes = input.shape[1] if input.ndim >= 2 else input.shape[0]
-    rows = input.shape[:1] + input.shape[2:] if input.ndim >= 2 else ()
-    hard = target.dtype == torch.int64 and target.shape == rows
-    soft = target.dtype == input.dtype and target.shape == input.shape
-    return (hard or soft) and (n < SMALL_MULTICLASS or classes < FEW_CLASSES)
+    shape = input.shape
+    classes = shape[1] if ndim >= 2 else shape[0]
+    if n >= SMALL_MULTICLASS and classes >= FEW_CLASSES:
+        return False
+    tdtype = target.dtype
+    if tdtype == torch.int64:  # class labels: the input's shape without the class axis
+        tshape = target.shape
+        if ndim == 2:  # (N, C): slicing a torch.Size costs more than the rest of this function
+            ok = len(tshape) == 1 and tshape[0] == shape[0]
+        else:
+            ok = tuple(tshape) == (tuple(shape[:1]) + tuple(shape[2:]) if ndim >= 2 else ())
+    else:
+        ok = tdtype == dtype and target.shape == shape
+    return ok and not torch.compiler.is_compiling()
 
 
 # argument types torch's functions take as fusedloss's do (a NumPy weight, say, would not be)
@@ -665,21 +680,33 @@ def _is_default(value, default) -> bool:
     return value is default or (not isinstance(value, Tensor) and type(value) is type(default) and value == default)
 
 
+def _torch_takes(args: tuple, kwargs: dict, extensions: tuple) -> bool:
+    """Whether torch's function takes these arguments as fusedloss's does: every fusedloss extension keyword
+    (name, default) at its default, and every argument of a type torch's functions accept."""
+    for k, d in extensions:
+        if k in kwargs and not _is_default(kwargs[k], d):
+            return False
+    for v in args:
+        if not isinstance(v, _TORCH_ARG_TYPES):
+            return False
+    for v in kwargs.values():
+        if not isinstance(v, _TORCH_ARG_TYPES):
+            return False
+    return True
+
+
 def _small_on_torch(twin, multiclass: bool = False, extensions: dict | None = None):
     """Route small calls of a functional named after ``torch.nn.functional.<twin>`` to torch's function,
     with the same arguments, when every fusedloss extension keyword (``extensions``: name -> default, plus
     ``backend``) is at its default."""
     torch_fn = getattr(torch.nn.functional, twin)
-    extensions = {"backend": None, **(extensions or {})}
+    extensions = tuple({"backend": None, **(extensions or {})}.items())
+    names = frozenset(k for k, _ in extensions)
 
     def wrap(fn):
         def routed(input, target, *args, **kwargs):
-            if (_torch_is_faster(input, target, multiclass)
-                    and all(_is_default(kwargs.get(k, d), d) for k, d in extensions.items())
-                    and all(isinstance(v, _TORCH_ARG_TYPES) for v in (*args, *kwargs.values()))):
-                for k in extensions:
-                    kwargs.pop(k, None)
-                return torch_fn(input, target, *args, **kwargs)
+            if _torch_is_faster(input, target, multiclass) and _torch_takes(args, kwargs, extensions):
+                return torch_fn(input, target, *args, **{k: v for k, v in kwargs.items() if k not in names})
             return fn(input, target, *args, **kwargs)
 
         routed.__name__, routed.__qualname__, routed.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
@@ -935,21 +962,25 @@ FUNCTIONAL = {
 
 
 class _LossModule(torch.nn.Module):
-    """Holds the call's options; ``forward(input, target)`` calls the functional form."""
+    """Holds the call's options as attributes, read at each call as torch's modules do (``loss.ignore_index = 3``
+    after construction takes effect); ``forward(input, target)`` calls the functional form."""
 
     _fn = None  # the functional form
     _shown = ()  # option names shown by extra_repr
+    _buffer_names = ()  # tensor options held as buffers (they follow ``.to(device)``), registered by the subclass
 
     def __init__(self, reduction="mean", **options):
         super().__init__()
         self.reduction = reduction
-        self._options = options
+        self._option_names = tuple(options) + self._buffer_names
+        for k, v in options.items():
+            setattr(self, k, v)
 
     def forward(self, input, target):
         return type(self)._fn(input, target, reduction=self.reduction, **self._call_options())
 
     def _call_options(self) -> dict:
-        return dict(self._options)
+        return {k: getattr(self, k) for k in self._option_names}
 
     def __prepare_scriptable__(self):
         """``torch.jit.script``: the fused kernels are Python calls that TorchScript cannot compile, so a module
@@ -975,8 +1006,7 @@ class _LossModule(torch.nn.Module):
         return twin(reduction=self.reduction, **{k: v for k, v in options.items() if k in theirs})
 
     def extra_repr(self) -> str:
-        shown = [f"reduction={self.reduction!r}"] + [f"{k}={self._options[k]!r}" for k in self._shown
-                                                     if k in self._options]
+        shown = [f"reduction={self.reduction!r}"] + [f"{k}={getattr(self, k)!r}" for k in self._shown]
         return ", ".join(shown)
 
 
@@ -986,6 +1016,7 @@ class CrossEntropyLoss(_LossModule):
 
     _fn = staticmethod(cross_entropy)
     _shown = ("ignore_index", "label_smoothing", "z_loss", "softcap", "inplace_grad")
+    _buffer_names = ("weight",)
 
     def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
                  label_smoothing=0.0, *, z_loss=0.0, softcap=None, inplace_grad=False, backend=None):
@@ -993,11 +1024,7 @@ class CrossEntropyLoss(_LossModule):
                          label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap, inplace_grad=inplace_grad,
                          backend=backend)
         self.register_buffer("weight", weight)
-        self.ignore_index = ignore_index
-        self.label_smoothing = label_smoothing
 
-    def _call_options(self):
-        return {**self._options, "weight": self.weight}
 
 
 class MSELoss(_LossModule):
@@ -1026,7 +1053,6 @@ class HuberLoss(_LossModule):
 
     def __init__(self, reduction="mean", delta=1.0, *, backend=None):
         super().__init__(reduction, delta=delta, backend=backend)
-        self.delta = delta
 
 
 class SmoothL1Loss(_LossModule):
@@ -1037,7 +1063,6 @@ class SmoothL1Loss(_LossModule):
 
     def __init__(self, size_average=None, reduce=None, reduction="mean", beta=1.0, *, backend=None):
         super().__init__(_legacy_reduction(size_average, reduce, reduction), beta=beta, backend=backend)
-        self.beta = beta
 
 
 class PoissonNLLLoss(_LossModule):
@@ -1050,20 +1075,18 @@ class PoissonNLLLoss(_LossModule):
                  backend=None):
         super().__init__(_legacy_reduction(size_average, reduce, reduction), log_input=log_input, full=full,
                          eps=eps, backend=backend)
-        self.log_input, self.full, self.eps = log_input, full, eps
 
 
 class BCELoss(_LossModule):
     """Drop-in for ``torch.nn.BCELoss``."""
 
     _fn = staticmethod(binary_cross_entropy)
+    _buffer_names = ("weight",)
 
     def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean", *, backend=None):
         super().__init__(_legacy_reduction(size_average, reduce, reduction), backend=backend)
         self.register_buffer("weight", weight)
 
-    def _call_options(self):
-        return {**self._options, "weight": self.weight}
 
 
 class BCEWithLogitsLoss(_LossModule):
@@ -1071,6 +1094,7 @@ class BCEWithLogitsLoss(_LossModule):
 
     _fn = staticmethod(binary_cross_entropy_with_logits)
     _shown = ("label_smoothing",)
+    _buffer_names = ("weight", "pos_weight")
 
     def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean", pos_weight=None, *,
                  label_smoothing=0.0, backend=None):
@@ -1079,8 +1103,6 @@ class BCEWithLogitsLoss(_LossModule):
         self.register_buffer("weight", weight)
         self.register_buffer("pos_weight", pos_weight)
 
-    def _call_options(self):
-        return {**self._options, "weight": self.weight, "pos_weight": self.pos_weight}
 
 
 class MultiMarginLoss(_LossModule):
@@ -1088,15 +1110,13 @@ class MultiMarginLoss(_LossModule):
 
     _fn = staticmethod(multi_margin_loss)
     _shown = ("p", "margin")
+    _buffer_names = ("weight",)
 
     def __init__(self, p=1, margin=1.0, weight=None, size_average=None, reduce=None, reduction="mean", *,
                  backend=None):
         super().__init__(_legacy_reduction(size_average, reduce, reduction), p=p, margin=margin, backend=backend)
         self.register_buffer("weight", weight)
-        self.p, self.margin = p, margin
 
-    def _call_options(self):
-        return {**self._options, "weight": self.weight}
 
 
 # torch's own module (see kl_div); the fused, logits-in form is KLDivWithLogitsLoss
@@ -1112,7 +1132,6 @@ class KLDivWithLogitsLoss(_LossModule):
 
     def __init__(self, reduction="mean", log_target=False, *, temperature=1.0, dim=-1, backend=None):
         super().__init__(reduction, log_target=log_target, temperature=temperature, dim=dim, backend=backend)
-        self.log_target = log_target
 
 
 class PseudoHuberLoss(_LossModule):
@@ -1182,6 +1201,7 @@ class FocalLoss(_LossModule):
 
     _fn = staticmethod(focal_loss)
     _shown = ("gamma", "ignore_index")
+    _buffer_names = ("alpha",)
 
     def __init__(self, alpha=None, gamma=2.0, ignore_index=-100, reduction="mean", *, backend=None):
         super().__init__(reduction, gamma=gamma, ignore_index=ignore_index, backend=backend)
@@ -1189,9 +1209,6 @@ class FocalLoss(_LossModule):
             self.register_buffer("alpha", alpha)
         else:
             self.alpha = alpha
-
-    def _call_options(self):
-        return {**self._options, "alpha": self.alpha}
 
 
 class FusedLoss(_LossModule):
@@ -1206,8 +1223,11 @@ class FusedLoss(_LossModule):
             name = name.name
         if name not in REGISTRY:
             raise ValueError(f"unknown loss {name!r}; known losses: {', '.join(sorted(REGISTRY))}")
-        super().__init__(reduction, class_dim=class_dim, backend=backend, **params)
+        super().__init__(reduction)
         self.name = name
+        # a loss's parameter names may be any identifier (a custom loss's too), so they stay in a dict here
+        # rather than becoming module attributes
+        self._options = {"class_dim": class_dim, "backend": backend, **params}
 
     def forward(self, input, target, sample_weight=None):
         return loss(self.name, input, target, reduction=self.reduction, sample_weight=sample_weight,
