@@ -345,7 +345,7 @@ MC_VARIANTS: dict[str, list[dict]] = {
                       {"class_weight": [0.5, 2.0, 1.0, 0.0, 1.5]}],
     "categorical_focal": [{"gamma": 0.0}, {"alpha": [0.25, 1.0, 0.5, 2.0, 0.75], "gamma": 1.5}],
     "multi_margin": [{"p": 2}, {"margin": 0.5, "class_weight": [0.5, 2.0, 1.0, 0.0, 1.5]}],
-    "kl_div": [{"log_target": True}, {"temperature": 2.0}],
+    "kl_div_with_logits": [{"log_target": True}, {"temperature": 2.0}],
 }
 
 
@@ -366,7 +366,7 @@ def multiclass_cases() -> list:
 def make_multiclass_data(name, params, lead, dtype, form, seed=0, n_classes=N_CLASSES):
     """(logits of shape lead + (C,), target): integer labels of shape ``lead`` (about a fifth of them the
     ignored label, when the loss has one) or probability rows of the logits' shape (log-probabilities for
-    kl_div with log_target)."""
+    kl_div_with_logits with log_target)."""
     rng = np.random.default_rng(seed)
     spec = REGISTRY[name]
     kw = full_params(name, params)

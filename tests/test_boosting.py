@@ -234,7 +234,7 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="unknown loss"):
         fb.lightgbm_objective("nope")
     with pytest.raises(ValueError, match="soft"):
-        fb.xgboost_objective("kl_div")
+        fb.xgboost_objective("kl_div_with_logits")
     with pytest.raises(ValueError, match="api"):
         fb.lightgbm_objective("mse", api="R")
     with pytest.raises(TypeError, match="unknown keyword"):

@@ -122,3 +122,12 @@ def test_an_object_array_says_what_was_given_and_what_is_expected():
         fl.huber(P, np.array([object()] * 6))
     with _raises(TypeError, "target must be numeric", "builtins.list", "dtype object"):
         fl.huber(P, [object()] * 6)
+
+
+def test_a_torch_name_with_another_meaning_points_to_ours():
+    """fusedloss's KL loss takes logits, PyTorch's kl_div log-probabilities: the NumPy API has no kl_div, and
+    the name says which function to use."""
+    with pytest.raises(AttributeError, match=r"kl_div_with_logits.*fusedloss\.torch\.kl_div"):
+        fl.kl_div
+    with pytest.raises(AttributeError, match="no attribute 'nope'$"):
+        fl.nope

@@ -38,9 +38,9 @@ def _fused_cpu_calls():
     ft.set_cpu_routing("auto")
 
 def test_torch_twins_come_from_the_registry():
-    """Every loss with a torch.nn.functional twin is routable, except kl_div (fused with its log_softmax)."""
+    """Every loss with a torch.nn.functional twin is routable."""
     twins = {name for name, spec in REGISTRY.items() if spec.torch_name and spec.kind != "sequence"}
-    assert set(gr.TORCH_OPTIONS) == twins - {"kl_div"}
+    assert set(gr.TORCH_OPTIONS) == twins
 
 
 @pytest.mark.parametrize("loss", sorted(REGISTRY))

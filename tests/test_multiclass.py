@@ -193,7 +193,7 @@ def test_multiclass_label_errors(backend):
     with pytest.raises(ValueError, match=r"(?s)target.*>= 0.*-0.5"):
         fl.cross_entropy(x, np.array([[1.5, -0.5, 0, 0]] * 3), backend=backend)
     with pytest.raises(TypeError, match="target"):
-        fl.kl_div(x, np.array([0, 1, 2]), backend=backend)  # kl_div takes probabilities only
+        fl.kl_div_with_logits(x, np.array([0, 1, 2]), backend=backend)  # probabilities only
     with pytest.raises(ValueError, match="class axis"):
         fl.cross_entropy(np.zeros((3, 0)), np.zeros(3, np.int64), backend=backend)
 

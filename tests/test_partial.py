@@ -175,8 +175,8 @@ def test_cross_entropy_divisor_is_kept_class_weight():
 
 
 def test_multiclass_count_is_rows():
-    x, t = make_multiclass_data("kl_div", {}, (4, 5), np.float64, "soft")
-    assert fl.kl_div.partial(x, t).count == 20
+    x, t = make_multiclass_data("kl_div_with_logits", {}, (4, 5), np.float64, "soft")
+    assert fl.kl_div_with_logits.partial(x, t).count == 20
 
 
 @pytest.mark.parametrize("name", [n for n, spec in REGISTRY.items() if spec.kind in ("elementwise", "multiclass")])

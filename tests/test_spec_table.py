@@ -145,12 +145,12 @@ MC_TABLE = [
     # multi_margin, margin 1, target 0, x = (1, 1/2, -1): v_j = x_j, only j = 1 active; C = 3
     ("multi_margin", {}, [1.0, 0.5, -1.0], 0, 1 / 6, [-1 / 3, 1 / 3, 0.0], [0.0, 0.0, 0.0]),
     ("multi_margin", {"p": 2}, [1.0, 0.5, -1.0], 0, 1 / 12, [-1 / 3, 1 / 3, 0.0], [2 / 3, 2 / 3, 0.0]),
-    # kl_div: sum q log q - sum q log p; S p - q; S p (1 - p)  (S = sum q = 1)
-    ("kl_div", {}, [0.0, 0.0], [0.25, 0.75], 0.75 * LN3 - LN2, [0.25, -0.25], [0.25, 0.25]),
+    # kl_div_with_logits: sum q log q - sum q log p; S p - q; S p (1 - p)  (S = sum q = 1)
+    ("kl_div_with_logits", {}, [0.0, 0.0], [0.25, 0.75], 0.75 * LN3 - LN2, [0.25, -0.25], [0.25, 0.25]),
     # temperature 2: z = x / 2 = (0, ln 3), p = (1/4, 3/4); the derivatives pick up 1/T and 1/T^2
-    ("kl_div", {"temperature": 2.0}, [0.0, 2 * LN3], [0.5, 0.5], LN2 - 0.5 * LN3, [-0.125, 0.125],
+    ("kl_div_with_logits", {"temperature": 2.0}, [0.0, 2 * LN3], [0.5, 0.5], LN2 - 0.5 * LN3, [-0.125, 0.125],
      [0.046875, 0.046875]),
-    ("kl_div", {"log_target": True}, [0.0, 0.0], [-LN4, LN3 - LN4], 0.75 * LN3 - LN2, [0.25, -0.25], [0.25, 0.25]),
+    ("kl_div_with_logits", {"log_target": True}, [0.0, 0.0], [-LN4, LN3 - LN4], 0.75 * LN3 - LN2, [0.25, -0.25], [0.25, 0.25]),
 ]
 
 

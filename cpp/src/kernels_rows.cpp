@@ -32,7 +32,7 @@ constexpr RowEntry kMulticlass[] = {
     row_entry<rows::cross_entropy>(),
     row_entry<rows::categorical_focal>(),
     row_entry<rows::multi_margin>(),
-    row_entry<rows::kl_div>(),
+    row_entry<rows::kl_div_with_logits>(),
 };
 
 // Room for the joined elementwise parts (checked when they are joined).

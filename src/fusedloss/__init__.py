@@ -23,3 +23,18 @@ __all__ = [
     "BackendUnavailable", "Loss", "LossState", "backends", "elementwise_loss", "get_backend", "get_num_threads",
     "losses", "merge", "set_backend", "set_num_threads", "sym", "use_backend", *LOSSES,
 ]
+
+
+# Names that a function of PyTorch's or scikit-learn's holds with another meaning: fusedloss's loss of that
+# kind has another name, and the old spelling says where to go instead of silently computing something else.
+_OTHER_NAMES = {
+    "kl_div": "fusedloss.kl_div_with_logits (logits in: KL(target || softmax(logits / T)) per row); PyTorch's "
+              "kl_div takes log-probabilities, see fusedloss.torch.kl_div",
+}
+
+
+def __getattr__(name: str):
+    if name in _OTHER_NAMES:
+        raise AttributeError(f"module 'fusedloss' has no attribute {name!r}: use {_OTHER_NAMES[name]}")
+    raise AttributeError(f"module 'fusedloss' has no attribute {name!r}")
+

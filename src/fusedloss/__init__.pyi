@@ -20,9 +20,9 @@ __version__: str
 __all__ = [
     "BackendUnavailable", "Loss", "LossState", "backends", "binary_cross_entropy",
     "binary_cross_entropy_with_logits", "binary_focal", "categorical_focal", "cross_entropy", "ctc",
-    "elementwise_loss", "get_backend", "get_num_threads", "hinge", "huber", "kl_div", "log_cosh", "losses", "mae",
-    "merge", "mse", "multi_margin", "poisson_nll", "pseudo_huber", "quantile", "set_backend", "set_num_threads",
-    "smooth_l1", "squared_hinge", "sym", "tweedie", "use_backend", "zero_one"
+    "elementwise_loss", "get_backend", "get_num_threads", "hinge", "huber", "kl_div_with_logits", "log_cosh",
+    "losses", "mae", "merge", "mse", "multi_margin", "poisson_nll", "pseudo_huber", "quantile", "set_backend",
+    "set_num_threads", "smooth_l1", "squared_hinge", "sym", "tweedie", "use_backend", "zero_one"
 ]
 
 class Loss:
@@ -726,8 +726,9 @@ class _Loss_multi_margin(Loss):
 
 multi_margin: _Loss_multi_margin
 
-class _Loss_kl_div(Loss):
-    """KL(target || softmax(logits / T)) per row; 'mean' is PyTorch's batchmean."""
+class _Loss_kl_div_with_logits(Loss):
+    """KL(target || softmax(logits / T)) per row, logits in (torch.nn.functional.kl_div takes log-probabilities);
+        'mean' is PyTorch's batchmean."""
 
     @overload
     def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
@@ -762,7 +763,7 @@ class _Loss_kl_div(Loss):
     def partial(self, pred: ArrayLike, target: ArrayLike, *, sample_weight: ArrayLike | None = None,
         backend: str | None = None, log_target: bool = False, temperature: float = 1.0) -> LossState: ...
 
-kl_div: _Loss_kl_div
+kl_div_with_logits: _Loss_kl_div_with_logits
 
 class _Loss_ctc(Loss):
     """Connectionist Temporal Classification over (T, N, C) scores, as torch.nn.functional.ctc_loss ('mean': each

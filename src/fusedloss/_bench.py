@@ -466,7 +466,7 @@ def _np_cross_entropy(logits, labels):
     return value, grad
 
 
-def _np_kl_div(logits, q, temperature):
+def _np_kl_div_with_logits(logits, q, temperature):
     z = logits / temperature
     z = z - z.max(axis=1, keepdims=True)
     lse = np.log(np.exp(z).sum(axis=1, keepdims=True))
@@ -484,7 +484,7 @@ NUMPY_PEER = {
     "poisson_nll": (_np_poisson_nll, ("log_input", "eps")), "tweedie": (_np_tweedie, ("power",)),
     "binary_cross_entropy": (_np_bce, ()), "binary_cross_entropy_with_logits": (_np_bce_with_logits, ()),
     "hinge": (_np_hinge, ()), "squared_hinge": (_np_squared_hinge, ()),
-    "cross_entropy": (_np_cross_entropy, ()), "kl_div": (_np_kl_div, ("temperature",)),
+    "cross_entropy": (_np_cross_entropy, ()), "kl_div_with_logits": (_np_kl_div_with_logits, ("temperature",)),
     # the custom re-definitions of fusedloss._bench_custom (the same losses, so the same NumPy)
     "custom_huber": (_np_huber, ("delta",)), "custom_log_cosh": (_np_log_cosh, ()),
 }
@@ -523,7 +523,7 @@ TORCH_PEER = {
         p, y, ignore_index=kw["ignore_index"], label_smoothing=kw["label_smoothing"])),
     "multi_margin": (("p", "margin"), lambda F, kw: lambda x, y: F.multi_margin_loss(
         x, y, p=kw["p"], margin=kw["margin"])),
-    "kl_div": (("temperature", "log_target"), lambda F, kw: lambda x, q: F.kl_div(
+    "kl_div_with_logits": (("temperature", "log_target"), lambda F, kw: lambda x, q: F.kl_div(
         F.log_softmax(x / kw["temperature"], dim=-1), q, reduction="batchmean", log_target=kw["log_target"])),
 }
 

@@ -230,7 +230,7 @@ def _device_targets(cu, spec, params, target, x, shape, dtype):
         if tshape != shape:
             raise ValueError(f"{name}: soft targets (floating) must have the logits' shape {shape}, got {tshape}")
         q = _flat_as(cu, t, dtype, "target", name)
-        if not (spec.name == "kl_div" and params.get("log_target")):
+        if not (spec.name == "kl_div_with_logits" and params.get("log_target")):
             _check_device_domain(cu, q, shape, "nonnegative", "target", name)
         return None, q
     wanted = " or ".join(filter(None, [

@@ -275,7 +275,7 @@ def _prepare_targets(spec: LossSpec, params: dict, target, x: np.ndarray):
             raise ValueError(f"{name}: floating targets are soft labels (probabilities per class) and must have the "
                              f"logits' shape {x.shape}, got {t.shape}{hint}")
         q = _as_like(t, x, "target", name)
-        if not (spec.name == "kl_div" and params.get("log_target")):
+        if not (spec.name == "kl_div_with_logits" and params.get("log_target")):
             _check_domain(q, "nonnegative", "target", name)
         return None, q, False
     wanted = " or ".join(filter(None, [

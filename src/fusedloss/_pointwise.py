@@ -458,7 +458,7 @@ def multi_margin_row(x, base, C, t, q, cw, has_cw, soft, a, b, c, d, rw, gscale,
     return rw * k * value
 
 
-def kl_div_row(x, base, C, t, q, cw, has_cw, soft, a, b, c, d, rw, gscale, g, h, want_g, want_h):
+def kl_div_with_logits_row(x, base, C, t, q, cw, has_cw, soft, a, b, c, d, rw, gscale, g, h, want_g, want_h):
     log_target = a != 0.0
     inv_t = 1.0 / b
     lse = row_lse(x, base, C, 0.0, inv_t)

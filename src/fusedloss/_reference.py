@@ -332,7 +332,7 @@ def multi_margin(x, target, soft, cw, ignore_index, margin, p):
     return value, grad, hess, np.ones(R, dtype=bool)
 
 
-def kl_div(x, target, soft, cw, ignore_index, log_target, temperature):
+def kl_div_with_logits(x, target, soft, cw, ignore_index, log_target, temperature):
     T = temperature
     z = x / T
     lse = _logsumexp_rows(z)
@@ -355,7 +355,7 @@ MULTICLASS = {
     "cross_entropy": cross_entropy,
     "categorical_focal": categorical_focal,
     "multi_margin": multi_margin,
-    "kl_div": kl_div,
+    "kl_div_with_logits": kl_div_with_logits,
 }
 
 

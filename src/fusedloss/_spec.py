@@ -448,7 +448,7 @@ register(LossSpec(
 ))
 
 register(LossSpec(
-    name="kl_div", kind="multiclass", torch_name="kl_div", target_domain="nonnegative",
+    name="kl_div_with_logits", kind="multiclass", target_domain="nonnegative",
     soft_labels=True, mean_over="rows",
     params=(
         Param("log_target", False, "target holds log-probabilities", convert=_to_bool),
@@ -456,7 +456,8 @@ register(LossSpec(
               _positive),
     ),
     pack=lambda kw: (1.0 if kw["log_target"] else 0.0, kw["temperature"], 0.0, 0.0),
-    summary="KL(target || softmax(logits / T)) per row; 'mean' is PyTorch's batchmean",
+    summary=("KL(target || softmax(logits / T)) per row, logits in (torch.nn.functional.kl_div takes "
+             "log-probabilities); 'mean' is PyTorch's batchmean"),
     formula=("z = x / T, lp = log_softmax(z), S = sum q:  l = sum q (log q - lp);  "
              "g_j = (S p_j - q_j) / T;  h_j = S p_j (1 - p_j) / T^2"),
 ))

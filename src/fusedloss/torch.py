@@ -9,10 +9,9 @@ same positional arguments and keyword names, and an ``nn.Module`` (``CrossEntrop
 that replacing ``torch.nn.CrossEntropyLoss()`` by ``fusedloss.torch.CrossEntropyLoss()`` is a one-line change.
 ``FUNCTIONAL`` and ``MODULES`` map each registry name to them.
 
-A function named after torch's has torch's semantics. Where the fused kernel takes other inputs than torch's
-function of that name, the fused form has its own name (``FUSED_VARIANTS``): ``kl_div`` and ``KLDivLoss`` are
-torch's own (log-probabilities in, pointwise KL); ``kl_div_with_logits`` / ``KLDivWithLogitsLoss`` take logits
-and fuse the log-softmax.
+A function named after torch's has torch's semantics. ``kl_div`` and ``KLDivLoss`` are torch's own
+(log-probabilities in, pointwise KL); the fused loss that takes logits and fuses the log-softmax has its own name,
+``kl_div_with_logits`` / ``KLDivWithLogitsLoss`` (the registry's ``kl_div_with_logits``).
 
 How a call runs. The forward pass calls the fused kernel once (``value_and_grad``) and keeps only the gradient;
 the backward pass multiplies it by ``grad_output`` (a scalar for "mean" and "sum", elementwise for "none", along
@@ -68,7 +67,7 @@ from ._spec import REGISTRY
 from ._torch_ctc import CTCLoss, ctc_loss  # CTC has its own signature (sequences and lengths)
 
 __all__ = [
-    "FUNCTIONAL", "MODULES", "FUSED_VARIANTS", "FusedLossFunction", "bench_torch_module", "loss",
+    "FUNCTIONAL", "MODULES", "FusedLossFunction", "bench_torch_module", "loss",
     "get_cuda_routing", "set_cuda_routing",
     # functional forms, PyTorch names
     "cross_entropy", "mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss", "poisson_nll_loss",
@@ -859,7 +858,7 @@ def kl_div_with_logits(input, target, reduction="mean", log_target=False, *, tem
             sample_weight = torch.full(rows, 1.0 / divisor, dtype=torch.float64, device=input.device)
             reduction = "sum"
     params = {"log_target": log_target, "temperature": temperature}
-    return _multiclass("kl_div", input, target, reduction, params, class_dim=dim, sample_weight=sample_weight,
+    return _multiclass("kl_div_with_logits", input, target, reduction, params, class_dim=dim, sample_weight=sample_weight,
                        backend=backend, fn="kl_div_with_logits")
 
 
@@ -954,7 +953,7 @@ FUNCTIONAL = {
     "binary_cross_entropy_with_logits": binary_cross_entropy_with_logits, "binary_focal": binary_focal_loss,
     "hinge": hinge_loss, "squared_hinge": squared_hinge_loss, "zero_one": zero_one_loss,
     "cross_entropy": cross_entropy, "categorical_focal": focal_loss, "multi_margin": multi_margin_loss,
-    "kl_div": kl_div_with_logits, "ctc": ctc_loss,
+    "kl_div_with_logits": kl_div_with_logits, "ctc": ctc_loss,
 }
 
 
@@ -1238,16 +1237,13 @@ class FusedLoss(_LossModule):
         return f"{self.name!r}, reduction={self.reduction!r}" + (f", {opts}" if opts else "")
 
 
-# registry losses whose fused form is not torch's function of the same name: torch name -> our name
-FUSED_VARIANTS = {"kl_div": "kl_div_with_logits"}
-
 MODULES = {
     "mse": MSELoss, "mae": L1Loss, "huber": HuberLoss, "smooth_l1": SmoothL1Loss, "pseudo_huber": PseudoHuberLoss,
     "log_cosh": LogCoshLoss, "quantile": QuantileLoss, "poisson_nll": PoissonNLLLoss, "tweedie": TweedieLoss,
     "binary_cross_entropy": BCELoss, "binary_cross_entropy_with_logits": BCEWithLogitsLoss,
     "binary_focal": BinaryFocalLoss, "hinge": HingeLoss, "squared_hinge": SquaredHingeLoss,
     "zero_one": ZeroOneLoss, "cross_entropy": CrossEntropyLoss, "categorical_focal": FocalLoss,
-    "multi_margin": MultiMarginLoss, "kl_div": KLDivWithLogitsLoss, "ctc": CTCLoss,
+    "multi_margin": MultiMarginLoss, "kl_div_with_logits": KLDivWithLogitsLoss, "ctc": CTCLoss,
 }
 
 

@@ -25,8 +25,8 @@
 //      parked in the output row (gradient, else Hessian) when pass 3 can use it;
 //   3. p_j = e_j / s, and one write of the gradient (and Hessian) element.
 // So each logit is read from memory once and each output written once, and there is no N x C temporary.
-// g == x (and h == x) is safe: pass 3 reads the parked e_j, or x_j itself (softcap, kl_div: they rebuild
-// e_j from x_j), before it writes element j, and the label's logit x_t is saved before pass 2 starts.
+// g == x (and h == x) is safe: pass 3 reads the parked e_j, or x_j itself (softcap, kl_div_with_logits: they
+// rebuild e_j from x_j), before it writes element j, and the label's logit x_t is saved before pass 2 starts.
 //
 // Precision. Per-element math is in T (float data: float exp); row sums, lse and all per-row scalars are
 // in double. p_j is e_j times 1/s, not exp(z_j - lse): rounding lse to T would cost |lse| ulp in every
@@ -479,8 +479,8 @@ struct multi_margin {
 // Pass 3 needs z_j for the value, so it reads x_j again instead of a parked e_j (recomputing the exp when
 // a gradient is wanted): with g == x, x_j is still read before g_j is written.
 template <class T>
-struct kl_div {
-  static constexpr const char* name = "kl_div";
+struct kl_div_with_logits {
+  static constexpr const char* name = "kl_div_with_logits";
   static constexpr bool hard_labels = false;
   static constexpr bool soft_labels = true;
   static constexpr bool class_vector = false;
@@ -489,7 +489,7 @@ struct kl_div {
   double inv_t;
   std::size_t C;
 
-  kl_div(const double* packed, const T*, std::size_t C_)
+  kl_div_with_logits(const double* packed, const T*, std::size_t C_)
       : log_target(packed[0] != 0.0), inv_t(1.0 / packed[1]), C(C_) {}
 
   template <bool G, bool H>
