@@ -184,6 +184,67 @@ def test_fused_classifier_refuses_what_it_cannot_do():
         fb.FusedLGBMClassifier(verbose=-1).fit(X, np.arange(200) % 3)
 
 
+def test_fused_xgb_classifier_is_the_native_training():
+    """FusedXGBClassifier trains exactly what xgb.train does with the same objective and base margins (same
+    trees, same raw scores), and gives probabilities, the user's labels and a true validation metric."""
+    xgb = _xgboost()
+    from sklearn.base import clone
+
+    X, y = _binary(1500, 0)
+    Xv, yv = _binary(500, 1)
+    args = {"n_estimators": 12, "max_depth": 3, "learning_rate": 0.3, "n_jobs": 1, "tree_method": "exact"}
+    clf = fb.FusedXGBClassifier(loss="binary_focal", loss_params={"gamma": 2.0}, **args,
+                                eval_metric=fb.xgboost_metric("binary_focal", api="sklearn", gamma=2.0))
+    clf.fit(X, np.where(y > 0, "yes", "no"), eval_set=[(Xv, np.where(yv > 0, "yes", "no"))], verbose=False)
+    dtrain, (dvalid,), init = fb.xgboost_dmatrices("binary_focal", X, y, valid_sets=[(Xv, yv)], gamma=2.0)
+    booster = xgb.train({"max_depth": 3, "learning_rate": 0.3, "nthread": 1, "tree_method": "exact"}, dtrain,
+                        num_boost_round=12, obj=fb.xgboost_objective("binary_focal", gamma=2.0))
+    want = booster.predict(dvalid, output_margin=True)
+    raw = clf.decision_function(Xv)
+    np.testing.assert_allclose(raw, want, rtol=1e-6, atol=1e-6)
+    assert clf.init_score_ == init
+    proba = clf.predict_proba(Xv)
+    assert proba.shape == (len(Xv), 2)
+    np.testing.assert_allclose(proba[:, 1], 1 / (1 + np.exp(-raw)), rtol=1e-12)
+    assert list(clf.classes_) == ["no", "yes"]
+    np.testing.assert_array_equal(clf.predict(Xv), np.where(raw > 0, "yes", "no"))
+    reported = clf.evals_result()["validation_0"]["binary_focal"][-1]
+    assert reported == pytest.approx(fl.binary_focal(raw, yv, gamma=2.0), rel=1e-5)
+    assert "loss" not in clf.get_xgb_params() and clf.get_params()["loss_params"] == {"gamma": 2.0}
+    assert clone(clf).get_params()["loss"] == "binary_focal"
+
+
+def test_fused_xgb_classifier_multiclass_and_errors():
+    _xgboost()
+    from sklearn.model_selection import cross_val_score
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1200, 5))
+    labels = np.array([10, 20, 30])
+    y = labels[np.argmax(X[:, :3] + rng.normal(size=(1200, 3)), axis=1)]
+    clf = fb.FusedXGBClassifier(loss="cross_entropy", n_estimators=10, max_depth=3, n_jobs=1).fit(X, y)
+    codes = np.searchsorted(labels, y)
+    np.testing.assert_allclose(clf.init_score_, np.log(np.bincount(codes) / len(y)), rtol=1e-12)
+    proba = clf.predict_proba(X)
+    assert proba.shape == (1200, 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+    assert set(clf.predict(X)) <= set(labels) and np.mean(clf.predict(X) == y) > 0.6
+    assert fl.cross_entropy(clf.decision_function(X), codes) < fl.cross_entropy(
+        np.tile(clf.init_score_, (1200, 1)), codes)
+    again = pickle.loads(pickle.dumps(clf))  # the fitted objective is not kept, so the model pickles
+    np.testing.assert_array_equal(again.predict_proba(X), proba)
+    np.testing.assert_array_equal(again.predict(X), clf.predict(X))
+    scores = cross_val_score(fb.FusedXGBClassifier(n_estimators=4, n_jobs=1), X[:600], (codes[:600] == 0), cv=3,
+                             scoring="neg_log_loss")
+    assert scores.shape == (3,) and np.all(np.isfinite(scores))
+    with pytest.raises(ValueError, match="loss must be one of"):
+        fb.FusedXGBClassifier(loss="mse").fit(X, codes)
+    with pytest.raises(ValueError, match="binary loss, y has 3 classes"):
+        fb.FusedXGBClassifier().fit(X, codes)
+    with pytest.raises(ValueError, match="labels that y does not have"):
+        fb.FusedXGBClassifier(loss="cross_entropy").fit(X, codes, eval_set=[(X[:5], np.full(5, 7))])
+
+
 def test_initial_scores_and_probabilities():
     y = np.array([0, 1, 1, 2, 2, 2])
     w = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 3.0])

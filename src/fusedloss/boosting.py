@@ -497,123 +497,16 @@ def scores_to_proba(name: str, raw):
     return e / e.sum(axis=1, keepdims=True)
 
 
-_CLASSIFIER = None
-
-
-def _lightgbm_classifier_class():
-    """FusedLGBMClassifier, defined on first use (LightGBM is optional)."""
-    global _CLASSIFIER
-    if _CLASSIFIER is not None:
-        return _CLASSIFIER
-    import lightgbm as lgb
-
-    class FusedLGBMClassifier(lgb.LGBMClassifier):
-        """``lightgbm.LGBMClassifier`` trained on a fusedloss loss on logits, with probabilities.
-
-        ``loss``: ``"binary_focal"`` (default), ``"binary_cross_entropy_with_logits"``, ``"cross_entropy"`` or
-        ``"categorical_focal"``; ``loss_params``: its parameters (e.g. ``{"gamma": 2.0}``). Every other argument
-        is LightGBM's. ``fit`` starts the booster from the loss's initial score (also on ``eval_set``);
-        ``predict_proba`` adds it back and applies the sigmoid / softmax, ``predict`` returns class labels, so the
-        model works in scikit-learn pipelines, ``cross_val_score`` and with ``predict_proba(X)[:, 1]``.
-        ``decision_function`` gives the raw scores (logits).
-        """
-
-        def __init__(self, *, loss="binary_focal", loss_params=None, **kwargs):
-            self.loss = loss
-            self.loss_params = loss_params
-            super().__init__(**kwargs)
-
-        def fit(self, X, y, sample_weight=None, init_score=None, eval_set=None, eval_init_score=None, **kwargs):
-            name = _loss_name(self.loss)
-            if name not in _LOGIT_CLASSIFIERS:
-                raise ValueError(f"FusedLGBMClassifier: loss must be one of {', '.join(_LOGIT_CLASSIFIERS)}, "
-                                 f"got {name!r}")
-            params = dict(self.loss_params or {})
-            classes, encoded = np.unique(np.asarray(y), return_inverse=True)
-            if _LOGIT_CLASSIFIERS[name] == "binary" and classes.size > 2:
-                raise ValueError(f"FusedLGBMClassifier: {name} is a binary loss, y has {classes.size} classes; "
-                                 "use loss='cross_entropy' or 'categorical_focal'")
-            if kwargs.get("eval_y") is not None:  # LightGBM encodes eval_set's labels, not eval_y's: do it here
-                ys = kwargs["eval_y"]
-                ys = list(ys) if isinstance(ys, (tuple, list)) else [ys]
-                coded = []
-                for v in ys:
-                    v = np.asarray(v)
-                    at = np.minimum(np.searchsorted(classes, v), classes.size - 1)
-                    if not np.array_equal(classes[at], v):
-                        raise ValueError("FusedLGBMClassifier: eval_y holds labels that y does not have")
-                    coded.append(classes[at] if classes.dtype.kind in "biuf" else at)
-                kwargs["eval_y"] = tuple(coded)
-            if init_score is None:
-                self.init_score_ = initial_scores(name, encoded.astype(np.float64), sample_weight, **params)
-                init_score = _full_init(self.init_score_, len(encoded))
-                if eval_init_score is None:  # every validation set starts where the training set does
-                    if kwargs.get("eval_y") is not None:
-                        ys = kwargs["eval_y"]
-                        ys = [ys] if not isinstance(ys, (tuple, list)) else ys
-                    elif eval_set is not None:
-                        ys = [s[1] for s in ([eval_set] if isinstance(eval_set, tuple) else eval_set)]
-                    else:
-                        ys = []
-                    eval_init_score = [_full_init(self.init_score_, len(v)) for v in ys] or None
-            else:
-                self.init_score_ = 0.0  # the caller's offsets: predictions do not include them
-            objective = self.objective
-            # LightGBM trains on ``_objective`` (set from ``objective`` by its constructor and set_params); the
-            # public parameter is restored afterwards, so that get_params / clone see what the user gave
-            self.objective = self._objective = lightgbm_objective(name, api="sklearn", **params)
-            try:
-                super().fit(X, y, sample_weight=sample_weight, init_score=init_score, eval_set=eval_set,
-                            eval_init_score=eval_init_score, **kwargs)
-            finally:
-                self.objective = objective
-            return self
-
-        def get_params(self, deep=True):
-            params = super().get_params(deep=deep)
-            if self.__dict__.get("_hide_loss"):  # LightGBM reads "loss" as the objective; these are not its
-                params.pop("loss", None)
-                params.pop("loss_params", None)
-            return params
-
-        def _process_params(self, stage):
-            self._hide_loss = True
-            try:
-                return super()._process_params(stage)
-            finally:
-                self._hide_loss = False
-
-        def __getstate__(self):
-            # the fitted objective is a closure (not picklable) and prediction does not need it: LightGBM's
-            # name for "custom objective, raw scores" stands in for it
-            state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
-            if callable(state.get("_objective")):
-                state = dict(state, _objective="none")
-            return state
-
-        def decision_function(self, X, **kwargs):
-            raw = lgb.LGBMModel.predict(self, X, raw_score=True, **kwargs)
-            return np.asarray(raw) + self.init_score_
-
-        def predict_proba(self, X, raw_score=False, **kwargs):
-            if raw_score:
-                return self.decision_function(X, **kwargs)
-            return scores_to_proba(self.loss, self.decision_function(X, **kwargs))
-
-        def predict(self, X, raw_score=False, **kwargs):
-            if raw_score:
-                return self.decision_function(X, **kwargs)
-            return self.classes_[np.argmax(self.predict_proba(X, **kwargs), axis=1)]
-
-    FusedLGBMClassifier.__module__ = __name__
-    FusedLGBMClassifier.__qualname__ = "FusedLGBMClassifier"  # pickles by name, via the module's __getattr__
-    _CLASSIFIER = FusedLGBMClassifier
-    return _CLASSIFIER
-
-
 def __getattr__(attr):
+    # the scikit-learn classifiers subclass the libraries' own: defined when first asked for (fusedloss._estimators)
     if attr == "FusedLGBMClassifier":
-        return _lightgbm_classifier_class()
+        from ._estimators import lightgbm_classifier_class
+
+        return lightgbm_classifier_class()
+    if attr == "FusedXGBClassifier":
+        from ._estimators import xgboost_classifier_class
+
+        return xgboost_classifier_class()
     raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 
 
