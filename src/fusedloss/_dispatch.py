@@ -622,24 +622,63 @@ class Loss:
         return TypeError(f"{self.name}: only pred and target are positional; {what} are keyword-only: "
                          f"{call}(pred, target, {fix})")
 
+    def _memory_error(self, err: MemoryError, pred) -> MemoryError:
+        """A MemoryError raised inside a call (an output, or a contiguous copy of an input, too large to
+        allocate) as one that names the array by its role, its shape, dtype and size, and the way out."""
+        shape, dtype = getattr(err, "shape", None), getattr(err, "dtype", None)
+        fix = (f"split the batch along its leading axis and call fl.{self.name} on each piece with "
+               f"reduction='sum' (or merge fl.{self.name}.partial(...) states with fl.merge)")
+        if shape is None or dtype is None:
+            return MemoryError(f"{self.name}: out of memory ({err}); {fix}")
+        shape = tuple(int(n) for n in shape)
+        size = float(math.prod(shape) * np.dtype(dtype).itemsize)
+        for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+            if size < 1024 or unit == "EiB":
+                break
+            size /= 1024
+        pshape = tuple(np.shape(pred))
+        vector = self.spec.vector_param
+        copied = not (isinstance(pred, np.ndarray) and pred.flags.c_contiguous and pred.dtype in (_F32, _F64))
+        if shape == pshape and copied:
+            role = "a C-contiguous float32/float64 copy of pred (pred is a view that needs one, or of another dtype)"
+        elif shape == pshape:
+            role = "an array the shape of pred (the gradient, Hessian or per-element values, or a copy of target)"
+        elif pshape and shape == pshape[:-1]:
+            role = "one value per row of pred (per-row values, labels or sample weights)"
+        elif pshape and shape == pshape[-1:] and vector:
+            role = f"one value per class (C = {pshape[-1]}): {vector} expanded to the last axis of pred"
+        else:
+            role = "an array"
+        return MemoryError(f"{self.name}: cannot allocate {size:.3g} {unit} for {role}, {np.dtype(dtype)} of "
+                           f"shape {shape}; {fix}")
+
     def __call__(self, pred, target, *args, reduction="mean", sample_weight=None, backend=None, **params):
         if args:
             raise self._positional("__call__", args)
-        return self._run(pred, target, reduction, sample_weight, backend, params, True, False, False)
+        try:
+            return self._run(pred, target, reduction, sample_weight, backend, params, True, False, False)
+        except MemoryError as err:  # NumPy's bare one: say which array, how large, and what to do
+            raise self._memory_error(err, pred) from err
 
     def value_and_grad(self, pred, target, *args, reduction="mean", sample_weight=None, grad_out=None,
                        backend=None, **params):
         """(value, gradient of that value with respect to pred)."""
         if args:
             raise self._positional("value_and_grad", args)
-        return self._run(pred, target, reduction, sample_weight, backend, params, True, True, False, grad_out)
+        try:
+            return self._run(pred, target, reduction, sample_weight, backend, params, True, True, False, grad_out)
+        except MemoryError as err:  # NumPy's bare one: say which array, how large, and what to do
+            raise self._memory_error(err, pred) from err
 
     def grad(self, pred, target, *args, reduction="mean", sample_weight=None, grad_out=None, backend=None,
              **params):
         """The gradient of the loss value with respect to pred, in pred's shape and dtype."""
         if args:
             raise self._positional("grad", args)
-        return self._run(pred, target, reduction, sample_weight, backend, params, False, True, False, grad_out)
+        try:
+            return self._run(pred, target, reduction, sample_weight, backend, params, False, True, False, grad_out)
+        except MemoryError as err:  # NumPy's bare one: say which array, how large, and what to do
+            raise self._memory_error(err, pred) from err
 
     def grad_hess(self, pred, target, *args, reduction="mean", sample_weight=None, grad_out=None, hess_out=None,
                   hessian="exact", backend=None, **params):
@@ -654,8 +693,11 @@ class Loss:
             raise self._positional("grad_hess", args)
         if hessian not in HESSIAN_MODES:
             raise ValueError(f"{self.name}: hessian must be 'exact' or 'ones', got {hessian!r}")
-        return self._run(pred, target, reduction, sample_weight, backend, params, False, True, True, grad_out,
-                         hess_out, hessian)
+        try:
+            return self._run(pred, target, reduction, sample_weight, backend, params, False, True, True, grad_out,
+                             hess_out, hessian)
+        except MemoryError as err:  # NumPy's bare one: say which array, how large, and what to do
+            raise self._memory_error(err, pred) from err
 
     def partial(self, pred, target, *, sample_weight=None, backend=None, **params):
         """A mergeable partial result: the ``LossState`` of this piece of the data (see ``fusedloss.merge``).

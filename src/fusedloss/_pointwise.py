@@ -138,17 +138,26 @@ def poisson_nll_point(p, y, a, b):
         e = math.exp(p)
         return e - y * p, e - y, e
     q = p + b  # rate + eps
-    return p - y * math.log(q), 1.0 - y / q, y / (q * q)
+    # q = 0 (rate 0 with eps = 0): IEEE's values, as the C++ twin (losses.hpp poisson_nll_mode) and PyTorch:
+    # y > 0 gives l = inf, g = -inf, h = inf; y = 0 gives nan (0 * inf). Written without a division by 0 or a
+    # log of 0, which Python (and Numba's Python error model) would raise instead.
+    if q == 0.0:
+        return p - y * -math.inf, 1.0 - y * math.inf, y * math.inf
+    r = y / q
+    return p - y * math.log(q), 1.0 - r, r / q  # r / q: q * q underflows to 0 for q < 1e-154
 
 
 def tweedie_point(p, y, a, b):
     rho = a
     e2 = math.exp((2.0 - rho) * p)
-    e1 = math.exp((1.0 - rho) * p)
+    # y exp((1 - rho) p): exp overflows for very negative p (1 - rho < 0), and 0 * inf would make the loss nan
+    # for y = 0, where its y-terms are absent (the value is exp((2 - rho) p) / (2 - rho), 0 at p = -1e30).
+    # Python's exp raises instead of returning inf, so it is not called for y = 0.
+    ye1 = y * math.exp((1.0 - rho) * p) if y != 0.0 else 0.0
     return (
-        e2 / (2.0 - rho) - y * e1 / (1.0 - rho),
-        e2 - y * e1,
-        (2.0 - rho) * e2 - (1.0 - rho) * y * e1,
+        e2 / (2.0 - rho) - ye1 / (1.0 - rho),
+        e2 - ye1,
+        (2.0 - rho) * e2 - (1.0 - rho) * ye1,
     )
 
 
@@ -174,8 +183,12 @@ def binary_cross_entropy_with_logits_point(x, y, a, b):
     pw = a
     ys = y * (1.0 - b) + 0.5 * b  # label smoothing
     lw = 1.0 + (pw - 1.0) * ys
+    s = sigmoid(x)
     sm = sigmoid(-x)
-    return bce_logits_value(x, ys, pw), (1.0 - ys) - lw * sm, lw * sigmoid(x) * sm
+    # g = (1 - y) - lw sigmoid(-x) = (1 - y) sigmoid(x) - pw y sigmoid(-x) (as 1 - sigmoid(-x) = sigmoid(x)): the
+    # first form cancels for y = 0, x << 0 (1 - (1 - tiny)), the second is a difference of two terms that
+    # vanish where the gradient does, so a tiny gradient keeps its digits
+    return bce_logits_value(x, ys, pw), (1.0 - ys) * s - pw * ys * sm, lw * s * sm
 
 
 def binary_focal_point(x, y, a, b):
@@ -187,18 +200,22 @@ def binary_focal_point(x, y, a, b):
     q = s * (1.0 - y) + sm * y  # 1 - p_t, as a sum of two non-negative terms: no cancellation
     a_t = 1.0 if alpha < 0 else alpha * y + (1.0 - alpha) * (1.0 - y)
     u = s * sm
-    dq = (1.0 - 2.0 * y) * u
-    d2q = dq * (1.0 - 2.0 * s)
     if q > 0:
+        # f' = gamma q^(gamma-1) dq and f'' = gamma (gamma-1) q^(gamma-2) dq^2 + gamma q^(gamma-1) dq (1-2s), with
+        # dq = (1-2y) s (1-s), written as f' = gamma f r and f'' = f' ((gamma-1) r + (1-2s)) with r = dq / q:
+        # |r| <= 1 (q >= min(s, 1-s) >= s (1-s)), while q^(gamma-1) and q^(gamma-2) overflow once q is tiny
+        # (|x| > ~355 in float64: Hessian nan or -inf, and OverflowError from Python's **). The C++ twin
+        # (losses.hpp binary_focal_mode) uses the same form.
         f = q**gamma
-        q1 = q ** (gamma - 1.0)
-        df = gamma * q1 * dq
-        d2f = gamma * (gamma - 1.0) * q ** (gamma - 2.0) * dq * dq + gamma * q1 * d2q
+        r = (1.0 - 2.0 * y) * (u / q)
+        df = gamma * f * r
+        d2f = df * ((gamma - 1.0) * r + (1.0 - 2.0 * s))
     else:  # q underflowed: the limits of q^gamma and of its derivatives times ce
         f = 1.0 if gamma == 0 else 0.0
         df = 0.0
         d2f = 0.0
-    return a_t * ce * f, a_t * ((s - y) * f + ce * df), a_t * (u * f + 2.0 * (s - y) * df + ce * d2f)
+    smy = s * (1.0 - y) - sm * y  # s - y without its cancellation at y = 1, x >> 0 (s - 1 = -sigmoid(-x))
+    return a_t * ce * f, a_t * (smy * f + ce * df), a_t * (u * f + 2.0 * smy * df + ce * d2f)
 
 
 def hinge_point(x, y, a, b):
@@ -248,30 +265,91 @@ def capped(v, cap):
     return v
 
 
-def row_lse(x, base, C, cap, inv_t):
-    """logsumexp over the row of z_j = capped(x_j) * inv_t, in two passes over the (cached) row.
-
-    The max is taken first so that every exp has a non-positive argument; a row whose max is -inf (all
-    classes masked) gets lse = -inf instead of nan.
-    """
+def row_max(x, base, C):
+    """max_j x_j over the row; nan is skipped (a nan logit makes its exp, hence the row sum, nan later) and a
+    row of -inf gives -inf. C++ twin: rows.hpp row_max."""
     m = -math.inf
     for j in range(C):
-        z = capped(x[base + j], cap) * inv_t
-        if z > m:
-            m = z
-    if m == -math.inf or m == math.inf:
-        return m
-    s = 0.0
+        v = x[base + j]
+        if v > m:
+            m = v
+    return m
+
+
+def row_shift(m, cap):
+    """The shift of a row's exponentials: z of the row max ``m`` (softcap is increasing, so that is the max
+    of z), or 0 when it is -inf, so that every exp is exp(-inf) = 0 instead of exp(-inf + inf) = nan and the
+    row sum is 0. C++ twin: rows.hpp exp_shift."""
+    sh = capped(m, cap)
+    if sh == -math.inf:
+        return 0.0
+    return sh
+
+
+def row_exp_sums(x, base, C, sh, cap, inv_t):
+    """(s1, k) of the row's exponentials e_j = exp((z_j - sh) inv_t), z_j = capped(x_j): s1 sums the e_j that
+    are not 1, k counts those that are (the maxima). ``row_state``'s inputs. The difference z_j - sh is taken
+    before the scaling by inv_t (one rounding, as rows.hpp kl_div_with_logits does)."""
+    s1 = 0.0
+    k = 0.0
     for j in range(C):
-        s += math.exp(capped(x[base + j], cap) * inv_t - m)
-    return m + math.log(s)
+        e = math.exp((capped(x[base + j], cap) - sh) * inv_t)
+        if e == 1.0:
+            k += 1.0
+        else:
+            s1 += e
+    return s1, k
+
+
+def row_state(sh, s1, k):
+    """The softmax state of a row, ``(sh, s, s - 1, 1 / s, log s)``, from its shift and ``row_exp_sums``.
+
+    logsumexp = sh + log s with s = sum_j exp(z_j - sh) = s1 + k. When one class dominates, s = 1 + tiny and
+    the usual forms (lse - z_t, p_t - 1, p (1 - p)) cancel, in float64 too; and at |z| ~ 1e17 and beyond,
+    sh + log s rounds to sh, so exp(z_j - lse) of a tied row gives 1 for every class. Kept apart, s - 1 =
+    s1 + (k - 1) has no cancellation: log s = log1p(s - 1), log p_j = (z_j - sh) - log s and 1 - p_t =
+    -expm1(log p_t) are accurate to a few ulp however confident or large the row is (``row_log_p``,
+    ``row_p``). A row whose logits are all -inf has s = 0: there 1/s is taken as 0 (every p_j = 0) and
+    log s = -inf. C++ twin: rows.hpp RowSum.
+    """
+    s = s1 + k
+    sm1 = s1 + (k - 1.0)
+    if s == 0.0:
+        return sh, s, sm1, 0.0, -math.inf
+    return sh, s, sm1, 1.0 / s, math.log1p(sm1)
+
+
+def lse_state(m, s):
+    """``row_state`` from an online logsumexp state (m, s) (``lse_push``/``lse_merge``, the one-pass block
+    kernel). The max's 1 is not kept apart there, so s - 1 carries the rounding of s."""
+    if m == -math.inf:
+        return row_state(0.0, s - 1.0, 1.0)
+    return row_state(m, s - 1.0, 1.0)
+
+
+def row_log_p(z, st):
+    """log p = (z - sh) - log s for a class whose (capped) logit is z; -inf in a row of -inf (s = 0)."""
+    sh, s, sm1, inv_s, log_s = st
+    if s == 0.0:
+        return -math.inf
+    return (z - sh) - log_s
+
+
+def row_p(e, st):
+    """(p_j, 1 - p_j) from e_j = exp(z_j - sh): 1 - p_j = (s - e_j) / s, with s - 1 for a maximum (e_j == 1),
+    so nothing cancels (for any other class s - e_j >= 1: s holds a maximum's 1 besides e_j).
+    C++ twin: rows.hpp RowSum::one_minus_p."""
+    sh, s, sm1, inv_s, log_s = st
+    if e == 1.0:
+        return inv_s, sm1 * inv_s
+    return e * inv_s, (s - e) * inv_s
 
 
 def lse_push(m, s, z):
     """One step of the online logsumexp: (m, s) with s = sum exp(z_i - m) over the z seen, then z added.
 
     The running max only grows; when it does, the sum so far is rescaled. -inf adds nothing (and never makes
-    exp(-inf - -inf) = nan); nan makes s nan, as in ``row_lse``.
+    exp(-inf - -inf) = nan); nan makes s nan, as in ``row_exp_sums``.
     """
     if z > m:
         s = s * math.exp(m - z) + 1.0
@@ -299,60 +377,85 @@ def lse_finish(m, s):
 # cross_entropy in per-element pieces, so that a loop over one row (``cross_entropy_row``, one thread per row)
 # and a block of threads sharing a row (the CUDA block kernel) run the same math:
 #   ce_elem_sums:  class j's terms of the row sums (u, v) (summed in any order)
-#   ce_row_finish: value and the coefficient A from lse and the sums
-#   ce_elem_grad:  class j's gradient and Hessian from lse and A
+#   ce_row_finish: value and the coefficient A from the row's softmax state and the sums
+#   ce_elem_grad:  class j's gradient and Hessian from the state and A
+# The state is ``row_state``'s tuple (sh, s, s - 1, 1/s, log s). The row loop knows the shift before it sums
+# (s0 = sh: every term of v is >= 0, nothing cancels, as in rows.hpp); the one-pass block kernel sums with
+# s0 = 0 (it learns the max only at the end).
 
 
-def ce_elem_sums(xj, qj, cj, soft, ls, e_c, cap):
-    """Class j's terms (u_j, v_j) of the row sums. Soft targets: u = b_j, v = b_j z_j with b_j the weight of
-    z_j in the target distribution; hard labels: u = c_j (sum W), v = c_j z_j (needed only with smoothing)."""
+def ce_elem_sums(xj, qj, cj, soft, ls, e_c, cap, s0):
+    """Class j's terms (u_j, v_j) of the row sums. Soft targets: u = b_j, v = b_j (s0 - z_j) with b_j the weight
+    of z_j in the target distribution; hard labels: u = c_j (sum W), v = c_j (s0 - z_j) (needed only with
+    smoothing). A weightless class adds nothing, even at z_j = -inf."""
     if soft:
         bj = cj * (qj * (1.0 - ls) + e_c)
         if bj != 0.0:
-            return bj, bj * capped(xj, cap)
+            return bj, bj * (s0 - capped(xj, cap))
         return bj, 0.0
     if ls != 0.0 and cj != 0.0:
-        return cj, cj * capped(xj, cap)
+        return cj, cj * (s0 - capped(xj, cap))
     return cj, 0.0
 
 
-def ce_row_finish(lse, soft, u, v, ct, z_t, ls, e_c, zl):
-    """(value, A) of a row from its logsumexp and sums (u, v); ``ct``, ``z_t``: the label's class weight and
-    capped logit (hard labels). The hard-label value keeps lse - z_t together (no cancellation of two large
-    terms)."""
+def ce_row_finish(st, s0, soft, u, v, ct, z_t, ls, e_c, zl):
+    """(value, A) of a row from its softmax state ``st`` and sums (u, v) taken relative to ``s0``; ``ct``,
+    ``z_t``: the label's class weight and capped logit (hard labels). sum_j b_j (lse - z_j) is
+    u (lse - s0) + v; the hard-label term lse - z_t is -log p_t = (sh - z_t) + log s, a sum of two
+    non-negative numbers (rows.hpp cross_entropy: the same forms)."""
+    sh, s, sm1, inv_s, log_s = st
+    rel = (sh - s0) + log_s  # lse - s0
     if soft:
         coef = u
-        value = coef * lse - v
+        value = coef * rel + v
     else:
         coef = (1.0 - ls) * ct + e_c * u
-        value = (1.0 - ls) * ct * (lse - z_t) + e_c * (u * lse - v)
-    return value + zl * lse * lse, coef
+        value = (1.0 - ls) * ct * -row_log_p(z_t, st)
+        if ls != 0.0:
+            value += e_c * (u * rel + v)
+    if zl != 0.0:
+        lse = sh + log_s
+        value += zl * lse * lse
+    return value, coef
 
 
-def ce_elem_grad(xj, is_t, qj, cj, soft, ls, e_c, cap, zl, lse, coef, want_h):
-    """(dl/dx_j, d2l/dx_j^2) of a row (before the row weight and scale)."""
+def ce_elem_grad(xj, is_t, qj, cj, soft, ls, e_c, cap, zl, st, coef, want_h):
+    """(dl/dx_j, d2l/dx_j^2) of a row (before the row weight and scale).
+
+    p_j = exp(z_j - sh) / s and 1 - p_j from ``row_p``; the label's element uses p_t - 1 = expm1(log p_t), so
+    that A p_t - b_t = (A - (1-e) c_t) p_t - (e/C) c_t - (1-e) c_t (1 - p_t) does not cancel when p_t -> 1
+    (rows.hpp: the label's element in double). The softcap chain uses sech2 for 1 - tanh^2 (math.hpp
+    tanh_sech2). A row of -inf (s = 0) has lse = -inf: z_loss is left out of its derivatives (0 * inf).
+    """
+    sh, s, sm1, inv_s, log_s = st
     z = capped(xj, cap)
-    pj = math.exp(z - lse)
-    if soft:
-        bj = cj * (qj * (1.0 - ls) + e_c)
+    dz = sech2(xj / cap) if cap > 0.0 else 1.0
+    if is_t:
+        lp = row_log_p(z, st)
+        pj = math.exp(lp)
+        omp = -math.expm1(lp)
+        k1 = (1.0 - ls) * cj
+        gz = (coef - k1) * pj - e_c * cj - k1 * omp
     else:
-        bj = e_c * cj
-        if is_t:
-            bj += (1.0 - ls) * cj
-    gz = coef * pj - bj + 2.0 * zl * lse * pj
-    if cap > 0.0:
-        tau = z / cap
-        dz = 1.0 - tau * tau
-        gx = gz * dz
-    else:
-        dz = 1.0
-        gx = gz
+        pj, omp = row_p(math.exp(z - sh), st)
+        if soft:
+            bj = cj * (qj * (1.0 - ls) + e_c)
+        else:
+            bj = e_c * cj
+        gz = coef * pj - bj
+    zg = zl if s != 0.0 else 0.0
+    lse = sh + log_s
+    if zg != 0.0:
+        gz += 2.0 * zg * lse * pj
+    gx = gz * dz
     hx = 0.0
     if want_h:
-        hz = coef * pj * (1.0 - pj) + 2.0 * zl * (pj * pj + lse * pj * (1.0 - pj))
+        hz = coef * pj * omp
+        if zg != 0.0:
+            hz += 2.0 * zg * (pj * pj + lse * pj * omp)
         hx = hz * dz * dz
         if cap > 0.0:
-            hx += gz * (-2.0 * (z / cap) * dz / cap)
+            hx -= gz * (2.0 * (z / cap) * dz / cap)
     return gx, hx
 
 
@@ -360,28 +463,37 @@ def cross_entropy_row(x, base, C, t, q, cw, has_cw, soft, a, b, c, d, rw, gscale
     ls = a
     zl = b
     cap = c
-    lse = row_lse(x, base, C, cap, 1.0)
     e_c = ls / C
+    sh = row_shift(row_max(x, base, C), cap)
+    s1 = 0.0
+    k = 0.0
     u = 0.0
     v = 0.0
     for j in range(C):
+        xj = x[base + j]
+        e = math.exp(capped(xj, cap) - sh)
+        if e == 1.0:
+            k += 1.0
+        else:
+            s1 += e
         cj = cw[j] if has_cw else 1.0
         qj = q[base + j] if soft else 0.0
-        du, dv = ce_elem_sums(x[base + j], qj, cj, soft, ls, e_c, cap)
+        du, dv = ce_elem_sums(xj, qj, cj, soft, ls, e_c, cap, sh)
         u += du
         v += dv
+    st = row_state(sh, s1, k)
     ct = 1.0
     z_t = 0.0
     if not soft:
         ct = cw[t] if has_cw else 1.0
         z_t = capped(x[base + t], cap)
-    value, coef = ce_row_finish(lse, soft, u, v, ct, z_t, ls, e_c, zl)
+    value, coef = ce_row_finish(st, sh, soft, u, v, ct, z_t, ls, e_c, zl)
     if want_g or want_h:
         f = rw * gscale
         for j in range(C):
             cj = cw[j] if has_cw else 1.0
             qj = q[base + j] if soft else 0.0
-            gx, hx = ce_elem_grad(x[base + j], (not soft) and j == t, qj, cj, soft, ls, e_c, cap, zl, lse, coef,
+            gx, hx = ce_elem_grad(x[base + j], (not soft) and j == t, qj, cj, soft, ls, e_c, cap, zl, st, coef,
                                   want_h)
             if want_h:
                 h[base + j] = f * hx
@@ -391,31 +503,50 @@ def cross_entropy_row(x, base, C, t, q, cw, has_cw, soft, a, b, c, d, rw, gscale
 
 
 def categorical_focal_row(x, base, C, t, q, cw, has_cw, soft, a, b, c, d, rw, gscale, g, h, want_g, want_h):
+    """Row scalars from log p_t = (x_t - sh) - log s and o = 1 - p_t = -expm1(log p_t), as rows.hpp
+    categorical_focal. No power of o has a negative exponent: with L = log p_t,
+      F = o^gamma - gamma p_t L o^(gamma-1) = o^gamma (1 - gamma p_t L / o)          (L / o -> -1 as o -> 0)
+      D = F'(p_t) p_t o^2 = gamma o^gamma ((gamma-1) p_t (p_t L) - o (2 p_t + p_t L))
+      h_t = a_t (F p_t o - D),  h_j = a_t (F p_j (1 - p_j) - D (p_j / o)^2)  (j != t; p_j <= o)
+    so a confident row (o tiny, o^(gamma-2) beyond the float range) stays finite and exact. p_t L -> 0 at
+    p_t = 0 (a masked label)."""
     gamma = a
-    lse = row_lse(x, base, C, 0.0, 1.0)
-    lp_t = x[base + t] - lse
+    x_t = x[base + t]  # before any write (g may be x)
+    sh = row_shift(row_max(x, base, C), 0.0)
+    s1, k = row_exp_sums(x, base, C, sh, 0.0, 1.0)
+    st = row_state(sh, s1, k)
+    lp_t = row_log_p(x_t, st)
     p_t = math.exp(lp_t)
-    omp = -math.expm1(lp_t)  # 1 - p_t without cancellation
+    omp = -math.expm1(lp_t)
     a_t = cw[t] if has_cw else 1.0
     if omp > 0:
         pow_g = omp**gamma
-        pow_g1 = omp ** (gamma - 1.0)
-        pow_g2 = omp ** (gamma - 2.0)
-    else:  # p_t == 1: the limits (every term with a negative power is multiplied by something smaller)
+    else:  # p_t == 1: the limit
         pow_g = 1.0 if gamma == 0 else 0.0
-        pow_g1 = 0.0
-        pow_g2 = 0.0
-    F = pow_g - gamma * p_t * lp_t * pow_g1
-    dF = -gamma * pow_g1 * (2.0 + lp_t) + gamma * (gamma - 1.0) * p_t * lp_t * pow_g2
+    if p_t > 0.0:
+        plp = p_t * lp_t
+        plo = plp / omp if omp > 0 else -1.0  # p_t log(p_t) / (1 - p_t)
+    else:
+        plp = 0.0
+        plo = 0.0
+    F = pow_g * (1.0 - gamma * plo)
+    D = gamma * pow_g * ((gamma - 1.0) * p_t * plp - omp * (2.0 * p_t + plp))
     if want_g or want_h:
         f = rw * gscale * a_t
+        sh, s, sm1, inv_s, log_s = st
         for j in range(C):
-            pj = math.exp(x[base + j] - lse)
-            diff = pj - 1.0 if j == t else pj
+            if j == t:
+                gj = -F * omp
+                hj = F * p_t * omp - D
+            else:
+                pj, ompj = row_p(math.exp(x[base + j] - sh), st)
+                r = pj / omp if omp > 0 else 0.0
+                gj = F * pj
+                hj = F * pj * ompj - D * r * r
             if want_h:
-                h[base + j] = f * (F * pj * (1.0 - pj) - dF * p_t * diff * diff)
+                h[base + j] = f * hj
             if want_g:
-                g[base + j] = f * F * diff
+                g[base + j] = f * gj
     return -rw * a_t * pow_g * lp_t
 
 
@@ -432,7 +563,7 @@ def multi_margin_row(x, base, C, t, q, cw, has_cw, soft, a, b, c, d, rw, gscale,
     for j in range(C):
         if j == t:
             continue
-        v = margin - x_t + x[base + j]
+        v = margin + (x[base + j] - x_t)  # the logit difference first: exact for ties, however large
         if v > 0:
             if power == 2.0:
                 value += v * v
@@ -459,9 +590,15 @@ def multi_margin_row(x, base, C, t, q, cw, has_cw, soft, a, b, c, d, rw, gscale,
 
 
 def kl_div_with_logits_row(x, base, C, t, q, cw, has_cw, soft, a, b, c, d, rw, gscale, g, h, want_g, want_h):
+    """log p_j = (x_j - max x) / T - log s with log s = log1p(s - 1) (``row_state``), as rows.hpp
+    kl_div_with_logits: no lse rounded next to large logits, so each term q_j (log q_j - log p_j) keeps its
+    digits."""
     log_target = a != 0.0
     inv_t = 1.0 / b
-    lse = row_lse(x, base, C, 0.0, inv_t)
+    sh = row_shift(row_max(x, base, C), 0.0)
+    s1, k = row_exp_sums(x, base, C, sh, 0.0, inv_t)
+    st = row_state(sh, s1, k)
+    log_s = st[4]
     S = 0.0
     value = 0.0
     for j in range(C):
@@ -469,19 +606,19 @@ def kl_div_with_logits_row(x, base, C, t, q, cw, has_cw, soft, a, b, c, d, rw, g
         if log_target:
             qj = math.exp(tj)
             if qj > 0.0:
-                value += qj * (tj - (x[base + j] * inv_t - lse))
+                value += qj * (tj - ((x[base + j] - sh) * inv_t - log_s))
         else:
             qj = tj
             if qj > 0.0:
-                value += qj * (math.log(qj) - (x[base + j] * inv_t - lse))
+                value += qj * (math.log(qj) - ((x[base + j] - sh) * inv_t - log_s))
         S += qj
     if want_g or want_h:
         f = rw * gscale
         for j in range(C):
-            pj = math.exp(x[base + j] * inv_t - lse)
+            pj, ompj = row_p(math.exp((x[base + j] - sh) * inv_t), st)
             qj = math.exp(q[base + j]) if log_target else q[base + j]
             if want_h:
-                h[base + j] = f * S * pj * (1.0 - pj) * inv_t * inv_t
+                h[base + j] = f * S * pj * ompj * inv_t * inv_t
             if want_g:
                 g[base + j] = f * (S * pj - qj) * inv_t
     return rw * value

@@ -76,16 +76,16 @@ def poisson_nll(p, y, log_input, eps):
     if log_input:
         e = np.exp(p)
         return e - y * p, e - y, e
-    q = p + eps
-    return p - y * np.log(q), 1.0 - y / q, y / q**2
+    q = p + eps  # q = 0: IEEE's values (y > 0: inf, -inf, inf; y = 0: nan), as the point functions
+    return p - y * np.log(q), 1.0 - y / q, (y / q) / q  # not y / q**2: q**2 underflows for q < 1e-154
 
 
 def tweedie(p, y, power):
     rho = power
     e2 = np.exp((2.0 - rho) * p)
-    e1 = np.exp((1.0 - rho) * p)
-    value = e2 / (2.0 - rho) - y * e1 / (1.0 - rho)
-    return value, e2 - y * e1, (2.0 - rho) * e2 - (1.0 - rho) * y * e1
+    ye1 = np.where(y == 0, 0.0, y * np.exp((1.0 - rho) * p))  # y = 0: no y-terms (not 0 * inf for p << 0)
+    value = e2 / (2.0 - rho) - ye1 / (1.0 - rho)
+    return value, e2 - ye1, (2.0 - rho) * e2 - (1.0 - rho) * ye1
 
 
 def _log1pexp(x):
@@ -137,7 +137,8 @@ def binary_cross_entropy_with_logits(x, y, pos_weight, label_smoothing):
     lw = 1.0 + (pw - 1.0) * y
     value = _bce_logits(x, y, pw)
     s, sm = _sigmoid(x), _sigmoid(-x)
-    return value, (1.0 - y) - lw * sm, lw * s * sm
+    # (1 - y) - lw sigmoid(-x) written as (1 - y) sigmoid(x) - pw y sigmoid(-x): no cancellation for y = 0, x << 0
+    return value, (1.0 - y) * s - pw * y * sm, lw * s * sm
 
 
 def binary_focal(x, y, alpha, gamma):
@@ -146,16 +147,18 @@ def binary_focal(x, y, alpha, gamma):
     q = s * (1.0 - y) + sm * y  # 1 - p_t, without cancellation
     a_t = np.ones_like(x) if alpha < 0 else alpha * y + (1.0 - alpha) * (1.0 - y)
     u = s * sm  # sigmoid'
-    dq = (1.0 - 2.0 * y) * u
-    d2q = (1.0 - 2.0 * y) * u * (1.0 - 2.0 * s)
     f = q**gamma
     pos = q > 0
     qs = np.where(pos, q, 1.0)
-    df = np.where(pos, gamma * qs ** (gamma - 1.0) * dq, 0.0)
-    d2f = np.where(pos, gamma * (gamma - 1.0) * qs ** (gamma - 2.0) * dq * dq + gamma * qs ** (gamma - 1.0) * d2q, 0.0)
+    # f' = gamma q^(gamma-1) dq = gamma f r and f'' = f' ((gamma-1) r + (1-2s)), r = dq / q = (1-2y) s (1-s) / q:
+    # |r| <= 1, where q^(gamma-1), q^(gamma-2) overflow for tiny q (the same form as the point functions)
+    r = (1.0 - 2.0 * y) * (u / qs)
+    df = np.where(pos, gamma * f * r, 0.0)
+    d2f = np.where(pos, gamma * f * r * ((gamma - 1.0) * r + (1.0 - 2.0 * s)), 0.0)
+    smy = s * (1.0 - y) - sm * y  # s - y without its cancellation at y = 1, x >> 0
     value = a_t * ce * f
-    grad = a_t * ((s - y) * f + ce * df)
-    hess = a_t * (u * f + 2.0 * (s - y) * df + ce * d2f)
+    grad = a_t * (smy * f + ce * df)
+    hess = a_t * (u * f + 2.0 * smy * df + ce * d2f)
     return value, grad, hess
 
 
@@ -236,11 +239,30 @@ def reduce_elementwise(name, pred, target, *, reduction="mean", sample_weight=No
 # --- multiclass (class axis last); rows are the flattened leading axes --------------------------------
 
 
-def _logsumexp_rows(z):
-    m = np.max(z, axis=1, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0.0)  # a row of -inf has lse -inf, not nan
-    with np.errstate(divide="ignore"):
-        return (m + np.log(np.sum(np.exp(z - m), axis=1, keepdims=True)))[:, 0]
+def _softmax_rows(z, inv_t=1.0):
+    """The rows' softmax without cancellation: ``(sh, e, s, sm1, log_s, p, omp)``, each per row or (R, C).
+
+    sh = the row max (nan skipped; 0 for a row of -inf), e = exp((z - sh) inv_t), s = sum e and s - 1 =
+    sm1 = (sum of the e != 1) + (number of e == 1) - 1, log s = log1p(sm1); p = e / s and 1 - p = (s - e) / s,
+    with s - 1 for the maxima. Neither lse - z_t = (sh - z_t) + log s nor 1 - p nor exp(z - lse) then loses
+    digits on a confident row (s = 1 + tiny) or a tied row of huge logits (sh + log s rounds to sh from
+    |z| ~ 1e17). A row of -inf has s = 0: p = 0 there, log s = -inf. (C++: rows.hpp RowSum; the row
+    functions: _pointwise.row_state.)
+    """
+    m = np.max(np.where(np.isnan(z), -np.inf, z), axis=1)
+    sh = np.where(m == -np.inf, 0.0, m)
+    e = np.exp((z - sh[:, None]) * inv_t)
+    one = e == 1.0
+    k = np.sum(one, axis=1)
+    s1 = np.sum(np.where(one, 0.0, e), axis=1)
+    s = s1 + k
+    sm1 = s1 + (k - 1.0)
+    empty = s == 0.0
+    log_s = np.where(empty, -np.inf, np.log1p(np.where(empty, 0.0, sm1)))
+    inv_s = np.where(empty, 0.0, 1.0 / np.where(empty, 1.0, s))
+    p = e * inv_s[:, None]
+    omp = np.where(one, sm1[:, None], s[:, None] - e) * inv_s[:, None]
+    return sh, e, s, sm1, log_s, p, omp
 
 
 def _xmul(a, b):
@@ -252,63 +274,77 @@ def cross_entropy(x, target, soft, cw, ignore_index, label_smoothing, z_loss, so
     R, C = x.shape
     if softcap:  # None or 0 switch it off
         tau = np.tanh(x / softcap)
-        z, dz, d2z = softcap * tau, 1.0 - tau * tau, -2.0 * tau * (1.0 - tau * tau) / softcap
+        dz = _sech2(x / softcap)  # 1 - tau^2 without cancellation
+        z, d2z = softcap * tau, -2.0 * tau * dz / softcap
     else:
         z, dz, d2z = x, np.ones_like(x), np.zeros_like(x)
     cw = np.ones(C) if cw is None else cw
     e = label_smoothing
-    lse = _logsumexp_rows(z)
-    p = np.exp(z - lse[:, None])
+    sh, _, s, _, log_s, p, omp = _softmax_rows(z)
+    lse = sh + log_s
+    rel = sh[:, None] - z  # lse - z = rel + log s, both terms >= 0
+    rows = np.arange(R)
     if soft:
         keep = np.ones(R, dtype=bool)
         qs = target * (1.0 - e) + e / C
-        coef = np.sum(cw * qs, axis=1)
         b = cw * qs
-        value = coef * lse - np.sum(_xmul(b, z), axis=1)
+        coef = np.sum(b, axis=1)
+        value = coef * log_s + np.sum(_xmul(b, rel), axis=1)
     else:
         keep = target != ignore_index
         t = np.where(keep, target, 0)
         onehot = np.zeros((R, C))
-        onehot[np.arange(R), t] = 1.0
+        onehot[rows, t] = 1.0
         cw_t = cw[t]
         W = np.sum(cw)
         coef = (1.0 - e) * cw_t + (e / C) * W
         b = (1.0 - e) * cw_t[:, None] * onehot + (e / C) * cw
-        z_t = z[np.arange(R), t]
-        value = (1.0 - e) * cw_t * (lse - z_t)
+        lp_t = np.where(s == 0.0, -np.inf, (z[rows, t] - sh) - log_s)
+        value = (1.0 - e) * cw_t * -lp_t
         if e:  # without smoothing this term is absent (0 * inf would be nan on a row with masked classes)
-            value = value + (e / C) * (W * lse - np.sum(_xmul(cw, z), axis=1))
+            value = value + (e / C) * (W * log_s + np.sum(_xmul(cw, rel), axis=1))
+    zg = np.where(s == 0.0, 0.0, z_loss)  # a row of -inf has lse = -inf: no z_loss in its derivatives
+    lse_z = np.where(zg == 0.0, 0.0, lse)
     value = value + z_loss * lse * lse
-    gz = coef[:, None] * p - b + 2.0 * z_loss * lse[:, None] * p
-    hz = coef[:, None] * p * (1.0 - p) + 2.0 * z_loss * (p * p + lse[:, None] * p * (1.0 - p))
+    gz = coef[:, None] * p - b + 2.0 * (zg * lse_z)[:, None] * p
+    hz = coef[:, None] * p * omp + 2.0 * zg[:, None] * (p * p + lse_z[:, None] * p * omp)
+    if not soft:  # the label's element from log p_t: A p_t - b_t with p_t - 1 = expm1(log p_t)
+        p_t, omp_t = np.exp(lp_t), -np.expm1(lp_t)
+        k1 = (1.0 - e) * cw_t
+        gz[rows, t] = (coef - k1) * p_t - (e / C) * cw_t - k1 * omp_t + 2.0 * zg * lse_z * p_t
+        hz[rows, t] = coef * p_t * omp_t + 2.0 * zg * (p_t * p_t + lse_z * p_t * omp_t)
     grad = gz * dz
     hess = hz * dz * dz + gz * d2z
     return value, grad, hess, keep
 
 
 def categorical_focal(x, target, soft, cw, ignore_index, gamma):
+    """With L = log p_t and o = 1 - p_t = -expm1(L), every power of o has an exponent >= 0:
+    F = o^gamma (1 - gamma p_t L / o), D = F'(p_t) p_t o^2 = gamma o^gamma ((gamma-1) p_t (p_t L) - o (2 p_t + p_t L)),
+    h_t = a_t (F p_t o - D), h_j = a_t (F p_j (1 - p_j) - D (p_j / o)^2) for j != t (p_j <= o), so confident rows
+    (o^(gamma-2) beyond the float range) stay finite (the same forms as _pointwise.categorical_focal_row)."""
     R, C = x.shape
+    rows = np.arange(R)
     keep = target != ignore_index
     t = np.where(keep, target, 0)
-    lse = _logsumexp_rows(x)
-    p = np.exp(x - lse[:, None])
-    lp_t = x[np.arange(R), t] - lse
+    sh, _, s, _, log_s, p, omp_all = _softmax_rows(x)
+    lp_t = np.where(s == 0.0, -np.inf, (x[rows, t] - sh) - log_s)
     p_t = np.exp(lp_t)
-    omp = -np.expm1(lp_t)  # 1 - p_t without cancellation
+    o = -np.expm1(lp_t)  # 1 - p_t without cancellation
     a_t = np.ones(R) if cw is None else cw[t]
-    pos = omp > 0
-    o = np.where(pos, omp, 1.0)
-    pow_g = np.where(pos, o**gamma, 1.0 if gamma == 0 else 0.0)
-    pow_g1 = np.where(pos, o ** (gamma - 1.0), 0.0)
-    pow_g2 = np.where(pos, o ** (gamma - 2.0), 0.0)
-    F = pow_g - gamma * p_t * lp_t * pow_g1
-    dF = -gamma * pow_g1 * (2.0 + lp_t) + gamma * (gamma - 1.0) * p_t * lp_t * pow_g2
-    onehot = np.zeros((R, C))
-    onehot[np.arange(R), t] = 1.0
-    diff = p - onehot
+    pos = o > 0
+    os_ = np.where(pos, o, 1.0)
+    pow_g = np.where(pos, os_**gamma, 1.0 if gamma == 0 else 0.0)
+    plp = np.where(p_t > 0, p_t * lp_t, 0.0)  # p_t log p_t -> 0 at p_t = 0
+    plo = np.where(p_t > 0, np.where(pos, plp / os_, -1.0), 0.0)  # p_t log(p_t) / (1 - p_t) -> -1 at p_t = 1
+    F = pow_g * (1.0 - gamma * plo)
+    D = gamma * pow_g * ((gamma - 1.0) * p_t * plp - o * (2.0 * p_t + plp))
+    r = np.where(pos[:, None], p / os_[:, None], 0.0)
+    grad = (a_t * F)[:, None] * p
+    hess = a_t[:, None] * (F[:, None] * p * omp_all - D[:, None] * r * r)
+    grad[rows, t] = -a_t * F * o
+    hess[rows, t] = a_t * (F * p_t * o - D)
     value = -a_t * pow_g * lp_t
-    grad = (a_t * F)[:, None] * diff
-    hess = a_t[:, None] * (F[:, None] * p * (1.0 - p) - (dF * p_t)[:, None] * diff * diff)
     return value, grad, hess, keep
 
 
@@ -316,7 +352,7 @@ def multi_margin(x, target, soft, cw, ignore_index, margin, p):
     R, C = x.shape
     rows = np.arange(R)
     w_t = np.ones(R) if cw is None else cw[target]
-    v = margin - x[rows, target][:, None] + x
+    v = margin + (x - x[rows, target][:, None])  # the logit difference first: exact for ties (1e30 - 1e30 + 1)
     active = v > 0
     active[rows, target] = False
     vp = np.where(active, v, 0.0)
@@ -333,11 +369,10 @@ def multi_margin(x, target, soft, cw, ignore_index, margin, p):
 
 
 def kl_div_with_logits(x, target, soft, cw, ignore_index, log_target, temperature):
+    """log p = (x - max x) / T - log s (``_softmax_rows``): no lse rounded next to large logits."""
     T = temperature
-    z = x / T
-    lse = _logsumexp_rows(z)
-    lp = z - lse[:, None]
-    p = np.exp(lp)
+    sh, _, _, _, log_s, p, omp = _softmax_rows(x, 1.0 / T)
+    lp = (x - sh[:, None]) / T - log_s[:, None]
     if log_target:
         q = np.exp(target)
         qlogq = q * target
@@ -345,9 +380,9 @@ def kl_div_with_logits(x, target, soft, cw, ignore_index, log_target, temperatur
         q = target
         qlogq = np.where(q > 0, q * np.log(np.where(q > 0, q, 1.0)), 0.0)
     S = np.sum(q, axis=1)
-    value = np.sum(qlogq, axis=1) - np.sum(_xmul(q, lp), axis=1)
+    value = np.sum(np.where(q > 0, qlogq - q * lp, q * 0.0), axis=1)  # q = 0 adds 0, nan stays nan
     grad = (S[:, None] * p - q) / T
-    hess = S[:, None] * p * (1.0 - p) / T**2
+    hess = S[:, None] * p * omp / T**2
     return value, grad, hess, np.ones(x.shape[0], dtype=bool)
 
 

@@ -176,9 +176,11 @@ struct poisson_nll_mode {
       if constexpr (H) h = e;
     } else {
       const T q = p + eps;
+      // h as (y / q) / q: q * q underflows to 0 for q < 1e-19 in float (1e-154 in double), and y / 0 was nan
+      // for y = 0 (Python: _pointwise.poisson_nll_point)
       if constexpr (V) l = p - y * vm::log(q);
       if constexpr (G) g = T(1) - y / q;
-      if constexpr (H) h = y / (q * q);
+      if constexpr (H) h = (y / q) / q;
     }
   }
 };
@@ -198,6 +200,8 @@ struct poisson_nll {
 
 // rho in (1, 2), log link:  l = exp((2-rho) p)/(2-rho) - y exp((1-rho) p)/(1-rho);
 // g = exp((2-rho) p) - y exp((1-rho) p);  h = (2-rho) exp((2-rho) p) - (1-rho) y exp((1-rho) p)
+// y exp((1-rho) p) is taken as 0 for y = 0: exp((1-rho) p) overflows for p << 0 (float p <= -90 at rho 1.99),
+// and 0 * inf made the loss nan where its value is exp((2-rho) p)/(2-rho) (_pointwise.tweedie_point).
 template <class T>
 struct tweedie {
   static constexpr const char* name = "tweedie";
@@ -206,10 +210,10 @@ struct tweedie {
   template <bool V, bool G, bool H>
   FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
     const T e2 = vm::exp(c2 * p);
-    const T e1 = vm::exp(c1 * p);
-    if constexpr (V) l = e2 / c2 - y * e1 / c1;
-    if constexpr (G) g = e2 - y * e1;
-    if constexpr (H) h = c2 * e2 - c1 * y * e1;
+    const T ye1 = y == T(0) ? T(0) : y * vm::exp(c1 * p);
+    if constexpr (V) l = e2 / c2 - ye1 / c1;
+    if constexpr (G) g = e2 - ye1;
+    if constexpr (H) h = c2 * e2 - c1 * ye1;
   }
 };
 
@@ -250,6 +254,9 @@ struct binary_cross_entropy {
 // x a logit, pw = pos_weight (a; per column through point_col), s = label_smoothing (b):
 // y <- y (1-s) + s/2, lw = 1 + (pw - 1) y:  l = (1-y) x + lw softplus(-x) (math.hpp: bce_logits_value, which
 // avoids its cancellation for x < 0);  g = (1-y) - lw sigmoid(-x);  h = lw sigmoid(x) sigmoid(-x).
+// g is evaluated as (1-y) sigmoid(x) - pw y sigmoid(-x) (the same, as 1 - sigmoid(-x) = sigmoid(x)): the first
+// form cancels for y = 0, x << 0 (float x = -30 gave 0 for 9.36e-14), this one keeps a tiny gradient's digits
+// (_pointwise.binary_cross_entropy_with_logits_point).
 // softplus and sigmoid only ever exponentiate -|x| (math.hpp), so any finite x is safe (no overflow at
 // +-1e4, or at the largest float); they share one exp(-|x|) after CSE.
 template <class T>
@@ -270,7 +277,7 @@ struct binary_cross_entropy_with_logits {
     if constexpr (G || H) {
       T s, sm;
       sigmoid_pair(x, s, sm);
-      if constexpr (G) g = (T(1) - ys) - lw * sm;
+      if constexpr (G) g = (T(1) - ys) * s - pw_ * ys * sm;
       if constexpr (H) h = lw * s * sm;
     }
   }
@@ -309,11 +316,12 @@ struct binary_focal_mode {
     const T dfq = gamma * fq * r;
     const T f = q > T(0) ? fq : f0;
     const T df = q > T(0) ? dfq : T(0);
+    const T smy = s * (T(1) - y) - sm * y;  // s - y without its cancellation at y = 1, x >> 0 (s - 1 = -sm)
     if constexpr (V) l = a_t * ce * f;
-    if constexpr (G) g = a_t * ((s - y) * f + ce * df);
+    if constexpr (G) g = a_t * (smy * f + ce * df);
     if constexpr (H) {
       const T d2f = q > T(0) ? dfq * ((gamma - T(1)) * r + (T(1) - T(2) * s)) : T(0);
-      h = a_t * (u * f + T(2) * (s - y) * df + ce * d2f);
+      h = a_t * (u * f + T(2) * smy * df + ce * d2f);
     }
   }
 };

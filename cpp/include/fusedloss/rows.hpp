@@ -377,39 +377,41 @@ struct categorical_focal {
     // (a row of -inf has no probabilities at all: p_t = 0 there, as for a masked label)
     const double lp_t = rs.s == 0.0 ? -kInf : (double(x_t) - double(shift)) - rs.log_s;
     const double p_t = std::exp(lp_t);
-    const double plp = p_t > 0.0 ? p_t * lp_t : 0.0;  // p_t log p_t, with its limit 0 at p_t = 0
     const double omp = -std::expm1(lp_t);
     const double a_t = cw ? double(cw[t]) : 1.0;
-    double pow_g, pow_g1, pow_g2;
-    if (omp > 0.0) {
-      pow_g = std::pow(omp, gamma);
-      pow_g1 = std::pow(omp, gamma - 1.0);
-      pow_g2 = std::pow(omp, gamma - 2.0);
-    } else {  // p_t == 1: the limits (each negative power is multiplied by something that vanishes faster)
-      pow_g = gamma == 0.0 ? 1.0 : 0.0;
-      pow_g1 = 0.0;
-      pow_g2 = 0.0;
-    }
+    // Only powers of o = 1 - p_t with exponents >= 0 (_pointwise.categorical_focal_row has the same forms):
+    //   F = o^gamma (1 - gamma p_t L / o), L = log p_t (p_t L / o -> -1 as o -> 0, -> 0 as p_t -> 0)
+    //   D = F'(p_t) p_t o^2 = gamma o^gamma ((gamma-1) p_t (p_t L) - o (2 p_t + p_t L))
+    //   h_t = a_t (F p_t o - D),  h_j = a_t (F p_j (1 - p_j) - D (p_j / o)^2) for j != t (p_j <= o)
+    // (1 - p_t)^(gamma-2) itself overflows on a confident row (a logit gap of 357 at gamma 0 in double) and made
+    // the Hessian nan or -inf.
+    const double pow_g = omp > 0.0 ? std::pow(omp, gamma) : (gamma == 0.0 ? 1.0 : 0.0);
+    const double plp = p_t > 0.0 ? p_t * lp_t : 0.0;  // p_t log p_t, with its limit 0 at p_t = 0
+    const double plo = p_t > 0.0 ? (omp > 0.0 ? plp / omp : -1.0) : 0.0;  // p_t log(p_t) / (1 - p_t)
     const double value = -a_t * pow_g * lp_t;
     if constexpr (!Store) {
       (void)f;
       return value;
     }
-    const double F = pow_g - gamma * plp * pow_g1;
-    // F' p_t, with p_t log p_t -> 0 (a masked label, p_t = 0, would give 0 * inf otherwise)
-    const double dFp = -gamma * pow_g1 * (2.0 * p_t + plp) + gamma * (gamma - 1.0) * p_t * plp * pow_g2;
+    const double F = pow_g * (1.0 - gamma * plo);
+    const double D = gamma * pow_g * ((gamma - 1.0) * p_t * plp - omp * (2.0 * p_t + plp));
     const double fa = f * a_t;
-    const T inv_sT = T(rs.inv_s), cF = T(fa * F), cdF = T(fa * dFp);
+    const double o_div = omp > 0.0 ? omp : kInf;  // r_j = p_j / o in [0, 1]; 0 when o = 0 (then every p_j = 0)
+    const T inv_sT = T(rs.inv_s), cF = T(fa * F);
 #pragma omp simd
     for (std::size_t j = 0; j < n; ++j) {
       const T e = buf[j];
       const T p = e * inv_sT;
-      if constexpr (H) h[j] = cF * p * T(rs.one_minus_p(e)) - cdF * p * p;
+      // D (p_j / o)^2 in double: D alone may be far outside float's range while the product is not
+      if constexpr (H) {
+        const double r = double(p) / o_div;
+        h[j] = cF * p * T(rs.one_minus_p(e)) - T(fa * D * (r * r));
+      }
       if constexpr (G) g[j] = cF * p;
     }
     // the label's element, with p_t - 1 = -omp, in double
     if constexpr (G) g[t] = T(fa * F * -omp);
-    if constexpr (H) h[t] = T(fa * (F * p_t * omp - dFp * omp * omp));
+    if constexpr (H) h[t] = T(fa * (F * p_t * omp - D));
     return value;
   }
 };
@@ -417,7 +419,9 @@ struct categorical_focal {
 // multiclass hinge, as torch.nn.functional.multi_margin_loss; packed = (margin, p, -, -), cw = class_weight.
 // v_j = margin - x_t + x_j:  l = cw_t / C sum_{j != t} max(0, v_j)^p;  g_j = cw_t / C p v_j^(p-1) [v_j > 0]
 // (j != t), g_t = -sum_{j != t} g_j;  h = 0 for p = 1; p = 2: h_j = 2 cw_t / C [v_j > 0], h_t = sum_{j != t} h_j.
-// One pass, no exp; v_j in double (the active set [v_j > 0] is then exactly the reference's).
+// One pass, no exp; v_j = margin + (x_j - x_t) in double, the logit difference first: exact for tied logits
+// however large (margin - x_t first lost the margin next to 1e17), and the active set [v_j > 0] is then exactly
+// the reference's (_pointwise.multi_margin_row).
 template <class T>
 struct multi_margin {
   static constexpr const char* name = "multi_margin";
@@ -442,7 +446,7 @@ struct multi_margin {
   template <bool G, bool H, bool P2>
   double run(const T* x, std::int64_t t, double f, T* g, T* h) const {
     const std::size_t tt = std::size_t(t);
-    const double mt = margin - double(x[t]);  // x_t before any write (g == x)
+    const double xt = double(x[t]);  // x_t before any write (g == x)
     const double k = (cw ? double(cw[t]) : 1.0) / double(C);
     const double fk = f * k;
     double value = 0.0, g_t = 0.0, h_t = 0.0;
@@ -451,7 +455,7 @@ struct multi_margin {
       double sv = 0.0, sg = 0.0, sh = 0.0;
 #pragma omp simd reduction(+ : sv, sg, sh)
       for (std::size_t j = lo; j < hi; ++j) {
-        const double v = mt + double(x[j]);
+        const double v = margin + (double(x[j]) - xt);
         const bool active = v > 0.0;
         const double gj = active ? (P2 ? 2.0 * v : 1.0) : 0.0;
         const double hj = (P2 && active) ? 2.0 : 0.0;

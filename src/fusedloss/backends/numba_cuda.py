@@ -206,7 +206,7 @@ def _ce_block_kernel(x, labels, q, w, cw, has_cw, soft, C, ignore, ls, zl, cap, 
                 m, s = lse_push(m, s, capped(xj, cap))  # noqa: F821
                 cj = float(cw[j]) if has_cw else 1.0
                 qj = float(q[base + j]) if soft else 0.0
-                du, dv = ce_elem_sums(xj, qj, cj, soft, ls, e_c, cap)  # noqa: F821
+                du, dv = ce_elem_sums(xj, qj, cj, soft, ls, e_c, cap, 0.0)  # noqa: F821
                 u += du
                 v += dv
             sm_m[k] = m
@@ -224,7 +224,7 @@ def _ce_block_kernel(x, labels, q, w, cw, has_cw, soft, C, ignore, ls, zl, cap, 
                     sm_v[k] += sm_v[k + step]
                 cuda.syncthreads()
                 step //= 2
-            lse = lse_finish(sm_m[0], sm_s[0])  # noqa: F821
+            st = lse_state(sm_m[0], sm_s[0])  # noqa: F821
             u = sm_u[0]
             v = sm_v[0]
             ct = 1.0
@@ -235,7 +235,7 @@ def _ce_block_kernel(x, labels, q, w, cw, has_cw, soft, C, ignore, ls, zl, cap, 
             # every thread has read the totals (before the next row overwrites them) and x[t] (before pass 2
             # may overwrite it: the gradient may be written over the logits)
             cuda.syncthreads()
-            value, coef = ce_row_finish(lse, soft, u, v, ct, z_t, ls, e_c, zl)  # noqa: F821
+            value, coef = ce_row_finish(st, 0.0, soft, u, v, ct, z_t, ls, e_c, zl)  # noqa: F821
             rw = 1.0
             if HAS_WEIGHT:  # noqa: F821
                 rw = float(w[r])
@@ -247,7 +247,7 @@ def _ce_block_kernel(x, labels, q, w, cw, has_cw, soft, C, ignore, ls, zl, cap, 
                     qj = float(q[base + j]) if soft else 0.0
                     is_t = (not soft) and j == t
                     gx, hx = ce_elem_grad(float(x[base + j]), is_t, qj, cj, soft, ls, e_c,  # noqa: F821
-                                          cap, zl, lse, coef, want_h)
+                                          cap, zl, st, coef, want_h)
                     if want_h:
                         h[base + j] = f * hx
                     if want_g:
@@ -356,7 +356,7 @@ _FLAGS = {
 }
 # Losses with a block-per-row kernel, and the per-element pieces of _pointwise that kernel calls.
 BLOCK_ROWS = frozenset({"cross_entropy"})
-BLOCK_MATH = ("capped", "lse_push", "lse_merge", "lse_finish", "ce_elem_sums", "ce_row_finish", "ce_elem_grad")
+BLOCK_MATH = ("capped", "lse_push", "lse_merge", "lse_state", "ce_elem_sums", "ce_row_finish", "ce_elem_grad")
 
 
 def _build(key: tuple):

@@ -1,0 +1,52 @@
+"""Inputs too large to allocate: a MemoryError that says which array, its shape and size, and the way out,
+for every elementwise and multiclass loss of the registry (NumPy's own says only "Unable to allocate").
+
+The inputs are broadcast views (no memory of their own) of 2^46 elements: whatever a call must allocate for
+them (a contiguous copy, an output) is far beyond any machine, so the error is certain and immediate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fusedloss as fl
+from fusedloss._spec import REGISTRY
+
+HUGE = 2**46
+CASES = [name for name, spec in REGISTRY.items() if spec.kind in ("elementwise", "multiclass")]
+
+
+def _huge_call(name):
+    """A call on broadcast views of HUGE elements (rows, for multiclass losses), and pred's shape."""
+    spec = REGISTRY[name]
+    loss = getattr(fl, name)
+    method = loss.grad if spec.differentiable else (lambda *a, **k: loss(*a, reduction="none", **k))
+    if spec.kind == "elementwise":
+        pred = np.broadcast_to(np.float64(0.5), (HUGE,))
+        return lambda: method(pred, np.broadcast_to(np.float64(1.0), (HUGE,)), backend="numpy"), (HUGE,)
+    C = 3
+    x = np.broadcast_to(np.float64(0.0), (HUGE, C))
+    target = (np.broadcast_to(np.int64(0), (HUGE,)) if spec.hard_labels
+              else np.broadcast_to(np.float64(1.0 / C), (HUGE, C)))
+    return lambda: method(x, target, backend="numpy"), (HUGE, C)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_huge_input_says_what_could_not_be_allocated(name):
+    call, shape = _huge_call(name)
+    with pytest.raises(MemoryError) as info:
+        call()
+    msg = str(info.value)
+    assert msg.startswith(f"{name}: cannot allocate ")
+    assert "TiB" in msg or "PiB" in msg, msg
+    assert str(shape) in msg and "pred" in msg, msg
+    assert f"fl.{name}" in msg and "reduction='sum'" in msg, msg
+
+
+def test_scalar_class_vector_over_a_huge_class_axis():
+    """A scalar class_weight is expanded to one value per class: with C = 2^46 that expansion (or the copy of
+    the logits before it) is what fails, and the message says so."""
+    x = np.broadcast_to(np.float32(0.0), (1, HUGE))
+    with pytest.raises(MemoryError, match=r"cross_entropy: cannot allocate .*\(1, 70368744177664\)"):
+        fl.cross_entropy(x, np.zeros(1, np.int64), class_weight=2.0, backend="numpy")
