@@ -1,0 +1,114 @@
+"""The in-place rule, the same on every host backend: an output shares no memory with anything the call reads,
+except that ``grad_out`` may be exactly the prediction array in ``value_and_grad`` and ``grad`` (the gradient
+then replaces it). Any other overlap raises before a backend runs, and leaves every input as it was."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fusedloss as fl
+
+from conftest import HOST_BACKENDS, require_backend
+
+ELEMENTWISE = ("mse", "binary_cross_entropy_with_logits")
+
+
+def _elementwise(name, n=7, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=n), (rng.random(n) < 0.5).astype(np.float64)
+
+
+def _multiclass(rows=5, classes=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(rows, classes)), rng.integers(0, classes, rows)
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+@pytest.mark.parametrize("name", ELEMENTWISE)
+@pytest.mark.parametrize("method", ["value_and_grad", "grad"])
+def test_grad_out_may_be_pred_itself(backend, name, method):
+    require_backend(backend)
+    loss = getattr(fl, name)
+    p, y = _elementwise(name)
+    want = loss.grad(p.copy(), y, backend=backend)
+    out = getattr(loss, method)(p, y, grad_out=p, backend=backend)
+    g = out[1] if method == "value_and_grad" else out
+    assert g is p
+    np.testing.assert_array_equal(p, want)
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_multiclass_grad_out_may_be_the_logits(backend):
+    require_backend(backend)
+    x, t = _multiclass()
+    want_v, want_g = fl.cross_entropy.value_and_grad(x.copy(), t, backend=backend)
+    v, g = fl.cross_entropy.value_and_grad(x, t, grad_out=x, backend=backend)
+    assert g is x and v == want_v
+    np.testing.assert_array_equal(x, want_g)
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_a_partly_overlapping_grad_out_is_refused(backend):
+    """The case that gave garbage: grad_out one element further along pred's buffer."""
+    require_backend(backend)
+    b = np.array([0.5, 1.0, 2.0, 3.0, 4.0, 0.0])
+    before = b.copy()
+    with pytest.raises(ValueError, match=r"mse: grad_out partly overlaps pred; pass a separate array"):
+        fl.mse.grad(b[:5], np.zeros(5), grad_out=b[1:], backend=backend)
+    np.testing.assert_array_equal(b, before)
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_outputs_never_write_over_target_or_weights(backend, name):
+    require_backend(backend)
+    loss = getattr(fl, name)
+    p, y = _elementwise(name)
+    w = np.linspace(0.5, 1.5, p.size)
+    y0, w0, p0 = y.copy(), w.copy(), p.copy()
+    with pytest.raises(ValueError, match="grad_out shares memory with target"):
+        loss.value_and_grad(p, y, grad_out=y, backend=backend)
+    with pytest.raises(ValueError, match="grad_out shares memory with sample_weight"):
+        loss.grad(p, y, sample_weight=w, grad_out=w, backend=backend)
+    with pytest.raises(ValueError, match="hess_out shares memory with target"):
+        loss.grad_hess(p, y, hess_out=y, backend=backend)
+    with pytest.raises(ValueError, match="hess_out shares memory with sample_weight"):
+        loss.grad_hess(p, y, sample_weight=w, hess_out=w, backend=backend)
+    for got, want in ((y, y0), (w, w0), (p, p0)):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_grad_hess_never_writes_into_pred(backend):
+    """grad_hess reads pred after writing the gradient (the Hessian needs it), so pred is refused there."""
+    require_backend(backend)
+    p, y = _elementwise("mse")
+    p0 = p.copy()
+    with pytest.raises(ValueError, match=r"grad_out is pred itself, which only value_and_grad and grad may write"):
+        fl.mse.grad_hess(p, y, grad_out=p, backend=backend)
+    with pytest.raises(ValueError, match="hess_out is pred itself"):
+        fl.mse.grad_hess(p, y, hess_out=p, backend=backend)
+    x, t = _multiclass()
+    x0 = x.copy()
+    with pytest.raises(ValueError, match="grad_hess cannot write into the logits"):
+        fl.cross_entropy.grad_hess(x, t, hess_out=x, backend=backend)
+    np.testing.assert_array_equal(p, p0)
+    np.testing.assert_array_equal(x, x0)
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_multiclass_outputs_never_write_over_soft_targets_or_weights(backend):
+    require_backend(backend)
+    x, _ = _multiclass()
+    q = np.full_like(x, 0.25)
+    buf = np.ones(x.size + x.shape[0])
+    w = buf[: x.shape[0]]  # the weights, and a gradient buffer that starts on them
+    g = buf[: x.size].reshape(x.shape)
+    q0, w0 = q.copy(), w.copy()
+    with pytest.raises(ValueError, match="grad_out shares memory with target"):
+        fl.cross_entropy.value_and_grad(x, q, grad_out=q, backend=backend)
+    with pytest.raises(ValueError, match="grad_out shares memory with sample_weight"):
+        fl.cross_entropy.grad(x, q, sample_weight=w, grad_out=g, backend=backend)
+    np.testing.assert_array_equal(q, q0)
+    np.testing.assert_array_equal(w, w0)
