@@ -5,6 +5,11 @@ Plain Python on purpose: every function here uses only ``math`` and arithmetic, 
 ``numba.njit(inline="always")`` or ``numba.cuda.jit(device=True)``. Calls between functions in this module
 resolve to the compiled versions.
 
+On the CPU the names ``math``, ``max_step`` and ``sum_step`` are replaced by versions LLVM vectorises
+(``backends/_vecmath.py``); to keep that working, write powers as ``math.pow`` (not ``**``), accumulate
+over a row with ``max_step`` / ``sum_step``, and keep row-invariant conditions and conditional loads or
+stores out of the hot loops.
+
 Each elementwise loss ``<name>`` has ``<name>_point(p, y, a, b) -> (value, gradient, hessian)`` where
 ``(a, b)`` are the loss's scalar parameters packed as ``LossSpec.pack`` says. Unused outputs cost nothing:
 the functions are inlined and the compiler drops what is not stored. Names and branch cut-offs match the
@@ -190,10 +195,10 @@ def binary_focal_point(x, y, a, b):
     dq = (1.0 - 2.0 * y) * u
     d2q = dq * (1.0 - 2.0 * s)
     if q > 0:
-        f = q**gamma
-        q1 = q ** (gamma - 1.0)
+        f = math.pow(q, gamma)
+        q1 = math.pow(q, gamma - 1.0)
         df = gamma * q1 * dq
-        d2f = gamma * (gamma - 1.0) * q ** (gamma - 2.0) * dq * dq + gamma * q1 * d2q
+        d2f = gamma * (gamma - 1.0) * math.pow(q, gamma - 2.0) * dq * dq + gamma * q1 * d2q
     else:  # q underflowed: the limits of q^gamma and of its derivatives times ce
         f = 1.0 if gamma == 0 else 0.0
         df = 0.0
@@ -248,22 +253,43 @@ def capped(v, cap):
     return v
 
 
+def max_step(m, z):
+    """The running maximum of a row: z if z > m else m (a nan z is skipped).
+
+    With ``sum_step`` below, the one way row loops accumulate, so that a backend can substitute versions
+    its compiler vectorises (the CPU backend: LLVM's maxnum, and an addition that LLVM may reassociate).
+    """
+    return z if z > m else m
+
+
+def sum_step(s, v):
+    """The running sum of a row: s + v (see ``max_step``)."""
+    return s + v
+
+
 def row_lse(x, base, C, cap, inv_t):
     """logsumexp over the row of z_j = capped(x_j) * inv_t, in two passes over the (cached) row.
 
     The max is taken first so that every exp has a non-positive argument; a row whose max is -inf (all
-    classes masked) gets lse = -inf instead of nan.
+    classes masked) gets lse = -inf instead of nan. The softcap is tested once per row, not per element,
+    so that the loops have no branch (the CPU backend's compiler vectorises them).
     """
     m = -math.inf
-    for j in range(C):
-        z = capped(x[base + j], cap) * inv_t
-        if z > m:
-            m = z
+    if cap > 0.0:
+        for j in range(C):
+            m = max_step(m, capped(x[base + j], cap) * inv_t)
+    else:
+        for j in range(C):
+            m = max_step(m, x[base + j] * inv_t)
     if m == -math.inf or m == math.inf:
         return m
     s = 0.0
-    for j in range(C):
-        s += math.exp(capped(x[base + j], cap) * inv_t - m)
+    if cap > 0.0:
+        for j in range(C):
+            s = sum_step(s, math.exp(capped(x[base + j], cap) * inv_t - m))
+    else:
+        for j in range(C):
+            s = sum_step(s, math.exp(x[base + j] * inv_t - m))
     return m + math.log(s)
 
 
@@ -356,6 +382,15 @@ def ce_elem_grad(xj, is_t, qj, cj, soft, ls, e_c, cap, zl, lse, coef, want_h):
     return gx, hx
 
 
+def ce_grad_plain(x, base, C, t, ls, e_c, cap, zl, lse, coef, f, g):
+    """cross_entropy_row's gradient (times f) for hard labels without class weights and without the Hessian
+    (the common case), with those settings as constants: a loop without conditional loads or stores, which
+    the CPU backend's compiler vectorises."""
+    for j in range(C):
+        gx, hx = ce_elem_grad(x[base + j], j == t, 0.0, 1.0, False, ls, e_c, cap, zl, lse, coef, False)
+        g[base + j] = f * gx
+
+
 def cross_entropy_row(x, base, C, t, q, cw, has_cw, soft, a, b, c, d, rw, gscale, g, h, want_g, want_h):
     ls = a
     zl = b
@@ -368,14 +403,17 @@ def cross_entropy_row(x, base, C, t, q, cw, has_cw, soft, a, b, c, d, rw, gscale
         cj = cw[j] if has_cw else 1.0
         qj = q[base + j] if soft else 0.0
         du, dv = ce_elem_sums(x[base + j], qj, cj, soft, ls, e_c, cap)
-        u += du
-        v += dv
+        u = sum_step(u, du)
+        v = sum_step(v, dv)
     ct = 1.0
     z_t = 0.0
     if not soft:
         ct = cw[t] if has_cw else 1.0
         z_t = capped(x[base + t], cap)
     value, coef = ce_row_finish(lse, soft, u, v, ct, z_t, ls, e_c, zl)
+    if want_g and not (want_h or soft or has_cw):  # the common case, in a loop without branches
+        ce_grad_plain(x, base, C, t, ls, e_c, cap, zl, lse, coef, rw * gscale, g)
+        return rw * value
     if want_g or want_h:
         f = rw * gscale
         for j in range(C):
@@ -398,9 +436,9 @@ def categorical_focal_row(x, base, C, t, q, cw, has_cw, soft, a, b, c, d, rw, gs
     omp = -math.expm1(lp_t)  # 1 - p_t without cancellation
     a_t = cw[t] if has_cw else 1.0
     if omp > 0:
-        pow_g = omp**gamma
-        pow_g1 = omp ** (gamma - 1.0)
-        pow_g2 = omp ** (gamma - 2.0)
+        pow_g = math.pow(omp, gamma)
+        pow_g1 = math.pow(omp, gamma - 1.0)
+        pow_g2 = math.pow(omp, gamma - 2.0)
     else:  # p_t == 1: the limits (every term with a negative power is multiplied by something smaller)
         pow_g = 1.0 if gamma == 0 else 0.0
         pow_g1 = 0.0
