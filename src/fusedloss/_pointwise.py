@@ -5,6 +5,11 @@ Plain Python on purpose: every function here uses only ``math`` and arithmetic, 
 ``numba.njit(inline="always")`` or ``numba.cuda.jit(device=True)``. Calls between functions in this module
 resolve to the compiled versions.
 
+On the CPU the name ``math`` is replaced by a module whose exp, expm1, log, log1p, tanh and pow LLVM
+vectorises (``backends/_vecmath.py``); to keep that working, call them through ``math`` (a power in a hot
+loop as ``math.pow``: ``**`` stays a libm call) and keep row-invariant conditions and conditional loads or
+stores out of the hot loops.
+
 Each elementwise loss ``<name>`` has ``<name>_point(p, y, a, b) -> (value, gradient, hessian)`` where
 ``(a, b)`` are the loss's scalar parameters packed as ``LossSpec.pack`` says. Unused outputs cost nothing:
 the functions are inlined and the compiler drops what is not stored. Names and branch cut-offs match the

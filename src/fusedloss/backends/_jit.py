@@ -45,11 +45,14 @@ def custom_point(loss: str, namespace: dict, decorate):
     return decorate(copy), key
 
 
-def compile_namespace(decorate) -> dict:
+def compile_namespace(decorate, overrides=None) -> dict:
     """The globals of ``_pointwise`` with every function in it replaced by ``decorate(copy of it)``.
 
     The copies look up names in the returned dict, so a point function calling ``sign`` calls the
     compiled ``sign``. Nothing is compiled here: Numba compiles lazily, on the first call that needs it.
+    ``overrides`` (optional) replaces names in that namespace after the copies are made: the CPU backend
+    passes ``_vecmath.overrides()`` (a ``math`` whose ``exp``, ``log``, ... vectorise, and vectorisable
+    row accumulators); the CUDA backend keeps ``math`` (libdevice) and the plain accumulators.
     """
     namespace = dict(vars(_pointwise))
     for name, obj in vars(_pointwise).items():
@@ -58,6 +61,7 @@ def compile_namespace(decorate) -> dict:
             copy.__qualname__ = obj.__qualname__
             copy.__doc__ = obj.__doc__
             namespace[name] = decorate(copy)
+    namespace.update(overrides or {})
     return namespace
 
 

@@ -11,6 +11,12 @@ Optional arrays are passed as ``None``: Numba compiles a specialisation per comb
 paying for the ones not asked for (``reduce`` is passed as ``True`` or ``None`` for the same reason). The
 row functions take their optional arrays as empty arrays with flags instead (their convention).
 
+The point functions are compiled with ``_vecmath.overrides()`` in place of ``math`` (and of the row
+accumulators): elementary functions emitted as plain arithmetic, without C-library calls or branches, so
+that the loops vectorise. Kernels use ``error_model="numpy"`` (a division by zero gives inf or nan, as in
+NumPy and C++, instead of a Python exception check in every loop). The elementwise loop writes a run's
+values to a small buffer and sums it after the run, so that the loop over elements holds no reduction.
+
 Arithmetic is done in float64 whatever the input dtype (inputs are widened on load, outputs rounded once
 on store), as the NumPy reference does. The reduction sums ``w * l`` over fixed blocks (``BLOCK``
 elements, or the whole rows that fit in that many), one float64 partial per block, and adds the partials
@@ -28,7 +34,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from . import _jit
+from . import _jit, _vecmath
 
 NAME = "numba"
 DEVICE = False
@@ -78,9 +84,11 @@ def _loop(p, y, w, a, b, scale, value_out, grad_out, hess_out, reduce, cols):
         stop = min(start + BLOCK, n)
         s = 0.0
         err = 0.0
+        if reduce is not None:
+            run = np.empty(SUB)  # a run's values: the loop over elements holds no reduction (it vectorises)
         for c0 in range(start, stop, SUB):
-            t = 0.0
-            for i in range(c0, min(c0 + SUB, stop)):
+            c1 = min(c0 + SUB, stop)
+            for i in range(c0, c1):
                 ai = a
                 bi = b
                 if cols is not None:
@@ -101,8 +109,11 @@ def _loop(p, y, w, a, b, scale, value_out, grad_out, hess_out, reduce, cols):
                 if hess_out is not None:
                     hess_out[i] = h * scale
                 if reduce is not None:
-                    t += l
+                    run[i - c0] = l
             if reduce is not None:
+                t = 0.0
+                for k in range(c1 - c0):  # in element order, as one running sum
+                    t += run[k]
                 s, err = _compensated_add(s, err, t)
         if reduce is not None:
             partial[blk] = _compensated_total(s, err)
@@ -174,21 +185,32 @@ _SUPPORTED = {**{name: "elementwise" for name in _jit.point_names()},
 _EMPTY = {dt: np.empty(0, dt) for dt in (*_DTYPES, np.dtype(np.int64))}  # stand-ins for arrays not in use
 
 
+def _decorate(fn):
+    """How ``_pointwise``'s functions are compiled: inlined into their callers (in Numba's IR, so that a
+    point function's unused outputs and constant arguments fold away), except the row functions, which
+    are compiled once each as functions of their own that the row loops call (one call per row): a row
+    function is large, and inlining it would type it again in every specialisation of the row loop."""
+    if fn.__name__.endswith("_row"):
+        return njit(nogil=True, error_model="numpy")(fn)
+    return njit(inline="always", error_model="numpy")(fn)
+
+
 def _build(loss: str) -> tuple:
     """The serial and parallel kernels of ``loss`` (Numba compiles them on their first call)."""
     if "hash" not in _state:  # first use; several threads may get here at once
         with _STATE_LOCK:
             if "hash" not in _state:
-                _state["ns"] = _jit.compile_namespace(njit(inline="always"))
-                _state["hash"] = _jit.source_hash(__file__)  # last: its presence means "ns" is there
+                _state["ns"] = _jit.compile_namespace(_decorate, overrides=_vecmath.overrides())
+                # last: its presence means "ns" is there
+                _state["hash"] = _jit.source_hash(__file__, _vecmath.__file__)
     namespace = dict(globals())
-    custom = _jit.custom_point(loss, _state["ns"], njit(inline="always"))
-    key, options = _state["hash"], {}
+    custom = _jit.custom_point(loss, _state["ns"], njit(inline="always", error_model="numpy"))
+    key, options = _state["hash"], {"error_model": "numpy"}
     if custom is not None:  # a custom loss: its formula's key names the cache entry; x / 0 gives inf as in NumPy
         template, kind = _loop, "elementwise"
         namespace["point"], formula_key = custom
         namespace["VEC_SLOT"] = 0
-        key, options = f"{key}__{formula_key}", {"error_model": "numpy"}
+        key = f"{key}__{formula_key}"
     elif _SUPPORTED[loss] == "elementwise":
         template, kind = _loop, "elementwise"
         namespace["point"] = _state["ns"][f"{loss}_point"]
