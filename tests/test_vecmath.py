@@ -115,21 +115,6 @@ def test_pow_accuracy_and_c99_special_cases():
         else:
             assert g == pytest.approx(w, rel=1e-14) and math.copysign(1, g) == math.copysign(1, w), (a, b, g, w)
 
-
-def test_row_accumulators():
-    namespace = dict(_vecmath.overrides())
-    exec("def kernel(a):\n    m = -math.inf\n    s = 0.0\n    for i in range(a.shape[0]):\n"
-         "        m = max_step(m, a[i])\n        s = sum_step(s, a[i])\n    return m, s\n", namespace)
-    kernel = numba.njit(namespace["kernel"])
-    a = np.random.default_rng(1).standard_normal(1001)
-    m, s = kernel(a)
-    assert m == a.max() and s == pytest.approx(a.sum(), rel=1e-13)
-    a[7] = np.nan  # the running max skips nan (as `z if z > m else m` does); the sum does not
-    m, s = kernel(a)
-    assert m == np.nanmax(a) and np.isnan(s)
-    assert kernel(np.full(5, -np.inf))[0] == -np.inf
-
-
 def test_whole_range_in_binades():
     """Every binade of the arguments, subnormal to huge, both signs: log/log1p of positive ones, exp/expm1/tanh
     of all (most overflow to inf or underflow to 0, which must then be exact)."""

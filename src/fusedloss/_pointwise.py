@@ -327,9 +327,7 @@ def row_state(sh, s1, k):
 def lse_state(m, s):
     """``row_state`` from an online logsumexp state (m, s) (``lse_push``/``lse_merge``, the one-pass block
     kernel). The max's 1 is not kept apart there, so s - 1 carries the rounding of s."""
-    if m == -math.inf:
-        return row_state(0.0, s - 1.0, 1.0)
-    return row_state(m, s - 1.0, 1.0)
+    return row_state(row_shift(m, 0.0), s - 1.0, 1.0)
 
 
 def row_log_p(z, st):

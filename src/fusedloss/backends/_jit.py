@@ -51,8 +51,8 @@ def compile_namespace(decorate, overrides=None) -> dict:
     The copies look up names in the returned dict, so a point function calling ``sign`` calls the
     compiled ``sign``. Nothing is compiled here: Numba compiles lazily, on the first call that needs it.
     ``overrides`` (optional) replaces names in that namespace after the copies are made: the CPU backend
-    passes ``_vecmath.overrides()`` (a ``math`` whose ``exp``, ``log``, ... vectorise, and vectorisable
-    row accumulators); the CUDA backend keeps ``math`` (libdevice) and the plain accumulators.
+    passes ``_vecmath.overrides()`` (a ``math`` whose ``exp``, ``log``, ... vectorise); the CUDA backend
+    keeps ``math`` (libdevice).
     """
     namespace = dict(vars(_pointwise))
     for name, obj in vars(_pointwise).items():

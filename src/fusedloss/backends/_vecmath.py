@@ -131,8 +131,7 @@ class _Emit:
         return self.b.fcmp_unordered("uno", x, x)
 
     def sel(self, cond, x, y):
-        x, y = (v if isinstance(v, ir.Value) else ir.Constant(_F64, float(v)) for v in (x, y))
-        return self.b.select(cond, x, y)
+        return self.b.select(cond, self.f(x), self.f(y))
 
     def isel(self, cond, x, y):
         return self.b.select(cond, self.i(x), self.i(y))
@@ -308,19 +307,13 @@ log = _float64_intrinsic("log", _log, 1)
 log1p = _float64_intrinsic("log1p", _log1p, 1)
 tanh = _float64_intrinsic("tanh", _tanh, 1)
 pow = _float64_intrinsic("pow", _pow, 2)  # noqa: A001 (the name it stands in for)
-# max(a, b) ignoring a nan operand (``llvm.maxnum``): a max-reduction over it vectorises
-maxnum = _float64_intrinsic("maxnum", lambda e, x, y: e._intr("llvm.maxnum", x, y), 2)
-# a + b marked ``reassoc``: LLVM may reorder a sum of these (split it into vector lanes)
-add_reassoc = _float64_intrinsic("add_reassoc", lambda e, x, y: e.b.fadd(x, y, flags=("reassoc",)), 2)
 
 _REPLACED = {"exp": exp, "expm1": expm1, "log": log, "log1p": log1p, "tanh": tanh, "pow": pow}
 
 
 def overrides() -> dict:
-    """What the CPU backend substitutes in ``_pointwise``'s namespace: ``math`` (``math_module``) and the
-    row accumulators ``max_step`` / ``sum_step`` (maxnum, and an addition LLVM may split into lanes: a
-    row's sum is then added in the compiler's fixed lane order, the same for every row and thread)."""
-    return {"math": math_module(), "max_step": maxnum, "sum_step": add_reassoc}
+    """What the CPU backend substitutes in ``_pointwise``'s namespace: ``math`` (``math_module``)."""
+    return {"math": math_module()}
 
 
 def math_module() -> _pytypes.ModuleType:

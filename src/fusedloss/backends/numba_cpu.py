@@ -11,11 +11,11 @@ Optional arrays are passed as ``None``: Numba compiles a specialisation per comb
 paying for the ones not asked for (``reduce`` is passed as ``True`` or ``None`` for the same reason). The
 row functions take their optional arrays as empty arrays with flags instead (their convention).
 
-The point functions are compiled with ``_vecmath.overrides()`` in place of ``math`` (and of the row
-accumulators): elementary functions emitted as plain arithmetic, without C-library calls or branches, so
-that the loops vectorise. Kernels use ``error_model="numpy"`` (a division by zero gives inf or nan, as in
-NumPy and C++, instead of a Python exception check in every loop). The elementwise loop writes a run's
-values to a small buffer and sums it after the run, so that the loop over elements holds no reduction.
+The point functions are compiled with ``_vecmath.overrides()`` in place of ``math``: elementary functions
+emitted as plain arithmetic, without C-library calls or branches, so that the loops vectorise. Kernels use
+``error_model="numpy"`` (a division by zero gives inf or nan, as in NumPy and C++, instead of a Python
+exception check in every loop). The elementwise loop writes a run's values to a small buffer and sums it
+after the run, so that the loop over elements holds no reduction.
 
 Arithmetic is done in float64 whatever the input dtype (inputs are widened on load, outputs rounded once
 on store), as the NumPy reference does. The reduction sums ``w * l`` over fixed blocks (``BLOCK``
