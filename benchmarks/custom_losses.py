@@ -45,7 +45,7 @@ def _round_robin(runs: dict, rounds: int) -> dict:
 def kernels(sizes, rounds):
     import fusedloss as fl
     from fusedloss import _bench, _bench_custom
-    from fusedloss._dispatch import LOSSES
+    from fusedloss._losses import LOSSES
 
     rows = []
     for custom, (_, _, builtin) in _bench_custom.DEFINITIONS.items():

@@ -33,11 +33,12 @@ if importlib.util.find_spec("fusedloss") is None:  # pragma: no cover - depends 
 import fusedloss as fl  # noqa: E402
 from fusedloss import _reference  # noqa: E402
 from fusedloss._spec import REGISTRY  # noqa: E402
+from fusedloss.backends import REGISTRY as BACKENDS  # noqa: E402
 
 # --- backends -----------------------------------------------------------------------------------------
 
-HOST_BACKENDS = ("numpy", "cpp", "numba")
-COMPILED_BACKENDS = ("cpp", "numba")
+HOST_BACKENDS = tuple(name for name, entry in BACKENDS.items() if not entry.device)
+COMPILED_BACKENDS = tuple(name for name in HOST_BACKENDS if BACKENDS[name].compiled)
 
 
 def backend_rows() -> dict:

@@ -41,7 +41,7 @@ _reason = backend_skip_reason("cuda")
 if _reason:
     pytest.skip(_reason, allow_module_level=True)
 
-from fusedloss._dispatch import is_device_array  # noqa: E402
+from fusedloss._validate import is_device_array  # noqa: E402
 
 SHAPE = (2, 3)
 

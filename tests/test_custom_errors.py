@@ -16,7 +16,7 @@ import pytest
 
 import fusedloss as fl
 from fusedloss import sym
-from fusedloss._dispatch import LOSSES
+from fusedloss._losses import LOSSES
 from fusedloss._spec import REGISTRY
 
 

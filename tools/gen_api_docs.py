@@ -97,7 +97,7 @@ def generate() -> str:
     sys.path.insert(0, str(ROOT / "tools"))
     import fusedloss as fl
     import gen_stubs as gen
-    from fusedloss._dispatch import LOSSES
+    from fusedloss._losses import LOSSES
 
     types_by_convert = gen._param_types()
     out = [

@@ -120,7 +120,7 @@ def _union(a: str, b: str) -> str:
 def generate() -> str:
     sys.path.insert(0, str(ROOT / "src"))
     import fusedloss
-    from fusedloss._dispatch import LOSSES
+    from fusedloss._losses import LOSSES
 
     types_by_convert = _param_types()
     out = [

@@ -9,13 +9,13 @@
 
 from . import sym
 from ._config import get_backend, get_num_threads, set_backend, set_num_threads, use_backend
-from ._dispatch import LOSSES, Loss
+from ._dispatch import Loss
+from ._losses import LOSSES
 from ._spec import losses
 from ._custom import elementwise_loss
 from ._state import LossState, merge
+from ._version import __version__
 from .backends import BackendUnavailable, backends
-
-__version__ = "0.1.0"
 
 globals().update(LOSSES)
 

@@ -349,7 +349,7 @@ def host_backends() -> list[dict]:
 
 def backend_contestant(name: str, case: Case, pred, target) -> Contestant:
     """``value_and_grad`` through the public API on backend ``name``, with ``grad_out`` reused."""
-    from ._dispatch import LOSSES
+    from ._losses import LOSSES
     from .backends import REGISTRY as BACKENDS
 
     entry = BACKENDS.get(name)

@@ -13,16 +13,22 @@ import contextlib
 import contextvars
 import os
 
-BACKEND_NAMES = ("auto", "cpp", "numba", "numpy", "cuda")
+from .backends import REGISTRY as BACKENDS
+
 
 _context_backend: contextvars.ContextVar[str | None] = contextvars.ContextVar("fusedloss_backend", default=None)
 _global_backend: str | None = None
 _num_threads: int | None = None
 
 
+def backend_names() -> tuple[str, ...]:
+    """The names a backend may be asked for: "auto" and every registered backend."""
+    return ("auto", *BACKENDS)
+
+
 def check_backend_name(name, what="backend"):
-    if not isinstance(name, str) or name not in BACKEND_NAMES:
-        raise ValueError(f"{what}: expected one of {', '.join(map(repr, BACKEND_NAMES))}, got {name!r}")
+    if not isinstance(name, str) or (name != "auto" and name not in BACKENDS):
+        raise ValueError(f"{what}: expected one of {', '.join(map(repr, backend_names()))}, got {name!r}")
     return name
 
 
@@ -37,7 +43,7 @@ _env_backend_value = _env_backend()
 
 
 def set_backend(name: str | None) -> None:
-    """Set the process-wide default backend ("auto", "cpp", "numba", "numpy", "cuda"; None clears it)."""
+    """Set the process-wide default backend (a name of ``backend_names()``; None clears it)."""
     global _global_backend
     _global_backend = None if name is None else check_backend_name(name)
 

@@ -23,7 +23,8 @@ import math
 import numpy as np
 
 from . import _config
-from ._dispatch import REDUCTIONS, Loss, _as_pred, _check_out, is_device_array, resolve_host_backend
+from ._dispatch import Loss, resolve_host_backend
+from ._validate import REDUCTIONS, _as_pred, _check_out, is_device_array
 
 def _int_array(v, what: str) -> np.ndarray:
     """An integer array (any integer dtype, or a sequence of Python ints) as a C-contiguous int64 array."""

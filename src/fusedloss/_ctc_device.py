@@ -21,7 +21,7 @@ import math
 import numpy as np
 
 from ._device import _cuda_backend, _operand, _overlap
-from ._dispatch import _FLOAT_DTYPES, is_device_array
+from ._validate import _FLOAT_DTYPES, is_device_array
 from .backends import BackendUnavailable
 
 

@@ -39,7 +39,8 @@ from pathlib import Path
 import numpy as np
 
 from . import _config, _reference
-from ._dispatch import LOSSES, Loss
+from ._dispatch import Loss
+from ._losses import LOSSES
 from ._spec import REGISTRY, LossSpec, Param
 from .backends import _jit
 from .backends import BackendUnavailable
@@ -217,7 +218,7 @@ def _function_key(fn, depth: int = 0) -> str:
 
 
 def _versions() -> str:
-    from . import __version__
+    from ._version import __version__
 
     try:
         sympy_version = importlib.metadata.version("sympy")

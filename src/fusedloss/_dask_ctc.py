@@ -27,9 +27,9 @@ import numpy as np
 
 def _block(mode, reduction, backend, params, where, x, labels, il, tl, w, coef):
     """One block's in-memory call: (value, LossState or None; gradient or None)."""
-    from ._dispatch import LOSSES
+    from ._losses import LOSSES
     from ._state import LossState
-    from .dask import _located
+    from ._dask_graph import _located
 
     loss = LOSSES["ctc"]
     kw = dict(params, backend=backend)
@@ -62,8 +62,8 @@ def graph(loss, mode, logits, targets, input_lengths, target_lengths, reduction,
     from dask.highlevelgraph import HighLevelGraph
 
     from . import _config
-    from ._dispatch import _as_pred
-    from .dask import _finalize, _lift, _tree
+    from ._dask_graph import _finalize, _lift, reduced, to_arrays
+    from ._validate import _as_pred
 
     name = loss.name
     checked = loss._params(params)[0] if params else loss._default_params[0]
@@ -119,12 +119,8 @@ def graph(loss, mode, logits, targets, input_lengths, target_lengths, reduction,
             layers[vname] = {(vname, i): (getitem, (work, i), 0) for i in range(nb)}
             results.append((vname, (x.chunks[axis],), dtype))
         else:
-            states = {(vname + "-state", i): (getitem, (work, i), 0) for i in range(nb)}
-            tree: dict = {}
-            root = _tree(tree, vname + "-tree", list(states))
-            final = (_finalize, root, reduction) if mode == "value" else (_sum_value, root)
-            layers[vname] = {**states, **tree, (vname,): final}
-            results.append((vname, (), np.dtype(np.float64)))
+            results.append(reduced(layers, deps, work, vname, keys,
+                                   (_finalize, reduction) if mode == "value" else (_sum_value,)))
         deps[vname] = {work}
     if mode != "value":
         gname = f"{work}-grad"
@@ -132,10 +128,7 @@ def graph(loss, mode, logits, targets, input_lengths, target_lengths, reduction,
                          for i in range(nb)}
         deps[gname] = {work}
         results.append((gname, x.chunks, dtype))
-    graph_ = HighLevelGraph(layers, deps)
-    arrays = tuple(da.Array(graph_, n, chunks, dtype=dt, meta=np.empty((0,) * len(chunks), dt))
-                   for n, chunks, dt in results)
-    return arrays[0] if len(arrays) == 1 else arrays
+    return to_arrays(layers, deps, results)
 
 
 class DaskSequenceLoss:

@@ -20,9 +20,10 @@ import math
 import numpy as np
 
 from . import _config
-from ._dispatch import (
+from ._validate import (
     _FLOAT_DTYPES, _as_like, _check_domain, _class_vector, _column_vector, _prepare_targets, _prepare_weight,
-    _results, is_device_array,
+    _results, domain_error, is_device_array, label_range_error, labels_shape_error, mean_scale, soft_shape_error,
+    target_kind_error, weight_shape_error,
 )
 from .backends import REGISTRY as BACKENDS, BackendUnavailable
 
@@ -73,20 +74,20 @@ def _flat_as(cu, arr, dtype, what: str, loss: str):
 
 
 def _check_device_domain(cu, flat, shape, domain: str, what: str, loss: str) -> None:
-    """The device twin of ``_dispatch._check_domain`` (same messages)."""
+    """The device twin of ``_validate._check_domain`` (same rule, same error)."""
     if domain == "real":
         return
     if domain == "nonnegative":
-        i, text = cu.first_outside(flat, 0.0, math.inf), "must be >= 0"
+        i = cu.first_outside(flat, 0.0, math.inf)
     elif domain == "unit":
-        i, text = cu.first_outside(flat, 0.0, 1.0), "must lie in [0, 1]"
+        i = cu.first_outside(flat, 0.0, 1.0)
     elif domain == "sign":
-        i, text = cu.first_not_sign(flat), "must be class signs -1/1 (or 0/1)"
+        i = cu.first_not_sign(flat)
     else:  # pragma: no cover - a registry entry with a domain this module does not know
         raise AssertionError(f"unknown domain {domain!r}")
     if i >= 0:
         index = tuple(int(k) for k in np.unravel_index(i, shape)) if shape else ()
-        raise ValueError(f"{loss}: {what} {text}, got {cu.element(flat, i)!r} at index {index}")
+        raise domain_error(loss, what, domain, f"{cu.element(flat, i)!r} at index {index}")
 
 
 def _weights(cu, sample_weight, shape, dtype, loss: str):
@@ -96,10 +97,7 @@ def _weights(cu, sample_weight, shape, dtype, loss: str):
     ws = _operand(cu, sample_weight, "sample_weight", loss)
     wshape = tuple(ws.shape)
     if wshape != shape and (len(wshape) > len(shape) or shape[: len(wshape)] != wshape):
-        raise ValueError(
-            f"{loss}: sample_weight must have pred's shape {shape} or a leading part of it "
-            f"(broadcast along the remaining axes), got shape {wshape}"
-        )
+        raise weight_shape_error(loss, shape, wshape)
     flat = _flat_as(cu, ws, dtype, "sample_weight", loss)
     _check_device_domain(cu, flat, wshape, "nonnegative", "sample_weight", loss)
     n = math.prod(shape)
@@ -108,12 +106,13 @@ def _weights(cu, sample_weight, shape, dtype, loss: str):
     return flat
 
 
-def _outputs(cu, want_value, want_grad, want_hess, grad_out, hess_out, shape, value_shape, dtype, x, loss):
+def _outputs(cu, outputs, grad_out, hess_out, shape, value_shape, dtype, x, loss):
     """(v, g, h) flat device views the kernel writes, and (v, g, h) as the caller gets them back."""
     n = math.prod(shape)
     flat = [None, None, None]
     ret = [None, None, None]
-    for k, (wanted, out, what) in enumerate(((want_grad, grad_out, "grad_out"), (want_hess, hess_out, "hess_out"))):
+    for k, (wanted, out, what) in enumerate(((outputs.grad, grad_out, "grad_out"),
+                                             (outputs.hess, hess_out, "hess_out"))):
         if not wanted:
             continue
         if out is None:
@@ -136,7 +135,7 @@ def _outputs(cu, want_value, want_grad, want_hess, grad_out, hess_out, shape, va
         raise ValueError(f"{loss}: grad_out and hess_out must not overlap")
     if h is not None and n and x is not None and (_overlap(cu, h, x) or (g is not None and _overlap(cu, g, x))):
         raise ValueError(f"{loss}: grad_hess cannot write into the logits (both outputs need them)")
-    if want_value and value_shape is not None:
+    if outputs.value and value_shape is not None:
         ret[0] = cu.empty(value_shape, dtype)
         flat[0] = ret[0].reshape(math.prod(value_shape))
     return flat, ret
@@ -148,7 +147,7 @@ def _overlap(cu, a, b) -> bool:
 
 
 def run(loss, pred, target, reduction, sample_weight, backend, params, a, b,
-        want_value, want_grad, want_hess, grad_out, hess_out, hessian):
+        outputs, grad_out, hess_out, hessian):
     """``Loss._run`` for a device-array pred (arguments as there; reduction and params already checked)."""
     spec = loss.spec
     name = loss.name
@@ -161,8 +160,8 @@ def run(loss, pred, target, reduction, sample_weight, backend, params, a, b,
     if not cu.supports(spec, dtype):
         raise BackendUnavailable(f"backend 'cuda' does not support {name} for dtype {dtype}")
     if spec.kind == "multiclass":
-        return _run_multiclass(cu, loss, p, target, reduction, sample_weight, params, want_value, want_grad,
-                               want_hess, grad_out, hess_out, hessian)
+        return _run_multiclass(cu, loss, p, target, reduction, sample_weight, params, outputs, grad_out, hess_out,
+                               hessian)
     shape = tuple(p.shape)
     n = p.size
     p_flat = p.reshape(n)
@@ -188,20 +187,19 @@ def run(loss, pred, target, reduction, sample_weight, backend, params, a, b,
 
     if reduction == "mean":
         denom = float(n) if w is None else cu.device_sum(w)
-        scale = 1.0 / denom if denom != 0 else math.nan
+        scale = mean_scale(denom)
     else:
-        denom = 1.0
-        scale = 1.0
+        denom = scale = 1.0
     (v, g, h), (v_ret, g_ret, h_ret) = _outputs(
-        cu, want_value, want_grad, want_hess, grad_out, hess_out, shape,
+        cu, outputs, grad_out, hess_out, shape,
         shape if reduction == "none" else None, dtype, None, name)
     unit_hess = h is not None and hessian == "ones"
-    reduce = want_value and reduction != "none"
+    reduce = outputs.value and reduction != "none"
     total = cu.elementwise(name, a, b, p_flat, y_flat, w, scale, reduce, v, g, None if unit_hess else h, 1,
                            *(() if cols is None else (cols,)))
     if unit_hess:
         cu.unit_hessian(h, 1, None, 0, w, scale)
-    return _results(want_value, want_grad, want_hess, reduction, total, denom, v_ret, g_ret, h_ret)
+    return _results(outputs, reduction, total, denom, v_ret, g_ret, h_ret)
 
 
 def _device_targets(cu, spec, params, target, x, shape, dtype):
@@ -215,33 +213,24 @@ def _device_targets(cu, spec, params, target, x, shape, dtype):
     lead, C = shape[:-1], shape[-1]
     if t.dtype.kind in "iu" and spec.hard_labels:
         if tshape != lead:
-            raise ValueError(f"{name}: integer labels must have the logits' shape without the class axis {lead}, "
-                             f"got {tshape}")
+            raise labels_shape_error(name, lead, tshape)
         labels = _flat_as(cu, t, np.dtype(np.int64), "target", name)
         ignore = params[spec.ignore_param] if spec.ignore_param else None
         at = cu.first_bad_label(labels, C, ignore)
         if at >= 0:
             where = tuple(int(i) for i in np.unravel_index(at, lead)) if lead else ()
-            extra = f" or ignore_index={ignore}" if ignore is not None else ""
-            raise ValueError(f"{name}: label {int(cu.element(labels, at))} at index {where} is out of range: "
-                             f"labels must lie in [0, {C}){extra}")
+            raise label_range_error(name, int(cu.element(labels, at)), where, C, ignore)
         return labels, None
     if t.dtype.kind == "f" and spec.soft_labels:
         if tshape != shape:
-            raise ValueError(f"{name}: soft targets (floating) must have the logits' shape {shape}, got {tshape}")
+            raise soft_shape_error(spec, shape, tshape)
         q = _flat_as(cu, t, dtype, "target", name)
-        if not (spec.name == "kl_div_with_logits" and params.get("log_target")):
-            _check_device_domain(cu, q, shape, "nonnegative", "target", name)
+        _check_device_domain(cu, q, shape, spec.soft_target_domain_for(params), "target", name)
         return None, q
-    wanted = " or ".join(filter(None, [
-        f"integer class labels of shape {lead}" if spec.hard_labels else "",
-        f"floating probabilities of shape {shape}" if spec.soft_labels else "",
-    ]))
-    raise TypeError(f"{name}: target must be {wanted}, got dtype {t.dtype} and shape {tshape}")
+    raise target_kind_error(spec, shape, np.dtype(t.dtype), tshape)
 
 
-def _run_multiclass(cu, loss, x, target, reduction, sample_weight, params, want_value, want_grad, want_hess,
-                    grad_out, hess_out, hessian):
+def _run_multiclass(cu, loss, x, target, reduction, sample_weight, params, outputs, grad_out, hess_out, hessian):
     spec = loss.spec
     name = loss.name
     dtype = np.dtype(x.dtype)
@@ -269,17 +258,16 @@ def _run_multiclass(cu, loss, x, target, reduction, sample_weight, params, want_
             denom = float(R) if rw is None else cu.device_sum(rw)
         else:
             denom = cu.kept_sum(labels, ignore, rw, cw if spec.mean_over == "class_weight" else None)
-        scale = 1.0 / denom if denom != 0 else math.nan
+        scale = mean_scale(denom)
     else:
-        denom = 1.0
-        scale = 1.0
+        denom = scale = 1.0
     (v, g, h), (v_ret, g_ret, h_ret) = _outputs(
-        cu, want_value, want_grad, want_hess, grad_out, hess_out, shape,
+        cu, outputs, grad_out, hess_out, shape,
         lead if reduction == "none" else None, dtype, x_flat, name)
     unit_hess = h is not None and hessian == "ones"
-    reduce = want_value and reduction != "none"
+    reduce = outputs.value and reduction != "none"
     total = cu.multiclass(name, packed, ignore, C, x_flat, labels, q, rw, cw, scale, reduce, v, g,
                           None if unit_hess else h, 1)
     if unit_hess:
         cu.unit_hessian(h, C, labels, ignore, rw, scale)
-    return _results(want_value, want_grad, want_hess, reduction, total, denom, v_ret, g_ret, h_ret)
+    return _results(outputs, reduction, total, denom, v_ret, g_ret, h_ret)

@@ -1,7 +1,8 @@
-"""Argument checking, output allocation and backend choice: everything between the user and a kernel.
+"""The loss objects and the host path: backend choice, output allocation and the call into a kernel.
 
-Validation and allocation happen here, once, before any backend runs; kernels receive arrays they can
-trust (C-contiguous, native float32/float64, matching lengths, checked domains).
+The checks every call makes on its arguments live in ``_validate.py`` (shared with the device path,
+``_device.py``, which ``Loss._run`` hands device arrays to); kernels receive arrays they can trust
+(C-contiguous, native float32/float64, matching lengths, checked domains).
 """
 
 from __future__ import annotations
@@ -11,328 +12,14 @@ import math
 import numpy as np
 
 from . import _config
-from ._spec import REGISTRY, LossSpec
+from ._spec import LossSpec
+from ._validate import (
+    _F32, _F64, HESSIAN_MODES, REDUCTIONS, _as_like, _as_pred, _check_domain, _check_out, _check_overlap,
+    _class_vector, _column_vector, _mean_denominator, _prepare_row_weight, _prepare_targets, _prepare_weight,
+    GRAD, GRAD_HESS, VALUE, VALUE_AND_GRAD, Outputs, _results, _unit_hessian_rows, _weight_sum, is_device_array,
+    mean_scale, reduced_value,
+)
 from .backends import REGISTRY as BACKENDS, BackendUnavailable, host_order, warn_if_compiled_missing
-
-REDUCTIONS = ("mean", "sum", "none")
-HESSIAN_MODES = ("exact", "ones")
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-_F32, _F64 = _FLOAT_DTYPES
-_INT64 = np.dtype(np.int64)
-_UINT64 = np.dtype(np.uint64)
-
-
-# --- array preparation -------------------------------------------------------------------------------
-
-
-def is_device_array(x) -> bool:
-    """True for CUDA device arrays (anything with __cuda_array_interface__, or the simulator's arrays)."""
-    return hasattr(x, "__cuda_array_interface__") or type(x).__name__ == "FakeCUDAArray"
-
-
-def _as_pred(x, loss: str) -> np.ndarray:
-    """pred as a C-contiguous native float32/float64 array.
-
-    Arrays (anything with a dtype) must already be floating: an integer or complex pred is a mistake we
-    report rather than guess at. Python scalars and sequences convert as NumPy does, and to float64 if
-    NumPy makes integers of them.
-    """
-    if type(x) is np.ndarray:
-        arr = x
-    else:
-        had_dtype = hasattr(x, "dtype")
-        arr = _host_array(x, "pred", loss)
-        if not had_dtype and arr.dtype.kind in "biu":
-            arr = arr.astype(np.float64)
-    dt = arr.dtype
-    if dt not in _FLOAT_DTYPES:
-        if dt.kind == "f" and dt.itemsize in (4, 8):  # non-native byte order
-            arr = arr.astype(dt.newbyteorder("="))
-        elif dt.kind == "f":
-            raise TypeError(f"{loss}: pred must be float32 or float64, got {dt} (cast it with .astype(np.float32))")
-        else:
-            raise TypeError(f"{loss}: pred must be a floating array (float32 or float64), got dtype {dt}")
-    if not arr.flags.c_contiguous:
-        arr = np.asarray(arr, order="C")
-    return arr
-
-
-def _host_array(x, what: str, loss: str) -> np.ndarray:
-    """``np.asarray(x)`` for the host path, with the errors a user can act on: a device array among host arrays
-    names both sides, and a torch tensor converts when NumPy can view it (a CPU tensor without autograd) or
-    otherwise points to ``fusedloss.torch``."""
-    if is_device_array(x):
-        side = ("this call takes host arrays" if what == "pred" else "but pred is a host array")
-        raise TypeError(
-            f"{loss}: {what} is a device array ({type(x).__module__}.{type(x).__name__}) {side}; pass every array "
-            "on one side: copy it to the host (cupy.asnumpy(x), x.copy_to_host(), tensor.cpu()) or pass pred as a "
-            "device array too (the cuda backend)")
-    if type(x).__module__.partition(".")[0] == "torch":
-        if getattr(x, "requires_grad", False):
-            raise TypeError(
-                f"{loss}: {what} is a torch.Tensor that requires grad; the NumPy API returns NumPy values and "
-                f"records no autograd graph. Use fusedloss.torch for a differentiable loss (e.g. "
-                f"fusedloss.torch.loss({loss!r}, input, target)), or pass {what}.detach() for the value only")
-        try:
-            return np.asarray(x)  # a CPU tensor: a view of its memory, no copy
-        except (TypeError, RuntimeError) as exc:
-            raise TypeError(
-                f"{loss}: {what} is a torch.Tensor NumPy cannot view ({exc}); use fusedloss.torch, or convert it "
-                f"with {what}.detach().cpu().float().numpy()") from None
-    return np.asarray(x)
-
-
-def _as_like(x, pred: np.ndarray, what: str, loss: str) -> np.ndarray:
-    """A second operand converted to pred's dtype, C-contiguous (copied only when it must be)."""
-    if type(x) is np.ndarray and x.dtype == pred.dtype and x.flags.c_contiguous:
-        return x
-    arr = _host_array(x, what, loss)
-    if arr.dtype.kind == "c":
-        raise TypeError(f"{loss}: {what} must be real, got dtype {arr.dtype}")
-    if arr.dtype.kind not in "biuf":
-        given = (f"a numpy array of dtype {arr.dtype}" if isinstance(x, np.ndarray)
-                 else f"a {type(x).__module__}.{type(x).__name__}, which NumPy turns into dtype {arr.dtype}")
-        raise TypeError(f"{loss}: {what} must be numeric (a numpy array or a sequence of numbers, like pred: "
-                        f"{pred.dtype}, shape {pred.shape}), got {given}")
-    return np.asarray(arr, dtype=pred.dtype, order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
-
-
-def _first_bad(arr: np.ndarray, bad: np.ndarray) -> str:
-    index = np.unravel_index(int(np.argmax(bad)), arr.shape) if arr.ndim else ()
-    return f"{arr[index].item()!r} at index {tuple(int(i) for i in index)}"
-
-
-def _below(arr: np.ndarray, bound: float) -> bool:
-    """Any value < bound? One min() pass; a NaN makes min() NaN, and only then a second, exact pass.
-    (``np.minimum.reduce`` is ``arr.min()`` without its Python wrapper, which costs as much as 1,000 elements.)"""
-    m = np.minimum.reduce(arr, axis=None)
-    return bool(m < bound) or (m != m and bool((arr < bound).any()))
-
-
-def _above(arr: np.ndarray, bound: float) -> bool:
-    m = np.maximum.reduce(arr, axis=None)
-    return bool(m > bound) or (m != m and bool((arr > bound).any()))
-
-
-_ARRAY_SUM: list = []  # [the compiled compensated sum or None], looked up on first use
-
-
-def _weight_sum(w: np.ndarray) -> float:
-    """The float64 sum of weights, for what "mean" divides by. With the compiled extension it is compensated
-    (within a few ulp of the exact sum, as the kernels' own sums), so that "mean" over a whole array and a merge
-    of the partial results of its pieces agree to 1e-15; otherwise NumPy's pairwise sum."""
-    if not _ARRAY_SUM:
-        module = BACKENDS["cpp"].load()
-        _ARRAY_SUM.append(getattr(module, "array_sum", None))
-    fn = _ARRAY_SUM[0]
-    if fn is None:
-        return float(np.add.reduce(w, dtype=np.float64, axis=None))
-    if not (type(w) is np.ndarray and w.dtype in _FLOAT_DTYPES and w.flags.c_contiguous):
-        w = np.ascontiguousarray(w, dtype=np.float64)  # any layout or byte order sums the same numbers
-    if w.dtype is not _F64 and w.dtype is not _F32:  # an equal but distinct dtype object (e.g. after a
-        w = w.view(_F64 if w.dtype == _F64 else _F32)  # byte swap): the extension checks the dtype's identity
-    return fn(w, _config.get_num_threads())
-
-
-def _check_domain(arr: np.ndarray, domain: str, what: str, loss: str) -> None:
-    """Raise ValueError if a value of ``arr`` lies outside ``domain`` (nan passes: it propagates)."""
-    if domain == "real" or arr.size == 0:
-        return
-    if domain == "nonnegative":
-        if _below(arr, 0):
-            raise ValueError(f"{loss}: {what} must be >= 0, got {_first_bad(arr, arr < 0)}")
-    elif domain == "unit":
-        if _below(arr, 0) or _above(arr, 1):
-            raise ValueError(f"{loss}: {what} must lie in [0, 1], got {_first_bad(arr, (arr < 0) | (arr > 1))}")
-    elif domain == "sign":
-        bad = (arr != -1) & (arr != 0) & (arr != 1) & ~np.isnan(arr)
-        if bad.any():
-            raise ValueError(f"{loss}: {what} must be class signs -1/1 (or 0/1), got {_first_bad(arr, bad)}")
-    else:  # pragma: no cover - a registry entry with a domain this module does not know
-        raise AssertionError(f"unknown domain {domain!r}")
-
-
-def _prepare_weight(sample_weight, pred: np.ndarray, loss: str) -> np.ndarray:
-    """sample_weight as a flat array of pred's dtype and size (broadcast along trailing axes)."""
-    w = _as_like(sample_weight, pred, "sample_weight", loss)
-    if w.shape != pred.shape:
-        if w.ndim > pred.ndim or pred.shape[: w.ndim] != w.shape:
-            raise ValueError(
-                f"{loss}: sample_weight must have pred's shape {pred.shape} or a leading part of it "
-                f"(broadcast along the remaining axes), got shape {w.shape}"
-            )
-        w = np.broadcast_to(w.reshape(w.shape + (1,) * (pred.ndim - w.ndim)), pred.shape)
-    if w.size and _below(w, 0):
-        raise ValueError(f"{loss}: sample_weight must be >= 0, got {_first_bad(w, w < 0)}")
-    if w.ndim == 1 and w.flags.c_contiguous:
-        return w
-    return np.ascontiguousarray(w).reshape(-1)
-
-
-def _check_out(out, pred: np.ndarray, what: str, loss: str) -> np.ndarray:
-    if type(out) is np.ndarray and out.dtype is pred.dtype and out.shape == pred.shape:
-        flags = out.flags
-        if flags.c_contiguous and flags.writeable:
-            return out  # the common case, in as few steps as it can be checked
-    if type(out) is not np.ndarray:
-        raise TypeError(f"{loss}: {what} must be a numpy.ndarray, got {type(out).__name__}")
-    if out.shape != pred.shape:
-        raise ValueError(f"{loss}: {what} must have pred's shape {pred.shape}, got {out.shape}")
-    if out.dtype != pred.dtype:
-        raise TypeError(f"{loss}: {what} must have pred's dtype {pred.dtype}, got {out.dtype}")
-    if not out.flags.c_contiguous:
-        raise ValueError(f"{loss}: {what} must be C-contiguous")
-    if not out.flags.writeable:
-        raise ValueError(f"{loss}: {what} is read-only")
-    return out
-
-
-def _check_overlap(out: np.ndarray, what: str, name: str, pred: np.ndarray, in_place: bool, others) -> None:
-    """The in-place rule, the same for every backend: an output shares no memory with anything the call
-    reads, except that ``grad_out`` may be exactly the prediction array (the same elements) in
-    ``value_and_grad`` and ``grad`` (``in_place``), which then receives the gradient. ``others``: (array or
-    None, name) pairs: the target and the weights, as given and as converted."""
-    if np.may_share_memory(out, pred) and not (in_place and out.ctypes.data == pred.ctypes.data):
-        how = ("is pred itself, which only value_and_grad and grad may write in place"
-               if out.ctypes.data == pred.ctypes.data else "partly overlaps pred")
-        raise ValueError(f"{name}: {what} {how}; pass a separate array"
-                         + ("" if not in_place else ", or pred itself to compute the gradient in place"))
-    for arr, label in others:
-        if isinstance(arr, np.ndarray) and np.may_share_memory(out, arr):
-            raise ValueError(f"{name}: {what} shares memory with {label}, which the call reads; pass a separate array")
-
-
-def _column_vector(spec: LossSpec, params: dict, pred: np.ndarray):
-    """An elementwise loss's vector parameter (e.g. pos_weight per column), checked, in pred's dtype."""
-    if spec.vector_param is None:
-        return None
-    vec = params[spec.vector_param]
-    if not isinstance(vec, np.ndarray):
-        return None  # a scalar travels packed in (a, b)
-    if pred.ndim == 0 or vec.shape != pred.shape[-1:]:
-        raise ValueError(f"{spec.name}: {spec.vector_param} must be a scalar or have one entry per column of "
-                         f"pred's last axis ({pred.shape[-1:] if pred.ndim else 'pred is 0-d'}), got shape {vec.shape}")
-    return vec.astype(pred.dtype)
-
-
-def _class_vector(spec: LossSpec, params: dict, x: np.ndarray):
-    """A multiclass loss's per-class vector (class_weight, alpha) as a (C,) array of x's dtype, or None."""
-    if spec.vector_param is None:
-        return None
-    vec = params[spec.vector_param]
-    C = x.shape[-1]
-    if vec is None:
-        return None
-    if not isinstance(vec, np.ndarray):
-        return np.full(C, vec, dtype=x.dtype)
-    if vec.shape != (C,):
-        raise ValueError(f"{spec.name}: {spec.vector_param} must have one entry per class ({C}), got shape {vec.shape}")
-    return vec.astype(x.dtype)
-
-
-def _prepare_targets(spec: LossSpec, params: dict, target, x: np.ndarray):
-    """(labels, soft, all_kept): flat int64 labels of x.shape[:-1] (checked), or soft targets of x's shape.
-
-    ``all_kept`` is True when the labels are known to lie in [0, C) with ignore_index outside it (no row is
-    ignored), which spares the caller a pass over them; False says nothing."""
-    name = spec.name
-    t = target if type(target) is np.ndarray else _host_array(target, "target", spec.name)
-    lead = x.shape[:-1]
-    C = x.shape[-1]
-    if t.dtype.kind in "iu" and spec.hard_labels:
-        if t.shape != lead:
-            raise ValueError(f"{name}: integer labels must have the logits' shape without the class axis {lead}, "
-                             f"got {t.shape}")
-        if t.dtype is _INT64 and t.flags.c_contiguous:
-            labels = t if t.ndim == 1 else t.reshape(-1)
-        else:
-            if t.dtype == _UINT64 and t.size and np.maximum.reduce(t, axis=None) >= 2**63:
-                # int64 would wrap it to a negative number (maybe ignore_index): refuse it as what it is
-                bad = t >= 2**63
-                at = np.unravel_index(int(np.argmax(bad)), lead) if lead else ()
-                raise ValueError(f"{name}: label {int(t[at])} at index {tuple(int(i) for i in at)} is out of range: "
-                                 f"labels must lie in [0, {C})")
-            labels = np.ascontiguousarray(t, dtype=np.int64).reshape(-1)
-        ignore = params[spec.ignore_param] if spec.ignore_param else None
-        # One pass for the common case: seen as unsigned, a negative label is huge, so max < C means every
-        # label lies in [0, C). Otherwise (an ignored row, or a bad label) the exact test below says which.
-        if not labels.size or np.maximum.reduce(labels.view(_UINT64), axis=None) < C:
-            return labels, None, ignore is None or not 0 <= ignore < C
-        bad = (labels < 0) | (labels >= C)
-        if ignore is not None:
-            bad &= labels != ignore
-        if labels.size and bad.any():
-            at = int(np.argmax(bad))
-            where = tuple(int(i) for i in np.unravel_index(at, lead)) if lead else ()
-            extra = f" or ignore_index={ignore}" if ignore is not None else ""
-            raise ValueError(f"{name}: label {int(labels[at])} at index {where} is out of range: labels must lie "
-                             f"in [0, {C}){extra}")
-        return labels, None, False
-    if t.dtype.kind == "f" and spec.soft_labels:
-        if t.shape != x.shape:
-            hint = (f"; these have one value per row: if they are class indices, cast them to integers, e.g. "
-                    f"target.astype(np.int64)" if t.shape == lead and spec.hard_labels else "")
-            raise ValueError(f"{name}: floating targets are soft labels (probabilities per class) and must have the "
-                             f"logits' shape {x.shape}, got {t.shape}{hint}")
-        q = _as_like(t, x, "target", name)
-        if not (spec.name == "kl_div_with_logits" and params.get("log_target")):
-            _check_domain(q, "nonnegative", "target", name)
-        return None, q, False
-    wanted = " or ".join(filter(None, [
-        f"integer class labels of shape {lead}" if spec.hard_labels else "",
-        f"floating probabilities of shape {x.shape}" if spec.soft_labels else "",
-    ]))
-    hint = ""
-    if t.dtype.kind in "fb" and spec.hard_labels and t.shape == lead:
-        hint = "; if these are class indices, cast them to integers, e.g. target.astype(np.int64)"
-    elif t.dtype.kind == "f" and t.shape == x.shape and not spec.soft_labels:
-        hint = f"; {name} takes hard labels only: for probability targets use cross_entropy"
-    raise TypeError(f"{name}: target must be {wanted}, got dtype {t.dtype} and shape {t.shape}{hint}")
-
-
-def _prepare_row_weight(sample_weight, lead: tuple, x: np.ndarray, loss: str) -> np.ndarray:
-    """A per-row sample weight (shape ``lead`` or a leading part of it) as a flat array of x's dtype."""
-    if len(lead) == 0:
-        raise ValueError(f"{loss}: sample_weight needs leading axes to weight; logits have shape {x.shape}")
-    return _prepare_weight(sample_weight, np.empty(lead, x.dtype), loss)
-
-
-def _mean_denominator(spec: LossSpec, labels, ignore: int, rw, cw, R: int, all_kept: bool = False) -> float:
-    """What "mean" divides by: see LossSpec.mean_over. Accumulated in float64."""
-    if all_kept and rw is None and (cw is None or spec.mean_over != "class_weight"):
-        return float(R)  # every row counts 1: what the sums below give, without their passes over the labels
-    if labels is None or spec.mean_over == "rows":
-        return float(R) if rw is None else _weight_sum(rw)
-    keep = labels != ignore
-    if rw is None and not (spec.mean_over == "class_weight" and cw is not None):
-        return float(np.count_nonzero(keep))
-    per_row = np.ones(R) if rw is None else rw.astype(np.float64)
-    if spec.mean_over == "class_weight" and cw is not None:
-        per_row = per_row * cw.astype(np.float64)[np.where(keep, labels, 0)]
-    return _weight_sum(np.where(keep, per_row, 0.0))
-
-
-def _unit_hessian_rows(h: np.ndarray, labels, ignore: int, rw, scale: float) -> None:
-    """hessian="ones" for a multiclass loss: 1 * row weight * scale, 0 on ignored rows."""
-    C = h.shape[-1]
-    rows = h.reshape(-1, C)
-    per_row = np.full(rows.shape[0], scale) if rw is None else rw.astype(np.float64) * scale
-    if labels is not None:
-        per_row = np.where(labels != ignore, per_row, 0.0)
-    rows[...] = per_row[:, None]
-
-
-def _results(want_value, want_grad, want_hess, reduction, total, denom, v, g, h):
-    """The public return value: value, (value, grad), grad or (grad, hess)."""
-    if want_value:
-        if v is not None:
-            value = v
-        elif reduction == "sum":
-            value = float(total)
-        else:
-            value = float(total) / denom if denom != 0 else math.nan
-        return (value, g) if want_grad else value
-    return (g, h) if want_hess else g
 
 
 # --- backend choice ----------------------------------------------------------------------------------
@@ -445,14 +132,25 @@ class Loss:
             self._backend_cache[key] = module
         return module
 
-    def _run(self, pred, target, reduction, sample_weight, backend, kwargs,
-             want_value, want_grad, want_hess, grad_out=None, hess_out=None, hessian="exact", nthreads=None,
-             grad_scale=None):
+    def _run(self, pred, target, reduction, sample_weight, backend, kwargs, outputs: Outputs, grad_out=None,
+             hess_out=None, hessian="exact", nthreads=None, grad_scale=None):
+        """One call: ``outputs`` says what it computes; ``nthreads`` caps its threads (fusedloss.torch passes
+        torch's intra-op count); ``grad_scale`` replaces the reduction's factor (a piece of a larger array, whose
+        divisor the caller knows: see ``partial`` and fusedloss.dask). A MemoryError comes out as one that says
+        which array could not be allocated (``_memory_error``)."""
+        try:
+            return self._compute(pred, target, reduction, sample_weight, backend, kwargs, outputs, grad_out,
+                                 hess_out, hessian, nthreads, grad_scale)
+        except MemoryError as err:  # NumPy's bare one: say which array, how large, and what to do
+            raise self._memory_error(err, pred) from err
+
+    def _compute(self, pred, target, reduction, sample_weight, backend, kwargs, outputs, grad_out, hess_out,
+                 hessian, nthreads, grad_scale):
         # The hot path: a training loop calls this with the same few arguments on small arrays, so every
         # step below takes its common case first (identity tests of types and dtypes, one flags object per
         # array) and falls back to the general helpers, which raise the errors, only when that fails.
-        # ``nthreads``: a lower thread cap for this call (fusedloss.torch passes torch's intra-op count).
         name = self.name
+        want_value, want_grad, want_hess = outputs
         if (want_grad or want_hess) and not self.spec.differentiable:
             raise TypeError(f"{name} is not differentiable: it has no gradient or Hessian; call {name}(...) "
                             "for its value")
@@ -466,7 +164,7 @@ class Loss:
             from . import _device  # only device users pay for importing the CUDA path
 
             return _device.run(self, pred, target, reduction, sample_weight, backend, params, a, b,
-                               want_value, want_grad, want_hess, grad_out, hess_out, hessian)
+                               outputs, grad_out, hess_out, hessian)
         else:
             p = None
         if p is None:
@@ -474,7 +172,7 @@ class Loss:
             dtype = p.dtype
         if self._multiclass:
             return self._run_multiclass(p, target, reduction, sample_weight, backend, params, packed,
-                                        want_value, want_grad, want_hess, grad_out, hess_out, hessian, nthreads,
+                                        outputs, grad_out, hess_out, hessian, nthreads,
                                         grad_scale)
         shape = p.shape
         if type(target) is np.ndarray and target.dtype is dtype and target.flags.c_contiguous:
@@ -502,10 +200,9 @@ class Loss:
 
         if reduction == "mean":
             denom = float(p.size) if w is None else _weight_sum(w)
-            scale = 1.0 / denom if denom != 0 else math.nan
+            scale = mean_scale(denom)
         else:
-            denom = 1.0
-            scale = 1.0
+            denom = scale = 1.0
         if grad_scale is not None:  # the caller knows the divisor (a piece of a larger array): see partial
             scale = grad_scale
         reduce = want_value and reduction != "none"
@@ -523,7 +220,7 @@ class Loss:
             # the common case: flat arrays, a gradient at most, no vector parameter; returns what _results would
             total = module.elementwise(name, a, b, p, y, w, scale, reduce, None, g, None, threads)
             if reduce:
-                value = float(total) if reduction == "sum" else (float(total) / denom if denom != 0 else math.nan)
+                value = reduced_value(total, reduction, denom)
                 return (value, g) if want_grad else value
             return g
         h = v = None
@@ -549,12 +246,13 @@ class Loss:
                 h.fill(scale)
             else:
                 np.multiply(w.reshape(shape), scale, out=h)
-        return _results(want_value, want_grad, want_hess, reduction, total, denom, v, g, h)
+        return _results(outputs, reduction, total, denom, v, g, h)
 
     def _run_multiclass(self, x, target, reduction, sample_weight, backend, params, packed,
-                        want_value, want_grad, want_hess, grad_out, hess_out, hessian, nthreads=None,
+                        outputs, grad_out, hess_out, hessian, nthreads=None,
                         grad_scale=None):
         """``_run`` for a multiclass loss, with the logits ``x`` already a C-contiguous float array."""
+        want_value, want_grad, want_hess = outputs
         spec = self.spec
         name = self.name
         if x.ndim < 1 or x.shape[-1] < 1:
@@ -570,10 +268,9 @@ class Loss:
         R = x.size // C if C else 0
         if reduction == "mean":
             denom = _mean_denominator(spec, labels, ignore, rw, cw, R, all_kept)
-            scale = 1.0 / denom if denom != 0 else math.nan
+            scale = mean_scale(denom)
         else:
-            denom = 1.0
-            scale = 1.0
+            denom = scale = 1.0
         if grad_scale is not None:
             scale = grad_scale
         g = h = v = None
@@ -606,7 +303,7 @@ class Loss:
         )
         if unit_hess:
             _unit_hessian_rows(h, labels, ignore, rw, scale)
-        return _results(want_value, want_grad, want_hess, reduction, total, denom, v, g, h)
+        return _results(outputs, reduction, total, denom, v, g, h)
 
     def _positional(self, method: str, args: tuple) -> TypeError:
         """The error for arguments after (pred, target) given by position: say which keyword they belong to."""
@@ -655,30 +352,21 @@ class Loss:
     def __call__(self, pred, target, *args, reduction="mean", sample_weight=None, backend=None, **params):
         if args:
             raise self._positional("__call__", args)
-        try:
-            return self._run(pred, target, reduction, sample_weight, backend, params, True, False, False)
-        except MemoryError as err:  # NumPy's bare one: say which array, how large, and what to do
-            raise self._memory_error(err, pred) from err
+        return self._run(pred, target, reduction, sample_weight, backend, params, VALUE)
 
     def value_and_grad(self, pred, target, *args, reduction="mean", sample_weight=None, grad_out=None,
                        backend=None, **params):
         """(value, gradient of that value with respect to pred)."""
         if args:
             raise self._positional("value_and_grad", args)
-        try:
-            return self._run(pred, target, reduction, sample_weight, backend, params, True, True, False, grad_out)
-        except MemoryError as err:  # NumPy's bare one: say which array, how large, and what to do
-            raise self._memory_error(err, pred) from err
+        return self._run(pred, target, reduction, sample_weight, backend, params, VALUE_AND_GRAD, grad_out)
 
     def grad(self, pred, target, *args, reduction="mean", sample_weight=None, grad_out=None, backend=None,
              **params):
         """The gradient of the loss value with respect to pred, in pred's shape and dtype."""
         if args:
             raise self._positional("grad", args)
-        try:
-            return self._run(pred, target, reduction, sample_weight, backend, params, False, True, False, grad_out)
-        except MemoryError as err:  # NumPy's bare one: say which array, how large, and what to do
-            raise self._memory_error(err, pred) from err
+        return self._run(pred, target, reduction, sample_weight, backend, params, GRAD, grad_out)
 
     def grad_hess(self, pred, target, *args, reduction="mean", sample_weight=None, grad_out=None, hess_out=None,
                   hessian="exact", backend=None, **params):
@@ -693,11 +381,8 @@ class Loss:
             raise self._positional("grad_hess", args)
         if hessian not in HESSIAN_MODES:
             raise ValueError(f"{self.name}: hessian must be 'exact' or 'ones', got {hessian!r}")
-        try:
-            return self._run(pred, target, reduction, sample_weight, backend, params, False, True, True, grad_out,
-                             hess_out, hessian)
-        except MemoryError as err:  # NumPy's bare one: say which array, how large, and what to do
-            raise self._memory_error(err, pred) from err
+        return self._run(pred, target, reduction, sample_weight, backend, params, GRAD_HESS, grad_out, hess_out,
+                         hessian)
 
     def partial(self, pred, target, *, sample_weight=None, backend=None, **params):
         """A mergeable partial result: the ``LossState`` of this piece of the data (see ``fusedloss.merge``).
@@ -709,15 +394,3 @@ class Loss:
         from ._state import partial
 
         return partial(self, pred, target, sample_weight, backend, params)
-
-
-def _loss_object(spec: LossSpec) -> Loss:
-    """The callable for a registry entry: ``Loss``, or for a sequence loss (own signature) its subclass."""
-    if spec.kind == "sequence":
-        from ._ctc import SequenceLoss
-
-        return SequenceLoss(spec)
-    return Loss(spec)
-
-
-LOSSES = {name: _loss_object(spec) for name, spec in REGISTRY.items()}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .boosting import (_LOGIT_CLASSIFIERS, _full_init, _loss_name, initial_scores, lightgbm_objective,
+from ._boosting import (_logit_classifiers, _full_init, _loss_name, initial_scores, lightgbm_objective,
                        scores_to_proba, xgboost_objective)
 
 
@@ -20,11 +20,12 @@ class _Setup:
 
     def __init__(self, owner: str, loss, loss_params, y, sample_weight, offsets_given: bool):
         name = _loss_name(loss)
-        if name not in _LOGIT_CLASSIFIERS:
-            raise ValueError(f"{owner}: loss must be one of {', '.join(_LOGIT_CLASSIFIERS)}, got {name!r}")
+        classifiers = _logit_classifiers()
+        if name not in classifiers:
+            raise ValueError(f"{owner}: loss must be one of {', '.join(classifiers)}, got {name!r}")
         self.owner, self.name, self.params = owner, name, dict(loss_params or {})
         self.classes, self.encoded = np.unique(np.asarray(y), return_inverse=True)
-        if _LOGIT_CLASSIFIERS[name] == "binary" and self.classes.size > 2:
+        if classifiers[name] == "binary" and self.classes.size > 2:
             raise ValueError(f"{owner}: {name} is a binary loss, y has {self.classes.size} classes; "
                              "use loss='cross_entropy' or 'categorical_focal'")
         self.init = 0.0 if offsets_given else initial_scores(name, self.encoded.astype(np.float64), sample_weight,

@@ -60,6 +60,19 @@ class LossSpec:
     soft_labels: bool = False
     ignore_param: str | None = None
     mean_over: str = "rows"
+    # multiclass with soft targets: their domain, or a function of the parameters returning it
+    soft_target_domain: str | Callable[[dict], str] = "nonnegative"
+    # a function of d = p - y alone: its gradient with respect to the target is minus the gradient with
+    # respect to the prediction (fusedloss.torch differentiates the target of these)
+    residual: bool = False
+    # the exact Hessian may be negative (boosting clips it, see fusedloss.boosting), or a function of the
+    # parameters saying whether it may
+    hessian_may_be_negative: bool | Callable[[dict], bool] = False
+    # scores are logits of probabilities: "binary" (sigmoid of one score) or "multiclass" (softmax), else None
+    probabilities: str | None = None
+    # the constant prediction minimising the weighted mean loss is a weighted quantile of the targets: a
+    # function of the parameters giving that quantile (mae: 0.5), else None (found by Newton steps)
+    optimal_quantile: Callable[[dict], float] | None = None
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -82,6 +95,15 @@ class LossSpec:
     def pred_domain_for(self, params: dict) -> str:
         """The prediction domain, which for a few losses depends on a parameter."""
         return self.pred_domain(params) if callable(self.pred_domain) else self.pred_domain
+
+    def hessian_may_be_negative_for(self, params: dict) -> bool:
+        d = self.hessian_may_be_negative
+        return bool(d(params)) if callable(d) else d
+
+    def soft_target_domain_for(self, params: dict) -> str:
+        """The domain of soft targets (multiclass), which may depend on a parameter (log_target)."""
+        d = self.soft_target_domain
+        return d(params) if callable(d) else d
 
 
 # --- parameter checks -------------------------------------------------------------------------------
@@ -249,19 +271,20 @@ def losses() -> LossList:
 # --- regression losses ------------------------------------------------------------------------------
 
 register(LossSpec(
-    name="mse", kind="elementwise", torch_name="mse_loss",
+    name="mse", kind="elementwise", torch_name="mse_loss", residual=True,
     summary="squared error (p - y)^2, as torch.nn.functional.mse_loss",
     formula="l = d^2;  g = 2 d;  h = 2",
 ))
 
 register(LossSpec(
-    name="mae", kind="elementwise", torch_name="l1_loss", hessian_zero_ae=True,
+    name="mae", kind="elementwise", torch_name="l1_loss", hessian_zero_ae=True, residual=True,
+    optimal_quantile=lambda kw: 0.5,
     summary="absolute error |p - y|, as torch.nn.functional.l1_loss",
     formula="l = |d|;  g = sign(d), sign(0) = 0;  h = 0 (zero almost everywhere)",
 ))
 
 register(LossSpec(
-    name="huber", kind="elementwise", torch_name="huber_loss",
+    name="huber", kind="elementwise", torch_name="huber_loss", residual=True,
     params=(Param("delta", 1.0, "threshold between the quadratic and linear parts", _positive),),
     pack=lambda kw: (kw["delta"], 0.0),
     summary="Huber loss, as torch.nn.functional.huber_loss",
@@ -269,7 +292,7 @@ register(LossSpec(
 ))
 
 register(LossSpec(
-    name="smooth_l1", kind="elementwise", torch_name="smooth_l1_loss",
+    name="smooth_l1", kind="elementwise", torch_name="smooth_l1_loss", residual=True,
     params=(Param("beta", 1.0, "width of the quadratic part (0 gives mae)", _nonnegative),),
     pack=lambda kw: (kw["beta"], 0.0),
     summary="smooth L1, as torch.nn.functional.smooth_l1_loss (huber / beta)",
@@ -277,7 +300,7 @@ register(LossSpec(
 ))
 
 register(LossSpec(
-    name="pseudo_huber", kind="elementwise",
+    name="pseudo_huber", kind="elementwise", residual=True,
     params=(Param("delta", 1.0, "scale of the transition", _positive),),
     pack=lambda kw: (kw["delta"], 0.0),
     summary="pseudo-Huber delta^2 (sqrt(1 + (d/delta)^2) - 1), smooth everywhere",
@@ -285,13 +308,14 @@ register(LossSpec(
 ))
 
 register(LossSpec(
-    name="log_cosh", kind="elementwise",
+    name="log_cosh", kind="elementwise", residual=True,
     summary="log(cosh(p - y)), stable for |d| up to the largest finite float",
     formula="l = |d| + log1p(exp(-2|d|)) - log 2;  g = tanh(d);  h = 1 - tanh(d)^2 = 4e/(1+e)^2, e = exp(-2|d|)",
 ))
 
 register(LossSpec(
-    name="quantile", kind="elementwise", hessian_zero_ae=True,
+    name="quantile", kind="elementwise", hessian_zero_ae=True, residual=True,
+    optimal_quantile=lambda kw: kw["quantile"],
     params=(Param("quantile", 0.5, "the quantile level q", _open_unit),),
     pack=lambda kw: (kw["quantile"], 0.0),
     summary="pinball loss for the q-quantile (scikit-learn's PinballLoss)",
@@ -337,6 +361,7 @@ register(LossSpec(
 
 register(LossSpec(
     name="binary_cross_entropy_with_logits", kind="elementwise", torch_name="binary_cross_entropy_with_logits",
+    probabilities="binary",
     target_domain="unit", vector_param="pos_weight",
     params=(
         Param("pos_weight", None, "weight of the positive term: a scalar, or one per column of the last axis "
@@ -352,7 +377,8 @@ register(LossSpec(
 ))
 
 register(LossSpec(
-    name="binary_focal", kind="elementwise", target_domain="unit",
+    name="binary_focal", kind="elementwise", target_domain="unit", probabilities="binary",
+    hessian_may_be_negative=True,
     params=(
         Param("alpha", 0.25, "weight of positives (1 - alpha for negatives); alpha < 0 disables it",
               lambda v: None if (math.isfinite(v) and v <= 1.0) else "a finite number <= 1"),
@@ -397,6 +423,7 @@ _ignore_index = Param("ignore_index", -100, "hard label whose rows count for not
 
 register(LossSpec(
     name="cross_entropy", kind="multiclass", torch_name="cross_entropy", target_domain="class_index",
+    probabilities="multiclass", hessian_may_be_negative=lambda kw: bool(kw.get("softcap")),
     hard_labels=True, soft_labels=True, ignore_param="ignore_index", mean_over="class_weight",
     vector_param="class_weight",
     params=(
@@ -417,7 +444,8 @@ register(LossSpec(
 ))
 
 register(LossSpec(
-    name="categorical_focal", kind="multiclass", target_domain="class_index",
+    name="categorical_focal", kind="multiclass", target_domain="class_index", probabilities="multiclass",
+    hessian_may_be_negative=True,
     hard_labels=True, ignore_param="ignore_index", mean_over="kept_rows", vector_param="alpha",
     params=(
         Param("alpha", None, "class weighting: a scalar, or one weight per class", _nonnegative_values,
@@ -450,6 +478,7 @@ register(LossSpec(
 register(LossSpec(
     name="kl_div_with_logits", kind="multiclass", target_domain="nonnegative",
     soft_labels=True, mean_over="rows",
+    soft_target_domain=lambda kw: "real" if kw["log_target"] else "nonnegative",
     params=(
         Param("log_target", False, "target holds log-probabilities", convert=_to_bool),
         Param("temperature", 1.0, "logits are divided by it (the T^2 factor of distillation is yours to apply)",

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._dispatch import (_as_pred, _class_vector, _mean_denominator, _prepare_row_weight, _prepare_targets,
+from ._validate import (VALUE, _as_pred, _class_vector, _mean_denominator, _prepare_row_weight, _prepare_targets,
                         _prepare_weight, _weight_sum, is_device_array)
 
 __all__ = ["LossState", "merge", "partial", "divisor"]
@@ -121,6 +121,6 @@ def partial(loss, pred, target, sample_weight, backend, params: dict) -> LossSta
         raise TypeError(f"{loss.name}.partial takes host arrays; got a device array (copy it to the host, or "
                         "call the loss with reduction='sum' for the sum alone)")
     p = _as_pred(pred, loss.name)
-    total = loss._run(p, target, "sum", sample_weight, backend, params, True, False, False)
+    total = loss._run(p, target, "sum", sample_weight, backend, params, VALUE)
     denominator, count = divisor(loss, p.shape, p.dtype, target, sample_weight, params)
     return LossState(loss.name, float(total), denominator, count)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._dispatch import LOSSES
+from ._losses import LOSSES
 
 __all__ = ["ctc_loss", "CTCLoss"]
 

@@ -42,20 +42,16 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("fusedloss.dask needs dask[array]; install it with: pip install 'fusedloss[dask]'") from exc
 
 from . import _config
-from ._dispatch import HESSIAN_MODES, LOSSES, REDUCTIONS, Loss, _as_like, _as_pred, _class_vector, _column_vector
+from ._dispatch import Loss
+from ._validate import (GRAD, GRAD_HESS, HESSIAN_MODES, REDUCTIONS, VALUE, VALUE_AND_GRAD, _as_like, _as_pred,
+                        _class_vector, _column_vector, mean_scale)
+from ._losses import LOSSES
+from ._dask_graph import SPLIT_EVERY, _finalize, _lift, _located, _tree, reduced, to_arrays
 from ._state import LossState, divisor, merge
 
-SPLIT_EVERY = 8  # states merged per node of the reduction tree
 
 
 # --- what runs on the workers --------------------------------------------------------------------------
-
-
-def _located(exc: Exception, where: str) -> Exception:
-    """The in-memory call's ValueError / TypeError with the chunk it came from appended."""
-    if type(exc) in (ValueError, TypeError):
-        return type(exc)(f"{exc} (in {where})")
-    return exc
 
 
 def _block(name, mode, reduction, hessian, backend, params, where, p, y, w, part, whole):
@@ -67,18 +63,18 @@ def _block(name, mode, reduction, hessian, backend, params, where, p, y, w, part
     try:
         if mode == "value":
             if reduction == "none":
-                return loss._run(p, y, "none", w, backend, params, True, False, False), None, None
+                return loss._run(p, y, "none", w, backend, params, VALUE), None, None
             if reduction == "mean":
                 return loss.partial(p, y, sample_weight=w, backend=backend, **params), None, None
-            total = loss._run(p, y, "sum", w, backend, params, True, False, False)
+            total = loss._run(p, y, "sum", w, backend, params, VALUE)
             return LossState(name, total, math.nan, _count(loss, p)), None, None
         scale = None
         if reduction == "mean":
-            scale = 1.0 / whole.denominator if whole.denominator != 0 else math.nan
+            scale = mean_scale(whole.denominator)
         per_element = reduction == "none"
-        with_value = mode == "value_and_grad"
-        out = loss._run(p, y, "none" if per_element else "sum", w, backend, params, with_value, True,
-                        mode == "grad_hess", None, None, hessian, grad_scale=scale)
+        outputs = {"value_and_grad": VALUE_AND_GRAD, "grad": GRAD, "grad_hess": GRAD_HESS}[mode]
+        out = loss._run(p, y, "none" if per_element else "sum", w, backend, params, outputs, None, None, hessian,
+                        grad_scale=scale)
     except (ValueError, TypeError) as exc:
         raise _located(exc, where) from exc
     if mode == "grad":
@@ -105,28 +101,7 @@ def _divisor_block(name, params, shape, dtype, where, y, w) -> LossState:
     return LossState(name, 0.0, denominator, count)
 
 
-def _merge_list(states) -> LossState:
-    return merge(states)
-
-
-def _finalize(state: LossState, reduction: str):
-    return np.float64(state.value(reduction))
-
-
 # --- graph construction ----------------------------------------------------------------------------------
-
-
-def _lift(x, like, what: str, name: str):
-    """``x`` as a dask array. NumPy arrays and Python values are wrapped: chunked as the leading axes of
-    ``like`` (a dask array, or None) when their shape is a leading part of its shape, else in one chunk."""
-    if isinstance(x, da.Array):
-        if any(math.isnan(c) for cs in x.chunks for c in cs):
-            raise ValueError(f"{name}: {what} has unknown chunk sizes {x.chunks}; call .compute_chunk_sizes() "
-                             "on it first")
-        return x
-    arr = x if hasattr(x, "dtype") and hasattr(x, "shape") else np.asarray(x)
-    fits = like is not None and arr.shape == like.shape[: arr.ndim]
-    return da.from_array(arr, chunks=like.chunks[: arr.ndim] if fits else -1)
 
 
 def _check_leading(w, shape: tuple, name: str) -> None:
@@ -192,20 +167,6 @@ def _prepare(loss: Loss, pred, target, sample_weight, params: dict):
     if w is not None and w.chunks != p.chunks[: w.ndim]:
         w = w.rechunk(p.chunks[: w.ndim])
     return p, y, w, dtype
-
-
-def _tree(layer: dict, name: str, keys: list):
-    """Merge the states under ``keys`` by a fixed tree of ``SPLIT_EVERY``-way nodes; the root's key."""
-    level = 0
-    while len(keys) > 1:
-        keys_up = []
-        for i in range(0, len(keys), SPLIT_EVERY):
-            key = (name, level, i // SPLIT_EVERY)
-            layer[key] = (_merge_list, list(keys[i: i + SPLIT_EVERY]))
-            keys_up.append(key)
-        keys = keys_up
-        level += 1
-    return keys[0]
 
 
 def _graph(loss: Loss, mode: str, pred, target, reduction, sample_weight, backend, params, hessian="exact"):
@@ -285,21 +246,14 @@ def _graph(loss: Loss, mode: str, pred, target, reduction, sample_weight, backen
             chunks, vdt = output(0, vname, lambda idx: (vname, *idx[: len(value_chunks)]), value_chunks, dtype)
             results.append((vname, chunks, vdt))
         else:
-            states = {(vname + "-state", *idx): (getitem, (work, *idx), 0) for idx in blocks}
-            tree: dict = {}
-            root = _tree(tree, vname + "-tree", list(states))
-            layers[vname] = {**states, **tree, (vname,): (_finalize, root, reduction)}
-            deps[vname] = {work}
-            results.append((vname, (), np.dtype(np.float64)))
+            results.append(reduced(layers, deps, work, vname, [(work, *idx) for idx in blocks],
+                                   (_finalize, reduction)))
     if derivatives:
         for slot, suffix in ((1, "grad"), (2, "hess")) if mode == "grad_hess" else ((1, "grad"),):
             oname = f"{work}-{suffix}"
             output(slot, oname, lambda idx, o=oname: (o, *idx), p.chunks, dtype)
             results.append((oname, p.chunks, dtype))
-    hlg = HighLevelGraph(layers, deps)
-    arrays = tuple(da.Array(hlg, n, chunks, dtype=dt, meta=np.empty((0,) * len(chunks), dt))
-                   for n, chunks, dt in results)
-    return arrays[0] if len(arrays) == 1 else arrays
+    return to_arrays(layers, deps, results)
 
 
 # --- the public objects -------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ import warnings
 
 import numpy as np
 
-from ._dispatch import LOSSES
+from ._losses import LOSSES
 
 __all__ = [
     "UndefinedMetricWarning", "d2_absolute_error_score", "d2_log_loss_score", "d2_pinball_score",

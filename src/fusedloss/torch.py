@@ -61,7 +61,9 @@ import torch
 from torch import Tensor
 
 from . import _config, _gpu_routing
-from ._dispatch import LOSSES, REDUCTIONS, Loss, resolve_host_backend
+from ._dispatch import REDUCTIONS, Loss, resolve_host_backend
+from ._validate import VALUE, VALUE_AND_GRAD
+from ._losses import LOSSES
 from ._gpu_routing import get_cuda_routing, set_cuda_routing
 from ._spec import REGISTRY
 from ._torch_ctc import CTCLoss, ctc_loss  # CTC has its own signature (sequences and lengths)
@@ -250,11 +252,10 @@ def _compute(call: _Call, input: Tensor, target, want_grad: bool):
         t = (target.detach() if target.requires_grad else target).numpy()
         if want_grad:
             grad = torch.empty_like(input)
-            value, _ = call.loss._run(x, t, call.reduction, None, call.backend, call.params, True, True, False,
+            value, _ = call.loss._run(x, t, call.reduction, None, call.backend, call.params, VALUE_AND_GRAD,
                                       grad.numpy(), nthreads=threads)
             return torch.scalar_tensor(value, dtype=out_dtype), grad
-        value = call.loss._run(x, t, call.reduction, None, call.backend, call.params, True, False, False,
-                               nthreads=threads)
+        value = call.loss._run(x, t, call.reduction, None, call.backend, call.params, VALUE, nthreads=threads)
         return torch.scalar_tensor(value, dtype=out_dtype), None
     return _compute_general(call, input, target, want_grad)
 
@@ -293,11 +294,11 @@ def _compute_general(call: _Call, input: Tensor, target, want_grad: bool):
     else:
         threads = torch.get_num_threads()
         if want_grad:
-            value, _ = loss._run(x.numpy(), t.numpy(), call.reduction, _host(sw), call.backend, call.params, True,
-                                 True, False, grad_out.numpy(), nthreads=threads)
+            value, _ = loss._run(x.numpy(), t.numpy(), call.reduction, _host(sw), call.backend, call.params,
+                                 VALUE_AND_GRAD, grad_out.numpy(), nthreads=threads)
         else:
-            value = loss._run(x.numpy(), t.numpy(), call.reduction, _host(sw), call.backend, call.params, True,
-                              False, False, nthreads=threads)
+            value = loss._run(x.numpy(), t.numpy(), call.reduction, _host(sw), call.backend, call.params, VALUE,
+                              nthreads=threads)
 
     if call.reduction == "none":
         value = torch.as_tensor(value, device=input.device)

@@ -58,6 +58,7 @@ class BackendEntry:
     module: str
     priority: int  # "auto" tries host backends from the highest priority down
     device: bool = False
+    compiled: bool = True  # False for the NumPy reference, which the compiled backends are checked against
     _loaded: object = field(default=None, repr=False)
     _error: BaseException | None = field(default=None, repr=False)
     _tried: bool = field(default=False, repr=False)
@@ -112,7 +113,7 @@ REGISTRY: _Table = _Table({
     for entry in (
         BackendEntry("cpp", "fusedloss.backends.cpp", priority=30),
         BackendEntry("numba", "fusedloss.backends.numba_cpu", priority=20),
-        BackendEntry("numpy", "fusedloss.backends.numpy_ref", priority=0),
+        BackendEntry("numpy", "fusedloss.backends.numpy_ref", priority=0, compiled=False),
         BackendEntry("cuda", "fusedloss.backends.numba_cuda", priority=10, device=True),
     )
 })
