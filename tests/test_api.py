@@ -516,3 +516,11 @@ def test_parameters_change_the_result(backend):
     assert fl.poisson_nll(np.array([2.0]), np.array([2.0]), log_input=False, eps=0.0,
                           backend=backend) == pytest.approx(2 - 2 * math.log(2))
     assert fl.tweedie(np.array([0.0]), np.array([2.0]), power=1.25, backend=backend) == pytest.approx(4 / 3 + 8)
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_losses_pickle_by_name(name):
+    """A loss inside a pickled object (an objective, a module, a partial) comes back as the same object."""
+    import pickle
+
+    assert pickle.loads(pickle.dumps(getattr(fl, name))) is getattr(fl, name)

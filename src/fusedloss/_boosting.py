@@ -212,11 +212,113 @@ def initial_score(name: str, y_true, weight=None, **params) -> float:
     return c
 
 
-def _name(name: str, metric_name):
-    return metric_name or name
+# --- the callables handed to the libraries ---------------------------------------------------------------------
+# One class per calling convention (the libraries inspect the parameter names and count), sharing what they
+# compute; instances are picklable (a model with its objective can be saved, cloned and sent to workers).
 
 
-# --- LightGBM -----------------------------------------------------------------------------------------------
+class _Objective:
+    """Gradient and Hessian of the unreduced loss for a booster (see the module docstring)."""
+
+    def __init__(self, library: str, loss, params: dict, hessian, min_hessian, backend, flat: str):
+        self.library, self._loss, self._flat, self.backend = library, loss, flat, backend
+        self.loss, self.params, self.hessian, self.min_hessian = loss.name, dict(params), hessian, min_hessian
+        self.__name__ = f"fusedloss_{loss.name}"
+        self._rounds = _Rounds()
+
+    def __getstate__(self):
+        return {**self.__dict__, "_rounds": None}  # the cached conversions and buffers are rebuilt
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, _rounds=_Rounds())
+
+    def __repr__(self):
+        return f"<fusedloss {self.library} objective {self.loss}>"
+
+    def _compute(self, y_true, y_pred, weight):
+        return _grad_hess(self._loss, y_pred, y_true, weight, self.hessian, self.min_hessian, self.backend,
+                          self.params, self._flat, self._rounds)
+
+    def _from_data(self, preds, data, expected: str):
+        if not hasattr(data, "get_label"):
+            raise TypeError(f"{self.library}_objective({self.loss!r}): expected (preds, {expected}); for the "
+                            f"scikit-learn API use {self.library}_objective(..., api='sklearn')")
+        return self._compute(data.get_label(), preds, data.get_weight())
+
+
+class _LightGBMObjective(_Objective):
+    def __call__(self, preds, train_data):
+        return self._from_data(preds, train_data, "lightgbm.Dataset")
+
+
+class _LightGBMSklearnObjective(_Objective):
+    def __call__(self, y_true, y_pred, weight):
+        return self._compute(y_true, y_pred, weight)
+
+
+class _XGBoostObjective(_Objective):
+    def __call__(self, predt, dtrain):
+        return self._from_data(predt, dtrain, "xgboost.DMatrix")
+
+
+class _XGBoostSklearnObjective(_Objective):
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        return self._compute(y_true, y_pred, sample_weight)
+
+
+class _Metric:
+    """The weighted mean loss of the raw scores, lower is better."""
+
+    def __init__(self, loss, params: dict, label: str, backend, flat: str):
+        self._loss, self.params, self.backend, self._flat = loss, dict(params), backend, flat
+        self.loss = loss.name
+        self.__name__ = label
+
+    def __repr__(self):
+        return f"<fusedloss metric {self.__name__}>"
+
+    def _value(self, y_true, y_pred, weight) -> float:
+        p, y, _ = _layout(self._loss, y_pred, y_true, self._flat)
+        return self._loss(p, y, reduction="mean", sample_weight=_weight(weight), backend=self.backend, **self.params)
+
+
+class _LightGBMMetric(_Metric):
+    def __call__(self, preds, eval_data):
+        _warn_missing_init_score(f"lightgbm_metric({self.loss!r})", eval_data)
+        return self.__name__, self._value(eval_data.get_label(), preds, eval_data.get_weight()), False
+
+
+class _LightGBMSklearnMetric(_Metric):
+    def __call__(self, y_true, y_pred, weight):
+        return self.__name__, self._value(y_true, y_pred, weight), False
+
+
+class _XGBoostMetric(_Metric):
+    def __call__(self, predt, dmatrix):
+        return self.__name__, self._value(dmatrix.get_label(), predt, dmatrix.get_weight())
+
+
+class _XGBoostSklearnMetric(_Metric):
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        return self._value(y_true, y_pred, sample_weight)
+
+
+def _objective(library, native, sklearn, flat, name, api, hessian, min_hessian, backend, params):
+    loss, hessian, min_hessian = _checked(_loss_name(name), params, hessian, min_hessian)
+    args = (library, loss, params, hessian, min_hessian, backend, flat)
+    obj = native(*args)
+    obj.sklearn = sklearn(*args)
+    return _pick_api(api, obj, obj.sklearn)
+
+
+def _metric(native, sklearn, flat, name, api, metric_name, backend, params):
+    name = _loss_name(name)
+    loss = _loss(name)
+    loss._check_params(params)
+    args = (loss, params, metric_name or name, backend, flat)
+    metric = native(*args)
+    metric.sklearn = sklearn(*args)
+    return _pick_api(api, metric, metric.sklearn)
 
 
 def lightgbm_objective(name: str, *, api: str = "native", hessian=None, min_hessian="auto", backend=None,
@@ -228,25 +330,8 @@ def lightgbm_objective(name: str, *, api: str = "native", hessian=None, min_hess
     ``objective(y_true, y_pred, weight) -> (grad, hess)`` for ``LGBMRegressor(objective=...)`` /
     ``LGBMClassifier``. The native callable also carries the sklearn one as ``.sklearn``.
     """
-    name = _loss_name(name)
-    loss, hessian, min_hessian = _checked(name, params, hessian, min_hessian)
-    rounds = _Rounds()
-
-    def objective(y_true, y_pred, weight):
-        return _grad_hess(loss, y_pred, y_true, weight, hessian, min_hessian, backend, params, "class_major",
-                          rounds)
-
-    def fobj(preds, train_data):
-        if not hasattr(train_data, "get_label"):
-            raise TypeError(f"lightgbm_objective({name!r}): expected (preds, lightgbm.Dataset); for the "
-                            "scikit-learn API use lightgbm_objective(..., api='sklearn')")
-        return objective(train_data.get_label(), preds, train_data.get_weight())
-
-    for f in (objective, fobj):
-        f.__name__ = f"fusedloss_{name}"
-        f.loss, f.params, f.hessian, f.min_hessian = name, dict(params), hessian, min_hessian
-    fobj.sklearn = objective
-    return _pick_api(api, fobj, objective)
+    return _objective("lightgbm", _LightGBMObjective, _LightGBMSklearnObjective, "class_major", name, api, hessian,
+                      min_hessian, backend, params)
 
 
 def lightgbm_metric(name: str, *, api: str = "native", metric_name=None, backend=None, **params):
@@ -256,26 +341,7 @@ def lightgbm_metric(name: str, *, api: str = "native", metric_name=None, backend
     ``api="sklearn"``: ``metric(y_true, y_pred, weight) -> (name, value, False)`` for ``fit(eval_metric=...)``.
     Scores are raw when the objective is a custom one (LightGBM then applies no link).
     """
-    name = _loss_name(name)
-    loss = _loss(name)
-    loss._check_params(params)
-    label = _name(name, metric_name)
-
-    def metric(y_true, y_pred, weight):
-        p, y, _ = _layout(loss, y_pred, y_true, "class_major")
-        value = loss(p, y, reduction="mean", sample_weight=_weight(weight), backend=backend, **params)
-        return label, value, False
-
-    def feval(preds, eval_data):
-        _warn_missing_init_score(f"lightgbm_metric({name!r})", eval_data)
-        return metric(eval_data.get_label(), preds, eval_data.get_weight())
-
-    metric.__name__ = feval.__name__ = label
-    feval.sklearn = metric
-    return _pick_api(api, feval, metric)
-
-
-# --- XGBoost ------------------------------------------------------------------------------------------------
+    return _metric(_LightGBMMetric, _LightGBMSklearnMetric, "class_major", name, api, metric_name, backend, params)
 
 
 def xgboost_objective(name: str, *, api: str = "native", hessian=None, min_hessian="auto", backend=None, **params):
@@ -287,25 +353,8 @@ def xgboost_objective(name: str, *, api: str = "native", hessian=None, min_hessi
     objective XGBoost starts from ``base_score`` (set it, e.g. from :func:`initial_score`) and predicts raw
     margins.
     """
-    name = _loss_name(name)
-    loss, hessian, min_hessian = _checked(name, params, hessian, min_hessian)
-    rounds = _Rounds()
-
-    def objective(y_true, y_pred, sample_weight=None):
-        return _grad_hess(loss, y_pred, y_true, sample_weight, hessian, min_hessian, backend, params, "row_major",
-                          rounds)
-
-    def obj(predt, dtrain):
-        if not hasattr(dtrain, "get_label"):
-            raise TypeError(f"xgboost_objective({name!r}): expected (predt, xgboost.DMatrix); for the "
-                            "scikit-learn API use xgboost_objective(..., api='sklearn')")
-        return objective(dtrain.get_label(), predt, dtrain.get_weight())
-
-    for f in (objective, obj):
-        f.__name__ = f"fusedloss_{name}"
-        f.loss, f.params, f.hessian, f.min_hessian = name, dict(params), hessian, min_hessian
-    obj.sklearn = objective
-    return _pick_api(api, obj, objective)
+    return _objective("xgboost", _XGBoostObjective, _XGBoostSklearnObjective, "row_major", name, api, hessian,
+                      min_hessian, backend, params)
 
 
 def xgboost_metric(name: str, *, api: str = "native", metric_name=None, backend=None, **params):
@@ -316,21 +365,7 @@ def xgboost_metric(name: str, *, api: str = "native", metric_name=None, backend=
     ``api="sklearn"``: ``metric(y_true, y_pred, sample_weight=None) -> value`` named ``metric_name`` (XGBoost
     reports a scikit-learn-style metric under its ``__name__``).
     """
-    name = _loss_name(name)
-    loss = _loss(name)
-    loss._check_params(params)
-    label = _name(name, metric_name)
-
-    def metric(y_true, y_pred, sample_weight=None):
-        p, y, _ = _layout(loss, y_pred, y_true, "row_major")
-        return loss(p, y, reduction="mean", sample_weight=_weight(sample_weight), backend=backend, **params)
-
-    def custom_metric(predt, dmatrix):
-        return label, metric(dmatrix.get_label(), predt, dmatrix.get_weight())
-
-    metric.__name__ = custom_metric.__name__ = label
-    custom_metric.sklearn = metric
-    return _pick_api(api, custom_metric, metric)
+    return _metric(_XGBoostMetric, _XGBoostSklearnMetric, "row_major", name, api, metric_name, backend, params)
 
 
 def _pick_api(api: str, native, sklearn):

@@ -62,6 +62,7 @@ class Loss:
         self.spec = spec
         self.name = spec.name
         self.__name__ = spec.name
+        self.__module__ = "fusedloss"  # where pickle finds it by name (see __reduce__)
         self.__doc__ = (
             f"{spec.summary}.\n\n{spec.formula}\n\nParameters (keyword-only): "
             + (", ".join(f"{p.name}={p.default!r} ({p.doc})" for p in spec.params) or "none")
@@ -76,6 +77,11 @@ class Loss:
     def __repr__(self):
         params = ", ".join(f"{p.name}={p.default!r}" for p in self.spec.params)
         return f"<fusedloss loss {self.name}({params})>"
+
+    def __reduce__(self):
+        """Pickled by name, as a function is: unpickling gives ``fusedloss.<name>`` of the loading process (so
+        objectives, metrics and modules holding a loss can be saved, cloned and sent to worker processes)."""
+        return self.name
 
     # parameters: keyword-only, checked against the registry
     def _check_params(self, kwargs: dict) -> tuple[dict, float, float, tuple]:
