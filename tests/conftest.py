@@ -9,7 +9,7 @@ Everything here is derived from the loss registry (``fusedloss._spec.REGISTRY``)
 - ``VARIANTS``: extra parameter values per loss (the registry defaults are always tested too);
   ``loss_cases()`` turns the registry plus this table into pytest params.
 - ``make_data``: inputs per loss that respect its domains and include points near its branch cut-offs
-  (``KINKS``), or keep away from them.
+  (the registry's ``kinks``), or keep away from them.
 - ``MC_VARIANTS``, ``multiclass_cases()`` and ``make_multiclass_data``: the same for multiclass losses
   (class axis last; integer labels and/or probability targets).
 """
@@ -165,27 +165,6 @@ VARIANTS: dict[str, list[dict]] = {
     "binary_focal": [{"alpha": -1.0, "gamma": 0.0}, {"alpha": 0.5, "gamma": 1.5}],
 }
 
-# |d| values (d = pred - target) where a loss switches branch, as a function of its full parameters.
-# A loss not listed here gets points near d = 0 and |d| = 1 (harmless if it has no cut-off there).
-KINKS = {
-    "mse": lambda kw: [],
-    "mae": lambda kw: [0.0],
-    "huber": lambda kw: [kw["delta"]],
-    "smooth_l1": lambda kw: [kw["beta"]],
-    "pseudo_huber": lambda kw: [],
-    "log_cosh": lambda kw: [],
-    "quantile": lambda kw: [0.0],
-    "poisson_nll": lambda kw: [],
-    "tweedie": lambda kw: [],
-    # targets are +-1 (see make_data), so the hinge t x = 1 sits at d = x - y = 0
-    "hinge": lambda kw: [0.0],
-    "squared_hinge": lambda kw: [0.0],
-    "binary_cross_entropy": lambda kw: [],
-    "binary_cross_entropy_with_logits": lambda kw: [],
-    "binary_focal": lambda kw: [],
-}
-
-
 def elementwise_names() -> list[str]:
     return [name for name, spec in REGISTRY.items() if spec.kind == "elementwise"]
 
@@ -219,8 +198,9 @@ def loss_cases(variants: bool = True) -> list:
 
 
 def kinks(name: str, params: dict) -> list[float]:
-    kw = full_params(name, params)
-    return list(KINKS.get(name, lambda kw: [0.0, 1.0])(kw))
+    """The registry's kinks of the loss at these parameters (d = 0 and |d| = 1 when it declares none)."""
+    declared = REGISTRY[name].kinks
+    return [0.0, 1.0] if declared is None else list(declared(full_params(name, params)))
 
 
 # --- data ---------------------------------------------------------------------------------------------

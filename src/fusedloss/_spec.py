@@ -73,6 +73,10 @@ class LossSpec:
     # the constant prediction minimising the weighted mean loss is a weighted quantile of the targets: a
     # function of the parameters giving that quantile (mae: 0.5), else None (found by Newton steps)
     optimal_quantile: Callable[[dict], float] | None = None
+    # elementwise: the |d| values (d = p - y; for sign targets the margin's kink sits at d = 0) where the loss
+    # switches branch, as a function of the parameters; the tests draw points near them and keep finite
+    # differences away from them. None: not declared (the tests then probe d = 0 and |d| = 1).
+    kinks: Callable[[dict], tuple[float, ...]] | None = None
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -272,12 +276,14 @@ def losses() -> LossList:
 
 register(LossSpec(
     name="mse", kind="elementwise", torch_name="mse_loss", residual=True,
+    kinks=lambda kw: (),
     summary="squared error (p - y)^2, as torch.nn.functional.mse_loss",
     formula="l = d^2;  g = 2 d;  h = 2",
 ))
 
 register(LossSpec(
     name="mae", kind="elementwise", torch_name="l1_loss", hessian_zero_ae=True, residual=True,
+    kinks=lambda kw: (0.0,),
     optimal_quantile=lambda kw: 0.5,
     summary="absolute error |p - y|, as torch.nn.functional.l1_loss",
     formula="l = |d|;  g = sign(d), sign(0) = 0;  h = 0 (zero almost everywhere)",
@@ -285,6 +291,7 @@ register(LossSpec(
 
 register(LossSpec(
     name="huber", kind="elementwise", torch_name="huber_loss", residual=True,
+    kinks=lambda kw: (kw["delta"],),
     params=(Param("delta", 1.0, "threshold between the quadratic and linear parts", _positive),),
     pack=lambda kw: (kw["delta"], 0.0),
     summary="Huber loss, as torch.nn.functional.huber_loss",
@@ -293,6 +300,7 @@ register(LossSpec(
 
 register(LossSpec(
     name="smooth_l1", kind="elementwise", torch_name="smooth_l1_loss", residual=True,
+    kinks=lambda kw: (kw["beta"],),
     params=(Param("beta", 1.0, "width of the quadratic part (0 gives mae)", _nonnegative),),
     pack=lambda kw: (kw["beta"], 0.0),
     summary="smooth L1, as torch.nn.functional.smooth_l1_loss (huber / beta)",
@@ -301,6 +309,7 @@ register(LossSpec(
 
 register(LossSpec(
     name="pseudo_huber", kind="elementwise", residual=True,
+    kinks=lambda kw: (),
     params=(Param("delta", 1.0, "scale of the transition", _positive),),
     pack=lambda kw: (kw["delta"], 0.0),
     summary="pseudo-Huber delta^2 (sqrt(1 + (d/delta)^2) - 1), smooth everywhere",
@@ -309,12 +318,14 @@ register(LossSpec(
 
 register(LossSpec(
     name="log_cosh", kind="elementwise", residual=True,
+    kinks=lambda kw: (),
     summary="log(cosh(p - y)), stable for |d| up to the largest finite float",
     formula="l = |d| + log1p(exp(-2|d|)) - log 2;  g = tanh(d);  h = 1 - tanh(d)^2 = 4e/(1+e)^2, e = exp(-2|d|)",
 ))
 
 register(LossSpec(
     name="quantile", kind="elementwise", hessian_zero_ae=True, residual=True,
+    kinks=lambda kw: (0.0,),
     optimal_quantile=lambda kw: kw["quantile"],
     params=(Param("quantile", 0.5, "the quantile level q", _open_unit),),
     pack=lambda kw: (kw["quantile"], 0.0),
@@ -324,6 +335,7 @@ register(LossSpec(
 
 register(LossSpec(
     name="poisson_nll", kind="elementwise", torch_name="poisson_nll_loss", target_domain="nonnegative",
+    kinks=lambda kw: (),
     params=(
         Param("log_input", True, "pred is log(rate) (True) or the rate itself (False)", convert=_to_bool),
         Param("eps", 1e-8, "added to the rate inside the log when log_input=False", _nonnegative),
@@ -337,6 +349,7 @@ register(LossSpec(
 
 register(LossSpec(
     name="tweedie", kind="elementwise", target_domain="nonnegative",
+    kinks=lambda kw: (),
     params=(Param("power", 1.5, "Tweedie power rho", _tweedie_power),),
     pack=lambda kw: (kw["power"], 0.0),
     summary="half Tweedie deviance with log link, as scikit-learn's HalfTweedieLoss (without its constant term)",
@@ -349,6 +362,7 @@ register(LossSpec(
 
 register(LossSpec(
     name="binary_cross_entropy", kind="elementwise", torch_name="binary_cross_entropy",
+    kinks=lambda kw: (),
     pred_domain="unit", target_domain="unit", vector_param="pos_weight",
     params=(Param("pos_weight", None, "weight of the positive term: a scalar, or one per column of the last "
                   "axis (multilabel)", _nonnegative_values, _vector_or_scalar),),
@@ -361,6 +375,7 @@ register(LossSpec(
 
 register(LossSpec(
     name="binary_cross_entropy_with_logits", kind="elementwise", torch_name="binary_cross_entropy_with_logits",
+    kinks=lambda kw: (),
     probabilities="binary",
     target_domain="unit", vector_param="pos_weight",
     params=(
@@ -378,6 +393,7 @@ register(LossSpec(
 
 register(LossSpec(
     name="binary_focal", kind="elementwise", target_domain="unit", probabilities="binary",
+    kinks=lambda kw: (),
     hessian_may_be_negative=True,
     params=(
         Param("alpha", 0.25, "weight of positives (1 - alpha for negatives); alpha < 0 disables it",
@@ -393,12 +409,14 @@ register(LossSpec(
 
 register(LossSpec(
     name="hinge", kind="elementwise", target_domain="sign", hessian_zero_ae=True,
+    kinks=lambda kw: (0.0,),
     summary="hinge loss max(0, 1 - t x) for targets t in {-1, 1} ({0, 1} accepted: 0 means -1)",
     formula="t = 1 if y > 0 else -1:  l = max(0, 1 - t x);  g = -t if t x < 1 else 0;  h = 0",
 ))
 
 register(LossSpec(
     name="squared_hinge", kind="elementwise", target_domain="sign",
+    kinks=lambda kw: (0.0,),
     summary="squared hinge max(0, 1 - t x)^2 for targets t in {-1, 1} ({0, 1} accepted: 0 means -1)",
     formula="t = 1 if y > 0 else -1, m = max(0, 1 - t x):  l = m^2;  g = -2 t m;  h = 2 if m > 0 else 0",
 ))
