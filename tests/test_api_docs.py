@@ -34,3 +34,22 @@ def test_api_page_covers_the_public_names():
 
 def test_readme_links_the_api_page():
     assert "(docs/api.md)" in (ROOT / "README.md").read_text()
+
+
+def catalogue_row(spec) -> str:
+    """A loss's row in the README's catalogue, from the registry (``|`` escaped for Markdown)."""
+    defaults = ", ".join(f"`{p.name}={p.default!r}`" for p in spec.params) or "-"
+    cells = (f"`{spec.name}`", defaults, spec.summary.replace("|", "\\|"), spec.formula.replace("|", "\\|"))
+    return "| " + " | ".join(cells) + " |"
+
+
+def test_readme_catalogue_matches_the_registry():
+    """Each loss's row in the README's catalogue is the registry's (parameters, summary and formula), so the
+    front page cannot drift from the definitions."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    for name, spec in REGISTRY.items():
+        if spec.kind == "sequence":
+            continue  # its own section, with the call signature
+        row = catalogue_row(spec)
+        written = [line for line in lines if line.startswith(f"| `{name}` |")]
+        assert written == [row], f"README catalogue row of {name} differs from _spec.py; it should read:\n{row}"

@@ -344,7 +344,8 @@ register(LossSpec(
     pred_domain=lambda kw: "real" if kw["log_input"] else "nonnegative",
     summary="Poisson negative log-likelihood without the Stirling term, as torch.nn.functional.poisson_nll_loss",
     formula=("log_input: l = exp(p) - y p, g = exp(p) - y, h = exp(p);  "
-             "else (p >= 0): l = p - y log(p + eps), g = 1 - y / (p + eps), h = y / (p + eps)^2"),
+             "else (p >= 0): l = p - y log(p + eps), g = 1 - y / (p + eps), h = y / (p + eps)^2, and at "
+             "p + eps = 0 IEEE's values as in PyTorch (y > 0: l = inf, g = -inf; y = 0: nan)"),
 ))
 
 register(LossSpec(
