@@ -11,7 +11,6 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <cctype>
 #include <cstddef>
 #include <cstdlib>
 #include <stdexcept>
@@ -21,6 +20,7 @@
 #include <string_view>
 #include <type_traits>
 
+#include "fusedloss/isa_select.hpp"
 #include "fusedloss/kernel_api.hpp"
 #include "fusedloss/pool.hpp"
 #include "fusedloss/reduce.hpp"  // kBlock, kParallelMin (baseline level)
@@ -30,17 +30,13 @@ namespace fl = fusedloss;
 
 namespace fusedloss {
 void bind_ctc(py::module_& m, const std::string& isa);  // cpp/src/ctc_binding.cpp
+py::dict build_info(const char* isa);                   // cpp/src/build_info.cpp
 }
 
 namespace {
 
 template <class T>
 using Array = py::array_t<T, py::array::c_style>;
-
-
-
-
-
 
 
 // The kernel tables and their entry types live in kernel_api.hpp; the tables themselves in kernels_elementwise.cpp and kernels_rows.cpp.
@@ -50,79 +46,6 @@ template <class T>
 using Kernel = fl::Kernel<T>;
 template <class T>
 using RowKernel = fl::RowKernel<T>;
-
-// ---- runtime choice of the instruction-set level -----------------------------------------------------
-//
-// The kernel sources (cpp/src/kernels_*.cpp) are compiled once per level (CMakeLists.txt); at import we take the best level that
-// was compiled and that this CPU supports, unless FUSEDLOSS_SIMD names one ("baseline", "avx2", "avx512";
-// "auto" or unset: the best). Naming a level that was not compiled or that the CPU lacks fails the
-// import with ImportError (so the backend registry records why, and an explicit backend="cpp" raises);
-// a silent fallback would let a test that forces a level pass without testing it.
-struct IsaLevel {
-  const char* name;
-  const fl::KernelTable& (*table)();
-  bool (*cpu_has)();
-  const char* needs;  // the CPU features the level's flags assume
-};
-
-bool cpu_any() { return true; }
-#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
-#if defined(FUSEDLOSS_HAVE_ISA_AVX2)
-// __builtin_cpu_supports also checks that the OS saves the YMM/ZMM state (XGETBV), not just CPUID.
-bool cpu_avx2() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
-#endif
-#if defined(FUSEDLOSS_HAVE_ISA_AVX512)
-bool cpu_avx512() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-         __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
-#endif
-#endif
-
-// Best first. Only levels whose translation unit was built are listed.
-const IsaLevel kLevels[] = {
-#if defined(FUSEDLOSS_HAVE_ISA_AVX512)
-    {"avx512", &fl::kernel_table_avx512, &cpu_avx512, "avx512f avx512dq avx512bw avx512vl avx2 fma"},
-#endif
-#if defined(FUSEDLOSS_HAVE_ISA_AVX2)
-    {"avx2", &fl::kernel_table_avx2, &cpu_avx2, "avx2 fma"},
-#endif
-    {"baseline", &fl::kernel_table_baseline, &cpu_any, ""},
-};
-
-std::string compiled_levels() {
-  std::string s;
-  for (const auto& l : kLevels) {
-    if (!s.empty()) s += ", ";
-    s += l.name;
-  }
-  return s;
-}
-
-const fl::KernelTable& choose_kernels() {
-  const char* env = std::getenv("FUSEDLOSS_SIMD");
-  std::string want = (env && *env) ? env : "auto";
-  for (char& c : want) c = char(std::tolower(static_cast<unsigned char>(c)));
-  if (want == "auto") {
-    for (const auto& l : kLevels) {
-      if (l.cpu_has()) return l.table();
-    }
-  }
-  for (const auto& l : kLevels) {
-    if (want != l.name) continue;
-    if (!l.cpu_has()) {
-      throw std::runtime_error("FUSEDLOSS_SIMD=" + want + ": this CPU lacks some of " + l.needs);
-    }
-    return l.table();
-  }
-  throw std::runtime_error("FUSEDLOSS_SIMD=" + want + " is not a level this build has (auto, " + compiled_levels() +
-                           ")");
-}
 
 // Set once at import (PYBIND11_MODULE), read-only afterwards.
 const fl::KernelTable* g_kernels = nullptr;
@@ -494,37 +417,6 @@ double multiclass(std::string_view loss, py::handle packed, std::int64_t ignore_
   throw py::type_error("x must be a C-contiguous numpy array of dtype float32 or float64, got " + describe(x));
 }
 
-py::dict build_info() {
-  py::dict d;
-  d["version"] = FUSEDLOSS_VERSION;
-  d["compiler"] = FUSEDLOSS_COMPILER;
-  d["build_type"] = FUSEDLOSS_BUILD_TYPE;
-  d["simd_flags"] = FUSEDLOSS_SIMD_FLAGS;
-  d["simd"] = g_kernels->isa;  // the level chosen at import (FUSEDLOSS_SIMD, else the best the CPU has)
-  py::list levels;
-  for (const auto& l : kLevels) levels.append(l.name);
-  d["simd_levels"] = levels;  // the levels this build has, best first
-  d["system_processor"] = FUSEDLOSS_SYSTEM_PROCESSOR;
-  d["cplusplus"] = static_cast<long>(__cplusplus);
-  d["threads"] = "fusedloss pool (blocks claimed dynamically; see pool.hpp)";
-  d["block_size"] = fl::kBlock;
-  d["parallel_threshold"] = fl::kParallelMin;
-  d["pybind11_version"] = std::to_string(PYBIND11_VERSION_MAJOR) + "." + std::to_string(PYBIND11_VERSION_MINOR) +
-                          "." + std::to_string(PYBIND11_VERSION_PATCH);
-  // What the CPU running this offers (not what the build uses: see simd_flags).
-  py::list cpu;
-#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("sse4.2")) cpu.append("sse4.2");
-  if (__builtin_cpu_supports("avx")) cpu.append("avx");
-  if (__builtin_cpu_supports("avx2")) cpu.append("avx2");
-  if (__builtin_cpu_supports("fma")) cpu.append("fma");
-  if (__builtin_cpu_supports("avx512f")) cpu.append("avx512f");
-#endif
-  d["cpu_features"] = cpu;
-  return d;
-}
-
 // The compensated float64 sum of a C-contiguous float array (weights, for the divisor of "mean"): Kahan lanes
 // in fixed blocks and a CompensatedSum over the blocks, as the kernels' own reductions (reduce.hpp), so a sum
 // over a whole array and a merge of the sums of its pieces agree to a few ulp. Memory-bound: the baseline
@@ -575,7 +467,7 @@ double array_sum(const py::array& x, int nthreads) {
 PYBIND11_MODULE(_core, m) {
   m.doc() = "fusedloss C++ kernels (see fusedloss.backends for the contract)";
   m.attr("__version__") = FUSEDLOSS_VERSION;
-  g_kernels = &choose_kernels();  // throws (ImportError) on a bad FUSEDLOSS_SIMD
+  g_kernels = &fl::choose_kernels();  // throws (ImportError) on a bad FUSEDLOSS_SIMD
 
   const char* doc =
       "elementwise(loss, a, b, p, y, w, scale, reduce, value_out, grad_out, hess_out, nthreads) -> float\n\n"
@@ -626,5 +518,6 @@ PYBIND11_MODULE(_core, m) {
         "Worker threads the kernels' pool has started so far (it starts them on first need and reuses them).");
   m.def("simd", [] { return std::string(g_kernels->isa); },
         "The instruction-set level whose kernels this process runs (chosen at import; FUSEDLOSS_SIMD).");
-  m.def("build_info", &build_info, "Build facts: compiler, build type, SIMD flags, threads, block size.");
+  m.def("build_info", [] { return fl::build_info(g_kernels->isa); },
+        "Build facts: compiler, build type, SIMD flags, threads, block size.");
 }

@@ -2,7 +2,7 @@
 //
 // The kernels (math.hpp, vecmath.hpp, losses.hpp, loops.hpp, reduce.hpp's loops, rows.hpp) are compiled once
 // per instruction-set level: cpp/src/kernels_*.cpp are built several times, each time with its own ISA flags
-// and -DFUSEDLOSS_ISA=<level> (CMakeLists.txt), and bindings.cpp picks one of the resulting kernel tables
+// and -DFUSEDLOSS_ISA=<level> (CMakeLists.txt), and isa_select.cpp picks one of the resulting kernel tables
 // at import (kernel_api.hpp). Every inline function and template those headers define lands in
 // fusedloss::isa_<level>, an INLINE namespace: code keeps naming fusedloss::vm::exp, fusedloss::losses::mse,
 // while the symbols of each level are distinct. Without it the linker would merge the (identically named,
