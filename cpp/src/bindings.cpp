@@ -90,23 +90,58 @@ struct Span {
   const char* hi;
 };
 
-template <class T>
-Span span_of(const Array<T>& a) {
+template <class A>
+Span span_of(const A& a) {
   const char* lo = reinterpret_cast<const char*>(a.data());
   return {lo, lo + a.nbytes()};
 }
 
 bool overlap(Span a, Span b) { return a.lo < b.hi && b.lo < a.hi; }
 
-template <class T>
-void check_1d(const Array<T>& a, const char* what, py::ssize_t n) {
+template <class A>
+void check_len(const A& a, const char* what, py::ssize_t n, const char* of) {
   if (a.ndim() != 1) {
-    throw py::value_error(std::string(what) + " must be 1-D, got " + std::to_string(a.ndim()) +
-                          " dimensions");
+    throw py::value_error(std::string(what) + " must be 1-D, got " + std::to_string(a.ndim()) + " dimensions");
   }
   if (a.shape(0) != n) {
-    throw py::value_error(std::string(what) + " must have length " + std::to_string(n) + " (the length of p), got " +
+    throw py::value_error(std::string(what) + " must have length " + std::to_string(n) + " (" + of + "), got " +
                           std::to_string(a.shape(0)));
+  }
+}
+
+// The outputs of a call (value, gradient, Hessian; each may be absent), checked before anything is written:
+// 1-D of length ``lengths[k]`` (``of[k]`` says what that length is), writeable, no overlap with each other, and
+// none with an input (``inputs``; an absent one has a null span) unless the output is exactly that input (the
+// same bytes) and ``may_be(k, i)`` allows output k to be input i: the kernel reads each element of such an input
+// before it writes that element. ``refused`` says why an output may not be an input here.
+template <class T, std::size_t NIn, class MayBe>
+void check_outputs(const std::optional<Array<T>> (&outs)[3], const py::ssize_t (&lengths)[3],
+                   const char* const (&of)[3], const Span (&inputs)[NIn], MayBe may_be, const char* refused) {
+  static const char* const names[3] = {"value_out", "grad_out", "hess_out"};
+  Span spans[3] = {};
+  for (int k = 0; k < 3; ++k) {
+    if (!outs[k]) continue;
+    const Array<T>& o = *outs[k];
+    check_len(o, names[k], lengths[k], of[k]);
+    if (!o.writeable()) throw py::value_error(std::string(names[k]) + " is read-only");
+    spans[k] = span_of(o);
+    if (o.size() == 0) continue;
+    for (int j = 0; j < k; ++j) {
+      if (outs[j] && overlap(spans[k], spans[j])) {
+        throw py::value_error(std::string(names[k]) + " and " + names[j] + " must not overlap");
+      }
+    }
+    for (std::size_t i = 0; i < NIn; ++i) {
+      const Span& in = inputs[i];
+      if (!in.lo || !overlap(spans[k], in)) continue;
+      if (in.lo != spans[k].lo || in.hi != spans[k].hi) {
+        throw py::value_error(std::string(names[k]) + " partly overlaps an input array; pass a separate array");
+      }
+      if (!may_be(k, i)) {
+        throw py::value_error(std::string(names[k]) + " is an input array, which " + refused +
+                              "; pass a separate array");
+      }
+    }
   }
 }
 
@@ -154,12 +189,11 @@ double run_elementwise(const LossEntry& entry, double a, double b, py::handle p_
   const std::optional<Array<T>> cols = borrow<T>(cols_h, "cols", true);
   std::optional<Array<T>> outs[3] = {borrow<T>(v_h, "value_out", true), borrow<T>(g_h, "grad_out", true),
                                      borrow<T>(h_h, "hess_out", true)};
-  const char* out_names[3] = {"value_out", "grad_out", "hess_out"};
 
   if (p.ndim() != 1) throw py::value_error("p must be 1-D, got " + std::to_string(p.ndim()) + " dimensions");
   const py::ssize_t n = p.shape(0);
-  check_1d(y, "y", n);
-  if (w) check_1d(*w, "w", n);
+  check_len(y, "y", n, "the length of p");
+  if (w) check_len(*w, "w", n, "the length of p");
   if (nthreads < 1) throw py::value_error("nthreads must be >= 1, got " + std::to_string(nthreads));
   py::ssize_t ncols = 0;
   if (cols) {
@@ -176,35 +210,14 @@ double run_elementwise(const LossEntry& entry, double a, double b, py::handle p_
     }
   }
 
-  // Outputs: 1-D, length n, writeable; they must not overlap each other, nor an input other than exactly
-  // (an output may be the very array it is computed from: element i is read before it is written; cols is
-  // copied first or read at element i before element i is written).
+  // An output may be the very array it is computed from when one pass computes everything (element i is read
+  // before it is written; cols is read at element i before element i is written).
   const Span in_spans[4] = {span_of(p), span_of(y), w ? span_of(*w) : Span{nullptr, nullptr},
                             cols ? span_of(*cols) : Span{nullptr, nullptr}};
-  Span out_spans[3] = {};
-  for (int k = 0; k < 3; ++k) {
-    if (!outs[k]) continue;
-    const Array<T>& o = *outs[k];
-    check_1d(o, out_names[k], n);
-    if (!o.writeable()) throw py::value_error(std::string(out_names[k]) + " is read-only");
-    out_spans[k] = span_of(o);
-    if (n == 0) continue;
-    for (int j = 0; j < k; ++j) {
-      if (outs[j] && overlap(out_spans[k], out_spans[j])) {
-        throw py::value_error(std::string(out_names[k]) + " and " + out_names[j] + " must not overlap");
-      }
-    }
-    for (const Span& in : in_spans) {
-      if (in.lo && overlap(out_spans[k], in) && in.lo != out_spans[k].lo) {
-        throw py::value_error(std::string(out_names[k]) + " partly overlaps an input array");
-      }
-      if (in.lo && in.lo == out_spans[k].lo &&
-          !fl::elementwise_one_pass(bool(outs[0]), reduce, bool(outs[1]), bool(outs[2]))) {
-        throw py::value_error(std::string(out_names[k]) + " is an input array, which this combination of outputs "
-                              "(computed in several passes) cannot overwrite; pass a separate array");
-      }
-    }
-  }
+  const bool one_pass = fl::elementwise_one_pass(bool(outs[0]), reduce, bool(outs[1]), bool(outs[2]));
+  check_outputs(outs, {n, n, n}, {"the length of p", "the length of p", "the length of p"}, in_spans,
+                [one_pass](int, std::size_t) { return one_pass; },
+                "this combination of outputs (computed in several passes) cannot overwrite");
 
   fl::ElementwiseArgs<T> args;
   args.p = p.data();
@@ -250,16 +263,6 @@ double elementwise(std::string_view loss, double a, double b, py::handle p, py::
 
 using Labels = py::array_t<std::int64_t, py::array::c_style>;
 
-template <class A>
-void check_len(const A& a, const char* what, py::ssize_t n, const char* of) {
-  if (a.ndim() != 1) {
-    throw py::value_error(std::string(what) + " must be 1-D, got " + std::to_string(a.ndim()) + " dimensions");
-  }
-  if (a.shape(0) != n) {
-    throw py::value_error(std::string(what) + " must have length " + std::to_string(n) + " (" + of + "), got " +
-                          std::to_string(a.shape(0)));
-  }
-}
 
 // The packed parameters: any sequence of 4 numbers (LossSpec.pack gives a tuple of floats).
 void unpack4(py::handle h, double out[4]) {
@@ -295,7 +298,6 @@ double run_multiclass(const RowEntry& entry, py::handle packed_h, std::int64_t i
   const std::optional<Array<T>> cw = borrow<T>(cw_h, "cw", true, "x");
   std::optional<Array<T>> outs[3] = {borrow<T>(v_h, "value_out", true, "x"), borrow<T>(g_h, "grad_out", true, "x"),
                                      borrow<T>(h_h, "hess_out", true, "x")};
-  const char* out_names[3] = {"value_out", "grad_out", "hess_out"};
 
   if (C < 1) throw py::value_error("C must be >= 1, got " + std::to_string(C));
   if (nthreads < 1) throw py::value_error("nthreads must be >= 1, got " + std::to_string(nthreads));
@@ -323,42 +325,14 @@ double run_multiclass(const RowEntry& entry, py::handle packed_h, std::int64_t i
   if (w) check_len(*w, "w", R, "one per row: len(x) / C");
   if (cw) check_len(*cw, "cw", C, "one per class: C");
 
-  // Outputs: value_out one per row, grad_out and hess_out like x; writeable; no overlap with each other;
-  // grad_out or hess_out may be x itself (the row passes read every x_j before writing element j), any other
-  // overlap with an input is refused.
-  const Span x_span = span_of(x);
-  const Span in_spans[5] = {x_span, labels ? Span{reinterpret_cast<const char*>(labels->data()),
-                                                  reinterpret_cast<const char*>(labels->data()) + labels->nbytes()}
-                                           : Span{nullptr, nullptr},
-                            q ? span_of(*q) : Span{nullptr, nullptr}, w ? span_of(*w) : Span{nullptr, nullptr},
-                            cw ? span_of(*cw) : Span{nullptr, nullptr}};
-  Span out_spans[3] = {};
-  for (int k = 0; k < 3; ++k) {
-    if (!outs[k]) continue;
-    const Array<T>& o = *outs[k];
-    if (k == 0) {
-      check_len(o, out_names[k], R, "one per row: len(x) / C");
-    } else {
-      check_len(o, out_names[k], n, "the length of x");
-    }
-    if (!o.writeable()) throw py::value_error(std::string(out_names[k]) + " is read-only");
-    out_spans[k] = span_of(o);
-    if (n == 0) continue;
-    for (int j = 0; j < k; ++j) {
-      if (outs[j] && overlap(out_spans[k], out_spans[j])) {
-        throw py::value_error(std::string(out_names[k]) + " and " + out_names[j] + " must not overlap");
-      }
-    }
-    for (int i = 0; i < 5; ++i) {
-      const Span& in = in_spans[i];
-      if (!in.lo || !overlap(out_spans[k], in)) continue;
-      const bool exactly_x = i == 0 && k > 0 && in.lo == out_spans[k].lo && in.hi == out_spans[k].hi;
-      if (!exactly_x) {
-        throw py::value_error(std::string(out_names[k]) +
-                              " overlaps an input array (only grad_out or hess_out may be x itself)");
-      }
-    }
-  }
+  // value_out has one value per row, grad_out and hess_out x's length; grad_out or hess_out may be x itself (the
+  // row passes read every x_j before writing element j).
+  const Span none{nullptr, nullptr};
+  const Span in_spans[5] = {span_of(x), labels ? span_of(*labels) : none, q ? span_of(*q) : none,
+                            w ? span_of(*w) : none, cw ? span_of(*cw) : none};
+  check_outputs(outs, {R, n, n}, {"one per row: len(x) / C", "the length of x", "the length of x"}, in_spans,
+                [](int k, std::size_t i) { return k > 0 && i == 0; },
+                "only grad_out or hess_out (being x itself) may overwrite");
 
   // Every label must lie in [0, C) or be ignore_index: the kernels index with them.
   if (labels) {
