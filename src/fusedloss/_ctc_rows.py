@@ -108,6 +108,14 @@ def occupancy(alpha, beta, e, nll):
     return math.exp(alpha + beta - e + nll)
 
 
+def fill_frames(g, base, tstride, t0, t1, C, value):
+    """Write ``value`` into the gradient rows of frames ``t0`` to ``t1 - 1`` of one sequence."""
+    for t in range(t0, t1):
+        row = base + t * tstride
+        for k in range(C):
+            g[row + k] = value
+
+
 def ctc_sequence(x, base, tstride, T, C, Tn, lab, blank, log_probs, zero_infinity, gn, want_grad, g):
     """One sequence of the flat scores ``x``: frame ``t``'s C scores start at ``base + t * tstride``; labels
     ``lab``. Returns its loss; writes its rows of ``g`` (same layout as ``x``) when ``want_grad``, zeros on
@@ -115,17 +123,11 @@ def ctc_sequence(x, base, tstride, T, C, Tn, lab, blank, log_probs, zero_infinit
     S = lab.shape[0]
     L = 2 * S + 1
     if want_grad:
-        for t in range(Tn, T):
-            row = base + t * tstride
-            for k in range(C):
-                g[row + k] = 0.0
+        fill_frames(g, base, tstride, Tn, T, C, 0.0)
     bad, loss, fill = degenerate(Tn, S, repeat_count(lab), zero_infinity)
     if bad:
         if want_grad:
-            for t in range(Tn):
-                row = base + t * tstride
-                for k in range(C):
-                    g[row + k] = fill
+            fill_frames(g, base, tstride, 0, Tn, C, fill)
         return loss
 
     ext = np.empty(L, np.int64)
@@ -177,10 +179,7 @@ def ctc_sequence(x, base, tstride, T, C, Tn, lab, blank, log_probs, zero_infinit
     if not nll < math.inf:  # inf (no path with nonzero probability) or nan
         loss, fill = nonfinite(nll, zero_infinity)
         if want_grad:
-            for t in range(Tn):
-                row = base + t * tstride
-                for k in range(C):
-                    g[row + k] = fill
+            fill_frames(g, base, tstride, 0, Tn, C, fill)
         return loss
     if not want_grad:
         return nll
@@ -211,4 +210,4 @@ def ctc_sequence(x, base, tstride, T, C, Tn, lab, blank, log_probs, zero_infinit
 
 # Every function above, in the order they are defined (each backend compiles these by name).
 FUNCTIONS = ("lse3", "ext_label", "can_skip", "repeat_count", "degenerate", "alpha_cell", "beta_cell", "final_nll",
-             "nonfinite", "occupancy", "ctc_sequence")
+             "nonfinite", "occupancy", "fill_frames", "ctc_sequence")
