@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from ._spec import REGISTRY
+from .._spec import REGISTRY
 
 MARKERS = "osD^v<>pXh*"
 BACKEND_ORDER = ("cpp", "numba", "numpy", "cuda")
