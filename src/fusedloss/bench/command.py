@@ -15,6 +15,7 @@ from .. import _config
 from .._load import BusyLoad
 from . import guard, machine, runner
 from .plan import UsageError, plan_bench, plan_torch_module, split
+from .oracle import REFERENCE_BACKEND
 from .peers import PEERS
 from .progress import Progress, case_weight
 from .report import fmt_ratio, fmt_time, format_rows, results_document, table, write_csv
@@ -82,7 +83,7 @@ def bench_command(args) -> int:
             triads[t] = machine.triad(t, refresh=args.refresh_triad)
     opts = runner.RunOptions(backends=backends, peers=peers, repeat=repeat, warmup=warmup, budget_s=budget,
                              min_sample_s=plan.sample_time_ms / 1e3, clock=args.clock,
-                             force_numpy_backend="numpy" in split(args.backend),
+                             force_numpy_backend=REFERENCE_BACKEND in split(args.backend),
                              triad_gbps={t: v["gbps"] for t, v in triads.items()})
     started = time.perf_counter()
     rows = []

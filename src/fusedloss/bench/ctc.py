@@ -23,6 +23,8 @@ import time
 
 import numpy as np
 
+from .cases import DTYPES
+from .oracle import REFERENCE_BACKEND
 from .plan import UsageError, split
 
 CASES = {"warp": (150, 128, 28, 40), "subword": (400, 32, 5000, 80)}  # name -> (T, N, C, S)
@@ -162,12 +164,16 @@ def cmd_bench_ctc(args) -> int:
         raise UsageError("--threads: expected positive integers")
     dtypes = split(args.dtype) or ["float32"]
     for d in dtypes:
-        if d not in ("float32", "float64"):
-            raise UsageError(f"unknown dtype {d!r}; choose from float32, float64")
-    from ..backends import REGISTRY
+        if d not in DTYPES:
+            raise UsageError(f"unknown dtype {d!r}; choose from {', '.join(DTYPES)}")
+    from .._spec import REGISTRY as LOSSES
+    from ..backends import REGISTRY, host_order
 
     host = {name: e for name, e in REGISTRY.items() if not e.device}  # not fl.backends(): it imports CUDA too
-    backends = split(args.backend) or [b for b in ("cpp", "numba") if b in host and host[b].load() is not None]
+    # default: every available host backend with a CTC kernel, in auto's order, but the float64 reference
+    backends = split(args.backend) or [
+        b for b in host_order() if b != REFERENCE_BACKEND and host[b].load() is not None
+        and host[b].load().supports(LOSSES["ctc"], np.dtype(np.float32))]
     for b in backends:
         if b not in host:
             raise UsageError(f"unknown host backend {b!r}; choose from {', '.join(host)}")

@@ -24,6 +24,9 @@ class Reference:
     rows: np.ndarray | None = None  # indices along axis 0 that ``grad`` holds (None: all)
 
 
+# the backend that runs the float64 reference itself (fusedloss.backends.numpy_ref): timed like the others,
+# but left out where it would need GBs or take minutes
+REFERENCE_BACKEND = "numpy"
 REFERENCE_FULL_MAX = 1 << 24  # elements; a bigger case gets the chunked reference (and no numpy backend)
 REFERENCE_CHUNK = 1 << 22  # elements per chunk of the chunked reference (32 MiB per float64 copy)
 

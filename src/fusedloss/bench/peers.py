@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import math
 import sys
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
 from .._spec import REGISTRY
 from .cases import Case
 from .contestants import Contestant, Unavailable
-
-
-PEERS = ("numpy", "torch", "jax", "sklearn")
+from .custom import DEFINITIONS as CUSTOM_DEFINITIONS
 
 
 # NumPy as a user writes it: straightforward vectorised value + gradient of the mean, with temporaries.
@@ -129,9 +129,9 @@ NUMPY_PEER = {
     "binary_cross_entropy": (_np_bce, ()), "binary_cross_entropy_with_logits": (_np_bce_with_logits, ()),
     "hinge": (_np_hinge, ()), "squared_hinge": (_np_squared_hinge, ()),
     "cross_entropy": (_np_cross_entropy, ()), "kl_div_with_logits": (_np_kl_div_with_logits, ("temperature",)),
-    # the custom re-definitions of fusedloss.bench.custom (the same losses, so the same NumPy)
-    "custom_huber": (_np_huber, ("delta",)), "custom_log_cosh": (_np_log_cosh, ()),
 }
+# the custom re-definitions of fusedloss.bench.custom: the same losses, so the same NumPy
+NUMPY_PEER.update({name: NUMPY_PEER[builtin] for name, (_, _, builtin) in CUSTOM_DEFINITIONS.items()})
 
 
 def _modeled_params(case, modeled, peer):
@@ -318,7 +318,25 @@ def _sklearn_peer(case, pred, target):
     return Contestant("peer:sklearn", "peer", run, result)
 
 
-PEER_LOSSES = {"numpy": NUMPY_PEER, "torch": TORCH_PEER, "jax": JAX_PEER, "sklearn": SKLEARN_PEER}
+@dataclass(frozen=True)
+class PeerFamily:
+    """One peer: its table (loss -> formulation), the module whose import says it is installed, and the
+    factory of its contestant for a case."""
+
+    losses: dict
+    module: str
+    make: Callable
+
+
+# the one list of peers, in the order of the table's columns
+PEER_FAMILIES = {
+    "numpy": PeerFamily(NUMPY_PEER, "numpy", _numpy_peer),
+    "torch": PeerFamily(TORCH_PEER, "torch", _torch_peer),
+    "jax": PeerFamily(JAX_PEER, "jax", _jax_peer),
+    "sklearn": PeerFamily(SKLEARN_PEER, "sklearn._loss", _sklearn_peer),
+}
+PEERS = tuple(PEER_FAMILIES)
+PEER_LOSSES = {name: family.losses for name, family in PEER_FAMILIES.items()}
 
 
 def peer_has(peer: str, loss: str) -> bool:
@@ -326,8 +344,6 @@ def peer_has(peer: str, loss: str) -> bool:
     return loss in PEER_LOSSES[peer]
 
 
-_PEER_MODULES = {"numpy": "numpy", "torch": "torch", "jax": "jax", "sklearn": "sklearn._loss"}
-_PEER_FACTORIES = {"numpy": _numpy_peer, "torch": _torch_peer, "jax": _jax_peer, "sklearn": _sklearn_peer}
 _peer_status: dict[str, tuple[bool, str]] = {}
 
 
@@ -335,8 +351,9 @@ def peer_status(name: str) -> tuple[bool, str]:
     """(importable, version or reason) for a peer; imports it on first call."""
     if name not in _peer_status:
         try:
-            mod = __import__(_PEER_MODULES[name], fromlist=["_"])
-            top = sys.modules[_PEER_MODULES[name].split(".")[0]]
+            module = PEER_FAMILIES[name].module
+            mod = __import__(module, fromlist=["_"])
+            top = sys.modules[module.split(".")[0]]
             _peer_status[name] = (True, getattr(top, "__version__", "?"))
             del mod
         except Exception as exc:
@@ -348,4 +365,4 @@ def peer_contestant(name: str, case: Case, pred, target) -> Contestant:
     ok, why = peer_status(name)
     if not ok:
         raise Unavailable(f"peer {name} not installed ({why})")
-    return _PEER_FACTORIES[name](case, pred, target)
+    return PEER_FAMILIES[name].make(case, pred, target)

@@ -55,7 +55,7 @@ def _prepare(name, case, pred, target, ref, opts, progress):
     sample."""
     if progress:
         progress(f"check {name}")
-    if name == "numpy" and case.n > oracle.REFERENCE_FULL_MAX and not opts.force_numpy_backend:
+    if name == oracle.REFERENCE_BACKEND and case.n > oracle.REFERENCE_FULL_MAX and not opts.force_numpy_backend:
         row = base_row(case, name, opts)
         row["check"] = (f"skipped: the float64 reference backend on {case.n:.1e} elements needs GBs "
                         "(--backend numpy runs it)")
