@@ -149,17 +149,8 @@ def bench_command(args) -> int:
             f"{r['loss']} {r['backend']} {r['dtype']} {r['size']}: {r['check']}" for r in failed))
         status = 1
     if baseline is not None:
-        cmp = guard.compare(rows, baseline["rows"], plan.max_slowdown)
-        guard.print_comparison(cmp, args.compare, plan.max_slowdown)
-        if not cmp.lines:
-            print("no case of this run is in the baseline: nothing compared")
+        verdict = guard.check_against(rows, baseline["rows"], args.compare, plan.max_slowdown)
+        if verdict == 2:
             return 2
-        if cmp.failures:
-            print(f"\nREGRESSION: {len(cmp.failures)} case(s) slower than {plan.max_slowdown:g}x the baseline ratio: "
-                  + "; ".join(f"{c['loss']} {c['backend']} {c['dtype']} {c['size']} t={c['threads']} "
-                              f"({c['slowdown']:.2f}x)" for c in cmp.failures))
-            status = 1
-        else:
-            print(f"guard passed: {len(cmp.lines)} case(s), worst slowdown "
-                  f"{max(c['slowdown'] for c in cmp.lines):.2f} (allowed {plan.max_slowdown:g})")
+        status = max(status, verdict)
     return status

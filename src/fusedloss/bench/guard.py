@@ -61,6 +61,7 @@ def compare(rows: list[dict], baseline_rows: list[dict], max_slowdown: float, st
 
 
 def print_comparison(cmp, path, max_slowdown):
+    """The comparison table, and the baseline cases this run did not measure."""
     print()
     print(f"regression guard vs {path}: ratio = backend / NumPy peer (fastest samples, same run and clock); "
           f"slowdown = ratio now / ratio in the baseline, allowed <= {max_slowdown:g}")
@@ -72,3 +73,21 @@ def print_comparison(cmp, path, max_slowdown):
         print("in the baseline but not measured now: "
               + "; ".join(f"{m['loss']} {m['backend']} {m['dtype']} {m['size']} t={m['threads']}"
                           for m in cmp.missing[:10]) + (" ..." if len(cmp.missing) > 10 else ""))
+
+
+def check_against(rows: list[dict], baseline_rows: list[dict], path: str, max_slowdown: float) -> int:
+    """Compare a run with the baseline read from ``path`` and print the comparison and the verdict: 0 when
+    every case is within ``max_slowdown``, 1 on a regression, 2 when no case of the run is in the baseline."""
+    cmp = compare(rows, baseline_rows, max_slowdown)
+    print_comparison(cmp, path, max_slowdown)
+    if not cmp.lines:
+        print("no case of this run is in the baseline: nothing compared")
+        return 2
+    if cmp.failures:
+        print(f"\nREGRESSION: {len(cmp.failures)} case(s) slower than {max_slowdown:g}x the baseline ratio: "
+              + "; ".join(f"{c['loss']} {c['backend']} {c['dtype']} {c['size']} t={c['threads']} "
+                          f"({c['slowdown']:.2f}x)" for c in cmp.failures))
+        return 1
+    print(f"guard passed: {len(cmp.lines)} case(s), worst slowdown "
+          f"{max(c['slowdown'] for c in cmp.lines):.2f} (allowed {max_slowdown:g})")
+    return 0
