@@ -16,6 +16,7 @@ import argparse
 import sys
 
 from .backends import host_order
+from .bench.cases import quick_cases_text
 from .bench.command import bench_command
 from .bench.info import info_command
 from .bench.peers import PEERS
@@ -45,9 +46,8 @@ def build_parser():
                "forms given run (--size 1e6: the elementwise losses). Exit status: 0 success; 1 a failed "
                "correctness check or, with --compare, a regression; 2 a usage error.")
     b.add_argument("--quick", action="store_true",
-                   help="a short run: mse, huber, log_cosh, binary_cross_entropy_with_logits at 1e3 and 1e7 and "
-                        "cross_entropy at 256x32000 (those registered), float32, every available backend and "
-                        "installed peer, 5 repeats")
+                   help=f"a short run: {quick_cases_text()}, float32, every available backend and installed peer, "
+                        "5 repeats")
     b.add_argument("--loss", action="append", help="losses (default: every registered loss with a gradient)")
     b.add_argument("--backend", action="append",
                    help=f"our backends: {', '.join(host_order())} (default: all available)")

@@ -84,6 +84,15 @@ def case_def(loss: str) -> CaseDef | None:
     return CaseDef(loss, pred=pred, target=_DOMAIN_DATA.get(spec.target_domain, "normal"))
 
 
+def quick_cases_text() -> str:
+    """What ``--quick`` runs, for the help: the losses grouped by their ``--quick`` sizes."""
+    groups: dict = {}
+    for d in registered_case_defs(quick=True):
+        groups.setdefault(d.quick_sizes, []).append(d.loss)
+    return " and ".join(f"{', '.join(names)} at {' and '.join(format_shape(s) for s in sizes)}"
+                        for sizes, names in groups.items())
+
+
 def registered_case_defs(quick: bool = False) -> list[CaseDef]:
     """Case definitions of the registered losses with a gradient, in the registry's order (table entries whose
     loss is not registered are skipped)."""
