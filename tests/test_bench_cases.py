@@ -1,5 +1,6 @@
 """The benchmark covers the registries: every registered loss with a gradient has a benchmark case whose data
-fit the loss (or, for a loss with its own signature, a benchmark module of its own), no peer table or case
+fit the loss and a NumPy peer that agrees with the reference (or, for a loss with its own signature, a
+benchmark module of its own), no peer table or case
 override names a loss that does not exist, and the command line offers every backend and peer there is.
 These fail, never skip: a loss added to the registry without a benchmark is a failure here."""
 
@@ -37,6 +38,11 @@ def test_every_registered_loss_has_a_bench_case(name):
     pred, target = bench.make_data(case)
     ref = bench.reference(case, pred, target)  # the data lie in the loss's domains: a finite value and gradient
     assert np.isfinite(ref.value) and np.all(np.isfinite(ref.grad)), f"{name}: the benchmark data leave its domain"
+    # the regression guard measures every backend against the NumPy peer, so each case has one, and it is right
+    assert name in bench.NUMPY_PEER, f"{name} has no NumPy peer (fusedloss.bench.peers.NUMPY_PEER)"
+    peer = bench.make_contestant("peer:numpy", case, pred, target)
+    ok, text, _, _ = bench.check_result(case, *peer.result(peer.run()), ref)
+    assert ok, f"{name}: the NumPy peer disagrees with the reference: {text}"
 
 
 def test_custom_bench_losses_get_a_case_and_the_numpy_peer_of_their_twin():

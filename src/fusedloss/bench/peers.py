@@ -86,6 +86,17 @@ def _np_bce_with_logits(x, y):
     return value, (1 / (1 + np.exp(-x)) - y) / x.size
 
 
+def _np_binary_focal(x, y, alpha, gamma):
+    # torchvision's sigmoid_focal_loss, with its gradient by the chain rule: q = 1 - p_t, dq/dx = (1 - 2y) p (1 - p)
+    p = 1 / (1 + np.exp(-x))
+    ce = np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))
+    q = p * (1 - y) + (1 - p) * y
+    a_t = 1.0 if alpha < 0 else alpha * y + (1 - alpha) * (1 - y)
+    f = q**gamma
+    grad = a_t * ((p - y) * f + ce * gamma * q ** (gamma - 1) * (1 - 2 * y) * p * (1 - p))
+    return np.mean(a_t * ce * f), grad / x.size
+
+
 def _np_hinge(x, y):
     t = np.where(y > 0, 1, -1).astype(x.dtype)
     m = 1 - t * x
@@ -110,6 +121,32 @@ def _np_cross_entropy(logits, labels):
     return value, grad
 
 
+def _np_categorical_focal(logits, labels, gamma):
+    # -(1 - p_t)^gamma log p_t per row; its gradient is d (onehot - p) with d = gamma o^(gamma-1) p_t log p_t - o^gamma
+    rows = np.arange(logits.shape[0])
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(shifted)
+    s = e.sum(axis=1, keepdims=True)
+    log_pt = shifted[rows, labels] - np.log(s[:, 0])
+    o = 1 - np.exp(log_pt)
+    d = gamma * o ** (gamma - 1) * np.exp(log_pt) * log_pt - o**gamma
+    grad = -d[:, None] * (e / s)
+    grad[rows, labels] += d
+    grad /= logits.shape[0]
+    return np.mean(-(o**gamma) * log_pt), grad
+
+
+def _np_multi_margin(x, labels, p, margin):
+    # torch's multi_margin_loss: sum over j != y of max(0, margin - x_y + x_j)^p / C per row
+    rows = np.arange(x.shape[0])
+    v = np.maximum(margin - x[rows, labels][:, None] + x, 0)
+    v[rows, labels] = 0
+    g = (v > 0).astype(x.dtype) if p == 1 else p * v ** (p - 1)
+    g[rows, labels] = -g.sum(axis=1)
+    C = x.shape[1]
+    return np.mean(np.sum(v**p, axis=1) / C), g / (C * x.shape[0])
+
+
 def _np_kl_div_with_logits(logits, q, temperature):
     z = logits / temperature
     z = z - z.max(axis=1, keepdims=True)
@@ -127,7 +164,9 @@ NUMPY_PEER = {
     "log_cosh": (_np_log_cosh, ()), "quantile": (_np_quantile, ("quantile",)),
     "poisson_nll": (_np_poisson_nll, ("log_input", "eps")), "tweedie": (_np_tweedie, ("power",)),
     "binary_cross_entropy": (_np_bce, ()), "binary_cross_entropy_with_logits": (_np_bce_with_logits, ()),
+    "binary_focal": (_np_binary_focal, ("alpha", "gamma")), "categorical_focal": (_np_categorical_focal, ("gamma",)),
     "hinge": (_np_hinge, ()), "squared_hinge": (_np_squared_hinge, ()),
+    "multi_margin": (_np_multi_margin, ("p", "margin")),
     "cross_entropy": (_np_cross_entropy, ()), "kl_div_with_logits": (_np_kl_div_with_logits, ("temperature",)),
 }
 # the custom re-definitions of fusedloss.bench.custom: the same losses, so the same NumPy
