@@ -1,6 +1,6 @@
 """pytest-benchmark suites: value_and_grad over loss x backend (and peer) x dtype x size.
 
-Cases, data, peers, the minimal-bytes model and the correctness check come from ``fusedloss._bench``, the
+Cases, data, peers, the minimal-bytes model and the correctness check come from ``fusedloss.bench``, the
 setup ``fusedloss bench`` uses. With ``--benchmark-disable`` (CI) every case runs once as a test at the small
 sizes only (elementwise n <= 1e5, multiclass 100 x 1000; the peers at the smallest size only, since JAX
 compiles each shape anew), still checked against the float64 reference.
@@ -12,7 +12,7 @@ import math
 
 import pytest
 
-from fusedloss import _bench
+from fusedloss import bench
 
 SMOKE_MAX_ELEMENTS = 100_000
 SMOKE_MULTICLASS_SHAPE = (100, 1000)
@@ -28,7 +28,7 @@ def _shapes(defn, disabled):
 
 
 def pytest_configure(config):
-    _bench.steady_allocator()  # the same malloc behaviour as `fusedloss bench` (see its docstring)
+    bench.steady_allocator()  # the same malloc behaviour as `fusedloss bench` (see its docstring)
 
 
 def pytest_generate_tests(metafunc):
@@ -40,17 +40,17 @@ def pytest_generate_tests(metafunc):
     if "bench_case" not in metafunc.fixturenames:
         return
     disabled = bool(metafunc.config.getoption("benchmark_disable", False))
-    names = _bench.contestant_names()
+    names = bench.contestant_names()
     params = []
-    for d in _bench.registered_case_defs():
+    for d in bench.registered_case_defs():
         shapes = _shapes(d, disabled)
-        for dtype in _bench.DTYPES:
+        for dtype in bench.DTYPES:
             for shape in shapes:
                 for name in names:
-                    if name.startswith("peer:") and (not _bench.peer_has(name[5:], d.loss)
+                    if name.startswith("peer:") and (not bench.peer_has(name[5:], d.loss)
                                                      or (disabled and shape != shapes[0])):
                         continue
-                    case_id = f"{d.loss}-{dtype}-{_bench.format_shape(shape)}-{name.replace('peer:', 'peer-')}"
+                    case_id = f"{d.loss}-{dtype}-{bench.format_shape(shape)}-{name.replace('peer:', 'peer-')}"
                     params.append(pytest.param((d.loss, dtype, tuple(shape), name), id=case_id))
     metafunc.parametrize("bench_case", params)
 
@@ -67,6 +67,6 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
         threads = info.get("threads")
         if threads:
             if threads not in triads:
-                triads[threads] = _bench.triad(threads)["gbps"]
+                triads[threads] = bench.triad(threads)["gbps"]
             info["triad_gbps"] = triads[threads]
             info["frac_triad"] = info["gbps"] / triads[threads]

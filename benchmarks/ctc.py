@@ -4,7 +4,7 @@
     python benchmarks/ctc.py --case warp      # one case
     python benchmarks/ctc.py --accuracy       # float32 error at T = 2000, C = 5000 (against float64)
 
-The timing is ``fusedloss._bench_ctc``'s, the same as ``fusedloss bench --loss ctc`` (which prints a table;
+The timing is ``fusedloss.bench.ctc``'s, the same as ``fusedloss bench --loss ctc`` (which prints a table;
 this script prints JSON rows): torch's log_softmax + ctc_loss ("mean") + backward against
 ``fl.ctc.value_and_grad(x, ..., grad_out=buf)`` on each backend, round-robin, each value checked against the
 float64 loss; median, p20, p80 and the speed-up over torch. Cases: warp-ctc's published CPU case
@@ -23,7 +23,7 @@ import numpy as np
 import fusedloss as fl
 from fusedloss import _reference_ctc
 
-from fusedloss._bench_ctc import CASES, bench_case as _bench_case, make_case  # one setup with the CLI
+from fusedloss.bench.ctc import CASES, bench_case as _bench_case, make_case  # one setup with the CLI
 
 
 def bench_case(name, threads, repeat, backends):

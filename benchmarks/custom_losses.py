@@ -4,9 +4,10 @@
     python benchmarks/custom_losses.py --quick         # 1e3 and 1e5, 5 rounds
 
 1. ``value_and_grad`` (mean, ``grad_out`` reused) of a custom huber and a custom log_cosh (written with
-   ``fusedloss.sym``, as in fusedloss._bench_custom) against the built-in numba kernel of the same loss and
-   against NumPy written by hand (fusedloss._bench's NumPy peers). The contestants run round-robin, one call
-   each per round, so that load from other processes hits them alike; the ratios of medians are reported.
+   ``fusedloss.sym``, as in fusedloss.bench.custom) against the built-in numba kernel of the same loss and
+   against NumPy written by hand (the NumPy peers of fusedloss.bench.peers). The contestants run
+   round-robin, one call each per round, so that load from other processes hits them alike; the ratios of
+   medians are reported.
 2. The first call of a new custom loss in a fresh process: cold (a formula never seen: SymPy import,
    derivation, Numba compilation) and warm (the same formula again: generated module and compiled kernel
    from the caches), next to the first call of a built-in loss in a fresh process (Numba's import and cache
@@ -44,13 +45,14 @@ def _round_robin(runs: dict, rounds: int) -> dict:
 
 def kernels(sizes, rounds):
     import fusedloss as fl
-    from fusedloss import _bench, _bench_custom
+    from fusedloss import bench
     from fusedloss._losses import LOSSES
+    from fusedloss.bench import custom as bench_custom
 
     rows = []
-    for custom, (_, _, builtin) in _bench_custom.DEFINITIONS.items():
-        _bench_custom.ensure(custom)
-        np_fn, modeled = _bench.NUMPY_PEER[builtin]
+    for custom, (_, _, builtin) in bench_custom.DEFINITIONS.items():
+        bench_custom.ensure(custom)
+        np_fn, modeled = bench.NUMPY_PEER[builtin]
         kw = {"delta": 1.0} if "delta" in modeled else {}
         for n in sizes:
             rng = np.random.default_rng(0)

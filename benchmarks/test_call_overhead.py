@@ -14,7 +14,7 @@ the timed region; the result of the timed calls is checked again afterwards.
 import numpy as np
 import pytest
 
-from fusedloss import _bench, _config
+from fusedloss import _config, bench
 from fusedloss._dispatch import resolve_host_backend
 from fusedloss._losses import LOSSES
 from fusedloss._spec import REGISTRY
@@ -65,7 +65,7 @@ def _kernel(loss, pred, target, g):
 
 
 def _numpy(loss, pred, target, g):
-    contestant = _bench.make_contestant("peer:numpy", _bench.get_case(loss, str(pred.dtype), pred.shape), pred,
+    contestant = bench.make_contestant("peer:numpy", bench.get_case(loss, str(pred.dtype), pred.shape), pred,
                                         target)
     return contestant.run, contestant.result
 
@@ -81,20 +81,20 @@ CONTESTANTS = {
 
 def _check(case, result, ref, what):
     value, grad = result
-    ok, text, _, _ = _bench.check_result(case, ref.value if value is None else value,
+    ok, text, _, _ = bench.check_result(case, ref.value if value is None else value,
                                          ref.grad if grad is None else grad, ref)
     assert ok, f"{what}: {text}"
 
 
 @pytest.mark.parametrize("contestant", list(CONTESTANTS))
-@pytest.mark.parametrize("loss,dtype,shape", CASES, ids=[f"{l}-{d}-{_bench.format_shape(s)}" for l, d, s in CASES])
+@pytest.mark.parametrize("loss,dtype,shape", CASES, ids=[f"{l}-{d}-{bench.format_shape(s)}" for l, d, s in CASES])
 def test_call_overhead(benchmark, loss, dtype, shape, contestant):
-    case = _bench.get_case(loss, dtype, shape)
-    pred, target, ref = _bench.case_data(case)
+    case = bench.get_case(loss, dtype, shape)
+    pred, target, ref = bench.case_data(case)
     g = np.empty_like(pred)
     try:
         run, result = CONTESTANTS[contestant](loss, pred, target, g)
-    except _bench.Unavailable as exc:
+    except bench.Unavailable as exc:
         pytest.skip(str(exc))
     what = f"{contestant} on {case.label()}"
     for _ in range(100):  # warm-up: caches, the thread pool, first touch of g

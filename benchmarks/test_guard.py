@@ -6,42 +6,43 @@ import json
 import numpy as np
 import pytest
 
-from fusedloss import _bench, cli
+from fusedloss import bench, cli
+from fusedloss._spec import REGISTRY
 
 
 def test_sizes_and_shapes():
-    assert _bench.parse_size("1e7") == (10_000_000,)
-    assert _bench.parse_size("65536x1000") == (65536, 1000)
-    assert _bench.format_shape((10_000_000,)) == "1e7"
-    assert _bench.format_shape((1234,)) == "1234"
-    assert _bench.format_shape((8192, 32000)) == "8192x32000"
+    assert bench.parse_size("1e7") == (10_000_000,)
+    assert bench.parse_size("65536x1000") == (65536, 1000)
+    assert bench.format_shape((10_000_000,)) == "1e7"
+    assert bench.format_shape((1234,)) == "1234"
+    assert bench.format_shape((8192, 32000)) == "8192x32000"
     for bad in ("abc", "0", "1.5", "2x3x4", "-5"):
         with pytest.raises(ValueError):
-            _bench.parse_size(bad)
+            bench.parse_size(bad)
 
 
 def test_minimal_bytes():
-    mse = _bench.get_case("mse", "float32", (1000,), threads=1)
-    assert _bench.minimal_bytes(mse) == 3 * 1000 * 4  # pred, target read; grad written
-    assert _bench.minimal_bytes(_bench.get_case("mse", "float64", (1000,), threads=1)) == 3 * 1000 * 8
-    if "cross_entropy" in _bench.REGISTRY:
-        ce = _bench.get_case("cross_entropy", "float32", (64, 1000), threads=1)
-        assert _bench.minimal_bytes(ce) == 2 * 64 * 1000 * 4 + 64 * 8  # logits, grad, int64 labels
+    mse = bench.get_case("mse", "float32", (1000,), threads=1)
+    assert bench.minimal_bytes(mse) == 3 * 1000 * 4  # pred, target read; grad written
+    assert bench.minimal_bytes(bench.get_case("mse", "float64", (1000,), threads=1)) == 3 * 1000 * 8
+    if "cross_entropy" in REGISTRY:
+        ce = bench.get_case("cross_entropy", "float32", (64, 1000), threads=1)
+        assert bench.minimal_bytes(ce) == 2 * 64 * 1000 * 4 + 64 * 8  # logits, grad, int64 labels
 
 
 def test_unregistered_table_entries_are_skipped():
-    registered = {d.loss for d in _bench.registered_case_defs()}
-    assert registered <= set(_bench.REGISTRY)
-    assert {"mse", "huber", "log_cosh"} <= {d.loss for d in _bench.registered_case_defs(quick=True)}
+    registered = {d.loss for d in bench.registered_case_defs()}
+    assert registered <= set(REGISTRY)
+    assert {"mse", "huber", "log_cosh"} <= {d.loss for d in bench.registered_case_defs(quick=True)}
 
 
 def test_check_catches_a_wrong_convention():
-    case = _bench.get_case("mse", "float64", (1000,), threads=1)
-    pred, target = _bench.make_data(case)
-    ref = _bench.reference(case, pred, target)
-    value, grad = _bench.NUMPY_PEER["mse"][0](pred, target)
-    assert _bench.check_result(case, value, grad, ref)[0]
-    ok, text, _, _ = _bench.check_result(case, value / 2, grad / 2, ref)  # the half-squared-error mistake
+    case = bench.get_case("mse", "float64", (1000,), threads=1)
+    pred, target = bench.make_data(case)
+    ref = bench.reference(case, pred, target)
+    value, grad = bench.NUMPY_PEER["mse"][0](pred, target)
+    assert bench.check_result(case, value, grad, ref)[0]
+    ok, text, _, _ = bench.check_result(case, value / 2, grad / 2, ref)  # the half-squared-error mistake
     assert not ok and "value" in text and "grad" in text
 
 
@@ -55,7 +56,7 @@ def test_round_robin_timing():
         calls["b"] += 1
         sum(range(200))
 
-    t = _bench.time_round_robin({"a": a, "b": b}, repeat=3, warmup=1, min_sample_s=1e-4, pause_s=0)
+    t = bench.time_round_robin({"a": a, "b": b}, repeat=3, warmup=1, min_sample_s=1e-4, pause_s=0)
     assert set(t) == {"a", "b"}
     for tm in t.values():
         assert len(tm.samples) == 3 and tm.number >= 1
@@ -71,19 +72,19 @@ def test_triad_cache(tmp_path, monkeypatch):
         measured.append(threads)
         return {"gbps": 40.0 + threads, "median_gbps": 39.0, "method": "fake", "threads": threads}
 
-    monkeypatch.setattr(_bench, "measure_triad", fake)
-    monkeypatch.setattr(_bench, "machine_busy", lambda: False)
-    first, second = _bench.triad(2), _bench.triad(2)
+    monkeypatch.setattr(bench.machine, "measure_triad", fake)
+    monkeypatch.setattr(bench.machine, "machine_busy", lambda: False)
+    first, second = bench.triad(2), bench.triad(2)
     assert first["gbps"] == second["gbps"] == 42.0
     assert (first["cached"], second["cached"], measured) == (False, True, [2])
-    assert _bench.triad(1)["gbps"] == 41.0 and measured == [2, 1]  # keyed by thread count
-    assert _bench.triad(2, refresh=True)["cached"] is False and measured == [2, 1, 2]
+    assert bench.triad(1)["gbps"] == 41.0 and measured == [2, 1]  # keyed by thread count
+    assert bench.triad(2, refresh=True)["cached"] is False and measured == [2, 1, 2]
     data = json.loads((tmp_path / "fusedloss" / "triad.json").read_text())
-    assert len(data) == 2 and all(v["ttl_s"] == _bench.TRIAD_TTL_S for v in data.values())
+    assert len(data) == 2 and all(v["ttl_s"] == bench.TRIAD_TTL_S for v in data.values())
 
 
 def test_the_real_triad_kernel_is_right():
-    r = _bench.measure_triad(1, n=100_000, repeat=2)  # raises if a != b + 3 c
+    r = bench.measure_triad(1, n=100_000, repeat=2)  # raises if a != b + 3 c
     assert r["gbps"] > 0 and r["threads"] == 1
 
 
@@ -99,13 +100,13 @@ def _rows(ratio_by_backend, numpy_median=1.0, size="1e6"):
 def test_compare_uses_ratios_not_times():
     base = _rows({"cpp": 0.2, "numba": 0.3})
     # a machine twice as slow overall is not a regression
-    cmp = _bench.compare(_rows({"cpp": 0.2, "numba": 0.3}, numpy_median=2.0), base, 1.25)
+    cmp = bench.compare(_rows({"cpp": 0.2, "numba": 0.3}, numpy_median=2.0), base, 1.25)
     assert len(cmp.lines) == 2 and not cmp.failures
     # a kernel that lost its fast path is, even on a faster machine
-    cmp = _bench.compare(_rows({"cpp": 0.5, "numba": 0.3}, numpy_median=0.5), base, 1.25)
+    cmp = bench.compare(_rows({"cpp": 0.5, "numba": 0.3}, numpy_median=0.5), base, 1.25)
     assert [f["backend"] for f in cmp.failures] == ["cpp"] and cmp.failures[0]["slowdown"] == pytest.approx(2.5)
     # cases measured in only one of the two runs are not compared
-    cmp = _bench.compare(_rows({"cpp": 0.2}, size="1e3"), base, 1.25)
+    cmp = bench.compare(_rows({"cpp": 0.2}, size="1e3"), base, 1.25)
     assert not cmp.lines and len(cmp.missing) == 2
 
 
@@ -117,7 +118,7 @@ def test_cli_bench_json_and_guard(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "peer:numpy" in printed and "vs numpy" in printed
     doc = json.loads(out.read_text())
-    assert doc["format"] == _bench.FORMAT and doc["machine"]["cores"] >= 1
+    assert doc["format"] == bench.FORMAT and doc["machine"]["cores"] >= 1
     rows = {r["backend"]: r for r in doc["rows"]}
     assert rows["numpy"]["check"] == "ok" and rows["numpy"]["median_s"] > 0
     assert rows["numpy"]["bytes"] == 3 * 1000 * 4 and rows["numpy"]["frac_triad"] > 0
@@ -160,18 +161,18 @@ def test_cli_info(capsys):
 
 @pytest.mark.parametrize("loss, shape", [("log_cosh", (300_001,)), ("cross_entropy", (3000, 700))])
 def test_chunked_reference_matches_the_full_one(loss, shape, monkeypatch):
-    if loss not in _bench.REGISTRY:
+    if loss not in REGISTRY:
         pytest.skip(f"{loss} is not registered")
-    case = _bench.get_case(loss, "float64", shape, threads=1)
-    pred, target = _bench.make_data(case)
-    full = _bench.reference(case, pred, target)
-    monkeypatch.setattr(_bench, "REFERENCE_FULL_MAX", 1000)
-    monkeypatch.setattr(_bench, "REFERENCE_CHUNK", 50_000)
-    chunked = _bench.reference(case, pred, target)
+    case = bench.get_case(loss, "float64", shape, threads=1)
+    pred, target = bench.make_data(case)
+    full = bench.reference(case, pred, target)
+    monkeypatch.setattr(bench.oracle, "REFERENCE_FULL_MAX", 1000)
+    monkeypatch.setattr(bench.oracle, "REFERENCE_CHUNK", 50_000)
+    chunked = bench.reference(case, pred, target)
     assert chunked.rows is not None and len(chunked.rows) < shape[0]
     assert chunked.value == pytest.approx(full.value, rel=1e-12)
     np.testing.assert_allclose(chunked.grad, full.grad[chunked.rows], rtol=1e-12, atol=1e-18)
-    assert _bench.check_result(case, full.value, full.grad, chunked)[0]  # a full result is checked on the rows
+    assert bench.check_result(case, full.value, full.grad, chunked)[0]  # a full result is checked on the rows
 
 
 def test_torch_module_mode_times_both_modules(capsys, tmp_path):

@@ -10,26 +10,26 @@ before the timed region; the result of the timed calls is checked again afterwar
 
 import pytest
 
-from fusedloss import _bench
+from fusedloss import bench
 
 
 def test_value_and_grad(benchmark, bench_case):
     loss, dtype, shape, name = bench_case
-    case = _bench.get_case(loss, dtype, shape)
-    pred, target, ref = _bench.case_data(case)
+    case = bench.get_case(loss, dtype, shape)
+    pred, target, ref = bench.case_data(case)
     try:
-        contestant = _bench.make_contestant(name, case, pred, target)
-    except _bench.Unavailable as exc:
+        contestant = bench.make_contestant(name, case, pred, target)
+    except bench.Unavailable as exc:
         pytest.skip(str(exc))
     try:
-        ok, text, _, _ = _bench.check_result(case, *contestant.result(contestant.run()), ref)  # warm-up
+        ok, text, _, _ = bench.check_result(case, *contestant.result(contestant.run()), ref)  # warm-up
         assert ok, f"{name} on {case.label()}: {text}"
         benchmark.group = f"{loss} {case.size_text}"
         benchmark.name = f"{name} {dtype}"
         benchmark.extra_info.update(loss=loss, backend=name, dtype=dtype, size=case.size_text, n=case.n,
-                                    threads=case.threads, bytes=_bench.minimal_bytes(case))
+                                    threads=case.threads, bytes=bench.minimal_bytes(case))
         result = benchmark(contestant.run)
-        ok, text, _, _ = _bench.check_result(case, *contestant.result(result), ref)
+        ok, text, _, _ = bench.check_result(case, *contestant.result(result), ref)
         assert ok, f"{name} on {case.label()} (timed calls): {text}"
     finally:
         if contestant.cleanup:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from fusedloss import _bench_ctc, _config, cli
+from fusedloss import _config, cli
+from fusedloss.bench import ctc as bench_ctc
 from conftest import backend_skip_reason
 
 
@@ -48,5 +49,5 @@ def test_bench_ctc_usage_errors(argv, words, capsys):
 
 
 def test_named_cases_are_the_issue_cases():
-    assert _bench_ctc.CASES == {"warp": (150, 128, 28, 40), "subword": (400, 32, 5000, 80)}
-    assert _bench_ctc.parse_case("warp") == ("warp", (150, 128, 28, 40))
+    assert bench_ctc.CASES == {"warp": (150, 128, 28, 40), "subword": (400, 32, 5000, 80)}
+    assert bench_ctc.parse_case("warp") == ("warp", (150, 128, 28, 40))

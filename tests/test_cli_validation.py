@@ -8,7 +8,9 @@ import sys
 
 import pytest
 
-from fusedloss import __version__, _bench, _cli_options, cli
+from fusedloss import __version__, cli
+from fusedloss.bench import machine, runner
+from fusedloss.bench.plan import plan_bench
 
 
 @pytest.fixture(autouse=True)
@@ -16,9 +18,9 @@ def no_benchmarks(monkeypatch):
     def reached(*args, **kwargs):
         raise AssertionError("a benchmark started although the command line was bad")
 
-    monkeypatch.setattr(_bench, "run_case", reached)
-    monkeypatch.setattr(_bench, "triad", reached)
-    monkeypatch.setattr(_bench, "measure_triad", reached)
+    monkeypatch.setattr(runner, "run_case", reached)
+    monkeypatch.setattr(machine, "triad", reached)
+    monkeypatch.setattr(machine, "measure_triad", reached)
 
 
 def _usage_error(argv, capsys, *expected):
@@ -148,7 +150,7 @@ def test_torch_module_writes_csv(tmp_path, capsys, monkeypatch):
 
 def _plan(argv):
     args = cli.build_parser().parse_args(["bench", "--no-peers", "--backend", "numpy", *argv])
-    return _cli_options.plan_bench(args)
+    return plan_bench(args)
 
 
 def test_sizes_go_to_the_losses_of_their_form():

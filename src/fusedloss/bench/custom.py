@@ -4,7 +4,7 @@ is timed against the built-in twin, NumPy and the other backends in the same run
 
 from __future__ import annotations
 
-from . import sym
+from .. import sym
 
 
 def _huber(p, y, delta):
@@ -25,10 +25,10 @@ DEFINITIONS = {
 
 def ensure(name: str) -> None:
     """Define the custom benchmark loss ``name`` if it is one and is not registered yet."""
-    from ._spec import REGISTRY
+    from .._spec import REGISTRY
 
     if name in DEFINITIONS and name not in REGISTRY:
-        from ._custom import elementwise_loss
+        from .._custom import elementwise_loss
 
         fn, params, _ = DEFINITIONS[name]
         elementwise_loss(fn, params=params, name=name)

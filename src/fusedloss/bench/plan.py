@@ -16,7 +16,13 @@ import math
 import os
 from dataclasses import dataclass, field
 
-from . import _bench, _bench_custom, _config
+from .. import _config
+from . import custom
+from .cases import (CASE_DEFS, DTYPES, case_def, format_shape, make_cases, minimal_bytes, parse_size,
+                    registered_case_defs)
+from .contestants import host_backends
+from .peers import PEERS, peer_status
+from .report import load_results
 
 FORM = {"elementwise": "N (e.g. 1e6)", "multiclass": "ROWSxCLASSES (e.g. 4096x1000)"}
 NDIM = {"elementwise": 1, "multiclass": 2}
@@ -55,7 +61,7 @@ def parse_sizes(values) -> list[tuple]:
     sizes = []
     for text in split(values):
         try:
-            sizes.append(_bench.parse_size(text))
+            sizes.append(parse_size(text))
         except ValueError:
             raise UsageError(f"--size: expected N (e.g. 1e6) for elementwise losses or ROWSxCLASSES (e.g. "
                              f"4096x1000) for multiclass ones, positive whole numbers; got {text!r}") from None
@@ -65,8 +71,8 @@ def parse_sizes(values) -> list[tuple]:
 def parse_dtypes(values) -> list[str]:
     dtypes = split(values) or ["float32"]
     for d in dtypes:
-        if d not in _bench.DTYPES:
-            raise UsageError(f"--dtype: expected {' or '.join(_bench.DTYPES)}, got {d!r}")
+        if d not in DTYPES:
+            raise UsageError(f"--dtype: expected {' or '.join(DTYPES)}, got {d!r}")
     return list(dict.fromkeys(dtypes))
 
 
@@ -127,23 +133,23 @@ def check_outputs(args, plot: bool = True) -> None:
 
 
 def select_defs(names, quick: bool):
-    from ._spec import REGISTRY
+    from .._spec import REGISTRY
 
     if not names:
-        defs = _bench.registered_case_defs(quick)
+        defs = registered_case_defs(quick)
         if not defs:
             raise UsageError("no registered loss has a benchmark case")
         return defs
     defs = []
     for name in dict.fromkeys(names):
-        _bench_custom.ensure(name)  # custom_huber, custom_log_cosh: defined on request
+        custom.ensure(name)  # custom_huber, custom_log_cosh: defined on request
         if name not in REGISTRY:
-            if name in _bench.CASE_DEFS:
+            if name in CASE_DEFS:
                 raise UsageError(f"--loss {name}: has a benchmark case but is not registered in this build")
             raise UsageError(f"--loss: unknown loss {name!r}; expected one of {', '.join(REGISTRY)}")
         if not REGISTRY[name].differentiable:
             raise UsageError(f"--loss {name}: has no gradient to benchmark")
-        d = _bench.case_def(name)
+        d = case_def(name)
         if d is None:
             raise UsageError(f"--loss {name}: has its own signature; benchmark it with benchmarks/{name}.py")
         defs.append(d)
@@ -165,13 +171,13 @@ def match_sizes(defs, sizes, losses_given: bool) -> tuple[list, list[str]]:
             for k in sorted(kinds):
                 names = [d.loss for d in defs if d.kind == k]
                 takes.append(f"{', '.join(names)} take{'s' if len(names) == 1 else ''} {FORM[k]}")
-            raise UsageError(f"--size {_bench.format_shape(s)}: {form}, fits no loss of this run: "
+            raise UsageError(f"--size {format_shape(s)}: {form}, fits no loss of this run: "
                              f"{'; '.join(takes)}")
     if losses_given:
         for d in defs:
             if NDIM[d.kind] not in given:
                 raise UsageError(f"--size: {d.loss} is a {d.kind} loss and takes {FORM[d.kind]}, but --size gives "
-                                 f"only {', '.join(_bench.format_shape(s) for s in sizes)}; add a size of that form "
+                                 f"only {', '.join(format_shape(s) for s in sizes)}; add a size of that form "
                                  "or leave the loss out")
         return defs, []
     kept = [d for d in defs if NDIM[d.kind] in given]
@@ -187,14 +193,14 @@ def check_memory(cases) -> None:
     except (ValueError, OSError, AttributeError):
         return
     for c in cases:
-        need = 2 * _bench.minimal_bytes(c)  # the arrays, a reference copy and the contestants' outputs
+        need = 2 * minimal_bytes(c)  # the arrays, a reference copy and the contestants' outputs
         if need > 0.8 * total:
             raise UsageError(f"--size {c.size_text}: a {c.dtype} {c.loss} case needs about {need / 2**30:.1f} GiB, "
                              f"more than this machine's {total / 2**30:.1f} GiB; give a smaller size")
 
 
 def select_backends(names):
-    table = {b["name"]: b for b in _bench.host_backends()}
+    table = {b["name"]: b for b in host_backends()}
     if not names:
         return [n for n, b in table.items() if b["available"]]
     for n in names:
@@ -212,14 +218,14 @@ def select_peers(args):
         return []
     names = split(args.peer)
     for n in names:
-        if n not in _bench.PEERS:
-            raise UsageError(f"--peer: unknown peer {n!r}; expected one of {', '.join(_bench.PEERS)}")
-        ok, why = _bench.peer_status(n)
+        if n not in PEERS:
+            raise UsageError(f"--peer: unknown peer {n!r}; expected one of {', '.join(PEERS)}")
+        ok, why = peer_status(n)
         if not ok:
             raise UsageError(f"--peer {n}: not installed: {why}")
     if names:
         return list(dict.fromkeys(names))
-    return [p for p in _bench.PEERS if _bench.peer_status(p)[0]]
+    return [p for p in PEERS if peer_status(p)[0]]
 
 
 # --- the two modes -----------------------------------------------------------------------------------
@@ -258,7 +264,7 @@ def plan_bench(args) -> BenchPlan:
     baseline = None
     if args.compare:
         try:
-            baseline = _bench.load_results(args.compare)
+            baseline = load_results(args.compare)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise UsageError(f"--compare {args.compare}: cannot read it as a results file: {exc}") from None
 
@@ -267,7 +273,7 @@ def plan_bench(args) -> BenchPlan:
     threads = parse_threads(args.threads) or [_config.get_num_threads()]
     loss_names = split(args.loss)
     defs, notes = match_sizes(select_defs(loss_names, args.quick), sizes, bool(loss_names))
-    cases = _bench.make_cases(defs, dtypes, sizes, threads, quick=args.quick)
+    cases = make_cases(defs, dtypes, sizes, threads, quick=args.quick)
     check_memory(cases)
     backends = select_backends(split(args.backend))
     peers = select_peers(args)  # imports the installed peers (seconds for torch and jax): last

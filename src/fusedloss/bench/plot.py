@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import math
 
-from ._spec import REGISTRY
+from .._spec import REGISTRY
 
 MARKERS = "osD^v<>pXh*"
-BACKEND_ORDER = ("cpp", "numba", "numpy", "cuda")
 
 
 def loss_family(loss: str) -> str:
@@ -31,7 +30,10 @@ def loss_family(loss: str) -> str:
 
 
 def _order(names, peers):
-    order = list(BACKEND_ORDER) + [f"peer:{p}" for p in peers]
+    """Our backends in auto's order (host first), then the peers."""
+    from ..backends import REGISTRY, host_order
+
+    order = [*host_order(), *(b for b in REGISTRY if b not in host_order())] + [f"peer:{p}" for p in peers]
     return sorted(names, key=lambda b: order.index(b) if b in order else len(order))
 
 

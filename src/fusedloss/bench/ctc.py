@@ -1,7 +1,7 @@
 """CTC benchmark cases and timing, shared by ``fusedloss bench --loss ctc`` and ``benchmarks/ctc.py``.
 
-CTC has its own signature (scores, targets, lengths), so it has its own cases instead of ``_bench``'s size
-grid. What is timed, per call:
+CTC has its own signature (scores, targets, lengths), so it has its own cases instead of the size grid of
+``fusedloss.bench.cases``. What is timed, per call:
 
 - torch (when installed, unless ``--no-peers``): ``log_softmax(x, 2)`` + ``ctc_loss`` ("mean") +
   ``backward()``, with ``torch.set_num_threads(threads)``;
@@ -22,6 +22,10 @@ import os
 import time
 
 import numpy as np
+
+from .cases import DTYPES
+from .oracle import REFERENCE_BACKEND
+from .plan import UsageError, split
 
 CASES = {"warp": (150, 128, 28, 40), "subword": (400, 32, 5000, 80)}  # name -> (T, N, C, S)
 QUICK_CASES = ("warp",)
@@ -55,7 +59,7 @@ def parse_case(text: str) -> tuple[str, tuple]:
 def bench_case(label, dims, threads, repeat, backends, *, torch=True, warmup=1, dtype=np.float32):
     """Rows for one case (module docstring); ``torch`` False leaves PyTorch out."""
     import fusedloss as fl
-    from . import _config
+    from .. import _config
 
     T, N, C, S = dims
     x, targets, il, tl = make_case(T, N, C, S, dtype=dtype)
@@ -140,42 +144,46 @@ def format_rows(rows) -> str:
     return "\n".join(out)
 
 
-def cmd_bench_ctc(args, usage_error, split) -> int:
+def cmd_bench_ctc(args) -> int:
     """``fusedloss bench --loss ctc``: the options that apply to CTC (``--size`` takes case names or TxNxCxS,
     ``--backend``, ``--threads``, ``--dtype``, ``--repeat``, ``--warmup``, ``--peer torch`` / ``--no-peers``,
-    ``--quick``, ``--json``); ``usage_error`` is the CLI's exception for bad arguments."""
+    ``--quick``, ``--json``); a bad option raises ``UsageError``."""
     import json
 
     others = [n for n in split(args.loss) if n != "ctc"]
     if others:
-        raise usage_error(f"ctc has its own cases: run `fusedloss bench --loss ctc` alone (also given: "
+        raise UsageError(f"ctc has its own cases: run `fusedloss bench --loss ctc` alone (also given: "
                           f"{', '.join(others)})")
     try:
         cases = [parse_case(s) for s in split(args.size)] or [
             (n, CASES[n]) for n in (QUICK_CASES if args.quick else CASES)]
         threads = [int(t) for t in split(args.threads)] or [2]
     except ValueError as exc:
-        raise usage_error(str(exc)) from None
+        raise UsageError(str(exc)) from None
     if any(t < 1 for t in threads):
-        raise usage_error("--threads: expected positive integers")
+        raise UsageError("--threads: expected positive integers")
     dtypes = split(args.dtype) or ["float32"]
     for d in dtypes:
-        if d not in ("float32", "float64"):
-            raise usage_error(f"unknown dtype {d!r}; choose from float32, float64")
-    from .backends import REGISTRY
+        if d not in DTYPES:
+            raise UsageError(f"unknown dtype {d!r}; choose from {', '.join(DTYPES)}")
+    from .._spec import REGISTRY as LOSSES
+    from ..backends import REGISTRY, host_order
 
     host = {name: e for name, e in REGISTRY.items() if not e.device}  # not fl.backends(): it imports CUDA too
-    backends = split(args.backend) or [b for b in ("cpp", "numba") if b in host and host[b].load() is not None]
+    # default: every available host backend with a CTC kernel, in auto's order, but the float64 reference
+    backends = split(args.backend) or [
+        b for b in host_order() if b != REFERENCE_BACKEND and host[b].load() is not None
+        and host[b].load().supports(LOSSES["ctc"], np.dtype(np.float32))]
     for b in backends:
         if b not in host:
-            raise usage_error(f"unknown host backend {b!r}; choose from {', '.join(host)}")
+            raise UsageError(f"unknown host backend {b!r}; choose from {', '.join(host)}")
         if host[b].load() is None:
-            raise usage_error(f"backend {b!r} is not available: {type(host[b].error).__name__}: {host[b].error}")
+            raise UsageError(f"backend {b!r} is not available: {type(host[b].error).__name__}: {host[b].error}")
     peers = split(args.peer)
     if args.no_peers and peers:
-        raise usage_error("--no-peers and --peer contradict each other")
+        raise UsageError("--no-peers and --peer contradict each other")
     if any(p != "torch" for p in peers):
-        raise usage_error(f"ctc is compared with PyTorch only (--peer torch), got {', '.join(peers)}")
+        raise UsageError(f"ctc is compared with PyTorch only (--peer torch), got {', '.join(peers)}")
     try:
         import torch  # noqa: F401
 
@@ -183,12 +191,12 @@ def cmd_bench_ctc(args, usage_error, split) -> int:
     except ImportError:
         have_torch = False
     if peers and not have_torch:
-        raise usage_error("peer 'torch' is not installed (pip install 'fusedloss[torch]')")
+        raise UsageError("peer 'torch' is not installed (pip install 'fusedloss[torch]')")
     with_torch = have_torch and not args.no_peers
     repeat = args.repeat or (3 if args.quick else 9)
     warmup = args.warmup if args.warmup is not None else 1
     if repeat < 1 or warmup < 0:
-        raise usage_error("--repeat must be >= 1 and --warmup >= 0")
+        raise UsageError("--repeat must be >= 1 and --warmup >= 0")
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     rows = []

@@ -1,0 +1,73 @@
+"""The benchmark covers the registries: every registered loss with a gradient has a benchmark case whose data
+fit the loss and a NumPy peer that agrees with the reference (or, for a loss with its own signature, a
+benchmark module of its own), no peer table or case
+override names a loss that does not exist, and the command line offers every backend and peer there is.
+These fail, never skip: a loss added to the registry without a benchmark is a failure here."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from fusedloss import bench, cli
+from fusedloss._spec import REGISTRY
+from fusedloss.backends import host_order
+from fusedloss.bench import custom
+
+GRID_KINDS = ("elementwise", "multiclass")  # the kinds the size grid of fusedloss.bench.cases covers
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_every_registered_loss_has_a_bench_case(name):
+    spec = REGISTRY[name]
+    grid = [d.loss for d in bench.registered_case_defs()]
+    if not spec.differentiable:
+        assert name not in grid, f"{name} has no gradient to time, yet has a benchmark case"
+        return
+    if spec.kind not in GRID_KINDS:
+        assert importlib.util.find_spec(f"fusedloss.bench.{name}") is not None, (
+            f"{name} ({spec.kind}) is not on the size grid and has no benchmark module fusedloss/bench/{name}.py")
+        return
+    assert name in grid, f"{name} is registered with a gradient but has no benchmark case (fusedloss.bench.cases)"
+    d = bench.case_def(name)
+    assert d.kind == spec.kind
+    shape = (64,) if d.kind == "elementwise" else (8, 5)
+    case = bench.get_case(name, "float64", shape, threads=1)
+    pred, target = bench.make_data(case)
+    ref = bench.reference(case, pred, target)  # the data lie in the loss's domains: a finite value and gradient
+    assert np.isfinite(ref.value) and np.all(np.isfinite(ref.grad)), f"{name}: the benchmark data leave its domain"
+    # the regression guard measures every backend against the NumPy peer, so each case has one, and it is right
+    assert name in bench.NUMPY_PEER, f"{name} has no NumPy peer (fusedloss.bench.peers.NUMPY_PEER)"
+    peer = bench.make_contestant("peer:numpy", case, pred, target)
+    ok, text, _, _ = bench.check_result(case, *peer.result(peer.run()), ref)
+    assert ok, f"{name}: the NumPy peer disagrees with the reference: {text}"
+
+
+def test_custom_bench_losses_get_a_case_and_the_numpy_peer_of_their_twin():
+    for name, (_, _, builtin) in custom.DEFINITIONS.items():
+        custom.ensure(name)
+        assert bench.case_def(name) is not None
+        assert builtin in REGISTRY
+        assert bench.NUMPY_PEER[name] == bench.NUMPY_PEER[builtin]
+
+
+@pytest.mark.parametrize("peer", bench.PEERS)
+def test_peer_tables_name_only_registered_losses(peer):
+    stale = [loss for loss in bench.PEER_LOSSES[peer] if loss not in REGISTRY and loss not in custom.DEFINITIONS]
+    assert not stale, f"the {peer} peer table names losses that are not registered: {stale}"
+
+
+def test_case_overrides_name_only_registered_losses():
+    stale = [loss for loss in bench.CASE_DEFS if loss not in REGISTRY]
+    assert not stale, f"fusedloss.bench.cases.CASE_DEFS names losses that are not registered: {stale}"
+    for loss, d in bench.CASE_DEFS.items():
+        assert d.kind == REGISTRY[loss].kind, f"{loss}: case kind {d.kind}, registered kind {REGISTRY[loss].kind}"
+
+
+def test_bench_help_offers_every_host_backend_and_peer(capsys):
+    assert cli.main(["bench", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps the help text
+    assert f"our backends: {', '.join(host_order())}" in text
+    assert f"peers: {', '.join(bench.PEERS)}" in text
