@@ -79,6 +79,11 @@ class LossSpec:
     kinks: Callable[[dict], tuple[float, ...]] | None = None
 
     @property
+    def builtin(self) -> bool:
+        """One of fusedloss's own losses (False for a user's, registered by ``fusedloss.elementwise_loss``)."""
+        return type(self) is LossSpec
+
+    @property
     def param_names(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.params)
 
