@@ -242,8 +242,9 @@ def test_registry_entries_are_complete():
             assert p.check(p.convert(p.default)) is None, f"{name}: default {p.name}={p.default!r} is invalid"
         assert isinstance(getattr(fl, name), fl.Loss), f"{name} is not exported as fusedloss.{name}"
         if spec.kind == "elementwise" and spec.vector_param is None:
-            packed = spec.pack(full_params(name))
-            assert spec.unpack(*packed) == full_params(name), f"{name}: pack/unpack do not round-trip"
+            packed = spec.packed(full_params(name))
+            assert all(type(v) is float for v in packed), f"{name}: packed parameters must be floats"
+            assert spec.unpack(*packed) == full_params(name), f"{name}: packed/unpack do not round-trip"
 
 
 def test_variant_table_names_real_parameters():

@@ -208,7 +208,7 @@ def _column_vector(spec: LossSpec, params: dict, pred: np.ndarray):
         return None
     vec = params[spec.vector_param]
     if not isinstance(vec, np.ndarray):
-        return None  # a scalar travels packed in (a, b)
+        return None  # a scalar travels in the packed parameters
     if pred.ndim == 0 or vec.shape != pred.shape[-1:]:
         raise ValueError(f"{spec.name}: {spec.vector_param} must be a scalar or have one entry per column of "
                          f"pred's last axis ({pred.shape[-1:] if pred.ndim else 'pred is 0-d'}), got shape {vec.shape}")
@@ -391,7 +391,7 @@ class Loss:
         return f"<fusedloss loss {self.name}({params})>"
 
     # parameters: keyword-only, checked against the registry
-    def _check_params(self, kwargs: dict) -> tuple[dict, float, float, tuple]:
+    def _check_params(self, kwargs: dict) -> tuple[dict, tuple]:
         spec = self.spec
         unknown = set(kwargs) - set(spec.param_names)
         if unknown:
@@ -409,8 +409,7 @@ class Loss:
             if problem:
                 raise ValueError(f"{self.name}: {p.name} must be {problem}, got {value!r}")
             params[p.name] = value
-        packed = tuple(float(v) for v in spec.pack(params))
-        return params, packed[0], packed[1], packed
+        return params, spec.packed(params)
 
     def _params(self, kwargs: dict):
         """Checked parameters; repeated keyword sets (a training loop's) are checked once and cached."""
@@ -458,14 +457,14 @@ class Loss:
                             "for its value")
         if reduction not in REDUCTIONS:
             raise ValueError(f"{name}: reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
-        params, a, b, packed = self._params(kwargs) if kwargs else self._default_params
+        params, packed = self._params(kwargs) if kwargs else self._default_params
         if type(pred) is np.ndarray:
             dtype = pred.dtype
             p = pred if (dtype is _F32 or dtype is _F64) and pred.flags.c_contiguous else None
         elif is_device_array(pred):
             from . import _device  # only device users pay for importing the CUDA path
 
-            return _device.run(self, pred, target, reduction, sample_weight, backend, params, a, b,
+            return _device.run(self, pred, target, reduction, sample_weight, backend, params, packed,
                                want_value, want_grad, want_hess, grad_out, hess_out, hessian)
         else:
             p = None
@@ -521,7 +520,7 @@ class Loss:
                            ((y, "target"), (target, "target"), (w, "sample_weight"), (sample_weight, "sample_weight")))
         if not (want_hess or cols is not None or len(shape) != 1 or (want_value and not reduce)):
             # the common case: flat arrays, a gradient at most, no vector parameter; returns what _results would
-            total = module.elementwise(name, a, b, p, y, w, scale, reduce, None, g, None, threads)
+            total = module.elementwise(name, packed, p, y, w, scale, reduce, None, g, None, threads)
             if reduce:
                 value = float(total) if reduction == "sum" else (float(total) / denom if denom != 0 else math.nan)
                 return (value, g) if want_grad else value
@@ -538,7 +537,7 @@ class Loss:
             v = np.empty(shape, dtype)
         unit_hess = h is not None and hessian == "ones"
         flat = len(shape) != 1  # the kernels take flat arrays (views: pred and the outputs are C-contiguous)
-        args = (name, a, b, p.reshape(-1) if flat else p, y.reshape(-1) if flat else y, w, scale, reduce,
+        args = (name, packed, p.reshape(-1) if flat else p, y.reshape(-1) if flat else y, w, scale, reduce,
                 None if v is None else (v.reshape(-1) if flat else v),
                 None if g is None else (g.reshape(-1) if flat else g),
                 None if (h is None or unit_hess) else (h.reshape(-1) if flat else h),
