@@ -154,6 +154,7 @@ def assert_close(actual, expected, dtype, mag=1.0, err_msg=""):
 # dyadic so that points near them are exact in float32 (see make_data).
 VARIANTS: dict[str, list[dict]] = {
     "huber": [{"delta": 0.5}],
+    "asymmetric_huber": [{"delta": 0.5, "alpha_left": 0.25, "alpha_right": 2.0}, {"alpha_left": 3.0}],
     "smooth_l1": [{"beta": 0.0}, {"beta": 0.25}],
     "pseudo_huber": [{"delta": 2.0}],
     "quantile": [{"quantile": 0.1}, {"quantile": 0.9}],
@@ -170,6 +171,7 @@ KINKS = {
     "mse": lambda kw: [],
     "mae": lambda kw: [0.0],
     "huber": lambda kw: [kw["delta"]],
+    "asymmetric_huber": lambda kw: [0.0, kw["delta"]],  # the Hessian jumps at d = 0 when the alphas differ
     "smooth_l1": lambda kw: [kw["beta"]],
     "pseudo_huber": lambda kw: [],
     "log_cosh": lambda kw: [],

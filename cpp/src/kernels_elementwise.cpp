@@ -42,6 +42,7 @@ constexpr LossEntry kElementwise[] = {
     entry<losses::hinge>(),
     entry<losses::squared_hinge>(),
     entry<losses::zero_one>(),
+    entry<losses::asymmetric_huber>(),
 #else
 #error "FUSEDLOSS_PART out of range"
 #endif

@@ -105,6 +105,16 @@ def huber_point(p, y, params):
     return delta * (ad - 0.5 * delta), delta * sign(d), 0.0
 
 
+def asymmetric_huber_point(p, y, params):
+    delta, alpha_left, alpha_right = params
+    d = p - y
+    a = alpha_left if d < 0 else alpha_right  # nan: alpha_right (the value stays nan)
+    ad = abs(d)
+    if ad <= delta:
+        return a * (0.5 * d * d), a * d, a
+    return a * (delta * (ad - 0.5 * delta)), a * (delta * sign(d)), 0.0
+
+
 def smooth_l1_point(p, y, params):
     (beta,) = params
     d = p - y

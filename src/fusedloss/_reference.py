@@ -37,6 +37,12 @@ def huber(p, y, delta):
     return value, grad, quad.astype(np.float64)
 
 
+def asymmetric_huber(p, y, delta, alpha_left, alpha_right):
+    value, grad, hess = huber(p, y, delta)
+    a = np.where(p - y < 0, alpha_left, alpha_right)
+    return a * value, a * grad, a * hess
+
+
 def smooth_l1(p, y, beta):
     d = p - y
     ad = np.abs(d)
@@ -189,6 +195,7 @@ ELEMENTWISE = {
     "mse": mse,
     "mae": mae,
     "huber": huber,
+    "asymmetric_huber": asymmetric_huber,
     "smooth_l1": smooth_l1,
     "pseudo_huber": pseudo_huber,
     "log_cosh": log_cosh,

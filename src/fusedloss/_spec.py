@@ -289,6 +289,18 @@ register(LossSpec(
 ))
 
 register(LossSpec(
+    name="asymmetric_huber", kind="elementwise",
+    params=(
+        Param("delta", 1.0, "threshold between the quadratic and linear parts", _positive),
+        Param("alpha_left", 1.0, "weight of residuals d = p - y < 0 (pred below target)", _positive),
+        Param("alpha_right", 1.0, "weight of residuals d = p - y >= 0 (pred at or above target)", _positive),
+    ),
+    summary="Huber loss weighted per side of the residual (alpha_left = alpha_right = 1 is huber)",
+    formula=("a = alpha_left if d < 0 else alpha_right:  |d| <= delta: l = a d^2/2, g = a d, h = a;  "
+             "else l = a delta (|d| - delta/2), g = a delta sign(d), h = 0"),
+))
+
+register(LossSpec(
     name="smooth_l1", kind="elementwise", torch_name="smooth_l1_loss",
     params=(Param("beta", 1.0, "width of the quadratic part (0 gives mae)", _nonnegative),),
     summary="smooth L1, as torch.nn.functional.smooth_l1_loss (huber / beta)",

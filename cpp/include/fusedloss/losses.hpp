@@ -97,6 +97,27 @@ struct huber {
   }
 };
 
+// huber weighted per side of the residual, a = alpha_left if d < 0 else alpha_right (nan: alpha_right):
+// |d| <= delta: l = a d^2/2, g = a d, h = a;  else l = a delta (|d| - delta/2), g = a delta sign(d), h = 0
+template <class T>
+struct asymmetric_huber {
+  static constexpr const char* name = "asymmetric_huber";
+  static constexpr std::size_t arity = 3;
+  T delta, alpha_left, alpha_right;
+  explicit asymmetric_huber(const Params& prm)
+      : delta(T(prm[0])), alpha_left(T(prm[1])), alpha_right(T(prm[2])) {}
+  template <bool V, bool G, bool H>
+  FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
+    const T d = p - y;
+    const T ad = std::fabs(d);
+    const T a = d < T(0) ? alpha_left : alpha_right;
+    const bool quad = ad <= delta;  // nan: false (linear branch, nan value and gradient, h = 0)
+    if constexpr (V) l = a * (quad ? T(0.5) * d * d : delta * (ad - T(0.5) * delta));
+    if constexpr (G) g = a * (quad ? d : delta * sign(d));
+    if constexpr (H) h = quad ? a : T(0);
+  }
+};
+
 // |d| < beta: l = d^2 / (2 beta), g = d / beta, h = 1 / beta;  else l = |d| - beta/2, g = sign(d), h = 0
 // beta = 0 never takes the quadratic branch (its division by zero is computed in a discarded lane only).
 template <class T>
