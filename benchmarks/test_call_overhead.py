@@ -45,7 +45,7 @@ def _kernel(loss, pred, target, g):
     """The kernel the API's call runs (the configured backend), called with the arguments the dispatcher gives."""
     spec = REGISTRY[loss]
     module = resolve_host_backend(None, spec, pred.dtype)
-    params, a, b, packed = LOSSES[loss]._params({})
+    params, packed = LOSSES[loss]._params({})
     nthreads = _config.get_num_threads()
     if spec.kind == "multiclass":
         C = pred.shape[-1]
@@ -60,7 +60,7 @@ def _kernel(loss, pred, target, g):
         n = pred.size
 
         def run():
-            return module.elementwise(loss, a, b, pred, target, None, 1.0 / n, True, None, g, None, nthreads) / n
+            return module.elementwise(loss, packed, pred, target, None, 1.0 / n, True, None, g, None, nthreads) / n
     return run, lambda r: (r, g)
 
 

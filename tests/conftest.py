@@ -155,6 +155,7 @@ def assert_close(actual, expected, dtype, mag=1.0, err_msg=""):
 # dyadic so that points near them are exact in float32 (see make_data).
 VARIANTS: dict[str, list[dict]] = {
     "huber": [{"delta": 0.5}],
+    "asymmetric_huber": [{"delta": 0.5, "alpha_left": 0.25, "alpha_right": 2.0}, {"alpha_left": 3.0}],
     "smooth_l1": [{"beta": 0.0}, {"beta": 0.25}],
     "pseudo_huber": [{"delta": 2.0}],
     "quantile": [{"quantile": 0.1}, {"quantile": 0.9}],

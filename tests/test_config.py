@@ -230,7 +230,7 @@ def test_a_cached_backend_choice_follows_the_backend_table_and_the_dtype(fakes, 
 def test_a_thread_count_change_reaches_the_next_call(fakes, monkeypatch, call):
     seen = []
     module = backends_mod.REGISTRY["cpp"].load()
-    for kernel, where in (("elementwise", 11), ("multiclass", 14)):  # nthreads in the kernel contract
+    for kernel, where in (("elementwise", 10), ("multiclass", 14)):  # nthreads in the kernel contract
         real = getattr(module, kernel)
         monkeypatch.setattr(module, kernel, lambda *args, real=real, where=where: (
             seen.append(args[where]), real(*args))[1])
@@ -385,7 +385,7 @@ def test_thread_count_reaches_the_kernel(fakes, monkeypatch):
     real = numpy_ref.elementwise
 
     def spy(*args, **kwargs):
-        seen.append(args[11])  # nthreads, after the eleven arrays and scalars of the kernel contract
+        seen.append(args[10])  # nthreads, after the ten arrays and scalars of the kernel contract
         return real(*args, **kwargs)
 
     monkeypatch.setattr(backends_mod.REGISTRY["cpp"].load(), "elementwise", spy)

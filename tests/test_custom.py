@@ -245,7 +245,7 @@ def test_listed_and_unregistered(cache):
     assert row["params"] == {"k": 2.0} and "k*(p - y)**2" in row["formula"]
     assert "temporary_loss" in repr(temporary_loss) and "k=2.0" in repr(temporary_loss)
     assert str(temporary_loss.formula).splitlines()[1] == "gradient = 2*k*(p - y)"
-    assert "def point(p, y, a, b):" in temporary_loss.source
+    assert "def point(p, y, params):" in temporary_loss.source
     temporary_loss.unregister()
     assert "temporary_loss" not in REGISTRY
     assert "temporary_loss" not in [row["name"] for row in fl.losses()]

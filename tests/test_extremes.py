@@ -117,6 +117,12 @@ def _o_huber(p, y, kw):
     return delta * (abs(d) - delta / 2), delta * _sign(d), mpf(0)
 
 
+def _o_asymmetric_huber(p, y, kw):
+    l, g, h = _o_huber(p, y, kw)
+    a = mpf(kw["alpha_left"] if p - y < 0 else kw["alpha_right"])
+    return a * l, a * g, a * h
+
+
 def _o_smooth_l1(p, y, kw):
     d, beta = p - y, mpf(kw["beta"])
     if abs(d) < beta:

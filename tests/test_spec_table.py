@@ -44,6 +44,14 @@ TABLE = [
     ("huber", {"delta": 2.0}, -2.0, 0.0, 2.0, -2.0, 1.0),  # |d| = delta
     ("huber", {"delta": 0.5}, 0.25, 0.0, 0.03125, 0.25, 1.0),
     ("huber", {"delta": 0.5}, -1.0, 0.0, 0.375, -0.5, 0.0),  # 0.5 * (1 - 0.25)
+    # asymmetric_huber: huber times a = alpha_left (d < 0) or alpha_right (d >= 0, so also at d = 0)
+    ("asymmetric_huber", {}, 1.5, 1.0, 0.125, 0.5, 1.0),  # alphas 1: huber
+    ("asymmetric_huber", {"alpha_left": 0.5, "alpha_right": 2.0}, 3.0, 1.0, 3.0, 2.0, 0.0),  # 2 * (2 - 0.5)
+    ("asymmetric_huber", {"alpha_left": 0.5, "alpha_right": 2.0}, 0.0, 0.5, 0.0625, -0.25, 0.5),
+    ("asymmetric_huber", {"alpha_left": 0.5, "alpha_right": 2.0}, -2.0, 0.0, 0.75, -0.5, 0.0),  # 0.5 * 1.5
+    ("asymmetric_huber", {"alpha_left": 0.5, "alpha_right": 2.0}, 1.0, 1.0, 0.0, 0.0, 2.0),  # d = 0: right
+    ("asymmetric_huber", {"delta": 2.0, "alpha_left": 3.0, "alpha_right": 0.25}, 1.0, 0.0, 0.125, 0.25, 0.25),
+    ("asymmetric_huber", {"delta": 2.0, "alpha_left": 3.0, "alpha_right": 0.25}, -2.0, 0.0, 6.0, -6.0, 3.0),
     # smooth_l1: quadratic d^2/(2 beta) for |d| < beta, |d| - beta/2 for |d| >= beta
     ("smooth_l1", {}, 1.5, 1.0, 0.125, 0.5, 1.0),
     ("smooth_l1", {}, 2.0, 1.0, 0.5, 1.0, 0.0),  # |d| = beta: linear branch, h = 0
@@ -241,8 +249,9 @@ def test_registry_entries_are_complete():
             assert p.check(p.convert(p.default)) is None, f"{name}: default {p.name}={p.default!r} is invalid"
         assert isinstance(getattr(fl, name), fl.Loss), f"{name} is not exported as fusedloss.{name}"
         if spec.kind == "elementwise" and spec.vector_param is None:
-            packed = spec.pack(full_params(name))
-            assert spec.unpack(*packed) == full_params(name), f"{name}: pack/unpack do not round-trip"
+            packed = spec.packed(full_params(name))
+            assert all(type(v) is float for v in packed), f"{name}: packed parameters must be floats"
+            assert spec.unpack(*packed) == full_params(name), f"{name}: packed/unpack do not round-trip"
 
 
 def test_variant_table_names_real_parameters():

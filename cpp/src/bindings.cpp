@@ -1,6 +1,6 @@
 // fusedloss._core: the binding layer only (no math; that lives in cpp/include/fusedloss).
 //
-// elementwise(loss, a, b, p, y, w, scale, reduce, value_out, grad_out, hess_out, nthreads[, cols]) -> float
+// elementwise(loss, params, p, y, w, scale, reduce, value_out, grad_out, hess_out, nthreads[, cols]) -> float
 // and multiclass(loss, packed, ignore_index, C, x, labels, q, w, cw, scale, reduce, value_out, grad_out,
 // hess_out, nthreads) -> float implement the kernel contract of src/fusedloss/backends/__init__.py for
 // float32 and float64. Arrays are never converted (the check is py::array_t<T, c_style>'s own, as
@@ -179,8 +179,29 @@ std::optional<Array<T>> borrow(py::handle h, const char* what, bool optional, co
 // other Python threads could gain during so short a loop.
 constexpr py::ssize_t kReleaseGilMin = static_cast<py::ssize_t>(fl::kBlock);
 
+// A loss's scalar parameters (LossSpec.packed): any sequence of exactly `arity` numbers.
+fl::Params read_params(py::handle h, std::size_t arity, const char* loss) {
+  const std::string want = std::to_string(arity) + " float" + (arity == 1 ? "" : "s");
+  if (!PySequence_Check(h.ptr()) || PySequence_Size(h.ptr()) != static_cast<py::ssize_t>(arity)) {
+    if (PyErr_Occurred()) PyErr_Clear();
+    throw py::type_error(std::string("params of ") + loss + " must be a sequence of " + want +
+                         " (LossSpec.packed), got " + (PySequence_Check(h.ptr()) ? "a sequence of length " +
+                         std::to_string(PySequence_Size(h.ptr())) : describe(h)));
+  }
+  fl::Params params;
+  params.n = arity;
+  const py::sequence seq = py::reinterpret_borrow<py::sequence>(h);
+  for (std::size_t k = 0; k < arity; ++k) {
+    const py::object item = seq[k];
+    const double v = PyFloat_AsDouble(item.ptr());
+    if (v == -1.0 && PyErr_Occurred()) throw py::error_already_set();
+    params.v[k] = v;
+  }
+  return params;
+}
+
 template <class T>
-double run_elementwise(const LossEntry& entry, double a, double b, py::handle p_h, py::handle y_h, py::handle w_h,
+double run_elementwise(const LossEntry& entry, const fl::Params& params, py::handle p_h, py::handle y_h, py::handle w_h,
                        double scale, bool reduce, py::handle v_h, py::handle g_h, py::handle h_h, int nthreads,
                        py::handle cols_h) {
   const Array<T> p = *borrow<T>(p_h, "p", false);
@@ -238,22 +259,23 @@ double run_elementwise(const LossEntry& entry, double a, double b, py::handle p_
   {
     std::optional<py::gil_scoped_release> release;
     if (n >= kReleaseGilMin) release.emplace();
-    total = kernel(a, b, args);
+    total = kernel(params, args);
   }
   return total;
 }
 
 // The dtype of p picks the instantiation; every other array must match it exactly.
-double elementwise(std::string_view loss, double a, double b, py::handle p, py::handle y, py::handle w,
+double elementwise(std::string_view loss, py::handle params_h, py::handle p, py::handle y, py::handle w,
                    double scale, bool reduce, py::handle value_out, py::handle grad_out, py::handle hess_out,
                    int nthreads, py::handle cols) {
   const LossEntry& entry = find_loss(loss);
+  const fl::Params params = read_params(params_h, entry.arity, entry.name);
   if (Array<double>::check_(p)) {
-    return run_elementwise<double>(entry, a, b, p, y, w, scale, reduce, value_out, grad_out, hess_out, nthreads,
+    return run_elementwise<double>(entry, params, p, y, w, scale, reduce, value_out, grad_out, hess_out, nthreads,
                                    cols);
   }
   if (Array<float>::check_(p)) {
-    return run_elementwise<float>(entry, a, b, p, y, w, scale, reduce, value_out, grad_out, hess_out, nthreads,
+    return run_elementwise<float>(entry, params, p, y, w, scale, reduce, value_out, grad_out, hess_out, nthreads,
                                   cols);
   }
   throw py::type_error("p must be a C-contiguous numpy array of dtype float32 or float64, got " + describe(p));
@@ -264,26 +286,11 @@ double elementwise(std::string_view loss, double a, double b, py::handle p, py::
 using Labels = py::array_t<std::int64_t, py::array::c_style>;
 
 
-// The packed parameters: any sequence of 4 numbers (LossSpec.pack gives a tuple of floats).
-void unpack4(py::handle h, double out[4]) {
-  if (!PySequence_Check(h.ptr()) || PySequence_Size(h.ptr()) != 4) {
-    throw py::type_error("packed must be a sequence of 4 floats (LossSpec.pack), got " + describe(h));
-  }
-  const py::sequence seq = py::reinterpret_borrow<py::sequence>(h);
-  for (py::ssize_t k = 0; k < 4; ++k) {
-    const py::object item = seq[k];
-    const double v = PyFloat_AsDouble(item.ptr());
-    if (v == -1.0 && PyErr_Occurred()) throw py::error_already_set();
-    out[k] = v;
-  }
-}
-
 template <class T>
 double run_multiclass(const RowEntry& entry, py::handle packed_h, std::int64_t ignore, py::ssize_t C,
                       py::handle x_h, py::handle labels_h, py::handle q_h, py::handle w_h, py::handle cw_h,
                       double scale, bool reduce, py::handle v_h, py::handle g_h, py::handle h_h, int nthreads) {
-  double packed[4];
-  unpack4(packed_h, packed);
+  const fl::Params params = read_params(packed_h, entry.arity, entry.name);
   const Array<T> x = *borrow<T>(x_h, "x", false);
   std::optional<Labels> labels;
   if (!labels_h.is_none()) {
@@ -360,7 +367,7 @@ double run_multiclass(const RowEntry& entry, py::handle packed_h, std::int64_t i
   args.R = static_cast<std::size_t>(R);
   args.C = static_cast<std::size_t>(C);
   args.ignore = ignore;
-  for (int k = 0; k < 4; ++k) args.packed[k] = packed[k];
+  args.params = params;
   args.scale = scale;
   args.reduce = reduce;
   args.nthreads = nthreads;
@@ -444,7 +451,8 @@ PYBIND11_MODULE(_core, m) {
   g_kernels = &fl::choose_kernels();  // throws (ImportError) on a bad FUSEDLOSS_SIMD
 
   const char* doc =
-      "elementwise(loss, a, b, p, y, w, scale, reduce, value_out, grad_out, hess_out, nthreads) -> float\n\n"
+      "elementwise(loss, params, p, y, w, scale, reduce, value_out, grad_out, hess_out, nthreads) -> float\n\n"
+      "params: the loss's scalar parameters, a sequence of as many floats as it takes (LossSpec.packed).\n"
       "One fused pass of an elementwise loss over 1-D C-contiguous float32 or float64 arrays of one dtype.\n"
       "value_out[i] = w[i] l[i], grad_out[i] = scale w[i] g[i], hess_out[i] = scale w[i] h[i] (each output\n"
       "optional; w None means 1). With reduce, returns sum_i w[i] l[i] accumulated in float64 over fixed\n"
@@ -452,8 +460,8 @@ PYBIND11_MODULE(_core, m) {
       "Arrays are never converted: one of another dtype than p's, or not C-contiguous, raises TypeError;\n"
       "a wrong length or dimension, a read-only or overlapping output, or nthreads < 1 raises ValueError.\n\n"
       "cols (optional, losses with a per-column parameter only: pos_weight): 1-D, p's dtype, its length C\n"
-      "dividing len(p); element i then uses a = cols[i % C].";
-  m.def("elementwise", &elementwise, doc, py::arg("loss"), py::arg("a"), py::arg("b"), py::arg("p"), py::arg("y"),
+      "dividing len(p); element i then takes cols[i % C] as that parameter.";
+  m.def("elementwise", &elementwise, doc, py::arg("loss"), py::arg("params"), py::arg("p"), py::arg("y"),
         py::arg("w").none(true), py::arg("scale"), py::arg("reduce"), py::arg("value_out").none(true),
         py::arg("grad_out").none(true), py::arg("hess_out").none(true), py::arg("nthreads"),
         py::arg("cols").none(true) = py::none());

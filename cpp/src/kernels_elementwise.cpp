@@ -18,8 +18,9 @@ namespace {
 
 template <template <class> class Loss>
 constexpr LossEntry entry() {
-  return {Loss<double>::name, has_column_param<Loss<double>>::value, &elementwise<Loss, float>,
-          &elementwise<Loss, double>};
+  static_assert(Loss<double>::arity <= Params::kMax, "more parameters than Params holds: raise Params::kMax");
+  return {Loss<double>::name, Loss<double>::arity, has_column_param<Loss<double>>::value,
+          &elementwise<Loss, float>, &elementwise<Loss, double>};
 }
 
 // The loss table, in parts: ONE line per elementwise loss.
@@ -41,6 +42,7 @@ constexpr LossEntry kElementwise[] = {
     entry<losses::hinge>(),
     entry<losses::squared_hinge>(),
     entry<losses::zero_one>(),
+    entry<losses::asymmetric_huber>(),
 #else
 #error "FUSEDLOSS_PART out of range"
 #endif

@@ -23,7 +23,8 @@ namespace {
 template <template <class> class Row>
 constexpr RowEntry row_entry() {
   using R = Row<double>;
-  return {R::name, R::hard_labels, R::soft_labels, R::class_vector, &multiclass<Row, float>,
+  static_assert(R::arity <= Params::kMax, "more parameters than Params holds: raise Params::kMax");
+  return {R::name, R::arity, R::hard_labels, R::soft_labels, R::class_vector, &multiclass<Row, float>,
           &multiclass<Row, double>};
 }
 

@@ -18,7 +18,7 @@ from .backends import backends as backends
 
 __version__: str
 __all__ = [
-    "BackendUnavailable", "Loss", "LossState", "backends", "binary_cross_entropy",
+    "BackendUnavailable", "Loss", "LossState", "asymmetric_huber", "backends", "binary_cross_entropy",
     "binary_cross_entropy_with_logits", "binary_focal", "categorical_focal", "cross_entropy", "ctc",
     "elementwise_loss", "get_backend", "get_num_threads", "hinge", "huber", "kl_div_with_logits", "log_cosh",
     "losses", "mae", "merge", "mse", "multi_margin", "poisson_nll", "pseudo_huber", "quantile", "set_backend",
@@ -144,6 +144,47 @@ class _Loss_huber(Loss):
         backend: str | None = None, delta: float = 1.0) -> LossState: ...
 
 huber: _Loss_huber
+
+class _Loss_asymmetric_huber(Loss):
+    """Huber loss weighted per side of the residual (alpha_left = alpha_right = 1 is huber)."""
+
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
+        sample_weight: ArrayLike | None = None, backend: str | None = None, delta: float = 1.0, alpha_left: float = 1.0,
+        alpha_right: float = 1.0) -> float: ...
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
+        sample_weight: ArrayLike | None = None, backend: str | None = None, delta: float = 1.0, alpha_left: float = 1.0,
+        alpha_right: float = 1.0) -> NDArray[Any]: ...
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: str, sample_weight: ArrayLike | None = None,
+        backend: str | None = None, delta: float = 1.0, alpha_left: float = 1.0,
+        alpha_right: float = 1.0) -> float | NDArray[Any]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        delta: float = 1.0, alpha_left: float = 1.0, alpha_right: float = 1.0) -> tuple[float, NDArray[Any]]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        delta: float = 1.0, alpha_left: float = 1.0, alpha_right: float = 1.0) -> tuple[NDArray[Any], NDArray[Any]]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: str,
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        delta: float = 1.0, alpha_left: float = 1.0, alpha_right: float = 1.0) -> tuple[float | NDArray[Any],
+        NDArray[Any]]: ...
+    def grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        delta: float = 1.0, alpha_left: float = 1.0, alpha_right: float = 1.0) -> NDArray[Any]: ...
+    def grad_hess(self, pred: ArrayLike, target: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None,
+        hess_out: NDArray[Any] | None = None, hessian: Literal["exact", "ones"] = "exact", backend: str | None = None,
+        delta: float = 1.0, alpha_left: float = 1.0, alpha_right: float = 1.0) -> tuple[NDArray[Any], NDArray[Any]]: ...
+    def partial(self, pred: ArrayLike, target: ArrayLike, *, sample_weight: ArrayLike | None = None,
+        backend: str | None = None, delta: float = 1.0, alpha_left: float = 1.0,
+        alpha_right: float = 1.0) -> LossState: ...
+
+asymmetric_huber: _Loss_asymmetric_huber
 
 class _Loss_smooth_l1(Loss):
     """smooth L1, as torch.nn.functional.smooth_l1_loss (huber / beta)."""

@@ -5,10 +5,10 @@ once with SymPy symbols; the gradient and Hessian with respect to ``p`` are deri
 (``_symbolic``), and two functions are generated from the three expressions and written as a module into
 the cache directory:
 
-- ``point(p, y, a, b) -> (value, gradient, Hessian)``: one fused scalar function with shared
+- ``point(p, y, params) -> (value, gradient, Hessian)``: one fused scalar function with shared
   subexpressions, in the form of ``_pointwise``'s point functions; the Numba CPU and CUDA backends compile
-  it into their generic loops like a built-in one. ``a`` is the tuple of the parameters' values (any
-  number of them), ``b`` is unused.
+  it into their generic loops like a built-in one. ``params`` is the tuple of the parameters' values (any
+  number of them), as for a built-in loss (``LossSpec.packed``).
 - ``reference(p, y, a)``: the same expressions over float64 arrays, which the NumPy backend runs (and the
   tests use as the oracle).
 
@@ -75,10 +75,7 @@ class Formula:
 
 @dataclass(frozen=True)
 class CustomSpec(LossSpec):
-    """A registry entry for a custom loss: its parameters travel as one tuple ``a`` (any number of them)."""
-
-    def unpack(self, *packed) -> dict:
-        return dict(zip(self.param_names, packed[0]))
+    """A registry entry for a custom loss (its parameters are packed as a built-in loss's: one float each)."""
 
 
 class CustomLoss(Loss):
@@ -99,11 +96,6 @@ class CustomLoss(Loss):
     def source(self) -> str:
         """The generated module (point function for the compiled backends, reference for NumPy)."""
         return Path(self._module.__file__).read_text()
-
-    def _check_params(self, kwargs: dict):
-        params, _, _, _ = super()._check_params(kwargs)
-        values = tuple(params[n] for n in self.spec.param_names) or (0.0,)
-        return params, values, 0.0, (values, 0.0)
 
     def _run(self, *args, **kwargs):
         if LOSSES.get(self.name) is not self:  # the registry's kernels and reference now belong to another loss
@@ -459,7 +451,7 @@ def _define(fn, name, params, target_domain, pred_domain, grad, hess, summary):
         summary=summary or f"custom loss {name} (fusedloss.elementwise_loss)",
         formula=f"l = {module.VALUE};  g = {module.GRAD};  h = {module.HESS}",
         params=tuple(plist), target_domain=target_domain, pred_domain=pred_domain,
-        hessian_zero_ae=bool(module.HESSIAN_ZERO), pack=lambda kw: (0.0, 0.0),
+        hessian_zero_ae=bool(module.HESSIAN_ZERO),
     )
     loss = CustomLoss(spec, module, fn)
     _register(loss, module)

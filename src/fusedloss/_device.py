@@ -146,7 +146,7 @@ def _overlap(cu, a, b) -> bool:
     return a0 < b1 and b0 < a1
 
 
-def run(loss, pred, target, reduction, sample_weight, backend, params, a, b,
+def run(loss, pred, target, reduction, sample_weight, backend, params, packed,
         outputs, grad_out, hess_out, hessian):
     """``Loss._run`` for a device-array pred (arguments as there; reduction and params already checked)."""
     spec = loss.spec
@@ -195,7 +195,7 @@ def run(loss, pred, target, reduction, sample_weight, backend, params, a, b,
         shape if reduction == "none" else None, dtype, None, name)
     unit_hess = h is not None and hessian == "ones"
     reduce = outputs.value and reduction != "none"
-    total = cu.elementwise(name, a, b, p_flat, y_flat, w, scale, reduce, v, g, None if unit_hess else h, 1,
+    total = cu.elementwise(name, packed, p_flat, y_flat, w, scale, reduce, v, g, None if unit_hess else h, 1,
                            *(() if cols is None else (cols,)))
     if unit_hess:
         cu.unit_hessian(h, 1, None, 0, w, scale)
@@ -251,7 +251,7 @@ def _run_multiclass(cu, loss, x, target, reduction, sample_weight, params, outpu
     cw = _class_vector(spec, params, _stand_in(shape, dtype))
     cw = None if cw is None else cu.to_device(cw)
     ignore = int(params[spec.ignore_param]) if spec.ignore_param else -1
-    packed = tuple(float(v) for v in spec.pack(params))
+    packed = spec.packed(params)
 
     if reduction == "mean":
         if labels is None or spec.mean_over == "rows":

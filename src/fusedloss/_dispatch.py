@@ -84,7 +84,7 @@ class Loss:
         return self.name
 
     # parameters: keyword-only, checked against the registry
-    def _check_params(self, kwargs: dict) -> tuple[dict, float, float, tuple]:
+    def _check_params(self, kwargs: dict) -> tuple[dict, tuple]:
         spec = self.spec
         unknown = set(kwargs) - set(spec.param_names)
         if unknown:
@@ -102,8 +102,7 @@ class Loss:
             if problem:
                 raise ValueError(f"{self.name}: {p.name} must be {problem}, got {value!r}")
             params[p.name] = value
-        packed = tuple(float(v) for v in spec.pack(params))
-        return params, packed[0], packed[1], packed
+        return params, spec.packed(params)
 
     def _params(self, kwargs: dict):
         """Checked parameters; repeated keyword sets (a training loop's) are checked once and cached."""
@@ -162,14 +161,14 @@ class Loss:
                             "for its value")
         if reduction not in REDUCTIONS:
             raise ValueError(f"{name}: reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
-        params, a, b, packed = self._params(kwargs) if kwargs else self._default_params
+        params, packed = self._params(kwargs) if kwargs else self._default_params
         if type(pred) is np.ndarray:
             dtype = pred.dtype
             p = pred if (dtype is _F32 or dtype is _F64) and pred.flags.c_contiguous else None
         elif is_device_array(pred):
             from . import _device  # only device users pay for importing the CUDA path
 
-            return _device.run(self, pred, target, reduction, sample_weight, backend, params, a, b,
+            return _device.run(self, pred, target, reduction, sample_weight, backend, params, packed,
                                outputs, grad_out, hess_out, hessian)
         else:
             p = None
@@ -224,7 +223,7 @@ class Loss:
                            ((y, "target"), (target, "target"), (w, "sample_weight"), (sample_weight, "sample_weight")))
         if not (want_hess or cols is not None or len(shape) != 1 or (want_value and not reduce)):
             # the common case: flat arrays, a gradient at most, no vector parameter; returns what _results would
-            total = module.elementwise(name, a, b, p, y, w, scale, reduce, None, g, None, threads)
+            total = module.elementwise(name, packed, p, y, w, scale, reduce, None, g, None, threads)
             if reduce:
                 value = reduced_value(total, reduction, denom)
                 return (value, g) if want_grad else value
@@ -241,7 +240,7 @@ class Loss:
             v = np.empty(shape, dtype)
         unit_hess = h is not None and hessian == "ones"
         flat = len(shape) != 1  # the kernels take flat arrays (views: pred and the outputs are C-contiguous)
-        args = (name, a, b, p.reshape(-1) if flat else p, y.reshape(-1) if flat else y, w, scale, reduce,
+        args = (name, packed, p.reshape(-1) if flat else p, y.reshape(-1) if flat else y, w, scale, reduce,
                 None if v is None else (v.reshape(-1) if flat else v),
                 None if g is None else (g.reshape(-1) if flat else g),
                 None if (h is None or unit_hess) else (h.reshape(-1) if flat else h),

@@ -10,8 +10,10 @@ vectorises (``backends/_vecmath.py``); to keep that working, call them through `
 loop as ``math.pow``: ``**`` stays a libm call) and keep row-invariant conditions and conditional loads or
 stores out of the hot loops.
 
-Each elementwise loss ``<name>`` has ``<name>_point(p, y, a, b) -> (value, gradient, hessian)`` where
-``(a, b)`` are the loss's scalar parameters packed as ``LossSpec.pack`` says. Unused outputs cost nothing:
+Each elementwise loss ``<name>`` has ``<name>_point(p, y, params) -> (value, gradient, hessian)`` where
+``params`` is the tuple of the loss's scalar parameters, in the registry's order, as ``LossSpec.packed`` gives
+it (its own number of them: none for mse, two for binary_focal); the function names them by unpacking it
+on its first line (``alpha, gamma = params``). Unused outputs cost nothing:
 the functions are inlined and the compiler drops what is not stored. Names and branch cut-offs match the
 C++ structs in ``cpp/include/fusedloss/losses.hpp`` and the formulas in ``_spec.py``.
 """
@@ -84,18 +86,18 @@ def sech2(x):
 # --- regression losses ------------------------------------------------------------------------------
 
 
-def mse_point(p, y, a, b):
+def mse_point(p, y, params):
     d = p - y
     return d * d, 2.0 * d, 2.0
 
 
-def mae_point(p, y, a, b):
+def mae_point(p, y, params):
     d = p - y
     return abs(d), sign(d), 0.0
 
 
-def huber_point(p, y, a, b):
-    delta = a
+def huber_point(p, y, params):
+    (delta,) = params
     d = p - y
     ad = abs(d)
     if ad <= delta:
@@ -103,8 +105,18 @@ def huber_point(p, y, a, b):
     return delta * (ad - 0.5 * delta), delta * sign(d), 0.0
 
 
-def smooth_l1_point(p, y, a, b):
-    beta = a
+def asymmetric_huber_point(p, y, params):
+    delta, alpha_left, alpha_right = params
+    d = p - y
+    a = alpha_left if d < 0 else alpha_right  # nan: alpha_right (the value stays nan)
+    ad = abs(d)
+    if ad <= delta:
+        return a * (0.5 * d * d), a * d, a
+    return a * (delta * (ad - 0.5 * delta)), a * (delta * sign(d)), 0.0
+
+
+def smooth_l1_point(p, y, params):
+    (beta,) = params
     d = p - y
     ad = abs(d)
     if ad < beta:
@@ -112,15 +124,15 @@ def smooth_l1_point(p, y, a, b):
     return ad - 0.5 * beta, sign(d), 0.0
 
 
-def pseudo_huber_point(p, y, a, b):
-    delta = a
+def pseudo_huber_point(p, y, params):
+    (delta,) = params
     r = (p - y) / delta
     s = math.hypot(1.0, r)  # sqrt(1 + r^2) without overflow
     # delta^2 (s - 1) = delta^2 r^2 / (s + 1): no cancellation for small r, no overflow for large r
     return delta * delta * r * (r / (1.0 + s)), delta * (r / s), 1.0 / (s * s * s)
 
 
-def log_cosh_point(p, y, a, b):
+def log_cosh_point(p, y, params):
     d = p - y
     ad = abs(d)
     e = math.exp(-2.0 * ad)
@@ -128,8 +140,8 @@ def log_cosh_point(p, y, a, b):
     return log_cosh_value(ad), math.tanh(d), 4.0 * e / ((1.0 + e) * (1.0 + e))
 
 
-def quantile_point(p, y, a, b):
-    q = a
+def quantile_point(p, y, params):
+    (q,) = params
     r = y - p
     if r > 0:
         return q * r, -q, 0.0
@@ -138,11 +150,12 @@ def quantile_point(p, y, a, b):
     return r * 0.0, r * 0.0, 0.0  # r = 0: value 0, subgradient 0; nan stays nan
 
 
-def poisson_nll_point(p, y, a, b):
-    if a != 0.0:  # log_input: p = log(rate)
+def poisson_nll_point(p, y, params):
+    log_input, eps = params
+    if log_input != 0.0:  # p = log(rate)
         e = math.exp(p)
         return e - y * p, e - y, e
-    q = p + b  # rate + eps
+    q = p + eps
     # q = 0 (rate 0 with eps = 0): IEEE's values, as the C++ twin (losses.hpp poisson_nll_mode) and PyTorch:
     # y > 0 gives l = inf, g = -inf, h = inf; y = 0 gives nan (0 * inf). Written without a division by 0 or a
     # log of 0, which Python (and Numba's Python error model) would raise instead.
@@ -152,8 +165,8 @@ def poisson_nll_point(p, y, a, b):
     return p - y * math.log(q), 1.0 - r, r / q  # r / q: q * q underflows to 0 for q < 1e-154
 
 
-def tweedie_point(p, y, a, b):
-    rho = a
+def tweedie_point(p, y, params):
+    (rho,) = params
     e2 = math.exp((2.0 - rho) * p)
     # y exp((1 - rho) p): exp overflows for very negative p (1 - rho < 0), and 0 * inf would make the loss nan
     # for y = 0, where its y-terms are absent (the value is exp((2 - rho) p) / (2 - rho), 0 at p = -1e30).
@@ -171,8 +184,8 @@ def tweedie_point(p, y, a, b):
 BCE_EPS = 1e-12  # PyTorch's clamp of p (1 - p) in the BCE gradient
 
 
-def binary_cross_entropy_point(p, y, a, b):
-    pw = a
+def binary_cross_entropy_point(p, y, params):
+    (pw,) = params
     if p != p:  # the clamps below would turn nan into a finite number
         return p, p, p
     log_p = max(math.log(p), -100.0) if p > 0 else -100.0
@@ -184,9 +197,9 @@ def binary_cross_entropy_point(p, y, a, b):
     )
 
 
-def binary_cross_entropy_with_logits_point(x, y, a, b):
-    pw = a
-    ys = y * (1.0 - b) + 0.5 * b  # label smoothing
+def binary_cross_entropy_with_logits_point(x, y, params):
+    pw, smoothing = params
+    ys = y * (1.0 - smoothing) + 0.5 * smoothing
     lw = 1.0 + (pw - 1.0) * ys
     s = sigmoid(x)
     sm = sigmoid(-x)
@@ -196,9 +209,8 @@ def binary_cross_entropy_with_logits_point(x, y, a, b):
     return bce_logits_value(x, ys, pw), (1.0 - ys) * s - pw * ys * sm, lw * s * sm
 
 
-def binary_focal_point(x, y, a, b):
-    alpha = a
-    gamma = b
+def binary_focal_point(x, y, params):
+    alpha, gamma = params
     s = sigmoid(x)
     sm = sigmoid(-x)
     ce = bce_logits_value(x, y, 1.0)
@@ -223,7 +235,7 @@ def binary_focal_point(x, y, a, b):
     return a_t * ce * f, a_t * (smy * f + ce * df), a_t * (u * f + 2.0 * smy * df + ce * d2f)
 
 
-def hinge_point(x, y, a, b):
+def hinge_point(x, y, params):
     t = 1.0 if y > 0 else -1.0
     m = 1.0 - t * x
     if m > 0:
@@ -233,7 +245,7 @@ def hinge_point(x, y, a, b):
     return m, m, m  # nan
 
 
-def squared_hinge_point(x, y, a, b):
+def squared_hinge_point(x, y, params):
     t = 1.0 if y > 0 else -1.0
     m = 1.0 - t * x
     if m > 0:
@@ -243,10 +255,11 @@ def squared_hinge_point(x, y, a, b):
     return m, m, m  # nan
 
 
-def zero_one_point(x, y, a, b):
+def zero_one_point(x, y, params):
+    (threshold,) = params
     if x != x:
         return x, 0.0, 0.0
-    if (x > a) != (y > 0):
+    if (x > threshold) != (y > 0):
         return 1.0, 0.0, 0.0
     return 0.0, 0.0, 0.0
 
@@ -254,10 +267,10 @@ def zero_one_point(x, y, a, b):
 # --- multiclass: one row at a time -------------------------------------------------------------------
 #
 # Every row function has the same signature, so one generic row loop per backend serves them all:
-#   <loss>_row(x, base, C, t, q, cw, has_cw, soft, a, b, c, d, rw, gscale, g, h, want_g, want_h) -> value
+#   <loss>_row(x, base, C, t, q, cw, has_cw, soft, params, rw, gscale, g, h, want_g, want_h) -> value
 # x: flat logits, the row is x[base : base + C]; t: the row's label (unused for soft targets; ignored rows
 # never reach a row function); q: flat soft targets (same layout as x) when soft; cw: the per-class vector
-# when has_cw; (a, b, c, d): packed parameters (LossSpec.pack); rw: the row's sample weight. Writes
+# when has_cw; params: the scalar parameters (LossSpec.packed); rw: the row's sample weight. Writes
 # g[base + j] = rw * gscale * dl/dx_j (if want_g) and h likewise (if want_h), each element of x read
 # before the same element of g is written (so g may be x itself), and returns rw * value.
 # Arrays not in use are passed as empty arrays. Row sums accumulate in float64.
@@ -462,10 +475,8 @@ def ce_elem_grad(xj, is_t, qj, cj, soft, ls, e_c, cap, zl, st, coef, want_h):
     return gx, hx
 
 
-def cross_entropy_row(x, base, C, t, q, cw, has_cw, soft, a, b, c, d, rw, gscale, g, h, want_g, want_h):
-    ls = a
-    zl = b
-    cap = c
+def cross_entropy_row(x, base, C, t, q, cw, has_cw, soft, params, rw, gscale, g, h, want_g, want_h):
+    ls, zl, cap = params  # label_smoothing, z_loss, softcap (0: none)
     e_c = ls / C
     sh = row_shift(row_max(x, base, C), cap)
     s1 = 0.0
@@ -505,7 +516,7 @@ def cross_entropy_row(x, base, C, t, q, cw, has_cw, soft, a, b, c, d, rw, gscale
     return rw * value
 
 
-def categorical_focal_row(x, base, C, t, q, cw, has_cw, soft, a, b, c, d, rw, gscale, g, h, want_g, want_h):
+def categorical_focal_row(x, base, C, t, q, cw, has_cw, soft, params, rw, gscale, g, h, want_g, want_h):
     """Row scalars from log p_t = (x_t - sh) - log s and o = 1 - p_t = -expm1(log p_t), as rows.hpp
     categorical_focal. No power of o has a negative exponent: with L = log p_t,
       F = o^gamma - gamma p_t L o^(gamma-1) = o^gamma (1 - gamma p_t L / o)          (L / o -> -1 as o -> 0)
@@ -513,7 +524,7 @@ def categorical_focal_row(x, base, C, t, q, cw, has_cw, soft, a, b, c, d, rw, gs
       h_t = a_t (F p_t o - D),  h_j = a_t (F p_j (1 - p_j) - D (p_j / o)^2)  (j != t; p_j <= o)
     so a confident row (o tiny, o^(gamma-2) beyond the float range) stays finite and exact. p_t L -> 0 at
     p_t = 0 (a masked label)."""
-    gamma = a
+    (gamma,) = params
     x_t = x[base + t]  # before any write (g may be x)
     sh = row_shift(row_max(x, base, C), 0.0)
     s1, k = row_exp_sums(x, base, C, sh, 0.0, 1.0)
@@ -553,9 +564,8 @@ def categorical_focal_row(x, base, C, t, q, cw, has_cw, soft, a, b, c, d, rw, gs
     return -rw * a_t * pow_g * lp_t
 
 
-def multi_margin_row(x, base, C, t, q, cw, has_cw, soft, a, b, c, d, rw, gscale, g, h, want_g, want_h):
-    margin = a
-    power = b
+def multi_margin_row(x, base, C, t, q, cw, has_cw, soft, params, rw, gscale, g, h, want_g, want_h):
+    margin, power = params
     x_t = x[base + t]
     w_t = cw[t] if has_cw else 1.0
     k = w_t / C
@@ -592,12 +602,13 @@ def multi_margin_row(x, base, C, t, q, cw, has_cw, soft, a, b, c, d, rw, gscale,
     return rw * k * value
 
 
-def kl_div_with_logits_row(x, base, C, t, q, cw, has_cw, soft, a, b, c, d, rw, gscale, g, h, want_g, want_h):
+def kl_div_with_logits_row(x, base, C, t, q, cw, has_cw, soft, params, rw, gscale, g, h, want_g, want_h):
     """log p_j = (x_j - max x) / T - log s with log s = log1p(s - 1) (``row_state``), as rows.hpp
     kl_div_with_logits: no lse rounded next to large logits, so each term q_j (log q_j - log p_j) keeps its
     digits."""
-    log_target = a != 0.0
-    inv_t = 1.0 / b
+    log_t, temperature = params
+    log_target = log_t != 0.0
+    inv_t = 1.0 / temperature
     sh = row_shift(row_max(x, base, C), 0.0)
     s1, k = row_exp_sums(x, base, C, sh, 0.0, inv_t)
     st = row_state(sh, s1, k)

@@ -39,6 +39,12 @@ def huber(p, y, delta):
     return value, grad, quad.astype(np.float64)
 
 
+def asymmetric_huber(p, y, delta, alpha_left, alpha_right):
+    value, grad, hess = huber(p, y, delta)
+    a = np.where(p - y < 0, alpha_left, alpha_right)
+    return a * value, a * grad, a * hess
+
+
 def smooth_l1(p, y, beta):
     d = p - y
     ad = np.abs(d)

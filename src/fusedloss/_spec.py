@@ -4,9 +4,12 @@ Each entry names the loss, its keyword parameters (defaults and valid ranges), t
 and targets, flags, and the formula (value, gradient and Hessian with respect to the prediction).
 
 Elementwise losses take ``(pred, target)`` of one shape and are computed point by point. Their scalar
-parameters are packed into two floats ``(a, b)`` that every backend's point function receives; ``pack``
-says how. The point functions live in ``_pointwise.py`` (Python, compiled by Numba and Numba-CUDA) and in
-``cpp/include/fusedloss/losses.hpp`` (C++), both under the name ``<loss>`` / ``<loss>_point``.
+parameters travel to every backend as one tuple of floats, ``LossSpec.packed(params)``: by default each
+parameter in the registry's order, as a float (a loss whose parameters need another form, None or an array,
+gives its own ``pack``). The point functions live in ``_pointwise.py`` (Python, compiled by Numba and
+Numba-CUDA; they unpack the tuple into named values) and in ``cpp/include/fusedloss/losses.hpp`` (C++, whose
+constructors name them from a ``Params``), both under the name ``<loss>`` / ``<loss>_point``. A loss with
+more parameters changes only its own definitions.
 
 Notation in the formulas: ``p`` prediction, ``y`` target, ``d = p - y``, ``l`` value, ``g = dl/dp``,
 ``h = d2l/dp2``.
@@ -50,7 +53,9 @@ class LossSpec:
     has_hessian: bool = True
     hessian_zero_ae: bool = False  # Hessian is zero almost everywhere (piecewise-linear losses)
     torch_name: str | None = None  # the torch.nn.functional twin, for cross-checks
-    pack: Callable[[dict], tuple[float, ...]] = lambda kw: (0.0, 0.0)
+    # the scalar parameters as the kernels take them (see ``packed``); None: every parameter, as a float, in
+    # order (multiclass: those other than the vector parameter and the ignored label)
+    pack: Callable[[dict], tuple[float, ...]] | None = None
     # the parameter that may be a vector along the last axis (pos_weight, class_weight, alpha), or None
     vector_param: str | None = None
     # multiclass only: which target forms it takes, the parameter naming an ignored label, and what
@@ -90,16 +95,26 @@ class LossSpec:
     def defaults(self) -> dict:
         return {p.name: p.default for p in self.params}
 
-    def unpack(self, *packed: float) -> dict:
-        """Inverse of ``pack``: the keyword parameters from the packed floats.
+    def _packed_params(self) -> list[Param]:
+        if self.kind == "sequence":  # its own call signature: its parameters are arguments of their own
+            return []
+        skip = (self.vector_param, self.ignore_param) if self.kind == "multiclass" else ()
+        return [p for p in self.params if p.name not in skip]
+
+    def packed(self, params: dict) -> tuple[float, ...]:
+        """The checked keyword parameters as the kernels take them: a tuple of floats, one per parameter.
 
         Elementwise losses pack every parameter in order (a vector parameter's slot holds its scalar value,
         or a placeholder when it is an array, which kernels get as ``cols``). Multiclass losses pack the
         parameters other than the vector parameter and the ignored label (kernels get those as arguments).
         """
-        skip = (self.vector_param, self.ignore_param) if self.kind == "multiclass" else ()
-        names = [p for p in self.params if p.name not in skip]
-        return {p.name: p.convert(v) for p, v in zip(names, packed)}
+        if self.pack is not None:
+            return tuple(float(v) for v in self.pack(params))
+        return tuple(float(params[p.name]) for p in self._packed_params())
+
+    def unpack(self, *packed: float) -> dict:
+        """Inverse of ``packed``: the keyword parameters from the packed floats."""
+        return {p.name: p.convert(v) for p, v in zip(self._packed_params(), packed)}
 
     def pred_domain_for(self, params: dict) -> str:
         """The prediction domain, which for a few losses depends on a parameter."""
@@ -184,6 +199,12 @@ def _nonnegative_values(v):
 
     values = np.atleast_1d(v)
     return None if bool(np.all(np.isfinite(values) & (values >= 0))) else "finite and >= 0 (every entry)"
+
+
+def _scalar_or_one(v):
+    """The packed slot of a vector parameter: its value when a scalar, else 1 (None; an array travels as
+    ``cols`` and replaces the slot per column)."""
+    return v if isinstance(v, float) else 1.0
 
 
 def _to_bool(v):
@@ -298,16 +319,27 @@ register(LossSpec(
     name="huber", kind="elementwise", torch_name="huber_loss", residual=True,
     kinks=lambda kw: (kw["delta"],),
     params=(Param("delta", 1.0, "threshold between the quadratic and linear parts", _positive),),
-    pack=lambda kw: (kw["delta"], 0.0),
     summary="Huber loss, as torch.nn.functional.huber_loss",
     formula="|d| <= delta: l = d^2/2, g = d, h = 1;  else l = delta (|d| - delta/2), g = delta sign(d), h = 0",
+))
+
+register(LossSpec(
+    name="asymmetric_huber", kind="elementwise", residual=True,
+    kinks=lambda kw: (0.0, kw["delta"]),  # the Hessian jumps at d = 0 when the alphas differ
+    params=(
+        Param("delta", 1.0, "threshold between the quadratic and linear parts", _positive),
+        Param("alpha_left", 1.0, "weight of residuals d = p - y < 0 (pred below target)", _positive),
+        Param("alpha_right", 1.0, "weight of residuals d = p - y >= 0 (pred at or above target)", _positive),
+    ),
+    summary="Huber loss weighted per side of the residual (alpha_left = alpha_right = 1 is huber)",
+    formula=("a = alpha_left if d < 0 else alpha_right:  |d| <= delta: l = a d^2/2, g = a d, h = a;  "
+             "else l = a delta (|d| - delta/2), g = a delta sign(d), h = 0"),
 ))
 
 register(LossSpec(
     name="smooth_l1", kind="elementwise", torch_name="smooth_l1_loss", residual=True,
     kinks=lambda kw: (kw["beta"],),
     params=(Param("beta", 1.0, "width of the quadratic part (0 gives mae)", _nonnegative),),
-    pack=lambda kw: (kw["beta"], 0.0),
     summary="smooth L1, as torch.nn.functional.smooth_l1_loss (huber / beta)",
     formula="|d| < beta: l = d^2 / (2 beta), g = d / beta, h = 1 / beta;  else l = |d| - beta/2, g = sign(d), h = 0",
 ))
@@ -316,7 +348,6 @@ register(LossSpec(
     name="pseudo_huber", kind="elementwise", residual=True,
     kinks=lambda kw: (),
     params=(Param("delta", 1.0, "scale of the transition", _positive),),
-    pack=lambda kw: (kw["delta"], 0.0),
     summary="pseudo-Huber delta^2 (sqrt(1 + (d/delta)^2) - 1), smooth everywhere",
     formula="s = sqrt(1 + (d/delta)^2):  l = delta^2 (s - 1);  g = d / s;  h = 1 / s^3",
 ))
@@ -333,7 +364,6 @@ register(LossSpec(
     kinks=lambda kw: (0.0,),
     optimal_quantile=lambda kw: kw["quantile"],
     params=(Param("quantile", 0.5, "the quantile level q", _open_unit),),
-    pack=lambda kw: (kw["quantile"], 0.0),
     summary="pinball loss for the q-quantile (scikit-learn's PinballLoss)",
     formula="r = y - p:  l = q r if r >= 0 else (q - 1) r;  g = -q if r > 0, 1 - q if r < 0, 0 if r = 0;  h = 0",
 ))
@@ -345,7 +375,6 @@ register(LossSpec(
         Param("log_input", True, "pred is log(rate) (True) or the rate itself (False)", convert=_to_bool),
         Param("eps", 1e-8, "added to the rate inside the log when log_input=False", _nonnegative),
     ),
-    pack=lambda kw: (1.0 if kw["log_input"] else 0.0, kw["eps"]),
     pred_domain=lambda kw: "real" if kw["log_input"] else "nonnegative",
     summary="Poisson negative log-likelihood without the Stirling term, as torch.nn.functional.poisson_nll_loss",
     formula=("log_input: l = exp(p) - y p, g = exp(p) - y, h = exp(p);  "
@@ -357,7 +386,6 @@ register(LossSpec(
     name="tweedie", kind="elementwise", target_domain="nonnegative",
     kinks=lambda kw: (),
     params=(Param("power", 1.5, "Tweedie power rho", _tweedie_power),),
-    pack=lambda kw: (kw["power"], 0.0),
     summary="half Tweedie deviance with log link, as scikit-learn's HalfTweedieLoss (without its constant term)",
     formula=("rho in (1, 2):  l = exp((2-rho) p)/(2-rho) - y exp((1-rho) p)/(1-rho);  "
              "g = exp((2-rho) p) - y exp((1-rho) p);  h = (2-rho) exp((2-rho) p) - (1-rho) y exp((1-rho) p)"),
@@ -372,8 +400,7 @@ register(LossSpec(
     pred_domain="unit", target_domain="unit", vector_param="pos_weight",
     params=(Param("pos_weight", None, "weight of the positive term: a scalar, or one per column of the last "
                   "axis (multilabel)", _nonnegative_values, _vector_or_scalar),),
-    pack=lambda kw: (1.0 if kw["pos_weight"] is None or not isinstance(kw["pos_weight"], float)
-                     else kw["pos_weight"], 0.0),
+    pack=lambda kw: (_scalar_or_one(kw["pos_weight"]),),
     summary="binary cross-entropy on probabilities, logs clamped at -100, as torch.nn.functional.binary_cross_entropy",
     formula=("l = -(pw y max(log p, -100) + (1-y) max(log(1-p), -100));  "
              "g = ((1-y) p - pw y (1-p)) / max(p (1-p), 1e-12);  h = pw y / max(p^2, 1e-12) + (1-y) / max((1-p)^2, 1e-12)"),
@@ -389,8 +416,7 @@ register(LossSpec(
               "(multilabel)", _nonnegative_values, _vector_or_scalar),
         Param("label_smoothing", 0.0, "targets become y (1 - s) + s/2", _unit_closed),
     ),
-    pack=lambda kw: (1.0 if kw["pos_weight"] is None or not isinstance(kw["pos_weight"], float)
-                     else kw["pos_weight"], kw["label_smoothing"]),
+    pack=lambda kw: (_scalar_or_one(kw["pos_weight"]), kw["label_smoothing"]),
     summary="binary cross-entropy on logits (stable for any finite logit), soft targets allowed, "
             "as torch.nn.functional.binary_cross_entropy_with_logits; with a class axis it is multilabel",
     formula=("y <- y (1-s) + s/2, lw = 1 + (pw - 1) y:  l = (1-y) x + lw softplus(-x);  "
@@ -406,7 +432,6 @@ register(LossSpec(
               lambda v: None if (math.isfinite(v) and v <= 1.0) else "a finite number <= 1"),
         Param("gamma", 2.0, "focusing exponent", _nonnegative),
     ),
-    pack=lambda kw: (kw["alpha"], kw["gamma"]),
     summary="sigmoid focal loss on logits, as torchvision.ops.sigmoid_focal_loss",
     formula=("s = sigmoid(x), ce = softplus(x) - y x, q = s (1-y) + (1-s) y, a_t = alpha y + (1-alpha)(1-y) "
              "(1 if alpha < 0):  l = a_t ce q^gamma;  g = a_t ((s - y) q^gamma + gamma ce q^(gamma-1) (1-2y) s (1-s));  "
@@ -430,7 +455,6 @@ register(LossSpec(
 register(LossSpec(
     name="zero_one", kind="elementwise", target_domain="sign", differentiable=False, has_hessian=False,
     params=(Param("threshold", 0.5, "pred > threshold predicts the positive class", _finite),),
-    pack=lambda kw: (kw["threshold"], 0.0),
     summary="misclassification indicator (a metric, not differentiable): targets {0, 1} or {-1, 1}",
     formula="l = 1 if (x > threshold) != (y > 0) else 0",
 ))
@@ -457,7 +481,7 @@ register(LossSpec(
         Param("softcap", None, "logits become softcap * tanh(x / softcap) first", _optional_positive,
               _optional_float),
     ),
-    pack=lambda kw: (kw["label_smoothing"], kw["z_loss"], kw["softcap"] or 0.0, 0.0),
+    pack=lambda kw: (kw["label_smoothing"], kw["z_loss"], kw["softcap"] or 0.0),
     summary="softmax cross-entropy over the last axis with hard or soft targets, as torch.nn.functional.cross_entropy",
     formula=("z = softcap tanh(x/softcap) (or x), lse = logsumexp(z), p = softmax(z), e = label_smoothing, "
              "cw class weights, W = sum cw.  hard t: l = (1-e) cw_t (lse - z_t) + (e/C) (W lse - sum cw z) + z_loss lse^2;  "
@@ -477,7 +501,6 @@ register(LossSpec(
         Param("gamma", 2.0, "focusing exponent", _nonnegative),
         _ignore_index,
     ),
-    pack=lambda kw: (kw["gamma"], 0.0, 0.0, 0.0),
     summary="softmax focal loss with integer targets (Lin et al. 2017)",
     formula=("p_t = softmax(x)_t, a_t = alpha[t] (or alpha, or 1):  l = -a_t (1-p_t)^gamma log p_t;  "
              "g_j = a_t F (p_j - [j=t]) with F = (1-p_t)^gamma - gamma p_t log(p_t) (1-p_t)^(gamma-1);  "
@@ -492,7 +515,6 @@ register(LossSpec(
         Param("p", 1, "exponent, 1 or 2", _margin_power, _to_int),
         _class_weight,
     ),
-    pack=lambda kw: (kw["margin"], float(kw["p"]), 0.0, 0.0),
     summary="multiclass hinge loss, as torch.nn.functional.multi_margin_loss",
     formula=("v_j = margin - x_t + x_j:  l = cw_t / C sum_{j != t} max(0, v_j)^p;  "
              "g_j = cw_t / C p v_j^(p-1) [v_j > 0] (j != t), g_t = -sum_{j != t} g_j;  "
@@ -508,7 +530,6 @@ register(LossSpec(
         Param("temperature", 1.0, "logits are divided by it (the T^2 factor of distillation is yours to apply)",
               _positive),
     ),
-    pack=lambda kw: (1.0 if kw["log_target"] else 0.0, kw["temperature"], 0.0, 0.0),
     summary=("KL(target || softmax(logits / T)) per row, logits in (torch.nn.functional.kl_div takes "
              "log-probabilities); 'mean' is PyTorch's batchmean"),
     formula=("z = x / T, lp = log_softmax(z), S = sum q:  l = sum q (log q - lp);  "

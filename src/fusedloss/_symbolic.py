@@ -515,12 +515,12 @@ def _code_names(p, y, params):
 
 
 def point_source(v, g, h, p, y, params: list) -> str:
-    """``def point(p, y, a, b)``: (value, gradient, Hessian) at one point; ``a`` is the tuple of parameters."""
+    """``def point(p, y, params)``: (value, gradient, Hessian) at one point; ``params``: the parameters' tuple."""
     names = _code_names(p, y, params)
     exprs = [sp.sympify(e).xreplace(names) for e in (v, g, h)]
-    lines = ["def point(p, y, a, b):"]
+    lines = ["def point(p, y, params):"]
     for i in range(len(params)):
-        lines.append(f"    _k{i} = a[{i}]")
+        lines.append(f"    _k{i} = params[{i}]")
     printer = ScalarPrinter({"fully_qualified_modules": True})
     if _count_leaves(exprs) <= MAX_LEAVES:
         _emit(printer, exprs, 4, lines)

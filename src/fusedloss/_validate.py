@@ -223,7 +223,7 @@ def _column_vector(spec: LossSpec, params: dict, pred: np.ndarray):
         return None
     vec = params[spec.vector_param]
     if not isinstance(vec, np.ndarray):
-        return None  # a scalar travels packed in (a, b)
+        return None  # a scalar travels in the packed parameters
     if pred.ndim == 0 or vec.shape != pred.shape[-1:]:
         raise ValueError(f"{spec.name}: {spec.vector_param} must be a scalar or have one entry per column of "
                          f"pred's last axis ({pred.shape[-1:] if pred.ndim else 'pred is 0-d'}), got shape {vec.shape}")

@@ -10,6 +10,16 @@
 
 namespace fusedloss {
 
+// A loss's scalar parameters in the registry's order, as LossSpec.packed gives them: the loss's own number of
+// them (`n`, its `arity`), at most kMax. The binding fills it from a Python sequence and refuses another count;
+// each loss's constructor (losses.hpp, rows.hpp) is the one place that reads the slots and names the values.
+struct Params {
+  static constexpr std::size_t kMax = 4;
+  double v[kMax] = {};
+  std::size_t n = 0;
+  double operator[](std::size_t k) const { return v[k]; }
+};
+
 // What an elementwise call reads and writes. Null output pointers are outputs not asked for; a null w
 // means unit weights. All arrays have length n.
 template <class T>
@@ -24,7 +34,7 @@ struct ElementwiseArgs {
   double scale = 1.0;
   bool reduce = false;  // return sum_i w[i] * l[i] in float64 (else 0.0)
   int nthreads = 1;
-  const T* cols = nullptr;  // null, or ncols values of the loss's first parameter, one per column
+  const T* cols = nullptr;  // null, or ncols values of the loss's column parameter, one per column
   std::size_t ncols = 0;    // divides n
 };
 
@@ -43,7 +53,7 @@ struct MulticlassArgs {
   T* hess = nullptr;                      // R*C: scale * w_r * d2l_r/dx^2
   std::size_t R = 0, C = 0;
   std::int64_t ignore = -100;
-  double packed[4] = {0.0, 0.0, 0.0, 0.0};  // LossSpec.pack
+  Params params;                          // LossSpec.packed
   double scale = 1.0;
   bool reduce = false;  // return sum_r w_r l_r in float64 (else 0.0)
   int nthreads = 1;
@@ -59,10 +69,11 @@ inline bool elementwise_one_pass(bool V, bool R, bool /* G: rides along with any
 }
 
 template <class T>
-using Kernel = double (*)(double, double, const ElementwiseArgs<T>&);
+using Kernel = double (*)(const Params&, const ElementwiseArgs<T>&);
 
 struct LossEntry {
   const char* name;
+  std::size_t arity;  // how many scalar parameters it takes (Params::n)
   bool column_param;  // takes its first parameter per column (`cols`)
   Kernel<float> f32;
   Kernel<double> f64;
@@ -82,6 +93,7 @@ using RowKernel = double (*)(const MulticlassArgs<T>&);
 
 struct RowEntry {
   const char* name;
+  std::size_t arity;  // how many scalar parameters it takes (Params::n)
   bool hard_labels, soft_labels, class_vector;  // target forms it takes; whether it reads cw
   RowKernel<float> f32;
   RowKernel<double> f64;

@@ -6,9 +6,9 @@
 // which is read before it is written), and the block's float64 sum is kept in kLanes compensated lanes
 // (below), whose order is fixed by the source. Blocks, threads and the fixed-order combination live in reduce.hpp.
 //
-// A per-column parameter (`cols`: element i uses a = cols[i % C]) runs the same loop body over runs of
-// consecutive columns: the block's first column is found once (one modulo per block), then each run goes to
-// the end of a row, so there is no modulo per element. The blocks stay the same fixed kBlock elements.
+// A per-column parameter (`cols`: element i takes cols[i % C] as the loss's column parameter) runs the same
+// loop body over runs of consecutive columns: the block's first column is found once (one modulo per block),
+// then each run goes to the end of a row, so there is no modulo per element. The blocks stay the same fixed kBlock elements.
 //
 // The row-wise family (multiclass, class axis last) sits beside this one: MulticlassArgs<T>, one generic
 // driver multiclass_pass over rows (the row math is in rows.hpp), and sum_blocks over rows with a block of
@@ -303,13 +303,13 @@ double elementwise_with(const Loss& loss, const ElementwiseArgs<T>& args) {
                      args.hess != nullptr);
 }
 
-// Entry point for one loss and dtype: build the loss from its packed parameters (and pick its specialised
+// Entry point for one loss and dtype: build the loss from its parameters (and pick its specialised
 // twin, if it has any) and run the matching instantiation. Runs without the GIL; must not throw.
 // args.cols is honoured for losses with a column parameter (the binding refuses it for the others).
 template <template <class> class Loss, class T>
-double elementwise(double a, double b, const ElementwiseArgs<T>& args) {
+double elementwise(const Params& params, const ElementwiseArgs<T>& args) {
   if (args.n == 0) return 0.0;
-  const Loss<T> loss(a, b);
+  const Loss<T> loss(params);
   if constexpr (has_specialise<Loss<T>>::value) {
     return loss.specialise([&](const auto& twin) { return elementwise_with<T>(twin, args); });
   } else {
@@ -370,7 +370,7 @@ struct MulticlassRunner {
 template <template <class> class Row, class T>
 double multiclass(const MulticlassArgs<T>& args) {
   if (args.R == 0 || args.C == 0) return 0.0;
-  const Row<T> row(args.packed, args.cw, args.C);
+  const Row<T> row(args.params, args.cw, args.C);
   const MulticlassRunner<Row, T> run{row, args};
   return with_flags<>(run, args.grad != nullptr, args.hess != nullptr);
 }

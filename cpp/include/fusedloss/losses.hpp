@@ -5,7 +5,8 @@
 //
 //   template <class T> struct <name> {
 //     static constexpr const char* name = "<name>";   // the registry name
-//     <name>(double a, double b);                     // the packed parameters, LossSpec.pack
+//     static constexpr std::size_t arity = <k>;        // how many scalar parameters (LossSpec.packed)
+//     explicit <name>(const Params& prm);             // names them: delta(T(prm[0])), ...
 //     template <bool V, bool G, bool H>
 //     void point(T p, T y, T& l, T& g, T& h) const;   // value, gradient, Hessian at one element
 //   };
@@ -15,7 +16,10 @@
 // data is computed in float. Branches are written as selects where both sides are cheap, so that the
 // generic loops in loops.hpp vectorise.
 //
-// A loss whose first parameter `a` may come one per column of the last axis (pos_weight; the `cols`
+// The constructor is the one place that reads the parameter slots (in the registry's order, as the Python
+// twin unpacks them); `point` reads the named members. The binding refuses a tuple of another length.
+//
+// A loss whose first parameter may come one per column of the last axis (pos_weight; the `cols`
 // argument of elementwise) also declares `static constexpr bool column_param = true` and
 //
 //     template <bool V, bool G, bool H>
@@ -36,7 +40,9 @@
 #include "fusedloss/isa.hpp"
 
 #include <cmath>
+#include <cstddef>
 
+#include "fusedloss/kernel_api.hpp"  // Params
 #include "fusedloss/math.hpp"
 
 namespace fusedloss {
@@ -47,7 +53,8 @@ namespace losses {
 template <class T>
 struct mse {
   static constexpr const char* name = "mse";
-  mse(double, double) {}
+  static constexpr std::size_t arity = 0;
+  explicit mse(const Params&) {}
   template <bool V, bool G, bool H>
   FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
     const T d = p - y;
@@ -61,7 +68,8 @@ struct mse {
 template <class T>
 struct mae {
   static constexpr const char* name = "mae";
-  mae(double, double) {}
+  static constexpr std::size_t arity = 0;
+  explicit mae(const Params&) {}
   template <bool V, bool G, bool H>
   FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
     const T d = p - y;
@@ -76,7 +84,8 @@ template <class T>
 struct huber {
   static constexpr const char* name = "huber";
   T delta;
-  huber(double a, double) : delta(T(a)) {}
+  static constexpr std::size_t arity = 1;
+  explicit huber(const Params& prm) : delta(T(prm[0])) {}
   template <bool V, bool G, bool H>
   FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
     const T d = p - y;
@@ -88,13 +97,35 @@ struct huber {
   }
 };
 
+// huber weighted per side of the residual, a = alpha_left if d < 0 else alpha_right (nan: alpha_right):
+// |d| <= delta: l = a d^2/2, g = a d, h = a;  else l = a delta (|d| - delta/2), g = a delta sign(d), h = 0
+template <class T>
+struct asymmetric_huber {
+  static constexpr const char* name = "asymmetric_huber";
+  static constexpr std::size_t arity = 3;
+  T delta, alpha_left, alpha_right;
+  explicit asymmetric_huber(const Params& prm)
+      : delta(T(prm[0])), alpha_left(T(prm[1])), alpha_right(T(prm[2])) {}
+  template <bool V, bool G, bool H>
+  FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
+    const T d = p - y;
+    const T ad = std::fabs(d);
+    const T a = d < T(0) ? alpha_left : alpha_right;
+    const bool quad = ad <= delta;  // nan: false (linear branch, nan value and gradient, h = 0)
+    if constexpr (V) l = a * (quad ? T(0.5) * d * d : delta * (ad - T(0.5) * delta));
+    if constexpr (G) g = a * (quad ? d : delta * sign(d));
+    if constexpr (H) h = quad ? a : T(0);
+  }
+};
+
 // |d| < beta: l = d^2 / (2 beta), g = d / beta, h = 1 / beta;  else l = |d| - beta/2, g = sign(d), h = 0
 // beta = 0 never takes the quadratic branch (its division by zero is computed in a discarded lane only).
 template <class T>
 struct smooth_l1 {
   static constexpr const char* name = "smooth_l1";
   T beta;
-  smooth_l1(double a, double) : beta(T(a)) {}
+  static constexpr std::size_t arity = 1;
+  explicit smooth_l1(const Params& prm) : beta(T(prm[0])) {}
   template <bool V, bool G, bool H>
   FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
     const T d = p - y;
@@ -113,7 +144,8 @@ template <class T>
 struct pseudo_huber {
   static constexpr const char* name = "pseudo_huber";
   T delta, delta2;
-  pseudo_huber(double a, double) : delta(T(a)), delta2(T(a) * T(a)) {}
+  static constexpr std::size_t arity = 1;
+  explicit pseudo_huber(const Params& prm) : delta(T(prm[0])), delta2(T(prm[0]) * T(prm[0])) {}
   template <bool V, bool G, bool H>
   FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
     const T r = (p - y) / delta;
@@ -129,7 +161,8 @@ struct pseudo_huber {
 template <class T>
 struct log_cosh {
   static constexpr const char* name = "log_cosh";
-  log_cosh(double, double) {}
+  static constexpr std::size_t arity = 0;
+  explicit log_cosh(const Params&) {}
   template <bool V, bool G, bool H>
   FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
     const T d = p - y;
@@ -149,7 +182,8 @@ template <class T>
 struct quantile {
   static constexpr const char* name = "quantile";
   T q, qm1;
-  quantile(double a, double) : q(T(a)), qm1(T(a - 1.0)) {}
+  static constexpr std::size_t arity = 1;
+  explicit quantile(const Params& prm) : q(T(prm[0])), qm1(T(prm[0] - 1.0)) {}
   template <bool V, bool G, bool H>
   FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
     const T r = y - p;
@@ -160,8 +194,8 @@ struct quantile {
   }
 };
 
-// log_input (a != 0): l = exp(p) - y p, g = exp(p) - y, h = exp(p)
-// else (p >= 0):      l = p - y log(p + eps), g = 1 - y / (p + eps), h = y / (p + eps)^2    (eps = b)
+// log_input: l = exp(p) - y p, g = exp(p) - y, h = exp(p)
+// else (p >= 0):      l = p - y log(p + eps), g = 1 - y / (p + eps), h = y / (p + eps)^2
 // log_input is the same for every element of a call: `specialise` runs the twin of that mode.
 template <class T, bool LogInput>
 struct poisson_nll_mode {
@@ -191,7 +225,8 @@ struct poisson_nll {
   static constexpr bool specialised = true;
   bool log_input;
   T eps;
-  poisson_nll(double a, double b) : log_input(a != 0.0), eps(T(b)) {}
+  static constexpr std::size_t arity = 2;  // log_input (0 or 1), eps
+  explicit poisson_nll(const Params& prm) : log_input(prm[0] != 0.0), eps(T(prm[1])) {}
   template <class F>
   double specialise(const F& run) const {
     return log_input ? run(poisson_nll_mode<T, true>{eps}) : run(poisson_nll_mode<T, false>{eps});
@@ -206,7 +241,8 @@ template <class T>
 struct tweedie {
   static constexpr const char* name = "tweedie";
   T c2, c1;  // 2 - rho, 1 - rho (differences taken in double, then rounded once)
-  tweedie(double a, double) : c2(T(2.0 - a)), c1(T(1.0 - a)) {}
+  static constexpr std::size_t arity = 1;
+  explicit tweedie(const Params& prm) : c2(T(2.0 - prm[0])), c1(T(1.0 - prm[0])) {}
   template <bool V, bool G, bool H>
   FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
     const T e2 = vm::exp(c2 * p);
@@ -222,7 +258,7 @@ struct tweedie {
 // PyTorch's clamp of the denominators in the binary_cross_entropy gradient and Hessian (_pointwise.BCE_EPS).
 inline constexpr double kBceEps = 1e-12;
 
-// p a probability in [0, 1], pw = pos_weight (a; per column through point_col):
+// p a probability in [0, 1], pw = pos_weight (per column through point_col):
 // l = -(pw y max(log p, -100) + (1-y) max(log(1-p), -100));
 // g = ((1-y) p - pw y (1-p)) / max(p (1-p), 1e-12);  h = pw y / max(p^2, 1e-12) + (1-y) / max((1-p)^2, 1e-12)
 template <class T>
@@ -230,7 +266,8 @@ struct binary_cross_entropy {
   static constexpr const char* name = "binary_cross_entropy";
   static constexpr bool column_param = true;
   T pw;
-  binary_cross_entropy(double a, double) : pw(T(a)) {}
+  static constexpr std::size_t arity = 1;
+  explicit binary_cross_entropy(const Params& prm) : pw(T(prm[0])) {}
   template <bool V, bool G, bool H>
   FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
     point_col<V, G, H>(pw, p, y, l, g, h);
@@ -251,7 +288,7 @@ struct binary_cross_entropy {
   }
 };
 
-// x a logit, pw = pos_weight (a; per column through point_col), s = label_smoothing (b):
+// x a logit, pw = pos_weight (per column through point_col), s = label_smoothing:
 // y <- y (1-s) + s/2, lw = 1 + (pw - 1) y:  l = (1-y) x + lw softplus(-x) (math.hpp: bce_logits_value, which
 // avoids its cancellation for x < 0);  g = (1-y) - lw sigmoid(-x);  h = lw sigmoid(x) sigmoid(-x).
 // g is evaluated as (1-y) sigmoid(x) - pw y sigmoid(-x) (the same, as 1 - sigmoid(-x) = sigmoid(x)): the first
@@ -264,7 +301,9 @@ struct binary_cross_entropy_with_logits {
   static constexpr const char* name = "binary_cross_entropy_with_logits";
   static constexpr bool column_param = true;
   T pw, keep, half_s;  // pos_weight, 1 - s, s / 2
-  binary_cross_entropy_with_logits(double a, double b) : pw(T(a)), keep(T(1.0 - b)), half_s(T(0.5 * b)) {}
+  static constexpr std::size_t arity = 2;  // pos_weight, label_smoothing
+  explicit binary_cross_entropy_with_logits(const Params& prm)
+      : pw(T(prm[0])), keep(T(1.0 - prm[1])), half_s(T(0.5 * prm[1])) {}
   template <bool V, bool G, bool H>
   FUSEDLOSS_INLINE void point(T x, T y, T& l, T& g, T& h) const {
     point_col<V, G, H>(pw, x, y, l, g, h);
@@ -283,7 +322,7 @@ struct binary_cross_entropy_with_logits {
   }
 };
 
-// Sigmoid focal loss (torchvision), alpha = a (< 0: no weighting), gamma = b:
+// Sigmoid focal loss (torchvision), alpha (< 0: no weighting), gamma:
 // s = sigmoid(x), ce = softplus(x) - y x (math.hpp: bce_logits_value with pw = 1), q = s (1-y) + (1-s) y (= 1 - p_t, a sum of non-negative terms: no
 // cancellation), a_t = alpha y + (1-alpha)(1-y), f = q^gamma:  l = a_t ce f;  g = a_t ((s-y) f + ce f');
 // h = a_t (s(1-s) f + 2 (s-y) f' + ce f''), with dq = (1-2y) s(1-s), f' = gamma q^(gamma-1) dq and
@@ -331,8 +370,11 @@ struct binary_focal {
   static constexpr const char* name = "binary_focal";
   static constexpr bool specialised = true;
   T ap, an, gamma, f0;
-  binary_focal(double a, double b)
-      : ap(a >= 0.0 ? T(a) : T(1)), an(a >= 0.0 ? T(1.0 - a) : T(1)), gamma(T(b)), f0(b == 0.0 ? T(1) : T(0)) {}
+  static constexpr std::size_t arity = 2;  // alpha, gamma
+  explicit binary_focal(const Params& prm) : binary_focal(prm[0], prm[1]) {}
+  binary_focal(double alpha, double gamma_)
+      : ap(alpha >= 0.0 ? T(alpha) : T(1)), an(alpha >= 0.0 ? T(1.0 - alpha) : T(1)), gamma(T(gamma_)),
+        f0(gamma_ == 0.0 ? T(1) : T(0)) {}
   template <class F>
   double specialise(const F& run) const {
     return gamma == T(2) ? run(binary_focal_mode<T, true>{ap, an, gamma, f0})
@@ -345,7 +387,8 @@ struct binary_focal {
 template <class T>
 struct hinge {
   static constexpr const char* name = "hinge";
-  hinge(double, double) {}
+  static constexpr std::size_t arity = 0;
+  explicit hinge(const Params&) {}
   template <bool V, bool G, bool H>
   FUSEDLOSS_INLINE void point(T x, T y, T& l, T& g, T& h) const {
     const T t = y > T(0) ? T(1) : T(-1);
@@ -360,7 +403,8 @@ struct hinge {
 template <class T>
 struct squared_hinge {
   static constexpr const char* name = "squared_hinge";
-  squared_hinge(double, double) {}
+  static constexpr std::size_t arity = 0;
+  explicit squared_hinge(const Params&) {}
   template <bool V, bool G, bool H>
   FUSEDLOSS_INLINE void point(T x, T y, T& l, T& g, T& h) const {
     const T t = y > T(0) ? T(1) : T(-1);
@@ -371,13 +415,14 @@ struct squared_hinge {
   }
 };
 
-// A metric: l = 1 if (x > threshold) != (y > 0) else 0 (threshold = a), nan for a nan x; g = h = 0 (the
+// A metric: l = 1 if (x > threshold) != (y > 0) else 0, nan for a nan x; g = h = 0 (the
 // dispatcher refuses to ask for them: the loss is not differentiable).
 template <class T>
 struct zero_one {
   static constexpr const char* name = "zero_one";
   T threshold;
-  zero_one(double a, double) : threshold(T(a)) {}
+  static constexpr std::size_t arity = 1;
+  explicit zero_one(const Params& prm) : threshold(T(prm[0])) {}
   template <bool V, bool G, bool H>
   FUSEDLOSS_INLINE void point(T x, T y, T& l, T& g, T& h) const {
     const T xpos = x > threshold ? T(1) : T(0), ypos = y > T(0) ? T(1) : T(0);

@@ -7,7 +7,8 @@
 //     static constexpr const char* name = "<name>";      // the registry name
 //     static constexpr bool hard_labels, soft_labels;    // which target forms it takes
 //     static constexpr bool class_vector;                // whether it reads the per-class vector cw
-//     <name>(const double packed[4], const T* cw, std::size_t C);   // LossSpec.pack, cw or null
+//     static constexpr std::size_t arity;                // how many scalar parameters (LossSpec.packed)
+//     <name>(const Params& params, const T* cw, std::size_t C);   // named from params; cw or null
 //     template <bool G, bool H>
 //     double row(const T* x, std::int64_t t, const T* q, double f, T* g, T* h) const;
 //   };
@@ -48,6 +49,7 @@
 #include <limits>
 #include <type_traits>
 
+#include "fusedloss/kernel_api.hpp"  // Params
 #include "fusedloss/math.hpp"
 
 namespace fusedloss {
@@ -142,7 +144,7 @@ struct RowSum {
   }
 };
 
-// softmax cross-entropy, hard labels or soft targets; packed = (label_smoothing, z_loss, softcap, -).
+// softmax cross-entropy, hard labels or soft targets; params = (label_smoothing, z_loss, softcap).
 // z = softcap tanh(x / softcap) (or x), lse = logsumexp(z), p = softmax(z), e = label_smoothing, cw the class
 // weights (1 without), W = sum cw.
 //   hard t: l = (1-e) cw_t (lse - z_t) + (e/C) (W lse - sum cw z) + z_loss lse^2
@@ -168,9 +170,10 @@ struct cross_entropy {
   const T* cw;
   std::size_t C;
 
-  cross_entropy(const double* packed, const T* cw_, std::size_t C_)
-      : ls(packed[0]), keep(1.0 - packed[0]), e_c(packed[0] / double(C_)), zl(packed[1]), cap_d(packed[2]),
-        W(0.0), cap(T(packed[2])), cw(cw_), C(C_) {
+  static constexpr std::size_t arity = 3;
+  cross_entropy(const Params& prm, const T* cw_, std::size_t C_)
+      : ls(prm[0]), keep(1.0 - prm[0]), e_c(prm[0] / double(C_)), zl(prm[1]), cap_d(prm[2]),
+        W(0.0), cap(T(prm[2])), cw(cw_), C(C_) {
     if (cw) {
       for (std::size_t j = 0; j < C; ++j) W += double(cw[j]);  // in class order, as the row function does
     } else {
@@ -337,7 +340,7 @@ struct cross_entropy {
   }
 };
 
-// softmax focal loss with integer targets; packed = (gamma, -, -, -); cw = alpha per class (or null: 1).
+// softmax focal loss with integer targets; params = (gamma); cw = alpha per class (or null: 1).
 // p_t = softmax(x)_t, a_t = alpha[t]:  l = -a_t (1-p_t)^gamma log p_t;  g_j = a_t F (p_j - [j=t]) with
 // F = (1-p_t)^gamma - gamma p_t log(p_t) (1-p_t)^(gamma-1);  h_j = a_t (F p_j (1-p_j) - F' p_t (p_j - [j=t])^2),
 // F' = -gamma (1-p_t)^(gamma-1) (2 + log p_t) + gamma (gamma-1) p_t log(p_t) (1-p_t)^(gamma-2).
@@ -354,7 +357,8 @@ struct categorical_focal {
   const T* cw;
   std::size_t C;
 
-  categorical_focal(const double* packed, const T* cw_, std::size_t C_) : gamma(packed[0]), cw(cw_), C(C_) {}
+  static constexpr std::size_t arity = 1;
+  categorical_focal(const Params& prm, const T* cw_, std::size_t C_) : gamma(prm[0]), cw(cw_), C(C_) {}
 
   template <bool G, bool H>
   double row(const T* x, std::int64_t t, const T* q, double f, T* g, T* h) const {
@@ -416,7 +420,7 @@ struct categorical_focal {
   }
 };
 
-// multiclass hinge, as torch.nn.functional.multi_margin_loss; packed = (margin, p, -, -), cw = class_weight.
+// multiclass hinge, as torch.nn.functional.multi_margin_loss; params = (margin, p), cw = class_weight.
 // v_j = margin - x_t + x_j:  l = cw_t / C sum_{j != t} max(0, v_j)^p;  g_j = cw_t / C p v_j^(p-1) [v_j > 0]
 // (j != t), g_t = -sum_{j != t} g_j;  h = 0 for p = 1; p = 2: h_j = 2 cw_t / C [v_j > 0], h_t = sum_{j != t} h_j.
 // One pass, no exp; v_j = margin + (x_j - x_t) in double, the logit difference first: exact for tied logits
@@ -434,8 +438,9 @@ struct multi_margin {
   const T* cw;
   std::size_t C;
 
-  multi_margin(const double* packed, const T* cw_, std::size_t C_)
-      : margin(packed[0]), p2(packed[1] == 2.0), cw(cw_), C(C_) {}
+  static constexpr std::size_t arity = 2;
+  multi_margin(const Params& prm, const T* cw_, std::size_t C_)
+      : margin(prm[0]), p2(prm[1] == 2.0), cw(cw_), C(C_) {}
 
   template <bool G, bool H>
   double row(const T* x, std::int64_t t, const T* q, double f, T* g, T* h) const {
@@ -477,7 +482,7 @@ struct multi_margin {
   }
 };
 
-// KL(target || softmax(x / T)) per row; packed = (log_target, temperature, -, -); soft targets only.
+// KL(target || softmax(x / T)) per row; params = (log_target, temperature); soft targets only.
 // z = x / T, lp = z - lse(z), q = target (exp(target) if log_target), S = sum q:
 // l = sum_{q_j > 0} q_j (log q_j - lp_j);  g_j = (S p_j - q_j) / T;  h_j = S p_j (1 - p_j) / T^2.
 // Pass 3 needs z_j for the value, so it reads x_j again instead of a parked e_j (recomputing the exp when
@@ -493,8 +498,9 @@ struct kl_div_with_logits {
   double inv_t;
   std::size_t C;
 
-  kl_div_with_logits(const double* packed, const T*, std::size_t C_)
-      : log_target(packed[0] != 0.0), inv_t(1.0 / packed[1]), C(C_) {}
+  static constexpr std::size_t arity = 2;
+  kl_div_with_logits(const Params& prm, const T*, std::size_t C_)
+      : log_target(prm[0] != 0.0), inv_t(1.0 / prm[1]), C(C_) {}
 
   template <bool G, bool H>
   double row(const T* x, std::int64_t t, const T* q, double f, T* g, T* h) const {

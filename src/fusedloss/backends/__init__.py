@@ -6,8 +6,9 @@ A backend is a module with one interface:
 ``supports(spec, dtype) -> bool`` and the kernels, which write into preallocated outputs and never allocate
 them:
 
-``elementwise(loss, a, b, p, y, w, scale, reduce, value_out, grad_out, hess_out, nthreads[, cols]) -> float``
-    ``loss`` is the registry name and ``(a, b)`` its packed parameters (``LossSpec.pack``). ``p`` and ``y``
+``elementwise(loss, params, p, y, w, scale, reduce, value_out, grad_out, hess_out, nthreads[, cols]) -> float``
+    ``loss`` is the registry name and ``params`` its scalar parameters, a tuple of floats of the loss's own
+    length (``LossSpec.packed``; a kernel refuses another length). ``p`` and ``y``
     are 1-D C-contiguous arrays of one dtype (float32 or float64) and length n; ``w`` is None or the same
     kind of array. Each output is None or a 1-D C-contiguous array of that dtype and length n:
     ``value_out[i] = w[i] * l[i]``, ``grad_out[i] = scale * w[i] * g[i]``, ``hess_out[i] = scale * w[i] * h[i]``
@@ -15,12 +16,13 @@ them:
     float64 over fixed blocks combined in a fixed order (bit-identical for any thread count), else 0.0.
     Inputs are never written, except that an output may be exactly one of the inputs (in place).
     ``cols`` (passed only when the loss's vector parameter is an array, e.g. ``pos_weight`` per column):
-    a 1-D array of the same dtype whose length C divides n; element i then uses ``a = cols[i % C]``.
+    a 1-D array of the same dtype whose length C divides n; element i then takes ``cols[i % C]`` in that
+    parameter's slot of ``params``.
 
 ``multiclass(loss, packed, ignore_index, C, x, labels, q, w, cw, scale, reduce, value_out, grad_out, hess_out,
 nthreads) -> float``
     Rows of C classes (class axis last, leading axes flattened to R = len(x) / C rows). ``packed`` is the
-    tuple of 4 floats from ``LossSpec.pack``; ``x`` the flat logits (R*C, dtype T); either ``labels``
+    tuple of floats from ``LossSpec.packed``; ``x`` the flat logits (R*C, dtype T); either ``labels``
     (int64, R; every label in [0, C) or equal to ``ignore_index``, checked by the dispatcher and again by
     compiled code before it indexes) with ``q`` None, or ``q`` (soft targets, R*C, T) with ``labels``
     None; ``w`` None or row weights (R, T); ``cw`` None or the per-class vector (C, T: class_weight or

@@ -26,8 +26,8 @@ from .. import _pointwise
 
 
 # Custom losses (fusedloss._custom): name -> (point function, key of its formula). A point function generated
-# from a user's formula, with the built-in signature ``point(p, y, a, b)`` except that ``a`` is the tuple of
-# the loss's parameters; it calls the helpers of ``_pointwise`` by name.
+# from a user's formula, with the built-in signature ``point(p, y, params)`` (``params``: the tuple of the loss's
+# parameters); it calls the helpers of ``_pointwise`` by name.
 CUSTOM: dict = {}
 
 
@@ -84,7 +84,7 @@ def row_names() -> frozenset[str]:
 
 
 def vector_slot(loss: str) -> int:
-    """Which packed float (0: ``a``, 1: ``b``) an elementwise loss's vector parameter (``cols``) replaces."""
+    """Which slot of the packed parameters an elementwise loss's vector parameter (``cols``) replaces."""
     from .._spec import REGISTRY
 
     spec = REGISTRY[loss]

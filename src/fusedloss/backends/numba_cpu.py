@@ -33,6 +33,7 @@ import threading
 import numba
 import numpy as np
 from numba import njit, prange
+from numba.cpython.unsafe.tuple import tuple_setitem
 
 from . import _jit, _vecmath
 
@@ -70,11 +71,12 @@ def _compensated_total(s, c):
     return s
 
 
-def _loop(p, y, w, a, b, scale, value_out, grad_out, hess_out, reduce, cols):
+def _loop(p, y, w, params, scale, value_out, grad_out, hess_out, reduce, cols):
     """The generic loop; ``point`` and ``VEC_SLOT`` are bound per loss (see the module docstring).
 
-    ``cols`` (None or one value per column of the last axis, ``p`` read as rows of ``cols.size``) replaces
-    the packed parameter in slot ``VEC_SLOT`` (0: ``a``, 1: ``b``). Returns sum(w * l) (0 without reduce).
+    ``params`` is the loss's tuple of scalar parameters (``LossSpec.packed``). ``cols`` (None or one value
+    per column of the last axis, ``p`` read as rows of ``cols.size``) replaces ``params[VEC_SLOT]``.
+    Returns sum(w * l) (0 without reduce).
     """
     n = p.shape[0]
     nblocks = (n + BLOCK - 1) // BLOCK
@@ -89,14 +91,10 @@ def _loop(p, y, w, a, b, scale, value_out, grad_out, hess_out, reduce, cols):
         for c0 in range(start, stop, SUB):
             c1 = min(c0 + SUB, stop)
             for i in range(c0, c1):
-                ai = a
-                bi = b
-                if cols is not None:
-                    if VEC_SLOT == 0:  # noqa: F821 (bound per loss)
-                        ai = np.float64(cols[i % cols.shape[0]])
-                    else:
-                        bi = np.float64(cols[i % cols.shape[0]])
-                l, g, h = point(np.float64(p[i]), np.float64(y[i]), ai, bi)  # noqa: F821 (bound per loss)
+                prm = params
+                if cols is not None:  # VEC_SLOT is bound per loss; the tuple keeps its type (float64s)
+                    prm = tuple_setitem(params, VEC_SLOT, np.float64(cols[i % cols.shape[0]]))  # noqa: F821
+                l, g, h = point(np.float64(p[i]), np.float64(y[i]), prm)  # noqa: F821 (bound per loss)
                 if w is not None:
                     wi = np.float64(w[i])
                     l = l * wi
@@ -126,8 +124,8 @@ def _loop(p, y, w, a, b, scale, value_out, grad_out, hess_out, reduce, cols):
     return total
 
 
-def _row_loop(x, labels, q, w, cw, has_cw, soft, C, ignore, a, b, c, d, scale, value_out, g, h, want_g,
-              want_h, reduce):
+def _row_loop(x, labels, q, w, cw, has_cw, soft, C, ignore, params, scale, value_out, g, h, want_g, want_h,
+              reduce):
     """The generic multiclass loop over rows of ``C`` logits; ``row`` is bound per loss.
 
     ``labels`` is None for soft targets ``q``; ``q``, ``cw``, ``g`` and ``h`` are always arrays (empty when
@@ -143,7 +141,7 @@ def _row_loop(x, labels, q, w, cw, has_cw, soft, C, ignore, a, b, c, d, scale, v
         start = blk * per
         stop = min(start + per, R)
         s = 0.0
-        err = 0.0  # not c: that name is the row function's third parameter
+        err = 0.0
         for r in range(start, stop):
             base = r * C
             t = 0
@@ -160,8 +158,8 @@ def _row_loop(x, labels, q, w, cw, has_cw, soft, C, ignore, a, b, c, d, scale, v
                 rw = 1.0
                 if w is not None:
                     rw = np.float64(w[r])
-                value = row(x, base, C, t, q, cw, has_cw, soft, a, b, c, d, rw, scale, g, h,  # noqa: F821
-                            want_g, want_h)
+                value = row(x, base, C, t, q, cw, has_cw, soft, params, rw, scale, g, h, want_g,  # noqa: F821
+                            want_h)
             if value_out is not None:
                 value_out[r] = value
             if reduce is not None:
@@ -266,9 +264,9 @@ def forget(loss: str) -> None:
     _KERNELS.pop(loss, None)
 
 
-def elementwise(loss, a, b, p, y, w, scale, reduce, value_out, grad_out, hess_out, nthreads, cols=None):
+def elementwise(loss, params, p, y, w, scale, reduce, value_out, grad_out, hess_out, nthreads, cols=None):
     kernels = _KERNELS.get(loss) or _build(loss)
-    args = (p, y, w, a, b, scale, value_out, grad_out, hess_out, True if reduce else None, cols)
+    args = (p, y, w, params, scale, value_out, grad_out, hess_out, True if reduce else None, cols)
     if p.shape[0] < PARALLEL_MIN or nthreads < 2 or _MAX_THREADS < 2:
         return kernels[0](*args)
     return _parallel(kernels[1], nthreads, args)
@@ -278,10 +276,9 @@ def multiclass(loss, packed, ignore_index, C, x, labels, q, w, cw, scale, reduce
                nthreads):
     kernels = _KERNELS.get(loss) or _build(loss)
     empty = _EMPTY[x.dtype]
-    a, b, c, d = packed
     args = (
         x, labels, empty if q is None else q, w, empty if cw is None else cw, cw is not None, labels is None,
-        C, ignore_index, a, b, c, d, scale, value_out,
+        C, ignore_index, packed, scale, value_out,
         empty if grad_out is None else grad_out, empty if hess_out is None else hess_out,
         grad_out is not None, hess_out is not None, True if reduce else None,
     )

@@ -66,6 +66,12 @@ if not SIMULATOR and not cuda.is_available():
     raise ImportError("no CUDA GPU found (numba.cuda.is_available() is False); "
                       "set NUMBA_ENABLE_CUDASIM=1 to run the CUDA kernels on the simulator")
 
+if SIMULATOR:  # the simulator runs kernels as Python, where Numba's intrinsic cannot be called
+    def tuple_setitem(t, k, v):
+        return t[:k] + (v,) + t[k + 1:]
+else:
+    from numba.cpython.unsafe.tuple import tuple_setitem  # noqa: E402
+
 NAME = "cuda"
 DEVICE = True
 
@@ -101,21 +107,18 @@ def _store_block_sum(s, partial):
         partial[cuda.blockIdx.x] = buf[0]
 
 
-def _kernel(p, y, w, a, b, scale, value_out, grad_out, hess_out, partial, cols):
+def _kernel(p, y, w, params, scale, value_out, grad_out, hess_out, partial, cols):
     """The generic elementwise kernel; ``point`` and the flags are bound per copy (module docstring).
 
-    With ``HAS_COLS``, ``cols[i % cols.size]`` replaces the packed parameter in slot ``VEC_SLOT``.
+    ``params``: the loss's tuple of scalar parameters. With ``HAS_COLS``, ``cols[i % cols.size]`` replaces
+    ``params[VEC_SLOT]``.
     """
     s = 0.0
     for i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
-        ai = a
-        bi = b
+        prm = params
         if HAS_COLS:  # noqa: F821
-            if VEC_SLOT == 0:  # noqa: F821
-                ai = float(cols[i % cols.shape[0]])
-            else:
-                bi = float(cols[i % cols.shape[0]])
-        l, g, h = point(float(p[i]), float(y[i]), ai, bi)  # noqa: F821
+            prm = tuple_setitem(params, VEC_SLOT, float(cols[i % cols.shape[0]]))  # noqa: F821
+        l, g, h = point(float(p[i]), float(y[i]), prm)  # noqa: F821
         if HAS_WEIGHT:  # noqa: F821
             wi = float(w[i])
             l = l * wi
@@ -133,8 +136,8 @@ def _kernel(p, y, w, a, b, scale, value_out, grad_out, hess_out, partial, cols):
         _store_block_sum(s, partial)
 
 
-def _row_kernel(x, labels, q, w, cw, has_cw, soft, C, ignore, a, b, c, d, scale, value_out, g, h, want_g,
-                want_h, partial):
+def _row_kernel(x, labels, q, w, cw, has_cw, soft, C, ignore, params, scale, value_out, g, h, want_g, want_h,
+                partial):
     """The generic multiclass kernel, one thread per row of ``C`` logits; ``row`` and the flags per copy.
 
     ``q``, ``cw``, ``g`` and ``h`` are always arrays, with runtime flags saying which are in use (the row
@@ -157,8 +160,8 @@ def _row_kernel(x, labels, q, w, cw, has_cw, soft, C, ignore, a, b, c, d, scale,
             rw = 1.0
             if HAS_WEIGHT:  # noqa: F821
                 rw = float(w[r])
-            value = row(x, base, C, t, q, cw, has_cw, soft, a, b, c, d, rw, scale, g, h,  # noqa: F821
-                        want_g, want_h)
+            value = row(x, base, C, t, q, cw, has_cw, soft, params, rw, scale, g, h, want_g,  # noqa: F821
+                        want_h)
         if WRITE_VALUE:  # noqa: F821
             value_out[r] = value
         if REDUCE:  # noqa: F821
@@ -420,7 +423,7 @@ def forget(loss: str) -> None:
         del _KERNELS[key]
 
 
-def elementwise(loss, a, b, p, y, w, scale, reduce, value_out, grad_out, hess_out, nthreads, cols=None):
+def elementwise(loss, params, p, y, w, scale, reduce, value_out, grad_out, hess_out, nthreads, cols=None):
     """The elementwise kernel contract on device arrays (``cols`` too); ``nthreads`` is ignored."""
     n = p.shape[0]
     if n == 0:
@@ -431,7 +434,7 @@ def elementwise(loss, a, b, p, y, w, scale, reduce, value_out, grad_out, hess_ou
     blocks = _blocks(n)
     partial = cuda.device_array(blocks, np.float64) if reduce else p
     kernel[blocks, TPB](
-        p, y, p if w is None else w, a if type(a) is tuple else float(a), float(b), float(scale),
+        p, y, p if w is None else w, tuple(map(float, params)) or (0.0,), float(scale),  # (0.0,): no empty tuple
         p if value_out is None else value_out,
         p if grad_out is None else grad_out,
         p if hess_out is None else hess_out,
@@ -449,14 +452,14 @@ def multiclass(loss, packed, ignore_index, C, x, labels, q, w, cw, scale, reduce
         return 0.0
     key = (loss, w is not None, value_out is not None, bool(reduce))
     kernel = _KERNELS.get(key) or _build(key)
-    a, b, c, d = (float(v) for v in packed)
+    params = tuple(map(float, packed))
     if loss in BLOCK_ROWS:
         blocks = min(R, MAX_ROW_BLOCKS)
         partial = cuda.device_array(blocks, np.float64) if reduce else x
         kernel[blocks, _row_threads(C)](
             x, cuda.device_array(1, np.int64) if labels is None else labels, x if q is None else q,
             x if w is None else w, x if cw is None else cw, cw is not None, labels is None, C, ignore_index,
-            a, b, c, float(scale), x if value_out is None else value_out,
+            *params, float(scale), x if value_out is None else value_out,
             x if grad_out is None else grad_out, x if hess_out is None else hess_out,
             grad_out is not None, hess_out is not None, partial,
         )
@@ -466,7 +469,7 @@ def multiclass(loss, packed, ignore_index, C, x, labels, q, w, cw, scale, reduce
     kernel[blocks, TPB](
         x, cuda.device_array(1, np.int64) if labels is None else labels, x if q is None else q,
         x if w is None else w, x if cw is None else cw, cw is not None, labels is None, C, ignore_index,
-        a, b, c, d, float(scale), x if value_out is None else value_out,
+        params, float(scale), x if value_out is None else value_out,
         x if grad_out is None else grad_out, x if hess_out is None else hess_out,
         grad_out is not None, hess_out is not None, partial,
     )

@@ -19,12 +19,12 @@ def supports(spec, dtype) -> bool:
     return spec.name in _reference.ELEMENTWISE or spec.name in _reference.MULTICLASS or spec.name in _reference.SEQUENCE
 
 
-def elementwise(loss, a, b, p, y, w, scale, reduce, value_out, grad_out, hess_out, nthreads, cols=None):
-    params = REGISTRY[loss].unpack(a, b)
+def elementwise(loss, params, p, y, w, scale, reduce, value_out, grad_out, hess_out, nthreads, cols=None):
+    kw = REGISTRY[loss].unpack(*params)
     if cols is not None:  # the vector parameter, one value per column of the last axis
-        params[REGISTRY[loss].vector_param] = cols.astype(np.float64)
+        kw[REGISTRY[loss].vector_param] = cols.astype(np.float64)
         p, y = p.reshape(-1, cols.size), y.reshape(-1, cols.size)
-    value, grad, hess = (arr.reshape(-1) for arr in _reference.elementwise(loss, p, y, **params))
+    value, grad, hess = (arr.reshape(-1) for arr in _reference.elementwise(loss, p, y, **kw))
     with np.errstate(all="ignore"):
         if w is not None:
             w64 = w.astype(np.float64)
