@@ -52,6 +52,11 @@ raise a ``RuntimeError`` that says so; use torch's own loss there.
 
 from __future__ import annotations
 
+# The layers, each its own module: _kernel (a call's description and the one kernel call), _autograd (the
+# autograd Function, second derivatives refused, torch.compile), _args (torch-style arguments to a call),
+# _routing (small CPU calls to torch's own kernels), functional and modules (the public forms; the mechanical
+# ones generated from the registry by _generate), _ctc (CTC's forms), _benchmark (torch.nn vs fusedloss.torch).
+
 from .._gpu_routing import get_cuda_routing, set_cuda_routing
 from ._autograd import FORWARD_MODE_MESSAGE, RESIDUAL_LOSSES, SECOND_DERIVATIVE_MESSAGE, FusedLossFunction
 from ._benchmark import QUICK_TORCH_MODULE_CASES, TORCH_MODULE_CASES, bench_torch_module

@@ -14,6 +14,7 @@ from .._dispatch import Loss
 from .._spec import REGISTRY
 from ._args import _check_reduction, _class_axis, _elementwise, _host_vector, _legacy_reduction, _multiclass
 from ._ctc import ctc_loss  # CTC has its own signature (sequences and lengths)
+from ._generate import elementwise_form
 from ._routing import _small_on_torch
 
 # --- functional forms: PyTorch's losses, PyTorch's signatures -----------------------------------------------
@@ -164,36 +165,32 @@ def kl_div_with_logits(input, target, reduction="mean", log_target=False, *, tem
 
 
 # --- functional forms: our losses ---------------------------------------------------------------------------
+# The elementwise ones are declared (signature, docstring) and generated from the registry (_generate.py).
 
 
+@elementwise_form("pseudo_huber")
 def pseudo_huber_loss(input, target, reduction="mean", delta=1.0, *, sample_weight=None, backend=None):
     """Pseudo-Huber ``delta^2 (sqrt(1 + (d/delta)^2) - 1)``, ``d = input - target``."""
-    return _elementwise("pseudo_huber", input, target, reduction, {"delta": delta}, sample_weight=sample_weight,
-                        backend=backend, fn="pseudo_huber_loss")
 
 
+@elementwise_form("log_cosh")
 def log_cosh_loss(input, target, reduction="mean", *, sample_weight=None, backend=None):
     """``log(cosh(input - target))``, stable for any finite residual."""
-    return _elementwise("log_cosh", input, target, reduction, {}, sample_weight=sample_weight, backend=backend,
-                        fn="log_cosh_loss")
 
 
+@elementwise_form("quantile")
 def quantile_loss(input, target, quantile=0.5, reduction="mean", *, sample_weight=None, backend=None):
     """Pinball loss of the ``quantile`` level (``input`` predicts the quantile of ``target``)."""
-    return _elementwise("quantile", input, target, reduction, {"quantile": quantile}, sample_weight=sample_weight,
-                        backend=backend, fn="quantile_loss")
 
 
+@elementwise_form("tweedie")
 def tweedie_loss(input, target, power=1.5, reduction="mean", *, sample_weight=None, backend=None):
     """Half Tweedie deviance with log link (``input`` is the log of the mean), ``power`` in (1, 2)."""
-    return _elementwise("tweedie", input, target, reduction, {"power": power}, sample_weight=sample_weight,
-                        backend=backend, fn="tweedie_loss")
 
 
+@elementwise_form("binary_focal")
 def binary_focal_loss(input, target, alpha=0.25, gamma=2.0, reduction="mean", *, sample_weight=None, backend=None):
     """Sigmoid focal loss on logits (Lin et al. 2017); ``alpha < 0`` disables the class weighting."""
-    return _elementwise("binary_focal", input, target, reduction, {"alpha": alpha, "gamma": gamma},
-                        sample_weight=sample_weight, backend=backend, fn="binary_focal_loss")
 
 
 def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2, reduction="none"):
@@ -201,22 +198,19 @@ def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2, reduction="none"):
     return binary_focal_loss(inputs, targets, alpha=alpha, gamma=gamma, reduction=reduction)
 
 
+@elementwise_form("hinge")
 def hinge_loss(input, target, reduction="mean", *, sample_weight=None, backend=None):
     """``max(0, 1 - t x)`` for targets ``t`` in {-1, 1} ({0, 1} accepted)."""
-    return _elementwise("hinge", input, target, reduction, {}, sample_weight=sample_weight, backend=backend,
-                        fn="hinge_loss")
 
 
+@elementwise_form("squared_hinge")
 def squared_hinge_loss(input, target, reduction="mean", *, sample_weight=None, backend=None):
     """``max(0, 1 - t x)^2`` for targets ``t`` in {-1, 1} ({0, 1} accepted)."""
-    return _elementwise("squared_hinge", input, target, reduction, {}, sample_weight=sample_weight, backend=backend,
-                        fn="squared_hinge_loss")
 
 
+@elementwise_form("zero_one")
 def zero_one_loss(input, target, threshold=0.5, reduction="mean", *, sample_weight=None, backend=None):
     """Misclassification rate (a metric: no gradient); ``input > threshold`` predicts the positive class."""
-    return _elementwise("zero_one", input, target, reduction, {"threshold": threshold}, sample_weight=sample_weight,
-                        backend=backend, fn="zero_one_loss")
 
 
 def focal_loss(input, target, alpha=None, gamma=2.0, ignore_index=-100, reduction="mean", *, sample_weight=None,

@@ -12,6 +12,7 @@ from .._dispatch import Loss
 from .._spec import REGISTRY
 from ._args import _legacy_reduction
 from ._ctc import CTCLoss
+from ._generate import module_of
 from ._routing import _is_default
 from .functional import (binary_cross_entropy, binary_cross_entropy_with_logits, binary_focal_loss, cross_entropy,
                          focal_loss, hinge_loss, huber_loss, kl_div_with_logits, l1_loss, log_cosh_loss, loss,
@@ -194,65 +195,15 @@ class KLDivWithLogitsLoss(_LossModule):
         super().__init__(reduction, log_target=log_target, temperature=temperature, dim=dim, backend=backend)
 
 
-class PseudoHuberLoss(_LossModule):
-    _fn = staticmethod(pseudo_huber_loss)
-    _shown = ("delta",)
-
-    def __init__(self, reduction="mean", delta=1.0, *, backend=None):
-        super().__init__(reduction, delta=delta, backend=backend)
-
-
-class LogCoshLoss(_LossModule):
-    _fn = staticmethod(log_cosh_loss)
-
-    def __init__(self, reduction="mean", *, backend=None):
-        super().__init__(reduction, backend=backend)
-
-
-class QuantileLoss(_LossModule):
-    _fn = staticmethod(quantile_loss)
-    _shown = ("quantile",)
-
-    def __init__(self, quantile=0.5, reduction="mean", *, backend=None):
-        super().__init__(reduction, quantile=quantile, backend=backend)
-
-
-class TweedieLoss(_LossModule):
-    _fn = staticmethod(tweedie_loss)
-    _shown = ("power",)
-
-    def __init__(self, power=1.5, reduction="mean", *, backend=None):
-        super().__init__(reduction, power=power, backend=backend)
-
-
-class BinaryFocalLoss(_LossModule):
-    _fn = staticmethod(binary_focal_loss)
-    _shown = ("alpha", "gamma")
-
-    def __init__(self, alpha=0.25, gamma=2.0, reduction="mean", *, backend=None):
-        super().__init__(reduction, alpha=alpha, gamma=gamma, backend=backend)
-
-
-class HingeLoss(_LossModule):
-    _fn = staticmethod(hinge_loss)
-
-    def __init__(self, reduction="mean", *, backend=None):
-        super().__init__(reduction, backend=backend)
-
-
-class SquaredHingeLoss(_LossModule):
-    _fn = staticmethod(squared_hinge_loss)
-
-    def __init__(self, reduction="mean", *, backend=None):
-        super().__init__(reduction, backend=backend)
-
-
-class ZeroOneLoss(_LossModule):
-    _fn = staticmethod(zero_one_loss)
-    _shown = ("threshold",)
-
-    def __init__(self, threshold=0.5, reduction="mean", *, backend=None):
-        super().__init__(reduction, threshold=threshold, backend=backend)
+# The modules of the forms generated from the registry (see _generate.py): __init__ takes the form's options.
+PseudoHuberLoss = module_of(pseudo_huber_loss, _LossModule, "pseudo_huber")
+LogCoshLoss = module_of(log_cosh_loss, _LossModule, "log_cosh")
+QuantileLoss = module_of(quantile_loss, _LossModule, "quantile")
+TweedieLoss = module_of(tweedie_loss, _LossModule, "tweedie")
+BinaryFocalLoss = module_of(binary_focal_loss, _LossModule, "binary_focal")
+HingeLoss = module_of(hinge_loss, _LossModule, "hinge")
+SquaredHingeLoss = module_of(squared_hinge_loss, _LossModule, "squared_hinge")
+ZeroOneLoss = module_of(zero_one_loss, _LossModule, "zero_one")
 
 
 class FocalLoss(_LossModule):
