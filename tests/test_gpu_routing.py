@@ -166,20 +166,21 @@ def test_bad_modes_are_reported(clean_mode, monkeypatch):
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 ft = pytest.importorskip("fusedloss.torch")
+from fusedloss.torch import _args  # noqa: E402  (the functional forms reach _apply through it)
 
 
 def _calls(monkeypatch, fn, *args, **kwargs):
     """The _Call that ``fn(*args, **kwargs)`` builds (and the inputs it passes on)."""
     seen = []
-    real = ft._apply
+    real = _args._apply
 
     def spy(call, input, target):
         seen.append((call, input, target))
         return real(call, input, target)
 
-    monkeypatch.setattr(ft, "_apply", spy)
+    monkeypatch.setattr(_args, "_apply", spy)
     out = fn(*args, **kwargs)
-    monkeypatch.setattr(ft, "_apply", real)
+    monkeypatch.setattr(_args, "_apply", real)
     assert len(seen) == 1
     return out, seen[0]
 

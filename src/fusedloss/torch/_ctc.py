@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._losses import LOSSES
+from .._losses import LOSSES
+from ._autograd import SECOND_DERIVATIVE_MESSAGE, _SecondDerivativeUnsupported
 
 __all__ = ["ctc_loss", "CTCLoss"]
 
@@ -69,8 +70,6 @@ class _CTCFunction(torch.autograd.Function):
         none = (None,) * 8
         if grad_output is None:
             return (None, *none)
-        from .torch import SECOND_DERIVATIVE_MESSAGE, _SecondDerivativeUnsupported
-
         if torch.is_grad_enabled() and not ctx.functorch:  # backward(create_graph=True), eager
             raise RuntimeError(SECOND_DERIVATIVE_MESSAGE)
         g, *anchor = ctx.saved_tensors

@@ -1,0 +1,157 @@
+"""From torch-style arguments to a ``_Call``: reductions (and torch's deprecated ``size_average``/``reduce``),
+weights taken as constants, dtype promotion and autocast, the class axis; ``_elementwise`` and ``_multiclass``
+are the common path of every functional form.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import Tensor
+
+from .._dispatch import REDUCTIONS
+from ._autograd import _apply, _is_transformed, _plain
+from ._kernel import _HALF, _Call, _non_default
+
+def _check_reduction(reduction: str, fn: str, extra: tuple = ()) -> None:
+    if reduction not in REDUCTIONS + extra:
+        allowed = ", ".join(repr(r) for r in REDUCTIONS + extra)
+        raise ValueError(f"{fn}: reduction must be one of {allowed}, got {reduction!r}")
+
+
+def _legacy_reduction(size_average, reduce, reduction: str) -> str:
+    """PyTorch's deprecated size_average/reduce pair, mapped as torch maps it."""
+    if size_average is None and reduce is None:
+        return reduction
+    warnings.warn("size_average and reduce args will be deprecated, please use reduction instead.",
+                  UserWarning, stacklevel=3)
+    size_average = True if size_average is None else size_average
+    reduce = True if reduce is None else reduce
+    if not reduce:
+        return "none"
+    return "mean" if size_average else "sum"
+
+
+def _constant(x, what: str, fn: str):
+    """A weight-like argument: a tensor that must not require grad (numbers pass through)."""
+    if isinstance(x, Tensor):
+        if x.requires_grad and torch.is_grad_enabled():
+            raise RuntimeError(f"{fn}: the gradient with respect to {what} is not supported; pass {what}.detach()")
+        if _is_transformed(x):
+            raise ValueError(f"{fn}: {what} is an input of a torch.func transform (vmap, grad, ...), but fusedloss "
+                             f"takes it as a constant; pass it from outside the transformed function (e.g. "
+                             f"in_dims=None for it)")
+    return x
+
+
+def _host_vector(x, what: str, fn: str):
+    """A per-class / per-column parameter as a NumPy float64 array (or a float, or None)."""
+    if x is None:
+        return None
+    if isinstance(x, Tensor):
+        _constant(x, what, fn)
+        with _plain():
+            x = x.detach()
+            if x.numel() == 1 and x.ndim <= 1:
+                return float(x.reshape(()).item())
+            return x.to("cpu", torch.float64).numpy()
+    return x
+
+
+def _class_axis(input: Tensor, dim: int | None) -> int:
+    """The class axis: ``dim`` (normalised), or PyTorch's convention (1, or 0 for an unbatched 1-d input)."""
+    if dim is None:
+        return 1 if input.ndim >= 2 else 0
+    if input.ndim == 0:
+        raise ValueError("the input needs a class axis, got a 0-d tensor")
+    if not -input.ndim <= dim < input.ndim:
+        raise IndexError(f"class dim {dim} is out of range for an input with {input.ndim} dimensions")
+    return dim % input.ndim
+
+
+def _autocast(input: Tensor, target):
+    """Inside ``torch.autocast`` (any device type, any lower-precision dtype) torch runs its losses in float32:
+    their inputs are cast up (a differentiable cast: the gradient returns in the input's dtype) and the loss is
+    float32. The same here. Outside autocast, half-precision inputs keep their dtype (computed in float32)."""
+    if not torch.is_autocast_enabled(input.device.type):
+        return input, target
+    if input.dtype in _HALF:
+        input = input.float()
+    if isinstance(target, Tensor) and target.dtype in _HALF:
+        target = target.float()
+    return input, target
+
+
+def _weight_tensor(weight, input: Tensor, fn: str) -> Tensor:
+    """PyTorch's elementwise ``weight`` (broadcast like torch, trailing axes aligned) at input's full shape."""
+    weight = _constant(weight, "weight", fn)
+    with _plain():
+        w = torch.as_tensor(weight, device=input.device)
+    try:
+        with _plain():
+            return torch.broadcast_to(w, input.shape)
+    except RuntimeError:
+        raise ValueError(f"{fn}: weight of shape {tuple(w.shape)} does not broadcast to the input's shape "
+                         f"{tuple(input.shape)}") from None
+
+
+def _elementwise(name: str, input, target, reduction: str, params: dict, *, weight=None, weight_mean="sum_w",
+                 sample_weight=None, backend=None, fn: str) -> Tensor:
+    """Common path of the elementwise losses.
+
+    ``weight`` is PyTorch's elementwise weight; for "mean", ``weight_mean`` says what PyTorch divides by:
+    "sum_w" (mse_loss, l1_loss: sum(w l) / sum(w)) or "numel" (huber_loss, BCE: mean(w l)). ``sample_weight``
+    is fusedloss's (pred's shape or a leading part, "mean" divides by its sum).
+    """
+    _check_reduction(reduction, fn)
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{fn}: input must be a torch.Tensor, got {type(input).__name__}")
+    if weight is not None and sample_weight is not None:
+        raise TypeError(f"{fn}: pass weight or sample_weight, not both")
+    if (isinstance(target, Tensor) and target.dtype != input.dtype and target.is_floating_point()
+            and input.is_floating_point()):
+        # torch computes in the promoted dtype (float32 input, float64 target: a float64 loss)
+        dtype = torch.promote_types(input.dtype, target.dtype)
+        input, target = input.to(dtype), target.to(dtype)
+    if input.dtype in _HALF or (isinstance(target, Tensor) and target.dtype in _HALF):
+        input, target = _autocast(input, target)
+    if isinstance(target, Tensor) and target.shape != input.shape:
+        try:
+            shape = torch.broadcast_shapes(input.shape, target.shape)
+        except RuntimeError:
+            shape = None
+        if shape != input.shape:
+            raise ValueError(f"{fn}: target of shape {tuple(target.shape)} does not broadcast to the input's "
+                             f"shape {tuple(input.shape)}")
+        warnings.warn(f"Using a target size ({target.size()}) that is different to the input size "
+                      f"({input.size()}). This will likely lead to incorrect results due to broadcasting. "
+                      "Please ensure they have the same size.", UserWarning, stacklevel=3)
+        target = target.expand(input.shape)  # differentiable: autograd sums a target gradient back
+    sw = None
+    if weight is not None:
+        sw = _weight_tensor(weight, input, fn)
+        if reduction == "mean" and weight_mean == "numel" and input.numel():
+            # mean(w l) = sum((w / n) l): fold 1/n into the weights and sum
+            with _plain():
+                sw = sw / input.numel()
+            reduction = "sum"
+    elif sample_weight is not None:
+        sw = torch.as_tensor(_constant(sample_weight, "sample_weight", fn), device=input.device)
+    call = _Call(name, reduction, _non_default(name, params), sw, None, False, backend)
+    return _apply(call, input, target)
+
+
+def _multiclass(name: str, input, target, reduction: str, params: dict, *, class_dim=None, sample_weight=None,
+                inplace_grad=False, backend=None, fn: str) -> Tensor:
+    _check_reduction(reduction, fn)
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{fn}: input must be a torch.Tensor, got {type(input).__name__}")
+    if input.dtype in _HALF:
+        input, target = _autocast(input, target)
+    sw = None
+    if sample_weight is not None:
+        sw = torch.as_tensor(_constant(sample_weight, "sample_weight", fn), device=input.device)
+    call = _Call(name, reduction, _non_default(name, params), sw, _class_axis(input, class_dim), bool(inplace_grad),
+                 backend)
+    return _apply(call, input, target)

@@ -1,0 +1,108 @@
+"""CPU routing: small calls of the losses torch has, with torch's options only, run on torch's own function
+(``_small_on_torch`` wraps each such functional form). ``set_cpu_routing("fused")`` turns it off. CUDA tensors
+are routed by ``fusedloss._gpu_routing`` instead.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ._kernel import _NATIVE
+
+# Below these sizes a call of a loss that torch has, with torch's options only, runs on torch's own kernel
+# (the result is torch's by definition): there the cost of a Python autograd.Function (its forward and its
+# backward cost more than torch's whole C++ loss on a few thousand elements) and of rows of a few classes
+# outweigh the fused kernel. Measured forward + backward on this project's 2-core machine, float32, 2 threads
+# (`fusedloss bench --torch-module --size ...`): mse breaks even near 1e6 elements; cross_entropy near 4e5
+# elements with 100 classes and 5e5 with 1000, and never with 10 classes (the row kernel's per-row cost),
+# hence the class count below which it always stays on torch.
+SMALL_ELEMENTWISE = 1 << 20
+SMALL_MULTICLASS = 1 << 19
+FEW_CLASSES = 32
+_ROUTING = {"cpu": "auto"}
+
+
+def set_cpu_routing(mode: str) -> None:
+    """"auto" (default): small CPU calls of the losses torch has, with torch's options only, run on torch's
+    own kernels (see SMALL_ELEMENTWISE, SMALL_MULTICLASS, FEW_CLASSES); "fused": always the fused kernels.
+    A call with ``backend=`` given always runs the fused kernels of that backend."""
+    if mode not in ("auto", "fused"):
+        raise ValueError(f"set_cpu_routing: mode must be 'auto' or 'fused', got {mode!r}")
+    _ROUTING["cpu"] = mode
+
+
+def _torch_is_faster(input, target, multiclass: bool) -> bool:
+    """Whether this call goes to torch's own kernel (see SMALL_ELEMENTWISE). It runs on every small call, so the
+    cheap tests come first and each tensor attribute is read once."""
+    if (_ROUTING["cpu"] != "auto" or type(input) is not Tensor or type(target) is not Tensor or not input.is_cpu
+            or not target.is_cpu):
+        return False
+    dtype = input.dtype
+    if dtype not in _NATIVE:
+        return False
+    n = input.numel()
+    if not multiclass:
+        return (n < SMALL_ELEMENTWISE and target.dtype == dtype and target.shape == input.shape
+                and not torch.compiler.is_compiling())
+    ndim = input.ndim
+    if ndim == 0 or n == 0:
+        return False
+    shape = input.shape
+    classes = shape[1] if ndim >= 2 else shape[0]
+    if n >= SMALL_MULTICLASS and classes >= FEW_CLASSES:
+        return False
+    tdtype = target.dtype
+    if tdtype == torch.int64:  # class labels: the input's shape without the class axis
+        tshape = target.shape
+        if ndim == 2:  # (N, C): slicing a torch.Size costs more than the rest of this function
+            ok = len(tshape) == 1 and tshape[0] == shape[0]
+        else:
+            ok = tuple(tshape) == (tuple(shape[:1]) + tuple(shape[2:]) if ndim >= 2 else ())
+    else:
+        ok = tdtype == dtype and target.shape == shape
+    return ok and not torch.compiler.is_compiling()
+
+
+# argument types torch's functions take as fusedloss's do (a NumPy weight, say, would not be)
+_TORCH_ARG_TYPES = (type(None), bool, int, float, str, Tensor)
+
+
+def _is_default(value, default) -> bool:
+    return value is default or (not isinstance(value, Tensor) and type(value) is type(default) and value == default)
+
+
+def _torch_takes(args: tuple, kwargs: dict, extensions: tuple) -> bool:
+    """Whether torch's function takes these arguments as fusedloss's does: every fusedloss extension keyword
+    (name, default) at its default, and every argument of a type torch's functions accept."""
+    for k, d in extensions:
+        if k in kwargs and not _is_default(kwargs[k], d):
+            return False
+    for v in args:
+        if not isinstance(v, _TORCH_ARG_TYPES):
+            return False
+    for v in kwargs.values():
+        if not isinstance(v, _TORCH_ARG_TYPES):
+            return False
+    return True
+
+
+def _small_on_torch(twin, multiclass: bool = False, extensions: dict | None = None):
+    """Route small calls of a functional named after ``torch.nn.functional.<twin>`` to torch's function,
+    with the same arguments, when every fusedloss extension keyword (``extensions``: name -> default, plus
+    ``backend``) is at its default."""
+    torch_fn = getattr(torch.nn.functional, twin)
+    extensions = tuple({"backend": None, **(extensions or {})}.items())
+    names = frozenset(k for k, _ in extensions)
+
+    def wrap(fn):
+        def routed(input, target, *args, **kwargs):
+            if _torch_is_faster(input, target, multiclass) and _torch_takes(args, kwargs, extensions):
+                return torch_fn(input, target, *args, **{k: v for k, v in kwargs.items() if k not in names})
+            return fn(input, target, *args, **kwargs)
+
+        routed.__name__, routed.__qualname__, routed.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
+        routed.__wrapped__ = fn
+        return routed
+
+    return wrap

@@ -1,0 +1,252 @@
+"""Functional forms: one per registry loss, named after ``torch.nn.functional`` where torch has the loss (with
+torch's signature and semantics), plus ``loss`` (any registry loss by name); ``FUNCTIONAL`` maps each registry
+name to its form.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from .._dispatch import Loss
+from .._spec import REGISTRY
+from ._args import _check_reduction, _class_axis, _elementwise, _host_vector, _legacy_reduction, _multiclass
+from ._ctc import ctc_loss  # CTC has its own signature (sequences and lengths)
+from ._generate import elementwise_form
+from ._routing import _small_on_torch
+
+# --- functional forms: PyTorch's losses, PyTorch's signatures -----------------------------------------------
+
+
+@_small_on_torch("cross_entropy", True, {"z_loss": 0.0, "softcap": None, "sample_weight": None, "inplace_grad": False})
+def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
+                  label_smoothing=0.0, *, z_loss=0.0, softcap=None, sample_weight=None, inplace_grad=False,
+                  backend=None):
+    """``torch.nn.functional.cross_entropy``, fused: classes on dim 1 (dim 0 for an unbatched ``(C,)`` input),
+    integer class targets or class probabilities of the input's shape.
+
+    Extensions: ``z_loss`` (adds ``z_loss * logsumexp^2`` per row), ``softcap`` (logits become
+    ``softcap * tanh(x / softcap)``), ``sample_weight`` (one weight per row, shape ``(N, d1, ...)`` or a leading
+    part; "mean" divides by the sum of ``sample_weight * weight[target]``), ``inplace_grad`` (write the
+    gradient into the logits' storage), ``backend``.
+    """
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    params = dict(class_weight=_host_vector(weight, "weight", "cross_entropy"), ignore_index=ignore_index,
+                  label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap)
+    return _multiclass("cross_entropy", input, target, reduction, params, sample_weight=sample_weight,
+                       inplace_grad=inplace_grad, backend=backend, fn="cross_entropy")
+
+
+@_small_on_torch("mse_loss")
+def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None, *, backend=None):
+    """``torch.nn.functional.mse_loss`` (with ``weight``: "mean" is sum(w l) / sum(w), as torch)."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    return _elementwise("mse", input, target, reduction, {}, weight=weight, weight_mean="sum_w", backend=backend,
+                        fn="mse_loss")
+
+
+@_small_on_torch("l1_loss")
+def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None, *, backend=None):
+    """``torch.nn.functional.l1_loss`` (with ``weight``: "mean" is sum(w l) / sum(w), as torch)."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    return _elementwise("mae", input, target, reduction, {}, weight=weight, weight_mean="sum_w", backend=backend,
+                        fn="l1_loss")
+
+
+@_small_on_torch("huber_loss")
+def huber_loss(input, target, reduction="mean", delta=1.0, weight=None, *, backend=None):
+    """``torch.nn.functional.huber_loss`` (with ``weight``: "mean" is mean(w l), as torch)."""
+    return _elementwise("huber", input, target, reduction, {"delta": delta}, weight=weight, weight_mean="numel",
+                        backend=backend, fn="huber_loss")
+
+
+@_small_on_torch("smooth_l1_loss")
+def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean", beta=1.0, *, backend=None):
+    """``torch.nn.functional.smooth_l1_loss``."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    return _elementwise("smooth_l1", input, target, reduction, {"beta": beta}, backend=backend, fn="smooth_l1_loss")
+
+
+def poisson_nll_loss(input, target, log_input=True, full=False, size_average=None, eps=1e-8, reduce=None,
+                     reduction="mean", *, backend=None):
+    """``torch.nn.functional.poisson_nll_loss``; ``full=True`` adds torch's Stirling term (a constant)."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    out = _elementwise("poisson_nll", input, target, reduction, {"log_input": log_input, "eps": eps},
+                       backend=backend, fn="poisson_nll_loss")
+    if not full:
+        return out
+    # torch's Stirling term, target log(target) - target + log(2 pi target) / 2 where target > 1: a constant
+    # with respect to the input, added to the fused loss
+    t = torch.as_tensor(target, device=out.device).detach().to(out.dtype)
+    stirling = (t * t.log() - t + 0.5 * (2 * math.pi * t).log()).masked_fill(t <= 1, 0)
+    if reduction == "none":
+        return out + stirling
+    return out + (stirling.sum() if reduction == "sum" else stirling.mean())
+
+
+@_small_on_torch("binary_cross_entropy")
+def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None, reduction="mean", *,
+                         backend=None):
+    """``torch.nn.functional.binary_cross_entropy`` on probabilities (logs clamped at -100, as torch)."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    return _elementwise("binary_cross_entropy", input, target, reduction, {"pos_weight": None}, weight=weight,
+                        weight_mean="numel", backend=backend, fn="binary_cross_entropy")
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None, reduction="mean",
+                                     pos_weight=None, *, label_smoothing=0.0, backend=None):
+    """``torch.nn.functional.binary_cross_entropy_with_logits``. ``pos_weight`` broadcasts against the target as
+    in torch; a scalar or one value per entry of the last axis runs on the fused kernel, other shapes (such as
+    ``(C, 1, 1)`` for ``(N, C, H, W)`` logits) on torch's function. Extension: ``label_smoothing`` (targets become
+    ``y (1 - s) + s / 2``)."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    fn = "binary_cross_entropy_with_logits"
+    if isinstance(pos_weight, Tensor) and pos_weight.ndim > 1 and pos_weight.numel() > 1:
+        # torch broadcasts pos_weight against the target, e.g. (C, 1, 1) for (N, C, H, W); the kernels take one
+        # value per entry of the last axis: the other shapes run on torch's own function
+        if label_smoothing:
+            target = target * (1 - label_smoothing) + label_smoothing / 2
+        return torch.nn.functional.binary_cross_entropy_with_logits(input, target, weight, reduction=reduction,
+                                                                    pos_weight=pos_weight)
+    params = {"pos_weight": _host_vector(pos_weight, "pos_weight", fn), "label_smoothing": label_smoothing}
+    return _elementwise("binary_cross_entropy_with_logits", input, target, reduction, params, weight=weight,
+                        weight_mean="numel", backend=backend, fn=fn)
+
+
+@_small_on_torch("multi_margin_loss", True)
+def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=None, reduce=None,
+                      reduction="mean", *, backend=None):
+    """``torch.nn.functional.multi_margin_loss``: input ``(N, C)`` or ``(C,)``, integer targets."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    if isinstance(input, Tensor) and input.ndim > 2:
+        raise ValueError(f"multi_margin_loss: input must be 1-d or 2-d, got {input.ndim}-d")
+    params = {"margin": margin, "p": p, "class_weight": _host_vector(weight, "weight", "multi_margin_loss")}
+    return _multiclass("multi_margin", input, target, reduction, params, backend=backend, fn="multi_margin_loss")
+
+
+# torch's own function, exactly: log-probabilities in, the pointwise KL on any shape, torch's reductions. The
+# fused form (logits in) is kl_div_with_logits.
+kl_div = torch.nn.functional.kl_div
+
+
+def kl_div_with_logits(input, target, reduction="mean", log_target=False, *, temperature=1.0, dim=-1,
+                       backend=None):
+    """KL(target || softmax(input / temperature)) along ``dim``, fused with the log-softmax: **logits in**.
+
+    Not ``torch.nn.functional.kl_div`` (which is :func:`kl_div` here, torch's own): that one takes
+    log-probabilities and returns the pointwise terms ``target * (log target - input)``. This one replaces
+    ``F.kl_div(F.log_softmax(logits / temperature, dim), target, reduction=r, log_target=lt)`` by
+    ``kl_div_with_logits(logits, target, reduction=r, log_target=lt, temperature=temperature, dim=dim)`` with
+    the same value for "batchmean" (sum / input.size(0)), "sum" and "mean" (sum / number of elements), and a
+    gradient with respect to the logits in one pass. "none" gives one value per row (the sum of torch's
+    elementwise terms along ``dim``), shape ``input.shape`` without ``dim``. ``dim`` defaults to the last axis.
+    """
+    _check_reduction(reduction, "kl_div_with_logits", ("batchmean",))
+    sample_weight = None
+    if reduction in ("batchmean", "mean") and isinstance(input, Tensor):
+        if input.ndim == 0:
+            raise ValueError("kl_div_with_logits: the input needs a class axis, got a 0-d tensor")
+        axis = _class_axis(input, dim)
+        rows = input.shape[:axis] + input.shape[axis + 1:]
+        # torch divides the sum by input.size(0) ("batchmean") or by the number of elements ("mean"); our
+        # "mean" divides by the number of rows. Where they differ, fold the divisor into per-row weights.
+        divisor = input.shape[0] if reduction == "batchmean" else input.numel()
+        n_rows = math.prod(rows)
+        if divisor == n_rows or divisor == 0:
+            reduction = "mean"
+        else:
+            sample_weight = torch.full(rows, 1.0 / divisor, dtype=torch.float64, device=input.device)
+            reduction = "sum"
+    params = {"log_target": log_target, "temperature": temperature}
+    return _multiclass("kl_div_with_logits", input, target, reduction, params, class_dim=dim, sample_weight=sample_weight,
+                       backend=backend, fn="kl_div_with_logits")
+
+
+# --- functional forms: our losses ---------------------------------------------------------------------------
+# The elementwise ones are declared (signature, docstring) and generated from the registry (_generate.py).
+
+
+@elementwise_form("pseudo_huber")
+def pseudo_huber_loss(input, target, reduction="mean", delta=1.0, *, sample_weight=None, backend=None):
+    """Pseudo-Huber ``delta^2 (sqrt(1 + (d/delta)^2) - 1)``, ``d = input - target``."""
+
+
+@elementwise_form("log_cosh")
+def log_cosh_loss(input, target, reduction="mean", *, sample_weight=None, backend=None):
+    """``log(cosh(input - target))``, stable for any finite residual."""
+
+
+@elementwise_form("quantile")
+def quantile_loss(input, target, quantile=0.5, reduction="mean", *, sample_weight=None, backend=None):
+    """Pinball loss of the ``quantile`` level (``input`` predicts the quantile of ``target``)."""
+
+
+@elementwise_form("tweedie")
+def tweedie_loss(input, target, power=1.5, reduction="mean", *, sample_weight=None, backend=None):
+    """Half Tweedie deviance with log link (``input`` is the log of the mean), ``power`` in (1, 2)."""
+
+
+@elementwise_form("binary_focal")
+def binary_focal_loss(input, target, alpha=0.25, gamma=2.0, reduction="mean", *, sample_weight=None, backend=None):
+    """Sigmoid focal loss on logits (Lin et al. 2017); ``alpha < 0`` disables the class weighting."""
+
+
+def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2, reduction="none"):
+    """``torchvision.ops.sigmoid_focal_loss``'s signature and default (``reduction="none"``)."""
+    return binary_focal_loss(inputs, targets, alpha=alpha, gamma=gamma, reduction=reduction)
+
+
+@elementwise_form("hinge")
+def hinge_loss(input, target, reduction="mean", *, sample_weight=None, backend=None):
+    """``max(0, 1 - t x)`` for targets ``t`` in {-1, 1} ({0, 1} accepted)."""
+
+
+@elementwise_form("squared_hinge")
+def squared_hinge_loss(input, target, reduction="mean", *, sample_weight=None, backend=None):
+    """``max(0, 1 - t x)^2`` for targets ``t`` in {-1, 1} ({0, 1} accepted)."""
+
+
+@elementwise_form("zero_one")
+def zero_one_loss(input, target, threshold=0.5, reduction="mean", *, sample_weight=None, backend=None):
+    """Misclassification rate (a metric: no gradient); ``input > threshold`` predicts the positive class."""
+
+
+def focal_loss(input, target, alpha=None, gamma=2.0, ignore_index=-100, reduction="mean", *, sample_weight=None,
+               backend=None):
+    """Softmax focal loss with integer targets; classes on dim 1 as in ``cross_entropy``. ``alpha``: None, a
+    scalar, or one weight per class. "mean" divides by the rows not ignored."""
+    params = {"alpha": _host_vector(alpha, "alpha", "focal_loss"), "gamma": gamma, "ignore_index": ignore_index}
+    return _multiclass("categorical_focal", input, target, reduction, params, sample_weight=sample_weight,
+                       backend=backend, fn="focal_loss")
+
+
+def loss(name: str, input, target, *, reduction="mean", sample_weight=None, class_dim=None, backend=None, **params):
+    """Any registry loss by its fusedloss name, with fusedloss's parameter names and weight semantics.
+
+    Multiclass losses take the classes on ``class_dim`` (default: dim 1, or 0 for a 1-d input). ``name`` may
+    also be a loss object (a custom loss from ``fusedloss.elementwise_loss``).
+    """
+    if isinstance(name, Loss):
+        name = name.name
+    spec = REGISTRY.get(name)
+    if spec is None:
+        raise ValueError(f"unknown loss {name!r}; known losses: {', '.join(sorted(REGISTRY))}")
+    params = {k: (_host_vector(v, k, name) if k == spec.vector_param else v) for k, v in params.items()}
+    params = {**spec.defaults(), **params}
+    if spec.kind == "multiclass":
+        return _multiclass(name, input, target, reduction, params, class_dim=class_dim, sample_weight=sample_weight,
+                           backend=backend, fn=name)
+    return _elementwise(name, input, target, reduction, params, sample_weight=sample_weight, backend=backend, fn=name)
+
+
+FUNCTIONAL = {
+    "mse": mse_loss, "mae": l1_loss, "huber": huber_loss, "smooth_l1": smooth_l1_loss,
+    "pseudo_huber": pseudo_huber_loss, "log_cosh": log_cosh_loss, "quantile": quantile_loss,
+    "poisson_nll": poisson_nll_loss, "tweedie": tweedie_loss, "binary_cross_entropy": binary_cross_entropy,
+    "binary_cross_entropy_with_logits": binary_cross_entropy_with_logits, "binary_focal": binary_focal_loss,
+    "hinge": hinge_loss, "squared_hinge": squared_hinge_loss, "zero_one": zero_one_loss,
+    "cross_entropy": cross_entropy, "categorical_focal": focal_loss, "multi_margin": multi_margin_loss,
+    "kl_div_with_logits": kl_div_with_logits, "ctc": ctc_loss,
+}

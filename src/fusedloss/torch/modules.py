@@ -1,0 +1,259 @@
+"""``nn.Module`` forms: drop-ins for ``torch.nn``'s loss modules where torch has the loss, one per other registry
+loss, and ``FusedLoss`` (any registry loss by name); ``MODULES`` maps each registry name to its class. Each
+module holds its options as attributes and calls the functional form in ``forward``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .._dispatch import Loss
+from .._spec import REGISTRY
+from ._args import _legacy_reduction
+from ._ctc import CTCLoss
+from ._generate import module_of
+from ._routing import _is_default
+from .functional import (binary_cross_entropy, binary_cross_entropy_with_logits, binary_focal_loss, cross_entropy,
+                         focal_loss, hinge_loss, huber_loss, kl_div_with_logits, l1_loss, log_cosh_loss, loss,
+                         mse_loss, multi_margin_loss, poisson_nll_loss, pseudo_huber_loss, quantile_loss,
+                         smooth_l1_loss, squared_hinge_loss, tweedie_loss, zero_one_loss)
+
+# --- nn.Module classes --------------------------------------------------------------------------------------
+
+
+class _LossModule(torch.nn.Module):
+    """Holds the call's options as attributes, read at each call as torch's modules do (``loss.ignore_index = 3``
+    after construction takes effect); ``forward(input, target)`` calls the functional form."""
+
+    _fn = None  # the functional form
+    _shown = ()  # option names shown by extra_repr
+    _buffer_names = ()  # tensor options held as buffers (they follow ``.to(device)``), registered by the subclass
+
+    def __init__(self, reduction="mean", **options):
+        super().__init__()
+        self.reduction = reduction
+        self._option_names = tuple(options) + self._buffer_names
+        for k, v in options.items():
+            setattr(self, k, v)
+
+    def forward(self, input, target):
+        return type(self)._fn(input, target, reduction=self.reduction, **self._call_options())
+
+    def _call_options(self) -> dict:
+        return {k: getattr(self, k) for k in self._option_names}
+
+    def __prepare_scriptable__(self):
+        """``torch.jit.script``: the fused kernels are Python calls that TorchScript cannot compile, so a module
+        with torch's options only is scripted as its ``torch.nn`` twin (the same loss, on torch's kernels; the
+        scripted model can be saved and run without fusedloss). Options torch lacks raise a message."""
+        twin = getattr(torch.nn, type(self).__name__, None)
+        if twin is None or not issubclass(twin, torch.nn.Module) or type(self) is FusedLoss:
+            raise RuntimeError(
+                f"torch.jit.script: fusedloss.torch.{type(self).__name__} has no torch.nn twin, and its fused "
+                "kernel cannot be compiled by TorchScript. Script the rest of the model and call the loss outside "
+                "it, or use torch.compile, which runs fusedloss's losses (behind a graph break).")
+        import inspect
+
+        ours = inspect.signature(type(self).__init__).parameters
+        theirs = inspect.signature(twin.__init__).parameters
+        options = self._call_options()
+        extras = [k for k, v in options.items() if k not in theirs and not _is_default(v, ours[k].default)]
+        if extras:
+            raise RuntimeError(
+                f"torch.jit.script: fusedloss.torch.{type(self).__name__} with {', '.join(extras)} cannot be "
+                f"scripted (torch.nn.{twin.__name__} has no such option, and the fused kernel cannot be compiled by "
+                "TorchScript). Call the loss outside the scripted part, or use torch.compile.")
+        return twin(reduction=self.reduction, **{k: v for k, v in options.items() if k in theirs})
+
+    def extra_repr(self) -> str:
+        shown = [f"reduction={self.reduction!r}"] + [f"{k}={getattr(self, k)!r}" for k in self._shown]
+        return ", ".join(shown)
+
+
+class CrossEntropyLoss(_LossModule):
+    """Drop-in for ``torch.nn.CrossEntropyLoss`` (same arguments), plus ``z_loss``, ``softcap``, ``inplace_grad``
+    and ``backend``. ``weight`` is a buffer, as in torch (it follows ``.to(device)``)."""
+
+    _fn = staticmethod(cross_entropy)
+    _shown = ("ignore_index", "label_smoothing", "z_loss", "softcap", "inplace_grad")
+    _buffer_names = ("weight",)
+
+    def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
+                 label_smoothing=0.0, *, z_loss=0.0, softcap=None, inplace_grad=False, backend=None):
+        super().__init__(_legacy_reduction(size_average, reduce, reduction), ignore_index=ignore_index,
+                         label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap, inplace_grad=inplace_grad,
+                         backend=backend)
+        self.register_buffer("weight", weight)
+
+
+
+class MSELoss(_LossModule):
+    """Drop-in for ``torch.nn.MSELoss``."""
+
+    _fn = staticmethod(mse_loss)
+
+    def __init__(self, size_average=None, reduce=None, reduction="mean", *, backend=None):
+        super().__init__(_legacy_reduction(size_average, reduce, reduction), backend=backend)
+
+
+class L1Loss(_LossModule):
+    """Drop-in for ``torch.nn.L1Loss``."""
+
+    _fn = staticmethod(l1_loss)
+
+    def __init__(self, size_average=None, reduce=None, reduction="mean", *, backend=None):
+        super().__init__(_legacy_reduction(size_average, reduce, reduction), backend=backend)
+
+
+class HuberLoss(_LossModule):
+    """Drop-in for ``torch.nn.HuberLoss``."""
+
+    _fn = staticmethod(huber_loss)
+    _shown = ("delta",)
+
+    def __init__(self, reduction="mean", delta=1.0, *, backend=None):
+        super().__init__(reduction, delta=delta, backend=backend)
+
+
+class SmoothL1Loss(_LossModule):
+    """Drop-in for ``torch.nn.SmoothL1Loss``."""
+
+    _fn = staticmethod(smooth_l1_loss)
+    _shown = ("beta",)
+
+    def __init__(self, size_average=None, reduce=None, reduction="mean", beta=1.0, *, backend=None):
+        super().__init__(_legacy_reduction(size_average, reduce, reduction), beta=beta, backend=backend)
+
+
+class PoissonNLLLoss(_LossModule):
+    """Drop-in for ``torch.nn.PoissonNLLLoss``."""
+
+    _fn = staticmethod(poisson_nll_loss)
+    _shown = ("log_input", "full", "eps")
+
+    def __init__(self, log_input=True, full=False, size_average=None, eps=1e-8, reduce=None, reduction="mean", *,
+                 backend=None):
+        super().__init__(_legacy_reduction(size_average, reduce, reduction), log_input=log_input, full=full,
+                         eps=eps, backend=backend)
+
+
+class BCELoss(_LossModule):
+    """Drop-in for ``torch.nn.BCELoss``."""
+
+    _fn = staticmethod(binary_cross_entropy)
+    _buffer_names = ("weight",)
+
+    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean", *, backend=None):
+        super().__init__(_legacy_reduction(size_average, reduce, reduction), backend=backend)
+        self.register_buffer("weight", weight)
+
+
+
+class BCEWithLogitsLoss(_LossModule):
+    """Drop-in for ``torch.nn.BCEWithLogitsLoss``, plus ``label_smoothing``."""
+
+    _fn = staticmethod(binary_cross_entropy_with_logits)
+    _shown = ("label_smoothing",)
+    _buffer_names = ("weight", "pos_weight")
+
+    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean", pos_weight=None, *,
+                 label_smoothing=0.0, backend=None):
+        super().__init__(_legacy_reduction(size_average, reduce, reduction), label_smoothing=label_smoothing,
+                         backend=backend)
+        self.register_buffer("weight", weight)
+        self.register_buffer("pos_weight", pos_weight)
+
+
+
+class MultiMarginLoss(_LossModule):
+    """Drop-in for ``torch.nn.MultiMarginLoss``."""
+
+    _fn = staticmethod(multi_margin_loss)
+    _shown = ("p", "margin")
+    _buffer_names = ("weight",)
+
+    def __init__(self, p=1, margin=1.0, weight=None, size_average=None, reduce=None, reduction="mean", *,
+                 backend=None):
+        super().__init__(_legacy_reduction(size_average, reduce, reduction), p=p, margin=margin, backend=backend)
+        self.register_buffer("weight", weight)
+
+
+
+# torch's own module (see kl_div); the fused, logits-in form is KLDivWithLogitsLoss
+KLDivLoss = torch.nn.KLDivLoss
+
+
+class KLDivWithLogitsLoss(_LossModule):
+    """KL(target || softmax(input / temperature)) along ``dim`` with **logits in**; see
+    :func:`kl_div_with_logits` (not ``torch.nn.KLDivLoss``, which takes log-probabilities)."""
+
+    _fn = staticmethod(kl_div_with_logits)
+    _shown = ("log_target", "temperature", "dim")
+
+    def __init__(self, reduction="mean", log_target=False, *, temperature=1.0, dim=-1, backend=None):
+        super().__init__(reduction, log_target=log_target, temperature=temperature, dim=dim, backend=backend)
+
+
+# The modules of the forms generated from the registry (see _generate.py): __init__ takes the form's options.
+PseudoHuberLoss = module_of(pseudo_huber_loss, _LossModule, "pseudo_huber")
+LogCoshLoss = module_of(log_cosh_loss, _LossModule, "log_cosh")
+QuantileLoss = module_of(quantile_loss, _LossModule, "quantile")
+TweedieLoss = module_of(tweedie_loss, _LossModule, "tweedie")
+BinaryFocalLoss = module_of(binary_focal_loss, _LossModule, "binary_focal")
+HingeLoss = module_of(hinge_loss, _LossModule, "hinge")
+SquaredHingeLoss = module_of(squared_hinge_loss, _LossModule, "squared_hinge")
+ZeroOneLoss = module_of(zero_one_loss, _LossModule, "zero_one")
+
+
+class FocalLoss(_LossModule):
+    """Softmax focal loss, classes on dim 1 as ``CrossEntropyLoss``; ``alpha`` (None, scalar or per class) is a
+    buffer when it is a tensor."""
+
+    _fn = staticmethod(focal_loss)
+    _shown = ("gamma", "ignore_index")
+    _buffer_names = ("alpha",)
+
+    def __init__(self, alpha=None, gamma=2.0, ignore_index=-100, reduction="mean", *, backend=None):
+        super().__init__(reduction, gamma=gamma, ignore_index=ignore_index, backend=backend)
+        if isinstance(alpha, Tensor):
+            self.register_buffer("alpha", alpha)
+        else:
+            self.alpha = alpha
+
+
+class FusedLoss(_LossModule):
+    """Any registry loss by its fusedloss name: ``FusedLoss("log_cosh")``, ``FusedLoss("cross_entropy",
+    z_loss=1e-4)``, or a loss object (``FusedLoss(my_custom_loss, delta=0.5)``); ``forward(input, target,
+    sample_weight=None)``."""
+
+    _fn = staticmethod(loss)
+
+    def __init__(self, name: str, reduction="mean", *, class_dim=None, backend=None, **params):
+        if isinstance(name, Loss):  # a loss object, e.g. a custom loss from fusedloss.elementwise_loss
+            name = name.name
+        if name not in REGISTRY:
+            raise ValueError(f"unknown loss {name!r}; known losses: {', '.join(sorted(REGISTRY))}")
+        super().__init__(reduction)
+        self.name = name
+        # a loss's parameter names may be any identifier (a custom loss's too), so they stay in a dict here
+        # rather than becoming module attributes
+        self._options = {"class_dim": class_dim, "backend": backend, **params}
+
+    def forward(self, input, target, sample_weight=None):
+        return loss(self.name, input, target, reduction=self.reduction, sample_weight=sample_weight,
+                    **self._options)
+
+    def extra_repr(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self._options.items() if v is not None)
+        return f"{self.name!r}, reduction={self.reduction!r}" + (f", {opts}" if opts else "")
+
+
+MODULES = {
+    "mse": MSELoss, "mae": L1Loss, "huber": HuberLoss, "smooth_l1": SmoothL1Loss, "pseudo_huber": PseudoHuberLoss,
+    "log_cosh": LogCoshLoss, "quantile": QuantileLoss, "poisson_nll": PoissonNLLLoss, "tweedie": TweedieLoss,
+    "binary_cross_entropy": BCELoss, "binary_cross_entropy_with_logits": BCEWithLogitsLoss,
+    "binary_focal": BinaryFocalLoss, "hinge": HingeLoss, "squared_hinge": SquaredHingeLoss,
+    "zero_one": ZeroOneLoss, "cross_entropy": CrossEntropyLoss, "categorical_focal": FocalLoss,
+    "multi_margin": MultiMarginLoss, "kl_div_with_logits": KLDivWithLogitsLoss, "ctc": CTCLoss,
+}
