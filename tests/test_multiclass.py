@@ -159,6 +159,23 @@ def test_ignored_rows_count_for_nothing(backend, name):
     np.testing.assert_allclose(h1, expected, rtol=1e-15)
 
 
+@pytest.mark.parametrize("name", _hard_names(with_ignore=True))
+def test_every_row_ignored_under_mean(backend, name):
+    """Nothing counts: the mean is nan (0 / 0) and the derivatives of the ignored rows stay 0, as torch's
+    cross_entropy gives; the same on every backend."""
+    require_support(backend, name, np.float64)
+    loss = loss_fn(name)
+    ignore = full_params(name)[REGISTRY[name].ignore_param]
+    x, t = make_multiclass_data(name, {}, (4,), np.float64, "hard", seed=4)
+    t[:] = ignore
+    value, g = loss.value_and_grad(x, t, backend=backend)
+    assert math.isnan(value)
+    np.testing.assert_array_equal(g, 0.0)
+    g, h = loss.grad_hess(x, t, backend=backend)
+    np.testing.assert_array_equal(g, 0.0)
+    np.testing.assert_array_equal(h, 0.0)
+
+
 @pytest.mark.parametrize("name", [n for n, s in REGISTRY.items() if s.kind == "multiclass"])
 def test_multiclass_unit_hessian_and_row_weights(backend, name):
     require_support(backend, name, np.float64)

@@ -312,6 +312,7 @@ def test_gradcheck(case, shape, reduction, dtype):
 
 OWN_DATA = {
     "pseudo_huber": (data_regression, {"delta": 0.7}),
+    "asymmetric_huber": (data_regression, {"delta": 0.7, "alpha_left": 0.5, "alpha_right": 2.0}),
     "log_cosh": (data_regression, {}),
     "quantile": (data_regression, {"quantile": 0.3}),
     "tweedie": (data_log_rate, {"power": 1.4}),

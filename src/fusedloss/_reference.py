@@ -452,7 +452,9 @@ def reduce_multiclass(name, logits, target, *, reduction="mean", sample_weight=N
             return total, grad.reshape(x.shape), hess.reshape(x.shape)
         denom = mean_denominator(spec.mean_over, t2, soft, keep, rw, vec)
         scale = 1.0 / denom if denom != 0 else float("nan")
-        return total * scale, grad.reshape(x.shape) * scale, hess.reshape(x.shape) * scale
+        kept = keep[:, None]  # ignored rows: 0, also when nothing counts and the scale is nan (as torch)
+        return (total * scale, np.where(kept, grad * scale, 0.0).reshape(x.shape),
+                np.where(kept, hess * scale, 0.0).reshape(x.shape))
 
 
 # --- sequence losses: their oracle lives in _reference_ctc.py --------------------------------------

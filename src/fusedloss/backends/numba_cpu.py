@@ -71,6 +71,16 @@ def _compensated_total(s, c):
     return s
 
 
+@njit(inline="always")
+def _sum_partials(partial):
+    """The blocks' partial sums added in block order, with compensation (the same additions for any thread count)."""
+    total = 0.0
+    err = 0.0
+    for blk in range(partial.shape[0]):
+        total, err = _compensated_add(total, err, partial[blk])
+    return _compensated_total(total, err)
+
+
 def _loop(p, y, w, params, scale, value_out, grad_out, hess_out, reduce, cols):
     """The generic loop; ``point`` and ``VEC_SLOT`` are bound per loss (see the module docstring).
 
@@ -115,13 +125,9 @@ def _loop(p, y, w, params, scale, value_out, grad_out, hess_out, reduce, cols):
                 s, err = _compensated_add(s, err, t)
         if reduce is not None:
             partial[blk] = _compensated_total(s, err)
-    total = 0.0
-    if reduce is not None:
-        err = 0.0
-        for blk in range(nblocks):
-            total, err = _compensated_add(total, err, partial[blk])
-        total = _compensated_total(total, err)
-    return total
+    if reduce is None:
+        return 0.0
+    return _sum_partials(partial)
 
 
 def _row_loop(x, labels, q, w, cw, has_cw, soft, C, ignore, params, scale, value_out, g, h, want_g, want_h,
@@ -166,13 +172,9 @@ def _row_loop(x, labels, q, w, cw, has_cw, soft, C, ignore, params, scale, value
                 s, err = _compensated_add(s, err, value)
         if reduce is not None:
             partial[blk] = _compensated_total(s, err)
-    total = 0.0
-    if reduce is not None:
-        err = 0.0
-        for blk in range(nblocks):
-            total, err = _compensated_add(total, err, partial[blk])
-        total = _compensated_total(total, err)
-    return total
+    if reduce is None:
+        return 0.0
+    return _sum_partials(partial)
 
 
 _state: dict = {}  # "ns": the compiled point functions, "hash": source hash (built on first use)

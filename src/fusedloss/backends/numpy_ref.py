@@ -46,8 +46,10 @@ def multiclass(loss, packed, ignore_index, C, x, labels, q, w, cw, scale, reduce
     params = spec.unpack(*packed)
     soft = labels is None
     target = q.reshape(-1, C) if soft else labels
-    value, grad, hess, _ = _reference.multiclass(loss, x.reshape(-1, C), target, soft,
-                                                 None if cw is None else cw.astype(np.float64), ignore_index, **params)
+    value, grad, hess, keep = _reference.multiclass(loss, x.reshape(-1, C), target, soft,
+                                                    None if cw is None else cw.astype(np.float64), ignore_index,
+                                                    **params)
+    kept = keep[:, None]  # ignored rows get 0 even when the scale is nan (every row ignored under "mean")
     with np.errstate(all="ignore"):
         if w is not None:
             w64 = w.astype(np.float64)
@@ -57,9 +59,9 @@ def multiclass(loss, packed, ignore_index, C, x, labels, q, w, cw, scale, reduce
         if value_out is not None:
             value_out[...] = value
         if grad_out is not None:
-            grad_out[...] = (grad * scale).reshape(-1)
+            grad_out[...] = np.where(kept, grad * scale, 0.0).reshape(-1)
         if hess_out is not None:
-            hess_out[...] = (hess * scale).reshape(-1)
+            hess_out[...] = np.where(kept, hess * scale, 0.0).reshape(-1)
     return float(np.sum(value)) if reduce else 0.0
 
 

@@ -36,7 +36,8 @@ it. The rule is in ``fusedloss._gpu_routing``. On the fused path, tensors are pa
 backend, which reads them through ``__cuda_array_interface__``; outputs are allocated by torch on the same device.
 
 Targets. Targets are constants (``requires_grad=False``), with one exception: for the losses of the residual
-``pred - target`` (``mse``, ``mae``, ``huber``, ``smooth_l1``, ``pseudo_huber``, ``log_cosh``, ``quantile``)
+``pred - target`` (the registry's ``residual`` ones: ``mse``, ``mae``, ``huber``, ``asymmetric_huber``, ``smooth_l1``,
+``pseudo_huber``, ``log_cosh``, ``quantile``)
 a target that requires grad gets ``-grad_input`` in backward. For the other losses a target that requires grad
 raises ``RuntimeError`` (pass ``target.detach()``). Weights (``weight``, ``pos_weight``, ``sample_weight``) are
 constants too: one that requires grad raises, as PyTorch does for ``cross_entropy``'s ``weight``.
@@ -62,6 +63,7 @@ from ._autograd import FORWARD_MODE_MESSAGE, RESIDUAL_LOSSES, SECOND_DERIVATIVE_
 from ._benchmark import QUICK_TORCH_MODULE_CASES, TORCH_MODULE_CASES, bench_torch_module
 from ._ctc import CTCLoss, ctc_loss
 from ._routing import FEW_CLASSES, SMALL_ELEMENTWISE, SMALL_MULTICLASS, set_cpu_routing
+from . import functional as _functional
 from .functional import (FUNCTIONAL, binary_cross_entropy, binary_cross_entropy_with_logits, binary_focal_loss,
                          cross_entropy, focal_loss, hinge_loss, huber_loss, kl_div, kl_div_with_logits, l1_loss,
                          log_cosh_loss, loss, mse_loss, multi_margin_loss, poisson_nll_loss, pseudo_huber_loss,
@@ -87,3 +89,9 @@ __all__ = [
     "TweedieLoss", "BinaryFocalLoss", "HingeLoss", "SquaredHingeLoss", "ZeroOneLoss", "FocalLoss",
     "ctc_loss", "CTCLoss",
 ]
+
+# the forms made whole from the registry (functional.GENERATED): exported like the written ones
+for _name in _functional.GENERATED:
+    globals()[f"{_name}_loss"] = FUNCTIONAL[_name]
+    globals()[MODULES[_name].__name__] = MODULES[_name]
+    __all__ += [f"{_name}_loss", MODULES[_name].__name__]

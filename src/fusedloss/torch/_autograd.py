@@ -17,7 +17,9 @@ from ._kernel import _HALF, _NATIVE, _Call, _compute
 
 # Losses of the residual d = pred - target (quantile: r = target - pred): dl/dtarget = -dl/dpred, so a target
 # that requires grad is supported for free.
-RESIDUAL_LOSSES = frozenset({"mse", "mae", "huber", "smooth_l1", "pseudo_huber", "log_cosh", "quantile"})
+# the losses of the residual pred - target (the registry's ``residual``): a target that requires grad gets
+# -grad_input in backward
+RESIDUAL_LOSSES = frozenset(name for name, spec in REGISTRY.items() if spec.residual)
 
 
 def _plain():
@@ -191,7 +193,7 @@ def _apply_eager(call: _Call, input: Tensor, target) -> Tensor:
         raise TypeError(f"{call.name}: input must be float16, bfloat16, float32 or float64, got {input.dtype}")
     grad_mode = torch.is_grad_enabled() and spec.differentiable
     target_grad = grad_mode and isinstance(target, Tensor) and target.requires_grad
-    if target_grad and call.name not in RESIDUAL_LOSSES:
+    if target_grad and not spec.residual:
         raise RuntimeError(
             f"{call.name}: the gradient with respect to target is not supported for this loss (only for "
             f"{', '.join(sorted(RESIDUAL_LOSSES))}); pass target.detach()")

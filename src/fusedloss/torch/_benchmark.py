@@ -42,14 +42,15 @@ def bench_torch_module(cases=TORCH_MODULE_CASES, dtype="float32", *, repeat=7, w
     ``cases``: ``(loss, shape)`` pairs, ``loss`` in ("cross_entropy", "mse"). One timed call is
     ``x.grad = None; module(x, t).backward()`` on a leaf ``x`` (the gradient buffer is allocated in every call by
     both, as ``optimizer.zero_grad()`` leaves it). Contestants are timed round-robin with the shared timing loop
-    (``fusedloss._bench.time_round_robin``): ``warmup`` untimed calls, then ``repeat`` samples. ``threads`` sets
+    (``fusedloss.bench.timing.time_round_robin``): ``warmup`` untimed calls, then ``repeat`` samples. ``threads`` sets
     both torch's and fusedloss's thread count for the run (None: leave them). ``backend``: fusedloss's backend
     (None: the current choice, usually "auto"; the row says which backend ran).
 
     Returns flat rows: mode, loss, module, contestant ("torch" | "fusedloss"), backend, dtype, size, n, threads,
     median_s, p20_s, p80_s, samples, number, check, value_err, grad_err, speedup_vs_torch.
     """
-    from .. import _bench
+    from ..bench.cases import format_shape
+    from ..bench.timing import time_round_robin
 
     tdtype = getattr(torch, dtype)
     prev_torch_threads = torch.get_num_threads()
@@ -89,9 +90,9 @@ def bench_torch_module(cases=TORCH_MODULE_CASES, dtype="float32", *, repeat=7, w
             del grads
             x.grad = None
             runs = {name: (lambda m=mod: step(m)) for name, mod in mods.items()}
-            timings = _bench.time_round_robin(runs, repeat, warmup, min_sample_s, budget_s, progress)
+            timings = time_round_robin(runs, repeat, warmup, min_sample_s, budget_s, progress)
             x.grad = None
-            size = _bench.format_shape(shape)
+            size = format_shape(shape)
             med = {name: tm.stats()[0] for name, tm in timings.items()}
             for name, tm in timings.items():
                 m, p20, p80 = tm.stats()

@@ -80,6 +80,27 @@ def elementwise_form(name: str):
     return make
 
 
+def generated_form(name: str, module: str):
+    """The functional form of an elementwise registry loss that has no declared one, whole from the registry:
+    ``<name>_loss(input, target, <its parameters>, reduction="mean", *, sample_weight=None, backend=None)``,
+    documented by the registry's summary and formula."""
+    spec = REGISTRY[name]
+    P = inspect.Parameter
+    parameters = [P("input", P.POSITIONAL_OR_KEYWORD), P("target", P.POSITIONAL_OR_KEYWORD),
+                  *(P(p.name, P.POSITIONAL_OR_KEYWORD, default=p.default) for p in spec.params),
+                  P("reduction", P.POSITIONAL_OR_KEYWORD, default="mean"),
+                  P("sample_weight", P.KEYWORD_ONLY, default=None), P("backend", P.KEYWORD_ONLY, default=None)]
+
+    def declared():  # only its name, signature and docstring are used
+        pass
+
+    declared.__signature__ = inspect.Signature(parameters)
+    declared.__name__ = declared.__qualname__ = f"{name}_loss"
+    declared.__module__ = module
+    declared.__doc__ = f"{spec.summary[0].upper()}{spec.summary[1:]}.\n\n{spec.formula}"
+    return elementwise_form(name)(declared)
+
+
 def module_name(fn) -> str:
     """The module class named after a functional form: ``pseudo_huber_loss`` -> ``PseudoHuberLoss``."""
     return "".join(word.title() for word in fn.__name__.split("_"))

@@ -14,7 +14,7 @@ from .._dispatch import Loss
 from .._spec import REGISTRY
 from ._args import _check_reduction, _class_axis, _elementwise, _host_vector, _legacy_reduction, _multiclass
 from ._ctc import ctc_loss  # CTC has its own signature (sequences and lengths)
-from ._generate import elementwise_form
+from ._generate import elementwise_form, generated_form
 from ._routing import _small_on_torch
 
 # --- functional forms: PyTorch's losses, PyTorch's signatures -----------------------------------------------
@@ -250,3 +250,10 @@ FUNCTIONAL = {
     "cross_entropy": cross_entropy, "categorical_focal": focal_loss, "multi_margin": multi_margin_loss,
     "kl_div_with_logits": kl_div_with_logits, "ctc": ctc_loss,
 }
+
+# an elementwise loss of the registry with neither a torch twin nor a declared form above: its form is made whole
+# from the registry (``<loss>_loss``), so that a new loss needs nothing here
+GENERATED = tuple(name for name, spec in REGISTRY.items()
+                  if spec.kind == "elementwise" and spec.builtin and name not in FUNCTIONAL)
+for _name in GENERATED:
+    FUNCTIONAL[_name] = globals()[f"{_name}_loss"] = generated_form(_name, __name__)

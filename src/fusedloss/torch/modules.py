@@ -14,7 +14,8 @@ from ._args import _legacy_reduction
 from ._ctc import CTCLoss
 from ._generate import module_of
 from ._routing import _is_default
-from .functional import (binary_cross_entropy, binary_cross_entropy_with_logits, binary_focal_loss, cross_entropy,
+from .functional import (FUNCTIONAL, GENERATED, binary_cross_entropy, binary_cross_entropy_with_logits,
+                         binary_focal_loss, cross_entropy,
                          focal_loss, hinge_loss, huber_loss, kl_div_with_logits, l1_loss, log_cosh_loss, loss,
                          mse_loss, multi_margin_loss, poisson_nll_loss, pseudo_huber_loss, quantile_loss,
                          smooth_l1_loss, squared_hinge_loss, tweedie_loss, zero_one_loss)
@@ -257,3 +258,8 @@ MODULES = {
     "zero_one": ZeroOneLoss, "cross_entropy": CrossEntropyLoss, "categorical_focal": FocalLoss,
     "multi_margin": MultiMarginLoss, "kl_div_with_logits": KLDivWithLogitsLoss, "ctc": CTCLoss,
 }
+
+# the modules of the generated functional forms (see functional.GENERATED): ``<Loss>Loss`` from ``<loss>_loss``
+for _name in GENERATED:
+    _cls = module_of(FUNCTIONAL[_name], _LossModule, _name)
+    MODULES[_name] = globals()[_cls.__name__] = _cls
