@@ -50,3 +50,11 @@ def test_scalar_class_vector_over_a_huge_class_axis():
     x = np.broadcast_to(np.float32(0.0), (1, HUGE))
     with pytest.raises(MemoryError, match=r"cross_entropy: cannot allocate .*\(1, 70368744177664\)"):
         fl.cross_entropy(x, np.zeros(1, np.int64), class_weight=2.0, backend="numpy")
+
+
+def test_partial_results_say_what_could_not_be_allocated():
+    """The message comes from the call itself, so every path into it has it: ``partial`` here (fusedloss.dask
+    and fusedloss.torch call the same place), not only the four public methods."""
+    pred = np.broadcast_to(np.float64(0.5), (HUGE,))
+    with pytest.raises(MemoryError, match=r"^mse: cannot allocate .*\(70368744177664,\)"):
+        fl.mse.partial(pred, np.broadcast_to(np.float64(1.0), (HUGE,)), backend="numpy")

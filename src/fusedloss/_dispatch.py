@@ -49,6 +49,10 @@ def resolve_host_backend(name: str | None, spec: LossSpec, dtype):
 # --- the loss objects --------------------------------------------------------------------------------
 
 
+class LossMemoryError(MemoryError):
+    """A MemoryError raised by a loss call that says which array could not be allocated, and the way out."""
+
+
 class Loss:
     """A loss from the registry, callable as ``loss(pred, target, ...)``.
 
@@ -146,6 +150,8 @@ class Loss:
         try:
             return self._compute(pred, target, reduction, sample_weight, backend, kwargs, outputs, grad_out,
                                  hess_out, hessian, nthreads, grad_scale)
+        except LossMemoryError:  # already says it (a call made inside another)
+            raise
         except MemoryError as err:  # NumPy's bare one: say which array, how large, and what to do
             raise self._memory_error(err, pred) from err
 
@@ -331,7 +337,7 @@ class Loss:
         fix = (f"split the batch along its leading axis and call fl.{self.name} on each piece with "
                f"reduction='sum' (or merge fl.{self.name}.partial(...) states with fl.merge)")
         if shape is None or dtype is None:
-            return MemoryError(f"{self.name}: out of memory ({err}); {fix}")
+            return LossMemoryError(f"{self.name}: out of memory ({err}); {fix}")
         shape = tuple(int(n) for n in shape)
         size = float(math.prod(shape) * np.dtype(dtype).itemsize)
         for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
@@ -351,7 +357,7 @@ class Loss:
             role = f"one value per class (C = {pshape[-1]}): {vector} expanded to the last axis of pred"
         else:
             role = "an array"
-        return MemoryError(f"{self.name}: cannot allocate {size:.3g} {unit} for {role}, {np.dtype(dtype)} of "
+        return LossMemoryError(f"{self.name}: cannot allocate {size:.3g} {unit} for {role}, {np.dtype(dtype)} of "
                            f"shape {shape}; {fix}")
 
     def __call__(self, pred, target, *args, reduction="mean", sample_weight=None, backend=None, **params):
@@ -398,4 +404,9 @@ class Loss:
         """
         from ._state import partial
 
-        return partial(self, pred, target, sample_weight, backend, params)
+        try:
+            return partial(self, pred, target, sample_weight, backend, params)
+        except LossMemoryError:  # the call's own, which says it
+            raise
+        except MemoryError as err:  # NumPy's, in partial's own preparation of the arrays
+            raise self._memory_error(err, pred) from err
