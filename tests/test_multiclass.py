@@ -159,6 +159,21 @@ def test_ignored_rows_count_for_nothing(backend, name):
     np.testing.assert_allclose(h1, expected, rtol=1e-15)
 
 
+@pytest.mark.parametrize("name", [n for n, s in REGISTRY.items() if s.kind == "multiclass" and s.soft_labels])
+def test_nan_in_a_soft_target_propagates(backend, name):
+    """NaN in the data propagates (no exception, never dropped): a NaN target probability makes its row's value
+    and gradient NaN, and leaves the other rows as they are."""
+    require_support(backend, name, np.float64)
+    loss = loss_fn(name)
+    x, q = make_multiclass_data(name, {}, (3,), np.float64, "soft", seed=5)
+    clean_v = loss(x, q, reduction="none", backend=backend)
+    q[1, 0] = np.nan
+    v, g = loss.value_and_grad(x, q, reduction="none", backend=backend)
+    assert np.isnan(v[1]) and np.isnan(g[1]).all()
+    np.testing.assert_array_equal(v[[0, 2]], clean_v[[0, 2]])
+    assert np.isnan(loss(x, q, backend=backend))
+
+
 @pytest.mark.parametrize("name", _hard_names(with_ignore=True))
 def test_every_row_ignored_under_mean(backend, name):
     """Nothing counts: the mean is nan (0 / 0) and the derivatives of the ignored rows stay 0, as torch's

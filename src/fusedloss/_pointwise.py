@@ -619,11 +619,11 @@ def kl_div_with_logits_row(x, base, C, t, q, cw, has_cw, soft, params, rw, gscal
         tj = q[base + j]
         if log_target:
             qj = math.exp(tj)
-            if qj > 0.0:
+            if not qj <= 0.0:  # q = 0 adds 0; a NaN target makes the value NaN (not skipped)
                 value += qj * (tj - ((x[base + j] - sh) * inv_t - log_s))
         else:
             qj = tj
-            if qj > 0.0:
+            if not qj <= 0.0:
                 value += qj * (math.log(qj) - ((x[base + j] - sh) * inv_t - log_s))
         S += qj
     if want_g or want_h:

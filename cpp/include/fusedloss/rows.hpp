@@ -533,7 +533,7 @@ struct kl_div_with_logits {
       const double tj = double(q[j]);
       const double qj = LogT ? vm::exp(tj) : tj;
       const double lq = LogT ? tj : vm::log(qj);
-      value += qj > 0.0 ? qj * (lq - (d - rs.log_s)) : 0.0;
+      value += !(qj <= 0.0) ? qj * (lq - (d - rs.log_s)) : 0.0;  // q = 0 adds 0; a NaN target gives NaN
       if constexpr (G || H) {
         const T e = exp_of<T>(d);
         const T p = e * inv_sT;
