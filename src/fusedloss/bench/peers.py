@@ -35,6 +35,15 @@ def _np_huber(p, y, delta):
     return value, np.where(quad, d, delta * np.sign(d)) / d.size
 
 
+def _np_asymmetric_huber(p, y, delta, alpha_left, alpha_right):
+    d = p - y
+    ad = np.abs(d)
+    quad = ad <= delta
+    a = np.where(d < 0, alpha_left, alpha_right)
+    value = (a * np.where(quad, 0.5 * d * d, delta * (ad - 0.5 * delta))).mean()
+    return value, a * np.where(quad, d, delta * np.sign(d)) / d.size
+
+
 def _np_smooth_l1(p, y, beta):
     d = p - y
     ad = np.abs(d)
@@ -160,6 +169,7 @@ def _np_kl_div_with_logits(logits, q, temperature):
 # has no NumPy peer
 NUMPY_PEER = {
     "mse": (_np_mse, ()), "mae": (_np_mae, ()), "huber": (_np_huber, ("delta",)),
+    "asymmetric_huber": (_np_asymmetric_huber, ("delta", "alpha_left", "alpha_right")),
     "smooth_l1": (_np_smooth_l1, ("beta",)), "pseudo_huber": (_np_pseudo_huber, ("delta",)),
     "log_cosh": (_np_log_cosh, ()), "quantile": (_np_quantile, ("quantile",)),
     "poisson_nll": (_np_poisson_nll, ("log_input", "eps")), "tweedie": (_np_tweedie, ("power",)),
