@@ -53,7 +53,8 @@ def multiclass(loss, packed, ignore_index, C, x, labels, q, w, cw, scale, reduce
     with np.errstate(all="ignore"):
         if w is not None:
             w64 = w.astype(np.float64)
-            value = value * w64
+            kept = kept & (w64 != 0)[:, None]  # a row of weight 0 is ignored: 0, whatever its logits hold
+            value = np.where(kept[:, 0], value * w64, 0.0)
             grad = grad * w64[:, None]
             hess = hess * w64[:, None]
         if value_out is not None:
