@@ -25,7 +25,8 @@ ROWS = {  # C = 4; row 0 the special one, row 1 an ordinary row beside it
     "masked label": [NINF, 0.5, -1.0, 2.0],
 }
 ORDINARY = [1.0, -0.5, 0.25, 3.0]
-CE_OPTIONS = {"plain": {}, "label_smoothing": {"label_smoothing": 0.1}, "class_weight": {"weight": [0.5, 2.0, 1.0, 1.5]}}
+CE_OPTIONS = {"plain": {}, "label_smoothing": {"label_smoothing": 0.1},
+              "class_weight": {"weight": [0.5, 2.0, 1.0, 1.5]}}
 
 
 def _torch_ce(x, t, reduction, opts):

@@ -53,6 +53,12 @@ class LossMemoryError(MemoryError):
     """A MemoryError raised by a loss call that says which array could not be allocated, and the way out."""
 
 
+def _over_limit(cw) -> bool:
+    """Whether class weights sum beyond the float64 range (cross_entropy's rows sum them: fit_weights)."""
+    with np.errstate(over="ignore"):
+        return float(np.sum(cw, dtype=np.float64)) > WEIGHT_SUM_LIMIT[_F64]
+
+
 class Loss:
     """A loss from the registry, callable as ``loss(pred, target, ...)``.
 
@@ -291,7 +297,7 @@ class Loss:
             denom = _mean_denominator(spec, labels, ignore, rw, cw, R, all_kept)
             if refit:  # see _validate: fit_weights (class weights that overflow the sum scale the row weights)
                 cwd = cw if spec.mean_over == "class_weight" else None
-                if cwd is not None and labels is not None and float(np.sum(cw, dtype=np.float64)) > WEIGHT_SUM_LIMIT[_F64]:
+                if cwd is not None and labels is not None and _over_limit(cw):
                     # the rows sum the class weights too (label smoothing), and this mean is invariant to their scale
                     cw = cwd = scaled_weights(cw, sum_exponent((cw,), C), x.dtype, C)
                     denom = _mean_denominator(spec, labels, ignore, rw, cw, R)

@@ -131,7 +131,8 @@ def _weight_sum(w: np.ndarray) -> float:
         _ARRAY_SUM.append(getattr(module, "array_sum", None))
     fn = _ARRAY_SUM[0]
     if fn is None:
-        return float(np.add.reduce(w, dtype=np.float64, axis=None))
+        with np.errstate(over="ignore"):  # an overflow here is taken care of (fit_weights)
+            return float(np.add.reduce(w, dtype=np.float64, axis=None))
     if not (type(w) is np.ndarray and w.dtype in _FLOAT_DTYPES and w.flags.c_contiguous):
         w = np.ascontiguousarray(w, dtype=np.float64)  # any layout or byte order sums the same numbers
     if w.dtype is not _F64 and w.dtype is not _F32:  # an equal but distinct dtype object (e.g. after a
@@ -337,7 +338,8 @@ def _mean_denominator(spec: LossSpec, labels, ignore: int, rw, cw, R: int, all_k
         return float(np.count_nonzero(keep))
     per_row = np.ones(R) if rw is None else rw.astype(np.float64)
     if spec.mean_over == "class_weight" and cw is not None:
-        per_row = per_row * cw.astype(np.float64)[np.where(keep, labels, 0)]
+        with np.errstate(over="ignore"):  # an overflow here is taken care of (fit_weights)
+            per_row = per_row * cw.astype(np.float64)[np.where(keep, labels, 0)]
     return _weight_sum(np.where(keep, per_row, 0.0))
 
 
