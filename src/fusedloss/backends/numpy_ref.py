@@ -37,7 +37,7 @@ def elementwise(loss, params, p, y, w, scale, reduce, value_out, grad_out, hess_
             grad_out[...] = grad * scale
         if hess_out is not None:
             hess_out[...] = hess * scale
-    return float(np.sum(value)) if reduce else 0.0
+        return float(np.sum(value)) if reduce else 0.0  # an overflow is the caller's to handle (fit_weights)
 
 
 def multiclass(loss, packed, ignore_index, C, x, labels, q, w, cw, scale, reduce, value_out, grad_out, hess_out,
@@ -63,7 +63,7 @@ def multiclass(loss, packed, ignore_index, C, x, labels, q, w, cw, scale, reduce
             grad_out[...] = np.where(kept, grad * scale, 0.0).reshape(-1)
         if hess_out is not None:
             hess_out[...] = np.where(kept, hess * scale, 0.0).reshape(-1)
-    return float(np.sum(value)) if reduce else 0.0
+        return float(np.sum(value)) if reduce else 0.0
 
 
 def ctc(x, T, N, C, batch_first, log_probs, labels, offsets, target_lengths, input_lengths, blank, zero_infinity,
