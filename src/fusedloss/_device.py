@@ -23,7 +23,7 @@ from . import _config
 from ._validate import (
     _FLOAT_DTYPES, _as_like, _check_domain, _class_vector, _column_vector, _prepare_targets, _prepare_weight,
     _results, domain_error, is_device_array, label_range_error, labels_shape_error, mean_scale, soft_shape_error,
-    target_kind_error, weight_shape_error,
+    target_kind_error, weight_shape_error, WEIGHT_SUM_LIMIT, fit_weights, refit_total, scaled_weights, sum_exponent,
 )
 from .backends import REGISTRY as BACKENDS, BackendUnavailable
 
@@ -185,8 +185,12 @@ def run(loss, pred, target, reduction, sample_weight, backend, params, packed,
     cols = _column_vector(spec, params, _stand_in(shape, dtype))
     cols = None if cols is None else cu.to_device(cols)
 
+    refit = w is not None and reduction == "mean"  # weights whose sums overflow: _validate.fit_weights
     if reduction == "mean":
         denom = float(n) if w is None else cu.device_sum(w)
+        if refit:
+            w, denom = fit_weights(w, denom, dtype, n, lambda: sum_exponent((w.copy_to_host(),), n),
+                                   cu.device_sum, host=cu)
         scale = mean_scale(denom)
     else:
         denom = scale = 1.0
@@ -197,9 +201,21 @@ def run(loss, pred, target, reduction, sample_weight, backend, params, packed,
     reduce = outputs.value and reduction != "none"
     total = cu.elementwise(name, packed, p_flat, y_flat, w, scale, reduce, v, g, None if unit_hess else h, 1,
                            *(() if cols is None else (cols,)))
+    if reduce and refit and not _overlaps(cu, g, p_flat):
+        total, denom = refit_total(total, denom, w, dtype, n, lambda w2: cu.elementwise(
+            name, packed, p_flat, y_flat, w2, 1.0, True, None, None, None, 1, *(() if cols is None else (cols,))),
+            host=cu)
     if unit_hess:
         cu.unit_hessian(h, 1, None, 0, w, scale)
     return _results(outputs, reduction, total, denom, v_ret, g_ret, h_ret)
+
+
+def _overlaps(cu, out, inp) -> bool:
+    """Whether an output (None: no) shares memory with an input (written over it: the input is gone)."""
+    if out is None:
+        return False
+    (a0, a1), (b0, b1) = cu.span(out), cu.span(inp)
+    return a0 < b1 and b0 < a1
 
 
 def _device_targets(cu, spec, params, target, x, shape, dtype):
@@ -253,11 +269,26 @@ def _run_multiclass(cu, loss, x, target, reduction, sample_weight, params, outpu
     ignore = int(params[spec.ignore_param]) if spec.ignore_param else -1
     packed = spec.packed(params)
 
-    if reduction == "mean":
+    def denominator(rw, cw):
         if labels is None or spec.mean_over == "rows":
-            denom = float(R) if rw is None else cu.device_sum(rw)
-        else:
-            denom = cu.kept_sum(labels, ignore, rw, cw if spec.mean_over == "class_weight" else None)
+            return float(R) if rw is None else cu.device_sum(rw)
+        return cu.kept_sum(labels, ignore, rw, cw if spec.mean_over == "class_weight" else None)
+
+    refit = reduction == "mean" and (rw is not None or cw is not None)  # as the host path (_dispatch)
+    if reduction == "mean":
+        denom = denominator(rw, cw)
+        if refit:
+            cwd = cw if spec.mean_over == "class_weight" else None
+            if cwd is not None and labels is not None:
+                cw_host = cw.copy_to_host()
+                if float(np.sum(cw_host, dtype=np.float64)) > WEIGHT_SUM_LIMIT[np.dtype(np.float64)]:
+                    cw = cwd = cu.to_device(scaled_weights(cw_host, sum_exponent((cw_host,), C), dtype, C))
+                    denom = denominator(rw, cw)
+            rw, denom = fit_weights(
+                rw, denom, dtype, R,
+                lambda: sum_exponent((None if rw is None else rw.copy_to_host(),
+                                      None if cwd is None else cwd.copy_to_host()), R),
+                lambda w2: denominator(w2, cw), WEIGHT_SUM_LIMIT[np.dtype(np.float64)], host=cu)
         scale = mean_scale(denom)
     else:
         denom = scale = 1.0
@@ -268,6 +299,9 @@ def _run_multiclass(cu, loss, x, target, reduction, sample_weight, params, outpu
     reduce = outputs.value and reduction != "none"
     total = cu.multiclass(name, packed, ignore, C, x_flat, labels, q, rw, cw, scale, reduce, v, g,
                           None if unit_hess else h, 1)
+    if reduce and refit and not _overlaps(cu, g, x_flat):
+        total, denom = refit_total(total, denom, rw, dtype, R, lambda w2: cu.multiclass(
+            name, packed, ignore, C, x_flat, labels, q, w2, cw, 1.0, True, None, None, None, 1), host=cu)
     if unit_hess:
         cu.unit_hessian(h, C, labels, ignore, rw, scale)
     return _results(outputs, reduction, total, denom, v_ret, g_ret, h_ret)

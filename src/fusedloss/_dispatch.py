@@ -17,7 +17,7 @@ from ._validate import (
     _F32, _F64, HESSIAN_MODES, REDUCTIONS, _as_like, _as_pred, _check_domain, _check_out, _check_overlap,
     _class_vector, _column_vector, _mean_denominator, _prepare_row_weight, _prepare_targets, _prepare_weight,
     GRAD, GRAD_HESS, VALUE, VALUE_AND_GRAD, Outputs, _results, _unit_hessian_rows, _weight_sum, is_device_array,
-    mean_scale, reduced_value,
+    mean_scale, reduced_value, fit_weights, refit_total, scaled_weights, sum_exponent, WEIGHT_SUM_LIMIT,
 )
 from .backends import REGISTRY as BACKENDS, BackendUnavailable, host_order, warn_if_compiled_missing
 
@@ -51,6 +51,12 @@ def resolve_host_backend(name: str | None, spec: LossSpec, dtype):
 
 class LossMemoryError(MemoryError):
     """A MemoryError raised by a loss call that says which array could not be allocated, and the way out."""
+
+
+def _over_limit(cw) -> bool:
+    """Whether class weights sum beyond the float64 range (cross_entropy's rows sum them: fit_weights)."""
+    with np.errstate(over="ignore"):
+        return float(np.sum(cw, dtype=np.float64)) > WEIGHT_SUM_LIMIT[_F64]
 
 
 class Loss:
@@ -209,8 +215,11 @@ class Loss:
         if module is None:  # not resolved yet (or the table changed): _backend resolves and caches it
             module = self._backend(requested, dtype)
 
+        refit = w is not None and reduction == "mean" and grad_scale is None  # see _validate: fit_weights
         if reduction == "mean":
             denom = float(p.size) if w is None else _weight_sum(w)
+            if refit:
+                w, denom = fit_weights(w, denom, dtype, w.size, lambda: sum_exponent((w,), w.size), _weight_sum)
             scale = mean_scale(denom)
         else:
             denom = scale = 1.0
@@ -231,6 +240,9 @@ class Loss:
             # the common case: flat arrays, a gradient at most, no vector parameter; returns what _results would
             total = module.elementwise(name, packed, p, y, w, scale, reduce, None, g, None, threads)
             if reduce:
+                if refit and (grad_out is None or not np.may_share_memory(g, p)):
+                    total, denom = refit_total(total, denom, w, dtype, w.size, lambda w2: module.elementwise(
+                        name, packed, p, y, w2, 1.0, True, None, None, None, threads))
                 value = reduced_value(total, reduction, denom)
                 return (value, g) if want_grad else value
             return g
@@ -252,6 +264,9 @@ class Loss:
                 None if (h is None or unit_hess) else (h.reshape(-1) if flat else h),
                 threads)
         total = module.elementwise(*args) if cols is None else module.elementwise(*args, cols)
+        if reduce and refit and (grad_out is None or not np.may_share_memory(g, p)):
+            total, denom = refit_total(total, denom, w, dtype, w.size, lambda w2: module.elementwise(
+                *args[:4], w2, 1.0, True, None, None, None, threads, *(() if cols is None else (cols,))))
         if unit_hess:
             if w is None:
                 h.fill(scale)
@@ -277,8 +292,19 @@ class Loss:
         module = self._backend(backend, x.dtype)
 
         R = x.size // C if C else 0
+        refit = reduction == "mean" and grad_scale is None and (rw is not None or cw is not None)
         if reduction == "mean":
             denom = _mean_denominator(spec, labels, ignore, rw, cw, R, all_kept)
+            if refit:  # see _validate: fit_weights (class weights that overflow the sum scale the row weights)
+                cwd = cw if spec.mean_over == "class_weight" else None
+                if cwd is not None and labels is not None and _over_limit(cw):
+                    # the rows sum the class weights too (label smoothing), and this mean is invariant to their scale
+                    cw = cwd = scaled_weights(cw, sum_exponent((cw,), C), x.dtype, C)
+                    denom = _mean_denominator(spec, labels, ignore, rw, cw, R)
+                # (float64 limit: the rows multiply by w / sum(w) in float64, and float32 sums cannot overflow)
+                rw, denom = fit_weights(rw, denom, x.dtype, R, lambda: sum_exponent((rw, cwd), R),
+                                        lambda w2: _mean_denominator(spec, labels, ignore, w2, cw, R),
+                                        WEIGHT_SUM_LIMIT[_F64])
             scale = mean_scale(denom)
         else:
             denom = scale = 1.0
@@ -312,6 +338,10 @@ class Loss:
             None if (h is None or unit_hess) else h.reshape(-1),
             _config.get_num_threads() if nthreads is None else min(nthreads, _config.get_num_threads()),
         )
+        if reduce and refit and (grad_out is None or not np.may_share_memory(g, x)):
+            total, denom = refit_total(total, denom, rw, x.dtype, R, lambda w2: module.multiclass(
+                name, packed, ignore, C, x.reshape(-1), labels, None if q is None else q.reshape(-1), w2, cw, 1.0,
+                True, None, None, None, _config.get_num_threads()))
         if unit_hess:
             _unit_hessian_rows(h, labels, ignore, rw, scale)
         return _results(outputs, reduction, total, denom, v, g, h)

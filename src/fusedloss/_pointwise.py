@@ -274,6 +274,11 @@ def zero_one_point(x, y, params):
 # g[base + j] = rw * gscale * dl/dx_j (if want_g) and h likewise (if want_h), each element of x read
 # before the same element of g is written (so g may be x itself), and returns rw * value.
 # Arrays not in use are passed as empty arrays. Row sums accumulate in float64.
+#
+# Rows with nothing to normalise (README, "Guarantees"; rows.hpp has the same rule): a row with a NaN logit, or
+# whose logits are all -inf, has value nan and nan in every element of its gradient and Hessian, in every loss.
+# The softmax rows see it from their max and sum (``no_softmax``), one test per row; ignored rows (label
+# ignore_index, weight 0) never reach a row function: the row loops give them 0.
 
 
 def capped(v, cap):
@@ -292,6 +297,24 @@ def row_max(x, base, C):
         if v > m:
             m = v
     return m
+
+
+def nan_row(base, C, g, h, want_g, want_h):
+    """A row under the rule above: nan in every element of g (if want_g) and h (if want_h); returns nan.
+    C++ twin: rows.hpp nan_row."""
+    for j in range(C):
+        if want_g:
+            g[base + j] = math.nan
+        if want_h:
+            h[base + j] = math.nan
+    return math.nan
+
+
+def no_softmax(m, s):
+    """Whether a softmax row falls under the rule above, from its logits' max ``m`` (``row_max``, nan skipped)
+    and its sum of exponentials ``s``: m = -inf (no logit above -inf), or s nan (a nan logit; also +inf, through
+    exp(inf - inf), as the formula says). C++ twin: rows.hpp no_softmax."""
+    return m == -math.inf or s != s
 
 
 def row_shift(m, cap):
@@ -478,7 +501,8 @@ def ce_elem_grad(xj, is_t, qj, cj, soft, ls, e_c, cap, zl, st, coef, want_h):
 def cross_entropy_row(x, base, C, t, q, cw, has_cw, soft, params, rw, gscale, g, h, want_g, want_h):
     ls, zl, cap = params  # label_smoothing, z_loss, softcap (0: none)
     e_c = ls / C
-    sh = row_shift(row_max(x, base, C), cap)
+    m = row_max(x, base, C)
+    sh = row_shift(m, cap)
     s1 = 0.0
     k = 0.0
     u = 0.0
@@ -496,6 +520,8 @@ def cross_entropy_row(x, base, C, t, q, cw, has_cw, soft, params, rw, gscale, g,
         u += du
         v += dv
     st = row_state(sh, s1, k)
+    if no_softmax(m, st[1]):
+        return nan_row(base, C, g, h, want_g, want_h)
     ct = 1.0
     z_t = 0.0
     if not soft:
@@ -526,9 +552,12 @@ def categorical_focal_row(x, base, C, t, q, cw, has_cw, soft, params, rw, gscale
     p_t = 0 (a masked label)."""
     (gamma,) = params
     x_t = x[base + t]  # before any write (g may be x)
-    sh = row_shift(row_max(x, base, C), 0.0)
+    m = row_max(x, base, C)
+    sh = row_shift(m, 0.0)
     s1, k = row_exp_sums(x, base, C, sh, 0.0, 1.0)
     st = row_state(sh, s1, k)
+    if no_softmax(m, st[1]):
+        return nan_row(base, C, g, h, want_g, want_h)
     lp_t = row_log_p(x_t, st)
     p_t = math.exp(lp_t)
     omp = -math.expm1(lp_t)
@@ -573,10 +602,17 @@ def multi_margin_row(x, base, C, t, q, cw, has_cw, soft, params, rw, gscale, g, 
     value = 0.0
     g_t = 0.0
     h_t = 0.0
+    nans = 0  # the rule above, counted on the way (g may be x: nothing to read again afterwards)
+    ninfs = 0
     for j in range(C):
         if j == t:
             continue
-        v = margin + (x[base + j] - x_t)  # the logit difference first: exact for ties, however large
+        xj = x[base + j]
+        if xj != xj:
+            nans += 1
+        elif xj == -math.inf:
+            ninfs += 1
+        v = margin + (xj - x_t)  # the logit difference first: exact for ties, however large
         if v > 0:
             if power == 2.0:
                 value += v * v
@@ -595,6 +631,8 @@ def multi_margin_row(x, base, C, t, q, cw, has_cw, soft, params, rw, gscale, g, 
             g[base + j] = f * gj
         if want_h:
             h[base + j] = f * hj
+    if x_t != x_t or nans != 0 or (x_t == -math.inf and ninfs == C - 1):
+        return nan_row(base, C, g, h, want_g, want_h)
     if want_g:
         g[base + t] = f * g_t
     if want_h:
@@ -609,9 +647,12 @@ def kl_div_with_logits_row(x, base, C, t, q, cw, has_cw, soft, params, rw, gscal
     log_t, temperature = params
     log_target = log_t != 0.0
     inv_t = 1.0 / temperature
-    sh = row_shift(row_max(x, base, C), 0.0)
+    m = row_max(x, base, C)
+    sh = row_shift(m, 0.0)
     s1, k = row_exp_sums(x, base, C, sh, 0.0, inv_t)
     st = row_state(sh, s1, k)
+    if no_softmax(m, st[1]):
+        return nan_row(base, C, g, h, want_g, want_h)
     log_s = st[4]
     S = 0.0
     value = 0.0

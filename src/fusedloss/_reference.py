@@ -392,13 +392,19 @@ def multiclass(name, logits, target, soft, class_vector=None, ignore_index=-100,
     """Per-row value (R,), gradient and Hessian diagonal (R, C), and the kept-rows mask, in float64.
 
     ``logits`` is (R, C); ``target`` is (R,) integer labels or, with ``soft``, (R, C) floats. Ignored rows
-    have value, gradient and Hessian 0.
+    have value, gradient and Hessian 0. A kept row with a nan logit, or whose logits are all -inf (nothing to
+    normalise), has value nan and nan in every element of its gradient and Hessian, in every loss (README,
+    "Guarantees"; the rule of rows.hpp and _pointwise's row functions).
     """
     x = np.asarray(logits, dtype=np.float64)
     tgt = np.asarray(target, dtype=np.float64 if soft else np.int64)
     cw = None if class_vector is None else np.broadcast_to(np.asarray(class_vector, np.float64), x.shape[1:])
     with np.errstate(all="ignore"):
         value, grad, hess, keep = MULTICLASS[name](x, tgt, soft, cw, ignore_index, **params)
+    bad = np.isnan(x).any(axis=1) | np.all(x == -np.inf, axis=1)
+    value = np.where(bad, np.nan, value)
+    grad = np.where(bad[:, None], np.nan, grad)
+    hess = np.where(bad[:, None], np.nan, hess)
     value = np.where(keep, value, 0.0)
     grad = np.where(keep[:, None], grad, 0.0)
     hess = np.where(keep[:, None], hess, 0.0)
@@ -443,7 +449,10 @@ def reduce_multiclass(name, logits, target, *, reduction="mean", sample_weight=N
         np.asarray(sample_weight, np.float64).reshape(np.shape(sample_weight) + (1,) * (len(lead) - np.ndim(sample_weight))),
         lead).reshape(-1)
     w = np.ones_like(value) if rw is None else rw
-    value, grad, hess = w * value, w[:, None] * grad, w[:, None] * hess
+    live = (w != 0)[:, None]  # a row of weight 0 is ignored: 0, whatever its logits hold
+    with np.errstate(all="ignore"):
+        value, grad, hess = (np.where(live[:, 0], w * value, 0.0), np.where(live, w[:, None] * grad, 0.0),
+                             np.where(live, w[:, None] * hess, 0.0))
     with np.errstate(all="ignore"):
         if reduction == "none":
             return value.reshape(lead), grad.reshape(x.shape), hess.reshape(x.shape)

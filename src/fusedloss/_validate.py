@@ -131,7 +131,8 @@ def _weight_sum(w: np.ndarray) -> float:
         _ARRAY_SUM.append(getattr(module, "array_sum", None))
     fn = _ARRAY_SUM[0]
     if fn is None:
-        return float(np.add.reduce(w, dtype=np.float64, axis=None))
+        with np.errstate(over="ignore"):  # an overflow here is taken care of (fit_weights)
+            return float(np.add.reduce(w, dtype=np.float64, axis=None))
     if not (type(w) is np.ndarray and w.dtype in _FLOAT_DTYPES and w.flags.c_contiguous):
         w = np.ascontiguousarray(w, dtype=np.float64)  # any layout or byte order sums the same numbers
     if w.dtype is not _F64 and w.dtype is not _F32:  # an equal but distinct dtype object (e.g. after a
@@ -337,7 +338,8 @@ def _mean_denominator(spec: LossSpec, labels, ignore: int, rw, cw, R: int, all_k
         return float(np.count_nonzero(keep))
     per_row = np.ones(R) if rw is None else rw.astype(np.float64)
     if spec.mean_over == "class_weight" and cw is not None:
-        per_row = per_row * cw.astype(np.float64)[np.where(keep, labels, 0)]
+        with np.errstate(over="ignore"):  # an overflow here is taken care of (fit_weights)
+            per_row = per_row * cw.astype(np.float64)[np.where(keep, labels, 0)]
     return _weight_sum(np.where(keep, per_row, 0.0))
 
 
@@ -355,6 +357,67 @@ def mean_scale(denom: float) -> float:
     """What the per-element values and derivatives are multiplied by under "mean": 1 / denom, and nan when
     nothing counts (every weight 0, every row ignored), as torch's mean over nothing."""
     return 1.0 / denom if denom != 0 else math.nan
+
+
+# --- weighted means whose sums overflow -----------------------------------------------------------------
+#
+# "mean" is sum(w l) / sum(w): its value and derivatives are the same for weights w and w 2^-k, and scaling by a
+# power of two is exact (short of the subnormal range, where the weights so small are far below the sum's last
+# digit). So when sum(w), or sum(w l), leaves the float range while the mean itself does not, the call is made
+# again with the weights scaled to sum to at most 1: then sum(w l) <= max |l|. The ordinary path pays nothing
+# but a comparison: the sum of weights is known before the kernel runs (``fit_weights``: scaled first when it is
+# beyond WEIGHT_SUM_LIMIT), and the kernel's total after it (``refit_total``: a second pass, for the value only,
+# when it came out inf or nan while the weights summed to more than 1; nan data pays that pass too).
+
+# The largest sum of weights used as it stands: float64's largest number; float32 kernels multiply by
+# 1 / sum(w) in float32, which is subnormal (losing digits, then 0) beyond 2^126.
+WEIGHT_SUM_LIMIT = {_F32: 2.0**126, _F64: 1.7976931348623157e308}
+
+
+def weight_shift(denom: float, bound_exponent: int = 0) -> int:
+    """The k with denom 2^-k in [1/2, 1) for a sum of weights ``denom``; when ``denom`` is not finite,
+    ``bound_exponent``, an e with (true sum) < 2^e (``sum_exponent``)."""
+    return math.frexp(denom)[1] if math.isfinite(denom) else bound_exponent
+
+
+def sum_exponent(factors, count: int) -> int:
+    """An e with 2^e above any sum of ``count`` products of one entry of each array in ``factors`` (None: 1)."""
+    e = max(count - 1, 0).bit_length()
+    for a in factors:
+        if a is not None and a.size:
+            e += math.frexp(float(np.max(a)))[1]
+    return e
+
+
+def scaled_weights(w, k: int, dtype, count: int, host=None):
+    """``w`` (None: ``count`` ones) times 2^-k, in ``dtype`` (ldexp: exact for normal results, whatever k).
+    ``host``: the device backend when ``w`` is a device array (copied to the host and back: a rare path)."""
+    if host is not None and w is not None:
+        w = w.copy_to_host()
+    w64 = np.ones(count) if w is None else np.asarray(w, np.float64)
+    scaled = np.ldexp(w64, -k).astype(dtype)
+    return scaled if host is None else host.to_device(scaled)
+
+
+def fit_weights(w, denom: float, dtype, count: int, bound_exponent, denominator, limit: float | None = None,
+                host=None):
+    """Before the kernel: (weights, their "mean" denominator) scaled by a power of two when the sum is beyond
+    ``limit`` (default WEIGHT_SUM_LIMIT of ``dtype``), else as given. ``bound_exponent()`` bounds an infinite
+    sum (``sum_exponent``); ``denominator(w)`` recomputes it for scaled weights."""
+    if not denom > (WEIGHT_SUM_LIMIT[np.dtype(dtype)] if limit is None else limit):
+        return w, denom
+    w = scaled_weights(w, weight_shift(denom, bound_exponent()), dtype, count, host)
+    return w, denominator(w)
+
+
+def refit_total(total: float, denom: float, w, dtype, count: int, run, host=None):
+    """After the kernel: (total, denom) of a "mean" whose total came out inf or nan with weights summing to more
+    than 1, recomputed by ``run(scaled weights)`` (the value only) with the weights scaled into a sum in
+    [1/2, 1); else as given. The derivatives of the first pass stand (their factor w / sum(w) was finite)."""
+    if math.isfinite(total) or not denom > 1.0:
+        return total, denom
+    k = weight_shift(denom)
+    return run(scaled_weights(w, k, dtype, count, host)), math.ldexp(denom, -k)
 
 
 def reduced_value(total, reduction: str, denom: float) -> float:

@@ -321,8 +321,8 @@ double elementwise(const Params& params, const ElementwiseArgs<T>& args) {
 
 
 // The one generic row driver: every row through Row::row, in fixed blocks of max(1, kBlock / C) rows (in
-// parallel when the call touches at least kParallelMin elements), ignored rows -> value 0 and zero
-// gradient/Hessian rows, row weights applied, the float64 total over blocks in a fixed order. G, H: write
+// parallel when the call touches at least kParallelMin elements), ignored rows (ignore_index, or row weight 0)
+// -> value 0 and zero gradient/Hessian rows, row weights applied, the float64 total over blocks in a fixed order. G, H: write
 // gradient, Hessian (the value, its output and the reduction are per-row branches, which cost nothing next
 // to a row). (Streaming stores were tried for large gradients here too: no gain, since cross-entropy's
 // rows are bound by their exps, not by memory.)
@@ -337,11 +337,11 @@ double multiclass_pass(const Row& row, const MulticlassArgs<T>& a) {
       T* h = H ? a.hess + base : nullptr;
       const std::int64_t t = a.labels ? a.labels[r] : 0;
       double v = 0.0;
-      if (a.labels && t == a.ignore) {
+      const double rw = a.w ? double(a.w[r]) : 1.0;
+      if ((a.labels && t == a.ignore) || rw == 0.0) {  // ignored: exactly 0, whatever its logits hold
         if constexpr (G) std::fill(g, g + C, T(0));
         if constexpr (H) std::fill(h, h + C, T(0));
       } else {
-        const double rw = a.w ? double(a.w[r]) : 1.0;
         v = rw * row.template row<G, H>(a.x + base, t, a.q ? a.q + base : nullptr, rw * a.scale, g, h);
       }
       if (a.value) a.value[r] = T(v);

@@ -36,8 +36,14 @@
 // forms (lse - z_t, p_t - 1, p (1 - p)) then cancel, in double too. So pass 2 keeps s as s1 (the sum of the
 // e_j != 1) and k (how many e_j == 1, i.e. the maxima): s - 1 = s1 + (k - 1) has no cancellation, and
 // log s = log1p(s - 1), log p_t = (z_t - m) - log s and 1 - p_t = -expm1(log p_t) are accurate to a few ulp
-// however confident the row is (RowSum below). A row whose logits are all -inf (every class masked) has
-// s = 0: there p_j = 0 is used (lse = -inf), so its gradient is finite rather than nan.
+// however confident the row is (RowSum below).
+//
+// Rows with nothing to normalise (README, "Guarantees"): a row with a NaN logit, or whose logits are all -inf
+// (every class masked), has value nan and a nan gradient and Hessian in every element, in every loss (as
+// torch's cross_entropy; multi_margin too, where torch skips a nan). The softmax rows see it in one branch per
+// row, from statistics they have anyway: the row max (nan skipped) is -inf exactly when no logit is above
+// -inf, and a nan logit makes s nan (see no_softmax; a +inf logit does too, through exp(inf - inf), as the
+// formula says). Ignored rows (ignore_index, zero weight) never reach a row function: loops.hpp gives them 0.
 #pragma once
 
 #include "fusedloss/isa.hpp"
@@ -106,6 +112,24 @@ FUSEDLOSS_INLINE T row_max(const T* x, std::size_t C) {
 #pragma omp simd reduction(max : m)
   for (std::size_t j = 0; j < C; ++j) m = x[j] > m ? x[j] : m;
   return m;
+}
+
+// A row under the rule at the top of the file: value nan, and nan in every element of g (if G) and h (if H).
+// Called after the passes, so g == x is no concern.
+template <bool G, bool H, class T>
+FUSEDLOSS_INLINE double nan_row(std::size_t C, T* g, T* h) {
+  constexpr T nan = std::numeric_limits<T>::quiet_NaN();
+  if constexpr (G) std::fill(g, g + C, nan);
+  if constexpr (H) std::fill(h, h + C, nan);
+  (void)C, (void)g, (void)h;
+  return std::numeric_limits<double>::quiet_NaN();
+}
+
+// Whether a softmax row falls under the rule: its logits' max (row_max, nan skipped) is -inf (no logit above
+// -inf: all -inf, or nan and -inf only), or its sum of exponentials is nan (a nan logit, or +inf: inf - inf).
+template <class T>
+FUSEDLOSS_INLINE bool no_softmax(T xmax, double s) {
+  return xmax == -std::numeric_limits<T>::infinity() || s != s;
 }
 
 // The shift of the exponentials: the row max, or 0 when it is -inf (every exp is then exp(-inf) = 0 instead
@@ -264,6 +288,7 @@ struct cross_entropy {
       szw += double(cszw);
     }
     const RowSum rs(s1, k);
+    if (no_softmax(xmax, rs.s)) return nan_row<G, H>(n, g, h);
     const double lse = double(shift) + rs.log_s;
 
     // the row value; for hard labels lse - z_t is taken as (m - z_t) + log s (exact difference, then
@@ -276,7 +301,7 @@ struct cross_entropy {
       if constexpr (CW) ct = double(cw[t]);
       coef = keep * ct + e_c * W;
       z_t = zval(x_t, dz_t);  // as pass 2 computed it, so that m - z_t is 0 when t is the max
-      lp_t = rs.s == 0.0 ? -kInf : (double(z_t) - double(shift)) - rs.log_s;  // see the focal loss
+      lp_t = (double(z_t) - double(shift)) - rs.log_s;
       value = keep * ct * -lp_t;
       if (smooth) value += e_c * (W * rs.log_s + szw);
     }
@@ -286,8 +311,8 @@ struct cross_entropy {
       return value;
     }
 
-    // pass 3. zg: z_loss in the derivatives (0 for a row of -inf, whose lse = -inf would make 0 * inf)
-    const double zg = rs.s == 0.0 ? 0.0 : zl;
+    // pass 3. zg: z_loss in the derivatives (s > 0 here: rows without it returned above)
+    const double zg = zl;
     const double coefz = zg != 0.0 ? coef + 2.0 * zg * lse : coef;  // A + 2 z_loss lse
     const T inv_sT = T(rs.inv_s), coefzT = T(coefz), coefT = T(coef), fT = T(f);
     // lseZ: lse where z_loss is on, else 0, so that the z_loss term below is an exact 0 without a branch
@@ -368,7 +393,8 @@ struct categorical_focal {
     T* buf = G ? g : h;
     const T x_t = x[t];  // before pass 2 may overwrite it (g == x)
 
-    const T shift = exp_shift(row_max(x, n));
+    const T xmax = row_max(x, n);
+    const T shift = exp_shift(xmax);
     double s1 = 0.0, k = 0.0;
 #pragma omp simd reduction(+ : s1, k)
     for (std::size_t j = 0; j < n; ++j) {
@@ -377,9 +403,9 @@ struct categorical_focal {
       if constexpr (Store) buf[j] = e;
     }
     const RowSum rs(s1, k);
+    if (no_softmax(xmax, rs.s)) return nan_row<G, H>(n, g, h);
     // log p_t = (x_t - m) - log s and 1 - p_t = -expm1(log p_t): accurate however close p_t is to 1
-    // (a row of -inf has no probabilities at all: p_t = 0 there, as for a masked label)
-    const double lp_t = rs.s == 0.0 ? -kInf : (double(x_t) - double(shift)) - rs.log_s;
+    const double lp_t = (double(x_t) - double(shift)) - rs.log_s;
     const double p_t = std::exp(lp_t);
     const double omp = -std::expm1(lp_t);
     const double a_t = cw ? double(cw[t]) : 1.0;
@@ -455,12 +481,18 @@ struct multi_margin {
     const double k = (cw ? double(cw[t]) : 1.0) / double(C);
     const double fk = f * k;
     double value = 0.0, g_t = 0.0, h_t = 0.0;
+    // the rule for rows with a nan logit or no logit above -inf (top of the file): counted on the way, since
+    // g == x leaves nothing to read again afterwards
+    double nans = 0.0, ninfs = 0.0;
     // the classes other than t: [0, t) and (t, C)
     auto span = [&](std::size_t lo, std::size_t hi) {
-      double sv = 0.0, sg = 0.0, sh = 0.0;
-#pragma omp simd reduction(+ : sv, sg, sh)
+      double sv = 0.0, sg = 0.0, sh = 0.0, sn = 0.0, si = 0.0;
+#pragma omp simd reduction(+ : sv, sg, sh, sn, si)
       for (std::size_t j = lo; j < hi; ++j) {
-        const double v = margin + (double(x[j]) - xt);
+        const double xj = double(x[j]);
+        sn += xj != xj ? 1.0 : 0.0;
+        si += xj == -kInf ? 1.0 : 0.0;
+        const double v = margin + (xj - xt);
         const bool active = v > 0.0;
         const double gj = active ? (P2 ? 2.0 * v : 1.0) : 0.0;
         const double hj = (P2 && active) ? 2.0 : 0.0;
@@ -473,9 +505,12 @@ struct multi_margin {
       value += sv;
       g_t -= sg;
       h_t += sh;
+      nans += sn;
+      ninfs += si;
     };
     span(0, tt);
     span(tt + 1, C);
+    if (xt != xt || nans != 0.0 || (xt == -kInf && ninfs == double(C - 1))) return nan_row<G, H>(C, g, h);
     if constexpr (G) g[t] = T(fk * g_t);
     if constexpr (H) h[t] = T(fk * h_t);
     return k * value;
@@ -515,7 +550,8 @@ struct kl_div_with_logits {
     // value's log p_j = (z_j - m) - log s all see the same, accurate arguments. s itself is summed from
     // double exps even for float data: KL = cross-entropy - entropy can be far smaller than either, and a
     // float32 log s (about 1e-7 absolute) would then dominate its error. The gradient's e_j stay in T.
-    const double dmax = double(exp_shift(row_max(x, n)));
+    const T xmax = row_max(x, n);
+    const double dmax = double(exp_shift(xmax));
     double s1 = 0.0, k = 0.0, S = 0.0;
 #pragma omp simd reduction(+ : s1, k, S)
     for (std::size_t j = 0; j < n; ++j) {
@@ -523,6 +559,7 @@ struct kl_div_with_logits {
       S += LogT ? vm::exp(double(q[j])) : double(q[j]);
     }
     const RowSum rs(s1, k);
+    if (no_softmax(xmax, rs.s)) return nan_row<G, H>(n, g, h);
     const T inv_sT = T(rs.inv_s), ch = T(f * S * inv_t * inv_t);
     const double cg = f * S * inv_t, cq = f * inv_t;
     double value = 0.0;

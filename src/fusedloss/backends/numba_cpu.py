@@ -150,8 +150,8 @@ def _row_loop(x, labels, q, w, cw, has_cw, soft, C, ignore, params, scale, value
     """The generic multiclass loop over rows of ``C`` logits; ``row`` is bound per loss.
 
     ``labels`` is None for soft targets ``q``; ``q``, ``cw``, ``g`` and ``h`` are always arrays (empty when
-    not in use, with the flags saying so), as the row functions take them. Rows labelled ``ignore`` get
-    value, gradient and Hessian 0. Blocks hold a whole number of rows (about ``BLOCK`` elements), so the
+    not in use, with the flags saying so), as the row functions take them. Rows labelled ``ignore`` or
+    weighted 0 get value, gradient and Hessian 0. Blocks hold a whole number of rows (about ``BLOCK`` elements), so the
     partial sums depend only on the shape, not on the threads.
     """
     R = x.shape[0] // C
@@ -168,7 +168,10 @@ def _row_loop(x, labels, q, w, cw, has_cw, soft, C, ignore, params, scale, value
             t = 0
             if labels is not None:
                 t = labels[r]
-            if labels is not None and t == ignore:
+            rw = 1.0
+            if w is not None:
+                rw = np.float64(w[r])
+            if (labels is not None and t == ignore) or rw == 0.0:  # ignored: exactly 0, whatever the logits
                 value = 0.0
                 for j in range(C):
                     if want_g:
@@ -176,9 +179,6 @@ def _row_loop(x, labels, q, w, cw, has_cw, soft, C, ignore, params, scale, value
                     if want_h:
                         h[base + j] = 0.0
             else:
-                rw = 1.0
-                if w is not None:
-                    rw = np.float64(w[r])
                 value = row(x, base, C, t, q, cw, has_cw, soft, params, rw, scale, g, h, want_g,  # noqa: F821
                             want_h)
             if value_out is not None:

@@ -141,7 +141,8 @@ def _row_kernel(x, labels, q, w, cw, has_cw, soft, C, ignore, params, scale, val
     """The generic multiclass kernel, one thread per row of ``C`` logits; ``row`` and the flags per copy.
 
     ``q``, ``cw``, ``g`` and ``h`` are always arrays, with runtime flags saying which are in use (the row
-    functions' convention); ``labels`` is read only when not ``soft``. Ignored rows get 0 everywhere.
+    functions' convention); ``labels`` is read only when not ``soft``. Ignored rows (label ``ignore``, weight 0)
+    get 0 everywhere.
     """
     s = 0.0
     for r in range(cuda.grid(1), x.shape[0] // C, cuda.gridsize(1)):
@@ -149,7 +150,10 @@ def _row_kernel(x, labels, q, w, cw, has_cw, soft, C, ignore, params, scale, val
         t = 0
         if not soft:
             t = labels[r]
-        if not soft and t == ignore:
+        rw = 1.0
+        if HAS_WEIGHT:  # noqa: F821
+            rw = float(w[r])
+        if (not soft and t == ignore) or rw == 0.0:  # ignored: exactly 0, whatever the logits
             value = 0.0
             for j in range(C):
                 if want_g:
@@ -157,9 +161,6 @@ def _row_kernel(x, labels, q, w, cw, has_cw, soft, C, ignore, params, scale, val
                 if want_h:
                     h[base + j] = 0.0
         else:
-            rw = 1.0
-            if HAS_WEIGHT:  # noqa: F821
-                rw = float(w[r])
             value = row(x, base, C, t, q, cw, has_cw, soft, params, rw, scale, g, h, want_g,  # noqa: F821
                         want_h)
         if WRITE_VALUE:  # noqa: F821
@@ -183,6 +184,7 @@ def _ce_block_kernel(x, labels, q, w, cw, has_cw, soft, C, ignore, ls, zl, cap, 
     sm_s = cuda.shared.array(TPB, numba.float64)
     sm_u = cuda.shared.array(TPB, numba.float64)
     sm_v = cuda.shared.array(TPB, numba.float64)
+    sm_x = cuda.shared.array(TPB, numba.float64)  # the raw logits' max (nan skipped): the rule for rows of -inf
     k = cuda.threadIdx.x
     nt = cuda.blockDim.x
     e_c = ls / C
@@ -192,7 +194,11 @@ def _ce_block_kernel(x, labels, q, w, cw, has_cw, soft, C, ignore, ls, zl, cap, 
         t = 0
         if not soft:
             t = labels[r]
-        if not soft and t == ignore:  # the same for every thread of the block: no divergent syncthreads
+        rw = 1.0
+        if HAS_WEIGHT:  # noqa: F821
+            rw = float(w[r])
+        # the same for every thread of the block: no divergent syncthreads
+        if (not soft and t == ignore) or rw == 0.0:
             value = 0.0
             for j in range(k, C, nt):
                 if want_g:
@@ -204,8 +210,11 @@ def _ce_block_kernel(x, labels, q, w, cw, has_cw, soft, C, ignore, ls, zl, cap, 
             s = 0.0
             u = 0.0
             v = 0.0
+            xm = -math.inf
             for j in range(k, C, nt):
                 xj = float(x[base + j])
+                if xj > xm:
+                    xm = xj
                 m, s = lse_push(m, s, capped(xj, cap))  # noqa: F821
                 cj = float(cw[j]) if has_cw else 1.0
                 qj = float(q[base + j]) if soft else 0.0
@@ -216,6 +225,7 @@ def _ce_block_kernel(x, labels, q, w, cw, has_cw, soft, C, ignore, ls, zl, cap, 
             sm_s[k] = s
             sm_u[k] = u
             sm_v[k] = v
+            sm_x[k] = xm
             cuda.syncthreads()
             step = nt // 2
             while step > 0:
@@ -225,8 +235,13 @@ def _ce_block_kernel(x, labels, q, w, cw, has_cw, soft, C, ignore, ls, zl, cap, 
                     sm_s[k] = ss
                     sm_u[k] += sm_u[k + step]
                     sm_v[k] += sm_v[k + step]
+                    if sm_x[k + step] > sm_x[k]:
+                        sm_x[k] = sm_x[k + step]
                 cuda.syncthreads()
                 step //= 2
+            # the rule for rows with nothing to normalise (_pointwise.no_softmax); the online state keeps a
+            # +inf max with a finite s, where the row loop's exp(inf - inf) makes s nan: tested apart
+            bad = sm_x[0] == -math.inf or sm_s[0] != sm_s[0] or sm_m[0] == math.inf
             st = lse_state(sm_m[0], sm_s[0])  # noqa: F821
             u = sm_u[0]
             v = sm_v[0]
@@ -239,11 +254,15 @@ def _ce_block_kernel(x, labels, q, w, cw, has_cw, soft, C, ignore, ls, zl, cap, 
             # may overwrite it: the gradient may be written over the logits)
             cuda.syncthreads()
             value, coef = ce_row_finish(st, 0.0, soft, u, v, ct, z_t, ls, e_c, zl)  # noqa: F821
-            rw = 1.0
-            if HAS_WEIGHT:  # noqa: F821
-                rw = float(w[r])
             value *= rw
-            if want_g or want_h:
+            if bad:
+                value = math.nan
+                for j in range(k, C, nt):
+                    if want_g:
+                        g[base + j] = math.nan
+                    if want_h:
+                        h[base + j] = math.nan
+            elif want_g or want_h:
                 f = rw * scale
                 for j in range(k, C, nt):
                     cj = float(cw[j]) if has_cw else 1.0

@@ -37,7 +37,7 @@ def elementwise(loss, params, p, y, w, scale, reduce, value_out, grad_out, hess_
             grad_out[...] = grad * scale
         if hess_out is not None:
             hess_out[...] = hess * scale
-    return float(np.sum(value)) if reduce else 0.0
+        return float(np.sum(value)) if reduce else 0.0  # an overflow is the caller's to handle (fit_weights)
 
 
 def multiclass(loss, packed, ignore_index, C, x, labels, q, w, cw, scale, reduce, value_out, grad_out, hess_out,
@@ -53,7 +53,8 @@ def multiclass(loss, packed, ignore_index, C, x, labels, q, w, cw, scale, reduce
     with np.errstate(all="ignore"):
         if w is not None:
             w64 = w.astype(np.float64)
-            value = value * w64
+            kept = kept & (w64 != 0)[:, None]  # a row of weight 0 is ignored: 0, whatever its logits hold
+            value = np.where(kept[:, 0], value * w64, 0.0)
             grad = grad * w64[:, None]
             hess = hess * w64[:, None]
         if value_out is not None:
@@ -62,7 +63,7 @@ def multiclass(loss, packed, ignore_index, C, x, labels, q, w, cw, scale, reduce
             grad_out[...] = np.where(kept, grad * scale, 0.0).reshape(-1)
         if hess_out is not None:
             hess_out[...] = np.where(kept, hess * scale, 0.0).reshape(-1)
-    return float(np.sum(value)) if reduce else 0.0
+        return float(np.sum(value)) if reduce else 0.0
 
 
 def ctc(x, T, N, C, batch_first, log_probs, labels, offsets, target_lengths, input_lengths, blank, zero_infinity,

@@ -1,0 +1,215 @@
+"""Non-finite logits in multiclass rows, and weighted means whose sums overflow (README, "Guarantees").
+
+The rule, for every multiclass loss in the registry and every target form, option variant, backend, dtype and
+reduction: a kept row with a NaN logit, or whose logits are all -inf, has value NaN and NaN in every element of
+its gradient and Hessian; an ignored row (``ignore_index``, or sample weight 0) is exactly 0 whatever its logits
+hold; every other row is what it would be alone. Masked classes (-inf logits beside finite ones) and +inf logits
+follow the formula: every backend gives the reference's numbers there.
+
+"mean" with weights whose sum (or the sum of weight times loss) leaves the float range, while the mean itself
+does not, gives the mean of the same weights scaled by a power of two.
+
+Torch's agreement on these rows (cross_entropy, kl_div) is in test_torch_row_rule.py.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import fusedloss as fl
+from fusedloss import _reference
+from fusedloss._spec import REGISTRY
+
+from conftest import (DTYPES, assert_close, elementwise_names, full_params, loss_cases, make_data,
+                      make_multiclass_data, multiclass_cases, require_support)
+
+MC_CASES = multiclass_cases()
+REDUCTIONS = ("none", "sum", "mean")
+R, C = 8, 5
+NAN_ROWS = {1: "all -inf", 3: "nan beside finite", 4: "nan at the label", 6: "nan and -inf only"}
+IGNORED = 5  # a nan row with sample weight 0 (and, where the loss has one, the ignored label at row 7)
+
+
+def _data(name, params, form, dtype):
+    """(logits, target, weights, bad rows, ignored rows) with the rows of NAN_ROWS and IGNORED."""
+    spec = REGISTRY[name]
+    x, t = make_multiclass_data(name, params, (R,), np.float64, form, seed=7)
+    if form == "hard":
+        t = np.where(t == full_params(name, params).get(spec.ignore_param, -100), 0, t) if spec.ignore_param else t
+        t[4] = 2
+    x[1] = -np.inf
+    x[3, 0 if form == "soft" or t[3] != 0 else 1] = np.nan
+    x[4, 2] = np.nan
+    x[6] = [np.nan, -np.inf, -np.inf, np.nan, -np.inf]
+    x[IGNORED, 1] = np.nan
+    w = np.linspace(0.5, 2.0, R)
+    w[IGNORED] = 0.0
+    ignored = [IGNORED]
+    if form == "hard" and spec.ignore_param:
+        t[7] = full_params(name, params)[spec.ignore_param]
+        x[7] = -np.inf
+        ignored.append(7)
+    return x.astype(dtype), t, w.astype(dtype), sorted(NAN_ROWS), ignored
+
+
+def _kw(params, reduction, w):
+    return dict(params, reduction=reduction, sample_weight=w)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("name,params,form", MC_CASES)
+def test_nan_and_unnormalisable_rows_are_nan(backend, name, params, form, dtype):
+    require_support(backend, name, dtype)
+    x, t, w, bad, ignored = _data(name, params, form, dtype)
+    good = [r for r in range(R) if r not in bad and r not in ignored]
+    v, g = getattr(fl, name).value_and_grad(x, t, backend=backend, **_kw(params, "none", w))
+    assert np.all(np.isnan(v[bad])) and np.all(np.isnan(g[bad])), f"rows {bad}: {v[bad]}, {g[bad]}"
+    assert np.all(v[ignored] == 0) and np.all(g[ignored] == 0), "an ignored row must be exactly 0"
+    # every other row is what it is alone
+    v1, g1 = getattr(fl, name).value_and_grad(x[good], t[good], backend=backend,
+                                              **_kw(params, "none", w[good]))
+    assert_close(v[good], v1, dtype, err_msg="values of the finite rows")
+    assert_close(g[good], g1, dtype, err_msg="gradients of the finite rows")
+    if REGISTRY[name].has_hessian:
+        g2, h = getattr(fl, name).grad_hess(x, t, backend=backend, **_kw(params, "none", w))
+        assert np.all(np.isnan(h[bad])) and np.all(np.isnan(g2[bad]))
+        assert np.all(h[ignored] == 0) and np.all(g2[ignored] == 0)
+
+
+@pytest.mark.parametrize("reduction", ("sum", "mean"))
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("name,params,form", MC_CASES)
+def test_a_nan_row_makes_the_reduced_value_nan_not_the_other_gradients(backend, name, params, form, dtype,
+                                                                        reduction):
+    require_support(backend, name, dtype)
+    x, t, w, bad, ignored = _data(name, params, form, dtype)
+    v, g = getattr(fl, name).value_and_grad(x, t, backend=backend, **_kw(params, reduction, w))
+    assert math.isnan(v)
+    ref_v, ref_g, _ = _reference.reduce_multiclass(name, x, t, soft=form == "soft",
+                                                   **_kw(full_params(name, params), reduction, w))
+    assert math.isnan(ref_v)
+    assert np.all(np.isnan(g[bad])) and np.all(g[ignored] == 0)
+    keep = [r for r in range(R) if r not in bad]
+    assert np.all(np.isfinite(g[keep]))
+    assert_close(g[keep], ref_g[keep], dtype, err_msg="gradient of the other rows")
+    # without the bad rows (the ignored ones stay): the same gradient on the rows that remain
+    if reduction == "sum":
+        g1 = getattr(fl, name).grad(x[keep], t[keep], backend=backend, **_kw(params, reduction, w[keep]))
+        assert_close(g[keep], g1, dtype, err_msg="gradient against the call without the bad rows")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("name,params,form", MC_CASES)
+def test_masked_classes_and_inf_logits_follow_the_reference(backend, name, params, form, dtype):
+    """-inf at the label (or on a class without target mass) and +inf logits: the formula, the same numbers on
+    every backend; a masked row never has a NaN value or gradient."""
+    require_support(backend, name, dtype)
+    x, t = make_multiclass_data(name, params, (4,), np.float64, form, seed=3)
+    spec = REGISTRY[name]
+    if form == "hard":
+        if spec.ignore_param:
+            t = np.where(t == full_params(name, params)[spec.ignore_param], 0, t)
+        x[0, t[0]] = -np.inf  # the label's class masked
+        x[1, (t[1] + 1) % C] = -np.inf  # another class masked
+    else:
+        lt = bool(full_params(name, params).get("log_target"))
+        with np.errstate(divide="ignore"):
+            t[0] = np.log([0.0, 0.5, 0.5, 0.0, 0.0]) if lt else [0.0, 0.5, 0.5, 0.0, 0.0]
+        x[0, [0, 3]] = -np.inf  # masked where the target has no mass
+    x[2, 1] = np.inf
+    x[3, :2] = np.inf
+    x, t = x.astype(dtype), (t if form == "hard" else t.astype(dtype))
+    v, g = getattr(fl, name).value_and_grad(x, t, backend=backend, **dict(params, reduction="none"))
+    ref_v, ref_g, _ = _reference.reduce_multiclass(name, x, t, soft=form == "soft", reduction="none",
+                                                   **full_params(name, params))
+    assert_close(v, ref_v, dtype, mag=1.0 + np.abs(np.where(np.isfinite(ref_v), ref_v, 0)), err_msg="value")
+    assert_close(g, ref_g, dtype, err_msg="gradient")
+    assert not np.isnan(v[:2]).any() and not np.isnan(g[:2]).any(), "a masked row is not a NaN row"
+
+
+# --- weighted means whose sums overflow ---------------------------------------------------------------------
+
+BIG = {np.dtype(np.float64): 2.0**1022, np.dtype(np.float32): 2.0**126}
+
+
+def _big_and_small(w, dtype):
+    """(weights whose sum leaves the float range of the kernels, the same weights times an exact power of two)."""
+    big = np.asarray(w, np.float64) / np.max(w) * BIG[np.dtype(dtype)]
+    return big.astype(dtype), np.ldexp(big, -1000 if np.dtype(dtype) == np.float64 else -120).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("name,params", loss_cases(variants=False))
+def test_mean_with_weights_whose_sum_overflows_elementwise(backend, name, params, dtype):
+    require_support(backend, name, dtype)
+    p, y = make_data(name, params, (16,), dtype, seed=4)
+    rng = np.random.default_rng(5)
+    big, small = _big_and_small(rng.uniform(0.5, 1.0, 16), dtype)
+    loss = getattr(fl, name)
+    if REGISTRY[name].differentiable:
+        v, g = loss.value_and_grad(p, y, sample_weight=big, backend=backend, **params)
+        v1, g1 = loss.value_and_grad(p, y, sample_weight=small, backend=backend, **params)
+        assert_close(g, g1, dtype, err_msg="gradient")
+    else:
+        v, v1 = (loss(p, y, sample_weight=ww, backend=backend, **params) for ww in (big, small))
+    assert_close(v, v1, dtype, mag=1.0 + abs(v1), err_msg="value")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("name,params,form", MC_CASES)
+def test_mean_with_row_weights_whose_sum_overflows_multiclass(backend, name, params, form, dtype):
+    require_support(backend, name, dtype)
+    x, t = make_multiclass_data(name, params, (12,), dtype, form, seed=6)
+    big, small = _big_and_small(np.linspace(0.5, 1.0, 12), dtype)
+    loss = getattr(fl, name)
+    v, g = loss.value_and_grad(x, t, sample_weight=big, backend=backend, **params)
+    v1, g1 = loss.value_and_grad(x, t, sample_weight=small, backend=backend, **params)
+    assert np.isfinite(v) and np.all(np.isfinite(g))
+    assert_close(v, v1, dtype, mag=1.0 + abs(v1), err_msg="value")
+    assert_close(g, g1, dtype, err_msg="gradient")
+
+
+def test_mse_with_weights_1e308(backend):
+    """The exact answer: sum(w l) / sum(w) = (1 + 4) / 2, gradient 2 w (p - y) / sum(w) = (1, 2)."""
+    p, y, w = np.array([1.0, 2.0]), np.zeros(2), np.array([1e308, 1e308])
+    v, g = fl.mse.value_and_grad(p, y, sample_weight=w, backend=backend)
+    assert v == 2.5 and g.tolist() == [1.0, 2.0]
+    g, h = fl.mse.grad_hess(p, y, sample_weight=w, backend=backend)
+    assert g.tolist() == [1.0, 2.0] and h.tolist() == [1.0, 1.0]
+    assert fl.mse.grad(p, y, sample_weight=w, backend=backend).tolist() == [1.0, 2.0]
+
+
+def test_weighted_sum_of_losses_overflowing_under_a_finite_sum_of_weights(backend):
+    """sum(w l) = 8e308 overflows while sum(w) = 8 does not: the mean is 1e308."""
+    p = np.array([1e154, 1e154])
+    v, g = fl.mse.value_and_grad(p, np.zeros(2), sample_weight=np.array([4.0, 4.0]), backend=backend)
+    assert v == pytest.approx(1e308, rel=1e-15) and g == pytest.approx([1e154, 1e154], rel=1e-15)
+    x = np.array([[0.0, 1e306, 0.0], [1e306, 0.0, 0.0]])  # row losses of about 1e306, times weights 400
+    t = np.array([0, 1])
+    v, _ = fl.multi_margin.value_and_grad(x, t, sample_weight=np.array([400.0, 400.0]), backend=backend)
+    v1 = fl.multi_margin(x, t, backend=backend)
+    assert v == pytest.approx(v1, rel=1e-15)
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_cross_entropy_class_weights_whose_sum_overflows(backend, label_smoothing):
+    """A class-weighted mean is invariant to the scale of the class weights (and of the row weights)."""
+    x, t = make_multiclass_data("cross_entropy", {}, (6,), np.float64, "hard", seed=8)
+    t = np.where(t < 0, 0, t)
+    cw = np.linspace(0.5, 2.0, C)
+    kw = dict(label_smoothing=label_smoothing, backend=backend)
+    v1, g1 = fl.cross_entropy.value_and_grad(x, t, class_weight=cw, **kw)
+    for big_cw, rw in ((cw * 2.0**1022, None), (cw * 2.0**600, np.full(6, 2.0**600))):
+        v, g = fl.cross_entropy.value_and_grad(x, t, class_weight=big_cw, sample_weight=rw, **kw)
+        assert_close(v, v1, np.float64, err_msg="value")
+        assert_close(g, g1, np.float64, err_msg="gradient")
+
+
+def test_every_multiclass_loss_is_covered():
+    """The cases above come from the registry: a new multiclass loss is in them without editing this file."""
+    names = {c.values[0] for c in MC_CASES}
+    assert names == {n for n, s in REGISTRY.items() if s.kind == "multiclass"}
+    assert set(elementwise_names()) <= {c.values[0] for c in loss_cases(variants=False)}
