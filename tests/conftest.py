@@ -216,12 +216,14 @@ def _style(name: str, params: dict) -> str:
         return "rate"
     if pdom == "unit":
         return "unit"
-    if spec.target_domain in ("nonnegative", "unit"):
+    if spec.target_domain in ("positive", "nonnegative", "unit"):
         return "score"
     return "residual"
 
 
 def _targets(rng, domain: str, n: int) -> np.ndarray:
+    if domain == "positive":  # > 0, on a 2^-6 grid from 2^-6 up (exact in float32)
+        return np.round(rng.exponential(2.0, n) * 64 + 1) / 64
     if domain == "nonnegative":
         y = np.where(rng.random(n) < 0.5, rng.poisson(2.0, n), np.round(rng.exponential(2.0, n) * 64) / 64)
         y = y.astype(np.float64)

@@ -283,3 +283,29 @@ def test_sklearn_tweedie_constant_term_is_left_out(backend):
     np.testing.assert_allclose(v + const, 0.0, atol=1e-14)
     assert fl.tweedie.grad(p, y, reduction="sum", backend=backend) == pytest.approx(np.zeros(3), abs=1e-14)
     assert math.isfinite(fl.tweedie(p, y, backend=backend))
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_sklearn_half_gamma(backend, weighted):
+    """gamma is HalfGammaLoss (log link) in value, gradient and Hessian, its constant left out as there."""
+    require_support(backend, "gamma")
+    sk = _sk()
+    rng = np.random.default_rng(10)
+    y = rng.gamma(2.0, 1.5, 50)
+    y[:3] = [1e-3, 0.25, 40.0]
+    p = rng.uniform(-3, 3, 50)
+    _sk_compare("gamma", {}, sk.HalfGammaLoss(), p, y, _weights(50, weighted), backend)
+
+
+def test_sklearn_gamma_constant_term_is_left_out(backend):
+    """HalfGammaLoss's constant is -log(y) - 1: with it the loss is the half deviance, 0 at the optimum
+    p = log(y), where our gradient is 0 too."""
+    require_support(backend, "gamma")
+    sk = _sk()
+    y = np.array([0.5, 1.0, 3.0, 1e3])
+    p = np.log(y)
+    const = sk.HalfGammaLoss().constant_to_optimal_zero(y)
+    np.testing.assert_allclose(const, -np.log(y) - 1.0, rtol=1e-15)
+    v = fl.gamma(p, y, reduction="none", backend=backend)
+    np.testing.assert_allclose(v + const, 0.0, atol=1e-13)
+    assert fl.gamma.grad(p, y, reduction="sum", backend=backend) == pytest.approx(np.zeros(4), abs=1e-14)

@@ -169,6 +169,11 @@ def _o_tweedie(p, y, kw):
     return e2 / c2 - ye1 / c1, e2 - ye1, c2 * e2 - c1 * ye1
 
 
+def _o_gamma(p, y, kw):
+    ye = y * mp.exp(-p)
+    return p + ye, 1 - ye, ye
+
+
 def _o_binary_cross_entropy(p, y, kw):
     pw = mpf(1) if kw["pos_weight"] is None else mpf(kw["pos_weight"])
     eps = mpf(1e-12)
@@ -327,7 +332,7 @@ PRED = {
     "unit": [0.0, 1e-30, 1e-8, 0.25, 0.5, 1.0 - 2.0**-20, 1.0],
     "nonnegative": [0.0, 1e-200, 1e-30, 1e-8, 1.0, 1e4, 1e30],
 }
-TARGET = {"real": [0.0, -2.5], "nonnegative": [0.0, 2.0], "unit": [0.0, 1.0, 0.25], "sign": [0.0, 1.0]}
+TARGET = {"real": [0.0, -2.5], "positive": [1e-30, 2.0], "nonnegative": [0.0, 2.0], "unit": [0.0, 1.0, 0.25], "sign": [0.0, 1.0]}
 
 NEG = -np.inf
 MASKED_Q = [0.0, 0.3, 0.0, 0.5, 0.2]  # no target mass on the masked classes

@@ -100,6 +100,11 @@ TABLE = [
     ("tweedie", {}, -2 * LN2, 2.0, 9.0, -3.5, 2.25),  # e^{p/2} = 1/2: 1 + 8; 0.5 - 4; 0.25 + 2
     # tweedie rho = 1.25 at p = 0: 1/0.75 + y/0.25; 1 - y; 0.75 + 0.25 y
     ("tweedie", {"power": 1.25}, 0.0, 2.0, 4 / 3 + 8.0, -1.0, 1.25),
+    # gamma (scikit-learn's HalfGammaLoss, no constant): p + y e^{-p}; 1 - y e^{-p}; y e^{-p}
+    ("gamma", {}, 0.0, 1.0, 1.0, 0.0, 1.0),
+    ("gamma", {}, LN2, 4.0, LN2 + 2.0, -1.0, 2.0),  # e^{-p} = 1/2
+    ("gamma", {}, -LN2, 0.5, 1.0 - LN2, 0.0, 1.0),  # e^{-p} = 2: the minimum, p = log y
+    ("gamma", {}, LN4, 1.0, LN4 + 0.25, 0.75, 0.25),
     # binary_cross_entropy on probabilities: -(pw y log p + (1-y) log(1-p)); logs clamped at -100
     ("binary_cross_entropy", {}, 0.5, 1.0, LN2, -2.0, 4.0),
     ("binary_cross_entropy", {}, 0.25, 0.0, LN4 - LN3, 4 / 3, 16 / 9),  # -log(3/4); 1/(1-p); 1/(1-p)^2

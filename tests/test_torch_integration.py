@@ -316,6 +316,8 @@ OWN_DATA = {
     "log_cosh": (data_regression, {}),
     "quantile": (data_regression, {"quantile": 0.3}),
     "tweedie": (data_log_rate, {"power": 1.4}),
+    "gamma": (lambda s, d, g: (data_log_rate(s, d, g)[0],
+                               (0.1 + torch.rand(s, generator=g, dtype=torch.float64) * 3).to(d)), {}),
     "binary_focal": (data_logit, {"alpha": 0.3, "gamma": 1.5}),
     "hinge": (lambda s, d, g: (data_regression(s, d, g)[0], torch.where(torch.rand(s, generator=g) < 0.5, -1.0, 1.0)
                                .to(d)), {}),

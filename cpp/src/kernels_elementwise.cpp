@@ -34,6 +34,7 @@ constexpr LossEntry kElementwise[] = {
     entry<losses::log_cosh>(),
     entry<losses::quantile>(),
     entry<losses::poisson_nll>(),
+    entry<losses::gamma>(),
 #elif FUSEDLOSS_PART == 1
     entry<losses::tweedie>(),
     entry<losses::binary_cross_entropy>(),

@@ -20,9 +20,9 @@ __version__: str
 __all__ = [
     "BackendUnavailable", "Loss", "LossState", "asymmetric_huber", "backends", "binary_cross_entropy",
     "binary_cross_entropy_with_logits", "binary_focal", "categorical_focal", "cross_entropy", "ctc",
-    "elementwise_loss", "get_backend", "get_num_threads", "hinge", "huber", "kl_div_with_logits", "log_cosh",
-    "losses", "mae", "merge", "mse", "multi_margin", "poisson_nll", "pseudo_huber", "quantile", "set_backend",
-    "set_num_threads", "smooth_l1", "squared_hinge", "sym", "tweedie", "use_backend", "zero_one"
+    "elementwise_loss", "gamma", "get_backend", "get_num_threads", "hinge", "huber", "kl_div_with_logits",
+    "log_cosh", "losses", "mae", "merge", "mse", "multi_margin", "poisson_nll", "pseudo_huber", "quantile",
+    "set_backend", "set_num_threads", "smooth_l1", "squared_hinge", "sym", "tweedie", "use_backend", "zero_one"
 ]
 
 class Loss:
@@ -403,6 +403,42 @@ class _Loss_tweedie(Loss):
         backend: str | None = None, power: float = 1.5) -> LossState: ...
 
 tweedie: _Loss_tweedie
+
+class _Loss_gamma(Loss):
+    """half Gamma deviance with log link, as scikit-learn's HalfGammaLoss (without its constant term)."""
+
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
+        sample_weight: ArrayLike | None = None, backend: str | None = None) -> float: ...
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
+        sample_weight: ArrayLike | None = None, backend: str | None = None) -> NDArray[Any]: ...
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: str, sample_weight: ArrayLike | None = None,
+        backend: str | None = None) -> float | NDArray[Any]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None,
+        backend: str | None = None) -> tuple[float, NDArray[Any]]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None,
+        backend: str | None = None) -> tuple[NDArray[Any], NDArray[Any]]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: str,
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None,
+        backend: str | None = None) -> tuple[float | NDArray[Any], NDArray[Any]]: ...
+    def grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None,
+        backend: str | None = None) -> NDArray[Any]: ...
+    def grad_hess(self, pred: ArrayLike, target: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None,
+        hess_out: NDArray[Any] | None = None, hessian: Literal["exact", "ones"] = "exact",
+        backend: str | None = None) -> tuple[NDArray[Any], NDArray[Any]]: ...
+    def partial(self, pred: ArrayLike, target: ArrayLike, *, sample_weight: ArrayLike | None = None,
+        backend: str | None = None) -> LossState: ...
+
+gamma: _Loss_gamma
 
 class _Loss_binary_cross_entropy(Loss):
     """binary cross-entropy on probabilities, logs clamped at -100, as torch.nn.functional.binary_cross_entropy."""

@@ -43,6 +43,19 @@ def log1pexp(x):
     return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
 
 
+def mul_exp(a, z):
+    """a exp(z) for a >= 0, finite wherever the product is: a = 0 gives 0 for any z (not 0 * inf), and for
+    |z| > 80, where exp(z) alone leaves float32's normal range (float64's from 709) while a exp(z) may not
+    (a tiny target times a huge exponential), it is exp(log(a) + z). Below the cut-off the product of two
+    normal numbers rounds once; above it the error is that of exp at log(a) + z, about |log a| + |z| eps,
+    which the rounding of z itself already costs."""
+    if a == 0.0:
+        return 0.0
+    if abs(z) <= 80.0:
+        return a * math.exp(z)
+    return math.exp(math.log(a) + z)
+
+
 def sigmoid(x):
     """1 / (1 + exp(-x)) evaluated so that exp never overflows (exp of -|x| only)."""
     e = math.exp(-abs(x))
@@ -177,6 +190,11 @@ def tweedie_point(p, y, params):
         e2 - ye1,
         (2.0 - rho) * e2 - (1.0 - rho) * ye1,
     )
+
+
+def gamma_point(p, y, params):
+    ye = mul_exp(y, -p)  # y exp(-p)
+    return p + ye, 1.0 - ye, ye
 
 
 # --- binary classification (elementwise) ------------------------------------------------------------

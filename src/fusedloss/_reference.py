@@ -96,6 +96,18 @@ def tweedie(p, y, power):
     return value, e2 - ye1, (2.0 - rho) * e2 - (1.0 - rho) * ye1
 
 
+def _y_exp(y, z):
+    """y exp(z) for y >= 0 as the exact product: 0 for y = 0 at any z (not 0 * inf), and exp(log y + z) where
+    exp(z) alone leaves the float range but the product does not (tiny y, very negative p)."""
+    direct = y * np.exp(z)
+    return np.where(y == 0, 0.0, np.where(np.abs(z) <= 700.0, direct, np.exp(np.log(y) + z)))
+
+
+def gamma(p, y):
+    ye = _y_exp(y, -p)
+    return p + ye, 1.0 - ye, ye
+
+
 def _log1pexp(x):
     """softplus log(1 + e^x) = max(x, 0) + log1p(e^-|x|): exp of a non-positive number only."""
     return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))

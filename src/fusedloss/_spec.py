@@ -48,7 +48,7 @@ class LossSpec:
     params: tuple[Param, ...] = ()
     # "real" | "nonnegative" | "unit" ([0, 1]), or a function of the parameters returning one of those
     pred_domain: str | Callable[[dict], str] = "real"
-    target_domain: str = "real"  # "real" | "nonnegative" | "unit" | "sign" | "class_index"
+    target_domain: str = "real"  # "real" | "positive" (> 0) | "nonnegative" | "unit" | "sign" | "class_index"
     differentiable: bool = True
     has_hessian: bool = True
     hessian_zero_ae: bool = False  # Hessian is zero almost everywhere (piecewise-linear losses)
@@ -389,6 +389,15 @@ register(LossSpec(
     summary="half Tweedie deviance with log link, as scikit-learn's HalfTweedieLoss (without its constant term)",
     formula=("rho in (1, 2):  l = exp((2-rho) p)/(2-rho) - y exp((1-rho) p)/(1-rho);  "
              "g = exp((2-rho) p) - y exp((1-rho) p);  h = (2-rho) exp((2-rho) p) - (1-rho) y exp((1-rho) p)"),
+))
+
+
+register(LossSpec(
+    name="gamma", kind="elementwise", target_domain="positive",
+    kinks=lambda kw: (),
+    summary="half Gamma deviance with log link, as scikit-learn's HalfGammaLoss (without its constant term)",
+    formula=("y > 0:  l = p + y exp(-p);  g = 1 - y exp(-p);  h = y exp(-p)  (the half deviance is "
+             "l - log(y) - 1; scikit-learn's loss() leaves that constant out too)"),
 ))
 
 

@@ -253,6 +253,21 @@ struct tweedie {
   }
 };
 
+// y > 0:  l = p + y exp(-p);  g = 1 - y exp(-p);  h = y exp(-p)  (scikit-learn's HalfGammaLoss)
+template <class T>
+struct gamma {
+  static constexpr const char* name = "gamma";
+  static constexpr std::size_t arity = 0;
+  explicit gamma(const Params&) {}
+  template <bool V, bool G, bool H>
+  FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
+    const T ye = mul_exp(y, -p);
+    if constexpr (V) l = p + ye;
+    if constexpr (G) g = T(1) - ye;
+    if constexpr (H) h = ye;
+  }
+};
+
 // --- binary classification ----------------------------------------------------------------------------
 
 // PyTorch's clamp of the denominators in the binary_cross_entropy gradient and Hessian (_pointwise.BCE_EPS).

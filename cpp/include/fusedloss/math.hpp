@@ -49,6 +49,19 @@ FUSEDLOSS_INLINE T bce_logits_value(T x, T y, T pw) {
   return x >= T(0) ? (T(1) - y) * x + lw * log1pexp(-x) : lw * log1pexp(x) - pw * y * x;
 }
 
+// a exp(z) for a >= 0, finite wherever the product is (Python: _pointwise.mul_exp, same cut-off): a = 0
+// gives 0 for any z (not 0 * inf), and for |z| > 80, where exp(z) alone leaves float's normal range (double's
+// from 709) while a exp(z) may not (a tiny target times a huge exponential), exp(log(a) + z). Below the
+// cut-off the product of two normal numbers rounds once. Both sides are computed and one selected, so loops
+// calling it vectorise.
+template <class T>
+FUSEDLOSS_INLINE T mul_exp(T a, T z) {
+  const T direct = a * vm::exp(z);
+  const T via_log = vm::exp(vm::log(a) + z);
+  const T r = std::fabs(z) <= T(80) ? direct : via_log;
+  return a == T(0) ? T(0) : r;
+}
+
 // The logistic function at x and at -x, sigmoid(x) = 1 / (1 + exp(-x)) and sigmoid(-x), from one exp and ONE
 // division, with exp only of -|x| (no overflow, no inf/inf): e = exp(-|x|), i = 1 / (1 + e); the pair is
 // (i, e i) for x >= 0 and (e i, i) for x < 0. Each side keeps its relative precision (for very negative x,

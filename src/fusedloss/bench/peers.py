@@ -84,6 +84,11 @@ def _np_tweedie(p, y, power):
     return np.mean(e2 / (2 - power) - y * e1 / (1 - power)), (e2 - y * e1) / p.size
 
 
+def _np_gamma(p, y):
+    ye = y * np.exp(-p)
+    return np.mean(p + ye), (1.0 - ye) / p.size
+
+
 def _np_bce(p, y):
     value = -np.mean(y * np.maximum(np.log(p), -100) + (1 - y) * np.maximum(np.log(1 - p), -100))
     return value, (p - y) / np.maximum(p * (1 - p), 1e-12) / p.size
@@ -173,6 +178,7 @@ NUMPY_PEER = {
     "smooth_l1": (_np_smooth_l1, ("beta",)), "pseudo_huber": (_np_pseudo_huber, ("delta",)),
     "log_cosh": (_np_log_cosh, ()), "quantile": (_np_quantile, ("quantile",)),
     "poisson_nll": (_np_poisson_nll, ("log_input", "eps")), "tweedie": (_np_tweedie, ("power",)),
+    "gamma": (_np_gamma, ()),
     "binary_cross_entropy": (_np_bce, ()), "binary_cross_entropy_with_logits": (_np_bce_with_logits, ()),
     "binary_focal": (_np_binary_focal, ("alpha", "gamma")), "categorical_focal": (_np_categorical_focal, ("gamma",)),
     "hinge": (_np_hinge, ()), "squared_hinge": (_np_squared_hinge, ()),
@@ -337,6 +343,7 @@ SKLEARN_PEER = {
     "quantile": (("quantile",), 1.0, lambda L, kw, case: L.PinballLoss(quantile=kw["quantile"])),
     "poisson_nll": (("eps",), 1.0, lambda L, kw, case: L.HalfPoissonLoss()),  # log link: log_input=True only
     "tweedie": (("power",), 1.0, lambda L, kw, case: L.HalfTweedieLoss(power=kw["power"])),
+    "gamma": ((), 1.0, lambda L, kw, case: L.HalfGammaLoss()),
     "binary_cross_entropy_with_logits": ((), 1.0, lambda L, kw, case: L.HalfBinomialLoss()),
     "cross_entropy": ((), 1.0, lambda L, kw, case: L.HalfMultinomialLoss(n_classes=case.shape[-1])),
 }
