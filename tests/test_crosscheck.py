@@ -309,3 +309,14 @@ def test_sklearn_gamma_constant_term_is_left_out(backend):
     v = fl.gamma(p, y, reduction="none", backend=backend)
     np.testing.assert_allclose(v + const, 0.0, atol=1e-13)
     assert fl.gamma.grad(p, y, reduction="sum", backend=backend) == pytest.approx(np.zeros(4), abs=1e-14)
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_sklearn_exponential(backend, weighted):
+    """exponential is ExponentialLoss in value, gradient and Hessian, for hard and soft targets in [0, 1]."""
+    require_support(backend, "exponential")
+    sk = _sk()
+    rng = np.random.default_rng(11)
+    y = np.where(rng.random(50) < 0.5, rng.integers(0, 2, 50), rng.random(50)).astype(np.float64)
+    p = rng.uniform(-4, 4, 50)
+    _sk_compare("exponential", {}, sk.ExponentialLoss(), p, y, _weights(50, weighted), backend)

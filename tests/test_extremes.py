@@ -211,6 +211,12 @@ def _o_binary_focal(x, y, kw):
     return a_t * ce * f, a_t * (smy * f + ce * df), a_t * (s * sm * f + 2 * smy * df + ce * d2f)
 
 
+def _o_exponential(x, y, kw):
+    em = y * mp.exp(-x) if y != 0 else mpf(0)
+    ep = (1 - y) * mp.exp(x) if y != 1 else mpf(0)
+    return em + ep, ep - em, em + ep
+
+
 def _o_hinge(x, y, kw):
     t = 1 if y > 0 else -1
     m = 1 - t * x

@@ -105,6 +105,15 @@ TABLE = [
     ("gamma", {}, LN2, 4.0, LN2 + 2.0, -1.0, 2.0),  # e^{-p} = 1/2
     ("gamma", {}, -LN2, 0.5, 1.0 - LN2, 0.0, 1.0),  # e^{-p} = 2: the minimum, p = log y
     ("gamma", {}, LN4, 1.0, LN4 + 0.25, 0.75, 0.25),
+    # exponential (scikit-learn's ExponentialLoss): y e^{-x} + (1-y) e^{x}; (1-y) e^{x} - y e^{-x}; h = l
+    ("exponential", {}, 0.0, 1.0, 1.0, -1.0, 1.0),
+    ("exponential", {}, 0.0, 0.0, 1.0, 1.0, 1.0),
+    ("exponential", {}, LN2, 1.0, 0.5, -0.5, 0.5),
+    ("exponential", {}, LN2, 0.0, 2.0, 2.0, 2.0),
+    ("exponential", {}, LN2, 0.5, 1.25, 0.75, 1.25),  # 0.25 + 1
+    ("exponential", {}, -LN2, 0.25, 0.875, -0.125, 0.875),  # 0.5 + 0.375
+    ("exponential", {}, -1e30, 0.0, 0.0, 0.0, 0.0),  # a hard target has one side only: not 0 * inf
+    ("exponential", {}, 1e30, 1.0, 0.0, 0.0, 0.0),
     # binary_cross_entropy on probabilities: -(pw y log p + (1-y) log(1-p)); logs clamped at -100
     ("binary_cross_entropy", {}, 0.5, 1.0, LN2, -2.0, 4.0),
     ("binary_cross_entropy", {}, 0.25, 0.0, LN4 - LN3, 4 / 3, 16 / 9),  # -log(3/4); 1/(1-p); 1/(1-p)^2

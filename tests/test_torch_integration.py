@@ -319,6 +319,7 @@ OWN_DATA = {
     "gamma": (lambda s, d, g: (data_log_rate(s, d, g)[0],
                                (0.1 + torch.rand(s, generator=g, dtype=torch.float64) * 3).to(d)), {}),
     "binary_focal": (data_logit, {"alpha": 0.3, "gamma": 1.5}),
+    "exponential": (data_logit, {}),
     "hinge": (lambda s, d, g: (data_regression(s, d, g)[0], torch.where(torch.rand(s, generator=g) < 0.5, -1.0, 1.0)
                                .to(d)), {}),
     "squared_hinge": (lambda s, d, g: (data_regression(s, d, g)[0],

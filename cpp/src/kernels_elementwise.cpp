@@ -44,6 +44,7 @@ constexpr LossEntry kElementwise[] = {
     entry<losses::squared_hinge>(),
     entry<losses::zero_one>(),
     entry<losses::asymmetric_huber>(),
+    entry<losses::exponential>(),
 #else
 #error "FUSEDLOSS_PART out of range"
 #endif

@@ -20,9 +20,10 @@ __version__: str
 __all__ = [
     "BackendUnavailable", "Loss", "LossState", "asymmetric_huber", "backends", "binary_cross_entropy",
     "binary_cross_entropy_with_logits", "binary_focal", "categorical_focal", "cross_entropy", "ctc",
-    "elementwise_loss", "gamma", "get_backend", "get_num_threads", "hinge", "huber", "kl_div_with_logits",
-    "log_cosh", "losses", "mae", "merge", "mse", "multi_margin", "poisson_nll", "pseudo_huber", "quantile",
-    "set_backend", "set_num_threads", "smooth_l1", "squared_hinge", "sym", "tweedie", "use_backend", "zero_one"
+    "elementwise_loss", "exponential", "gamma", "get_backend", "get_num_threads", "hinge", "huber",
+    "kl_div_with_logits", "log_cosh", "losses", "mae", "merge", "mse", "multi_margin", "poisson_nll",
+    "pseudo_huber", "quantile", "set_backend", "set_num_threads", "smooth_l1", "squared_hinge", "sym", "tweedie",
+    "use_backend", "zero_one"
 ]
 
 class Loss:
@@ -559,6 +560,42 @@ class _Loss_binary_focal(Loss):
         backend: str | None = None, alpha: float = 0.25, gamma: float = 2.0) -> LossState: ...
 
 binary_focal: _Loss_binary_focal
+
+class _Loss_exponential(Loss):
+    """exponential loss of AdaBoost on a raw score, targets in [0, 1], as scikit-learn's ExponentialLoss."""
+
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
+        sample_weight: ArrayLike | None = None, backend: str | None = None) -> float: ...
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
+        sample_weight: ArrayLike | None = None, backend: str | None = None) -> NDArray[Any]: ...
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: str, sample_weight: ArrayLike | None = None,
+        backend: str | None = None) -> float | NDArray[Any]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None,
+        backend: str | None = None) -> tuple[float, NDArray[Any]]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None,
+        backend: str | None = None) -> tuple[NDArray[Any], NDArray[Any]]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: str,
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None,
+        backend: str | None = None) -> tuple[float | NDArray[Any], NDArray[Any]]: ...
+    def grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None,
+        backend: str | None = None) -> NDArray[Any]: ...
+    def grad_hess(self, pred: ArrayLike, target: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None,
+        hess_out: NDArray[Any] | None = None, hessian: Literal["exact", "ones"] = "exact",
+        backend: str | None = None) -> tuple[NDArray[Any], NDArray[Any]]: ...
+    def partial(self, pred: ArrayLike, target: ArrayLike, *, sample_weight: ArrayLike | None = None,
+        backend: str | None = None) -> LossState: ...
+
+exponential: _Loss_exponential
 
 class _Loss_hinge(Loss):
     """hinge loss max(0, 1 - t x) for targets t in {-1, 1} ({0, 1} accepted: 0 means -1)."""

@@ -253,6 +253,12 @@ def binary_focal_point(x, y, params):
     return a_t * ce * f, a_t * (smy * f + ce * df), a_t * (u * f + 2.0 * smy * df + ce * d2f)
 
 
+def exponential_point(x, y, params):
+    em = mul_exp(y, -x)  # y exp(-x); a hard target leaves out the other side (not 0 * inf)
+    ep = mul_exp(1.0 - y, x)
+    return em + ep, ep - em, em + ep
+
+
 def hinge_point(x, y, params):
     t = 1.0 if y > 0 else -1.0
     m = 1.0 - t * x

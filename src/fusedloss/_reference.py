@@ -186,6 +186,11 @@ def _sign_target(y):
     return np.where(y > 0, 1.0, -1.0)
 
 
+def exponential(x, y):
+    em, ep = _y_exp(y, -x), _y_exp(1.0 - y, x)
+    return em + ep, ep - em, em + ep
+
+
 def hinge(x, y):
     t = _sign_target(y)
     m = 1.0 - t * x

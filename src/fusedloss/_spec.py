@@ -448,6 +448,14 @@ register(LossSpec(
 ))
 
 register(LossSpec(
+    name="exponential", kind="elementwise", target_domain="unit",
+    kinks=lambda kw: (),
+    summary="exponential loss of AdaBoost on a raw score, targets in [0, 1], as scikit-learn's ExponentialLoss",
+    formula=("l = y exp(-x) + (1-y) exp(x);  g = (1-y) exp(x) - y exp(-x);  h = l  (its probability is "
+             "sigmoid(2 x))"),
+))
+
+register(LossSpec(
     name="hinge", kind="elementwise", target_domain="sign", hessian_zero_ae=True,
     kinks=lambda kw: (0.0,),
     summary="hinge loss max(0, 1 - t x) for targets t in {-1, 1} ({0, 1} accepted: 0 means -1)",

@@ -397,6 +397,23 @@ struct binary_focal {
   }
 };
 
+// y in [0, 1]:  l = y exp(-x) + (1-y) exp(x);  g = (1-y) exp(x) - y exp(-x);  h = l  (scikit-learn's
+// ExponentialLoss); mul_exp leaves out the side a hard target does not have (not 0 * inf)
+template <class T>
+struct exponential {
+  static constexpr const char* name = "exponential";
+  static constexpr std::size_t arity = 0;
+  explicit exponential(const Params&) {}
+  template <bool V, bool G, bool H>
+  FUSEDLOSS_INLINE void point(T x, T y, T& l, T& g, T& h) const {
+    const T em = mul_exp(y, -x);
+    const T ep = mul_exp(T(1) - y, x);
+    if constexpr (V) l = em + ep;
+    if constexpr (G) g = ep - em;
+    if constexpr (H) h = em + ep;
+  }
+};
+
 // Targets t = 1 if y > 0 else -1 ({0, 1} and {-1, 1} both work), m = 1 - t x:
 // m > 0: l = m, g = -t;  m <= 0: 0, 0;  h = 0;  nan m: nan everywhere (as _pointwise.hinge_point).
 template <class T>

@@ -89,6 +89,12 @@ def _np_gamma(p, y):
     return np.mean(p + ye), (1.0 - ye) / p.size
 
 
+def _np_exponential(x, y):
+    em = y * np.exp(-x)
+    ep = (1 - y) * np.exp(x)
+    return np.mean(em + ep), (ep - em) / x.size
+
+
 def _np_bce(p, y):
     value = -np.mean(y * np.maximum(np.log(p), -100) + (1 - y) * np.maximum(np.log(1 - p), -100))
     return value, (p - y) / np.maximum(p * (1 - p), 1e-12) / p.size
@@ -181,7 +187,7 @@ NUMPY_PEER = {
     "gamma": (_np_gamma, ()),
     "binary_cross_entropy": (_np_bce, ()), "binary_cross_entropy_with_logits": (_np_bce_with_logits, ()),
     "binary_focal": (_np_binary_focal, ("alpha", "gamma")), "categorical_focal": (_np_categorical_focal, ("gamma",)),
-    "hinge": (_np_hinge, ()), "squared_hinge": (_np_squared_hinge, ()),
+    "exponential": (_np_exponential, ()), "hinge": (_np_hinge, ()), "squared_hinge": (_np_squared_hinge, ()),
     "multi_margin": (_np_multi_margin, ("p", "margin")),
     "cross_entropy": (_np_cross_entropy, ()), "kl_div_with_logits": (_np_kl_div_with_logits, ("temperature",)),
 }
@@ -344,6 +350,7 @@ SKLEARN_PEER = {
     "poisson_nll": (("eps",), 1.0, lambda L, kw, case: L.HalfPoissonLoss()),  # log link: log_input=True only
     "tweedie": (("power",), 1.0, lambda L, kw, case: L.HalfTweedieLoss(power=kw["power"])),
     "gamma": ((), 1.0, lambda L, kw, case: L.HalfGammaLoss()),
+    "exponential": ((), 1.0, lambda L, kw, case: L.ExponentialLoss()),
     "binary_cross_entropy_with_logits": ((), 1.0, lambda L, kw, case: L.HalfBinomialLoss()),
     "cross_entropy": ((), 1.0, lambda L, kw, case: L.HalfMultinomialLoss(n_classes=case.shape[-1])),
 }
