@@ -214,6 +214,8 @@ def _style(name: str, params: dict) -> str:
     pdom = spec.pred_domain_for(full_params(name, params))
     if pdom == "nonnegative":
         return "rate"
+    if pdom == "above_minus_one":
+        return "above_minus_one"
     if pdom == "unit":
         return "unit"
     if spec.target_domain in ("positive", "nonnegative", "unit"):
@@ -222,6 +224,8 @@ def _style(name: str, params: dict) -> str:
 
 
 def _targets(rng, domain: str, n: int) -> np.ndarray:
+    if domain == "above_minus_one":  # > -1, on a 2^-6 grid from -1 + 2^-6 up
+        return np.round(rng.exponential(2.0, n) * 64 + 1) / 64 - 1.0
     if domain == "positive":  # > 0, on a 2^-6 grid from 2^-6 up (exact in float32)
         return np.round(rng.exponential(2.0, n) * 64 + 1) / 64
     if domain == "nonnegative":
@@ -256,6 +260,8 @@ def make_data(name, params, shape, dtype, seed=0, near_kinks=True, margin=1e-3):
         p = rng.uniform(0.05, 4.0, n)
     elif style == "unit":
         p = rng.uniform(0.01, 0.99, n)
+    elif style == "above_minus_one":
+        p = rng.uniform(-0.95, 4.0, n)
     elif style == "score":
         p = rng.uniform(-2.0, 2.0, n)
     else:

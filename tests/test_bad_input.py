@@ -323,6 +323,20 @@ def test_target_zero_or_negative_where_positive_is_required(backend, name):
     loss(p[:2], np.array([5e-324, 1e300]), backend=backend)  # the smallest positive number is inside
 
 
+@pytest.mark.parametrize("name", [n for n in elementwise_names() if REGISTRY[n].target_domain == "above_minus_one"])
+def test_values_at_or_below_minus_one_where_above_is_required(backend, name):
+    """pred and target > -1 (log1p of both): -1 itself is outside, found also next to a NaN."""
+    loss = loss_fn(name)
+    ok = np.array([0.5, -0.5, 2.0])
+    with _raises(ValueError, name, "target", "> -1", "-1.0", "(1,)"):
+        loss(ok, np.array([0.0, -1.0, 1.0]), backend=backend)
+    with _raises(ValueError, name, "pred", "> -1", "-2.0", "(2,)"):
+        loss(np.array([np.nan, 0.0, -2.0]), ok, backend=backend)
+    with _raises(ValueError, "pred", "-1.0"):
+        loss.grad_hess(np.array([-1.0, 0.0, 0.0]), ok, backend=backend)
+    loss(np.array([np.nextafter(-1.0, 0.0), 1e300]), ok[:2], backend=backend)  # the next number up is inside
+
+
 def test_negative_rate_for_poisson_without_log_input(backend):
     p = np.array([0.5, -0.25, 1.0])
     with _raises(ValueError, "poisson_nll", "pred", ">= 0", "-0.25", "(1,)"):

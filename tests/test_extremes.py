@@ -174,6 +174,12 @@ def _o_gamma(p, y, kw):
     return p + ye, 1 - ye, ye
 
 
+def _o_squared_log(p, y, kw):
+    r = mp.log1p(p) - mp.log1p(y)  # 60 digits: no cancellation at these inputs
+    a = 1 + p
+    return r * r / 2, r / a, (1 - r) / (a * a)
+
+
 def _o_binary_cross_entropy(p, y, kw):
     pw = mpf(1) if kw["pos_weight"] is None else mpf(kw["pos_weight"])
     eps = mpf(1e-12)
@@ -337,8 +343,9 @@ PRED = {
     "real": [-1e30, -1e4, -800.0, -90.0, -40.0, -30.0, -1e-6, 0.0, 1e-6, 30.0, 40.0, 90.0, 800.0, 1e4, 1e30],
     "unit": [0.0, 1e-30, 1e-8, 0.25, 0.5, 1.0 - 2.0**-20, 1.0],
     "nonnegative": [0.0, 1e-200, 1e-30, 1e-8, 1.0, 1e4, 1e30],
+    "above_minus_one": [-1.0 + 2.0**-20, -0.5, -1e-8, 0.0, 1e-30, 1e-8, 1.0, 1e4, 1e30],
 }
-TARGET = {"real": [0.0, -2.5], "positive": [1e-30, 2.0], "nonnegative": [0.0, 2.0], "unit": [0.0, 1.0, 0.25], "sign": [0.0, 1.0]}
+TARGET = {"real": [0.0, -2.5], "positive": [1e-30, 2.0], "above_minus_one": [-0.75, 0.0, 2.0], "nonnegative": [0.0, 2.0], "unit": [0.0, 1.0, 0.25], "sign": [0.0, 1.0]}
 
 NEG = -np.inf
 MASKED_Q = [0.0, 0.3, 0.0, 0.5, 0.2]  # no target mass on the masked classes

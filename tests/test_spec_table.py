@@ -105,6 +105,12 @@ TABLE = [
     ("gamma", {}, LN2, 4.0, LN2 + 2.0, -1.0, 2.0),  # e^{-p} = 1/2
     ("gamma", {}, -LN2, 0.5, 1.0 - LN2, 0.0, 1.0),  # e^{-p} = 2: the minimum, p = log y
     ("gamma", {}, LN4, 1.0, LN4 + 0.25, 0.75, 0.25),
+    # squared_log: r = log((1+p)/(1+y)): r^2/2; r/(1+p); (1-r)/(1+p)^2
+    ("squared_log", {}, 0.0, 0.0, 0.0, 0.0, 1.0),
+    ("squared_log", {}, 1.0, 0.0, LN2 * LN2 / 2, LN2 / 2, (1 - LN2) / 4),
+    ("squared_log", {}, 0.0, 1.0, LN2 * LN2 / 2, -LN2, 1 + LN2),
+    ("squared_log", {}, -0.5, 1.0, 2 * LN2 * LN2, -4 * LN2, 4 * (1 + 2 * LN2)),  # r = log(1/4) = -2 log 2
+    ("squared_log", {}, 3.0, -0.5, 1.5 * LN2 * LN2 * 3, 3 * LN2 / 4, (1 - 3 * LN2) / 16),  # r = log 8: h < 0
     # exponential (scikit-learn's ExponentialLoss): y e^{-x} + (1-y) e^{x}; (1-y) e^{x} - y e^{-x}; h = l
     ("exponential", {}, 0.0, 1.0, 1.0, -1.0, 1.0),
     ("exponential", {}, 0.0, 0.0, 1.0, 1.0, 1.0),

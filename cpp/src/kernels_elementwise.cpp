@@ -35,6 +35,7 @@ constexpr LossEntry kElementwise[] = {
     entry<losses::quantile>(),
     entry<losses::poisson_nll>(),
     entry<losses::gamma>(),
+    entry<losses::squared_log>(),
 #elif FUSEDLOSS_PART == 1
     entry<losses::tweedie>(),
     entry<losses::binary_cross_entropy>(),

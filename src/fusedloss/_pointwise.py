@@ -197,6 +197,26 @@ def gamma_point(p, y, params):
     return p + ye, 1.0 - ye, ye
 
 
+def log_ratio1p(p, y):
+    """log((1 + p) / (1 + y)) for p, y > -1 without cancellation: where the ratio q lies in [1/2, 2] (r near 0),
+    log1p((p - y) / (1 + y)), whose argument is exact but for three roundings; elsewhere |r| >= log 2 and log(q)
+    is within a few ulp; where q leaves the normal range (1 + y near 0, |r| > 700), log1p(p) - log1p(y), whose
+    rounding is small next to |r| there."""
+    b = 1.0 + y
+    q = (1.0 + p) / b
+    if q >= 0.5 and q <= 2.0:
+        return math.log1p((p - y) / b)
+    if q < 2.2250738585072014e-308 or q > 1.7976931348623157e308:
+        return math.log1p(p) - math.log1p(y)
+    return math.log(q)
+
+
+def squared_log_point(p, y, params):
+    r = log_ratio1p(p, y)
+    a = 1.0 + p
+    return 0.5 * r * r, r / a, (1.0 - r) / a / a
+
+
 # --- binary classification (elementwise) ------------------------------------------------------------
 
 BCE_EPS = 1e-12  # PyTorch's clamp of p (1 - p) in the BCE gradient

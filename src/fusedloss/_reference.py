@@ -108,6 +108,18 @@ def gamma(p, y):
     return p + ye, 1.0 - ye, ye
 
 
+def squared_log(p, y):
+    """r = log((1 + p) / (1 + y)) in a form without cancellation: log1p((p - y) / (1 + y)) where the ratio is
+    within [1/2, 2], log of the ratio elsewhere (|r| >= log 2), and the difference of the logs where the ratio
+    leaves the float range (|r| > 700)."""
+    a, b = 1.0 + p, 1.0 + y
+    q = a / b
+    near = (q >= 0.5) & (q <= 2.0)
+    r = np.where(near, np.log1p((p - y) / b), np.log(q))
+    r = np.where(np.isfinite(q) & (q > 1e-300), r, np.log1p(p) - np.log1p(y))
+    return 0.5 * r * r, r / a, (1.0 - r) / a / a
+
+
 def _log1pexp(x):
     """softplus log(1 + e^x) = max(x, 0) + log1p(e^-|x|): exp of a non-positive number only."""
     return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))

@@ -46,9 +46,11 @@ class LossSpec:
     summary: str
     formula: str  # value; gradient; Hessian
     params: tuple[Param, ...] = ()
-    # "real" | "nonnegative" | "unit" ([0, 1]), or a function of the parameters returning one of those
+    # "real" | "nonnegative" | "unit" ([0, 1]) | "above_minus_one" (> -1), or a function of the parameters
+    # returning one of those
     pred_domain: str | Callable[[dict], str] = "real"
-    target_domain: str = "real"  # "real" | "positive" (> 0) | "nonnegative" | "unit" | "sign" | "class_index"
+    # "real" | "positive" (> 0) | "above_minus_one" (> -1) | "nonnegative" | "unit" | "sign" | "class_index"
+    target_domain: str = "real"
     differentiable: bool = True
     has_hessian: bool = True
     hessian_zero_ae: bool = False  # Hessian is zero almost everywhere (piecewise-linear losses)
@@ -398,6 +400,17 @@ register(LossSpec(
     summary="half Gamma deviance with log link, as scikit-learn's HalfGammaLoss (without its constant term)",
     formula=("y > 0:  l = p + y exp(-p);  g = 1 - y exp(-p);  h = y exp(-p)  (the half deviance is "
              "l - log(y) - 1; scikit-learn's loss() leaves that constant out too)"),
+))
+
+
+register(LossSpec(
+    name="squared_log", kind="elementwise", pred_domain="above_minus_one", target_domain="above_minus_one",
+    kinks=lambda kw: (), hessian_may_be_negative=True,
+    summary="squared log error 1/2 (log1p(p) - log1p(y))^2 on p, y > -1, as XGBoost's reg:squaredlogerror",
+    formula=("r = log1p(p) - log1p(y) = log((1 + p) / (1 + y)):  l = r^2/2;  g = r / (1 + p);  "
+             "h = (1 - r) / (1 + p)^2, negative where 1 + p > e (1 + y).  XGBoost raises p to -1 + 1e-6 and "
+             "floors h at 1e-6; here p <= -1 is refused and h is exact (fusedloss.boosting floors it at "
+             "min_hessian: 0.02 by default, min_hessian=1e-6 as XGBoost)"),
 ))
 
 

@@ -268,6 +268,23 @@ struct gamma {
   }
 };
 
+// p, y > -1, r = log((1 + p) / (1 + y)) (log_ratio1p):  l = r^2/2;  g = r / (1 + p);  h = (1 - r) / (1 + p)^2
+// (XGBoost's reg:squaredlogerror without its clamps; h < 0 where 1 + p > e (1 + y))
+template <class T>
+struct squared_log {
+  static constexpr const char* name = "squared_log";
+  static constexpr std::size_t arity = 0;
+  explicit squared_log(const Params&) {}
+  template <bool V, bool G, bool H>
+  FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
+    const T r = log_ratio1p(p, y);
+    const T a = T(1) + p;
+    if constexpr (V) l = T(0.5) * r * r;
+    if constexpr (G) g = r / a;
+    if constexpr (H) h = (T(1) - r) / a / a;
+  }
+};
+
 // --- binary classification ----------------------------------------------------------------------------
 
 // PyTorch's clamp of the denominators in the binary_cross_entropy gradient and Hessian (_pointwise.BCE_EPS).

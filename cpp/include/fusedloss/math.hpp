@@ -14,6 +14,7 @@
 #include "fusedloss/isa.hpp"
 
 #include <cmath>
+#include <limits>
 
 #include "fusedloss/vecmath.hpp"
 
@@ -60,6 +61,21 @@ FUSEDLOSS_INLINE T mul_exp(T a, T z) {
   const T via_log = vm::exp(vm::log(a) + z);
   const T r = std::fabs(z) <= T(80) ? direct : via_log;
   return a == T(0) ? T(0) : r;
+}
+
+// log((1 + p) / (1 + y)) for p, y > -1 without cancellation (Python: _pointwise.log_ratio1p, same cut-offs):
+// q = (1 + p) / (1 + y) in [1/2, 2]: log1p((p - y) / (1 + y)) (r near 0, argument rounded three times);
+// q outside the normal range (1 + y near 0, |r| > 700): log1p(p) - log1p(y); else log(q) (|r| >= log 2).
+// All three are computed and one selected, so loops calling it vectorise.
+template <class T>
+FUSEDLOSS_INLINE T log_ratio1p(T p, T y) {
+  const T b = T(1) + y;
+  const T q = (T(1) + p) / b;
+  const T near = vm::log1p((p - y) / b);
+  const T far = vm::log(q);
+  const T split = vm::log1p(p) - vm::log1p(y);
+  const bool normal = q >= std::numeric_limits<T>::min() && q <= std::numeric_limits<T>::max();
+  return (q >= T(0.5) && q <= T(2)) ? near : (normal ? far : split);
 }
 
 // The logistic function at x and at -x, sigmoid(x) = 1 / (1 + exp(-x)) and sigmoid(-x), from one exp and ONE

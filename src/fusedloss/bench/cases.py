@@ -64,7 +64,7 @@ CASE_DEFS: dict[str, CaseDef] = {d.loss: d for d in (
 # a registered loss without an entry (mae, hinge, the custom losses of fusedloss.bench.custom, ...) gets the
 # default case of its kind, with data drawn from its registered domains (case_def)
 
-_DOMAIN_DATA = {"real": "normal", "positive": "positive", "nonnegative": "counts", "unit": "binary", "sign": "sign",
+_DOMAIN_DATA = {"real": "normal", "positive": "positive", "above_minus_one": "positive", "nonnegative": "counts", "unit": "binary", "sign": "sign",
                 "class_index": "class_index"}
 
 
@@ -78,7 +78,7 @@ def case_def(loss: str) -> CaseDef | None:
         return d
     if spec.kind not in ("elementwise", "multiclass"):
         return None  # a loss with its own signature (ctc) has its own benchmark: benchmarks/ctc.py
-    pred = {"nonnegative": "positive", "unit": "probability"}.get(spec.pred_domain_for(spec.defaults()), "normal")
+    pred = {"nonnegative": "positive", "above_minus_one": "positive", "unit": "probability"}.get(spec.pred_domain_for(spec.defaults()), "normal")
     if spec.kind == "multiclass":
         target = "class_index" if getattr(spec, "hard_labels", spec.target_domain == "class_index") else "distribution"
         return CaseDef(loss, kind="multiclass", sizes=((65536, 1000),), pred=pred, target=target)

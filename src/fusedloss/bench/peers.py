@@ -95,6 +95,11 @@ def _np_exponential(x, y):
     return np.mean(em + ep), (ep - em) / x.size
 
 
+def _np_squared_log(p, y):
+    r = np.log1p(p) - np.log1p(y)
+    return np.mean(0.5 * r * r), r / (1.0 + p) / p.size
+
+
 def _np_bce(p, y):
     value = -np.mean(y * np.maximum(np.log(p), -100) + (1 - y) * np.maximum(np.log(1 - p), -100))
     return value, (p - y) / np.maximum(p * (1 - p), 1e-12) / p.size
@@ -184,7 +189,7 @@ NUMPY_PEER = {
     "smooth_l1": (_np_smooth_l1, ("beta",)), "pseudo_huber": (_np_pseudo_huber, ("delta",)),
     "log_cosh": (_np_log_cosh, ()), "quantile": (_np_quantile, ("quantile",)),
     "poisson_nll": (_np_poisson_nll, ("log_input", "eps")), "tweedie": (_np_tweedie, ("power",)),
-    "gamma": (_np_gamma, ()),
+    "gamma": (_np_gamma, ()), "squared_log": (_np_squared_log, ()),
     "binary_cross_entropy": (_np_bce, ()), "binary_cross_entropy_with_logits": (_np_bce_with_logits, ()),
     "binary_focal": (_np_binary_focal, ("alpha", "gamma")), "categorical_focal": (_np_categorical_focal, ("gamma",)),
     "exponential": (_np_exponential, ()), "hinge": (_np_hinge, ()), "squared_hinge": (_np_squared_hinge, ()),
