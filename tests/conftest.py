@@ -158,6 +158,7 @@ VARIANTS: dict[str, list[dict]] = {
     "asymmetric_huber": [{"delta": 0.5, "alpha_left": 0.25, "alpha_right": 2.0}, {"alpha_left": 3.0}],
     "smooth_l1": [{"beta": 0.0}, {"beta": 0.25}],
     "pseudo_huber": [{"delta": 2.0}],
+    "fair": [{"c": 0.25}],
     "quantile": [{"quantile": 0.1}, {"quantile": 0.9}],
     "poisson_nll": [{"log_input": False}],
     "tweedie": [{"power": 1.2}, {"power": 1.8}],

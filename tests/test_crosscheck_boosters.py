@@ -51,3 +51,38 @@ def test_xgboost_squaredlogerror():
     # another floor (the default, 0.02) gives another model from the same rounds: the comparison can fail
     _, other = _xgb_pair(xgb, X, y, base, {"objective": "reg:squaredlogerror"}, fb.xgboost_objective("squared_log"))
     assert np.max(np.abs(other - want)) > 1e-2
+
+
+def _lightgbm():
+    return pytest.importorskip("lightgbm", reason="LightGBM is not installed (pip install lightgbm)")
+
+
+def _lgb_raw(lgb, X, y, init, objective, rounds=5, **extra):
+    """Raw scores (init score included) after ``rounds`` rounds with ``objective`` (a name or a callable)."""
+    params = {"objective": objective, "verbose": -1, "num_threads": 1, "num_leaves": 8, "learning_rate": 0.1,
+              "boost_from_average": False, "deterministic": True, "force_row_wise": True, **extra}
+    booster = lgb.train(params, lgb.Dataset(X, y, init_score=np.full(len(y), init)), num_boost_round=rounds)
+    return booster.predict(X, raw_score=True) + init
+
+
+@pytest.mark.parametrize("c", [1.0, 0.3])
+def test_lightgbm_fair(c):
+    """objective='fair' with fair_c = c: LightGBM's gradient c d / (|d| + c) and Hessian c^2 / (|d| + c)^2 are
+    fusedloss's d / (1 + u) and 1 / (1 + u)^2, u = |d| / c; its fair metric is the value."""
+    lgb = _lightgbm()
+    X, y = _regression(800, 1)
+    y = 3.0 * np.log(y) + np.random.default_rng(2).standard_t(2, len(y))  # heavy tails, where fair differs from mse
+    init = float(np.median(y))
+    want = _lgb_raw(lgb, X, y, init, "fair", fair_c=c)
+    got = _lgb_raw(lgb, X, y, init, fb.lightgbm_objective("fair", c=c))
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    assert fl.fair(got, y, c=c) < fl.fair(np.full(len(y), init), y, c=c)  # it trained
+    other = _lgb_raw(lgb, X, y, init, fb.lightgbm_objective("fair", c=2 * c))  # the comparison can fail
+    assert np.max(np.abs(other - want)) > 1e-2
+    # LightGBM's own fair metric on the final scores is fusedloss's mean value
+    metric = lgb.train({"objective": "fair", "fair_c": c, "metric": "fair", "verbose": -1, "num_threads": 1,
+                        "boost_from_average": False}, lgb.Dataset(X, y, init_score=np.full(len(y), init)),
+                       num_boost_round=1, valid_sets=[lgb.Dataset(X, y, init_score=np.full(len(y), init))],
+                       callbacks=[lgb.record_evaluation(history := {})])
+    first = metric.predict(X, raw_score=True) + init
+    assert history["valid_0"]["fair"][-1] == pytest.approx(fl.fair(first, y, c=c), rel=1e-6)

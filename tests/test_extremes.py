@@ -137,6 +137,12 @@ def _o_pseudo_huber(p, y, kw):
     return delta * delta * r * r / (s + 1), delta * r / s, 1 / s**3
 
 
+def _o_fair(p, y, kw):
+    d, c = p - y, mpf(kw["c"])
+    u = abs(d) / c
+    return c * c * (u - mp.log1p(u)), d / (1 + u), 1 / (1 + u) ** 2
+
+
 def _o_log_cosh(p, y, kw):
     d = p - y
     return mp.log(mp.cosh(d)), mp.tanh(d), mp.sech(d) ** 2

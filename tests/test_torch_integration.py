@@ -314,6 +314,7 @@ OWN_DATA = {
     "pseudo_huber": (data_regression, {"delta": 0.7}),
     "asymmetric_huber": (data_regression, {"delta": 0.7, "alpha_left": 0.5, "alpha_right": 2.0}),
     "log_cosh": (data_regression, {}),
+    "fair": (data_regression, {"c": 0.7}),
     "quantile": (data_regression, {"quantile": 0.3}),
     "tweedie": (data_log_rate, {"power": 1.4}),
     "squared_log": (lambda s, d, g: tuple((torch.rand(s, generator=g, dtype=torch.float64) * 4 - 0.9).to(d)

@@ -46,6 +46,7 @@ constexpr LossEntry kElementwise[] = {
     entry<losses::zero_one>(),
     entry<losses::asymmetric_huber>(),
     entry<losses::exponential>(),
+    entry<losses::fair>(),
 #else
 #error "FUSEDLOSS_PART out of range"
 #endif

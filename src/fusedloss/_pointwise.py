@@ -145,6 +145,29 @@ def pseudo_huber_point(p, y, params):
     return delta * delta * r * (r / (1.0 + s)), delta * (r / s), 1.0 / (s * s * s)
 
 
+def u_minus_log1p(u):
+    """u - log1p(u) for u >= 0, accurate as u -> 0 where the direct form cancels (it is u^2/2 there).
+    For u <= 1/2: v = u / (2 + u), u = 2v / (1 - v) and log1p(u) = 2 atanh(v), so the value is
+    2 v^2 / (1 - v) - 2 v^3 P(v^2) with P(w) = sum_k w^(k-1) / (2k+1) = (atanh(v) - v) / v^3, 12 terms (v <= 1/5:
+    the first term left out is below 1e-18 of the result); the second term is at most v/3 of the first, so nothing cancels.
+    Above 1/2 the direct form loses at most a factor 5 (u - log1p(u) >= u / 5 there)."""
+    if u <= 0.5:
+        v = u / (2.0 + u)
+        w = v * v
+        P = (1.0 / 3 + w * (1.0 / 5 + w * (1.0 / 7 + w * (1.0 / 9 + w * (1.0 / 11 + w * (1.0 / 13 + w * (
+            1.0 / 15 + w * (1.0 / 17 + w * (1.0 / 19 + w * (1.0 / 21 + w * (1.0 / 23 + w * (1.0 / 25))))))))))))
+        return 2.0 * w / (1.0 - v) - 2.0 * v * w * P
+    return u - math.log1p(u)
+
+
+def fair_point(p, y, params):
+    (c,) = params
+    d = p - y
+    u = abs(d) / c
+    s = 1.0 / (1.0 + u)  # 1 / (1 + u), squared below: no overflow of (1 + u)^2
+    return c * c * u_minus_log1p(u), d * s, s * s
+
+
 def log_cosh_point(p, y, params):
     d = p - y
     ad = abs(d)

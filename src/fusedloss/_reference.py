@@ -72,6 +72,21 @@ def log_cosh(p, y):
     return np.where(ad < 1.0, small, large), np.tanh(d), 4.0 * e / (1.0 + e) ** 2
 
 
+def fair(p, y, c):
+    """u - log1p(u) for u <= 1/2 through v = u / (2 + u): u = 2v / (1-v) and log1p(u) = 2 atanh(v), so
+    u - log1p(u) = 2 v^2 / (1 - v) - 2 (atanh(v) - v), and atanh(v) - v = sum_k v^(2k+1) / (2k+1) summed as a
+    series (v <= 1/5): no cancellation as u -> 0, where the direct form loses every digit."""
+    d = p - y
+    u = np.abs(d) / c
+    v = u / (2.0 + u)
+    w = v * v
+    tail = sum(w**k / (2 * k + 1) for k in range(1, 25))  # (atanh(v) - v) / v
+    small = 2.0 * w / (1.0 - v) - 2.0 * v * tail
+    f = np.where(u <= 0.5, small, u - np.log1p(u))
+    s = 1.0 / (1.0 + u)
+    return c * c * f, d * s, s * s
+
+
 def quantile(p, y, quantile):
     q = quantile
     r = y - p

@@ -355,6 +355,14 @@ register(LossSpec(
 ))
 
 register(LossSpec(
+    name="fair", kind="elementwise", residual=True,
+    kinks=lambda kw: (),
+    params=(Param("c", 1.0, "scale of the transition from quadratic to linear (LightGBM's fair_c)", _positive),),
+    summary="Fair loss c^2 (|d|/c - log(1 + |d|/c)), as LightGBM's objective='fair'",
+    formula="u = |d| / c:  l = c^2 (u - log1p(u));  g = d / (1 + u);  h = 1 / (1 + u)^2",
+))
+
+register(LossSpec(
     name="log_cosh", kind="elementwise", residual=True,
     kinks=lambda kw: (),
     summary="log(cosh(p - y)), stable for |d| up to the largest finite float",

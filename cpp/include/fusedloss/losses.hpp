@@ -156,6 +156,24 @@ struct pseudo_huber {
   }
 };
 
+// u = |d| / c:  l = c^2 (u - log1p(u));  g = d / (1 + u);  h = 1 / (1 + u)^2  (LightGBM's fair loss)
+template <class T>
+struct fair {
+  static constexpr const char* name = "fair";
+  static constexpr std::size_t arity = 1;
+  T c;
+  explicit fair(const Params& prm) : c(T(prm[0])) {}
+  template <bool V, bool G, bool H>
+  FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
+    const T d = p - y;
+    const T u = std::fabs(d) / c;
+    const T s = T(1) / (T(1) + u);  // squared below: no overflow of (1 + u)^2
+    if constexpr (V) l = c * c * u_minus_log1p(u);
+    if constexpr (G) g = d * s;
+    if constexpr (H) h = s * s;
+  }
+};
+
 // l = log(cosh(d)) (math.hpp: log_cosh_value);  g = tanh(d);  h = 1 - tanh(d)^2 = 4 e / (1 + e)^2,
 // e = exp(-2|d|): the Hessian form has no cancellation when |d| is large, and exp never overflows.
 template <class T>

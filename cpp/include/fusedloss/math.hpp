@@ -78,6 +78,31 @@ FUSEDLOSS_INLINE T log_ratio1p(T p, T y) {
   return (q >= T(0.5) && q <= T(2)) ? near : (normal ? far : split);
 }
 
+// u - log1p(u) for u >= 0, accurate as u -> 0 (Python: _pointwise.u_minus_log1p, same cut-off and terms):
+// u <= 1/2: v = u / (2 + u), u - log1p(u) = 2 v^2 / (1 - v) - 2 v^3 P(v^2), P(w) = sum_k w^(k-1) / (2k+1)
+// = (atanh(v) - v) / v^3 (12 terms for v <= 1/5); nothing cancels (the second term is at most v/3 of the
+// first). Above: u - log1p(u) directly (at most a factor 5 lost). Both sides are computed and one selected.
+template <class T>
+FUSEDLOSS_INLINE T u_minus_log1p(T u) {
+  const T v = u / (T(2) + u);
+  const T w = v * v;
+  T P = T(1.0 / 25);
+  P = T(1.0 / 23) + w * P;
+  P = T(1.0 / 21) + w * P;
+  P = T(1.0 / 19) + w * P;
+  P = T(1.0 / 17) + w * P;
+  P = T(1.0 / 15) + w * P;
+  P = T(1.0 / 13) + w * P;
+  P = T(1.0 / 11) + w * P;
+  P = T(1.0 / 9) + w * P;
+  P = T(1.0 / 7) + w * P;
+  P = T(1.0 / 5) + w * P;
+  P = T(1.0 / 3) + w * P;
+  const T small = T(2) * w / (T(1) - v) - T(2) * v * w * P;
+  const T large = u - vm::log1p(u);
+  return u <= T(0.5) ? small : large;
+}
+
 // The logistic function at x and at -x, sigmoid(x) = 1 / (1 + exp(-x)) and sigmoid(-x), from one exp and ONE
 // division, with exp only of -|x| (no overflow, no inf/inf): e = exp(-|x|), i = 1 / (1 + e); the pair is
 // (i, e i) for x >= 0 and (e i, i) for x < 0. Each side keeps its relative precision (for very negative x,

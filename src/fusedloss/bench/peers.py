@@ -84,6 +84,12 @@ def _np_tweedie(p, y, power):
     return np.mean(e2 / (2 - power) - y * e1 / (1 - power)), (e2 - y * e1) / p.size
 
 
+def _np_fair(p, y, c):
+    d = p - y
+    ad = np.abs(d)
+    return np.mean(c * ad - c * c * np.log1p(ad / c)), c * d / (ad + c) / d.size
+
+
 def _np_gamma(p, y):
     ye = y * np.exp(-p)
     return np.mean(p + ye), (1.0 - ye) / p.size
@@ -189,7 +195,7 @@ NUMPY_PEER = {
     "smooth_l1": (_np_smooth_l1, ("beta",)), "pseudo_huber": (_np_pseudo_huber, ("delta",)),
     "log_cosh": (_np_log_cosh, ()), "quantile": (_np_quantile, ("quantile",)),
     "poisson_nll": (_np_poisson_nll, ("log_input", "eps")), "tweedie": (_np_tweedie, ("power",)),
-    "gamma": (_np_gamma, ()), "squared_log": (_np_squared_log, ()),
+    "fair": (_np_fair, ("c",)), "gamma": (_np_gamma, ()), "squared_log": (_np_squared_log, ()),
     "binary_cross_entropy": (_np_bce, ()), "binary_cross_entropy_with_logits": (_np_bce_with_logits, ()),
     "binary_focal": (_np_binary_focal, ("alpha", "gamma")), "categorical_focal": (_np_categorical_focal, ("gamma",)),
     "exponential": (_np_exponential, ()), "hinge": (_np_hinge, ()), "squared_hinge": (_np_squared_hinge, ()),
