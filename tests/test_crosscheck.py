@@ -320,3 +320,21 @@ def test_sklearn_exponential(backend, weighted):
     y = np.where(rng.random(50) < 0.5, rng.integers(0, 2, 50), rng.random(50)).astype(np.float64)
     p = rng.uniform(-4, 4, 50)
     _sk_compare("exponential", {}, sk.ExponentialLoss(), p, y, _weights(50, weighted), backend)
+
+
+
+@pytest.mark.parametrize("tau", [0.5, 0.2, 0.9])
+def test_scipy_expectile_is_the_minimiser(backend, tau):
+    """scipy.stats.expectile(y, alpha=tau) minimises the mean expectile loss: the gradient of the mean there is 0
+    (so tau weighs the residuals y - p > 0, as scipy's alpha), and it is the boosting initial score."""
+    require_support(backend, "expectile")
+    stats = pytest.importorskip("scipy.stats")
+    import fusedloss.boosting as fb
+
+    y = np.random.default_rng(12).exponential(2.0, 200)
+    e = stats.expectile(y, alpha=tau)
+    g = fl.expectile.grad(np.full(200, e), y, expectile=tau, backend=backend)
+    assert abs(np.sum(g)) < 1e-12 * np.mean(np.abs(y - e))
+    assert fb.initial_score("expectile", y, expectile=tau) == pytest.approx(e, rel=1e-12)
+    other = stats.expectile(y, alpha=1.0 - tau) if tau != 0.5 else y.mean() + 0.1  # the other side is not
+    assert abs(np.sum(fl.expectile.grad(np.full(200, other), y, expectile=tau, backend=backend))) > 1e-3

@@ -157,6 +157,12 @@ def _o_quantile(p, y, kw):
     return mpf(0), mpf(0), mpf(0)
 
 
+def _o_expectile(p, y, kw):
+    d, tau = p - y, mpf(kw["expectile"])
+    w = tau if d <= 0 else 1 - tau
+    return w * d * d, 2 * w * d, 2 * w
+
+
 def _o_poisson_nll(p, y, kw):
     if kw["log_input"]:
         e = mp.exp(p)

@@ -106,6 +106,12 @@ TABLE = [
     ("fair", {}, 2.0, 2.0, 0.0, 0.0, 1.0),
     ("fair", {"c": 2.0}, 2.0, 0.0, 4.0 * (1.0 - LN2), 1.0, 0.25),  # u = 1
     ("fair", {"c": 0.5}, 0.0, 1.5, 0.25 * (3.0 - LN4), -0.375, 1.0 / 16),  # u = 3
+    # expectile: w = tau (d <= 0) or 1 - tau (d > 0): w d^2; 2 w d; 2 w
+    ("expectile", {}, 3.0, 1.0, 2.0, 2.0, 1.0),  # tau = 0.5: d^2/2
+    ("expectile", {"expectile": 0.75}, 3.0, 1.0, 1.0, 1.0, 0.5),  # over-prediction: 1 - tau
+    ("expectile", {"expectile": 0.75}, -1.0, 1.0, 3.0, -3.0, 1.5),  # under-prediction: tau
+    ("expectile", {"expectile": 0.75}, 2.0, 2.0, 0.0, 0.0, 1.5),  # d = 0: tau's side
+    ("expectile", {"expectile": 0.125}, 0.5, 0.0, 0.21875, 0.875, 1.75),
     # gamma (scikit-learn's HalfGammaLoss, no constant): p + y e^{-p}; 1 - y e^{-p}; y e^{-p}
     ("gamma", {}, 0.0, 1.0, 1.0, 0.0, 1.0),
     ("gamma", {}, LN2, 4.0, LN2 + 2.0, -1.0, 2.0),  # e^{-p} = 1/2

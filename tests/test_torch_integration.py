@@ -316,6 +316,7 @@ OWN_DATA = {
     "log_cosh": (data_regression, {}),
     "fair": (data_regression, {"c": 0.7}),
     "quantile": (data_regression, {"quantile": 0.3}),
+    "expectile": (data_regression, {"expectile": 0.8}),
     "tweedie": (data_log_rate, {"power": 1.4}),
     "squared_log": (lambda s, d, g: tuple((torch.rand(s, generator=g, dtype=torch.float64) * 4 - 0.9).to(d)
                                           for _ in range(2)), {}),

@@ -34,6 +34,7 @@ constexpr LossEntry kElementwise[] = {
     entry<losses::log_cosh>(),
     entry<losses::quantile>(),
     entry<losses::poisson_nll>(),
+    entry<losses::expectile>(),
     entry<losses::gamma>(),
     entry<losses::squared_log>(),
 #elif FUSEDLOSS_PART == 1

@@ -20,8 +20,8 @@ __version__: str
 __all__ = [
     "BackendUnavailable", "Loss", "LossState", "asymmetric_huber", "backends", "binary_cross_entropy",
     "binary_cross_entropy_with_logits", "binary_focal", "categorical_focal", "cross_entropy", "ctc",
-    "elementwise_loss", "exponential", "fair", "gamma", "get_backend", "get_num_threads", "hinge", "huber",
-    "kl_div_with_logits", "log_cosh", "losses", "mae", "merge", "mse", "multi_margin", "poisson_nll",
+    "elementwise_loss", "expectile", "exponential", "fair", "gamma", "get_backend", "get_num_threads", "hinge",
+    "huber", "kl_div_with_logits", "log_cosh", "losses", "mae", "merge", "mse", "multi_margin", "poisson_nll",
     "pseudo_huber", "quantile", "set_backend", "set_num_threads", "smooth_l1", "squared_hinge", "squared_log",
     "sym", "tweedie", "use_backend", "zero_one"
 ]
@@ -366,6 +366,43 @@ class _Loss_quantile(Loss):
         backend: str | None = None, quantile: float = 0.5) -> LossState: ...
 
 quantile: _Loss_quantile
+
+class _Loss_expectile(Loss):
+    """expectile loss |tau - 1(y < p)| (y - p)^2, asymmetric least squares (Newey and Powell 1987); tau = 0.5 is
+        half the squared error."""
+
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
+        sample_weight: ArrayLike | None = None, backend: str | None = None, expectile: float = 0.5) -> float: ...
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
+        sample_weight: ArrayLike | None = None, backend: str | None = None, expectile: float = 0.5) -> NDArray[Any]: ...
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: str, sample_weight: ArrayLike | None = None,
+        backend: str | None = None, expectile: float = 0.5) -> float | NDArray[Any]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        expectile: float = 0.5) -> tuple[float, NDArray[Any]]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        expectile: float = 0.5) -> tuple[NDArray[Any], NDArray[Any]]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: str,
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        expectile: float = 0.5) -> tuple[float | NDArray[Any], NDArray[Any]]: ...
+    def grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        expectile: float = 0.5) -> NDArray[Any]: ...
+    def grad_hess(self, pred: ArrayLike, target: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None,
+        hess_out: NDArray[Any] | None = None, hessian: Literal["exact", "ones"] = "exact", backend: str | None = None,
+        expectile: float = 0.5) -> tuple[NDArray[Any], NDArray[Any]]: ...
+    def partial(self, pred: ArrayLike, target: ArrayLike, *, sample_weight: ArrayLike | None = None,
+        backend: str | None = None, expectile: float = 0.5) -> LossState: ...
+
+expectile: _Loss_expectile
 
 class _Loss_poisson_nll(Loss):
     """Poisson negative log-likelihood without the Stirling term, as torch.nn.functional.poisson_nll_loss."""

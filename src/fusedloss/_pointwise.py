@@ -186,6 +186,13 @@ def quantile_point(p, y, params):
     return r * 0.0, r * 0.0, 0.0  # r = 0: value 0, subgradient 0; nan stays nan
 
 
+def expectile_point(p, y, params):
+    (tau,) = params
+    d = p - y
+    w = tau if d <= 0 else 1.0 - tau  # nan: 1 - tau (the value stays nan)
+    return w * (d * d), 2.0 * w * d, 2.0 * w
+
+
 def poisson_nll_point(p, y, params):
     log_input, eps = params
     if log_input != 0.0:  # p = log(rate)

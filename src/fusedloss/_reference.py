@@ -87,6 +87,12 @@ def fair(p, y, c):
     return c * c * f, d * s, s * s
 
 
+def expectile(p, y, expectile):
+    d = p - y
+    w = np.where(d <= 0, expectile, 1.0 - expectile)
+    return w * d * d, 2.0 * w * d, 2.0 * w
+
+
 def quantile(p, y, quantile):
     q = quantile
     r = y - p

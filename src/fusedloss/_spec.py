@@ -379,6 +379,15 @@ register(LossSpec(
 ))
 
 register(LossSpec(
+    name="expectile", kind="elementwise", residual=True,
+    kinks=lambda kw: (0.0,),  # the Hessian jumps at d = 0 unless tau = 0.5
+    params=(Param("expectile", 0.5, "the expectile level tau", _open_unit),),
+    summary=("expectile loss |tau - 1(y < p)| (y - p)^2, asymmetric least squares (Newey and Powell 1987); "
+             "tau = 0.5 is half the squared error"),
+    formula="w = tau if d <= 0 else 1 - tau:  l = w d^2;  g = 2 w d;  h = 2 w",
+))
+
+register(LossSpec(
     name="poisson_nll", kind="elementwise", torch_name="poisson_nll_loss", target_domain="nonnegative",
     kinks=lambda kw: (),
     params=(

@@ -194,6 +194,23 @@ struct log_cosh {
   }
 };
 
+// w = tau if d <= 0 else 1 - tau (nan: 1 - tau):  l = w d^2;  g = 2 w d;  h = 2 w
+template <class T>
+struct expectile {
+  static constexpr const char* name = "expectile";
+  static constexpr std::size_t arity = 1;
+  T tau, omt;  // tau and 1 - tau (the difference taken in double, then rounded once)
+  explicit expectile(const Params& prm) : tau(T(prm[0])), omt(T(1.0 - prm[0])) {}
+  template <bool V, bool G, bool H>
+  FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
+    const T d = p - y;
+    const T w = d <= T(0) ? tau : omt;
+    if constexpr (V) l = w * (d * d);
+    if constexpr (G) g = T(2) * w * d;
+    if constexpr (H) h = T(2) * w;
+  }
+};
+
 // r = y - p:  l = q r if r > 0, (q - 1) r if r < 0;  g = -q, 1 - q;  r = 0: l = g = 0 (nan stays nan);  h = 0
 // (l = c r with c the slope of r's side: r = 0 gives a zero, a nan r a nan, without a case of its own.)
 template <class T>

@@ -90,6 +90,12 @@ def _np_fair(p, y, c):
     return np.mean(c * ad - c * c * np.log1p(ad / c)), c * d / (ad + c) / d.size
 
 
+def _np_expectile(p, y, expectile):
+    d = p - y
+    w = np.where(d <= 0, expectile, 1.0 - expectile)
+    return np.mean(w * d * d), 2.0 * w * d / d.size
+
+
 def _np_gamma(p, y):
     ye = y * np.exp(-p)
     return np.mean(p + ye), (1.0 - ye) / p.size
@@ -195,7 +201,7 @@ NUMPY_PEER = {
     "smooth_l1": (_np_smooth_l1, ("beta",)), "pseudo_huber": (_np_pseudo_huber, ("delta",)),
     "log_cosh": (_np_log_cosh, ()), "quantile": (_np_quantile, ("quantile",)),
     "poisson_nll": (_np_poisson_nll, ("log_input", "eps")), "tweedie": (_np_tweedie, ("power",)),
-    "fair": (_np_fair, ("c",)), "gamma": (_np_gamma, ()), "squared_log": (_np_squared_log, ()),
+    "fair": (_np_fair, ("c",)), "expectile": (_np_expectile, ("expectile",)), "gamma": (_np_gamma, ()), "squared_log": (_np_squared_log, ()),
     "binary_cross_entropy": (_np_bce, ()), "binary_cross_entropy_with_logits": (_np_bce_with_logits, ()),
     "binary_focal": (_np_binary_focal, ("alpha", "gamma")), "categorical_focal": (_np_categorical_focal, ("gamma",)),
     "exponential": (_np_exponential, ()), "hinge": (_np_hinge, ()), "squared_hinge": (_np_squared_hinge, ()),
