@@ -159,6 +159,7 @@ VARIANTS: dict[str, list[dict]] = {
     "smooth_l1": [{"beta": 0.0}, {"beta": 0.25}],
     "pseudo_huber": [{"delta": 2.0}],
     "fair": [{"c": 0.25}],
+    "cauchy": [{"c": 2.0}],
     "quantile": [{"quantile": 0.1}, {"quantile": 0.9}],
     "expectile": [{"expectile": 0.125}],
     "poisson_nll": [{"log_input": False}],

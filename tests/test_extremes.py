@@ -143,6 +143,12 @@ def _o_fair(p, y, kw):
     return c * c * (u - mp.log1p(u)), d / (1 + u), 1 / (1 + u) ** 2
 
 
+def _o_cauchy(p, y, kw):
+    d, c = p - y, mpf(kw["c"])
+    z2 = (d / c) ** 2
+    return c * c / 2 * mp.log1p(z2), d / (1 + z2), (1 - z2) / (1 + z2) ** 2
+
+
 def _o_log_cosh(p, y, kw):
     d = p - y
     return mp.log(mp.cosh(d)), mp.tanh(d), mp.sech(d) ** 2

@@ -112,6 +112,12 @@ TABLE = [
     ("expectile", {"expectile": 0.75}, -1.0, 1.0, 3.0, -3.0, 1.5),  # under-prediction: tau
     ("expectile", {"expectile": 0.75}, 2.0, 2.0, 0.0, 0.0, 1.5),  # d = 0: tau's side
     ("expectile", {"expectile": 0.125}, 0.5, 0.0, 0.21875, 0.875, 1.75),
+    # cauchy: z = d/c: c^2/2 log(1+z^2); d/(1+z^2); (1-z^2)/(1+z^2)^2
+    ("cauchy", {}, 1.0, 0.0, LN2 / 2, 0.5, 0.0),  # |z| = 1: the Hessian changes sign
+    ("cauchy", {}, 0.0, 0.0, 0.0, 0.0, 1.0),
+    ("cauchy", {}, -3.0, 0.0, math.log(10.0) / 2, -0.3, -0.08),  # (1 - 9) / 100
+    ("cauchy", {"c": 2.0}, 1.0, 0.0, 2.0 * math.log(1.25), 0.8, 0.48),  # z = 1/2: 0.75 / 1.5625
+    ("cauchy", {"c": 0.5}, 0.0, 1.0, 0.125 * math.log(5.0), -0.2, -0.12),  # z = -2: -3 / 25
     # gamma (scikit-learn's HalfGammaLoss, no constant): p + y e^{-p}; 1 - y e^{-p}; y e^{-p}
     ("gamma", {}, 0.0, 1.0, 1.0, 0.0, 1.0),
     ("gamma", {}, LN2, 4.0, LN2 + 2.0, -1.0, 2.0),  # e^{-p} = 1/2

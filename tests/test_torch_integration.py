@@ -315,6 +315,7 @@ OWN_DATA = {
     "asymmetric_huber": (data_regression, {"delta": 0.7, "alpha_left": 0.5, "alpha_right": 2.0}),
     "log_cosh": (data_regression, {}),
     "fair": (data_regression, {"c": 0.7}),
+    "cauchy": (data_regression, {"c": 0.7}),
     "quantile": (data_regression, {"quantile": 0.3}),
     "expectile": (data_regression, {"expectile": 0.8}),
     "tweedie": (data_log_rate, {"power": 1.4}),

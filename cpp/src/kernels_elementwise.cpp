@@ -48,6 +48,7 @@ constexpr LossEntry kElementwise[] = {
     entry<losses::asymmetric_huber>(),
     entry<losses::exponential>(),
     entry<losses::fair>(),
+    entry<losses::cauchy>(),
 #else
 #error "FUSEDLOSS_PART out of range"
 #endif

@@ -168,6 +168,21 @@ def fair_point(p, y, params):
     return c * c * u_minus_log1p(u), d * s, s * s
 
 
+def cauchy_point(p, y, params):
+    (c,) = params
+    d = p - y
+    z = d / c
+    a = abs(z)
+    if a <= 1.0:
+        s = 1.0 / (1.0 + z * z)
+        return 0.5 * c * c * math.log1p(z * z), d * s, (1.0 - a) * (1.0 + a) * s * s
+    # beyond |z| = 1 in t = 1 / z, so that z^2 never overflows: 1 + z^2 = z^2 (1 + t^2)
+    t = 1.0 / z
+    t2 = t * t
+    s = 1.0 / (1.0 + t2)
+    return 0.5 * c * c * (2.0 * math.log(a) + math.log1p(t2)), c / (z + t), t2 * (t2 - 1.0) * s * s
+
+
 def log_cosh_point(p, y, params):
     d = p - y
     ad = abs(d)

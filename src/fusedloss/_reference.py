@@ -93,6 +93,21 @@ def expectile(p, y, expectile):
     return w * d * d, 2.0 * w * d, 2.0 * w
 
 
+def cauchy(p, y, c):
+    """In t = 1 / z beyond |z| = 1, where z^2 would overflow: g = c / (z + t), h = t^2 (t^2 - 1) / (1 + t^2)^2,
+    and log1p(z^2) = 2 log|z| + log1p(t^2)."""
+    d = p - y
+    z = d / c
+    a = np.abs(z)
+    big = a > 1.0
+    t = 1.0 / np.where(big, z, 1.0)
+    t2 = t * t
+    value = np.where(big, 2.0 * np.log(np.where(big, a, 1.0)) + np.log1p(t2), np.log1p(z * z))
+    grad = np.where(big, c / (z + t), d / (1.0 + z * z))
+    hess = np.where(big, t2 * (t2 - 1.0) / (1.0 + t2) ** 2, (1.0 - a) * (1.0 + a) / (1.0 + z * z) ** 2)
+    return 0.5 * c * c * value, grad, hess
+
+
 def quantile(p, y, quantile):
     q = quantile
     r = y - p

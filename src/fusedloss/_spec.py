@@ -363,6 +363,15 @@ register(LossSpec(
 ))
 
 register(LossSpec(
+    name="cauchy", kind="elementwise", residual=True, hessian_may_be_negative=True,
+    kinks=lambda kw: (),
+    params=(Param("c", 1.0, "scale: residuals beyond it count logarithmically", _positive),),
+    summary="Cauchy (Lorentzian) loss c^2/2 log(1 + (d/c)^2), robust to outliers; its Hessian is negative for |d| > c",
+    formula=("z = d / c:  l = c^2/2 log1p(z^2);  g = d / (1 + z^2);  h = (1 - z^2) / (1 + z^2)^2 "
+             "(< 0 for |z| > 1)"),
+))
+
+register(LossSpec(
     name="log_cosh", kind="elementwise", residual=True,
     kinks=lambda kw: (),
     summary="log(cosh(p - y)), stable for |d| up to the largest finite float",

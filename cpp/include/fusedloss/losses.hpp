@@ -174,6 +174,37 @@ struct fair {
   }
 };
 
+// z = d / c:  l = c^2/2 log1p(z^2);  g = d / (1 + z^2);  h = (1 - z^2) / (1 + z^2)^2 (< 0 for |z| > 1).
+// Beyond |z| = 1 in t = 1 / z, so that z^2 never overflows (_pointwise.cauchy_point, same cut-off):
+// log1p(z^2) = 2 log|z| + log1p(t^2), g = c / (z + t), h = t^2 (t^2 - 1) / (1 + t^2)^2. Both sides computed,
+// one selected.
+template <class T>
+struct cauchy {
+  static constexpr const char* name = "cauchy";
+  static constexpr std::size_t arity = 1;
+  T c;
+  explicit cauchy(const Params& prm) : c(T(prm[0])) {}
+  template <bool V, bool G, bool H>
+  FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
+    const T d = p - y;
+    const T z = d / c;
+    const T a = std::fabs(z);
+    const bool near = a <= T(1);
+    const T zz = near ? z * z : T(0);
+    const T t = near ? T(0) : T(1) / z;
+    const T t2 = t * t;
+    const T sn = T(1) / (T(1) + zz);
+    const T sf = T(1) / (T(1) + t2);
+    if constexpr (V) {
+      const T lnear = vm::log1p(zz);
+      const T lfar = T(2) * vm::log(a) + vm::log1p(t2);
+      l = T(0.5) * c * c * (near ? lnear : lfar);
+    }
+    if constexpr (G) g = near ? d * sn : c / (z + t);
+    if constexpr (H) h = near ? (T(1) - a) * (T(1) + a) * sn * sn : t2 * (t2 - T(1)) * sf * sf;
+  }
+};
+
 // l = log(cosh(d)) (math.hpp: log_cosh_value);  g = tanh(d);  h = 1 - tanh(d)^2 = 4 e / (1 + e)^2,
 // e = exp(-2|d|): the Hessian form has no cancellation when |d| is large, and exp never overflows.
 template <class T>

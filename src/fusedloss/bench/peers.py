@@ -96,6 +96,12 @@ def _np_expectile(p, y, expectile):
     return np.mean(w * d * d), 2.0 * w * d / d.size
 
 
+def _np_cauchy(p, y, c):
+    d = p - y
+    z2 = (d / c) ** 2
+    return np.mean(0.5 * c * c * np.log1p(z2)), d / (1.0 + z2) / d.size
+
+
 def _np_gamma(p, y):
     ye = y * np.exp(-p)
     return np.mean(p + ye), (1.0 - ye) / p.size
@@ -201,7 +207,7 @@ NUMPY_PEER = {
     "smooth_l1": (_np_smooth_l1, ("beta",)), "pseudo_huber": (_np_pseudo_huber, ("delta",)),
     "log_cosh": (_np_log_cosh, ()), "quantile": (_np_quantile, ("quantile",)),
     "poisson_nll": (_np_poisson_nll, ("log_input", "eps")), "tweedie": (_np_tweedie, ("power",)),
-    "fair": (_np_fair, ("c",)), "expectile": (_np_expectile, ("expectile",)), "gamma": (_np_gamma, ()), "squared_log": (_np_squared_log, ()),
+    "fair": (_np_fair, ("c",)), "cauchy": (_np_cauchy, ("c",)), "expectile": (_np_expectile, ("expectile",)), "gamma": (_np_gamma, ()), "squared_log": (_np_squared_log, ()),
     "binary_cross_entropy": (_np_bce, ()), "binary_cross_entropy_with_logits": (_np_bce_with_logits, ()),
     "binary_focal": (_np_binary_focal, ("alpha", "gamma")), "categorical_focal": (_np_categorical_focal, ("gamma",)),
     "exponential": (_np_exponential, ()), "hinge": (_np_hinge, ()), "squared_hinge": (_np_squared_hinge, ()),
