@@ -158,7 +158,10 @@ VARIANTS: dict[str, list[dict]] = {
     "asymmetric_huber": [{"delta": 0.5, "alpha_left": 0.25, "alpha_right": 2.0}, {"alpha_left": 3.0}],
     "smooth_l1": [{"beta": 0.0}, {"beta": 0.25}],
     "pseudo_huber": [{"delta": 2.0}],
+    "fair": [{"c": 0.25}],
+    "cauchy": [{"c": 2.0}],
     "quantile": [{"quantile": 0.1}, {"quantile": 0.9}],
+    "expectile": [{"expectile": 0.125}],
     "poisson_nll": [{"log_input": False}],
     "tweedie": [{"power": 1.2}, {"power": 1.8}],
     "binary_cross_entropy": [{"pos_weight": 2.0}],
@@ -214,14 +217,20 @@ def _style(name: str, params: dict) -> str:
     pdom = spec.pred_domain_for(full_params(name, params))
     if pdom == "nonnegative":
         return "rate"
+    if pdom == "above_minus_one":
+        return "above_minus_one"
     if pdom == "unit":
         return "unit"
-    if spec.target_domain in ("nonnegative", "unit"):
+    if spec.target_domain in ("positive", "nonnegative", "unit"):
         return "score"
     return "residual"
 
 
 def _targets(rng, domain: str, n: int) -> np.ndarray:
+    if domain == "above_minus_one":  # > -1, on a 2^-6 grid from -1 + 2^-6 up
+        return np.round(rng.exponential(2.0, n) * 64 + 1) / 64 - 1.0
+    if domain == "positive":  # > 0, on a 2^-6 grid from 2^-6 up (exact in float32)
+        return np.round(rng.exponential(2.0, n) * 64 + 1) / 64
     if domain == "nonnegative":
         y = np.where(rng.random(n) < 0.5, rng.poisson(2.0, n), np.round(rng.exponential(2.0, n) * 64) / 64)
         y = y.astype(np.float64)
@@ -254,6 +263,8 @@ def make_data(name, params, shape, dtype, seed=0, near_kinks=True, margin=1e-3):
         p = rng.uniform(0.05, 4.0, n)
     elif style == "unit":
         p = rng.uniform(0.01, 0.99, n)
+    elif style == "above_minus_one":
+        p = rng.uniform(-0.95, 4.0, n)
     elif style == "score":
         p = rng.uniform(-2.0, 2.0, n)
     else:

@@ -309,6 +309,34 @@ def test_negative_target_is_found_next_to_a_nan(backend, name):
         loss_fn(name)(np.full(3, 0.5), np.array([1.0, np.nan, -3.0]), backend=backend)
 
 
+@pytest.mark.parametrize("name", [n for n in elementwise_names() if REGISTRY[n].target_domain == "positive"])
+def test_target_zero_or_negative_where_positive_is_required(backend, name):
+    """Targets > 0: zero is outside the domain too (gamma: log y), found also next to a NaN."""
+    loss = loss_fn(name)
+    p = np.full(4, 0.5)
+    with _raises(ValueError, name, "target", "> 0", "0.0", "(1,)"):
+        loss(p, np.array([1.0, 0.0, 2.0, 3.0]), backend=backend)
+    with _raises(ValueError, "target", "-2.5", "(1, 0)"):
+        loss(np.full((2, 2), 0.5), np.array([[1.0, 2.0], [-2.5, np.nan]]), backend=backend)
+    with _raises(ValueError, "target", "-1.0", "(2,)"):
+        loss.grad_hess(p[:3], np.array([np.nan, 1.0, -1.0]), backend=backend)
+    loss(p[:2], np.array([5e-324, 1e300]), backend=backend)  # the smallest positive number is inside
+
+
+@pytest.mark.parametrize("name", [n for n in elementwise_names() if REGISTRY[n].target_domain == "above_minus_one"])
+def test_values_at_or_below_minus_one_where_above_is_required(backend, name):
+    """pred and target > -1 (log1p of both): -1 itself is outside, found also next to a NaN."""
+    loss = loss_fn(name)
+    ok = np.array([0.5, -0.5, 2.0])
+    with _raises(ValueError, name, "target", "> -1", "-1.0", "(1,)"):
+        loss(ok, np.array([0.0, -1.0, 1.0]), backend=backend)
+    with _raises(ValueError, name, "pred", "> -1", "-2.0", "(2,)"):
+        loss(np.array([np.nan, 0.0, -2.0]), ok, backend=backend)
+    with _raises(ValueError, "pred", "-1.0"):
+        loss.grad_hess(np.array([-1.0, 0.0, 0.0]), ok, backend=backend)
+    loss(np.array([np.nextafter(-1.0, 0.0), 1e300]), ok[:2], backend=backend)  # the next number up is inside
+
+
 def test_negative_rate_for_poisson_without_log_input(backend):
     p = np.array([0.5, -0.25, 1.0])
     with _raises(ValueError, "poisson_nll", "pred", ">= 0", "-0.25", "(1,)"):

@@ -283,3 +283,58 @@ def test_sklearn_tweedie_constant_term_is_left_out(backend):
     np.testing.assert_allclose(v + const, 0.0, atol=1e-14)
     assert fl.tweedie.grad(p, y, reduction="sum", backend=backend) == pytest.approx(np.zeros(3), abs=1e-14)
     assert math.isfinite(fl.tweedie(p, y, backend=backend))
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_sklearn_half_gamma(backend, weighted):
+    """gamma is HalfGammaLoss (log link) in value, gradient and Hessian, its constant left out as there."""
+    require_support(backend, "gamma")
+    sk = _sk()
+    rng = np.random.default_rng(10)
+    y = rng.gamma(2.0, 1.5, 50)
+    y[:3] = [1e-3, 0.25, 40.0]
+    p = rng.uniform(-3, 3, 50)
+    _sk_compare("gamma", {}, sk.HalfGammaLoss(), p, y, _weights(50, weighted), backend)
+
+
+def test_sklearn_gamma_constant_term_is_left_out(backend):
+    """HalfGammaLoss's constant is -log(y) - 1: with it the loss is the half deviance, 0 at the optimum
+    p = log(y), where our gradient is 0 too."""
+    require_support(backend, "gamma")
+    sk = _sk()
+    y = np.array([0.5, 1.0, 3.0, 1e3])
+    p = np.log(y)
+    const = sk.HalfGammaLoss().constant_to_optimal_zero(y)
+    np.testing.assert_allclose(const, -np.log(y) - 1.0, rtol=1e-15)
+    v = fl.gamma(p, y, reduction="none", backend=backend)
+    np.testing.assert_allclose(v + const, 0.0, atol=1e-13)
+    assert fl.gamma.grad(p, y, reduction="sum", backend=backend) == pytest.approx(np.zeros(4), abs=1e-14)
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_sklearn_exponential(backend, weighted):
+    """exponential is ExponentialLoss in value, gradient and Hessian, for hard and soft targets in [0, 1]."""
+    require_support(backend, "exponential")
+    sk = _sk()
+    rng = np.random.default_rng(11)
+    y = np.where(rng.random(50) < 0.5, rng.integers(0, 2, 50), rng.random(50)).astype(np.float64)
+    p = rng.uniform(-4, 4, 50)
+    _sk_compare("exponential", {}, sk.ExponentialLoss(), p, y, _weights(50, weighted), backend)
+
+
+
+@pytest.mark.parametrize("tau", [0.5, 0.2, 0.9])
+def test_scipy_expectile_is_the_minimiser(backend, tau):
+    """scipy.stats.expectile(y, alpha=tau) minimises the mean expectile loss: the gradient of the mean there is 0
+    (so tau weighs the residuals y - p > 0, as scipy's alpha), and it is the boosting initial score."""
+    require_support(backend, "expectile")
+    stats = pytest.importorskip("scipy.stats")
+    import fusedloss.boosting as fb
+
+    y = np.random.default_rng(12).exponential(2.0, 200)
+    e = stats.expectile(y, alpha=tau)
+    g = fl.expectile.grad(np.full(200, e), y, expectile=tau, backend=backend)
+    assert abs(np.sum(g)) < 1e-12 * np.mean(np.abs(y - e))
+    assert fb.initial_score("expectile", y, expectile=tau) == pytest.approx(e, rel=1e-12)
+    other = stats.expectile(y, alpha=1.0 - tau) if tau != 0.5 else y.mean() + 0.1  # the other side is not
+    assert abs(np.sum(fl.expectile.grad(np.full(200, other), y, expectile=tau, backend=backend))) > 1e-3

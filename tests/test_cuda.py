@@ -221,6 +221,14 @@ def test_device_output_checks():
 def test_device_domain_and_dtype_errors():
     with pytest.raises(ValueError, match=r"(?s)target.*-2\.0.*\(1,\)"):
         fl.poisson_nll(_dev(np.ones(3)), _dev(np.array([1.0, -2.0, 0.0])))
+    with pytest.raises(ValueError, match=r"(?s)target.*> 0.*0\.0.*\(1,\)"):  # "positive": 0 is outside
+        fl.gamma(_dev(np.ones(3)), _dev(np.array([1.0, 0.0, 2.0])))
+    tiny = np.array([np.nextafter(np.float32(0), np.float32(1)), 1.0], np.float32)  # inside, in float32 too
+    with pytest.raises(ValueError, match=r"(?s)pred.*> -1.*-1\.0.*\(2,\)"):  # "above_minus_one"
+        fl.squared_log(_dev(np.array([0.0, 1.0, -1.0])), _dev(np.zeros(3)))
+    above = np.array([np.nextafter(np.float32(-1), np.float32(0)), 1.0], np.float32)
+    assert np.isfinite(fl.squared_log(_dev(above), _dev(above)))
+    assert np.isfinite(fl.gamma(_dev(np.zeros(2, np.float32)), _dev(tiny)))
     with pytest.raises(ValueError, match=r"(?s)sample_weight.*-1\.0"):
         fl.mse(_dev(np.ones(2)), _dev(np.zeros(2)), sample_weight=_dev(np.array([1.0, -1.0])))
     with pytest.raises(TypeError, match="(?s)pred.*int64"):

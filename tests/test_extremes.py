@@ -137,6 +137,18 @@ def _o_pseudo_huber(p, y, kw):
     return delta * delta * r * r / (s + 1), delta * r / s, 1 / s**3
 
 
+def _o_fair(p, y, kw):
+    d, c = p - y, mpf(kw["c"])
+    u = abs(d) / c
+    return c * c * (u - mp.log1p(u)), d / (1 + u), 1 / (1 + u) ** 2
+
+
+def _o_cauchy(p, y, kw):
+    d, c = p - y, mpf(kw["c"])
+    z2 = (d / c) ** 2
+    return c * c / 2 * mp.log1p(z2), d / (1 + z2), (1 - z2) / (1 + z2) ** 2
+
+
 def _o_log_cosh(p, y, kw):
     d = p - y
     return mp.log(mp.cosh(d)), mp.tanh(d), mp.sech(d) ** 2
@@ -149,6 +161,12 @@ def _o_quantile(p, y, kw):
     if r < 0:
         return (q - 1) * r, 1 - q, mpf(0)
     return mpf(0), mpf(0), mpf(0)
+
+
+def _o_expectile(p, y, kw):
+    d, tau = p - y, mpf(kw["expectile"])
+    w = tau if d <= 0 else 1 - tau
+    return w * d * d, 2 * w * d, 2 * w
 
 
 def _o_poisson_nll(p, y, kw):
@@ -167,6 +185,17 @@ def _o_tweedie(p, y, kw):
     e2 = mp.exp(c2 * p)
     ye1 = y * mp.exp(c1 * p) if y != 0 else mpf(0)
     return e2 / c2 - ye1 / c1, e2 - ye1, c2 * e2 - c1 * ye1
+
+
+def _o_gamma(p, y, kw):
+    ye = y * mp.exp(-p)
+    return p + ye, 1 - ye, ye
+
+
+def _o_squared_log(p, y, kw):
+    r = mp.log1p(p) - mp.log1p(y)  # 60 digits: no cancellation at these inputs
+    a = 1 + p
+    return r * r / 2, r / a, (1 - r) / (a * a)
 
 
 def _o_binary_cross_entropy(p, y, kw):
@@ -204,6 +233,12 @@ def _o_binary_focal(x, y, kw):
     df = gamma * q ** (gamma - 1) * dq
     d2f = gamma * (gamma - 1) * q ** (gamma - 2) * dq * dq + gamma * q ** (gamma - 1) * dq * (1 - 2 * s)
     return a_t * ce * f, a_t * (smy * f + ce * df), a_t * (s * sm * f + 2 * smy * df + ce * d2f)
+
+
+def _o_exponential(x, y, kw):
+    em = y * mp.exp(-x) if y != 0 else mpf(0)
+    ep = (1 - y) * mp.exp(x) if y != 1 else mpf(0)
+    return em + ep, ep - em, em + ep
 
 
 def _o_hinge(x, y, kw):
@@ -326,8 +361,9 @@ PRED = {
     "real": [-1e30, -1e4, -800.0, -90.0, -40.0, -30.0, -1e-6, 0.0, 1e-6, 30.0, 40.0, 90.0, 800.0, 1e4, 1e30],
     "unit": [0.0, 1e-30, 1e-8, 0.25, 0.5, 1.0 - 2.0**-20, 1.0],
     "nonnegative": [0.0, 1e-200, 1e-30, 1e-8, 1.0, 1e4, 1e30],
+    "above_minus_one": [-1.0 + 2.0**-20, -0.5, -1e-8, 0.0, 1e-30, 1e-8, 1.0, 1e4, 1e30],
 }
-TARGET = {"real": [0.0, -2.5], "nonnegative": [0.0, 2.0], "unit": [0.0, 1.0, 0.25], "sign": [0.0, 1.0]}
+TARGET = {"real": [0.0, -2.5], "positive": [1e-30, 2.0], "above_minus_one": [-0.75, 0.0, 2.0], "nonnegative": [0.0, 2.0], "unit": [0.0, 1.0, 0.25], "sign": [0.0, 1.0]}
 
 NEG = -np.inf
 MASKED_Q = [0.0, 0.3, 0.0, 0.5, 0.2]  # no target mass on the masked classes

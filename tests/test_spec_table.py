@@ -100,6 +100,44 @@ TABLE = [
     ("tweedie", {}, -2 * LN2, 2.0, 9.0, -3.5, 2.25),  # e^{p/2} = 1/2: 1 + 8; 0.5 - 4; 0.25 + 2
     # tweedie rho = 1.25 at p = 0: 1/0.75 + y/0.25; 1 - y; 0.75 + 0.25 y
     ("tweedie", {"power": 1.25}, 0.0, 2.0, 4 / 3 + 8.0, -1.0, 1.25),
+    # fair: u = |d|/c: c^2 (u - log(1+u)); d/(1+u); 1/(1+u)^2
+    ("fair", {}, 1.0, 0.0, 1.0 - LN2, 0.5, 0.25),
+    ("fair", {}, -3.0, 0.0, 3.0 - LN4, -0.75, 1.0 / 16),
+    ("fair", {}, 2.0, 2.0, 0.0, 0.0, 1.0),
+    ("fair", {"c": 2.0}, 2.0, 0.0, 4.0 * (1.0 - LN2), 1.0, 0.25),  # u = 1
+    ("fair", {"c": 0.5}, 0.0, 1.5, 0.25 * (3.0 - LN4), -0.375, 1.0 / 16),  # u = 3
+    # expectile: w = tau (d <= 0) or 1 - tau (d > 0): w d^2; 2 w d; 2 w
+    ("expectile", {}, 3.0, 1.0, 2.0, 2.0, 1.0),  # tau = 0.5: d^2/2
+    ("expectile", {"expectile": 0.75}, 3.0, 1.0, 1.0, 1.0, 0.5),  # over-prediction: 1 - tau
+    ("expectile", {"expectile": 0.75}, -1.0, 1.0, 3.0, -3.0, 1.5),  # under-prediction: tau
+    ("expectile", {"expectile": 0.75}, 2.0, 2.0, 0.0, 0.0, 1.5),  # d = 0: tau's side
+    ("expectile", {"expectile": 0.125}, 0.5, 0.0, 0.21875, 0.875, 1.75),
+    # cauchy: z = d/c: c^2/2 log(1+z^2); d/(1+z^2); (1-z^2)/(1+z^2)^2
+    ("cauchy", {}, 1.0, 0.0, LN2 / 2, 0.5, 0.0),  # |z| = 1: the Hessian changes sign
+    ("cauchy", {}, 0.0, 0.0, 0.0, 0.0, 1.0),
+    ("cauchy", {}, -3.0, 0.0, math.log(10.0) / 2, -0.3, -0.08),  # (1 - 9) / 100
+    ("cauchy", {"c": 2.0}, 1.0, 0.0, 2.0 * math.log(1.25), 0.8, 0.48),  # z = 1/2: 0.75 / 1.5625
+    ("cauchy", {"c": 0.5}, 0.0, 1.0, 0.125 * math.log(5.0), -0.2, -0.12),  # z = -2: -3 / 25
+    # gamma (scikit-learn's HalfGammaLoss, no constant): p + y e^{-p}; 1 - y e^{-p}; y e^{-p}
+    ("gamma", {}, 0.0, 1.0, 1.0, 0.0, 1.0),
+    ("gamma", {}, LN2, 4.0, LN2 + 2.0, -1.0, 2.0),  # e^{-p} = 1/2
+    ("gamma", {}, -LN2, 0.5, 1.0 - LN2, 0.0, 1.0),  # e^{-p} = 2: the minimum, p = log y
+    ("gamma", {}, LN4, 1.0, LN4 + 0.25, 0.75, 0.25),
+    # squared_log: r = log((1+p)/(1+y)): r^2/2; r/(1+p); (1-r)/(1+p)^2
+    ("squared_log", {}, 0.0, 0.0, 0.0, 0.0, 1.0),
+    ("squared_log", {}, 1.0, 0.0, LN2 * LN2 / 2, LN2 / 2, (1 - LN2) / 4),
+    ("squared_log", {}, 0.0, 1.0, LN2 * LN2 / 2, -LN2, 1 + LN2),
+    ("squared_log", {}, -0.5, 1.0, 2 * LN2 * LN2, -4 * LN2, 4 * (1 + 2 * LN2)),  # r = log(1/4) = -2 log 2
+    ("squared_log", {}, 3.0, -0.5, 1.5 * LN2 * LN2 * 3, 3 * LN2 / 4, (1 - 3 * LN2) / 16),  # r = log 8: h < 0
+    # exponential (scikit-learn's ExponentialLoss): y e^{-x} + (1-y) e^{x}; (1-y) e^{x} - y e^{-x}; h = l
+    ("exponential", {}, 0.0, 1.0, 1.0, -1.0, 1.0),
+    ("exponential", {}, 0.0, 0.0, 1.0, 1.0, 1.0),
+    ("exponential", {}, LN2, 1.0, 0.5, -0.5, 0.5),
+    ("exponential", {}, LN2, 0.0, 2.0, 2.0, 2.0),
+    ("exponential", {}, LN2, 0.5, 1.25, 0.75, 1.25),  # 0.25 + 1
+    ("exponential", {}, -LN2, 0.25, 0.875, -0.125, 0.875),  # 0.5 + 0.375
+    ("exponential", {}, -1e30, 0.0, 0.0, 0.0, 0.0),  # a hard target has one side only: not 0 * inf
+    ("exponential", {}, 1e30, 1.0, 0.0, 0.0, 0.0),
     # binary_cross_entropy on probabilities: -(pw y log p + (1-y) log(1-p)); logs clamped at -100
     ("binary_cross_entropy", {}, 0.5, 1.0, LN2, -2.0, 4.0),
     ("binary_cross_entropy", {}, 0.25, 0.0, LN4 - LN3, 4 / 3, 16 / 9),  # -log(3/4); 1/(1-p); 1/(1-p)^2

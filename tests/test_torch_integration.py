@@ -314,9 +314,17 @@ OWN_DATA = {
     "pseudo_huber": (data_regression, {"delta": 0.7}),
     "asymmetric_huber": (data_regression, {"delta": 0.7, "alpha_left": 0.5, "alpha_right": 2.0}),
     "log_cosh": (data_regression, {}),
+    "fair": (data_regression, {"c": 0.7}),
+    "cauchy": (data_regression, {"c": 0.7}),
     "quantile": (data_regression, {"quantile": 0.3}),
+    "expectile": (data_regression, {"expectile": 0.8}),
     "tweedie": (data_log_rate, {"power": 1.4}),
+    "squared_log": (lambda s, d, g: tuple((torch.rand(s, generator=g, dtype=torch.float64) * 4 - 0.9).to(d)
+                                          for _ in range(2)), {}),
+    "gamma": (lambda s, d, g: (data_log_rate(s, d, g)[0],
+                               (0.1 + torch.rand(s, generator=g, dtype=torch.float64) * 3).to(d)), {}),
     "binary_focal": (data_logit, {"alpha": 0.3, "gamma": 1.5}),
+    "exponential": (data_logit, {}),
     "hinge": (lambda s, d, g: (data_regression(s, d, g)[0], torch.where(torch.rand(s, generator=g) < 0.5, -1.0, 1.0)
                                .to(d)), {}),
     "squared_hinge": (lambda s, d, g: (data_regression(s, d, g)[0],

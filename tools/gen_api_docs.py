@@ -27,8 +27,8 @@ KIND = {
     "sequence": "its own signature (see below)",
 }
 DOMAIN = {
-    "real": "any real number", "nonnegative": ">= 0", "unit": "in [0, 1]", "sign": "-1 or 1 (0 and 1 accepted: "
-    "0 means -1)", "class_index": "class indices in [0, C)",
+    "real": "any real number", "positive": "> 0", "above_minus_one": "> -1", "nonnegative": ">= 0", "unit": "in [0, 1]",
+    "sign": "-1 or 1 (0 and 1 accepted: 0 means -1)", "class_index": "class indices in [0, C)",
 }
 
 

@@ -34,6 +34,9 @@ constexpr LossEntry kElementwise[] = {
     entry<losses::log_cosh>(),
     entry<losses::quantile>(),
     entry<losses::poisson_nll>(),
+    entry<losses::expectile>(),
+    entry<losses::gamma>(),
+    entry<losses::squared_log>(),
 #elif FUSEDLOSS_PART == 1
     entry<losses::tweedie>(),
     entry<losses::binary_cross_entropy>(),
@@ -43,6 +46,9 @@ constexpr LossEntry kElementwise[] = {
     entry<losses::squared_hinge>(),
     entry<losses::zero_one>(),
     entry<losses::asymmetric_huber>(),
+    entry<losses::exponential>(),
+    entry<losses::fair>(),
+    entry<losses::cauchy>(),
 #else
 #error "FUSEDLOSS_PART out of range"
 #endif

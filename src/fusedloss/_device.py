@@ -79,6 +79,10 @@ def _check_device_domain(cu, flat, shape, domain: str, what: str, loss: str) -> 
         return
     if domain == "nonnegative":
         i = cu.first_outside(flat, 0.0, math.inf)
+    elif domain == "positive":  # > 0: below the smallest positive number of the dtype
+        i = cu.first_outside(flat, float(np.nextafter(flat.dtype.type(0), flat.dtype.type(1))), math.inf)
+    elif domain == "above_minus_one":  # > -1: below the dtype's next number above -1
+        i = cu.first_outside(flat, float(np.nextafter(flat.dtype.type(-1), flat.dtype.type(0))), math.inf)
     elif domain == "unit":
         i = cu.first_outside(flat, 0.0, 1.0)
     elif domain == "sign":

@@ -43,6 +43,19 @@ def log1pexp(x):
     return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
 
 
+def mul_exp(a, z):
+    """a exp(z) for a >= 0, finite wherever the product is: a = 0 gives 0 for any z (not 0 * inf), and for
+    |z| > 80, where exp(z) alone leaves float32's normal range (float64's from 709) while a exp(z) may not
+    (a tiny target times a huge exponential), it is exp(log(a) + z). Below the cut-off the product of two
+    normal numbers rounds once; above it the error is that of exp at log(a) + z, about |log a| + |z| eps,
+    which the rounding of z itself already costs."""
+    if a == 0.0:
+        return 0.0
+    if abs(z) <= 80.0:
+        return a * math.exp(z)
+    return math.exp(math.log(a) + z)
+
+
 def sigmoid(x):
     """1 / (1 + exp(-x)) evaluated so that exp never overflows (exp of -|x| only)."""
     e = math.exp(-abs(x))
@@ -132,6 +145,44 @@ def pseudo_huber_point(p, y, params):
     return delta * delta * r * (r / (1.0 + s)), delta * (r / s), 1.0 / (s * s * s)
 
 
+def u_minus_log1p(u):
+    """u - log1p(u) for u >= 0, accurate as u -> 0 where the direct form cancels (it is u^2/2 there).
+    For u <= 1/2: v = u / (2 + u), u = 2v / (1 - v) and log1p(u) = 2 atanh(v), so the value is
+    2 v^2 / (1 - v) - 2 v^3 P(v^2) with P(w) = sum_k w^(k-1) / (2k+1) = (atanh(v) - v) / v^3, 12 terms (v <= 1/5:
+    the first term left out is below 1e-18 of the result); the second term is at most v/3 of the first, so nothing cancels.
+    Above 1/2 the direct form loses at most a factor 5 (u - log1p(u) >= u / 5 there)."""
+    if u <= 0.5:
+        v = u / (2.0 + u)
+        w = v * v
+        P = (1.0 / 3 + w * (1.0 / 5 + w * (1.0 / 7 + w * (1.0 / 9 + w * (1.0 / 11 + w * (1.0 / 13 + w * (
+            1.0 / 15 + w * (1.0 / 17 + w * (1.0 / 19 + w * (1.0 / 21 + w * (1.0 / 23 + w * (1.0 / 25))))))))))))
+        return 2.0 * w / (1.0 - v) - 2.0 * v * w * P
+    return u - math.log1p(u)
+
+
+def fair_point(p, y, params):
+    (c,) = params
+    d = p - y
+    u = abs(d) / c
+    s = 1.0 / (1.0 + u)  # 1 / (1 + u), squared below: no overflow of (1 + u)^2
+    return c * c * u_minus_log1p(u), d * s, s * s
+
+
+def cauchy_point(p, y, params):
+    (c,) = params
+    d = p - y
+    z = d / c
+    a = abs(z)
+    if a <= 1.0:
+        s = 1.0 / (1.0 + z * z)
+        return 0.5 * c * c * math.log1p(z * z), d * s, (1.0 - a) * (1.0 + a) * s * s
+    # beyond |z| = 1 in t = 1 / z, so that z^2 never overflows: 1 + z^2 = z^2 (1 + t^2)
+    t = 1.0 / z
+    t2 = t * t
+    s = 1.0 / (1.0 + t2)
+    return 0.5 * c * c * (2.0 * math.log(a) + math.log1p(t2)), c / (z + t), t2 * (t2 - 1.0) * s * s
+
+
 def log_cosh_point(p, y, params):
     d = p - y
     ad = abs(d)
@@ -148,6 +199,13 @@ def quantile_point(p, y, params):
     if r < 0:
         return (q - 1.0) * r, 1.0 - q, 0.0
     return r * 0.0, r * 0.0, 0.0  # r = 0: value 0, subgradient 0; nan stays nan
+
+
+def expectile_point(p, y, params):
+    (tau,) = params
+    d = p - y
+    w = tau if d <= 0 else 1.0 - tau  # nan: 1 - tau (the value stays nan)
+    return w * (d * d), 2.0 * w * d, 2.0 * w
 
 
 def poisson_nll_point(p, y, params):
@@ -177,6 +235,31 @@ def tweedie_point(p, y, params):
         e2 - ye1,
         (2.0 - rho) * e2 - (1.0 - rho) * ye1,
     )
+
+
+def gamma_point(p, y, params):
+    ye = mul_exp(y, -p)  # y exp(-p)
+    return p + ye, 1.0 - ye, ye
+
+
+def log_ratio1p(p, y):
+    """log((1 + p) / (1 + y)) for p, y > -1 without cancellation: where the ratio q lies in [1/2, 2] (r near 0),
+    log1p((p - y) / (1 + y)), whose argument is exact but for three roundings; elsewhere |r| >= log 2 and log(q)
+    is within a few ulp; where q leaves the normal range (1 + y near 0, |r| > 700), log1p(p) - log1p(y), whose
+    rounding is small next to |r| there."""
+    b = 1.0 + y
+    q = (1.0 + p) / b
+    if q >= 0.5 and q <= 2.0:
+        return math.log1p((p - y) / b)
+    if q < 2.2250738585072014e-308 or q > 1.7976931348623157e308:
+        return math.log1p(p) - math.log1p(y)
+    return math.log(q)
+
+
+def squared_log_point(p, y, params):
+    r = log_ratio1p(p, y)
+    a = 1.0 + p
+    return 0.5 * r * r, r / a, (1.0 - r) / a / a
 
 
 # --- binary classification (elementwise) ------------------------------------------------------------
@@ -233,6 +316,12 @@ def binary_focal_point(x, y, params):
         d2f = 0.0
     smy = s * (1.0 - y) - sm * y  # s - y without its cancellation at y = 1, x >> 0 (s - 1 = -sigmoid(-x))
     return a_t * ce * f, a_t * (smy * f + ce * df), a_t * (u * f + 2.0 * smy * df + ce * d2f)
+
+
+def exponential_point(x, y, params):
+    em = mul_exp(y, -x)  # y exp(-x); a hard target leaves out the other side (not 0 * inf)
+    ep = mul_exp(1.0 - y, x)
+    return em + ep, ep - em, em + ep
 
 
 def hinge_point(x, y, params):

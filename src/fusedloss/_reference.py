@@ -72,6 +72,42 @@ def log_cosh(p, y):
     return np.where(ad < 1.0, small, large), np.tanh(d), 4.0 * e / (1.0 + e) ** 2
 
 
+def fair(p, y, c):
+    """u - log1p(u) for u <= 1/2 through v = u / (2 + u): u = 2v / (1-v) and log1p(u) = 2 atanh(v), so
+    u - log1p(u) = 2 v^2 / (1 - v) - 2 (atanh(v) - v), and atanh(v) - v = sum_k v^(2k+1) / (2k+1) summed as a
+    series (v <= 1/5): no cancellation as u -> 0, where the direct form loses every digit."""
+    d = p - y
+    u = np.abs(d) / c
+    v = u / (2.0 + u)
+    w = v * v
+    tail = sum(w**k / (2 * k + 1) for k in range(1, 25))  # (atanh(v) - v) / v
+    small = 2.0 * w / (1.0 - v) - 2.0 * v * tail
+    f = np.where(u <= 0.5, small, u - np.log1p(u))
+    s = 1.0 / (1.0 + u)
+    return c * c * f, d * s, s * s
+
+
+def expectile(p, y, expectile):
+    d = p - y
+    w = np.where(d <= 0, expectile, 1.0 - expectile)
+    return w * d * d, 2.0 * w * d, 2.0 * w
+
+
+def cauchy(p, y, c):
+    """In t = 1 / z beyond |z| = 1, where z^2 would overflow: g = c / (z + t), h = t^2 (t^2 - 1) / (1 + t^2)^2,
+    and log1p(z^2) = 2 log|z| + log1p(t^2)."""
+    d = p - y
+    z = d / c
+    a = np.abs(z)
+    big = a > 1.0
+    t = 1.0 / np.where(big, z, 1.0)
+    t2 = t * t
+    value = np.where(big, 2.0 * np.log(np.where(big, a, 1.0)) + np.log1p(t2), np.log1p(z * z))
+    grad = np.where(big, c / (z + t), d / (1.0 + z * z))
+    hess = np.where(big, t2 * (t2 - 1.0) / (1.0 + t2) ** 2, (1.0 - a) * (1.0 + a) / (1.0 + z * z) ** 2)
+    return 0.5 * c * c * value, grad, hess
+
+
 def quantile(p, y, quantile):
     q = quantile
     r = y - p
@@ -94,6 +130,30 @@ def tweedie(p, y, power):
     ye1 = np.where(y == 0, 0.0, y * np.exp((1.0 - rho) * p))  # y = 0: no y-terms (not 0 * inf for p << 0)
     value = e2 / (2.0 - rho) - ye1 / (1.0 - rho)
     return value, e2 - ye1, (2.0 - rho) * e2 - (1.0 - rho) * ye1
+
+
+def _y_exp(y, z):
+    """y exp(z) for y >= 0 as the exact product: 0 for y = 0 at any z (not 0 * inf), and exp(log y + z) where
+    exp(z) alone leaves the float range but the product does not (tiny y, very negative p)."""
+    direct = y * np.exp(z)
+    return np.where(y == 0, 0.0, np.where(np.abs(z) <= 700.0, direct, np.exp(np.log(y) + z)))
+
+
+def gamma(p, y):
+    ye = _y_exp(y, -p)
+    return p + ye, 1.0 - ye, ye
+
+
+def squared_log(p, y):
+    """r = log((1 + p) / (1 + y)) in a form without cancellation: log1p((p - y) / (1 + y)) where the ratio is
+    within [1/2, 2], log of the ratio elsewhere (|r| >= log 2), and the difference of the logs where the ratio
+    leaves the float range (|r| > 700)."""
+    a, b = 1.0 + p, 1.0 + y
+    q = a / b
+    near = (q >= 0.5) & (q <= 2.0)
+    r = np.where(near, np.log1p((p - y) / b), np.log(q))
+    r = np.where(np.isfinite(q) & (q > 1e-300), r, np.log1p(p) - np.log1p(y))
+    return 0.5 * r * r, r / a, (1.0 - r) / a / a
 
 
 def _log1pexp(x):
@@ -172,6 +232,11 @@ def binary_focal(x, y, alpha, gamma):
 
 def _sign_target(y):
     return np.where(y > 0, 1.0, -1.0)
+
+
+def exponential(x, y):
+    em, ep = _y_exp(y, -x), _y_exp(1.0 - y, x)
+    return em + ep, ep - em, em + ep
 
 
 def hinge(x, y):

@@ -46,9 +46,11 @@ class LossSpec:
     summary: str
     formula: str  # value; gradient; Hessian
     params: tuple[Param, ...] = ()
-    # "real" | "nonnegative" | "unit" ([0, 1]), or a function of the parameters returning one of those
+    # "real" | "nonnegative" | "unit" ([0, 1]) | "above_minus_one" (> -1), or a function of the parameters
+    # returning one of those
     pred_domain: str | Callable[[dict], str] = "real"
-    target_domain: str = "real"  # "real" | "nonnegative" | "unit" | "sign" | "class_index"
+    # "real" | "positive" (> 0) | "above_minus_one" (> -1) | "nonnegative" | "unit" | "sign" | "class_index"
+    target_domain: str = "real"
     differentiable: bool = True
     has_hessian: bool = True
     hessian_zero_ae: bool = False  # Hessian is zero almost everywhere (piecewise-linear losses)
@@ -353,6 +355,23 @@ register(LossSpec(
 ))
 
 register(LossSpec(
+    name="fair", kind="elementwise", residual=True,
+    kinks=lambda kw: (),
+    params=(Param("c", 1.0, "scale of the transition from quadratic to linear (LightGBM's fair_c)", _positive),),
+    summary="Fair loss c^2 (|d|/c - log(1 + |d|/c)), as LightGBM's objective='fair'",
+    formula="u = |d| / c:  l = c^2 (u - log1p(u));  g = d / (1 + u);  h = 1 / (1 + u)^2",
+))
+
+register(LossSpec(
+    name="cauchy", kind="elementwise", residual=True, hessian_may_be_negative=True,
+    kinks=lambda kw: (),
+    params=(Param("c", 1.0, "scale: residuals beyond it count logarithmically", _positive),),
+    summary="Cauchy (Lorentzian) loss c^2/2 log(1 + (d/c)^2), robust to outliers; its Hessian is negative for |d| > c",
+    formula=("z = d / c:  l = c^2/2 log1p(z^2);  g = d / (1 + z^2);  h = (1 - z^2) / (1 + z^2)^2 "
+             "(< 0 for |z| > 1)"),
+))
+
+register(LossSpec(
     name="log_cosh", kind="elementwise", residual=True,
     kinks=lambda kw: (),
     summary="log(cosh(p - y)), stable for |d| up to the largest finite float",
@@ -366,6 +385,15 @@ register(LossSpec(
     params=(Param("quantile", 0.5, "the quantile level q", _open_unit),),
     summary="pinball loss for the q-quantile (scikit-learn's PinballLoss)",
     formula="r = y - p:  l = q r if r >= 0 else (q - 1) r;  g = -q if r > 0, 1 - q if r < 0, 0 if r = 0;  h = 0",
+))
+
+register(LossSpec(
+    name="expectile", kind="elementwise", residual=True,
+    kinks=lambda kw: (0.0,),  # the Hessian jumps at d = 0 unless tau = 0.5
+    params=(Param("expectile", 0.5, "the expectile level tau", _open_unit),),
+    summary=("expectile loss |tau - 1(y < p)| (y - p)^2, asymmetric least squares (Newey and Powell 1987); "
+             "tau = 0.5 is half the squared error"),
+    formula="w = tau if d <= 0 else 1 - tau:  l = w d^2;  g = 2 w d;  h = 2 w",
 ))
 
 register(LossSpec(
@@ -389,6 +417,26 @@ register(LossSpec(
     summary="half Tweedie deviance with log link, as scikit-learn's HalfTweedieLoss (without its constant term)",
     formula=("rho in (1, 2):  l = exp((2-rho) p)/(2-rho) - y exp((1-rho) p)/(1-rho);  "
              "g = exp((2-rho) p) - y exp((1-rho) p);  h = (2-rho) exp((2-rho) p) - (1-rho) y exp((1-rho) p)"),
+))
+
+
+register(LossSpec(
+    name="gamma", kind="elementwise", target_domain="positive",
+    kinks=lambda kw: (),
+    summary="half Gamma deviance with log link, as scikit-learn's HalfGammaLoss (without its constant term)",
+    formula=("y > 0:  l = p + y exp(-p);  g = 1 - y exp(-p);  h = y exp(-p)  (the half deviance is "
+             "l - log(y) - 1; scikit-learn's loss() leaves that constant out too)"),
+))
+
+
+register(LossSpec(
+    name="squared_log", kind="elementwise", pred_domain="above_minus_one", target_domain="above_minus_one",
+    kinks=lambda kw: (), hessian_may_be_negative=True,
+    summary="squared log error 1/2 (log1p(p) - log1p(y))^2 on p, y > -1, as XGBoost's reg:squaredlogerror",
+    formula=("r = log1p(p) - log1p(y) = log((1 + p) / (1 + y)):  l = r^2/2;  g = r / (1 + p);  "
+             "h = (1 - r) / (1 + p)^2, negative where 1 + p > e (1 + y).  XGBoost raises p to -1 + 1e-6 and "
+             "floors h at 1e-6; here p <= -1 is refused and h is exact (fusedloss.boosting floors it at "
+             "min_hessian: 0.02 by default, min_hessian=1e-6 as XGBoost)"),
 ))
 
 
@@ -436,6 +484,14 @@ register(LossSpec(
     formula=("s = sigmoid(x), ce = softplus(x) - y x, q = s (1-y) + (1-s) y, a_t = alpha y + (1-alpha)(1-y) "
              "(1 if alpha < 0):  l = a_t ce q^gamma;  g = a_t ((s - y) q^gamma + gamma ce q^(gamma-1) (1-2y) s (1-s));  "
              "h = its derivative (closed form in _reference.binary_focal)"),
+))
+
+register(LossSpec(
+    name="exponential", kind="elementwise", target_domain="unit",
+    kinks=lambda kw: (),
+    summary="exponential loss of AdaBoost on a raw score, targets in [0, 1], as scikit-learn's ExponentialLoss",
+    formula=("l = y exp(-x) + (1-y) exp(x);  g = (1-y) exp(x) - y exp(-x);  h = l  (its probability is "
+             "sigmoid(2 x))"),
 ))
 
 register(LossSpec(

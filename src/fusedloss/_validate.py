@@ -114,6 +114,12 @@ def _below(arr: np.ndarray, bound: float) -> bool:
     return bool(m < bound) or (m != m and bool((arr < bound).any()))
 
 
+def _below_or_at(arr: np.ndarray, bound: float) -> bool:
+    """Any value <= bound? (as ``_below``)"""
+    m = np.minimum.reduce(arr, axis=None)
+    return bool(m <= bound) or (m != m and bool((arr <= bound).any()))
+
+
 def _above(arr: np.ndarray, bound: float) -> bool:
     m = np.maximum.reduce(arr, axis=None)
     return bool(m > bound) or (m != m and bool((arr > bound).any()))
@@ -140,7 +146,7 @@ def _weight_sum(w: np.ndarray) -> float:
     return fn(w, _config.get_num_threads())
 
 
-_DOMAIN_TEXT = {"nonnegative": "must be >= 0", "unit": "must lie in [0, 1]",
+_DOMAIN_TEXT = {"positive": "must be > 0", "above_minus_one": "must be > -1", "nonnegative": "must be >= 0", "unit": "must lie in [0, 1]",
                 "sign": "must be class signs -1/1 (or 0/1)"}
 
 
@@ -155,6 +161,10 @@ def _check_domain(arr: np.ndarray, domain: str, what: str, loss: str) -> None:
         return
     if domain == "nonnegative":
         bad = arr < 0 if _below(arr, 0) else None
+    elif domain == "positive":
+        bad = arr <= 0 if _below_or_at(arr, 0) else None
+    elif domain == "above_minus_one":
+        bad = arr <= -1 if _below_or_at(arr, -1) else None
     elif domain == "unit":
         bad = (arr < 0) | (arr > 1) if _below(arr, 0) or _above(arr, 1) else None
     elif domain == "sign":

@@ -27,11 +27,13 @@ Hessian options (``hessian=`` and ``min_hessian=``):
   gradient steps instead of divisions by zero. Pass ``hessian="exact"`` to get the zeros.
 - the exact Hessian of the focal losses (``binary_focal``, ``categorical_focal``, and ``cross_entropy`` with a
   ``softcap``) is negative for confidently misclassified samples (binary focal with gamma = 2: where the margin
-  is worse than about -2.5), which makes a Newton step point the wrong way or blow up. The safeguard:
+  is worse than about -2.5), which makes a Newton step point the wrong way or blow up; so is that of
+  ``squared_log`` where 1 + p > e (1 + y) and of ``cauchy`` where |d| > c (every loss whose registry entry
+  says ``hessian_may_be_negative``). The safeguard:
   ``min_hessian`` clips the Hessian from below at ``min_hessian * sample_weight``. Its default for those losses
   is ``FOCAL_MIN_HESSIAN = 0.02`` (chosen on imbalanced binary problems, where floors of 1e-6 to 1e-3 let a few
-  hard samples produce huge leaf values and the model diverged, while 0.01 to 0.05 trained well); for every
-  other loss no clipping. ``min_hessian=None`` disables it; any float >= 0 sets it.
+  hard samples produce huge leaf values and the model diverged, while 0.01 to 0.05 trained well; XGBoost's
+  reg:squaredlogerror floors at 1e-6, ``min_hessian=1e-6`` reproduces it); for every other loss no clipping. ``min_hessian=None`` disables it; any float >= 0 sets it.
 """
 
 from __future__ import annotations

@@ -156,6 +156,55 @@ struct pseudo_huber {
   }
 };
 
+// u = |d| / c:  l = c^2 (u - log1p(u));  g = d / (1 + u);  h = 1 / (1 + u)^2  (LightGBM's fair loss)
+template <class T>
+struct fair {
+  static constexpr const char* name = "fair";
+  static constexpr std::size_t arity = 1;
+  T c;
+  explicit fair(const Params& prm) : c(T(prm[0])) {}
+  template <bool V, bool G, bool H>
+  FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
+    const T d = p - y;
+    const T u = std::fabs(d) / c;
+    const T s = T(1) / (T(1) + u);  // squared below: no overflow of (1 + u)^2
+    if constexpr (V) l = c * c * u_minus_log1p(u);
+    if constexpr (G) g = d * s;
+    if constexpr (H) h = s * s;
+  }
+};
+
+// z = d / c:  l = c^2/2 log1p(z^2);  g = d / (1 + z^2);  h = (1 - z^2) / (1 + z^2)^2 (< 0 for |z| > 1).
+// Beyond |z| = 1 in t = 1 / z, so that z^2 never overflows (_pointwise.cauchy_point, same cut-off):
+// log1p(z^2) = 2 log|z| + log1p(t^2), g = c / (z + t), h = t^2 (t^2 - 1) / (1 + t^2)^2. Both sides computed,
+// one selected.
+template <class T>
+struct cauchy {
+  static constexpr const char* name = "cauchy";
+  static constexpr std::size_t arity = 1;
+  T c;
+  explicit cauchy(const Params& prm) : c(T(prm[0])) {}
+  template <bool V, bool G, bool H>
+  FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
+    const T d = p - y;
+    const T z = d / c;
+    const T a = std::fabs(z);
+    const bool near = a <= T(1);
+    const T zz = near ? z * z : T(0);
+    const T t = near ? T(0) : T(1) / z;
+    const T t2 = t * t;
+    const T sn = T(1) / (T(1) + zz);
+    const T sf = T(1) / (T(1) + t2);
+    if constexpr (V) {
+      const T lnear = vm::log1p(zz);
+      const T lfar = T(2) * vm::log(a) + vm::log1p(t2);
+      l = T(0.5) * c * c * (near ? lnear : lfar);
+    }
+    if constexpr (G) g = near ? d * sn : c / (z + t);
+    if constexpr (H) h = near ? (T(1) - a) * (T(1) + a) * sn * sn : t2 * (t2 - T(1)) * sf * sf;
+  }
+};
+
 // l = log(cosh(d)) (math.hpp: log_cosh_value);  g = tanh(d);  h = 1 - tanh(d)^2 = 4 e / (1 + e)^2,
 // e = exp(-2|d|): the Hessian form has no cancellation when |d| is large, and exp never overflows.
 template <class T>
@@ -173,6 +222,23 @@ struct log_cosh {
       const T e = vm::exp(T(-2) * ad);
       h = T(4) * e / ((T(1) + e) * (T(1) + e));
     }
+  }
+};
+
+// w = tau if d <= 0 else 1 - tau (nan: 1 - tau):  l = w d^2;  g = 2 w d;  h = 2 w
+template <class T>
+struct expectile {
+  static constexpr const char* name = "expectile";
+  static constexpr std::size_t arity = 1;
+  T tau, omt;  // tau and 1 - tau (the difference taken in double, then rounded once)
+  explicit expectile(const Params& prm) : tau(T(prm[0])), omt(T(1.0 - prm[0])) {}
+  template <bool V, bool G, bool H>
+  FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
+    const T d = p - y;
+    const T w = d <= T(0) ? tau : omt;
+    if constexpr (V) l = w * (d * d);
+    if constexpr (G) g = T(2) * w * d;
+    if constexpr (H) h = T(2) * w;
   }
 };
 
@@ -250,6 +316,38 @@ struct tweedie {
     if constexpr (V) l = e2 / c2 - ye1 / c1;
     if constexpr (G) g = e2 - ye1;
     if constexpr (H) h = c2 * e2 - c1 * ye1;
+  }
+};
+
+// y > 0:  l = p + y exp(-p);  g = 1 - y exp(-p);  h = y exp(-p)  (scikit-learn's HalfGammaLoss)
+template <class T>
+struct gamma {
+  static constexpr const char* name = "gamma";
+  static constexpr std::size_t arity = 0;
+  explicit gamma(const Params&) {}
+  template <bool V, bool G, bool H>
+  FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
+    const T ye = mul_exp(y, -p);
+    if constexpr (V) l = p + ye;
+    if constexpr (G) g = T(1) - ye;
+    if constexpr (H) h = ye;
+  }
+};
+
+// p, y > -1, r = log((1 + p) / (1 + y)) (log_ratio1p):  l = r^2/2;  g = r / (1 + p);  h = (1 - r) / (1 + p)^2
+// (XGBoost's reg:squaredlogerror without its clamps; h < 0 where 1 + p > e (1 + y))
+template <class T>
+struct squared_log {
+  static constexpr const char* name = "squared_log";
+  static constexpr std::size_t arity = 0;
+  explicit squared_log(const Params&) {}
+  template <bool V, bool G, bool H>
+  FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
+    const T r = log_ratio1p(p, y);
+    const T a = T(1) + p;
+    if constexpr (V) l = T(0.5) * r * r;
+    if constexpr (G) g = r / a;
+    if constexpr (H) h = (T(1) - r) / a / a;
   }
 };
 
@@ -379,6 +477,23 @@ struct binary_focal {
   double specialise(const F& run) const {
     return gamma == T(2) ? run(binary_focal_mode<T, true>{ap, an, gamma, f0})
                          : run(binary_focal_mode<T, false>{ap, an, gamma, f0});
+  }
+};
+
+// y in [0, 1]:  l = y exp(-x) + (1-y) exp(x);  g = (1-y) exp(x) - y exp(-x);  h = l  (scikit-learn's
+// ExponentialLoss); mul_exp leaves out the side a hard target does not have (not 0 * inf)
+template <class T>
+struct exponential {
+  static constexpr const char* name = "exponential";
+  static constexpr std::size_t arity = 0;
+  explicit exponential(const Params&) {}
+  template <bool V, bool G, bool H>
+  FUSEDLOSS_INLINE void point(T x, T y, T& l, T& g, T& h) const {
+    const T em = mul_exp(y, -x);
+    const T ep = mul_exp(T(1) - y, x);
+    if constexpr (V) l = em + ep;
+    if constexpr (G) g = ep - em;
+    if constexpr (H) h = em + ep;
   }
 };
 

@@ -14,6 +14,7 @@
 #include "fusedloss/isa.hpp"
 
 #include <cmath>
+#include <limits>
 
 #include "fusedloss/vecmath.hpp"
 
@@ -47,6 +48,59 @@ template <class T>
 FUSEDLOSS_INLINE T bce_logits_value(T x, T y, T pw) {
   const T lw = T(1) + (pw - T(1)) * y;
   return x >= T(0) ? (T(1) - y) * x + lw * log1pexp(-x) : lw * log1pexp(x) - pw * y * x;
+}
+
+// a exp(z) for a >= 0, finite wherever the product is (Python: _pointwise.mul_exp, same cut-off): a = 0
+// gives 0 for any z (not 0 * inf), and for |z| > 80, where exp(z) alone leaves float's normal range (double's
+// from 709) while a exp(z) may not (a tiny target times a huge exponential), exp(log(a) + z). Below the
+// cut-off the product of two normal numbers rounds once. Both sides are computed and one selected, so loops
+// calling it vectorise.
+template <class T>
+FUSEDLOSS_INLINE T mul_exp(T a, T z) {
+  const T direct = a * vm::exp(z);
+  const T via_log = vm::exp(vm::log(a) + z);
+  const T r = std::fabs(z) <= T(80) ? direct : via_log;
+  return a == T(0) ? T(0) : r;
+}
+
+// log((1 + p) / (1 + y)) for p, y > -1 without cancellation (Python: _pointwise.log_ratio1p, same cut-offs):
+// q = (1 + p) / (1 + y) in [1/2, 2]: log1p((p - y) / (1 + y)) (r near 0, argument rounded three times);
+// q outside the normal range (1 + y near 0, |r| > 700): log1p(p) - log1p(y); else log(q) (|r| >= log 2).
+// All three are computed and one selected, so loops calling it vectorise.
+template <class T>
+FUSEDLOSS_INLINE T log_ratio1p(T p, T y) {
+  const T b = T(1) + y;
+  const T q = (T(1) + p) / b;
+  const T near = vm::log1p((p - y) / b);
+  const T far = vm::log(q);
+  const T split = vm::log1p(p) - vm::log1p(y);
+  const bool normal = q >= std::numeric_limits<T>::min() && q <= std::numeric_limits<T>::max();
+  return (q >= T(0.5) && q <= T(2)) ? near : (normal ? far : split);
+}
+
+// u - log1p(u) for u >= 0, accurate as u -> 0 (Python: _pointwise.u_minus_log1p, same cut-off and terms):
+// u <= 1/2: v = u / (2 + u), u - log1p(u) = 2 v^2 / (1 - v) - 2 v^3 P(v^2), P(w) = sum_k w^(k-1) / (2k+1)
+// = (atanh(v) - v) / v^3 (12 terms for v <= 1/5); nothing cancels (the second term is at most v/3 of the
+// first). Above: u - log1p(u) directly (at most a factor 5 lost). Both sides are computed and one selected.
+template <class T>
+FUSEDLOSS_INLINE T u_minus_log1p(T u) {
+  const T v = u / (T(2) + u);
+  const T w = v * v;
+  T P = T(1.0 / 25);
+  P = T(1.0 / 23) + w * P;
+  P = T(1.0 / 21) + w * P;
+  P = T(1.0 / 19) + w * P;
+  P = T(1.0 / 17) + w * P;
+  P = T(1.0 / 15) + w * P;
+  P = T(1.0 / 13) + w * P;
+  P = T(1.0 / 11) + w * P;
+  P = T(1.0 / 9) + w * P;
+  P = T(1.0 / 7) + w * P;
+  P = T(1.0 / 5) + w * P;
+  P = T(1.0 / 3) + w * P;
+  const T small = T(2) * w / (T(1) - v) - T(2) * v * w * P;
+  const T large = u - vm::log1p(u);
+  return u <= T(0.5) ? small : large;
 }
 
 // The logistic function at x and at -x, sigmoid(x) = 1 / (1 + exp(-x)) and sigmoid(-x), from one exp and ONE

@@ -52,6 +52,7 @@ CASE_DEFS: dict[str, CaseDef] = {d.loss: d for d in (
     CaseDef("quantile", params=(("quantile", 0.9),)),
     CaseDef("poisson_nll", pred="log_rate", target="counts"),
     CaseDef("tweedie", pred="log_rate", target="counts"),
+    CaseDef("gamma", pred="log_rate", target="positive"),
     # classification; an entry whose loss is not registered is skipped
     CaseDef("binary_cross_entropy_with_logits", target="binary", quick_sizes=_QUICK),
     # --quick uses vocabulary-sized rows, 256 of them (33 MB of float32 logits, above the 32 MiB L3): 8192 x
@@ -63,7 +64,7 @@ CASE_DEFS: dict[str, CaseDef] = {d.loss: d for d in (
 # a registered loss without an entry (mae, hinge, the custom losses of fusedloss.bench.custom, ...) gets the
 # default case of its kind, with data drawn from its registered domains (case_def)
 
-_DOMAIN_DATA = {"real": "normal", "nonnegative": "counts", "unit": "binary", "sign": "sign",
+_DOMAIN_DATA = {"real": "normal", "positive": "positive", "above_minus_one": "positive", "nonnegative": "counts", "unit": "binary", "sign": "sign",
                 "class_index": "class_index"}
 
 
@@ -77,7 +78,7 @@ def case_def(loss: str) -> CaseDef | None:
         return d
     if spec.kind not in ("elementwise", "multiclass"):
         return None  # a loss with its own signature (ctc) has its own benchmark: benchmarks/ctc.py
-    pred = {"nonnegative": "positive", "unit": "probability"}.get(spec.pred_domain_for(spec.defaults()), "normal")
+    pred = {"nonnegative": "positive", "above_minus_one": "positive", "unit": "probability"}.get(spec.pred_domain_for(spec.defaults()), "normal")
     if spec.kind == "multiclass":
         target = "class_index" if getattr(spec, "hard_labels", spec.target_domain == "class_index") else "distribution"
         return CaseDef(loss, kind="multiclass", sizes=((65536, 1000),), pred=pred, target=target)
@@ -197,6 +198,8 @@ def make_data(case: Case, seed: int = 0):
     tshape = shape[:-1] if case.defn.kind == "multiclass" and kind_y == "class_index" else shape
     if kind_y == "normal":
         target = rng.standard_normal(tshape, dtype=np.float32).astype(dt)
+    elif kind_y == "positive":  # Gamma draws around exp(pred) (shape 2)
+        target = rng.gamma(2.0, np.exp(pred.astype(np.float64)) / 2.0).astype(dt)
     elif kind_y == "counts":  # Poisson counts around exp(pred)
         target = rng.poisson(np.exp(pred.astype(np.float64))).astype(dt)
     elif kind_y == "binary":

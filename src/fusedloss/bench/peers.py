@@ -84,6 +84,40 @@ def _np_tweedie(p, y, power):
     return np.mean(e2 / (2 - power) - y * e1 / (1 - power)), (e2 - y * e1) / p.size
 
 
+def _np_fair(p, y, c):
+    d = p - y
+    ad = np.abs(d)
+    return np.mean(c * ad - c * c * np.log1p(ad / c)), c * d / (ad + c) / d.size
+
+
+def _np_expectile(p, y, expectile):
+    d = p - y
+    w = np.where(d <= 0, expectile, 1.0 - expectile)
+    return np.mean(w * d * d), 2.0 * w * d / d.size
+
+
+def _np_cauchy(p, y, c):
+    d = p - y
+    z2 = (d / c) ** 2
+    return np.mean(0.5 * c * c * np.log1p(z2)), d / (1.0 + z2) / d.size
+
+
+def _np_gamma(p, y):
+    ye = y * np.exp(-p)
+    return np.mean(p + ye), (1.0 - ye) / p.size
+
+
+def _np_exponential(x, y):
+    em = y * np.exp(-x)
+    ep = (1 - y) * np.exp(x)
+    return np.mean(em + ep), (ep - em) / x.size
+
+
+def _np_squared_log(p, y):
+    r = np.log1p(p) - np.log1p(y)
+    return np.mean(0.5 * r * r), r / (1.0 + p) / p.size
+
+
 def _np_bce(p, y):
     value = -np.mean(y * np.maximum(np.log(p), -100) + (1 - y) * np.maximum(np.log(1 - p), -100))
     return value, (p - y) / np.maximum(p * (1 - p), 1e-12) / p.size
@@ -173,9 +207,10 @@ NUMPY_PEER = {
     "smooth_l1": (_np_smooth_l1, ("beta",)), "pseudo_huber": (_np_pseudo_huber, ("delta",)),
     "log_cosh": (_np_log_cosh, ()), "quantile": (_np_quantile, ("quantile",)),
     "poisson_nll": (_np_poisson_nll, ("log_input", "eps")), "tweedie": (_np_tweedie, ("power",)),
+    "fair": (_np_fair, ("c",)), "cauchy": (_np_cauchy, ("c",)), "expectile": (_np_expectile, ("expectile",)), "gamma": (_np_gamma, ()), "squared_log": (_np_squared_log, ()),
     "binary_cross_entropy": (_np_bce, ()), "binary_cross_entropy_with_logits": (_np_bce_with_logits, ()),
     "binary_focal": (_np_binary_focal, ("alpha", "gamma")), "categorical_focal": (_np_categorical_focal, ("gamma",)),
-    "hinge": (_np_hinge, ()), "squared_hinge": (_np_squared_hinge, ()),
+    "exponential": (_np_exponential, ()), "hinge": (_np_hinge, ()), "squared_hinge": (_np_squared_hinge, ()),
     "multi_margin": (_np_multi_margin, ("p", "margin")),
     "cross_entropy": (_np_cross_entropy, ()), "kl_div_with_logits": (_np_kl_div_with_logits, ("temperature",)),
 }
@@ -337,6 +372,8 @@ SKLEARN_PEER = {
     "quantile": (("quantile",), 1.0, lambda L, kw, case: L.PinballLoss(quantile=kw["quantile"])),
     "poisson_nll": (("eps",), 1.0, lambda L, kw, case: L.HalfPoissonLoss()),  # log link: log_input=True only
     "tweedie": (("power",), 1.0, lambda L, kw, case: L.HalfTweedieLoss(power=kw["power"])),
+    "gamma": ((), 1.0, lambda L, kw, case: L.HalfGammaLoss()),
+    "exponential": ((), 1.0, lambda L, kw, case: L.ExponentialLoss()),
     "binary_cross_entropy_with_logits": ((), 1.0, lambda L, kw, case: L.HalfBinomialLoss()),
     "cross_entropy": ((), 1.0, lambda L, kw, case: L.HalfMultinomialLoss(n_classes=case.shape[-1])),
 }
