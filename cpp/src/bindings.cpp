@@ -5,8 +5,10 @@
 // hess_out, nthreads) -> float implement the kernel contract of src/fusedloss/backends/__init__.py for
 // float32 and float64. Arrays are never converted (the check is py::array_t<T, c_style>'s own, as
 // .noconvert() would apply it): a wrong dtype or a non-contiguous array raises TypeError instead of being
-// copied silently. Everything is checked before any memory is touched (labels included: compiled code never
-// trusts the caller with an index); the GIL is released for the loop only.
+// copied silently. (The one copy: an array at an address that is not a multiple of its item size, which the
+// kernels may not read or write through a T*, goes through an aligned copy; aligned.hpp.) Everything is checked
+// before any memory is touched (labels included: compiled code never trusts the caller with an index); the GIL
+// is released for the loop only.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -20,6 +22,7 @@
 #include <string_view>
 #include <type_traits>
 
+#include "aligned.hpp"
 #include "fusedloss/isa_select.hpp"
 #include "fusedloss/kernel_api.hpp"
 #include "fusedloss/pool.hpp"
@@ -240,18 +243,23 @@ double run_elementwise(const LossEntry& entry, const fl::Params& params, py::han
                 [one_pass](int, std::size_t) { return one_pass; },
                 "this combination of outputs (computed in several passes) cannot overwrite");
 
+  // Arrays at an address that is not a multiple of sizeof(T) go through aligned copies (aligned.hpp).
+  const Array<T> pa = fl::aligned_input(p), ya = fl::aligned_input(y);
+  const std::optional<Array<T>> wa = fl::aligned_input(w), colsa = fl::aligned_input(cols);
+  const fl::Output<T, py::array::c_style> value(outs[0]), grad(outs[1]), hess(outs[2]);  // writeable: checked above
+
   fl::ElementwiseArgs<T> args;
-  args.p = p.data();
-  args.y = y.data();
-  args.w = w ? w->data() : nullptr;
-  args.value = outs[0] ? outs[0]->mutable_data() : nullptr;  // writeable: checked above
-  args.grad = outs[1] ? outs[1]->mutable_data() : nullptr;
-  args.hess = outs[2] ? outs[2]->mutable_data() : nullptr;
+  args.p = pa.data();
+  args.y = ya.data();
+  args.w = wa ? wa->data() : nullptr;
+  args.value = value.data();
+  args.grad = grad.data();
+  args.hess = hess.data();
   args.n = static_cast<std::size_t>(n);
   args.scale = scale;
   args.reduce = reduce;
   args.nthreads = nthreads;
-  args.cols = cols ? cols->data() : nullptr;
+  args.cols = colsa ? colsa->data() : nullptr;
   args.ncols = static_cast<std::size_t>(ncols);
 
   const Kernel<T> kernel = entry.kernel<T>();
@@ -260,6 +268,9 @@ double run_elementwise(const LossEntry& entry, const fl::Params& params, py::han
     std::optional<py::gil_scoped_release> release;
     if (n >= kReleaseGilMin) release.emplace();
     total = kernel(params, args);
+    value.finish();
+    grad.finish();
+    hess.finish();
   }
   return total;
 }
@@ -341,9 +352,15 @@ double run_multiclass(const RowEntry& entry, py::handle packed_h, std::int64_t i
                 [](int k, std::size_t i) { return k > 0 && i == 0; },
                 "only grad_out or hess_out (being x itself) may overwrite");
 
+  // Arrays at an address that is not a multiple of their item size go through aligned copies (aligned.hpp).
+  const Array<T> xa = fl::aligned_input(x);
+  const std::optional<Labels> labelsa = fl::aligned_input(labels);
+  const std::optional<Array<T>> qa = fl::aligned_input(q), wa = fl::aligned_input(w), cwa = fl::aligned_input(cw);
+  const fl::Output<T, py::array::c_style> value(outs[0]), grad(outs[1]), hess(outs[2]);  // writeable: checked above
+
   // Every label must lie in [0, C) or be ignore_index: the kernels index with them.
-  if (labels) {
-    const std::int64_t* lab = labels->data();
+  if (labelsa) {
+    const std::int64_t* lab = labelsa->data();
     const std::int64_t c = static_cast<std::int64_t>(C);
     for (py::ssize_t r = 0; r < R; ++r) {
       const std::int64_t t = lab[r];
@@ -356,14 +373,14 @@ double run_multiclass(const RowEntry& entry, py::handle packed_h, std::int64_t i
   }
 
   fl::MulticlassArgs<T> args;
-  args.x = x.data();
-  args.labels = labels ? labels->data() : nullptr;
-  args.q = q ? q->data() : nullptr;
-  args.w = w ? w->data() : nullptr;
-  args.cw = cw ? cw->data() : nullptr;
-  args.value = outs[0] ? outs[0]->mutable_data() : nullptr;  // writeable: checked above
-  args.grad = outs[1] ? outs[1]->mutable_data() : nullptr;
-  args.hess = outs[2] ? outs[2]->mutable_data() : nullptr;
+  args.x = xa.data();
+  args.labels = labelsa ? labelsa->data() : nullptr;
+  args.q = qa ? qa->data() : nullptr;
+  args.w = wa ? wa->data() : nullptr;
+  args.cw = cwa ? cwa->data() : nullptr;
+  args.value = value.data();
+  args.grad = grad.data();
+  args.hess = hess.data();
   args.R = static_cast<std::size_t>(R);
   args.C = static_cast<std::size_t>(C);
   args.ignore = ignore;
@@ -378,6 +395,9 @@ double run_multiclass(const RowEntry& entry, py::handle packed_h, std::int64_t i
     std::optional<py::gil_scoped_release> release;
     if (n >= kReleaseGilMin) release.emplace();
     total = kernel(args);
+    value.finish();
+    grad.finish();
+    hess.finish();
   }
   return total;
 }
@@ -426,20 +446,21 @@ double compensated_array_sum(const T* x, std::size_t n, int nthreads) {
   });
 }
 
+// x: C-contiguous, of dtype T (checked by the caller); a misaligned one is summed from an aligned copy.
+template <class T>
+double array_sum_as(const py::array& x, int nthreads) {
+  const Array<T> a = fl::aligned_input(py::reinterpret_borrow<Array<T>>(x));
+  const T* p = a.data();
+  const auto n = static_cast<std::size_t>(a.size());
+  py::gil_scoped_release nogil;
+  return compensated_array_sum(p, n, nthreads);
+}
+
 double array_sum(const py::array& x, int nthreads) {
   if (nthreads < 1) throw py::value_error("nthreads must be >= 1, got " + std::to_string(nthreads));
   if (!(x.flags() & py::array::c_style)) throw py::type_error("sum: the array must be C-contiguous");
-  const auto n = static_cast<std::size_t>(x.size());
-  if (x.dtype().is(py::dtype::of<double>())) {
-    const double* p = static_cast<const double*>(x.data());
-    py::gil_scoped_release nogil;
-    return compensated_array_sum(p, n, nthreads);
-  }
-  if (x.dtype().is(py::dtype::of<float>())) {
-    const float* p = static_cast<const float*>(x.data());
-    py::gil_scoped_release nogil;
-    return compensated_array_sum(p, n, nthreads);
-  }
+  if (x.dtype().is(py::dtype::of<double>())) return array_sum_as<double>(x, nthreads);
+  if (x.dtype().is(py::dtype::of<float>())) return array_sum_as<float>(x, nthreads);
   throw py::type_error("sum: the array must be float32 or float64, got " + std::string(py::str(x.dtype())));
 }
 
@@ -458,6 +479,8 @@ PYBIND11_MODULE(_core, m) {
       "optional; w None means 1). With reduce, returns sum_i w[i] l[i] accumulated in float64 over fixed\n"
       "blocks combined in a fixed order (the same for any nthreads), else 0.0.\n\n"
       "Arrays are never converted: one of another dtype than p's, or not C-contiguous, raises TypeError;\n"
+      "one at an address that is not a multiple of its item size is read from (or, an output, written\n"
+      "through) an aligned copy;\n"
       "a wrong length or dimension, a read-only or overlapping output, or nthreads < 1 raises ValueError.\n\n"
       "cols (optional, losses with a per-column parameter only: pos_weight): 1-D, p's dtype, its length C\n"
       "dividing len(p); element i then takes cols[i % C] as that parameter.";

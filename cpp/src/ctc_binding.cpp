@@ -9,6 +9,7 @@
 #include <string>
 #include <type_traits>
 
+#include "aligned.hpp"
 #include "fusedloss/ctc.hpp"
 
 namespace py = pybind11;
@@ -75,11 +76,19 @@ double run(py::handle x_h, py::ssize_t frames, py::ssize_t N, py::ssize_t C, boo
     gscale = take<double>(gscale_h, "gscale", "float64");
     check_len(*gscale, "gscale", N);
   }
+  // Arrays at an address that is not a multiple of their item size go through aligned copies (aligned.hpp).
+  const Array<T> xa = fl::aligned_input(x);
+  const Array<std::int64_t> laba = fl::aligned_input(labels), offa = fl::aligned_input(offsets),
+                            tla = fl::aligned_input(tlen), ila = fl::aligned_input(ilen);
+  const std::optional<Array<double>> gscalea = fl::aligned_input(gscale);
+  const fl::Output<double, py::array::c_style> loss_out(loss);  // writeable: checked above
+  const fl::Output<T, py::array::c_style> grad_out(grad);
+
   // every index the kernel will use, checked here: lengths, offsets and the labels they select
-  const std::int64_t* off = offsets.data();
-  const std::int64_t* tl = tlen.data();
-  const std::int64_t* il = ilen.data();
-  const std::int64_t* lab = labels.data();
+  const std::int64_t* off = offa.data();
+  const std::int64_t* tl = tla.data();
+  const std::int64_t* il = ila.data();
+  const std::int64_t* lab = laba.data();
   const std::int64_t nlab = labels.size();
   for (py::ssize_t n = 0; n < N; ++n) {
     if (il[n] < 0 || il[n] > frames) {
@@ -102,7 +111,7 @@ double run(py::handle x_h, py::ssize_t frames, py::ssize_t N, py::ssize_t C, boo
   if (overlap(loss, x) || (grad && overlap(loss, *grad))) throw py::value_error("ctc: loss_out overlaps another array");
 
   fl::CtcArgs<T> a;
-  a.x = x.data();
+  a.x = xa.data();
   a.frames = std::size_t(frames);
   a.N = std::size_t(N);
   a.C = std::size_t(C);
@@ -114,16 +123,20 @@ double run(py::handle x_h, py::ssize_t frames, py::ssize_t N, py::ssize_t C, boo
   a.input_lengths = il;
   a.blank = blank;
   a.zero_infinity = zero_infinity;
-  a.gscale = gscale ? gscale->data() : nullptr;
-  a.loss = loss.mutable_data();
-  a.grad = grad ? grad->mutable_data() : nullptr;
+  a.gscale = gscalea ? gscalea->data() : nullptr;
+  a.loss = loss_out.data();
+  a.grad = grad_out.data();
   a.nthreads = nthreads;
   py::gil_scoped_release release;
+  double scratch_bytes;
   if constexpr (std::is_same_v<T, float>) {
-    return g_ctc->f32(a);
+    scratch_bytes = g_ctc->f32(a);
   } else {
-    return g_ctc->f64(a);
+    scratch_bytes = g_ctc->f64(a);
   }
+  loss_out.finish();
+  grad_out.finish();
+  return scratch_bytes;
 }
 
 double ctc_entry(py::handle x, py::ssize_t frames, py::ssize_t N, py::ssize_t C, bool batch_first, bool log_probs,

@@ -3,7 +3,9 @@
 ``elementwise`` IS ``_core.elementwise`` and ``multiclass`` IS ``_core.multiclass`` (no Python frame in
 between: this is the hot path). They follow the kernel contract in ``fusedloss.backends`` for float32 and
 float64; a wrong dtype raises TypeError (the arrays are never converted), a wrong length, a read-only output
-or a label outside [0, C) that is not ignore_index ValueError.
+or a label outside [0, C) that is not ignore_index ValueError. An array at an address that is not a multiple of
+its item size (C-contiguous, but the kernels may not read a float there) is read from an aligned copy, and an
+output like that is computed into an aligned buffer and then copied into it (cpp/src/aligned.hpp).
 
 Importing this module fails with ImportError when the extension was not built; the backend registry then
 records why and "auto" skips it.
