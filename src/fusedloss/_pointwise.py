@@ -588,26 +588,27 @@ def ce_elem_grad(xj, is_t, qj, cj, soft, ls, e_c, cap, zl, st, coef, want_h):
 
 
 def cross_entropy_row(x, base, C, t, q, cw, has_cw, soft, params, rw, gscale, g, h, want_g, want_h):
+    """The row in passes over its logits that each do one thing (max; the exponentials' sums; the soft and
+    smoothing sums, only when those options need them; the gradient), so that the plain case's loops hold no
+    branch that depends on the class: the sums of ``row_exp_sums`` (which the CPU backend runs through a buffer
+    that vectorises) and a gradient loop without the label's branch (the label's element is written after it)."""
     ls, zl, cap = params  # label_smoothing, z_loss, softcap (0: none)
     e_c = ls / C
+    x_t = 0.0
+    if not soft:
+        x_t = x[base + t]  # before any write (g may be x)
     m = row_max(x, base, C)
     sh = row_shift(m, cap)
-    s1 = 0.0
-    k = 0.0
+    s1, k = row_exp_sums(x, base, C, sh, cap, 1.0)
     u = 0.0
     v = 0.0
-    for j in range(C):
-        xj = x[base + j]
-        e = math.exp(capped(xj, cap) - sh)
-        if e == 1.0:
-            k += 1.0
-        else:
-            s1 += e
-        cj = cw[j] if has_cw else 1.0
-        qj = q[base + j] if soft else 0.0
-        du, dv = ce_elem_sums(xj, qj, cj, soft, ls, e_c, cap, sh)
-        u += du
-        v += dv
+    if soft or ls != 0.0:  # u and v enter the value and A only then
+        for j in range(C):
+            cj = cw[j] if has_cw else 1.0
+            qj = q[base + j] if soft else 0.0
+            du, dv = ce_elem_sums(x[base + j], qj, cj, soft, ls, e_c, cap, sh)
+            u += du
+            v += dv
     st = row_state(sh, s1, k)
     if no_softmax(m, st[1]):
         return nan_row(base, C, g, h, want_g, want_h)
@@ -615,19 +616,36 @@ def cross_entropy_row(x, base, C, t, q, cw, has_cw, soft, params, rw, gscale, g,
     z_t = 0.0
     if not soft:
         ct = cw[t] if has_cw else 1.0
-        z_t = capped(x[base + t], cap)
+        z_t = capped(x_t, cap)
     value, coef = ce_row_finish(st, sh, soft, u, v, ct, z_t, ls, e_c, zl)
     if want_g or want_h:
         f = rw * gscale
-        for j in range(C):
-            cj = cw[j] if has_cw else 1.0
-            qj = q[base + j] if soft else 0.0
-            gx, hx = ce_elem_grad(x[base + j], (not soft) and j == t, qj, cj, soft, ls, e_c, cap, zl, st, coef,
-                                  want_h)
+        if soft or has_cw or cap != 0.0 or zl != 0.0:
+            for j in range(C):
+                cj = cw[j] if has_cw else 1.0
+                qj = q[base + j] if soft else 0.0
+                gx, hx = ce_elem_grad(x[base + j], (not soft) and j == t, qj, cj, soft, ls, e_c, cap, zl, st,
+                                      coef, want_h)
+                if want_h:
+                    h[base + j] = f * hx
+                if want_g:
+                    g[base + j] = f * gx
+        else:  # hard labels, no class weights, softcap or z_loss: every other class's element by one formula
             if want_h:
-                h[base + j] = f * hx
+                for j in range(C):
+                    gx, hx = ce_elem_grad(x[base + j], False, 0.0, 1.0, False, ls, e_c, 0.0, 0.0, st, coef, True)
+                    h[base + j] = f * hx
+                    if want_g:
+                        g[base + j] = f * gx
+            else:
+                for j in range(C):
+                    gx, hx = ce_elem_grad(x[base + j], False, 0.0, 1.0, False, ls, e_c, 0.0, 0.0, st, coef, False)
+                    g[base + j] = f * gx
+            gx, hx = ce_elem_grad(x_t, True, 0.0, 1.0, False, ls, e_c, 0.0, 0.0, st, coef, want_h)
+            if want_h:
+                h[base + t] = f * hx
             if want_g:
-                g[base + j] = f * gx
+                g[base + t] = f * gx
     return rw * value
 
 

@@ -192,6 +192,38 @@ def _row_loop(x, labels, q, w, cw, has_cw, soft, C, ignore, params, scale, value
     return _sum_partials(partial)
 
 
+RUN = 64  # exponentials per run in ``_row_exp_sums_runs``
+RUNS_MIN = 4 * RUN  # rows shorter than this take the plain loop (the run buffer's allocation would show)
+
+
+def _row_exp_sums_runs(x, base, C, sh, cap, inv_t):
+    """``_pointwise.row_exp_sums`` as the CPU backend compiles it: the same sums, bit for bit, faster.
+
+    The plain loop adds each exponential to ``s1`` in turn, a reduction in strict order that LLVM does not
+    vectorise, so the exponentials in it (``_vecmath``'s, vectorisable) run one at a time. Here each run of
+    ``RUN`` exponentials is written to a buffer by a loop without a reduction, which vectorises, and then
+    added in the same order as the plain loop adds them (2-3x faster on rows of thousands of classes).
+    Shorter rows take the plain loop (``row_exp_sums_plain``: the module's own function under another name).
+    """
+    if C < RUNS_MIN:
+        return row_exp_sums_plain(x, base, C, sh, cap, inv_t)  # noqa: F821 (bound in the namespace)
+    buf = np.empty(RUN)
+    s1 = 0.0
+    k = 0.0
+    for c0 in range(0, C, RUN):
+        n = min(RUN, C - c0)
+        xr = x[base + c0:base + c0 + n]
+        for j in range(n):
+            buf[j] = math.exp((capped(xr[j], cap) - sh) * inv_t)  # noqa: F821 (vectorisable math, bound)
+        for j in range(n):
+            e = buf[j]
+            if e == 1.0:
+                k += 1.0
+            else:
+                s1 += e
+    return s1, k
+
+
 _state: dict = {}  # "ns": the compiled point functions, "hash": source hash (built on first use)
 _STATE_LOCK = threading.Lock()  # guards the one-time build of _state
 _KERNELS: dict[str, tuple] = {}  # loss -> (serial, parallel) dispatchers
@@ -215,7 +247,11 @@ def _build(loss: str) -> tuple:
     if "hash" not in _state:  # first use; several threads may get here at once
         with _STATE_LOCK:
             if "hash" not in _state:
-                _state["ns"] = _jit.compile_namespace(_decorate, overrides=_vecmath.overrides())
+                ns = _jit.compile_namespace(_decorate, overrides=_vecmath.overrides())
+                ns.update(np=np, RUN=RUN, RUNS_MIN=RUNS_MIN, row_exp_sums_plain=ns["row_exp_sums"])
+                ns["row_exp_sums"] = njit(inline="always", error_model="numpy")(
+                    _jit.specialise(_row_exp_sums_runs, ns, "row_exp_sums_runs"))
+                _state["ns"] = ns
                 # last: its presence means "ns" is there
                 _state["hash"] = _jit.source_hash(__file__, _vecmath.__file__)
     namespace = dict(globals())
