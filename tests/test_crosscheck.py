@@ -338,3 +338,28 @@ def test_scipy_expectile_is_the_minimiser(backend, tau):
     assert fb.initial_score("expectile", y, expectile=tau) == pytest.approx(e, rel=1e-12)
     other = stats.expectile(y, alpha=1.0 - tau) if tau != 0.5 else y.mean() + 0.1  # the other side is not
     assert abs(np.sum(fl.expectile.grad(np.full(200, other), y, expectile=tau, backend=backend))) > 1e-3
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_sklearn_mean_squared_log_error(backend, weighted):
+    """msle's mean is sklearn.metrics.mean_squared_log_error (its sample_weight too), including p and y in (-1, 0)
+    and ties, and twice squared_log; both refuse a value at -1."""
+    require_support(backend, "msle")
+    pytest.importorskip("sklearn")
+    from sklearn.metrics import mean_squared_log_error
+
+    rng = np.random.default_rng(13)
+    y = rng.exponential(2.0, 80) - 0.5
+    p = rng.uniform(-0.99, 6.0, 80)
+    p[:3] = y[:3]
+    w = _weights(80, weighted)
+    want = mean_squared_log_error(y, p, sample_weight=w)
+    assert fl.msle(p, y, sample_weight=w, backend=backend) == pytest.approx(want, rel=1e-13)
+    assert fl.msle(p, y, reduction="sum", backend=backend) == pytest.approx(
+        2 * fl.squared_log(p, y, reduction="sum", backend=backend), rel=1e-14)
+    bad = y.copy()
+    bad[5] = -1.0
+    with pytest.raises(ValueError, match="-1"):
+        mean_squared_log_error(bad, p)
+    with pytest.raises(ValueError, match="> -1"):
+        fl.msle(p, bad, backend=backend)

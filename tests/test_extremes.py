@@ -198,6 +198,11 @@ def _o_squared_log(p, y, kw):
     return r * r / 2, r / a, (1 - r) / (a * a)
 
 
+def _o_msle(p, y, kw):
+    l, g, h = _o_squared_log(p, y, kw)
+    return 2 * l, 2 * g, 2 * h
+
+
 def _o_binary_cross_entropy(p, y, kw):
     pw = mpf(1) if kw["pos_weight"] is None else mpf(kw["pos_weight"])
     eps = mpf(1e-12)

@@ -129,6 +129,12 @@ TABLE = [
     ("squared_log", {}, 0.0, 1.0, LN2 * LN2 / 2, -LN2, 1 + LN2),
     ("squared_log", {}, -0.5, 1.0, 2 * LN2 * LN2, -4 * LN2, 4 * (1 + 2 * LN2)),  # r = log(1/4) = -2 log 2
     ("squared_log", {}, 3.0, -0.5, 1.5 * LN2 * LN2 * 3, 3 * LN2 / 4, (1 - 3 * LN2) / 16),  # r = log 8: h < 0
+    # msle: twice squared_log: r^2; 2 r/(1+p); 2 (1-r)/(1+p)^2
+    ("msle", {}, 0.0, 0.0, 0.0, 0.0, 2.0),
+    ("msle", {}, 1.0, 0.0, LN2 * LN2, LN2, (1 - LN2) / 2),
+    ("msle", {}, 0.0, 1.0, LN2 * LN2, -2 * LN2, 2 * (1 + LN2)),
+    ("msle", {}, -0.5, 1.0, 4 * LN2 * LN2, -8 * LN2, 8 * (1 + 2 * LN2)),  # r = log(1/4) = -2 log 2
+    ("msle", {}, 3.0, -0.5, 9 * LN2 * LN2, 1.5 * LN2, (1 - 3 * LN2) / 8),  # r = log 8: h < 0
     # exponential (scikit-learn's ExponentialLoss): y e^{-x} + (1-y) e^{x}; (1-y) e^{x} - y e^{-x}; h = l
     ("exponential", {}, 0.0, 1.0, 1.0, -1.0, 1.0),
     ("exponential", {}, 0.0, 0.0, 1.0, 1.0, 1.0),

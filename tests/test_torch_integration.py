@@ -323,6 +323,8 @@ OWN_DATA = {
     "tweedie": (data_log_rate, {"power": 1.4}),
     "squared_log": (lambda s, d, g: tuple((torch.rand(s, generator=g, dtype=torch.float64) * 4 - 0.9).to(d)
                                           for _ in range(2)), {}),
+    "msle": (lambda s, d, g: tuple((torch.rand(s, generator=g, dtype=torch.float64) * 4 - 0.9).to(d)
+                                   for _ in range(2)), {}),
     "gamma": (lambda s, d, g: (data_log_rate(s, d, g)[0],
                                (0.1 + torch.rand(s, generator=g, dtype=torch.float64) * 3).to(d)), {}),
     "binary_focal": (data_logit, {"alpha": 0.3, "gamma": 1.5}),

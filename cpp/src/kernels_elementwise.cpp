@@ -37,6 +37,7 @@ constexpr LossEntry kElementwise[] = {
     entry<losses::expectile>(),
     entry<losses::gamma>(),
     entry<losses::squared_log>(),
+    entry<losses::msle>(),
 #elif FUSEDLOSS_PART == 1
     entry<losses::tweedie>(),
     entry<losses::binary_cross_entropy>(),

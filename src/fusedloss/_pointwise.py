@@ -262,6 +262,11 @@ def squared_log_point(p, y, params):
     return 0.5 * r * r, r / a, (1.0 - r) / a / a
 
 
+def msle_point(p, y, params):
+    value, grad, hess = squared_log_point(p, y, params)  # twice it (doubling is exact)
+    return 2.0 * value, 2.0 * grad, 2.0 * hess
+
+
 # --- binary classification (elementwise) ------------------------------------------------------------
 
 BCE_EPS = 1e-12  # PyTorch's clamp of p (1 - p) in the BCE gradient

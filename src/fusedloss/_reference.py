@@ -156,6 +156,12 @@ def squared_log(p, y):
     return 0.5 * r * r, r / a, (1.0 - r) / a / a
 
 
+def msle(p, y):
+    """Twice squared_log (the same r without cancellation)."""
+    value, grad, hess = squared_log(p, y)
+    return 2.0 * value, 2.0 * grad, 2.0 * hess
+
+
 def _log1pexp(x):
     """softplus log(1 + e^x) = max(x, 0) + log1p(e^-|x|): exp of a non-positive number only."""
     return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))

@@ -440,6 +440,18 @@ register(LossSpec(
 ))
 
 
+register(LossSpec(
+    name="msle", kind="elementwise", pred_domain="above_minus_one", target_domain="above_minus_one",
+    kinks=lambda kw: (), hessian_may_be_negative=True,
+    summary=("mean squared logarithmic error (log1p(p) - log1p(y))^2 on p, y > -1, as "
+             "sklearn.metrics.mean_squared_log_error and Keras's MeanSquaredLogarithmicError (twice squared_log)"),
+    formula=("r = log1p(p) - log1p(y) = log((1 + p) / (1 + y)):  l = r^2;  g = 2 r / (1 + p);  "
+             "h = 2 (1 - r) / (1 + p)^2, negative where 1 + p > e (1 + y).  p or y <= -1 is refused, as scikit-learn "
+             "does; Keras raises p and y below its epsilon 1e-7 (negatives included) to 1e-7, which gives a finite "
+             "value and a zero gradient there: the two agree where p, y >= 1e-7"),
+))
+
+
 # --- binary classification (elementwise) ------------------------------------------------------------
 
 register(LossSpec(

@@ -351,6 +351,22 @@ struct squared_log {
   }
 };
 
+// Twice squared_log (scikit-learn's mean_squared_log_error per element):  l = r^2;  g = 2 r / (1 + p);
+// h = 2 (1 - r) / (1 + p)^2. Doubling is exact, so it is squared_log's numbers times 2.
+template <class T>
+struct msle {
+  static constexpr const char* name = "msle";
+  static constexpr std::size_t arity = 0;
+  explicit msle(const Params&) {}
+  template <bool V, bool G, bool H>
+  FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
+    squared_log<T>(Params{}).template point<V, G, H>(p, y, l, g, h);
+    if constexpr (V) l *= T(2);
+    if constexpr (G) g *= T(2);
+    if constexpr (H) h *= T(2);
+  }
+};
+
 // --- binary classification ----------------------------------------------------------------------------
 
 // PyTorch's clamp of the denominators in the binary_cross_entropy gradient and Hessian (_pointwise.BCE_EPS).
