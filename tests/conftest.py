@@ -160,6 +160,7 @@ VARIANTS: dict[str, list[dict]] = {
     "pseudo_huber": [{"delta": 2.0}],
     "fair": [{"c": 0.25}],
     "cauchy": [{"c": 2.0}],
+    "mape": [{"epsilon": 1.0}],
     "quantile": [{"quantile": 0.1}, {"quantile": 0.9}],
     "expectile": [{"expectile": 0.125}],
     "poisson_nll": [{"log_input": False}],

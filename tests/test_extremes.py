@@ -203,6 +203,11 @@ def _o_msle(p, y, kw):
     return 2 * l, 2 * g, 2 * h
 
 
+def _o_mape(p, y, kw):
+    d, m = p - y, max(abs(y), mpf(kw["epsilon"]))
+    return abs(d) / m, _sign(d) / m, mpf(0)
+
+
 def _o_binary_cross_entropy(p, y, kw):
     pw = mpf(1) if kw["pos_weight"] is None else mpf(kw["pos_weight"])
     eps = mpf(1e-12)

@@ -135,6 +135,14 @@ TABLE = [
     ("msle", {}, 0.0, 1.0, LN2 * LN2, -2 * LN2, 2 * (1 + LN2)),
     ("msle", {}, -0.5, 1.0, 4 * LN2 * LN2, -8 * LN2, 8 * (1 + 2 * LN2)),  # r = log(1/4) = -2 log 2
     ("msle", {}, 3.0, -0.5, 9 * LN2 * LN2, 1.5 * LN2, (1 - 3 * LN2) / 8),  # r = log 8: h < 0
+    # mape: m = max(|y|, eps): |d|/m; sign(d)/m (sign(0) = 0); 0
+    ("mape", {}, 3.0, 2.0, 0.5, 0.5, 0.0),
+    ("mape", {}, -1.0, -4.0, 0.75, 0.25, 0.0),
+    ("mape", {}, 1.0, -0.5, 3.0, 2.0, 0.0),
+    ("mape", {}, 2.0, 2.0, 0.0, 0.0, 0.0),  # d = 0: subgradient 0
+    ("mape", {}, -1.0, 0.0, 2.0**52, -(2.0**52), 0.0),  # y = 0: divided by the float64 eps = 2^-52
+    ("mape", {"epsilon": 1.0}, 1.0, 0.5, 0.5, 1.0, 0.0),  # LightGBM's max(1, |y|)
+    ("mape", {"epsilon": 1.0}, 0.0, 4.0, 1.0, -0.25, 0.0),
     # exponential (scikit-learn's ExponentialLoss): y e^{-x} + (1-y) e^{x}; (1-y) e^{x} - y e^{-x}; h = l
     ("exponential", {}, 0.0, 1.0, 1.0, -1.0, 1.0),
     ("exponential", {}, 0.0, 0.0, 1.0, 1.0, 1.0),

@@ -325,6 +325,7 @@ OWN_DATA = {
                                           for _ in range(2)), {}),
     "msle": (lambda s, d, g: tuple((torch.rand(s, generator=g, dtype=torch.float64) * 4 - 0.9).to(d)
                                    for _ in range(2)), {}),
+    "mape": (data_regression, {}),
     "gamma": (lambda s, d, g: (data_log_rate(s, d, g)[0],
                                (0.1 + torch.rand(s, generator=g, dtype=torch.float64) * 3).to(d)), {}),
     "binary_focal": (data_logit, {"alpha": 0.3, "gamma": 1.5}),

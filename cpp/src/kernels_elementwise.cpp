@@ -50,6 +50,7 @@ constexpr LossEntry kElementwise[] = {
     entry<losses::exponential>(),
     entry<losses::fair>(),
     entry<losses::cauchy>(),
+    entry<losses::mape>(),
 #else
 #error "FUSEDLOSS_PART out of range"
 #endif

@@ -21,7 +21,7 @@ __all__ = [
     "BackendUnavailable", "Loss", "LossState", "asymmetric_huber", "backends", "binary_cross_entropy",
     "binary_cross_entropy_with_logits", "binary_focal", "categorical_focal", "cauchy", "cross_entropy", "ctc",
     "elementwise_loss", "expectile", "exponential", "fair", "gamma", "get_backend", "get_num_threads", "hinge",
-    "huber", "kl_div_with_logits", "log_cosh", "losses", "mae", "merge", "mse", "msle", "multi_margin",
+    "huber", "kl_div_with_logits", "log_cosh", "losses", "mae", "mape", "merge", "mse", "msle", "multi_margin",
     "poisson_nll", "pseudo_huber", "quantile", "set_backend", "set_num_threads", "smooth_l1", "squared_hinge",
     "squared_log", "sym", "tweedie", "use_backend", "zero_one"
 ]
@@ -622,6 +622,45 @@ class _Loss_msle(Loss):
         backend: str | None = None) -> LossState: ...
 
 msle: _Loss_msle
+
+class _Loss_mape(Loss):
+    """mean absolute percentage error |p - y| / max(|y|, epsilon), a fraction (not times 100), as
+        sklearn.metrics.mean_absolute_percentage_error."""
+
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
+        sample_weight: ArrayLike | None = None, backend: str | None = None,
+        epsilon: float = 2.220446049250313e-16) -> float: ...
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
+        sample_weight: ArrayLike | None = None, backend: str | None = None,
+        epsilon: float = 2.220446049250313e-16) -> NDArray[Any]: ...
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: str, sample_weight: ArrayLike | None = None,
+        backend: str | None = None, epsilon: float = 2.220446049250313e-16) -> float | NDArray[Any]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        epsilon: float = 2.220446049250313e-16) -> tuple[float, NDArray[Any]]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        epsilon: float = 2.220446049250313e-16) -> tuple[NDArray[Any], NDArray[Any]]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: str,
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        epsilon: float = 2.220446049250313e-16) -> tuple[float | NDArray[Any], NDArray[Any]]: ...
+    def grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        epsilon: float = 2.220446049250313e-16) -> NDArray[Any]: ...
+    def grad_hess(self, pred: ArrayLike, target: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None,
+        hess_out: NDArray[Any] | None = None, hessian: Literal["exact", "ones"] = "exact", backend: str | None = None,
+        epsilon: float = 2.220446049250313e-16) -> tuple[NDArray[Any], NDArray[Any]]: ...
+    def partial(self, pred: ArrayLike, target: ArrayLike, *, sample_weight: ArrayLike | None = None,
+        backend: str | None = None, epsilon: float = 2.220446049250313e-16) -> LossState: ...
+
+mape: _Loss_mape
 
 class _Loss_binary_cross_entropy(Loss):
     """binary cross-entropy on probabilities, logs clamped at -100, as torch.nn.functional.binary_cross_entropy."""

@@ -267,6 +267,13 @@ def msle_point(p, y, params):
     return 2.0 * value, 2.0 * grad, 2.0 * hess
 
 
+def mape_point(p, y, params):
+    (epsilon,) = params
+    d = p - y
+    m = max(abs(y), epsilon)
+    return abs(d) / m, sign(d) / m, 0.0
+
+
 # --- binary classification (elementwise) ------------------------------------------------------------
 
 BCE_EPS = 1e-12  # PyTorch's clamp of p (1 - p) in the BCE gradient

@@ -162,6 +162,12 @@ def msle(p, y):
     return 2.0 * value, 2.0 * grad, 2.0 * hess
 
 
+def mape(p, y, epsilon):
+    d = p - y
+    m = np.maximum(np.abs(y), epsilon)
+    return np.abs(d) / m, _sign(d) / m, np.zeros_like(d)
+
+
 def _log1pexp(x):
     """softplus log(1 + e^x) = max(x, 0) + log1p(e^-|x|): exp of a non-positive number only."""
     return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))

@@ -452,6 +452,19 @@ register(LossSpec(
 ))
 
 
+register(LossSpec(
+    name="mape", kind="elementwise", hessian_zero_ae=True,
+    kinks=lambda kw: (0.0,),
+    params=(Param("epsilon", 2.220446049250313e-16, "floor of the denominator max(|y|, epsilon); the default is "
+                  "scikit-learn's, the float64 machine epsilon", _positive),),
+    summary=("mean absolute percentage error |p - y| / max(|y|, epsilon), a fraction (not times 100), as "
+             "sklearn.metrics.mean_absolute_percentage_error"),
+    formula=("m = max(|y|, epsilon):  l = |d| / m;  g = sign(d) / m, sign(0) = 0;  h = 0 (zero almost everywhere).  "
+             "Keras's MeanAbsolutePercentageError is 100 l with epsilon=1e-7; LightGBM's objective='mape' is the "
+             "gradient and unit Hessian of epsilon=1.0 (the L1 gradient over max(1, |y|))"),
+))
+
+
 # --- binary classification (elementwise) ------------------------------------------------------------
 
 register(LossSpec(

@@ -22,7 +22,7 @@ are class indices (stored as floats by both libraries).
 
 Hessian options (``hessian=`` and ``min_hessian=``):
 
-- losses whose exact Hessian is zero almost everywhere (``mae``, ``quantile``, ``hinge``) default to
+- losses whose exact Hessian is zero almost everywhere (``mae``, ``quantile``, ``mape``, ``hinge``) default to
   ``hessian="ones"`` (1 times the sample weight, as scikit-learn's gradient boosting does): Newton steps become
   gradient steps instead of divisions by zero. Pass ``hessian="exact"`` to get the zeros.
 - the exact Hessian of the focal losses (``binary_focal``, ``categorical_focal``, and ``cross_entropy`` with a

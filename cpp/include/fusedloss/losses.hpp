@@ -367,6 +367,27 @@ struct msle {
   }
 };
 
+// m = max(|y|, epsilon):  l = |d| / m;  g = sign(d) / m, sign(0) = 0;  h = 0  (scikit-learn's
+// mean_absolute_percentage_error per element). epsilon is floored at T's smallest subnormal, so that an epsilon
+// below T's range still divides (0 / m = 0 at d = 0, as the Python twin computing in double).
+template <class T>
+struct mape {
+  static constexpr const char* name = "mape";
+  static constexpr std::size_t arity = 1;
+  T eps;
+  explicit mape(const Params& prm)
+      : eps(T(prm[0]) > std::numeric_limits<T>::denorm_min() ? T(prm[0]) : std::numeric_limits<T>::denorm_min()) {}
+  template <bool V, bool G, bool H>
+  FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
+    const T d = p - y;
+    const T ay = std::fabs(y);
+    const T m = ay > eps ? ay : eps;
+    if constexpr (V) l = std::fabs(d) / m;
+    if constexpr (G) g = sign(d) / m;
+    if constexpr (H) h = T(0);
+  }
+};
+
 // --- binary classification ----------------------------------------------------------------------------
 
 // PyTorch's clamp of the denominators in the binary_cross_entropy gradient and Hessian (_pointwise.BCE_EPS).

@@ -123,6 +123,11 @@ def _np_msle(p, y):
     return np.mean(r * r), 2.0 * r / (1.0 + p) / p.size
 
 
+def _np_mape(p, y, epsilon):
+    m = np.maximum(np.abs(y), epsilon)
+    return np.mean(np.abs(p - y) / m), np.sign(p - y) / m / p.size
+
+
 def _np_bce(p, y):
     value = -np.mean(y * np.maximum(np.log(p), -100) + (1 - y) * np.maximum(np.log(1 - p), -100))
     return value, (p - y) / np.maximum(p * (1 - p), 1e-12) / p.size
@@ -213,7 +218,7 @@ NUMPY_PEER = {
     "log_cosh": (_np_log_cosh, ()), "quantile": (_np_quantile, ("quantile",)),
     "poisson_nll": (_np_poisson_nll, ("log_input", "eps")), "tweedie": (_np_tweedie, ("power",)),
     "fair": (_np_fair, ("c",)), "cauchy": (_np_cauchy, ("c",)), "expectile": (_np_expectile, ("expectile",)), "gamma": (_np_gamma, ()), "squared_log": (_np_squared_log, ()),
-    "msle": (_np_msle, ()),
+    "msle": (_np_msle, ()), "mape": (_np_mape, ("epsilon",)),
     "binary_cross_entropy": (_np_bce, ()), "binary_cross_entropy_with_logits": (_np_bce_with_logits, ()),
     "binary_focal": (_np_binary_focal, ("alpha", "gamma")), "categorical_focal": (_np_categorical_focal, ("gamma",)),
     "exponential": (_np_exponential, ()), "hinge": (_np_hinge, ()), "squared_hinge": (_np_squared_hinge, ()),
