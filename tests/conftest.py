@@ -161,6 +161,8 @@ VARIANTS: dict[str, list[dict]] = {
     "fair": [{"c": 0.25}],
     "cauchy": [{"c": 2.0}],
     "mape": [{"epsilon": 1.0}],
+    "general_robust": [{"alpha": 0.0}, {"alpha": 2.0, "c": 0.5}, {"alpha": -math.inf}, {"alpha": -2.0, "c": 0.5},
+                       {"alpha": 4.0, "c": 2.0}],
     "quantile": [{"quantile": 0.1}, {"quantile": 0.9}],
     "expectile": [{"expectile": 0.125}],
     "poisson_nll": [{"log_input": False}],

@@ -318,6 +318,7 @@ OWN_DATA = {
     "log_cosh": (data_regression, {}),
     "fair": (data_regression, {"c": 0.7}),
     "cauchy": (data_regression, {"c": 0.7}),
+    "general_robust": (data_regression, {"alpha": -0.5, "c": 0.7}),
     "quantile": (data_regression, {"quantile": 0.3}),
     "expectile": (data_regression, {"expectile": 0.8}),
     "tweedie": (data_log_rate, {"power": 1.4}),

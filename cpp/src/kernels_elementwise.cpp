@@ -38,6 +38,7 @@ constexpr LossEntry kElementwise[] = {
     entry<losses::gamma>(),
     entry<losses::squared_log>(),
     entry<losses::msle>(),
+    entry<losses::general_robust>(),
 #elif FUSEDLOSS_PART == 1
     entry<losses::tweedie>(),
     entry<losses::binary_cross_entropy>(),

@@ -159,6 +159,10 @@ def _finite(v):
     return None if math.isfinite(v) else "a finite number"
 
 
+def _not_nan(v):
+    return None if not math.isnan(v) else "a real number, -inf or inf"
+
+
 def _optional_positive(v):
     return None if v is None else _positive(v)
 
@@ -369,6 +373,25 @@ register(LossSpec(
     summary="Cauchy (Lorentzian) loss c^2/2 log(1 + (d/c)^2), robust to outliers; its Hessian is negative for |d| > c",
     formula=("z = d / c:  l = c^2/2 log1p(z^2);  g = d / (1 + z^2);  h = (1 - z^2) / (1 + z^2)^2 "
              "(< 0 for |z| > 1)"),
+))
+
+register(LossSpec(
+    name="general_robust", kind="elementwise", residual=True,
+    kinks=lambda kw: (),
+    hessian_may_be_negative=lambda kw: kw["alpha"] < 1.0,
+    params=(
+        Param("alpha", 1.0, "shape: 2 squared error, 1 pseudo-Huber (Charbonnier), 0 Cauchy, -2 Geman-McClure, "
+              "-inf Welsch; any real number, -inf or inf", _not_nan),
+        Param("c", 1.0, "scale: the width of the quadratic bowl around d = 0", _positive),
+    ),
+    summary=("Barron's general and adaptive robust loss rho(d, alpha, c) (CVPR 2019), with its limits at "
+             "alpha = 0, 2, -inf and inf"),
+    formula=("z = (d/c)^2, b = |alpha - 2|, u = 1 + z/b:  l = b/alpha (u^(alpha/2) - 1);  g = d/c^2 u^(alpha/2 - 1);  "
+             "h = u^(alpha/2 - 2) (1 + (alpha - 1) z/b) / c^2, negative where alpha < 1 and z > b / (1 - alpha).  "
+             "The limits, as the paper defines them: alpha = 2: l = z/2, g = d/c^2, h = 1/c^2;  alpha = 0: "
+             "l = log1p(z/2), g = d/c^2 / (1 + z/2), h = (1 - z/2) / (1 + z/2)^2 / c^2;  alpha = -inf: "
+             "l = 1 - exp(-z/2), g = d/c^2 exp(-z/2), h = (1 - z) exp(-z/2) / c^2;  alpha = inf (as Barron's "
+             "reference code): l = exp(z/2) - 1, g = d/c^2 exp(z/2), h = (1 + z) exp(z/2) / c^2"),
 ))
 
 register(LossSpec(
