@@ -338,3 +338,50 @@ def test_scipy_expectile_is_the_minimiser(backend, tau):
     assert fb.initial_score("expectile", y, expectile=tau) == pytest.approx(e, rel=1e-12)
     other = stats.expectile(y, alpha=1.0 - tau) if tau != 0.5 else y.mean() + 0.1  # the other side is not
     assert abs(np.sum(fl.expectile.grad(np.full(200, other), y, expectile=tau, backend=backend))) > 1e-3
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_sklearn_mean_squared_log_error(backend, weighted):
+    """msle's mean is sklearn.metrics.mean_squared_log_error (its sample_weight too), including p and y in (-1, 0)
+    and ties, and twice squared_log; both refuse a value at -1."""
+    require_support(backend, "msle")
+    pytest.importorskip("sklearn")
+    from sklearn.metrics import mean_squared_log_error
+
+    rng = np.random.default_rng(13)
+    y = rng.exponential(2.0, 80) - 0.5
+    p = rng.uniform(-0.99, 6.0, 80)
+    p[:3] = y[:3]
+    w = _weights(80, weighted)
+    want = mean_squared_log_error(y, p, sample_weight=w)
+    assert fl.msle(p, y, sample_weight=w, backend=backend) == pytest.approx(want, rel=1e-13)
+    assert fl.msle(p, y, reduction="sum", backend=backend) == pytest.approx(
+        2 * fl.squared_log(p, y, reduction="sum", backend=backend), rel=1e-14)
+    bad = y.copy()
+    bad[5] = -1.0
+    with pytest.raises(ValueError, match="-1"):
+        mean_squared_log_error(bad, p)
+    with pytest.raises(ValueError, match="> -1"):
+        fl.msle(p, bad, backend=backend)
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_sklearn_mean_absolute_percentage_error(backend, weighted):
+    """mape's mean is sklearn.metrics.mean_absolute_percentage_error: a fraction, not times 100, over
+    max(|y|, float64 eps); y = 0 is divided by that eps, as there. Another epsilon gives another number."""
+    require_support(backend, "mape")
+    pytest.importorskip("sklearn")
+    from sklearn.metrics import mean_absolute_percentage_error
+
+    rng = np.random.default_rng(14)
+    y = rng.normal(0, 3.0, 80)
+    y[:3] = [0.0, 1e-20, -1e-17]
+    p = y + rng.normal(0, 1.0, 80)
+    p[5:8] = y[5:8]
+    w = _weights(80, weighted)
+    want = mean_absolute_percentage_error(y, p, sample_weight=w)
+    assert fl.mape(p, y, sample_weight=w, backend=backend) == pytest.approx(want, rel=1e-13)
+    keep = slice(3, None)  # without the targets below 1e-7, Keras's floor: 100 times its value is Keras's
+    keras = 100 * np.mean(np.abs(y[keep] - p[keep]) / np.maximum(np.abs(y[keep]), 1e-7))
+    assert 100 * fl.mape(p[keep], y[keep], epsilon=1e-7, backend=backend) == pytest.approx(keras, rel=1e-13)
+    assert fl.mape(p, y, epsilon=1e-7, backend=backend) < 1e-3 * want

@@ -86,3 +86,59 @@ def test_lightgbm_fair(c):
                        callbacks=[lgb.record_evaluation(history := {})])
     first = metric.predict(X, raw_score=True) + init
     assert history["valid_0"]["fair"][-1] == pytest.approx(fl.fair(first, y, c=c), rel=1e-6)
+
+
+def test_xgboost_squaredlogerror_is_half_msle():
+    """msle is twice reg:squaredlogerror: with reg_lambda and min_child_weight doubled too, leaf values
+    -G / (H + lambda) and the split order do not see the factor 2, so the models agree when msle's Hessian floor is
+    twice XGBoost's (min_hessian=2e-6)."""
+    xgb = _xgboost()
+    X, y = _regression(800, 0, shift=-0.5)
+    base = 1.0
+    params = {"tree_method": "exact", "max_depth": 3, "eta": 0.1, "nthread": 1, "disable_default_eval_metric": 1}
+    d = xgb.DMatrix(X, y, base_margin=np.full(len(y), base))
+    want = xgb.train({**params, "objective": "reg:squaredlogerror"}, d, num_boost_round=4)
+    got = xgb.train({**params, "reg_lambda": 2.0, "min_child_weight": 2.0}, d, num_boost_round=4,
+                    obj=fb.xgboost_objective("msle", min_hessian=2e-6))
+    want_p, got_p = want.predict(d, output_margin=True), got.predict(d, output_margin=True)
+    np.testing.assert_allclose(got_p, want_p, rtol=2e-5, atol=2e-5)
+    assert fl.msle(got_p, y) < fl.msle(np.full(len(y), base), y)  # it trained
+    # another floor (the default, 0.02) gives another model: the comparison can fail
+    other = xgb.train({**params, "reg_lambda": 2.0, "min_child_weight": 2.0}, d, num_boost_round=4,
+                      obj=fb.xgboost_objective("msle"))
+    assert np.max(np.abs(other.predict(d, output_margin=True) - want_p)) > 1e-3
+
+
+def test_lightgbm_mape():
+    """objective='mape': LightGBM's gradient sign(d) / max(1, |y|) and unit Hessian are fb.lightgbm_objective('mape',
+    epsilon=1.0)'s, so the first tree splits the same way; LightGBM then replaces each leaf value by a weighted
+    median of its residuals (its mape is renewed as L1), which a custom objective cannot do. Its mape metric is
+    fl.mape(epsilon=1.0)'s mean."""
+    lgb = _lightgbm()
+    X, y = _regression(800, 4)
+    y = 3.0 * np.log(y) + 0.5
+    init = float(np.median(y))
+
+    def first_tree(objective, **extra):
+        params = {"objective": objective, "verbose": -1, "num_threads": 1, "num_leaves": 8, "learning_rate": 0.1,
+                  "boost_from_average": False, "deterministic": True, "force_row_wise": True, **extra}
+        booster = lgb.train(params, lgb.Dataset(X, y, init_score=np.full(len(y), init)), num_boost_round=1)
+        splits, todo = [], [booster.dump_model()["tree_info"][0]["tree_structure"]]
+        while todo:  # the splits in preorder: (feature, threshold)
+            node = todo.pop()
+            if "split_feature" in node:
+                splits.append((node["split_feature"], node["threshold"]))
+                todo += [node["right_child"], node["left_child"]]
+        return splits
+
+    want = first_tree("mape")
+    assert len(want) > 3
+    assert first_tree(fb.lightgbm_objective("mape", epsilon=1.0)) == want
+    assert first_tree(fb.lightgbm_objective("mape")) != want  # sklearn's floor: other weights, other splits
+    history = {}
+    metric = lgb.train({"objective": "mape", "metric": "mape", "verbose": -1, "num_threads": 1,
+                        "boost_from_average": False}, lgb.Dataset(X, y, init_score=np.full(len(y), init)),
+                       num_boost_round=1, valid_sets=[lgb.Dataset(X, y, init_score=np.full(len(y), init))],
+                       callbacks=[lgb.record_evaluation(history)])
+    scores = metric.predict(X, raw_score=True) + init
+    assert history["valid_0"]["mape"][-1] == pytest.approx(fl.mape(scores, y, epsilon=1.0), rel=1e-6)

@@ -79,6 +79,11 @@ EXTRA_VARIANTS: dict[str, list[dict]] = {
     "categorical_focal": [{"gamma": 0.5}, {"gamma": 1.0}],
     "cross_entropy": [{"softcap": 30.0}],
     "kl_div_with_logits": [{"temperature": 0.5}],
+    # Barron's alpha next to its removable singularities (0 and 2, down to the last bit), large |alpha|, inf
+    "general_robust": [{"alpha": 2.0 - 2.0**-30}, {"alpha": 2.0 + 2.0**-30}, {"alpha": 2.0 - 2.0**-52},
+                       {"alpha": 2.0**-30}, {"alpha": -(2.0**-30)}, {"alpha": 5e-324}, {"alpha": math.inf},
+                       {"alpha": 0.5, "c": 3.0}, {"alpha": -50.0, "c": 3.0}, {"alpha": -1e6}, {"alpha": 1e6},
+                       {"alpha": 1.5, "c": 1e-3}],
 }
 
 # Losses the sweep does not cover, with why (every other registry entry must have an oracle below).
@@ -149,6 +154,24 @@ def _o_cauchy(p, y, kw):
     return c * c / 2 * mp.log1p(z2), d / (1 + z2), (1 - z2) / (1 + z2) ** 2
 
 
+def _o_general_robust(p, y, kw):
+    d, c, alpha = p - y, mpf(kw["c"]), kw["alpha"]
+    z = (d / c) ** 2
+    if alpha == 2:
+        return z / 2, d / c**2, 1 / c**2
+    if math.isinf(alpha):
+        s = 1 if alpha > 0 else -1
+        e = mp.exp(s * z / 2)
+        return s * mp.expm1(s * z / 2), d / c**2 * e, e * (1 + s * z) / c**2
+    if alpha == 0:
+        return mp.log1p(z / 2), d / c**2 / (1 + z / 2), (1 - z / 2) / (1 + z / 2) ** 2 / c**2
+    al = mpf(alpha)
+    b = abs(al - 2)
+    L = mp.log1p(z / b)  # log u: u itself does not round to 1 + z/b where z/b is below 1e-60
+    return (b / al * mp.expm1(al / 2 * L), d / c**2 * mp.exp((al / 2 - 1) * L),
+            mp.exp((al / 2 - 2) * L) * (1 + (al - 1) * z / b) / c**2)
+
+
 def _o_log_cosh(p, y, kw):
     d = p - y
     return mp.log(mp.cosh(d)), mp.tanh(d), mp.sech(d) ** 2
@@ -196,6 +219,16 @@ def _o_squared_log(p, y, kw):
     r = mp.log1p(p) - mp.log1p(y)  # 60 digits: no cancellation at these inputs
     a = 1 + p
     return r * r / 2, r / a, (1 - r) / (a * a)
+
+
+def _o_msle(p, y, kw):
+    l, g, h = _o_squared_log(p, y, kw)
+    return 2 * l, 2 * g, 2 * h
+
+
+def _o_mape(p, y, kw):
+    d, m = p - y, max(abs(y), mpf(kw["epsilon"]))
+    return abs(d) / m, _sign(d) / m, mpf(0)
 
 
 def _o_binary_cross_entropy(p, y, kw):

@@ -118,6 +118,17 @@ TABLE = [
     ("cauchy", {}, -3.0, 0.0, math.log(10.0) / 2, -0.3, -0.08),  # (1 - 9) / 100
     ("cauchy", {"c": 2.0}, 1.0, 0.0, 2.0 * math.log(1.25), 0.8, 0.48),  # z = 1/2: 0.75 / 1.5625
     ("cauchy", {"c": 0.5}, 0.0, 1.0, 0.125 * math.log(5.0), -0.2, -0.12),  # z = -2: -3 / 25
+    # general_robust (Barron): alpha = 1, c = 1 is sqrt(1 + d^2) - 1; d/sqrt(1 + d^2); (1 + d^2)^(-3/2)
+    ("general_robust", {}, 0.0, 0.0, 0.0, 0.0, 1.0),
+    ("general_robust", {}, 1.75, 1.0, 0.25, 0.6, 0.512),  # u = 1.5625 = 1.25^2
+    ("general_robust", {}, 0.0, 2.4, 1.6, -12.0 / 13.0, 1.0 / 17.576),  # u = 6.76 = 2.6^2
+    ("general_robust", {"alpha": 2.0, "c": 2.0}, 3.0, 1.0, 0.5, 0.5, 0.25),  # z/2; d/c^2; 1/c^2
+    ("general_robust", {"alpha": 0.0}, 2.0, 0.0, LN3, 2.0 / 3.0, -1.0 / 9.0),  # log(1 + z/2), z = 4
+    ("general_robust", {"alpha": -2.0}, 2.0, 0.0, 1.0, 0.5, -0.25),  # Geman-McClure 2z/(z + 4); u = 2
+    ("general_robust", {"alpha": 4.0}, 2.0, 0.0, 4.0, 6.0, 7.0),  # d^2/2 + d^4/8; d + d^3/2; 1 + 3d^2/2
+    ("general_robust", {"alpha": -math.inf}, math.sqrt(2 * LN2), 0.0, 0.5, math.sqrt(2 * LN2) / 2,
+     (1 - 2 * LN2) / 2),  # Welsch: exp(-z/2) = 1/2
+    ("general_robust", {"alpha": math.inf}, math.sqrt(2 * LN2), 0.0, 1.0, 2 * math.sqrt(2 * LN2), 2 * (1 + 2 * LN2)),
     # gamma (scikit-learn's HalfGammaLoss, no constant): p + y e^{-p}; 1 - y e^{-p}; y e^{-p}
     ("gamma", {}, 0.0, 1.0, 1.0, 0.0, 1.0),
     ("gamma", {}, LN2, 4.0, LN2 + 2.0, -1.0, 2.0),  # e^{-p} = 1/2
@@ -129,6 +140,20 @@ TABLE = [
     ("squared_log", {}, 0.0, 1.0, LN2 * LN2 / 2, -LN2, 1 + LN2),
     ("squared_log", {}, -0.5, 1.0, 2 * LN2 * LN2, -4 * LN2, 4 * (1 + 2 * LN2)),  # r = log(1/4) = -2 log 2
     ("squared_log", {}, 3.0, -0.5, 1.5 * LN2 * LN2 * 3, 3 * LN2 / 4, (1 - 3 * LN2) / 16),  # r = log 8: h < 0
+    # msle: twice squared_log: r^2; 2 r/(1+p); 2 (1-r)/(1+p)^2
+    ("msle", {}, 0.0, 0.0, 0.0, 0.0, 2.0),
+    ("msle", {}, 1.0, 0.0, LN2 * LN2, LN2, (1 - LN2) / 2),
+    ("msle", {}, 0.0, 1.0, LN2 * LN2, -2 * LN2, 2 * (1 + LN2)),
+    ("msle", {}, -0.5, 1.0, 4 * LN2 * LN2, -8 * LN2, 8 * (1 + 2 * LN2)),  # r = log(1/4) = -2 log 2
+    ("msle", {}, 3.0, -0.5, 9 * LN2 * LN2, 1.5 * LN2, (1 - 3 * LN2) / 8),  # r = log 8: h < 0
+    # mape: m = max(|y|, eps): |d|/m; sign(d)/m (sign(0) = 0); 0
+    ("mape", {}, 3.0, 2.0, 0.5, 0.5, 0.0),
+    ("mape", {}, -1.0, -4.0, 0.75, 0.25, 0.0),
+    ("mape", {}, 1.0, -0.5, 3.0, 2.0, 0.0),
+    ("mape", {}, 2.0, 2.0, 0.0, 0.0, 0.0),  # d = 0: subgradient 0
+    ("mape", {}, -1.0, 0.0, 2.0**52, -(2.0**52), 0.0),  # y = 0: divided by the float64 eps = 2^-52
+    ("mape", {"epsilon": 1.0}, 1.0, 0.5, 0.5, 1.0, 0.0),  # LightGBM's max(1, |y|)
+    ("mape", {"epsilon": 1.0}, 0.0, 4.0, 1.0, -0.25, 0.0),
     # exponential (scikit-learn's ExponentialLoss): y e^{-x} + (1-y) e^{x}; (1-y) e^{x} - y e^{-x}; h = l
     ("exponential", {}, 0.0, 1.0, 1.0, -1.0, 1.0),
     ("exponential", {}, 0.0, 0.0, 1.0, 1.0, 1.0),

@@ -318,11 +318,15 @@ OWN_DATA = {
     "log_cosh": (data_regression, {}),
     "fair": (data_regression, {"c": 0.7}),
     "cauchy": (data_regression, {"c": 0.7}),
+    "general_robust": (data_regression, {"alpha": -0.5, "c": 0.7}),
     "quantile": (data_regression, {"quantile": 0.3}),
     "expectile": (data_regression, {"expectile": 0.8}),
     "tweedie": (data_log_rate, {"power": 1.4}),
     "squared_log": (lambda s, d, g: tuple((torch.rand(s, generator=g, dtype=torch.float64) * 4 - 0.9).to(d)
                                           for _ in range(2)), {}),
+    "msle": (lambda s, d, g: tuple((torch.rand(s, generator=g, dtype=torch.float64) * 4 - 0.9).to(d)
+                                   for _ in range(2)), {}),
+    "mape": (data_regression, {}),
     "gamma": (lambda s, d, g: (data_log_rate(s, d, g)[0],
                                (0.1 + torch.rand(s, generator=g, dtype=torch.float64) * 3).to(d)), {}),
     "binary_focal": (data_logit, {"alpha": 0.3, "gamma": 1.5}),

@@ -37,6 +37,8 @@ constexpr LossEntry kElementwise[] = {
     entry<losses::expectile>(),
     entry<losses::gamma>(),
     entry<losses::squared_log>(),
+    entry<losses::msle>(),
+    entry<losses::general_robust>(),
 #elif FUSEDLOSS_PART == 1
     entry<losses::tweedie>(),
     entry<losses::binary_cross_entropy>(),
@@ -49,6 +51,7 @@ constexpr LossEntry kElementwise[] = {
     entry<losses::exponential>(),
     entry<losses::fair>(),
     entry<losses::cauchy>(),
+    entry<losses::mape>(),
 #else
 #error "FUSEDLOSS_PART out of range"
 #endif

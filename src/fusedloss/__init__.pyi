@@ -20,10 +20,10 @@ __version__: str
 __all__ = [
     "BackendUnavailable", "Loss", "LossState", "asymmetric_huber", "backends", "binary_cross_entropy",
     "binary_cross_entropy_with_logits", "binary_focal", "categorical_focal", "cauchy", "cross_entropy", "ctc",
-    "elementwise_loss", "expectile", "exponential", "fair", "gamma", "get_backend", "get_num_threads", "hinge",
-    "huber", "kl_div_with_logits", "log_cosh", "losses", "mae", "merge", "mse", "multi_margin", "poisson_nll",
-    "pseudo_huber", "quantile", "set_backend", "set_num_threads", "smooth_l1", "squared_hinge", "squared_log",
-    "sym", "tweedie", "use_backend", "zero_one"
+    "elementwise_loss", "expectile", "exponential", "fair", "gamma", "general_robust", "get_backend",
+    "get_num_threads", "hinge", "huber", "kl_div_with_logits", "log_cosh", "losses", "mae", "mape", "merge", "mse",
+    "msle", "multi_margin", "poisson_nll", "pseudo_huber", "quantile", "set_backend", "set_num_threads",
+    "smooth_l1", "squared_hinge", "squared_log", "sym", "tweedie", "use_backend", "zero_one"
 ]
 
 class Loss:
@@ -331,6 +331,45 @@ class _Loss_cauchy(Loss):
 
 cauchy: _Loss_cauchy
 
+class _Loss_general_robust(Loss):
+    """Barron's general and adaptive robust loss rho(d, alpha, c) (CVPR 2019), with its limits at alpha = 0, 2, -inf
+        and inf."""
+
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
+        sample_weight: ArrayLike | None = None, backend: str | None = None, alpha: float = 1.0,
+        c: float = 1.0) -> float: ...
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
+        sample_weight: ArrayLike | None = None, backend: str | None = None, alpha: float = 1.0,
+        c: float = 1.0) -> NDArray[Any]: ...
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: str, sample_weight: ArrayLike | None = None,
+        backend: str | None = None, alpha: float = 1.0, c: float = 1.0) -> float | NDArray[Any]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        alpha: float = 1.0, c: float = 1.0) -> tuple[float, NDArray[Any]]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        alpha: float = 1.0, c: float = 1.0) -> tuple[NDArray[Any], NDArray[Any]]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: str,
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        alpha: float = 1.0, c: float = 1.0) -> tuple[float | NDArray[Any], NDArray[Any]]: ...
+    def grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        alpha: float = 1.0, c: float = 1.0) -> NDArray[Any]: ...
+    def grad_hess(self, pred: ArrayLike, target: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None,
+        hess_out: NDArray[Any] | None = None, hessian: Literal["exact", "ones"] = "exact", backend: str | None = None,
+        alpha: float = 1.0, c: float = 1.0) -> tuple[NDArray[Any], NDArray[Any]]: ...
+    def partial(self, pred: ArrayLike, target: ArrayLike, *, sample_weight: ArrayLike | None = None,
+        backend: str | None = None, alpha: float = 1.0, c: float = 1.0) -> LossState: ...
+
+general_robust: _Loss_general_robust
+
 class _Loss_log_cosh(Loss):
     """log(cosh(p - y)), stable for |d| up to the largest finite float."""
 
@@ -585,6 +624,82 @@ class _Loss_squared_log(Loss):
         backend: str | None = None) -> LossState: ...
 
 squared_log: _Loss_squared_log
+
+class _Loss_msle(Loss):
+    """mean squared logarithmic error (log1p(p) - log1p(y))^2 on p, y > -1, as
+        sklearn.metrics.mean_squared_log_error and Keras's MeanSquaredLogarithmicError (twice squared_log)."""
+
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
+        sample_weight: ArrayLike | None = None, backend: str | None = None) -> float: ...
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
+        sample_weight: ArrayLike | None = None, backend: str | None = None) -> NDArray[Any]: ...
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: str, sample_weight: ArrayLike | None = None,
+        backend: str | None = None) -> float | NDArray[Any]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None,
+        backend: str | None = None) -> tuple[float, NDArray[Any]]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None,
+        backend: str | None = None) -> tuple[NDArray[Any], NDArray[Any]]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: str,
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None,
+        backend: str | None = None) -> tuple[float | NDArray[Any], NDArray[Any]]: ...
+    def grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None,
+        backend: str | None = None) -> NDArray[Any]: ...
+    def grad_hess(self, pred: ArrayLike, target: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None,
+        hess_out: NDArray[Any] | None = None, hessian: Literal["exact", "ones"] = "exact",
+        backend: str | None = None) -> tuple[NDArray[Any], NDArray[Any]]: ...
+    def partial(self, pred: ArrayLike, target: ArrayLike, *, sample_weight: ArrayLike | None = None,
+        backend: str | None = None) -> LossState: ...
+
+msle: _Loss_msle
+
+class _Loss_mape(Loss):
+    """mean absolute percentage error |p - y| / max(|y|, epsilon), a fraction (not times 100), as
+        sklearn.metrics.mean_absolute_percentage_error."""
+
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
+        sample_weight: ArrayLike | None = None, backend: str | None = None,
+        epsilon: float = 2.220446049250313e-16) -> float: ...
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
+        sample_weight: ArrayLike | None = None, backend: str | None = None,
+        epsilon: float = 2.220446049250313e-16) -> NDArray[Any]: ...
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: str, sample_weight: ArrayLike | None = None,
+        backend: str | None = None, epsilon: float = 2.220446049250313e-16) -> float | NDArray[Any]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        epsilon: float = 2.220446049250313e-16) -> tuple[float, NDArray[Any]]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        epsilon: float = 2.220446049250313e-16) -> tuple[NDArray[Any], NDArray[Any]]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: str,
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        epsilon: float = 2.220446049250313e-16) -> tuple[float | NDArray[Any], NDArray[Any]]: ...
+    def grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        epsilon: float = 2.220446049250313e-16) -> NDArray[Any]: ...
+    def grad_hess(self, pred: ArrayLike, target: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None,
+        hess_out: NDArray[Any] | None = None, hessian: Literal["exact", "ones"] = "exact", backend: str | None = None,
+        epsilon: float = 2.220446049250313e-16) -> tuple[NDArray[Any], NDArray[Any]]: ...
+    def partial(self, pred: ArrayLike, target: ArrayLike, *, sample_weight: ArrayLike | None = None,
+        backend: str | None = None, epsilon: float = 2.220446049250313e-16) -> LossState: ...
+
+mape: _Loss_mape
 
 class _Loss_binary_cross_entropy(Loss):
     """binary cross-entropy on probabilities, logs clamped at -100, as torch.nn.functional.binary_cross_entropy."""

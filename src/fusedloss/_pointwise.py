@@ -96,6 +96,22 @@ def sech2(x):
     return 4.0 * e / ((1.0 + e) * (1.0 + e))
 
 
+def exprel(t):
+    """expm1(t) / t, and its limit 1 at t = 0: keeps expm1's relative accuracy for every t (t = -inf gives 0), where
+    (exp(t) - 1) / t would lose every digit as t -> 0 and 0 / 0 is undefined at t = 0."""
+    if t == 0.0:
+        return 1.0
+    return math.expm1(t) / t
+
+
+def log1p_ratio(v):
+    """log1p(v) / v for v >= 0, and its limit 1 at v = 0: a v so small that any multiple of it would lose bits to
+    gradual underflow still gives its ratio to full precision (log1p(v) = v there)."""
+    if v == 0.0:
+        return 1.0
+    return math.log1p(v) / v
+
+
 # --- regression losses ------------------------------------------------------------------------------
 
 
@@ -183,6 +199,58 @@ def cauchy_point(p, y, params):
     return 0.5 * c * c * (2.0 * math.log(a) + math.log1p(t2)), c / (z + t), t2 * (t2 - 1.0) * s * s
 
 
+def general_robust_point(p, y, params):
+    """Barron's rho in double precision. General alpha (b = |alpha - 2|, a = alpha/2, w = |d| / (c sqrt(b)),
+    u = 1 + w^2, L = log u):
+    l = b/alpha expm1(a L) = (b/2) L exprel(a L) for |a L| <= 1, which is exact at alpha = 0 (exprel(0) = 1) and
+    has no 0/0 near it; beyond, b/alpha expm1(a L), and for a L > 1 with w > 1 b/alpha (u^a - 1) with u^a from a
+    power (no cancellation: u^a > e).
+    w <= 1: L = log1p(w^2), with (b/2) L = (z/2) log1p_ratio(w^2) and a L = alpha/(2b) z log1p_ratio(w^2), so that
+    neither loses bits when w^2 underflows (|alpha| up to the float64 range); u^(a-1) = exp(+-(b/2) L).
+    w > 1: in t = 1/w, L = 2 log w + log1p(t^2) (u never formed: no overflow), and the powers of w through ``**``
+    (a correctly rounded pow: exp(y log w) would cost |y log w| ulp at |d| = 1e30).
+    Near alpha = 2 nothing is singular: b/alpha and u^a are of the sizes of b and 1/b, their product z/2 (the
+    limit is only alpha = 2 itself, b = 0). The limits alpha = 2 and +-inf have their own forms."""
+    alpha, c = params
+    r = (p - y) / c
+    if alpha == 2.0:
+        return 0.5 * r * r, r / c, 1.0 / c / c
+    if alpha == math.inf or alpha == -math.inf:
+        z = r * r
+        s = 1.0 if alpha > 0 else -1.0
+        e = math.exp(s * 0.5 * z)
+        value = math.expm1(0.5 * z) if alpha > 0 else -math.expm1(-0.5 * z)
+        if e == 0.0:  # z beyond exp's range (alpha = -inf): the limits 0, not 0 * inf at |d| = inf
+            return value, 0.0, 0.0
+        return value, r * e / c, e * (1.0 + s * z) / c / c
+    b = abs(alpha - 2.0)
+    a = 0.5 * alpha
+    w = abs(r) / math.sqrt(b)
+    if w <= 1.0:
+        v = w * w
+        z = r * r
+        hl = 0.5 * z * log1p_ratio(v)  # (b/2) L
+        al = (alpha / b) * hl  # a L
+        e = math.exp(hl if alpha > 2.0 else -hl)  # u^(a - 1) = exp((alpha - 2)/2 L)
+        ratio = (1.0 + ((alpha - 1.0) / b) * z) / (1.0 + v)  # (1 + (alpha - 1) z/b) / u
+        value = hl * exprel(al) if abs(al) <= 1.0 else (b / alpha) * math.expm1(al)
+        return value, r * e / c, e * ratio / c / c
+    t = 1.0 / w
+    t2 = t * t
+    l1t = math.log1p(t2)
+    al = a * (2.0 * math.log(w) + l1t) if alpha != 0.0 else 0.0  # alpha = 0: not 0 * inf at |d| = inf
+    f = math.exp((a - 1.0) * l1t)  # u^(a - 1) = w^(alpha - 2) f
+    ratio = (t2 + (alpha - 1.0)) / (t2 + 1.0)
+    if abs(al) <= 1.0:
+        value = 0.5 * b * (2.0 * math.log(w) + l1t) * exprel(al)
+    elif al > 1.0:
+        value = (b / alpha) * (w**alpha * math.exp(a * l1t) - 1.0)
+    else:  # u^a < 1/e: expm1's error is small next to 1 (and |d| = inf gives its limit b / -alpha)
+        value = (b / alpha) * math.expm1(al)
+    # r u^(a - 1) = sign(r) sqrt(b) w^(alpha - 1) f: one power of the size of the result (no underflow of a factor)
+    return value, math.copysign(math.sqrt(b) * w ** (alpha - 1.0) * f, r) / c, w ** (alpha - 2.0) * f * ratio / c / c
+
+
 def log_cosh_point(p, y, params):
     d = p - y
     ad = abs(d)
@@ -260,6 +328,18 @@ def squared_log_point(p, y, params):
     r = log_ratio1p(p, y)
     a = 1.0 + p
     return 0.5 * r * r, r / a, (1.0 - r) / a / a
+
+
+def msle_point(p, y, params):
+    value, grad, hess = squared_log_point(p, y, params)  # twice it (doubling is exact)
+    return 2.0 * value, 2.0 * grad, 2.0 * hess
+
+
+def mape_point(p, y, params):
+    (epsilon,) = params
+    d = p - y
+    m = max(abs(y), epsilon)
+    return abs(d) / m, sign(d) / m, 0.0
 
 
 # --- binary classification (elementwise) ------------------------------------------------------------

@@ -108,6 +108,45 @@ def cauchy(p, y, c):
     return 0.5 * c * c * value, grad, hess
 
 
+def general_robust(p, y, alpha, c):
+    """Barron's rho, b/alpha (u^(alpha/2) - 1) with u = 1 + w^2, w = |d| / (c sqrt(b)), b = |alpha - 2|, in the form
+    b/alpha expm1(a L) = (b/2) L exprel(a L), L = log u, a = alpha/2, whose limit at alpha = 0 is log1p(z/2); beyond
+    w = 1 in t = 1/w (u = w^2 (1 + t^2), never formed), the powers of w as powers (|d| = inf gives the limits).
+    alpha = 2 and +-inf: the paper's (and Barron's code's) limits."""
+    r = (p - y) / c
+    if alpha == 2.0:
+        return 0.5 * r * r, r / c, np.full_like(r, 1.0 / c**2)
+    if np.isinf(alpha):
+        s = 1.0 if alpha > 0 else -1.0
+        z = r * r
+        e = np.exp(s * 0.5 * z)
+        value = np.expm1(0.5 * z) if s > 0 else -np.expm1(-0.5 * z)
+        out = e == 0  # z beyond exp's range (alpha = -inf): the limits 0, not 0 * inf at |d| = inf
+        return value, np.where(out, 0.0, r * e) / c, np.where(out, 0.0, e * (1.0 + s * z)) / c**2
+    b = abs(alpha - 2.0)
+    a = 0.5 * alpha
+    w = np.abs(r) / np.sqrt(b)
+    big = w > 1.0
+    wb = np.where(big, w, 2.0)
+    t2 = 1.0 / (wb * wb)
+    v = np.where(big, 0.0, w * w)
+    z = np.where(big, 0.0, r * r)
+    # (b/2) L; where w <= 1 as (z/2) log1p(v)/v, which keeps its digits where v = z/b underflows (huge |alpha|)
+    ratio = np.where(v == 0, 1.0, np.log1p(v) / np.where(v == 0, 1.0, v))
+    hl = np.where(big, 0.5 * b * (2.0 * np.log(wb) + np.log1p(t2)), 0.5 * z * ratio)
+    aL = (alpha / b) * hl if alpha != 0 else np.zeros_like(hl)  # alpha = 0: not 0 * inf at |d| = inf
+    exprel = np.where(aL == 0, 1.0, np.expm1(aL) / np.where(aL == 0, 1.0, aL))
+    over = (b / alpha if alpha != 0 else 0.0) * np.where(big & (aL > 1.0), wb**alpha * (1.0 + t2) ** a - 1.0,
+                                                         np.expm1(aL))
+    value = np.where(np.abs(aL) <= 1.0, hl * exprel, over)
+    e = np.exp(np.where(big, 0.0, np.sign(alpha - 2.0) * hl))  # u^(a - 1) = exp((alpha - 2)/2 L) where w <= 1
+    f = (1.0 + t2) ** (a - 1.0)  # where w > 1: u^(a - 1) = w^(alpha - 2) f
+    grad = np.where(big, np.sign(r) * np.sqrt(b) * wb ** (alpha - 1.0) * f, r * e) / c
+    hess = np.where(big, wb ** (alpha - 2.0) * f * (t2 + (alpha - 1.0)) / (t2 + 1.0),
+                    e * (1.0 + ((alpha - 1.0) / b) * z) / (1.0 + v)) / c**2
+    return value, grad, hess
+
+
 def quantile(p, y, quantile):
     q = quantile
     r = y - p
@@ -154,6 +193,18 @@ def squared_log(p, y):
     r = np.where(near, np.log1p((p - y) / b), np.log(q))
     r = np.where(np.isfinite(q) & (q > 1e-300), r, np.log1p(p) - np.log1p(y))
     return 0.5 * r * r, r / a, (1.0 - r) / a / a
+
+
+def msle(p, y):
+    """Twice squared_log (the same r without cancellation)."""
+    value, grad, hess = squared_log(p, y)
+    return 2.0 * value, 2.0 * grad, 2.0 * hess
+
+
+def mape(p, y, epsilon):
+    d = p - y
+    m = np.maximum(np.abs(y), epsilon)
+    return np.abs(d) / m, _sign(d) / m, np.zeros_like(d)
 
 
 def _log1pexp(x):

@@ -159,6 +159,10 @@ def _finite(v):
     return None if math.isfinite(v) else "a finite number"
 
 
+def _not_nan(v):
+    return None if not math.isnan(v) else "a real number, -inf or inf"
+
+
 def _optional_positive(v):
     return None if v is None else _positive(v)
 
@@ -372,6 +376,25 @@ register(LossSpec(
 ))
 
 register(LossSpec(
+    name="general_robust", kind="elementwise", residual=True,
+    kinks=lambda kw: (),
+    hessian_may_be_negative=lambda kw: kw["alpha"] < 1.0,
+    params=(
+        Param("alpha", 1.0, "shape: 2 squared error, 1 pseudo-Huber (Charbonnier), 0 Cauchy, -2 Geman-McClure, "
+              "-inf Welsch; any real number, -inf or inf", _not_nan),
+        Param("c", 1.0, "scale: the width of the quadratic bowl around d = 0", _positive),
+    ),
+    summary=("Barron's general and adaptive robust loss rho(d, alpha, c) (CVPR 2019), with its limits at "
+             "alpha = 0, 2, -inf and inf"),
+    formula=("z = (d/c)^2, b = |alpha - 2|, u = 1 + z/b:  l = b/alpha (u^(alpha/2) - 1);  g = d/c^2 u^(alpha/2 - 1);  "
+             "h = u^(alpha/2 - 2) (1 + (alpha - 1) z/b) / c^2, negative where alpha < 1 and z > b / (1 - alpha).  "
+             "The limits, as the paper defines them: alpha = 2: l = z/2, g = d/c^2, h = 1/c^2;  alpha = 0: "
+             "l = log1p(z/2), g = d/c^2 / (1 + z/2), h = (1 - z/2) / (1 + z/2)^2 / c^2;  alpha = -inf: "
+             "l = 1 - exp(-z/2), g = d/c^2 exp(-z/2), h = (1 - z) exp(-z/2) / c^2;  alpha = inf (as Barron's "
+             "reference code): l = exp(z/2) - 1, g = d/c^2 exp(z/2), h = (1 + z) exp(z/2) / c^2"),
+))
+
+register(LossSpec(
     name="log_cosh", kind="elementwise", residual=True,
     kinks=lambda kw: (),
     summary="log(cosh(p - y)), stable for |d| up to the largest finite float",
@@ -437,6 +460,31 @@ register(LossSpec(
              "h = (1 - r) / (1 + p)^2, negative where 1 + p > e (1 + y).  XGBoost raises p to -1 + 1e-6 and "
              "floors h at 1e-6; here p <= -1 is refused and h is exact (fusedloss.boosting floors it at "
              "min_hessian: 0.02 by default, min_hessian=1e-6 as XGBoost)"),
+))
+
+
+register(LossSpec(
+    name="msle", kind="elementwise", pred_domain="above_minus_one", target_domain="above_minus_one",
+    kinks=lambda kw: (), hessian_may_be_negative=True,
+    summary=("mean squared logarithmic error (log1p(p) - log1p(y))^2 on p, y > -1, as "
+             "sklearn.metrics.mean_squared_log_error and Keras's MeanSquaredLogarithmicError (twice squared_log)"),
+    formula=("r = log1p(p) - log1p(y) = log((1 + p) / (1 + y)):  l = r^2;  g = 2 r / (1 + p);  "
+             "h = 2 (1 - r) / (1 + p)^2, negative where 1 + p > e (1 + y).  p or y <= -1 is refused, as scikit-learn "
+             "does; Keras raises p and y below its epsilon 1e-7 (negatives included) to 1e-7, which gives a finite "
+             "value and a zero gradient there: the two agree where p, y >= 1e-7"),
+))
+
+
+register(LossSpec(
+    name="mape", kind="elementwise", hessian_zero_ae=True,
+    kinks=lambda kw: (0.0,),
+    params=(Param("epsilon", 2.220446049250313e-16, "floor of the denominator max(|y|, epsilon); the default is "
+                  "scikit-learn's, the float64 machine epsilon", _positive),),
+    summary=("mean absolute percentage error |p - y| / max(|y|, epsilon), a fraction (not times 100), as "
+             "sklearn.metrics.mean_absolute_percentage_error"),
+    formula=("m = max(|y|, epsilon):  l = |d| / m;  g = sign(d) / m, sign(0) = 0;  h = 0 (zero almost everywhere).  "
+             "Keras's MeanAbsolutePercentageError is 100 l with epsilon=1e-7; LightGBM's objective='mape' is the "
+             "gradient and unit Hessian of epsilon=1.0 (the L1 gradient over max(1, |y|))"),
 ))
 
 

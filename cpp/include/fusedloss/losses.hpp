@@ -205,6 +205,91 @@ struct cauchy {
   }
 };
 
+// Barron's general robust loss, z = (d/c)^2, b = |alpha - 2|, u = 1 + z/b:  l = b/alpha (u^(alpha/2) - 1);
+// g = d/c^2 u^(alpha/2 - 1);  h = u^(alpha/2 - 2) (1 + (alpha - 1) z/b) / c^2;  and the limits alpha = 2, -inf, inf.
+// Computed in double for both dtypes, in the forms of _pointwise.general_robust_point (same branches and cut-offs;
+// its docstring has the reasoning); the powers of w = |d| / (c sqrt(b)) through std::pow (correctly rounded: a
+// float exp(y log w) would cost |y log w| ulp at |d| = 1e30). The mode (general, 2, -inf, inf) is per call:
+// `specialise` runs its twin.
+enum class RobustMode { general, two, neg_inf, pos_inf };
+
+template <class T, RobustMode M>
+struct general_robust_mode {
+  static constexpr const char* name = "general_robust";
+  double alpha, c, b, a, sb, isb;
+  template <bool V, bool G, bool H>
+  FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
+    const double r = double(p - y) / c;
+    if constexpr (M == RobustMode::two) {
+      if constexpr (V) l = T(0.5 * r * r);
+      if constexpr (G) g = T(r / c);
+      if constexpr (H) h = T(1.0 / c / c);
+    } else if constexpr (M == RobustMode::neg_inf || M == RobustMode::pos_inf) {
+      constexpr double s = M == RobustMode::pos_inf ? 1.0 : -1.0;
+      const double z = r * r;
+      const double e = vm::exp(s * 0.5 * z);
+      if constexpr (V) l = T(s * vm::expm1(s * 0.5 * z));
+      // e = 0 where z is beyond exp's range (alpha = -inf): the limits 0, not 0 * inf at |d| = inf
+      if constexpr (G) g = T(e == 0.0 ? 0.0 : r * e / c);
+      if constexpr (H) h = T(e == 0.0 ? 0.0 : e * (1.0 + s * z) / c / c);
+    } else {
+      const double w = std::fabs(r) * isb;
+      double value, grad, hess;
+      if (w <= 1.0) {
+        const double v = w * w;
+        const double z = r * r;
+        const double hl = 0.5 * z * log1p_ratio(v);  // (b/2) L
+        const double al = (alpha / b) * hl;          // a L
+        const double e = vm::exp(alpha > 2.0 ? hl : -hl);
+        const double ratio = (1.0 + ((alpha - 1.0) / b) * z) / (1.0 + v);
+        value = std::fabs(al) <= 1.0 ? hl * exprel(al) : (b / alpha) * vm::expm1(al);
+        grad = r * e / c;
+        hess = e * ratio / c / c;
+      } else {
+        const double t = 1.0 / w;
+        const double t2 = t * t;
+        const double l1t = vm::log1p(t2);
+        const double L = 2.0 * vm::log(w) + l1t;
+        const double al = alpha == 0.0 ? 0.0 : a * L;  // alpha = 0: not 0 * inf at |d| = inf
+        const double f = vm::exp((a - 1.0) * l1t);
+        const double ratio = (t2 + (alpha - 1.0)) / (t2 + 1.0);
+        if (std::fabs(al) <= 1.0) {
+          value = 0.5 * b * L * exprel(al);
+        } else if (al > 1.0) {
+          value = (b / alpha) * (std::pow(w, alpha) * vm::exp(a * l1t) - 1.0);
+        } else {
+          value = (b / alpha) * vm::expm1(al);
+        }
+        grad = std::copysign(sb * std::pow(w, alpha - 1.0) * f, r) / c;
+        hess = std::pow(w, alpha - 2.0) * f * ratio / c / c;
+      }
+      if constexpr (V) l = T(value);
+      if constexpr (G) g = T(grad);
+      if constexpr (H) h = T(hess);
+    }
+  }
+};
+
+template <class T>
+struct general_robust {
+  static constexpr const char* name = "general_robust";
+  static constexpr bool specialised = true;
+  static constexpr std::size_t arity = 2;  // alpha, c
+  double alpha, c, b, a, sb, isb;
+  explicit general_robust(const Params& prm)
+      : alpha(prm[0]), c(prm[1]), b(std::fabs(prm[0] - 2.0)), a(0.5 * prm[0]), sb(std::sqrt(b)), isb(1.0 / sb) {}
+  template <class F>
+  double specialise(const F& run) const {
+    using M = RobustMode;
+    if (alpha == 2.0) return run(general_robust_mode<T, M::two>{alpha, c, b, a, sb, isb});
+    if (std::isinf(alpha)) {
+      return alpha > 0 ? run(general_robust_mode<T, M::pos_inf>{alpha, c, b, a, sb, isb})
+                       : run(general_robust_mode<T, M::neg_inf>{alpha, c, b, a, sb, isb});
+    }
+    return run(general_robust_mode<T, M::general>{alpha, c, b, a, sb, isb});
+  }
+};
+
 // l = log(cosh(d)) (math.hpp: log_cosh_value);  g = tanh(d);  h = 1 - tanh(d)^2 = 4 e / (1 + e)^2,
 // e = exp(-2|d|): the Hessian form has no cancellation when |d| is large, and exp never overflows.
 template <class T>
@@ -348,6 +433,43 @@ struct squared_log {
     if constexpr (V) l = T(0.5) * r * r;
     if constexpr (G) g = r / a;
     if constexpr (H) h = (T(1) - r) / a / a;
+  }
+};
+
+// Twice squared_log (scikit-learn's mean_squared_log_error per element):  l = r^2;  g = 2 r / (1 + p);
+// h = 2 (1 - r) / (1 + p)^2. Doubling is exact, so it is squared_log's numbers times 2.
+template <class T>
+struct msle {
+  static constexpr const char* name = "msle";
+  static constexpr std::size_t arity = 0;
+  explicit msle(const Params&) {}
+  template <bool V, bool G, bool H>
+  FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
+    squared_log<T>(Params{}).template point<V, G, H>(p, y, l, g, h);
+    if constexpr (V) l *= T(2);
+    if constexpr (G) g *= T(2);
+    if constexpr (H) h *= T(2);
+  }
+};
+
+// m = max(|y|, epsilon):  l = |d| / m;  g = sign(d) / m, sign(0) = 0;  h = 0  (scikit-learn's
+// mean_absolute_percentage_error per element). epsilon is floored at T's smallest subnormal, so that an epsilon
+// below T's range still divides (0 / m = 0 at d = 0, as the Python twin computing in double).
+template <class T>
+struct mape {
+  static constexpr const char* name = "mape";
+  static constexpr std::size_t arity = 1;
+  T eps;
+  explicit mape(const Params& prm)
+      : eps(T(prm[0]) > std::numeric_limits<T>::denorm_min() ? T(prm[0]) : std::numeric_limits<T>::denorm_min()) {}
+  template <bool V, bool G, bool H>
+  FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
+    const T d = p - y;
+    const T ay = std::fabs(y);
+    const T m = ay > eps ? ay : eps;
+    if constexpr (V) l = std::fabs(d) / m;
+    if constexpr (G) g = sign(d) / m;
+    if constexpr (H) h = T(0);
   }
 };
 

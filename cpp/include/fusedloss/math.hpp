@@ -103,6 +103,20 @@ FUSEDLOSS_INLINE T u_minus_log1p(T u) {
   return u <= T(0.5) ? small : large;
 }
 
+// expm1(t) / t with its limit 1 at t = 0 (Python: _pointwise.exprel): expm1's relative accuracy for every t,
+// no 0 / 0 at t = 0 (t = -inf gives 0).
+template <class T>
+FUSEDLOSS_INLINE T exprel(T t) {
+  return t == T(0) ? T(1) : vm::expm1(t) / t;
+}
+
+// log1p(v) / v for v >= 0 with its limit 1 at v = 0 (Python: _pointwise.log1p_ratio): a v so small that its
+// multiples would lose bits to gradual underflow still gives its ratio to full precision.
+template <class T>
+FUSEDLOSS_INLINE T log1p_ratio(T v) {
+  return v == T(0) ? T(1) : vm::log1p(v) / v;
+}
+
 // The logistic function at x and at -x, sigmoid(x) = 1 / (1 + exp(-x)) and sigmoid(-x), from one exp and ONE
 // division, with exp only of -|x| (no overflow, no inf/inf): e = exp(-|x|), i = 1 / (1 + e); the pair is
 // (i, e i) for x >= 0 and (e i, i) for x < 0. Each side keeps its relative precision (for very negative x,

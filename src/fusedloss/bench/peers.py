@@ -118,6 +118,24 @@ def _np_squared_log(p, y):
     return np.mean(0.5 * r * r), r / (1.0 + p) / p.size
 
 
+def _np_msle(p, y):
+    r = np.log1p(p) - np.log1p(y)
+    return np.mean(r * r), 2.0 * r / (1.0 + p) / p.size
+
+
+def _np_mape(p, y, epsilon):
+    m = np.maximum(np.abs(y), epsilon)
+    return np.mean(np.abs(p - y) / m), np.sign(p - y) / m / p.size
+
+
+def _np_general_robust(p, y, alpha, c):
+    d = p - y
+    z = (d / c) ** 2
+    b = abs(alpha - 2.0)
+    u = 1.0 + z / b
+    return np.mean(b / alpha * (u ** (alpha / 2) - 1.0)), d / (c * c) * u ** (alpha / 2 - 1.0) / d.size
+
+
 def _np_bce(p, y):
     value = -np.mean(y * np.maximum(np.log(p), -100) + (1 - y) * np.maximum(np.log(1 - p), -100))
     return value, (p - y) / np.maximum(p * (1 - p), 1e-12) / p.size
@@ -207,7 +225,9 @@ NUMPY_PEER = {
     "smooth_l1": (_np_smooth_l1, ("beta",)), "pseudo_huber": (_np_pseudo_huber, ("delta",)),
     "log_cosh": (_np_log_cosh, ()), "quantile": (_np_quantile, ("quantile",)),
     "poisson_nll": (_np_poisson_nll, ("log_input", "eps")), "tweedie": (_np_tweedie, ("power",)),
-    "fair": (_np_fair, ("c",)), "cauchy": (_np_cauchy, ("c",)), "expectile": (_np_expectile, ("expectile",)), "gamma": (_np_gamma, ()), "squared_log": (_np_squared_log, ()),
+    "fair": (_np_fair, ("c",)), "cauchy": (_np_cauchy, ("c",)),
+    "general_robust": (_np_general_robust, ("alpha", "c")), "expectile": (_np_expectile, ("expectile",)), "gamma": (_np_gamma, ()), "squared_log": (_np_squared_log, ()),
+    "msle": (_np_msle, ()), "mape": (_np_mape, ("epsilon",)),
     "binary_cross_entropy": (_np_bce, ()), "binary_cross_entropy_with_logits": (_np_bce_with_logits, ()),
     "binary_focal": (_np_binary_focal, ("alpha", "gamma")), "categorical_focal": (_np_categorical_focal, ("gamma",)),
     "exponential": (_np_exponential, ()), "hinge": (_np_hinge, ()), "squared_hinge": (_np_squared_hinge, ()),
