@@ -58,3 +58,13 @@ def test_partial_results_say_what_could_not_be_allocated():
     pred = np.broadcast_to(np.float64(0.5), (HUGE,))
     with pytest.raises(MemoryError, match=r"^mse: cannot allocate .*\(70368744177664,\)"):
         fl.mse.partial(pred, np.broadcast_to(np.float64(1.0), (HUGE,)), backend="numpy")
+
+
+def test_huge_target_or_weight_views_are_refused_by_shape_before_a_copy():
+    """A view that does not have pred's shape is refused for its shape, naming it, not for the copy that a
+    conversion to pred's dtype would have to allocate."""
+    p = np.zeros(3)
+    with pytest.raises(ValueError, match=r"mse: sample_weight must have pred's shape \(3,\).*\(70368744177664,\)"):
+        fl.mse(p, p, sample_weight=np.broadcast_to(np.int64(1), (HUGE,)), backend="numpy")
+    with pytest.raises(ValueError, match=r"mse: pred and target must have the same shape.*\(70368744177664,\)"):
+        fl.mse.grad(p, np.broadcast_to(np.float32(1.0), (HUGE,)), backend="numpy")

@@ -194,6 +194,8 @@ class Loss:
         shape = p.shape
         if type(target) is np.ndarray and target.dtype is dtype and target.flags.c_contiguous:
             y = target
+        elif type(target) is np.ndarray and target.shape != shape:
+            y = target  # refused below for its shape, before a conversion would copy it
         else:
             y = _as_like(target, p, "target", name)
         if y.shape != shape:
