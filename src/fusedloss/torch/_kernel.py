@@ -88,6 +88,8 @@ def _prepare_target(call: _Call, spec, target, input: Tensor, kdtype: torch.dtyp
     elif target.is_cuda != cuda or (cuda and target.device != input.device):
         raise RuntimeError(f"{call.name}: input is on {input.device} but target is on {target.device}")
     t = target.detach()
+    if t.is_complex():  # a cast to the kernels' dtype would drop the imaginary part
+        raise TypeError(f"{call.name}: target must be real, got dtype {t.dtype}")
     if spec.kind == "multiclass":
         if t.is_floating_point() and t.shape == input.shape:  # class probabilities: the same layout as input
             t, _ = _to_kernel(t, kdtype, call.class_dim)
