@@ -339,6 +339,21 @@ def test_grad_out_never_writes_over_targets_lengths_or_weights(backend):
             assert np.array_equal(before, after)
 
 
+def test_weights_whose_sum_overflows_give_the_mean(backend):
+    """"mean" is sum(w l) / sum(w), the same for w and w 2^-k: weights of 1e308 give the unweighted mean
+    (no OverflowError from summing them), and the gradient of unit weights; a partial state keeps the plain
+    sums, inf, as the other losses' states do."""
+    x, t, i, l = _ok()
+    w = np.full(2, 1e308)
+    value, grad = fl.ctc.value_and_grad(x, t, i, l, sample_weight=w, backend=backend)
+    want_value, want_grad = fl.ctc.value_and_grad(x, t, i, l, backend=backend)
+    assert value == pytest.approx(want_value, rel=1e-14)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-13, atol=1e-16)
+    state = fl.ctc.partial(x, t, i, l, sample_weight=w, backend=backend)  # the plain sums (it merges with others)
+    assert state.denominator == math.inf and state.sum == math.inf
+    assert fl.ctc(x, t, i, l, sample_weight=w, reduction="sum", backend=backend) == math.inf
+
+
 def test_non_contiguous_and_nan_inputs(backend):
     x, t, i, l = _ok()
     xf = np.asfortranarray(x)

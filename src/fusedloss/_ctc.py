@@ -24,7 +24,8 @@ import numpy as np
 
 from . import _config
 from ._dispatch import Loss, LossMemoryError, resolve_host_backend
-from ._validate import REDUCTIONS, _as_pred, _check_out, _check_overlap, as_numeric, is_device_array
+from ._state import _exact_sum
+from ._validate import REDUCTIONS, _as_pred, _check_out, _check_overlap, as_numeric, is_device_array, sum_exponent
 
 def _int_array(v, what: str) -> np.ndarray:
     """An integer array (any integer dtype, or a sequence of Python ints) as a C-contiguous int64 array."""
@@ -40,6 +41,14 @@ def _int_array(v, what: str) -> np.ndarray:
     if arr.dtype.kind == "u" and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
         raise ValueError(f"ctc: {what} holds values beyond int64")
     return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def _weight_total(w: np.ndarray) -> float:
+    """The exactly rounded sum of finite weights, inf where it overflows."""
+    try:
+        return math.fsum(w)
+    except OverflowError:
+        return math.inf
 
 
 class SequenceLoss(Loss):
@@ -176,7 +185,10 @@ class SequenceLoss(Loss):
         """Each sequence's factor in the reduced value (and in the gradient)."""
         coef = np.ones(N) if w is None else w.copy()
         if reduction == "mean":
-            denom = float(N) if w is None else math.fsum(w)
+            denom = float(N) if w is None else _weight_total(w)
+            if not math.isfinite(denom):  # the mean is the same for weights scaled by a power of two (exactly)
+                coef = np.ldexp(coef, -sum_exponent((coef,), N))
+                denom = math.fsum(coef)
             with np.errstate(divide="ignore", invalid="ignore"):
                 coef = coef / np.maximum(tl, 1) / denom
         return coef
@@ -210,8 +222,8 @@ class SequenceLoss(Loss):
             with np.errstate(invalid="ignore"):
                 value = (losses if w is None else losses * w).astype(x.dtype)
         else:
-            with np.errstate(invalid="ignore"):
-                value = math.fsum(coef * losses) if N else (math.nan if reduction == "mean" else 0.0)
+            with np.errstate(invalid="ignore", over="ignore"):
+                value = _exact_sum((coef * losses).tolist()) if N else (math.nan if reduction == "mean" else 0.0)
         return (value, g) if want_grad else value
 
     def _host_kernel(self, backend, params, x, T, N, C, labels, offsets, tl, il, gscale, g):
@@ -280,9 +292,11 @@ class SequenceLoss(Loss):
         coef = np.ones(N) if w is None else w
         if reduction == "mean":
             coef = coef / np.maximum(tl, 1)
-            denominator = float(N) if w is None else math.fsum(w)
+            # (not scaled when it overflows, as in _coefficients: a state merges with the states of other pieces,
+            # so its sums are the plain ones, inf included, as the other losses' partial states)
+            denominator = float(N) if w is None else _weight_total(w)
         else:
             denominator = math.nan
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore", over="ignore"):
             terms = (coef * losses).tolist()
         return LossState(self.name, float(_exact_sum(terms)), denominator, N)
