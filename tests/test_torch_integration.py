@@ -803,3 +803,11 @@ def test_complex_weights_targets_and_class_vectors_are_refused():
         ft.mse_loss(x, torch.zeros(4, 3, dtype=torch.float64), weight=torch.ones(3, dtype=torch.complex128))
     with pytest.raises(TypeError, match="target must be real"):
         ft.loss("mse", x, torch.zeros(4, 3, dtype=torch.complex128), sample_weight=torch.ones(4))
+
+
+def test_an_input_too_large_to_copy_says_which_array():
+    """An expanded (stride-0) input of 2^40 elements needs a contiguous copy that cannot be allocated: the error
+    is the NumPy API's MemoryError that names the array and its size, not torch's allocator's RuntimeError."""
+    x = torch.zeros((), dtype=torch.float64).expand(2**40).requires_grad_()
+    with pytest.raises(MemoryError, match=r"^mse: cannot allocate 8 TiB .* copy of pred .*\(1099511627776,\)"):
+        ft.loss("mse", x, torch.zeros((), dtype=torch.float64).expand(2**40))
