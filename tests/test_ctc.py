@@ -354,6 +354,14 @@ def test_weights_whose_sum_overflows_give_the_mean(backend):
     assert fl.ctc(x, t, i, l, sample_weight=w, reduction="sum", backend=backend) == math.inf
 
 
+def test_frames_beyond_a_sequence_have_gradient_zero_whatever_its_factor(backend):
+    """The contract: 0 on frames t >= input_lengths[n], even when the factor is NaN (a "mean" over weights that
+    are all 0 is 0 / 0), on every backend alike."""
+    x, t, i, l = _ok()
+    g = fl.ctc.grad(x, t, i, l, sample_weight=np.zeros(2), backend=backend)
+    assert np.all(g[5, 1] == 0.0) and np.isnan(g[:5]).all() and np.isnan(g[5, 0]).all()
+
+
 def test_non_contiguous_and_nan_inputs(backend):
     x, t, i, l = _ok()
     xf = np.asfortranarray(x)
