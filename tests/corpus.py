@@ -49,7 +49,14 @@ HUGE = 2**40
 
 PASS = ("clear", "correct")
 FAIL = ("unclear", "refused", "garbage", "modified", "crash", "hang")
-OUTCOMES = PASS + FAIL + ("skip",)
+OUTCOMES = PASS + FAIL + ("skip", "known")
+
+# Defects the corpus found that are not fixed yet, by (loss, class, backend): such a case that fails is reported
+# as "known"; one that passes fails the test, so that its entry goes with the fix.
+KNOWN = {
+    ("multi_margin", "vector_1e308", "numba"): "class_weight 1e308: numba's mean is the finite 1.2e308, cpp's and "
+    "numpy's inf (their row value cw_t / C * sum overflows before the mean's weight scaling can help)",
+}
 
 # what a clear message may call each argument (the torch and boosting entries use their own words)
 SYNONYMS = {
