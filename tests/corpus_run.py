@@ -239,7 +239,7 @@ def run_one(case) -> dict:
     worst = worst or next((o for o in outcomes if o[0] != "skip"), outcomes[0])
     from corpus import FAIL, KNOWN
 
-    if worst[0] in FAIL and (case.loss, case.cls, case.backend) in KNOWN:
+    if worst[0] in FAIL and case.id in KNOWN:
         worst = ("known", worst[1])
     return {**out, "outcome": worst[0], "detail": worst[1]}
 
