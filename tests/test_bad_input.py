@@ -380,3 +380,18 @@ def test_uint64_labels_beyond_int64_are_out_of_range_not_ignored():
 def test_ignore_index_must_fit_int64(value):
     with pytest.raises(ValueError, match="ignore_index must be an integer that fits int64"):
         fl.cross_entropy(np.zeros((2, 3)), np.array([0, 1]), ignore_index=value)
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in REGISTRY.items() if s.vector_param))
+@pytest.mark.parametrize("bad", [np.array([1.0, 2.0j, 1.0]), np.array(["1", "2", "3"])], ids=["complex", "text"])
+def test_vector_parameters_must_be_real_numbers(name, bad):
+    """A per-class or per-column vector of complex numbers or text is refused, naming it (a cast to float64
+    would drop the imaginary part, or parse the text)."""
+    spec = REGISTRY[name]
+    loss = loss_fn(name)
+    if spec.kind == "multiclass":
+        x, t = np.zeros((2, 3)), np.array([0, 2])
+    else:
+        x, t = np.full((2, 3), 0.5), np.zeros((2, 3))
+    with _raises(TypeError, name, spec.vector_param, "real numbers", str(bad.dtype)):
+        loss(x, t, **{spec.vector_param: bad})

@@ -452,3 +452,20 @@ def test_xgboost_multiclass_layout():
     scores = model.predict(xgb.DMatrix(X), output_margin=True)
     assert scores.shape == (900, 3)
     assert np.mean(np.argmax(scores, 1) == y) > 0.8
+
+
+@pytest.mark.parametrize("name", ["mse", "cross_entropy"])
+def test_complex_or_text_arrays_are_refused_not_cast(name):
+    """Scores, labels and weights convert from any real numbers; complex numbers and text are refused, naming
+    the argument (a cast would drop the imaginary part or parse the text)."""
+    rng = np.random.default_rng(4)
+    scores = rng.normal(size=(6, 3)) if name == "cross_entropy" else rng.normal(size=6)
+    labels, w = np.array([0.0, 1, 2, 0, 1, 2]), np.ones(6)
+    fb.gradient_hessian(name, labels, scores, w)  # the real ones are fine
+    for args, what in (((labels, scores.astype(complex), w), "y_pred"), ((labels.astype(complex), scores, w), "y_true"),
+                       ((labels, scores, w.astype(complex)), "weight"), ((labels.astype(str), scores, w), "y_true"),
+                       ((labels, scores, w.astype(str)), "weight")):
+        with pytest.raises(TypeError, match=what):
+            fb.gradient_hessian(name, *args)
+        with pytest.raises(TypeError, match=what):
+            fb.metric_value(name, *args)

@@ -285,6 +285,10 @@ BAD = [
     ("weight shape", lambda x, t, i, l: (x, t, i, l, {"sample_weight": np.ones(3)}), ValueError, ("sample_weight",)),
     ("negative weight", lambda x, t, i, l: (x, t, i, l, {"sample_weight": np.array([1.0, -1.0])}), ValueError,
      ("sample_weight", ">= 0")),
+    ("complex weight", lambda x, t, i, l: (x, t, i, l, {"sample_weight": np.array([1.0, 2.0j])}), TypeError,
+     ("sample_weight", "real")),
+    ("text weight", lambda x, t, i, l: (x, t, i, l, {"sample_weight": np.array(["1", "2"])}), TypeError,
+     ("sample_weight", "numeric")),
 ]
 
 
@@ -316,6 +320,46 @@ def test_bad_grad_out(backend):
         fl.ctc.value_and_grad(x, t, i, l, grad_out=np.empty((2, 6, 4)).transpose(1, 0, 2), backend=backend)
     with _raises(TypeError, "Hessian"):
         fl.ctc.grad_hess(x, t, i, l)
+
+
+def test_grad_out_never_writes_over_targets_lengths_or_weights(backend):
+    x, t, i, l = _ok()
+    buf = np.ones(x.size + 2)  # the weights, and a gradient buffer that starts on them
+    w = buf[:2]
+    tb = np.zeros(x.size)  # an int64 target buffer under a float64 gradient buffer
+    tb.view(np.int64)[: t.size] = t.reshape(-1)
+    targets = tb.view(np.int64)[: t.size].reshape(t.shape)
+    for args, kw, what in (((x, t, i, l), {"sample_weight": w, "grad_out": buf[: x.size].reshape(x.shape)},
+                            "sample_weight"),
+                           ((x, targets, i, l), {"grad_out": tb.reshape(x.shape)}, "targets")):
+        kept = [np.array(a, copy=True) for a in (*args, w)]
+        with _raises(ValueError, "grad_out", f"shares memory with {what}"):
+            fl.ctc.value_and_grad(*args, backend=backend, **kw)
+        for before, after in zip(kept, (*args, w)):
+            assert np.array_equal(before, after)
+
+
+def test_weights_whose_sum_overflows_give_the_mean(backend):
+    """"mean" is sum(w l) / sum(w), the same for w and w 2^-k: weights of 1e308 give the unweighted mean
+    (no OverflowError from summing them), and the gradient of unit weights; a partial state keeps the plain
+    sums, inf, as the other losses' states do."""
+    x, t, i, l = _ok()
+    w = np.full(2, 1e308)
+    value, grad = fl.ctc.value_and_grad(x, t, i, l, sample_weight=w, backend=backend)
+    want_value, want_grad = fl.ctc.value_and_grad(x, t, i, l, backend=backend)
+    assert value == pytest.approx(want_value, rel=1e-14)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-13, atol=1e-16)
+    state = fl.ctc.partial(x, t, i, l, sample_weight=w, backend=backend)  # the plain sums (it merges with others)
+    assert state.denominator == math.inf and state.sum == math.inf
+    assert fl.ctc(x, t, i, l, sample_weight=w, reduction="sum", backend=backend) == math.inf
+
+
+def test_frames_beyond_a_sequence_have_gradient_zero_whatever_its_factor(backend):
+    """The contract: 0 on frames t >= input_lengths[n], even when the factor is NaN (a "mean" over weights that
+    are all 0 is 0 / 0), on every backend alike."""
+    x, t, i, l = _ok()
+    g = fl.ctc.grad(x, t, i, l, sample_weight=np.zeros(2), backend=backend)
+    assert np.all(g[5, 1] == 0.0) and np.isnan(g[:5]).all() and np.isnan(g[5, 0]).all()
 
 
 def test_non_contiguous_and_nan_inputs(backend):

@@ -58,3 +58,26 @@ def test_partial_results_say_what_could_not_be_allocated():
     pred = np.broadcast_to(np.float64(0.5), (HUGE,))
     with pytest.raises(MemoryError, match=r"^mse: cannot allocate .*\(70368744177664,\)"):
         fl.mse.partial(pred, np.broadcast_to(np.float64(1.0), (HUGE,)), backend="numpy")
+
+
+def test_ctc_says_what_could_not_be_allocated():
+    """CTC has its own call path: a huge logits view gives the same message, and huge targets are refused by
+    their shape before anything copies them."""
+    x = np.broadcast_to(np.float64(0.0), (HUGE, 2, 4))
+    targets, il, tl = np.array([[1, 2], [3, 3]]), np.array([HUGE, HUGE]), np.array([2, 2])
+    for call in (fl.ctc, fl.ctc.grad, fl.ctc.partial):
+        with pytest.raises(MemoryError, match=r"^ctc: cannot allocate .* copy of pred .*\(70368744177664, 2, 4\)"):
+            call(x, targets, il, tl, backend="numpy")
+    small = np.zeros((6, 2, 4))
+    with pytest.raises(ValueError, match=r"concatenated targets must hold sum\(target_lengths\) = 4 labels, got 70368744177664"):
+        fl.ctc(small, np.broadcast_to(np.int64(1), (HUGE,)), np.array([6, 6]), tl, backend="numpy")
+
+
+def test_huge_target_or_weight_views_are_refused_by_shape_before_a_copy():
+    """A view that does not have pred's shape is refused for its shape, naming it, not for the copy that a
+    conversion to pred's dtype would have to allocate."""
+    p = np.zeros(3)
+    with pytest.raises(ValueError, match=r"mse: sample_weight must have pred's shape \(3,\).*\(70368744177664,\)"):
+        fl.mse(p, p, sample_weight=np.broadcast_to(np.int64(1), (HUGE,)), backend="numpy")
+    with pytest.raises(ValueError, match=r"mse: pred and target must have the same shape.*\(70368744177664,\)"):
+        fl.mse.grad(p, np.broadcast_to(np.float32(1.0), (HUGE,)), backend="numpy")

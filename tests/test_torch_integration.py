@@ -790,3 +790,28 @@ def test_cuda_tensors_match_torch(fn):
     assert got.device == x.device and got_g.device == x.device
     assert_torch_close(got.cpu(), want.cpu(), torch.float32, "value")
     assert_torch_close(got_g.cpu(), want_g.cpu(), torch.float32, "grad")
+
+
+def test_complex_weights_targets_and_class_vectors_are_refused():
+    """A complex tensor where real numbers are due is refused, naming it: converting it to the kernels' dtype
+    would drop its imaginary part (torch only warns)."""
+    x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    labels, w = torch.tensor([0, 2, 1, 1]), torch.ones(4, dtype=torch.complex128)
+    with pytest.raises(TypeError, match="sample_weight must be real"):
+        ft.loss("mse", x, torch.zeros(4, 3, dtype=torch.float64), sample_weight=w)
+    with pytest.raises(TypeError, match="sample_weight must be real"):
+        ft.loss("cross_entropy", x, labels, sample_weight=w)
+    with pytest.raises(TypeError, match="class_weight must be real"):
+        ft.loss("cross_entropy", x, labels, class_weight=torch.ones(3, dtype=torch.complex128))
+    with pytest.raises(TypeError, match="weight must be real"):
+        ft.mse_loss(x, torch.zeros(4, 3, dtype=torch.float64), weight=torch.ones(3, dtype=torch.complex128))
+    with pytest.raises(TypeError, match="target must be real"):
+        ft.loss("mse", x, torch.zeros(4, 3, dtype=torch.complex128), sample_weight=torch.ones(4))
+
+
+def test_an_input_too_large_to_copy_says_which_array():
+    """An expanded (stride-0) input of 2^40 elements needs a contiguous copy that cannot be allocated: the error
+    is the NumPy API's MemoryError that names the array and its size, not torch's allocator's RuntimeError."""
+    x = torch.zeros((), dtype=torch.float64).expand(2**40).requires_grad_()
+    with pytest.raises(MemoryError, match=r"^mse: cannot allocate 8 TiB .* copy of pred .*\(1099511627776,\)"):
+        ft.loss("mse", x, torch.zeros((), dtype=torch.float64).expand(2**40))

@@ -8,7 +8,7 @@ import numpy as np
 
 from ._dispatch import Loss
 from ._losses import LOSSES
-from ._validate import HESSIAN_MODES
+from ._validate import HESSIAN_MODES, as_numeric
 
 
 FOCAL_MIN_HESSIAN = 0.02
@@ -58,7 +58,7 @@ def _weight(weight, dtype=np.float64):
     """None for "no weights" (LightGBM gives None, XGBoost an empty array)."""
     if weight is None:
         return None
-    w = np.asarray(weight, dtype=dtype)
+    w = as_numeric(weight, dtype, "weight", "fusedloss.boosting")
     return None if w.size == 0 else w
 
 
@@ -99,10 +99,10 @@ def _layout(loss, preds, labels, flat: str, dtype=np.float64, rounds: _Rounds | 
 
     ``flat``: how a 1-d multiclass prediction array is laid out: "class_major" (LightGBM < 4) or "row_major".
     """
-    p = np.asarray(preds, dtype=dtype)
+    p = as_numeric(preds, dtype, "y_pred", loss.name)
     if loss.spec.kind != "multiclass":
-        y = (np.asarray(labels, dtype=dtype) if rounds is None
-             else rounds.convert(labels, "y" + np.dtype(dtype).str, lambda a: np.asarray(a, dtype=dtype)))
+        y = (as_numeric(labels, dtype, "y_true", loss.name) if rounds is None
+             else rounds.convert(labels, "y" + np.dtype(dtype).str, lambda a: as_numeric(a, dtype, "y_true", loss.name)))
         if p.shape != y.shape:
             if p.size == y.size:
                 p = p.reshape(y.shape)
@@ -131,6 +131,8 @@ def _layout(loss, preds, labels, flat: str, dtype=np.float64, rounds: _Rounds | 
 
 
 def _class_labels(loss, y):
+    if y.dtype.kind not in "biuf":
+        raise TypeError(f"{loss.name}: labels (y_true) must be class indices 0..K-1, got dtype {y.dtype}")
     yi = y.astype(np.int64)
     if yi.shape != y.shape or (y.dtype.kind == "f" and not np.array_equal(yi, y)):
         raise ValueError(f"{loss.name}: labels must be class indices 0..K-1, got non-integer values")

@@ -23,8 +23,9 @@ import math
 import numpy as np
 
 from . import _config
-from ._dispatch import Loss, resolve_host_backend
-from ._validate import REDUCTIONS, _as_pred, _check_out, is_device_array
+from ._dispatch import Loss, LossMemoryError, resolve_host_backend
+from ._state import _exact_sum
+from ._validate import REDUCTIONS, _as_pred, _check_out, _check_overlap, as_numeric, is_device_array, sum_exponent
 
 def _int_array(v, what: str) -> np.ndarray:
     """An integer array (any integer dtype, or a sequence of Python ints) as a C-contiguous int64 array."""
@@ -40,6 +41,14 @@ def _int_array(v, what: str) -> np.ndarray:
     if arr.dtype.kind == "u" and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
         raise ValueError(f"ctc: {what} holds values beyond int64")
     return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def _weight_total(w: np.ndarray) -> float:
+    """The exactly rounded sum of finite weights, inf where it overflows."""
+    try:
+        return math.fsum(w)
+    except OverflowError:
+        return math.inf
 
 
 class SequenceLoss(Loss):
@@ -88,6 +97,9 @@ class SequenceLoss(Loss):
                 g = _check_out(grad_out, x, "grad_out", "ctc")
                 if np.may_share_memory(g, x):
                     raise ValueError("ctc: grad_out must not overlap logits (the kernel reads them after writing)")
+                _check_overlap(g, "grad_out", "ctc", x, False, (
+                    (targets, "targets"), (labels, "targets"), (input_lengths, "input_lengths"),
+                    (target_lengths, "target_lengths"), (sample_weight, "sample_weight"), (w, "sample_weight")))
         return x, T, N, C, labels, offsets, tl, il, w, g
 
     @staticmethod
@@ -123,10 +135,13 @@ class SequenceLoss(Loss):
             bad = int(np.argmax(tl < 0))
             raise ValueError(f"ctc: target_lengths[{bad}] = {tl[bad]} is negative")
 
+        if len(np.shape(targets)) == 1 and np.shape(targets)[0] != int(tl.sum()):  # before a conversion copies it
+            raise ValueError(f"ctc: concatenated targets must hold sum(target_lengths) = {int(tl.sum())} labels, "
+                             f"got {np.shape(targets)[0]}")
+        if len(np.shape(targets)) == 2 and np.shape(targets)[0] != N:
+            raise ValueError(f"ctc: padded targets must have shape (N = {N}, S), got {np.shape(targets)}")
         t = _int_array(targets, "targets")
         if t.ndim == 2:
-            if t.shape[0] != N:
-                raise ValueError(f"ctc: padded targets must have shape (N = {N}, S), got {t.shape}")
             S = t.shape[1]
             if N and tl.max() > S:
                 bad = int(np.argmax(tl > S))
@@ -157,9 +172,10 @@ class SequenceLoss(Loss):
 
         w = None
         if sample_weight is not None:
-            w = np.asarray(sample_weight, dtype=np.float64)
-            if w.shape != (N,):
-                raise ValueError(f"ctc: sample_weight must have one entry per sequence (N = {N}), got shape {w.shape}")
+            if np.shape(sample_weight) != (N,):
+                raise ValueError(f"ctc: sample_weight must have one entry per sequence (N = {N}), got shape "
+                                 f"{np.shape(sample_weight)}")
+            w = as_numeric(sample_weight, np.float64, "sample_weight", "ctc")
             if w.size and not (np.all(np.isfinite(w)) and w.min() >= 0):
                 raise ValueError("ctc: sample_weight must be finite and >= 0")
         return T, N, C, labels, offsets, tl, il, w
@@ -169,13 +185,26 @@ class SequenceLoss(Loss):
         """Each sequence's factor in the reduced value (and in the gradient)."""
         coef = np.ones(N) if w is None else w.copy()
         if reduction == "mean":
-            denom = float(N) if w is None else math.fsum(w)
+            denom = float(N) if w is None else _weight_total(w)
+            if not math.isfinite(denom):  # the mean is the same for weights scaled by a power of two (exactly)
+                coef = np.ldexp(coef, -sum_exponent((coef,), N))
+                denom = math.fsum(coef)
             with np.errstate(divide="ignore", invalid="ignore"):
                 coef = coef / np.maximum(tl, 1) / denom
         return coef
 
     def _run_ctc(self, logits, targets, input_lengths, target_lengths, reduction, sample_weight, backend, kwargs,
                  want_value, want_grad, grad_out=None):
+        try:
+            return self._compute_ctc(logits, targets, input_lengths, target_lengths, reduction, sample_weight,
+                                     backend, kwargs, want_value, want_grad, grad_out)
+        except LossMemoryError:
+            raise
+        except MemoryError as err:  # NumPy's bare one: which array, how large, and what to do (as Loss._run)
+            raise self._memory_error(err, logits) from err
+
+    def _compute_ctc(self, logits, targets, input_lengths, target_lengths, reduction, sample_weight, backend,
+                     kwargs, want_value, want_grad, grad_out):
         params = self._params(kwargs)[0] if kwargs else self._default_params[0]
         if is_device_array(logits):
             from ._ctc_device import run  # only device users pay for importing the CUDA path
@@ -193,8 +222,8 @@ class SequenceLoss(Loss):
             with np.errstate(invalid="ignore"):
                 value = (losses if w is None else losses * w).astype(x.dtype)
         else:
-            with np.errstate(invalid="ignore"):
-                value = math.fsum(coef * losses) if N else (math.nan if reduction == "mean" else 0.0)
+            with np.errstate(invalid="ignore", over="ignore"):
+                value = _exact_sum((coef * losses).tolist()) if N else (math.nan if reduction == "mean" else 0.0)
         return (value, g) if want_grad else value
 
     def _host_kernel(self, backend, params, x, T, N, C, labels, offsets, tl, il, gscale, g):
@@ -254,15 +283,20 @@ class SequenceLoss(Loss):
             raise TypeError("ctc.partial takes host arrays; got a device array (copy it to the host, or call "
                             "the loss with reduction='sum' for the sum alone)")
         checked = self._params(params)[0] if params else self._default_params[0]
-        x, T, N, C, labels, offsets, tl, il, w, _ = self._prepare(
-            logits, targets, input_lengths, target_lengths, reduction, sample_weight, checked, None, False)
+        try:
+            x, T, N, C, labels, offsets, tl, il, w, _ = self._prepare(
+                logits, targets, input_lengths, target_lengths, reduction, sample_weight, checked, None, False)
+        except MemoryError as err:
+            raise self._memory_error(err, logits) from err
         losses = self._host_kernel(backend, checked, x, T, N, C, labels, offsets, tl, il, None, None)
         coef = np.ones(N) if w is None else w
         if reduction == "mean":
             coef = coef / np.maximum(tl, 1)
-            denominator = float(N) if w is None else math.fsum(w)
+            # (not scaled when it overflows, as in _coefficients: a state merges with the states of other pieces,
+            # so its sums are the plain ones, inf included, as the other losses' partial states)
+            denominator = float(N) if w is None else _weight_total(w)
         else:
             denominator = math.nan
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore", over="ignore"):
             terms = (coef * losses).tolist()
         return LossState(self.name, float(_exact_sum(terms)), denominator, N)

@@ -137,8 +137,10 @@ def _outputs(cu, outputs, grad_out, hess_out, shape, value_shape, dtype, x, loss
     g, h = flat[1], flat[2]
     if g is not None and h is not None and n and _overlap(cu, g, h):
         raise ValueError(f"{loss}: grad_out and hess_out must not overlap")
-    if h is not None and n and x is not None and (_overlap(cu, h, x) or (g is not None and _overlap(cu, g, x))):
-        raise ValueError(f"{loss}: grad_hess cannot write into the logits (both outputs need them)")
+    for out, what in ((g, "grad_out"), (h, "hess_out")):
+        if h is not None and out is not None and n and x is not None and _overlap(cu, out, x):
+            raise ValueError(f"{loss}: grad_hess cannot write into the logits (both outputs need them): {what} "
+                             "shares memory with them; pass a separate array")
     if outputs.value and value_shape is not None:
         ret[0] = cu.empty(value_shape, dtype)
         flat[0] = ret[0].reshape(math.prod(value_shape))

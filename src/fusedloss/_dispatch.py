@@ -194,6 +194,8 @@ class Loss:
         shape = p.shape
         if type(target) is np.ndarray and target.dtype is dtype and target.flags.c_contiguous:
             y = target
+        elif type(target) is np.ndarray and target.shape != shape:
+            y = target  # refused below for its shape, before a conversion would copy it
         else:
             y = _as_like(target, p, "target", name)
         if y.shape != shape:
@@ -318,8 +320,10 @@ class Loss:
             h = np.empty(x.shape, x.dtype) if hess_out is None else _check_out(hess_out, x, "hess_out", name)
             if g is not None and np.may_share_memory(g, h):
                 raise ValueError(f"{name}: grad_out and hess_out must not overlap")
-            if np.may_share_memory(h, x) or (g is not None and np.may_share_memory(g, x)):
-                raise ValueError(f"{name}: grad_hess cannot write into the logits (both outputs need them)")
+            for out, what in ((g, "grad_out"), (h, "hess_out")):
+                if out is not None and np.may_share_memory(out, x):
+                    raise ValueError(f"{name}: grad_hess cannot write into the logits (both outputs need them): "
+                                     f"{what} shares memory with them; pass a separate array")
         others = ((target, "target"), (labels, "target"), (q, "target"), (rw, "sample_weight"),
                   (sample_weight, "sample_weight"))
         if grad_out is not None:

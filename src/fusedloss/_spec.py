@@ -188,7 +188,10 @@ def _vector_or_scalar(v):
     if hasattr(v, "__len__") or hasattr(v, "shape"):
         import numpy as np
 
-        arr = np.array(v, dtype=np.float64)  # a private copy: later changes by the caller do not leak in
+        given = np.asarray(v)
+        if given.dtype.kind not in "biuf":  # a cast would drop an imaginary part or parse text
+            raise TypeError(f"expected real numbers, got an array of dtype {given.dtype}")
+        arr = np.array(given, dtype=np.float64)  # a private copy: later changes by the caller do not leak in
         if arr.ndim == 0:
             return float(arr)
         if arr.ndim != 1:

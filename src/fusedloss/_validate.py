@@ -91,15 +91,21 @@ def _as_like(x, pred: np.ndarray, what: str, loss: str) -> np.ndarray:
     """A second operand converted to pred's dtype, C-contiguous (copied only when it must be)."""
     if type(x) is np.ndarray and x.dtype == pred.dtype and x.flags.c_contiguous:
         return x
+    return as_numeric(x, pred.dtype, what, loss, f"like pred: {pred.dtype}, shape {pred.shape}")
+
+
+def as_numeric(x, dtype, what: str, loss: str, like: str = "") -> np.ndarray:
+    """``x`` as a C-contiguous array of ``dtype``. Integers, booleans and floats convert; complex numbers,
+    strings and objects are refused (a cast would drop the imaginary part or parse the text)."""
     arr = _host_array(x, what, loss)
     if arr.dtype.kind == "c":
         raise TypeError(f"{loss}: {what} must be real, got dtype {arr.dtype}")
     if arr.dtype.kind not in "biuf":
         given = (f"a numpy array of dtype {arr.dtype}" if isinstance(x, np.ndarray)
                  else f"a {type(x).__module__}.{type(x).__name__}, which NumPy turns into dtype {arr.dtype}")
-        raise TypeError(f"{loss}: {what} must be numeric (a numpy array or a sequence of numbers, like pred: "
-                        f"{pred.dtype}, shape {pred.shape}), got {given}")
-    return np.asarray(arr, dtype=pred.dtype, order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
+        raise TypeError(f"{loss}: {what} must be numeric (a numpy array or a sequence of numbers"
+                        f"{', ' + like if like else ''}), got {given}")
+    return np.asarray(arr, dtype=dtype, order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
 
 
 def _first_bad(arr: np.ndarray, bad: np.ndarray) -> str:
@@ -181,12 +187,18 @@ def weight_shape_error(loss: str, shape: tuple, given: tuple) -> ValueError:
                       f"(broadcast along the remaining axes), got shape {given}")
 
 
+def _check_weight_shape(shape: tuple, pred_shape: tuple, loss: str) -> None:
+    if shape != pred_shape and (len(shape) > len(pred_shape) or pred_shape[: len(shape)] != shape):
+        raise weight_shape_error(loss, pred_shape, shape)
+
+
 def _prepare_weight(sample_weight, pred: np.ndarray, loss: str) -> np.ndarray:
     """sample_weight as a flat array of pred's dtype and size (broadcast along trailing axes)."""
+    if type(sample_weight) is np.ndarray:  # its shape is checked before a conversion copies it
+        _check_weight_shape(sample_weight.shape, pred.shape, loss)
     w = _as_like(sample_weight, pred, "sample_weight", loss)
     if w.shape != pred.shape:
-        if w.ndim > pred.ndim or pred.shape[: w.ndim] != w.shape:
-            raise weight_shape_error(loss, pred.shape, w.shape)
+        _check_weight_shape(w.shape, pred.shape, loss)
         w = np.broadcast_to(w.reshape(w.shape + (1,) * (pred.ndim - w.ndim)), pred.shape)
     if w.size and _below(w, 0):
         raise ValueError(f"{loss}: sample_weight must be >= 0, got {_first_bad(w, w < 0)}")

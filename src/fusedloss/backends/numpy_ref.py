@@ -77,6 +77,8 @@ def ctc(x, T, N, C, batch_first, log_probs, labels, offsets, target_lengths, inp
     loss_out[...] = losses
     if grad_out is not None:
         per_seq = gscale.reshape((N, 1, 1) if batch_first else (1, N, 1))
-        with np.errstate(invalid="ignore"):
-            grad_out.reshape(shape)[...] = grad * per_seq
+        frames = np.arange(T)[None, :] < np.asarray(input_lengths)[:, None]  # (N, T): the frames a sequence has
+        frames = frames[:, :, None] if batch_first else frames.T[:, :, None]
+        with np.errstate(invalid="ignore"):  # 0 beyond a sequence's frames whatever its factor (NaN included)
+            grad_out.reshape(shape)[...] = np.where(frames, grad * per_seq, 0.0)
     return 0.0

@@ -45,12 +45,20 @@ def _constant(x, what: str, fn: str):
     return x
 
 
+def _real(t: Tensor, what: str, fn: str) -> Tensor:
+    """``t`` if it holds real numbers (converting a complex tensor to the kernels' dtype would drop its imaginary
+    part)."""
+    if t.is_complex():
+        raise TypeError(f"{fn}: {what} must be real, got dtype {t.dtype}")
+    return t
+
+
 def _host_vector(x, what: str, fn: str):
     """A per-class / per-column parameter as a NumPy float64 array (or a float, or None)."""
     if x is None:
         return None
     if isinstance(x, Tensor):
-        _constant(x, what, fn)
+        _real(_constant(x, what, fn), what, fn)
         with _plain():
             x = x.detach()
             if x.numel() == 1 and x.ndim <= 1:
@@ -87,7 +95,7 @@ def _weight_tensor(weight, input: Tensor, fn: str) -> Tensor:
     """PyTorch's elementwise ``weight`` (broadcast like torch, trailing axes aligned) at input's full shape."""
     weight = _constant(weight, "weight", fn)
     with _plain():
-        w = torch.as_tensor(weight, device=input.device)
+        w = _real(torch.as_tensor(weight, device=input.device), "weight", fn)
     try:
         with _plain():
             return torch.broadcast_to(w, input.shape)
@@ -137,7 +145,8 @@ def _elementwise(name: str, input, target, reduction: str, params: dict, *, weig
                 sw = sw / input.numel()
             reduction = "sum"
     elif sample_weight is not None:
-        sw = torch.as_tensor(_constant(sample_weight, "sample_weight", fn), device=input.device)
+        sw = _real(torch.as_tensor(_constant(sample_weight, "sample_weight", fn), device=input.device),
+                   "sample_weight", fn)
     call = _Call(name, reduction, _non_default(name, params), sw, None, False, backend)
     return _apply(call, input, target)
 
@@ -151,7 +160,8 @@ def _multiclass(name: str, input, target, reduction: str, params: dict, *, class
         input, target = _autocast(input, target)
     sw = None
     if sample_weight is not None:
-        sw = torch.as_tensor(_constant(sample_weight, "sample_weight", fn), device=input.device)
+        sw = _real(torch.as_tensor(_constant(sample_weight, "sample_weight", fn), device=input.device),
+                   "sample_weight", fn)
     call = _Call(name, reduction, _non_default(name, params), sw, _class_axis(input, class_dim), bool(inplace_grad),
                  backend)
     return _apply(call, input, target)

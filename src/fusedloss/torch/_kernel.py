@@ -88,6 +88,8 @@ def _prepare_target(call: _Call, spec, target, input: Tensor, kdtype: torch.dtyp
     elif target.is_cuda != cuda or (cuda and target.device != input.device):
         raise RuntimeError(f"{call.name}: input is on {input.device} but target is on {target.device}")
     t = target.detach()
+    if t.is_complex():  # a cast to the kernels' dtype would drop the imaginary part
+        raise TypeError(f"{call.name}: target must be real, got dtype {t.dtype}")
     if spec.kind == "multiclass":
         if t.is_floating_point() and t.shape == input.shape:  # class probabilities: the same layout as input
             t, _ = _to_kernel(t, kdtype, call.class_dim)
@@ -132,7 +134,14 @@ def _compute_general(call: _Call, input: Tensor, target, want_grad: bool):
     if not (cuda or input.is_cpu):
         raise TypeError(f"fusedloss.torch: tensors on {input.device.type!r} are not supported (CPU and CUDA only)")
 
-    x, private = _to_kernel(input, kdtype, call.class_dim)
+    try:
+        x, private = _to_kernel(input, kdtype, call.class_dim)
+    except RuntimeError as exc:  # torch's allocator: say which array, as the NumPy API does (Loss._memory_error)
+        if "allocate" not in str(exc):
+            raise
+        err = MemoryError(str(exc))
+        err.shape, err.dtype = tuple(input.shape), torch.empty((), dtype=kdtype).numpy().dtype
+        raise loss._memory_error(err, input) from exc
     t = _prepare_target(call, spec, target, input, kdtype, cuda)
     sw = call.sample_weight
     if sw is not None:

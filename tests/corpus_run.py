@@ -1,0 +1,370 @@
+"""Runs the bad-input corpus (``corpus.py``) in child processes and classifies every case.
+
+A child reads case ids on stdin, and for each prints ``start <id>`` before the call and ``done <json>`` after
+it, flushing each line. The parent watches: a child that dies (a signal: segfault, abort) or stays silent
+longer than the per-case timeout leaves one case started and not done: that case is the crash or the hang,
+and a fresh child goes on with the cases after it.
+
+    python tests/corpus_run.py [--quick] [--backend cpp,numba,numpy] [--jobs 2] [--show garbage,unclear]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import queue
+import re
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from collections import Counter
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+# --- in the child ----------------------------------------------------------------------------------------------
+
+
+def _roots(call) -> list:
+    """The arrays owning the memory of every input of a call (outputs excluded): their bytes must not change."""
+    import numpy as np
+
+    arrays = [call.pred, call.target, *call.extra]
+    arrays += [v for k, v in call.kw.items() if k not in ("grad_out", "hess_out")]
+    roots = {}
+    for a in arrays:
+        if not isinstance(a, np.ndarray):
+            continue
+        while isinstance(a.base, np.ndarray):
+            a = a.base
+        if a.nbytes <= 1 << 26:
+            roots[id(a)] = a
+    return list(roots.values())
+
+
+class NotApplicable(Exception):
+    """An argument of the case has no form for this entry point (an object array as a torch tensor)."""
+
+
+def cleaned(call):
+    """The call on clean copies of its inputs, without output buffers: the reference's arguments."""
+    from dataclasses import replace
+
+    from corpus import clean
+
+    kw = {k: clean(v) for k, v in call.kw.items() if k not in ("grad_out", "hess_out")}
+    return replace(call, pred=clean(call.pred), target=clean(call.target), extra=tuple(map(clean, call.extra)),
+                   kw=kw)
+
+
+def _invoke(case, call, backend):
+    import numpy as np
+
+    import fusedloss as fl
+
+    loss = getattr(fl, case.loss)
+    pred, target, extra, kw = call.pred, call.target, call.extra, dict(call.kw)
+    entry = case.entry
+    if entry in ("call", "value_and_grad", "grad", "grad_hess", "partial"):
+        fn = loss if entry == "call" else getattr(loss, entry)
+        return fn(pred, target, *extra, backend=backend, **kw)
+    if entry == "torch":
+        import torch
+        from fusedloss.torch import functional as F
+
+        def tensor(x):
+            if isinstance(x, np.generic):
+                return x.item()
+            if not isinstance(x, np.ndarray):
+                return x
+            try:
+                return torch.from_numpy(x)
+            except (TypeError, ValueError, RuntimeError) as exc:
+                raise NotApplicable(str(exc)) from None
+
+        x = tensor(pred)
+        if isinstance(x, torch.Tensor) and x.is_floating_point():
+            x = x.requires_grad_(REGISTRY_DIFF[case.loss])
+        kw = {k: tensor(v) for k, v in kw.items()}
+        value = F.loss(case.loss, x, tensor(target), backend=backend, **kw)
+        out = [value.detach().numpy().copy()]
+        if isinstance(x, torch.Tensor) and x.requires_grad:
+            value.sum().backward()
+            out.append(x.grad.numpy().copy())
+        return tuple(out)
+    if entry in ("boosting", "objective"):
+        import fusedloss.boosting as fb
+
+        weight = kw.pop("sample_weight", None)
+        if entry == "boosting":
+            return fb.gradient_hessian(case.loss, target, pred, weight, backend=backend, **kw)
+        objective = fb.xgboost_objective(case.loss, api="sklearn", backend=backend, **kw)
+        g, h = objective(target, pred, weight)
+        return g.copy(), h.copy()  # (the objective's buffers are reused by its next call)
+    raise AssertionError(entry)
+
+
+REGISTRY_DIFF: dict = {}
+
+
+def _arrays(result) -> list:
+    import numpy as np
+    from fusedloss import LossState
+
+    if isinstance(result, LossState):
+        return [np.array([result.sum, result.denominator, result.count], np.float64)]
+    if isinstance(result, tuple):
+        return [a for r in result for a in _arrays(r)]
+    return [np.asarray(result, dtype=np.float64)]
+
+
+def _differ(got: list, want: list, single: bool) -> str | None:
+    import numpy as np
+
+    if len(got) != len(want):
+        return f"{len(got)} results, the reference gives {len(want)}"
+    rtol, atol = (1e-4, 1e-5) if single else (1e-9, 1e-12)
+    for i, (a, e) in enumerate(zip(got, want)):
+        if a.shape != e.shape:
+            return f"result {i}: shape {a.shape}, the reference's {e.shape}"
+        nan_a, nan_e = np.isnan(a), np.isnan(e)
+        if not np.array_equal(nan_a, nan_e):
+            return f"result {i}: NaN at {np.argwhere(nan_a != nan_e)[:3].tolist()}: {a.ravel()[:6]} vs {e.ravel()[:6]}"
+        inf = np.isinf(a) | np.isinf(e)
+        if not np.array_equal(a[inf], e[inf]):
+            return f"result {i}: infinities differ: {a.ravel()[:6]} vs {e.ravel()[:6]}"
+        fin = ~(nan_e | inf)
+        scale = 1.0 + (float(np.max(np.abs(e[fin]))) if fin.any() else 0.0)
+        bad = np.abs(a[fin] - e[fin]) > rtol * np.abs(e[fin]) + atol * scale
+        if bad.any():
+            return f"result {i}: {a.ravel()[:6]} vs the reference {e.ravel()[:6]}"
+    return None
+
+
+_FOREIGN = re.compile(r"incompatible function arguments|No implementation of function|Cannot determine Numba type|"
+                      r"TypingError|Unable to allocate")
+
+
+def _clear(exc, names: tuple, case) -> str | None:
+    """None when the exception is a clear one, else what is wrong with it."""
+    from fusedloss._dispatch import LossMemoryError
+
+    msg = str(exc)
+    kind = type(exc)
+    if isinstance(exc, MemoryError):
+        if not isinstance(exc, LossMemoryError):
+            return f"a bare {kind.__name__}"
+    elif not isinstance(exc, (ValueError, TypeError, IndexError)):
+        return f"{kind.__module__}.{kind.__name__}"
+    if kind.__module__.partition(".")[0] in ("numba", "torch") or _FOREIGN.search(msg):
+        return f"an error from inside a backend ({kind.__module__}.{kind.__name__})"
+    from corpus import SYNONYMS
+
+    words = [w for n in names for w in SYNONYMS.get(n, (n,))]
+    if words and not any(re.search(rf"(?<![A-Za-z0-9]){re.escape(w)}(?![A-Za-z0-9])", msg, re.I) for w in words):
+        return f"the message names none of {names}"
+    return None
+
+
+def run_one(case) -> dict:
+    import numpy as np
+    from corpus import calls
+
+    out = {"id": case.id, "outcome": "correct", "detail": ""}
+    try:
+        todo = calls(case)
+    except Exception as exc:  # a broken class definition: report it, do not hide it
+        return {**out, "outcome": "unclear", "detail": f"building the case failed: {exc!r}"}
+    if not todo:
+        return {**out, "outcome": "skip", "detail": "does not apply"}
+    outcomes = []
+    for call in todo:
+        single = getattr(call.pred, "dtype", None) in (np.float32, np.float16)
+        ref = cleaned(call) if call.expect != "raise" else None
+        roots = _roots(call)
+        before = [r.tobytes() for r in roots]
+        pred_root = roots[0] if roots and isinstance(call.pred, np.ndarray) else None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with np.errstate(all="ignore"):
+                    result = _invoke(case, call, case.backend)
+            raised = None
+        except NotApplicable as exc:
+            outcomes.append(("skip", f"no {case.entry} form: {exc}"))
+            continue
+        except Exception as exc:  # noqa: BLE001 - classified below
+            raised = exc
+        changed = [i for i, (r, b) in enumerate(zip(roots, before))
+                   if r.tobytes() != b and not (call.in_place and raised is None and r is pred_root)]
+        if changed:
+            outcomes.append(("modified", f"input {changed} changed" + (f" (raised {raised!r})" if raised else "")))
+            continue
+        if raised is not None:
+            from fusedloss import BackendUnavailable
+
+            if isinstance(raised, BackendUnavailable) and "not available" in str(raised):
+                outcomes.append(("skip", str(raised)[:200]))
+                continue
+            text = f"{type(raised).__name__}: {str(raised)[:300]}"
+            if call.expect == "value":
+                outcomes.append(("refused", text))
+                continue
+            problem = _clear(raised, call.names, case)
+            outcomes.append(("unclear", f"{problem}: {text}") if problem else ("clear", text))
+            continue
+        if call.expect == "raise":
+            outcomes.append(("garbage", f"returned {str(result)[:200]} where an error naming {call.names} is due"))
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with np.errstate(all="ignore"):
+                    want = _invoke(case, ref, "numpy")
+        except Exception as exc:  # noqa: BLE001
+            outcomes.append(("garbage", f"returned a value; the reference raises {type(exc).__name__}: {exc}"[:300]))
+            continue
+        got_arrays, want_arrays = _arrays(result), _arrays(want)
+        g = call.kw.get("grad_out")
+        if isinstance(g, np.ndarray) and case.entry in ("value_and_grad", "grad", "grad_hess"):
+            got_arrays.append(np.asarray(g, dtype=np.float64))  # the output holds the gradient it returned
+            want_arrays.append(_arrays(want)[1 if case.entry == "value_and_grad" else 0])
+        problem = _differ(got_arrays, want_arrays, single)
+        outcomes.append(("garbage", problem) if problem else ("correct", ""))
+    worst = next((o for o in outcomes if o[0] in ("modified", "garbage", "refused", "unclear", "crash")), None)
+    worst = worst or next((o for o in outcomes if o[0] != "skip"), outcomes[0])
+    from corpus import FAIL, KNOWN
+
+    if worst[0] in FAIL and case.id in KNOWN:
+        worst = ("known", worst[1])
+    return {**out, "outcome": worst[0], "detail": worst[1]}
+
+
+def child() -> None:
+    sys.path.insert(0, HERE)
+    import corpus
+    from fusedloss._spec import REGISTRY
+
+    REGISTRY_DIFF.update({n: s.differentiable for n, s in REGISTRY.items()})
+    by_id = {}
+    for line in sys.stdin:
+        cid = line.strip()
+        if not cid:
+            continue
+        loss, entry, backend, cname = cid.split("/")
+        case = corpus.Case(loss, entry, backend, cname)
+        print("start", cid, flush=True)
+        by_id[cid] = run_one(case)
+        print("done", json.dumps(by_id[cid]), flush=True)
+
+
+# --- in the parent ---------------------------------------------------------------------------------------------
+
+
+def _child_command():
+    return [sys.executable, os.path.abspath(__file__), "--child"]
+
+
+def run_batch(ids: list, timeout: float = 60.0, env=None) -> list:
+    """Run ``ids`` in child processes (a new one after each crash or hang); one result per id, in order."""
+    results = {}
+    todo = list(ids)
+    while todo:
+        proc = subprocess.Popen(_child_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env, cwd=HERE)
+        lines: queue.Queue = queue.Queue()
+        errs: list = []
+        threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout] + [lines.put(None)], daemon=True).start()
+        threading.Thread(target=lambda: errs.extend(proc.stderr), daemon=True).start()
+        proc.stdin.write("".join(i + "\n" for i in todo))
+        proc.stdin.close()
+        current = None
+        while True:
+            try:
+                line = lines.get(timeout=timeout)
+            except queue.Empty:
+                proc.kill()
+                proc.wait()
+                if current is None:
+                    raise RuntimeError("corpus child stayed silent before its first case:\n" + "".join(errs[-20:]))
+                results[current] = {"id": current, "outcome": "hang", "detail": f"no answer in {timeout:.0f} s"}
+                break
+            if line is None:
+                rc = proc.wait()
+                if current is not None:
+                    tail = "".join(errs[-5:])[-500:]
+                    results[current] = {"id": current, "outcome": "crash", "detail": f"exit status {rc}: {tail}"}
+                elif len(results) < len(ids) and not any(i in results for i in todo):
+                    raise RuntimeError(f"corpus child exited ({rc}) before its first case:\n" + "".join(errs[-20:]))
+                break
+            kind, _, rest = line.rstrip("\n").partition(" ")
+            if kind == "start":
+                current = rest
+            elif kind == "done":
+                r = json.loads(rest)
+                results[r["id"]] = r
+                current = None
+        todo = [i for i in todo if i not in results]
+    return [results[i] for i in ids]
+
+
+def run(ids: list, jobs: int = 2, timeout: float = 60.0) -> list:
+    """``run_batch`` over ``jobs`` children at once (the ids dealt out in contiguous slices)."""
+    if jobs <= 1 or len(ids) < 2 * jobs:
+        return run_batch(ids, timeout)
+    size = math.ceil(len(ids) / jobs)
+    slices = [ids[k:k + size] for k in range(0, len(ids), size)]
+    out: list = [None] * len(slices)
+    threads = [threading.Thread(target=lambda k=k: out.__setitem__(k, run_batch(slices[k], timeout)))
+               for k in range(len(slices))]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    return [r for part in out for r in part]
+
+
+def summary(results: list) -> str:
+    counts = Counter(r["outcome"] for r in results)
+    return ", ".join(f"{k} {counts[k]}" for k in sorted(counts, key=lambda k: -counts[k]))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--quick", action="store_true", help="the selection tests/test_corpus.py runs")
+    ap.add_argument("--backend", default="cpp,numba,numpy")
+    ap.add_argument("--loss", default="", help="comma-separated losses (default: all)")
+    ap.add_argument("--cls", default="", help="comma-separated classes (default: all)")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--timeout", type=float, default=60.0)
+    ap.add_argument("--show", default=",".join(("unclear", "refused", "garbage", "modified", "crash", "hang")))
+    ap.add_argument("--json", help="write every result to this file")
+    args = ap.parse_args(argv)
+    if args.child:
+        child()
+        return 0
+    sys.path.insert(0, HERE)
+    import corpus
+
+    backends = args.backend.split(",")
+    sel = [c for c in corpus.cases("quick" if args.quick else "full") if c.backend in backends
+           and (not args.loss or c.loss in args.loss.split(",")) and (not args.cls or c.cls in args.cls.split(","))]
+    start = time.perf_counter()
+    results = run([c.id for c in sel], args.jobs, args.timeout)
+    took = time.perf_counter() - start
+    show = set(args.show.split(","))
+    for r in results:
+        if r["outcome"] in show:
+            print(f"{r['outcome']:9s} {r['id']}: {' '.join(r['detail'].split())[:240]}")
+    print(f"{len(results)} cases in {took:.1f} s: {summary(results)}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=0)
+    return int(any(r["outcome"] in corpus.FAIL for r in results))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
