@@ -20,7 +20,9 @@
 #   ask for them) instead of aborting. pytest captures at the Python level only (--capture=sys), so that a
 #   report, written by the runtime to file descriptor 2, reaches the log before the process exits with it.
 # - Tests: FUSEDLOSS_SANITIZE_TESTS (default below) restricted to the cpp backend with -k
-#   (FUSEDLOSS_SANITIZE_SELECT): the bad-input, in-place, misaligned, extremes, multiclass and CTC tests. Numba
+#   (FUSEDLOSS_SANITIZE_SELECT): the bad-input, in-place, misaligned, extremes, multiclass and CTC tests, and the
+#   corpus's cpp cases (its child processes inherit PYTHONPATH and the preload; a report aborts a child, which
+#   the corpus counts as a crash: about 2,400 cases in 10 s). Numba
 #   and torch load and run under the preload (torch is the CTC tests' oracle), but numba-backend tests are
 #   deselected: the job is about the C++ kernels and bindings, and their time.
 set -euo pipefail
@@ -28,7 +30,7 @@ cd "$(dirname "$0")/.."
 
 build=${FUSEDLOSS_SANITIZE_BUILD:-build-sanitize}
 tests=${FUSEDLOSS_SANITIZE_TESTS:-"tests/test_misaligned.py tests/test_bad_input.py tests/test_inplace.py
-  tests/test_extremes.py tests/test_multiclass.py tests/test_ctc.py"}
+  tests/test_extremes.py tests/test_multiclass.py tests/test_ctc.py tests/test_corpus.py"}
 select=${FUSEDLOSS_SANITIZE_SELECT:-"cpp"}
 san="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 cxx=${FUSEDLOSS_SANITIZE_CXX:-g++}
