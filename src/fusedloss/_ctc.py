@@ -25,7 +25,8 @@ import numpy as np
 from . import _config
 from ._dispatch import Loss, LossMemoryError, resolve_host_backend
 from ._state import _exact_sum
-from ._validate import REDUCTIONS, _as_pred, _check_out, _check_overlap, as_numeric, is_device_array, sum_exponent
+from ._validate import (REDUCTIONS, _as_pred, _check_out, _check_overlap, as_numeric, fit_weights, is_device_array,
+                        sum_exponent)
 
 def _int_array(v, what: str) -> np.ndarray:
     """An integer array (any integer dtype, or a sequence of Python ints) as a C-contiguous int64 array."""
@@ -186,9 +187,8 @@ class SequenceLoss(Loss):
         coef = np.ones(N) if w is None else w.copy()
         if reduction == "mean":
             denom = float(N) if w is None else _weight_total(w)
-            if not math.isfinite(denom):  # the mean is the same for weights scaled by a power of two (exactly)
-                coef = np.ldexp(coef, -sum_exponent((coef,), N))
-                denom = math.fsum(coef)
+            # weights whose sum overflows: scaled by a power of two (the mean is the same), the shared rule
+            coef, denom = fit_weights(coef, denom, np.float64, N, lambda: sum_exponent((coef,), N), math.fsum)
             with np.errstate(divide="ignore", invalid="ignore"):
                 coef = coef / np.maximum(tl, 1) / denom
         return coef
