@@ -30,7 +30,10 @@ def _cases(n: int, rng):
     classes, proba10 = rng.integers(0, 10, n), rng.dirichlet(np.ones(10), n)
     return [
         ("mean_squared_error", (y, p), {}),
+        ("root_mean_squared_error", (y, p), {}),
         ("mean_absolute_error", (y, p), {}),
+        ("mean_absolute_percentage_error", (y, p), {}),
+        ("mean_squared_log_error", (counts, mu), {}),
         ("mean_pinball_loss", (y, p), {"alpha": 0.9}),
         ("mean_poisson_deviance", (counts, mu), {}),
         ("mean_tweedie_deviance", (counts, mu), {"power": 1.5}),
@@ -83,7 +86,7 @@ def main(argv=None) -> int:
     print(f"fusedloss {fusedloss.__version__} (backend {fusedloss.get_backend()}, "
           f"{fusedloss.get_num_threads()} threads), scikit-learn {sklearn.__version__}, "
           f"load average {load:.2f}, medians of {args.repeat}")
-    print(f"{'metric':26s} {'params':14s} {'n':>8s} {'weights':>7s} {'scikit-learn':>13s} {'fusedloss':>11s} "
+    print(f"{'metric':30s} {'params':14s} {'n':>8s} {'weights':>7s} {'scikit-learn':>13s} {'fusedloss':>11s} "
           f"{'ratio':>7s}")
     rows = []
     rng = np.random.default_rng(0)
@@ -102,7 +105,7 @@ def main(argv=None) -> int:
                 if name == "log_loss" or name == "d2_log_loss_score":
                     params = f"C={1 if a[1].ndim == 1 else a[1].shape[1]}"
                 ratio = t["sklearn"] / t["fusedloss"]
-                print(f"{name:26s} {params:14s} {n:>8d} {'yes' if weighted else 'no':>7s} "
+                print(f"{name:30s} {params:14s} {n:>8d} {'yes' if weighted else 'no':>7s} "
                       f"{_fmt(t['sklearn']):>13s} {_fmt(t['fusedloss']):>11s} {ratio:>6.1f}x")
                 rows.append({"metric": name, "params": params, "n": n, "weighted": weighted,
                              "sklearn_s": t["sklearn"], "fusedloss_s": t["fusedloss"], "ratio": ratio})

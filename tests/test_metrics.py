@@ -36,7 +36,7 @@ def _both(name, *args, **kwargs):
 def _data(n, seed=0):
     rng = np.random.default_rng(seed)
     d = {
-        "y": rng.normal(size=n) * 3, "p": rng.normal(size=n) * 3,
+        "y": rng.normal(size=n) * 3, "p": rng.normal(size=n) * 3, "Ypos": rng.gamma(2.0, 1.5, (n, 3)),
         "counts": rng.poisson(1.5, n).astype(np.float64), "positive": rng.gamma(2.0, 1.5, n),
         "mu": rng.uniform(0.2, 4.0, n), "w": rng.uniform(0.0, 2.0, n),
         "Y": rng.normal(size=(n, 3)), "P": rng.normal(size=(n, 3)),
@@ -54,6 +54,11 @@ def _cases(d):
     out = [
         ("mean_squared_error", (d["y"], d["p"]), {}),
         ("mean_absolute_error", (d["y"], d["p"]), {}),
+        ("root_mean_squared_error", (d["y"], d["p"]), {}),
+        ("mean_absolute_percentage_error", (d["y"], d["p"]), {}),
+        ("mean_squared_log_error", (d["counts"], d["mu"]), {}),
+        ("mean_squared_log_error", (0.9 * np.tanh(d["p"]), 0.9 * np.tanh(d["y"])), {}),  # values in (-1, 0) too
+        ("root_mean_squared_log_error", (d["counts"], d["mu"]), {}),
         ("d2_absolute_error_score", (d["y"], d["p"]), {}),
         ("mean_poisson_deviance", (d["counts"], d["mu"]), {}),
         ("mean_gamma_deviance", (d["positive"], d["mu"]), {}),
@@ -76,9 +81,11 @@ def _cases(d):
         out.append(("mean_tweedie_deviance", (y, pred), {"power": power}))
         out.append(("d2_tweedie_score", (y, pred), {"power": power}))
     for name in ("mean_squared_error", "mean_absolute_error", "mean_pinball_loss", "d2_pinball_score",
-                 "d2_absolute_error_score"):
+                 "d2_absolute_error_score", "root_mean_squared_error", "mean_absolute_percentage_error",
+                 "mean_squared_log_error", "root_mean_squared_log_error"):
+        y, p = (d["Ypos"], np.abs(d["P"])) if "log" in name else (d["Y"], d["P"])
         for multioutput in ("raw_values", "uniform_average", [0.2, 0.3, 0.5], np.array([1.0, 0.0, 2.0])):
-            out.append((name, (d["Y"], d["P"]), {"multioutput": multioutput}))
+            out.append((name, (y, p), {"multioutput": multioutput}))
     return out
 
 
@@ -174,6 +181,11 @@ def test_edges_that_scikit_learn_defines():
         ("mean_pinball_loss", (y.reshape(-1, 1), mu.reshape(-1, 1)), {"multioutput": "raw_values"}),
         ("mean_squared_error", (list(y), list(mu)), {}),
         ("mean_absolute_error", ([1, 2, 3], [2, 2, 2]), {}),
+        ("mean_absolute_percentage_error", (np.array([0.0, 1.0, -2.0, 0.0]), mu), {}),  # 0 targets: a huge value
+        ("mean_absolute_percentage_error", (y.astype(np.float32), mu.astype(np.float32)), {}),
+        ("mean_squared_log_error", (np.array([-0.5, 0.0, 3.0, 1e6]), mu), {}),
+        ("root_mean_squared_log_error", (y, y), {}),
+        ("root_mean_squared_error", (y, mu), {"sample_weight": np.array([0.0, 1.0, 0.0, 2.0])}),
     ]
     for name, args, kwargs in cases:
         ours, theirs, ours_w, theirs_w = _both(name, *args, **kwargs)
@@ -229,6 +241,11 @@ def test_float32_agrees_to_float32_precision():
     (lambda: fm.hinge_loss([0, 1, 2], np.zeros((3, 4))), "include all labels"),
     (lambda: fm.zero_one_loss([1.0, 2.5], [1, 2]), "continuous values"),
     (lambda: fm.zero_one_loss(["a", "b"], [1, 2]), "mix label types"),
+    (lambda: fm.mean_squared_log_error(np.array([1.0, -1.0]), np.array([1.0, 2.0])),
+     "Mean Squared Logarithmic Error cannot be used when targets contain values less than or equal to -1"),
+    (lambda: fm.root_mean_squared_log_error([1.0, 2.0], [1.0, -3.0]), "^Root Mean Squared Logarithmic Error"),
+    (lambda: fm.mean_squared_log_error(np.ones((2, 2)), -2 * np.ones((2, 2))), "less than or equal to -1"),
+    (lambda: fm.mean_absolute_percentage_error([1.0, np.nan], [1.0, 2.0]), "y_true contains NaN"),
 ])
 def test_errors_name_the_problem_where_scikit_learn_raises(call, message):
     with pytest.raises(ValueError, match=message):
@@ -264,10 +281,16 @@ def test_the_fused_kernel_runs_the_common_case(monkeypatch):
     metrics.mean_absolute_error(y, p, sample_weight=np.ones(100))
     metrics.mean_pinball_loss(y, p, alpha=0.3)
     metrics.hinge_loss((y > 0.5).astype(int), p)
-    assert calls == ["mse", "mae", "quantile", "hinge"]
+    metrics.mean_absolute_percentage_error(y, p)
+    metrics.mean_squared_log_error(y, p)
+    metrics.root_mean_squared_error(y, p)
+    metrics.root_mean_squared_log_error(y, p, sample_weight=np.ones(100))
+    assert calls == ["mse", "mae", "quantile", "hinge", "mape", "msle", "mse", "msle"]
     calls.clear()
     metrics.mean_squared_error(y, p, sample_weight=-np.ones(100))
     metrics.mean_squared_error(list(y), p)
+    with pytest.raises(ValueError, match="less than or equal to -1"):  # out of the domain: the checked path
+        metrics.mean_squared_log_error(y - 2, p)
     assert calls == []
     with pytest.raises(ValueError, match="y_pred contains NaN"):  # non-finite data leaves the kernel for the checks
         metrics.mean_squared_error(y, np.full(100, np.nan))

@@ -11,9 +11,9 @@ scikit-learn's here and differ from the rest of fusedloss:
 - ``mean_pinball_loss(alpha=...)`` is ``fl.quantile(quantile=alpha)``; ``log_loss`` takes probabilities (not
   logits), clipped to ``[eps, 1 - eps]`` with ``eps`` the machine epsilon of their dtype, as scikit-learn >= 1.5.
 
-Where the formula is one of fusedloss's elementwise losses (``mse``, ``mae``, ``quantile``, ``hinge``), the
-1-D case runs the fused kernel (one pass, no temporaries, float64 accumulation); the other cases use NumPy
-with scikit-learn's formulas. scikit-learn is not needed at run time.
+Where the formula is one of fusedloss's elementwise losses (``mse``, ``mae``, ``mape``, ``msle``, ``quantile``,
+``hinge``), the 1-D case runs the fused kernel (one pass, no temporaries, float64 accumulation); the other cases
+use NumPy with scikit-learn's formulas. scikit-learn is not needed at run time.
 
 Differences from scikit-learn, on purpose: float32 inputs are accumulated in float64 (scikit-learn sums in
 float32, so the two agree to float32 precision only); only NumPy-compatible arrays are taken (no sparse
@@ -34,7 +34,8 @@ from ._losses import LOSSES
 __all__ = [
     "UndefinedMetricWarning", "d2_absolute_error_score", "d2_log_loss_score", "d2_pinball_score",
     "d2_tweedie_score", "hinge_loss", "log_loss", "mean_absolute_error", "mean_gamma_deviance",
-    "mean_pinball_loss", "mean_poisson_deviance", "mean_squared_error", "mean_tweedie_deviance",
+    "mean_absolute_percentage_error", "mean_pinball_loss", "mean_poisson_deviance", "mean_squared_error",
+    "mean_squared_log_error", "mean_tweedie_deviance", "root_mean_squared_error", "root_mean_squared_log_error",
     "zero_one_loss",
 ]
 
@@ -214,6 +215,71 @@ def mean_absolute_error(y_true, y_pred, *, sample_weight=None, multioutput="unif
             return value
     yt, yp, w, multioutput = _regression(y_true, y_pred, sample_weight, multioutput)
     return _combine(_average(np.abs(yp - yt), w), multioutput)
+
+
+def root_mean_squared_error(y_true, y_pred, *, sample_weight=None, multioutput="uniform_average"):
+    """Root mean squared error, as ``sklearn.metrics.root_mean_squared_error``: the square root per output,
+    then the average over outputs."""
+    if _uniform(multioutput) and (v := _as_vector(y_true, y_pred, sample_weight)) is not None:
+        value = _kernel_mean("mse", *v, sample_weight)
+        if value is not None:
+            return math.sqrt(value)
+    yt, yp, w, multioutput = _regression(y_true, y_pred, sample_weight, multioutput)
+    return _combine(np.sqrt(_average((yt - yp) ** 2, w)), multioutput)
+
+
+def mean_absolute_percentage_error(y_true, y_pred, *, sample_weight=None, multioutput="uniform_average"):
+    """Mean absolute percentage error ``|y_pred - y_true| / max(|y_true|, eps)`` (a fraction, not times 100;
+    ``eps`` the float64 machine epsilon), as ``sklearn.metrics.mean_absolute_percentage_error`` and ``fl.mape``."""
+    if _uniform(multioutput) and (v := _as_vector(y_true, y_pred, sample_weight)) is not None:
+        value = _kernel_mean("mape", *v, sample_weight)
+        if value is not None:
+            return value
+    yt, yp, w, multioutput = _regression(y_true, y_pred, sample_weight, multioutput)
+    eps = np.asarray(np.finfo(np.float64).eps, dtype=yt.dtype)
+    return _combine(_average(np.abs(yp - yt) / np.maximum(np.abs(yt), eps), w), multioutput)
+
+
+def _log_targets(fn: str, *arrays) -> None:
+    """scikit-learn's domain check of the logarithmic errors: every value above -1."""
+    for arr in arrays:
+        if float(np.minimum.reduce(arr, axis=None)) <= -1:
+            raise ValueError(f"{fn} cannot be used when targets contain values less than or equal to -1.")
+
+
+def _squared_log_errors(y_true, y_pred, sample_weight, multioutput, fn: str):
+    """(per-output mean of (log1p(y_true) - log1p(y_pred))^2, multioutput), checked as scikit-learn does."""
+    yt, yp, w, multioutput = _regression(y_true, y_pred, sample_weight, multioutput)
+    _log_targets(fn, yt, yp)
+    return _average((np.log1p(yt) - np.log1p(yp)) ** 2, w), multioutput
+
+
+def _msle_kernel(y_true, y_pred, sample_weight, multioutput):
+    """The fused msle mean of the common case (1-D, finite, every value above -1), else None."""
+    if not _uniform(multioutput) or (v := _as_vector(y_true, y_pred, sample_weight)) is None:
+        return None
+    if not all(float(np.minimum.reduce(a)) > -1 for a in v):  # (nan too) the checked path says what is wrong
+        return None
+    return _kernel_mean("msle", *v, sample_weight)
+
+
+def mean_squared_log_error(y_true, y_pred, *, sample_weight=None, multioutput="uniform_average"):
+    """Mean squared logarithmic error ``mean((log1p(y_true) - log1p(y_pred))^2)``, as
+    ``sklearn.metrics.mean_squared_log_error`` (every value above -1) and ``fl.msle``."""
+    fn = "Mean Squared Logarithmic Error"
+    if (value := _msle_kernel(y_true, y_pred, sample_weight, multioutput)) is not None:
+        return value
+    return _combine(*_squared_log_errors(y_true, y_pred, sample_weight, multioutput, fn))
+
+
+def root_mean_squared_log_error(y_true, y_pred, *, sample_weight=None, multioutput="uniform_average"):
+    """Root mean squared logarithmic error, as ``sklearn.metrics.root_mean_squared_log_error``: the square root
+    of the mean squared logarithmic error per output, then the average over outputs."""
+    fn = "Root Mean Squared Logarithmic Error"
+    if (value := _msle_kernel(y_true, y_pred, sample_weight, multioutput)) is not None:
+        return math.sqrt(value)
+    per_output, multioutput = _squared_log_errors(y_true, y_pred, sample_weight, multioutput, fn)
+    return _combine(np.sqrt(per_output), multioutput)
 
 
 def _check_alpha(alpha, fn: str) -> float:
