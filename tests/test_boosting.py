@@ -264,6 +264,45 @@ def test_initial_scores():
         fb.initial_score("cross_entropy", y)
 
 
+_TARGETS = {  # targets in each target domain, far from 0 where the domain allows: a first step from 0 overshoots
+    "real": lambda rng, n: rng.normal(50.0, 5.0, n), "nonnegative": lambda rng, n: rng.poisson(40.0, n) * 1.0,
+    "positive": lambda rng, n: rng.gamma(4.0, 10.0, n), "unit": lambda rng, n: (rng.uniform(size=n) < 0.2) * 1.0,
+    "sign": lambda rng, n: np.where(rng.uniform(size=n) < 0.3, -1.0, 1.0),
+}
+_RAW_SCORE_LOSSES = [n for n in fl.LOSSES if fl.LOSSES[n].spec.kind == "elementwise" and fl.LOSSES[n].spec.differentiable
+                     and fl.LOSSES[n].spec.pred_domain_for(fl.LOSSES[n]._check_params({})[0]) == "real"]
+
+
+@pytest.mark.parametrize("name", _RAW_SCORE_LOSSES)
+def test_initial_score_minimises_the_weighted_mean_loss(name):
+    """Every single-score loss on raw scores has an initial score, and no constant near it does better (the
+    targets sit far from 0, where the Hessian of the bounded-gradient losses is small or negative)."""
+    rng = np.random.default_rng(11)
+    y = _TARGETS[fl.LOSSES[name].spec.target_domain](rng, 400)
+    w = _weights(400)
+    c = fb.initial_score(name, y, w)
+    assert math.isfinite(c)
+    loss = fl.LOSSES[name]
+
+    def mean(v):
+        return loss(np.full(y.shape, v), y, sample_weight=w)
+
+    for delta in (1e-3, 1e-1, 3.0):
+        step = delta * max(1.0, abs(c))
+        assert mean(c) <= min(mean(c - step), mean(c + step)) * (1 + 1e-12), (c, delta)
+
+
+def test_initial_score_of_mape_is_the_median_weighted_by_the_inverse_targets():
+    rng = np.random.default_rng(12)
+    y = rng.gamma(2.0, 20.0, 301)
+    w = _weights(301)
+    order = np.argsort(y)
+    v = (w / y)[order]
+    median = y[order][np.searchsorted(np.cumsum(v), 0.5 * v.sum())]
+    assert fb.initial_score("mape", y, w) == pytest.approx(median, rel=1e-12)
+    assert fb.initial_score("hinge", np.array([1.0, 1.0, -1.0])) == pytest.approx(1.0, rel=1e-12)
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="unknown loss"):
         fb.lightgbm_objective("nope")

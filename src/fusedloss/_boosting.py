@@ -190,8 +190,8 @@ def _weighted_quantile(y, w, q: float) -> float:
 
 def initial_score(name: str, y_true, weight=None, **params) -> float:
     """The constant raw score that minimises the weighted mean loss (what the built-in objectives start from
-    with ``boost_from_average``): Newton steps from 0 on a constant, or the weighted median / quantile for
-    ``mae`` / ``quantile``. Single-score losses on raw scores only."""
+    with ``boost_from_average``): the weighted median / quantile for ``mae`` / ``quantile``, else the point
+    where the weighted mean gradient changes sign (``_sign_change``). Single-score losses on raw scores only."""
     name = _loss_name(name)
     loss, _, _ = _checked(name, params, "exact", None)
     full = loss._check_params(params)[0]
@@ -201,16 +201,42 @@ def initial_score(name: str, y_true, weight=None, **params) -> float:
     w = _weight(weight)
     if loss.spec.optimal_quantile is not None:
         return _weighted_quantile(y, w, loss.spec.optimal_quantile(full))
-    if loss.spec.hessian_zero_ae:
-        raise ValueError(f"{name}: no Newton initial score for a loss whose Hessian is zero almost everywhere")
-    c = 0.0
-    for _ in range(200):
+
+    def mean_grad_hess(c: float):
         g, h = loss.grad_hess(np.full(y.shape, c), y, reduction="mean", sample_weight=w, **params)
-        G, H = float(np.sum(g)), float(np.sum(h))
-        step = G / H if H > 0 else G
-        c -= step
-        if abs(step) <= 1e-13 * max(1.0, abs(c)):
-            break
+        return float(np.sum(g)), float(np.sum(h))
+
+    return _sign_change(mean_grad_hess)
+
+
+def _sign_change(mean_grad_hess, c: float = 0.0, steps: int = 200) -> float:
+    """Where the weighted mean gradient G(c) of a constant score changes sign, from c: Newton steps while they
+    go downhill (H > 0); until G has been seen on both sides of zero, a step that is not a Newton step doubles
+    (bounded gradients, H = 0 almost everywhere, H < 0 in a non-convex loss's tails); once the sign change
+    lies in [lo, hi], a Newton step that would leave it is replaced by bisection. Plain Newton steps from 0
+    overshoot where H is small far from the data (log_cosh, huber) or step uphill where H < 0 (cauchy). A loss
+    whose minimiser is at infinity (all targets at a boundary) moves towards it for ``steps`` steps."""
+    lo, hi, jump = -np.inf, np.inf, 1.0
+    for _ in range(steps):
+        G, H = mean_grad_hess(c)
+        if G == 0.0 or np.isnan(G):
+            return c
+        if G < 0.0:
+            lo = c
+        else:
+            hi = c
+        newton = c - G / H if H > 0.0 else np.nan
+        if np.isfinite(lo) and np.isfinite(hi):
+            nxt = newton if lo < newton < hi else 0.5 * (lo + hi)  # (nan compares false: bisection)
+        elif np.isfinite(newton):
+            nxt = newton
+            jump = max(jump, abs(newton - c))
+        else:
+            nxt = c - np.sign(G) * jump
+            jump *= 2.0
+        if abs(nxt - c) <= 1e-13 * max(1.0, abs(c)):
+            return float(nxt)
+        c = float(nxt)
     return c
 
 
