@@ -77,3 +77,35 @@ def test_half_precision_and_losses_torch_lacks_keep_the_fused_path():
     p = torch.randn(50, requires_grad=True)
     assert not _ran_on_torch(ft.log_cosh_loss(p, torch.zeros(50)))
     assert not _ran_on_torch(ft.kl_div_with_logits(p.reshape(5, 10), torch.softmax(torch.randn(5, 10), -1), reduction="batchmean"))
+
+
+def test_a_module_routes_by_its_current_options(ce_small):
+    """A module caches its routing decision and makes it again when an option changes after construction, as
+    torch's modules read their attributes at each call; buffers are read at each call (``.to()`` replaces them)."""
+    x, t = ce_small
+    mod = ft.CrossEntropyLoss()
+    assert _ran_on_torch(mod(x, t))
+    mod.z_loss = 1e-3  # an option torch lacks: the fused kernel from now on
+    out = mod(x, t)
+    assert not _ran_on_torch(out)
+    assert out.item() > torch.nn.functional.cross_entropy(x, t).item()
+    mod.z_loss = 0.0
+    mod.label_smoothing = 0.2
+    out = mod(x, t)
+    assert _ran_on_torch(out) and torch.equal(out, torch.nn.functional.cross_entropy(x, t, label_smoothing=0.2))
+    mod.weight = torch.linspace(0.5, 2.0, 10, dtype=torch.float64)
+    want = torch.nn.functional.cross_entropy(x, t, weight=mod.weight, label_smoothing=0.2)
+    assert torch.equal(mod(x, t), want)
+    mod.weight.mul_(2.0)  # changed in place: the same tensor, read at the call
+    assert torch.equal(mod(x, t), torch.nn.functional.cross_entropy(x, t, weight=mod.weight, label_smoothing=0.2))
+    mod.float()  # the buffer is replaced, not set as an attribute
+    assert mod.weight.dtype == torch.float32
+    xf = x.detach().float().requires_grad_()
+    assert torch.equal(mod(xf, t), torch.nn.functional.cross_entropy(xf, t, weight=mod.weight, label_smoothing=0.2))
+    import copy
+    import pickle
+
+    for clone in (copy.deepcopy(mod), pickle.loads(pickle.dumps(mod))):
+        assert torch.equal(clone(xf, t), mod(xf, t))
+        clone.z_loss = 1e-3
+        assert not _ran_on_torch(clone(xf, t)) and _ran_on_torch(mod(xf, t))

@@ -103,6 +103,21 @@ def _small_on_torch(twin, multiclass: bool = False, extensions: dict | None = No
 
         routed.__name__, routed.__qualname__, routed.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
         routed.__wrapped__ = fn
+        routed._torch_twin = (torch_fn, multiclass, extensions, names)  # for the modules' cached route
         return routed
 
     return wrap
+
+
+def module_route(fn, options: dict, buffers: tuple):
+    """A module's cached routing decision: ``(torch's function, multiclass, the keywords for it without the
+    buffers)`` when ``fn`` (a functional form) is routed and the module's ``options`` (its non-tensor attributes
+    and ``reduction``) are all torch's, else None. The buffers are read at each call (``.to(device)`` replaces
+    them) and must be options torch has."""
+    twin = getattr(fn, "_torch_twin", None)
+    if twin is None:
+        return None
+    torch_fn, multiclass, extensions, names = twin
+    if names.intersection(buffers) or not _torch_takes((), options, extensions):
+        return None
+    return torch_fn, multiclass, {k: v for k, v in options.items() if k not in names}

@@ -13,7 +13,7 @@ from .._spec import REGISTRY
 from ._args import _legacy_reduction
 from ._ctc import CTCLoss
 from ._generate import module_of
-from ._routing import _is_default
+from ._routing import _is_default, _torch_is_faster, module_route
 from .functional import (FUNCTIONAL, GENERATED, binary_cross_entropy, binary_cross_entropy_with_logits,
                          binary_focal_loss, cross_entropy,
                          focal_loss, hinge_loss, huber_loss, kl_div_with_logits, l1_loss, log_cosh_loss, loss,
@@ -39,7 +39,25 @@ class _LossModule(torch.nn.Module):
             setattr(self, k, v)
 
     def forward(self, input, target):
+        # the routing decision of the options (see _routing.module_route), made again after any attribute changes
+        route = self.__dict__.get("_route", False)
+        if route is False:
+            route = self.__dict__["_route"] = self._module_route()
+        if route is not None and _torch_is_faster(input, target, route[1]):
+            buffers = self._buffers
+            return route[0](input, target, **route[2], **{k: buffers[k] for k in self._buffer_names})
         return type(self)._fn(input, target, reduction=self.reduction, **self._call_options())
+
+    def _module_route(self):
+        options = {k: getattr(self, k) for k in self._option_names if k not in self._buffer_names}
+        return module_route(type(self)._fn, {"reduction": self.reduction, **options}, self._buffer_names)
+
+    def __setattr__(self, name, value):
+        super().__setattr__(name, value)
+        self.__dict__["_route"] = False
+
+    def __getstate__(self):
+        return {**super().__getstate__(), "_route": False}
 
     def _call_options(self) -> dict:
         return {k: getattr(self, k) for k in self._option_names}
