@@ -166,7 +166,8 @@ VARIANTS: dict[str, list[dict]] = {
     "quantile": [{"quantile": 0.1}, {"quantile": 0.9}],
     "expectile": [{"expectile": 0.125}],
     "poisson_nll": [{"log_input": False}],
-    "tweedie": [{"power": 1.2}, {"power": 1.8}],
+    "tweedie": [{"power": 1.2}, {"power": 1.8}, {"power": 0.0}, {"power": -1.5}, {"power": 1.0}, {"power": 2.0},
+                {"power": 2.5}],
     "binary_cross_entropy": [{"pos_weight": 2.0}],
     "binary_cross_entropy_with_logits": [{"pos_weight": 0.5, "label_smoothing": 0.1}],
     "binary_focal": [{"alpha": -1.0, "gamma": 0.0}, {"alpha": 0.5, "gamma": 1.5}],
@@ -224,7 +225,7 @@ def _style(name: str, params: dict) -> str:
         return "above_minus_one"
     if pdom == "unit":
         return "unit"
-    if spec.target_domain in ("positive", "nonnegative", "unit"):
+    if spec.target_domain_for(full_params(name, params)) in ("positive", "nonnegative", "unit"):
         return "score"
     return "residual"
 
@@ -260,7 +261,7 @@ def make_data(name, params, shape, dtype, seed=0, near_kinks=True, margin=1e-3):
     shape = tuple(shape)
     n = math.prod(shape)
     spec = REGISTRY[name]
-    y = _targets(rng, spec.target_domain, n)
+    y = _targets(rng, spec.target_domain_for(full_params(name, params)), n)
     style = _style(name, params)
     if style == "rate":
         p = rng.uniform(0.05, 4.0, n)

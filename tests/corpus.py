@@ -409,9 +409,10 @@ def _target_as(dtype, expect):
         t = np.asarray(b.target)
         if dtype == "int64" and spec.kind == "elementwise":
             t = np.round(t)
-            t = np.where(t > 0, t, 0) if spec.target_domain not in ("real", "sign") else t
-            t = np.clip(t, 0, 1) if spec.target_domain == "unit" else t
-            t = np.where(t == 0, 1, t) if spec.target_domain in ("positive", "sign") else t
+            domain = spec.target_domain_for(spec.defaults())
+            t = np.where(t > 0, t, 0) if domain not in ("real", "sign") else t
+            t = np.clip(t, 0, 1) if domain == "unit" else t
+            t = np.where(t == 0, 1, t) if domain in ("positive", "sign") else t
         with np.errstate(invalid="ignore"):
             t = t.astype(dtype)
         return with_(b, target=t) if expect == "value" else with_(b, target=t, expect=expect, names=("target",))

@@ -98,9 +98,10 @@ def test_negative_weight_is_found_next_to_a_nan(backend):
     ("quantile", {"quantile": 0.0}, ["quantile", "(0, 1)", "0.0"]),
     ("quantile", {"quantile": 1.0}, ["quantile", "(0, 1)", "1.0"]),
     ("quantile", {"quantile": 1.5}, ["quantile", "1.5"]),
-    ("tweedie", {"power": 1.0}, ["power", "(1, 2)", "1.0"]),
-    ("tweedie", {"power": 2.0}, ["power", "(1, 2)", "2.0"]),
-    ("tweedie", {"power": 0.0}, ["power", "0.0"]),
+    ("tweedie", {"power": 0.5}, ["power", "<= 0 or >= 1", "0.5"]),
+    ("tweedie", {"power": 1e-9}, ["power", "<= 0 or >= 1", "1e-09"]),
+    ("tweedie", {"power": float("inf")}, ["power", "inf"]),
+    ("tweedie", {"power": float("nan")}, ["power", "nan"]),
     ("poisson_nll", {"eps": -1e-3}, ["eps", "-0.001"]),
 ])
 def test_invalid_parameter_values(backend, name, kw, fragments):
@@ -286,7 +287,12 @@ def test_grad_out_overlapping_hess_out(backend):
 # --- domains -------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", [n for n in elementwise_names() if REGISTRY[n].target_domain == "nonnegative"])
+def _target_domain(name: str) -> str:
+    spec = REGISTRY[name]
+    return spec.target_domain_for(spec.defaults())
+
+
+@pytest.mark.parametrize("name", [n for n in elementwise_names() if _target_domain(n) == "nonnegative"])
 def test_negative_target_names_value_and_index(backend, name):
     loss = loss_fn(name)
     y = np.array([1.0, 0.0, -2.5, 3.0])
@@ -302,14 +308,14 @@ def test_negative_target_names_value_and_index(backend, name):
     loss(p[:2], y[:2], backend=backend)
 
 
-@pytest.mark.parametrize("name", [n for n in elementwise_names() if REGISTRY[n].target_domain == "nonnegative"])
+@pytest.mark.parametrize("name", [n for n in elementwise_names() if _target_domain(n) == "nonnegative"])
 def test_negative_target_is_found_next_to_a_nan(backend, name):
     """A NaN target passes (it propagates) but must not hide a negative one elsewhere in the array."""
     with _raises(ValueError, "target", "-3.0", "(2,)"):
         loss_fn(name)(np.full(3, 0.5), np.array([1.0, np.nan, -3.0]), backend=backend)
 
 
-@pytest.mark.parametrize("name", [n for n in elementwise_names() if REGISTRY[n].target_domain == "positive"])
+@pytest.mark.parametrize("name", [n for n in elementwise_names() if _target_domain(n) == "positive"])
 def test_target_zero_or_negative_where_positive_is_required(backend, name):
     """Targets > 0: zero is outside the domain too (gamma: log y), found also next to a NaN."""
     loss = loss_fn(name)
@@ -323,7 +329,7 @@ def test_target_zero_or_negative_where_positive_is_required(backend, name):
     loss(p[:2], np.array([5e-324, 1e300]), backend=backend)  # the smallest positive number is inside
 
 
-@pytest.mark.parametrize("name", [n for n in elementwise_names() if REGISTRY[n].target_domain == "above_minus_one"])
+@pytest.mark.parametrize("name", [n for n in elementwise_names() if _target_domain(n) == "above_minus_one"])
 def test_values_at_or_below_minus_one_where_above_is_required(backend, name):
     """pred and target > -1 (log1p of both): -1 itself is outside, found also next to a NaN."""
     loss = loss_fn(name)
@@ -347,7 +353,7 @@ def test_negative_rate_for_poisson_without_log_input(backend):
     fl.poisson_nll(p, Y, backend=backend)
 
 
-@pytest.mark.parametrize("name", [n for n in elementwise_names() if REGISTRY[n].target_domain == "unit"])
+@pytest.mark.parametrize("name", [n for n in elementwise_names() if _target_domain(n) == "unit"])
 def test_target_outside_unit_interval(backend, name):
     loss = loss_fn(name)
     p, y = make_data(name, {}, (4,), np.float64)
@@ -395,3 +401,17 @@ def test_vector_parameters_must_be_real_numbers(name, bad):
         x, t = np.full((2, 3), 0.5), np.zeros((2, 3))
     with _raises(TypeError, name, spec.vector_param, "real numbers", str(bad.dtype)):
         loss(x, t, **{spec.vector_param: bad})
+
+
+def test_tweedie_target_domain_follows_the_power(backend):
+    """scikit-learn's Tweedie domains: y real for rho <= 0, y >= 0 for 1 <= rho < 2, y > 0 for rho >= 2."""
+    p = np.array([0.5, -0.25, 1.0])
+    for power in (0.0, -1.0):
+        assert np.isfinite(fl.tweedie(p, np.array([-2.0, 0.0, 3.0]), power=power, backend=backend))
+    for power in (1.0, 1.5):
+        assert np.isfinite(fl.tweedie(p, np.array([0.0, 0.0, 3.0]), power=power, backend=backend))
+        with pytest.raises(ValueError, match=r"tweedie.*target.*-2\.0"):
+            fl.tweedie(p, np.array([1.0, -2.0, 3.0]), power=power, backend=backend)
+    for power in (2.0, 3.0):
+        with pytest.raises(ValueError, match=r"tweedie.*target.*0\.0"):
+            fl.tweedie(p, np.array([1.0, 0.0, 3.0]), power=power, backend=backend)

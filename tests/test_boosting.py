@@ -278,7 +278,8 @@ def test_initial_score_minimises_the_weighted_mean_loss(name):
     """Every single-score loss on raw scores has an initial score, and no constant near it does better (the
     targets sit far from 0, where the Hessian of the bounded-gradient losses is small or negative)."""
     rng = np.random.default_rng(11)
-    y = _TARGETS[fl.LOSSES[name].spec.target_domain](rng, 400)
+    spec = fl.LOSSES[name].spec
+    y = _TARGETS[spec.target_domain_for(spec.defaults())](rng, 400)
     w = _weights(400)
     c = fb.initial_score(name, y, w)
     assert math.isfinite(c)

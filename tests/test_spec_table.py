@@ -100,6 +100,18 @@ TABLE = [
     ("tweedie", {}, -2 * LN2, 2.0, 9.0, -3.5, 2.25),  # e^{p/2} = 1/2: 1 + 8; 0.5 - 4; 0.25 + 2
     # tweedie rho = 1.25 at p = 0: 1/0.75 + y/0.25; 1 - y; 0.75 + 0.25 y
     ("tweedie", {"power": 1.25}, 0.0, 2.0, 4 / 3 + 8.0, -1.0, 1.25),
+    # tweedie rho = 0 (scikit-learn's form): (e^p - y)^2 / 2; e^{2p} - y e^p; 2 e^{2p} - y e^p
+    ("tweedie", {"power": 0.0}, LN2, -1.0, 4.5, 6.0, 10.0),  # e^p = 2
+    ("tweedie", {"power": 0.0}, 0.0, 3.0, 2.0, -2.0, -1.0),  # a negative Hessian
+    # rho = -1: e^{3p}/3 - y e^{2p}/2; e^{3p} - y e^{2p}; 3 e^{3p} - 2 y e^{2p}
+    ("tweedie", {"power": -1.0}, LN2, 1.0, 8 / 3 - 2.0, 4.0, 16.0),
+    # rho = 1 (Poisson): e^p - y p; e^p - y; e^p
+    ("tweedie", {"power": 1.0}, LN2, 3.0, 2.0 - 3 * LN2, -1.0, 2.0),
+    ("tweedie", {"power": 1.0}, 0.0, 0.0, 1.0, 1.0, 1.0),
+    # rho = 2 (Gamma): p + y e^{-p}; 1 - y e^{-p}; y e^{-p}
+    ("tweedie", {"power": 2.0}, LN2, 3.0, LN2 + 1.5, -0.5, 1.5),
+    # rho = 3 (inverse Gaussian): -e^{-p} + y e^{-2p} / 2; e^{-p} - y e^{-2p}; -e^{-p} + 2 y e^{-2p}
+    ("tweedie", {"power": 3.0}, 0.0, 4.0, 1.0, -3.0, 7.0),
     # fair: u = |d|/c: c^2 (u - log(1+u)); d/(1+u); 1/(1+u)^2
     ("fair", {}, 1.0, 0.0, 1.0 - LN2, 0.5, 0.25),
     ("fair", {}, -3.0, 0.0, 3.0 - LN4, -0.75, 1.0 / 16),

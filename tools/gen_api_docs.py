@@ -151,9 +151,11 @@ def generate() -> str:
                            f"{_cell(_valid(p))} | {_cell(p.doc)} |")
             out.append("")
         pred = spec.pred_domain_for(spec.defaults())
+        target = spec.target_domain_for(spec.defaults())
         out += [
             f"- Inputs: {KIND.get(spec.kind, spec.kind)}.",
-            f"- Targets: {DOMAIN.get(spec.target_domain, spec.target_domain)}; predictions: "
+            f"- Targets: {DOMAIN.get(target, target)}"
+            + (" (with the default parameters)" if callable(spec.target_domain) else "") + "; predictions: "
             f"{DOMAIN.get(pred, pred)}" + (" (with the default parameters)" if callable(spec.pred_domain) else "")
             + ".",
             f"- Methods: {_methods(loss, spec)}"

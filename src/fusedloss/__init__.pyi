@@ -518,7 +518,8 @@ class _Loss_poisson_nll(Loss):
 poisson_nll: _Loss_poisson_nll
 
 class _Loss_tweedie(Loss):
-    """half Tweedie deviance with log link, as scikit-learn's HalfTweedieLoss (without its constant term)."""
+    """half Tweedie deviance with log link, as scikit-learn's HalfTweedieLoss.loss (terms of y alone left out, but
+        at rho = 0, as there)."""
 
     @overload
     def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",

@@ -178,13 +178,13 @@ def run(loss, pred, target, reduction, sample_weight, backend, params, packed,
             raise ValueError(f"{name}: pred and target must have the same shape, got pred {shape} "
                              f"and target {tuple(y.shape)}")
         y_flat = _flat_as(cu, y, dtype, "target", name)
-        _check_device_domain(cu, y_flat, shape, spec.target_domain, "target", name)
+        _check_device_domain(cu, y_flat, shape, spec.target_domain_for(params), "target", name)
     else:
         y_host = _as_like(target, _stand_in(shape, dtype), "target", name)
         if y_host.shape != shape:
             raise ValueError(f"{name}: pred and target must have the same shape, got pred {shape} "
                              f"and target {y_host.shape}")
-        _check_domain(y_host, spec.target_domain, "target", name)
+        _check_domain(y_host, spec.target_domain_for(params), "target", name)
         y_flat = cu.to_device(y_host.reshape(-1))
     _check_device_domain(cu, p_flat, shape, spec.pred_domain_for(params), "pred", name)
     w = None if sample_weight is None else _weights(cu, sample_weight, shape, dtype, name)

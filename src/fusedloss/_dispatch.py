@@ -82,7 +82,7 @@ class Loss:
         self._backend_cache: dict = {}
         # what the hot path reads on every call, looked up once
         self._multiclass = spec.kind == "multiclass"
-        self._checks_domains = spec.target_domain != "real" or spec.pred_domain != "real"
+        self._checks_domains = spec.target_domain != "real" or spec.pred_domain != "real"  # (or callable)
 
     def __repr__(self):
         params = ", ".join(f"{p.name}={p.default!r}" for p in self.spec.params)
@@ -204,7 +204,7 @@ class Loss:
         spec = self.spec
         if self._checks_domains:
             if spec.target_domain != "real":
-                _check_domain(y, spec.target_domain, "target", name)
+                _check_domain(y, spec.target_domain_for(params), "target", name)
             if spec.pred_domain != "real":
                 _check_domain(p, spec.pred_domain_for(params), "pred", name)
         w = None if sample_weight is None else _prepare_weight(sample_weight, p, name)

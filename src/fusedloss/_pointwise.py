@@ -292,17 +292,45 @@ def poisson_nll_point(p, y, params):
 
 
 def tweedie_point(p, y, params):
+    """The value takes scikit-learn's forms of its own at rho = 0, 1 and 2. t2 = exp((2-rho) p) and t1 =
+    y exp((1-rho) p) are 1 and y exactly at rho = 2 and 1; for rho < 1 or >= 2, t1 is the exact product where
+    exp alone overflows (``mul_exp``), and where both terms overflow (their exponents have one sign there) the
+    results are t2 times their forms in r = t1 / t2 = y exp(-p). C++ twin: losses.hpp tweedie."""
     (rho,) = params
-    e2 = math.exp((2.0 - rho) * p)
+    c2 = 2.0 - rho
+    c1 = 1.0 - rho
+    e2 = 1.0 if rho == 2.0 else math.exp(c2 * p)
     # y exp((1 - rho) p): exp overflows for very negative p (1 - rho < 0), and 0 * inf would make the loss nan
     # for y = 0, where its y-terms are absent (the value is exp((2 - rho) p) / (2 - rho), 0 at p = -1e30).
     # Python's exp raises instead of returning inf, so it is not called for y = 0.
-    ye1 = y * math.exp((1.0 - rho) * p) if y != 0.0 else 0.0
-    return (
-        e2 / (2.0 - rho) - ye1 / (1.0 - rho),
-        e2 - ye1,
-        (2.0 - rho) * e2 - (1.0 - rho) * ye1,
-    )
+    ye1 = 0.0
+    if rho == 1.0:
+        ye1 = y
+    elif 1.0 < rho < 2.0:
+        if y != 0.0:
+            ye1 = y * math.exp(c1 * p)
+    elif y > 0.0:
+        ye1 = mul_exp(y, c1 * p)
+    elif y < 0.0:
+        ye1 = -mul_exp(-y, c1 * p)
+    if rho == 0.0:
+        d = math.exp(p) - y
+        value = 0.5 * d * d
+    elif rho == 1.0:
+        value = e2 - y * p
+    elif rho == 2.0:
+        value = p + ye1
+    else:
+        value = e2 / c2 - ye1 / c1
+    grad = e2 - ye1
+    hess = c2 * e2 - c1 * ye1
+    if (rho < 1.0 or rho > 2.0) and math.isinf(e2) and math.isinf(ye1):
+        r = mul_exp(y, -p) if y > 0.0 else -mul_exp(-y, -p)
+        if rho != 0.0:
+            value = e2 * (1.0 / c2 - r / c1)
+        grad = e2 * (1.0 - r)
+        hess = e2 * (c2 - c1 * r)
+    return value, grad, hess
 
 
 def gamma_point(p, y, params):

@@ -164,11 +164,43 @@ def poisson_nll(p, y, log_input, eps):
 
 
 def tweedie(p, y, power):
+    """scikit-learn's HalfTweedieLoss, whose value at rho = 0, 1 and 2 takes forms of its own (the general one
+    divides by 0 at 1 and 2). With t2 = exp((2-rho) p) and t1 = y exp((1-rho) p): at rho = 2 and 1 those are 1
+    and y exactly (not exp(0 * inf) at an infinite p); y exp(z) is the exact product where exp(z) alone
+    overflows (``_y_exp``); and for rho < 1 or > 2, whose two exponents have one sign, where both terms
+    overflow (inf - inf) the results are t2 times their forms in r = t1 / t2 = y exp(-p)."""
     rho = power
-    e2 = np.exp((2.0 - rho) * p)
-    ye1 = np.where(y == 0, 0.0, y * np.exp((1.0 - rho) * p))  # y = 0: no y-terms (not 0 * inf for p << 0)
-    value = e2 / (2.0 - rho) - ye1 / (1.0 - rho)
-    return value, e2 - ye1, (2.0 - rho) * e2 - (1.0 - rho) * ye1
+    c2, c1 = 2.0 - rho, 1.0 - rho
+    with np.errstate(over="ignore", invalid="ignore"):
+        e2 = np.ones_like(p) if rho == 2.0 else np.exp(c2 * p)
+        if rho == 1.0:
+            ye1 = y * 1.0
+        elif 1.0 < rho < 2.0:
+            ye1 = np.where(y == 0, 0.0, y * np.exp(c1 * p))  # y = 0: no y-terms (not 0 * inf for p << 0)
+        else:
+            ye1 = np.sign(y) * _y_exp(np.abs(y), c1 * p)
+        if rho == 0.0:
+            value = 0.5 * (np.exp(p) - y) ** 2
+        elif rho == 1.0:
+            value = e2 - y * p
+        elif rho == 2.0:
+            value = p + ye1
+        else:
+            value = e2 / c2 - ye1 / c1
+        grad, hess = e2 - ye1, c2 * e2 - c1 * ye1
+        if rho < 1.0 or rho > 2.0:
+            both = np.isinf(e2) & np.isinf(ye1)
+            if both.any():
+                r = (np.sign(y) * _y_exp(np.abs(y), -p))[both]
+                big = e2[both]
+                if rho != 0.0:
+                    value = np.where(both, 0.0, value)
+                    value[both] = big * (1.0 / c2 - r / c1)
+                grad = np.where(both, 0.0, grad)
+                grad[both] = big * (1.0 - r)
+                hess = np.where(both, 0.0, hess)
+                hess[both] = big * (c2 - c1 * r)
+    return value, grad, hess
 
 
 def _y_exp(y, z):

@@ -49,8 +49,9 @@ class LossSpec:
     # "real" | "nonnegative" | "unit" ([0, 1]) | "above_minus_one" (> -1), or a function of the parameters
     # returning one of those
     pred_domain: str | Callable[[dict], str] = "real"
-    # "real" | "positive" (> 0) | "above_minus_one" (> -1) | "nonnegative" | "unit" | "sign" | "class_index"
-    target_domain: str = "real"
+    # "real" | "positive" (> 0) | "above_minus_one" (> -1) | "nonnegative" | "unit" | "sign" | "class_index",
+    # or a function of the parameters returning one of those
+    target_domain: str | Callable[[dict], str] = "real"
     differentiable: bool = True
     has_hessian: bool = True
     hessian_zero_ae: bool = False  # Hessian is zero almost everywhere (piecewise-linear losses)
@@ -122,6 +123,10 @@ class LossSpec:
         """The prediction domain, which for a few losses depends on a parameter."""
         return self.pred_domain(params) if callable(self.pred_domain) else self.pred_domain
 
+    def target_domain_for(self, params: dict) -> str:
+        """The target domain, which for a few losses depends on a parameter (tweedie's power)."""
+        return self.target_domain(params) if callable(self.target_domain) else self.target_domain
+
     def hessian_may_be_negative_for(self, params: dict) -> bool:
         d = self.hessian_may_be_negative
         return bool(d(params)) if callable(d) else d
@@ -148,7 +153,7 @@ def _open_unit(v):
 
 
 def _tweedie_power(v):
-    return None if 1.0 < v < 2.0 else "a number in the open interval (1, 2)"
+    return None if (v <= 0.0 or v >= 1.0) and math.isfinite(v) else "a finite number <= 0 or >= 1"
 
 
 def _unit_closed(v):
@@ -301,7 +306,7 @@ def losses() -> LossList:
             differentiable=s.differentiable,
             has_hessian=s.has_hessian,
             hessian_zero_almost_everywhere=s.hessian_zero_ae,
-            target_domain=s.target_domain,
+            target_domain=s.target_domain_for(s.defaults()),
         )
         for s in REGISTRY.values()
     )
@@ -437,12 +442,17 @@ register(LossSpec(
 ))
 
 register(LossSpec(
-    name="tweedie", kind="elementwise", target_domain="nonnegative",
-    kinks=lambda kw: (),
-    params=(Param("power", 1.5, "Tweedie power rho", _tweedie_power),),
-    summary="half Tweedie deviance with log link, as scikit-learn's HalfTweedieLoss (without its constant term)",
-    formula=("rho in (1, 2):  l = exp((2-rho) p)/(2-rho) - y exp((1-rho) p)/(1-rho);  "
-             "g = exp((2-rho) p) - y exp((1-rho) p);  h = (2-rho) exp((2-rho) p) - (1-rho) y exp((1-rho) p)"),
+    name="tweedie", kind="elementwise",
+    target_domain=lambda kw: "real" if kw["power"] <= 0 else ("nonnegative" if kw["power"] < 2 else "positive"),
+    kinks=lambda kw: (), hessian_may_be_negative=lambda kw: not 1.0 <= kw["power"] <= 2.0,
+    params=(Param("power", 1.5, "Tweedie power rho: <= 0 (y real), [1, 2) (y >= 0; 1 is Poisson) or >= 2 "
+                  "(y > 0; 2 is Gamma, 3 inverse Gaussian)", _tweedie_power),),
+    summary=("half Tweedie deviance with log link, as scikit-learn's HalfTweedieLoss.loss (terms of y alone "
+             "left out, but at rho = 0, as there)"),
+    formula=("l = exp((2-rho) p)/(2-rho) - y exp((1-rho) p)/(1-rho), and at rho = 0: (exp(p) - y)^2 / 2, "
+             "rho = 1: exp(p) - y p, rho = 2: p + y exp(-p);  g = exp((2-rho) p) - y exp((1-rho) p);  "
+             "h = (2-rho) exp((2-rho) p) - (1-rho) y exp((1-rho) p), negative where y exp((1-rho) p) is large "
+             "for rho < 1 and small for rho > 2"),
 ))
 
 

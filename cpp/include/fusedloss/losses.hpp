@@ -41,6 +41,7 @@
 
 #include <cmath>
 #include <cstddef>
+#include <limits>
 
 #include "fusedloss/kernel_api.hpp"  // Params
 #include "fusedloss/math.hpp"
@@ -384,23 +385,75 @@ struct poisson_nll {
   }
 };
 
-// rho in (1, 2), log link:  l = exp((2-rho) p)/(2-rho) - y exp((1-rho) p)/(1-rho);
-// g = exp((2-rho) p) - y exp((1-rho) p);  h = (2-rho) exp((2-rho) p) - (1-rho) y exp((1-rho) p)
-// y exp((1-rho) p) is taken as 0 for y = 0: exp((1-rho) p) overflows for p << 0 (float p <= -90 at rho 1.99),
-// and 0 * inf made the loss nan where its value is exp((2-rho) p)/(2-rho) (_pointwise.tweedie_point).
+// rho <= 0 or >= 1, log link (scikit-learn's HalfTweedieLoss), t2 = exp((2-rho) p), t1 = y exp((1-rho) p):
+// l = t2/(2-rho) - t1/(1-rho), and at rho = 0: (exp(p) - y)^2 / 2, rho = 1: exp(p) - y p, rho = 2: p + y exp(-p);
+// g = t2 - t1;  h = (2-rho) t2 - (1-rho) t1.  Form: 1 (rho = 1: t2 = exp(p), t1 = y), 2 (rho = 2: t2 = 1,
+// t1 = y exp(-p)), Mixed (1 < rho < 2: the exponents have opposite signs, so at most one term overflows), and
+// Same (rho < 1 or > 2, At = 0 at rho = 0): where both terms overflow, t2 times the forms in r = t1 / t2 =
+// y exp(-p). t1 is 0 for y = 0 (exp((1-rho) p) overflows for p << 0 and 0 * inf made the loss nan), and
+// outside Mixed the exact product where exp alone overflows (mul_exp; y may be negative for rho <= 0).
+// (Python: _pointwise.tweedie_point.)
+enum class TweedieForm { One, Two, Mixed, Same };
+
+template <class T>
+FUSEDLOSS_INLINE T signed_mul_exp(T y, T z) {
+  const T m = mul_exp(std::fabs(y), z);
+  return y < T(0) ? -m : m;
+}
+
+template <class T, TweedieForm Form, bool AtZero>
+struct tweedie_mode {
+  static constexpr const char* name = "tweedie";
+  T c2, c1;  // 2 - rho, 1 - rho (differences taken in double, then rounded once)
+  template <bool V, bool G, bool H>
+  FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
+    T e2 = T(1), ye1 = y;
+    if constexpr (Form != TweedieForm::Two) e2 = vm::exp(c2 * p);
+    if constexpr (Form == TweedieForm::Mixed) ye1 = y == T(0) ? T(0) : y * vm::exp(c1 * p);
+    if constexpr (Form == TweedieForm::Two || Form == TweedieForm::Same) ye1 = signed_mul_exp(y, c1 * p);
+    T lv = T(0), gv = e2 - ye1, hv = c2 * e2 - c1 * ye1;
+    if constexpr (V) {
+      if constexpr (AtZero) {
+        const T d = vm::exp(p) - y;
+        lv = T(0.5) * d * d;
+      } else if constexpr (Form == TweedieForm::One) {
+        lv = e2 - y * p;
+      } else if constexpr (Form == TweedieForm::Two) {
+        lv = p + ye1;
+      } else {
+        lv = e2 / c2 - ye1 / c1;
+      }
+    }
+    if constexpr (Form == TweedieForm::Same) {
+      const T inf = std::numeric_limits<T>::infinity();
+      const bool both = e2 == inf && std::fabs(ye1) == inf;
+      const T r = signed_mul_exp(y, -p);
+      if constexpr (V && !AtZero) lv = both ? e2 * (T(1) / c2 - r / c1) : lv;
+      gv = both ? e2 * (T(1) - r) : gv;
+      hv = both ? e2 * (c2 - c1 * r) : hv;
+    }
+    if constexpr (V) l = lv;
+    if constexpr (G) g = gv;
+    if constexpr (H) h = hv;
+  }
+};
+
+// the power is the same for every element of a call: `specialise` runs the twin of its form
 template <class T>
 struct tweedie {
   static constexpr const char* name = "tweedie";
-  T c2, c1;  // 2 - rho, 1 - rho (differences taken in double, then rounded once)
+  static constexpr bool specialised = true;
+  double rho;
   static constexpr std::size_t arity = 1;
-  explicit tweedie(const Params& prm) : c2(T(2.0 - prm[0])), c1(T(1.0 - prm[0])) {}
-  template <bool V, bool G, bool H>
-  FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
-    const T e2 = vm::exp(c2 * p);
-    const T ye1 = y == T(0) ? T(0) : y * vm::exp(c1 * p);
-    if constexpr (V) l = e2 / c2 - ye1 / c1;
-    if constexpr (G) g = e2 - ye1;
-    if constexpr (H) h = c2 * e2 - c1 * ye1;
+  explicit tweedie(const Params& prm) : rho(prm[0]) {}
+  template <class F>
+  double specialise(const F& run) const {
+    const T c2 = T(2.0 - rho), c1 = T(1.0 - rho);
+    if (rho == 1.0) return run(tweedie_mode<T, TweedieForm::One, false>{c2, c1});
+    if (rho == 2.0) return run(tweedie_mode<T, TweedieForm::Two, false>{c2, c1});
+    if (rho > 1.0 && rho < 2.0) return run(tweedie_mode<T, TweedieForm::Mixed, false>{c2, c1});
+    if (rho == 0.0) return run(tweedie_mode<T, TweedieForm::Same, true>{c2, c1});
+    return run(tweedie_mode<T, TweedieForm::Same, false>{c2, c1});
   }
 };
 
