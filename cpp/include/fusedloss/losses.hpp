@@ -42,6 +42,7 @@
 #include <cmath>
 #include <cstddef>
 #include <limits>
+#include <type_traits>
 
 #include "fusedloss/kernel_api.hpp"  // Params
 #include "fusedloss/math.hpp"
@@ -209,8 +210,8 @@ struct cauchy {
 // Barron's general robust loss, z = (d/c)^2, b = |alpha - 2|, u = 1 + z/b:  l = b/alpha (u^(alpha/2) - 1);
 // g = d/c^2 u^(alpha/2 - 1);  h = u^(alpha/2 - 2) (1 + (alpha - 1) z/b) / c^2;  and the limits alpha = 2, -inf, inf.
 // Computed in double for both dtypes, in the forms of _pointwise.general_robust_point (same branches and cut-offs;
-// its docstring has the reasoning); the powers of w = |d| / (c sqrt(b)) through std::pow (correctly rounded: a
-// float exp(y log w) would cost |y log w| ulp at |d| = 1e30). The mode (general, 2, -inf, inf) is per call:
+// its docstring has the reasoning); the powers of w = |d| / (c sqrt(b)) through std::pow for double data (a
+// double exp(y log w) would cost |y log w| ulp at |d| = 1e30; see pow_w). The mode (general, 2, -inf, inf) is per call:
 // `specialise` runs its twin.
 enum class RobustMode { general, two, neg_inf, pos_inf };
 
@@ -218,6 +219,15 @@ template <class T, RobustMode M>
 struct general_robust_mode {
   static constexpr const char* name = "general_robust";
   double alpha, c, b, a, sb, isb;
+  // w^e for w > 1: std::pow for double data; for float data exp(e log w) in double, whose error (|e log w| ulp of
+  // double, 1e-11 relative at e = 1000 and w = 1e38) is far inside float's, and which vectorises
+  static FUSEDLOSS_INLINE double pow_w(double w, double e) {
+    if constexpr (std::is_same_v<T, float>) {
+      return vm::exp(e * vm::log(w));
+    } else {
+      return std::pow(w, e);
+    }
+  }
   template <bool V, bool G, bool H>
   FUSEDLOSS_INLINE void point(T p, T y, T& l, T& g, T& h) const {
     const double r = double(p - y) / c;
@@ -254,15 +264,17 @@ struct general_robust_mode {
         const double al = alpha == 0.0 ? 0.0 : a * L;  // alpha = 0: not 0 * inf at |d| = inf
         const double f = vm::exp((a - 1.0) * l1t);
         const double ratio = (t2 + (alpha - 1.0)) / (t2 + 1.0);
+        const double pw1 = pow_w(w, alpha - 1.0);  // w^(alpha-1); w^alpha and w^(alpha-2) from it
         if (std::fabs(al) <= 1.0) {
           value = 0.5 * b * L * exprel(al);
         } else if (al > 1.0) {
-          value = (b / alpha) * (std::pow(w, alpha) * vm::exp(a * l1t) - 1.0);
+          value = (b / alpha) * (pw1 * w * vm::exp(a * l1t) - 1.0);
         } else {
           value = (b / alpha) * vm::expm1(al);
         }
-        grad = std::copysign(sb * std::pow(w, alpha - 1.0) * f, r) / c;
-        hess = std::pow(w, alpha - 2.0) * f * ratio / c / c;
+        grad = std::copysign(sb * pw1 * f, r) / c;
+        // (w^(alpha-1) may overflow where w^(alpha-2) does not)
+        hess = (std::isinf(pw1) ? pow_w(w, alpha - 2.0) : pw1 / w) * f * ratio / c / c;
       }
       if constexpr (V) l = T(value);
       if constexpr (G) g = T(grad);
