@@ -20,7 +20,7 @@ from fusedloss.backends import REGISTRY as BACKENDS
 from conftest import DTYPES, TOL, require_backend
 
 # the backends with a metrics pass
-HOST_BACKENDS = ("numpy",)
+HOST_BACKENDS = ("cpp", "numpy")
 ALL = ("accuracy", "top5", "nll", "entropy", "confidence", "ece15")
 OPTIONS = [
     {},
@@ -355,3 +355,36 @@ def test_leading_axes_and_reductions():
     assert m.state == flat.state
     v, m2 = fl.cross_entropy(x3, y3, reduction="none", sample_weight=w3, metrics=ALL, backend="numpy")
     assert v.shape == (3, 20) and m2.state == flat.state
+
+
+def test_compiled_kernel_checks_its_metric_outputs():
+    """The binding never trusts its caller: wrong dtype, length, read-only, overlapping outputs, losses without
+    a metrics pass."""
+    core = _backend("cpp")
+    x, y, w = _data(R=8, C=5, seed=13)
+    packed = fl.cross_entropy.spec.packed(fl.cross_entropy.spec.defaults())
+    flat = x.reshape(-1)
+
+    def call(loss="cross_entropy", rank=None, conf=None, nll=None, entropy=None, grad=None):
+        rank = np.empty(8, np.int64) if rank is None else rank
+        conf = np.empty(8) if conf is None else conf
+        nll = np.empty(8) if nll is None else nll
+        return core.multiclass_metrics(loss, packed if loss == "cross_entropy" else (2.0,), -100, 5, flat, y, None,
+                                       None, 1.0, True, None, grad, rank, conf, nll, entropy, 1)
+
+    call()
+    with pytest.raises(TypeError, match="rank_out must be .* int64"):
+        call(rank=np.empty(8, np.int32))
+    with pytest.raises(ValueError, match="conf_out must have length 8"):
+        call(conf=np.empty(7))
+    ro = np.empty(8)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="nll_out is read-only"):
+        call(nll=ro)
+    shared = np.empty(8)
+    with pytest.raises(ValueError, match="nll_out overlaps"):
+        call(conf=shared, nll=shared)
+    with pytest.raises(ValueError, match="entropy_out overlaps"):
+        call(entropy=flat[:8])  # the logits (float64 here)
+    with pytest.raises(ValueError, match="categorical_focal has no metrics pass.*cross_entropy"):
+        call(loss="categorical_focal")
