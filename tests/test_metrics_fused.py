@@ -17,10 +17,8 @@ import fusedloss.metrics as flm
 from fusedloss import _logit_metrics
 from fusedloss.backends import REGISTRY as BACKENDS
 
-from conftest import DTYPES, TOL, require_backend
+from conftest import DTYPES, HOST_BACKENDS, TOL, require_backend
 
-# the backends with a metrics pass
-HOST_BACKENDS = ("cpp", "numpy")
 ALL = ("accuracy", "top5", "nll", "entropy", "confidence", "ece15")
 OPTIONS = [
     {},
