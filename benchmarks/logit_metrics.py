@@ -40,9 +40,14 @@ def numpy_metrics(x, y, names):
         for r in np.flatnonzero(tied):
             rank[r] += np.count_nonzero(x[r, :y[r]] == x_t[r])
     m = x.max(axis=1)
-    if any(n.startswith("ece") or n in ("confidence", "nll") for n in names):
-        s = np.exp(x - m[:, None]).sum(axis=1, dtype=np.float64)
+    if any(n.startswith("ece") or n in ("confidence", "nll", "entropy") for n in names):
+        d = x - m[:, None]
+        e = np.exp(d)
+        s = e.sum(axis=1, dtype=np.float64)
         conf = 1.0 / s
+        if "entropy" in names:  # H = log s - sum_j e_j (z_j - m) / s
+            ent = np.log(s) - np.einsum("ij,ij->i", e, d, dtype=np.float64) / s
+        del d, e
     for n in names:
         if n == "accuracy" or n.startswith("top"):
             out[n] = float(np.mean(rank < (1 if n == "accuracy" else int(n[3:]))))
@@ -55,6 +60,8 @@ def numpy_metrics(x, y, names):
             out[n] = float(np.sum(np.abs(acc_b - conf_b)) / x.shape[0])
         elif n == "confidence":
             out[n] = float(np.mean(conf))
+        elif n == "entropy":
+            out[n] = float(np.mean(ent))
         elif n == "nll":
             out[n] = float(np.mean(np.log(s) + (m - x_t)))
         else:

@@ -299,16 +299,28 @@ struct cross_entropy {
       if constexpr (ME) {
         // the hard-label loops below with the entropy's sum (its own loop: theirs stay as they are)
         T cent = T(0);
+        if (smooth) {
 #pragma omp simd reduction(+ : cs1, ck, cszw, cent)
-        for (std::size_t j = j0; j < j1; ++j) {
-          T dz = T(1);
-          const T z = zval(x[j], dz);
-          const T e = exp_sub(z, shift);
-          add_exp(e, cs1, ck);
-          const T cj = CW ? cwp[j] : T(1);
-          cszw += smooth && cj != T(0) ? cj * (shift - z) : T(0);
-          cent += e != T(0) ? e * (shift - z) : T(0);  // a masked class (e = 0, z = -inf) adds 0
-          if constexpr (Park) buf[j] = e;
+          for (std::size_t j = j0; j < j1; ++j) {
+            T dz = T(1);
+            const T z = zval(x[j], dz);
+            const T e = exp_sub(z, shift);
+            add_exp(e, cs1, ck);
+            const T cj = CW ? cwp[j] : T(1);
+            cszw += cj != T(0) ? cj * (shift - z) : T(0);
+            cent += e != T(0) ? e * (shift - z) : T(0);  // a masked class (e = 0, z = -inf) adds 0
+            if constexpr (Park) buf[j] = e;
+          }
+        } else {
+#pragma omp simd reduction(+ : cs1, ck, cent)
+          for (std::size_t j = j0; j < j1; ++j) {
+            T dz = T(1);
+            const T z = zval(x[j], dz);
+            const T e = exp_sub(z, shift);
+            add_exp(e, cs1, ck);
+            cent += e != T(0) ? e * (shift - z) : T(0);
+            if constexpr (Park) buf[j] = e;
+          }
         }
         ent += double(cent);
       } else if constexpr (Soft) {
