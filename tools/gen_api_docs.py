@@ -51,6 +51,8 @@ def _signature(name, loss, spec, types_by_convert, gen) -> str:
     positional = [p.name for p in list(sig.parameters.values())[1:] if p.kind == p.POSITIONAL_OR_KEYWORD]
     keywords = [f"{p.name}={gen._default(p.default)}" for p in spec.params]
     keywords += ['reduction="mean"', "sample_weight=None", "backend=None"]
+    if spec.row_metrics:
+        keywords.append("metrics=None")
     return f"fl.{name}({', '.join(positional)}, *, {', '.join(keywords)})"
 
 
@@ -162,6 +164,11 @@ def generate() -> str:
             + ("; the exact Hessian is zero almost everywhere (`hessian=\"ones\"` gives Newton steps a "
                "usable one)" if spec.hessian_zero_ae else "") + ".",
         ]
+        if spec.row_metrics:
+            out.append("- Metrics from the same pass (hard labels): `metrics=(\"accuracy\", \"top5\", \"nll\", "
+                       "\"entropy\", \"confidence\", \"ece15\")` makes the call return them last, as a dict "
+                       "with a mergeable `.state` (`topK` for any K >= 1, `eceN` for any N >= 1 bins; "
+                       "`fusedloss.metrics.logit_metrics` without the loss).")
         if spec.torch_name:
             out.append(f"- PyTorch: `torch.nn.functional.{spec.torch_name}`.")
         out += ["- Formula (value; gradient; Hessian):", "", "  ```text", f"  {spec.formula}", "  ```"]

@@ -297,10 +297,42 @@ double elementwise(std::string_view loss, py::handle params_h, py::handle p, py:
 using Labels = py::array_t<std::int64_t, py::array::c_style>;
 
 
+// The per-row metric outputs of multiclass_metrics (handles, as passed).
+struct MetricHandles {
+  py::handle rank, conf, nll, entropy;
+};
+
+// One per-row metric output: 1-D of length R, C-contiguous, of dtype M exactly, writeable, aligned, and apart from
+// every other array of the call (``spans``, null spans skipped); null when optional and None.
+template <class M>
+M* metric_output(py::handle h, const char* what, bool optional, py::ssize_t R, const Span* spans, std::size_t nspans) {
+  using A = py::array_t<M, py::array::c_style>;
+  if (optional && h.is_none()) return nullptr;
+  if (!A::check_(h)) {
+    throw py::type_error(std::string(what) + " must be a C-contiguous numpy array of dtype " +
+                         (std::is_same_v<M, double> ? "float64" : "int64") + (optional ? " or None" : "") +
+                         ", got " + describe(h));
+  }
+  A a = py::reinterpret_borrow<A>(h);
+  check_len(a, what, R, "one per row: len(x) / C");
+  if (!a.writeable()) throw py::value_error(std::string(what) + " is read-only");
+  if (reinterpret_cast<std::uintptr_t>(a.data()) % alignof(M) != 0) {
+    throw py::value_error(std::string(what) + " is not aligned to its item size; pass a freshly allocated array");
+  }
+  const Span sp = span_of(a);
+  for (std::size_t i = 0; i < nspans && R > 0; ++i) {
+    if (spans[i].lo && overlap(sp, spans[i])) {
+      throw py::value_error(std::string(what) + " overlaps another array of the call; pass a separate array");
+    }
+  }
+  return a.mutable_data();
+}
+
 template <class T>
 double run_multiclass(const RowEntry& entry, py::handle packed_h, std::int64_t ignore, py::ssize_t C,
                       py::handle x_h, py::handle labels_h, py::handle q_h, py::handle w_h, py::handle cw_h,
-                      double scale, bool reduce, py::handle v_h, py::handle g_h, py::handle h_h, int nthreads) {
+                      double scale, bool reduce, py::handle v_h, py::handle g_h, py::handle h_h, int nthreads,
+                      const MetricHandles* metrics = nullptr) {
   const fl::Params params = read_params(packed_h, entry.arity, entry.name);
   const Array<T> x = *borrow<T>(x_h, "x", false);
   std::optional<Labels> labels;
@@ -351,6 +383,21 @@ double run_multiclass(const RowEntry& entry, py::handle packed_h, std::int64_t i
   check_outputs(outs, {R, n, n}, {"one per row: len(x) / C", "the length of x", "the length of x"}, in_spans,
                 [](int k, std::size_t i) { return k > 0 && i == 0; },
                 "only grad_out or hess_out (being x itself) may overwrite");
+  std::int64_t* m_rank = nullptr;
+  double *m_conf = nullptr, *m_nll = nullptr, *m_entropy = nullptr;
+  if (metrics) {
+    if (!labels) throw py::value_error(std::string(entry.name) + ": metrics need hard labels, not soft targets (q)");
+    if (outs[2]) throw py::value_error(std::string(entry.name) + ": the metrics pass computes no Hessian (hess_out)");
+    Span spans[10] = {in_spans[0], in_spans[1], in_spans[2], in_spans[3], in_spans[4],
+                      outs[0] ? span_of(*outs[0]) : none, outs[1] ? span_of(*outs[1]) : none};
+    m_rank = metric_output<std::int64_t>(metrics->rank, "rank_out", true, R, spans, 7);
+    spans[7] = m_rank ? span_of(py::reinterpret_borrow<py::array>(metrics->rank)) : none;
+    m_conf = metric_output<double>(metrics->conf, "conf_out", false, R, spans, 8);
+    spans[8] = span_of(py::reinterpret_borrow<py::array>(metrics->conf));
+    m_nll = metric_output<double>(metrics->nll, "nll_out", false, R, spans, 9);
+    spans[9] = span_of(py::reinterpret_borrow<py::array>(metrics->nll));
+    m_entropy = metric_output<double>(metrics->entropy, "entropy_out", true, R, spans, 10);
+  }
 
   // Arrays at an address that is not a multiple of their item size go through aligned copies (aligned.hpp).
   const Array<T> xa = fl::aligned_input(x);
@@ -388,8 +435,12 @@ double run_multiclass(const RowEntry& entry, py::handle packed_h, std::int64_t i
   args.scale = scale;
   args.reduce = reduce;
   args.nthreads = nthreads;
+  args.rank = m_rank;
+  args.conf = m_conf;
+  args.nll = m_nll;
+  args.entropy = m_entropy;
 
-  const RowKernel<T> kernel = entry.kernel<T>();
+  const RowKernel<T> kernel = metrics ? entry.metrics_kernel<T>() : entry.kernel<T>();
   double total;
   {
     std::optional<py::gil_scoped_release> release;
@@ -414,6 +465,32 @@ double multiclass(std::string_view loss, py::handle packed, std::int64_t ignore_
   if (Array<float>::check_(x)) {
     return run_multiclass<float>(entry, packed, ignore_index, C, x, labels, q, w, cw, scale, reduce, value_out,
                                  grad_out, hess_out, nthreads);
+  }
+  throw py::type_error("x must be a C-contiguous numpy array of dtype float32 or float64, got " + describe(x));
+}
+
+// multiclass plus the per-row metrics (MulticlassArgs::rank ...), for the losses that have a metrics pass.
+double multiclass_metrics(std::string_view loss, py::handle packed, std::int64_t ignore_index, py::ssize_t C,
+                          py::handle x, py::handle labels, py::handle w, py::handle cw, double scale, bool reduce,
+                          py::handle value_out, py::handle grad_out, py::handle rank_out, py::handle conf_out,
+                          py::handle nll_out, py::handle entropy_out, int nthreads) {
+  const RowEntry& entry = find_row_loss(loss);
+  if (!entry.metrics_f32 || !entry.metrics_f64) {
+    std::string have;
+    for (const auto& e : multiclass_table()) {
+      if (e.metrics_f32) have += std::string(have.empty() ? "" : ", ") + e.name;
+    }
+    throw py::value_error(std::string(entry.name) + " has no metrics pass; the losses that have one: " + have);
+  }
+  const MetricHandles metrics{rank_out, conf_out, nll_out, entropy_out};
+  const py::handle none = py::none();
+  if (Array<double>::check_(x)) {
+    return run_multiclass<double>(entry, packed, ignore_index, C, x, labels, none, w, cw, scale, reduce, value_out,
+                                  grad_out, none, nthreads, &metrics);
+  }
+  if (Array<float>::check_(x)) {
+    return run_multiclass<float>(entry, packed, ignore_index, C, x, labels, none, w, cw, scale, reduce, value_out,
+                                 grad_out, none, nthreads, &metrics);
   }
   throw py::type_error("x must be a C-contiguous numpy array of dtype float32 or float64, got " + describe(x));
 }
@@ -502,6 +579,20 @@ PYBIND11_MODULE(_core, m) {
         py::arg("x"), py::arg("labels").none(true), py::arg("q").none(true), py::arg("w").none(true),
         py::arg("cw").none(true), py::arg("scale"), py::arg("reduce"), py::arg("value_out").none(true),
         py::arg("grad_out").none(true), py::arg("hess_out").none(true), py::arg("nthreads"));
+
+  const char* metdoc =
+      "multiclass_metrics(loss, packed, ignore_index, C, x, labels, w, cw, scale, reduce, value_out, grad_out,\n"
+      "rank_out, conf_out, nll_out, entropy_out, nthreads) -> float\n\n"
+      "multiclass (hard labels, no Hessian) for a loss with a metrics pass (cross_entropy), which also writes per\n"
+      "row: rank_out (int64, or None) the label's rank #{j: x_j > x_t} + #{j < t: x_j == x_t}, conf_out (float64)\n"
+      "max_j p_j, nll_out (float64) -log p_t, entropy_out (float64, or None) the entropy of p. Ignored rows get\n"
+      "rank -1 and 0.0; a row with a nan logit or no logit above -inf rank -1 and nan. The value and gradient\n"
+      "are those of multiclass, bit for bit.";
+  m.def("multiclass_metrics", &multiclass_metrics, metdoc, py::arg("loss"), py::arg("packed"),
+        py::arg("ignore_index"), py::arg("C"), py::arg("x"), py::arg("labels"), py::arg("w").none(true),
+        py::arg("cw").none(true), py::arg("scale"), py::arg("reduce"), py::arg("value_out").none(true),
+        py::arg("grad_out").none(true), py::arg("rank_out").none(true), py::arg("conf_out"), py::arg("nll_out"),
+        py::arg("entropy_out").none(true), py::arg("nthreads"));
 
   m.def("sum", &array_sum, py::arg("x"), py::arg("nthreads"),
         "sum(x, nthreads) -> float: the compensated float64 sum of a C-contiguous float32 / float64 array (within a\n"

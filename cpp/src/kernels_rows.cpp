@@ -24,8 +24,13 @@ template <template <class> class Row>
 constexpr RowEntry row_entry() {
   using R = Row<double>;
   static_assert(R::arity <= Params::kMax, "more parameters than Params holds: raise Params::kMax");
-  return {R::name, R::arity, R::hard_labels, R::soft_labels, R::class_vector, &multiclass<Row, float>,
-          &multiclass<Row, double>};
+  if constexpr (has_row_metrics<R>::value) {
+    return {R::name, R::arity, R::hard_labels, R::soft_labels, R::class_vector, &multiclass<Row, float>,
+            &multiclass<Row, double>, &multiclass_metrics<Row, float>, &multiclass_metrics<Row, double>};
+  } else {
+    return {R::name, R::arity, R::hard_labels, R::soft_labels, R::class_vector, &multiclass<Row, float>,
+            &multiclass<Row, double>, nullptr, nullptr};
+  }
 }
 
 // The multiclass table: ONE line per multiclass loss.

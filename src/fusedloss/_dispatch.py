@@ -11,8 +11,9 @@ import math
 
 import numpy as np
 
-from . import _config
-from ._spec import LossSpec
+from . import _config, _logit_metrics
+from ._logit_metrics import run as _logit_metrics_run
+from ._spec import REGISTRY, LossSpec
 from ._validate import (
     _F32, _F64, HESSIAN_MODES, REDUCTIONS, _as_like, _as_pred, _check_domain, _check_out, _check_overlap,
     _class_vector, _column_vector, _mean_denominator, _prepare_row_weight, _prepare_targets, _prepare_weight,
@@ -148,21 +149,22 @@ class Loss:
         return module
 
     def _run(self, pred, target, reduction, sample_weight, backend, kwargs, outputs: Outputs, grad_out=None,
-             hess_out=None, hessian="exact", nthreads=None, grad_scale=None):
+             hess_out=None, hessian="exact", nthreads=None, grad_scale=None, metrics=None):
         """One call: ``outputs`` says what it computes; ``nthreads`` caps its threads (fusedloss.torch passes
         torch's intra-op count); ``grad_scale`` replaces the reduction's factor (a piece of a larger array, whose
-        divisor the caller knows: see ``partial`` and fusedloss.dask). A MemoryError comes out as one that says
-        which array could not be allocated (``_memory_error``)."""
+        divisor the caller knows: see ``partial`` and fusedloss.dask); ``metrics`` (names, or None) adds the
+        classification metrics of the same pass to the result (``_logit_metrics``). A MemoryError comes out as
+        one that says which array could not be allocated (``_memory_error``)."""
         try:
             return self._compute(pred, target, reduction, sample_weight, backend, kwargs, outputs, grad_out,
-                                 hess_out, hessian, nthreads, grad_scale)
+                                 hess_out, hessian, nthreads, grad_scale, metrics)
         except LossMemoryError:  # already says it (a call made inside another)
             raise
         except MemoryError as err:  # NumPy's bare one: say which array, how large, and what to do
             raise self._memory_error(err, pred) from err
 
     def _compute(self, pred, target, reduction, sample_weight, backend, kwargs, outputs, grad_out, hess_out,
-                 hessian, nthreads, grad_scale):
+                 hessian, nthreads, grad_scale, metrics=None):
         # The hot path: a training loop calls this with the same few arguments on small arrays, so every
         # step below takes its common case first (identity tests of types and dtypes, one flags object per
         # array) and falls back to the general helpers, which raise the errors, only when that fails.
@@ -174,6 +176,8 @@ class Loss:
         if reduction not in REDUCTIONS:
             raise ValueError(f"{name}: reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
         params, packed = self._params(kwargs) if kwargs else self._default_params
+        if metrics is not None:
+            metrics = self._metric_spec(metrics, pred)
         if type(pred) is np.ndarray:
             dtype = pred.dtype
             p = pred if (dtype is _F32 or dtype is _F64) and pred.flags.c_contiguous else None
@@ -190,7 +194,7 @@ class Loss:
         if self._multiclass:
             return self._run_multiclass(p, target, reduction, sample_weight, backend, params, packed,
                                         outputs, grad_out, hess_out, hessian, nthreads,
-                                        grad_scale)
+                                        grad_scale, metrics)
         shape = p.shape
         if type(target) is np.ndarray and target.dtype is dtype and target.flags.c_contiguous:
             y = target
@@ -276,9 +280,22 @@ class Loss:
                 np.multiply(w.reshape(shape), scale, out=h)
         return _results(outputs, reduction, total, denom, v, g, h)
 
+    def _metric_spec(self, metrics, pred):
+        """The parsed ``metrics`` of a call, refused for a loss (or an input) that has no metrics pass."""
+        if not self.spec.row_metrics:
+            have = ", ".join(n for n, s in REGISTRY.items() if s.row_metrics)
+            raise ValueError(f"{self.name}: metrics are computed in the loss pass of {have} only (hard labels); "
+                             f"call fusedloss.metrics.logit_metrics(logits, labels, metrics=...) for them "
+                             f"without {self.name}'s loss")
+        spec = _logit_metrics.parse(metrics, self.name)
+        if is_device_array(pred):
+            raise TypeError(f"{self.name}: metrics take host arrays; got a device array (copy the logits to the "
+                            "host, or compute the metrics from torch / CuPy yourself)")
+        return spec
+
     def _run_multiclass(self, x, target, reduction, sample_weight, backend, params, packed,
                         outputs, grad_out, hess_out, hessian, nthreads=None,
-                        grad_scale=None):
+                        grad_scale=None, metrics=None):
         """``_run`` for a multiclass loss, with the logits ``x`` already a C-contiguous float array."""
         want_value, want_grad, want_hess = outputs
         spec = self.spec
@@ -292,6 +309,9 @@ class Loss:
         cw = _class_vector(spec, params, x)
         ignore = int(params[spec.ignore_param]) if spec.ignore_param else -1
         module = self._backend(backend, x.dtype)
+        if metrics is not None and labels is None:
+            raise ValueError(f"{name}: metrics need hard labels (integer class indices); got soft targets")
+        rw_given = rw  # the metrics weigh rows by the weights as given (fit_weights may rescale rw below)
 
         R = x.size // C if C else 0
         refit = reduction == "mean" and grad_scale is None and (rw is not None or cw is not None)
@@ -334,20 +354,34 @@ class Loss:
             v = np.empty(lead, x.dtype)
         unit_hess = h is not None and hessian == "ones"
         reduce = want_value and reduction != "none"
-        total = module.multiclass(
-            name, packed, ignore, C, x.reshape(-1), labels, None if q is None else q.reshape(-1), rw, cw,
-            scale, reduce,
-            None if v is None else v.reshape(-1),
-            None if g is None else g.reshape(-1),
-            None if (h is None or unit_hess) else h.reshape(-1),
-            _config.get_num_threads() if nthreads is None else min(nthreads, _config.get_num_threads()),
-        )
+        threads = _config.get_num_threads() if nthreads is None else min(nthreads, _config.get_num_threads())
+        if metrics is None:
+            total = module.multiclass(
+                name, packed, ignore, C, x.reshape(-1), labels, None if q is None else q.reshape(-1), rw, cw,
+                scale, reduce,
+                None if v is None else v.reshape(-1),
+                None if g is None else g.reshape(-1),
+                None if (h is None or unit_hess) else h.reshape(-1),
+                threads,
+            )
+        else:
+            if h is not None:
+                raise ValueError(f"{name}: metrics come with the value (the call, value_and_grad), not grad_hess")
+            total, rows = _logit_metrics_run(module, name, packed, ignore, C, x, labels, rw, cw, scale, reduce,
+                                             v, g, metrics, threads)
         if reduce and refit and (grad_out is None or not np.may_share_memory(g, x)):
             total, denom = refit_total(total, denom, rw, x.dtype, R, lambda w2: module.multiclass(
                 name, packed, ignore, C, x.reshape(-1), labels, None if q is None else q.reshape(-1), w2, cw, 1.0,
                 True, None, None, None, _config.get_num_threads()))
         if unit_hess:
             _unit_hessian_rows(h, labels, ignore, rw, scale)
+        if metrics is not None:
+            keep = None if all_kept else labels != ignore
+            if rw_given is not None:
+                keep = (rw_given != 0) if keep is None else keep & (rw_given != 0)
+            state = _logit_metrics.fold(metrics, *rows, keep, rw_given)
+            result = _results(outputs, reduction, total, denom, v, g, h)
+            return (*result, state.result()) if isinstance(result, tuple) else (result, state.result())
         return _results(outputs, reduction, total, denom, v, g, h)
 
     def _positional(self, method: str, args: tuple) -> TypeError:
@@ -394,17 +428,24 @@ class Loss:
         return LossMemoryError(f"{self.name}: cannot allocate {size:.3g} {unit} for {role}, {np.dtype(dtype)} of "
                            f"shape {shape}; {fix}")
 
-    def __call__(self, pred, target, *args, reduction="mean", sample_weight=None, backend=None, **params):
+    def __call__(self, pred, target, *args, reduction="mean", sample_weight=None, backend=None, metrics=None,
+                 **params):
         if args:
             raise self._positional("__call__", args)
-        return self._run(pred, target, reduction, sample_weight, backend, params, VALUE)
+        return self._run(pred, target, reduction, sample_weight, backend, params, VALUE, metrics=metrics)
 
     def value_and_grad(self, pred, target, *args, reduction="mean", sample_weight=None, grad_out=None,
-                       backend=None, **params):
-        """(value, gradient of that value with respect to pred)."""
+                       backend=None, metrics=None, **params):
+        """(value, gradient of that value with respect to pred).
+
+        ``metrics`` (cross_entropy with hard labels): names of classification metrics computed in the same pass
+        ("accuracy", "top5", "nll", "entropy", "confidence", "ece15", ...); the call then returns
+        ``(value, gradient, metrics)`` (``loss(...)``: ``(value, metrics)``), ``metrics`` a dict of floats whose
+        ``.state`` merges with other calls' (see fusedloss.metrics.logit_metrics)."""
         if args:
             raise self._positional("value_and_grad", args)
-        return self._run(pred, target, reduction, sample_weight, backend, params, VALUE_AND_GRAD, grad_out)
+        return self._run(pred, target, reduction, sample_weight, backend, params, VALUE_AND_GRAD, grad_out,
+                         metrics=metrics)
 
     def grad(self, pred, target, *args, reduction="mean", sample_weight=None, grad_out=None, backend=None,
              **params):

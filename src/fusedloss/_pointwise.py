@@ -700,12 +700,20 @@ def cross_entropy_row(x, base, C, t, q, cw, has_cw, soft, params, rw, gscale, g,
     smoothing sums, only when those options need them; the gradient), so that the plain case's loops hold no
     branch that depends on the class: the sums of ``row_exp_sums`` (which the CPU backend runs through a buffer
     that vectorises) and a gradient loop without the label's branch (the label's element is written after it)."""
-    ls, zl, cap = params  # label_smoothing, z_loss, softcap (0: none)
-    e_c = ls / C
     x_t = 0.0
     if not soft:
         x_t = x[base + t]  # before any write (g may be x)
     m = row_max(x, base, C)
+    value, st, ent = ce_row_from_max(x, base, C, t, x_t, m, q, cw, has_cw, soft, params, rw, gscale, g, h, want_g,
+                                     want_h, False)
+    return value
+
+
+def ce_row_from_max(x, base, C, t, x_t, m, q, cw, has_cw, soft, params, rw, gscale, g, h, want_g, want_h, want_e):
+    """cross_entropy_row after its first pass (the row max ``m``; ``x_t`` read before any write): (rw * value,
+    the row's ``row_state``, and with ``want_e`` the sum_j e_j (sh - z_j) of its entropy)."""
+    ls, zl, cap = params  # label_smoothing, z_loss, softcap (0: none)
+    e_c = ls / C
     sh = row_shift(m, cap)
     s1, k = row_exp_sums(x, base, C, sh, cap, 1.0)
     u = 0.0
@@ -717,9 +725,16 @@ def cross_entropy_row(x, base, C, t, q, cw, has_cw, soft, params, rw, gscale, g,
             du, dv = ce_elem_sums(x[base + j], qj, cj, soft, ls, e_c, cap, sh)
             u += du
             v += dv
+    ent = 0.0
+    if want_e:  # sum_j e_j (sh - z_j), before the gradient may overwrite x
+        for j in range(C):
+            z = capped(x[base + j], cap)
+            e = math.exp(z - sh)
+            if e != 0.0:
+                ent += e * (sh - z)
     st = row_state(sh, s1, k)
     if no_softmax(m, st[1]):
-        return nan_row(base, C, g, h, want_g, want_h)
+        return nan_row(base, C, g, h, want_g, want_h), st, ent
     ct = 1.0
     z_t = 0.0
     if not soft:
@@ -754,7 +769,48 @@ def cross_entropy_row(x, base, C, t, q, cw, has_cw, soft, params, rw, gscale, g,
                 h[base + t] = f * hx
             if want_g:
                 g[base + t] = f * gx
-    return rw * value
+    return rw * value, st, ent
+
+
+def row_max_rank(x, base, C, t, x_t):
+    """``row_max`` and the label's rank #{j < t: x_j >= x_t} + #{j > t: x_j > x_t} (= #{j: x_j > x_t} +
+    #{j < t: x_j == x_t}: among tied logits the first is the argmax, as NumPy's and PyTorch's), in the same
+    loops. C++ twin: rows.hpp row_max_rank."""
+    m = -math.inf
+    r = 0
+    for j in range(t):
+        v = x[base + j]
+        if v > m:
+            m = v
+        if v >= x_t:
+            r += 1
+    for j in range(t, C):
+        v = x[base + j]
+        if v > m:
+            m = v
+        if v > x_t:
+            r += 1
+    return m, r
+
+
+def cross_entropy_row_metrics(x, base, C, t, cw, has_cw, params, rw, gscale, g, want_g, want_r, want_e):
+    """``cross_entropy_row`` (hard labels, no Hessian: the same value and gradient) and the row's metrics:
+    (rw * value, rank, max_j p_j, -log p_t, entropy); rank -1 and nan for a row with nothing to normalise.
+    The rank (``want_r``) is counted in the max's pass, the entropy (``want_e``) is log s + (1/s) sum_j e_j
+    (sh - z_j). C++ twin: rows.hpp cross_entropy::row_metrics; the specification: _logit_metrics.row_metrics."""
+    x_t = x[base + t]  # before any write (g may be x)
+    r = 0
+    if want_r:
+        m, r = row_max_rank(x, base, C, t, x_t)
+    else:
+        m = row_max(x, base, C)
+    value, st, ent = ce_row_from_max(x, base, C, t, x_t, m, x, cw, has_cw, False, params, rw, gscale, g, g, want_g,
+                                     False, want_e)
+    if no_softmax(m, st[1]):
+        return value, -1, math.nan, math.nan, math.nan
+    sh, s, sm1, inv_s, log_s = st
+    nll = -row_log_p(capped(x_t, params[2]), st)
+    return value, r, inv_s, nll, log_s + ent * inv_s
 
 
 def categorical_focal_row(x, base, C, t, q, cw, has_cw, soft, params, rw, gscale, g, h, want_g, want_h):

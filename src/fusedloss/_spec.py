@@ -85,6 +85,9 @@ class LossSpec:
     # switches branch, as a function of the parameters; the tests draw points near them and keep finite
     # differences away from them. None: not declared (the tests then probe d = 0 and |d| = 1).
     kinks: Callable[[dict], tuple[float, ...]] | None = None
+    # multiclass with hard labels: the loss's row pass also gives the classification metrics of its rows
+    # (fusedloss._logit_metrics: rank of the label, max probability, -log p_t, entropy)
+    row_metrics: bool = False
 
     @property
     def builtin(self) -> bool:
@@ -590,7 +593,7 @@ register(LossSpec(
     name="cross_entropy", kind="multiclass", torch_name="cross_entropy", target_domain="class_index",
     probabilities="multiclass", hessian_may_be_negative=lambda kw: bool(kw.get("softcap")),
     hard_labels=True, soft_labels=True, ignore_param="ignore_index", mean_over="class_weight",
-    vector_param="class_weight",
+    vector_param="class_weight", row_metrics=True,
     params=(
         _class_weight, _ignore_index,
         Param("label_smoothing", 0.0, "mix the target with the uniform distribution", _unit_closed),

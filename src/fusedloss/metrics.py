@@ -1,4 +1,5 @@
-"""scikit-learn's loss metrics, with scikit-learn's signatures and values, computed by fusedloss.
+"""scikit-learn's loss metrics, with scikit-learn's signatures and values, computed by fusedloss; and the
+classification metrics of logits that cross_entropy computes in its own pass (``logit_metrics``).
 
 ``fusedloss.metrics.<name>(y_true, y_pred, *, sample_weight=None, ...)`` takes the arguments of
 ``sklearn.metrics.<name>`` and returns the same number (within 1e-12 relative in float64), so it can replace
@@ -19,6 +20,12 @@ Differences from scikit-learn, on purpose: float32 inputs are accumulated in flo
 float32, so the two agree to float32 precision only); only NumPy-compatible arrays are taken (no sparse
 matrices, no array-API namespaces); errors are plain ``ValueError`` / ``TypeError`` (scikit-learn raises its
 ``InvalidParameterError``, a subclass of both, for bad parameter values).
+
+``logit_metrics(logits, labels, metrics=..., sample_weight=None, ignore_index=-100)`` is fusedloss's own
+(argument order ``(logits, labels)``, as the losses): accuracy, top-k accuracy, negative log-likelihood, entropy,
+mean confidence and expected calibration error of softmax classifiers, from one pass over the logits, returned
+with a ``MetricState`` that merges across batches (``merge_metric_states``). ``fl.cross_entropy(...,
+metrics=...)`` and ``fl.cross_entropy.value_and_grad(..., metrics=...)`` give the same from the loss's pass.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import warnings
 
 import numpy as np
 
+from ._logit_metrics import MetricState, Metrics, merge_states, parse
 from ._losses import LOSSES
 
 __all__ = [
@@ -37,6 +45,8 @@ __all__ = [
     "mean_absolute_percentage_error", "mean_pinball_loss", "mean_poisson_deviance", "mean_squared_error",
     "mean_squared_log_error", "mean_tweedie_deviance", "root_mean_squared_error", "root_mean_squared_log_error",
     "zero_one_loss",
+    # fusedloss's own: metrics of logits, from cross_entropy's pass
+    "MetricState", "Metrics", "logit_metrics", "merge_metric_states",
 ]
 
 
@@ -712,3 +722,36 @@ def zero_one_loss(y_true, y_pred, *, normalize=True, sample_weight=None):
         return float(1 - _average(correct.astype(np.float64), w))
     total = float(n if w is None else np.sum(w))
     return float(total - (np.sum(correct) if w is None else np.sum(w * correct)))
+
+
+# --- metrics of logits (fusedloss's own, not scikit-learn's) -----------------------------------------------
+
+
+def logit_metrics(logits, labels, *, metrics=("accuracy",), sample_weight=None, ignore_index=-100, softcap=None,
+                  backend=None) -> Metrics:
+    """Classification metrics of softmax logits ``(..., C)`` against integer labels, in one pass over the logits.
+
+    ``metrics``: names, any of ``"accuracy"``, ``"topK"`` (the label among the K largest logits, K >= 1),
+    ``"nll"`` (mean -log p_t), ``"entropy"`` (mean entropy of p), ``"confidence"`` (mean max_j p_j) and
+    ``"eceN"`` (expected calibration error over N equal-width confidence bins: sum over bins of
+    |accuracy_b - confidence_b| times the bin's share of the weight). p = softmax(z), z = softcap tanh(x /
+    softcap) or the logits. Ties: the first of equal logits is the prediction (NumPy's and PyTorch's argmax).
+    Rows labelled ``ignore_index`` or of sample weight 0 count nowhere; the others are weighted by
+    ``sample_weight``. A row with a NaN logit (or no logit above -inf) makes the metrics NaN.
+
+    Returns a dict of floats by name; its ``.state`` (``MetricState``: counts and float64 sums) merges with the
+    states of other batches into the metrics of all of them (``merge_metric_states``). The same as
+    ``fl.cross_entropy(logits, labels, metrics=...)[1]``, which computes them in the loss's own pass.
+    """
+    parse(metrics, "logit_metrics")  # errors named after this function
+    _, result = LOSSES["cross_entropy"](logits, labels, reduction="sum", sample_weight=sample_weight,
+                                        ignore_index=ignore_index, softcap=softcap, backend=backend,
+                                        metrics=metrics)
+    return result
+
+
+def merge_metric_states(states) -> MetricState:
+    """The ``MetricState`` of the union of batches (``Metrics.state`` of each): counts added, float64 sums added
+    exactly rounded (``math.fsum``), so the merged metrics do not depend on the order of the batches.
+    ``merge_metric_states(states).result()`` gives the metrics by name."""
+    return merge_states(states)

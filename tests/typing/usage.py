@@ -24,6 +24,9 @@ labels = np.zeros(4, dtype=np.int64)
 value = fl.cross_entropy(logits, labels, label_smoothing=0.1, ignore_index=-1, class_weight=[1.0, 2.0, 1.0])
 value = fl.cross_entropy(logits, labels, softcap=None, z_loss=1e-4)
 value = fl.multi_margin(logits, labels, p=2, margin=0.5)
+value, dlogits, metrics = fl.cross_entropy.value_and_grad(logits, labels, metrics=("accuracy", "top5", "ece15"))
+accuracy: float = metrics["accuracy"]
+value, metrics = fl.cross_entropy(logits, labels, metrics="nll")
 
 reduction = "mean"  # a str variable, not a literal: either type comes back
 either: float | NDArray[np.float32] = fl.mae(pred, target, reduction=reduction)

@@ -38,6 +38,13 @@ struct ElementwiseArgs {
   std::size_t ncols = 0;    // divides n
 };
 
+// One row's metrics, as a row struct's row_metrics gives them (rows.hpp; MulticlassArgs::rank ... say what
+// each is).
+struct RowMetrics {
+  std::int64_t rank = -1;
+  double conf = 0.0, nll = 0.0, entropy = 0.0;
+};
+
 // What a multiclass call reads and writes (the contract of backends.multiclass). Null pointers are arrays
 // not given / outputs not asked for. Either labels (R, every one in [0, C) or == ignore: the binding checked)
 // or q (R*C soft targets).
@@ -57,6 +64,12 @@ struct MulticlassArgs {
   double scale = 1.0;
   bool reduce = false;  // return sum_r w_r l_r in float64 (else 0.0)
   int nthreads = 1;
+  // The per-row metrics (RowEntry::metrics kernels only; hard labels, no Hessian). Ignored rows get rank -1
+  // and 0.0; a row with nothing to normalise rank -1 and nan. rank and entropy may be null (not asked for).
+  std::int64_t* rank = nullptr;  // R: #{j: x_j > x_t} + #{j < t: x_j == x_t}, the label's place in argsort
+  double* conf = nullptr;        // R: max_j p_j
+  double* nll = nullptr;         // R: -log p_t
+  double* entropy = nullptr;     // R: -sum_j p_j log p_j
 };
 
 // The output combinations an elementwise kernel computes in one pass (value V, reduction R, gradient G,
@@ -97,6 +110,10 @@ struct RowEntry {
   bool hard_labels, soft_labels, class_vector;  // target forms it takes; whether it reads cw
   RowKernel<float> f32;
   RowKernel<double> f64;
+  // the loss pass with the per-row metrics (MulticlassArgs::rank ...), or null: losses whose row struct
+  // has row_metrics (rows.hpp)
+  RowKernel<float> metrics_f32;
+  RowKernel<double> metrics_f64;
 
   template <class T>
   RowKernel<T> kernel() const {
@@ -104,6 +121,14 @@ struct RowEntry {
       return f32;
     } else {
       return f64;
+    }
+  }
+  template <class T>
+  RowKernel<T> metrics_kernel() const {
+    if constexpr (std::is_same_v<T, float>) {
+      return metrics_f32;
+    } else {
+      return metrics_f64;
     }
   }
 };

@@ -325,9 +325,10 @@ double elementwise(const Params& params, const ElementwiseArgs<T>& args) {
 // -> value 0 and zero gradient/Hessian rows, row weights applied, the float64 total over blocks in a fixed order. G, H: write
 // gradient, Hessian (the value, its output and the reduction are per-row branches, which cost nothing next
 // to a row). (Streaming stores were tried for large gradients here too: no gain, since cross-entropy's
-// rows are bound by their exps, not by memory.)
-template <bool G, bool H, class Row, class T>
-double multiclass_pass(const Row& row, const MulticlassArgs<T>& a) {
+// rows are bound by their exps, not by memory.) `kept(r, x, t, q, f, g, h)` returns the unweighted value of
+// a row that is not ignored, `ignored(r)` is told of one that is.
+template <bool G, bool H, class T, class Kept, class Ignored>
+double for_rows(const MulticlassArgs<T>& a, const Kept& kept, const Ignored& ignored) {
   const std::size_t C = a.C;
   auto block = [&](std::size_t r0, std::size_t r1) {
     CompensatedSum s;
@@ -341,8 +342,9 @@ double multiclass_pass(const Row& row, const MulticlassArgs<T>& a) {
       if ((a.labels && t == a.ignore) || rw == 0.0) {  // ignored: exactly 0, whatever its logits hold
         if constexpr (G) std::fill(g, g + C, T(0));
         if constexpr (H) std::fill(h, h + C, T(0));
+        ignored(r);
       } else {
-        v = rw * row.template row<G, H>(a.x + base, t, a.q ? a.q + base : nullptr, rw * a.scale, g, h);
+        v = rw * kept(r, a.x + base, t, a.q ? a.q + base : nullptr, rw * a.scale, g, h);
       }
       if (a.value) a.value[r] = T(v);
       s.add(v);
@@ -354,6 +356,39 @@ double multiclass_pass(const Row& row, const MulticlassArgs<T>& a) {
   if (a.reduce) return sum_blocks(a.R, per, a.nthreads, block, work);
   for_blocks(a.R, per, a.nthreads, [&](std::size_t r0, std::size_t r1) { block(r0, r1); }, work);
   return 0.0;
+}
+
+template <bool G, bool H, class Row, class T>
+double multiclass_pass(const Row& row, const MulticlassArgs<T>& a) {
+  return for_rows<G, H>(
+      a,
+      [&](std::size_t, const T* x, std::int64_t t, const T* q, double f, T* g, T* h) {
+        return row.template row<G, H>(x, t, q, f, g, h);
+      },
+      [](std::size_t) {});
+}
+
+// The metrics pass (rows.hpp: row_metrics; hard labels, no Hessian): the loss pass, which also writes each
+// row's metrics. MR: the label's rank is asked for, ME: the entropy.
+template <bool G, bool MR, bool ME, class Row, class T>
+double multiclass_metrics_pass(const Row& row, const MulticlassArgs<T>& a) {
+  return for_rows<G, false>(
+      a,
+      [&](std::size_t r, const T* x, std::int64_t t, const T*, double f, T* g, T*) {
+        RowMetrics m;
+        const double v = row.template row_metrics<G, MR, ME>(x, t, f, g, m);
+        if constexpr (MR) a.rank[r] = m.rank;
+        a.conf[r] = m.conf;
+        a.nll[r] = m.nll;
+        if constexpr (ME) a.entropy[r] = m.entropy;
+        return v;
+      },
+      [&](std::size_t r) {
+        if constexpr (MR) a.rank[r] = -1;
+        a.conf[r] = 0.0;
+        a.nll[r] = 0.0;
+        if constexpr (ME) a.entropy[r] = 0.0;
+      });
 }
 
 template <template <class> class Row, class T>
@@ -373,6 +408,32 @@ double multiclass(const MulticlassArgs<T>& args) {
   const Row<T> row(args.params, args.cw, args.C);
   const MulticlassRunner<Row, T> run{row, args};
   return with_flags<>(run, args.grad != nullptr, args.hess != nullptr);
+}
+
+// Whether a row struct has the metrics pass (rows.hpp: `row_metrics`).
+template <class R, class = void>
+struct has_row_metrics : std::false_type {};
+template <class R>
+struct has_row_metrics<R, std::void_t<decltype(&R::template row_metrics<false, false, false>)>> : std::true_type {};
+
+template <template <class> class Row, class T>
+struct MetricsRunner {
+  const Row<T>& row;
+  const MulticlassArgs<T>& args;
+  template <bool G, bool MR, bool ME>
+  double operator()() const {
+    return multiclass_metrics_pass<G, MR, ME>(row, args);
+  }
+};
+
+// Entry point of the metrics pass for one multiclass loss and dtype (labels given, hess null: the binding
+// checked). Runs without the GIL; must not throw.
+template <template <class> class Row, class T>
+double multiclass_metrics(const MulticlassArgs<T>& args) {
+  if (args.R == 0 || args.C == 0) return 0.0;
+  const Row<T> row(args.params, args.cw, args.C);
+  const MetricsRunner<Row, T> run{row, args};
+  return with_flags<>(run, args.grad != nullptr, args.rank != nullptr, args.entropy != nullptr);
 }
 
 FUSEDLOSS_ISA_END

@@ -114,6 +114,30 @@ FUSEDLOSS_INLINE T row_max(const T* x, std::size_t C) {
   return m;
 }
 
+// Pass 1 of a row whose metrics are asked for (cross_entropy::row_metrics): row_max, and the label's rank
+// #{j < t: x_j >= x_t} + #{j > t: x_j > x_t} (= #{j: x_j > x_t} + #{j < t: x_j == x_t}: among tied logits the
+// first is the argmax, as NumPy's and PyTorch's), counted in the same loops, which read the row before pass 2
+// may overwrite it (g == x). Two loops, split at t, so that neither compares indices. The counts are lanes of
+// T's width (float: 32 bits; a row of 2^32 classes would be 16 GiB).
+template <class T>
+FUSEDLOSS_INLINE T row_max_rank(const T* x, std::size_t C, std::size_t t, T x_t, std::int64_t& rank) {
+  using Count = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+  T m = -std::numeric_limits<T>::infinity();
+  Count before = 0, after = 0;
+#pragma omp simd reduction(max : m) reduction(+ : before)
+  for (std::size_t j = 0; j < t; ++j) {
+    m = x[j] > m ? x[j] : m;
+    before += x[j] >= x_t ? Count(1) : Count(0);
+  }
+#pragma omp simd reduction(max : m) reduction(+ : after)
+  for (std::size_t j = t; j < C; ++j) {
+    m = x[j] > m ? x[j] : m;
+    after += x[j] > x_t ? Count(1) : Count(0);
+  }
+  rank = std::int64_t(before) + std::int64_t(after);
+  return m;
+}
+
 // A row under the rule at the top of the file: value nan, and nan in every element of g (if G) and h (if H).
 // Called after the passes, so g == x is no concern.
 template <bool G, bool H, class T>
@@ -219,8 +243,25 @@ struct cross_entropy {
     return c ? run<G, H, false, false, true>(x, t, q, f, g, h) : run<G, H, false, false, false>(x, t, q, f, g, h);
   }
 
-  template <bool G, bool H, bool Soft, bool CW, bool Cap>
-  double run(const T* x, std::int64_t t, const T* q, double f, T* g, T* h) const {
+  // The row with its metrics (hard labels, no Hessian; kernel_api.hpp RowMetrics): the same value and gradient
+  // as row<G, false>, bit for bit. MR: the label's rank, counted in pass 1 (row_max_rank); ME: the entropy
+  // H = log s + (1/s) sum_j e_j (m - z_j), one more sum in pass 2. max_j p_j = 1/s (every maximum has e = 1)
+  // and -log p_t come from what the row computes anyway.
+  template <bool G, bool MR, bool ME>
+  double row_metrics(const T* x, std::int64_t t, double f, T* g, RowMetrics& met) const {
+    const bool c = cap_d > 0.0;
+    if (cw) {
+      return c ? run<G, false, false, true, true, true, MR, ME>(x, t, nullptr, f, g, nullptr, &met)
+               : run<G, false, false, true, false, true, MR, ME>(x, t, nullptr, f, g, nullptr, &met);
+    }
+    return c ? run<G, false, false, false, true, true, MR, ME>(x, t, nullptr, f, g, nullptr, &met)
+             : run<G, false, false, false, false, true, MR, ME>(x, t, nullptr, f, g, nullptr, &met);
+  }
+
+  // M: write the row's metrics to *met (row_metrics), MR and ME as there.
+  template <bool G, bool H, bool Soft, bool CW, bool Cap, bool M = false, bool MR = false, bool ME = false>
+  double run(const T* x, std::int64_t t, const T* q, double f, T* g, T* h, RowMetrics* met = nullptr) const {
+    static_assert(!(Soft && M), "metrics need hard labels");
     constexpr bool Store = G || H;
     constexpr bool Park = Store && !Cap;  // pass 2 parks e_j for pass 3 (not with softcap: see above)
     T* buf = G ? g : h;
@@ -229,7 +270,13 @@ struct cross_entropy {
     const bool smooth = ls != 0.0;
 
     // pass 1
-    const T xmax = row_max(x, n);
+    std::int64_t rank = 0;
+    T xmax;
+    if constexpr (MR) {
+      xmax = row_max_rank(x, n, std::size_t(t), x_t, rank);
+    } else {
+      xmax = row_max(x, n);
+    }
     T unused = T(0);
     const T shift = exp_shift(Cap ? soft_z(xmax, unused) : xmax);
     const T keepT = T(keep), e_cT = T(e_c);
@@ -238,7 +285,7 @@ struct cross_entropy {
     // pass 2: z_j, e_j = exp(z_j - m) and the row sums; the three loops differ only in what else they sum.
     // szw = sum_j b_j (m - z_j) (b_j = cw_j q'_j, or cw_j for the smoothing term): with lse = m + log s,
     // sum_j b_j (lse - z_j) = (sum_j b_j) log s + szw, a sum of non-negative terms (nothing cancels).
-    double s1 = 0.0, k = 0.0, coef = 0.0, szw = 0.0;
+    double s1 = 0.0, k = 0.0, coef = 0.0, szw = 0.0, ent = 0.0;  // ent: sum_j e_j (m - z_j) (ME)
     auto zval = [&](T xj, T& dz) {
       if constexpr (Cap) {
         return soft_z(xj, dz);
@@ -249,7 +296,34 @@ struct cross_entropy {
     for (std::size_t j0 = 0; j0 < n; j0 += kChunk) {
       const std::size_t j1 = std::min(n, j0 + kChunk);
       T cs1 = T(0), ck = T(0), ccoef = T(0), cszw = T(0);
-      if constexpr (Soft) {
+      if constexpr (ME) {
+        // the hard-label loops below with the entropy's sum (its own loop: theirs stay as they are)
+        T cent = T(0);
+        if (smooth) {
+#pragma omp simd reduction(+ : cs1, ck, cszw, cent)
+          for (std::size_t j = j0; j < j1; ++j) {
+            T dz = T(1);
+            const T z = zval(x[j], dz);
+            const T e = exp_sub(z, shift);
+            add_exp(e, cs1, ck);
+            const T cj = CW ? cwp[j] : T(1);
+            cszw += cj != T(0) ? cj * (shift - z) : T(0);
+            cent += e != T(0) ? e * (shift - z) : T(0);  // a masked class (e = 0, z = -inf) adds 0
+            if constexpr (Park) buf[j] = e;
+          }
+        } else {
+#pragma omp simd reduction(+ : cs1, ck, cent)
+          for (std::size_t j = j0; j < j1; ++j) {
+            T dz = T(1);
+            const T z = zval(x[j], dz);
+            const T e = exp_sub(z, shift);
+            add_exp(e, cs1, ck);
+            cent += e != T(0) ? e * (shift - z) : T(0);
+            if constexpr (Park) buf[j] = e;
+          }
+        }
+        ent += double(cent);
+      } else if constexpr (Soft) {
 #pragma omp simd reduction(+ : cs1, ck, ccoef, cszw)
         for (std::size_t j = j0; j < j1; ++j) {
           T dz = T(1);
@@ -288,7 +362,13 @@ struct cross_entropy {
       szw += double(cszw);
     }
     const RowSum rs(s1, k);
-    if (no_softmax(xmax, rs.s)) return nan_row<G, H>(n, g, h);
+    if (no_softmax(xmax, rs.s)) {
+      if constexpr (M) {
+        constexpr double nan = std::numeric_limits<double>::quiet_NaN();
+        *met = RowMetrics{-1, nan, nan, nan};
+      }
+      return nan_row<G, H>(n, g, h);
+    }
     const double lse = double(shift) + rs.log_s;
 
     // the row value; for hard labels lse - z_t is taken as (m - z_t) + log s (exact difference, then
@@ -306,6 +386,13 @@ struct cross_entropy {
       if (smooth) value += e_c * (W * rs.log_s + szw);
     }
     if (zl != 0.0) value += zl * lse * lse;
+    if constexpr (M) {
+      met->rank = rank;
+      met->conf = rs.inv_s;
+      met->nll = -lp_t;
+      if constexpr (ME) met->entropy = rs.log_s + ent * rs.inv_s;
+    }
+    (void)met, (void)rank, (void)ent;
     if constexpr (!Store) {
       (void)f;
       return value;

@@ -35,6 +35,7 @@ import numpy as np
 from numba import njit, prange
 from numba.cpython.unsafe.tuple import tuple_setitem
 
+from .. import _pointwise
 from . import _jit, _vecmath
 
 NAME = "numba"
@@ -192,6 +193,53 @@ def _row_loop(x, labels, q, w, cw, has_cw, soft, C, ignore, params, scale, value
     return _sum_partials(partial)
 
 
+def _row_metrics_loop(x, labels, w, cw, has_cw, C, ignore, params, scale, value_out, g, want_g, rank_out, conf_out,
+                      nll_out, entropy_out, reduce):
+    """``_row_loop`` for hard labels without a Hessian, through ``row_metrics`` (``<loss>_row_metrics``, bound per
+    loss), which also gives each row's metrics: written to ``rank_out`` (None: not asked for), ``conf_out``,
+    ``nll_out`` and ``entropy_out`` (None: not asked for); ignored rows get rank -1 and 0.0."""
+    R = x.shape[0] // C
+    per = max(1, BLOCK // C)
+    nblocks = (R + per - 1) // per
+    partial = np.zeros(nblocks)
+    for blk in prange(nblocks):
+        start = blk * per
+        stop = min(start + per, R)
+        s = 0.0
+        err = 0.0
+        for r in range(start, stop):
+            base = r * C
+            t = labels[r]
+            rw = 1.0
+            if w is not None:
+                rw = np.float64(w[r])
+            if t == ignore or rw == 0.0:  # ignored: exactly 0, whatever the logits
+                value = 0.0
+                if want_g:
+                    for j in range(C):
+                        g[base + j] = 0.0
+                rank, conf, nll, ent = -1, 0.0, 0.0, 0.0
+            else:
+                value, rank, conf, nll, ent = row_metrics(x, base, C, t, cw, has_cw, params, rw,  # noqa: F821
+                                                          scale, g, want_g, rank_out is not None,
+                                                          entropy_out is not None)
+            if rank_out is not None:
+                rank_out[r] = rank
+            conf_out[r] = conf
+            nll_out[r] = nll
+            if entropy_out is not None:
+                entropy_out[r] = ent
+            if value_out is not None:
+                value_out[r] = value
+            if reduce is not None:
+                s, err = _compensated_add(s, err, value)
+        if reduce is not None:
+            partial[blk] = _compensated_total(s, err)
+    if reduce is None:
+        return 0.0
+    return _sum_partials(partial)
+
+
 RUN = 64  # exponentials per run in ``_row_exp_sums_runs``
 RUNS_MIN = 4 * RUN  # rows shorter than this take the plain loop (the run buffer's allocation would show)
 
@@ -242,8 +290,9 @@ def _decorate(fn):
     return njit(inline="always", error_model="numpy")(fn)
 
 
-def _build(loss: str) -> tuple:
-    """The serial and parallel kernels of ``loss`` (Numba compiles them on their first call)."""
+def _build(loss: str, metrics: bool = False) -> tuple:
+    """The serial and parallel kernels of ``loss`` (Numba compiles them on their first call); ``metrics``: those
+    of its metrics pass (``_row_metrics_loop``)."""
     if "hash" not in _state:  # first use; several threads may get here at once
         with _STATE_LOCK:
             if "hash" not in _state:
@@ -262,6 +311,9 @@ def _build(loss: str) -> tuple:
         namespace["point"], formula_key = custom
         namespace["VEC_SLOT"] = 0
         key = f"{key}__{formula_key}"
+    elif metrics:
+        template, kind = _row_metrics_loop, "metrics"
+        namespace["row_metrics"] = _state["ns"][f"{loss}_row_metrics"]
     elif _SUPPORTED[loss] == "elementwise":
         template, kind = _loop, "elementwise"
         namespace["point"] = _state["ns"][f"{loss}_point"]
@@ -275,7 +327,7 @@ def _build(loss: str) -> tuple:
         )
         for flavour, parallel in (("serial", False), ("parallel", True))
     )
-    _KERNELS[loss] = kernels
+    _KERNELS[(loss, "metrics") if metrics else loss] = kernels
     return kernels
 
 
@@ -335,6 +387,21 @@ def multiclass(loss, packed, ignore_index, C, x, labels, q, w, cw, scale, reduce
         empty if grad_out is None else grad_out, empty if hess_out is None else hess_out,
         grad_out is not None, hess_out is not None, True if reduce else None,
     )
+    if x.shape[0] < PARALLEL_MIN or nthreads < 2 or _MAX_THREADS < 2:
+        return kernels[0](*args)
+    return _parallel(kernels[1], nthreads, args)
+
+
+def multiclass_metrics(loss, packed, ignore_index, C, x, labels, w, cw, scale, reduce, value_out, grad_out,
+                       rank_out, conf_out, nll_out, entropy_out, nthreads):
+    """``multiclass`` with the per-row metrics (the contract of ``fusedloss._logit_metrics.run``)."""
+    if not hasattr(_pointwise, f"{loss}_row_metrics"):
+        raise ValueError(f"{loss} has no metrics pass")
+    kernels = _KERNELS.get((loss, "metrics")) or _build(loss, metrics=True)
+    empty = _EMPTY[x.dtype]
+    args = (x, labels, w, empty if cw is None else cw, cw is not None, C, ignore_index, packed, scale, value_out,
+            empty if grad_out is None else grad_out, grad_out is not None, rank_out, conf_out, nll_out, entropy_out,
+            True if reduce else None)
     if x.shape[0] < PARALLEL_MIN or nthreads < 2 or _MAX_THREADS < 2:
         return kernels[0](*args)
     return _parallel(kernels[1], nthreads, args)

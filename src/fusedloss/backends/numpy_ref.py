@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _reference
+from .. import _logit_metrics, _reference
 from .._spec import REGISTRY
 
 NAME = "numpy"
@@ -64,6 +64,24 @@ def multiclass(loss, packed, ignore_index, C, x, labels, q, w, cw, scale, reduce
         if hess_out is not None:
             hess_out[...] = np.where(kept, hess * scale, 0.0).reshape(-1)
         return float(np.sum(value)) if reduce else 0.0
+
+
+def multiclass_metrics(loss, packed, ignore_index, C, x, labels, w, cw, scale, reduce, value_out, grad_out,
+                       rank_out, conf_out, nll_out, entropy_out, nthreads):
+    """``multiclass`` plus the per-row metrics of ``_logit_metrics.row_metrics`` (hard labels; the loss's spec
+    has ``row_metrics``). Ignored rows (label ``ignore_index``, weight 0) get rank -1 and 0.0."""
+    softcap = REGISTRY[loss].unpack(*packed).get("softcap")
+    kept = labels != ignore_index
+    if w is not None:
+        kept &= w != 0
+    # before the loss: grad_out may be x itself
+    rank, conf, nll, entropy = _logit_metrics.row_metrics(x.reshape(-1, C), np.where(kept, labels, 0), softcap)
+    for out, rows, fill in ((rank_out, rank, -1), (conf_out, conf, 0.0), (nll_out, nll, 0.0),
+                            (entropy_out, entropy, 0.0)):
+        if out is not None:
+            out[...] = np.where(kept, rows, fill)
+    return multiclass(loss, packed, ignore_index, C, x, labels, None, w, cw, scale, reduce, value_out, grad_out,
+                      None, nthreads)
 
 
 def ctc(x, T, N, C, batch_first, log_probs, labels, offsets, target_lengths, input_lengths, blank, zero_infinity,

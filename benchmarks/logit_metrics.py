@@ -1,0 +1,133 @@
+"""The cost of metrics from cross_entropy's pass, against the plain call and against NumPy afterwards.
+
+    python benchmarks/logit_metrics.py                            # 8192 x 32000 float32, cpp, 2 threads, 7 rounds
+    python benchmarks/logit_metrics.py --size 1024x32000 --backend numba --metrics accuracy,top5,ece15,entropy
+    python benchmarks/logit_metrics.py --json out.json
+
+Each round times, one after the other (so that load changes hit all alike):
+  plain    fl.cross_entropy.value_and_grad(x, y, grad_out=g)
+  fused    the same with metrics=(...)
+  numpy    the plain call, then the same metrics computed afterwards with NumPy as a training loop would (the
+           label's rank by one comparison with the label's logit, the max probability from one exp pass, ECE
+           from np.bincount), checked against the fused metrics before anything is timed.
+Reported: the median of each, and the extra time over the plain call in percent. The load average is printed
+with the result: on a shared machine, run it when it is idle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import numpy as np
+
+import fusedloss as fl
+
+
+def numpy_metrics(x, y, names):
+    """accuracy / topK / eceN / nll / confidence of logits x (R, C) and labels y, in NumPy after the loss."""
+    rows = np.arange(x.shape[0])
+    x_t = x[rows, y]
+    out, rank, conf = {}, None, None
+    ks = [1 if n == "accuracy" else int(n[3:]) for n in names if n == "accuracy" or n.startswith("top")]
+    if ks or any(n.startswith("ece") for n in names):
+        # ties broken as argmax does: a logit equal to the label's before it ranks ahead of it
+        rank = np.count_nonzero(x > x_t[:, None], axis=1)
+        tied = np.count_nonzero(x == x_t[:, None], axis=1) > 1
+        for r in np.flatnonzero(tied):
+            rank[r] += np.count_nonzero(x[r, :y[r]] == x_t[r])
+    m = x.max(axis=1)
+    if any(n.startswith("ece") or n in ("confidence", "nll", "entropy") for n in names):
+        d = x - m[:, None]
+        e = np.exp(d)
+        s = e.sum(axis=1, dtype=np.float64)
+        conf = 1.0 / s
+        if "entropy" in names:  # H = log s - sum_j e_j (z_j - m) / s
+            ent = np.log(s) - np.einsum("ij,ij->i", e, d, dtype=np.float64) / s
+        del d, e
+    for n in names:
+        if n == "accuracy" or n.startswith("top"):
+            out[n] = float(np.mean(rank < (1 if n == "accuracy" else int(n[3:]))))
+        elif n.startswith("ece"):
+            bins = int(n[3:])
+            idx = np.minimum((conf * bins).astype(np.int64), bins - 1)
+            correct = (rank == 0).astype(np.float64)
+            acc_b = np.bincount(idx, weights=correct, minlength=bins)
+            conf_b = np.bincount(idx, weights=conf, minlength=bins)
+            out[n] = float(np.sum(np.abs(acc_b - conf_b)) / x.shape[0])
+        elif n == "confidence":
+            out[n] = float(np.mean(conf))
+        elif n == "entropy":
+            out[n] = float(np.mean(ent))
+        elif n == "nll":
+            out[n] = float(np.mean(np.log(s) + (m - x_t)))
+        else:
+            raise SystemExit(f"numpy_metrics: {n!r} is not timed here")
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", default="8192x32000", help="ROWSxCLASSES")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    ap.add_argument("--backend", default="cpp")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--metrics", default="accuracy,top5,ece15")
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--json", help="write the result here")
+    args = ap.parse_args(argv)
+    R, C = (int(v) for v in args.size.lower().split("x"))
+    names = tuple(args.metrics.split(","))
+    fl.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((R, C), dtype=np.float32) * 2.0).astype(args.dtype)
+    y = rng.integers(0, C, R)
+    g = np.empty_like(x)
+
+    def plain():
+        return fl.cross_entropy.value_and_grad(x, y, grad_out=g, backend=args.backend)
+
+    def fused():
+        return fl.cross_entropy.value_and_grad(x, y, grad_out=g, backend=args.backend, metrics=names)
+
+    def after():
+        v = fl.cross_entropy.value_and_grad(x, y, grad_out=g, backend=args.backend)
+        return v, numpy_metrics(x, y, names)
+
+    # warm-up, and the check: the fused metrics are NumPy's
+    v0, _ = plain()
+    v1, _, m = fused()
+    _, ref = after()
+    assert v0 == v1, (v0, v1)
+    for n in names:
+        assert abs(m[n] - ref[n]) <= 1e-6 * max(1.0, abs(ref[n])), (n, m[n], ref[n])
+    times = {"plain": [], "fused": [], "numpy": []}
+    for _ in range(args.repeat):
+        for key, fn in (("plain", plain), ("fused", fused), ("numpy", after)):
+            t0 = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - t0)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    load = os.getloadavg()
+    result = {
+        "size": args.size, "dtype": args.dtype, "backend": args.backend, "threads": args.threads, "metrics": names,
+        "repeat": args.repeat, "median_s": med, "all_s": times, "load": load,
+        "fused_extra_pct": 100.0 * (med["fused"] / med["plain"] - 1.0),
+        "numpy_extra_pct": 100.0 * (med["numpy"] / med["plain"] - 1.0),
+    }
+    print(f"cross_entropy.value_and_grad {args.size} {args.dtype}, backend {args.backend}, {args.threads} threads, "
+          f"metrics {','.join(names)}; medians of {args.repeat}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(f"  plain          {med['plain'] * 1e3:9.1f} ms")
+    print(f"  fused metrics  {med['fused'] * 1e3:9.1f} ms   {result['fused_extra_pct']:+6.1f} %")
+    print(f"  NumPy after    {med['numpy'] * 1e3:9.1f} ms   {result['numpy_extra_pct']:+6.1f} %")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
