@@ -22,8 +22,7 @@ PAGE = ROOT / "docs" / "api.md"
 
 KIND = {
     "elementwise": "`pred` and `target` of one shape, any shape",
-    "multiclass": "logits `(..., C)` with the class axis last; integer labels of shape `logits.shape[:-1]` or "
-                  "floating targets of the logits' shape",
+    "multiclass": "logits `(..., C)` with the class axis last",
     "sequence": "its own signature (see below)",
 }
 DOMAIN = {
@@ -151,9 +150,17 @@ def generate() -> str:
                            f"{_cell(_valid(p))} | {_cell(p.doc)} |")
             out.append("")
         pred = spec.pred_domain_for(spec.defaults())
+        inputs, targets = KIND.get(spec.kind, spec.kind), DOMAIN.get(spec.target_domain, spec.target_domain)
+        if spec.kind == "multiclass":  # the target forms the loss takes
+            soft = spec.soft_target_domain_for(spec.defaults())
+            inputs += "; " + " or ".join(
+                ["integer labels of shape `logits.shape[:-1]`"] * spec.hard_labels
+                + ["floating targets of the logits' shape"] * spec.soft_labels)
+            targets = " or ".join([DOMAIN["class_index"]] * spec.hard_labels
+                                  + [f"floating targets ({DOMAIN.get(soft, soft)})"] * spec.soft_labels)
         out += [
-            f"- Inputs: {KIND.get(spec.kind, spec.kind)}.",
-            f"- Targets: {DOMAIN.get(spec.target_domain, spec.target_domain)}; predictions: "
+            f"- Inputs: {inputs}.",
+            f"- Targets: {targets}; predictions: "
             f"{DOMAIN.get(pred, pred)}" + (" (with the default parameters)" if callable(spec.pred_domain) else "")
             + ".",
             f"- Methods: {_methods(loss, spec)}"
