@@ -1046,7 +1046,7 @@ def categorical_hinge_row(x, base, C, t, q, cw, has_cw, soft, params, rw, gscale
             if want_g:
                 g[base + j] = f * gj
             if want_h:
-                h[base + j] = 0.0
+                h[base + j] = f * 0.0  # (nan with a nan or infinite weight, as the reference's w * 0)
     if v > 0.0:
         return rw * v
     return 0.0

@@ -769,7 +769,7 @@ struct categorical_hinge {
         const double yj = q ? double(q[j]) : (j == tt ? 1.0 : 0.0);
         const double gj = active ? (j == im ? 1.0 - yj : 0.0) - yj : 0.0;
         if constexpr (G) g[j] = T(f * gj);
-        if constexpr (H) h[j] = T(0);
+        if constexpr (H) h[j] = T(f * 0.0);  // nan with a nan or infinite weight, as the reference's w * 0
       }
     }
     return v > 0.0 ? v : 0.0;
