@@ -343,6 +343,8 @@ MC_VARIANTS: dict[str, list[dict]] = {
     "categorical_focal": [{"gamma": 0.0}, {"alpha": [0.25, 1.0, 0.5, 2.0, 0.75], "gamma": 1.5}],
     "multi_margin": [{"p": 2}, {"margin": 0.5, "class_weight": [0.5, 2.0, 1.0, 0.0, 1.5]}],
     "kl_div_with_logits": [{"log_target": True}, {"temperature": 2.0}],
+    "multilabel_soft_margin": [{"class_weight": [0.5, 2.0, 1.0, 0.0, 1.5]}],
+    "poly1": [{"epsilon": 0.0}, {"epsilon": -1.0}],
 }
 
 

@@ -234,6 +234,24 @@ MC_TABLE = [
     ("kl_div_with_logits", {"temperature": 2.0}, [0.0, 2 * LN3], [0.5, 0.5], LN2 - 0.5 * LN3, [-0.125, 0.125],
      [0.046875, 0.046875]),
     ("kl_div_with_logits", {"log_target": True}, [0.0, 0.0], [-LN4, LN3 - LN4], 0.75 * LN3 - LN2, [0.25, -0.25], [0.25, 0.25]),
+    # multilabel_soft_margin: 1/C sum cw (y softplus(-x) + (1-y) softplus(x)); cw (sigmoid(x) - y) / C;
+    # cw sigmoid(x) sigmoid(-x) / C. x = (0, ln 3): sigmoid = (1/2, 3/4), softplus(ln 3) = ln 4, softplus(-ln 3) = ln 4/3
+    ("multilabel_soft_margin", {}, [0.0, LN3], [1.0, 0.0], 1.5 * LN2, [-0.25, 0.375], [0.125, 3 / 32]),
+    ("multilabel_soft_margin", {"class_weight": [2.0, 1.0]}, [0.0, LN3], [0.5, 0.25], 2 * LN2 - 0.125 * LN3,
+     [0.0, 0.25], [0.25, 3 / 32]),
+    # poly1: -log p_t + e (1 - p_t); (1 + e p_t)(p - onehot); h_t = p_t o (1 - e (o - p_t)), h_j = p_j (1 - p_j)
+    # + e p_t p_j (1 - 2 p_j) (o = 1 - p_t). Uniform C = 4: p = 1/4, e = 2 and 1
+    ("poly1", {}, [0.0, 0.0, 0.0, 0.0], 2, 2 * LN2 + 1.5, [0.375, 0.375, -1.125, 0.375], [0.25, 0.25, 0.0, 0.25]),
+    ("poly1", {"epsilon": 1.0}, [0.0, 0.0, 0.0, 0.0], 2, 2 * LN2 + 0.75, [0.3125, 0.3125, -0.9375, 0.3125],
+     [7 / 32, 7 / 32, 3 / 32, 7 / 32]),
+    # soft q = (1/2, 1/2), p = (1/4, 3/4): P = 1/2 = q_j, so the poly term leaves g and h as cross-entropy's
+    ("poly1", {}, [0.0, LN3], [0.5, 0.5], 2 * LN2 - 0.5 * LN3 + 1.0, [-0.25, 0.25], [0.1875, 0.1875]),
+    # categorical_hinge: max(neg - pos + 1, 0), pos = sum y x, neg = max (1 - y) x; (1 - y_j)[j = m] - y_j; 0
+    ("categorical_hinge", {}, [0.5, 2.0, -1.0], 0, 2.5, [-1.0, 1.0, 0.0], [0.0, 0.0, 0.0]),
+    # Keras's quirk: the true class's (1 - 1) x_t = 0 is the max here (every other logit is negative)
+    ("categorical_hinge", {}, [-1.0, -2.0, 0.5], 2, 0.5, [0.0, 0.0, -1.0], [0.0, 0.0, 0.0]),
+    ("categorical_hinge", {}, [1.0, 2.0, -1.0], [0.5, 0.5, 0.0], 0.5, [-0.5, 0.0, 0.0], [0.0, 0.0, 0.0]),
+    ("categorical_hinge", {}, [3.0, 0.0, 0.0], 0, 0.0, [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]),
 ]
 
 

@@ -97,6 +97,11 @@ def d_labels(shape, g):
     return 2 * _f64(shape, g), torch.randint(0, _classes(shape), _rows(shape), generator=g)
 
 
+def d_multilabel(shape, g):  # classes on the last dim; multi-hot targets, some rows soft
+    y = (_f64(shape, g, 0, 1) < 0.4).double()
+    return 2 * _f64(shape, g), torch.where(_f64(shape, g, 0, 1) < 0.2, _f64(shape, g, 0, 1), y)
+
+
 def d_probs(shape, g):
     return 2 * _f64(shape, g), torch.softmax(_f64(shape, g), 1 if len(shape) >= 2 else 0)
 
@@ -174,6 +179,9 @@ CASES = {
     "kl_div": Case(d_log_probs, ((6, 4), (3, 4, 5), (2, 4, 3, 2)), "KLDivLoss", {
         "default": lambda x, g: {}, "log_target": lambda x, g: {"log_target": True}},
         prep_target={"log_target": lambda x, t: t.log()}, reductions=("batchmean", "mean", "sum", "none")),
+    "multilabel_soft_margin_loss": Case(d_multilabel, ((6, 4), (3, 4, 5), (4,)), "MultiLabelSoftMarginLoss", {
+        "default": lambda x, g: {}, "weight": lambda x, g: {"weight": w_elementwise(x, g)},
+        "weight_full": lambda x, g: {"weight": w_full(x, g)}}),  # any shape torch broadcasts: torch's function
 }
 # probabilities as targets: the same (N, C, d1, ...) layout as the logits
 CASES["cross_entropy-probs"] = Case(d_probs, CLASS[:3], "CrossEntropyLoss", {

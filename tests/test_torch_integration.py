@@ -111,6 +111,14 @@ def data_probs_last(shape, dtype, g):
     return x.to(dtype), torch.softmax(torch.randn(shape, generator=g, dtype=torch.float64), -1).to(dtype)
 
 
+def data_multilabel(shape, dtype, g):
+    """Multi-hot targets of the input's shape (classes last), a fifth of the entries soft."""
+    y = (torch.rand(shape, generator=g, dtype=torch.float64) < 0.4).double()
+    y = torch.where(torch.rand(shape, generator=g, dtype=torch.float64) < 0.2,
+                    torch.rand(shape, generator=g, dtype=torch.float64), y)
+    return (2 * torch.randn(shape, generator=g, dtype=torch.float64)).to(dtype), y.to(dtype)
+
+
 def _weight_like(x, g):
     return (0.25 + torch.rand(x.shape, generator=g, dtype=torch.float64)).to(x.dtype)
 
@@ -193,6 +201,12 @@ TORCH_CASES = [
               ((9, 6), (6,)), half=False),  # torch has no half-precision multi_margin_loss on CPU
     TorchCase("multi_margin-p2-weight", "multi_margin", ft.multi_margin_loss, F.multi_margin_loss, data_labels,
               ((9, 6),), kwargs=lambda x, g: {"p": 2, "margin": 0.5, "weight": _class_weight(x, g)}, half=False),
+    TorchCase("multilabel_soft_margin", "multilabel_soft_margin", ft.multilabel_soft_margin_loss,
+              F.multilabel_soft_margin_loss, data_multilabel, ((9, 6), (2, 3, 5), (6,))),
+    TorchCase("multilabel_soft_margin-weight", "multilabel_soft_margin", ft.multilabel_soft_margin_loss,
+              F.multilabel_soft_margin_loss, data_multilabel, ((9, 6), (2, 3, 5)),
+              kwargs=lambda x, g: {"weight": (0.25 + torch.rand(x.shape[-1], generator=g, dtype=torch.float64))
+                                   .to(x.dtype)}),
     TorchCase("kl_div_with_logits", "kl_div_with_logits", _kl_ours, _kl_theirs, data_probs_last, ((9, 6), (2, 3, 5)),
               reductions=("batchmean", "sum", "mean")),
     TorchCase("kl_div_with_logits-log_target", "kl_div_with_logits", _kl_ours, _kl_theirs, data_probs_last, ((9, 6),),
@@ -313,6 +327,8 @@ def test_gradcheck(case, shape, reduction, dtype):
 # --- our own losses: every registry entry through the torch layer ------------------------------------------
 
 OWN_DATA = {
+    "poly1": (data_labels, {"epsilon": 1.5}),
+    "categorical_hinge": (data_labels, {}),
     "pseudo_huber": (data_regression, {"delta": 0.7}),
     "asymmetric_huber": (data_regression, {"delta": 0.7, "alpha_left": 0.5, "alpha_right": 2.0}),
     "log_cosh": (data_regression, {}),

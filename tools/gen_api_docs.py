@@ -22,8 +22,7 @@ PAGE = ROOT / "docs" / "api.md"
 
 KIND = {
     "elementwise": "`pred` and `target` of one shape, any shape",
-    "multiclass": "logits `(..., C)` with the class axis last; integer labels of shape `logits.shape[:-1]` or "
-                  "floating targets of the logits' shape",
+    "multiclass": "logits `(..., C)` with the class axis last",
     "sequence": "its own signature (see below)",
 }
 DOMAIN = {
@@ -154,10 +153,18 @@ def generate() -> str:
             out.append("")
         pred = spec.pred_domain_for(spec.defaults())
         target = spec.target_domain_for(spec.defaults())
+        inputs = KIND.get(spec.kind, spec.kind)
+        targets = DOMAIN.get(target, target) + (" (with the default parameters)" if callable(spec.target_domain) else "")
+        if spec.kind == "multiclass":  # the target forms the loss takes
+            soft = spec.soft_target_domain_for(spec.defaults())
+            inputs += "; " + " or ".join(
+                ["integer labels of shape `logits.shape[:-1]`"] * spec.hard_labels
+                + ["floating targets of the logits' shape"] * spec.soft_labels)
+            targets = " or ".join([DOMAIN["class_index"]] * spec.hard_labels
+                                  + [f"floating targets ({DOMAIN.get(soft, soft)})"] * spec.soft_labels)
         out += [
-            f"- Inputs: {KIND.get(spec.kind, spec.kind)}.",
-            f"- Targets: {DOMAIN.get(target, target)}"
-            + (" (with the default parameters)" if callable(spec.target_domain) else "") + "; predictions: "
+            f"- Inputs: {inputs}.",
+            f"- Targets: {targets}; predictions: "
             f"{DOMAIN.get(pred, pred)}" + (" (with the default parameters)" if callable(spec.pred_domain) else "")
             + ".",
             f"- Methods: {_methods(loss, spec)}"

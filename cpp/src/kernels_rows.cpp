@@ -39,6 +39,9 @@ constexpr RowEntry kMulticlass[] = {
     row_entry<rows::categorical_focal>(),
     row_entry<rows::multi_margin>(),
     row_entry<rows::kl_div_with_logits>(),
+    row_entry<rows::multilabel_soft_margin>(),
+    row_entry<rows::poly1>(),
+    row_entry<rows::categorical_hinge>(),
 };
 
 // Room for the joined elementwise parts (checked when they are joined).

@@ -22,11 +22,12 @@ from .backends import backends as backends
 __version__: str
 __all__ = [
     "BackendUnavailable", "Loss", "LossState", "asymmetric_huber", "backends", "binary_cross_entropy",
-    "binary_cross_entropy_with_logits", "binary_focal", "categorical_focal", "cauchy", "cross_entropy", "ctc",
-    "elementwise_loss", "expectile", "exponential", "fair", "gamma", "general_robust", "get_backend",
-    "get_num_threads", "hinge", "huber", "kl_div_with_logits", "log_cosh", "losses", "mae", "mape", "merge", "mse",
-    "msle", "multi_margin", "poisson_nll", "pseudo_huber", "quantile", "set_backend", "set_num_threads",
-    "smooth_l1", "squared_hinge", "squared_log", "sym", "tweedie", "use_backend", "zero_one"
+    "binary_cross_entropy_with_logits", "binary_focal", "categorical_focal", "categorical_hinge", "cauchy",
+    "cross_entropy", "ctc", "elementwise_loss", "expectile", "exponential", "fair", "gamma", "general_robust",
+    "get_backend", "get_num_threads", "hinge", "huber", "kl_div_with_logits", "log_cosh", "losses", "mae", "mape",
+    "merge", "mse", "msle", "multi_margin", "multilabel_soft_margin", "poisson_nll", "poly1", "pseudo_huber",
+    "quantile", "set_backend", "set_num_threads", "smooth_l1", "squared_hinge", "squared_log", "sym", "tweedie",
+    "use_backend", "zero_one"
 ]
 
 class Loss:
@@ -1179,6 +1180,122 @@ class _Loss_kl_div_with_logits(Loss):
         backend: str | None = None, log_target: bool = False, temperature: float = 1.0) -> LossState: ...
 
 kl_div_with_logits: _Loss_kl_div_with_logits
+
+class _Loss_multilabel_soft_margin(Loss):
+    """multilabel one-versus-all logistic loss, the mean over classes of binary cross-entropies on logits, as
+        torch.nn.functional.multilabel_soft_margin_loss."""
+
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
+        sample_weight: ArrayLike | None = None, backend: str | None = None,
+        class_weight: float | ArrayLike | None = None) -> float: ...
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
+        sample_weight: ArrayLike | None = None, backend: str | None = None,
+        class_weight: float | ArrayLike | None = None) -> NDArray[Any]: ...
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: str, sample_weight: ArrayLike | None = None,
+        backend: str | None = None, class_weight: float | ArrayLike | None = None) -> float | NDArray[Any]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        class_weight: float | ArrayLike | None = None) -> tuple[float, NDArray[Any]]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        class_weight: float | ArrayLike | None = None) -> tuple[NDArray[Any], NDArray[Any]]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: str,
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        class_weight: float | ArrayLike | None = None) -> tuple[float | NDArray[Any], NDArray[Any]]: ...
+    def grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        class_weight: float | ArrayLike | None = None) -> NDArray[Any]: ...
+    def grad_hess(self, pred: ArrayLike, target: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None,
+        hess_out: NDArray[Any] | None = None, hessian: Literal["exact", "ones"] = "exact", backend: str | None = None,
+        class_weight: float | ArrayLike | None = None) -> tuple[NDArray[Any], NDArray[Any]]: ...
+    def partial(self, pred: ArrayLike, target: ArrayLike, *, sample_weight: ArrayLike | None = None,
+        backend: str | None = None, class_weight: float | ArrayLike | None = None) -> LossState: ...
+
+multilabel_soft_margin: _Loss_multilabel_soft_margin
+
+class _Loss_poly1(Loss):
+    """Poly-1 loss, cross-entropy + epsilon (1 - p_t) (Leng et al. 2022), as optax.poly_loss_cross_entropy; integer
+        labels or target distributions."""
+
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
+        sample_weight: ArrayLike | None = None, backend: str | None = None, epsilon: float = 2.0,
+        ignore_index: int = -100) -> float: ...
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
+        sample_weight: ArrayLike | None = None, backend: str | None = None, epsilon: float = 2.0,
+        ignore_index: int = -100) -> NDArray[Any]: ...
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: str, sample_weight: ArrayLike | None = None,
+        backend: str | None = None, epsilon: float = 2.0, ignore_index: int = -100) -> float | NDArray[Any]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        epsilon: float = 2.0, ignore_index: int = -100) -> tuple[float, NDArray[Any]]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        epsilon: float = 2.0, ignore_index: int = -100) -> tuple[NDArray[Any], NDArray[Any]]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: str,
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        epsilon: float = 2.0, ignore_index: int = -100) -> tuple[float | NDArray[Any], NDArray[Any]]: ...
+    def grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        epsilon: float = 2.0, ignore_index: int = -100) -> NDArray[Any]: ...
+    def grad_hess(self, pred: ArrayLike, target: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None,
+        hess_out: NDArray[Any] | None = None, hessian: Literal["exact", "ones"] = "exact", backend: str | None = None,
+        epsilon: float = 2.0, ignore_index: int = -100) -> tuple[NDArray[Any], NDArray[Any]]: ...
+    def partial(self, pred: ArrayLike, target: ArrayLike, *, sample_weight: ArrayLike | None = None,
+        backend: str | None = None, epsilon: float = 2.0, ignore_index: int = -100) -> LossState: ...
+
+poly1: _Loss_poly1
+
+class _Loss_categorical_hinge(Loss):
+    """Keras's categorical hinge max(neg - pos + 1, 0), pos = sum y x, neg = max (1 - y) x, as
+        keras.losses.categorical_hinge; one-hot, soft or -1/1 targets, or integer labels (their one-hot rows)."""
+
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
+        sample_weight: ArrayLike | None = None, backend: str | None = None, ignore_index: int = -100) -> float: ...
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
+        sample_weight: ArrayLike | None = None, backend: str | None = None,
+        ignore_index: int = -100) -> NDArray[Any]: ...
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: str, sample_weight: ArrayLike | None = None,
+        backend: str | None = None, ignore_index: int = -100) -> float | NDArray[Any]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        ignore_index: int = -100) -> tuple[float, NDArray[Any]]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        ignore_index: int = -100) -> tuple[NDArray[Any], NDArray[Any]]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: str,
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        ignore_index: int = -100) -> tuple[float | NDArray[Any], NDArray[Any]]: ...
+    def grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        ignore_index: int = -100) -> NDArray[Any]: ...
+    def grad_hess(self, pred: ArrayLike, target: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None,
+        hess_out: NDArray[Any] | None = None, hessian: Literal["exact", "ones"] = "exact", backend: str | None = None,
+        ignore_index: int = -100) -> tuple[NDArray[Any], NDArray[Any]]: ...
+    def partial(self, pred: ArrayLike, target: ArrayLike, *, sample_weight: ArrayLike | None = None,
+        backend: str | None = None, ignore_index: int = -100) -> LossState: ...
+
+categorical_hinge: _Loss_categorical_hinge
 
 class _Loss_ctc(Loss):
     """Connectionist Temporal Classification over (T, N, C) scores, as torch.nn.functional.ctc_loss ('mean': each

@@ -48,6 +48,8 @@ TORCH_OPTIONS: dict[str, frozenset] = {
     "binary_cross_entropy_with_logits": frozenset({"weight", "pos_weight"}),
     "cross_entropy": frozenset({"class_weight", "ignore_index", "label_smoothing", "soft_targets"}),
     "multi_margin": frozenset({"margin", "p", "class_weight"}),
+    # torch's classes are on the last dim too: any class_dim it reports is torch's
+    "multilabel_soft_margin": frozenset({"class_weight", "soft_targets", "class_dim"}),
 }
 # torch's weighted "mean" is sum(w l) / sum(w) for these (as fusedloss's), mean(w l) for the others
 _SUM_W_MEAN = frozenset({"mse", "mae"})
@@ -237,6 +239,8 @@ def torch_loss(call, input, target):
                                    weight=vec(p["class_weight"]), reduction=red)
     if target.dtype != dt:
         target = target.to(dt)
+    if name == "multilabel_soft_margin":
+        return F.multilabel_soft_margin_loss(input, target, weight=vec(p["class_weight"]), reduction=red)
     w = None if call.sample_weight is None else call.sample_weight.to(device=dev, dtype=dt)
     if name == "mse":
         return F.mse_loss(input, target, reduction=red, weight=w)

@@ -96,6 +96,20 @@ def sech2(x):
     return 4.0 * e / ((1.0 + e) * (1.0 + e))
 
 
+def expm1_minus(L):
+    """expm1(L) - L = L^2/2 + L^3/6 + ... >= 0: the difference cancels for small |L| (the value of a confident row
+    of poly1 with epsilon = -1), so there the series (|L| < 1/2: 24 terms reach the last bit). C++ twin:
+    math.hpp expm1_minus."""
+    if abs(L) < 0.5:
+        term = 0.5 * L * L
+        total = term
+        for n in range(3, 27):
+            term = term * L / n
+            total += term
+        return total
+    return math.expm1(L) - L
+
+
 def exprel(t):
     """expm1(t) / t, and its limit 1 at t = 0: keeps expm1's relative accuracy for every t (t = -inf gives 0), where
     (exp(t) - 1) / t would lose every digit as t -> 0 and 0 / 0 is undefined at t = 0."""
@@ -563,6 +577,15 @@ def lse_state(m, s):
     return row_state(row_shift(m, 0.0), s - 1.0, 1.0)
 
 
+def softmax_row(x, base, C, inv_t):
+    """(m, st) of a row without softcap: its max (``row_max``) and its softmax state (``row_state``) of the
+    exponentials exp((x_j - sh) inv_t). The first passes of the softmax rows other than cross_entropy's."""
+    m = row_max(x, base, C)
+    sh = row_shift(m, 0.0)
+    s1, k = row_exp_sums(x, base, C, sh, 0.0, inv_t)
+    return m, row_state(sh, s1, k)
+
+
 def row_log_p(z, st):
     """log p = (z - sh) - log s for a class whose (capped) logit is z; -inf in a row of -inf (s = 0)."""
     sh, s, sm1, inv_s, log_s = st
@@ -823,10 +846,7 @@ def categorical_focal_row(x, base, C, t, q, cw, has_cw, soft, params, rw, gscale
     p_t = 0 (a masked label)."""
     (gamma,) = params
     x_t = x[base + t]  # before any write (g may be x)
-    m = row_max(x, base, C)
-    sh = row_shift(m, 0.0)
-    s1, k = row_exp_sums(x, base, C, sh, 0.0, 1.0)
-    st = row_state(sh, s1, k)
+    m, st = softmax_row(x, base, C, 1.0)
     if no_softmax(m, st[1]):
         return nan_row(base, C, g, h, want_g, want_h)
     lp_t = row_log_p(x_t, st)
@@ -918,12 +938,10 @@ def kl_div_with_logits_row(x, base, C, t, q, cw, has_cw, soft, params, rw, gscal
     log_t, temperature = params
     log_target = log_t != 0.0
     inv_t = 1.0 / temperature
-    m = row_max(x, base, C)
-    sh = row_shift(m, 0.0)
-    s1, k = row_exp_sums(x, base, C, sh, 0.0, inv_t)
-    st = row_state(sh, s1, k)
+    m, st = softmax_row(x, base, C, inv_t)
     if no_softmax(m, st[1]):
         return nan_row(base, C, g, h, want_g, want_h)
+    sh = st[0]
     log_s = st[4]
     S = 0.0
     value = 0.0
@@ -948,3 +966,171 @@ def kl_div_with_logits_row(x, base, C, t, q, cw, has_cw, soft, params, rw, gscal
             if want_g:
                 g[base + j] = f * (S * pj - qj) * inv_t
     return rw * value
+
+
+def multilabel_soft_margin_row(x, base, C, t, q, cw, has_cw, soft, params, rw, gscale, g, h, want_g, want_h):
+    """Per class y softplus(-x) + (1 - y) softplus(x): two terms >= 0, so nothing cancels at any |x|; a zero
+    coefficient (y = 0 or 1, cw = 0) adds 0 where its softplus is infinite. The gradient (1 - y) sigmoid(x) -
+    y sigmoid(-x) is exact for y in {0, 1}. No softmax: the row rule (and a nan target, which makes the row nan
+    as in the softmax losses) is counted on the way (g may be x). As rows.hpp multilabel_soft_margin."""
+    f = rw * gscale / C
+    value = 0.0
+    nans = 0
+    ninfs = 0
+    for j in range(C):
+        xj = x[base + j]
+        yj = q[base + j]
+        wj = cw[j] if has_cw else 1.0
+        if xj != xj or yj != yj:  # a nan target makes the row nan too, as in the softmax losses
+            nans += 1
+        elif xj == -math.inf:
+            ninfs += 1
+        a = wj * yj
+        b = wj * (1.0 - yj)
+        if a != 0.0:
+            value += a * log1pexp(-xj)
+        if b != 0.0:
+            value += b * log1pexp(xj)
+        if want_g or want_h:
+            sp = sigmoid(xj)
+            sm = sigmoid(-xj)
+            if want_g:
+                g[base + j] = f * (b * sp - a * sm)
+            if want_h:
+                h[base + j] = f * wj * sp * sm
+    if nans != 0 or ninfs == C:
+        return nan_row(base, C, g, h, want_g, want_h)
+    return rw * (value / C)
+
+
+def poly1_row(x, base, C, t, q, cw, has_cw, soft, params, rw, gscale, g, h, want_g, want_h):
+    """CE + epsilon (1 - P), P = sum q p (optax's poly_loss_cross_entropy), from the softmax state
+    (``row_state``) without cancellation, as rows.hpp poly1. A label t: l = -log p_t + epsilon o with
+    o = 1 - p_t = -expm1(log p_t), g_j = F (p_j - [j=t]) with F = 1 + epsilon p_t = (1 + epsilon) - epsilon o,
+    h_t = p_t o ((1 + epsilon) - 2 epsilon o), h_j = p_j ((1 - p_j) F - epsilon p_t p_j), and the value as
+    (expm1(log p_t) - log p_t) + (1 + epsilon) o: no cancellation at epsilon = -1 either (where l ~ o^2 / 2). Soft targets: 1 - P = (1 - S) + sum q (1 - p), and at
+    the row's first maximum m (where S p_m - q_m and q_m - P cancel on a confident row) S p_m - q_m =
+    (S - q_m) p_m - q_m (1 - p_m), q_m - P = q_m (1 - p_m) - sum_{j != m} q_j p_j."""
+    (eps,) = params
+    x_t = 0.0
+    if not soft:
+        x_t = x[base + t]  # before any write (g may be x)
+    m, st = softmax_row(x, base, C, 1.0)
+    if no_softmax(m, st[1]):
+        return nan_row(base, C, g, h, want_g, want_h)
+    sh = st[0]
+    f = rw * gscale
+    if not soft:
+        lp_t = row_log_p(x_t, st)
+        p_t = math.exp(lp_t)
+        o_t = -math.expm1(lp_t)
+        if want_g or want_h:
+            F1 = (1.0 + eps) - eps * o_t  # 1 + epsilon p_t, exact where epsilon = -1 and p_t -> 1
+            F = f * F1
+            ept = eps * p_t
+            for j in range(C):
+                pj, ompj = row_p(math.exp(x[base + j] - sh), st)
+                if want_h:
+                    h[base + j] = f * (pj * (ompj * F1 - ept * pj))
+                if want_g:
+                    g[base + j] = F * pj
+            if want_h:
+                h[base + t] = f * (p_t * o_t * ((1.0 + eps) - 2.0 * eps * o_t))
+            if want_g:
+                g[base + t] = -F * o_t
+        # -log p_t - o_t = expm1(L) - L >= 0, plus (1 + epsilon) o_t: no cancellation for epsilon >= -1
+        return rw * (expm1_minus(lp_t) + (1.0 + eps) * o_t)
+    im = 0
+    for j in range(C):
+        if x[base + j] == m:
+            im = j
+            break
+    S = 0.0
+    Sx = 0.0  # sum_{j != m} q_j
+    Pe = 0.0  # sum_{j != m} q_j p_j
+    ce = 0.0  # sum q (sh - x)
+    qo = 0.0  # sum q (1 - p)
+    for j in range(C):
+        qj = q[base + j]
+        xj = x[base + j]
+        pj, ompj = row_p(math.exp(xj - sh), st)
+        S += qj
+        if qj != 0.0:  # a class without target mass adds nothing, even at -inf
+            ce += qj * (sh - xj)
+            qo += qj * ompj
+        if j != im:
+            Sx += qj
+            Pe += qj * pj
+    q_m = q[base + im]
+    p_m, omp_m = row_p(1.0, st)
+    P = Pe + q_m * p_m
+    value = S * st[4] + ce + eps * ((1.0 - S) + qo)
+    if want_g or want_h:
+        D_m = q_m * omp_m - Pe
+        for j in range(C):
+            qj = q[base + j]
+            pj, ompj = row_p(math.exp(x[base + j] - sh), st)
+            if j == im:
+                D = D_m
+                gj = Sx * pj - qj * ompj - eps * pj * D
+            else:
+                D = qj - P
+                gj = S * pj - qj - eps * pj * D
+            if want_h:
+                h[base + j] = f * (S * pj * ompj - eps * pj * (ompj - pj) * D)
+            if want_g:
+                g[base + j] = f * gj
+    return rw * value
+
+
+def categorical_hinge_row(x, base, C, t, q, cw, has_cw, soft, params, rw, gscale, g, h, want_g, want_h):
+    """Keras's categorical hinge: pos = sum y x, neg = max (1 - y) x over every class (a label t is its one-hot
+    row: the true class adds (1 - 1) x_t = 0 to the max), l = max((neg - pos) + 1, 0), the difference first (exact
+    for a tied row of huge logits, as multi_margin_row). g_j = (1 - y_j) [j = m] - y_j where l > 0, m the first
+    index attaining neg; h = 0. A zero factor times an infinite logit counts 0. No softmax: the row rule is counted
+    on the way (g may be x). As rows.hpp categorical_hinge."""
+    pos = 0.0
+    neg = -math.inf
+    im = 0
+    nans = 0
+    ninfs = 0
+    for j in range(C):
+        xj = x[base + j]
+        if xj != xj:
+            nans += 1
+        elif xj == -math.inf:
+            ninfs += 1
+        if soft:
+            yj = q[base + j]
+        else:
+            yj = 1.0 if j == t else 0.0
+        if yj != 0.0:
+            pos += yj * xj
+        b = 0.0
+        if yj != 1.0:
+            b = (1.0 - yj) * xj
+        if b > neg:
+            neg = b
+            im = j
+    v = (neg - pos) + 1.0
+    if nans != 0 or ninfs == C or v != v:  # v nan: inf - inf (+inf logits on both sides)
+        return nan_row(base, C, g, h, want_g, want_h)
+    if want_g or want_h:
+        f = rw * gscale
+        for j in range(C):
+            gj = 0.0
+            if v > 0.0:
+                if soft:
+                    yj = q[base + j]
+                else:
+                    yj = 1.0 if j == t else 0.0
+                gj = -yj
+                if j == im:
+                    gj += 1.0 - yj
+            if want_g:
+                g[base + j] = f * gj
+            if want_h:
+                h[base + j] = f * 0.0  # (nan with a nan or infinite weight, as the reference's w * 0)
+    if v > 0.0:
+        return rw * v
+    return 0.0

@@ -9,6 +9,8 @@ backends use (so that a mistake in one does not hide in the other). Everything i
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._spec import REGISTRY
@@ -531,6 +533,94 @@ def kl_div_with_logits(x, target, soft, cw, ignore_index, log_target, temperatur
     grad = (S[:, None] * p - q) / T
     hess = S[:, None] * p * omp / T**2
     return value, grad, hess, np.ones(x.shape[0], dtype=bool)
+
+
+def multilabel_soft_margin(x, target, soft, cw, ignore_index):
+    """Per class y softplus(-x) + (1 - y) softplus(x): two terms >= 0, nothing cancels at any |x|, and a zero
+    coefficient (y = 0 or 1, cw = 0) adds 0 where its softplus is infinite."""
+    C = x.shape[1]
+    w = np.ones(C) if cw is None else cw
+    a, b = w * target, w * (1.0 - target)
+    value = np.sum(_xmul(a, _log1pexp(-x)) + _xmul(b, _log1pexp(x)), axis=1) / C
+    grad = (b * _sigmoid(x) - a * _sigmoid(-x)) / C
+    hess = w * _sigmoid(x) * _sigmoid(-x) / C
+    nan = np.isnan(target).any(axis=1)  # a nan target makes its whole row nan, as in the softmax losses
+    value = np.where(nan, np.nan, value)
+    grad = np.where(nan[:, None], np.nan, grad)
+    hess = np.where(nan[:, None], np.nan, hess)
+    return value, grad, hess, np.ones(x.shape[0], dtype=bool)
+
+
+def poly1(x, target, soft, cw, ignore_index, epsilon):
+    """CE + epsilon (1 - P), P = sum q p, as optax (a hard label is its one-hot row). Without cancellation:
+    1 - P = (1 - S) + sum q (1 - p); at the row's first maximum m, where S p_m - q_m and q_m - P would cancel on
+    a confident row, S p_m - q_m = (S - q_m) p_m - q_m (1 - p_m) and q_m - P = q_m (1 - p_m) - sum_{j != m} q_j p_j.
+    Labels: -log p_t + epsilon o, o = 1 - p_t = -expm1(log p_t), g = (1 + epsilon p_t) (p - onehot), in forms
+    without cancellation at epsilon = -1 (the value there is about o^2 / 2)."""
+    R, C = x.shape
+    rows = np.arange(R)
+    sh, e, s, _, log_s, p, omp = _softmax_rows(x)
+    eps = epsilon
+    if not soft:
+        keep = target != ignore_index
+        t = np.where(keep, target, 0)
+        lp_t = np.where(s == 0.0, -np.inf, (x[rows, t] - sh) - log_s)
+        p_t, o_t = np.exp(lp_t), -np.expm1(lp_t)
+        F = (1.0 + eps) - eps * o_t  # 1 + eps p_t
+        grad = F[:, None] * p
+        hess = p * (omp * F[:, None] - (eps * p_t)[:, None] * p)
+        grad[rows, t] = -F * o_t
+        hess[rows, t] = p_t * o_t * ((1.0 + eps) - 2.0 * eps * o_t)
+        # -log p_t - o_t = expm1(L) - L (its series where |L| < 1/2, a difference that cancels), + (1 + eps) o_t
+        L = lp_t
+        small = np.abs(L) < 0.5
+        Ls = np.where(small, L, 0.0)
+        series = sum(Ls**n / math.factorial(n) for n in range(26, 1, -1))
+        value = np.where(small, series, np.expm1(L) - L) + (1.0 + eps) * o_t
+        return value, grad, hess, keep
+    q = target
+    m = np.argmax(e == 1.0, axis=1)  # the first maximum
+    first = np.zeros((R, C), dtype=bool)
+    first[rows, m] = True
+    S = np.sum(q, axis=1)
+    Sx = np.sum(np.where(first, 0.0, q), axis=1)
+    Pe = np.sum(np.where(first, 0.0, q * p), axis=1)
+    P = Pe + q[rows, m] * p[rows, m]
+    value = S * log_s + np.sum(_xmul(q, sh[:, None] - x), axis=1) + eps * ((1.0 - S) + np.sum(q * omp, axis=1))
+    D = q - P[:, None]
+    D[rows, m] = q[rows, m] * omp[rows, m] - Pe
+    grad = S[:, None] * p - q
+    grad[rows, m] = Sx * p[rows, m] - q[rows, m] * omp[rows, m]
+    grad = grad - eps * p * D
+    hess = S[:, None] * p * omp - eps * p * (omp - p) * D
+    return value, grad, hess, np.ones(R, dtype=bool)
+
+
+def categorical_hinge(x, target, soft, cw, ignore_index):
+    """Keras's pos = sum y x and neg = max (1 - y) x over every class (a label: its one-hot row, whose true class
+    adds (1 - 1) x_t = 0 to the max); the subgradient takes the first index attaining neg. 0 * inf is 0."""
+    R, C = x.shape
+    rows = np.arange(R)
+    keep = np.ones(R, dtype=bool)
+    if soft:
+        y = target
+    else:
+        keep = target != ignore_index
+        y = np.zeros((R, C))
+        y[rows, np.where(keep, target, 0)] = 1.0
+    pos = np.sum(_xmul(y, x), axis=1)
+    b = _xmul(1.0 - y, x)
+    m = np.argmax(np.where(np.isnan(b), -np.inf, b), axis=1)  # the first maximum
+    neg = b[rows, m]
+    v = (neg - pos) + 1.0
+    active = v > 0
+    grad = -y
+    grad[rows, m] += 1.0 - y[rows, m]
+    grad = np.where(active[:, None], grad, 0.0)
+    undefined = np.isnan(v)  # inf - inf (+inf logits on both sides): a nan row
+    value = np.where(active | undefined, v, 0.0)
+    grad = np.where(undefined[:, None], np.nan, grad)
+    return value, grad, np.where(undefined[:, None], np.nan, np.zeros((R, C))), keep
 
 
 MULTICLASS = _by_kind("multiclass")

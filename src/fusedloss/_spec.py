@@ -656,6 +656,54 @@ register(LossSpec(
              "g_j = (S p_j - q_j) / T;  h_j = S p_j (1 - p_j) / T^2"),
 ))
 
+register(LossSpec(
+    name="multilabel_soft_margin", kind="multiclass", torch_name="multilabel_soft_margin_loss",
+    target_domain="unit", soft_labels=True, soft_target_domain="unit", mean_over="rows",
+    vector_param="class_weight",
+    params=(_class_weight,),
+    summary=("multilabel one-versus-all logistic loss, the mean over classes of binary cross-entropies on logits, "
+             "as torch.nn.functional.multilabel_soft_margin_loss"),
+    formula=("y_j in [0, 1] per class (multi-hot or soft), cw class weights:  "
+             "l = 1/C sum_j cw_j (y_j softplus(-x_j) + (1 - y_j) softplus(x_j)) "
+             "= -1/C sum_j cw_j (y_j log sigmoid(x_j) + (1 - y_j) log sigmoid(-x_j));  "
+             "g_j = cw_j / C ((1 - y_j) sigmoid(x_j) - y_j sigmoid(-x_j)) = cw_j / C (sigmoid(x_j) - y_j);  "
+             "h_j = cw_j / C sigmoid(x_j) sigmoid(-x_j).  A term whose coefficient is 0 adds 0 at an infinite "
+             "logit (torch: 0 * inf = nan)"),
+))
+
+register(LossSpec(
+    name="poly1", kind="multiclass", target_domain="class_index", probabilities="multiclass",
+    hard_labels=True, soft_labels=True, ignore_param="ignore_index", mean_over="kept_rows",
+    hessian_may_be_negative=lambda kw: not -1.0 <= kw["epsilon"] <= 1.0,
+    params=(
+        Param("epsilon", 2.0, "coefficient of the polynomial term 1 - p_t (optax's default 2.0; 0 gives "
+              "cross-entropy)", _finite),
+        _ignore_index,
+    ),
+    summary=("Poly-1 loss, cross-entropy + epsilon (1 - p_t) (Leng et al. 2022), as "
+             "optax.poly_loss_cross_entropy; integer labels or target distributions"),
+    formula=("p = softmax(x), lse = logsumexp(x), q the target row (a label t: its one-hot row), S = sum q, "
+             "P = sum q p (p_t for a label):  l = sum q (lse - x) + epsilon (1 - P);  "
+             "g_j = S p_j - q_j - epsilon p_j (q_j - P)  (a label: g_j = (1 + epsilon p_t) (p_j - [j=t]));  "
+             "h_j = S p_j (1 - p_j) - epsilon p_j (1 - 2 p_j) (q_j - P), negative somewhere for labels exactly when "
+             "epsilon is outside [-1, 1]"),
+))
+
+register(LossSpec(
+    name="categorical_hinge", kind="multiclass", target_domain="class_index", hessian_zero_ae=True,
+    hard_labels=True, soft_labels=True, soft_target_domain="real", ignore_param="ignore_index", mean_over="kept_rows",
+    params=(_ignore_index,),
+    summary=("Keras's categorical hinge max(neg - pos + 1, 0), pos = sum y x, neg = max (1 - y) x, as "
+             "keras.losses.categorical_hinge; one-hot, soft or -1/1 targets, or integer labels (their one-hot rows)"),
+    formula=("pos = sum_j y_j x_j, neg = max_j (1 - y_j) x_j, both over every class as Keras computes them: the true "
+             "class's (1 - y_t) x_t = 0 is in the max, so with one-hot targets or a label t neg = max(0, max_{j != t} "
+             "x_j) >= 0 (not the max over the other classes alone);  l = max(neg - pos + 1, 0);  "
+             "g_j = (1 - y_j) [j = m] - y_j where neg - pos + 1 > 0, else 0 (at = 0 too, as hinge), m the first index "
+             "attaining neg (a subgradient where the max ties);  h = 0 (piecewise linear: zero wherever it exists).  "
+             "0 * inf counts as 0 (a masked class without target mass; Keras: nan); neg - pos = inf - inf "
+             "makes the row nan"),
+))
+
 # --- sequence losses (their own call signature: scores, targets, input and target lengths) ----------
 
 

@@ -22,14 +22,15 @@ are class indices (stored as floats by both libraries).
 
 Hessian options (``hessian=`` and ``min_hessian=``):
 
-- losses whose exact Hessian is zero almost everywhere (``mae``, ``quantile``, ``mape``, ``hinge``) default to
+- losses whose exact Hessian is zero almost everywhere (``mae``, ``quantile``, ``mape``, ``hinge``,
+  ``categorical_hinge``) default to
   ``hessian="ones"`` (1 times the sample weight, as scikit-learn's gradient boosting does): Newton steps become
   gradient steps instead of divisions by zero. Pass ``hessian="exact"`` to get the zeros.
 - the exact Hessian of the focal losses (``binary_focal``, ``categorical_focal``, and ``cross_entropy`` with a
   ``softcap``) is negative for confidently misclassified samples (binary focal with gamma = 2: where the margin
   is worse than about -2.5), which makes a Newton step point the wrong way or blow up; so is that of
   ``squared_log`` and ``msle`` where 1 + p > e (1 + y) of ``cauchy`` where |d| > c, and of ``general_robust`` with alpha < 1 where
-  (d/c)^2 > |alpha - 2| / (1 - alpha) (every loss whose registry entry
+  (d/c)^2 > |alpha - 2| / (1 - alpha), and of ``poly1`` with epsilon outside [-1, 1] (every loss whose registry entry
   says ``hessian_may_be_negative``). The safeguard:
   ``min_hessian`` clips the Hessian from below at ``min_hessian * sample_weight``. Its default for those losses
   is ``FOCAL_MIN_HESSIAN = 0.02`` (chosen on imbalanced binary problems, where floors of 1e-6 to 1e-3 let a few

@@ -103,6 +103,21 @@ FUSEDLOSS_INLINE T u_minus_log1p(T u) {
   return u <= T(0.5) ? small : large;
 }
 
+// expm1(L) - L = L^2/2 + L^3/6 + ... >= 0: the difference cancels for small |L|, so there the series (|L| < 1/2:
+// 24 terms reach the last bit). Python: _pointwise.expm1_minus (same cut-off).
+template <class T>
+FUSEDLOSS_INLINE T expm1_minus(T L) {
+  if (std::fabs(L) < T(0.5)) {
+    T term = T(0.5) * L * L, total = term;
+    for (int n = 3; n < 27; ++n) {
+      term = term * L / T(n);
+      total += term;
+    }
+    return total;
+  }
+  return std::expm1(L) - L;
+}
+
 // expm1(t) / t with its limit 1 at t = 0 (Python: _pointwise.exprel): expm1's relative accuracy for every t,
 // no 0 / 0 at t = 0 (t = -inf gives 0).
 template <class T>

@@ -670,6 +670,199 @@ struct kl_div_with_logits {
   }
 };
 
+// multilabel one-versus-all logistic loss, as torch.nn.functional.multilabel_soft_margin_loss; no params,
+// cw = class_weight, q the targets y_j in [0, 1] (soft targets only).
+// l = 1/C sum_j cw_j (y_j softplus(-x_j) + (1 - y_j) softplus(x_j));  g_j = cw_j / C ((1 - y_j) s(x_j) - y_j s(-x_j));
+// h_j = cw_j / C s(x_j) s(-x_j), s = sigmoid. Both terms of the value are >= 0 (no cancellation at any |x|), a
+// zero coefficient adds 0 where its softplus is infinite, and the gradient is exact for y in {0, 1}. One pass
+// in double (math.hpp's log1pexp and sigmoid_pair); no softmax, so the row rule is counted on the way (g == x
+// leaves nothing to read again), as in _pointwise.multilabel_soft_margin_row.
+template <class T>
+struct multilabel_soft_margin {
+  static constexpr const char* name = "multilabel_soft_margin";
+  static constexpr bool hard_labels = false;
+  static constexpr bool soft_labels = true;
+  static constexpr bool class_vector = true;
+
+  const T* cw;
+  std::size_t C;
+
+  static constexpr std::size_t arity = 0;
+  multilabel_soft_margin(const Params&, const T* cw_, std::size_t C_) : cw(cw_), C(C_) {}
+
+  template <bool G, bool H>
+  double row(const T* x, std::int64_t t, const T* q, double f, T* g, T* h) const {
+    (void)t;
+    const double fc = f / double(C);
+    (void)fc;  // (value only)
+    const T* const cwp = cw;
+    double value = 0.0, nans = 0.0, ninfs = 0.0;
+#pragma omp simd reduction(+ : value, nans, ninfs)
+    for (std::size_t j = 0; j < C; ++j) {
+      const double xj = double(x[j]);  // read before g_j is written (g == x)
+      const double yj = double(q[j]);
+      const double wj = cwp ? double(cwp[j]) : 1.0;
+      nans += (xj != xj || yj != yj) ? 1.0 : 0.0;  // a nan target makes the row nan, as in the softmax losses
+      ninfs += xj == -kInf ? 1.0 : 0.0;
+      const double a = wj * yj, b = wj * (1.0 - yj);
+      value += (a != 0.0 ? a * log1pexp(-xj) : 0.0) + (b != 0.0 ? b * log1pexp(xj) : 0.0);
+      if constexpr (G || H) {
+        double s, sm;
+        sigmoid_pair(xj, s, sm);
+        if constexpr (G) g[j] = T(fc * (b * s - a * sm));
+        if constexpr (H) h[j] = T(fc * wj * s * sm);
+      }
+    }
+    if (nans != 0.0 || ninfs == double(C)) return nan_row<G, H>(C, g, h);
+    return value / double(C);
+  }
+};
+
+// Poly-1: cross-entropy + epsilon (1 - P), P = sum q p, as optax.poly_loss_cross_entropy; params = (epsilon); hard
+// labels (a label is its one-hot row) or soft targets. Per element in double, from the row's softmax state (RowSum),
+// without cancellation (the same forms as _pointwise.poly1_row):
+//   label t: l = -log p_t + epsilon o = (expm1(L) - L) + (1 + epsilon) o, L = log p_t, o = 1 - p_t = -expm1(L);
+//     g_j = F (p_j - [j=t]), F = 1 + epsilon p_t = (1 + epsilon) - epsilon o;  h_t = p_t o ((1 + epsilon) -
+//     2 epsilon o),  h_j = p_j ((1 - p_j) F - epsilon p_t p_j) (no cancellation at epsilon = -1 either);
+//   soft q, S = sum q: l = S log s + sum q (m - x) + epsilon ((1 - S) + sum q (1 - p));  g_j = S p_j - q_j -
+//     epsilon p_j D_j, D_j = q_j - P;  h_j = S p_j (1 - p_j) - epsilon p_j ((1 - p_j) - p_j) D_j; at the row's first
+//     maximum m (where both differences cancel on a confident row) S p_m - q_m = (S - q_m) p_m - q_m (1 - p_m) and
+//     D_m = q_m (1 - p_m) - sum_{j != m} q_j p_j.
+// Passes: the max; the exponentials' sums; (soft) the target sums; the gradient, which recomputes e_j from x_j
+// (x_j read before g_j is written: g == x is safe; the label's x_t is saved first).
+template <class T>
+struct poly1 {
+  static constexpr const char* name = "poly1";
+  static constexpr bool hard_labels = true;
+  static constexpr bool soft_labels = true;
+  static constexpr bool class_vector = false;
+
+  double eps;
+  std::size_t C;
+
+  static constexpr std::size_t arity = 1;
+  poly1(const Params& prm, const T*, std::size_t C_) : eps(prm[0]), C(C_) {}
+
+  template <bool G, bool H>
+  double row(const T* x, std::int64_t t, const T* q, double f, T* g, T* h) const {
+    (void)f;  // (value only)
+    const std::size_t n = C;
+    const double x_t = q ? 0.0 : double(x[t]);  // before any write (g == x)
+    const T xmax = row_max(x, n);
+    const double sh = double(exp_shift(xmax));
+    double s1 = 0.0, k = 0.0;
+#pragma omp simd reduction(+ : s1, k)
+    for (std::size_t j = 0; j < n; ++j) add_exp(vm::exp(double(x[j]) - sh), s1, k);
+    const RowSum rs(s1, k);
+    if (no_softmax(xmax, rs.s)) return nan_row<G, H>(n, g, h);
+    if (!q) {
+      const double lp_t = (x_t - sh) - rs.log_s;
+      const double p_t = std::exp(lp_t), o_t = -std::expm1(lp_t);
+      if constexpr (G || H) {
+        const double F1 = (1.0 + eps) - eps * o_t;  // 1 + epsilon p_t, exact where epsilon = -1 and p_t -> 1
+        const double F = f * F1, ept = eps * p_t;
+#pragma omp simd
+        for (std::size_t j = 0; j < n; ++j) {
+          const double e = vm::exp(double(x[j]) - sh);
+          const double p = e * rs.inv_s, omp = rs.one_minus_p(e);
+          if constexpr (H) h[j] = T(f * (p * (omp * F1 - ept * p)));
+          if constexpr (G) g[j] = T(F * p);
+        }
+        if constexpr (H) h[t] = T(f * (p_t * o_t * ((1.0 + eps) - 2.0 * eps * o_t)));
+        if constexpr (G) g[t] = T(-F * o_t);
+      }
+      // -log p_t - o_t = expm1(L) - L >= 0, plus (1 + epsilon) o_t: no cancellation for epsilon >= -1
+      return expm1_minus(lp_t) + (1.0 + eps) * o_t;
+    }
+    std::size_t im = 0;
+    while (im + 1 < n && !(x[im] == xmax)) ++im;  // the first maximum
+    double S = 0.0, Sx = 0.0, Pe = 0.0, ce = 0.0, qo = 0.0;
+    for (std::size_t j = 0; j < n; ++j) {
+      const double xj = double(x[j]), qj = double(q[j]);
+      const double e = vm::exp(xj - sh);
+      const double p = e * rs.inv_s, omp = rs.one_minus_p(e);
+      S += qj;
+      if (qj != 0.0) {  // a class without target mass adds nothing, even at -inf
+        ce += qj * (sh - xj);
+        qo += qj * omp;
+      }
+      if (j != im) {
+        Sx += qj;
+        Pe += qj * p;
+      }
+    }
+    const double q_m = double(q[im]), p_m = rs.inv_s, omp_m = rs.sm1 * rs.inv_s;
+    const double P = Pe + q_m * p_m;
+    const double value = S * rs.log_s + ce + eps * ((1.0 - S) + qo);
+    if constexpr (G || H) {
+      const double D_m = q_m * omp_m - Pe;
+      for (std::size_t j = 0; j < n; ++j) {
+        const double qj = double(q[j]);
+        const double e = vm::exp(double(x[j]) - sh);
+        const double p = e * rs.inv_s, omp = rs.one_minus_p(e);
+        const bool at_m = j == im;
+        const double D = at_m ? D_m : qj - P;
+        const double gj = (at_m ? Sx * p - qj * omp : S * p - qj) - eps * p * D;
+        if constexpr (H) h[j] = T(f * (S * p * omp - eps * p * (omp - p) * D));
+        if constexpr (G) g[j] = T(f * gj);
+      }
+    }
+    return value;
+  }
+};
+
+// Keras's categorical hinge; no params, hard labels (a label t is its one-hot row) or soft targets (any real y).
+// pos = sum_j y_j x_j, neg = max_j (1 - y_j) x_j over every class (the true class's (1 - 1) x_t = 0 is in the max,
+// as Keras computes it), l = max((neg - pos) + 1, 0) with the difference first (exact for a tied row of huge
+// logits); g_j = (1 - y_j) [j = m] - y_j where that is > 0, else 0, m the first index attaining neg; h = 0. A zero
+// factor times an infinite logit counts 0. One pass in double, the row rule counted on the way (g == x leaves
+// nothing to read again), then the gradient from the saved m (_pointwise.categorical_hinge_row).
+template <class T>
+struct categorical_hinge {
+  static constexpr const char* name = "categorical_hinge";
+  static constexpr bool hard_labels = true;
+  static constexpr bool soft_labels = true;
+  static constexpr bool class_vector = false;
+
+  std::size_t C;
+
+  static constexpr std::size_t arity = 0;
+  categorical_hinge(const Params&, const T*, std::size_t C_) : C(C_) {}
+
+  template <bool G, bool H>
+  double row(const T* x, std::int64_t t, const T* q, double f, T* g, T* h) const {
+    (void)f;  // (value only)
+    const std::size_t n = C;
+    const std::size_t tt = q ? n : std::size_t(t);
+    double pos = 0.0, neg = -kInf, nans = 0.0, ninfs = 0.0;
+    std::size_t im = 0;
+    for (std::size_t j = 0; j < n; ++j) {
+      const double xj = double(x[j]);
+      nans += xj != xj ? 1.0 : 0.0;
+      ninfs += xj == -kInf ? 1.0 : 0.0;
+      const double yj = q ? double(q[j]) : (j == tt ? 1.0 : 0.0);
+      if (yj != 0.0) pos += yj * xj;
+      const double b = yj != 1.0 ? (1.0 - yj) * xj : 0.0;
+      if (b > neg) {
+        neg = b;
+        im = j;
+      }
+    }
+    const double v = (neg - pos) + 1.0;
+    if (nans != 0.0 || ninfs == double(n) || v != v) return nan_row<G, H>(n, g, h);
+    if constexpr (G || H) {
+      const bool active = v > 0.0;
+      for (std::size_t j = 0; j < n; ++j) {
+        const double yj = q ? double(q[j]) : (j == tt ? 1.0 : 0.0);
+        const double gj = active ? (j == im ? 1.0 - yj : 0.0) - yj : 0.0;
+        if constexpr (G) g[j] = T(f * gj);
+        if constexpr (H) h[j] = T(f * 0.0);  // nan with a nan or infinite weight, as the reference's w * 0
+      }
+    }
+    return v > 0.0 ? v : 0.0;
+  }
+};
+
 }  // namespace rows
 FUSEDLOSS_ISA_END
 }  // namespace fusedloss

@@ -217,6 +217,39 @@ def _np_kl_div_with_logits(logits, q, temperature):
     return value, (np.exp(logp) * q.sum(axis=1, keepdims=True) - q) / (temperature * logits.shape[0])
 
 
+def _np_multilabel_soft_margin(x, y):
+    # torch's multilabel_soft_margin_loss: -(y log sigmoid(x) + (1 - y) log sigmoid(-x)), mean over classes and rows
+    sp = np.logaddexp(0, x)  # softplus(x) = -log sigmoid(-x); softplus(-x) = sp - x
+    value = np.mean(y * (sp - x) + (1 - y) * sp)
+    return value, (1 / (1 + np.exp(-x)) - y) / x.size
+
+
+def _np_poly1(logits, labels, epsilon):
+    # optax's poly_loss_cross_entropy: cross-entropy + epsilon (1 - p_t), mean over rows
+    rows = np.arange(logits.shape[0])
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    p = np.exp(shifted)
+    p /= p.sum(axis=1, keepdims=True)
+    p_t = p[rows, labels]
+    value = np.mean(-np.log(p_t) + epsilon * (1 - p_t))
+    grad = (1 + epsilon * p_t)[:, None] * p
+    grad[rows, labels] -= 1 + epsilon * p_t
+    return value, grad / logits.shape[0]
+
+
+def _np_categorical_hinge(x, labels):
+    # Keras's categorical_hinge on one-hot labels: max(max(0, max_{j != t} x_j) - x_t + 1, 0)
+    rows = np.arange(x.shape[0])
+    b = x.copy()
+    b[rows, labels] = 0.0
+    m = np.argmax(b, axis=1)
+    v = b[rows, m] - x[rows, labels] + 1
+    grad = np.zeros_like(x)
+    grad[rows, m] += (v > 0) & (m != labels)  # the true class's 0 in the max has no x_t in it
+    grad[rows, labels] -= v > 0
+    return np.mean(np.maximum(v, 0)), grad / x.shape[0]
+
+
 # loss -> (function, the parameters it models); a case whose other parameters differ from their defaults
 # has no NumPy peer
 NUMPY_PEER = {
@@ -233,6 +266,8 @@ NUMPY_PEER = {
     "exponential": (_np_exponential, ()), "hinge": (_np_hinge, ()), "squared_hinge": (_np_squared_hinge, ()),
     "multi_margin": (_np_multi_margin, ("p", "margin")),
     "cross_entropy": (_np_cross_entropy, ()), "kl_div_with_logits": (_np_kl_div_with_logits, ("temperature",)),
+    "multilabel_soft_margin": (_np_multilabel_soft_margin, ()),
+    "poly1": (_np_poly1, ("epsilon",)), "categorical_hinge": (_np_categorical_hinge, ()),
 }
 # the custom re-definitions of fusedloss.bench.custom: the same losses, so the same NumPy
 NUMPY_PEER.update({name: NUMPY_PEER[builtin] for name, (_, _, builtin) in CUSTOM_DEFINITIONS.items()})
@@ -273,6 +308,7 @@ TORCH_PEER = {
         x, y, p=kw["p"], margin=kw["margin"])),
     "kl_div_with_logits": (("temperature", "log_target"), lambda F, kw: lambda x, q: F.kl_div(
         F.log_softmax(x / kw["temperature"], dim=-1), q, reduction="batchmean", log_target=kw["log_target"])),
+    "multilabel_soft_margin": ((), lambda F, kw: F.multilabel_soft_margin_loss),
 }
 
 

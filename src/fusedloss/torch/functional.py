@@ -164,6 +164,35 @@ def kl_div_with_logits(input, target, reduction="mean", log_target=False, *, tem
                        backend=backend, fn="kl_div_with_logits")
 
 
+@_small_on_torch("multilabel_soft_margin_loss", False, {"sample_weight": None})
+def multilabel_soft_margin_loss(input, target, weight=None, size_average=None, reduce=None, reduction="mean", *,
+                                sample_weight=None, backend=None):
+    """``torch.nn.functional.multilabel_soft_margin_loss``: classes on the last dim, targets of the input's shape
+    (multi-hot, or soft in [0, 1]; integer targets are cast to the input's dtype, as torch computes with them).
+    ``weight``: one per class; other shapes that broadcast against the input run on torch's function.
+    Extension: ``sample_weight`` (one per row, "mean" divides by its sum)."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    fn = "multilabel_soft_margin_loss"
+    if isinstance(weight, Tensor) and weight.ndim > 1 and weight.numel() > 1:
+        # torch multiplies the elementwise terms by any weight that broadcasts against them; the kernels take one
+        # value per class: the other shapes run on torch's own function
+        if sample_weight is not None:
+            raise TypeError(f"{fn}: sample_weight with a weight of shape {tuple(weight.shape)} (not one per class) "
+                            "is not supported")
+        return torch.nn.functional.multilabel_soft_margin_loss(input, target, weight, reduction=reduction)
+    if (isinstance(input, Tensor) and isinstance(target, Tensor) and input.is_floating_point()
+            and not target.is_floating_point() and not target.is_complex()):
+        target = target.to(input.dtype)
+    params = {"class_weight": _host_vector(weight, "weight", fn)}
+    out = _multiclass("multilabel_soft_margin", input, target, reduction, params, class_dim=-1,
+                      sample_weight=sample_weight, backend=backend, fn=fn)
+    if input.dtype != out.dtype and torch.is_autocast_enabled(input.device.type):
+        # torch's function is a composite of ops that autocast leaves in the input's dtype: its loss comes back in
+        # the half-precision dtype (computed in float32 here, then cast, as the gradient already is)
+        out = out.to(input.dtype)
+    return out
+
+
 # --- functional forms: our losses ---------------------------------------------------------------------------
 # The elementwise ones are declared (signature, docstring) and generated from the registry (_generate.py).
 
@@ -222,6 +251,25 @@ def focal_loss(input, target, alpha=None, gamma=2.0, ignore_index=-100, reductio
                        backend=backend, fn="focal_loss")
 
 
+def poly1_loss(input, target, epsilon=2.0, ignore_index=-100, reduction="mean", *, sample_weight=None,
+               backend=None):
+    """Poly-1 loss ``cross_entropy + epsilon (1 - p_t)`` (optax's ``poly_loss_cross_entropy``); classes on dim 1 as
+    in ``cross_entropy``, integer targets or class probabilities of the input's shape. "mean" divides by the rows
+    not ignored."""
+    params = {"epsilon": epsilon, "ignore_index": ignore_index}
+    return _multiclass("poly1", input, target, reduction, params, sample_weight=sample_weight, backend=backend,
+                       fn="poly1_loss")
+
+
+def categorical_hinge_loss(input, target, ignore_index=-100, reduction="mean", *, sample_weight=None, backend=None):
+    """Keras's ``categorical_hinge``: ``max(neg - pos + 1, 0)`` with ``pos = sum y x``, ``neg = max (1 - y) x``;
+    classes on dim 1 as in ``cross_entropy``, integer targets (their one-hot rows) or targets of the input's
+    shape."""
+    params = {"ignore_index": ignore_index}
+    return _multiclass("categorical_hinge", input, target, reduction, params, sample_weight=sample_weight,
+                       backend=backend, fn="categorical_hinge_loss")
+
+
 def loss(name: str, input, target, *, reduction="mean", sample_weight=None, class_dim=None, backend=None, **params):
     """Any registry loss by its fusedloss name, with fusedloss's parameter names and weight semantics.
 
@@ -248,7 +296,8 @@ FUNCTIONAL = {
     "binary_cross_entropy_with_logits": binary_cross_entropy_with_logits, "binary_focal": binary_focal_loss,
     "hinge": hinge_loss, "squared_hinge": squared_hinge_loss, "zero_one": zero_one_loss,
     "cross_entropy": cross_entropy, "categorical_focal": focal_loss, "multi_margin": multi_margin_loss,
-    "kl_div_with_logits": kl_div_with_logits, "ctc": ctc_loss,
+    "kl_div_with_logits": kl_div_with_logits, "multilabel_soft_margin": multilabel_soft_margin_loss, "ctc": ctc_loss,
+    "poly1": poly1_loss, "categorical_hinge": categorical_hinge_loss,
 }
 
 # an elementwise loss of the registry with neither a torch twin nor a declared form above: its form is made whole

@@ -15,9 +15,9 @@ from ._ctc import CTCLoss
 from ._generate import module_of
 from ._routing import _is_default, _torch_is_faster, module_route
 from .functional import (FUNCTIONAL, GENERATED, binary_cross_entropy, binary_cross_entropy_with_logits,
-                         binary_focal_loss, cross_entropy,
-                         focal_loss, hinge_loss, huber_loss, kl_div_with_logits, l1_loss, log_cosh_loss, loss,
-                         mse_loss, multi_margin_loss, poisson_nll_loss, pseudo_huber_loss, quantile_loss,
+                         binary_focal_loss, categorical_hinge_loss, cross_entropy, focal_loss, hinge_loss, huber_loss,
+                         kl_div_with_logits, l1_loss, log_cosh_loss, loss, mse_loss, multi_margin_loss,
+                         multilabel_soft_margin_loss, poisson_nll_loss, poly1_loss, pseudo_huber_loss, quantile_loss,
                          smooth_l1_loss, squared_hinge_loss, tweedie_loss, zero_one_loss)
 
 # --- nn.Module classes --------------------------------------------------------------------------------------
@@ -214,6 +214,17 @@ class KLDivWithLogitsLoss(_LossModule):
         super().__init__(reduction, log_target=log_target, temperature=temperature, dim=dim, backend=backend)
 
 
+class MultiLabelSoftMarginLoss(_LossModule):
+    """Drop-in for ``torch.nn.MultiLabelSoftMarginLoss``, plus ``backend``."""
+
+    _fn = staticmethod(multilabel_soft_margin_loss)
+    _buffer_names = ("weight",)
+
+    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean", *, backend=None):
+        super().__init__(_legacy_reduction(size_average, reduce, reduction), backend=backend)
+        self.register_buffer("weight", weight)
+
+
 # The modules of the forms generated from the registry (see _generate.py): __init__ takes the form's options.
 PseudoHuberLoss = module_of(pseudo_huber_loss, _LossModule, "pseudo_huber")
 LogCoshLoss = module_of(log_cosh_loss, _LossModule, "log_cosh")
@@ -239,6 +250,26 @@ class FocalLoss(_LossModule):
             self.register_buffer("alpha", alpha)
         else:
             self.alpha = alpha
+
+
+class Poly1Loss(_LossModule):
+    """Poly-1 loss (:func:`poly1_loss`), classes on dim 1 as ``CrossEntropyLoss``."""
+
+    _fn = staticmethod(poly1_loss)
+    _shown = ("epsilon", "ignore_index")
+
+    def __init__(self, epsilon=2.0, ignore_index=-100, reduction="mean", *, backend=None):
+        super().__init__(reduction, epsilon=epsilon, ignore_index=ignore_index, backend=backend)
+
+
+class CategoricalHingeLoss(_LossModule):
+    """Keras's categorical hinge (:func:`categorical_hinge_loss`), classes on dim 1 as ``CrossEntropyLoss``."""
+
+    _fn = staticmethod(categorical_hinge_loss)
+    _shown = ("ignore_index",)
+
+    def __init__(self, ignore_index=-100, reduction="mean", *, backend=None):
+        super().__init__(reduction, ignore_index=ignore_index, backend=backend)
 
 
 class FusedLoss(_LossModule):
@@ -274,7 +305,9 @@ MODULES = {
     "binary_cross_entropy": BCELoss, "binary_cross_entropy_with_logits": BCEWithLogitsLoss,
     "binary_focal": BinaryFocalLoss, "hinge": HingeLoss, "squared_hinge": SquaredHingeLoss,
     "zero_one": ZeroOneLoss, "cross_entropy": CrossEntropyLoss, "categorical_focal": FocalLoss,
-    "multi_margin": MultiMarginLoss, "kl_div_with_logits": KLDivWithLogitsLoss, "ctc": CTCLoss,
+    "multi_margin": MultiMarginLoss, "kl_div_with_logits": KLDivWithLogitsLoss,
+    "multilabel_soft_margin": MultiLabelSoftMarginLoss, "ctc": CTCLoss, "poly1": Poly1Loss,
+    "categorical_hinge": CategoricalHingeLoss,
 }
 
 # the modules of the generated functional forms (see functional.GENERATED): ``<Loss>Loss`` from ``<loss>_loss``
