@@ -193,15 +193,11 @@ def tweedie(p, y, power):
         if rho < 1.0 or rho > 2.0:
             both = np.isinf(e2) & np.isinf(ye1)
             if both.any():
-                r = (np.sign(y) * _y_exp(np.abs(y), -p))[both]
-                big = e2[both]
+                r = np.sign(y) * _y_exp(np.abs(y), -p)
                 if rho != 0.0:
-                    value = np.where(both, 0.0, value)
-                    value[both] = big * (1.0 / c2 - r / c1)
-                grad = np.where(both, 0.0, grad)
-                grad[both] = big * (1.0 - r)
-                hess = np.where(both, 0.0, hess)
-                hess[both] = big * (c2 - c1 * r)
+                    value = np.where(both, e2 * (1.0 / c2 - r / c1), value)
+                grad = np.where(both, e2 * (1.0 - r), grad)
+                hess = np.where(both, e2 * (c2 - c1 * r), hess)
     return value, grad, hess
 
 
