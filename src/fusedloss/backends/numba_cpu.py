@@ -49,7 +49,7 @@ _MAX_THREADS = numba.config.NUMBA_NUM_THREADS  # numba.set_num_threads refuses m
 _LOCK = threading.Lock()
 
 
-SUB = 64  # elements per plain running sum inside a block; the sub-sums are added with compensation
+SUB = 64  # elements per run inside a block (summed by `_run_sum`); the runs' sums are added with compensation
 
 
 @njit(inline="always")
@@ -80,6 +80,38 @@ def _sum_partials(partial):
     for blk in range(partial.shape[0]):
         total, err = _compensated_add(total, err, partial[blk])
     return _compensated_total(total, err)
+
+
+@njit(inline="always")
+def _run_sum(run, m):
+    """The sum of ``run[:m]``: a full run as eight interleaved running sums (element k into sum k % 8) added
+    pairwise at the end, a shorter one (an array's last) in element order. Eight independent additions per
+    step instead of one chain: the chain's latency, not memory, bounded a reduced elementwise call (numba mse
+    at 1e6 float32 took 1.3 ms, 0.95 ms of it in the sums). The order is fixed, so the result still does not
+    depend on the thread count."""
+    if m == SUB:
+        a0 = run[0]
+        a1 = run[1]
+        a2 = run[2]
+        a3 = run[3]
+        a4 = run[4]
+        a5 = run[5]
+        a6 = run[6]
+        a7 = run[7]
+        for k in range(8, SUB, 8):
+            a0 += run[k]
+            a1 += run[k + 1]
+            a2 += run[k + 2]
+            a3 += run[k + 3]
+            a4 += run[k + 4]
+            a5 += run[k + 5]
+            a6 += run[k + 6]
+            a7 += run[k + 7]
+        return ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+    t = 0.0
+    for k in range(m):
+        t += run[k]
+    return t
 
 
 def _loop(p, y, w, params, scale, value_out, grad_out, hess_out, reduce, cols):
@@ -135,10 +167,7 @@ def _loop(p, y, w, params, scale, value_out, grad_out, hess_out, reduce, cols):
                 if reduce is not None:
                     run[k] = l
             if reduce is not None:
-                t = 0.0
-                for k in range(c1 - c0):  # in element order, as one running sum
-                    t += run[k]
-                s, err = _compensated_add(s, err, t)
+                s, err = _compensated_add(s, err, _run_sum(run, c1 - c0))
         if reduce is not None:
             partial[blk] = _compensated_total(s, err)
     if reduce is None:
