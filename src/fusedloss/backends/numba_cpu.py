@@ -49,7 +49,7 @@ _MAX_THREADS = numba.config.NUMBA_NUM_THREADS  # numba.set_num_threads refuses m
 _LOCK = threading.Lock()
 
 
-SUB = 64  # elements per run inside a block (summed by `_run_sum`); the runs' sums are added with compensation
+SUB = 256  # elements per run inside a block (summed by `_run_sum`); the runs' sums are added with compensation
 
 
 @njit(inline="always")
