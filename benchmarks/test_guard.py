@@ -110,6 +110,38 @@ def test_compare_uses_ratios_not_times():
     assert not cmp.lines and len(cmp.missing) == 2
 
 
+def test_a_case_over_the_limit_is_measured_again(capsys):
+    from fusedloss.bench import guard
+
+    base = _rows({"cpp": 0.2, "numba": 0.3})
+    asked = []
+
+    def remeasure_with(ratios):
+        def remeasure(keys):
+            asked.append(keys)
+            return _rows(ratios.pop(0))
+        return remeasure
+
+    # over the limit once, within it when measured again: a pass, and the first figure is shown
+    assert guard.check_against(_rows({"cpp": 0.2, "numba": 0.9}), base, "b.json", 1.6,
+                               remeasure_with([{"cpp": 0.2, "numba": 0.31}])) == 0
+    assert asked == [[("mse", "", "float32", "1e6", 2, "wall")]]  # only the failing case, once
+    out = capsys.readouterr().out
+    assert "measured again (1 of 2)" in out and "numba" in out and "3.00x, 1.03x" in out
+    # over the limit in every measurement: a regression naming every figure
+    asked.clear()
+    assert guard.check_against(_rows({"cpp": 0.2, "numba": 0.9}), base, "b.json", 1.6,
+                               remeasure_with([{"cpp": 0.2, "numba": 0.6}, {"cpp": 0.2, "numba": 0.75}])) == 1
+    assert len(asked) == guard.REMEASURE
+    out = capsys.readouterr().out
+    assert "REGRESSION" in out and "3.00x, 2.00x, 2.50x" in out
+    # within the limit: nothing measured again; without a remeasure the first verdict stands
+    asked.clear()
+    assert guard.check_against(_rows({"cpp": 0.2, "numba": 0.3}), base, "b.json", 1.6,
+                               remeasure_with([])) == 0 and asked == []
+    assert guard.check_against(_rows({"cpp": 0.2, "numba": 0.9}), base, "b.json", 1.6) == 1
+
+
 def test_cli_bench_json_and_guard(tmp_path, capsys):
     out = tmp_path / "run.json"
     argv = ["bench", "--loss", "mse", "--size", "1e3", "--repeat", "3", "--warmup", "1", "--peer", "numpy",

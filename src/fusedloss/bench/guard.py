@@ -3,6 +3,7 @@ compared with the same ratios in a baseline file. Absolute times are never compa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .cases import case_key
@@ -75,19 +76,58 @@ def print_comparison(cmp, path, max_slowdown):
                           for m in cmp.missing[:10]) + (" ..." if len(cmp.missing) > 10 else ""))
 
 
-def check_against(rows: list[dict], baseline_rows: list[dict], path: str, max_slowdown: float) -> int:
+REMEASURE = 2  # times the cases over the limit are measured again before they count as regressions
+
+
+def _line_key(line: dict) -> tuple:
+    return (line["loss"], line["params"], line["dtype"], line["size"], line["threads"], line["clock"], line["backend"])
+
+
+def check_against(rows: list[dict], baseline_rows: list[dict], path: str, max_slowdown: float,
+                  remeasure: Callable[[list], list[dict]] | None = None) -> int:
     """Compare a run with the baseline read from ``path`` and print the comparison and the verdict: 0 when
-    every case is within ``max_slowdown``, 1 on a regression, 2 when no case of the run is in the baseline."""
+    every case is within ``max_slowdown``, 1 on a regression, 2 when no case of the run is in the baseline.
+
+    ``remeasure(case_keys)`` (optional) times those cases again and returns their rows. A case over the limit
+    is measured again up to ``REMEASURE`` times and is a regression only when it is over the limit every time:
+    a lost fast path shows in every measurement, while a process that held the core through one case's samples
+    (the CI machine is shared) does not recur on demand. Every measurement is printed."""
     cmp = compare(rows, baseline_rows, max_slowdown)
     print_comparison(cmp, path, max_slowdown)
     if not cmp.lines:
         print("no case of this run is in the baseline: nothing compared")
         return 2
-    if cmp.failures:
-        print(f"\nREGRESSION: {len(cmp.failures)} case(s) slower than {max_slowdown:g}x the baseline ratio: "
-              + "; ".join(f"{c['loss']} {c['backend']} {c['dtype']} {c['size']} t={c['threads']} "
-                          f"({c['slowdown']:.2f}x)" for c in cmp.failures))
+    history = {_line_key(c): [c["slowdown"]] for c in cmp.failures}
+    failing = list(cmp.failures)
+    for attempt in range(1, REMEASURE + 1):
+        if not failing or remeasure is None:
+            break
+        keys = sorted({_line_key(c)[:-1] for c in failing})
+        print(f"\n{len(failing)} case(s) over the limit: measured again ({attempt} of {REMEASURE})")
+        again = compare(remeasure(keys), baseline_rows, max_slowdown)
+        print_comparison(Comparison(again.lines, again.failures, []), path, max_slowdown)  # only these cases
+        now = {_line_key(c): c for c in again.lines}
+        still = []
+        for c in failing:
+            line = now.get(_line_key(c))
+            if line is None:  # not measured again (cannot happen with a correct remeasure): keep the verdict
+                still.append(c)
+                continue
+            history[_line_key(c)].append(line["slowdown"])
+            if not line["ok"]:
+                still.append(line)
+        failing = still
+    if failing:
+        print(f"\nREGRESSION: {len(failing)} case(s) slower than {max_slowdown:g}x the baseline ratio"
+              + (" in every measurement" if remeasure is not None else "") + ": "
+              + "; ".join(f"{c['loss']} {c['backend']} {c['dtype']} {c['size']} t={c['threads']} ("
+                          + ", ".join(f"{x:.2f}x" for x in history[_line_key(c)]) + ")" for c in failing))
         return 1
+    recovered = [k for k, h in history.items() if len(h) > 1]
     print(f"guard passed: {len(cmp.lines)} case(s), worst slowdown "
-          f"{max(c['slowdown'] for c in cmp.lines):.2f} (allowed {max_slowdown:g})")
+          f"{max(c['slowdown'] for c in cmp.lines):.2f} (allowed {max_slowdown:g})"
+          + (f"; within the limit when measured again: "
+             + "; ".join(f"{k[0]} {k[-1]} {k[2]} {k[3]} t={k[4]} ("
+                         + ", ".join(f"{x:.2f}x" for x in history[k]) + ")" for k in recovered)
+             if recovered else ""))
     return 0
