@@ -194,6 +194,26 @@ def test_weighted_sum_of_losses_overflowing_under_a_finite_sum_of_weights(backen
     assert v == pytest.approx(v1, rel=1e-15)
 
 
+@pytest.mark.parametrize("p", [1, 2])
+def test_multi_margin_rows_that_overflow_under_a_finite_class_weighted_mean(backend, p):
+    """class_weight 2^1023, C = 2: the row values cw_t / C sum_j v_j^p = 2^1022 * 4 = 2^1024 (v = 4, or v = 2
+    squared) and 0 (no active class), whose mean 2^1023 is finite. The row weight (2^-2 in refit_total's pass)
+    meets cw_t / C before the sum, and the gradient's factor is rw / R cw_t / C before it meets 2 v (cw_t / C 2 v
+    alone is 2^1024 at p = 2), so no backend overflows on the way. Every number is a power of two: exact."""
+    x = np.array([[0.0, 3.0 if p == 1 else 1.0], [0.0, -5.0]])
+    t = np.array([0, 0])
+    kw = dict(class_weight=np.full(2, 2.0**1023), p=p, backend=backend)
+    v, g = fl.multi_margin.value_and_grad(x, t, **kw)
+    assert v == 2.0**1023
+    d = 2.0**1021 * (1.0 if p == 1 else 4.0)  # cw_t / C (1 or 2 v) / R
+    assert g.tolist() == [[-d, d], [0.0, 0.0]]
+    assert fl.multi_margin(x, t, reduction="none", **kw).tolist() == [math.inf, 0.0]
+    assert fl.multi_margin(x, t, reduction="sum", **kw) == math.inf
+    w = np.array([2.0**-10, 2.0**-10])  # weighted rows: w cw_t / C sum = 2^1014, mean over sum(w) = 2^1023 again
+    assert fl.multi_margin(x, t, reduction="none", sample_weight=w, **kw).tolist() == [2.0**1014, 0.0]
+    assert fl.multi_margin(x, t, sample_weight=w, **kw) == 2.0**1023
+
+
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
 def test_cross_entropy_class_weights_whose_sum_overflows(backend, label_smoothing):
     """A class-weighted mean is invariant to the scale of the class weights (and of the row weights)."""

@@ -538,7 +538,8 @@ struct categorical_focal {
 // (j != t), g_t = -sum_{j != t} g_j;  h = 0 for p = 1; p = 2: h_j = 2 cw_t / C [v_j > 0], h_t = sum_{j != t} h_j.
 // One pass, no exp; v_j = margin + (x_j - x_t) in double, the logit difference first: exact for tied logits
 // however large (margin - x_t first lost the margin next to 1e17), and the active set [v_j > 0] is then exactly
-// the reference's (_pointwise.multi_margin_row).
+// the reference's (_pointwise.multi_margin_row). row() returns the sum; cw_t / C is its value_factor (loops.hpp
+// weigh: the row weight multiplies it before the sum, so a finite weighted value does not overflow on the way).
 template <class T>
 struct multi_margin {
   static constexpr const char* name = "multi_margin";
@@ -555,6 +556,8 @@ struct multi_margin {
   multi_margin(const Params& prm, const T* cw_, std::size_t C_)
       : margin(prm[0]), p2(prm[1] == 2.0), cw(cw_), C(C_) {}
 
+  double value_factor(std::int64_t t) const { return (cw ? double(cw[t]) : 1.0) / double(C); }
+
   template <bool G, bool H>
   double row(const T* x, std::int64_t t, const T* q, double f, T* g, T* h) const {
     (void)q;
@@ -565,8 +568,7 @@ struct multi_margin {
   double run(const T* x, std::int64_t t, double f, T* g, T* h) const {
     const std::size_t tt = std::size_t(t);
     const double xt = double(x[t]);  // x_t before any write (g == x)
-    const double k = (cw ? double(cw[t]) : 1.0) / double(C);
-    const double fk = f * k;
+    const double fk = f * value_factor(t);
     double value = 0.0, g_t = 0.0, h_t = 0.0;
     // the rule for rows with a nan logit or no logit above -inf (top of the file): counted on the way, since
     // g == x leaves nothing to read again afterwards
@@ -600,7 +602,7 @@ struct multi_margin {
     if (xt != xt || nans != 0.0 || (xt == -kInf && ninfs == double(C - 1))) return nan_row<G, H>(C, g, h);
     if constexpr (G) g[t] = T(fk * g_t);
     if constexpr (H) h[t] = T(fk * h_t);
-    return k * value;
+    return value;
   }
 };
 
