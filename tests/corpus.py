@@ -53,11 +53,7 @@ OUTCOMES = PASS + FAIL + ("skip", "known")
 
 # Defects the corpus found that are not fixed yet, by case id: such a case that fails is reported as "known"; one
 # that passes fails the test, so that its entry goes with the fix.
-_FOCAL = ("a row weight of inf: cpp's Hessian of the row is NaN where numpy's is inf (an exact 0 or a tiny "
-          "element times inf), so the boosting floor gives NaN")
-KNOWN = {
-    **{f"categorical_focal/{e}/cpp/weight_inf": _FOCAL for e in ("boosting", "objective")},
-}
+KNOWN: dict[str, str] = {}
 
 # what a clear message may call each argument (the torch and boosting entries use their own words)
 SYNONYMS = {

@@ -214,6 +214,29 @@ def test_multi_margin_rows_that_overflow_under_a_finite_class_weighted_mean(back
     assert fl.multi_margin(x, t, sample_weight=w, **kw) == 2.0**1023
 
 
+def test_categorical_focal_row_weight_inf_multiplies_each_hessian_element(backend):
+    """A row weight of inf gives w h_j: +-inf by the sign of the row's own Hessian (as the reference), not the
+    nan of inf - inf that the weight spread over h_j's two terms (F p_j (1 - p_j) - D (p_j / o)^2) gave; the
+    boosting floor (0.02 w = inf) then makes the row inf, and the other rows are what they are alone."""
+    import fusedloss.boosting as fb
+
+    x = np.array([[0.2514604421867866, -0.2642097265826038, 1.2808453008865641, 0.20980023430607941,
+                   -1.071338746322222],
+                  [0.7231901098189695, 2.6080000902602745, 1.8941619262584843, -1.4074704716139852,
+                   -2.530842942092105]])
+    t = np.array([4, 3])
+    g1, h1 = fl.categorical_focal.grad_hess(x, t, reduction="none", backend=backend)
+    assert np.all(np.sign(h1[1]) == [1, 1, 1, -1, 1]) and np.all(np.sign(g1[1]) == [1, 1, 1, -1, 1])
+    inf = math.inf
+    g, h = fl.categorical_focal.grad_hess(x, t, reduction="none", sample_weight=np.array([0.5, inf]),
+                                          backend=backend)
+    assert h[1].tolist() == [inf, inf, inf, -inf, inf] and g[1].tolist() == [inf, inf, inf, -inf, inf]
+    assert_close(h[0], 0.5 * h1[0], np.float64, err_msg="Hessian")
+    assert_close(g[0], 0.5 * g1[0], np.float64, err_msg="gradient")
+    g, h = fb.gradient_hessian("categorical_focal", t, x, np.array([0.5, inf]), backend=backend)
+    assert h[1].tolist() == [inf] * 5 and g[1].tolist() == [inf, inf, inf, -inf, inf]
+
+
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
 def test_cross_entropy_class_weights_whose_sum_overflows(backend, label_smoothing):
     """A class-weighted mean is invariant to the scale of the class weights (and of the row weights)."""

@@ -519,10 +519,12 @@ struct categorical_focal {
     for (std::size_t j = 0; j < n; ++j) {
       const T e = buf[j];
       const T p = e * inv_sT;
-      // D (p_j / o)^2 in double: D alone may be far outside float's range while the product is not
+      // D (p_j / o)^2 in double: D alone may be far outside float's range while the product is not. The
+      // weight multiplies the element's whole Hessian, as the reference's (w h_j): spread over the two terms,
+      // a row weight of inf made inf - inf = nan where w h_j is inf
       if constexpr (H) {
         const double r = double(p) / o_div;
-        h[j] = cF * p * T(rs.one_minus_p(e)) - T(fa * D * (r * r));
+        h[j] = T(fa * (F * double(p) * rs.one_minus_p(e) - D * (r * r)));
       }
       if constexpr (G) g[j] = cF * p;
     }
