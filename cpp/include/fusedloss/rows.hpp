@@ -515,18 +515,33 @@ struct categorical_focal {
     const double fa = f * a_t;
     const double o_div = omp > 0.0 ? omp : kInf;  // r_j = p_j / o in [0, 1]; 0 when o = 0 (then every p_j = 0)
     const T inv_sT = T(rs.inv_s), cF = T(fa * F);
+    // The weight multiplies each element's whole Hessian, as the reference's w h_j. Spread over h_j's two terms
+    // (F p_j (1 - p_j) <= |F| / 4 and D r^2 <= |D|, the first in T: the fast form) only where neither weighted
+    // term can overflow T, so no inf - inf appears; else (a row weight of inf, or one near the end of T's
+    // range) the whole element in double, the form of _pointwise.categorical_focal_row.
+    const bool split = std::fabs(fa) * (std::fabs(F) + std::fabs(D)) < double(std::numeric_limits<T>::max());
+    auto elements = [&](auto split_tag) {
+      constexpr bool Split = decltype(split_tag)::value;
 #pragma omp simd
-    for (std::size_t j = 0; j < n; ++j) {
-      const T e = buf[j];
-      const T p = e * inv_sT;
-      // D (p_j / o)^2 in double: D alone may be far outside float's range while the product is not. The
-      // weight multiplies the element's whole Hessian, as the reference's (w h_j): spread over the two terms,
-      // a row weight of inf made inf - inf = nan where w h_j is inf
-      if constexpr (H) {
-        const double r = double(p) / o_div;
-        h[j] = T(fa * (F * double(p) * rs.one_minus_p(e) - D * (r * r)));
+      for (std::size_t j = 0; j < n; ++j) {
+        const T e = buf[j];
+        const T p = e * inv_sT;
+        // D (p_j / o)^2 in double: D alone may be far outside float's range while the product is not
+        if constexpr (H) {
+          const double r = double(p) / o_div;
+          if constexpr (Split) {
+            h[j] = cF * p * T(rs.one_minus_p(e)) - T(fa * D * (r * r));
+          } else {
+            h[j] = T(fa * (F * double(p) * rs.one_minus_p(e) - D * (r * r)));
+          }
+        }
+        if constexpr (G) g[j] = cF * p;
       }
-      if constexpr (G) g[j] = cF * p;
+    };
+    if (split) {
+      elements(std::true_type{});
+    } else {
+      elements(std::false_type{});
     }
     // the label's element, with p_t - 1 = -omp, in double
     if constexpr (G) g[t] = T(fa * F * -omp);
