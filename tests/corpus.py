@@ -53,14 +53,7 @@ OUTCOMES = PASS + FAIL + ("skip", "known")
 
 # Defects the corpus found that are not fixed yet, by case id: such a case that fails is reported as "known"; one
 # that passes fails the test, so that its entry goes with the fix.
-_MARGIN = ("class_weight 1e308: numba's mean is the finite 1.2e308, cpp's and numpy's inf (their row value "
-           "cw_t / C * sum overflows before the mean's weight scaling can help)")
-_FOCAL = ("a row weight of inf: cpp's Hessian of the row is NaN where numpy's is inf (an exact 0 or a tiny "
-          "element times inf), so the boosting floor gives NaN")
-KNOWN = {
-    **{f"multi_margin/{e}/numba/vector_1e308": _MARGIN for e in ("call", "value_and_grad", "torch")},
-    **{f"categorical_focal/{e}/cpp/weight_inf": _FOCAL for e in ("boosting", "objective")},
-}
+KNOWN: dict[str, str] = {}
 
 # what a clear message may call each argument (the torch and boosting entries use their own words)
 SYNONYMS = {

@@ -194,6 +194,49 @@ def test_weighted_sum_of_losses_overflowing_under_a_finite_sum_of_weights(backen
     assert v == pytest.approx(v1, rel=1e-15)
 
 
+@pytest.mark.parametrize("p", [1, 2])
+def test_multi_margin_rows_that_overflow_under_a_finite_class_weighted_mean(backend, p):
+    """class_weight 2^1023, C = 2: the row values cw_t / C sum_j v_j^p = 2^1022 * 4 = 2^1024 (v = 4, or v = 2
+    squared) and 0 (no active class), whose mean 2^1023 is finite. The row weight (2^-2 in refit_total's pass)
+    meets cw_t / C before the sum, and the gradient's factor is rw / R cw_t / C before it meets 2 v (cw_t / C 2 v
+    alone is 2^1024 at p = 2), so no backend overflows on the way. Every number is a power of two: exact."""
+    x = np.array([[0.0, 3.0 if p == 1 else 1.0], [0.0, -5.0]])
+    t = np.array([0, 0])
+    kw = dict(class_weight=np.full(2, 2.0**1023), p=p, backend=backend)
+    v, g = fl.multi_margin.value_and_grad(x, t, **kw)
+    assert v == 2.0**1023
+    d = 2.0**1021 * (1.0 if p == 1 else 4.0)  # cw_t / C (1 or 2 v) / R
+    assert g.tolist() == [[-d, d], [0.0, 0.0]]
+    assert fl.multi_margin(x, t, reduction="none", **kw).tolist() == [math.inf, 0.0]
+    assert fl.multi_margin(x, t, reduction="sum", **kw) == math.inf
+    w = np.array([2.0**-10, 2.0**-10])  # weighted rows: w cw_t / C sum = 2^1014, mean over sum(w) = 2^1023 again
+    assert fl.multi_margin(x, t, reduction="none", sample_weight=w, **kw).tolist() == [2.0**1014, 0.0]
+    assert fl.multi_margin(x, t, sample_weight=w, **kw) == 2.0**1023
+
+
+def test_categorical_focal_row_weight_inf_multiplies_each_hessian_element(backend):
+    """A row weight of inf gives w h_j: +-inf by the sign of the row's own Hessian (as the reference), not the
+    nan of inf - inf that the weight spread over h_j's two terms (F p_j (1 - p_j) - D (p_j / o)^2) gave; the
+    boosting floor (0.02 w = inf) then makes the row inf, and the other rows are what they are alone."""
+    import fusedloss.boosting as fb
+
+    x = np.array([[0.2514604421867866, -0.2642097265826038, 1.2808453008865641, 0.20980023430607941,
+                   -1.071338746322222],
+                  [0.7231901098189695, 2.6080000902602745, 1.8941619262584843, -1.4074704716139852,
+                   -2.530842942092105]])
+    t = np.array([4, 3])
+    g1, h1 = fl.categorical_focal.grad_hess(x, t, reduction="none", backend=backend)
+    assert np.all(np.sign(h1[1]) == [1, 1, 1, -1, 1]) and np.all(np.sign(g1[1]) == [1, 1, 1, -1, 1])
+    inf = math.inf
+    g, h = fl.categorical_focal.grad_hess(x, t, reduction="none", sample_weight=np.array([0.5, inf]),
+                                          backend=backend)
+    assert h[1].tolist() == [inf, inf, inf, -inf, inf] and g[1].tolist() == [inf, inf, inf, -inf, inf]
+    assert_close(h[0], 0.5 * h1[0], np.float64, err_msg="Hessian")
+    assert_close(g[0], 0.5 * g1[0], np.float64, err_msg="gradient")
+    g, h = fb.gradient_hessian("categorical_focal", t, x, np.array([0.5, inf]), backend=backend)
+    assert h[1].tolist() == [inf] * 5 and g[1].tolist() == [inf, inf, inf, -inf, inf]
+
+
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
 def test_cross_entropy_class_weights_whose_sum_overflows(backend, label_smoothing):
     """A class-weighted mean is invariant to the scale of the class weights (and of the row weights)."""

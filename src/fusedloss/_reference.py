@@ -9,6 +9,8 @@ backends use (so that a mistake in one does not hide in the other). Everything i
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 
 import numpy as np
@@ -493,23 +495,27 @@ def categorical_focal(x, target, soft, cw, ignore_index, gamma):
     return value, grad, hess, keep
 
 
-def multi_margin(x, target, soft, cw, ignore_index, margin, p):
+def multi_margin(x, target, soft, cw, ignore_index, margin, p, rw, gscale):
+    """Weighted here (``multiclass``): the value is a factor times a sum, rw cw_t / C sum_j v_j^p, and the row
+    weight meets the factor cw_t / C before the sum (the derivatives: rw gscale cw_t / C), so that nothing
+    overflows on the way to a finite result (class weights 1e308 whose rows overflow alone, under a mean whose
+    weights are 2^-k). A weight of inf times a 0 gives nan, as the generic w d (rows.hpp, _pointwise)."""
     R, C = x.shape
     rows = np.arange(R)
     w_t = np.ones(R) if cw is None else cw[target]
+    k = w_t / C
+    f = (rw * gscale * k)[:, None]
     v = margin + (x - x[rows, target][:, None])  # the logit difference first: exact for ties (1e30 - 1e30 + 1)
     active = v > 0
     active[rows, target] = False
     vp = np.where(active, v, 0.0)
-    value = w_t / C * np.sum(vp**p, axis=1)
-    gj = (w_t / C)[:, None] * (p * vp ** (p - 1) if p == 2 else active.astype(np.float64))
-    grad = gj.copy()
-    grad[rows, target] = -np.sum(gj, axis=1)
-    if p == 1:
-        hess = np.zeros((R, C))
-    else:
-        hess = (2.0 * w_t / C)[:, None] * active
-        hess[rows, target] = np.sum(hess, axis=1)
+    value = rw * k * np.sum(vp**p, axis=1)
+    gj = p * vp ** (p - 1) if p == 2 else active.astype(np.float64)
+    grad = f * gj
+    grad[rows, target] = f[:, 0] * -np.sum(gj, axis=1)
+    hj = 2.0 * active if p == 2 else np.zeros((R, C))
+    hess = f * hj
+    hess[rows, target] = f[:, 0] * np.sum(hj, axis=1)
     return value, grad, hess, np.ones(R, dtype=bool)
 
 
@@ -622,19 +628,31 @@ def categorical_hinge(x, target, soft, cw, ignore_index):
 MULTICLASS = _by_kind("multiclass")
 
 
-def multiclass(name, logits, target, soft, class_vector=None, ignore_index=-100, **params):
+def multiclass(name, logits, target, soft, class_vector=None, ignore_index=-100, row_weight=None, grad_scale=1.0,
+               **params):
     """Per-row value (R,), gradient and Hessian diagonal (R, C), and the kept-rows mask, in float64.
 
-    ``logits`` is (R, C); ``target`` is (R,) integer labels or, with ``soft``, (R, C) floats. Ignored rows
-    have value, gradient and Hessian 0. A kept row with a nan logit, or whose logits are all -inf (nothing to
+    ``logits`` is (R, C); ``target`` is (R,) integer labels or, with ``soft``, (R, C) floats. ``row_weight``
+    (R,) multiplies each row's value, gradient and Hessian, and ``grad_scale`` (the mean's 1 / denominator) the
+    derivatives: w d (a weight of inf gives +-inf where d is not 0, nan where it is 0), in a loss function that
+    takes ``rw`` and ``gscale`` where it does (its value is a factor times a sum: the weights meet the factor
+    first, as rows.hpp's value_factor), else after it. Ignored rows have value, gradient and Hessian 0. A kept row with a nan logit, or whose logits are all -inf (nothing to
     normalise), has value nan and nan in every element of its gradient and Hessian, in every loss (README,
     "Guarantees"; the rule of rows.hpp and _pointwise's row functions).
     """
     x = np.asarray(logits, dtype=np.float64)
     tgt = np.asarray(target, dtype=np.float64 if soft else np.int64)
     cw = None if class_vector is None else np.broadcast_to(np.asarray(class_vector, np.float64), x.shape[1:])
+    fn = MULTICLASS[name]
+    rw = np.ones(x.shape[0]) if row_weight is None else np.asarray(row_weight, np.float64)
     with np.errstate(all="ignore"):
-        value, grad, hess, keep = MULTICLASS[name](x, tgt, soft, cw, ignore_index, **params)
+        if "rw" in _parameters(fn):
+            value, grad, hess, keep = fn(x, tgt, soft, cw, ignore_index, **params, rw=rw, gscale=grad_scale)
+        else:
+            value, grad, hess, keep = fn(x, tgt, soft, cw, ignore_index, **params)
+            if row_weight is not None:
+                value, grad, hess = rw * value, rw[:, None] * grad, rw[:, None] * hess
+            grad, hess = grad * grad_scale, hess * grad_scale
     bad = np.isnan(x).any(axis=1) | np.all(x == -np.inf, axis=1)
     value = np.where(bad, np.nan, value)
     grad = np.where(bad[:, None], np.nan, grad)
@@ -643,6 +661,11 @@ def multiclass(name, logits, target, soft, class_vector=None, ignore_index=-100,
     grad = np.where(keep[:, None], grad, 0.0)
     hess = np.where(keep[:, None], hess, 0.0)
     return value, grad, hess, keep
+
+
+@functools.cache
+def _parameters(fn) -> frozenset:
+    return frozenset(inspect.signature(fn).parameters)
 
 
 def mean_denominator(mean_over, target, soft, keep, row_weight, class_vector):
@@ -678,15 +701,13 @@ def reduce_multiclass(name, logits, target, *, reduction="mean", sample_weight=N
     if vec is not None and np.ndim(vec) == 0:
         vec = np.full(C, float(vec))
     t2 = tgt.reshape(-1, C) if soft else tgt.reshape(-1)
-    value, grad, hess, keep = multiclass(name, x.reshape(-1, C), t2, soft, vec, ignore, **params)
     rw = None if sample_weight is None else np.broadcast_to(
         np.asarray(sample_weight, np.float64).reshape(np.shape(sample_weight) + (1,) * (len(lead) - np.ndim(sample_weight))),
         lead).reshape(-1)
+    value, grad, hess, keep = multiclass(name, x.reshape(-1, C), t2, soft, vec, ignore, rw, **params)
     w = np.ones_like(value) if rw is None else rw
     live = (w != 0)[:, None]  # a row of weight 0 is ignored: 0, whatever its logits hold
-    with np.errstate(all="ignore"):
-        value, grad, hess = (np.where(live[:, 0], w * value, 0.0), np.where(live, w[:, None] * grad, 0.0),
-                             np.where(live, w[:, None] * hess, 0.0))
+    value, grad, hess = (np.where(live[:, 0], value, 0.0), np.where(live, grad, 0.0), np.where(live, hess, 0.0))
     with np.errstate(all="ignore"):
         if reduction == "none":
             return value.reshape(lead), grad.reshape(x.shape), hess.reshape(x.shape)

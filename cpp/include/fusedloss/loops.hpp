@@ -21,6 +21,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 
 #include "fusedloss/kernel_api.hpp"
 #include "fusedloss/reduce.hpp"
@@ -325,8 +326,8 @@ double elementwise(const Params& params, const ElementwiseArgs<T>& args) {
 // -> value 0 and zero gradient/Hessian rows, row weights applied, the float64 total over blocks in a fixed order. G, H: write
 // gradient, Hessian (the value, its output and the reduction are per-row branches, which cost nothing next
 // to a row). (Streaming stores were tried for large gradients here too: no gain, since cross-entropy's
-// rows are bound by their exps, not by memory.) `kept(r, x, t, q, f, g, h)` returns the unweighted value of
-// a row that is not ignored, `ignored(r)` is told of one that is.
+// rows are bound by their exps, not by memory.) `kept(r, x, t, q, rw, f, g, h)` returns the weighted value of
+// a row that is not ignored (weigh), `ignored(r)` is told of one that is.
 template <bool G, bool H, class T, class Kept, class Ignored>
 double for_rows(const MulticlassArgs<T>& a, const Kept& kept, const Ignored& ignored) {
   const std::size_t C = a.C;
@@ -344,7 +345,7 @@ double for_rows(const MulticlassArgs<T>& a, const Kept& kept, const Ignored& ign
         if constexpr (H) std::fill(h, h + C, T(0));
         ignored(r);
       } else {
-        v = rw * kept(r, a.x + base, t, a.q ? a.q + base : nullptr, rw * a.scale, g, h);
+        v = kept(r, a.x + base, t, a.q ? a.q + base : nullptr, rw, rw * a.scale, g, h);
       }
       if (a.value) a.value[r] = T(v);
       s.add(v);
@@ -358,12 +359,32 @@ double for_rows(const MulticlassArgs<T>& a, const Kept& kept, const Ignored& ign
   return 0.0;
 }
 
+// A row whose value is a per-row factor times a sum (multi_margin: cw_t / C) may return the sum alone and give
+// the factor as value_factor(t): the row weight then meets the factor first, (rw cw_t / C) sum, which overflows
+// only where the weighted value itself does (under "mean", fit_weights and refit_total scale rw by 2^-k for
+// that), where rw (cw_t / C sum) overflowed whenever the unweighted row value did.
+template <class Row, class = void>
+struct has_value_factor : std::false_type {};
+template <class Row>
+struct has_value_factor<Row, std::void_t<decltype(std::declval<const Row&>().value_factor(std::int64_t(0)))>>
+    : std::true_type {};
+
+// rw times a row's value v (as returned by Row::row), in the order above.
+template <class Row>
+double weigh(const Row& row, std::int64_t t, double rw, double v) {
+  if constexpr (has_value_factor<Row>::value) {
+    return (rw * row.value_factor(t)) * v;
+  } else {
+    return rw * v;
+  }
+}
+
 template <bool G, bool H, class Row, class T>
 double multiclass_pass(const Row& row, const MulticlassArgs<T>& a) {
   return for_rows<G, H>(
       a,
-      [&](std::size_t, const T* x, std::int64_t t, const T* q, double f, T* g, T* h) {
-        return row.template row<G, H>(x, t, q, f, g, h);
+      [&](std::size_t, const T* x, std::int64_t t, const T* q, double rw, double f, T* g, T* h) {
+        return weigh(row, t, rw, row.template row<G, H>(x, t, q, f, g, h));
       },
       [](std::size_t) {});
 }
@@ -374,9 +395,9 @@ template <bool G, bool MR, bool ME, class Row, class T>
 double multiclass_metrics_pass(const Row& row, const MulticlassArgs<T>& a) {
   return for_rows<G, false>(
       a,
-      [&](std::size_t r, const T* x, std::int64_t t, const T*, double f, T* g, T*) {
+      [&](std::size_t r, const T* x, std::int64_t t, const T*, double rw, double f, T* g, T*) {
         RowMetrics m;
-        const double v = row.template row_metrics<G, MR, ME>(x, t, f, g, m);
+        const double v = weigh(row, t, rw, row.template row_metrics<G, MR, ME>(x, t, f, g, m));
         if constexpr (MR) a.rank[r] = m.rank;
         a.conf[r] = m.conf;
         a.nll[r] = m.nll;

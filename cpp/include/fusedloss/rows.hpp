@@ -515,16 +515,33 @@ struct categorical_focal {
     const double fa = f * a_t;
     const double o_div = omp > 0.0 ? omp : kInf;  // r_j = p_j / o in [0, 1]; 0 when o = 0 (then every p_j = 0)
     const T inv_sT = T(rs.inv_s), cF = T(fa * F);
+    // The weight multiplies each element's whole Hessian, as the reference's w h_j. Spread over h_j's two terms
+    // (F p_j (1 - p_j) <= |F| / 4 and D r^2 <= |D|, the first in T: the fast form) only where neither weighted
+    // term can overflow T, so no inf - inf appears; else (a row weight of inf, or one near the end of T's
+    // range) the whole element in double, the form of _pointwise.categorical_focal_row.
+    const bool split = std::fabs(fa) * (std::fabs(F) + std::fabs(D)) < double(std::numeric_limits<T>::max());
+    auto elements = [&](auto split_tag) {
+      constexpr bool Split = decltype(split_tag)::value;
 #pragma omp simd
-    for (std::size_t j = 0; j < n; ++j) {
-      const T e = buf[j];
-      const T p = e * inv_sT;
-      // D (p_j / o)^2 in double: D alone may be far outside float's range while the product is not
-      if constexpr (H) {
-        const double r = double(p) / o_div;
-        h[j] = cF * p * T(rs.one_minus_p(e)) - T(fa * D * (r * r));
+      for (std::size_t j = 0; j < n; ++j) {
+        const T e = buf[j];
+        const T p = e * inv_sT;
+        // D (p_j / o)^2 in double: D alone may be far outside float's range while the product is not
+        if constexpr (H) {
+          const double r = double(p) / o_div;
+          if constexpr (Split) {
+            h[j] = cF * p * T(rs.one_minus_p(e)) - T(fa * D * (r * r));
+          } else {
+            h[j] = T(fa * (F * double(p) * rs.one_minus_p(e) - D * (r * r)));
+          }
+        }
+        if constexpr (G) g[j] = cF * p;
       }
-      if constexpr (G) g[j] = cF * p;
+    };
+    if (split) {
+      elements(std::true_type{});
+    } else {
+      elements(std::false_type{});
     }
     // the label's element, with p_t - 1 = -omp, in double
     if constexpr (G) g[t] = T(fa * F * -omp);
@@ -538,7 +555,8 @@ struct categorical_focal {
 // (j != t), g_t = -sum_{j != t} g_j;  h = 0 for p = 1; p = 2: h_j = 2 cw_t / C [v_j > 0], h_t = sum_{j != t} h_j.
 // One pass, no exp; v_j = margin + (x_j - x_t) in double, the logit difference first: exact for tied logits
 // however large (margin - x_t first lost the margin next to 1e17), and the active set [v_j > 0] is then exactly
-// the reference's (_pointwise.multi_margin_row).
+// the reference's (_pointwise.multi_margin_row). row() returns the sum; cw_t / C is its value_factor (loops.hpp
+// weigh: the row weight multiplies it before the sum, so a finite weighted value does not overflow on the way).
 template <class T>
 struct multi_margin {
   static constexpr const char* name = "multi_margin";
@@ -555,6 +573,8 @@ struct multi_margin {
   multi_margin(const Params& prm, const T* cw_, std::size_t C_)
       : margin(prm[0]), p2(prm[1] == 2.0), cw(cw_), C(C_) {}
 
+  double value_factor(std::int64_t t) const { return (cw ? double(cw[t]) : 1.0) / double(C); }
+
   template <bool G, bool H>
   double row(const T* x, std::int64_t t, const T* q, double f, T* g, T* h) const {
     (void)q;
@@ -565,8 +585,7 @@ struct multi_margin {
   double run(const T* x, std::int64_t t, double f, T* g, T* h) const {
     const std::size_t tt = std::size_t(t);
     const double xt = double(x[t]);  // x_t before any write (g == x)
-    const double k = (cw ? double(cw[t]) : 1.0) / double(C);
-    const double fk = f * k;
+    const double fk = f * value_factor(t);
     double value = 0.0, g_t = 0.0, h_t = 0.0;
     // the rule for rows with a nan logit or no logit above -inf (top of the file): counted on the way, since
     // g == x leaves nothing to read again afterwards
@@ -600,7 +619,7 @@ struct multi_margin {
     if (xt != xt || nans != 0.0 || (xt == -kInf && ninfs == double(C - 1))) return nan_row<G, H>(C, g, h);
     if constexpr (G) g[t] = T(fk * g_t);
     if constexpr (H) h[t] = T(fk * h_t);
-    return k * value;
+    return value;
   }
 };
 

@@ -46,23 +46,21 @@ def multiclass(loss, packed, ignore_index, C, x, labels, q, w, cw, scale, reduce
     params = spec.unpack(*packed)
     soft = labels is None
     target = q.reshape(-1, C) if soft else labels
+    w64 = None if w is None else w.astype(np.float64)
     value, grad, hess, keep = _reference.multiclass(loss, x.reshape(-1, C), target, soft,
                                                     None if cw is None else cw.astype(np.float64), ignore_index,
-                                                    **params)
+                                                    w64, scale, **params)
     kept = keep[:, None]  # ignored rows get 0 even when the scale is nan (every row ignored under "mean")
     with np.errstate(all="ignore"):
         if w is not None:
-            w64 = w.astype(np.float64)
             kept = kept & (w64 != 0)[:, None]  # a row of weight 0 is ignored: 0, whatever its logits hold
-            value = np.where(kept[:, 0], value * w64, 0.0)
-            grad = grad * w64[:, None]
-            hess = hess * w64[:, None]
+            value = np.where(kept[:, 0], value, 0.0)
         if value_out is not None:
             value_out[...] = value
         if grad_out is not None:
-            grad_out[...] = np.where(kept, grad * scale, 0.0).reshape(-1)
+            grad_out[...] = np.where(kept, grad, 0.0).reshape(-1)
         if hess_out is not None:
-            hess_out[...] = np.where(kept, hess * scale, 0.0).reshape(-1)
+            hess_out[...] = np.where(kept, hess, 0.0).reshape(-1)
         return float(np.sum(value)) if reduce else 0.0
 
 
