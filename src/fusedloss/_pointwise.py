@@ -994,23 +994,55 @@ def kl_div_with_logits_row(x, base, C, t, q, cw, has_cw, soft, params, rw, gscal
     return rw * value
 
 
-def jsd_logs(xj, qj, st, beta, lb, lb1, rev):
-    """Class j's (e_j, p_j, 1 - p_j, r_j, v_j, log(q_j / m_j)) for jensen_shannon_row: r = log(p / m), v = beta q / m
-    (``neg_log_mix``, no m formed); at beta = 1 (rev) r = log p - log q and v = 1. log 0 = -inf without a log
-    call."""
+MIX_TINY = 1e-290  # below it m = beta q + (1 - beta) p (or p, q) is no longer a normal number to divide by
+
+
+def log_over_mix(z, a, m):
+    """log(a / m) from z = (a - m) / m = a / m - 1: log1p(z) where |z| <= 1/2 (a small log keeps its digits, as
+    beta -> 0 or q -> p), else log(a / m) (|log| > 0.4: the division's rounding is a few ulp of it); a below
+    MIX_TINY: log(a) - log(m) (a / m could underflow). C++ twin: rows.hpp jensen_shannon::log_over_mix."""
+    if abs(z) <= 0.5:
+        return math.log1p(z)
+    if a >= MIX_TINY:
+        return math.log(a / m)
+    if a == 0.0:
+        return -math.inf
+    return math.log(a) - math.log(m)
+
+
+def jsd_logs(xj, qj, st, beta, c, lb, lb1, rev):
+    """Class j's (e_j, p_j, 1 - p_j, r_j, v_j, log(q_j / m_j)) for jensen_shannon_row: r = log(p / m), v = beta q / m,
+    from m = beta q + c p formed in double (one division, a log1p each: p - m = beta (p - q), q - m = c (q - p));
+    where m is not a normal number (p and q both tiny or 0) from log(q / p) in log space (``neg_log_mix``). At
+    beta = 1 (rev) r = log p - log q and v = 1. log 0 = -inf without a log call."""
     e = math.exp(xj - st[0])
     pj, ompj = row_p(e, st)
+    if rev:
+        lq = -math.inf
+        if not qj == 0.0:
+            lq = math.log(qj)
+        return e, pj, ompj, row_log_p(xj, st) - lq, 1.0, 0.0
+    m = beta * qj + c * pj
+    if m >= MIX_TINY:
+        d = (pj - qj) / m
+        r = log_over_mix(beta * d, pj, m)
+        if pj < MIX_TINY and pj != 0.0:
+            r = row_log_p(xj, st) - math.log(m)  # p / m could underflow; log p from the logits
+        lqm = 0.0
+        v = 0.0
+        if not qj == 0.0:
+            lqm = log_over_mix(-c * d, qj, m)
+            v = beta * qj / m
+        return e, pj, ompj, r, v, lqm
     lp = row_log_p(xj, st)
     lq = -math.inf
     if not qj == 0.0:
         lq = math.log(qj)
-    if rev:
-        return e, pj, ompj, lp - lq, 1.0, 0.0
     r = neg_log_mix(lq - lp, beta, lb, lb1)
     lqm = 0.0
     v = 0.0
     if not qj == 0.0:
-        lqm = neg_log_mix(lp - lq, 1.0 - beta, lb1, lb)
+        lqm = neg_log_mix(lp - lq, c, lb1, lb)
         v = beta * math.exp(lqm)
     return e, pj, ompj, r, v, lqm
 
@@ -1078,7 +1110,7 @@ def jensen_shannon_row(x, base, C, t, q, cw, has_cw, soft, params, rw, gscale, g
     for j in range(C):
         qj = q[base + j]
         xj = x[base + j]
-        e, pj, ompj, r, v, lqm = jsd_logs(xj, qj, st, beta, lb, lb1, rev)
+        e, pj, ompj, r, v, lqm = jsd_logs(xj, qj, st, beta, c, lb, lb1, rev)
         if not rev and not qj == 0.0:
             value += beta * qj * lqm
         pr = 0.0
@@ -1106,7 +1138,7 @@ def jensen_shannon_row(x, base, C, t, q, cw, has_cw, soft, params, rw, gscale, g
         for j in range(C):
             qj = q[base + j]
             xj = x[base + j]
-            e, pj, ompj, r, v, lqm = jsd_logs(xj, qj, st, beta, lb, lb1, rev)
+            e, pj, ompj, r, v, lqm = jsd_logs(xj, qj, st, beta, c, lb, lb1, rev)
             if not found and e == 1.0:
                 found = True
                 D = r_a * ompj - Re

@@ -681,9 +681,10 @@ struct kl_div_with_logits {
 };
 
 // Liger's generalised Jensen-Shannon divergence (LigerJSD, logits in); params = (beta); soft targets only.
-// p = softmax(x), q the target row, m = beta q + (1 - beta) p, r = log(p / m) and log(q / m) from math.hpp's
-// neg_log_mix of log(q / p) (no m formed: nothing underflows, and a small r keeps its digits), R = sum p r,
-// v = beta q / m, V = sum p v, c = 1 - beta, 0 log 0 = 0:
+// p = softmax(x), q the target row, m = beta q + (1 - beta) p, r = log(p / m) and log(q / m) as log1p of
+// beta (p - q) / m and c (q - p) / m where small (a small r keeps its digits), else logs of the ratios (terms
+// below; math.hpp's neg_log_mix in log space where m is not a normal number), R = sum p r, v = beta q / m,
+// V = sum p v, c = 1 - beta, 0 log 0 = 0:
 //   l = beta sum q log(q / m) + c sum p r;  g_j = c p_j (r_j - R);
 //   h_j = c p_j ((1 - 2 p_j) (r_j - R) + v_j (1 - p_j)^2 + p_j (V - p_j v_j)).
 // At the row's first maximum a (e_a == 1) r_a - R cancels on a confident row, so R and V are summed with a's
@@ -756,8 +757,24 @@ struct jensen_shannon {
     return value;
   }
 
-  // Class j's terms: e_j, p_j, 1 - p_j, log p_j, r_j = log(p_j / m_j), v_j = beta q_j / m_j and log(q_j / m_j)
-  // (0 where q_j = 0); log 0 = -inf without a log call.
+  // Below it m = beta q + (1 - beta) p (or p, q) is no longer a normal number to divide by.
+  static constexpr double kMixTiny = 1e-290;
+
+  // log(a / m) from z = (a - m) / m = a / m - 1: log1p(z) where |z| <= 1/2 (a small log keeps its digits, as
+  // beta -> 0 or q -> p), else log(a / m) (|log| > 0.4: the division's rounding is a few ulp of it); a below
+  // kMixTiny: log(a) - log(m) (a / m could underflow). _pointwise.log_over_mix.
+  static FUSEDLOSS_INLINE double log_over_mix(double z, double a, double m) {
+    if (std::fabs(z) <= 0.5) return std::log1p(z);
+    if (a >= kMixTiny) return std::log(a / m);
+    if (a == 0.0) return -kInf;
+    return std::log(a) - std::log(m);
+  }
+
+  // Class j's terms: e_j, p_j, 1 - p_j, log p_j, r_j = log(p_j / m_j), v_j = beta q_j / m_j and log(q_j / m_j) (0 where
+  // q_j = 0), from m = beta q + c p formed in double (one division, a log1p each: p - m = beta (p - q),
+  // q - m = c (q - p)); where m is not a normal number (p and q both tiny or 0) from log(q / p) in log space
+  // (neg_log_mix). At beta = 1 r = log p - log q and v = 1. log 0 = -inf without a log call.
+  // _pointwise.jsd_logs.
   struct Terms {
     double e, p, omp, lp, r, v, lqm;
   };
@@ -766,18 +783,30 @@ struct jensen_shannon {
     o.e = std::exp(xj - sh);
     o.p = o.e * rs.inv_s;
     o.omp = rs.one_minus_p(o.e);
-    o.lp = (xj - sh) - rs.log_s;
-    const double lq = qj == 0.0 ? -kInf : std::log(qj);
     o.lqm = 0.0;
+    o.v = 0.0;
+    o.lp = (xj - sh) - rs.log_s;
+    const double lp = o.lp;
     if (rev) {
-      o.r = o.lp - lq;
+      o.r = lp - (qj == 0.0 ? -kInf : std::log(qj));
       o.v = 1.0;
       return o;
     }
-    o.r = neg_log_mix(lq - o.lp, beta, lb, lb1);
-    o.v = 0.0;
+    const double m = beta * qj + c * o.p;
+    if (m >= kMixTiny) {
+      const double d = (o.p - qj) / m;
+      o.r = log_over_mix(beta * d, o.p, m);
+      if (o.p < kMixTiny && o.p != 0.0) o.r = lp - std::log(m);  // p / m could underflow; log p from the logits
+      if (!(qj == 0.0)) {
+        o.lqm = log_over_mix(-c * d, qj, m);
+        o.v = beta * qj / m;
+      }
+      return o;
+    }
+    const double lq = qj == 0.0 ? -kInf : std::log(qj);
+    o.r = neg_log_mix(lq - lp, beta, lb, lb1);
     if (!(qj == 0.0)) {
-      o.lqm = neg_log_mix(o.lp - lq, 1.0 - beta, lb1, lb);
+      o.lqm = neg_log_mix(lp - lq, c, lb1, lb);
       o.v = beta * std::exp(o.lqm);
     }
     return o;
