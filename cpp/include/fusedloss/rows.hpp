@@ -812,9 +812,65 @@ struct jensen_shannon {
     return o;
   }
 
+  // 0 < beta < 1 on a row where every m, p (if not 0) and q (if not 0) is at least kMixTiny (a row elsewhere:
+  // false, and mixture's per-element branches take it): the same forms with vm's functions and both arms of
+  // log_over_mix computed and selected, so that passes 2 and 3 vectorise. The first maximum a is found first;
+  // its terms stay out of R and V by a select (no subtraction: R ~ p_a r_a on a confident row).
+  template <bool G, bool H>
+  bool mixture_simd(const T* x, const T* q, double f, T* g, T* h, double sh, const RowSum& rs, double& out) const {
+    const std::size_t n = C;
+    std::size_t a = 0;
+    while (a + 1 < n && std::exp(double(x[a]) - sh) != 1.0) ++a;
+    const double b = beta, cc = c, inv_s = rs.inv_s;
+    double value = 0.0, Re = 0.0, Ve = 0.0, rare = 0.0;
+#pragma omp simd reduction(+ : value, Re, Ve, rare)
+    for (std::size_t j = 0; j < n; ++j) {
+      const double qj = double(q[j]);
+      const double p = vm::exp(double(x[j]) - sh) * inv_s;
+      const double m = b * qj + cc * p;
+      const double d = (p - qj) / m, z1 = b * d, z2 = -cc * d;
+      rare += (!(m >= kMixTiny) || (p < kMixTiny && p != 0.0) || (qj < kMixTiny && qj != 0.0)) ? 1.0 : 0.0;
+      const double r = std::fabs(z1) <= 0.5 ? vm::log1p(z1) : vm::log(p / m);
+      const double lqm = std::fabs(z2) <= 0.5 ? vm::log1p(z2) : vm::log(qj / m);
+      const double pr = p != 0.0 ? p * r : 0.0;
+      const double pv = qj != 0.0 ? p * (b * qj / m) : 0.0;
+      value += (qj != 0.0 ? b * qj * lqm : 0.0) + cc * pr;
+      Re += j == a ? 0.0 : pr;
+      Ve += j == a ? 0.0 : pv;
+    }
+    if (rare != 0.0) return false;
+    const Terms oa = terms(double(x[a]), double(q[a]), sh, rs);
+    const double r_a = oa.r, R = Re + (oa.p != 0.0 ? oa.p * oa.r : 0.0), V = Ve + oa.p * oa.v;
+    if constexpr (G || H) {
+      const double D_a = r_a * oa.omp - Re;
+#pragma omp simd
+      for (std::size_t j = 0; j < n; ++j) {
+        const double qj = double(q[j]);
+        const double e = vm::exp(double(x[j]) - sh);
+        const double p = e * inv_s, omp = rs.one_minus_p(e);
+        const double m = b * qj + cc * p;
+        const double z1 = b * ((p - qj) / m);
+        const double r = std::fabs(z1) <= 0.5 ? vm::log1p(z1) : vm::log(p / m);
+        const double v = qj != 0.0 ? b * qj / m : 0.0;
+        const double D = j == a ? D_a : r - R;
+        const double Vx = j == a ? Ve : V - p * v;
+        const double gj = p != 0.0 ? cc * p * D : 0.0;
+        const double hj = p != 0.0 ? cc * p * ((omp - p) * D + v * omp * omp + p * Vx) : 0.0;
+        if constexpr (G) g[j] = T(f * gj);
+        if constexpr (H) h[j] = T(f * hj);
+      }
+    }
+    out = value;
+    return true;
+  }
+
   template <bool G, bool H>
   double mixture(const T* x, const T* q, double f, T* g, T* h, double sh, const RowSum& rs) const {
     const std::size_t n = C;
+    if (!rev) {
+      double out;
+      if (mixture_simd<G, H>(x, q, f, g, h, sh, rs, out)) return out;
+    }
     double value = 0.0, Re = 0.0, Ve = 0.0, pr_a = 0.0, pv_a = 0.0, r_a = 0.0, P1 = 0.0, Cbar = 0.0;
     bool found = false;
     for (std::size_t j = 0; j < n; ++j) {
