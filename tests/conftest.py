@@ -345,6 +345,7 @@ MC_VARIANTS: dict[str, list[dict]] = {
     "kl_div_with_logits": [{"log_target": True}, {"temperature": 2.0}],
     "multilabel_soft_margin": [{"class_weight": [0.5, 2.0, 1.0, 0.0, 1.5]}],
     "poly1": [{"epsilon": 0.0}, {"epsilon": -1.0}],
+    "jensen_shannon": [{"beta": 0.0}, {"beta": 1.0}, {"beta": 0.2}],
 }
 
 

@@ -4,7 +4,10 @@
   (values, autograd gradients and second derivatives), with class weights, sample weights and every reduction;
 - ``poly1`` against optax's ``poly_loss_cross_entropy`` and ``categorical_hinge`` against Keras 3's
   ``keras.losses.categorical_hinge``, each transcribed line by line in NumPy (neither library is installed here),
-  values directly and gradients by central differences of the transcription.
+  values directly and gradients by central differences of the transcription;
+- ``jensen_shannon`` against SciPy's ``scipy.spatial.distance.jensenshannon`` squared at beta = 1/2 (natural log,
+  the default base), and at every beta against Liger-Kernel's plain-torch form (log-softmax, the mixture's log by
+  logsumexp, the two KLs), transcribed in torch: values, autograd gradients and Hessian diagonals.
 """
 
 from __future__ import annotations
@@ -191,3 +194,95 @@ def test_categorical_hinge_quirk_row(backend):
     v, g = fl.categorical_hinge.value_and_grad(x, np.array([2]), reduction="sum", backend=backend)
     assert v == 0.5  # max(0 - 0.5 + 1, 0); the max over the other classes alone would give -1 - 0.5 + 1 = -0.5 -> 0
     np.testing.assert_array_equal(g, [[0.0, 0.0, -1.0]])
+
+
+# --- jensen_shannon: SciPy at beta = 1/2, Liger's plain-torch form at every beta -----------------------------
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_jensen_shannon_at_half_is_scipys_squared_distance(backend, reduction):
+    scipy_distance = pytest.importorskip("scipy.spatial.distance")
+    require_support(backend, "jensen_shannon", np.float64)
+    rng = np.random.default_rng(13)
+    R, C = 9, 6
+    x = rng.normal(0, 2, (R, C))
+    x[0] = [30.0, -30.0, 0.0, 5.0, -5.0, 1.0]  # a confident row
+    q = rng.dirichlet(np.ones(C), R)
+    q[1] = [0.0, 0.5, 0.0, 0.25, 0.25, 0.0]  # zeros in the target
+    w = rng.uniform(0.5, 2.0, R)
+
+    def want(z):
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        p = e / e.sum(axis=1, keepdims=True)
+        # jensenshannon is the square root of (KL(p || m) + KL(q || m)) / 2, m = (p + q) / 2, natural log by default
+        per_row = np.array([scipy_distance.jensenshannon(p[r], q[r]) ** 2 for r in range(R)])
+        return _reduce(per_row, w, reduction)
+
+    v, g = fl.jensen_shannon.value_and_grad(x, q, sample_weight=w, reduction=reduction, backend=backend)
+    np.testing.assert_allclose(v, want(x), rtol=1e-12, atol=1e-15)
+    fd = _fd_grad((lambda z: np.sum(want(z))) if reduction == "none" else want, x)
+    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-8)
+
+
+def _liger_torch_jsd(torch, x, q, beta):
+    """Per-row generalised JSD as Liger-Kernel's torch reference computes it, on logits: the model's log p =
+    log_softmax(x), the target's log q, M = beta q + (1 - beta) p through logsumexp, beta KL(q || M) +
+    (1 - beta) KL(p || M); the ends beta = 0 and 1 are KL(q || p) and KL(p || q)."""
+    lp = torch.log_softmax(x, dim=-1)
+    lq = torch.log(q)
+    if beta == 0.0:
+        return torch.sum(q * (lq - lp), dim=-1)
+    if beta == 1.0:
+        return torch.sum(lp.exp() * (lp - lq), dim=-1)
+    lm = torch.logsumexp(torch.stack([lq + np.log(beta), lp + np.log1p(-beta)]), dim=0)
+    return beta * torch.sum(q * (lq - lm), dim=-1) + (1 - beta) * torch.sum(lp.exp() * (lp - lm), dim=-1)
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.1, 0.5, 0.9, 1.0])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_jensen_shannon_is_ligers_torch_form(backend, reduction, beta):
+    torch = pytest.importorskip("torch")
+    require_support(backend, "jensen_shannon", np.float64)
+    rng = np.random.default_rng(17)
+    R, C = 8, 5
+    x = rng.normal(0, 2, (R, C))
+    x[0] = [12.0, -3.0, 0.0, 1.0, -12.0]
+    q = rng.dirichlet(np.ones(C), R)
+    w = rng.uniform(0.5, 2.0, R)
+    qt = torch.tensor(q)
+    xt = torch.tensor(x, requires_grad=True)
+    per_row = _liger_torch_jsd(torch, xt, qt, beta)
+    want = _reduce(per_row.detach().numpy(), w, reduction)
+    total = per_row @ torch.tensor(w)
+    if reduction == "mean":
+        total = total / w.sum()
+    (want_g,) = torch.autograd.grad(total, xt)
+    want_h = np.stack([np.diag(torch.autograd.functional.hessian(
+        lambda z: _liger_torch_jsd(torch, z, qt[r], beta), xt[r].detach()).numpy()) for r in range(R)])
+    want_h = want_h * (w / w.sum() if reduction == "mean" else w)[:, None]
+    v, g = fl.jensen_shannon.value_and_grad(x, q, beta=beta, sample_weight=w, reduction=reduction, backend=backend)
+    _, h = fl.jensen_shannon.grad_hess(x, q, beta=beta, sample_weight=w, reduction=reduction, backend=backend)
+    np.testing.assert_allclose(v, want, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(g, want_g.numpy(), rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(h, want_h, rtol=1e-10, atol=1e-14)
+
+
+def test_jensen_shannon_reverse_kl_with_a_zero_target_is_inf(backend):
+    """beta = 1 is KL(p || q): infinite where q_j = 0 < p_j. Its gradient is the limit as those q_j go to 0
+    together: +inf on them, -inf on the classes with target mass, 0 on masked classes; where the target's mass
+    sits on masked classes only, the infinite parts cancel and the gradient is p_j (log p_j - sum p log p). At
+    beta < 1 the same rows are finite (m >= (1 - beta) p > 0 wherever p > 0)."""
+    require_support(backend, "jensen_shannon", np.float64)
+    x = np.array([[0.0, 1.0, -1.0], [0.0, 1.0, -np.inf], [0.0, 1.0, -1.0]])
+    q = np.array([[0.5, 0.5, 0.0], [0.0, 0.0, 1.0], [0.2, 0.5, 0.3]])
+    v = fl.jensen_shannon(x, q, beta=1.0, reduction="none", backend=backend)
+    g = fl.jensen_shannon.grad(x, q, beta=1.0, reduction="none", backend=backend)
+    assert v[0] == np.inf and v[1] == np.inf and np.isfinite(v[2])
+    np.testing.assert_array_equal(g[0], [-np.inf, -np.inf, np.inf])
+    p = np.exp(x[1] - np.logaddexp(0.0, 1.0))
+    lp = np.log(p[:2])
+    np.testing.assert_allclose(g[1], [*(p[:2] * (lp - np.sum(p[:2] * lp))), 0.0], rtol=1e-14, atol=0)
+    assert np.isfinite(g[2]).all()
+    v, g, h = (fl.jensen_shannon(x, q, beta=0.999, reduction="none", backend=backend),
+               *fl.jensen_shannon.grad_hess(x, q, beta=0.999, reduction="none", backend=backend))
+    assert np.isfinite(v).all() and np.isfinite(g).all() and np.isfinite(h).all()

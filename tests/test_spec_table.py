@@ -234,6 +234,16 @@ MC_TABLE = [
     ("kl_div_with_logits", {"temperature": 2.0}, [0.0, 2 * LN3], [0.5, 0.5], LN2 - 0.5 * LN3, [-0.125, 0.125],
      [0.046875, 0.046875]),
     ("kl_div_with_logits", {"log_target": True}, [0.0, 0.0], [-LN4, LN3 - LN4], 0.75 * LN3 - LN2, [0.25, -0.25], [0.25, 0.25]),
+    # jensen_shannon (Liger's, m = beta q + (1 - beta) p): p = (1/4, 3/4), q = (3/4, 1/4). beta = 1/2: m = (1/2, 1/2),
+    # r = log(p / m) = (-ln 2, ln 3 - ln 2), R = sum p r, g = (1 - beta) p (r - R), v = beta q / m = (3/4, 1/4),
+    # h_j = (1 - beta) p_j ((1 - 2 p_j)(r_j - R) + v_j (1 - p_j)^2 + p_j p_k v_k)
+    ("jensen_shannon", {}, [0.0, LN3], [0.75, 0.25], 0.75 * LN3 - LN2, [-3 / 32 * LN3, 3 / 32 * LN3],
+     [15 / 256 - 3 / 64 * LN3, 15 / 256 - 3 / 64 * LN3]),
+    # the ends: beta = 0 is KL(q || p) (g = p - q, h = p (1 - p)); beta = 1 is KL(p || q) (r = log(p / q) = (-ln 3,
+    # ln 3), g = p (r - R), h = p ((1 - 2 p)(r - R) + 1 - p))
+    ("jensen_shannon", {"beta": 0.0}, [0.0, LN3], [0.75, 0.25], 0.5 * LN3, [-0.5, 0.5], [0.1875, 0.1875]),
+    ("jensen_shannon", {"beta": 1.0}, [0.0, LN3], [0.75, 0.25], 0.5 * LN3, [-0.375 * LN3, 0.375 * LN3],
+     [0.1875 - 0.1875 * LN3, 0.1875 - 0.1875 * LN3]),
     # multilabel_soft_margin: 1/C sum cw (y softplus(-x) + (1-y) softplus(x)); cw (sigmoid(x) - y) / C;
     # cw sigmoid(x) sigmoid(-x) / C. x = (0, ln 3): sigmoid = (1/2, 3/4), softplus(ln 3) = ln 4, softplus(-ln 3) = ln 4/3
     ("multilabel_soft_margin", {}, [0.0, LN3], [1.0, 0.0], 1.5 * LN2, [-0.25, 0.375], [0.125, 3 / 32]),

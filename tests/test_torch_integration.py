@@ -329,6 +329,7 @@ def test_gradcheck(case, shape, reduction, dtype):
 OWN_DATA = {
     "poly1": (data_labels, {"epsilon": 1.5}),
     "categorical_hinge": (data_labels, {}),
+    "jensen_shannon": (data_probs_last, {"beta": 0.3}),
     "pseudo_huber": (data_regression, {"delta": 0.7}),
     "asymmetric_huber": (data_regression, {"delta": 0.7, "alpha_left": 0.5, "alpha_right": 2.0}),
     "log_cosh": (data_regression, {}),

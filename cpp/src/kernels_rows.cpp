@@ -39,6 +39,7 @@ constexpr RowEntry kMulticlass[] = {
     row_entry<rows::categorical_focal>(),
     row_entry<rows::multi_margin>(),
     row_entry<rows::kl_div_with_logits>(),
+    row_entry<rows::jensen_shannon>(),
     row_entry<rows::multilabel_soft_margin>(),
     row_entry<rows::poly1>(),
     row_entry<rows::categorical_hinge>(),

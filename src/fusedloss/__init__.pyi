@@ -24,10 +24,10 @@ __all__ = [
     "BackendUnavailable", "Loss", "LossState", "asymmetric_huber", "backends", "binary_cross_entropy",
     "binary_cross_entropy_with_logits", "binary_focal", "categorical_focal", "categorical_hinge", "cauchy",
     "cross_entropy", "ctc", "elementwise_loss", "expectile", "exponential", "fair", "gamma", "general_robust",
-    "get_backend", "get_num_threads", "hinge", "huber", "kl_div_with_logits", "log_cosh", "losses", "mae", "mape",
-    "merge", "mse", "msle", "multi_margin", "multilabel_soft_margin", "poisson_nll", "poly1", "pseudo_huber",
-    "quantile", "set_backend", "set_num_threads", "smooth_l1", "squared_hinge", "squared_log", "sym", "tweedie",
-    "use_backend", "zero_one"
+    "get_backend", "get_num_threads", "hinge", "huber", "jensen_shannon", "kl_div_with_logits", "log_cosh",
+    "losses", "mae", "mape", "merge", "mse", "msle", "multi_margin", "multilabel_soft_margin", "poisson_nll",
+    "poly1", "pseudo_huber", "quantile", "set_backend", "set_num_threads", "smooth_l1", "squared_hinge",
+    "squared_log", "sym", "tweedie", "use_backend", "zero_one"
 ]
 
 class Loss:
@@ -1180,6 +1180,43 @@ class _Loss_kl_div_with_logits(Loss):
         backend: str | None = None, log_target: bool = False, temperature: float = 1.0) -> LossState: ...
 
 kl_div_with_logits: _Loss_kl_div_with_logits
+
+class _Loss_jensen_shannon(Loss):
+    """generalised Jensen-Shannon divergence between a target distribution and softmax(logits) per row, as Liger-
+        Kernel's LigerJSD (logits in); 'mean' is the mean over rows."""
+
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
+        sample_weight: ArrayLike | None = None, backend: str | None = None, beta: float = 0.5) -> float: ...
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
+        sample_weight: ArrayLike | None = None, backend: str | None = None, beta: float = 0.5) -> NDArray[Any]: ...
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: str, sample_weight: ArrayLike | None = None,
+        backend: str | None = None, beta: float = 0.5) -> float | NDArray[Any]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        beta: float = 0.5) -> tuple[float, NDArray[Any]]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        beta: float = 0.5) -> tuple[NDArray[Any], NDArray[Any]]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: str,
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        beta: float = 0.5) -> tuple[float | NDArray[Any], NDArray[Any]]: ...
+    def grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        beta: float = 0.5) -> NDArray[Any]: ...
+    def grad_hess(self, pred: ArrayLike, target: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None,
+        hess_out: NDArray[Any] | None = None, hessian: Literal["exact", "ones"] = "exact", backend: str | None = None,
+        beta: float = 0.5) -> tuple[NDArray[Any], NDArray[Any]]: ...
+    def partial(self, pred: ArrayLike, target: ArrayLike, *, sample_weight: ArrayLike | None = None,
+        backend: str | None = None, beta: float = 0.5) -> LossState: ...
+
+jensen_shannon: _Loss_jensen_shannon
 
 class _Loss_multilabel_soft_margin(Loss):
     """multilabel one-versus-all logistic loss, the mean over classes of binary cross-entropies on logits, as

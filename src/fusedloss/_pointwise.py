@@ -56,6 +56,32 @@ def mul_exp(a, z):
     return math.exp(math.log(a) + z)
 
 
+def logaddexp(a, b):
+    """log(e^a + e^b) without overflow or underflow: the larger plus log1p(e^(smaller - larger)), so a mixture
+    whose parts underflow (e^-800) keeps its log; -inf and -inf give -inf (not -inf - -inf = nan), a nan
+    operand gives nan. C++ twin: math.hpp logaddexp."""
+    if a != a or b != b:
+        return a + b
+    hi = max(a, b)
+    if hi == -math.inf:
+        return hi
+    return hi + math.log1p(math.exp(min(a, b) - hi))
+
+
+def neg_log_mix(d, w, lw, lw1):
+    """-log((1 - w) + w e^d) for 0 < w < 1 (lw = log w, lw1 = log(1 - w)): log(p / m) of a mixture m = w q +
+    (1 - w) p from d = log(q / p). As log p - log m it would lose its digits where it is small (w -> 0, or
+    q -> p): so -log1p(w expm1(d)) where w e^d <= 1 and d < 1, -log1p(w e^d - w) where w e^d <= 1 and d >= 1
+    (w e^d >= e w: nothing cancels), -logaddexp(lw1, lw + d) where w e^d > 1 (no overflow). C++ twin:
+    math.hpp neg_log_mix."""
+    u = lw + d
+    if u > 0.0:
+        return -logaddexp(lw1, u)
+    if d < 1.0:
+        return -math.log1p(w * math.expm1(d))
+    return -math.log1p(math.exp(u) - w)
+
+
 def sigmoid(x):
     """1 / (1 + exp(-x)) evaluated so that exp never overflows (exp of -|x| only)."""
     e = math.exp(-abs(x))
@@ -965,6 +991,177 @@ def kl_div_with_logits_row(x, base, C, t, q, cw, has_cw, soft, params, rw, gscal
                 h[base + j] = f * S * pj * ompj * inv_t * inv_t
             if want_g:
                 g[base + j] = f * (S * pj - qj) * inv_t
+    return rw * value
+
+
+MIX_TINY = 1e-290  # below it m = beta q + (1 - beta) p (or p, q) is no longer a normal number to divide by
+
+
+def log_over_mix(z, a, m):
+    """log(a / m) from z = (a - m) / m = a / m - 1: log1p(z) where |z| <= 1/2 (a small log keeps its digits, as
+    beta -> 0 or q -> p), else log(a / m) (|log| > 0.4: the division's rounding is a few ulp of it); a below
+    MIX_TINY: log(a) - log(m) (a / m could underflow). C++ twin: rows.hpp jensen_shannon::log_over_mix."""
+    if abs(z) <= 0.5:
+        return math.log1p(z)
+    if a >= MIX_TINY:
+        return math.log(a / m)
+    if a == 0.0:
+        return -math.inf
+    return math.log(a) - math.log(m)
+
+
+def jsd_logs(xj, qj, st, beta, c, lb, lb1, rev):
+    """Class j's (e_j, p_j, 1 - p_j, r_j, v_j, log(q_j / m_j)) for jensen_shannon_row: r = log(p / m), v = beta q / m,
+    from m = beta q + c p formed in double (one division, a log1p each: p - m = beta (p - q), q - m = c (q - p));
+    where m is not a normal number (p and q both tiny or 0) from log(q / p) in log space (``neg_log_mix``). At
+    beta = 1 (rev) r = log p - log q and v = 1. log 0 = -inf without a log call."""
+    e = math.exp(xj - st[0])
+    pj, ompj = row_p(e, st)
+    if rev:
+        lq = -math.inf
+        if not qj == 0.0:
+            lq = math.log(qj)
+        return e, pj, ompj, row_log_p(xj, st) - lq, 1.0, 0.0
+    m = beta * qj + c * pj
+    if m >= MIX_TINY:
+        d = (pj - qj) / m
+        r = log_over_mix(beta * d, pj, m)
+        if pj < MIX_TINY and pj != 0.0:
+            r = row_log_p(xj, st) - math.log(m)  # p / m could underflow; log p from the logits
+        lqm = 0.0
+        v = 0.0
+        if not qj == 0.0:
+            lqm = log_over_mix(-c * d, qj, m)
+            v = beta * qj / m
+        return e, pj, ompj, r, v, lqm
+    lp = row_log_p(xj, st)
+    lq = -math.inf
+    if not qj == 0.0:
+        lq = math.log(qj)
+    r = neg_log_mix(lq - lp, beta, lb, lb1)
+    lqm = 0.0
+    v = 0.0
+    if not qj == 0.0:
+        lqm = neg_log_mix(lp - lq, c, lb1, lb)
+        v = beta * math.exp(lqm)
+    return e, pj, ompj, r, v, lqm
+
+
+def jensen_shannon_row(x, base, C, t, q, cw, has_cw, soft, params, rw, gscale, g, h, want_g, want_h):
+    """Liger's generalised JSD, m = beta q + (1 - beta) p, 0 log 0 = 0 (the reference's forms, as rows.hpp
+    jensen_shannon): pass 2 sums R = sum p r (r = log(p / m)) and V = sum p v (v = beta q / m) with the row's
+    first maximum a (its e_a == 1) kept apart, so that D_a = r_a - R = r_a (1 - p_a) - sum_{k != a} p_k r_k does
+    not cancel on a confident row; pass 3 rebuilds class j's terms from x_j (read before g_j is written) and
+    writes g_j = c p_j D_j, h_j = c p_j ((1 - 2 p_j) D_j + v_j (1 - p_j)^2 + p_j (V - p_j v_j)), c = 1 - beta.
+    beta = 0 is KL(q || p) (g = S p - q, at a (S - q_a) p_a - q_a (1 - p_a)); beta = 1 is KL(p || q) (c = 1,
+    v = 1), inf where q_j = 0 < p_j, and then D is the limit as those q go to 0 together: +inf on them and -inf
+    on the classes with q > 0 where those hold mass (P1 > 0), else log p_j - sum p log p."""
+    (beta,) = params
+    m, st = softmax_row(x, base, C, 1.0)
+    if no_softmax(m, st[1]):
+        return nan_row(base, C, g, h, want_g, want_h)
+    f = rw * gscale
+    if beta == 0.0:
+        S = 0.0
+        value = 0.0
+        q_a = 0.0
+        found = False
+        for j in range(C):
+            xj = x[base + j]
+            qj = q[base + j]
+            if not qj <= 0.0:  # q = 0 adds 0; a NaN target makes the value NaN
+                value += qj * (math.log(qj) - row_log_p(xj, st))
+            S += qj
+            if not found and math.exp(xj - st[0]) == 1.0:
+                found = True
+                q_a = qj
+        if want_g or want_h:
+            found = False
+            for j in range(C):
+                qj = q[base + j]
+                e = math.exp(x[base + j] - st[0])
+                pj, ompj = row_p(e, st)
+                gj = S * pj - qj
+                if not found and e == 1.0:
+                    found = True
+                    gj = (S - q_a) * pj - q_a * ompj
+                if want_h:
+                    h[base + j] = f * S * pj * ompj
+                if want_g:
+                    g[base + j] = f * gj
+        return rw * value
+    rev = beta == 1.0
+    c = 1.0
+    lb = 0.0
+    lb1 = -math.inf
+    if not rev:
+        c = 1.0 - beta
+        lb = math.log(beta)
+        lb1 = math.log1p(-beta)
+    value = 0.0
+    Re = 0.0
+    Ve = 0.0
+    pr_a = 0.0
+    pv_a = 0.0
+    r_a = 0.0
+    P1 = 0.0
+    Cbar = 0.0
+    found = False
+    for j in range(C):
+        qj = q[base + j]
+        xj = x[base + j]
+        e, pj, ompj, r, v, lqm = jsd_logs(xj, qj, st, beta, c, lb, lb1, rev)
+        if not rev and not qj == 0.0:
+            value += beta * qj * lqm
+        pr = 0.0
+        if pj != 0.0:
+            pr = pj * r
+            if qj == 0.0:
+                Cbar += pj * row_log_p(xj, st)
+            else:
+                Cbar += pr
+                P1 += pj
+        if not found and e == 1.0:
+            found = True
+            pr_a = pr
+            pv_a = pj * v
+            r_a = r
+        else:
+            Re += pr
+            Ve += pj * v
+        value += c * pr
+    R = Re + pr_a
+    V = Ve + pv_a
+    limit = R == math.inf  # beta = 1 and q_j = 0 < p_j (docstring)
+    if want_g or want_h:
+        found = False
+        for j in range(C):
+            qj = q[base + j]
+            xj = x[base + j]
+            e, pj, ompj, r, v, lqm = jsd_logs(xj, qj, st, beta, c, lb, lb1, rev)
+            if not found and e == 1.0:
+                found = True
+                D = r_a * ompj - Re
+                Vx = Ve
+            else:
+                D = r - R
+                Vx = V - pj * v
+            if limit:
+                if not qj == 0.0:
+                    D = -math.inf
+                elif P1 > 0.0:
+                    D = math.inf
+                else:
+                    D = row_log_p(xj, st) - Cbar
+            gj = 0.0
+            hj = 0.0
+            if pj != 0.0:
+                gj = c * pj * D
+                hj = c * pj * ((ompj - pj) * D + v * ompj * ompj + pj * Vx)
+            if want_g:
+                g[base + j] = f * gj
+            if want_h:
+                h[base + j] = f * hj
     return rw * value
 
 

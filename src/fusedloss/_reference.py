@@ -537,6 +537,76 @@ def kl_div_with_logits(x, target, soft, cw, ignore_index, log_target, temperatur
     return value, grad, hess, np.ones(x.shape[0], dtype=bool)
 
 
+def _neg_log_mix(d, w):
+    """-log((1 - w) + w e^d), 0 < w < 1: log(p / m) with d = log(q / p), w = beta (and log(q / m) with the roles
+    swapped). Taken as the difference log p - log m it would lose its digits where it is small (beta -> 0, or
+    q -> p): so -log1p(w expm1(d)) where w e^d <= 1 and d < 1, -log1p(w e^d - w) where w e^d <= 1 and d >= 1
+    (nothing cancels: w e^d >= e w), and -logaddexp(log(1 - w), log w + d) where w e^d > 1 (no overflow)."""
+    lw, lw1 = np.log(w), np.log1p(-w)
+    u = lw + d
+    dm = np.where(d < 1.0, d, 0.0)
+    small = -np.log1p(w * np.expm1(dm))
+    mid = -np.log1p(np.exp(np.minimum(u, 0.0)) - w)
+    big = -np.logaddexp(lw1, u)
+    return np.where(u > 0, big, np.where(d < 1.0, small, mid))
+
+
+def jensen_shannon(x, target, soft, cw, ignore_index, beta):
+    """Liger's generalised JSD, m = beta q + (1 - beta) p, 0 log 0 = 0. r = log(p / m) and log(q / m) come from
+    ``_neg_log_mix`` of log(q / p) (no m is formed, so nothing underflows, and a small r keeps its digits). At the
+    row's first maximum a, where D_a = r_a - R cancels on a confident row (R -> r_a), D_a = r_a (1 - p_a) -
+    sum_{k != a} p_k r_k; the Hessian's v_j (1 - 2 p_j) + p_j sum_k p_k v_k is v_j (1 - p_j)^2 + p_j sum_{k != j}
+    p_k v_k, whose terms are all >= 0. The ends are the two KLs (Liger's beta = 0 and 1). At beta = 1 a class
+    with q = 0 < p makes KL(p || q) inf; its gradient is the limit as those q go to 0 together: D_j = +inf on
+    them and -inf on the classes with q > 0 (where the latter hold mass), else log p_j - sum p log p."""
+    R, C = x.shape
+    rows = np.arange(R)
+    sh, e, s, _, log_s, p, omp = _softmax_rows(x)
+    lp = np.where((s == 0.0)[:, None], -np.inf, (x - sh[:, None]) - log_s[:, None])
+    q = target
+    lq = np.log(q)
+    a = np.argmax(e == 1.0, axis=1)  # the first maximum
+    first = np.zeros((R, C), dtype=bool)
+    first[rows, a] = True
+    if beta == 0.0:  # KL(q || p), as kl_div_with_logits
+        S = np.sum(q, axis=1)
+        value = np.sum(np.where(q > 0, q * (lq - lp), q * 0.0), axis=1)
+        grad = S[:, None] * p - q
+        Sx = S - q[rows, a]
+        grad[rows, a] = Sx * p[rows, a] - q[rows, a] * omp[rows, a]
+        return value, grad, S[:, None] * p * omp, np.ones(R, dtype=bool)
+    zero = q == 0
+    if beta == 1.0:  # KL(p || q)
+        c = 1.0
+        r = lp - lq
+        v = np.ones((R, C))
+        value = np.sum(_xmul(p, r), axis=1)
+    else:
+        c = 1.0 - beta
+        r = _neg_log_mix(lq - lp, beta)  # log(p / m)
+        lqm = _neg_log_mix(lp - lq, 1.0 - beta)  # log(q / m)
+        v = np.where(zero, 0.0, beta * np.exp(lqm))  # beta q / m, in [0, 1]
+        value = np.sum(_xmul(beta * q, lqm) + _xmul(c * p, r), axis=1)
+    pr = _xmul(p, r)
+    Re = np.sum(np.where(first, 0.0, pr), axis=1)
+    Rs = Re + pr[rows, a]
+    D = r - Rs[:, None]
+    D[rows, a] = r[rows, a] * omp[rows, a] - Re
+    inf_rows = np.isinf(Rs)  # beta = 1, q_j = 0 < p_j: the limit (docstring)
+    if inf_rows.any():
+        P1 = np.sum(np.where(zero, 0.0, p), axis=1)
+        Cbar = np.sum(_xmul(p, np.where(zero, lp, r)), axis=1)
+        Dlim = np.where(zero, np.where((P1 > 0)[:, None], np.inf, lp - Cbar[:, None]), -np.inf)
+        D = np.where(inf_rows[:, None], Dlim, D)
+    pv = _xmul(p, v)
+    Ve = np.sum(np.where(first, 0.0, pv), axis=1)
+    Vx = (Ve + pv[rows, a])[:, None] - pv
+    Vx[rows, a] = Ve
+    grad = _xmul(c * p, D)
+    hess = _xmul(c * p, (omp - p) * D + v * omp * omp + p * Vx)
+    return value, grad, hess, np.ones(R, dtype=bool)
+
+
 def multilabel_soft_margin(x, target, soft, cw, ignore_index):
     """Per class y softplus(-x) + (1 - y) softplus(x): two terms >= 0, nothing cancels at any |x|, and a zero
     coefficient (y = 0 or 1, cw = 0) adds 0 where its softplus is infinite."""

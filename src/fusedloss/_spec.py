@@ -657,6 +657,28 @@ register(LossSpec(
 ))
 
 register(LossSpec(
+    name="jensen_shannon", kind="multiclass", target_domain="nonnegative",
+    soft_labels=True, mean_over="rows",
+    hessian_may_be_negative=lambda kw: kw["beta"] > 0.0,
+    params=(
+        Param("beta", 0.5, "weight of the target in the mixture M = beta q + (1 - beta) p, as Liger's LigerJSD "
+              "(0: forward KL(q || p), 1: reverse KL(p || q))", _unit_closed),
+    ),
+    summary=("generalised Jensen-Shannon divergence between a target distribution and softmax(logits) per row, "
+             "as Liger-Kernel's LigerJSD (logits in); 'mean' is the mean over rows"),
+    formula=("p = softmax(x), q the target row, m = beta q + (1 - beta) p (the log of m taken with a stable "
+             "logaddexp of log q and log p), r_j = log(p_j / m_j), R = sum p r, D_j = r_j - R, "
+             "v_j = beta q_j / m_j, 0 log 0 = 0.  0 < beta < 1:  l = beta sum q log(q / m) + "
+             "(1 - beta) sum p log(p / m);  g_j = (1 - beta) p_j D_j;  h_j = (1 - beta) p_j ((1 - 2 p_j) D_j "
+             "+ v_j (1 - p_j)^2 + p_j sum_{k != j} p_k v_k).  The ends are Liger's and TRL's (the formula itself "
+             "tends to 0 there):  beta = 0: l = KL(q || p) = sum q log(q / p), g_j = S p_j - q_j, "
+             "h_j = S p_j (1 - p_j), S = sum q;  beta = 1: l = KL(p || q) = sum p log(p / q) with r_j = "
+             "log(p_j / q_j), g_j = p_j D_j, h_j = p_j ((1 - 2 p_j) D_j + 1 - p_j); infinite where q_j = 0 < p_j, "
+             "and then D is its limit as those q_j go to 0 together: +inf on them and -inf on the classes with "
+             "q > 0, or log p_j - sum p log p where no class with q > 0 has p > 0"),
+))
+
+register(LossSpec(
     name="multilabel_soft_margin", kind="multiclass", torch_name="multilabel_soft_margin_loss",
     target_domain="unit", soft_labels=True, soft_target_domain="unit", mean_over="rows",
     vector_param="class_weight",

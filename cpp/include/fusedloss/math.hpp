@@ -40,6 +40,28 @@ FUSEDLOSS_INLINE T log1pexp(T x) {
   return (x > T(0) ? x : T(0)) + vm::log1p(vm::exp(-std::fabs(x)));
 }
 
+// log(e^a + e^b) without overflow or underflow: the larger plus log1p(e^(smaller - larger)), so a mixture whose
+// parts underflow (e^-800) keeps its log; -inf and -inf give -inf (not -inf - -inf = nan), a nan operand gives
+// nan. Python: _pointwise.logaddexp.
+template <class T>
+FUSEDLOSS_INLINE T logaddexp(T a, T b) {
+  if (a != a || b != b) return a + b;
+  const T hi = a > b ? a : b, lo = a > b ? b : a;
+  if (hi == -std::numeric_limits<T>::infinity()) return hi;
+  return hi + vm::log1p(vm::exp(lo - hi));
+}
+
+// -log((1 - w) + w e^d) for 0 < w < 1 (lw = log w, lw1 = log(1 - w)): log(p / m) of a mixture m = w q + (1 - w) p
+// from d = log(q / p). As log p - log m it would lose its digits where it is small (w -> 0, or q -> p): so
+// -log1p(w expm1(d)) where w e^d <= 1 and d < 1, -log1p(w e^d - w) where w e^d <= 1 and d >= 1 (w e^d >= e w:
+// nothing cancels), -logaddexp(lw1, lw + d) where w e^d > 1 (no overflow). Python: _pointwise.neg_log_mix.
+FUSEDLOSS_INLINE double neg_log_mix(double d, double w, double lw, double lw1) {
+  const double u = lw + d;
+  if (u > 0.0) return -logaddexp(lw1, u);
+  if (d < 1.0) return -std::log1p(w * std::expm1(d));
+  return -std::log1p(std::exp(u) - w);
+}
+
 // Binary cross-entropy on a logit: (1 - y) x + lw softplus(-x), lw = 1 + (pw - 1) y (pw the positive
 // weight). For x >= 0 both terms are >= 0. For x < 0 that form cancels (x + softplus(-x) loses every digit
 // of a tiny result), so there it is the equal lw softplus(x) - pw y x, whose terms are both >= 0. Python:

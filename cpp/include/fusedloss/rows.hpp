@@ -192,6 +192,16 @@ struct RowSum {
   }
 };
 
+// Pass 2 of the rows whose per-element math is in double (poly1, jensen_shannon): s from double exponentials
+// e_j = exp(x_j - sh), as RowSum.
+template <class T>
+FUSEDLOSS_INLINE RowSum double_exp_sums(const T* x, std::size_t n, double sh) {
+  double s1 = 0.0, k = 0.0;
+#pragma omp simd reduction(+ : s1, k)
+  for (std::size_t j = 0; j < n; ++j) add_exp(vm::exp(double(x[j]) - sh), s1, k);
+  return RowSum(s1, k);
+}
+
 // softmax cross-entropy, hard labels or soft targets; params = (label_smoothing, z_loss, softcap).
 // z = softcap tanh(x / softcap) (or x), lse = logsumexp(z), p = softmax(z), e = label_smoothing, cw the class
 // weights (1 without), W = sum cw.
@@ -689,6 +699,251 @@ struct kl_div_with_logits {
   }
 };
 
+// Liger's generalised Jensen-Shannon divergence (LigerJSD, logits in); params = (beta); soft targets only.
+// p = softmax(x), q the target row, m = beta q + (1 - beta) p, r = log(p / m) and log(q / m) as log1p of
+// beta (p - q) / m and c (q - p) / m where small (a small r keeps its digits), else logs of the ratios (terms
+// below; math.hpp's neg_log_mix in log space where m is not a normal number), R = sum p r, v = beta q / m,
+// V = sum p v, c = 1 - beta, 0 log 0 = 0:
+//   l = beta sum q log(q / m) + c sum p r;  g_j = c p_j (r_j - R);
+//   h_j = c p_j ((1 - 2 p_j) (r_j - R) + v_j (1 - p_j)^2 + p_j (V - p_j v_j)).
+// At the row's first maximum a (e_a == 1) r_a - R cancels on a confident row, so R and V are summed with a's
+// terms kept apart and D_a = r_a (1 - p_a) - sum_{k != a} p_k r_k. The ends are Liger's: beta = 0 is KL(q || p)
+// (g = S p - q, at a (S - q_a) p_a - q_a (1 - p_a); h = S p (1 - p)); beta = 1 is KL(p || q) (c = 1, v = 1,
+// r = log p - log q), inf where q_j = 0 < p_j, and then D is the limit as those q go to 0 together: +inf on them
+// and -inf on the classes with q > 0 where those hold mass (P1 > 0), else log p_j - sum p log p. Per element in
+// double; pass 3 rebuilds class j's terms from x_j, read before g_j is written (g == x is safe).
+// _pointwise.jensen_shannon_row.
+template <class T>
+struct jensen_shannon {
+  static constexpr const char* name = "jensen_shannon";
+  static constexpr bool hard_labels = false;
+  static constexpr bool soft_labels = true;
+  static constexpr bool class_vector = false;
+
+  double beta, c, lb, lb1;
+  bool rev;
+  std::size_t C;
+
+  static constexpr std::size_t arity = 1;
+  jensen_shannon(const Params& prm, const T*, std::size_t C_)
+      : beta(prm[0]),
+        c(prm[0] == 1.0 ? 1.0 : 1.0 - prm[0]),
+        lb(prm[0] == 1.0 ? 0.0 : std::log(prm[0])),
+        lb1(prm[0] == 1.0 ? -kInf : std::log1p(-prm[0])),
+        rev(prm[0] == 1.0),
+        C(C_) {}
+
+  template <bool G, bool H>
+  double row(const T* x, std::int64_t t, const T* q, double f, T* g, T* h) const {
+    (void)t;
+    const std::size_t n = C;
+    const T xmax = row_max(x, n);
+    const double sh = double(exp_shift(xmax));
+    const RowSum rs = double_exp_sums(x, n, sh);
+    if (no_softmax(xmax, rs.s)) return nan_row<G, H>(n, g, h);
+    return beta == 0.0 ? forward_kl<G, H>(x, q, f, g, h, sh, rs) : mixture<G, H>(x, q, f, g, h, sh, rs);
+  }
+
+  template <bool G, bool H>
+  double forward_kl(const T* x, const T* q, double f, T* g, T* h, double sh, const RowSum& rs) const {
+    const std::size_t n = C;
+    double S = 0.0, value = 0.0, q_a = 0.0;
+    bool found = false;
+    for (std::size_t j = 0; j < n; ++j) {
+      const double xj = double(x[j]), qj = double(q[j]);
+      if (!(qj <= 0.0)) value += qj * (std::log(qj) - ((xj - sh) - rs.log_s));  // q = 0 adds 0; nan stays nan
+      S += qj;
+      if (!found && std::exp(xj - sh) == 1.0) {
+        found = true;
+        q_a = qj;
+      }
+    }
+    if constexpr (G || H) {
+      found = false;
+      for (std::size_t j = 0; j < n; ++j) {
+        const double qj = double(q[j]);
+        const double e = std::exp(double(x[j]) - sh);
+        const double p = e * rs.inv_s, omp = rs.one_minus_p(e);
+        double gj = S * p - qj;
+        if (!found && e == 1.0) {
+          found = true;
+          gj = (S - q_a) * p - q_a * omp;
+        }
+        if constexpr (H) h[j] = T(f * S * p * omp);
+        if constexpr (G) g[j] = T(f * gj);
+      }
+    }
+    return value;
+  }
+
+  // Below it m = beta q + (1 - beta) p (or p, q) is no longer a normal number to divide by.
+  static constexpr double kMixTiny = 1e-290;
+
+  // log(a / m) from z = (a - m) / m = a / m - 1: log1p(z) where |z| <= 1/2 (a small log keeps its digits, as
+  // beta -> 0 or q -> p), else log(a / m) (|log| > 0.4: the division's rounding is a few ulp of it); a below
+  // kMixTiny: log(a) - log(m) (a / m could underflow). _pointwise.log_over_mix.
+  static FUSEDLOSS_INLINE double log_over_mix(double z, double a, double m) {
+    if (std::fabs(z) <= 0.5) return std::log1p(z);
+    if (a >= kMixTiny) return std::log(a / m);
+    if (a == 0.0) return -kInf;
+    return std::log(a) - std::log(m);
+  }
+
+  // Class j's terms: e_j, p_j, 1 - p_j, log p_j, r_j = log(p_j / m_j), v_j = beta q_j / m_j and log(q_j / m_j) (0 where
+  // q_j = 0), from m = beta q + c p formed in double (one division, a log1p each: p - m = beta (p - q),
+  // q - m = c (q - p)); where m is not a normal number (p and q both tiny or 0) from log(q / p) in log space
+  // (neg_log_mix). At beta = 1 r = log p - log q and v = 1. log 0 = -inf without a log call.
+  // _pointwise.jsd_logs.
+  struct Terms {
+    double e, p, omp, lp, r, v, lqm;
+  };
+  FUSEDLOSS_INLINE Terms terms(double xj, double qj, double sh, const RowSum& rs) const {
+    Terms o;
+    o.e = std::exp(xj - sh);
+    o.p = o.e * rs.inv_s;
+    o.omp = rs.one_minus_p(o.e);
+    o.lqm = 0.0;
+    o.v = 0.0;
+    o.lp = (xj - sh) - rs.log_s;
+    const double lp = o.lp;
+    if (rev) {
+      o.r = lp - (qj == 0.0 ? -kInf : std::log(qj));
+      o.v = 1.0;
+      return o;
+    }
+    const double m = beta * qj + c * o.p;
+    if (m >= kMixTiny) {
+      const double d = (o.p - qj) / m;
+      o.r = log_over_mix(beta * d, o.p, m);
+      if (o.p < kMixTiny && o.p != 0.0) o.r = lp - std::log(m);  // p / m could underflow; log p from the logits
+      if (!(qj == 0.0)) {
+        o.lqm = log_over_mix(-c * d, qj, m);
+        o.v = beta * qj / m;
+      }
+      return o;
+    }
+    const double lq = qj == 0.0 ? -kInf : std::log(qj);
+    o.r = neg_log_mix(lq - lp, beta, lb, lb1);
+    if (!(qj == 0.0)) {
+      o.lqm = neg_log_mix(lp - lq, c, lb1, lb);
+      o.v = beta * std::exp(o.lqm);
+    }
+    return o;
+  }
+
+  // 0 < beta < 1 on a row where every m, p (if not 0) and q (if not 0) is at least kMixTiny (a row elsewhere:
+  // false, and mixture's per-element branches take it): the same forms with vm's functions and both arms of
+  // log_over_mix computed and selected, so that passes 2 and 3 vectorise. The first maximum a is found first;
+  // its terms stay out of R and V by a select (no subtraction: R ~ p_a r_a on a confident row).
+  template <bool G, bool H>
+  bool mixture_simd(const T* x, const T* q, double f, T* g, T* h, double sh, const RowSum& rs, double& out) const {
+    const std::size_t n = C;
+    std::size_t a = 0;
+    while (a + 1 < n && std::exp(double(x[a]) - sh) != 1.0) ++a;
+    const double b = beta, cc = c, inv_s = rs.inv_s;
+    double value = 0.0, Re = 0.0, Ve = 0.0, rare = 0.0;
+#pragma omp simd reduction(+ : value, Re, Ve, rare)
+    for (std::size_t j = 0; j < n; ++j) {
+      const double qj = double(q[j]);
+      const double p = vm::exp(double(x[j]) - sh) * inv_s;
+      const double m = b * qj + cc * p;
+      const double d = (p - qj) / m, z1 = b * d, z2 = -cc * d;
+      rare += (!(m >= kMixTiny) || (p < kMixTiny && p != 0.0) || (qj < kMixTiny && qj != 0.0)) ? 1.0 : 0.0;
+      const double r = std::fabs(z1) <= 0.5 ? vm::log1p(z1) : vm::log(p / m);
+      const double lqm = std::fabs(z2) <= 0.5 ? vm::log1p(z2) : vm::log(qj / m);
+      const double pr = p != 0.0 ? p * r : 0.0;
+      const double pv = qj != 0.0 ? p * (b * qj / m) : 0.0;
+      value += (qj != 0.0 ? b * qj * lqm : 0.0) + cc * pr;
+      Re += j == a ? 0.0 : pr;
+      Ve += j == a ? 0.0 : pv;
+    }
+    if (rare != 0.0) return false;
+    const Terms oa = terms(double(x[a]), double(q[a]), sh, rs);
+    const double r_a = oa.r, R = Re + (oa.p != 0.0 ? oa.p * oa.r : 0.0), V = Ve + oa.p * oa.v;
+    if constexpr (G || H) {
+      const double D_a = r_a * oa.omp - Re;
+#pragma omp simd
+      for (std::size_t j = 0; j < n; ++j) {
+        const double qj = double(q[j]);
+        const double e = vm::exp(double(x[j]) - sh);
+        const double p = e * inv_s, omp = rs.one_minus_p(e);
+        const double m = b * qj + cc * p;
+        const double z1 = b * ((p - qj) / m);
+        const double r = std::fabs(z1) <= 0.5 ? vm::log1p(z1) : vm::log(p / m);
+        const double v = qj != 0.0 ? b * qj / m : 0.0;
+        const double D = j == a ? D_a : r - R;
+        const double Vx = j == a ? Ve : V - p * v;
+        const double gj = p != 0.0 ? cc * p * D : 0.0;
+        const double hj = p != 0.0 ? cc * p * ((omp - p) * D + v * omp * omp + p * Vx) : 0.0;
+        if constexpr (G) g[j] = T(f * gj);
+        if constexpr (H) h[j] = T(f * hj);
+      }
+    }
+    out = value;
+    return true;
+  }
+
+  template <bool G, bool H>
+  double mixture(const T* x, const T* q, double f, T* g, T* h, double sh, const RowSum& rs) const {
+    const std::size_t n = C;
+    if (!rev) {
+      double out;
+      if (mixture_simd<G, H>(x, q, f, g, h, sh, rs, out)) return out;
+    }
+    double value = 0.0, Re = 0.0, Ve = 0.0, pr_a = 0.0, pv_a = 0.0, r_a = 0.0, P1 = 0.0, Cbar = 0.0;
+    bool found = false;
+    for (std::size_t j = 0; j < n; ++j) {
+      const double qj = double(q[j]);
+      const Terms o = terms(double(x[j]), qj, sh, rs);
+      if (!rev && !(qj == 0.0)) value += beta * qj * o.lqm;
+      double pr = 0.0;
+      if (o.p != 0.0) {
+        pr = o.p * o.r;
+        if (qj == 0.0) {
+          Cbar += o.p * o.lp;
+        } else {
+          Cbar += pr;
+          P1 += o.p;
+        }
+      }
+      if (!found && o.e == 1.0) {
+        found = true;
+        pr_a = pr;
+        pv_a = o.p * o.v;
+        r_a = o.r;
+      } else {
+        Re += pr;
+        Ve += o.p * o.v;
+      }
+      value += c * pr;
+    }
+    const double R = Re + pr_a, V = Ve + pv_a;
+    const bool limit = R == kInf;  // beta = 1 and q_j = 0 < p_j (see above)
+    if constexpr (G || H) {
+      found = false;
+      for (std::size_t j = 0; j < n; ++j) {
+        const double qj = double(q[j]);
+        const Terms o = terms(double(x[j]), qj, sh, rs);
+        double D, Vx;
+        if (!found && o.e == 1.0) {
+          found = true;
+          D = r_a * o.omp - Re;
+          Vx = Ve;
+        } else {
+          D = o.r - R;
+          Vx = V - o.p * o.v;
+        }
+        if (limit) D = !(qj == 0.0) ? -kInf : (P1 > 0.0 ? kInf : o.lp - Cbar);
+        const double gj = o.p != 0.0 ? c * o.p * D : 0.0;
+        const double hj = o.p != 0.0 ? c * o.p * ((o.omp - o.p) * D + o.v * o.omp * o.omp + o.p * Vx) : 0.0;
+        if constexpr (G) g[j] = T(f * gj);
+        if constexpr (H) h[j] = T(f * hj);
+      }
+    }
+    return value;
+  }
+};
+
 // multilabel one-versus-all logistic loss, as torch.nn.functional.multilabel_soft_margin_loss; no params,
 // cw = class_weight, q the targets y_j in [0, 1] (soft targets only).
 // l = 1/C sum_j cw_j (y_j softplus(-x_j) + (1 - y_j) softplus(x_j));  g_j = cw_j / C ((1 - y_j) s(x_j) - y_j s(-x_j));
@@ -769,10 +1024,7 @@ struct poly1 {
     const double x_t = q ? 0.0 : double(x[t]);  // before any write (g == x)
     const T xmax = row_max(x, n);
     const double sh = double(exp_shift(xmax));
-    double s1 = 0.0, k = 0.0;
-#pragma omp simd reduction(+ : s1, k)
-    for (std::size_t j = 0; j < n; ++j) add_exp(vm::exp(double(x[j]) - sh), s1, k);
-    const RowSum rs(s1, k);
+    const RowSum rs = double_exp_sums(x, n, sh);
     if (no_softmax(xmax, rs.s)) return nan_row<G, H>(n, g, h);
     if (!q) {
       const double lp_t = (x_t - sh) - rs.log_s;

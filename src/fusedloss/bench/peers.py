@@ -217,6 +217,24 @@ def _np_kl_div_with_logits(logits, q, temperature):
     return value, (np.exp(logp) * q.sum(axis=1, keepdims=True) - q) / (temperature * logits.shape[0])
 
 
+def _np_jensen_shannon(logits, q, beta):
+    # Liger's generalised JSD written plainly on logits: log-softmax, the mixture's log by logaddexp, mean over rows
+    n = logits.shape[0]
+    z = logits - logits.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    p = np.exp(logp)
+    logq = np.log(q)
+    if beta == 0.0:  # KL(q || p)
+        return np.sum(q * (logq - logp)) / n, (p * q.sum(axis=1, keepdims=True) - q) / n
+    if beta == 1.0:  # KL(p || q)
+        r = logp - logq
+        return np.sum(p * r) / n, p * (r - np.sum(p * r, axis=1, keepdims=True)) / n
+    logm = np.logaddexp(np.log(beta) + logq, np.log1p(-beta) + logp)
+    r = logp - logm
+    value = np.sum(beta * q * (logq - logm) + (1 - beta) * p * r) / n
+    return value, (1 - beta) * p * (r - np.sum(p * r, axis=1, keepdims=True)) / n
+
+
 def _np_multilabel_soft_margin(x, y):
     # torch's multilabel_soft_margin_loss: -(y log sigmoid(x) + (1 - y) log sigmoid(-x)), mean over classes and rows
     sp = np.logaddexp(0, x)  # softplus(x) = -log sigmoid(-x); softplus(-x) = sp - x
@@ -266,7 +284,7 @@ NUMPY_PEER = {
     "exponential": (_np_exponential, ()), "hinge": (_np_hinge, ()), "squared_hinge": (_np_squared_hinge, ()),
     "multi_margin": (_np_multi_margin, ("p", "margin")),
     "cross_entropy": (_np_cross_entropy, ()), "kl_div_with_logits": (_np_kl_div_with_logits, ("temperature",)),
-    "multilabel_soft_margin": (_np_multilabel_soft_margin, ()),
+    "multilabel_soft_margin": (_np_multilabel_soft_margin, ()), "jensen_shannon": (_np_jensen_shannon, ("beta",)),
     "poly1": (_np_poly1, ("epsilon",)), "categorical_hinge": (_np_categorical_hinge, ()),
 }
 # the custom re-definitions of fusedloss.bench.custom: the same losses, so the same NumPy
@@ -309,7 +327,29 @@ TORCH_PEER = {
     "kl_div_with_logits": (("temperature", "log_target"), lambda F, kw: lambda x, q: F.kl_div(
         F.log_softmax(x / kw["temperature"], dim=-1), q, reduction="batchmean", log_target=kw["log_target"])),
     "multilabel_soft_margin": ((), lambda F, kw: F.multilabel_soft_margin_loss),
+    "jensen_shannon": (("beta",), lambda F, kw: _torch_jsd(F, kw["beta"])),
 }
+
+
+def _torch_jsd(F, beta):
+    """Liger's generalised JSD in plain torch on logits (the form LigerJSD replaces): the mixture's log by
+    logsumexp, the KLs by kl_div with log targets, summed and divided by the rows."""
+    import torch
+
+    def f(x, q):
+        logp = F.log_softmax(x, dim=-1)
+        logq = torch.log(q)
+        if beta == 0.0:
+            kl = F.kl_div(logp, logq, reduction="sum", log_target=True)
+        elif beta == 1.0:
+            kl = F.kl_div(logq, logp, reduction="sum", log_target=True)
+        else:
+            logm = torch.logsumexp(torch.stack([logq + math.log(beta), logp + math.log1p(-beta)]), dim=0)
+            kl = (beta * F.kl_div(logm, logq, reduction="sum", log_target=True)
+                  + (1 - beta) * F.kl_div(logm, logp, reduction="sum", log_target=True))
+        return kl / x.shape[0]
+
+    return f
 
 
 def _torch_peer(case, pred, target):

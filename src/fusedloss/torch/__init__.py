@@ -12,7 +12,9 @@ that replacing ``torch.nn.CrossEntropyLoss()`` by ``fusedloss.torch.CrossEntropy
 
 A function named after torch's has torch's semantics. ``kl_div`` and ``KLDivLoss`` are torch's own
 (log-probabilities in, pointwise KL); the fused loss that takes logits and fuses the log-softmax has its own name,
-``kl_div_with_logits`` / ``KLDivWithLogitsLoss`` (the registry's ``kl_div_with_logits``).
+``kl_div_with_logits`` / ``KLDivWithLogitsLoss`` (the registry's ``kl_div_with_logits``). Likewise
+``jensen_shannon_loss`` / ``JensenShannonLoss`` is Liger-Kernel's ``LigerJSD`` with logits in (Liger's takes
+log-probabilities).
 
 How a call runs. The forward pass calls the fused kernel once (``value_and_grad``) and keeps only the gradient;
 the backward pass multiplies it by ``grad_output`` (a scalar for "mean" and "sum", elementwise for "none", along
@@ -66,12 +68,13 @@ from ._ctc import CTCLoss, ctc_loss
 from ._routing import FEW_CLASSES, SMALL_ELEMENTWISE, SMALL_MULTICLASS, set_cpu_routing
 from . import functional as _functional
 from .functional import (FUNCTIONAL, binary_cross_entropy, binary_cross_entropy_with_logits, binary_focal_loss,
-                         categorical_hinge_loss, cross_entropy, focal_loss, hinge_loss, huber_loss, kl_div,
-                         kl_div_with_logits, l1_loss, log_cosh_loss, loss, mse_loss, multi_margin_loss,
+                         categorical_hinge_loss, cross_entropy, focal_loss, hinge_loss, huber_loss,
+                         jensen_shannon_loss, kl_div, kl_div_with_logits, l1_loss, log_cosh_loss, loss, mse_loss,
+                         multi_margin_loss,
                          multilabel_soft_margin_loss, poisson_nll_loss, poly1_loss, pseudo_huber_loss, quantile_loss,
                          sigmoid_focal_loss, smooth_l1_loss, squared_hinge_loss, tweedie_loss, zero_one_loss)
 from .modules import (MODULES, BCELoss, BCEWithLogitsLoss, BinaryFocalLoss, CategoricalHingeLoss, CrossEntropyLoss,
-                      FocalLoss, FusedLoss, HingeLoss, HuberLoss, KLDivLoss, KLDivWithLogitsLoss, L1Loss, LogCoshLoss,
+                      FocalLoss, FusedLoss, HingeLoss, HuberLoss, JensenShannonLoss, KLDivLoss, KLDivWithLogitsLoss, L1Loss, LogCoshLoss,
                       MSELoss, MultiLabelSoftMarginLoss, MultiMarginLoss, PoissonNLLLoss, Poly1Loss, PseudoHuberLoss,
                       QuantileLoss, SmoothL1Loss, SquaredHingeLoss, TweedieLoss, ZeroOneLoss)
 
@@ -85,13 +88,13 @@ __all__ = [
     # functional forms, our names
     "kl_div_with_logits", "pseudo_huber_loss", "log_cosh_loss", "quantile_loss", "tweedie_loss", "binary_focal_loss",
     "sigmoid_focal_loss", "hinge_loss", "squared_hinge_loss", "zero_one_loss", "focal_loss", "poly1_loss",
-    "categorical_hinge_loss",
+    "categorical_hinge_loss", "jensen_shannon_loss",
     # modules
     "FusedLoss", "CrossEntropyLoss", "MSELoss", "L1Loss", "HuberLoss", "SmoothL1Loss", "PoissonNLLLoss", "BCELoss",
     "BCEWithLogitsLoss", "MultiMarginLoss", "MultiLabelSoftMarginLoss", "KLDivLoss", "KLDivWithLogitsLoss",
     "PseudoHuberLoss", "LogCoshLoss", "QuantileLoss",
     "TweedieLoss", "BinaryFocalLoss", "HingeLoss", "SquaredHingeLoss", "ZeroOneLoss", "FocalLoss", "Poly1Loss",
-    "CategoricalHingeLoss",
+    "CategoricalHingeLoss", "JensenShannonLoss",
     "ctc_loss", "CTCLoss",
 ]
 

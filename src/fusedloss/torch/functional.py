@@ -164,6 +164,16 @@ def kl_div_with_logits(input, target, reduction="mean", log_target=False, *, tem
                        backend=backend, fn="kl_div_with_logits")
 
 
+def jensen_shannon_loss(input, target, beta=0.5, reduction="mean", *, dim=-1, sample_weight=None, backend=None):
+    """Liger-Kernel's generalised Jensen-Shannon divergence (``LigerJSD``) between the target distribution ``q``
+    and ``softmax(input)`` along ``dim``, fused with the softmax: **logits in** (LigerJSD takes
+    log-probabilities). ``beta`` weights the target in the mixture ``m = beta q + (1 - beta) p``; 0 gives
+    KL(q || p) and 1 KL(p || q), as Liger's. "mean" divides by the number of rows, as LigerJSD does."""
+    params = {"beta": beta}
+    return _multiclass("jensen_shannon", input, target, reduction, params, class_dim=dim, sample_weight=sample_weight,
+                       backend=backend, fn="jensen_shannon_loss")
+
+
 @_small_on_torch("multilabel_soft_margin_loss", False, {"sample_weight": None})
 def multilabel_soft_margin_loss(input, target, weight=None, size_average=None, reduce=None, reduction="mean", *,
                                 sample_weight=None, backend=None):
@@ -296,7 +306,8 @@ FUNCTIONAL = {
     "binary_cross_entropy_with_logits": binary_cross_entropy_with_logits, "binary_focal": binary_focal_loss,
     "hinge": hinge_loss, "squared_hinge": squared_hinge_loss, "zero_one": zero_one_loss,
     "cross_entropy": cross_entropy, "categorical_focal": focal_loss, "multi_margin": multi_margin_loss,
-    "kl_div_with_logits": kl_div_with_logits, "multilabel_soft_margin": multilabel_soft_margin_loss, "ctc": ctc_loss,
+    "kl_div_with_logits": kl_div_with_logits, "jensen_shannon": jensen_shannon_loss,
+    "multilabel_soft_margin": multilabel_soft_margin_loss, "ctc": ctc_loss,
     "poly1": poly1_loss, "categorical_hinge": categorical_hinge_loss,
 }
 

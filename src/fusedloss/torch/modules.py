@@ -16,9 +16,10 @@ from ._generate import module_of
 from ._routing import _is_default, _torch_is_faster, module_route
 from .functional import (FUNCTIONAL, GENERATED, binary_cross_entropy, binary_cross_entropy_with_logits,
                          binary_focal_loss, categorical_hinge_loss, cross_entropy, focal_loss, hinge_loss, huber_loss,
-                         kl_div_with_logits, l1_loss, log_cosh_loss, loss, mse_loss, multi_margin_loss,
-                         multilabel_soft_margin_loss, poisson_nll_loss, poly1_loss, pseudo_huber_loss, quantile_loss,
-                         smooth_l1_loss, squared_hinge_loss, tweedie_loss, zero_one_loss)
+                         jensen_shannon_loss, kl_div_with_logits, l1_loss, log_cosh_loss, loss, mse_loss,
+                         multi_margin_loss, multilabel_soft_margin_loss, poisson_nll_loss, poly1_loss,
+                         pseudo_huber_loss, quantile_loss, smooth_l1_loss, squared_hinge_loss, tweedie_loss,
+                         zero_one_loss)
 
 # --- nn.Module classes --------------------------------------------------------------------------------------
 
@@ -252,6 +253,17 @@ class FocalLoss(_LossModule):
             self.alpha = alpha
 
 
+class JensenShannonLoss(_LossModule):
+    """Liger's generalised Jensen-Shannon divergence along ``dim`` with **logits in**; see
+    :func:`jensen_shannon_loss`."""
+
+    _fn = staticmethod(jensen_shannon_loss)
+    _shown = ("beta", "dim")
+
+    def __init__(self, beta=0.5, reduction="mean", *, dim=-1, backend=None):
+        super().__init__(reduction, beta=beta, dim=dim, backend=backend)
+
+
 class Poly1Loss(_LossModule):
     """Poly-1 loss (:func:`poly1_loss`), classes on dim 1 as ``CrossEntropyLoss``."""
 
@@ -305,7 +317,7 @@ MODULES = {
     "binary_cross_entropy": BCELoss, "binary_cross_entropy_with_logits": BCEWithLogitsLoss,
     "binary_focal": BinaryFocalLoss, "hinge": HingeLoss, "squared_hinge": SquaredHingeLoss,
     "zero_one": ZeroOneLoss, "cross_entropy": CrossEntropyLoss, "categorical_focal": FocalLoss,
-    "multi_margin": MultiMarginLoss, "kl_div_with_logits": KLDivWithLogitsLoss,
+    "multi_margin": MultiMarginLoss, "kl_div_with_logits": KLDivWithLogitsLoss, "jensen_shannon": JensenShannonLoss,
     "multilabel_soft_margin": MultiLabelSoftMarginLoss, "ctc": CTCLoss, "poly1": Poly1Loss,
     "categorical_hinge": CategoricalHingeLoss,
 }
