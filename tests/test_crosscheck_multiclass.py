@@ -286,3 +286,20 @@ def test_jensen_shannon_reverse_kl_with_a_zero_target_is_inf(backend):
     v, g, h = (fl.jensen_shannon(x, q, beta=0.999, reduction="none", backend=backend),
                *fl.jensen_shannon.grad_hess(x, q, beta=0.999, reduction="none", backend=backend))
     assert np.isfinite(v).all() and np.isfinite(g).all() and np.isfinite(h).all()
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.5, 1.0])
+def test_jensen_shannon_row_with_an_infinite_target_is_nan(backend, beta):
+    """A target row holding inf is not a distribution: its value, gradient and Hessian are NaN on every backend
+    (no limit of the formulas means anything there), and the other rows are untouched."""
+    require_support(backend, "jensen_shannon", np.float64)
+    x = np.array([[0.5, -1.0, 2.0], [0.2, 0.1, 0.0]])
+    q = np.array([[np.inf, 0.5, 0.5], [0.2, 0.5, 0.3]])
+    v = fl.jensen_shannon(x, q, beta=beta, reduction="none", backend=backend)
+    g, h = fl.jensen_shannon.grad_hess(x, q, beta=beta, reduction="none", backend=backend)
+    assert np.isnan(v[0]) and np.isnan(g[0]).all() and np.isnan(h[0]).all()
+    v1 = fl.jensen_shannon(x[1:], q[1:], beta=beta, reduction="none", backend=backend)
+    g1, h1 = fl.jensen_shannon.grad_hess(x[1:], q[1:], beta=beta, reduction="none", backend=backend)
+    np.testing.assert_array_equal(v[1:], v1)
+    np.testing.assert_array_equal(g[1:], g1)
+    np.testing.assert_array_equal(h[1:], h1)

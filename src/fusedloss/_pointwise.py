@@ -1060,6 +1060,9 @@ def jensen_shannon_row(x, base, C, t, q, cw, has_cw, soft, params, rw, gscale, g
     m, st = softmax_row(x, base, C, 1.0)
     if no_softmax(m, st[1]):
         return nan_row(base, C, g, h, want_g, want_h)
+    for j in range(C):  # an infinite target entry: a nan row (not a distribution; as _reference.jensen_shannon)
+        if abs(q[base + j]) == math.inf:
+            return nan_row(base, C, g, h, want_g, want_h)
     f = rw * gscale
     if beta == 0.0:
         S = 0.0

@@ -552,6 +552,19 @@ def _neg_log_mix(d, w):
 
 
 def jensen_shannon(x, target, soft, cw, ignore_index, beta):
+    """``_jensen_shannon_rows``, and NaN in the value, gradient and Hessian of a row whose target holds an infinite
+    entry (not a distribution: no limit of the formulas is meaningful there, and the backends' passes agree on
+    NaN, as for a NaN target)."""
+    value, grad, hess, kept = _jensen_shannon_rows(x, target, beta)
+    bad = np.isinf(target).any(axis=1)
+    if bad.any():
+        value = np.where(bad, np.nan, value)
+        grad = np.where(bad[:, None], np.nan, grad)
+        hess = np.where(bad[:, None], np.nan, hess)
+    return value, grad, hess, kept
+
+
+def _jensen_shannon_rows(x, target, beta):
     """Liger's generalised JSD, m = beta q + (1 - beta) p, 0 log 0 = 0. r = log(p / m) and log(q / m) come from
     ``_neg_log_mix`` of log(q / p) (no m is formed, so nothing underflows, and a small r keeps its digits). At the
     row's first maximum a, where D_a = r_a - R cancels on a confident row (R -> r_a), D_a = r_a (1 - p_a) -

@@ -741,6 +741,9 @@ struct jensen_shannon {
     const double sh = double(exp_shift(xmax));
     const RowSum rs = double_exp_sums(x, n, sh);
     if (no_softmax(xmax, rs.s)) return nan_row<G, H>(n, g, h);
+    double qmax = 0.0;  // an infinite target entry: a nan row (not a distribution; as the reference)
+    for (std::size_t j = 0; j < n; ++j) qmax = std::fmax(qmax, std::fabs(double(q[j])));
+    if (qmax == kInf) return nan_row<G, H>(n, g, h);
     return beta == 0.0 ? forward_kl<G, H>(x, q, f, g, h, sh, rs) : mixture<G, H>(x, q, f, g, h, sh, rs);
   }
 
