@@ -25,3 +25,12 @@
 #define FUSEDLOSS_ISA_STR2_(x) #x
 #define FUSEDLOSS_ISA_STR_(x) FUSEDLOSS_ISA_STR2_(x)
 #define FUSEDLOSS_ISA_NAME FUSEDLOSS_ISA_STR_(FUSEDLOSS_ISA)
+
+// A function compiled once as a function of its own (see its uses).
+#if defined(__GNUC__) || defined(__clang__)
+#define FUSEDLOSS_NOINLINE __attribute__((noinline))
+#elif defined(_MSC_VER)
+#define FUSEDLOSS_NOINLINE __declspec(noinline)
+#else
+#define FUSEDLOSS_NOINLINE
+#endif

@@ -32,13 +32,6 @@
 namespace fusedloss {
 FUSEDLOSS_ISA_BEGIN
 
-#if defined(__GNUC__) || defined(__clang__)
-#define FUSEDLOSS_NOINLINE __attribute__((noinline))
-#elif defined(_MSC_VER)
-#define FUSEDLOSS_NOINLINE __declspec(noinline)
-#else
-#define FUSEDLOSS_NOINLINE
-#endif
 
 
 // Whether a loss takes its first parameter per column (losses.hpp: column_param and point_col).

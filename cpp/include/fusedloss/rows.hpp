@@ -834,16 +834,14 @@ struct jensen_shannon {
     return o;
   }
 
-  // 0 < beta < 1 on a row where every m, p (if not 0) and q (if not 0) is at least kMixTiny (a row elsewhere:
-  // false, and mixture's per-element branches take it): the same forms with vm's functions and both arms of
-  // log_over_mix computed and selected, so that passes 2 and 3 vectorise. The first maximum a is found first;
-  // its terms stay out of R and V by a select (no subtraction: R ~ p_a r_a on a confident row).
-  template <bool G, bool H>
-  bool mixture_simd(const T* x, const T* q, double f, T* g, T* h, double sh, const RowSum& rs, double& out) const {
+  // mixture_simd's first pass: the value and the sums R and V without class a's terms; false when the row has a
+  // term below kMixTiny. A function of its own, compiled once and not per output combination, so that a call's
+  // value is the same bits whichever outputs it asks for (the compiler may order a simd reduction differently
+  // in each copy it inlines).
+  FUSEDLOSS_NOINLINE bool mixture_sums(const T* x, const T* q, double sh, double inv_s, std::size_t a,
+                                       double& value_out, double& Re_out, double& Ve_out) const {
     const std::size_t n = C;
-    std::size_t a = 0;
-    while (a + 1 < n && std::exp(double(x[a]) - sh) != 1.0) ++a;
-    const double b = beta, cc = c, inv_s = rs.inv_s;
+    const double b = beta, cc = c;
     double value = 0.0, Re = 0.0, Ve = 0.0, rare = 0.0;
 #pragma omp simd reduction(+ : value, Re, Ve, rare)
     for (std::size_t j = 0; j < n; ++j) {
@@ -860,7 +858,24 @@ struct jensen_shannon {
       Re += j == a ? 0.0 : pr;
       Ve += j == a ? 0.0 : pv;
     }
-    if (rare != 0.0) return false;
+    value_out = value;
+    Re_out = Re;
+    Ve_out = Ve;
+    return rare == 0.0;
+  }
+
+  // 0 < beta < 1 on a row where every m, p (if not 0) and q (if not 0) is at least kMixTiny (a row elsewhere:
+  // false, and mixture's per-element branches take it): the same forms with vm's functions and both arms of
+  // log_over_mix computed and selected, so that passes 2 and 3 vectorise. The first maximum a is found first;
+  // its terms stay out of R and V by a select (no subtraction: R ~ p_a r_a on a confident row).
+  template <bool G, bool H>
+  bool mixture_simd(const T* x, const T* q, double f, T* g, T* h, double sh, const RowSum& rs, double& out) const {
+    const std::size_t n = C;
+    std::size_t a = 0;
+    while (a + 1 < n && std::exp(double(x[a]) - sh) != 1.0) ++a;
+    const double b = beta, cc = c, inv_s = rs.inv_s;
+    double value, Re, Ve;
+    if (!mixture_sums(x, q, sh, inv_s, a, value, Re, Ve)) return false;
     const Terms oa = terms(double(x[a]), double(q[a]), sh, rs);
     const double r_a = oa.r, R = Re + (oa.p != 0.0 ? oa.p * oa.r : 0.0), V = Ve + oa.p * oa.v;
     if constexpr (G || H) {
