@@ -214,6 +214,28 @@ def test_multi_margin_rows_that_overflow_under_a_finite_class_weighted_mean(back
     assert fl.multi_margin(x, t, sample_weight=w, **kw) == 2.0**1023
 
 
+def test_categorical_focal_alpha_rows_that_overflow_under_a_finite_mean(backend):
+    """alpha 2^1023 on every class, gamma 0: the row values 2^1023 (-log p_t) are inf for the row with
+    -log p_t > 2 and finite for the other, and their mean is finite. The row weight (2^-1 in refit_total's pass)
+    meets alpha_t before -log p_t (rows.hpp value_factor), so the mean is 2^1023 times the mean with alpha 1,
+    exactly, and so is the gradient."""
+    x = np.array([[0.0, 3.5, 0.0], [3.0, 0.0, 0.0]])
+    t = np.array([0, 0])  # -log p_t: about 3.56 and 0.095, mean 1.83 < 2
+    big = 2.0**1023
+    kw = dict(gamma=0.0, backend=backend)
+    v, g = fl.categorical_focal.value_and_grad(x, t, alpha=np.full(3, big), **kw)
+    v1, g1 = fl.categorical_focal.value_and_grad(x, t, alpha=np.ones(3), **kw)
+    assert np.isfinite(v) and v == pytest.approx(math.ldexp(v1, 1023), rel=1e-15)
+    assert np.all(np.isfinite(g)) and g == pytest.approx(np.ldexp(g1, 1023), rel=1e-15)
+    none = fl.categorical_focal(x, t, alpha=np.full(3, big), reduction="none", **kw)
+    assert none[0] == math.inf and np.isfinite(none[1])
+    w = np.array([2.0**-4, 2.0**-4])  # weighted rows stay finite: w alpha_t first
+    assert np.all(np.isfinite(fl.categorical_focal(x, t, alpha=np.full(3, big), sample_weight=w,
+                                                   reduction="none", **kw)))
+    ref, _, _ = _reference.reduce_multiclass("categorical_focal", x, t, alpha=np.full(3, big), gamma=0.0)
+    assert ref == pytest.approx(v, rel=1e-15)  # the reference follows the same rule
+
+
 def test_categorical_focal_row_weight_inf_multiplies_each_hessian_element(backend):
     """A row weight of inf gives w h_j: +-inf by the sign of the row's own Hessian (as the reference), not the
     nan of inf - inf that the weight spread over h_j's two terms (F p_j (1 - p_j) - D (p_j / o)^2) gave; the

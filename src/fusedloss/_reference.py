@@ -465,11 +465,13 @@ def cross_entropy(x, target, soft, cw, ignore_index, label_smoothing, z_loss, so
     return value, grad, hess, keep
 
 
-def categorical_focal(x, target, soft, cw, ignore_index, gamma):
+def categorical_focal(x, target, soft, cw, ignore_index, gamma, rw, gscale):
     """With L = log p_t and o = 1 - p_t = -expm1(L), every power of o has an exponent >= 0:
     F = o^gamma (1 - gamma p_t L / o), D = F'(p_t) p_t o^2 = gamma o^gamma ((gamma-1) p_t (p_t L) - o (2 p_t + p_t L)),
     h_t = a_t (F p_t o - D), h_j = a_t (F p_j (1 - p_j) - D (p_j / o)^2) for j != t (p_j <= o), so confident rows
-    (o^(gamma-2) beyond the float range) stay finite (the same forms as _pointwise.categorical_focal_row)."""
+    (o^(gamma-2) beyond the float range) stay finite (the same forms as _pointwise.categorical_focal_row).
+    Weighted here (``multiclass``): the row weight meets a_t first, rw a_t, as rows.hpp's value_factor, so an
+    alpha of 1e308 whose row value overflows alone stays finite under a mean whose weights are 2^-k."""
     R, C = x.shape
     rows = np.arange(R)
     keep = target != ignore_index
@@ -487,11 +489,12 @@ def categorical_focal(x, target, soft, cw, ignore_index, gamma):
     F = pow_g * (1.0 - gamma * plo)
     D = gamma * pow_g * ((gamma - 1.0) * p_t * plp - o * (2.0 * p_t + plp))
     r = np.where(pos[:, None], p / os_[:, None], 0.0)
-    grad = (a_t * F)[:, None] * p
-    hess = a_t[:, None] * (F[:, None] * p * omp_all - D[:, None] * r * r)
-    grad[rows, t] = -a_t * F * o
-    hess[rows, t] = a_t * (F * p_t * o - D)
-    value = -a_t * pow_g * lp_t
+    fa = rw * gscale * a_t
+    grad = (fa * F)[:, None] * p
+    hess = fa[:, None] * (F[:, None] * p * omp_all - D[:, None] * r * r)
+    grad[rows, t] = -fa * F * o
+    hess[rows, t] = fa * (F * p_t * o - D)
+    value = -(rw * a_t) * pow_g * lp_t
     return value, grad, hess, keep
 
 
@@ -799,8 +802,18 @@ def reduce_multiclass(name, logits, target, *, reduction="mean", sample_weight=N
             return total, grad.reshape(x.shape), hess.reshape(x.shape)
         denom = mean_denominator(spec.mean_over, t2, soft, keep, rw, vec)
         scale = 1.0 / denom if denom != 0 else float("nan")
+        if not np.isfinite(total) and denom > 1.0 and (rw is not None or vec is not None):
+            # the same mean with the weights times 2^-k (sum in [1/2, 1)): finite where the mean is although
+            # the sum of the weighted values overflowed (_validate.refit_total: the backends' rule for a call
+            # with row or class weights)
+            k = math.frexp(denom)[1]
+            w2 = np.ldexp(np.ones(len(t2)) if rw is None else rw, -k)
+            v2 = multiclass(name, x.reshape(-1, C), t2, soft, vec, ignore, w2, **params)[0]
+            value = float(np.sum(np.where(w2 != 0, v2, 0.0))) / math.ldexp(denom, -k)
+        else:
+            value = total * scale
         kept = keep[:, None]  # ignored rows: 0, also when nothing counts and the scale is nan (as torch)
-        return (total * scale, np.where(kept, grad * scale, 0.0).reshape(x.shape),
+        return (value, np.where(kept, grad * scale, 0.0).reshape(x.shape),
                 np.where(kept, hess * scale, 0.0).reshape(x.shape))
 
 

@@ -467,7 +467,8 @@ struct cross_entropy {
 // F = (1-p_t)^gamma - gamma p_t log(p_t) (1-p_t)^(gamma-1);  h_j = a_t (F p_j (1-p_j) - F' p_t (p_j - [j=t])^2),
 // F' = -gamma (1-p_t)^(gamma-1) (2 + log p_t) + gamma (gamma-1) p_t log(p_t) (1-p_t)^(gamma-2).
 // Row scalars in double, from log p_t = x_t - lse and 1 - p_t = -expm1(log p_t); at p_t == 1 the powers
-// take their limits, as in _pointwise.categorical_focal_row.
+// take their limits, as in _pointwise.categorical_focal_row. row() returns the value without a_t, which is its
+// value_factor (loops.hpp weigh: the row weight meets a_t first, so a huge alpha with a small weight stays finite).
 template <class T>
 struct categorical_focal {
   static constexpr const char* name = "categorical_focal";
@@ -481,6 +482,8 @@ struct categorical_focal {
 
   static constexpr std::size_t arity = 1;
   categorical_focal(const Params& prm, const T* cw_, std::size_t C_) : gamma(prm[0]), cw(cw_), C(C_) {}
+
+  double value_factor(std::int64_t t) const { return cw ? double(cw[t]) : 1.0; }
 
   template <bool G, bool H>
   double row(const T* x, std::int64_t t, const T* q, double f, T* g, T* h) const {
@@ -505,7 +508,7 @@ struct categorical_focal {
     const double lp_t = (double(x_t) - double(shift)) - rs.log_s;
     const double p_t = std::exp(lp_t);
     const double omp = -std::expm1(lp_t);
-    const double a_t = cw ? double(cw[t]) : 1.0;
+    const double a_t = value_factor(t);
     // Only powers of o = 1 - p_t with exponents >= 0 (_pointwise.categorical_focal_row has the same forms):
     //   F = o^gamma (1 - gamma p_t L / o), L = log p_t (p_t L / o -> -1 as o -> 0, -> 0 as p_t -> 0)
     //   D = F'(p_t) p_t o^2 = gamma o^gamma ((gamma-1) p_t (p_t L) - o (2 p_t + p_t L))
@@ -515,7 +518,7 @@ struct categorical_focal {
     const double pow_g = omp > 0.0 ? std::pow(omp, gamma) : (gamma == 0.0 ? 1.0 : 0.0);
     const double plp = p_t > 0.0 ? p_t * lp_t : 0.0;  // p_t log p_t, with its limit 0 at p_t = 0
     const double plo = p_t > 0.0 ? (omp > 0.0 ? plp / omp : -1.0) : 0.0;  // p_t log(p_t) / (1 - p_t)
-    const double value = -a_t * pow_g * lp_t;
+    const double value = -pow_g * lp_t;  // times a_t in weigh
     if constexpr (!Store) {
       (void)f;
       return value;
