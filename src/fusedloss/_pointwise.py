@@ -965,7 +965,9 @@ def multi_margin_row(x, base, C, t, q, cw, has_cw, soft, params, rw, gscale, g, 
 def kl_div_with_logits_row(x, base, C, t, q, cw, has_cw, soft, params, rw, gscale, g, h, want_g, want_h):
     """log p_j = (x_j - max x) / T - log s with log s = log1p(s - 1) (``row_state``), as rows.hpp
     kl_div_with_logits: no lse rounded next to large logits, so each term q_j (log q_j - log p_j) keeps its
-    digits."""
+    digits. At a maximum (e_j == 1) S p_j - q_j cancels where target and softmax agree on a dominant class:
+    there the equal (S - q_j) p_j - q_j (1 - p_j), with 1 - p_j from s - 1 (``row_p``). jensen_shannon_row at
+    beta = 0 is this row at T = 1."""
     log_t, temperature = params
     log_target = log_t != 0.0
     inv_t = 1.0 / temperature
@@ -990,12 +992,14 @@ def kl_div_with_logits_row(x, base, C, t, q, cw, has_cw, soft, params, rw, gscal
     if want_g or want_h:
         f = rw * gscale
         for j in range(C):
-            pj, ompj = row_p(math.exp((x[base + j] - sh) * inv_t), st)
+            e = math.exp((x[base + j] - sh) * inv_t)
+            pj, ompj = row_p(e, st)
             qj = math.exp(q[base + j]) if log_target else q[base + j]
             if want_h:
                 h[base + j] = f * S * pj * ompj * inv_t * inv_t
             if want_g:
-                g[base + j] = f * (S * pj - qj) * inv_t
+                gj = (S - qj) * pj - qj * ompj if e == 1.0 else S * pj - qj
+                g[base + j] = f * inv_t * gj
     return rw * value
 
 
@@ -1058,46 +1062,20 @@ def jensen_shannon_row(x, base, C, t, q, cw, has_cw, soft, params, rw, gscale, g
     first maximum a (its e_a == 1) kept apart, so that D_a = r_a - R = r_a (1 - p_a) - sum_{k != a} p_k r_k does
     not cancel on a confident row; pass 3 rebuilds class j's terms from x_j (read before g_j is written) and
     writes g_j = c p_j D_j, h_j = c p_j ((1 - 2 p_j) D_j + v_j (1 - p_j)^2 + p_j (V - p_j v_j)), c = 1 - beta.
-    beta = 0 is KL(q || p) (g = S p - q, at a (S - q_a) p_a - q_a (1 - p_a)); beta = 1 is KL(p || q) (c = 1,
+    beta = 0 is KL(q || p), kl_div_with_logits_row at T = 1; beta = 1 is KL(p || q) (c = 1,
     v = 1), inf where q_j = 0 < p_j, and then D is the limit as those q go to 0 together: +inf on them and -inf
     on the classes with q > 0 where those hold mass (P1 > 0), else log p_j - sum p log p."""
     (beta,) = params
-    m, st = softmax_row(x, base, C, 1.0)
-    if no_softmax(m, st[1]):
-        return nan_row(base, C, g, h, want_g, want_h)
     for j in range(C):  # an infinite target entry: a nan row (not a distribution; as _reference.jensen_shannon)
         if abs(q[base + j]) == math.inf:
             return nan_row(base, C, g, h, want_g, want_h)
-    f = rw * gscale
     if beta == 0.0:
-        S = 0.0
-        value = 0.0
-        q_a = 0.0
-        found = False
-        for j in range(C):
-            xj = x[base + j]
-            qj = q[base + j]
-            if not qj <= 0.0:  # q = 0 adds 0; a NaN target makes the value NaN
-                value += qj * (math.log(qj) - row_log_p(xj, st))
-            S += qj
-            if not found and math.exp(xj - st[0]) == 1.0:
-                found = True
-                q_a = qj
-        if want_g or want_h:
-            found = False
-            for j in range(C):
-                qj = q[base + j]
-                e = math.exp(x[base + j] - st[0])
-                pj, ompj = row_p(e, st)
-                gj = S * pj - qj
-                if not found and e == 1.0:
-                    found = True
-                    gj = (S - q_a) * pj - q_a * ompj
-                if want_h:
-                    h[base + j] = f * S * pj * ompj
-                if want_g:
-                    g[base + j] = f * gj
-        return rw * value
+        return kl_div_with_logits_row(x, base, C, t, q, cw, has_cw, soft, (0.0, 1.0), rw, gscale, g, h, want_g,
+                                      want_h)
+    m, st = softmax_row(x, base, C, 1.0)
+    if no_softmax(m, st[1]):
+        return nan_row(base, C, g, h, want_g, want_h)
+    f = rw * gscale
     rev = beta == 1.0
     c = 1.0
     lb = 0.0

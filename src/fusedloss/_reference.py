@@ -525,7 +525,7 @@ def multi_margin(x, target, soft, cw, ignore_index, margin, p, rw, gscale):
 def kl_div_with_logits(x, target, soft, cw, ignore_index, log_target, temperature):
     """log p = (x - max x) / T - log s (``_softmax_rows``): no lse rounded next to large logits."""
     T = temperature
-    sh, _, _, _, log_s, p, omp = _softmax_rows(x, 1.0 / T)
+    sh, e, _, _, log_s, p, omp = _softmax_rows(x, 1.0 / T)
     lp = (x - sh[:, None]) / T - log_s[:, None]
     if log_target:
         q = np.exp(target)
@@ -533,10 +533,12 @@ def kl_div_with_logits(x, target, soft, cw, ignore_index, log_target, temperatur
     else:
         q = target
         qlogq = np.where(q > 0, q * np.log(np.where(q > 0, q, 1.0)), 0.0)
-    S = np.sum(q, axis=1)
+    S = np.sum(q, axis=1)[:, None]
     value = np.sum(np.where(q > 0, qlogq - q * lp, q * 0.0), axis=1)  # q = 0 adds 0, nan stays nan
-    grad = (S[:, None] * p - q) / T
-    hess = S[:, None] * p * omp / T**2
+    # S p - q cancels at a maximum (e == 1) where target and softmax agree on a dominant class: there the
+    # equal (S - q) p - q (1 - p), with 1 - p from s - 1
+    grad = np.where(e == 1.0, (S - q) * p - q * omp, S * p - q) / T
+    hess = S * p * omp / T**2
     return value, grad, hess, np.ones(x.shape[0], dtype=bool)
 
 
@@ -575,6 +577,8 @@ def _jensen_shannon_rows(x, target, beta):
     p_k v_k, whose terms are all >= 0. The ends are the two KLs (Liger's beta = 0 and 1). At beta = 1 a class
     with q = 0 < p makes KL(p || q) inf; its gradient is the limit as those q go to 0 together: D_j = +inf on
     them and -inf on the classes with q > 0 (where the latter hold mass), else log p_j - sum p log p."""
+    if beta == 0.0:  # KL(q || p)
+        return kl_div_with_logits(x, target, True, None, -100, 0.0, 1.0)
     R, C = x.shape
     rows = np.arange(R)
     sh, e, s, _, log_s, p, omp = _softmax_rows(x)
@@ -584,13 +588,6 @@ def _jensen_shannon_rows(x, target, beta):
     a = np.argmax(e == 1.0, axis=1)  # the first maximum
     first = np.zeros((R, C), dtype=bool)
     first[rows, a] = True
-    if beta == 0.0:  # KL(q || p), as kl_div_with_logits
-        S = np.sum(q, axis=1)
-        value = np.sum(np.where(q > 0, q * (lq - lp), q * 0.0), axis=1)
-        grad = S[:, None] * p - q
-        Sx = S - q[rows, a]
-        grad[rows, a] = Sx * p[rows, a] - q[rows, a] * omp[rows, a]
-        return value, grad, S[:, None] * p * omp, np.ones(R, dtype=bool)
     zero = q == 0
     if beta == 1.0:  # KL(p || q)
         c = 1.0

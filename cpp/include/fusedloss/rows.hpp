@@ -639,6 +639,7 @@ struct multi_margin {
 // KL(target || softmax(x / T)) per row; params = (log_target, temperature); soft targets only.
 // z = x / T, lp = z - lse(z), q = target (exp(target) if log_target), S = sum q:
 // l = sum_{q_j > 0} q_j (log q_j - lp_j);  g_j = (S p_j - q_j) / T;  h_j = S p_j (1 - p_j) / T^2.
+// jensen_shannon at beta = 0 is this row at T = 1 (_pointwise.kl_div_with_logits_row).
 // Pass 3 needs z_j for the value, so it reads x_j again instead of a parked e_j (recomputing the exp when
 // a gradient is wanted): with g == x, x_j is still read before g_j is written.
 template <class T>
@@ -680,7 +681,7 @@ struct kl_div_with_logits {
     const RowSum rs(s1, k);
     if (no_softmax(xmax, rs.s)) return nan_row<G, H>(n, g, h);
     const T inv_sT = T(rs.inv_s), ch = T(f * S * inv_t * inv_t);
-    const double cg = f * S * inv_t, cq = f * inv_t;
+    const double cq = f * inv_t;
     double value = 0.0;
 #pragma omp simd reduction(+ : value)
     for (std::size_t j = 0; j < n; ++j) {
@@ -694,8 +695,12 @@ struct kl_div_with_logits {
         const T e = exp_of<T>(d);
         const T p = e * inv_sT;
         if constexpr (H) h[j] = ch * p * T(rs.one_minus_p(e));
-        // S p_j - q_j cancels where target and softmax agree on a dominant class: in double
-        if constexpr (G) g[j] = T(cg * (double(e) * rs.inv_s) - cq * qj);
+        // S p_j - q_j, in double. At a maximum (e_j == 1) it cancels where target and softmax agree on a
+        // dominant class: there the equal (S - q_j) p_j - q_j (1 - p_j), with 1 - p_j = (s - 1) / s exact
+        if constexpr (G) {
+          const double pd = double(e) * rs.inv_s;
+          g[j] = T(cq * (e == T(1) ? (S - qj) * pd - qj * rs.one_minus_p(e) : S * pd - qj));
+        }
       }
     }
     return value;
@@ -710,8 +715,8 @@ struct kl_div_with_logits {
 //   l = beta sum q log(q / m) + c sum p r;  g_j = c p_j (r_j - R);
 //   h_j = c p_j ((1 - 2 p_j) (r_j - R) + v_j (1 - p_j)^2 + p_j (V - p_j v_j)).
 // At the row's first maximum a (e_a == 1) r_a - R cancels on a confident row, so R and V are summed with a's
-// terms kept apart and D_a = r_a (1 - p_a) - sum_{k != a} p_k r_k. The ends are Liger's: beta = 0 is KL(q || p)
-// (g = S p - q, at a (S - q_a) p_a - q_a (1 - p_a); h = S p (1 - p)); beta = 1 is KL(p || q) (c = 1, v = 1,
+// terms kept apart and D_a = r_a (1 - p_a) - sum_{k != a} p_k r_k. The ends are Liger's: beta = 0 is KL(q || p),
+// kl_div_with_logits' row at T = 1 (g = S p - q, h = S p (1 - p)); beta = 1 is KL(p || q) (c = 1, v = 1,
 // r = log p - log q), inf where q_j = 0 < p_j, and then D is the limit as those q go to 0 together: +inf on them
 // and -inf on the classes with q > 0 where those hold mass (P1 > 0), else log p_j - sum p log p. Per element in
 // double; pass 3 rebuilds class j's terms from x_j, read before g_j is written (g == x is safe).
@@ -726,60 +731,36 @@ struct jensen_shannon {
   double beta, c, lb, lb1;
   bool rev;
   std::size_t C;
+  kl_div_with_logits<T> forward_kl;  // beta = 0: KL(q || p), log_target off, T = 1
 
   static constexpr std::size_t arity = 1;
+  static Params forward_kl_params() {
+    Params prm;
+    prm.v[1] = 1.0;
+    prm.n = 2;
+    return prm;
+  }
   jensen_shannon(const Params& prm, const T*, std::size_t C_)
       : beta(prm[0]),
         c(prm[0] == 1.0 ? 1.0 : 1.0 - prm[0]),
         lb(prm[0] == 1.0 ? 0.0 : std::log(prm[0])),
         lb1(prm[0] == 1.0 ? -kInf : std::log1p(-prm[0])),
         rev(prm[0] == 1.0),
-        C(C_) {}
+        C(C_),
+        forward_kl(forward_kl_params(), nullptr, C_) {}
 
   template <bool G, bool H>
   double row(const T* x, std::int64_t t, const T* q, double f, T* g, T* h) const {
-    (void)t;
     const std::size_t n = C;
+    double qmax = 0.0;  // an infinite target entry: a nan row (not a distribution; as the reference)
+    for (std::size_t j = 0; j < n; ++j) qmax = std::fmax(qmax, std::fabs(double(q[j])));
+    if (qmax == kInf) return nan_row<G, H>(n, g, h);
+    if (beta == 0.0) return forward_kl.template row<G, H>(x, t, q, f, g, h);
     const T xmax = row_max(x, n);
     const double sh = double(exp_shift(xmax));
     const RowSum rs = double_exp_sums(x, n, sh);
     if (no_softmax(xmax, rs.s)) return nan_row<G, H>(n, g, h);
-    double qmax = 0.0;  // an infinite target entry: a nan row (not a distribution; as the reference)
-    for (std::size_t j = 0; j < n; ++j) qmax = std::fmax(qmax, std::fabs(double(q[j])));
-    if (qmax == kInf) return nan_row<G, H>(n, g, h);
-    return beta == 0.0 ? forward_kl<G, H>(x, q, f, g, h, sh, rs) : mixture<G, H>(x, q, f, g, h, sh, rs);
-  }
-
-  template <bool G, bool H>
-  double forward_kl(const T* x, const T* q, double f, T* g, T* h, double sh, const RowSum& rs) const {
-    const std::size_t n = C;
-    double S = 0.0, value = 0.0, q_a = 0.0;
-    bool found = false;
-    for (std::size_t j = 0; j < n; ++j) {
-      const double xj = double(x[j]), qj = double(q[j]);
-      if (!(qj <= 0.0)) value += qj * (std::log(qj) - ((xj - sh) - rs.log_s));  // q = 0 adds 0; nan stays nan
-      S += qj;
-      if (!found && std::exp(xj - sh) == 1.0) {
-        found = true;
-        q_a = qj;
-      }
-    }
-    if constexpr (G || H) {
-      found = false;
-      for (std::size_t j = 0; j < n; ++j) {
-        const double qj = double(q[j]);
-        const double e = std::exp(double(x[j]) - sh);
-        const double p = e * rs.inv_s, omp = rs.one_minus_p(e);
-        double gj = S * p - qj;
-        if (!found && e == 1.0) {
-          found = true;
-          gj = (S - q_a) * p - q_a * omp;
-        }
-        if constexpr (H) h[j] = T(f * S * p * omp);
-        if constexpr (G) g[j] = T(f * gj);
-      }
-    }
-    return value;
+    return mixture<G, H>(x, q, f, g, h, sh, rs);
   }
 
   // Below it m = beta q + (1 - beta) p (or p, q) is no longer a normal number to divide by.
