@@ -164,3 +164,43 @@ def test_log_cosh_value_compiled_as_the_backend_does():
     inf_out = np.empty(2)
     kernel(np.array([np.inf, np.nan]), inf_out)
     assert inf_out[0] == np.inf and np.isnan(inf_out[1])
+
+
+def test_exp_as_float32_within_2_ulp_and_its_specials():
+    """``exp_as(v, like)`` with a float32 ``like``: float32 arithmetic (``_exp32``) on v rounded to float32,
+    within 2 ulp of the exact exp over float32's whole range (subnormal results within 1 unit of 2^-149),
+    overflow to inf, underflow to 0, nan for nan; with a float64 ``like``, the float64 ``exp``."""
+    @numba.njit(error_model="numpy")
+    def single(x, out):
+        for i in range(out.shape[0]):
+            out[i] = _vecmath.exp_as(x[i], x[i])
+
+    @numba.njit(error_model="numpy")
+    def double(x, out):
+        for i in range(out.shape[0]):
+            out[i] = _vecmath.exp_as(x[i], 0.0)
+
+    rng = np.random.default_rng(13)
+    x = np.concatenate([rng.uniform(-110, 95, 200_000), rng.standard_normal(1000) * 1e-6,
+                        [88.72, 88.73, -87.33, -103.28, -103.97, -104.0, 0.0]]).astype(np.float32)
+    out = np.empty(x.size)
+    single(x, out)
+    assert np.all(out == out.astype(np.float32))  # a float32 result, widened
+    exact = np.exp(x.astype(np.float64))
+    with np.errstate(over="ignore"):
+        rounded = exact.astype(np.float32)
+    normal = np.isfinite(rounded) & (rounded >= np.finfo(np.float32).tiny)
+    ulps = np.abs(out[normal] - exact[normal]) / np.spacing(rounded[normal]).astype(np.float64)
+    assert ulps.max() <= 2.0, f"{ulps.max():.2f} ulp"
+    sub = ~normal & np.isfinite(rounded)
+    assert np.all(np.abs(out[sub] - exact[sub]) <= 2.0**-149)
+    assert np.all(out[~np.isfinite(rounded)] == np.inf)
+    specials = np.array([np.inf, -np.inf, np.nan, -0.0, 200.0, -200.0], np.float32)
+    got = np.empty(specials.size)
+    single(specials, got)
+    assert got[0] == np.inf and got[1] == 0.0 and np.isnan(got[2]) and got[3] == 1.0
+    assert got[4] == np.inf and got[5] == 0.0
+    x64 = rng.uniform(-700, 700, 1000)
+    d = np.empty(x64.size)
+    double(x64, d)
+    assert np.array_equal(d, run("exp", x64))

@@ -24,6 +24,9 @@ Accuracy (float64, measured against mpmath in ``tests/test_vecmath.py``): ``exp`
 ``exp(y log x)``; below 2e-13 relative wherever the result is a normal number). Special values follow
 C99 (inf, nan, signed infinities of ``pow``, overflow to inf, gradual underflow); ``expm1(-0.0)`` is
 +0.0, not -0.0. Arguments of any real type are computed in float64, and the result is a float64.
+``exp_as(x, like)`` is ``exp`` in the precision of ``like``'s type: for float32 data, float32 arithmetic
+(within 2 ulp of float32; eight lanes of an AVX2 vector, about 3x the float64 ``exp``'s throughput), which
+the cross_entropy rows use for their exponentials as the C++ rows do.
 
 Polynomials are Taylor series (the reduced argument is small enough that 1/k! and 1/(2k+1) need no
 minimax fit; a few extra terms cost less than an unverified fit) evaluated by Horner's rule with
@@ -42,6 +45,8 @@ from numba.extending import intrinsic
 
 _F64 = ir.DoubleType()
 _I64 = ir.IntType(64)
+_F32 = ir.FloatType()
+_I32 = ir.IntType(32)
 
 # --- constants ----------------------------------------------------------------------------------------
 
@@ -62,6 +67,15 @@ NAN = math.nan
 # r^14/14! is 4e-18, 1/50 ulp
 EXPM1_COEFFS = tuple(1.0 / math.factorial(k) for k in range(13, 1, -1))  # E13 first (Horner's order)
 
+# float32 exp (``_exp32``): ln 2 split as in Cephes' expf (LN2_HI32 has 9 significant bits, so k LN2_HI32 is exact
+# for the |k| <= 150 of float32's range), and expm1(r) = r + r^2 (E2 + ... + E7 r^5) for |r| <= ln2/2: the first
+# omitted term r^8/8! is below 6e-9, 1/20 ulp of float32
+LN2_HI32 = 0.693359375
+LN2_LO32 = -2.12194440e-4
+SHIFTER32 = 12582912.0  # 1.5 * 2^23
+SHIFTER32_BITS = 0x4B400000
+EXPM1_COEFFS32 = tuple(1.0 / math.factorial(k) for k in range(7, 1, -1))
+
 # log(1 + f) = 2 atanh(s), s = f / (2 + f), |s| <= 0.1716 for f in [sqrt(1/2) - 1, sqrt(2) - 1]:
 # 2 atanh(s) = 2s + s R(z), z = s^2, R(z) = 2 (z/3 + z^2/5 + ... + z^10/21); the first omitted term
 # 2 s^23 / 23 is below 1e-18 of 2s
@@ -72,19 +86,21 @@ LOG_COEFFS = tuple(2.0 / (2 * k + 1) for k in range(10, 0, -1))  # L10 first
 
 
 class _Emit:
-    """LLVM instructions on float64 (``ir.DoubleType``) and int64 values, for the function bodies below.
+    """LLVM instructions on float64 (``ir.DoubleType``) and int64 values, for the function bodies below
+    (``single``: float32 and int32, for ``_exp32``).
 
     Comparisons are the ones Numba emits for Python's operators on floats: ordered (false when an operand
     is nan) except ``ne`` (unordered: true when one is nan)."""
 
-    def __init__(self, builder):
+    def __init__(self, builder, single=False):
         self.b = builder
+        self.ft, self.it = (_F32, _I32) if single else (_F64, _I64)
 
     def f(self, v):
-        return v if isinstance(v, ir.Value) else ir.Constant(_F64, float(v))
+        return v if isinstance(v, ir.Value) else ir.Constant(self.ft, float(v))
 
     def i(self, v):
-        return v if isinstance(v, ir.Value) else ir.Constant(_I64, int(v))
+        return v if isinstance(v, ir.Value) else ir.Constant(self.it, int(v))
 
     def add(self, x, y):
         return self.b.fadd(self.f(x), self.f(y))
@@ -99,7 +115,7 @@ class _Emit:
         return self.b.fdiv(self.f(x), self.f(y))
 
     def _intr(self, name, *args):
-        fn = self.b.module.declare_intrinsic(name, [_F64], ir.FunctionType(_F64, [_F64] * len(args)))
+        fn = self.b.module.declare_intrinsic(name, [self.ft], ir.FunctionType(self.ft, [self.ft] * len(args)))
         return self.b.call(fn, [self.f(a) for a in args])
 
     def fma(self, x, y, z):
@@ -149,11 +165,11 @@ class _Emit:
         return self.b.not_(x)
 
     def bits(self, x):
-        """The IEEE bits of a float64, as an int64 (a bitcast: no instruction on x86)."""
-        return self.b.bitcast(x, _I64)
+        """The IEEE bits of a float, as an integer of its width (a bitcast: no instruction on x86)."""
+        return self.b.bitcast(x, self.it)
 
     def from_bits(self, n):
-        return self.b.bitcast(n, _F64)
+        return self.b.bitcast(n, self.ft)
 
     def iadd(self, x, y):
         return self.b.add(self.i(x), self.i(y))
@@ -210,6 +226,23 @@ def _exp(e, x):
     n, em = _exp_reduce(e, x)
     n1 = e.ashr(n, 1)
     res = e.mul(e.mul(e.add(em, 1.0), _pow2(e, n1)), _pow2(e, e.isub(n, n1)))
+    return e.sel(e.isnan(x), x, res)
+
+
+def _exp32(e, x):
+    """e^x in float32 arithmetic (eight lanes per AVX2 vector where float64 has four): within 2 ulp of float32,
+    0 below -103.98, inf above 88.73, gradual underflow (two scalings by 2^(n/2)), nan for nan."""
+    xc = e.sel(e.gt(x, -104.0), x, -104.0)
+    xc = e.sel(e.lt(xc, 89.0), xc, 89.0)
+    t = e.add(e.mul(xc, INV_LN2), SHIFTER32)
+    kf = e.sub(t, SHIFTER32)
+    n = e.isub(e.bits(t), SHIFTER32_BITS)
+    r = e.sub(e.sub(xc, e.mul(kf, LN2_HI32)), e.mul(kf, LN2_LO32))
+    em = e.fma(e.mul(r, r), e.horner(r, EXPM1_COEFFS32), r)
+    n1 = e.ashr(n, 1)
+    s1 = e.from_bits(e.shl(e.iadd(n1, 127), 23))
+    s2 = e.from_bits(e.shl(e.iadd(e.isub(n, n1), 127), 23))
+    res = e.mul(e.mul(e.add(em, 1.0), s1), s2)
     return e.sel(e.isnan(x), x, res)
 
 
@@ -301,6 +334,24 @@ def _float64_intrinsic(name, body, nargs):
     return intrinsic(typer)
 
 
+@intrinsic
+def exp_as(typingctx, x, like):
+    """exp(x) in the precision of ``like``'s type: float32 arithmetic (``_exp32``, of x rounded to float32)
+    when ``like`` is a float32, else float64 (``_exp``); the result is a float64 either way. The softmax rows
+    take the exponentials of float32 logits this way, as the C++ kernels do (math in the data's type)."""
+    if not (_real(x) and _real(like)):
+        return None
+    single = like == types.float32
+
+    def codegen(context, builder, sig, llargs):
+        if single:
+            v = context.cast(builder, llargs[0], sig.args[0], types.float32)
+            return builder.fpext(_exp32(_Emit(builder, single=True), v), _F64)
+        return _exp(_Emit(builder), context.cast(builder, llargs[0], sig.args[0], types.float64))
+
+    return types.float64(x, like), codegen
+
+
 exp = _float64_intrinsic("exp", _exp, 1)
 expm1 = _float64_intrinsic("expm1", _expm1, 1)
 log = _float64_intrinsic("log", _log, 1)
@@ -312,8 +363,9 @@ _REPLACED = {"exp": exp, "expm1": expm1, "log": log, "log1p": log1p, "tanh": tan
 
 
 def overrides() -> dict:
-    """What the CPU backend substitutes in ``_pointwise``'s namespace: ``math`` (``math_module``)."""
-    return {"math": math_module()}
+    """What the CPU backend substitutes in ``_pointwise``'s namespace: ``math`` (``math_module``) and
+    ``exp_as``."""
+    return {"math": math_module(), "exp_as": exp_as}
 
 
 def math_module() -> _pytypes.ModuleType:

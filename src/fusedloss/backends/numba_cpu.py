@@ -273,7 +273,7 @@ RUN = 64  # exponentials per run in ``_row_exp_sums_runs``
 RUNS_MIN = 4 * RUN  # rows shorter than this take the plain loop (the run buffer's allocation would show)
 
 
-def _row_exp_sums_runs(x, base, C, sh, cap, inv_t):
+def _row_exp_sums_runs(x, base, C, sh, cap, inv_t, like):
     """``_pointwise.row_exp_sums`` as the CPU backend compiles it: the same sums, bit for bit, faster.
 
     The plain loop adds each exponential to ``s1`` in turn, a reduction in strict order that LLVM does not
@@ -283,7 +283,7 @@ def _row_exp_sums_runs(x, base, C, sh, cap, inv_t):
     Shorter rows take the plain loop (``row_exp_sums_plain``: the module's own function under another name).
     """
     if C < RUNS_MIN:
-        return row_exp_sums_plain(x, base, C, sh, cap, inv_t)  # noqa: F821 (bound in the namespace)
+        return row_exp_sums_plain(x, base, C, sh, cap, inv_t, like)  # noqa: F821 (bound in the namespace)
     buf = np.empty(RUN)
     s1 = 0.0
     k = 0.0
@@ -291,7 +291,7 @@ def _row_exp_sums_runs(x, base, C, sh, cap, inv_t):
         n = min(RUN, C - c0)
         xr = x[base + c0:base + c0 + n]
         for j in range(n):
-            buf[j] = math.exp((capped(xr[j], cap) - sh) * inv_t)  # noqa: F821 (vectorisable math, bound)
+            buf[j] = exp_as((capped(xr[j], cap) - sh) * inv_t, like)  # noqa: F821 (vectorisable, bound)
         for j in range(n):
             e = buf[j]
             if e == 1.0:
