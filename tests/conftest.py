@@ -168,6 +168,9 @@ VARIANTS: dict[str, list[dict]] = {
     "poisson_nll": [{"log_input": False}],
     "tweedie": [{"power": 1.2}, {"power": 1.8}, {"power": 0.0}, {"power": -1.5}, {"power": 1.0}, {"power": 2.0},
                 {"power": 2.5}],
+    "tweedie_identity": [{"power": 0.0}, {"power": 1.0}, {"power": 2.0}, {"power": 3.0}, {"power": 0.5},
+                         {"power": -1.5}],
+    "hinge_embedding": [{"margin": 0.5}, {"margin": -1.0}],
     "binary_cross_entropy": [{"pos_weight": 2.0}],
     "binary_cross_entropy_with_logits": [{"pos_weight": 0.5, "label_smoothing": 0.1}],
     "binary_focal": [{"alpha": -1.0, "gamma": 0.0}, {"alpha": 0.5, "gamma": 1.5}],
@@ -219,7 +222,7 @@ def _style(name: str, params: dict) -> str:
     probability ("unit")."""
     spec = REGISTRY[name]
     pdom = spec.pred_domain_for(full_params(name, params))
-    if pdom == "nonnegative":
+    if pdom in ("nonnegative", "positive"):
         return "rate"
     if pdom == "above_minus_one":
         return "above_minus_one"

@@ -187,6 +187,38 @@ def test_torch_registry_twins(backend, reduction):
     assert checked >= 4
 
 
+@pytest.mark.parametrize("margin", [1.0, 0.5, -0.75, 2.0])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_torch_hinge_embedding(backend, reduction, weighted, margin):
+    """torch's masks: targets 1 and -1, and others (0, 2, -0.5: both terms, as torch computes them); points on
+    the kink margin - x = 0 take torch's gradient there (-1: clamp_min passes it)."""
+    require_support(backend, "hinge_embedding")
+    F = _F()
+    rng = np.random.default_rng(3)
+    n = 60
+    y = rng.choice([1.0, -1.0, 1.0, -1.0, 0.0, 2.0, -0.5], n)
+    x = rng.normal(0, 2, n)
+    x[:6] = margin  # on the kink, every kind of target
+    y[:6] = [-1.0, -1.0, 1.0, 0.0, 2.0, -0.5]
+    w = _weights(n, weighted)
+    torch = _torch()
+    xt = torch.tensor(x, requires_grad=True)
+    per = F.hinge_embedding_loss(xt, torch.tensor(y), margin=margin, reduction="none")
+    if w is not None:
+        per = per * torch.tensor(w)
+    denom = n if w is None else float(w.sum())
+    total = per.sum() / (denom if reduction == "mean" else 1.0)
+    (tg,) = torch.autograd.grad(total, xt)  # torch's gradient is piecewise constant: no graph for a second one
+    want = {"none": per, "sum": per.sum(), "mean": total}[reduction].detach().numpy()
+    value, grad = fl.hinge_embedding.value_and_grad(x, y, reduction=reduction, sample_weight=w, backend=backend,
+                                                    margin=margin)
+    np.testing.assert_allclose(value, want, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(grad, tg.numpy(), rtol=1e-12, atol=1e-14)
+    _, hess = fl.hinge_embedding.grad_hess(x, y, reduction=reduction, sample_weight=w, backend=backend, margin=margin)
+    np.testing.assert_array_equal(hess, 0.0)
+
+
 # --- scikit-learn -----------------------------------------------------------------------------------------
 
 
@@ -389,3 +421,74 @@ def test_sklearn_mean_absolute_percentage_error(backend, weighted):
     keras = 100 * np.mean(np.abs(y[keep] - p[keep]) / np.maximum(np.abs(y[keep]), 1e-7))
     assert 100 * fl.mape(p[keep], y[keep], epsilon=1e-7, backend=backend) == pytest.approx(keras, rel=1e-13)
     assert fl.mape(p, y, epsilon=1e-7, backend=backend) < 1e-3 * want
+
+
+def _sk_tweedie_identity_terms(p, y, power):
+    """The size of the terms scikit-learn's HalfTweedieLossIdentity.loss adds: its rounding error is a few ulp of
+    it (its terms cancel next to p = y, where fusedloss's series form does not)."""
+    if power == 0:
+        return 1.0 + (p - y) ** 2
+    if power in (1.0, 2.0):
+        with np.errstate(divide="ignore"):
+            lg = np.where(y > 0, np.abs(np.log(np.where(y > 0, y, 1.0) / p)), 0.0)
+        return 1.0 + p + np.abs(y) * (1 + lg) + (1 + np.abs(y) / p) * (power == 2.0) + lg
+    k = 2.0 - power
+    terms = p**k / abs(k) + np.abs(y) * p ** (k - 1) / abs(k - 1) + np.maximum(y, 0) ** k / abs(k * (k - 1))
+    return 1.0 + terms
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("power", [1.5, 0.0, 1.0, 2.0, 3.0, 0.5, 1.2, -1.5, 2.5])
+def test_sklearn_half_tweedie_identity(backend, power, weighted):
+    """HalfTweedieLossIdentity (the prediction is the mean, > 0 but at power 0) in value (its y-only term
+    included: 0 at p = y), gradient and Hessian, at every kind of power it takes (forms of its own at 0, 1, 2;
+    Hessians negative somewhere for power > 1 and < 0). The values agree within scikit-learn's own rounding of
+    its three terms (``_sk_tweedie_identity_terms``); gradient and Hessian to 1e-12."""
+    require_support(backend, "tweedie_identity")
+    sk = _sk()
+    rng = np.random.default_rng(11)
+    n = 60
+    y = rng.gamma(1.0, 2.0, n) + (0.01 if power >= 2 else 0.0)
+    if power < 2:
+        y[:5] = 0.0
+    if power <= 0:
+        y[5:20] = -y[5:20]
+    p = rng.uniform(0.1, 4.0, n) if power != 0 else rng.uniform(-3.0, 3.0, n)
+    p[20:23] = y[20:23]  # the minimum, 0
+    w = _weights(n, weighted)
+    loss = sk.HalfTweedieLossIdentity(power=power)
+    assert loss.in_y_true_range(y) and loss.in_y_pred_range(p)
+    kw = {"power": power}
+    sk_l = loss.loss(y_true=y, raw_prediction=p, sample_weight=w)
+    sk_g, sk_h = loss.gradient_hessian(y_true=y, raw_prediction=p, sample_weight=w)
+    v = fl.tweedie_identity(p, y, reduction="none", sample_weight=w, backend=backend, **kw)
+    g, h = fl.tweedie_identity.grad_hess(p, y, reduction="sum", sample_weight=w, backend=backend, **kw)
+    scale = _sk_tweedie_identity_terms(p, y, power) * (1.0 if w is None else w)
+    assert np.all(np.abs(v - sk_l) <= 1e-13 * scale), np.max(np.abs(v - sk_l) / scale)
+    np.testing.assert_array_equal(v[20:23], 0.0)
+    np.testing.assert_allclose(g, sk_g, rtol=1e-12, atol=1e-14, err_msg="gradient")
+    np.testing.assert_allclose(h, sk_h, rtol=1e-12, atol=1e-14, err_msg="hessian")
+    mean = fl.tweedie_identity(p, y, reduction="mean", sample_weight=w, backend=backend, **kw)
+    assert mean == pytest.approx(loss(y_true=y, raw_prediction=p, sample_weight=w), rel=1e-12)
+
+
+@pytest.mark.parametrize("power", [1.5, 1.0, 2.0, 3.0, -1.0, 0.5])
+def test_sklearn_tweedie_identity_prediction_domain(backend, power):
+    """scikit-learn's prediction interval (0, inf) for power != 0, refused here with a clear error; any real at
+    power 0. Next to the minimum its three terms cancel: ours stay exact (p^k u^2/2 and up, u = log(y/p))."""
+    require_support(backend, "tweedie_identity")
+    sk = _sk()
+    loss = sk.HalfTweedieLossIdentity(power=power)
+    for bad in (0.0, -1.0):
+        assert not loss.in_y_pred_range(np.array([bad]))
+        with pytest.raises(ValueError, match=rf"tweedie_identity: pred must be > 0, got {bad}"):
+            fl.tweedie_identity(np.array([1.0, bad]), np.array([1.0, 1.0]), power=power, backend=backend)
+    assert sk.HalfTweedieLossIdentity(power=0.0).in_y_pred_range(np.array([-1.0, 0.0]))
+    assert fl.tweedie_identity(np.array([-1.0, 0.0]), np.array([1.0, -2.0]), power=0.0, reduction="sum",
+                               backend=backend) == 4.0
+    y = np.array([3.0])
+    p = y * (1 + 2.0**-30)
+    k = 2.0 - power
+    exact = p**k * math.log(p[0] / y[0]) ** 2 / 2  # the leading term: the next is 1e-9 of it
+    got = fl.tweedie_identity(p, y, power=power, reduction="none", backend=backend)
+    np.testing.assert_allclose(got, exact, rtol=1e-8)

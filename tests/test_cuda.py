@@ -229,6 +229,10 @@ def test_device_domain_and_dtype_errors():
     above = np.array([np.nextafter(np.float32(-1), np.float32(0)), 1.0], np.float32)
     assert np.isfinite(fl.squared_log(_dev(above), _dev(above)))
     assert np.isfinite(fl.gamma(_dev(np.zeros(2, np.float32)), _dev(tiny)))
+    with pytest.raises(ValueError, match=r"(?s)tweedie_identity: pred must be > 0.*0\.0.*\(1,\)"):  # the mean
+        fl.tweedie_identity(_dev(np.array([1.0, 0.0])), _dev(np.ones(2)))
+    assert np.isfinite(fl.tweedie_identity(_dev(tiny), _dev(np.ones(2, np.float32))))
+    assert np.isfinite(fl.tweedie_identity(_dev(np.array([-1.0, 0.0])), _dev(np.ones(2)), power=0.0))
     with pytest.raises(ValueError, match=r"(?s)sample_weight.*-1\.0"):
         fl.mse(_dev(np.ones(2)), _dev(np.zeros(2)), sample_weight=_dev(np.array([1.0, -1.0])))
     with pytest.raises(TypeError, match="(?s)pred.*int64"):

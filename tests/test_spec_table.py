@@ -146,6 +146,17 @@ TABLE = [
     ("gamma", {}, LN2, 4.0, LN2 + 2.0, -1.0, 2.0),  # e^{-p} = 1/2
     ("gamma", {}, -LN2, 0.5, 1.0 - LN2, 0.0, 1.0),  # e^{-p} = 2: the minimum, p = log y
     ("gamma", {}, LN4, 1.0, LN4 + 0.25, 0.75, 0.25),
+    # tweedie_identity (scikit-learn's HalfTweedieLossIdentity, its y-only term included), k = 2 - rho:
+    # p^k/k - y p^(k-1)/(k-1) + y^k/(k (k-1));  p^-rho (p - y);  p^-rho ((1 - rho) + rho y/p)
+    ("tweedie_identity", {}, 1.0, 1.0, 0.0, 0.0, 1.0),  # the minimum p = y
+    ("tweedie_identity", {}, 4.0, 1.0, 1.0, 0.375, -1.0 / 64),  # 4 + 1 - 4;  3/8;  (-1/2 + 3/8)/8
+    ("tweedie_identity", {}, 4.0, 0.0, 4.0, 0.5, -1.0 / 16),  # y = 0: p^k/k only
+    ("tweedie_identity", {"power": 0.5}, 1.0, 4.0, 10.0 / 3, -3.0, 2.5),  # 2/3 - 8 + 32/3
+    ("tweedie_identity", {"power": 0.0}, -1.0, 2.0, 4.5, -3.0, 1.0),  # half squared error, p real
+    ("tweedie_identity", {"power": 1.0}, 2.0, 1.0, 1.0 - LN2, 0.5, 0.25),  # y log(y/p) + p - y;  1 - y/p;  y/p^2
+    ("tweedie_identity", {"power": 2.0}, 2.0, 1.0, LN2 - 0.5, 0.25, 0.0),  # log(p/y) + y/p - 1;  (2y/p - 1)/p^2
+    ("tweedie_identity", {"power": 3.0}, 1.0, 2.0, 0.25, -1.0, 4.0),  # -1 + 1 + 1/4
+    ("tweedie_identity", {"power": -1.0}, 2.0, -1.0, 14.0 / 3, 6.0, 5.0),  # y < 0: 8/3 + 2, no y^k term
     # squared_log: r = log((1+p)/(1+y)): r^2/2; r/(1+p); (1-r)/(1+p)^2
     ("squared_log", {}, 0.0, 0.0, 0.0, 0.0, 1.0),
     ("squared_log", {}, 1.0, 0.0, LN2 * LN2 / 2, LN2 / 2, (1 - LN2) / 4),
@@ -196,6 +207,14 @@ TABLE = [
     ("hinge", {}, 2.0, 1.0, 0.0, 0.0, 0.0),
     ("hinge", {}, -3.0, 0.0, 0.0, 0.0, 0.0),
     ("hinge", {}, 0.5, 0.0, 1.5, 1.0, 0.0),  # target 0 is the class -1
+    # hinge_embedding (torch's masks), m = margin - x: [y != -1] x + [y != 1] max(0, m);  [y != -1] - [y != 1][m >= 0]
+    ("hinge_embedding", {}, 0.5, 1.0, 0.5, 1.0, 0.0),
+    ("hinge_embedding", {}, 0.5, -1.0, 0.5, -1.0, 0.0),
+    ("hinge_embedding", {}, 2.0, -1.0, 0.0, 0.0, 0.0),
+    ("hinge_embedding", {}, 1.0, -1.0, 0.0, -1.0, 0.0),  # the kink m = 0: torch's gradient -1
+    ("hinge_embedding", {}, -3.0, 1.0, -3.0, 1.0, 0.0),  # y = 1: the input itself, negative too
+    ("hinge_embedding", {}, 0.5, 0.0, 1.0, 0.0, 0.0),  # any other target: both terms, as torch
+    ("hinge_embedding", {"margin": 2.0}, -1.0, -1.0, 3.0, -1.0, 0.0),
     # squared_hinge: m = max(0, 1 - t x): m^2, -2 t m, 2 where m > 0
     ("squared_hinge", {}, 0.25, 1.0, 0.5625, -1.5, 2.0),
     ("squared_hinge", {}, 0.5, -1.0, 2.25, 3.0, 2.0),

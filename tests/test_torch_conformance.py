@@ -76,6 +76,11 @@ def d_regression(shape, g):
     return _f64(shape, g), _f64(shape, g)
 
 
+def d_pm1(shape, g):  # targets 1 and -1, some 0 (torch's masks: both terms)
+    u = _f64(shape, g, 0, 1)
+    return 2 * _f64(shape, g), torch.where(u < 0.45, 1.0, torch.where(u < 0.9, -1.0, 0.0)).double()
+
+
 def d_log_rate(shape, g):
     return 0.5 * _f64(shape, g), torch.poisson(torch.full(shape, 2.0, dtype=torch.float64), generator=g)
 
@@ -157,6 +162,8 @@ CASES = {
         target_grad=True),
     "smooth_l1_loss": Case(d_regression, ELEMENTWISE, "SmoothL1Loss", {
         "default": lambda x, g: {}, "beta": lambda x, g: {"beta": 0.3}}, target_grad=True),
+    "hinge_embedding_loss": Case(d_pm1, ELEMENTWISE, "HingeEmbeddingLoss", {
+        "default": lambda x, g: {}, "margin": lambda x, g: {"margin": 0.5}}),
     "poisson_nll_loss": Case(d_log_rate, ELEMENTWISE, "PoissonNLLLoss", {
         "default": lambda x, g: {}, "full": lambda x, g: {"full": True}}),
     "binary_cross_entropy": Case(d_prob, ELEMENTWISE, "BCELoss", {

@@ -71,6 +71,13 @@ def data_regression(shape, dtype, g):
         torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
 
 
+def data_pm1(shape, dtype, g):
+    """Targets 1 and -1, a tenth of them 0 (torch's masks: both terms)."""
+    u = torch.rand(shape, generator=g, dtype=torch.float64)
+    y = torch.where(u < 0.45, 1.0, torch.where(u < 0.9, -1.0, 0.0))
+    return (2 * torch.randn(shape, generator=g, dtype=torch.float64)).to(dtype), y.to(dtype)
+
+
 def data_log_rate(shape, dtype, g):
     x = 0.5 * torch.randn(shape, generator=g, dtype=torch.float64)
     return x.to(dtype), torch.poisson(torch.full(shape, 2.0, dtype=torch.float64), generator=g).to(dtype)
@@ -172,6 +179,10 @@ TORCH_CASES = [
     TorchCase("smooth_l1", "smooth_l1", ft.smooth_l1_loss, F.smooth_l1_loss, data_regression, ((7, 5),)),
     TorchCase("smooth_l1-beta", "smooth_l1", ft.smooth_l1_loss, F.smooth_l1_loss, data_regression, ((7, 5),),
               kwargs=lambda x, g: {"beta": 0.5}),
+    TorchCase("hinge_embedding", "hinge_embedding", ft.hinge_embedding_loss, F.hinge_embedding_loss, data_pm1,
+              ((7, 5), (11,))),
+    TorchCase("hinge_embedding-margin", "hinge_embedding", ft.hinge_embedding_loss, F.hinge_embedding_loss,
+              data_pm1, ((7, 5),), kwargs=lambda x, g: {"margin": 0.5}),
     TorchCase("poisson", "poisson_nll", ft.poisson_nll_loss, F.poisson_nll_loss, data_log_rate, ((7, 5),)),
     TorchCase("poisson-rate", "poisson_nll", ft.poisson_nll_loss, F.poisson_nll_loss, data_rate, ((7, 5),),
               kwargs=lambda x, g: {"log_input": False}),
@@ -352,6 +363,7 @@ OWN_DATA = {
                                .to(d)), {}),
     "squared_hinge": (lambda s, d, g: (data_regression(s, d, g)[0],
                                        torch.where(torch.rand(s, generator=g) < 0.5, 0.0, 1.0).to(d)), {}),
+    "tweedie_identity": (data_rate, {"power": 1.5}),  # the prediction is the mean, > 0
     "zero_one": (lambda s, d, g: (data_regression(s, d, g)[0], torch.rand(s, generator=g).round().to(d)),
                  {"threshold": 0.1}),
     "categorical_focal": (data_labels, {"gamma": 2.0, "alpha": torch.tensor([0.5, 1.0, 2.0, 1.5, 1.0])}),

@@ -39,6 +39,7 @@ constexpr LossEntry kElementwise[] = {
     entry<losses::squared_log>(),
     entry<losses::msle>(),
     entry<losses::general_robust>(),
+    entry<losses::tweedie_identity>(),
 #elif FUSEDLOSS_PART == 1
     entry<losses::tweedie>(),
     entry<losses::binary_cross_entropy>(),
@@ -52,6 +53,7 @@ constexpr LossEntry kElementwise[] = {
     entry<losses::fair>(),
     entry<losses::cauchy>(),
     entry<losses::mape>(),
+    entry<losses::hinge_embedding>(),
 #else
 #error "FUSEDLOSS_PART out of range"
 #endif

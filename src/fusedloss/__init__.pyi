@@ -24,10 +24,10 @@ __all__ = [
     "BackendUnavailable", "Loss", "LossState", "asymmetric_huber", "backends", "binary_cross_entropy",
     "binary_cross_entropy_with_logits", "binary_focal", "categorical_focal", "categorical_hinge", "cauchy",
     "cross_entropy", "ctc", "elementwise_loss", "expectile", "exponential", "fair", "gamma", "general_robust",
-    "get_backend", "get_num_threads", "hinge", "huber", "jensen_shannon", "kl_div_with_logits", "log_cosh",
-    "losses", "mae", "mape", "merge", "mse", "msle", "multi_margin", "multilabel_soft_margin", "poisson_nll",
-    "poly1", "pseudo_huber", "quantile", "set_backend", "set_num_threads", "smooth_l1", "squared_hinge",
-    "squared_log", "sym", "tweedie", "use_backend", "zero_one"
+    "get_backend", "get_num_threads", "hinge", "hinge_embedding", "huber", "jensen_shannon", "kl_div_with_logits",
+    "log_cosh", "losses", "mae", "mape", "merge", "mse", "msle", "multi_margin", "multilabel_soft_margin",
+    "poisson_nll", "poly1", "pseudo_huber", "quantile", "set_backend", "set_num_threads", "smooth_l1",
+    "squared_hinge", "squared_log", "sym", "tweedie", "tweedie_identity", "use_backend", "zero_one"
 ]
 
 class Loss:
@@ -594,6 +594,43 @@ class _Loss_gamma(Loss):
 
 gamma: _Loss_gamma
 
+class _Loss_tweedie_identity(Loss):
+    """half Tweedie deviance with identity link (the prediction is the mean mu > 0), as scikit-learn's
+        HalfTweedieLossIdentity, its y-only term included (the loss is 0 at p = y)."""
+
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
+        sample_weight: ArrayLike | None = None, backend: str | None = None, power: float = 1.5) -> float: ...
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
+        sample_weight: ArrayLike | None = None, backend: str | None = None, power: float = 1.5) -> NDArray[Any]: ...
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: str, sample_weight: ArrayLike | None = None,
+        backend: str | None = None, power: float = 1.5) -> float | NDArray[Any]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        power: float = 1.5) -> tuple[float, NDArray[Any]]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        power: float = 1.5) -> tuple[NDArray[Any], NDArray[Any]]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: str,
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        power: float = 1.5) -> tuple[float | NDArray[Any], NDArray[Any]]: ...
+    def grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        power: float = 1.5) -> NDArray[Any]: ...
+    def grad_hess(self, pred: ArrayLike, target: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None,
+        hess_out: NDArray[Any] | None = None, hessian: Literal["exact", "ones"] = "exact", backend: str | None = None,
+        power: float = 1.5) -> tuple[NDArray[Any], NDArray[Any]]: ...
+    def partial(self, pred: ArrayLike, target: ArrayLike, *, sample_weight: ArrayLike | None = None,
+        backend: str | None = None, power: float = 1.5) -> LossState: ...
+
+tweedie_identity: _Loss_tweedie_identity
+
 class _Loss_squared_log(Loss):
     """squared log error 1/2 (log1p(p) - log1p(y))^2 on p, y > -1, as XGBoost's reg:squaredlogerror."""
 
@@ -933,6 +970,43 @@ class _Loss_squared_hinge(Loss):
         backend: str | None = None) -> LossState: ...
 
 squared_hinge: _Loss_squared_hinge
+
+class _Loss_hinge_embedding(Loss):
+    """hinge embedding loss x (y = 1), max(0, margin - x) (y = -1), as torch.nn.functional.hinge_embedding_loss
+        (other targets too, as torch computes them)."""
+
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
+        sample_weight: ArrayLike | None = None, backend: str | None = None, margin: float = 1.0) -> float: ...
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
+        sample_weight: ArrayLike | None = None, backend: str | None = None, margin: float = 1.0) -> NDArray[Any]: ...
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: str, sample_weight: ArrayLike | None = None,
+        backend: str | None = None, margin: float = 1.0) -> float | NDArray[Any]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        margin: float = 1.0) -> tuple[float, NDArray[Any]]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        margin: float = 1.0) -> tuple[NDArray[Any], NDArray[Any]]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: str,
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        margin: float = 1.0) -> tuple[float | NDArray[Any], NDArray[Any]]: ...
+    def grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        margin: float = 1.0) -> NDArray[Any]: ...
+    def grad_hess(self, pred: ArrayLike, target: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None,
+        hess_out: NDArray[Any] | None = None, hessian: Literal["exact", "ones"] = "exact", backend: str | None = None,
+        margin: float = 1.0) -> tuple[NDArray[Any], NDArray[Any]]: ...
+    def partial(self, pred: ArrayLike, target: ArrayLike, *, sample_weight: ArrayLike | None = None,
+        backend: str | None = None, margin: float = 1.0) -> LossState: ...
+
+hinge_embedding: _Loss_hinge_embedding
 
 class _Loss_zero_one(Loss):
     """misclassification indicator (a metric, not differentiable): targets {0, 1} or {-1, 1}."""

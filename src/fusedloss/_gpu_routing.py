@@ -50,6 +50,7 @@ TORCH_OPTIONS: dict[str, frozenset] = {
     "multi_margin": frozenset({"margin", "p", "class_weight"}),
     # torch's classes are on the last dim too: any class_dim it reports is torch's
     "multilabel_soft_margin": frozenset({"class_weight", "soft_targets", "class_dim"}),
+    "hinge_embedding": frozenset({"margin"}),
 }
 # torch's weighted "mean" is sum(w l) / sum(w) for these (as fusedloss's), mean(w l) for the others
 _SUM_W_MEAN = frozenset({"mse", "mae"})
@@ -250,6 +251,8 @@ def torch_loss(call, input, target):
         return F.huber_loss(input, target, reduction=red, delta=float(p["delta"]), weight=w)
     if name == "smooth_l1":
         return F.smooth_l1_loss(input, target, reduction=red, beta=float(p["beta"]))
+    if name == "hinge_embedding":
+        return F.hinge_embedding_loss(input, target, margin=float(p["margin"]), reduction=red)
     if name == "poisson_nll":
         return F.poisson_nll_loss(input, target, log_input=bool(p["log_input"]), eps=float(p["eps"]), reduction=red)
     if name == "binary_cross_entropy":

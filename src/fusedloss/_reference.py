@@ -215,6 +215,84 @@ def gamma(p, y):
     return p + ye, 1.0 - ye, ye
 
 
+def tweedie_identity(p, y, power):
+    """scikit-learn's HalfTweedieLossIdentity (its forms of their own at rho = 0, 1 and 2).
+
+    k = 2 - rho. For y > 0 the value is p^k S(u), u = log q, q = y/p (log1p((y - p)/p) for q in [1/2, 2]: exact
+    next to p = y, where the value is ~ p^k u^2/2 and scikit-learn's three terms cancel; log y - log p where q
+    leaves the range). S = sum_{n>=2} s_n u^n/n!, s_2 = 1, s_{n+1} = k s_n + 1, where |u| max(1, |k|) <= 1
+    (twenty terms: the n-th is at most (n - 1) u^2/n!); elsewhere in closed form, (E(k)/k - E(1))/(1 - rho), or,
+    for |1 - rho| < 1/2 (that form divides a difference by 1 - rho), (q E(1 - rho)/(1 - rho) - E(1))/k, with
+    E(z) = expm1(z u) = q^z - 1 where |z u| >= 1 (pow of q rounded once: exp(z u) would cost |z u| ulp) and
+    E(z)/z = u at z = 0. For y <= 0: p^k/k - y p^(k-1)/(k-1), two terms >= 0 (p at rho = 1).
+
+    Every power of p is built from a = p^(-rho/2), whose exponent is exact (a rounded 2 - rho or rho + 1 would
+    cost |log p| ulp at p = 1e30): p^k = (p a)^2, g = a (p - y) a, h = a ((1 - rho) + rho y/p) a; a product in
+    halves does not overflow where the result does not (pow(p, k/2) where a alone leaves the range)."""
+    rho = float(power)
+    k, j = 2.0 - rho, 1.0 - rho
+    p, y = np.asarray(p, np.float64), np.asarray(y, np.float64)
+    with np.errstate(all="ignore"):
+        if rho == 0.0:
+            d = p - y
+            return 0.5 * d * d, d, np.where(np.isnan(d), np.nan, 1.0)
+        a = np.power(p, -0.5 * rho)
+        grad = (a * (p - y)) * a
+        hess = (a * ((j * p + rho * y) / p)) * a
+        c = np.where((a > 0) & (a < np.inf), p * a, np.power(p, 0.5 * k))  # p^(k/2)
+        ypos = y > 0
+        q = y / p
+        qok = (q >= 2.2250738585072014e-308) & (q < np.inf)
+        u = np.where((q >= 0.5) & (q <= 2.0), np.log1p((y - p) / p), np.where(qok, np.log(q), np.log(y) - np.log(p)))
+        near = np.abs(u) * max(1.0, abs(k)) <= 1.0
+        # the series, on every element (u clipped into its range where not used)
+        v = np.where(near, u, 0.0)
+        t = 0.5 * v * v
+        s = 1.0
+        series = t.copy()
+        for n in range(3, 22):
+            t = t * v / n
+            s = k * s + 1.0
+            series = series + s * t
+
+        def E(z):  # expm1(z u)
+            zu = z * u
+            return np.where(np.abs(zu) < 1.0, np.expm1(zu), np.where(qok, np.power(q, z), np.exp(zu)) - 1.0)
+
+        if abs(j) >= 0.5:
+            closed = ((u if k == 0.0 else E(k) / k) - E(1.0)) / j
+        else:
+            closed = (np.where(qok, q, np.exp(u)) * (u if j == 0.0 else E(j) / j) - E(1.0)) / k
+        S = np.where(near, series, closed)
+        positive = np.where(u == 0, 0.0, (c * S) * c)
+        if rho == 1.0:  # y <= 0 is y = 0 here
+            nonpos = p
+        else:
+            nonpos = (c * c) / k - np.where(y == 0, 0.0, y * ((c / p) * c) / j)
+        value = np.where(ypos, positive, nonpos)
+        value = np.where(np.isnan(p) | np.isnan(y), np.nan, value)
+    return value, grad, hess
+
+
+def hinge_embedding(x, y, margin):
+    """torch.nn.functional.hinge_embedding_loss's masks: x where y != -1, max(0, margin - x) where y != 1 (both
+    for any other y, whose sum x + max(0, margin - x) is max(x, margin), taken as that: exact where torch's sum
+    rounds, margin at x = -inf where torch's is nan); the gradient of the margin term is -1 where margin - x >= 0
+    (torch's clamp_min passes it at the kink); nan x or y gives nan value, gradient and Hessian (torch reads a nan
+    target as "neither 1 nor -1")."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    m = margin - x
+    own = y != -1.0
+    mar = y != 1.0
+    with np.errstate(invalid="ignore"):
+        # both terms (y neither 1 nor -1): x + max(0, m) = max(x, margin), taken as that (no rounding in the sum)
+        value = np.where(own & mar, np.where(m < 0, x, margin),
+                         np.where(own, x, 0.0) + np.where(mar, np.where(m < 0, 0.0, m), 0.0))
+        grad = np.where(own, 1.0, 0.0) - np.where(mar & (m >= 0), 1.0, 0.0)
+    nan = np.isnan(x) | np.isnan(y)
+    return np.where(nan, np.nan, value), np.where(nan, np.nan, grad), np.where(nan, np.nan, 0.0)
+
+
 def squared_log(p, y):
     """r = log((1 + p) / (1 + y)) in a form without cancellation: log1p((p - y) / (1 + y)) where the ratio is
     within [1/2, 2], log of the ratio elsewhere (|r| >= log 2), and the difference of the logs where the ratio

@@ -468,6 +468,31 @@ register(LossSpec(
 ))
 
 
+def _tweedie_identity_target(kw):
+    rho = kw["power"]
+    return "real" if rho <= 0 else ("nonnegative" if rho < 2 else "positive")
+
+
+register(LossSpec(
+    name="tweedie_identity", kind="elementwise",
+    target_domain=_tweedie_identity_target,
+    pred_domain=lambda kw: "real" if kw["power"] == 0 else "positive",
+    kinks=lambda kw: (), hessian_may_be_negative=lambda kw: not 0.0 <= kw["power"] <= 1.0,
+    params=(Param("power", 1.5, "Tweedie power rho, any real number: <= 0 (y real), (0, 2) (y >= 0; 1 is "
+                  "Poisson) or >= 2 (y > 0; 2 is Gamma, 3 inverse Gaussian); the prediction is the mean, > 0 "
+                  "unless rho = 0", _finite),),
+    summary=("half Tweedie deviance with identity link (the prediction is the mean mu > 0), as scikit-learn's "
+             "HalfTweedieLossIdentity, its y-only term included (the loss is 0 at p = y)"),
+    formula=("k = 2 - rho:  l = p^k/k - y p^(k-1)/(k-1) + max(y, 0)^k/(k (k-1)), and at rho = 0: (p - y)^2/2, "
+             "rho = 1: y log(y/p) + p - y (p at y = 0), rho = 2: log(p/y) + y/p - 1;  g = p^-rho (p - y);  "
+             "h = p^-rho ((1 - rho) + rho y/p), negative where y < p (rho - 1)/rho for rho > 1 and where "
+             "y > p (1 - rho)/(-rho) for rho < 0.  For y > 0 the value is p^k S(u), u = log(y/p): S is the series "
+             "sum_{n>=2} s_n u^n/n! (s_2 = 1, s_{n+1} = k s_n + 1) where |u| max(1, |k|) <= 1, else "
+             "(expm1(k u)/k - expm1(u))/(1 - rho), or (e^u expm1((1-rho) u)/(1-rho) - expm1(u))/k for "
+             "|1 - rho| < 1/2: no cancellation next to the minimum p = y"),
+))
+
+
 register(LossSpec(
     name="squared_log", kind="elementwise", pred_domain="above_minus_one", target_domain="above_minus_one",
     kinks=lambda kw: (), hessian_may_be_negative=True,
@@ -570,6 +595,19 @@ register(LossSpec(
     kinks=lambda kw: (0.0,),
     summary="squared hinge max(0, 1 - t x)^2 for targets t in {-1, 1} ({0, 1} accepted: 0 means -1)",
     formula="t = 1 if y > 0 else -1, m = max(0, 1 - t x):  l = m^2;  g = -2 t m;  h = 2 if m > 0 else 0",
+))
+
+register(LossSpec(
+    name="hinge_embedding", kind="elementwise", torch_name="hinge_embedding_loss", hessian_zero_ae=True,
+    kinks=lambda kw: (),
+    params=(Param("margin", 1.0, "the margin of the y = -1 term max(0, margin - x)", _finite),),
+    summary=("hinge embedding loss x (y = 1), max(0, margin - x) (y = -1), as "
+             "torch.nn.functional.hinge_embedding_loss (other targets too, as torch computes them)"),
+    formula=("m = margin - x:  l = [y != -1] x + [y != 1] max(0, m);  g = [y != -1] - [y != 1] [m >= 0];  h = 0.  "
+             "As torch's masks: y = 1 gives x, y = -1 gives max(0, m), any other y (0, 2, 0.5) both terms, whose sum "
+             "is max(x, margin), taken as that (exact where torch's sum rounds; margin at x = -inf, torch nan); at "
+             "the kink m = 0 the gradient is torch's (-1 from the margin term); a nan input or target gives nan "
+             "everywhere (torch reads a nan target as a third kind: both terms)"),
 ))
 
 register(LossSpec(

@@ -30,7 +30,8 @@ Hessian options (``hessian=`` and ``min_hessian=``):
   ``softcap``) is negative for confidently misclassified samples (binary focal with gamma = 2: where the margin
   is worse than about -2.5), which makes a Newton step point the wrong way or blow up; so is that of
   ``squared_log`` and ``msle`` where 1 + p > e (1 + y) of ``cauchy`` where |d| > c, and of ``general_robust`` with alpha < 1 where
-  (d/c)^2 > |alpha - 2| / (1 - alpha), and of ``poly1`` with epsilon outside [-1, 1] (every loss whose registry entry
+  (d/c)^2 > |alpha - 2| / (1 - alpha), of ``poly1`` with epsilon outside [-1, 1], and of ``tweedie_identity`` with
+  power > 1 or < 0 where (1 - power) p + power y < 0 (every loss whose registry entry
   says ``hessian_may_be_negative``). The safeguard:
   ``min_hessian`` clips the Hessian from below at ``min_hessian * sample_weight``. Its default for those losses
   is ``FOCAL_MIN_HESSIAN = 0.02`` (chosen on imbalanced binary problems, where floors of 1e-6 to 1e-3 let a few

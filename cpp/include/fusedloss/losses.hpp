@@ -484,6 +484,85 @@ struct gamma {
   }
 };
 
+// scikit-learn's HalfTweedieLossIdentity, k = 2 - rho, in double for either dtype (as _pointwise
+// tweedie_identity_point, same cut-offs; the reasoning: _reference.tweedie_identity).  rho = 0: l = d^2/2, g = d,
+// h = 1.  Else every power of p from a = p^(-rho/2) (an exact exponent): g = a (p - y) a,
+// h = a ((1 - rho) p + rho y)/p a, p^(k/2) = p a;  l for y > 0 is p^k S(u), u = log q, q = y/p (log1p((y - p)/p)
+// for q in [1/2, 2], log y - log p where q leaves the range), S the series sum_{n>=2} s_n u^n/n! (s_2 = 1,
+// s_{n+1} = k s_n + 1) where |u| max(1, |k|) <= 1, else (E(k)/k - E(1))/(1 - rho), or
+// (q E(1 - rho)/(1 - rho) - E(1))/k for |1 - rho| < 1/2, E(z) = expm1(z u) (expm1_pow);  for y <= 0:
+// p^k/k - y p^(k-1)/(k-1) (p at rho = 1).
+template <class T>
+struct tweedie_identity {
+  static constexpr const char* name = "tweedie_identity";
+  static constexpr std::size_t arity = 1;
+  double rho;
+  explicit tweedie_identity(const Params& prm) : rho(prm[0]) {}
+  static bool in_range(double q) { return q >= std::numeric_limits<double>::min() && q < HUGE_VAL; }
+  // expm1(z u) for u = log q: q^z - 1 where |z u| >= 1 (exp(z u) would cost |z u| ulp)
+  static double expm1_pow(double q, double u, double z) {
+    const double zu = z * u;
+    if (std::fabs(zu) < 1.0) return std::expm1(zu);
+    return (in_range(q) ? std::pow(q, z) : std::exp(zu)) - 1.0;
+  }
+  static double value_pos(double p, double y, double k, double j, double c) {
+    const double q = y / p;
+    double u;
+    if (q >= 0.5 && q <= 2.0) u = std::log1p((y - p) / p);
+    else if (in_range(q)) u = std::log(q);
+    else u = std::log(y) - std::log(p);
+    if (u == 0.0) return 0.0;
+    double S;
+    if (std::fabs(u) * std::fmax(1.0, std::fabs(k)) <= 1.0) {
+      double t = 0.5 * u * u, s = 1.0;
+      S = t;
+      for (int n = 3; n < 22; ++n) {
+        t = t * u / n;
+        s = k * s + 1.0;
+        S += s * t;
+      }
+    } else if (std::fabs(j) >= 0.5) {
+      const double ek = k == 0.0 ? u : expm1_pow(q, u, k) / k;
+      S = (ek - expm1_pow(q, u, 1.0)) / j;
+    } else {
+      const double ej = j == 0.0 ? u : expm1_pow(q, u, j) / j;
+      const double eu = in_range(q) ? q : std::exp(u);
+      S = (eu * ej - expm1_pow(q, u, 1.0)) / k;
+    }
+    return (c * S) * c;
+  }
+  template <bool V, bool G, bool H>
+  FUSEDLOSS_INLINE void point(T pt, T yt, T& l, T& g, T& h) const {
+    const double p = pt, y = yt;
+    if (rho == 0.0) {
+      const double d = p - y;
+      if constexpr (V) l = T(0.5 * d * d);
+      if constexpr (G) g = T(d);
+      if constexpr (H) h = d == d ? T(1) : T(d);
+      return;
+    }
+    const double k = 2.0 - rho, j = 1.0 - rho;
+    const double a = std::pow(p, -0.5 * rho);
+    if constexpr (G) g = T((a * (p - y)) * a);
+    if constexpr (H) h = T((a * ((j * p + rho * y) / p)) * a);
+    if constexpr (V) {
+      const double c = a > 0.0 && a < HUGE_VAL ? p * a : std::pow(p, 0.5 * k);  // p^(k/2)
+      double v;
+      if (p != p || y != y) {
+        v = p + y;
+      } else if (y > 0.0) {
+        v = value_pos(p, y, k, j, c);
+      } else if (rho == 1.0) {
+        v = p;
+      } else {
+        v = (c * c) / k;
+        if (y != 0.0) v -= y * ((c / p) * c) / j;
+      }
+      l = T(v);
+    }
+  }
+};
+
 // p, y > -1, r = log((1 + p) / (1 + y)) (log_ratio1p):  l = r^2/2;  g = r / (1 + p);  h = (1 - r) / (1 + p)^2
 // (XGBoost's reg:squaredlogerror without its clamps; h < 0 where 1 + p > e (1 + y))
 template <class T>
@@ -681,6 +760,27 @@ struct exponential {
     if constexpr (V) l = em + ep;
     if constexpr (G) g = ep - em;
     if constexpr (H) h = em + ep;
+  }
+};
+
+// torch.nn.functional.hinge_embedding_loss's masks, m = margin - x:  l = [y != -1] x + [y != 1] max(0, m);
+// g = [y != -1] - [y != 1] [m >= 0] (torch's clamp_min passes the gradient at m = 0);  h = 0;  both terms (y
+// neither 1 nor -1) as max(x, margin), their exact sum;  nan x or y: nan everywhere (as
+// _pointwise.hinge_embedding_point).
+template <class T>
+struct hinge_embedding {
+  static constexpr const char* name = "hinge_embedding";
+  static constexpr std::size_t arity = 1;
+  T margin;
+  explicit hinge_embedding(const Params& prm) : margin(T(prm[0])) {}
+  template <bool V, bool G, bool H>
+  FUSEDLOSS_INLINE void point(T x, T y, T& l, T& g, T& h) const {
+    const bool own = y != T(-1), mar = y != T(1), nan = x != x || y != y;
+    const T m = margin - x;
+    const T one = own ? x : (m < T(0) ? T(0) : m);  // y = 1 or y = -1
+    if constexpr (V) l = nan ? x + y : (own && mar ? (m < T(0) ? x : margin) : one);
+    if constexpr (G) g = nan ? x + y : (own ? T(1) : T(0)) - (mar && m >= T(0) ? T(1) : T(0));
+    if constexpr (H) h = nan ? x + y : T(0);
   }
 };
 

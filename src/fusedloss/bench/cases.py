@@ -53,6 +53,7 @@ CASE_DEFS: dict[str, CaseDef] = {d.loss: d for d in (
     CaseDef("poisson_nll", pred="log_rate", target="counts"),
     CaseDef("tweedie", pred="log_rate", target="counts"),
     CaseDef("gamma", pred="log_rate", target="positive"),
+    CaseDef("tweedie_identity", pred="positive", target="positive"),  # the mean itself, > 0
     # classification; an entry whose loss is not registered is skipped
     CaseDef("binary_cross_entropy_with_logits", target="binary", quick_sizes=_QUICK),
     # --quick uses vocabulary-sized rows, 256 of them (33 MB of float32 logits, above the 32 MiB L3): 8192 x
@@ -78,7 +79,8 @@ def case_def(loss: str) -> CaseDef | None:
         return d
     if spec.kind not in ("elementwise", "multiclass"):
         return None  # a loss with its own signature (ctc) has its own benchmark: benchmarks/ctc.py
-    pred = {"nonnegative": "positive", "above_minus_one": "positive", "unit": "probability"}.get(spec.pred_domain_for(spec.defaults()), "normal")
+    pred = {"nonnegative": "positive", "positive": "positive", "above_minus_one": "positive",
+            "unit": "probability"}.get(spec.pred_domain_for(spec.defaults()), "normal")
     if spec.kind == "multiclass":
         target = "class_index" if getattr(spec, "hard_labels", spec.target_domain == "class_index") else "distribution"
         return CaseDef(loss, kind="multiclass", sizes=((65536, 1000),), pred=pred, target=target)

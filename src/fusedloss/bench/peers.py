@@ -84,6 +84,14 @@ def _np_tweedie(p, y, power):
     return np.mean(e2 / (2 - power) - y * e1 / (1 - power)), (e2 - y * e1) / p.size
 
 
+def _np_tweedie_identity(p, y, power):
+    """scikit-learn's three terms, as a user would write them (powers 0, 1 and 2 excepted)."""
+    k = 2 - power
+    pk1 = p ** (1 - power)
+    yk = np.where(y > 0, np.maximum(y, 0) ** k / ((1 - power) * k), 0)
+    return np.mean(p * pk1 / k - y * pk1 / (1 - power) + yk), pk1 * (1 - y / p) / p.size
+
+
 def _np_fair(p, y, c):
     d = p - y
     ad = np.abs(d)
@@ -156,6 +164,13 @@ def _np_binary_focal(x, y, alpha, gamma):
     f = q**gamma
     grad = a_t * ((p - y) * f + ce * gamma * q ** (gamma - 1) * (1 - 2 * y) * p * (1 - p))
     return np.mean(a_t * ce * f), grad / x.size
+
+
+def _np_hinge_embedding(x, y, margin):
+    m = margin - x
+    own, mar = y != -1, y != 1
+    value = np.where(own, x, 0) + np.where(mar, np.maximum(m, 0), 0)
+    return np.mean(value), (own.astype(x.dtype) - (mar & (m >= 0))) / x.size
 
 
 def _np_hinge(x, y):
@@ -278,7 +293,8 @@ NUMPY_PEER = {
     "poisson_nll": (_np_poisson_nll, ("log_input", "eps")), "tweedie": (_np_tweedie, ("power",)),
     "fair": (_np_fair, ("c",)), "cauchy": (_np_cauchy, ("c",)),
     "general_robust": (_np_general_robust, ("alpha", "c")), "expectile": (_np_expectile, ("expectile",)), "gamma": (_np_gamma, ()), "squared_log": (_np_squared_log, ()),
-    "msle": (_np_msle, ()), "mape": (_np_mape, ("epsilon",)),
+    "msle": (_np_msle, ()), "mape": (_np_mape, ("epsilon",)), "tweedie_identity": (_np_tweedie_identity, ("power",)),
+    "hinge_embedding": (_np_hinge_embedding, ("margin",)),
     "binary_cross_entropy": (_np_bce, ()), "binary_cross_entropy_with_logits": (_np_bce_with_logits, ()),
     "binary_focal": (_np_binary_focal, ("alpha", "gamma")), "categorical_focal": (_np_categorical_focal, ("gamma",)),
     "exponential": (_np_exponential, ()), "hinge": (_np_hinge, ()), "squared_hinge": (_np_squared_hinge, ()),
@@ -328,6 +344,7 @@ TORCH_PEER = {
         F.log_softmax(x / kw["temperature"], dim=-1), q, reduction="batchmean", log_target=kw["log_target"])),
     "multilabel_soft_margin": ((), lambda F, kw: F.multilabel_soft_margin_loss),
     "jensen_shannon": (("beta",), lambda F, kw: _torch_jsd(F, kw["beta"])),
+    "hinge_embedding": (("margin",), lambda F, kw: lambda x, y: F.hinge_embedding_loss(x, y, margin=kw["margin"])),
 }
 
 
@@ -469,6 +486,7 @@ SKLEARN_PEER = {
     "poisson_nll": (("eps",), 1.0, lambda L, kw, case: L.HalfPoissonLoss()),  # log link: log_input=True only
     "tweedie": (("power",), 1.0, lambda L, kw, case: L.HalfTweedieLoss(power=kw["power"])),
     "gamma": ((), 1.0, lambda L, kw, case: L.HalfGammaLoss()),
+    "tweedie_identity": (("power",), 1.0, lambda L, kw, case: L.HalfTweedieLossIdentity(power=kw["power"])),
     "exponential": ((), 1.0, lambda L, kw, case: L.ExponentialLoss()),
     "binary_cross_entropy_with_logits": ((), 1.0, lambda L, kw, case: L.HalfBinomialLoss()),
     "cross_entropy": ((), 1.0, lambda L, kw, case: L.HalfMultinomialLoss(n_classes=case.shape[-1])),

@@ -5,7 +5,7 @@ Import it explicitly (``import fusedloss.torch``); ``import fusedloss`` never im
 Every loss in the registry has a functional form here, named after ``torch.nn.functional`` where PyTorch has the
 loss (``cross_entropy``, ``mse_loss``, ``l1_loss``, ``huber_loss``, ``smooth_l1_loss``, ``poisson_nll_loss``,
 ``binary_cross_entropy``, ``binary_cross_entropy_with_logits``, ``multi_margin_loss``, ``kl_div``,
-``multilabel_soft_margin_loss``) and with the
+``multilabel_soft_margin_loss``, ``hinge_embedding_loss``) and with the
 same positional arguments and keyword names, and an ``nn.Module`` (``CrossEntropyLoss``, ``MSELoss``, ...), so
 that replacing ``torch.nn.CrossEntropyLoss()`` by ``fusedloss.torch.CrossEntropyLoss()`` is a one-line change.
 ``FUNCTIONAL`` and ``MODULES`` map each registry name to them.
@@ -68,15 +68,16 @@ from ._ctc import CTCLoss, ctc_loss
 from ._routing import FEW_CLASSES, SMALL_ELEMENTWISE, SMALL_MULTICLASS, set_cpu_routing
 from . import functional as _functional
 from .functional import (FUNCTIONAL, binary_cross_entropy, binary_cross_entropy_with_logits, binary_focal_loss,
-                         categorical_hinge_loss, cross_entropy, focal_loss, hinge_loss, huber_loss,
-                         jensen_shannon_loss, kl_div, kl_div_with_logits, l1_loss, log_cosh_loss, loss, mse_loss,
-                         multi_margin_loss,
-                         multilabel_soft_margin_loss, poisson_nll_loss, poly1_loss, pseudo_huber_loss, quantile_loss,
-                         sigmoid_focal_loss, smooth_l1_loss, squared_hinge_loss, tweedie_loss, zero_one_loss)
+                         categorical_hinge_loss, cross_entropy, focal_loss, hinge_embedding_loss, hinge_loss,
+                         huber_loss, jensen_shannon_loss, kl_div, kl_div_with_logits, l1_loss, log_cosh_loss, loss,
+                         mse_loss, multi_margin_loss, multilabel_soft_margin_loss, poisson_nll_loss, poly1_loss,
+                         pseudo_huber_loss, quantile_loss, sigmoid_focal_loss, smooth_l1_loss, squared_hinge_loss,
+                         tweedie_loss, zero_one_loss)
 from .modules import (MODULES, BCELoss, BCEWithLogitsLoss, BinaryFocalLoss, CategoricalHingeLoss, CrossEntropyLoss,
-                      FocalLoss, FusedLoss, HingeLoss, HuberLoss, JensenShannonLoss, KLDivLoss, KLDivWithLogitsLoss, L1Loss, LogCoshLoss,
-                      MSELoss, MultiLabelSoftMarginLoss, MultiMarginLoss, PoissonNLLLoss, Poly1Loss, PseudoHuberLoss,
-                      QuantileLoss, SmoothL1Loss, SquaredHingeLoss, TweedieLoss, ZeroOneLoss)
+                      FocalLoss, FusedLoss, HingeEmbeddingLoss, HingeLoss, HuberLoss, JensenShannonLoss, KLDivLoss,
+                      KLDivWithLogitsLoss, L1Loss, LogCoshLoss, MSELoss, MultiLabelSoftMarginLoss, MultiMarginLoss,
+                      PoissonNLLLoss, Poly1Loss, PseudoHuberLoss, QuantileLoss, SmoothL1Loss, SquaredHingeLoss,
+                      TweedieLoss, ZeroOneLoss)
 
 __all__ = [
     "FUNCTIONAL", "MODULES", "FusedLossFunction", "bench_torch_module", "loss",
@@ -84,14 +85,15 @@ __all__ = [
     # functional forms, PyTorch names
     "cross_entropy", "mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss", "poisson_nll_loss",
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "multi_margin_loss", "kl_div",
-    "multilabel_soft_margin_loss",
+    "multilabel_soft_margin_loss", "hinge_embedding_loss",
     # functional forms, our names
     "kl_div_with_logits", "pseudo_huber_loss", "log_cosh_loss", "quantile_loss", "tweedie_loss", "binary_focal_loss",
     "sigmoid_focal_loss", "hinge_loss", "squared_hinge_loss", "zero_one_loss", "focal_loss", "poly1_loss",
     "categorical_hinge_loss", "jensen_shannon_loss",
     # modules
     "FusedLoss", "CrossEntropyLoss", "MSELoss", "L1Loss", "HuberLoss", "SmoothL1Loss", "PoissonNLLLoss", "BCELoss",
-    "BCEWithLogitsLoss", "MultiMarginLoss", "MultiLabelSoftMarginLoss", "KLDivLoss", "KLDivWithLogitsLoss",
+    "BCEWithLogitsLoss", "MultiMarginLoss", "MultiLabelSoftMarginLoss", "HingeEmbeddingLoss", "KLDivLoss",
+    "KLDivWithLogitsLoss",
     "PseudoHuberLoss", "LogCoshLoss", "QuantileLoss",
     "TweedieLoss", "BinaryFocalLoss", "HingeLoss", "SquaredHingeLoss", "ZeroOneLoss", "FocalLoss", "Poly1Loss",
     "CategoricalHingeLoss", "JensenShannonLoss",

@@ -69,6 +69,17 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mea
     return _elementwise("smooth_l1", input, target, reduction, {"beta": beta}, backend=backend, fn="smooth_l1_loss")
 
 
+@_small_on_torch("hinge_embedding_loss")
+def hinge_embedding_loss(input, target, margin=1.0, size_average=None, reduce=None, reduction="mean", *,
+                         backend=None):
+    """``torch.nn.functional.hinge_embedding_loss``: ``input`` where ``target == 1``, ``max(0, margin - input)``
+    where ``target == -1``, both for any other target, as torch's masks (their sum taken as ``max(input,
+    margin)``, exact)."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    return _elementwise("hinge_embedding", input, target, reduction, {"margin": margin}, backend=backend,
+                        fn="hinge_embedding_loss")
+
+
 def poisson_nll_loss(input, target, log_input=True, full=False, size_average=None, eps=1e-8, reduce=None,
                      reduction="mean", *, backend=None):
     """``torch.nn.functional.poisson_nll_loss``; ``full=True`` adds torch's Stirling term (a constant)."""
@@ -308,6 +319,7 @@ FUNCTIONAL = {
     "cross_entropy": cross_entropy, "categorical_focal": focal_loss, "multi_margin": multi_margin_loss,
     "kl_div_with_logits": kl_div_with_logits, "jensen_shannon": jensen_shannon_loss,
     "multilabel_soft_margin": multilabel_soft_margin_loss, "ctc": ctc_loss,
+    "hinge_embedding": hinge_embedding_loss,
     "poly1": poly1_loss, "categorical_hinge": categorical_hinge_loss,
 }
 

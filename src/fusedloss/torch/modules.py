@@ -15,9 +15,9 @@ from ._ctc import CTCLoss
 from ._generate import module_of
 from ._routing import _is_default, _torch_is_faster, module_route
 from .functional import (FUNCTIONAL, GENERATED, binary_cross_entropy, binary_cross_entropy_with_logits,
-                         binary_focal_loss, categorical_hinge_loss, cross_entropy, focal_loss, hinge_loss, huber_loss,
-                         jensen_shannon_loss, kl_div_with_logits, l1_loss, log_cosh_loss, loss, mse_loss,
-                         multi_margin_loss, multilabel_soft_margin_loss, poisson_nll_loss, poly1_loss,
+                         binary_focal_loss, categorical_hinge_loss, cross_entropy, focal_loss, hinge_embedding_loss,
+                         hinge_loss, huber_loss, jensen_shannon_loss, kl_div_with_logits, l1_loss, log_cosh_loss, loss,
+                         mse_loss, multi_margin_loss, multilabel_soft_margin_loss, poisson_nll_loss, poly1_loss,
                          pseudo_huber_loss, quantile_loss, smooth_l1_loss, squared_hinge_loss, tweedie_loss,
                          zero_one_loss)
 
@@ -144,6 +144,16 @@ class SmoothL1Loss(_LossModule):
 
     def __init__(self, size_average=None, reduce=None, reduction="mean", beta=1.0, *, backend=None):
         super().__init__(_legacy_reduction(size_average, reduce, reduction), beta=beta, backend=backend)
+
+
+class HingeEmbeddingLoss(_LossModule):
+    """Drop-in for ``torch.nn.HingeEmbeddingLoss``."""
+
+    _fn = staticmethod(hinge_embedding_loss)
+    _shown = ("margin",)
+
+    def __init__(self, margin=1.0, size_average=None, reduce=None, reduction="mean", *, backend=None):
+        super().__init__(_legacy_reduction(size_average, reduce, reduction), margin=margin, backend=backend)
 
 
 class PoissonNLLLoss(_LossModule):
@@ -316,7 +326,8 @@ MODULES = {
     "log_cosh": LogCoshLoss, "quantile": QuantileLoss, "poisson_nll": PoissonNLLLoss, "tweedie": TweedieLoss,
     "binary_cross_entropy": BCELoss, "binary_cross_entropy_with_logits": BCEWithLogitsLoss,
     "binary_focal": BinaryFocalLoss, "hinge": HingeLoss, "squared_hinge": SquaredHingeLoss,
-    "zero_one": ZeroOneLoss, "cross_entropy": CrossEntropyLoss, "categorical_focal": FocalLoss,
+    "zero_one": ZeroOneLoss, "hinge_embedding": HingeEmbeddingLoss, "cross_entropy": CrossEntropyLoss,
+    "categorical_focal": FocalLoss,
     "multi_margin": MultiMarginLoss, "kl_div_with_logits": KLDivWithLogitsLoss, "jensen_shannon": JensenShannonLoss,
     "multilabel_soft_margin": MultiLabelSoftMarginLoss, "ctc": CTCLoss, "poly1": Poly1Loss,
     "categorical_hinge": CategoricalHingeLoss,
