@@ -60,7 +60,9 @@ def _torch_case(fn, p, y, reduction, w=None):
     else:
         out = total = per.sum() / denom
     (g,) = torch.autograd.grad(total, pt, create_graph=True)
-    (h,) = torch.autograd.grad(g.sum(), pt, allow_unused=True)  # elementwise: the diagonal is all there is
+    h = None  # a gradient without a graph (piecewise constant, as hinge_embedding_loss's): Hessian 0
+    if g.requires_grad:
+        (h,) = torch.autograd.grad(g.sum(), pt, allow_unused=True)  # elementwise: the diagonal is all there is
     h = torch.zeros_like(pt) if h is None else h
     return (out.detach().numpy(force=True), g.detach().numpy(force=True), h.detach().numpy(force=True))
 
