@@ -300,3 +300,68 @@ def test_cross_entropy_at_extreme_logits(backend, dtype):
     # label smoothing reaches the masked classes: the math is +inf there, and the gradient stays finite
     v_ls, g_ls = fl.cross_entropy.value_and_grad(x[3:4], t[3:4], label_smoothing=0.1, backend=backend)
     assert v_ls == np.inf and np.all(np.isfinite(g_ls))
+
+
+# --- long rows (the CPU backends sum a row's exponentials in runs once it has a few hundred classes) ---------
+
+
+def _long_rows(C, dtype, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0.0, 2.0, (4, C))
+    x[0, rng.permutation(C)[:7]] = x[0].max() + 1.0  # seven tied maxima, scattered over the runs
+    x[1] = -40.0
+    x[1, C // 2] = 0.0  # one confident class: every other p_j = e^-40, 1 - p = (C - 1) e^-40 / s
+    x[2, -3:] = 9.0  # the maxima in the last, partial run
+    return x.astype(dtype)
+
+
+def _first_case_per_loss_and_form():
+    """The first variant of each (loss, target form): the long rows exercise the row sums, which every
+    variant of a loss shares; the variants themselves are checked at N_CLASSES above."""
+    seen = {}
+    for case in multiclass_cases():
+        name, params, form = case.values if hasattr(case, "values") else case
+        seen.setdefault((name, form), case)
+    return list(seen.values())
+
+
+@pytest.mark.parametrize("C", [256, 1000])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("name,params,form", _first_case_per_loss_and_form())
+def test_long_rows_match_reference(backend, name, params, form, dtype, C):
+    require_support(backend, name, dtype)
+    spec = REGISTRY[name]
+    loss = loss_fn(name)
+    # per-class parameters (class_weight, ...) are written for N_CLASSES classes: repeated to C
+    params = {k: np.resize(np.asarray(v), C) if np.ndim(v) == 1 and len(v) == N_CLASSES else v
+              for k, v in params.items()}
+    x = _long_rows(C, dtype, seed=C)
+    if form == "hard":
+        t = np.array([0, C // 2, C - 1, 5])
+    else:
+        _, t = make_multiclass_data(name, params, (4,), dtype, form, seed=C, n_classes=C)
+    value, grad, hess = _reference_all(name, params, x, t, "none", None, form)
+    tag = f"{backend} {name}{params} {form} {dtype} C={C}"
+    v = loss(x, t, reduction="none", backend=backend, **params)
+    assert_close(v, value, dtype, 1.0 + np.abs(value), f"{tag}: value")
+    if spec.differentiable:
+        g, h = loss.grad_hess(x, t, reduction="none", backend=backend, **params)
+        mag = 1.0 + np.abs(grad) + np.abs(hess)
+        assert_close(g, grad, dtype, mag, f"{tag}: gradient")
+        assert_close(h, hess, dtype, mag, f"{tag}: Hessian")
+
+
+@pytest.mark.parametrize("C", [255, 256, 1000])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_long_confident_row_keeps_its_small_terms(backend, dtype, C):
+    """A row with one class 40 above the rest: lse - z_t = log1p((C - 1) e^-40) and 1 - p_t carry no rounding
+    of a sum near 1, with the label on the confident class (the other classes' e_j summed apart from its 1)."""
+    require_support(backend, "cross_entropy", dtype)
+    x = np.full((1, C), -40.0, dtype)
+    x[0, C // 3] = 0.0
+    t = np.array([C // 3])
+    v, g = fl.cross_entropy.value_and_grad(x, t, reduction="none", backend=backend)
+    rest = (C - 1) * math.exp(-40.0)
+    exact = math.log1p(rest)
+    assert abs(v[0] - exact) <= 1e-5 * exact, (v[0], exact)
+    assert abs(g[0, C // 3] + rest / (1.0 + rest)) <= 1e-5 * rest, (g[0, C // 3], -rest)

@@ -273,18 +273,60 @@ RUN = 64  # exponentials per run in ``_row_exp_sums_runs``
 RUNS_MIN = 4 * RUN  # rows shorter than this take the plain loop (the run buffer's allocation would show)
 
 
+@njit(inline="always")
+def _run_exp_sums(buf, n):
+    """(s1, k) of the exponentials ``buf[:n]`` as ``row_exp_sums`` defines them (s1 sums those that are not 1,
+    k counts those that are): a full run as eight interleaved running sums (element j into sum j % 8) added
+    pairwise at the end, a shorter one (a row's last) in element order. The ones are selected out rather than
+    branched on, so the eight additions per step are independent and vectorise."""
+    if n == RUN:
+        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+        k = 0.0
+        for j in range(0, RUN, 8):
+            e0 = buf[j]
+            e1 = buf[j + 1]
+            e2 = buf[j + 2]
+            e3 = buf[j + 3]
+            e4 = buf[j + 4]
+            e5 = buf[j + 5]
+            e6 = buf[j + 6]
+            e7 = buf[j + 7]
+            a0 += e0 if e0 != 1.0 else 0.0
+            a1 += e1 if e1 != 1.0 else 0.0
+            a2 += e2 if e2 != 1.0 else 0.0
+            a3 += e3 if e3 != 1.0 else 0.0
+            a4 += e4 if e4 != 1.0 else 0.0
+            a5 += e5 if e5 != 1.0 else 0.0
+            a6 += e6 if e6 != 1.0 else 0.0
+            a7 += e7 if e7 != 1.0 else 0.0
+            k += (((e0 == 1.0) + (e1 == 1.0)) + ((e2 == 1.0) + (e3 == 1.0))) + \
+                (((e4 == 1.0) + (e5 == 1.0)) + ((e6 == 1.0) + (e7 == 1.0)))
+        return ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)), k
+    s1 = 0.0
+    k = 0.0
+    for j in range(n):
+        e = buf[j]
+        if e == 1.0:
+            k += 1.0
+        else:
+            s1 += e
+    return s1, k
+
+
 def _row_exp_sums_runs(x, base, C, sh, cap, inv_t, like):
-    """``_pointwise.row_exp_sums`` as the CPU backend compiles it: the same sums, bit for bit, faster.
+    """``_pointwise.row_exp_sums`` as the CPU backend compiles it: the same two sums, faster, in another fixed
+    order (so a row's result does not depend on the thread count either).
 
     The plain loop adds each exponential to ``s1`` in turn, a reduction in strict order that LLVM does not
-    vectorise, so the exponentials in it (``_vecmath``'s, vectorisable) run one at a time. Here each run of
-    ``RUN`` exponentials is written to a buffer by a loop without a reduction, which vectorises, and then
-    added in the same order as the plain loop adds them (2-3x faster on rows of thousands of classes).
-    Shorter rows take the plain loop (``row_exp_sums_plain``: the module's own function under another name).
+    vectorise, so the exponentials in it (``_vecmath``'s, vectorisable) run one at a time and the additions
+    wait on each other. Here each run of ``RUN`` exponentials is written to a buffer by a loop without a
+    reduction, which vectorises, and summed by ``_run_exp_sums`` (eight independent sums); the runs' sums
+    are added in row order. Shorter rows take the plain loop (``row_exp_sums_plain``: the module's own
+    function under another name).
     """
     if C < RUNS_MIN:
         return row_exp_sums_plain(x, base, C, sh, cap, inv_t, like)  # noqa: F821 (bound in the namespace)
-    buf = np.empty(RUN)
+    buf = np.full(RUN, like)  # like's type: the exponentials are exact in it (exp_as), and float32 lanes are 8
     s1 = 0.0
     k = 0.0
     for c0 in range(0, C, RUN):
@@ -292,12 +334,9 @@ def _row_exp_sums_runs(x, base, C, sh, cap, inv_t, like):
         xr = x[base + c0:base + c0 + n]
         for j in range(n):
             buf[j] = exp_as((capped(xr[j], cap) - sh) * inv_t, like)  # noqa: F821 (vectorisable, bound)
-        for j in range(n):
-            e = buf[j]
-            if e == 1.0:
-                k += 1.0
-            else:
-                s1 += e
+        r1, rk = _run_exp_sums(buf, n)
+        s1 += r1
+        k += rk
     return s1, k
 
 
@@ -326,7 +365,8 @@ def _build(loss: str, metrics: bool = False) -> tuple:
         with _STATE_LOCK:
             if "hash" not in _state:
                 ns = _jit.compile_namespace(_decorate, overrides=_vecmath.overrides())
-                ns.update(np=np, RUN=RUN, RUNS_MIN=RUNS_MIN, row_exp_sums_plain=ns["row_exp_sums"])
+                ns.update(np=np, RUN=RUN, RUNS_MIN=RUNS_MIN, _run_exp_sums=_run_exp_sums,
+                          row_exp_sums_plain=ns["row_exp_sums"])
                 ns["row_exp_sums"] = njit(inline="always", error_model="numpy")(
                     _jit.specialise(_row_exp_sums_runs, ns, "row_exp_sums_runs"))
                 _state["ns"] = ns
