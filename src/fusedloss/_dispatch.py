@@ -39,7 +39,7 @@ def resolve_host_backend(name: str | None, spec: LossSpec, dtype):
     if name == "cuda":
         raise ValueError(
             f"{spec.name}: backend 'cuda' needs device arrays (objects with __cuda_array_interface__), "
-            "got host arrays; move them to the GPU first (numba.cuda.to_device, CuPy, torch .cuda())"
+            "got pred as a host array; move the arrays to the GPU first (numba.cuda.to_device, CuPy, torch .cuda())"
         )
     module = BACKENDS[name].require()
     if not module.supports(spec, dtype):

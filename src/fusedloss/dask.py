@@ -16,7 +16,8 @@ The same losses, options, reductions, dtypes and errors as the in-memory API (``
   computed; the value of ``value_and_grad`` is merged from the same block calls.
 - "none" returns a dask array (of pred's chunks; the logits' leading chunks for multiclass losses).
 - Multiclass losses need the class axis (the last) in one chunk: a split class axis is rechunked to one
-  chunk; labels, soft targets and weights are rechunked to the logits' chunks when they differ.
+  chunk; labels, soft targets and weights are rechunked to the logits' chunks when they differ. So is pred's
+  last axis for a per-column vector parameter (``pos_weight`` with one entry per column).
 - Errors that the shapes, dtypes and parameters show are raised when the graph is built; errors in the
   values (labels out of range, targets outside the loss's domain, negative weights) are raised at compute
   time, naming the chunk and its starting index.
@@ -161,7 +162,9 @@ def _prepare(loss: Loss, pred, target, sample_weight, params: dict):
                              f"and target {y.shape}")
         if w is not None:
             _check_leading(w, p.shape, name)
-        _column_vector(spec, checked, stand_in)  # per-column vector length
+        if _column_vector(spec, checked, stand_in) is not None and p.numblocks[-1] != 1:
+            # one entry per column of the last axis: each block needs every column (a 1-d pred in one chunk)
+            p = p.rechunk({p.ndim - 1: -1})
     if y.chunks != p.chunks[: y.ndim]:
         y = y.rechunk(p.chunks[: y.ndim])
     if w is not None and w.chunks != p.chunks[: w.ndim]:

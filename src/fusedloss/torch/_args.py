@@ -91,6 +91,19 @@ def _autocast(input: Tensor, target):
     return input, target
 
 
+def _check_broadcast(x: Tensor, input, what: str, fn: str) -> None:
+    """A weight-like tensor handed to torch's own function must broadcast to the input's shape (else torch's
+    error would name neither the argument nor the shapes)."""
+    shape = getattr(input, "shape", None)
+    try:
+        ok = shape is not None and torch.broadcast_shapes(x.shape, shape) == shape
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{fn}: {what} of shape {tuple(x.shape)} does not broadcast to the input's shape "
+                         f"{tuple(shape) if shape is not None else None}")
+
+
 def _weight_tensor(weight, input: Tensor, fn: str) -> Tensor:
     """PyTorch's elementwise ``weight`` (broadcast like torch, trailing axes aligned) at input's full shape."""
     weight = _constant(weight, "weight", fn)

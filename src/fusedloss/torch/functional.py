@@ -12,7 +12,8 @@ from torch import Tensor
 
 from .._dispatch import Loss
 from .._spec import REGISTRY
-from ._args import _check_reduction, _class_axis, _elementwise, _host_vector, _legacy_reduction, _multiclass
+from ._args import (_check_broadcast, _check_reduction, _class_axis, _elementwise, _host_vector, _legacy_reduction,
+                    _multiclass)
 from ._ctc import ctc_loss  # CTC has its own signature (sequences and lengths)
 from ._generate import elementwise_form, generated_form
 from ._routing import _small_on_torch
@@ -115,6 +116,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     reduction = _legacy_reduction(size_average, reduce, reduction)
     fn = "binary_cross_entropy_with_logits"
     if isinstance(pos_weight, Tensor) and pos_weight.ndim > 1 and pos_weight.numel() > 1:
+        _check_broadcast(pos_weight, input, "pos_weight", fn)
         # torch broadcasts pos_weight against the target, e.g. (C, 1, 1) for (N, C, H, W); the kernels take one
         # value per entry of the last axis: the other shapes run on torch's own function
         if label_smoothing:
@@ -168,7 +170,8 @@ def kl_div_with_logits(input, target, reduction="mean", log_target=False, *, tem
         if divisor == n_rows or divisor == 0:
             reduction = "mean"
         else:
-            sample_weight = torch.full(rows, 1.0 / divisor, dtype=torch.float64, device=input.device)
+            # (a broadcast view: an input too large to copy fails in the kernel call, which says so)
+            sample_weight = torch.full((), 1.0 / divisor, dtype=torch.float64, device=input.device).expand(rows)
             reduction = "sum"
     params = {"log_target": log_target, "temperature": temperature}
     return _multiclass("kl_div_with_logits", input, target, reduction, params, class_dim=dim, sample_weight=sample_weight,
@@ -195,6 +198,7 @@ def multilabel_soft_margin_loss(input, target, weight=None, size_average=None, r
     reduction = _legacy_reduction(size_average, reduce, reduction)
     fn = "multilabel_soft_margin_loss"
     if isinstance(weight, Tensor) and weight.ndim > 1 and weight.numel() > 1:
+        _check_broadcast(weight, input, "weight", fn)
         # torch multiplies the elementwise terms by any weight that broadcasts against them; the kernels take one
         # value per class: the other shapes run on torch's own function
         if sample_weight is not None:
