@@ -7,7 +7,8 @@ Everything here is derived from the loss registry (``fusedloss._spec.REGISTRY``)
   ``fusedloss.backends()`` gives when it cannot run here.
 - ``DTYPES`` and ``TOL``: the one tolerance table, keyed by dtype (see ``assert_close``).
 - ``VARIANTS``: extra parameter values per loss (the registry defaults are always tested too);
-  ``loss_cases()`` turns the registry plus this table into pytest params.
+  ``loss_cases()`` turns the registry plus this table into pytest params. test_spec_table fails for a
+  parameter that no row varies.
 - ``make_data``: inputs per loss that respect its domains and include points near its branch cut-offs
   (the registry's ``kinks``), or keep away from them.
 - ``MC_VARIANTS``, ``multiclass_cases()`` and ``make_multiclass_data``: the same for multiclass losses
@@ -33,6 +34,7 @@ if importlib.util.find_spec("fusedloss") is None:  # pragma: no cover - depends 
 import fusedloss as fl  # noqa: E402
 from fusedloss import _reference  # noqa: E402
 from fusedloss._spec import REGISTRY  # noqa: E402
+from fusedloss._validate import _FLOAT_DTYPES  # noqa: E402
 from fusedloss.backends import REGISTRY as BACKENDS  # noqa: E402
 
 # --- backends -----------------------------------------------------------------------------------------
@@ -99,7 +101,7 @@ def _clean_config():
 
 # --- dtypes and tolerances ----------------------------------------------------------------------------
 
-DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+DTYPES = _FLOAT_DTYPES  # every dtype the API takes (float32, float64); TOL has a row for each
 
 
 @dataclass(frozen=True)
@@ -165,7 +167,7 @@ VARIANTS: dict[str, list[dict]] = {
                        {"alpha": 4.0, "c": 2.0}],
     "quantile": [{"quantile": 0.1}, {"quantile": 0.9}],
     "expectile": [{"expectile": 0.125}],
-    "poisson_nll": [{"log_input": False}],
+    "poisson_nll": [{"log_input": False}, {"log_input": False, "eps": 0.25}],
     "tweedie": [{"power": 1.2}, {"power": 1.8}, {"power": 0.0}, {"power": -1.5}, {"power": 1.0}, {"power": 2.0},
                 {"power": 2.5}],
     "tweedie_identity": [{"power": 0.0}, {"power": 1.0}, {"power": 2.0}, {"power": 3.0}, {"power": 0.5},
@@ -174,6 +176,7 @@ VARIANTS: dict[str, list[dict]] = {
     "binary_cross_entropy": [{"pos_weight": 2.0}],
     "binary_cross_entropy_with_logits": [{"pos_weight": 0.5, "label_smoothing": 0.1}],
     "binary_focal": [{"alpha": -1.0, "gamma": 0.0}, {"alpha": 0.5, "gamma": 1.5}],
+    "zero_one": [{"threshold": 0.0}],
 }
 
 def elementwise_names() -> list[str]:
@@ -228,6 +231,8 @@ def _style(name: str, params: dict) -> str:
         return "above_minus_one"
     if pdom == "unit":
         return "unit"
+    if pdom != "real":
+        raise ValueError(f"{name}: no prediction generator for domain {pdom!r} (tests/conftest.py: _style)")
     if spec.target_domain_for(full_params(name, params)) in ("positive", "nonnegative", "unit"):
         return "score"
     return "residual"
@@ -247,8 +252,9 @@ def _targets(rng, domain: str, n: int) -> np.ndarray:
         return np.round(rng.random(n) * 64) / 64
     if domain == "sign":
         return np.where(rng.random(n) < 0.5, -1.0, 1.0)
-    # real: on a 2^-6 grid, so that pred = target + (dyadic offset) is exact in float32
-    return np.round(rng.normal(0.0, 1.5, n) * 64) / 64
+    if domain == "real":  # on a 2^-6 grid, so that pred = target + (dyadic offset) is exact in float32
+        return np.round(rng.normal(0.0, 1.5, n) * 64) / 64
+    raise ValueError(f"no target generator for domain {domain!r} (tests/conftest.py: _targets)")
 
 
 def make_data(name, params, shape, dtype, seed=0, near_kinks=True, margin=1e-3):

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from fusedloss import bench, cli
-from fusedloss._spec import REGISTRY
+from fusedloss._spec import PRED_DOMAINS, REGISTRY, TARGET_DOMAINS
 from fusedloss.backends import host_order
-from fusedloss.bench import custom
+from fusedloss.bench import cases, custom, plan
 
-GRID_KINDS = ("elementwise", "multiclass")  # the kinds the size grid of fusedloss.bench.cases covers
+GRID_KINDS = tuple(cases.KIND_NDIM)  # the kinds the size grid of fusedloss.bench.cases covers
 
 
 @pytest.mark.parametrize("name", list(REGISTRY))
@@ -71,3 +71,23 @@ def test_bench_help_offers_every_host_backend_and_peer(capsys):
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps the help text
     assert f"our backends: {', '.join(host_order())}" in text
     assert f"peers: {', '.join(bench.PEERS)}" in text
+
+
+def test_every_domain_has_bench_data():
+    """A loss without a case entry gets data drawn from its registered domains: each domain has a draw."""
+    assert set(cases.PRED_DATA) == set(PRED_DOMAINS), "fusedloss.bench.cases.PRED_DATA: one entry per pred domain"
+    assert set(cases.TARGET_DATA) == set(TARGET_DOMAINS), (
+        "fusedloss.bench.cases.TARGET_DATA: one entry per target domain")
+
+
+def test_every_size_form_is_described():
+    assert set(plan.NDIM) == set(GRID_KINDS)
+    assert {plan.NDIM[k] for k in GRID_KINDS} <= set(plan.FORM), "fusedloss.bench.plan.FORM: a size form per ndim"
+
+
+@pytest.mark.parametrize("name", [n for n, s in REGISTRY.items()
+                                  if s.torch_name and s.differentiable and s.kind in GRID_KINDS])
+def test_every_torch_twin_is_a_torch_peer(name):
+    """A loss with a torch.nn.functional twin (``LossSpec.torch_name``) is timed against it."""
+    assert name in bench.TORCH_PEER, (
+        f"{name} has the torch twin {REGISTRY[name].torch_name} but no torch peer (fusedloss.bench.peers.TORCH_PEER)")

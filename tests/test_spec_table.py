@@ -17,7 +17,7 @@ import pytest
 
 import fusedloss as fl
 from fusedloss import _reference
-from fusedloss._spec import REGISTRY
+from fusedloss._spec import PRED_DOMAINS, REGISTRY, TARGET_DOMAINS
 
 from conftest import full_params, loss_fn, require_support
 
@@ -378,10 +378,12 @@ def test_registry_entries_are_complete():
 
 
 def test_variant_table_names_real_parameters():
-    from conftest import VARIANTS
+    from conftest import MC_VARIANTS, VARIANTS
 
-    for name, rows in VARIANTS.items():
-        assert name in REGISTRY, f"VARIANTS names unknown loss {name}"
+    for name, rows in [*VARIANTS.items(), *MC_VARIANTS.items()]:
+        assert name in REGISTRY, f"VARIANTS / MC_VARIANTS name unknown loss {name}"
+        expected = "multiclass" if name in MC_VARIANTS else "elementwise"
+        assert REGISTRY[name].kind == expected, f"{name} ({REGISTRY[name].kind}) is in the {expected} variant table"
         for kw in rows:
             assert set(kw) <= set(REGISTRY[name].param_names), (name, kw)
             for p in REGISTRY[name].params:
@@ -390,3 +392,36 @@ def test_variant_table_names_real_parameters():
     for name, spec in REGISTRY.items():
         if spec.kind == "elementwise" and spec.differentiable:
             assert spec.kinks is not None, f"{name}: declare its kinks (|d| where it switches branch) in _spec.py"
+
+
+@pytest.mark.parametrize("name", [n for n, s in REGISTRY.items() if s.kind in ("elementwise", "multiclass")])
+def test_every_parameter_is_varied(name):
+    """Each parameter takes a value other than its default in some row of VARIANTS / MC_VARIANTS (the ignored
+    label varies through the data: make_multiclass_data ignores a fifth of the rows)."""
+    from conftest import MC_VARIANTS, VARIANTS
+
+    spec = REGISTRY[name]
+    defaults = spec.defaults()
+    rows = VARIANTS.get(name, []) + MC_VARIANTS.get(name, [])
+    varied = {k for kw in rows for k, v in kw.items() if not _same(v, defaults[k])}
+    missing = [p.name for p in spec.params if p.name not in varied and p.name != spec.ignore_param]
+    assert not missing, f"{name}: no VARIANTS / MC_VARIANTS row (tests/conftest.py) varies {missing}"
+
+
+def _same(a, b) -> bool:
+    return a is b or (np.ndim(a) == 0 and np.ndim(b) == 0 and a == b)
+
+
+@pytest.mark.parametrize("name", [n for n, s in REGISTRY.items() if s.kind in ("elementwise", "multiclass")])
+def test_every_domain_is_declared_and_generated(name):
+    """The domains of a loss, at its defaults and every variant row, are among _spec's PRED_DOMAINS /
+    TARGET_DOMAINS, and make_data draws inside them (it raises for a domain it has no generator for)."""
+    from conftest import MC_VARIANTS, VARIANTS, make_data
+
+    spec = REGISTRY[name]
+    for kw in [{}] + VARIANTS.get(name, []) + MC_VARIANTS.get(name, []):
+        params = full_params(name, kw)
+        assert spec.pred_domain_for(params) in PRED_DOMAINS, (name, kw, spec.pred_domain_for(params))
+        assert spec.target_domain_for(params) in TARGET_DOMAINS, (name, kw, spec.target_domain_for(params))
+        if spec.kind == "elementwise":
+            make_data(name, kw, (16,), np.float64)

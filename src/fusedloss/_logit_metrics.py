@@ -27,7 +27,7 @@ from typing import Iterable
 
 import numpy as np
 
-from ._state import _exact_sum
+from ._state import _exact_sum, checked_states, summed_fields
 
 __all__ = ["MetricSpec", "MetricState", "Metrics", "parse", "row_metrics", "fold", "merge_states", "VALID"]
 
@@ -132,11 +132,6 @@ def row_metrics(x, labels, softcap=None):
 # --- the state: weighted sums over the rows counted -----------------------------------------------------------
 
 
-def _fsum(values) -> float:
-    """Exactly rounded sum (the one LossState merges with)."""
-    return _exact_sum(list(values))
-
-
 @dataclass(frozen=True, eq=False)
 class MetricState:
     """The metrics of a piece of the data as sums, so that pieces merge exactly (``merge``).
@@ -210,27 +205,18 @@ class Metrics(dict):
 def merge_states(states: Iterable[MetricState]) -> MetricState:
     """The state of the union of pieces: counts added, sums added exactly rounded (``math.fsum``, so the
     order of the pieces does not matter). Every state must hold the same metrics."""
-    states = list(states)
-    if not states:
-        raise ValueError("merge_states: expected at least one MetricState, got none")
-    for s in states:
-        if not isinstance(s, MetricState):
-            raise TypeError(f"merge_states: expected MetricState objects (Metrics.state), got {type(s).__name__}")
+    states = checked_states(states, MetricState, "merge_states", "Metrics.state",
+                            lambda a, b: None if set(a.names) == set(b.names) else
+                            f"states of different metrics cannot be merged: {a.names} and {b.names}")
     first = states[0]
-    for s in states[1:]:
-        if set(s.names) != set(first.names):
-            raise ValueError(f"merge_states: states of different metrics cannot be merged: {first.names} and "
-                             f"{s.names}")
     if len(states) == 1:
         return first
     bins = {}
     for n in first.bins:
         stack = np.stack([s.bins[n] for s in states])  # (pieces, 3, n)
-        bins[n] = np.array([[_fsum(stack[:, i, j]) for j in range(n)] for i in range(3)]).reshape(3, n)
-    return MetricState(
-        first.names, sum(s.count for s in states), _fsum(s.weight for s in states),
-        {k: _fsum(s.hits[k] for s in states) for k in first.hits},
-        _fsum(s.nll for s in states), _fsum(s.entropy for s in states), _fsum(s.confidence for s in states), bins)
+        bins[n] = np.array([[_exact_sum(stack[:, i, j]) for j in range(n)] for i in range(3)]).reshape(3, n)
+    return MetricState(first.names, hits={k: _exact_sum(s.hits[k] for s in states) for k in first.hits}, bins=bins,
+                       **summed_fields(states, exact=("weight", "nll", "entropy", "confidence"), counts=("count",)))
 
 
 def fold(spec: MetricSpec, rank, conf, nll, entropy, keep, w) -> MetricState:

@@ -543,7 +543,7 @@ def cross_entropy(x, target, soft, cw, ignore_index, label_smoothing, z_loss, so
     return value, grad, hess, keep
 
 
-def categorical_focal(x, target, soft, cw, ignore_index, gamma, rw, gscale):
+def categorical_focal(x, target, soft, cw, ignore_index, gamma, rw, gscale, value_only=False):
     """With L = log p_t and o = 1 - p_t = -expm1(L), every power of o has an exponent >= 0:
     F = o^gamma (1 - gamma p_t L / o), D = F'(p_t) p_t o^2 = gamma o^gamma ((gamma-1) p_t (p_t L) - o (2 p_t + p_t L)),
     h_t = a_t (F p_t o - D), h_j = a_t (F p_j (1 - p_j) - D (p_j / o)^2) for j != t (p_j <= o), so confident rows
@@ -562,6 +562,9 @@ def categorical_focal(x, target, soft, cw, ignore_index, gamma, rw, gscale):
     pos = o > 0
     os_ = np.where(pos, o, 1.0)
     pow_g = np.where(pos, os_**gamma, 1.0 if gamma == 0 else 0.0)
+    value = -(rw * a_t) * pow_g * lp_t
+    if value_only:
+        return value, None, None, keep
     plp = np.where(p_t > 0, p_t * lp_t, 0.0)  # p_t log p_t -> 0 at p_t = 0
     plo = np.where(p_t > 0, np.where(pos, plp / os_, -1.0), 0.0)  # p_t log(p_t) / (1 - p_t) -> -1 at p_t = 1
     F = pow_g * (1.0 - gamma * plo)
@@ -572,11 +575,10 @@ def categorical_focal(x, target, soft, cw, ignore_index, gamma, rw, gscale):
     hess = fa[:, None] * (F[:, None] * p * omp_all - D[:, None] * r * r)
     grad[rows, t] = -fa * F * o
     hess[rows, t] = fa * (F * p_t * o - D)
-    value = -(rw * a_t) * pow_g * lp_t
     return value, grad, hess, keep
 
 
-def multi_margin(x, target, soft, cw, ignore_index, margin, p, rw, gscale):
+def multi_margin(x, target, soft, cw, ignore_index, margin, p, rw, gscale, value_only=False):
     """Weighted here (``multiclass``): the value is a factor times a sum, rw cw_t / C sum_j v_j^p, and the row
     weight meets the factor cw_t / C before the sum (the derivatives: rw gscale cw_t / C), so that nothing
     overflows on the way to a finite result (class weights 1e308 whose rows overflow alone, under a mean whose
@@ -591,6 +593,8 @@ def multi_margin(x, target, soft, cw, ignore_index, margin, p, rw, gscale):
     active[rows, target] = False
     vp = np.where(active, v, 0.0)
     value = rw * k * np.sum(vp**p, axis=1)
+    if value_only:
+        return value, None, None, np.ones(R, dtype=bool)
     gj = p * vp ** (p - 1) if p == 2 else active.astype(np.float64)
     grad = f * gj
     grad[rows, target] = f[:, 0] * -np.sum(gj, axis=1)
@@ -801,27 +805,47 @@ def multiclass(name, logits, target, soft, class_vector=None, ignore_index=-100,
     normalise), has value nan and nan in every element of its gradient and Hessian, in every loss (README,
     "Guarantees"; the rule of rows.hpp and _pointwise's row functions).
     """
+    return _multiclass_rows(name, logits, target, soft, class_vector, ignore_index, row_weight, grad_scale,
+                            params)[:4]
+
+
+def _multiclass_rows(name, logits, target, soft, class_vector, ignore_index, row_weight, grad_scale, params):
+    """``multiclass``'s (value, grad, hess, keep), and ``revalue(w)``: the values ``multiclass`` gives with
+    row weights ``w`` instead, without the gradient and Hessian (the weight retry of ``reduce_multiclass``
+    needs the values alone). A loss function that takes ``rw`` computes its values again (the weights meet
+    its factor inside), value only; for the others the values are ``w`` times the unweighted ones."""
     x = np.asarray(logits, dtype=np.float64)
     tgt = np.asarray(target, dtype=np.float64 if soft else np.int64)
     cw = None if class_vector is None else np.broadcast_to(np.asarray(class_vector, np.float64), x.shape[1:])
     fn = MULTICLASS[name]
     rw = np.ones(x.shape[0]) if row_weight is None else np.asarray(row_weight, np.float64)
+    bad = np.isnan(x).any(axis=1) | np.all(x == -np.inf, axis=1)
     with np.errstate(all="ignore"):
         if "rw" in _parameters(fn):
             value, grad, hess, keep = fn(x, tgt, soft, cw, ignore_index, **params, rw=rw, gscale=grad_scale)
+
+            def weighted(w):
+                return fn(x, tgt, soft, cw, ignore_index, **params, rw=w, gscale=grad_scale, value_only=True)[0]
         else:
-            value, grad, hess, keep = fn(x, tgt, soft, cw, ignore_index, **params)
+            unweighted, grad, hess, keep = fn(x, tgt, soft, cw, ignore_index, **params)
+            value = unweighted
             if row_weight is not None:
                 value, grad, hess = rw * value, rw[:, None] * grad, rw[:, None] * hess
             grad, hess = grad * grad_scale, hess * grad_scale
-    bad = np.isnan(x).any(axis=1) | np.all(x == -np.inf, axis=1)
-    value = np.where(bad, np.nan, value)
-    grad = np.where(bad[:, None], np.nan, grad)
-    hess = np.where(bad[:, None], np.nan, hess)
-    value = np.where(keep, value, 0.0)
-    grad = np.where(keep[:, None], grad, 0.0)
-    hess = np.where(keep[:, None], hess, 0.0)
-    return value, grad, hess, keep
+
+            def weighted(w):
+                return w * unweighted
+
+    def finish(v):
+        return np.where(keep, np.where(bad, np.nan, v), 0.0)
+
+    def revalue(w):
+        with np.errstate(all="ignore"):
+            return finish(weighted(np.asarray(w, np.float64)))
+
+    grad = np.where(keep[:, None], np.where(bad[:, None], np.nan, grad), 0.0)
+    hess = np.where(keep[:, None], np.where(bad[:, None], np.nan, hess), 0.0)
+    return finish(value), grad, hess, keep, revalue
 
 
 @functools.cache
@@ -865,7 +889,8 @@ def reduce_multiclass(name, logits, target, *, reduction="mean", sample_weight=N
     rw = None if sample_weight is None else np.broadcast_to(
         np.asarray(sample_weight, np.float64).reshape(np.shape(sample_weight) + (1,) * (len(lead) - np.ndim(sample_weight))),
         lead).reshape(-1)
-    value, grad, hess, keep = multiclass(name, x.reshape(-1, C), t2, soft, vec, ignore, rw, **params)
+    value, grad, hess, keep, revalue = _multiclass_rows(name, x.reshape(-1, C), t2, soft, vec, ignore, rw, 1.0,
+                                                        params)
     w = np.ones_like(value) if rw is None else rw
     live = (w != 0)[:, None]  # a row of weight 0 is ignored: 0, whatever its logits hold
     value, grad, hess = (np.where(live[:, 0], value, 0.0), np.where(live, grad, 0.0), np.where(live, hess, 0.0))
@@ -883,7 +908,7 @@ def reduce_multiclass(name, logits, target, *, reduction="mean", sample_weight=N
             # with row or class weights)
             k = math.frexp(denom)[1]
             w2 = np.ldexp(np.ones(len(t2)) if rw is None else rw, -k)
-            v2 = multiclass(name, x.reshape(-1, C), t2, soft, vec, ignore, w2, **params)[0]
+            v2 = revalue(w2)
             value = float(np.sum(np.where(w2 != 0, v2, 0.0))) / math.ldexp(denom, -k)
         else:
             value = total * scale

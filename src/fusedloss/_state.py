@@ -53,9 +53,10 @@ class LossState:
                          "('none' has no partial form: call the loss itself)")
 
 
-def _exact_sum(values: list) -> float:
-    """The exactly rounded sum (math.fsum); in order with ``+`` where fsum refuses (inf - inf, overflow),
-    which gives the nan / inf the plain call gives."""
+def _exact_sum(values) -> float:
+    """The exactly rounded sum (math.fsum) of an iterable of floats; in order with ``+`` where fsum refuses
+    (inf - inf, overflow), which gives the nan / inf the plain call gives."""
+    values = list(values)
     try:
         return math.fsum(values)
     except (OverflowError, ValueError):
@@ -65,6 +66,30 @@ def _exact_sum(values: list) -> float:
         return total
 
 
+def checked_states(states, kind: type, owner: str, source: str, conflict) -> list:
+    """``states`` as a list, checked before a merge: at least one, each a ``kind``, each compatible with the
+    first (``conflict(first, other)`` is None, else the reason, raised as ValueError after ``owner:``)."""
+    states = list(states)
+    if not states:
+        raise ValueError(f"{owner}: expected at least one {kind.__name__}, got none")
+    for s in states:
+        if not isinstance(s, kind):
+            raise TypeError(f"{owner}: expected {kind.__name__} objects ({source}), got {type(s).__name__}")
+    for s in states[1:]:
+        reason = conflict(states[0], s)
+        if reason is not None:
+            raise ValueError(f"{owner}: {reason}")
+    return states
+
+
+def summed_fields(states, exact=(), counts=()) -> dict:
+    """The fields of a merged state: those named in ``exact`` (float sums) added exactly rounded, those in
+    ``counts`` (integers) added as integers."""
+    out = {f: _exact_sum(getattr(s, f) for s in states) for f in exact}
+    out.update({f: sum(getattr(s, f) for s in states) for f in counts})
+    return out
+
+
 def merge(states) -> LossState:
     """Combine the ``LossState`` of pieces of the data into the state of their union.
 
@@ -72,20 +97,12 @@ def merge(states) -> LossState:
     order or grouping of the states beyond one final rounding. All states must come from the same loss
     (with the same parameters: the state does not record them).
     """
-    states = list(states)
-    if not states:
-        raise ValueError("merge: expected at least one LossState, got none")
-    for s in states:
-        if not isinstance(s, LossState):
-            raise TypeError(f"merge: expected LossState objects (from fl.<loss>.partial), got {type(s).__name__}")
-    name = states[0].loss
-    other = next((s.loss for s in states if s.loss != name), None)
-    if other is not None:
-        raise ValueError(f"merge: states of different losses ({name} and {other}) cannot be merged")
+    states = checked_states(states, LossState, "merge", "from fl.<loss>.partial",
+                            lambda a, b: None if a.loss == b.loss else
+                            f"states of different losses ({a.loss} and {b.loss}) cannot be merged")
     if len(states) == 1:
         return states[0]
-    return LossState(name, _exact_sum([s.sum for s in states]), _exact_sum([s.denominator for s in states]),
-                     sum(s.count for s in states))
+    return LossState(states[0].loss, **summed_fields(states, exact=("sum", "denominator"), counts=("count",)))
 
 
 def divisor(loss, shape: tuple, dtype, target, sample_weight, params: dict) -> tuple[float, int]:

@@ -16,7 +16,7 @@ import argparse
 import sys
 
 from .backends import host_order
-from .bench.cases import quick_cases_text
+from .bench.cases import DTYPES, quick_cases_text
 from .bench.command import bench_command
 from .bench.info import info_command
 from .bench.peers import PEERS
@@ -57,7 +57,7 @@ def build_parser():
                    help="PyTorch module mode: forward + backward of torch.nn.CrossEntropyLoss / MSELoss against "
                         "fusedloss.torch's on the same tensors (cross_entropy 8192x32000 and 65536x1000, mse 1e7; "
                         "--quick: 1024x1000 and 1e5)")
-    b.add_argument("--dtype", action="append", help="float32 and/or float64 (default float32)")
+    b.add_argument("--dtype", action="append", help=f"{' and/or '.join(DTYPES)} (default float32)")
     b.add_argument("--size", action="append",
                    help="N for elementwise losses (1e3, 1e7, ...), ROWSxCLASSES for multiclass ones (see below; "
                         "default: 1e3, 1e5, 1e7; cross_entropy 65536x1000, 8192x32000); with --torch-module: "

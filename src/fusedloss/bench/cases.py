@@ -10,9 +10,12 @@ import numpy as np
 
 from .. import _config
 from .._spec import REGISTRY, get_spec
+from .._validate import _FLOAT_DTYPES
 
-
-DTYPES = ("float32", "float64")
+DTYPES = tuple(dt.name for dt in _FLOAT_DTYPES)  # the dtypes the API takes
+# the kinds of loss on the size grid, and the number of axes of their sizes (N; ROWSxCLASSES); a loss of
+# another kind (ctc) has a benchmark module of its own
+KIND_NDIM = {"elementwise": 1, "multiclass": 2}
 ELEMENTWISE_SIZES = (1_000, 100_000, 10_000_000)
 QUICK_ELEMENTWISE_SIZES = (1_000, 10_000_000)
 
@@ -65,8 +68,11 @@ CASE_DEFS: dict[str, CaseDef] = {d.loss: d for d in (
 # a registered loss without an entry (mae, hinge, the custom losses of fusedloss.bench.custom, ...) gets the
 # default case of its kind, with data drawn from its registered domains (case_def)
 
-_DOMAIN_DATA = {"real": "normal", "positive": "positive", "above_minus_one": "positive", "nonnegative": "counts", "unit": "binary", "sign": "sign",
-                "class_index": "class_index"}
+# the data drawn for each registered domain (tests/test_bench_cases.py fails for a domain missing here)
+TARGET_DATA = {"real": "normal", "positive": "positive", "above_minus_one": "positive", "nonnegative": "counts",
+               "unit": "binary", "sign": "sign", "class_index": "class_index"}
+PRED_DATA = {"real": "normal", "nonnegative": "positive", "positive": "positive", "above_minus_one": "positive",
+             "unit": "probability"}
 
 
 def case_def(loss: str) -> CaseDef | None:
@@ -77,14 +83,14 @@ def case_def(loss: str) -> CaseDef | None:
     d = CASE_DEFS.get(loss)
     if d is not None:
         return d
-    if spec.kind not in ("elementwise", "multiclass"):
+    if spec.kind not in KIND_NDIM:
         return None  # a loss with its own signature (ctc) has its own benchmark: benchmarks/ctc.py
-    pred = {"nonnegative": "positive", "positive": "positive", "above_minus_one": "positive",
-            "unit": "probability"}.get(spec.pred_domain_for(spec.defaults()), "normal")
+    defaults = spec.defaults()
+    pred = PRED_DATA[spec.pred_domain_for(defaults)]
     if spec.kind == "multiclass":
-        target = "class_index" if getattr(spec, "hard_labels", spec.target_domain == "class_index") else "distribution"
+        target = "class_index" if spec.hard_labels else "distribution"
         return CaseDef(loss, kind="multiclass", sizes=((65536, 1000),), pred=pred, target=target)
-    return CaseDef(loss, pred=pred, target=_DOMAIN_DATA.get(spec.target_domain, "normal"))
+    return CaseDef(loss, pred=pred, target=TARGET_DATA[spec.target_domain_for(defaults)])
 
 
 def quick_cases_text() -> str:
@@ -173,7 +179,7 @@ def make_cases(defs, dtypes, sizes=None, threads=(None,), quick=False) -> list[C
         t = t or _config.get_num_threads()
         for d in defs:
             own = d.quick_sizes if quick else d.sizes
-            ndim = 1 if d.kind == "elementwise" else 2
+            ndim = KIND_NDIM[d.kind]
             chosen = [s for s in (sizes or ()) if len(s) == ndim] or list(own)
             for dt in dtypes:
                 for s in chosen:

@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 
 from .. import _config
 from . import custom
-from .cases import (CASE_DEFS, DTYPES, case_def, format_shape, make_cases, minimal_bytes, parse_size,
+from .cases import (CASE_DEFS, DTYPES, KIND_NDIM, case_def, format_shape, make_cases, minimal_bytes, parse_size,
                     registered_case_defs)
 from .contestants import host_backends
 from .peers import PEERS, peer_status
 from .report import load_results
 
-FORM = {"elementwise": "N (e.g. 1e6)", "multiclass": "ROWSxCLASSES (e.g. 4096x1000)"}
-NDIM = {"elementwise": 1, "multiclass": 2}
+FORM = {1: "N (e.g. 1e6)", 2: "ROWSxCLASSES (e.g. 4096x1000)"}  # the size form of each number of axes
+NDIM = KIND_NDIM
 PLOT_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg", "webp", "eps", "ps", "tif", "tiff")
 
 
@@ -170,19 +170,19 @@ def match_sizes(defs, sizes, losses_given: bool) -> tuple[list, list[str]]:
             takes = []
             for k in sorted(kinds):
                 names = [d.loss for d in defs if d.kind == k]
-                takes.append(f"{', '.join(names)} take{'s' if len(names) == 1 else ''} {FORM[k]}")
+                takes.append(f"{', '.join(names)} take{'s' if len(names) == 1 else ''} {FORM[NDIM[k]]}")
             raise UsageError(f"--size {format_shape(s)}: {form}, fits no loss of this run: "
                              f"{'; '.join(takes)}")
     if losses_given:
         for d in defs:
             if NDIM[d.kind] not in given:
-                raise UsageError(f"--size: {d.loss} is a {d.kind} loss and takes {FORM[d.kind]}, but --size gives "
-                                 f"only {', '.join(format_shape(s) for s in sizes)}; add a size of that form "
+                raise UsageError(f"--size: {d.loss} is a {d.kind} loss and takes {FORM[NDIM[d.kind]]}, but --size "
+                                 f"gives only {', '.join(format_shape(s) for s in sizes)}; add a size of that form "
                                  "or leave the loss out")
         return defs, []
     kept = [d for d in defs if NDIM[d.kind] in given]
     dropped = sorted({d.kind for d in defs} - {d.kind for d in kept})
-    notes = [f"--size gives no {FORM[k].split(' ')[0]} size: the {k} losses are left out" for k in dropped]
+    notes = [f"--size gives no {FORM[NDIM[k]].split(' ')[0]} size: the {k} losses are left out" for k in dropped]
     return kept, notes
 
 
