@@ -73,6 +73,33 @@ def _compensated_total(s, c):
 
 
 @njit(inline="always")
+def _row_blocks(R, C):
+    """(rows per block, blocks, their partial sums) for the row loops: each block holds a whole number of rows,
+    about ``BLOCK`` elements, so the partial sums depend only on the shape, not on the threads."""
+    per = max(1, BLOCK // C)
+    nblocks = (R + per - 1) // per
+    return per, nblocks, np.zeros(nblocks)
+
+
+@njit(inline="always")
+def _zero_row(g, h, base, C, want_g, want_h):
+    """An ignored row's gradient and Hessian: exactly 0, whatever the logits."""
+    for j in range(C):
+        if want_g:
+            g[base + j] = 0.0
+        if want_h:
+            h[base + j] = 0.0
+
+
+@njit(inline="always")
+def _loop_result(partial, reduce):
+    """What a loop returns: the blocks' partial sums added (``_sum_partials``), or 0 without reduce."""
+    if reduce is None:
+        return 0.0
+    return _sum_partials(partial)
+
+
+@njit(inline="always")
 def _sum_partials(partial):
     """The blocks' partial sums added in block order, with compensation (the same additions for any thread count)."""
     total = 0.0
@@ -170,9 +197,7 @@ def _loop(p, y, w, params, scale, value_out, grad_out, hess_out, reduce, cols):
                 s, err = _compensated_add(s, err, _run_sum(run, c1 - c0))
         if reduce is not None:
             partial[blk] = _compensated_total(s, err)
-    if reduce is None:
-        return 0.0
-    return _sum_partials(partial)
+    return _loop_result(partial, reduce)
 
 
 def _row_loop(x, labels, q, w, cw, has_cw, soft, C, ignore, params, scale, value_out, g, h, want_g, want_h,
@@ -181,13 +206,10 @@ def _row_loop(x, labels, q, w, cw, has_cw, soft, C, ignore, params, scale, value
 
     ``labels`` is None for soft targets ``q``; ``q``, ``cw``, ``g`` and ``h`` are always arrays (empty when
     not in use, with the flags saying so), as the row functions take them. Rows labelled ``ignore`` or
-    weighted 0 get value, gradient and Hessian 0. Blocks hold a whole number of rows (about ``BLOCK`` elements), so the
-    partial sums depend only on the shape, not on the threads.
+    weighted 0 get value, gradient and Hessian 0. Blocks: ``_row_blocks``.
     """
     R = x.shape[0] // C
-    per = max(1, BLOCK // C)
-    nblocks = (R + per - 1) // per
-    partial = np.zeros(nblocks)
+    per, nblocks, partial = _row_blocks(R, C)
     for blk in prange(nblocks):
         start = blk * per
         stop = min(start + per, R)
@@ -203,11 +225,7 @@ def _row_loop(x, labels, q, w, cw, has_cw, soft, C, ignore, params, scale, value
                 rw = np.float64(w[r])
             if (labels is not None and t == ignore) or rw == 0.0:  # ignored: exactly 0, whatever the logits
                 value = 0.0
-                for j in range(C):
-                    if want_g:
-                        g[base + j] = 0.0
-                    if want_h:
-                        h[base + j] = 0.0
+                _zero_row(g, h, base, C, want_g, want_h)
             else:
                 value = row(x, base, C, t, q, cw, has_cw, soft, params, rw, scale, g, h, want_g,  # noqa: F821
                             want_h)
@@ -217,9 +235,7 @@ def _row_loop(x, labels, q, w, cw, has_cw, soft, C, ignore, params, scale, value
                 s, err = _compensated_add(s, err, value)
         if reduce is not None:
             partial[blk] = _compensated_total(s, err)
-    if reduce is None:
-        return 0.0
-    return _sum_partials(partial)
+    return _loop_result(partial, reduce)
 
 
 def _row_metrics_loop(x, labels, w, cw, has_cw, C, ignore, params, scale, value_out, g, want_g, rank_out, conf_out,
@@ -228,9 +244,7 @@ def _row_metrics_loop(x, labels, w, cw, has_cw, C, ignore, params, scale, value_
     loss), which also gives each row's metrics: written to ``rank_out`` (None: not asked for), ``conf_out``,
     ``nll_out`` and ``entropy_out`` (None: not asked for); ignored rows get rank -1 and 0.0."""
     R = x.shape[0] // C
-    per = max(1, BLOCK // C)
-    nblocks = (R + per - 1) // per
-    partial = np.zeros(nblocks)
+    per, nblocks, partial = _row_blocks(R, C)
     for blk in prange(nblocks):
         start = blk * per
         stop = min(start + per, R)
@@ -244,9 +258,7 @@ def _row_metrics_loop(x, labels, w, cw, has_cw, C, ignore, params, scale, value_
                 rw = np.float64(w[r])
             if t == ignore or rw == 0.0:  # ignored: exactly 0, whatever the logits
                 value = 0.0
-                if want_g:
-                    for j in range(C):
-                        g[base + j] = 0.0
+                _zero_row(g, g, base, C, want_g, False)
                 rank, conf, nll, ent = -1, 0.0, 0.0, 0.0
             else:
                 value, rank, conf, nll, ent = row_metrics(x, base, C, t, cw, has_cw, params, rw,  # noqa: F821
@@ -264,9 +276,7 @@ def _row_metrics_loop(x, labels, w, cw, has_cw, C, ignore, params, scale, value_
                 s, err = _compensated_add(s, err, value)
         if reduce is not None:
             partial[blk] = _compensated_total(s, err)
-    if reduce is None:
-        return 0.0
-    return _sum_partials(partial)
+    return _loop_result(partial, reduce)
 
 
 RUN = 64  # exponentials per run in ``_row_exp_sums_runs``
