@@ -348,7 +348,9 @@ N_CLASSES = 5
 # Extra parameter rows for multiclass losses; per-class vectors have N_CLASSES entries.
 MC_VARIANTS: dict[str, list[dict]] = {
     "cross_entropy": [{"label_smoothing": 0.1}, {"z_loss": 1e-3, "softcap": 5.0},
-                      {"class_weight": [0.5, 2.0, 1.0, 0.0, 1.5]}],
+                      {"class_weight": [0.5, 2.0, 1.0, 0.0, 1.5]}, {"confidence_penalty": 0.3},
+                      {"confidence_penalty": 0.2, "label_smoothing": 0.1, "z_loss": 1e-3, "softcap": 5.0,
+                       "class_weight": [0.5, 2.0, 1.0, 0.0, 1.5]}],
     "categorical_focal": [{"gamma": 0.0}, {"alpha": [0.25, 1.0, 0.5, 2.0, 0.75], "gamma": 1.5}],
     "multi_margin": [{"p": 2}, {"margin": 0.5, "class_weight": [0.5, 2.0, 1.0, 0.0, 1.5]}],
     "kl_div_with_logits": [{"log_target": True}, {"temperature": 2.0}],

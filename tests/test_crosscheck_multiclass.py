@@ -5,6 +5,9 @@
 - ``poly1`` against optax's ``poly_loss_cross_entropy`` and ``categorical_hinge`` against Keras 3's
   ``keras.losses.categorical_hinge``, each transcribed line by line in NumPy (neither library is installed here),
   values directly and gradients by central differences of the transcription;
+- ``cross_entropy``'s ``confidence_penalty`` (Pereyra et al. 2017: CE - beta H(p), no library has it as an option)
+  against its definition in torch autograd, with every other cross_entropy option: values, gradients and Hessian
+  diagonals (double backward);
 - ``jensen_shannon`` against SciPy's ``scipy.spatial.distance.jensenshannon`` squared at beta = 1/2 (natural log,
   the default base), and at every beta against Liger-Kernel's plain-torch form (log-softmax, the mixture's log by
   logsumexp, the two KLs), transcribed in torch: values, autograd gradients and Hessian diagonals.
@@ -85,6 +88,65 @@ def test_multilabel_soft_margin_integer_targets_through_the_torch_layer():
     want = torch.nn.functional.multilabel_soft_margin_loss(x, y)
     got = ft.multilabel_soft_margin_loss(x, y, backend="numpy")
     assert float(got) == pytest.approx(float(want), rel=1e-14)
+
+
+# --- torch autograd: cross_entropy with confidence_penalty ---------------------------------------------------
+
+CP_CASES = {
+    # each with a confident row (p_t = 1 - 1e-17), class and sample weights; a masked class (-inf) where the
+    # loss is finite there (not with smoothing: inf, as torch's); an ignored row (hard labels)
+    "hard": dict(form="hard", kw=dict(ignore_index=2)),
+    "every_option": dict(form="hard", kw=dict(ignore_index=2, label_smoothing=0.1, z_loss=1e-3, softcap=5.0)),
+    "soft": dict(form="soft", kw=dict(label_smoothing=0.1)),
+}
+
+
+@pytest.mark.parametrize("case", CP_CASES)
+def test_confidence_penalty_is_torch_autograds(backend, case):
+    """l = CE - beta H(p), H = -sum p log p of the (softcapped) softmax, per row; its z_loss-like weighting: the
+    sample weight only, an ignored row 0. The gradient and the Hessian diagonal come from torch's autograd (double
+    backward), so the derived formulas are checked against the definition itself."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    require_support(backend, "cross_entropy", np.float64)
+    form, kw = CP_CASES[case]["form"], dict(CP_CASES[case]["kw"])
+    beta, R, C = 0.3, 6, 5
+    rng = np.random.default_rng(5)
+    x = rng.normal(0, 3, (R, C))
+    x[1] = [40.0, 0.0, -1.0, 0.5, 0.0]  # confident
+    if not kw.get("label_smoothing"):
+        x[3, 4] = -np.inf
+    cw = rng.uniform(0.3, 2.0, C)
+    w = rng.uniform(0.5, 2.0, R)
+    t = np.array([0, 0, 2, 1, 3, 4]) if form == "hard" else rng.dirichlet(np.ones(C), R)  # hard: row 2 ignored
+    tt = torch.tensor(t)
+    ignore = kw.pop("ignore_index", -100)
+    ls, zl, cap = kw.get("label_smoothing", 0.0), kw.get("z_loss", 0.0), kw.get("softcap")
+    xt = torch.tensor(x, requires_grad=True)
+    z = cap * torch.tanh(xt / cap) if cap else xt
+    lsm = torch.log_softmax(z, 1)
+    p = lsm.exp()
+    ce = F.cross_entropy(z, tt, weight=torch.tensor(cw), ignore_index=ignore, label_smoothing=ls, reduction="none")
+    ent = -(p * lsm.masked_fill(p == 0, 0.0)).sum(1)
+    keep = torch.tensor(t != ignore if form == "hard" else np.ones(R, bool))
+    per = ce + torch.where(keep, zl * torch.logsumexp(z, 1) ** 2 - beta * ent, 0.0)
+    wt = torch.tensor(w)
+    # "mean": over the kept rows' sample weight times cw_t (hard labels), the sample weights (soft targets)
+    row_den = torch.tensor(cw)[tt.clamp(0)] if form == "hard" else torch.ones(R, dtype=torch.float64)
+    den = (wt * torch.where(keep, row_den, 0.0)).sum()
+    for reduction in ("sum", "mean", "none"):
+        out = wt * per if reduction == "none" else (wt * per).sum() / (den if reduction == "mean" else 1.0)
+        (g_t,) = torch.autograd.grad(out.sum(), xt, create_graph=True)
+        h_t = np.stack([torch.autograd.grad(g_t[:, j].sum(), xt, retain_graph=True)[0][:, j].detach().numpy()
+                        for j in range(C)], axis=1)
+        args = dict(kw, class_weight=cw, sample_weight=w, reduction=reduction, backend=backend,
+                    confidence_penalty=beta, **({"ignore_index": ignore} if form == "hard" else {}))
+        v, g = fl.cross_entropy.value_and_grad(x, t, **args)
+        _, h = fl.cross_entropy.grad_hess(x, t, **args)
+        what = f"{case} {reduction}"
+        np.testing.assert_allclose(v, out.detach().numpy(), rtol=1e-12, atol=1e-14, err_msg=what)
+        np.testing.assert_allclose(g, g_t.detach().numpy(), rtol=1e-10, atol=1e-14, err_msg=what)
+        np.testing.assert_allclose(h, h_t, rtol=1e-10, atol=1e-14, err_msg=what)
 
 
 # --- optax: poly_loss_cross_entropy, transcribed -------------------------------------------------------------

@@ -34,7 +34,9 @@ OPTIONS = {
     "label_smoothing": {"label_smoothing": 0.1},
     "z_loss": {"z_loss": 1e-2},
     "softcap": {"softcap": 3.0},
-    "all": {"class_weight": "vector", "label_smoothing": 0.2, "z_loss": 1e-3, "softcap": 4.0, "ignore_index": -1},
+    "confidence_penalty": {"confidence_penalty": 0.3},
+    "all": {"class_weight": "vector", "label_smoothing": 0.2, "z_loss": 1e-3, "softcap": 4.0, "ignore_index": -1,
+            "confidence_penalty": 0.2},
 }
 
 

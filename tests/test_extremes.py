@@ -353,8 +353,10 @@ def _o_cross_entropy(x, target, soft, cw, kw):
         d2z = [-2 * mp.tanh(v / cap) * d / cap for v, d in zip(x, dz)]
     else:
         z, dz, d2z = list(x), [mpf(1)] * C, [mpf(0)] * C
-    e, zl = mpf(kw["label_smoothing"]), mpf(kw["z_loss"])
+    e, zl, cp = mpf(kw["label_smoothing"]), mpf(kw["z_loss"]), mpf(kw["confidence_penalty"])
     lp, p, omp = _softmax(z)
+    H = -mp.fsum(p[j] * lp[j] for j in range(C) if p[j] != 0)  # entropy (p log p -> 0 at p = 0)
+    lph = [lp[j] + H if p[j] != 0 else mpf(0) for j in range(C)]  # log p_j + H, only ever times p_j
     finite = [v for v in z if v != -mp.inf]
     m = max(finite)
     lse = m + mp.log(mp.fsum(mp.exp(v - m) for v in finite))
@@ -366,13 +368,15 @@ def _o_cross_entropy(x, target, soft, cw, kw):
         W = mp.fsum(cw)
         A = (1 - e) * cw[t] + e / C * W
         b = [e / C * cw[j] + ((1 - e) * cw[t] if j == t else 0) for j in range(C)]
-    value = mp.fsum(_wmul(b[j], -lp[j]) for j in range(C)) + zl * lse * lse  # sum_j b_j (lse - z_j)
+    value = mp.fsum(_wmul(b[j], -lp[j]) for j in range(C)) + zl * lse * lse - cp * H  # sum_j b_j (lse - z_j)
     grad, hess = [], []
     for j in range(C):
         gz = A * p[j] - b[j] + 2 * zl * lse * p[j]
         if not soft and j == t:  # A p_t - b_t with p_t - 1 = -(1 - p_t)
             gz = (A - (1 - e) * cw[t]) * p[j] - e / C * cw[t] - (1 - e) * cw[t] * omp[j] + 2 * zl * lse * p[j]
+        gz += cp * p[j] * lph[j]
         hz = A * p[j] * omp[j] + 2 * zl * (p[j] ** 2 + lse * p[j] * omp[j])
+        hz += cp * p[j] * ((omp[j] - p[j]) * lph[j] + omp[j])
         grad.append(gz * dz[j])
         hess.append(hz * dz[j] ** 2 + gz * d2z[j])
     return value, grad, hess

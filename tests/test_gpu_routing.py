@@ -53,7 +53,8 @@ def test_decide_without_measurements(loss, forced):
         assert got == "torch"  # auto with no measured case, or forced: torch's kernels
 
 
-@pytest.mark.parametrize("option", ["z_loss", "softcap", "sample_weight", "inplace_grad", "class_dim"])
+@pytest.mark.parametrize("option", ["z_loss", "softcap", "confidence_penalty", "sample_weight", "inplace_grad",
+                                    "class_dim"])
 @pytest.mark.parametrize("forced", gr.MODES)
 def test_options_torch_lacks_keep_the_fused_path(option, forced):
     assert gr.decide(CE, {option, "label_smoothing"}, (8, 5), "float32", (), forced) == "fused"

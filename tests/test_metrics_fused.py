@@ -26,6 +26,7 @@ OPTIONS = [
     {"label_smoothing": 0.1},
     {"z_loss": 1e-3},
     {"softcap": 5.0},
+    {"confidence_penalty": 0.3},
     {"class_weight": "random", "label_smoothing": 0.2, "z_loss": 1e-4, "softcap": 8.0},
 ]
 

@@ -516,6 +516,25 @@ def test_fused_loss_module_by_registry_name():
         ft.FusedLoss("nope")
 
 
+def test_confidence_penalty_through_the_functional_and_the_module():
+    """A fusedloss-only keyword of cross_entropy (torch has no such option): the NumPy API's value and gradient,
+    on the functional form and on CrossEntropyLoss (which shows it)."""
+    x = torch.randn(6, 5, dtype=torch.float64)
+    t = torch.tensor([0, 1, -100, 3, 4, 2])
+    w = torch.rand(5, dtype=torch.float64) + 0.5
+    kw = dict(class_weight=w.numpy(), label_smoothing=0.1, confidence_penalty=0.25)
+    want, want_g = fl.cross_entropy.value_and_grad(x.numpy(), t.numpy(), **kw)
+    module = ft.CrossEntropyLoss(weight=w, label_smoothing=0.1, confidence_penalty=0.25)
+    assert "confidence_penalty=0.25" in repr(module)
+    for fn in (lambda z: ft.cross_entropy(z, t, weight=w, label_smoothing=0.1, confidence_penalty=0.25),
+               lambda z: module(z, t)):
+        z = x.clone().requires_grad_()
+        out = fn(z)
+        out.backward()
+        assert math.isclose(out.item(), want, rel_tol=1e-14)
+        np.testing.assert_allclose(z.grad.numpy(), want_g, rtol=1e-13)
+
+
 # --- autograd plumbing ----------------------------------------------------------------------------------------
 
 

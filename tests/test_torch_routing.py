@@ -35,7 +35,8 @@ def test_small_calls_run_on_torch_with_torch_results(ce_small):
         assert _ran_on_torch(out) and torch.equal(out, getattr(torch.nn.functional, name)(p, y)), name
 
 
-@pytest.mark.parametrize("kwargs", [dict(z_loss=1e-4), dict(softcap=5.0), dict(sample_weight=torch.ones(64)),
+@pytest.mark.parametrize("kwargs", [dict(z_loss=1e-4), dict(softcap=5.0), dict(confidence_penalty=0.1),
+                                    dict(sample_weight=torch.ones(64)),
                                     dict(backend="cpp"), dict(backend="numpy"), dict(weight=np.ones(10))])
 def test_fusedloss_options_run_the_fused_kernels(ce_small, kwargs):
     x, t = ce_small

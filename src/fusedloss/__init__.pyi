@@ -1051,80 +1051,86 @@ class _Loss_cross_entropy(Loss):
     def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
         sample_weight: ArrayLike | None = None, backend: str | None = None,
         class_weight: float | ArrayLike | None = None, ignore_index: int = -100, label_smoothing: float = 0.0,
-        z_loss: float = 0.0, softcap: float | None = None, metrics: None = None) -> float: ...
+        z_loss: float = 0.0, softcap: float | None = None, confidence_penalty: float = 0.0,
+        metrics: None = None) -> float: ...
     @overload
     def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
         sample_weight: ArrayLike | None = None, backend: str | None = None,
         class_weight: float | ArrayLike | None = None, ignore_index: int = -100, label_smoothing: float = 0.0,
-        z_loss: float = 0.0, softcap: float | None = None, metrics: None = None) -> NDArray[Any]: ...
+        z_loss: float = 0.0, softcap: float | None = None, confidence_penalty: float = 0.0,
+        metrics: None = None) -> NDArray[Any]: ...
     @overload
     def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: str, sample_weight: ArrayLike | None = None,
         backend: str | None = None, class_weight: float | ArrayLike | None = None, ignore_index: int = -100,
         label_smoothing: float = 0.0, z_loss: float = 0.0, softcap: float | None = None,
-        metrics: None = None) -> float | NDArray[Any]: ...
+        confidence_penalty: float = 0.0, metrics: None = None) -> float | NDArray[Any]: ...
     @overload
     def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
         sample_weight: ArrayLike | None = None, backend: str | None = None,
         class_weight: float | ArrayLike | None = None, ignore_index: int = -100, label_smoothing: float = 0.0,
-        z_loss: float = 0.0, softcap: float | None = None, metrics: str | Sequence[str]) -> tuple[float, Metrics]: ...
+        z_loss: float = 0.0, softcap: float | None = None, confidence_penalty: float = 0.0,
+        metrics: str | Sequence[str]) -> tuple[float, Metrics]: ...
     @overload
     def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
         sample_weight: ArrayLike | None = None, backend: str | None = None,
         class_weight: float | ArrayLike | None = None, ignore_index: int = -100, label_smoothing: float = 0.0,
-        z_loss: float = 0.0, softcap: float | None = None, metrics: str | Sequence[str]) -> tuple[NDArray[Any],
-        Metrics]: ...
+        z_loss: float = 0.0, softcap: float | None = None, confidence_penalty: float = 0.0,
+        metrics: str | Sequence[str]) -> tuple[NDArray[Any], Metrics]: ...
     @overload
     def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: str, sample_weight: ArrayLike | None = None,
         backend: str | None = None, class_weight: float | ArrayLike | None = None, ignore_index: int = -100,
         label_smoothing: float = 0.0, z_loss: float = 0.0, softcap: float | None = None,
-        metrics: str | Sequence[str]) -> tuple[float | NDArray[Any], Metrics]: ...
+        confidence_penalty: float = 0.0, metrics: str | Sequence[str]) -> tuple[float | NDArray[Any], Metrics]: ...
     @overload
     def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
         sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
         class_weight: float | ArrayLike | None = None, ignore_index: int = -100, label_smoothing: float = 0.0,
-        z_loss: float = 0.0, softcap: float | None = None, metrics: None = None) -> tuple[float, NDArray[Any]]: ...
+        z_loss: float = 0.0, softcap: float | None = None, confidence_penalty: float = 0.0,
+        metrics: None = None) -> tuple[float, NDArray[Any]]: ...
     @overload
     def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
         sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
         class_weight: float | ArrayLike | None = None, ignore_index: int = -100, label_smoothing: float = 0.0,
-        z_loss: float = 0.0, softcap: float | None = None, metrics: None = None) -> tuple[NDArray[Any],
-        NDArray[Any]]: ...
+        z_loss: float = 0.0, softcap: float | None = None, confidence_penalty: float = 0.0,
+        metrics: None = None) -> tuple[NDArray[Any], NDArray[Any]]: ...
     @overload
     def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: str,
         sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
         class_weight: float | ArrayLike | None = None, ignore_index: int = -100, label_smoothing: float = 0.0,
-        z_loss: float = 0.0, softcap: float | None = None, metrics: None = None) -> tuple[float | NDArray[Any],
-        NDArray[Any]]: ...
+        z_loss: float = 0.0, softcap: float | None = None, confidence_penalty: float = 0.0,
+        metrics: None = None) -> tuple[float | NDArray[Any], NDArray[Any]]: ...
     @overload
     def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
         sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
         class_weight: float | ArrayLike | None = None, ignore_index: int = -100, label_smoothing: float = 0.0,
-        z_loss: float = 0.0, softcap: float | None = None, metrics: str | Sequence[str]) -> tuple[float, NDArray[Any],
-        Metrics]: ...
+        z_loss: float = 0.0, softcap: float | None = None, confidence_penalty: float = 0.0,
+        metrics: str | Sequence[str]) -> tuple[float, NDArray[Any], Metrics]: ...
     @overload
     def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
         sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
         class_weight: float | ArrayLike | None = None, ignore_index: int = -100, label_smoothing: float = 0.0,
-        z_loss: float = 0.0, softcap: float | None = None, metrics: str | Sequence[str]) -> tuple[NDArray[Any],
-        NDArray[Any], Metrics]: ...
+        z_loss: float = 0.0, softcap: float | None = None, confidence_penalty: float = 0.0,
+        metrics: str | Sequence[str]) -> tuple[NDArray[Any], NDArray[Any], Metrics]: ...
     @overload
     def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: str,
         sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
         class_weight: float | ArrayLike | None = None, ignore_index: int = -100, label_smoothing: float = 0.0,
-        z_loss: float = 0.0, softcap: float | None = None, metrics: str | Sequence[str]) -> tuple[float | NDArray[Any],
-        NDArray[Any], Metrics]: ...
+        z_loss: float = 0.0, softcap: float | None = None, confidence_penalty: float = 0.0,
+        metrics: str | Sequence[str]) -> tuple[float | NDArray[Any], NDArray[Any], Metrics]: ...
     def grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: str = "mean",
         sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
         class_weight: float | ArrayLike | None = None, ignore_index: int = -100, label_smoothing: float = 0.0,
-        z_loss: float = 0.0, softcap: float | None = None) -> NDArray[Any]: ...
+        z_loss: float = 0.0, softcap: float | None = None, confidence_penalty: float = 0.0) -> NDArray[Any]: ...
     def grad_hess(self, pred: ArrayLike, target: ArrayLike, *, reduction: str = "mean",
         sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None,
         hess_out: NDArray[Any] | None = None, hessian: Literal["exact", "ones"] = "exact", backend: str | None = None,
         class_weight: float | ArrayLike | None = None, ignore_index: int = -100, label_smoothing: float = 0.0,
-        z_loss: float = 0.0, softcap: float | None = None) -> tuple[NDArray[Any], NDArray[Any]]: ...
+        z_loss: float = 0.0, softcap: float | None = None, confidence_penalty: float = 0.0) -> tuple[NDArray[Any],
+        NDArray[Any]]: ...
     def partial(self, pred: ArrayLike, target: ArrayLike, *, sample_weight: ArrayLike | None = None,
         backend: str | None = None, class_weight: float | ArrayLike | None = None, ignore_index: int = -100,
-        label_smoothing: float = 0.0, z_loss: float = 0.0, softcap: float | None = None) -> LossState: ...
+        label_smoothing: float = 0.0, z_loss: float = 0.0, softcap: float | None = None,
+        confidence_penalty: float = 0.0) -> LossState: ...
 
 cross_entropy: _Loss_cross_entropy
 

@@ -799,13 +799,25 @@ def ce_row_finish(st, s0, soft, u, v, ct, z_t, ls, e_c, zl):
     return value, coef
 
 
-def ce_elem_grad(xj, is_t, qj, cj, soft, ls, e_c, cap, zl, st, coef, want_h):
+def ce_entropy(st, ent):
+    """The row's softmax entropy H = log s + (1/s) sum_j e_j (sh - z_j) from its state and that sum ``ent``
+    (terms 0 where e_j = 0): two non-negative terms, so H >= 0 and exact on a confident row (s = 1 + tiny,
+    every other e_j tiny or 0), where -sum p log p from rounded p_j would lose it. 0 for a row of -inf."""
+    sh, s, sm1, inv_s, log_s = st
+    if s == 0.0:
+        return 0.0
+    return log_s + ent * inv_s
+
+
+def ce_elem_grad(xj, is_t, qj, cj, soft, ls, e_c, cap, zl, st, coef, want_h, cp, ent):
     """(dl/dx_j, d2l/dx_j^2) of a row (before the row weight and scale).
 
     p_j = exp(z_j - sh) / s and 1 - p_j from ``row_p``; the label's element uses p_t - 1 = expm1(log p_t), so
     that A p_t - b_t = (A - (1-e) c_t) p_t - (e/C) c_t - (1-e) c_t (1 - p_t) does not cancel when p_t -> 1
     (rows.hpp: the label's element in double). The softcap chain uses sech2 for 1 - tanh^2 (math.hpp
     tanh_sech2). A row of -inf (s = 0) has lse = -inf: z_loss is left out of its derivatives (0 * inf).
+    ``cp``: the confidence penalty, ``ent``: the row's entropy H (``ce_entropy``); its terms b p_j (log p_j + H)
+    and b p_j ((1 - 2 p_j)(log p_j + H) + 1 - p_j) take log p_j = (z_j - sh) - log s, and are 0 where p_j is.
     """
     sh, s, sm1, inv_s, log_s = st
     z = capped(xj, cap)
@@ -827,12 +839,18 @@ def ce_elem_grad(xj, is_t, qj, cj, soft, ls, e_c, cap, zl, st, coef, want_h):
     lse = sh + log_s
     if zg != 0.0:
         gz += 2.0 * zg * lse * pj
+    lph = 0.0
+    if cp != 0.0 and pj != 0.0:
+        lph = row_log_p(z, st) + ent  # log p_j + H
+        gz += cp * pj * lph
     gx = gz * dz
     hx = 0.0
     if want_h:
         hz = coef * pj * omp
         if zg != 0.0:
             hz += 2.0 * zg * (pj * pj + lse * pj * omp)
+        if cp != 0.0 and pj != 0.0:
+            hz += cp * pj * ((omp - pj) * lph + omp)
         hx = hz * dz * dz
         if cap > 0.0:
             hx -= gz * (2.0 * (z / cap) * dz / cap)
@@ -856,7 +874,7 @@ def cross_entropy_row(x, base, C, t, q, cw, has_cw, soft, params, rw, gscale, g,
 def ce_row_from_max(x, base, C, t, x_t, m, q, cw, has_cw, soft, params, rw, gscale, g, h, want_g, want_h, want_e):
     """cross_entropy_row after its first pass (the row max ``m``; ``x_t`` read before any write): (rw * value,
     the row's ``row_state``, and with ``want_e`` the sum_j e_j (sh - z_j) of its entropy)."""
-    ls, zl, cap = params  # label_smoothing, z_loss, softcap (0: none)
+    ls, zl, cap, cp = params  # label_smoothing, z_loss, softcap (0: none), confidence_penalty
     e_c = ls / C
     sh = row_shift(m, cap)
     like = x[base]  # the data's type: the exponentials' precision (exp_as), the same in every pass below
@@ -871,7 +889,7 @@ def ce_row_from_max(x, base, C, t, x_t, m, q, cw, has_cw, soft, params, rw, gsca
             u += du
             v += dv
     ent = 0.0
-    if want_e:  # sum_j e_j (sh - z_j), before the gradient may overwrite x
+    if want_e or cp != 0.0:  # sum_j e_j (sh - z_j), before the gradient may overwrite x
         for j in range(C):
             z = capped(x[base + j], cap)
             e = exp_as(z - sh, like)
@@ -886,6 +904,10 @@ def ce_row_from_max(x, base, C, t, x_t, m, q, cw, has_cw, soft, params, rw, gsca
         ct = cw[t] if has_cw else 1.0
         z_t = capped(x_t, cap)
     value, coef = ce_row_finish(st, sh, soft, u, v, ct, z_t, ls, e_c, zl)
+    H = 0.0
+    if cp != 0.0:
+        H = ce_entropy(st, ent)
+        value -= cp * H
     if want_g or want_h:
         f = rw * gscale
         # The row through views of its own, as the CPU backend's elementwise runs: LLVM's run-time check that
@@ -894,28 +916,30 @@ def ce_row_from_max(x, base, C, t, x_t, m, q, cw, has_cw, soft, params, rw, gsca
         xr = x[base:base + C]
         gr = g[base:base + C]
         hr = h[base:base + C]
-        if soft or has_cw or cap != 0.0 or zl != 0.0:
+        if soft or has_cw or cap != 0.0 or zl != 0.0 or cp != 0.0:
             for j in range(C):
                 cj = cw[j] if has_cw else 1.0
                 qj = q[base + j] if soft else 0.0
                 gx, hx = ce_elem_grad(xr[j], (not soft) and j == t, qj, cj, soft, ls, e_c, cap, zl, st,
-                                      coef, want_h)
+                                      coef, want_h, cp, H)
                 if want_h:
                     hr[j] = f * hx
                 if want_g:
                     gr[j] = f * gx
-        else:  # hard labels, no class weights, softcap or z_loss: every other class's element by one formula
+        else:  # hard labels, no class weights, softcap, z_loss or penalty: every other class's element by one formula
             if want_h:
                 for j in range(C):
-                    gx, hx = ce_elem_grad(xr[j], False, 0.0, 1.0, False, ls, e_c, 0.0, 0.0, st, coef, True)
+                    gx, hx = ce_elem_grad(xr[j], False, 0.0, 1.0, False, ls, e_c, 0.0, 0.0, st, coef,
+                                          True, 0.0, 0.0)
                     hr[j] = f * hx
                     if want_g:
                         gr[j] = f * gx
             else:
                 for j in range(C):
-                    gx, hx = ce_elem_grad(xr[j], False, 0.0, 1.0, False, ls, e_c, 0.0, 0.0, st, coef, False)
+                    gx, hx = ce_elem_grad(xr[j], False, 0.0, 1.0, False, ls, e_c, 0.0, 0.0, st, coef,
+                                          False, 0.0, 0.0)
                     gr[j] = f * gx
-            gx, hx = ce_elem_grad(x_t, True, 0.0, 1.0, False, ls, e_c, 0.0, 0.0, st, coef, want_h)
+            gx, hx = ce_elem_grad(x_t, True, 0.0, 1.0, False, ls, e_c, 0.0, 0.0, st, coef, want_h, 0.0, 0.0)
             if want_h:
                 h[base + t] = f * hx
             if want_g:
@@ -959,9 +983,8 @@ def cross_entropy_row_metrics(x, base, C, t, cw, has_cw, params, rw, gscale, g, 
                                      False, want_e)
     if no_softmax(m, st[1]):
         return value, -1, math.nan, math.nan, math.nan
-    sh, s, sm1, inv_s, log_s = st
     nll = -row_log_p(capped(x_t, params[2]), st)
-    return value, r, inv_s, nll, log_s + ent * inv_s
+    return value, r, st[3], nll, ce_entropy(st, ent)
 
 
 def categorical_focal_row(x, base, C, t, q, cw, has_cw, soft, params, rw, gscale, g, h, want_g, want_h):

@@ -495,7 +495,10 @@ def _xmul(a, b):
     return np.where(a == 0, 0.0, a * b)
 
 
-def cross_entropy(x, target, soft, cw, ignore_index, label_smoothing, z_loss, softcap):
+def cross_entropy(x, target, soft, cw, ignore_index, label_smoothing, z_loss, softcap, confidence_penalty=0.0):
+    """The confidence penalty -beta H(p) (beta = ``confidence_penalty``) is taken in forms that stay exact on a
+    confident row: H = log s + (1/s) sum_j e_j (sh - z_j), a sum of non-negative terms (0 where e_j underflows:
+    the limit of p log p), and log p_j = (z_j - sh) - log s, never the log of a rounded p_j."""
     R, C = x.shape
     if softcap:  # None or 0 switch it off
         tau = np.tanh(x / softcap)
@@ -505,9 +508,12 @@ def cross_entropy(x, target, soft, cw, ignore_index, label_smoothing, z_loss, so
         z, dz, d2z = x, np.ones_like(x), np.zeros_like(x)
     cw = np.ones(C) if cw is None else cw
     e = label_smoothing
-    sh, _, s, _, log_s, p, omp = _softmax_rows(z)
+    sh, ex, s, _, log_s, p, omp = _softmax_rows(z)
     lse = sh + log_s
     rel = sh[:, None] - z  # lse - z = rel + log s, both terms >= 0
+    beta = np.where(s == 0.0, 0.0, confidence_penalty)  # a row of -inf has no entropy: no penalty at all
+    ent = np.where(s == 0.0, 0.0, log_s + np.sum(_xmul(ex, rel), axis=1) / np.where(s == 0.0, 1.0, s))  # H >= 0
+    lp = np.where(ex == 0.0, 0.0, -rel - log_s[:, None])  # log p_j (0 where p_j = 0: the terms have p_j as factor)
     rows = np.arange(R)
     if soft:
         keep = np.ones(R, dtype=bool)
@@ -530,14 +536,21 @@ def cross_entropy(x, target, soft, cw, ignore_index, label_smoothing, z_loss, so
             value = value + (e / C) * (W * log_s + np.sum(_xmul(cw, rel), axis=1))
     zg = np.where(s == 0.0, 0.0, z_loss)  # a row of -inf has lse = -inf: no z_loss in its derivatives
     lse_z = np.where(zg == 0.0, 0.0, lse)
-    value = value + z_loss * lse * lse
+    value = value + z_loss * lse * lse - beta * ent
     gz = coef[:, None] * p - b + 2.0 * (zg * lse_z)[:, None] * p
     hz = coef[:, None] * p * omp + 2.0 * zg[:, None] * (p * p + lse_z[:, None] * p * omp)
+    # -beta H: d/dz_j = beta p_j (log p_j + H), d2/dz_j^2 = beta p_j ((1 - 2 p_j)(log p_j + H) + 1 - p_j)
+    lph = lp + ent[:, None]
+    gz = gz + beta[:, None] * p * lph
+    hz = hz + beta[:, None] * p * ((omp - p) * lph + omp)
     if not soft:  # the label's element from log p_t: A p_t - b_t with p_t - 1 = expm1(log p_t)
         p_t, omp_t = np.exp(lp_t), -np.expm1(lp_t)
         k1 = (1.0 - e) * cw_t
-        gz[rows, t] = (coef - k1) * p_t - (e / C) * cw_t - k1 * omp_t + 2.0 * zg * lse_z * p_t
-        hz[rows, t] = coef * p_t * omp_t + 2.0 * zg * (p_t * p_t + lse_z * p_t * omp_t)
+        lph_t = np.where(p_t == 0.0, 0.0, lp_t) + ent
+        gz[rows, t] = ((coef - k1) * p_t - (e / C) * cw_t - k1 * omp_t + 2.0 * zg * lse_z * p_t
+                       + beta * p_t * lph_t)
+        hz[rows, t] = (coef * p_t * omp_t + 2.0 * zg * (p_t * p_t + lse_z * p_t * omp_t)
+                       + beta * p_t * ((omp_t - p_t) * lph_t + omp_t))
     grad = gz * dz
     hess = hz * dz * dz + gz * d2z
     return value, grad, hess, keep

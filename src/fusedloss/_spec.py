@@ -644,15 +644,21 @@ register(LossSpec(
         Param("z_loss", 0.0, "adds z_loss * logsumexp(z)^2 per row (PaLM)", _nonnegative),
         Param("softcap", None, "logits become softcap * tanh(x / softcap) first", _optional_positive,
               _optional_float),
+        Param("confidence_penalty", 0.0, "subtracts confidence_penalty * H(p), the softmax's entropy, per row "
+              "(Pereyra et al. 2017)", _nonnegative),
     ),
-    pack=lambda kw: (kw["label_smoothing"], kw["z_loss"], kw["softcap"] or 0.0),
+    pack=lambda kw: (kw["label_smoothing"], kw["z_loss"], kw["softcap"] or 0.0, kw["confidence_penalty"]),
     summary="softmax cross-entropy over the last axis with hard or soft targets, as torch.nn.functional.cross_entropy",
     formula=("z = softcap tanh(x/softcap) (or x), lse = logsumexp(z), p = softmax(z), e = label_smoothing, "
              "cw class weights, W = sum cw.  hard t: l = (1-e) cw_t (lse - z_t) + (e/C) (W lse - sum cw z) + z_loss lse^2;  "
              "soft q: q' = (1-e) q + e/C, l = sum cw q' (lse - z) + z_loss lse^2.  "
              "dl/dz_j = A p_j - b_j + 2 z_loss lse p_j with A = (1-e) cw_t + (e/C) W, b_j = (1-e) cw_t [j=t] + (e/C) cw_j "
              "(soft: A = sum cw q', b_j = cw_j q'_j);  d2l/dz_j^2 = A p_j (1-p_j) + 2 z_loss (p_j^2 + lse p_j (1-p_j)); "
-             "chain rule through softcap"),
+             "confidence_penalty b: l -= b H with H = -sum p_j log p_j = log s + (1/s) sum_j e_j (max z - z_j) "
+             "(e_j = exp(z_j - max z), s = sum e: non-negative terms), log p_j = (z_j - max z) - log s; "
+             "dl/dz_j += b p_j (log p_j + H), d2l/dz_j^2 += b p_j ((1 - 2 p_j)(log p_j + H) + 1 - p_j) (p_j = 0: 0).  "
+             "z_loss and confidence_penalty terms are weighted as the row: by its sample weight, not by cw_t "
+             "(ignored rows: 0); chain rule through softcap"),
 ))
 
 register(LossSpec(

@@ -202,7 +202,8 @@ FUSEDLOSS_INLINE RowSum double_exp_sums(const T* x, std::size_t n, double sh) {
   return RowSum(s1, k);
 }
 
-// softmax cross-entropy, hard labels or soft targets; params = (label_smoothing, z_loss, softcap).
+// softmax cross-entropy, hard labels or soft targets; params = (label_smoothing, z_loss, softcap,
+// confidence_penalty).
 // z = softcap tanh(x / softcap) (or x), lse = logsumexp(z), p = softmax(z), e = label_smoothing, cw the class
 // weights (1 without), W = sum cw.
 //   hard t: l = (1-e) cw_t (lse - z_t) + (e/C) (W lse - sum cw z) + z_loss lse^2
@@ -212,6 +213,11 @@ FUSEDLOSS_INLINE RowSum double_exp_sums(const T* x, std::size_t n, double sh) {
 //   through softcap: dl/dx = dl/dz dz, d2l/dx^2 = d2l/dz^2 dz^2 + dl/dz d2z, dz = 1 - tau^2,
 //   d2z = -2 tau dz / softcap, tau = tanh(x / softcap); tau and dz come from math.hpp's tanh_sech2, since
 //   1 - tau^2 from a rounded tau cancels.
+//   confidence_penalty b: l -= b H, H = log s + (1/s) sum_j e_j (m - z_j) (non-negative terms, 0 where e_j = 0),
+//   dl/dz_j += b p_j (log p_j + H), d2l/dz_j^2 += b p_j ((1 - 2 p_j)(log p_j + H) + 1 - p_j), with
+//   log p_j = (z_j - m) - log s. CP (b != 0) is a template flag: its rows take the entropy's sum in a pass of
+//   their own after pass 1 and park nothing (pass 3 needs z_j, as with softcap), so the rows without it keep
+//   their loops.
 // With softcap nothing is parked: pass 3 needs z_j and dz_j, and a single float cannot carry both
 // accurately (dz_j is tiny where z_j is close to +-softcap), so pass 3 reads x_j again and recomputes
 // tanh_sech2 and e_j (a tanh and two exps per element in each of passes 2 and 3); x_j is still read before
@@ -223,14 +229,15 @@ struct cross_entropy {
   static constexpr bool soft_labels = true;
   static constexpr bool class_vector = true;
 
-  double ls, keep, e_c, zl, cap_d, W;  // label_smoothing, 1 - ls, ls / C, z_loss, softcap (0: off), sum cw
+  // label_smoothing, 1 - ls, ls / C, z_loss, softcap (0: off), confidence_penalty, sum cw
+  double ls, keep, e_c, zl, cap_d, cp, W;
   T cap;
   const T* cw;
   std::size_t C;
 
-  static constexpr std::size_t arity = 3;
+  static constexpr std::size_t arity = 4;
   cross_entropy(const Params& prm, const T* cw_, std::size_t C_)
-      : ls(prm[0]), keep(1.0 - prm[0]), e_c(prm[0] / double(C_)), zl(prm[1]), cap_d(prm[2]),
+      : ls(prm[0]), keep(1.0 - prm[0]), e_c(prm[0] / double(C_)), zl(prm[1]), cap_d(prm[2]), cp(prm[3]),
         W(0.0), cap(T(prm[2])), cw(cw_), C(C_) {
     if (cw) {
       for (std::size_t j = 0; j < C; ++j) W += double(cw[j]);  // in class order, as the row function does
@@ -244,13 +251,27 @@ struct cross_entropy {
 
   template <bool G, bool H>
   double row(const T* x, std::int64_t t, const T* q, double f, T* g, T* h) const {
+    return cp != 0.0 ? row_as<G, H, true>(x, t, q, f, g, h) : row_as<G, H, false>(x, t, q, f, g, h);
+  }
+
+  template <bool G, bool H, bool CP>
+  double row_as(const T* x, std::int64_t t, const T* q, double f, T* g, T* h) const {
     const bool c = cap_d > 0.0;
+    constexpr bool N = false;
     if (q) {
-      if (cw) return c ? run<G, H, true, true, true>(x, t, q, f, g, h) : run<G, H, true, true, false>(x, t, q, f, g, h);
-      return c ? run<G, H, true, false, true>(x, t, q, f, g, h) : run<G, H, true, false, false>(x, t, q, f, g, h);
+      if (cw) {
+        return c ? run<G, H, true, true, true, N, N, N, CP>(x, t, q, f, g, h)
+                 : run<G, H, true, true, false, N, N, N, CP>(x, t, q, f, g, h);
+      }
+      return c ? run<G, H, true, false, true, N, N, N, CP>(x, t, q, f, g, h)
+               : run<G, H, true, false, false, N, N, N, CP>(x, t, q, f, g, h);
     }
-    if (cw) return c ? run<G, H, false, true, true>(x, t, q, f, g, h) : run<G, H, false, true, false>(x, t, q, f, g, h);
-    return c ? run<G, H, false, false, true>(x, t, q, f, g, h) : run<G, H, false, false, false>(x, t, q, f, g, h);
+    if (cw) {
+      return c ? run<G, H, false, true, true, N, N, N, CP>(x, t, q, f, g, h)
+               : run<G, H, false, true, false, N, N, N, CP>(x, t, q, f, g, h);
+    }
+    return c ? run<G, H, false, false, true, N, N, N, CP>(x, t, q, f, g, h)
+             : run<G, H, false, false, false, N, N, N, CP>(x, t, q, f, g, h);
   }
 
   // The row with its metrics (hard labels, no Hessian; kernel_api.hpp RowMetrics): the same value and gradient
@@ -259,21 +280,28 @@ struct cross_entropy {
   // and -log p_t come from what the row computes anyway.
   template <bool G, bool MR, bool ME>
   double row_metrics(const T* x, std::int64_t t, double f, T* g, RowMetrics& met) const {
-    const bool c = cap_d > 0.0;
-    if (cw) {
-      return c ? run<G, false, false, true, true, true, MR, ME>(x, t, nullptr, f, g, nullptr, &met)
-               : run<G, false, false, true, false, true, MR, ME>(x, t, nullptr, f, g, nullptr, &met);
-    }
-    return c ? run<G, false, false, false, true, true, MR, ME>(x, t, nullptr, f, g, nullptr, &met)
-             : run<G, false, false, false, false, true, MR, ME>(x, t, nullptr, f, g, nullptr, &met);
+    return cp != 0.0 ? metrics_as<G, MR, ME, true>(x, t, f, g, met) : metrics_as<G, MR, ME, false>(x, t, f, g, met);
   }
 
-  // M: write the row's metrics to *met (row_metrics), MR and ME as there.
-  template <bool G, bool H, bool Soft, bool CW, bool Cap, bool M = false, bool MR = false, bool ME = false>
+  template <bool G, bool MR, bool ME, bool CP>
+  double metrics_as(const T* x, std::int64_t t, double f, T* g, RowMetrics& met) const {
+    const bool c = cap_d > 0.0;
+    if (cw) {
+      return c ? run<G, false, false, true, true, true, MR, ME, CP>(x, t, nullptr, f, g, nullptr, &met)
+               : run<G, false, false, true, false, true, MR, ME, CP>(x, t, nullptr, f, g, nullptr, &met);
+    }
+    return c ? run<G, false, false, false, true, true, MR, ME, CP>(x, t, nullptr, f, g, nullptr, &met)
+             : run<G, false, false, false, false, true, MR, ME, CP>(x, t, nullptr, f, g, nullptr, &met);
+  }
+
+  // M: write the row's metrics to *met (row_metrics), MR and ME as there; CP: the confidence penalty is on.
+  template <bool G, bool H, bool Soft, bool CW, bool Cap, bool M = false, bool MR = false, bool ME = false,
+            bool CP = false>
   double run(const T* x, std::int64_t t, const T* q, double f, T* g, T* h, RowMetrics* met = nullptr) const {
     static_assert(!(Soft && M), "metrics need hard labels");
     constexpr bool Store = G || H;
-    constexpr bool Park = Store && !Cap;  // pass 2 parks e_j for pass 3 (not with softcap: see above)
+    constexpr bool Park = Store && !Cap && !CP;  // pass 2 parks e_j for pass 3 (not with softcap: see above)
+    constexpr bool Reread = Cap || CP;           // pass 3 computes z_j and e_j again from x_j
     T* buf = G ? g : h;
     const std::size_t n = C;
     const T x_t = Soft ? T(0) : x[t];  // before pass 2 may overwrite it (g == x)
@@ -292,10 +320,6 @@ struct cross_entropy {
     const T keepT = T(keep), e_cT = T(e_c);
     const T* const cwp = cw;  // a local copy: stores to buf might alias the member, which keeps loops scalar
 
-    // pass 2: z_j, e_j = exp(z_j - m) and the row sums; the three loops differ only in what else they sum.
-    // szw = sum_j b_j (m - z_j) (b_j = cw_j q'_j, or cw_j for the smoothing term): with lse = m + log s,
-    // sum_j b_j (lse - z_j) = (sum_j b_j) log s + szw, a sum of non-negative terms (nothing cancels).
-    double s1 = 0.0, k = 0.0, coef = 0.0, szw = 0.0, ent = 0.0;  // ent: sum_j e_j (m - z_j) (ME)
     auto zval = [&](T xj, T& dz) {
       if constexpr (Cap) {
         return soft_z(xj, dz);
@@ -303,6 +327,27 @@ struct cross_entropy {
         return xj;
       }
     };
+    // pass 1b (CP): the entropy's sum_j e_j (m - z_j), its own loop (x is intact: nothing is written before pass 3)
+    double hent = 0.0;
+    if constexpr (CP) {
+      for (std::size_t j0 = 0; j0 < n; j0 += kChunk) {
+        const std::size_t j1 = std::min(n, j0 + kChunk);
+        T cent = T(0);
+#pragma omp simd reduction(+ : cent)
+        for (std::size_t j = j0; j < j1; ++j) {
+          T dz = T(1);
+          const T z = zval(x[j], dz);
+          const T e = exp_sub(z, shift);
+          cent += e != T(0) ? e * (shift - z) : T(0);  // a masked class (e = 0, z = -inf) adds 0
+        }
+        hent += double(cent);
+      }
+    }
+
+    // pass 2: z_j, e_j = exp(z_j - m) and the row sums; the three loops differ only in what else they sum.
+    // szw = sum_j b_j (m - z_j) (b_j = cw_j q'_j, or cw_j for the smoothing term): with lse = m + log s,
+    // sum_j b_j (lse - z_j) = (sum_j b_j) log s + szw, a sum of non-negative terms (nothing cancels).
+    double s1 = 0.0, k = 0.0, coef = 0.0, szw = 0.0, ent = 0.0;  // ent: sum_j e_j (m - z_j) (ME)
     for (std::size_t j0 = 0; j0 < n; j0 += kChunk) {
       const std::size_t j1 = std::min(n, j0 + kChunk);
       T cs1 = T(0), ck = T(0), ccoef = T(0), cszw = T(0);
@@ -396,6 +441,11 @@ struct cross_entropy {
       if (smooth) value += e_c * (W * rs.log_s + szw);
     }
     if (zl != 0.0) value += zl * lse * lse;
+    double ent_h = 0.0;  // H (CP)
+    if constexpr (CP) {
+      ent_h = rs.log_s + hent * rs.inv_s;
+      value -= cp * ent_h;
+    }
     if constexpr (M) {
       met->rank = rank;
       met->conf = rs.inv_s;
@@ -415,11 +465,13 @@ struct cross_entropy {
     // lseZ: lse where z_loss is on, else 0, so that the z_loss term below is an exact 0 without a branch
     const T zl2 = T(2.0 * zg), lseZ = T(zg != 0.0 ? lse : 0.0);
     const T two_inv_cap2 = Cap ? T(2.0 / (cap_d * cap_d)) : T(0);  // d2z = -2 (z / cap) dz / cap
+    // CP: log p_j + H = (z_j - m) + (H - log s), H - log s = hent / s
+    const T cpT = T(cp), hmlsT = T(hent * rs.inv_s);
 #pragma omp simd
     for (std::size_t j = 0; j < n; ++j) {
       T dz = T(1), z = T(0), e;
-      if constexpr (Cap) {
-        z = soft_z(x[j], dz);  // x_j read before g_j is written
+      if constexpr (Reread) {
+        z = zval(x[j], dz);  // x_j read before g_j is written
         e = exp_sub(z, shift);
       } else {
         e = buf[j];
@@ -433,9 +485,15 @@ struct cross_entropy {
       } else {
         gz = coefzT * p - e_cT * cj;
       }
+      T lph = T(0);  // log p_j + H (CP; p_j = 0 leaves the terms out)
+      if constexpr (CP) {
+        lph = (z - shift) + hmlsT;
+        gz += p != T(0) ? cpT * p * lph : T(0);
+      }
       if constexpr (H) {
         const T omp = T(rs.one_minus_p(e));
-        const T hz = coefT * p * omp + zl2 * (p * p + lseZ * p * omp);
+        T hz = coefT * p * omp + zl2 * (p * p + lseZ * p * omp);
+        if constexpr (CP) hz += p != T(0) ? cpT * p * ((omp - p) * lph + omp) : T(0);
         T hx = hz * dz * dz;
         if constexpr (Cap) hx -= gz * (two_inv_cap2 * z * dz);
         h[j] = fT * hx;
@@ -448,11 +506,14 @@ struct cross_entropy {
       const double p_t = vm::exp(lp_t), omp_t = -vm::expm1(lp_t);
       double gz = -keep * ct * omp_t + e_c * (W * p_t - ct);
       if (zg != 0.0) gz += 2.0 * zg * lse * p_t;
+      [[maybe_unused]] const double lph_t = p_t != 0.0 ? lp_t + ent_h : 0.0;
+      if constexpr (CP) gz += cp * p_t * lph_t;
       const double dz = double(dz_t);
       if constexpr (G) g[t] = T(f * (gz * dz));
       if constexpr (H) {
         double hz = coef * p_t * omp_t;
         if (zg != 0.0) hz += 2.0 * zg * (p_t * p_t + lse * p_t * omp_t);
+        if constexpr (CP) hz += cp * p_t * ((omp_t - p_t) * lph_t + omp_t);
         double hx = hz * dz * dz;
         if constexpr (Cap) hx -= gz * (2.0 * double(z_t) * dz / (cap_d * cap_d));
         h[t] = T(f * hx);

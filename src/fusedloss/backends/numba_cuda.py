@@ -26,7 +26,8 @@ cross_entropy has a kernel designed for the GPU instead (``_ce_block_kernel``), 
   (``ce_elem_grad``); a second read of the row, which at these sizes mostly hits L2.
 - The math is ``_pointwise``'s: the per-element pieces that ``cross_entropy_row`` (the one-thread-per-row
   form, used by the CPU backend) also runs, so there is one definition of the loss. Every option (class and
-  sample weights, ignore_index, label smoothing, z_loss, softcap, soft targets) goes through it.
+  sample weights, ignore_index, label smoothing, z_loss, softcap, confidence_penalty, soft targets) goes through
+  it; the confidence penalty adds a pass for the entropy's sum between the reduction and pass 2.
 - Reduced values: thread 0 of each block adds its rows' values; the host adds the per-block partials with
   ``math.fsum``. The grid depends only on R, so the sum is reproducible too.
 - Not yet done: vectorised (128-bit) loads, several rows per block when C is far below a warp, and keeping
@@ -91,20 +92,31 @@ def _blocks(n: int) -> int:
 
 
 @cuda.jit(device=True)
-def _store_block_sum(s, partial):
-    """Sum ``s`` over the threads of the block (fixed tree order) into ``partial[blockIdx.x]``."""
-    buf = cuda.shared.array(TPB, numba.float64)
+def _tree_sum(buf, s, n):
+    """The sum of ``s`` over the block's first ``n`` threads (every one of them calls this; ``n`` a power of two),
+    by a tree in ``buf`` (shared memory) in a fixed order. Every thread gets the total, and has read it before
+    this returns, so ``buf`` may be written again at once."""
     t = cuda.threadIdx.x
     buf[t] = s
     cuda.syncthreads()
-    step = TPB // 2
+    step = n // 2
     while step > 0:
         if t < step:
             buf[t] += buf[t + step]
         cuda.syncthreads()
         step //= 2
-    if t == 0:
-        partial[cuda.blockIdx.x] = buf[0]
+    total = buf[0]
+    cuda.syncthreads()
+    return total
+
+
+@cuda.jit(device=True)
+def _store_block_sum(s, partial):
+    """Sum ``s`` over the threads of the block (fixed tree order) into ``partial[blockIdx.x]``."""
+    buf = cuda.shared.array(TPB, numba.float64)
+    total = _tree_sum(buf, s, TPB)
+    if cuda.threadIdx.x == 0:
+        partial[cuda.blockIdx.x] = total
 
 
 def _kernel(p, y, w, params, scale, value_out, grad_out, hess_out, partial, cols):
@@ -171,14 +183,15 @@ def _row_kernel(x, labels, q, w, cw, has_cw, soft, C, ignore, params, scale, val
         _store_block_sum(s, partial)
 
 
-def _ce_block_kernel(x, labels, q, w, cw, has_cw, soft, C, ignore, ls, zl, cap, scale, value_out, g, h, want_g,
-                     want_h, partial):
+def _ce_block_kernel(x, labels, q, w, cw, has_cw, soft, C, ignore, ls, zl, cap, cp, scale, value_out, g, h,
+                     want_g, want_h, partial):
     """cross_entropy, one block per row (module docstring): the block's threads stride over the row.
 
     Pass 1 reads each logit once (coalesced: thread k reads k, k + blockDim, ...) into a per-thread online
     logsumexp state and the row sums; the states and sums are combined by a tree over the block in shared
     memory (fixed order); pass 2 writes the gradient (and Hessian). Rows are grid-strided over blocks; thread 0
-    keeps the block's sum of row values. ``blockDim.x`` is a power of two, at most ``TPB``.
+    keeps the block's sum of row values. ``blockDim.x`` is a power of two, at most ``TPB``. With the confidence
+    penalty ``cp``, a pass between them sums the entropy's e_j (sh - z_j) from the row's shift (same tree).
     """
     sm_m = cuda.shared.array(TPB, numba.float64)
     sm_s = cuda.shared.array(TPB, numba.float64)
@@ -254,6 +267,17 @@ def _ce_block_kernel(x, labels, q, w, cw, has_cw, soft, C, ignore, ls, zl, cap, 
             # may overwrite it: the gradient may be written over the logits)
             cuda.syncthreads()
             value, coef = ce_row_finish(st, 0.0, soft, u, v, ct, z_t, ls, e_c, zl)  # noqa: F821
+            H = 0.0
+            if cp != 0.0 and not bad:  # the same for every thread of the block, as the syncthreads need
+                sh = st[0]
+                ent = 0.0
+                for j in range(k, C, nt):
+                    z = capped(float(x[base + j]), cap)  # noqa: F821
+                    e = math.exp(z - sh)
+                    if e != 0.0:
+                        ent += e * (sh - z)
+                H = ce_entropy(st, _tree_sum(sm_u, ent, nt))  # noqa: F821
+                value -= cp * H
             value *= rw
             if bad:
                 value = math.nan
@@ -269,7 +293,7 @@ def _ce_block_kernel(x, labels, q, w, cw, has_cw, soft, C, ignore, ls, zl, cap, 
                     qj = float(q[base + j]) if soft else 0.0
                     is_t = (not soft) and j == t
                     gx, hx = ce_elem_grad(float(x[base + j]), is_t, qj, cj, soft, ls, e_c,  # noqa: F821
-                                          cap, zl, st, coef, want_h)
+                                          cap, zl, st, coef, want_h, cp, H)
                     if want_h:
                         h[base + j] = f * hx
                     if want_g:
@@ -378,7 +402,8 @@ _FLAGS = {
 }
 # Losses with a block-per-row kernel, and the per-element pieces of _pointwise that kernel calls.
 BLOCK_ROWS = frozenset({"cross_entropy"})
-BLOCK_MATH = ("capped", "lse_push", "lse_merge", "lse_state", "ce_elem_sums", "ce_row_finish", "ce_elem_grad")
+BLOCK_MATH = ("capped", "lse_push", "lse_merge", "lse_state", "ce_elem_sums", "ce_row_finish", "ce_entropy",
+              "ce_elem_grad")
 
 
 def _build(key: tuple):

@@ -34,9 +34,10 @@ CUDA tensors: by default a loss that torch has, with options torch has, runs on 
 torch's autograd), unless ``fusedloss/gpu_routing.json`` records that fusedloss's kernel was measured on a real GPU
 at least as fast for that case: nobody gets a slower loss by default. ``backend=...`` on the call,
 ``set_cuda_routing("fused")`` or ``FUSEDLOSS_CUDA_ROUTING=fused`` force the fused path; losses and options torch
-lacks (``z_loss``, ``softcap``, ``sample_weight``, ``inplace_grad``, the losses without a torch twin) always take
-it. The rule is in ``fusedloss._gpu_routing``. On the fused path, tensors are passed (detached) to the ``cuda``
-backend, which reads them through ``__cuda_array_interface__``; outputs are allocated by torch on the same device.
+lacks (``z_loss``, ``softcap``, ``confidence_penalty``, ``sample_weight``, ``inplace_grad``, the losses without a
+torch twin) always take it. The rule is in ``fusedloss._gpu_routing``. On the fused path, tensors are passed
+(detached) to the ``cuda`` backend, which reads them through ``__cuda_array_interface__``; outputs are allocated by
+torch on the same device.
 
 Targets. Targets are constants (``requires_grad=False``), with one exception: for the losses of the residual
 ``pred - target`` (the registry's ``residual`` ones: ``mse``, ``mae``, ``huber``, ``asymmetric_huber``, ``smooth_l1``,

@@ -21,21 +21,24 @@ from ._routing import _small_on_torch
 # --- functional forms: PyTorch's losses, PyTorch's signatures -----------------------------------------------
 
 
-@_small_on_torch("cross_entropy", True, {"z_loss": 0.0, "softcap": None, "sample_weight": None, "inplace_grad": False})
+@_small_on_torch("cross_entropy", True, {"z_loss": 0.0, "softcap": None, "confidence_penalty": 0.0,
+                                         "sample_weight": None, "inplace_grad": False})
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
-                  label_smoothing=0.0, *, z_loss=0.0, softcap=None, sample_weight=None, inplace_grad=False,
-                  backend=None):
+                  label_smoothing=0.0, *, z_loss=0.0, softcap=None, confidence_penalty=0.0, sample_weight=None,
+                  inplace_grad=False, backend=None):
     """``torch.nn.functional.cross_entropy``, fused: classes on dim 1 (dim 0 for an unbatched ``(C,)`` input),
     integer class targets or class probabilities of the input's shape.
 
     Extensions: ``z_loss`` (adds ``z_loss * logsumexp^2`` per row), ``softcap`` (logits become
-    ``softcap * tanh(x / softcap)``), ``sample_weight`` (one weight per row, shape ``(N, d1, ...)`` or a leading
-    part; "mean" divides by the sum of ``sample_weight * weight[target]``), ``inplace_grad`` (write the
-    gradient into the logits' storage), ``backend``.
+    ``softcap * tanh(x / softcap)``), ``confidence_penalty`` (subtracts ``confidence_penalty`` times the
+    softmax's entropy per row, Pereyra et al. 2017), ``sample_weight`` (one weight per row, shape
+    ``(N, d1, ...)`` or a leading part; "mean" divides by the sum of ``sample_weight * weight[target]``),
+    ``inplace_grad`` (write the gradient into the logits' storage), ``backend``.
     """
     reduction = _legacy_reduction(size_average, reduce, reduction)
     params = dict(class_weight=_host_vector(weight, "weight", "cross_entropy"), ignore_index=ignore_index,
-                  label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap)
+                  label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap,
+                  confidence_penalty=confidence_penalty)
     return _multiclass("cross_entropy", input, target, reduction, params, sample_weight=sample_weight,
                        inplace_grad=inplace_grad, backend=backend, fn="cross_entropy")
 

@@ -92,18 +92,20 @@ class _LossModule(torch.nn.Module):
 
 
 class CrossEntropyLoss(_LossModule):
-    """Drop-in for ``torch.nn.CrossEntropyLoss`` (same arguments), plus ``z_loss``, ``softcap``, ``inplace_grad``
-    and ``backend``. ``weight`` is a buffer, as in torch (it follows ``.to(device)``)."""
+    """Drop-in for ``torch.nn.CrossEntropyLoss`` (same arguments), plus ``z_loss``, ``softcap``,
+    ``confidence_penalty``, ``inplace_grad`` and ``backend``. ``weight`` is a buffer, as in torch (it follows
+    ``.to(device)``)."""
 
     _fn = staticmethod(cross_entropy)
-    _shown = ("ignore_index", "label_smoothing", "z_loss", "softcap", "inplace_grad")
+    _shown = ("ignore_index", "label_smoothing", "z_loss", "softcap", "confidence_penalty", "inplace_grad")
     _buffer_names = ("weight",)
 
     def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
-                 label_smoothing=0.0, *, z_loss=0.0, softcap=None, inplace_grad=False, backend=None):
+                 label_smoothing=0.0, *, z_loss=0.0, softcap=None, confidence_penalty=0.0, inplace_grad=False,
+                 backend=None):
         super().__init__(_legacy_reduction(size_average, reduce, reduction), ignore_index=ignore_index,
-                         label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap, inplace_grad=inplace_grad,
-                         backend=backend)
+                         label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap,
+                         confidence_penalty=confidence_penalty, inplace_grad=inplace_grad, backend=backend)
         self.register_buffer("weight", weight)
 
 
