@@ -481,6 +481,42 @@ def test_xgboost_focal_trains_on_imbalanced_data():
     assert model.predict(dva, output_margin=True).shape == yva.shape
 
 
+def test_xgboost_objective_reads_the_dmatrix_without_keeping_it():
+    """The objective reads a DMatrix's labels and weights in place (no get_label() copy): the same arrays as
+    through the getters, the values XGBoost holds at each call (set_label / set_weight between rounds are seen),
+    the DMatrix left as it was, and nothing of XGBoost's memory kept once the call returns."""
+    xgb = _xgboost()
+    from fusedloss._boosting import _Borrowed
+
+    rng = np.random.default_rng(11)
+    n = 300
+    y, w = rng.random(n).round(), rng.uniform(0.5, 2.0, n)
+    dtrain = xgb.DMatrix(rng.normal(size=(n, 3)), y, weight=w)
+    obj = fb.xgboost_objective("binary_cross_entropy_with_logits", pos_weight=1.5)
+    preds = rng.normal(size=n).astype(np.float32)
+
+    def expected(dm):
+        return fl.binary_cross_entropy_with_logits.grad_hess(preds, dm.get_label(), reduction="none",
+                                                             sample_weight=dm.get_weight(), pos_weight=1.5)
+
+    for step in range(3):
+        g, h = obj(preds, dtrain)
+        g_ref, h_ref = expected(dtrain)
+        np.testing.assert_array_equal(g, g_ref)
+        np.testing.assert_array_equal(h, h_ref)
+        np.testing.assert_array_equal(dtrain.get_label(), y.astype(np.float32))
+        kept = [v for entry in obj._rounds._converted.values() for v in entry]
+        assert not any(isinstance(getattr(a, "base", None), _Borrowed) for a in kept)
+        y = 1.0 - y if step == 0 else y
+        w = w[::-1].copy() if step == 1 else w
+        dtrain.set_label(y)
+        dtrain.set_weight(w)
+    unweighted = xgb.DMatrix(rng.normal(size=(n, 3)), y)
+    g, _ = obj(preds, unweighted)
+    np.testing.assert_array_equal(g, fl.binary_cross_entropy_with_logits.grad(
+        preds, y.astype(np.float32), reduction="none", pos_weight=1.5))
+
+
 def test_xgboost_multiclass_layout():
     xgb = _xgboost()
     rng = np.random.default_rng(7)

@@ -5,7 +5,9 @@
 >>> booster = lgb.train(params, train_set, feval=fb.lightgbm_metric("binary_focal", gamma=2.0))
 
 Neither library is imported here: the callables only use the objects the libraries hand them
-(``Dataset.get_label()`` / ``get_weight()``, ``DMatrix.get_label()`` / ``get_weight()``).
+(``Dataset.get_label()`` / ``get_weight()``; a ``DMatrix``'s labels and weights are read in place through
+XGBoost's own C API, the reference ``DMatrix.get_label()`` copies, and through the getters where it is missing).
+Labels and weights are read at every call, so ``set_label`` / ``set_weight`` between rounds are seen.
 
 What the objectives return: the per-sample gradient and Hessian (diagonal) of the **unreduced** loss with
 respect to the raw score, multiplied by the sample weight taken from the data set, as float64 arrays of the
