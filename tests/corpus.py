@@ -72,11 +72,7 @@ OUTCOMES = PASS + FAIL + ("skip", "known")
 KNOWN: dict[str, str] = {}
 # Defects by (entry point, class) that hold for some losses of the class only: a failing case of such a pair is
 # "known"; a run in which every case of a pair passes fails the test, so that its entry goes with the fix.
-KNOWN_CLASSES: dict[tuple, str] = {
-    ("dask", "weight_1e308"): "fusedloss.dask merges the blocks' LossStates, whose weighted sums overflow to inf "
-                              "(the in-memory call rescales the weights): mean inf / inf = nan",
-    ("dask", "vector_1e308"): "as weight_1e308, for a class weight that scales the loss or its divisor",
-}
+KNOWN_CLASSES: dict[tuple, str] = {}
 
 # what a clear message may call each argument (the torch and boosting entries use their own words)
 SYNONYMS = {

@@ -303,3 +303,34 @@ def test_errors_at_compute_name_the_chunk(scheduler):
     w[-1] = -1.0
     with pytest.raises(ValueError, match=r"sample_weight must be >= 0.*chunk \(3,\)"):
         compute(scheduler, fld.mse.grad(p, y, sample_weight=w))
+
+
+def test_weights_near_float_max_merge_as_in_memory():
+    """Weights near 1e308: the blocks' weighted sums leave the float range (each block's, and their merge), which
+    the in-memory call avoids by scaling the weights by a power of two; the dask mean, sum and gradients agree."""
+    x, t = make_data("mse", {}, (40,), np.float64, seed=9)
+    w = np.random.default_rng(10).uniform(0.5, 1.0, 40) * 1e308
+    X, T, W = (da.from_array(a, chunks=7) for a in (x, t, w))
+    v, g = dask.compute(*fld.mse.value_and_grad(X, T, sample_weight=W), scheduler="sync")
+    v0, g0 = fl.mse.value_and_grad(x, t, sample_weight=w)
+    assert np.isfinite(v0)
+    assert_value(v, v0, "mse value_and_grad")
+    assert_close(g, g0, F64, err_msg="mse grad")
+    assert_value(fld.mse(X, T, sample_weight=W).compute(scheduler="sync"), v0, "mse mean")
+    assert fld.mse(X, T, sample_weight=W, reduction="sum").compute(scheduler="sync") == np.inf
+    small = 1e308 * np.full(40, 2.0**-8)  # true sum below the float max, blocks' products still huge
+    assert_value(fld.mse(X, T, sample_weight=small, reduction="sum").compute(scheduler="sync"),
+                 fl.mse(x, t, sample_weight=small, reduction="sum"), "mse sum")
+    # class weights whose sum overflows (scaling the divisor) and row weights that do too
+    x, t = make_multiclass_data("cross_entropy", {}, (20,), np.float64, "hard", seed=11)
+    rw = np.full(20, 1e308)
+    kw = {"class_weight": np.full(x.shape[-1], 1e308), "label_smoothing": 0.1}
+    X = da.from_array(x, chunks=(3, -1))
+    for weights in (None, rw):
+        v, g = dask.compute(*fld.cross_entropy.value_and_grad(X, t, sample_weight=weights, **kw), scheduler="sync")
+        v0, g0 = fl.cross_entropy.value_and_grad(x, t, sample_weight=weights, **kw)
+        assert np.isfinite(v0)
+        assert_value(v, v0, "cross_entropy value_and_grad")
+        assert_close(g, g0, F64, err_msg="cross_entropy grad")
+        assert_value(fld.cross_entropy(X, t, sample_weight=weights, **kw).compute(scheduler="sync"), v0,
+                     "cross_entropy mean")

@@ -14,6 +14,9 @@ The same losses, options, reductions, dtypes and errors as the in-memory API (``
   shapes alone (no weights, no hard labels) it is computed when the graph is built; otherwise it comes from
   one small reduction over the weights / labels only. The derivative blocks are scaled by it as they are
   computed; the value of ``value_and_grad`` is merged from the same block calls.
+- Weights whose sums leave the float range (near 1e308) give the in-memory call's "mean" value and
+  derivatives: the states carry a power-of-two exponent (``LossState.exponent``), and for derivatives every
+  block scales its weights by the one power of two that the divisor's reduction gives.
 - "none" returns a dask array (of pred's chunks; the logits' leading chunks for multiclass losses).
 - Multiclass losses need the class axis (the last) in one chunk: a split class axis is rechunked to one
   chunk; labels, soft targets and weights are rechunked to the logits' chunks when they differ. So is pred's
@@ -48,7 +51,8 @@ from ._validate import (GRAD, GRAD_HESS, HESSIAN_MODES, REDUCTIONS, VALUE, VALUE
                         _class_vector, _column_vector, mean_scale)
 from ._losses import LOSSES
 from ._dask_graph import SPLIT_EVERY, _finalize, _lift, _located, _tree, reduced, to_arrays
-from ._state import LossState, divisor, merge
+from ._state import (LossState, _ldexp, _weight_limit, _weight_shape, divisor, divisor_state, fit_class_weight, merge,
+                     refit_state, scaled_weight)
 
 
 
@@ -70,22 +74,43 @@ def _block(name, mode, reduction, hessian, backend, params, where, p, y, w, part
             total = loss._run(p, y, "sum", w, backend, params, VALUE)
             return LossState(name, total, math.nan, _count(loss, p)), None, None
         scale = None
+        k = 0  # the weights' scale 2^-k (see _global_shift)
+        w_run = w
         if reduction == "mean":
-            scale = mean_scale(whole.denominator)
+            k = _global_shift(loss, whole, p.dtype)
+            scale = mean_scale(_ldexp(whole.denominator, whole.exponent - k))
+            if k:
+                w_run = scaled_weight(w, k, _weight_shape(loss, p.shape), p.dtype)
         per_element = reduction == "none"
         outputs = {"value_and_grad": VALUE_AND_GRAD, "grad": GRAD, "grad_hess": GRAD_HESS}[mode]
-        out = loss._run(p, y, "none" if per_element else "sum", w, backend, params, outputs, None, None, hessian,
-                        grad_scale=scale)
+        out = loss._run(p, y, "none" if per_element else "sum", w_run, backend, params, outputs, None, None,
+                        hessian, grad_scale=scale)
+        if mode == "grad":
+            return None, out, None
+        if mode == "grad_hess":
+            return None, out[0], out[1]
+        value, g = out
+        if not per_element:
+            if part is None:
+                value = LossState(name, value, math.nan, _count(loss, p))
+            else:  # the block's sum at the weights' scale, and its divisor brought to that scale
+                value = refit_state(loss, p, y, w, backend, params, LossState(
+                    name, float(value), _ldexp(part.denominator, part.exponent - k), _count(loss, p), k))
     except (ValueError, TypeError) as exc:
         raise _located(exc, where) from exc
-    if mode == "grad":
-        return None, out, None
-    if mode == "grad_hess":
-        return None, out[0], out[1]
-    value, g = out
-    if not per_element:
-        value = LossState(name, value, part.denominator if part is not None else math.nan, _count(loss, p))
     return value, g, None
+
+
+def _global_shift(loss: Loss, whole: LossState, dtype) -> int:
+    """The k with which every block's weights are scaled by 2^-k for "mean" derivatives: 0 (the common case,
+    weights as given) unless the whole divisor is beyond the plain call's weight limit; then the k that brings it
+    into [1/2, 1), as the plain call's fit_weights. One k for every block, known from the divisor's reduction
+    that "mean" derivatives wait for anyway: no further pass over the data, and the same bits on every run."""
+    if whole.exponent == 0 and not whole.denominator > _weight_limit(loss, dtype):
+        return 0
+    if not math.isfinite(whole.denominator):
+        return whole.exponent  # infinite weights: nothing to scale
+    return whole.exponent + math.frexp(whole.denominator)[1]
 
 
 def _count(loss: Loss, p) -> int:
@@ -96,10 +121,9 @@ def _divisor_block(name, params, shape, dtype, where, y, w) -> LossState:
     """A block's share of the "mean" divisor, from its labels and weights only."""
     loss = LOSSES[name]
     try:
-        denominator, count = divisor(loss, shape, dtype, y, w, params)
+        return divisor_state(loss, shape, dtype, y, w, params)
     except (ValueError, TypeError) as exc:
         raise _located(exc, where) from exc
-    return LossState(name, 0.0, denominator, count)
 
 
 # --- graph construction ----------------------------------------------------------------------------------
@@ -190,6 +214,10 @@ def _graph(loss: Loss, mode: str, pred, target, reduction, sample_weight, backen
     backend = None if requested == "auto" else requested  # "auto": each worker resolves its own
     p, y, w, dtype = _prepare(loss, pred, target, sample_weight, params)
     multiclass = loss.spec.kind == "multiclass"
+    if reduction == "mean":
+        # class weights that sum beyond the float range, scaled as the plain call scales them ("mean" does
+        # not depend on their scale): known now, for every block
+        params, _ = fit_class_weight(loss, p.shape, dtype, multiclass and y.dtype.kind in "iu", params)
     what = "logits" if multiclass else "pred"
 
     token = tokenize(name, mode, reduction, hessian, backend, sorted(params.items(), key=lambda kv: kv[0]),
