@@ -97,9 +97,10 @@ def bce_logits_value(x, y, pw):
     digits of a tiny result), so use the equal lw softplus(x) - pw y x, whose terms are both >= 0 there.
     """
     lw = 1.0 + (pw - 1.0) * y
+    sp = math.log1p(math.exp(-abs(x)))  # on either side of the cut-off, the softplus there is exactly this
     if x >= 0:
-        return (1.0 - y) * x + lw * log1pexp(-x)
-    return lw * log1pexp(x) - pw * y * x
+        return (1.0 - y) * x + lw * sp
+    return lw * sp - pw * y * x
 
 
 def log_cosh_value(ad):

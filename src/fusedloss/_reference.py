@@ -344,7 +344,8 @@ def _sech2(x):
 def _bce_logits(x, y, pw):
     """(1 - y) x + lw softplus(-x), written as lw softplus(x) - pw y x for x < 0 (no cancellation)."""
     lw = 1.0 + (pw - 1.0) * y
-    return np.where(x >= 0, (1.0 - y) * x + lw * _log1pexp(-x), lw * _log1pexp(x) - pw * y * x)
+    sp = np.log1p(np.exp(-np.abs(x)))  # each side's softplus, where np.where keeps it (its max(., 0) part is 0)
+    return np.where(x >= 0, (1.0 - y) * x + lw * sp, lw * sp - pw * y * x)
 
 
 BCE_EPS = 1e-12  # PyTorch's clamp of the denominator in the BCE gradient

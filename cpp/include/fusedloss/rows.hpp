@@ -1042,7 +1042,9 @@ struct multilabel_soft_margin {
       nans += (xj != xj || yj != yj) ? 1.0 : 0.0;  // a nan target makes the row nan, as in the softmax losses
       ninfs += xj == -kInf ? 1.0 : 0.0;
       const double a = wj * yj, b = wj * (1.0 - yj);
-      value += (a != 0.0 ? a * log1pexp(-xj) : 0.0) + (b != 0.0 ? b * log1pexp(xj) : 0.0);
+      const double sp = softplus_tail(xj);  // log1pexp(+-xj) = max(+-xj, 0) + sp
+      const double sp_neg = (xj < 0.0 ? -xj : 0.0) + sp, sp_pos = (xj > 0.0 ? xj : 0.0) + sp;
+      value += (a != 0.0 ? a * sp_neg : 0.0) + (b != 0.0 ? b * sp_pos : 0.0);
       if constexpr (G || H) {
         double s, sm;
         sigmoid_pair(xj, s, sm);
