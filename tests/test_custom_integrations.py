@@ -42,7 +42,7 @@ SECOND_PROCESS = textwrap.dedent("""
 
     sympy_imported = "sympy" in sys.modules
     value = cached_cauchy(np.linspace(-3, 3, 11), np.zeros(11), backend="numba")
-    serial = numba_cpu._KERNELS["cached_cauchy"][0]
+    serial = numba_cpu._KERNELS["cached_cauchy"]
     print(json.dumps({"sympy": sympy_imported, "value": value, "hits": sum(serial.stats.cache_hits.values()),
                       "misses": sum(serial.stats.cache_misses.values())}))
 """)

@@ -154,22 +154,24 @@ def test_concurrent_callers_get_the_single_threaded_bits():
     assert len(results) == 120 and all(r == want for r in results)
 
 
-@needs_cpp
-def test_fork_after_the_pool_started_still_computes():
+@pytest.mark.parametrize("backend", ["cpp", "numba"])
+def test_fork_after_the_pool_started_still_computes(backend):
     """A child forked after the parent's pool ran gets a fresh pool: no hang, the same result."""
+    if backend_skip_reason(backend):
+        pytest.skip(backend_skip_reason(backend))
     code = """
     import os, sys, numpy as np, fusedloss as fl
     fl.set_num_threads(2)
     p = np.linspace(-2, 2, 3_000_000); y = np.zeros_like(p)
-    want = fl.huber(p, y, backend="cpp")
+    want = fl.huber(p, y, backend=BACKEND)
     pid = os.fork()
     if pid == 0:
-        ok = fl.huber(p, y, backend="cpp") == want and fl.huber(p, y, backend="cpp") == want
+        ok = fl.huber(p, y, backend=BACKEND) == want and fl.huber(p, y, backend=BACKEND) == want
         os._exit(0 if ok else 3)
     _, status = os.waitpid(pid, 0)
     print(os.waitstatus_to_exitcode(status))
     """
-    assert _python(code) == ["0"]
+    assert _python(code.replace("BACKEND", repr(backend))) == ["0"]
 
 
 def test_set_num_threads_validation():

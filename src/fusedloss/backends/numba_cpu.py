@@ -1,10 +1,16 @@
 """The Numba CPU backend: the point and row functions of ``_pointwise.py`` compiled into generic loops.
 
 Two loops: ``_loop`` (elementwise losses, calling the global ``point``) and ``_row_loop`` (multiclass
-losses, calling the global ``row``). Per loss the loop is copied twice (``_jit.specialise``) with that name
-bound to the loss's compiled function, and the copies are compiled with ``@njit(cache=True)``: one
-serial, one ``parallel=True`` (``prange`` is a plain ``range`` in the serial copy). Copies are made and
-compiled lazily, on a loss's first call, and cached on disk, one cache entry per loss and flavour.
+losses, calling the global ``row``). Per loss the loop is copied (``_jit.specialise``) with that name bound to
+the loss's compiled function, and the copy is compiled with ``@njit(cache=True, nogil=True)``, lazily, on a
+loss's first call, and cached on disk, one cache entry per loss.
+
+Threads: a loop runs over a range of its fixed blocks ``[b0, b1)``, writing each block's partial sum. A call
+on one thread runs every block; above ``PARALLEL_MIN`` elements the calling thread and helper threads of a
+pool (``_on_threads``) claim chunks of blocks in order until none is left, so a thread that the system
+preempts delays only its own chunk, and the others take the rest. The kernels release the GIL. There is no
+``parallel=True`` copy: Numba's parfors compile took three to four times as long as the serial loop's, per
+specialisation, and Numba's threading layer cannot hand out blocks dynamically.
 
 Optional arrays are passed as ``None``: Numba compiles a specialisation per combination and removes the
 ``if x is not None`` branches at compile time, so one loop serves every combination of outputs without
@@ -20,7 +26,7 @@ after the run, so that the loop over elements holds no reduction.
 Arithmetic is done in float64 whatever the input dtype (inputs are widened on load, outputs rounded once
 on store), as the NumPy reference does. The reduction sums ``w * l`` over fixed blocks (``BLOCK``
 elements, or the whole rows that fit in that many), one float64 partial per block, and adds the partials
-in block order: the serial and parallel copies perform the same additions in the same order, so the
+in block order: whichever thread computed a block, the same additions happen in the same order, so the
 result is bit-identical for any thread count. Inside a block, runs of ``SUB`` elements (or single rows)
 are added with Neumaier's compensation, and so are the partials: the total is within a few ulp of the
 exact sum, so a merge of partial results over pieces agrees with the whole call to 1e-15.
@@ -28,11 +34,14 @@ exact sum, so a merge of partial results over pieces agrees with the whole call 
 
 from __future__ import annotations
 
+import itertools
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 from numba.cpython.unsafe.tuple import tuple_setitem
 
 from .. import _pointwise
@@ -42,11 +51,9 @@ NAME = "numba"
 DEVICE = False
 
 BLOCK = 4096  # elements per reduction block (a constant: the partial sums must not depend on threads)
-PARALLEL_MIN = 1 << 17  # below this many elements the serial copy runs (thread start-up would dominate)
+PARALLEL_MIN = 1 << 17  # below this many elements a call runs on its own thread (handing out work would dominate)
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-_MAX_THREADS = numba.config.NUMBA_NUM_THREADS  # numba.set_num_threads refuses more (fixed at start-up)
-_LOCK = threading.Lock()
 
 
 SUB = 256  # elements per run inside a block (summed by `_run_sum`); the runs' sums are added with compensation
@@ -72,13 +79,11 @@ def _compensated_total(s, c):
     return s
 
 
-@njit(inline="always")
-def _row_blocks(R, C):
-    """(rows per block, blocks, their partial sums) for the row loops: each block holds a whole number of rows,
-    about ``BLOCK`` elements, so the partial sums depend only on the shape, not on the threads."""
+def _row_blocks(R: int, C: int) -> tuple[int, int]:
+    """(rows per block, blocks) for the row loops: each block holds a whole number of rows, about ``BLOCK``
+    elements, so the partial sums depend only on the shape, not on the threads."""
     per = max(1, BLOCK // C)
-    nblocks = (R + per - 1) // per
-    return per, nblocks, np.zeros(nblocks)
+    return per, (R + per - 1) // per
 
 
 @njit(inline="always")
@@ -93,7 +98,7 @@ def _zero_row(g, h, base, C, want_g, want_h):
 
 @njit(inline="always")
 def _loop_result(partial, reduce):
-    """What a loop returns: the blocks' partial sums added (``_sum_partials``), or 0 without reduce."""
+    """What a loop returns: the partial sums of its blocks added (``_sum_partials``), or 0 without reduce."""
     if reduce is None:
         return 0.0
     return _sum_partials(partial)
@@ -141,17 +146,16 @@ def _run_sum(run, m):
     return t
 
 
-def _loop(p, y, w, params, scale, value_out, grad_out, hess_out, reduce, cols):
-    """The generic loop; ``point`` and ``VEC_SLOT`` are bound per loss (see the module docstring).
+def _loop(p, y, w, params, scale, value_out, grad_out, hess_out, reduce, cols, partial, b0, b1):
+    """The generic loop over blocks ``[b0, b1)``; ``point`` and ``VEC_SLOT`` are bound per loss (see the module
+    docstring).
 
     ``params`` is the loss's tuple of scalar parameters (``LossSpec.packed``). ``cols`` (None or one value
     per column of the last axis, ``p`` read as rows of ``cols.size``) replaces ``params[VEC_SLOT]``.
-    Returns sum(w * l) (0 without reduce).
+    Writes each block's sum(w * l) to ``partial`` and returns those blocks' total (0 without reduce).
     """
     n = p.shape[0]
-    nblocks = (n + BLOCK - 1) // BLOCK
-    partial = np.zeros(nblocks)
-    for blk in prange(nblocks):
+    for blk in range(b0, b1):
         start = blk * BLOCK
         stop = min(start + BLOCK, n)
         s = 0.0
@@ -197,20 +201,20 @@ def _loop(p, y, w, params, scale, value_out, grad_out, hess_out, reduce, cols):
                 s, err = _compensated_add(s, err, _run_sum(run, c1 - c0))
         if reduce is not None:
             partial[blk] = _compensated_total(s, err)
-    return _loop_result(partial, reduce)
+    return _loop_result(partial[b0:b1], reduce)
 
 
 def _row_loop(x, labels, q, w, cw, has_cw, soft, C, ignore, params, scale, value_out, g, h, want_g, want_h,
-              reduce):
+              reduce, per, partial, b0, b1):
     """The generic multiclass loop over rows of ``C`` logits; ``row`` is bound per loss.
 
     ``labels`` is None for soft targets ``q``; ``q``, ``cw``, ``g`` and ``h`` are always arrays (empty when
     not in use, with the flags saying so), as the row functions take them. Rows labelled ``ignore`` or
-    weighted 0 get value, gradient and Hessian 0. Blocks: ``_row_blocks``.
+    weighted 0 get value, gradient and Hessian 0. Blocks ``[b0, b1)`` of ``per`` rows (``_row_blocks``), as
+    ``_loop``'s.
     """
     R = x.shape[0] // C
-    per, nblocks, partial = _row_blocks(R, C)
-    for blk in prange(nblocks):
+    for blk in range(b0, b1):
         start = blk * per
         stop = min(start + per, R)
         s = 0.0
@@ -235,17 +239,16 @@ def _row_loop(x, labels, q, w, cw, has_cw, soft, C, ignore, params, scale, value
                 s, err = _compensated_add(s, err, value)
         if reduce is not None:
             partial[blk] = _compensated_total(s, err)
-    return _loop_result(partial, reduce)
+    return _loop_result(partial[b0:b1], reduce)
 
 
 def _row_metrics_loop(x, labels, w, cw, has_cw, C, ignore, params, scale, value_out, g, want_g, rank_out, conf_out,
-                      nll_out, entropy_out, reduce):
+                      nll_out, entropy_out, reduce, per, partial, b0, b1):
     """``_row_loop`` for hard labels without a Hessian, through ``row_metrics`` (``<loss>_row_metrics``, bound per
     loss), which also gives each row's metrics: written to ``rank_out`` (None: not asked for), ``conf_out``,
     ``nll_out`` and ``entropy_out`` (None: not asked for); ignored rows get rank -1 and 0.0."""
     R = x.shape[0] // C
-    per, nblocks, partial = _row_blocks(R, C)
-    for blk in prange(nblocks):
+    for blk in range(b0, b1):
         start = blk * per
         stop = min(start + per, R)
         s = 0.0
@@ -276,7 +279,7 @@ def _row_metrics_loop(x, labels, w, cw, has_cw, C, ignore, params, scale, value_
                 s, err = _compensated_add(s, err, value)
         if reduce is not None:
             partial[blk] = _compensated_total(s, err)
-    return _loop_result(partial, reduce)
+    return _loop_result(partial[b0:b1], reduce)
 
 
 RUN = 64  # exponentials per run in ``_row_exp_sums_runs``
@@ -352,7 +355,7 @@ def _row_exp_sums_runs(x, base, C, sh, cap, inv_t, like):
 
 _state: dict = {}  # "ns": the compiled point functions, "hash": source hash (built on first use)
 _STATE_LOCK = threading.Lock()  # guards the one-time build of _state
-_KERNELS: dict[str, tuple] = {}  # loss -> (serial, parallel) dispatchers
+_KERNELS: dict = {}  # loss (or (loss, "metrics")) -> its kernel
 _SUPPORTED = {**{name: "elementwise" for name in _jit.point_names()},
               **{name: "multiclass" for name in _jit.row_names()}, "ctc": "sequence"}
 _EMPTY = {dt: np.empty(0, dt) for dt in (*_DTYPES, np.dtype(np.int64))}  # stand-ins for arrays not in use
@@ -368,9 +371,9 @@ def _decorate(fn):
     return njit(inline="always", error_model="numpy")(fn)
 
 
-def _build(loss: str, metrics: bool = False) -> tuple:
-    """The serial and parallel kernels of ``loss`` (Numba compiles them on their first call); ``metrics``: those
-    of its metrics pass (``_row_metrics_loop``)."""
+def _build(loss: str, metrics: bool = False):
+    """The kernel of ``loss`` (Numba compiles it on its first call); ``metrics``: that of its metrics pass
+    (``_row_metrics_loop``)."""
     if "hash" not in _state:  # first use; several threads may get here at once
         with _STATE_LOCK:
             if "hash" not in _state:
@@ -400,42 +403,69 @@ def _build(loss: str, metrics: bool = False) -> tuple:
     else:
         template, kind = _row_loop, "multiclass"
         namespace["row"] = _state["ns"][f"{loss}_row"]
-    kernels = tuple(
-        njit(cache=True, nogil=True, parallel=parallel, **options)(
-            _jit.specialise(template, namespace, f"{kind}__{loss}__{flavour}__{key}")
-        )
-        for flavour, parallel in (("serial", False), ("parallel", True))
-    )
-    _KERNELS[(loss, "metrics") if metrics else loss] = kernels
-    return kernels
+    kernel = njit(cache=True, nogil=True, **options)(_jit.specialise(template, namespace, f"{kind}__{loss}__{key}"))
+    _KERNELS[(loss, "metrics") if metrics else loss] = kernel
+    return kernel
 
 
-def _parallel(kernel, nthreads: int, args: tuple) -> float:
-    """Run a parallel kernel on ``nthreads`` threads (at most Numba's pool size)."""
-    threads = nthreads if nthreads < _MAX_THREADS else _MAX_THREADS
-    if numba.get_num_threads() != threads:  # a per-calling-thread setting in Numba; cheap next to the loop
-        numba.set_num_threads(threads)
-    if _state.get("serialise", True):
-        # Numba's fallback "workqueue" threading layer aborts the process when two Python threads launch
-        # parallel kernels at once; serialise launches if it is the one in use (known after the first)
-        with _LOCK:
-            total = kernel(*args)
-            _state["serialise"] = numba.threading_layer() == "workqueue"
-        return total
-    return kernel(*args)
+_sum_all = njit(cache=True, nogil=True)(_sum_partials.py_func)  # the blocks' total after a threaded call
+_POOL: dict = {}  # "executor", its "size" (helper threads) and the "pid" that made it
+_POOL_LOCK = threading.Lock()
+
+
+def _helpers(n: int) -> ThreadPoolExecutor:
+    """A pool with at least ``n`` helper threads. A new one after a fork: the parent's threads are not in the
+    child, and work handed to them would wait forever."""
+    with _POOL_LOCK:
+        if _POOL.get("pid") != os.getpid() or _POOL["size"] < n:
+            old = _POOL.get("executor") if _POOL.get("pid") == os.getpid() else None
+            _POOL.update(executor=ThreadPoolExecutor(n, thread_name_prefix="fusedloss-numba"), size=n,
+                         pid=os.getpid())
+            if old is not None:
+                old.shutdown(wait=False)
+        return _POOL["executor"]
+
+
+def _on_threads(run, nitems: int, nthreads: int, chunk: int) -> None:
+    """``run(i0, i1)`` over ``[0, nitems)`` in chunks of ``chunk`` items, claimed in order by the calling thread
+    and up to ``nthreads - 1`` helpers until none is left (a preempted thread holds up one chunk, not a fixed
+    share). Returns when every chunk is done."""
+    claims = itertools.count()  # next() is atomic under the GIL
+
+    def work():
+        while True:
+            i0 = next(claims) * chunk
+            if i0 >= nitems:
+                return
+            run(i0, min(i0 + chunk, nitems))
+
+    helpers = min(nthreads, (nitems + chunk - 1) // chunk) - 1
+    futures = [_helpers(helpers).submit(work) for _ in range(helpers)] if helpers > 0 else []
+    try:
+        work()
+    finally:
+        for future in futures:
+            # a helper still queued (behind another caller's work) has nothing left to do: dropped, not awaited
+            if not future.cancel():
+                future.result()
+
+
+def _blocks(kernel, args: tuple, nblocks: int, threaded: bool, nthreads: int, reduce) -> float:
+    """``kernel(*args, partial, b0, b1)`` over every block, on this thread or, if ``threaded``, on ``nthreads``
+    (chunks of about a quarter of each thread's share); the total of the blocks' partial sums."""
+    partial = np.zeros(nblocks)
+    if not threaded or nthreads < 2 or nblocks < 2:
+        return kernel(*args, partial, 0, nblocks)
+    _on_threads(lambda b0, b1: kernel(*args, partial, b0, b1), nblocks, nthreads, max(1, nblocks // (4 * nthreads)))
+    return _sum_all(partial) if reduce else 0.0
 
 
 def info() -> dict:
-    try:
-        layer = numba.threading_layer()
-    except ValueError:  # no parallel kernel has run yet: the layer is chosen on the first one
-        layer = f"not started (configured: {numba.config.THREADING_LAYER})"
     return {
         "version": numba.__version__,
-        "threads": numba.get_num_threads(),
-        "max_threads": _MAX_THREADS,
-        "threading_layer": layer,
-        "build": f"njit(cache=True), parallel above {PARALLEL_MIN} elements, blocks of {BLOCK}",
+        "threads": "fusedloss's thread count (set_num_threads): the caller and a pool of helper threads",
+        "build": f"njit(cache=True, nogil=True), blocks of {BLOCK} claimed by the threads above {PARALLEL_MIN} "
+                 "elements",
     }
 
 
@@ -449,26 +479,24 @@ def forget(loss: str) -> None:
 
 
 def elementwise(loss, params, p, y, w, scale, reduce, value_out, grad_out, hess_out, nthreads, cols=None):
-    kernels = _KERNELS.get(loss) or _build(loss)
+    kernel = _KERNELS.get(loss) or _build(loss)
     args = (p, y, w, params, scale, value_out, grad_out, hess_out, True if reduce else None, cols)
-    if p.shape[0] < PARALLEL_MIN or nthreads < 2 or _MAX_THREADS < 2:
-        return kernels[0](*args)
-    return _parallel(kernels[1], nthreads, args)
+    n = p.shape[0]
+    return _blocks(kernel, args, (n + BLOCK - 1) // BLOCK, n >= PARALLEL_MIN, nthreads, reduce)
 
 
 def multiclass(loss, packed, ignore_index, C, x, labels, q, w, cw, scale, reduce, value_out, grad_out, hess_out,
                nthreads):
-    kernels = _KERNELS.get(loss) or _build(loss)
+    kernel = _KERNELS.get(loss) or _build(loss)
     empty = _EMPTY[x.dtype]
+    per, nblocks = _row_blocks(x.shape[0] // C, C)
     args = (
         x, labels, empty if q is None else q, w, empty if cw is None else cw, cw is not None, labels is None,
         C, ignore_index, packed, scale, value_out,
         empty if grad_out is None else grad_out, empty if hess_out is None else hess_out,
-        grad_out is not None, hess_out is not None, True if reduce else None,
+        grad_out is not None, hess_out is not None, True if reduce else None, per,
     )
-    if x.shape[0] < PARALLEL_MIN or nthreads < 2 or _MAX_THREADS < 2:
-        return kernels[0](*args)
-    return _parallel(kernels[1], nthreads, args)
+    return _blocks(kernel, args, nblocks, x.shape[0] >= PARALLEL_MIN, nthreads, reduce)
 
 
 def multiclass_metrics(loss, packed, ignore_index, C, x, labels, w, cw, scale, reduce, value_out, grad_out,
@@ -476,24 +504,23 @@ def multiclass_metrics(loss, packed, ignore_index, C, x, labels, w, cw, scale, r
     """``multiclass`` with the per-row metrics (the contract of ``fusedloss._logit_metrics.run``)."""
     if not hasattr(_pointwise, f"{loss}_row_metrics"):
         raise ValueError(f"{loss} has no metrics pass")
-    kernels = _KERNELS.get((loss, "metrics")) or _build(loss, metrics=True)
+    kernel = _KERNELS.get((loss, "metrics")) or _build(loss, metrics=True)
     empty = _EMPTY[x.dtype]
+    per, nblocks = _row_blocks(x.shape[0] // C, C)
     args = (x, labels, w, empty if cw is None else cw, cw is not None, C, ignore_index, packed, scale, value_out,
             empty if grad_out is None else grad_out, grad_out is not None, rank_out, conf_out, nll_out, entropy_out,
-            True if reduce else None)
-    if x.shape[0] < PARALLEL_MIN or nthreads < 2 or _MAX_THREADS < 2:
-        return kernels[0](*args)
-    return _parallel(kernels[1], nthreads, args)
+            True if reduce else None, per)
+    return _blocks(kernel, args, nblocks, x.shape[0] >= PARALLEL_MIN, nthreads, reduce)
 
 
 # --- CTC (its own contract: see fusedloss._ctc) ------------------------------------------------------------
 
 
 def _ctc_batch(x, T, N, C, batch_first, labels, offsets, tl, il, blank, log_probs, zero_infinity, gscale,
-               want_grad, loss_out, g, order):
-    """Every sequence, in ``order`` (longest first); ``ctc_sequence`` is bound to the compiled
+               want_grad, loss_out, g, order, i0, i1):
+    """The sequences ``order[i0:i1]`` (``order``: longest first); ``ctc_sequence`` is bound to the compiled
     ``_ctc_rows.ctc_sequence``. ``x`` and ``g`` are flat, (T, N, C) or (N, T, C)."""
-    for i in prange(order.shape[0]):
+    for i in range(i0, i1):
         n = order[i]
         gn = gscale[n] if want_grad else 0.0
         lab = labels[offsets[n]:offsets[n] + tl[n]]
@@ -503,7 +530,7 @@ def _ctc_batch(x, T, N, C, batch_first, labels, offsets, tl, il, blank, log_prob
                                    zero_infinity, gn, want_grad, g)
 
 
-def _build_ctc() -> tuple:
+def _build_ctc():
     from .. import _ctc_rows
 
     digest = _jit.source_hash(__file__, _ctc_rows.__file__)
@@ -513,18 +540,14 @@ def _build_ctc() -> tuple:
             _jit.specialise(getattr(_ctc_rows, name), rows, f"ctc__{name}__{digest}"))
     namespace = dict(globals())
     namespace["ctc_sequence"] = rows["ctc_sequence"]
-    kernels = tuple(
-        njit(cache=True, nogil=True, parallel=parallel)(
-            _jit.specialise(_ctc_batch, namespace, f"sequence__ctc__{flavour}__{digest}"))
-        for flavour, parallel in (("serial", False), ("parallel", True))
-    )
-    _KERNELS["ctc"] = kernels
-    return kernels
+    kernel = njit(cache=True, nogil=True)(_jit.specialise(_ctc_batch, namespace, f"sequence__ctc__{digest}"))
+    _KERNELS["ctc"] = kernel
+    return kernel
 
 
 def ctc(x, T, N, C, batch_first, log_probs, labels, offsets, target_lengths, input_lengths, blank, zero_infinity,
         gscale, loss_out, grad_out, nthreads):
-    kernels = _KERNELS.get("ctc") or _build_ctc()
+    kernel = _KERNELS.get("ctc") or _build_ctc()
     want_grad = grad_out is not None
     g = grad_out.reshape(-1) if want_grad else _EMPTY[x.dtype]
     if not want_grad:
@@ -533,9 +556,8 @@ def ctc(x, T, N, C, batch_first, log_probs, labels, offsets, target_lengths, inp
     order = np.lexsort((np.arange(N), -work)).astype(np.int64)  # longest first, ties by index
     args = (x.reshape(-1), T, N, C, bool(batch_first), labels, offsets, target_lengths, input_lengths, blank,
             bool(log_probs), bool(zero_infinity), gscale, want_grad, loss_out, g, order)
-    if float(work.sum()) < PARALLEL_MIN or nthreads < 2 or _MAX_THREADS < 2 or N < 2:
-        kernels[0](*args)
-    else:
-        with numba.parallel_chunksize(1):  # one sequence at a time, longest first: balanced threads
-            _parallel(kernels[1], nthreads, args)
+    if float(work.sum()) < PARALLEL_MIN or nthreads < 2 or N < 2:
+        kernel(*args, 0, N)
+    else:  # one sequence at a time, longest first: balanced threads
+        _on_threads(lambda i0, i1: kernel(*args, i0, i1), N, nthreads, 1)
     return 0.0
