@@ -44,7 +44,7 @@ import numpy as np
 from numba import njit
 from numba.cpython.unsafe.tuple import tuple_setitem
 
-from .. import _pointwise
+from .. import _config, _pointwise
 from . import _jit, _vecmath
 
 NAME = "numba"
@@ -463,7 +463,8 @@ def _blocks(kernel, args: tuple, nblocks: int, threaded: bool, nthreads: int, re
 def info() -> dict:
     return {
         "version": numba.__version__,
-        "threads": "fusedloss's thread count (set_num_threads): the caller and a pool of helper threads",
+        "threads": _config.get_num_threads(),
+        "pool_workers": _POOL.get("size", 0) if _POOL.get("pid") == os.getpid() else 0,
         "build": f"njit(cache=True, nogil=True), blocks of {BLOCK} claimed by the threads above {PARALLEL_MIN} "
                  "elements",
     }
