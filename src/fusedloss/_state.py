@@ -27,7 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._validate import (VALUE, WEIGHT_SUM_LIMIT, _as_pred, _class_vector, _mean_denominator, _prepare_row_weight,
-                        _prepare_targets, _prepare_weight, _weight_sum, is_device_array, sum_exponent)
+                        _prepare_targets, _prepare_weight, _weight_sum, is_device_array, scaled_weights,
+                        sum_exponent)
 
 __all__ = ["LossState", "merge", "partial", "divisor"]
 
@@ -189,13 +190,6 @@ def _class_weighted(loss, params: dict) -> bool:
     return checked[loss.spec.vector_param] is not None
 
 
-def scaled_weight(sample_weight, k: int, shape: tuple, dtype):
-    """``sample_weight`` (None: ones of ``shape``, the weights' full shape) times 2^-k, in ``dtype`` (ldexp:
-    exact for normal results)."""
-    w = np.ones(shape) if sample_weight is None else np.asarray(sample_weight, np.float64)
-    return np.ldexp(w, -k).astype(dtype)
-
-
 def _weight_shape(loss, shape: tuple) -> tuple:
     return shape[:-1] if loss.spec.kind == "multiclass" else shape
 
@@ -232,7 +226,7 @@ def divisor_state(loss, shape: tuple, dtype, target, sample_weight, params: dict
         cw = _class_vector(loss.spec, checked, stand_in) if loss.spec.kind == "multiclass" else None
         w = None if sample_weight is None else np.asarray(sample_weight, np.float64)
         k = sum_exponent((w, cw), count)
-    w = scaled_weight(sample_weight, k, _weight_shape(loss, shape), dtype)
+    w = scaled_weights(sample_weight, k, dtype, _weight_shape(loss, shape))
     return LossState(loss.name, 0.0, divisor(loss, shape, dtype, target, w, params)[0], count, k)
 
 
@@ -247,7 +241,7 @@ def refit_state(loss, p, target, sample_weight, backend, params: dict, state: Lo
         return state
     shift = math.frexp(state.denominator)[1]
     k = state.exponent + shift
-    w = scaled_weight(sample_weight, k, _weight_shape(loss, p.shape), p.dtype)
+    w = scaled_weights(sample_weight, k, p.dtype, _weight_shape(loss, p.shape))
     total = loss._run(p, target, "sum", w, backend, params, VALUE)
     return LossState(loss.name, float(total), math.ldexp(state.denominator, -shift), state.count, k)
 
@@ -266,7 +260,7 @@ def partial(loss, pred, target, sample_weight, backend, params: dict) -> LossSta
     if state.exponent or s:  # the sum again, at the weights' scale
         w = sample_weight
         if state.exponent:
-            w = scaled_weight(sample_weight, state.exponent, _weight_shape(loss, p.shape), p.dtype)
+            w = scaled_weights(sample_weight, state.exponent, p.dtype, _weight_shape(loss, p.shape))
         total = loss._run(p, target, "sum", w, backend, params, VALUE)
     state = refit_state(loss, p, target, sample_weight, backend, params,
                         LossState(loss.name, float(total), state.denominator, state.count, state.exponent))

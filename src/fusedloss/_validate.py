@@ -416,8 +416,9 @@ def sum_exponent(factors, count: int) -> int:
     return e
 
 
-def scaled_weights(w, k: int, dtype, count: int, host=None):
-    """``w`` (None: ``count`` ones) times 2^-k, in ``dtype`` (ldexp: exact for normal results, whatever k).
+def scaled_weights(w, k: int, dtype, count, host=None):
+    """``w`` (None: ones, ``count`` of them or of shape ``count``) times 2^-k, in ``dtype`` (ldexp: exact for
+    normal results, whatever k).
     ``host``: the device backend when ``w`` is a device array (copied to the host and back: a rare path)."""
     if host is not None and w is not None:
         w = w.copy_to_host()

@@ -48,11 +48,11 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from . import _config
 from ._dispatch import Loss
 from ._validate import (GRAD, GRAD_HESS, HESSIAN_MODES, REDUCTIONS, VALUE, VALUE_AND_GRAD, _as_like, _as_pred,
-                        _class_vector, _column_vector, mean_scale)
+                        _class_vector, _column_vector, mean_scale, scaled_weights)
 from ._losses import LOSSES
 from ._dask_graph import SPLIT_EVERY, _finalize, _lift, _located, _tree, reduced, to_arrays
 from ._state import (LossState, _ldexp, _weight_limit, _weight_shape, divisor, divisor_state, fit_class_weight, merge,
-                     refit_state, scaled_weight)
+                     refit_state)
 
 
 
@@ -80,7 +80,7 @@ def _block(name, mode, reduction, hessian, backend, params, where, p, y, w, part
             k = _global_shift(loss, whole, p.dtype)
             scale = mean_scale(_ldexp(whole.denominator, whole.exponent - k))
             if k:
-                w_run = scaled_weight(w, k, _weight_shape(loss, p.shape), p.dtype)
+                w_run = scaled_weights(w, k, p.dtype, _weight_shape(loss, p.shape))
         per_element = reduction == "none"
         outputs = {"value_and_grad": VALUE_AND_GRAD, "grad": GRAD, "grad_hess": GRAD_HESS}[mode]
         out = loss._run(p, y, "none" if per_element else "sum", w_run, backend, params, outputs, None, None,
