@@ -303,18 +303,25 @@ def _dmatrix_info(dtrain, field: str):
     reference (``XGDMatrixGetInfoRef``) and then copies it through about 0.1 ms of Python per call at 100k rows,
     twice per round (labels and weights) in an objective. Any other object, or an XGBoost without that call,
     goes through the public getter."""
+    view = _dmatrix_view(dtrain, field)
+    return getattr(dtrain, f"get_{field}")() if view is None else view
+
+
+def _dmatrix_view(dtrain, field: str):
+    """``_dmatrix_info``'s direct read, or None where it does not apply (then XGBoost's getter gives the array,
+    or raises its own error): no C API call, a failed call, or not a contiguous float vector."""
     lib = getattr(sys.modules.get("xgboost.core"), "_LIB", None)
     ref = getattr(lib, "XGDMatrixGetInfoRef", None)
     handle = getattr(dtrain, "handle", None)
     if ref is None or not isinstance(handle, ctypes.c_void_p):
-        return getattr(dtrain, f"get_{field}")()
+        return None
     out = ctypes.c_char_p()
     if ref(handle, field.encode(), ctypes.byref(out)) != 0 or out.value is None:
-        return getattr(dtrain, f"get_{field}")()  # (XGBoost's own getter raises its error)
+        return None
     interface = json.loads(out.value)
     shape, typestr = tuple(interface.get("shape", ())), interface.get("typestr")
     if typestr not in ("<f4", "<f8") or len(shape) != 1 or interface.get("strides") not in (None, [int(typestr[2])]):
-        return getattr(dtrain, f"get_{field}")()  # (only a contiguous float vector is read directly)
+        return None
     if shape[0] == 0:
         return np.empty(0, np.dtype(typestr))
     return np.asarray(_Borrowed({"shape": shape, "typestr": typestr, "data": (int(interface["data"][0]), True),
