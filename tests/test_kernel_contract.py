@@ -61,3 +61,14 @@ def test_several_passes_refuse_an_input_as_output():
     total = core.elementwise("mse", (), g, y, None, 1.0, True, None, g, None, 1)
     assert total == pytest.approx(float(np.sum(p**2)))
     np.testing.assert_array_equal(g, 2 * p)
+
+
+def test_compensated_sum_overflows_to_inf():
+    """The weights' sum (the divisor of a weighted mean) that overflows is inf, however many lanes overflow;
+    nan only from a nan or inf - inf."""
+    total = _core().sum
+    assert total(np.full(1000, 1e308), 2) == np.inf
+    assert total(np.full(1000, -1e308), 1) == -np.inf
+    assert np.isnan(total(np.r_[np.full(100, 1e308), np.nan], 2))
+    assert np.isnan(total(np.r_[np.full(100, 1e308), np.full(100, -np.inf)], 1))
+    assert total(np.full(1000, 0.1), 2) == np.sum(np.full(1000, 0.1, dtype=np.longdouble)).astype(np.float64)

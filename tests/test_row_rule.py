@@ -182,6 +182,14 @@ def test_mse_with_weights_1e308(backend):
     assert fl.mse.grad(p, y, sample_weight=w, backend=backend).tolist() == [1.0, 2.0]
 
 
+def test_mse_with_many_weights_1e308(backend):
+    """64 weights of 1e308: their sum overflows inside the summation lanes, not only at the end. Exact answer:
+    mean(p^2) = 1333.5 for p = 0..63, gradient 2 p / 64 (to rounding: w 2^-k is not exact)."""
+    p, w = np.arange(64.0), np.full(64, 1e308)
+    v, g = fl.mse.value_and_grad(p, np.zeros(64), sample_weight=w, backend=backend)
+    assert v == pytest.approx(1333.5, rel=1e-15) and g == pytest.approx(p / 32, rel=1e-15)
+
+
 def test_weighted_sum_of_losses_overflowing_under_a_finite_sum_of_weights(backend):
     """sum(w l) = 8e308 overflows while sum(w) = 8 does not: the mean is 1e308."""
     p = np.array([1e154, 1e154])

@@ -509,7 +509,9 @@ double compensated_array_sum(const T* x, std::size_t n, int nthreads) {
       for (std::size_t j = 0; j < kL; ++j) {
         const double v = double(x[i + j]) - err[j];
         const double t = acc[j] + v;
-        err[j] = (t - acc[j]) - v;
+        // once a lane overflows its error term is inf - inf: keep it 0, so that the lane stays inf (the sum
+        // of these weights) instead of turning nan at its next addition
+        err[j] = std::fabs(t) <= fl::CompensatedSum::kMaxFinite ? (t - acc[j]) - v : 0.0;
         acc[j] = t;
       }
     }

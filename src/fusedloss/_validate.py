@@ -149,12 +149,7 @@ def _weight_sum(w: np.ndarray) -> float:
         w = np.ascontiguousarray(w, dtype=np.float64)  # any layout or byte order sums the same numbers
     if w.dtype is not _F64 and w.dtype is not _F32:  # an equal but distinct dtype object (e.g. after a
         w = w.view(_F64 if w.dtype == _F64 else _F32)  # byte swap): the extension checks the dtype's identity
-    total = fn(w, _config.get_num_threads())
-    if total != total and not np.isnan(w).any():
-        # a compensated lane that overflows goes on to inf - inf: the sum of these (non-negative) weights is inf,
-        # as fit_weights needs to see it
-        return math.inf
-    return total
+    return fn(w, _config.get_num_threads())
 
 
 _DOMAIN_TEXT = {"positive": "must be > 0", "above_minus_one": "must be > -1", "nonnegative": "must be >= 0", "unit": "must lie in [0, 1]",
