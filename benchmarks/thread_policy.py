@@ -3,6 +3,7 @@
     python benchmarks/thread_policy.py                    # every case, idle and loaded, 1 and 2 threads
     python benchmarks/thread_policy.py --quick            # small repeat counts (a smoke run)
     python benchmarks/thread_policy.py --json out.json
+    python benchmarks/thread_policy.py --backend numba    # the numba backend's threads (default: cpp)
 
 Conditions (each started and stopped by this script):
 - idle: nothing else runs (the script says the load average it saw before starting);
@@ -117,14 +118,16 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="few repeats (a smoke run)")
     ap.add_argument("--busy-seconds", type=float, default=60.0, help="upper bound on each busy period")
     ap.add_argument("--json", help="write the rows here")
+    ap.add_argument("--backend", default="cpp", choices=("cpp", "numba"), help="the backend whose threads to time")
     args = ap.parse_args(argv)
     load = os.getloadavg()[0]
     print(f"fusedloss {fl.__version__}, {len(os.sched_getaffinity(0))} cores, load average before: {load:.2f}, "
-          f"backend {fl.backends()[0]['name']}")
-    rows = run(args.quick, args.busy_seconds)
+          f"backend {args.backend}")
+    with fl.use_backend(args.backend):
+        rows = run(args.quick, args.busy_seconds)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"load_before": load, "rows": rows}, f, indent=1)
+            json.dump({"load_before": load, "backend": args.backend, "rows": rows}, f, indent=1)
     return 0
 
 
