@@ -1,7 +1,8 @@
 """The benchmark covers the registries: every registered loss with a gradient has a benchmark case whose data
 fit the loss and a NumPy peer that agrees with the reference (or, for a loss with its own signature, a
 benchmark module of its own), no peer table or case
-override names a loss that does not exist, and the command line offers every backend and peer there is.
+override names a loss that does not exist, the command line offers every backend and peer there is, and
+--torch-module takes or refuses each of its options.
 These fail, never skip: a loss added to the registry without a benchmark is a failure here."""
 
 from __future__ import annotations
@@ -91,3 +92,17 @@ def test_every_torch_twin_is_a_torch_peer(name):
     """A loss with a torch.nn.functional twin (``LossSpec.torch_name``) is timed against it."""
     assert name in bench.TORCH_PEER, (
         f"{name} has the torch twin {REGISTRY[name].torch_name} but no torch peer (fusedloss.bench.peers.TORCH_PEER)")
+
+
+def test_every_bench_option_is_taken_or_refused_by_torch_module():
+    """Each option of ``fusedloss bench`` is one that --torch-module uses or one it refuses (never ignores)."""
+    options = set(vars(cli.build_parser().parse_args(["bench"]))) - {"command", "func"}
+    # the mode itself; --clock, refused there unless wall (checked apart); --progress, whose bar it does not draw
+    apart = {"torch_module", "clock", "progress"}
+    taken, refused = set(plan.TORCH_MODULE_OPTIONS), set(plan._NOT_FOR_TORCH_MODULE)
+    assert not taken & refused, f"--torch-module both takes and refuses {sorted(taken & refused)}"
+    missing = options - taken - refused - apart
+    assert not missing, (f"fusedloss bench options neither taken nor refused by --torch-module: {sorted(missing)} "
+                         "(fusedloss.bench.plan.TORCH_MODULE_OPTIONS / _NOT_FOR_TORCH_MODULE)")
+    stale = (taken | refused) - options
+    assert not stale, f"fusedloss.bench.plan names options that fusedloss bench does not have: {sorted(stale)}"
