@@ -1,7 +1,8 @@
 """The benchmark covers the registries: every registered loss with a gradient has a benchmark case whose data
 fit the loss and a NumPy peer that agrees with the reference (or, for a loss with its own signature, a
-benchmark module of its own), no peer table or case
-override names a loss that does not exist, and the command line offers every backend and peer there is.
+benchmark module of its own), no peer table or case override names a loss that does not exist, the JAX and
+scikit-learn peers have or leave out each case, the command line offers every backend and peer there is, and
+--torch-module takes or refuses each of its options.
 These fail, never skip: a loss added to the registry without a benchmark is a failure here."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 from fusedloss import bench, cli
 from fusedloss._spec import PRED_DOMAINS, REGISTRY, TARGET_DOMAINS
 from fusedloss.backends import host_order
-from fusedloss.bench import cases, custom, plan
+from fusedloss.bench import cases, custom, peers, plan
 
 GRID_KINDS = tuple(cases.KIND_NDIM)  # the kinds the size grid of fusedloss.bench.cases covers
 
@@ -59,6 +60,24 @@ def test_peer_tables_name_only_registered_losses(peer):
     assert not stale, f"the {peer} peer table names losses that are not registered: {stale}"
 
 
+@pytest.mark.parametrize("peer, left_out", [("jax", peers.JAX_LEFT_OUT), ("sklearn", peers.SKLEARN_LEFT_OUT)])
+def test_selective_peer_tables_map_or_leave_out_every_case(peer, left_out):
+    """The JAX and scikit-learn peers time a selection (the registry records no twins of theirs): each registered
+    loss with a benchmark case is in the peer's table or left out by name, and an entry models only parameters
+    the loss has (another name would fail only when a benchmark reaches it)."""
+    table = bench.PEER_LOSSES[peer]
+    grid = {n for n, s in REGISTRY.items() if s.builtin and s.differentiable and s.kind in GRID_KINDS}
+    both = sorted(left_out & set(table))
+    assert not both, f"the {peer} peer both has and leaves out {both}"
+    stale = sorted(left_out - grid)
+    assert not stale, f"the {peer} peer leaves out losses without a benchmark case: {stale}"
+    missing = sorted(grid - set(table) - left_out)
+    assert not missing, (f"{missing}: neither in the {peer} peer table nor left out "
+                         f"(fusedloss.bench.peers.{peer.upper()}_PEER / {peer.upper()}_LEFT_OUT)")
+    for loss, (modeled, *_) in table.items():
+        unknown = sorted(set(modeled) - set(REGISTRY[loss].param_names))
+        assert not unknown, f"the {peer} peer of {loss} models parameters {loss} does not have: {unknown}"
+
 def test_case_overrides_name_only_registered_losses():
     stale = [loss for loss in bench.CASE_DEFS if loss not in REGISTRY]
     assert not stale, f"fusedloss.bench.cases.CASE_DEFS names losses that are not registered: {stale}"
@@ -91,3 +110,17 @@ def test_every_torch_twin_is_a_torch_peer(name):
     """A loss with a torch.nn.functional twin (``LossSpec.torch_name``) is timed against it."""
     assert name in bench.TORCH_PEER, (
         f"{name} has the torch twin {REGISTRY[name].torch_name} but no torch peer (fusedloss.bench.peers.TORCH_PEER)")
+
+
+def test_every_bench_option_is_taken_or_refused_by_torch_module():
+    """Each option of ``fusedloss bench`` is one that --torch-module uses or one it refuses (never ignores)."""
+    options = set(vars(cli.build_parser().parse_args(["bench"]))) - {"command", "func"}
+    # the mode itself; --clock, refused there unless wall (checked apart); --progress, whose bar it does not draw
+    apart = {"torch_module", "clock", "progress"}
+    taken, refused = set(plan.TORCH_MODULE_OPTIONS), set(plan._NOT_FOR_TORCH_MODULE)
+    assert not taken & refused, f"--torch-module both takes and refuses {sorted(taken & refused)}"
+    missing = options - taken - refused - apart
+    assert not missing, (f"fusedloss bench options neither taken nor refused by --torch-module: {sorted(missing)} "
+                         "(fusedloss.bench.plan.TORCH_MODULE_OPTIONS / _NOT_FOR_TORCH_MODULE)")
+    stale = (taken | refused) - options
+    assert not stale, f"fusedloss.bench.plan names options that fusedloss bench does not have: {sorted(stale)}"

@@ -104,7 +104,7 @@ def _loop_result(partial, reduce):
     return _sum_partials(partial)
 
 
-@njit(inline="always")
+@njit(inline="always", cache=True, nogil=True)  # inlined into the loops; cached for the call after a threaded run
 def _sum_partials(partial):
     """The blocks' partial sums added in block order, with compensation (the same additions for any thread count)."""
     total = 0.0
@@ -408,7 +408,6 @@ def _build(loss: str, metrics: bool = False):
     return kernel
 
 
-_sum_all = njit(cache=True, nogil=True)(_sum_partials.py_func)  # the blocks' total after a threaded call
 _POOL: dict = {}  # "executor", its "size" (helper threads) and the "pid" that made it
 _POOL_LOCK = threading.Lock()
 
@@ -457,7 +456,7 @@ def _blocks(kernel, args: tuple, nblocks: int, threaded: bool, nthreads: int, re
     if not threaded or nthreads < 2 or nblocks < 2:
         return kernel(*args, partial, 0, nblocks)
     _on_threads(lambda b0, b1: kernel(*args, partial, b0, b1), nblocks, nthreads, max(1, nblocks // (4 * nthreads)))
-    return _sum_all(partial) if reduce else 0.0
+    return _sum_partials(partial) if reduce else 0.0
 
 
 def info() -> dict:
