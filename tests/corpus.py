@@ -4,9 +4,12 @@ A case is (loss, entry point, backend, input class). The entry points are the lo
 ``value_and_grad``, ``grad``, ``grad_hess`` and ``partial``; ``fusedloss.torch.functional.loss``, the torch
 functional form named after torch's (``fusedloss.torch.FUNCTIONAL[loss]``, with torch's argument names, mapped
 from its signature by ``corpus_run.torch_arguments``) and its module (``MODULES[loss]``), whose passing results
-are torch's own loss where torch has it and the inputs are plain; ``fusedloss.boosting.gradient_hessian`` and an
-XGBoost objective; and ``fusedloss.dask`` (pred and target chunked differently, the synchronous scheduler). The
-CUDA backend meets a subset of the classes on device arrays in ``test_corpus_cuda.py``. The classes
+are torch's own loss where torch has it and the inputs are plain; the same two called without ``backend=`` where
+CPU routing may hand them to torch's own function (``ROUTED``; the oracle as for the pinned forms, the NumPy
+backend's through the pinned form); ``fusedloss.boosting.gradient_hessian`` and an XGBoost objective; and
+``fusedloss.dask`` (pred and target chunked differently, the synchronous scheduler). CTC meets each of these that
+it has (the loss object, ``ctc_loss`` / ``CTCLoss``, ``fusedloss.dask.ctc``) with its lengths. The CUDA backend
+meets a subset of the classes on device arrays in ``test_corpus_cuda.py``. The classes
 (``CLASSES``) are wrong dtypes, shapes and layouts, views that are huge, misaligned, strided or reversed, empty
 arrays, non-finite data, bad weights, bad parameters, out-of-range labels and ignore_index, targets that require
 grad (torch), and outputs that are read-only or overlap an input. Each class says what a correct library does
@@ -48,18 +51,22 @@ from fusedloss._spec import REGISTRY  # noqa: E402
 
 BACKENDS = ("cpp", "numba", "numpy")
 ENTRIES = ("call", "value_and_grad", "grad", "grad_hess", "partial", "torch", "torch_named", "torch_module",
-           "boosting", "objective", "dask")
+           "torch_routed", "torch_module_routed", "boosting", "objective", "dask")
 NUMPY_API = ENTRIES[:5]  # the loss object's methods
 # fusedloss.torch: ``loss`` (any loss by its registry name), the functional form named after torch's
-# (``FUNCTIONAL[name]``, torch's argument names) and its module (``MODULES[name]``)
-TORCH = ("torch", "torch_named", "torch_module")
+# (``FUNCTIONAL[name]``, torch's argument names) and its module (``MODULES[name]``), each with the case's backend;
+# and those two forms called without ``backend=`` (inside ``use_backend(case's backend)``), where the forms that
+# CPU routing wraps hand small calls with torch's options to torch's own function
+TORCH = ("torch", "torch_named", "torch_module", "torch_routed", "torch_module_routed")
+ROUTED = {"torch_routed": "torch_named", "torch_module_routed": "torch_module"}  # entry -> the form it calls
 NAMED = NUMPY_API + TORCH  # the entry points that take any array (the boosters convert scores)
 BOOSTING = ("boosting", "objective")  # gradient_hessian, and an XGBoost objective (scikit-learn API)
 # fusedloss.dask: value_and_grad (the value of a loss without a gradient) on dask arrays of the case's arrays,
 # pred and target chunked differently along the first axis (and the logits along the class axis), computed on
 # the synchronous scheduler
 DASK = ("dask",)
-LAYERS = ("torch_named", "torch_module") + DASK  # entry points that only add argument handling to another one
+# entry points that only add argument handling to another one (the routed ones: or hand the call to torch)
+LAYERS = ("torch_named", "torch_module", *ROUTED) + DASK
 GRAD_ENTRIES = ("value_and_grad", "grad", "grad_hess")
 HUGE = 2**40
 
@@ -72,11 +79,16 @@ OUTCOMES = PASS + FAIL + ("skip", "known")
 KNOWN: dict[str, str] = {}
 # Defects by (entry point, class) that hold for some losses of the class only: a failing case of such a pair is
 # "known"; a run in which every case of a pair passes fails the test, so that its entry goes with the fix.
-KNOWN_CLASSES: dict[tuple, str] = {}
+KNOWN_CLASSES: dict[tuple, str] = {
+    (entry, cls): "a routed call runs torch's function on the data as given: torch's rules for NaN and inf (a NaN "
+                  "dropped by multi_margin_loss's max, l1_loss's gradient sign(NaN) = 0) and no check of the target's "
+                  "domain; a scan of the data before routing would cost what the route saves"
+    for entry in ROUTED
+    for cls in ("pred_nan", "pred_inf", "target_nan", "target_inf", "row_all_neginf", "target_out_of_domain")}
 
 # what a clear message may call each argument (the torch and boosting entries use their own words)
 SYNONYMS = {
-    "pred": ("pred", "logits", "input", "y_pred", "preds", "scores", "predictions"),
+    "pred": ("pred", "logits", "input", "y_pred", "preds", "scores", "predictions", "log_probs"),
     "target": ("target", "targets", "label", "labels", "y_true"),
     "sample_weight": ("sample_weight", "weight"),
 }
@@ -770,7 +782,7 @@ def _ctc_class(make, expect, names):
         b = base(spec.name)
         c = make(b)
         return with_(c, expect=expect, names=names) if expect != "value" else c
-    return wrapped, ("sequence",), NUMPY_API
+    return wrapped, ("sequence",), NUMPY_API + TORCH + DASK
 
 
 def _lengths(il=None, tl=None):
@@ -792,7 +804,7 @@ CLASSES.update({
     "ctc_concatenated": _ctc_class(lambda b: with_(b, target=np.array([1, 2, 3, 3, 1])), "value", ()),
     "ctc_concatenated_short": _ctc_class(lambda b: with_(b, target=np.array([1, 2, 3, 3])), "raise", ("targets",)),
     "ctc_targets_3d": _ctc_class(lambda b: with_(b, target=b.target[..., None]), "raise", ("targets",)),
-    "ctc_logits_2d": _ctc_class(lambda b: with_(b, pred=b.pred[:, 0]), "raise", ("logits",)),
+    "ctc_logits_2d": _ctc_class(lambda b: with_(b, pred=b.pred[:, 0]), "raise", ("pred",)),
     "ctc_no_alignment": _ctc_class(_lengths(il=np.array([2, 5])), "value", ()),
     "ctc_batch_first_wrong": _ctc_class(lambda b: with_(b, kw={"batch_first": True}), "raise",
                                         ("input_lengths", "target", "shape")),
@@ -807,18 +819,29 @@ def _installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+@functools.lru_cache(maxsize=None)
+def routed(name: str) -> bool:
+    """Whether fusedloss.torch's form of loss ``name`` hands small CPU calls to torch (``_routing``)."""
+    from fusedloss.torch import FUNCTIONAL
+
+    return hasattr(FUNCTIONAL[name], "_torch_twin")
+
+
 def entries_of(spec) -> tuple:
-    """The entry points a loss has (``torch`` only where torch is installed)."""
+    """The entry points a loss has (``torch`` and ``dask`` only where they are installed; a sequence loss has
+    torch's signature, with lengths, in its named forms only)."""
     out = ["call", "partial"]
     if spec.differentiable:
         out += ["value_and_grad", "grad"]
         if spec.has_hessian and spec.kind != "sequence":
             out.append("grad_hess")
-    if spec.kind != "sequence" and _installed("torch"):
-        out += TORCH
+    if _installed("torch"):
+        out += TORCH if spec.kind != "sequence" else ("torch_named", "torch_module")
+        if not routed(spec.name):
+            out = [e for e in out if e not in ROUTED]
     if spec.differentiable and spec.kind != "sequence" and (spec.kind == "elementwise" or spec.hard_labels):
         out += BOOSTING
-    if spec.kind != "sequence" and _installed("dask"):
+    if _installed("dask"):
         out += DASK
     return tuple(e for e in ENTRIES if e in out)
 

@@ -63,6 +63,7 @@ def cleaned(call):
 
 def _invoke(case, call, backend):
     import numpy as np
+    from corpus import TORCH
 
     import fusedloss as fl
 
@@ -72,7 +73,7 @@ def _invoke(case, call, backend):
     if entry in ("call", "value_and_grad", "grad", "grad_hess", "partial"):
         fn = loss if entry == "call" else getattr(loss, entry)
         return fn(pred, target, *extra, backend=backend, **kw)
-    if entry in ("torch", "torch_named", "torch_module"):
+    if entry in TORCH:
         import torch
 
         def tensor(x):
@@ -92,7 +93,7 @@ def _invoke(case, call, backend):
         if call.target_grad and isinstance(t, torch.Tensor) and t.is_floating_point():
             t = t.requires_grad_(True)
         kw = {k: tensor(v) for k, v in kw.items()}
-        value = _torch_call(case, x, t, kw, backend)
+        value = _torch_call(case, x, t, tuple(map(tensor, extra)), kw, backend)
         out = [value.detach().numpy().copy()]
         if isinstance(x, torch.Tensor) and x.requires_grad:
             value.sum().backward()
@@ -141,7 +142,8 @@ def _dask_call(case, call, backend: str, in_memory: bool = False):
     spec = REGISTRY[case.loss]
     mode = "value_and_grad" if spec.differentiable else "__call__"
     if in_memory:
-        return getattr(getattr(fl, case.loss), mode)(call.pred, call.target, backend=backend, **call.kw)
+        return getattr(getattr(fl, case.loss), mode)(call.pred, call.target, *call.extra, backend=backend,
+                                                     **call.kw)
 
     def lift(x, first, multiclass=False):
         if not isinstance(x, np.ndarray):
@@ -152,8 +154,14 @@ def _dask_call(case, call, backend: str, in_memory: bool = False):
     kw = dict(call.kw)
     if isinstance(kw.get("sample_weight"), np.ndarray):
         kw["sample_weight"] = lift(kw["sample_weight"], 1 << 62)
-    out = getattr(getattr(fld, case.loss), mode)(lift(call.pred, 1, multiclass), lift(call.target, 2), backend=backend,
-                                                 **kw)
+    if spec.kind == "sequence":  # the scores (T, N, C) split after the first sequence and the second class
+        x = call.pred
+        if isinstance(x, np.ndarray) and x.ndim == 3:
+            x = da.from_array(x, chunks=(x.shape[0], *dask_chunks(x.shape[1:], 1, True)), asarray=False)
+        out = getattr(getattr(fld, case.loss), mode)(x, lift(call.target, 1), *call.extra, backend=backend, **kw)
+    else:
+        out = getattr(getattr(fld, case.loss), mode)(lift(call.pred, 1, multiclass), lift(call.target, 2),
+                                                     backend=backend, **kw)
     return dask.compute(*out, scheduler="sync") if isinstance(out, tuple) else out.compute(scheduler="sync")
 
 
@@ -166,10 +174,12 @@ def torch_arguments(name: str, entry: str) -> dict:
     call has no form there)."""
     import inspect
 
+    from corpus import ROUTED
     from fusedloss._spec import REGISTRY
     from fusedloss.torch import FUNCTIONAL, MODULES
 
     spec = REGISTRY[name]
+    entry = ROUTED.get(entry, entry)
     form = FUNCTIONAL[name] if entry == "torch_named" else MODULES[name].__init__
     takes = set(inspect.signature(form).parameters) - {"self", "input", "target", "backend"}
     out = {}
@@ -183,13 +193,21 @@ def torch_arguments(name: str, entry: str) -> dict:
     return out
 
 
-def _torch_call(case, x, t, kw: dict, backend: str):
-    """The torch entry point of a case; ``backend="torch"`` calls torch's own function instead (the oracle of a
-    form named after torch's; NotApplicable where torch has no such loss or takes none of these arguments)."""
+def _torch_call(case, x, t, extra: tuple, kw: dict, backend: str):
+    """The torch entry point of a case (``extra``: a sequence loss's lengths); ``backend="torch"`` calls torch's own
+    function instead (the oracle of a form named after torch's; NotApplicable where torch has no such loss or takes
+    none of these arguments). The routed entries leave out ``backend=``: the case's backend is the context's."""
+    from corpus import ROUTED
+
     if case.entry == "torch":
         from fusedloss.torch import functional as F
 
         return F.loss(case.loss, x, t, backend=backend, **kw)
+    if case.entry in ROUTED and backend not in ("torch", None):
+        import fusedloss as fl
+
+        with fl.use_backend(backend):
+            return _torch_call(case, x, t, extra, kw, None)
     names = torch_arguments(case.loss, case.entry)
     missing = sorted(set(kw) - set(names))
     if missing:
@@ -205,14 +223,15 @@ def _torch_call(case, x, t, kw: dict, backend: str):
         fn = getattr(torch.nn.functional, twin, None) if twin else None
         if fn is None or set(kw) - set(inspect.signature(fn).parameters):
             raise NotApplicable(f"torch has no {case.loss} that takes {sorted(kw)}")
-        return fn(x, t, **kw)
-    if case.entry == "torch_named":
+        return fn(x, t, *extra, **kw)
+    pinned = {} if backend is None else {"backend": backend}
+    if ROUTED.get(case.entry, case.entry) == "torch_named":
         from fusedloss.torch import FUNCTIONAL
 
-        return FUNCTIONAL[case.loss](x, t, backend=backend, **kw)
+        return FUNCTIONAL[case.loss](x, t, *extra, **pinned, **kw)
     from fusedloss.torch import MODULES
 
-    return MODULES[case.loss](backend=backend, **kw)(x, t)
+    return MODULES[case.loss](**pinned, **kw)(x, t, *extra)
 
 
 def _plain(call) -> bool:
@@ -229,18 +248,23 @@ def _plain(call) -> bool:
 def _oracle(case, ref):
     """(what a passing call returns, whether torch computed it): torch's own function where the entry is a form
     named after it and torch takes the clean, plain inputs, else the NumPy backend through the same entry."""
+    from dataclasses import replace
+
     import numpy as np
+    from corpus import ROUTED
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with np.errstate(all="ignore"):
             if case.entry == "dask":
                 return _dask_call(case, ref, "numpy", in_memory=True), False
-            if case.entry in ("torch_named", "torch_module") and _plain(ref):
+            if case.entry in ("torch_named", "torch_module", *ROUTED) and _plain(ref):
                 try:
                     return _invoke(case, ref, "torch"), True
                 except Exception:  # noqa: BLE001 - torch refuses these inputs: the reference decides
                     pass
+            # a routed entry's reference: its form on the NumPy backend (not routed to torch)
+            case = replace(case, entry=ROUTED.get(case.entry, case.entry))
             return _invoke(case, ref, "numpy"), False
 
 
@@ -305,7 +329,7 @@ def _clear(exc, names: tuple, case, also: tuple = ()) -> str | None:
 
 def run_one(case) -> dict:
     import numpy as np
-    from corpus import calls
+    from corpus import ROUTED, calls
 
     out = {"id": case.id, "outcome": "correct", "detail": ""}
     try:
@@ -348,7 +372,7 @@ def run_one(case) -> dict:
                 outcomes.append(("refused", text))
                 continue
             names = call.names
-            if case.entry in ("torch_named", "torch_module"):  # the form's word for each argument too
+            if case.entry in ("torch_named", "torch_module", *ROUTED):  # the form's word for each argument too
                 mapped = torch_arguments(case.loss, case.entry)
                 names = names + tuple(mapped[n] for n in names if n in mapped)
             problem = _clear(raised, names, case, call.also)

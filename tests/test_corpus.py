@@ -6,8 +6,8 @@ MemoryError that names the array and its size) or ``correct`` (the reference bac
 the inputs), with no input modified.
 
 What runs here is the ``quick`` selection: every loss x input class x backend, with one of the entry points that
-take the class (chosen by a hash, so that over the losses each entry point meets each class): about 2,300 cases
-per backend, a few seconds each. The whole corpus (about 15,000 cases per backend) runs with
+take the class (chosen by a hash, so that over the losses each entry point meets each class): about 3,400 cases
+per backend. The whole corpus (about 29,000 cases per backend) runs with
 ``FUSEDLOSS_CORPUS=full`` or as ``python tests/corpus_run.py``, which prints the count of each outcome.
 """
 
@@ -112,6 +112,22 @@ def test_the_torch_forms_are_checked_against_torch():
             (call,) = corpus.calls(case)
             _, by_torch = corpus_run._oracle(case, corpus_run.cleaned(call))
             assert by_torch, f"{case.id}: not compared with torch.nn.functional.{REGISTRY[name].torch_name}"
+
+
+def test_the_routed_entries_reach_torch():
+    """The routed entries' plain calls run on torch's own function (else they would meet the fused path twice),
+    for every loss whose form routing wraps."""
+    torch = pytest.importorskip("torch")
+    from fusedloss.torch import FUNCTIONAL, MODULES
+
+    names = [n for n in corpus.losses() if "torch_routed" in corpus.entries_of(REGISTRY[n])]
+    assert names
+    for name in names:
+        (call,) = corpus.calls(corpus.Case(name, "torch_routed", "numpy", "ok"))
+        x = torch.from_numpy(call.pred).requires_grad_()
+        t = torch.from_numpy(call.target)
+        for out in (FUNCTIONAL[name](x, t), MODULES[name]()(x, t)):
+            assert "FusedLoss" not in type(out.grad_fn).__name__, name
 
 
 def test_dask_value_errors_name_the_chunk():

@@ -78,6 +78,11 @@ def test_infeasible_by_hand(backend):
                                  backend=backend)
     assert v[0] == 0.0 and (g == 0).all()
 
+    lp[0, 0, 1] = np.inf  # a log-probability of +inf (log-likelihood +inf): NaN, as torch, not "no alignment"
+    v, g = fl.ctc.value_and_grad(lp, [[1]], [1], [1], inputs="log_probs", reduction="none", zero_infinity=True,
+                                 backend=backend)
+    assert np.isnan(v[0]) and np.isnan(g).all()
+
 
 # --- the reference against finite differences ------------------------------------------------------------
 

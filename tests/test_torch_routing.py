@@ -110,3 +110,23 @@ def test_a_module_routes_by_its_current_options(ce_small):
         assert torch.equal(clone(xf, t), mod(xf, t))
         clone.z_loss = 1e-3
         assert not _ran_on_torch(clone(xf, t)) and _ran_on_torch(mod(xf, t))
+
+
+def test_calls_torch_would_run_unchecked_or_refuse_take_the_fused_path(ce_small):
+    """Options outside the registry's ranges and weights torch would use as given (negative, or large enough to
+    overflow torch's sums) are not routed; a call that torch refuses (a label out of range) runs the fused form:
+    its error names the argument, as with ``backend=``."""
+    x, t = ce_small
+    with pytest.raises(ValueError, match="label_smoothing"):
+        ft.cross_entropy(x, t, label_smoothing=-1.0)
+    with pytest.raises(ValueError, match="weight"):
+        ft.CrossEntropyLoss(weight=-torch.ones(10, dtype=torch.float64))(x, t)
+    out = ft.cross_entropy(x, t, weight=torch.full((10,), 1e308, dtype=torch.float64))
+    assert not _ran_on_torch(out) and torch.isfinite(out)
+    bad = t.clone()
+    bad[3] = 10
+    for fn in (ft.cross_entropy, ft.multi_margin_loss, ft.MultiMarginLoss()):
+        with pytest.raises(ValueError, match="label 10 at index"):
+            fn(x, bad)
+    with pytest.raises(TypeError, match="ctc_loss"):
+        ft.loss("ctc", x, t)

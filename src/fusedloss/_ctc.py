@@ -233,6 +233,12 @@ class SequenceLoss(Loss):
         self.last_scratch_bytes = module.ctc(
             x, T, N, C, params["batch_first"], params["inputs"] == "log_probs", labels, offsets, tl, il,
             params["blank"], params["zero_infinity"], gscale, losses, g, _config.get_num_threads())
+        # a log-probability of +inf makes a log-likelihood of +inf: the loss and the sequence's gradient are NaN,
+        # as torch's and the reference's (the kernels' recursions give -inf, or NaN where inf - inf meets)
+        for n in np.flatnonzero(losses == -np.inf):
+            losses[n] = np.nan
+            if g is not None:
+                (g[n, :il[n]] if params["batch_first"] else g[:il[n], n])[...] = np.nan
         return losses
 
     # --- the public entry points -------------------------------------------------------------------------

@@ -40,7 +40,7 @@ def _block(mode, reduction, backend, params, where, x, labels, il, tl, w, coef):
             return loss.partial(x, labels, il, tl, reduction=reduction, sample_weight=w, **kw), None
         if reduction == "none":
             return loss.value_and_grad(x, labels, il, tl, reduction="none", sample_weight=w, **kw)
-        if coef is None:  # the weights sum to 0: the in-memory "mean" is NaN, and so is this block's
+        if coef is None:  # no sequences, or weights summing to 0: the in-memory "mean" is NaN, so is this block's
             v, g = loss.value_and_grad(x, labels, il, tl, reduction="mean", sample_weight=w, **kw)
         else:
             v, g = loss.value_and_grad(x, labels, il, tl, reduction="sum", sample_weight=coef, **kw)
@@ -92,8 +92,8 @@ def graph(loss, mode, logits, targets, input_lengths, target_lengths, reduction,
     coef = None
     if mode != "value" and reduction != "none":
         coef = loss._coefficients(reduction, w, tl, N)
-        if reduction == "mean" and N and not np.isfinite(coef).all():
-            coef = None  # the weights sum to 0
+        if reduction == "mean" and not (N and np.isfinite(coef).all()):
+            coef = None  # no sequences, or weights that sum to 0: the in-memory "mean" is NaN
 
     token = tokenize(name, mode, reduction, backend, sorted(checked.items()), x, concat, il, tl, w)
     work = f"fusedloss-{name}-{mode}-{token}"

@@ -109,10 +109,10 @@ def ctc_sequence(lp, labels, blank):
 
     log_like = _lse(alpha[T - 1, L - 1], alpha[T - 1, L - 2]) if L > 1 else alpha[T - 1, 0]
     loss = -float(log_like)
-    if np.isinf(loss):
+    if loss == np.inf:
         return np.inf, gamma
-    if np.isnan(loss):  # a NaN score: NaN loss and gradient
-        return loss, np.full((T, C), np.nan)
+    if not np.isfinite(loss):  # a NaN score, or a log-probability of +inf (loss -inf): NaN loss and gradient, as torch
+        return np.nan, np.full((T, C), np.nan)
     post = np.exp(alpha + beta + loss)  # (T, L): posterior of each state at each frame
     for s in range(L):
         gamma[:, ext[s]] += post[:, s]

@@ -24,6 +24,8 @@ from ._autograd import SECOND_DERIVATIVE_MESSAGE, _SecondDerivativeUnsupported
 
 __all__ = ["ctc_loss", "CTCLoss"]
 
+_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
 
 def _host_ints(v, what: str):
     if isinstance(v, Tensor):
@@ -41,7 +43,14 @@ class _CTCFunction(torch.autograd.Function):
     @staticmethod
     def forward(x, targets, input_lengths, target_lengths, sample_weight, reduction, params, backend, want_grad):
         kdtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
-        xk = x.detach().to(kdtype).contiguous()
+        try:
+            xk = x.detach().to(kdtype).contiguous()
+        except RuntimeError as exc:  # torch's allocator (a broadcast view, say): name the array, as the NumPy API
+            if "allocate" not in str(exc):
+                raise
+            err = MemoryError(str(exc))
+            err.shape, err.dtype = tuple(x.shape), torch.empty((), dtype=kdtype).numpy().dtype
+            raise LOSSES["ctc"]._memory_error(err, x) from exc
         args = (xk.numpy(), targets, input_lengths, target_lengths)
         kw = dict(reduction=reduction, sample_weight=sample_weight, backend=backend, **params)
         if want_grad:
@@ -94,6 +103,8 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reducti
         raise TypeError(f"ctc_loss: log_probs must be a torch.Tensor, got {type(log_probs).__name__}")
     if log_probs.device.type != "cpu":
         raise ValueError("ctc_loss: only CPU tensors are supported; use torch.nn.functional.ctc_loss on the GPU")
+    if log_probs.dtype not in _FLOATS:  # (the kernel's cast would take integers, booleans, complex numbers)
+        raise TypeError(f"ctc_loss: log_probs must be float16, bfloat16, float32 or float64, got {log_probs.dtype}")
     if log_probs.dtype in (torch.float16, torch.bfloat16) and torch.is_autocast_enabled("cpu"):
         log_probs = log_probs.float()  # torch runs ctc_loss in float32 under autocast
     unbatched = log_probs.dim() == 2
@@ -102,6 +113,10 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reducti
     il = _host_ints(input_lengths, "input_lengths")
     tl = _host_ints(target_lengths, "target_lengths")
     if unbatched:
+        if il.size != 1 or tl.size != 1:
+            raise ValueError(f"ctc_loss: log_probs of shape {tuple(log_probs.shape)} is one unbatched (T, C) "
+                             f"sequence: input_lengths and target_lengths must hold one length each, got "
+                             f"{il.size} and {tl.size} (batched log_probs are 3-d)")
         t, il, tl = t.reshape(1, -1), il.reshape(1), tl.reshape(1)
     w = None
     if sample_weight is not None:

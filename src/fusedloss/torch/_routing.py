@@ -5,9 +5,12 @@ are routed by ``fusedloss._gpu_routing`` instead.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import Tensor
 
+from .._spec import REGISTRY
 from ._kernel import _NATIVE
 
 # Below these sizes a call of a loss that torch has, with torch's options only, runs on torch's own kernel
@@ -36,17 +39,19 @@ def _torch_is_faster(input, target, multiclass: bool) -> bool:
     """Whether this call goes to torch's own kernel (see SMALL_ELEMENTWISE). It runs on every small call, so the
     cheap tests come first and each tensor attribute is read once."""
     if (_ROUTING["cpu"] != "auto" or type(input) is not Tensor or type(target) is not Tensor or not input.is_cpu
-            or not target.is_cpu):
-        return False
+            or not target.is_cpu or target.requires_grad):
+        return False  # (a target that requires grad: torch differentiates it in losses where fusedloss refuses)
     dtype = input.dtype
     if dtype not in _NATIVE:
         return False
     n = input.numel()
+    if n == 0:  # (no classes: torch's multilabel_soft_margin_loss gives NaN where the fused form says why)
+        return False
     if not multiclass:
         return (n < SMALL_ELEMENTWISE and target.dtype == dtype and target.shape == input.shape
                 and not torch.compiler.is_compiling())
     ndim = input.ndim
-    if ndim == 0 or n == 0:
+    if ndim == 0:
         return False
     shape = input.shape
     classes = shape[1] if ndim >= 2 else shape[0]
@@ -87,23 +92,77 @@ def _torch_takes(args: tuple, kwargs: dict, extensions: tuple) -> bool:
     return True
 
 
+# REFUSED: a call that torch's function refuses (an out-of-range label, a weight of the wrong size or type, a
+# bad reduction) runs the fused form instead, whose checks raise the error that names the argument, as every call
+# with backend= gets; torch's own messages (a RuntimeError, an AttributeError of a float weight) do not. The
+# common call pays nothing for this.
+
+
+# A weight that torch would take where the fused form refuses it or computes otherwise stays off the route:
+# complex, negative or non-finite values, and values large enough that torch's sums of weighted losses overflow
+# where the fused kernels scale them (the fused form on 1e308 gives the finite mean).
+_WEIGHT_LIMIT = 1e30
+
+
+def _weight_ok(w) -> bool:
+    if not isinstance(w, Tensor):
+        return w is None
+    if not w.is_floating_point() or w.numel() >= SMALL_ELEMENTWISE:  # (larger than any routed input)
+        return False
+    w = w.detach()
+    return bool(((w >= 0) & (w < _WEIGHT_LIMIT)).all())
+
+
+def _options_check(fn, loss: str):
+    """``ok(args, kwargs)``: whether the options of a call of the functional form ``fn`` of registry loss
+    ``loss`` are valid where torch's function would run them unchecked: each one named like a registry parameter
+    passes the registry's conversion and check, and a ``weight`` passes ``_weight_ok``; the rest (reduction, the
+    legacy flags, ignore_index) torch checks as fusedloss does, and a call torch refuses runs the fused form
+    (REFUSED)."""
+    params = {p.name: p for p in REGISTRY[loss].params}
+    signature = inspect.signature(fn)
+
+    def ok(args: tuple, kwargs: dict) -> bool:
+        given = signature.bind_partial(None, None, *args, **kwargs).arguments if args else kwargs
+        for k, v in given.items():
+            p = params.get(k)
+            if p is not None:
+                try:
+                    if p.check(p.convert(v)) is not None:
+                        return False
+                except (TypeError, ValueError, OverflowError):
+                    return False
+            elif k == "weight" and not _weight_ok(v):
+                return False
+        return True
+
+    return ok
+
+
 def _small_on_torch(twin, multiclass: bool = False, extensions: dict | None = None):
     """Route small calls of a functional named after ``torch.nn.functional.<twin>`` to torch's function,
     with the same arguments, when every fusedloss extension keyword (``extensions``: name -> default, plus
-    ``backend``) is at its default."""
+    ``backend``) is at its default and the options are valid (``_options_check``)."""
     torch_fn = getattr(torch.nn.functional, twin)
     extensions = tuple({"backend": None, **(extensions or {})}.items())
     names = frozenset(k for k, _ in extensions)
+    loss = next(n for n, spec in REGISTRY.items() if spec.torch_name == twin)
 
     def wrap(fn):
+        options_ok = _options_check(fn, loss)
+
         def routed(input, target, *args, **kwargs):
-            if _torch_is_faster(input, target, multiclass) and _torch_takes(args, kwargs, extensions):
-                return torch_fn(input, target, *args, **{k: v for k, v in kwargs.items() if k not in names})
+            if (_torch_is_faster(input, target, multiclass) and _torch_takes(args, kwargs, extensions)
+                    and (not (args or kwargs) or options_ok(args, kwargs))):
+                try:
+                    return torch_fn(input, target, *args, **{k: v for k, v in kwargs.items() if k not in names})
+                except Exception:  # noqa: BLE001 - see REFUSED
+                    pass
             return fn(input, target, *args, **kwargs)
 
         routed.__name__, routed.__qualname__, routed.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
         routed.__wrapped__ = fn
-        routed._torch_twin = (torch_fn, multiclass, extensions, names)  # for the modules' cached route
+        routed._torch_twin = (torch_fn, multiclass, extensions, names, options_ok)  # for the modules' cached route
         return routed
 
     return wrap
@@ -117,7 +176,7 @@ def module_route(fn, options: dict, buffers: tuple):
     twin = getattr(fn, "_torch_twin", None)
     if twin is None:
         return None
-    torch_fn, multiclass, extensions, names = twin
-    if names.intersection(buffers) or not _torch_takes((), options, extensions):
+    torch_fn, multiclass, extensions, names, options_ok = twin
+    if names.intersection(buffers) or not _torch_takes((), options, extensions) or not options_ok((), options):
         return None
     return torch_fn, multiclass, {k: v for k, v in options.items() if k not in names}

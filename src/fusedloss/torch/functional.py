@@ -309,6 +309,9 @@ def loss(name: str, input, target, *, reduction="mean", sample_weight=None, clas
     spec = REGISTRY.get(name)
     if spec is None:
         raise ValueError(f"unknown loss {name!r}; known losses: {', '.join(sorted(REGISTRY))}")
+    if spec.kind == "sequence":  # (input, target) has no place for the lengths
+        raise TypeError(f"{name}: a sequence loss takes input_lengths and target_lengths; call "
+                        f"fusedloss.torch.{FUNCTIONAL[name].__name__}(input, target, input_lengths, target_lengths)")
     params = {k: (_host_vector(v, k, name) if k == spec.vector_param else v) for k, v in params.items()}
     params = {**spec.defaults(), **params}
     if spec.kind == "multiclass":

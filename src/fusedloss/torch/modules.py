@@ -13,7 +13,7 @@ from .._spec import REGISTRY
 from ._args import _legacy_reduction
 from ._ctc import CTCLoss
 from ._generate import module_of
-from ._routing import _is_default, _torch_is_faster, module_route
+from ._routing import _is_default, _torch_is_faster, _weight_ok, module_route
 from .functional import (FUNCTIONAL, GENERATED, binary_cross_entropy, binary_cross_entropy_with_logits,
                          binary_focal_loss, categorical_hinge_loss, cross_entropy, focal_loss, hinge_embedding_loss,
                          hinge_loss, huber_loss, jensen_shannon_loss, kl_div_with_logits, l1_loss, log_cosh_loss, loss,
@@ -45,8 +45,12 @@ class _LossModule(torch.nn.Module):
         if route is False:
             route = self.__dict__["_route"] = self._module_route()
         if route is not None and _torch_is_faster(input, target, route[1]):
-            buffers = self._buffers
-            return route[0](input, target, **route[2], **{k: buffers[k] for k in self._buffer_names})
+            buffers = {k: self._buffers[k] for k in self._buffer_names}
+            if all(_weight_ok(w) for w in buffers.values()):
+                try:
+                    return route[0](input, target, **route[2], **buffers)
+                except Exception:  # noqa: BLE001 - torch refuses the call: the fused form says why (_routing.REFUSED)
+                    pass
         return type(self)._fn(input, target, reduction=self.reduction, **self._call_options())
 
     def _module_route(self):
