@@ -86,8 +86,12 @@ static_assert(kSub % kLanes == 0, "chunks must keep the lane of every element");
 // gradient, Hessian; Col: element i takes the loss's first parameter from col[i - begin]; Stream: outputs
 // go out through chunk buffers and streaming stores. Returns the run's float64 sum of w*l (0 unless R).
 template <bool Stream, bool Col, bool W, bool V, bool R, bool G, bool H, class Loss, class T>
-FUSEDLOSS_INLINE double elementwise_run(const Loss& loss, const ElementwiseArgs<T>& a, const T* col, std::size_t begin,
+FUSEDLOSS_INLINE double elementwise_run(const Loss& loss_, const ElementwiseArgs<T>& a, const T* col, std::size_t begin,
                                         std::size_t end) {
+  // A copy of the loss in this frame: a parameter that a point function reads on one side of a select only
+  // (focal's q > 0 ? q^gamma : f0) is then a plain value, where through the reference GCC if-converts it into
+  // a masked load that it does not vectorise (the whole loop then ran scalar: 9x slower).
+  const Loss loss = loss_;
   const T* p = a.p;
   const T* y = a.y;
   const T* w = a.w;
