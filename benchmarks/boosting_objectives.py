@@ -7,9 +7,6 @@ Per call: the objective called as the library calls it (LightGBM: float64 scores
 float32 margins and the DMatrix), binary log-loss, medians of interleaved samples. Per round: a whole
 training of ``--rounds`` rounds with the built-in objective (``binary``, ``binary:logistic``), the NumPy
 objective and fusedloss's, divided by the rounds (best of ``--trainings``). Both libraries use 2 threads.
-The "floor" is a custom objective that computes nothing (it returns the gradient and Hessian at the initial
-score, ready-made): what the library's custom-objective path costs per round by itself, which no objective
-can go below.
 """
 
 from __future__ import annotations
@@ -103,11 +100,8 @@ def per_round(n: int, rounds: int, trainings: int):
     base = {"verbose": -1, "num_threads": 2, "learning_rate": 0.1, "num_leaves": 31, "seed": 0}
     ds_builtin = lgb.Dataset(X, y, free_raw_data=False).construct()
     ds_custom = lgb.Dataset(X, y, init_score=np.full(n, init), free_raw_data=False).construct()
-    ready = fb.gradient_hessian("binary_cross_entropy_with_logits", y, np.full(n, init))
-    ready32 = tuple(a.astype(np.float32) for a in ready)
     runs = {
         "lightgbm built-in": lambda: lgb.train({**base, "objective": "binary"}, ds_builtin, rounds),
-        "lightgbm floor": lambda: lgb.train({**base, "objective": lambda preds, data: ready}, ds_custom, rounds),
         "lightgbm numpy": lambda: lgb.train({**base, "objective": numpy_lightgbm_objective}, ds_custom, rounds),
         "lightgbm fusedloss": lambda: lgb.train(
             {**base, "objective": fb.lightgbm_objective("binary_cross_entropy_with_logits")}, ds_custom, rounds),
@@ -116,8 +110,6 @@ def per_round(n: int, rounds: int, trainings: int):
     xbase = {"tree_method": "hist", "max_depth": 6, "eta": 0.1, "nthread": 2, "seed": 0}
     runs.update({
         "xgboost built-in": lambda: xgb.train({**xbase, "objective": "binary:logistic"}, dm, rounds),
-        "xgboost floor": lambda: xgb.train({**xbase, "base_score": init, "disable_default_eval_metric": 1}, dm,
-                                           rounds, obj=lambda predt, dtrain: ready32),
         "xgboost numpy": lambda: xgb.train({**xbase, "base_score": init, "disable_default_eval_metric": 1}, dm,
                                            rounds, obj=numpy_xgboost_objective),
         "xgboost fusedloss": lambda: xgb.train({**xbase, "base_score": init, "disable_default_eval_metric": 1}, dm,
@@ -132,8 +124,7 @@ def per_round(n: int, rounds: int, trainings: int):
     print(f"per round, {rounds} rounds on {n} rows (best of {trainings} trainings):")
     for lib in ("lightgbm", "xgboost"):
         b = best[f"{lib} built-in"]
-        print(f"  {lib:9s} built-in {b * 1e3:7.3f} ms   floor {best[lib + ' floor'] * 1e3:7.3f} ms "
-              f"({best[lib + ' floor'] / b:5.3f}x)   numpy objective {best[lib + ' numpy'] * 1e3:7.3f} ms"
+        print(f"  {lib:9s} built-in {b * 1e3:7.3f} ms   numpy objective {best[lib + ' numpy'] * 1e3:7.3f} ms"
               f"   fusedloss {best[lib + ' fusedloss'] * 1e3:7.3f} ms ({best[lib + ' fusedloss'] / b:5.3f}x built-in)")
     return best
 
