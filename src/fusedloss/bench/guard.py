@@ -14,20 +14,16 @@ GUARD_STAT = "min_s"
 
 
 def numpy_ratios(rows: list[dict], stat: str = GUARD_STAT) -> dict:
-    """(case key, backend) -> our time / the NumPy peer's time in the same run, by ``stat`` (a row field).
-    Rows from several baseline files (``--compare A,B``; their ``baseline`` field is the file's position) are
-    divided by their own file's peer, and for a case and backend in several files the first file's ratio
-    counts: a file measured on another machine kind adds the cases (SIMD levels) the first one lacks."""
-    peer = {(r.get("baseline"), case_key(r)): r.get(stat) for r in rows
-            if r["backend"] == "peer:numpy" and r.get(stat)}
+    """(case key, backend) -> our time / the NumPy peer's time in the same run, by ``stat`` (a row field)."""
+    peer = {case_key(r): r.get(stat) for r in rows if r["backend"] == "peer:numpy" and r.get(stat)}
     out = {}
     for r in rows:
         if r["role"] != "backend" or not r.get(stat):
             continue
-        base = peer.get((r.get("baseline"), case_key(r)))
+        base = peer.get(case_key(r))
         if base:
             level = r.get("simd") or ""
-            out.setdefault((case_key(r), r["backend"] + (f"@{level}" if level else "")), r[stat] / base)
+            out[(case_key(r), r["backend"] + (f"@{level}" if level else ""))] = r[stat] / base
     return out
 
 

@@ -263,14 +263,10 @@ def plan_bench(args) -> BenchPlan:
     check_outputs(args)
     baseline = None
     if args.compare:
-        baseline = {"rows": []}
-        for i, path in enumerate(split([args.compare])):
-            try:
-                rows = load_results(path)["rows"]
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                raise UsageError(f"--compare {path}: cannot read it as a results file: {exc}") from None
-            # each file's ratios are taken within that file (its own NumPy peer); guard.numpy_ratios
-            baseline["rows"] += [{**r, "baseline": i} for r in rows]
+        try:
+            baseline = load_results(args.compare)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise UsageError(f"--compare {args.compare}: cannot read it as a results file: {exc}") from None
 
     dtypes = parse_dtypes(args.dtype)
     sizes = parse_sizes(args.size)
