@@ -190,6 +190,15 @@ def test_mse_with_many_weights_1e308(backend):
     assert v == pytest.approx(1333.5, rel=1e-15) and g == pytest.approx(p / 32, rel=1e-15)
 
 
+def test_a_sum_that_overflows_is_inf(backend):
+    """64 terms of 1e200 squared: "sum" and "mean" are inf, not nan, however the backend splits the sum into
+    lanes; a nan term stays nan."""
+    p, y = np.full(64, 1e200), np.zeros(64)
+    assert fl.mse(p, y, reduction="sum", backend=backend) == np.inf
+    assert fl.mse(p, y, backend=backend) == np.inf
+    assert np.isnan(fl.mse(np.r_[p, np.nan], np.zeros(65), reduction="sum", backend=backend))
+
+
 def test_weighted_sum_of_losses_overflowing_under_a_finite_sum_of_weights(backend):
     """sum(w l) = 8e308 overflows while sum(w) = 8 does not: the mean is 1e308."""
     p = np.array([1e154, 1e154])

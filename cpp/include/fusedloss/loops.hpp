@@ -114,7 +114,8 @@ FUSEDLOSS_INLINE double elementwise_run(const Loss& loss_, const ElementwiseArgs
           const double x = elementwise_point<Col, W, V, R, G, H>(loss, p, y, w, value, grad, hess, scale, col,
                                                                  i + j - begin, i + j, o) - err[j];
           const double t = acc[j] + x;
-          err[j] = (t - acc[j]) - x;
+          // a lane that overflows keeps a zero correction (inf - inf would turn it, and the sum, nan)
+          err[j] = std::fabs(t) <= CompensatedSum::kMaxFinite ? (t - acc[j]) - x : 0.0;
           acc[j] = t;
         }
       }
