@@ -110,6 +110,37 @@ def test_compare_uses_ratios_not_times():
     assert not cmp.lines and len(cmp.missing) == 2
 
 
+def _file(i, same_kind, ratios, numpy_median):
+    return [{**r, "baseline": i, "same_kind": same_kind} for r in _rows(ratios, numpy_median=numpy_median)]
+
+
+def test_several_baselines_each_divide_by_their_own_peer():
+    """--compare A,B,C: each file's ratios use that file's own NumPy peer; among the files of this machine's kind
+    the highest ratio counts; a file of another kind counts only for a case no file of this kind has."""
+    fast = _file(0, True, {"cpp": 0.2}, numpy_median=1.0)
+    slow = _file(1, True, {"cpp": 0.3}, numpy_median=10.0)  # ratio 0.3: over its own peer, not fast's
+    other = _file(2, False, {"cpp": 0.9, "numba": 0.5}, numpy_median=4.0)
+    cmp = bench.compare(_rows({"cpp": 0.42, "numba": 0.7}), fast + slow + other, 1.25)
+    by = {c["backend"]: c for c in cmp.lines}
+    assert by["cpp"]["ratio_baseline"] == pytest.approx(0.3)  # the slower of this kind's runs, not other's 0.9
+    assert by["cpp"]["slowdown"] == pytest.approx(1.4)
+    assert by["numba"]["ratio_baseline"] == pytest.approx(0.5)  # only the other kind has it
+    assert [f["backend"] for f in cmp.failures] == ["cpp", "numba"]
+    # no file of this machine's kind: the highest ratio of all files counts
+    cmp = bench.compare(_rows({"cpp": 0.9}), [{**r, "same_kind": False} for r in fast + slow + other], 1.25)
+    assert cmp.lines[0]["ratio_baseline"] == pytest.approx(0.9) and not cmp.failures
+
+
+def test_machine_kind_is_the_cpu_model_and_its_simd_flags():
+    from fusedloss.bench.machine import machine_info, machine_kind
+
+    here = machine_kind()
+    assert here == machine_kind(machine_info())  # what a --json file records is what the guard compares
+    assert machine_kind({"cpu": "X", "simd": ["avx2", "avx512f"]}) == machine_kind({"cpu": "X", "simd": ["avx512f", "avx2"]})
+    assert machine_kind({"cpu": "X", "simd": ["avx2"]}) != machine_kind({"cpu": "X", "simd": ["avx2", "avx512f"]})
+    assert machine_kind({"cpu": "Y", "simd": ["avx2"]}) != machine_kind({"cpu": "X", "simd": ["avx2"]})
+
+
 def test_a_case_over_the_limit_is_measured_again(capsys):
     from fusedloss.bench import guard
 
@@ -164,6 +195,17 @@ def test_cli_bench_json_and_guard(tmp_path, capsys):
     (tmp_path / "fast.json").write_text(json.dumps(fast))
     assert cli.main(argv + ["--compare", str(tmp_path / "fast.json")]) == 1
     assert "REGRESSION" in capsys.readouterr().out
+    # several baselines of this machine's kind: the highest ratio counts, in either order
+    assert cli.main(argv + ["--compare", f"{tmp_path / 'fast.json'},{out}", "--max-slowdown", "100"]) == 0
+    assert cli.main(argv + ["--compare", f"{out},{tmp_path / 'fast.json'}", "--max-slowdown", "100"]) == 0
+    # a file of another machine kind counts only where no file of this kind has the case
+    other = dict(doc, machine=dict(doc["machine"], cpu="another CPU model"))
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    assert cli.main(argv + ["--compare", f"{tmp_path / 'fast.json'},{tmp_path / 'other.json'}"]) == 1
+    assert "REGRESSION" in capsys.readouterr().out
+    (tmp_path / "other.json").write_text(json.dumps(dict(fast, machine=other["machine"])))
+    assert cli.main(argv + ["--compare", f"{out},{tmp_path / 'other.json'}", "--max-slowdown", "100"]) == 0
+    capsys.readouterr()
     # nothing in common with the baseline: an error, not a silent pass
     assert cli.main(argv[:4] + ["1e4"] + argv[5:] + ["--compare", str(out)]) == 2
 

@@ -86,9 +86,10 @@ def build_parser():
     b.add_argument("--plot", metavar="FILE.png",
                    help="plot GB/s against size, one panel per loss family, log axes (needs matplotlib; not with "
                         "--torch-module)")
-    b.add_argument("--compare", metavar="BASELINE.json",
+    b.add_argument("--compare", metavar="BASELINE.json[,MORE.json]",
                    help="regression guard: fail when (backend / NumPy peer) grew by more than --max-slowdown "
-                        "relative to the baseline's ratio")
+                        "relative to the baseline's ratio (several files: per case, the highest ratio among "
+                        "the files of this machine's kind, else among all)")
     b.add_argument("--max-slowdown", type=float, help="with --compare: allowed ratio growth, > 1 (default 1.25)")
     b.add_argument("--note", help="free text stored in the JSON's machine info")
     b.add_argument("--progress", choices=("auto", "always", "never"), default="auto",

@@ -14,16 +14,29 @@ GUARD_STAT = "min_s"
 
 
 def numpy_ratios(rows: list[dict], stat: str = GUARD_STAT) -> dict:
-    """(case key, backend) -> our time / the NumPy peer's time in the same run, by ``stat`` (a row field)."""
-    peer = {case_key(r): r.get(stat) for r in rows if r["backend"] == "peer:numpy" and r.get(stat)}
-    out = {}
+    """(case key, backend) -> our time / the NumPy peer's time in the same run, by ``stat`` (a row field).
+
+    Rows from several baseline files (``--compare A,B``) carry the file's position (``baseline``) and whether
+    it was measured on this machine's kind (``same_kind``: the same CPU model and SIMD flags). Each file's rows
+    are divided by that file's own peer. For a case in several files, the highest ratio among the files of
+    this machine's kind counts (the top of the range that kind has shown: the same VM model has measured an
+    AVX-512-heavy kernel at twice the time on different days), and files of other kinds count only for cases
+    that no file of this kind has (a SIMD level this kind lacks, a baseline of a kind never measured)."""
+    peer = {(r.get("baseline"), case_key(r)): r.get(stat) for r in rows
+            if r["backend"] == "peer:numpy" and r.get(stat)}
+    found: dict = {}
     for r in rows:
         if r["role"] != "backend" or not r.get(stat):
             continue
-        base = peer.get(case_key(r))
+        base = peer.get((r.get("baseline"), case_key(r)))
         if base:
             level = r.get("simd") or ""
-            out[(case_key(r), r["backend"] + (f"@{level}" if level else ""))] = r[stat] / base
+            key = (case_key(r), r["backend"] + (f"@{level}" if level else ""))
+            found.setdefault(key, []).append((r.get("same_kind", True), r[stat] / base))
+    out = {}
+    for key, ratios in found.items():
+        ours = [ratio for same, ratio in ratios if same]
+        out[key] = max(ours or [ratio for _, ratio in ratios])
     return out
 
 

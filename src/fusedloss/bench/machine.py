@@ -194,8 +194,7 @@ def simd_level(backend: str) -> str:
     return simd()
 
 
-def machine_info(triads: dict | None = None, note: str = "") -> dict:
-    """Where a run was made: host, CPU, versions, backends, triad figures."""
+def _cpu_and_simd() -> tuple[str, list[str]]:
     cpu, flags = "", ""
     try:
         with open("/proc/cpuinfo") as f:
@@ -207,7 +206,22 @@ def machine_info(triads: dict | None = None, note: str = "") -> dict:
     except OSError:
         pass
     cpu = cpu or platform.processor() or platform.machine()
-    simd = [f for f in ("avx512f", "avx2", "fma", "neon", "asimd") if f" {f}" in flags]
+    return cpu, [f for f in ("avx512f", "avx2", "fma", "neon", "asimd") if f" {f}" in flags]
+
+
+def machine_kind(machine: dict | None = None) -> tuple[str, tuple[str, ...]]:
+    """(CPU model, SIMD flags) of a results file's ``machine`` entry, or of this machine when None: two runs of
+    one kind may be compared ratio for ratio (the regression guard prefers the baselines of this kind)."""
+    if machine is None:
+        cpu, simd = _cpu_and_simd()
+    else:
+        cpu, simd = machine.get("cpu", ""), machine.get("simd") or []
+    return cpu, tuple(sorted(simd))
+
+
+def machine_info(triads: dict | None = None, note: str = "") -> dict:
+    """Where a run was made: host, CPU, versions, backends, triad figures."""
+    cpu, simd = _cpu_and_simd()
     try:
         mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     except (ValueError, OSError, AttributeError):

@@ -21,6 +21,7 @@ from . import custom
 from .cases import (CASE_DEFS, DTYPES, KIND_NDIM, case_def, format_shape, make_cases, minimal_bytes, parse_size,
                     registered_case_defs)
 from .contestants import host_backends
+from .machine import machine_kind
 from .peers import PEERS, peer_status
 from .report import load_results
 
@@ -263,10 +264,16 @@ def plan_bench(args) -> BenchPlan:
     check_outputs(args)
     baseline = None
     if args.compare:
-        try:
-            baseline = load_results(args.compare)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise UsageError(f"--compare {args.compare}: cannot read it as a results file: {exc}") from None
+        baseline = {"rows": []}
+        kind = machine_kind()
+        for i, path in enumerate(split([args.compare])):
+            try:
+                results = load_results(path)
+                rows, same = results["rows"], machine_kind(results.get("machine") or {}) == kind
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise UsageError(f"--compare {path}: cannot read it as a results file: {exc}") from None
+            # each file's ratios are taken within that file (its own NumPy peer); guard.numpy_ratios
+            baseline["rows"] += [{**r, "baseline": i, "same_kind": same} for r in rows]
 
     dtypes = parse_dtypes(args.dtype)
     sizes = parse_sizes(args.size)
