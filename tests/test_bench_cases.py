@@ -115,7 +115,7 @@ def test_every_torch_twin_is_a_torch_peer(name):
 def test_every_bench_option_is_taken_or_refused_by_torch_module():
     """Each option of ``fusedloss bench`` is one that --torch-module uses or one it refuses (never ignores)."""
     options = set(vars(cli.build_parser().parse_args(["bench"]))) - {"command", "func"}
-    # the mode itself; --clock, refused there unless wall (checked apart); --progress, whose bar it does not draw
+    # the mode itself; --clock, refused there unless wall (checked apart); --progress, which every mode takes
     apart = {"torch_module", "clock", "progress"}
     taken, refused = set(plan.TORCH_MODULE_OPTIONS), set(plan._NOT_FOR_TORCH_MODULE)
     assert not taken & refused, f"--torch-module both takes and refuses {sorted(taken & refused)}"

@@ -145,6 +145,27 @@ def test_torch_module_writes_csv(tmp_path, capsys, monkeypatch):
     assert out.read_text().startswith("mode,loss,")
 
 
+@pytest.mark.parametrize("shown", ["always", "never"])
+def test_torch_module_draws_the_progress_bar_it_is_asked_for(shown, capsys, monkeypatch):
+    flt = pytest.importorskip("fusedloss.torch")
+    row = {"loss": "mse", "module": "MSELoss", "contestant": "fusedloss", "backend": "cpp", "dtype": "float32",
+           "size": "1e3", "threads": 1, "median_s": 1e-5, "p20_s": 1e-5, "p80_s": 1e-5, "check": "ok"}
+
+    def fake(cases, dtype, progress=None, **kw):
+        for i, (loss, _) in enumerate(cases):
+            progress(i, loss, "warm-up fusedloss")
+        return [row]
+
+    monkeypatch.setattr(flt, "bench_torch_module", fake)
+    argv = ["bench", "--torch-module", "--size", "64x10,1e3", "--dtype", "float32,float64", "--progress", shown]
+    assert cli.main(argv) == 0
+    err = capsys.readouterr().err
+    if shown == "never":
+        assert err == ""
+    else:  # four cases in all (two sizes, two dtypes): the bar counts across the dtypes
+        assert "3/4" in err and "cross_entropy" in err and "warm-up fusedloss" in err
+
+
 # --- what a good command line decides ----------------------------------------------------------------
 
 

@@ -28,6 +28,10 @@ def _plot(rows, path):
     plot(rows, path, PEERS)
 
 
+def _show_progress(args) -> bool:
+    return {"auto": sys.stderr.isatty(), "always": True, "never": False}[args.progress]
+
+
 def _bench_torch_module(args):
     """--torch-module: forward + backward of torch.nn.<Loss> vs fusedloss.torch.<Loss> on the same tensors."""
     try:
@@ -35,12 +39,19 @@ def _bench_torch_module(args):
     except ImportError as exc:
         raise UsageError(f"--torch-module needs PyTorch (pip install 'fusedloss[torch]'): {exc}") from None
     plan = plan_torch_module(args, flt.QUICK_TORCH_MODULE_CASES, flt.TORCH_MODULE_CASES)
+    runs = [(dtype, threads) for dtype in plan.dtypes for threads in plan.threads or [None]]
+    progress = Progress(len(runs) * len(plan.cases), _show_progress(args))
     rows = []
-    for dtype in plan.dtypes:
-        for threads in plan.threads or [None]:
+    try:
+        for k, (dtype, threads) in enumerate(runs):
+            def update(i, label, step, first=k * len(plan.cases), threads=threads):
+                progress.update(first + i, f"{label}{'' if threads is None else f' t={threads}'}", step)
+
             rows += flt.bench_torch_module(
                 plan.cases, dtype, repeat=plan.repeat, warmup=plan.warmup, threads=threads, backend=plan.backend,
-                min_sample_s=plan.sample_time_ms / 1e3, budget_s=plan.budget_s)
+                min_sample_s=plan.sample_time_ms / 1e3, budget_s=plan.budget_s, progress=update)
+    finally:
+        progress.close()
     header = ("loss", "module", "contestant", "backend", "dtype", "size", "threads", "median", "p20", "p80",
               "check", "vs torch")
     lines = [(r["loss"], r["module"], r["contestant"], r["backend"], r["dtype"], r["size"], r["threads"],
@@ -73,7 +84,7 @@ def bench_command(args) -> int:
 
     allocator = machine.steady_allocator()
     load_before = machine.load_average()
-    show = {"auto": sys.stderr.isatty(), "always": True, "never": False}[args.progress]
+    show = _show_progress(args)
     progress = Progress(len(cases), show, weights=[case_weight(c, backends, peers, repeat) for c in cases])
     triads = {}
     for t in threads:

@@ -44,7 +44,8 @@ def bench_torch_module(cases=TORCH_MODULE_CASES, dtype="float32", *, repeat=7, w
     both, as ``optimizer.zero_grad()`` leaves it). Contestants are timed round-robin with the shared timing loop
     (``fusedloss.bench.timing.time_round_robin``): ``warmup`` untimed calls, then ``repeat`` samples. ``threads`` sets
     both torch's and fusedloss's thread count for the run (None: leave them). ``backend``: fusedloss's backend
-    (None: the current choice, usually "auto"; the row says which backend ran).
+    (None: the current choice, usually "auto"; the row says which backend ran). ``progress``: called as
+    ``progress(i, label, step)`` when case ``i`` starts and at each step of its timing (a progress bar's update).
 
     Returns flat rows: mode, loss, module, contestant ("torch" | "fusedloss"), backend, dtype, size, n, threads,
     median_s, p20_s, p80_s, samples, number, check, value_err, grad_err, speedup_vs_torch.
@@ -60,7 +61,7 @@ def bench_torch_module(cases=TORCH_MODULE_CASES, dtype="float32", *, repeat=7, w
         _config.set_num_threads(threads)
     rows = []
     try:
-        for loss_name, shape in cases:
+        for i, (loss_name, shape) in enumerate(cases):
             shape = tuple(int(s) for s in shape)
             label, make_torch, make_ours = _TORCH_MODULE_PAIRS[loss_name]
             spec = REGISTRY[loss_name]
@@ -90,7 +91,12 @@ def bench_torch_module(cases=TORCH_MODULE_CASES, dtype="float32", *, repeat=7, w
             del grads
             x.grad = None
             runs = {name: (lambda m=mod: step(m)) for name, mod in mods.items()}
-            timings = time_round_robin(runs, repeat, warmup, min_sample_s, budget_s, progress)
+            on_step = None
+            if progress is not None:
+                label = f"{loss_name} {format_shape(shape)} {dtype}"
+                progress(i, label, "")
+                on_step = lambda step, i=i, label=label: progress(i, label, step)  # noqa: E731
+            timings = time_round_robin(runs, repeat, warmup, min_sample_s, budget_s, on_step)
             x.grad = None
             size = format_shape(shape)
             med = {name: tm.stats()[0] for name, tm in timings.items()}
