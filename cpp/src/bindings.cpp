@@ -503,24 +503,14 @@ template <class T>
 double compensated_array_sum(const T* x, std::size_t n, int nthreads) {
   return fl::sum_blocks(n, fl::kBlock, nthreads, [x](std::size_t begin, std::size_t end) {
     constexpr std::size_t kL = 8;
-    double acc[kL] = {}, err[kL] = {};
+    fl::KahanLanes<kL> lanes;
     std::size_t i = begin;
     for (; i + kL <= end; i += kL) {
-      for (std::size_t j = 0; j < kL; ++j) {
-        const double v = double(x[i + j]) - err[j];
-        const double t = acc[j] + v;
-        // once a lane overflows its error term is inf - inf: keep it 0, so that the lane stays inf (the sum
-        // of these weights) instead of turning nan at its next addition
-        err[j] = std::fabs(t) <= fl::CompensatedSum::kMaxFinite ? (t - acc[j]) - v : 0.0;
-        acc[j] = t;
-      }
+      for (std::size_t j = 0; j < kL; ++j) lanes.add(j, double(x[i + j]));
     }
     fl::CompensatedSum s;
     for (; i < end; ++i) s.add(double(x[i]));
-    for (std::size_t j = 0; j < kL; ++j) {
-      s.add(acc[j]);
-      if (std::fabs(acc[j]) <= fl::CompensatedSum::kMaxFinite) s.add(-err[j]);
-    }
+    lanes.fold_into(s);
     return s.value();
   });
 }

@@ -66,10 +66,9 @@ FUSEDLOSS_INLINE double elementwise_point(const Loss& loss, const T* p, const T*
   return 0.0;
 }
 
-// Lanes of the float64 sum of a run. Element i goes to lane (i - begin) % kLanes, each lane adds in order
-// with Kahan's compensation (its running error, carried beside it: about 2 ulp of the lane's sum instead of
-// up to one ulp per term), and a remainder of fewer than kLanes elements, then the lanes and their corrections,
-// are added in order by a CompensatedSum (reduce.hpp). That order is fixed by the source (compilers may not reassociate without -ffast-math), so a
+// Lanes of the float64 sum of a run (KahanLanes, reduce.hpp). Element i goes to lane (i - begin) % kLanes, and
+// a remainder of fewer than kLanes elements, then the lanes and their corrections, are added in order by a
+// CompensatedSum. That order is fixed by the source (compilers may not reassociate without -ffast-math), so a
 // reduced value is the same bits for every instantiation (whatever else it writes), every ISA level and
 // every thread count; an `omp simd reduction` would follow each loop's vectorisation instead. 16 lanes fill
 // an AVX-512 register of floats and cost nothing measurable (mse: same time as the omp reduction).
@@ -100,7 +99,7 @@ FUSEDLOSS_INLINE double elementwise_run(const Loss& loss_, const ElementwiseArgs
   T* value = Stream ? tv : a.value;
   T* grad = Stream ? tg : a.grad;
   T* hess = Stream ? th : a.hess;
-  double acc[kLanes] = {}, err[kLanes] = {};  // per lane: Kahan's running sum and its running correction
+  KahanLanes<kLanes> lanes;
   CompensatedSum rest;
   const std::size_t step = Stream ? kSub : end - begin;  // one chunk unless streamed
   for (std::size_t c0 = begin; c0 < end; c0 += step) {
@@ -111,12 +110,8 @@ FUSEDLOSS_INLINE double elementwise_run(const Loss& loss_, const ElementwiseArgs
       for (; i + kLanes <= c1; i += kLanes) {
 #pragma omp simd
         for (std::size_t j = 0; j < kLanes; ++j) {
-          const double x = elementwise_point<Col, W, V, R, G, H>(loss, p, y, w, value, grad, hess, scale, col,
-                                                                 i + j - begin, i + j, o) - err[j];
-          const double t = acc[j] + x;
-          // a lane that overflows keeps a zero correction (inf - inf would turn it, and the sum, nan)
-          err[j] = std::fabs(t) <= CompensatedSum::kMaxFinite ? (t - acc[j]) - x : 0.0;
-          acc[j] = t;
+          lanes.add(j, elementwise_point<Col, W, V, R, G, H>(loss, p, y, w, value, grad, hess, scale, col,
+                                                             i + j - begin, i + j, o));
         }
       }
       for (; i < c1; ++i) {  // only in the last chunk: every other one is a multiple of kLanes long
@@ -134,10 +129,7 @@ FUSEDLOSS_INLINE double elementwise_run(const Loss& loss_, const ElementwiseArgs
   }
   if constexpr (Stream) stream_fence();
   if constexpr (!R) return 0.0;
-  for (std::size_t j = 0; j < kLanes; ++j) {
-    rest.add(acc[j]);
-    if (std::fabs(acc[j]) <= CompensatedSum::kMaxFinite) rest.add(-err[j]);  // nan beside an inf or nan lane
-  }
+  lanes.fold_into(rest);
   return rest.value();
 }
 

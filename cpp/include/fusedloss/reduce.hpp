@@ -82,6 +82,28 @@ struct CompensatedSum {
   static constexpr double kMaxFinite = 1.7976931348623157e308;
 };
 
+// L running sums side by side, each with Kahan's compensation (its running error carried beside it: about 2 ulp
+// of the lane's sum instead of up to one ulp per term); the caller sends element i to lane i % L, in a loop over
+// the lanes that vectorises (`#pragma omp simd` over j), and folds the lanes into a CompensatedSum at the end.
+// A lane that overflows keeps a zero correction, so it stays inf (inf - inf would turn it, and the sum, nan).
+template <std::size_t L>
+struct KahanLanes {
+  double acc[L] = {}, err[L] = {};
+  void add(std::size_t j, double x) {
+    const double v = x - err[j];
+    const double t = acc[j] + v;
+    err[j] = std::fabs(t) <= CompensatedSum::kMaxFinite ? (t - acc[j]) - v : 0.0;
+    acc[j] = t;
+  }
+  // the lanes in order, each with its correction (none beside an inf or nan lane: it would be nan)
+  void fold_into(CompensatedSum& s) const {
+    for (std::size_t j = 0; j < L; ++j) {
+      s.add(acc[j]);
+      if (std::fabs(acc[j]) <= CompensatedSum::kMaxFinite) s.add(-err[j]);
+    }
+  }
+};
+
 // Sum x[0..m) in order with CompensatedSum. Deterministic (a fixed order), and accurate to a few ulp.
 inline double compensated_sum(const double* x, std::size_t m) {
   CompensatedSum s;
