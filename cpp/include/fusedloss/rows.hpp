@@ -215,9 +215,9 @@ FUSEDLOSS_INLINE RowSum double_exp_sums(const T* x, std::size_t n, double sh) {
 //   1 - tau^2 from a rounded tau cancels.
 //   confidence_penalty b: l -= b H, H = log s + (1/s) sum_j e_j (m - z_j) (non-negative terms, 0 where e_j = 0),
 //   dl/dz_j += b p_j (log p_j + H), d2l/dz_j^2 += b p_j ((1 - 2 p_j)(log p_j + H) + 1 - p_j), with
-//   log p_j = (z_j - m) - log s. CP (b != 0) is a template flag: its rows take the entropy's sum in a pass of
-//   their own after pass 1 and park nothing (pass 3 needs z_j, as with softcap), so the rows without it keep
-//   their loops.
+//   log p_j = (z_j - m) - log s. CP (b != 0) is a template flag: its rows add the entropy's sum in pass 2 (the
+//   loops of the entropy metric) and park nothing (pass 3 needs z_j, as with softcap), so the rows without it
+//   keep their loops.
 // With softcap nothing is parked: pass 3 needs z_j and dz_j, and a single float cannot carry both
 // accurately (dz_j is tiny where z_j is close to +-softcap), so pass 3 reads x_j again and recomputes
 // tanh_sech2 and e_j (a tanh and two exps per element in each of passes 2 and 3); x_j is still read before
@@ -276,8 +276,8 @@ struct cross_entropy {
 
   // The row with its metrics (hard labels, no Hessian; kernel_api.hpp RowMetrics): the same value and gradient
   // as row<G, false>, bit for bit. MR: the label's rank, counted in pass 1 (row_max_rank); ME: the entropy
-  // H = log s + (1/s) sum_j e_j (m - z_j), one more sum in pass 2. max_j p_j = 1/s (every maximum has e = 1)
-  // and -log p_t come from what the row computes anyway.
+  // H = log s + (1/s) sum_j e_j (m - z_j), one more sum in pass 2 (the one the confidence penalty adds, when it is
+  // on). max_j p_j = 1/s (every maximum has e = 1) and -log p_t come from what the row computes anyway.
   template <bool G, bool MR, bool ME>
   double row_metrics(const T* x, std::int64_t t, double f, T* g, RowMetrics& met) const {
     return cp != 0.0 ? metrics_as<G, MR, ME, true>(x, t, f, g, met) : metrics_as<G, MR, ME, false>(x, t, f, g, met);
@@ -327,33 +327,15 @@ struct cross_entropy {
         return xj;
       }
     };
-    // pass 1b (CP): the entropy's sum_j e_j (m - z_j), its own loop (x is intact: nothing is written before pass 3)
-    double hent = 0.0;
-    if constexpr (CP) {
-      for (std::size_t j0 = 0; j0 < n; j0 += kChunk) {
-        const std::size_t j1 = std::min(n, j0 + kChunk);
-        T cent = T(0);
-#pragma omp simd reduction(+ : cent)
-        for (std::size_t j = j0; j < j1; ++j) {
-          T dz = T(1);
-          const T z = zval(x[j], dz);
-          const T e = exp_sub(z, shift);
-          cent += e != T(0) ? e * (shift - z) : T(0);  // a masked class (e = 0, z = -inf) adds 0
-        }
-        hent += double(cent);
-      }
-    }
-
     // pass 2: z_j, e_j = exp(z_j - m) and the row sums; the three loops differ only in what else they sum.
     // szw = sum_j b_j (m - z_j) (b_j = cw_j q'_j, or cw_j for the smoothing term): with lse = m + log s,
     // sum_j b_j (lse - z_j) = (sum_j b_j) log s + szw, a sum of non-negative terms (nothing cancels).
-    double s1 = 0.0, k = 0.0, coef = 0.0, szw = 0.0, ent = 0.0;  // ent: sum_j e_j (m - z_j) (ME)
+    double s1 = 0.0, k = 0.0, coef = 0.0, szw = 0.0, ent = 0.0;  // ent: sum_j e_j (m - z_j) (ME or CP)
     for (std::size_t j0 = 0; j0 < n; j0 += kChunk) {
       const std::size_t j1 = std::min(n, j0 + kChunk);
-      T cs1 = T(0), ck = T(0), ccoef = T(0), cszw = T(0);
-      if constexpr (ME) {
-        // the hard-label loops below with the entropy's sum (its own loop: theirs stay as they are)
-        T cent = T(0);
+      T cs1 = T(0), ck = T(0), ccoef = T(0), cszw = T(0), cent = T(0);
+      if constexpr ((ME || CP) && !Soft) {
+        // the hard-label loops below with the entropy's sum (their own loops: those without it stay as they are)
         if (smooth) {
 #pragma omp simd reduction(+ : cs1, ck, cszw, cent)
           for (std::size_t j = j0; j < j1; ++j) {
@@ -377,9 +359,8 @@ struct cross_entropy {
             if constexpr (Park) buf[j] = e;
           }
         }
-        ent += double(cent);
       } else if constexpr (Soft) {
-#pragma omp simd reduction(+ : cs1, ck, ccoef, cszw)
+#pragma omp simd reduction(+ : cs1, ck, ccoef, cszw, cent)
         for (std::size_t j = j0; j < j1; ++j) {
           T dz = T(1);
           const T z = zval(x[j], dz);
@@ -388,6 +369,7 @@ struct cross_entropy {
           const T bj = (CW ? cwp[j] : T(1)) * (q[j] * keepT + e_cT);
           ccoef += bj;
           cszw += bj != T(0) ? bj * (shift - z) : T(0);  // a weightless class adds nothing, even at -inf
+          if constexpr (CP) cent += e != T(0) ? e * (shift - z) : T(0);
           if constexpr (Park) buf[j] = e;
         }
       } else if (smooth) {
@@ -415,6 +397,7 @@ struct cross_entropy {
       k += double(ck);
       coef += double(ccoef);
       szw += double(cszw);
+      ent += double(cent);
     }
     const RowSum rs(s1, k);
     if (no_softmax(xmax, rs.s)) {
@@ -443,7 +426,7 @@ struct cross_entropy {
     if (zl != 0.0) value += zl * lse * lse;
     double ent_h = 0.0;  // H (CP)
     if constexpr (CP) {
-      ent_h = rs.log_s + hent * rs.inv_s;
+      ent_h = rs.log_s + ent * rs.inv_s;
       value -= cp * ent_h;
     }
     if constexpr (M) {
@@ -466,7 +449,7 @@ struct cross_entropy {
     const T zl2 = T(2.0 * zg), lseZ = T(zg != 0.0 ? lse : 0.0);
     const T two_inv_cap2 = Cap ? T(2.0 / (cap_d * cap_d)) : T(0);  // d2z = -2 (z / cap) dz / cap
     // CP: log p_j + H = (z_j - m) + (H - log s), H - log s = hent / s
-    const T cpT = T(cp), hmlsT = T(hent * rs.inv_s);
+    const T cpT = T(cp), hmlsT = T(ent * rs.inv_s);
 #pragma omp simd
     for (std::size_t j = 0; j < n; ++j) {
       T dz = T(1), z = T(0), e;
