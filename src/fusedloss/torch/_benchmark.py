@@ -93,9 +93,9 @@ def bench_torch_module(cases=TORCH_MODULE_CASES, dtype="float32", *, repeat=7, w
             runs = {name: (lambda m=mod: step(m)) for name, mod in mods.items()}
             on_step = None
             if progress is not None:
-                label = f"{loss_name} {format_shape(shape)} {dtype}"
-                progress(i, label, "")
-                on_step = lambda step, i=i, label=label: progress(i, label, step)  # noqa: E731
+                case = f"{loss_name} {format_shape(shape)} {dtype}"
+                progress(i, case, "")
+                on_step = lambda step, i=i, case=case: progress(i, case, step)  # noqa: E731
             timings = time_round_robin(runs, repeat, warmup, min_sample_s, budget_s, on_step)
             x.grad = None
             size = format_shape(shape)
