@@ -216,8 +216,9 @@ FUSEDLOSS_INLINE RowSum double_exp_sums(const T* x, std::size_t n, double sh) {
 //   confidence_penalty b: l -= b H, H = log s + (1/s) sum_j e_j (m - z_j) (non-negative terms, 0 where e_j = 0),
 //   dl/dz_j += b p_j (log p_j + H), d2l/dz_j^2 += b p_j ((1 - 2 p_j)(log p_j + H) + 1 - p_j), with
 //   log p_j = (z_j - m) - log s. CP (b != 0) is a template flag: its rows add the entropy's sum in pass 2 (the
-//   loops of the entropy metric) and park nothing (pass 3 needs z_j, as with softcap), so the rows without it
-//   keep their loops.
+//   loops of the entropy metric), so the rows without it keep their loops. Pass 3 needs z_j beside e_j: e_j is
+//   parked where the output is not x itself (CPPark), and computed again from x_j where it is (g == x), as with
+//   softcap.
 // With softcap nothing is parked: pass 3 needs z_j and dz_j, and a single float cannot carry both
 // accurately (dz_j is tiny where z_j is close to +-softcap), so pass 3 reads x_j again and recomputes
 // tanh_sech2 and e_j (a tanh and two exps per element in each of passes 2 and 3); x_j is still read before
@@ -258,6 +259,10 @@ struct cross_entropy {
   double row_as(const T* x, std::int64_t t, const T* q, double f, T* g, T* h) const {
     const bool c = cap_d > 0.0;
     constexpr bool N = false;
+    if constexpr (CP && (G || H)) {
+      // the penalty's pass 3 needs z_j = x_j beside e_j: it parks e_j where the output does not overwrite x
+      if (!c && (G ? g : h) != x) return row_parked<G, H>(x, t, q, f, g, h);
+    }
     if (q) {
       if (cw) {
         return c ? run<G, H, true, true, true, N, N, N, CP>(x, t, q, f, g, h)
@@ -272,6 +277,17 @@ struct cross_entropy {
     }
     return c ? run<G, H, false, false, true, N, N, N, CP>(x, t, q, f, g, h)
              : run<G, H, false, false, false, N, N, N, CP>(x, t, q, f, g, h);
+  }
+
+  template <bool G, bool H>
+  double row_parked(const T* x, std::int64_t t, const T* q, double f, T* g, T* h) const {
+    constexpr bool N = false, Y = true;
+    if (q) {
+      return cw ? run<G, H, true, true, false, N, N, N, Y, Y>(x, t, q, f, g, h)
+                : run<G, H, true, false, false, N, N, N, Y, Y>(x, t, q, f, g, h);
+    }
+    return cw ? run<G, H, false, true, false, N, N, N, Y, Y>(x, t, q, f, g, h)
+              : run<G, H, false, false, false, N, N, N, Y, Y>(x, t, q, f, g, h);
   }
 
   // The row with its metrics (hard labels, no Hessian; kernel_api.hpp RowMetrics): the same value and gradient
@@ -294,14 +310,16 @@ struct cross_entropy {
              : run<G, false, false, false, false, true, MR, ME, CP>(x, t, nullptr, f, g, nullptr, &met);
   }
 
-  // M: write the row's metrics to *met (row_metrics), MR and ME as there; CP: the confidence penalty is on.
+  // M: write the row's metrics to *met (row_metrics), MR and ME as there; CP: the confidence penalty is on;
+  // CPPark: with it, the output that parks e_j is not x (row_parked), so pass 3 reads e_j there and z_j = x_j.
   template <bool G, bool H, bool Soft, bool CW, bool Cap, bool M = false, bool MR = false, bool ME = false,
-            bool CP = false>
+            bool CP = false, bool CPPark = false>
   double run(const T* x, std::int64_t t, const T* q, double f, T* g, T* h, RowMetrics* met = nullptr) const {
     static_assert(!(Soft && M), "metrics need hard labels");
+    static_assert(!CPPark || (CP && !Cap), "CPPark: the penalty without softcap");
     constexpr bool Store = G || H;
-    constexpr bool Park = Store && !Cap && !CP;  // pass 2 parks e_j for pass 3 (not with softcap: see above)
-    constexpr bool Reread = Cap || CP;           // pass 3 computes z_j and e_j again from x_j
+    constexpr bool Park = Store && !Cap && (!CP || CPPark);  // pass 2 parks e_j for pass 3 (not with softcap)
+    constexpr bool Reread = Cap || (CP && !CPPark);          // pass 3 computes z_j and e_j again from x_j
     T* buf = G ? g : h;
     const std::size_t n = C;
     const T x_t = Soft ? T(0) : x[t];  // before pass 2 may overwrite it (g == x)
@@ -458,6 +476,7 @@ struct cross_entropy {
         e = exp_sub(z, shift);
       } else {
         e = buf[j];
+        if constexpr (CP) z = x[j];  // CPPark: x is not the parking output
       }
       const T p = e * inv_sT;
       const T cj = CW ? cwp[j] : T(1);
