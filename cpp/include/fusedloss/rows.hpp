@@ -302,6 +302,12 @@ struct cross_entropy {
   template <bool G, bool MR, bool ME, bool CP>
   double metrics_as(const T* x, std::int64_t t, double f, T* g, RowMetrics& met) const {
     const bool c = cap_d > 0.0;
+    if constexpr (CP && G) {
+      if (!c && g != x) {  // the penalty parks e_j where the gradient does not overwrite x (row_as)
+        return cw ? run<G, false, false, true, false, true, MR, ME, true, true>(x, t, nullptr, f, g, nullptr, &met)
+                  : run<G, false, false, false, false, true, MR, ME, true, true>(x, t, nullptr, f, g, nullptr, &met);
+      }
+    }
     if (cw) {
       return c ? run<G, false, false, true, true, true, MR, ME, CP>(x, t, nullptr, f, g, nullptr, &met)
                : run<G, false, false, true, false, true, MR, ME, CP>(x, t, nullptr, f, g, nullptr, &met);
