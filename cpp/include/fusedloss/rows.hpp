@@ -472,7 +472,7 @@ struct cross_entropy {
     // lseZ: lse where z_loss is on, else 0, so that the z_loss term below is an exact 0 without a branch
     const T zl2 = T(2.0 * zg), lseZ = T(zg != 0.0 ? lse : 0.0);
     const T two_inv_cap2 = Cap ? T(2.0 / (cap_d * cap_d)) : T(0);  // d2z = -2 (z / cap) dz / cap
-    // CP: log p_j + H = (z_j - m) + (H - log s), H - log s = hent / s
+    // CP: log p_j + H = (z_j - m) + (H - log s), H - log s = ent / s
     const T cpT = T(cp), hmlsT = T(ent * rs.inv_s);
 #pragma omp simd
     for (std::size_t j = 0; j < n; ++j) {

@@ -20,7 +20,7 @@ def numpy_ratios(rows: list[dict], stat: str = GUARD_STAT) -> dict:
     it was measured on this machine's kind (``same_kind``: the same CPU model and SIMD flags). Each file's rows
     are divided by that file's own peer. For a case in several files, the highest ratio among the files of
     this machine's kind counts (the top of the range that kind has shown: the same VM model has measured an
-    AVX-512-heavy kernel at twice the time on different days), and files of other kinds count only for cases
+    AVX-512-heavy kernel at 1.5 times the time in two runs minutes apart), and files of other kinds count only for cases
     that no file of this kind has (a SIMD level this kind lacks, a baseline of a kind never measured)."""
     peer = {(r.get("baseline"), case_key(r)): r.get(stat) for r in rows
             if r["backend"] == "peer:numpy" and r.get(stat)}
