@@ -166,19 +166,19 @@ def test_log_cosh_value_compiled_as_the_backend_does():
     assert inf_out[0] == np.inf and np.isnan(inf_out[1])
 
 
-def test_exp_as_float32_within_2_ulp_and_its_specials():
-    """``exp_as(v, like)`` with a float32 ``like``: float32 arithmetic (``_exp32``) on v rounded to float32,
+def test_exp_diff_as_float32_within_2_ulp_and_its_specials():
+    """``exp_diff_as(v, 0, 1, like)`` with a float32 ``like``: float32 arithmetic (``_exp32``) on v rounded to float32,
     within 2 ulp of the exact exp over float32's whole range (subnormal results within 1 unit of 2^-149),
     overflow to inf, underflow to 0, nan for nan; with a float64 ``like``, the float64 ``exp``."""
     @numba.njit(error_model="numpy")
     def single(x, out):
         for i in range(out.shape[0]):
-            out[i] = _vecmath.exp_as(x[i], x[i])
+            out[i] = _vecmath.exp_diff_as(x[i], 0.0, 1.0, x[i])
 
     @numba.njit(error_model="numpy")
     def double(x, out):
         for i in range(out.shape[0]):
-            out[i] = _vecmath.exp_as(x[i], 0.0)
+            out[i] = _vecmath.exp_diff_as(x[i], 0.0, 1.0, 0.0)
 
     rng = np.random.default_rng(13)
     x = np.concatenate([rng.uniform(-110, 95, 200_000), rng.standard_normal(1000) * 1e-6,

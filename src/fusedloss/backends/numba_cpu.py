@@ -282,47 +282,27 @@ def _row_metrics_loop(x, labels, w, cw, has_cw, C, ignore, params, scale, value_
     return _loop_result(partial[b0:b1], reduce)
 
 
-RUN = 64  # exponentials per run in ``_row_exp_sums_runs``
-RUNS_MIN = 4 * RUN  # rows shorter than this take the plain loop (the run buffer's allocation would show)
+RUN = 256  # exponentials per run in ``_row_exp_sums_runs``
+RUNS_MIN = 256  # rows shorter than this take the plain loop (the run buffer's allocation would show)
 
 
-@njit(inline="always")
+@njit(nogil=True, error_model="numpy", fastmath={"reassoc"})
 def _run_exp_sums(buf, n):
     """(s1, k) of the exponentials ``buf[:n]`` as ``row_exp_sums`` defines them (s1 sums those that are not 1,
-    k counts those that are): a full run as eight interleaved running sums (element j into sum j % 8) added
-    pairwise at the end, a shorter one (a row's last) in element order. The ones are selected out rather than
-    branched on, so the eight additions per step are independent and vectorise."""
-    if n == RUN:
-        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
-        k = 0.0
-        for j in range(0, RUN, 8):
-            e0 = buf[j]
-            e1 = buf[j + 1]
-            e2 = buf[j + 2]
-            e3 = buf[j + 3]
-            e4 = buf[j + 4]
-            e5 = buf[j + 5]
-            e6 = buf[j + 6]
-            e7 = buf[j + 7]
-            a0 += e0 if e0 != 1.0 else 0.0
-            a1 += e1 if e1 != 1.0 else 0.0
-            a2 += e2 if e2 != 1.0 else 0.0
-            a3 += e3 if e3 != 1.0 else 0.0
-            a4 += e4 if e4 != 1.0 else 0.0
-            a5 += e5 if e5 != 1.0 else 0.0
-            a6 += e6 if e6 != 1.0 else 0.0
-            a7 += e7 if e7 != 1.0 else 0.0
-            k += (((e0 == 1.0) + (e1 == 1.0)) + ((e2 == 1.0) + (e3 == 1.0))) + \
-                (((e4 == 1.0) + (e5 == 1.0)) + ((e6 == 1.0) + (e7 == 1.0)))
-        return ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)), k
+    k counts those that are), the ones selected out rather than branched on.
+
+    In float64, with reassociation allowed in this function alone (not inlined in Numba's IR, so the flag stays
+    on its own instructions): LLVM then sums in vector lanes of the CPU's width, 3.8x faster than eight
+    hand-interleaved scalar sums, which it did not vectorise. The order is LLVM's, fixed for a given CPU: the
+    same bits for any thread count, possibly other last bits on a CPU of another vector width.
+    """
     s1 = 0.0
     k = 0.0
     for j in range(n):
-        e = buf[j]
-        if e == 1.0:
-            k += 1.0
-        else:
-            s1 += e
+        e = np.float64(buf[j])
+        one = e == 1.0
+        s1 += 0.0 if one else e
+        k += 1.0 if one else 0.0
     return s1, k
 
 
@@ -339,18 +319,92 @@ def _row_exp_sums_runs(x, base, C, sh, cap, inv_t, like):
     """
     if C < RUNS_MIN:
         return row_exp_sums_plain(x, base, C, sh, cap, inv_t, like)  # noqa: F821 (bound in the namespace)
-    buf = np.full(RUN, like)  # like's type: the exponentials are exact in it (exp_as), and float32 lanes are 8
+    buf = np.full(RUN, like)  # like's type: the exponentials are exact in it (exp_diff_as)
     s1 = 0.0
     k = 0.0
     for c0 in range(0, C, RUN):
         n = min(RUN, C - c0)
         xr = x[base + c0:base + c0 + n]
         for j in range(n):
-            buf[j] = exp_as((capped(xr[j], cap) - sh) * inv_t, like)  # noqa: F821 (vectorisable, bound)
+            buf[j] = exp_diff_as(capped(xr[j], cap), sh, inv_t, like)  # noqa: F821 (vectorisable, bound)
         r1, rk = _run_exp_sums(buf, n)
         s1 += r1
         k += rk
     return s1, k
+
+
+NEG_INF32 = np.float32(-np.inf)  # the lanes' start: float32 for float32 data, so the comparisons stay float32
+
+
+@njit(inline="always")
+def _row_max_lanes(x, base, C):
+    """``_pointwise.row_max`` as the CPU backend compiles it: the max over the row in sixteen lanes (element j
+    into lane j % 16), folded pairwise at the end, then the tail in order.
+
+    The plain loop's running max is a chain of dependent compare-and-selects that LLVM does not vectorise (it
+    would need to know there are no NaNs): one element per cycle or so, 1 ns per logit here against NumPy's
+    0.14. The sixteen independent lanes vectorise. The result is the same number: the max of a set does not
+    depend on the order, NaN is skipped in every lane as in the plain loop, and a row of -inf gives -inf (the
+    one difference: which of two zeros of opposite sign is kept, which changes no softmax row's result).
+    """
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = NEG_INF32
+    b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = NEG_INF32
+    xr = x[base:base + C]  # the row as a view of its own: exact bounds for LLVM
+    j = 0
+    while j + 16 <= C:
+        v = xr[j]
+        a0 = v if v > a0 else a0
+        v = xr[j + 1]
+        a1 = v if v > a1 else a1
+        v = xr[j + 2]
+        a2 = v if v > a2 else a2
+        v = xr[j + 3]
+        a3 = v if v > a3 else a3
+        v = xr[j + 4]
+        a4 = v if v > a4 else a4
+        v = xr[j + 5]
+        a5 = v if v > a5 else a5
+        v = xr[j + 6]
+        a6 = v if v > a6 else a6
+        v = xr[j + 7]
+        a7 = v if v > a7 else a7
+        v = xr[j + 8]
+        b0 = v if v > b0 else b0
+        v = xr[j + 9]
+        b1 = v if v > b1 else b1
+        v = xr[j + 10]
+        b2 = v if v > b2 else b2
+        v = xr[j + 11]
+        b3 = v if v > b3 else b3
+        v = xr[j + 12]
+        b4 = v if v > b4 else b4
+        v = xr[j + 13]
+        b5 = v if v > b5 else b5
+        v = xr[j + 14]
+        b6 = v if v > b6 else b6
+        v = xr[j + 15]
+        b7 = v if v > b7 else b7
+        j += 16
+    a0 = b0 if b0 > a0 else a0
+    a1 = b1 if b1 > a1 else a1
+    a2 = b2 if b2 > a2 else a2
+    a3 = b3 if b3 > a3 else a3
+    a4 = b4 if b4 > a4 else a4
+    a5 = b5 if b5 > a5 else a5
+    a6 = b6 if b6 > a6 else a6
+    a7 = b7 if b7 > a7 else a7
+    a0 = a4 if a4 > a0 else a0
+    a1 = a5 if a5 > a1 else a1
+    a2 = a6 if a6 > a2 else a2
+    a3 = a7 if a7 > a3 else a3
+    a0 = a2 if a2 > a0 else a0
+    a1 = a3 if a3 > a1 else a1
+    m = a1 if a1 > a0 else a0
+    while j < C:
+        v = xr[j]
+        m = v if v > m else m
+        j += 1
+    return m
 
 
 _state: dict = {}  # "ns": the compiled point functions, "hash": source hash (built on first use)
@@ -382,6 +436,7 @@ def _build(loss: str, metrics: bool = False):
                           row_exp_sums_plain=ns["row_exp_sums"])
                 ns["row_exp_sums"] = njit(inline="always", error_model="numpy")(
                     _jit.specialise(_row_exp_sums_runs, ns, "row_exp_sums_runs"))
+                ns["row_max"] = _row_max_lanes
                 _state["ns"] = ns
                 # last: its presence means "ns" is there
                 _state["hash"] = _jit.source_hash(__file__, _vecmath.__file__)
