@@ -936,3 +936,9 @@ def reduce_multiclass(name, logits, target, *, reduction="mean", sample_weight=N
 from ._reference_ctc import ctc, reduce_ctc  # noqa: E402
 
 SEQUENCE = _by_kind("sequence")
+
+# --- pairwise losses: their oracle lives in _reference_pairwise.py -------------------------------
+
+from ._reference_pairwise import cosine_embedding, margin_ranking, pairwise, triplet_margin  # noqa: E402
+
+PAIRWISE = _by_kind("pairwise")
