@@ -63,8 +63,8 @@ void run(const std::string& loss, const py::tuple& params, py::ssize_t D, py::ha
   if (loss != "margin_ranking" && loss != "cosine_embedding" && !three) {
     throw py::value_error("pairwise: unknown loss '" + loss + "'");
   }
-  if (D < 1 || (loss == "margin_ranking" && D != 1)) {
-    throw py::value_error(prefix(loss) + "D must be " + (loss == "margin_ranking" ? "1" : ">= 1") + ", got " +
+  if (D < 0 || (loss == "margin_ranking" && D != 1)) {
+    throw py::value_error(prefix(loss) + "D must be " + (loss == "margin_ranking" ? "1" : ">= 0") + ", got " +
                           std::to_string(D));
   }
   if (nthreads < 1) throw py::value_error(prefix(loss) + "nthreads must be >= 1, got " + std::to_string(nthreads));

@@ -60,11 +60,14 @@ class PairwiseLoss(Loss):
             raise TypeError(f"{name}() takes {len(self._args)} arrays ({', '.join(self._args)}), got {len(arrays)}")
         if reduction not in REDUCTIONS:
             raise ValueError(f"{name}: reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
-        for a, what in zip(arrays, self._args):
+        for a, what in zip(arrays[:len(spec.inputs)], spec.inputs):
             if is_device_array(a):
-                raise TypeError(f"{name}: {what} is a device array; pairwise losses take host arrays (copy it "
-                                "to the host first)")
-        first = _as_pred(arrays[0], name)
+                raise TypeError(f"{name}: {what} is a device array and {spec.inputs[0]} a host array; pass every "
+                                "input on the same side")
+        try:
+            first = _as_pred(arrays[0], name)
+        except TypeError as err:  # its message names the argument "pred"
+            raise TypeError(str(err).replace("pred", spec.inputs[0], 1)) from None
         xs = [first]
         for a, what in zip(arrays[1:len(spec.inputs)], spec.inputs[1:]):
             x = as_numeric(a, first.dtype, what, name)
@@ -72,28 +75,7 @@ class PairwiseLoss(Loss):
                 raise ValueError(f"{name}: {what} must have {spec.inputs[0]}'s shape {first.shape}, got {x.shape}")
             xs.append(x)
         shape = first.shape
-        if spec.vector_rows:
-            if first.ndim == 0:
-                raise ValueError(f"{name}: {spec.inputs[0]} must have a vector axis (..., D), got a scalar")
-            rows, D = shape[:-1], shape[-1]
-        else:
-            rows, D = shape, 1
-        N = math.prod(rows)
-        y = None
-        if spec.row_target:
-            if np.shape(arrays[-1]) != rows:
-                per = "one value per row, the inputs' shape without the last axis" if spec.vector_rows else \
-                    "the inputs' shape"
-                raise ValueError(f"{name}: target must have shape {rows} ({per}), got {np.shape(arrays[-1])}")
-            y = as_numeric(arrays[-1], np.float64, "target", name).reshape(N)
-        w = None
-        if sample_weight is not None:
-            if np.shape(sample_weight) != rows:
-                raise ValueError(f"{name}: sample_weight must have shape {rows} (one weight per row), got "
-                                 f"{np.shape(sample_weight)}")
-            w = as_numeric(sample_weight, np.float64, "sample_weight", name).reshape(N)
-            if w.size and not (np.all(np.isfinite(w)) and w.min() >= 0):
-                raise ValueError(f"{name}: sample_weight must be finite and >= 0")
+        rows, D, N, y, w = self._check_rows(shape, arrays[-1] if spec.row_target else None, sample_weight)
         gs = None
         if want_grad:
             if grad_outs is None:
@@ -108,6 +90,34 @@ class PairwiseLoss(Loss):
                             any(np.may_share_memory(g, h) for h in gs[:k]):
                         raise ValueError(f"{name}: grad_out[{k}] overlaps an input or another output")
         return xs, rows, D, N, y, w, gs
+
+    def _check_rows(self, shape, target, sample_weight):
+        """(rows' shape, D, N, y float64 (N,) or None, weights float64 (N,) or None) for inputs of ``shape``:
+        every check of the target and the weights (host and device paths alike)."""
+        name, spec = self.name, self.spec
+        if spec.vector_rows:
+            if len(shape) == 0:
+                raise ValueError(f"{name}: {spec.inputs[0]} must have a vector axis (..., D), got a scalar")
+            rows, D = shape[:-1], shape[-1]
+        else:
+            rows, D = shape, 1
+        N = math.prod(rows)
+        y = None
+        if spec.row_target:
+            if np.shape(target) != rows:
+                per = "one value per row, the inputs' shape without the last axis" if spec.vector_rows else \
+                    "the inputs' shape"
+                raise ValueError(f"{name}: target must have shape {rows} ({per}), got {np.shape(target)}")
+            y = as_numeric(target, np.float64, "target", name).reshape(N)
+        w = None
+        if sample_weight is not None:
+            if np.shape(sample_weight) != rows:
+                raise ValueError(f"{name}: sample_weight must have shape {rows} (one weight per row), got "
+                                 f"{np.shape(sample_weight)}")
+            w = as_numeric(sample_weight, np.float64, "sample_weight", name).reshape(N)
+            if w.size and not (np.all(np.isfinite(w)) and w.min() >= 0):
+                raise ValueError(f"{name}: sample_weight must be finite and >= 0")
+        return rows, D, N, y, w
 
     @staticmethod
     def _coefficients(reduction, w, N):
@@ -136,6 +146,10 @@ class PairwiseLoss(Loss):
     def _run_pairwise(self, arrays, reduction, sample_weight, backend, kwargs, want_value, want_grad,
                       grad_outs=None):
         params = self._params(kwargs)[0] if kwargs else self._default_params[0]
+        if arrays and is_device_array(arrays[0]):
+            from ._pairwise_device import run  # only device users pay for importing the CUDA path
+
+            return run(self, arrays, reduction, sample_weight, backend, params, want_value, want_grad, grad_outs)
         try:
             xs, rows, D, N, y, w, gs = self._prepare(arrays, reduction, sample_weight, grad_outs, want_grad)
             coef = self._coefficients(reduction, w, N)
