@@ -77,13 +77,3 @@ def triplet_margin(anchor, positive, negative, margin, p, eps, swap):
     gn = np.where(on, wn * jn + ws * js, 0.0)
     return np.maximum(m, 0.0), (ga, gp, gn)
 
-
-def pairwise(name, arrays, y, **params):
-    """Per-row (loss, gradients) in float64 of the pairwise loss ``name``: ``arrays`` as rows (see above)."""
-    from . import _reference
-
-    xs = [np.asarray(a, dtype=np.float64) for a in arrays]
-    with np.errstate(all="ignore"):
-        if y is None:
-            return _reference.PAIRWISE[name](*xs, **params)
-        return _reference.PAIRWISE[name](*xs, np.asarray(y, dtype=np.float64), **params)

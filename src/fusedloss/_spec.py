@@ -830,7 +830,8 @@ register(LossSpec(
     summary=("margin ranking loss max(0, -y (x1 - x2) + margin) per element, y = 1 ranking x1 above x2 and "
              "y = -1 below, as torch.nn.functional.margin_ranking_loss (any real y, as torch computes it)"),
     formula=("m = -y (x1 - x2) + margin:  l = max(0, m);  dl/dx1 = -y [m >= 0], dl/dx2 = y [m >= 0] (at m = 0 "
-             "torch's clamp_min passes the gradient);  no Hessian (piecewise linear: zero almost everywhere)"),
+             "torch's clamp_min passes the gradient);  Hessian: not provided (piecewise linear, zero almost "
+             "everywhere; pairwise losses have no Hessian entry point)"),
 ))
 
 register(LossSpec(
@@ -842,7 +843,7 @@ register(LossSpec(
     formula=("s = sum x1 x2, m1 = sum x1^2 + 1e-12, m2 = sum x2^2 + 1e-12, r = sqrt(m1 m2), c = s / r:  "
              "l = 1 - c (y = 1), max(0, c - margin) (y = -1), 0 (other y);  dc/dx1 = x2 / r - c x1 / m1, "
              "dc/dx2 = x1 / r - c x2 / m2;  dl/dx = -dc/dx (y = 1), [c - margin >= 0] dc/dx (y = -1), 0 (other y);  "
-             "no Hessian (a dense D x D block per row, which the kernels do not form)"),
+             "Hessian: not provided (a dense D x D block per row and pair of inputs, which the kernels do not form)"),
 ))
 
 register(LossSpec(
@@ -862,6 +863,6 @@ register(LossSpec(
              "m = dp - dn + margin:  l = max(0, m);  with e = u - v + eps, dd/du = -dd/dv = sign(e) |e|^(p-1) / "
              "d^(p-1) (0 where d = 0; for p < 1 0 where e = 0), the gradient flows where m >= 0 (torch's "
              "clamp_min) into dp with +1 and into dn with -1; swap: into d(a, n) where it is smaller, into "
-             "d(p, n) where that is, half into each at a tie (torch's minimum);  no Hessian (a dense D x D "
-             "block per row, which the kernels do not form)"),
+             "d(p, n) where that is, half into each at a tie (torch's minimum);  Hessian: not provided (a "
+             "dense D x D block per row and pair of inputs, which the kernels do not form)"),
 ))
