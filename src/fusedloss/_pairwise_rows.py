@@ -12,7 +12,7 @@ float64 whatever the input dtype; only ``math`` and arithmetic.
 
 import math
 
-COSINE_EPS = 1e-12  # ATen's EPSILON, added to each squared norm
+COSINE_EPS = 9.999999960041972e-13  # ATen's EPSILON, 1e-12 as a float32 (_reference_pairwise.COSINE_EPS)
 
 FUNCTIONS = ("sgn", "pnorm", "pnorm_grad", "margin_ranking_row", "cosine_embedding_row", "triplet_margin_row")
 
@@ -82,7 +82,7 @@ def margin_ranking_row(x1, x2, x3, o, D, y, prm, gn, want_grad, g1, g2, g3):
 
 
 def cosine_embedding_row(x1, x2, x3, o, D, y, prm, gn, want_grad, g1, g2, g3):
-    """1 - cos (y = 1), max(0, cos - margin) (y = -1), 0 otherwise, with 1e-12 on each squared norm."""
+    """1 - cos (y = 1), max(0, cos - margin) (y = -1), 0 otherwise, with COSINE_EPS on each squared norm."""
     s = 0.0
     m1 = 0.0
     m2 = 0.0

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-COSINE_EPS = 1e-12  # ATen's EPSILON, added to each squared norm (a zero vector has cosine 0, not nan)
+# ATen's EPSILON, added to each squared norm (a zero vector has cosine 0, not nan): a float constant 1e-12, so
+# 1e-12 rounded to float32, which PyTorch's float64 results show
+COSINE_EPS = 9.999999960041972e-13
 
 
 def margin_ranking(x1, x2, y, margin):

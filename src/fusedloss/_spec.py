@@ -840,7 +840,8 @@ register(LossSpec(
     params=(Param("margin", 0.0, "dissimilar pairs (y = -1) cost nothing below this cosine", _finite),),
     summary=("cosine embedding loss per row of the last axis: 1 - cos (y = 1), max(0, cos - margin) (y = -1), "
              "0 for any other y, as torch.nn.functional.cosine_embedding_loss"),
-    formula=("s = sum x1 x2, m1 = sum x1^2 + 1e-12, m2 = sum x2^2 + 1e-12, r = sqrt(m1 m2), c = s / r:  "
+    formula=("s = sum x1 x2, m1 = sum x1^2 + e, m2 = sum x2^2 + e with e = 1e-12 as a float32 (ATen's EPSILON), "
+             "r = sqrt(m1 m2), c = s / r:  "
              "l = 1 - c (y = 1), max(0, c - margin) (y = -1), 0 (other y);  dc/dx1 = x2 / r - c x1 / m1, "
              "dc/dx2 = x1 / r - c x2 / m2;  dl/dx = -dc/dx (y = 1), [c - margin >= 0] dc/dx (y = -1), 0 (other y);  "
              "Hessian: not provided (a dense D x D block per row and pair of inputs, which the kernels do not form)"),

@@ -37,7 +37,8 @@ struct PairwiseArgs {
 FUSEDLOSS_ISA_BEGIN
 namespace pairwise {
 
-constexpr double kCosineEps = 1e-12;  // ATen's EPSILON, added to each squared norm (a zero vector has cosine 0)
+// ATen's EPSILON, added to each squared norm (a zero vector has cosine 0): 1e-12 as a float, as there
+constexpr double kCosineEps = static_cast<double>(1e-12f);
 
 // max(0, -y (x1 - x2) + margin), one element a row (D = 1).
 struct MarginRanking {
