@@ -338,7 +338,8 @@ def test_torch_modules_and_broadcasting():
     r1, r2 = x1.detach().clone().requires_grad_(), x2.detach().clone().requires_grad_()
     torch.nn.MarginRankingLoss(margin=0.1)(r1, r2, t).backward()
     torch.testing.assert_close(x2.grad, r2.grad)  # summed back over the broadcast axis
-    assert flt.CosineEmbeddingLoss(size_average=False).reduction == "sum"
+    with pytest.warns(UserWarning, match="size_average and reduce args will be deprecated"):  # torch's own warning
+        assert flt.CosineEmbeddingLoss(size_average=False).reduction == "sum"
     with pytest.raises(RuntimeError, match="target must not require grad"):
         flt.cosine_embedding_loss(a, p, torch.ones(7, dtype=torch.float64, requires_grad=True))
     with pytest.raises(TypeError, match="a pairwise loss takes anchor, positive, negative"):
