@@ -377,3 +377,25 @@ def test_cuda_matches_reference(name):
                     g = g.copy_to_host()
                     assert g.dtype == dtype
                     np.testing.assert_allclose(g, w, **tol)
+
+
+def test_dask_blocks_give_the_in_memory_results():
+    da = pytest.importorskip("dask.array")
+    import dask
+    import fusedloss.dask as fld
+
+    for name in PAIRWISE:
+        spec = REGISTRY[name]
+        xs, y = _data(name, N=10, seed=8)
+        rest = [] if y is None else [y]
+        w = np.linspace(0.0, 1.0, y.size if y is not None else len(xs[0])).reshape(y.shape if y is not None else
+                                                                                    (len(xs[0]),))
+        chunked = [da.from_array(x, chunks=(3,) + x.shape[1:]) for x in xs]  # blocks of whole rows (and elements)
+        for reduction in ("mean", "none"):
+            want, want_g = getattr(fl, name).value_and_grad(*xs, *rest, reduction=reduction, sample_weight=w)
+            got, got_g = dask.compute(*getattr(fld, name).value_and_grad(*chunked, *rest, reduction=reduction,
+                                                                           sample_weight=w), scheduler="sync")
+            np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-15, err_msg=f"{name} {reduction}")
+            assert len(got_g) == len(spec.inputs)
+            for g, gw in zip(got_g, want_g):
+                np.testing.assert_array_equal(g, gw)  # each block's coefficients are the whole call's
