@@ -5,8 +5,9 @@ A pairwise loss compares two or three arrays of one shape row by row (``LossSpec
 one value per row where it has one (``row_target``). A row is a vector along the last axis (``vector_rows``:
 shape ``(..., D)``, one loss per leading index) or a single element (``margin_ranking``: every element is a
 row, D = 1). Everything is checked here before a backend runs; the backends receive flat C-contiguous arrays
-of one dtype and return one float64 loss per row, reduced here in index order with ``math.fsum`` (so the value
-does not depend on the thread count).
+of one dtype and return one float64 loss per row, reduced here by the compensated sum of ``_validate._weight_sum``
+(within a few ulp of the exact sum, the same bits for any thread count; math.fsum over a Python list of the
+rows would cost several times the kernel on large inputs).
 
 Backend contract, ``pairwise(loss, packed, D, x1, x2, x3, y, gscale, loss_out, g1, g2, g3, nthreads)``:
 ``x1``, ``x2`` (and ``x3`` for three inputs, else None) flat float32/float64 arrays of N * D elements;
@@ -23,8 +24,8 @@ import numpy as np
 
 from . import _config
 from ._dispatch import Loss, LossMemoryError, resolve_host_backend
-from ._state import _exact_sum
-from ._validate import REDUCTIONS, _as_pred, _check_out, as_numeric, fit_weights, is_device_array, sum_exponent
+from ._validate import (REDUCTIONS, _as_pred, _check_out, _weight_sum, as_numeric, fit_weights, is_device_array,
+                        sum_exponent)
 
 
 class PairwiseLoss(Loss):
@@ -166,7 +167,7 @@ class PairwiseLoss(Loss):
                 value = (losses if w is None else losses * w).astype(xs[0].dtype).reshape(rows)
         else:
             with np.errstate(invalid="ignore", over="ignore"):
-                value = _exact_sum((coef * losses).tolist()) if N else (math.nan if reduction == "mean" else 0.0)
+                value = _weight_sum(coef * losses) if N else (math.nan if reduction == "mean" else 0.0)
         return (value, grads) if want_grad else value
 
     # --- the public entry points -------------------------------------------------------------------------
@@ -200,14 +201,12 @@ class PairwiseLoss(Loss):
         except MemoryError as err:
             raise self._memory_error(err, arrays[0]) from err
         with np.errstate(invalid="ignore", over="ignore"):
-            terms = (losses if w is None else w * losses).tolist()
+            total = _weight_sum(losses if w is None else w * losses)
         denominator = float(N) if w is None else _weight_total(w)
-        return LossState(self.name, float(_exact_sum(terms)), denominator, N)
+        return LossState(self.name, total, denominator, N)
 
 
 def _weight_total(w: np.ndarray) -> float:
-    """The exactly rounded sum of finite weights, inf where it overflows."""
-    try:
-        return math.fsum(w)
-    except OverflowError:
-        return math.inf
+    """The compensated sum of finite weights (inf where it overflows)."""
+    with np.errstate(over="ignore"):
+        return _weight_sum(w)

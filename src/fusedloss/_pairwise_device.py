@@ -6,7 +6,7 @@ The inputs must be C-contiguous device arrays of one float dtype and one shape (
 The target and the sample weights (one value per row) may be host or device arrays; they are small, so
 device ones are copied to the host and checked there by the host path's rules
 (``PairwiseLoss._check_rows``), then sent to the device as float64. The gradients
-are new device arrays (or the caller's ``grad_out`` device arrays); a reduced value is the ``math.fsum`` of the
+are new device arrays (or the caller's ``grad_out`` device arrays); a reduced value is the compensated sum of the
 per-row losses copied to the host, as on the host path; ``reduction="none"`` gives a device array.
 """
 
@@ -17,8 +17,7 @@ import math
 import numpy as np
 
 from ._device import _cuda_backend, _operand, _overlap
-from ._state import _exact_sum
-from ._validate import _FLOAT_DTYPES, REDUCTIONS, is_device_array
+from ._validate import _FLOAT_DTYPES, REDUCTIONS, _weight_sum, is_device_array
 from .backends import BackendUnavailable
 
 
@@ -94,5 +93,5 @@ def run(loss, arrays, reduction, sample_weight, backend, params, want_value, wan
         if reduction == "none":
             value = cu.to_device((host if w is None else host * w).astype(dtype).reshape(rows))
         else:
-            value = _exact_sum((coef * host).tolist()) if N else (math.nan if reduction == "mean" else 0.0)
+            value = _weight_sum(coef * host) if N else (math.nan if reduction == "mean" else 0.0)
     return (value, grads) if want_grad else value
