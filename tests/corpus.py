@@ -191,6 +191,7 @@ def base(name: str, shape=None, dtype=np.float64) -> Call:
     if spec.kind == "pairwise":  # pred, target: the first two inputs; extra: the third input or the target
         rng = np.random.default_rng(0)
         xs = [rng.normal(size=(3, 4) if spec.vector_rows else (7,)).astype(dtype) for _ in spec.inputs]
+        xs = [np.abs(x) if what in spec.nonnegative_inputs else x for x, what in zip(xs, spec.inputs)]
         rest = [np.array([1.0, -1.0, 0.0] if spec.vector_rows else [1, -1, 1, 1, -1, 0.5, 2.0])] if spec.row_target \
             else []
         return Call(xs[0], xs[1], extra=(*xs[2:], *rest))

@@ -53,6 +53,12 @@ HAND = [
     # swap: d(a, n) = 1 = d(p, n) (a tie): min is 1, the negative's gradient split in halves
     ("triplet_margin", {"eps": 0.0, "swap": True}, ([[0.0, 0.0]], [[2.0, 0.0]], [[1.0, 0.0]]), None, [2.0],
      ([[-0.5, 0.0]], [[0.5, 0.0]], [[0.0, 0.0]])),
+    # gaussian_nll: v = max(var, eps), d = x - y: 0.5 (log v + d^2 / v); d/dx = d / v, d/dy = -d / v,
+    # d/dvar = 0.5 (1 / v - d^2 / v^2), at the clamped v too (var = 0.25 < eps = 0.5: v = 0.5)
+    ("gaussian_nll", {}, ([3.0, 1.0], [1.0, 1.0], [4.0, 1.0]), None, [0.5 * (math.log(4.0) + 1.0), 0.0],
+     ([0.5, 0.0], [-0.5, 0.0], [0.5 * (0.25 - 4.0 / 16.0), 0.5])),
+    ("gaussian_nll", {"eps": 0.5, "full": True}, ([1.0], [0.0], [0.25]), None,
+     [0.5 * (math.log(0.5) + 2.0) + 0.5 * math.log(2 * math.pi)], ([2.0], [-2.0], [0.5 * (2.0 - 4.0)])),
     # the default eps = 1e-6 is added to every difference: a = p gives d(a, p) = sqrt(2) 1e-6
     ("triplet_margin", {}, ([[0.0, 0.0]], [[0.0, 0.0]], [[3.0, 4.0]]), None, [max(0.0, S2 * 1e-6 - 5.0 + 1.0)],
      ([[0.0, 0.0]], [[0.0, 0.0]], [[0.0, 0.0]])),
@@ -69,6 +75,30 @@ def test_every_pairwise_loss_has_hand_rows_at_its_defaults():
         rows = [r for r in HAND if r[0] == name]
         assert rows, f"{name}: no hand-computed rows in HAND"
         assert any(set(r[1]) <= {"eps"} for r in rows), f"{name}: no hand row at (near) its defaults"
+
+
+def test_gaussian_nll_var_shapes_and_sign():
+    """var as PyTorch takes it: the input's shape, without the last axis, one axis of length 1, or a float; its
+    gradient summed back to its shape; a negative var refused."""
+    rng = np.random.default_rng(9)
+    x, t = rng.normal(size=(2, 4, 3)), rng.normal(size=(2, 4, 3))
+    for var in (np.abs(rng.normal(size=(2, 4))), np.abs(rng.normal(size=(2, 1, 3))), np.abs(rng.normal(size=(2, 4, 1))),
+                0.7):
+        full = np.ascontiguousarray(np.broadcast_to(np.asarray(var)[..., None] if np.shape(var) == (2, 4) else var,
+                                                    x.shape))
+        want, (gx, gt, gv) = fl.gaussian_nll.value_and_grad(x, t, full, reduction="sum")
+        for b in [b for b in HOST_BACKENDS if not backend_skip_reason(b)]:
+            value, grads = fl.gaussian_nll.value_and_grad(x, t, var, reduction="sum", backend=b)
+            assert value == pytest.approx(want, rel=1e-12)
+            assert grads[2].shape == np.shape(var)
+            want_v = gv.sum(axis=-1) if np.shape(var) == (2, 4) else gv.sum(axis=tuple(
+                i for i, s in enumerate(np.shape(var) or (1,) * 3) if s == 1) or None).reshape(np.shape(var))
+            np.testing.assert_allclose(grads[2], want_v, rtol=1e-12)
+            np.testing.assert_allclose(grads[0], gx, rtol=1e-12)
+    with pytest.raises(ValueError, match="var has negative entries"):
+        fl.gaussian_nll(x, t, -np.ones_like(x))
+    with pytest.raises(ValueError, match="var must have input's shape"):
+        fl.gaussian_nll(x, t, np.ones((2, 2, 3)))
 
 
 @pytest.mark.parametrize("row", HAND, ids=[f"{r[0]}-{i}" for i, r in enumerate(HAND)])
@@ -99,6 +129,7 @@ VARIANTS = {
     "cosine_embedding": [{}, {"margin": 0.25}, {"margin": -0.5}],
     "triplet_margin": [{}, {"p": 1.0}, {"p": 3.0, "swap": True}, {"p": 0.5, "eps": 0.0}, {"p": 1.5, "swap": True},
                        {"margin": 0.25, "eps": 0.0, "swap": True}],
+    "gaussian_nll": [{}, {"eps": 0.5}, {"full": True}],  # (the last: finite differences, away from the clamp)
 }
 
 
@@ -106,11 +137,14 @@ def _data(name, N=7, D=4, seed=0, edges=True):
     """Inputs and target of ``name``, with the edge cases in the first rows when ``edges``."""
     spec = REGISTRY[name]
     rng = np.random.default_rng(seed)
-    xs = [rng.normal(size=(N, D)) for _ in spec.inputs]
+    xs = [np.abs(rng.normal(size=(N, D))) if what in spec.nonnegative_inputs else rng.normal(size=(N, D))
+          for what in spec.inputs]
     if edges:
         xs[0][0] = 0.0  # a zero vector
         xs[1][1] = xs[0][1]  # identical rows (d(a, p) = eps; x1 - x2 = 0: a tie at margin 0)
-        if len(xs) == 3:
+        if name == "gaussian_nll":
+            xs[2][0, :2] = (0.0, 1e-9)  # var at 0 and below eps: clamped, the gradient at the clamped value
+        elif len(xs) == 3:
             xs[2][2] = xs[1][2]  # positive = negative
             e1 = np.eye(D)[0]
             xs[0][3], xs[1][3], xs[2][3] = 0.0, 2.0 * e1, e1  # swap tie (eps = 0): d(a, n) = d(p, n) = 1

@@ -58,13 +58,15 @@ void run(const std::string& loss, const py::tuple& params, py::ssize_t D, py::ha
          py::handle x3_h, py::handle y_h, py::handle gscale_h, py::handle loss_h, py::handle g1_h, py::handle g2_h,
          py::handle g3_h, int nthreads) {
   const char* tname = std::is_same_v<T, float> ? "float32 (x1's dtype)" : "float64 (x1's dtype)";
-  const bool three = loss == "triplet_margin";
+  const bool gauss = loss == "gaussian_nll";
+  const bool three = loss == "triplet_margin" || gauss;
   const bool target = !three;
   if (loss != "margin_ranking" && loss != "cosine_embedding" && !three) {
     throw py::value_error("pairwise: unknown loss '" + loss + "'");
   }
-  if (D < 0 || (loss == "margin_ranking" && D != 1)) {
-    throw py::value_error(prefix(loss) + "D must be " + (loss == "margin_ranking" ? "1" : ">= 0") + ", got " +
+  const bool elementwise = loss == "margin_ranking" || gauss;
+  if (D < 0 || (elementwise && D != 1)) {
+    throw py::value_error(prefix(loss) + "D must be " + (elementwise ? "1" : ">= 0") + ", got " +
                           std::to_string(D));
   }
   if (nthreads < 1) throw py::value_error(prefix(loss) + "nthreads must be >= 1, got " + std::to_string(nthreads));
@@ -113,7 +115,13 @@ void run(const std::string& loss, const py::tuple& params, py::ssize_t D, py::ha
   fl::pairwise::MarginRanking mr{0.0};
   fl::pairwise::CosineEmbedding ce{0.0};
   fl::pairwise::TripletMargin tm{0.0, 2.0, 0.0, false};
-  if (three) {
+  fl::pairwise::GaussianNll gn{false, 1e-6};
+  if (gauss) {
+    gn = {param(loss, params, 0) != 0, param(loss, params, 1)};
+    if (!(std::isfinite(gn.eps) && gn.eps > 0)) {
+      throw py::value_error(prefix(loss) + "eps must be a finite number > 0, got " + std::to_string(gn.eps));
+    }
+  } else if (three) {
     tm = {param(loss, params, 0), param(loss, params, 1), param(loss, params, 2), param(loss, params, 3) != 0};
     if (!(std::isfinite(tm.p) && tm.p > 0)) {
       throw py::value_error(prefix(loss) + "p must be a finite number > 0, got " + std::to_string(tm.p));
@@ -145,7 +153,9 @@ void run(const std::string& loss, const py::tuple& params, py::ssize_t D, py::ha
   a.nthreads = nthreads;
   {
     py::gil_scoped_release release;
-    if (three) {
+    if (gauss) {
+      fl::pairwise::run(gn, a);
+    } else if (three) {
       fl::pairwise::run(tm, a);
     } else if (loss == "margin_ranking") {
       fl::pairwise::run(mr, a);
@@ -179,8 +189,8 @@ namespace fusedloss {
 void bind_pairwise(py::module_& m) {
   m.def("pairwise", &pairwise_entry,
         "pairwise(loss, params, D, x1, x2, x3, y, gscale, loss_out, g1, g2, g3, nthreads) -> None\n\n"
-        "The pairwise loss `loss` (margin_ranking, cosine_embedding, triplet_margin) of rows of D elements:\n"
-        "each row's loss (float64) into loss_out (N), and, when gscale (float64, N) is given, gscale[i] times\n"
+        "The pairwise loss `loss` (margin_ranking, cosine_embedding, triplet_margin, gaussian_nll) of rows of D\n"
+        "elements: each row's loss (float64) into loss_out (N), and, when gscale (float64, N) is given, gscale[i] times\n"
         "the gradient of row i's loss with respect to each input into g1, g2 (g3). x3 only for three inputs,\n"
         "y (float64, N) only for a loss with a target. Everything is checked first.",
         py::arg("loss"), py::arg("params"), py::arg("D"), py::arg("x1"), py::arg("x2"), py::arg("x3").none(true),
@@ -188,7 +198,9 @@ void bind_pairwise(py::module_& m) {
         py::arg("g2").none(true), py::arg("g3").none(true), py::arg("nthreads"));
   m.def("supported_pairwise_losses", [] {
     py::list names;
-    for (const char* name : {"margin_ranking", "cosine_embedding", "triplet_margin"}) names.append(name);
+    for (const char* name : {"margin_ranking", "cosine_embedding", "triplet_margin", "gaussian_nll"}) {
+      names.append(name);
+    }
     return names;
   }, "Names of the pairwise losses this build implements.");
 }

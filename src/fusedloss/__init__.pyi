@@ -24,11 +24,11 @@ __all__ = [
     "BackendUnavailable", "Loss", "LossState", "asymmetric_huber", "backends", "binary_cross_entropy",
     "binary_cross_entropy_with_logits", "binary_focal", "categorical_focal", "categorical_hinge", "cauchy",
     "cosine_embedding", "cross_entropy", "ctc", "elementwise_loss", "expectile", "exponential", "fair", "gamma",
-    "general_robust", "get_backend", "get_num_threads", "hinge", "hinge_embedding", "huber", "jensen_shannon",
-    "kl_div_with_logits", "log_cosh", "losses", "mae", "mape", "margin_ranking", "merge", "mse", "msle",
-    "multi_margin", "multilabel_soft_margin", "poisson_nll", "poly1", "pseudo_huber", "quantile", "set_backend",
-    "set_num_threads", "smooth_l1", "squared_hinge", "squared_log", "sym", "triplet_margin", "tweedie",
-    "tweedie_identity", "use_backend", "zero_one"
+    "gaussian_nll", "general_robust", "get_backend", "get_num_threads", "hinge", "hinge_embedding", "huber",
+    "jensen_shannon", "kl_div_with_logits", "log_cosh", "losses", "mae", "mape", "margin_ranking", "merge", "mse",
+    "msle", "multi_margin", "multilabel_soft_margin", "poisson_nll", "poly1", "pseudo_huber", "quantile",
+    "set_backend", "set_num_threads", "smooth_l1", "squared_hinge", "squared_log", "sym", "triplet_margin",
+    "tweedie", "tweedie_identity", "use_backend", "zero_one"
 ]
 
 class Loss:
@@ -1518,3 +1518,25 @@ class _Loss_triplet_margin(Loss):
         eps: float = 1e-06, swap: bool = False) -> LossState: ...
 
 triplet_margin: _Loss_triplet_margin
+
+class _Loss_gaussian_nll(Loss):
+    """Gaussian negative log-likelihood 0.5 (log v + (x - y)^2 / v) with v = max(var, eps), as
+        torch.nn.functional.gaussian_nll_loss (var of the input's shape, or one axis of length 1, the last axis left
+        out, or a float: one variance shared along that axis)."""
+
+    def __call__(self, input: ArrayLike, target: ArrayLike, var: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, backend: str | None = None, full: bool = False,
+        eps: float = 1e-06) -> float | NDArray[Any]: ...
+    def value_and_grad(self, input: ArrayLike, target: ArrayLike, var: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: tuple[NDArray[Any], NDArray[Any], NDArray[Any]] | None = None,
+        backend: str | None = None, full: bool = False, eps: float = 1e-06) -> tuple[float | NDArray[Any],
+        tuple[NDArray[Any], NDArray[Any], NDArray[Any]]]: ...
+    def grad(self, input: ArrayLike, target: ArrayLike, var: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: tuple[NDArray[Any], NDArray[Any], NDArray[Any]] | None = None,
+        backend: str | None = None, full: bool = False, eps: float = 1e-06) -> tuple[NDArray[Any], NDArray[Any],
+        NDArray[Any]]: ...
+    def grad_hess(self, *args: Any, **kwargs: Any) -> NoReturn: ...
+    def partial(self, input: ArrayLike, target: ArrayLike, var: ArrayLike, *, sample_weight: ArrayLike | None = None,
+        backend: str | None = None, full: bool = False, eps: float = 1e-06) -> LossState: ...
+
+gaussian_nll: _Loss_gaussian_nll

@@ -70,10 +70,16 @@ class PairwiseLoss(Loss):
         except TypeError as err:  # its message names the argument "pred"
             raise TypeError(str(err).replace("pred", spec.inputs[0], 1)) from None
         xs = [first]
-        for a, what in zip(arrays[1:len(spec.inputs)], spec.inputs[1:]):
+        given = [None] * len(spec.inputs)  # a broadcast input's (shape as given, shape it broadcasts from)
+        for k, (a, what) in enumerate(zip(arrays[1:len(spec.inputs)], spec.inputs[1:]), 1):
             x = as_numeric(a, first.dtype, what, name)
+            if x.shape != first.shape and what in spec.broadcast_inputs:
+                given[k] = (x.shape, self._broadcast_shape(x.shape, first.shape, what))
+                x = np.ascontiguousarray(np.broadcast_to(x.reshape(given[k][1]), first.shape))
             if x.shape != first.shape:
                 raise ValueError(f"{name}: {what} must have {spec.inputs[0]}'s shape {first.shape}, got {x.shape}")
+            if what in spec.nonnegative_inputs and x.size and np.minimum.reduce(x, axis=None) < 0:
+                raise ValueError(f"{name}: {what} has negative entries; it must be >= 0")
             xs.append(x)
         shape = first.shape
         rows, D, N, y, w = self._check_rows(shape, arrays[-1] if spec.row_target else None, sample_weight)
@@ -81,6 +87,9 @@ class PairwiseLoss(Loss):
         if want_grad:
             if grad_outs is None:
                 gs = [np.empty(shape, first.dtype) for _ in xs]
+            elif any(given):
+                raise ValueError(f"{name}: grad_out takes arrays of {spec.inputs[0]}'s shape; with a broadcast "
+                                 f"{spec.broadcast_inputs[0]} leave it out")
             else:
                 if len(grad_outs) != len(xs):
                     raise ValueError(f"{name}: grad_out must be a tuple of {len(xs)} arrays, one per input")
@@ -90,7 +99,18 @@ class PairwiseLoss(Loss):
                     if any(isinstance(r, np.ndarray) and np.may_share_memory(g, r) for r in reads) or \
                             any(np.may_share_memory(g, h) for h in gs[:k]):
                         raise ValueError(f"{name}: grad_out[{k}] overlaps an input or another output")
-        return xs, rows, D, N, y, w, gs
+        return xs, rows, D, N, y, w, gs, given
+
+    def _broadcast_shape(self, given, shape, what):
+        """The shape (of ``given``'s size) that broadcasts to ``shape`` by NumPy's rules, for a broadcast input
+        as PyTorch takes it: ``shape`` without its last axis, one axis of length 1 where ``shape`` has another,
+        or a scalar."""
+        if given == () or (len(shape) and given == shape[:-1]):
+            return (*given, 1) if given else ()
+        if len(given) == len(shape) and sum(g for s, g in zip(shape, given) if s != g) == 1:
+            return given
+        raise ValueError(f"{self.name}: {what} must have {self.spec.inputs[0]}'s shape {shape}, that shape without "
+                         f"its last axis, or one axis of length 1 where it has another, got {given}")
 
     def _check_rows(self, shape, target, sample_weight):
         """(rows' shape, D, N, y float64 (N,) or None, weights float64 (N,) or None) for inputs of ``shape``:
@@ -152,9 +172,11 @@ class PairwiseLoss(Loss):
 
             return run(self, arrays, reduction, sample_weight, backend, params, want_value, want_grad, grad_outs)
         try:
-            xs, rows, D, N, y, w, gs = self._prepare(arrays, reduction, sample_weight, grad_outs, want_grad)
+            xs, rows, D, N, y, w, gs, given = self._prepare(arrays, reduction, sample_weight, grad_outs, want_grad)
             coef = self._coefficients(reduction, w, N)
             losses = self._kernel(backend, params, xs, D, N, y, coef, gs)
+            if gs is not None:  # a broadcast input's gradient: summed over the axes it was broadcast along
+                gs = [g if b is None else _sum_to(g, *b) for g, b in zip(gs, given)]
         except LossMemoryError:
             raise
         except MemoryError as err:  # NumPy's bare one: which array, how large, and what to do (as Loss._run)
@@ -196,7 +218,7 @@ class PairwiseLoss(Loss):
 
         checked = self._params(params)[0] if params else self._default_params[0]
         try:
-            xs, rows, D, N, y, w, _ = self._prepare(arrays, "sum", sample_weight, None, False)
+            xs, rows, D, N, y, w, _, _ = self._prepare(arrays, "sum", sample_weight, None, False)
             losses = self._kernel(backend, checked, xs, D, N, y, None, None)
         except MemoryError as err:
             raise self._memory_error(err, arrays[0]) from err
@@ -204,6 +226,13 @@ class PairwiseLoss(Loss):
             total = _weight_sum(losses if w is None else w * losses)
         denominator = float(N) if w is None else _weight_total(w)
         return LossState(self.name, total, denominator, N)
+
+
+def _sum_to(g: np.ndarray, shape: tuple, bshape: tuple) -> np.ndarray:
+    """``g`` summed (in float64) over the axes along which an array of ``bshape`` was broadcast, in ``shape``."""
+    lead = g.ndim - len(bshape)
+    axes = (*range(lead), *(lead + i for i, s in enumerate(bshape) if s == 1 and g.shape[lead + i] != 1))
+    return g.sum(axis=axes, dtype=np.float64).astype(g.dtype).reshape(shape) if axes else g.reshape(shape)
 
 
 def _weight_total(w: np.ndarray) -> float:

@@ -51,8 +51,10 @@ def run(loss, arrays, reduction, sample_weight, backend, params, want_value, wan
         raise BackendUnavailable(f"backend 'cuda' does not support {name} for dtype {dtype}")
     shape = tuple(xs[0].shape)
     for x, what in zip(xs[1:], spec.inputs[1:]):
-        if tuple(x.shape) != shape:
+        if tuple(x.shape) != shape:  # (a broadcast input, as the host path takes, is not taken here)
             raise ValueError(f"{name}: {what} must have {spec.inputs[0]}'s shape {shape}, got {tuple(x.shape)}")
+        if what in spec.nonnegative_inputs and x.size and cu.first_outside(x.reshape(x.size), 0.0, math.inf) >= 0:
+            raise ValueError(f"{name}: {what} has negative entries; it must be >= 0")
     if reduction not in REDUCTIONS:
         raise ValueError(f"{name}: reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
     target = _host(cu, arrays[-1], "target", name) if spec.row_target else None

@@ -14,7 +14,9 @@ import math
 
 COSINE_EPS = 9.999999960041972e-13  # ATen's EPSILON, 1e-12 as a float32 (_reference_pairwise.COSINE_EPS)
 
-FUNCTIONS = ("sgn", "pnorm", "pnorm_grad", "margin_ranking_row", "cosine_embedding_row", "triplet_margin_row")
+FUNCTIONS = ("sgn", "pnorm", "pnorm_grad", "margin_ranking_row", "cosine_embedding_row", "triplet_margin_row",
+             "gaussian_nll_row")
+HALF_LOG_2PI = 0.9189385332046727  # 0.5 log(2 pi)
 
 
 def row_names():
@@ -153,3 +155,18 @@ def triplet_margin_row(x1, x2, x3, o, D, y, prm, gn, want_grad, g1, g2, g3):
     if m > 0.0 or m != m:
         return m
     return 0.0
+
+
+def gaussian_nll_row(x1, x2, x3, o, D, y, prm, gn, want_grad, g1, g2, g3):
+    """0.5 (log v + (x - y)^2 / v), v = max(var, eps), of one element (D = 1); x3 holds var."""
+    var = float(x3[o])
+    v = prm[1] if var < prm[1] else var  # nan stays nan
+    d = float(x1[o]) - float(x2[o])
+    if want_grad:
+        g1[o] = gn * (d / v)
+        g2[o] = gn * (-d / v)
+        g3[o] = gn * (0.5 * (1.0 / v - d * d / (v * v)))
+    loss = 0.5 * (math.log(v) + d * d / v)
+    if prm[0] != 0.0:
+        loss += HALF_LOG_2PI
+    return loss

@@ -939,7 +939,7 @@ SEQUENCE = _by_kind("sequence")
 
 # --- pairwise losses: their oracle lives in _reference_pairwise.py -------------------------------
 
-from ._reference_pairwise import cosine_embedding, margin_ranking, triplet_margin  # noqa: E402
+from ._reference_pairwise import cosine_embedding, gaussian_nll, margin_ranking, triplet_margin  # noqa: E402
 
 PAIRWISE = _by_kind("pairwise")
 

@@ -79,3 +79,10 @@ def triplet_margin(anchor, positive, negative, margin, p, eps, swap):
     gn = np.where(on, wn * jn + ws * js, 0.0)
     return np.maximum(m, 0.0), (ga, gp, gn)
 
+
+
+def gaussian_nll(input, target, var, full, eps):
+    v = np.maximum(var, eps)  # nan stays nan, as torch's clamp
+    d = input - target
+    loss = 0.5 * (np.log(v) + d * d / v) + (0.5 * np.log(2 * np.pi) if full else 0.0)
+    return loss, (d / v, -d / v, 0.5 * (1.0 / v - d * d / (v * v)))

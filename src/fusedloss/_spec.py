@@ -101,6 +101,11 @@ class LossSpec:
     inputs: tuple[str, ...] = ()
     row_target: bool = False
     vector_rows: bool = True
+    # pairwise only: inputs that must be >= 0 (checked before the kernels), and inputs that may come in a shape
+    # that broadcasts to the first input's as PyTorch allows (one axis of length 1, the last axis left out, or
+    # a Python float), whose gradient is summed back to that shape
+    nonnegative_inputs: tuple[str, ...] = ()
+    broadcast_inputs: tuple[str, ...] = ()
 
     @property
     def builtin(self) -> bool:
@@ -866,4 +871,20 @@ register(LossSpec(
              "clamp_min) into dp with +1 and into dn with -1; swap: into d(a, n) where it is smaller, into "
              "d(p, n) where that is, half into each at a tie (torch's minimum);  Hessian: not provided (a "
              "dense D x D block per row and pair of inputs, which the kernels do not form)"),
+))
+
+register(LossSpec(
+    name="gaussian_nll", kind="pairwise", torch_name="gaussian_nll_loss", has_hessian=False,
+    inputs=("input", "target", "var"), vector_rows=False, nonnegative_inputs=("var",), broadcast_inputs=("var",),
+    params=(
+        Param("full", False, "add the constant 0.5 log(2 pi)", convert=_to_bool),
+        Param("eps", 1e-6, "var is raised to eps (without a gradient through the clamp, as PyTorch)", _positive),
+    ),
+    summary=("Gaussian negative log-likelihood 0.5 (log v + (x - y)^2 / v) with v = max(var, eps), as "
+             "torch.nn.functional.gaussian_nll_loss (var of the input's shape, or one axis of length 1, the last "
+             "axis left out, or a float: one variance shared along that axis)"),
+    formula=("v = max(var, eps) (the clamp is not differentiated, as PyTorch's clamp under no_grad), d = x - y:  "
+             "l = 0.5 (log v + d^2 / v) (+ 0.5 log(2 pi) with full);  dl/dx = d / v, dl/dy = -d / v, "
+             "dl/dvar = 0.5 (1 / v - d^2 / v^2) (at the clamped v, also where var < eps; summed over the axes var "
+             "is broadcast along);  Hessian: not provided (pairwise losses have no Hessian entry point)"),
 ))

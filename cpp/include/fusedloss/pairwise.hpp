@@ -138,6 +138,24 @@ struct TripletMargin {
   }
 };
 
+// 0.5 (log v + (x - y)^2 / v), v = max(var, eps) (nan stays nan), one element a row; x3 holds var.
+struct GaussianNll {
+  bool full;
+  double eps;
+  template <class T>
+  double row(const T* x, const T* t, const T* var, std::size_t, double, double gn, T* gx, T* gt, T* gv) const {
+    const double vr = var[0];
+    const double v = vr < eps ? eps : vr;
+    const double d = double(x[0]) - double(t[0]);
+    if (gx) {
+      gx[0] = T(gn * (d / v));
+      gt[0] = T(gn * (-d / v));
+      gv[0] = T(gn * (0.5 * (1.0 / v - d * d / (v * v))));
+    }
+    return 0.5 * (std::log(v) + d * d / v) + (full ? 0.9189385332046727 : 0.0);  // 0.5 log(2 pi)
+  }
+};
+
 // Every row of one loss: fixed blocks of rows claimed by the pool's threads (reduce.hpp's for_blocks).
 template <class Loss, class T>
 void run(const Loss& loss, const PairwiseArgs<T>& a) {

@@ -10,7 +10,7 @@ instead of the size grid of ``fusedloss.bench.cases``. What is timed, per call (
 
 Every contestant runs ``warmup`` times outside the timed region (Numba compiles there), its value is checked
 against the float64 reference (relative error below 1e-4: "ok"), then the contestants are timed round-robin,
-one call per sample. Data: rows of N(0, 1) embeddings, targets -1 or 1.
+one call per sample. Data: rows of N(0, 1) embeddings, targets -1 or 1 (an input that must be >= 0: |N(0, 1)| + 0.1).
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ def make_case(name, N, D, dtype=np.float32, seed=0):
     spec = REGISTRY[name]
     rng = np.random.default_rng(seed)
     shape = (N, D) if spec.vector_rows else (N * D,)
-    arrays = [rng.normal(size=shape).astype(dtype) for _ in spec.inputs]
+    arrays = [(np.abs(rng.normal(size=shape)) + 0.1 if what in spec.nonnegative_inputs else rng.normal(size=shape))
+              .astype(dtype) for what in spec.inputs]
     if spec.row_target:
         arrays.append(rng.choice([-1.0, 1.0], size=shape[:-1] if spec.vector_rows else shape))
     return arrays

@@ -1,13 +1,13 @@
 """PyTorch integration of the pairwise losses (kind "pairwise" in the registry): the functional forms
-``margin_ranking_loss``, ``cosine_embedding_loss``, ``triplet_margin_loss`` and the modules
-``MarginRankingLoss``, ``CosineEmbeddingLoss``, ``TripletMarginLoss``, with torch.nn's signatures (legacy
+``margin_ranking_loss``, ``cosine_embedding_loss``, ``triplet_margin_loss``, ``gaussian_nll_loss`` and the modules
+``MarginRankingLoss``, ``CosineEmbeddingLoss``, ``TripletMarginLoss``, ``GaussianNLLLoss``, with torch.nn's signatures (legacy
 ``size_average`` / ``reduce`` included) and results, re-exported by ``fusedloss.torch``.
 
 The forward pass runs the kernel once (value and the gradient with respect to every input) and keeps the
 gradients; backward scales them by ``grad_output`` (per row for "none"). Inputs that broadcast against each
-other (as torch allows for ``margin_ranking_loss`` and ``triplet_margin_loss``) are expanded first, so autograd
-sums the gradient back over the broadcast axes. The target is a label: its gradient is not computed (a target
-that requires grad is refused). float16/bfloat16 are computed in float32 and returned in their dtype. CPU
+other (as torch allows for ``margin_ranking_loss`` and ``triplet_margin_loss``, and ``gaussian_nll_loss``'s var)
+are expanded first, so autograd sums the gradient back over the broadcast axes. A target of one value per row is a
+label: its gradient is not computed (one that requires grad is refused); gaussian_nll's target is an input. float16/bfloat16 are computed in float32 and returned in their dtype. CPU
 tensors only. Second derivatives are refused with a message.
 """
 
@@ -21,8 +21,8 @@ from torch.nn import _reduction
 from .._losses import LOSSES
 from ._autograd import SECOND_DERIVATIVE_MESSAGE, _SecondDerivativeUnsupported
 
-__all__ = ["margin_ranking_loss", "cosine_embedding_loss", "triplet_margin_loss", "MarginRankingLoss",
-           "CosineEmbeddingLoss", "TripletMarginLoss"]
+__all__ = ["margin_ranking_loss", "cosine_embedding_loss", "triplet_margin_loss", "gaussian_nll_loss",
+           "MarginRankingLoss", "CosineEmbeddingLoss", "TripletMarginLoss", "GaussianNLLLoss"]
 
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -143,6 +143,28 @@ def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2.0, eps=1e-6,
                 {"margin": margin, "p": p, "eps": eps, "swap": swap}, sample_weight, backend, True)
 
 
+def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean", *, sample_weight=None,
+                      backend=None):
+    """``torch.nn.functional.gaussian_nll_loss`` with the same arguments and results (var of the input's shape,
+    without its last axis, with one axis of length 1, or a float), plus ``sample_weight`` (one per element) and
+    ``backend``. The gradient flows into input, target and var."""
+    if isinstance(var, float):
+        if var < 0:
+            raise ValueError("gaussian_nll_loss: var has negative entry/entries")
+        var = torch.full_like(input, var)
+    elif isinstance(var, Tensor) and isinstance(input, Tensor) and var.shape != input.shape:
+        if input.shape[:-1] == var.shape:
+            var = var.unsqueeze(-1)
+        elif not (var.dim() == input.dim() and sum(v for i, v in zip(input.shape, var.shape) if i != v) == 1):
+            raise ValueError(f"gaussian_nll_loss: var is of incorrect size {tuple(var.shape)} for input of shape "
+                             f"{tuple(input.shape)}")
+        var = var.expand_as(input)  # autograd sums var's gradient back over the expanded axis
+    if isinstance(target, Tensor) and isinstance(input, Tensor) and target.shape != input.shape:
+        target = target.expand_as(input)
+    return _run("gaussian_nll", (input, target, var), None, reduction, {"full": full, "eps": eps}, sample_weight,
+                backend, False)
+
+
 class _Pairwise(torch.nn.Module):
     def __init__(self, size_average=None, reduce=None, reduction="mean", *, backend=None, **params):
         super().__init__()
@@ -190,3 +212,14 @@ class TripletMarginLoss(_Pairwise):
     def forward(self, anchor, positive, negative):
         return triplet_margin_loss(anchor, positive, negative, self.margin, self.p, self.eps, self.swap,
                                    reduction=self.reduction, backend=self.backend)
+
+
+class GaussianNLLLoss(_Pairwise):
+    """Drop-in for ``torch.nn.GaussianNLLLoss(*, full=False, eps=1e-6, reduction="mean")``:
+    ``forward(input, target, var)``."""
+
+    def __init__(self, *, full=False, eps=1e-6, reduction="mean", backend=None):
+        super().__init__(None, None, reduction, backend=backend, full=full, eps=eps)
+
+    def forward(self, input, target, var):
+        return gaussian_nll_loss(input, target, var, self.full, self.eps, reduction=self.reduction, backend=self.backend)

@@ -15,7 +15,8 @@ from .._spec import REGISTRY
 from ._args import (_check_broadcast, _check_reduction, _class_axis, _elementwise, _host_vector, _legacy_reduction,
                     _multiclass)
 from ._ctc import ctc_loss  # CTC has its own signature (sequences and lengths)
-from ._pairwise import cosine_embedding_loss, margin_ranking_loss, triplet_margin_loss  # two or three inputs
+from ._pairwise import (cosine_embedding_loss, gaussian_nll_loss, margin_ranking_loss,  # two or three inputs
+                        triplet_margin_loss)
 from ._generate import elementwise_form, generated_form
 from ._routing import _small_on_torch
 
@@ -336,7 +337,7 @@ FUNCTIONAL = {
     "hinge_embedding": hinge_embedding_loss,
     "poly1": poly1_loss, "categorical_hinge": categorical_hinge_loss,
     "margin_ranking": margin_ranking_loss, "cosine_embedding": cosine_embedding_loss,
-    "triplet_margin": triplet_margin_loss,
+    "triplet_margin": triplet_margin_loss, "gaussian_nll": gaussian_nll_loss,
 }
 
 # an elementwise loss of the registry with neither a torch twin nor a declared form above: its form is made whole
