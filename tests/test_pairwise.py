@@ -375,6 +375,16 @@ def test_torch_modules_and_broadcasting():
     torch.testing.assert_close(x2.grad, r2.grad)  # summed back over the broadcast axis
     with pytest.warns(UserWarning, match="size_average and reduce args will be deprecated"):  # torch's own warning
         assert flt.CosineEmbeddingLoss(size_average=False).reduction == "sum"
+    x, y = torch.randn(2, 4, 3, dtype=torch.float64), torch.randn(2, 4, 3, dtype=torch.float64)
+    for shape in ((2, 4), (2, 1, 3), (2, 4, 1), None):  # var's shapes as torch takes them (None: a float)
+        var = torch.rand(*shape, dtype=torch.float64) + 0.1 if shape else 0.7
+        ours = [x.clone().requires_grad_(), y.clone().requires_grad_(), *([var.clone().requires_grad_()] if shape
+                                                                          else [])]
+        theirs = [v.detach().clone().requires_grad_() for v in ours]
+        flt.GaussianNLLLoss(full=True)(*ours[:2], ours[2] if shape else var).backward()
+        torch.nn.GaussianNLLLoss(full=True)(*theirs[:2], theirs[2] if shape else var).backward()
+        for p_, q_ in zip(ours, theirs):
+            torch.testing.assert_close(p_.grad, q_.grad)
     with pytest.raises(RuntimeError, match="target must not require grad"):
         flt.cosine_embedding_loss(a, p, torch.ones(7, dtype=torch.float64, requires_grad=True))
     with pytest.raises(TypeError, match="a pairwise loss takes anchor, positive, negative"):
