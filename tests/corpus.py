@@ -88,8 +88,8 @@ KNOWN_CLASSES: dict[tuple, str] = {
 
 # what a clear message may call each argument (the torch and boosting entries use their own words)
 SYNONYMS = {
-    "pred": ("pred", "logits", "input", "y_pred", "preds", "scores", "predictions", "log_probs"),
-    "target": ("target", "targets", "label", "labels", "y_true"),
+    "pred": ("pred", "logits", "input", "y_pred", "preds", "scores", "predictions", "log_probs", "input1", "anchor"),
+    "target": ("target", "targets", "label", "labels", "y_true", "input2", "positive"),
     "sample_weight": ("sample_weight", "weight"),
 }
 
@@ -188,6 +188,13 @@ def base(name: str, shape=None, dtype=np.float64) -> Call:
         form = "hard" if spec.hard_labels else "soft"
         x, t = make_multiclass_data(name, {}, shape or (6,), dtype, form)
         return Call(x, t)
+    if spec.kind == "pairwise":  # pred, target: the first two inputs; extra: the third input or the target
+        rng = np.random.default_rng(0)
+        xs = [rng.normal(size=(3, 4) if spec.vector_rows else (7,)).astype(dtype) for _ in spec.inputs]
+        xs = [np.abs(x) if what in spec.nonnegative_inputs else x for x, what in zip(xs, spec.inputs)]
+        rest = [np.array([1.0, -1.0, 0.0] if spec.vector_rows else [1, -1, 1, 1, -1, 0.5, 2.0])] if spec.row_target \
+            else []
+        return Call(xs[0], xs[1], extra=(*xs[2:], *rest))
     rng = np.random.default_rng(0)  # ctc: T = 6, N = 2, C = 4, padded targets
     T, N, C = 6, 2, 4
     x = rng.normal(size=(T, N, C)).astype(dtype)
@@ -830,6 +837,8 @@ def routed(name: str) -> bool:
 def entries_of(spec) -> tuple:
     """The entry points a loss has (``torch`` and ``dask`` only where they are installed; a sequence loss has
     torch's signature, with lengths, in its named forms only)."""
+    if spec.kind == "pairwise":  # the loss object's methods (fusedloss.torch's forms: tests/test_pairwise.py)
+        return ("call", "value_and_grad", "grad", "partial")
     out = ["call", "partial"]
     if spec.differentiable:
         out += ["value_and_grad", "grad"]
@@ -883,6 +892,20 @@ def cases(selection: str = "full") -> tuple:
             seen.add((c.entry, c.cls))
             quick.append(c)
     return tuple(quick)
+
+
+# pairwise losses (two or three inputs: pred and target are the first two, see base) meet the classes about the
+# arrays' dtypes, layouts and values, the reductions and the parameters; the classes about labels, weights of
+# pred's shape and domains are about a (pred, target) call they do not have
+PAIRWISE_CLASSES = (
+    "ok", "ok_float32", "reduction_sum", "reduction_none", "reduction_bad", "pred_str", "pred_list",
+    *(f"pred_{dt}" for dt in ("int64", "uint8", "bool", "complex128", "float16", "object")),
+    *(f"{what}_{how}" for what in ("pred", "target") for how in ("strided", "reversed", "misaligned", "byteswapped",
+                                                                 "readonly")),
+    "pred_nan", "pred_inf", *(f"param_{suffix}" for suffix in PARAM_VALUES),
+)
+for _name in PAIRWISE_CLASSES:
+    CLASSES[_name] = (CLASSES[_name][0], CLASSES[_name][1] + ("pairwise",), CLASSES[_name][2])
 
 
 def calls(case: Case) -> list:

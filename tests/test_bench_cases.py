@@ -28,8 +28,14 @@ def test_every_registered_loss_has_a_bench_case(name):
         assert name not in grid, f"{name} has no gradient to time, yet has a benchmark case"
         return
     if spec.kind not in GRID_KINDS:
-        assert importlib.util.find_spec(f"fusedloss.bench.{name}") is not None, (
-            f"{name} ({spec.kind}) is not on the size grid and has no benchmark module fusedloss/bench/{name}.py")
+        # a module of its own, or one for its whole kind that lists it
+        module = next((m for m in (name, spec.kind) if importlib.util.find_spec(f"fusedloss.bench.{m}")), None)
+        assert module is not None, (
+            f"{name} ({spec.kind}) is not on the size grid and has no benchmark module fusedloss/bench/{name}.py "
+            f"or fusedloss/bench/{spec.kind}.py")
+        if module == spec.kind:
+            assert name in importlib.import_module(f"fusedloss.bench.{module}").LOSSES, (
+                f"fusedloss/bench/{module}.py does not time {name}")
         return
     assert name in grid, f"{name} is registered with a gradient but has no benchmark case (fusedloss.bench.cases)"
     d = bench.case_def(name)

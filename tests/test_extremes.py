@@ -94,7 +94,10 @@ EXTRA_VARIANTS: dict[str, list[dict]] = {
 }
 
 # Losses the sweep does not cover, with why (every other registry entry must have an oracle below).
-NOT_SWEPT = {"ctc": "a sequence loss with its own call signature: test_ctc checks it against its own reference"}
+NOT_SWEPT = {"ctc": "a sequence loss with its own call signature: test_ctc checks it against its own reference",
+             **{name: "a pairwise loss with its own call signature: test_pairwise checks it against its hand table, "
+                      "torch in float64 and finite differences" for name, spec in REGISTRY.items()
+                if spec.kind == "pairwise"}}
 
 
 # --- the oracle -------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ KIND = {
     "elementwise": "`pred` and `target` of one shape, any shape",
     "multiclass": "logits `(..., C)` with the class axis last",
     "sequence": "its own signature (see below)",
+    "pairwise": "two or three arrays of one shape compared row by row (see below)",
 }
 DOMAIN = {
     "real": "any real number", "positive": "> 0", "above_minus_one": "> -1", "nonnegative": ">= 0", "unit": "in [0, 1]",
@@ -48,6 +49,8 @@ def _valid(param) -> str:
 def _signature(name, loss, spec, types_by_convert, gen) -> str:
     sig = inspect.signature(type(loss).__call__)
     positional = [p.name for p in list(sig.parameters.values())[1:] if p.kind == p.POSITIONAL_OR_KEYWORD]
+    if spec.kind == "pairwise":  # *arrays: the spec names them
+        positional = [*spec.inputs, *(["target"] if spec.row_target else [])]
     keywords = [f"{p.name}={gen._default(p.default)}" for p in spec.params]
     keywords += ['reduction="mean"', "sample_weight=None", "backend=None"]
     if spec.row_metrics:
@@ -179,7 +182,7 @@ def generate() -> str:
         if spec.torch_name:
             out.append(f"- PyTorch: `torch.nn.functional.{spec.torch_name}`.")
         out += ["- Formula (value; gradient; Hessian):", "", "  ```text", f"  {spec.formula}", "  ```"]
-        if spec.kind == "sequence":
+        if spec.kind in ("sequence", "pairwise"):
             doc = inspect.getdoc(type(loss)) or ""
             out += ["", doc]
     out += ["", "## Other functions and classes", ""]

@@ -78,6 +78,8 @@ def _method(loss, spec, name: str, types_by_convert) -> list[str]:
     if kinds == [inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.VAR_POSITIONAL,
                  inspect.Parameter.VAR_KEYWORD]:  # a method this loss does not have: it raises
         return [f"    def {name}(self, *args: Any, **kwargs: Any) -> NoReturn: ..."]
+    if spec.kind == "pairwise":
+        return _pairwise_method(spec, name, sig, types_by_convert)
     positional, keywords = [], []
     metrics = False
     for p in list(sig.parameters.values())[1:]:
@@ -119,6 +121,22 @@ def _method(loss, spec, name: str, types_by_convert) -> list[str]:
                 kw.append("metrics: None = None")
             lines += ["    @overload", f"    def {name}({', '.join(['self', *positional, '*', *kw])}) -> {ret}: ..."]
     return lines
+
+
+def _pairwise_method(spec, name: str, sig, types_by_convert) -> list[str]:
+    """A pairwise loss's method: its arrays (the spec's inputs, then the target) by position, and a tuple of
+    gradients, one per input."""
+    grads = f"tuple[{', '.join([OUT] * len(spec.inputs))}]"
+    arrays = [f"{n}: {ARRAY}" for n in (*spec.inputs, *(["target"] if spec.row_target else []))]
+    keywords = []
+    for p in list(sig.parameters.values())[1:]:
+        if p.kind == inspect.Parameter.KEYWORD_ONLY:
+            hint = {"reduction": "str", "grad_out": f"{grads} | None"}.get(p.name) or ARGUMENTS[p.name]
+            keywords.append(f"{p.name}: {hint} = {_default(p.default)}")
+    keywords += [f"{q.name}: {param_type(q, types_by_convert)} = {_default(q.default)}" for q in spec.params]
+    ret = {"__call__": f"float | {OUT}", "value_and_grad": f"tuple[float | {OUT}, {grads}]", "grad": grads,
+           "partial": "LossState"}[name]
+    return [f"    def {name}({', '.join(['self', *arrays, '*', *keywords])}) -> {ret}: ..."]
 
 
 def _union(a: str, b: str) -> str:

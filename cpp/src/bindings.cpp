@@ -33,6 +33,7 @@ namespace fl = fusedloss;
 
 namespace fusedloss {
 void bind_ctc(py::module_& m, const std::string& isa);  // cpp/src/ctc_binding.cpp
+void bind_pairwise(py::module_& m);                      // cpp/src/pairwise_binding.cpp
 py::dict build_info(const char* isa);                   // cpp/src/build_info.cpp
 }
 
@@ -591,6 +592,7 @@ PYBIND11_MODULE(_core, m) {
         "few ulp of the exact sum; the same bits for any nthreads).");
 
   fl::bind_ctc(m, g_kernels->isa);
+  fl::bind_pairwise(m);
 
   m.def("supported_losses", [] {
     py::list names;

@@ -23,11 +23,12 @@ __version__: str
 __all__ = [
     "BackendUnavailable", "Loss", "LossState", "asymmetric_huber", "backends", "binary_cross_entropy",
     "binary_cross_entropy_with_logits", "binary_focal", "categorical_focal", "categorical_hinge", "cauchy",
-    "cross_entropy", "ctc", "elementwise_loss", "expectile", "exponential", "fair", "gamma", "general_robust",
-    "get_backend", "get_num_threads", "hinge", "hinge_embedding", "huber", "jensen_shannon", "kl_div_with_logits",
-    "log_cosh", "losses", "mae", "mape", "merge", "mse", "msle", "multi_margin", "multilabel_soft_margin",
-    "poisson_nll", "poly1", "pseudo_huber", "quantile", "set_backend", "set_num_threads", "smooth_l1",
-    "squared_hinge", "squared_log", "sym", "tweedie", "tweedie_identity", "use_backend", "zero_one"
+    "cosine_embedding", "cross_entropy", "ctc", "elementwise_loss", "expectile", "exponential", "fair", "gamma",
+    "gaussian_nll", "general_robust", "get_backend", "get_num_threads", "hinge", "hinge_embedding", "huber",
+    "jensen_shannon", "kl_div_with_logits", "log_cosh", "losses", "mae", "mape", "margin_ranking", "merge", "mse",
+    "msle", "multi_margin", "multilabel_soft_margin", "poisson_nll", "poly1", "pseudo_huber", "quantile",
+    "set_backend", "set_num_threads", "smooth_l1", "squared_hinge", "squared_log", "sym", "triplet_margin",
+    "tweedie", "tweedie_identity", "use_backend", "zero_one"
 ]
 
 class Loss:
@@ -1455,3 +1456,87 @@ class _Loss_ctc(Loss):
         zero_infinity: bool = False, batch_first: bool = False, inputs: str = "logits") -> LossState: ...
 
 ctc: _Loss_ctc
+
+class _Loss_margin_ranking(Loss):
+    """margin ranking loss max(0, -y (x1 - x2) + margin) per element, y = 1 ranking x1 above x2 and y = -1 below, as
+        torch.nn.functional.margin_ranking_loss (any real y, as torch computes it)."""
+
+    def __call__(self, input1: ArrayLike, input2: ArrayLike, target: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, backend: str | None = None,
+        margin: float = 0.0) -> float | NDArray[Any]: ...
+    def value_and_grad(self, input1: ArrayLike, input2: ArrayLike, target: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: tuple[NDArray[Any], NDArray[Any]] | None = None,
+        backend: str | None = None, margin: float = 0.0) -> tuple[float | NDArray[Any],
+        tuple[NDArray[Any], NDArray[Any]]]: ...
+    def grad(self, input1: ArrayLike, input2: ArrayLike, target: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: tuple[NDArray[Any], NDArray[Any]] | None = None,
+        backend: str | None = None, margin: float = 0.0) -> tuple[NDArray[Any], NDArray[Any]]: ...
+    def grad_hess(self, *args: Any, **kwargs: Any) -> NoReturn: ...
+    def partial(self, input1: ArrayLike, input2: ArrayLike, target: ArrayLike, *,
+        sample_weight: ArrayLike | None = None, backend: str | None = None, margin: float = 0.0) -> LossState: ...
+
+margin_ranking: _Loss_margin_ranking
+
+class _Loss_cosine_embedding(Loss):
+    """cosine embedding loss per row of the last axis: 1 - cos (y = 1), max(0, cos - margin) (y = -1), 0 for any
+        other y, as torch.nn.functional.cosine_embedding_loss."""
+
+    def __call__(self, input1: ArrayLike, input2: ArrayLike, target: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, backend: str | None = None,
+        margin: float = 0.0) -> float | NDArray[Any]: ...
+    def value_and_grad(self, input1: ArrayLike, input2: ArrayLike, target: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: tuple[NDArray[Any], NDArray[Any]] | None = None,
+        backend: str | None = None, margin: float = 0.0) -> tuple[float | NDArray[Any],
+        tuple[NDArray[Any], NDArray[Any]]]: ...
+    def grad(self, input1: ArrayLike, input2: ArrayLike, target: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: tuple[NDArray[Any], NDArray[Any]] | None = None,
+        backend: str | None = None, margin: float = 0.0) -> tuple[NDArray[Any], NDArray[Any]]: ...
+    def grad_hess(self, *args: Any, **kwargs: Any) -> NoReturn: ...
+    def partial(self, input1: ArrayLike, input2: ArrayLike, target: ArrayLike, *,
+        sample_weight: ArrayLike | None = None, backend: str | None = None, margin: float = 0.0) -> LossState: ...
+
+cosine_embedding: _Loss_cosine_embedding
+
+class _Loss_triplet_margin(Loss):
+    """triplet margin loss max(0, d(a, p) - d(a, n) + margin) per row of the last axis, with d(u, v) = ||u - v +
+        eps||_p, as torch.nn.functional.triplet_margin_loss."""
+
+    def __call__(self, anchor: ArrayLike, positive: ArrayLike, negative: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, backend: str | None = None, margin: float = 1.0, p: float = 2.0,
+        eps: float = 1e-06, swap: bool = False) -> float | NDArray[Any]: ...
+    def value_and_grad(self, anchor: ArrayLike, positive: ArrayLike, negative: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: tuple[NDArray[Any], NDArray[Any], NDArray[Any]] | None = None,
+        backend: str | None = None, margin: float = 1.0, p: float = 2.0, eps: float = 1e-06,
+        swap: bool = False) -> tuple[float | NDArray[Any], tuple[NDArray[Any], NDArray[Any], NDArray[Any]]]: ...
+    def grad(self, anchor: ArrayLike, positive: ArrayLike, negative: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: tuple[NDArray[Any], NDArray[Any], NDArray[Any]] | None = None,
+        backend: str | None = None, margin: float = 1.0, p: float = 2.0, eps: float = 1e-06,
+        swap: bool = False) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any]]: ...
+    def grad_hess(self, *args: Any, **kwargs: Any) -> NoReturn: ...
+    def partial(self, anchor: ArrayLike, positive: ArrayLike, negative: ArrayLike, *,
+        sample_weight: ArrayLike | None = None, backend: str | None = None, margin: float = 1.0, p: float = 2.0,
+        eps: float = 1e-06, swap: bool = False) -> LossState: ...
+
+triplet_margin: _Loss_triplet_margin
+
+class _Loss_gaussian_nll(Loss):
+    """Gaussian negative log-likelihood 0.5 (log v + (x - y)^2 / v) with v = max(var, eps), as
+        torch.nn.functional.gaussian_nll_loss (var of the input's shape, or one axis of length 1, the last axis left
+        out, or a float: one variance shared along that axis)."""
+
+    def __call__(self, input: ArrayLike, target: ArrayLike, var: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, backend: str | None = None, full: bool = False,
+        eps: float = 1e-06) -> float | NDArray[Any]: ...
+    def value_and_grad(self, input: ArrayLike, target: ArrayLike, var: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: tuple[NDArray[Any], NDArray[Any], NDArray[Any]] | None = None,
+        backend: str | None = None, full: bool = False, eps: float = 1e-06) -> tuple[float | NDArray[Any],
+        tuple[NDArray[Any], NDArray[Any], NDArray[Any]]]: ...
+    def grad(self, input: ArrayLike, target: ArrayLike, var: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: tuple[NDArray[Any], NDArray[Any], NDArray[Any]] | None = None,
+        backend: str | None = None, full: bool = False, eps: float = 1e-06) -> tuple[NDArray[Any], NDArray[Any],
+        NDArray[Any]]: ...
+    def grad_hess(self, *args: Any, **kwargs: Any) -> NoReturn: ...
+    def partial(self, input: ArrayLike, target: ArrayLike, var: ArrayLike, *, sample_weight: ArrayLike | None = None,
+        backend: str | None = None, full: bool = False, eps: float = 1e-06) -> LossState: ...
+
+gaussian_nll: _Loss_gaussian_nll

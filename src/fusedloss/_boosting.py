@@ -28,6 +28,9 @@ def _loss(name: str):
     if loss is None:
         raise ValueError(f"unknown loss {name!r}; known losses: {', '.join(sorted(LOSSES))}")
     spec = loss.spec
+    if spec.kind == "pairwise":
+        raise ValueError(f"{name}: a pairwise loss compares two or three arrays per row, but boosting predicts one "
+                         "score per sample (per class): it cannot be an objective or a metric")
     if spec.kind == "multiclass" and not spec.hard_labels:
         raise ValueError(f"{name}: needs soft (probability) targets, but boosting labels are one value per sample")
     return loss

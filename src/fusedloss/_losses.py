@@ -1,15 +1,17 @@
 """The loss objects, one per registry entry: what ``fusedloss.<name>`` is.
 
 Elementwise and multiclass losses are ``_dispatch.Loss``; a sequence loss, whose call takes lengths, is its
-subclass ``_ctc.SequenceLoss``. Everything that needs a loss by name looks it up in ``LOSSES``.
+subclass ``_ctc.SequenceLoss``; a pairwise loss, whose call takes two or three arrays (and a target), is
+``_pairwise.PairwiseLoss``. Everything that needs a loss by name looks it up in ``LOSSES``.
 """
 
 from __future__ import annotations
 
 from ._ctc import SequenceLoss
 from ._dispatch import Loss
+from ._pairwise import PairwiseLoss
 from ._spec import REGISTRY
 
-_CLASSES = {"elementwise": Loss, "multiclass": Loss, "sequence": SequenceLoss}
+_CLASSES = {"elementwise": Loss, "multiclass": Loss, "sequence": SequenceLoss, "pairwise": PairwiseLoss}
 
 LOSSES = {name: _CLASSES[spec.kind](spec) for name, spec in REGISTRY.items()}

@@ -936,3 +936,19 @@ def reduce_multiclass(name, logits, target, *, reduction="mean", sample_weight=N
 from ._reference_ctc import ctc, reduce_ctc  # noqa: E402
 
 SEQUENCE = _by_kind("sequence")
+
+# --- pairwise losses: their oracle lives in _reference_pairwise.py -------------------------------
+
+from ._reference_pairwise import cosine_embedding, gaussian_nll, margin_ranking, triplet_margin  # noqa: E402
+
+PAIRWISE = _by_kind("pairwise")
+
+
+def pairwise(name, arrays, y, **params):
+    """Per-row (loss, gradients) in float64 of the pairwise loss ``name``: ``arrays`` as rows (see
+    ``_reference_pairwise``), ``y`` the target per row or None."""
+    xs = [np.asarray(a, dtype=np.float64) for a in arrays]
+    with np.errstate(all="ignore"):
+        if y is None:
+            return PAIRWISE[name](*xs, **params)
+        return PAIRWISE[name](*xs, np.asarray(y, dtype=np.float64), **params)

@@ -49,6 +49,7 @@ TARGET_DOMAINS = ("real", "positive", "above_minus_one", "nonnegative", "unit", 
 class LossSpec:
     name: str
     kind: str  # "elementwise" (pred and target of one shape) | "multiclass" (class axis last) | "sequence" (ctc)
+    #          | "pairwise" (two or three arrays compared row by row, see ``inputs``)
     summary: str
     formula: str  # value; gradient; Hessian
     params: tuple[Param, ...] = ()
@@ -94,6 +95,17 @@ class LossSpec:
     # multiclass with hard labels: the loss's row pass also gives the classification metrics of its rows
     # (fusedloss._logit_metrics: rank of the label, max probability, -log p_t, entropy)
     row_metrics: bool = False
+    # pairwise only: the names of the arrays the loss compares (each differentiated), in call order; whether
+    # a target with one value per row follows them; and whether a row is a vector along the last axis (D) or
+    # a single element (each element a row of its own)
+    inputs: tuple[str, ...] = ()
+    row_target: bool = False
+    vector_rows: bool = True
+    # pairwise only: inputs that must be >= 0 (checked before the kernels), and inputs that may come in a shape
+    # that broadcasts to the first input's as PyTorch allows (one axis of length 1, the last axis left out, or
+    # a Python float), whose gradient is summed back to that shape
+    nonnegative_inputs: tuple[str, ...] = ()
+    broadcast_inputs: tuple[str, ...] = ()
 
     @property
     def builtin(self) -> bool:
@@ -807,4 +819,72 @@ register(LossSpec(
              "gamma[t, k] = sum_{s: l'_s = k} exp(alpha[t, s] + beta[t, s] + l);  "
              "g[t, k] = exp(lp[t, k]) - gamma[t, k] (w.r.t. the logits: exact; w.r.t. log-probabilities: "
              "PyTorch's convention);  no Hessian"),
+))
+
+# --- pairwise losses (their own call signature: two or three arrays compared row by row) -------------
+
+
+def _triplet_p(v):
+    return None if (math.isfinite(v) and v > 0) else "a finite number > 0 (the order of the p-norm)"
+
+
+register(LossSpec(
+    name="margin_ranking", kind="pairwise", torch_name="margin_ranking_loss",
+    has_hessian=False, inputs=("input1", "input2"), row_target=True, vector_rows=False,
+    params=(Param("margin", 0.0, "the margin the ranked pair must clear", _finite),),
+    summary=("margin ranking loss max(0, -y (x1 - x2) + margin) per element, y = 1 ranking x1 above x2 and "
+             "y = -1 below, as torch.nn.functional.margin_ranking_loss (any real y, as torch computes it)"),
+    formula=("m = -y (x1 - x2) + margin:  l = max(0, m);  dl/dx1 = -y [m >= 0], dl/dx2 = y [m >= 0] (at m = 0 "
+             "torch's clamp_min passes the gradient);  Hessian: not provided (piecewise linear, zero almost "
+             "everywhere; pairwise losses have no Hessian entry point)"),
+))
+
+register(LossSpec(
+    name="cosine_embedding", kind="pairwise", torch_name="cosine_embedding_loss",
+    has_hessian=False, inputs=("input1", "input2"), row_target=True,
+    params=(Param("margin", 0.0, "dissimilar pairs (y = -1) cost nothing below this cosine", _finite),),
+    summary=("cosine embedding loss per row of the last axis: 1 - cos (y = 1), max(0, cos - margin) (y = -1), "
+             "0 for any other y, as torch.nn.functional.cosine_embedding_loss"),
+    formula=("s = sum x1 x2, m1 = sum x1^2 + e, m2 = sum x2^2 + e with e = 1e-12 as a float32 (ATen's EPSILON), "
+             "r = sqrt(m1 m2), c = s / r:  "
+             "l = 1 - c (y = 1), max(0, c - margin) (y = -1), 0 (other y);  dc/dx1 = x2 / r - c x1 / m1, "
+             "dc/dx2 = x1 / r - c x2 / m2;  dl/dx = -dc/dx (y = 1), [c - margin >= 0] dc/dx (y = -1), 0 (other y);  "
+             "Hessian: not provided (a dense D x D block per row and pair of inputs, which the kernels do not form)"),
+))
+
+register(LossSpec(
+    name="triplet_margin", kind="pairwise", torch_name="triplet_margin_loss", has_hessian=False,
+    inputs=("anchor", "positive", "negative"),
+    params=(
+        Param("margin", 1.0, "the margin by which the negative must be farther than the positive", _positive),
+        Param("p", 2.0, "the order of the p-norm of the distances", _triplet_p),
+        Param("eps", 1e-6, "added to every difference before the norm, as torch.nn.functional.pairwise_distance",
+              _finite),
+        Param("swap", False, "the negative's distance is the smaller of d(a, n) and d(p, n) (Balntas et al. 2016)",
+              convert=_to_bool),
+    ),
+    summary=("triplet margin loss max(0, d(a, p) - d(a, n) + margin) per row of the last axis, with "
+             "d(u, v) = ||u - v + eps||_p, as torch.nn.functional.triplet_margin_loss"),
+    formula=("d(u, v) = ||u - v + eps||_p, dp = d(a, p), dn = d(a, n) (swap: min(d(a, n), d(p, n))), "
+             "m = dp - dn + margin:  l = max(0, m);  with e = u - v + eps, dd/du = -dd/dv = sign(e) |e|^(p-1) / "
+             "d^(p-1) (0 where d = 0; for p < 1 0 where e = 0), the gradient flows where m >= 0 (torch's "
+             "clamp_min) into dp with +1 and into dn with -1; swap: into d(a, n) where it is smaller, into "
+             "d(p, n) where that is, half into each at a tie (torch's minimum);  Hessian: not provided (a "
+             "dense D x D block per row and pair of inputs, which the kernels do not form)"),
+))
+
+register(LossSpec(
+    name="gaussian_nll", kind="pairwise", torch_name="gaussian_nll_loss", has_hessian=False,
+    inputs=("input", "target", "var"), vector_rows=False, nonnegative_inputs=("var",), broadcast_inputs=("var",),
+    params=(
+        Param("full", False, "add the constant 0.5 log(2 pi)", convert=_to_bool),
+        Param("eps", 1e-6, "var is raised to eps (without a gradient through the clamp, as PyTorch)", _positive),
+    ),
+    summary=("Gaussian negative log-likelihood 0.5 (log v + (x - y)^2 / v) with v = max(var, eps), as "
+             "torch.nn.functional.gaussian_nll_loss (var of the input's shape, or one axis of length 1, the last "
+             "axis left out, or a float: one variance shared along that axis)"),
+    formula=("v = max(var, eps) (the clamp is not differentiated, as PyTorch's clamp under no_grad), d = x - y:  "
+             "l = 0.5 (log v + d^2 / v) (+ 0.5 log(2 pi) with full);  dl/dx = d / v, dl/dy = -d / v, "
+             "dl/dvar = 0.5 (1 / v - d^2 / v^2) (at the clamped v, also where var < eps; summed over the axes var "
+             "is broadcast along);  Hessian: not provided (pairwise losses have no Hessian entry point)"),
 ))

@@ -327,6 +327,10 @@ LOSSES_DASK = {name: DaskLoss(loss) for name, loss in LOSSES.items() if loss.spe
 from ._dask_ctc import DaskSequenceLoss  # noqa: E402
 
 LOSSES_DASK.update({name: DaskSequenceLoss(loss) for name, loss in LOSSES.items() if loss.spec.kind == "sequence"})
+from ._dask_pairwise import DaskPairwiseLoss  # noqa: E402
+
+# pairwise losses (two or three inputs) split along the first axis
+LOSSES_DASK.update({name: DaskPairwiseLoss(loss) for name, loss in LOSSES.items() if loss.spec.kind == "pairwise"})
 globals().update(LOSSES_DASK)
 
 

@@ -29,6 +29,7 @@ _SUPPORTED = {
     **{name: "elementwise" for name in _core.supported_losses()},
     **{name: "multiclass" for name in _core.supported_multiclass_losses()},
     **({"ctc": "sequence"} if hasattr(_core, "ctc") else {}),
+    **{name: "pairwise" for name in getattr(_core, "supported_pairwise_losses", list)()},
 }
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # a tuple: `in` compares with ==, so types match too
 _BUILD = _core.build_info()
@@ -43,6 +44,7 @@ elementwise = _core.elementwise
 multiclass = _core.multiclass
 multiclass_metrics = getattr(_core, "multiclass_metrics", None)  # multiclass with the per-row metrics (_logit_metrics)
 ctc = getattr(_core, "ctc", None)  # the CTC contract of fusedloss._ctc (cpp/src/ctc_binding.cpp)
+pairwise = getattr(_core, "pairwise", None)  # the pairwise contract of fusedloss._pairwise (pairwise_binding.cpp)
 array_sum = getattr(_core, "sum", None)  # compensated float64 sum of a contiguous float array
 
 

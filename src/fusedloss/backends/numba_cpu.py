@@ -44,7 +44,7 @@ import numpy as np
 from numba import njit
 from numba.cpython.unsafe.tuple import tuple_setitem
 
-from .. import _config, _pointwise
+from .. import _config, _pairwise_rows, _pointwise
 from . import _jit, _vecmath
 
 NAME = "numba"
@@ -411,7 +411,8 @@ _state: dict = {}  # "ns": the compiled point functions, "hash": source hash (bu
 _STATE_LOCK = threading.Lock()  # guards the one-time build of _state
 _KERNELS: dict = {}  # loss (or (loss, "metrics")) -> its kernel
 _SUPPORTED = {**{name: "elementwise" for name in _jit.point_names()},
-              **{name: "multiclass" for name in _jit.row_names()}, "ctc": "sequence"}
+              **{name: "multiclass" for name in _jit.row_names()}, "ctc": "sequence",
+              **{name: "pairwise" for name in _pairwise_rows.row_names()}}
 _EMPTY = {dt: np.empty(0, dt) for dt in (*_DTYPES, np.dtype(np.int64))}  # stand-ins for arrays not in use
 
 
@@ -616,3 +617,44 @@ def ctc(x, T, N, C, batch_first, log_probs, labels, offsets, target_lengths, inp
     else:  # one sequence at a time, longest first: balanced threads
         _on_threads(lambda i0, i1: kernel(*args, i0, i1), N, nthreads, 1)
     return 0.0
+
+
+# --- pairwise losses (their own contract: see fusedloss._pairwise) ----------------------------------------
+
+
+def _pairwise_batch(x1, x2, x3, y, has_y, D, prm, gscale, want_grad, loss_out, g1, g2, g3, i0, i1):
+    """Rows ``[i0, i1)``; ``row`` is bound to the loss's compiled ``_pairwise_rows.<loss>_row``."""
+    for i in range(i0, i1):
+        yi = y[i] if has_y else 0.0
+        gn = gscale[i] if want_grad else 0.0
+        loss_out[i] = row(x1, x2, x3, i * D, D, yi, prm, gn, want_grad, g1, g2, g3)  # noqa: F821
+
+
+def _build_pairwise(loss: str):
+    digest = _jit.source_hash(__file__, _pairwise_rows.__file__)
+    rows = dict(vars(_pairwise_rows))
+    for name in _pairwise_rows.FUNCTIONS:
+        rows[name] = njit(cache=True, nogil=True, error_model="numpy")(
+            _jit.specialise(getattr(_pairwise_rows, name), rows, f"pairwise__{name}__{digest}"))
+    namespace = dict(globals())
+    namespace["row"] = rows[f"{loss}_row"]
+    kernel = njit(cache=True, nogil=True, error_model="numpy")(
+        _jit.specialise(_pairwise_batch, namespace, f"pairwise__{loss}__{digest}"))
+    _KERNELS[("pairwise", loss)] = kernel
+    return kernel
+
+
+def pairwise(loss, packed, D, x1, x2, x3, y, gscale, loss_out, g1, g2, g3, nthreads):
+    kernel = _KERNELS.get(("pairwise", loss)) or _build_pairwise(loss)
+    empty = _EMPTY[x1.dtype]
+    want_grad = gscale is not None
+    f64 = _EMPTY[np.dtype(np.float64)]
+    args = (x1, x2, empty if x3 is None else x3, f64 if y is None else y, y is not None, D,
+            tuple(float(v) for v in packed), f64 if gscale is None else gscale, want_grad, loss_out,
+            empty if g1 is None else g1, empty if g2 is None else g2, empty if g3 is None else g3)
+    N = loss_out.shape[0]
+    if N * D < PARALLEL_MIN or nthreads < 2:
+        kernel(*args, 0, N)
+    else:
+        _on_threads(lambda i0, i1: kernel(*args, i0, i1), N, nthreads, max(1, BLOCK // max(D, 1)))
+    return None

@@ -651,3 +651,47 @@ def unit_hessian(h, C: int, labels, ignore: int, rw, scale: float) -> None:
 from .numba_cuda_ctc import ctc  # noqa: E402,F401
 
 _SUPPORTED["ctc"] = "sequence"
+
+
+# --- pairwise losses (their own contract, see fusedloss._pairwise): one thread per row -----------------------
+
+from .. import _pairwise_rows  # noqa: E402
+
+
+def _pairwise_kernel(x1, x2, x3, y, has_y, D, prm, gscale, want_grad, loss_out, g1, g2, g3):
+    """Rows grid-strided over the threads; ``row`` is bound to the loss's ``_pairwise_rows.<loss>_row`` compiled
+    as a device function (the Numba CPU backend compiles the same one)."""
+    for i in range(cuda.grid(1), loss_out.shape[0], cuda.gridsize(1)):
+        yi = y[i] if has_y else 0.0
+        gn = gscale[i] if want_grad else 0.0
+        loss_out[i] = row(x1, x2, x3, i * D, D, yi, prm, gn, want_grad, g1, g2, g3)  # noqa: F821
+
+
+def _build_pairwise(loss: str):
+    digest = _jit.source_hash(__file__, _pairwise_rows.__file__)
+    rows = dict(vars(_pairwise_rows))
+    for name in _pairwise_rows.FUNCTIONS:
+        rows[name] = cuda.jit(device=True)(_jit.specialise(getattr(_pairwise_rows, name), rows,
+                                                           f"pairwise__{name}__{digest}"))
+    namespace = dict(globals())
+    namespace["row"] = rows[f"{loss}_row"]
+    kernel = cuda.jit(cache=True)(_jit.specialise(_pairwise_kernel, namespace, f"pairwise__{loss}__{digest}"))
+    _KERNELS[("pairwise", loss)] = kernel
+    return kernel
+
+
+def pairwise(loss, packed, D, x1, x2, x3, y, gscale, loss_out, g1, g2, g3, nthreads):
+    """The pairwise contract on device arrays (``y``, ``gscale`` and ``loss_out`` float64 device arrays)."""
+    N = loss_out.shape[0]
+    if N == 0:
+        return None
+    kernel = _KERNELS.get(("pairwise", loss)) or _build_pairwise(loss)
+    want_grad = gscale is not None
+    kernel[_blocks(N), TPB](x1, x2, x1 if x3 is None else x3, loss_out if y is None else y, y is not None, int(D),
+                            tuple(float(v) for v in packed), loss_out if gscale is None else gscale, want_grad,
+                            loss_out, x1 if g1 is None else g1, x1 if g2 is None else g2,
+                            x1 if g3 is None else g3)
+    return None
+
+
+_SUPPORTED.update({name: "pairwise" for name in _pairwise_rows.row_names()})

@@ -16,7 +16,8 @@ def info() -> dict:
 
 
 def supports(spec, dtype) -> bool:
-    return spec.name in _reference.ELEMENTWISE or spec.name in _reference.MULTICLASS or spec.name in _reference.SEQUENCE
+    return any(spec.name in table for table in (_reference.ELEMENTWISE, _reference.MULTICLASS, _reference.SEQUENCE,
+                                                _reference.PAIRWISE))
 
 
 def elementwise(loss, params, p, y, w, scale, reduce, value_out, grad_out, hess_out, nthreads, cols=None):
@@ -98,3 +99,17 @@ def ctc(x, T, N, C, batch_first, log_probs, labels, offsets, target_lengths, inp
         with np.errstate(invalid="ignore"):  # 0 beyond a sequence's frames whatever its factor (NaN included)
             grad_out.reshape(shape)[...] = np.where(frames, grad * per_seq, 0.0)
     return 0.0
+
+
+def pairwise(loss, packed, D, x1, x2, x3, y, gscale, loss_out, g1, g2, g3, nthreads):
+    """The pairwise contract (see fusedloss._pairwise) by the reference, in float64."""
+    spec = REGISTRY[loss]
+    xs = [x.reshape(-1, D) if spec.vector_rows else x for x in (x1, x2, x3) if x is not None]
+    losses, grads = _reference.pairwise(loss, xs, y, **spec.unpack(*packed))
+    loss_out[...] = losses
+    if gscale is not None:
+        scale = gscale[:, None] if spec.vector_rows else gscale
+        with np.errstate(invalid="ignore"):
+            for out, g in zip((g1, g2, g3), grads):
+                out[...] = (g * scale).reshape(-1)
+    return None

@@ -76,6 +76,10 @@ def bench_command(args) -> int:
         from .ctc import cmd_bench_ctc
 
         return cmd_bench_ctc(args)
+    from .pairwise import LOSSES as PAIRWISE, cmd_bench_pairwise
+
+    if set(split(args.loss)) & set(PAIRWISE):  # two or three arrays per call: their own cases, bench.pairwise
+        return cmd_bench_pairwise(args)
     plan = plan_bench(args)  # every option checked: nothing below fails on the command line
     cases, threads, backends, peers = plan.cases, plan.threads, plan.backends, plan.peers
     repeat, warmup, budget, baseline = plan.repeat, plan.warmup, plan.budget_s, plan.baseline

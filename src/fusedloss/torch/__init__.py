@@ -60,12 +60,15 @@ from __future__ import annotations
 # The layers, each its own module: _kernel (a call's description and the one kernel call), _autograd (the
 # autograd Function, second derivatives refused, torch.compile), _args (torch-style arguments to a call),
 # _routing (small CPU calls to torch's own kernels), functional and modules (the public forms; the mechanical
-# ones generated from the registry by _generate), _ctc (CTC's forms), _benchmark (torch.nn vs fusedloss.torch).
+# ones generated from the registry by _generate), _ctc (CTC's forms), _pairwise (the pairwise losses' forms),
+# _benchmark (torch.nn vs fusedloss.torch).
 
 from .._gpu_routing import get_cuda_routing, set_cuda_routing
 from ._autograd import FORWARD_MODE_MESSAGE, RESIDUAL_LOSSES, SECOND_DERIVATIVE_MESSAGE, FusedLossFunction
 from ._benchmark import QUICK_TORCH_MODULE_CASES, TORCH_MODULE_CASES, bench_torch_module
 from ._ctc import CTCLoss, ctc_loss
+from ._pairwise import (CosineEmbeddingLoss, GaussianNLLLoss, MarginRankingLoss, TripletMarginLoss,
+                        cosine_embedding_loss, gaussian_nll_loss, margin_ranking_loss, triplet_margin_loss)
 from ._routing import FEW_CLASSES, SMALL_ELEMENTWISE, SMALL_MULTICLASS, set_cpu_routing
 from . import functional as _functional
 from .functional import (FUNCTIONAL, binary_cross_entropy, binary_cross_entropy_with_logits, binary_focal_loss,
@@ -99,6 +102,8 @@ __all__ = [
     "TweedieLoss", "BinaryFocalLoss", "HingeLoss", "SquaredHingeLoss", "ZeroOneLoss", "FocalLoss", "Poly1Loss",
     "CategoricalHingeLoss", "JensenShannonLoss",
     "ctc_loss", "CTCLoss",
+    "margin_ranking_loss", "cosine_embedding_loss", "triplet_margin_loss", "MarginRankingLoss", "CosineEmbeddingLoss",
+    "TripletMarginLoss", "gaussian_nll_loss", "GaussianNLLLoss",
 ]
 
 # the forms made whole from the registry (functional.GENERATED): exported like the written ones

@@ -15,6 +15,8 @@ from .._spec import REGISTRY
 from ._args import (_check_broadcast, _check_reduction, _class_axis, _elementwise, _host_vector, _legacy_reduction,
                     _multiclass)
 from ._ctc import ctc_loss  # CTC has its own signature (sequences and lengths)
+from ._pairwise import (cosine_embedding_loss, gaussian_nll_loss, margin_ranking_loss,  # two or three inputs
+                        triplet_margin_loss)
 from ._generate import elementwise_form, generated_form
 from ._routing import _small_on_torch
 
@@ -312,6 +314,9 @@ def loss(name: str, input, target, *, reduction="mean", sample_weight=None, clas
     if spec.kind == "sequence":  # (input, target) has no place for the lengths
         raise TypeError(f"{name}: a sequence loss takes input_lengths and target_lengths; call "
                         f"fusedloss.torch.{FUNCTIONAL[name].__name__}(input, target, input_lengths, target_lengths)")
+    if spec.kind == "pairwise":  # (input, target) has no place for a second or third input
+        raise TypeError(f"{name}: a pairwise loss takes {', '.join(spec.inputs)}"
+                        f"{', target' if spec.row_target else ''}; call fusedloss.torch.{FUNCTIONAL[name].__name__}")
     params = {k: (_host_vector(v, k, name) if k == spec.vector_param else v) for k, v in params.items()}
     params = {**spec.defaults(), **params}
     if spec.kind == "multiclass":
@@ -331,6 +336,8 @@ FUNCTIONAL = {
     "multilabel_soft_margin": multilabel_soft_margin_loss, "ctc": ctc_loss,
     "hinge_embedding": hinge_embedding_loss,
     "poly1": poly1_loss, "categorical_hinge": categorical_hinge_loss,
+    "margin_ranking": margin_ranking_loss, "cosine_embedding": cosine_embedding_loss,
+    "triplet_margin": triplet_margin_loss, "gaussian_nll": gaussian_nll_loss,
 }
 
 # an elementwise loss of the registry with neither a torch twin nor a declared form above: its form is made whole

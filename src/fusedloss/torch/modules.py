@@ -12,6 +12,7 @@ from .._dispatch import Loss
 from .._spec import REGISTRY
 from ._args import _legacy_reduction
 from ._ctc import CTCLoss
+from ._pairwise import CosineEmbeddingLoss, GaussianNLLLoss, MarginRankingLoss, TripletMarginLoss
 from ._generate import module_of
 from ._routing import _is_default, _torch_is_faster, _weight_ok, module_route
 from .functional import (FUNCTIONAL, GENERATED, binary_cross_entropy, binary_cross_entropy_with_logits,
@@ -336,7 +337,8 @@ MODULES = {
     "categorical_focal": FocalLoss,
     "multi_margin": MultiMarginLoss, "kl_div_with_logits": KLDivWithLogitsLoss, "jensen_shannon": JensenShannonLoss,
     "multilabel_soft_margin": MultiLabelSoftMarginLoss, "ctc": CTCLoss, "poly1": Poly1Loss,
-    "categorical_hinge": CategoricalHingeLoss,
+    "categorical_hinge": CategoricalHingeLoss, "margin_ranking": MarginRankingLoss,
+    "cosine_embedding": CosineEmbeddingLoss, "triplet_margin": TripletMarginLoss, "gaussian_nll": GaussianNLLLoss,
 }
 
 # the modules of the generated functional forms (see functional.GENERATED): ``<Loss>Loss`` from ``<loss>_loss``

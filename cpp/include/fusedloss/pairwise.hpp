@@ -1,0 +1,177 @@
+// The pairwise losses (kind "pairwise" in src/fusedloss/_spec.py): two or three arrays compared row by row.
+//
+// The C++ twin of _pairwise_rows.py (Numba) and _reference_pairwise.py (NumPy, the specification): one struct
+// per loss with the same name, the same parameters and the same branches, whose row() computes one row's loss
+// and, when asked, writes gn times its gradient with respect to each input; one generic loop (run) hands the
+// rows out to the pool's threads in fixed blocks. Every row is computed in double by the same code whatever
+// thread runs it, so results do not depend on the thread count; the caller reduces the per-row losses in index
+// order. The gradients at the kinks are PyTorch's: clamp_min(m, 0) passes the gradient where m >= 0, and the
+// swap's minimum(d(a, n), d(p, n)) splits it in halves where the two are equal.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+
+#include "fusedloss/isa.hpp"
+#include "fusedloss/reduce.hpp"
+
+namespace fusedloss {
+
+// What the binding hands a kernel (checked there: every length matches N and D, no output overlaps an input).
+template <class T>
+struct PairwiseArgs {
+  const T* x1 = nullptr;
+  const T* x2 = nullptr;
+  const T* x3 = nullptr;    // the third input (triplet_margin), else null
+  const double* y = nullptr;  // one target per row, or null
+  const double* gscale = nullptr;  // the gradient's factor per row; null: no gradient
+  double* loss = nullptr;   // N per-row losses
+  T* g1 = nullptr;
+  T* g2 = nullptr;
+  T* g3 = nullptr;
+  std::size_t N = 0, D = 0;
+  int nthreads = 1;
+};
+
+FUSEDLOSS_ISA_BEGIN
+namespace pairwise {
+
+// ATen's EPSILON, added to each squared norm (a zero vector has cosine 0): 1e-12 as a float, as there
+constexpr double kCosineEps = static_cast<double>(1e-12f);
+
+// max(0, -y (x1 - x2) + margin), one element a row (D = 1).
+struct MarginRanking {
+  double margin;
+  template <class T>
+  double row(const T* x1, const T* x2, const T*, std::size_t, double y, double gn, T* g1, T* g2, T*) const {
+    const double m = -y * (double(x1[0]) - double(x2[0])) + margin;
+    if (g1) {
+      const bool on = m >= 0;  // nan: no gradient (torch's clamp_min backward)
+      g1[0] = T(on ? -y * gn : 0.0);
+      g2[0] = T(on ? y * gn : 0.0);
+    }
+    return m > 0 || std::isnan(m) ? m : 0.0;
+  }
+};
+
+// 1 - cos (y = 1), max(0, cos - margin) (y = -1), 0 otherwise; ATen's cosine with 1e-12 on each squared norm.
+struct CosineEmbedding {
+  double margin;
+  template <class T>
+  double row(const T* x1, const T* x2, const T*, std::size_t D, double y, double gn, T* g1, T* g2, T*) const {
+    double s = 0.0, m1 = 0.0, m2 = 0.0;
+    for (std::size_t k = 0; k < D; ++k) {
+      const double a = x1[k], b = x2[k];
+      s += a * b;
+      m1 += a * a;
+      m2 += b * b;
+    }
+    m1 += kCosineEps;
+    m2 += kCosineEps;
+    const double r = std::sqrt(m1 * m2);
+    const double c = s / r;
+    const double neg = c - margin;
+    const double loss = (y == 1 ? 1.0 - c : 0.0) + (y == -1 ? (neg > 0 || std::isnan(neg) ? neg : 0.0) : 0.0);
+    if (g1) {
+      const double dl_dc = y == 1 ? -1.0 : ((y == -1 && neg >= 0) ? 1.0 : 0.0);
+      const double f = dl_dc * gn;
+      for (std::size_t k = 0; k < D; ++k) {
+        const double a = x1[k], b = x2[k];
+        g1[k] = T(f * (b / r - (c / m1) * a));
+        g2[k] = T(f * (a / r - (c / m2) * b));
+      }
+    }
+    return loss;
+  }
+};
+
+// ||u - v + eps||_p, as torch's norm (p = 1, p = 2, else the p-th root of the sum of |e|^p).
+template <class T>
+double pnorm(const T* u, const T* v, std::size_t D, double p, double eps) {
+  double s = 0.0;
+  for (std::size_t k = 0; k < D; ++k) {
+    const double e = double(u[k]) - double(v[k]) + eps;
+    s += p == 2 ? e * e : (p == 1 ? std::fabs(e) : std::pow(std::fabs(e), p));
+  }
+  return p == 2 ? std::sqrt(s) : (p == 1 ? s : std::pow(s, 1.0 / p));
+}
+
+// d ||e||_p / d e_k at distance d, as torch's norm backward: 0 where d = 0 (p > 1), or where e_k = 0 (p < 1).
+inline double pnorm_grad(double e, double d, double p) {
+  const double sg = e > 0 ? 1.0 : (e < 0 ? -1.0 : (std::isnan(e) ? e : 0.0));
+  if (p == 1) return sg;
+  if (p < 1) return e == 0 ? 0.0 : sg * std::pow(std::fabs(e), p - 1) * std::pow(d, 1 - p);
+  if (d == 0) return 0.0;
+  if (p == 2) return e / d;
+  if (p < 2) return sg * std::pow(std::fabs(e), p - 1) / std::pow(d, p - 1);
+  return e * std::pow(std::fabs(e), p - 2) / std::pow(d, p - 1);
+}
+
+// max(0, d(a, p) - d(a, n) + margin), d(u, v) = ||u - v + eps||_p; swap: d(a, n) -> min(d(a, n), d(p, n)).
+struct TripletMargin {
+  double margin, p, eps;
+  bool swap;
+  template <class T>
+  double row(const T* a, const T* po, const T* ne, std::size_t D, double, double gn, T* ga, T* gp, T* gne) const {
+    const double dp = pnorm(a, po, D, p, eps);
+    const double dn = pnorm(a, ne, D, p, eps);
+    double ds = 0.0, wn = 1.0, ws = 0.0, dneg = dn;  // wn, ws: the shares of d(a, n) and d(p, n) in dneg
+    if (swap) {
+      ds = pnorm(po, ne, D, p, eps);
+      wn = dn == ds ? 0.5 : (dn > ds ? 0.0 : 1.0);
+      ws = dn == ds ? 0.5 : (ds > dn ? 0.0 : 1.0);
+      dneg = (dn < ds || std::isnan(dn)) ? dn : ds;
+    }
+    const double m = margin + dp - dneg;
+    if (ga) {
+      for (std::size_t k = 0; k < D; ++k) {
+        const double jp = pnorm_grad(double(a[k]) - double(po[k]) + eps, dp, p);
+        const double jn = pnorm_grad(double(a[k]) - double(ne[k]) + eps, dn, p);
+        const double js = swap ? pnorm_grad(double(po[k]) - double(ne[k]) + eps, ds, p) : 0.0;
+        ga[k] = T(m >= 0 ? gn * (jp - wn * jn) : 0.0);
+        gp[k] = T(m >= 0 ? gn * (-jp - ws * js) : 0.0);
+        gne[k] = T(m >= 0 ? gn * (wn * jn + ws * js) : 0.0);
+      }
+    }
+    return m > 0 || std::isnan(m) ? m : 0.0;
+  }
+};
+
+// 0.5 (log v + (x - y)^2 / v), v = max(var, eps) (nan stays nan), one element a row; x3 holds var.
+struct GaussianNll {
+  bool full;
+  double eps;
+  template <class T>
+  double row(const T* x, const T* t, const T* var, std::size_t, double, double gn, T* gx, T* gt, T* gv) const {
+    const double vr = var[0];
+    const double v = vr < eps ? eps : vr;
+    const double d = double(x[0]) - double(t[0]);
+    if (gx) {
+      gx[0] = T(gn * (d / v));
+      gt[0] = T(gn * (-d / v));
+      gv[0] = T(gn * (0.5 * (1.0 / v - d * d / (v * v))));
+    }
+    return 0.5 * (std::log(v) + d * d / v) + (full ? 0.9189385332046727 : 0.0);  // 0.5 log(2 pi)
+  }
+};
+
+// Every row of one loss: fixed blocks of rows claimed by the pool's threads (reduce.hpp's for_blocks).
+template <class Loss, class T>
+void run(const Loss& loss, const PairwiseArgs<T>& a) {
+  const std::size_t D = a.D;
+  const std::size_t block = std::max<std::size_t>(1, 4096 / std::max<std::size_t>(D, 1));
+  for_blocks(a.N, block, a.nthreads, [&](std::size_t i0, std::size_t i1) {
+    for (std::size_t i = i0; i < i1; ++i) {
+      const std::size_t o = i * D;
+      const bool grad = a.gscale != nullptr;
+      a.loss[i] = loss.row(a.x1 + o, a.x2 + o, a.x3 ? a.x3 + o : nullptr, D, a.y ? a.y[i] : 0.0,
+                           grad ? a.gscale[i] : 0.0, grad ? a.g1 + o : nullptr, grad ? a.g2 + o : nullptr,
+                           grad && a.g3 ? a.g3 + o : nullptr);
+    }
+  }, a.N * std::max<std::size_t>(D, 1));
+}
+
+}  // namespace pairwise
+FUSEDLOSS_ISA_END
+}  // namespace fusedloss

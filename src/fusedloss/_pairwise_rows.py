@@ -1,0 +1,172 @@
+"""The pairwise losses row by row, as plain Python that Numba compiles for the CPU (``backends/numba_cpu.py``,
+``njit``) and for CUDA (``backends/numba_cuda.py``, ``cuda.jit(device=True)``): one definition for both.
+
+The same names and branches as the C++ structs (``cpp/include/fusedloss/pairwise.hpp``) and the same
+mathematics as the reference (``_reference_pairwise.py``, whose docstring gives the conventions at the kinks).
+Every row function has one signature, ``<loss>_row(x1, x2, x3, o, D, y, prm, gn, want_grad, g1, g2, g3)``:
+the row's elements are ``x[o:o + D]`` of each input (``x3`` unused by two-input losses), ``y`` its target
+(0.0 without one), ``prm`` the packed parameters (``LossSpec.packed``); it returns the row's loss and, with
+``want_grad``, writes ``gn`` times its gradient into ``g1``, ``g2`` (``g3``) at the same places. Arithmetic in
+float64 whatever the input dtype; only ``math`` and arithmetic.
+"""
+
+import math
+
+COSINE_EPS = 9.999999960041972e-13  # ATen's EPSILON, 1e-12 as a float32 (_reference_pairwise.COSINE_EPS)
+
+FUNCTIONS = ("sgn", "pnorm", "pnorm_grad", "margin_ranking_row", "cosine_embedding_row", "triplet_margin_row",
+             "gaussian_nll_row")
+HALF_LOG_2PI = 0.9189385332046727  # 0.5 log(2 pi)
+
+
+def row_names():
+    """The pairwise losses that have a row function here (what the Numba backends support)."""
+    return tuple(name[:-len("_row")] for name in FUNCTIONS if name.endswith("_row"))
+
+
+def sgn(e):
+    """-1, 0 or 1 (nan stays nan)."""
+    if e > 0:
+        return 1.0
+    if e < 0:
+        return -1.0
+    return e  # 0.0 or nan
+
+
+def pnorm(u, v, o, D, p, eps):
+    """||u - v + eps||_p over one row, as torch's norm (p = 1, p = 2, else the p-th root of sum |e|^p)."""
+    s = 0.0
+    for k in range(D):
+        e = float(u[o + k]) - float(v[o + k]) + eps
+        if p == 2.0:
+            s += e * e
+        elif p == 1.0:
+            s += abs(e)
+        else:
+            s += math.pow(abs(e), p)
+    if p == 2.0:
+        return math.sqrt(s)
+    if p == 1.0:
+        return s
+    return math.pow(s, 1.0 / p)
+
+
+def pnorm_grad(e, d, p):
+    """d ||e||_p / d e_k at distance d, as torch's norm backward: 0 where d = 0 (p > 1), where e_k = 0 (p < 1)."""
+    if p == 1.0:
+        return sgn(e)
+    if p < 1.0:
+        if e == 0.0:
+            return 0.0
+        return sgn(e) * math.pow(abs(e), p - 1.0) * math.pow(d, 1.0 - p)
+    if d == 0.0:
+        return 0.0
+    if p == 2.0:
+        return e / d
+    if p < 2.0:
+        return sgn(e) * math.pow(abs(e), p - 1.0) / math.pow(d, p - 1.0)
+    return e * math.pow(abs(e), p - 2.0) / math.pow(d, p - 1.0)
+
+
+def margin_ranking_row(x1, x2, x3, o, D, y, prm, gn, want_grad, g1, g2, g3):
+    """max(0, -y (x1 - x2) + margin) of one element (D = 1)."""
+    m = -y * (float(x1[o]) - float(x2[o])) + prm[0]
+    if want_grad:
+        if m >= 0.0:  # nan: no gradient (torch's clamp_min backward)
+            g1[o] = -y * gn
+            g2[o] = y * gn
+        else:
+            g1[o] = 0.0
+            g2[o] = 0.0
+    if m > 0.0 or m != m:
+        return m
+    return 0.0
+
+
+def cosine_embedding_row(x1, x2, x3, o, D, y, prm, gn, want_grad, g1, g2, g3):
+    """1 - cos (y = 1), max(0, cos - margin) (y = -1), 0 otherwise, with COSINE_EPS on each squared norm."""
+    s = 0.0
+    m1 = 0.0
+    m2 = 0.0
+    for k in range(D):
+        a = float(x1[o + k])
+        b = float(x2[o + k])
+        s += a * b
+        m1 += a * a
+        m2 += b * b
+    m1 += COSINE_EPS
+    m2 += COSINE_EPS
+    r = math.sqrt(m1 * m2)
+    c = s / r
+    neg = c - prm[0]
+    loss = 0.0
+    dl_dc = 0.0
+    if y == 1.0:
+        loss = 1.0 - c
+        dl_dc = -1.0
+    elif y == -1.0:
+        loss = neg if (neg > 0.0 or neg != neg) else 0.0
+        dl_dc = 1.0 if neg >= 0.0 else 0.0
+    if want_grad:
+        f = dl_dc * gn
+        for k in range(D):
+            a = float(x1[o + k])
+            b = float(x2[o + k])
+            g1[o + k] = f * (b / r - (c / m1) * a)
+            g2[o + k] = f * (a / r - (c / m2) * b)
+    return loss
+
+
+def triplet_margin_row(x1, x2, x3, o, D, y, prm, gn, want_grad, g1, g2, g3):
+    """max(0, d(a, p) - d(a, n) + margin), d(u, v) = ||u - v + eps||_p; swap: d(a, n) -> min(d(a, n), d(p, n))."""
+    margin = prm[0]
+    p = prm[1]
+    eps = prm[2]
+    swap = prm[3] != 0.0
+    dp = pnorm(x1, x2, o, D, p, eps)
+    dn = pnorm(x1, x3, o, D, p, eps)
+    ds = 0.0
+    wn = 1.0  # the shares of d(a, n) and d(p, n) in the negative distance (torch's minimum: halves at a tie)
+    ws = 0.0
+    dneg = dn
+    if swap:
+        ds = pnorm(x2, x3, o, D, p, eps)
+        wn = 0.5 if dn == ds else (0.0 if dn > ds else 1.0)
+        ws = 0.5 if dn == ds else (0.0 if ds > dn else 1.0)
+        dneg = dn if (dn < ds or dn != dn) else ds
+    m = margin + dp - dneg
+    if want_grad:
+        on = m >= 0.0
+        for k in range(D):
+            if on:
+                a = float(x1[o + k])
+                b = float(x2[o + k])
+                c = float(x3[o + k])
+                jp = pnorm_grad(a - b + eps, dp, p)
+                jn = pnorm_grad(a - c + eps, dn, p)
+                js = pnorm_grad(b - c + eps, ds, p) if swap else 0.0
+                g1[o + k] = gn * (jp - wn * jn)
+                g2[o + k] = gn * (-jp - ws * js)
+                g3[o + k] = gn * (wn * jn + ws * js)
+            else:
+                g1[o + k] = 0.0
+                g2[o + k] = 0.0
+                g3[o + k] = 0.0
+    if m > 0.0 or m != m:
+        return m
+    return 0.0
+
+
+def gaussian_nll_row(x1, x2, x3, o, D, y, prm, gn, want_grad, g1, g2, g3):
+    """0.5 (log v + (x - y)^2 / v), v = max(var, eps), of one element (D = 1); x3 holds var."""
+    var = float(x3[o])
+    v = prm[1] if var < prm[1] else var  # nan stays nan
+    d = float(x1[o]) - float(x2[o])
+    if want_grad:
+        g1[o] = gn * (d / v)
+        g2[o] = gn * (-d / v)
+        g3[o] = gn * (0.5 * (1.0 / v - d * d / (v * v)))
+    loss = 0.5 * (math.log(v) + d * d / v)
+    if prm[0] != 0.0:
+        loss += HALF_LOG_2PI
+    return loss
