@@ -178,3 +178,22 @@ def test_compiled_kernel_checks_its_table():
         core.elementwise_metrics("mse", (), x, y, None, 1.0, True, None, None, 1, None, tab, 8, False)
     with pytest.raises(ValueError, match="value_out or reduce"):
         core.elementwise_metrics(*args[:6], False, None, None, 1, None, tab, 8, False)
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_options_and_leading_axes(backend):
+    """A per-column pos_weight (the kernels' column loop) and label smoothing change the loss, not the metrics,
+    and keep the loss's bits; a 2-D call gives the state of its flat twin."""
+    require_backend(backend)
+    x, y, w = _data(n=6000, dtype=np.float32, seed=5)
+    x2, y2, w2 = x.reshape(1000, 6), y.reshape(1000, 6), w.reshape(1000, 6)
+    fn = fl.binary_cross_entropy_with_logits
+    flat = fn(x, y, sample_weight=w, metrics=ALL, backend="numpy")[1].state
+    pos_weight = np.linspace(0.5, 3.0, 6)
+    for params in ({"pos_weight": pos_weight}, {"label_smoothing": 0.1, "pos_weight": 2.0}):
+        v0, g0 = fn.value_and_grad(x2, y2, sample_weight=w2, backend=backend, **params)
+        v, g, m = fn.value_and_grad(x2, y2, sample_weight=w2, metrics=ALL, backend=backend, **params)
+        assert v == v0 and np.array_equal(g, g0)
+        assert m.state.count == flat.count and m.state.nan == flat.nan
+        assert m.state.correct == pytest.approx(flat.correct, rel=1e-12)
+        np.testing.assert_allclose(m.state.bins[256], flat.bins[256], rtol=1e-12, atol=1e-9)
