@@ -262,7 +262,8 @@ double run_elementwise(const LossEntry& entry, const fl::Params& params, py::han
                             "and optionally the gradient, never the Hessian");
     }
     if (!Array<double>::check_(metrics->table)) {
-      throw py::type_error("table must be a C-contiguous numpy array of dtype float64, got " + describe(metrics->table));
+      throw py::type_error("table must be a C-contiguous numpy array of dtype float64, got " +
+                           describe(metrics->table));
     }
     table = py::reinterpret_borrow<Array<double>>(metrics->table);
     const py::ssize_t ncol = 3 + 2 * static_cast<py::ssize_t>(metrics->nbins);
