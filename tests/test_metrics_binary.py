@@ -197,3 +197,17 @@ def test_options_and_leading_axes(backend):
         assert m.state.count == flat.count and m.state.nan == flat.nan
         assert m.state.correct == pytest.approx(flat.correct, rel=1e-12)
         np.testing.assert_allclose(m.state.bins[256], flat.bins[256], rtol=1e-12, atol=1e-9)
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_nan_scores(backend):
+    """A NaN logit makes every metric NaN on every backend, and the sums are the specification's."""
+    require_backend(backend)
+    x, y, _ = _data(n=5000, dtype=np.float32, seed=6)
+    x[[7, 4100]] = np.nan
+    _, m = fl.binary_cross_entropy_with_logits(x, y, metrics=ALL, backend=backend)
+    assert all(math.isnan(m[name]) for name in ALL)
+    want = _binary_metrics.fold(_binary_metrics.parse(ALL, "t"), _binary_metrics.table(x, y, None, False, 256),
+                                x.size, float(x.size))
+    assert m.state.nan == 2 and m.state.correct == want.correct and np.array_equal(m.state.bins[256],
+                                                                                   want.bins[256])

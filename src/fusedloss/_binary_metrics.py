@@ -14,7 +14,7 @@ metrics need. With ``p = sigmoid(x)`` in float64 (or ``p = x`` for a loss on pro
 - per bin ``b`` of ``N`` equal-width bins of ``p`` (bin b holds ``[b/N, (b+1)/N)``, the last one 1 too) the
   weight of the positives ``w y`` and of the negatives ``w (1 - y)``: a ROC or precision-recall curve with the
   bin edges as thresholds;
-- how many ``p`` are NaN (any makes every metric NaN, as it makes the loss NaN).
+- how many ``p`` are NaN (any makes every metric NaN, as it makes the loss NaN; its element counts in bin 0).
 
 The kernels (cpp/include/fusedloss/binary_metrics.hpp; ``backends.numba_cpu.elementwise_metrics``) write these
 sums into a table with one row per fixed run of elements (``table_rows``); ``table`` below is the NumPy
@@ -128,10 +128,9 @@ def table(x, y, w, probabilities: bool, nbins: int):
         out[0, 1] = np.sum(w * np.where(positive, y, 1.0 - y))
         out[0, 2] = np.sum(w * (p - y) ** 2)
         if nbins:
-            ok = ~np.isnan(p)
-            b = np.minimum(np.floor(p[ok] * nbins), nbins - 1).astype(np.int64)
-            out[0, 3:3 + nbins] = np.bincount(b, weights=(w * y)[ok], minlength=nbins)
-            out[0, 3 + nbins:] = np.bincount(b, weights=(w * (1.0 - y))[ok], minlength=nbins)
+            b = np.minimum(np.floor(np.where(np.isnan(p), 0.0, p) * nbins), nbins - 1).astype(np.int64)
+            out[0, 3:3 + nbins] = np.bincount(b, weights=w * y, minlength=nbins)
+            out[0, 3 + nbins:] = np.bincount(b, weights=w * (1.0 - y), minlength=nbins)
     return out
 
 

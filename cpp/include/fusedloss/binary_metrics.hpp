@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <type_traits>
 
 #include "fusedloss/kernel_api.hpp"
@@ -34,11 +35,13 @@ struct has_binary_metrics<L, std::void_t<decltype(L::binary_metrics)>> : std::bo
 
 // The metrics of elements [begin, end) (at most kBlock of them) added into one table row. Probs: pred is a
 // probability (else a logit). The sums go through kLanes lanes in a fixed order (the remainder into lane 0),
-// and the histogram is a scalar loop over the probabilities the vector loop parked on the stack.
+// and the histogram is a scalar loop over the bin indices the vector loop parked on the stack (computing them
+// there, vectorised, leaves the scalar loop its loads and two read-modify-writes).
 template <bool Probs, bool W, class T>
 FUSEDLOSS_NOINLINE void binary_metrics_block(const T* x, const T* y, const T* w, std::size_t begin, std::size_t end,
                                              std::size_t nbins, double* row) {
-  alignas(64) double prob[kBlock];
+  alignas(64) std::int32_t bin[kBlock];
+  const double scale = double(nbins), top = double(nbins) - 1.0;
   double bad[kLanes] = {}, hit[kLanes] = {}, sq[kLanes] = {};
   const std::size_t m = end - begin;
   x += begin;
@@ -60,7 +63,8 @@ FUSEDLOSS_NOINLINE void binary_metrics_block(const T* x, const T* y, const T* w,
     const double d = p - yv;
     sq[lane] += wv * (d * d);
     bad[lane] += xv != xv ? 1.0 : 0.0;
-    prob[k] = p;
+    // floor(p nbins), the last bin 1 too; a NaN goes to bin 0 (it makes every metric NaN anyway)
+    bin[k] = std::int32_t(std::min(p >= 0.0 ? p * scale : 0.0, top));
   };
   std::size_t k = 0;
   for (; k + kLanes <= m; k += kLanes) {
@@ -76,11 +80,8 @@ FUSEDLOSS_NOINLINE void binary_metrics_block(const T* x, const T* y, const T* w,
   if (nbins == 0) return;
   double* pos = row + 3;
   double* neg = pos + nbins;
-  const double scale = double(nbins);
   for (k = 0; k < m; ++k) {
-    const double p = prob[k];
-    if (!(p >= 0.0)) continue;  // nan (counted in row[0]); p is never below 0
-    const std::size_t b = std::min(std::size_t(p * scale), nbins - 1);
+    const std::int32_t b = bin[k];
     const double wv = W ? double(w[k]) : 1.0, yv = double(y[k]);
     pos[b] += wv * yv;
     neg[b] += wv * (1.0 - yv);

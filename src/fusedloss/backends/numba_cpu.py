@@ -513,9 +513,10 @@ def _binary_metrics_rows(p, y, w, probabilities, nbins, table, per, r0, r1):
             hit += wv * (yv if positive else 1.0 - yv)
             d = pr - yv
             sq += wv * (d * d)
-            if not pr >= 0.0:  # nan
+            if not pr >= 0.0:  # nan: counted, and in bin 0
                 bad += 1.0
-            elif nbins > 0:
+                pr = 0.0
+            if nbins > 0:
                 b = min(int(pr * nbins), nbins - 1)
                 table[r, 3 + b] += wv * yv
                 table[r, 3 + nbins + b] += wv * (1.0 - yv)
