@@ -1,8 +1,10 @@
-"""The cost of metrics from cross_entropy's pass, against the plain call and against NumPy afterwards.
+"""The cost of metrics from the loss pass, against the plain call and against NumPy afterwards.
 
     python benchmarks/logit_metrics.py                            # 8192 x 32000 float32, cpp, 2 threads, 7 rounds
     python benchmarks/logit_metrics.py --size 1024x32000 --backend numba --metrics accuracy,top5,ece15,entropy
     python benchmarks/logit_metrics.py --json out.json
+    python benchmarks/logit_metrics.py --binary                   # binary_cross_entropy_with_logits, 1e7 float32,
+                                                                  # accuracy,brier,roc256 (--size N)
 
 Each round times, one after the other (so that load changes hit all alike):
   plain    fl.cross_entropy.value_and_grad(x, y, grad_out=g)
@@ -10,6 +12,8 @@ Each round times, one after the other (so that load changes hit all alike):
   numpy    the plain call, then the same metrics computed afterwards with NumPy as a training loop would (the
            label's rank by one comparison with the label's logit, the max probability from one exp pass, ECE
            from np.bincount), checked against the fused metrics before anything is timed.
+With --binary the loss is binary_cross_entropy_with_logits on N logits and targets in {0, 1}, and NumPy computes
+accuracy, Brier score and the binned ROC AUC / average precision afterwards (one sigmoid pass, np.bincount).
 Reported: the median of each, and the extra time over the plain call in percent. The load average is printed
 with the result: on a shared machine, run it when it is idle.
 """
@@ -69,33 +73,63 @@ def numpy_metrics(x, y, names):
     return out
 
 
+def numpy_binary_metrics(x, y, names):
+    """accuracy / brier / rocN / apN of logits x and targets y in {0, 1}, in NumPy after the loss."""
+    from fusedloss._binary_metrics import binned_average_precision, binned_roc_auc
+
+    p = 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
+    out = {}
+    for n in names:
+        if n == "accuracy":
+            out[n] = float(np.mean((x > 0) == (y > 0.5)))
+        elif n == "brier":
+            out[n] = float(np.mean((p - y) ** 2))
+        elif n.startswith(("roc", "ap")):
+            bins = int(n[3:] if n.startswith("roc") else n[2:])
+            idx = np.minimum((p * bins).astype(np.int64), bins - 1)
+            pos = np.bincount(idx, weights=y, minlength=bins)
+            neg = np.bincount(idx, minlength=bins) - pos
+            out[n] = (binned_roc_auc if n.startswith("roc") else binned_average_precision)(pos, neg)
+        else:
+            raise SystemExit(f"numpy_binary_metrics: {n!r} is not timed here")
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", default="8192x32000", help="ROWSxCLASSES")
+    ap.add_argument("--binary", action="store_true", help="binary_cross_entropy_with_logits instead")
+    ap.add_argument("--size", help="ROWSxCLASSES (default 8192x32000), or N with --binary (default 10000000)")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--backend", default="cpp")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--metrics", default="accuracy,top5,ece15")
+    ap.add_argument("--metrics", help="default accuracy,top5,ece15 (--binary: accuracy,brier,roc256)")
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--json", help="write the result here")
     args = ap.parse_args(argv)
-    R, C = (int(v) for v in args.size.lower().split("x"))
-    names = tuple(args.metrics.split(","))
+    args.size = args.size or ("10000000" if args.binary else "8192x32000")
+    names = tuple((args.metrics or ("accuracy,brier,roc256" if args.binary else "accuracy,top5,ece15")).split(","))
     fl.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
-    x = (rng.standard_normal((R, C), dtype=np.float32) * 2.0).astype(args.dtype)
-    y = rng.integers(0, C, R)
+    if args.binary:
+        loss, reference = fl.binary_cross_entropy_with_logits, numpy_binary_metrics
+        x = (rng.standard_normal(int(float(args.size)), dtype=np.float32) * 2.0).astype(args.dtype)
+        y = (rng.uniform(size=x.size) < 1.0 / (1.0 + np.exp(-x))).astype(args.dtype)
+    else:
+        loss, reference = fl.cross_entropy, numpy_metrics
+        R, C = (int(v) for v in args.size.lower().split("x"))
+        x = (rng.standard_normal((R, C), dtype=np.float32) * 2.0).astype(args.dtype)
+        y = rng.integers(0, C, R)
     g = np.empty_like(x)
 
     def plain():
-        return fl.cross_entropy.value_and_grad(x, y, grad_out=g, backend=args.backend)
+        return loss.value_and_grad(x, y, grad_out=g, backend=args.backend)
 
     def fused():
-        return fl.cross_entropy.value_and_grad(x, y, grad_out=g, backend=args.backend, metrics=names)
+        return loss.value_and_grad(x, y, grad_out=g, backend=args.backend, metrics=names)
 
     def after():
-        v = fl.cross_entropy.value_and_grad(x, y, grad_out=g, backend=args.backend)
-        return v, numpy_metrics(x, y, names)
+        v = loss.value_and_grad(x, y, grad_out=g, backend=args.backend)
+        return v, reference(x, y, names)
 
     # warm-up, and the check: the fused metrics are NumPy's
     v0, _ = plain()
@@ -118,7 +152,7 @@ def main(argv=None) -> int:
         "fused_extra_pct": 100.0 * (med["fused"] / med["plain"] - 1.0),
         "numpy_extra_pct": 100.0 * (med["numpy"] / med["plain"] - 1.0),
     }
-    print(f"cross_entropy.value_and_grad {args.size} {args.dtype}, backend {args.backend}, {args.threads} threads, "
+    print(f"{loss.name}.value_and_grad {args.size} {args.dtype}, backend {args.backend}, {args.threads} threads, "
           f"metrics {','.join(names)}; medians of {args.repeat}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(f"  plain          {med['plain'] * 1e3:9.1f} ms")
     print(f"  fused metrics  {med['fused'] * 1e3:9.1f} ms   {result['fused_extra_pct']:+6.1f} %")

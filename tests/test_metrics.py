@@ -14,9 +14,11 @@ import fusedloss.metrics as fm
 skm = pytest.importorskip("sklearn.metrics", reason="scikit-learn is not installed (pip install scikit-learn)")
 
 RTOL = 1e-12
-# scikit-learn's metrics (the module's other names are fusedloss's own metrics of logits: test_metrics_fused.py)
+# scikit-learn's metrics (the module's other names are fusedloss's own metrics of logits: test_metrics_fused.py,
+# test_metrics_binary.py)
 NAMES = [n for n in fm.__all__
-         if n not in ("UndefinedMetricWarning", "MetricState", "Metrics", "logit_metrics", "merge_metric_states")]
+         if n not in ("UndefinedMetricWarning", "MetricState", "Metrics", "logit_metrics", "merge_metric_states",
+                      "BinaryMetricState", "binary_logit_metrics")]
 
 
 def _same(ours, theirs, rtol=RTOL):

@@ -204,10 +204,18 @@ fl::Params read_params(py::handle h, std::size_t arity, const char* loss) {
   return params;
 }
 
+// The binary metrics table of elementwise_metrics (kernel_api.hpp: BinaryMetricsArgs), as passed.
+struct MetricsTable {
+  py::handle table;
+  std::size_t nbins;
+  bool probabilities;
+};
+
+// One elementwise call; with `metrics`, the loss pass with the binary metrics (value or reduction, no Hessian).
 template <class T>
 double run_elementwise(const LossEntry& entry, const fl::Params& params, py::handle p_h, py::handle y_h, py::handle w_h,
                        double scale, bool reduce, py::handle v_h, py::handle g_h, py::handle h_h, int nthreads,
-                       py::handle cols_h) {
+                       py::handle cols_h, const MetricsTable* metrics = nullptr) {
   const Array<T> p = *borrow<T>(p_h, "p", false);
   const Array<T> y = *borrow<T>(y_h, "y", false);
   const std::optional<Array<T>> w = borrow<T>(w_h, "w", true);
@@ -244,6 +252,39 @@ double run_elementwise(const LossEntry& entry, const fl::Params& params, py::han
                 [one_pass](int, std::size_t) { return one_pass; },
                 "this combination of outputs (computed in several passes) cannot overwrite");
 
+  fl::BinaryMetricsArgs margs;
+  std::optional<Array<double>> table;
+  if (metrics) {
+    if (entry.metrics_kernel<T>() == nullptr) {
+      throw py::value_error(std::string(entry.name) + " has no binary metrics pass");
+    }
+    if (outs[2] || bool(outs[0]) == reduce) {
+      throw py::value_error("the binary metrics pass computes the value (either value_out or reduce, not both) "
+                            "and optionally the gradient, never the Hessian");
+    }
+    if (!Array<double>::check_(metrics->table)) {
+      throw py::type_error("table must be a C-contiguous numpy array of dtype float64, got " +
+                           describe(metrics->table));
+    }
+    table = py::reinterpret_borrow<Array<double>>(metrics->table);
+    const py::ssize_t ncol = 3 + 2 * static_cast<py::ssize_t>(metrics->nbins);
+    if (table->ndim() != 2 || table->shape(0) < 1 || table->shape(1) != ncol || !table->writeable()) {
+      throw py::value_error("table must be a writeable 2-D float64 array of at least one row and 3 + 2 nbins = " +
+                            std::to_string(ncol) + " columns");
+    }
+    const Span ts = span_of(*table);
+    for (const Span& in : in_spans) {
+      if (in.lo && overlap(ts, in)) throw py::value_error("table must not overlap an input");
+    }
+    for (const auto& o : outs) {
+      if (o && overlap(ts, span_of(*o))) throw py::value_error("table must not overlap an output");
+    }
+    margs.table = table->mutable_data();
+    margs.rows = static_cast<std::size_t>(table->shape(0));
+    margs.nbins = metrics->nbins;
+    margs.probabilities = metrics->probabilities;
+  }
+
   // Arrays at an address that is not a multiple of sizeof(T) go through aligned copies (aligned.hpp).
   const Array<T> pa = fl::aligned_input(p), ya = fl::aligned_input(y);
   const std::optional<Array<T>> wa = fl::aligned_input(w), colsa = fl::aligned_input(cols);
@@ -268,7 +309,7 @@ double run_elementwise(const LossEntry& entry, const fl::Params& params, py::han
   {
     std::optional<py::gil_scoped_release> release;
     if (n >= kReleaseGilMin) release.emplace();
-    total = kernel(params, args);
+    total = metrics ? entry.metrics_kernel<T>()(params, args, margs) : kernel(params, args);
     value.finish();
     grad.finish();
     hess.finish();
@@ -289,6 +330,25 @@ double elementwise(std::string_view loss, py::handle params_h, py::handle p, py:
   if (Array<float>::check_(p)) {
     return run_elementwise<float>(entry, params, p, y, w, scale, reduce, value_out, grad_out, hess_out, nthreads,
                                   cols);
+  }
+  throw py::type_error("p must be a C-contiguous numpy array of dtype float32 or float64, got " + describe(p));
+}
+
+// elementwise with the binary metrics: the table (float64, rows x (3 + 2 nbins)) is zeroed and filled.
+double elementwise_metrics(std::string_view loss, py::handle params_h, py::handle p, py::handle y, py::handle w,
+                           double scale, bool reduce, py::handle value_out, py::handle grad_out, int nthreads,
+                           py::handle cols, py::handle table, std::size_t nbins, bool probabilities) {
+  const LossEntry& entry = find_loss(loss);
+  const fl::Params params = read_params(params_h, entry.arity, entry.name);
+  const MetricsTable metrics{table, nbins, probabilities};
+  const py::handle none = py::none();
+  if (Array<double>::check_(p)) {
+    return run_elementwise<double>(entry, params, p, y, w, scale, reduce, value_out, grad_out, none, nthreads, cols,
+                                   &metrics);
+  }
+  if (Array<float>::check_(p)) {
+    return run_elementwise<float>(entry, params, p, y, w, scale, reduce, value_out, grad_out, none, nthreads, cols,
+                                  &metrics);
   }
   throw py::type_error("p must be a C-contiguous numpy array of dtype float32 or float64, got " + describe(p));
 }
@@ -558,6 +618,18 @@ PYBIND11_MODULE(_core, m) {
         py::arg("w").none(true), py::arg("scale"), py::arg("reduce"), py::arg("value_out").none(true),
         py::arg("grad_out").none(true), py::arg("hess_out").none(true), py::arg("nthreads"),
         py::arg("cols").none(true) = py::none());
+
+  m.def("elementwise_metrics", &elementwise_metrics,
+        "elementwise_metrics(loss, params, p, y, w, scale, reduce, value_out, grad_out, nthreads, cols, table, nbins,\n"
+        "probabilities) -> float\n\n"
+        "elementwise (value or reduction, optional gradient, no Hessian) of a loss on one binary score, which also\n"
+        "fills `table` (float64, rows x (3 + 2 nbins), zeroed first) with the sums of the binary metrics: per row,\n"
+        "a fixed run of blocks of elements, [NaN predictions, weight of the correct ones, weighted (p - y)^2,\n"
+        "nbins weights of positives, nbins weights of negatives], p = sigmoid(p) in float64 (or p itself with\n"
+        "probabilities). The value and gradient are those of elementwise, to the bit.",
+        py::arg("loss"), py::arg("params"), py::arg("p"), py::arg("y"), py::arg("w").none(true), py::arg("scale"),
+        py::arg("reduce"), py::arg("value_out").none(true), py::arg("grad_out").none(true), py::arg("nthreads"),
+        py::arg("cols").none(true), py::arg("table"), py::arg("nbins"), py::arg("probabilities"));
 
   const char* mdoc =
       "multiclass(loss, packed, ignore_index, C, x, labels, q, w, cw, scale, reduce, value_out, grad_out,\n"

@@ -4,6 +4,7 @@
 // joined, in order, by kernel_table_<level>() (kernels_rows.cpp).
 //
 // Adding a loss: a struct in losses.hpp and ONE line in a part below (either part; keep them of similar size).
+#include "fusedloss/binary_metrics.hpp"
 #include "fusedloss/kernel_api.hpp"
 #include "fusedloss/loops.hpp"
 #include "fusedloss/losses.hpp"
@@ -20,7 +21,8 @@ template <template <class> class Loss>
 constexpr LossEntry entry() {
   static_assert(Loss<double>::arity <= Params::kMax, "more parameters than Params holds: raise Params::kMax");
   return {Loss<double>::name, Loss<double>::arity, has_column_param<Loss<double>>::value,
-          &elementwise<Loss, float>, &elementwise<Loss, double>};
+          &elementwise<Loss, float>, &elementwise<Loss, double>,
+          binary_metrics_kernel<Loss, float>(), binary_metrics_kernel<Loss, double>()};
 }
 
 // The loss table, in parts: ONE line per elementwise loss.

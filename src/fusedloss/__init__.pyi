@@ -749,27 +749,56 @@ class _Loss_binary_cross_entropy(Loss):
 
     @overload
     def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
-        sample_weight: ArrayLike | None = None, backend: str | None = None,
-        pos_weight: float | ArrayLike | None = None) -> float: ...
+        sample_weight: ArrayLike | None = None, backend: str | None = None, pos_weight: float | ArrayLike | None = None,
+        metrics: None = None) -> float: ...
     @overload
     def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
-        sample_weight: ArrayLike | None = None, backend: str | None = None,
-        pos_weight: float | ArrayLike | None = None) -> NDArray[Any]: ...
+        sample_weight: ArrayLike | None = None, backend: str | None = None, pos_weight: float | ArrayLike | None = None,
+        metrics: None = None) -> NDArray[Any]: ...
     @overload
     def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: str, sample_weight: ArrayLike | None = None,
-        backend: str | None = None, pos_weight: float | ArrayLike | None = None) -> float | NDArray[Any]: ...
+        backend: str | None = None, pos_weight: float | ArrayLike | None = None,
+        metrics: None = None) -> float | NDArray[Any]: ...
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
+        sample_weight: ArrayLike | None = None, backend: str | None = None, pos_weight: float | ArrayLike | None = None,
+        metrics: str | Sequence[str]) -> tuple[float, Metrics]: ...
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
+        sample_weight: ArrayLike | None = None, backend: str | None = None, pos_weight: float | ArrayLike | None = None,
+        metrics: str | Sequence[str]) -> tuple[NDArray[Any], Metrics]: ...
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: str, sample_weight: ArrayLike | None = None,
+        backend: str | None = None, pos_weight: float | ArrayLike | None = None,
+        metrics: str | Sequence[str]) -> tuple[float | NDArray[Any], Metrics]: ...
     @overload
     def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
         sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
-        pos_weight: float | ArrayLike | None = None) -> tuple[float, NDArray[Any]]: ...
+        pos_weight: float | ArrayLike | None = None, metrics: None = None) -> tuple[float, NDArray[Any]]: ...
     @overload
     def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
         sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
-        pos_weight: float | ArrayLike | None = None) -> tuple[NDArray[Any], NDArray[Any]]: ...
+        pos_weight: float | ArrayLike | None = None, metrics: None = None) -> tuple[NDArray[Any], NDArray[Any]]: ...
     @overload
     def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: str,
         sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
-        pos_weight: float | ArrayLike | None = None) -> tuple[float | NDArray[Any], NDArray[Any]]: ...
+        pos_weight: float | ArrayLike | None = None, metrics: None = None) -> tuple[float | NDArray[Any],
+        NDArray[Any]]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        pos_weight: float | ArrayLike | None = None, metrics: str | Sequence[str]) -> tuple[float, NDArray[Any],
+        Metrics]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        pos_weight: float | ArrayLike | None = None, metrics: str | Sequence[str]) -> tuple[NDArray[Any], NDArray[Any],
+        Metrics]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: str,
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        pos_weight: float | ArrayLike | None = None, metrics: str | Sequence[str]) -> tuple[float | NDArray[Any],
+        NDArray[Any], Metrics]: ...
     def grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: str = "mean",
         sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
         pos_weight: float | ArrayLike | None = None) -> NDArray[Any]: ...
@@ -789,29 +818,57 @@ class _Loss_binary_cross_entropy_with_logits(Loss):
     @overload
     def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
         sample_weight: ArrayLike | None = None, backend: str | None = None, pos_weight: float | ArrayLike | None = None,
-        label_smoothing: float = 0.0) -> float: ...
+        label_smoothing: float = 0.0, metrics: None = None) -> float: ...
     @overload
     def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
         sample_weight: ArrayLike | None = None, backend: str | None = None, pos_weight: float | ArrayLike | None = None,
-        label_smoothing: float = 0.0) -> NDArray[Any]: ...
+        label_smoothing: float = 0.0, metrics: None = None) -> NDArray[Any]: ...
     @overload
     def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: str, sample_weight: ArrayLike | None = None,
-        backend: str | None = None, pos_weight: float | ArrayLike | None = None,
-        label_smoothing: float = 0.0) -> float | NDArray[Any]: ...
+        backend: str | None = None, pos_weight: float | ArrayLike | None = None, label_smoothing: float = 0.0,
+        metrics: None = None) -> float | NDArray[Any]: ...
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
+        sample_weight: ArrayLike | None = None, backend: str | None = None, pos_weight: float | ArrayLike | None = None,
+        label_smoothing: float = 0.0, metrics: str | Sequence[str]) -> tuple[float, Metrics]: ...
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
+        sample_weight: ArrayLike | None = None, backend: str | None = None, pos_weight: float | ArrayLike | None = None,
+        label_smoothing: float = 0.0, metrics: str | Sequence[str]) -> tuple[NDArray[Any], Metrics]: ...
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: str, sample_weight: ArrayLike | None = None,
+        backend: str | None = None, pos_weight: float | ArrayLike | None = None, label_smoothing: float = 0.0,
+        metrics: str | Sequence[str]) -> tuple[float | NDArray[Any], Metrics]: ...
     @overload
     def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
         sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
-        pos_weight: float | ArrayLike | None = None, label_smoothing: float = 0.0) -> tuple[float, NDArray[Any]]: ...
+        pos_weight: float | ArrayLike | None = None, label_smoothing: float = 0.0, metrics: None = None) -> tuple[float,
+        NDArray[Any]]: ...
     @overload
     def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
         sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
-        pos_weight: float | ArrayLike | None = None, label_smoothing: float = 0.0) -> tuple[NDArray[Any],
-        NDArray[Any]]: ...
+        pos_weight: float | ArrayLike | None = None, label_smoothing: float = 0.0,
+        metrics: None = None) -> tuple[NDArray[Any], NDArray[Any]]: ...
     @overload
     def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: str,
         sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
-        pos_weight: float | ArrayLike | None = None, label_smoothing: float = 0.0) -> tuple[float | NDArray[Any],
-        NDArray[Any]]: ...
+        pos_weight: float | ArrayLike | None = None, label_smoothing: float = 0.0,
+        metrics: None = None) -> tuple[float | NDArray[Any], NDArray[Any]]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        pos_weight: float | ArrayLike | None = None, label_smoothing: float = 0.0,
+        metrics: str | Sequence[str]) -> tuple[float, NDArray[Any], Metrics]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        pos_weight: float | ArrayLike | None = None, label_smoothing: float = 0.0,
+        metrics: str | Sequence[str]) -> tuple[NDArray[Any], NDArray[Any], Metrics]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: str,
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        pos_weight: float | ArrayLike | None = None, label_smoothing: float = 0.0,
+        metrics: str | Sequence[str]) -> tuple[float | NDArray[Any], NDArray[Any], Metrics]: ...
     def grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: str = "mean",
         sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
         pos_weight: float | ArrayLike | None = None, label_smoothing: float = 0.0) -> NDArray[Any]: ...
@@ -831,27 +888,55 @@ class _Loss_binary_focal(Loss):
 
     @overload
     def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
-        sample_weight: ArrayLike | None = None, backend: str | None = None, alpha: float = 0.25,
-        gamma: float = 2.0) -> float: ...
+        sample_weight: ArrayLike | None = None, backend: str | None = None, alpha: float = 0.25, gamma: float = 2.0,
+        metrics: None = None) -> float: ...
     @overload
     def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
-        sample_weight: ArrayLike | None = None, backend: str | None = None, alpha: float = 0.25,
-        gamma: float = 2.0) -> NDArray[Any]: ...
+        sample_weight: ArrayLike | None = None, backend: str | None = None, alpha: float = 0.25, gamma: float = 2.0,
+        metrics: None = None) -> NDArray[Any]: ...
     @overload
     def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: str, sample_weight: ArrayLike | None = None,
-        backend: str | None = None, alpha: float = 0.25, gamma: float = 2.0) -> float | NDArray[Any]: ...
+        backend: str | None = None, alpha: float = 0.25, gamma: float = 2.0,
+        metrics: None = None) -> float | NDArray[Any]: ...
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
+        sample_weight: ArrayLike | None = None, backend: str | None = None, alpha: float = 0.25, gamma: float = 2.0,
+        metrics: str | Sequence[str]) -> tuple[float, Metrics]: ...
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
+        sample_weight: ArrayLike | None = None, backend: str | None = None, alpha: float = 0.25, gamma: float = 2.0,
+        metrics: str | Sequence[str]) -> tuple[NDArray[Any], Metrics]: ...
+    @overload
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, reduction: str, sample_weight: ArrayLike | None = None,
+        backend: str | None = None, alpha: float = 0.25, gamma: float = 2.0,
+        metrics: str | Sequence[str]) -> tuple[float | NDArray[Any], Metrics]: ...
     @overload
     def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
         sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
-        alpha: float = 0.25, gamma: float = 2.0) -> tuple[float, NDArray[Any]]: ...
+        alpha: float = 0.25, gamma: float = 2.0, metrics: None = None) -> tuple[float, NDArray[Any]]: ...
     @overload
     def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
         sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
-        alpha: float = 0.25, gamma: float = 2.0) -> tuple[NDArray[Any], NDArray[Any]]: ...
+        alpha: float = 0.25, gamma: float = 2.0, metrics: None = None) -> tuple[NDArray[Any], NDArray[Any]]: ...
     @overload
     def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: str,
         sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
-        alpha: float = 0.25, gamma: float = 2.0) -> tuple[float | NDArray[Any], NDArray[Any]]: ...
+        alpha: float = 0.25, gamma: float = 2.0, metrics: None = None) -> tuple[float | NDArray[Any], NDArray[Any]]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        alpha: float = 0.25, gamma: float = 2.0, metrics: str | Sequence[str]) -> tuple[float, NDArray[Any],
+        Metrics]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        alpha: float = 0.25, gamma: float = 2.0, metrics: str | Sequence[str]) -> tuple[NDArray[Any], NDArray[Any],
+        Metrics]: ...
+    @overload
+    def value_and_grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: str,
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        alpha: float = 0.25, gamma: float = 2.0, metrics: str | Sequence[str]) -> tuple[float | NDArray[Any],
+        NDArray[Any], Metrics]: ...
     def grad(self, pred: ArrayLike, target: ArrayLike, *, reduction: str = "mean",
         sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
         alpha: float = 0.25, gamma: float = 2.0) -> NDArray[Any]: ...

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from . import _config, _logit_metrics
+from . import _binary_metrics, _config, _logit_metrics
 from ._logit_metrics import run as _logit_metrics_run
 from ._spec import REGISTRY, LossSpec
 from ._validate import (
@@ -221,6 +221,7 @@ class Loss:
         if module is None:  # not resolved yet (or the table changed): _backend resolves and caches it
             module = self._backend(requested, dtype)
 
+        w_given = w  # the metrics weigh elements by the weights as given (fit_weights may rescale w below)
         refit = w is not None and reduction == "mean" and grad_scale is None  # see _validate: fit_weights
         if reduction == "mean":
             denom = float(p.size) if w is None else _weight_sum(w)
@@ -242,7 +243,8 @@ class Loss:
         if grad_out is not None:
             _check_overlap(g, "grad_out", name, p, not want_hess,
                            ((y, "target"), (target, "target"), (w, "sample_weight"), (sample_weight, "sample_weight")))
-        if not (want_hess or cols is not None or len(shape) != 1 or (want_value and not reduce)):
+        if not (want_hess or cols is not None or len(shape) != 1 or (want_value and not reduce)
+                or metrics is not None):
             # the common case: flat arrays, a gradient at most, no vector parameter; returns what _results would
             total = module.elementwise(name, packed, p, y, w, scale, reduce, None, g, None, threads)
             if reduce:
@@ -269,7 +271,11 @@ class Loss:
                 None if g is None else (g.reshape(-1) if flat else g),
                 None if (h is None or unit_hess) else (h.reshape(-1) if flat else h),
                 threads)
-        total = module.elementwise(*args) if cols is None else module.elementwise(*args, cols)
+        if metrics is not None:
+            total, tab = _binary_metrics.run(module, *args[:7], args[7], args[8], threads, cols, metrics,
+                                             _binary_metrics.scores(spec) == "probabilities")
+        else:
+            total = module.elementwise(*args) if cols is None else module.elementwise(*args, cols)
         if reduce and refit and (grad_out is None or not np.may_share_memory(g, p)):
             total, denom = refit_total(total, denom, w, dtype, w.size, lambda w2: module.elementwise(
                 *args[:4], w2, 1.0, True, None, None, None, threads, *(() if cols is None else (cols,))))
@@ -278,16 +284,28 @@ class Loss:
                 h.fill(scale)
             else:
                 np.multiply(w.reshape(shape), scale, out=h)
-        return _results(outputs, reduction, total, denom, v, g, h)
+        result = _results(outputs, reduction, total, denom, v, g, h)
+        if metrics is None:
+            return result
+        if w is not w_given:  # the kernel saw the rescaled weights: the sums of the weights as given
+            tab = _binary_metrics.table(p, y, w_given, _binary_metrics.scores(spec) == "probabilities", metrics.nbins)
+        weight = float(p.size) if w_given is None else _weight_sum(w_given)
+        state = _binary_metrics.fold(metrics, tab, p.size, weight)
+        return (*result, state.result()) if isinstance(result, tuple) else (result, state.result())
 
     def _metric_spec(self, metrics, pred):
         """The parsed ``metrics`` of a call, refused for a loss (or an input) that has no metrics pass."""
-        if not self.spec.row_metrics:
+        if _binary_metrics.scores(self.spec):
+            spec = _binary_metrics.parse(metrics, self.name)
+        elif not self.spec.row_metrics:
             have = ", ".join(n for n, s in REGISTRY.items() if s.row_metrics)
-            raise ValueError(f"{self.name}: metrics are computed in the loss pass of {have} only (hard labels); "
-                             f"call fusedloss.metrics.logit_metrics(logits, labels, metrics=...) for them "
-                             f"without {self.name}'s loss")
-        spec = _logit_metrics.parse(metrics, self.name)
+            binary = ", ".join(n for n, s in REGISTRY.items() if _binary_metrics.scores(s))
+            raise ValueError(f"{self.name}: metrics are computed in the loss pass of {have} only (hard labels) and "
+                             f"of the losses on a binary score ({binary}); call fusedloss.metrics.logit_metrics("
+                             f"logits, labels, metrics=...) or binary_logit_metrics(logits, target, metrics=...) "
+                             f"for them without {self.name}'s loss")
+        else:
+            spec = _logit_metrics.parse(metrics, self.name)
         if is_device_array(pred):
             raise TypeError(f"{self.name}: metrics take host arrays; got a device array (copy the logits to the "
                             "host, or compute the metrics from torch / CuPy yourself)")
@@ -441,7 +459,9 @@ class Loss:
         ``metrics`` (cross_entropy with hard labels): names of classification metrics computed in the same pass
         ("accuracy", "top5", "nll", "entropy", "confidence", "ece15", ...); the call then returns
         ``(value, gradient, metrics)`` (``loss(...)``: ``(value, metrics)``), ``metrics`` a dict of floats whose
-        ``.state`` merges with other calls' (see fusedloss.metrics.logit_metrics)."""
+        ``.state`` merges with other calls' (see fusedloss.metrics.logit_metrics). The losses on a binary score
+        (binary_cross_entropy_with_logits, binary_focal, binary_cross_entropy) take "accuracy", "brier", "rocN"
+        and "apN" (see fusedloss.metrics.binary_logit_metrics)."""
         if args:
             raise self._positional("value_and_grad", args)
         return self._run(pred, target, reduction, sample_weight, backend, params, VALUE_AND_GRAD, grad_out,

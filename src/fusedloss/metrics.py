@@ -26,6 +26,9 @@ matrices, no array-API namespaces); errors are plain ``ValueError`` / ``TypeErro
 mean confidence and expected calibration error of softmax classifiers, from one pass over the logits, returned
 with a ``MetricState`` that merges across batches (``merge_metric_states``). ``fl.cross_entropy(...,
 metrics=...)`` and ``fl.cross_entropy.value_and_grad(..., metrics=...)`` give the same from the loss's pass.
+``binary_logit_metrics(logits, target, metrics=..., sample_weight=None)`` is its binary counterpart (accuracy,
+Brier score, binned ROC AUC and average precision of sigmoid scores, as binary_cross_entropy_with_logits computes
+them with ``metrics=``), with a ``BinaryMetricState``.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ import warnings
 
 import numpy as np
 
+from . import _binary_metrics
+from ._binary_metrics import BinaryMetricState
 from ._logit_metrics import MetricState, Metrics, merge_states, parse
 from ._losses import LOSSES
 
@@ -45,8 +50,8 @@ __all__ = [
     "mean_absolute_percentage_error", "mean_pinball_loss", "mean_poisson_deviance", "mean_squared_error",
     "mean_squared_log_error", "mean_tweedie_deviance", "root_mean_squared_error", "root_mean_squared_log_error",
     "zero_one_loss",
-    # fusedloss's own: metrics of logits, from cross_entropy's pass
-    "MetricState", "Metrics", "logit_metrics", "merge_metric_states",
+    # fusedloss's own: metrics of logits, from the pass of cross_entropy or binary_cross_entropy_with_logits
+    "MetricState", "Metrics", "logit_metrics", "merge_metric_states", "BinaryMetricState", "binary_logit_metrics",
 ]
 
 
@@ -750,8 +755,31 @@ def logit_metrics(logits, labels, *, metrics=("accuracy",), sample_weight=None, 
     return result
 
 
-def merge_metric_states(states) -> MetricState:
-    """The ``MetricState`` of the union of batches (``Metrics.state`` of each): counts added, float64 sums added
-    exactly rounded (``math.fsum``), so the merged metrics do not depend on the order of the batches.
-    ``merge_metric_states(states).result()`` gives the metrics by name."""
+def binary_logit_metrics(logits, target, *, metrics=("accuracy",), sample_weight=None, backend=None) -> Metrics:
+    """Binary classification metrics of logits (any shape) against targets in [0, 1] of the same shape, in one
+    pass: the same as ``fl.binary_cross_entropy_with_logits(logits, target, metrics=...)[1]``.
+
+    ``metrics``: names, any of ``"accuracy"`` (prediction ``logit > 0``, i.e. ``sigmoid > 1/2``), ``"brier"``
+    (mean ``(sigmoid(x) - y)^2``), ``"rocN"`` (ROC AUC with N equal-width probability bins as thresholds) and
+    ``"apN"`` (average precision over the same bins); one N per call. A soft target counts as y positive and
+    1 - y negative. Elements are weighted by ``sample_weight``; a NaN logit makes the metrics NaN.
+
+    Returns a dict of floats by name; its ``.state`` (``BinaryMetricState``: counts and float64 sums) merges with
+    the states of other batches (``merge_metric_states``).
+    """
+    _binary_metrics.parse(metrics, "binary_logit_metrics")  # errors named after this function
+    _, result = LOSSES["binary_cross_entropy_with_logits"](logits, target, reduction="sum",
+                                                           sample_weight=sample_weight, backend=backend,
+                                                           metrics=metrics)
+    return result
+
+
+def merge_metric_states(states):
+    """The state of the union of batches (``Metrics.state`` of each, all ``MetricState`` or all
+    ``BinaryMetricState``): counts added, float64 sums added exactly rounded (``math.fsum``), so the merged metrics
+    do not depend on the order of the batches. ``merge_metric_states(states).result()`` gives the metrics by
+    name."""
+    states = list(states)
+    if states and isinstance(states[0], BinaryMetricState):
+        return _binary_metrics.merge_states(states)
     return merge_states(states)

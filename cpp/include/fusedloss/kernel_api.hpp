@@ -38,6 +38,20 @@ struct ElementwiseArgs {
   std::size_t ncols = 0;    // divides n
 };
 
+// The binary metrics of an elementwise pass (binary_metrics.hpp): a float64 table of `rows` rows of 3 + 2 nbins
+// columns, zeroed and filled by the kernel. Table row r sums the elements of a fixed run of kBlock-blocks
+// (ceil(blocks / rows) of them, so the runs depend only on n and rows): [0] how many predictions are NaN,
+// [1] the weight of the correct predictions (fractional for soft targets), [2] the weighted sum of
+// (p - y)^2, then per probability bin b (holding [b/nbins, (b+1)/nbins), the last one 1 too) the weight of
+// the positives (w y) and, after them, of the negatives (w (1 - y)). p = sigmoid(pred) in float64, or pred
+// itself with `probabilities`.
+struct BinaryMetricsArgs {
+  double* table = nullptr;
+  std::size_t rows = 0;
+  std::size_t nbins = 0;
+  bool probabilities = false;
+};
+
 // One row's metrics, as a row struct's row_metrics gives them (rows.hpp; MulticlassArgs::rank ... say what
 // each is).
 struct RowMetrics {
@@ -83,6 +97,8 @@ inline bool elementwise_one_pass(bool V, bool R, bool /* G: rides along with any
 
 template <class T>
 using Kernel = double (*)(const Params&, const ElementwiseArgs<T>&);
+template <class T>
+using BinaryMetricsKernel = double (*)(const Params&, const ElementwiseArgs<T>&, const BinaryMetricsArgs&);
 
 struct LossEntry {
   const char* name;
@@ -90,6 +106,9 @@ struct LossEntry {
   bool column_param;  // takes its first parameter per column (`cols`)
   Kernel<float> f32;
   Kernel<double> f64;
+  // the loss pass with the binary metrics (BinaryMetricsArgs), or null: losses that declare binary_metrics
+  BinaryMetricsKernel<float> metrics_f32 = nullptr;
+  BinaryMetricsKernel<double> metrics_f64 = nullptr;
 
   template <class T>
   Kernel<T> kernel() const {
@@ -97,6 +116,14 @@ struct LossEntry {
       return f32;
     } else {
       return f64;
+    }
+  }
+  template <class T>
+  BinaryMetricsKernel<T> metrics_kernel() const {
+    if constexpr (std::is_same_v<T, float>) {
+      return metrics_f32;
+    } else {
+      return metrics_f64;
     }
   }
 };

@@ -34,6 +34,9 @@
 //
 // so that the loop runs a twin whose `point` has no branch on the mode (loops.hpp: elementwise).
 //
+// A loss on one binary score (a logit, or a probability) declares `static constexpr bool binary_metrics = true`
+// to get the loss pass with the binary metrics (binary_metrics.hpp).
+//
 // Adding a loss: a struct here, and one registration line in cpp/src/bindings.cpp.
 #pragma once
 
@@ -629,6 +632,7 @@ template <class T>
 struct binary_cross_entropy {
   static constexpr const char* name = "binary_cross_entropy";
   static constexpr bool column_param = true;
+  static constexpr bool binary_metrics = true;  // binary_metrics.hpp
   T pw;
   static constexpr std::size_t arity = 1;
   explicit binary_cross_entropy(const Params& prm) : pw(T(prm[0])) {}
@@ -664,6 +668,7 @@ template <class T>
 struct binary_cross_entropy_with_logits {
   static constexpr const char* name = "binary_cross_entropy_with_logits";
   static constexpr bool column_param = true;
+  static constexpr bool binary_metrics = true;  // binary_metrics.hpp
   T pw, keep, half_s;  // pos_weight, 1 - s, s / 2
   static constexpr std::size_t arity = 2;  // pos_weight, label_smoothing
   explicit binary_cross_entropy_with_logits(const Params& prm)
@@ -733,6 +738,7 @@ template <class T>
 struct binary_focal {
   static constexpr const char* name = "binary_focal";
   static constexpr bool specialised = true;
+  static constexpr bool binary_metrics = true;  // binary_metrics.hpp
   T ap, an, gamma, f0;
   static constexpr std::size_t arity = 2;  // alpha, gamma
   explicit binary_focal(const Params& prm) : binary_focal(prm[0], prm[1]) {}

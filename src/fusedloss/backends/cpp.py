@@ -42,6 +42,8 @@ _BUILD_TEXT = (
 
 elementwise = _core.elementwise
 multiclass = _core.multiclass
+# elementwise with the binary metrics (_binary_metrics); None in an extension built without it
+elementwise_metrics = getattr(_core, "elementwise_metrics", None)
 multiclass_metrics = getattr(_core, "multiclass_metrics", None)  # multiclass with the per-row metrics (_logit_metrics)
 ctc = getattr(_core, "ctc", None)  # the CTC contract of fusedloss._ctc (cpp/src/ctc_binding.cpp)
 pairwise = getattr(_core, "pairwise", None)  # the pairwise contract of fusedloss._pairwise (pairwise_binding.cpp)

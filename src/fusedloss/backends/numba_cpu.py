@@ -541,6 +541,73 @@ def elementwise(loss, params, p, y, w, scale, reduce, value_out, grad_out, hess_
     return _blocks(kernel, args, (n + BLOCK - 1) // BLOCK, n >= PARALLEL_MIN, nthreads, reduce)
 
 
+@njit(cache=True, nogil=True)
+def _binary_metrics_rows(p, y, w, probabilities, nbins, table, per, r0, r1):
+    """The binary metrics (fusedloss._binary_metrics: ``table`` is their specification) of table rows
+    ``[r0, r1)``, row r summing blocks ``[r per, (r + 1) per)``."""
+    n = p.shape[0]
+    for r in range(r0, r1):
+        start = r * per * BLOCK
+        stop = min(n, start + per * BLOCK)
+        bad = 0.0
+        hit = 0.0
+        sq = 0.0
+        for i in range(start, stop):
+            xv = np.float64(p[i])
+            yv = np.float64(y[i])
+            wv = 1.0
+            if w is not None:
+                wv = np.float64(w[i])
+            if probabilities:
+                pr = xv
+                positive = xv > 0.5
+            else:
+                e = np.exp(-abs(xv))  # sigmoid as the C++ kernels round it (math.hpp: sigmoid_pair)
+                inv = 1.0 / (1.0 + e)
+                pr = inv if xv >= 0.0 else e * inv
+                positive = xv > 0.0
+            hit += wv * (yv if positive else 1.0 - yv)
+            d = pr - yv
+            sq += wv * (d * d)
+            if not pr >= 0.0:  # nan: counted, and in bin 0
+                bad += 1.0
+                pr = 0.0
+            if nbins > 0:
+                b = min(int(pr * nbins), nbins - 1)
+                table[r, 3 + b] += wv * yv
+                table[r, 3 + nbins + b] += wv * (1.0 - yv)
+        table[r, 0] += bad
+        table[r, 1] += hit
+        table[r, 2] += sq
+
+
+def elementwise_metrics(loss, params, p, y, w, scale, reduce, value_out, grad_out, nthreads, cols, table, nbins,
+                        probabilities):
+    """``elementwise`` with the binary metrics (the contract of ``fusedloss._binary_metrics.run``): each table
+    row's metrics, then the loss over the same blocks (the metrics first: the gradient may overwrite ``p``). The
+    blocks' partial sums and their total are those of ``elementwise``."""
+    kernel = _KERNELS.get(loss) or _build(loss)
+    args = (p, y, w, params, scale, value_out, grad_out, None, True if reduce else None, cols)
+    n = p.shape[0]
+    nblocks = (n + BLOCK - 1) // BLOCK
+    table[...] = 0.0
+    rows = table.shape[0]
+    per = max(1, (nblocks + rows - 1) // rows)
+    used = (nblocks + per - 1) // per
+    partial = np.zeros(nblocks)
+
+    def run(r0, r1):
+        for r in range(r0, r1):
+            _binary_metrics_rows(p, y, w, probabilities, nbins, table, per, r, r + 1)
+            kernel(*args, partial, r * per, min(nblocks, (r + 1) * per))
+
+    if n >= PARALLEL_MIN and nthreads > 1 and used > 1:
+        _on_threads(run, used, nthreads, 1)
+    else:
+        run(0, used)
+    return _sum_partials(partial) if reduce else 0.0
+
+
 def multiclass(loss, packed, ignore_index, C, x, labels, q, w, cw, scale, reduce, value_out, grad_out, hess_out,
                nthreads):
     kernel = _KERNELS.get(loss) or _build(loss)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _logit_metrics, _reference
+from .. import _binary_metrics, _logit_metrics, _reference
 from .._spec import REGISTRY
 
 NAME = "numpy"
@@ -39,6 +39,15 @@ def elementwise(loss, params, p, y, w, scale, reduce, value_out, grad_out, hess_
         if hess_out is not None:
             hess_out[...] = hess * scale
         return float(np.sum(value)) if reduce else 0.0  # an overflow is the caller's to handle (fit_weights)
+
+
+def elementwise_metrics(loss, params, p, y, w, scale, reduce, value_out, grad_out, nthreads, cols, table, nbins,
+                        probabilities):
+    """``elementwise`` plus the binary metrics of ``_binary_metrics.table`` in the table's first row (the contract
+    of ``fusedloss._binary_metrics.run``)."""
+    table[...] = 0.0
+    table[:1] = _binary_metrics.table(p, y, w, probabilities, nbins)  # before the loss: grad_out may be p
+    return elementwise(loss, params, p, y, w, scale, reduce, value_out, grad_out, None, nthreads, cols)
 
 
 def multiclass(loss, packed, ignore_index, C, x, labels, q, w, cw, scale, reduce, value_out, grad_out, hess_out,

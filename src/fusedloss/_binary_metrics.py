@@ -1,0 +1,265 @@
+"""Binary classification metrics from the loss pass: their names, the NumPy specification of the sums, and the
+mergeable state.
+
+A loss on one binary score (``scores``: the logits of ``LossSpec.probabilities == "binary"``,
+binary_cross_entropy_with_logits and binary_focal; or probabilities of a target in [0, 1], binary_cross_entropy)
+sums, while it computes its loss, what these
+metrics need. With ``p = sigmoid(x)`` in float64 (or ``p = x`` for a loss on probabilities), the target ``y`` in
+[0, 1] and the sample weight ``w`` (1 without weights), over the elements:
+
+- the weight of the correct predictions, ``w (y if positive else 1 - y)``, a prediction being positive when
+  ``p > 1/2`` (a logit ``x > 0``; scikit-learn's threshold on probabilities: ``p == 1/2`` is negative). For a
+  hard target that is ``w [prediction == y]``; a soft target counts as y positive and 1 - y negative.
+- the weighted squared error ``w (p - y)^2`` (the Brier score's sum);
+- per bin ``b`` of ``N`` equal-width bins of ``p`` (bin b holds ``[b/N, (b+1)/N)``, the last one 1 too) the
+  weight of the positives ``w y`` and of the negatives ``w (1 - y)``: a ROC or precision-recall curve with the
+  bin edges as thresholds;
+- how many ``p`` are NaN (any makes every metric NaN, as it makes the loss NaN; its element counts in bin 0).
+
+The kernels (cpp/include/fusedloss/binary_metrics.hpp; ``backends.numba_cpu.elementwise_metrics``) write these
+sums into a table with one row per fixed run of elements (``table_rows``); ``table`` below is the NumPy
+specification of it (one row). ``fold`` turns a table into a ``BinaryMetricState``, and states of pieces merge
+into the state of their union (``merge_states``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import numpy as np
+
+from ._logit_metrics import Metrics
+from ._state import _exact_sum, checked_states, summed_fields
+
+__all__ = ["scores", "BinaryMetricSpec", "BinaryMetricState", "parse", "table", "table_rows", "fold", "merge_states",
+           "run", "VALID"]
+
+VALID = "'accuracy', 'brier', 'rocN' (ROC AUC over N probability bins, e.g. 'roc256'), 'apN' (average precision " \
+        "over N bins)"
+_PATTERN = re.compile(r"(accuracy|brier)|(roc|ap)([1-9][0-9]*)")
+
+# Blocks (of BLOCK elements, the kernels' reduction block) per table row: a row sums 64 Ki elements.
+BLOCK = 4096
+ROW_BLOCKS = 16
+
+
+def scores(spec) -> str | None:
+    """What a loss's predictions are, for the binary metrics: "logits" (its registry entry says they are logits of
+    a sigmoid probability), "probabilities" (predictions and targets both in [0, 1]), or None (no binary metrics)."""
+    if spec.probabilities == "binary":
+        return "logits"
+    if spec.pred_domain == "unit" and spec.target_domain == "unit":
+        return "probabilities"
+    return None
+
+
+@dataclass(frozen=True)
+class BinaryMetricSpec:
+    """Parsed metric names: ``nbins`` the bin count of the curves (0: none asked for)."""
+
+    names: tuple[str, ...]
+    nbins: int
+
+
+_PARSED: dict = {}
+
+
+def parse(metrics, owner: str) -> BinaryMetricSpec:
+    """``metrics`` (a name or an iterable of names) as a ``BinaryMetricSpec``; a bad name raises ValueError
+    naming ``owner`` and the valid names."""
+    key = metrics if isinstance(metrics, (str, tuple)) else None
+    if key is not None:
+        try:
+            return _PARSED[key]
+        except (KeyError, TypeError):
+            pass
+    names = (metrics,) if isinstance(metrics, str) else metrics
+    try:
+        names = tuple(names)
+    except TypeError:
+        raise TypeError(f"{owner}: metrics must be a metric name or a sequence of names ({VALID}), "
+                        f"got {type(metrics).__name__}") from None
+    seen, bins = [], set()
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"{owner}: metric names are strings ({VALID}), got {name!r}")
+        match = _PATTERN.fullmatch(name)
+        if match is None:
+            raise ValueError(f"{owner}: unknown metric {name!r}; valid names for a binary score: {VALID}")
+        if match.group(3):
+            bins.add(int(match.group(3)))
+        if name not in seen:
+            seen.append(name)
+    if len(bins) > 1:
+        raise ValueError(f"{owner}: the curves of one call share one bin count, got {sorted(bins)} "
+                         f"(ask for e.g. 'roc256' and 'ap256')")
+    spec = BinaryMetricSpec(tuple(seen), bins.pop() if bins else 0)
+    if key is not None and len(_PARSED) < 256:
+        _PARSED[key] = spec
+    return spec
+
+
+def table_rows(n: int) -> int:
+    """The rows of the kernels' table for n elements: one per ROW_BLOCKS blocks (at least one)."""
+    blocks = -(-n // BLOCK)
+    return max(1, -(-blocks // ROW_BLOCKS))
+
+
+# --- the specification of the sums -----------------------------------------------------------------------------
+
+
+def table(x, y, w, probabilities: bool, nbins: int):
+    """The sums of the module docstring over every element, as one table row (1, 3 + 2 nbins) float64:
+    [NaN count, weight of the correct predictions, sum w (p - y)^2, nbins weights of positives, nbins of
+    negatives]. ``x``: logits (or probabilities), ``y`` targets, ``w`` weights or None; any shape, flattened."""
+    x = np.asarray(x, np.float64).reshape(-1)
+    y = np.asarray(y, np.float64).reshape(-1)
+    w = np.ones_like(x) if w is None else np.asarray(w, np.float64).reshape(-1)
+    with np.errstate(all="ignore"):
+        e = np.exp(-np.abs(x))  # sigmoid as the kernels round it (math.hpp: sigmoid_pair)
+        i = 1.0 / (1.0 + e)
+        p = x if probabilities else np.where(x >= 0, i, e * i)
+        positive = x > (0.5 if probabilities else 0.0)
+        out = np.zeros((1, 3 + 2 * nbins))
+        out[0, 0] = np.count_nonzero(np.isnan(p))
+        out[0, 1] = np.sum(w * np.where(positive, y, 1.0 - y))
+        out[0, 2] = np.sum(w * (p - y) ** 2)
+        if nbins:
+            b = np.minimum(np.floor(np.where(np.isnan(p), 0.0, p) * nbins), nbins - 1).astype(np.int64)
+            out[0, 3:3 + nbins] = np.bincount(b, weights=w * y, minlength=nbins)
+            out[0, 3 + nbins:] = np.bincount(b, weights=w * (1.0 - y), minlength=nbins)
+    return out
+
+
+# --- the state ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class BinaryMetricState:
+    """The binary metrics of a piece of the data as sums, so that pieces merge exactly (``merge``).
+
+    ``count``: elements; ``weight``: the sum of their sample weights (``count`` without weights); ``nan``: how
+    many predictions are NaN; ``correct``: the weight of the correct predictions; ``brier``: the weighted sum of
+    (p - y)^2; ``bins[N]``: a (2, N) float64 array, per probability bin the weight of the positives and of the
+    negatives. Without sample weights and with hard targets every sum but ``brier`` is an integer, exact in
+    float64 up to 2^53 elements.
+    """
+
+    names: tuple[str, ...]
+    count: int
+    weight: float
+    nan: int = 0
+    correct: float = 0.0
+    brier: float = 0.0
+    bins: dict = field(default_factory=dict)
+
+    def merge(self, other: "BinaryMetricState") -> "BinaryMetricState":
+        """The state of both pieces together (``merge_states([self, other])``)."""
+        return merge_states((self, other))
+
+    def result(self) -> Metrics:
+        """The metrics asked for, by name (NaN where no weight counted, or a prediction was NaN)."""
+        out = Metrics(self)
+        for name in self.names:
+            out[name] = self._value(name)
+        return out
+
+    def _value(self, name: str) -> float:
+        if self.weight == 0.0 or self.nan:
+            return math.nan
+        if name == "accuracy":
+            return self.correct / self.weight
+        if name == "brier":
+            return self.brier / self.weight
+        if name.startswith("roc"):
+            return binned_roc_auc(*self.bins[int(name[3:])])
+        return binned_average_precision(*self.bins[int(name[2:])])
+
+    def __eq__(self, other) -> bool:
+        """Equal sums, bin by bin (NaN equal to NaN)."""
+        if not isinstance(other, BinaryMetricState):
+            return NotImplemented
+        same = lambda a, b: a == b or (a != a and b != b)  # noqa: E731
+        return (set(self.names) == set(other.names) and self.count == other.count and self.nan == other.nan
+                and all(same(getattr(self, a), getattr(other, a)) for a in ("weight", "correct", "brier"))
+                and self.bins.keys() == other.bins.keys()
+                and all(np.array_equal(self.bins[n], other.bins[n], equal_nan=True) for n in self.bins))
+
+    __hash__ = None
+
+
+def _cumulative(pos, neg):
+    """The weights of the positives and negatives at or above each bin edge, from the top bin down."""
+    return np.cumsum(np.asarray(pos, np.float64)[::-1]), np.cumsum(np.asarray(neg, np.float64)[::-1])
+
+
+def binned_roc_auc(pos, neg) -> float:
+    """The area under the ROC curve whose thresholds are the bin edges (trapezoids between them: the scores in
+    one bin count as tied, half a pair each), which is scikit-learn's ``roc_auc_score`` of the bin indices.
+    NaN when there are no positives or no negatives."""
+    tp, fp = _cumulative(pos, neg)
+    if not (tp[-1] > 0 and fp[-1] > 0):
+        return math.nan
+    tpr = np.concatenate(([0.0], tp / tp[-1]))
+    fpr = np.concatenate(([0.0], fp / fp[-1]))
+    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1])) / 2.0)
+
+
+def binned_average_precision(pos, neg) -> float:
+    """Average precision over the bin edges as thresholds, ``sum_b (R_b - R_(b+1)) P_b`` from the top bin down
+    (recall R and precision P of the scores at or above the bin's lower edge), which is scikit-learn's
+    ``average_precision_score`` of the bin indices. NaN when there are no positives."""
+    tp, fp = _cumulative(pos, neg)
+    if not tp[-1] > 0:
+        return math.nan
+    gain = np.asarray(pos, np.float64)[::-1]
+    has = gain > 0
+    return float(np.sum(gain[has] / tp[-1] * (tp[has] / (tp[has] + fp[has]))))
+
+
+def merge_states(states: Iterable[BinaryMetricState]) -> BinaryMetricState:
+    """The state of the union of pieces: counts added, sums added exactly rounded (``math.fsum``, so the order of
+    the pieces does not matter). Every state must hold the same metrics."""
+    states = checked_states(states, BinaryMetricState, "merge_states", "Metrics.state",
+                            lambda a, b: None if set(a.names) == set(b.names) else
+                            f"states of different metrics cannot be merged: {a.names} and {b.names}")
+    first = states[0]
+    if len(states) == 1:
+        return first
+    bins = {}
+    for n in first.bins:
+        stack = np.stack([s.bins[n] for s in states])  # (pieces, 2, n)
+        bins[n] = np.array([[_exact_sum(stack[:, i, j]) for j in range(n)] for i in range(2)]).reshape(2, n)
+    return BinaryMetricState(first.names, bins=bins,
+                             **summed_fields(states, exact=("weight", "correct", "brier"), counts=("count", "nan")))
+
+
+def fold(spec: BinaryMetricSpec, tab, count: int, weight: float) -> BinaryMetricState:
+    """The state of a call from its table (rows x (3 + 2 nbins), from ``table`` or a kernel): the scalar sums
+    added exactly rounded, the bins row by row in order (a fixed order: the rows depend on the size only)."""
+    tab = np.asarray(tab, np.float64)
+    bins = {}
+    if spec.nbins:
+        n = spec.nbins
+        bins[n] = np.sum(tab[:, 3:], axis=0).reshape(2, n)
+    return BinaryMetricState(spec.names, count, weight, int(np.sum(tab[:, 0])), _exact_sum(tab[:, 1]),
+                             _exact_sum(tab[:, 2]), bins)
+
+
+def run(module, name, packed, p, y, w, scale, reduce, v, g, threads, cols, spec: BinaryMetricSpec,
+        probabilities: bool):
+    """The loss kernel with the binary metrics: (its total, the table for ``fold``).
+
+    ``module``: a host backend; its ``elementwise_metrics`` has the contract of ``elementwise`` (no Hessian;
+    the value or the reduction) plus ``table`` (float64, ``table_rows(n)`` x (3 + 2 nbins), which it zeroes and
+    fills), ``nbins`` and ``probabilities`` (the scores are probabilities, not logits)."""
+    kernel = getattr(module, "elementwise_metrics", None)
+    if kernel is None:
+        raise ValueError(f"{name}: backend {module.NAME!r} has no metrics pass; use backend 'cpp', 'numba' or "
+                         "'numpy'")
+    tab = np.empty((table_rows(p.size), 3 + 2 * spec.nbins))
+    total = kernel(name, packed, p, y, w, scale, reduce, v, g, threads, cols, tab, spec.nbins, probabilities)
+    return total, tab
