@@ -211,3 +211,18 @@ def test_nan_scores(backend):
                                 x.size, float(x.size))
     assert m.state.nan == 2 and m.state.correct == want.correct and np.array_equal(m.state.bins[256],
                                                                                    want.bins[256])
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_weights_rescaled_for_the_mean(backend):
+    """float32 weights whose sum passes 2^126 are rescaled for "mean" (fit_weights): the metrics still weigh the
+    weights as given (their state is that of "sum", where nothing is rescaled)."""
+    require_backend(backend)
+    x, y, w = _data(n=2000, dtype=np.float32, seed=7)
+    w = (w.astype(np.float64) * 2.0**120).astype(np.float32)
+    fn = fl.binary_cross_entropy_with_logits
+    _, _, mean = fn.value_and_grad(x, y, sample_weight=w, metrics=ALL, backend=backend)
+    _, _, total = fn.value_and_grad(x, y, sample_weight=w, reduction="sum", metrics=ALL, backend=backend)
+    assert mean.state.weight == total.state.weight
+    for name in ALL:
+        assert mean[name] == pytest.approx(total[name], rel=1e-12)
