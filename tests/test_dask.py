@@ -242,7 +242,9 @@ def test_every_registered_loss_is_there():
     assert {"elementwise", "multiclass"} <= {REGISTRY[n].kind for n in names}
     for name in names:
         assert isinstance(getattr(fld, name), fld.DaskLoss), name
-    assert set(fld.__all__) >= set(names)
+    # __all__ is fixed at import: the built-in losses (a user's loss registered later, e.g. by another test in
+    # this process, is reached through the module's __getattr__ above)
+    assert set(fld.__all__) >= {name for name in names if REGISTRY[name].builtin}
 
 
 # --- bad input ----------------------------------------------------------------------------------------------------

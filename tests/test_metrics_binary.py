@@ -162,7 +162,7 @@ def test_metric_names_and_refusals():
     assert math.isnan(m["roc8"]) and m["ap8"] == 1.0  # no negatives: no ROC curve; every score at 1/2
 
 
-def test_compiled_kernel_checks_its_table():
+def test_cpp_kernel_checks_its_table():
     core = pytest.importorskip("fusedloss._core")
     if not hasattr(core, "elementwise_metrics"):
         pytest.fail("the compiled extension has no elementwise_metrics (rebuild it)")
