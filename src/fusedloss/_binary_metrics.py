@@ -31,7 +31,7 @@ from typing import Iterable
 
 import numpy as np
 
-from ._logit_metrics import Metrics
+from ._logit_metrics import Metrics, parse_names
 from ._state import _exact_sum, checked_states, summed_fields
 
 __all__ = ["scores", "BinaryMetricSpec", "BinaryMetricState", "parse", "table", "table_rows", "fold", "merge_states",
@@ -67,39 +67,21 @@ class BinaryMetricSpec:
 _PARSED: dict = {}
 
 
+def _spec_of(owner: str):
+    def build(names: tuple, matches: list) -> BinaryMetricSpec:
+        bins = {int(m.group(3)) for m in matches if m.group(3)}
+        if len(bins) > 1:
+            raise ValueError(f"{owner}: the curves of one call share one bin count, got {sorted(bins)} "
+                             f"(ask for e.g. 'roc256' and 'ap256')")
+        return BinaryMetricSpec(names, bins.pop() if bins else 0)
+
+    return build
+
+
 def parse(metrics, owner: str) -> BinaryMetricSpec:
     """``metrics`` (a name or an iterable of names) as a ``BinaryMetricSpec``; a bad name raises ValueError
     naming ``owner`` and the valid names."""
-    key = metrics if isinstance(metrics, (str, tuple)) else None
-    if key is not None:
-        try:
-            return _PARSED[key]
-        except (KeyError, TypeError):
-            pass
-    names = (metrics,) if isinstance(metrics, str) else metrics
-    try:
-        names = tuple(names)
-    except TypeError:
-        raise TypeError(f"{owner}: metrics must be a metric name or a sequence of names ({VALID}), "
-                        f"got {type(metrics).__name__}") from None
-    seen, bins = [], set()
-    for name in names:
-        if not isinstance(name, str):
-            raise TypeError(f"{owner}: metric names are strings ({VALID}), got {name!r}")
-        match = _PATTERN.fullmatch(name)
-        if match is None:
-            raise ValueError(f"{owner}: unknown metric {name!r}; valid names for a binary score: {VALID}")
-        if match.group(3):
-            bins.add(int(match.group(3)))
-        if name not in seen:
-            seen.append(name)
-    if len(bins) > 1:
-        raise ValueError(f"{owner}: the curves of one call share one bin count, got {sorted(bins)} "
-                         f"(ask for e.g. 'roc256' and 'ap256')")
-    spec = BinaryMetricSpec(tuple(seen), bins.pop() if bins else 0)
-    if key is not None and len(_PARSED) < 256:
-        _PARSED[key] = spec
-    return spec
+    return parse_names(metrics, owner, VALID, _PATTERN, _PARSED, _spec_of(owner), "valid names for a binary score")
 
 
 def table_rows(n: int) -> int:

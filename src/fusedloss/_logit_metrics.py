@@ -55,29 +55,43 @@ class MetricSpec:
 _PARSED: dict = {}
 
 
-def parse(metrics, owner: str) -> MetricSpec:
-    """``metrics`` (a name or an iterable of names) as a ``MetricSpec``; a bad name raises ValueError naming
-    ``owner`` (the loss or function) and the valid names."""
+def parse_names(metrics, owner: str, valid: str, pattern, parsed: dict, build, unknown: str = "valid names"):
+    """``build(names, matches)`` of the metric names in ``metrics`` (a name or an iterable of names), each matched
+    by ``pattern`` (duplicates dropped from ``names``, kept in ``matches``); cached in ``parsed`` by the str or
+    tuple given. A bad name raises TypeError or ValueError naming ``owner`` (the loss or function) and the
+    ``valid`` names. Both kinds of metrics (these and ``_binary_metrics``'s) parse their names here."""
     key = metrics if isinstance(metrics, (str, tuple)) else None
     if key is not None:
         try:
-            return _PARSED[key]
+            return parsed[key]
         except (KeyError, TypeError):
             pass
     names = (metrics,) if isinstance(metrics, str) else metrics
     try:
         names = tuple(names)
     except TypeError:
-        raise TypeError(f"{owner}: metrics must be a metric name or a sequence of names ({VALID}), "
+        raise TypeError(f"{owner}: metrics must be a metric name or a sequence of names ({valid}), "
                         f"got {type(metrics).__name__}") from None
-    ks, bins, seen = set(), set(), []
-    flags = {"nll": False, "entropy": False, "confidence": False}
+    seen, matches = [], []
     for name in names:
         if not isinstance(name, str):
-            raise TypeError(f"{owner}: metric names are strings ({VALID}), got {name!r}")
-        match = _PATTERN.fullmatch(name)
+            raise TypeError(f"{owner}: metric names are strings ({valid}), got {name!r}")
+        match = pattern.fullmatch(name)
         if match is None:
-            raise ValueError(f"{owner}: unknown metric {name!r}; valid names: {VALID}")
+            raise ValueError(f"{owner}: unknown metric {name!r}; {unknown}: {valid}")
+        matches.append(match)
+        if name not in seen:
+            seen.append(name)
+    spec = build(tuple(seen), matches)
+    if key is not None and len(parsed) < 256:
+        parsed[key] = spec
+    return spec
+
+
+def _spec_of(names: tuple, matches: list) -> MetricSpec:
+    ks, bins = set(), set()
+    flags = {"nll": False, "entropy": False, "confidence": False}
+    for match in matches:
         plain, k, n = match.groups()
         if plain == "accuracy":
             ks.add(1)
@@ -88,12 +102,13 @@ def parse(metrics, owner: str) -> MetricSpec:
         else:
             bins.add(int(n))
             ks.add(1)  # a bin's accuracy is top-1
-        if name not in seen:
-            seen.append(name)
-    spec = MetricSpec(tuple(seen), tuple(sorted(ks)), tuple(sorted(bins)), **flags)
-    if key is not None and len(_PARSED) < 256:
-        _PARSED[key] = spec
-    return spec
+    return MetricSpec(names, tuple(sorted(ks)), tuple(sorted(bins)), **flags)
+
+
+def parse(metrics, owner: str) -> MetricSpec:
+    """``metrics`` (a name or an iterable of names) as a ``MetricSpec``; a bad name raises ValueError naming
+    ``owner`` (the loss or function) and the valid names."""
+    return parse_names(metrics, owner, VALID, _PATTERN, _PARSED, _spec_of)
 
 
 # --- the specification of the per-row arrays ----------------------------------------------------------------
