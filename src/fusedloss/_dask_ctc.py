@@ -24,6 +24,8 @@ import math
 
 import numpy as np
 
+from ._dask_graph import LazyLoss
+
 
 def _block(mode, reduction, backend, params, where, x, labels, il, tl, w, coef):
     """One block's in-memory call: (value, LossState or None; gradient or None)."""
@@ -131,18 +133,12 @@ def graph(loss, mode, logits, targets, input_lengths, target_lengths, reduction,
     return to_arrays(layers, deps, results)
 
 
-class DaskSequenceLoss:
+class DaskSequenceLoss(LazyLoss):
     """``fusedloss.ctc`` over dask arrays (module docstring): the same signature (without ``grad_out``),
     returning lazy dask arrays."""
 
     def __init__(self, loss):
-        self.loss = loss
-        self.name = loss.name
-        self.__name__ = loss.name
-        self.__doc__ = f"{loss.name} over dask arrays (lazy), along the batch axis. " + (__doc__ or "")
-
-    def __repr__(self):
-        return f"<fusedloss.dask loss {self.name}>"
+        super().__init__(loss, ", along the batch axis")
 
     def __call__(self, logits, targets, input_lengths, target_lengths, *, reduction="mean", sample_weight=None,
                  backend=None, **params):

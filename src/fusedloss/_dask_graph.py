@@ -78,3 +78,17 @@ def to_arrays(layers: dict, deps: dict, results: list):
     arrays = tuple(da.Array(hlg, n, chunks, dtype=dt, meta=np.empty((0,) * len(chunks), dt))
                    for n, chunks, dt in results)
     return arrays[0] if len(arrays) == 1 else arrays
+
+
+class LazyLoss:
+    """What fusedloss.dask's loss objects share: the in-memory loss they wrap, its name, and a docstring that
+    says how the arrays split (``along``)."""
+
+    def __init__(self, loss, along: str = ""):
+        self.loss = loss
+        self.name = loss.name
+        self.__name__ = loss.name
+        self.__doc__ = f"{loss.name} over dask arrays (lazy){along}. " + (loss.__doc__ or "")
+
+    def __repr__(self):
+        return f"<fusedloss.dask loss {self.name}>"

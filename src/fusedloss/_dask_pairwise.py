@@ -22,6 +22,8 @@ from operator import getitem
 
 import numpy as np
 
+from ._dask_graph import LazyLoss
+
 
 def _block(name, mode, reduction, backend, params, where, count, y, w, coef, *xs):
     """One block's in-memory call: (value or LossState; gradients or None)."""
@@ -149,18 +151,12 @@ def graph(loss, mode, arrays, reduction, sample_weight, backend, params):
     return out[0], tuple(out[1:])
 
 
-class DaskPairwiseLoss:
+class DaskPairwiseLoss(LazyLoss):
     """A pairwise loss over dask arrays (module docstring): the in-memory signature (without ``grad_out``),
     returning lazy dask arrays."""
 
     def __init__(self, loss):
-        self.loss = loss
-        self.name = loss.name
-        self.__name__ = loss.name
-        self.__doc__ = f"{loss.name} over dask arrays (lazy), along the first axis. " + (__doc__ or "")
-
-    def __repr__(self):
-        return f"<fusedloss.dask loss {self.name}>"
+        super().__init__(loss, ", along the first axis")
 
     def __call__(self, *arrays, reduction="mean", sample_weight=None, backend=None, **params):
         """The value: a 0-d float64 dask array ("mean", "sum"), or a dask array of the rows ("none")."""

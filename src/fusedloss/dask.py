@@ -50,7 +50,7 @@ from ._dispatch import Loss
 from ._validate import (GRAD, GRAD_HESS, HESSIAN_MODES, REDUCTIONS, VALUE, VALUE_AND_GRAD, _as_like, _as_pred,
                         _class_vector, _column_vector, mean_scale, scaled_weights)
 from ._losses import LOSSES
-from ._dask_graph import SPLIT_EVERY, _finalize, _lift, _located, _tree, reduced, to_arrays
+from ._dask_graph import SPLIT_EVERY, LazyLoss, _finalize, _lift, _located, _tree, reduced, to_arrays
 from ._state import (LossState, _ldexp, _weight_limit, _weight_shape, divisor, divisor_state, fit_class_weight, merge,
                      refit_state)
 
@@ -290,18 +290,12 @@ def _graph(loss: Loss, mode: str, pred, target, reduction, sample_weight, backen
 # --- the public objects -------------------------------------------------------------------------------------
 
 
-class DaskLoss:
+class DaskLoss(LazyLoss):
     """``fusedloss.<loss>`` over dask arrays: the same signature (without ``grad_out`` / ``hess_out``),
     returning lazy dask arrays."""
 
-    def __init__(self, loss: Loss):
-        self.loss = loss
-        self.name = loss.name
-        self.__name__ = loss.name
-        self.__doc__ = f"{loss.name} over dask arrays (lazy). " + (loss.__doc__ or "")
-
-    def __repr__(self):
-        return f"<fusedloss.dask loss {self.name}>"
+    def __init__(self, loss):
+        super().__init__(loss, "")
 
     def __call__(self, pred, target, *, reduction="mean", sample_weight=None, backend=None, **params):
         """The value: a 0-d float64 dask array ("mean", "sum"), or a dask array ("none")."""
