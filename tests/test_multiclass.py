@@ -365,3 +365,35 @@ def test_long_confident_row_keeps_its_small_terms(backend, dtype, C):
     exact = math.log1p(rest)
     assert abs(v[0] - exact) <= 1e-5 * exact, (v[0], exact)
     assert abs(g[0, C // 3] + rest / (1.0 + rest)) <= 1e-5 * rest, (g[0, C // 3], -rest)
+
+
+@pytest.mark.parametrize("C", [1, 2, 15, 16, 17, 127, 128, 129])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_cross_entropy_at_the_edges_of_row_tiles(backend, dtype, C):
+    """Rows of at most 128 classes run 16 at a time in the C++ kernel (lanes across rows), longer ones one by
+    one: both sides of that bound, tiles cut short by the end of the call, ignored and zero-weight rows inside
+    a tile, and rows with nothing to normalise (a nan logit, all -inf) beside ordinary ones."""
+    require_support(backend, "cross_entropy", dtype)
+    rng = np.random.default_rng(C)
+    for R in (1, 15, 16, 17, 33):
+        x = rng.normal(0.0, 3.0, (R, C)).astype(dtype)
+        t = rng.integers(0, C, R)
+        t[3::5] = -100
+        w = rng.uniform(0.5, 2.0, R)
+        w[1::7] = 0.0
+        if R > 8:
+            x[2, C // 2] = np.nan
+            x[4] = -np.inf
+            x[6, 0] = np.nan  # in a row whose weight is 0: ignored whatever it holds
+            w[6] = 0.0
+        for params in ({}, {"label_smoothing": 0.1, "class_weight": rng.uniform(0.5, 2.0, C), "z_loss": 1e-3}):
+            value, grad, hess = _reference_all("cross_entropy", params, x, t, "none", w, "hard")
+            tag = f"{backend} {dtype} R={R} C={C} {params}"
+            v = fl.cross_entropy(x, t, reduction="none", sample_weight=w, backend=backend, **params)
+            assert_close(v, value, dtype, 1.0 + np.abs(value), f"{tag}: value")
+            g, h = fl.cross_entropy.grad_hess(x, t, reduction="none", sample_weight=w, backend=backend, **params)
+            mag = 1.0 + np.abs(grad) + np.abs(hess)
+            assert_close(g, grad, dtype, mag, f"{tag}: gradient")
+            assert_close(h, hess, dtype, mag, f"{tag}: Hessian")
+            total = fl.cross_entropy(x, t, reduction="sum", sample_weight=w, backend=backend, **params)
+            assert_close(total, np.sum(value), dtype, 1.0 + np.sum(np.abs(value)), f"{tag}: sum")

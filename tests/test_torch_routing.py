@@ -8,6 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+import fusedloss as fl  # noqa: E402
 import fusedloss.torch as ft  # noqa: E402
 
 
@@ -54,8 +55,29 @@ def test_large_calls_and_many_classes_run_the_fused_kernels():
     out = ft.cross_entropy(x, t)
     assert not _ran_on_torch(out)
     assert torch.allclose(out, torch.nn.functional.cross_entropy(x, t), rtol=1e-5)
-    few = torch.randn(60_000, 10)  # few classes stay on torch at any size
-    assert _ran_on_torch(ft.cross_entropy(few.requires_grad_(), torch.randint(0, 10, (60_000,))))
+    some = torch.randn(60_000, 20, requires_grad=True)  # 16 to 31 classes stay on torch at any size
+    assert _ran_on_torch(ft.cross_entropy(some, torch.randint(0, 20, (60_000,))))
+
+
+def test_few_classes_run_the_fused_kernel_from_tiled_min():
+    """Rows of fewer than 16 classes with class labels: the C++ kernel from TILED_MIN elements on, torch below,
+    and torch at any size where the fused call would not run the C++ kernel."""
+    from conftest import backend_skip_reason
+
+    if backend_skip_reason("cpp"):
+        pytest.skip(backend_skip_reason("cpp"))
+    rows = ft.TILED_MIN // 10
+    big = torch.randn(rows + 1, 10, requires_grad=True)
+    labels = torch.randint(0, 10, (rows + 1,))
+    out = ft.cross_entropy(big, labels)
+    assert not _ran_on_torch(out)
+    assert torch.allclose(out, torch.nn.functional.cross_entropy(big, labels), rtol=1e-5)
+    assert not _ran_on_torch(ft.CrossEntropyLoss()(big, labels))
+    assert _ran_on_torch(ft.cross_entropy(big[: rows - 1], labels[: rows - 1]))  # under TILED_MIN elements
+    assert _ran_on_torch(ft.cross_entropy(big, torch.softmax(big.detach(), 1)))  # probabilities: row by row
+    assert _ran_on_torch(ft.multi_margin_loss(big, labels))  # a loss without tiles
+    with fl.use_backend("numba"):
+        assert _ran_on_torch(ft.cross_entropy(big, labels))
     p = torch.randn(ft.SMALL_ELEMENTWISE, requires_grad=True)
     assert not _ran_on_torch(ft.mse_loss(p, torch.zeros_like(p)))
 

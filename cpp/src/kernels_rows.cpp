@@ -6,6 +6,7 @@
 // Adding a multiclass loss: a struct in rows.hpp and ONE line in the table below.
 #include "fusedloss/kernel_api.hpp"
 #include "fusedloss/loops.hpp"
+#include "fusedloss/row_tiles.hpp"
 #include "fusedloss/rows.hpp"
 
 #include <cstddef>
@@ -25,11 +26,12 @@ constexpr RowEntry row_entry() {
   using R = Row<double>;
   static_assert(R::arity <= Params::kMax, "more parameters than Params holds: raise Params::kMax");
   if constexpr (has_row_metrics<R>::value) {
-    return {R::name, R::arity, R::hard_labels, R::soft_labels, R::class_vector, &multiclass<Row, float>,
-            &multiclass<Row, double>, &multiclass_metrics<Row, float>, &multiclass_metrics<Row, double>};
+    return {R::name, R::arity, R::hard_labels, R::soft_labels, R::class_vector, &multiclass_entry<Row, float>,
+            &multiclass_entry<Row, double>, &multiclass_metrics_entry<Row, float>,
+            &multiclass_metrics_entry<Row, double>};
   } else {
-    return {R::name, R::arity, R::hard_labels, R::soft_labels, R::class_vector, &multiclass<Row, float>,
-            &multiclass<Row, double>, nullptr, nullptr};
+    return {R::name, R::arity, R::hard_labels, R::soft_labels, R::class_vector, &multiclass_entry<Row, float>,
+            &multiclass_entry<Row, double>, nullptr, nullptr};
   }
 }
 

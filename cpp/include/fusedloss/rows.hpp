@@ -26,6 +26,8 @@
 //      parked in the output row (gradient, else Hessian) when pass 3 can use it;
 //   3. p_j = e_j / s, and one write of the gradient (and Hessian) element.
 // So each logit is read from memory once and each output written once, and there is no N x C temporary.
+// cross_entropy with hard labels also runs rows of up to kTileMaxC classes in tiles (row_tiles.hpp): the same
+// passes with the vector lanes across 16 rows, through the same per-element and per-row steps as its `run`.
 // g == x (and h == x) is safe: pass 3 reads the parked e_j, or x_j itself (softcap, kl_div_with_logits: they
 // rebuild e_j from x_j), before it writes element j, and the label's logit x_t is saved before pass 2 starts.
 //
@@ -179,15 +181,25 @@ FUSEDLOSS_INLINE void add_exp(T e, A& s1, A& k) {
 // chunks it does not grow.
 inline constexpr std::size_t kChunk = 256;
 
+// Rows of at most kTileMaxC classes may run in tiles of kTile rows (row_tiles.hpp): a row struct's `tile`
+// takes them transposed, logit j of row r at [j * kTile + r], so that its loops run along the rows.
+inline constexpr std::size_t kTile = 16;
+inline constexpr std::size_t kTileMaxC = 128;
+
 // The row's sum of exponentials and what follows from it, without cancellation (see the top of the file).
 struct RowSum {
   double s, sm1, inv_s, log_s;  // s, s - 1, 1 / s (0 when s == 0: all -inf row), log s
+  RowSum() = default;
   RowSum(double s1, double k)
       : s(s1 + k), sm1(s1 + (k - 1.0)), inv_s(s1 + k == 0.0 ? 0.0 : 1.0 / (s1 + k)), log_s(vm::log1p(sm1)) {}
   // 1 - p_j = (s - e_j) / s, in double; for a maximum (e_j == 1) s - 1 is taken as s1 + (k - 1). For any
   // other element s - e_j >= 1 (s holds a max's 1 besides e_j), so there is nothing to cancel.
   template <class T>
   FUSEDLOSS_INLINE double one_minus_p(T e) const {
+    return one_minus_p(e, s, sm1, inv_s);
+  }
+  template <class T>
+  FUSEDLOSS_INLINE static double one_minus_p(T e, double s, double sm1, double inv_s) {
     return (e == T(1) ? sm1 : s - double(e)) * inv_s;
   }
 };
@@ -316,6 +328,266 @@ struct cross_entropy {
              : run<G, false, false, false, false, true, MR, ME, CP>(x, t, nullptr, f, g, nullptr, &met);
   }
 
+  // Rows in tiles (row_tiles.hpp), for hard labels without softcap or the confidence penalty (tiles_for): the
+  // steps of `run`, with the vector lanes across kTile rows instead of along one row. xt[j * kTile + r] is
+  // logit j of lane r; every lane holds finite logits or a row of its own, labels in [0, C). Writes v[r] (the
+  // row value), gt and ht in xt's layout, and met[r] (M; the rank only if mr, the entropy only if me).
+  bool tiles_for(std::size_t C_) const { return C_ <= kTileMaxC && cap_d == 0.0 && cp == 0.0; }
+
+  template <bool G, bool H, bool M>
+  void tile(const T* xt, const std::int64_t* t, const double* f, double* v, T* gt, T* ht, RowMetrics* met, bool mr,
+            bool me) const {
+    constexpr std::size_t L = kTile;
+    constexpr bool Cap = false, CP = false;
+    const std::size_t n = C;
+    const T* const cwp = cw;
+    alignas(64) T xmax[L], x_t[L];
+    for (std::size_t r = 0; r < L; ++r) {
+      x_t[r] = xt[std::size_t(t[r]) * L + r];
+      xmax[r] = -std::numeric_limits<T>::infinity();
+    }
+    // pass 1: the max (nan skipped, as row_max) and, for the metrics, the label's rank (as row_max_rank)
+    for (std::size_t j = 0; j < n; ++j) {
+      const T* xj = xt + j * L;
+#pragma omp simd
+      for (std::size_t r = 0; r < L; ++r) xmax[r] = xj[r] > xmax[r] ? xj[r] : xmax[r];
+    }
+    alignas(64) std::int64_t rank[L] = {};
+    if (M && mr) {
+      for (std::size_t j = 0; j < n; ++j) {
+        const T* xj = xt + j * L;
+        const std::int64_t jj = std::int64_t(j);
+#pragma omp simd
+        for (std::size_t r = 0; r < L; ++r) rank[r] += (jj < t[r] ? xj[r] >= x_t[r] : xj[r] > x_t[r]) ? 1 : 0;
+      }
+    }
+    alignas(64) T shift[L];
+    for (std::size_t r = 0; r < L; ++r) shift[r] = exp_shift(xmax[r]);
+
+    // pass 2 (each lane sums its at most kTileMaxC terms in T, as one chunk of run)
+    alignas(64) T s1[L] = {}, k[L] = {}, szw[L] = {}, ent[L] = {};
+    alignas(64) T et[kTileMaxC * L];
+    const bool with_ent = M && me;
+    if (ls != 0.0) {
+      with_ent ? tile_sums<true, true>(xt, shift, et, s1, k, szw, ent) : tile_sums<true, false>(xt, shift, et, s1, k, szw, ent);
+    } else {
+      with_ent ? tile_sums<false, true>(xt, shift, et, s1, k, szw, ent) : tile_sums<false, false>(xt, shift, et, s1, k, szw, ent);
+    }
+
+    // the rows' scalars, lane by lane: a loop GCC vectorises (the struct locals do not outlive an iteration,
+    // and no pragma makes them arrays indexed by lane); the label's elements go to lg / lh, placed after pass 3
+    alignas(64) T inv_s[L], coefz[L], coef[L], fT[L], lseZ[L], lg[L], lh[L];
+    alignas(64) double s_d[L], sm1_d[L], inv_s_d[L], log_s[L], lp_t[L];
+    alignas(64) double ct[L], value[L];
+    alignas(64) unsigned char nan[L];
+    for (std::size_t r = 0; r < L; ++r) ct[r] = cwp ? double(cwp[t[r]]) : 1.0;
+    for (std::size_t r = 0; r < L; ++r) {
+      const RowSum rs(double(s1[r]), double(k[r]));
+      const Scalars sc = hard_row<CP>(shift[r], rs, ct[r], x_t[r], double(szw[r]), double(ent[r]));
+      const bool bad = no_softmax(xmax[r], rs.s);
+      nan[r] = bad;
+      value[r] = bad ? std::numeric_limits<double>::quiet_NaN() : sc.value;
+      const Pass3 cr = pass3_of(shift[r], rs, sc, double(ent[r]), f[r]);
+      inv_s[r] = cr.inv_s, coefz[r] = cr.coefz, coef[r] = cr.coef, fT[r] = cr.f, lseZ[r] = cr.lseZ;
+      s_d[r] = rs.s, sm1_d[r] = rs.sm1, inv_s_d[r] = rs.inv_s, log_s[r] = rs.log_s, lp_t[r] = sc.lp_t;
+      label_element<G, H, Cap, CP>(sc, x_t[r], T(1), f[r], lg, lh, r);
+    }
+    std::copy(value, value + L, v);
+    if constexpr (M) {
+      for (std::size_t r = 0; r < L; ++r) {
+        met[r] = nan[r] ? nan_metrics() : row_metrics_of(rank[r], inv_s_d[r], log_s[r], lp_t[r], double(ent[r]));
+      }
+    }
+    if constexpr (G || H) {
+      // pass 3
+      const T e_cT = T(e_c), zl2 = T(2.0 * zl), cpT = T(cp);
+      for (std::size_t j = 0; j < n; ++j) {
+        const T cj = cwp ? cwp[j] : T(1);
+        const T* ej = et + j * L;
+        T* gj = gt + j * L;
+        T* hj = ht + j * L;
+#pragma omp simd
+        for (std::size_t r = 0; r < L; ++r) {
+          const T e = ej[r], p = e * inv_s[r];
+          // (no softcap or penalty in tiles: z, dz, hmls, the shift and 2 / softcap^2 are not read)
+          put<G, H, Cap, CP>(coefz[r] * p - e_cT * cj, e, p, T(0), T(1), fT[r], coef[r], lseZ[r], T(0), shift[r],
+                             s_d[r], sm1_d[r], inv_s_d[r], zl2, cpT, T(0), gj, hj, r);
+        }
+      }
+      for (std::size_t r = 0; r < L; ++r) {
+        if (nan[r]) {
+          for (std::size_t j = 0; j < n; ++j) nan_row<G, H>(1, gt + j * L + r, ht + j * L + r);
+        } else {
+          const std::size_t at = std::size_t(t[r]) * L + r;
+          if constexpr (G) gt[at] = lg[r];
+          if constexpr (H) ht[at] = lh[r];
+        }
+      }
+    }
+  }
+
+  // tile's pass 2: et[j * kTile + r] = e_j of lane r, and the lanes' sums (hard_sums). Not inlined: inlined
+  // into tile, GCC 12 leaves its loop scalar ("control flow in loop").
+  template <bool Smooth, bool Ent>
+  FUSEDLOSS_NOINLINE void tile_sums(const T* xt, const T* shift, T* et, T* s1, T* k, T* szw, T* ent) const {
+    constexpr std::size_t L = kTile;
+    for (std::size_t j = 0; j < C; ++j) {
+      const T cj = cw ? cw[j] : T(1);
+      const T* const xj = xt + j * L;
+      T* const ej = et + j * L;
+#pragma omp simd
+      for (std::size_t r = 0; r < L; ++r) ej[r] = hard_sums<Smooth, Ent, false>(xj[r], cj, shift[r], s1[r], k[r], szw[r], ent[r]);
+    }
+  }
+
+  // The pieces of a row that `run` (one row, lanes along it) and `tile` (lanes across rows) share.
+
+  template <bool Cap>
+  FUSEDLOSS_INLINE T z_of(T xj, T& dz) const {
+    if constexpr (Cap) {
+      return soft_z(xj, dz);
+    } else {
+      return xj;
+    }
+  }
+
+  // Pass 2 of one element of a hard-label row: returns e_j = exp(z_j - m) and adds its terms to the sums
+  // (Smooth: cw_j (m - z_j), a weightless class adding 0 even at -inf; Ent: e_j (m - z_j), a masked class
+  // (e = 0, z = -inf) adding 0).
+  template <bool Smooth, bool Ent, bool Cap>
+  FUSEDLOSS_INLINE T hard_sums(T xj, T cj, T shift, T& s1, T& k, T& szw, T& ent) const {
+    T dz = T(1);
+    const T z = z_of<Cap>(xj, dz);
+    const T e = exp_sub(z, shift);
+    add_exp(e, s1, k);
+    if constexpr (Smooth) szw += cj != T(0) ? cj * (shift - z) : T(0);
+    if constexpr (Ent) ent += e != T(0) ? e * (shift - z) : T(0);
+    (void)cj, (void)szw, (void)ent;
+    return e;
+  }
+
+  // A row's scalars once pass 2 has its sums: lse, A (coef) and A + 2 z_loss lse (coefz), log p_t, the
+  // entropy H (CP) and the row value.
+  struct Scalars {
+    double lse, coef, coefz, ct, lp_t, ent_h, value;
+  };
+
+  // What every row adds once s is known: z_loss and the confidence penalty to the value, and coefz.
+  template <bool CP>
+  FUSEDLOSS_INLINE void finish(Scalars& r, const RowSum& rs, double ent) const {
+    if (zl != 0.0) r.value += zl * r.lse * r.lse;
+    r.ent_h = 0.0;
+    if constexpr (CP) {
+      r.ent_h = rs.log_s + ent * rs.inv_s;
+      r.value -= cp * r.ent_h;
+    }
+    r.coefz = zl != 0.0 ? r.coef + 2.0 * zl * r.lse : r.coef;
+  }
+
+  // Hard label t (its class weight ct): lse - z_t is taken as (m - z_t) + log s (an exact difference, then
+  // log1p), which stays accurate when the label's class dominates and lse - z_t is tiny.
+  template <bool CP>
+  FUSEDLOSS_INLINE Scalars hard_row(T shift, const RowSum& rs, double ct, T z_t, double szw, double ent) const {
+    Scalars r;
+    r.lse = double(shift) + rs.log_s;
+    r.ct = ct;
+    r.coef = keep * ct + e_c * W;
+    r.lp_t = (double(z_t) - double(shift)) - rs.log_s;
+    r.value = keep * ct * -r.lp_t;
+    if (ls != 0.0) r.value += e_c * (W * rs.log_s + szw);
+    finish<CP>(r, rs, ent);
+    return r;
+  }
+
+  // Soft targets: coef = sum_j b_j, szw = sum_j b_j (m - z_j) from pass 2.
+  template <bool CP>
+  FUSEDLOSS_INLINE Scalars soft_row(T shift, const RowSum& rs, double coef, double szw, double ent) const {
+    Scalars r;
+    r.lse = double(shift) + rs.log_s;
+    r.ct = 1.0;
+    r.coef = coef;
+    r.lp_t = 0.0;
+    r.value = coef * rs.log_s + szw;
+    finish<CP>(r, rs, ent);
+    return r;
+  }
+
+  static RowMetrics nan_metrics() {
+    constexpr double nan = std::numeric_limits<double>::quiet_NaN();
+    return RowMetrics{-1, nan, nan, nan};
+  }
+
+  // max_j p_j = 1/s (every maximum has e = 1); H = log s + (1/s) sum_j e_j (m - z_j) (0 when not asked for).
+  static RowMetrics row_metrics_of(std::int64_t rank, double inv_s, double log_s, double lp_t, double ent) {
+    return RowMetrics{rank, inv_s, -lp_t, log_s + ent * inv_s};
+  }
+
+  // A row's coefficients in pass 3, in T (locals, not members: stores to the output might alias a member,
+  // which keeps a loop scalar). lseZ: lse where z_loss is on, else 0, so that the z_loss term is an exact 0
+  // without a branch; hmls: H - log s = ent / s (CP: log p_j + H = (z_j - m) + hmls); tic2 = 2 / softcap^2
+  // (d2z = -2 (z / cap) dz / cap).
+  struct Pass3 {
+    T inv_s, coefz, coef, f, lseZ, hmls, shift, zl2, cp, tic2;
+    RowSum rs;
+  };
+  FUSEDLOSS_INLINE Pass3 pass3_of(T shift, const RowSum& rs, const Scalars& sc, double ent, double f) const {
+    return Pass3{T(rs.inv_s),   T(sc.coefz), T(sc.coef), T(f), T(zl != 0.0 ? sc.lse : 0.0), T(ent * rs.inv_s),
+                 shift,         T(2.0 * zl), T(cp),      cap_d > 0.0 ? T(2.0 / (cap_d * cap_d)) : T(0),
+                 rs};
+  }
+
+  // Pass 3 of element j, from gz = dl/dz_j without the penalty and p = p_j: writes g[j] = f dl/dx_j (G) and
+  // h[j] = f d2l/dx_j^2 (H). The row's coefficients (Pass3's fields) come one by one: tile passes its lanes'
+  // values, and a struct built inside a simd loop becomes an array indexed by lane, which GCC 12 leaves scalar.
+  template <bool G, bool H, bool Cap, bool CP>
+  FUSEDLOSS_INLINE static void put(T gz, T e, T p, T z, T dz, T f, T coef, T lseZ, T hmls, T shift, double s,
+                                   double sm1, double inv_s, T zl2, T cp, T tic2, T* g, T* h, std::size_t j) {
+    T lph = T(0);  // log p_j + H (CP; p_j = 0 leaves the terms out)
+    if constexpr (CP) {
+      lph = (z - shift) + hmls;
+      gz += p != T(0) ? cp * p * lph : T(0);
+    }
+    if constexpr (H) {
+      const T omp = T(RowSum::one_minus_p(e, s, sm1, inv_s));
+      T hz = coef * p * omp + zl2 * (p * p + lseZ * p * omp);
+      if constexpr (CP) hz += p != T(0) ? cp * p * ((omp - p) * lph + omp) : T(0);
+      T hx = hz * dz * dz;
+      if constexpr (Cap) hx -= gz * (tic2 * z * dz);
+      h[j] = f * hx;
+    }
+    if constexpr (G) g[j] = f * (gz * dz);
+    (void)e, (void)z, (void)g, (void)h, (void)lph, (void)hmls, (void)shift, (void)s, (void)sm1, (void)inv_s;
+    (void)coef, (void)lseZ, (void)zl2, (void)cp, (void)tic2;
+  }
+  template <bool G, bool H, bool Cap, bool CP>
+  FUSEDLOSS_INLINE static void put(T gz, T e, T p, T z, T dz, const Pass3& c, T* g, T* h, std::size_t j) {
+    put<G, H, Cap, CP>(gz, e, p, z, dz, c.f, c.coef, c.lseZ, c.hmls, c.shift, c.rs.s, c.rs.sm1, c.rs.inv_s, c.zl2,
+                       c.cp, c.tic2, g, h, j);
+  }
+
+  // The label's element again, in double, with b_t = (1-e) cw_t + (e/C) cw_t:
+  // dl/dz_t = (1-e) cw_t (p_t - 1) + (e/C) (W p_t - cw_t) + 2 z_loss lse p_t, with p_t - 1 = expm1(log p_t).
+  // Writes g[t] and h[t].
+  template <bool G, bool H, bool Cap, bool CP>
+  FUSEDLOSS_INLINE void label_element(const Scalars& sc, T z_t, T dz_t, double f, T* g, T* h, std::size_t t) const {
+    const double p_t = vm::exp(sc.lp_t), omp_t = -vm::expm1(sc.lp_t);
+    double gz = -keep * sc.ct * omp_t + e_c * (W * p_t - sc.ct);
+    if (zl != 0.0) gz += 2.0 * zl * sc.lse * p_t;
+    [[maybe_unused]] const double lph_t = p_t != 0.0 ? sc.lp_t + sc.ent_h : 0.0;
+    if constexpr (CP) gz += cp * p_t * lph_t;
+    const double dz = double(dz_t);
+    if constexpr (G) g[t] = T(f * (gz * dz));
+    if constexpr (H) {
+      double hz = sc.coef * p_t * omp_t;
+      if (zl != 0.0) hz += 2.0 * zl * (p_t * p_t + sc.lse * p_t * omp_t);
+      if constexpr (CP) hz += cp * p_t * ((omp_t - p_t) * lph_t + omp_t);
+      double hx = hz * dz * dz;
+      if constexpr (Cap) hx -= gz * (2.0 * double(z_t) * dz / (cap_d * cap_d));
+      h[t] = T(f * hx);
+    }
+    (void)z_t, (void)g, (void)h;
+  }
+
   // M: write the row's metrics to *met (row_metrics), MR and ME as there; CP: the confidence penalty is on;
   // CPPark: with it, the output that parks e_j is not x (row_parked), so pass 3 reads e_j there and z_j = x_j.
   template <bool G, bool H, bool Soft, bool CW, bool Cap, bool M = false, bool MR = false, bool ME = false,
@@ -344,13 +616,6 @@ struct cross_entropy {
     const T keepT = T(keep), e_cT = T(e_c);
     const T* const cwp = cw;  // a local copy: stores to buf might alias the member, which keeps loops scalar
 
-    auto zval = [&](T xj, T& dz) {
-      if constexpr (Cap) {
-        return soft_z(xj, dz);
-      } else {
-        return xj;
-      }
-    };
     // pass 2: z_j, e_j = exp(z_j - m) and the row sums; the three loops differ only in what else they sum.
     // szw = sum_j b_j (m - z_j) (b_j = cw_j q'_j, or cw_j for the smoothing term): with lse = m + log s,
     // sum_j b_j (lse - z_j) = (sum_j b_j) log s + szw, a sum of non-negative terms (nothing cancels).
@@ -358,36 +623,11 @@ struct cross_entropy {
     for (std::size_t j0 = 0; j0 < n; j0 += kChunk) {
       const std::size_t j1 = std::min(n, j0 + kChunk);
       T cs1 = T(0), ck = T(0), ccoef = T(0), cszw = T(0), cent = T(0);
-      if constexpr ((ME || CP) && !Soft) {
-        // the hard-label loops below with the entropy's sum (their own loops: those without it stay as they are)
-        if (smooth) {
-#pragma omp simd reduction(+ : cs1, ck, cszw, cent)
-          for (std::size_t j = j0; j < j1; ++j) {
-            T dz = T(1);
-            const T z = zval(x[j], dz);
-            const T e = exp_sub(z, shift);
-            add_exp(e, cs1, ck);
-            const T cj = CW ? cwp[j] : T(1);
-            cszw += cj != T(0) ? cj * (shift - z) : T(0);
-            cent += e != T(0) ? e * (shift - z) : T(0);  // a masked class (e = 0, z = -inf) adds 0
-            if constexpr (Park) buf[j] = e;
-          }
-        } else {
-#pragma omp simd reduction(+ : cs1, ck, cent)
-          for (std::size_t j = j0; j < j1; ++j) {
-            T dz = T(1);
-            const T z = zval(x[j], dz);
-            const T e = exp_sub(z, shift);
-            add_exp(e, cs1, ck);
-            cent += e != T(0) ? e * (shift - z) : T(0);
-            if constexpr (Park) buf[j] = e;
-          }
-        }
-      } else if constexpr (Soft) {
+      if constexpr (Soft) {
 #pragma omp simd reduction(+ : cs1, ck, ccoef, cszw, cent)
         for (std::size_t j = j0; j < j1; ++j) {
           T dz = T(1);
-          const T z = zval(x[j], dz);
+          const T z = z_of<Cap>(x[j], dz);
           const T e = exp_sub(z, shift);
           add_exp(e, cs1, ck);
           const T bj = (CW ? cwp[j] : T(1)) * (q[j] * keepT + e_cT);
@@ -397,23 +637,15 @@ struct cross_entropy {
           if constexpr (Park) buf[j] = e;
         }
       } else if (smooth) {
-#pragma omp simd reduction(+ : cs1, ck, cszw)
+#pragma omp simd reduction(+ : cs1, ck, cszw, cent)
         for (std::size_t j = j0; j < j1; ++j) {
-          T dz = T(1);
-          const T z = zval(x[j], dz);
-          const T e = exp_sub(z, shift);
-          add_exp(e, cs1, ck);
-          const T cj = CW ? cwp[j] : T(1);
-          cszw += cj != T(0) ? cj * (shift - z) : T(0);
+          const T e = hard_sums<true, ME || CP, Cap>(x[j], CW ? cwp[j] : T(1), shift, cs1, ck, cszw, cent);
           if constexpr (Park) buf[j] = e;
         }
       } else {
-#pragma omp simd reduction(+ : cs1, ck)
+#pragma omp simd reduction(+ : cs1, ck, cent)
         for (std::size_t j = j0; j < j1; ++j) {
-          T dz = T(1);
-          const T z = zval(x[j], dz);
-          const T e = exp_sub(z, shift);
-          add_exp(e, cs1, ck);
+          const T e = hard_sums<false, ME || CP, Cap>(x[j], T(1), shift, cs1, ck, cszw, cent);
           if constexpr (Park) buf[j] = e;
         }
       }
@@ -425,109 +657,50 @@ struct cross_entropy {
     }
     const RowSum rs(s1, k);
     if (no_softmax(xmax, rs.s)) {
-      if constexpr (M) {
-        constexpr double nan = std::numeric_limits<double>::quiet_NaN();
-        *met = RowMetrics{-1, nan, nan, nan};
-      }
+      if constexpr (M) *met = nan_metrics();
       return nan_row<G, H>(n, g, h);
     }
-    const double lse = double(shift) + rs.log_s;
 
-    // the row value; for hard labels lse - z_t is taken as (m - z_t) + log s (exact difference, then
-    // log1p), which stays accurate when the label's class dominates and lse - z_t is tiny
-    double value, ct = 1.0, lp_t = 0.0;
     T dz_t = T(1), z_t = T(0);
+    Scalars sc;
     if constexpr (Soft) {
-      value = coef * rs.log_s + szw;
+      sc = soft_row<CP>(shift, rs, coef, szw, ent);
     } else {
-      if constexpr (CW) ct = double(cw[t]);
-      coef = keep * ct + e_c * W;
-      z_t = zval(x_t, dz_t);  // as pass 2 computed it, so that m - z_t is 0 when t is the max
-      lp_t = (double(z_t) - double(shift)) - rs.log_s;
-      value = keep * ct * -lp_t;
-      if (smooth) value += e_c * (W * rs.log_s + szw);
+      z_t = z_of<Cap>(x_t, dz_t);  // as pass 2 computed it, so that m - z_t is 0 when t is the max
+      sc = hard_row<CP>(shift, rs, CW ? double(cw[t]) : 1.0, z_t, szw, ent);
     }
-    if (zl != 0.0) value += zl * lse * lse;
-    double ent_h = 0.0;  // H (CP)
-    if constexpr (CP) {
-      ent_h = rs.log_s + ent * rs.inv_s;
-      value -= cp * ent_h;
-    }
-    if constexpr (M) {
-      met->rank = rank;
-      met->conf = rs.inv_s;
-      met->nll = -lp_t;
-      if constexpr (ME) met->entropy = rs.log_s + ent * rs.inv_s;
-    }
-    (void)met, (void)rank, (void)ent;
+    if constexpr (M) *met = row_metrics_of(rank, rs.inv_s, rs.log_s, sc.lp_t, ME ? ent : 0.0);
+    (void)met, (void)rank;
     if constexpr (!Store) {
       (void)f;
-      return value;
+      return sc.value;
     }
 
-    // pass 3. zg: z_loss in the derivatives (s > 0 here: rows without it returned above)
-    const double zg = zl;
-    const double coefz = zg != 0.0 ? coef + 2.0 * zg * lse : coef;  // A + 2 z_loss lse
-    const T inv_sT = T(rs.inv_s), coefzT = T(coefz), coefT = T(coef), fT = T(f);
-    // lseZ: lse where z_loss is on, else 0, so that the z_loss term below is an exact 0 without a branch
-    const T zl2 = T(2.0 * zg), lseZ = T(zg != 0.0 ? lse : 0.0);
-    const T two_inv_cap2 = Cap ? T(2.0 / (cap_d * cap_d)) : T(0);  // d2z = -2 (z / cap) dz / cap
-    // CP: log p_j + H = (z_j - m) + (H - log s), H - log s = ent / s
-    const T cpT = T(cp), hmlsT = T(ent * rs.inv_s);
+    // pass 3
+    const Pass3 c = pass3_of(shift, rs, sc, ent, f);
 #pragma omp simd
     for (std::size_t j = 0; j < n; ++j) {
       T dz = T(1), z = T(0), e;
       if constexpr (Reread) {
-        z = zval(x[j], dz);  // x_j read before g_j is written
+        z = z_of<Cap>(x[j], dz);  // x_j read before g_j is written
         e = exp_sub(z, shift);
       } else {
         e = buf[j];
         if constexpr (CP) z = x[j];  // CPPark: x is not the parking output
       }
-      const T p = e * inv_sT;
+      const T p = e * c.inv_s;
       const T cj = CW ? cwp[j] : T(1);
       T gz;
       if constexpr (Soft) {
         // A p_j - b_j cancels where the target and the softmax agree on a dominant class; in double
-        gz = T(coefz * (double(e) * rs.inv_s) - double(cj) * (double(q[j]) * keep + e_c));
+        gz = T(sc.coefz * (double(e) * rs.inv_s) - double(cj) * (double(q[j]) * keep + e_c));
       } else {
-        gz = coefzT * p - e_cT * cj;
+        gz = c.coefz * p - e_cT * cj;
       }
-      T lph = T(0);  // log p_j + H (CP; p_j = 0 leaves the terms out)
-      if constexpr (CP) {
-        lph = (z - shift) + hmlsT;
-        gz += p != T(0) ? cpT * p * lph : T(0);
-      }
-      if constexpr (H) {
-        const T omp = T(rs.one_minus_p(e));
-        T hz = coefT * p * omp + zl2 * (p * p + lseZ * p * omp);
-        if constexpr (CP) hz += p != T(0) ? cpT * p * ((omp - p) * lph + omp) : T(0);
-        T hx = hz * dz * dz;
-        if constexpr (Cap) hx -= gz * (two_inv_cap2 * z * dz);
-        h[j] = fT * hx;
-      }
-      if constexpr (G) g[j] = fT * (gz * dz);
+      put<G, H, Cap, CP>(gz, e, p, z, dz, c, g, h, j);
     }
-    if constexpr (!Soft) {
-      // the label's element again, with b_t = (1-e) cw_t + (e/C) cw_t, in double:
-      // dl/dz_t = (1-e) cw_t (p_t - 1) + (e/C) (W p_t - cw_t) + 2 z_loss lse p_t, with p_t - 1 = expm1(log p_t)
-      const double p_t = vm::exp(lp_t), omp_t = -vm::expm1(lp_t);
-      double gz = -keep * ct * omp_t + e_c * (W * p_t - ct);
-      if (zg != 0.0) gz += 2.0 * zg * lse * p_t;
-      [[maybe_unused]] const double lph_t = p_t != 0.0 ? lp_t + ent_h : 0.0;
-      if constexpr (CP) gz += cp * p_t * lph_t;
-      const double dz = double(dz_t);
-      if constexpr (G) g[t] = T(f * (gz * dz));
-      if constexpr (H) {
-        double hz = coef * p_t * omp_t;
-        if (zg != 0.0) hz += 2.0 * zg * (p_t * p_t + lse * p_t * omp_t);
-        if constexpr (CP) hz += cp * p_t * ((omp_t - p_t) * lph_t + omp_t);
-        double hx = hz * dz * dz;
-        if constexpr (Cap) hx -= gz * (2.0 * double(z_t) * dz / (cap_d * cap_d));
-        h[t] = T(f * hx);
-      }
-    }
-    return value;
+    if constexpr (!Soft) label_element<G, H, Cap, CP>(sc, z_t, dz_t, f, g, h, std::size_t(t));
+    return sc.value;
   }
 };
 

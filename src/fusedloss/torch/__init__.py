@@ -69,7 +69,7 @@ from ._benchmark import QUICK_TORCH_MODULE_CASES, TORCH_MODULE_CASES, bench_torc
 from ._ctc import CTCLoss, ctc_loss
 from ._pairwise import (CosineEmbeddingLoss, GaussianNLLLoss, MarginRankingLoss, TripletMarginLoss,
                         cosine_embedding_loss, gaussian_nll_loss, margin_ranking_loss, triplet_margin_loss)
-from ._routing import FEW_CLASSES, SMALL_ELEMENTWISE, SMALL_MULTICLASS, set_cpu_routing
+from ._routing import FEW_CLASSES, SMALL_ELEMENTWISE, SMALL_MULTICLASS, TILED_MIN, set_cpu_routing
 from . import functional as _functional
 from .functional import (FUNCTIONAL, binary_cross_entropy, binary_cross_entropy_with_logits, binary_focal_loss,
                          categorical_hinge_loss, cross_entropy, focal_loss, hinge_embedding_loss, hinge_loss,

@@ -10,7 +10,9 @@ import inspect
 import torch
 from torch import Tensor
 
+from .._config import get_backend
 from .._spec import REGISTRY
+from ..backends import REGISTRY as BACKENDS
 from ._kernel import _NATIVE
 
 # Below these sizes a call of a loss that torch has, with torch's options only, runs on torch's own kernel
@@ -18,26 +20,41 @@ from ._kernel import _NATIVE
 # backward cost more than torch's whole C++ loss on a few thousand elements) and of rows of a few classes
 # outweigh the fused kernel. Measured forward + backward on this project's 2-core machine, float32, 2 threads
 # (`fusedloss bench --torch-module --size ...`): mse breaks even near 1e6 elements; cross_entropy near 4e5
-# elements with 100 classes and 5e5 with 1000, and never with 10 classes (the row kernel's per-row cost),
-# hence the class count below which it always stays on torch.
+# elements with 100 classes and 5e5 with 1000; with 16 to 31 classes torch keeps up at any size measured,
+# hence the class count below which such calls stay on torch.
 SMALL_ELEMENTWISE = 1 << 20
 SMALL_MULTICLASS = 1 << 19
 FEW_CLASSES = 32
+# Rows of fewer than TILED_CLASSES classes are where torch's cross_entropy is slowest (rows shorter than one
+# vector), and where the C++ kernel takes 16 rows at a time with hard labels: forward + backward, 1 thread,
+# float32, fused over torch 1.1x at 4096 x 2, 1.5x at 1024 x 5, 2.5x at 1024 x 10 and 6x at 16384 x 10 (torch
+# ahead below, e.g. 0.7x at 2048 x 2). Such calls (a loss routed with multiclass=TILES, 2-d input, class labels)
+# go to torch below TILED_MIN elements only, when the fused call would run the C++ kernel.
+TILES = "tiles"
+TILED_CLASSES = 16
+TILED_MIN = 1 << 13
 _ROUTING = {"cpu": "auto"}
+
+
+def _fused_runs_cpp() -> bool:
+    """Whether a call without backend= runs the C++ kernel."""
+    name = get_backend()
+    return name == "cpp" or (name == "auto" and BACKENDS["cpp"].load() is not None)
 
 
 def set_cpu_routing(mode: str) -> None:
     """"auto" (default): small CPU calls of the losses torch has, with torch's options only, run on torch's
-    own kernels (see SMALL_ELEMENTWISE, SMALL_MULTICLASS, FEW_CLASSES); "fused": always the fused kernels.
+    own kernels (see SMALL_ELEMENTWISE, SMALL_MULTICLASS, FEW_CLASSES, TILED_MIN); "fused": always the fused
+    kernels.
     A call with ``backend=`` given always runs the fused kernels of that backend."""
     if mode not in ("auto", "fused"):
         raise ValueError(f"set_cpu_routing: mode must be 'auto' or 'fused', got {mode!r}")
     _ROUTING["cpu"] = mode
 
 
-def _torch_is_faster(input, target, multiclass: bool) -> bool:
-    """Whether this call goes to torch's own kernel (see SMALL_ELEMENTWISE). It runs on every small call, so the
-    cheap tests come first and each tensor attribute is read once."""
+def _torch_is_faster(input, target, multiclass) -> bool:
+    """Whether this call goes to torch's own kernel (see SMALL_ELEMENTWISE; multiclass: False, True or TILES). It
+    runs on every small call, so the cheap tests come first and each tensor attribute is read once."""
     if (_ROUTING["cpu"] != "auto" or type(input) is not Tensor or type(target) is not Tensor or not input.is_cpu
             or not target.is_cpu or target.requires_grad):
         return False  # (a target that requires grad: torch differentiates it in losses where fusedloss refuses)
@@ -55,9 +72,13 @@ def _torch_is_faster(input, target, multiclass: bool) -> bool:
         return False
     shape = input.shape
     classes = shape[1] if ndim >= 2 else shape[0]
-    if n >= SMALL_MULTICLASS and classes >= FEW_CLASSES:
-        return False
     tdtype = target.dtype
+    if classes < TILED_CLASSES:
+        if (multiclass is TILES and n >= TILED_MIN and ndim == 2 and tdtype == torch.int64
+                and _fused_runs_cpp()):
+            return False
+    elif n >= SMALL_MULTICLASS and classes >= FEW_CLASSES:
+        return False
     if tdtype == torch.int64:  # class labels: the input's shape without the class axis
         tshape = target.shape
         if ndim == 2:  # (N, C): slicing a torch.Size costs more than the rest of this function
@@ -139,7 +160,7 @@ def _options_check(fn, loss: str):
     return ok
 
 
-def _small_on_torch(twin, multiclass: bool = False, extensions: dict | None = None):
+def _small_on_torch(twin, multiclass=False, extensions: dict | None = None):
     """Route small calls of a functional named after ``torch.nn.functional.<twin>`` to torch's function,
     with the same arguments, when every fusedloss extension keyword (``extensions``: name -> default, plus
     ``backend``) is at its default and the options are valid (``_options_check``)."""

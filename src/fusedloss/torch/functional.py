@@ -18,12 +18,12 @@ from ._ctc import ctc_loss  # CTC has its own signature (sequences and lengths)
 from ._pairwise import (cosine_embedding_loss, gaussian_nll_loss, margin_ranking_loss,  # two or three inputs
                         triplet_margin_loss)
 from ._generate import elementwise_form, generated_form
-from ._routing import _small_on_torch
+from ._routing import TILES, _small_on_torch
 
 # --- functional forms: PyTorch's losses, PyTorch's signatures -----------------------------------------------
 
 
-@_small_on_torch("cross_entropy", True, {"z_loss": 0.0, "softcap": None, "confidence_penalty": 0.0,
+@_small_on_torch("cross_entropy", TILES, {"z_loss": 0.0, "softcap": None, "confidence_penalty": 0.0,
                                          "sample_weight": None, "inplace_grad": False})
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
                   label_smoothing=0.0, *, z_loss=0.0, softcap=None, confidence_penalty=0.0, sample_weight=None,
