@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <new>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -113,6 +114,19 @@ struct Inputs {
   }
 };
 
+// A pass with the GIL released, then its output put in place; a pass whose tiles could not be allocated
+// raises MemoryError (pybind11's translation of std::bad_alloc) once the GIL is back.
+template <class Out, class Pass>
+void run_pass(const Out& out, const Pass& pass) {
+  bool ok;
+  {
+    py::gil_scoped_release release;
+    ok = pass();
+    out.finish();
+  }
+  if (!ok) throw std::bad_alloc();
+}
+
 template <class T>
 void sums(int act, py::handle x, py::handle labels, py::handle y, py::ssize_t N, py::ssize_t C, py::ssize_t S,
           bool has_ignore, std::int64_t ignore, py::handle sums_h, int nthreads) {
@@ -122,13 +136,7 @@ void sums(int act, py::handle x, py::handle labels, py::handle y, py::ssize_t N,
   in.check_output(out, "sums");
   std::vector<double> partial(fl::overlap::blocks_per_sample(in.args.S) * in.args.N * in.args.C * 3);
   const fl::Output<double, py::array::c_style> o(out);
-  bool ok;
-  {
-    py::gil_scoped_release release;
-    ok = fl::overlap::sums(in.args, o.data(), partial.data());
-    o.finish();
-  }
-  if (!ok) throw std::bad_alloc();
+  run_pass(o, [&] { return fl::overlap::sums(in.args, o.data(), partial.data()); });
 }
 
 template <class T>
@@ -143,13 +151,7 @@ void grad(int act, py::handle x, py::handle labels, py::handle y, py::ssize_t N,
   in.check_output(out, "grad");
   if (overlaps(out, coef)) throw py::value_error(kPrefix + "grad overlaps coef");
   const fl::Output<T, py::array::c_style> o(out);
-  bool ok;
-  {
-    py::gil_scoped_release release;
-    ok = fl::overlap::grad(in.args, coef.data(), o.data());
-    o.finish();
-  }
-  if (!ok) throw std::bad_alloc();
+  run_pass(o, [&] { return fl::overlap::grad(in.args, coef.data(), o.data()); });
 }
 
 void sums_entry(int act, py::handle x, py::handle labels, py::handle y, py::ssize_t N, py::ssize_t C, py::ssize_t S,

@@ -6,18 +6,18 @@ logits): torch (when installed) as segmentation_models_pytorch computes the loss
 ``backward()``) with ``torch.set_num_threads(threads)``, and ``fl.<name>.value_and_grad`` on each host backend
 with ``fl.set_num_threads(threads)``. Each contestant runs once outside the timed region (Numba compiles there)
 and its value is checked against the float64 reference (relative error below 1e-4); then the contestants are
-timed round-robin, one call per sample, and the median is reported.
+timed round-robin (``timing.time_round_robin``), and the median is reported.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import time
 
 import numpy as np
 
 from .._spec import REGISTRY
+from .timing import time_round_robin
 
 LOSSES = tuple(name for name, spec in REGISTRY.items() if spec.kind == "overlap")
 CASES = {"voc": (16, 21, 128, 128), "small": (4, 5, 32, 32)}  # name -> input shape (N, C, H, W)
@@ -76,12 +76,7 @@ def bench_case(name, shape, threads=1, repeat=7, backends=("cpp", "numba", "nump
     fl.set_num_threads(threads)
     try:
         ok = {k: abs(f() - ref) <= 1e-4 * abs(ref) for k, f in calls.items()}  # warm-up and check
-        times = {k: [] for k in calls}
-        for _ in range(repeat):
-            for k, f in calls.items():
-                t0 = time.perf_counter()
-                f()
-                times[k].append(time.perf_counter() - t0)
+        timings = time_round_robin(calls, repeat, warmup=1, budget_s=10.0)
     finally:
         _config._num_threads = saved_threads
         if saved_torch is not None:
@@ -89,8 +84,8 @@ def bench_case(name, shape, threads=1, repeat=7, backends=("cpp", "numba", "nump
 
             _torch.set_num_threads(saved_torch)
     return [dict(loss=name, contestant=k, shape=shape, dtype=np.dtype(dtype).name, threads=threads,
-                 median_ms=1e3 * float(np.median(v)), p20_ms=1e3 * float(np.percentile(v, 20)),
-                 p80_ms=1e3 * float(np.percentile(v, 80)), ok=ok[k]) for k, v in times.items()]
+                 **dict(zip(("median_ms", "p20_ms", "p80_ms"), (1e3 * v for v in tm.stats()))), ok=ok[k])
+            for k, tm in timings.items()]
 
 
 def main(argv=None) -> int:
