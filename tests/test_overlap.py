@@ -192,6 +192,8 @@ def test_bad_inputs_are_refused_clearly():
         fl.dice.grad_hess(x, t)
     with pytest.raises(TypeError, match="mode"):
         fl.dice(x, t, mode="multi")
+    with pytest.raises(ValueError, match="no classes"):
+        fl.dice(np.zeros((2, 0, 3)), np.full((2, 3), 255), ignore_index=255)
     before = x.copy()
     fl.dice.value_and_grad(x, t)
     np.testing.assert_array_equal(x, before)
@@ -263,6 +265,8 @@ def test_cpp_binding_checks_before_touching_memory():
         _core.overlap_sums(1, x, labels, x, 2, 3, 4, False, 0, sums, 1)
     with pytest.raises(ValueError, match="N must be >= 0"):
         _core.overlap_sums(2, x, labels, None, -2, 3, 4, False, 0, sums, 1)
+    none = np.zeros(0)  # C = 0: nothing to read, the sums stay empty (the softmax must not read a first class)
+    _core.overlap_sums(2, none, np.full(8, 9, np.int64), None, 2, 0, 4, True, 9, none, 1)
     with pytest.raises(TypeError, match="coef must be a C-contiguous numpy array of dtype float64"):
         _core.overlap_grad(2, x, labels, None, 2, 3, 4, False, 0, np.zeros(12, np.float32), np.empty(24), 1)
     with pytest.raises(ValueError, match="grad overlaps an input"):

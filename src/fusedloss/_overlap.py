@@ -84,6 +84,8 @@ class OverlapLoss(Loss):
             if len(shape) < 2:
                 raise ValueError(f"{name}: input must have a class axis, (N, C, *spatial), got shape {shape}")
             N, C = shape[:2]
+            if C == 0:
+                raise ValueError(f"{name}: input has no classes (shape {shape}: C = 0 on axis 1)")
         S = math.prod(shape[2 if mode != "binary" else 1:])
         t = np.asarray(target) if type(target) is not np.ndarray else target
         labels = y = None

@@ -66,6 +66,8 @@ def dmin(pm, t):
 
 def block_sums(x, labels, y, has_labels, act, has_ignore, ignore, C, S, nbs, block, b, partial):
     """Block ``b``'s I, P, Y per class into ``partial[b * C * 3:]``."""
+    if C == 0:  # no element (the softmax would read a pixel's first class)
+        return
     n = b // nbs
     s0 = (b % nbs) * block
     s1 = min(S, s0 + block)
@@ -86,6 +88,8 @@ def block_sums(x, labels, y, has_labels, act, has_ignore, ignore, C, S, nbs, blo
 
 def block_grad(x, labels, y, has_labels, act, has_ignore, ignore, C, S, nbs, block, b, coef, g):
     """Block ``b``'s gradient of sum aI I + aP P (``coef[(n * C + c) * 2:]`` = aI, aP) into ``g``."""
+    if C == 0:
+        return
     n = b // nbs
     s0 = (b % nbs) * block
     s1 = min(S, s0 + block)

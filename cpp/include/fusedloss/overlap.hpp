@@ -126,6 +126,7 @@ inline T target(const OverlapArgs<T>& a, std::size_t n, std::size_t c, std::size
 template <class T, class Fn>
 bool for_tiles(const OverlapArgs<T>& a, const Fn& fn) {
   const std::size_t C = a.C, S = a.S, nbs = blocks_per_sample(S), B = tile_of(C);
+  if (C == 0) return true;  // no element (the softmax would read a pixel's first class)
   std::atomic<bool> ok{true};
   for_blocks(a.N * nbs, 1, a.nthreads, [&](std::size_t i0, std::size_t i1) {
     Tile<T> t;
