@@ -153,6 +153,10 @@ def test_reductions_agree(name):
     assert total == pytest.approx(none.sum(), rel=1e-13)
     assert mean == pytest.approx(total / (3 * 4.0), rel=1e-13)
     np.testing.assert_allclose(g_none, g_sum, rtol=0, atol=0)
+    out = np.empty_like(x)
+    value, g = fl.LOSSES[name].value_and_grad(x, t, grad_out=out, **kw)  # the caller's buffer, filled
+    assert g is out and value == mean
+    np.testing.assert_array_equal(out, g_mean)
     np.testing.assert_allclose(g_mean * 12.0, g_sum, rtol=1e-12, atol=1e-15 * np.abs(g_sum).max())
 
 
