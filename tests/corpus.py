@@ -195,6 +195,10 @@ def base(name: str, shape=None, dtype=np.float64) -> Call:
         rest = [np.array([1.0, -1.0, 0.0] if spec.vector_rows else [1, -1, 1, 1, -1, 0.5, 2.0])] if spec.row_target \
             else []
         return Call(xs[0], xs[1], extra=(*xs[2:], *rest))
+    if spec.kind == "overlap":  # scores (N, C, H, W) and class indices (N, H, W), every class present
+        rng = np.random.default_rng(0)
+        t = np.array([[[0, 1, 2], [2, 1, 0]], [[1, 1, 0], [2, 0, 2]]])
+        return Call(rng.normal(size=(2, 3, 2, 3)).astype(dtype), t)
     rng = np.random.default_rng(0)  # ctc: T = 6, N = 2, C = 4, padded targets
     T, N, C = 6, 2, 4
     x = rng.normal(size=(T, N, C)).astype(dtype)
@@ -217,7 +221,7 @@ def anything(call: Call, *names, **changes) -> Call:
 
 
 def _labels(spec) -> bool:
-    return spec.kind == "sequence" or (spec.kind == "multiclass" and spec.hard_labels)
+    return spec.kind in ("sequence", "overlap") or (spec.kind == "multiclass" and spec.hard_labels)
 
 
 # --- input classes: name -> function(spec, entry) returning a Call, or None where it does not apply --------------
@@ -839,6 +843,8 @@ def entries_of(spec) -> tuple:
     torch's signature, with lengths, in its named forms only)."""
     if spec.kind == "pairwise":  # the loss object's methods (fusedloss.torch's forms: tests/test_pairwise.py)
         return ("call", "value_and_grad", "grad", "partial")
+    if spec.kind == "overlap":  # the loss object's methods but partial (fusedloss.torch's forms: test_overlap.py)
+        return ("call", "value_and_grad", "grad")
     out = ["call", "partial"]
     if spec.differentiable:
         out += ["value_and_grad", "grad"]
@@ -915,3 +921,9 @@ def calls(case: Case) -> list:
     if got is None:
         return []
     return got if isinstance(got, list) else [got]
+
+# overlap losses (scores (N, C, *spatial), class indices) meet the pairwise losses' classes and those about class
+# labels; the weight classes give one weight per sample, which the batch variant (their default) refuses by design
+for _name in PAIRWISE_CLASSES + ("empty", "target_short") + tuple(
+        n for n, c in CLASSES.items() if n.startswith("labels_") and c[1] == ("multiclass", "sequence")):
+    CLASSES[_name] = (CLASSES[_name][0], CLASSES[_name][1] + ("overlap",), CLASSES[_name][2])

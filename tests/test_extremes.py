@@ -97,7 +97,10 @@ EXTRA_VARIANTS: dict[str, list[dict]] = {
 NOT_SWEPT = {"ctc": "a sequence loss with its own call signature: test_ctc checks it against its own reference",
              **{name: "a pairwise loss with its own call signature: test_pairwise checks it against its hand table, "
                       "torch in float64 and finite differences" for name, spec in REGISTRY.items()
-                if spec.kind == "pairwise"}}
+                if spec.kind == "pairwise"},
+             **{name: "an overlap loss (a ratio of sums over the pixels of each class, no per-element value): "
+                      "test_overlap checks it against torch autograd in float64" for name, spec in REGISTRY.items()
+                if spec.kind == "overlap"}}
 
 
 # --- the oracle -------------------------------------------------------------------------------------------

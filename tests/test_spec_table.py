@@ -349,8 +349,10 @@ def test_backends_match_hand_table(row, backend):
     assert total == pytest.approx(row[4], rel=1e-13, abs=1e-300)
 
 
-# (sequence and pairwise losses have their hand tables with their tests: tests/test_ctc.py, tests/test_pairwise.py)
-@pytest.mark.parametrize("name", sorted(n for n, s in REGISTRY.items() if s.kind not in ("sequence", "pairwise")))
+# (sequence, pairwise and overlap losses have their hand tables with their tests: tests/test_ctc.py,
+# tests/test_pairwise.py, tests/test_overlap.py)
+@pytest.mark.parametrize("name", sorted(n for n, s in REGISTRY.items()
+                                        if s.kind not in ("sequence", "pairwise", "overlap")))
 def test_every_loss_has_hand_computed_rows(name):
     rows = [r for r in TABLE + MC_TABLE if r[0] == name]
     assert rows, f"{name}: no hand-computed rows (add some to TABLE or MC_TABLE in {__name__})"
@@ -362,11 +364,13 @@ def test_registry_entries_are_complete():
     """Every registry entry is usable by the dispatcher and the tests: formula, reference, valid defaults."""
     for name, spec in REGISTRY.items():
         assert spec.name == name
-        assert spec.kind in ("elementwise", "multiclass", "sequence", "pairwise"), f"{name}: unknown kind {spec.kind!r}"
+        assert spec.kind in ("elementwise", "multiclass", "sequence", "pairwise", "overlap"), \
+            f"{name}: unknown kind {spec.kind!r}"
         assert spec.formula and spec.summary, name
         oracle = {"elementwise": _reference.ELEMENTWISE, "multiclass": getattr(_reference, "MULTICLASS", {}),
                   "sequence": getattr(_reference, "SEQUENCE", {}),
-                  "pairwise": getattr(_reference, "PAIRWISE", {})}[spec.kind]
+                  "pairwise": getattr(_reference, "PAIRWISE", {}),
+                  "overlap": getattr(_reference, "OVERLAP", {})}[spec.kind]
         assert name in oracle, f"{name}: no reference implementation"
         for p in spec.params:
             assert p.check(p.convert(p.default)) is None, f"{name}: default {p.name}={p.default!r} is invalid"

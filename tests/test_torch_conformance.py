@@ -248,8 +248,9 @@ def _run(fn, x, t, kwargs, reduction, target_grad, go_seed=5):
 
 
 def test_every_twin_has_a_case():
-    # the losses with a call of their own are checked against torch with their tests (test_ctc, test_pairwise)
-    own = [n for n, s in REGISTRY.items() if s.kind in ("sequence", "pairwise")]
+    # the losses with a call of their own are checked against torch with their tests (test_ctc, test_pairwise,
+    # test_overlap)
+    own = [n for n, s in REGISTRY.items() if s.kind in ("sequence", "pairwise", "overlap")]
     missing = sorted(set(FUNCTION_TWINS) - {_fn_name(c) for c in CASES} - {ft.FUNCTIONAL[n].__name__ for n in own})
     assert not missing, f"add CASES entries for {missing}"
     missing = sorted(set(MODULE_TWINS) - {c.module for c in CASES.values()} - {ft.MODULES[n].__name__ for n in own})

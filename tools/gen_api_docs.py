@@ -25,6 +25,7 @@ KIND = {
     "multiclass": "logits `(..., C)` with the class axis last",
     "sequence": "its own signature (see below)",
     "pairwise": "two or three arrays of one shape compared row by row (see below)",
+    "overlap": "scores `(N, C, *spatial)` with the class axis second and their targets (see below)",
 }
 DOMAIN = {
     "real": "any real number", "positive": "> 0", "above_minus_one": "> -1", "nonnegative": ">= 0", "unit": "in [0, 1]",
@@ -69,7 +70,7 @@ def _methods(loss, spec) -> str:
     have = ["`value_and_grad`", "`grad`"] if spec.differentiable else []
     if spec.has_hessian and spec.kind != "sequence":
         have.append("`grad_hess`")
-    if spec.kind != "sequence":
+    if spec.kind not in ("sequence", "overlap"):  # an overlap loss is a ratio of sums: no mergeable partial
         have.append("`partial`")
     return ", ".join(have) or "the value only"
 
@@ -194,7 +195,7 @@ def generate() -> str:
         if spec.torch_name:
             out.append(f"- PyTorch: `torch.nn.functional.{spec.torch_name}`.")
         out += ["- Formula (value; gradient; Hessian):", "", "  ```text", f"  {spec.formula}", "  ```"]
-        if spec.kind in ("sequence", "pairwise"):
+        if spec.kind in ("sequence", "pairwise", "overlap"):
             doc = inspect.getdoc(type(loss)) or ""
             out += ["", doc]
     out += ["", "## Other functions and classes", ""]

@@ -27,7 +27,7 @@ ARRAY = "ArrayLike"
 OUT = "NDArray[Any]"
 # the types of the arguments every loss method shares, by name; a new argument must be added here
 ARGUMENTS = {
-    "pred": ARRAY, "target": ARRAY, "logits": ARRAY, "targets": ARRAY, "input_lengths": ARRAY,
+    "pred": ARRAY, "input": ARRAY, "target": ARRAY, "logits": ARRAY, "targets": ARRAY, "input_lengths": ARRAY,
     "target_lengths": ARRAY, "sample_weight": f"{ARRAY} | None", "backend": "str | None",
     "grad_out": f"{OUT} | None", "hess_out": f"{OUT} | None", "hessian": 'Literal["exact", "ones"]',
 }
@@ -49,7 +49,7 @@ def _param_types():
 
     return {
         float: "float", _spec._to_bool: "bool", _spec._to_int: "int", _spec._optional_float: "float | None",
-        _spec._vector_or_scalar: f"float | {ARRAY} | None",
+        _spec._vector_or_scalar: f"float | {ARRAY} | None", _spec._optional_int: "int | None",
     }
 
 

@@ -31,7 +31,7 @@ cd "$(dirname "$0")/.."
 build=${FUSEDLOSS_SANITIZE_BUILD:-build-sanitize}
 tests=${FUSEDLOSS_SANITIZE_TESTS:-"tests/test_misaligned.py tests/test_bad_input.py tests/test_inplace.py
   tests/test_extremes.py tests/test_multiclass.py tests/test_ctc.py tests/test_corpus.py tests/test_pairwise.py
-  tests/test_metrics_binary.py"}
+  tests/test_metrics_binary.py tests/test_overlap.py"}
 select=${FUSEDLOSS_SANITIZE_SELECT:-"cpp"}
 san="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 cxx=${FUSEDLOSS_SANITIZE_CXX:-g++}

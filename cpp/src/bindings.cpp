@@ -34,6 +34,7 @@ namespace fl = fusedloss;
 namespace fusedloss {
 void bind_ctc(py::module_& m, const std::string& isa);  // cpp/src/ctc_binding.cpp
 void bind_pairwise(py::module_& m);                      // cpp/src/pairwise_binding.cpp
+void bind_overlap(py::module_& m);                       // cpp/src/overlap_binding.cpp
 py::dict build_info(const char* isa);                   // cpp/src/build_info.cpp
 }
 
@@ -665,6 +666,7 @@ PYBIND11_MODULE(_core, m) {
 
   fl::bind_ctc(m, g_kernels->isa);
   fl::bind_pairwise(m);
+  fl::bind_overlap(m);
 
   m.def("supported_losses", [] {
     py::list names;

@@ -23,12 +23,12 @@ __version__: str
 __all__ = [
     "BackendUnavailable", "Loss", "LossState", "asymmetric_huber", "backends", "binary_cross_entropy",
     "binary_cross_entropy_with_logits", "binary_focal", "categorical_focal", "categorical_hinge", "cauchy",
-    "cosine_embedding", "cross_entropy", "ctc", "elementwise_loss", "expectile", "exponential", "fair", "gamma",
-    "gaussian_nll", "general_robust", "get_backend", "get_num_threads", "hinge", "hinge_embedding", "huber",
-    "jensen_shannon", "kl_div_with_logits", "log_cosh", "losses", "mae", "mape", "margin_ranking", "merge", "mse",
-    "msle", "multi_margin", "multilabel_soft_margin", "poisson_nll", "poly1", "pseudo_huber", "quantile",
+    "cosine_embedding", "cross_entropy", "ctc", "dice", "elementwise_loss", "expectile", "exponential", "fair",
+    "gamma", "gaussian_nll", "general_robust", "get_backend", "get_num_threads", "hinge", "hinge_embedding",
+    "huber", "jensen_shannon", "kl_div_with_logits", "log_cosh", "losses", "mae", "mape", "margin_ranking", "merge",
+    "mse", "msle", "multi_margin", "multilabel_soft_margin", "poisson_nll", "poly1", "pseudo_huber", "quantile",
     "set_backend", "set_num_threads", "smooth_l1", "squared_hinge", "squared_log", "sym", "triplet_margin",
-    "tweedie", "tweedie_identity", "use_backend", "zero_one"
+    "tversky", "tweedie", "tweedie_identity", "use_backend", "zero_one"
 ]
 
 class Loss:
@@ -1625,3 +1625,106 @@ class _Loss_gaussian_nll(Loss):
         backend: str | None = None, full: bool = False, eps: float = 1e-06) -> LossState: ...
 
 gaussian_nll: _Loss_gaussian_nll
+
+class _Loss_dice(Loss):
+    """Dice loss over scores with a class axis (N, C, ...), as segmentation_models_pytorch's DiceLoss (0.6): 1 - (I
+        + smooth) / (I + (FP + FN) / 2 + smooth) per class, the mean over classes."""
+
+    @overload
+    def __call__(self, input: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
+        sample_weight: ArrayLike | None = None, backend: str | None = None, mode: str = "multiclass",
+        from_logits: bool = True, smooth: float = 0.0, eps: float = 1e-07, log_loss: bool = False,
+        ignore_index: int | None = None, per_sample: bool = False,
+        class_weights: float | ArrayLike | None = None) -> float: ...
+    @overload
+    def __call__(self, input: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
+        sample_weight: ArrayLike | None = None, backend: str | None = None, mode: str = "multiclass",
+        from_logits: bool = True, smooth: float = 0.0, eps: float = 1e-07, log_loss: bool = False,
+        ignore_index: int | None = None, per_sample: bool = False,
+        class_weights: float | ArrayLike | None = None) -> NDArray[Any]: ...
+    @overload
+    def __call__(self, input: ArrayLike, target: ArrayLike, *, reduction: str, sample_weight: ArrayLike | None = None,
+        backend: str | None = None, mode: str = "multiclass", from_logits: bool = True, smooth: float = 0.0,
+        eps: float = 1e-07, log_loss: bool = False, ignore_index: int | None = None, per_sample: bool = False,
+        class_weights: float | ArrayLike | None = None) -> float | NDArray[Any]: ...
+    @overload
+    def value_and_grad(self, input: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        mode: str = "multiclass", from_logits: bool = True, smooth: float = 0.0, eps: float = 1e-07,
+        log_loss: bool = False, ignore_index: int | None = None, per_sample: bool = False,
+        class_weights: float | ArrayLike | None = None) -> tuple[float, NDArray[Any]]: ...
+    @overload
+    def value_and_grad(self, input: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        mode: str = "multiclass", from_logits: bool = True, smooth: float = 0.0, eps: float = 1e-07,
+        log_loss: bool = False, ignore_index: int | None = None, per_sample: bool = False,
+        class_weights: float | ArrayLike | None = None) -> tuple[NDArray[Any], NDArray[Any]]: ...
+    @overload
+    def value_and_grad(self, input: ArrayLike, target: ArrayLike, *, reduction: str,
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        mode: str = "multiclass", from_logits: bool = True, smooth: float = 0.0, eps: float = 1e-07,
+        log_loss: bool = False, ignore_index: int | None = None, per_sample: bool = False,
+        class_weights: float | ArrayLike | None = None) -> tuple[float | NDArray[Any], NDArray[Any]]: ...
+    def grad(self, input: ArrayLike, target: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        mode: str = "multiclass", from_logits: bool = True, smooth: float = 0.0, eps: float = 1e-07,
+        log_loss: bool = False, ignore_index: int | None = None, per_sample: bool = False,
+        class_weights: float | ArrayLike | None = None) -> NDArray[Any]: ...
+    def grad_hess(self, *args: Any, **kwargs: Any) -> NoReturn: ...
+    def partial(self, *args: Any, **kwargs: Any) -> NoReturn: ...
+
+dice: _Loss_dice
+
+class _Loss_tversky(Loss):
+    """Tversky loss over scores with a class axis (N, C, ...), as segmentation_models_pytorch's TverskyLoss (0.6): 1
+        - (I + smooth) / (I + alpha FP + beta FN + smooth) per class, the mean over classes raised to gamma."""
+
+    @overload
+    def __call__(self, input: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
+        sample_weight: ArrayLike | None = None, backend: str | None = None, mode: str = "multiclass",
+        from_logits: bool = True, smooth: float = 0.0, eps: float = 1e-07, log_loss: bool = False,
+        ignore_index: int | None = None, per_sample: bool = False, class_weights: float | ArrayLike | None = None,
+        alpha: float = 0.5, beta: float = 0.5, gamma: float = 1.0) -> float: ...
+    @overload
+    def __call__(self, input: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
+        sample_weight: ArrayLike | None = None, backend: str | None = None, mode: str = "multiclass",
+        from_logits: bool = True, smooth: float = 0.0, eps: float = 1e-07, log_loss: bool = False,
+        ignore_index: int | None = None, per_sample: bool = False, class_weights: float | ArrayLike | None = None,
+        alpha: float = 0.5, beta: float = 0.5, gamma: float = 1.0) -> NDArray[Any]: ...
+    @overload
+    def __call__(self, input: ArrayLike, target: ArrayLike, *, reduction: str, sample_weight: ArrayLike | None = None,
+        backend: str | None = None, mode: str = "multiclass", from_logits: bool = True, smooth: float = 0.0,
+        eps: float = 1e-07, log_loss: bool = False, ignore_index: int | None = None, per_sample: bool = False,
+        class_weights: float | ArrayLike | None = None, alpha: float = 0.5, beta: float = 0.5,
+        gamma: float = 1.0) -> float | NDArray[Any]: ...
+    @overload
+    def value_and_grad(self, input: ArrayLike, target: ArrayLike, *, reduction: Literal["mean", "sum"] = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        mode: str = "multiclass", from_logits: bool = True, smooth: float = 0.0, eps: float = 1e-07,
+        log_loss: bool = False, ignore_index: int | None = None, per_sample: bool = False,
+        class_weights: float | ArrayLike | None = None, alpha: float = 0.5, beta: float = 0.5,
+        gamma: float = 1.0) -> tuple[float, NDArray[Any]]: ...
+    @overload
+    def value_and_grad(self, input: ArrayLike, target: ArrayLike, *, reduction: Literal["none"],
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        mode: str = "multiclass", from_logits: bool = True, smooth: float = 0.0, eps: float = 1e-07,
+        log_loss: bool = False, ignore_index: int | None = None, per_sample: bool = False,
+        class_weights: float | ArrayLike | None = None, alpha: float = 0.5, beta: float = 0.5,
+        gamma: float = 1.0) -> tuple[NDArray[Any], NDArray[Any]]: ...
+    @overload
+    def value_and_grad(self, input: ArrayLike, target: ArrayLike, *, reduction: str,
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        mode: str = "multiclass", from_logits: bool = True, smooth: float = 0.0, eps: float = 1e-07,
+        log_loss: bool = False, ignore_index: int | None = None, per_sample: bool = False,
+        class_weights: float | ArrayLike | None = None, alpha: float = 0.5, beta: float = 0.5,
+        gamma: float = 1.0) -> tuple[float | NDArray[Any], NDArray[Any]]: ...
+    def grad(self, input: ArrayLike, target: ArrayLike, *, reduction: str = "mean",
+        sample_weight: ArrayLike | None = None, grad_out: NDArray[Any] | None = None, backend: str | None = None,
+        mode: str = "multiclass", from_logits: bool = True, smooth: float = 0.0, eps: float = 1e-07,
+        log_loss: bool = False, ignore_index: int | None = None, per_sample: bool = False,
+        class_weights: float | ArrayLike | None = None, alpha: float = 0.5, beta: float = 0.5,
+        gamma: float = 1.0) -> NDArray[Any]: ...
+    def grad_hess(self, *args: Any, **kwargs: Any) -> NoReturn: ...
+    def partial(self, *args: Any, **kwargs: Any) -> NoReturn: ...
+
+tversky: _Loss_tversky

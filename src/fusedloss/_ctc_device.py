@@ -20,9 +20,8 @@ import math
 
 import numpy as np
 
-from ._device import _cuda_backend, _operand, _overlap
-from ._validate import _FLOAT_DTYPES, is_device_array
-from .backends import BackendUnavailable
+from ._device import _cuda_backend, _float_operand, _operand, _overlap
+from ._validate import is_device_array
 
 
 def _host(cu, v):
@@ -36,12 +35,7 @@ def run(loss, logits, targets, input_lengths, target_lengths, reduction, sample_
         want_value, want_grad, grad_out):
     """``SequenceLoss._run_ctc`` for device scores (arguments as there; params already checked)."""
     cu = _cuda_backend(backend, "ctc")
-    x = _operand(cu, logits, "logits", "ctc")
-    dtype = np.dtype(x.dtype)
-    if dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"ctc: logits must be float32 or float64, got dtype {dtype}")
-    if not cu.supports(loss.spec, dtype):
-        raise BackendUnavailable(f"backend 'cuda' does not support ctc for dtype {dtype}")
+    x, dtype = _float_operand(cu, logits, "logits", loss.spec)
     shape = tuple(x.shape)
     T, N, C, labels, offsets, tl, il, w = loss._check_sequences(
         shape, _host(cu, targets), _host(cu, input_lengths), _host(cu, target_lengths), reduction,

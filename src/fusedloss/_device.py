@@ -61,6 +61,24 @@ def _operand(cu, x, what: str, loss: str):
     return arr
 
 
+def _float_operand(cu, x, what: str, spec):
+    """(a float32/float64 device operand, its dtype), the backend checked to run ``spec`` on that dtype."""
+    arr = _operand(cu, x, what, spec.name)
+    dtype = np.dtype(arr.dtype)
+    if dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{spec.name}: {what} must be float32 or float64, got dtype {dtype}")
+    if not cu.supports(spec, dtype):
+        raise BackendUnavailable(f"backend 'cuda' does not support {spec.name} for dtype {dtype}")
+    return arr, dtype
+
+
+def _on_host(cu, v, what: str, loss: str):
+    """A small argument on the host: device arrays are copied, anything else is returned as given."""
+    if v is None or not is_device_array(v):
+        return v
+    return _operand(cu, v, what, loss).copy_to_host()
+
+
 def _flat_as(cu, arr, dtype, what: str, loss: str):
     """``arr`` as a flat device array of ``dtype`` (a cast copy if it has another real numeric dtype)."""
     flat = arr.reshape(arr.size)
@@ -159,12 +177,7 @@ def run(loss, pred, target, reduction, sample_weight, backend, params, packed,
     name = loss.name
     cu = _cuda_backend(backend, name)
 
-    p = _operand(cu, pred, "pred", name)
-    dtype = np.dtype(p.dtype)
-    if dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"{name}: pred must be float32 or float64, got dtype {dtype}")
-    if not cu.supports(spec, dtype):
-        raise BackendUnavailable(f"backend 'cuda' does not support {name} for dtype {dtype}")
+    p, dtype = _float_operand(cu, pred, "pred", spec)
     if spec.kind == "multiclass":
         return _run_multiclass(cu, loss, p, target, reduction, sample_weight, params, outputs, grad_out, hess_out,
                                hessian)

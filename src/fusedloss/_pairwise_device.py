@@ -16,16 +16,9 @@ import math
 
 import numpy as np
 
-from ._device import _cuda_backend, _operand, _overlap
+from ._device import _cuda_backend, _on_host, _operand, _overlap
 from ._validate import _FLOAT_DTYPES, REDUCTIONS, _weight_sum, is_device_array
 from .backends import BackendUnavailable
-
-
-def _host(cu, v, what, name):
-    """A small argument on the host: device arrays are copied, anything else is returned as given."""
-    if v is None or not is_device_array(v):
-        return v
-    return _operand(cu, v, what, name).copy_to_host()
 
 
 def run(loss, arrays, reduction, sample_weight, backend, params, want_value, want_grad, grad_outs):
@@ -57,8 +50,8 @@ def run(loss, arrays, reduction, sample_weight, backend, params, want_value, wan
             raise ValueError(f"{name}: {what} has negative entries; it must be >= 0")
     if reduction not in REDUCTIONS:
         raise ValueError(f"{name}: reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
-    target = _host(cu, arrays[-1], "target", name) if spec.row_target else None
-    rows, D, N, y, w = loss._check_rows(shape, target, _host(cu, sample_weight, "sample_weight", name))
+    target = _on_host(cu, arrays[-1], "target", name) if spec.row_target else None
+    rows, D, N, y, w = loss._check_rows(shape, target, _on_host(cu, sample_weight, "sample_weight", name))
     n = math.prod(shape)
     gs = None
     if want_grad:

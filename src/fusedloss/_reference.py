@@ -952,3 +952,9 @@ def pairwise(name, arrays, y, **params):
         if y is None:
             return PAIRWISE[name](*xs, **params)
         return PAIRWISE[name](*xs, np.asarray(y, dtype=np.float64), **params)
+
+# --- overlap losses: their oracle lives in _reference_overlap.py ---------------------------------
+
+from ._reference_overlap import dice, overlap, tversky  # noqa: E402
+
+OVERLAP = _by_kind("overlap")

@@ -888,3 +888,87 @@ register(LossSpec(
              "dl/dvar = 0.5 (1 / v - d^2 / v^2) (at the clamped v, also where var < eps; summed over the axes var "
              "is broadcast along);  Hessian: not provided (pairwise losses have no Hessian entry point)"),
 ))
+
+# --- overlap losses (their own call signature: scores with a class axis, a ratio of sums per class) ----------
+
+
+def _overlap_mode(v):
+    if v not in ("multiclass", "binary", "multilabel"):
+        raise TypeError(f"expected 'multiclass', 'binary' or 'multilabel', got {v!r}")
+    return v
+
+
+def _optional_int(v):
+    return None if v is None else _to_int(v)
+
+
+def _optional_int64(v):
+    return None if v is None else _int64(v)
+
+
+def _overlap_params(*extra: Param) -> tuple[Param, ...]:
+    """The parameters dice and tversky share (segmentation_models_pytorch's DiceLoss / TverskyLoss), then
+    ``extra``."""
+    return (
+        Param("mode", "multiclass", "'multiclass' (softmax over the class axis, integer class targets), 'binary' "
+              "(one channel: every element a pixel of one class) or 'multilabel' (sigmoid per channel, 0/1 targets "
+              "of the input's shape)", convert=_overlap_mode),
+        Param("from_logits", True, "scores are logits (softmax or sigmoid applied); False: probabilities",
+              convert=_to_bool),
+        Param("smooth", 0.0, "added to the numerator and the denominator of the score", _nonnegative),
+        Param("eps", 1e-7, "the denominator (and with log_loss the score) is clamped to >= eps", _positive),
+        Param("log_loss", False, "per-class loss -log(max(score, eps)) instead of 1 - score", convert=_to_bool),
+        Param("ignore_index", None, "target value whose pixels count for nothing (None: every pixel counts)",
+              check=_optional_int64, convert=_optional_int),
+        Param("per_sample", False, "sums over the spatial axes of each sample (one score per sample and class, "
+              "then the mean over both) instead of over the batch too (segmentation_models_pytorch's)",
+              convert=_to_bool),
+        Param("class_weights", None, "one weight per class for the mean over classes (0 leaves a class out, as "
+              "segmentation_models_pytorch's classes=[...] does; not with mode='binary')", _nonnegative_values,
+              _vector_or_scalar),
+        *extra,
+    )
+
+
+_OVERLAP_COMMON = (
+    "p = softmax over the class axis (multiclass) or sigmoid (binary, multilabel) of the scores with from_logits, "
+    "else the scores;  y = one-hot of the class index (multiclass) or the target;  pixels whose target is "
+    "ignore_index have p = y = 0.  Per class c, summed over the batch and spatial axes (per_sample: over the "
+    "spatial axes of each sample):  I = sum min(p, y) (segmentation_models_pytorch 0.6 computes the overlap as "
+    "(P + Y - sum |p - y|) / 2, which is sum p y for 0/1 targets and p in [0, 1]; its gradient at p = y is 1/2, "
+    "torch's sign(0) = 0, and this follows it), P = sum p, Y = sum y, FP = P - I, FN = Y - I;  "
+    "s_c = (I + smooth) / max(I + alpha FP + beta FN + smooth, eps);  "
+    "l_c = 1 - s_c (log_loss: -log max(s_c, eps)), times [Y > 0] (a class without true pixels adds 0 but still "
+    "counts in the mean, as segmentation_models_pytorch's mask);  L = sum_c w_c l_c / sum_c w_c (w: class_weights, "
+    "else 1; per_sample: also the mean over samples, weighted by sample_weight)")
+
+register(LossSpec(
+    name="dice", kind="overlap", target_domain=lambda kw: "class_index" if kw["mode"] == "multiclass" else "unit",
+    has_hessian=False, probabilities="multiclass", pack=lambda kw: (),
+    params=_overlap_params(),
+    summary=("Dice loss over scores with a class axis (N, C, ...), as segmentation_models_pytorch's DiceLoss "
+             "(0.6): 1 - (I + smooth) / (I + (FP + FN) / 2 + smooth) per class, the mean over classes"),
+    formula=(_OVERLAP_COMMON.replace("alpha FP + beta FN", "(FP + FN) / 2") + ";  with smooth = 0 this is "
+             "1 - 2 I / (P + Y), and smooth counts twice as much as in the classic (2 I + smooth) / (P + Y + smooth) "
+             "(segmentation_models_pytorch 0.6 computes dice as tversky with alpha = beta = 1/2).  Gradient as "
+             "tversky's with alpha = beta = 1/2.  Hessian: not provided (a ratio of sums over the whole batch: a "
+             "dense Hessian the kernels do not form)"),
+))
+
+register(LossSpec(
+    name="tversky", kind="overlap", target_domain=lambda kw: "class_index" if kw["mode"] == "multiclass" else "unit",
+    has_hessian=False, probabilities="multiclass", pack=lambda kw: (),
+    params=_overlap_params(
+        Param("alpha", 0.5, "weight of the false positives", _nonnegative),
+        Param("beta", 0.5, "weight of the false negatives", _nonnegative),
+        Param("gamma", 1.0, "the value is the class mean raised to gamma (segmentation_models_pytorch: on the "
+              "mean, not per class)", _positive),
+    ),
+    summary=("Tversky loss over scores with a class axis (N, C, ...), as segmentation_models_pytorch's "
+             "TverskyLoss (0.6): 1 - (I + smooth) / (I + alpha FP + beta FN + smooth) per class, the mean over "
+             "classes raised to gamma"),
+    formula=(_OVERLAP_COMMON + ";  value L^gamma.  Gradient: dl_c/dI and dl_c/dP from s_c (the clamps pass the "
+             "gradient where max(u, eps) = u, as torch's clamp_min), dI/dp = [p < y] + [p = y] / 2, dP/dp = 1, "
+             "then the softmax / sigmoid Jacobian.  Hessian: not provided (the value is a ratio of sums over the "
+             "whole batch: every pair of pixels of a class interacts, a dense Hessian the kernels do not form)"),
+))

@@ -111,3 +111,13 @@ def specialise(template: types.FunctionType, namespace: dict, qualname: str) -> 
     copy.__module__ = template.__module__
     copy.__doc__ = template.__doc__
     return copy
+
+
+def compile_functions(module: types.ModuleType, decorate, tag: str) -> dict:
+    """The functions ``module.FUNCTIONS`` each compiled by ``decorate`` (``njit(...)`` or
+    ``cuda.jit(device=True)``), their calls to one another resolving to the compiled versions: name -> compiled.
+    ``tag`` (the kind and a source hash) makes their cache entries distinct."""
+    namespace = dict(vars(module))
+    for name in module.FUNCTIONS:
+        namespace[name] = decorate(specialise(getattr(module, name), namespace, f"{tag}__{name}"))
+    return {name: namespace[name] for name in module.FUNCTIONS}

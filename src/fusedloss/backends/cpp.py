@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import _config
 from .. import _core
+from .._spec import REGISTRY
 
 NAME = "cpp"
 DEVICE = False
@@ -30,6 +31,9 @@ _SUPPORTED = {
     **{name: "multiclass" for name in _core.supported_multiclass_losses()},
     **({"ctc": "sequence"} if hasattr(_core, "ctc") else {}),
     **{name: "pairwise" for name in getattr(_core, "supported_pairwise_losses", list)()},
+    # the overlap passes are the same for every overlap loss (the losses differ in the Python combination of the sums)
+    **({name: "overlap" for name, spec in REGISTRY.items() if spec.kind == "overlap"}
+       if hasattr(_core, "overlap_sums") else {}),
 }
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # a tuple: `in` compares with ==, so types match too
 _BUILD = _core.build_info()
@@ -47,6 +51,8 @@ elementwise_metrics = getattr(_core, "elementwise_metrics", None)
 multiclass_metrics = getattr(_core, "multiclass_metrics", None)  # multiclass with the per-row metrics (_logit_metrics)
 ctc = getattr(_core, "ctc", None)  # the CTC contract of fusedloss._ctc (cpp/src/ctc_binding.cpp)
 pairwise = getattr(_core, "pairwise", None)  # the pairwise contract of fusedloss._pairwise (pairwise_binding.cpp)
+overlap_sums = getattr(_core, "overlap_sums", None)  # the overlap contract of fusedloss._overlap
+overlap_grad = getattr(_core, "overlap_grad", None)
 array_sum = getattr(_core, "sum", None)  # compensated float64 sum of a contiguous float array
 
 

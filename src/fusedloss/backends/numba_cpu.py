@@ -44,7 +44,8 @@ import numpy as np
 from numba import njit
 from numba.cpython.unsafe.tuple import tuple_setitem
 
-from .. import _config, _pairwise_rows, _pointwise
+from .. import _config, _overlap_rows, _pairwise_rows, _pointwise
+from .._spec import REGISTRY
 from . import _jit, _vecmath
 
 NAME = "numba"
@@ -412,7 +413,9 @@ _STATE_LOCK = threading.Lock()  # guards the one-time build of _state
 _KERNELS: dict = {}  # loss (or (loss, "metrics")) -> its kernel
 _SUPPORTED = {**{name: "elementwise" for name in _jit.point_names()},
               **{name: "multiclass" for name in _jit.row_names()}, "ctc": "sequence",
-              **{name: "pairwise" for name in _pairwise_rows.row_names()}}
+              **{name: "pairwise" for name in _pairwise_rows.row_names()},
+              # the overlap passes are the same for every overlap loss (they differ in combining the sums)
+              **{name: "overlap" for name, spec in REGISTRY.items() if spec.kind == "overlap"}}
 _EMPTY = {dt: np.empty(0, dt) for dt in (*_DTYPES, np.dtype(np.int64))}  # stand-ins for arrays not in use
 
 
@@ -725,3 +728,61 @@ def pairwise(loss, packed, D, x1, x2, x3, y, gscale, loss_out, g1, g2, g3, nthre
     else:
         _on_threads(lambda i0, i1: kernel(*args, i0, i1), N, nthreads, max(1, BLOCK // max(D, 1)))
     return None
+
+
+# --- overlap losses (their own contract: see fusedloss._overlap) ------------------------------------------
+
+
+def _overlap_sums_blocks(x, labels, y, has_labels, act, has_ignore, ignore, C, S, nbs, block, partial, b0, b1):
+    """Blocks ``[b0, b1)`` of ``_overlap_rows.block_sums``."""
+    for b in range(b0, b1):
+        block_sums(x, labels, y, has_labels, act, has_ignore, ignore, C, S, nbs, block, b, partial)  # noqa: F821
+
+
+def _overlap_grad_blocks(x, labels, y, has_labels, act, has_ignore, ignore, C, S, nbs, block, coef, g, b0, b1):
+    """Blocks ``[b0, b1)`` of ``_overlap_rows.block_grad``."""
+    for b in range(b0, b1):
+        block_grad(x, labels, y, has_labels, act, has_ignore, ignore, C, S, nbs, block, b, coef, g)  # noqa: F821
+
+
+def _overlap_kernels():
+    kernels = _KERNELS.get("overlap")
+    if kernels is None:
+        digest = _jit.source_hash(__file__, _overlap_rows.__file__)
+        namespace = {**globals(), **_jit.compile_functions(
+            _overlap_rows, njit(cache=True, nogil=True, error_model="numpy"), f"overlap__{digest}")}
+        kernels = _KERNELS["overlap"] = tuple(
+            njit(cache=True, nogil=True, error_model="numpy")(
+                _jit.specialise(fn, namespace, f"{fn.__name__}__{digest}"))
+            for fn in (_overlap_sums_blocks, _overlap_grad_blocks))
+    return kernels
+
+
+def _overlap_args(act, x, labels, y, C, S, has_ignore, ignore):
+    block = max(1, BLOCK // max(C, 1))
+    nbs = -(-S // block)
+    return (x, _EMPTY[np.dtype(np.int64)] if labels is None else labels, _EMPTY[x.dtype] if y is None else y,
+            labels is not None, int(act), bool(has_ignore), int(ignore), int(C), int(S), nbs, block), nbs
+
+
+def _overlap_run(kernel, args, nblocks, work, nthreads):
+    if work < PARALLEL_MIN or nthreads < 2:
+        kernel(*args, 0, nblocks)
+    else:
+        _on_threads(lambda b0, b1: kernel(*args, b0, b1), nblocks, nthreads, 1)
+
+
+def overlap_sums(act, x, labels, y, N, C, S, has_ignore, ignore, sums, nthreads):
+    args, nbs = _overlap_args(act, x, labels, y, C, S, has_ignore, ignore)
+    partial = np.zeros((N * nbs, C, 3))
+    _overlap_run(_overlap_kernels()[0], (*args, partial.reshape(-1)), N * nbs, N * C * S, nthreads)
+    part = partial.reshape(N, nbs, C * 3)
+    total = sums.reshape(N, C * 3)
+    total[...] = 0.0
+    for k in range(nbs):  # in block order: the same sums for any thread count
+        total += part[:, k]
+
+
+def overlap_grad(act, x, labels, y, N, C, S, has_ignore, ignore, coef, grad, nthreads):
+    args, nbs = _overlap_args(act, x, labels, y, C, S, has_ignore, ignore)
+    _overlap_run(_overlap_kernels()[1], (*args, coef, grad), N * nbs, N * C * S, nthreads)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _binary_metrics, _logit_metrics, _reference
+from .. import _binary_metrics, _logit_metrics, _reference, _reference_overlap
 from .._spec import REGISTRY
 
 NAME = "numpy"
@@ -17,7 +17,7 @@ def info() -> dict:
 
 def supports(spec, dtype) -> bool:
     return any(spec.name in table for table in (_reference.ELEMENTWISE, _reference.MULTICLASS, _reference.SEQUENCE,
-                                                _reference.PAIRWISE))
+                                                _reference.PAIRWISE, _reference.OVERLAP))
 
 
 def elementwise(loss, params, p, y, w, scale, reduce, value_out, grad_out, hess_out, nthreads, cols=None):
@@ -122,3 +122,25 @@ def pairwise(loss, packed, D, x1, x2, x3, y, gscale, loss_out, g1, g2, g3, nthre
             for out, g in zip((g1, g2, g3), grads):
                 out[...] = (g * scale).reshape(-1)
     return None
+
+
+def _overlap_arrays(act, x, labels, y, N, C, S, has_ignore, ignore):
+    x3 = x.reshape(N, C, S)
+    p = _reference_overlap.probabilities(x3, act)
+    t, m = _reference_overlap.targets((N, C, S), None if labels is None else labels.reshape(N, S), y,
+                                      ignore if has_ignore else None)
+    return x3, p, t, m
+
+
+def overlap_sums(act, x, labels, y, N, C, S, has_ignore, ignore, sums, nthreads):
+    """The overlap contract's first pass (see fusedloss._overlap) by the reference, in float64."""
+    with np.errstate(all="ignore"):
+        sums[...] = _reference_overlap.sums(*_overlap_arrays(act, x, labels, y, N, C, S, has_ignore, ignore)[1:]
+                                            ).reshape(-1)
+
+
+def overlap_grad(act, x, labels, y, N, C, S, has_ignore, ignore, coef, grad, nthreads):
+    """The overlap contract's gradient pass by the reference, in float64."""
+    x3, p, t, m = _overlap_arrays(act, x, labels, y, N, C, S, has_ignore, ignore)
+    with np.errstate(all="ignore"):
+        grad[...] = _reference_overlap.grad_elements(x3, p, t, m, act, coef.reshape(N, C, 2)).reshape(-1)

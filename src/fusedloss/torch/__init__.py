@@ -60,7 +60,7 @@ from __future__ import annotations
 # The layers, each its own module: _kernel (a call's description and the one kernel call), _autograd (the
 # autograd Function, second derivatives refused, torch.compile), _args (torch-style arguments to a call),
 # _routing (small CPU calls to torch's own kernels), functional and modules (the public forms; the mechanical
-# ones generated from the registry by _generate), _ctc (CTC's forms), _pairwise (the pairwise losses' forms),
+# ones generated from the registry by _generate), _ctc (CTC's forms), _pairwise (the pairwise losses' forms), _overlap (dice's and tversky's),
 # _benchmark (torch.nn vs fusedloss.torch).
 
 from .._gpu_routing import get_cuda_routing, set_cuda_routing
@@ -69,6 +69,7 @@ from ._benchmark import QUICK_TORCH_MODULE_CASES, TORCH_MODULE_CASES, bench_torc
 from ._ctc import CTCLoss, ctc_loss
 from ._pairwise import (CosineEmbeddingLoss, GaussianNLLLoss, MarginRankingLoss, TripletMarginLoss,
                         cosine_embedding_loss, gaussian_nll_loss, margin_ranking_loss, triplet_margin_loss)
+from ._overlap import DiceLoss, TverskyLoss, dice_loss, tversky_loss
 from ._routing import FEW_CLASSES, SMALL_ELEMENTWISE, SMALL_MULTICLASS, TILED_MIN, set_cpu_routing
 from . import functional as _functional
 from .functional import (FUNCTIONAL, binary_cross_entropy, binary_cross_entropy_with_logits, binary_focal_loss,
@@ -104,6 +105,7 @@ __all__ = [
     "ctc_loss", "CTCLoss",
     "margin_ranking_loss", "cosine_embedding_loss", "triplet_margin_loss", "MarginRankingLoss", "CosineEmbeddingLoss",
     "TripletMarginLoss", "gaussian_nll_loss", "GaussianNLLLoss",
+    "dice_loss", "tversky_loss", "DiceLoss", "TverskyLoss",
 ]
 
 # the forms made whole from the registry (functional.GENERATED): exported like the written ones

@@ -88,21 +88,30 @@ def _host(v, what: str, name: str):
     """A target or weight tensor as a NumPy array (it must not require grad: fusedloss does not differentiate it)."""
     if isinstance(v, Tensor):
         if v.requires_grad:
+            torch_name = LOSSES[name].spec.torch_name
+            twin = f", or use torch.nn.functional.{torch_name}" if torch_name else ""
             raise RuntimeError(f"{name}: {what} must not require grad (fusedloss differentiates the inputs only; "
-                               f"detach it, or use torch.nn.functional.{name})")
+                               f"detach it{twin})")
         with torch._C._DisableFuncTorch():  # inside torch.func, ops on constants would return storage-less wrappers
             return v.detach().cpu().numpy()
     return v
 
 
+def _check_input(x, what: str, name: str) -> None:
+    """An input fusedloss.torch's own-signature forms take: a floating CPU tensor."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name}: {what} must be a torch.Tensor, got {type(x).__name__}")
+    if x.device.type != "cpu":
+        torch_name = LOSSES[name].spec.torch_name
+        raise ValueError(f"{name}: only CPU tensors are supported" +
+                         (f"; use torch.nn.functional.{torch_name} on the GPU" if torch_name else ""))
+    if x.dtype not in _FLOATS:
+        raise TypeError(f"{name}: {what} must be float16, bfloat16, float32 or float64, got {x.dtype}")
+
+
 def _run(name, inputs, target, reduction, params, sample_weight, backend, broadcast):
     for x, what in zip(inputs, LOSSES[name].spec.inputs):
-        if not isinstance(x, Tensor):
-            raise TypeError(f"{name}: {what} must be a torch.Tensor, got {type(x).__name__}")
-        if x.device.type != "cpu":
-            raise ValueError(f"{name}: only CPU tensors are supported; use torch.nn.functional.{name} on the GPU")
-        if x.dtype not in _FLOATS:
-            raise TypeError(f"{name}: {what} must be float16, bfloat16, float32 or float64, got {x.dtype}")
+        _check_input(x, what, name)
     if len({x.dim() for x in inputs} | ({target.dim()} if broadcast and isinstance(target, Tensor) else set())) > 1:
         dims = ", ".join(f"{what}: {tuple(x.shape)}" for x, what in zip(inputs, LOSSES[name].spec.inputs))
         raise RuntimeError(f"{name}: the inputs must have the same number of dimensions, got {dims}")

@@ -17,6 +17,7 @@ from ._args import (_check_broadcast, _check_reduction, _class_axis, _elementwis
 from ._ctc import ctc_loss  # CTC has its own signature (sequences and lengths)
 from ._pairwise import (cosine_embedding_loss, gaussian_nll_loss, margin_ranking_loss,  # two or three inputs
                         triplet_margin_loss)
+from ._overlap import dice_loss, tversky_loss  # scores with a class axis, a ratio of sums per class
 from ._generate import elementwise_form, generated_form
 from ._routing import TILES, _small_on_torch
 
@@ -317,6 +318,8 @@ def loss(name: str, input, target, *, reduction="mean", sample_weight=None, clas
     if spec.kind == "pairwise":  # (input, target) has no place for a second or third input
         raise TypeError(f"{name}: a pairwise loss takes {', '.join(spec.inputs)}"
                         f"{', target' if spec.row_target else ''}; call fusedloss.torch.{FUNCTIONAL[name].__name__}")
+    if spec.kind == "overlap":  # smp's signature (mode, classes, ...), not fusedloss's keyword set
+        raise TypeError(f"{name}: call fusedloss.torch.{FUNCTIONAL[name].__name__}(input, target, mode, ...)")
     params = {k: (_host_vector(v, k, name) if k == spec.vector_param else v) for k, v in params.items()}
     params = {**spec.defaults(), **params}
     if spec.kind == "multiclass":
@@ -338,6 +341,7 @@ FUNCTIONAL = {
     "poly1": poly1_loss, "categorical_hinge": categorical_hinge_loss,
     "margin_ranking": margin_ranking_loss, "cosine_embedding": cosine_embedding_loss,
     "triplet_margin": triplet_margin_loss, "gaussian_nll": gaussian_nll_loss,
+    "dice": dice_loss, "tversky": tversky_loss,
 }
 
 # an elementwise loss of the registry with neither a torch twin nor a declared form above: its form is made whole

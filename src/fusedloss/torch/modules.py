@@ -12,6 +12,7 @@ from .._dispatch import Loss
 from .._spec import REGISTRY
 from ._args import _legacy_reduction
 from ._ctc import CTCLoss
+from ._overlap import DiceLoss, TverskyLoss
 from ._pairwise import CosineEmbeddingLoss, GaussianNLLLoss, MarginRankingLoss, TripletMarginLoss
 from ._generate import module_of
 from ._routing import _is_default, _torch_is_faster, _weight_ok, module_route
@@ -339,6 +340,7 @@ MODULES = {
     "multilabel_soft_margin": MultiLabelSoftMarginLoss, "ctc": CTCLoss, "poly1": Poly1Loss,
     "categorical_hinge": CategoricalHingeLoss, "margin_ranking": MarginRankingLoss,
     "cosine_embedding": CosineEmbeddingLoss, "triplet_margin": TripletMarginLoss, "gaussian_nll": GaussianNLLLoss,
+    "dice": DiceLoss, "tversky": TverskyLoss,
 }
 
 # the modules of the generated functional forms (see functional.GENERATED): ``<Loss>Loss`` from ``<loss>_loss``
