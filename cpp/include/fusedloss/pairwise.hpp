@@ -86,26 +86,47 @@ struct CosineEmbedding {
   }
 };
 
-// ||u - v + eps||_p, as torch's norm (p = 1, p = 2, else the p-th root of the sum of |e|^p).
-template <class T>
+// ||u - v + eps||_p, as torch's norm (p = 1, p = 2, else the p-th root of the sum of |e|^p). P: p when it is
+// 1 or 2 (the common norms, whose loops then have no branch and no pow), 0 for any other p.
+template <int P, class T>
 double pnorm(const T* u, const T* v, std::size_t D, double p, double eps) {
   double s = 0.0;
+#pragma omp simd reduction(+ : s)
   for (std::size_t k = 0; k < D; ++k) {
     const double e = double(u[k]) - double(v[k]) + eps;
-    s += p == 2 ? e * e : (p == 1 ? std::fabs(e) : std::pow(std::fabs(e), p));
+    if constexpr (P == 2) {
+      s += e * e;
+    } else if constexpr (P == 1) {
+      s += std::fabs(e);
+    } else {
+      s += std::pow(std::fabs(e), p);
+    }
   }
-  return p == 2 ? std::sqrt(s) : (p == 1 ? s : std::pow(s, 1.0 / p));
+  if constexpr (P == 2) {
+    return std::sqrt(s);
+  } else if constexpr (P == 1) {
+    return s;
+  } else {
+    return std::pow(s, 1.0 / p);
+  }
 }
 
 // d ||e||_p / d e_k at distance d, as torch's norm backward: 0 where d = 0 (p > 1), or where e_k = 0 (p < 1).
+template <int P>
 inline double pnorm_grad(double e, double d, double p) {
   const double sg = e > 0 ? 1.0 : (e < 0 ? -1.0 : (std::isnan(e) ? e : 0.0));
-  if (p == 1) return sg;
-  if (p < 1) return e == 0 ? 0.0 : sg * std::pow(std::fabs(e), p - 1) * std::pow(d, 1 - p);
-  if (d == 0) return 0.0;
-  if (p == 2) return e / d;
-  if (p < 2) return sg * std::pow(std::fabs(e), p - 1) / std::pow(d, p - 1);
-  return e * std::pow(std::fabs(e), p - 2) / std::pow(d, p - 1);
+  if constexpr (P == 1) {
+    return sg;
+  } else if constexpr (P == 2) {
+    return d == 0 ? 0.0 : e / d;
+  } else {
+    if (p == 1) return sg;
+    if (p < 1) return e == 0 ? 0.0 : sg * std::pow(std::fabs(e), p - 1) * std::pow(d, 1 - p);
+    if (d == 0) return 0.0;
+    if (p == 2) return e / d;
+    if (p < 2) return sg * std::pow(std::fabs(e), p - 1) / std::pow(d, p - 1);
+    return e * std::pow(std::fabs(e), p - 2) / std::pow(d, p - 1);
+  }
 }
 
 // max(0, d(a, p) - d(a, n) + margin), d(u, v) = ||u - v + eps||_p; swap: d(a, n) -> min(d(a, n), d(p, n)).
@@ -113,25 +134,36 @@ struct TripletMargin {
   double margin, p, eps;
   bool swap;
   template <class T>
-  double row(const T* a, const T* po, const T* ne, std::size_t D, double, double gn, T* ga, T* gp, T* gne) const {
-    const double dp = pnorm(a, po, D, p, eps);
-    const double dn = pnorm(a, ne, D, p, eps);
+  double row(const T* a, const T* po, const T* ne, std::size_t D, double y, double gn, T* ga, T* gp, T* gne) const {
+    if (p == 2) return row_p<2>(a, po, ne, D, y, gn, ga, gp, gne);
+    if (p == 1) return row_p<1>(a, po, ne, D, y, gn, ga, gp, gne);
+    return row_p<0>(a, po, ne, D, y, gn, ga, gp, gne);
+  }
+
+  template <int P, class T>
+  double row_p(const T* a, const T* po, const T* ne, std::size_t D, double, double gn, T* ga, T* gp, T* gne) const {
+    const double dp = pnorm<P>(a, po, D, p, eps);
+    const double dn = pnorm<P>(a, ne, D, p, eps);
     double ds = 0.0, wn = 1.0, ws = 0.0, dneg = dn;  // wn, ws: the shares of d(a, n) and d(p, n) in dneg
     if (swap) {
-      ds = pnorm(po, ne, D, p, eps);
+      ds = pnorm<P>(po, ne, D, p, eps);
       wn = dn == ds ? 0.5 : (dn > ds ? 0.0 : 1.0);
       ws = dn == ds ? 0.5 : (ds > dn ? 0.0 : 1.0);
       dneg = (dn < ds || std::isnan(dn)) ? dn : ds;
     }
     const double m = margin + dp - dneg;
     if (ga) {
+      // m < 0: no gradient, written as a factor of 0 (not 0 * a nan Jacobian element: torch's clamp_min gives 0)
+      const bool on = m >= 0;
+      const double f = on ? gn : 0.0;
+#pragma omp simd
       for (std::size_t k = 0; k < D; ++k) {
-        const double jp = pnorm_grad(double(a[k]) - double(po[k]) + eps, dp, p);
-        const double jn = pnorm_grad(double(a[k]) - double(ne[k]) + eps, dn, p);
-        const double js = swap ? pnorm_grad(double(po[k]) - double(ne[k]) + eps, ds, p) : 0.0;
-        ga[k] = T(m >= 0 ? gn * (jp - wn * jn) : 0.0);
-        gp[k] = T(m >= 0 ? gn * (-jp - ws * js) : 0.0);
-        gne[k] = T(m >= 0 ? gn * (wn * jn + ws * js) : 0.0);
+        const double jp = pnorm_grad<P>(double(a[k]) - double(po[k]) + eps, dp, p);
+        const double jn = pnorm_grad<P>(double(a[k]) - double(ne[k]) + eps, dn, p);
+        const double js = swap ? pnorm_grad<P>(double(po[k]) - double(ne[k]) + eps, ds, p) : 0.0;
+        ga[k] = T(on ? f * (jp - wn * jn) : 0.0);
+        gp[k] = T(on ? f * (-jp - ws * js) : 0.0);
+        gne[k] = T(on ? f * (wn * jn + ws * js) : 0.0);
       }
     }
     return m > 0 || std::isnan(m) ? m : 0.0;
