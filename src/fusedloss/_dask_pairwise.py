@@ -99,7 +99,7 @@ def graph(loss, mode, arrays, reduction, sample_weight, backend, params):
     w_rows = None if w is None else w.reshape(rows)
     coef = None
     if mode != "value" and reduction != "none":
-        coef = loss._coefficients(reduction, w, N)
+        coef = loss._coefficients(reduction, w, N)[0]
         if reduction == "mean" and not (N and np.isfinite(coef).all()):
             coef = None  # no rows, or weights that sum to 0: the in-memory "mean" is NaN
     coef_rows = None if coef is None else coef.reshape(rows)
