@@ -27,7 +27,7 @@ from typing import Iterable
 
 import numpy as np
 
-from ._state import _exact_sum, checked_states, summed_fields
+from ._state import _exact_sum, metric_states, summed_bins, summed_fields
 
 __all__ = ["MetricSpec", "MetricState", "Metrics", "parse", "row_metrics", "fold", "merge_states", "VALID"]
 
@@ -220,17 +220,12 @@ class Metrics(dict):
 def merge_states(states: Iterable[MetricState]) -> MetricState:
     """The state of the union of pieces: counts added, sums added exactly rounded (``math.fsum``, so the
     order of the pieces does not matter). Every state must hold the same metrics."""
-    states = checked_states(states, MetricState, "merge_states", "Metrics.state",
-                            lambda a, b: None if set(a.names) == set(b.names) else
-                            f"states of different metrics cannot be merged: {a.names} and {b.names}")
+    states = metric_states(states, MetricState)
     first = states[0]
     if len(states) == 1:
         return first
-    bins = {}
-    for n in first.bins:
-        stack = np.stack([s.bins[n] for s in states])  # (pieces, 3, n)
-        bins[n] = np.array([[_exact_sum(stack[:, i, j]) for j in range(n)] for i in range(3)]).reshape(3, n)
-    return MetricState(first.names, hits={k: _exact_sum(s.hits[k] for s in states) for k in first.hits}, bins=bins,
+    return MetricState(first.names, hits={k: _exact_sum(s.hits[k] for s in states) for k in first.hits},
+                       bins=summed_bins(states),
                        **summed_fields(states, exact=("weight", "nll", "entropy", "confidence"), counts=("count",)))
 
 
