@@ -31,7 +31,7 @@ from typing import Iterable
 
 import numpy as np
 
-from ._logit_metrics import Metrics, parse_names
+from ._logit_metrics import StateMethods, parse_names
 from ._state import _exact_sum, metric_states, summed_bins, summed_fields
 
 __all__ = ["scores", "BinaryMetricSpec", "BinaryMetricState", "parse", "table", "table_rows", "fold", "merge_states",
@@ -120,7 +120,7 @@ def table(x, y, w, probabilities: bool, nbins: int):
 
 
 @dataclass(frozen=True, eq=False)
-class BinaryMetricState:
+class BinaryMetricState(StateMethods):
     """The binary metrics of a piece of the data as sums, so that pieces merge exactly (``merge``).
 
     ``count``: elements; ``weight``: the sum of their sample weights (``count`` without weights); ``nan``: how
@@ -138,16 +138,8 @@ class BinaryMetricState:
     brier: float = 0.0
     bins: dict = field(default_factory=dict)
 
-    def merge(self, other: "BinaryMetricState") -> "BinaryMetricState":
-        """The state of both pieces together (``merge_states([self, other])``)."""
-        return merge_states((self, other))
-
-    def result(self) -> Metrics:
-        """The metrics asked for, by name (NaN where no weight counted, or a prediction was NaN)."""
-        out = Metrics(self)
-        for name in self.names:
-            out[name] = self._value(name)
-        return out
+    def _merge_all(self, states) -> "BinaryMetricState":
+        return merge_states(states)
 
     def _value(self, name: str) -> float:
         if self.weight == 0.0 or self.nan:

@@ -147,8 +147,25 @@ def row_metrics(x, labels, softcap=None):
 # --- the state: weighted sums over the rows counted -----------------------------------------------------------
 
 
+class StateMethods:
+    """What the metric states share (``MetricState``, ``_binary_metrics.BinaryMetricState``): ``merge`` through
+    their module's ``merge_states`` (the class's ``_merge_all``), ``result`` from their ``_value`` per metric."""
+
+    def merge(self, other):
+        """The state of both pieces together (``merge_states([self, other])``)."""
+        return self._merge_all((self, other))
+
+    def result(self) -> "Metrics":
+        """The metrics asked for, by name, over the data seen (NaN where nothing counted, or where the state says
+        why: a NaN prediction for the binary metrics)."""
+        out = Metrics(self)
+        for name in self.names:
+            out[name] = self._value(name)
+        return out
+
+
 @dataclass(frozen=True, eq=False)
-class MetricState:
+class MetricState(StateMethods):
     """The metrics of a piece of the data as sums, so that pieces merge exactly (``merge``).
 
     ``count``: rows counted (label not ``ignore_index``, sample weight not 0). ``weight``: the sum of their
@@ -168,16 +185,8 @@ class MetricState:
     confidence: float = 0.0
     bins: dict = field(default_factory=dict)
 
-    def merge(self, other: "MetricState") -> "MetricState":
-        """The state of both pieces together (``merge_states([self, other])``)."""
-        return merge_states((self, other))
-
-    def result(self) -> "Metrics":
-        """The metrics asked for, by name, over the data seen (NaN where no row counted)."""
-        out = Metrics(self)
-        for name in self.names:
-            out[name] = self._value(name)
-        return out
+    def _merge_all(self, states) -> "MetricState":
+        return merge_states(states)
 
     def _value(self, name: str) -> float:
         if self.weight == 0.0:
