@@ -19,9 +19,10 @@ from __future__ import annotations
 import numpy as np
 
 from .own_cases import (common_options, fmt_speedup, host_backends, load_average, named_or_dims, report,
-                        thread_counts, timing_columns, warm_and_time)
+                        thread_counts, timing_columns)
 from .plan import UsageError, split
 from .report import table
+from .timing import warm_and_time
 
 CASES = {"warp": (150, 128, 28, 40), "subword": (400, 32, 5000, 80)}  # name -> (T, N, C, S)
 QUICK_CASES = ("warp",)

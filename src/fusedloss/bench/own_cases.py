@@ -5,14 +5,14 @@ take other arrays than ``(pred, target)``, so they have their own cases instead 
 Each contestant (PyTorch's forward + backward when installed, each fusedloss host backend's ``value_and_grad``)
 runs ``warmup`` times outside the timed region (Numba compiles there) and its value is checked against the float64
 reference (relative error below 1e-4: "ok"); then the contestants are timed round-robin, one call per sample, so
-that a change of machine load hits all of them alike, with fusedloss and torch at the given thread count.
+that a change of machine load hits all of them alike (``timing.warm_and_time``), with fusedloss and torch at the
+given thread count.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import time
 from contextlib import contextmanager
 
 import numpy as np
@@ -45,22 +45,6 @@ def thread_counts(threads: int, torch: bool):
         _config.set_num_threads(saved)
         if saved_torch is not None:
             _torch.set_num_threads(saved_torch)
-
-
-def warm_and_time(runs: dict, repeat: int, warmup: int) -> tuple[dict, dict]:
-    """(each contestant's value after ``warmup`` untimed calls (at least one), its ``repeat`` samples in seconds
-    taken round-robin); ``runs``: name -> a call returning the value."""
-    values = {}
-    for key, f in runs.items():
-        for _ in range(max(warmup, 1)):
-            values[key] = f()
-    samples = {key: [] for key in runs}
-    for _ in range(repeat):
-        for key, f in runs.items():
-            t0 = time.perf_counter()
-            f()
-            samples[key].append(time.perf_counter() - t0)
-    return values, samples
 
 
 def timing_columns(samples: dict, values: dict, ref: float) -> dict:

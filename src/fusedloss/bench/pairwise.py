@@ -19,9 +19,10 @@ import numpy as np
 from .._spec import REGISTRY
 from .oracle import REFERENCE_BACKEND
 from .own_cases import (common_options, fmt_speedup, host_backends, load_average, named_or_dims, report,
-                        thread_counts, timing_columns, warm_and_time)
+                        thread_counts, timing_columns)
 from .plan import UsageError, split
 from .report import table
+from .timing import warm_and_time
 
 LOSSES = tuple(name for name, spec in REGISTRY.items() if spec.kind == "pairwise")
 CASES = {"embeddings": (4096, 256), "small": (256, 64)}  # name -> (rows N, vector length D)
