@@ -421,10 +421,6 @@ class Case:
     arrays: tuple
     rows: tuple
 
-    def take(self, index) -> tuple:
-        """The arrays of the rows ``index`` (an index along the first axis)."""
-        return tuple(a[index] for a in self.arrays)
-
 
 def grads(result) -> tuple:
     """A loss's gradient result as a tuple, one array per differentiated input (elementwise: the prediction's)."""
@@ -434,8 +430,8 @@ def grads(result) -> tuple:
 def make_pairwise_data(name, params, rows, dtype, seed=0, D=3):
     """The arrays of pairwise loss ``name``, its inputs then its target, with the leading shape ``rows`` (and a
     vector axis of D where a row is a vector): inputs on a 2^-6 grid (exact in float32, so that both dtypes take
-    the same branch at margin_ranking's kink), var in [0.25, 2] (also about gaussian_nll's clamp at eps = 0.5),
-    targets -1 and 1 (some 0 where a loss gives another target its own value)."""
+    the same branch at margin_ranking's kink), var in [0.25, 2] (both sides of gaussian_nll's clamp at eps = 0.5),
+    targets -1 and 1 and some 0 (cosine_embedding's third case: loss 0)."""
     spec = REGISTRY[name]
     rng = np.random.default_rng(seed)
     rows = tuple(rows)
@@ -463,8 +459,9 @@ class Kind:
 KINDS: dict[str, Kind] = {
     "elementwise": Kind(make=make_data, variants=VARIANTS, broadcast_weights=True),
     "pairwise": Kind(make=make_pairwise_data, variants=PAIRWISE_VARIANTS),
-    "multiclass": Kind(elsewhere="the class axis and the hard/soft target forms: every generic test has a multiclass "
-                                 "twin over multiclass_cases() (test_multiclass.py for the backends and the API)"),
+    "multiclass": Kind(elsewhere="the class axis and the hard/soft target forms: its twins of the generic tests run "
+                                 "over multiclass_cases() (test_multiclass.py for the backends, test_dask.py, "
+                                 "test_partial.py, test_row_rule.py)"),
     "overlap": Kind(elsewhere="dice and tversky are ratios of sums over the whole batch, with no loss per row: "
                               "their 'none' is per class, their weights per sample (per_sample only), and they have "
                               "no partial states or blocks to merge; test_overlap.py"),

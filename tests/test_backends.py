@@ -1,5 +1,5 @@
-"""Every host backend against the NumPy reference (``_reference.reduce_elementwise``; for the other kinds that
-the generic tests call, their per-row reference reduced here).
+"""Every host backend against the NumPy reference (``_reference.reduce_elementwise``; for pairwise losses their
+per-row reference, ``_reference.pairwise``, reduced here).
 
 The matrix: backend x loss (with the variant parameter rows) x dtype x reduction x weighting (none,
 same-shape weights, leading-axis broadcast weights) x shape (empty, one element, odd, 1000, 0-d and
@@ -39,7 +39,7 @@ from conftest import (
 )
 
 SHAPES = [(0,), (1,), (17,), (1000,), (), (2, 0, 3), (4, 5, 3)]
-ROWS = [(0,), (1,), (17,), (), (4, 5)]  # the rows of the other kinds: none, one, odd, one without a leading axis
+ROWS = [(0,), (1,), (17,), (), (4, 5)]  # the rows of pairwise losses: none, one, odd, one without a leading axis
 REDUCTIONS = ("mean", "sum", "none")
 
 
@@ -80,8 +80,9 @@ def test_backend_matches_reference(backend, name, params, dtype, reduction):
     """Loops over weighting x shape inside (one pytest item per combination would cost more in pytest
     than in the checks) and reports every failing combination, not just the first."""
     require_support(backend, name, dtype)
-    elementwise = REGISTRY[name].kind == "elementwise"
-    check, shapes = (_check_backend_case, SHAPES) if elementwise else (_check_rows_case, ROWS)
+    # each kind that loss_cases() collects has its check here (a new one: a KeyError, not a skip)
+    check, shapes = {"elementwise": (_check_backend_case, SHAPES),
+                     "pairwise": (_check_pairwise_case, ROWS)}[REGISTRY[name].kind]
     failures = []
     for weighting in weightings(name):
         for shape in shapes:
@@ -129,7 +130,7 @@ def _check_backend_case(backend, name, params, dtype, reduction, weighting, shap
         assert_close(h4, hess, dtype, mag_arr, err_msg=f"{tag}: grad_hess hess")
 
 
-def _reference_rows(name, params, arrays, rows):
+def _pairwise_reference(name, params, arrays, rows):
     """The pairwise reference on these arrays: (float64 loss per row, of the rows' shape; the gradient of each
     row's loss with respect to each input, in the inputs' shapes)."""
     spec = REGISTRY[name]
@@ -141,15 +142,15 @@ def _reference_rows(name, params, arrays, rows):
     return losses.reshape(rows), tuple(g.reshape(a.shape) for g, a in zip(gs, arrays))
 
 
-def _check_rows_case(backend, name, params, dtype, reduction, weighting, rows):
-    """A loss of another kind (rows of arrays): its per-row reference, weighted and reduced here, against every
-    entry point: the value, the gradient of every input, the types and shapes; no Hessian entry point."""
+def _check_pairwise_case(backend, name, params, dtype, reduction, weighting, rows):
+    """A pairwise loss: its per-row reference, weighted and reduced here, against every entry point: the value,
+    the gradient of every input, the types and shapes; no Hessian entry point."""
     spec = REGISTRY[name]
     loss = loss_fn(name)
     case = make_case(name, params, rows, dtype, seed=len(rows) * 100 + math.prod(rows))
     w = make_weight(weighting, rows, dtype)
     wb = np.ones(rows) if w is None else w.astype(np.float64)
-    losses, row_grads = _reference_rows(name, params, case.arrays, rows)
+    losses, row_grads = _pairwise_reference(name, params, case.arrays, rows)
     size = np.abs(losses) + sum(np.abs(g).reshape(rows + (math.prod(g.shape[len(rows):]),)).max(axis=-1, initial=0.0)
                                 for g in row_grads)
     mag = wb * (1.0 + size)  # per row: the terms of its value and of its gradients
