@@ -20,6 +20,7 @@ import time
 import numpy as np
 
 import fusedloss.boosting as fb
+from fusedloss.bench.timing import warm_and_time
 
 
 def numpy_lightgbm_objective(preds, train_data):
@@ -41,15 +42,7 @@ def numpy_xgboost_objective(predt, dtrain):
 
 
 def _interleaved(fns: dict, reps: int) -> dict:
-    for f in fns.values():
-        f()
-        f()
-    samples = {k: [] for k in fns}
-    for _ in range(reps):
-        for k, f in fns.items():
-            t0 = time.perf_counter()
-            f()
-            samples[k].append(time.perf_counter() - t0)
+    samples = warm_and_time(fns, reps, warmup=2)[1]
     return {k: statistics.median(v) for k, v in samples.items()}
 
 

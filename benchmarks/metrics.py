@@ -15,12 +15,12 @@ import json
 import os
 import statistics
 import sys
-import time
 
 import numpy as np
 
 import fusedloss
 import fusedloss.metrics as fm
+from fusedloss.bench.timing import warm_and_time
 
 
 def _cases(n: int, rng):
@@ -48,14 +48,7 @@ def _cases(n: int, rng):
 
 
 def _interleaved(fns: dict, reps: int) -> dict:
-    for f in fns.values():
-        f()
-    samples = {k: [] for k in fns}
-    for _ in range(reps):
-        for k, f in fns.items():
-            t0 = time.perf_counter()
-            f()
-            samples[k].append(time.perf_counter() - t0)
+    samples = warm_and_time(fns, reps, warmup=1)[1]
     return {k: statistics.median(v) for k, v in samples.items()}
 
 

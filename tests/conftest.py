@@ -7,8 +7,11 @@ Everything here is derived from the loss registry (``fusedloss._spec.REGISTRY``)
   ``fusedloss.backends()`` gives when it cannot run here.
 - ``DTYPES`` and ``TOL``: the one tolerance table, keyed by dtype (see ``assert_close``).
 - ``VARIANTS``: extra parameter values per loss (the registry defaults are always tested too);
-  ``loss_cases()`` turns the registry plus this table into pytest params. test_spec_table fails for a
-  parameter that no row varies.
+  ``loss_cases()`` turns the registry plus this table (``PAIRWISE_VARIANTS`` for pairwise losses) into pytest
+  params. test_spec_table fails for a parameter that no row varies.
+- ``KINDS``, ``make_case`` and ``grads``: how the generic tests call a loss of any kind,
+  ``loss(*case.arrays, ...)`` with rows along the leading axes, or why a kind is not collected there
+  (test_kinds fails for a kind of the registry that KINDS does not name).
 - ``make_data``: inputs per loss that respect its domains and include points near its branch cut-offs
   (the registry's ``kinks``), or keep away from them.
 - ``MC_VARIANTS``, ``multiclass_cases()`` and ``make_multiclass_data``: the same for multiclass losses
@@ -21,7 +24,7 @@ import importlib.util
 import math
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
@@ -179,6 +182,15 @@ VARIANTS: dict[str, list[dict]] = {
     "zero_one": [{"threshold": 0.0}],
 }
 
+# Extra parameter rows for pairwise losses in the generic tests (tests/test_pairwise.py has its own, wider table).
+PAIRWISE_VARIANTS: dict[str, list[dict]] = {
+    "margin_ranking": [{"margin": 0.5}],
+    "cosine_embedding": [{"margin": 0.25}],
+    "triplet_margin": [{"p": 1.0, "swap": True}],
+    "gaussian_nll": [{"full": True, "eps": 0.5}],
+}
+
+
 def elementwise_names() -> list[str]:
     return [name for name, spec in REGISTRY.items() if spec.kind == "elementwise"]
 
@@ -195,19 +207,17 @@ def case_id(name: str, params: dict) -> str:
     return name + "".join(f"-{k}={v}" for k, v in params.items())
 
 
-def loss_cases(variants: bool = True) -> list:
-    """pytest params ``(name, params)`` for every elementwise registry entry: defaults, then the VARIANTS
-    rows (multiclass losses have ``multiclass_cases``; a loss of any other kind shows as a skip)."""
+def loss_cases(variants: bool = True, kinds: tuple[str, ...] | None = None) -> list:
+    """pytest params ``(name, params)`` for every registry entry of a kind that the generic tests call alike
+    (``KINDS``: a data generator, ``make_case``), or of ``kinds`` only, for a test whose subject is one kind's
+    (the elementwise reference's formulas): defaults, then the variant rows."""
     cases = []
     for name, spec in REGISTRY.items():
-        if spec.kind == "multiclass":
-            continue  # test_multiclass.py, from multiclass_cases()
-        rows = [{}] + (VARIANTS.get(name, []) if variants else [])
-        for params in rows:
-            marks = ()
-            if spec.kind != "elementwise":
-                marks = (pytest.mark.skip(reason=f"{name}: no data generator for loss kind {spec.kind!r}"),)
-            cases.append(pytest.param(name, params, id=case_id(name, params), marks=marks))
+        kind = KINDS.get(spec.kind)  # a kind KINDS does not name: test_kinds.py fails
+        if kind is None or kind.make is None or (kinds is not None and spec.kind not in kinds):
+            continue
+        for params in [{}] + (kind.variants.get(name, []) if variants else []):
+            cases.append(pytest.param(name, params, id=case_id(name, params)))
     return cases
 
 
@@ -393,3 +403,79 @@ def make_multiclass_data(name, params, lead, dtype, form, seed=0, n_classes=N_CL
     if kw.get("log_target"):
         q = np.log(q)
     return x, np.asarray(q).astype(dtype)
+
+
+# --- every kind of loss in the generic tests -------------------------------------------------------------------
+#
+# The generic tests (test_backends, test_api, test_partial, test_dask, test_row_rule) call every loss alike:
+# ``loss(*case.arrays, reduction=..., sample_weight=..., backend=..., **params)``, with the arrays' rows along
+# their leading axes ``case.rows`` (the shape of sample_weight) and the gradients as a tuple, one per
+# differentiated array (``grads``). KINDS says, for each kind in the registry, how its cases are made, or why the
+# kind is not collected there; test_kinds.py fails for a kind of the registry that KINDS does not name.
+
+
+@dataclass(frozen=True)
+class Case:
+    """One call's positional arrays; each has the leading shape ``rows``, one sample weight per row."""
+
+    arrays: tuple
+    rows: tuple
+
+
+def grads(result) -> tuple:
+    """A loss's gradient result as a tuple, one array per differentiated input (elementwise: the prediction's)."""
+    return result if isinstance(result, tuple) else (result,)
+
+
+def make_pairwise_data(name, params, rows, dtype, seed=0, D=3):
+    """The arrays of pairwise loss ``name``, its inputs then its target, with the leading shape ``rows`` (and a
+    vector axis of D where a row is a vector): inputs on a 2^-6 grid (exact in float32, so that both dtypes take
+    the same branch at margin_ranking's kink), var in [0.25, 2] (both sides of gaussian_nll's clamp at eps = 0.5),
+    targets -1 and 1 and some 0 (cosine_embedding's third case: loss 0)."""
+    spec = REGISTRY[name]
+    rng = np.random.default_rng(seed)
+    rows = tuple(rows)
+    shape = rows + ((D,) if spec.vector_rows else ())
+    arrays = [np.round((rng.uniform(0.25, 2.0, shape) if what in spec.nonnegative_inputs
+                        else rng.normal(0.0, 1.0, shape)) * 64) / 64 for what in spec.inputs]
+    if spec.row_target:
+        arrays.append(rng.choice([-1.0, 1.0, 1.0, -1.0, 0.0], size=rows))
+    return tuple(np.asarray(a, dtype=dtype) for a in arrays)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How the generic tests exercise the losses of one kind: ``make(name, params, rows, dtype, seed)`` gives the
+    arrays, ``variants`` the extra parameter rows; or ``make`` is None and ``elsewhere`` says why the kind is not
+    collected and which tests cover what the generic ones assert."""
+
+    make: object = None
+    variants: dict = field(default_factory=dict)
+    # whether sample_weight may leave out trailing axes of the rows (broadcast along them, "leading" weights)
+    broadcast_weights: bool = False
+    elsewhere: str = ""
+
+
+KINDS: dict[str, Kind] = {
+    "elementwise": Kind(make=make_data, variants=VARIANTS, broadcast_weights=True),
+    "pairwise": Kind(make=make_pairwise_data, variants=PAIRWISE_VARIANTS),
+    "multiclass": Kind(elsewhere="the class axis and the hard/soft target forms: its twins of the generic tests run "
+                                 "over multiclass_cases() (test_multiclass.py for the backends, test_dask.py, "
+                                 "test_partial.py, test_row_rule.py)"),
+    "overlap": Kind(elsewhere="dice and tversky are ratios of sums over the whole batch, with no loss per row: "
+                              "their 'none' is per class, their weights per sample (per_sample only), and they have "
+                              "no partial states or blocks to merge; test_overlap.py"),
+    "sequence": Kind(elsewhere="ctc's 'mean' divides each loss by its target length and its partial states depend "
+                               "on the reduction, so the generic reductions and merges do not hold: test_ctc.py, "
+                               "test_ctc_partial_dask.py"),
+}
+
+
+def make_case(name, params, rows, dtype, seed=0) -> Case:
+    """The arrays of loss ``name`` with the leading shape ``rows``, from its kind's generator."""
+    return Case(tuple(KINDS[REGISTRY[name].kind].make(name, params, rows, dtype, seed=seed)), tuple(rows))
+
+
+def weightings(name) -> tuple[str, ...]:
+    """The WEIGHTINGS that loss ``name`` takes: "leading" only where weights broadcast along trailing axes."""
+    return WEIGHTINGS if KINDS[REGISTRY[name].kind].broadcast_weights else ("unweighted", "full")

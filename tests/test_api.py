@@ -25,8 +25,10 @@ from conftest import (
     elementwise_names,
     full_params,
     loss_cases,
+    grads,
     loss_fn,
     magnitudes,
+    make_case,
     make_data,
     make_weight,
     require_support,
@@ -47,26 +49,36 @@ def _data(name, shape=(6, 7), dtype=np.float64, seed=3, params=None):
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("name,params", loss_cases(variants=False))
 def test_entry_points_agree(backend, name, params, dtype):
+    """__call__, value_and_grad, grad (and grad_hess) give one value and one gradient per input: within the
+    rounding of the terms for elementwise losses (whose value-only kernels sum in another order), bit for bit
+    for the other kinds (one kernel, the gradients optional)."""
     require_support(backend, name, dtype)
     spec = REGISTRY[name]
     loss = loss_fn(name)
-    p, y = _data(name, (33, 3), dtype)
-    w = make_weight("full", p.shape, dtype)
-    mag = magnitudes(name, params, p, y)
+    case = make_case(name, params, (33, 3), dtype, seed=3)
+    w = make_weight("full", case.rows, dtype)
+    elementwise = spec.kind == "elementwise"
+    mag = magnitudes(name, params, *case.arrays) if elementwise else None
     for reduction in ("mean", "sum", "none"):
-        kw = dict(reduction=reduction, sample_weight=w, backend=backend)
-        v = loss(p, y, **kw)
+        kw = dict(reduction=reduction, sample_weight=w, backend=backend, **params)
+        v = loss(*case.arrays, **kw)
         if not spec.differentiable:
             continue
-        v2, g2 = loss.value_and_grad(p, y, **kw)
-        g3 = loss.grad(p, y, **kw)
+        v2, g2 = loss.value_and_grad(*case.arrays, **kw)
+        g3 = loss.grad(*case.arrays, **kw)
+        assert len(grads(g3)) == len(grads(g2)), f"{reduction}: grad gives another number of gradients"
+        if not elementwise:
+            np.testing.assert_array_equal(v2, v, err_msg=f"{reduction}: value_and_grad value vs __call__")
+            for k, (a, b) in enumerate(zip(grads(g3), grads(g2))):
+                np.testing.assert_array_equal(a, b, err_msg=f"{reduction}: grad vs value_and_grad, input {k}")
+            continue
         vmag = float(np.sum(mag * w)) if reduction != "none" else mag * w
         assert_close(v2, v, dtype, vmag, f"{reduction}: value_and_grad value vs __call__")
         assert_close(g3, g2, dtype, mag * w, f"{reduction}: grad vs value_and_grad")
         if spec.has_hessian:
-            g4, h4 = loss.grad_hess(p, y, **kw)
+            g4, h4 = loss.grad_hess(*case.arrays, **kw)
             assert_close(g4, g2, dtype, mag * w, f"{reduction}: grad_hess grad vs value_and_grad")
-            _, h5 = loss.grad_hess(p, y, hessian="exact", **kw)
+            _, h5 = loss.grad_hess(*case.arrays, hessian="exact", **kw)
             np.testing.assert_array_equal(h5, h4)
 
 
@@ -448,24 +460,29 @@ def test_noncontiguous_bigendian_readonly_inputs(backend, name):
 @pytest.mark.parametrize("name,params", loss_cases())
 def test_inputs_are_never_modified(backend, name, params):
     require_support(backend, name)
+    spec = REGISTRY[name]
     loss = loss_fn(name)
     for dtype in DTYPES:
-        p, y = make_data(name, params, (40,), dtype, seed=9)
-        w = make_weight("full", p.shape, dtype)
-        copies = [a.copy() for a in (p, y, w)]
-        calls = [lambda r: loss(p, y, reduction=r, sample_weight=w, backend=backend, **params)]
-        if REGISTRY[name].differentiable:
+        case = make_case(name, params, (40,), dtype, seed=9)
+        w = make_weight("full", case.rows, dtype)
+        args = (*case.arrays, w)
+        copies = [a.copy() for a in args]
+        entries = [loss]
+        if spec.differentiable:
+            entries += [loss.value_and_grad, loss.grad]
+        calls = [lambda r, entry=entry: entry(*case.arrays, reduction=r, sample_weight=w, backend=backend, **params)
+                 for entry in entries]
+        if spec.differentiable and spec.has_hessian:
             calls += [
-                lambda r: loss.value_and_grad(p, y, reduction=r, sample_weight=w, backend=backend, **params),
-                lambda r: loss.grad(p, y, reduction=r, sample_weight=w, backend=backend, **params),
-                lambda r: loss.grad_hess(p, y, reduction=r, sample_weight=w, backend=backend, **params),
-                lambda r: loss.grad_hess(p, y, reduction=r, sample_weight=w, backend=backend, hessian="ones",
+                lambda r: loss.grad_hess(*case.arrays, reduction=r, sample_weight=w, backend=backend, **params),
+                lambda r: loss.grad_hess(*case.arrays, reduction=r, sample_weight=w, backend=backend, hessian="ones",
                                          **params),
             ]
         for call in calls:
             for reduction in ("mean", "sum", "none"):
                 call(reduction)
-                for a, c, what in zip((p, y, w), copies, ("pred", "target", "sample_weight")):
+                for k, (a, c) in enumerate(zip(args, copies)):
+                    what = "sample_weight" if k == len(case.arrays) else f"argument {k}"
                     np.testing.assert_array_equal(a, c, err_msg=f"{name}: {what} was modified")
 
 

@@ -1,9 +1,10 @@
-"""Every host backend against the NumPy reference (``_reference.reduce_elementwise``).
+"""Every host backend against the NumPy reference (``_reference.reduce_elementwise``; for pairwise losses their
+per-row reference, ``_reference.pairwise``, reduced here).
 
-The matrix: backend x loss (with the VARIANTS parameter rows) x dtype x reduction x weighting (none,
+The matrix: backend x loss (with the variant parameter rows) x dtype x reduction x weighting (none,
 same-shape weights, leading-axis broadcast weights) x shape (empty, one element, odd, 1000, 0-d and
 multi-dimensional), each through the four entry points (``__call__``, ``value_and_grad``, ``grad``,
-``grad_hess``). Arrays come back in pred's shape and dtype; reduced values are Python floats.
+``grad_hess``). Arrays come back in the inputs' shape and dtype; reduced values are Python floats.
 """
 
 from __future__ import annotations
@@ -21,21 +22,24 @@ from fusedloss._spec import REGISTRY
 from conftest import (
     DTYPES,
     HOST_BACKENDS,
-    WEIGHTINGS,
     assert_close,
     broadcast_weight,
     full_params,
+    grads,
     loss_cases,
     loss_fn,
     magnitudes,
+    make_case,
     make_data,
     make_weight,
     require_backend,
     require_support,
     supported,
+    weightings,
 )
 
 SHAPES = [(0,), (1,), (17,), (1000,), (), (2, 0, 3), (4, 5, 3)]
+ROWS = [(0,), (1,), (17,), (), (4, 5)]  # the rows of pairwise losses: none, one, odd, one without a leading axis
 REDUCTIONS = ("mean", "sum", "none")
 
 
@@ -76,15 +80,18 @@ def test_backend_matches_reference(backend, name, params, dtype, reduction):
     """Loops over weighting x shape inside (one pytest item per combination would cost more in pytest
     than in the checks) and reports every failing combination, not just the first."""
     require_support(backend, name, dtype)
+    # each kind that loss_cases() collects has its check here (a new one: a KeyError, not a skip)
+    check, shapes = {"elementwise": (_check_backend_case, SHAPES),
+                     "pairwise": (_check_pairwise_case, ROWS)}[REGISTRY[name].kind]
     failures = []
-    for weighting in WEIGHTINGS:
-        for shape in SHAPES:
+    for weighting in weightings(name):
+        for shape in shapes:
             try:
-                _check_backend_case(backend, name, params, dtype, reduction, weighting, shape)
+                check(backend, name, params, dtype, reduction, weighting, shape)
             except AssertionError as exc:
                 failures.append(f"[{weighting} {shape}] {exc}")
     if failures:
-        raise AssertionError(f"{len(failures)} of {len(WEIGHTINGS) * len(SHAPES)} cases failed:\n"
+        raise AssertionError(f"{len(failures)} of {len(weightings(name)) * len(shapes)} cases failed:\n"
                              + "\n".join(failures[:12]))
 
 
@@ -121,6 +128,54 @@ def _check_backend_case(backend, name, params, dtype, reduction, weighting, shap
         _check_array(h4, shape, dtype, f"{tag}: grad_hess hess")
         assert_close(g4, grad, dtype, mag_arr, err_msg=f"{tag}: grad_hess grad")
         assert_close(h4, hess, dtype, mag_arr, err_msg=f"{tag}: grad_hess hess")
+
+
+def _pairwise_reference(name, params, arrays, rows):
+    """The pairwise reference on these arrays: (float64 loss per row, of the rows' shape; the gradient of each
+    row's loss with respect to each input, in the inputs' shapes)."""
+    spec = REGISTRY[name]
+    N = math.prod(rows)
+    k = len(spec.inputs)
+    flat = [np.reshape(a, (N, a.shape[-1]) if spec.vector_rows else (N,)) for a in arrays[:k]]
+    y = np.reshape(arrays[k], N) if spec.row_target else None
+    losses, gs = _reference.pairwise(name, flat, y, **full_params(name, params))
+    return losses.reshape(rows), tuple(g.reshape(a.shape) for g, a in zip(gs, arrays))
+
+
+def _check_pairwise_case(backend, name, params, dtype, reduction, weighting, rows):
+    """A pairwise loss: its per-row reference, weighted and reduced here, against every entry point: the value,
+    the gradient of every input, the types and shapes; no Hessian entry point."""
+    spec = REGISTRY[name]
+    loss = loss_fn(name)
+    case = make_case(name, params, rows, dtype, seed=len(rows) * 100 + math.prod(rows))
+    w = make_weight(weighting, rows, dtype)
+    wb = np.ones(rows) if w is None else w.astype(np.float64)
+    losses, row_grads = _pairwise_reference(name, params, case.arrays, rows)
+    size = np.abs(losses) + sum(np.abs(g).reshape(rows + (math.prod(g.shape[len(rows):]),)).max(axis=-1, initial=0.0)
+                                for g in row_grads)
+    mag = wb * (1.0 + size)  # per row: the terms of its value and of its gradients
+    if reduction == "none":
+        value, coef, mag_value = wb * losses, wb, mag
+    else:
+        denom = math.fsum(wb.ravel()) if reduction == "mean" else 1.0
+        coef = wb / denom if denom else np.full(rows, math.nan)
+        value = math.fsum((wb * losses).ravel()) / denom if denom else math.nan
+        mag_value = math.fsum(mag.ravel()) / (denom or 1.0)
+    kwargs = dict(reduction=reduction, sample_weight=w, backend=backend, **params)
+    tag = f"{backend} {name}{params} {dtype} {reduction} {weighting} rows {rows}"
+    _check_value(loss(*case.arrays, **kwargs), value, mag_value, rows, dtype, reduction, f"{tag}: __call__ value")
+    v2, g2 = loss.value_and_grad(*case.arrays, **kwargs)
+    _check_value(v2, value, mag_value, rows, dtype, reduction, f"{tag}: value_and_grad value")
+    for what, got in (("value_and_grad", g2), ("grad", loss.grad(*case.arrays, **kwargs))):
+        got = grads(got)
+        assert len(got) == len(spec.inputs), f"{tag}: {what} gave {len(got)} gradients"
+        for k, (g, want, x) in enumerate(zip(got, row_grads, case.arrays)):
+            _check_array(g, x.shape, dtype, f"{tag}: {what} gradient {k}")
+            lift = (...,) + (None,) * (x.ndim - len(rows))  # a row's factor along its vector axis
+            assert_close(g, coef[lift] * want, dtype, np.abs(coef)[lift] * (1.0 + size)[lift],
+                         err_msg=f"{tag}: {what} gradient {k}")
+    with pytest.raises(TypeError, match="no Hessian"):
+        loss.grad_hess(*case.arrays, **kwargs)
 
 
 def test_backend_supports_every_loss(backend):

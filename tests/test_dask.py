@@ -21,8 +21,8 @@ import fusedloss as fl  # noqa: E402
 import fusedloss.dask as fld  # noqa: E402
 from fusedloss._spec import REGISTRY  # noqa: E402
 
-from conftest import (TOL, assert_close, loss_cases, loss_fn, make_data, make_multiclass_data,  # noqa: E402
-                      make_weight, multiclass_cases)
+from conftest import (TOL, assert_close, grads, loss_cases, loss_fn, make_case, make_data,  # noqa: E402
+                      make_multiclass_data, make_weight, multiclass_cases, weightings)
 
 F64 = np.dtype(np.float64)
 PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(fl.__file__)))
@@ -78,15 +78,28 @@ ROWS = 23
 # --- every loss, every reduction, both schedulers --------------------------------------------------------------
 
 
+def lazy(a, chunks):
+    """``a`` as a dask array: ``chunks`` along its first axes, its other axes (a row's vector) whole."""
+    return da.from_array(a, chunks=tuple(chunks)[:a.ndim] + a.shape[len(chunks):])
+
+
+def assert_grads(got, expected, err=""):
+    got, expected = grads(got), grads(expected)
+    assert len(got) == len(expected), err
+    for k, (g, g0) in enumerate(zip(got, expected)):
+        assert_close(g, g0, F64, err_msg=f"{err} gradient {k}")
+
+
 @pytest.mark.parametrize("name, params", loss_cases(variants=False))
-def test_elementwise_every_loss(name, params, scheduler):
-    x, t = make_data(name, params, (ROWS, 3), np.float64, seed=1)
-    w = make_weight("full", (ROWS, 3), np.float64)
+def test_every_loss(name, params, scheduler):
+    case = make_case(name, params, (ROWS, 3), np.float64, seed=1)
+    w = make_weight("full", case.rows, np.float64)
     loss, dloss = loss_fn(name), getattr(fld, name)
-    X, T, W = (da.from_array(a, chunks=CHUNKS["odd"]) for a in (x, t, w))
+    arrays = tuple(lazy(a, CHUNKS["odd"]) for a in case.arrays)
+    W = da.from_array(w, chunks=CHUNKS["odd"])
     for red in ("mean", "sum", "none"):
-        value = dloss(X, T, sample_weight=W, reduction=red, **params)
-        expected = loss(x, t, sample_weight=w, reduction=red, **params)
+        value = dloss(*arrays, sample_weight=W, reduction=red, **params)
+        expected = loss(*case.arrays, sample_weight=w, reduction=red, **params)
         (got,) = compute(scheduler, value)
         if red == "none":
             assert got.dtype == expected.dtype
@@ -94,12 +107,13 @@ def test_elementwise_every_loss(name, params, scheduler):
         else:
             assert_value(got, expected, f"{name} {red}")
     if REGISTRY[name].differentiable:
-        v, g = dloss.value_and_grad(X, T, sample_weight=W, **params)
-        v0, g0 = loss.value_and_grad(x, t, sample_weight=w, **params)
-        assert g.chunks == X.chunks
+        v, g = dloss.value_and_grad(*arrays, sample_weight=W, **params)
+        v0, g0 = loss.value_and_grad(*case.arrays, sample_weight=w, **params)
+        for gk, xk in zip(grads(g), arrays):  # blocks of the input's first axis (elementwise: of every axis)
+            assert gk.chunks == xk.chunks if REGISTRY[name].kind == "elementwise" else gk.chunks[0] == xk.chunks[0]
         v, g = compute(scheduler, v, g)
         assert_value(v, v0, f"{name} value_and_grad")
-        assert_close(g, g0, F64, err_msg=f"{name} grad")
+        assert_grads(g, g0, f"{name} grad")
 
 
 @pytest.mark.parametrize("name, params, form", multiclass_cases())
@@ -127,33 +141,38 @@ def test_multiclass_every_loss(name, params, form, scheduler):
 
 @pytest.mark.parametrize("weighting, chunking", [("unweighted", "rows1"), ("full", "odd"), ("leading", "empty")])
 @pytest.mark.parametrize("name, params", loss_cases(variants=True))
-def test_elementwise_chunkings(name, params, weighting, chunking):
-    x, t = make_data(name, params, (ROWS, 3), np.float64, seed=4)
-    w = make_weight(weighting, (ROWS, 3), np.float64)
+def test_chunkings(name, params, weighting, chunking):
+    if weighting not in weightings(name):  # weights of exactly one value per row: those of every row instead
+        weighting = "full"
+    case = make_case(name, params, (ROWS, 3), np.float64, seed=4)
+    w = make_weight(weighting, case.rows, np.float64)
     loss, dloss = loss_fn(name), getattr(fld, name)
-    X = da.from_array(x, chunks=CHUNKS[chunking])
-    T = da.from_array(t, chunks=5)  # unlike pred's: rechunked
+    X = lazy(case.arrays[0], CHUNKS[chunking])
+    rest = tuple(da.from_array(a, chunks=5) for a in case.arrays[1:])  # unlike the first input's: rechunked
     W = None if w is None else da.from_array(w, chunks=4)
     for red in ("mean", "sum"):
-        assert_value(dloss(X, T, sample_weight=W, reduction=red, **params).compute(scheduler="threads"),
-                     loss(x, t, sample_weight=w, reduction=red, **params), f"{name} {red}")
+        assert_value(dloss(X, *rest, sample_weight=W, reduction=red, **params).compute(scheduler="threads"),
+                     loss(*case.arrays, sample_weight=w, reduction=red, **params), f"{name} {red}")
     if not REGISTRY[name].differentiable:
         return
     for red in ("mean", "sum", "none"):
-        g = dloss.grad(X, T, sample_weight=W, reduction=red, **params)
-        g0 = loss.grad(x, t, sample_weight=w, reduction=red, **params)
-        # blockwise: each gradient block equals the in-memory gradient's slice
-        assert g.chunks == X.chunks
-        index = list(np.ndindex(*X.numblocks))
-        blocks = dask.compute(*[g.blocks[idx] for idx in index], scheduler="threads")
-        starts = [np.cumsum((0,) + c) for c in X.chunks]
-        for (i, j), block in zip(index, blocks):
-            expected = g0[starts[0][i]: starts[0][i + 1], starts[1][j]: starts[1][j + 1]]
-            assert_close(block, expected, F64, err_msg=f"{name} {red} grad block {(i, j)}")
+        gs = grads(dloss.grad(X, *rest, sample_weight=W, reduction=red, **params))
+        gs0 = grads(loss.grad(*case.arrays, sample_weight=w, reduction=red, **params))
+        assert len(gs) == len(gs0)
+        for k, (g, g0) in enumerate(zip(gs, gs0)):
+            # blockwise: each gradient block equals the in-memory gradient's slice; the blocks of the first input's
+            # first axis (elementwise: of its every axis)
+            assert g.chunks == X.chunks if REGISTRY[name].kind == "elementwise" else g.chunks[0] == X.chunks[0]
+            index = list(np.ndindex(*g.numblocks))
+            blocks = dask.compute(*[g.blocks[idx] for idx in index], scheduler="threads")
+            starts = [np.cumsum((0,) + c) for c in g.chunks]
+            for idx, block in zip(index, blocks):
+                expected = g0[tuple(slice(s[i], s[i + 1]) for s, i in zip(starts, idx))]
+                assert_close(block, expected, F64, err_msg=f"{name} {red} gradient {k} block {idx}")
     if REGISTRY[name].has_hessian:
         for hessian in ("exact", "ones"):
-            g, h = dloss.grad_hess(X, T, sample_weight=W, hessian=hessian, **params)
-            g0, h0 = loss.grad_hess(x, t, sample_weight=w, hessian=hessian, **params)
+            g, h = dloss.grad_hess(X, *rest, sample_weight=W, hessian=hessian, **params)
+            g0, h0 = loss.grad_hess(*case.arrays, sample_weight=w, hessian=hessian, **params)
             g, h = dask.compute(g, h, scheduler="threads")
             assert_close(g, g0, F64, err_msg=f"{name} grad_hess grad")
             assert_close(h, h0, F64, err_msg=f"{name} grad_hess hess ({hessian})")

@@ -16,7 +16,7 @@ import pytest
 import fusedloss as fl
 from fusedloss._spec import REGISTRY
 
-from conftest import loss_cases, loss_fn, make_data, make_multiclass_data, make_weight, multiclass_cases
+from conftest import loss_cases, loss_fn, make_case, make_data, make_multiclass_data, make_weight, multiclass_cases
 
 SUM_BLOCK = 4096  # elements per summation block in every host kernel
 U = 2.0**-53  # unit roundoff of float64
@@ -36,15 +36,17 @@ def summation_bound(terms: np.ndarray, pieces: int) -> float:
     return 2 * (min(n, SUM_BLOCK) + n // SUM_BLOCK + pieces + 2) * U * float(np.sum(np.abs(terms)))
 
 
-def check_split(loss, x, t, w, params, rng, rows: int, per_row_terms):
-    plain_mean = loss(x, t, sample_weight=w, **params)
-    plain_sum = loss(x, t, sample_weight=w, reduction="sum", **params)
-    whole = loss.partial(x, t, sample_weight=w, **params)
+def check_split(loss, arrays, w, params, rng, rows: int, per_row_terms):
+    """``arrays``: the call's positional arrays, rows along the first axis."""
+    plain_mean = loss(*arrays, sample_weight=w, **params)
+    plain_sum = loss(*arrays, sample_weight=w, reduction="sum", **params)
+    whole = loss.partial(*arrays, sample_weight=w, **params)
     assert whole.value("mean") == plain_mean or (math.isnan(plain_mean) and math.isnan(whole.value("mean")))
     assert whole.value("sum") == plain_sum
     for trial in range(4):
         pieces = random_pieces(rng, rows, k=int(rng.integers(2, 7)))
-        states = [loss.partial(x[i], t[i], sample_weight=None if w is None else w[i], **params) for i in pieces]
+        states = [loss.partial(*(a[i] for a in arrays), sample_weight=None if w is None else w[i], **params)
+                  for i in pieces]
         merged = fl.merge(states)
         assert merged.count == whole.count
         bound = summation_bound(per_row_terms, len(pieces))
@@ -64,14 +66,14 @@ def check_split(loss, x, t, w, params, rng, rows: int, per_row_terms):
 
 @pytest.mark.parametrize("weighting", ["unweighted", "full"])
 @pytest.mark.parametrize("name, params", loss_cases(variants=True))
-def test_elementwise_split(name, params, weighting):
+def test_split(name, params, weighting):
     rng = np.random.default_rng(7)
     n = 601
-    x, t = make_data(name, params, (n,), np.float64, seed=3)
+    case = make_case(name, params, (n,), np.float64, seed=3)
     w = make_weight(weighting, (n,), np.float64)
     loss = loss_fn(name)
-    terms = loss(x, t, reduction="none", sample_weight=w, **params)
-    check_split(loss, x, t, w, params, rng, n, terms)
+    terms = loss(*case.arrays, reduction="none", sample_weight=w, **params)
+    check_split(loss, case.arrays, w, params, rng, n, terms)
 
 
 @pytest.mark.parametrize("weighting", ["unweighted", "rows"])
@@ -83,7 +85,7 @@ def test_multiclass_split(name, params, form, weighting):
     w = None if weighting == "unweighted" else rng.uniform(0.0, 2.0, R)
     loss = loss_fn(name)
     terms = loss(x, t, reduction="none", sample_weight=w, **params)
-    check_split(loss, x, t, w, params, rng, R, terms)
+    check_split(loss, (x, t), w, params, rng, R, terms)
 
 
 MERGE_RTOL = 1e-15  # the compiled backend's promise: merged "mean" vs the plain call, relative
@@ -96,17 +98,17 @@ def needs(backend):
         pytest.skip(f"backend {backend} is not available")
 
 
-def check_merge_to_1e15(loss, x, t, w, params, backend, rng, rows: int):
+def check_merge_to_1e15(loss, arrays, w, params, backend, rng, rows: int):
     """Merges of 3 random splits of ``rows`` (unweighted and weighted by ``w``) against the plain "mean", to
-    MERGE_RTOL scaled by sum|w l| / |sum w l|."""
-    terms = loss(x, t, reduction="none", sample_weight=w, backend=backend, **params)
+    MERGE_RTOL scaled by sum|w l| / |sum w l|; ``arrays`` the call's, rows along the first axis."""
+    terms = loss(*arrays, reduction="none", sample_weight=w, backend=backend, **params)
     conditioning = float(np.sum(np.abs(terms))) / max(abs(float(np.sum(terms))), 1e-300)
     for weights in (None, w):
-        plain = loss(x, t, sample_weight=weights, backend=backend, **params)
+        plain = loss(*arrays, sample_weight=weights, backend=backend, **params)
         for _ in range(3):
             pieces = random_pieces(rng, rows, k=int(rng.integers(2, 9)))
-            merged = fl.merge([loss.partial(x[i], t[i], sample_weight=None if weights is None else weights[i],
-                                            backend=backend, **params) for i in pieces])
+            merged = fl.merge([loss.partial(*(a[i] for a in arrays), sample_weight=None if weights is None else
+                                            weights[i], backend=backend, **params) for i in pieces])
             assert abs(merged.value("mean") - plain) <= MERGE_RTOL * conditioning * abs(plain), (
                 merged.value("mean"), plain, len(pieces))
 
@@ -114,17 +116,17 @@ def check_merge_to_1e15(loss, x, t, w, params, backend, rng, rows: int):
 @pytest.mark.parametrize("backend", ["cpp", "numba"])
 @pytest.mark.parametrize("n", [601, 20_011, 100_003])
 @pytest.mark.parametrize("name, params", loss_cases(variants=True))
-def test_elementwise_merge_agrees_to_1e15(name, params, n, backend):
+def test_merge_agrees_to_1e15(name, params, n, backend):
     """The compiled kernels sum in compensated lanes and blocks, so their float64 sums are within a few ulp of the
     exact sum whatever the split: a merge of random, unequal pieces (some empty) gives the plain call's "mean" to
     1e-15 relative (scaled by sum|w l| / |sum w l| where the terms have both signs). Plain running sums in
     blocks of 4096 drift to about 3e-15 here, and NumPy's masked sum of the divisor to 1.5e-15."""
     needs(backend)
     rng = np.random.default_rng(n)
-    x, t = make_data(name, params, (n,), np.float64, seed=5)
+    case = make_case(name, params, (n,), np.float64, seed=5)
     w = make_weight("full", (n,), np.float64, seed=6)
     loss = loss_fn(name)
-    check_merge_to_1e15(loss, x, t, w, params, backend, rng, n)
+    check_merge_to_1e15(loss, case.arrays, w, params, backend, rng, n)
 
 
 @pytest.mark.parametrize("backend", ["cpp", "numba"])
@@ -136,7 +138,7 @@ def test_multiclass_merge_agrees_to_1e15(name, params, form, backend):
     x, t = make_multiclass_data(name, params, (R,), np.float64, form, seed=4)
     w = rng.uniform(0.0, 2.0, R)
     loss = loss_fn(name)
-    check_merge_to_1e15(loss, x, t, w, params, backend, rng, R)
+    check_merge_to_1e15(loss, (x, t), w, params, backend, rng, R)
 
 
 @pytest.mark.parametrize("name", ["mse", "mae"])
@@ -179,22 +181,22 @@ def test_multiclass_count_is_rows():
     assert fl.kl_div_with_logits.partial(x, t).count == 20
 
 
-@pytest.mark.parametrize("name", [n for n, spec in REGISTRY.items() if spec.kind in ("elementwise", "multiclass")])
+@pytest.mark.parametrize("name", list(dict.fromkeys(c.values[0] for c in loss_cases(variants=False) + multiclass_cases())))
 def test_empty_piece(name):
     """An empty piece is a neutral element: sum 0, divisor 0, count 0; alone its mean is nan, like the call."""
     spec = REGISTRY[name]
     if spec.kind == "multiclass":
-        x, t = make_multiclass_data(name, {}, (0,), np.float64, "hard" if spec.hard_labels else "soft")
-        full_x, full_t = make_multiclass_data(name, {}, (9,), np.float64, "hard" if spec.hard_labels else "soft")
+        empty_args = make_multiclass_data(name, {}, (0,), np.float64, "hard" if spec.hard_labels else "soft")
+        full_args = make_multiclass_data(name, {}, (9,), np.float64, "hard" if spec.hard_labels else "soft")
     else:
-        x, t = make_data(name, {}, (0,), np.float64)
-        full_x, full_t = make_data(name, {}, (9,), np.float64)
+        empty_args = make_case(name, {}, (0,), np.float64).arrays
+        full_args = make_case(name, {}, (9,), np.float64).arrays
     loss = loss_fn(name)
-    empty = loss.partial(x, t)
+    empty = loss.partial(*empty_args)
     assert (empty.sum, empty.denominator, empty.count) == (0.0, 0.0, 0)
-    assert math.isnan(empty.value("mean")) and math.isnan(loss(x, t))
+    assert math.isnan(empty.value("mean")) and math.isnan(loss(*empty_args))
     assert empty.value("sum") == 0.0
-    full = loss.partial(full_x, full_t)
+    full = loss.partial(*full_args)
     assert fl.merge([empty, full, empty]) == full
 
 

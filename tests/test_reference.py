@@ -21,12 +21,15 @@ from fusedloss._spec import REGISTRY
 from conftest import broadcast_weight, full_params, loss_cases, make_data, make_weight
 
 
+ELEMENTWISE = ("elementwise",)  # this file's subject: the elementwise reference, its derivatives and its forms
+
+
 def _fd(f, x, h):
     """Central difference of an elementwise function, step h (an array)."""
     return (f(x + h) - f(x - h)) / (2 * h)
 
 
-@pytest.mark.parametrize("name,params", loss_cases())
+@pytest.mark.parametrize("name,params", loss_cases(kinds=ELEMENTWISE))
 def test_gradient_and_hessian_match_finite_differences(name, params):
     if not REGISTRY[name].differentiable:
         pytest.skip(f"{name} is not differentiable")
@@ -48,7 +51,7 @@ def test_gradient_and_hessian_match_finite_differences(name, params):
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 @pytest.mark.parametrize("weighting", ["unweighted", "full", "leading"])
-@pytest.mark.parametrize("name,params", loss_cases(variants=False))
+@pytest.mark.parametrize("name,params", loss_cases(variants=False, kinds=ELEMENTWISE))
 def test_reduced_gradient_is_derivative_of_reduced_value(name, params, weighting, reduction):
     """Perturb one element at a time: the reduced value moves by (its grad entry) * step."""
     if not REGISTRY[name].differentiable:
@@ -82,7 +85,7 @@ def test_reduced_gradient_is_derivative_of_reduced_value(name, params, weighting
     np.testing.assert_allclose(hess, wb * h / denom, rtol=1e-14)
 
 
-@pytest.mark.parametrize("name,params", loss_cases(variants=False))
+@pytest.mark.parametrize("name,params", loss_cases(variants=False, kinds=ELEMENTWISE))
 def test_reduction_none_is_weighted_elementwise(name, params):
     kw = full_params(name, params)
     p, y = make_data(name, params, (4, 5), np.float64, seed=2)

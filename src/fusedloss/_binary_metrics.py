@@ -31,8 +31,8 @@ from typing import Iterable
 
 import numpy as np
 
-from ._logit_metrics import Metrics, parse_names
-from ._state import _exact_sum, checked_states, summed_fields
+from ._logit_metrics import StateMethods, parse_names
+from ._state import _exact_sum, metric_states, summed_bins, summed_fields
 
 __all__ = ["scores", "BinaryMetricSpec", "BinaryMetricState", "parse", "table", "table_rows", "fold", "merge_states",
            "run", "VALID"]
@@ -120,7 +120,7 @@ def table(x, y, w, probabilities: bool, nbins: int):
 
 
 @dataclass(frozen=True, eq=False)
-class BinaryMetricState:
+class BinaryMetricState(StateMethods):
     """The binary metrics of a piece of the data as sums, so that pieces merge exactly (``merge``).
 
     ``count``: elements; ``weight``: the sum of their sample weights (``count`` without weights); ``nan``: how
@@ -138,16 +138,8 @@ class BinaryMetricState:
     brier: float = 0.0
     bins: dict = field(default_factory=dict)
 
-    def merge(self, other: "BinaryMetricState") -> "BinaryMetricState":
-        """The state of both pieces together (``merge_states([self, other])``)."""
-        return merge_states((self, other))
-
-    def result(self) -> Metrics:
-        """The metrics asked for, by name (NaN where no weight counted, or a prediction was NaN)."""
-        out = Metrics(self)
-        for name in self.names:
-            out[name] = self._value(name)
-        return out
+    def _merge_all(self, states) -> "BinaryMetricState":
+        return merge_states(states)
 
     def _value(self, name: str) -> float:
         if self.weight == 0.0 or self.nan:
@@ -205,17 +197,11 @@ def binned_average_precision(pos, neg) -> float:
 def merge_states(states: Iterable[BinaryMetricState]) -> BinaryMetricState:
     """The state of the union of pieces: counts added, sums added exactly rounded (``math.fsum``, so the order of
     the pieces does not matter). Every state must hold the same metrics."""
-    states = checked_states(states, BinaryMetricState, "merge_states", "Metrics.state",
-                            lambda a, b: None if set(a.names) == set(b.names) else
-                            f"states of different metrics cannot be merged: {a.names} and {b.names}")
+    states = metric_states(states, BinaryMetricState)
     first = states[0]
     if len(states) == 1:
         return first
-    bins = {}
-    for n in first.bins:
-        stack = np.stack([s.bins[n] for s in states])  # (pieces, 2, n)
-        bins[n] = np.array([[_exact_sum(stack[:, i, j]) for j in range(n)] for i in range(2)]).reshape(2, n)
-    return BinaryMetricState(first.names, bins=bins,
+    return BinaryMetricState(first.names, bins=summed_bins(states),
                              **summed_fields(states, exact=("weight", "correct", "brier"), counts=("count", "nan")))
 
 

@@ -497,6 +497,18 @@ def _split_valid(item):
     raise ValueError(f"valid_sets: each entry must be (X, y) or (X, y, weight), got {len(item)} items")
 
 
+def _with_margin(make, margin: str, init, X, y, weight, valid_sets, extra, reference=None):
+    """(training set, validation sets), each ``make(X, y, weight=..., <margin>=init on every row, **extra)``;
+    ``reference``: the keyword under which the validation sets get the training set (LightGBM's)."""
+    train = make(X, y, weight=weight, **{margin: _full_init(init, len(y))}, **extra)
+    link = {} if reference is None else {reference: train}
+    valid = []
+    for item in valid_sets:
+        Xv, yv, wv = _split_valid(item)
+        valid.append(make(Xv, yv, weight=wv, **{margin: _full_init(init, len(yv))}, **link, **extra))
+    return train, valid
+
+
 def lightgbm_datasets(name: str, X, y, *, weight=None, valid_sets=(), dataset_params=None, **params):
     """``(train, valid, init)``: LightGBM data sets that start from the loss's initial score.
 
@@ -512,12 +524,8 @@ def lightgbm_datasets(name: str, X, y, *, weight=None, valid_sets=(), dataset_pa
     import lightgbm as lgb
 
     init = initial_scores(name, y, weight, **params)
-    extra = dict(dataset_params or {})
-    train = lgb.Dataset(X, y, weight=weight, init_score=_full_init(init, len(y)), **extra)
-    valid = []
-    for item in valid_sets:
-        Xv, yv, wv = _split_valid(item)
-        valid.append(lgb.Dataset(Xv, yv, weight=wv, init_score=_full_init(init, len(yv)), reference=train, **extra))
+    train, valid = _with_margin(lgb.Dataset, "init_score", init, X, y, weight, valid_sets, dict(dataset_params or {}),
+                                reference="reference")
     return train, valid, init
 
 
@@ -529,12 +537,8 @@ def xgboost_dmatrices(name: str, X, y, *, weight=None, valid_sets=(), dmatrix_pa
     import xgboost as xgb
 
     init = initial_scores(name, y, weight, **params)
-    extra = dict(dmatrix_params or {})
-    dtrain = xgb.DMatrix(X, y, weight=weight, base_margin=_full_init(init, len(y)), **extra)
-    dvalid = []
-    for item in valid_sets:
-        Xv, yv, wv = _split_valid(item)
-        dvalid.append(xgb.DMatrix(Xv, yv, weight=wv, base_margin=_full_init(init, len(yv)), **extra))
+    dtrain, dvalid = _with_margin(xgb.DMatrix, "base_margin", init, X, y, weight, valid_sets,
+                                  dict(dmatrix_params or {}))
     return dtrain, dvalid, init
 
 

@@ -351,18 +351,17 @@ def _derive(name, fn, arg_names, params, kinds, target_domain, pred_domain, grad
                 f"is {b[i]!r} ({int(bad.sum())} of {bad.size} check points disagree); fix it, or leave {what}= out "
                 "to have it derived")
 
-    derived_g = S.differentiate(v, p, name, "the formula")
-    if grad is not None:
-        g = S._lift_tidy(supplied(grad, "grad"))
-        check(g, derived_g, "grad", "value")
-    else:
-        g = derived_g
-    derived_h = S.differentiate(g, p, name, "the gradient")
-    if hess is not None:
-        h = S._lift_tidy(supplied(hess, "hess"))
-        check(h, derived_h, "hess", "gradient")
-    else:
-        h = derived_h
+    def derivative(f, given, what, of):
+        """The derivative of ``f``: the user's ``given`` formula, checked against the derived one, or that."""
+        derived = S.differentiate(f, p, name, f"the {'formula' if of == 'value' else of}")
+        if given is None:
+            return derived
+        expr = S._lift_tidy(supplied(given, what))
+        check(expr, derived, what, of)
+        return expr
+
+    g = derivative(v, grad, "grad", "value")
+    h = derivative(g, hess, "hess", "gradient")
     v = S._lift_tidy(v)
 
     g_values = evaluate(g)

@@ -20,39 +20,9 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ._dask_graph import LazyLoss
-
-
-def _block(mode, reduction, backend, params, where, x, labels, il, tl, w, coef):
-    """One block's in-memory call: (value, LossState or None; gradient or None)."""
-    from ._losses import LOSSES
-    from ._state import LossState
-    from ._dask_graph import _located
-
-    loss = LOSSES["ctc"]
-    kw = dict(params, backend=backend)
-    try:
-        if mode == "value":
-            if reduction == "none":
-                return loss(x, labels, il, tl, reduction="none", sample_weight=w, **kw), None
-            return loss.partial(x, labels, il, tl, reduction=reduction, sample_weight=w, **kw), None
-        if reduction == "none":
-            return loss.value_and_grad(x, labels, il, tl, reduction="none", sample_weight=w, **kw)
-        if coef is None:  # no sequences, or weights summing to 0: the in-memory "mean" is NaN, so is this block's
-            v, g = loss.value_and_grad(x, labels, il, tl, reduction="mean", sample_weight=w, **kw)
-        else:
-            v, g = loss.value_and_grad(x, labels, il, tl, reduction="sum", sample_weight=coef, **kw)
-    except (ValueError, TypeError) as exc:
-        raise _located(exc, where) from exc
-    return LossState("ctc", v, math.nan, len(il)), g
-
-
-def _sum_value(state):
-    return np.float64(state.sum)
 
 
 def graph(loss, mode, logits, targets, input_lengths, target_lengths, reduction, sample_weight, backend, params):
@@ -61,19 +31,13 @@ def graph(loss, mode, logits, targets, input_lengths, target_lengths, reduction,
 
     import dask.array as da
     from dask.base import tokenize
-    from dask.highlevelgraph import HighLevelGraph
 
-    from . import _config
-    from ._dask_graph import _finalize, _lift, reduced, to_arrays
+    from ._dask_graph import _lift, block_outputs, host_backend, on_host, run_block
     from ._validate import _as_pred
 
     name = loss.name
     checked = loss._params(params)[0] if params else loss._default_params[0]
-    requested = _config.get_backend() if backend is None else _config.check_backend_name(backend)
-    if requested == "cuda":
-        raise ValueError(f"{name}: fusedloss.dask runs the host kernels on NumPy blocks; backend 'cuda' is not "
-                         "supported here (choose 'auto', 'cpp', 'numba' or 'numpy')")
-    backend = None if requested == "auto" else requested
+    backend = host_backend(name, backend)
     if not isinstance(logits, da.Array) and not hasattr(logits, "dtype"):
         logits = _as_pred(logits, name)
     x = _lift(logits, None, "logits", name)
@@ -81,11 +45,9 @@ def graph(loss, mode, logits, targets, input_lengths, target_lengths, reduction,
     if x.dtype != dtype:
         x = x.astype(dtype)
 
-    def host(v):
-        return v.compute() if isinstance(v, da.Array) else v
-
     T, N, C, labels, offsets, tl, il, w = loss._check_sequences(
-        x.shape, host(targets), host(input_lengths), host(target_lengths), reduction, host(sample_weight), checked)
+        x.shape, on_host(targets), on_host(input_lengths), on_host(target_lengths), reduction,
+        on_host(sample_weight), checked)
     axis = 0 if checked["batch_first"] else 1
     x = x.rechunk({a: -1 for a in range(3) if a != axis})
     # every sequence's labels, concatenated; sequence n's are concat[starts[n]:starts[n + 1]]
@@ -102,35 +64,21 @@ def graph(loss, mode, logits, targets, input_lengths, target_lengths, reduction,
     layer: dict = {}
     bounds = np.concatenate(([0], np.cumsum(x.chunks[axis]))).astype(int)
     keys = []
+
+    def block_index(i):  # the block's index in the scores' grid: i along the batch axis
+        return tuple(i if a == axis else 0 for a in range(3))
+
     for i in range(x.numblocks[axis]):
         n0, n1 = int(bounds[i]), int(bounds[i + 1])
-        idx = tuple(i if a == axis else 0 for a in range(3))
         where = f"chunk {i} of the batch axis, sequences {n0} to {n1 - 1}"
-        layer[(work, i)] = (_block, mode, reduction, backend, checked, where, (x.name, *idx),
-                            concat[starts[n0]:starts[n1]], il[n0:n1], tl[n0:n1],
-                            None if w is None else w[n0:n1], None if coef is None else coef[n0:n1])
+        layer[(work, i)] = (run_block, name, mode, reduction, backend, checked, where, n1 - n0,
+                            {"reduction": reduction}, None if w is None else w[n0:n1],
+                            None if coef is None else coef[n0:n1], (x.name, *block_index(i)),
+                            concat[starts[n0]:starts[n1]], il[n0:n1], tl[n0:n1])
         keys.append((work, i))
-    hlg = HighLevelGraph.from_collections(work, layer, dependencies=[x])
-    layers = dict(hlg.layers)
-    deps = dict(hlg.dependencies)
-    results = []
-    nb = len(keys)
-    if mode in ("value", "value_and_grad"):
-        vname = f"{work}-value"
-        if reduction == "none":
-            layers[vname] = {(vname, i): (getitem, (work, i), 0) for i in range(nb)}
-            results.append((vname, (x.chunks[axis],), dtype))
-        else:
-            results.append(reduced(layers, deps, work, vname, keys,
-                                   (_finalize, reduction) if mode == "value" else (_sum_value,)))
-        deps[vname] = {work}
-    if mode != "value":
-        gname = f"{work}-grad"
-        layers[gname] = {(gname, *tuple(i if a == axis else 0 for a in range(3))): (getitem, (work, i), 1)
-                         for i in range(nb)}
-        deps[gname] = {work}
-        results.append((gname, x.chunks, dtype))
-    return to_arrays(layers, deps, results)
+    return block_outputs(work, layer, [x], keys, mode, reduction, value=(lambda b: b[1:], (x.chunks[axis],), dtype),
+                         derivatives=[("grad", lambda b: (getitem, b, 1), lambda b: block_index(b[1]), x.chunks,
+                                       dtype)] if mode != "value" else [])
 
 
 class DaskSequenceLoss(LazyLoss):

@@ -72,6 +72,81 @@ def reduced(layers: dict, deps: dict, work: str, vname: str, block_keys: list, f
     return vname, (), np.dtype(np.float64)
 
 
+def _sum_value(state: LossState):
+    return np.float64(state.sum)
+
+
+def host_backend(name: str, backend):
+    """The backend the blocks run on (None: auto) for the call's ``backend=``; 'cuda' refused."""
+    from . import _config
+
+    requested = _config.get_backend() if backend is None else _config.check_backend_name(backend)
+    if requested == "cuda":
+        raise ValueError(f"{name}: fusedloss.dask runs the host kernels on NumPy blocks; backend 'cuda' is not "
+                         "supported here (choose 'auto', 'cpp', 'numba' or 'numpy')")
+    return None if requested == "auto" else requested
+
+
+def on_host(v):
+    """A small argument (targets, lengths, weights) as the in-memory call takes it: a dask array computed."""
+    return v.compute() if isinstance(v, da.Array) else v
+
+
+def run_block(name, mode, reduction, backend, params, where, count, partial_kw, w, coef, *arrays):
+    """One block's in-memory call of loss ``name`` on its rows' ``arrays``: (value, or the LossState of "mean" /
+    "sum"; gradients or None). Derivatives of a reduced value take the whole call's coefficient per row
+    (``coef``) as weights with "sum", so every gradient block has the in-memory gradient's bits; ``coef`` None
+    (no rows, or weights summing to 0): the block's own "mean", NaN as the in-memory one. ``partial_kw``: what
+    the loss's ``partial`` takes besides the arrays (ctc: the reduction)."""
+    from ._losses import LOSSES
+
+    loss = LOSSES[name]
+    kw = dict(params, backend=backend)
+    try:
+        if mode == "value":
+            if reduction == "none":
+                return loss(*arrays, reduction="none", sample_weight=w, **kw), None
+            return loss.partial(*arrays, sample_weight=w, **partial_kw, **kw), None
+        if reduction == "none":
+            return loss.value_and_grad(*arrays, reduction="none", sample_weight=w, **kw)
+        if coef is None:
+            v, g = loss.value_and_grad(*arrays, reduction="mean", sample_weight=w, **kw)
+        else:
+            v, g = loss.value_and_grad(*arrays, reduction="sum", sample_weight=coef, **kw)
+    except (ValueError, TypeError) as exc:
+        raise _located(exc, where) from exc
+    return LossState(name, v, math.nan, count), g
+
+
+def block_outputs(work: str, layer: dict, collections: list, block_keys: list, mode: str, reduction: str,
+                  value=None, derivatives=()):
+    """The dask arrays of a graph whose blocks ``block_keys`` (tasks of ``layer``, reading ``collections``) each
+    return (value or LossState, derivatives): with a value (``mode`` "value" or "value_and_grad"), for "none"
+    the blocks' values, ``value = (key_of(block key) -> index, chunks, dtype)``, else the blocks' states merged
+    by the fixed tree (the sum of their sums for "value_and_grad", whose blocks ran with the whole call's
+    coefficients); then each of ``derivatives`` = (suffix, pick(block key) -> task, key_of, chunks, dtype)."""
+    hlg = HighLevelGraph.from_collections(work, layer, dependencies=collections)
+    layers = dict(hlg.layers)
+    deps = dict(hlg.dependencies)
+    results = []
+    if mode in ("value", "value_and_grad"):
+        vname = f"{work}-value"
+        if reduction == "none":
+            key_of, chunks, dtype = value
+            layers[vname] = {(vname, *key_of(b)): (getitem, b, 0) for b in block_keys}
+            deps[vname] = {work}
+            results.append((vname, chunks, dtype))
+        else:
+            results.append(reduced(layers, deps, work, vname, block_keys,
+                                   (_finalize, reduction) if mode == "value" else (_sum_value,)))
+    for suffix, pick, key_of, chunks, dtype in derivatives:
+        dname = f"{work}-{suffix}"
+        layers[dname] = {(dname, *key_of(b)): pick(b) for b in block_keys}
+        deps[dname] = {work}
+        results.append((dname, chunks, dtype))
+    return to_arrays(layers, deps, results)
+
+
 def to_arrays(layers: dict, deps: dict, results: list):
     """The dask arrays named by ``results`` ((name, chunks, dtype) each): one array, or a tuple of them."""
     hlg = HighLevelGraph(layers, deps)

@@ -25,52 +25,17 @@ import numpy as np
 from ._dask_graph import LazyLoss
 
 
-def _block(name, mode, reduction, backend, params, where, count, y, w, coef, *xs):
-    """One block's in-memory call: (value or LossState; gradients or None)."""
-    from ._dask_graph import _located
-    from ._losses import LOSSES
-    from ._state import LossState
-
-    loss = LOSSES[name]
-    arrays = (*xs, *([] if y is None else [y]))
-    kw = dict(params, backend=backend)
-    try:
-        if mode == "value":
-            if reduction == "none":
-                return loss(*arrays, reduction="none", sample_weight=w, **kw), None
-            return loss.partial(*arrays, sample_weight=w, **kw), None
-        if reduction == "none":
-            return loss.value_and_grad(*arrays, reduction="none", sample_weight=w, **kw)
-        if coef is None:  # no rows, or weights summing to 0: the in-memory "mean" is NaN, so is this block's
-            v, g = loss.value_and_grad(*arrays, reduction="mean", sample_weight=w, **kw)
-        else:
-            v, g = loss.value_and_grad(*arrays, reduction="sum", sample_weight=coef, **kw)
-    except (ValueError, TypeError) as exc:
-        raise _located(exc, where) from exc
-    return LossState(name, v, math.nan, count), g
-
-
-def _sum_value(state):
-    return np.float64(state.sum)
-
-
 def graph(loss, mode, arrays, reduction, sample_weight, backend, params):
     """The dask arrays of one call: value / (value, grads) / grads, as ``fusedloss.dask._graph``."""
     import dask.array as da
     from dask.base import tokenize
-    from dask.highlevelgraph import HighLevelGraph
 
-    from . import _config
-    from ._dask_graph import _finalize, _lift, reduced, to_arrays
+    from ._dask_graph import _lift, block_outputs, host_backend, on_host, run_block
     from ._validate import REDUCTIONS, _as_pred
 
     name, spec = loss.name, loss.spec
     checked = loss._params(params)[0] if params else loss._default_params[0]
-    requested = _config.get_backend() if backend is None else _config.check_backend_name(backend)
-    if requested == "cuda":
-        raise ValueError(f"{name}: fusedloss.dask runs the host kernels on NumPy blocks; backend 'cuda' is not "
-                         "supported here (choose 'auto', 'cpp', 'numba' or 'numpy')")
-    backend = None if requested == "auto" else requested
+    backend = host_backend(name, backend)
     if reduction not in REDUCTIONS:
         raise ValueError(f"{name}: reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
     k = len(spec.inputs)
@@ -86,10 +51,8 @@ def graph(loss, mode, arrays, reduction, sample_weight, backend, params):
             raise ValueError(f"{name}: {what} must have {spec.inputs[0]}'s shape {x0.shape}, got {x.shape}")
         xs.append(x.astype(dtype) if x.dtype != dtype else x)
 
-    def host(v):
-        return v.compute() if isinstance(v, da.Array) else v
-
-    rows, D, N, y, w = loss._check_rows(x0.shape, host(arrays[-1]) if spec.row_target else None, host(sample_weight))
+    rows, D, N, y, w = loss._check_rows(x0.shape, on_host(arrays[-1]) if spec.row_target else None,
+                                        on_host(sample_weight))
     if x0.ndim == 0:
         raise ValueError(f"{name}: {spec.inputs[0]} must be an array, got a scalar")
     split = len(rows) > 0  # a single row (1-D vectors) is one block
@@ -99,7 +62,7 @@ def graph(loss, mode, arrays, reduction, sample_weight, backend, params):
     w_rows = None if w is None else w.reshape(rows)
     coef = None
     if mode != "value" and reduction != "none":
-        coef = loss._coefficients(reduction, w, N)
+        coef = loss._coefficients(reduction, w, N)[0]
         if reduction == "mean" and not (N and np.isfinite(coef).all()):
             coef = None  # no rows, or weights that sum to 0: the in-memory "mean" is NaN
     coef_rows = None if coef is None else coef.reshape(rows)
@@ -119,31 +82,16 @@ def graph(loss, mode, arrays, reduction, sample_weight, backend, params):
             return None if a is None else (a[part] if split else a)
 
         count = (n1 - n0) * math.prod(rows[1:]) if split else N
-        layer[(work, i)] = (_block, name, mode, reduction, backend, checked, f"chunk {i} of the first axis, rows "
-                            f"{n0} to {n1 - 1}", count, piece(y_rows), piece(w_rows), piece(coef_rows),
-                            *((x.name, i, *zeros) for x in xs))
+        layer[(work, i)] = (run_block, name, mode, reduction, backend, checked, f"chunk {i} of the first axis, rows "
+                            f"{n0} to {n1 - 1}", count, {}, piece(w_rows), piece(coef_rows),
+                            *((x.name, i, *zeros) for x in xs), *([] if y is None else [piece(y_rows)]))
         keys.append((work, i))
-    hlg = HighLevelGraph.from_collections(work, layer, dependencies=xs)
-    layers = dict(hlg.layers)
-    deps = dict(hlg.dependencies)
-    results = []
-    if mode in ("value", "value_and_grad"):
-        vname = f"{work}-value"
-        if reduction == "none":
-            layers[vname] = ({(vname, i, *zeros[:len(rows) - 1]): (getitem, (work, i), 0) for i in range(nb)} if split
-                             else {(vname,): (getitem, (work, 0), 0)})
-            results.append((vname, chunks[:len(rows)], dtype))
-        else:
-            results.append(reduced(layers, deps, work, vname, keys,
-                                   (_finalize, reduction) if mode == "value" else (_sum_value,)))
-        deps[vname] = {work}
-    if mode != "value":
-        for j in range(k):
-            gname = f"{work}-grad{j}"
-            layers[gname] = {(gname, i, *zeros): (getitem, (getitem, (work, i), 1), j) for i in range(nb)}
-            deps[gname] = {work}
-            results.append((gname, chunks, dtype))
-    out = to_arrays(layers, deps, results)
+    out = block_outputs(
+        work, layer, xs, keys, mode, reduction,
+        value=(lambda b: (b[1], *zeros[:len(rows) - 1]) if split else (), chunks[:len(rows)], dtype),
+        derivatives=[] if mode == "value" else [
+            (f"grad{j}", lambda b, j=j: (getitem, (getitem, b, 1), j), lambda b: (b[1], *zeros), chunks, dtype)
+            for j in range(k)])
     if mode == "value":
         return out
     if mode == "grad":

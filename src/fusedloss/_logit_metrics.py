@@ -27,7 +27,7 @@ from typing import Iterable
 
 import numpy as np
 
-from ._state import _exact_sum, checked_states, summed_fields
+from ._state import _exact_sum, metric_states, summed_bins, summed_fields
 
 __all__ = ["MetricSpec", "MetricState", "Metrics", "parse", "row_metrics", "fold", "merge_states", "VALID"]
 
@@ -147,8 +147,25 @@ def row_metrics(x, labels, softcap=None):
 # --- the state: weighted sums over the rows counted -----------------------------------------------------------
 
 
+class StateMethods:
+    """What the metric states share (``MetricState``, ``_binary_metrics.BinaryMetricState``): ``merge`` through
+    their module's ``merge_states`` (the class's ``_merge_all``), ``result`` from their ``_value`` per metric."""
+
+    def merge(self, other):
+        """The state of both pieces together (``merge_states([self, other])``)."""
+        return self._merge_all((self, other))
+
+    def result(self) -> "Metrics":
+        """The metrics asked for, by name, over the data seen (NaN where nothing counted, or where the state says
+        why: a NaN prediction for the binary metrics)."""
+        out = Metrics(self)
+        for name in self.names:
+            out[name] = self._value(name)
+        return out
+
+
 @dataclass(frozen=True, eq=False)
-class MetricState:
+class MetricState(StateMethods):
     """The metrics of a piece of the data as sums, so that pieces merge exactly (``merge``).
 
     ``count``: rows counted (label not ``ignore_index``, sample weight not 0). ``weight``: the sum of their
@@ -168,16 +185,8 @@ class MetricState:
     confidence: float = 0.0
     bins: dict = field(default_factory=dict)
 
-    def merge(self, other: "MetricState") -> "MetricState":
-        """The state of both pieces together (``merge_states([self, other])``)."""
-        return merge_states((self, other))
-
-    def result(self) -> "Metrics":
-        """The metrics asked for, by name, over the data seen (NaN where no row counted)."""
-        out = Metrics(self)
-        for name in self.names:
-            out[name] = self._value(name)
-        return out
+    def _merge_all(self, states) -> "MetricState":
+        return merge_states(states)
 
     def _value(self, name: str) -> float:
         if self.weight == 0.0:
@@ -220,17 +229,12 @@ class Metrics(dict):
 def merge_states(states: Iterable[MetricState]) -> MetricState:
     """The state of the union of pieces: counts added, sums added exactly rounded (``math.fsum``, so the
     order of the pieces does not matter). Every state must hold the same metrics."""
-    states = checked_states(states, MetricState, "merge_states", "Metrics.state",
-                            lambda a, b: None if set(a.names) == set(b.names) else
-                            f"states of different metrics cannot be merged: {a.names} and {b.names}")
+    states = metric_states(states, MetricState)
     first = states[0]
     if len(states) == 1:
         return first
-    bins = {}
-    for n in first.bins:
-        stack = np.stack([s.bins[n] for s in states])  # (pieces, 3, n)
-        bins[n] = np.array([[_exact_sum(stack[:, i, j]) for j in range(n)] for i in range(3)]).reshape(3, n)
-    return MetricState(first.names, hits={k: _exact_sum(s.hits[k] for s in states) for k in first.hits}, bins=bins,
+    return MetricState(first.names, hits={k: _exact_sum(s.hits[k] for s in states) for k in first.hits},
+                       bins=summed_bins(states),
                        **summed_fields(states, exact=("weight", "nll", "entropy", "confidence"), counts=("count",)))
 
 

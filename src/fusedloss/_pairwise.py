@@ -25,7 +25,7 @@ import numpy as np
 from . import _config
 from ._dispatch import Loss, LossMemoryError, resolve_host_backend
 from ._validate import (REDUCTIONS, _as_pred, _check_out, _weight_sum, as_numeric, fit_weights, is_device_array,
-                        sum_exponent)
+                        reduced_value, sum_exponent)
 
 
 class PairwiseLoss(Loss):
@@ -142,15 +142,15 @@ class PairwiseLoss(Loss):
 
     @staticmethod
     def _coefficients(reduction, w, N):
-        """Each row's factor in the reduced value (and in the gradient)."""
+        """(each row's factor in the gradient, each row's weight in the value's sum, the divisor of that sum)."""
         coef = np.ones(N) if w is None else w.copy()
-        if reduction == "mean":
-            denom = float(N) if w is None else _weight_total(w)
-            # weights whose sum overflows: scaled by a power of two (the mean is the same), the shared rule
-            coef, denom = fit_weights(coef, denom, np.float64, N, lambda: sum_exponent((coef,), N), math.fsum)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                coef = coef / denom
-        return coef
+        if reduction != "mean":
+            return coef, coef, 1.0
+        denom = float(N) if w is None else _weight_total(w)
+        # weights whose sum overflows: scaled by a power of two (the mean is the same), the shared rule
+        coef, denom = fit_weights(coef, denom, np.float64, N, lambda: sum_exponent((coef,), N), math.fsum)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return coef / denom, coef, denom
 
     def _kernel(self, backend, params, xs, D, N, y, coef, gs):
         """Run the host backend's kernel: the float64 loss of each row (and the gradients into ``gs``)."""
@@ -173,7 +173,7 @@ class PairwiseLoss(Loss):
             return run(self, arrays, reduction, sample_weight, backend, params, want_value, want_grad, grad_outs)
         try:
             xs, rows, D, N, y, w, gs, given = self._prepare(arrays, reduction, sample_weight, grad_outs, want_grad)
-            coef = self._coefficients(reduction, w, N)
+            coef, weights, denom = self._coefficients(reduction, w, N)
             losses = self._kernel(backend, params, xs, D, N, y, coef, gs)
             if gs is not None:  # a broadcast input's gradient: summed over the axes it was broadcast along
                 gs = [g if b is None else _sum_to(g, *b) for g, b in zip(gs, given)]
@@ -187,9 +187,9 @@ class PairwiseLoss(Loss):
         if reduction == "none":
             with np.errstate(invalid="ignore"):
                 value = (losses if w is None else losses * w).astype(xs[0].dtype).reshape(rows)
-        else:
+        else:  # the weighted sum, then divided: the partial state's value, bit for bit
             with np.errstate(invalid="ignore", over="ignore"):
-                value = _weight_sum(coef * losses) if N else (math.nan if reduction == "mean" else 0.0)
+                value = reduced_value(_weight_sum(weights * losses), reduction, denom)
         return (value, grads) if want_grad else value
 
     # --- the public entry points -------------------------------------------------------------------------

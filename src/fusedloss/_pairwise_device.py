@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 from ._device import _cuda_backend, _on_host, _operand, _overlap
-from ._validate import _FLOAT_DTYPES, REDUCTIONS, _weight_sum, is_device_array
+from ._validate import _FLOAT_DTYPES, REDUCTIONS, _weight_sum, is_device_array, reduced_value
 from .backends import BackendUnavailable
 
 
@@ -73,7 +73,7 @@ def run(loss, arrays, reduction, sample_weight, backend, params, want_value, wan
                 if n and any(_overlap(cu, arr, other) for other in (*xs, *gs)):
                     raise ValueError(f"{name}: grad_out[{j}] overlaps an input or another output")
                 gs.append(arr)
-    coef = loss._coefficients(reduction, w, N)
+    coef, weights, denom = loss._coefficients(reduction, w, N)
     losses = cu.empty(N, np.float64)
     flat = [x.reshape(n) for x in xs]
     gflat = [g.reshape(n) for g in gs] if gs is not None else [None] * k
@@ -88,5 +88,5 @@ def run(loss, arrays, reduction, sample_weight, backend, params, want_value, wan
         if reduction == "none":
             value = cu.to_device((host if w is None else host * w).astype(dtype).reshape(rows))
         else:
-            value = _weight_sum(coef * host) if N else (math.nan if reduction == "mean" else 0.0)
+            value = reduced_value(_weight_sum(weights * host), reduction, denom)  # as the host path
     return (value, grads) if want_grad else value

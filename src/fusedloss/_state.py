@@ -128,6 +128,24 @@ def summed_fields(states, exact=(), counts=()) -> dict:
     return out
 
 
+def metric_states(states, kind: type) -> list:
+    """``states`` of metrics (``kind``: a metric state class with ``names``) as a list, checked before a merge:
+    the same metrics in each."""
+    return checked_states(states, kind, "merge_states", "Metrics.state",
+                          lambda a, b: None if set(a.names) == set(b.names) else
+                          f"states of different metrics cannot be merged: {a.names} and {b.names}")
+
+
+def summed_bins(states) -> dict:
+    """The merged histograms of metric states: ``bins[n]`` (rows x n) added bin by bin, exactly rounded."""
+    out = {}
+    for n, first in states[0].bins.items():
+        stack = np.stack([s.bins[n] for s in states])  # (pieces, rows, n)
+        out[n] = np.array([[_exact_sum(stack[:, i, j]) for j in range(n)] for i in range(first.shape[0])]) \
+            .reshape(first.shape[0], n)
+    return out
+
+
 def merge(states) -> LossState:
     """Combine the ``LossState`` of pieces of the data into the state of their union.
 

@@ -45,12 +45,12 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("fusedloss.dask needs dask[array]; install it with: pip install 'fusedloss[dask]'") from exc
 
-from . import _config
 from ._dispatch import Loss
 from ._validate import (GRAD, GRAD_HESS, HESSIAN_MODES, REDUCTIONS, VALUE, VALUE_AND_GRAD, _as_like, _as_pred,
                         _class_vector, _column_vector, mean_scale, scaled_weights)
 from ._losses import LOSSES
-from ._dask_graph import SPLIT_EVERY, LazyLoss, _finalize, _lift, _located, _tree, reduced, to_arrays
+from ._dask_graph import (SPLIT_EVERY, LazyLoss, _finalize, _lift, _located, _tree, host_backend, reduced,
+                          to_arrays)
 from ._state import (LossState, _ldexp, _weight_limit, _weight_shape, divisor, divisor_state, fit_class_weight, merge,
                      refit_state)
 
@@ -207,11 +207,7 @@ def _graph(loss: Loss, mode: str, pred, target, reduction, sample_weight, backen
         raise ValueError(f"{name}: reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
     if hessian not in HESSIAN_MODES:
         raise ValueError(f"{name}: hessian must be 'exact' or 'ones', got {hessian!r}")
-    requested = _config.get_backend() if backend is None else _config.check_backend_name(backend)
-    if requested == "cuda":
-        raise ValueError(f"{name}: fusedloss.dask runs the host kernels on NumPy blocks; backend 'cuda' is not "
-                         "supported here (choose 'auto', 'cpp', 'numba' or 'numpy')")
-    backend = None if requested == "auto" else requested  # "auto": each worker resolves its own
+    backend = host_backend(name, backend)  # None ("auto"): each worker resolves its own
     p, y, w, dtype = _prepare(loss, pred, target, sample_weight, params)
     multiclass = loss.spec.kind == "multiclass"
     if reduction == "mean":

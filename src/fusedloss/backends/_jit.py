@@ -121,3 +121,27 @@ def compile_functions(module: types.ModuleType, decorate, tag: str) -> dict:
     for name in module.FUNCTIONS:
         namespace[name] = decorate(specialise(getattr(module, name), namespace, f"{tag}__{name}"))
     return {name: namespace[name] for name in module.FUNCTIONS}
+
+
+# --- pairwise losses (fusedloss._pairwise's contract) -------------------------------------------------------
+
+
+def pairwise_kernel(loss: str, template: types.FunctionType, backend_file: str, namespace: dict, row_decorate,
+                    kernel_decorate):
+    """The loop ``template`` over rows (its globals ``namespace``, ``row`` bound to ``_pairwise_rows.<loss>_row``),
+    each of ``_pairwise_rows``'s functions compiled by ``row_decorate``, the loop by ``kernel_decorate``."""
+    from .. import _pairwise_rows
+
+    digest = source_hash(backend_file, _pairwise_rows.__file__)
+    rows = compile_functions(_pairwise_rows, row_decorate, f"pairwise__{digest}")
+    namespace = dict(namespace, row=rows[f"{loss}_row"])
+    return kernel_decorate(specialise(template, namespace, f"pairwise__{loss}__{digest}"))
+
+
+def pairwise_args(packed, D, x1, x2, x3, y, gscale, loss_out, g1, g2, g3, like_x, like_f64) -> tuple:
+    """The pairwise loops' arguments after the arrays' own: ``(x1, x2, x3, y, has_y, D, prm, gscale, want_grad,
+    loss_out, g1, g2, g3)``, an absent array replaced by ``like_x`` (one of the inputs' dtype) or ``like_f64``
+    (float64) so that one compiled signature serves every call."""
+    return (x1, x2, like_x if x3 is None else x3, like_f64 if y is None else y, y is not None, int(D),
+            tuple(float(v) for v in packed), like_f64 if gscale is None else gscale, gscale is not None, loss_out,
+            like_x if g1 is None else g1, like_x if g2 is None else g2, like_x if g3 is None else g3)

@@ -920,27 +920,17 @@ def _pairwise_batch(x1, x2, x3, y, has_y, D, prm, gscale, want_grad, loss_out, g
 
 
 def _build_pairwise(loss: str):
-    digest = _jit.source_hash(__file__, _pairwise_rows.__file__)
-    rows = dict(vars(_pairwise_rows))
-    for name in _pairwise_rows.FUNCTIONS:
-        rows[name] = njit(cache=True, nogil=True, error_model="numpy")(
-            _jit.specialise(getattr(_pairwise_rows, name), rows, f"pairwise__{name}__{digest}"))
-    namespace = dict(globals())
-    namespace["row"] = rows[f"{loss}_row"]
-    kernel = njit(cache=True, nogil=True, error_model="numpy")(
-        _jit.specialise(_pairwise_batch, namespace, f"pairwise__{loss}__{digest}"))
+    kernel = _jit.pairwise_kernel(loss, _pairwise_batch, __file__, globals(),
+                                  njit(cache=True, nogil=True, error_model="numpy"),
+                                  njit(cache=True, nogil=True, error_model="numpy"))
     _KERNELS[("pairwise", loss)] = kernel
     return kernel
 
 
 def pairwise(loss, packed, D, x1, x2, x3, y, gscale, loss_out, g1, g2, g3, nthreads):
     kernel = _KERNELS.get(("pairwise", loss)) or _build_pairwise(loss)
-    empty = _EMPTY[x1.dtype]
-    want_grad = gscale is not None
-    f64 = _EMPTY[np.dtype(np.float64)]
-    args = (x1, x2, empty if x3 is None else x3, f64 if y is None else y, y is not None, D,
-            tuple(float(v) for v in packed), f64 if gscale is None else gscale, want_grad, loss_out,
-            empty if g1 is None else g1, empty if g2 is None else g2, empty if g3 is None else g3)
+    args = _jit.pairwise_args(packed, D, x1, x2, x3, y, gscale, loss_out, g1, g2, g3, _EMPTY[x1.dtype],
+                              _EMPTY[np.dtype(np.float64)])
     N = loss_out.shape[0]
     if N * D < PARALLEL_MIN or nthreads < 2:
         kernel(*args, 0, N)

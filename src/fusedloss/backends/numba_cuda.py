@@ -668,14 +668,8 @@ def _pairwise_kernel(x1, x2, x3, y, has_y, D, prm, gscale, want_grad, loss_out, 
 
 
 def _build_pairwise(loss: str):
-    digest = _jit.source_hash(__file__, _pairwise_rows.__file__)
-    rows = dict(vars(_pairwise_rows))
-    for name in _pairwise_rows.FUNCTIONS:
-        rows[name] = cuda.jit(device=True)(_jit.specialise(getattr(_pairwise_rows, name), rows,
-                                                           f"pairwise__{name}__{digest}"))
-    namespace = dict(globals())
-    namespace["row"] = rows[f"{loss}_row"]
-    kernel = cuda.jit(cache=True)(_jit.specialise(_pairwise_kernel, namespace, f"pairwise__{loss}__{digest}"))
+    kernel = _jit.pairwise_kernel(loss, _pairwise_kernel, __file__, globals(), cuda.jit(device=True),
+                                  cuda.jit(cache=True))
     _KERNELS[("pairwise", loss)] = kernel
     return kernel
 
@@ -686,11 +680,7 @@ def pairwise(loss, packed, D, x1, x2, x3, y, gscale, loss_out, g1, g2, g3, nthre
     if N == 0:
         return None
     kernel = _KERNELS.get(("pairwise", loss)) or _build_pairwise(loss)
-    want_grad = gscale is not None
-    kernel[_blocks(N), TPB](x1, x2, x1 if x3 is None else x3, loss_out if y is None else y, y is not None, int(D),
-                            tuple(float(v) for v in packed), loss_out if gscale is None else gscale, want_grad,
-                            loss_out, x1 if g1 is None else g1, x1 if g2 is None else g2,
-                            x1 if g3 is None else g3)
+    kernel[_blocks(N), TPB](*_jit.pairwise_args(packed, D, x1, x2, x3, y, gscale, loss_out, g1, g2, g3, x1, loss_out))
     return None
 
 

@@ -94,3 +94,19 @@ def time_round_robin(runs: dict, repeat: int, warmup: int, min_sample_s: float =
         if gc_was_enabled:
             gc.enable()
     return timings
+
+
+def warm_and_time(runs: dict, repeat: int, warmup: int) -> tuple[dict, dict]:
+    """(each contestant's value after ``warmup`` untimed calls (at least one), its ``repeat`` samples in seconds
+    taken round-robin); ``runs``: name -> a call returning the value."""
+    values = {}
+    for key, f in runs.items():
+        for _ in range(max(warmup, 1)):
+            values[key] = f()
+    samples = {key: [] for key in runs}
+    for _ in range(repeat):
+        for key, f in runs.items():
+            t0 = time.perf_counter()
+            f()
+            samples[key].append(time.perf_counter() - t0)
+    return values, samples
