@@ -920,8 +920,10 @@ def _pairwise_batch(x1, x2, x3, y, has_y, D, prm, gscale, want_grad, loss_out, g
 
 
 def _build_pairwise(loss: str):
+    # the row functions inlined into the loop: a call per row (a dozen arguments, arrays among them) cost more
+    # than a one-element row's arithmetic (gaussian_nll, margin_ranking)
     kernel = _jit.pairwise_kernel(loss, _pairwise_batch, __file__, globals(),
-                                  njit(cache=True, nogil=True, error_model="numpy"),
+                                  njit(inline="always", error_model="numpy"),
                                   njit(cache=True, nogil=True, error_model="numpy"))
     _KERNELS[("pairwise", loss)] = kernel
     return kernel
