@@ -78,7 +78,8 @@ struct Inputs {
     }
     if (!labels_h.is_none()) {
       if (act == 1) throw py::value_error(kPrefix + "labels (class indices) go with act 0 or 2, got act 1");
-      labels = take<std::int64_t>(labels_h, "labels", "int64");
+      // aligned before the range check reads it
+      labels = fl::aligned_input(take<std::int64_t>(labels_h, "labels", "int64"));
       check_len(*labels, "labels", N * S);
       const std::int64_t* l = labels->data();
       for (std::size_t i = 0; i < N * S; ++i) {
@@ -88,7 +89,6 @@ struct Inputs {
                                 (has_ignore ? " or equal ignore_index " + std::to_string(ignore) : ""));
         }
       }
-      labels = fl::aligned_input(*labels);
     } else {
       y = fl::aligned_input(take<T>(y_h, "y", tname));
       check_len(*y, "y", N * C * S);
