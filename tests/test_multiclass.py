@@ -367,14 +367,22 @@ def test_long_confident_row_keeps_its_small_terms(backend, dtype, C):
     assert abs(g[0, C // 3] + rest / (1.0 + rest)) <= 1e-5 * rest, (g[0, C // 3], -rest)
 
 
+def _tile_params(loss, rng, C):
+    if loss == "cross_entropy":
+        return ({}, {"label_smoothing": 0.1, "class_weight": rng.uniform(0.5, 2.0, C), "z_loss": 1e-3})
+    return ({}, {"gamma": 0.5, "alpha": rng.uniform(0.5, 2.0, C)}, {"gamma": 0.0})
+
+
 @pytest.mark.parametrize("C", [1, 2, 15, 16, 17, 127, 128, 129])
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_cross_entropy_at_the_edges_of_row_tiles(backend, dtype, C):
+@pytest.mark.parametrize("loss", ["cross_entropy", "categorical_focal"])
+def test_rows_at_the_edges_of_row_tiles(backend, dtype, C, loss):
     """Rows of at most 128 classes run 16 at a time in the C++ kernel (lanes across rows), longer ones one by
     one: both sides of that bound, tiles cut short by the end of the call, ignored and zero-weight rows inside
-    a tile, and rows with nothing to normalise (a nan logit, all -inf) beside ordinary ones."""
-    require_support(backend, "cross_entropy", dtype)
+    a tile, a confident row, and rows with nothing to normalise (a nan logit, all -inf) beside ordinary ones."""
+    require_support(backend, loss, dtype)
     rng = np.random.default_rng(C)
+    fn = getattr(fl, loss)
     for R in (1, 15, 16, 17, 33):
         x = rng.normal(0.0, 3.0, (R, C)).astype(dtype)
         t = rng.integers(0, C, R)
@@ -384,16 +392,17 @@ def test_cross_entropy_at_the_edges_of_row_tiles(backend, dtype, C):
         if R > 8:
             x[2, C // 2] = np.nan
             x[4] = -np.inf
+            x[5, t[5]] = 40.0  # 1 - p_t near e^-40: the powers and sums at their limits
             x[6, 0] = np.nan  # in a row whose weight is 0: ignored whatever it holds
             w[6] = 0.0
-        for params in ({}, {"label_smoothing": 0.1, "class_weight": rng.uniform(0.5, 2.0, C), "z_loss": 1e-3}):
-            value, grad, hess = _reference_all("cross_entropy", params, x, t, "none", w, "hard")
-            tag = f"{backend} {dtype} R={R} C={C} {params}"
-            v = fl.cross_entropy(x, t, reduction="none", sample_weight=w, backend=backend, **params)
+        for params in _tile_params(loss, rng, C):
+            value, grad, hess = _reference_all(loss, params, x, t, "none", w, "hard")
+            tag = f"{loss} {backend} {dtype} R={R} C={C} {params}"
+            v = fn(x, t, reduction="none", sample_weight=w, backend=backend, **params)
             assert_close(v, value, dtype, 1.0 + np.abs(value), f"{tag}: value")
-            g, h = fl.cross_entropy.grad_hess(x, t, reduction="none", sample_weight=w, backend=backend, **params)
+            g, h = fn.grad_hess(x, t, reduction="none", sample_weight=w, backend=backend, **params)
             mag = 1.0 + np.abs(grad) + np.abs(hess)
             assert_close(g, grad, dtype, mag, f"{tag}: gradient")
             assert_close(h, hess, dtype, mag, f"{tag}: Hessian")
-            total = fl.cross_entropy(x, t, reduction="sum", sample_weight=w, backend=backend, **params)
+            total = fn(x, t, reduction="sum", sample_weight=w, backend=backend, **params)
             assert_close(total, np.sum(value), dtype, 1.0 + np.sum(np.abs(value)), f"{tag}: sum")

@@ -186,6 +186,35 @@ inline constexpr std::size_t kChunk = 256;
 inline constexpr std::size_t kTile = 16;
 inline constexpr std::size_t kTileMaxC = 128;
 
+// Pass 1 of a tile: each lane's max (row_max: nan skipped, -inf for a row of -inf or nan).
+template <class T>
+FUSEDLOSS_INLINE void tile_max(const T* xt, std::size_t C, T* xmax) {
+  for (std::size_t r = 0; r < kTile; ++r) xmax[r] = -std::numeric_limits<T>::infinity();
+  for (std::size_t j = 0; j < C; ++j) {
+    const T* xj = xt + j * kTile;
+#pragma omp simd
+    for (std::size_t r = 0; r < kTile; ++r) xmax[r] = xj[r] > xmax[r] ? xj[r] : xmax[r];
+  }
+}
+
+// Pass 2 of a tile whose sums are in double (categorical_focal, as its row): e_j = exp(x_j - m) in every lane,
+// parked at buf[j * kTile + r] (Park), and each lane's s1 and k (add_exp). Not inlined: see
+// cross_entropy::tile_sums.
+template <bool Park, class T>
+FUSEDLOSS_NOINLINE void tile_exp_sums(const T* xt, std::size_t C, const T* shift, T* buf, double* s1, double* k) {
+  for (std::size_t j = 0; j < C; ++j) {
+    const T* xj = xt + j * kTile;
+    T* bj = buf + j * kTile;
+#pragma omp simd
+    for (std::size_t r = 0; r < kTile; ++r) {
+      const T e = exp_sub(xj[r], shift[r]);
+      add_exp(e, s1[r], k[r]);
+      if constexpr (Park) bj[r] = e;
+    }
+    (void)bj;
+  }
+}
+
 // The row's sum of exponentials and what follows from it, without cancellation (see the top of the file).
 struct RowSum {
   double s, sm1, inv_s, log_s;  // s, s - 1, 1 / s (0 when s == 0: all -inf row), log s
@@ -342,16 +371,9 @@ struct cross_entropy {
     const std::size_t n = C;
     const T* const cwp = cw;
     alignas(64) T xmax[L], x_t[L];
-    for (std::size_t r = 0; r < L; ++r) {
-      x_t[r] = xt[std::size_t(t[r]) * L + r];
-      xmax[r] = -std::numeric_limits<T>::infinity();
-    }
-    // pass 1: the max (nan skipped, as row_max) and, for the metrics, the label's rank (as row_max_rank)
-    for (std::size_t j = 0; j < n; ++j) {
-      const T* xj = xt + j * L;
-#pragma omp simd
-      for (std::size_t r = 0; r < L; ++r) xmax[r] = xj[r] > xmax[r] ? xj[r] : xmax[r];
-    }
+    for (std::size_t r = 0; r < L; ++r) x_t[r] = xt[std::size_t(t[r]) * L + r];
+    // pass 1: the max and, for the metrics, the label's rank (as row_max_rank)
+    tile_max(xt, n, xmax);
     alignas(64) std::int64_t rank[L] = {};
     if (M && mr) {
       for (std::size_t j = 0; j < n; ++j) {
@@ -746,27 +768,13 @@ struct categorical_focal {
     }
     const RowSum rs(s1, k);
     if (no_softmax(xmax, rs.s)) return nan_row<G, H>(n, g, h);
-    // log p_t = (x_t - m) - log s and 1 - p_t = -expm1(log p_t): accurate however close p_t is to 1
-    const double lp_t = (double(x_t) - double(shift)) - rs.log_s;
-    const double p_t = std::exp(lp_t);
-    const double omp = -std::expm1(lp_t);
+    const Scalars sc = scalars(shift, rs, x_t);
+    const double p_t = sc.p_t, omp = sc.omp, F = sc.F, D = sc.D;
     const double a_t = value_factor(t);
-    // Only powers of o = 1 - p_t with exponents >= 0 (_pointwise.categorical_focal_row has the same forms):
-    //   F = o^gamma (1 - gamma p_t L / o), L = log p_t (p_t L / o -> -1 as o -> 0, -> 0 as p_t -> 0)
-    //   D = F'(p_t) p_t o^2 = gamma o^gamma ((gamma-1) p_t (p_t L) - o (2 p_t + p_t L))
-    //   h_t = a_t (F p_t o - D),  h_j = a_t (F p_j (1 - p_j) - D (p_j / o)^2) for j != t (p_j <= o)
-    // (1 - p_t)^(gamma-2) itself overflows on a confident row (a logit gap of 357 at gamma 0 in double) and made
-    // the Hessian nan or -inf.
-    const double pow_g = omp > 0.0 ? std::pow(omp, gamma) : (gamma == 0.0 ? 1.0 : 0.0);
-    const double plp = p_t > 0.0 ? p_t * lp_t : 0.0;  // p_t log p_t, with its limit 0 at p_t = 0
-    const double plo = p_t > 0.0 ? (omp > 0.0 ? plp / omp : -1.0) : 0.0;  // p_t log(p_t) / (1 - p_t)
-    const double value = -pow_g * lp_t;  // times a_t in weigh
     if constexpr (!Store) {
       (void)f;
-      return value;
+      return sc.value;
     }
-    const double F = pow_g * (1.0 - gamma * plo);
-    const double D = gamma * pow_g * ((gamma - 1.0) * p_t * plp - omp * (2.0 * p_t + plp));
     const double fa = f * a_t;
     const double o_div = omp > 0.0 ? omp : kInf;  // r_j = p_j / o in [0, 1]; 0 when o = 0 (then every p_j = 0)
     const T inv_sT = T(rs.inv_s), cF = T(fa * F);
@@ -801,7 +809,102 @@ struct categorical_focal {
     // the label's element, with p_t - 1 = -omp, in double
     if constexpr (G) g[t] = T(fa * F * -omp);
     if constexpr (H) h[t] = T(fa * (F * p_t * omp - D));
-    return value;
+    return sc.value;
+  }
+
+  // The row's scalars (row and tile), in double, from log p_t = (x_t - m) - log s and 1 - p_t = -expm1(log p_t):
+  // accurate however close p_t is to 1. Only powers of o = 1 - p_t with exponents >= 0
+  // (_pointwise.categorical_focal_row has the same forms):
+  //   F = o^gamma (1 - gamma p_t L / o), L = log p_t (p_t L / o -> -1 as o -> 0, -> 0 as p_t -> 0)
+  //   D = F'(p_t) p_t o^2 = gamma o^gamma ((gamma-1) p_t (p_t L) - o (2 p_t + p_t L))
+  //   h_t = a_t (F p_t o - D),  h_j = a_t (F p_j (1 - p_j) - D (p_j / o)^2) for j != t (p_j <= o)
+  // (1 - p_t)^(gamma-2) itself overflows on a confident row (a logit gap of 357 at gamma 0 in double) and made
+  // the Hessian nan or -inf. vm functions and selects, no branch: tile's loop over its lanes vectorises.
+  struct Scalars {
+    double value, F, D, p_t, omp;  // value without a_t
+  };
+  FUSEDLOSS_INLINE Scalars scalars(T shift, const RowSum& rs, T x_t) const {
+    const double lp_t = (double(x_t) - double(shift)) - rs.log_s;
+    const double p_t = vm::exp(lp_t), omp = -vm::expm1(lp_t);
+    const double o_safe = omp > 0.0 ? omp : 1.0;
+    const double pow_g = omp > 0.0 ? pow_pos(o_safe, gamma) : (gamma == 0.0 ? 1.0 : 0.0);
+    const double plp = p_t > 0.0 ? p_t * lp_t : 0.0;                    // p_t log p_t, its limit 0 at p_t = 0
+    const double plo = p_t > 0.0 ? (omp > 0.0 ? plp / o_safe : -1.0) : 0.0;  // p_t log(p_t) / (1 - p_t)
+    return Scalars{-pow_g * lp_t, pow_g * (1.0 - gamma * plo),
+                   gamma * pow_g * ((gamma - 1.0) * p_t * plp - omp * (2.0 * p_t + plp)), p_t, omp};
+  }
+
+  // Rows in tiles (row_tiles.hpp; tile in cross_entropy says how): the passes of row, with the vector lanes
+  // across kTile rows; the sums of the exponentials in double, as row's.
+  bool tiles_for(std::size_t C_) const { return C_ <= kTileMaxC; }
+
+  template <bool G, bool H, bool M>
+  void tile(const T* xt, const std::int64_t* t, const double* f, double* v, T* gt, T* ht, RowMetrics* met, bool mr,
+            bool me) const {
+    static_assert(!M, "categorical_focal has no metrics pass");
+    (void)met, (void)mr, (void)me;
+    constexpr std::size_t L = kTile;
+    constexpr bool Store = G || H;
+    const std::size_t n = C;
+    alignas(64) T xmax[L], shift[L], x_t[L];
+    tile_max(xt, n, xmax);
+    for (std::size_t r = 0; r < L; ++r) {
+      x_t[r] = xt[std::size_t(t[r]) * L + r];
+      shift[r] = exp_shift(xmax[r]);
+    }
+    alignas(64) double s1[L] = {}, k[L] = {};
+    T* const buf = G ? gt : ht;  // e_j parked for pass 3, as row
+    tile_exp_sums<Store>(xt, n, shift, buf, s1, k);
+
+    // the rows' scalars, lane by lane (a loop GCC vectorises: see cross_entropy::tile)
+    alignas(64) double value[L], fa[L], F[L], D[L], p_t[L], omp[L], o_div[L], s_d[L], sm1_d[L], inv_s_d[L];
+    alignas(64) T inv_s[L], cF[L], split[L];
+    alignas(64) unsigned char nan[L];
+    for (std::size_t r = 0; r < L; ++r) fa[r] = f[r] * value_factor(t[r]);
+    for (std::size_t r = 0; r < L; ++r) {
+      const RowSum rs(s1[r], k[r]);
+      const Scalars sc = scalars(shift[r], rs, x_t[r]);
+      const bool bad = no_softmax(xmax[r], rs.s);
+      nan[r] = bad;
+      value[r] = bad ? std::numeric_limits<double>::quiet_NaN() : sc.value;
+      F[r] = sc.F, D[r] = sc.D, p_t[r] = sc.p_t, omp[r] = sc.omp;
+      o_div[r] = sc.omp > 0.0 ? sc.omp : kInf;
+      s_d[r] = rs.s, sm1_d[r] = rs.sm1, inv_s_d[r] = rs.inv_s;
+      inv_s[r] = T(rs.inv_s), cF[r] = T(fa[r] * sc.F);
+      split[r] = std::fabs(fa[r]) * (std::fabs(sc.F) + std::fabs(sc.D)) < double(std::numeric_limits<T>::max())
+                     ? T(1)
+                     : T(0);
+    }
+    std::copy(value, value + L, v);
+    if constexpr (Store) {
+      // pass 3 (h_j as row: split where it is safe, per lane; the whole element in double elsewhere)
+      for (std::size_t j = 0; j < n; ++j) {
+        const T* ej = buf + j * L;
+        T* gj = gt + j * L;
+        T* hj = ht + j * L;
+#pragma omp simd
+        for (std::size_t r = 0; r < L; ++r) {
+          const T e = ej[r];
+          const T p = e * inv_s[r];
+          if constexpr (H) {
+            const double rr = double(p) / o_div[r], ompj = RowSum::one_minus_p(e, s_d[r], sm1_d[r], inv_s_d[r]);
+            const T fast = cF[r] * p * T(ompj) - T(fa[r] * D[r] * (rr * rr));
+            const T whole = T(fa[r] * (F[r] * double(p) * ompj - D[r] * (rr * rr)));
+            hj[r] = split[r] != T(0) ? fast : whole;
+          }
+          if constexpr (G) gj[r] = cF[r] * p;
+        }
+      }
+      for (std::size_t r = 0; r < L; ++r) {
+        if (nan[r]) {
+          for (std::size_t j = 0; j < n; ++j) nan_row<G, H>(1, gt + j * L + r, ht + j * L + r);
+        } else {
+          const std::size_t at = std::size_t(t[r]) * L + r;
+          if constexpr (G) gt[at] = T(fa[r] * F[r] * -omp[r]);
+          if constexpr (H) ht[at] = T(fa[r] * (F[r] * p_t[r] * omp[r] - D[r]));
+        }
+      }
+    }
   }
 };
 
