@@ -370,12 +370,14 @@ def test_long_confident_row_keeps_its_small_terms(backend, dtype, C):
 def _tile_params(loss, rng, C):
     if loss == "cross_entropy":
         return ({}, {"label_smoothing": 0.1, "class_weight": rng.uniform(0.5, 2.0, C), "z_loss": 1e-3})
+    if loss == "poly1":
+        return ({}, {"epsilon": -1.0}, {"epsilon": 3.0})
     return ({}, {"gamma": 0.5, "alpha": rng.uniform(0.5, 2.0, C)}, {"gamma": 0.0})
 
 
 @pytest.mark.parametrize("C", [1, 2, 15, 16, 17, 127, 128, 129])
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("loss", ["cross_entropy", "categorical_focal"])
+@pytest.mark.parametrize("loss", ["cross_entropy", "categorical_focal", "poly1"])
 def test_rows_at_the_edges_of_row_tiles(backend, dtype, C, loss):
     """Rows of at most 128 classes run 16 at a time in the C++ kernel (lanes across rows), longer ones one by
     one: both sides of that bound, tiles cut short by the end of the call, ignored and zero-weight rows inside

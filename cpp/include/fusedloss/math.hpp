@@ -132,19 +132,32 @@ FUSEDLOSS_INLINE T u_minus_log1p(T u) {
   return u <= T(0.5) ? small : large;
 }
 
+// 1 / n! for n = 0..26 (the series of expm1_minus).
+namespace detail {
+struct InvFactorials {
+  double v[27];
+  constexpr InvFactorials() : v() {
+    double f = 1.0;
+    v[0] = 1.0;
+    for (int n = 1; n < 27; ++n) {
+      f *= double(n);
+      v[n] = 1.0 / f;
+    }
+  }
+};
+inline constexpr InvFactorials kInvFactorials{};
+}  // namespace detail
+
 // expm1(L) - L = L^2/2 + L^3/6 + ... >= 0: the difference cancels for small |L|, so there the series (|L| < 1/2:
-// 24 terms reach the last bit). Python: _pointwise.expm1_minus (same cut-off).
+// 24 terms reach the last bit), in Horner form. Both sides are computed and one selected, so that a loop calling
+// it vectorises. Python: _pointwise.expm1_minus (same series and cut-off, summed term by term).
 template <class T>
 FUSEDLOSS_INLINE T expm1_minus(T L) {
-  if (std::fabs(L) < T(0.5)) {
-    T term = T(0.5) * L * L, total = term;
-    for (int n = 3; n < 27; ++n) {
-      term = term * L / T(n);
-      total += term;
-    }
-    return total;
-  }
-  return std::expm1(L) - L;
+  T p = T(detail::kInvFactorials.v[26]);
+  for (int n = 25; n >= 2; --n) p = p * L + T(detail::kInvFactorials.v[n]);
+  const T small = (L * L) * p;
+  const T large = vm::expm1(L) - L;
+  return std::fabs(L) < T(0.5) ? small : large;
 }
 
 // expm1(t) / t with its limit 1 at t = 0 (Python: _pointwise.exprel): expm1's relative accuracy for every t,

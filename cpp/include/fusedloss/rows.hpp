@@ -1376,23 +1376,16 @@ struct poly1 {
     const RowSum rs = double_exp_sums(x, n, sh);
     if (no_softmax(xmax, rs.s)) return nan_row<G, H>(n, g, h);
     if (!q) {
-      const double lp_t = (x_t - sh) - rs.log_s;
-      const double p_t = std::exp(lp_t), o_t = -std::expm1(lp_t);
+      const Hard hd = hard(rs, x_t - sh);
       if constexpr (G || H) {
-        const double F1 = (1.0 + eps) - eps * o_t;  // 1 + epsilon p_t, exact where epsilon = -1 and p_t -> 1
-        const double F = f * F1, ept = eps * p_t;
+        const double F = f * hd.F1, ept = eps * hd.p_t;
 #pragma omp simd
         for (std::size_t j = 0; j < n; ++j) {
-          const double e = vm::exp(double(x[j]) - sh);
-          const double p = e * rs.inv_s, omp = rs.one_minus_p(e);
-          if constexpr (H) h[j] = T(f * (p * (omp * F1 - ept * p)));
-          if constexpr (G) g[j] = T(F * p);
+          element<G, H>(vm::exp(double(x[j]) - sh), rs.s, rs.sm1, rs.inv_s, f, hd.F1, F, ept, g, h, j);
         }
-        if constexpr (H) h[t] = T(f * (p_t * o_t * ((1.0 + eps) - 2.0 * eps * o_t)));
-        if constexpr (G) g[t] = T(-F * o_t);
+        label<G, H>(hd.p_t, hd.o_t, hd.F1, f, g, h, std::size_t(t));
       }
-      // -log p_t - o_t = expm1(L) - L >= 0, plus (1 + epsilon) o_t: no cancellation for epsilon >= -1
-      return expm1_minus(lp_t) + (1.0 + eps) * o_t;
+      return hd.value;
     }
     std::size_t im = 0;
     while (im + 1 < n && !(x[im] == xmax)) ++im;  // the first maximum
@@ -1428,6 +1421,90 @@ struct poly1 {
       }
     }
     return value;
+  }
+
+  // A hard-label row's scalars (row and tile) from d = x_t - m: log p_t = d - log s, o = 1 - p_t = -expm1(log p_t),
+  // F1 = 1 + epsilon p_t = (1 + epsilon) - epsilon o (exact where epsilon = -1 and p_t -> 1), and the value
+  // -log p_t + epsilon o = (expm1(L) - L) + (1 + epsilon) o (no cancellation for epsilon >= -1). Selects only.
+  struct Hard {
+    double value, p_t, o_t, F1;
+  };
+  FUSEDLOSS_INLINE Hard hard(const RowSum& rs, double d) const {
+    const double lp_t = d - rs.log_s;
+    const double o_t = -vm::expm1(lp_t);
+    return Hard{expm1_minus(lp_t) + (1.0 + eps) * o_t, vm::exp(lp_t), o_t, (1.0 + eps) - eps * o_t};
+  }
+
+  // Element j != t of a hard-label row from e_j (p_j = e_j / s): g_j = F p_j (F = f F1), h_j = f p_j ((1 - p_j) F1 -
+  // epsilon p_t p_j) (ept = epsilon p_t).
+  template <bool G, bool H, class E>
+  FUSEDLOSS_INLINE static void element(E e, double s, double sm1, double inv_s, double f, double F1, double F,
+                                       double ept, T* g, T* h, std::size_t j) {
+    const double p = double(e) * inv_s, omp = RowSum::one_minus_p(e, s, sm1, inv_s);
+    if constexpr (H) h[j] = T(f * (p * (omp * F1 - ept * p)));
+    if constexpr (G) g[j] = T(F * p);
+    (void)f, (void)F1, (void)F, (void)ept, (void)g, (void)h;
+  }
+
+  // The label's element: g_t = -F o, h_t = f p_t o ((1 + epsilon) - 2 epsilon o).
+  template <bool G, bool H>
+  FUSEDLOSS_INLINE void label(double p_t, double o_t, double F1, double f, T* g, T* h, std::size_t at) const {
+    if constexpr (H) h[at] = T(f * (p_t * o_t * ((1.0 + eps) - 2.0 * eps * o_t)));
+    if constexpr (G) g[at] = T(-(f * F1) * o_t);
+    (void)p_t, (void)g, (void)h;
+  }
+
+  // Hard-label rows in tiles (row_tiles.hpp; cross_entropy::tile says how), through hard, element and label.
+  bool tiles_for(std::size_t C_) const { return C_ <= kTileMaxC; }
+
+  template <bool G, bool H, bool M>
+  void tile(const T* xt, const std::int64_t* t, const double* f, double* v, T* gt, T* ht, RowMetrics* met, bool mr,
+            bool me) const {
+    static_assert(!M, "poly1 has no metrics pass");
+    (void)met, (void)mr, (void)me;
+    constexpr std::size_t L = kTile;
+    constexpr bool Store = G || H;
+    const std::size_t n = C;
+    alignas(64) T xmax[L], shift[L];
+    alignas(64) double d[L];
+    tile_max(xt, n, xmax);
+    for (std::size_t r = 0; r < L; ++r) {
+      shift[r] = exp_shift(xmax[r]);
+      d[r] = double(xt[std::size_t(t[r]) * L + r]) - double(shift[r]);
+    }
+    alignas(64) double s1[L] = {}, k[L] = {};
+    T* const buf = G ? gt : ht;  // e_j parked for pass 3
+    tile_exp_sums<Store>(xt, n, shift, buf, s1, k);
+    alignas(64) double value[L], s_d[L], sm1_d[L], inv_s_d[L], p_t[L], o_t[L], F1[L], F[L], ept[L];
+    alignas(64) unsigned char nan[L];
+    for (std::size_t r = 0; r < L; ++r) {
+      const RowSum rs(s1[r], k[r]);
+      const Hard hd = hard(rs, d[r]);
+      const bool bad = no_softmax(xmax[r], rs.s);
+      nan[r] = bad;
+      value[r] = bad ? std::numeric_limits<double>::quiet_NaN() : hd.value;
+      s_d[r] = rs.s, sm1_d[r] = rs.sm1, inv_s_d[r] = rs.inv_s;
+      p_t[r] = hd.p_t, o_t[r] = hd.o_t, F1[r] = hd.F1, F[r] = f[r] * hd.F1, ept[r] = eps * hd.p_t;
+    }
+    std::copy(value, value + L, v);
+    if constexpr (Store) {
+      for (std::size_t j = 0; j < n; ++j) {
+        const T* ej = buf + j * L;
+        T* gj = gt + j * L;
+        T* hj = ht + j * L;
+#pragma omp simd
+        for (std::size_t r = 0; r < L; ++r) {
+          element<G, H>(ej[r], s_d[r], sm1_d[r], inv_s_d[r], f[r], F1[r], F[r], ept[r], gj, hj, r);
+        }
+      }
+      for (std::size_t r = 0; r < L; ++r) {
+        if (nan[r]) {
+          for (std::size_t j = 0; j < n; ++j) nan_row<G, H>(1, gt + j * L + r, ht + j * L + r);
+        } else {
+          label<G, H>(p_t[r], o_t[r], F1[r], f[r], gt, ht, std::size_t(t[r]) * L + r);
+        }
+      }
+    }
   }
 };
 
