@@ -90,8 +90,9 @@ def _combine(name, params, reduction, w, N, C, places, *block_sums):
     return (value if reduction == "none" else np.float64(value)), coef
 
 
-def _terms(result, name, params, N, C, dtype):
-    return terms(result[0], params, N, C, dtype)
+def _terms(combined, params, N, C, dtype):
+    """reduction "none": the weighted per-class terms as the in-memory call returns them."""
+    return terms(combined[0], params, N, C, dtype)
 
 
 def _grad_block(name, backend, params, where, n0, c0, x, t, combined):
@@ -149,7 +150,7 @@ def graph(loss, mode, x, target, reduction, sample_weight, backend, params):
         vname = f"{work}-value"
         if reduction == "none":
             shape = (N, C) if checked["per_sample"] else (C,)
-            layer[(vname, *(0,) * len(shape))] = (_terms, comb, name, checked, N, C, dtype)
+            layer[(vname, *(0,) * len(shape))] = (_terms, comb, checked, N, C, dtype)
             results.append((vname, tuple((n,) for n in shape), dtype))
         else:
             layer[(vname,)] = (getitem, comb, 0)
