@@ -464,7 +464,8 @@ KINDS: dict[str, Kind] = {
                                  "test_partial.py, test_row_rule.py)"),
     "overlap": Kind(elsewhere="dice and tversky are ratios of sums over the whole batch, with no loss per row: "
                               "their 'none' is per class, their weights per sample (per_sample only), and they have "
-                              "no partial states or blocks to merge; test_overlap.py"),
+                              "no partial states (their dask blocks' sums are added, then combined once): "
+                              "test_overlap.py, and their twins of the generic dask tests in test_dask.py"),
     "sequence": Kind(elsewhere="ctc's 'mean' divides each loss by its target length and its partial states depend "
                                "on the reduction, so the generic reductions and merges do not hold: test_ctc.py, "
                                "test_ctc_partial_dask.py"),

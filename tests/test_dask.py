@@ -19,6 +19,7 @@ dask = pytest.importorskip("dask")
 
 import fusedloss as fl  # noqa: E402
 import fusedloss.dask as fld  # noqa: E402
+from fusedloss._dask_graph import LazyLoss  # noqa: E402
 from fusedloss._spec import REGISTRY  # noqa: E402
 
 from conftest import (TOL, assert_close, grads, loss_cases, loss_fn, make_case, make_data,  # noqa: E402
@@ -261,9 +262,12 @@ def test_every_registered_loss_is_there():
     assert {"elementwise", "multiclass"} <= {REGISTRY[n].kind for n in names}
     for name in names:
         assert isinstance(getattr(fld, name), fld.DaskLoss), name
-    # __all__ is fixed at import: the built-in losses (a user's loss registered later, e.g. by another test in
-    # this process, is reached through the module's __getattr__ above)
-    assert set(fld.__all__) >= {name for name in names if REGISTRY[name].builtin}
+    # __all__ is fixed at import: the built-in losses of every kind (a user's loss registered later, e.g. by another
+    # test in this process, is reached through the module's __getattr__ above)
+    builtin = {name for name, spec in REGISTRY.items() if spec.builtin}
+    assert set(fld.__all__) >= builtin
+    for name in builtin:
+        assert isinstance(getattr(fld, name), LazyLoss) and getattr(fld, name).loss is fl.LOSSES[name], name
 
 
 # --- bad input ----------------------------------------------------------------------------------------------------
@@ -355,3 +359,102 @@ def test_weights_near_float_max_merge_as_in_memory():
         assert_close(g, g0, F64, err_msg="cross_entropy grad")
         assert_value(fld.cross_entropy(X, t, sample_weight=weights, **kw).compute(scheduler="sync"), v0,
                      "cross_entropy mean")
+
+
+# --- overlap losses (dice, tversky): blocks along the sample and spatial axes, sums combined once ----------------
+
+
+def _overlap_data(mode, shape, dtype, ignore=None, seed=20):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(scale=2.0, size=shape).astype(dtype)
+    if mode == "multiclass":
+        t = rng.integers(0, shape[1], size=shape[:1] + shape[2:])
+        if ignore is not None:
+            t[0, :2] = ignore
+    else:
+        t = (rng.random(shape) < 0.35).astype(dtype)
+        if ignore is not None:
+            t[-1, ..., :2] = ignore
+    return x, t
+
+
+# (loss, mode, params, input shape, chunkings): a split class axis (rechunked for multiclass), one-sample chunks, an
+# empty chunk, spatial chunks; every reduction of each
+OVERLAP_CASES = [
+    ("dice", "multiclass", dict(ignore_index=255, smooth=0.5, class_weights=np.array([1.0, 0.0, 2.0, 0.5])),
+     (5, 4, 6, 7), [(2, 3, 4, 5), ((0, 1, 4), 4, (0, 6), 7)]),
+    ("tversky", "multiclass", dict(alpha=0.3, beta=0.7, per_sample=True, log_loss=True), (5, 4, 6, 7),
+     [(2, 1, 3, (3, 4))]),
+    ("tversky", "multilabel", dict(alpha=0.8, beta=0.2, ignore_index=-1, per_sample=True, from_logits=False),
+     (4, 3, 5, 6), [(3, 2, (0, 5), 4)]),
+    ("dice", "binary", dict(log_loss=True), (4, 9, 5), [(1, 4, 5)]),
+]
+
+
+@pytest.mark.parametrize("name, mode, params, shape, chunkings", OVERLAP_CASES,
+                         ids=[f"{c[0]}-{c[1]}" for c in OVERLAP_CASES])
+def test_overlap_equals_in_memory(name, mode, params, shape, chunkings):
+    """Value and gradient of every reduction agree with the in-memory call: the blocks' sums are added, not their
+    ratios; the gradient blocks take the whole call's coefficients."""
+    x, t = _overlap_data(mode, shape, np.float64, params.get("ignore_index"))
+    if not params.get("from_logits", True):
+        x = np.random.default_rng(21).random(shape)
+    kw = dict(params, mode=mode)
+    w = np.random.default_rng(22).uniform(0.0, 2.0, shape[0]) if params.get("per_sample") else None
+    loss, dloss = fl.LOSSES[name], getattr(fld, name)
+    for chunks in chunkings:
+        X = da.from_array(x, chunks=chunks)
+        T = da.from_array(t, chunks=3)  # unlike the input's: rechunked to them
+        for red in ("mean", "sum", "none"):
+            v, g = dloss.value_and_grad(X, T, reduction=red, sample_weight=w, **kw)
+            wanted = X.chunks[:1] + ((shape[1],),) + X.chunks[2:] if mode == "multiclass" else X.chunks
+            assert g.chunks == wanted, (chunks, g.chunks)
+            v, g = dask.compute(v, g, scheduler="sync")
+            v0, g0 = loss.value_and_grad(x, t, reduction=red, sample_weight=w, **kw)
+            if red == "none":
+                assert v.dtype == v0.dtype and v.shape == v0.shape
+                assert_close(v, v0, F64, err_msg=f"{name} {chunks} none")
+            else:
+                assert_value(v, v0, f"{name} {chunks} {red}")
+            assert_close(g, g0, F64, mag=np.abs(g0).max(), err_msg=f"{name} {chunks} {red} grad")
+        assert_value(dloss(X, T, sample_weight=w, **kw).compute(scheduler="sync"), loss(x, t, sample_weight=w, **kw))
+        assert_close(dloss.grad(X, T, sample_weight=w, **kw).compute(scheduler="sync"),
+                     loss.grad(x, t, sample_weight=w, **kw), F64, mag=np.abs(g0).max(), err_msg=f"{name} grad")
+
+
+def test_overlap_float32_and_gamma():
+    """float32 input: float32 gradient, float64 value, within float32's tolerance of the in-memory call."""
+    x, t = _overlap_data("multiclass", (3, 5, 8, 8), np.float32, seed=23)
+    X = da.from_array(x, chunks=(2, 5, 3, 8))
+    v, g = dask.compute(*fld.tversky.value_and_grad(X, t, alpha=0.3, beta=0.7, gamma=0.75), scheduler="sync")
+    v0, g0 = fl.tversky.value_and_grad(x, t, alpha=0.3, beta=0.7, gamma=0.75)
+    assert g.dtype == np.float32 and isinstance(v, float)
+    assert v == pytest.approx(v0, rel=1e-12)
+    assert_close(g, g0, np.float32, mag=np.abs(g0).max())
+
+
+def test_overlap_errors():
+    x = da.zeros((4, 3, 5, 5), chunks=2)
+    t = np.zeros((4, 5, 5), np.int64)
+    with pytest.raises(TypeError, match="integer class indices"):
+        fld.dice(x, t.astype(np.float64))
+    with pytest.raises(ValueError, match="shape without the class axis"):
+        fld.dice(x, t[:, :3])
+    with pytest.raises(ValueError, match="needs per_sample=True"):
+        fld.dice(x, t, sample_weight=np.ones(4))
+    with pytest.raises(ValueError, match="needs\\s+gamma=1"):
+        fld.tversky(x, t, gamma=2.0, reduction="sum")
+    with pytest.raises(ValueError, match="one weight per class"):
+        fld.dice(x, t, class_weights=np.ones(4))
+    with pytest.raises(TypeError, match="unknown keyword"):
+        fld.dice(x, t, delta=1.0)
+    with pytest.raises(ValueError, match="backend 'cuda'"):
+        fld.dice(x, t, backend="cuda")
+    with pytest.raises(TypeError, match="no Hessian"):
+        fld.dice.grad_hess(x, t)
+    with pytest.raises(TypeError, match="input must be"):
+        fld.dice(da.zeros((4, 3, 5, 5), dtype=np.int64), t)
+    t[3, 4, 1] = 3  # in the last chunk of the samples and of the first spatial axis
+    with pytest.raises(ValueError, match=r"label 3 at index \(1, 0, 1\).*chunk \(1, 0, 2, 0\) of the input, which "
+                                         r"starts at index \(2, 0, 4, 0\)"):
+        fld.dice.grad(x, t).compute(scheduler="sync")

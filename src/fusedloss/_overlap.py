@@ -57,15 +57,29 @@ class OverlapLoss(Loss):
         """(x C-contiguous, (N, C, S), labels int64 (N * S) or None, y like x or None, sample weights or None)."""
         if is_device_array(x):
             raise TypeError(f"{self.name}: input is a device array and target a host array; pass both on one side")
+        x = self._as_input(x)
+        return (x, *self._check(x.shape, x.dtype, target, params, reduction, sample_weight))
+
+    def _as_input(self, x):
+        """``x`` (or an empty array of its dtype) by the in-memory rules: float32/float64, C-contiguous."""
         try:
-            x = _as_pred(x, self.name)
+            return _as_pred(x, self.name)
         except TypeError as err:  # its message names the argument "pred"
             raise TypeError(str(err).replace("pred", "input", 1)) from None
-        return (x, *self._check(x.shape, x.dtype, target, params, reduction, sample_weight))
 
     def _check(self, shape, dtype, target, params, reduction, sample_weight):
         """((N, C, S), labels int64 (N * S) or None, y of ``dtype`` or None, sample weights or None) for an input of
         ``shape``: every check but the input's own (host and device paths alike)."""
+        t = np.asarray(target) if type(target) is not np.ndarray else target
+        (N, C, S), w = self._layout(shape, t, params, reduction, sample_weight)
+        if params["mode"] == "multiclass":
+            return (N, C, S), self._labels(t, shape, C, params["ignore_index"]), None, w
+        return (N, C, S), None, as_numeric(target, dtype, "target", self.name).reshape(-1), w
+
+    def _layout(self, shape, t, params, reduction, sample_weight):
+        """((N, C, S), sample weights or None): the checks that the shapes, the target's dtype, the parameters and the
+        sample weights show (``t``: anything with ``shape`` and ``dtype``; its values are not read), for
+        ``fusedloss.dask`` too, before any block runs."""
         name = self.name
         if reduction not in REDUCTIONS:
             raise ValueError(f"{name}: reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
@@ -87,9 +101,6 @@ class OverlapLoss(Loss):
             if C == 0:
                 raise ValueError(f"{name}: input has no classes (shape {shape}: C = 0 on axis 1)")
         S = math.prod(shape[2 if mode != "binary" else 1:])
-        t = np.asarray(target) if type(target) is not np.ndarray else target
-        labels = y = None
-        ignore = params["ignore_index"]
         if mode == "multiclass":
             lead = shape[:1] + shape[2:]
             if t.dtype.kind not in "iu":
@@ -99,21 +110,8 @@ class OverlapLoss(Loss):
             if t.shape != lead:
                 raise ValueError(f"{name}: target must have the input's shape without the class axis {lead}, got "
                                  f"{t.shape}")
-            if t.dtype.kind == "u" and t.size and t.max() >= 2**63:
-                raise ValueError(f"{name}: target holds a class index >= 2**63 (out of range [0, {C}))")
-            labels = np.ascontiguousarray(t, dtype=np.int64).reshape(-1)
-            bad = (labels < 0) | (labels >= C)
-            if ignore is not None:
-                bad &= labels != ignore
-            if bad.any():
-                at = int(np.argmax(bad))
-                raise label_range_error(f"{name}: target", int(labels[at]),
-                                        tuple(int(i) for i in np.unravel_index(at, lead)), C, ignore)
-        else:
-            if t.shape != shape:
-                raise ValueError(f"{name}: target must have the input's shape {shape} in mode={mode!r}, got "
-                                 f"{t.shape}")
-            y = as_numeric(target, dtype, "target", name).reshape(-1)
+        elif t.shape != shape:
+            raise ValueError(f"{name}: target must have the input's shape {shape} in mode={mode!r}, got {t.shape}")
         cw = params["class_weights"]
         if isinstance(cw, np.ndarray) and cw.shape != (C,):
             raise ValueError(f"{name}: class_weights must have one weight per class ({C}), got shape {cw.shape}")
@@ -128,7 +126,43 @@ class OverlapLoss(Loss):
             w = as_numeric(sample_weight, np.float64, "sample_weight", name)
             if not (np.all(np.isfinite(w)) and (w.size == 0 or w.min() >= 0)):
                 raise ValueError(f"{name}: sample_weight must be finite and >= 0")
-        return (N, C, S), labels, y, w
+        return (N, C, S), w
+
+    def _labels(self, t, shape, C, ignore):
+        """The class indices ``t`` (of ``shape`` without the class axis) as int64 (N * S), each in [0, C) or
+        ``ignore``."""
+        if t.dtype.kind == "u" and t.size and t.max() >= 2**63:
+            raise ValueError(f"{self.name}: target holds a class index >= 2**63 (out of range [0, {C}))")
+        labels = np.ascontiguousarray(t, dtype=np.int64).reshape(-1)
+        bad = (labels < 0) | (labels >= C)
+        if ignore is not None:
+            bad &= labels != ignore
+        if bad.any():
+            at = int(np.argmax(bad))
+            raise label_range_error(f"{self.name}: target", int(labels[at]),
+                                    tuple(int(i) for i in np.unravel_index(at, shape[:1] + shape[2:])), C, ignore)
+        return labels
+
+    @staticmethod
+    def _kernel_args(x, labels, y, dims, params) -> tuple:
+        """The arguments that both passes' kernels take first, for checked arrays (``dims`` = (N, C, S))."""
+        N, C, S = dims
+        ignore = params["ignore_index"]
+        return (activation(params), x.reshape(-1), labels, y, N, C, S, ignore is not None,
+                0 if ignore is None else ignore)
+
+    @staticmethod
+    def _first_pass(module, args) -> np.ndarray:
+        """The sums I, P, Y per sample and class, (N, C, 3) float64, on the backend ``module``."""
+        N, C = args[4], args[5]
+        sums = np.zeros(N * C * 3)
+        module.overlap_sums(*args, sums, _config.get_num_threads())
+        return sums.reshape(N, C, 3)
+
+    @staticmethod
+    def _second_pass(module, args, coef, g) -> None:
+        """The gradient of ``sum aI I + aP P`` (``coef`` (N, C, 2)) into ``g``, with the first pass's ``args``."""
+        module.overlap_grad(*args, np.ascontiguousarray(coef).reshape(-1), g.reshape(-1), _config.get_num_threads())
 
     def _run_overlap(self, x, target, reduction, sample_weight, backend, kwargs, want_value, want_grad, grad_out,
                      term_scale=None):
@@ -148,18 +182,12 @@ class OverlapLoss(Loss):
                                                 for a in (x, target, sample_weight)):
                     raise ValueError(f"{self.name}: grad_out overlaps an input")
             module = resolve_host_backend(backend, self.spec, x.dtype)
-            act = activation(params)
-            ignore = params["ignore_index"]
-            kernel_args = (act, x.reshape(-1), labels, y, N, C, S, ignore is not None,
-                           0 if ignore is None else ignore)
-            sums = np.zeros(N * C * 3)
-            module.overlap_sums(*kernel_args, sums, _config.get_num_threads())
-            value, coef = combine(self.name, sums.reshape(N, C, 3), params, reduction, w)
+            kernel_args = self._kernel_args(x, labels, y, (N, C, S), params)
+            value, coef = combine(self.name, self._first_pass(module, kernel_args), params, reduction, w)
             if term_scale is not None:
                 coef = coef * np.asarray(term_scale, dtype=np.float64).reshape(-1 if params["per_sample"] else 1, C, 1)
             if g is not None:
-                module.overlap_grad(*kernel_args, np.ascontiguousarray(coef).reshape(-1), g.reshape(-1),
-                                    _config.get_num_threads())
+                self._second_pass(module, kernel_args, coef, g)
         except LossMemoryError:
             raise
         except MemoryError as err:

@@ -24,6 +24,9 @@ The same losses, options, reductions, dtypes and errors as the in-memory API (``
 - Errors that the shapes, dtypes and parameters show are raised when the graph is built; errors in the
   values (labels out of range, targets outside the loss's domain, negative weights) are raised at compute
   time, naming the chunk and its starting index.
+- Losses of other signatures split their own way: pairwise losses along the first axis (``_dask_pairwise``), ctc
+  along the batch axis (``_dask_ctc``), the overlap losses (dice, tversky: a ratio of sums per class) along the
+  sample and spatial axes, their blocks' sums added and combined once (``_dask_overlap``).
 - ``backend=None`` takes the backend configured where the graph is built (``use_backend``, ``set_backend``,
   ``FUSEDLOSS_BACKEND``); when that is "auto", each worker picks its own. Kernel threads per task follow the
   thread rules of ``fusedloss.get_num_threads`` on each worker (Dask's workers set ``OMP_NUM_THREADS=1``, so
@@ -321,6 +324,10 @@ from ._dask_pairwise import DaskPairwiseLoss  # noqa: E402
 
 # pairwise losses (two or three inputs) split along the first axis
 LOSSES_DASK.update({name: DaskPairwiseLoss(loss) for name, loss in LOSSES.items() if loss.spec.kind == "pairwise"})
+from ._dask_overlap import DaskOverlapLoss  # noqa: E402
+
+# overlap losses (a ratio of sums per class) split along the sample and spatial axes
+LOSSES_DASK.update({name: DaskOverlapLoss(loss) for name, loss in LOSSES.items() if loss.spec.kind == "overlap"})
 globals().update(LOSSES_DASK)
 
 

@@ -23,7 +23,9 @@ One concern per module:
 ``plot``         the ``--plot`` figure
 ``plan``         the options of ``fusedloss bench``, checked before any work
 ``command``      ``fusedloss bench`` itself; ``info``: ``fusedloss info``; ``progress``: the progress bar
-``ctc``          CTC's own cases and timing; ``custom``: custom losses defined for the benchmark
+``ctc``, ``pairwise``, ``overlap``  the own cases and timing of the losses of other signatures (ctc; the pairwise
+                 losses; dice and tversky), on ``own_cases``'s shared parts
+``custom``       custom losses defined for the benchmark
 """
 
 from .cases import (CASE_DEFS, DTYPES, Case, CaseDef, case_def, case_key, format_shape, get_case, make_cases,

@@ -14,7 +14,7 @@ from .._validate import _FLOAT_DTYPES
 
 DTYPES = tuple(dt.name for dt in _FLOAT_DTYPES)  # the dtypes the API takes
 # the kinds of loss on the size grid, and the number of axes of their sizes (N; ROWSxCLASSES); a loss of
-# another kind (ctc) has a benchmark module of its own
+# another kind (ctc, pairwise, overlap) has a benchmark module of its own
 KIND_NDIM = {"elementwise": 1, "multiclass": 2}
 ELEMENTWISE_SIZES = (1_000, 100_000, 10_000_000)
 QUICK_ELEMENTWISE_SIZES = (1_000, 10_000_000)
@@ -84,7 +84,7 @@ def case_def(loss: str) -> CaseDef | None:
     if d is not None:
         return d
     if spec.kind not in KIND_NDIM:
-        return None  # a loss with its own signature (ctc) has its own benchmark: benchmarks/ctc.py
+        return None  # a loss with its own signature has its own benchmark (bench.ctc, bench.pairwise, bench.overlap)
     defaults = spec.defaults()
     pred = PRED_DATA[spec.pred_domain_for(defaults)]
     if spec.kind == "multiclass":

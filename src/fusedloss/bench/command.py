@@ -80,6 +80,10 @@ def bench_command(args) -> int:
 
     if set(split(args.loss)) & set(PAIRWISE):  # two or three arrays per call: their own cases, bench.pairwise
         return cmd_bench_pairwise(args)
+    from .overlap import LOSSES as OVERLAP, cmd_bench_overlap
+
+    if set(split(args.loss)) & set(OVERLAP):  # scores with a class axis, a ratio of sums: their own cases
+        return cmd_bench_overlap(args)
     plan = plan_bench(args)  # every option checked: nothing below fails on the command line
     cases, threads, backends, peers = plan.cases, plan.threads, plan.backends, plan.peers
     repeat, warmup, budget, baseline = plan.repeat, plan.warmup, plan.budget_s, plan.baseline

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .own_cases import (common_options, fmt_speedup, host_backends, load_average, named_or_dims, report,
-                        thread_counts, timing_columns)
+from .own_cases import (check_status, common_options, fmt_speedup, host_backends, load_average, named_or_dims,
+                        report, thread_counts, timing_columns, torch_peer)
 from .plan import UsageError, split
 from .report import table
 from .timing import warm_and_time
@@ -118,20 +118,7 @@ def cmd_bench_ctc(args) -> int:
                           f"{', '.join(others)})")
     cases, threads, dtypes, repeat, warmup = common_options(args, parse_case, CASES, QUICK_CASES)
     backends = host_backends(args, LOSSES["ctc"])
-    peers = split(args.peer)
-    if args.no_peers and peers:
-        raise UsageError("--no-peers and --peer contradict each other")
-    if any(p != "torch" for p in peers):
-        raise UsageError(f"ctc is compared with PyTorch only (--peer torch), got {', '.join(peers)}")
-    try:
-        import torch  # noqa: F401
-
-        have_torch = True
-    except ImportError:
-        have_torch = False
-    if peers and not have_torch:
-        raise UsageError("peer 'torch' is not installed (pip install 'fusedloss[torch]')")
-    with_torch = have_torch and not args.no_peers
+    with_torch, notes = torch_peer(args, "ctc")
 
     load = load_average()
     rows = []
@@ -140,15 +127,8 @@ def cmd_bench_ctc(args) -> int:
             for t in threads:
                 rows += bench_case(label, dims, t, repeat, backends, torch=with_torch, warmup=warmup,
                                    dtype=np.dtype(dtype))
-    notes = [] if with_torch else [
-        "PyTorch is not " + ("installed" if not have_torch else "timed (--no-peers)") + ": no 'vs torch' column"]
     report("ctc", "timed: CTC forward + backward, reduction='mean': fusedloss value_and_grad (log-softmax fused, "
            "grad_out reused) and, as the peer, torch log_softmax + ctc_loss + backward; 'vs torch' = torch's median "
            "/ this row's median; 'scratch' = the cpp kernel's memory beyond the gradient", rows, HEADER, _cells,
            load, args.json, notes)
-    failed = [r for r in rows if r["check"] != "ok"]
-    if failed:
-        print("\nFAILED correctness check: " + "; ".join(f"{r['case']} {r['contestant']}: {r['check']}"
-                                                         for r in failed))
-        return 1
-    return 0
+    return check_status(rows, lambda r: f"{r['case']} {r['contestant']}")

@@ -115,6 +115,50 @@ def host_backends(args, spec) -> list[str]:
     return backends
 
 
+def torch_peer(args, what: str) -> tuple[bool, list[str]]:
+    """(whether PyTorch is timed, notes to print) from ``--peer`` (torch only: ``what`` is compared with PyTorch
+    alone) and ``--no-peers``; a bad combination raises ``UsageError``."""
+    peers = split(args.peer)
+    if args.no_peers and peers:
+        raise UsageError("--no-peers and --peer contradict each other")
+    if any(p != "torch" for p in peers):
+        raise UsageError(f"{what}: compared with PyTorch only (--peer torch), got {', '.join(peers)}")
+    try:
+        import torch  # noqa: F401
+
+        have_torch = True
+    except ImportError:
+        have_torch = False
+    if peers and not have_torch:
+        raise UsageError("peer 'torch' is not installed (pip install 'fusedloss[torch]')")
+    with_torch = have_torch and not args.no_peers
+    notes = [] if with_torch else [
+        "PyTorch is not " + ("installed" if not have_torch else "timed (--no-peers)") + ": no 'vs torch' column"]
+    return with_torch, notes
+
+
+def bench_losses(args, what: str, losses, parse_case, cases: dict, quick_cases, bench_case) -> tuple:
+    """(rows, the load average when the run started, notes) of ``fusedloss bench --loss`` for losses of one family
+    with their own cases (``what``: its name, ``losses``: its members): each named loss on each case, dtype and
+    thread count, ``bench_case(name, label, dims, threads, repeat, backends, torch=, warmup=, dtype=)`` giving the
+    rows; a bad option raises ``UsageError`` before anything runs."""
+    from .._spec import REGISTRY as LOSS_SPECS
+
+    names = split(args.loss)
+    others = [n for n in names if n not in losses]
+    if others:
+        raise UsageError(f"{what} have their own cases: run them without other losses (also given: "
+                         f"{', '.join(others)})")
+    chosen, threads, dtypes, repeat, warmup = common_options(args, parse_case, cases, quick_cases)
+    backends = host_backends(args, LOSS_SPECS[names[0]])
+    with_torch, notes = torch_peer(args, what)
+    load = load_average()
+    rows = [row for name in names for label, dims in chosen for dtype in dtypes for t in threads
+            for row in bench_case(name, label, dims, t, repeat, backends, torch=with_torch, warmup=warmup,
+                                  dtype=np.dtype(dtype))]
+    return rows, load, notes
+
+
 def load_average() -> float | None:
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
@@ -134,3 +178,13 @@ def report(mode: str, timed: str, rows: list, header: list, cells, load, json_pa
             json.dump({"mode": mode, "load_avg_before": load, "rows": rows}, fh, indent=1, default=str)
             fh.write("\n")
         print(f"wrote {json_path}")
+
+
+def check_status(rows: list, label) -> int:
+    """The exit status of a run: 1 (after printing ``label(row)`` of each) when a row failed its value check, else
+    0."""
+    failed = [r for r in rows if r["check"] != "ok"]
+    if failed:
+        print("\nFAILED correctness check: " + "; ".join(f"{label(r)}: {r['check']}" for r in failed))
+        return 1
+    return 0

@@ -18,9 +18,7 @@ import numpy as np
 
 from .._spec import REGISTRY
 from .oracle import REFERENCE_BACKEND
-from .own_cases import (common_options, fmt_speedup, host_backends, load_average, named_or_dims, report,
-                        thread_counts, timing_columns)
-from .plan import UsageError, split
+from .own_cases import bench_losses, fmt_speedup, named_or_dims, report, thread_counts, timing_columns
 from .report import table
 from .timing import warm_and_time
 
@@ -97,28 +95,9 @@ def parse_case(text: str) -> tuple[str, tuple]:
 
 def cmd_bench_pairwise(args) -> int:
     """``fusedloss bench --loss <pairwise loss>[,...]``: ``--size`` (case names or NxD), ``--backend``,
-    ``--threads``, ``--dtype``, ``--repeat``, ``--warmup``, ``--no-peers``, ``--quick``, ``--json``."""
-    names = split(args.loss)
-    others = [n for n in names if n not in LOSSES]
-    if others:
-        raise UsageError(f"pairwise losses have their own cases: run them without other losses (also given: "
-                         f"{', '.join(others)})")
-    cases, threads, dtypes, repeat, warmup = common_options(args, parse_case, CASES, QUICK_CASES)
-    backends = host_backends(args, REGISTRY[names[0]])
-    try:
-        import torch  # noqa: F401
-
-        with_torch = not args.no_peers
-    except ImportError:
-        with_torch = False
-    load = load_average()
-    rows = []
-    for name in names:
-        for label, dims in cases:
-            for dtype in dtypes:
-                for t in threads:
-                    rows += bench_case(name, label, dims, t, repeat, backends, torch=with_torch, warmup=warmup,
-                                       dtype=np.dtype(dtype))
+    ``--threads``, ``--dtype``, ``--repeat``, ``--warmup``, ``--peer torch`` / ``--no-peers``, ``--quick``,
+    ``--json``; a bad option raises ``UsageError``."""
+    rows, load, notes = bench_losses(args, "pairwise losses", LOSSES, parse_case, CASES, QUICK_CASES, bench_case)
     report("pairwise", "timed: value and gradients of every input, reduction='mean'; 'vs torch' = torch's forward "
-           "+ backward median / this row's median", rows, HEADER, _cells, load, args.json)
+           "+ backward median / this row's median", rows, HEADER, _cells, load, args.json, notes)
     return 0 if all(r["check"] == "ok" for r in rows) else 1
