@@ -215,6 +215,31 @@ FUSEDLOSS_NOINLINE void tile_exp_sums(const T* xt, std::size_t C, const T* shift
   }
 }
 
+// Passes 1 and 2 of a tile whose sums are in double: each lane's max and shift (exp_shift), then tile_exp_sums.
+template <bool Park, class T>
+FUSEDLOSS_INLINE void tile_softmax_sums(const T* xt, std::size_t C, T* xmax, T* shift, T* buf, double* s1, double* k) {
+  tile_max(xt, C, xmax);
+  for (std::size_t r = 0; r < kTile; ++r) {
+    shift[r] = exp_shift(xmax[r]);
+    s1[r] = k[r] = 0.0;
+  }
+  tile_exp_sums<Park>(xt, C, shift, buf, s1, k);
+}
+
+// The end of a tile's pass 3: nan in every element of a lane under the rule at the top of the file (nan[r]);
+// every other lane's label element from label(r, at), at = the element's place in the tile.
+template <bool G, bool H, class T, class Label>
+FUSEDLOSS_INLINE void tile_labels(const unsigned char* nan, const std::int64_t* t, std::size_t C, T* gt, T* ht,
+                                  const Label& label) {
+  for (std::size_t r = 0; r < kTile; ++r) {
+    if (nan[r]) {
+      for (std::size_t j = 0; j < C; ++j) nan_row<G, H>(1, gt + j * kTile + r, ht + j * kTile + r);
+    } else {
+      label(r, std::size_t(t[r]) * kTile + r);
+    }
+  }
+}
+
 // The row's sum of exponentials and what follows from it, without cancellation (see the top of the file).
 struct RowSum {
   double s, sm1, inv_s, log_s;  // s, s - 1, 1 / s (0 when s == 0: all -inf row), log s
@@ -436,15 +461,10 @@ struct cross_entropy {
                              s_d[r], sm1_d[r], inv_s_d[r], zl2, cpT, T(0), gj, hj, r);
         }
       }
-      for (std::size_t r = 0; r < L; ++r) {
-        if (nan[r]) {
-          for (std::size_t j = 0; j < n; ++j) nan_row<G, H>(1, gt + j * L + r, ht + j * L + r);
-        } else {
-          const std::size_t at = std::size_t(t[r]) * L + r;
-          if constexpr (G) gt[at] = lg[r];
-          if constexpr (H) ht[at] = lh[r];
-        }
-      }
+      tile_labels<G, H>(nan, t, n, gt, ht, [&](std::size_t r, std::size_t at) {
+        if constexpr (G) gt[at] = lg[r];
+        if constexpr (H) ht[at] = lh[r];
+      });
     }
   }
 
@@ -847,14 +867,10 @@ struct categorical_focal {
     constexpr bool Store = G || H;
     const std::size_t n = C;
     alignas(64) T xmax[L], shift[L], x_t[L];
-    tile_max(xt, n, xmax);
-    for (std::size_t r = 0; r < L; ++r) {
-      x_t[r] = xt[std::size_t(t[r]) * L + r];
-      shift[r] = exp_shift(xmax[r]);
-    }
-    alignas(64) double s1[L] = {}, k[L] = {};
+    alignas(64) double s1[L], k[L];
+    for (std::size_t r = 0; r < L; ++r) x_t[r] = xt[std::size_t(t[r]) * L + r];
     T* const buf = G ? gt : ht;  // e_j parked for pass 3, as row
-    tile_exp_sums<Store>(xt, n, shift, buf, s1, k);
+    tile_softmax_sums<Store>(xt, n, xmax, shift, buf, s1, k);
 
     // the rows' scalars, lane by lane (a loop GCC vectorises: see cross_entropy::tile)
     alignas(64) double value[L], fa[L], F[L], D[L], p_t[L], omp[L], o_div[L], s_d[L], sm1_d[L], inv_s_d[L];
@@ -895,15 +911,10 @@ struct categorical_focal {
           if constexpr (G) gj[r] = cF[r] * p;
         }
       }
-      for (std::size_t r = 0; r < L; ++r) {
-        if (nan[r]) {
-          for (std::size_t j = 0; j < n; ++j) nan_row<G, H>(1, gt + j * L + r, ht + j * L + r);
-        } else {
-          const std::size_t at = std::size_t(t[r]) * L + r;
-          if constexpr (G) gt[at] = T(fa[r] * F[r] * -omp[r]);
-          if constexpr (H) ht[at] = T(fa[r] * (F[r] * p_t[r] * omp[r] - D[r]));
-        }
-      }
+      tile_labels<G, H>(nan, t, n, gt, ht, [&](std::size_t r, std::size_t at) {
+        if constexpr (G) gt[at] = T(fa[r] * F[r] * -omp[r]);
+        if constexpr (H) ht[at] = T(fa[r] * (F[r] * p_t[r] * omp[r] - D[r]));
+      });
     }
   }
 };
@@ -1466,15 +1477,10 @@ struct poly1 {
     constexpr bool Store = G || H;
     const std::size_t n = C;
     alignas(64) T xmax[L], shift[L];
-    alignas(64) double d[L];
-    tile_max(xt, n, xmax);
-    for (std::size_t r = 0; r < L; ++r) {
-      shift[r] = exp_shift(xmax[r]);
-      d[r] = double(xt[std::size_t(t[r]) * L + r]) - double(shift[r]);
-    }
-    alignas(64) double s1[L] = {}, k[L] = {};
+    alignas(64) double s1[L], k[L], d[L];
     T* const buf = G ? gt : ht;  // e_j parked for pass 3
-    tile_exp_sums<Store>(xt, n, shift, buf, s1, k);
+    tile_softmax_sums<Store>(xt, n, xmax, shift, buf, s1, k);
+    for (std::size_t r = 0; r < L; ++r) d[r] = double(xt[std::size_t(t[r]) * L + r]) - double(shift[r]);
     alignas(64) double value[L], s_d[L], sm1_d[L], inv_s_d[L], p_t[L], o_t[L], F1[L], F[L], ept[L];
     alignas(64) unsigned char nan[L];
     for (std::size_t r = 0; r < L; ++r) {
@@ -1497,13 +1503,9 @@ struct poly1 {
           element<G, H>(ej[r], s_d[r], sm1_d[r], inv_s_d[r], f[r], F1[r], F[r], ept[r], gj, hj, r);
         }
       }
-      for (std::size_t r = 0; r < L; ++r) {
-        if (nan[r]) {
-          for (std::size_t j = 0; j < n; ++j) nan_row<G, H>(1, gt + j * L + r, ht + j * L + r);
-        } else {
-          label<G, H>(p_t[r], o_t[r], F1[r], f[r], gt, ht, std::size_t(t[r]) * L + r);
-        }
-      }
+      tile_labels<G, H>(nan, t, n, gt, ht, [&](std::size_t r, std::size_t at) {
+        label<G, H>(p_t[r], o_t[r], F1[r], f[r], gt, ht, at);
+      });
     }
   }
 };
