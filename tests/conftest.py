@@ -427,11 +427,36 @@ def grads(result) -> tuple:
     return result if isinstance(result, tuple) else (result,)
 
 
+PAIRWISE_TARGETS = (-1.0, 1.0, 1.0, -1.0, 0.0, 2.0, 0.5)  # mostly -1 and 1; 0 (cosine: loss 0) and others
+
+
+def set_pairwise_edges(name, arrays, D):
+    """Put the edge cases of pairwise loss ``name`` in the first rows of ``arrays`` (its inputs, then its target if
+    it has one, modified in place; the inputs' rows along their first axis, of D where a row is a vector, of one
+    number or of several where it is a number; the target flat): a zero input
+    (cosine's zero vector, where eps sets the gradient; its target 1 so that it counts), identical first and second
+    inputs (x1 - x2 = 0: margin_ranking's kink at margin 0; d(a, p) = eps), var at 0 and below eps (clamped: the
+    gradient at the clamped value), positive = negative, and a swap tie (eps = 0: d(a, n) = d(p, n) = 1). All
+    exact in float32. Needs four rows."""
+    spec = REGISTRY[name]
+    x = arrays[:len(spec.inputs)]
+    x[0][0] = 0.0
+    x[1][1] = x[0][1]
+    if "var" in spec.inputs:
+        x[spec.inputs.index("var")].reshape(-1)[:2] = (0.0, 2.0**-30)
+    elif len(x) == 3 and spec.vector_rows:
+        x[2][2] = x[1][2]
+        e1 = np.eye(D)[0]
+        x[0][3], x[1][3], x[2][3] = 0.0, 2.0 * e1, e1
+    if spec.row_target:
+        arrays[-1].reshape(-1)[0] = 1.0
+
+
 def make_pairwise_data(name, params, rows, dtype, seed=0, D=3):
     """The arrays of pairwise loss ``name``, its inputs then its target, with the leading shape ``rows`` (and a
     vector axis of D where a row is a vector): inputs on a 2^-6 grid (exact in float32, so that both dtypes take
     the same branch at margin_ranking's kink), var in [0.25, 2] (both sides of gaussian_nll's clamp at eps = 0.5),
-    targets -1 and 1 and some 0 (cosine_embedding's third case: loss 0)."""
+    targets PAIRWISE_TARGETS; with four rows or more, the edge cases of ``set_pairwise_edges`` in the first."""
     spec = REGISTRY[name]
     rng = np.random.default_rng(seed)
     rows = tuple(rows)
@@ -439,7 +464,10 @@ def make_pairwise_data(name, params, rows, dtype, seed=0, D=3):
     arrays = [np.round((rng.uniform(0.25, 2.0, shape) if what in spec.nonnegative_inputs
                         else rng.normal(0.0, 1.0, shape)) * 64) / 64 for what in spec.inputs]
     if spec.row_target:
-        arrays.append(rng.choice([-1.0, 1.0, 1.0, -1.0, 0.0], size=rows))
+        arrays.append(rng.choice(PAIRWISE_TARGETS, size=rows))
+    if math.prod(rows) >= 4:  # on views of the arrays, one row each
+        set_pairwise_edges(name, [a.reshape((-1, D) if spec.vector_rows and k < len(spec.inputs) else (-1,))
+                                  for k, a in enumerate(arrays)], D)
     return tuple(np.asarray(a, dtype=dtype) for a in arrays)
 
 

@@ -62,13 +62,13 @@ def compute(scheduler, *arrays):
     return dask.compute(*arrays, scheduler=scheduler)
 
 
-def assert_value(actual, expected, err=""):
-    """Reduced values: float64, within rtol 1e-12 of the in-memory call."""
+def assert_value(actual, expected, err="", rtol=TOL[F64].rtol):
+    """Reduced values: float64, within rtol (1e-12 unless told) of the in-memory call."""
     assert isinstance(actual, float), f"{err}: {type(actual)}"
     if np.isnan(expected):
         assert np.isnan(actual), err
     else:
-        assert abs(actual - expected) <= TOL[F64].rtol * max(abs(expected), 1e-300), f"{err}: {actual} != {expected}"
+        assert abs(actual - expected) <= rtol * max(abs(expected), 1e-300), f"{err}: {actual} != {expected}"
 
 
 # chunkings of a (rows, 3) array: odd sizes, one-row chunks, a split last axis, an empty chunk
@@ -88,33 +88,41 @@ def assert_grads(got, expected, err=""):
     got, expected = grads(got), grads(expected)
     assert len(got) == len(expected), err
     for k, (g, g0) in enumerate(zip(got, expected)):
-        assert_close(g, g0, F64, err_msg=f"{err} gradient {k}")
+        np.testing.assert_array_equal(g, g0, err_msg=f"{err} gradient {k}")
 
 
 @pytest.mark.parametrize("name, params", loss_cases(variants=False))
 def test_every_loss(name, params, scheduler):
+    """Values to 1e-14 (the merge of the blocks' states), per-row values and gradients bit for bit (each block runs
+    the in-memory kernel with the whole call's coefficients)."""
     case = make_case(name, params, (ROWS, 3), np.float64, seed=1)
     w = make_weight("full", case.rows, np.float64)
     loss, dloss = loss_fn(name), getattr(fld, name)
     arrays = tuple(lazy(a, CHUNKS["odd"]) for a in case.arrays)
     W = da.from_array(w, chunks=CHUNKS["odd"])
-    for red in ("mean", "sum", "none"):
-        value = dloss(*arrays, sample_weight=W, reduction=red, **params)
-        expected = loss(*case.arrays, sample_weight=w, reduction=red, **params)
-        (got,) = compute(scheduler, value)
-        if red == "none":
-            assert got.dtype == expected.dtype
-            assert_close(got, expected, F64, err_msg=f"{name} none")
-        else:
-            assert_value(got, expected, f"{name} {red}")
+    calls = {("value", red): dloss(*arrays, sample_weight=W, reduction=red, **params)
+             for red in ("mean", "sum", "none")}
     if REGISTRY[name].differentiable:
-        v, g = dloss.value_and_grad(*arrays, sample_weight=W, **params)
-        v0, g0 = loss.value_and_grad(*case.arrays, sample_weight=w, **params)
-        for gk, xk in zip(grads(g), arrays):  # blocks of the input's first axis (elementwise: of every axis)
-            assert gk.chunks == xk.chunks if REGISTRY[name].kind == "elementwise" else gk.chunks[0] == xk.chunks[0]
-        v, g = compute(scheduler, v, g)
-        assert_value(v, v0, f"{name} value_and_grad")
-        assert_grads(g, g0, f"{name} grad")
+        # "none": the last array and the weights as NumPy arrays, the others lazy (wrapped in the first one's chunks)
+        for red, args, weights in (("mean", arrays, W), ("none", (*arrays[:-1], case.arrays[-1]), w)):
+            v, g = calls[("value_and_grad", red)] = dloss.value_and_grad(*args, sample_weight=weights, reduction=red,
+                                                                         **params)
+            for gk, xk in zip(grads(g), arrays):  # blocks of the input's first axis (elementwise: of every axis)
+                assert gk.chunks == xk.chunks if REGISTRY[name].kind == "elementwise" else gk.chunks[0] == xk.chunks[0]
+    results = dict(zip(calls, compute(scheduler, *calls.values())))  # one graph: one round trip to the cluster
+    for (entry, red), got in results.items():
+        what = f"{name} {entry} {red}"
+        if entry == "value":
+            expected = loss(*case.arrays, sample_weight=w, reduction=red, **params)
+        else:
+            expected, g0 = loss.value_and_grad(*case.arrays, sample_weight=w, reduction=red, **params)
+            got, g = got
+            assert_grads(g, g0, what)
+        if red == "none":
+            assert got.dtype == expected.dtype, what
+            np.testing.assert_array_equal(got, expected, err_msg=what)
+        else:
+            assert_value(got, expected, what, rtol=1e-14)
 
 
 @pytest.mark.parametrize("name, params, form", multiclass_cases())
@@ -169,7 +177,7 @@ def test_chunkings(name, params, weighting, chunking):
             starts = [np.cumsum((0,) + c) for c in g.chunks]
             for idx, block in zip(index, blocks):
                 expected = g0[tuple(slice(s[i], s[i + 1]) for s, i in zip(starts, idx))]
-                assert_close(block, expected, F64, err_msg=f"{name} {red} gradient {k} block {idx}")
+                np.testing.assert_array_equal(block, expected, err_msg=f"{name} {red} gradient {k} block {idx}")
     if REGISTRY[name].has_hessian:
         for hessian in ("exact", "ones"):
             g, h = dloss.grad_hess(X, *rest, sample_weight=W, hessian=hessian, **params)
