@@ -1,10 +1,14 @@
-"""The pairwise losses (kind "pairwise": margin_ranking, cosine_embedding, triplet_margin).
+"""The pairwise losses (kind "pairwise": margin_ranking, cosine_embedding, triplet_margin, gaussian_nll): what the
+generic tests do not ask. Those (test_backends, test_api, test_partial, test_dask, test_row_rule, on
+conftest.make_pairwise_data, edge cases included) run every host backend over rows of every shape, weights,
+reductions, entry points, empty input, partial states and dask blocks, at the defaults and one variant per loss.
 
-Layers of oracles, as for the other kinds: a hand-computed table checks the reference; PyTorch (float64, values
-and the gradient of every input, every reduction, the edge cases: ties at the kinks, zero vectors, targets other
-than -1 and 1, p = 0.5, 1, 1.5, 2, 3, swap) and finite differences check the reference; the reference checks every
-backend (host backends here, CUDA on the simulator in the cuda pass). Plus the public API's contract: shapes,
-weights, bad input, partial states, and fusedloss.torch against torch.nn.
+Here, layers of oracles: a hand-computed table checks the reference and the backends; PyTorch (float64, values and
+the gradient of every input, every reduction, the edge cases: ties at the kinks, zero vectors, targets other than
+-1 and 1, p = 0.5, 1, 1.5, 2, 3, swap) and finite differences check the reference; the reference checks every
+backend over the wider parameter table VARIANTS (host backends here, CUDA on the simulator in the cuda pass).
+Plus var's broadcast shapes, a float target, read-only inputs and grad_out, bad input and the C++ binding's checks,
+and fusedloss.torch against torch.nn.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import fusedloss as fl
 from fusedloss import _reference
 from fusedloss._spec import REGISTRY
 
-from conftest import HOST_BACKENDS, backend_skip_reason, supported
+from conftest import HOST_BACKENDS, PAIRWISE_TARGETS, backend_skip_reason, set_pairwise_edges, supported
 
 PAIRWISE = [name for name, spec in REGISTRY.items() if spec.kind == "pairwise"]
 S2 = math.sqrt(2.0)
@@ -134,28 +138,19 @@ VARIANTS = {
 
 
 def _data(name, N=7, D=4, seed=0, edges=True):
-    """Inputs and target of ``name``, with the edge cases in the first rows when ``edges``."""
+    """Inputs and target of ``name``, with the edge cases of ``set_pairwise_edges`` in the first rows when
+    ``edges`` (rows of D numbers where a row is a number: D elements at each edge)."""
     spec = REGISTRY[name]
     rng = np.random.default_rng(seed)
     xs = [np.abs(rng.normal(size=(N, D))) if what in spec.nonnegative_inputs else rng.normal(size=(N, D))
           for what in spec.inputs]
-    if edges:
-        xs[0][0] = 0.0  # a zero vector
-        xs[1][1] = xs[0][1]  # identical rows (d(a, p) = eps; x1 - x2 = 0: a tie at margin 0)
-        if name == "gaussian_nll":
-            xs[2][0, :2] = (0.0, 1e-9)  # var at 0 and below eps: clamped, the gradient at the clamped value
-        elif len(xs) == 3:
-            xs[2][2] = xs[1][2]  # positive = negative
-            e1 = np.eye(D)[0]
-            xs[0][3], xs[1][3], xs[2][3] = 0.0, 2.0 * e1, e1  # swap tie (eps = 0): d(a, n) = d(p, n) = 1
-    if not spec.vector_rows:
-        xs = [x.reshape(-1) for x in xs]
     y = None
     if spec.row_target:
-        shape = xs[0].shape[:-1] if spec.vector_rows else xs[0].shape
-        y = rng.choice([-1.0, 1.0, 1.0, -1.0, 0.0, 2.0, 0.5], size=shape)
-        if edges:
-            y.flat[0] = 1.0  # the zero vector's row counts (its gradient is x2 / sqrt(eps m2): eps matters)
+        y = rng.choice(PAIRWISE_TARGETS, size=N if spec.vector_rows else N * D)
+    if edges:
+        set_pairwise_edges(name, [*xs, *([] if y is None else [y])], D)
+    if not spec.vector_rows:
+        xs = [x.reshape(-1) for x in xs]
     return xs, y
 
 
@@ -244,18 +239,12 @@ def test_backend_matches_reference(backend, name, dtype):
                     if reduction == "sum" else True
 
 
-def test_shapes_rows_and_reductions():
-    a, p, n = (np.random.default_rng(5).normal(size=(2, 3, 4)) for _ in range(3))
-    v = fl.triplet_margin(a, p, n, reduction="none")
-    assert v.shape == (2, 3)  # one loss per leading index
-    assert fl.triplet_margin(a, p, n) == pytest.approx(v.mean())
-    assert fl.triplet_margin(a, p, n, reduction="sum") == pytest.approx(v.sum())
+def test_one_row_takes_a_float_target():
+    """A single row (vectors without a leading axis) with its target a Python float: a 0-d loss, the batch of one's.
+    (Rows of every shape, reductions, weights and empty input: the generic tests, tests/test_backends.py.)"""
+    a, p = (np.random.default_rng(5).normal(size=(2, 3, 4)) for _ in range(2))
     one = fl.cosine_embedding(a[0, 0], p[0, 0], 1.0, reduction="none")
     assert np.shape(one) == () and float(one) == pytest.approx(fl.cosine_embedding(a[0, :1], p[0, :1], [1.0]))
-    w = np.array([[1.0, 0.0, 2.0], [0.0, 0.0, 1.0]])
-    assert fl.triplet_margin(a, p, n, sample_weight=w) == pytest.approx((w * v).sum() / w.sum())
-    assert math.isnan(fl.cosine_embedding(np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0)))
-    assert fl.margin_ranking(np.zeros(0), np.zeros(0), np.zeros(0), reduction="sum") == 0.0
 
 
 def test_inputs_are_not_modified_and_grad_out_is_used():
@@ -268,16 +257,6 @@ def test_inputs_are_not_modified_and_grad_out_is_used():
     assert all(g is o for g, o in zip(grads, outs))
     assert all(np.array_equal(x, b) for x, b in zip(xs, before))
     assert fl.triplet_margin.grad(*xs)[1] == pytest.approx(grads[1])
-
-
-def test_partial_states_merge_to_the_whole_mean():
-    xs, y = _data("cosine_embedding", N=10)
-    w = np.arange(10.0)
-    whole = fl.cosine_embedding(*xs, y, sample_weight=w)
-    states = [fl.cosine_embedding.partial(xs[0][s], xs[1][s], y[s], sample_weight=w[s])
-              for s in (slice(0, 4), slice(4, 10))]
-    assert fl.merge(states).value("mean") == pytest.approx(whole, rel=1e-14)
-    assert fl.merge(states).count == 10
 
 
 def test_bad_input_says_which_argument():
@@ -422,25 +401,3 @@ def test_cuda_matches_reference(name):
                     g = g.copy_to_host()
                     assert g.dtype == dtype
                     np.testing.assert_allclose(g, w, **tol)
-
-
-def test_dask_blocks_give_the_in_memory_results():
-    da = pytest.importorskip("dask.array")
-    import dask
-    import fusedloss.dask as fld
-
-    for name in PAIRWISE:
-        spec = REGISTRY[name]
-        xs, y = _data(name, N=10, seed=8)
-        rest = [] if y is None else [y]
-        w = np.linspace(0.0, 1.0, y.size if y is not None else len(xs[0])).reshape(y.shape if y is not None else
-                                                                                    (len(xs[0]),))
-        chunked = [da.from_array(x, chunks=(3,) + x.shape[1:]) for x in xs]  # blocks of whole rows (and elements)
-        for reduction in ("mean", "none"):
-            want, want_g = getattr(fl, name).value_and_grad(*xs, *rest, reduction=reduction, sample_weight=w)
-            got, got_g = dask.compute(*getattr(fld, name).value_and_grad(*chunked, *rest, reduction=reduction,
-                                                                           sample_weight=w), scheduler="sync")
-            np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-15, err_msg=f"{name} {reduction}")
-            assert len(got_g) == len(spec.inputs)
-            for g, gw in zip(got_g, want_g):
-                np.testing.assert_array_equal(g, gw)  # each block's coefficients are the whole call's
