@@ -152,7 +152,7 @@ def select_defs(names, quick: bool):
             raise UsageError(f"--loss {name}: has no gradient to benchmark")
         d = case_def(name)
         if d is None:
-            raise UsageError(f"--loss {name}: has its own signature; benchmark it with benchmarks/{name}.py")
+            raise UsageError(f"--loss {name}: has no benchmark case (bench/cases.py) in this version")
         defs.append(d)
     return defs
 
