@@ -5,15 +5,17 @@ A case is (loss, entry point, backend, input class). The entry points are the lo
 functional form named after torch's (``fusedloss.torch.FUNCTIONAL[loss]``, with torch's argument names, mapped
 from its signature by ``corpus_run.torch_arguments``) and its module (``MODULES[loss]``), whose passing results
 are torch's own loss where torch has it and the inputs are plain; the same two called without ``backend=`` where
-CPU routing may hand them to torch's own function (``ROUTED``; the oracle as for the pinned forms, the NumPy
-backend's through the pinned form); ``fusedloss.boosting.gradient_hessian`` and an XGBoost objective; and
-``fusedloss.dask`` (pred and target chunked differently, the synchronous scheduler). CTC meets each of these that
-it has (the loss object, ``ctc_loss`` / ``CTCLoss``, ``fusedloss.dask.ctc``) with its lengths. The CUDA backend
-meets a subset of the classes on device arrays in ``test_corpus_cuda.py``. The classes
-(``CLASSES``) are wrong dtypes, shapes and layouts, views that are huge, misaligned, strided or reversed, empty
-arrays, non-finite data, bad weights, bad parameters, out-of-range labels and ignore_index, targets that require
-grad (torch), and outputs that are read-only or overlap an input. Each class says what a correct library does
-with it:
+CPU routing may hand them to torch's own function (``ROUTED``): a call that routing hands to torch (asked of
+``fusedloss.torch._routing.routes_to_torch``) must return what torch's function returns on the same inputs, bit
+for bit, NaN, inf and unchecked target domains included (where torch refuses them, the fused form runs and is
+judged as a pinned form), the others as the pinned forms (the NumPy backend's through the pinned form);
+``fusedloss.boosting.gradient_hessian`` and an XGBoost objective; and ``fusedloss.dask`` (pred and target chunked
+differently, the synchronous scheduler). CTC meets each of these that it has (the loss object, ``ctc_loss`` /
+``CTCLoss``, ``fusedloss.dask.ctc``) with its lengths. The CUDA backend meets a subset of the classes on device
+arrays in ``test_corpus_cuda.py``. The classes (``CLASSES``) are wrong dtypes, shapes and layouts, views that are
+huge, misaligned, strided or reversed, empty arrays, non-finite data, bad weights, bad parameters, out-of-range
+labels and ignore_index, targets that require grad (torch), and outputs that are read-only or overlap an input.
+Each class says what a correct library does with it:
 
 - ``"raise"``: a clear exception: ValueError, TypeError or IndexError (or the MemoryError of a loss call that
   says which array and its size), whose message names the argument;
@@ -79,12 +81,7 @@ OUTCOMES = PASS + FAIL + ("skip", "known")
 KNOWN: dict[str, str] = {}
 # Defects by (entry point, class) that hold for some losses of the class only: a failing case of such a pair is
 # "known"; a run in which every case of a pair passes fails the test, so that its entry goes with the fix.
-KNOWN_CLASSES: dict[tuple, str] = {
-    (entry, cls): "a routed call runs torch's function on the data as given: torch's rules for NaN and inf (a NaN "
-                  "dropped by multi_margin_loss's max, l1_loss's gradient sign(NaN) = 0) and no check of the target's "
-                  "domain; a scan of the data before routing would cost what the route saves"
-    for entry in ROUTED
-    for cls in ("pred_nan", "pred_inf", "target_nan", "target_inf", "row_all_neginf", "target_out_of_domain")}
+KNOWN_CLASSES: dict[tuple, str] = {}
 
 # what a clear message may call each argument (the torch and boosting entries use their own words)
 SYNONYMS = {

@@ -193,6 +193,10 @@ def torch_arguments(name: str, entry: str) -> dict:
     return out
 
 
+# whether the last call of a torch form ran torch's own function (fusedloss.torch's routing, asked before the call)
+ROUTE = [False]
+
+
 def _torch_call(case, x, t, extra: tuple, kw: dict, backend: str):
     """The torch entry point of a case (``extra``: a sequence loss's lengths); ``backend="torch"`` calls torch's own
     function instead (the oracle of a form named after torch's; NotApplicable where torch has no such loss or takes
@@ -224,14 +228,20 @@ def _torch_call(case, x, t, extra: tuple, kw: dict, backend: str):
         if fn is None or set(kw) - set(inspect.signature(fn).parameters):
             raise NotApplicable(f"torch has no {case.loss} that takes {sorted(kw)}")
         return fn(x, t, *extra, **kw)
+    from fusedloss.torch._routing import routes_to_torch
+
     pinned = {} if backend is None else {"backend": backend}
     if ROUTED.get(case.entry, case.entry) == "torch_named":
         from fusedloss.torch import FUNCTIONAL
 
-        return FUNCTIONAL[case.loss](x, t, *extra, **pinned, **kw)
+        form = FUNCTIONAL[case.loss]
+        ROUTE[0] = routes_to_torch(form, x, t, *extra, **pinned, **kw)
+        return form(x, t, *extra, **pinned, **kw)
     from fusedloss.torch import MODULES
 
-    return MODULES[case.loss](**pinned, **kw)(x, t, *extra)
+    form = MODULES[case.loss](**pinned, **kw)
+    ROUTE[0] = routes_to_torch(form, x, t, *extra)
+    return form(x, t, *extra)
 
 
 def _plain(call) -> bool:
@@ -268,6 +278,19 @@ def _oracle(case, ref):
             return _invoke(case, ref, "numpy"), False
 
 
+def _routed_oracle(case, call):
+    """The result of torch's own function on a routed call's inputs as given (the oracle of a call that
+    fusedloss.torch handed to torch, whatever torch's rules for NaN, inf and target domains are: bit for bit, so
+    in the same layout, on which the order of torch's sums depends), or None where torch refuses them (the call
+    then runs the fused form, judged as any other)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return _invoke(case, call, "torch")
+        except Exception:  # noqa: BLE001 - _routing.REFUSED
+            return None
+
+
 def _arrays(result) -> list:
     import numpy as np
     from fusedloss import LossState
@@ -279,12 +302,12 @@ def _arrays(result) -> list:
     return [np.asarray(result, dtype=np.float64)]
 
 
-def _differ(got: list, want: list, single: bool, half: bool = False) -> str | None:
+def _differ(got: list, want: list, single: bool, half: bool = False, exact: bool = False) -> str | None:
     import numpy as np
 
     if len(got) != len(want):
         return f"{len(got)} results, the reference gives {len(want)}"
-    rtol, atol = (2e-3, 2e-3) if half else (1e-4, 1e-5) if single else (1e-9, 1e-12)
+    rtol, atol = (0.0, 0.0) if exact else (2e-3, 2e-3) if half else (1e-4, 1e-5) if single else (1e-9, 1e-12)
     for i, (a, e) in enumerate(zip(got, want)):
         if a.shape != e.shape:
             return f"result {i}: shape {a.shape}, the reference's {e.shape}"
@@ -345,6 +368,7 @@ def run_one(case) -> dict:
         roots = _roots(call)
         before = [r.tobytes() for r in roots]
         pred_root = roots[0] if roots and isinstance(call.pred, np.ndarray) else None
+        ROUTE[0] = False
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -360,6 +384,15 @@ def run_one(case) -> dict:
                    if r.tobytes() != b and not (call.in_place and raised is None and r is pred_root)]
         if changed:
             outcomes.append(("modified", f"input {changed} changed" + (f" (raised {raised!r})" if raised else "")))
+            continue
+        by_route = _routed_oracle(case, call) if ROUTE[0] else None
+        if by_route is not None:  # torch's function ran and returned: its result is the call's, bit for bit
+            if raised is not None:
+                outcomes.append(("refused", f"{type(raised).__name__}: {str(raised)[:300]} where torch's function "
+                                            "returns a value"))
+                continue
+            problem = _differ(_arrays(result), _arrays(by_route), True, exact=True)
+            outcomes.append(("garbage", f"routed to torch: {problem}") if problem else ("correct", ""))
             continue
         if raised is not None:
             from fusedloss import BackendUnavailable

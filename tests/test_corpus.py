@@ -130,6 +130,23 @@ def test_the_routed_entries_reach_torch():
             assert "FusedLoss" not in type(out.grad_fn).__name__, name
 
 
+def test_a_routed_call_is_judged_by_torch_bit_for_bit(monkeypatch):
+    """A call that routing hands to torch is judged against torch's function on the same inputs, with torch's
+    rules for NaN (mae's gradient at a NaN is 0 there, NaN in the reference), and a result one ulp off is
+    garbage; the same call pinned to a backend is judged by the reference."""
+    import numpy as np
+
+    pytest.importorskip("torch")
+    corpus_run.REGISTRY_DIFF.update({n: s.differentiable for n, s in REGISTRY.items()})
+    routed, pinned = (corpus.Case("mae", entry, "numpy", "pred_nan") for entry in ("torch_routed", "torch_named"))
+    assert corpus_run.run_one(routed)["outcome"] == "correct"
+    assert corpus_run.run_one(pinned)["outcome"] == "correct"
+    torch_result = corpus_run._routed_oracle
+    monkeypatch.setattr(corpus_run, "_routed_oracle",
+                        lambda case, call: tuple(np.nextafter(a, np.inf) for a in torch_result(case, call)))
+    assert corpus_run.run_one(routed)["outcome"] == "garbage"
+
+
 def test_dask_value_errors_name_the_chunk():
     """A bad label inside one chunk of a dask array (the logits' second chunk, the target chunked otherwise) is
     refused at compute time, naming the argument and the chunk."""

@@ -82,6 +82,29 @@ def test_few_classes_run_the_fused_kernel_from_tiled_min():
     assert not _ran_on_torch(ft.mse_loss(p, torch.zeros_like(p)))
 
 
+def test_routes_to_torch_tells_where_a_call_runs(ce_small):
+    """``routes_to_torch`` (what the bad-input corpus asks to pick a call's oracle) answers as the forms decide,
+    for the functional forms and the modules, on each side of each rule."""
+    from fusedloss.torch._routing import routes_to_torch
+
+    x, t = ce_small
+    mod = ft.CrossEntropyLoss()
+    big = torch.randn(600, 1000, requires_grad=True)
+    calls = [(ft.cross_entropy, (x, t), {}), (ft.cross_entropy, (x, t), dict(label_smoothing=0.1)),
+             (ft.cross_entropy, (x, t), dict(z_loss=1e-4)), (ft.cross_entropy, (x, t), dict(backend="numpy")),
+             (ft.cross_entropy, (big, torch.randint(0, 1000, (600,))), {}), (mod, (x, t), {}),
+             (ft.CrossEntropyLoss(z_loss=1e-4), (x, t), {}), (ft.log_cosh_loss, (x, x.detach()), {}),
+             (ft.mse_loss, (x, x.detach()), {}), (ft.MSELoss(), (x, x.detach()), {})]
+    ran = [routes_to_torch(form, *args, **kw) for form, args, kw in calls]
+    assert ran == [_ran_on_torch(form(*args, **kw)) for form, args, kw in calls]
+    assert ran == [True, True, False, False, False, True, False, False, True, True]
+    ft.set_cpu_routing("fused")
+    try:
+        assert not routes_to_torch(ft.cross_entropy, x, t) and not routes_to_torch(mod, x, t)
+    finally:
+        ft.set_cpu_routing("auto")
+
+
 def test_routing_can_be_turned_off(ce_small):
     x, t = ce_small
     ft.set_cpu_routing("fused")

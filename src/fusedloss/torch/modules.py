@@ -42,6 +42,16 @@ class _LossModule(torch.nn.Module):
             setattr(self, k, v)
 
     def forward(self, input, target):
+        route = self._torch_route(input, target)
+        if route is not None:
+            try:
+                return route[0](input, target, **route[1])
+            except Exception:  # noqa: BLE001 - torch refuses the call: the fused form says why (_routing.REFUSED)
+                pass
+        return type(self)._fn(input, target, reduction=self.reduction, **self._call_options())
+
+    def _torch_route(self, input, target):
+        """``(torch's function, its keywords)`` where this call runs on torch's own function, else None."""
         # the routing decision of the options (see _routing.module_route), made again after any attribute changes
         route = self.__dict__.get("_route", False)
         if route is False:
@@ -49,11 +59,11 @@ class _LossModule(torch.nn.Module):
         if route is not None and _torch_is_faster(input, target, route[1]):
             buffers = {k: self._buffers[k] for k in self._buffer_names}
             if all(_weight_ok(w) for w in buffers.values()):
-                try:
-                    return route[0](input, target, **route[2], **buffers)
-                except Exception:  # noqa: BLE001 - torch refuses the call: the fused form says why (_routing.REFUSED)
-                    pass
-        return type(self)._fn(input, target, reduction=self.reduction, **self._call_options())
+                return route[0], {**route[2], **buffers}
+        return None
+
+    def _to_torch(self, input, target) -> bool:  # for _routing.routes_to_torch
+        return self._torch_route(input, target) is not None
 
     def _module_route(self):
         options = {k: getattr(self, k) for k in self._option_names if k not in self._buffer_names}
