@@ -129,6 +129,7 @@ def _ce_case(dev: Device, R: int, C: int, dtype, repeat: int):
     rows = {"torch": dev.time(torch_step, repeat)}
     if not dev.tiny:
         rows["fused"] = dev.time(fused_step, repeat)
+    kernel = None
     if dtype == torch.float32:
         dx, dy = dev.numba_view(x), dev.numba_view(y)
         from numba import cuda
@@ -136,8 +137,45 @@ def _ce_case(dev: Device, R: int, C: int, dtype, repeat: int):
         grad = cuda.device_array((R, C), np.float32)
         rows["kernel"] = dev.time(lambda: fl.cross_entropy.value_and_grad(dx, dy, grad_out=grad, backend="cuda"),
                                   repeat)
+
+        def kernel(g):
+            fl.cross_entropy.value_and_grad(dx, dy, grad_out=dev.numba_view(g), backend="cuda")
+    errors = {}
+    if not dev.tiny:
+        errors = _errors(x, lambda z: F.cross_entropy(z, y), {"torch": torch_step, "fused": fused_step}, kernel)
     itemsize = torch.empty((), dtype=dtype).element_size()
-    return rows, 2 * R * C * itemsize + R * 8, R * C, C
+    return rows, errors, 2 * R * C * itemsize + R * 8, R * C, C
+
+
+def _errors(x, loss64, steps: dict, kernel=None) -> dict:
+    """Relative error of each path's gradient, ||g - g64|| / ||g64||, against the same loss computed in float64
+    on an upcast copy of the input (float32 arithmetic lands far below 1e-3, bf16 rounding near 4e-3).
+    ``kernel``: a function that fills a given float32 torch tensor with the Numba kernel's gradient; the tensor
+    is poisoned with NaN first, so an element the kernel leaves unwritten shows as NaN."""
+    try:
+        return _errors_of(x, loss64, steps, kernel)
+    except Exception as exc:  # the check is extra: its failure is reported beside the times, not instead of them
+        print(f"  (gradient check failed: {type(exc).__name__}: {exc})"[:300], flush=True)
+        return {}
+
+
+def _errors_of(x, loss64, steps: dict, kernel=None) -> dict:
+    import torch
+
+    z = x.detach().double().requires_grad_(True)
+    loss64(z).backward()
+    ref = z.grad
+    out = {}
+    for name, step in steps.items():
+        step()
+        out[name] = float((x.grad.double() - ref).norm() / ref.norm())
+    if kernel is not None:
+        g = torch.full(x.shape, float("nan"), dtype=torch.float32, device=x.device)
+        kernel(g)
+        out["kernel"] = float((g.double() - ref).norm() / ref.norm())
+    x.grad = None
+    del z, ref
+    return out
 
 
 def _elementwise_case(dev: Device, name: str, n: int, repeat: int):
@@ -171,7 +209,12 @@ def _elementwise_case(dev: Device, name: str, n: int, repeat: int):
 
     grad = cuda.device_array(n, np.float32)
     rows["kernel"] = dev.time(lambda: loss.value_and_grad(dp, dy, grad_out=grad, backend="cuda"), repeat)
-    return rows, 3 * n * 4, n, None
+    errors = {}
+    if not dev.tiny:
+        errors = _errors(p, lambda z: theirs(z, y.double()),
+                         {"torch": step(theirs), "fused": step(ours, backend="cuda")},
+                         lambda g: loss.value_and_grad(dp, dy, grad_out=dev.numba_view(g), backend="cuda"))
+    return rows, errors, 3 * n * 4, n, None
 
 
 def main(argv=None) -> list[dict]:
@@ -186,23 +229,34 @@ def main(argv=None) -> list[dict]:
     n = TINY_N if args.tiny else ELEMENTWISE_N
     cases = [("cross_entropy", dt, (R, C)) for R, C in shapes for dt in (torch.float32, torch.bfloat16)]
     cases += [(name, torch.float32, (n,)) for name in ("mse", "binary_cross_entropy_with_logits")]
-    print(f"{'case':<48} {'impl':<7} {'median ms':>10} {'GB/s':>8} {'of copy':>8}")
+    print(f"{'case':<48} {'impl':<7} {'median ms':>10} {'GB/s':>8} {'of copy':>8} {'grad err':>9}")
     out = []
+    failed = []
     for name, dtype, shape in cases:
-        if name == "cross_entropy":
-            times, nbytes, numel, classes = _ce_case(dev, *shape, dtype, repeat)
-        else:
-            times, nbytes, numel, classes = _elementwise_case(dev, name, shape[0], repeat)
         label = f"{name} {'x'.join(map(str, shape))} {str(dtype).rsplit('.', 1)[-1]}"
+        try:
+            if name == "cross_entropy":
+                times, errors, nbytes, numel, classes = _ce_case(dev, *shape, dtype, repeat)
+            else:
+                times, errors, nbytes, numel, classes = _elementwise_case(dev, name, shape[0], repeat)
+        except Exception as exc:  # report the case and go on: one broken case must not hide the others
+            failed.append(label)
+            print(f"{label:<48} FAILED: {type(exc).__name__}: {exc}"[:400], flush=True)
+            if not dev.tiny:
+                torch.cuda.empty_cache()
+            continue
         for impl, t in times.items():
             gbs = nbytes / t
-            print(f"{label:<48} {impl:<7} {t * 1e3:>10.3f} {gbs / 1e9:>8.1f} {gbs / copy_bw:>8.2f}")
+            err = f"{errors[impl]:>9.1e}" if impl in errors else f"{'':>9}"
+            print(f"{label:<48} {impl:<7} {t * 1e3:>10.3f} {gbs / 1e9:>8.1f} {gbs / copy_bw:>8.2f} {err}",
+                  flush=True)
         if "fused" in times:
             row = {"loss": name, "dtype": str(dtype).rsplit(".", 1)[-1], "options": [], "numel": [numel, numel],
                    "fused_s": times["fused"], "torch_s": times["torch"], "device": dev.name,
                    "command": "benchmarks/gpu_bench.py"}
             if classes is not None:
                 row["classes"] = [classes, classes]
+            row["grad_rel_err"] = errors
             out.append(row)
         elif args.tiny:
             out.append({"loss": name, "times": times})
@@ -212,6 +266,8 @@ def main(argv=None) -> list[dict]:
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"schema": 1, "cases": [r for r in out if "fused_s" in r]}, f, indent=1)
+    if failed:
+        sys.exit(f"gpu_bench: {len(failed)} case(s) failed: {', '.join(failed)}")
     return out
 
 
