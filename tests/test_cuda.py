@@ -114,6 +114,19 @@ def test_cuda_multiclass_matches_reference(name):
         np.testing.assert_allclose(_host(h), ref_h, rtol=1e-12, atol=1e-15)
 
 
+def test_a_cuda_target_that_cannot_load_is_reported_with_the_fix():
+    from fusedloss.backends import numba_cuda
+
+    def broken():
+        raise AttributeError("module 'numpy' has no attribute 'row_stack'")
+
+    why = numba_cuda.target_error(broken)
+    assert why is not None
+    assert f"NumPy {np.__version__}" in why and "row_stack" in why
+    assert "numba-cuda" in why and "numpy<" in why
+    assert numba_cuda.target_error(lambda: None) is None
+
+
 def test_device_arrays_route_to_cuda_automatically():
     p, y = np.array([0.5, -1.0, 2.0]), np.array([0.0, 0.0, 1.0])
     dp, dy = _dev(p), _dev(y)

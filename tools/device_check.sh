@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
 # The checks to run on a lent GPU machine, in one call (device time is scarce): what the machine has, the
 # device benchmark (benchmarks/gpu_bench.py, rows for src/fusedloss/gpu_routing.json) and the CUDA tests on the
-# GPU instead of the simulator. Runs from the source tree (the C++ backend is not needed); writes its logs
-# under $OUT (default /tmp/device_check). Time limits per stage: BENCH_S, TESTS_S (seconds).
+# GPU instead of the simulator. Wheels in .whl/ are installed first (carry .whl with the call). Runs from the
+# source tree (the C++ backend is not needed); writes its logs under $OUT (default /tmp/device_check). Time
+# limits per stage: BENCH_S, TESTS_S (seconds).
 set -u
 cd "$(dirname "$0")/.."
 export PYTHONPATH=$PWD/src:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/device_check}
 mkdir -p "$OUT"
 unset NUMBA_ENABLE_CUDASIM
+
+# Wheels carried in .whl/ (a NumPy that the machine's numba-cuda supports, say) go first on the path.
+if compgen -G ".whl/*.whl" > /dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH=/tmp/site:$PYTHONPATH
+fi
 
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv 2>&1 | tee "$OUT/env.txt"
 python3 - <<'PY' 2>&1 | tee -a "$OUT/env.txt"
