@@ -46,17 +46,21 @@ def _args(argv=None):
     ap.add_argument("--tiny", action="store_true", help="tiny sizes on the CUDA simulator (a smoke test)")
     ap.add_argument("--repeat", type=int, default=None, help="timed repetitions per case (default 20, tiny 2)")
     ap.add_argument("--json", default=None, help="write the rows (gpu_routing.json's case form) to this file")
+    ap.add_argument("--profile", default=None, metavar="FILE",
+                    help="also profile one call of each fused and kernel path (torch.profiler: the device time of "
+                         "each kernel and runtime call, averaged over 3 calls) into FILE")
     return ap.parse_args(argv)
 
 
 class Device:
     """Where arrays live and how time is taken: a CUDA GPU through torch, or the simulator (--tiny)."""
 
-    def __init__(self, tiny: bool):
+    def __init__(self, tiny: bool, profile_to=None):
         import torch
 
         self.torch = torch
         self.tiny = tiny
+        self.profile_to = profile_to  # an open file, or None
         if tiny:
             self.tdev = torch.device("cpu")
             self.name = "CUDA simulator (times meaningless)"
@@ -89,6 +93,25 @@ class Device:
                 stop.synchronize()
                 times.append(start.elapsed_time(stop) / 1e3)
         return statistics.median(times)
+
+    def profile(self, fn, what: str) -> None:
+        """Where one call of ``fn`` spends its time: torch.profiler's table of kernels and runtime calls (CUDA
+        kernels that Numba launches included), per call over 3 calls, written to the profile file."""
+        if self.profile_to is None:
+            return
+        from torch.profiler import ProfilerActivity, profile
+
+        activities = [ProfilerActivity.CPU] + ([] if self.tiny else [ProfilerActivity.CUDA])
+        fn()
+        self.sync()
+        with profile(activities=activities) as prof:
+            for _ in range(3):
+                fn()
+            self.sync()
+        key = "self_cpu_time_total" if self.tiny else "self_device_time_total"
+        table = prof.key_averages().table(sort_by=key, row_limit=14, max_name_column_width=70)
+        self.profile_to.write(f"\n=== {what} (3 calls)\n{table}\n")
+        self.profile_to.flush()
 
     def copy_bandwidth(self, repeat: int) -> float:
         """Bytes per second of a device-to-device copy (read + write counted)."""
@@ -126,17 +149,21 @@ def _ce_case(dev: Device, R: int, C: int, dtype, repeat: int):
         x.grad = None
         flt.cross_entropy(x, y, backend="cuda").backward()
 
+    label = f"cross_entropy {R}x{C} {str(dtype).rsplit('.', 1)[-1]}"
     rows = {"torch": dev.time(torch_step, repeat)}
+    dev.profile(torch_step, f"{label} torch")
     if not dev.tiny:
         rows["fused"] = dev.time(fused_step, repeat)
+        dev.profile(fused_step, f"{label} fused")
     kernel = None
     if dtype == torch.float32:
         dx, dy = dev.numba_view(x), dev.numba_view(y)
         from numba import cuda
 
         grad = cuda.device_array((R, C), np.float32)
-        rows["kernel"] = dev.time(lambda: fl.cross_entropy.value_and_grad(dx, dy, grad_out=grad, backend="cuda"),
-                                  repeat)
+        call = lambda: fl.cross_entropy.value_and_grad(dx, dy, grad_out=grad, backend="cuda")  # noqa: E731
+        rows["kernel"] = dev.time(call, repeat)
+        dev.profile(call, f"{label} kernel")
 
         def kernel(g):
             fl.cross_entropy.value_and_grad(dx, dy, grad_out=dev.numba_view(g), backend="cuda")
@@ -201,14 +228,19 @@ def _elementwise_case(dev: Device, name: str, n: int, repeat: int):
             fn(p, y, **kw).backward()
         return run
 
+    label = f"{name} {n}"
     rows = {"torch": dev.time(step(theirs), repeat)}
+    dev.profile(step(theirs), f"{label} torch")
     if not dev.tiny:
         rows["fused"] = dev.time(step(ours, backend="cuda"), repeat)
+        dev.profile(step(ours, backend="cuda"), f"{label} fused")
     dp, dy = dev.numba_view(p), dev.numba_view(y)
     from numba import cuda
 
     grad = cuda.device_array(n, np.float32)
-    rows["kernel"] = dev.time(lambda: loss.value_and_grad(dp, dy, grad_out=grad, backend="cuda"), repeat)
+    call = lambda: loss.value_and_grad(dp, dy, grad_out=grad, backend="cuda")  # noqa: E731
+    rows["kernel"] = dev.time(call, repeat)
+    dev.profile(call, f"{label} kernel")
     errors = {}
     if not dev.tiny:
         errors = _errors(p, lambda z: theirs(z, y.double()),
@@ -221,7 +253,7 @@ def main(argv=None) -> list[dict]:
     args = _args(argv)
     import torch
 
-    dev = Device(args.tiny)
+    dev = Device(args.tiny, open(args.profile, "w", encoding="utf-8") if args.profile else None)
     repeat = args.repeat or (2 if args.tiny else 20)
     copy_bw = dev.copy_bandwidth(repeat)
     print(f"device: {dev.name}; copy bandwidth {copy_bw / 1e9:.0f} GB/s (1 GiB device-to-device, read + write)")

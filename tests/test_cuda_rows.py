@@ -8,6 +8,8 @@ weights, and bitwise-equal results run to run.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -181,3 +183,17 @@ def test_row_threads_is_a_power_of_two_from_a_warp_to_the_block():
 
     assert TPB == 256
     assert [_row_threads(c) for c in (1, 2, 32, 33, 100, 256, 257, 128256)] == [32, 32, 32, 64, 128, 256, 256, 256]
+
+
+def test_exponentials_of_float32_logits_are_taken_in_float32():
+    """The block kernel's exponentials follow the data's precision, as the CPU backends' do: float32 arithmetic
+    for float32 logits (the simulator runs this body; the GPU compiles the same rule as an overload)."""
+    from fusedloss.backends.numba_cuda import exp_diff_as
+
+    a, b = np.float32(-3.3), np.float32(0.7)
+    single = exp_diff_as(a, b, 1.0, np.float32(0.0))
+    assert single == float(np.exp(np.float32(a - b)))
+    double = exp_diff_as(float(a), float(b), 1.0, 0.0)
+    assert double == math.exp(float(a) - float(b))
+    assert single != double and abs(single - double) <= 2 * np.spacing(np.float32(single))
+    assert math.isnan(exp_diff_as(np.float32(-np.inf), np.float32(-np.inf), 1.0, np.float32(0.0)))

@@ -23,7 +23,8 @@ def test_gpu_bench_tiny_runs(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("gpu_bench", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    rows = bench.main(["--tiny", "--repeat", "1", "--json", str(tmp_path / "rows.json")])
+    rows = bench.main(["--tiny", "--repeat", "1", "--json", str(tmp_path / "rows.json"),
+                       "--profile", str(tmp_path / "profile.txt")])
     out = capsys.readouterr().out
     assert "copy bandwidth" in out
     names = [r["loss"] for r in rows]
@@ -33,3 +34,6 @@ def test_gpu_bench_tiny_runs(tmp_path, capsys):
         assert row["times"]["torch"] > 0
     assert sum("kernel" in r["times"] for r in rows) == len(bench.TINY_CE_SHAPES) + 2  # float32 cases
     assert (tmp_path / "rows.json").exists()
+    profile = (tmp_path / "profile.txt").read_text()
+    assert profile.count("=== ") == len(rows) + sum("kernel" in r["times"] for r in rows)  # torch and kernel paths
+    assert "aten::" in profile  # torch's own ops were recorded

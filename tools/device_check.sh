@@ -34,7 +34,7 @@ print("fusedloss backends:", [(b["name"], b["available"], b.get("reason", "")) f
 PY
 
 echo "== benchmark"
-timeout "${BENCH_S:-240}" python3 benchmarks/gpu_bench.py --json "$OUT/gpu_bench.json" 2>&1 | tee "$OUT/bench.log"
+timeout "${BENCH_S:-240}" python3 benchmarks/gpu_bench.py --json "$OUT/gpu_bench.json" --profile "$OUT/profile.txt" 2>&1 | tee "$OUT/bench.log"
 echo "bench rc=${PIPESTATUS[0]}"
 
 echo "== CUDA tests on the GPU"

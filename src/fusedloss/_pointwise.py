@@ -652,10 +652,10 @@ def row_shift(m, cap):
 
 
 def exp_diff_as(a, b, scale, like):
-    """exp((a - b) scale) in the precision of ``like``'s type; here (CUDA, plain Python) always float64's. The
-    CPU backend replaces it with ``_vecmath.exp_diff_as``, which takes float32 arithmetic for a float32
-    ``like``: the cross_entropy rows' exponentials of float32 logits, as the C++ rows take them in the data's
-    type."""
+    """exp((a - b) scale) in the precision of ``like``'s type; here (plain Python) always float64's. The CPU
+    backend replaces it with ``_vecmath.exp_diff_as`` and the CUDA backend with ``numba_cuda.exp_diff_as``, which
+    take float32 arithmetic for a float32 ``like``: the cross_entropy rows' exponentials of float32 logits, as the
+    C++ rows take them in the data's type."""
     return math.exp((a - b) * scale)
 
 
@@ -727,17 +727,18 @@ def row_p(e, st):
     return e * inv_s, (s - e) * inv_s
 
 
-def lse_push(m, s, z):
+def lse_push(m, s, z, like):
     """One step of the online logsumexp: (m, s) with s = sum exp(z_i - m) over the z seen, then z added.
 
     The running max only grows; when it does, the sum so far is rescaled. -inf adds nothing (and never makes
-    exp(-inf - -inf) = nan); nan makes s nan, as in ``row_exp_sums``.
+    exp(-inf - -inf) = nan); nan makes s nan, as in ``row_exp_sums``. The exponentials are ``exp_diff_as(.,
+    like)``: in the data's precision for a logit ``like``, as ``row_exp_sums`` takes them.
     """
     if z > m:
-        s = s * math.exp(m - z) + 1.0
+        s = s * exp_diff_as(m, z, 1.0, like) + 1.0
         m = z
     elif z != -math.inf:
-        s += math.exp(z - m)
+        s += exp_diff_as(z, m, 1.0, like)
     return m, s
 
 

@@ -101,6 +101,34 @@ if SIMULATOR:  # the simulator runs kernels as Python, where Numba's intrinsic c
 else:
     from numba.cpython.unsafe.tuple import tuple_setitem  # noqa: E402
 
+
+def exp_diff_as(a, b, scale, like):
+    """``_pointwise.exp_diff_as`` on the GPU: exp((a - b) scale) in float32 arithmetic (a, b and scale rounded to
+    float32, libdevice's expf) when ``like`` is a float32, else in float64; a float64 either way. The
+    cross_entropy kernels take the exponentials of float32 logits so, as the CPU backends do: float64 ``exp``
+    runs at a fraction of float32's rate on most GPUs and was most of the block kernel's time. This body is the
+    simulator's (and the CPU's, if called there); the GPU compiles the overload below."""
+    if isinstance(like, np.float32):
+        with np.errstate(all="ignore"):  # inf - inf and the like: nan, as on the GPU, without a warning
+            return float(np.exp((np.float32(a) - np.float32(b)) * np.float32(scale)))
+    return math.exp((a - b) * scale)
+
+
+if not SIMULATOR:
+    from numba.cuda.extending import overload  # noqa: E402
+
+    @overload(exp_diff_as, target="cuda")
+    def _exp_diff_as_cuda(a, b, scale, like):
+        if like == numba.types.float32:
+            def single(a, b, scale, like):
+                d = (numba.float32(a) - numba.float32(b)) * numba.float32(scale)
+                return numba.float64(math.exp(d))
+            return single
+
+        def double(a, b, scale, like):
+            return math.exp((a - b) * scale)
+        return double
+
 NAME = "cuda"
 DEVICE = True
 
@@ -211,8 +239,7 @@ def _row_kernel(x, labels, q, w, cw, has_cw, soft, C, ignore, params, scale, val
         _store_block_sum(s, partial)
 
 
-def _ce_block_kernel(x, labels, q, w, cw, has_cw, soft, C, ignore, ls, zl, cap, cp, scale, value_out, g, h,
-                     want_g, want_h, partial):
+def _ce_block_kernel(x, labels, q, w, cw, C, ignore, ls, zl, cap, cp, scale, value_out, g, h, partial):
     """cross_entropy, one block per row (module docstring): the block's threads stride over the row.
 
     Pass 1 reads each logit once (coalesced: thread k reads k, k + blockDim, ...) into a per-thread online
@@ -220,7 +247,20 @@ def _ce_block_kernel(x, labels, q, w, cw, has_cw, soft, C, ignore, ls, zl, cap, 
     memory (fixed order); pass 2 writes the gradient (and Hessian). Rows are grid-strided over blocks; thread 0
     keeps the block's sum of row values. ``blockDim.x`` is a power of two, at most ``TPB``. With the confidence
     penalty ``cp``, a pass between them sums the entropy's e_j (sh - z_j) from the row's shift (same tree).
+
+    Each copy is built for one set of flags (``_FLAGS["block"]``): soft targets, class weights, which of the
+    gradient and Hessian to write, and whether any of smoothing, z_loss, softcap and the confidence penalty is
+    on. The plain case's copy thus holds none of their code (fewer registers: more rows in flight per SM).
     """
+    soft = SOFT  # noqa: F821
+    has_cw = HAS_CW  # noqa: F821
+    want_g = WANT_G  # noqa: F821
+    want_h = WANT_H  # noqa: F821
+    if not OPTIONS:  # noqa: F821
+        ls = 0.0
+        zl = 0.0
+        cap = 0.0
+        cp = 0.0
     sm_m = cuda.shared.array(TPB, numba.float64)
     sm_s = cuda.shared.array(TPB, numba.float64)
     sm_u = cuda.shared.array(TPB, numba.float64)
@@ -256,7 +296,7 @@ def _ce_block_kernel(x, labels, q, w, cw, has_cw, soft, C, ignore, ls, zl, cap, 
                 xj = float(x[base + j])
                 if xj > xm:
                     xm = xj
-                m, s = lse_push(m, s, capped(xj, cap))  # noqa: F821
+                m, s = lse_push(m, s, capped(xj, cap), x[base + j])  # noqa: F821
                 cj = float(cw[j]) if has_cw else 1.0
                 qj = float(q[base + j]) if soft else 0.0
                 du, dv = ce_elem_sums(xj, qj, cj, soft, ls, e_c, cap, 0.0)  # noqa: F821
@@ -320,7 +360,7 @@ def _ce_block_kernel(x, labels, q, w, cw, has_cw, soft, C, ignore, ls, zl, cap, 
                     cj = float(cw[j]) if has_cw else 1.0
                     qj = float(q[base + j]) if soft else 0.0
                     is_t = (not soft) and j == t
-                    gx, hx = ce_elem_grad(float(x[base + j]), is_t, qj, cj, soft, ls, e_c,  # noqa: F821
+                    gx, hx = ce_elem_grad(x[base + j], is_t, qj, cj, soft, ls, e_c,  # noqa: F821
                                           cap, zl, st, coef, want_h, cp, H)
                     if want_h:
                         h[base + j] = f * hx
@@ -426,7 +466,7 @@ _SUPPORTED = {**{name: "elementwise" for name in _jit.point_names()},
 _FLAGS = {
     "elementwise": ("HAS_WEIGHT", "WRITE_VALUE", "WRITE_GRAD", "WRITE_HESS", "REDUCE", "HAS_COLS"),
     "multiclass": ("HAS_WEIGHT", "WRITE_VALUE", "REDUCE"),
-    "block": ("HAS_WEIGHT", "WRITE_VALUE", "REDUCE"),
+    "block": ("HAS_WEIGHT", "WRITE_VALUE", "REDUCE", "SOFT", "HAS_CW", "WANT_G", "WANT_H", "OPTIONS"),
 }
 # Losses with a block-per-row kernel, and the per-element pieces of _pointwise that kernel calls.
 BLOCK_ROWS = frozenset({"cross_entropy"})
@@ -439,7 +479,7 @@ def _build(key: tuple):
     if "hash" not in _state:  # first use; several threads may get here at once
         with _STATE_LOCK:
             if "hash" not in _state:
-                _state["ns"] = _jit.compile_namespace(cuda.jit(device=True))
+                _state["ns"] = _jit.compile_namespace(cuda.jit(device=True), {"exp_diff_as": exp_diff_as})
                 _state["hash"] = _jit.source_hash(__file__)  # last: its presence means "ns" is there
     custom = _jit.custom_point(loss, _state["ns"], cuda.jit(device=True))
     kind = "elementwise" if custom is not None else ("block" if loss in BLOCK_ROWS else _SUPPORTED[loss])
@@ -523,19 +563,20 @@ def multiclass(loss, packed, ignore_index, C, x, labels, q, w, cw, scale, reduce
     if R == 0:
         return 0.0
     key = (loss, w is not None, value_out is not None, bool(reduce))
-    kernel = _KERNELS.get(key) or _build(key)
     params = tuple(map(float, packed))
     if loss in BLOCK_ROWS:
+        key += (labels is None, cw is not None, grad_out is not None, hess_out is not None, any(params))
+        kernel = _KERNELS.get(key) or _build(key)
         blocks = min(R, MAX_ROW_BLOCKS)
         partial = cuda.device_array(blocks, np.float64) if reduce else x
         kernel[blocks, _row_threads(C)](
             x, cuda.device_array(1, np.int64) if labels is None else labels, x if q is None else q,
-            x if w is None else w, x if cw is None else cw, cw is not None, labels is None, C, ignore_index,
+            x if w is None else w, x if cw is None else cw, C, ignore_index,
             *params, float(scale), x if value_out is None else value_out,
-            x if grad_out is None else grad_out, x if hess_out is None else hess_out,
-            grad_out is not None, hess_out is not None, partial,
+            x if grad_out is None else grad_out, x if hess_out is None else hess_out, partial,
         )
         return math.fsum(partial.copy_to_host()) if reduce else 0.0
+    kernel = _KERNELS.get(key) or _build(key)
     blocks = _blocks(R)
     partial = cuda.device_array(blocks, np.float64) if reduce else x
     kernel[blocks, TPB](
