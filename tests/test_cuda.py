@@ -137,6 +137,24 @@ def test_device_arrays_route_to_cuda_automatically():
     assert fl.mse(dp, y, reduction="sum", backend="cuda") == pytest.approx(3 * value, rel=1e-14)  # host target
 
 
+def test_each_kernel_copy_is_built_once(monkeypatch):
+    """A kernel copy is built once per loss and flag set and then reused: building it again would load it from
+    Numba's disk cache on every call (milliseconds of host time a call on a GPU)."""
+    from fusedloss.backends import numba_cuda
+
+    built = []
+    build = numba_cuda._build
+    monkeypatch.setattr(numba_cuda, "_build", lambda key: built.append(key) or build(key))
+    rng = np.random.default_rng(5)
+    p, y = _dev(rng.normal(size=SHAPE)), _dev(rng.normal(size=SHAPE))
+    logits, labels = _dev(rng.normal(size=(3, 4))), _dev(np.array([0, 3, 1]))
+    for _ in range(3):
+        fl.mse.value_and_grad(p, y, backend="cuda")
+        fl.cross_entropy.value_and_grad(logits, labels, backend="cuda")
+    assert len(built) == len(set(built))  # none twice
+    assert all(key in numba_cuda._KERNELS for key in built)
+
+
 def test_outputs_are_device_arrays_and_values_floats():
     p = np.array([[0.5, -1.0], [2.0, 0.25]], np.float32)
     y = np.zeros_like(p)

@@ -485,12 +485,12 @@ def _build(key: tuple):
     kind = "elementwise" if custom is not None else ("block" if loss in BLOCK_ROWS else _SUPPORTED[loss])
     namespace = dict(globals())
     namespace.update(zip(_FLAGS[kind], flags))
-    key = _state["hash"]
+    cache_name = _state["hash"]  # names the on-disk cache entry (the source) of this copy
     if custom is not None:  # a custom loss: its formula's key names the cache entry
         template = _kernel
         namespace["point"], formula_key = custom
         namespace["VEC_SLOT"] = 0
-        key = f"{key}__{formula_key}"
+        cache_name = f"{cache_name}__{formula_key}"
     elif kind == "elementwise":
         template = _kernel
         namespace["point"] = _state["ns"][f"{loss}_point"]
@@ -502,7 +502,7 @@ def _build(key: tuple):
         template = _row_kernel
         namespace["row"] = _state["ns"][f"{loss}_row"]
     bits = "".join("1" if f else "0" for f in flags)
-    kernel = cuda.jit(cache=True)(_jit.specialise(template, namespace, f"{kind}__{loss}__{bits}__{key}"))
+    kernel = cuda.jit(cache=True)(_jit.specialise(template, namespace, f"{kind}__{loss}__{bits}__{cache_name}"))
     _KERNELS[key] = kernel
     return kernel
 

@@ -55,6 +55,7 @@ import numpy as np
 from numba import cuda
 
 from . import _jit
+from .numba_cuda import exp_diff_as
 
 MAX_CTC_THREADS = 256  # the largest block (a power of two); the tests lower it to keep the simulator fast
 MIN_CTC_THREADS = 32  # a warp
@@ -134,7 +135,7 @@ def _ctc_kernel(x, T, N, C, batch_first, log_probs, labels, offsets, tl, il, bla
                 m = -math.inf
                 ss = 0.0
                 for j in range(k, C, nt):
-                    m, ss = lse_push(m, ss, float(x[row + j]))  # noqa: F821
+                    m, ss = lse_push(m, ss, float(x[row + j]), 0.0)  # noqa: F821  (float64 exponentials)
                 sm_m[k] = m
                 sm_s[k] = ss
                 cuda.syncthreads()
@@ -259,9 +260,9 @@ def kernel_function():
         if name != "ctc_sequence":  # the CPU's whole-sequence loop (it allocates): not for the device
             rows[name] = device(_jit.specialise(getattr(_ctc_rows, name), rows, f"ctc__{name}__{digest}"))
             namespace[name] = rows[name]
+    point = {**vars(_pointwise), "exp_diff_as": exp_diff_as}  # the GPU's (an overload), as the loss kernels'
     for name in ("lse_push", "lse_merge", "lse_finish"):
-        namespace[name] = device(_jit.specialise(getattr(_pointwise, name), dict(vars(_pointwise)),
-                                                 f"ctc__{name}__{digest}"))
+        namespace[name] = device(_jit.specialise(getattr(_pointwise, name), point, f"ctc__{name}__{digest}"))
     for name in ("_alpha_row", "_fill_rows"):
         namespace[name] = device(_jit.specialise(globals()[name], namespace, f"ctc_{name}__{digest}"))
     return _jit.specialise(_ctc_kernel, namespace, f"sequence__ctc__{digest}")
