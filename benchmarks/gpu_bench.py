@@ -5,7 +5,7 @@ How to run (one command, a few minutes on an H200; needs torch with CUDA and num
     PYTHONPATH=src python benchmarks/gpu_bench.py            # table on stdout
     PYTHONPATH=src python benchmarks/gpu_bench.py --json out.json   # also the rows, in gpu_routing.json's form
 
-Cases: cross_entropy at 8192 x 32000, 4096 x 128256 and 65536 x 1000 (float32 logits, and bfloat16 logits that
+Cases: cross_entropy at 8192 x 32000, 4096 x 128256, 65536 x 1000 and 1024 x 32000 (float32 logits, and bfloat16 logits that
 fusedloss computes in float32), mse and binary_cross_entropy_with_logits at 1e8 elements (float32). For each:
 
 - ``torch``: ``torch.nn.functional``'s loss, then ``backward()`` (what a user runs without fusedloss);
@@ -35,7 +35,7 @@ import time
 
 import numpy as np
 
-CE_SHAPES = [(8192, 32000), (4096, 128256), (65536, 1000)]
+CE_SHAPES = [(8192, 32000), (4096, 128256), (65536, 1000), (1024, 32000)]
 ELEMENTWISE_N = 10**8
 TINY_CE_SHAPES = [(4, 33), (2, 300)]
 TINY_N = 500
