@@ -5,8 +5,9 @@ How to run (one command, a few minutes on an H200; needs torch with CUDA and num
     PYTHONPATH=src python benchmarks/gpu_bench.py            # table on stdout
     PYTHONPATH=src python benchmarks/gpu_bench.py --json out.json   # also the rows, in gpu_routing.json's form
 
-Cases: cross_entropy at 8192 x 32000, 4096 x 128256, 65536 x 1000 and 1024 x 32000 (float32 logits, and bfloat16 logits that
-fusedloss computes in float32), mse and binary_cross_entropy_with_logits at 1e8 elements (float32). For each:
+Cases: cross_entropy at 8192 x 32000, 4096 x 128256, 65536 x 1000 and 1024 x 32000 (float32 logits, and bfloat16
+logits that fusedloss computes in float32), mse and binary_cross_entropy_with_logits at 1e8 elements (float32).
+For each:
 
 - ``torch``: ``torch.nn.functional``'s loss, then ``backward()`` (what a user runs without fusedloss);
 - ``fused``: ``fusedloss.torch``'s loss with ``backend="cuda"`` (the fused path forced), then ``backward()``;
