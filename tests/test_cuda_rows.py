@@ -42,13 +42,19 @@ OPTIONS = {
 }
 
 
-@pytest.fixture
-def small_blocks(monkeypatch):
-    """Blocks of at most 32 threads: the simulator runs each thread as a Python thread, and the tree and the
-    striding are the same code for every power of two (tests below run the full block size too)."""
+@pytest.fixture(params=["row-a-block", "rows-side-by-side"])
+def small_blocks(request, monkeypatch):
+    """Blocks of at most 32 or 64 threads: the simulator runs each thread as a Python thread, and the tree and
+    the striding are the same code for every power of two (tests below run the full block size too).
+    "rows-side-by-side": a warp per row whatever C (``ROW_ELEMS`` large), two rows a block, so that rows that
+    differ (one ignored, one past the last row, one of -inf) share the block's barriers."""
     from fusedloss.backends import numba_cuda
 
-    monkeypatch.setattr(numba_cuda, "MAX_ROW_THREADS", 32)
+    if request.param == "row-a-block":
+        monkeypatch.setattr(numba_cuda, "MAX_ROW_THREADS", 32)
+    else:
+        monkeypatch.setattr(numba_cuda, "MAX_ROW_THREADS", 64)
+        monkeypatch.setattr(numba_cuda, "ROW_ELEMS", 1 << 20)
 
 
 def _dev(a):
@@ -124,9 +130,9 @@ def test_block_rows_reduced_sum(small_blocks):
 @pytest.mark.parametrize("shape", [(1, 300)], ids=lambda s: f"{s[0]}x{s[1]}")
 def test_block_rows_full_block_and_reproducible(shape):
     """The full block size (256 threads), all options; a second run gives the same bits."""
-    from fusedloss.backends.numba_cuda import TPB, _row_threads
+    from fusedloss.backends.numba_cuda import TPB, _row_launch
 
-    assert _row_threads(shape[1]) == TPB
+    assert _row_launch(*shape)[1:] == (TPB, TPB)
     x, t, params, sw = _hard("all", shape, np.float32)
     got = _check(x, t, params, sw, np.float32, f"full block {shape}", with_sum=True)
     again = _run(x, t, params, sw, np.float32, with_sum=True)
@@ -178,11 +184,35 @@ def test_block_rows_nonfinite_logits(small_blocks):
     np.testing.assert_allclose(g, ref_g, rtol=1e-12, atol=1e-15)
 
 
-def test_row_threads_is_a_power_of_two_from_a_warp_to_the_block():
-    from fusedloss.backends.numba_cuda import TPB, _row_threads
+def test_row_width_is_a_power_of_two_from_a_warp_to_the_block(monkeypatch):
+    from fusedloss.backends import numba_cuda
+    from fusedloss.backends.numba_cuda import TPB, _row_width
 
-    assert TPB == 256
-    assert [_row_threads(c) for c in (1, 2, 32, 33, 100, 256, 257, 128256)] == [32, 32, 32, 64, 128, 256, 256, 256]
+    assert TPB == 256 and numba_cuda.MAX_ROW_THREADS == TPB
+    monkeypatch.setattr(numba_cuda, "ROW_ELEMS", 1)  # a thread per logit up to the block
+    assert [_row_width(c) for c in (1, 2, 32, 33, 100, 256, 257, 128256)] == [32, 32, 32, 64, 128, 256, 256, 256]
+    monkeypatch.setattr(numba_cuda, "ROW_ELEMS", 8)  # eight logits a thread
+    assert [_row_width(c) for c in (1, 256, 257, 1000, 1024, 1025, 2048, 32000)] == [32, 32, 64, 128, 128, 256,
+                                                                                      256, 256]
+
+
+@pytest.mark.parametrize("elems", [1, 8, 1 << 20])
+@pytest.mark.parametrize("C", [1, 31, 100, 1000, 128256])
+@pytest.mark.parametrize("R", [1, 2, 3, 7, 8, 9, 100, 70000])
+def test_row_launch_covers_every_row_once(R, C, elems, monkeypatch):
+    """Blocks x rows a block cover R (or the grid strides), the block is the row width times a power of two,
+    never more than MAX_ROW_THREADS, and rows a block never exceed what R needs."""
+    from fusedloss.backends import numba_cuda
+
+    monkeypatch.setattr(numba_cuda, "ROW_ELEMS", elems)
+    blocks, threads, width = numba_cuda._row_launch(R, C)
+    per_block = threads // width
+    assert width == numba_cuda._row_width(C) and threads == width * per_block
+    assert per_block & (per_block - 1) == 0 and threads <= numba_cuda.MAX_ROW_THREADS
+    assert per_block == 1 or per_block < 2 * R  # no power of two more than R needs
+    assert threads == numba_cuda.MAX_ROW_THREADS or per_block >= R
+    assert blocks * per_block >= R or blocks == numba_cuda.MAX_ROW_BLOCKS
+    assert (blocks - 1) * per_block < R
 
 
 def test_exponentials_of_float32_logits_are_taken_in_float32():

@@ -11,28 +11,31 @@ memory, one float64 partial per block; the host adds the partials with ``math.fs
 so independent of their order). The grid depends only on the size (``_blocks``), so the reduced value is
 reproducible.
 
-cross_entropy has a kernel designed for the GPU instead (``_ce_block_kernel``), one block per row:
+cross_entropy has a kernel designed for the GPU instead (``_ce_block_kernel``), a team of threads per row:
 
-- Launch: ``min(R, MAX_ROW_BLOCKS)`` blocks (rows beyond that are grid-strided over the blocks) of
-  ``_row_threads(C)`` threads: the power of two >= C from 32 (a warp per row for small C) up to ``TPB``.
-- Pass 1, one read of the row: thread k reads logits k, k + blockDim, ... (consecutive threads read
-  consecutive addresses: coalesced loads) and keeps an online logsumexp state (running max m and the sum of
-  exp(z - m), rescaled when m grows: ``lse_push``) and the row sums of the loss (class weights, smoothing and
-  soft-target terms: ``ce_elem_sums``).
-- Reduction: the per-thread states and sums go to shared memory and are combined by a tree over the block,
-  halving the active threads each step (``lse_merge`` for the states): a fixed order, so the result is the
-  same bits run to run and does not depend on timing.
+- Launch (``_row_launch``): W threads per row, the power of two >= C / ``ROW_ELEMS`` from a warp (32) up to
+  ``MAX_ROW_THREADS`` (``TPB``); blocks of ``MAX_ROW_THREADS`` threads hold 1 to 8 rows side by side; at most
+  ``MAX_ROW_BLOCKS`` blocks, groups of rows beyond that grid-strided over them.
+- Pass 1, one read of the row: lane k reads logits k, k + W, ... (consecutive threads read consecutive
+  addresses: coalesced loads) and keeps an online logsumexp state (running max m and the sum of exp(z - m),
+  rescaled when m grows: ``lse_push``) and the row sums of the loss (class weights, smoothing and soft-target
+  terms: ``ce_elem_sums``). The exponentials of float32 logits are float32 arithmetic (``exp_diff_as``), the
+  sums float64.
+- Reduction: the per-thread states and sums go to shared memory and are combined by a tree over the row's
+  lanes, halving the active lanes each step (``lse_merge`` for the states): a fixed order, so the result is
+  the same bits run to run and does not depend on timing.
 - Pass 2: every thread writes its strided part of the gradient (and Hessian) from the row's logsumexp
   (``ce_elem_grad``); a second read of the row, which at these sizes mostly hits L2.
 - The math is ``_pointwise``'s: the per-element pieces that ``cross_entropy_row`` (the one-thread-per-row
   form, used by the CPU backend) also runs, so there is one definition of the loss. Every option (class and
   sample weights, ignore_index, label smoothing, z_loss, softcap, confidence_penalty, soft targets) goes through
-  it; the confidence penalty adds a pass for the entropy's sum between the reduction and pass 2.
-- Reduced values: thread 0 of each block adds its rows' values; the host adds the per-block partials with
-  ``math.fsum``. The grid depends only on R, so the sum is reproducible too.
-- Not yet done: vectorised (128-bit) loads, several rows per block when C is far below a warp, and keeping
-  the row in registers / shared memory between the passes for C up to a few thousand. The other multiclass
-  losses still run one thread per row.
+  it; the confidence penalty adds a pass for the entropy's sum between the reduction and pass 2. Each set of
+  options has its own copy of the kernel (the options are constants there).
+- Reduced values: the rows' values are summed over each block by a tree; the host adds the per-block partials
+  with ``math.fsum``. The grid depends only on R and C, so the sum is reproducible too.
+- Not yet done: vectorised (128-bit) loads, warp shuffles instead of the shared-memory tree (the simulator
+  that CI runs has no shuffles), and keeping the row in registers / shared memory between the passes for C
+  up to a few thousand. The other multiclass losses still run one thread per row.
 
 Which outputs exist is decided at compile time, as in the CPU backend, but not with ``None`` arguments:
 Numba-CUDA cannot pass ``None`` to a kernel. Each combination gets its own copy of the kernel
@@ -134,7 +137,8 @@ DEVICE = True
 
 TPB = 256  # threads per block (a power of two: the block sum halves it)
 MAX_BLOCKS = 1024  # grid-stride beyond this; also bounds the partial sums the host adds
-MAX_ROW_THREADS = TPB  # the block-per-row kernel's largest block (a power of two, at most TPB)
+MAX_ROW_THREADS = TPB  # the block kernel's block (a power of two, at most TPB; the tests lower it)
+ROW_ELEMS = 1  # logits per thread and pass that the block kernel's row width aims at (_row_width)
 MAX_ROW_BLOCKS = 8192  # the block-per-row kernel: rows beyond this are grid-strided over the blocks
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -148,20 +152,21 @@ def _blocks(n: int) -> int:
 
 
 @cuda.jit(device=True)
-def _tree_sum(buf, s, n):
-    """The sum of ``s`` over the block's first ``n`` threads (every one of them calls this; ``n`` a power of two),
-    by a tree in ``buf`` (shared memory) in a fixed order. Every thread gets the total, and has read it before
-    this returns, so ``buf`` may be written again at once."""
+def _segment_sum(buf, s, width):
+    """The sum of ``s`` over each run of ``width`` consecutive threads of the block (a power of two; every thread
+    calls this), by a tree in ``buf`` (shared memory) in a fixed order. Every thread gets its run's total, and
+    has read it before this returns, so ``buf`` may be written again at once."""
     t = cuda.threadIdx.x
+    lane = t & (width - 1)
     buf[t] = s
     cuda.syncthreads()
-    step = n // 2
+    step = width // 2
     while step > 0:
-        if t < step:
+        if lane < step:
             buf[t] += buf[t + step]
         cuda.syncthreads()
         step //= 2
-    total = buf[0]
+    total = buf[t - lane]
     cuda.syncthreads()
     return total
 
@@ -170,7 +175,7 @@ def _tree_sum(buf, s, n):
 def _store_block_sum(s, partial):
     """Sum ``s`` over the threads of the block (fixed tree order) into ``partial[blockIdx.x]``."""
     buf = cuda.shared.array(TPB, numba.float64)
-    total = _tree_sum(buf, s, TPB)
+    total = _segment_sum(buf, s, TPB)
     if cuda.threadIdx.x == 0:
         partial[cuda.blockIdx.x] = total
 
@@ -239,14 +244,16 @@ def _row_kernel(x, labels, q, w, cw, has_cw, soft, C, ignore, params, scale, val
         _store_block_sum(s, partial)
 
 
-def _ce_block_kernel(x, labels, q, w, cw, C, ignore, ls, zl, cap, cp, scale, value_out, g, h, partial):
-    """cross_entropy, one block per row (module docstring): the block's threads stride over the row.
+def _ce_block_kernel(x, labels, q, w, cw, C, W, ignore, ls, zl, cap, cp, scale, value_out, g, h, partial):
+    """cross_entropy, ``W`` threads per row (module docstring): the row's threads stride over it.
 
-    Pass 1 reads each logit once (coalesced: thread k reads k, k + blockDim, ...) into a per-thread online
-    logsumexp state and the row sums; the states and sums are combined by a tree over the block in shared
-    memory (fixed order); pass 2 writes the gradient (and Hessian). Rows are grid-strided over blocks; thread 0
-    keeps the block's sum of row values. ``blockDim.x`` is a power of two, at most ``TPB``. With the confidence
-    penalty ``cp``, a pass between them sums the entropy's e_j (sh - z_j) from the row's shift (same tree).
+    A block holds ``blockDim.x / W`` rows side by side (both powers of two). Pass 1 reads each logit once
+    (coalesced: lane k reads k, k + W, ...) into a per-thread online logsumexp state and the row sums; each row's
+    states and sums are combined by a tree over its lanes in shared memory (fixed order); pass 2 writes the
+    gradient (and Hessian). Groups of rows are grid-strided over blocks. Every thread runs every barrier: a row
+    that is ignored, has weight 0 or lies past the last row reads nothing but takes part in the trees. With the
+    confidence penalty ``cp``, a pass between them sums the entropy's e_j (sh - z_j) from the row's shift (same
+    tree). The rows' values are summed over the block at the end (a tree, fixed order).
 
     Each copy is built for one set of flags (``_FLAGS["block"]``): soft targets, class weights, which of the
     gradient and Hessian to write, and whether any of smoothing, z_loss, softcap and the confidence penalty is
@@ -267,121 +274,139 @@ def _ce_block_kernel(x, labels, q, w, cw, C, ignore, ls, zl, cap, cp, scale, val
     sm_v = cuda.shared.array(TPB, numba.float64)
     sm_x = cuda.shared.array(TPB, numba.float64)  # the raw logits' max (nan skipped): the rule for rows of -inf
     k = cuda.threadIdx.x
-    nt = cuda.blockDim.x
+    lane = k & (W - 1)
+    head = k - lane  # the row's first thread: its slots hold the row's totals after the tree
+    per_block = cuda.blockDim.x // W
+    R = x.shape[0] // C
     e_c = ls / C
     acc = 0.0
-    for r in range(cuda.blockIdx.x, x.shape[0] // C, cuda.gridDim.x):
+    for r0 in range(cuda.blockIdx.x * per_block, R, cuda.gridDim.x * per_block):
+        r = r0 + k // W
+        live = r < R
         base = r * C
         t = 0
-        if not soft:
-            t = labels[r]
         rw = 1.0
-        if HAS_WEIGHT:  # noqa: F821
-            rw = float(w[r])
-        # the same for every thread of the block: no divergent syncthreads
-        if (not soft and t == ignore) or rw == 0.0:
-            value = 0.0
-            for j in range(k, C, nt):
-                if want_g:
-                    g[base + j] = 0.0
-                if want_h:
-                    h[base + j] = 0.0
-        else:
-            m = -math.inf
-            s = 0.0
-            u = 0.0
-            v = 0.0
-            xm = -math.inf
-            for j in range(k, C, nt):
-                xj = float(x[base + j])
-                if xj > xm:
-                    xm = xj
-                m, s = lse_push(m, s, capped(xj, cap), x[base + j])  # noqa: F821
-                cj = float(cw[j]) if has_cw else 1.0
-                qj = float(q[base + j]) if soft else 0.0
-                du, dv = ce_elem_sums(xj, qj, cj, soft, ls, e_c, cap, 0.0)  # noqa: F821
-                u += du
-                v += dv
-            sm_m[k] = m
-            sm_s[k] = s
-            sm_u[k] = u
-            sm_v[k] = v
-            sm_x[k] = xm
-            cuda.syncthreads()
-            step = nt // 2
-            while step > 0:
-                if k < step:
-                    mm, ss = lse_merge(sm_m[k], sm_s[k], sm_m[k + step], sm_s[k + step])  # noqa: F821
-                    sm_m[k] = mm
-                    sm_s[k] = ss
-                    sm_u[k] += sm_u[k + step]
-                    sm_v[k] += sm_v[k + step]
-                    if sm_x[k + step] > sm_x[k]:
-                        sm_x[k] = sm_x[k + step]
-                cuda.syncthreads()
-                step //= 2
-            # the rule for rows with nothing to normalise (_pointwise.no_softmax); the online state keeps a
-            # +inf max with a finite s, where the row loop's exp(inf - inf) makes s nan: tested apart
-            bad = sm_x[0] == -math.inf or sm_s[0] != sm_s[0] or sm_m[0] == math.inf
-            st = lse_state(sm_m[0], sm_s[0])  # noqa: F821
-            u = sm_u[0]
-            v = sm_v[0]
-            ct = 1.0
-            z_t = 0.0
+        if live:
             if not soft:
-                ct = float(cw[t]) if has_cw else 1.0
-                z_t = capped(float(x[base + t]), cap)  # noqa: F821
-            # every thread has read the totals (before the next row overwrites them) and x[t] (before pass 2
-            # may overwrite it: the gradient may be written over the logits)
+                t = labels[r]
+            if HAS_WEIGHT:  # noqa: F821
+                rw = float(w[r])
+        skip = (not live) or (not soft and t == ignore) or rw == 0.0
+        n = 0 if skip else C  # a skipped row reads nothing
+        m = -math.inf
+        s = 0.0
+        u = 0.0
+        v = 0.0
+        xm = -math.inf
+        for j in range(lane, n, W):
+            xj = float(x[base + j])
+            if xj > xm:
+                xm = xj
+            m, s = lse_push(m, s, capped(xj, cap), x[base + j])  # noqa: F821
+            cj = float(cw[j]) if has_cw else 1.0
+            qj = float(q[base + j]) if soft else 0.0
+            du, dv = ce_elem_sums(xj, qj, cj, soft, ls, e_c, cap, 0.0)  # noqa: F821
+            u += du
+            v += dv
+        sm_m[k] = m
+        sm_s[k] = s
+        sm_u[k] = u
+        sm_v[k] = v
+        sm_x[k] = xm
+        cuda.syncthreads()
+        step = W // 2
+        while step > 0:
+            if lane < step:
+                mm, ss = lse_merge(sm_m[k], sm_s[k], sm_m[k + step], sm_s[k + step])  # noqa: F821
+                sm_m[k] = mm
+                sm_s[k] = ss
+                sm_u[k] += sm_u[k + step]
+                sm_v[k] += sm_v[k + step]
+                if sm_x[k + step] > sm_x[k]:
+                    sm_x[k] = sm_x[k + step]
             cuda.syncthreads()
-            value, coef = ce_row_finish(st, 0.0, soft, u, v, ct, z_t, ls, e_c, zl)  # noqa: F821
-            H = 0.0
-            if cp != 0.0 and not bad:  # the same for every thread of the block, as the syncthreads need
+            step //= 2
+        # the rule for rows with nothing to normalise (_pointwise.no_softmax); the online state keeps a
+        # +inf max with a finite s, where the row loop's exp(inf - inf) makes s nan: tested apart
+        bad = sm_x[head] == -math.inf or sm_s[head] != sm_s[head] or sm_m[head] == math.inf
+        st = lse_state(sm_m[head], sm_s[head])  # noqa: F821
+        u = sm_u[head]
+        v = sm_v[head]
+        ct = 1.0
+        z_t = 0.0
+        if not soft and not skip:
+            ct = float(cw[t]) if has_cw else 1.0
+            z_t = capped(float(x[base + t]), cap)  # noqa: F821
+        # every thread has read the totals (before the next rows overwrite them) and x[t] (before pass 2
+        # may overwrite it: the gradient may be written over the logits)
+        cuda.syncthreads()
+        value, coef = ce_row_finish(st, 0.0, soft, u, v, ct, z_t, ls, e_c, zl)  # noqa: F821
+        H = 0.0
+        if cp != 0.0:  # the same for every thread of the block, as the tree's barriers need
+            ent = 0.0
+            if not bad:  # a skipped row is bad here (its max is -inf): it adds nothing
                 sh = st[0]
-                ent = 0.0
-                for j in range(k, C, nt):
+                for j in range(lane, n, W):
                     z = capped(float(x[base + j]), cap)  # noqa: F821
                     e = math.exp(z - sh)
                     if e != 0.0:
                         ent += e * (sh - z)
-                H = ce_entropy(st, _tree_sum(sm_u, ent, nt))  # noqa: F821
-                value -= cp * H
-            value *= rw
-            if bad:
-                value = math.nan
-                for j in range(k, C, nt):
-                    if want_g:
-                        g[base + j] = math.nan
-                    if want_h:
-                        h[base + j] = math.nan
-            elif want_g or want_h:
-                f = rw * scale
-                for j in range(k, C, nt):
-                    cj = float(cw[j]) if has_cw else 1.0
-                    qj = float(q[base + j]) if soft else 0.0
-                    is_t = (not soft) and j == t
-                    gx, hx = ce_elem_grad(x[base + j], is_t, qj, cj, soft, ls, e_c,  # noqa: F821
-                                          cap, zl, st, coef, want_h, cp, H)
-                    if want_h:
-                        h[base + j] = f * hx
-                    if want_g:
-                        g[base + j] = f * gx
-        if k == 0:
+            H = ce_entropy(st, _segment_sum(sm_u, ent, W))  # noqa: F821
+            value -= cp * H
+        value *= rw
+        if skip:
+            value = 0.0
+            for j in range(lane, C if live else 0, W):
+                if want_g:
+                    g[base + j] = 0.0
+                if want_h:
+                    h[base + j] = 0.0
+        elif bad:
+            value = math.nan
+            for j in range(lane, C, W):
+                if want_g:
+                    g[base + j] = math.nan
+                if want_h:
+                    h[base + j] = math.nan
+        elif want_g or want_h:
+            f = rw * scale
+            for j in range(lane, C, W):
+                cj = float(cw[j]) if has_cw else 1.0
+                qj = float(q[base + j]) if soft else 0.0
+                is_t = (not soft) and j == t
+                gx, hx = ce_elem_grad(x[base + j], is_t, qj, cj, soft, ls, e_c,  # noqa: F821
+                                      cap, zl, st, coef, want_h, cp, H)
+                if want_h:
+                    h[base + j] = f * hx
+                if want_g:
+                    g[base + j] = f * gx
+        if lane == 0 and live:
             if WRITE_VALUE:  # noqa: F821
                 value_out[r] = value
             acc += value
     if REDUCE:  # noqa: F821
+        total = _segment_sum(sm_s, acc, cuda.blockDim.x)
         if k == 0:
-            partial[cuda.blockIdx.x] = acc
+            partial[cuda.blockIdx.x] = total
 
 
-def _row_threads(C: int) -> int:
-    """Threads per block of the block-per-row kernel: the power of two >= C, from a warp (32) to
-    ``MAX_ROW_THREADS`` (``TPB``; the tests lower it to keep the simulator fast)."""
+def _row_width(C: int) -> int:
+    """Threads per row of the block kernel: the power of two >= C / ``ROW_ELEMS`` (logits per thread and pass),
+    from a warp (32) to ``MAX_ROW_THREADS``."""
     n = 32
-    while n < C and n < MAX_ROW_THREADS:
+    while n * ROW_ELEMS < C and n < MAX_ROW_THREADS:
         n *= 2
     return n
+
+
+def _row_launch(R: int, C: int) -> tuple[int, int, int]:
+    """(blocks, threads per block, threads per row) of the block kernel for R rows of C logits: rows side by side
+    up to ``MAX_ROW_THREADS`` threads a block (fewer when R is smaller), at most ``MAX_ROW_BLOCKS`` blocks."""
+    width = _row_width(C)
+    per_block = 1
+    while width * per_block < MAX_ROW_THREADS and per_block < R:
+        per_block *= 2
+    return min(-(-R // per_block), MAX_ROW_BLOCKS), width * per_block, width
 
 
 @cuda.jit(cache=True)
@@ -567,11 +592,11 @@ def multiclass(loss, packed, ignore_index, C, x, labels, q, w, cw, scale, reduce
     if loss in BLOCK_ROWS:
         key += (labels is None, cw is not None, grad_out is not None, hess_out is not None, any(params))
         kernel = _KERNELS.get(key) or _build(key)
-        blocks = min(R, MAX_ROW_BLOCKS)
+        blocks, threads, width = _row_launch(R, C)
         partial = cuda.device_array(blocks, np.float64) if reduce else x
-        kernel[blocks, _row_threads(C)](
+        kernel[blocks, threads](
             x, cuda.device_array(1, np.int64) if labels is None else labels, x if q is None else q,
-            x if w is None else w, x if cw is None else cw, C, ignore_index,
+            x if w is None else w, x if cw is None else cw, C, width, ignore_index,
             *params, float(scale), x if value_out is None else value_out,
             x if grad_out is None else grad_out, x if hess_out is None else hess_out, partial,
         )
