@@ -49,7 +49,11 @@ def _args(argv=None):
     ap.add_argument("--json", default=None, help="write the rows (gpu_routing.json's case form) to this file")
     ap.add_argument("--profile", default=None, metavar="FILE",
                     help="also profile one call of each fused and kernel path (torch.profiler: the device time of "
-                         "each kernel and runtime call, averaged over 3 calls) into FILE")
+                         "each kernel and runtime call, averaged over 3 calls; then cProfile's host functions) "
+                         "into FILE")
+    ap.add_argument("--row-elems", default=None, metavar="LIST",
+                    help="also time the cross_entropy kernel alone (device time of back-to-back launches) for each "
+                         "of these values of numba_cuda.ROW_ELEMS (logits per thread and pass), e.g. 1,4,8,16")
     return ap.parse_args(argv)
 
 
@@ -112,7 +116,25 @@ class Device:
         key = "self_cpu_time_total" if self.tiny else "self_device_time_total"
         table = prof.key_averages().table(sort_by=key, row_limit=14, max_name_column_width=70)
         self.profile_to.write(f"\n=== {what} (3 calls)\n{table}\n")
+        import cProfile
+        import io
+        import pstats
+
+        host = cProfile.Profile()
+        host.enable()
+        for _ in range(3):
+            fn()
+        self.sync()
+        host.disable()
+        text = io.StringIO()
+        pstats.Stats(host, stream=text).sort_stats("tottime").print_stats(16)
+        self.profile_to.write(f"--- host functions, 3 calls (cProfile, by own time)\n{text.getvalue()}\n")
         self.profile_to.flush()
+
+    def launches(self, fn, repeat: int, per: int = 10) -> float:
+        """Median seconds per call of ``fn`` over ``per`` calls launched back to back between two events (the
+        device time of a launch that does not synchronise, once the host runs ahead)."""
+        return self.time(lambda: [fn() for _ in range(per)], repeat) / per
 
     def copy_bandwidth(self, repeat: int) -> float:
         """Bytes per second of a device-to-device copy (read + write counted)."""
@@ -129,6 +151,31 @@ class Device:
         if self.tiny:
             return cuda.to_device(t.detach().numpy())
         return cuda.as_cuda_array(t.detach())
+
+
+def _row_elems_case(dev: Device, R: int, C: int, values, repeat: int) -> dict:
+    """The cross_entropy kernel alone (float32, mean, gradient only, no reduction read back) for each
+    ``ROW_ELEMS``: seconds per launch."""
+    import torch
+    from numba import cuda
+
+    from fusedloss.backends import numba_cuda as nc
+
+    g = torch.Generator(device=dev.tdev).manual_seed(1)
+    x = torch.randn(R * C, generator=g, device=dev.tdev)
+    y = torch.randint(0, C, (R,), generator=g, device=dev.tdev)
+    dx, dy = dev.numba_view(x), dev.numba_view(y)
+    grad = cuda.device_array(R * C, np.float32)
+    kept = nc.ROW_ELEMS
+    out = {}
+    try:
+        for e in values:
+            nc.ROW_ELEMS = e
+            out[e] = dev.launches(lambda: nc.multiclass("cross_entropy", (0.0, 0.0, 0.0, 0.0), -100, C, dx, dy, None,
+                                                        None, None, 1.0 / R, False, None, grad, None, 1), repeat)
+    finally:
+        nc.ROW_ELEMS = kept
+    return out
 
 
 def _ce_case(dev: Device, R: int, C: int, dtype, repeat: int):
@@ -296,6 +343,21 @@ def main(argv=None) -> list[dict]:
         del times
         if not dev.tiny:
             torch.cuda.empty_cache()
+    if args.row_elems:
+        values = [int(v) for v in args.row_elems.split(",")]
+        print(f"\ncross_entropy kernel alone (float32, device time per launch, ms) by ROW_ELEMS: {values}")
+        for R, C in shapes:
+            try:
+                per = _row_elems_case(dev, R, C, values, repeat)
+            except Exception as exc:
+                failed.append(f"row-elems {R}x{C}")
+                print(f"  {R}x{C} FAILED: {type(exc).__name__}: {exc}"[:400], flush=True)
+                continue
+            nbytes = 3 * R * C * 4 + R * 8
+            print(f"  {R:>6}x{C:<7}" + "".join(f"  e={e}: {t * 1e3:.3f} ({nbytes / t / copy_bw:.2f})"
+                                               for e, t in per.items()), flush=True)
+            if not dev.tiny:
+                torch.cuda.empty_cache()
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"schema": 1, "cases": [r for r in out if "fused_s" in r]}, f, indent=1)

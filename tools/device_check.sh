@@ -3,7 +3,7 @@
 # device benchmark (benchmarks/gpu_bench.py, rows for src/fusedloss/gpu_routing.json) and the CUDA tests on the
 # GPU instead of the simulator. Wheels in .whl/ are installed first (carry .whl with the call). Runs from the
 # source tree (the C++ backend is not needed); writes its logs under $OUT (default /tmp/device_check). Time
-# limits per stage: BENCH_S, TESTS_S (seconds).
+# limits per stage: BENCH_S, TESTS_S (seconds); BENCH_ARGS: more options for gpu_bench.py.
 set -u
 cd "$(dirname "$0")/.."
 export PYTHONPATH=$PWD/src:${PYTHONPATH:-} PYTHONUNBUFFERED=1
@@ -34,7 +34,7 @@ print("fusedloss backends:", [(b["name"], b["available"], b.get("reason", "")) f
 PY
 
 echo "== benchmark"
-timeout "${BENCH_S:-240}" python3 benchmarks/gpu_bench.py --json "$OUT/gpu_bench.json" --profile "$OUT/profile.txt" 2>&1 | tee "$OUT/bench.log"
+timeout "${BENCH_S:-240}" python3 benchmarks/gpu_bench.py --json "$OUT/gpu_bench.json" --profile "$OUT/profile.txt" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log"
 echo "bench rc=${PIPESTATUS[0]}"
 
 echo "== CUDA tests on the GPU"
