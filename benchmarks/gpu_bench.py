@@ -53,7 +53,8 @@ def _args(argv=None):
                          "into FILE")
     ap.add_argument("--row-elems", default=None, metavar="LIST",
                     help="also time the cross_entropy kernel alone (device time of back-to-back launches) for each "
-                         "of these values of numba_cuda.ROW_ELEMS (logits per thread and pass), e.g. 1,4,8,16")
+                         "of these values of numba_cuda.ROW_ELEMS (logits per thread and pass), e.g. 1,4,8,16; "
+                         "E:B also sets MAX_ROW_BLOCKS to B")
     return ap.parse_args(argv)
 
 
@@ -166,15 +167,18 @@ def _row_elems_case(dev: Device, R: int, C: int, values, repeat: int) -> dict:
     y = torch.randint(0, C, (R,), generator=g, device=dev.tdev)
     dx, dy = dev.numba_view(x), dev.numba_view(y)
     grad = cuda.device_array(R * C, np.float32)
-    kept = nc.ROW_ELEMS
+    kept = nc.ROW_ELEMS, nc.MAX_ROW_BLOCKS
     out = {}
     try:
-        for e in values:
-            nc.ROW_ELEMS = e
-            out[e] = dev.launches(lambda: nc.multiclass("cross_entropy", (0.0, 0.0, 0.0, 0.0), -100, C, dx, dy, None,
-                                                        None, None, 1.0 / R, False, None, grad, None, 1), repeat)
+        for value in values:
+            elems, _, blocks = value.partition(":")
+            nc.ROW_ELEMS = int(elems)
+            nc.MAX_ROW_BLOCKS = int(blocks) if blocks else kept[1]
+            out[value] = dev.launches(lambda: nc.multiclass("cross_entropy", (0.0, 0.0, 0.0, 0.0), -100, C, dx, dy,
+                                                            None, None, None, 1.0 / R, False, None, grad, None, 1),
+                                      repeat)
     finally:
-        nc.ROW_ELEMS = kept
+        nc.ROW_ELEMS, nc.MAX_ROW_BLOCKS = kept
     return out
 
 
@@ -344,7 +348,7 @@ def main(argv=None) -> list[dict]:
         if not dev.tiny:
             torch.cuda.empty_cache()
     if args.row_elems:
-        values = [int(v) for v in args.row_elems.split(",")]
+        values = args.row_elems.split(",")
         print(f"\ncross_entropy kernel alone (float32, device time per launch, ms) by ROW_ELEMS: {values}")
         for R, C in shapes:
             try:

@@ -128,10 +128,13 @@ def test_block_rows_reduced_sum(small_blocks):
 
 
 @pytest.mark.parametrize("shape", [(1, 300)], ids=lambda s: f"{s[0]}x{s[1]}")
-def test_block_rows_full_block_and_reproducible(shape):
-    """The full block size (256 threads), all options; a second run gives the same bits."""
+def test_block_rows_full_block_and_reproducible(shape, monkeypatch):
+    """The full block size (256 threads a row: a thread per logit), all options; a second run gives the same
+    bits."""
+    from fusedloss.backends import numba_cuda
     from fusedloss.backends.numba_cuda import TPB, _row_launch
 
+    monkeypatch.setattr(numba_cuda, "ROW_ELEMS", 1)
     assert _row_launch(*shape)[1:] == (TPB, TPB)
     x, t, params, sw = _hard("all", shape, np.float32)
     got = _check(x, t, params, sw, np.float32, f"full block {shape}", with_sum=True)

@@ -24,10 +24,10 @@ def test_gpu_bench_tiny_runs(tmp_path, capsys):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     rows = bench.main(["--tiny", "--repeat", "1", "--json", str(tmp_path / "rows.json"),
-                       "--profile", str(tmp_path / "profile.txt"), "--row-elems", "16,64"])
+                       "--profile", str(tmp_path / "profile.txt"), "--row-elems", "16,64:2"])
     out = capsys.readouterr().out
     assert "copy bandwidth" in out
-    assert "by ROW_ELEMS: [16, 64]" in out and out.count("e=64:") == len(bench.TINY_CE_SHAPES)
+    assert "by ROW_ELEMS: ['16', '64:2']" in out and out.count("e=64:2:") == len(bench.TINY_CE_SHAPES)
     names = [r["loss"] for r in rows]
     assert names.count("cross_entropy") == 2 * len(bench.TINY_CE_SHAPES)
     assert "mse" in names and "binary_cross_entropy_with_logits" in names

@@ -138,7 +138,10 @@ DEVICE = True
 TPB = 256  # threads per block (a power of two: the block sum halves it)
 MAX_BLOCKS = 1024  # grid-stride beyond this; also bounds the partial sums the host adds
 MAX_ROW_THREADS = TPB  # the block kernel's block (a power of two, at most TPB; the tests lower it)
-ROW_ELEMS = 1  # logits per thread and pass that the block kernel's row width aims at (_row_width)
+# Logits per thread and pass that the block kernel's row width aims at (_row_width). On an H200, the kernel
+# alone at 65536 x 1000 float32: 1.04 ms with 1 (256 threads a row), 0.80 with 8, 0.61 with 32 (a warp a row);
+# the same at 8192 x 32000 and 4096 x 128256 for every value (their rows take the whole block anyway).
+ROW_ELEMS = 32
 MAX_ROW_BLOCKS = 8192  # the block-per-row kernel: rows beyond this are grid-strided over the blocks
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
