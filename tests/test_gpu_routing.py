@@ -103,8 +103,21 @@ def test_the_repository_results_file_parses():
     with open(gr.RESULTS_FILE, encoding="utf-8") as f:
         cases = gr.parse_table(json.load(f))
     assert cases == gr.load_table()
-    for case in cases:  # every recorded case must be a win (else it would not route anything)
+    for case in cases:  # a recorded case is a loss and options torch has (else there is nothing to route to)
         assert case["loss"] in gr.TORCH_OPTIONS and case["options"] <= gr.TORCH_OPTIONS[case["loss"]]
+
+
+def test_the_recorded_cases_route_by_their_measurement():
+    """Each measured shape runs fusedloss's kernels in "auto" mode exactly when fusedloss was measured at least
+    as fast there (the file records slower cases too: they keep torch's kernels)."""
+    table = gr.load_table()
+    assert table  # the device benchmark has been run and recorded
+    for case in table:
+        classes = case["classes"][0] if "classes" in case else None
+        shape = (case["numel"][0] // classes, classes) if classes else (case["numel"][0],)
+        want = "fused" if case["fused_s"] <= case["torch_s"] else "torch"
+        assert gr.decide(case["loss"], case["options"], shape, case["dtype"], table) == want
+        assert gr.decide(case["loss"], case["options"], shape, case["dtype"], table, "fused") == "fused"
 
 
 @pytest.mark.parametrize("bad, match", [
