@@ -104,33 +104,10 @@ if SIMULATOR:  # the simulator runs kernels as Python, where Numba's intrinsic c
 else:
     from numba.cpython.unsafe.tuple import tuple_setitem  # noqa: E402
 
-
-def exp_diff_as(a, b, scale, like):
-    """``_pointwise.exp_diff_as`` on the GPU: exp((a - b) scale) in float32 arithmetic (a, b and scale rounded to
-    float32, libdevice's expf) when ``like`` is a float32, else in float64; a float64 either way. The
-    cross_entropy kernels take the exponentials of float32 logits so, as the CPU backends do: float64 ``exp``
-    runs at a fraction of float32's rate on most GPUs and was most of the block kernel's time. This body is the
-    simulator's (and the CPU's, if called there); the GPU compiles the overload below."""
-    if isinstance(like, np.float32):
-        with np.errstate(all="ignore"):  # inf - inf and the like: nan, as on the GPU, without a warning
-            return float(np.exp((np.float32(a) - np.float32(b)) * np.float32(scale)))
-    return math.exp((a - b) * scale)
+from . import _cuda_math  # noqa: E402
+from ._cuda_math import exp_diff_as  # noqa: E402
 
 
-if not SIMULATOR:
-    from numba.cuda.extending import overload  # noqa: E402
-
-    @overload(exp_diff_as, target="cuda")
-    def _exp_diff_as_cuda(a, b, scale, like):
-        if like == numba.types.float32:
-            def single(a, b, scale, like):
-                d = (numba.float32(a) - numba.float32(b)) * numba.float32(scale)
-                return numba.float64(math.exp(d))
-            return single
-
-        def double(a, b, scale, like):
-            return math.exp((a - b) * scale)
-        return double
 
 NAME = "cuda"
 DEVICE = True
@@ -508,7 +485,8 @@ def _build(key: tuple):
         with _STATE_LOCK:
             if "hash" not in _state:
                 _state["ns"] = _jit.compile_namespace(cuda.jit(device=True), {"exp_diff_as": exp_diff_as})
-                _state["hash"] = _jit.source_hash(__file__)  # last: its presence means "ns" is there
+                # last: its presence means "ns" is there
+                _state["hash"] = _jit.source_hash(__file__, _cuda_math.__file__)
     custom = _jit.custom_point(loss, _state["ns"], cuda.jit(device=True))
     kind = "elementwise" if custom is not None else ("block" if loss in BLOCK_ROWS else _SUPPORTED[loss])
     namespace = dict(globals())

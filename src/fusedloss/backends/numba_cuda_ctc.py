@@ -54,8 +54,8 @@ import numba
 import numpy as np
 from numba import cuda
 
-from . import _jit
-from .numba_cuda import exp_diff_as
+from . import _cuda_math, _jit
+from ._cuda_math import exp_diff_as
 
 MAX_CTC_THREADS = 256  # the largest block (a power of two); the tests lower it to keep the simulator fast
 MIN_CTC_THREADS = 32  # a warp
@@ -252,7 +252,7 @@ def kernel_function():
     ``_build`` does that; ``cuda.compile_ptx`` can type-check it on a machine without a GPU)."""
     from .. import _ctc_rows, _pointwise
 
-    digest = _jit.source_hash(__file__, _ctc_rows.__file__)
+    digest = _jit.source_hash(__file__, _ctc_rows.__file__, _cuda_math.__file__)
     device = cuda.jit(device=True)
     namespace = dict(globals())
     rows = dict(vars(_ctc_rows))
