@@ -13,8 +13,8 @@ import pytest
 import fusedloss as fl
 from fusedloss._spec import REGISTRY
 
-from conftest import (DTYPES, HOST_BACKENDS, make_data, make_multiclass_data, make_weight, multiclass_cases,
-                      require_backend, require_support)
+from conftest import (DTYPES, HOST_BACKENDS, make_data, make_multiclass_data, make_pairwise_data, make_weight,
+                      multiclass_cases, require_backend, require_support)
 
 # The cpp backend by name: its test ids carry "cpp", which tools/sanitize.sh selects.
 CPP = ("cpp",)
@@ -163,6 +163,35 @@ def test_ctc(backend, dtype, offset):
     assert got is g
     same_bits(v, want_v)
     same_bits(g, want_g)
+
+
+ONE_ELEMENT_ROWS = sorted(name for name, spec in REGISTRY.items() if spec.kind == "pairwise" and not spec.vector_rows)
+
+
+@pytest.mark.parametrize("backend", CPP)
+@pytest.mark.parametrize("dtype,offset", dtype_offset_cases())
+@pytest.mark.parametrize("name", ONE_ELEMENT_ROWS)
+def test_pairwise_one_element_rows(backend, name, dtype, offset):
+    """The pairwise losses whose row is one element (the binding's pairwise_elements): misaligned inputs, target,
+    weights and gradient outputs."""
+    require_backend(backend)
+    require_support(backend, name, dtype)
+    arrays = [a.astype(dtype) for a in make_pairwise_data(name, {}, (1003,), dtype)]
+    w = make_weight("full", (1003,), np.float64)
+    moved = [at_offset(a, offset) for a in arrays]
+    mw = at_offset(w, offset)
+    loss = getattr(fl, name)
+    for reduction in ("mean", "none"):
+        same_bits(loss(*moved, sample_weight=mw, reduction=reduction, backend=backend),
+                  loss(*arrays, sample_weight=w, reduction=reduction, backend=backend))
+    k = len(REGISTRY[name].inputs)
+    want_v, want_g = loss.value_and_grad(*arrays, sample_weight=w, backend=backend)
+    gs = tuple(at_offset(np.zeros_like(a), offset) for a in arrays[:k])
+    v, got = loss.value_and_grad(*moved, sample_weight=mw, grad_out=gs, backend=backend)
+    assert all(g is o for g, o in zip(got, gs))
+    same_bits(v, want_v)
+    for g, want in zip(gs, want_g):
+        same_bits(g, want)
 
 
 @pytest.mark.parametrize("backend", HOST_BACKENDS)

@@ -299,11 +299,41 @@ def test_cpp_binding_checks_before_touching_memory():
     with pytest.raises(ValueError, match="x3 is required"):
         _core.pairwise("triplet_margin", (1.0, 2.0, 0.0, 0.0), 3, x, x, None, None, None, out, None, None, None, 1)
     with pytest.raises(TypeError, match="g2 must be a C-contiguous numpy array of dtype float64"):
-        _core.pairwise("margin_ranking", (0.0,), 1, x, x, None, np.ones(12), np.ones(12), np.empty(12), np.empty(12),
+        _core.pairwise("cosine_embedding", (0.0,), 3, x, x, None, np.ones(4), np.ones(4), out, np.empty(12),
                        np.empty(12, np.float32), None, 1)
     with pytest.raises(ValueError, match="g1 overlaps another array"):
-        _core.pairwise("margin_ranking", (0.0,), 1, x, x.copy(), None, np.ones(12), np.ones(12), np.empty(12), x,
+        _core.pairwise("cosine_embedding", (0.0,), 3, x, x.copy(), None, np.ones(4), np.ones(4), out, x,
                        np.empty(12), None, 1)
+    with pytest.raises(ValueError, match="single elements: call pairwise_elements"):
+        _core.pairwise("margin_ranking", (0.0,), 1, x, x, None, np.ones(12), None, np.empty(12), None, None, None, 1)
+    # pairwise_elements (one-element rows): (loss, params, x1, x2, x3, y, w, denom, reduce, value_out, g1, g2, g3,
+    # nthreads)
+    elements = _core.pairwise_elements
+    with pytest.raises(ValueError, match="x2 must have 12 elements, got 6"):
+        elements("margin_ranking", (0.0,), x, x[:6].copy(), None, x, None, 1.0, True, None, None, None, None, 1)
+    with pytest.raises(TypeError, match="y must be a C-contiguous numpy array of dtype float64"):
+        elements("margin_ranking", (0.0,), x, x, None, np.ones(12, np.float32), None, 1.0, True, None, None, None,
+                 None, 1)
+    with pytest.raises(ValueError, match="x3 is required"):
+        elements("gaussian_nll", (0.0, 1e-6), x, x, None, None, None, 1.0, True, None, None, None, None, 1)
+    with pytest.raises(ValueError, match="w must have 12 elements, got 4"):
+        elements("gaussian_nll", (0.0, 1e-6), x, x, x, None, np.ones(4), 1.0, True, None, None, None, None, 1)
+    with pytest.raises(ValueError, match="eps must be a finite number > 0"):
+        elements("gaussian_nll", (0.0, 0.0), x, x, x, None, None, 1.0, True, None, None, None, None, 1)
+    with pytest.raises(TypeError, match="g2 must be a C-contiguous numpy array of dtype float64"):
+        elements("margin_ranking", (0.0,), x, x, None, np.ones(12), None, 1.0, True, None, np.empty(12),
+                 np.empty(12, np.float32), None, 1)
+    with pytest.raises(ValueError, match="g3 overlaps another array"):
+        elements("gaussian_nll", (0.0, 1e-6), x, x.copy(), x.copy(), None, None, 1.0, True, None, np.empty(12),
+                 np.empty(12), x, 1)
+    with pytest.raises(ValueError, match="value_out overlaps an input"):
+        elements("margin_ranking", (0.0,), x, x.copy(), None, np.ones(12), None, 1.0, False, x, None, None, None, 1)
+    with pytest.raises(ValueError, match="all of the gradients, or none"):
+        elements("margin_ranking", (0.0,), x, x.copy(), None, np.ones(12), None, 1.0, False, None, None,
+                 np.empty(12), None, 1)
+    with pytest.raises(ValueError, match="not a loss whose rows are single elements"):
+        elements("cosine_embedding", (0.0,), x, x, None, np.ones(12), None, 1.0, True, None, None, None, None, 1)
+    assert not x.any()  # nothing was written
 
 
 # --- fusedloss.torch against torch.nn ------------------------------------------------------------------------

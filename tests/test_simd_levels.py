@@ -54,12 +54,21 @@ for name in ("mse", "huber", "log_cosh", "binary_cross_entropy_with_logits"):
         y = (rng.random(10_007) < 0.5).astype(dt)
         v, g = getattr(fl, name).value_and_grad(p, y, backend="cpp")
         out[f"{name}/{dt}"] = [float(v), g.view(np.uint8).tobytes().hex()]
+# the pairwise losses whose row is one element run as elementwise loops too (cpp/src/pairwise.cpp), weighted here
+w = rng.uniform(0, 2, 10_007)
+for name, third in (("margin_ranking", "target"), ("gaussian_nll", "var")):
+    for dt in ("float32", "float64"):
+        a, b = rng.normal(0, 3, (2, 10_007)).astype(dt)
+        c = (rng.uniform(0, 2, 10_007) if third == "var" else rng.choice([-1.0, 1.0, 0.5], 10_007)).astype(dt)
+        v, gs = getattr(fl, name).value_and_grad(a, b, c, sample_weight=w, backend="cpp")
+        out[f"{name}/{dt}"] = [float(v), *(g.view(np.uint8).tobytes().hex() for g in gs)]
 print(json.dumps(out))
 """
 
 
 def test_elementwise_results_are_the_same_bits_on_every_level():
-    # -ffp-contract=off and the fixed-lane sum make each element the same IEEE operations on every level
+    # -ffp-contract=off and the fixed-lane sum make each element the same IEEE operations on every level (the
+    # elementwise losses, and the pairwise ones whose row is one element)
     results = {}
     for level in LEVELS:
         r = _python(level, GRADS)

@@ -22,6 +22,7 @@ from conftest import (
     loss_fn,
     make_data,
     make_multiclass_data,
+    make_pairwise_data,
     make_weight,
     require_support,
 )
@@ -107,6 +108,27 @@ def test_multiclass_is_thread_count_independent(compiled_backend, name):
         for threads in (1, 2):
             fl.set_num_threads(threads)
             results.append(_run_all(loss_fn(name), x, t, w, compiled_backend))
+        _assert_identical(results[0], results[1], f"{compiled_backend} {name} {dtype} rows={rows}")
+
+
+@pytest.mark.parametrize("name", [n for n, s in REGISTRY.items() if s.kind == "pairwise"])
+def test_pairwise_is_thread_count_independent(compiled_backend, name):
+    """Every reduction, the per-row values, the gradients and the partial state's sum, above both backends'
+    parallel thresholds (the one-element rows run as elementwise loops with the sum in the kernel)."""
+    require_support(compiled_backend, name)
+    loss = loss_fn(name)
+    rows = MEDIUM if not REGISTRY[name].vector_rows else (1 << 16) + 3
+    for dtype in DTYPES:
+        arrays = make_pairwise_data(name, {}, (rows,), dtype, seed=7)
+        w = np.random.default_rng(8).uniform(0, 2, rows)
+        results = []
+        for threads in (1, 2):
+            fl.set_num_threads(threads)
+            out = [loss(*arrays, reduction=r, sample_weight=w, backend=compiled_backend)
+                   for r in ("sum", "mean", "none")]
+            v, g = loss.value_and_grad(*arrays, sample_weight=w, backend=compiled_backend)
+            out += [v, *g, loss.partial(*arrays, sample_weight=w, backend=compiled_backend).sum]
+            results.append(out)
         _assert_identical(results[0], results[1], f"{compiled_backend} {name} {dtype} rows={rows}")
 
 

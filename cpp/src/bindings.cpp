@@ -32,10 +32,10 @@ namespace py = pybind11;
 namespace fl = fusedloss;
 
 namespace fusedloss {
-void bind_ctc(py::module_& m, const std::string& isa);  // cpp/src/ctc_binding.cpp
-void bind_pairwise(py::module_& m);                      // cpp/src/pairwise_binding.cpp
-void bind_overlap(py::module_& m);                       // cpp/src/overlap_binding.cpp
-py::dict build_info(const char* isa);                   // cpp/src/build_info.cpp
+void bind_ctc(py::module_& m, const std::string& isa);       // cpp/src/ctc_binding.cpp
+void bind_pairwise(py::module_& m, const std::string& isa);  // cpp/src/pairwise_binding.cpp
+void bind_overlap(py::module_& m);                            // cpp/src/overlap_binding.cpp
+py::dict build_info(const char* isa);                        // cpp/src/build_info.cpp
 }
 
 namespace {
@@ -665,7 +665,7 @@ PYBIND11_MODULE(_core, m) {
         "few ulp of the exact sum; the same bits for any nthreads).");
 
   fl::bind_ctc(m, g_kernels->isa);
-  fl::bind_pairwise(m);
+  fl::bind_pairwise(m, g_kernels->isa);
   fl::bind_overlap(m);
 
   m.def("supported_losses", [] {

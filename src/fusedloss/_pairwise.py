@@ -14,6 +14,14 @@ Backend contract, ``pairwise(loss, packed, D, x1, x2, x3, y, gscale, loss_out, g
 ``y`` float64 (N,) or None; ``loss_out`` float64 (N,) receives each row's loss; ``gscale`` float64 (N,) or None:
 when given, ``g1``, ``g2`` (``g3``) like the inputs receive ``gscale[i]`` times the gradient of row i's loss
 with respect to each input (they never overlap the inputs).
+
+A backend may also run the losses whose row is one element (not ``vector_rows``) as elementwise losses run, with
+no float64 array per element in or out, through ``pairwise_elements(loss, packed, x1, x2, x3, y, w, denom, reduce,
+value_out, g1, g2, g3, nthreads) -> float``: the inputs and ``y`` (the target, or None) flat arrays of N elements
+of one dtype; ``w`` float64 (N,) weights or None; returns the float64 sum of ``w_i l_i`` when ``reduce`` (else
+0.0), in fixed blocks (the same bits for any thread count); ``value_out`` (or None) receives ``w_i l_i``, ``g1``,
+``g2`` (``g3``) (or None) ``w_i / denom`` times the gradient of ``l_i``, all in the inputs' dtype. Where a backend
+has it, these losses take it (the C++ and Numba CPU backends); the others run them row by row.
 """
 
 from __future__ import annotations
@@ -53,9 +61,10 @@ class PairwiseLoss(Loss):
 
     # --- checking and preparing the arguments ------------------------------------------------------------
 
-    def _prepare(self, arrays, reduction, sample_weight, grad_outs, want_grad):
-        """(inputs as C-contiguous arrays, rows' shape, D, y float64 (N,) or None, weights or None, gradient
-        outputs or None), every argument checked."""
+    def _prepare(self, arrays, reduction, sample_weight, grad_outs, want_grad, backend):
+        """(inputs as C-contiguous arrays, rows' shape, D, N, y (N,) or None, weights float64 or None, gradient
+        outputs or None, the broadcast inputs' shapes, the backend module, whether it runs ``pairwise_elements``),
+        every argument checked; y in the inputs' dtype for ``pairwise_elements``, else float64."""
         name, spec = self.name, self.spec
         if len(arrays) != len(self._args):
             raise TypeError(f"{name}() takes {len(self._args)} arrays ({', '.join(self._args)}), got {len(arrays)}")
@@ -82,7 +91,10 @@ class PairwiseLoss(Loss):
                 raise ValueError(f"{name}: {what} has negative entries; it must be >= 0")
             xs.append(x)
         shape = first.shape
-        rows, D, N, y, w = self._check_rows(shape, arrays[-1] if spec.row_target else None, sample_weight)
+        module = resolve_host_backend(backend, spec, first.dtype)
+        elements = not spec.vector_rows and getattr(module, "pairwise_elements", None) is not None
+        rows, D, N, y, w = self._check_rows(shape, arrays[-1] if spec.row_target else None, sample_weight,
+                                            first.dtype if elements else np.float64)
         gs = None
         if want_grad:
             if grad_outs is None:
@@ -99,7 +111,7 @@ class PairwiseLoss(Loss):
                     if any(isinstance(r, np.ndarray) and np.may_share_memory(g, r) for r in reads) or \
                             any(np.may_share_memory(g, h) for h in gs[:k]):
                         raise ValueError(f"{name}: grad_out[{k}] overlaps an input or another output")
-        return xs, rows, D, N, y, w, gs, given
+        return xs, rows, D, N, y, w, gs, given, module, elements
 
     def _broadcast_shape(self, given, shape, what):
         """The shape (of ``given``'s size) that broadcasts to ``shape`` by NumPy's rules, for a broadcast input
@@ -112,9 +124,9 @@ class PairwiseLoss(Loss):
         raise ValueError(f"{self.name}: {what} must have {self.spec.inputs[0]}'s shape {shape}, that shape without "
                          f"its last axis, or one axis of length 1 where it has another, got {given}")
 
-    def _check_rows(self, shape, target, sample_weight):
-        """(rows' shape, D, N, y float64 (N,) or None, weights float64 (N,) or None) for inputs of ``shape``:
-        every check of the target and the weights (host and device paths alike)."""
+    def _check_rows(self, shape, target, sample_weight, target_dtype=np.float64):
+        """(rows' shape, D, N, y (N,) of ``target_dtype`` or None, weights float64 (N,) or None) for inputs of
+        ``shape``: every check of the target and the weights (host and device paths alike)."""
         name, spec = self.name, self.spec
         if spec.vector_rows:
             if len(shape) == 0:
@@ -129,7 +141,7 @@ class PairwiseLoss(Loss):
                 per = "one value per row, the inputs' shape without the last axis" if spec.vector_rows else \
                     "the inputs' shape"
                 raise ValueError(f"{name}: target must have shape {rows} ({per}), got {np.shape(target)}")
-            y = as_numeric(target, np.float64, "target", name).reshape(N)
+            y = as_numeric(target, target_dtype, "target", name).reshape(N)
         w = None
         if sample_weight is not None:
             if np.shape(sample_weight) != rows:
@@ -141,20 +153,26 @@ class PairwiseLoss(Loss):
         return rows, D, N, y, w
 
     @staticmethod
+    def _weights(reduction, w, N):
+        """(each row's weight in the value's sum, None for unit weights; the divisor of that sum): row i's factor
+        in the gradient is its weight / the divisor."""
+        if reduction != "mean":
+            return w, 1.0
+        if w is None:
+            return None, float(N)
+        # weights whose sum overflows: scaled by a power of two (the mean is the same), the shared rule
+        return fit_weights(w, _weight_total(w), np.float64, N, lambda: sum_exponent((w,), N), math.fsum)
+
+    @staticmethod
     def _coefficients(reduction, w, N):
         """(each row's factor in the gradient, each row's weight in the value's sum, the divisor of that sum)."""
-        coef = np.ones(N) if w is None else w.copy()
-        if reduction != "mean":
-            return coef, coef, 1.0
-        denom = float(N) if w is None else _weight_total(w)
-        # weights whose sum overflows: scaled by a power of two (the mean is the same), the shared rule
-        coef, denom = fit_weights(coef, denom, np.float64, N, lambda: sum_exponent((coef,), N), math.fsum)
+        weights, denom = PairwiseLoss._weights(reduction, w, N)
+        coef = np.ones(N) if weights is None else weights
         with np.errstate(divide="ignore", invalid="ignore"):
             return coef / denom, coef, denom
 
-    def _kernel(self, backend, params, xs, D, N, y, coef, gs):
-        """Run the host backend's kernel: the float64 loss of each row (and the gradients into ``gs``)."""
-        module = resolve_host_backend(backend, self.spec, xs[0].dtype)
+    def _kernel(self, module, params, xs, D, N, y, coef, gs):
+        """Run the host backend's row kernel: the float64 loss of each row (and the gradients into ``gs``)."""
         packed = self.spec.packed(params)
         losses = np.empty(N)
         flat = [x.reshape(-1) for x in xs]
@@ -164,6 +182,16 @@ class PairwiseLoss(Loss):
                         gflat[0], gflat[1], g3, _config.get_num_threads())
         return losses
 
+    def _elements(self, module, params, xs, y, w, denom, reduce, value_out, gs):
+        """Run the backend's ``pairwise_elements`` (one-element rows): the float64 sum of ``w_i l_i`` when
+        ``reduce``; the values into ``value_out``, ``w_i / denom`` times the gradients into ``gs`` (or None)."""
+        flat = [x.reshape(-1) for x in xs]
+        gflat = [g.reshape(-1) for g in gs] if gs is not None else [None] * len(xs)
+        x3, g3 = (flat[2], gflat[2]) if len(xs) == 3 else (None, None)
+        return module.pairwise_elements(self.name, self.spec.packed(params), flat[0], flat[1], x3, y, w, denom, reduce,
+                                        None if value_out is None else value_out.reshape(-1), gflat[0], gflat[1], g3,
+                                        _config.get_num_threads())
+
     def _run_pairwise(self, arrays, reduction, sample_weight, backend, kwargs, want_value, want_grad,
                       grad_outs=None):
         params = self._params(kwargs)[0] if kwargs else self._default_params[0]
@@ -172,9 +200,16 @@ class PairwiseLoss(Loss):
 
             return run(self, arrays, reduction, sample_weight, backend, params, want_value, want_grad, grad_outs)
         try:
-            xs, rows, D, N, y, w, gs, given = self._prepare(arrays, reduction, sample_weight, grad_outs, want_grad)
-            coef, weights, denom = self._coefficients(reduction, w, N)
-            losses = self._kernel(backend, params, xs, D, N, y, coef, gs)
+            xs, rows, D, N, y, w, gs, given, module, elements = self._prepare(arrays, reduction, sample_weight,
+                                                                              grad_outs, want_grad, backend)
+            if elements:
+                weights, denom = self._weights(reduction, w, N)
+                reduce = want_value and reduction != "none"
+                value = np.empty(rows, xs[0].dtype) if want_value and not reduce else None
+                total = self._elements(module, params, xs, y, weights, denom, reduce, value, gs)
+            else:
+                coef, weights, denom = self._coefficients(reduction, w, N)
+                losses = self._kernel(module, params, xs, D, N, y, coef, gs)
             if gs is not None:  # a broadcast input's gradient: summed over the axes it was broadcast along
                 gs = [g if b is None else _sum_to(g, *b) for g, b in zip(gs, given)]
         except LossMemoryError:
@@ -184,7 +219,10 @@ class PairwiseLoss(Loss):
         grads = tuple(gs) if gs is not None else None
         if not want_value:
             return grads
-        if reduction == "none":
+        if elements:
+            if reduction != "none":  # the kernel's weighted sum, then divided: the partial state's value, bit for bit
+                value = reduced_value(total, reduction, denom)
+        elif reduction == "none":
             with np.errstate(invalid="ignore"):
                 value = (losses if w is None else losses * w).astype(xs[0].dtype).reshape(rows)
         else:  # the weighted sum, then divided: the partial state's value, bit for bit
@@ -218,12 +256,16 @@ class PairwiseLoss(Loss):
 
         checked = self._params(params)[0] if params else self._default_params[0]
         try:
-            xs, rows, D, N, y, w, _, _ = self._prepare(arrays, "sum", sample_weight, None, False)
-            losses = self._kernel(backend, checked, xs, D, N, y, None, None)
+            xs, rows, D, N, y, w, _, _, module, elements = self._prepare(arrays, "sum", sample_weight, None, False,
+                                                                         backend)
+            if elements:
+                total = self._elements(module, checked, xs, y, w, 1.0, True, None, None)
+            else:
+                losses = self._kernel(module, checked, xs, D, N, y, None, None)
+                with np.errstate(invalid="ignore", over="ignore"):
+                    total = _weight_sum(losses if w is None else w * losses)
         except MemoryError as err:
             raise self._memory_error(err, arrays[0]) from err
-        with np.errstate(invalid="ignore", over="ignore"):
-            total = _weight_sum(losses if w is None else w * losses)
         denominator = float(N) if w is None else _weight_total(w)
         return LossState(self.name, total, denominator, N)
 

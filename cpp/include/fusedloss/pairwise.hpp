@@ -1,12 +1,18 @@
 // The pairwise losses (kind "pairwise" in src/fusedloss/_spec.py): two or three arrays compared row by row.
 //
 // The C++ twin of _pairwise_rows.py (Numba) and _reference_pairwise.py (NumPy, the specification): one struct
-// per loss with the same name, the same parameters and the same branches, whose row() computes one row's loss
-// and, when asked, writes gn times its gradient with respect to each input; one generic loop (run) hands the
-// rows out to the pool's threads in fixed blocks. Every row is computed in double by the same code whatever
-// thread runs it, so results do not depend on the thread count; the caller reduces the per-row losses in index
-// order. The gradients at the kinks are PyTorch's: clamp_min(m, 0) passes the gradient where m >= 0, and the
-// swap's minimum(d(a, n), d(p, n)) splits it in halves where the two are equal.
+// per loss with the same name, the same parameters and the same branches. Two loops:
+// - run: rows of D elements (cosine_embedding, triplet_margin). The struct's row() computes one row's loss and,
+//   when asked, writes gn times its gradient with respect to each input; the rows go out to the pool's threads
+//   in fixed blocks and the caller reduces the per-row losses in index order.
+// - run_elements: losses whose row is one element (margin_ranking, gaussian_nll), as the elementwise loops run
+//   (loops.hpp): the struct's point() on the inputs' values widened to double, the gradients and per-element
+//   values stored in the inputs' dtype, the weighted sum in fixed blocks of compensated lanes; a loop that
+//   vectorises, with no per-element float64 array in or out.
+// Every element and row is computed in double by the same code whatever thread runs it, and every sum is taken
+// in a fixed order, so results do not depend on the thread count. The gradients at the kinks are PyTorch's:
+// clamp_min(m, 0) passes the gradient where m >= 0, and the swap's minimum(d(a, n), d(p, n)) splits it in halves
+// where the two are equal.
 #pragma once
 
 #include <algorithm>
@@ -14,7 +20,10 @@
 #include <cstddef>
 
 #include "fusedloss/isa.hpp"
+#include "fusedloss/kernel_api.hpp"  // Params
+#include "fusedloss/loops.hpp"       // kLanes, with_flags
 #include "fusedloss/reduce.hpp"
+#include "fusedloss/vecmath.hpp"
 
 namespace fusedloss {
 
@@ -34,22 +43,45 @@ struct PairwiseArgs {
   int nthreads = 1;
 };
 
+// What the binding hands run_elements (checked there: every array has n elements, no output overlaps an input).
+// Data only: it crosses ISA levels (cpp/src/pairwise.cpp builds run_elements once per level, like ctc.cpp).
+template <class T>
+struct PairwiseElementArgs {
+  const T* x1 = nullptr;
+  const T* x2 = nullptr;
+  const T* x3 = nullptr;      // the third input (gaussian_nll's var), else null
+  const T* y = nullptr;       // the target (margin_ranking), else null
+  const double* w = nullptr;  // the weights, or null: unit weights
+  double denom = 1.0;         // element i's gradient is scaled by w[i] / denom
+  T* value = nullptr;         // null, or value[i] = w[i] l[i]
+  T* g1 = nullptr;            // null (no gradient), or the gradients with respect to each input (g3: the third)
+  T* g2 = nullptr;
+  T* g3 = nullptr;
+  std::size_t n = 0;
+  bool reduce = false;  // return sum_i w[i] l[i] in float64 (else 0.0)
+  int nthreads = 1;
+};
+
 FUSEDLOSS_ISA_BEGIN
 namespace pairwise {
 
 // ATen's EPSILON, added to each squared norm (a zero vector has cosine 0): 1e-12 as a float, as there
 constexpr double kCosineEps = static_cast<double>(1e-12f);
 
-// max(0, -y (x1 - x2) + margin), one element a row (D = 1).
+// max(0, -y (x1 - x2) + margin), one element a row (D = 1): point() below, run by run_elements.
 struct MarginRanking {
+  static constexpr bool kThree = false, kTarget = true;  // inputs x1, x2 and a target y
   double margin;
-  template <class T>
-  double row(const T* x1, const T* x2, const T*, std::size_t, double y, double gn, T* g1, T* g2, T*) const {
-    const double m = -y * (double(x1[0]) - double(x2[0])) + margin;
-    if (g1) {
+  static MarginRanking from(const Params& p) { return {p[0]}; }  // the registry's order (LossSpec.packed)
+  // One element's loss and, with G, gn times its gradient with respect to x1 and x2 in g1, g2 (g3 untouched).
+  template <bool G>
+  FUSEDLOSS_INLINE double point(double a, double b, double, double y, double gn, double& g1, double& g2,
+                                double&) const {
+    const double m = -y * (a - b) + margin;
+    if constexpr (G) {
       const bool on = m >= 0;  // nan: no gradient (torch's clamp_min backward)
-      g1[0] = T(on ? -y * gn : 0.0);
-      g2[0] = T(on ? y * gn : 0.0);
+      g1 = on ? -y * gn : 0.0;
+      g2 = on ? y * gn : 0.0;
     }
     return m > 0 || std::isnan(m) ? m : 0.0;
   }
@@ -170,21 +202,25 @@ struct TripletMargin {
   }
 };
 
-// 0.5 (log v + (x - y)^2 / v), v = max(var, eps) (nan stays nan), one element a row; x3 holds var.
+// 0.5 (log v + (x - y)^2 / v), v = max(var, eps) (nan stays nan), one element a row: point() below, run by
+// run_elements; x3 holds var.
 struct GaussianNll {
+  static constexpr bool kThree = true, kTarget = false;  // inputs x, its target t and var; no row target
   bool full;
   double eps;
-  template <class T>
-  double row(const T* x, const T* t, const T* var, std::size_t, double, double gn, T* gx, T* gt, T* gv) const {
-    const double vr = var[0];
-    const double v = vr < eps ? eps : vr;
-    const double d = double(x[0]) - double(t[0]);
-    if (gx) {
-      gx[0] = T(gn * (d / v));
-      gt[0] = T(gn * (-d / v));
-      gv[0] = T(gn * (0.5 * (1.0 / v - d * d / (v * v))));
+  static GaussianNll from(const Params& p) { return {p[0] != 0, p[1]}; }  // the registry's order
+  // One element's loss and, with G, gn times its gradient with respect to x, t and var in gx, gt, gv.
+  template <bool G>
+  FUSEDLOSS_INLINE double point(double x, double t, double var, double, double gn, double& gx, double& gt,
+                                double& gv) const {
+    const double v = var < eps ? eps : var;
+    const double d = x - t;
+    if constexpr (G) {
+      gx = gn * (d / v);
+      gt = gn * (-d / v);
+      gv = gn * (0.5 * (1.0 / v - d * d / (v * v)));
     }
-    return 0.5 * (std::log(v) + d * d / v) + (full ? 0.9189385332046727 : 0.0);  // 0.5 log(2 pi)
+    return 0.5 * (vm::log(v) + d * d / v) + (full ? 0.9189385332046727 : 0.0);  // 0.5 log(2 pi)
   }
 };
 
@@ -204,6 +240,91 @@ void run(const Loss& loss, const PairwiseArgs<T>& a) {
   }, a.N * std::max<std::size_t>(D, 1));
 }
 
+// One element of run_elements: stores what is asked for (V: its weighted value, G: its gradients) and returns its
+// term w_i l_i of the float64 sum (0 unless R).
+template <bool W, bool V, bool R, bool G, class Loss, class T>
+FUSEDLOSS_INLINE double element(const Loss& loss, const PairwiseElementArgs<T>& a, std::size_t i) {
+  const double wi = W ? a.w[i] : 1.0;
+  double g1 = 0.0, g2 = 0.0, g3 = 0.0;
+  const double l = loss.template point<G>(double(a.x1[i]), double(a.x2[i]), Loss::kThree ? double(a.x3[i]) : 0.0,
+                                          Loss::kTarget ? double(a.y[i]) : 0.0, wi / a.denom, g1, g2, g3);
+  if constexpr (V) a.value[i] = T(W ? wi * l : l);
+  if constexpr (G) {
+    a.g1[i] = T(g1);
+    a.g2[i] = T(g2);
+    if constexpr (Loss::kThree) a.g3[i] = T(g3);
+  }
+  return R ? (W ? wi * l : l) : 0.0;
+}
+
+// Elements [begin, end) of run_elements (one block): the sum's lanes as loops.hpp's elementwise_run keeps them
+// (element i in lane (i - begin) % kLanes, the tail and then the lanes added in order), so the sum is the same bits
+// for every thread count. `#pragma omp simd`: the outputs never overlap the inputs (the binding checked).
+template <bool W, bool V, bool R, bool G, class Loss, class T>
+FUSEDLOSS_NOINLINE double elements_block(const Loss& loss_, const PairwiseElementArgs<T>& a_, std::size_t begin,
+                                         std::size_t end) {
+  const Loss loss = loss_;               // copies in this frame: a store into an output cannot change them, so
+  const PairwiseElementArgs<T> a = a_;   // nothing is read again inside the loop
+  if constexpr (!R) {
+#pragma omp simd
+    for (std::size_t i = begin; i < end; ++i) element<W, V, R, G>(loss, a, i);
+    return 0.0;
+  } else {
+    KahanLanes<kLanes> lanes;
+    CompensatedSum rest;
+    std::size_t i = begin;
+    for (; i + kLanes <= end; i += kLanes) {
+#pragma omp simd
+      for (std::size_t j = 0; j < kLanes; ++j) lanes.add(j, element<W, V, R, G>(loss, a, i + j));
+    }
+    for (; i < end; ++i) rest.add(element<W, V, R, G>(loss, a, i));
+    lanes.fold_into(rest);
+    return rest.value();
+  }
+}
+
+template <class Loss, class T>
+struct ElementsRunner {
+  Loss loss;
+  const PairwiseElementArgs<T>& args;
+  template <bool W, bool V, bool R, bool G>
+  double operator()() const {
+    const auto block = [this](std::size_t begin, std::size_t end) {
+      return elements_block<W, V, R, G>(loss, args, begin, end);
+    };
+    if constexpr (R) {
+      return sum_blocks(args.n, kBlock, args.nthreads, block);
+    } else {
+      if constexpr (V || G) for_blocks(args.n, kBlock, args.nthreads, block);
+      return 0.0;
+    }
+  }
+};
+
+// Every element of a loss whose row is one element (its parameters in the registry's order): fixed blocks of kBlock
+// elements claimed by the pool's threads (reduce.hpp), their float64 partial sums added in block order. Returns
+// sum_i w_i l_i (0 without args.reduce).
+template <class Loss, class T>
+double run_elements(const Params& params, const PairwiseElementArgs<T>& args) {
+  return with_flags(ElementsRunner<Loss, T>{Loss::from(params), args}, args.w != nullptr, args.value != nullptr,
+                    args.reduce, args.g1 != nullptr);
+}
+
 }  // namespace pairwise
 FUSEDLOSS_ISA_END
+
+// The one-element-row kernels of one ISA level (cpp/src/pairwise.cpp is compiled once per level, like ctc.cpp).
+template <class T>
+using PairwiseElementKernel = double (*)(const Params&, const PairwiseElementArgs<T>&);
+struct PairwiseElementEntry {
+  PairwiseElementKernel<float> f32;
+  PairwiseElementKernel<double> f64;
+};
+struct PairwiseKernels {
+  const char* isa;
+  PairwiseElementEntry margin_ranking, gaussian_nll;
+};
+const PairwiseKernels& pairwise_kernels_baseline();
+const PairwiseKernels& pairwise_kernels_avx2();
+const PairwiseKernels& pairwise_kernels_avx512();
 }  // namespace fusedloss

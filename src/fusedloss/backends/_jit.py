@@ -113,11 +113,12 @@ def specialise(template: types.FunctionType, namespace: dict, qualname: str) -> 
     return copy
 
 
-def compile_functions(module: types.ModuleType, decorate, tag: str) -> dict:
+def compile_functions(module: types.ModuleType, decorate, tag: str, overrides=None) -> dict:
     """The functions ``module.FUNCTIONS`` each compiled by ``decorate`` (``njit(...)`` or
     ``cuda.jit(device=True)``), their calls to one another resolving to the compiled versions: name -> compiled.
-    ``tag`` (the kind and a source hash) makes their cache entries distinct."""
-    namespace = dict(vars(module))
+    ``tag`` (the kind and a source hash) makes their cache entries distinct; ``overrides`` (optional) replaces names
+    in their namespace (as in ``compile_namespace``)."""
+    namespace = dict(vars(module), **(overrides or {}))
     for name in module.FUNCTIONS:
         namespace[name] = decorate(specialise(getattr(module, name), namespace, f"{tag}__{name}"))
     return {name: namespace[name] for name in module.FUNCTIONS}
@@ -127,15 +128,18 @@ def compile_functions(module: types.ModuleType, decorate, tag: str) -> dict:
 
 
 def pairwise_kernel(loss: str, template: types.FunctionType, backend_file: str, namespace: dict, row_decorate,
-                    kernel_decorate):
-    """The loop ``template`` over rows (its globals ``namespace``, ``row`` bound to ``_pairwise_rows.<loss>_row``),
-    each of ``_pairwise_rows``'s functions compiled by ``row_decorate``, the loop by ``kernel_decorate``."""
+                    kernel_decorate, overrides=None, kind: str = "pairwise", files: tuple = (), bind: str = "row"):
+    """The loop ``template`` over rows (its globals ``namespace``, ``row`` bound to ``_pairwise_rows.<loss>_row``;
+    with ``bind="point"``, ``point`` bound to ``<loss>_point``), each of ``_pairwise_rows``'s functions compiled by
+    ``row_decorate`` (with ``overrides`` in their namespace, as ``compile_namespace``'s), the loop by
+    ``kernel_decorate``. ``kind`` names the loop in the cache entries, and ``files`` (beyond the backend's and
+    ``_pairwise_rows.py``) are hashed into them."""
     from .. import _pairwise_rows
 
-    digest = source_hash(backend_file, _pairwise_rows.__file__)
-    rows = compile_functions(_pairwise_rows, row_decorate, f"pairwise__{digest}")
-    namespace = dict(namespace, row=rows[f"{loss}_row"])
-    return kernel_decorate(specialise(template, namespace, f"pairwise__{loss}__{digest}"))
+    digest = source_hash(backend_file, _pairwise_rows.__file__, *files)
+    rows = compile_functions(_pairwise_rows, row_decorate, f"{kind}__{digest}", overrides)
+    namespace = dict(namespace, **{bind: rows[f"{loss}_{bind}"]})
+    return kernel_decorate(specialise(template, namespace, f"{kind}__{loss}__{digest}"))
 
 
 def pairwise_args(packed, D, x1, x2, x3, y, gscale, loss_out, g1, g2, g3, like_x, like_f64) -> tuple:

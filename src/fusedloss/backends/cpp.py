@@ -51,6 +51,7 @@ elementwise_metrics = getattr(_core, "elementwise_metrics", None)
 multiclass_metrics = getattr(_core, "multiclass_metrics", None)  # multiclass with the per-row metrics (_logit_metrics)
 ctc = getattr(_core, "ctc", None)  # the CTC contract of fusedloss._ctc (cpp/src/ctc_binding.cpp)
 pairwise = getattr(_core, "pairwise", None)  # the pairwise contract of fusedloss._pairwise (pairwise_binding.cpp)
+pairwise_elements = getattr(_core, "pairwise_elements", None)  # its one-element rows, elementwise (same file)
 overlap_sums = getattr(_core, "overlap_sums", None)  # the overlap contract of fusedloss._overlap
 overlap_grad = getattr(_core, "overlap_grad", None)
 array_sum = getattr(_core, "sum", None)  # compensated float64 sum of a contiguous float array

@@ -941,6 +941,85 @@ def pairwise(loss, packed, D, x1, x2, x3, y, gscale, loss_out, g1, g2, g3, nthre
     return None
 
 
+def _pairwise_elements_loop(x1, x2, x3, y, w, prm, denom, value_out, g1, g2, g3, reduce, partial, b0, b1):
+    """Blocks ``[b0, b1)`` of a loss whose row is one element, as ``_loop`` runs an elementwise loss: ``point``
+    (bound to the loss's ``_pairwise_rows.<loss>_point``) on each element, with ``w_i / denom`` as its gradient
+    factor; ``value_out`` receives ``w_i l_i``. Optional arrays (``x3``, ``y``, ``w``, the outputs) and ``reduce``
+    are None when not in use (``g3`` with ``x3``)."""
+    n = x1.shape[0]
+    for blk in range(b0, b1):
+        start = blk * BLOCK
+        stop = min(start + BLOCK, n)
+        s = 0.0
+        err = 0.0
+        if reduce is not None:
+            run = np.empty(SUB)
+        for c0 in range(start, stop, SUB):
+            c1 = min(c0 + SUB, stop)
+            a = x1[c0:c1]  # views of the run's own, as in _loop
+            b = x2[c0:c1]
+            if x3 is not None:
+                c = x3[c0:c1]
+            if y is not None:
+                yr = y[c0:c1]
+            if w is not None:
+                wr = w[c0:c1]
+            if value_out is not None:
+                vr = value_out[c0:c1]
+            if g1 is not None:
+                h1 = g1[c0:c1]
+                h2 = g2[c0:c1]
+                if x3 is not None:
+                    h3 = g3[c0:c1]
+            for k in range(c1 - c0):
+                ck = 0.0
+                if x3 is not None:
+                    ck = np.float64(c[k])
+                yk = 0.0
+                if y is not None:
+                    yk = np.float64(yr[k])
+                wk = 1.0
+                if w is not None:
+                    wk = wr[k]
+                l, d1, d2, d3 = point(np.float64(a[k]), np.float64(b[k]), ck, yk, prm, wk / denom)  # noqa: F821
+                if w is not None:
+                    l = wk * l
+                if value_out is not None:
+                    vr[k] = l
+                if g1 is not None:
+                    h1[k] = d1
+                    h2[k] = d2
+                    if x3 is not None:
+                        h3[k] = d3
+                if reduce is not None:
+                    run[k] = l
+            if reduce is not None:
+                s, err = _compensated_add(s, err, _run_sum(run, c1 - c0))
+        if reduce is not None:
+            partial[blk] = _compensated_total(s, err)
+    return _loop_result(partial[b0:b1], reduce)
+
+
+def _build_pairwise_elements(loss: str):
+    kernel = _jit.pairwise_kernel(loss, _pairwise_elements_loop, __file__, globals(),
+                                  njit(inline="always", error_model="numpy"),
+                                  njit(cache=True, nogil=True, error_model="numpy"), overrides=_vecmath.overrides(),
+                                  kind="pairwise_elements", files=(_vecmath.__file__,), bind="point")
+    _KERNELS[("pairwise_elements", loss)] = kernel
+    return kernel
+
+
+def pairwise_elements(loss, packed, x1, x2, x3, y, w, denom, reduce, value_out, g1, g2, g3, nthreads):
+    """``fusedloss._pairwise``'s contract for the losses whose row is one element (margin_ranking, gaussian_nll)."""
+    if _SUPPORTED.get(loss) != "pairwise" or REGISTRY[loss].vector_rows:
+        raise ValueError(f"pairwise_elements: {loss!r} is not a loss whose rows are single elements")
+    kernel = _KERNELS.get(("pairwise_elements", loss)) or _build_pairwise_elements(loss)
+    args = (x1, x2, x3, y, w, tuple(float(v) for v in packed), float(denom), value_out, g1, g2, g3,
+            True if reduce else None)
+    n = x1.shape[0]
+    return _blocks(kernel, args, (n + BLOCK - 1) // BLOCK, n >= PARALLEL_MIN, nthreads, reduce)
+
+
 # --- overlap losses (their own contract: see fusedloss._overlap) ------------------------------------------
 
 
