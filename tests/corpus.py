@@ -398,10 +398,19 @@ def _poison(a, values):
     return a
 
 
+# the forms named after torch's binary_cross_entropy refuse a NaN probability or target, as torch's function does;
+# everywhere else NaN propagates
+NAN_REFUSED = {"binary_cross_entropy": ("torch_named", "torch_module", *ROUTED)}
+
+
+def _nan(call: Call, spec, entry, what: str) -> Call:
+    return raises(call, what) if entry in NAN_REFUSED.get(spec.name, ()) else call
+
+
 @cls()
 def pred_nan(spec, entry):
     b = base(spec.name)
-    return with_(b, pred=_poison(b.pred, [np.nan]))
+    return _nan(with_(b, pred=_poison(b.pred, [np.nan])), spec, entry, "pred")
 
 
 @cls()
@@ -424,7 +433,7 @@ def target_nan(spec, entry):
     b = base(spec.name)
     if _labels(spec):
         return None
-    return with_(b, target=_poison(b.target, [np.nan]))
+    return _nan(with_(b, target=_poison(b.target, [np.nan])), spec, entry, "target")
 
 
 @cls("elementwise", "multiclass")

@@ -365,6 +365,24 @@ def test_mixed_dtypes_promote_like_torch():
         assert got.dtype == F.mse_loss(x.to(xd), t.to(td)).dtype
 
 
+@pytest.mark.parametrize("where", ["input", "target"])
+@pytest.mark.parametrize("form", ["function", "module"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_binary_cross_entropy_refuses_nan_as_torch(where, form, reduction):
+    p = torch.tensor([[0.25, 0.5], [0.75, 0.125]], dtype=torch.float64)
+    y = torch.tensor([[0.0, 1.0], [1.0, 0.5]], dtype=torch.float64)
+    (p if where == "input" else y)[1, 0] = float("nan")
+    with pytest.raises(RuntimeError):
+        F.binary_cross_entropy(p, y, reduction=reduction)
+    call = ft.binary_cross_entropy if form == "function" else ft.BCELoss(reduction=reduction)
+    kwargs = {"reduction": reduction} if form == "function" else {}
+    with pytest.raises(ValueError, match=rf"binary_cross_entropy: {where} must lie in \[0, 1\].*nan at index \(1, 0\)"):
+        call(p.clone().requires_grad_(), y, **kwargs)
+    ft.set_cpu_routing("auto")  # torch's own function first (small input), then the fused form's error
+    with pytest.raises(ValueError, match=f"{where} must lie in"):
+        call(p.clone().requires_grad_(), y, **kwargs)
+
+
 def test_ctc_matches_torch():
     g = _gen(2)
     T, N, C, S = 9, 3, 5, 3

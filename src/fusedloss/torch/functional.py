@@ -109,8 +109,25 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
                          backend=None):
     """``torch.nn.functional.binary_cross_entropy`` on probabilities (logs clamped at -100, as torch)."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
-    return _elementwise("binary_cross_entropy", input, target, reduction, {"pos_weight": None}, weight=weight,
-                        weight_mean="numel", backend=backend, fn="binary_cross_entropy")
+    out = _elementwise("binary_cross_entropy", input, target, reduction, {"pos_weight": None}, weight=weight,
+                       weight_mean="numel", backend=backend, fn="binary_cross_entropy")
+    _refuse_nan_as_torch(out, input, target, "binary_cross_entropy")
+    return out
+
+
+def _refuse_nan_as_torch(out: Tensor, input, target, fn: str) -> None:
+    """torch's ``fn`` refuses a NaN probability or target (its range check fails on NaN), where the fused kernel
+    lets NaN through. With the weights checked finite and the logs clamped, the result holds a NaN exactly when
+    the input or the target does, so only then are they scanned, for the error."""
+    with torch.no_grad():
+        if not bool(out.isnan().any()):
+            return
+        for what, data in (("input", input), ("target", target)):
+            nan = torch.as_tensor(data).isnan()
+            if bool(nan.any()):
+                where = tuple(int(i) for i in nan.nonzero()[0])
+                raise ValueError(f"{fn}: {what} must lie in [0, 1] (torch.nn.functional.{fn} refuses NaN), got nan "
+                                 f"at index {where}; mask or replace the NaN before the loss")
 
 
 def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None, reduction="mean",
