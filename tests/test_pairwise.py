@@ -57,6 +57,20 @@ HAND = [
     # swap: d(a, n) = 1 = d(p, n) (a tie): min is 1, the negative's gradient split in halves
     ("triplet_margin", {"eps": 0.0, "swap": True}, ([[0.0, 0.0]], [[2.0, 0.0]], [[1.0, 0.0]]), None, [2.0],
      ([[-0.5, 0.0]], [[0.5, 0.0]], [[0.0, 0.0]])),
+    # p = inf: d(a, p) = max |a - p| = 1, attained twice (the two share the gradient: sign / 2), d(a, n) = 5 at one
+    # element; 10 + 1 - 5 = 6
+    ("triplet_margin", {"eps": 0.0, "p": math.inf, "margin": 10.0}, ([[0.0, 0.0]], [[1.0, -1.0]], [[5.0, 3.0]]),
+     None, [6.0], ([[-0.5 + 1.0, 0.5]], [[0.5, -0.5]], [[-1.0, 0.0]])),
+    # p = -inf: d(a, p) = min |a - p| = 1 (twice), d(a, n) = 3 (second element); 10 + 1 - 3 = 8
+    ("triplet_margin", {"eps": 0.0, "p": -math.inf, "margin": 10.0}, ([[0.0, 0.0]], [[1.0, -1.0]], [[5.0, 3.0]]),
+     None, [8.0], ([[-0.5, 0.5 + 1.0]], [[0.5, -0.5]], [[0.0, -1.0]])),
+    # p = 0: d = the count of nonzero differences (1 and 2), no gradient; p = -1: d = 1 / sum 1 / |e| with a zero
+    # e: sum inf, d(a, p) = 0; d(a, n) = 1 / (1/2 + 1/2) = 1: 3 + 0 - 1 = 2, gradient 0 on the zero distance,
+    # and -(sign(e) |e|^-2 d^2) on the other: e = a - n = (-2, 2): (-1/4, 1/4) -> minus that on the anchor
+    ("triplet_margin", {"eps": 0.0, "p": 0.0, "margin": 3.0}, ([[0.0, 0.0]], [[0.0, 1.0]], [[2.0, -2.0]]), None,
+     [2.0], ([[0.0, 0.0]], [[0.0, 0.0]], [[0.0, 0.0]])),
+    ("triplet_margin", {"eps": 0.0, "p": -1.0, "margin": 3.0}, ([[0.0, 0.0]], [[0.0, 1.0]], [[2.0, -2.0]]), None,
+     [2.0], ([[0.25, -0.25]], [[0.0, 0.0]], [[-0.25, 0.25]])),
     # gaussian_nll: v = max(var, eps), d = x - y: 0.5 (log v + d^2 / v); d/dx = d / v, d/dy = -d / v,
     # d/dvar = 0.5 (1 / v - d^2 / v^2), at the clamped v too (var = 0.25 < eps = 0.5: v = 0.5)
     ("gaussian_nll", {}, ([3.0, 1.0], [1.0, 1.0], [4.0, 1.0]), None, [0.5 * (math.log(4.0) + 1.0), 0.0],
@@ -132,7 +146,8 @@ VARIANTS = {
     "margin_ranking": [{}, {"margin": 0.5}, {"margin": -0.3}],
     "cosine_embedding": [{}, {"margin": 0.25}, {"margin": -0.5}],
     "triplet_margin": [{}, {"p": 1.0}, {"p": 3.0, "swap": True}, {"p": 0.5, "eps": 0.0}, {"p": 1.5, "swap": True},
-                       {"margin": 0.25, "eps": 0.0, "swap": True}],
+                       {"margin": 0.25, "eps": 0.0, "swap": True}, {"p": math.inf}, {"p": -math.inf, "swap": True},
+                       {"p": 0.0, "margin": 2.0}, {"p": -1.5, "eps": 0.0}],
     "gaussian_nll": [{}, {"eps": 0.5}, {"full": True}],  # (the last: finite differences, away from the clamp)
 }
 
@@ -159,8 +174,8 @@ def _torch(name, xs, y, reduction, params):
     ts = [torch.tensor(x, requires_grad=True) for x in xs]
     args = [*ts, *([] if y is None else [torch.tensor(y)])]
     out = getattr(F, spec.torch_name)(*args, reduction=reduction, **params)
-    out.sum().backward()
-    return out.detach().numpy(), [t.grad.numpy() for t in ts]
+    out.sum().backward()  # (p = 0: torch's norm has no gradient, fusedloss's is 0)
+    return out.detach().numpy(), [np.zeros_like(x) if t.grad is None else t.grad.numpy() for t, x in zip(ts, xs)]
 
 
 @pytest.mark.parametrize("name", PAIRWISE)
@@ -277,8 +292,8 @@ def test_bad_input_says_which_argument():
         fl.triplet_margin(x, x, x, sample_weight=-np.ones(4))
     with pytest.raises(ValueError, match="margin must be a finite number > 0"):
         fl.triplet_margin(x, x, x, margin=0.0)
-    with pytest.raises(ValueError, match="p must be a finite number > 0"):
-        fl.triplet_margin(x, x, x, p=math.inf)
+    with pytest.raises(ValueError, match="p must be a number"):
+        fl.triplet_margin(x, x, x, p=math.nan)
     with pytest.raises(ValueError, match="grad_out\\[1\\] overlaps"):
         fl.triplet_margin.value_and_grad(x, x.copy(), x.copy(), grad_out=(np.empty_like(x), x, np.empty_like(x)))
     with pytest.raises(TypeError, match="has no Hessian"):
@@ -298,6 +313,8 @@ def test_cpp_binding_checks_before_touching_memory():
         _core.pairwise("cosine_embedding", (0.0,), 3, x, x[:6].copy(), None, np.ones(4), None, out, None, None, None, 1)
     with pytest.raises(ValueError, match="x3 is required"):
         _core.pairwise("triplet_margin", (1.0, 2.0, 0.0, 0.0), 3, x, x, None, None, None, out, None, None, None, 1)
+    with pytest.raises(ValueError, match="p must be a number"):
+        _core.pairwise("triplet_margin", (1.0, np.nan, 0.0, 0.0), 3, x, x, x, None, None, out, None, None, None, 1)
     with pytest.raises(TypeError, match="g2 must be a C-contiguous numpy array of dtype float64"):
         _core.pairwise("cosine_embedding", (0.0,), 3, x, x, None, np.ones(4), np.ones(4), out, np.empty(12),
                        np.empty(12, np.float32), None, 1)
@@ -415,7 +432,8 @@ def test_cuda_matches_reference(name):
     xs, y = _data(name, N=5, D=3, seed=7)
     k = len(REGISTRY[name].inputs)
     rest = [] if y is None else [y]
-    for params in VARIANTS[name][:2]:
+    special = [v for v in VARIANTS[name] if not 0.0 < v.get("p", 2.0) < math.inf]  # p = +-inf, 0, < 0
+    for params in VARIANTS[name][:2] + special:
         for dtype in (np.float64, np.float32):
             host = [x.astype(dtype) for x in xs]
             for reduction in ("mean", "none"):

@@ -136,8 +136,8 @@ void run(const std::string& loss, const py::tuple& params, py::ssize_t D, py::ha
   fl::pairwise::TripletMargin tm{0.0, 2.0, 0.0, false};
   if (three) {
     tm = {param(loss, params, 0), param(loss, params, 1), param(loss, params, 2), param(loss, params, 3) != 0};
-    if (!(std::isfinite(tm.p) && tm.p > 0)) {
-      throw py::value_error(prefix(loss) + "p must be a finite number > 0, got " + std::to_string(tm.p));
+    if (std::isnan(tm.p)) {
+      throw py::value_error(prefix(loss) + "p must be a number (any real, inf or -inf), got nan");
     }
   } else {
     ce.margin = param(loss, params, 0);

@@ -21,8 +21,8 @@ import math
 
 COSINE_EPS = 9.999999960041972e-13  # ATen's EPSILON, 1e-12 as a float32 (_reference_pairwise.COSINE_EPS)
 
-FUNCTIONS = ("sgn", "pnorm", "pnorm_grad", "margin_ranking_point", "margin_ranking_row", "cosine_embedding_row",
-             "triplet_margin_row", "gaussian_nll_point", "gaussian_nll_row")
+FUNCTIONS = ("sgn", "pnorm", "pnorm_ties", "pnorm_grad", "margin_ranking_point", "margin_ranking_row",
+             "cosine_embedding_row", "triplet_margin_row", "gaussian_nll_point", "gaussian_nll_row")
 HALF_LOG_2PI = 0.9189385332046727  # 0.5 log(2 pi)
 
 
@@ -41,27 +41,58 @@ def sgn(e):
 
 
 def pnorm(u, v, o, D, p, eps):
-    """||u - v + eps||_p over one row, as torch's norm (p = 1, p = 2, else the p-th root of sum |e|^p)."""
-    s = 0.0
-    for k in range(D):
-        e = float(u[o + k]) - float(v[o + k]) + eps
+    """||u - v + eps||_p over one row, as torch's norm: p = 1, p = 2, p = inf (the largest |e|), -inf (the
+    smallest), 0 (the count of e != 0), else the p-th root of sum |e|^p (p < 0: a zero e makes the sum inf and
+    the norm 0). A row of no element: 0, or inf for p < 0 and -inf (the limits of the finite p)."""
+    if p == 2.0 or p == 1.0 or not (math.isinf(p) or p == 0.0):
+        s = 0.0
+        for k in range(D):
+            e = float(u[o + k]) - float(v[o + k]) + eps
+            if p == 2.0:
+                s += e * e
+            elif p == 1.0:
+                s += abs(e)
+            elif e != 0.0 or p > 0.0:
+                s += math.pow(abs(e), p)
+            else:
+                s = math.inf
         if p == 2.0:
-            s += e * e
-        elif p == 1.0:
-            s += abs(e)
-        else:
-            s += math.pow(abs(e), p)
-    if p == 2.0:
-        return math.sqrt(s)
-    if p == 1.0:
-        return s
-    return math.pow(s, 1.0 / p)
+            return math.sqrt(s)
+        if p == 1.0:
+            return s
+        if s == 0.0 and p < 0.0:
+            return math.inf
+        return math.pow(s, 1.0 / p)
+    d = math.inf if p < 0.0 else 0.0
+    for k in range(D):
+        a = abs(float(u[o + k]) - float(v[o + k]) + eps)
+        if p == 0.0:
+            d += 1.0 if a != 0.0 else 0.0
+        elif a != a or (a > d if p > 0.0 else a < d):
+            d = a
+            if a != a:
+                break
+    return d
 
 
-def pnorm_grad(e, d, p):
-    """d ||e||_p / d e_k at distance d, as torch's norm backward: 0 where d = 0 (p > 1), where e_k = 0 (p < 1)."""
+def pnorm_ties(u, v, o, D, eps, d):
+    """The number of elements where |u - v + eps| equals the distance d (p = +-inf: they share the gradient)."""
+    n = 0.0
+    for k in range(D):
+        if abs(float(u[o + k]) - float(v[o + k]) + eps) == d:
+            n += 1.0
+    return n
+
+
+def pnorm_grad(e, d, p, ties):
+    """d ||e||_p / d e_k at distance d, as torch's norm backward: 0 where d = 0 (p > 1), where e_k = 0 (p < 1);
+    p = +-inf: sign(e_k) / ties where |e_k| = d (``ties`` such elements), else 0; p = 0: 0."""
     if p == 1.0:
         return sgn(e)
+    if math.isinf(p):
+        return sgn(e) / ties if abs(e) == d else 0.0
+    if p == 0.0:
+        return 0.0
     if p < 1.0:
         if e == 0.0:
             return 0.0
@@ -152,14 +183,22 @@ def triplet_margin_row(x1, x2, x3, o, D, y, prm, gn, want_grad, g1, g2, g3):
     m = margin + dp - dneg
     if want_grad:
         on = m >= 0.0
+        tp = 1.0  # p = +-inf: the elements at each distance, which share its gradient
+        tn = 1.0
+        ts = 1.0
+        if on and math.isinf(p):
+            tp = pnorm_ties(x1, x2, o, D, eps, dp)
+            tn = pnorm_ties(x1, x3, o, D, eps, dn)
+            if swap:
+                ts = pnorm_ties(x2, x3, o, D, eps, ds)
         for k in range(D):
             if on:
                 a = float(x1[o + k])
                 b = float(x2[o + k])
                 c = float(x3[o + k])
-                jp = pnorm_grad(a - b + eps, dp, p)
-                jn = pnorm_grad(a - c + eps, dn, p)
-                js = pnorm_grad(b - c + eps, ds, p) if swap else 0.0
+                jp = pnorm_grad(a - b + eps, dp, p, tp)
+                jn = pnorm_grad(a - c + eps, dn, p, tn)
+                js = pnorm_grad(b - c + eps, ds, p, ts) if swap else 0.0
                 g1[o + k] = gn * (jp - wn * jn)
                 g2[o + k] = gn * (-jp - ws * js)
                 g3[o + k] = gn * (wn * jn + ws * js)

@@ -38,15 +38,24 @@ def cosine_embedding(x1, x2, y, margin):
 
 
 def _distance(u, v, p, eps):
-    """(||u - v + eps||_p per row, its derivative with respect to u, rows): torch's norm and norm backward."""
+    """(||u - v + eps||_p per row, its derivative with respect to u, rows): torch's norm and norm backward.
+    p = +-inf: the largest (smallest) |e|, whose gradient sign(e) the elements attaining it share; p = 0: the
+    count of e != 0, no gradient. A row of no element has the finite p's limit: 0, or inf for p < 0."""
     e = u - v + eps
     a = np.abs(e)
+    if np.isinf(p):
+        d = np.min(a, axis=-1, initial=np.inf) if p < 0 else np.max(a, axis=-1, initial=0.0)
+        at = a == d[:, None]
+        ties = np.maximum(np.sum(at, axis=-1, keepdims=True), 1)
+        return d, np.where(at, np.sign(e), 0.0) / ties
+    if p == 0:
+        return np.count_nonzero(e, axis=-1).astype(np.float64), np.zeros_like(e)
     if p == 2:
         d = np.sqrt(np.sum(e * e, axis=-1))
     elif p == 1:
         d = np.sum(a, axis=-1)
     else:
-        d = np.sum(a ** p, axis=-1) ** (1.0 / p)
+        d = np.sum(a ** p, axis=-1) ** (1.0 / p)  # p < 0: a ** p is inf at e = 0, and the norm 0
     dcol = d[:, None]
     if p == 1:
         j = np.sign(e)

@@ -825,7 +825,7 @@ register(LossSpec(
 
 
 def _triplet_p(v):
-    return None if (math.isfinite(v) and v > 0) else "a finite number > 0 (the order of the p-norm)"
+    return None if not math.isnan(v) else "a number (the order of the p-norm: any real, inf or -inf)"
 
 
 register(LossSpec(
@@ -867,7 +867,9 @@ register(LossSpec(
              "d(u, v) = ||u - v + eps||_p, as torch.nn.functional.triplet_margin_loss"),
     formula=("d(u, v) = ||u - v + eps||_p, dp = d(a, p), dn = d(a, n) (swap: min(d(a, n), d(p, n))), "
              "m = dp - dn + margin:  l = max(0, m);  with e = u - v + eps, dd/du = -dd/dv = sign(e) |e|^(p-1) / "
-             "d^(p-1) (0 where d = 0; for p < 1 0 where e = 0), the gradient flows where m >= 0 (torch's "
+             "d^(p-1) (0 where d = 0; for p < 1, negative p included, 0 where e = 0); p = inf: d = max |e| (-inf: "
+             "min |e|) and dd/du = sign(e) / k on the k elements where |e| = d, 0 elsewhere; p = 0: d = the count "
+             "of e != 0, no gradient (0); a row of no element has d = 0 (inf for p < 0 and -inf); the gradient flows where m >= 0 (torch's "
              "clamp_min) into dp with +1 and into dn with -1; swap: into d(a, n) where it is smaller, into "
              "d(p, n) where that is, half into each at a tie (torch's minimum);  Hessian: not provided (a "
              "dense D x D block per row and pair of inputs, which the kernels do not form)"),

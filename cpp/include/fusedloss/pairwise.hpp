@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <limits>
 
 #include "fusedloss/isa.hpp"
 #include "fusedloss/kernel_api.hpp"  // Params
@@ -118,10 +119,31 @@ struct CosineEmbedding {
   }
 };
 
-// ||u - v + eps||_p, as torch's norm (p = 1, p = 2, else the p-th root of the sum of |e|^p). P: p when it is
-// 1 or 2 (the common norms, whose loops then have no branch and no pow), 0 for any other p.
+// ||u - v + eps||_p over a row whose p is infinite or 0, as torch's norm: the largest |e| (p = inf), the smallest
+// (-inf; a nan e gives nan), the count of e != 0 (p = 0). A row of no element: 0, or inf for -inf.
+template <class T>
+double pnorm_special(const T* u, const T* v, std::size_t D, double p, double eps) {
+  double d = p < 0 ? std::numeric_limits<double>::infinity() : 0.0;
+  for (std::size_t k = 0; k < D; ++k) {
+    const double a = std::fabs(double(u[k]) - double(v[k]) + eps);
+    if (p == 0) {
+      d += a != 0 ? 1.0 : 0.0;
+    } else if (std::isnan(a) || (p > 0 ? a > d : a < d)) {
+      d = a;
+      if (std::isnan(a)) break;
+    }
+  }
+  return d;
+}
+
+// ||u - v + eps||_p, as torch's norm (p = 1, p = 2, p = +-inf and 0 in pnorm_special, else the p-th root of the
+// sum of |e|^p; p < 0: a zero e makes the sum inf and the norm 0; a row of no element: inf). P: p when it is 1
+// or 2 (the common norms, whose loops then have no branch and no pow), 0 for any other p.
 template <int P, class T>
 double pnorm(const T* u, const T* v, std::size_t D, double p, double eps) {
+  if constexpr (P == 0) {
+    if (std::isinf(p) || p == 0) return pnorm_special(u, v, D, p, eps);
+  }
   double s = 0.0;
 #pragma omp simd reduction(+ : s)
   for (std::size_t k = 0; k < D; ++k) {
@@ -131,7 +153,7 @@ double pnorm(const T* u, const T* v, std::size_t D, double p, double eps) {
     } else if constexpr (P == 1) {
       s += std::fabs(e);
     } else {
-      s += std::pow(std::fabs(e), p);
+      s += (e != 0 || p > 0) ? std::pow(std::fabs(e), p) : std::numeric_limits<double>::infinity();
     }
   }
   if constexpr (P == 2) {
@@ -139,13 +161,23 @@ double pnorm(const T* u, const T* v, std::size_t D, double p, double eps) {
   } else if constexpr (P == 1) {
     return s;
   } else {
+    if (s == 0 && p < 0) return std::numeric_limits<double>::infinity();
     return std::pow(s, 1.0 / p);
   }
 }
 
-// d ||e||_p / d e_k at distance d, as torch's norm backward: 0 where d = 0 (p > 1), or where e_k = 0 (p < 1).
+// The number of elements where |u - v + eps| equals the distance d (p = +-inf: they share the gradient).
+template <class T>
+double pnorm_ties(const T* u, const T* v, std::size_t D, double eps, double d) {
+  double n = 0.0;
+  for (std::size_t k = 0; k < D; ++k) n += std::fabs(double(u[k]) - double(v[k]) + eps) == d ? 1.0 : 0.0;
+  return n;
+}
+
+// d ||e||_p / d e_k at distance d, as torch's norm backward: 0 where d = 0 (p > 1), or where e_k = 0 (p < 1);
+// p = +-inf: sign(e_k) / ties where |e_k| = d (ties such elements), else 0; p = 0: 0.
 template <int P>
-inline double pnorm_grad(double e, double d, double p) {
+inline double pnorm_grad(double e, double d, double p, double ties) {
   const double sg = e > 0 ? 1.0 : (e < 0 ? -1.0 : (std::isnan(e) ? e : 0.0));
   if constexpr (P == 1) {
     return sg;
@@ -153,6 +185,8 @@ inline double pnorm_grad(double e, double d, double p) {
     return d == 0 ? 0.0 : e / d;
   } else {
     if (p == 1) return sg;
+    if (std::isinf(p)) return std::fabs(e) == d ? sg / ties : 0.0;
+    if (p == 0) return 0.0;
     if (p < 1) return e == 0 ? 0.0 : sg * std::pow(std::fabs(e), p - 1) * std::pow(d, 1 - p);
     if (d == 0) return 0.0;
     if (p == 2) return e / d;
@@ -188,11 +222,17 @@ struct TripletMargin {
       // m < 0: no gradient, written as a factor of 0 (not 0 * a nan Jacobian element: torch's clamp_min gives 0)
       const bool on = m >= 0;
       const double f = on ? gn : 0.0;
+      double tp = 1.0, tn = 1.0, ts = 1.0;  // p = +-inf: the elements at each distance, which share its gradient
+      if (P == 0 && on && std::isinf(p)) {
+        tp = pnorm_ties(a, po, D, eps, dp);
+        tn = pnorm_ties(a, ne, D, eps, dn);
+        if (swap) ts = pnorm_ties(po, ne, D, eps, ds);
+      }
 #pragma omp simd
       for (std::size_t k = 0; k < D; ++k) {
-        const double jp = pnorm_grad<P>(double(a[k]) - double(po[k]) + eps, dp, p);
-        const double jn = pnorm_grad<P>(double(a[k]) - double(ne[k]) + eps, dn, p);
-        const double js = swap ? pnorm_grad<P>(double(po[k]) - double(ne[k]) + eps, ds, p) : 0.0;
+        const double jp = pnorm_grad<P>(double(a[k]) - double(po[k]) + eps, dp, p, tp);
+        const double jn = pnorm_grad<P>(double(a[k]) - double(ne[k]) + eps, dn, p, tn);
+        const double js = swap ? pnorm_grad<P>(double(po[k]) - double(ne[k]) + eps, ds, p, ts) : 0.0;
         ga[k] = T(on ? f * (jp - wn * jn) : 0.0);
         gp[k] = T(on ? f * (-jp - ws * js) : 0.0);
         gne[k] = T(on ? f * (wn * jn + ws * js) : 0.0);
