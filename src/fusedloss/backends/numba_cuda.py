@@ -7,9 +7,22 @@ saying which, and the backend registry reports that reason.
 Same interface as the host backends, but every array is a device array (Numba's, or the simulator's).
 ``_kernel`` (elementwise) and ``_row_kernel`` (multiclass, one thread per row) are the generic kernels:
 grid-stride loops, each thread summing its ``w * l`` in float64, then a tree sum over the block in shared
-memory, one float64 partial per block; the host adds the partials with ``math.fsum`` (correctly rounded,
-so independent of their order). The grid depends only on the size (``_blocks``), so the reduced value is
-reproducible.
+memory, one float64 partial per block. The grid depends only on the size (``_blocks``), so the partials, and
+the reduced value, are reproducible. The partials are added (``_reduced``) either
+
+- on the host with ``math.fsum`` (correctly rounded, so independent of their order): the public API's Python
+  floats; reading them back waits for the kernel; or
+- on the device (a ``DeviceTotal`` given as ``total=``: what ``fusedloss.torch`` asks for) by
+  ``_final_sum_kernel``: one warp, each thread a strided compensated sum, thread 0 adding theirs in thread order
+  (compensated too), then the division by "mean"'s divisor, into a 1-element device array. A fixed order, so the
+  same bits run to run; it agrees with fsum to about one rounding (tests/test_cuda_device_value.py). Nothing
+  waits for it.
+
+Streams: ``on_stream`` puts every launch, allocation and host copy of this module on one stream (a Numba stream
+or a foreign handle such as torch's ``cuda_stream``; default: Numba's default stream), so a caller on a side
+stream needs no synchronisation around a call; ``to_host`` waits for that stream only. The simulator has no
+foreign streams: a stream of its own stands in for a handle (it runs every launch to the end anyway). The CTC
+kernels (``numba_cuda_ctc``) still run on the default stream.
 
 cross_entropy has a kernel designed for the GPU instead (``_ce_block_kernel``), a team of threads per row:
 
@@ -31,8 +44,8 @@ cross_entropy has a kernel designed for the GPU instead (``_ce_block_kernel``), 
   sample weights, ignore_index, label smoothing, z_loss, softcap, confidence_penalty, soft targets) goes through
   it; the confidence penalty adds a pass for the entropy's sum between the reduction and pass 2. Each set of
   options has its own copy of the kernel (the options are constants there).
-- Reduced values: the rows' values are summed over each block by a tree; the host adds the per-block partials
-  with ``math.fsum``. The grid depends only on R and C, so the sum is reproducible too.
+- Reduced values: the rows' values are summed over each block by a tree; the per-block partials are added as
+  above (fsum on the host, or on the device). The grid depends only on R and C, so the sum is reproducible too.
 - Not yet done: vectorised (128-bit) loads, warp shuffles instead of the shared-memory tree (the simulator
   that CI runs has no shuffles), and keeping the row in registers / shared memory between the passes for C
   up to a few thousand. The other multiclass losses still run one thread per row.
@@ -123,7 +136,7 @@ MAX_ROW_THREADS = TPB  # the block kernel's block (a power of two, at most TPB; 
 # the same at 8192 x 32000 and 4096 x 128256 for every value (their rows take the whole block anyway).
 ROW_ELEMS = 32
 # The block kernel's largest grid; groups of rows beyond it are grid-strided over the blocks. The host adds one
-# partial sum per block (math.fsum, about 40 ns each): on an H200 the kernel took the same time (within 1%) with
+# partial sum per block when the value is wanted there (math.fsum, about 40 ns each; _final_sum_kernel otherwise): on an H200 the kernel took the same time (within 1%) with
 # 1024, 2048 and 8192 blocks at 8192 x 32000, 4096 x 128256, 65536 x 1000 and 1024 x 32000, and 8192 partials cost
 # the call about 0.3 ms.
 MAX_ROW_BLOCKS = 1024
