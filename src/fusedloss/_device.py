@@ -7,6 +7,15 @@ domain and labels by small device reductions; nan passes, as on the host) and ca
 dtype differs. Outputs are allocated on the device, or are the caller's ``grad_out`` / ``hess_out`` (device
 arrays of pred's shape and dtype). Reduced values come back as Python floats, arrays as device arrays.
 
+Two options for callers that keep working on the device (``fusedloss.torch``; the public API passes neither):
+``stream`` (a foreign stream handle or a Numba stream) puts every kernel, allocation and copy of the call on
+that stream (``numba_cuda.on_stream``), and ``device_value`` returns a reduced value as a 1-element device
+array of pred's dtype, summed (and divided, for "mean") on the device, so that nothing waits for the kernel.
+What still reads back from the device: the checks of device operands (domains, labels: a few bytes each), the
+"mean" divisor when it is a sum of weights or of kept rows (``device_sum``, ``kept_sum``: it scales the
+derivatives, which the kernels take as a number), and a weighted mean's total, which is summed on the host
+(``refit_total`` needs it) and copied back.
+
 Only the "cuda" backend runs device arrays: a host backend named by the call, ``use_backend``,
 ``set_backend`` or ``FUSEDLOSS_BACKEND`` is an error (the mirror of naming "cuda" with host arrays).
 Device arrays must be C-contiguous: copying a strided device array behind the caller's back would hide
@@ -22,7 +31,8 @@ import numpy as np
 from . import _config
 from ._validate import (
     _FLOAT_DTYPES, _as_like, _check_domain, _class_vector, _column_vector, _prepare_targets, _prepare_weight,
-    _results, domain_error, is_device_array, label_range_error, labels_shape_error, mean_scale, soft_shape_error,
+    _results, domain_error, is_device_array, label_range_error, labels_shape_error, mean_scale, reduced_value,
+    soft_shape_error,
     target_kind_error, weight_shape_error, WEIGHT_SUM_LIMIT, fit_weights, refit_total, scaled_weights, sum_exponent,
 )
 from .backends import REGISTRY as BACKENDS, BackendUnavailable
@@ -76,7 +86,7 @@ def _on_host(cu, v, what: str, loss: str):
     """A small argument on the host: device arrays are copied, anything else is returned as given."""
     if v is None or not is_device_array(v):
         return v
-    return _operand(cu, v, what, loss).copy_to_host()
+    return cu.to_host(_operand(cu, v, what, loss))
 
 
 def _flat_as(cu, arr, dtype, what: str, loss: str):
@@ -171,16 +181,44 @@ def _overlap(cu, a, b) -> bool:
 
 
 def run(loss, pred, target, reduction, sample_weight, backend, params, packed,
-        outputs, grad_out, hess_out, hessian):
-    """``Loss._run`` for a device-array pred (arguments as there; reduction and params already checked)."""
+        outputs, grad_out, hess_out, hessian, stream=None, device_value=False):
+    """``Loss._run`` for a device-array pred (arguments as there; reduction and params already checked);
+    ``stream`` and ``device_value``: the module docstring."""
+    cu = _cuda_backend(backend, loss.name)
+    if stream is None:
+        return _run(cu, loss, pred, target, reduction, sample_weight, params, packed, outputs, grad_out, hess_out,
+                    hessian, device_value)
+    with cu.on_stream(stream):
+        return _run(cu, loss, pred, target, reduction, sample_weight, params, packed, outputs, grad_out, hess_out,
+                    hessian, device_value)
+
+
+def _device_total(cu, device_value: bool, reduce: bool, refit: bool, reduction, denom, dtype):
+    """The ``DeviceTotal`` the kernel writes the reduced value into, or None: the value is wanted on the host,
+    there is none, or it is a weighted mean (``_kept_on_device`` then copies the host's value over)."""
+    if not (device_value and reduce) or refit:
+        return None
+    return cu.DeviceTotal(cu.empty(1, dtype), denom if reduction == "mean" else None)
+
+
+def _kept_on_device(cu, device_value: bool, outputs, reduction, total, denom, dtype, v_ret, to):
+    """``v_ret`` as ``_results`` takes it: the device array ``to.out`` that holds the value, a host-computed value
+    copied to the device (``device_value`` with a weighted mean), or as it was."""
+    if to is not None:
+        return to.out
+    if device_value and outputs.value and reduction != "none":
+        return cu.to_device(np.array([reduced_value(total, reduction, denom)], dtype))
+    return v_ret
+
+
+def _run(cu, loss, pred, target, reduction, sample_weight, params, packed, outputs, grad_out, hess_out, hessian,
+         device_value):
     spec = loss.spec
     name = loss.name
-    cu = _cuda_backend(backend, name)
-
     p, dtype = _float_operand(cu, pred, "pred", spec)
     if spec.kind == "multiclass":
         return _run_multiclass(cu, loss, p, target, reduction, sample_weight, params, outputs, grad_out, hess_out,
-                               hessian)
+                               hessian, device_value)
     shape = tuple(p.shape)
     n = p.size
     p_flat = p.reshape(n)
@@ -208,7 +246,7 @@ def run(loss, pred, target, reduction, sample_weight, backend, params, packed,
     if reduction == "mean":
         denom = float(n) if w is None else cu.device_sum(w)
         if refit:
-            w, denom = fit_weights(w, denom, dtype, n, lambda: sum_exponent((w.copy_to_host(),), n),
+            w, denom = fit_weights(w, denom, dtype, n, lambda: sum_exponent((cu.to_host(w),), n),
                                    cu.device_sum, host=cu)
         scale = mean_scale(denom)
     else:
@@ -218,14 +256,16 @@ def run(loss, pred, target, reduction, sample_weight, backend, params, packed,
         shape if reduction == "none" else None, dtype, None, name)
     unit_hess = h is not None and hessian == "ones"
     reduce = outputs.value and reduction != "none"
+    to = _device_total(cu, device_value, reduce, refit, reduction, denom, dtype)
     total = cu.elementwise(name, packed, p_flat, y_flat, w, scale, reduce, v, g, None if unit_hess else h, 1,
-                           *(() if cols is None else (cols,)))
+                           *(() if cols is None else (cols,)), total=to)
     if reduce and refit and not _overlaps(cu, g, p_flat):
         total, denom = refit_total(total, denom, w, dtype, n, lambda w2: cu.elementwise(
             name, packed, p_flat, y_flat, w2, 1.0, True, None, None, None, 1, *(() if cols is None else (cols,))),
             host=cu)
     if unit_hess:
         cu.unit_hessian(h, 1, None, 0, w, scale)
+    v_ret = _kept_on_device(cu, device_value, outputs, reduction, total, denom, dtype, v_ret, to)
     return _results(outputs, reduction, total, denom, v_ret, g_ret, h_ret)
 
 
@@ -265,7 +305,8 @@ def _device_targets(cu, spec, params, target, x, shape, dtype):
     raise target_kind_error(spec, shape, np.dtype(t.dtype), tshape)
 
 
-def _run_multiclass(cu, loss, x, target, reduction, sample_weight, params, outputs, grad_out, hess_out, hessian):
+def _run_multiclass(cu, loss, x, target, reduction, sample_weight, params, outputs, grad_out, hess_out, hessian,
+                    device_value):
     spec = loss.spec
     name = loss.name
     dtype = np.dtype(x.dtype)
@@ -299,14 +340,14 @@ def _run_multiclass(cu, loss, x, target, reduction, sample_weight, params, outpu
         if refit:
             cwd = cw if spec.mean_over == "class_weight" else None
             if cwd is not None and labels is not None:
-                cw_host = cw.copy_to_host()
+                cw_host = cu.to_host(cw)
                 if float(np.sum(cw_host, dtype=np.float64)) > WEIGHT_SUM_LIMIT[np.dtype(np.float64)]:
                     cw = cwd = cu.to_device(scaled_weights(cw_host, sum_exponent((cw_host,), C), dtype, C))
                     denom = denominator(rw, cw)
             rw, denom = fit_weights(
                 rw, denom, dtype, R,
-                lambda: sum_exponent((None if rw is None else rw.copy_to_host(),
-                                      None if cwd is None else cwd.copy_to_host()), R),
+                lambda: sum_exponent((None if rw is None else cu.to_host(rw),
+                                      None if cwd is None else cu.to_host(cwd)), R),
                 lambda w2: denominator(w2, cw), WEIGHT_SUM_LIMIT[np.dtype(np.float64)], host=cu)
         scale = mean_scale(denom)
     else:
@@ -316,11 +357,13 @@ def _run_multiclass(cu, loss, x, target, reduction, sample_weight, params, outpu
         lead if reduction == "none" else None, dtype, x_flat, name)
     unit_hess = h is not None and hessian == "ones"
     reduce = outputs.value and reduction != "none"
+    to = _device_total(cu, device_value, reduce, refit, reduction, denom, dtype)
     total = cu.multiclass(name, packed, ignore, C, x_flat, labels, q, rw, cw, scale, reduce, v, g,
-                          None if unit_hess else h, 1)
+                          None if unit_hess else h, 1, total=to)
     if reduce and refit and not _overlaps(cu, g, x_flat):
         total, denom = refit_total(total, denom, rw, dtype, R, lambda w2: cu.multiclass(
             name, packed, ignore, C, x_flat, labels, q, w2, cw, 1.0, True, None, None, None, 1), host=cu)
     if unit_hess:
         cu.unit_hessian(h, C, labels, ignore, rw, scale)
+    v_ret = _kept_on_device(cu, device_value, outputs, reduction, total, denom, dtype, v_ret, to)
     return _results(outputs, reduction, total, denom, v_ret, g_ret, h_ret)

@@ -149,22 +149,25 @@ class Loss:
         return module
 
     def _run(self, pred, target, reduction, sample_weight, backend, kwargs, outputs: Outputs, grad_out=None,
-             hess_out=None, hessian="exact", nthreads=None, grad_scale=None, metrics=None):
+             hess_out=None, hessian="exact", nthreads=None, grad_scale=None, metrics=None, stream=None,
+             device_value=False):
         """One call: ``outputs`` says what it computes; ``nthreads`` caps its threads (fusedloss.torch passes
         torch's intra-op count); ``grad_scale`` replaces the reduction's factor (a piece of a larger array, whose
         divisor the caller knows: see ``partial`` and fusedloss.dask); ``metrics`` (names, or None) adds the
-        classification metrics of the same pass to the result (``_logit_metrics``). A MemoryError comes out as
-        one that says which array could not be allocated (``_memory_error``)."""
+        classification metrics of the same pass to the result (``_logit_metrics``). ``stream`` and
+        ``device_value``: device arrays only (fusedloss.torch passes them; see ``_device``): the stream to run on,
+        and the reduced value as a 1-element device array. A MemoryError comes out as one that says which array
+        could not be allocated (``_memory_error``)."""
         try:
             return self._compute(pred, target, reduction, sample_weight, backend, kwargs, outputs, grad_out,
-                                 hess_out, hessian, nthreads, grad_scale, metrics)
+                                 hess_out, hessian, nthreads, grad_scale, metrics, stream, device_value)
         except LossMemoryError:  # already says it (a call made inside another)
             raise
         except MemoryError as err:  # NumPy's bare one: say which array, how large, and what to do
             raise self._memory_error(err, pred) from err
 
     def _compute(self, pred, target, reduction, sample_weight, backend, kwargs, outputs, grad_out, hess_out,
-                 hessian, nthreads, grad_scale, metrics=None):
+                 hessian, nthreads, grad_scale, metrics=None, stream=None, device_value=False):
         # The hot path: a training loop calls this with the same few arguments on small arrays, so every
         # step below takes its common case first (identity tests of types and dtypes, one flags object per
         # array) and falls back to the general helpers, which raise the errors, only when that fails.
@@ -185,7 +188,7 @@ class Loss:
             from . import _device  # only device users pay for importing the CUDA path
 
             return _device.run(self, pred, target, reduction, sample_weight, backend, params, packed,
-                               outputs, grad_out, hess_out, hessian)
+                               outputs, grad_out, hess_out, hessian, stream, device_value)
         else:
             p = None
         if p is None:

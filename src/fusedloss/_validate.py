@@ -416,7 +416,7 @@ def scaled_weights(w, k: int, dtype, count, host=None):
     normal results, whatever k).
     ``host``: the device backend when ``w`` is a device array (copied to the host and back: a rare path)."""
     if host is not None and w is not None:
-        w = w.copy_to_host()
+        w = host.to_host(w)
     w64 = np.ones(count) if w is None else np.asarray(w, np.float64)
     scaled = np.ldexp(w64, -k).astype(dtype)
     return scaled if host is None else host.to_device(scaled)

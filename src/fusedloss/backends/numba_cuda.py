@@ -7,9 +7,22 @@ saying which, and the backend registry reports that reason.
 Same interface as the host backends, but every array is a device array (Numba's, or the simulator's).
 ``_kernel`` (elementwise) and ``_row_kernel`` (multiclass, one thread per row) are the generic kernels:
 grid-stride loops, each thread summing its ``w * l`` in float64, then a tree sum over the block in shared
-memory, one float64 partial per block; the host adds the partials with ``math.fsum`` (correctly rounded,
-so independent of their order). The grid depends only on the size (``_blocks``), so the reduced value is
-reproducible.
+memory, one float64 partial per block. The grid depends only on the size (``_blocks``), so the partials, and
+the reduced value, are reproducible. The partials are added (``_reduced``) either
+
+- on the host with ``math.fsum`` (correctly rounded, so independent of their order): the public API's Python
+  floats; reading them back waits for the kernel; or
+- on the device (a ``DeviceTotal`` given as ``total=``: what ``fusedloss.torch`` asks for) by
+  ``_final_sum_kernel``: one warp, each thread a strided compensated sum, thread 0 adding theirs in thread order
+  (compensated too), then the division by "mean"'s divisor, into a 1-element device array. A fixed order, so the
+  same bits run to run; it agrees with fsum to about one rounding (tests/test_cuda_device_value.py). Nothing
+  waits for it.
+
+Streams: ``on_stream`` puts every launch, allocation and host copy of this module on one stream (a Numba stream
+or a foreign handle such as torch's ``cuda_stream``; default: Numba's default stream), so a caller on a side
+stream needs no synchronisation around a call; ``to_host`` waits for that stream only. The simulator has no
+foreign streams: a stream of its own stands in for a handle (it runs every launch to the end anyway). The CTC
+kernels (``numba_cuda_ctc``) still run on the default stream.
 
 cross_entropy has a kernel designed for the GPU instead (``_ce_block_kernel``), a team of threads per row:
 
@@ -31,8 +44,8 @@ cross_entropy has a kernel designed for the GPU instead (``_ce_block_kernel``), 
   sample weights, ignore_index, label smoothing, z_loss, softcap, confidence_penalty, soft targets) goes through
   it; the confidence penalty adds a pass for the entropy's sum between the reduction and pass 2. Each set of
   options has its own copy of the kernel (the options are constants there).
-- Reduced values: the rows' values are summed over each block by a tree; the host adds the per-block partials
-  with ``math.fsum``. The grid depends only on R and C, so the sum is reproducible too.
+- Reduced values: the rows' values are summed over each block by a tree; the per-block partials are added as
+  above (fsum on the host, or on the device). The grid depends only on R and C, so the sum is reproducible too.
 - Not yet done: vectorised (128-bit) loads, warp shuffles instead of the shared-memory tree (the simulator
   that CI runs has no shuffles), and keeping the row in registers / shared memory between the passes for C
   up to a few thousand. The other multiclass losses still run one thread per row.
@@ -51,9 +64,12 @@ each a small grid-stride kernel.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import importlib.util
 import math
 import threading
+from typing import NamedTuple
 
 import numpy as np
 
@@ -120,16 +136,90 @@ MAX_ROW_THREADS = TPB  # the block kernel's block (a power of two, at most TPB; 
 # the same at 8192 x 32000 and 4096 x 128256 for every value (their rows take the whole block anyway).
 ROW_ELEMS = 32
 # The block kernel's largest grid; groups of rows beyond it are grid-strided over the blocks. The host adds one
-# partial sum per block (math.fsum, about 40 ns each): on an H200 the kernel took the same time (within 1%) with
+# partial sum per block when the value is wanted there (math.fsum, about 40 ns each; _final_sum_kernel otherwise): on an H200 the kernel took the same time (within 1%) with
 # 1024, 2048 and 8192 blocks at 8192 x 32000, 4096 x 128256, 65536 x 1000 and 1024 x 32000, and 8192 partials cost
 # the call about 0.3 ms.
 MAX_ROW_BLOCKS = 1024
+# The device-side final sum's threads (a power of two): one warp adds the <= 1024 partials, 32 each, then a tree of
+# 5 steps; a few microseconds of a single block at most.
+FINAL_THREADS = 32
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _blocks(n: int) -> int:
     return min((n + TPB - 1) // TPB, MAX_BLOCKS)
+
+
+# --- the stream: every launch, allocation and copy of this module goes on it --------------------------------
+
+_STREAM: contextvars.ContextVar = contextvars.ContextVar("fusedloss_cuda_stream", default=None)
+_EXTERNAL: dict[int, object] = {}  # foreign stream handle -> its Numba stream (a wrapper that owns nothing)
+
+
+def _stream():
+    """The stream of the calls made now: the one ``on_stream`` set, else 0 (Numba's default stream)."""
+    s = _STREAM.get()
+    return 0 if s is None else s
+
+
+@contextlib.contextmanager
+def on_stream(stream):
+    """Inside, this module's kernels, allocations and copies go on ``stream`` (a Numba stream, or the handle of a
+    foreign one, such as torch's ``cuda_stream``; None: the default stream), in this context only (a
+    ``contextvars`` variable: other threads keep theirs). Work on one stream runs in order, so a caller on a side
+    stream needs no synchronisation around the call; a copy to the host waits for that stream only (``to_host``)."""
+    token = _STREAM.set(external_stream(stream) if isinstance(stream, int) else stream)
+    try:
+        yield
+    finally:
+        _STREAM.reset(token)
+
+
+def external_stream(handle: int):
+    """The Numba stream for a foreign CUDA stream handle (cached: wrapping one costs about as much as a launch).
+    The simulator has no foreign streams (its ``cuda.external_stream`` raises) and runs each launch to the end,
+    in call order: a stream of its own stands in for any handle there."""
+    s = _EXTERNAL.get(handle)
+    if s is None:
+        if len(_EXTERNAL) >= 64:  # streams come and go: do not keep every handle ever seen
+            _EXTERNAL.clear()
+        s = _EXTERNAL[handle] = cuda.stream() if SIMULATOR else cuda.external_stream(handle)
+    return s
+
+
+def _alloc(shape, dtype):
+    return cuda.device_array(shape, dtype, stream=_stream())
+
+
+def to_host(x) -> np.ndarray:
+    """A host copy of the device array ``x``, once the work queued on the current stream is done: a copy on the
+    default stream would not wait for a side stream created non-blocking (torch's are)."""
+    s = _stream()
+    host = x.copy_to_host(stream=s)
+    if s != 0:  # a copy on a stream is asynchronous until the stream is synchronised
+        s.synchronize()
+    return host
+
+
+class DeviceTotal(NamedTuple):
+    """Where a reduction's value goes when it stays on the device: ``out``, a 1-element device array (float32 or
+    float64), receives the sum of the kernel's float64 per-block partials (``_final_sum_kernel``), divided by
+    ``denom`` ("mean"; nan when it is 0, as ``_validate.reduced_value``) unless that is None ("sum")."""
+
+    out: object
+    denom: float | None = None
+
+
+def _reduced(partial, total: DeviceTotal | None):
+    """The value of a reduction into ``partial``: on the host, the exactly rounded sum (``math.fsum``, which reads
+    the partials back: a synchronisation); or, with ``total``, ``total.out`` written on the device."""
+    if total is None:
+        return math.fsum(to_host(partial))
+    denom = total.denom
+    _final_sum_kernel[1, FINAL_THREADS, _stream()](partial, 0.0 if denom is None else float(denom), denom is not None,
+                                         total.out)
+    return total.out
 
 
 # --- kernels -------------------------------------------------------------------------------------------
@@ -162,6 +252,47 @@ def _store_block_sum(s, partial):
     total = _segment_sum(buf, s, TPB)
     if cuda.threadIdx.x == 0:
         partial[cuda.blockIdx.x] = total
+
+
+@cuda.jit(device=True)
+def _two_sum(a, b):
+    """(a + b rounded, its rounding error exactly): Knuth's TwoSum, no branch on the magnitudes."""
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+@cuda.jit(cache=True)
+def _final_sum_kernel(partial, denom, divide, out):
+    """``out[0]`` = the sum of ``partial`` (float64), over ``denom`` when ``divide`` (nan when it is 0). One block
+    of ``FINAL_THREADS`` threads: thread k adds partial[k], partial[k + FINAL_THREADS], ..., then thread 0 adds the
+    threads' sums in thread order; every addition is compensated (``_two_sum``: the rounding errors are summed
+    apart and added at the end). A fixed order: the same bits run to run, depending on nothing but the partials;
+    within about one rounding of the exactly rounded sum (``math.fsum``) for the <= 1024 partials of a grid unless
+    they cancel. A non-finite sum is returned as it is (the compensation of inf is nan); finite partials whose sum
+    overflows give inf (fsum raises)."""
+    sm_s = cuda.shared.array(FINAL_THREADS, numba.float64)
+    sm_c = cuda.shared.array(FINAL_THREADS, numba.float64)
+    k = cuda.threadIdx.x
+    s = 0.0
+    c = 0.0
+    for i in range(k, partial.shape[0], FINAL_THREADS):
+        s, e = _two_sum(s, partial[i])
+        c += e
+    sm_s[k] = s
+    sm_c[k] = c
+    cuda.syncthreads()
+    if k == 0:
+        s = 0.0
+        c = 0.0
+        for j in range(FINAL_THREADS):  # the threads' sums, in thread order
+            s, e = _two_sum(s, sm_s[j])
+            c += sm_c[j] + e
+        if s - s == 0.0:  # finite: every step was, and the errors are exact
+            s += c
+        if divide:
+            s = s / denom if denom != 0.0 else math.nan
+        out[0] = s
 
 
 def _kernel(p, y, w, params, scale, value_out, grad_out, hess_out, partial, cols):
@@ -545,17 +676,19 @@ def forget(loss: str) -> None:
         del _KERNELS[key]
 
 
-def elementwise(loss, params, p, y, w, scale, reduce, value_out, grad_out, hess_out, nthreads, cols=None):
-    """The elementwise kernel contract on device arrays (``cols`` too); ``nthreads`` is ignored."""
+def elementwise(loss, params, p, y, w, scale, reduce, value_out, grad_out, hess_out, nthreads, cols=None, *,
+                total=None):
+    """The elementwise kernel contract on device arrays (``cols`` too); ``nthreads`` is ignored. With ``reduce``
+    and a ``DeviceTotal`` ``total``, the reduced value stays on the device: ``total.out`` is returned."""
     n = p.shape[0]
     if n == 0:
-        return 0.0
+        return _empty_total(total)
     key = (loss, w is not None, value_out is not None, grad_out is not None, hess_out is not None,
            bool(reduce), cols is not None)
     kernel = _KERNELS.get(key) or _build(key)
     blocks = _blocks(n)
-    partial = cuda.device_array(blocks, np.float64) if reduce else p
-    kernel[blocks, TPB](
+    partial = _alloc(blocks, np.float64) if reduce else p
+    kernel[blocks, TPB, _stream()](
         p, y, p if w is None else w, tuple(map(float, params)) or (0.0,), float(scale),  # (0.0,): no empty tuple
         p if value_out is None else value_out,
         p if grad_out is None else grad_out,
@@ -563,40 +696,47 @@ def elementwise(loss, params, p, y, w, scale, reduce, value_out, grad_out, hess_
         partial,
         p if cols is None else cols,
     )
-    return math.fsum(partial.copy_to_host()) if reduce else 0.0
+    return _reduced(partial, total) if reduce else 0.0
 
 
 def multiclass(loss, packed, ignore_index, C, x, labels, q, w, cw, scale, reduce, value_out, grad_out, hess_out,
-               nthreads):
-    """The multiclass kernel contract on device arrays; ``nthreads`` is ignored."""
+               nthreads, *, total=None):
+    """The multiclass kernel contract on device arrays; ``nthreads`` is ignored; ``total`` as ``elementwise``."""
     R = x.shape[0] // C
     if R == 0:
-        return 0.0
+        return _empty_total(total)
     key = (loss, w is not None, value_out is not None, bool(reduce))
     params = tuple(map(float, packed))
     if loss in BLOCK_ROWS:
         key += (labels is None, cw is not None, grad_out is not None, hess_out is not None, any(params))
         kernel = _KERNELS.get(key) or _build(key)
         blocks, threads, width = _row_launch(R, C)
-        partial = cuda.device_array(blocks, np.float64) if reduce else x
-        kernel[blocks, threads](
-            x, cuda.device_array(1, np.int64) if labels is None else labels, x if q is None else q,
+        partial = _alloc(blocks, np.float64) if reduce else x
+        kernel[blocks, threads, _stream()](
+            x, _alloc(1, np.int64) if labels is None else labels, x if q is None else q,
             x if w is None else w, x if cw is None else cw, C, width, ignore_index,
             *params, float(scale), x if value_out is None else value_out,
             x if grad_out is None else grad_out, x if hess_out is None else hess_out, partial,
         )
-        return math.fsum(partial.copy_to_host()) if reduce else 0.0
+        return _reduced(partial, total) if reduce else 0.0
     kernel = _KERNELS.get(key) or _build(key)
     blocks = _blocks(R)
-    partial = cuda.device_array(blocks, np.float64) if reduce else x
-    kernel[blocks, TPB](
-        x, cuda.device_array(1, np.int64) if labels is None else labels, x if q is None else q,
+    partial = _alloc(blocks, np.float64) if reduce else x
+    kernel[blocks, TPB, _stream()](
+        x, _alloc(1, np.int64) if labels is None else labels, x if q is None else q,
         x if w is None else w, x if cw is None else cw, cw is not None, labels is None, C, ignore_index,
         params, float(scale), x if value_out is None else value_out,
         x if grad_out is None else grad_out, x if hess_out is None else hess_out,
         grad_out is not None, hess_out is not None, partial,
     )
-    return math.fsum(partial.copy_to_host()) if reduce else 0.0
+    return _reduced(partial, total) if reduce else 0.0
+
+
+def _empty_total(total: DeviceTotal | None):
+    """The reduced value of nothing: 0.0, or ``total`` written on the device (the sum 0, a mean nan)."""
+    if total is None:
+        return 0.0
+    return _reduced(_alloc(0, np.float64), total)
 
 
 # --- device helpers for fusedloss._device --------------------------------------------------------------
@@ -637,42 +777,42 @@ def read_only(x) -> bool:
 
 
 def to_device(host: np.ndarray):
-    return cuda.to_device(host)
+    return cuda.to_device(host, stream=_stream())
 
 
 def empty(shape, dtype):
-    return cuda.device_array(shape, dtype)
+    return _alloc(shape, dtype)
 
 
 def element(x, i: int):
     """``x[i]`` of a 1-D device array, on the host."""
-    return x[i: i + 1].copy_to_host()[0].item()
+    return to_host(x[i: i + 1])[0].item()
 
 
-def device_sum(x) -> float:
-    """sum(x) in float64 (per-block partials, added with fsum on the host)."""
+def device_sum(x, total: DeviceTotal | None = None):
+    """sum(x) in float64 (per-block partials, added with fsum on the host; with ``total``, on the device)."""
     n = x.shape[0]
     if n == 0:
-        return 0.0
+        return _empty_total(total)
     blocks = _blocks(n)
-    partial = cuda.device_array(blocks, np.float64)
-    _sum_kernel[blocks, TPB](x, partial)
-    return math.fsum(partial.copy_to_host())
+    partial = _alloc(blocks, np.float64)
+    _sum_kernel[blocks, TPB, _stream()](x, partial)
+    return _reduced(partial, total)
 
 
 def cast(x, dtype):
     """A new 1-D device array: ``x`` converted to ``dtype``."""
-    out = cuda.device_array(x.shape[0], dtype)
+    out = _alloc(x.shape[0], dtype)
     if x.shape[0]:
-        _copy_kernel[_blocks(x.shape[0]), TPB](x, out)
+        _copy_kernel[_blocks(x.shape[0]), TPB, _stream()](x, out)
     return out
 
 
 def expand(src, inner: int, dtype):
     """A new 1-D device array of ``src.size * inner`` elements: each of ``src`` repeated ``inner`` times."""
-    out = cuda.device_array(src.shape[0] * inner, dtype)
+    out = _alloc(src.shape[0] * inner, dtype)
     if out.shape[0]:
-        _expand_kernel[_blocks(out.shape[0]), TPB](src, out, inner)
+        _expand_kernel[_blocks(out.shape[0]), TPB, _stream()](src, out, inner)
     return out
 
 
@@ -680,9 +820,9 @@ def _first(kernel, n: int, *args) -> int:
     """Run a first-index kernel over ``n`` items; the index it found, or -1."""
     if n == 0:
         return -1
-    first = cuda.to_device(np.array([n], dtype=np.int64))
-    kernel[_blocks(n), TPB](*args, first)
-    i = int(first.copy_to_host()[0])
+    first = to_device(np.array([n], dtype=np.int64))
+    kernel[_blocks(n), TPB, _stream()](*args, first)
+    i = int(to_host(first)[0])
     return -1 if i == n else i
 
 
@@ -702,16 +842,17 @@ def first_bad_label(labels, C: int, ignore: int | None) -> int:
                   0 if ignore is None else int(ignore))
 
 
-def kept_sum(labels, ignore: int, rw, cw) -> float:
-    """sum over rows with ``labels != ignore`` of ``rw[r] * cw[labels[r]]`` (a missing factor is 1)."""
+def kept_sum(labels, ignore: int, rw, cw, total: DeviceTotal | None = None):
+    """sum over rows with ``labels != ignore`` of ``rw[r] * cw[labels[r]]`` (a missing factor is 1); with
+    ``total``, on the device (``device_sum``)."""
     R = labels.shape[0]
     if R == 0:
-        return 0.0
+        return _empty_total(total)
     blocks = _blocks(R)
-    partial = cuda.device_array(blocks, np.float64)
-    _kept_sum_kernel[blocks, TPB](labels, int(ignore), labels if rw is None else rw, rw is not None,
+    partial = _alloc(blocks, np.float64)
+    _kept_sum_kernel[blocks, TPB, _stream()](labels, int(ignore), labels if rw is None else rw, rw is not None,
                                   labels if cw is None else cw, cw is not None, partial)
-    return math.fsum(partial.copy_to_host())
+    return _reduced(partial, total)
 
 
 def unit_hessian(h, C: int, labels, ignore: int, rw, scale: float) -> None:
@@ -719,7 +860,7 @@ def unit_hessian(h, C: int, labels, ignore: int, rw, scale: float) -> None:
     n = h.shape[0]
     if n == 0:
         return
-    _unit_hessian_kernel[_blocks(n), TPB](
+    _unit_hessian_kernel[_blocks(n), TPB, _stream()](
         h, int(C), h if labels is None else labels, labels is not None, int(ignore),
         h if rw is None else rw, rw is not None, float(scale),
     )
@@ -759,7 +900,7 @@ def pairwise(loss, packed, D, x1, x2, x3, y, gscale, loss_out, g1, g2, g3, nthre
     if N == 0:
         return None
     kernel = _KERNELS.get(("pairwise", loss)) or _build_pairwise(loss)
-    kernel[_blocks(N), TPB](*_jit.pairwise_args(packed, D, x1, x2, x3, y, gscale, loss_out, g1, g2, g3, x1, loss_out))
+    kernel[_blocks(N), TPB, _stream()](*_jit.pairwise_args(packed, D, x1, x2, x3, y, gscale, loss_out, g1, g2, g3, x1, loss_out))
     return None
 
 
@@ -798,7 +939,7 @@ def _overlap_kernels():
 
 
 def _overlap_args(act, x, labels, y, C, S, has_ignore, ignore):
-    return (x, cuda.device_array(1, np.int64) if labels is None else labels, x if y is None else y,
+    return (x, _alloc(1, np.int64) if labels is None else labels, x if y is None else y,
             labels is not None, int(act), bool(has_ignore), int(ignore), int(C), int(S))
 
 
@@ -808,10 +949,10 @@ def overlap_sums(act, x, labels, y, N, C, S, has_ignore, ignore, sums, nthreads)
     sums[...] = 0.0
     if N * nbs * C == 0:
         return
-    partial = cuda.device_array(N * nbs * C * 3, np.float64)
-    _overlap_kernels()[0][_blocks(N * nbs), TPB](*_overlap_args(act, x, labels, y, C, S, has_ignore, ignore), nbs,
+    partial = _alloc(N * nbs * C * 3, np.float64)
+    _overlap_kernels()[0][_blocks(N * nbs), TPB, _stream()](*_overlap_args(act, x, labels, y, C, S, has_ignore, ignore), nbs,
                                                  OVERLAP_SUMS_PIXELS, N * nbs, partial)
-    part = partial.copy_to_host().reshape(N, nbs, C * 3)
+    part = to_host(partial).reshape(N, nbs, C * 3)
     total = sums.reshape(N, C * 3)
     for k in range(nbs):  # in block order: the same sums for any grid
         total += part[:, k]
@@ -821,7 +962,7 @@ def overlap_grad(act, x, labels, y, N, C, S, has_ignore, ignore, coef, grad, nth
     """The overlap contract's gradient pass on device arrays (``coef`` float64, ``grad`` like ``x``)."""
     if N * S * C == 0:
         return
-    _overlap_kernels()[1][_blocks(N * S), TPB](*_overlap_args(act, x, labels, y, C, S, has_ignore, ignore), S, 1,
+    _overlap_kernels()[1][_blocks(N * S), TPB, _stream()](*_overlap_args(act, x, labels, y, C, S, has_ignore, ignore), S, 1,
                                                N * S, coef, grad)
 
 

@@ -161,8 +161,7 @@ def _compute_general(call: _Call, input: Tensor, target, want_grad: bool):
             grad_out = torch.empty_like(x)
 
     if cuda:
-        kwargs = dict(reduction=call.reduction, sample_weight=sw, backend=call.backend, **call.params)
-        value = _run_cuda(loss, x, t, kwargs, grad_out, want_grad)
+        value = _run_cuda(call, x, t, sw, grad_out, want_grad)
     else:
         threads = torch.get_num_threads()
         if want_grad:
@@ -172,12 +171,13 @@ def _compute_general(call: _Call, input: Tensor, target, want_grad: bool):
             value = loss._run(x.numpy(), t.numpy(), call.reduction, _host(sw), call.backend, call.params, VALUE,
                               nthreads=threads)
 
-    if call.reduction == "none":
+    if call.reduction == "none" or cuda:
+        # a CUDA value is a device array (one element for a reduced value): wrapped, not copied
         value = torch.as_tensor(value, device=input.device)
+        if call.reduction != "none":
+            value = value.reshape(())
         if value.dtype != out_dtype:
             value = value.to(out_dtype)
-    elif cuda:
-        value = torch.tensor(value, dtype=out_dtype, device=input.device)
     else:
         value = torch.scalar_tensor(value, dtype=out_dtype)
     if not want_grad:
@@ -196,22 +196,14 @@ def _compute_general(call: _Call, input: Tensor, target, want_grad: bool):
     return value, grad
 
 
-def _run_cuda(loss, x: Tensor, t: Tensor, kwargs: dict, grad_out: Tensor | None, want_grad: bool):
+def _run_cuda(call: _Call, x: Tensor, t: Tensor, sw: Tensor | None, grad_out: Tensor | None, want_grad: bool):
     """The kernel call for CUDA tensors, which the dispatcher routes (as objects with
     ``__cuda_array_interface__``) to the ``cuda`` backend; the gradient is written into ``grad_out``, a torch
-    tensor. Returns the value (a float, or a device array for "none"). The kernels run on the legacy default
-    stream; a non-default torch stream is synchronised before and the device after, so that the ordering with
-    torch's work holds either way."""
-    dev = x.device
-    side_stream = torch.cuda.current_stream(dev) != torch.cuda.default_stream(dev)
-    if side_stream:
-        torch.cuda.current_stream(dev).synchronize()
-    try:
-        if want_grad:
-            value, _ = loss.value_and_grad(x, t, grad_out=grad_out, **kwargs)
-        else:
-            value = loss(x, t, **kwargs)
-    finally:
-        if side_stream:
-            torch.cuda.synchronize(dev)
-    return value
+    tensor. The kernels (and the checks' small copies) go on the caller's current torch stream, in order with its
+    other work there, so nothing is synchronised around them; the value comes back as a device array (one element,
+    of the kernel's dtype, for a reduced value: summed on the device), which ``_compute_general`` wraps."""
+    stream = torch.cuda.current_stream(x.device).cuda_stream
+    outputs = VALUE_AND_GRAD if want_grad else VALUE
+    value = call.loss._run(x, t, call.reduction, sw, call.backend, call.params, outputs, grad_out, stream=stream,
+                           device_value=True)
+    return value[0] if want_grad else value
