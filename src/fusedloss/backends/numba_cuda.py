@@ -135,10 +135,10 @@ MAX_ROW_THREADS = TPB  # the block kernel's block (a power of two, at most TPB; 
 # alone at 65536 x 1000 float32: 1.04 ms with 1 (256 threads a row), 0.80 with 8, 0.61 with 32 (a warp a row);
 # the same at 8192 x 32000 and 4096 x 128256 for every value (their rows take the whole block anyway).
 ROW_ELEMS = 32
-# The block kernel's largest grid; groups of rows beyond it are grid-strided over the blocks. The host adds one
-# partial sum per block when the value is wanted there (math.fsum, about 40 ns each; _final_sum_kernel otherwise): on an H200 the kernel took the same time (within 1%) with
-# 1024, 2048 and 8192 blocks at 8192 x 32000, 4096 x 128256, 65536 x 1000 and 1024 x 32000, and 8192 partials cost
-# the call about 0.3 ms.
+# The block kernel's largest grid; groups of rows beyond it are grid-strided over the blocks. One partial sum per
+# block is added, by the host when the value is wanted there (math.fsum, about 40 ns each), else on the device
+# (_final_sum_kernel): on an H200 the kernel took the same time (within 1%) with 1024, 2048 and 8192 blocks at
+# 8192 x 32000, 4096 x 128256, 65536 x 1000 and 1024 x 32000, and 8192 partials cost the call about 0.3 ms.
 MAX_ROW_BLOCKS = 1024
 # The device-side final sum's threads (a power of two): one warp adds the <= 1024 partials, 32 each, then a tree of
 # 5 steps; a few microseconds of a single block at most.
@@ -217,8 +217,8 @@ def _reduced(partial, total: DeviceTotal | None):
     if total is None:
         return math.fsum(to_host(partial))
     denom = total.denom
-    _final_sum_kernel[1, FINAL_THREADS, _stream()](partial, 0.0 if denom is None else float(denom), denom is not None,
-                                         total.out)
+    _final_sum_kernel[1, FINAL_THREADS, _stream()](partial, 0.0 if denom is None else float(denom),
+                                                   denom is not None, total.out)
     return total.out
 
 
@@ -900,7 +900,8 @@ def pairwise(loss, packed, D, x1, x2, x3, y, gscale, loss_out, g1, g2, g3, nthre
     if N == 0:
         return None
     kernel = _KERNELS.get(("pairwise", loss)) or _build_pairwise(loss)
-    kernel[_blocks(N), TPB, _stream()](*_jit.pairwise_args(packed, D, x1, x2, x3, y, gscale, loss_out, g1, g2, g3, x1, loss_out))
+    args = _jit.pairwise_args(packed, D, x1, x2, x3, y, gscale, loss_out, g1, g2, g3, x1, loss_out)
+    kernel[_blocks(N), TPB, _stream()](*args)
     return None
 
 
@@ -950,8 +951,8 @@ def overlap_sums(act, x, labels, y, N, C, S, has_ignore, ignore, sums, nthreads)
     if N * nbs * C == 0:
         return
     partial = _alloc(N * nbs * C * 3, np.float64)
-    _overlap_kernels()[0][_blocks(N * nbs), TPB, _stream()](*_overlap_args(act, x, labels, y, C, S, has_ignore, ignore), nbs,
-                                                 OVERLAP_SUMS_PIXELS, N * nbs, partial)
+    args = _overlap_args(act, x, labels, y, C, S, has_ignore, ignore)
+    _overlap_kernels()[0][_blocks(N * nbs), TPB, _stream()](*args, nbs, OVERLAP_SUMS_PIXELS, N * nbs, partial)
     part = to_host(partial).reshape(N, nbs, C * 3)
     total = sums.reshape(N, C * 3)
     for k in range(nbs):  # in block order: the same sums for any grid
@@ -962,8 +963,8 @@ def overlap_grad(act, x, labels, y, N, C, S, has_ignore, ignore, coef, grad, nth
     """The overlap contract's gradient pass on device arrays (``coef`` float64, ``grad`` like ``x``)."""
     if N * S * C == 0:
         return
-    _overlap_kernels()[1][_blocks(N * S), TPB, _stream()](*_overlap_args(act, x, labels, y, C, S, has_ignore, ignore), S, 1,
-                                               N * S, coef, grad)
+    args = _overlap_args(act, x, labels, y, C, S, has_ignore, ignore)
+    _overlap_kernels()[1][_blocks(N * S), TPB, _stream()](*args, S, 1, N * S, coef, grad)
 
 
 _SUPPORTED.update({name: "overlap" for name, spec in REGISTRY.items() if spec.kind == "overlap"})
