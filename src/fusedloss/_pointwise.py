@@ -694,10 +694,13 @@ def row_state(sh, s1, k):
     return sh, s, sm1, 1.0 / s, math.log1p(sm1)
 
 
-def lse_state(m, s):
-    """``row_state`` from an online logsumexp state (m, s) (``lse_push``/``lse_merge``, the one-pass block
-    kernel). The max's 1 is not kept apart there, so s - 1 carries the rounding of s."""
-    return row_state(row_shift(m, 0.0), s - 1.0, 1.0)
+def lse_state(m, r):
+    """``row_state`` from an online logsumexp state (m, r) (``lse_push``/``lse_merge``, the one-pass block
+    kernel): the max's 1 is kept apart there too (r = s - 1), so a confident row keeps its s - 1 exactly. A
+    state that saw no logit above -inf has s = 0 (r is 0, or nan when it saw a nan)."""
+    if m == -math.inf:
+        return row_state(0.0, r, 0.0)
+    return row_state(row_shift(m, 0.0), r, 1.0)
 
 
 def softmax_row(x, base, C, inv_t):
@@ -727,34 +730,38 @@ def row_p(e, st):
     return e * inv_s, (s - e) * inv_s
 
 
-def lse_push(m, s, z, like):
-    """One step of the online logsumexp: (m, s) with s = sum exp(z_i - m) over the z seen, then z added.
+def lse_push(m, r, z, like):
+    """One step of the online logsumexp: (m, r) with r = sum exp(z_i - m) - 1 over the z seen (the max's own 1
+    kept apart, as ``row_state`` keeps it: s - 1 of a confident row is a sum of tiny terms, which 1 + them would
+    round away), then z added. The empty state is (-inf, 0).
 
-    The running max only grows; when it does, the sum so far is rescaled. -inf adds nothing (and never makes
-    exp(-inf - -inf) = nan); nan makes s nan, as in ``row_exp_sums``. The exponentials are ``exp_diff_as(.,
+    The running max only grows; when it does, the sum so far (r + 1) is rescaled. -inf adds nothing (and never
+    makes exp(-inf - -inf) = nan); nan makes r nan, as in ``row_exp_sums``. The exponentials are ``exp_diff_as(.,
     like)``: in the data's precision for a logit ``like``, as ``row_exp_sums`` takes them.
     """
     if z > m:
-        s = s * exp_diff_as(m, z, 1.0, like) + 1.0
+        r = (r + 1.0) * exp_diff_as(m, z, 1.0, like)  # the empty state: (0 + 1) exp(-inf) = 0
         m = z
     elif z != -math.inf:
-        s += exp_diff_as(z, m, 1.0, like)
-    return m, s
+        r += exp_diff_as(z, m, 1.0, like)
+    return m, r
 
 
-def lse_merge(m1, s1, m2, s2):
-    """Two online-logsumexp states (m, s) combined into one (the block reduction's step)."""
-    m = max(m1, m2)
-    if m == -math.inf or m == math.inf:
-        return m, s1 + s2
-    return m, s1 * math.exp(m1 - m) + s2 * math.exp(m2 - m)
+def lse_merge(m1, r1, m2, r2):
+    """Two online-logsumexp states (m, r) combined into one (the block reduction's step): the smaller max's
+    sum r + 1 rescaled into the larger's r."""
+    if m1 == m2 and (m1 == -math.inf or m1 == math.inf):  # no mass on either side, or two +inf maxima
+        return m1, r1 + r2
+    if m1 >= m2:
+        return m1, r1 + (r2 + 1.0) * math.exp(m2 - m1)
+    return m2, r2 + (r1 + 1.0) * math.exp(m1 - m2)
 
 
-def lse_finish(m, s):
-    """logsumexp from an online state: m + log(s); a max of -inf (all masked) or +inf gives that."""
+def lse_finish(m, r):
+    """logsumexp from an online state: m + log1p(r); a max of -inf (all masked) or +inf gives that."""
     if m == -math.inf or m == math.inf:
         return m
-    return m + math.log(s)
+    return m + math.log1p(r)
 
 
 # cross_entropy in per-element pieces, so that a loop over one row (``cross_entropy_row``, one thread per row)
@@ -762,9 +769,9 @@ def lse_finish(m, s):
 #   ce_elem_sums:  class j's terms of the row sums (u, v) (summed in any order)
 #   ce_row_finish: value and the coefficient A from the row's softmax state and the sums
 #   ce_elem_grad:  class j's gradient and Hessian from the state and A
-# The state is ``row_state``'s tuple (sh, s, s - 1, 1/s, log s). The row loop knows the shift before it sums
-# (s0 = sh: every term of v is >= 0, nothing cancels, as in rows.hpp); the one-pass block kernel sums with
-# s0 = 0 (it learns the max only at the end).
+# The state is ``row_state``'s tuple (sh, s, s - 1, 1/s, log s). v is summed relative to the row's shift s0 = sh,
+# so that every term is >= 0 and nothing cancels (as in rows.hpp). The row loop knows sh before it sums; the
+# one-pass block kernel sums relative to its running max and moves v along when the max grows (ce_sums_shift).
 
 
 def ce_elem_sums(xj, qj, cj, soft, ls, e_c, cap, s0):
@@ -779,6 +786,15 @@ def ce_elem_sums(xj, qj, cj, soft, ls, e_c, cap, s0):
     if ls != 0.0 and cj != 0.0:
         return cj, cj * (s0 - capped(xj, cap))
     return cj, 0.0
+
+
+def ce_sums_shift(u, v, s_from, s_to):
+    """The sum v = sum_j b_j (s_from - z_j) (``ce_elem_sums``, u = sum_j b_j) taken relative to s_to >= s_from
+    instead: v + u (s_to - s_from), every term still >= 0. Nothing moves when u = 0 or the shift is the same
+    (never 0 * inf)."""
+    if u == 0.0 or s_to == s_from:
+        return v
+    return v + u * (s_to - s_from)
 
 
 def ce_row_finish(st, s0, soft, u, v, ct, z_t, ls, e_c, zl):

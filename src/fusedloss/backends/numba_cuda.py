@@ -417,10 +417,14 @@ def _ce_block_kernel(x, labels, q, w, cw, C, W, ignore, ls, zl, cap, cp, scale, 
             xj = float(x[base + j])
             if xj > xm:
                 xm = xj
+            m0 = m
             m, s = lse_push(m, s, capped(xj, cap), x[base + j])  # noqa: F821
+            sh = row_shift(m, 0.0)  # noqa: F821  (v's reference: the running max)
+            if (soft or ls != 0.0) and m != m0:
+                v = ce_sums_shift(u, v, row_shift(m0, 0.0), sh)  # noqa: F821
             cj = float(cw[j]) if has_cw else 1.0
             qj = float(q[base + j]) if soft else 0.0
-            du, dv = ce_elem_sums(xj, qj, cj, soft, ls, e_c, cap, 0.0)  # noqa: F821
+            du, dv = ce_elem_sums(xj, qj, cj, soft, ls, e_c, cap, sh)  # noqa: F821
             u += du
             v += dv
         sm_m[k] = m
@@ -432,11 +436,16 @@ def _ce_block_kernel(x, labels, q, w, cw, C, W, ignore, ls, zl, cap, cp, scale, 
         step = W // 2
         while step > 0:
             if lane < step:
-                mm, ss = lse_merge(sm_m[k], sm_s[k], sm_m[k + step], sm_s[k + step])  # noqa: F821
+                ma = sm_m[k]
+                mb = sm_m[k + step]
+                mm, ss = lse_merge(ma, sm_s[k], mb, sm_s[k + step])  # noqa: F821
                 sm_m[k] = mm
                 sm_s[k] = ss
+                if soft or ls != 0.0:  # both lanes' v taken to the merged max
+                    sh = row_shift(mm, 0.0)  # noqa: F821
+                    sm_v[k] = (ce_sums_shift(sm_u[k], sm_v[k], row_shift(ma, 0.0), sh)  # noqa: F821
+                               + ce_sums_shift(sm_u[k + step], sm_v[k + step], row_shift(mb, 0.0), sh))  # noqa: F821
                 sm_u[k] += sm_u[k + step]
-                sm_v[k] += sm_v[k + step]
                 if sm_x[k + step] > sm_x[k]:
                     sm_x[k] = sm_x[k + step]
             cuda.syncthreads()
@@ -455,7 +464,7 @@ def _ce_block_kernel(x, labels, q, w, cw, C, W, ignore, ls, zl, cap, cp, scale, 
         # every thread has read the totals (before the next rows overwrite them) and x[t] (before pass 2
         # may overwrite it: the gradient may be written over the logits)
         cuda.syncthreads()
-        value, coef = ce_row_finish(st, 0.0, soft, u, v, ct, z_t, ls, e_c, zl)  # noqa: F821
+        value, coef = ce_row_finish(st, st[0], soft, u, v, ct, z_t, ls, e_c, zl)  # noqa: F821
         H = 0.0
         if cp != 0.0:  # the same for every thread of the block, as the tree's barriers need
             ent = 0.0
@@ -610,8 +619,8 @@ _FLAGS = {
 }
 # Losses with a block-per-row kernel, and the per-element pieces of _pointwise that kernel calls.
 BLOCK_ROWS = frozenset({"cross_entropy"})
-BLOCK_MATH = ("capped", "lse_push", "lse_merge", "lse_state", "ce_elem_sums", "ce_row_finish", "ce_entropy",
-              "ce_elem_grad")
+BLOCK_MATH = ("capped", "row_shift", "lse_push", "lse_merge", "lse_state", "ce_elem_sums", "ce_sums_shift",
+              "ce_row_finish", "ce_entropy", "ce_elem_grad")
 
 
 def _build(key: tuple):
