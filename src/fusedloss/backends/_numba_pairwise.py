@@ -6,7 +6,8 @@ to the loss's compiled ``_pairwise_rows.<loss>_row``, each row writing only its 
 threads (``_numba_blocks._on_threads``) cannot change the results. ``pairwise_elements`` runs those whose row is
 one element (margin_ranking, gaussian_nll; not ``vector_rows``) as the elementwise loop runs a loss, through
 ``point`` (``_pairwise_rows.<loss>_point``) in ``_numba_blocks``'s fixed blocks, with no float64 array per
-element in or out. The CUDA backend runs them row by row (``_pairwise_rows.<loss>_row``).
+element in or out; ``pairwise`` refuses them, as the C++ binding does. The CUDA backend still runs them row by row
+(``_pairwise_rows.<loss>_row``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ._numba_blocks import (_EMPTY, BLOCK, PARALLEL_MIN, SUB, _blocks, _compensa
                             _compensated_total, _loop_result, _on_threads, _run_sum)
 
 _KERNELS: dict = {}  # ("pairwise" or "pairwise_elements", loss) -> its kernel
-# the pairwise losses whose row is one element: pairwise_elements runs them
+# the pairwise losses whose row is one element: pairwise_elements runs them, pairwise refuses them
 _ELEMENTS = frozenset(name for name in _pairwise_rows.row_names() if not REGISTRY[name].vector_rows)
 
 
@@ -46,6 +47,10 @@ def _build_pairwise(loss: str):
 
 
 def pairwise(loss, packed, D, x1, x2, x3, y, gscale, loss_out, g1, g2, g3, nthreads):
+    """``fusedloss._pairwise``'s contract for the losses whose rows are vectors; those whose row is one element
+    run in ``pairwise_elements`` (as the C++ binding's ``pairwise``, this refuses them)."""
+    if loss in _ELEMENTS:
+        raise ValueError(f"pairwise {loss}: its rows are single elements: call pairwise_elements")
     kernel = _KERNELS.get(("pairwise", loss)) or _build_pairwise(loss)
     args = _jit.pairwise_args(packed, D, x1, x2, x3, y, gscale, loss_out, g1, g2, g3, _EMPTY[x1.dtype],
                               _EMPTY[np.dtype(np.float64)])
