@@ -301,7 +301,7 @@ def test_numba_row_max_lanes_is_the_plain_row_max(dtype):
     fold and the tail), with NaN skipped wherever it sits and -inf for rows of -inf or NaN only."""
     pytest.importorskip("numba")
     from fusedloss import _pointwise
-    from fusedloss.backends import numba_cpu
+    from fusedloss.backends import _numba_points
 
     rng = np.random.default_rng(5)
     for C in (1, 7, 15, 16, 17, 31, 32, 33, 100):
@@ -316,6 +316,6 @@ def test_numba_row_max_lanes_is_the_plain_row_max(dtype):
         rows.append(big)
         x = np.concatenate(rows).astype(dtype)
         for i in range(len(rows)):
-            got = numba_cpu._row_max_lanes(x, i * C, C)
+            got = _numba_points._row_max_lanes(x, i * C, C)
             want = _pointwise.row_max(x, i * C, C)
             assert got == want, (C, i, got, want)

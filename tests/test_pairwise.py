@@ -22,7 +22,8 @@ import fusedloss as fl
 from fusedloss import _reference
 from fusedloss._spec import REGISTRY
 
-from conftest import HOST_BACKENDS, PAIRWISE_TARGETS, backend_skip_reason, set_pairwise_edges, supported
+from conftest import (HOST_BACKENDS, PAIRWISE_TARGETS, backend_skip_reason, full_params, set_pairwise_edges,
+                      supported)
 
 PAIRWISE = [name for name, spec in REGISTRY.items() if spec.kind == "pairwise"]
 S2 = math.sqrt(2.0)
@@ -351,6 +352,22 @@ def test_cpp_binding_checks_before_touching_memory():
     with pytest.raises(ValueError, match="not a loss whose rows are single elements"):
         elements("cosine_embedding", (0.0,), x, x, None, np.ones(12), None, 1.0, True, None, None, None, None, 1)
     assert not x.any()  # nothing was written
+
+
+@pytest.mark.parametrize("name", [n for n in PAIRWISE if not REGISTRY[n].vector_rows])
+def test_numba_row_kernel_refuses_one_element_rows(name):
+    """The Numba CPU backend's row kernel, as the C++ binding's, refuses the losses whose row is one element: they
+    run in its pairwise_elements (the dispatcher never sends them to pairwise), and nothing is written."""
+    pytest.importorskip("numba")
+    from fusedloss.backends import numba_cpu
+
+    spec = REGISTRY[name]
+    x = np.zeros(12)
+    out = np.zeros(12)
+    with pytest.raises(ValueError, match="single elements: call pairwise_elements"):
+        numba_cpu.pairwise(name, spec.packed(full_params(name)), 1, x, x, x if len(spec.inputs) == 3 else None,
+                           np.ones(12) if spec.row_target else None, None, out, None, None, None, 1)
+    assert not out.any()
 
 
 # --- fusedloss.torch against torch.nn ------------------------------------------------------------------------

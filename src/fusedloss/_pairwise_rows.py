@@ -1,4 +1,4 @@
-"""The pairwise losses row by row, as plain Python that Numba compiles for the CPU (``backends/numba_cpu.py``,
+"""The pairwise losses row by row, as plain Python that Numba compiles for the CPU (``backends/_numba_pairwise.py``,
 ``njit``) and for CUDA (``backends/numba_cuda.py``, ``cuda.jit(device=True)``): one definition for both.
 
 The same names and branches as the C++ structs (``cpp/include/fusedloss/pairwise.hpp``) and the same
@@ -12,9 +12,9 @@ float64 whatever the input dtype; only ``math`` and arithmetic.
 A loss whose row is one element (D = 1: margin_ranking, gaussian_nll) has its mathematics in a point function on
 numbers, ``<loss>_point(a, b, c, y, prm, gn) -> (loss, g1, g2, g3)`` (the element of each input, its target; the
 gradient with respect to each input times ``gn``, 0.0 for an input it does not have); its row function applies
-it to element ``o``. The CPU backend's elementwise loop for these losses calls the point function: numbers in and
-out, so that the loop vectorises (around the row function, which takes arrays, Numba keeps reference counting in
-the loop and it runs about ten times slower).
+it to element ``o`` (the CUDA backend runs these rows). The CPU backend's elementwise loop for these losses
+(``pairwise_elements``) calls the point function: numbers in and out, so that the loop vectorises (around the row
+function, which takes arrays, Numba keeps reference counting in the loop and it runs about ten times slower).
 """
 
 import math
