@@ -798,15 +798,15 @@ def element(x, i: int):
     return to_host(x[i: i + 1])[0].item()
 
 
-def device_sum(x, total: DeviceTotal | None = None):
-    """sum(x) in float64 (per-block partials, added with fsum on the host; with ``total``, on the device)."""
+def device_sum(x) -> float:
+    """sum(x) in float64 (per-block partials, added with fsum on the host)."""
     n = x.shape[0]
     if n == 0:
-        return _empty_total(total)
+        return 0.0
     blocks = _blocks(n)
     partial = _alloc(blocks, np.float64)
     _sum_kernel[blocks, TPB, _stream()](x, partial)
-    return _reduced(partial, total)
+    return _reduced(partial, None)
 
 
 def cast(x, dtype):
@@ -851,17 +851,16 @@ def first_bad_label(labels, C: int, ignore: int | None) -> int:
                   0 if ignore is None else int(ignore))
 
 
-def kept_sum(labels, ignore: int, rw, cw, total: DeviceTotal | None = None):
-    """sum over rows with ``labels != ignore`` of ``rw[r] * cw[labels[r]]`` (a missing factor is 1); with
-    ``total``, on the device (``device_sum``)."""
+def kept_sum(labels, ignore: int, rw, cw) -> float:
+    """sum over rows with ``labels != ignore`` of ``rw[r] * cw[labels[r]]`` (a missing factor is 1)."""
     R = labels.shape[0]
     if R == 0:
-        return _empty_total(total)
+        return 0.0
     blocks = _blocks(R)
     partial = _alloc(blocks, np.float64)
     _kept_sum_kernel[blocks, TPB, _stream()](labels, int(ignore), labels if rw is None else rw, rw is not None,
-                                  labels if cw is None else cw, cw is not None, partial)
-    return _reduced(partial, total)
+                                             labels if cw is None else cw, cw is not None, partial)
+    return _reduced(partial, None)
 
 
 def unit_hessian(h, C: int, labels, ignore: int, rw, scale: float) -> None:
