@@ -178,3 +178,79 @@ def test_set_num_threads_validation():
     for bad in (0, -1, 1.5, "2", True):
         with pytest.raises(ValueError, match="set_num_threads: expected a positive integer"):
             fl.set_num_threads(bad)
+
+
+# A helper preempted by another process, simulated: every block a helper claims sleeps 20 ms, while the
+# caller's blocks take 2 us each. The call waits for it (its blocks are in place), then the back-off makes the
+# following calls run on the caller alone, and a call whose helpers keep up ends it.
+_PREEMPTED_HELPER = """
+import time
+from fusedloss import _core
+
+def state():
+    return _core.pool_state()
+
+def call(helper_ns):
+    return _core._pool_probe(4000, 2, helper_ns)
+
+for _ in range(50):
+    before = state()
+    if call(20_000_000):  # a helper ran a block: the caller waited about 20 ms for it
+        break
+else:
+    raise SystemExit("no helper ever claimed a block")
+after = state()
+print(after["late_calls"] - before["late_calls"], after["level"] > before["level"])
+solo = []
+for _ in range(20):  # each late call doubles the back-off, so some call starts inside it
+    s0 = state()["solo_calls"]
+    helper_blocks = call(20_000_000)
+    solo.append((state()["solo_calls"] - s0, helper_blocks))
+print(any(n == 1 for n, _ in solo), all(b == 0 for n, b in solo if n == 1))
+time.sleep(0.3)  # longer than the longest back-off (256 ms)
+for _ in range(50):
+    if call(0) >= 0 and state()["level"] == 0:
+        break
+print(state()["level"], state()["solo_ns_left"])
+"""
+
+
+@needs_cpp
+def test_a_late_helper_makes_the_next_calls_run_on_the_caller_alone():
+    assert _python(_PREEMPTED_HELPER) == ["1", "True", "True", "True", "0", "0"]
+
+
+def test_numba_a_late_helper_makes_the_next_calls_run_on_the_caller_alone():
+    if backend_skip_reason("numba"):
+        pytest.skip(backend_skip_reason("numba"))
+    probe = """
+    import threading, time
+    from fusedloss.backends import _numba_blocks as nb
+    caller = threading.get_ident()
+
+    class _core:  # the pool_state / _pool_probe of the cpp pool, for the numba one
+        @staticmethod
+        def pool_state():
+            b = nb._BACKOFF
+            left = max(0.0, b["until"] - time.perf_counter())
+            return {"late_calls": b["late"], "solo_calls": b["solo"], "level": b["level"],
+                    "solo_ns_left": int(left * 1e9)}
+
+        @staticmethod
+        def _pool_probe(nblocks, nthreads, helper_ns):
+            ran = []
+
+            def run(i0, i1):  # a helper's chunk sleeps helper_ns, the caller's spins 2 us a block
+                if threading.get_ident() != caller:
+                    ran.append(i0)
+                    time.sleep(helper_ns * 1e-9)
+                else:
+                    end = time.perf_counter() + 2e-6 * (i1 - i0)
+                    while time.perf_counter() < end:
+                        pass
+
+            nb._on_threads(run, nblocks // 2, nthreads, 1)
+            return len(ran)
+    """
+    code = textwrap.dedent(probe) + _PREEMPTED_HELPER.replace("from fusedloss import _core\n", "")
+    assert _python(code) == ["1", "True", "True", "True", "0", "0"]

@@ -680,6 +680,24 @@ PYBIND11_MODULE(_core, m) {
   }, "Names of the multiclass losses this build implements.");
   m.def("pool_workers", &fl::pool::workers,
         "Worker threads the kernels' pool has started so far (it starts them on first need and reuses them).");
+  m.def("pool_state", [] {
+    const auto st = fl::pool::state();
+    py::dict d;
+    d["late_calls"] = st.late_calls;
+    d["solo_calls"] = st.solo_calls;
+    d["level"] = st.level;
+    d["solo_ns_left"] = st.solo_ns_left;
+    return d;
+  }, "The pool's back-off: calls that found a helper preempted, calls run on the caller alone because of it, "
+     "the level, ns left running on the caller alone.");
+  m.def("_pool_probe", [](std::size_t nblocks, int nthreads, std::int64_t helper_ns) {
+    if (nblocks < 1 || nblocks > (std::size_t(1) << 20) || helper_ns < 0 || helper_ns > 1'000'000'000)
+      throw py::value_error("_pool_probe: nblocks must be in [1, 2**20] and helper_ns in [0, 1e9]");
+    py::gil_scoped_release nogil;
+    return fl::pool::probe(nblocks, nthreads, helper_ns);
+  }, py::arg("nblocks"), py::arg("nthreads"), py::arg("helper_ns"),
+     "For tests: blocks run by the pool as a kernel's are, a helper's block sleeping helper_ns; returns the "
+     "blocks helpers ran.");
   m.def("simd", [] { return std::string(g_kernels->isa); },
         "The instruction-set level whose kernels this process runs (chosen at import; FUSEDLOSS_SIMD).");
   m.def("build_info", [] { return fl::build_info(g_kernels->isa); },

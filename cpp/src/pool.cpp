@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
@@ -42,6 +43,15 @@ constexpr int kIdleSpin = 256;
 // Pause instructions a caller spends waiting for blocks still being computed before it yields its core.
 constexpr int kWaitSpin = 1024;
 constexpr std::uint64_t kIndexMask = 0xffffffffull;
+// Back-off: a caller that waited for a helper's block longer than kLateBlocks of its own blocks (and at least
+// kLateNs) saw that helper preempted by another process. The next calls then run on the caller alone for
+// kSoloNs << level (level + 1 after each such call, up to kMaxLevel: 1 ms to 256 ms), after which one call
+// tries the helpers again; a call whose helpers kept up resets the level. On a loaded machine that bounds
+// the cost of trying to one late helper per back-off period; on an idle one it never triggers.
+constexpr std::int64_t kLateBlocks = 4;
+constexpr std::int64_t kLateNs = 20'000;
+constexpr std::int64_t kSoloNs = 1'000'000;
+constexpr int kMaxLevel = 8;
 
 struct Worker {
   std::mutex m;
@@ -59,26 +69,37 @@ struct Pool {
   std::uint64_t seq = 0;  // last job published (under `caller`)
   std::vector<Worker*> workers;  // under `caller`; never freed (workers live as long as the process)
   std::atomic<int> n_workers{0};
+  std::atomic<std::int64_t> solo_until{0};  // steady-clock ns before which calls run on the caller alone
+  int level = 0;  // back-off level (under `caller`)
+  std::atomic<std::uint64_t> late_calls{0};  // calls that found a helper preempted (for tests and info)
+  std::atomic<std::uint64_t> solo_calls{0};  // calls that ran on the caller alone to back off
 };
 
 // Never destroyed: worker threads may still be asleep on its condition variables at exit.
 Pool* g_pool = new Pool;
 
 // Claim and run blocks of job `seq` until none is left (or a newer job replaced it).
-void work_on(Pool& P, std::uint64_t seq) noexcept {
+std::size_t work_on(Pool& P, std::uint64_t seq) noexcept {
   const std::uint64_t tag = (seq & kIndexMask) << 32;
+  std::size_t ran = 0;
   for (;;) {
     std::uint64_t w = P.claim.load(std::memory_order_acquire);
-    if ((w & ~kIndexMask) != tag) return;
+    if ((w & ~kIndexMask) != tag) return ran;
     const std::size_t b = std::size_t(w & kIndexMask);
     const std::size_t nb = P.nblocks.load(std::memory_order_relaxed);
-    if (b >= nb) return;
+    if (b >= nb) return ran;
     const BlockFn f = P.fn.load(std::memory_order_relaxed);
     const void* c = P.ctx.load(std::memory_order_relaxed);
     if (!P.claim.compare_exchange_weak(w, w + 1, std::memory_order_acq_rel, std::memory_order_relaxed)) continue;
     f(c, b);
     P.done.fetch_add(1, std::memory_order_release);
+    ++ran;
   }
+}
+
+std::int64_t now_ns() noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 void worker_main(Pool* P, Worker* W) noexcept {
@@ -115,9 +136,49 @@ struct AtFork {
 
 int workers() noexcept { return g_pool->n_workers.load(std::memory_order_relaxed); }
 
+State state() noexcept {
+  Pool& P = *g_pool;
+  std::lock_guard<std::mutex> lock(P.caller);
+  const std::int64_t left = P.solo_until.load(std::memory_order_relaxed) - now_ns();
+  return State{P.late_calls.load(std::memory_order_relaxed), P.solo_calls.load(std::memory_order_relaxed), P.level,
+               left > 0 ? left : 0};
+}
+
+namespace {
+struct Probe {
+  std::thread::id caller;
+  std::int64_t helper_ns;
+  mutable std::atomic<std::size_t> helper_blocks{0};
+};
+
+void probe_block(const void* ctx, std::size_t) {
+  const Probe& p = *static_cast<const Probe*>(ctx);
+  if (std::this_thread::get_id() != p.caller) {
+    p.helper_blocks.fetch_add(1, std::memory_order_relaxed);
+    std::this_thread::sleep_for(std::chrono::nanoseconds(p.helper_ns));
+  } else {
+    const std::int64_t until = now_ns() + 2'000;  // a block of work: long enough for a helper to claim one
+    while (now_ns() < until) cpu_relax();
+  }
+}
+}  // namespace
+
+std::size_t probe(std::size_t nblocks, int nthreads, std::int64_t helper_ns) noexcept {
+  Probe p;
+  p.caller = std::this_thread::get_id();
+  p.helper_ns = helper_ns;
+  run(nblocks, nthreads, &probe_block, &p);
+  return p.helper_blocks.load(std::memory_order_relaxed);
+}
+
 void run(std::size_t nblocks, int nthreads, BlockFn fn, const void* ctx) noexcept {
   if (nthreads <= 1 || nblocks < 2 || nblocks > kIndexMask) return serial(nblocks, fn, ctx);
   Pool& P = *g_pool;
+  const std::int64_t start = now_ns();
+  if (start < P.solo_until.load(std::memory_order_relaxed)) {  // backing off
+    P.solo_calls.fetch_add(1, std::memory_order_relaxed);
+    return serial(nblocks, fn, ctx);
+  }
   std::unique_lock<std::mutex> lock(P.caller, std::try_to_lock);
   if (!lock.owns_lock()) return serial(nblocks, fn, ctx);  // another call owns the workers
 
@@ -148,8 +209,9 @@ void run(std::size_t nblocks, int nthreads, BlockFn fn, const void* ctx) noexcep
     }
     W->cv.notify_one();
   }
-  work_on(P, seq);
+  const std::size_t own = work_on(P, seq);
   // Every block is claimed; wait for the ones other threads are still computing.
+  const std::int64_t waiting = now_ns();
   int spins = 0;
   while (P.done.load(std::memory_order_acquire) != nblocks) {
     if (++spins < kWaitSpin) {
@@ -157,6 +219,15 @@ void run(std::size_t nblocks, int nthreads, BlockFn fn, const void* ctx) noexcep
     } else {
       std::this_thread::yield();
     }
+  }
+  const std::int64_t end = spins ? now_ns() : waiting;
+  const std::int64_t per_block = (waiting - start) / std::int64_t(std::max<std::size_t>(own, 1));
+  if (end - waiting > std::max(kLateNs, kLateBlocks * per_block)) {
+    P.late_calls.fetch_add(1, std::memory_order_relaxed);
+    P.solo_until.store(end + (kSoloNs << P.level), std::memory_order_relaxed);
+    P.level = std::min(P.level + 1, kMaxLevel);
+  } else {
+    P.level = 0;
   }
 }
 

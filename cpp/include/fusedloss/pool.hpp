@@ -17,10 +17,16 @@
 //   a condition variable: no core is held while nothing runs.
 // - One job at a time: a call that finds the pool busy (another Python thread is in a kernel, the GIL
 //   being released) runs on its own thread, so concurrent callers never oversubscribe the cores.
+// - A call that had to wait long for a helper's block (the helper was preempted: its block took more than a
+//   few of the caller's own blocks) makes the next calls run on the caller alone for a while, 1 ms doubling
+//   to 256 ms while the helpers keep being late, then tries them again: on a loaded machine a call then
+//   costs about its one-thread time, on an idle one nothing changes (the blocks, hence the results, are the
+//   same either way).
 // - fork(): the child gets a fresh, empty pool (threads do not survive a fork).
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 namespace fusedloss {
 namespace pool {
@@ -34,6 +40,20 @@ void run(std::size_t nblocks, int nthreads, BlockFn fn, const void* ctx) noexcep
 
 // Workers started so far (they start on first need and are reused).
 int workers() noexcept;
+
+// The back-off: calls that found a helper late so far, calls that ran on the caller alone because of it, the
+// current level, and how long calls keep running on the caller alone (ns, 0: none).
+struct State {
+  std::uint64_t late_calls;
+  std::uint64_t solo_calls;
+  int level;
+  std::int64_t solo_ns_left;
+};
+State state() noexcept;
+
+// For tests: run nblocks blocks as a kernel would, where a block that a helper thread claims sleeps
+// helper_ns (a preempted helper) and one the caller claims spins 2 us; returns the blocks helpers ran.
+std::size_t probe(std::size_t nblocks, int nthreads, std::int64_t helper_ns) noexcept;
 
 }  // namespace pool
 }  // namespace fusedloss

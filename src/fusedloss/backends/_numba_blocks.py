@@ -7,7 +7,10 @@ cache keys hash this file (``_numba_points.digest``).
 Threads: a loop runs over a range of its fixed blocks ``[b0, b1)``, writing each block's partial sum. A call
 on one thread runs every block; above ``PARALLEL_MIN`` elements the calling thread and helper threads of a
 pool (``_on_threads``) claim chunks of blocks in order until none is left, so a thread that the system
-preempts delays only its own chunk, and the others take the rest. The kernels release the GIL. There is no
+preempts delays only its own chunk, and the others take the rest. The kernels release the GIL. A call that still
+had to wait for a helper's chunk much longer than its own chunks took (the helper was preempted by another
+process) makes the next calls run on the calling thread alone for a while (``_BACKOFF``: 1 ms doubling to 256 ms
+while the helpers keep being late), as the cpp backend's pool does; the blocks, hence the results, are the same. There is no
 ``parallel=True`` copy: Numba's parfors compile took three to four times as long as the serial loop's, per
 specialisation, and Numba's threading layer cannot hand out blocks dynamically.
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -124,28 +128,57 @@ def _helpers(n: int) -> ThreadPoolExecutor:
         return _POOL["executor"]
 
 
+# The back-off after a late helper: calls run on the caller alone until "until" (perf_counter seconds); "level"
+# doubles the next period (1 ms << level, level <= 8); "late" and "solo" count such calls (tests read them).
+_BACKOFF = {"until": 0.0, "level": 0, "late": 0, "solo": 0}
+_LATE_CHUNKS = 4  # a wait longer than this many of the caller's own chunks (and _LATE_S) means a late helper
+_LATE_S = 100e-6
+
+
 def _on_threads(run, nitems: int, nthreads: int, chunk: int) -> None:
     """``run(i0, i1)`` over ``[0, nitems)`` in chunks of ``chunk`` items, claimed in order by the calling thread
     and up to ``nthreads - 1`` helpers until none is left (a preempted thread holds up one chunk, not a fixed
-    share). Returns when every chunk is done."""
+    share). Returns when every chunk is done. While backing off (``_BACKOFF``) the caller runs them all."""
+    start = time.perf_counter()
+    if start < _BACKOFF["until"]:
+        _BACKOFF["solo"] += 1
+        run(0, nitems)
+        return
     claims = itertools.count()  # next() is atomic under the GIL
 
     def work():
+        done = 0
         while True:
             i0 = next(claims) * chunk
             if i0 >= nitems:
-                return
+                return done
             run(i0, min(i0 + chunk, nitems))
+            done += 1
 
     helpers = min(nthreads, (nitems + chunk - 1) // chunk) - 1
     futures = [_helpers(helpers).submit(work) for _ in range(helpers)] if helpers > 0 else []
+    own = 0
     try:
-        work()
+        own = work()
     finally:
+        waiting = time.perf_counter()
         for future in futures:
             # a helper still queued (behind another caller's work) has nothing left to do: dropped, not awaited
             if not future.cancel():
                 future.result()
+    if futures:
+        _back_off(start, waiting, time.perf_counter(), own)
+
+
+def _back_off(start: float, waiting: float, end: float, own: int) -> None:
+    """Start or end the back-off after a threaded call: the caller worked from ``start`` to ``waiting`` on
+    ``own`` chunks, then waited for the helpers until ``end``."""
+    if end - waiting > max(_LATE_S, _LATE_CHUNKS * (waiting - start) / max(own, 1)):
+        _BACKOFF["late"] += 1
+        _BACKOFF["until"] = end + 1e-3 * (1 << _BACKOFF["level"])
+        _BACKOFF["level"] = min(_BACKOFF["level"] + 1, 8)
+    else:
+        _BACKOFF["level"] = 0
 
 
 def _blocks(kernel, args: tuple, nblocks: int, threaded: bool, nthreads: int, reduce) -> float:

@@ -94,6 +94,7 @@ def info() -> dict:
         "threads": _config.get_num_threads(),
         "build": _BUILD_TEXT,
         "pool_workers": _core.pool_workers(),
+        "pool_late_calls": _core.pool_state()["late_calls"],  # calls that found a helper preempted (back-off)
         "cpu_features": " ".join(_BUILD["cpu_features"]),
         "simd": _BUILD.get("simd", "baseline"),
     }
