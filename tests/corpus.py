@@ -69,6 +69,7 @@ BOOSTING = ("boosting", "objective")  # gradient_hessian, and an XGBoost objecti
 DASK = ("dask",)
 # entry points that only add argument handling to another one (the routed ones: or hand the call to torch)
 LAYERS = ("torch_named", "torch_module", *ROUTED) + DASK
+TORCH_TYPED = ("torch_named", "torch_module", *ROUTED)  # entries whose ValueErrors are fusedloss.torch.ArgumentErrors
 GRAD_ENTRIES = ("value_and_grad", "grad", "grad_hess")
 HUGE = 2**40
 

@@ -342,7 +342,14 @@ def _clear(exc, names: tuple, case, also: tuple = ()) -> str | None:
         return f"{kind.__module__}.{kind.__name__}"
     if kind.__module__.partition(".")[0] in ("numba", "torch") or _FOREIGN.search(msg):
         return f"an error from inside a backend ({kind.__module__}.{kind.__name__})"
-    from corpus import SYNONYMS
+    from corpus import SYNONYMS, TORCH_TYPED
+    from fusedloss._spec import REGISTRY
+
+    if isinstance(exc, ValueError) and case.entry in TORCH_TYPED and REGISTRY[case.loss].torch_name:
+        from fusedloss.torch import ArgumentError
+
+        if not isinstance(exc, ArgumentError):  # torch's type (RuntimeError) would not catch it
+            return f"a {kind.__name__} from a form named after torch's, not fusedloss.torch.ArgumentError"
 
     words = [w for n in names for w in SYNONYMS.get(n, (n,))]
     if words and not any(re.search(rf"(?<![A-Za-z0-9]){re.escape(w)}(?![A-Za-z0-9])", msg, re.I) for w in words):

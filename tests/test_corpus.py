@@ -2,7 +2,8 @@
 child processes (``corpus_run.py``) so that a crash or a hang fails a case instead of killing pytest.
 
 Every case must end ``clear`` (a ValueError, TypeError or IndexError that names the argument, or a loss call's
-MemoryError that names the array and its size) or ``correct`` (the reference backend's result on clean copies of
+MemoryError that names the array and its size; from a form named after torch's, a ValueError must be a
+``fusedloss.torch.ArgumentError``, which torch's type catches too) or ``correct`` (the reference backend's result on clean copies of
 the inputs), with no input modified.
 
 What runs here is the ``quick`` selection: every loss x input class x backend, with one of the entry points that

@@ -541,3 +541,55 @@ def test_jit_script_of_a_model_holding_the_loss():
 def test_jit_script_refuses_what_torch_lacks(module, match):
     with pytest.raises(RuntimeError, match=match):
         _scripted(module())
+
+
+# Bad arguments that torch and fusedloss both refuse: fusedloss's error must be caught by an ``except`` written for
+# torch's (its type is torch's as well as ValueError), in the functional and the module form.
+_X = torch.randn(4, 3)
+_P = torch.rand(4)
+_ERROR_CASES = {
+    "label above C": lambda m: m.cross_entropy(_X, torch.tensor([0, 1, 2, 5])),
+    "negative label": lambda m: m.cross_entropy(_X, torch.tensor([0, 1, 2, -5])),
+    "labels of another length": lambda m: m.cross_entropy(_X, torch.tensor([0, 1])),
+    "float labels": lambda m: m.cross_entropy(_X, torch.tensor([0.0, 1, 2, 1])),
+    "bad reduction": lambda m: m.cross_entropy(_X, torch.tensor([0, 1, 2, 1]), reduction="avg"),
+    "label_smoothing above 1": lambda m: m.cross_entropy(_X, torch.tensor([0, 1, 2, 1]), label_smoothing=1.5),
+    "mse shapes": lambda m: m.mse_loss(_P, torch.rand(3)),
+    "bce probability above 1": lambda m: m.binary_cross_entropy(_P + 2, _P),
+    "bce shapes": lambda m: m.binary_cross_entropy(_P, torch.rand(3)),
+    "negative huber delta": lambda m: m.huber_loss(_P, _P, delta=-1.0),
+    "negative smooth_l1 beta": lambda m: m.smooth_l1_loss(_P, _P, beta=-1.0),
+    "multi_margin label above C": lambda m: m.multi_margin_loss(_X, torch.tensor([0, 1, 2, 5])),
+    "poisson shapes": lambda m: m.poisson_nll_loss(_P, torch.rand(3)),
+    "negative gaussian variance": lambda m: m.gaussian_nll_loss(_P, _P, -_P),
+    "cosine_embedding target length": lambda m: m.cosine_embedding_loss(_X, _X, torch.ones(3)),
+    "module: label above C": lambda m: m.CrossEntropyLoss()(_X, torch.tensor([0, 1, 2, 5])),
+    "module: bce probability above 1": lambda m: m.BCELoss()(_P + 2, _P),
+    "module: negative huber delta": lambda m: m.HuberLoss(delta=-1.0)(_P, _P),
+}
+
+
+@pytest.mark.parametrize("case", list(_ERROR_CASES))
+def test_an_except_written_for_torch_catches_fusedloss(case):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's broadcasting warning
+        with pytest.raises(Exception) as by_torch:
+            _ERROR_CASES[case](torch.nn if case.startswith("module") else torch.nn.functional)
+        with pytest.raises(ValueError) as by_fl:
+            _ERROR_CASES[case](ft)
+    assert isinstance(by_fl.value, type(by_torch.value)), (type(by_torch.value), type(by_fl.value))
+    assert isinstance(by_fl.value, ft.ArgumentError)
+    assert str(by_fl.value).split(":")[0] in ("cross_entropy", "mse_loss", "binary_cross_entropy", "huber",
+                                              "huber_loss", "smooth_l1", "smooth_l1_loss", "multi_margin",
+                                              "poisson_nll_loss", "gaussian_nll", "gaussian_nll_loss",
+                                              "cosine_embedding", "cosine_embedding_loss", "mse")
+
+
+def test_the_generic_form_keeps_fusedloss_s_value_error():
+    """``fusedloss.torch.loss`` and the forms without a torch twin are fusedloss's own: a plain ValueError."""
+    with pytest.raises(ValueError) as exc:
+        ft.loss("cross_entropy", _X, torch.tensor([0, 1, 2, 5]))
+    assert type(exc.value) is not ft.ArgumentError and not isinstance(exc.value, RuntimeError)
+    with pytest.raises(ValueError) as exc:
+        ft.focal_loss(_X, torch.tensor([0, 1, 2, 5]))
+    assert not isinstance(exc.value, RuntimeError)

@@ -273,9 +273,13 @@ def labels_shape_error(name: str, lead: tuple, given: tuple) -> ValueError:
                       f"got {given}")
 
 
+class LabelRangeError(ValueError):
+    """A class label outside [0, C) (and not ignore_index)."""
+
+
 def label_range_error(name: str, label: int, where: tuple, C: int, ignore) -> ValueError:
     extra = f" or ignore_index={ignore}" if ignore is not None else ""
-    return ValueError(f"{name}: label {label} at index {where} is out of range: labels must lie in [0, {C}){extra}")
+    return LabelRangeError(f"{name}: label {label} at index {where} is out of range: labels must lie in [0, {C}){extra}")
 
 
 def soft_shape_error(spec: LossSpec, shape: tuple, given: tuple) -> ValueError:

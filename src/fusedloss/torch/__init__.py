@@ -10,7 +10,10 @@ same positional arguments and keyword names, and an ``nn.Module`` (``CrossEntrop
 that replacing ``torch.nn.CrossEntropyLoss()`` by ``fusedloss.torch.CrossEntropyLoss()`` is a one-line change.
 ``FUNCTIONAL`` and ``MODULES`` map each registry name to them.
 
-A function named after torch's has torch's semantics. ``kl_div`` and ``KLDivLoss`` are torch's own
+A function named after torch's has torch's semantics. Its errors too, as far as their type goes: a bad argument
+raises ``ArgumentError``, a ``ValueError`` (as everywhere in fusedloss) that is also a ``RuntimeError`` (as most of
+torch's are), and a class label out of range in ``cross_entropy`` a ``LabelIndexError``, also an ``IndexError``
+(torch's type there), so code that catches torch's exception catches fusedloss's; the message names the argument. ``kl_div`` and ``KLDivLoss`` are torch's own
 (log-probabilities in, pointwise KL); the fused loss that takes logits and fuses the log-softmax has its own name,
 ``kl_div_with_logits`` / ``KLDivWithLogitsLoss`` (the registry's ``kl_div_with_logits``). Likewise
 ``jensen_shannon_loss`` / ``JensenShannonLoss`` is Liger-Kernel's ``LigerJSD`` with logits in (Liger's takes
@@ -64,6 +67,7 @@ from __future__ import annotations
 # _benchmark (torch.nn vs fusedloss.torch).
 
 from .._gpu_routing import get_cuda_routing, set_cuda_routing
+from ._args import ArgumentError, LabelIndexError
 from ._autograd import FORWARD_MODE_MESSAGE, RESIDUAL_LOSSES, SECOND_DERIVATIVE_MESSAGE, FusedLossFunction
 from ._benchmark import QUICK_TORCH_MODULE_CASES, TORCH_MODULE_CASES, bench_torch_module
 from ._ctc import CTCLoss, ctc_loss
@@ -85,7 +89,7 @@ from .modules import (MODULES, BCELoss, BCEWithLogitsLoss, BinaryFocalLoss, Cate
                       TweedieLoss, ZeroOneLoss)
 
 __all__ = [
-    "FUNCTIONAL", "MODULES", "FusedLossFunction", "bench_torch_module", "loss",
+    "FUNCTIONAL", "MODULES", "FusedLossFunction", "bench_torch_module", "loss", "ArgumentError", "LabelIndexError",
     "get_cuda_routing", "set_cuda_routing",
     # functional forms, PyTorch names
     "cross_entropy", "mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss", "poisson_nll_loss",

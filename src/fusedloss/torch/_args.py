@@ -5,14 +5,52 @@ are the common path of every functional form.
 
 from __future__ import annotations
 
+import inspect
 import warnings
 
 import torch
 from torch import Tensor
 
 from .._dispatch import REDUCTIONS
+from .._validate import LabelRangeError
 from ._autograd import _apply, _is_transformed, _plain
 from ._kernel import _HALF, _Call, _non_default
+
+class ArgumentError(ValueError, RuntimeError):
+    """A bad argument to a form named after torch's (``cross_entropy``, ``MSELoss``, ...): a ``ValueError`` as
+    every fusedloss error is, and a ``RuntimeError`` as most of torch's are, so that an ``except`` written for
+    either catches it."""
+
+
+class LabelIndexError(ArgumentError, IndexError):
+    """A class label out of range where torch raises ``IndexError`` (``cross_entropy``)."""
+
+
+def torch_error(exc: ValueError, index_labels: bool) -> ArgumentError:
+    """``exc`` (raised by a form named after torch's) as the ``ArgumentError`` to raise instead."""
+    if isinstance(exc, ArgumentError):
+        return exc
+    kind = LabelIndexError if index_labels and isinstance(exc, LabelRangeError) else ArgumentError
+    return kind(*exc.args).with_traceback(exc.__traceback__)
+
+
+def torch_errors(fn=None, *, index_labels: bool = False):
+    """Decorate a form named after torch's: the ``ValueError``s it raises become ``ArgumentError``s
+    (``LabelIndexError`` for a label out of range with ``index_labels``), as torch's own type would be caught."""
+    if fn is None:
+        return lambda f: torch_errors(f, index_labels=index_labels)
+
+    def checked(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ValueError as exc:
+            raise torch_error(exc, index_labels) from None
+
+    checked.__name__, checked.__qualname__, checked.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
+    checked.__module__, checked.__wrapped__ = fn.__module__, fn
+    checked.__signature__ = inspect.signature(fn)
+    return checked
+
 
 def _check_reduction(reduction: str, fn: str, extra: tuple = ()) -> None:
     if reduction not in REDUCTIONS + extra:

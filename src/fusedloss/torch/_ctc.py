@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from .._losses import LOSSES
+from ._args import torch_errors
 from ._autograd import SECOND_DERIVATIVE_MESSAGE, _SecondDerivativeUnsupported
 
 __all__ = ["ctc_loss", "CTCLoss"]
@@ -94,6 +95,7 @@ class _CTCFunction(torch.autograd.Function):
         return (g, *none)
 
 
+@torch_errors
 def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reduction="mean", zero_infinity=False, *,
              inputs="log_probs", batch_first=False, sample_weight=None, backend=None):
     """``torch.nn.functional.ctc_loss`` with the same arguments (and results, for log-probabilities), plus

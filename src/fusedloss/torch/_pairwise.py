@@ -19,6 +19,7 @@ from torch import Tensor
 from torch.nn import _reduction
 
 from .._losses import LOSSES
+from ._args import torch_errors
 from ._autograd import SECOND_DERIVATIVE_MESSAGE, _SecondDerivativeUnsupported
 
 __all__ = ["margin_ranking_loss", "cosine_embedding_loss", "triplet_margin_loss", "gaussian_nll_loss",
@@ -128,6 +129,7 @@ def _run(name, inputs, target, reduction, params, sample_weight, backend, broadc
     return _PairwiseFunction.apply(LOSSES[name].name, y, w, reduction, params, backend, want_grad, *inputs)[0]
 
 
+@torch_errors
 def margin_ranking_loss(input1, input2, target, margin=0.0, size_average=None, reduce=None, reduction="mean", *,
                         sample_weight=None, backend=None):
     """``torch.nn.functional.margin_ranking_loss`` with the same arguments and results, plus ``sample_weight``
@@ -136,6 +138,7 @@ def margin_ranking_loss(input1, input2, target, margin=0.0, size_average=None, r
                 {"margin": margin}, sample_weight, backend, True)
 
 
+@torch_errors
 def cosine_embedding_loss(input1, input2, target, margin=0.0, size_average=None, reduce=None, reduction="mean", *,
                           sample_weight=None, backend=None):
     """``torch.nn.functional.cosine_embedding_loss`` with the same arguments and results, plus ``sample_weight``
@@ -144,6 +147,7 @@ def cosine_embedding_loss(input1, input2, target, margin=0.0, size_average=None,
                 {"margin": margin}, sample_weight, backend, False)
 
 
+@torch_errors
 def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2.0, eps=1e-6, swap=False, size_average=None,
                         reduce=None, reduction="mean", *, sample_weight=None, backend=None):
     """``torch.nn.functional.triplet_margin_loss`` with the same arguments and results, plus ``sample_weight``
@@ -152,6 +156,7 @@ def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2.0, eps=1e-6,
                 {"margin": margin, "p": p, "eps": eps, "swap": swap}, sample_weight, backend, True)
 
 
+@torch_errors
 def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean", *, sample_weight=None,
                       backend=None):
     """``torch.nn.functional.gaussian_nll_loss`` with the same arguments and results (var of the input's shape,

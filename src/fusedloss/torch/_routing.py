@@ -13,6 +13,7 @@ from torch import Tensor
 from .._config import get_backend
 from .._spec import REGISTRY
 from ..backends import REGISTRY as BACKENDS
+from ._args import torch_error
 from ._kernel import _NATIVE
 
 # Below these sizes a call of a loss that torch has, with torch's options only, runs on torch's own kernel
@@ -160,10 +161,11 @@ def _options_check(fn, loss: str):
     return ok
 
 
-def _small_on_torch(twin, multiclass=False, extensions: dict | None = None):
+def _small_on_torch(twin, multiclass=False, extensions: dict | None = None, index_labels: bool = False):
     """Route small calls of a functional named after ``torch.nn.functional.<twin>`` to torch's function,
     with the same arguments, when every fusedloss extension keyword (``extensions``: name -> default, plus
-    ``backend``) is at its default and the options are valid (``_options_check``)."""
+    ``backend``) is at its default and the options are valid (``_options_check``). The fused form's
+    ``ValueError``s are raised as ``_args.ArgumentError`` (see ``_args.torch_errors``)."""
     torch_fn = getattr(torch.nn.functional, twin)
     extensions = tuple({"backend": None, **(extensions or {})}.items())
     names = frozenset(k for k, _ in extensions)
@@ -182,7 +184,10 @@ def _small_on_torch(twin, multiclass=False, extensions: dict | None = None):
                     return torch_fn(input, target, *args, **{k: v for k, v in kwargs.items() if k not in names})
                 except Exception:  # noqa: BLE001 - see REFUSED
                     pass
-            return fn(input, target, *args, **kwargs)
+            try:
+                return fn(input, target, *args, **kwargs)
+            except ValueError as exc:
+                raise torch_error(exc, index_labels) from None
 
         routed.__name__, routed.__qualname__, routed.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
         routed.__wrapped__ = fn

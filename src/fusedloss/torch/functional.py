@@ -13,7 +13,7 @@ from torch import Tensor
 from .._dispatch import Loss
 from .._spec import REGISTRY
 from ._args import (_check_broadcast, _check_reduction, _class_axis, _elementwise, _host_vector, _legacy_reduction,
-                    _multiclass)
+                    _multiclass, torch_errors)
 from ._ctc import ctc_loss  # CTC has its own signature (sequences and lengths)
 from ._pairwise import (cosine_embedding_loss, gaussian_nll_loss, margin_ranking_loss,  # two or three inputs
                         triplet_margin_loss)
@@ -25,7 +25,7 @@ from ._routing import TILES, _small_on_torch
 
 
 @_small_on_torch("cross_entropy", TILES, {"z_loss": 0.0, "softcap": None, "confidence_penalty": 0.0,
-                                         "sample_weight": None, "inplace_grad": False})
+                                         "sample_weight": None, "inplace_grad": False}, index_labels=True)
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
                   label_smoothing=0.0, *, z_loss=0.0, softcap=None, confidence_penalty=0.0, sample_weight=None,
                   inplace_grad=False, backend=None):
@@ -87,6 +87,7 @@ def hinge_embedding_loss(input, target, margin=1.0, size_average=None, reduce=No
                         fn="hinge_embedding_loss")
 
 
+@torch_errors
 def poisson_nll_loss(input, target, log_input=True, full=False, size_average=None, eps=1e-8, reduce=None,
                      reduction="mean", *, backend=None):
     """``torch.nn.functional.poisson_nll_loss``; ``full=True`` adds torch's Stirling term (a constant)."""
@@ -130,6 +131,7 @@ def _refuse_nan_as_torch(out: Tensor, input, target, fn: str) -> None:
                                  f"at index {where}; mask or replace the NaN before the loss")
 
 
+@torch_errors
 def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None, reduction="mean",
                                      pos_weight=None, *, label_smoothing=0.0, backend=None):
     """``torch.nn.functional.binary_cross_entropy_with_logits``. ``pos_weight`` broadcasts against the target as
