@@ -1,5 +1,5 @@
-"""The stream of the Numba-CUDA backend: every launch, allocation and host copy of the backend goes on it (the CTC
-kernel's not yet: ``numba_cuda_ctc`` runs on the default stream).
+"""The stream of the Numba-CUDA backend: every launch, allocation and host copy of the backend goes on it (the
+CTC kernel's included).
 
 ``on_stream`` puts them on one stream (a Numba stream or a foreign handle such as torch's ``cuda_stream``;
 default: Numba's default stream), so a caller on a side stream needs no synchronisation around a call; ``to_host``

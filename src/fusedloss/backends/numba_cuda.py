@@ -33,8 +33,8 @@ for), on the device in a fixed order (``_cuda_reduce`` says how).
 
 Streams: ``on_stream`` puts every launch, allocation and host copy of the backend on one stream (a Numba stream
 or a foreign handle such as torch's ``cuda_stream``; default: Numba's default stream), so a caller on a side
-stream needs no synchronisation around a call; ``to_host`` waits for that stream only. The CTC kernels
-(``numba_cuda_ctc``) still run on the default stream.
+stream needs no synchronisation around a call; ``to_host`` waits for that stream only. The CTC kernel
+(``numba_cuda_ctc``) follows it too.
 
 cross_entropy has a kernel designed for the GPU instead (``_cuda_rows``: its design): a team of threads per row,
 one read of the row into an online logsumexp, a tree over the row's lanes in a fixed order, a second pass for the
