@@ -53,7 +53,7 @@ def _args(argv=None):
                          "into FILE")
     ap.add_argument("--row-elems", default=None, metavar="LIST",
                     help="also time the cross_entropy kernel alone (device time of back-to-back launches) for each "
-                         "of these values of numba_cuda.ROW_ELEMS (logits per thread and pass), e.g. 1,4,8,16; "
+                         "of these values of _cuda_rows.ROW_ELEMS (logits per thread and pass), e.g. 1,4,8,16; "
                          "E:B also sets MAX_ROW_BLOCKS to B")
     return ap.parse_args(argv)
 
@@ -160,6 +160,7 @@ def _row_elems_case(dev: Device, R: int, C: int, values, repeat: int) -> dict:
     import torch
     from numba import cuda
 
+    from fusedloss.backends import _cuda_rows as rows
     from fusedloss.backends import numba_cuda as nc
 
     g = torch.Generator(device=dev.tdev).manual_seed(1)
@@ -167,18 +168,18 @@ def _row_elems_case(dev: Device, R: int, C: int, values, repeat: int) -> dict:
     y = torch.randint(0, C, (R,), generator=g, device=dev.tdev)
     dx, dy = dev.numba_view(x), dev.numba_view(y)
     grad = cuda.device_array(R * C, np.float32)
-    kept = nc.ROW_ELEMS, nc.MAX_ROW_BLOCKS
+    kept = rows.ROW_ELEMS, rows.MAX_ROW_BLOCKS
     out = {}
     try:
         for value in values:
             elems, _, blocks = value.partition(":")
-            nc.ROW_ELEMS = int(elems)
-            nc.MAX_ROW_BLOCKS = int(blocks) if blocks else kept[1]
+            rows.ROW_ELEMS = int(elems)
+            rows.MAX_ROW_BLOCKS = int(blocks) if blocks else kept[1]
             out[value] = dev.launches(lambda: nc.multiclass("cross_entropy", (0.0, 0.0, 0.0, 0.0), -100, C, dx, dy,
                                                             None, None, None, 1.0 / R, False, None, grad, None, 1),
                                       repeat)
     finally:
-        nc.ROW_ELEMS, nc.MAX_ROW_BLOCKS = kept
+        rows.ROW_ELEMS, rows.MAX_ROW_BLOCKS = kept
     return out
 
 

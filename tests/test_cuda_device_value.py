@@ -3,9 +3,10 @@ on CUDA tensors: ``Loss._run(..., stream=..., device_value=True)``).
 
 Checked here, on the simulator as CI runs it (``NUMBA_ENABLE_CUDASIM=1 pytest -m cuda``): the device-side final
 sum against ``math.fsum`` of the same partials (and against the float path of the same call), its compensation, its
-rule for non-finite sums, that it is the same bits twice, that every launch of a call goes on the given stream, and
-how many times a call waits for the device (the host round trips that remain). The simulator runs every launch to
-the end at once, so a missing stream shows here only as a launch recorded without it.
+rule for non-finite sums, that it is the same bits twice, that every launch of a call goes on the given stream (CTC's
+too, with its allocations and read-backs), and how many times a call waits for the device (the host round trips
+that remain). The simulator runs every launch to the end at once, so a missing stream shows here only as a launch
+recorded without it.
 """
 
 from __future__ import annotations
@@ -205,6 +206,53 @@ def test_a_stream_handle_works_on_the_simulator(launches):
     assert value.copy_to_host()[0] == 55.0
     assert launches and all(s is cu.external_stream(0x7F00) for s in launches)
     assert cu._stream() == 0  # the call's stream ends with it
+
+
+# --- CTC on the caller's stream ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["host", "device"])
+def test_ctc_runs_on_the_callers_stream(where, launches, monkeypatch):
+    """CTC inside ``on_stream``: its kernel launches on that stream, every device array of the call (the gradient,
+    the losses, the kernel's scratch) is allocated on it, and each read back waits for it; the results are the bits
+    of the same call on the default stream."""
+    from fusedloss.backends import numba_cuda_ctc
+
+    monkeypatch.setattr(numba_cuda_ctc, "MIN_CTC_THREADS", 8)  # blocks of 8 threads: the simulator is slow
+    monkeypatch.setattr(numba_cuda_ctc, "MAX_CTC_THREADS", 8)
+    allocated = []  # the stream of every allocation (0: none given)
+    device_array = cuda.device_array
+    monkeypatch.setattr(cuda, "device_array", lambda *a, stream=0, **k: (
+        allocated.append(stream), device_array(*a, stream=stream, **k))[1])
+    rng = np.random.default_rng(11)
+    x = cu.to_device(rng.normal(size=(6, 2, 5)))  # T=6 frames, N=2 sequences, C=5 classes
+    targets, il, tl = np.array([[1, 2, 2], [3, 4, 0]]), np.array([6, 5]), np.array([3, 2])
+    if where == "device":
+        targets, il, tl = cu.to_device(targets), cu.to_device(il), cu.to_device(tl)
+    value, grad = fl.ctc.value_and_grad(x, targets, il, tl, backend="cuda")
+    assert launches and all(s == 0 for s in launches)  # without a stream, the default one as before
+    launches.clear()
+    allocated.clear()
+
+    on = _CountingStream()
+    with cu.on_stream(on):
+        got, g = fl.ctc.value_and_grad(x, targets, il, tl, backend="cuda")
+    assert launches and all(s is on for s in launches), launches
+    assert len(allocated) == 8 and all(s is on for s in allocated), allocated  # 2 outputs + 6 scratch arrays
+    # read back on it: the losses (for fsum); device targets and lengths before the checks, one wait each
+    assert on.waits == (1 if where == "host" else 4)
+    assert got == value
+    np.testing.assert_array_equal(g.copy_to_host(), grad.copy_to_host())
+
+    on = _CountingStream()  # the kernel's caller may leave the longest target to be read back: on the stream too
+    loss = cu.empty(2, np.float64)
+    with cu.on_stream(on):
+        cu.ctc(x.reshape(60), 6, 2, 5, False, False, cu.to_device(np.array([1, 2, 2, 3, 4])),
+               cu.to_device(np.array([0, 3])), cu.to_device(np.array([3, 2])), cu.to_device(np.array([6, 5])), 0,
+               False, None, loss, None, 1)
+    assert on.waits == 1
+    np.testing.assert_array_equal(loss.copy_to_host(), fl.ctc(x, targets, il, tl, reduction="none",
+                                                               backend="cuda").copy_to_host())
 
 
 # --- fusedloss.torch's glue (torch is CPU-only here: the CUDA call itself runs on a GPU session) ---------------

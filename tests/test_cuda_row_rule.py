@@ -30,9 +30,9 @@ if _reason:
 @pytest.fixture(autouse=True)
 def _small_blocks(monkeypatch):
     """Blocks of at most 32 threads (the simulator runs each thread as a Python thread)."""
-    from fusedloss.backends import numba_cuda
+    from fusedloss.backends import _cuda_rows
 
-    monkeypatch.setattr(numba_cuda, "MAX_ROW_THREADS", 32)
+    monkeypatch.setattr(_cuda_rows, "MAX_ROW_THREADS", 32)
 
 
 def _dev(a):

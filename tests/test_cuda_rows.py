@@ -48,13 +48,13 @@ def small_blocks(request, monkeypatch):
     the striding are the same code for every power of two (tests below run the full block size too).
     "rows-side-by-side": a warp per row whatever C (``ROW_ELEMS`` large), two rows a block, so that rows that
     differ (one ignored, one past the last row, one of -inf) share the block's barriers."""
-    from fusedloss.backends import numba_cuda
+    from fusedloss.backends import _cuda_rows
 
     if request.param == "row-a-block":
-        monkeypatch.setattr(numba_cuda, "MAX_ROW_THREADS", 32)
+        monkeypatch.setattr(_cuda_rows, "MAX_ROW_THREADS", 32)
     else:
-        monkeypatch.setattr(numba_cuda, "MAX_ROW_THREADS", 64)
-        monkeypatch.setattr(numba_cuda, "ROW_ELEMS", 1 << 20)
+        monkeypatch.setattr(_cuda_rows, "MAX_ROW_THREADS", 64)
+        monkeypatch.setattr(_cuda_rows, "ROW_ELEMS", 1 << 20)
 
 
 def _dev(a):
@@ -131,10 +131,10 @@ def test_block_rows_reduced_sum(small_blocks):
 def test_block_rows_full_block_and_reproducible(shape, monkeypatch):
     """The full block size (256 threads a row: a thread per logit), all options; a second run gives the same
     bits."""
-    from fusedloss.backends import numba_cuda
-    from fusedloss.backends.numba_cuda import TPB, _row_launch
+    from fusedloss.backends import _cuda_rows
+    from fusedloss.backends._cuda_rows import TPB, _row_launch
 
-    monkeypatch.setattr(numba_cuda, "ROW_ELEMS", 1)
+    monkeypatch.setattr(_cuda_rows, "ROW_ELEMS", 1)
     assert _row_launch(*shape)[1:] == (TPB, TPB)
     x, t, params, sw = _hard("all", shape, np.float32)
     got = _check(x, t, params, sw, np.float32, f"full block {shape}", with_sum=True)
@@ -156,9 +156,9 @@ def test_block_rows_match_reference_soft_targets(option, shape, small_blocks):
 
 def test_block_rows_many_rows_grid_stride(monkeypatch, small_blocks):
     """More rows than blocks: each block strides over several rows (and sums their values)."""
-    from fusedloss.backends import numba_cuda
+    from fusedloss.backends import _cuda_rows
 
-    monkeypatch.setattr(numba_cuda, "MAX_ROW_BLOCKS", 3)
+    monkeypatch.setattr(_cuda_rows, "MAX_ROW_BLOCKS", 3)
     x, t = make_multiclass_data(CE, {}, (10,), np.float64, "hard", seed=5, n_classes=5)
     _check(x, t, {"label_smoothing": 0.1}, None, np.float64, "grid-stride")
 
@@ -188,13 +188,13 @@ def test_block_rows_nonfinite_logits(small_blocks):
 
 
 def test_row_width_is_a_power_of_two_from_a_warp_to_the_block(monkeypatch):
-    from fusedloss.backends import numba_cuda
-    from fusedloss.backends.numba_cuda import TPB, _row_width
+    from fusedloss.backends import _cuda_rows
+    from fusedloss.backends._cuda_rows import TPB, _row_width
 
-    assert TPB == 256 and numba_cuda.MAX_ROW_THREADS == TPB
-    monkeypatch.setattr(numba_cuda, "ROW_ELEMS", 1)  # a thread per logit up to the block
+    assert TPB == 256 and _cuda_rows.MAX_ROW_THREADS == TPB
+    monkeypatch.setattr(_cuda_rows, "ROW_ELEMS", 1)  # a thread per logit up to the block
     assert [_row_width(c) for c in (1, 2, 32, 33, 100, 256, 257, 128256)] == [32, 32, 32, 64, 128, 256, 256, 256]
-    monkeypatch.setattr(numba_cuda, "ROW_ELEMS", 8)  # eight logits a thread
+    monkeypatch.setattr(_cuda_rows, "ROW_ELEMS", 8)  # eight logits a thread
     assert [_row_width(c) for c in (1, 256, 257, 1000, 1024, 1025, 2048, 32000)] == [32, 32, 64, 128, 128, 256,
                                                                                       256, 256]
 
@@ -205,16 +205,16 @@ def test_row_width_is_a_power_of_two_from_a_warp_to_the_block(monkeypatch):
 def test_row_launch_covers_every_row_once(R, C, elems, monkeypatch):
     """Blocks x rows a block cover R (or the grid strides), the block is the row width times a power of two,
     never more than MAX_ROW_THREADS, and rows a block never exceed what R needs."""
-    from fusedloss.backends import numba_cuda
+    from fusedloss.backends import _cuda_rows
 
-    monkeypatch.setattr(numba_cuda, "ROW_ELEMS", elems)
-    blocks, threads, width = numba_cuda._row_launch(R, C)
+    monkeypatch.setattr(_cuda_rows, "ROW_ELEMS", elems)
+    blocks, threads, width = _cuda_rows._row_launch(R, C)
     per_block = threads // width
-    assert width == numba_cuda._row_width(C) and threads == width * per_block
-    assert per_block & (per_block - 1) == 0 and threads <= numba_cuda.MAX_ROW_THREADS
+    assert width == _cuda_rows._row_width(C) and threads == width * per_block
+    assert per_block & (per_block - 1) == 0 and threads <= _cuda_rows.MAX_ROW_THREADS
     assert per_block == 1 or per_block < 2 * R  # no power of two more than R needs
-    assert threads == numba_cuda.MAX_ROW_THREADS or per_block >= R
-    assert blocks * per_block >= R or blocks == numba_cuda.MAX_ROW_BLOCKS
+    assert threads == _cuda_rows.MAX_ROW_THREADS or per_block >= R
+    assert blocks * per_block >= R or blocks == _cuda_rows.MAX_ROW_BLOCKS
     assert (blocks - 1) * per_block < R
 
 

@@ -6,7 +6,9 @@ Taken when ``logits`` is a device array (a Numba device array, or any object wit
 must be C-contiguous float32/float64 of the host path's shapes. Targets, lengths and sample weights may be
 host or device arrays; they are small (O(N S)), so device ones are copied to the host and every check of
 the host path runs on them there (``SequenceLoss._check_sequences``: the same rules and messages), before
-the kernel runs. The checked labels, offsets and lengths go to the device once per call.
+the kernel runs. The checked labels, offsets and lengths go to the device once per call. Every copy, allocation
+and launch goes on the backend's current stream (``numba_cuda.on_stream``), and reading back waits for that stream
+(``to_host``).
 
 Results: the gradient is a device array (a new one, or the caller's ``grad_out``, a C-contiguous device
 array of the scores' shape and dtype that does not overlap them); a reduced value is a Python float, the
@@ -28,7 +30,7 @@ def _host(cu, v):
     """A small argument on the host: device arrays are copied, anything else is returned as given."""
     if v is None or not is_device_array(v):
         return v
-    return _operand(cu, v, "an integer or weight argument", "ctc").copy_to_host()
+    return cu.to_host(_operand(cu, v, "an integer or weight argument", "ctc"))
 
 
 def run(loss, logits, targets, input_lengths, target_lengths, reduction, sample_weight, backend, params,
@@ -70,7 +72,7 @@ def run(loss, logits, targets, input_lengths, target_lengths, reduction, sample_
         cu.to_device(coef) if want_grad else None, losses, g, 1, int(tl.max()) if N else 0)
     if not want_value:
         return g_ret
-    host = losses.copy_to_host() if N else np.zeros(0)
+    host = cu.to_host(losses) if N else np.zeros(0)
     with np.errstate(invalid="ignore"):
         if reduction == "none":
             value = cu.to_device((host if w is None else host * w).astype(dtype))

@@ -1,5 +1,5 @@
 """CTC for one sequence, as plain Python that Numba compiles (``backends/_numba_ctc.py``), and the per-state
-pieces that the Numba-CUDA block kernel (``backends/numba_cuda.py``) also compiles, so both run one definition.
+pieces that the Numba-CUDA block kernel (``backends/numba_cuda_ctc.py``) also compiles, so both run one definition.
 
 The same algorithm as the C++ kernel (``cpp/include/fusedloss/ctc.hpp``) and the same mathematics as the
 reference (``_reference_ctc.py``), whose docstring holds the notation. Per sequence: pass A computes each

@@ -1,5 +1,5 @@
 """The overlap losses' two passes (kind "overlap": dice, tversky) block by block, as plain Python that Numba compiles
-for the CPU (``backends/_numba_overlap.py``, ``njit``) and for CUDA (``backends/numba_cuda.py``,
+for the CPU (``backends/_numba_overlap.py``, ``njit``) and for CUDA (``backends/_cuda_overlap.py``,
 ``cuda.jit(device=True)``): one definition for both.
 
 The same names and branches as the C++ kernels (``cpp/include/fusedloss/overlap.hpp``) and the mathematics of

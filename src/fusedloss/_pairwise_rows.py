@@ -1,5 +1,5 @@
 """The pairwise losses row by row, as plain Python that Numba compiles for the CPU (``backends/_numba_pairwise.py``,
-``njit``) and for CUDA (``backends/numba_cuda.py``, ``cuda.jit(device=True)``): one definition for both.
+``njit``) and for CUDA (``backends/_cuda_pairwise.py``, ``cuda.jit(device=True)``): one definition for both.
 
 The same names and branches as the C++ structs (``cpp/include/fusedloss/pairwise.hpp``) and the same
 mathematics as the reference (``_reference_pairwise.py``, whose docstring gives the conventions at the kinks).

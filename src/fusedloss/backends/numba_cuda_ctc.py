@@ -1,8 +1,10 @@
 """CTC on the GPU: a Numba-CUDA block kernel built from the per-state pieces of ``_ctc_rows.py``.
 
-Imported by ``numba_cuda`` (which has already checked that CUDA, or its simulator, is there); the backend's
-``ctc`` follows the CTC contract of ``fusedloss._ctc`` on device arrays. The math is ``_ctc_rows``'s, the
-same functions the Numba CPU backend compiles (``ext_label``, ``can_skip``, ``degenerate``, ``alpha_cell``,
+Imported by ``numba_cuda``; importing ``_cuda_stream`` checks that CUDA, or its simulator, is there. The
+backend's ``ctc`` follows the CTC contract of ``fusedloss._ctc`` on device arrays, on the backend's stream as every
+other kernel (``_cuda_stream``): the launch, the scratch and the read-back of the longest target (when the caller
+does not give it) go on the stream that ``numba_cuda.on_stream`` set. The math is ``_ctc_rows``'s, the same
+functions the Numba CPU backend compiles (``ext_label``, ``can_skip``, ``degenerate``, ``alpha_cell``,
 ``beta_cell``, ``final_nll``, ``nonfinite``, ``occupancy``, ``lse3``), here compiled with
 ``cuda.jit(device=True)``; the softmax shift is ``_pointwise``'s online logsumexp (``lse_push``,
 ``lse_merge``, ``lse_finish``), as in the block-per-row cross_entropy.
@@ -56,6 +58,7 @@ from numba import cuda
 
 from . import _cuda_math, _jit
 from ._cuda_math import exp_diff_as
+from ._cuda_stream import _alloc, _stream, to_host
 
 MAX_CTC_THREADS = 256  # the largest block (a power of two); the tests lower it to keep the simulator fast
 MIN_CTC_THREADS = 32  # a warp
@@ -288,14 +291,14 @@ def ctc(x, T, N, C, batch_first, log_probs, labels, offsets, target_lengths, inp
     Lm = 2 * int(max_target_length) + 1
     K = checkpoint_interval(T)
     J = max((T + K - 1) // K, 1)
-    shift = cuda.device_array((N, max(T, 1)), np.float64)
-    ckpt = cuda.device_array((N, J, Lm), np.float64)
-    seg = cuda.device_array((N, K, Lm), np.float64)
-    beta = cuda.device_array((N, 2, Lm), np.float64)
-    occ = cuda.device_array((N, Lm), np.float64)
-    chain = cuda.device_array((N, 2, Lm), np.int64)
+    shift = _alloc((N, max(T, 1)), np.float64)
+    ckpt = _alloc((N, J, Lm), np.float64)
+    seg = _alloc((N, K, Lm), np.float64)
+    beta = _alloc((N, 2, Lm), np.float64)
+    occ = _alloc((N, Lm), np.float64)
+    chain = _alloc((N, 2, Lm), np.int64)
     want_grad = grad_out is not None
-    kernel[min(N, MAX_CTC_BLOCKS), ctc_threads(Lm, C)](
+    kernel[min(N, MAX_CTC_BLOCKS), ctc_threads(Lm, C), _stream()](
         x, T, N, C, bool(batch_first), bool(log_probs), labels, offsets, target_lengths, input_lengths,
         int(blank), bool(zero_infinity), gscale if want_grad else loss_out, want_grad, loss_out,
         grad_out if want_grad else x, K, shift, ckpt, seg, beta, occ, chain)
@@ -305,5 +308,5 @@ def ctc(x, T, N, C, batch_first, log_probs, labels, offsets, target_lengths, inp
 def _host_max(a) -> int:
     if isinstance(a, np.ndarray):
         return int(a.max()) if a.size else 0
-    host = a.copy_to_host()
+    host = to_host(a)
     return int(host.max()) if host.size else 0
