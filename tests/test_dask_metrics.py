@@ -286,6 +286,25 @@ def test_weights_rescaled_for_the_mean():
         assert m[name] == pytest.approx(m0[name], rel=1e-12), name
 
 
+# --- fusedloss.metrics on dask arrays --------------------------------------------------------------------------------
+
+
+def test_metric_functions_take_dask_arrays():
+    x, y, w = logit_data(seed=10, weights="fractional")
+    X = da.from_array(x, chunks=(ROW_CHUNKS["uneven"], C))
+    lazy = flm.logit_metrics(X, y, metrics=LOGIT, sample_weight=w, ignore_index=-100)
+    assert is_lazy_metrics(lazy)
+    whole = flm.logit_metrics(x, y, metrics=LOGIT, sample_weight=w)
+    got = lazy.compute(scheduler="sync")
+    assert_logit_state(got.state, whole.state, exact_weights=False)
+    p, t, _ = binary_data("binary_cross_entropy_with_logits", seed=11)
+    lazy = flm.binary_logit_metrics(p, da.from_array(t, chunks=(9, 4)), metrics=BINARY)  # a dask target alone
+    assert is_lazy_metrics(lazy)
+    assert lazy.compute(scheduler="sync").state == flm.binary_logit_metrics(p, t, metrics=BINARY).state
+    with pytest.raises(ValueError, match="logit_metrics: unknown metric 'brier'"):
+        flm.logit_metrics(X, y, metrics=("brier",))
+
+
 # --- the graph: one kernel call per block, errors when it is built ---------------------------------------------------
 
 
