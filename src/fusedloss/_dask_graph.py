@@ -47,26 +47,29 @@ def _lift(x, like, what: str, name: str):
     return da.from_array(arr, chunks=like.chunks[: arr.ndim] if fits else -1)
 
 
-def _tree(layer: dict, name: str, keys: list):
-    """Merge the states under ``keys`` by a fixed tree of ``SPLIT_EVERY``-way nodes; the root's key."""
+def _tree(layer: dict, name: str, keys: list, merge_all=_merge_list):
+    """Merge the states under ``keys`` by a fixed tree of ``SPLIT_EVERY``-way nodes (``merge_all(list of states)``
+    at each node: LossStates unless told); the root's key."""
     level = 0
     while len(keys) > 1:
         keys_up = []
         for i in range(0, len(keys), SPLIT_EVERY):
             key = (name, level, i // SPLIT_EVERY)
-            layer[key] = (_merge_list, list(keys[i: i + SPLIT_EVERY]))
+            layer[key] = (merge_all, list(keys[i: i + SPLIT_EVERY]))
             keys_up.append(key)
         keys = keys_up
         level += 1
     return keys[0]
 
 
-def reduced(layers: dict, deps: dict, work: str, vname: str, block_keys: list, final: tuple):
-    """Add the layer ``vname`` that merges slot 0 (a LossState) of every block under ``block_keys`` and
-    applies ``final = (function, *args)`` to the root state; returns its (name, chunks, dtype)."""
-    states = {(vname + "-state", *key[1:]): (getitem, key, 0) for key in block_keys}
+def reduced(layers: dict, deps: dict, work: str, vname: str, block_keys: list, final: tuple, slot: int = 0,
+            merge_all=_merge_list):
+    """Add the layer ``vname`` that merges slot ``slot`` (a LossState, unless ``merge_all`` merges other states) of
+    every block under ``block_keys`` and applies ``final = (function, *args)`` to the root state; returns its (name,
+    chunks, dtype) as a 0-d float64 array."""
+    states = {(vname + "-state", *key[1:]): (getitem, key, slot) for key in block_keys}
     tree: dict = {}
-    root = _tree(tree, vname + "-tree", list(states))
+    root = _tree(tree, vname + "-tree", list(states), merge_all)
     layers[vname] = {**states, **tree, (vname,): (final[0], root, *final[1:])}
     deps[vname] = {work}
     return vname, (), np.dtype(np.float64)
@@ -145,6 +148,23 @@ def block_outputs(work: str, layer: dict, collections: list, block_keys: list, m
         deps[dname] = {work}
         results.append((dname, chunks, dtype))
     return to_arrays(layers, deps, results)
+
+
+def _metrics_result(state):
+    return state.result()
+
+
+def metrics_output(layers: dict, deps: dict, work: str, block_keys: list, slot: int):
+    """Add the layer of the metrics, a 0-d object array whose one value is the ``Metrics`` (floats by name,
+    ``.state``): the metric states in slot ``slot`` of the blocks ``block_keys`` merged by the fixed tree
+    (``merge_metric_states`` at each node), as the loss states are; returns its (name, chunks, dtype) for
+    ``to_arrays``. A dask array like the value, not a ``dask.delayed`` object: ``dask.compute`` of arrays and
+    delayed objects together gave their results in the wrong order (dask 2026.8)."""
+    from .metrics import merge_metric_states
+
+    mname = f"{work}-metrics"
+    reduced(layers, deps, work, mname, block_keys, (_metrics_result,), slot, merge_metric_states)
+    return mname, (), np.dtype(object)
 
 
 def to_arrays(layers: dict, deps: dict, results: list):

@@ -50,6 +50,11 @@ def resolve_host_backend(name: str | None, spec: LossSpec, dtype):
 # --- the loss objects --------------------------------------------------------------------------------
 
 
+def soft_target_metrics(name: str) -> ValueError:
+    """The error for ``metrics=`` with soft targets (the metrics rank the label: they need hard labels)."""
+    return ValueError(f"{name}: metrics need hard labels (integer class indices); got soft targets")
+
+
 class LossMemoryError(MemoryError):
     """A MemoryError raised by a loss call that says which array could not be allocated, and the way out."""
 
@@ -331,7 +336,7 @@ class Loss:
         ignore = int(params[spec.ignore_param]) if spec.ignore_param else -1
         module = self._backend(backend, x.dtype)
         if metrics is not None and labels is None:
-            raise ValueError(f"{name}: metrics need hard labels (integer class indices); got soft targets")
+            raise soft_target_metrics(name)
         rw_given = rw  # the metrics weigh rows by the weights as given (fit_weights may rescale rw below)
 
         R = x.size // C if C else 0

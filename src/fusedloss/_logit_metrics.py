@@ -225,6 +225,12 @@ class Metrics(dict):
     def __repr__(self):
         return f"Metrics({dict.__repr__(self)})"
 
+    def copy(self) -> "Metrics":
+        """A copy with the same ``state`` (dask copies a 0-d array's value when it computes one)."""
+        out = Metrics(self.state)
+        out.update(self)
+        return out
+
 
 def merge_states(states: Iterable[MetricState]) -> MetricState:
     """The state of the union of pieces: counts added, sums added exactly rounded (``math.fsum``, so the

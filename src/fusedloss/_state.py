@@ -264,14 +264,19 @@ def refit_state(loss, p, target, sample_weight, backend, params: dict, state: Lo
     return LossState(loss.name, float(total), math.ldexp(state.denominator, -shift), state.count, k)
 
 
-def partial(loss, pred, target, sample_weight, backend, params: dict) -> LossState:
+def partial(loss, pred, target, sample_weight, backend, params: dict, metrics=None):
     """``loss.partial``: one pass of the kernel for the sum, one over the weights / labels for the divisor
-    (and, for weights whose sums leave the float range, the kernel again on weights scaled by a power of two)."""
+    (and, for weights whose sums leave the float range, the kernel again on weights scaled by a power of two).
+    With ``metrics`` (names; fusedloss.dask's blocks): (the state, the ``Metrics`` of the kernel's first pass, which
+    weighs the weights as given)."""
     if is_device_array(pred):
         raise TypeError(f"{loss.name}.partial takes host arrays; got a device array (copy it to the host, or "
                         "call the loss with reduction='sum' for the sum alone)")
     p = _as_pred(pred, loss.name)
-    total = loss._run(p, target, "sum", sample_weight, backend, params, VALUE)  # (checks every argument)
+    total = loss._run(p, target, "sum", sample_weight, backend, params, VALUE, metrics=metrics)  # (checks the args)
+    found = None
+    if metrics is not None:
+        total, found = total
     hard = loss.spec.kind == "multiclass" and np.asarray(target).dtype.kind in "iu"
     params, s = fit_class_weight(loss, p.shape, p.dtype, hard, params)
     state = divisor_state(loss, p.shape, p.dtype, target, sample_weight, params)
@@ -282,4 +287,6 @@ def partial(loss, pred, target, sample_weight, backend, params: dict) -> LossSta
         total = loss._run(p, target, "sum", w, backend, params, VALUE)
     state = refit_state(loss, p, target, sample_weight, backend, params,
                         LossState(loss.name, float(total), state.denominator, state.count, state.exponent))
-    return state if not s else LossState(loss.name, state.sum, state.denominator, state.count, state.exponent + s)
+    if s:
+        state = LossState(loss.name, state.sum, state.denominator, state.count, state.exponent + s)
+    return state if metrics is None else (state, found)

@@ -3,6 +3,8 @@
 >>> v = fld.cross_entropy(logits, labels, label_smoothing=0.1)   # a lazy 0-d dask array
 >>> v, g = fld.mse.value_and_grad(pred, target, sample_weight=w) # g: chunked like pred
 >>> g, h = fld.log_cosh.grad_hess(pred, target)
+>>> v, g, m = fld.cross_entropy.value_and_grad(logits, labels, metrics=("accuracy", "top5"))
+>>> v, g, m = dask.compute(v, g, m)  # m: the Metrics of the in-memory call (m["accuracy"], m.state)
 
 The same losses, options, reductions, dtypes and errors as the in-memory API (``fusedloss.<loss>``), on
 ``dask.array`` inputs (NumPy arrays are accepted too and wrapped):
@@ -18,6 +20,15 @@ The same losses, options, reductions, dtypes and errors as the in-memory API (``
   derivatives: the states carry a power-of-two exponent (``LossState.exponent``), and for derivatives every
   block scales its weights by the one power of two that the divisor's reduction gives.
 - "none" returns a dask array (of pred's chunks; the logits' leading chunks for multiclass losses).
+- ``metrics=`` where the in-memory call takes it (the call and ``value_and_grad`` of cross_entropy and of the losses
+  on a binary score), with its names and errors (raised when the graph is built): the metrics come last, as a 0-d
+  dask array of dtype object that computes to the in-memory ``Metrics`` (floats by name, ``.state``), lazy as the
+  value is; computed together (``dask.compute(v, g, m)``) each block runs once for all three. Each block's kernel
+  call computes its metric state with its value (no second pass over the logits; the weights as given), and the
+  states merge by the same fixed tree as the loss states (``merge_metric_states`` at each node): counts equal the
+  whole call's exactly, float64 sums to a rounding per tree level (bit for bit the in-memory merge of the blocks'
+  states up to ``SPLIT_EVERY`` blocks). An array rather than a ``dask.delayed`` object: ``dask.compute`` of arrays
+  and delayed objects together returned their results out of order (dask 2026.8).
 - Multiclass losses need the class axis (the last) in one chunk: a split class axis is rechunked to one
   chunk; labels, soft targets and weights are rechunked to the logits' chunks when they differ. So is pred's
   last axis for a per-column vector parameter (``pos_weight`` with one entry per column).
@@ -48,34 +59,38 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("fusedloss.dask needs dask[array]; install it with: pip install 'fusedloss[dask]'") from exc
 
-from ._dispatch import Loss
+from ._dispatch import Loss, soft_target_metrics
 from ._validate import (GRAD, GRAD_HESS, HESSIAN_MODES, REDUCTIONS, VALUE, VALUE_AND_GRAD, _as_like, _as_pred,
                         _class_vector, _column_vector, mean_scale, scaled_weights)
 from ._losses import LOSSES
-from ._dask_graph import (SPLIT_EVERY, LazyLoss, _finalize, _lift, _located, _tree, host_backend, reduced,
-                          to_arrays)
+from ._dask_graph import (SPLIT_EVERY, LazyLoss, _finalize, _lift, _located, _tree, host_backend, metrics_output,
+                          reduced, to_arrays)
 from ._state import (LossState, _ldexp, _weight_limit, _weight_shape, divisor, divisor_state, fit_class_weight, merge,
-                     refit_state)
+                     partial, refit_state)
 
 
 
 # --- what runs on the workers --------------------------------------------------------------------------
 
 
-def _block(name, mode, reduction, hessian, backend, params, where, p, y, w, part, whole):
-    """One block's in-memory call: (value or LossState or None, gradient or None, Hessian or None).
+def _block(name, mode, reduction, hessian, backend, params, metrics, where, p, y, w, part, whole):
+    """One block's in-memory call: (value or LossState or None, gradient or None, Hessian or None, MetricState or
+    None).
 
+    ``metrics``: the metric names (None: no metrics), computed by the same kernel call as the value.
     ``part`` / ``whole``: this block's and the whole array's divisor (LossStates) for "mean" derivatives.
     """
     loss = LOSSES[name]
     try:
         if mode == "value":
-            if reduction == "none":
-                return loss._run(p, y, "none", w, backend, params, VALUE), None, None
             if reduction == "mean":
-                return loss.partial(p, y, sample_weight=w, backend=backend, **params), None, None
-            total = loss._run(p, y, "sum", w, backend, params, VALUE)
-            return LossState(name, total, math.nan, _count(loss, p)), None, None
+                value, found = _metrics_of(partial(loss, p, y, w, backend, params, metrics), metrics)
+            else:
+                value, found = _metrics_of(loss._run(p, y, reduction, w, backend, params, VALUE, metrics=metrics),
+                                           metrics)
+                if reduction == "sum":
+                    value = LossState(name, value, math.nan, _count(loss, p))
+            return value, None, None, found
         scale = None
         k = 0  # the weights' scale 2^-k (see _global_shift)
         w_run = w
@@ -86,12 +101,17 @@ def _block(name, mode, reduction, hessian, backend, params, where, p, y, w, part
                 w_run = scaled_weights(w, k, p.dtype, _weight_shape(loss, p.shape))
         per_element = reduction == "none"
         outputs = {"value_and_grad": VALUE_AND_GRAD, "grad": GRAD, "grad_hess": GRAD_HESS}[mode]
-        out = loss._run(p, y, "none" if per_element else "sum", w_run, backend, params, outputs, None, None,
-                        hessian, grad_scale=scale)
+        asked = None if k else metrics  # (metrics: value_and_grad only)
+        out, found = _metrics_of(loss._run(p, y, "none" if per_element else "sum", w_run, backend, params, outputs,
+                                           None, None, hessian, grad_scale=scale, metrics=asked), asked)
+        if metrics is not None and asked is None:
+            # the weights, beyond the float range, ran scaled: the metrics weigh them as given (the in-memory call
+            # computes its metrics again from them too)
+            found = _metrics_of(loss._run(p, y, "sum", w, backend, params, VALUE, metrics=metrics), metrics)[1]
         if mode == "grad":
-            return None, out, None
+            return None, out, None, None
         if mode == "grad_hess":
-            return None, out[0], out[1]
+            return None, out[0], out[1], None
         value, g = out
         if not per_element:
             if part is None:
@@ -101,7 +121,14 @@ def _block(name, mode, reduction, hessian, backend, params, where, p, y, w, part
                     name, float(value), _ldexp(part.denominator, part.exponent - k), _count(loss, p), k))
     except (ValueError, TypeError) as exc:
         raise _located(exc, where) from exc
-    return value, g, None
+    return value, g, None, found
+
+
+def _metrics_of(out, metrics):
+    """(a call's results without its metrics, their state): ``out`` as it is and None when ``metrics`` is None."""
+    if metrics is None:
+        return out, None
+    return (out[0] if len(out) == 2 else out[:-1]), out[-1].state
 
 
 def _global_shift(loss: Loss, whole: LossState, dtype) -> int:
@@ -199,8 +226,10 @@ def _prepare(loss: Loss, pred, target, sample_weight, params: dict):
     return p, y, w, dtype
 
 
-def _graph(loss: Loss, mode: str, pred, target, reduction, sample_weight, backend, params, hessian="exact"):
-    """The dask arrays of one call: (value,) / (value, grad) / (grad,) / (grad, hess)."""
+def _graph(loss: Loss, mode: str, pred, target, reduction, sample_weight, backend, params, hessian="exact",
+           metrics=None):
+    """The dask arrays of one call: (value,) / (value, grad) / (grad,) / (grad, hess); with ``metrics`` (names, for
+    "value" and "value_and_grad") a 0-d dask array of the ``Metrics`` after them."""
     name = loss.name
     derivatives = mode != "value"
     if derivatives and not loss.spec.differentiable:
@@ -210,16 +239,20 @@ def _graph(loss: Loss, mode: str, pred, target, reduction, sample_weight, backen
         raise ValueError(f"{name}: reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
     if hessian not in HESSIAN_MODES:
         raise ValueError(f"{name}: hessian must be 'exact' or 'ones', got {hessian!r}")
+    if metrics is not None:  # the in-memory names and errors (a loss without metrics, a bad name)
+        metrics = loss._metric_spec(metrics, None).names
     backend = host_backend(name, backend)  # None ("auto"): each worker resolves its own
     p, y, w, dtype = _prepare(loss, pred, target, sample_weight, params)
     multiclass = loss.spec.kind == "multiclass"
+    if metrics is not None and multiclass and y.dtype.kind not in "iu":
+        raise soft_target_metrics(name)
     if reduction == "mean":
         # class weights that sum beyond the float range, scaled as the plain call scales them ("mean" does
         # not depend on their scale): known now, for every block
         params, _ = fit_class_weight(loss, p.shape, dtype, multiclass and y.dtype.kind in "iu", params)
     what = "logits" if multiclass else "pred"
 
-    token = tokenize(name, mode, reduction, hessian, backend, sorted(params.items(), key=lambda kv: kv[0]),
+    token = tokenize(name, mode, reduction, hessian, backend, sorted(params.items(), key=lambda kv: kv[0]), metrics,
                      p, y, w)
     work = f"fusedloss-{name}-{mode}-{token}"
     layer: dict = {}
@@ -257,7 +290,7 @@ def _graph(loss: Loss, mode: str, pred, target, reduction, sample_weight, backen
             whole = _tree(layer, work + "-divisor-tree", list(parts.values()))
     for idx in blocks:
         part = parts.get(idx)
-        layer[(work, *idx)] = (_block, name, mode, reduction, hessian, backend, params, where(idx),
+        layer[(work, *idx)] = (_block, name, mode, reduction, hessian, backend, params, metrics, where(idx),
                                (p.name, *idx), y_key(idx), w_key(idx), part, whole)
     graph = HighLevelGraph.from_collections(work, layer, dependencies=[a for a in (p, y, w) if a is not None])
     layers = dict(graph.layers)
@@ -283,6 +316,8 @@ def _graph(loss: Loss, mode: str, pred, target, reduction, sample_weight, backen
             oname = f"{work}-{suffix}"
             output(slot, oname, lambda idx, o=oname: (o, *idx), p.chunks, dtype)
             results.append((oname, p.chunks, dtype))
+    if metrics is not None:
+        results.append(metrics_output(layers, deps, work, [(work, *idx) for idx in blocks], 3))
     return to_arrays(layers, deps, results)
 
 
@@ -296,13 +331,17 @@ class DaskLoss(LazyLoss):
     def __init__(self, loss):
         super().__init__(loss, "")
 
-    def __call__(self, pred, target, *, reduction="mean", sample_weight=None, backend=None, **params):
-        """The value: a 0-d float64 dask array ("mean", "sum"), or a dask array ("none")."""
-        return _graph(self.loss, "value", pred, target, reduction, sample_weight, backend, params)
+    def __call__(self, pred, target, *, reduction="mean", sample_weight=None, backend=None, metrics=None, **params):
+        """The value: a 0-d float64 dask array ("mean", "sum"), or a dask array ("none"). With ``metrics`` (names, as
+        in memory): (value, metrics), ``metrics`` a 0-d dask array that computes to the ``Metrics``."""
+        return _graph(self.loss, "value", pred, target, reduction, sample_weight, backend, params, metrics=metrics)
 
-    def value_and_grad(self, pred, target, *, reduction="mean", sample_weight=None, backend=None, **params):
-        """(value, gradient): both lazy; computed together (``dask.compute(v, g)``) each block runs once."""
-        return _graph(self.loss, "value_and_grad", pred, target, reduction, sample_weight, backend, params)
+    def value_and_grad(self, pred, target, *, reduction="mean", sample_weight=None, backend=None, metrics=None,
+                       **params):
+        """(value, gradient): both lazy; computed together (``dask.compute(v, g)``) each block runs once. With
+        ``metrics``: (value, gradient, metrics), ``metrics`` a 0-d dask array of the ``Metrics``."""
+        return _graph(self.loss, "value_and_grad", pred, target, reduction, sample_weight, backend, params,
+                      metrics=metrics)
 
     def grad(self, pred, target, *, reduction="mean", sample_weight=None, backend=None, **params):
         """The gradient of the value with respect to pred, chunked like pred."""

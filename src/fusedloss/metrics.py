@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 import warnings
 
 import numpy as np
@@ -746,12 +747,13 @@ def logit_metrics(logits, labels, *, metrics=("accuracy",), sample_weight=None, 
 
     Returns a dict of floats by name; its ``.state`` (``MetricState``: counts and float64 sums) merges with the
     states of other batches into the metrics of all of them (``merge_metric_states``). The same as
-    ``fl.cross_entropy(logits, labels, metrics=...)[1]``, which computes them in the loss's own pass.
+    ``fl.cross_entropy(logits, labels, metrics=...)[1]``, which computes them in the loss's own pass. Dask arrays
+    (any of the arrays): ``fusedloss.dask.cross_entropy(..., metrics=...)[1]``, a 0-d dask array of them.
     """
     parse(metrics, "logit_metrics")  # errors named after this function
-    _, result = LOSSES["cross_entropy"](logits, labels, reduction="sum", sample_weight=sample_weight,
-                                        ignore_index=ignore_index, softcap=softcap, backend=backend,
-                                        metrics=metrics)
+    _, result = _losses(logits, labels, sample_weight)["cross_entropy"](
+        logits, labels, reduction="sum", sample_weight=sample_weight, ignore_index=ignore_index, softcap=softcap,
+        backend=backend, metrics=metrics)
     return result
 
 
@@ -765,13 +767,25 @@ def binary_logit_metrics(logits, target, *, metrics=("accuracy",), sample_weight
     1 - y negative. Elements are weighted by ``sample_weight``; a NaN logit makes the metrics NaN.
 
     Returns a dict of floats by name; its ``.state`` (``BinaryMetricState``: counts and float64 sums) merges with
-    the states of other batches (``merge_metric_states``).
+    the states of other batches (``merge_metric_states``). Dask arrays (any of the arrays): a 0-d dask array of
+    them, from ``fusedloss.dask.binary_cross_entropy_with_logits(..., metrics=...)``.
     """
     _binary_metrics.parse(metrics, "binary_logit_metrics")  # errors named after this function
-    _, result = LOSSES["binary_cross_entropy_with_logits"](logits, target, reduction="sum",
-                                                           sample_weight=sample_weight, backend=backend,
-                                                           metrics=metrics)
+    _, result = _losses(logits, target, sample_weight)["binary_cross_entropy_with_logits"](
+        logits, target, reduction="sum", sample_weight=sample_weight, backend=backend, metrics=metrics)
     return result
+
+
+def _losses(*arrays) -> dict:
+    """The losses that take ``arrays``: fusedloss.dask's when one of them is a dask array (then the metrics come
+    back as a 0-d dask array), else the in-memory ones. Dask is never imported here: an array can only be
+    a dask array once the program has imported dask.array."""
+    dask_array = sys.modules.get("dask.array")
+    if dask_array is not None and any(isinstance(a, dask_array.Array) for a in arrays):
+        from .dask import LOSSES_DASK
+
+        return LOSSES_DASK
+    return LOSSES
 
 
 def merge_metric_states(states):
