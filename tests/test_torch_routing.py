@@ -175,3 +175,60 @@ def test_calls_torch_would_run_unchecked_or_refuse_take_the_fused_path(ce_small)
             fn(x, bad)
     with pytest.raises(TypeError, match="ctc_loss"):
         ft.loss("ctc", x, t)
+
+
+_DIRECT_CASES = [
+    ("mse_loss", ft.MSELoss, {}, torch.nn.MSELoss),
+    ("mse_loss", ft.MSELoss, {"reduction": "sum"}, torch.nn.MSELoss),
+    ("l1_loss", ft.L1Loss, {"reduction": "none"}, torch.nn.L1Loss),
+    ("huber_loss", ft.HuberLoss, {"delta": 0.3}, torch.nn.HuberLoss),
+    ("cross_entropy", ft.CrossEntropyLoss, {}, torch.nn.CrossEntropyLoss),
+    ("cross_entropy", ft.CrossEntropyLoss, {"label_smoothing": 0.1, "ignore_index": 3, "reduction": "sum"},
+     torch.nn.CrossEntropyLoss),
+    ("cross_entropy", ft.CrossEntropyLoss, {"weight": torch.rand(10, dtype=torch.float64)}, torch.nn.CrossEntropyLoss),
+]
+
+
+def _case_inputs(name):
+    torch.manual_seed(0)
+    if name == "cross_entropy":
+        return torch.randn(64, 10, dtype=torch.float64, requires_grad=True), torch.randint(0, 10, (64,))
+    return torch.randn(100, dtype=torch.float64, requires_grad=True), torch.randn(100, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("name, ours, options, theirs", _DIRECT_CASES)
+def test_routed_calls_run_torch_s_op_with_torch_s_results(name, ours, options, theirs):
+    """A routed module call with torch's options runs the ATen op that torch's functional ends in (no Python of
+    the functional in between): the same value and gradient as torch.nn's module, bit for bit."""
+    x, t = _case_inputs(name)
+    mod = ours(**options)
+    out = mod(x, t)
+    assert mod.__dict__["_route"][3] is not None, "no direct op for a module with torch's options"
+    want = theirs(**options)(x, t)
+    assert _ran_on_torch(out) and torch.equal(out, want)
+    g, = torch.autograd.grad(out.sum(), x)
+    g_want, = torch.autograd.grad(want.sum(), x)
+    assert torch.equal(g, g_want)
+    if not options:  # the functional form with every option at its default takes the same op
+        assert torch.equal(getattr(ft, name)(x, t), want)
+
+
+def test_a_torch_function_mode_sees_torch_s_functional():
+    """Under a torch function mode (``with torch.device(...)``, profilers, tracers) a routed call goes through
+    torch's functional, as torch.nn's module's would, so the mode sees the same function."""
+    from torch.overrides import TorchFunctionMode
+
+    seen = []
+
+    class Record(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            seen.append(getattr(func, "__name__", str(func)))
+            return func(*args, **(kwargs or {}))
+
+    for name, ours, _, _ in _DIRECT_CASES[:1] + _DIRECT_CASES[4:5]:
+        x, t = _case_inputs(name)
+        for call in (ours(), getattr(ft, name)):
+            seen.clear()
+            with Record():
+                call(x, t)
+            assert name in seen, (name, seen)

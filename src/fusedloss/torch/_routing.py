@@ -173,6 +173,12 @@ def _small_on_torch(twin, multiclass=False, extensions: dict | None = None, inde
 
     def wrap(fn):
         options_ok = _options_check(fn, loss)
+        # a call with every option at its default: torch's op directly (see _direct)
+        defaults = {k: p.default for k, p in inspect.signature(fn).parameters.items()
+                    if k in ("reduction", *_OPS.get(twin, (None, ()))[1])}
+        weights = ("weight",) if twin == "cross_entropy" else ()
+        plain = _direct(twin, defaults, weights)
+        no_weights = (None,) * len(weights)
 
         def to_torch(input, target, args, kwargs) -> bool:
             return (_torch_is_faster(input, target, multiclass) and _torch_takes(args, kwargs, extensions)
@@ -181,6 +187,8 @@ def _small_on_torch(twin, multiclass=False, extensions: dict | None = None, inde
         def routed(input, target, *args, **kwargs):
             if to_torch(input, target, args, kwargs):
                 try:
+                    if plain is not None and not (args or kwargs) and not _mode_enabled():
+                        return plain(input, target, *no_weights)
                     return torch_fn(input, target, *args, **{k: v for k, v in kwargs.items() if k not in names})
                 except Exception:  # noqa: BLE001 - see REFUSED
                     pass
@@ -200,16 +208,63 @@ def _small_on_torch(twin, multiclass=False, extensions: dict | None = None, inde
 
 def module_route(fn, options: dict, buffers: tuple):
     """A module's cached routing decision: ``(torch's function, multiclass, the keywords for it without the
-    buffers)`` when ``fn`` (a functional form) is routed and the module's ``options`` (its non-tensor attributes
-    and ``reduction``) are all torch's, else None. The buffers are read at each call (``.to(device)`` replaces
-    them) and must be options torch has."""
+    buffers, its direct op or None)`` when ``fn`` (a functional form) is routed and the module's ``options`` (its
+    non-tensor attributes and ``reduction``) are all torch's, else None. The buffers are read at each call
+    (``.to(device)`` replaces them) and must be options torch has."""
     twin = getattr(fn, "_torch_twin", None)
     if twin is None:
         return None
     torch_fn, multiclass, extensions, names, options_ok = twin
     if names.intersection(buffers) or not _torch_takes((), options, extensions) or not options_ok((), options):
         return None
-    return torch_fn, multiclass, {k: v for k, v in options.items() if k not in names}
+    kw = {k: v for k, v in options.items() if k not in names}
+    return torch_fn, multiclass, kw, _direct(torch_fn.__name__, kw, buffers)
+
+
+_OPS = {"mse_loss": ("mse_loss", ()), "l1_loss": ("l1_loss", ()), "huber_loss": ("huber_loss", ("delta",)),
+        "cross_entropy": ("cross_entropy_loss", ("ignore_index", "label_smoothing"))}
+
+
+def _direct(twin: str, kw: dict, buffers: tuple):
+    """``op(input, target, *buffers)``: the ATen op that ``torch.nn.functional.<twin>`` ends in, bound to the
+    module's options, for the calls that ``_torch_is_faster`` lets through (plain tensors; for the elementwise
+    losses, of one shape and dtype). The same op on the same arguments, hence torch's result, without the
+    functional's Python (its override dispatch, its size warning, its broadcast of equal shapes). None where
+    the functional does more (a weight, a legacy argument, another loss); ``_run_on_torch`` also leaves it while
+    a torch function mode (``with torch.device(...)``, a profiler's) wants to see the functional."""
+    op_name, extra = _OPS.get(twin, (None, ()))
+    op = getattr(torch._C._nn, op_name, None) if op_name else None
+    if op is None or set(kw) != {"reduction", *extra} or buffers not in ((), ("weight",)):
+        return None
+    from torch.nn import _reduction
+
+    try:
+        enum = _reduction.get_enum(kw["reduction"])
+    except ValueError:
+        return None
+    if twin == "cross_entropy":  # (input, target, weight, reduction, ignore_index, label_smoothing)
+        if buffers != ("weight",):
+            return None
+        ignore, smoothing = int(kw["ignore_index"]), float(kw["label_smoothing"])
+        return lambda input, target, weight: op(input, target, weight, enum, ignore, smoothing)
+    if buffers:
+        return None
+    if extra:  # huber: (input, target, reduction, delta)
+        delta = float(kw[extra[0]])
+        return lambda input, target: op(input, target, enum, delta)
+    return lambda input, target: op(input, target, enum)
+
+
+_mode_enabled = torch._C._is_torch_function_mode_enabled
+
+
+def run_on_torch(route, input, target, buffer_names: tuple, buffers: list):
+    """A routed module call: the direct op when there is one and no torch function mode is on, else torch's
+    functional with the module's keywords and buffers."""
+    direct = route[3]
+    if direct is not None and not _mode_enabled():
+        return direct(input, target, *buffers)
+    return route[0](input, target, **route[2], **dict(zip(buffer_names, buffers)))
 
 
 def routes_to_torch(form, input, target, *args, **kwargs) -> bool:

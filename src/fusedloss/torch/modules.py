@@ -15,7 +15,7 @@ from ._ctc import CTCLoss
 from ._overlap import DiceLoss, TverskyLoss
 from ._pairwise import CosineEmbeddingLoss, GaussianNLLLoss, MarginRankingLoss, TripletMarginLoss
 from ._generate import module_of
-from ._routing import _is_default, _torch_is_faster, _weight_ok, module_route
+from ._routing import _is_default, _torch_is_faster, _weight_ok, module_route, run_on_torch
 from .functional import (FUNCTIONAL, GENERATED, binary_cross_entropy, binary_cross_entropy_with_logits,
                          binary_focal_loss, categorical_hinge_loss, cross_entropy, focal_loss, hinge_embedding_loss,
                          hinge_loss, huber_loss, jensen_shannon_loss, kl_div_with_logits, l1_loss, log_cosh_loss, loss,
@@ -45,21 +45,24 @@ class _LossModule(torch.nn.Module):
         route = self._torch_route(input, target)
         if route is not None:
             try:
-                return route[0](input, target, **route[1])
+                return run_on_torch(route[0], input, target, self._buffer_names, route[1])
             except Exception:  # noqa: BLE001 - torch refuses the call: the fused form says why (_routing.REFUSED)
                 pass
         return type(self)._fn(input, target, reduction=self.reduction, **self._call_options())
 
     def _torch_route(self, input, target):
-        """``(torch's function, its keywords)`` where this call runs on torch's own function, else None."""
+        """``(the routing decision, the buffers' values)`` where this call runs on torch's own function, else
+        None."""
         # the routing decision of the options (see _routing.module_route), made again after any attribute changes
         route = self.__dict__.get("_route", False)
         if route is False:
             route = self.__dict__["_route"] = self._module_route()
         if route is not None and _torch_is_faster(input, target, route[1]):
-            buffers = {k: self._buffers[k] for k in self._buffer_names}
-            if all(_weight_ok(w) for w in buffers.values()):
-                return route[0], {**route[2], **buffers}
+            if not self._buffer_names:
+                return route, ()
+            buffers = [self._buffers[k] for k in self._buffer_names]
+            if all(map(_weight_ok, buffers)):
+                return route, buffers
         return None
 
     def _to_torch(self, input, target) -> bool:  # for _routing.routes_to_torch
