@@ -3,9 +3,9 @@ on CUDA tensors: ``Loss._run(..., stream=..., device_value=True)``).
 
 Checked here, on the simulator as CI runs it (``NUMBA_ENABLE_CUDASIM=1 pytest -m cuda``): the device-side final
 sum against ``math.fsum`` of the same partials (and against the float path of the same call), its compensation, its
-rule for non-finite sums, that it is the same bits twice, that every launch of a call goes on the given stream (CTC's
-too, with its allocations and read-backs), and how many times a call waits for the device (the host round trips
-that remain). The simulator runs every launch to the end at once, so a missing stream shows here only as a launch
+rule for non-finite sums, that it is the same bits twice, that every launch of a call goes on the given stream (CTC's,
+the pairwise and the overlap losses' too, with their allocations and copies), and how many times a call waits for
+the device (the host round trips that remain). The simulator runs every launch to the end at once, so a missing stream shows here only as a launch
 recorded without it.
 """
 
@@ -152,6 +152,23 @@ def launches(monkeypatch):
     return seen
 
 
+@pytest.fixture
+def traffic(monkeypatch):
+    """The stream of every device allocation ("alloc"), copy to the device ("to_device") and copy to the host
+    ("to_host") made while the test runs (0: none given)."""
+    from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+
+    seen = {"alloc": [], "to_device": [], "to_host": []}
+
+    def recorded(kind, fn):
+        return lambda *a, stream=0, **k: (seen[kind].append(stream), fn(*a, stream=stream, **k))[1]
+
+    monkeypatch.setattr(cuda, "device_array", recorded("alloc", cuda.device_array))
+    monkeypatch.setattr(cuda, "to_device", recorded("to_device", cuda.to_device))
+    monkeypatch.setattr(FakeCUDAArray, "copy_to_host", recorded("to_host", FakeCUDAArray.copy_to_host))
+    return seen
+
+
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 @pytest.mark.parametrize("k", range(len(CASES)), ids=IDS)
 def test_device_value_matches_float_path(k, reduction, launches):
@@ -212,7 +229,7 @@ def test_a_stream_handle_works_on_the_simulator(launches):
 
 
 @pytest.mark.parametrize("where", ["host", "device"])
-def test_ctc_runs_on_the_callers_stream(where, launches, monkeypatch):
+def test_ctc_runs_on_the_callers_stream(where, launches, traffic, monkeypatch):
     """CTC inside ``on_stream``: its kernel launches on that stream, every device array of the call (the gradient,
     the losses, the kernel's scratch) is allocated on it, and each read back waits for it; the results are the bits
     of the same call on the default stream."""
@@ -220,10 +237,7 @@ def test_ctc_runs_on_the_callers_stream(where, launches, monkeypatch):
 
     monkeypatch.setattr(numba_cuda_ctc, "MIN_CTC_THREADS", 8)  # blocks of 8 threads: the simulator is slow
     monkeypatch.setattr(numba_cuda_ctc, "MAX_CTC_THREADS", 8)
-    allocated = []  # the stream of every allocation (0: none given)
-    device_array = cuda.device_array
-    monkeypatch.setattr(cuda, "device_array", lambda *a, stream=0, **k: (
-        allocated.append(stream), device_array(*a, stream=stream, **k))[1])
+    allocated = traffic["alloc"]
     rng = np.random.default_rng(11)
     x = cu.to_device(rng.normal(size=(6, 2, 5)))  # T=6 frames, N=2 sequences, C=5 classes
     targets, il, tl = np.array([[1, 2, 2], [3, 4, 0]]), np.array([6, 5]), np.array([3, 2])
@@ -244,6 +258,15 @@ def test_ctc_runs_on_the_callers_stream(where, launches, monkeypatch):
     assert got == value
     np.testing.assert_array_equal(g.copy_to_host(), grad.copy_to_host())
 
+    sw = np.array([0.5, 2.0])  # reduction="none": the losses, weighted, stay on the device
+    per = fl.ctc(x, targets, il, tl, reduction="none", sample_weight=sw, backend="cuda")
+    on, copies = _CountingStream(), traffic["to_host"]
+    copies.clear()
+    with cu.on_stream(on):
+        got = fl.ctc(x, targets, il, tl, reduction="none", sample_weight=sw, backend="cuda")
+    assert on.waits == len(copies) == (0 if where == "host" else 3) and all(s is on for s in copies), copies
+    assert got.copy_to_host().tobytes() == per.copy_to_host().tobytes()
+
     on = _CountingStream()  # the kernel's caller may leave the longest target to be read back: on the stream too
     loss = cu.empty(2, np.float64)
     with cu.on_stream(on):
@@ -253,6 +276,87 @@ def test_ctc_runs_on_the_callers_stream(where, launches, monkeypatch):
     assert on.waits == 1
     np.testing.assert_array_equal(loss.copy_to_host(), fl.ctc(x, targets, il, tl, reduction="none",
                                                                backend="cuda").copy_to_host())
+
+
+def _same_call_on_a_stream(call, launches, traffic):
+    """``call()`` on the default stream, then inside ``on_stream``: (its results on each, the stream it ran on).
+    Inside, every launch, allocation and copy (to the device and back) must be on that stream; how often the host
+    waited for it (``stream.waits``, each copy to the host waits once) is the caller's to check."""
+    expected = call()
+    assert launches and all(s == 0 for s in launches)  # without a stream, the default one as before
+    for seen in (launches, *traffic.values()):
+        seen.clear()
+    on = _CountingStream()
+    with cu.on_stream(on):
+        got = call()
+    assert launches and all(s is on for s in launches), launches
+    for kind, seen in traffic.items():
+        assert all(s is on for s in seen), (kind, seen)
+    assert on.waits == len(traffic["to_host"])  # each copy back waits for the stream once
+    return expected, got, on
+
+
+def _same_bits(got, expected):
+    if isinstance(expected, float):
+        assert got == expected or math.isnan(got) and math.isnan(expected)
+    else:
+        assert got.copy_to_host().tobytes() == expected.copy_to_host().tobytes()
+
+
+# --- pairwise and overlap losses on the caller's stream ----------------------------------------------------------
+
+
+def _pairwise_case(name, where, rng):
+    """(inputs, target or None, sample_weight): device inputs of 4 rows; the target and the weights on ``where``."""
+    spec = fl.LOSSES[name].spec
+    shape = (4, 3) if spec.vector_rows else (4,)
+    xs = [np.abs(rng.normal(size=shape)) if what in spec.nonnegative_inputs else rng.normal(size=shape)
+          for what in spec.inputs]
+    y = np.array([1.0, -1.0, -1.0, 1.0]) if spec.row_target else None
+    w = np.array([0.5, 1.0, 2.0, 1.5])
+    side = cu.to_device if where == "device" else (lambda a: a)
+    return [cu.to_device(x) for x in xs], None if y is None else side(y), side(w)
+
+
+@pytest.mark.parametrize("where", ["host", "device"])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize("name", ["triplet_margin", "cosine_embedding", "margin_ranking", "gaussian_nll"])
+def test_pairwise_runs_on_the_callers_stream(name, reduction, where, launches, traffic):
+    """A pairwise loss inside ``on_stream``: its launches, allocations and copies on that stream, the host waiting
+    only for what it needs, and the bits of the default-stream call."""
+    loss = getattr(fl, name)
+    xs, y, w = _pairwise_case(name, where, np.random.default_rng(12))
+    args = [*xs, *([] if y is None else [y])]
+    expected, got, on = _same_call_on_a_stream(
+        lambda: loss.value_and_grad(*args, reduction=reduction, sample_weight=w, backend="cuda"), launches, traffic)
+    # what the host needs: device targets and weights (checked there), gaussian_nll's check that var >= 0, and
+    # the rows' losses for a reduced value (a compensated sum on the host); "none" keeps the losses on the device
+    assert on.waits == ((where == "device") * (1 + (y is not None)) + (name == "gaussian_nll")
+                        + (reduction != "none")), traffic["to_host"]
+    _same_bits(got[0], expected[0])
+    for g, want in zip(got[1], expected[1]):
+        _same_bits(g, want)
+
+
+@pytest.mark.parametrize("where", ["host", "device"])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize("name", ["dice", "tversky"])
+def test_overlap_runs_on_the_callers_stream(name, reduction, where, launches, traffic):
+    """An overlap loss inside ``on_stream``: its launches, allocations and copies on that stream, the host waiting
+    only for what it needs, and the bits of the default-stream call."""
+    rng = np.random.default_rng(13)
+    x = cu.to_device(rng.normal(size=(2, 3, 4, 5)))
+    t, w = rng.integers(0, 3, size=(2, 4, 5)), np.array([0.5, 2.0])
+    if where == "device":
+        t, w = cu.to_device(t), cu.to_device(w)
+    expected, got, on = _same_call_on_a_stream(
+        lambda: fl.LOSSES[name].value_and_grad(x, t, per_sample=True, reduction=reduction, sample_weight=w,
+                                               backend="cuda"), launches, traffic)
+    # what the host needs: device targets and weights (checked there), and the sums I, P, Y (the value and the
+    # gradient's coefficients are combined from them on the host)
+    assert on.waits == 1 + 2 * (where == "device"), traffic["to_host"]
+    _same_bits(got[0], expected[0])
+    _same_bits(got[1], expected[1])
 
 
 # --- fusedloss.torch's glue (torch is CPU-only here: the CUDA call itself runs on a GPU session) ---------------

@@ -12,8 +12,9 @@ and launch goes on the backend's current stream (``numba_cuda.on_stream``), and 
 
 Results: the gradient is a device array (a new one, or the caller's ``grad_out``, a C-contiguous device
 array of the scores' shape and dtype that does not overlap them); a reduced value is a Python float, the
-per-sequence losses are added on the host with ``math.fsum`` exactly as on the host path; with
-``reduction="none"`` the losses come back as a device array in the scores' dtype.
+per-sequence losses are added on the host with ``math.fsum`` exactly as on the host path (the host's one wait
+for the kernel); with ``reduction="none"`` the losses, weighted on the device, come back as a device array in the
+scores' dtype, with no wait.
 """
 
 from __future__ import annotations
@@ -72,10 +73,10 @@ def run(loss, logits, targets, input_lengths, target_lengths, reduction, sample_
         cu.to_device(coef) if want_grad else None, losses, g, 1, int(tl.max()) if N else 0)
     if not want_value:
         return g_ret
-    host = cu.to_host(losses) if N else np.zeros(0)
-    with np.errstate(invalid="ignore"):
-        if reduction == "none":
-            value = cu.to_device((host if w is None else host * w).astype(dtype))
-        else:
+    if reduction == "none":  # weighted and rounded on the device: nothing to wait for
+        value = cu.weighted(losses, w, dtype)
+    else:  # a Python float, summed exactly on the host: the one wait for the losses
+        with np.errstate(invalid="ignore"):
+            host = cu.to_host(losses) if N else np.zeros(0)
             value = math.fsum(coef * host) if N else (math.nan if reduction == "mean" else 0.0)
     return (value, g_ret) if want_grad else value

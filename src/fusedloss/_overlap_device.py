@@ -6,7 +6,9 @@ device arrays; device ones are copied to the host and checked there by the host 
 (``OverlapLoss._check``: every class index), then sent to the device. Both passes run on the device; their sums
 (N x C x 3 float64) come back to the host, where ``_reference_overlap.combine`` makes the value and the gradient's
 coefficients as on the host path. The gradient is a new device array (or the caller's ``grad_out``);
-``reduction="none"`` gives a device array.
+``reduction="none"`` gives a device array. Every copy, allocation and launch goes on the backend's current stream
+(``numba_cuda.on_stream``); the host waits for it to read back device targets and weights (checked on the host)
+and the sums, nothing else.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def run(loss, x, target, reduction, sample_weight, backend, params, want_value, 
     args = (activation(params), xd.reshape(xd.size), None if labels is None else cu.to_device(labels),
             None if y is None else cu.to_device(y), N, C, S, ignore is not None, 0 if ignore is None else ignore)
     sums = np.zeros(N * C * 3)
-    cu.overlap_sums(*args, sums, 1)
+    cu.overlap_sums(*args, sums, 1)  # waits for the stream: the host combines the sums into the value and coef
     value, coef = combine(loss.name, sums.reshape(N, C, 3), params, reduction, w)
     if g is not None and g.size:
         cu.overlap_grad(*args, cu.to_device(np.ascontiguousarray(coef).reshape(-1)), g.reshape(g.size), 1)

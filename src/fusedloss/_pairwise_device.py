@@ -7,7 +7,11 @@ The target and the sample weights (one value per row) may be host or device arra
 device ones are copied to the host and checked there by the host path's rules
 (``PairwiseLoss._check_rows``), then sent to the device as float64. The gradients
 are new device arrays (or the caller's ``grad_out`` device arrays); a reduced value is the compensated sum of the
-per-row losses copied to the host, as on the host path; ``reduction="none"`` gives a device array.
+per-row losses copied to the host, as on the host path; ``reduction="none"`` gives a device array (the losses
+weighted on the device). Every copy, allocation and launch goes on the backend's current stream
+(``numba_cuda.on_stream``); the host waits for that stream only to read back what it needs: device targets and
+weights (checked on the host), the check that an input is >= 0 (gaussian_nll's var), and the losses of a reduced
+value.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ def run(loss, arrays, reduction, sample_weight, backend, params, want_value, wan
     for x, what in zip(xs[1:], spec.inputs[1:]):
         if tuple(x.shape) != shape:  # (a broadcast input, as the host path takes, is not taken here)
             raise ValueError(f"{name}: {what} must have {spec.inputs[0]}'s shape {shape}, got {tuple(x.shape)}")
+        # (a wait for the stream: the host raises on a negative entry before any kernel runs)
         if what in spec.nonnegative_inputs and x.size and cu.first_outside(x.reshape(x.size), 0.0, math.inf) >= 0:
             raise ValueError(f"{name}: {what} has negative entries; it must be >= 0")
     if reduction not in REDUCTIONS:
@@ -83,10 +88,10 @@ def run(loss, arrays, reduction, sample_weight, backend, params, want_value, wan
     grads = tuple(gs) if gs is not None else None
     if not want_value:
         return grads
-    host = losses.copy_to_host() if N else np.zeros(0)
-    with np.errstate(invalid="ignore", over="ignore"):
-        if reduction == "none":
-            value = cu.to_device((host if w is None else host * w).astype(dtype).reshape(rows))
-        else:
-            value = reduced_value(_weight_sum(weights * host), reduction, denom)  # as the host path
+    if reduction == "none":  # weighted and rounded on the device: nothing to wait for
+        value = cu.weighted(losses, w, dtype).reshape(rows)
+    else:  # a Python float, the compensated sum of the rows' losses on the host (as the host path): the one wait
+        host = cu.to_host(losses) if N else np.zeros(0)
+        with np.errstate(invalid="ignore", over="ignore"):
+            value = reduced_value(_weight_sum(weights * host), reduction, denom)
     return (value, grads) if want_grad else value

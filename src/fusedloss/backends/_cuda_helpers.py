@@ -1,8 +1,9 @@
 """The Numba-CUDA backend's small helpers of ``fusedloss._device`` (which calls them through ``numba_cuda``): the
 checks of the inputs' domains and labels (``first_outside``, ``first_not_sign``, ``first_bad_label``: the first bad
-index, by an atomic minimum), and the elementwise helpers ``cast``, ``expand`` (leading-axis weights broadcast over
-the classes) and ``unit_hessian`` (``hessian="ones"``). Each is a small grid-stride kernel, cached by Numba keyed
-on this file; the plain reductions (``device_sum``, ``kept_sum``) are ``_cuda_reduce``'s.
+index, by an atomic minimum), and the elementwise helpers ``cast``, ``weighted`` (per-row losses times their weights,
+for ``reduction="none"``), ``expand`` (leading-axis weights broadcast over the classes) and ``unit_hessian``
+(``hessian="ones"``). Each is a small grid-stride kernel, cached by Numba keyed on this file; the plain reductions
+(``device_sum``, ``kept_sum``) are ``_cuda_reduce``'s.
 """
 
 from __future__ import annotations
@@ -19,6 +20,17 @@ def cast(x, dtype):
     out = _alloc(x.shape[0], dtype)
     if x.shape[0]:
         _copy_kernel[_blocks(x.shape[0]), TPB, _stream()](x, out)
+    return out
+
+
+def weighted(x, w, dtype):
+    """A new 1-D device array: ``(x * w).astype(dtype)`` of the float64 device array ``x`` and the host weights
+    ``w`` (None: ``x`` alone), the product in float64 and then one rounding to ``dtype``, as NumPy does it: the
+    same bits, without reading ``x`` back."""
+    out = _alloc(x.shape[0], dtype)
+    if x.shape[0]:
+        wd = x if w is None else to_device(np.ascontiguousarray(w, np.float64))
+        _weighted_kernel[_blocks(x.shape[0]), TPB, _stream()](x, wd, w is not None, out)
     return out
 
 
@@ -80,6 +92,15 @@ def _first_outside_kernel(x, lo, hi, first):
 def _copy_kernel(src, dst):
     for i in range(cuda.grid(1), dst.shape[0], cuda.gridsize(1)):
         dst[i] = src[i]
+
+
+@cuda.jit(cache=True)
+def _weighted_kernel(x, w, has_w, dst):
+    for i in range(cuda.grid(1), dst.shape[0], cuda.gridsize(1)):
+        v = x[i]
+        if has_w:
+            v *= w[i]
+        dst[i] = v
 
 
 @cuda.jit(cache=True)

@@ -19,7 +19,7 @@ module, one concern each:
   threads per row (``_ce_block_kernel``) with its launch rules (``_row_launch``; its knobs ``ROW_ELEMS``,
   ``MAX_ROW_THREADS``, ``MAX_ROW_BLOCKS`` live there only: set them there);
 - ``_cuda_helpers.py``: the checks of domains and labels (``first_outside``, ``first_not_sign``,
-  ``first_bad_label``) and ``cast``, ``expand``, ``unit_hessian``;
+  ``first_bad_label``) and ``cast``, ``weighted``, ``expand``, ``unit_hessian``;
 - ``numba_cuda_ctc.py``, ``_cuda_pairwise.py``, ``_cuda_overlap.py``: the sequence, pairwise and overlap losses,
   each with its own contract (``fusedloss._ctc``, ``._pairwise``, ``._overlap``).
 
@@ -70,7 +70,7 @@ from ._cuda_reduce import (FINAL_THREADS, MAX_BLOCKS, TPB, DeviceTotal, _blocks,
                            _store_block_sum, device_sum, kept_sum)
 from ._cuda_rows import BLOCK_MATH, BLOCK_ROWS, _ce_block_kernel, _row_kernel, _row_launch  # noqa: E402
 from ._cuda_helpers import (cast, expand, first_bad_label, first_not_sign, first_outside,  # noqa: E402,F401
-                            unit_hessian)
+                            unit_hessian, weighted)
 from .numba_cuda_ctc import ctc  # noqa: E402,F401
 from ._cuda_pairwise import pairwise  # noqa: E402,F401
 from ._cuda_overlap import overlap_grad, overlap_sums  # noqa: E402,F401
