@@ -31,7 +31,7 @@ from typing import Iterable
 
 import numpy as np
 
-from ._logit_metrics import StateMethods, parse_names
+from ._logit_metrics import StateMethods, merge_states as merge_logit_states, parse_names
 from ._state import _exact_sum, metric_states, summed_bins, summed_fields
 
 __all__ = ["scores", "BinaryMetricSpec", "BinaryMetricState", "parse", "table", "table_rows", "fold", "merge_states",
@@ -231,3 +231,12 @@ def run(module, name, packed, p, y, w, scale, reduce, v, g, threads, cols, spec:
     tab = np.empty((table_rows(p.size), 3 + 2 * spec.nbins))
     total = kernel(name, packed, p, y, w, scale, reduce, v, g, threads, cols, tab, spec.nbins, probabilities)
     return total, tab
+
+
+def merge_any(states):
+    """``fusedloss.metrics.merge_metric_states``: binary states merged by ``merge_states``, the others by the
+    logit metrics' (here, so that fusedloss.dask's graphs merge them without importing fusedloss.metrics)."""
+    states = list(states)
+    if states and isinstance(states[0], BinaryMetricState):
+        return merge_states(states)
+    return merge_logit_states(states)

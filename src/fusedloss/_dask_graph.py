@@ -20,9 +20,13 @@ SPLIT_EVERY = 8  # states merged per node of the reduction tree
 
 
 def _located(exc: Exception, where: str) -> Exception:
-    """The in-memory call's ValueError / TypeError with the chunk it came from appended."""
-    if type(exc) in (ValueError, TypeError):
-        return type(exc)(f"{exc} (in {where})")
+    """The in-memory call's ValueError / TypeError (or a subclass that takes a message, as LabelRangeError) with
+    the chunk it came from appended."""
+    if isinstance(exc, (ValueError, TypeError)):
+        try:
+            return type(exc)(f"{exc} (in {where})")
+        except TypeError:  # a subclass with another signature: as it is
+            return exc
     return exc
 
 
@@ -160,10 +164,10 @@ def metrics_output(layers: dict, deps: dict, work: str, block_keys: list, slot: 
     (``merge_metric_states`` at each node), as the loss states are; returns its (name, chunks, dtype) for
     ``to_arrays``. A dask array like the value, not a ``dask.delayed`` object: ``dask.compute`` of arrays and
     delayed objects together gave their results in the wrong order (dask 2026.8)."""
-    from .metrics import merge_metric_states
+    from ._binary_metrics import merge_any
 
     mname = f"{work}-metrics"
-    reduced(layers, deps, work, mname, block_keys, (_metrics_result,), slot, merge_metric_states)
+    reduced(layers, deps, work, mname, block_keys, (_metrics_result,), slot, merge_any)
     return mname, (), np.dtype(object)
 
 

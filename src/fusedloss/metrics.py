@@ -42,7 +42,7 @@ import numpy as np
 
 from . import _binary_metrics
 from ._binary_metrics import BinaryMetricState
-from ._logit_metrics import MetricState, Metrics, merge_states, parse
+from ._logit_metrics import MetricState, Metrics, parse
 from ._losses import LOSSES
 
 __all__ = [
@@ -793,7 +793,4 @@ def merge_metric_states(states):
     ``BinaryMetricState``): counts added, float64 sums added exactly rounded (``math.fsum``), so the merged metrics
     do not depend on the order of the batches. ``merge_metric_states(states).result()`` gives the metrics by
     name."""
-    states = list(states)
-    if states and isinstance(states[0], BinaryMetricState):
-        return _binary_metrics.merge_states(states)
-    return merge_states(states)
+    return _binary_metrics.merge_any(states)
