@@ -23,7 +23,9 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import subprocess
 import sys
+import textwrap
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -79,6 +81,18 @@ def require_support(backend: str, name: str, dtype=None) -> None:
     if not supported(backend, name, dtype):
         pytest.skip(f"backend {backend!r} does not support {name} for "
                     f"{'float32/float64' if dtype is None else np.dtype(dtype)}")
+
+
+def run_python(code: str, timeout: float = 120, **env) -> subprocess.CompletedProcess:
+    """``code`` (dedented) in a fresh interpreter importing this fusedloss, with the environment less the
+    FUSEDLOSS_ variables, plus ``env``: for what is read at import (the environment, the extension's import)."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("FUSEDLOSS_")}
+    full.update(env)
+    src = os.path.dirname(os.path.dirname(os.path.abspath(fl.__file__)))
+    if os.path.abspath(src) in [os.path.abspath(p) for p in sys.path if p]:  # run from the source tree
+        full["PYTHONPATH"] = os.pathsep.join(filter(None, [src, full.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=full, capture_output=True,
+                          text=True, timeout=timeout)
 
 
 @pytest.fixture(params=HOST_BACKENDS)

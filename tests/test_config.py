@@ -8,10 +8,7 @@ backend registry, so they check the dispatcher whatever backends this machine ha
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-import textwrap
 import threading
 import types
 
@@ -23,7 +20,7 @@ from fusedloss import _config, _dispatch
 from fusedloss._spec import REGISTRY
 from fusedloss.backends import BackendEntry, numpy_ref
 
-from conftest import HOST_BACKENDS, backend_rows
+from conftest import HOST_BACKENDS, backend_rows, run_python
 
 backends_mod = sys.modules["fusedloss.backends"]  # the package; fusedloss.backends is the function
 
@@ -305,18 +302,8 @@ def test_set_backend_validation(bad):
 # --- the environment (read at import: a fresh interpreter each) ------------------------------------------
 
 
-def _python(code, **env):
-    full = {k: v for k, v in os.environ.items() if not k.startswith("FUSEDLOSS_")}
-    full.update(env)
-    src = os.path.dirname(os.path.dirname(os.path.abspath(fl.__file__)))
-    if os.path.abspath(src) in [os.path.abspath(p) for p in sys.path if p]:  # run from the source tree
-        full["PYTHONPATH"] = os.pathsep.join(filter(None, [src, full.get("PYTHONPATH")]))
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=full, capture_output=True,
-                          text=True, timeout=120)
-
-
 def test_environment_backend_and_its_place_in_the_precedence():
-    r = _python("""
+    r = run_python("""
         import numpy as np, fusedloss as fl
         from fusedloss import _dispatch
         from fusedloss._spec import REGISTRY
@@ -332,7 +319,7 @@ def test_environment_backend_and_its_place_in_the_precedence():
 
 
 def test_environment_backend_invalid_value_is_reported():
-    r = _python("import fusedloss", FUSEDLOSS_BACKEND="fortran")
+    r = run_python("import fusedloss", FUSEDLOSS_BACKEND="fortran")
     assert r.returncode != 0
     assert "FUSEDLOSS_BACKEND" in r.stderr and "'fortran'" in r.stderr
 
@@ -341,7 +328,7 @@ def test_environment_backend_unavailable_raises_on_use():
     missing = [n for n in ("cpp", "numba") if not backend_rows()[n]["available"]]
     if not missing:
         pytest.skip("every compiled backend is available here")
-    r = _python(f"""
+    r = run_python(f"""
         import numpy as np, fusedloss as fl
         try:
             fl.mse(np.array([1.0]), np.array([0.0]))
@@ -353,13 +340,13 @@ def test_environment_backend_unavailable_raises_on_use():
 
 
 def test_environment_threads():
-    r = _python("import fusedloss as fl; print(fl.get_num_threads()); fl.set_num_threads(2); "
-                "print(fl.get_num_threads()); fl.set_num_threads(None); print(fl.get_num_threads())",
-                FUSEDLOSS_NUM_THREADS="3")
+    r = run_python("import fusedloss as fl; print(fl.get_num_threads()); fl.set_num_threads(2); "
+                   "print(fl.get_num_threads()); fl.set_num_threads(None); print(fl.get_num_threads())",
+                   FUSEDLOSS_NUM_THREADS="3")
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["3", "2", "3"]
     for bad in ("0", "-2", "two", "1.5"):
-        r = _python("import fusedloss", FUSEDLOSS_NUM_THREADS=bad)
+        r = run_python("import fusedloss", FUSEDLOSS_NUM_THREADS=bad)
         assert r.returncode != 0 and "FUSEDLOSS_NUM_THREADS" in r.stderr and repr(bad) in r.stderr, bad
 
 

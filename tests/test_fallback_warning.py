@@ -2,12 +2,14 @@
 
 "auto" warns once per process, saying why backend "cpp" is missing and how to build it; a backend chosen
 by name never warns, nor does "auto" when cpp imported (even where it does not support a dtype). The
-backends are recording stand-ins in the registry (as in test_config), so this runs whatever is built here.
+backends are recording stand-ins in the registry (as in test_config), so this runs whatever is built here;
+the last test runs the real thing in a fresh interpreter whose import of the extension fails.
 """
 
 from __future__ import annotations
 
 import sys
+import textwrap
 import types
 import warnings
 
@@ -18,7 +20,7 @@ import fusedloss as fl
 from fusedloss import _config
 from fusedloss.backends import BackendEntry, CompiledBackendMissingWarning, numpy_ref
 
-from conftest import HOST_BACKENDS
+from conftest import HOST_BACKENDS, require_backend, run_python
 
 backends_mod = sys.modules["fusedloss.backends"]
 
@@ -86,8 +88,11 @@ def test_a_backend_chosen_by_name_never_warns(registry, monkeypatch):
         try:
             fl.huber(P, Y)
         finally:
-            fl.set_backend("auto")
-    assert registry == ["numba"] * 3
+            fl.set_backend(None)
+        monkeypatch.setattr(_config, "_env_backend_value", "numba")  # FUSEDLOSS_BACKEND=numba (read at import)
+        fl.mse(P, Y)
+        monkeypatch.setattr(_config, "_env_backend_value", None)
+    assert registry == ["numba"] * 4
     assert backends_mod._fallback_warned == []
     with pytest.warns(CompiledBackendMissingWarning):  # and "auto" afterwards still warns (once)
         fl.mse(P, Y)
@@ -103,3 +108,39 @@ def test_no_warning_when_the_extension_imported(registry, monkeypatch):
         fl.mse(P, Y)
         fl.mse(P.astype(np.float32), Y.astype(np.float32))  # cpp lacks this dtype: numba, silently
     assert registry == ["cpp", "numba"]
+
+
+def test_without_the_extension_auto_runs_numba_and_warns_once():
+    """A process where ``fusedloss._core`` does not import (as after an install without a compiler): the
+    table says why cpp is missing, "auto" runs the real numba kernels (elementwise and multiclass) with the
+    results of backend="numba", and the first call warns, once, from the caller's line."""
+    require_backend("numba")
+    code = textwrap.dedent("""
+        import sys
+        sys.modules["fusedloss._core"] = None  # its import now raises ImportError
+        import warnings
+        import numpy as np
+        import fusedloss as fl
+        from fusedloss.backends import CompiledBackendMissingWarning
+        print(fl.__file__)
+        rows = {row["name"]: row for row in fl.backends()}
+        print(rows["cpp"]["available"], "fusedloss._core" in rows["cpp"]["reason"], rows["numba"]["available"])
+        p = np.linspace(-3.0, 3.0, 1000, dtype=np.float32)
+        y = np.cos(p)
+        x = np.linspace(-2.0, 2.0, 4 * 40, dtype=np.float32).reshape(4, 40)
+        t = np.array([0, 5, 39, 7])
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            auto = [fl.mse.value_and_grad(p, y), fl.cross_entropy.value_and_grad(x, t), fl.mse(p, y)]  # CALLER
+        named = [fl.mse.value_and_grad(p, y, backend="numba"), fl.cross_entropy.value_and_grad(x, t, backend="numba")]
+        ours = [w for w in seen if issubclass(w.category, CompiledBackendMissingWarning)]
+        print(len(seen), len(ours), "'numba'" in str(ours[0].message), "fusedloss._core" in str(ours[0].message))
+        print(ours[0].filename, ours[0].lineno)
+        print(all(a[0] == b[0] and np.array_equal(a[1], b[1]) for a, b in zip(auto, named)))
+    """)
+    caller = next(i for i, line in enumerate(code.splitlines(), 1) if line.endswith("# CALLER"))
+    r = run_python(code, timeout=600)  # numba may compile the kernels (cached on disk afterwards)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == fl.__file__  # this fusedloss, not another installed copy
+    assert lines[1:] == ["False True True", "1 1 True True", f"<string> {caller}", "True"]

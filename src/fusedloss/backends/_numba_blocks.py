@@ -9,9 +9,9 @@ on one thread runs every block; above ``PARALLEL_MIN`` elements the calling thre
 pool (``_on_threads``) claim chunks of blocks in order until none is left, so a thread that the system
 preempts delays only its own chunk, and the others take the rest. The kernels release the GIL. A call that still
 had to wait for a helper's chunk much longer than its own chunks took (the helper was preempted by another
-process) makes the next calls run on the calling thread alone for a while (``_BACKOFF``: 1 ms doubling to 256 ms
-while the helpers keep being late), as the cpp backend's pool does; the blocks, hence the results, are the same. There is no
-``parallel=True`` copy: Numba's parfors compile took three to four times as long as the serial loop's, per
+process) makes the next calls run on the calling thread alone for a while (``_BACKOFF``: 1 ms doubling to
+256 ms while the helpers keep being late), as the cpp backend's pool does; the blocks, hence the results, are
+the same. There is no ``parallel=True`` copy: Numba's parfors compile took three to four times as long as the serial loop's, per
 specialisation, and Numba's threading layer cannot hand out blocks dynamically.
 
 The reduction sums ``w * l`` over fixed blocks (``BLOCK`` elements, or the whole rows that fit in that many),
@@ -32,6 +32,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numba import njit
+
+from . import _jit
 
 BLOCK = 4096  # elements per reduction block (a constant: the partial sums must not depend on threads)
 PARALLEL_MIN = 1 << 17  # below this many elements a call runs on its own thread (handing out work would dominate)
@@ -109,6 +111,56 @@ def _run_sum(run, m):
     for k in range(m):
         t += run[k]
     return t
+
+
+@njit(forceinline=True)
+def run_view(a, c0, c1):
+    """``a[c0:c1]``, or None for None (optional arrays: the branch folds away per type). A run's arrays are taken
+    through views of their own: LLVM's run-time check that outputs do not overlap inputs is then exact per run.
+    Indexing the whole arrays, it bounded the accesses conservatively (by a run past the end) and took the
+    scalar loop, 1.6x to 17x slower, whenever an output began within SUB elements after an input, as two arrays
+    allocated one after the other often do (benchmarks/placement.py)."""
+    if a is None:
+        return None
+    return a[c0:c1]
+
+
+def _block_loop(n, per, reduce, args, partial, b0, b1):
+    """The one loop over fixed blocks, copied per loop (``block_kernel``) with ``body`` and ``STEP`` bound.
+
+    Blocks ``[b0, b1)`` of ``per`` items (elements or rows) out of ``n``; a block's items in steps of ``STEP``
+    (a run of ``SUB`` elements, or one row), each step ``body(run, i0, i1, reduce, *args)``: it writes the items'
+    outputs and, with reduce, their values w * l to ``run[:i1 - i0]`` (a buffer of ``STEP`` float64s), whose
+    sum (``_run_sum``; a row's value itself) is added into the block's partial sum with compensation. The loop
+    over a run's elements thus holds no reduction (it vectorises). Writes each block's partial sum to
+    ``partial`` and returns those blocks' total (0 without reduce)."""
+    run = np.empty(STEP)  # noqa: F821 (bound per loop)
+    for blk in range(b0, b1):
+        start = blk * per
+        stop = min(start + per, n)
+        s = 0.0
+        err = 0.0
+        for i0 in range(start, stop, STEP):  # noqa: F821
+            i1 = min(i0 + STEP, stop)  # noqa: F821
+            body(run, i0, i1, reduce, *args)  # noqa: F821 (bound per loop)
+            if reduce is not None:
+                s, err = _compensated_add(s, err, _run_sum(run, i1 - i0))
+        if reduce is not None:
+            partial[blk] = _compensated_total(s, err)
+    return _loop_result(partial[b0:b1], reduce)
+
+
+def block_kernel(body, step: int, qualname: str):
+    """The kernel of a loop: ``_block_loop`` with ``body`` (a plain function, specialised by its module with its
+    ``point`` or ``row`` bound) and ``step`` bound, compiled with ``@njit(cache=True, nogil=True)`` and named
+    ``qualname`` (its cache entry: give it the hash of the body's sources, ``_numba_points.digest``, which covers
+    this file). Called as ``kernel(n, per, reduce, args, partial, b0, b1)``, ``args`` the body's own.
+
+    The body is compiled on its own with its arguments' types, so that its ``if x is not None`` branches fold
+    away as in a loop's own arguments (inlining it in Numba's IR, the star call would lose those types), and is
+    inlined by LLVM (``forceinline``): no call per run or row is left."""
+    namespace = dict(globals(), body=njit(forceinline=True, nogil=True, error_model="numpy")(body), STEP=step)
+    return njit(cache=True, nogil=True, error_model="numpy")(_jit.specialise(_block_loop, namespace, qualname))
 
 
 _POOL: dict = {}  # "executor", its "size" (helper threads) and the "pid" that made it

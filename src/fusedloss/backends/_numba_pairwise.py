@@ -5,9 +5,9 @@
 to the loss's compiled ``_pairwise_rows.<loss>_row``, each row writing only its own loss and gradients, so the
 threads (``_numba_blocks._on_threads``) cannot change the results. ``pairwise_elements`` runs those whose row is
 one element (margin_ranking, gaussian_nll; not ``vector_rows``) as the elementwise loop runs a loss, through
-``point`` (``_pairwise_rows.<loss>_point``) in ``_numba_blocks``'s fixed blocks, with no float64 array per
-element in or out; ``pairwise`` refuses them, as the C++ binding does. The CUDA backend still runs them row by row
-(``_pairwise_rows.<loss>_row``).
+``point`` (``_pairwise_rows.<loss>_point``) in ``_numba_blocks``'s one loop over fixed blocks (``block_kernel``),
+with no float64 array per element in or out; ``pairwise`` refuses them, as the C++ binding does. The CUDA backend
+still runs them row by row (``_pairwise_rows.<loss>_row``).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from .. import _pairwise_rows
 from .._spec import REGISTRY
 from . import _jit, _numba_blocks, _vecmath
 # the loops' globals (bound through globals() by _jit.specialise)
-from ._numba_blocks import (_EMPTY, BLOCK, PARALLEL_MIN, SUB, _blocks, _compensated_add,  # noqa: F401
-                            _compensated_total, _loop_result, _on_threads, _run_sum)
+from ._numba_blocks import (_EMPTY, BLOCK, PARALLEL_MIN, SUB, _blocks, _on_threads, block_kernel,  # noqa: F401
+                            run_view)
 
 _KERNELS: dict = {}  # ("pairwise" or "pairwise_elements", loss) -> its kernel
 # the pairwise losses whose row is one element: pairwise_elements runs them, pairwise refuses them
@@ -62,70 +62,45 @@ def pairwise(loss, packed, D, x1, x2, x3, y, gscale, loss_out, g1, g2, g3, nthre
     return None
 
 
-def _pairwise_elements_loop(x1, x2, x3, y, w, prm, denom, value_out, g1, g2, g3, reduce, partial, b0, b1):
-    """Blocks ``[b0, b1)`` of a loss whose row is one element, as ``_loop`` runs an elementwise loss: ``point``
-    (bound to the loss's ``_pairwise_rows.<loss>_point``) on each element, with ``w_i / denom`` as its gradient
-    factor; ``value_out`` receives ``w_i l_i``. Optional arrays (``x3``, ``y``, ``w``, the outputs) and ``reduce``
-    are None when not in use (``g3`` with ``x3``)."""
-    n = x1.shape[0]
-    for blk in range(b0, b1):
-        start = blk * BLOCK
-        stop = min(start + BLOCK, n)
-        s = 0.0
-        err = 0.0
-        if reduce is not None:
-            run = np.empty(SUB)
-        for c0 in range(start, stop, SUB):
-            c1 = min(c0 + SUB, stop)
-            a = x1[c0:c1]  # views of the run's own, as in _loop
-            b = x2[c0:c1]
+def _pairwise_elements_run(run, c0, c1, reduce, x1, x2, x3, y, w, prm, denom, value_out, g1, g2, g3):
+    """Elements ``[c0, c1)`` of a loss whose row is one element, the body of ``_numba_blocks._block_loop`` as
+    ``numba_cpu._run`` is an elementwise loss's: ``point`` (bound to the loss's ``_pairwise_rows.<loss>_point``)
+    on each element, with ``w_i / denom`` as its gradient factor; ``value_out`` receives ``w_i l_i``. Optional
+    arrays (``x3``, ``y``, ``w``, the outputs) and ``reduce`` are None when not in use (``g3`` with ``x3``).
+    With reduce, the run's values go to ``run``."""
+    a, b, c = x1[c0:c1], x2[c0:c1], run_view(x3, c0, c1)  # views of the run's own, as in numba_cpu._run
+    yr, wr, vr = run_view(y, c0, c1), run_view(w, c0, c1), run_view(value_out, c0, c1)
+    h1, h2, h3 = run_view(g1, c0, c1), run_view(g2, c0, c1), run_view(g3, c0, c1)
+    for k in range(c1 - c0):
+        ck = 0.0
+        if x3 is not None:
+            ck = np.float64(c[k])
+        yk = 0.0
+        if y is not None:
+            yk = np.float64(yr[k])
+        wk = 1.0
+        if w is not None:
+            wk = wr[k]
+        l, d1, d2, d3 = point(np.float64(a[k]), np.float64(b[k]), ck, yk, prm, wk / denom)  # noqa: F821
+        if w is not None:
+            l = wk * l
+        if value_out is not None:
+            vr[k] = l
+        if g1 is not None:
+            h1[k] = d1
+            h2[k] = d2
             if x3 is not None:
-                c = x3[c0:c1]
-            if y is not None:
-                yr = y[c0:c1]
-            if w is not None:
-                wr = w[c0:c1]
-            if value_out is not None:
-                vr = value_out[c0:c1]
-            if g1 is not None:
-                h1 = g1[c0:c1]
-                h2 = g2[c0:c1]
-                if x3 is not None:
-                    h3 = g3[c0:c1]
-            for k in range(c1 - c0):
-                ck = 0.0
-                if x3 is not None:
-                    ck = np.float64(c[k])
-                yk = 0.0
-                if y is not None:
-                    yk = np.float64(yr[k])
-                wk = 1.0
-                if w is not None:
-                    wk = wr[k]
-                l, d1, d2, d3 = point(np.float64(a[k]), np.float64(b[k]), ck, yk, prm, wk / denom)  # noqa: F821
-                if w is not None:
-                    l = wk * l
-                if value_out is not None:
-                    vr[k] = l
-                if g1 is not None:
-                    h1[k] = d1
-                    h2[k] = d2
-                    if x3 is not None:
-                        h3[k] = d3
-                if reduce is not None:
-                    run[k] = l
-            if reduce is not None:
-                s, err = _compensated_add(s, err, _run_sum(run, c1 - c0))
+                h3[k] = d3
         if reduce is not None:
-            partial[blk] = _compensated_total(s, err)
-    return _loop_result(partial[b0:b1], reduce)
+            run[k] = l
 
 
 def _build_pairwise_elements(loss: str):
-    # the loop inlines _numba_blocks's helpers: that file is hashed into the cache entry too
-    kernel = _jit.pairwise_kernel(loss, _pairwise_elements_loop, __file__, globals(),
+    # the loop is _numba_blocks's (block_kernel), the body this file's: both are hashed into the cache entry
+    kernel = _jit.pairwise_kernel(loss, _pairwise_elements_run, __file__, globals(),
                                   njit(inline="always", error_model="numpy"),
-                                  njit(cache=True, nogil=True, error_model="numpy"), overrides=_vecmath.overrides(),
+                                  lambda body: block_kernel(body, SUB, body.__qualname__),
+                                  overrides=_vecmath.overrides(),
                                   kind="pairwise_elements", files=(_vecmath.__file__, _numba_blocks.__file__),
                                   bind="point")
     _KERNELS[("pairwise_elements", loss)] = kernel
@@ -137,7 +112,7 @@ def pairwise_elements(loss, packed, x1, x2, x3, y, w, denom, reduce, value_out, 
     if loss not in _ELEMENTS:
         raise ValueError(f"pairwise_elements: {loss!r} is not a loss whose rows are single elements")
     kernel = _KERNELS.get(("pairwise_elements", loss)) or _build_pairwise_elements(loss)
-    args = (x1, x2, x3, y, w, tuple(float(v) for v in packed), float(denom), value_out, g1, g2, g3,
-            True if reduce else None)
     n = x1.shape[0]
+    args = (n, BLOCK, True if reduce else None,
+            (x1, x2, x3, y, w, tuple(float(v) for v in packed), float(denom), value_out, g1, g2, g3))
     return _blocks(kernel, args, (n + BLOCK - 1) // BLOCK, n >= PARALLEL_MIN, nthreads, reduce)

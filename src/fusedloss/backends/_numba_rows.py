@@ -1,10 +1,11 @@
 """The Numba CPU backend's multiclass losses: the row loops and cross_entropy's row tiles (``multiclass``,
 ``multiclass_metrics``; the interface is ``numba_cpu.py``'s).
 
-Two loops over rows of ``C`` logits: ``_row_loop``, calling the global ``row`` (``<loss>_row`` of the compiled
-namespace, ``_numba_points``), and ``_row_metrics_loop``, calling ``row_metrics`` (``<loss>_row_metrics``), which
-also gives each row's metrics. Per loss the loop is copied (``_jit.specialise``) with that name bound and compiled
-with ``@njit(cache=True, nogil=True)`` on the loss's first call. The row functions take their optional arrays as
+Two loops over rows of ``C`` logits, ``_numba_blocks``'s one loop (``block_kernel``) a row at a time, with one of
+two bodies: ``_row``, calling the global ``row`` (``<loss>_row`` of the compiled namespace, ``_numba_points``), and
+``_row_metrics``, calling ``row_metrics`` (``<loss>_row_metrics``), which also gives the row's metrics. Per loss
+the body is copied (``_jit.specialise``) with that name bound, and the loop compiled with
+``@njit(cache=True, nogil=True)`` on the loss's first call. The row functions take their optional arrays as
 empty arrays with flags (their convention); the loops' own optional arrays are ``None``, as in the elementwise loop.
 cross_entropy's short rows take a third loop, ``_ce_tile_loop``, TILE rows at a time.
 
@@ -21,7 +22,7 @@ from .. import _pointwise
 from . import _jit, _numba_points
 # the loops' globals (bound through globals() by _jit.specialise)
 from ._numba_blocks import (_EMPTY, BLOCK, PARALLEL_MIN, _blocks, _compensated_add, _compensated_total,  # noqa: F401
-                            _loop_result, _sum_partials)
+                            _sum_partials, block_kernel)
 
 _KERNELS: dict = {}  # loss, (loss, "metrics") or "tiles" -> its kernel
 
@@ -43,82 +44,58 @@ def _zero_row(g, h, base, C, want_g, want_h):
             h[base + j] = 0.0
 
 
-def _row_loop(x, labels, q, w, cw, has_cw, soft, C, ignore, params, scale, value_out, g, h, want_g, want_h,
-              reduce, per, partial, b0, b1):
-    """The generic multiclass loop over rows of ``C`` logits; ``row`` is bound per loss.
+def _row(run, r, r1, reduce, x, labels, q, w, cw, has_cw, soft, C, ignore, params, scale, value_out, g, h, want_g,
+         want_h):
+    """Row ``r`` of ``C`` logits, the body of the multiclass loop (``_numba_blocks._block_loop``, one row a step:
+    ``r1`` is ``r + 1``); ``row`` is bound per loss. Its value goes to ``run[0]``.
 
     ``labels`` is None for soft targets ``q``; ``q``, ``cw``, ``g`` and ``h`` are always arrays (empty when
     not in use, with the flags saying so), as the row functions take them. Rows labelled ``ignore`` or
-    weighted 0 get value, gradient and Hessian 0. Blocks ``[b0, b1)`` of ``per`` rows (``_row_blocks``), as
-    ``numba_cpu._loop``'s.
+    weighted 0 get value, gradient and Hessian 0.
     """
-    R = x.shape[0] // C
-    for blk in range(b0, b1):
-        start = blk * per
-        stop = min(start + per, R)
-        s = 0.0
-        err = 0.0
-        for r in range(start, stop):
-            base = r * C
-            t = 0
-            if labels is not None:
-                t = labels[r]
-            rw = 1.0
-            if w is not None:
-                rw = np.float64(w[r])
-            if (labels is not None and t == ignore) or rw == 0.0:  # ignored: exactly 0, whatever the logits
-                value = 0.0
-                _zero_row(g, h, base, C, want_g, want_h)
-            else:
-                value = row(x, base, C, t, q, cw, has_cw, soft, params, rw, scale, g, h, want_g,  # noqa: F821
-                            want_h)
-            if value_out is not None:
-                value_out[r] = value
-            if reduce is not None:
-                s, err = _compensated_add(s, err, value)
-        if reduce is not None:
-            partial[blk] = _compensated_total(s, err)
-    return _loop_result(partial[b0:b1], reduce)
+    base = r * C
+    t = 0
+    if labels is not None:
+        t = labels[r]
+    rw = 1.0
+    if w is not None:
+        rw = np.float64(w[r])
+    if (labels is not None and t == ignore) or rw == 0.0:  # ignored: exactly 0, whatever the logits
+        value = 0.0
+        _zero_row(g, h, base, C, want_g, want_h)
+    else:
+        value = row(x, base, C, t, q, cw, has_cw, soft, params, rw, scale, g, h, want_g, want_h)  # noqa: F821
+    if value_out is not None:
+        value_out[r] = value
+    run[0] = value
 
 
-def _row_metrics_loop(x, labels, w, cw, has_cw, C, ignore, params, scale, value_out, g, want_g, rank_out, conf_out,
-                      nll_out, entropy_out, reduce, per, partial, b0, b1):
-    """``_row_loop`` for hard labels without a Hessian, through ``row_metrics`` (``<loss>_row_metrics``, bound per
-    loss), which also gives each row's metrics: written to ``rank_out`` (None: not asked for), ``conf_out``,
-    ``nll_out`` and ``entropy_out`` (None: not asked for); ignored rows get rank -1 and 0.0."""
-    R = x.shape[0] // C
-    for blk in range(b0, b1):
-        start = blk * per
-        stop = min(start + per, R)
-        s = 0.0
-        err = 0.0
-        for r in range(start, stop):
-            base = r * C
-            t = labels[r]
-            rw = 1.0
-            if w is not None:
-                rw = np.float64(w[r])
-            if t == ignore or rw == 0.0:  # ignored: exactly 0, whatever the logits
-                value = 0.0
-                _zero_row(g, g, base, C, want_g, False)
-                rank, conf, nll, ent = -1, 0.0, 0.0, 0.0
-            else:
-                value, rank, conf, nll, ent = row_metrics(x, base, C, t, cw, has_cw, params, rw,  # noqa: F821
-                                                          scale, g, want_g, rank_out is not None,
-                                                          entropy_out is not None)
-            if rank_out is not None:
-                rank_out[r] = rank
-            conf_out[r] = conf
-            nll_out[r] = nll
-            if entropy_out is not None:
-                entropy_out[r] = ent
-            if value_out is not None:
-                value_out[r] = value
-            if reduce is not None:
-                s, err = _compensated_add(s, err, value)
-        if reduce is not None:
-            partial[blk] = _compensated_total(s, err)
-    return _loop_result(partial[b0:b1], reduce)
+def _row_metrics(run, r, r1, reduce, x, labels, w, cw, has_cw, C, ignore, params, scale, value_out, g, want_g,
+                 rank_out, conf_out, nll_out, entropy_out):
+    """``_row`` for hard labels without a Hessian, through ``row_metrics`` (``<loss>_row_metrics``, bound per
+    loss), which also gives the row's metrics: written to ``rank_out`` (None: not asked for), ``conf_out``,
+    ``nll_out`` and ``entropy_out`` (None: not asked for); an ignored row gets rank -1 and 0.0."""
+    base = r * C
+    t = labels[r]
+    rw = 1.0
+    if w is not None:
+        rw = np.float64(w[r])
+    if t == ignore or rw == 0.0:  # ignored: exactly 0, whatever the logits
+        value = 0.0
+        _zero_row(g, g, base, C, want_g, False)
+        rank, conf, nll, ent = -1, 0.0, 0.0, 0.0
+    else:
+        value, rank, conf, nll, ent = row_metrics(x, base, C, t, cw, has_cw, params, rw, scale, g,  # noqa: F821
+                                                  want_g, rank_out is not None, entropy_out is not None)
+    if rank_out is not None:
+        rank_out[r] = rank
+    conf_out[r] = conf
+    nll_out[r] = nll
+    if entropy_out is not None:
+        entropy_out[r] = ent
+    if value_out is not None:
+        value_out[r] = value
+    run[0] = value
 
 
 # cross_entropy's rows of at most TILE_MAX_C classes run TILE at a time (_ce_tile_loop). The bound is where the
@@ -130,8 +107,8 @@ TILE_MAX_C = 24
 
 def _ce_tile_loop(x, labels, w, has_w, cw, has_cw, C, ignore, params, scale, value_out, want_v, g, h, want_g, want_h,
                   want_m, want_r, want_e, rank_out, conf_out, nll_out, entropy_out, reduce, per, partial, b0, b1):
-    """``_row_loop`` of cross_entropy with hard labels, no softcap and no penalty, for rows of at most TILE_MAX_C
-    classes (and, with ``want_m``, ``_row_metrics_loop``: the same values and gradients): TILE rows at a time,
+    """The multiclass loop of cross_entropy with hard labels, no softcap and no penalty, for rows of at most TILE_MAX_C
+    classes (and, with ``want_m``, that of ``_row_metrics``: the same values and gradients): TILE rows at a time,
     the max and the sums of ``ce_row_from_max`` taken across the rows of a tile (a copy of its logits, class by
     class), then each row's scalars and gradient from ``_pointwise``'s functions. Row by row, a row of ten
     classes cost a call and its set-up, several times its arithmetic. C++ twin: rows.hpp cross_entropy::tile.
@@ -304,17 +281,17 @@ def _tiled(loss: str, packed, C: int) -> bool:
 
 def _build(loss: str, metrics: bool = False):
     """The kernel of ``loss`` (Numba compiles it on its first call); ``metrics``: that of its metrics pass
-    (``_row_metrics_loop``)."""
+    (``_row_metrics``)."""
     ns = _numba_points.namespace()
     namespace = dict(globals())
     if metrics:
-        template, kind = _row_metrics_loop, "metrics"
+        body, kind = _row_metrics, "metrics"
         namespace["row_metrics"] = ns[f"{loss}_row_metrics"]
     else:
-        template, kind = _row_loop, "multiclass"
+        body, kind = _row, "multiclass"
         namespace["row"] = ns[f"{loss}_row"]
-    kernel = njit(cache=True, nogil=True, error_model="numpy")(
-        _jit.specialise(template, namespace, f"{kind}__{loss}__{_numba_points.digest(__file__)}"))
+    key = f"{loss}__{_numba_points.digest(__file__)}"
+    kernel = block_kernel(_jit.specialise(body, namespace, f"{kind}_row__{key}"), 1, f"{kind}__{key}")
     _KERNELS[(loss, "metrics") if metrics else loss] = kernel
     return kernel
 
@@ -327,12 +304,13 @@ def multiclass(loss, packed, ignore_index, C, x, labels, q, w, cw, scale, reduce
     kernel = _KERNELS.get(loss) or _build(loss)
     empty = _EMPTY[x.dtype]
     per, nblocks = _row_blocks(x.shape[0] // C, C)
-    args = (
+    body_args = (
         x, labels, empty if q is None else q, w, empty if cw is None else cw, cw is not None, labels is None,
         C, ignore_index, packed, scale, value_out,
         empty if grad_out is None else grad_out, empty if hess_out is None else hess_out,
-        grad_out is not None, hess_out is not None, True if reduce else None, per,
+        grad_out is not None, hess_out is not None,
     )
+    args = (x.shape[0] // C, per, True if reduce else None, body_args)
     return _blocks(kernel, args, nblocks, x.shape[0] >= PARALLEL_MIN, nthreads, reduce)
 
 
@@ -379,7 +357,8 @@ def multiclass_metrics(loss, packed, ignore_index, C, x, labels, w, cw, scale, r
     kernel = _KERNELS.get((loss, "metrics")) or _build(loss, metrics=True)
     empty = _EMPTY[x.dtype]
     per, nblocks = _row_blocks(x.shape[0] // C, C)
-    args = (x, labels, w, empty if cw is None else cw, cw is not None, C, ignore_index, packed, scale, value_out,
-            empty if grad_out is None else grad_out, grad_out is not None, rank_out, conf_out, nll_out, entropy_out,
-            True if reduce else None, per)
+    body_args = (x, labels, w, empty if cw is None else cw, cw is not None, C, ignore_index, packed, scale,
+                 value_out, empty if grad_out is None else grad_out, grad_out is not None, rank_out, conf_out, nll_out,
+                 entropy_out)
+    args = (x.shape[0] // C, per, True if reduce else None, body_args)
     return _blocks(kernel, args, nblocks, x.shape[0] >= PARALLEL_MIN, nthreads, reduce)

@@ -4,25 +4,27 @@ This module is the backend's interface (the table in ``backends/__init__.py`` lo
 ``forget`` and the kernels that write into preallocated outputs, the elementwise ones here and the others
 imported from their modules, one concern each:
 
-- ``_numba_blocks.py``: the fixed reduction blocks, the compensated sums, the thread pool (how every loop is
-  cut, summed and handed out to threads);
+- ``_numba_blocks.py``: the one loop over fixed reduction blocks (``block_kernel``, run with a body per loss
+  kind), the compensated sums, the thread pool (how every loop is cut, summed and handed out to threads);
 - ``_numba_points.py``: ``_pointwise.py`` compiled for the CPU, the namespace the loops bind ``point`` and
   ``row`` from, and the hash that names their cache entries;
-- here: the elementwise loop ``_loop`` (``elementwise``, and ``elementwise_metrics`` with the binary metrics);
-- ``_numba_rows.py``: the multiclass row loops and cross_entropy's row tiles (``multiclass``,
+- here: the elementwise loop's body ``_run`` (``elementwise``, and ``elementwise_metrics`` with the binary
+  metrics);
+- ``_numba_rows.py``: the multiclass row bodies and cross_entropy's row tiles (``multiclass``,
   ``multiclass_metrics``);
 - ``_numba_ctc.py``, ``_numba_pairwise.py``, ``_numba_overlap.py``: the sequence, pairwise and overlap losses,
   each with its own contract (``fusedloss._ctc``, ``._pairwise``, ``._overlap``).
 
-Per loss a loop is copied (``_jit.specialise``) with the name it calls (``point``, ``row``) bound to the loss's
-compiled function, and the copy is compiled with ``@njit(cache=True, nogil=True)``, lazily, on a loss's first
-call, and cached on disk, one cache entry per loss.
+Per loss a body is copied (``_jit.specialise``) with the name it calls (``point``, ``row``) bound to the loss's
+compiled function, and ``_numba_blocks.block_kernel`` binds the copy into a copy of the one block loop, compiled
+with ``@njit(cache=True, nogil=True)``, lazily, on a loss's first call, and cached on disk, one cache entry per
+loss (named after a hash of the body's and the loop's sources, ``_numba_points.digest``).
 
 Optional arrays are passed as ``None``: Numba compiles a specialisation per combination and removes the
 ``if x is not None`` branches at compile time, so one loop serves every combination of outputs without
 paying for the ones not asked for (``reduce`` is passed as ``True`` or ``None`` for the same reason). The
-elementwise loop writes a run's values to a small buffer and sums it after the run (``_run_sum``), so that the
-loop over elements holds no reduction.
+elementwise body writes a run's values to a small buffer that the block loop sums after the run (``_run_sum``),
+so that the loop over elements holds no reduction.
 
 Arithmetic is done in float64 whatever the input dtype (inputs are widened on load, outputs rounded once
 on store), as the NumPy reference does.
@@ -41,8 +43,8 @@ from .. import _config, _pairwise_rows
 from .._spec import REGISTRY
 from . import _jit, _numba_points
 # also the elementwise loop's globals (bound through globals() by _jit.specialise)
-from ._numba_blocks import (_DTYPES, _POOL, BLOCK, PARALLEL_MIN, SUB, _blocks, _compensated_add,  # noqa: F401
-                            _compensated_total, _loop_result, _on_threads, _run_sum, _sum_partials)
+from ._numba_blocks import (_DTYPES, _POOL, BLOCK, PARALLEL_MIN, SUB, _blocks, _on_threads, _sum_partials,  # noqa: F401
+                            block_kernel, run_view)
 # the interface's other kernels, each in its module
 from ._numba_ctc import ctc
 from ._numba_overlap import overlap_grad, overlap_sums
@@ -82,61 +84,34 @@ def forget(loss: str) -> None:
     _KERNELS.pop(loss, None)
 
 
-def _loop(p, y, w, params, scale, value_out, grad_out, hess_out, reduce, cols, partial, b0, b1):
-    """The generic loop over blocks ``[b0, b1)``; ``point`` and ``VEC_SLOT`` are bound per loss (``_build``).
+def _run(run, c0, c1, reduce, p, y, w, params, scale, value_out, grad_out, hess_out, cols):
+    """Elements ``[c0, c1)`` (a run of at most ``SUB``), the body of the elementwise loop
+    (``_numba_blocks._block_loop``); ``point`` and ``VEC_SLOT`` are bound per loss (``_build``).
 
     ``params`` is the loss's tuple of scalar parameters (``LossSpec.packed``). ``cols`` (None or one value
     per column of the last axis, ``p`` read as rows of ``cols.size``) replaces ``params[VEC_SLOT]``.
-    Writes each block's sum(w * l) to ``partial`` and returns those blocks' total (0 without reduce).
+    Writes the run's outputs and, with reduce, its values to ``run``.
     """
-    n = p.shape[0]
-    for blk in range(b0, b1):
-        start = blk * BLOCK
-        stop = min(start + BLOCK, n)
-        s = 0.0
-        err = 0.0
+    pr, yr, wr = p[c0:c1], y[c0:c1], run_view(w, c0, c1)  # views of the run's own (run_view says why)
+    vr, gr, hr = run_view(value_out, c0, c1), run_view(grad_out, c0, c1), run_view(hess_out, c0, c1)
+    for k in range(c1 - c0):  # no reduction in this loop: the values go to `run` (it vectorises)
+        prm = params
+        if cols is not None:  # VEC_SLOT is bound per loss; the tuple keeps its type (float64s)
+            prm = tuple_setitem(params, VEC_SLOT, np.float64(cols[(c0 + k) % cols.shape[0]]))  # noqa: F821
+        l, g, h = point(np.float64(pr[k]), np.float64(yr[k]), prm)  # noqa: F821 (bound per loss)
+        if w is not None:
+            wi = np.float64(wr[k])
+            l = l * wi
+            g = g * wi
+            h = h * wi
+        if value_out is not None:
+            vr[k] = l
+        if grad_out is not None:
+            gr[k] = g * scale
+        if hess_out is not None:
+            hr[k] = h * scale
         if reduce is not None:
-            run = np.empty(SUB)  # a run's values: the loop over elements holds no reduction (it vectorises)
-        for c0 in range(start, stop, SUB):
-            c1 = min(c0 + SUB, stop)
-            # The run through views of its own: LLVM's run-time check that outputs do not overlap inputs
-            # is then exact per run. Indexing the whole arrays, it bounded the accesses conservatively (by a
-            # run past the end) and took the scalar loop, 1.6x to 17x slower, whenever an output began
-            # within SUB elements after an input, as two arrays allocated one after the other often do
-            # (benchmarks/placement.py).
-            pr = p[c0:c1]
-            yr = y[c0:c1]
-            if w is not None:
-                wr = w[c0:c1]
-            if value_out is not None:
-                vr = value_out[c0:c1]
-            if grad_out is not None:
-                gr = grad_out[c0:c1]
-            if hess_out is not None:
-                hr = hess_out[c0:c1]
-            for k in range(c1 - c0):
-                prm = params
-                if cols is not None:  # VEC_SLOT is bound per loss; the tuple keeps its type (float64s)
-                    prm = tuple_setitem(params, VEC_SLOT, np.float64(cols[(c0 + k) % cols.shape[0]]))  # noqa: F821
-                l, g, h = point(np.float64(pr[k]), np.float64(yr[k]), prm)  # noqa: F821 (bound per loss)
-                if w is not None:
-                    wi = np.float64(wr[k])
-                    l = l * wi
-                    g = g * wi
-                    h = h * wi
-                if value_out is not None:
-                    vr[k] = l
-                if grad_out is not None:
-                    gr[k] = g * scale
-                if hess_out is not None:
-                    hr[k] = h * scale
-                if reduce is not None:
-                    run[k] = l
-            if reduce is not None:
-                s, err = _compensated_add(s, err, _run_sum(run, c1 - c0))
-        if reduce is not None:
-            partial[blk] = _compensated_total(s, err)
-    return _loop_result(partial[b0:b1], reduce)
+            run[k] = l
 
 
 def _build(loss: str):
@@ -152,16 +127,16 @@ def _build(loss: str):
     else:
         namespace["point"] = ns[f"{loss}_point"]
         namespace["VEC_SLOT"] = _jit.vector_slot(loss)
-    kernel = njit(cache=True, nogil=True, error_model="numpy")(
-        _jit.specialise(_loop, namespace, f"elementwise__{loss}__{key}"))
+    kernel = block_kernel(_jit.specialise(_run, namespace, f"elementwise_run__{loss}__{key}"), SUB,
+                          f"elementwise__{loss}__{key}")
     _KERNELS[loss] = kernel
     return kernel
 
 
 def elementwise(loss, params, p, y, w, scale, reduce, value_out, grad_out, hess_out, nthreads, cols=None):
     kernel = _KERNELS.get(loss) or _build(loss)
-    args = (p, y, w, params, scale, value_out, grad_out, hess_out, True if reduce else None, cols)
     n = p.shape[0]
+    args = (n, BLOCK, True if reduce else None, (p, y, w, params, scale, value_out, grad_out, hess_out, cols))
     return _blocks(kernel, args, (n + BLOCK - 1) // BLOCK, n >= PARALLEL_MIN, nthreads, reduce)
 
 
@@ -212,8 +187,8 @@ def elementwise_metrics(loss, params, p, y, w, scale, reduce, value_out, grad_ou
     row's metrics, then the loss over the same blocks (the metrics first: the gradient may overwrite ``p``). The
     blocks' partial sums and their total are those of ``elementwise``."""
     kernel = _KERNELS.get(loss) or _build(loss)
-    args = (p, y, w, params, scale, value_out, grad_out, None, True if reduce else None, cols)
     n = p.shape[0]
+    args = (n, BLOCK, True if reduce else None, (p, y, w, params, scale, value_out, grad_out, None, cols))
     nblocks = (n + BLOCK - 1) // BLOCK
     table[...] = 0.0
     rows = table.shape[0]
