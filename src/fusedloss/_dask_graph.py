@@ -67,16 +67,16 @@ def _tree(layer: dict, name: str, keys: list, merge_all=_merge_list):
 
 
 def reduced(layers: dict, deps: dict, work: str, vname: str, block_keys: list, final: tuple, slot: int = 0,
-            merge_all=_merge_list):
+            merge_all=_merge_list, dtype=np.dtype(np.float64)):
     """Add the layer ``vname`` that merges slot ``slot`` (a LossState, unless ``merge_all`` merges other states) of
     every block under ``block_keys`` and applies ``final = (function, *args)`` to the root state; returns its (name,
-    chunks, dtype) as a 0-d float64 array."""
+    chunks, dtype) for ``to_arrays``: a 0-d array of ``dtype``."""
     states = {(vname + "-state", *key[1:]): (getitem, key, slot) for key in block_keys}
     tree: dict = {}
     root = _tree(tree, vname + "-tree", list(states), merge_all)
     layers[vname] = {**states, **tree, (vname,): (final[0], root, *final[1:])}
     deps[vname] = {work}
-    return vname, (), np.dtype(np.float64)
+    return vname, (), dtype
 
 
 def _sum_value(state: LossState):
@@ -166,9 +166,8 @@ def metrics_output(layers: dict, deps: dict, work: str, block_keys: list, slot: 
     delayed objects together gave their results in the wrong order (dask 2026.8)."""
     from ._binary_metrics import merge_any
 
-    mname = f"{work}-metrics"
-    reduced(layers, deps, work, mname, block_keys, (_metrics_result,), slot, merge_any)
-    return mname, (), np.dtype(object)
+    return reduced(layers, deps, work, f"{work}-metrics", block_keys, (_metrics_result,), slot, merge_any,
+                   np.dtype(object))
 
 
 def to_arrays(layers: dict, deps: dict, results: list):
