@@ -383,6 +383,73 @@ def test_binary_cross_entropy_refuses_nan_as_torch(where, form, reduction):
         call(p.clone().requires_grad_(), y, **kwargs)
 
 
+# --- non-finite data: torch's value and gradient ----------------------------------------------------------------
+# Where the library's rules for NaN and inf (and the finite inputs where torch's formula rounds) differ from torch's,
+# the forms named after torch's give torch's results: each poison is written into clean data of a small shape
+# (torch's own function: routing) and of a size the fused kernels take (forced, and chosen by routing).
+nan, inf = float("nan"), float("inf")
+POISONS = {  # function -> (data, large shape, {poison: (input entries, target entries)} at the first positions)
+    "l1_loss": (d_regression, (1 << 20,), {
+        "nan_input": ([nan], []), "nan_target": ([], [nan]), "inf_minus_inf": ([inf], [inf])}),
+    "hinge_embedding_loss": (d_pm1, (1 << 20,), {
+        "nan_input": ([nan, nan], [1.0, -1.0]), "nan_target": ([0.5], [nan]), "neg_inf_other": ([-inf], [0.0]),
+        "rounded_sum": ([-1e30], [0.5])}),
+    "multi_margin_loss": (d_labels, (1 << 14, 32), {
+        "nan_logit": ([0.3, nan], [0]), "nan_at_label": ([nan], [0]), "inf_minus_inf": ([inf, inf], [0])}),
+    "multilabel_soft_margin_loss": (d_multilabel, (1 << 15, 32), {
+        "nan_logit": ([nan], []), "nan_target": ([], [nan]), "pos_inf_label_1": ([inf], [1.0]),
+        "neg_inf_label_0": ([-inf], [0.0])}),
+    "binary_cross_entropy_with_logits": (d_logit, (1 << 20,), {
+        "nan_logit": ([nan], []), "nan_target": ([], [nan]), "neg_inf_soft": ([-inf], [0.5]),
+        "neg_inf_label_0": ([-inf], [0.0]), "pos_inf_label_1": ([inf], [1.0])}),
+}
+SIZES = {"routed": ("auto", False), "fused": ("fused", False), "large": ("auto", True)}
+
+
+def _poisoned(name, poison, large):
+    data, big, poisons = POISONS[name]
+    x, t = data(big if large else CASES[name].shapes[0], _gen(11))
+    xs, ts = poisons[poison]
+    x.view(-1)[:len(xs)] = torch.tensor(xs, dtype=x.dtype)
+    t.view(-1)[:len(ts)] = torch.tensor(ts, dtype=t.dtype)
+    return x, t
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+@pytest.mark.parametrize("form", ["function", "module"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("name, poison", [(n, p) for n, (_, _, ps) in POISONS.items() for p in ps])
+def test_non_finite_data_give_torchs_results(name, poison, reduction, form, size):
+    routing, large = SIZES[size]
+    ft.set_cpu_routing(routing)
+    x, t = _poisoned(name, poison, large)
+    target_grad = CASES[name].target_grad
+    if form == "function":
+        ours, theirs = (lambda x, t, reduction, f=getattr(m, name): f(x, t, reduction=reduction) for m in (ft, F))
+    else:
+        mods = [getattr(m, CASES[name].module)(reduction=reduction) for m in (ft, torch.nn)]
+        ours, theirs = (lambda x, t, reduction, m=m: m(x, t) for m in mods)
+    got, gx, gt = _run(ours, x, t, {}, reduction, target_grad)
+    want, wx, wt = _run(theirs, x, t, {}, reduction, target_grad)
+    assert_close(got, want, torch.float64, "value")
+    assert_close(gx, wx, torch.float64, "gradient")
+    if target_grad:
+        assert_close(gt, wt, torch.float64, "target gradient")
+
+
+@pytest.mark.parametrize("name", list(POISONS))
+def test_the_poison_sizes_take_the_routes_they_name(name):
+    """Under routing, the small data of test_non_finite_data_give_torchs_results run on torch's function and the
+    large on the fused kernels."""
+    ft.set_cpu_routing("auto")
+    poison = next(iter(POISONS[name][2]))
+    routed = getattr(getattr(ft, name), "_torch_twin", None) is not None  # (bce with logits: always fused)
+    for large in (False, True):
+        x, t = _poisoned(name, poison, large)
+        for form in (getattr(ft, name), getattr(ft, CASES[name].module)()):
+            assert ft._routing.routes_to_torch(form, x, t) == (routed and not large)
+
+
 def test_ctc_matches_torch():
     g = _gen(2)
     T, N, C, S = 9, 3, 5, 3

@@ -203,7 +203,7 @@ def test_routed_calls_run_torch_s_op_with_torch_s_results(name, ours, options, t
     x, t = _case_inputs(name)
     mod = ours(**options)
     out = mod(x, t)
-    assert mod.__dict__["_route"][3] is not None, "no direct op for a module with torch's options"
+    assert mod.__dict__["_route"][0][3] is not None, "no direct op for a module with torch's options"
     want = theirs(**options)(x, t)
     assert _ran_on_torch(out) and torch.equal(out, want)
     g, = torch.autograd.grad(out.sum(), x)
@@ -232,3 +232,18 @@ def test_a_torch_function_mode_sees_torch_s_functional():
             with Record():
                 call(x, t)
             assert name in seen, (name, seen)
+
+
+def test_a_module_s_kept_route_sees_a_weight_set_after_its_first_call():
+    """The routing decision keeps the buffers' values while they are all None: a weight assigned after the first
+    call (or a None weight set back) is used by the next call, routed or fused, as torch.nn's module does."""
+    x, t = _case_inputs("cross_entropy")
+    w = torch.rand(10, dtype=torch.float64) + 0.5
+    ours, theirs = ft.CrossEntropyLoss(), torch.nn.CrossEntropyLoss()
+    assert torch.equal(ours(x, t), theirs(x, t))
+    ours.weight, theirs.weight = w, w
+    out = ours(x, t)
+    assert _ran_on_torch(out) and torch.equal(out, theirs(x, t))
+    assert not torch.equal(out, torch.nn.CrossEntropyLoss()(x, t))
+    ours.weight, theirs.weight = None, None
+    assert torch.equal(ours(x, t), theirs(x, t))

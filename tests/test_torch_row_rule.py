@@ -4,7 +4,8 @@ cross_entropy (labels, probabilities, label smoothing, class weights) and kl_div
 log_softmax): rows of all -inf, a NaN logit, a +inf logit and a masked label class, under each reduction, value and
 gradient, on every host backend in float64. Where fusedloss departs from torch on purpose (README, "Guarantees"):
 an ignored row's gradient is 0 here (torch: NaN when its logits are), and multi_margin's NaN rows are NaN here
-(torch skips a NaN); those are not compared.
+(torch skips a NaN, and so does fusedloss.torch.multi_margin_loss: test_torch_conformance.py); those are not
+compared.
 """
 
 from __future__ import annotations

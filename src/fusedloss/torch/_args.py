@@ -11,7 +11,9 @@ import warnings
 import torch
 from torch import Tensor
 
+from .. import _binary_metrics
 from .._dispatch import REDUCTIONS
+from .._spec import REGISTRY
 from .._validate import LabelRangeError
 from ._autograd import _apply, _is_transformed, _plain
 from ._kernel import _HALF, _Call, _non_default
@@ -156,12 +158,12 @@ def _weight_tensor(weight, input: Tensor, fn: str) -> Tensor:
 
 
 def _elementwise(name: str, input, target, reduction: str, params: dict, *, weight=None, weight_mean="sum_w",
-                 sample_weight=None, backend=None, fn: str) -> Tensor:
+                 sample_weight=None, backend=None, fn: str, metrics=None):
     """Common path of the elementwise losses.
 
     ``weight`` is PyTorch's elementwise weight; for "mean", ``weight_mean`` says what PyTorch divides by:
     "sum_w" (mse_loss, l1_loss: sum(w l) / sum(w)) or "numel" (huber_loss, BCE: mean(w l)). ``sample_weight``
-    is fusedloss's (pred's shape or a leading part, "mean" divides by its sum).
+    is fusedloss's (pred's shape or a leading part, "mean" divides by its sum). ``metrics``: see ``_run``.
     """
     _check_reduction(reduction, fn)
     if not isinstance(input, Tensor):
@@ -191,6 +193,12 @@ def _elementwise(name: str, input, target, reduction: str, params: dict, *, weig
     if weight is not None:
         sw = _weight_tensor(weight, input, fn)
         if reduction == "mean" and weight_mean == "numel" and input.numel():
+            if metrics is not None:  # the kernel would weigh the metrics by w / n: states of batches would not merge
+                raise ValueError(
+                    f"{fn}: metrics={metrics!r} with weight= and reduction='mean' is not supported (the fused call "
+                    f"scales the weights by 1/numel, and the metrics would weigh rows by the scaled weights); pass "
+                    f"reduction='sum' and divide the loss by input.numel(), or call "
+                    f"fusedloss.metrics.binary_logit_metrics(logits, target, metrics=..., sample_weight=weight)")
             # mean(w l) = sum((w / n) l): fold 1/n into the weights and sum
             with _plain():
                 sw = sw / input.numel()
@@ -198,12 +206,12 @@ def _elementwise(name: str, input, target, reduction: str, params: dict, *, weig
     elif sample_weight is not None:
         sw = _real(torch.as_tensor(_constant(sample_weight, "sample_weight", fn), device=input.device),
                    "sample_weight", fn)
-    call = _Call(name, reduction, _non_default(name, params), sw, None, False, backend)
-    return _apply(call, input, target)
+    call = _Call(name, reduction, _non_default(name, params), sw, None, False, backend, metrics)
+    return _run(call, input, target, fn)
 
 
 def _multiclass(name: str, input, target, reduction: str, params: dict, *, class_dim=None, sample_weight=None,
-                inplace_grad=False, backend=None, fn: str) -> Tensor:
+                inplace_grad=False, backend=None, fn: str, metrics=None):
     _check_reduction(reduction, fn)
     if not isinstance(input, Tensor):
         raise TypeError(f"{fn}: input must be a torch.Tensor, got {type(input).__name__}")
@@ -214,5 +222,45 @@ def _multiclass(name: str, input, target, reduction: str, params: dict, *, class
         sw = _real(torch.as_tensor(_constant(sample_weight, "sample_weight", fn), device=input.device),
                    "sample_weight", fn)
     call = _Call(name, reduction, _non_default(name, params), sw, _class_axis(input, class_dim), bool(inplace_grad),
-                 backend)
-    return _apply(call, input, target)
+                 backend, metrics)
+    return _run(call, input, target, fn)
+
+
+def _run(call: _Call, input: Tensor, target, fn: str):
+    """The loss tensor; with ``metrics=`` given, ``(loss tensor, Metrics)``, the metrics from the same kernel
+    call (the host API's ``metrics=``, which checks the names, the loss and the targets). Under torch.compile
+    the whole call with metrics is a graph break (``torch.compiler.disable``), as every kernel call is."""
+    if call.metrics is None:
+        return _apply(call, input, target)
+    if not input.is_cpu:
+        raise TypeError(
+            f"{fn}: metrics={call.metrics!r} takes CPU tensors, got input on {input.device} (the cuda backend "
+            f"computes no metrics yet). Call {fn} without metrics, and fusedloss.metrics.{_metrics_helper(call)} on "
+            "a CPU copy of the logits")
+    if torch.compiler.is_compiling():
+        if not _WITH_METRICS:
+            _WITH_METRICS.append(torch.compiler.disable(_with_metrics))
+        return _WITH_METRICS[0](call, input, target, fn)
+    return _with_metrics(call, input, target, fn)
+
+
+_WITH_METRICS: list = []  # _with_metrics behind torch.compiler.disable, made on first need (see _autograd._apply)
+
+
+def _metrics_helper(call: _Call) -> str:
+    """The fusedloss.metrics call that computes the metrics without the loss."""
+    if _binary_metrics.scores(REGISTRY[call.name]):
+        return "binary_logit_metrics(logits.detach().cpu().numpy(), target.cpu().numpy(), metrics=...)"
+    return "logit_metrics(logits.detach().cpu().numpy(), labels.cpu().numpy(), metrics=...)"
+
+
+def _with_metrics(call: _Call, input: Tensor, target, fn: str):
+    """``(loss, Metrics)`` of one eager kernel call. Inside torch.func transforms the metrics (a Python object,
+    not a tensor) cannot be carried: refused."""
+    if torch._C._functorch.peek_interpreter_stack() is not None or _is_transformed(input):
+        raise RuntimeError(
+            f"{fn}: metrics={call.metrics!r} is not supported inside torch.func transforms (vmap, grad, ...): the "
+            "metrics are a Python object, not a tensor the transform can carry. Call the loss with metrics outside "
+            f"the transform, or fusedloss.metrics.{_metrics_helper(call)}")
+    out = _apply(call, input, target)
+    return out, call.metrics_out

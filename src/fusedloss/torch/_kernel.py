@@ -27,11 +27,15 @@ class _Call:
     registry parameters that differ from the defaults (vectors as float64 NumPy arrays); ``sample_weight``
     fusedloss's (pred's shape, rows' shape for multiclass, or a leading part); ``class_dim`` the input axis
     holding the classes (>= 0) of a multiclass loss, None for elementwise losses. A plain slotted class: one
-    is made per call, so its construction is on the hot path."""
+    is made per call, so its construction is on the hot path. ``metrics``: the names asked for with
+    ``metrics=`` (or None); the kernel call leaves their ``Metrics`` in ``metrics_out``, which the functional form
+    returns next to the loss (the autograd Function's outputs can only be tensors)."""
 
-    __slots__ = ("name", "reduction", "params", "sample_weight", "class_dim", "inplace", "backend", "loss")
+    __slots__ = ("name", "reduction", "params", "sample_weight", "class_dim", "inplace", "backend", "loss",
+                 "metrics", "metrics_out")
 
-    def __init__(self, name, reduction, params, sample_weight, class_dim, inplace=False, backend=None):
+    def __init__(self, name, reduction, params, sample_weight, class_dim, inplace=False, backend=None,
+                 metrics=None):
         self.name = name
         self.reduction = reduction
         self.params = params
@@ -40,6 +44,8 @@ class _Call:
         self.inplace = inplace
         self.backend = backend
         self.loss = LOSSES[name]
+        self.metrics = metrics
+        self.metrics_out = None
 
 
 _DEFAULTS: dict = {}  # name -> (spec, its defaults), read once per registry entry (custom losses come and go)
@@ -115,12 +121,18 @@ def _compute(call: _Call, input: Tensor, target, want_grad: bool):
         threads = torch.get_num_threads()
         x = input.detach().numpy()
         t = (target.detach() if target.requires_grad else target).numpy()
+        metrics = call.metrics
         if want_grad:
             grad = torch.empty_like(input)
-            value, _ = call.loss._run(x, t, call.reduction, None, call.backend, call.params, VALUE_AND_GRAD,
-                                      grad.numpy(), nthreads=threads)
-            return torch.scalar_tensor(value, dtype=out_dtype), grad
-        value = call.loss._run(x, t, call.reduction, None, call.backend, call.params, VALUE, nthreads=threads)
+            out = call.loss._run(x, t, call.reduction, None, call.backend, call.params, VALUE_AND_GRAD,
+                                 grad.numpy(), nthreads=threads, metrics=metrics)
+            if metrics is not None:
+                call.metrics_out = out[2]
+            return torch.scalar_tensor(out[0], dtype=out_dtype), grad
+        value = call.loss._run(x, t, call.reduction, None, call.backend, call.params, VALUE, nthreads=threads,
+                               metrics=metrics)
+        if metrics is not None:
+            value, call.metrics_out = value
         return torch.scalar_tensor(value, dtype=out_dtype), None
     return _compute_general(call, input, target, want_grad)
 
@@ -165,11 +177,15 @@ def _compute_general(call: _Call, input: Tensor, target, want_grad: bool):
     else:
         threads = torch.get_num_threads()
         if want_grad:
-            value, _ = loss._run(x.numpy(), t.numpy(), call.reduction, _host(sw), call.backend, call.params,
-                                 VALUE_AND_GRAD, grad_out.numpy(), nthreads=threads)
+            out = loss._run(x.numpy(), t.numpy(), call.reduction, _host(sw), call.backend, call.params,
+                            VALUE_AND_GRAD, grad_out.numpy(), nthreads=threads, metrics=call.metrics)
+            value = out[0]
         else:
-            value = loss._run(x.numpy(), t.numpy(), call.reduction, _host(sw), call.backend, call.params, VALUE,
-                              nthreads=threads)
+            out = loss._run(x.numpy(), t.numpy(), call.reduction, _host(sw), call.backend, call.params, VALUE,
+                            nthreads=threads, metrics=call.metrics)
+            value = out if call.metrics is None else out[0]
+        if call.metrics is not None:
+            call.metrics_out = out[-1]
 
     if call.reduction == "none" or cuda:
         # a CUDA value is a device array (one element for a reduced value): wrapped, not copied

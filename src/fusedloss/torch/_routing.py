@@ -62,16 +62,16 @@ def _torch_is_faster(input, target, multiclass) -> bool:
     dtype = input.dtype
     if dtype not in _NATIVE:
         return False
-    n = input.numel()
+    shape = input.shape  # (ndim and the element count from it: each tensor attribute read costs ~0.1 us)
+    ndim = len(shape)
+    n = shape[0] if ndim == 1 else shape[0] * shape[1] if ndim == 2 else input.numel()
     if n == 0:  # (no classes: torch's multilabel_soft_margin_loss gives NaN where the fused form says why)
         return False
     if not multiclass:
-        return (n < SMALL_ELEMENTWISE and target.dtype == dtype and target.shape == input.shape
+        return (n < SMALL_ELEMENTWISE and target.dtype == dtype and target.shape == shape
                 and not torch.compiler.is_compiling())
-    ndim = input.ndim
     if ndim == 0:
         return False
-    shape = input.shape
     classes = shape[1] if ndim >= 2 else shape[0]
     tdtype = target.dtype
     if classes < TILED_CLASSES:
@@ -175,8 +175,8 @@ def _small_on_torch(twin, multiclass=False, extensions: dict | None = None, inde
         options_ok = _options_check(fn, loss)
         # a call with every option at its default: torch's op directly (see _direct)
         defaults = {k: p.default for k, p in inspect.signature(fn).parameters.items()
-                    if k in ("reduction", *_OPS.get(twin, (None, ()))[1])}
-        weights = ("weight",) if twin == "cross_entropy" else ()
+                    if k in ("reduction", *_OPS.get(twin, (None, (), ()))[1])}
+        weights = _OPS.get(twin, (None, (), ()))[2]
         plain = _direct(twin, defaults, weights)
         no_weights = (None,) * len(weights)
 
@@ -221,8 +221,10 @@ def module_route(fn, options: dict, buffers: tuple):
     return torch_fn, multiclass, kw, _direct(torch_fn.__name__, kw, buffers)
 
 
-_OPS = {"mse_loss": ("mse_loss", ()), "l1_loss": ("l1_loss", ()), "huber_loss": ("huber_loss", ("delta",)),
-        "cross_entropy": ("cross_entropy_loss", ("ignore_index", "label_smoothing"))}
+# twin -> (the ATen op in torch._C._nn, its options after the reduction, the buffers it takes after the target)
+_OPS = {"mse_loss": ("mse_loss", (), ()), "l1_loss": ("l1_loss", (), ()),
+        "huber_loss": ("huber_loss", ("delta",), ()),
+        "cross_entropy": ("cross_entropy_loss", ("ignore_index", "label_smoothing"), ("weight",))}
 
 
 def _direct(twin: str, kw: dict, buffers: tuple):
@@ -230,11 +232,11 @@ def _direct(twin: str, kw: dict, buffers: tuple):
     module's options, for the calls that ``_torch_is_faster`` lets through (plain tensors; for the elementwise
     losses, of one shape and dtype). The same op on the same arguments, hence torch's result, without the
     functional's Python (its override dispatch, its size warning, its broadcast of equal shapes). None where
-    the functional does more (a weight, a legacy argument, another loss); ``_run_on_torch`` also leaves it while
+    the functional does more (a weight, a legacy argument, another loss); ``run_on_torch`` also leaves it while
     a torch function mode (``with torch.device(...)``, a profiler's) wants to see the functional."""
-    op_name, extra = _OPS.get(twin, (None, ()))
+    op_name, extra, takes = _OPS.get(twin, (None, (), ()))
     op = getattr(torch._C._nn, op_name, None) if op_name else None
-    if op is None or set(kw) != {"reduction", *extra} or buffers not in ((), ("weight",)):
+    if op is None or set(kw) != {"reduction", *extra} or buffers != takes:
         return None
     from torch.nn import _reduction
 
@@ -243,12 +245,8 @@ def _direct(twin: str, kw: dict, buffers: tuple):
     except ValueError:
         return None
     if twin == "cross_entropy":  # (input, target, weight, reduction, ignore_index, label_smoothing)
-        if buffers != ("weight",):
-            return None
         ignore, smoothing = int(kw["ignore_index"]), float(kw["label_smoothing"])
         return lambda input, target, weight: op(input, target, weight, enum, ignore, smoothing)
-    if buffers:
-        return None
     if extra:  # huber: (input, target, reduction, delta)
         delta = float(kw[extra[0]])
         return lambda input, target: op(input, target, enum, delta)

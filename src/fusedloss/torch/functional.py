@@ -13,22 +13,24 @@ from torch import Tensor
 from .._dispatch import Loss
 from .._spec import REGISTRY
 from ._args import (_check_broadcast, _check_reduction, _class_axis, _elementwise, _host_vector, _legacy_reduction,
-                    _multiclass, torch_errors)
+                    _multiclass, _weight_tensor, torch_errors)
 from ._ctc import ctc_loss  # CTC has its own signature (sequences and lengths)
 from ._pairwise import (cosine_embedding_loss, gaussian_nll_loss, margin_ranking_loss,  # two or three inputs
                         triplet_margin_loss)
 from ._overlap import dice_loss, tversky_loss  # scores with a class axis, a ratio of sums per class
 from ._generate import elementwise_form, generated_form
+from ._nonfinite import finite, holds_nan, plus_minus_one, torch_result
 from ._routing import TILES, _small_on_torch
 
 # --- functional forms: PyTorch's losses, PyTorch's signatures -----------------------------------------------
 
 
 @_small_on_torch("cross_entropy", TILES, {"z_loss": 0.0, "softcap": None, "confidence_penalty": 0.0,
-                                         "sample_weight": None, "inplace_grad": False}, index_labels=True)
+                                         "sample_weight": None, "inplace_grad": False, "metrics": None},
+                 index_labels=True)
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
                   label_smoothing=0.0, *, z_loss=0.0, softcap=None, confidence_penalty=0.0, sample_weight=None,
-                  inplace_grad=False, backend=None):
+                  inplace_grad=False, backend=None, metrics=None):
     """``torch.nn.functional.cross_entropy``, fused: classes on dim 1 (dim 0 for an unbatched ``(C,)`` input),
     integer class targets or class probabilities of the input's shape.
 
@@ -36,14 +38,16 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     ``softcap * tanh(x / softcap)``), ``confidence_penalty`` (subtracts ``confidence_penalty`` times the
     softmax's entropy per row, Pereyra et al. 2017), ``sample_weight`` (one weight per row, shape
     ``(N, d1, ...)`` or a leading part; "mean" divides by the sum of ``sample_weight * weight[target]``),
-    ``inplace_grad`` (write the gradient into the logits' storage), ``backend``.
+    ``inplace_grad`` (write the gradient into the logits' storage), ``backend``, ``metrics`` (names of
+    classification metrics computed in the same kernel call, hard labels only: the call returns ``(loss,
+    Metrics)``, the loss as without them; see ``fusedloss.cross_entropy``'s ``metrics=``; CPU tensors only).
     """
     reduction = _legacy_reduction(size_average, reduce, reduction)
     params = dict(class_weight=_host_vector(weight, "weight", "cross_entropy"), ignore_index=ignore_index,
                   label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap,
                   confidence_penalty=confidence_penalty)
     return _multiclass("cross_entropy", input, target, reduction, params, sample_weight=sample_weight,
-                       inplace_grad=inplace_grad, backend=backend, fn="cross_entropy")
+                       inplace_grad=inplace_grad, backend=backend, fn="cross_entropy", metrics=metrics)
 
 
 @_small_on_torch("mse_loss")
@@ -58,8 +62,13 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
 def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None, *, backend=None):
     """``torch.nn.functional.l1_loss`` (with ``weight``: "mean" is sum(w l) / sum(w), as torch)."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
-    return _elementwise("mae", input, target, reduction, {}, weight=weight, weight_mean="sum_w", backend=backend,
-                        fn="l1_loss")
+    out = _elementwise("mae", input, target, reduction, {}, weight=weight, weight_mean="sum_w", backend=backend,
+                       fn="l1_loss")
+    # at a NaN residual torch's gradient is 0 (its sign(nan)), the kernel's NaN; the values agree
+    if (reduction != "none" or out.requires_grad) and holds_nan(out):
+        weight = None if weight is None else _weight_tensor(weight, input, "l1_loss")  # (torch: the full shape)
+        return torch_result(out, torch.nn.functional.l1_loss, input, target, reduction, weight=weight)
+    return out
 
 
 @_small_on_torch("huber_loss")
@@ -80,11 +89,16 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mea
 def hinge_embedding_loss(input, target, margin=1.0, size_average=None, reduce=None, reduction="mean", *,
                          backend=None):
     """``torch.nn.functional.hinge_embedding_loss``: ``input`` where ``target == 1``, ``max(0, margin - input)``
-    where ``target == -1``, both for any other target, as torch's masks (their sum taken as ``max(input,
-    margin)``, exact)."""
+    where ``target == -1``, both for any other target (NaN included), as torch's masks and their rounded sum."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
-    return _elementwise("hinge_embedding", input, target, reduction, {"margin": margin}, backend=backend,
-                        fn="hinge_embedding_loss")
+    out = _elementwise("hinge_embedding", input, target, reduction, {"margin": margin}, backend=backend,
+                       fn="hinge_embedding_loss")
+    # torch's gradient at a NaN input is its mask's (1 or 0), the kernel's NaN; for a target other than 1 and -1
+    # (NaN included) torch's value is its sum input + max(0, margin - input), rounded (0 at input = -1e30, NaN at
+    # -inf), not max(input, margin): no result shows that, so the target is read
+    if ((reduction != "none" or out.requires_grad) and holds_nan(out)) or not plus_minus_one(target):
+        return torch_result(out, torch.nn.functional.hinge_embedding_loss, input, target, reduction, margin=margin)
+    return out
 
 
 @torch_errors
@@ -119,10 +133,11 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
 def _refuse_nan_as_torch(out: Tensor, input, target, fn: str) -> None:
     """torch's ``fn`` refuses a NaN probability or target (its range check fails on NaN), where the fused kernel
     lets NaN through. With the weights checked finite and the logs clamped, the result holds a NaN exactly when
-    the input or the target does, so only then are they scanned, for the error."""
+    the input or the target does, so only then are they scanned, for the error (not under ``vmap``, where no
+    branch on the data is possible)."""
+    if not holds_nan(out):
+        return
     with torch.no_grad():
-        if not bool(out.isnan().any()):
-            return
         for what, data in (("input", input), ("target", target)):
             nan = torch.as_tensor(data).isnan()
             if bool(nan.any()):
@@ -133,15 +148,21 @@ def _refuse_nan_as_torch(out: Tensor, input, target, fn: str) -> None:
 
 @torch_errors
 def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None, reduction="mean",
-                                     pos_weight=None, *, label_smoothing=0.0, backend=None):
+                                     pos_weight=None, *, label_smoothing=0.0, backend=None, metrics=None):
     """``torch.nn.functional.binary_cross_entropy_with_logits``. ``pos_weight`` broadcasts against the target as
     in torch; a scalar or one value per entry of the last axis runs on the fused kernel, other shapes (such as
     ``(C, 1, 1)`` for ``(N, C, H, W)`` logits) on torch's function. Extension: ``label_smoothing`` (targets become
-    ``y (1 - s) + s / 2``)."""
+    ``y (1 - s) + s / 2``), ``metrics`` (binary metrics of the same kernel call: the call returns ``(loss,
+    Metrics)``; see ``fusedloss.binary_cross_entropy_with_logits``'s ``metrics=``; CPU tensors only)."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
     fn = "binary_cross_entropy_with_logits"
     if isinstance(pos_weight, Tensor) and pos_weight.ndim > 1 and pos_weight.numel() > 1:
         _check_broadcast(pos_weight, input, "pos_weight", fn)
+        if metrics is not None:
+            raise ValueError(f"{fn}: metrics={metrics!r} with a pos_weight of shape {tuple(pos_weight.shape)} is not "
+                             "supported (that call runs on torch's own function, which has no metrics pass); pass "
+                             "a scalar pos_weight or one value per entry of the last axis, or call "
+                             "fusedloss.metrics.binary_logit_metrics(logits, target, metrics=...)")
         # torch broadcasts pos_weight against the target, e.g. (C, 1, 1) for (N, C, H, W); the kernels take one
         # value per entry of the last axis: the other shapes run on torch's own function
         if label_smoothing:
@@ -149,8 +170,15 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
         return torch.nn.functional.binary_cross_entropy_with_logits(input, target, weight, reduction=reduction,
                                                                     pos_weight=pos_weight)
     params = {"pos_weight": _host_vector(pos_weight, "pos_weight", fn), "label_smoothing": label_smoothing}
-    return _elementwise("binary_cross_entropy_with_logits", input, target, reduction, params, weight=weight,
-                        weight_mean="numel", backend=backend, fn=fn)
+    out = _elementwise("binary_cross_entropy_with_logits", input, target, reduction, params, weight=weight,
+                       weight_mean="numel", backend=backend, fn=fn, metrics=metrics)
+    value = out if metrics is None else out[0]
+    # at an infinite logit torch's sum of (1 - y) x and softplus(-x) is inf - inf = nan (also where a term's
+    # coefficient is 0), the kernel's is the limit: torch's function on such data, and on a NaN
+    if not label_smoothing and (holds_nan(value) or not finite(input)):
+        value = torch_result(value, torch.nn.functional.binary_cross_entropy_with_logits, input, target, reduction,
+                             weight=weight, pos_weight=pos_weight)
+    return value if metrics is None else (value, out[1])
 
 
 @_small_on_torch("multi_margin_loss", True)
@@ -161,7 +189,11 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=
     if isinstance(input, Tensor) and input.ndim > 2:
         raise ValueError(f"multi_margin_loss: input must be 1-d or 2-d, got {input.ndim}-d")
     params = {"margin": margin, "p": p, "class_weight": _host_vector(weight, "weight", "multi_margin_loss")}
-    return _multiclass("multi_margin", input, target, reduction, params, backend=backend, fn="multi_margin_loss")
+    out = _multiclass("multi_margin", input, target, reduction, params, backend=backend, fn="multi_margin_loss")
+    if holds_nan(out):  # torch's comparisons skip a NaN margin, where the kernel's row is NaN
+        return torch_result(out, torch.nn.functional.multi_margin_loss, input, target, reduction, p=p, margin=margin,
+                            weight=weight)
+    return out
 
 
 # torch's own function, exactly: log-probabilities in, the pointwise KL on any shape, torch's reductions. The
@@ -240,7 +272,19 @@ def multilabel_soft_margin_loss(input, target, weight=None, size_average=None, r
         # torch's function is a composite of ops that autocast leaves in the input's dtype: its loss comes back in
         # the half-precision dtype (computed in float32 here, then cast, as the gradient already is)
         out = out.to(input.dtype)
+    # torch keeps a NaN to its element's gradient (the kernel's row is NaN), and at an infinite logit a term of
+    # coefficient 0 is its 0 * inf = NaN (the kernel's 0): that no result shows, so the logits are read (one pass)
+    if sample_weight is None and (holds_nan(out) or not finite(input)):
+        return torch_result(out, torch.nn.functional.multilabel_soft_margin_loss, input, target, reduction,
+                            weight=weight)
     return out
+
+
+# the forms above that compute a call again with torch's function where the fused kernels' rules for NaN and inf
+# differ from torch's (see _nonfinite.py), marked for the tests that judge them by torch's results
+for _form in (l1_loss, hinge_embedding_loss, multi_margin_loss, multilabel_soft_margin_loss,
+              binary_cross_entropy_with_logits):
+    _form.nonfinite_as_torch = True
 
 
 # --- functional forms: our losses ---------------------------------------------------------------------------
@@ -320,11 +364,13 @@ def categorical_hinge_loss(input, target, ignore_index=-100, reduction="mean", *
                        backend=backend, fn="categorical_hinge_loss")
 
 
-def loss(name: str, input, target, *, reduction="mean", sample_weight=None, class_dim=None, backend=None, **params):
+def loss(name: str, input, target, *, reduction="mean", sample_weight=None, class_dim=None, backend=None,
+         metrics=None, **params):
     """Any registry loss by its fusedloss name, with fusedloss's parameter names and weight semantics.
 
     Multiclass losses take the classes on ``class_dim`` (default: dim 1, or 0 for a 1-d input). ``name`` may
-    also be a loss object (a custom loss from ``fusedloss.elementwise_loss``).
+    also be a loss object (a custom loss from ``fusedloss.elementwise_loss``). ``metrics`` (the losses that have
+    a metrics pass, as the host API's ``metrics=``): the call returns ``(loss, Metrics)``.
     """
     if isinstance(name, Loss):
         name = name.name
@@ -343,8 +389,9 @@ def loss(name: str, input, target, *, reduction="mean", sample_weight=None, clas
     params = {**spec.defaults(), **params}
     if spec.kind == "multiclass":
         return _multiclass(name, input, target, reduction, params, class_dim=class_dim, sample_weight=sample_weight,
-                           backend=backend, fn=name)
-    return _elementwise(name, input, target, reduction, params, sample_weight=sample_weight, backend=backend, fn=name)
+                           backend=backend, fn=name, metrics=metrics)
+    return _elementwise(name, input, target, reduction, params, sample_weight=sample_weight, backend=backend, fn=name,
+                        metrics=metrics)
 
 
 FUNCTIONAL = {

@@ -42,28 +42,35 @@ class _LossModule(torch.nn.Module):
             setattr(self, k, v)
 
     def forward(self, input, target):
-        route = self._torch_route(input, target)
-        if route is not None:
+        found = self._torch_route(input, target)
+        if found is not None:
             try:
-                return run_on_torch(route[0], input, target, self._buffer_names, route[1])
+                return run_on_torch(found[0], input, target, self._buffer_names, found[1])
             except Exception:  # noqa: BLE001 - torch refuses the call: the fused form says why (_routing.REFUSED)
                 pass
         return type(self)._fn(input, target, reduction=self.reduction, **self._call_options())
 
     def _torch_route(self, input, target):
         """``(the routing decision, the buffers' values)`` where this call runs on torch's own function, else
-        None."""
-        # the routing decision of the options (see _routing.module_route), made again after any attribute changes
+        None. Every call of a small loss asks, so the decision of the options is kept (``_route``: made again
+        after any attribute changes, see _routing.module_route) with the buffers' values when they are all None
+        (``.to(device)`` leaves None as it is; an assignment makes the decision again)."""
         route = self.__dict__.get("_route", False)
         if route is False:
-            route = self.__dict__["_route"] = self._module_route()
-        if route is not None and _torch_is_faster(input, target, route[1]):
-            if not self._buffer_names:
-                return route, ()
-            buffers = [self._buffers[k] for k in self._buffer_names]
-            if all(map(_weight_ok, buffers)):
-                return route, buffers
-        return None
+            route = self.__dict__["_route"] = self._kept_route()
+        if route is None or not _torch_is_faster(input, target, route[0][1]):
+            return None
+        if route[1] is not None:
+            return route
+        buffers = [self._buffers[k] for k in self._buffer_names]
+        return (route[0], buffers) if all(map(_weight_ok, buffers)) else None
+
+    def _kept_route(self):
+        route = self._module_route()
+        if route is None:
+            return None
+        unset = all(self._buffers.get(k) is None for k in self._buffer_names)
+        return route, ((None,) * len(self._buffer_names) if unset else None)
 
     def _to_torch(self, input, target) -> bool:  # for _routing.routes_to_torch
         return self._torch_route(input, target) is not None
@@ -112,19 +119,20 @@ class _LossModule(torch.nn.Module):
 
 class CrossEntropyLoss(_LossModule):
     """Drop-in for ``torch.nn.CrossEntropyLoss`` (same arguments), plus ``z_loss``, ``softcap``,
-    ``confidence_penalty``, ``inplace_grad`` and ``backend``. ``weight`` is a buffer, as in torch (it follows
-    ``.to(device)``)."""
+    ``confidence_penalty``, ``inplace_grad``, ``backend`` and ``metrics`` (``forward`` then returns ``(loss,
+    Metrics)``, see ``cross_entropy``). ``weight`` is a buffer, as in torch (it follows ``.to(device)``)."""
 
     _fn = staticmethod(cross_entropy)
-    _shown = ("ignore_index", "label_smoothing", "z_loss", "softcap", "confidence_penalty", "inplace_grad")
+    _shown = ("ignore_index", "label_smoothing", "z_loss", "softcap", "confidence_penalty", "inplace_grad", "metrics")
     _buffer_names = ("weight",)
 
     def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
                  label_smoothing=0.0, *, z_loss=0.0, softcap=None, confidence_penalty=0.0, inplace_grad=False,
-                 backend=None):
+                 backend=None, metrics=None):
         super().__init__(_legacy_reduction(size_average, reduce, reduction), ignore_index=ignore_index,
                          label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap,
-                         confidence_penalty=confidence_penalty, inplace_grad=inplace_grad, backend=backend)
+                         confidence_penalty=confidence_penalty, inplace_grad=inplace_grad, backend=backend,
+                         metrics=metrics)
         self.register_buffer("weight", weight)
 
 
@@ -202,16 +210,17 @@ class BCELoss(_LossModule):
 
 
 class BCEWithLogitsLoss(_LossModule):
-    """Drop-in for ``torch.nn.BCEWithLogitsLoss``, plus ``label_smoothing``."""
+    """Drop-in for ``torch.nn.BCEWithLogitsLoss``, plus ``label_smoothing`` and ``metrics`` (``forward`` then
+    returns ``(loss, Metrics)``, see ``binary_cross_entropy_with_logits``)."""
 
     _fn = staticmethod(binary_cross_entropy_with_logits)
-    _shown = ("label_smoothing",)
+    _shown = ("label_smoothing", "metrics")
     _buffer_names = ("weight", "pos_weight")
 
     def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean", pos_weight=None, *,
-                 label_smoothing=0.0, backend=None):
+                 label_smoothing=0.0, backend=None, metrics=None):
         super().__init__(_legacy_reduction(size_average, reduce, reduction), label_smoothing=label_smoothing,
-                         backend=backend)
+                         backend=backend, metrics=metrics)
         self.register_buffer("weight", weight)
         self.register_buffer("pos_weight", pos_weight)
 
