@@ -486,7 +486,7 @@ def test_xgboost_objective_reads_the_dmatrix_without_keeping_it():
     through the getters, the values XGBoost holds at each call (set_label / set_weight between rounds are seen),
     the DMatrix left as it was, and nothing of XGBoost's memory kept once the call returns."""
     xgb = _xgboost()
-    from fusedloss._boosting import _Borrowed
+    from fusedloss._boosting_math import _Borrowed
 
     rng = np.random.default_rng(11)
     n = 300

@@ -1,255 +1,17 @@
-"""What ``fusedloss.boosting`` computes: objectives, metrics, initial scores and data sets for LightGBM and
-XGBoost from the fused kernels (the rules are in ``fusedloss.boosting``'s docstring). The scikit-learn
-classifiers built on these live in ``_estimators.py``."""
+"""The callables ``fusedloss.boosting`` hands to LightGBM and XGBoost: objectives and evaluation metrics, one
+class per calling convention (native and scikit-learn API), computed by ``_boosting_math.py``; and the reading
+of an XGBoost ``DMatrix``'s labels and weights in place."""
 
 from __future__ import annotations
 
 import ctypes
 import json
 import sys
+import warnings
 
 import numpy as np
 
-from ._dispatch import Loss
-from ._losses import LOSSES
-from ._validate import HESSIAN_MODES, as_numeric
-
-
-FOCAL_MIN_HESSIAN = 0.02
-
-
-def _loss_name(name) -> str:
-    """The registry name of a loss given by name or as a loss object (e.g. from ``fusedloss.elementwise_loss``)."""
-    return name.name if isinstance(name, Loss) else name
-
-
-def _loss(name: str):
-    loss = LOSSES.get(name)
-    if loss is None:
-        raise ValueError(f"unknown loss {name!r}; known losses: {', '.join(sorted(LOSSES))}")
-    spec = loss.spec
-    if spec.kind == "pairwise":
-        raise ValueError(f"{name}: a pairwise loss compares two or three arrays per row, but boosting predicts one "
-                         "score per sample (per class): it cannot be an objective or a metric")
-    if spec.kind == "overlap":
-        raise ValueError(f"{name}: an overlap loss is a ratio of sums over the pixels of each class, with no "
-                         "per-sample gradient and Hessian a boosting objective needs")
-    if spec.kind == "multiclass" and not spec.hard_labels:
-        raise ValueError(f"{name}: needs soft (probability) targets, but boosting labels are one value per sample")
-    return loss
-
-
-def _checked(name: str, params: dict, hessian, min_hessian, need_grad=True):
-    loss = _loss(name)
-    spec = loss.spec
-    if need_grad and not spec.differentiable:
-        raise ValueError(f"{name} is not differentiable: it can be an evaluation metric, not an objective")
-    full = loss._check_params(params)[0]  # unknown or out-of-range parameters fail now, not in the first round
-    if hessian is None:
-        hessian = "ones" if spec.hessian_zero_ae else "exact"
-    if hessian not in HESSIAN_MODES:
-        raise ValueError(f"{name}: hessian must be 'exact' or 'ones', got {hessian!r}")
-    if isinstance(min_hessian, str):
-        if min_hessian != "auto":
-            raise ValueError(f"{name}: min_hessian must be 'auto', None or a number >= 0, got {min_hessian!r}")
-        negative = spec.hessian_may_be_negative_for(full)
-        min_hessian = FOCAL_MIN_HESSIAN if (negative and hessian == "exact") else None
-    elif min_hessian is not None:
-        min_hessian = float(min_hessian)
-        if not min_hessian >= 0:
-            raise ValueError(f"{name}: min_hessian must be >= 0, got {min_hessian!r}")
-    return loss, hessian, min_hessian
-
-
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-def _weight(weight, dtype=np.float64):
-    """None for "no weights" (LightGBM gives None, XGBoost an empty array)."""
-    if weight is None:
-        return None
-    w = as_numeric(weight, dtype, "weight", "fusedloss.boosting")
-    return None if w.size == 0 else w
-
-
-class _Rounds:
-    """What an objective keeps from one boosting round to the next.
-
-    - Converted labels and weights, keyed by the identity of the array the library handed over: LightGBM's
-      ``Dataset.get_label()`` / ``get_weight()`` return the same array every round, so they are converted
-      (to the scores' dtype, labels to int64 for multiclass losses) once, not every round. A new array (a new
-      data set, ``set_label``) is converted again; an array changed in place between rounds is not seen.
-    - The gradient and Hessian buffers: the arrays an objective returns are reused by its next call (both
-      libraries copy them into their own storage before the next round).
-    """
-
-    def __init__(self):
-        self._converted: dict = {}
-        self._buffers: dict = {}
-
-    def convert(self, arr, key: str, fn):
-        if isinstance(arr, np.ndarray) and isinstance(arr.base, _Borrowed):
-            return fn(arr)  # another library's memory, valid for this call only: never kept
-        hit = self._converted.get(key)
-        if hit is not None and hit[0] is arr:
-            return hit[1]
-        out = fn(arr)
-        self._converted[key] = (arr, out)
-        return out
-
-    def buffers(self, shape, dtype):
-        key = (shape, dtype)
-        bufs = self._buffers.get(key)
-        if bufs is None:
-            self._buffers.clear()  # one shape at a time (a training set; no pile-up when the shape changes)
-            bufs = self._buffers[key] = (np.empty(shape, dtype), np.empty(shape, dtype))
-        return bufs
-
-
-def _layout(loss, preds, labels, flat: str, dtype=np.float64, rounds: _Rounds | None = None):
-    """(pred array for the kernels, labels, undo): class axis last for multiclass losses, in ``dtype``.
-
-    ``flat``: how a 1-d multiclass prediction array is laid out: "class_major" (LightGBM < 4) or "row_major".
-    """
-    p = as_numeric(preds, dtype, "y_pred", loss.name)
-    if loss.spec.kind != "multiclass":
-        y = (as_numeric(labels, dtype, "y_true", loss.name) if rounds is None
-             else rounds.convert(labels, "y" + np.dtype(dtype).str, lambda a: as_numeric(a, dtype, "y_true", loss.name)))
-        if p.shape != y.shape:
-            if p.size == y.size:
-                p = p.reshape(y.shape)
-            else:
-                raise ValueError(f"{loss.name}: got {p.size} predictions for {y.size} labels (multi-output "
-                                 "boosting is not supported)")
-        return p, y, (lambda a: a.reshape(np.shape(preds)))
-    y = np.asarray(labels)
-    n = y.shape[0] if y.ndim else 1
-    if p.ndim == 2:
-        if p.shape[0] != n:
-            raise ValueError(f"{loss.name}: predictions of shape {p.shape} for {n} labels")
-        undo = lambda a: a  # noqa: E731
-    else:
-        if n == 0 or p.size % n:
-            raise ValueError(f"{loss.name}: {p.size} predictions do not split into {n} rows of classes")
-        K = p.size // n
-        if flat == "class_major":
-            p = p.reshape(K, n).T
-            undo = lambda a: np.ascontiguousarray(a.T).reshape(-1)  # noqa: E731
-        else:
-            p = p.reshape(n, K)
-            undo = lambda a: a.reshape(-1)  # noqa: E731
-    yi = _class_labels(loss, y) if rounds is None else rounds.convert(labels, "y", lambda a: _class_labels(loss, y))
-    return p, yi, undo
-
-
-def _class_labels(loss, y):
-    if y.dtype.kind not in "biuf":
-        raise TypeError(f"{loss.name}: labels (y_true) must be class indices 0..K-1, got dtype {y.dtype}")
-    yi = y.astype(np.int64)
-    if yi.shape != y.shape or (y.dtype.kind == "f" and not np.array_equal(yi, y)):
-        raise ValueError(f"{loss.name}: labels must be class indices 0..K-1, got non-integer values")
-    return yi
-
-
-def _grad_hess(loss, preds, labels, weight, hessian, min_hessian, backend, params, flat="row_major",
-               rounds: _Rounds | None = None):
-    """Per-sample gradient and Hessian. With ``rounds`` (the objectives): computed in the scores' dtype
-    (float32 scores, as XGBoost hands them, give float32 arrays; anything else float64), with labels and weights
-    converted once and the output buffers reused. Without it: float64, fresh arrays."""
-    dtype = np.float64
-    if rounds is not None:
-        dt = getattr(preds, "dtype", None)
-        dtype = dt if dt in _FLOATS else np.float64
-    p, y, undo = _layout(loss, preds, labels, flat, dtype, rounds)
-    if rounds is None:
-        w = _weight(weight)
-        g = h = None
-    else:
-        w = rounds.convert(weight, "w" + p.dtype.str, lambda a: _weight(a, p.dtype))
-        g, h = rounds.buffers(p.shape, p.dtype)
-    g, h = loss.grad_hess(p, y, reduction="none", sample_weight=w, hessian=hessian, backend=backend,
-                          grad_out=g, hess_out=h, **params)
-    if min_hessian is not None:
-        floor = min_hessian if w is None else min_hessian * (w[:, None] if h.ndim == 2 and w.ndim == 1 else w)
-        np.maximum(h, floor, out=h)
-    return undo(g), undo(h)
-
-
-def gradient_hessian(name: str, y_true, y_pred, weight=None, *, hessian=None, min_hessian="auto", backend=None,
-                     **params):
-    """(gradient, Hessian) per sample, float64, of the unreduced loss times ``weight``: what the objectives
-    below return, for any other booster. ``y_pred`` is the raw score ((n,) or (n, K) for multiclass)."""
-    name = _loss_name(name)
-    loss, hessian, min_hessian = _checked(name, params, hessian, min_hessian)
-    return _grad_hess(loss, y_pred, y_true, weight, hessian, min_hessian, backend, params)
-
-
-def metric_value(name: str, y_true, y_pred, weight=None, *, backend=None, **params) -> float:
-    """The weighted mean loss (sum(w l) / sum(w)) of raw scores ``y_pred``: what the metrics below report."""
-    name = _loss_name(name)
-    loss = _loss(name)
-    loss._check_params(params)
-    p, y, _ = _layout(loss, y_pred, y_true, "row_major")
-    return loss(p, y, reduction="mean", sample_weight=_weight(weight), backend=backend, **params)
-
-
-def _weighted_quantile(y, w, q: float) -> float:
-    order = np.argsort(y, kind="stable")
-    y, w = y[order], (np.ones_like(y) if w is None else w[order])
-    cum = np.cumsum(w)
-    return float(y[min(int(np.searchsorted(cum, q * cum[-1])), y.size - 1)])
-
-
-def initial_score(name: str, y_true, weight=None, **params) -> float:
-    """The constant raw score that minimises the weighted mean loss (what the built-in objectives start from
-    with ``boost_from_average``): the weighted median / quantile for ``mae`` / ``quantile``, else the point
-    where the weighted mean gradient changes sign (``_sign_change``). Single-score losses on raw scores only."""
-    name = _loss_name(name)
-    loss, _, _ = _checked(name, params, "exact", None)
-    full = loss._check_params(params)[0]
-    if loss.spec.kind == "multiclass" or loss.spec.pred_domain_for(full) != "real":
-        raise ValueError(f"{name}: initial_score is for single-score losses on raw scores")
-    y = np.asarray(y_true, dtype=np.float64).reshape(-1)
-    w = _weight(weight)
-    if loss.spec.optimal_quantile is not None:
-        return _weighted_quantile(y, w, loss.spec.optimal_quantile(full))
-
-    def mean_grad_hess(c: float):
-        g, h = loss.grad_hess(np.full(y.shape, c), y, reduction="mean", sample_weight=w, **params)
-        return float(np.sum(g)), float(np.sum(h))
-
-    return _sign_change(mean_grad_hess)
-
-
-def _sign_change(mean_grad_hess, c: float = 0.0, steps: int = 200) -> float:
-    """Where the weighted mean gradient G(c) of a constant score changes sign, from c: Newton steps while they
-    go downhill (H > 0); until G has been seen on both sides of zero, a step that is not a Newton step doubles
-    (bounded gradients, H = 0 almost everywhere, H < 0 in a non-convex loss's tails); once the sign change
-    lies in [lo, hi], a Newton step that would leave it is replaced by bisection. Plain Newton steps from 0
-    overshoot where H is small far from the data (log_cosh, huber) or step uphill where H < 0 (cauchy). A loss
-    whose minimiser is at infinity (all targets at a boundary) moves towards it for ``steps`` steps."""
-    lo, hi, jump = -np.inf, np.inf, 1.0
-    for _ in range(steps):
-        G, H = mean_grad_hess(c)
-        if G == 0.0 or np.isnan(G):
-            return c
-        if G < 0.0:
-            lo = c
-        else:
-            hi = c
-        newton = c - G / H if H > 0.0 else np.nan
-        if np.isfinite(lo) and np.isfinite(hi):
-            nxt = newton if lo < newton < hi else 0.5 * (lo + hi)  # (nan compares false: bisection)
-        elif np.isfinite(newton):
-            nxt = newton
-            jump = max(jump, abs(newton - c))
-        else:
-            nxt = c - np.sign(G) * jump
-            jump *= 2.0
-        if abs(nxt - c) <= 1e-13 * max(1.0, abs(c)):
-            return float(nxt)
-        c = float(nxt)
-    return c
+from ._boosting_math import _Borrowed, _Rounds, _checked, _grad_hess, _layout, _loss, _loss_name, _weight
 
 
 # --- the callables handed to the libraries ---------------------------------------------------------------------
@@ -294,13 +56,6 @@ class _LightGBMObjective(_Objective):
 class _LightGBMSklearnObjective(_Objective):
     def __call__(self, y_true, y_pred, weight):
         return self._compute(y_true, y_pred, weight)
-
-
-class _Borrowed:
-    """The array interface of memory another library owns; an array over it is used within one call only."""
-
-    def __init__(self, interface: dict):
-        self.__array_interface__ = interface
 
 
 def _dmatrix_info(dtrain, field: str):
@@ -456,92 +211,6 @@ def _pick_api(api: str, native, sklearn):
     raise ValueError(f"api must be 'native' or 'sklearn', got {api!r}")
 
 
-# --- building data sets with the initial score, and scikit-learn classifiers -----------------------------------
-
-import warnings as _warnings  # noqa: E402
-
-def _logit_classifiers() -> dict:
-    """The losses on logits whose scores turn into probabilities, and how: "binary" (sigmoid of one score) or
-    "multiclass" (softmax), from the registry's ``probabilities``."""
-    return {name: loss.spec.probabilities for name, loss in LOSSES.items() if loss.spec.probabilities}
-
-
-def initial_scores(name: str, y_true, weight=None, **params):
-    """The constant raw score a booster should start from: a float for single-score losses
-    (:func:`initial_score`), or for the multiclass losses one score per class, the log of the weighted class
-    frequencies (the minimiser of ``cross_entropy`` without label smoothing; a sensible start for the others).
-    Labels of multiclass losses are class indices 0..K-1."""
-    name = _loss_name(name)
-    loss = _loss(name)
-    if loss.spec.kind != "multiclass":
-        return initial_score(name, y_true, weight, **params)
-    loss._check_params(params)
-    y = _class_labels(loss, np.asarray(y_true).reshape(-1))
-    if y.size and y.min() < 0:
-        raise ValueError(f"{name}: labels must be class indices 0..K-1, got {int(y.min())}")
-    w = _weight(weight)
-    counts = np.bincount(y, weights=w)
-    with np.errstate(divide="ignore"):
-        return np.log(np.maximum(counts / counts.sum(), np.finfo(np.float64).tiny))
-
-
-def _full_init(init, n: int):
-    return np.full(n, init, dtype=np.float64) if np.ndim(init) == 0 else np.tile(np.asarray(init), (n, 1))
-
-
-def _split_valid(item):
-    if len(item) == 2:
-        return item[0], item[1], None
-    if len(item) == 3:
-        return item
-    raise ValueError(f"valid_sets: each entry must be (X, y) or (X, y, weight), got {len(item)} items")
-
-
-def _with_margin(make, margin: str, init, X, y, weight, valid_sets, extra, reference=None):
-    """(training set, validation sets), each ``make(X, y, weight=..., <margin>=init on every row, **extra)``;
-    ``reference``: the keyword under which the validation sets get the training set (LightGBM's)."""
-    train = make(X, y, weight=weight, **{margin: _full_init(init, len(y))}, **extra)
-    link = {} if reference is None else {reference: train}
-    valid = []
-    for item in valid_sets:
-        Xv, yv, wv = _split_valid(item)
-        valid.append(make(Xv, yv, weight=wv, **{margin: _full_init(init, len(yv))}, **link, **extra))
-    return train, valid
-
-
-def lightgbm_datasets(name: str, X, y, *, weight=None, valid_sets=(), dataset_params=None, **params):
-    """``(train, valid, init)``: LightGBM data sets that start from the loss's initial score.
-
-    ``train`` is ``lgb.Dataset(X, y, weight=weight, init_score=...)``; ``valid`` a list with one ``lgb.Dataset``
-    per ``(X, y)`` or ``(X, y, weight)`` in ``valid_sets``, each with the same initial score and the training set
-    as reference; ``init`` the initial score (:func:`initial_scores`: a float, or one per class). A custom
-    objective's booster predicts raw scores without it: add ``init`` to ``booster.predict(X)``.
-
-    Without an ``init_score`` on a validation set, LightGBM scores it from 0 while the training set starts from
-    ``init``, and the metric it reports for that set is not the loss of the model's predictions;
-    :func:`lightgbm_metric` warns when it sees that.
-    """
-    import lightgbm as lgb
-
-    init = initial_scores(name, y, weight, **params)
-    train, valid = _with_margin(lgb.Dataset, "init_score", init, X, y, weight, valid_sets, dict(dataset_params or {}),
-                                reference="reference")
-    return train, valid, init
-
-
-def xgboost_dmatrices(name: str, X, y, *, weight=None, valid_sets=(), dmatrix_params=None, **params):
-    """``(dtrain, dvalid, init)``: XGBoost ``DMatrix`` objects whose ``base_margin`` is the loss's initial score
-    (the same for every validation set), and ``init``. Predict with the same margin:
-    ``booster.predict(xgb.DMatrix(X_test, base_margin=np.full(len(X_test), init)), output_margin=True)`` (without
-    one XGBoost starts the test rows from ``base_score`` instead)."""
-    import xgboost as xgb
-
-    init = initial_scores(name, y, weight, **params)
-    dtrain, dvalid = _with_margin(xgb.DMatrix, "base_margin", init, X, y, weight, valid_sets,
-                                  dict(dmatrix_params or {}))
-    return dtrain, dvalid, init
-
-
 def _warn_missing_init_score(label: str, eval_data) -> None:
     """Warn (once per data set) when a validation set has no init_score and its training set has one."""
     get = getattr(eval_data, "get_init_score", None)
@@ -553,29 +222,8 @@ def _warn_missing_init_score(label: str, eval_data) -> None:
     except AttributeError:  # pragma: no cover - a data set object that takes no attributes
         pass
     if get() is None and ref.get_init_score() is not None:
-        _warnings.warn(
+        warnings.warn(
             f"{label}: a validation set has no init_score while its training set has one, so LightGBM scores it "
             "from 0 and the metric it reports is not the loss of the model's predictions. Give it the same "
             "init_score (np.full(len(y_valid), init)), or build both with fusedloss.boosting.lightgbm_datasets",
             UserWarning, stacklevel=3)
-
-
-def _sigmoid(z):
-    return np.where(z >= 0, 1.0 / (1.0 + np.exp(-np.abs(z))), np.exp(-np.abs(z)) / (1.0 + np.exp(-np.abs(z))))
-
-
-def scores_to_proba(name: str, raw):
-    """Class probabilities from raw scores (including the initial score): ``(n, 2)`` for the binary losses on
-    logits (sigmoid), ``(n, K)`` for the multiclass ones (softmax), as ``predict_proba`` returns them."""
-    name = _loss_name(name)
-    classifiers = _logit_classifiers()
-    kind = classifiers.get(name)
-    if kind is None:
-        raise ValueError(f"{name}: no probabilities; scores of {', '.join(classifiers)} are logits")
-    raw = np.asarray(raw, dtype=np.float64)
-    if kind == "binary":
-        p = _sigmoid(raw.reshape(-1))
-        return np.column_stack([1.0 - p, p])
-    z = raw - raw.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._boosting import (_logit_classifiers, _full_init, _loss_name, initial_scores, lightgbm_objective,
-                       scores_to_proba, xgboost_objective)
+from ._boosting import lightgbm_objective, xgboost_objective
+from ._boosting_math import _logit_classifiers, _full_init, _loss_name, initial_scores, scores_to_proba
 
 
 class _Setup:

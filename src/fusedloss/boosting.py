@@ -43,19 +43,16 @@ Hessian options (``hessian=`` and ``min_hessian=``):
 
 from __future__ import annotations
 
-from ._boosting import (
+from ._boosting import lightgbm_metric, lightgbm_objective, xgboost_metric, xgboost_objective
+from ._boosting_math import (
     FOCAL_MIN_HESSIAN,
     gradient_hessian,
     initial_score,
     initial_scores,
     lightgbm_datasets,
-    lightgbm_metric,
-    lightgbm_objective,
     metric_value,
     scores_to_proba,
     xgboost_dmatrices,
-    xgboost_metric,
-    xgboost_objective,
 )
 
 __all__ = [
