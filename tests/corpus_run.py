@@ -244,15 +244,23 @@ def _torch_call(case, x, t, extra: tuple, kw: dict, backend: str):
     return form(x, t, *extra)
 
 
-def _plain(call) -> bool:
+def _plain(call, data_as_torch: bool = False) -> bool:
     """Whether torch's own loss is an oracle for these inputs: non-empty, finite and far from overflow (torch's
     losses let NaN through a max, overflow in sums of large weights and leave an empty multi_margin_loss
-    uninitialised, where the registry's reference has the rule)."""
+    uninitialised, where the registry's reference has the rule). ``data_as_torch``: the form follows torch on
+    non-finite data (``nonfinite_as_torch``), so only the other arguments need be plain."""
     import numpy as np
 
-    arrays = [call.pred, call.target, *call.extra, *call.kw.values()]
+    arrays = [*call.extra, *call.kw.values()] + ([] if data_as_torch else [call.pred, call.target])
     arrays = [np.asarray(a) for a in arrays if isinstance(a, np.ndarray) and a.dtype.kind in "fc"]
     return np.size(call.pred) > 0 and all(np.isfinite(a).all() and (np.abs(a) < 1e30).all() for a in arrays)
+
+
+def _data_as_torch(loss: str) -> bool:
+    """Whether the forms named after torch's of ``loss`` give torch's results on NaN and inf data."""
+    from fusedloss.torch import FUNCTIONAL
+
+    return getattr(FUNCTIONAL[loss], "nonfinite_as_torch", False)
 
 
 def _oracle(case, ref):
@@ -268,7 +276,7 @@ def _oracle(case, ref):
         with np.errstate(all="ignore"):
             if case.entry == "dask":
                 return _dask_call(case, ref, "numpy", in_memory=True), False
-            if case.entry in ("torch_named", "torch_module", *ROUTED) and _plain(ref):
+            if case.entry in ("torch_named", "torch_module", *ROUTED) and _plain(ref, _data_as_torch(case.loss)):
                 try:
                     return _invoke(case, ref, "torch"), True
                 except Exception:  # noqa: BLE001 - torch refuses these inputs: the reference decides
@@ -481,8 +489,11 @@ def run_batch(ids: list, timeout: float = 60.0, env=None) -> list:
                                 stderr=subprocess.PIPE, text=True, env=env, cwd=HERE)
         lines: queue.Queue = queue.Queue()
         errs: list = []
-        threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout] + [lines.put(None)], daemon=True).start()
-        threading.Thread(target=lambda: errs.extend(proc.stderr), daemon=True).start()
+        # each reader bound to its own child's pipe and queue: a killed child's reader that reaches its end late
+        # must not put its None into the next child's queue (read as "exited before its first case")
+        threading.Thread(target=lambda out=proc.stdout, q=lines: [q.put(x) for x in out] + [q.put(None)],
+                         daemon=True).start()
+        threading.Thread(target=lambda err=proc.stderr, e=errs: e.extend(err), daemon=True).start()
         proc.stdin.write("".join(i + "\n" for i in todo))
         proc.stdin.close()
         current = None
