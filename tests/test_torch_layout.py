@@ -59,7 +59,8 @@ def test_generated_form_has_the_registry_parameters(name):
 
 @pytest.mark.parametrize("name", ELEMENTWISE_OURS)
 def test_generated_form_forwards_every_parameter(name, monkeypatch):
-    """Each registry parameter given to the form (positionally and by keyword) reaches the kernel call."""
+    """Each registry parameter given to the form (positionally and by keyword) reaches the kernel call, and so
+    does ``metrics`` where the loss has a metrics pass."""
     seen = []
 
     def spy(loss, input, target, reduction, params, **kwargs):
@@ -70,13 +71,15 @@ def test_generated_form_forwards_every_parameter(name, monkeypatch):
     monkeypatch.setitem(fn.__globals__, "_elementwise", spy)  # the generated body's own namespace
     x = torch.zeros(3)
     values = {k: object() for k in REGISTRY[name].param_names}
-    fn(x, x, reduction="sum", sample_weight="w", backend="b", **values)
     params = inspect.signature(fn).parameters
+    metrics = {"metrics": "m"} if "metrics" in params else {}
+    fn(x, x, reduction="sum", sample_weight="w", backend="b", **values, **metrics)
     positional = [k for k, p in params.items() if k not in ("input", "target") and p.kind != p.KEYWORD_ONLY]
     args = {"reduction": "none", **values}
     fn(x, x, *[args[k] for k in positional])
-    assert seen[0] == (name, "sum", values, {"sample_weight": "w", "backend": "b", "fn": fn.__name__})
-    assert seen[1] == (name, "none", values, {"sample_weight": None, "backend": None, "fn": fn.__name__})
+    assert seen[0] == (name, "sum", values, {"sample_weight": "w", "backend": "b", "fn": fn.__name__, **metrics})
+    assert seen[1] == (name, "none", values, {"sample_weight": None, "backend": None, "fn": fn.__name__,
+                                              **{k: None for k in metrics}})
 
 
 def test_a_declaration_that_differs_from_the_registry_is_refused():
@@ -91,6 +94,19 @@ def test_a_declaration_that_differs_from_the_registry_is_refused():
 
     with pytest.raises(TypeError, match="margin"):
         _generate.elementwise_form("hinge")(hinge_loss)
+
+    def binary_focal_loss(input, target, alpha=0.25, gamma=2.0, reduction="mean", *, sample_weight=None,
+                          backend=None):
+        """no metrics= although the kernel computes binary metrics"""
+
+    with pytest.raises(TypeError, match="missing.*metrics"):
+        _generate.elementwise_form("binary_focal")(binary_focal_loss)
+
+    def mse_loss(input, target, reduction="mean", *, sample_weight=None, backend=None, metrics=None):
+        """metrics= on a loss with no metrics pass"""
+
+    with pytest.raises(TypeError, match="metrics"):
+        _generate.elementwise_form("mse")(mse_loss)
 
 
 TWINS = [n for n in BUILTIN if REGISTRY[n].torch_name]

@@ -129,6 +129,55 @@ def test_bce_with_logits_metrics(dtype, n):
                                                                 metrics="accuracy")[1])
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n", [100, 20000])
+@pytest.mark.parametrize("form,name,options", [
+    (flt.binary_cross_entropy, "binary_cross_entropy", {}),
+    (flt.binary_focal_loss, "binary_focal", {}),
+    (flt.binary_focal_loss, "binary_focal", {"alpha": 0.6, "gamma": 1.5}),
+])
+def test_binary_forms_metrics(form, name, options, dtype, n):
+    """The other losses with a binary metrics pass: the metrics of the host call, the loss and its gradient bit
+    for bit those of the fused call without metrics (probabilities for binary_cross_entropy, logits else)."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(n, generator=g, dtype=dtype)
+    y = (torch.rand(n, generator=g) < torch.sigmoid(x)).to(dtype)
+    pred = torch.sigmoid(x) if name == "binary_cross_entropy" else x
+    v, gr, m = _fused(form, pred, y, metrics=BINARY, **options)
+    vf, gf, _ = _fused(form, pred, y, backend="cpp", **options)
+    assert torch.equal(v, vf) and torch.equal(gr, gf)
+    host = {"alpha": 0.6, "gamma": 1.5} if options else {}
+    expected = getattr(fl, name)(pred.numpy(), y.numpy(), metrics=BINARY, **host)[1]
+    assert isinstance(m, Metrics)
+    assert dict(m) == dict(expected) and m.state == expected.state
+    # a weighted sum: the metrics weigh each element by its weight, as the host API's sample_weight
+    w = torch.rand(n, generator=g, dtype=dtype)
+    weighted = {"weight": w} if name == "binary_cross_entropy" else {"sample_weight": w}
+    vs, ms = form(pred, y, reduction="sum", metrics="accuracy", **weighted, **options)
+    assert torch.equal(vs, form(pred, y, reduction="sum", backend="cpp", **weighted, **options))
+    assert dict(ms) == dict(getattr(fl, name)(pred.numpy(), y.numpy(), sample_weight=w.numpy(), metrics="accuracy",
+                                              **host)[1])
+
+
+def test_every_form_of_a_loss_with_a_metrics_pass_takes_metrics():
+    """From the registry: the functional form and the module of every loss whose kernel computes metrics take
+    ``metrics=`` (keyword only, default None), and no other form does."""
+    import inspect
+
+    from fusedloss import _binary_metrics
+    from fusedloss._spec import REGISTRY
+
+    for name, spec in REGISTRY.items():
+        if name not in flt.FUNCTIONAL or name not in flt.MODULES:
+            continue
+        has = spec.row_metrics or _binary_metrics.scores(spec) is not None
+        fn = inspect.signature(inspect.unwrap(flt.FUNCTIONAL[name])).parameters
+        init = inspect.signature(flt.MODULES[name].__init__).parameters
+        assert ("metrics" in fn) == has and ("metrics" in init) == has, name
+        if has:
+            assert fn["metrics"].kind is inspect.Parameter.KEYWORD_ONLY and fn["metrics"].default is None, name
+
+
 def test_modules():
     x, y = _logits(64, 10, torch.float32)
     mod = flt.CrossEntropyLoss(label_smoothing=0.1, metrics=("accuracy", "top5"))
@@ -142,6 +191,13 @@ def test_modules():
     xb, yb = x[:, 0], (y % 2).float()
     vb, mb = flt.BCEWithLogitsLoss(metrics="brier")(xb, yb)
     assert dict(mb) == dict(fl.binary_cross_entropy_with_logits(xb.numpy(), yb.numpy(), metrics="brier")[1])
+    p = torch.sigmoid(xb)
+    vp, mp = flt.BCELoss(metrics=("accuracy", "brier"))(p, yb)
+    assert torch.equal(vp, flt.binary_cross_entropy(p, yb, backend="cpp"))
+    assert dict(mp) == dict(fl.binary_cross_entropy(p.numpy(), yb.numpy(), metrics=("accuracy", "brier"))[1])
+    focal = flt.BinaryFocalLoss(gamma=1.0, metrics="accuracy")
+    assert "metrics='accuracy'" in repr(focal)
+    assert dict(focal(xb, yb)[1]) == dict(fl.binary_focal(xb.numpy(), yb.numpy(), gamma=1.0, metrics="accuracy")[1])
     with pytest.raises(RuntimeError, match="metrics"):
         torch.jit.script(flt.CrossEntropyLoss(metrics="accuracy"))
 

@@ -12,11 +12,17 @@ from __future__ import annotations
 
 import inspect
 
+from .. import _binary_metrics
 from .._spec import REGISTRY
 from ._args import _elementwise
 
 # the arguments every declared elementwise form has besides the registry's parameters
 _FIXED = ("input", "target", "reduction", "sample_weight", "backend")
+
+
+def _has_metrics(name: str) -> bool:
+    """Whether loss ``name``'s kernel computes binary metrics in its pass: its forms then take ``metrics=``."""
+    return _binary_metrics.scores(REGISTRY[name]) is not None
 
 
 def make_function(name: str, sig: inspect.Signature, body: str, namespace: dict, *, doc: str | None = None,
@@ -48,15 +54,21 @@ def make_function(name: str, sig: inspect.Signature, body: str, namespace: dict,
 
 
 def registry_params(declared, name: str) -> tuple[str, ...]:
-    """The registry parameters in ``declared``'s signature, checked: besides ``_FIXED`` it has exactly the
-    registry's parameters of loss ``name``, in the registry's order, with the registry's defaults."""
+    """The registry parameters in ``declared``'s signature, checked: besides ``_FIXED`` (and ``metrics``, keyword
+    only with default None, exactly when the loss has a metrics pass) it has exactly the registry's parameters of
+    loss ``name``, in the registry's order, with the registry's defaults."""
     spec = REGISTRY[name]
     sig = inspect.signature(declared)
-    missing = [k for k in _FIXED if k not in sig.parameters]
-    got = [(k, p.default) for k, p in sig.parameters.items() if k not in _FIXED]
+    fixed = _FIXED + (("metrics",) if _has_metrics(name) else ())
+    missing = [k for k in fixed if k not in sig.parameters]
+    if "metrics" in fixed and "metrics" in sig.parameters:
+        m = sig.parameters["metrics"]
+        if m.kind is not m.KEYWORD_ONLY or m.default is not None:
+            missing.append("metrics (keyword only, default None)")
+    got = [(k, p.default) for k, p in sig.parameters.items() if k not in fixed]
     want = [(p.name, p.default) for p in spec.params]
     if missing or got != want:
-        raise TypeError(f"{declared.__qualname__}: its parameters must be {', '.join(_FIXED)} and the registry's "
+        raise TypeError(f"{declared.__qualname__}: its parameters must be {', '.join(fixed)} and the registry's "
                         f"{want} for loss {name!r} (in that order, with those defaults); got {got}"
                         + (f", missing {missing}" if missing else ""))
     return tuple(k for k, _ in got)
@@ -72,8 +84,9 @@ def elementwise_form(name: str):
         params = registry_params(declared, name)
         fn_name = declared.__name__
         args = ", ".join(f"{k!r}: {k}" for k in params)
+        metrics = ", metrics=metrics" if _has_metrics(name) else ""
         body = (f"return _elementwise({name!r}, input, target, reduction, {{{args}}}, "
-                f"sample_weight=sample_weight, backend=backend, fn={fn_name!r})")
+                f"sample_weight=sample_weight, backend=backend, fn={fn_name!r}{metrics})")
         return make_function(fn_name, inspect.signature(declared), body, {"_elementwise": _elementwise},
                              doc=declared.__doc__, module=declared.__module__, qualname=declared.__qualname__)
 
@@ -82,14 +95,15 @@ def elementwise_form(name: str):
 
 def generated_form(name: str, module: str):
     """The functional form of an elementwise registry loss that has no declared one, whole from the registry:
-    ``<name>_loss(input, target, <its parameters>, reduction="mean", *, sample_weight=None, backend=None)``,
-    documented by the registry's summary and formula."""
+    ``<name>_loss(input, target, <its parameters>, reduction="mean", *, sample_weight=None, backend=None)``
+    (and ``metrics=None`` where the loss has a metrics pass), documented by the registry's summary and formula."""
     spec = REGISTRY[name]
     P = inspect.Parameter
     parameters = [P("input", P.POSITIONAL_OR_KEYWORD), P("target", P.POSITIONAL_OR_KEYWORD),
                   *(P(p.name, P.POSITIONAL_OR_KEYWORD, default=p.default) for p in spec.params),
                   P("reduction", P.POSITIONAL_OR_KEYWORD, default="mean"),
-                  P("sample_weight", P.KEYWORD_ONLY, default=None), P("backend", P.KEYWORD_ONLY, default=None)]
+                  P("sample_weight", P.KEYWORD_ONLY, default=None), P("backend", P.KEYWORD_ONLY, default=None),
+                  *([P("metrics", P.KEYWORD_ONLY, default=None)] if _has_metrics(name) else [])]
 
     def declared():  # only its name, signature and docstring are used
         pass
@@ -110,7 +124,7 @@ def module_of(fn, base: type, name: str) -> type:
     """The ``nn.Module`` of a functional form made by ``elementwise_form``: ``__init__`` takes the form's
     arguments other than ``input``, ``target`` and ``sample_weight``, in its order with its defaults, and holds
     them as options of ``base`` (a ``_LossModule``), which calls ``fn`` in ``forward``; ``extra_repr`` shows the
-    registry's parameters."""
+    registry's parameters and ``metrics``."""
     sig = inspect.signature(fn)
     kept = [p for k, p in sig.parameters.items() if k not in ("input", "target", "sample_weight")]
     options = [p.name for p in kept if p.name != "reduction"]
@@ -119,6 +133,6 @@ def module_of(fn, base: type, name: str) -> type:
     qualname = module_name(fn)
     init = make_function("__init__", init_sig, body, {"_base": base}, module=base.__module__,
                          qualname=f"{qualname}.__init__")
-    shown = tuple(k for k in options if k in REGISTRY[name].param_names)
+    shown = tuple(k for k in options if k in REGISTRY[name].param_names or k == "metrics")
     return type(qualname, (base,), {"__module__": base.__module__, "__qualname__": qualname, "__doc__": None,
                                     "_fn": staticmethod(fn), "_shown": shown, "__init__": init})

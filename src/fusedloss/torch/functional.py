@@ -119,14 +119,16 @@ def poisson_nll_loss(input, target, log_input=True, full=False, size_average=Non
     return out + (stirling.sum() if reduction == "sum" else stirling.mean())
 
 
-@_small_on_torch("binary_cross_entropy")
+@_small_on_torch("binary_cross_entropy", extensions={"metrics": None})
 def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None, reduction="mean", *,
-                         backend=None):
-    """``torch.nn.functional.binary_cross_entropy`` on probabilities (logs clamped at -100, as torch)."""
+                         backend=None, metrics=None):
+    """``torch.nn.functional.binary_cross_entropy`` on probabilities (logs clamped at -100, as torch). Extension:
+    ``metrics`` (binary metrics of the same kernel call on the probabilities: the call returns ``(loss,
+    Metrics)``; see ``fusedloss.binary_cross_entropy``'s ``metrics=``; CPU tensors only)."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
     out = _elementwise("binary_cross_entropy", input, target, reduction, {"pos_weight": None}, weight=weight,
-                       weight_mean="numel", backend=backend, fn="binary_cross_entropy")
-    _refuse_nan_as_torch(out, input, target, "binary_cross_entropy")
+                       weight_mean="numel", backend=backend, fn="binary_cross_entropy", metrics=metrics)
+    _refuse_nan_as_torch(out if metrics is None else out[0], input, target, "binary_cross_entropy")
     return out
 
 
@@ -312,8 +314,11 @@ def tweedie_loss(input, target, power=1.5, reduction="mean", *, sample_weight=No
 
 
 @elementwise_form("binary_focal")
-def binary_focal_loss(input, target, alpha=0.25, gamma=2.0, reduction="mean", *, sample_weight=None, backend=None):
-    """Sigmoid focal loss on logits (Lin et al. 2017); ``alpha < 0`` disables the class weighting."""
+def binary_focal_loss(input, target, alpha=0.25, gamma=2.0, reduction="mean", *, sample_weight=None, backend=None,
+                      metrics=None):
+    """Sigmoid focal loss on logits (Lin et al. 2017); ``alpha < 0`` disables the class weighting. ``metrics``:
+    binary metrics of the same kernel call (the call returns ``(loss, Metrics)``; see
+    ``fusedloss.binary_focal``'s ``metrics=``; CPU tensors only)."""
 
 
 def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2, reduction="none"):

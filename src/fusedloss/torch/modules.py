@@ -198,13 +198,15 @@ class PoissonNLLLoss(_LossModule):
 
 
 class BCELoss(_LossModule):
-    """Drop-in for ``torch.nn.BCELoss``."""
+    """Drop-in for ``torch.nn.BCELoss``, plus ``metrics`` (``forward`` then returns ``(loss, Metrics)``, see
+    ``binary_cross_entropy``)."""
 
     _fn = staticmethod(binary_cross_entropy)
+    _shown = ("metrics",)
     _buffer_names = ("weight",)
 
-    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean", *, backend=None):
-        super().__init__(_legacy_reduction(size_average, reduce, reduction), backend=backend)
+    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean", *, backend=None, metrics=None):
+        super().__init__(_legacy_reduction(size_average, reduce, reduction), backend=backend, metrics=metrics)
         self.register_buffer("weight", weight)
 
 
