@@ -5,6 +5,7 @@
     python benchmarks/logit_metrics.py --json out.json
     python benchmarks/logit_metrics.py --binary                   # binary_cross_entropy_with_logits, 1e7 float32,
                                                                   # accuracy,brier,roc256 (--size N)
+    python benchmarks/logit_metrics.py --torch                    # through fusedloss.torch, forward + backward
 
 Each round times, one after the other (so that load changes hit all alike):
   plain    fl.cross_entropy.value_and_grad(x, y, grad_out=g)
@@ -14,6 +15,9 @@ Each round times, one after the other (so that load changes hit all alike):
            from np.bincount), checked against the fused metrics before anything is timed.
 With --binary the loss is binary_cross_entropy_with_logits on N logits and targets in {0, 1}, and NumPy computes
 accuracy, Brier score and the binned ROC AUC / average precision afterwards (one sigmoid pass, np.bincount).
+With --torch the same three go through fusedloss.torch on CPU tensors, forward + backward, torch using
+--threads threads: ``flt.cross_entropy(x, y)`` (or ``binary_cross_entropy_with_logits``) and ``backward()``,
+the same with ``metrics=``, and the plain call followed by the metrics in NumPy on the tensors' memory.
 Reported: the median of each, and the extra time over the plain call in percent. The load average is printed
 with the result: on a shared machine, run it when it is idle.
 """
@@ -95,6 +99,31 @@ def numpy_binary_metrics(x, y, names):
     return out
 
 
+def _torch_calls(name: str, x, y, names, reference, args):
+    """(plain, fused, after) through fusedloss.torch: each a forward + backward on a leaf tensor over ``x``'s
+    memory, returning (loss value, grad) or, with metrics, (loss value, grad, metrics)."""
+    import torch
+
+    import fusedloss.torch as flt
+
+    torch.set_num_threads(args.threads)
+    form = getattr(flt, name)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+
+    def step(**kw):
+        leaf = xt.detach().requires_grad_(True)
+        out = form(leaf, yt, backend=args.backend, **kw)
+        value, m = out if kw else (out, None)
+        value.backward()
+        return (float(value.detach()), leaf.grad) + ((m,) if kw else ())
+
+    def after():
+        v = step()
+        return v, reference(x, y, names)
+
+    return step, (lambda: step(metrics=names)), after
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--binary", action="store_true", help="binary_cross_entropy_with_logits instead")
@@ -104,6 +133,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--metrics", help="default accuracy,top5,ece15 (--binary: accuracy,brier,roc256)")
     ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--torch", action="store_true", help="through fusedloss.torch, forward + backward")
     ap.add_argument("--json", help="write the result here")
     args = ap.parse_args(argv)
     args.size = args.size or ("10000000" if args.binary else "8192x32000")
@@ -119,17 +149,20 @@ def main(argv=None) -> int:
         R, C = (int(v) for v in args.size.lower().split("x"))
         x = (rng.standard_normal((R, C), dtype=np.float32) * 2.0).astype(args.dtype)
         y = rng.integers(0, C, R)
-    g = np.empty_like(x)
+    if args.torch:
+        plain, fused, after = _torch_calls(loss.name, x, y, names, reference, args)
+    else:
+        g = np.empty_like(x)
 
-    def plain():
-        return loss.value_and_grad(x, y, grad_out=g, backend=args.backend)
+        def plain():
+            return loss.value_and_grad(x, y, grad_out=g, backend=args.backend)
 
-    def fused():
-        return loss.value_and_grad(x, y, grad_out=g, backend=args.backend, metrics=names)
+        def fused():
+            return loss.value_and_grad(x, y, grad_out=g, backend=args.backend, metrics=names)
 
-    def after():
-        v = loss.value_and_grad(x, y, grad_out=g, backend=args.backend)
-        return v, reference(x, y, names)
+        def after():
+            v = loss.value_and_grad(x, y, grad_out=g, backend=args.backend)
+            return v, reference(x, y, names)
 
     # warm-up, and the check: the fused metrics are NumPy's
     v0, _ = plain()
@@ -148,11 +181,13 @@ def main(argv=None) -> int:
     load = os.getloadavg()
     result = {
         "size": args.size, "dtype": args.dtype, "backend": args.backend, "threads": args.threads, "metrics": names,
+        "through": "fusedloss.torch" if args.torch else "fusedloss",
         "repeat": args.repeat, "median_s": med, "all_s": times, "load": load,
         "fused_extra_pct": 100.0 * (med["fused"] / med["plain"] - 1.0),
         "numpy_extra_pct": 100.0 * (med["numpy"] / med["plain"] - 1.0),
     }
-    print(f"{loss.name}.value_and_grad {args.size} {args.dtype}, backend {args.backend}, {args.threads} threads, "
+    call = f"fusedloss.torch {loss.name} forward + backward" if args.torch else f"{loss.name}.value_and_grad"
+    print(f"{call} {args.size} {args.dtype}, backend {args.backend}, {args.threads} threads, "
           f"metrics {','.join(names)}; medians of {args.repeat}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(f"  plain          {med['plain'] * 1e3:9.1f} ms")
     print(f"  fused metrics  {med['fused'] * 1e3:9.1f} ms   {result['fused_extra_pct']:+6.1f} %")

@@ -18,10 +18,14 @@ def _script():
 
 
 @pytest.mark.parametrize("argv", [["--size", "64x100"], ["--binary", "--size", "50000", "--metrics",
-                                                          "accuracy,brier,roc256,ap256"]],
-                         ids=["cross_entropy", "binary"])
+                                                          "accuracy,brier,roc256,ap256"],
+                                  ["--torch", "--size", "64x100"], ["--torch", "--binary", "--size", "5000"]],
+                         ids=["cross_entropy", "binary", "torch", "torch-binary"])
 def test_metrics_script_runs(argv, tmp_path):
+    if "--torch" in argv:
+        pytest.importorskip("torch")
     out = tmp_path / "r.json"
     assert _script().main([*argv, "--repeat", "1", "--backend", "numpy", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert set(result["median_s"]) == {"plain", "fused", "numpy"}
+    assert result["through"] == ("fusedloss.torch" if "--torch" in argv else "fusedloss")
