@@ -28,7 +28,6 @@ dask = pytest.importorskip("dask")
 import fusedloss as fl  # noqa: E402
 import fusedloss.dask as fld  # noqa: E402
 import fusedloss.metrics as flm  # noqa: E402
-from fusedloss import _binary_metrics  # noqa: E402
 from fusedloss._spec import REGISTRY  # noqa: E402
 
 from conftest import HOST_BACKENDS, require_backend  # noqa: E402
@@ -37,8 +36,8 @@ from test_dask import client  # noqa: E402,F401  (the LocalCluster fixture)
 RTOL = 1e-13
 LOGIT = ("accuracy", "top3", "nll", "entropy", "confidence", "ece15")
 BINARY = ("accuracy", "brier", "roc64", "ap64")
-WITH_LOGIT_METRICS = tuple(name for name, spec in REGISTRY.items() if spec.row_metrics)
-WITH_BINARY_METRICS = tuple(name for name, spec in REGISTRY.items() if _binary_metrics.scores(spec))
+WITH_LOGIT_METRICS = tuple(name for name, spec in REGISTRY.items() if spec.metrics_pass == "rows")
+WITH_BINARY_METRICS = tuple(name for name, spec in REGISTRY.items() if spec.metrics_pass == "binary")
 
 ROWS, C = 203, 9
 # row chunkings of the logits: uneven with a one-row chunk, one chunk, more blocks than one tree node takes
@@ -72,7 +71,7 @@ def binary_data(name, shape=(40, 6), seed=1, weights="integer"):
     p = 1.0 / (1.0 + np.exp(-z))
     y = (rng.uniform(size=shape) < p).astype(np.float64)
     w = rng.integers(0, 4, shape).astype(np.float64) if weights == "integer" else rng.uniform(0.1, 2.0, shape)
-    return (p if _binary_metrics.scores(REGISTRY[name]) == "probabilities" else z), y, w
+    return (p if REGISTRY[name].binary_scores == "probabilities" else z), y, w
 
 
 def assert_logit_state(got, want, exact_weights: bool):
@@ -225,7 +224,7 @@ def test_binary_metrics_equal_the_whole_call(name, chunking, weights):
         w = None
     else:
         w[3, :] = 0.0  # elements of weight 0 count nowhere
-    x[5, 5] = x[6, 0] = 0.0 if _binary_metrics.scores(REGISTRY[name]) == "logits" else 0.5  # negative predictions
+    x[5, 5] = x[6, 0] = 0.0 if REGISTRY[name].binary_scores == "logits" else 0.5  # negative predictions
     X = da.from_array(x, chunks=BINARY_CHUNKS[chunking])
     w_rows = None if w is None else w[:, 0]  # one weight per row, broadcast along the columns
     W = None if w is None else da.from_array(w_rows, chunks=9)

@@ -21,7 +21,7 @@ from fusedloss._spec import REGISTRY
 
 from conftest import DTYPES, HOST_BACKENDS, require_backend
 
-BINARY = tuple(name for name, spec in REGISTRY.items() if _binary_metrics.scores(spec))
+BINARY = tuple(name for name, spec in REGISTRY.items() if spec.metrics_pass == "binary")
 ALL = ("accuracy", "brier", "roc256", "ap256")
 
 
@@ -67,7 +67,7 @@ def test_value_and_gradient_keep_their_bits_and_sums_match_the_specification(bac
     """Every loss on a binary score, every host backend: the loss's outputs are those of the plain call, to the
     bit, and the table's sums are those of the NumPy specification (counts exactly)."""
     require_backend(backend)
-    probabilities = _binary_metrics.scores(REGISTRY[loss]) == "probabilities"
+    probabilities = REGISTRY[loss].binary_scores == "probabilities"
     x, y, w = _data(n=20000, dtype=dtype, seed=2, probabilities=probabilities)
     fn = getattr(fl, loss)
     for sw in (None, w):

@@ -347,6 +347,41 @@ def test_other_losses_refuse_metrics():
         fl.cross_entropy.grad(x, y, metrics=("accuracy",))
 
 
+
+def test_metrics_pass_says_which_losses_take_metrics():
+    """``LossSpec.metrics_pass`` is the one place that says which losses compute metrics in their pass (the
+    dispatcher, the torch forms, the stubs and the API docs read it). "rows": a multiclass loss with its row-metrics
+    kernel; "binary": an elementwise loss on one binary score; every other loss refuses ``metrics=`` before it
+    reads its arrays: the elementwise and multiclass ones naming the losses that take it, the others as an unknown
+    keyword."""
+    from fusedloss import _pointwise
+    from fusedloss._spec import REGISTRY
+
+    rows = [n for n, s in REGISTRY.items() if s.metrics_pass == "rows"]
+    binary = [n for n, s in REGISTRY.items() if s.metrics_pass == "binary"]
+    assert "cross_entropy" in rows and "mse" not in binary
+    assert {"binary_cross_entropy", "binary_cross_entropy_with_logits", "binary_focal"} <= set(binary)
+    z = np.zeros((4, 3))
+    for name, spec in REGISTRY.items():
+        if not spec.builtin:  # a user's loss another test registered
+            continue
+        if spec.metrics_pass == "rows":
+            assert spec.kind == "multiclass" and callable(getattr(_pointwise, f"{name}_row_metrics", None)), name
+            assert spec.binary_scores is None, name
+            continue
+        if spec.metrics_pass == "binary":
+            assert spec.kind == "elementwise" and spec.binary_scores in ("logits", "probabilities"), name
+            continue
+        assert spec.metrics_pass is None and spec.binary_scores is None, name
+        if spec.kind in ("elementwise", "multiclass"):
+            want = (ValueError, f"{name}: metrics are computed in the loss pass of {', '.join(rows)} only "
+                                rf"\(hard labels\) and of the losses on a binary score \({', '.join(binary)}\)")
+        else:
+            want = (TypeError, rf"{name}: unknown keyword argument\(s\) metrics")
+        arrays = len(spec.inputs) + spec.row_target if spec.kind == "pairwise" else 4 if spec.kind == "sequence" else 2
+        with pytest.raises(want[0], match=want[1]):
+            getattr(fl, name)(*[z] * arrays, metrics=("accuracy",))
+
 def test_leading_axes_and_reductions():
     x, y, w = _data(R=60, C=7, seed=12)
     x3, y3, w3 = x.reshape(3, 20, 7), y.reshape(3, 20), w.reshape(3, 20)

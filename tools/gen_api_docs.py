@@ -47,13 +47,6 @@ def _valid(param) -> str:
     return "see the meaning"
 
 
-def binary_scores(spec):
-    """Whether (and on what) a loss computes the binary metrics (fusedloss._binary_metrics.scores)."""
-    from fusedloss._binary_metrics import scores
-
-    return scores(spec)
-
-
 def _signature(name, loss, spec, types_by_convert, gen) -> str:
     sig = inspect.signature(type(loss).__call__)
     positional = [p.name for p in list(sig.parameters.values())[1:] if p.kind == p.POSITIONAL_OR_KEYWORD]
@@ -61,7 +54,7 @@ def _signature(name, loss, spec, types_by_convert, gen) -> str:
         positional = [*spec.inputs, *(["target"] if spec.row_target else [])]
     keywords = [f"{p.name}={gen._default(p.default)}" for p in spec.params]
     keywords += ['reduction="mean"', "sample_weight=None", "backend=None"]
-    if spec.row_metrics or binary_scores(spec):
+    if spec.metrics_pass:
         keywords.append("metrics=None")
     return f"fl.{name}({', '.join(positional)}, *, {', '.join(keywords)})"
 
@@ -182,12 +175,12 @@ def generate() -> str:
             + ("; the exact Hessian is zero almost everywhere (`hessian=\"ones\"` gives Newton steps a "
                "usable one)" if spec.hessian_zero_ae else "") + ".",
         ]
-        if spec.row_metrics:
+        if spec.metrics_pass == "rows":
             out.append("- Metrics from the same pass (hard labels): `metrics=(\"accuracy\", \"top5\", \"nll\", "
                        "\"entropy\", \"confidence\", \"ece15\")` makes the call return them last, as a dict "
                        "with a mergeable `.state` (`topK` for any K >= 1, `eceN` for any N >= 1 bins; "
                        "`fusedloss.metrics.logit_metrics` without the loss).")
-        if binary_scores(spec):
+        if spec.metrics_pass == "binary":
             out.append("- Metrics from the same pass: `metrics=(\"accuracy\", \"brier\", \"roc256\", \"ap256\")` "
                        "makes the call return them last, as a dict with a mergeable `.state` (`rocN` / `apN`: ROC AUC "
                        "and average precision over N probability bins; `fusedloss.metrics.binary_logit_metrics` "

@@ -31,7 +31,7 @@ ARGUMENTS = {
     "target_lengths": ARRAY, "sample_weight": f"{ARRAY} | None", "backend": "str | None",
     "grad_out": f"{OUT} | None", "hess_out": f"{OUT} | None", "hessian": 'Literal["exact", "ones"]',
 }
-METRICS = "str | Sequence[str]"  # metric names (a loss with a metrics pass: row_metrics, _binary_metrics.scores)
+METRICS = "str | Sequence[str]"  # metric names (a loss with a metrics pass: LossSpec.metrics_pass)
 REDUCED = 'Literal["mean", "sum"]'
 UNREDUCED = 'Literal["none"]'
 # method -> (return type for "mean"/"sum", for "none"); None: the method has no reduction argument
@@ -86,9 +86,7 @@ def _method(loss, spec, name: str, types_by_convert) -> list[str]:
         if p.kind == inspect.Parameter.VAR_POSITIONAL:
             continue  # it only catches a parameter passed by position, to say it is keyword-only: a type error here
         if p.name == "metrics":  # only a loss with a metrics pass takes it (others raise): overloads below
-            from fusedloss._binary_metrics import scores
-
-            metrics = spec.row_metrics or bool(scores(spec))
+            metrics = spec.metrics_pass is not None
             continue
         if p.kind == inspect.Parameter.VAR_KEYWORD:
             keywords += [f"{q.name}: {param_type(q, types_by_convert)} = {_default(q.default)}" for q in spec.params]

@@ -1,7 +1,7 @@
 """Binary classification metrics from the loss pass: their names, the NumPy specification of the sums, and the
 mergeable state.
 
-A loss on one binary score (``scores``: the logits of ``LossSpec.probabilities == "binary"``,
+A loss on one binary score (``LossSpec.binary_scores``: the logits of ``LossSpec.probabilities == "binary"``,
 binary_cross_entropy_with_logits and binary_focal; or probabilities of a target in [0, 1], binary_cross_entropy)
 sums, while it computes its loss, what these
 metrics need. With ``p = sigmoid(x)`` in float64 (or ``p = x`` for a loss on probabilities), the target ``y`` in
@@ -34,7 +34,7 @@ import numpy as np
 from ._logit_metrics import StateMethods, merge_states as merge_logit_states, parse_names
 from ._state import _exact_sum, metric_states, summed_bins, summed_fields
 
-__all__ = ["scores", "BinaryMetricSpec", "BinaryMetricState", "parse", "table", "table_rows", "fold", "merge_states",
+__all__ = ["BinaryMetricSpec", "BinaryMetricState", "parse", "table", "table_rows", "fold", "merge_states",
            "run", "VALID"]
 
 VALID = "'accuracy', 'brier', 'rocN' (ROC AUC over N probability bins, e.g. 'roc256'), 'apN' (average precision " \
@@ -44,16 +44,6 @@ _PATTERN = re.compile(r"(accuracy|brier)|(roc|ap)([1-9][0-9]*)")
 # Blocks (of BLOCK elements, the kernels' reduction block) per table row: a row sums 64 Ki elements.
 BLOCK = 4096
 ROW_BLOCKS = 16
-
-
-def scores(spec) -> str | None:
-    """What a loss's predictions are, for the binary metrics: "logits" (its registry entry says they are logits of
-    a sigmoid probability), "probabilities" (predictions and targets both in [0, 1]), or None (no binary metrics)."""
-    if spec.probabilities == "binary":
-        return "logits"
-    if spec.pred_domain == "unit" and spec.target_domain == "unit":
-        return "probabilities"
-    return None
 
 
 @dataclass(frozen=True)

@@ -281,7 +281,7 @@ class Loss:
                 threads)
         if metrics is not None:
             total, tab = _binary_metrics.run(module, *args[:7], args[7], args[8], threads, cols, metrics,
-                                             _binary_metrics.scores(spec) == "probabilities")
+                                             spec.binary_scores == "probabilities")
         else:
             total = module.elementwise(*args) if cols is None else module.elementwise(*args, cols)
         if reduce and refit and (grad_out is None or not np.may_share_memory(g, p)):
@@ -296,18 +296,18 @@ class Loss:
         if metrics is None:
             return result
         if w is not w_given:  # the kernel saw the rescaled weights: the sums of the weights as given
-            tab = _binary_metrics.table(p, y, w_given, _binary_metrics.scores(spec) == "probabilities", metrics.nbins)
+            tab = _binary_metrics.table(p, y, w_given, spec.binary_scores == "probabilities", metrics.nbins)
         weight = float(p.size) if w_given is None else _weight_sum(w_given)
         state = _binary_metrics.fold(metrics, tab, p.size, weight)
         return (*result, state.result()) if isinstance(result, tuple) else (result, state.result())
 
     def _metric_spec(self, metrics, pred):
         """The parsed ``metrics`` of a call, refused for a loss (or an input) that has no metrics pass."""
-        if _binary_metrics.scores(self.spec):
+        if self.spec.metrics_pass == "binary":
             spec = _binary_metrics.parse(metrics, self.name)
-        elif not self.spec.row_metrics:
-            have = ", ".join(n for n, s in REGISTRY.items() if s.row_metrics)
-            binary = ", ".join(n for n, s in REGISTRY.items() if _binary_metrics.scores(s))
+        elif self.spec.metrics_pass is None:
+            have = ", ".join(n for n, s in REGISTRY.items() if s.metrics_pass == "rows")
+            binary = ", ".join(n for n, s in REGISTRY.items() if s.metrics_pass == "binary")
             raise ValueError(f"{self.name}: metrics are computed in the loss pass of {have} only (hard labels) and "
                              f"of the losses on a binary score ({binary}); call fusedloss.metrics.logit_metrics("
                              f"logits, labels, metrics=...) or binary_logit_metrics(logits, target, metrics=...) "

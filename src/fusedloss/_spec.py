@@ -113,6 +113,26 @@ class LossSpec:
         return type(self) is LossSpec
 
     @property
+    def binary_scores(self) -> str | None:
+        """What the predictions are to the binary metrics (fusedloss._binary_metrics): "logits" (of a sigmoid
+        probability: ``probabilities`` is "binary"), "probabilities" (predictions and targets both in [0, 1]), or
+        None (the loss has no binary metrics pass)."""
+        if self.probabilities == "binary":
+            return "logits"
+        if self.pred_domain == "unit" and self.target_domain == "unit":
+            return "probabilities"
+        return None
+
+    @property
+    def metrics_pass(self) -> str | None:
+        """The metrics the loss's own pass computes, and so whether its forms take ``metrics=``: "rows" (the
+        classification metrics of each row, fusedloss._logit_metrics), "binary" (fusedloss._binary_metrics, on
+        ``binary_scores``) or None."""
+        if self.row_metrics:
+            return "rows"
+        return "binary" if self.binary_scores else None
+
+    @property
     def param_names(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.params)
 

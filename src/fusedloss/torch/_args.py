@@ -11,7 +11,6 @@ import warnings
 import torch
 from torch import Tensor
 
-from .. import _binary_metrics
 from .._dispatch import REDUCTIONS
 from .._spec import REGISTRY
 from .._validate import LabelRangeError
@@ -249,7 +248,7 @@ _WITH_METRICS: list = []  # _with_metrics behind torch.compiler.disable, made on
 
 def _metrics_helper(call: _Call) -> str:
     """The fusedloss.metrics call that computes the metrics without the loss."""
-    if _binary_metrics.scores(REGISTRY[call.name]):
+    if REGISTRY[call.name].metrics_pass == "binary":
         return "binary_logit_metrics(logits.detach().cpu().numpy(), target.cpu().numpy(), metrics=...)"
     return "logit_metrics(logits.detach().cpu().numpy(), labels.cpu().numpy(), metrics=...)"
 

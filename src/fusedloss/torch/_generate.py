@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import inspect
 
-from .. import _binary_metrics
 from .._spec import REGISTRY
 from ._args import _elementwise
 
@@ -21,8 +20,8 @@ _FIXED = ("input", "target", "reduction", "sample_weight", "backend")
 
 
 def _has_metrics(name: str) -> bool:
-    """Whether loss ``name``'s kernel computes binary metrics in its pass: its forms then take ``metrics=``."""
-    return _binary_metrics.scores(REGISTRY[name]) is not None
+    """Whether loss ``name``'s kernel computes metrics in its pass: its forms then take ``metrics=``."""
+    return REGISTRY[name].metrics_pass is not None
 
 
 def make_function(name: str, sig: inspect.Signature, body: str, namespace: dict, *, doc: str | None = None,
