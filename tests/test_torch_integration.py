@@ -661,6 +661,34 @@ def test_grad_output_scaling_and_retain_graph():
     assert_torch_close(x.grad, 4 * g1, torch.float64, "accumulated")
 
 
+
+@pytest.mark.parametrize("name, shape", [("cross_entropy", (1100, 1000)), ("mse_loss", (1_100_000,))])
+def test_a_large_gradient_handed_to_autograd_keeps_its_values(name, shape):
+    """From _SKIP_SCALE_MIN entries on, loss.backward() hands the saved gradient to autograd instead of multiplying
+    it by 1: it holds torch.nn's values, shares no memory with the input, and autograd's accumulation over a
+    retained graph never writes into the saved copy (three backward passes give three times the gradient)."""
+    from fusedloss.torch import _autograd
+
+    assert math.prod(shape) >= _autograd._SKIP_SCALE_MIN
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=gen)
+    t = torch.randint(0, shape[-1], shape[:1], generator=gen) if name == "cross_entropy" else torch.randn(shape)
+    leaf = x.clone().requires_grad_(True)
+    getattr(F, name)(leaf, t).backward()
+    want = leaf.grad
+    leaf = x.clone().requires_grad_(True)
+    out = getattr(ft, name)(leaf, t)
+    out.backward(retain_graph=True)
+    g = leaf.grad
+    assert g.is_contiguous() and g.dtype == x.dtype and g.shape == x.shape
+    assert g.untyped_storage().data_ptr() != leaf.untyped_storage().data_ptr()
+    assert_torch_close(g, want, torch.float32, f"{name} gradient")
+    first = g.clone()
+    out.backward(retain_graph=True)
+    out.backward()
+    assert_torch_close(leaf.grad, 3 * first, torch.float32, f"{name} accumulated")
+    assert torch.equal(leaf.detach(), x)
+
 def test_double_backward_is_refused():
     """create_graph=True asks for a graph of the gradient, to differentiate it again: refused with a message
     (tests/test_torch_conformance.py checks it through torch.func too)."""

@@ -168,8 +168,9 @@ def _compute_general(call: _Call, input: Tensor, target, want_grad: bool):
             grad_out = x
             grad_into_input = not private
         else:
-            # torch's allocator, not NumPy's: on Linux it asks for huge pages on large blocks, and first-touching
-            # a fresh 1 GB gradient costs a fraction of what a np.empty buffer does
+            # torch's allocator, not NumPy's. NumPy asks for transparent huge pages on large blocks: alone, a fresh
+            # 1 GB gradient then costs half as much to first touch, but between torch ops that free and take large
+            # blocks the kernel compacts memory to find huge pages, and a step took up to 1.4x as long
             grad_out = torch.empty_like(x)
 
     if cuda:
