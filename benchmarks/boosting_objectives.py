@@ -7,6 +7,9 @@ Per call: the objective called as the library calls it (LightGBM: float64 scores
 float32 margins and the DMatrix), binary log-loss, medians of interleaved samples. Per round: a whole
 training of ``--rounds`` rounds with the built-in objective (``binary``, ``binary:logistic``), the NumPy
 objective and fusedloss's, divided by the rounds (best of ``--trainings``). Both libraries use 2 threads.
+Inside training: the median time of the objective's calls during those trainings, where the library calls it
+between its own parallel work (its caches cold, its OpenMP threads still spinning), with fusedloss on 2 threads
+and on 1.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ import time
 
 import numpy as np
 
+import fusedloss as fl
 import fusedloss.boosting as fb
+from fusedloss import _config
 from fusedloss.bench.timing import warm_and_time
 
 
@@ -84,6 +89,30 @@ def per_call(n: int, reps: int):
     return t
 
 
+def _timed(calls: list, objective):
+    """``objective`` that appends the duration of each of its calls to ``calls``."""
+    def timed(preds, data):
+        t0 = time.perf_counter()
+        out = objective(preds, data)
+        calls.append(time.perf_counter() - t0)
+        return out
+
+    return timed
+
+
+def _threads(n: int, train):
+    """``train`` run with fusedloss's thread count set to ``n``, then the setting as it was."""
+    def run():
+        before = _config._num_threads
+        fl.set_num_threads(n)
+        try:
+            return train()
+        finally:
+            fl.set_num_threads(before)
+
+    return run
+
+
 def per_round(n: int, rounds: int, trainings: int):
     import lightgbm as lgb
     import xgboost as xgb
@@ -93,20 +122,32 @@ def per_round(n: int, rounds: int, trainings: int):
     base = {"verbose": -1, "num_threads": 2, "learning_rate": 0.1, "num_leaves": 31, "seed": 0}
     ds_builtin = lgb.Dataset(X, y, free_raw_data=False).construct()
     ds_custom = lgb.Dataset(X, y, init_score=np.full(n, init), free_raw_data=False).construct()
+    calls = {k: [] for k in ("lightgbm numpy", "lightgbm fusedloss", "lightgbm fusedloss 1 thread",
+                             "xgboost numpy", "xgboost fusedloss", "xgboost fusedloss 1 thread")}
+    lgb_ours = fb.lightgbm_objective("binary_cross_entropy_with_logits")
+    xgb_ours = fb.xgboost_objective("binary_cross_entropy_with_logits")
+
+    def lgb_train(objective):
+        return lambda: lgb.train({**base, "objective": objective}, ds_custom, rounds)
+
     runs = {
         "lightgbm built-in": lambda: lgb.train({**base, "objective": "binary"}, ds_builtin, rounds),
-        "lightgbm numpy": lambda: lgb.train({**base, "objective": numpy_lightgbm_objective}, ds_custom, rounds),
-        "lightgbm fusedloss": lambda: lgb.train(
-            {**base, "objective": fb.lightgbm_objective("binary_cross_entropy_with_logits")}, ds_custom, rounds),
+        "lightgbm numpy": lgb_train(_timed(calls["lightgbm numpy"], numpy_lightgbm_objective)),
+        "lightgbm fusedloss": lgb_train(_timed(calls["lightgbm fusedloss"], lgb_ours)),
+        "lightgbm fusedloss 1 thread": _threads(1, lgb_train(_timed(calls["lightgbm fusedloss 1 thread"], lgb_ours))),
     }
     dm = xgb.DMatrix(X, y, nthread=2)
     xbase = {"tree_method": "hist", "max_depth": 6, "eta": 0.1, "nthread": 2, "seed": 0}
+
+    def xgb_train(objective):
+        return lambda: xgb.train({**xbase, "base_score": init, "disable_default_eval_metric": 1}, dm, rounds,
+                                 obj=objective)
+
     runs.update({
         "xgboost built-in": lambda: xgb.train({**xbase, "objective": "binary:logistic"}, dm, rounds),
-        "xgboost numpy": lambda: xgb.train({**xbase, "base_score": init, "disable_default_eval_metric": 1}, dm,
-                                           rounds, obj=numpy_xgboost_objective),
-        "xgboost fusedloss": lambda: xgb.train({**xbase, "base_score": init, "disable_default_eval_metric": 1}, dm,
-                                               rounds, obj=fb.xgboost_objective("binary_cross_entropy_with_logits")),
+        "xgboost numpy": xgb_train(_timed(calls["xgboost numpy"], numpy_xgboost_objective)),
+        "xgboost fusedloss": xgb_train(_timed(calls["xgboost fusedloss"], xgb_ours)),
+        "xgboost fusedloss 1 thread": _threads(1, xgb_train(_timed(calls["xgboost fusedloss 1 thread"], xgb_ours))),
     })
     best = {k: float("inf") for k in runs}
     for _ in range(trainings):
@@ -119,7 +160,13 @@ def per_round(n: int, rounds: int, trainings: int):
         b = best[f"{lib} built-in"]
         print(f"  {lib:9s} built-in {b * 1e3:7.3f} ms   numpy objective {best[lib + ' numpy'] * 1e3:7.3f} ms"
               f"   fusedloss {best[lib + ' fusedloss'] * 1e3:7.3f} ms ({best[lib + ' fusedloss'] / b:5.3f}x built-in)")
-    return best
+    inside = {k: statistics.median(v) for k, v in calls.items()}
+    print(f"objective call inside training (median of {len(calls['xgboost numpy'])} calls):")
+    for lib in ("lightgbm", "xgboost"):
+        a, b, c = inside[f"{lib} numpy"], inside[f"{lib} fusedloss"], inside[f"{lib} fusedloss 1 thread"]
+        print(f"  {lib:9s} numpy objective {a * 1e3:7.3f} ms   fusedloss {b * 1e3:7.3f} ms ({a / b:5.2f}x)"
+              f"   on 1 thread {c * 1e3:7.3f} ms ({a / c:5.2f}x)")
+    return best, inside
 
 
 def main(argv=None) -> int:
