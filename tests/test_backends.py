@@ -179,8 +179,12 @@ def _check_pairwise_case(backend, name, params, dtype, reduction, weighting, row
 
 
 def test_backend_supports_every_loss(backend):
-    """Every registered loss, both dtypes: a gap shows here once (the matrix above skips it)."""
-    missing = [f"{name} ({dt})" for name in REGISTRY for dt in DTYPES if not supported(backend, name, dt)]
+    """Every built-in loss, both dtypes: a gap shows here once (the matrix above skips it). A user's loss (one that
+    another test in this process registered, e.g. ``fusedloss bench --loss custom_huber``) runs on the backends
+    its definition compiles for, not on every one."""
+    missing = [f"{name} ({dt})" for name, spec in REGISTRY.items() if spec.builtin for dt in DTYPES
+               if not supported(backend, name, dt)]
+    assert len([s for s in REGISTRY.values() if s.builtin]) >= 21
     assert not missing, f"backend {backend!r} does not implement: {', '.join(missing)}"
 
 
