@@ -78,7 +78,7 @@ def numpy_metrics(x, y, names):
 
 
 def numpy_binary_metrics(x, y, names):
-    """accuracy / brier / rocN / apN of logits x and targets y in {0, 1}, in NumPy after the loss."""
+    """accuracy / brier / rocN / apN / eceN of logits x and targets y in {0, 1}, in NumPy after the loss."""
     from fusedloss._binary_metrics import binned_average_precision, binned_roc_auc
 
     p = 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
@@ -94,6 +94,11 @@ def numpy_binary_metrics(x, y, names):
             pos = np.bincount(idx, weights=y, minlength=bins)
             neg = np.bincount(idx, minlength=bins) - pos
             out[n] = (binned_roc_auc if n.startswith("roc") else binned_average_precision)(pos, neg)
+        elif n.startswith("ece"):
+            bins = int(n[3:])
+            idx = np.minimum((p * bins).astype(np.int64), bins - 1)
+            gap = np.bincount(idx, weights=p, minlength=bins) - np.bincount(idx, weights=y, minlength=bins)
+            out[n] = float(np.sum(np.abs(gap)) / p.size)
         else:
             raise SystemExit(f"numpy_binary_metrics: {n!r} is not timed here")
     return out

@@ -35,7 +35,7 @@ from test_dask import client  # noqa: E402,F401  (the LocalCluster fixture)
 
 RTOL = 1e-13
 LOGIT = ("accuracy", "top3", "nll", "entropy", "confidence", "ece15")
-BINARY = ("accuracy", "brier", "roc64", "ap64")
+BINARY = ("accuracy", "brier", "roc64", "ap64", "ece10")
 WITH_LOGIT_METRICS = tuple(name for name, spec in REGISTRY.items() if spec.metrics_pass == "rows")
 WITH_BINARY_METRICS = tuple(name for name, spec in REGISTRY.items() if spec.metrics_pass == "binary")
 
@@ -206,6 +206,8 @@ def test_every_host_backend(backend):
     v0, m0 = fl.binary_cross_entropy_with_logits(p, t, metrics=BINARY, backend=backend)
     assert m.state.count == m0.state.count and m.state.correct == m0.state.correct
     np.testing.assert_array_equal(m.state.bins[64], m0.state.bins[64])
+    np.testing.assert_array_equal(m.state.calibration[10][[0, 2]], m0.state.calibration[10][[0, 2]])
+    np.testing.assert_allclose(m.state.calibration[10][1], m0.state.calibration[10][1], rtol=1e-14)
     assert_metrics(m, m0)
 
 
@@ -242,9 +244,11 @@ def test_binary_metrics_equal_the_whole_call(name, chunking, weights):
         if exact:
             assert (got.weight, got.correct) == (want.weight, want.correct)
             np.testing.assert_array_equal(got.bins[64], want.bins[64])
+            np.testing.assert_array_equal(got.calibration[10][[0, 2]], want.calibration[10][[0, 2]])
         else:
             assert (got.weight, got.correct) == pytest.approx((want.weight, want.correct), rel=RTOL)
             np.testing.assert_allclose(got.bins[64], want.bins[64], rtol=RTOL, atol=1e-15)
+        np.testing.assert_allclose(got.calibration[10], want.calibration[10], rtol=RTOL, atol=1e-15)
         assert got.brier == pytest.approx(want.brier, rel=RTOL)
         assert_metrics(m, whole)
 
@@ -299,7 +303,13 @@ def test_metric_functions_take_dask_arrays():
     p, t, _ = binary_data("binary_cross_entropy_with_logits", seed=11)
     lazy = flm.binary_logit_metrics(p, da.from_array(t, chunks=(9, 4)), metrics=BINARY)  # a dask target alone
     assert is_lazy_metrics(lazy)
-    assert lazy.compute(scheduler="sync").state == flm.binary_logit_metrics(p, t, metrics=BINARY).state
+    got, want = lazy.compute(scheduler="sync").state, flm.binary_logit_metrics(p, t, metrics=BINARY).state
+    # counts exactly; the float sums (Brier, the calibration bins' sums of p) summed in another order
+    assert (got.count, got.nan, got.correct) == (want.count, want.nan, want.correct)
+    np.testing.assert_array_equal(got.bins[64], want.bins[64])
+    np.testing.assert_array_equal(got.calibration[10][[0, 2]], want.calibration[10][[0, 2]])
+    np.testing.assert_allclose(got.calibration[10][1], want.calibration[10][1], rtol=1e-14)
+    assert got.brier == pytest.approx(want.brier, rel=1e-14)
     with pytest.raises(ValueError, match="logit_metrics: unknown metric 'brier'"):
         flm.logit_metrics(X, y, metrics=("brier",))
 

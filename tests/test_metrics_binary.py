@@ -3,8 +3,9 @@
 
 Oracles: scikit-learn (accuracy_score, brier_score_loss, roc_auc_score and average_precision_score, the last two
 both on the bin indices, where the binned curves must agree exactly, and on the probabilities, within the binning
-error); the NumPy specification of the sums (``_binary_metrics.table``) for every backend's kernel; the plain
-call for the value and gradient, which must keep their bits.
+error; calibration_curve for the expected calibration error); the NumPy specification of the sums
+(``_binary_metrics.table``) for every backend's kernel; the plain call for the value and gradient, which must keep
+their bits.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from fusedloss._spec import REGISTRY
 from conftest import DTYPES, HOST_BACKENDS, require_backend
 
 BINARY = tuple(name for name, spec in REGISTRY.items() if spec.metrics_pass == "binary")
-ALL = ("accuracy", "brier", "roc256", "ap256")
+ALL = ("accuracy", "brier", "roc256", "ap256", "ece15")
 
 
 def _data(n=3000, dtype=np.float64, seed=0, probabilities=False, soft=False):
@@ -58,6 +59,41 @@ def test_against_scikit_learn(backend, weighted):
     # the binned curves against the exact ones: within the binning error
     assert abs(m["roc256"] - sk.roc_auc_score(y, p, sample_weight=w)) < 2e-3
     assert abs(m["ap256"] - sk.average_precision_score(y, p, sample_weight=w)) < 5e-3
+    assert m["ece15"] == pytest.approx(_ece(p, y, w, 15), rel=1e-12)
+
+
+def _ece(p, y, w, n):
+    """The expected calibration error of probabilities p over n equal-width bins, sum_b |sum w p - sum w y| / sum w:
+    unweighted from scikit-learn's calibration_curve (the mean target and probability of each non-empty bin),
+    weighted (calibration_curve has no weights) from NumPy histograms."""
+    from sklearn.calibration import calibration_curve
+
+    edges = np.linspace(0.0, 1.0, n + 1)
+    if w is None:
+        true, pred = calibration_curve(y, p, n_bins=n, strategy="uniform")  # the non-empty bins
+        count = np.histogram(p, edges)[0]
+        return float(np.sum(count[count > 0] * np.abs(true - pred)) / p.size)
+    weight = np.histogram(p, edges, weights=w)[0]
+    wp = np.histogram(p, edges, weights=w * p)[0]
+    wy = np.histogram(p, edges, weights=w * y)[0]
+    return float(np.sum(np.abs(wp - wy)) / np.sum(weight))
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_expected_calibration_error_by_hand(backend):
+    """Probabilities 0.9 (targets 1, 1, 1, 0) and 0.2 (0, 0), 10 bins: |3.6 - 3| + |0.4 - 0| over 6 elements;
+    a weight scales its element in both sums; 1 falls in the last bin and 0 in the first."""
+    require_backend(backend)
+    p = np.array([0.9, 0.9, 0.9, 0.9, 0.2, 0.2])
+    y = np.array([1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
+    _, m = fl.binary_cross_entropy(p, y, metrics="ece10", backend=backend)
+    assert m["ece10"] == pytest.approx(1.0 / 6.0, rel=1e-14)
+    np.testing.assert_allclose(m.state.calibration[10][:, [2, 9]], [[2, 4], [0.4, 3.6], [0, 3]], rtol=1e-15)
+    w = np.array([1.0, 1.0, 1.0, 3.0, 0.5, 0.0])
+    _, m = fl.binary_cross_entropy(p, y, sample_weight=w, metrics="ece10", backend=backend)
+    assert m["ece10"] == pytest.approx((abs(0.9 * 6 - 3) + 0.1) / 6.5, rel=1e-14)
+    _, m = fl.binary_cross_entropy(np.array([0.0, 1.0]), np.array([0.0, 1.0]), metrics="ece4", backend=backend)
+    assert m["ece4"] == 0.0 and np.array_equal(m.state.calibration[4][0], [1, 0, 0, 1])
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -78,15 +114,18 @@ def test_value_and_gradient_keep_their_bits_and_sums_match_the_specification(bac
         e, m2 = fn(x, y, sample_weight=sw, reduction="none", metrics=ALL, backend=backend)
         assert np.array_equal(e, e0) and m2.state == m.state
         spec = _binary_metrics.parse(ALL, loss)
-        want = _binary_metrics.fold(spec, _binary_metrics.table(x, y, sw, probabilities, 256), x.size,
+        want = _binary_metrics.fold(spec, _binary_metrics.table(x, y, sw, probabilities, 256, 15), x.size,
                                     float(np.sum(np.asarray(x.size * [1.0] if sw is None else sw, np.float64))))
         got = m.state
         assert got.count == want.count and got.nan == 0
         if sw is None:  # integer counts: exact
             assert got.correct == want.correct and np.array_equal(got.bins[256], want.bins[256])
+            assert np.array_equal(got.calibration[15][[0, 2]], want.calibration[15][[0, 2]])
         else:
             assert got.correct == pytest.approx(want.correct, rel=1e-12)
             np.testing.assert_allclose(got.bins[256], want.bins[256], rtol=1e-12, atol=1e-9)
+            np.testing.assert_allclose(got.calibration[15][[0, 2]], want.calibration[15][[0, 2]], rtol=1e-12)
+        np.testing.assert_allclose(got.calibration[15][1], want.calibration[15][1], rtol=1e-12)
         assert got.brier == pytest.approx(want.brier, rel=1e-12)
 
 
@@ -111,6 +150,7 @@ def test_threads_chunks_and_in_place(backend):
     merged = flm.merge_metric_states(parts[::-1])
     assert merged.count == whole.state.count and merged.correct == whole.state.correct
     assert np.array_equal(merged.bins[256], whole.state.bins[256])
+    assert np.array_equal(merged.calibration[15][[0, 2]], whole.state.calibration[15][[0, 2]])
     assert merged.brier == pytest.approx(whole.state.brier, rel=1e-12)
     for name in ALL:
         assert merged.result()[name] == pytest.approx(whole[name], rel=1e-13)
@@ -153,7 +193,14 @@ def test_metric_names_and_refusals():
     with pytest.raises(ValueError, match="one bin count"):
         fl.binary_cross_entropy_with_logits(x, y, metrics=("roc256", "ap100"))
     with pytest.raises(ValueError, match="binary_logit_metrics: unknown metric"):
-        flm.binary_logit_metrics(x, y, metrics=("ece15",))
+        flm.binary_logit_metrics(x, y, metrics=("nll",))
+    with pytest.raises(ValueError, match="one expected calibration error per call"):
+        fl.binary_cross_entropy_with_logits(x, y, metrics=("ece10", "ece15"))
+    for name in ("roc16777217", "ap99999999999999999999", "ece16777217"):  # the kernels index bins with int32
+        with pytest.raises(ValueError, match=f"metric '{name}' asks for [0-9]+ bins; at most 16777216"):
+            fl.binary_cross_entropy_with_logits(x, y, metrics=("accuracy", name))
+    m = flm.binary_logit_metrics(x, y, metrics=("ece10", "roc4"), backend="numpy")  # bin counts of their own
+    assert m.state.bins[4].shape == (2, 4) and m.state.calibration[10].shape == (3, 10)
     with pytest.raises(ValueError, match="mse: metrics are computed"):
         fl.mse(x, y, metrics=("accuracy",))
     with pytest.raises(TypeError, match="metrics"):
@@ -178,6 +225,15 @@ def test_cpp_kernel_checks_its_table():
         core.elementwise_metrics("mse", (), x, y, None, 1.0, True, None, None, 1, None, tab, 8, False)
     with pytest.raises(ValueError, match="value_out or reduce"):
         core.elementwise_metrics(*args[:6], False, None, None, 1, None, tab, 8, False)
+    for bins in ((2**31, 0), (8, 2**32 + 4)):  # beyond 32-bit bin indices: refused before the table is read
+        with pytest.raises(ValueError, match="at most 2\\^24"):
+            core.elementwise_metrics(*args, tab, *bins[:1], False, bins[1])
+    # with the calibration histogram: 3 more columns per bin, filled as the specification says
+    with pytest.raises(ValueError, match="3 \\+ 2 nbins \\+ 3 ece_bins = 31 columns"):
+        core.elementwise_metrics(*args, tab, 8, False, 4)
+    tab = np.zeros((1, 3 + 2 * 8 + 3 * 4))
+    core.elementwise_metrics(*args, tab, 8, False, 4)
+    np.testing.assert_allclose(tab, _binary_metrics.table(x, y, None, False, 8, 4), rtol=1e-14)
 
 
 @pytest.mark.parametrize("backend", HOST_BACKENDS)
@@ -207,10 +263,12 @@ def test_nan_scores(backend):
     x[[7, 4100]] = np.nan
     _, m = fl.binary_cross_entropy_with_logits(x, y, metrics=ALL, backend=backend)
     assert all(math.isnan(m[name]) for name in ALL)
-    want = _binary_metrics.fold(_binary_metrics.parse(ALL, "t"), _binary_metrics.table(x, y, None, False, 256),
+    want = _binary_metrics.fold(_binary_metrics.parse(ALL, "t"), _binary_metrics.table(x, y, None, False, 256, 15),
                                 x.size, float(x.size))
     assert m.state.nan == 2 and m.state.correct == want.correct and np.array_equal(m.state.bins[256],
                                                                                    want.bins[256])
+    assert np.array_equal(m.state.calibration[15][[0, 2]], want.calibration[15][[0, 2]])
+    assert math.isnan(m.state.calibration[15][1, 0])  # the NaN scores went to bin 0
 
 
 @pytest.mark.parametrize("backend", HOST_BACKENDS)

@@ -325,6 +325,13 @@ def test_metric_names():
             fl.cross_entropy(x, y, metrics=(bad,))
     with pytest.raises(ValueError, match="logit_metrics: unknown metric 'acc'"):
         flm.logit_metrics(x, y, metrics=("acc",))
+    # a bin count beyond 2^24: a clear error, not an allocation of terabytes; top-K for any K (K >= C: every row)
+    with pytest.raises(ValueError, match="cross_entropy: metric 'ece16777217' asks for 16777217 bins; at most"):
+        fl.cross_entropy(x, y, metrics=("ece16777217",))
+    top = "top99999999999999999999"
+    assert fl.cross_entropy(x, y, metrics=(top,), backend="numpy")[1][top] == 1.0
+    m = fl.cross_entropy(x, y, metrics=("ece16777216",), backend="numpy")[1]
+    assert m.state.bins[16777216].shape == (3, 16777216)
     with pytest.raises(TypeError, match="metric names are strings"):
         fl.cross_entropy(x, y, metrics=(5,))
     with pytest.raises(TypeError, match="sequence of names"):

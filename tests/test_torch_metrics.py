@@ -11,7 +11,7 @@ import fusedloss.torch as flt
 from fusedloss.metrics import Metrics
 
 NAMES = ("accuracy", "top5", "nll", "entropy", "confidence", "ece15")
-BINARY = ("accuracy", "brier", "roc256")
+BINARY = ("accuracy", "brier", "roc256", "ece15")
 # (rows, classes): small calls that torch's own function would take without metrics, and large ones
 SIZES = [(8, 5), (64, 40), (4096, 64)]
 

@@ -181,10 +181,10 @@ def generate() -> str:
                        "with a mergeable `.state` (`topK` for any K >= 1, `eceN` for any N >= 1 bins; "
                        "`fusedloss.metrics.logit_metrics` without the loss).")
         if spec.metrics_pass == "binary":
-            out.append("- Metrics from the same pass: `metrics=(\"accuracy\", \"brier\", \"roc256\", \"ap256\")` "
-                       "makes the call return them last, as a dict with a mergeable `.state` (`rocN` / `apN`: ROC AUC "
-                       "and average precision over N probability bins; `fusedloss.metrics.binary_logit_metrics` "
-                       "without the loss).")
+            out.append("- Metrics from the same pass: `metrics=(\"accuracy\", \"brier\", \"roc256\", \"ap256\", "
+                       "\"ece15\")` makes the call return them last, as a dict with a mergeable `.state` (`rocN` / "
+                       "`apN`: ROC AUC and average precision over N probability bins; `eceN`: expected calibration "
+                       "error over N bins; `fusedloss.metrics.binary_logit_metrics` without the loss).")
         if spec.torch_name:
             out.append(f"- PyTorch: `torch.nn.functional.{spec.torch_name}`.")
         out += ["- Formula (value; gradient; Hessian):", "", "  ```text", f"  {spec.formula}", "  ```"]

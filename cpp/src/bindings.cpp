@@ -210,6 +210,7 @@ struct MetricsTable {
   py::handle table;
   std::size_t nbins;
   bool probabilities;
+  std::size_t ece_bins;
 };
 
 // One elementwise call; with `metrics`, the loss pass with the binary metrics (value or reduction, no Hessian).
@@ -268,10 +269,19 @@ double run_elementwise(const LossEntry& entry, const fl::Params& params, py::han
                            describe(metrics->table));
     }
     table = py::reinterpret_borrow<Array<double>>(metrics->table);
-    const py::ssize_t ncol = 3 + 2 * static_cast<py::ssize_t>(metrics->nbins);
-    if (table->ndim() != 2 || table->shape(0) < 1 || table->shape(1) != ncol || !table->writeable()) {
-      throw py::value_error("table must be a writeable 2-D float64 array of at least one row and 3 + 2 nbins = " +
-                            std::to_string(ncol) + " columns");
+    // bins are indexed with 32-bit integers (binary_metrics.hpp); Python asks for at most 2^24
+    constexpr std::size_t max_bins = std::size_t(1) << 24;
+    if (metrics->nbins > max_bins || metrics->ece_bins > max_bins) {
+      throw py::value_error("nbins and ece_bins must be at most 2^24 = 16777216, got " +
+                            std::to_string(metrics->nbins) + " and " + std::to_string(metrics->ece_bins));
+    }
+    margs.nbins = metrics->nbins;
+    margs.ece_bins = metrics->ece_bins;
+    const std::size_t ncol = margs.columns();
+    if (table->ndim() != 2 || table->shape(0) < 1 || static_cast<std::size_t>(table->shape(1)) != ncol ||
+        !table->writeable()) {
+      throw py::value_error("table must be a writeable 2-D float64 array of at least one row and "
+                            "3 + 2 nbins + 3 ece_bins = " + std::to_string(ncol) + " columns");
     }
     const Span ts = span_of(*table);
     for (const Span& in : in_spans) {
@@ -282,7 +292,6 @@ double run_elementwise(const LossEntry& entry, const fl::Params& params, py::han
     }
     margs.table = table->mutable_data();
     margs.rows = static_cast<std::size_t>(table->shape(0));
-    margs.nbins = metrics->nbins;
     margs.probabilities = metrics->probabilities;
   }
 
@@ -335,13 +344,15 @@ double elementwise(std::string_view loss, py::handle params_h, py::handle p, py:
   throw py::type_error("p must be a C-contiguous numpy array of dtype float32 or float64, got " + describe(p));
 }
 
-// elementwise with the binary metrics: the table (float64, rows x (3 + 2 nbins)) is zeroed and filled.
+// elementwise with the binary metrics: the table (float64, rows x (3 + 2 nbins + 3 ece_bins)) is zeroed and
+// filled.
 double elementwise_metrics(std::string_view loss, py::handle params_h, py::handle p, py::handle y, py::handle w,
                            double scale, bool reduce, py::handle value_out, py::handle grad_out, int nthreads,
-                           py::handle cols, py::handle table, std::size_t nbins, bool probabilities) {
+                           py::handle cols, py::handle table, std::size_t nbins, bool probabilities,
+                           std::size_t ece_bins) {
   const LossEntry& entry = find_loss(loss);
   const fl::Params params = read_params(params_h, entry.arity, entry.name);
-  const MetricsTable metrics{table, nbins, probabilities};
+  const MetricsTable metrics{table, nbins, probabilities, ece_bins};
   const py::handle none = py::none();
   if (Array<double>::check_(p)) {
     return run_elementwise<double>(entry, params, p, y, w, scale, reduce, value_out, grad_out, none, nthreads, cols,
@@ -622,15 +633,17 @@ PYBIND11_MODULE(_core, m) {
 
   m.def("elementwise_metrics", &elementwise_metrics,
         "elementwise_metrics(loss, params, p, y, w, scale, reduce, value_out, grad_out, nthreads, cols, table, nbins,\n"
-        "probabilities) -> float\n\n"
+        "probabilities, ece_bins=0) -> float\n\n"
         "elementwise (value or reduction, optional gradient, no Hessian) of a loss on one binary score, which also\n"
-        "fills `table` (float64, rows x (3 + 2 nbins), zeroed first) with the sums of the binary metrics: per row,\n"
-        "a fixed run of blocks of elements, [NaN predictions, weight of the correct ones, weighted (p - y)^2,\n"
-        "nbins weights of positives, nbins weights of negatives], p = sigmoid(p) in float64 (or p itself with\n"
-        "probabilities). The value and gradient are those of elementwise, to the bit.",
+        "fills `table` (float64, rows x (3 + 2 nbins + 3 ece_bins), zeroed first) with the sums of the binary\n"
+        "metrics: per row, a fixed run of blocks of elements, [NaN predictions, weight of the correct ones,\n"
+        "weighted (p - y)^2, nbins weights of positives, nbins weights of negatives, ece_bins weights, ece_bins\n"
+        "sums of w p, ece_bins weights of positives], p = sigmoid(p) in float64 (or p itself with probabilities).\n"
+        "The value and gradient are those of elementwise, to the bit.",
         py::arg("loss"), py::arg("params"), py::arg("p"), py::arg("y"), py::arg("w").none(true), py::arg("scale"),
         py::arg("reduce"), py::arg("value_out").none(true), py::arg("grad_out").none(true), py::arg("nthreads"),
-        py::arg("cols").none(true), py::arg("table"), py::arg("nbins"), py::arg("probabilities"));
+        py::arg("cols").none(true), py::arg("table"), py::arg("nbins"), py::arg("probabilities"),
+        py::arg("ece_bins") = 0);
 
   const char* mdoc =
       "multiclass(loss, packed, ignore_index, C, x, labels, q, w, cw, scale, reduce, value_out, grad_out,\n"

@@ -14,6 +14,9 @@ metrics need. With ``p = sigmoid(x)`` in float64 (or ``p = x`` for a loss on pro
 - per bin ``b`` of ``N`` equal-width bins of ``p`` (bin b holds ``[b/N, (b+1)/N)``, the last one 1 too) the
   weight of the positives ``w y`` and of the negatives ``w (1 - y)``: a ROC or precision-recall curve with the
   bin edges as thresholds;
+- per bin of ``M`` equal-width bins of ``p`` (the same rule, an ``M`` of its own) the weight ``w``, the weighted
+  sum of the probabilities ``w p`` and the weight of the positives ``w y``: the calibration (reliability)
+  histogram of the expected calibration error;
 - how many ``p`` are NaN (any makes every metric NaN, as it makes the loss NaN; its element counts in bin 0).
 
 The kernels (cpp/include/fusedloss/binary_metrics.hpp; ``backends.numba_cpu.elementwise_metrics``) write these
@@ -38,8 +41,8 @@ __all__ = ["BinaryMetricSpec", "BinaryMetricState", "parse", "table", "table_row
            "run", "VALID"]
 
 VALID = "'accuracy', 'brier', 'rocN' (ROC AUC over N probability bins, e.g. 'roc256'), 'apN' (average precision " \
-        "over N bins)"
-_PATTERN = re.compile(r"(accuracy|brier)|(roc|ap)([1-9][0-9]*)")
+        "over N bins), 'eceN' (expected calibration error over N probability bins, e.g. 'ece15')"
+_PATTERN = re.compile(r"(accuracy|brier)|(roc|ap)([1-9][0-9]*)|ece([1-9][0-9]*)")
 
 # Blocks (of BLOCK elements, the kernels' reduction block) per table row: a row sums 64 Ki elements.
 BLOCK = 4096
@@ -48,10 +51,17 @@ ROW_BLOCKS = 16
 
 @dataclass(frozen=True)
 class BinaryMetricSpec:
-    """Parsed metric names: ``nbins`` the bin count of the curves (0: none asked for)."""
+    """Parsed metric names: ``nbins`` the bin count of the curves, ``ece_bins`` that of the calibration
+    histogram (0: none asked for)."""
 
     names: tuple[str, ...]
     nbins: int
+    ece_bins: int = 0
+
+    @property
+    def columns(self) -> int:
+        """The columns of the kernels' table (``table``)."""
+        return 3 + 2 * self.nbins + 3 * self.ece_bins
 
 
 _PARSED: dict = {}
@@ -63,7 +73,11 @@ def _spec_of(owner: str):
         if len(bins) > 1:
             raise ValueError(f"{owner}: the curves of one call share one bin count, got {sorted(bins)} "
                              f"(ask for e.g. 'roc256' and 'ap256')")
-        return BinaryMetricSpec(names, bins.pop() if bins else 0)
+        ece = {int(m.group(4)) for m in matches if m.group(4)}
+        if len(ece) > 1:
+            raise ValueError(f"{owner}: one expected calibration error per call, got {sorted(ece)} bins "
+                             f"(ask for e.g. 'ece15')")
+        return BinaryMetricSpec(names, bins.pop() if bins else 0, ece.pop() if ece else 0)
 
     return build
 
@@ -83,10 +97,11 @@ def table_rows(n: int) -> int:
 # --- the specification of the sums -----------------------------------------------------------------------------
 
 
-def table(x, y, w, probabilities: bool, nbins: int):
-    """The sums of the module docstring over every element, as one table row (1, 3 + 2 nbins) float64:
-    [NaN count, weight of the correct predictions, sum w (p - y)^2, nbins weights of positives, nbins of
-    negatives]. ``x``: logits (or probabilities), ``y`` targets, ``w`` weights or None; any shape, flattened."""
+def table(x, y, w, probabilities: bool, nbins: int, ece_bins: int = 0):
+    """The sums of the module docstring over every element, as one table row (1, 3 + 2 nbins + 3 ece_bins)
+    float64: [NaN count, weight of the correct predictions, sum w (p - y)^2, nbins weights of positives, nbins of
+    negatives, ece_bins weights, ece_bins sums of w p, ece_bins weights of positives]. ``x``: logits (or
+    probabilities), ``y`` targets, ``w`` weights or None; any shape, flattened."""
     x = np.asarray(x, np.float64).reshape(-1)
     y = np.asarray(y, np.float64).reshape(-1)
     w = np.ones_like(x) if w is None else np.asarray(w, np.float64).reshape(-1)
@@ -95,14 +110,19 @@ def table(x, y, w, probabilities: bool, nbins: int):
         i = 1.0 / (1.0 + e)
         p = x if probabilities else np.where(x >= 0, i, e * i)
         positive = x > (0.5 if probabilities else 0.0)
-        out = np.zeros((1, 3 + 2 * nbins))
+        out = np.zeros((1, 3 + 2 * nbins + 3 * ece_bins))
         out[0, 0] = np.count_nonzero(np.isnan(p))
         out[0, 1] = np.sum(w * np.where(positive, y, 1.0 - y))
         out[0, 2] = np.sum(w * (p - y) ** 2)
         if nbins:
             b = np.minimum(np.floor(np.where(np.isnan(p), 0.0, p) * nbins), nbins - 1).astype(np.int64)
             out[0, 3:3 + nbins] = np.bincount(b, weights=w * y, minlength=nbins)
-            out[0, 3 + nbins:] = np.bincount(b, weights=w * (1.0 - y), minlength=nbins)
+            out[0, 3 + nbins:3 + 2 * nbins] = np.bincount(b, weights=w * (1.0 - y), minlength=nbins)
+        if ece_bins:
+            b = np.minimum(np.floor(np.where(np.isnan(p), 0.0, p) * ece_bins), ece_bins - 1).astype(np.int64)
+            for i, v in enumerate((w, w * p, w * y)):
+                start = 3 + 2 * nbins + i * ece_bins
+                out[0, start:start + ece_bins] = np.bincount(b, weights=v, minlength=ece_bins)
     return out
 
 
@@ -116,8 +136,9 @@ class BinaryMetricState(StateMethods):
     ``count``: elements; ``weight``: the sum of their sample weights (``count`` without weights); ``nan``: how
     many predictions are NaN; ``correct``: the weight of the correct predictions; ``brier``: the weighted sum of
     (p - y)^2; ``bins[N]``: a (2, N) float64 array, per probability bin the weight of the positives and of the
-    negatives. Without sample weights and with hard targets every sum but ``brier`` is an integer, exact in
-    float64 up to 2^53 elements.
+    negatives; ``calibration[M]``: a (3, M) float64 array, per probability bin the weight, the weighted sum of the
+    probabilities and the weight of the positives (``eceM``). Without sample weights and with hard targets every
+    sum but ``brier`` and the calibration sums of p is an integer, exact in float64 up to 2^53 elements.
     """
 
     names: tuple[str, ...]
@@ -127,6 +148,7 @@ class BinaryMetricState(StateMethods):
     correct: float = 0.0
     brier: float = 0.0
     bins: dict = field(default_factory=dict)
+    calibration: dict = field(default_factory=dict)
 
     def _merge_all(self, states) -> "BinaryMetricState":
         return merge_states(states)
@@ -140,6 +162,9 @@ class BinaryMetricState(StateMethods):
             return self.brier / self.weight
         if name.startswith("roc"):
             return binned_roc_auc(*self.bins[int(name[3:])])
+        if name.startswith("ece"):
+            _, p, y = self.calibration[int(name[3:])]
+            return float(np.sum(np.abs(p - y))) / self.weight
         return binned_average_precision(*self.bins[int(name[2:])])
 
     def __eq__(self, other) -> bool:
@@ -149,8 +174,8 @@ class BinaryMetricState(StateMethods):
         same = lambda a, b: a == b or (a != a and b != b)  # noqa: E731
         return (set(self.names) == set(other.names) and self.count == other.count and self.nan == other.nan
                 and all(same(getattr(self, a), getattr(other, a)) for a in ("weight", "correct", "brier"))
-                and self.bins.keys() == other.bins.keys()
-                and all(np.array_equal(self.bins[n], other.bins[n], equal_nan=True) for n in self.bins))
+                and all(a.keys() == b.keys() and all(np.array_equal(a[n], b[n], equal_nan=True) for n in a)
+                        for a, b in ((self.bins, other.bins), (self.calibration, other.calibration))))
 
     __hash__ = None
 
@@ -191,20 +216,19 @@ def merge_states(states: Iterable[BinaryMetricState]) -> BinaryMetricState:
     first = states[0]
     if len(states) == 1:
         return first
-    return BinaryMetricState(first.names, bins=summed_bins(states),
+    return BinaryMetricState(first.names, bins=summed_bins(states), calibration=summed_bins(states, "calibration"),
                              **summed_fields(states, exact=("weight", "correct", "brier"), counts=("count", "nan")))
 
 
 def fold(spec: BinaryMetricSpec, tab, count: int, weight: float) -> BinaryMetricState:
-    """The state of a call from its table (rows x (3 + 2 nbins), from ``table`` or a kernel): the scalar sums
+    """The state of a call from its table (rows x ``spec.columns``, from ``table`` or a kernel): the scalar sums
     added exactly rounded, the bins row by row in order (a fixed order: the rows depend on the size only)."""
     tab = np.asarray(tab, np.float64)
-    bins = {}
-    if spec.nbins:
-        n = spec.nbins
-        bins[n] = np.sum(tab[:, 3:], axis=0).reshape(2, n)
+    n, m = spec.nbins, spec.ece_bins
+    bins = {n: np.sum(tab[:, 3:3 + 2 * n], axis=0).reshape(2, n)} if n else {}
+    calibration = {m: np.sum(tab[:, 3 + 2 * n:], axis=0).reshape(3, m)} if m else {}
     return BinaryMetricState(spec.names, count, weight, int(np.sum(tab[:, 0])), _exact_sum(tab[:, 1]),
-                             _exact_sum(tab[:, 2]), bins)
+                             _exact_sum(tab[:, 2]), bins, calibration)
 
 
 def run(module, name, packed, p, y, w, scale, reduce, v, g, threads, cols, spec: BinaryMetricSpec,
@@ -212,14 +236,15 @@ def run(module, name, packed, p, y, w, scale, reduce, v, g, threads, cols, spec:
     """The loss kernel with the binary metrics: (its total, the table for ``fold``).
 
     ``module``: a host backend; its ``elementwise_metrics`` has the contract of ``elementwise`` (no Hessian;
-    the value or the reduction) plus ``table`` (float64, ``table_rows(n)`` x (3 + 2 nbins), which it zeroes and
-    fills), ``nbins`` and ``probabilities`` (the scores are probabilities, not logits)."""
+    the value or the reduction) plus ``table`` (float64, ``table_rows(n)`` x ``spec.columns``, which it zeroes and
+    fills), ``nbins``, ``probabilities`` (the scores are probabilities, not logits) and ``ece_bins``."""
     kernel = getattr(module, "elementwise_metrics", None)
     if kernel is None:
         raise ValueError(f"{name}: backend {module.NAME!r} has no metrics pass; use backend 'cpp', 'numba' or "
                          "'numpy'")
-    tab = np.empty((table_rows(p.size), 3 + 2 * spec.nbins))
-    total = kernel(name, packed, p, y, w, scale, reduce, v, g, threads, cols, tab, spec.nbins, probabilities)
+    tab = np.empty((table_rows(p.size), spec.columns))
+    total = kernel(name, packed, p, y, w, scale, reduce, v, g, threads, cols, tab, spec.nbins, probabilities,
+                   spec.ece_bins)
     return total, tab
 
 

@@ -296,7 +296,8 @@ class Loss:
         if metrics is None:
             return result
         if w is not w_given:  # the kernel saw the rescaled weights: the sums of the weights as given
-            tab = _binary_metrics.table(p, y, w_given, spec.binary_scores == "probabilities", metrics.nbins)
+            tab = _binary_metrics.table(p, y, w_given, spec.binary_scores == "probabilities", metrics.nbins,
+                                        metrics.ece_bins)
         weight = float(p.size) if w_given is None else _weight_sum(w_given)
         state = _binary_metrics.fold(metrics, tab, p.size, weight)
         return (*result, state.result()) if isinstance(result, tuple) else (result, state.result())
@@ -468,8 +469,8 @@ class Loss:
         ("accuracy", "top5", "nll", "entropy", "confidence", "ece15", ...); the call then returns
         ``(value, gradient, metrics)`` (``loss(...)``: ``(value, metrics)``), ``metrics`` a dict of floats whose
         ``.state`` merges with other calls' (see fusedloss.metrics.logit_metrics). The losses on a binary score
-        (binary_cross_entropy_with_logits, binary_focal, binary_cross_entropy) take "accuracy", "brier", "rocN"
-        and "apN" (see fusedloss.metrics.binary_logit_metrics)."""
+        (binary_cross_entropy_with_logits, binary_focal, binary_cross_entropy) take "accuracy", "brier", "rocN",
+        "apN" and "eceN" (see fusedloss.metrics.binary_logit_metrics)."""
         if args:
             raise self._positional("value_and_grad", args)
         return self._run(pred, target, reduction, sample_weight, backend, params, VALUE_AND_GRAD, grad_out,

@@ -34,6 +34,10 @@ __all__ = ["MetricSpec", "MetricState", "Metrics", "parse", "row_metrics", "fold
 VALID = ("'accuracy', 'topK' (K >= 1 classes, e.g. 'top5'), 'nll', 'entropy', 'confidence', "
          "'eceN' (N >= 1 equal-width bins, e.g. 'ece15')")
 _PATTERN = re.compile(r"(accuracy|nll|entropy|confidence)|top([1-9][0-9]*)|ece([1-9][0-9]*)")
+# The most bins a binned metric (eceN, and the binary rocN / apN) may ask for: a histogram of 2^24 float64 sums
+# per row is 128 MiB, and the kernels index bins with 32-bit integers.
+MAX_BINS = 1 << 24
+_BINNED = re.compile(r"(?:ece|roc|ap)([0-9]+)")
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,10 @@ def parse_names(metrics, owner: str, valid: str, pattern, parsed: dict, build, u
         match = pattern.fullmatch(name)
         if match is None:
             raise ValueError(f"{owner}: unknown metric {name!r}; {unknown}: {valid}")
+        binned = _BINNED.fullmatch(name)
+        if binned is not None and int(binned.group(1)) > MAX_BINS:
+            raise ValueError(f"{owner}: metric {name!r} asks for {binned.group(1)} bins; at most {MAX_BINS} (2^24) "
+                             f"are supported (e.g. {name.rstrip('0123456789')}256)")
         matches.append(match)
         if name not in seen:
             seen.append(name)

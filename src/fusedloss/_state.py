@@ -136,11 +136,11 @@ def metric_states(states, kind: type) -> list:
                           f"states of different metrics cannot be merged: {a.names} and {b.names}")
 
 
-def summed_bins(states) -> dict:
-    """The merged histograms of metric states: ``bins[n]`` (rows x n) added bin by bin, exactly rounded."""
+def summed_bins(states, field: str = "bins") -> dict:
+    """The merged histograms of metric states: ``<field>[n]`` (rows x n) added bin by bin, exactly rounded."""
     out = {}
-    for n, first in states[0].bins.items():
-        stack = np.stack([s.bins[n] for s in states])  # (pieces, rows, n)
+    for n, first in getattr(states[0], field).items():
+        stack = np.stack([getattr(s, field)[n] for s in states])  # (pieces, rows, n)
         out[n] = np.array([[_exact_sum(stack[:, i, j]) for j in range(n)] for i in range(first.shape[0])]) \
             .reshape(first.shape[0], n)
     return out

@@ -64,13 +64,13 @@ def logit_metrics(logits, labels, *, metrics=("accuracy",), sample_weight=None, 
                   backend=None) -> Metrics:
     """Classification metrics of softmax logits ``(..., C)`` against integer labels, in one pass over the logits.
 
-    ``metrics``: names, any of ``"accuracy"``, ``"topK"`` (the label among the K largest logits, K >= 1),
-    ``"nll"`` (mean -log p_t), ``"entropy"`` (mean entropy of p), ``"confidence"`` (mean max_j p_j) and
-    ``"eceN"`` (expected calibration error over N equal-width confidence bins: sum over bins of
-    |accuracy_b - confidence_b| times the bin's share of the weight). p = softmax(z), z = softcap tanh(x /
-    softcap) or the logits. Ties: the first of equal logits is the prediction (NumPy's and PyTorch's argmax).
-    Rows labelled ``ignore_index`` or of sample weight 0 count nowhere; the others are weighted by
-    ``sample_weight``. A row with a NaN logit (or no logit above -inf) makes the metrics NaN.
+    ``metrics``: names, any of ``"accuracy"``, ``"topK"`` (the label among the K largest logits, K >= 1), ``"nll"``
+    (mean -log p_t), ``"entropy"`` (mean entropy of p), ``"confidence"`` (mean max_j p_j) and ``"eceN"`` (expected
+    calibration error over N equal-width confidence bins: sum over bins of |accuracy_b - confidence_b| times the
+    bin's share of the weight). p = softmax(z), z = softcap tanh(x / softcap) or the logits. Ties: the first of
+    equal logits is the prediction (NumPy's and PyTorch's argmax). Rows labelled ``ignore_index`` or of sample
+    weight 0 count nowhere; the others are weighted by ``sample_weight``. A row with a NaN logit (or no logit above
+    -inf) makes the metrics NaN.
 
     Returns a dict of floats by name; its ``.state`` (``MetricState``: counts and float64 sums) merges with the
     states of other batches into the metrics of all of them (``merge_metric_states``). The same as
@@ -88,10 +88,12 @@ def binary_logit_metrics(logits, target, *, metrics=("accuracy",), sample_weight
     """Binary classification metrics of logits (any shape) against targets in [0, 1] of the same shape, in one
     pass: the same as ``fl.binary_cross_entropy_with_logits(logits, target, metrics=...)[1]``.
 
-    ``metrics``: names, any of ``"accuracy"`` (prediction ``logit > 0``, i.e. ``sigmoid > 1/2``), ``"brier"``
-    (mean ``(sigmoid(x) - y)^2``), ``"rocN"`` (ROC AUC with N equal-width probability bins as thresholds) and
-    ``"apN"`` (average precision over the same bins); one N per call. A soft target counts as y positive and
-    1 - y negative. Elements are weighted by ``sample_weight``; a NaN logit makes the metrics NaN.
+    ``metrics``: names, any of ``"accuracy"`` (prediction ``logit > 0``, i.e. ``sigmoid > 1/2``), ``"brier"`` (mean
+    ``(sigmoid(x) - y)^2``), ``"rocN"`` (ROC AUC with N equal-width probability bins as thresholds) and ``"apN"``
+    (average precision over the same bins), one N per call; ``"eceM"`` (expected calibration error over M
+    equal-width bins of ``p = sigmoid(x)``, the sum over the bins of ``|sum w p - sum w y|`` over the total weight:
+    torchmetrics' ``BinaryCalibrationError``), one M per call. A soft target counts as y positive and 1 - y
+    negative. Elements are weighted by ``sample_weight``; a NaN logit makes the metrics NaN.
 
     Returns a dict of floats by name; its ``.state`` (``BinaryMetricState``: counts and float64 sums) merges with
     the states of other batches (``merge_metric_states``). Dask arrays (any of the arrays): a 0-d dask array of

@@ -1,6 +1,6 @@
 // The binary metrics pass: an elementwise loss on logits (or probabilities) that also sums, per fixed run of
-// blocks, what accuracy, the Brier score and the binned ROC / precision-recall curves need (BinaryMetricsArgs,
-// kernel_api.hpp; the NumPy specification is src/fusedloss/_binary_metrics.py).
+// blocks, what accuracy, the Brier score, the binned ROC / precision-recall curves and the calibration error
+// need (BinaryMetricsArgs, kernel_api.hpp; the NumPy specification is src/fusedloss/_binary_metrics.py).
 //
 // Each kBlock-block first goes through binary_metrics_block, then, while its inputs are still in L1, through the
 // loss's own elementwise_block (loops.hpp: the very instantiation the plain pass runs; after the metrics, since
@@ -34,14 +34,19 @@ template <class L>
 struct has_binary_metrics<L, std::void_t<decltype(L::binary_metrics)>> : std::bool_constant<L::binary_metrics> {};
 
 // The metrics of elements [begin, end) (at most kBlock of them) added into one table row. Probs: pred is a
-// probability (else a logit). The sums go through kLanes lanes in a fixed order (the remainder into lane 0),
-// and the histogram is a scalar loop over the bin indices the vector loop parked on the stack (computing them
-// there, vectorised, leaves the scalar loop its loads and two read-modify-writes).
-template <bool Probs, bool W, class T>
+// probability (else a logit); E: the calibration histogram is asked for (args.ece_bins). The sums go through
+// kLanes lanes in a fixed order (the remainder into lane 0), and the histograms are scalar loops over the bin
+// indices (and, for E, the probabilities) the vector loop parked on the stack (computing them there,
+// vectorised, leaves the scalar loops their loads and read-modify-writes).
+template <bool Probs, bool W, bool E, class T>
 FUSEDLOSS_NOINLINE void binary_metrics_block(const T* x, const T* y, const T* w, std::size_t begin, std::size_t end,
-                                             std::size_t nbins, double* row) {
+                                             const BinaryMetricsArgs& args, double* row) {
   alignas(64) std::int32_t bin[kBlock];
+  alignas(64) std::int32_t ebin[E ? kBlock : 1];
+  alignas(64) double prob[E ? kBlock : 1];
+  const std::size_t nbins = args.nbins, ece_bins = args.ece_bins;
   const double scale = double(nbins), top = double(nbins) - 1.0;
+  const double escale = double(ece_bins), etop = double(ece_bins) - 1.0;
   double bad[kLanes] = {}, hit[kLanes] = {}, sq[kLanes] = {};
   const std::size_t m = end - begin;
   x += begin;
@@ -65,6 +70,10 @@ FUSEDLOSS_NOINLINE void binary_metrics_block(const T* x, const T* y, const T* w,
     bad[lane] += xv != xv ? 1.0 : 0.0;
     // floor(p nbins), the last bin 1 too; a NaN goes to bin 0 (it makes every metric NaN anyway)
     bin[k] = std::int32_t(std::min(p >= 0.0 ? p * scale : 0.0, top));
+    if constexpr (E) {
+      ebin[k] = std::int32_t(std::min(p >= 0.0 ? p * escale : 0.0, etop));
+      prob[k] = p;
+    }
   };
   std::size_t k = 0;
   for (; k + kLanes <= m; k += kLanes) {
@@ -77,14 +86,25 @@ FUSEDLOSS_NOINLINE void binary_metrics_block(const T* x, const T* y, const T* w,
     row[1] += hit[j];
     row[2] += sq[j];
   }
-  if (nbins == 0) return;
-  double* pos = row + 3;
-  double* neg = pos + nbins;
-  for (k = 0; k < m; ++k) {
-    const std::int32_t b = bin[k];
-    const double wv = W ? double(w[k]) : 1.0, yv = double(y[k]);
-    pos[b] += wv * yv;
-    neg[b] += wv * (1.0 - yv);
+  if (nbins != 0) {
+    double* pos = row + 3;
+    double* neg = pos + nbins;
+    for (k = 0; k < m; ++k) {
+      const std::int32_t b = bin[k];
+      const double wv = W ? double(w[k]) : 1.0, yv = double(y[k]);
+      pos[b] += wv * yv;
+      neg[b] += wv * (1.0 - yv);
+    }
+  }
+  if constexpr (E) {
+    double* weight = row + 3 + 2 * nbins;  // then ece_bins sums of w p, then ece_bins of w y
+    for (k = 0; k < m; ++k) {
+      double* cell = weight + ebin[k];
+      const double wv = W ? double(w[k]) : 1.0;
+      cell[0] += wv;
+      cell[ece_bins] += wv * prob[k];
+      cell[2 * ece_bins] += wv * double(y[k]);
+    }
   }
 }
 
@@ -103,7 +123,7 @@ double binary_metrics_pass_as(const Loss& loss, const ElementwiseArgs<T>& a, con
   const std::size_t n = a.n, nb = (n + kBlock - 1) / kBlock;
   const std::size_t per = (nb + m.rows - 1) / m.rows;  // blocks per table row
   const std::size_t used = (nb + per - 1) / per;
-  const std::size_t ncol = 3 + 2 * m.nbins;
+  const std::size_t ncol = m.columns();
   double stack_buf[R ? kStackPartials : 1];
   double* partial = stack_buf;
   if (R && nb > kStackPartials) {
@@ -116,10 +136,13 @@ double binary_metrics_pass_as(const Loss& loss, const ElementwiseArgs<T>& a, con
     for (std::size_t b = r * per; b < b1; ++b) {
       const std::size_t begin = b * kBlock, end = std::min(n, begin + kBlock);
       // the metrics first: the gradient (or the values) may overwrite the scores (or the targets)
+      const bool e = m.ece_bins != 0;
       if (m.probabilities) {
-        binary_metrics_block<true, W>(a.p, a.y, a.w, begin, end, m.nbins, row);
+        (e ? binary_metrics_block<true, W, true, T> : binary_metrics_block<true, W, false, T>)(a.p, a.y, a.w, begin,
+                                                                                             end, m, row);
       } else {
-        binary_metrics_block<false, W>(a.p, a.y, a.w, begin, end, m.nbins, row);
+        (e ? binary_metrics_block<false, W, true, T> : binary_metrics_block<false, W, false, T>)(a.p, a.y, a.w, begin,
+                                                                                               end, m, row);
       }
       const double s = elementwise_block<Stream, Col, W, V, R, G, false>(loss, a, col, width, begin, end);
       if constexpr (R) partial[b] = s;
@@ -177,7 +200,7 @@ double binary_metrics_with(const Loss& loss, const ElementwiseArgs<T>& a, const 
 // checked). Runs without the GIL; must not throw.
 template <template <class> class Loss, class T>
 double binary_metrics(const Params& params, const ElementwiseArgs<T>& args, const BinaryMetricsArgs& m) {
-  std::fill(m.table, m.table + m.rows * (3 + 2 * m.nbins), 0.0);
+  std::fill(m.table, m.table + m.rows * m.columns(), 0.0);
   if (args.n == 0) return 0.0;
   const Loss<T> loss(params);
   if constexpr (has_specialise<Loss<T>>::value) {

@@ -38,18 +38,22 @@ struct ElementwiseArgs {
   std::size_t ncols = 0;    // divides n
 };
 
-// The binary metrics of an elementwise pass (binary_metrics.hpp): a float64 table of `rows` rows of 3 + 2 nbins
+// The binary metrics of an elementwise pass (binary_metrics.hpp): a float64 table of `rows` rows of columns()
 // columns, zeroed and filled by the kernel. Table row r sums the elements of a fixed run of kBlock-blocks
 // (ceil(blocks / rows) of them, so the runs depend only on n and rows): [0] how many predictions are NaN,
 // [1] the weight of the correct predictions (fractional for soft targets), [2] the weighted sum of
 // (p - y)^2, then per probability bin b (holding [b/nbins, (b+1)/nbins), the last one 1 too) the weight of
-// the positives (w y) and, after them, of the negatives (w (1 - y)). p = sigmoid(pred) in float64, or pred
-// itself with `probabilities`.
+// the positives (w y) and, after them, of the negatives (w (1 - y)), then per calibration bin (ece_bins of them,
+// by the same rule) the weight (w), after them the weighted sums of p (w p) and of the targets (w y).
+// p = sigmoid(pred) in float64, or pred itself with `probabilities`.
 struct BinaryMetricsArgs {
   double* table = nullptr;
   std::size_t rows = 0;
-  std::size_t nbins = 0;
+  std::size_t nbins = 0;      // bins of the ROC / precision-recall curves (0: none)
   bool probabilities = false;
+  std::size_t ece_bins = 0;   // bins of the calibration histogram (0: none)
+  // the table's columns: NaN count, correct, squared error, 2 nbins curve sums, 3 ece_bins calibration sums
+  std::size_t columns() const { return 3 + 2 * nbins + 3 * ece_bins; }
 };
 
 // One row's metrics, as a row struct's row_metrics gives them (rows.hpp; MulticlassArgs::rank ... say what

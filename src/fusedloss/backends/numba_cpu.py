@@ -141,7 +141,7 @@ def elementwise(loss, params, p, y, w, scale, reduce, value_out, grad_out, hess_
 
 
 @njit(cache=True, nogil=True)
-def _binary_metrics_rows(p, y, w, probabilities, nbins, table, span, r0, r1):
+def _binary_metrics_rows(p, y, w, probabilities, nbins, ece_bins, table, span, r0, r1):
     """The binary metrics (fusedloss._binary_metrics: ``table`` is their specification) of table rows
     ``[r0, r1)``, row r summing elements ``[r span, (r + 1) span)`` (``span``: whole blocks; an argument, not
     ``BLOCK`` read as a global, so that this function's cache, keyed on this file alone, cannot keep an old value)."""
@@ -169,6 +169,7 @@ def _binary_metrics_rows(p, y, w, probabilities, nbins, table, span, r0, r1):
             hit += wv * (yv if positive else 1.0 - yv)
             d = pr - yv
             sq += wv * (d * d)
+            q = pr
             if not pr >= 0.0:  # nan: counted, and in bin 0
                 bad += 1.0
                 pr = 0.0
@@ -176,13 +177,18 @@ def _binary_metrics_rows(p, y, w, probabilities, nbins, table, span, r0, r1):
                 b = min(int(pr * nbins), nbins - 1)
                 table[r, 3 + b] += wv * yv
                 table[r, 3 + nbins + b] += wv * (1.0 - yv)
+            if ece_bins > 0:
+                b = 3 + 2 * nbins + min(int(pr * ece_bins), ece_bins - 1)
+                table[r, b] += wv
+                table[r, b + ece_bins] += wv * q
+                table[r, b + 2 * ece_bins] += wv * yv
         table[r, 0] += bad
         table[r, 1] += hit
         table[r, 2] += sq
 
 
 def elementwise_metrics(loss, params, p, y, w, scale, reduce, value_out, grad_out, nthreads, cols, table, nbins,
-                        probabilities):
+                        probabilities, ece_bins=0):
     """``elementwise`` with the binary metrics (the contract of ``fusedloss._binary_metrics.run``): each table
     row's metrics, then the loss over the same blocks (the metrics first: the gradient may overwrite ``p``). The
     blocks' partial sums and their total are those of ``elementwise``."""
@@ -198,7 +204,7 @@ def elementwise_metrics(loss, params, p, y, w, scale, reduce, value_out, grad_ou
 
     def run(r0, r1):
         for r in range(r0, r1):
-            _binary_metrics_rows(p, y, w, probabilities, nbins, table, per * BLOCK, r, r + 1)
+            _binary_metrics_rows(p, y, w, probabilities, nbins, ece_bins, table, per * BLOCK, r, r + 1)
             kernel(*args, partial, r * per, min(nblocks, (r + 1) * per))
 
     if n >= PARALLEL_MIN and nthreads > 1 and used > 1:

@@ -42,11 +42,11 @@ def elementwise(loss, params, p, y, w, scale, reduce, value_out, grad_out, hess_
 
 
 def elementwise_metrics(loss, params, p, y, w, scale, reduce, value_out, grad_out, nthreads, cols, table, nbins,
-                        probabilities):
+                        probabilities, ece_bins=0):
     """``elementwise`` plus the binary metrics of ``_binary_metrics.table`` in the table's first row (the contract
     of ``fusedloss._binary_metrics.run``)."""
     table[...] = 0.0
-    table[:1] = _binary_metrics.table(p, y, w, probabilities, nbins)  # before the loss: grad_out may be p
+    table[:1] = _binary_metrics.table(p, y, w, probabilities, nbins, ece_bins)  # before the loss: grad_out may be p
     return elementwise(loss, params, p, y, w, scale, reduce, value_out, grad_out, None, nthreads, cols)
 
 
