@@ -738,12 +738,7 @@ def test_extreme_inputs_within_budget(backend, name, params, form, dtype):
 
 # Cases the cuda backend misses on the simulator, (case id, dtype name) -> reason: xfail while they miss, a failure
 # asking for the entry's removal once they pass.
-CUDA_GAPS = {
-    ("jensen_shannon-beta=1.0-soft", "float32"): (
-        "float32 tied rows of 1e17 / 1e30: gradients 107 ulp-eps off. The row's max and shift are read as float32 "
-        "scalars; the simulator's NumPy scalars keep float32 arithmetic where compiled code widens, so whether the "
-        "device misses too needs a device run"),
-}
+CUDA_GAPS: dict = {}
 
 
 @pytest.mark.cuda

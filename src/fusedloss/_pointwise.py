@@ -617,7 +617,7 @@ def row_max(x, base, C):
     row of -inf gives -inf. C++ twin: rows.hpp row_max."""
     m = -math.inf
     for j in range(C):
-        v = x[base + j]
+        v = float(x[base + j])  # float64, as compiled code widens it (and so the row state that uses it)
         if v > m:
             m = v
     return m
@@ -976,13 +976,13 @@ def row_max_rank(x, base, C, t, x_t):
     m = -math.inf
     r = 0
     for j in range(t):
-        v = x[base + j]
+        v = float(x[base + j])  # as row_max
         if v > m:
             m = v
         if v >= x_t:
             r += 1
     for j in range(t, C):
-        v = x[base + j]
+        v = float(x[base + j])
         if v > m:
             m = v
         if v > x_t:
@@ -1236,8 +1236,8 @@ def jensen_shannon_row(x, base, C, t, q, cw, has_cw, soft, params, rw, gscale, g
     Cbar = 0.0
     found = False
     for j in range(C):
-        qj = q[base + j]
-        xj = x[base + j]
+        qj = float(q[base + j])
+        xj = float(x[base + j])
         e, pj, ompj, r, v, lqm = jsd_logs(xj, qj, st, beta, c, lb, lb1, rev)
         if not rev and not qj == 0.0:
             value += beta * qj * lqm
@@ -1264,8 +1264,8 @@ def jensen_shannon_row(x, base, C, t, q, cw, has_cw, soft, params, rw, gscale, g
     if want_g or want_h:
         found = False
         for j in range(C):
-            qj = q[base + j]
-            xj = x[base + j]
+            qj = float(q[base + j])
+            xj = float(x[base + j])
             e, pj, ompj, r, v, lqm = jsd_logs(xj, qj, st, beta, c, lb, lb1, rev)
             if not found and e == 1.0:
                 found = True
