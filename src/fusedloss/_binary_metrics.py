@@ -34,7 +34,7 @@ from typing import Iterable
 
 import numpy as np
 
-from ._logit_metrics import StateMethods, merge_states as merge_logit_states, parse_names
+from ._logit_metrics import StateMethods, calibration_error, merge_states as merge_logit_states, parse_names
 from ._state import _exact_sum, metric_states, summed_bins, summed_fields
 
 __all__ = ["BinaryMetricSpec", "BinaryMetricState", "parse", "table", "table_rows", "fold", "merge_states",
@@ -114,12 +114,17 @@ def table(x, y, w, probabilities: bool, nbins: int, ece_bins: int = 0):
         out[0, 0] = np.count_nonzero(np.isnan(p))
         out[0, 1] = np.sum(w * np.where(positive, y, 1.0 - y))
         out[0, 2] = np.sum(w * (p - y) ** 2)
+        p_bins = np.where(np.isnan(p), 0.0, p)  # a NaN goes to bin 0
+
+        def bin_of(n):  # floor(p n), the last bin 1 too
+            return np.minimum(np.floor(p_bins * n), n - 1).astype(np.int64)
+
         if nbins:
-            b = np.minimum(np.floor(np.where(np.isnan(p), 0.0, p) * nbins), nbins - 1).astype(np.int64)
+            b = bin_of(nbins)
             out[0, 3:3 + nbins] = np.bincount(b, weights=w * y, minlength=nbins)
             out[0, 3 + nbins:3 + 2 * nbins] = np.bincount(b, weights=w * (1.0 - y), minlength=nbins)
         if ece_bins:
-            b = np.minimum(np.floor(np.where(np.isnan(p), 0.0, p) * ece_bins), ece_bins - 1).astype(np.int64)
+            b = bin_of(ece_bins)
             for i, v in enumerate((w, w * p, w * y)):
                 start = 3 + 2 * nbins + i * ece_bins
                 out[0, start:start + ece_bins] = np.bincount(b, weights=v, minlength=ece_bins)
@@ -163,8 +168,7 @@ class BinaryMetricState(StateMethods):
         if name.startswith("roc"):
             return binned_roc_auc(*self.bins[int(name[3:])])
         if name.startswith("ece"):
-            _, p, y = self.calibration[int(name[3:])]
-            return float(np.sum(np.abs(p - y))) / self.weight
+            return calibration_error(self.calibration[int(name[3:])], self.weight)
         return binned_average_precision(*self.bins[int(name[2:])])
 
     def __eq__(self, other) -> bool:

@@ -204,8 +204,7 @@ class MetricState(StateMethods):
         if name.startswith("top"):
             return self.hits[int(name[3:])] / self.weight
         if name.startswith("ece"):
-            b = self.bins[int(name[3:])]
-            return float(np.sum(np.abs(b[2] - b[1]))) / self.weight
+            return calibration_error(self.bins[int(name[3:])], self.weight)
         return getattr(self, name) / self.weight
 
     def __eq__(self, other) -> bool:
@@ -238,6 +237,13 @@ class Metrics(dict):
         out = Metrics(self.state)
         out.update(self)
         return out
+
+
+def calibration_error(bins, weight: float) -> float:
+    """The expected calibration error of a (3, n) calibration histogram (per bin: the weight, the weighted sum of
+    the scores, the weight of the hits): ``sum_b |hits_b - scores_b| / weight``. Both kinds of metrics (these and
+    ``_binary_metrics``'s) compute it here."""
+    return float(np.sum(np.abs(bins[2] - bins[1]))) / weight
 
 
 def merge_states(states: Iterable[MetricState]) -> MetricState:
