@@ -217,6 +217,9 @@ def _ce_case(dev: Device, R: int, C: int, dtype, repeat: int):
         call = lambda: fl.cross_entropy.value_and_grad(dx, dy, grad_out=grad, backend="cuda")  # noqa: E731
         rows["kernel"] = dev.time(call, repeat)
         dev.profile(call, f"{label} kernel")
+        metrics = ("accuracy", "top5", "ece15")
+        rows["metrics"] = dev.time(lambda: fl.cross_entropy.value_and_grad(
+            dx, dy, grad_out=grad, backend="cuda", metrics=metrics), repeat)
 
         def kernel(g):
             fl.cross_entropy.value_and_grad(dx, dy, grad_out=dev.numba_view(g), backend="cuda")

@@ -106,6 +106,21 @@ def compiled_backend(request):
     return require_backend(request.param)
 
 
+@pytest.fixture(params=["row-a-block", "rows-side-by-side"])
+def small_blocks(request, monkeypatch):
+    """Blocks of at most 32 or 64 threads: the simulator runs each thread as a Python thread, and the tree and
+    the striding are the same code for every power of two (the block-kernel tests run the full block size too).
+    "rows-side-by-side": a warp per row whatever C (``ROW_ELEMS`` large), two rows a block, so that rows that
+    differ (one ignored, one past the last row, one of -inf) share the block's barriers."""
+    from fusedloss.backends import _cuda_rows
+
+    if request.param == "row-a-block":
+        monkeypatch.setattr(_cuda_rows, "MAX_ROW_THREADS", 32)
+    else:
+        monkeypatch.setattr(_cuda_rows, "MAX_ROW_THREADS", 64)
+        monkeypatch.setattr(_cuda_rows, "ROW_ELEMS", 1 << 20)
+
+
 @pytest.fixture(autouse=True)
 def _clean_config():
     """Every test starts and ends with the default backend choice and thread count."""

@@ -228,7 +228,7 @@ def test_refusals():
 
 
 def test_refuses_tensors_off_the_cpu():
-    # the same check as for CUDA tensors (the cuda backend has no metrics pass), on the meta device
+    # the same check as for CUDA tensors (fusedloss.torch runs torch's kernels for them), on the meta device
     x, y = _logits(16, 6, torch.float32)
     with pytest.raises(TypeError, match=r"metrics='accuracy' takes CPU tensors, got input on meta .*logit_metrics"):
         flt.cross_entropy(x.to("meta"), y.to("meta"), metrics="accuracy")

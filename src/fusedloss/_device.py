@@ -28,12 +28,12 @@ import math
 
 import numpy as np
 
-from . import _config
+from . import _config, _logit_metrics
 from ._validate import (
     _FLOAT_DTYPES, _as_like, _check_domain, _class_vector, _column_vector, _prepare_targets, _prepare_weight,
-    _results, domain_error, is_device_array, label_range_error, labels_shape_error, mean_scale, reduced_value,
-    soft_shape_error,
-    target_kind_error, weight_shape_error, WEIGHT_SUM_LIMIT, fit_weights, refit_total, scaled_weights, sum_exponent,
+    _results, domain_error, soft_target_metrics, is_device_array, label_range_error, labels_shape_error,
+    mean_scale, reduced_value, soft_shape_error, target_kind_error, weight_shape_error, WEIGHT_SUM_LIMIT,
+    fit_weights, refit_total, scaled_weights, sum_exponent,
 )
 from .backends import REGISTRY as BACKENDS, BackendUnavailable
 
@@ -181,16 +181,17 @@ def _overlap(cu, a, b) -> bool:
 
 
 def run(loss, pred, target, reduction, sample_weight, backend, params, packed,
-        outputs, grad_out, hess_out, hessian, stream=None, device_value=False):
-    """``Loss._run`` for a device-array pred (arguments as there; reduction and params already checked);
-    ``stream`` and ``device_value``: the module docstring."""
+        outputs, grad_out, hess_out, hessian, stream=None, device_value=False, metrics=None):
+    """``Loss._run`` for a device-array pred (arguments as there; reduction, params and ``metrics``, a parsed
+    ``_logit_metrics.MetricSpec`` or None, already checked); ``stream`` and ``device_value``: the module
+    docstring."""
     cu = _cuda_backend(backend, loss.name)
     if stream is None:
         return _run(cu, loss, pred, target, reduction, sample_weight, params, packed, outputs, grad_out, hess_out,
-                    hessian, device_value)
+                    hessian, device_value, metrics)
     with cu.on_stream(stream):
         return _run(cu, loss, pred, target, reduction, sample_weight, params, packed, outputs, grad_out, hess_out,
-                    hessian, device_value)
+                    hessian, device_value, metrics)
 
 
 def _device_total(cu, device_value: bool, reduce: bool, refit: bool, reduction, denom, dtype):
@@ -212,13 +213,13 @@ def _kept_on_device(cu, device_value: bool, outputs, reduction, total, denom, dt
 
 
 def _run(cu, loss, pred, target, reduction, sample_weight, params, packed, outputs, grad_out, hess_out, hessian,
-         device_value):
+         device_value, metrics=None):
     spec = loss.spec
     name = loss.name
     p, dtype = _float_operand(cu, pred, "pred", spec)
     if spec.kind == "multiclass":
         return _run_multiclass(cu, loss, p, target, reduction, sample_weight, params, outputs, grad_out, hess_out,
-                               hessian, device_value)
+                               hessian, device_value, metrics)
     shape = tuple(p.shape)
     n = p.size
     p_flat = p.reshape(n)
@@ -306,7 +307,7 @@ def _device_targets(cu, spec, params, target, x, shape, dtype):
 
 
 def _run_multiclass(cu, loss, x, target, reduction, sample_weight, params, outputs, grad_out, hess_out, hessian,
-                    device_value):
+                    device_value, metrics=None):
     spec = loss.spec
     name = loss.name
     dtype = np.dtype(x.dtype)
@@ -319,6 +320,8 @@ def _run_multiclass(cu, loss, x, target, reduction, sample_weight, params, outpu
     R = n // C
     x_flat = x.reshape(n)
     labels, q = _device_targets(cu, spec, params, target, x, shape, dtype)
+    if metrics is not None and labels is None:
+        raise soft_target_metrics(name)
     rw = None
     if sample_weight is not None:
         if len(lead) == 0:
@@ -328,6 +331,7 @@ def _run_multiclass(cu, loss, x, target, reduction, sample_weight, params, outpu
     cw = None if cw is None else cu.to_device(cw)
     ignore = int(params[spec.ignore_param]) if spec.ignore_param else -1
     packed = spec.packed(params)
+    rw_given = rw  # the metrics weigh rows by the weights as given (fit_weights may rescale rw below)
 
     def denominator(rw, cw):
         if labels is None or spec.mean_over == "rows":
@@ -358,12 +362,31 @@ def _run_multiclass(cu, loss, x, target, reduction, sample_weight, params, outpu
     unit_hess = h is not None and hessian == "ones"
     reduce = outputs.value and reduction != "none"
     to = _device_total(cu, device_value, reduce, refit, reduction, denom, dtype)
-    total = cu.multiclass(name, packed, ignore, C, x_flat, labels, q, rw, cw, scale, reduce, v, g,
-                          None if unit_hess else h, 1, total=to)
+    if metrics is None:
+        total = cu.multiclass(name, packed, ignore, C, x_flat, labels, q, rw, cw, scale, reduce, v, g,
+                              None if unit_hess else h, 1, total=to)
+    else:
+        if h is not None:
+            raise ValueError(f"{name}: metrics come with the value (the call, value_and_grad), not grad_hess")
+        rows = (cu.empty(R, np.int64) if metrics.needs_rank else None, cu.empty(R, np.float64),
+                cu.empty(R, np.float64), cu.empty(R, np.float64) if metrics.entropy else None)
+        total = cu.multiclass_metrics(name, packed, ignore, C, x_flat, labels, rw, cw, scale, reduce, v, g, *rows, 1,
+                                      total=to)
     if reduce and refit and not _overlaps(cu, g, x_flat):
         total, denom = refit_total(total, denom, rw, dtype, R, lambda w2: cu.multiclass(
             name, packed, ignore, C, x_flat, labels, q, w2, cw, 1.0, True, None, None, None, 1), host=cu)
     if unit_hess:
         cu.unit_hessian(h, C, labels, ignore, rw, scale)
     v_ret = _kept_on_device(cu, device_value, outputs, reduction, total, denom, dtype, v_ret, to)
-    return _results(outputs, reduction, total, denom, v_ret, g_ret, h_ret)
+    result = _results(outputs, reduction, total, denom, v_ret, g_ret, h_ret)
+    if metrics is None:
+        return result
+    # the per-row metrics (8 to 32 bytes a row) come to the host and are folded there, as on the host path
+    rank, conf, nll, entropy = (None if a is None else cu.to_host(a) for a in rows)
+    keep = cu.to_host(labels) != ignore
+    w_host = None
+    if rw_given is not None:
+        w_host = cu.to_host(rw_given)
+        keep &= w_host != 0
+    state = _logit_metrics.fold(metrics, rank, conf, nll, entropy, None if keep.all() else keep, w_host)
+    return (*result, state.result()) if isinstance(result, tuple) else (result, state.result())

@@ -18,7 +18,8 @@ from ._validate import (
     _F32, _F64, HESSIAN_MODES, REDUCTIONS, _as_like, _as_pred, _check_domain, _check_out, _check_overlap,
     _class_vector, _column_vector, _mean_denominator, _prepare_row_weight, _prepare_targets, _prepare_weight,
     GRAD, GRAD_HESS, VALUE, VALUE_AND_GRAD, Outputs, _results, _unit_hessian_rows, _weight_sum, is_device_array,
-    mean_scale, reduced_value, fit_weights, refit_total, scaled_weights, sum_exponent, WEIGHT_SUM_LIMIT,
+    mean_scale, reduced_value, fit_weights, refit_total, scaled_weights, soft_target_metrics, sum_exponent,
+    WEIGHT_SUM_LIMIT,
 )
 from .backends import REGISTRY as BACKENDS, BackendUnavailable, host_order, warn_if_compiled_missing
 
@@ -48,11 +49,6 @@ def resolve_host_backend(name: str | None, spec: LossSpec, dtype):
 
 
 # --- the loss objects --------------------------------------------------------------------------------
-
-
-def soft_target_metrics(name: str) -> ValueError:
-    """The error for ``metrics=`` with soft targets (the metrics rank the label: they need hard labels)."""
-    return ValueError(f"{name}: metrics need hard labels (integer class indices); got soft targets")
 
 
 class LossMemoryError(MemoryError):
@@ -193,7 +189,7 @@ class Loss:
             from . import _device  # only device users pay for importing the CUDA path
 
             return _device.run(self, pred, target, reduction, sample_weight, backend, params, packed,
-                               outputs, grad_out, hess_out, hessian, stream, device_value)
+                               outputs, grad_out, hess_out, hessian, stream, device_value, metrics)
         else:
             p = None
         if p is None:
@@ -315,9 +311,9 @@ class Loss:
                              f"for them without {self.name}'s loss")
         else:
             spec = _logit_metrics.parse(metrics, self.name)
-        if is_device_array(pred):
-            raise TypeError(f"{self.name}: metrics take host arrays; got a device array (copy the logits to the "
-                            "host, or compute the metrics from torch / CuPy yourself)")
+        if is_device_array(pred) and self.spec.metrics_pass == "binary":
+            raise TypeError(f"{self.name}: the metrics of a binary score take host arrays; got a device array (copy "
+                            "the scores to the host, or compute the metrics from torch / CuPy yourself)")
         return spec
 
     def _run_multiclass(self, x, target, reduction, sample_weight, backend, params, packed,

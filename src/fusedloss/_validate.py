@@ -156,6 +156,11 @@ _DOMAIN_TEXT = {"positive": "must be > 0", "above_minus_one": "must be > -1", "n
                 "sign": "must be class signs -1/1 (or 0/1)"}
 
 
+def soft_target_metrics(name: str) -> ValueError:
+    """The error for ``metrics=`` with soft targets (the metrics rank the label: they need hard labels)."""
+    return ValueError(f"{name}: metrics need hard labels (integer class indices); got soft targets")
+
+
 def domain_error(loss: str, what: str, domain: str, found: str) -> ValueError:
     """The error for a value outside a domain; ``found`` says which value and where."""
     return ValueError(f"{loss}: {what} {_DOMAIN_TEXT[domain]}, got {found}")

@@ -59,8 +59,8 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("fusedloss.dask needs dask[array]; install it with: pip install 'fusedloss[dask]'") from exc
 
-from ._dispatch import Loss, soft_target_metrics
-from ._validate import (GRAD, GRAD_HESS, HESSIAN_MODES, REDUCTIONS, VALUE, VALUE_AND_GRAD, _as_like, _as_pred,
+from ._dispatch import Loss
+from ._validate import (soft_target_metrics, GRAD, GRAD_HESS, HESSIAN_MODES, REDUCTIONS, VALUE, VALUE_AND_GRAD, _as_like, _as_pred,
                         _class_vector, _column_vector, mean_scale, scaled_weights)
 from ._losses import LOSSES
 from ._dask_graph import (SPLIT_EVERY, LazyLoss, _finalize, _lift, _located, _tree, host_backend, metrics_output,

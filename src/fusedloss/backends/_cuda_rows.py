@@ -26,6 +26,9 @@ cross_entropy has a kernel designed for the GPU instead (``_ce_block_kernel``), 
   sample weights, ignore_index, label smoothing, z_loss, softcap, confidence_penalty, soft targets) goes through
   it; the confidence penalty adds a pass for the entropy's sum between the reduction and pass 2. Each set of
   options has its own copy of the kernel (the options are constants there).
+- Metrics (``numba_cuda.multiclass_metrics``, hard labels): pass 1 also counts the label's rank, summed over the
+  row's lanes by the same kind of tree; max_j p_j and -log p_t come from the row's state, the entropy from the
+  confidence penalty's pass. One value per row and metric goes out; the host folds them (``_logit_metrics``).
 - Reduced values: the rows' values are summed over each block by a tree; the per-block partials are added as
   every kernel's are (``_cuda_reduce``: fsum on the host, or on the device). The grid depends only on R and C,
   so the sum is reproducible too.
@@ -59,7 +62,7 @@ MAX_ROW_BLOCKS = 1024
 # Losses with a block-per-row kernel, and the per-element pieces of _pointwise that kernel calls.
 BLOCK_ROWS = frozenset({"cross_entropy"})
 BLOCK_MATH = ("capped", "row_shift", "lse_push", "lse_merge", "lse_state", "ce_elem_sums", "ce_sums_shift",
-              "ce_row_finish", "ce_entropy", "ce_elem_grad")
+              "ce_row_finish", "ce_entropy", "ce_elem_grad", "row_log_p")
 
 
 def _row_kernel(x, labels, q, w, cw, has_cw, soft, C, ignore, params, scale, value_out, g, h, want_g, want_h,
@@ -97,7 +100,8 @@ def _row_kernel(x, labels, q, w, cw, has_cw, soft, C, ignore, params, scale, val
         _store_block_sum(s, partial)
 
 
-def _ce_block_kernel(x, labels, q, w, cw, C, W, ignore, ls, zl, cap, cp, scale, value_out, g, h, partial):
+def _ce_block_kernel(x, labels, q, w, cw, C, W, ignore, ls, zl, cap, cp, scale, value_out, g, h, partial,
+                     rank_out, conf_out, nll_out, ent_out):
     """cross_entropy, ``W`` threads per row (module docstring): the row's threads stride over it.
 
     A block holds ``blockDim.x / W`` rows side by side (both powers of two). Pass 1 reads each logit once
@@ -107,6 +111,12 @@ def _ce_block_kernel(x, labels, q, w, cw, C, W, ignore, ls, zl, cap, cp, scale, 
     that is ignored, has weight 0 or lies past the last row reads nothing but takes part in the trees. With the
     confidence penalty ``cp``, a pass between them sums the entropy's e_j (sh - z_j) from the row's shift (same
     tree). The rows' values are summed over the block at the end (a tree, fixed order).
+
+    With ``METRICS`` (hard labels), the row's metrics of ``_pointwise.cross_entropy_row_metrics`` come from the
+    same passes: pass 1 also counts the label's rank (its tie rule, on the raw logits; summed over the lanes
+    by a tree), and the row's state gives max_j p_j and -log p_t. With ``ENTROPY`` the entropy's pass runs
+    whether or not the confidence penalty is on. Per row: ``rank_out`` (-1 for a skipped row or one with
+    nothing to normalise), ``conf_out``, ``nll_out``, ``ent_out`` (0.0 for a skipped row, nan for the other).
 
     Each copy is built for one set of flags (``_FLAGS["block"]``): soft targets, class weights, which of the
     gradient and Hessian to write, and whether any of smoothing, z_loss, softcap and the confidence penalty is
@@ -146,6 +156,10 @@ def _ce_block_kernel(x, labels, q, w, cw, C, W, ignore, ls, zl, cap, cp, scale, 
                 rw = float(w[r])
         skip = (not live) or (not soft and t == ignore) or rw == 0.0
         n = 0 if skip else C  # a skipped row reads nothing
+        x_t = 0.0
+        if METRICS and not skip:  # noqa: F821
+            x_t = float(x[base + t])
+        above = 0.0  # the label's rank: #{j < t: x_j >= x_t} + #{j > t: x_j > x_t} (row_max_rank's rule)
         m = -math.inf
         s = 0.0
         u = 0.0
@@ -155,6 +169,8 @@ def _ce_block_kernel(x, labels, q, w, cw, C, W, ignore, ls, zl, cap, cp, scale, 
             xj = float(x[base + j])
             if xj > xm:
                 xm = xj
+            if METRICS and (xj > x_t or (xj == x_t and j < t)):  # noqa: F821
+                above += 1.0
             m0 = m
             m, s = lse_push(m, s, capped(xj, cap), x[base + j])  # noqa: F821
             sh = row_shift(m, 0.0)  # noqa: F821  (v's reference: the running max)
@@ -203,8 +219,11 @@ def _ce_block_kernel(x, labels, q, w, cw, C, W, ignore, ls, zl, cap, cp, scale, 
         # may overwrite it: the gradient may be written over the logits)
         cuda.syncthreads()
         value, coef = ce_row_finish(st, st[0], soft, u, v, ct, z_t, ls, e_c, zl)  # noqa: F821
+        rank = 0.0
+        if METRICS:  # noqa: F821
+            rank = _segment_sum(sm_u, above, W)
         H = 0.0
-        if cp != 0.0:  # the same for every thread of the block, as the tree's barriers need
+        if cp != 0.0 or ENTROPY:  # noqa: F821  (the same for every thread of the block, as the barriers need)
             ent = 0.0
             if not bad:  # a skipped row is bad here (its max is -inf): it adds nothing
                 sh = st[0]
@@ -214,7 +233,8 @@ def _ce_block_kernel(x, labels, q, w, cw, C, W, ignore, ls, zl, cap, cp, scale, 
                     if e != 0.0:
                         ent += e * (sh - z)
             H = ce_entropy(st, _segment_sum(sm_u, ent, W))  # noqa: F821
-            value -= cp * H
+            if cp != 0.0:
+                value -= cp * H
         value *= rw
         if skip:
             value = 0.0
@@ -245,6 +265,20 @@ def _ce_block_kernel(x, labels, q, w, cw, C, W, ignore, ls, zl, cap, cp, scale, 
         if lane == 0 and live:
             if WRITE_VALUE:  # noqa: F821
                 value_out[r] = value
+            if METRICS:  # noqa: F821
+                if skip or bad:
+                    no = 0.0 if skip else math.nan
+                    rank_out[r] = -1
+                    conf_out[r] = no
+                    nll_out[r] = no
+                    if ENTROPY:  # noqa: F821
+                        ent_out[r] = no
+                else:
+                    rank_out[r] = int(rank)
+                    conf_out[r] = st[3]
+                    nll_out[r] = -row_log_p(z_t, st)  # noqa: F821
+                    if ENTROPY:  # noqa: F821
+                        ent_out[r] = H
             acc += value
     if REDUCE:  # noqa: F821
         total = _segment_sum(sm_s, acc, cuda.blockDim.x)

@@ -125,7 +125,8 @@ _SUPPORTED = {**{name: "elementwise" for name in _jit.point_names()},
 _FLAGS = {
     "elementwise": ("HAS_WEIGHT", "WRITE_VALUE", "WRITE_GRAD", "WRITE_HESS", "REDUCE", "HAS_COLS"),
     "multiclass": ("HAS_WEIGHT", "WRITE_VALUE", "REDUCE"),
-    "block": ("HAS_WEIGHT", "WRITE_VALUE", "REDUCE", "SOFT", "HAS_CW", "WANT_G", "WANT_H", "OPTIONS"),
+    "block": ("HAS_WEIGHT", "WRITE_VALUE", "REDUCE", "SOFT", "HAS_CW", "WANT_G", "WANT_H", "OPTIONS", "METRICS",
+              "ENTROPY"),
 }
 # the files whose source a copy built by _build compiles (with _pointwise and _jit: _jit.source_hash adds them)
 _SOURCES = (__file__, _cuda_rows.__file__, _cuda_reduce.__file__, _cuda_math.__file__)
@@ -219,20 +220,11 @@ def multiclass(loss, packed, ignore_index, C, x, labels, q, w, cw, scale, reduce
     R = x.shape[0] // C
     if R == 0:
         return _empty_total(total)
+    if loss in BLOCK_ROWS:
+        return _block(loss, packed, ignore_index, C, x, labels, q, w, cw, scale, reduce, value_out, grad_out,
+                      hess_out, total)
     key = (loss, w is not None, value_out is not None, bool(reduce))
     params = tuple(map(float, packed))
-    if loss in BLOCK_ROWS:
-        key += (labels is None, cw is not None, grad_out is not None, hess_out is not None, any(params))
-        kernel = _KERNELS.get(key) or _build(key)
-        blocks, threads, width = _row_launch(R, C)
-        partial = _alloc(blocks, np.float64) if reduce else x
-        kernel[blocks, threads, _stream()](
-            x, _alloc(1, np.int64) if labels is None else labels, x if q is None else q,
-            x if w is None else w, x if cw is None else cw, C, width, ignore_index,
-            *params, float(scale), x if value_out is None else value_out,
-            x if grad_out is None else grad_out, x if hess_out is None else hess_out, partial,
-        )
-        return _reduced(partial, total) if reduce else 0.0
     kernel = _KERNELS.get(key) or _build(key)
     blocks = _blocks(R)
     partial = _alloc(blocks, np.float64) if reduce else x
@@ -242,6 +234,43 @@ def multiclass(loss, packed, ignore_index, C, x, labels, q, w, cw, scale, reduce
         params, float(scale), x if value_out is None else value_out,
         x if grad_out is None else grad_out, x if hess_out is None else hess_out,
         grad_out is not None, hess_out is not None, partial,
+    )
+    return _reduced(partial, total) if reduce else 0.0
+
+
+def multiclass_metrics(loss, packed, ignore_index, C, x, labels, w, cw, scale, reduce, value_out, grad_out, rank,
+                       conf, nll, entropy, nthreads, *, total=None):
+    """The host backends' ``multiclass_metrics`` contract (``_logit_metrics.run``) on device arrays: the loss of
+    ``multiclass`` (hard labels, no Hessian) and the per-row ``rank`` (int64, or None when not asked for),
+    ``conf``, ``nll`` and ``entropy`` (float64, or None) from the same passes of cross_entropy's block kernel."""
+    if loss not in BLOCK_ROWS:
+        raise ValueError(f"{loss}: the cuda backend computes metrics in cross_entropy's pass only")
+    if x.shape[0] // C == 0:
+        return _empty_total(total)
+    if rank is None:  # the kernel writes every row's rank with its metrics
+        rank = _alloc(x.shape[0] // C, np.int64)
+    return _block(loss, packed, ignore_index, C, x, labels, None, w, cw, scale, reduce, value_out, grad_out, None,
+                  total, (rank, conf, nll, entropy))
+
+
+def _block(loss, packed, ignore_index, C, x, labels, q, w, cw, scale, reduce, value_out, grad_out, hess_out, total,
+           metrics=None):
+    """One launch of cross_entropy's block kernel (``_cuda_rows``) on the copy for its flags."""
+    params = tuple(map(float, packed))
+    rank, conf, nll, entropy = metrics if metrics is not None else (None, None, None, None)
+    key = (loss, w is not None, value_out is not None, bool(reduce), labels is None, cw is not None,
+           grad_out is not None, hess_out is not None, any(params), metrics is not None, entropy is not None)
+    kernel = _KERNELS.get(key) or _build(key)
+    blocks, threads, width = _row_launch(x.shape[0] // C, C)
+    partial = _alloc(blocks, np.float64) if reduce else x
+    no_ints = _alloc(1, np.int64) if rank is None or labels is None else None  # for an array not used
+    kernel[blocks, threads, _stream()](
+        x, no_ints if labels is None else labels, x if q is None else q,
+        x if w is None else w, x if cw is None else cw, C, width, ignore_index,
+        *params, float(scale), x if value_out is None else value_out,
+        x if grad_out is None else grad_out, x if hess_out is None else hess_out, partial,
+        no_ints if rank is None else rank, x if conf is None else conf, x if nll is None else nll,
+        x if entropy is None else entropy,
     )
     return _reduced(partial, total) if reduce else 0.0
 

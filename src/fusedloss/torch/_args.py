@@ -233,9 +233,9 @@ def _run(call: _Call, input: Tensor, target, fn: str):
         return _apply(call, input, target)
     if not input.is_cpu:
         raise TypeError(
-            f"{fn}: metrics={call.metrics!r} takes CPU tensors, got input on {input.device} (the cuda backend "
-            f"computes no metrics yet). Call {fn} without metrics, and fusedloss.metrics.{_metrics_helper(call)} on "
-            "a CPU copy of the logits")
+            f"{fn}: metrics={call.metrics!r} takes CPU tensors, got input on {input.device} (for CUDA tensors "
+            f"fusedloss.torch runs torch's own kernels, which compute no metrics). Call {fn} without metrics, and "
+            f"fusedloss.metrics.{_metrics_helper(call)} on a CPU copy of the logits")
     if torch.compiler.is_compiling():
         if not _WITH_METRICS:
             _WITH_METRICS.append(torch.compiler.disable(_with_metrics))
