@@ -378,15 +378,10 @@ def _run_multiclass(cu, loss, x, target, reduction, sample_weight, params, outpu
     if unit_hess:
         cu.unit_hessian(h, C, labels, ignore, rw, scale)
     v_ret = _kept_on_device(cu, device_value, outputs, reduction, total, denom, dtype, v_ret, to)
-    result = _results(outputs, reduction, total, denom, v_ret, g_ret, h_ret)
     if metrics is None:
-        return result
+        return _results(outputs, reduction, total, denom, v_ret, g_ret, h_ret)
     # the per-row metrics (8 to 32 bytes a row) come to the host and are folded there, as on the host path
-    rank, conf, nll, entropy = (None if a is None else cu.to_host(a) for a in rows)
-    keep = cu.to_host(labels) != ignore
-    w_host = None
-    if rw_given is not None:
-        w_host = cu.to_host(rw_given)
-        keep &= w_host != 0
-    state = _logit_metrics.fold(metrics, rank, conf, nll, entropy, None if keep.all() else keep, w_host)
-    return (*result, state.result()) if isinstance(result, tuple) else (result, state.result())
+    rows = tuple(None if a is None else cu.to_host(a) for a in rows)
+    state = _logit_metrics.fold_kept(metrics, rows, cu.to_host(labels), ignore,
+                                     None if rw_given is None else cu.to_host(rw_given))
+    return _results(outputs, reduction, total, denom, v_ret, g_ret, h_ret, state)

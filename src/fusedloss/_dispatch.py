@@ -288,15 +288,13 @@ class Loss:
                 h.fill(scale)
             else:
                 np.multiply(w.reshape(shape), scale, out=h)
-        result = _results(outputs, reduction, total, denom, v, g, h)
         if metrics is None:
-            return result
+            return _results(outputs, reduction, total, denom, v, g, h)
         if w is not w_given:  # the kernel saw the rescaled weights: the sums of the weights as given
             tab = _binary_metrics.table(p, y, w_given, spec.binary_scores == "probabilities", metrics.nbins,
                                         metrics.ece_bins)
         weight = float(p.size) if w_given is None else _weight_sum(w_given)
-        state = _binary_metrics.fold(metrics, tab, p.size, weight)
-        return (*result, state.result()) if isinstance(result, tuple) else (result, state.result())
+        return _results(outputs, reduction, total, denom, v, g, h, _binary_metrics.fold(metrics, tab, p.size, weight))
 
     def _metric_spec(self, metrics, pred):
         """The parsed ``metrics`` of a call, refused for a loss (or an input) that has no metrics pass."""
@@ -398,14 +396,9 @@ class Loss:
                 True, None, None, None, _config.get_num_threads()))
         if unit_hess:
             _unit_hessian_rows(h, labels, ignore, rw, scale)
-        if metrics is not None:
-            keep = None if all_kept else labels != ignore
-            if rw_given is not None:
-                keep = (rw_given != 0) if keep is None else keep & (rw_given != 0)
-            state = _logit_metrics.fold(metrics, *rows, keep, rw_given)
-            result = _results(outputs, reduction, total, denom, v, g, h)
-            return (*result, state.result()) if isinstance(result, tuple) else (result, state.result())
-        return _results(outputs, reduction, total, denom, v, g, h)
+        state = None if metrics is None else _logit_metrics.fold_kept(
+            metrics, rows, None if all_kept else labels, ignore, rw_given)
+        return _results(outputs, reduction, total, denom, v, g, h, state)
 
     def _positional(self, method: str, args: tuple) -> TypeError:
         """The error for arguments after (pred, target) given by position: say which keyword they belong to."""

@@ -303,6 +303,18 @@ def fold(spec: MetricSpec, rank, conf, nll, entropy, keep, w) -> MetricState:
                        wsum(conf) if spec.confidence else 0.0, bins)
 
 
+def fold_kept(spec: MetricSpec, rows, labels, ignore, w) -> MetricState:
+    """``fold`` over the rows a loss call counts: the label is not ``ignore`` and the weight is not 0.
+
+    ``rows``: (rank, conf, nll, entropy) as ``fold`` takes them; ``labels`` None when every row is known kept."""
+    keep = None if labels is None else labels != ignore
+    if w is not None:
+        keep = (w != 0) if keep is None else keep & (w != 0)
+    if keep is not None and keep.all():
+        keep = None
+    return fold(spec, *rows, keep, w)
+
+
 def run(module, name, packed, ignore, C, x, labels, rw, cw, scale, reduce, v, g, spec: MetricSpec, threads):
     """The loss kernel with the per-row metrics: (its total, (rank, conf, nll, entropy)) for the fold.
 

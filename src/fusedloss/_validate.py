@@ -474,8 +474,11 @@ GRAD = Outputs(False, True, False)
 GRAD_HESS = Outputs(False, True, True)
 
 
-def _results(outputs: Outputs, reduction, total, denom, v, g, h):
-    """The public return value: value, (value, grad), grad or (grad, hess)."""
+def _results(outputs: Outputs, reduction, total, denom, v, g, h, state=None):
+    """The public return value: value, (value, grad), grad or (grad, hess), with a metrics ``state``'s result last."""
+    if state is not None:
+        result = _results(outputs, reduction, total, denom, v, g, h)
+        return (*result, state.result()) if isinstance(result, tuple) else (result, state.result())
     if outputs.value:
         value = v if v is not None else reduced_value(total, reduction, denom)
         return (value, g) if outputs.grad else value
