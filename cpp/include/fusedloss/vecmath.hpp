@@ -12,10 +12,11 @@
 // Accuracy: max error in ulp of the result (error / ulp of the exact value's binade; correctly rounded
 // would be 0.5), measured vectorised, both with and without FMA contraction:
 //                 exp    expm1  log    log1p  tanh   log_cosh
-//   float         0.88   1.50   0.91   0.98   1.50   1.56    every one of the 2^32 float32 inputs, against
+//   float         0.89   1.50   0.91   0.98   1.50   1.56    every one of the 2^32 float32 inputs, against
 //                                                             the double-precision libm result
-//   double        0.87   1.21   0.88   0.95   1.50   1.62    1.25e8 random inputs per function (uniform and
-//                                                             log-uniform over the range), against long double
+//   double        0.90   1.27   0.88   0.95   1.50   1.62    1.25e8 random inputs per function (uniform and
+//                                                             log-uniform over the range; exp and expm1 also
+//                                                             uniform on |x| < 0.75), against long double
 // Results differ in the last bit between code compiled with and without FMA contraction (-ffp-contract=off
 // makes every ISA level compute the same bits).
 //
@@ -169,29 +170,27 @@ FUSEDLOSS_INLINE T small_uint_to_fp(typename fp<T>::U e) {
 
 // The small part of e^r - 1 on |r| <= ln2/2 (and a hair beyond), r = r_hi + r_lo:
 // e^r - 1 = r_hi + (r_lo + r^2 P(r)); the caller adds r_hi last (it is exact, and often cancels against
-// the 2^n scaling terms).
+// the 2^n scaling terms). P is evaluated by Estrin's scheme (pairs of terms, then powers r^2, r^4): the
+// same coefficients as Horner's rule, half its chain of dependent operations, which bounds these loops'
+// speed (a float64 exp loop on AVX2: 26% faster than with Horner's rule).
 FUSEDLOSS_INLINE float expm1_tail(float r, float r_lo) {
-  float p = 0x1.a1a1f6p-13f;
-  p = p * r + 0x1.6d4426p-10f;
-  p = p * r + 0x1.11109ap-7f;
-  p = p * r + 0x1.5554e8p-5f;
-  p = p * r + 0x1.555556p-3f;
-  p = p * r + 0x1p-1f;
-  return r_lo + (r * r) * p;
+  const float r2 = r * r;
+  const float p01 = 0x1p-1f + 0x1.555556p-3f * r;
+  const float p23 = 0x1.5554e8p-5f + 0x1.11109ap-7f * r;
+  const float p45 = 0x1.6d4426p-10f + 0x1.a1a1f6p-13f * r;
+  return r_lo + r2 * (p01 + r2 * (p23 + r2 * p45));
 }
 FUSEDLOSS_INLINE double expm1_tail(double r, double r_lo) {
-  double p = 0x1.1fa6cf26a9b3dp-29;
-  p = p * r + 0x1.af4eae5c067d8p-26;
-  p = p * r + 0x1.27e4bddb47661p-22;
-  p = p * r + 0x1.71de01d2b1427p-19;
-  p = p * r + 0x1.a01a01b298df8p-16;
-  p = p * r + 0x1.a01a01ac06033p-13;
-  p = p * r + 0x1.6c16c16c14468p-10;
-  p = p * r + 0x1.11111111100a4p-7;
-  p = p * r + 0x1.5555555555559p-5;
-  p = p * r + 0x1.5555555555557p-3;
-  p = p * r + 0x1p-1;
-  return r_lo + (r * r) * p;
+  const double r2 = r * r;
+  const double r4 = r2 * r2;
+  const double p01 = 0x1p-1 + 0x1.5555555555557p-3 * r;
+  const double p23 = 0x1.5555555555559p-5 + 0x1.11111111100a4p-7 * r;
+  const double p45 = 0x1.6c16c16c14468p-10 + 0x1.a01a01ac06033p-13 * r;
+  const double p67 = 0x1.a01a01b298df8p-16 + 0x1.71de01d2b1427p-19 * r;
+  const double p89 = 0x1.27e4bddb47661p-22 + 0x1.af4eae5c067d8p-26 * r;
+  const double p8a = p89 + 0x1.1fa6cf26a9b3dp-29 * r2;
+  const double p = (p01 + r2 * p23) + r4 * ((p45 + r2 * p67) + r4 * p8a);
+  return r_lo + r2 * p;
 }
 
 // x = n ln2 + r_hi + r_lo, |r_hi + r_lo| <= ln2/2. Returns r_hi (exact: n ln2_hi has few bits and is
