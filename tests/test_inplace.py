@@ -130,3 +130,44 @@ def test_multiclass_outputs_never_write_over_soft_targets_or_weights(backend):
         fl.cross_entropy.grad(x, q, sample_weight=w, grad_out=g, backend=backend)
     np.testing.assert_array_equal(q, q0)
     np.testing.assert_array_equal(w, w0)
+
+
+# Outputs the call allocates: the arrays a call returns fresh share one allocation (fusedloss._validate:
+# fresh_outputs), are distinct elements of it, and hold what the same call writes into arrays it is given.
+def _fresh_cases():
+    x, y = _elementwise("mse", n=1000)
+    logits, labels = _multiclass(rows=300, classes=7)
+    a, b, c = (np.random.default_rng(k).normal(size=(50, 8)) for k in range(3))
+    return [
+        ("mse grad_hess", lambda **o: fl.mse.grad_hess(x, y, **o), ("grad_out", "hess_out"), x),
+        ("bce grad_hess", lambda **o: fl.binary_cross_entropy_with_logits.grad_hess(x, (y > 0).astype(float), **o),
+         ("grad_out", "hess_out"), x),
+        ("cross_entropy grad_hess", lambda **o: fl.cross_entropy.grad_hess(logits, labels, **o),
+         ("grad_out", "hess_out"), logits),
+        ("triplet_margin grad", lambda **o: fl.triplet_margin.grad(a, b, c, **o), ("grad_out",), a),
+    ]
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+@pytest.mark.parametrize("case", range(4))
+def test_fresh_outputs_share_one_allocation_and_hold_the_given_outputs_values(backend, case):
+    require_backend(backend)
+    what, call, outs, like = _fresh_cases()[case]
+    with fl.use_backend(backend):
+        fresh = call()
+        if outs == ("grad_out",):  # one keyword taking a tuple of arrays, one per input
+            given = tuple(np.full_like(like, np.nan) for _ in fresh)
+            call(grad_out=given)
+        else:
+            given = tuple(np.full_like(like, np.nan) for _ in outs)
+            call(**dict(zip(outs, given)))
+    assert len(fresh) >= 2
+    bases = {id(a.base) for a in fresh}
+    assert len(bases) == 1 and fresh[0].base is not None, f"{what}: outputs from separate allocations"
+    for k, (f, g) in enumerate(zip(fresh, given)):
+        assert f.shape == like.shape and f.flags.c_contiguous and f.flags.writeable
+        np.testing.assert_array_equal(f, g, err_msg=f"{what}: output {k}")
+    before = [f.copy() for f in fresh]
+    fresh[0][...] = -7.0  # distinct elements: writing one output leaves the others alone
+    for f, b in zip(fresh[1:], before[1:]):
+        np.testing.assert_array_equal(f, b)

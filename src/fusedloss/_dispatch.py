@@ -18,8 +18,8 @@ from ._validate import (
     _F32, _F64, HESSIAN_MODES, REDUCTIONS, _as_like, _as_pred, _check_domain, _check_out, _check_overlap,
     _class_vector, _column_vector, _mean_denominator, _prepare_row_weight, _prepare_targets, _prepare_weight,
     GRAD, GRAD_HESS, VALUE, VALUE_AND_GRAD, Outputs, _results, _unit_hessian_rows, _weight_sum, is_device_array,
-    mean_scale, reduced_value, fit_weights, refit_total, scaled_weights, soft_target_metrics, sum_exponent,
-    WEIGHT_SUM_LIMIT,
+    fresh_outputs, mean_scale, reduced_value, fit_weights, refit_total, scaled_weights, soft_target_metrics,
+    sum_exponent, WEIGHT_SUM_LIMIT,
 )
 from .backends import REGISTRY as BACKENDS, BackendUnavailable, host_order, warn_if_compiled_missing
 
@@ -237,8 +237,13 @@ class Loss:
         if grad_scale is not None:  # the caller knows the divisor (a piece of a larger array): see partial
             scale = grad_scale
         reduce = want_value and reduction != "none"
+        h = v = None
         if grad_out is None:
-            g = np.empty(shape, dtype) if want_grad else None
+            if want_grad and ((want_hess and hess_out is None) or (want_value and not reduce)):
+                g, h, v = fresh_outputs(shape, dtype, True, want_hess and hess_out is None,
+                                        want_value and not reduce)
+            else:
+                g = np.empty(shape, dtype) if want_grad else None
         elif (type(grad_out) is np.ndarray and grad_out.dtype is dtype and grad_out.shape == shape
               and (flags := grad_out.flags).c_contiguous and flags.writeable):
             g = grad_out  # _check_out's first test, without the call
@@ -258,15 +263,15 @@ class Loss:
                 value = reduced_value(total, reduction, denom)
                 return (value, g) if want_grad else value
             return g
-        h = v = None
         if want_hess:
-            h = np.empty(shape, dtype) if hess_out is None else _check_out(hess_out, p, "hess_out", name)
+            if h is None:
+                h = np.empty(shape, dtype) if hess_out is None else _check_out(hess_out, p, "hess_out", name)
             if hess_out is not None:
                 _check_overlap(h, "hess_out", name, p, False, ((y, "target"), (target, "target"), (w, "sample_weight"),
                                                                (sample_weight, "sample_weight")))
             if g is not None and np.may_share_memory(g, h):
                 raise ValueError(f"{name}: grad_out and hess_out must not overlap")
-        if want_value and not reduce:
+        if want_value and not reduce and v is None:
             v = np.empty(shape, dtype)
         unit_hess = h is not None and hessian == "ones"
         flat = len(shape) != 1  # the kernels take flat arrays (views: pred and the outputs are C-contiguous)
@@ -354,11 +359,14 @@ class Loss:
         if grad_scale is not None:
             scale = grad_scale
         g = h = v = None
-        if want_grad:
+        if want_grad and want_hess and grad_out is None and hess_out is None:
+            g, h = fresh_outputs(x.shape, x.dtype, True, True)
+        if want_grad and g is None:
             # grad_out may be the logits themselves: the kernels read each element before writing it
             g = np.empty(x.shape, x.dtype) if grad_out is None else _check_out(grad_out, x, "grad_out", name)
         if want_hess:
-            h = np.empty(x.shape, x.dtype) if hess_out is None else _check_out(hess_out, x, "hess_out", name)
+            if h is None:
+                h = np.empty(x.shape, x.dtype) if hess_out is None else _check_out(hess_out, x, "hess_out", name)
             if g is not None and np.may_share_memory(g, h):
                 raise ValueError(f"{name}: grad_out and hess_out must not overlap")
             for out, what in ((g, "grad_out"), (h, "hess_out")):

@@ -32,8 +32,8 @@ import numpy as np
 
 from . import _config
 from ._dispatch import Loss, LossMemoryError, resolve_host_backend
-from ._validate import (REDUCTIONS, _as_pred, _check_out, _weight_sum, as_numeric, fit_weights, is_device_array,
-                        reduced_value, sum_exponent)
+from ._validate import (REDUCTIONS, _as_pred, _check_out, _weight_sum, as_numeric, fit_weights, fresh_outputs,
+                        is_device_array, reduced_value, sum_exponent)
 
 
 class PairwiseLoss(Loss):
@@ -98,7 +98,7 @@ class PairwiseLoss(Loss):
         gs = None
         if want_grad:
             if grad_outs is None:
-                gs = [np.empty(shape, first.dtype) for _ in xs]
+                gs = fresh_outputs(shape, first.dtype, *(True for _ in xs))
             elif any(given):
                 raise ValueError(f"{name}: grad_out takes arrays of {spec.inputs[0]}'s shape; with a broadcast "
                                  f"{spec.broadcast_inputs[0]} leave it out")

@@ -212,6 +212,26 @@ def _prepare_weight(sample_weight, pred: np.ndarray, loss: str) -> np.ndarray:
     return np.ascontiguousarray(w).reshape(-1)
 
 
+def fresh_outputs(shape: tuple, dtype, *wanted: bool) -> list:
+    """One new array of ``shape`` for each true flag in ``wanted`` (None for each false one), all views of ONE
+    allocation. Why: glibc hands freed memory back to the OS once the free space at the top of its heap
+    exceeds twice the largest block it has freed. Two outputs freed together crossed that line, so every call
+    page-faulted its outputs in again (``grad_hess`` at 100k float64 took 12x the time of the same call with
+    ``grad_out``/``hess_out``); one block of the same size stays below it and is reused by the next call."""
+    k = sum(map(bool, wanted))
+    block = np.empty((k,) + tuple(shape), dtype) if k > 1 else None
+    out, i = [], 0
+    for want in wanted:
+        if not want:
+            out.append(None)
+        elif block is None:
+            out.append(np.empty(shape, dtype))
+        else:
+            out.append(block[i])
+            i += 1
+    return out
+
+
 def _check_out(out, pred: np.ndarray, what: str, loss: str) -> np.ndarray:
     if type(out) is np.ndarray and out.dtype is pred.dtype and out.shape == pred.shape:
         flags = out.flags
