@@ -292,6 +292,58 @@ def _target_domain(name: str) -> str:
     return spec.target_domain_for(spec.defaults())
 
 
+# The domain checks read an array's extremes (NaN skipped) in one compiled pass over fixed blocks, on the
+# kernels' threads: a value outside the domain is found in any block, next to NaNs, at every thread count.
+@pytest.mark.skipif(backend_skip_reason("cpp") is not None, reason=str(backend_skip_reason("cpp")))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_extremes_skip_nan_and_match_numpy(dtype):
+    from fusedloss import _core
+
+    rng = np.random.default_rng(3)
+    for n in (0, 1, 7, 4096, 4097, 100_003):
+        x = rng.normal(size=n).astype(dtype)
+        x[rng.random(n) < 0.1] = np.nan
+        for threads in (1, 2):
+            lo, hi = _core.extremes(x, threads)
+            if n == 0 or np.isnan(x).all():
+                assert (lo, hi) == (np.inf, -np.inf)
+            else:
+                assert (lo, hi) == (float(np.nanmin(x)), float(np.nanmax(x)))
+    x = np.full(9000, np.nan, dtype)
+    x[8999] = -3.0  # the last element of the last block, the only one that is not NaN
+    assert _core.extremes(x, 2) == (-3.0, -3.0)
+    raw = np.zeros(8 * 5000 + 1, np.uint8)[1:].view(dtype)  # misaligned
+    raw[:] = 0.25
+    raw[-1] = 7.0
+    assert _core.extremes(raw, 2) == (0.25, 7.0)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        _core.extremes(np.zeros(3, np.int64), 1)
+    with pytest.raises(TypeError, match="C-contiguous"):
+        _core.extremes(np.zeros((4, 4), dtype)[:, 0], 1)
+
+
+@pytest.mark.parametrize("domain,bad", [("nonnegative", -1e-30), ("positive", 0.0), ("positive", -0.0),
+                                        ("above_minus_one", -1.0), ("unit", 1.0000001), ("unit", -np.inf)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_value_outside_the_domain_is_found_in_any_block(domain, bad, threads):
+    from fusedloss._validate import _check_domain
+
+    before = fl.get_num_threads()
+    fl.set_num_threads(threads)
+    try:
+        for dtype in (np.float32, np.float64):
+            ok = np.full(200_000, 0.5, dtype)
+            ok[::7] = np.nan
+            _check_domain(ok, domain, "target", "loss")  # NaN passes
+            for at in (0, 4095, 4096, 123_457, 199_999):
+                arr = ok.copy()
+                arr[at] = bad
+                with _raises(ValueError, "loss: target", f"at index ({at},)"):
+                    _check_domain(arr, domain, "target", "loss")
+    finally:
+        fl.set_num_threads(before)
+
+
 @pytest.mark.parametrize("name", [n for n in elementwise_names() if _target_domain(n) == "nonnegative"])
 def test_negative_target_names_value_and_index(backend, name):
     loss = loss_fn(name)

@@ -13,14 +13,18 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdlib>
 #include <stdexcept>
 #include <cstdint>
+#include <cstring>
+#include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <vector>
 
 #include "aligned.hpp"
 #include "fusedloss/isa_select.hpp"
@@ -606,6 +610,83 @@ double array_sum(const py::array& x, int nthreads) {
   throw py::type_error("sum: the array must be float32 or float64, got " + std::string(py::str(x.dtype())));
 }
 
+
+// The smallest and the largest element of x with NaN skipped (+inf and -inf when there is no other element):
+// the domain checks of targets, predictions and weights (fusedloss._validate), in one pass over the array on
+// the pool's threads, where NumPy takes a min and a max pass on one thread. Each fixed block keeps its own
+// extremes, so the result does not depend on the thread count.
+#if defined(__GNUC__)
+template <class T>
+struct Vec16;  // 16-byte vectors of GCC / Clang's vector extensions
+template <>
+struct Vec16<double> { typedef double type __attribute__((vector_size(16))); };
+template <>
+struct Vec16<float> { typedef float type __attribute__((vector_size(16))); };
+#endif
+
+template <class T>
+void block_extremes(const T* x, std::size_t begin, std::size_t end, T& lo, T& hi) {
+  T mn = std::numeric_limits<T>::infinity(), mx = -mn;
+  std::size_t i = begin;
+#if defined(__GNUC__)
+  // `v < a ? v : a` is SSE2's min with the element first: a NaN element compares false, so it leaves the
+  // running extreme as it was. Two of each: two loads in flight.
+  using V = typename Vec16<T>::type;
+  constexpr std::size_t L = 16 / sizeof(T);
+  V a = V{} + mn, b = V{} + mx, c = a, d = b;
+  for (; i + 2 * L <= end; i += 2 * L) {
+    V v, w;
+    std::memcpy(&v, x + i, sizeof v);
+    std::memcpy(&w, x + i + L, sizeof w);
+    a = v < a ? v : a;
+    b = v > b ? v : b;
+    c = w < c ? w : c;
+    d = w > d ? w : d;
+  }
+  for (std::size_t k = 0; k < L; ++k) {
+    mn = std::min({mn, a[k], c[k]});
+    mx = std::max({mx, b[k], d[k]});
+  }
+#endif
+  for (; i < end; ++i) {
+    const T v = x[i];
+    if (v < mn) mn = v;
+    if (v > mx) mx = v;
+  }
+  lo = mn;
+  hi = mx;
+}
+
+template <class T>
+py::tuple extremes_of(const py::array& x, int nthreads) {
+  const Array<T> a = fl::aligned_input(py::reinterpret_borrow<Array<T>>(x));
+  const T* p = a.data();
+  const auto n = static_cast<std::size_t>(a.size());
+  const std::size_t nb = (n + fl::kBlock - 1) / fl::kBlock;
+  std::vector<T> los(nb), his(nb);
+  T lo = std::numeric_limits<T>::infinity(), hi = -lo;
+  {
+    py::gil_scoped_release nogil;
+    fl::for_blocks(n, fl::kBlock, nthreads, [&](std::size_t begin, std::size_t end) {
+      const std::size_t b = begin / fl::kBlock;
+      block_extremes(p, begin, end, los[b], his[b]);
+    });
+    for (std::size_t b = 0; b < nb; ++b) {
+      lo = std::min(lo, los[b]);
+      hi = std::max(hi, his[b]);
+    }
+  }
+  return py::make_tuple(double(lo), double(hi));
+}
+
+py::tuple extremes(const py::array& x, int nthreads) {
+  if (nthreads < 1) throw py::value_error("nthreads must be >= 1, got " + std::to_string(nthreads));
+  if (!(x.flags() & py::array::c_style)) throw py::type_error("extremes: the array must be C-contiguous");
+  if (x.dtype().is(py::dtype::of<double>())) return extremes_of<double>(x, nthreads);
+  if (x.dtype().is(py::dtype::of<float>())) return extremes_of<float>(x, nthreads);
+  throw py::type_error("extremes: the array must be float32 or float64, got " + std::string(py::str(x.dtype())));
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -676,6 +757,10 @@ PYBIND11_MODULE(_core, m) {
   m.def("sum", &array_sum, py::arg("x"), py::arg("nthreads"),
         "sum(x, nthreads) -> float: the compensated float64 sum of a C-contiguous float32 / float64 array (within a\n"
         "few ulp of the exact sum; the same bits for any nthreads).");
+
+  m.def("extremes", &extremes, py::arg("x"), py::arg("nthreads"),
+        "extremes(x, nthreads) -> (min, max): of a C-contiguous float32 / float64 array, NaN skipped (inf, -inf\n"
+        "when nothing else is there); the same for any nthreads.");
 
   fl::bind_ctc(m, g_kernels->isa);
   fl::bind_pairwise(m, g_kernels->isa);

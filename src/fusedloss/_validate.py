@@ -113,22 +113,31 @@ def _first_bad(arr: np.ndarray, bad: np.ndarray) -> str:
     return f"{arr[index].item()!r} at index {tuple(int(i) for i in index)}"
 
 
+_EXTREMES: list = []  # [the compiled extremes or None], looked up on first use
+
+
+def _extremes(arr: np.ndarray, need_max: bool = True) -> tuple:
+    """(min, max) of ``arr`` with NaN skipped (inf, -inf where nothing else is there); with ``need_max`` False
+    the max may be left as -inf. Compiled: one pass on the kernels' threads; otherwise NumPy's reductions (a
+    second, NaN-skipping pass only when the first meets a NaN). (``np.minimum.reduce`` is ``arr.min()`` without
+    its Python wrapper, which costs as much as 1,000 elements.)"""
+    if not _EXTREMES:
+        module = BACKENDS["cpp"].load()
+        _EXTREMES.append(getattr(module, "extremes", None))
+    fn = _EXTREMES[0]
+    if fn is not None and type(arr) is np.ndarray and (arr.dtype is _F64 or arr.dtype is _F32) \
+            and arr.flags.c_contiguous:
+        return fn(arr, _config.get_num_threads())
+    lo = np.minimum.reduce(arr, axis=None)
+    hi = np.maximum.reduce(arr, axis=None) if need_max else -np.inf
+    if lo != lo or hi != hi:  # a NaN: skip it (all NaN gives NaN, which is in every domain)
+        lo, hi = np.fmin.reduce(arr, axis=None), np.fmax.reduce(arr, axis=None)
+    return lo, hi
+
+
 def _below(arr: np.ndarray, bound: float) -> bool:
-    """Any value < bound? One min() pass; a NaN makes min() NaN, and only then a second, exact pass.
-    (``np.minimum.reduce`` is ``arr.min()`` without its Python wrapper, which costs as much as 1,000 elements.)"""
-    m = np.minimum.reduce(arr, axis=None)
-    return bool(m < bound) or (m != m and bool((arr < bound).any()))
-
-
-def _below_or_at(arr: np.ndarray, bound: float) -> bool:
-    """Any value <= bound? (as ``_below``)"""
-    m = np.minimum.reduce(arr, axis=None)
-    return bool(m <= bound) or (m != m and bool((arr <= bound).any()))
-
-
-def _above(arr: np.ndarray, bound: float) -> bool:
-    m = np.maximum.reduce(arr, axis=None)
-    return bool(m > bound) or (m != m and bool((arr > bound).any()))
+    """Any value < bound? (NaN is not.)"""
+    return bool(_extremes(arr, False)[0] < bound)
 
 
 _ARRAY_SUM: list = []  # [the compiled compensated sum or None], looked up on first use
@@ -170,14 +179,16 @@ def _check_domain(arr: np.ndarray, domain: str, what: str, loss: str) -> None:
     """Raise ValueError if a value of ``arr`` lies outside ``domain`` (nan passes: it propagates)."""
     if domain == "real" or arr.size == 0:
         return
-    if domain == "nonnegative":
-        bad = arr < 0 if _below(arr, 0) else None
-    elif domain == "positive":
-        bad = arr <= 0 if _below_or_at(arr, 0) else None
-    elif domain == "above_minus_one":
-        bad = arr <= -1 if _below_or_at(arr, -1) else None
-    elif domain == "unit":
-        bad = (arr < 0) | (arr > 1) if _below(arr, 0) or _above(arr, 1) else None
+    if domain in ("nonnegative", "positive", "above_minus_one", "unit"):
+        lo, hi = _extremes(arr, domain == "unit")
+        if domain == "nonnegative":
+            bad = arr < 0 if lo < 0 else None
+        elif domain == "positive":
+            bad = arr <= 0 if lo <= 0 else None
+        elif domain == "above_minus_one":
+            bad = arr <= -1 if lo <= -1 else None
+        else:
+            bad = (arr < 0) | (arr > 1) if lo < 0 or hi > 1 else None
     elif domain == "sign":
         bad = (arr != -1) & (arr != 0) & (arr != 1) & ~np.isnan(arr)
         bad = bad if bad.any() else None

@@ -55,6 +55,7 @@ pairwise_elements = getattr(_core, "pairwise_elements", None)  # its one-element
 overlap_sums = getattr(_core, "overlap_sums", None)  # the overlap contract of fusedloss._overlap
 overlap_grad = getattr(_core, "overlap_grad", None)
 array_sum = getattr(_core, "sum", None)  # compensated float64 sum of a contiguous float array
+extremes = getattr(_core, "extremes", None)  # (min, max) of a contiguous float array, NaN skipped: domain checks
 
 
 def _register_threadpoolctl() -> None:
