@@ -12,8 +12,9 @@ Conditions (each started and stopped by this script):
 - torch: a PyTorch loop whose own ops (a matmul and a ReLU on torch's 2-thread pool) run between our calls,
   as in a training step; only our call is timed.
 
-Cases: mse value_and_grad (float32, 1e4, 1e6, 1e7 elements) and cross_entropy value_and_grad (4096 x 1000
-float32), with grad_out reused, at fl.set_num_threads(1) and (2), the two thread counts alternating call by call
+Cases: mse value_and_grad (float32, 1e4, 1e6, 1e7 elements), cross_entropy value_and_grad (4096 x 1000
+float32) and binary_cross_entropy_with_logits grad_hess (float64, 1e5: a boosting objective's call), with the
+outputs reused, at fl.set_num_threads(1) and (2), the two thread counts alternating call by call
 under one condition (so that both meet the same load). The ratio printed per row is the 2-thread median over the
 1-thread median under the same condition (and, in parentheses, the ratio of the means, which counts the rare
 slow calls too); the thread policy's goal is that it never exceeds
@@ -48,6 +49,12 @@ def _cases(quick: bool):
     t = rng.integers(0, 1000, 4096)
     gx = np.empty_like(x)
     out.append(("cross_entropy 4096x1000", lambda: fl.cross_entropy.value_and_grad(x, t, grad_out=gx), x.size))
+    # a boosting objective's call: float64, 100k rows, gradient and Hessian
+    s = rng.standard_normal(100_000)
+    y01 = (rng.random(100_000) < 0.5).astype(np.float64)
+    gs, hs = np.empty_like(s), np.empty_like(s)
+    out.append(("bce_with_logits grad_hess n=1e+05 float64",
+                lambda: fl.binary_cross_entropy_with_logits.grad_hess(s, y01, grad_out=gs, hess_out=hs), s.size))
     return out
 
 

@@ -254,3 +254,84 @@ def test_numba_a_late_helper_makes_the_next_calls_run_on_the_caller_alone():
     """
     code = textwrap.dedent(probe) + _PREEMPTED_HELPER.replace("from fusedloss import _core\n", "")
     assert _python(code) == ["1", "True", "True", "True", "0", "0"]
+
+
+# prewake: a call that will run on several threads wakes the pool's workers before it checks its arguments
+# (pool.hpp), so that they join the kernel at once. A woken worker that gets no job spins only briefly.
+_PREWAKE_WITHOUT_A_JOB = """
+import os, time
+from fusedloss import _core
+_core._pool_probe(64, 2, 0)  # starts the worker
+time.sleep(0.05)
+t0 = os.times()
+for _ in range(50):
+    _core.pool_prewake(2)
+    time.sleep(0.01)
+t1 = os.times()
+print(_core.pool_workers(), round((t1.user + t1.system - t0.user - t0.system) * 1000))
+"""
+
+
+@needs_cpp
+def test_a_worker_woken_ahead_of_a_job_that_never_comes_sleeps_again():
+    workers, cpu_ms = map(int, _python(_PREWAKE_WITHOUT_A_JOB))
+    assert workers == 1
+    # 50 wake-ups, each waiting at most kPrewakeNs (0.1 ms) for a job: a few ms of CPU in all; a worker that
+    # kept waiting awake would use the whole 0.5 s
+    assert cpu_ms < 150, cpu_ms
+
+
+@pytest.fixture
+def prewakes(monkeypatch):
+    from fusedloss.backends import cpp
+
+    seen = []
+    monkeypatch.setattr(cpp, "pool_prewake", seen.append)
+    before = _config.get_num_threads()
+    fl.set_num_threads(2)
+    yield cpp.PREWAKE_MIN, seen
+    fl.set_num_threads(before)
+
+
+def _twice(call, seen):
+    call()  # the first call resolves (and caches) the backend
+    seen.clear()
+    call()
+    return list(seen)
+
+
+@needs_cpp
+def test_calls_large_enough_for_two_threads_wake_the_workers_first(prewakes):
+    n, seen = prewakes
+    p = np.zeros(n)
+    assert _twice(lambda: fl.mse.grad_hess(p, p, backend="cpp"), seen) == [2]
+    assert _twice(lambda: fl.mse.value_and_grad(p[: n - 1], p[: n - 1], backend="cpp"), seen) == []
+    x = np.zeros((n // 10 + 1, 10))
+    t = np.zeros(n // 10 + 1, np.int64)
+    assert _twice(lambda: fl.cross_entropy.value_and_grad(x, t, backend="cpp"), seen) == [2]
+    with fl.use_backend("numpy"):
+        assert _twice(lambda: fl.mse.grad_hess(p, p), seen) == []
+    fl.set_num_threads(1)
+    assert _twice(lambda: fl.mse.grad_hess(p, p, backend="cpp"), seen) == []
+
+
+@needs_cpp
+def test_a_boosting_objective_wakes_the_workers_before_it_reads_the_labels(prewakes):
+    import fusedloss.boosting as fb
+
+    n, seen = prewakes
+
+    class Data:
+        def get_label(self):
+            assert seen, "the labels were read before the workers were woken"
+            return np.zeros(n)
+
+        def get_weight(self):
+            return None
+
+    objective = fb.lightgbm_objective("binary_cross_entropy_with_logits", backend="cpp")
+    with fl.use_backend("cpp"):
+        objective(np.zeros(n), Data())
+        seen.clear()
+        objective(np.zeros(n), Data())
+    assert seen and set(seen) == {2}

@@ -42,6 +42,12 @@ inline void cpu_relax() noexcept {
 constexpr int kIdleSpin = 256;
 // Pause instructions a caller spends waiting for blocks still being computed before it yields its core.
 constexpr int kWaitSpin = 1024;
+// How long a worker woken by prewake() waits for the job before it sleeps again (the Python work of a call's
+// argument checks takes 10 to 60 us). It waits yielding its core, not pausing: on an idle machine a yield
+// returns at once (the core stays awake, which is the point), and on a loaded one the other process runs.
+// (Pausing instead made 2-thread calls of mse at 1e6 elements 1.3x slower than 1-thread ones with one busy
+// process per core: the spinning worker used up its share of the core before the job came.)
+constexpr std::int64_t kPrewakeNs = 100'000;
 constexpr std::uint64_t kIndexMask = 0xffffffffull;
 // Back-off: a caller that waited for a helper's block longer than kLateBlocks of its own blocks (and at least
 // kLateNs) saw that helper preempted by another process. The next calls then run on the caller alone for
@@ -57,6 +63,8 @@ struct Worker {
   std::mutex m;
   std::condition_variable cv;
   std::atomic<std::uint64_t> go{0};  // the sequence number of the job to join (0: none yet)
+  std::atomic<std::uint64_t> nudge{0};  // incremented by prewake()
+  std::atomic<bool> asleep{false};  // waiting on cv (prewake() leaves a worker that is awake alone)
 };
 
 struct Pool {
@@ -102,18 +110,49 @@ std::int64_t now_ns() noexcept {
              std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+// Spin up to `spins` pauses for a job other than `seen`; returns the last sequence number read.
+std::uint64_t spin_for_job(const Worker& W, std::uint64_t seen, int spins) noexcept {
+  std::uint64_t g = W.go.load(std::memory_order_acquire);
+  for (int i = 0; g == seen && i < spins; ++i) {
+    cpu_relax();
+    g = W.go.load(std::memory_order_acquire);
+  }
+  return g;
+}
+
+// Yield the core until a job other than `seen` comes, for at most kPrewakeNs; returns the last sequence
+// number read.
+std::uint64_t yield_for_job(const Worker& W, std::uint64_t seen) noexcept {
+  const std::int64_t until = now_ns() + kPrewakeNs;
+  std::uint64_t g = W.go.load(std::memory_order_acquire);
+  while (g == seen && now_ns() < until) {
+    std::this_thread::yield();
+    g = W.go.load(std::memory_order_acquire);
+  }
+  return g;
+}
+
 void worker_main(Pool* P, Worker* W) noexcept {
-  std::uint64_t seen = 0;
+  std::uint64_t seen = 0, nudged = 0;
   for (;;) {
-    std::uint64_t g = W->go.load(std::memory_order_acquire);
-    for (int i = 0; g == seen && i < kIdleSpin; ++i) {
-      cpu_relax();
-      g = W->go.load(std::memory_order_acquire);
-    }
+    std::uint64_t g = spin_for_job(*W, seen, kIdleSpin);
     if (g == seen) {
-      std::unique_lock<std::mutex> lock(W->m);
-      W->cv.wait(lock, [&] { return (g = W->go.load(std::memory_order_acquire)) != seen; });
+      {
+        std::unique_lock<std::mutex> lock(W->m);
+        W->asleep.store(true, std::memory_order_relaxed);
+        W->cv.wait(lock, [&] {
+          g = W->go.load(std::memory_order_acquire);
+          return g != seen || W->nudge.load(std::memory_order_relaxed) != nudged;
+        });
+        W->asleep.store(false, std::memory_order_relaxed);
+        nudged = W->nudge.load(std::memory_order_relaxed);
+      }
+      if (g == seen) g = yield_for_job(*W, seen);  // woken ahead of a job
+      if (g == seen) continue;  // none came (the call failed its checks, or ran on one thread): sleep again
     }
+    // prewake() only nudges while no job runs (it needs the caller's lock): a nudge seen now was for this
+    // job, not for the next one, and must not make the next wait end at once.
+    nudged = W->nudge.load(std::memory_order_relaxed);
     seen = g;
     work_on(*P, g);
   }
@@ -135,6 +174,26 @@ struct AtFork {
 }  // namespace
 
 int workers() noexcept { return g_pool->n_workers.load(std::memory_order_relaxed); }
+
+void prewake(int nthreads) noexcept {
+  if (nthreads <= 1) return;
+  Pool& P = *g_pool;
+  if (now_ns() < P.solo_until.load(std::memory_order_relaxed)) return;  // backing off: calls run alone
+  std::unique_lock<std::mutex> lock(P.caller, std::try_to_lock);
+  if (!lock.owns_lock()) return;  // a call owns the workers: they are awake
+  const std::size_t nw = std::min(std::size_t(nthreads) - 1, P.workers.size());
+  for (std::size_t i = 0; i < nw; ++i) {
+    Worker* W = P.workers[i];
+    // One that is awake (spinning after a job or after an earlier prewake) is left alone: notifying it would
+    // cost a system call for nothing. One that falls asleep just after this test only joins late.
+    if (!W->asleep.load(std::memory_order_relaxed)) continue;
+    {
+      std::lock_guard<std::mutex> wl(W->m);
+      W->nudge.fetch_add(1, std::memory_order_relaxed);
+    }
+    W->cv.notify_one();
+  }
+}
 
 State state() noexcept {
   Pool& P = *g_pool;

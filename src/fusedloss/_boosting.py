@@ -11,7 +11,8 @@ import warnings
 
 import numpy as np
 
-from ._boosting_math import _Borrowed, _Rounds, _checked, _grad_hess, _layout, _loss, _loss_name, _weight
+from ._boosting_math import (_Borrowed, _Rounds, _checked, _grad_hess, _layout, _loss, _loss_name, _weight,
+                             wake)
 
 
 # --- the callables handed to the libraries ---------------------------------------------------------------------
@@ -45,6 +46,7 @@ class _Objective:
         if not hasattr(data, "get_label"):
             raise TypeError(f"{self.library}_objective({self.loss!r}): expected (preds, {expected}); for the "
                             f"scikit-learn API use {self.library}_objective(..., api='sklearn')")
+        wake(self._loss, preds, self.backend)
         return self._compute(data.get_label(), preds, data.get_weight())
 
 
@@ -93,6 +95,7 @@ class _XGBoostObjective(_Objective):
     def __call__(self, predt, dtrain):
         if not hasattr(dtrain, "get_label"):
             return self._from_data(predt, dtrain, "xgboost.DMatrix")  # (its error)
+        wake(self._loss, predt, self.backend)
         return self._compute(_dmatrix_info(dtrain, "label"), predt, _dmatrix_info(dtrain, "weight"))
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._dispatch import Loss
+from . import _config
+from ._dispatch import Loss, prewake
 from ._losses import LOSSES
 from ._validate import HESSIAN_MODES, as_numeric
 
@@ -154,6 +155,15 @@ def _class_labels(loss, y):
     return yi
 
 
+def wake(loss, preds, backend) -> None:
+    """Wake the compiled kernels' workers for a call on ``preds`` (``_dispatch.prewake``): an objective calls
+    it first, so that they wake while the labels and weights are read and checked."""
+    threads = _config.get_num_threads()
+    if threads > 1:
+        dt = getattr(preds, "dtype", None)
+        prewake(loss._backend(backend, dt if dt in _FLOATS else np.float64), threads, np.size(preds))
+
+
 def _grad_hess(loss, preds, labels, weight, hessian, min_hessian, backend, params, flat="row_major",
                rounds: _Rounds | None = None):
     """Per-sample gradient and Hessian. With ``rounds`` (the objectives): computed in the scores' dtype
@@ -163,6 +173,7 @@ def _grad_hess(loss, preds, labels, weight, hessian, min_hessian, backend, param
     if rounds is not None:
         dt = getattr(preds, "dtype", None)
         dtype = dt if dt in _FLOATS else np.float64
+    wake(loss, preds, backend)
     p, y, undo = _layout(loss, preds, labels, flat, dtype, rounds)
     if rounds is None:
         w = _weight(weight)

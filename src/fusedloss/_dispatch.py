@@ -51,6 +51,14 @@ def resolve_host_backend(name: str | None, spec: LossSpec, dtype):
 # --- the loss objects --------------------------------------------------------------------------------
 
 
+def prewake(module, threads: int, work: int) -> None:
+    """Before a call's argument checks: wake the compiled pool's workers if the kernel will run on several
+    threads, so that they join it at once instead of 20-40 us late (pool.hpp). Other backends have no pool."""
+    wake = getattr(module, "pool_prewake", None)
+    if wake is not None and work >= module.PREWAKE_MIN:
+        wake(threads)
+
+
 class LossMemoryError(MemoryError):
     """A MemoryError raised by a loss call that says which array could not be allocated, and the way out."""
 
@@ -137,7 +145,7 @@ class Loss:
         or ``set_backend`` takes effect at once; the backend table's ``generation`` changes whenever the
         table does, so an entry cached before that is never used again."""
         name = _config.get_backend() if requested is None else requested
-        key = (name, dtype, BACKENDS.generation)  # (_run looks this key up itself first)
+        key = (name, dtype, BACKENDS.generation)  # (_cached_backend looks this key up without resolving)
         try:
             module = self._backend_cache.get(key)
         except TypeError:  # an unhashable name: let the name check say what is wrong with it
@@ -148,6 +156,11 @@ class Loss:
                 self._backend_cache.clear()
             self._backend_cache[key] = module
         return module
+
+    def _cached_backend(self, requested, dtype):
+        """The module ``_backend`` resolved for this name and dtype before, or None (then it resolves it)."""
+        name = _config.get_backend() if requested is None else requested
+        return self._backend_cache.get((name, dtype, BACKENDS.generation)) if type(name) is str else None
 
     def _run(self, pred, target, reduction, sample_weight, backend, kwargs, outputs: Outputs, grad_out=None,
              hess_out=None, hessian="exact", nthreads=None, grad_scale=None, metrics=None, stream=None,
@@ -200,6 +213,12 @@ class Loss:
                                         outputs, grad_out, hess_out, hessian, nthreads,
                                         grad_scale, metrics)
         shape = p.shape
+        threads = _config.get_num_threads()
+        if nthreads is not None and nthreads < threads:
+            threads = nthreads
+        module = self._cached_backend(backend, dtype)
+        if threads > 1 and module is not None:
+            prewake(module, threads, p.size)
         if type(target) is np.ndarray and target.dtype is dtype and target.flags.c_contiguous:
             y = target
         elif type(target) is np.ndarray and target.shape != shape:
@@ -217,13 +236,8 @@ class Loss:
                 _check_domain(p, spec.pred_domain_for(params), "pred", name)
         w = None if sample_weight is None else _prepare_weight(sample_weight, p, name)
         cols = None if spec.vector_param is None else _column_vector(spec, params, p)
-        threads = _config.get_num_threads()
-        if nthreads is not None and nthreads < threads:
-            threads = nthreads
-        requested = _config.get_backend() if backend is None else backend
-        module = self._backend_cache.get((requested, dtype, BACKENDS.generation)) if type(requested) is str else None
         if module is None:  # not resolved yet (or the table changed): _backend resolves and caches it
-            module = self._backend(requested, dtype)
+            module = self._backend(backend, dtype)
 
         w_given = w  # the metrics weigh elements by the weights as given (fit_weights may rescale w below)
         refit = w is not None and reduction == "mean" and grad_scale is None  # see _validate: fit_weights
@@ -330,6 +344,9 @@ class Loss:
             raise ValueError(f"{name}: logits need a class axis (the last one) of length >= 1, got shape {x.shape}")
         C = x.shape[-1]
         lead = x.shape[:-1]
+        threads = _config.get_num_threads() if nthreads is None else min(nthreads, _config.get_num_threads())
+        if threads > 1 and (known := self._cached_backend(backend, x.dtype)) is not None:
+            prewake(known, threads, x.size)
         labels, q, all_kept = _prepare_targets(spec, params, target, x)
         rw = None if sample_weight is None else _prepare_row_weight(sample_weight, lead, x, name)
         cw = _class_vector(spec, params, x)
@@ -383,7 +400,6 @@ class Loss:
             v = np.empty(lead, x.dtype)
         unit_hess = h is not None and hessian == "ones"
         reduce = want_value and reduction != "none"
-        threads = _config.get_num_threads() if nthreads is None else min(nthreads, _config.get_num_threads())
         if metrics is None:
             total = module.multiclass(
                 name, packed, ignore, C, x.reshape(-1), labels, None if q is None else q.reshape(-1), rw, cw,
