@@ -238,7 +238,7 @@ def fresh_outputs(shape: tuple, dtype, *wanted: bool) -> list:
         elif block is None:
             out.append(np.empty(shape, dtype))
         else:
-            out.append(block[i])
+            out.append(block[i, ...])  # (an array even for shape (): block[i] would be a NumPy scalar)
             i += 1
     return out
 
