@@ -484,7 +484,8 @@ def test_xgboost_focal_trains_on_imbalanced_data():
 def test_xgboost_objective_reads_the_dmatrix_without_keeping_it():
     """The objective reads a DMatrix's labels and weights in place (no get_label() copy): the same arrays as
     through the getters, the values XGBoost holds at each call (set_label / set_weight between rounds are seen),
-    the DMatrix left as it was, and nothing of XGBoost's memory kept once the call returns."""
+    the DMatrix left as it was, and no conversion of XGBoost's memory kept once the call returns (a view is
+    handed out again only while XGBoost reports the same pointer, shape and type)."""
     xgb = _xgboost()
     from fusedloss._boosting_math import _Borrowed
 
@@ -511,6 +512,12 @@ def test_xgboost_objective_reads_the_dmatrix_without_keeping_it():
         w = w[::-1].copy() if step == 1 else w
         dtrain.set_label(y)
         dtrain.set_weight(w)
+    from fusedloss._boosting import _dmatrix_info
+
+    first = _dmatrix_info(dtrain, "label")
+    assert _dmatrix_info(dtrain, "label") is first  # unchanged: the view is reused
+    dtrain.set_label(np.r_[y, 0.0][:-1] * 0.5)  # new values, new memory
+    np.testing.assert_array_equal(_dmatrix_info(dtrain, "label"), (y * 0.5).astype(np.float32))
     unweighted = xgb.DMatrix(rng.normal(size=(n, 3)), y)
     g, _ = obj(preds, unweighted)
     np.testing.assert_array_equal(g, fl.binary_cross_entropy_with_logits.grad(
