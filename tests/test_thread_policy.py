@@ -334,4 +334,5 @@ def test_a_boosting_objective_wakes_the_workers_before_it_reads_the_labels(prewa
         objective(np.zeros(n), Data())
         seen.clear()
         objective(np.zeros(n), Data())
-    assert seen and set(seen) == {2}
+    # once by the objective, before it reads; at most once more by the loss call it makes
+    assert 1 <= len(seen) <= 2 and set(seen) == {2}, seen

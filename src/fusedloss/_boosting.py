@@ -11,8 +11,7 @@ import warnings
 
 import numpy as np
 
-from ._boosting_math import (_Borrowed, _Rounds, _checked, _grad_hess, _layout, _loss, _loss_name, _weight,
-                             wake)
+from ._boosting_math import _Borrowed, _Rounds, _checked, _grad_hess, _layout, _loss, _loss_name, _weight
 
 
 # --- the callables handed to the libraries ---------------------------------------------------------------------
@@ -38,26 +37,26 @@ class _Objective:
     def __repr__(self):
         return f"<fusedloss {self.library} objective {self.loss}>"
 
-    def _compute(self, y_true, y_pred, weight):
-        return _grad_hess(self._loss, y_pred, y_true, weight, self.hessian, self.min_hessian, self.backend,
-                          self.params, self._flat, self._rounds)
+    def _compute(self, y_pred, read):
+        """``read()`` gives (labels, weights) once the workers are woken (``_boosting_math._grad_hess``)."""
+        return _grad_hess(self._loss, y_pred, read, self.hessian, self.min_hessian, self.backend, self.params,
+                          self._flat, self._rounds)
 
-    def _from_data(self, preds, data, expected: str):
+    def _check_data(self, data, expected: str):
         if not hasattr(data, "get_label"):
             raise TypeError(f"{self.library}_objective({self.loss!r}): expected (preds, {expected}); for the "
                             f"scikit-learn API use {self.library}_objective(..., api='sklearn')")
-        wake(self._loss, preds, self.backend)
-        return self._compute(data.get_label(), preds, data.get_weight())
 
 
 class _LightGBMObjective(_Objective):
     def __call__(self, preds, train_data):
-        return self._from_data(preds, train_data, "lightgbm.Dataset")
+        self._check_data(train_data, "lightgbm.Dataset")
+        return self._compute(preds, lambda: (train_data.get_label(), train_data.get_weight()))
 
 
 class _LightGBMSklearnObjective(_Objective):
     def __call__(self, y_true, y_pred, weight):
-        return self._compute(y_true, y_pred, weight)
+        return self._compute(y_pred, lambda: (y_true, weight))
 
 
 def _dmatrix_info(dtrain, field: str):
@@ -112,15 +111,13 @@ def _interface_view(interface: dict):
 
 class _XGBoostObjective(_Objective):
     def __call__(self, predt, dtrain):
-        if not hasattr(dtrain, "get_label"):
-            return self._from_data(predt, dtrain, "xgboost.DMatrix")  # (its error)
-        wake(self._loss, predt, self.backend)
-        return self._compute(_dmatrix_info(dtrain, "label"), predt, _dmatrix_info(dtrain, "weight"))
+        self._check_data(dtrain, "xgboost.DMatrix")
+        return self._compute(predt, lambda: (_dmatrix_info(dtrain, "label"), _dmatrix_info(dtrain, "weight")))
 
 
 class _XGBoostSklearnObjective(_Objective):
     def __call__(self, y_true, y_pred, sample_weight=None):
-        return self._compute(y_true, y_pred, sample_weight)
+        return self._compute(y_pred, lambda: (y_true, sample_weight))
 
 
 class _Metric:

@@ -155,25 +155,21 @@ def _class_labels(loss, y):
     return yi
 
 
-def wake(loss, preds, backend) -> None:
-    """Wake the compiled kernels' workers for a call on ``preds`` (``_dispatch.prewake``): an objective calls
-    it first, so that they wake while the labels and weights are read and checked."""
-    threads = _config.get_num_threads()
-    if threads > 1:
-        dt = getattr(preds, "dtype", None)
-        prewake(loss._backend(backend, dt if dt in _FLOATS else np.float64), threads, np.size(preds))
-
-
-def _grad_hess(loss, preds, labels, weight, hessian, min_hessian, backend, params, flat="row_major",
+def _grad_hess(loss, preds, read, hessian, min_hessian, backend, params, flat="row_major",
                rounds: _Rounds | None = None):
-    """Per-sample gradient and Hessian. With ``rounds`` (the objectives): computed in the scores' dtype
-    (float32 scores, as XGBoost hands them, give float32 arrays; anything else float64), with labels and weights
-    converted once and the output buffers reused. Without it: float64, fresh arrays."""
+    """Per-sample gradient and Hessian. ``read()`` gives (labels, weights): it is called after the compiled
+    kernels' workers are woken (``_dispatch.prewake``), so that they wake while an objective reads and checks
+    the library's arrays. With ``rounds`` (the objectives): computed in the scores' dtype (float32 scores, as
+    XGBoost hands them, give float32 arrays; anything else float64), with labels and weights converted once and
+    the output buffers reused. Without it: float64, fresh arrays."""
     dtype = np.float64
     if rounds is not None:
         dt = getattr(preds, "dtype", None)
         dtype = dt if dt in _FLOATS else np.float64
-    wake(loss, preds, backend)
+    threads = _config.get_num_threads()
+    if threads > 1:
+        prewake(loss._backend(backend, dtype), threads, np.size(preds))
+    labels, weight = read()
     p, y, undo = _layout(loss, preds, labels, flat, dtype, rounds)
     if rounds is None:
         w = _weight(weight)
@@ -195,7 +191,7 @@ def gradient_hessian(name: str, y_true, y_pred, weight=None, *, hessian=None, mi
     below return, for any other booster. ``y_pred`` is the raw score ((n,) or (n, K) for multiclass)."""
     name = _loss_name(name)
     loss, hessian, min_hessian = _checked(name, params, hessian, min_hessian)
-    return _grad_hess(loss, y_pred, y_true, weight, hessian, min_hessian, backend, params)
+    return _grad_hess(loss, y_pred, lambda: (y_true, weight), hessian, min_hessian, backend, params)
 
 
 def metric_value(name: str, y_true, y_pred, weight=None, *, backend=None, **params) -> float:
