@@ -113,7 +113,16 @@ def _first_bad(arr: np.ndarray, bad: np.ndarray) -> str:
     return f"{arr[index].item()!r} at index {tuple(int(i) for i in index)}"
 
 
-_EXTREMES: list = []  # [the compiled extremes or None], looked up on first use
+_COMPILED: dict = {}  # name: the compiled extension's function or None, looked up on first use
+
+
+def _compiled(name: str):
+    """The compiled extension's function ``name``, or None without the extension."""
+    try:
+        return _COMPILED[name]
+    except KeyError:
+        fn = _COMPILED[name] = getattr(BACKENDS["cpp"].load(), name, None)
+        return fn
 
 
 def _extremes(arr: np.ndarray, need_max: bool = True) -> tuple:
@@ -121,10 +130,7 @@ def _extremes(arr: np.ndarray, need_max: bool = True) -> tuple:
     the max may be left as -inf. Compiled: one pass on the kernels' threads; otherwise NumPy's reductions (a
     second, NaN-skipping pass only when the first meets a NaN). (``np.minimum.reduce`` is ``arr.min()`` without
     its Python wrapper, which costs as much as 1,000 elements.)"""
-    if not _EXTREMES:
-        module = BACKENDS["cpp"].load()
-        _EXTREMES.append(getattr(module, "extremes", None))
-    fn = _EXTREMES[0]
+    fn = _compiled("extremes")
     if fn is not None and type(arr) is np.ndarray and (arr.dtype is _F64 or arr.dtype is _F32) \
             and arr.flags.c_contiguous:
         return fn(arr, _config.get_num_threads())
@@ -140,17 +146,11 @@ def _below(arr: np.ndarray, bound: float) -> bool:
     return bool(_extremes(arr, False)[0] < bound)
 
 
-_ARRAY_SUM: list = []  # [the compiled compensated sum or None], looked up on first use
-
-
 def _weight_sum(w: np.ndarray) -> float:
     """The float64 sum of weights, for what "mean" divides by. With the compiled extension it is compensated
     (within a few ulp of the exact sum, as the kernels' own sums), so that "mean" over a whole array and a merge
     of the partial results of its pieces agree to 1e-15; otherwise NumPy's pairwise sum."""
-    if not _ARRAY_SUM:
-        module = BACKENDS["cpp"].load()
-        _ARRAY_SUM.append(getattr(module, "array_sum", None))
-    fn = _ARRAY_SUM[0]
+    fn = _compiled("array_sum")
     if fn is None:
         with np.errstate(over="ignore"):  # an overflow here is taken care of (fit_weights)
             return float(np.add.reduce(w, dtype=np.float64, axis=None))
