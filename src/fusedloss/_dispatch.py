@@ -251,19 +251,17 @@ class Loss:
         if grad_scale is not None:  # the caller knows the divisor (a piece of a larger array): see partial
             scale = grad_scale
         reduce = want_value and reduction != "none"
-        h = v = None
-        if grad_out is None:
-            if want_grad and ((want_hess and hess_out is None) or (want_value and not reduce)):
-                g, h, v = fresh_outputs(shape, dtype, True, want_hess and hess_out is None,
-                                        want_value and not reduce)
-            else:
-                g = np.empty(shape, dtype) if want_grad else None
-        elif (type(grad_out) is np.ndarray and grad_out.dtype is dtype and grad_out.shape == shape
-              and (flags := grad_out.flags).c_contiguous and flags.writeable):
-            g = grad_out  # _check_out's first test, without the call
+        # the outputs this call allocates: in one block when there are several (fresh_outputs)
+        new_g, new_h = want_grad and grad_out is None, want_hess and hess_out is None
+        new_v = want_value and not reduce
+        if new_h or new_v:
+            g, h, v = fresh_outputs(shape, dtype, new_g, new_h, new_v)
         else:
-            g = _check_out(grad_out, p, "grad_out", name)
+            g, h, v = np.empty(shape, dtype) if new_g else None, None, None
         if grad_out is not None:
+            g = grad_out if (type(grad_out) is np.ndarray and grad_out.dtype is dtype and grad_out.shape == shape
+                             and (flags := grad_out.flags).c_contiguous and flags.writeable) \
+                else _check_out(grad_out, p, "grad_out", name)  # (its first test, without the call)
             _check_overlap(g, "grad_out", name, p, not want_hess,
                            ((y, "target"), (target, "target"), (w, "sample_weight"), (sample_weight, "sample_weight")))
         if not (want_hess or cols is not None or len(shape) != 1 or (want_value and not reduce)
@@ -279,14 +277,12 @@ class Loss:
             return g
         if want_hess:
             if h is None:
-                h = np.empty(shape, dtype) if hess_out is None else _check_out(hess_out, p, "hess_out", name)
+                h = _check_out(hess_out, p, "hess_out", name)
             if hess_out is not None:
                 _check_overlap(h, "hess_out", name, p, False, ((y, "target"), (target, "target"), (w, "sample_weight"),
                                                                (sample_weight, "sample_weight")))
             if g is not None and np.may_share_memory(g, h):
                 raise ValueError(f"{name}: grad_out and hess_out must not overlap")
-        if want_value and not reduce and v is None:
-            v = np.empty(shape, dtype)
         unit_hess = h is not None and hessian == "ones"
         flat = len(shape) != 1  # the kernels take flat arrays (views: pred and the outputs are C-contiguous)
         args = (name, packed, p.reshape(-1) if flat else p, y.reshape(-1) if flat else y, w, scale, reduce,
@@ -375,15 +371,19 @@ class Loss:
             denom = scale = 1.0
         if grad_scale is not None:
             scale = grad_scale
-        g = h = v = None
-        if want_grad and want_hess and grad_out is None and hess_out is None:
-            g, h = fresh_outputs(x.shape, x.dtype, True, True)
+        v = None
+        # the outputs this call allocates: in one block when there are several (fresh_outputs)
+        new_g, new_h = want_grad and grad_out is None, want_hess and hess_out is None
+        if new_h:
+            g, h = fresh_outputs(x.shape, x.dtype, new_g, new_h)
+        else:
+            g, h = np.empty(x.shape, x.dtype) if new_g else None, None
         if want_grad and g is None:
             # grad_out may be the logits themselves: the kernels read each element before writing it
-            g = np.empty(x.shape, x.dtype) if grad_out is None else _check_out(grad_out, x, "grad_out", name)
+            g = _check_out(grad_out, x, "grad_out", name)
         if want_hess:
             if h is None:
-                h = np.empty(x.shape, x.dtype) if hess_out is None else _check_out(hess_out, x, "hess_out", name)
+                h = _check_out(hess_out, x, "hess_out", name)
             if g is not None and np.may_share_memory(g, h):
                 raise ValueError(f"{name}: grad_out and hess_out must not overlap")
             for out, what in ((g, "grad_out"), (h, "hess_out")):
