@@ -110,16 +110,6 @@ std::int64_t now_ns() noexcept {
              std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// Spin up to `spins` pauses for a job other than `seen`; returns the last sequence number read.
-std::uint64_t spin_for_job(const Worker& W, std::uint64_t seen, int spins) noexcept {
-  std::uint64_t g = W.go.load(std::memory_order_acquire);
-  for (int i = 0; g == seen && i < spins; ++i) {
-    cpu_relax();
-    g = W.go.load(std::memory_order_acquire);
-  }
-  return g;
-}
-
 // Yield the core until a job other than `seen` comes, for at most kPrewakeNs; returns the last sequence
 // number read.
 std::uint64_t yield_for_job(const Worker& W, std::uint64_t seen) noexcept {
@@ -135,7 +125,11 @@ std::uint64_t yield_for_job(const Worker& W, std::uint64_t seen) noexcept {
 void worker_main(Pool* P, Worker* W) noexcept {
   std::uint64_t seen = 0, nudged = 0;
   for (;;) {
-    std::uint64_t g = spin_for_job(*W, seen, kIdleSpin);
+    std::uint64_t g = W->go.load(std::memory_order_acquire);
+    for (int i = 0; g == seen && i < kIdleSpin; ++i) {  // a short spin first: a call in a loop comes back soon
+      cpu_relax();
+      g = W->go.load(std::memory_order_acquire);
+    }
     if (g == seen) {
       {
         std::unique_lock<std::mutex> lock(W->m);
