@@ -12,7 +12,9 @@ For each:
 - ``torch``: ``torch.nn.functional``'s loss, then ``backward()`` (what a user runs without fusedloss);
 - ``fused``: ``fusedloss.torch``'s loss with ``backend="cuda"`` (the fused path forced), then ``backward()``;
 - ``kernel``: the Numba kernels alone (``fusedloss.<loss>.value_and_grad`` on the tensors' device memory, the
-  gradient into a preallocated buffer), float32 only.
+  gradient into a preallocated buffer), float32 only;
+- ``metrics``: ``kernel`` with ``metrics=`` (cross_entropy: accuracy, top-5, ECE; binary_cross_entropy_with_logits:
+  accuracy, Brier, ROC over 256 bins, ECE).
 
 Times are medians of CUDA-event-timed repetitions after a warm-up. GB/s counts the least traffic a fused
 forward + backward needs (logits or inputs read once, targets read once, gradient written once, in the
@@ -297,6 +299,10 @@ def _elementwise_case(dev: Device, name: str, n: int, repeat: int):
     call = lambda: loss.value_and_grad(dp, dy, grad_out=grad, backend="cuda")  # noqa: E731
     rows["kernel"] = dev.time(call, repeat)
     dev.profile(call, f"{label} kernel")
+    if name != "mse":
+        metrics = ("accuracy", "brier", "roc256", "ece15")
+        rows["metrics"] = dev.time(lambda: loss.value_and_grad(dp, dy, grad_out=grad, backend="cuda",
+                                                               metrics=metrics), repeat)
     errors = {}
     if not dev.tiny:
         errors = _errors(p, lambda z: theirs(z, y.double()),

@@ -34,7 +34,8 @@ def test_gpu_bench_tiny_runs(tmp_path, capsys):
     for row in rows:
         assert row["times"]["torch"] > 0
     assert sum("kernel" in r["times"] for r in rows) == len(bench.TINY_CE_SHAPES) + 2  # float32 cases
-    assert sum(r["times"].get("metrics", 0) > 0 for r in rows) == len(bench.TINY_CE_SHAPES)  # cross_entropy's
+    # cross_entropy's float32 cases and binary_cross_entropy_with_logits
+    assert sum(r["times"].get("metrics", 0) > 0 for r in rows) == len(bench.TINY_CE_SHAPES) + 1
     assert (tmp_path / "rows.json").exists()
     profile = (tmp_path / "profile.txt").read_text()
     assert profile.count("=== ") == len(rows) + sum("kernel" in r["times"] for r in rows)  # torch and kernel paths

@@ -97,6 +97,26 @@ def table_rows(n: int) -> int:
 # --- the specification of the sums -----------------------------------------------------------------------------
 
 
+def element_terms(x, y, w, probabilities):
+    """One element (score ``x``, target ``y``, weight ``w``, float64) as the compiled kernels of the Numba CPU and
+    CUDA backends take it (both compile this function: ``_jit.binary_metrics_kernel``): (p, p for the bins (0
+    for a NaN), its NaN count, its weight of a correct prediction, its weighted squared error). The bins stay in
+    the kernels' own loops (with their table writes inlined from here, the CPU loop ran 35% slower)."""
+    if probabilities:
+        p = x
+        positive = x > 0.5
+    else:
+        e = math.exp(-abs(x))  # sigmoid as the C++ kernels round it (math.hpp: sigmoid_pair)
+        i = 1.0 / (1.0 + e)
+        p = i if x >= 0.0 else e * i
+        positive = x > 0.0
+    d = p - y
+    right = w * (y if positive else 1.0 - y)
+    if p >= 0.0:
+        return p, p, 0.0, right, w * (d * d)
+    return p, 0.0, 1.0, right, w * (d * d)  # NaN: counted, and in bin 0
+
+
 def table(x, y, w, probabilities: bool, nbins: int, ece_bins: int = 0):
     """The sums of the module docstring over every element, as one table row (1, 3 + 2 nbins + 3 ece_bins)
     float64: [NaN count, weight of the correct predictions, sum w (p - y)^2, nbins weights of positives, nbins of

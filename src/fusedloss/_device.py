@@ -28,7 +28,7 @@ import math
 
 import numpy as np
 
-from . import _config, _logit_metrics
+from . import _binary_metrics, _config, _logit_metrics
 from ._validate import (
     _FLOAT_DTYPES, _as_like, _check_domain, _class_vector, _column_vector, _prepare_targets, _prepare_weight,
     _results, domain_error, soft_target_metrics, is_device_array, label_range_error, labels_shape_error,
@@ -244,6 +244,11 @@ def _run(cu, loss, pred, target, reduction, sample_weight, params, packed, outpu
     cols = None if cols is None else cu.to_device(cols)
 
     refit = w is not None and reduction == "mean"  # weights whose sums overflow: _validate.fit_weights
+    tab = None
+    if metrics is not None:  # first: the gradient may be written over the scores; the weights as given
+        tab = cu.binary_metrics(p_flat, y_flat, w, spec.binary_scores == "probabilities", metrics.nbins,
+                                metrics.ece_bins, _binary_metrics.table_rows(n))
+        weight = float(n) if w is None else cu.device_sum(w)
     if reduction == "mean":
         denom = float(n) if w is None else cu.device_sum(w)
         if refit:
@@ -267,7 +272,10 @@ def _run(cu, loss, pred, target, reduction, sample_weight, params, packed, outpu
     if unit_hess:
         cu.unit_hessian(h, 1, None, 0, w, scale)
     v_ret = _kept_on_device(cu, device_value, outputs, reduction, total, denom, dtype, v_ret, to)
-    return _results(outputs, reduction, total, denom, v_ret, g_ret, h_ret)
+    if tab is None:
+        return _results(outputs, reduction, total, denom, v_ret, g_ret, h_ret)
+    return _results(outputs, reduction, total, denom, v_ret, g_ret, h_ret,
+                    _binary_metrics.fold(metrics, tab, n, weight))
 
 
 def _overlaps(cu, out, inp) -> bool:

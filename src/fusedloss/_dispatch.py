@@ -324,9 +324,6 @@ class Loss:
                              f"for them without {self.name}'s loss")
         else:
             spec = _logit_metrics.parse(metrics, self.name)
-        if is_device_array(pred) and self.spec.metrics_pass == "binary":
-            raise TypeError(f"{self.name}: the metrics of a binary score take host arrays; got a device array (copy "
-                            "the scores to the host, or compute the metrics from torch / CuPy yourself)")
         return spec
 
     def _run_multiclass(self, x, target, reduction, sample_weight, backend, params, packed,

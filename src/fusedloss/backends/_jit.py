@@ -124,6 +124,18 @@ def compile_functions(module: types.ModuleType, decorate, tag: str, overrides=No
     return {name: namespace[name] for name in module.FUNCTIONS}
 
 
+def binary_metrics_kernel(template: types.FunctionType, backend_file: str, namespace: dict, element_decorate,
+                          kernel_decorate):
+    """The binary metrics loop ``template`` (its globals ``namespace``) with ``element_terms`` bound to
+    ``_binary_metrics.element_terms`` compiled by ``element_decorate``, the loop compiled by ``kernel_decorate``;
+    the cache entry carries a hash of the backend's file and that one."""
+    from .. import _binary_metrics
+
+    digest = source_hash(backend_file, _binary_metrics.__file__)
+    namespace = dict(namespace, element_terms=element_decorate(_binary_metrics.element_terms))
+    return kernel_decorate(specialise(template, namespace, f"binary_metrics__{digest}"))
+
+
 # --- pairwise losses (fusedloss._pairwise's contract) -------------------------------------------------------
 
 

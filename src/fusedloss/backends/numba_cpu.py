@@ -140,43 +140,28 @@ def elementwise(loss, params, p, y, w, scale, reduce, value_out, grad_out, hess_
     return _blocks(kernel, args, (n + BLOCK - 1) // BLOCK, n >= PARALLEL_MIN, nthreads, reduce)
 
 
-@njit(cache=True, nogil=True)
 def _binary_metrics_rows(p, y, w, probabilities, nbins, ece_bins, table, span, r0, r1):
     """The binary metrics (fusedloss._binary_metrics: ``table`` is their specification) of table rows
-    ``[r0, r1)``, row r summing elements ``[r span, (r + 1) span)`` (``span``: whole blocks; an argument, not
-    ``BLOCK`` read as a global, so that this function's cache, keyed on this file alone, cannot keep an old value)."""
+    ``[r0, r1)``, row r summing elements ``[r span, (r + 1) span)`` (``span``: whole blocks). ``element_terms`` is
+    bound to the compiled ``_binary_metrics.element_terms`` (``_jit.binary_metrics_kernel``)."""
     n = p.shape[0]
     for r in range(r0, r1):
-        start = r * span
-        stop = min(n, start + span)
         bad = 0.0
         hit = 0.0
         sq = 0.0
-        for i in range(start, stop):
-            xv = np.float64(p[i])
+        for i in range(r * span, min(n, (r + 1) * span)):
             yv = np.float64(y[i])
             wv = 1.0
             if w is not None:
                 wv = np.float64(w[i])
-            if probabilities:
-                pr = xv
-                positive = xv > 0.5
-            else:
-                e = np.exp(-abs(xv))  # sigmoid as the C++ kernels round it (math.hpp: sigmoid_pair)
-                inv = 1.0 / (1.0 + e)
-                pr = inv if xv >= 0.0 else e * inv
-                positive = xv > 0.0
-            hit += wv * (yv if positive else 1.0 - yv)
-            d = pr - yv
-            sq += wv * (d * d)
-            q = pr
-            if not pr >= 0.0:  # nan: counted, and in bin 0
-                bad += 1.0
-                pr = 0.0
+            q, pr, nan, right, err = element_terms(np.float64(p[i]), yv, wv, probabilities)  # noqa: F821
+            bad += nan
+            hit += right
+            sq += err
             if nbins > 0:
-                b = min(int(pr * nbins), nbins - 1)
-                table[r, 3 + b] += wv * yv
-                table[r, 3 + nbins + b] += wv * (1.0 - yv)
+                b = 3 + min(int(pr * nbins), nbins - 1)
+                table[r, b] += wv * yv
+                table[r, b + nbins] += wv * (1.0 - yv)
             if ece_bins > 0:
                 b = 3 + 2 * nbins + min(int(pr * ece_bins), ece_bins - 1)
                 table[r, b] += wv
@@ -202,9 +187,14 @@ def elementwise_metrics(loss, params, p, y, w, scale, reduce, value_out, grad_ou
     used = (nblocks + per - 1) // per
     partial = np.zeros(nblocks)
 
+    rows_kernel = _KERNELS.get(("binary", "metrics"))
+    if rows_kernel is None:
+        rows_kernel = _KERNELS[("binary", "metrics")] = _jit.binary_metrics_kernel(
+            _binary_metrics_rows, __file__, globals(), njit(inline="always"), njit(cache=True, nogil=True))
+
     def run(r0, r1):
         for r in range(r0, r1):
-            _binary_metrics_rows(p, y, w, probabilities, nbins, ece_bins, table, per * BLOCK, r, r + 1)
+            rows_kernel(p, y, w, probabilities, nbins, ece_bins, table, per * BLOCK, r, r + 1)
             kernel(*args, partial, r * per, min(nblocks, (r + 1) * per))
 
     if n >= PARALLEL_MIN and nthreads > 1 and used > 1:

@@ -21,7 +21,9 @@ module, one concern each:
 - ``_cuda_helpers.py``: the checks of domains and labels (``first_outside``, ``first_not_sign``,
   ``first_bad_label``) and ``cast``, ``weighted``, ``expand``, ``unit_hessian``;
 - ``numba_cuda_ctc.py``, ``_cuda_pairwise.py``, ``_cuda_overlap.py``: the sequence, pairwise and overlap losses,
-  each with its own contract (``fusedloss._ctc``, ``._pairwise``, ``._overlap``).
+  each with its own contract (``fusedloss._ctc``, ``._pairwise``, ``._overlap``);
+- ``_cuda_binary_metrics.py``: the sums of the binary metrics (``fusedloss._binary_metrics``) of a loss on one
+  binary score (``binary_metrics``).
 
 Same interface as the host backends, but every array is a device array (Numba's, or the simulator's).
 ``_kernel`` (elementwise) and ``_row_kernel`` (multiclass, one thread per row) are the generic kernels:
@@ -74,6 +76,7 @@ from ._cuda_helpers import (cast, expand, first_bad_label, first_not_sign, first
 from .numba_cuda_ctc import ctc  # noqa: E402,F401
 from ._cuda_pairwise import pairwise  # noqa: E402,F401
 from ._cuda_overlap import overlap_grad, overlap_sums  # noqa: E402,F401
+from ._cuda_binary_metrics import binary_metrics  # noqa: E402,F401
 from .. import _pairwise_rows  # noqa: E402
 from .._spec import REGISTRY  # noqa: E402
 
