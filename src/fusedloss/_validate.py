@@ -97,6 +97,8 @@ def _as_like(x, pred: np.ndarray, what: str, loss: str) -> np.ndarray:
 def as_numeric(x, dtype, what: str, loss: str, like: str = "") -> np.ndarray:
     """``x`` as a C-contiguous array of ``dtype``. Integers, booleans and floats convert; complex numbers,
     strings and objects are refused (a cast would drop the imaginary part or parse the text)."""
+    if type(x) is np.ndarray and x.dtype == dtype and x.flags.c_contiguous:
+        return x  # (what np.asarray returns for it, without the checks below)
     arr = _host_array(x, what, loss)
     if arr.dtype.kind == "c":
         raise TypeError(f"{loss}: {what} must be real, got dtype {arr.dtype}")
