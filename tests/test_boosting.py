@@ -135,6 +135,42 @@ def test_objectives_follow_new_labels_and_weights_between_rounds(make):
                                rtol=1e-12)
 
 
+def test_objectives_check_the_labels_they_converted_once_and_any_other_labels_every_round(monkeypatch):
+    """Labels the objective converted (LightGBM's float32 labels for float64 scores) are a copy of its own: their
+    domain is checked when first used, not every round. Labels used as they are (the library's array) are checked
+    every round. A new label array, or a bad one, is checked (and refused) at once."""
+    from fusedloss import _validate
+
+    seen = []
+    check = _validate._check_domain
+    monkeypatch.setattr(_validate, "_check_domain", lambda arr, *a: (seen.append(a[1]), check(arr, *a)))
+    import fusedloss._boosting_math as bm
+    import fusedloss._dispatch as dispatch
+
+    monkeypatch.setattr(bm, "_check_domain", _validate._check_domain)
+    monkeypatch.setattr(dispatch, "_check_domain", _validate._check_domain)
+    n = 50
+    preds = np.linspace(-3.0, 3.0, n)
+    label = (np.arange(n) % 2).astype(np.float32)
+    obj = fb.lightgbm_objective("binary_cross_entropy_with_logits")
+    data = _Data(label, None)
+    for _ in range(3):
+        g, _ = obj(preds, data)
+    assert seen.count("target") == 1  # converted once, checked once
+    np.testing.assert_allclose(g, fl.binary_cross_entropy_with_logits.grad(preds, label.astype(np.float64),
+                                                                           reduction="none"), rtol=1e-12)
+    seen.clear()
+    for _ in range(3):
+        obj(preds, _Data(label.astype(np.float64), None))  # float64 labels: used as they are
+    assert seen.count("target") == 3
+    bad = label.copy()
+    bad[7] = 2.0
+    with pytest.raises(ValueError, match=r"target must lie in \[0, 1\], got 2.0 at index \(7,\)"):
+        obj(preds, _Data(bad, None))
+    with pytest.raises(ValueError, match=r"target must lie in \[0, 1\]"):
+        obj(preds, _Data(bad.astype(np.float64), None))
+
+
 class _Data:
     """The two methods both libraries' data sets offer an objective."""
 

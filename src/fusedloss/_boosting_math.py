@@ -9,7 +9,7 @@ import numpy as np
 from . import _config
 from ._dispatch import Loss, prewake
 from ._losses import LOSSES
-from ._validate import HESSIAN_MODES, as_numeric
+from ._validate import GRAD_HESS, HESSIAN_MODES, _check_domain, as_numeric
 
 
 FOCAL_MIN_HESSIAN = 0.02
@@ -90,6 +90,18 @@ class _Rounds:
     def __init__(self):
         self._converted: dict = {}
         self._buffers: dict = {}
+        self._checked = None  # the converted labels whose domain was checked
+
+    def checked_once(self, y, check) -> bool:
+        """Whether the labels ``y`` need no domain check in this call: true for a conversion of ours (a copy no
+        one else holds or writes into), which ``check(y)`` checks the first time it is used; false otherwise."""
+        if self._checked is y:
+            return True
+        if not (y.flags.owndata and any(out is y and arr is not y for arr, out in self._converted.values())):
+            return False
+        check(y)
+        self._checked = y
+        return True
 
     def convert(self, arr, key: str, fn):
         if isinstance(arr, np.ndarray) and isinstance(arr.base, _Borrowed):
@@ -171,14 +183,16 @@ def _grad_hess(loss, preds, read, hessian, min_hessian, backend, params, flat="r
         prewake(loss._backend(backend, dtype), threads, np.size(preds))
     labels, weight = read()
     p, y, undo = _layout(loss, preds, labels, flat, dtype, rounds)
+    checked = False
     if rounds is None:
         w = _weight(weight)
         g = h = None
     else:
         w = rounds.convert(weight, "w" + p.dtype.str, lambda a: _weight(a, p.dtype))
         g, h = rounds.buffers(p.shape, p.dtype)
-    g, h = loss.grad_hess(p, y, reduction="none", sample_weight=w, hessian=hessian, backend=backend,
-                          grad_out=g, hess_out=h, **params)
+        checked = loss.spec.kind != "multiclass" and rounds.checked_once(
+            y, lambda a: _check_domain(a, loss.spec.target_domain_for(loss._params(params)[0]), "target", loss.name))
+    g, h = loss._run(p, y, "none", w, backend, params, GRAD_HESS, g, h, hessian, target_checked=checked)
     if min_hessian is not None:
         floor = min_hessian if w is None else min_hessian * (w[:, None] if h.ndim == 2 and w.ndim == 1 else w)
         np.maximum(h, floor, out=h)

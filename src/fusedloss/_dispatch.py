@@ -164,24 +164,26 @@ class Loss:
 
     def _run(self, pred, target, reduction, sample_weight, backend, kwargs, outputs: Outputs, grad_out=None,
              hess_out=None, hessian="exact", nthreads=None, grad_scale=None, metrics=None, stream=None,
-             device_value=False):
+             device_value=False, target_checked=False):
         """One call: ``outputs`` says what it computes; ``nthreads`` caps its threads (fusedloss.torch passes
         torch's intra-op count); ``grad_scale`` replaces the reduction's factor (a piece of a larger array, whose
         divisor the caller knows: see ``partial`` and fusedloss.dask); ``metrics`` (names, or None) adds the
         classification metrics of the same pass to the result (``_logit_metrics``). ``stream`` and
         ``device_value``: device arrays only (fusedloss.torch passes them; see ``_device``): the stream to run on,
-        and the reduced value as a 1-element device array. A MemoryError comes out as one that says which array
-        could not be allocated (``_memory_error``)."""
+        and the reduced value as a 1-element device array. ``target_checked``: the caller has checked the
+        target's domain already (a boosting objective's labels, checked once for all rounds). A MemoryError
+        comes out as one that says which array could not be allocated (``_memory_error``)."""
         try:
             return self._compute(pred, target, reduction, sample_weight, backend, kwargs, outputs, grad_out,
-                                 hess_out, hessian, nthreads, grad_scale, metrics, stream, device_value)
+                                 hess_out, hessian, nthreads, grad_scale, metrics, stream, device_value,
+                                 target_checked)
         except LossMemoryError:  # already says it (a call made inside another)
             raise
         except MemoryError as err:  # NumPy's bare one: say which array, how large, and what to do
             raise self._memory_error(err, pred) from err
 
     def _compute(self, pred, target, reduction, sample_weight, backend, kwargs, outputs, grad_out, hess_out,
-                 hessian, nthreads, grad_scale, metrics=None, stream=None, device_value=False):
+                 hessian, nthreads, grad_scale, metrics=None, stream=None, device_value=False, target_checked=False):
         # The hot path: a training loop calls this with the same few arguments on small arrays, so every
         # step below takes its common case first (identity tests of types and dtypes, one flags object per
         # array) and falls back to the general helpers, which raise the errors, only when that fails.
@@ -230,7 +232,7 @@ class Loss:
                              f"and target {y.shape}")
         spec = self.spec
         if self._checks_domains:
-            if spec.target_domain != "real":
+            if spec.target_domain != "real" and not target_checked:
                 _check_domain(y, spec.target_domain_for(params), "target", name)
             if spec.pred_domain != "real":
                 _check_domain(p, spec.pred_domain_for(params), "pred", name)
