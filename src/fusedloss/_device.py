@@ -245,12 +245,14 @@ def _run(cu, loss, pred, target, reduction, sample_weight, params, packed, outpu
 
     refit = w is not None and reduction == "mean"  # weights whose sums overflow: _validate.fit_weights
     tab = None
+    weight = float(n)
+    if w is not None and (metrics is not None or reduction == "mean"):
+        weight = cu.device_sum(w)  # the metrics' total weight and the "mean" divisor
     if metrics is not None:  # first: the gradient may be written over the scores; the weights as given
         tab = cu.binary_metrics(p_flat, y_flat, w, spec.binary_scores == "probabilities", metrics.nbins,
                                 metrics.ece_bins, _binary_metrics.table_rows(n))
-        weight = float(n) if w is None else cu.device_sum(w)
     if reduction == "mean":
-        denom = float(n) if w is None else cu.device_sum(w)
+        denom = weight
         if refit:
             w, denom = fit_weights(w, denom, dtype, n, lambda: sum_exponent((cu.to_host(w),), n),
                                    cu.device_sum, host=cu)

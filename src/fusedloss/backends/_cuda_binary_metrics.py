@@ -26,7 +26,7 @@ from ._cuda_stream import _stream, to_device, to_host
 CHUNK = _binary_metrics.BLOCK  # elements per CUDA block
 THREADS = TPB  # threads per CUDA block (a power of two, at most TPB)
 SHARED_BINS = 2048  # bin columns a block can histogram in shared memory (16 KiB)
-_KERNEL: list = []  # [the kernel], built on first use
+_KERNELS: dict = {}  # "binary" -> the kernel, built on first use
 
 
 @cuda.jit(device=True)
@@ -85,6 +85,13 @@ def _metrics_kernel(x, y, w, has_w, probabilities, nbins, ece_bins, chunk, per_r
                 cuda.atomic.add(table, (row, 3 + j), hist[j])
 
 
+def _build():
+    kernel = _jit.binary_metrics_kernel(_metrics_kernel, __file__, globals(), cuda.jit(device=True),
+                                        cuda.jit(cache=True))
+    _KERNELS["binary"] = kernel
+    return kernel
+
+
 def binary_metrics(x, y, w, probabilities: bool, nbins: int, ece_bins: int, rows: int) -> np.ndarray:
     """The host table (``rows`` x ``3 + 2 nbins + 3 ece_bins`` float64, ``_binary_metrics.table``'s columns) of the
     1-D device arrays ``x`` (scores), ``y`` (targets) and ``w`` (weights, or None), for ``_binary_metrics.fold``."""
@@ -97,11 +104,9 @@ def binary_metrics(x, y, w, probabilities: bool, nbins: int, ece_bins: int, rows
     per_row = -(-chunks // rows)
     table = to_device(host)
     sums = to_device(np.zeros((chunks, 3)))
-    if not _KERNEL:
-        _KERNEL.append(_jit.binary_metrics_kernel(_metrics_kernel, __file__, globals(), cuda.jit(device=True),
-                                                  cuda.jit(cache=True)))
-    _KERNEL[0][chunks, THREADS, _stream()](x, y, x if w is None else w, w is not None, probabilities, nbins,
-                                            ece_bins, CHUNK, per_row, table, sums)
+    kernel = _KERNELS.get("binary") or _build()
+    kernel[chunks, THREADS, _stream()](x, y, x if w is None else w, w is not None, probabilities, nbins,
+                                       ece_bins, CHUNK, per_row, table, sums)
     host = to_host(table)
     # each row's scalar sums: its chunks' in order
     starts = np.arange(0, chunks, per_row)
