@@ -265,7 +265,7 @@ _core._pool_probe(64, 2, 0)  # starts the worker
 time.sleep(0.05)
 t0 = os.times()
 for _ in range(50):
-    _core.pool_prewake(2)
+    _core.pool_prewake(2, SHORT)
     time.sleep(0.01)
 t1 = os.times()
 print(_core.pool_workers(), round((t1.user + t1.system - t0.user - t0.system) * 1000))
@@ -273,20 +273,58 @@ print(_core.pool_workers(), round((t1.user + t1.system - t0.user - t0.system) * 
 
 
 @needs_cpp
-def test_a_worker_woken_ahead_of_a_job_that_never_comes_sleeps_again():
-    workers, cpu_ms = map(int, _python(_PREWAKE_WITHOUT_A_JOB))
+@pytest.mark.parametrize("short_job", [False, True])
+def test_a_worker_woken_ahead_of_a_job_that_never_comes_sleeps_again(short_job):
+    workers, cpu_ms = map(int, _python(_PREWAKE_WITHOUT_A_JOB.replace("SHORT", str(short_job))))
     assert workers == 1
-    # 50 wake-ups, each waiting at most kPrewakeNs (0.1 ms) for a job: a few ms of CPU in all; a worker that
-    # kept waiting awake would use the whole 0.5 s
+    # 50 wake-ups, each waiting at most kPrewakeNs (0.1 ms) for a job (pausing on its core for half of it
+    # ahead of a short one): a few ms of CPU in all; a worker that kept waiting awake would use the whole 0.5 s
     assert cpu_ms < 150, cpu_ms
+
+
+# A worker woken on the caller's CPU moves to another one it may use, and keeps its own set of CPUs: the main
+# thread pinned to one CPU, a busy process on each of the others (so the OS tends to wake the worker next to
+# the caller), many short jobs announced by prewake; then the CPUs each worker may use.
+_WORKER_ON_THE_CALLERS_CPU = """
+import os, subprocess, sys, time
+import numpy as np, fusedloss as fl
+from fusedloss import _core
+cpus = sorted(os.sched_getaffinity(0))
+before = set(os.listdir("/proc/self/task"))
+_core._pool_probe(64, 2, 0)  # starts the worker, free to use every CPU
+worker = [int(t) for t in os.listdir("/proc/self/task") if t not in before]
+os.sched_setaffinity(0, {cpus[0]})  # this thread only (Linux: 0 is the calling thread)
+spin = "import os, time; os.sched_setaffinity(0, {{{}}}); end = time.time() + 60\\nwhile time.time() < end: pass"
+busy = [subprocess.Popen([sys.executable, "-c", spin.format(c)]) for c in cpus[1:]]  # each ends by itself too
+try:
+    p = np.zeros(200_000); y = np.zeros_like(p); g = np.empty_like(p)
+    fl.set_num_threads(2)
+    for _ in range(300):
+        _core.pool_prewake(2, True)
+        fl.mse.grad(p, y, backend="cpp", grad_out=g)
+        time.sleep(0.001)
+finally:
+    for b in busy:
+        b.kill()
+        b.wait()
+time.sleep(0.05)  # a worker preempted while it moved finishes moving
+print(len(worker), sorted(os.sched_getaffinity(worker[0])) == cpus)
+"""
+
+
+@needs_cpp
+@pytest.mark.skipif(not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs Linux and two CPUs")
+def test_a_worker_moved_off_the_callers_cpu_keeps_its_own_set_of_cpus():
+    assert _python(_WORKER_ON_THE_CALLERS_CPU) == ["1", "True"]
 
 
 @pytest.fixture
 def prewakes(monkeypatch):
     from fusedloss.backends import cpp
 
-    seen = []
-    monkeypatch.setattr(cpp, "pool_prewake", seen.append)
+    seen = []  # (threads, short_job) of each prewake
+    monkeypatch.setattr(cpp, "pool_prewake", lambda threads, short_job: seen.append((threads, short_job)))
     before = _config.get_num_threads()
     fl.set_num_threads(2)
     yield cpp.PREWAKE_MIN, seen
@@ -302,13 +340,19 @@ def _twice(call, seen):
 
 @needs_cpp
 def test_calls_large_enough_for_two_threads_wake_the_workers_first(prewakes):
+    from fusedloss.backends import cpp
+
     n, seen = prewakes
     p = np.zeros(n)
-    assert _twice(lambda: fl.mse.grad_hess(p, p, backend="cpp"), seen) == [2]
+    assert _twice(lambda: fl.mse.grad_hess(p, p, backend="cpp"), seen) == [(2, True)]
     assert _twice(lambda: fl.mse.value_and_grad(p[: n - 1], p[: n - 1], backend="cpp"), seen) == []
     x = np.zeros((n // 10 + 1, 10))
     t = np.zeros(n // 10 + 1, np.int64)
-    assert _twice(lambda: fl.cross_entropy.value_and_grad(x, t, backend="cpp"), seen) == [2]
+    assert _twice(lambda: fl.cross_entropy.value_and_grad(x, t, backend="cpp"), seen) == [(2, True)]
+    # a long kernel: the workers wait for it yielding their cores (pool.cpp)
+    big = np.zeros(cpp.PREWAKE_SHORT)
+    assert _twice(lambda: fl.mse.grad(big, big, backend="cpp"), seen) == [(2, False)]
+    assert _twice(lambda: fl.mse.grad(big[1:], big[1:], backend="cpp"), seen) == [(2, True)]
     with fl.use_backend("numpy"):
         assert _twice(lambda: fl.mse.grad_hess(p, p), seen) == []
     fl.set_num_threads(1)
@@ -335,4 +379,4 @@ def test_a_boosting_objective_wakes_the_workers_before_it_reads_the_labels(prewa
         seen.clear()
         objective(np.zeros(n), Data())
     # once by the objective, before it reads; at most once more by the loss call it makes
-    assert 1 <= len(seen) <= 2 and set(seen) == {2}, seen
+    assert 1 <= len(seen) <= 2 and set(seen) == {(2, True)}, seen

@@ -778,8 +778,9 @@ PYBIND11_MODULE(_core, m) {
   }, "Names of the multiclass losses this build implements.");
   m.def("pool_workers", &fl::pool::workers,
         "Worker threads the kernels' pool has started so far (it starts them on first need and reuses them).");
-  m.def("pool_prewake", &fl::pool::prewake, py::arg("nthreads"),
-        "Wake the pool's workers ahead of a call on nthreads threads, so that they join it at once (pool.hpp).");
+  m.def("pool_prewake", &fl::pool::prewake, py::arg("nthreads"), py::arg("short_job") = false,
+        "Wake the pool's workers ahead of a call on nthreads threads, so that they join it at once; short_job: "
+        "they wait for it on their cores (pool.hpp).");
   m.def("pool_state", [] {
     const auto st = fl::pool::state();
     py::dict d;

@@ -23,10 +23,39 @@
 #include <pthread.h>
 #define FUSEDLOSS_POOL_ATFORK 1
 #endif
+#if defined(__linux__)
+#include <sched.h>
+#endif
 
 namespace fusedloss {
 namespace pool {
 namespace {
+
+// The CPU the calling thread runs on, or -1 where the system does not say.
+inline int current_cpu() noexcept {
+#if defined(__linux__)
+  return sched_getcpu();
+#else
+  return -1;
+#endif
+}
+
+// A worker woken on the CPU of the thread that woke it (the OS often places it there) would only take that
+// thread's time: move it to another CPU it may use, then give it back its own set of CPUs (it stays where it
+// now runs until the OS moves it).
+void leave_cpu(int cpu) noexcept {
+#if defined(__linux__)
+  if (cpu < 0 || sched_getcpu() != cpu) return;
+  cpu_set_t own;
+  if (sched_getaffinity(0, sizeof own, &own) != 0) return;
+  cpu_set_t others = own;
+  CPU_CLR(cpu, &others);
+  if (CPU_COUNT(&others) == 0) return;
+  if (sched_setaffinity(0, sizeof others, &others) == 0) sched_setaffinity(0, sizeof own, &own);
+#else
+  (void)cpu;
+#endif
+}
 
 inline void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
@@ -43,11 +72,22 @@ constexpr int kIdleSpin = 256;
 // Pause instructions a caller spends waiting for blocks still being computed before it yields its core.
 constexpr int kWaitSpin = 1024;
 // How long a worker woken by prewake() waits for the job before it sleeps again (the Python work of a call's
-// argument checks takes 10 to 60 us). It waits yielding its core, not pausing: on an idle machine a yield
-// returns at once (the core stays awake, which is the point), and on a loaded one the other process runs.
-// (Pausing instead made 2-thread calls of mse at 1e6 elements 1.3x slower than 1-thread ones with one busy
-// process per core: the spinning worker used up its share of the core before the job came.)
+// argument checks takes 10 to 60 us). On an idle machine a yield returns at once (the core stays awake,
+// which is the point); on a loaded one the other thread runs.
 constexpr std::int64_t kPrewakeNs = 100'000;
+// A worker woken for a short job (prewake's short_job) waits for it on its core, pausing, for the first
+// kPrewakeSpinNs of that time, and only then yields. A yield hands the core to any thread that wants it for a
+// whole time slice (milliseconds), and right after a library's own parallel region one always does: its
+// OpenMP threads spin for a while. A boosting objective's kernel of 0.2 ms then ran on the caller alone.
+// A long job is better served by yielding: the library's spinning threads use up their spin and sleep
+// before the job, instead of taking the core back in the middle of it (cross_entropy 4096 x 1000 between
+// torch ops: 0.76x its one-thread time when yielding, 0.9x when pausing).
+// Either way, a worker the OS woke on the caller's own CPU (it often does when every CPU is busy) first
+// moves to another one (leave_cpu): there it could only take the caller's time. With both, a LightGBM
+// objective at 100k rows called inside training took 0.27-0.31 ms on 2 threads against 0.40-0.42 ms on one
+// (without them 0.44-0.46 ms on 2), and calls under one busy process per core kept most of their 2-thread
+// speed.
+constexpr std::int64_t kPrewakeSpinNs = 50'000;
 constexpr std::uint64_t kIndexMask = 0xffffffffull;
 // Back-off: a caller that waited for a helper's block longer than kLateBlocks of its own blocks (and at least
 // kLateNs) saw that helper preempted by another process. The next calls then run on the caller alone for
@@ -65,6 +105,8 @@ struct Worker {
   std::atomic<std::uint64_t> go{0};  // the sequence number of the job to join (0: none yet)
   std::atomic<std::uint64_t> nudge{0};  // incremented by prewake()
   std::atomic<bool> asleep{false};  // waiting on cv (prewake() leaves a worker that is awake alone)
+  std::atomic<bool> short_job{false};  // the last prewake() was for a short job (kPrewakeSpinNs)
+  std::atomic<int> caller_cpu{-1};  // the CPU the caller of that prewake() ran on (-1: unknown)
 };
 
 struct Pool {
@@ -110,13 +152,18 @@ std::int64_t now_ns() noexcept {
              std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// Yield the core until a job other than `seen` comes, for at most kPrewakeNs; returns the last sequence
-// number read.
-std::uint64_t yield_for_job(const Worker& W, std::uint64_t seen) noexcept {
-  const std::int64_t until = now_ns() + kPrewakeNs;
+// Wait until a job other than `seen` comes, for at most kPrewakeNs: pausing for the first kPrewakeSpinNs of
+// it when woken for a short job, else yielding the core; returns the last sequence number read.
+std::uint64_t wait_for_job(const Worker& W, std::uint64_t seen) noexcept {
+  const std::int64_t start = now_ns(), until = start + kPrewakeNs;
+  const std::int64_t pause_until = W.short_job.load(std::memory_order_relaxed) ? start + kPrewakeSpinNs : start;
   std::uint64_t g = W.go.load(std::memory_order_acquire);
-  while (g == seen && now_ns() < until) {
-    std::this_thread::yield();
+  for (std::int64_t t = start; g == seen && t < until; t = now_ns()) {
+    if (t < pause_until) {
+      for (int i = 0; i < 64; ++i) cpu_relax();
+    } else {
+      std::this_thread::yield();
+    }
     g = W.go.load(std::memory_order_acquire);
   }
   return g;
@@ -141,7 +188,10 @@ void worker_main(Pool* P, Worker* W) noexcept {
         W->asleep.store(false, std::memory_order_relaxed);
         nudged = W->nudge.load(std::memory_order_relaxed);
       }
-      if (g == seen) g = yield_for_job(*W, seen);  // woken ahead of a job
+      if (g == seen) {  // woken ahead of a job
+        leave_cpu(W->caller_cpu.load(std::memory_order_relaxed));
+        g = wait_for_job(*W, seen);
+      }
       if (g == seen) continue;  // none came (the call failed its checks, or ran on one thread): sleep again
     }
     // prewake() only nudges while no job runs (it needs the caller's lock): a nudge seen now was for this
@@ -169,13 +219,14 @@ struct AtFork {
 
 int workers() noexcept { return g_pool->n_workers.load(std::memory_order_relaxed); }
 
-void prewake(int nthreads) noexcept {
+void prewake(int nthreads, bool short_job) noexcept {
   if (nthreads <= 1) return;
   Pool& P = *g_pool;
   if (now_ns() < P.solo_until.load(std::memory_order_relaxed)) return;  // backing off: calls run alone
   std::unique_lock<std::mutex> lock(P.caller, std::try_to_lock);
   if (!lock.owns_lock()) return;  // a call owns the workers: they are awake
   const std::size_t nw = std::min(std::size_t(nthreads) - 1, P.workers.size());
+  const int cpu = current_cpu();
   for (std::size_t i = 0; i < nw; ++i) {
     Worker* W = P.workers[i];
     // One that is awake (spinning after a job or after an earlier prewake) is left alone: notifying it would
@@ -183,6 +234,8 @@ void prewake(int nthreads) noexcept {
     if (!W->asleep.load(std::memory_order_relaxed)) continue;
     {
       std::lock_guard<std::mutex> wl(W->m);
+      W->short_job.store(short_job, std::memory_order_relaxed);
+      W->caller_cpu.store(cpu, std::memory_order_relaxed);
       W->nudge.fetch_add(1, std::memory_order_relaxed);
     }
     W->cv.notify_one();

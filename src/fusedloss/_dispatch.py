@@ -53,10 +53,11 @@ def resolve_host_backend(name: str | None, spec: LossSpec, dtype):
 
 def prewake(module, threads: int, work: int) -> None:
     """Before a call's argument checks: wake the compiled pool's workers if the kernel will run on several
-    threads, so that they join it at once instead of 20-40 us late (pool.hpp). Other backends have no pool."""
+    threads, so that they join it at once instead of 20-40 us late (pool.hpp); for a short kernel they wait
+    for it on their cores. Other backends have no pool."""
     wake = getattr(module, "pool_prewake", None)
     if wake is not None and work >= module.PREWAKE_MIN:
-        wake(threads)
+        wake(threads, work < module.PREWAKE_SHORT)
 
 
 class LossMemoryError(MemoryError):

@@ -18,8 +18,10 @@
 // - A sleeping worker takes 20-40 us to run again once notified (measured on a virtual machine: the
 //   hypervisor wakes a halted vCPU), and a call from Python always has more than the idle spin of Python
 //   work between two kernels, so its helper joined late every time. prewake() lets the Python side notify
-//   the workers when it starts checking a call's arguments: they wake while it works and wait for the job,
-//   yielding their core, for at most kPrewakeNs (0.1 ms), then sleep again.
+//   the workers when it starts checking a call's arguments: they wake while it works and wait for the job
+//   for at most kPrewakeNs (0.1 ms), then sleep again. They wait yielding their core, except ahead of a
+//   short job, where they keep it for the first 50 us; one woken on the caller's own CPU moves off it first
+//   (pool.cpp: kPrewakeSpinNs and leave_cpu say why).
 // - One job at a time: a call that finds the pool busy (another Python thread is in a kernel, the GIL
 //   being released) runs on its own thread, so concurrent callers never oversubscribe the cores.
 // - A call that had to wait long for a helper's block (the helper was preempted: its block took more than a
@@ -46,9 +48,10 @@ void run(std::size_t nblocks, int nthreads, BlockFn fn, const void* ctx) noexcep
 // Workers started so far (they start on first need and are reused).
 int workers() noexcept;
 
-// Wake the workers a call on nthreads threads would use, ahead of it (see the rules above). Does nothing for
+// Wake the workers a call on nthreads threads would use, ahead of it (see the rules above); short_job: the
+// call's kernel is short (the caller decides: fusedloss.backends.cpp's PREWAKE_SHORT). Does nothing for
 // nthreads <= 1, while calls run on the caller alone (back-off), or while another call owns the workers.
-void prewake(int nthreads) noexcept;
+void prewake(int nthreads, bool short_job) noexcept;
 
 // The back-off: calls that found a helper late so far, calls that ran on the caller alone because of it, the
 // current level, and how long calls keep running on the caller alone (ns, 0: none).

@@ -61,6 +61,9 @@ extremes = getattr(_core, "extremes", None)  # (min, max) of a contiguous float 
 # (reduce.hpp: threads_for gives one thread per parallel_threshold elements).
 pool_prewake = getattr(_core, "pool_prewake", None)
 PREWAKE_MIN = 2 * int(_BUILD.get("parallel_threshold", 1 << 15))
+# Below this many elements a kernel is short (a millisecond or less): the woken workers wait for it on their
+# cores, where other threads (a library's spinning OpenMP threads) would otherwise take them (pool.cpp).
+PREWAKE_SHORT = 1 << 21
 
 
 def _register_threadpoolctl() -> None:
