@@ -319,6 +319,26 @@ def test_a_worker_moved_off_the_callers_cpu_keeps_its_own_set_of_cpus():
     assert _python(_WORKER_ON_THE_CALLERS_CPU) == ["1", "True"]
 
 
+# The move itself, on the calling thread: it leaves the CPU it runs on as a woken worker leaves its waker's,
+# is counted, and gets its own set of CPUs back.
+_LEAVE_THE_CPU = """
+import os
+from fusedloss import _core
+cpus = sorted(os.sched_getaffinity(0))
+before = _core.pool_state()["moves"]
+was, now = _core._pool_leave_cpu()
+print(was in cpus, now in cpus, now != was, sorted(os.sched_getaffinity(0)) == cpus,
+      _core.pool_state()["moves"] - before)
+"""
+
+
+@needs_cpp
+@pytest.mark.skipif(not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs Linux and two CPUs")
+def test_a_thread_leaves_its_cpu_and_keeps_its_own_set_of_cpus():
+    assert _python(_LEAVE_THE_CPU) == ["True", "True", "True", "True", "1"]
+
+
 @pytest.fixture
 def prewakes(monkeypatch):
     from fusedloss.backends import cpp

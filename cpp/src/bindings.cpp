@@ -788,9 +788,13 @@ PYBIND11_MODULE(_core, m) {
     d["solo_calls"] = st.solo_calls;
     d["level"] = st.level;
     d["solo_ns_left"] = st.solo_ns_left;
+    d["moves"] = st.moves;
     return d;
   }, "The pool's back-off: calls that found a helper preempted, calls run on the caller alone because of it, "
-     "the level, ns left running on the caller alone.");
+     "the level, ns left running on the caller alone; and the woken workers that moved off their waker's CPU.");
+  m.def("_pool_leave_cpu", &fl::pool::probe_leave_cpu,
+        "For tests: move this thread off its CPU as a woken worker leaves its waker's; returns the CPUs it ran "
+        "on before and after (-1: unknown).");
   m.def("_pool_probe", [](std::size_t nblocks, int nthreads, std::int64_t helper_ns) {
     if (nblocks < 1 || nblocks > (std::size_t(1) << 20) || helper_ns < 0 || helper_ns > 1'000'000'000)
       throw py::value_error("_pool_probe: nblocks must be in [1, 2**20] and helper_ns in [0, 1e9]");

@@ -42,18 +42,21 @@ inline int current_cpu() noexcept {
 
 // A worker woken on the CPU of the thread that woke it (the OS often places it there) would only take that
 // thread's time: move it to another CPU it may use, then give it back its own set of CPUs (it stays where it
-// now runs until the OS moves it).
-void leave_cpu(int cpu) noexcept {
+// now runs until the OS moves it). Returns whether it moved.
+bool leave_cpu(int cpu) noexcept {
 #if defined(__linux__)
-  if (cpu < 0 || sched_getcpu() != cpu) return;
+  if (cpu < 0 || current_cpu() != cpu) return false;
   cpu_set_t own;
-  if (sched_getaffinity(0, sizeof own, &own) != 0) return;
+  if (sched_getaffinity(0, sizeof own, &own) != 0) return false;
   cpu_set_t others = own;
   CPU_CLR(cpu, &others);
-  if (CPU_COUNT(&others) == 0) return;
-  if (sched_setaffinity(0, sizeof others, &others) == 0) sched_setaffinity(0, sizeof own, &own);
+  if (CPU_COUNT(&others) == 0) return false;
+  if (sched_setaffinity(0, sizeof others, &others) != 0) return false;
+  sched_setaffinity(0, sizeof own, &own);
+  return true;
 #else
   (void)cpu;
+  return false;
 #endif
 }
 
@@ -106,7 +109,7 @@ struct Worker {
   std::atomic<std::uint64_t> nudge{0};  // incremented by prewake()
   std::atomic<bool> asleep{false};  // waiting on cv (prewake() leaves a worker that is awake alone)
   std::atomic<bool> short_job{false};  // the last prewake() was for a short job (kPrewakeSpinNs)
-  std::atomic<int> caller_cpu{-1};  // the CPU the caller of that prewake() ran on (-1: unknown)
+  std::atomic<int> caller_cpu{-1};  // the CPU of the thread that last woke it (-1: unknown)
 };
 
 struct Pool {
@@ -123,6 +126,7 @@ struct Pool {
   int level = 0;  // back-off level (under `caller`)
   std::atomic<std::uint64_t> late_calls{0};  // calls that found a helper preempted (for tests and info)
   std::atomic<std::uint64_t> solo_calls{0};  // calls that ran on the caller alone to back off
+  std::atomic<std::uint64_t> moves{0};  // woken workers that left the waking thread's CPU (leave_cpu)
 };
 
 // Never destroyed: worker threads may still be asleep on its condition variables at exit.
@@ -188,10 +192,9 @@ void worker_main(Pool* P, Worker* W) noexcept {
         W->asleep.store(false, std::memory_order_relaxed);
         nudged = W->nudge.load(std::memory_order_relaxed);
       }
-      if (g == seen) {  // woken ahead of a job
-        leave_cpu(W->caller_cpu.load(std::memory_order_relaxed));
-        g = wait_for_job(*W, seen);
-      }
+      // woken by prewake() or by the job itself
+      if (leave_cpu(W->caller_cpu.load(std::memory_order_relaxed))) P->moves.fetch_add(1, std::memory_order_relaxed);
+      if (g == seen) g = wait_for_job(*W, seen);  // woken ahead of a job
       if (g == seen) continue;  // none came (the call failed its checks, or ran on one thread): sleep again
     }
     // prewake() only nudges while no job runs (it needs the caller's lock): a nudge seen now was for this
@@ -247,7 +250,13 @@ State state() noexcept {
   std::lock_guard<std::mutex> lock(P.caller);
   const std::int64_t left = P.solo_until.load(std::memory_order_relaxed) - now_ns();
   return State{P.late_calls.load(std::memory_order_relaxed), P.solo_calls.load(std::memory_order_relaxed), P.level,
-               left > 0 ? left : 0};
+               left > 0 ? left : 0, P.moves.load(std::memory_order_relaxed)};
+}
+
+std::pair<int, int> probe_leave_cpu() noexcept {
+  const int cpu = current_cpu();
+  if (leave_cpu(cpu)) g_pool->moves.fetch_add(1, std::memory_order_relaxed);
+  return {cpu, current_cpu()};
 }
 
 namespace {
@@ -307,10 +316,12 @@ void run(std::size_t nblocks, int nthreads, BlockFn fn, const void* ctx) noexcep
   P.nblocks.store(nblocks, std::memory_order_relaxed);
   P.done.store(0, std::memory_order_relaxed);
   P.claim.store((seq & kIndexMask) << 32, std::memory_order_release);
+  const int cpu = current_cpu();
   for (std::size_t i = 0; i < nw; ++i) {
     Worker* W = P.workers[i];
     {
       std::lock_guard<std::mutex> wl(W->m);
+      W->caller_cpu.store(cpu, std::memory_order_relaxed);
       W->go.store(seq, std::memory_order_release);
     }
     W->cv.notify_one();

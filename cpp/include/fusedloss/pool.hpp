@@ -20,8 +20,8 @@
 //   work between two kernels, so its helper joined late every time. prewake() lets the Python side notify
 //   the workers when it starts checking a call's arguments: they wake while it works and wait for the job
 //   for at most kPrewakeNs (0.1 ms), then sleep again. They wait yielding their core, except ahead of a
-//   short job, where they keep it for the first 50 us; one woken on the caller's own CPU moves off it first
-//   (pool.cpp: kPrewakeSpinNs and leave_cpu say why).
+//   short job, where they keep it for the first 50 us. A worker woken (by prewake() or by the job) on the
+//   waking thread's own CPU moves off it first (pool.cpp: kPrewakeSpinNs and leave_cpu say why).
 // - One job at a time: a call that finds the pool busy (another Python thread is in a kernel, the GIL
 //   being released) runs on its own thread, so concurrent callers never oversubscribe the cores.
 // - A call that had to wait long for a helper's block (the helper was preempted: its block took more than a
@@ -34,6 +34,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 
 namespace fusedloss {
 namespace pool {
@@ -54,14 +55,20 @@ int workers() noexcept;
 void prewake(int nthreads, bool short_job) noexcept;
 
 // The back-off: calls that found a helper late so far, calls that ran on the caller alone because of it, the
-// current level, and how long calls keep running on the caller alone (ns, 0: none).
+// current level, and how long calls keep running on the caller alone (ns, 0: none); and the woken workers
+// that moved off the waking thread's CPU so far.
 struct State {
   std::uint64_t late_calls;
   std::uint64_t solo_calls;
   int level;
   std::int64_t solo_ns_left;
+  std::uint64_t moves;
 };
 State state() noexcept;
+
+// For tests: move the calling thread off the CPU it runs on as a woken worker leaves its waker's (counted in
+// State::moves); returns the CPUs it ran on before and after (-1 where the system does not say).
+std::pair<int, int> probe_leave_cpu() noexcept;
 
 // For tests: run nblocks blocks as a kernel would, where a block that a helper thread claims sleeps
 // helper_ns (a preempted helper) and one the caller claims spins 2 us; returns the blocks helpers ran.

@@ -104,6 +104,7 @@ def info() -> dict:
         "build": _BUILD_TEXT,
         "pool_workers": _core.pool_workers(),
         "pool_late_calls": _core.pool_state()["late_calls"],  # calls that found a helper preempted (back-off)
+        "pool_moves": _core.pool_state()["moves"],  # woken workers that left their waker's CPU
         "cpu_features": " ".join(_BUILD["cpu_features"]),
         "simd": _BUILD.get("simd", "baseline"),
     }
