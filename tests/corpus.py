@@ -6,9 +6,10 @@ functional form named after torch's (``fusedloss.torch.FUNCTIONAL[loss]``, with 
 from its signature by ``corpus_run.torch_arguments``) and its module (``MODULES[loss]``), whose passing results
 are torch's own loss where torch has it and the inputs are plain; the same two called without ``backend=`` where
 CPU routing may hand them to torch's own function (``ROUTED``): a call that routing hands to torch (asked of
-``fusedloss.torch._routing.routes_to_torch``) must return what torch's function returns on the same inputs, bit
-for bit, NaN, inf and unchecked target domains included (where torch refuses them, the fused form runs and is
-judged as a pinned form), the others as the pinned forms (the NumPy backend's through the pinned form);
+``fusedloss.torch._routing.routes_to_torch``), or whose inputs the fused form refuses and torch's function takes
+(``fusedloss.torch._twin``), must return what torch's function returns on the same inputs, bit for bit, NaN, inf
+and unchecked target domains included (where torch refuses them, the fused form runs and is judged as a pinned
+form), the others as the pinned forms (the NumPy backend's through the pinned form);
 ``fusedloss.boosting.gradient_hessian`` and an XGBoost objective; and ``fusedloss.dask`` (pred and target chunked
 differently, the synchronous scheduler). CTC meets each of these that it has (the loss object, ``ctc_loss`` /
 ``CTCLoss``, ``fusedloss.dask.ctc``) with its lengths. The CUDA backend meets a subset of the classes on device

@@ -428,8 +428,13 @@ def test_torch_modules_and_broadcasting():
         torch.nn.GaussianNLLLoss(full=True)(*theirs[:2], theirs[2] if shape else var).backward()
         for p_, q_ in zip(ours, theirs):
             torch.testing.assert_close(p_.grad, q_.grad)
+    # a label that requires grad: torch's function runs the call (fusedloss.torch._twin), unless an option torch
+    # lacks is given
+    y = torch.ones(7, dtype=torch.float64, requires_grad=True)
+    torch.testing.assert_close(flt.cosine_embedding_loss(a, p, y), torch.nn.functional.cosine_embedding_loss(a, p, y),
+                               rtol=0, atol=0)
     with pytest.raises(RuntimeError, match="target must not require grad"):
-        flt.cosine_embedding_loss(a, p, torch.ones(7, dtype=torch.float64, requires_grad=True))
+        flt.cosine_embedding_loss(a, p, y, backend="numpy")
     with pytest.raises(TypeError, match="a pairwise loss takes anchor, positive, negative"):
         flt.loss("triplet_margin", a, p)
 

@@ -577,13 +577,21 @@ def test_target_gradient_for_residual_losses(fn):
     assert torch.autograd.gradcheck(lambda a, b: getattr(ft, fn)(a, b, reduction="none"), (x, y))
 
 
-def test_target_gradient_elsewhere_raises():
-    x = torch.randn(4, 3, requires_grad=True)
-    y = torch.rand(4, 3, requires_grad=True)
+def test_target_gradient_elsewhere_is_torchs_or_raises():
+    """A form named after torch's gives torch's target gradient (its function runs the call, see
+    test_torch_twin.py); with an option torch lacks, or without a torch twin, the fused kernels' refusal."""
+    x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    y = torch.rand(4, 3, dtype=torch.float64, requires_grad=True)
+    got = torch.autograd.grad(ft.binary_cross_entropy_with_logits(x, y), (x, y))
+    want = torch.autograd.grad(F.binary_cross_entropy_with_logits(x, y), (x, y))
+    for a, b in zip(got, want):
+        assert_torch_close(a, b, torch.float64, "grad")
     with pytest.raises(RuntimeError, match="gradient with respect to target is not supported"):
-        ft.binary_cross_entropy_with_logits(x, y)
+        ft.binary_cross_entropy_with_logits(x, y, label_smoothing=0.1)
+    with pytest.raises(RuntimeError, match="gradient with respect to target is not supported"):
+        ft.loss("binary_cross_entropy_with_logits", x, y)
     # detached: fine
-    ft.binary_cross_entropy_with_logits(x, y.detach()).backward()
+    ft.binary_cross_entropy_with_logits(x, y.detach(), label_smoothing=0.1).backward()
 
 
 def test_weight_requiring_grad_raises():
@@ -689,11 +697,11 @@ def test_a_large_gradient_handed_to_autograd_keeps_its_values(name, shape):
     assert_torch_close(leaf.grad, 3 * first, torch.float32, f"{name} accumulated")
     assert torch.equal(leaf.detach(), x)
 
-def test_double_backward_is_refused():
-    """create_graph=True asks for a graph of the gradient, to differentiate it again: refused with a message
-    (tests/test_torch_conformance.py checks it through torch.func too)."""
+def test_double_backward_outside_torchs_options_is_refused():
+    """create_graph=True asks for a graph of the gradient, to differentiate it again: torch's through a form named
+    after torch's (test_torch_twin.py), refused with a message where an option torch lacks is set."""
     x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
-    out = ft.mse_loss(x, torch.zeros_like(x))
+    out = ft.mse_loss(x, torch.zeros_like(x), backend="numpy")
     with pytest.raises(RuntimeError, match="second derivatives are not supported"):
         torch.autograd.grad(out, x, create_graph=True)
 

@@ -160,12 +160,18 @@ def test_a_module_routes_by_its_current_options(ce_small):
 def test_calls_torch_would_run_unchecked_or_refuse_take_the_fused_path(ce_small):
     """Options outside the registry's ranges and weights torch would use as given (negative, or large enough to
     overflow torch's sums) are not routed; a call that torch refuses (a label out of range) runs the fused form:
-    its error names the argument, as with ``backend=``."""
+    its error names the argument, as with ``backend=``. One that the fused form refuses but torch takes (a negative
+    weight) gets torch's result (fusedloss.torch._twin)."""
     x, t = ce_small
+    assert torch.equal(ft.cross_entropy(x, t, label_smoothing=-1.0),  # torch computes its formula there
+                       torch.nn.functional.cross_entropy(x, t, label_smoothing=-1.0))
     with pytest.raises(ValueError, match="label_smoothing"):
-        ft.cross_entropy(x, t, label_smoothing=-1.0)
+        ft.cross_entropy(x, t, label_smoothing=-1.0, z_loss=1e-3)
+    negative = -torch.linspace(0.5, 2, 10, dtype=torch.float64)
+    assert torch.equal(ft.CrossEntropyLoss(weight=negative)(x, t),
+                       torch.nn.functional.cross_entropy(x, t, weight=negative))
     with pytest.raises(ValueError, match="weight"):
-        ft.CrossEntropyLoss(weight=-torch.ones(10, dtype=torch.float64))(x, t)
+        ft.CrossEntropyLoss(weight=negative, z_loss=1e-3)(x, t)  # an option torch lacks: the fused form's error
     out = ft.cross_entropy(x, t, weight=torch.full((10,), 1e308, dtype=torch.float64))
     assert not _ran_on_torch(out) and torch.isfinite(out)
     bad = t.clone()

@@ -1,7 +1,7 @@
 """Autograd plumbing: ``FusedLossFunction`` (forward runs the kernel once for value and gradient, backward
-scales the saved gradient), the refusal of second derivatives and forward mode, and ``_apply``, which runs a
-``_Call`` eagerly, under ``torch.compile`` (behind a graph break), or on torch's own CUDA kernels when
-``fusedloss._gpu_routing`` picks them.
+scales the saved gradient), second derivatives (torch's, through ``_twin``, or refused) and forward mode, and
+``_apply``, which runs a ``_Call`` eagerly, under ``torch.compile`` (behind a graph break), or on torch's own CUDA
+kernels when ``fusedloss._gpu_routing`` picks them.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from torch import Tensor
 from .. import _gpu_routing
 from .._spec import REGISTRY
 from ._kernel import _HALF, _NATIVE, _Call, _compute
+from ._twin import keep, release, second_order
 
 # Losses of the residual d = pred - target (quantile: r = target - pred): dl/dtarget = -dl/dpred, so a target
 # that requires grad is supported for free.
@@ -45,8 +46,9 @@ class FusedLossFunction(torch.autograd.Function):
     """``FusedLossFunction.apply(input, target, call)`` -> ``(value, gradient)``: forward computes both in one
     kernel call; the gradient is a non-differentiable output, saved for backward, which scales it by
     ``grad_output``. Written with a separate ``setup_context`` (and a ``vmap`` rule) so that ``torch.func``'s
-    transforms (``grad``, ``vjp``, ``jacrev``, ``vmap``) can run it. Second derivatives are refused with a
-    message (see ``_SecondDerivativeUnsupported``)."""
+    transforms (``grad``, ``vjp``, ``jacrev``, ``vmap``) can run it. A backward pass with ``create_graph=True``
+    differentiates torch's function where the call is a torch-named form's (``_twin``); other second
+    derivatives are refused with a message (see ``_SecondDerivativeUnsupported``)."""
 
     @classmethod
     def apply(cls, input, target, call):
@@ -80,6 +82,7 @@ class FusedLossFunction(torch.autograd.Function):
             ctx.save_for_backward(grad, inputs[0])
         else:
             ctx.save_for_backward(grad)
+        keep(ctx, {"input": inputs[0], "target": target} if type(target) is Tensor else {"input": inputs[0]})
 
     @staticmethod
     def jvp(ctx, *_tangents):
@@ -92,8 +95,10 @@ class FusedLossFunction(torch.autograd.Function):
         grad, *anchor = ctx.saved_tensors
         if grad_output is None:
             return None, None, None
-        if torch.is_grad_enabled() and not ctx.functorch:  # backward(create_graph=True), eager
-            raise RuntimeError(SECOND_DERIVATIVE_MESSAGE)
+        if torch.is_grad_enabled() and not ctx.functorch:  # backward(create_graph=True), eager: torch's (_twin)
+            grads = second_order(ctx, grad_output, SECOND_DERIVATIVE_MESSAGE)
+            return grads.get("input"), grads.get("target"), None
+        release(ctx)
         if ctx.reduction == "none":
             go = grad_output if ctx.class_dim is None else grad_output.unsqueeze(ctx.class_dim)
             grad_input = grad * go

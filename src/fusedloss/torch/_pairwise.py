@@ -7,8 +7,10 @@ The forward pass runs the kernel once (value and the gradient with respect to ev
 gradients; backward scales them by ``grad_output`` (per row for "none"). Inputs that broadcast against each
 other (as torch allows for ``margin_ranking_loss`` and ``triplet_margin_loss``, and ``gaussian_nll_loss``'s var)
 are expanded first, so autograd sums the gradient back over the broadcast axes. A target of one value per row is a
-label: its gradient is not computed (one that requires grad is refused); gaussian_nll's target is an input. float16/bfloat16 are computed in float32 and returned in their dtype. CPU
-tensors only. Second derivatives are refused with a message.
+label: its gradient is not computed (one that requires grad runs on torch's function, see ``_twin``, or is
+refused with an option torch lacks); gaussian_nll's target is an input. float16/bfloat16 are computed in float32
+and returned in their dtype. CPU tensors only. Second derivatives are torch's (``_twin``), or refused with a
+message where torch's function cannot run the call.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from torch.nn import _reduction
 from .._losses import LOSSES
 from ._args import torch_errors
 from ._autograd import SECOND_DERIVATIVE_MESSAGE, _SecondDerivativeUnsupported
+from ._twin import keep, release, second_order, torch_twin
 
 __all__ = ["margin_ranking_loss", "cosine_embedding_loss", "triplet_margin_loss", "gaussian_nll_loss",
            "MarginRankingLoss", "CosineEmbeddingLoss", "TripletMarginLoss", "GaussianNLLLoss"]
@@ -59,6 +62,8 @@ class _PairwiseFunction(torch.autograd.Function):
         ctx.in_dtypes = [x.dtype for x in xs]
         ctx.functorch = torch._C._functorch.peek_interpreter_stack() is not None
         ctx.save_for_backward(*output[1:], *((xs[0],) if ctx.functorch else ()))
+        ctx.names = LOSSES[name].spec.inputs
+        keep(ctx, dict(zip(ctx.names, xs)))
 
     @staticmethod
     def backward(ctx, grad_output, *_unused):
@@ -66,8 +71,10 @@ class _PairwiseFunction(torch.autograd.Function):
         k = len(ctx.in_dtypes)
         if grad_output is None:
             return (*none, *(None,) * k)
-        if torch.is_grad_enabled() and not ctx.functorch:  # backward(create_graph=True), eager
-            raise RuntimeError(SECOND_DERIVATIVE_MESSAGE)
+        if torch.is_grad_enabled() and not ctx.functorch:  # backward(create_graph=True), eager: torch's (_twin)
+            grads = second_order(ctx, grad_output, SECOND_DERIVATIVE_MESSAGE)
+            return (*none, *(grads.get(k) for k in ctx.names))
+        release(ctx)
         saved = ctx.saved_tensors
         gs, anchor = saved[:k], saved[k:]
         scale = grad_output.unsqueeze(-1) if ctx.reduction == "none" and ctx.vector_rows else grad_output
@@ -130,6 +137,7 @@ def _run(name, inputs, target, reduction, params, sample_weight, backend, broadc
 
 
 @torch_errors
+@torch_twin("margin_ranking")
 def margin_ranking_loss(input1, input2, target, margin=0.0, size_average=None, reduce=None, reduction="mean", *,
                         sample_weight=None, backend=None):
     """``torch.nn.functional.margin_ranking_loss`` with the same arguments and results, plus ``sample_weight``
@@ -139,6 +147,7 @@ def margin_ranking_loss(input1, input2, target, margin=0.0, size_average=None, r
 
 
 @torch_errors
+@torch_twin("cosine_embedding")
 def cosine_embedding_loss(input1, input2, target, margin=0.0, size_average=None, reduce=None, reduction="mean", *,
                           sample_weight=None, backend=None):
     """``torch.nn.functional.cosine_embedding_loss`` with the same arguments and results, plus ``sample_weight``
@@ -148,6 +157,7 @@ def cosine_embedding_loss(input1, input2, target, margin=0.0, size_average=None,
 
 
 @torch_errors
+@torch_twin("triplet_margin")
 def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2.0, eps=1e-6, swap=False, size_average=None,
                         reduce=None, reduction="mean", *, sample_weight=None, backend=None):
     """``torch.nn.functional.triplet_margin_loss`` with the same arguments and results, plus ``sample_weight``
@@ -157,6 +167,7 @@ def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2.0, eps=1e-6,
 
 
 @torch_errors
+@torch_twin("gaussian_nll")
 def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean", *, sample_weight=None,
                       backend=None):
     """``torch.nn.functional.gaussian_nll_loss`` with the same arguments and results (var of the input's shape,

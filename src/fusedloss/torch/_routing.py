@@ -15,6 +15,7 @@ from .._spec import REGISTRY
 from ..backends import REGISTRY as BACKENDS
 from ._args import torch_error
 from ._kernel import _NATIVE
+from ._twin import Twin
 
 # Below these sizes a call of a loss that torch has, with torch's options only, runs on torch's own kernel
 # (the result is torch's by definition): there the cost of a Python autograd.Function (its forward and its
@@ -57,8 +58,8 @@ def _torch_is_faster(input, target, multiclass) -> bool:
     """Whether this call goes to torch's own kernel (see SMALL_ELEMENTWISE; multiclass: False, True or TILES). It
     runs on every small call, so the cheap tests come first and each tensor attribute is read once."""
     if (_ROUTING["cpu"] != "auto" or type(input) is not Tensor or type(target) is not Tensor or not input.is_cpu
-            or not target.is_cpu or target.requires_grad):
-        return False  # (a target that requires grad: torch differentiates it in losses where fusedloss refuses)
+            or not target.is_cpu):
+        return False
     dtype = input.dtype
     if dtype not in _NATIVE:
         return False
@@ -164,7 +165,8 @@ def _options_check(fn, loss: str):
 def _small_on_torch(twin, multiclass=False, extensions: dict | None = None, index_labels: bool = False):
     """Route small calls of a functional named after ``torch.nn.functional.<twin>`` to torch's function,
     with the same arguments, when every fusedloss extension keyword (``extensions``: name -> default, plus
-    ``backend``) is at its default and the options are valid (``_options_check``). The fused form's
+    ``backend``) is at its default and the options are valid (``_options_check``); the others run the fused
+    form, or torch's function where only it gives the derivatives asked for (``_twin``). The fused form's
     ``ValueError``s are raised as ``_args.ArgumentError`` (see ``_args.torch_errors``)."""
     torch_fn = getattr(torch.nn.functional, twin)
     extensions = tuple({"backend": None, **(extensions or {})}.items())
@@ -172,6 +174,7 @@ def _small_on_torch(twin, multiclass=False, extensions: dict | None = None, inde
     loss = next(n for n, spec in REGISTRY.items() if spec.torch_name == twin)
 
     def wrap(fn):
+        twin = Twin(fn, loss)
         options_ok = _options_check(fn, loss)
         # a call with every option at its default: torch's op directly (see _direct)
         defaults = {k: p.default for k, p in inspect.signature(fn).parameters.items()
@@ -193,12 +196,13 @@ def _small_on_torch(twin, multiclass=False, extensions: dict | None = None, inde
                 except Exception:  # noqa: BLE001 - see REFUSED
                     pass
             try:
-                return fn(input, target, *args, **kwargs)
+                return twin.run(fn, (input, target, *args), kwargs)
             except ValueError as exc:
                 raise torch_error(exc, index_labels) from None
 
         routed.__name__, routed.__qualname__, routed.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
         routed.__wrapped__ = fn
+        routed._twin = twin
         routed._torch_twin = (torch_fn, multiclass, extensions, names, options_ok)  # for the modules' cached route
         routed._to_torch = lambda input, target, *args, **kwargs: to_torch(input, target, args, kwargs)
         return routed

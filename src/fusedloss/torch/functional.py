@@ -21,6 +21,7 @@ from ._overlap import dice_loss, tversky_loss  # scores with a class axis, a rat
 from ._generate import elementwise_form, generated_form
 from ._nonfinite import finite, holds_nan, plus_minus_one, torch_result
 from ._routing import TILES, _small_on_torch
+from ._twin import torch_twin
 
 # --- functional forms: PyTorch's losses, PyTorch's signatures -----------------------------------------------
 
@@ -102,6 +103,7 @@ def hinge_embedding_loss(input, target, margin=1.0, size_average=None, reduce=No
 
 
 @torch_errors
+@torch_twin("poisson_nll")
 def poisson_nll_loss(input, target, log_input=True, full=False, size_average=None, eps=1e-8, reduce=None,
                      reduction="mean", *, backend=None):
     """``torch.nn.functional.poisson_nll_loss``; ``full=True`` adds torch's Stirling term (a constant)."""
@@ -149,6 +151,7 @@ def _refuse_nan_as_torch(out: Tensor, input, target, fn: str) -> None:
 
 
 @torch_errors
+@torch_twin("binary_cross_entropy_with_logits")
 def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None, reduction="mean",
                                      pos_weight=None, *, label_smoothing=0.0, backend=None, metrics=None):
     """``torch.nn.functional.binary_cross_entropy_with_logits``. ``pos_weight`` broadcasts against the target as
