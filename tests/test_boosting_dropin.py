@@ -175,6 +175,40 @@ def test_fused_classifier_multiclass():
         np.tile(clf.init_score_, (1500, 1)), codes)
 
 
+@pytest.mark.parametrize("library", ["lightgbm", "xgboost"])
+@pytest.mark.parametrize("loss", ["cross_entropy", "categorical_focal"])
+def test_a_multiclass_loss_on_two_classes_keeps_two_scores_per_row(library, loss):
+    """The libraries train one score per row for two classes unless told otherwise; a multiclass loss needs
+    two (its softmax over both), so the classifiers ask for them."""
+    (_lightgbm if library == "lightgbm" else _xgboost)()
+    X, y = _binary(800, 0)
+    Xv, yv = _binary(300, 1)
+    labels = np.where(y > 0, "yes", "no")
+    args = {"n_estimators": 15, "n_jobs": 1, **({"verbose": -1} if library == "lightgbm" else {})}
+    cls = fb.FusedLGBMClassifier if library == "lightgbm" else fb.FusedXGBClassifier
+    metric = (fb.lightgbm_metric if library == "lightgbm" else fb.xgboost_metric)("cross_entropy", api="sklearn")
+    if library == "xgboost":
+        args["eval_metric"] = metric
+    clf = cls(loss=loss, **args).fit(X, labels, eval_set=[(Xv, np.where(yv > 0, "yes", "no"))],
+                                     **({"eval_metric": metric} if library == "lightgbm" else {"verbose": False}))
+    codes = y.astype(np.int64)
+    np.testing.assert_allclose(clf.init_score_, np.log(np.bincount(codes) / len(y)), rtol=1e-12)
+    raw = clf.decision_function(Xv)
+    assert raw.shape == (300, 2)
+    proba = clf.predict_proba(Xv)
+    np.testing.assert_allclose(proba, np.exp(raw) / np.exp(raw).sum(axis=1, keepdims=True), rtol=1e-12)
+    assert list(clf.classes_) == ["no", "yes"]
+    np.testing.assert_array_equal(clf.predict(Xv), np.where(raw[:, 1] > raw[:, 0], "yes", "no"))
+    vcodes = yv.astype(np.int64)
+    assert fl.cross_entropy(raw, vcodes) < fl.cross_entropy(np.tile(clf.init_score_, (300, 1)), vcodes)
+    assert "num_class" not in clf.get_params()
+    # a fusedloss metric on the validation set reports the true loss of the two scores
+    result = clf.evals_result_["valid_0" if library == "lightgbm" else "validation_0"]
+    assert result["cross_entropy"][-1] == pytest.approx(fl.cross_entropy(raw, vcodes), rel=1e-5)
+    again = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(again.predict_proba(Xv), proba)
+
+
 def test_fused_classifier_refuses_what_it_cannot_do():
     _lightgbm()
     X, y = _binary(200, 0)

@@ -28,6 +28,8 @@ class _Setup:
         if classifiers[name] == "binary" and self.classes.size > 2:
             raise ValueError(f"{owner}: {name} is a binary loss, y has {self.classes.size} classes; "
                              "use loss='cross_entropy' or 'categorical_focal'")
+        # a multiclass loss on two classes keeps two scores per row: the libraries train one unless told
+        self.num_class = 2 if classifiers[name] != "binary" and self.classes.size == 2 else None
         self.init = 0.0 if offsets_given else initial_scores(name, self.encoded.astype(np.float64), sample_weight,
                                                                **self.params)
 
@@ -93,6 +95,7 @@ def lightgbm_classifier_class():
                         ys = []
                     eval_init_score = [setup.offsets(len(v)) for v in ys] or None
             self.init_score_ = setup.init  # the caller's offsets (init_score given): predictions do not include them
+            self._fused_num_class = setup.num_class
             objective = self.objective
             # LightGBM trains on ``_objective`` (set from ``objective`` by its constructor and set_params); the
             # public parameter is restored afterwards, so that get_params / clone see what the user gave
@@ -114,9 +117,17 @@ def lightgbm_classifier_class():
         def _process_params(self, stage):
             self._hide_loss = True
             try:
-                return super()._process_params(stage)
+                params = super()._process_params(stage)
             finally:
                 self._hide_loss = False
+            if stage == "fit" and self.__dict__.get("_fused_num_class"):
+                params["num_class"] = self._fused_num_class
+                # LightGBM's metric for two classes is the binary one, which two scores per row do not fit
+                metric = params.get("metric")
+                if isinstance(metric, str) and metric.startswith("binary_"):
+                    params["metric"] = {"binary_logloss": "multi_logloss", "binary_error": "multi_error"}.get(
+                        metric, metric)
+            return params
 
         def __getstate__(self):
             # the fitted objective is a closure (not picklable) and prediction does not need it: LightGBM's
@@ -174,6 +185,11 @@ def xgboost_classifier_class():
             params = super().get_xgb_params()
             params.pop("loss", None)  # fusedloss's, not booster parameters
             params.pop("loss_params", None)
+            if self.__dict__.get("_fused_num_class"):
+                params["num_class"] = self._fused_num_class
+                # XGBoost's default metric for two classes (logloss) reads one score per row: none by default
+                if params.get("eval_metric") is None:
+                    params["disable_default_eval_metric"] = True
             return params
 
         def fit(self, X, y, *, sample_weight=None, base_margin=None, eval_set=None, base_margin_eval_set=None,
@@ -188,6 +204,7 @@ def xgboost_classifier_class():
                 if base_margin_eval_set is None and eval_set is not None:
                     base_margin_eval_set = [setup.offsets(len(yv)) for _, yv in eval_set]
             self.init_score_ = setup.init
+            self._fused_num_class = setup.num_class
             objective = self.objective
             self.objective = xgboost_objective(setup.name, api="sklearn", **setup.params)
             try:
