@@ -250,10 +250,26 @@ def test_float32_agrees_to_float32_precision():
     (lambda: fm.root_mean_squared_log_error([1.0, 2.0], [1.0, -3.0]), "^Root Mean Squared Logarithmic Error"),
     (lambda: fm.mean_squared_log_error(np.ones((2, 2)), -2 * np.ones((2, 2))), "less than or equal to -1"),
     (lambda: fm.mean_absolute_percentage_error([1.0, np.nan], [1.0, 2.0]), "y_true contains NaN"),
+    (lambda: fm.mean_squared_error(np.array([1 + 5j, 2.0]), [1.0, 2.0]), "y_true: Complex data not supported"),
+    (lambda: fm.mean_absolute_error([1.0, 2.0], np.array([1.0, 2j])), "y_pred: Complex data not supported"),
 ])
 def test_errors_name_the_problem_where_scikit_learn_raises(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_scikit_learns_other_refusals():
+    """Weights that sum to zero (of both signs) divide by zero in scikit-learn's average; several outputs are
+    not a Tweedie deviance at any power."""
+    w = np.array([1.0, -1.0, 0.0])
+    for fn in (fm.mean_squared_error, fm.mean_absolute_error, fm.zero_one_loss):
+        with pytest.raises(ZeroDivisionError, match="Weights sum to zero"):
+            fn(np.array([1, 2, 3]), np.array([1, 2, 2]), sample_weight=w)
+    for power in (0, 1.5):
+        with pytest.raises(ValueError, match="several outputs"):
+            fm.mean_tweedie_deviance(np.ones((3, 2)), np.ones((3, 2)), power=power)
+    with pytest.raises(ValueError, match="power must be"):
+        fm.mean_tweedie_deviance([1.0], [1.0], power=float("inf"))
 
 
 def test_device_arrays_are_refused_with_the_fix():

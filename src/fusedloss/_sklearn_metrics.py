@@ -38,6 +38,8 @@ def _numeric(x, name: str, dtype) -> np.ndarray:
         raise TypeError(f"{name} is a device array ({type(x).__module__}.{type(x).__name__}); fusedloss.metrics "
                         "takes host arrays: copy it to the host first (e.g. cupy.asnumpy(x), tensor.cpu())")
     arr = np.asarray(x)
+    if arr.dtype.kind == "c":  # a cast would drop the imaginary part
+        raise ValueError(f"{name}: Complex data not supported (as in scikit-learn), got dtype {arr.dtype}")
     if arr.dtype.kind not in "biuf":
         try:
             arr = arr.astype(dtype)
@@ -92,8 +94,11 @@ def _average(values: np.ndarray, w) -> float:
         return np.mean(values, axis=0, dtype=np.float64)
     # multiply and sum (pairwise), not np.dot: a threaded BLAS dot stalls when other processes hold the cores
     w64 = w.astype(np.float64, copy=False)
+    total = np.sum(w64)
+    if total == 0:  # weights of both signs (all zero is refused earlier): NumPy's average raises, as here
+        raise ZeroDivisionError("Weights sum to zero, can't be normalized")
     weighted = values * (w64 if values.ndim == 1 else w64[:, None])
-    return np.sum(weighted, axis=0, dtype=np.float64) / np.sum(w64)
+    return np.sum(weighted, axis=0, dtype=np.float64) / total
 
 
 def _regression(y_true, y_pred, sample_weight, multioutput):
@@ -282,7 +287,7 @@ def mean_pinball_loss(y_true, y_pred, *, sample_weight=None, alpha=0.5, multiout
 
 
 def _check_power(power, fn: str) -> float:
-    if isinstance(power, bool) or not isinstance(power, numbers.Real) or 0.0 < power < 1.0 or math.isnan(power):
+    if isinstance(power, bool) or not isinstance(power, numbers.Real) or 0.0 < power < 1.0 or not math.isfinite(power):
         raise ValueError(f"{fn}: power must be a number in (-inf, 0] or [1, inf), got {power!r}")
     return float(power)
 
@@ -354,8 +359,6 @@ def mean_tweedie_deviance(y_true, y_pred, *, sample_weight=None, power=0):
     """Mean Tweedie deviance of power ``power`` (0: squared error, 1: Poisson, 2: Gamma), as
     ``sklearn.metrics.mean_tweedie_deviance``. ``y_pred`` is the mean (not its log, unlike ``fl.tweedie``)."""
     power = _check_power(power, "mean_tweedie_deviance")
-    if power == 0:
-        return mean_squared_error(y_true, y_pred, sample_weight=sample_weight)  # (checks the same things)
     yt, yp, w = _tweedie_inputs(y_true, y_pred, sample_weight, power, "mean_tweedie_deviance")
     return float(_average(_tweedie_deviance(yt, yp, power), w))
 
