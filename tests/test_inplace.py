@@ -132,6 +132,32 @@ def test_multiclass_outputs_never_write_over_soft_targets_or_weights(backend):
     np.testing.assert_array_equal(w, w0)
 
 
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_outputs_never_write_over_inputs_as_given(backend):
+    """A strided prediction, and vector parameters, are read through converted copies: an output that overlaps
+    them as the caller gave them would still change them."""
+    require_backend(backend)
+    buf = np.arange(20.0) / 10
+    pred = buf[::2]
+    with pytest.raises(ValueError, match="grad_out shares memory with pred"):
+        fl.mse.value_and_grad(pred, np.zeros(10), grad_out=buf[:10], backend=backend)
+    x, t = _multiclass(4, 3)
+    g = np.ones((4, 3))
+    with pytest.raises(ValueError, match="grad_out shares memory with class_weight"):
+        fl.cross_entropy.value_and_grad(x, t, class_weight=g[0], grad_out=g, backend=backend)
+    f = np.asfortranarray(x)  # read through a C-contiguous copy; its transpose is a C-contiguous array
+    with pytest.raises(ValueError, match="grad_out shares memory with pred"):
+        fl.cross_entropy.grad(f, t, grad_out=f.T.reshape(4, 3), backend=backend)
+    np.testing.assert_array_equal(f, x)
+    h = np.full((4, 3), 2.0)
+    with pytest.raises(ValueError, match="hess_out shares memory with pos_weight"):
+        fl.binary_cross_entropy_with_logits.grad_hess(x, np.ones((4, 3)), pos_weight=h[3], hess_out=h,
+                                                      backend=backend)
+    np.testing.assert_array_equal(buf, np.arange(20.0) / 10)
+    np.testing.assert_array_equal(g, 1.0)
+    np.testing.assert_array_equal(h, 2.0)
+
+
 # Outputs the call allocates: the arrays a call returns fresh share one allocation (fusedloss._validate:
 # fresh_outputs), are distinct elements of it, and hold what the same call writes into arrays it is given.
 def _fresh_cases():

@@ -60,6 +60,18 @@ def prewake(module, threads: int, work: int) -> None:
         wake(threads, work < module.PREWAKE_SHORT)
 
 
+
+def _as_given(pred, p, kwargs: dict, grad_out, hess_out) -> tuple:
+    """(array, name) pairs of what a call reads as the caller gave it, where it reads a converted copy: the
+    prediction (a strided or misaligned one, say) and the array parameters (class_weight, pos_weight, alpha).
+    An output must not overlap them either: writing it would change the caller's input. Empty without outputs."""
+    if grad_out is None and hess_out is None:
+        return ()
+    given = [(v, k) for k, v in kwargs.items() if isinstance(v, np.ndarray)]
+    if pred is not p and isinstance(pred, np.ndarray):
+        given.append((pred, "pred"))
+    return tuple(given)
+
 class LossMemoryError(MemoryError):
     """A MemoryError raised by a loss call that says which array could not be allocated, and the way out."""
 
@@ -214,7 +226,7 @@ class Loss:
         if self._multiclass:
             return self._run_multiclass(p, target, reduction, sample_weight, backend, params, packed,
                                         outputs, grad_out, hess_out, hessian, nthreads,
-                                        grad_scale, metrics)
+                                        grad_scale, metrics, _as_given(pred, p, kwargs, grad_out, hess_out))
         shape = p.shape
         threads = _config.get_num_threads()
         if nthreads is not None and nthreads < threads:
@@ -266,7 +278,8 @@ class Loss:
                              and (flags := grad_out.flags).c_contiguous and flags.writeable) \
                 else _check_out(grad_out, p, "grad_out", name)  # (its first test, without the call)
             _check_overlap(g, "grad_out", name, p, not want_hess,
-                           ((y, "target"), (target, "target"), (w, "sample_weight"), (sample_weight, "sample_weight")))
+                           ((y, "target"), (target, "target"), (w, "sample_weight"), (sample_weight, "sample_weight"),
+                            *_as_given(pred, p, kwargs, grad_out, hess_out)))
         if not (want_hess or cols is not None or len(shape) != 1 or (want_value and not reduce)
                 or metrics is not None):
             # the common case: flat arrays, a gradient at most, no vector parameter; returns what _results would
@@ -283,7 +296,8 @@ class Loss:
                 h = _check_out(hess_out, p, "hess_out", name)
             if hess_out is not None:
                 _check_overlap(h, "hess_out", name, p, False, ((y, "target"), (target, "target"), (w, "sample_weight"),
-                                                               (sample_weight, "sample_weight")))
+                                                               (sample_weight, "sample_weight"),
+                                                               *_as_given(pred, p, kwargs, grad_out, hess_out)))
             if g is not None and np.may_share_memory(g, h):
                 raise ValueError(f"{name}: grad_out and hess_out must not overlap")
         unit_hess = h is not None and hessian == "ones"
@@ -331,8 +345,9 @@ class Loss:
 
     def _run_multiclass(self, x, target, reduction, sample_weight, backend, params, packed,
                         outputs, grad_out, hess_out, hessian, nthreads=None,
-                        grad_scale=None, metrics=None):
-        """``_run`` for a multiclass loss, with the logits ``x`` already a C-contiguous float array."""
+                        grad_scale=None, metrics=None, given=()):
+        """``_run`` for a multiclass loss, with the logits ``x`` already a C-contiguous float array; ``given``:
+        what the outputs must not overlap besides (``_as_given``)."""
         want_value, want_grad, want_hess = outputs
         spec = self.spec
         name = self.name
@@ -391,7 +406,7 @@ class Loss:
                     raise ValueError(f"{name}: grad_hess cannot write into the logits (both outputs need them): "
                                      f"{what} shares memory with them; pass a separate array")
         others = ((target, "target"), (labels, "target"), (q, "target"), (rw, "sample_weight"),
-                  (sample_weight, "sample_weight"))
+                  (sample_weight, "sample_weight"), *given)
         if grad_out is not None:
             _check_overlap(g, "grad_out", name, x, True, others)
         if hess_out is not None:
