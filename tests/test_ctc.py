@@ -283,6 +283,9 @@ BAD = [
     ("concatenated too short", lambda x, t, i, l: (x, t.reshape(-1)[:3], i, l, {}), ValueError,
      ("sum\\(target_lengths\\) = 4", "got 3")),
     ("padded wrong N", lambda x, t, i, l: (x, t[:1], i, l, {}), ValueError, ("padded", "N = 2")),
+    # lengths whose int64 sum wraps around
+    ("lengths that wrap around", lambda x, t, i, l: (x, t.reshape(-1)[:2], i, np.array([2**63 - 1, 2]), {}),
+     ValueError, ("target_lengths\\[0\\]", "exceeds the 2 labels")),
     ("3-D targets", lambda x, t, i, l: (x, t[None], i, l, {}), ValueError, ("targets",)),
     ("bad reduction", lambda x, t, i, l: (x, t, i, l, {"reduction": "avg"}), ValueError, ("reduction", "avg")),
     ("bad inputs", lambda x, t, i, l: (x, t, i, l, {"inputs": "probs"}), TypeError, ("inputs", "probs")),

@@ -28,6 +28,14 @@ from ._state import _exact_sum
 from ._validate import (REDUCTIONS, _as_pred, _check_out, _check_overlap, as_numeric, fit_weights, is_device_array,
                         sum_exponent)
 
+
+def _total(lengths: np.ndarray, bound: int) -> int:
+    """sum(lengths), each in [0, bound], exactly: NumPy's int64 sum where it cannot wrap around."""
+    if lengths.size * int(bound) < 2**63:
+        return int(lengths.sum())
+    return sum(int(v) for v in lengths)
+
+
 def _int_array(v, what: str) -> np.ndarray:
     """An integer array (any integer dtype, or a sequence of Python ints) as a C-contiguous int64 array."""
     if hasattr(v, "detach") and hasattr(v, "cpu"):  # a torch tensor (lengths often are)
@@ -136,9 +144,15 @@ class SequenceLoss(Loss):
             bad = int(np.argmax(tl < 0))
             raise ValueError(f"ctc: target_lengths[{bad}] = {tl[bad]} is negative")
 
-        if len(np.shape(targets)) == 1 and np.shape(targets)[0] != int(tl.sum()):  # before a conversion copies it
-            raise ValueError(f"ctc: concatenated targets must hold sum(target_lengths) = {int(tl.sum())} labels, "
-                             f"got {np.shape(targets)[0]}")
+        if len(np.shape(targets)) == 1:  # before a conversion copies it
+            held = np.shape(targets)[0]
+            if N and tl.max() > held:  # (also keeps the sum below from wrapping around)
+                bad = int(np.argmax(tl > held))
+                raise ValueError(f"ctc: target_lengths[{bad}] = {tl[bad]} exceeds the {held} labels of the "
+                                 "concatenated targets")
+            if held != _total(tl, held):
+                raise ValueError(f"ctc: concatenated targets must hold sum(target_lengths) = {_total(tl, held)} "
+                                 f"labels, got {held}")
         if len(np.shape(targets)) == 2 and np.shape(targets)[0] != N:
             raise ValueError(f"ctc: padded targets must have shape (N = {N}, S), got {np.shape(targets)}")
         t = _int_array(targets, "targets")
@@ -152,7 +166,7 @@ class SequenceLoss(Loss):
             used = np.arange(S)[None, :] < tl[:, None]  # (N, S): the labels that count
             values = t[used]
         elif t.ndim == 1:
-            total = int(tl.sum())
+            total = _total(tl, t.size)
             if t.size != total:
                 raise ValueError(f"ctc: concatenated targets must hold sum(target_lengths) = {total} labels, "
                                  f"got {t.size}")
