@@ -316,8 +316,10 @@ def test_bad_grad_out(backend):
     x, t, i, l = _ok()
     with _raises(ValueError, "grad_out", "shape"):
         fl.ctc.value_and_grad(x, t, i, l, grad_out=np.empty((6, 2, 3)), backend=backend)
-    with _raises(TypeError, "grad_out", "dtype"):
+    with _raises(TypeError, "grad_out must have the dtype of logits"):
         fl.ctc.value_and_grad(x, t, i, l, grad_out=np.empty(x.shape, np.float32), backend=backend)
+    with _raises(TypeError, "ctc: logits must be a floating array"):
+        fl.ctc.value_and_grad(x.astype(np.complex128), t, i, l, backend=backend)
     ro = np.empty_like(x)
     ro.flags.writeable = False
     with _raises(ValueError, "grad_out", "read-only"):

@@ -95,7 +95,7 @@ class SequenceLoss(Loss):
 
     def _prepare(self, logits, targets, input_lengths, target_lengths, reduction, sample_weight, params,
                  grad_out, want_grad):
-        x = _as_pred(logits, "ctc")
+        x = _as_pred(logits, "ctc", "logits")
         T, N, C, labels, offsets, tl, il, w = self._check_sequences(
             x.shape, targets, input_lengths, target_lengths, reduction, sample_weight, params)
         g = None
@@ -103,7 +103,7 @@ class SequenceLoss(Loss):
             if grad_out is None:
                 g = np.empty(x.shape, x.dtype)
             else:
-                g = _check_out(grad_out, x, "grad_out", "ctc")
+                g = _check_out(grad_out, x, "grad_out", "ctc", "logits")
                 if np.may_share_memory(g, x):
                     raise ValueError("ctc: grad_out must not overlap logits (the kernel reads them after writing)")
                 _check_overlap(g, "grad_out", "ctc", x, False, (

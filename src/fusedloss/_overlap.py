@@ -62,10 +62,7 @@ class OverlapLoss(Loss):
 
     def _as_input(self, x):
         """``x`` (or an empty array of its dtype) by the in-memory rules: float32/float64, C-contiguous."""
-        try:
-            return _as_pred(x, self.name)
-        except TypeError as err:  # its message names the argument "pred"
-            raise TypeError(str(err).replace("pred", "input", 1)) from None
+        return _as_pred(x, self.name, "input")
 
     def _check(self, shape, dtype, target, params, reduction, sample_weight):
         """((N, C, S), labels int64 (N * S) or None, y of ``dtype`` or None, sample weights or None) for an input of
@@ -177,7 +174,8 @@ class OverlapLoss(Loss):
             x, (N, C, S), labels, y, w = self._prepare(x, target, params, reduction, sample_weight)
             g = None
             if want_grad:
-                g = np.empty(x.shape, x.dtype) if grad_out is None else _check_out(grad_out, x, "grad_out", self.name)
+                g = (np.empty(x.shape, x.dtype) if grad_out is None
+                     else _check_out(grad_out, x, "grad_out", self.name, "input"))
                 if grad_out is not None and any(isinstance(a, np.ndarray) and np.may_share_memory(g, a)
                                                 for a in (x, target, sample_weight)):
                     raise ValueError(f"{self.name}: grad_out overlaps an input")

@@ -74,10 +74,7 @@ class PairwiseLoss(Loss):
             if is_device_array(a):
                 raise TypeError(f"{name}: {what} is a device array and {spec.inputs[0]} a host array; pass every "
                                 "input on the same side")
-        try:
-            first = _as_pred(arrays[0], name)
-        except TypeError as err:  # its message names the argument "pred"
-            raise TypeError(str(err).replace("pred", spec.inputs[0], 1)) from None
+        first = _as_pred(arrays[0], name, spec.inputs[0])
         xs = [first]
         given = [None] * len(spec.inputs)  # a broadcast input's (shape as given, shape it broadcasts from)
         for k, (a, what) in enumerate(zip(arrays[1:len(spec.inputs)], spec.inputs[1:]), 1):
@@ -105,7 +102,7 @@ class PairwiseLoss(Loss):
             else:
                 if len(grad_outs) != len(xs):
                     raise ValueError(f"{name}: grad_out must be a tuple of {len(xs)} arrays, one per input")
-                gs = [_check_out(g, first, f"grad_out[{k}]", name) for k, g in enumerate(grad_outs)]
+                gs = [_check_out(g, first, f"grad_out[{k}]", name, spec.inputs[0]) for k, g in enumerate(grad_outs)]
                 reads = [*xs, *arrays, sample_weight]
                 for k, g in enumerate(gs):
                     if any(isinstance(r, np.ndarray) and np.may_share_memory(g, r) for r in reads) or \

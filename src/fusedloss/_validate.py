@@ -35,8 +35,8 @@ def is_device_array(x) -> bool:
     return hasattr(x, "__cuda_array_interface__") or type(x).__name__ == "FakeCUDAArray"
 
 
-def _as_pred(x, loss: str) -> np.ndarray:
-    """pred as a C-contiguous native float32/float64 array.
+def _as_pred(x, loss: str, what: str = "pred") -> np.ndarray:
+    """pred (an argument named ``what``) as a C-contiguous native float32/float64 array.
 
     Arrays (anything with a dtype) must already be floating: an integer or complex pred is a mistake we
     report rather than guess at. Python scalars and sequences convert as NumPy does, and to float64 if
@@ -54,9 +54,9 @@ def _as_pred(x, loss: str) -> np.ndarray:
         if dt.kind == "f" and dt.itemsize in (4, 8):  # non-native byte order
             arr = arr.astype(dt.newbyteorder("="))
         elif dt.kind == "f":
-            raise TypeError(f"{loss}: pred must be float32 or float64, got {dt} (cast it with .astype(np.float32))")
+            raise TypeError(f"{loss}: {what} must be float32 or float64, got {dt} (cast it with .astype(np.float32))")
         else:
-            raise TypeError(f"{loss}: pred must be a floating array (float32 or float64), got dtype {dt}")
+            raise TypeError(f"{loss}: {what} must be a floating array (float32 or float64), got dtype {dt}")
     if not arr.flags.c_contiguous:
         arr = np.asarray(arr, order="C")
     return arr
@@ -245,7 +245,8 @@ def fresh_outputs(shape: tuple, dtype, *wanted: bool) -> list:
     return out
 
 
-def _check_out(out, pred: np.ndarray, what: str, loss: str) -> np.ndarray:
+def _check_out(out, pred: np.ndarray, what: str, loss: str, of: str = "pred") -> np.ndarray:
+    """An output array for ``pred`` (the argument named ``of``): its shape and dtype, C-contiguous, writable."""
     if type(out) is np.ndarray and out.dtype is pred.dtype and out.shape == pred.shape:
         flags = out.flags
         if flags.c_contiguous and flags.writeable:
@@ -253,9 +254,9 @@ def _check_out(out, pred: np.ndarray, what: str, loss: str) -> np.ndarray:
     if type(out) is not np.ndarray:
         raise TypeError(f"{loss}: {what} must be a numpy.ndarray, got {type(out).__name__}")
     if out.shape != pred.shape:
-        raise ValueError(f"{loss}: {what} must have pred's shape {pred.shape}, got {out.shape}")
+        raise ValueError(f"{loss}: {what} must have the shape of {of}, {pred.shape}, got {out.shape}")
     if out.dtype != pred.dtype:
-        raise TypeError(f"{loss}: {what} must have pred's dtype {pred.dtype}, got {out.dtype}")
+        raise TypeError(f"{loss}: {what} must have the dtype of {of}, {pred.dtype}, got {out.dtype}")
     if not out.flags.c_contiguous:
         raise ValueError(f"{loss}: {what} must be C-contiguous")
     if not out.flags.writeable:
