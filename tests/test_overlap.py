@@ -198,6 +198,16 @@ def test_bad_inputs_are_refused_clearly():
         fl.dice(x, t, mode="multi")
     with pytest.raises(ValueError, match="no classes"):
         fl.dice(np.zeros((2, 0, 3)), np.full((2, 3), 255), ignore_index=255)
+    # probabilities and masks outside [0, 1]: the ratio would be meaningless (a dice loss of 2.7e7, say)
+    probs = np.full(x.shape, 0.25)
+    probs[0, 1, 2, 3] = -1.0
+    with pytest.raises(ValueError, match=r"dice: input must lie in \[0, 1\], got -1.0 at index \(0, 1, 2, 3\)"):
+        fl.dice(probs, t, from_logits=False)
+    masks = (np.random.default_rng(0).random(x.shape) < 0.5).astype(np.float64)
+    masks[1, 0, 0, 2] = 5.0
+    for mode in ("multilabel", "binary"):
+        with pytest.raises(ValueError, match=r"tversky: target must lie in \[0, 1\], got 5.0 at index \(1, 0, 0, 2\)"):
+            fl.tversky(x, masks, mode=mode)
     before = x.copy()
     fl.dice.value_and_grad(x, t)
     np.testing.assert_array_equal(x, before)

@@ -50,6 +50,7 @@ def _run_block(name, backend, params, where, x, t, coef=None):
         x = np.ascontiguousarray(x)
         # class_weights apply in the combination only (and a multilabel block may hold some of the classes)
         dims, labels, y, _ = loss._check(x.shape, x.dtype, t, dict(params, class_weights=None), "mean", None)
+        loss._check_scores(x, params)
         module = resolve_host_backend(backend, loss.spec, x.dtype)
         args = loss._kernel_args(x, labels, y, dims, params)
         if coef is None:

@@ -25,8 +25,19 @@ import numpy as np
 from . import _config
 from ._dispatch import Loss, LossMemoryError, resolve_host_backend
 from ._reference_overlap import activation, combine, terms
-from ._validate import REDUCTIONS, _as_pred, _check_out, as_numeric, is_device_array, label_range_error
+from ._validate import (REDUCTIONS, _as_pred, _check_domain, _check_out, _first_bad, as_numeric, domain_error,
+                        is_device_array, label_range_error)
 
+
+
+def _check_masks(y: np.ndarray, ignore, name: str) -> None:
+    """Targets of modes "binary" and "multilabel": masks (or soft masks) in [0, 1], but for the pixels marked
+    ``ignore_index`` (NaN passes: it propagates)."""
+    bad = (y < 0) | (y > 1)
+    if ignore is not None:
+        bad &= y != ignore
+    if bad.any():
+        raise domain_error(name, "target", "unit", _first_bad(y, bad))
 
 class OverlapLoss(Loss):
     """A segmentation overlap loss: ``loss(input, target, reduction="mean", sample_weight=None, backend=None,
@@ -58,7 +69,14 @@ class OverlapLoss(Loss):
         if is_device_array(x):
             raise TypeError(f"{self.name}: input is a device array and target a host array; pass both on one side")
         x = self._as_input(x)
-        return (x, *self._check(x.shape, x.dtype, target, params, reduction, sample_weight))
+        checked = self._check(x.shape, x.dtype, target, params, reduction, sample_weight)
+        self._check_scores(x, params)
+        return (x, *checked)
+
+    def _check_scores(self, x, params) -> None:
+        """Probabilities (``from_logits=False``) must lie in [0, 1], as the score's ratio assumes."""
+        if not params["from_logits"]:
+            _check_domain(x, "unit", "input", self.name)
 
     def _as_input(self, x):
         """``x`` (or an empty array of its dtype) by the in-memory rules: float32/float64, C-contiguous."""
@@ -71,7 +89,9 @@ class OverlapLoss(Loss):
         (N, C, S), w = self._layout(shape, t, params, reduction, sample_weight)
         if params["mode"] == "multiclass":
             return (N, C, S), self._labels(t, shape, C, params["ignore_index"]), None, w
-        return (N, C, S), None, as_numeric(target, dtype, "target", self.name).reshape(-1), w
+        y = as_numeric(target, dtype, "target", self.name)
+        _check_masks(y, params["ignore_index"], self.name)
+        return (N, C, S), None, y.reshape(-1), w
 
     def _layout(self, shape, t, params, reduction, sample_weight):
         """((N, C, S), sample weights or None): the checks that the shapes, the target's dtype, the parameters and the
