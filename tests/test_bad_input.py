@@ -118,6 +118,16 @@ def test_wrongly_typed_parameters():
         fl.huber(P, Y, delta="big")
     with _raises(TypeError, "poisson_nll", "log_input"):
         fl.poisson_nll(P, Y, log_input="yes")
+    # numbers written as text are refused, not parsed (float("0.5") would take them)
+    with _raises(TypeError, "huber", "delta", "expected a real number, got str '0.5'"):
+        fl.huber(P, Y, delta="0.5")
+    with _raises(TypeError, "cross_entropy", "label_smoothing", "got str '0.1'"):
+        fl.cross_entropy(np.zeros((2, 3)), np.array([0, 1]), label_smoothing="0.1")
+    with _raises(TypeError, "multi_margin", "p", "expected an integer, got str '1'"):
+        fl.multi_margin(np.zeros((2, 3)), np.array([0, 1]), p="1")
+    with _raises(TypeError, "ctc", "blank", "expected an integer, got str '0'"):
+        fl.ctc(np.zeros((8, 1, 5)), np.array([[1, 2]]), [8], [2], blank="0")
+    assert fl.huber(P, Y, delta=np.float32(0.5)) == fl.huber(P, Y, delta=0.5)
 
 
 @pytest.mark.parametrize("name", sorted(n for n, s in REGISTRY.items() if s.kind != "sequence"))  # (pred, target) calls

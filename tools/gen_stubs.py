@@ -48,7 +48,8 @@ def _param_types():
     from fusedloss import _spec
 
     return {
-        float: "float", _spec._to_bool: "bool", _spec._to_int: "int", _spec._optional_float: "float | None",
+        float: "float", _spec._real: "float", _spec._to_bool: "bool", _spec._to_int: "int",
+        _spec._optional_float: "float | None",
         _spec._vector_or_scalar: f"float | {ARRAY} | None", _spec._optional_int: "int | None",
     }
 

@@ -18,10 +18,17 @@ Notation in the formulas: ``p`` prediction, ``y`` target, ``d = p - y``, ``l`` v
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 __all__ = ["Param", "LossSpec", "LossInfo", "REGISTRY", "get_spec", "losses"]
+
+
+def _real(v) -> float:
+    """A number as float; text is refused (float() would parse it)."""
+    if isinstance(v, (str, bytes)):
+        raise TypeError(f"expected a real number, got {type(v).__name__} {v!r}")
+    return float(v)
 
 
 @dataclass(frozen=True)
@@ -36,7 +43,7 @@ class Param:
     default: Any
     doc: str
     check: Callable[[Any], str | None] = lambda v: None
-    convert: Callable[[Any], Any] = float
+    convert: Callable[[Any], Any] = _real
 
 
 # Every domain a LossSpec may give for predictions and targets (the data generators of the tests and of the
@@ -214,11 +221,11 @@ def _optional_positive(v):
 
 
 def _optional_float(v):
-    return None if v is None else float(v)
+    return None if v is None else _real(v)
 
 
 def _to_int(v):
-    if isinstance(v, bool) or not float(v).is_integer():
+    if isinstance(v, (bool, str, bytes)) or not float(v).is_integer():
         raise TypeError(f"expected an integer, got {type(v).__name__} {v!r}")
     return int(v)
 
@@ -243,7 +250,7 @@ def _vector_or_scalar(v):
         if arr.ndim != 1:
             raise TypeError(f"expected a scalar or a 1-D array, got an array of shape {arr.shape}")
         return arr
-    return float(v)
+    return _real(v)
 
 
 def _nonnegative_values(v):
