@@ -359,6 +359,21 @@ def test_bad_arguments():
         fb.gradient_hessian("cross_entropy", np.array([0.5, 1.0]), np.zeros((2, 3)))
 
 
+def test_losses_without_a_score_per_sample_are_refused_by_name():
+    """Every loss that is not one score per sample (per class) is refused when the objective is made, with a
+    ValueError that says why, never later inside training."""
+    from fusedloss._spec import REGISTRY
+
+    others = sorted(n for n, spec in REGISTRY.items() if spec.kind not in ("elementwise", "multiclass"))
+    assert {"ctc", "dice", "triplet_margin"} <= set(others)
+    for name in others:
+        for make in (fb.lightgbm_objective, fb.xgboost_objective, fb.lightgbm_metric, fb.xgboost_metric):
+            with pytest.raises(ValueError, match=f"{name}: an? .* loss"):
+                make(name)
+        with pytest.raises(ValueError, match=f"{name}: an? .* loss"):
+            fb.gradient_hessian(name, np.zeros(4), np.zeros(4))
+
+
 # --- LightGBM training ---------------------------------------------------------------------------------------
 
 LGB_BASE = {"verbose": -1, "num_threads": 1, "deterministic": True, "learning_rate": 0.1, "num_leaves": 15,

@@ -31,6 +31,10 @@ def _loss(name: str):
     if spec.kind == "overlap":
         raise ValueError(f"{name}: an overlap loss is a ratio of sums over the pixels of each class, with no "
                          "per-sample gradient and Hessian a boosting objective needs")
+    if spec.kind == "sequence":
+        raise ValueError(f"{name}: a sequence loss scores a whole sequence of frames against a label sequence, "
+                         "but boosting predicts one score per sample (per class): it cannot be an objective or a "
+                         "metric")
     if spec.kind == "multiclass" and not spec.hard_labels:
         raise ValueError(f"{name}: needs soft (probability) targets, but boosting labels are one value per sample")
     return loss
