@@ -22,8 +22,8 @@ import fusedloss as fl
 from fusedloss import _reference
 from fusedloss._spec import REGISTRY
 
-from conftest import (HOST_BACKENDS, PAIRWISE_TARGETS, backend_skip_reason, full_params, set_pairwise_edges,
-                      supported)
+from conftest import (HOST_BACKENDS, PAIRWISE_TARGETS, backend_skip_reason, full_params, require_backend,
+                      set_pairwise_edges, supported)
 
 PAIRWISE = [name for name, spec in REGISTRY.items() if spec.kind == "pairwise"]
 S2 = math.sqrt(2.0)
@@ -253,6 +253,18 @@ def test_backend_matches_reference(backend, name, dtype):
                     if reduction != "none" else True
                 assert loss.grad(*xs, *rest, backend=backend, **kw)[0] == pytest.approx(grads[0]) \
                     if reduction == "sum" else True
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_rows_of_no_entries_agree_on_every_backend(backend):
+    """D = 0: every row's vectors are empty (distance 0, cosine taken as 0): the reference and the kernels
+    give the same value and empty gradients."""
+    require_backend(backend)
+    x = np.ones((4, 0))
+    v, (g1, g2) = fl.cosine_embedding.value_and_grad(x, x, np.ones(4), backend=backend)
+    assert v == 1.0 and g1.shape == g2.shape == (4, 0)
+    v, gs = fl.triplet_margin.value_and_grad(x, x, x, backend=backend)
+    assert v == 1.0 and all(g.shape == (4, 0) for g in gs)
 
 
 def test_one_row_takes_a_float_target():

@@ -113,7 +113,8 @@ def ctc(x, T, N, C, batch_first, log_probs, labels, offsets, target_lengths, inp
 def pairwise(loss, packed, D, x1, x2, x3, y, gscale, loss_out, g1, g2, g3, nthreads):
     """The pairwise contract (see fusedloss._pairwise) by the reference, in float64."""
     spec = REGISTRY[loss]
-    xs = [x.reshape(-1, D) if spec.vector_rows else x for x in (x1, x2, x3) if x is not None]
+    rows = loss_out.size  # (not -1: rows of D = 0 entries have no size to infer it from)
+    xs = [x.reshape(rows, D) if spec.vector_rows else x for x in (x1, x2, x3) if x is not None]
     losses, grads = _reference.pairwise(loss, xs, y, **spec.unpack(*packed))
     loss_out[...] = losses
     if gscale is not None:
