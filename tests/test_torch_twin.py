@@ -171,6 +171,22 @@ def test_gradients_of_targets_and_weights_are_torchs(name, args, kw):
         torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-14, msg=lambda m: f"{name}: {m}")
 
 
+def test_parameters_are_tensors_that_require_grad_too():
+    """nn.Parameter (a Tensor subclass) as a learnable weight, and as the input of a second derivative."""
+    x, t = _x((N, 3), 1), _x((N, 3), 2, grad=False)
+    w = torch.nn.Parameter(_x((N, 3), 3, 0.5, 2, grad=False))
+    got = torch.autograd.grad(ft.mse_loss(x, t, weight=w), (x, w))
+    want = torch.autograd.grad(F.mse_loss(x, t, weight=w), (x, w))
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    p = torch.nn.Parameter(_x((N, 3), 4, grad=False))
+    q = p.detach().clone().requires_grad_()
+    y = _x((N, 3), 5, 0, 1, grad=False)
+    ours = _hvp(ft.binary_cross_entropy_with_logits, (p, y), {})
+    theirs = _hvp(F.binary_cross_entropy_with_logits, (q, y), {})
+    torch.testing.assert_close(ours[2][0], theirs[2][0], rtol=1e-10, atol=1e-12)
+
+
 def test_second_derivatives_outside_torchs_options_name_the_fix():
     x = _x((6, 4), 1)
     t = torch.randint(0, 4, (6,), generator=_g(2))

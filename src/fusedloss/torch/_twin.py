@@ -77,12 +77,12 @@ class Twin:
         any_grad = other = False
         names = self.names
         for i, v in enumerate(args):
-            if type(v) is Tensor and v.requires_grad:
+            if isinstance(v, Tensor) and v.requires_grad:  # (an nn.Parameter too)
                 any_grad = True
                 if i >= len(names) or names[i] not in self.fused_grads:
                     other = True
         for k, v in kwargs.items():
-            if type(v) is Tensor and v.requires_grad:
+            if isinstance(v, Tensor) and v.requires_grad:
                 any_grad = True
                 if k not in self.fused_grads:
                     other = True
