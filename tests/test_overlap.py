@@ -208,6 +208,13 @@ def test_bad_inputs_are_refused_clearly():
     for mode in ("multilabel", "binary"):
         with pytest.raises(ValueError, match=r"tversky: target must lie in \[0, 1\], got 5.0 at index \(1, 0, 0, 2\)"):
             fl.tversky(x, masks, mode=mode)
+    # pixels marked ignore_index may lie outside [0, 1]; any other pixel there is still refused
+    masks[1, 0, 0, 2] = -1.0
+    masks[0, 2, 1, 1] = -1.0
+    fl.tversky(x, masks, mode="multilabel", ignore_index=-1)
+    masks[0, 0, 1, 0] = -0.5
+    with pytest.raises(ValueError, match=r"tversky: target must lie in \[0, 1\], got -0.5 at index \(0, 0, 1, 0\)"):
+        fl.tversky(x, masks, mode="multilabel", ignore_index=-1)
     before = x.copy()
     fl.dice.value_and_grad(x, t)
     np.testing.assert_array_equal(x, before)

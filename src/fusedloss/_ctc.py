@@ -150,8 +150,8 @@ class SequenceLoss(Loss):
                 bad = int(np.argmax(tl > held))
                 raise ValueError(f"ctc: target_lengths[{bad}] = {tl[bad]} exceeds the {held} labels of the "
                                  "concatenated targets")
-            if held != _total(tl, held):
-                raise ValueError(f"ctc: concatenated targets must hold sum(target_lengths) = {_total(tl, held)} "
+            if held != (total := _total(tl, held)):
+                raise ValueError(f"ctc: concatenated targets must hold sum(target_lengths) = {total} "
                                  f"labels, got {held}")
         if len(np.shape(targets)) == 2 and np.shape(targets)[0] != N:
             raise ValueError(f"ctc: padded targets must have shape (N = {N}, S), got {np.shape(targets)}")

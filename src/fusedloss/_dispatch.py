@@ -273,13 +273,15 @@ class Loss:
             g, h, v = fresh_outputs(shape, dtype, new_g, new_h, new_v)
         else:
             g, h, v = np.empty(shape, dtype) if new_g else None, None, None
+        # what an output array must not overlap besides pred (only calls that pass output arrays build it)
+        given = () if grad_out is None and hess_out is None else (
+            (y, "target"), (target, "target"), (w, "sample_weight"), (sample_weight, "sample_weight"),
+            *_as_given(pred, p, kwargs, grad_out, hess_out))
         if grad_out is not None:
             g = grad_out if (type(grad_out) is np.ndarray and grad_out.dtype is dtype and grad_out.shape == shape
                              and (flags := grad_out.flags).c_contiguous and flags.writeable) \
                 else _check_out(grad_out, p, "grad_out", name)  # (its first test, without the call)
-            _check_overlap(g, "grad_out", name, p, not want_hess,
-                           ((y, "target"), (target, "target"), (w, "sample_weight"), (sample_weight, "sample_weight"),
-                            *_as_given(pred, p, kwargs, grad_out, hess_out)))
+            _check_overlap(g, "grad_out", name, p, not want_hess, given)
         if not (want_hess or cols is not None or len(shape) != 1 or (want_value and not reduce)
                 or metrics is not None):
             # the common case: flat arrays, a gradient at most, no vector parameter; returns what _results would
@@ -295,9 +297,7 @@ class Loss:
             if h is None:
                 h = _check_out(hess_out, p, "hess_out", name)
             if hess_out is not None:
-                _check_overlap(h, "hess_out", name, p, False, ((y, "target"), (target, "target"), (w, "sample_weight"),
-                                                               (sample_weight, "sample_weight"),
-                                                               *_as_given(pred, p, kwargs, grad_out, hess_out)))
+                _check_overlap(h, "hess_out", name, p, False, given)
             if g is not None and np.may_share_memory(g, h):
                 raise ValueError(f"{name}: grad_out and hess_out must not overlap")
         unit_hess = h is not None and hessian == "ones"

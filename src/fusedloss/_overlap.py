@@ -25,14 +25,20 @@ import numpy as np
 from . import _config
 from ._dispatch import Loss, LossMemoryError, resolve_host_backend
 from ._reference_overlap import activation, combine, terms
-from ._validate import (REDUCTIONS, _as_pred, _check_domain, _check_out, _first_bad, as_numeric, domain_error,
-                        is_device_array, label_range_error)
+from ._validate import (REDUCTIONS, _as_pred, _check_domain, _check_out, _extremes, _first_bad, as_numeric,
+                        domain_error, is_device_array, label_range_error)
 
 
 
 def _check_masks(y: np.ndarray, ignore, name: str) -> None:
     """Targets of modes "binary" and "multilabel": masks (or soft masks) in [0, 1], but for the pixels marked
-    ``ignore_index`` (NaN passes: it propagates)."""
+    ``ignore_index`` (NaN passes: it propagates). One pass over the extremes clears the common case; the masks
+    are built only when a value lies outside [0, 1]."""
+    if y.size == 0:
+        return
+    lo, hi = _extremes(y)
+    if lo >= 0 and hi <= 1:
+        return
     bad = (y < 0) | (y > 1)
     if ignore is not None:
         bad &= y != ignore
