@@ -201,6 +201,30 @@ def test_edges_that_scikit_learn_defines():
     assert fm.log_loss([1, 0, 1], y_pred=[0.6, 0.3, 0.4]) == skm.log_loss([1, 0, 1], [0.6, 0.3, 0.4])
 
 
+_MULTIOUTPUT = ["mean_squared_error", "mean_absolute_error", "root_mean_squared_error",
+                "mean_absolute_percentage_error", "mean_squared_log_error", "root_mean_squared_log_error",
+                "mean_pinball_loss", "d2_pinball_score", "d2_absolute_error_score"]
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("name", [n for n in _MULTIOUTPUT if not n.startswith("d2_")])
+def test_raw_values_keep_the_dtype_of_the_data(name, weighted):
+    """multioutput='raw_values' gives scikit-learn's dtype: float32 for float32 data (float64 where the weights
+    are float64), float64 otherwise."""
+    d = _data(50, seed=5)
+    for dtype in (np.float32, np.float64):
+        y, p = d["Ypos"].astype(dtype), (d["Ypos"][::-1] + 0.1).astype(dtype)
+        kwargs = {"multioutput": "raw_values"}
+        if weighted:
+            kwargs["sample_weight"] = d["w"].astype(dtype)
+        ours, theirs, _, _ = _both(name, y, p, **kwargs)
+        assert ours.dtype == theirs.dtype == dtype
+        _same(ours, theirs, rtol=1e-5 if dtype == np.float32 else RTOL)
+        if dtype == np.float32:  # float64 weights make the computation float64, in both
+            ours, theirs, _, _ = _both(name, y, p, multioutput="raw_values", sample_weight=d["w"])
+            assert ours.dtype == theirs.dtype == np.float64
+
+
 def test_float32_agrees_to_float32_precision():
     """scikit-learn sums float32 data in float32; fusedloss accumulates in float64 (the closer value)."""
     d = _data(10_000, seed=3)

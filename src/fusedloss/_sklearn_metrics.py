@@ -129,10 +129,11 @@ def _regression(y_true, y_pred, sample_weight, multioutput):
     return yt, yp, w, multioutput
 
 
-def _combine(per_output: np.ndarray, multioutput):
-    """The per-output values combined as ``multioutput`` says (a float, or the array for 'raw_values')."""
+def _combine(per_output: np.ndarray, multioutput, dtype):
+    """The per-output values combined as ``multioutput`` says: a float, or for 'raw_values' the array in
+    ``dtype``, the dtype of the data (float32 data give float32 values, as in scikit-learn)."""
     if isinstance(multioutput, str) and multioutput == "raw_values":
-        return per_output
+        return per_output.astype(dtype, copy=False)
     if isinstance(multioutput, str) or multioutput is None:
         return float(np.mean(per_output))
     return float(np.average(per_output, weights=multioutput))
@@ -183,7 +184,7 @@ def mean_squared_error(y_true, y_pred, *, sample_weight=None, multioutput="unifo
         if value is not None:
             return value
     yt, yp, w, multioutput = _regression(y_true, y_pred, sample_weight, multioutput)
-    return _combine(_average((yt - yp) ** 2, w), multioutput)
+    return _combine(_average((yt - yp) ** 2, w), multioutput, yt.dtype)
 
 
 def mean_absolute_error(y_true, y_pred, *, sample_weight=None, multioutput="uniform_average"):
@@ -193,7 +194,7 @@ def mean_absolute_error(y_true, y_pred, *, sample_weight=None, multioutput="unif
         if value is not None:
             return value
     yt, yp, w, multioutput = _regression(y_true, y_pred, sample_weight, multioutput)
-    return _combine(_average(np.abs(yp - yt), w), multioutput)
+    return _combine(_average(np.abs(yp - yt), w), multioutput, yt.dtype)
 
 
 def root_mean_squared_error(y_true, y_pred, *, sample_weight=None, multioutput="uniform_average"):
@@ -204,7 +205,7 @@ def root_mean_squared_error(y_true, y_pred, *, sample_weight=None, multioutput="
         if value is not None:
             return math.sqrt(value)
     yt, yp, w, multioutput = _regression(y_true, y_pred, sample_weight, multioutput)
-    return _combine(np.sqrt(_average((yt - yp) ** 2, w)), multioutput)
+    return _combine(np.sqrt(_average((yt - yp) ** 2, w)), multioutput, yt.dtype)
 
 
 def mean_absolute_percentage_error(y_true, y_pred, *, sample_weight=None, multioutput="uniform_average"):
@@ -216,7 +217,7 @@ def mean_absolute_percentage_error(y_true, y_pred, *, sample_weight=None, multio
             return value
     yt, yp, w, multioutput = _regression(y_true, y_pred, sample_weight, multioutput)
     eps = np.asarray(np.finfo(np.float64).eps, dtype=yt.dtype)
-    return _combine(_average(np.abs(yp - yt) / np.maximum(np.abs(yt), eps), w), multioutput)
+    return _combine(_average(np.abs(yp - yt) / np.maximum(np.abs(yt), eps), w), multioutput, yt.dtype)
 
 
 def _log_targets(fn: str, *arrays) -> None:
@@ -227,10 +228,11 @@ def _log_targets(fn: str, *arrays) -> None:
 
 
 def _squared_log_errors(y_true, y_pred, sample_weight, multioutput, fn: str):
-    """(per-output mean of (log1p(y_true) - log1p(y_pred))^2, multioutput), checked as scikit-learn does."""
+    """(per-output mean of (log1p(y_true) - log1p(y_pred))^2, multioutput, dtype of the data), checked as
+    scikit-learn does."""
     yt, yp, w, multioutput = _regression(y_true, y_pred, sample_weight, multioutput)
     _log_targets(fn, yt, yp)
-    return _average((np.log1p(yt) - np.log1p(yp)) ** 2, w), multioutput
+    return _average((np.log1p(yt) - np.log1p(yp)) ** 2, w), multioutput, yt.dtype
 
 
 def _msle_kernel(y_true, y_pred, sample_weight, multioutput):
@@ -257,8 +259,8 @@ def root_mean_squared_log_error(y_true, y_pred, *, sample_weight=None, multioutp
     fn = "Root Mean Squared Logarithmic Error"
     if (value := _msle_kernel(y_true, y_pred, sample_weight, multioutput)) is not None:
         return math.sqrt(value)
-    per_output, multioutput = _squared_log_errors(y_true, y_pred, sample_weight, multioutput, fn)
-    return _combine(np.sqrt(per_output), multioutput)
+    per_output, multioutput, dtype = _squared_log_errors(y_true, y_pred, sample_weight, multioutput, fn)
+    return _combine(np.sqrt(per_output), multioutput, dtype)
 
 
 def _check_alpha(alpha, fn: str) -> float:
@@ -283,7 +285,7 @@ def mean_pinball_loss(y_true, y_pred, *, sample_weight=None, alpha=0.5, multiout
         if value is not None:
             return value
     yt, yp, w, multioutput = _regression(y_true, y_pred, sample_weight, multioutput)
-    return _combine(_average(_pinball(yt, yp, alpha), w), multioutput)
+    return _combine(_average(_pinball(yt, yp, alpha), w), multioutput, yt.dtype)
 
 
 def _check_power(power, fn: str) -> float:
@@ -443,7 +445,7 @@ def d2_pinball_score(y_true, y_pred, *, sample_weight=None, alpha=0.5, multioutp
     valid = (numerator != 0) & (denominator != 0)
     scores[valid] = 1 - numerator[valid] / denominator[valid]
     scores[(numerator != 0) & (denominator == 0)] = 0.0
-    return _combine(scores.astype(yt.dtype), multioutput)
+    return _combine(scores.astype(yt.dtype), multioutput, yt.dtype)
 
 
 def d2_absolute_error_score(y_true, y_pred, *, sample_weight=None, multioutput="uniform_average"):
