@@ -225,6 +225,28 @@ def test_raw_values_keep_the_dtype_of_the_data(name, weighted):
             assert ours.dtype == theirs.dtype == np.float64
 
 
+def test_root_mean_squared_error_takes_output_weights_for_a_single_output():
+    """scikit-learn's root_mean_squared_error averages the per-output roots with np.average, so weights of a
+    single output are taken (its squared and logarithmic errors refuse them)."""
+    y, p = np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.5, 2.0, 2.0, 5.0])
+    for multioutput in ([1.0], np.array([2.5]), (3,)):
+        for args in ((y, p), (y.reshape(-1, 1), p.reshape(-1, 1))):
+            ours, theirs, _, _ = _both("root_mean_squared_error", *args, multioutput=multioutput)
+            assert isinstance(ours, float)
+            _same(ours, theirs)
+    for name in ("mean_squared_error", "root_mean_squared_log_error"):
+        with pytest.raises(ValueError, match="useful only"):
+            getattr(skm, name)(y, p, multioutput=[1.0])
+        with pytest.raises(ValueError, match="useful only"):
+            getattr(fm, name)(y, p, multioutput=[1.0])
+    Y, P = np.ones((3, 2)), np.zeros((3, 2))
+    for weights, error in (([1.0, 2.0, 3.0], TypeError), ([0.0, 0.0], ZeroDivisionError)):
+        with pytest.raises(error):
+            skm.root_mean_squared_error(Y, P, multioutput=weights)
+        with pytest.raises(error):
+            fm.root_mean_squared_error(Y, P, multioutput=weights)
+
+
 def test_float32_agrees_to_float32_precision():
     """scikit-learn sums float32 data in float32; fusedloss accumulates in float64 (the closer value)."""
     d = _data(10_000, seed=3)

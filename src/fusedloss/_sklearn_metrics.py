@@ -199,13 +199,20 @@ def mean_absolute_error(y_true, y_pred, *, sample_weight=None, multioutput="unif
 
 def root_mean_squared_error(y_true, y_pred, *, sample_weight=None, multioutput="uniform_average"):
     """Root mean squared error, as ``sklearn.metrics.root_mean_squared_error``: the square root per output,
-    then the average over outputs."""
+    then the average over outputs (weights of ``multioutput`` are taken for a single output too)."""
     if _uniform(multioutput) and (v := _as_vector(y_true, y_pred, sample_weight)) is not None:
         value = _kernel_mean("mse", *v, sample_weight)
         if value is not None:
             return math.sqrt(value)
-    yt, yp, w, multioutput = _regression(y_true, y_pred, sample_weight, multioutput)
-    return _combine(np.sqrt(_average((yt - yp) ** 2, w)), multioutput, yt.dtype)
+    yt, yp, w, _ = _regression(y_true, y_pred, sample_weight, "raw_values")
+    per_output = np.sqrt(_average((yt - yp) ** 2, w))
+    if isinstance(multioutput, str):
+        return _combine(per_output, multioutput, yt.dtype)
+    weights = np.asarray(multioutput)
+    if weights.shape != per_output.shape:  # NumPy's average raises a TypeError, as in scikit-learn
+        raise TypeError(f"multioutput must hold one weight per output ({per_output.size}), got shape "
+                        f"{weights.shape}")
+    return float(np.average(per_output, weights=weights))
 
 
 def mean_absolute_percentage_error(y_true, y_pred, *, sample_weight=None, multioutput="uniform_average"):
