@@ -198,7 +198,22 @@ def test_edges_that_scikit_learn_defines():
         assert [w.category.__name__ for w in ours_w] == [w.category.__name__ for w in theirs_w], (name, args)
     with pytest.warns(UserWarning, match="ordered lexicographically"):
         fm.log_loss([1, 0], [[0.3, 0.7], [0.6, 0.4]], labels=[1, 0])
-    assert fm.log_loss([1, 0, 1], y_pred=[0.6, 0.3, 0.4]) == skm.log_loss([1, 0, 1], [0.6, 0.3, 0.4])
+    with pytest.warns(FutureWarning, match="`y_pred` was renamed to `y_proba`"):
+        assert fm.log_loss([1, 0, 1], y_pred=[0.6, 0.3, 0.4]) == skm.log_loss([1, 0, 1], [0.6, 0.3, 0.4])
+
+
+@pytest.mark.parametrize("name", ["log_loss", "d2_log_loss_score"])
+def test_the_former_name_y_pred_warns_as_in_scikit_learn(name):
+    """scikit-learn renamed y_pred to y_proba and warns (FutureWarning) when the old name is used."""
+    args = ([1, 0, 1, 0],)
+    kwargs = {"y_pred": [0.6, 0.3, 0.4, 0.2]}
+    ours, theirs, ours_w, theirs_w = _both(name, *args, **kwargs)
+    _same(ours, theirs)
+    assert [w.category for w in theirs_w] == [FutureWarning]
+    assert [w.category for w in ours_w] == [FutureWarning]
+    assert "`y_pred` was renamed to `y_proba`" in str(ours_w[0].message)
+    _, _, ours_w, theirs_w = _both(name, *args, y_proba=kwargs["y_pred"])  # the new name: no warning
+    assert ours_w == [] and theirs_w == []
 
 
 @pytest.mark.parametrize("name", ["log_loss", "d2_log_loss_score"])

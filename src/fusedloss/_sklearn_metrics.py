@@ -617,6 +617,8 @@ def _total(values, w, normalize: bool) -> float:
 
 
 def _proba_alias(y_proba, y_pred, fn: str):
+    """The probabilities, given as y_proba or under their former name y_pred (with scikit-learn's
+    FutureWarning)."""
     if isinstance(y_pred, str) and y_pred == "deprecated":
         if y_proba is None:
             # scikit-learn raises a ValueError (log_loss) or a TypeError (d2_log_loss_score) here: this is both
@@ -625,6 +627,9 @@ def _proba_alias(y_proba, y_pred, fn: str):
         return y_proba
     if y_proba is not None:
         raise ValueError(f"{fn}: pass the probabilities as y_proba or as y_pred (its former name), not both")
+    warnings.warn(f"{fn}: `y_pred` was renamed to `y_proba` in version 1.9 and will be removed in 1.11. Use "
+                  "`y_proba` instead (the versions are scikit-learn's, whose signature this follows).",
+                  FutureWarning, stacklevel=3)
     return y_pred
 
 
@@ -634,7 +639,7 @@ def log_loss(y_true, y_proba=None, *, normalize=True, sample_weight=None, labels
     ``y_proba``: (n,) probabilities of the positive (larger) class, or (n, C) with the columns in sorted order
     of the classes. Values are clipped to ``[eps, 1 - eps]`` (``eps`` the machine epsilon of their dtype).
     ``y_true``: class labels of any sortable type (or a 0/1 label indicator matrix). ``y_pred=`` is accepted
-    as the former name of ``y_proba``. For logits use ``fl.cross_entropy`` /
+    as the former name of ``y_proba``, with scikit-learn's FutureWarning. For logits use ``fl.cross_entropy`` /
     ``fl.binary_cross_entropy_with_logits`` (no clipping, stable).
     """
     _check_normalize(normalize, "log_loss")
