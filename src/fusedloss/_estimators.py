@@ -24,7 +24,10 @@ class _Setup:
         if name not in classifiers:
             raise ValueError(f"{owner}: loss must be one of {', '.join(classifiers)}, got {name!r}")
         self.owner, self.name, self.params = owner, name, dict(loss_params or {})
-        self.classes, self.encoded = np.unique(np.asarray(y), return_inverse=True)
+        self.classes, self.encoded = np.unique(_class_labels(owner, y), return_inverse=True)
+        if self.classes.size < 2:
+            raise ValueError(f"{owner}: y holds a single class ({self.classes.tolist()[0]!r}); a classifier needs "
+                             "samples of at least 2 classes in y")
         if classifiers[name] == "binary" and self.classes.size > 2:
             raise ValueError(f"{owner}: {name} is a binary loss, y has {self.classes.size} classes; "
                              "use loss='cross_entropy' or 'categorical_focal'")
@@ -43,6 +46,20 @@ class _Setup:
 
     def offsets(self, n: int):
         return _full_init(self.init, n)
+
+
+def _class_labels(owner: str, y) -> np.ndarray:
+    """y checked as scikit-learn's classifiers check it: given, of a classification type ("Unknown label type:
+    continuous" for a regression target, the message of scikit-learn's ``check_classification_targets``), and
+    1-D (a column vector is flattened with scikit-learn's DataConversionWarning). Both libraries' scikit-learn
+    interfaces require scikit-learn, so it is there."""
+    from sklearn.utils import column_or_1d
+    from sklearn.utils.multiclass import check_classification_targets
+
+    if y is None:
+        raise ValueError(f"This {owner} estimator requires y to be passed, but the target y is None.")
+    check_classification_targets(y)
+    return column_or_1d(y, warn=True)
 
 
 def _as_list(items):
