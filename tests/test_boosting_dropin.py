@@ -272,6 +272,19 @@ def test_fused_classifiers_refuse_a_single_class(library, loss):
             _classifier(library, loss=loss).fit(X, one)
 
 
+def test_fused_xgb_classifier_before_fit_raises_not_fitted_error():
+    """scikit-learn's NotFittedError (a ValueError and an AttributeError), as XGBClassifier's own."""
+    from sklearn.exceptions import NotFittedError
+
+    X, _ = _binary(20, 0)
+    with pytest.raises(NotFittedError):
+        _xgboost().XGBClassifier().predict_proba(X)
+    model = _classifier("xgboost")
+    for method in ("predict", "predict_proba", "decision_function"):
+        with pytest.raises(NotFittedError, match="FusedXGBClassifier instance is not fitted yet"):
+            getattr(model, method)(X)
+
+
 def test_fused_xgb_classifier_is_the_native_training():
     """FusedXGBClassifier trains exactly what xgb.train does with the same objective and base margins (same
     trees, same raw scores), and gives probabilities, the user's labels and a true validation metric."""

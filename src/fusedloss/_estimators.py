@@ -62,6 +62,14 @@ def _class_labels(owner: str, y) -> np.ndarray:
     return column_or_1d(y, warn=True)
 
 
+def _check_fitted(model) -> None:
+    """scikit-learn's NotFittedError (a ValueError and an AttributeError) before ``fit``, as the libraries' own
+    classifiers raise it (LightGBM's predict raises it by itself)."""
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(model)
+
+
 def _as_list(items):
     return list(items) if isinstance(items, (tuple, list)) else [items]
 
@@ -235,6 +243,7 @@ def xgboost_classifier_class():
         def decision_function(self, X, base_margin=None, **kwargs):
             """Raw scores (logits): the trees' margin added to the initial score, or to ``base_margin`` if given
             (your own offsets, when you trained with them)."""
+            _check_fitted(self)
             if base_margin is None:
                 n = X.shape[0] if hasattr(X, "shape") else len(X)
                 init, k = self.init_score_, self.n_classes_
@@ -246,7 +255,8 @@ def xgboost_classifier_class():
             return scores_to_proba(self.loss, self.decision_function(X, base_margin=base_margin, **kwargs))
 
         def predict(self, X, base_margin=None, **kwargs):
-            return _predict_labels(self.classes_, self.predict_proba(X, base_margin=base_margin, **kwargs))
+            proba = self.predict_proba(X, base_margin=base_margin, **kwargs)  # (before fit: NotFittedError)
+            return _predict_labels(self.classes_, proba)
 
     return _publish("xgboost", FusedXGBClassifier)
 
