@@ -218,6 +218,73 @@ def test_fused_classifier_refuses_what_it_cannot_do():
         fb.FusedLGBMClassifier(verbose=-1).fit(X, np.arange(200) % 3)
 
 
+def _classifier(library, **params):
+    (_lightgbm if library == "lightgbm" else _xgboost)()
+    cls = fb.FusedLGBMClassifier if library == "lightgbm" else fb.FusedXGBClassifier
+    return cls(n_estimators=3, n_jobs=1, **({"verbose": -1} if library == "lightgbm" else {}), **params)
+
+
+def _error(call):
+    with pytest.raises(Exception) as raised:
+        call()
+    return raised.value
+
+
+@pytest.mark.parametrize("library", ["lightgbm", "xgboost"])
+def test_fused_classifiers_refuse_a_regression_target_as_scikit_learn(library):
+    """A continuous y raises scikit-learn's "Unknown label type: continuous" ValueError (the message of its
+    check_classification_targets), whatever the loss, before anything is trained."""
+    from sklearn.linear_model import LogisticRegression
+
+    X, _ = _binary(300, 0)
+    continuous = X[:, 0] * 3.7
+    theirs = _error(lambda: LogisticRegression().fit(X, continuous))
+    assert str(theirs).startswith("Unknown label type: continuous")
+    for loss in ("binary_focal", "cross_entropy"):
+        ours = _error(lambda: _classifier(library, loss=loss).fit(X, continuous))
+        assert type(ours) is type(theirs) is ValueError and str(ours) == str(theirs)
+
+
+@pytest.mark.parametrize("library", ["lightgbm", "xgboost"])
+@pytest.mark.parametrize("loss", ["binary_focal", "cross_entropy"])
+def test_fused_classifiers_require_y_as_scikit_learn(library, loss):
+    from sklearn.linear_model import LogisticRegression
+
+    X, _ = _binary(50, 0)
+    theirs = _error(lambda: LogisticRegression().fit(X, None))
+    model = _classifier(library, loss=loss)
+    ours = _error(lambda: model.fit(X, None))
+    assert type(ours) is type(theirs) is ValueError
+    assert str(ours) == str(theirs).replace("LogisticRegression", type(model).__name__)
+
+
+@pytest.mark.parametrize("library", ["lightgbm", "xgboost"])
+@pytest.mark.parametrize("loss", ["binary_focal", "cross_entropy"])
+def test_fused_classifiers_refuse_a_single_class(library, loss):
+    """One class in y is a ValueError, as in scikit-learn's classifiers (a multiclass loss would otherwise train
+    one score per row and fail in predict_proba)."""
+    from sklearn.linear_model import LogisticRegression
+
+    X, _ = _binary(100, 0)
+    assert type(_error(lambda: LogisticRegression().fit(X, np.zeros(100)))) is ValueError
+    for one in (np.zeros(100), np.full(100, "yes")):
+        with pytest.raises(ValueError, match="a single class .* at least 2 classes"):
+            _classifier(library, loss=loss).fit(X, one)
+
+
+def test_fused_xgb_classifier_before_fit_raises_not_fitted_error():
+    """scikit-learn's NotFittedError (a ValueError and an AttributeError), as XGBClassifier's own."""
+    from sklearn.exceptions import NotFittedError
+
+    X, _ = _binary(20, 0)
+    with pytest.raises(NotFittedError):
+        _xgboost().XGBClassifier().predict_proba(X)
+    model = _classifier("xgboost")
+    for method in ("predict", "predict_proba", "decision_function"):
+        with pytest.raises(NotFittedError, match="FusedXGBClassifier instance is not fitted yet"):
+            getattr(model, method)(X)
+
+
 def test_fused_xgb_classifier_is_the_native_training():
     """FusedXGBClassifier trains exactly what xgb.train does with the same objective and base margins (same
     trees, same raw scores), and gives probabilities, the user's labels and a true validation metric."""

@@ -198,7 +198,119 @@ def test_edges_that_scikit_learn_defines():
         assert [w.category.__name__ for w in ours_w] == [w.category.__name__ for w in theirs_w], (name, args)
     with pytest.warns(UserWarning, match="ordered lexicographically"):
         fm.log_loss([1, 0], [[0.3, 0.7], [0.6, 0.4]], labels=[1, 0])
-    assert fm.log_loss([1, 0, 1], y_pred=[0.6, 0.3, 0.4]) == skm.log_loss([1, 0, 1], [0.6, 0.3, 0.4])
+    with pytest.warns(FutureWarning, match="`y_pred` was renamed to `y_proba`"):
+        assert fm.log_loss([1, 0, 1], y_pred=[0.6, 0.3, 0.4]) == skm.log_loss([1, 0, 1], [0.6, 0.3, 0.4])
+
+
+@pytest.mark.parametrize("name", ["log_loss", "d2_log_loss_score"])
+def test_the_former_name_y_pred_warns_as_in_scikit_learn(name):
+    """scikit-learn renamed y_pred to y_proba and warns (FutureWarning) when the old name is used."""
+    args = ([1, 0, 1, 0],)
+    kwargs = {"y_pred": [0.6, 0.3, 0.4, 0.2]}
+    ours, theirs, ours_w, theirs_w = _both(name, *args, **kwargs)
+    _same(ours, theirs)
+    assert [w.category for w in theirs_w] == [FutureWarning]
+    assert [w.category for w in ours_w] == [FutureWarning]
+    assert "`y_pred` was renamed to `y_proba`" in str(ours_w[0].message)
+    _, _, ours_w, theirs_w = _both(name, *args, y_proba=kwargs["y_pred"])  # the new name: no warning
+    assert ours_w == [] and theirs_w == []
+
+
+@pytest.mark.parametrize("name", ["log_loss", "d2_log_loss_score"])
+def test_missing_probabilities_raise_what_scikit_learn_raises(name):
+    """No y_proba (nor y_pred): scikit-learn raises a ValueError from log_loss and a TypeError from
+    d2_log_loss_score; fusedloss's error is both, and says what is missing."""
+    with pytest.raises((ValueError, TypeError)) as theirs:
+        getattr(skm, name)([0, 1, 1])
+    with pytest.raises(type(theirs.value), match="y_proba is None"):
+        getattr(fm, name)([0, 1, 1])
+
+
+_MULTIOUTPUT = ["mean_squared_error", "mean_absolute_error", "root_mean_squared_error",
+                "mean_absolute_percentage_error", "mean_squared_log_error", "root_mean_squared_log_error",
+                "mean_pinball_loss", "d2_pinball_score", "d2_absolute_error_score"]
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("name", [n for n in _MULTIOUTPUT if not n.startswith("d2_")])
+def test_raw_values_keep_the_dtype_of_the_data(name, weighted):
+    """multioutput='raw_values' gives scikit-learn's dtype: float32 for float32 data (float64 where the weights
+    are float64), float64 otherwise."""
+    d = _data(50, seed=5)
+    for dtype in (np.float32, np.float64):
+        y, p = d["Ypos"].astype(dtype), (d["Ypos"][::-1] + 0.1).astype(dtype)
+        kwargs = {"multioutput": "raw_values"}
+        if weighted:
+            kwargs["sample_weight"] = d["w"].astype(dtype)
+        ours, theirs, _, _ = _both(name, y, p, **kwargs)
+        assert ours.dtype == theirs.dtype == dtype
+        _same(ours, theirs, rtol=1e-5 if dtype == np.float32 else RTOL)
+        if dtype == np.float32:  # float64 weights make the computation float64, in both
+            ours, theirs, _, _ = _both(name, y, p, multioutput="raw_values", sample_weight=d["w"])
+            assert ours.dtype == theirs.dtype == np.float64
+
+
+def test_root_mean_squared_error_takes_output_weights_for_a_single_output():
+    """scikit-learn's root_mean_squared_error averages the per-output roots with np.average, so weights of a
+    single output are taken (its squared and logarithmic errors refuse them)."""
+    y, p = np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.5, 2.0, 2.0, 5.0])
+    for multioutput in ([1.0], np.array([2.5]), (3,)):
+        for args in ((y, p), (y.reshape(-1, 1), p.reshape(-1, 1))):
+            ours, theirs, _, _ = _both("root_mean_squared_error", *args, multioutput=multioutput)
+            assert isinstance(ours, float)
+            _same(ours, theirs)
+    for name in ("mean_squared_error", "root_mean_squared_log_error"):
+        with pytest.raises(ValueError, match="useful only"):
+            getattr(skm, name)(y, p, multioutput=[1.0])
+        with pytest.raises(ValueError, match="useful only"):
+            getattr(fm, name)(y, p, multioutput=[1.0])
+    Y, P = np.ones((3, 2)), np.zeros((3, 2))
+    for weights, error in (([1.0, 2.0, 3.0], TypeError), ([0.0, 0.0], ZeroDivisionError)):
+        with pytest.raises(error):
+            skm.root_mean_squared_error(Y, P, multioutput=weights)
+        with pytest.raises(error):
+            fm.root_mean_squared_error(Y, P, multioutput=weights)
+
+
+def _parameter_cases():
+    """Values of alpha, power, normalize and multioutput where scikit-learn's parameter validation differs from
+    a plain check: a bool taken as a number, a number not taken as a bool, refusals of type and value alike."""
+    y, p = np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.5, 2.0, 2.5, 5.0])
+    labels, proba = np.array([0, 1, 1, 0]), np.array([0.2, 0.7, 0.6, 0.4])
+    out = []
+    for value in (True, False, np.True_, "0.5", None, float("nan"), 1.5):
+        out += [("mean_pinball_loss", (y, p), {"alpha": value}), ("d2_pinball_score", (y, p), {"alpha": value})]
+    for value in (True, False, 0.5, "1", None, float("inf"), float("nan")):
+        out += [("mean_tweedie_deviance", (y, p), {"power": value}), ("d2_tweedie_score", (y, p), {"power": value})]
+    for value in (1, 0, 1.0, None, "True"):
+        out += [("log_loss", (labels, proba), {"normalize": value}),
+                ("zero_one_loss", (labels, labels[::-1]), {"normalize": value})]
+    for value in (None, 1.0, "variance_weighted"):
+        out += [(name, (y, p), {"multioutput": value}) for name in _MULTIOUTPUT]
+    return out
+
+
+_PARAMETER_CASES = _parameter_cases()
+
+
+@pytest.mark.parametrize("case", range(len(_PARAMETER_CASES)),
+                         ids=lambda i: f"{_PARAMETER_CASES[i][0]}-{_PARAMETER_CASES[i][2]}")
+def test_parameter_values_are_taken_and_refused_as_in_scikit_learn(case):
+    """What scikit-learn's parameter validation takes (a bool is a number) gives scikit-learn's value; what it
+    refuses (normalize must be a bool) raises an error that is both a ValueError and a TypeError, naming the
+    parameter."""
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    name, args, kwargs = _PARAMETER_CASES[case]
+    try:
+        theirs = getattr(skm, name)(*args, **kwargs)
+    except InvalidParameterError:
+        with pytest.raises(ValueError) as raised:
+            getattr(fm, name)(*args, **kwargs)
+        assert isinstance(raised.value, TypeError)
+        assert list(kwargs)[0] in str(raised.value)
+        return
+    _same(getattr(fm, name)(*args, **kwargs), theirs)
 
 
 def test_float32_agrees_to_float32_precision():

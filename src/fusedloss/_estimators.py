@@ -24,7 +24,10 @@ class _Setup:
         if name not in classifiers:
             raise ValueError(f"{owner}: loss must be one of {', '.join(classifiers)}, got {name!r}")
         self.owner, self.name, self.params = owner, name, dict(loss_params or {})
-        self.classes, self.encoded = np.unique(np.asarray(y), return_inverse=True)
+        self.classes, self.encoded = np.unique(_class_labels(owner, y), return_inverse=True)
+        if self.classes.size < 2:
+            raise ValueError(f"{owner}: y holds a single class ({self.classes.tolist()[0]!r}); a classifier needs "
+                             "samples of at least 2 classes in y")
         if classifiers[name] == "binary" and self.classes.size > 2:
             raise ValueError(f"{owner}: {name} is a binary loss, y has {self.classes.size} classes; "
                              "use loss='cross_entropy' or 'categorical_focal'")
@@ -43,6 +46,28 @@ class _Setup:
 
     def offsets(self, n: int):
         return _full_init(self.init, n)
+
+
+def _class_labels(owner: str, y) -> np.ndarray:
+    """y checked as scikit-learn's classifiers check it: given, of a classification type ("Unknown label type:
+    continuous" for a regression target, the message of scikit-learn's ``check_classification_targets``), and
+    1-D (a column vector is flattened with scikit-learn's DataConversionWarning). Both libraries' scikit-learn
+    interfaces require scikit-learn, so it is there."""
+    from sklearn.utils import column_or_1d
+    from sklearn.utils.multiclass import check_classification_targets
+
+    if y is None:
+        raise ValueError(f"This {owner} estimator requires y to be passed, but the target y is None.")
+    check_classification_targets(y)
+    return column_or_1d(y, warn=True)
+
+
+def _check_fitted(model) -> None:
+    """scikit-learn's NotFittedError (a ValueError and an AttributeError) before ``fit``, as the libraries' own
+    classifiers raise it (LightGBM's predict raises it by itself)."""
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(model)
 
 
 def _as_list(items):
@@ -218,6 +243,7 @@ def xgboost_classifier_class():
         def decision_function(self, X, base_margin=None, **kwargs):
             """Raw scores (logits): the trees' margin added to the initial score, or to ``base_margin`` if given
             (your own offsets, when you trained with them)."""
+            _check_fitted(self)
             if base_margin is None:
                 n = X.shape[0] if hasattr(X, "shape") else len(X)
                 init, k = self.init_score_, self.n_classes_
@@ -229,7 +255,8 @@ def xgboost_classifier_class():
             return scores_to_proba(self.loss, self.decision_function(X, base_margin=base_margin, **kwargs))
 
         def predict(self, X, base_margin=None, **kwargs):
-            return _predict_labels(self.classes_, self.predict_proba(X, base_margin=base_margin, **kwargs))
+            proba = self.predict_proba(X, base_margin=base_margin, **kwargs)  # (before fit: NotFittedError)
+            return _predict_labels(self.classes_, proba)
 
     return _publish("xgboost", FusedXGBClassifier)
 

@@ -18,6 +18,11 @@ class UndefinedMetricWarning(UserWarning):
     """A score that is not defined for the data given (as scikit-learn's warning of the same name)."""
 
 
+class _ParameterError(ValueError, TypeError):
+    """A parameter of a type or value the metric does not take: both a ValueError and a TypeError, as
+    scikit-learn's ``InvalidParameterError``, so that code catching either catches it here too."""
+
+
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -116,11 +121,7 @@ def _regression(y_true, y_pred, sample_weight, multioutput):
     if yt.shape[1] != yp.shape[1]:
         raise ValueError(f"y_true and y_pred have different numbers of outputs ({yt.shape[1]} != {yp.shape[1]})")
     k = yt.shape[1]
-    if isinstance(multioutput, str):
-        if multioutput not in ("raw_values", "uniform_average"):
-            raise ValueError("multioutput must be 'raw_values', 'uniform_average' or an array of one weight per "
-                             f"output, got {multioutput!r}")
-    elif multioutput is not None:
+    if not isinstance(multioutput, str):
         multioutput = np.asarray(multioutput, dtype=np.float64)
         if k == 1:
             raise ValueError("multioutput weights are useful only with several outputs (y has 1 column)")
@@ -129,11 +130,26 @@ def _regression(y_true, y_pred, sample_weight, multioutput):
     return yt, yp, w, multioutput
 
 
-def _combine(per_output: np.ndarray, multioutput):
-    """The per-output values combined as ``multioutput`` says (a float, or the array for 'raw_values')."""
+def _check_multioutput(multioutput):
+    """scikit-learn's check of the parameter itself: 'raw_values', 'uniform_average' or an array-like (a
+    sequence or an array, not a scalar nor None)."""
+    if isinstance(multioutput, str):
+        if multioutput not in ("raw_values", "uniform_average"):
+            raise _ParameterError("multioutput must be 'raw_values', 'uniform_average' or an array of one weight "
+                                  f"per output, got {multioutput!r}")
+        return multioutput
+    if np.ndim(multioutput) == 0 or not (hasattr(multioutput, "__len__") or hasattr(multioutput, "__array__")):
+        raise _ParameterError("multioutput must be 'raw_values', 'uniform_average' or an array of one weight per "
+                              f"output, got {multioutput!r}")
+    return multioutput
+
+
+def _combine(per_output: np.ndarray, multioutput, dtype):
+    """The per-output values combined as ``multioutput`` says: a float, or for 'raw_values' the array in
+    ``dtype``, the dtype of the data (float32 data give float32 values, as in scikit-learn)."""
     if isinstance(multioutput, str) and multioutput == "raw_values":
-        return per_output
-    if isinstance(multioutput, str) or multioutput is None:
+        return per_output.astype(dtype, copy=False)
+    if isinstance(multioutput, str):
         return float(np.mean(per_output))
     return float(np.average(per_output, weights=multioutput))
 
@@ -178,45 +194,56 @@ def _kernel_mean(name: str, y_true, y_pred, sample_weight, **params):
 def mean_squared_error(y_true, y_pred, *, sample_weight=None, multioutput="uniform_average"):
     """Mean squared error ``mean((y_true - y_pred)^2)``, as ``sklearn.metrics.mean_squared_error`` (the full
     square, like ``fl.mse``)."""
+    multioutput = _check_multioutput(multioutput)
     if _uniform(multioutput) and (v := _as_vector(y_true, y_pred, sample_weight)) is not None:
         value = _kernel_mean("mse", *v, sample_weight)
         if value is not None:
             return value
     yt, yp, w, multioutput = _regression(y_true, y_pred, sample_weight, multioutput)
-    return _combine(_average((yt - yp) ** 2, w), multioutput)
+    return _combine(_average((yt - yp) ** 2, w), multioutput, yt.dtype)
 
 
 def mean_absolute_error(y_true, y_pred, *, sample_weight=None, multioutput="uniform_average"):
     """Mean absolute error, as ``sklearn.metrics.mean_absolute_error``."""
+    multioutput = _check_multioutput(multioutput)
     if _uniform(multioutput) and (v := _as_vector(y_true, y_pred, sample_weight)) is not None:
         value = _kernel_mean("mae", *v, sample_weight)
         if value is not None:
             return value
     yt, yp, w, multioutput = _regression(y_true, y_pred, sample_weight, multioutput)
-    return _combine(_average(np.abs(yp - yt), w), multioutput)
+    return _combine(_average(np.abs(yp - yt), w), multioutput, yt.dtype)
 
 
 def root_mean_squared_error(y_true, y_pred, *, sample_weight=None, multioutput="uniform_average"):
     """Root mean squared error, as ``sklearn.metrics.root_mean_squared_error``: the square root per output,
-    then the average over outputs."""
+    then the average over outputs (weights of ``multioutput`` are taken for a single output too)."""
+    multioutput = _check_multioutput(multioutput)
     if _uniform(multioutput) and (v := _as_vector(y_true, y_pred, sample_weight)) is not None:
         value = _kernel_mean("mse", *v, sample_weight)
         if value is not None:
             return math.sqrt(value)
-    yt, yp, w, multioutput = _regression(y_true, y_pred, sample_weight, multioutput)
-    return _combine(np.sqrt(_average((yt - yp) ** 2, w)), multioutput)
+    yt, yp, w, _ = _regression(y_true, y_pred, sample_weight, "raw_values")
+    per_output = np.sqrt(_average((yt - yp) ** 2, w))
+    if isinstance(multioutput, str):
+        return _combine(per_output, multioutput, yt.dtype)
+    weights = np.asarray(multioutput)
+    if weights.shape != per_output.shape:  # NumPy's average raises a TypeError, as in scikit-learn
+        raise TypeError(f"multioutput must hold one weight per output ({per_output.size}), got shape "
+                        f"{weights.shape}")
+    return float(np.average(per_output, weights=weights))
 
 
 def mean_absolute_percentage_error(y_true, y_pred, *, sample_weight=None, multioutput="uniform_average"):
     """Mean absolute percentage error ``|y_pred - y_true| / max(|y_true|, eps)`` (a fraction, not times 100;
     ``eps`` the float64 machine epsilon), as ``sklearn.metrics.mean_absolute_percentage_error`` and ``fl.mape``."""
+    multioutput = _check_multioutput(multioutput)
     if _uniform(multioutput) and (v := _as_vector(y_true, y_pred, sample_weight)) is not None:
         value = _kernel_mean("mape", *v, sample_weight)
         if value is not None:
             return value
     yt, yp, w, multioutput = _regression(y_true, y_pred, sample_weight, multioutput)
     eps = np.asarray(np.finfo(np.float64).eps, dtype=yt.dtype)
-    return _combine(_average(np.abs(yp - yt) / np.maximum(np.abs(yt), eps), w), multioutput)
+    return _combine(_average(np.abs(yp - yt) / np.maximum(np.abs(yt), eps), w), multioutput, yt.dtype)
 
 
 def _log_targets(fn: str, *arrays) -> None:
@@ -227,10 +254,11 @@ def _log_targets(fn: str, *arrays) -> None:
 
 
 def _squared_log_errors(y_true, y_pred, sample_weight, multioutput, fn: str):
-    """(per-output mean of (log1p(y_true) - log1p(y_pred))^2, multioutput), checked as scikit-learn does."""
+    """(per-output mean of (log1p(y_true) - log1p(y_pred))^2, multioutput, dtype of the data), checked as
+    scikit-learn does."""
     yt, yp, w, multioutput = _regression(y_true, y_pred, sample_weight, multioutput)
     _log_targets(fn, yt, yp)
-    return _average((np.log1p(yt) - np.log1p(yp)) ** 2, w), multioutput
+    return _average((np.log1p(yt) - np.log1p(yp)) ** 2, w), multioutput, yt.dtype
 
 
 def _msle_kernel(y_true, y_pred, sample_weight, multioutput):
@@ -246,6 +274,7 @@ def mean_squared_log_error(y_true, y_pred, *, sample_weight=None, multioutput="u
     """Mean squared logarithmic error ``mean((log1p(y_true) - log1p(y_pred))^2)``, as
     ``sklearn.metrics.mean_squared_log_error`` (every value above -1) and ``fl.msle``."""
     fn = "Mean Squared Logarithmic Error"
+    multioutput = _check_multioutput(multioutput)
     if (value := _msle_kernel(y_true, y_pred, sample_weight, multioutput)) is not None:
         return value
     return _combine(*_squared_log_errors(y_true, y_pred, sample_weight, multioutput, fn))
@@ -255,15 +284,17 @@ def root_mean_squared_log_error(y_true, y_pred, *, sample_weight=None, multioutp
     """Root mean squared logarithmic error, as ``sklearn.metrics.root_mean_squared_log_error``: the square root
     of the mean squared logarithmic error per output, then the average over outputs."""
     fn = "Root Mean Squared Logarithmic Error"
+    multioutput = _check_multioutput(multioutput)
     if (value := _msle_kernel(y_true, y_pred, sample_weight, multioutput)) is not None:
         return math.sqrt(value)
-    per_output, multioutput = _squared_log_errors(y_true, y_pred, sample_weight, multioutput, fn)
-    return _combine(np.sqrt(per_output), multioutput)
+    per_output, multioutput, dtype = _squared_log_errors(y_true, y_pred, sample_weight, multioutput, fn)
+    return _combine(np.sqrt(per_output), multioutput, dtype)
 
 
 def _check_alpha(alpha, fn: str) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"{fn}: alpha must be a number in [0, 1], got {alpha!r}")
+    """alpha as scikit-learn takes it: a real number in [0, 1] (a bool counts as 0 or 1, as in Python)."""
+    if not isinstance(alpha, numbers.Real) or not 0.0 <= alpha <= 1.0:
+        raise _ParameterError(f"{fn}: alpha must be a number in [0, 1], got {alpha!r}")
     return float(alpha)
 
 
@@ -277,18 +308,21 @@ def mean_pinball_loss(y_true, y_pred, *, sample_weight=None, alpha=0.5, multiout
     """Mean pinball (quantile) loss for the quantile ``alpha``, as ``sklearn.metrics.mean_pinball_loss``
     (``fl.quantile(pred, target, quantile=alpha)`` with the arguments swapped)."""
     alpha = _check_alpha(alpha, "mean_pinball_loss")
+    multioutput = _check_multioutput(multioutput)
     if (0.0 < alpha < 1.0 and _uniform(multioutput)
             and (v := _as_vector(y_true, y_pred, sample_weight)) is not None):
         value = _kernel_mean("quantile", *v, sample_weight, quantile=alpha)
         if value is not None:
             return value
     yt, yp, w, multioutput = _regression(y_true, y_pred, sample_weight, multioutput)
-    return _combine(_average(_pinball(yt, yp, alpha), w), multioutput)
+    return _combine(_average(_pinball(yt, yp, alpha), w), multioutput, yt.dtype)
 
 
 def _check_power(power, fn: str) -> float:
-    if isinstance(power, bool) or not isinstance(power, numbers.Real) or 0.0 < power < 1.0 or not math.isfinite(power):
-        raise ValueError(f"{fn}: power must be a number in (-inf, 0] or [1, inf), got {power!r}")
+    """power as scikit-learn takes it: a finite real number in (-inf, 0] or [1, inf) (a bool counts as 0 or 1,
+    as in Python)."""
+    if not isinstance(power, numbers.Real) or 0.0 < power < 1.0 or not math.isfinite(power):
+        raise _ParameterError(f"{fn}: power must be a number in (-inf, 0] or [1, inf), got {power!r}")
     return float(power)
 
 
@@ -324,7 +358,7 @@ def _tweedie_deviance(y, mu, p):
 
 
 def _tweedie_inputs(y_true, y_pred, sample_weight, power, fn):
-    yt, yp, w, _ = _regression(y_true, y_pred, sample_weight, None)
+    yt, yp, w, _ = _regression(y_true, y_pred, sample_weight, "uniform_average")
     if yt.shape[1] != 1:
         raise ValueError(f"{fn}: several outputs (y of shape {np.shape(y_true)}) are not supported; pass one "
                          "column at a time")
@@ -385,7 +419,7 @@ def d2_tweedie_score(y_true, y_pred, *, sample_weight=None, power=0):
     """D^2 for the Tweedie deviance (the fraction of deviance explained against the weighted mean of y_true),
     as ``sklearn.metrics.d2_tweedie_score``; nan (with an ``UndefinedMetricWarning``) for fewer than 2 samples."""
     power = _check_power(power, "d2_tweedie_score")
-    yt, yp, w, _ = _regression(y_true, y_pred, sample_weight, None)
+    yt, yp, w, _ = _regression(y_true, y_pred, sample_weight, "uniform_average")
     if yt.shape[1] != 1:
         raise ValueError(f"d2_tweedie_score: several outputs (y of shape {np.shape(y_true)}) are not supported")
     if _too_few(yt.shape[0]):
@@ -428,6 +462,7 @@ def d2_pinball_score(y_true, y_pred, *, sample_weight=None, alpha=0.5, multioutp
     """D^2 for the pinball loss (the fraction explained against the weighted alpha-quantile of y_true), as
     ``sklearn.metrics.d2_pinball_score``; nan (with an ``UndefinedMetricWarning``) for fewer than 2 samples."""
     alpha = _check_alpha(alpha, "d2_pinball_score")
+    multioutput = _check_multioutput(multioutput)
     yt, yp, w, multioutput = _regression(y_true, y_pred, sample_weight, multioutput)
     n, k = yt.shape
     if _too_few(n):
@@ -443,7 +478,7 @@ def d2_pinball_score(y_true, y_pred, *, sample_weight=None, alpha=0.5, multioutp
     valid = (numerator != 0) & (denominator != 0)
     scores[valid] = 1 - numerator[valid] / denominator[valid]
     scores[(numerator != 0) & (denominator == 0)] = 0.0
-    return _combine(scores.astype(yt.dtype), multioutput)
+    return _combine(scores.astype(yt.dtype), multioutput, yt.dtype)
 
 
 def d2_absolute_error_score(y_true, y_pred, *, sample_weight=None, multioutput="uniform_average"):
@@ -568,6 +603,13 @@ def _row_log_loss(P, idx, Y):
     return -np.sum(_xlogy(Y, np.clip(P, eps, 1 - eps)), axis=1)
 
 
+def _check_normalize(normalize, fn: str) -> None:
+    """normalize as scikit-learn takes it: a bool or a NumPy bool, not a number standing for one."""
+    if not isinstance(normalize, (bool, np.bool_)):
+        raise _ParameterError(f"{fn}: normalize must be True or False (a bool or numpy.bool), got {normalize!r} "
+                              f"of type {type(normalize).__name__}; pass bool(normalize)")
+
+
 def _total(values, w, normalize: bool) -> float:
     if normalize:
         return float(_average(values, w))
@@ -575,12 +617,19 @@ def _total(values, w, normalize: bool) -> float:
 
 
 def _proba_alias(y_proba, y_pred, fn: str):
+    """The probabilities, given as y_proba or under their former name y_pred (with scikit-learn's
+    FutureWarning)."""
     if isinstance(y_pred, str) and y_pred == "deprecated":
         if y_proba is None:
-            raise TypeError(f"{fn}() missing the predicted probabilities (y_proba)")
+            # scikit-learn raises a ValueError (log_loss) or a TypeError (d2_log_loss_score) here: this is both
+            raise _ParameterError(f"{fn}: the predicted probabilities are missing (y_proba is None); pass them as "
+                                  "y_proba")
         return y_proba
     if y_proba is not None:
         raise ValueError(f"{fn}: pass the probabilities as y_proba or as y_pred (its former name), not both")
+    warnings.warn(f"{fn}: `y_pred` was renamed to `y_proba` in version 1.9 and will be removed in 1.11. Use "
+                  "`y_proba` instead (the versions are scikit-learn's, whose signature this follows).",
+                  FutureWarning, stacklevel=3)
     return y_pred
 
 
@@ -590,9 +639,10 @@ def log_loss(y_true, y_proba=None, *, normalize=True, sample_weight=None, labels
     ``y_proba``: (n,) probabilities of the positive (larger) class, or (n, C) with the columns in sorted order
     of the classes. Values are clipped to ``[eps, 1 - eps]`` (``eps`` the machine epsilon of their dtype).
     ``y_true``: class labels of any sortable type (or a 0/1 label indicator matrix). ``y_pred=`` is accepted
-    as the former name of ``y_proba``. For logits use ``fl.cross_entropy`` /
+    as the former name of ``y_proba``, with scikit-learn's FutureWarning. For logits use ``fl.cross_entropy`` /
     ``fl.binary_cross_entropy_with_logits`` (no clipping, stable).
     """
+    _check_normalize(normalize, "log_loss")
     y_proba = _proba_alias(y_proba, y_pred, "log_loss")
     P, idx, Y, w = _probabilities(y_true, y_proba, sample_weight, labels)
     return _total(_row_log_loss(P, idx, Y), w, normalize)
@@ -664,6 +714,7 @@ def zero_one_loss(y_true, y_pred, *, normalize=True, sample_weight=None):
     """Zero-one loss: the fraction (``normalize=False``: the weighted number) of misclassified samples, as
     ``sklearn.metrics.zero_one_loss``. Labels of any type; 2-D label indicator matrices count a row as wrong
     unless every label matches (subset loss)."""
+    _check_normalize(normalize, "zero_one_loss")
     yt, yp = np.asarray(y_true), np.asarray(y_pred)
     _lengths(y_true=yt, y_pred=yp, sample_weight=sample_weight)
     multilabel = (yt.ndim == 2 and yt.shape[1] > 1) or (yp.ndim == 2 and yp.shape[1] > 1)

@@ -17,9 +17,10 @@ Where the formula is one of fusedloss's elementwise losses (``mse``, ``mae``, ``
 use NumPy with scikit-learn's formulas. scikit-learn is not needed at run time.
 
 Differences from scikit-learn, on purpose: float32 inputs are accumulated in float64 (scikit-learn sums in
-float32, so the two agree to float32 precision only); only NumPy-compatible arrays are taken (no sparse
-matrices, no array-API namespaces); errors are plain ``ValueError`` / ``TypeError`` (scikit-learn raises its
-``InvalidParameterError``, a subclass of both, for bad parameter values).
+float32, so the two agree to float32 precision only; the values come back in float32, as scikit-learn's); only
+NumPy-compatible arrays are taken (no sparse matrices, no array-API namespaces); errors are ``ValueError`` /
+``TypeError``, and a bad parameter value raises an error that is both, as scikit-learn's
+``InvalidParameterError`` (a class of fusedloss's own: scikit-learn is not imported).
 
 ``logit_metrics(logits, labels, metrics=..., sample_weight=None, ignore_index=-100)`` is fusedloss's own
 (argument order ``(logits, labels)``, as the losses): accuracy, top-k accuracy, negative log-likelihood, entropy,
