@@ -171,6 +171,32 @@ def test_objectives_check_the_labels_they_converted_once_and_any_other_labels_ev
         obj(preds, _Data(bad.astype(np.float64), None))
 
 
+@pytest.mark.parametrize("make", [fb.lightgbm_objective, fb.xgboost_objective])
+def test_objectives_refuse_nonfinite_weights_in_every_round(make, monkeypatch):
+    """A nan or infinite weight is refused, in weights the objective converted (checked once: a copy of its own)
+    and in weights it uses as they are (checked every round)."""
+    from fusedloss import _validate
+    import fusedloss._boosting_math as bm
+
+    sums = []
+    monkeypatch.setattr(bm, "_weight_sum", lambda a: (sums.append(a.size), _validate._weight_sum(a))[1])
+    preds, label = np.linspace(-1.0, 1.0, 6), np.ones(6, np.float32)
+    obj = make("mse")
+    w = np.ones(6, np.float32)  # converted to the scores' float64 once
+    for _ in range(3):
+        obj(preds, _Data(label, w))
+    assert len(sums) == 1
+    for bad in (np.nan, np.inf):
+        for dtype in (np.float32, np.float64):
+            w = np.ones(6, dtype)
+            w[4] = bad
+            with pytest.raises(ValueError, match=rf"mse: sample_weight must be finite and >= 0, got {bad!r} at "
+                                                 r"index \(4,\)"):
+                obj(preds, _Data(label, w))
+    with pytest.raises(ValueError, match=r"cross_entropy: sample_weight must be finite and >= 0, got nan"):
+        fb.gradient_hessian("cross_entropy", np.array([0, 1]), np.zeros((2, 3)), np.array([1.0, np.nan]))
+
+
 class _Data:
     """The two methods both libraries' data sets offer an objective."""
 

@@ -9,7 +9,7 @@ import numpy as np
 from . import _config
 from ._dispatch import Loss, prewake
 from ._losses import LOSSES
-from ._validate import GRAD_HESS, HESSIAN_MODES, _check_domain, as_numeric
+from ._validate import GRAD_HESS, HESSIAN_MODES, _check_domain, _weight_sum, as_numeric, check_weight_total
 
 
 FOCAL_MIN_HESSIAN = 0.02
@@ -94,17 +94,18 @@ class _Rounds:
     def __init__(self):
         self._converted: dict = {}
         self._buffers: dict = {}
-        self._checked = None  # the converted labels whose domain was checked
+        self._checked: dict = {}  # role ("y", "w"): the converted array of that role that was checked
 
-    def checked_once(self, y, check) -> bool:
-        """Whether the labels ``y`` need no domain check in this call: true for a conversion of ours (a copy no
-        one else holds or writes into), which ``check(y)`` checks the first time it is used; false otherwise."""
-        if self._checked is y:
+    def checked_once(self, y, check, role: str = "y") -> bool:
+        """Whether the array ``y`` (labels, or weights: ``role``) needs no check in this call: true for a
+        conversion of ours (a copy no one else holds or writes into), which ``check(y)`` checks the first time it
+        is used; false otherwise."""
+        if self._checked.get(role) is y:
             return True
         if not (y.flags.owndata and any(out is y and arr is not y for arr, out in self._converted.values())):
             return False
         check(y)
-        self._checked = y
+        self._checked[role] = y
         return True
 
     def convert(self, arr, key: str, fn):
@@ -187,7 +188,7 @@ def _grad_hess(loss, preds, read, hessian, min_hessian, backend, params, flat="r
         prewake(loss._backend(backend, dtype), threads, np.size(preds))
     labels, weight = read()
     p, y, undo = _layout(loss, preds, labels, flat, dtype, rounds)
-    checked = False
+    checked = w_checked = False
     if rounds is None:
         w = _weight(weight)
         g = h = None
@@ -196,7 +197,12 @@ def _grad_hess(loss, preds, read, hessian, min_hessian, backend, params, flat="r
         g, h = rounds.buffers(p.shape, p.dtype)
         checked = loss.spec.kind != "multiclass" and rounds.checked_once(
             y, lambda a: _check_domain(a, loss.spec.target_domain_for(loss._params(params)[0]), "target", loss.name))
-    g, h = loss._run(p, y, "none", w, backend, params, GRAD_HESS, g, h, hessian, target_checked=checked)
+        # the weights' values once for all rounds too, where they are a copy of ours (a pass over them each round
+        # is a share of the kernel's time)
+        w_checked = w is not None and rounds.checked_once(
+            w, lambda a: check_weight_total(_weight_sum(a), a, loss.name), "w")
+    g, h = loss._run(p, y, "none", w, backend, params, GRAD_HESS, g, h, hessian, target_checked=checked,
+                     weights_checked=w_checked)
     if min_hessian is not None:
         floor = min_hessian if w is None else min_hessian * (w[:, None] if h.ndim == 2 and w.ndim == 1 else w)
         np.maximum(h, floor, out=h)

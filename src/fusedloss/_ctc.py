@@ -26,7 +26,7 @@ from . import _config
 from ._dispatch import Loss, LossMemoryError, resolve_host_backend
 from ._state import _exact_sum
 from ._validate import (REDUCTIONS, _as_pred, _check_out, _check_overlap, as_numeric, fit_weights, is_device_array,
-                        sum_exponent)
+                        sum_exponent, weight_values_error)
 
 
 def _total(lengths: np.ndarray, bound: int) -> int:
@@ -192,7 +192,7 @@ class SequenceLoss(Loss):
                                  f"{np.shape(sample_weight)}")
             w = as_numeric(sample_weight, np.float64, "sample_weight", "ctc")
             if w.size and not (np.all(np.isfinite(w)) and w.min() >= 0):
-                raise ValueError("ctc: sample_weight must be finite and >= 0")
+                raise weight_values_error("ctc", w)
         return T, N, C, labels, offsets, tl, il, w
 
     @staticmethod

@@ -33,7 +33,7 @@ import numpy as np
 from . import _config
 from ._dispatch import Loss, LossMemoryError, resolve_host_backend
 from ._validate import (REDUCTIONS, _as_pred, _check_out, _weight_sum, as_numeric, fit_weights, fresh_outputs,
-                        is_device_array, reduced_value, sum_exponent)
+                        is_device_array, reduced_value, sum_exponent, weight_values_error)
 
 
 class PairwiseLoss(Loss):
@@ -146,7 +146,7 @@ class PairwiseLoss(Loss):
                                  f"{np.shape(sample_weight)}")
             w = as_numeric(sample_weight, np.float64, "sample_weight", name).reshape(N)
             if w.size and not (np.all(np.isfinite(w)) and w.min() >= 0):
-                raise ValueError(f"{name}: sample_weight must be finite and >= 0")
+                raise weight_values_error(name, w, rows)
         return rows, D, N, y, w
 
     @staticmethod

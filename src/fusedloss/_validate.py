@@ -143,11 +143,6 @@ def _extremes(arr: np.ndarray, need_max: bool = True) -> tuple:
     return lo, hi
 
 
-def _below(arr: np.ndarray, bound: float) -> bool:
-    """Any value < bound? (NaN is not.)"""
-    return bool(_extremes(arr, False)[0] < bound)
-
-
 def _weight_sum(w: np.ndarray) -> float:
     """The float64 sum of weights, for what "mean" divides by. With the compiled extension it is compensated
     (within a few ulp of the exact sum, as the kernels' own sums), so that "mean" over a whole array and a merge
@@ -205,6 +200,23 @@ def weight_shape_error(loss: str, shape: tuple, given: tuple) -> ValueError:
                       f"(broadcast along the remaining axes), got shape {given}")
 
 
+def weight_values_error(loss: str, w: np.ndarray, shape: tuple | None = None, what: str = "sample_weight"
+                        ) -> ValueError:
+    """The error for weights that are not all finite and >= 0, the rule every loss's ``sample_weight`` follows,
+    naming the first such weight (its index in ``shape``, default ``w``'s own)."""
+    arr = w if shape is None else w.reshape(shape)
+    bad = ~(np.isfinite(arr) & (arr >= 0))
+    return ValueError(f"{loss}: {what} must be finite and >= 0, got {_first_bad(arr, bad)}")
+
+
+def check_weight_total(total: float, w: np.ndarray, loss: str, shape: tuple | None = None) -> None:
+    """Where a sum over the weights (their sum, or the weighted loss) came out inf or nan: refuse the weights if
+    one of them is nan or inf (``weight_values_error``). Finite weights whose sum overflows pass (``fit_weights``
+    scales them), and so does nan in the other inputs (it propagates)."""
+    if not math.isfinite(total) and not np.isfinite(w).all():
+        raise weight_values_error(loss, w, shape)
+
+
 def _check_weight_shape(shape: tuple, pred_shape: tuple, loss: str) -> None:
     if shape != pred_shape and (len(shape) > len(pred_shape) or pred_shape[: len(shape)] != shape):
         raise weight_shape_error(loss, pred_shape, shape)
@@ -218,8 +230,14 @@ def _prepare_weight(sample_weight, pred: np.ndarray, loss: str) -> np.ndarray:
     if w.shape != pred.shape:
         _check_weight_shape(w.shape, pred.shape, loss)
         w = np.broadcast_to(w.reshape(w.shape + (1,) * (pred.ndim - w.ndim)), pred.shape)
-    if w.size and _below(w, 0):
-        raise ValueError(f"{loss}: sample_weight must be >= 0, got {_first_bad(w, w < 0)}")
+    if w.size:
+        # one pass (compiled: min and max together) finds a negative or an infinite weight; nan is skipped: the
+        # callers refuse it where a sum over the weights comes out nan (check_weight_total)
+        lo, hi = _extremes(w)
+        if lo < 0:
+            raise ValueError(f"{loss}: sample_weight must be >= 0, got {_first_bad(w, w < 0)}")
+        if hi == math.inf:
+            raise weight_values_error(loss, w)
     if w.ndim == 1 and w.flags.c_contiguous:
         return w
     return np.ascontiguousarray(w).reshape(-1)
