@@ -124,6 +124,17 @@ def test_nonfinite_row_weights_of_multiclass_losses_are_refused(backend, bad, re
                 method(x, t, reduction=reduction, sample_weight=w, backend=backend)
 
 
+@pytest.mark.parametrize("what", ["pred", "target", "sample_weight"])
+def test_ragged_sequences_are_refused_by_name(backend, what):
+    args = {"pred": [[0.5, 1.0], [2.0, 3.0]], "target": [[0.0, 1.0], [3.0, 2.0]],
+            "sample_weight": [[1.0, 1.0], [1.0, 2.0]]}
+    args[what] = [[1.0, 2.0], [3.0]]
+    with _raises(ValueError, f"mse: {what} is a ragged sequence", "different lengths"):
+        fl.mse(args["pred"], args["target"], sample_weight=args["sample_weight"], backend=backend)
+    with _raises(ValueError, "cross_entropy: target is a ragged sequence"):
+        fl.cross_entropy(np.zeros((2, 3)), [[0, 1], [2]], backend=backend)
+    with _raises(ValueError, "margin_ranking: sample_weight is a ragged sequence"):
+        fl.margin_ranking(np.zeros((2, 2)), np.zeros((2, 2)), np.ones((2, 2)), sample_weight=[[1.0, 1.0], [1.0]])
 
 
 # --- parameters, reduction, hessian mode ------------------------------------------------------------------

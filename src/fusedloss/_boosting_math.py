@@ -9,7 +9,8 @@ import numpy as np
 from . import _config
 from ._dispatch import Loss, prewake
 from ._losses import LOSSES
-from ._validate import GRAD_HESS, HESSIAN_MODES, _check_domain, _weight_sum, as_numeric, check_weight_total
+from ._validate import (GRAD_HESS, HESSIAN_MODES, _check_domain, _host_array, _weight_sum, as_numeric,
+                        check_weight_total)
 
 
 FOCAL_MIN_HESSIAN = 0.02
@@ -143,7 +144,7 @@ def _layout(loss, preds, labels, flat: str, dtype=np.float64, rounds: _Rounds | 
                 raise ValueError(f"{loss.name}: got {p.size} predictions for {y.size} labels (multi-output "
                                  "boosting is not supported)")
         return p, y, (lambda a: a.reshape(np.shape(preds)))
-    y = np.asarray(labels)
+    y = labels if type(labels) is np.ndarray else _host_array(labels, "y_true", loss.name)
     n = y.shape[0] if y.ndim else 1
     if p.ndim == 2:
         if p.shape[0] != n:
@@ -243,7 +244,7 @@ def initial_score(name: str, y_true, weight=None, **params) -> float:
     full = loss._check_params(params)[0]
     if loss.spec.kind == "multiclass" or loss.spec.pred_domain_for(full) != "real":
         raise ValueError(f"{name}: initial_score is for single-score losses on raw scores")
-    y = np.asarray(y_true, dtype=np.float64).reshape(-1)
+    y = as_numeric(y_true, np.float64, "y_true", name).reshape(-1)
     w = _weight(weight)
     if loss.spec.optimal_quantile is not None:
         return _weighted_quantile(y, w, loss.spec.optimal_quantile(full))

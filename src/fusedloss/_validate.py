@@ -46,7 +46,7 @@ def _as_pred(x, loss: str, what: str = "pred") -> np.ndarray:
         arr = x
     else:
         had_dtype = hasattr(x, "dtype")
-        arr = _host_array(x, "pred", loss)
+        arr = _host_array(x, what, loss, first=True)
         if not had_dtype and arr.dtype.kind in "biu":
             arr = arr.astype(np.float64)
     dt = arr.dtype
@@ -62,12 +62,13 @@ def _as_pred(x, loss: str, what: str = "pred") -> np.ndarray:
     return arr
 
 
-def _host_array(x, what: str, loss: str) -> np.ndarray:
+def _host_array(x, what: str, loss: str, first: bool = False) -> np.ndarray:
     """``np.asarray(x)`` for the host path, with the errors a user can act on: a device array among host arrays
-    names both sides, and a torch tensor converts when NumPy can view it (a CPU tensor without autograd) or
-    otherwise points to ``fusedloss.torch``."""
+    names both sides, a torch tensor converts when NumPy can view it (a CPU tensor without autograd) or
+    otherwise points to ``fusedloss.torch``, and a ragged sequence is refused by name. ``first``: ``x`` is the
+    array the call's backend follows (pred, or its stand-in: ``what`` names it)."""
     if is_device_array(x):
-        side = ("this call takes host arrays" if what == "pred" else "but pred is a host array")
+        side = ("this call takes host arrays" if first or what == "pred" else "but pred is a host array")
         raise TypeError(
             f"{loss}: {what} is a device array ({type(x).__module__}.{type(x).__name__}) {side}; pass every array "
             "on one side: copy it to the host (cupy.asnumpy(x), x.copy_to_host(), tensor.cpu()) or pass pred as a "
@@ -84,7 +85,41 @@ def _host_array(x, what: str, loss: str) -> np.ndarray:
             raise TypeError(
                 f"{loss}: {what} is a torch.Tensor NumPy cannot view ({exc}); use fusedloss.torch, or convert it "
                 f"with {what}.detach().cpu().float().numpy()") from None
-    return np.asarray(x)
+    return _ragged_checked(x, what, loss)
+
+
+def _ragged_checked(x, what: str, loss: str) -> np.ndarray:
+    """``np.asarray(x)``, with a sequence whose rows have different lengths refused by name (NumPy's own error
+    names neither the argument nor the rows)."""
+    try:
+        return np.asarray(x)
+    except ValueError as exc:
+        if "inhomogeneous" not in str(exc):
+            raise
+        raise ValueError(f"{loss}: {what} is a ragged sequence: its rows have different lengths"
+                         f"{_first_length_change(x) or f' ({exc})'}; pass a rectangular array (every row of one "
+                         "length), e.g. pad the short rows") from None
+
+
+def _first_length_change(x) -> str:
+    """Which top-level row of a ragged sequence first differs in length from row 0, or "" (deeper down)."""
+    try:
+        lengths = [len(row) for row in x]
+    except TypeError:
+        return ""
+    for i, n in enumerate(lengths):
+        if n != lengths[0]:
+            return f" (row 0 has {lengths[0]} entries, row {i} has {n})"
+    return ""
+
+
+def shape_of(x, what: str, loss: str) -> tuple:
+    """``np.shape(x)`` of an argument named ``what``, with a ragged sequence refused by name."""
+    try:
+        return np.shape(x)
+    except ValueError:
+        _ragged_checked(x, what, loss)  # raises the error that names the argument, if x is ragged
+        raise
 
 
 def _as_like(x, pred: np.ndarray, what: str, loss: str) -> np.ndarray:
