@@ -326,6 +326,53 @@ def test_initial_scores():
         fb.initial_score("cross_entropy", y)
 
 
+def test_initial_scores_refuses_labels_that_are_not_class_indices_before_counting():
+    """The number of classes comes from num_class, or else from the labels, bounded by their number: one wrong
+    label must not allocate a count per class up to it."""
+    with pytest.raises(ValueError, match=r"(?s)label 5 is too large.*below the number of labels \(3\).*num_class=K"):
+        fb.initial_scores("cross_entropy", np.array([0, 1, 5]))
+    for huge in (10**9, 1e9, 2**63, 1e300, np.inf):
+        with pytest.raises(ValueError, match="below the number of labels"):
+            fb.initial_scores("cross_entropy", np.array([0, 1, huge]))
+    with pytest.raises(ValueError, match=r"label 1000000000 is out of range.*0\.\.num_class-1 = 0\.\.2"):
+        fb.initial_scores("cross_entropy", [0, 1, 10**9], num_class=3)
+    with pytest.raises(ValueError, match=r"class indices 0\.\.K-1, got -1"):
+        fb.initial_scores("categorical_focal", [0, -1, 1])
+    with pytest.raises(ValueError, match="non-integer"):
+        fb.initial_scores("cross_entropy", [0.0, 0.5, 1.0])
+    with pytest.raises(ValueError, match="ragged"):
+        fb.initial_scores("cross_entropy", [[0, 1], [1]])
+    with pytest.raises(ValueError, match="no labels"):
+        fb.initial_scores("cross_entropy", np.array([], dtype=np.int64))
+    for bad in (0, -2):
+        with pytest.raises(ValueError, match=rf"num_class must be an integer >= 1.*got {bad!r}"):
+            fb.initial_scores("cross_entropy", [0, 1], num_class=bad)
+    for bad in (2.0, True, "3"):
+        with pytest.raises(TypeError, match=rf"num_class must be an integer >= 1.*got {bad!r}"):
+            fb.initial_scores("cross_entropy", [0, 1], num_class=bad)
+    with pytest.raises(ValueError, match="num_class is for the multiclass losses"):
+        fb.initial_scores("mse", [0.0, 1.0], num_class=2)
+    for w in ([1.0, np.nan, 1.0], [1.0, np.inf, 1.0], [1.0, -1.0, 1.0]):
+        with pytest.raises(ValueError, match=r"weight must be finite and >= 0.*\(1,\)"):
+            fb.initial_scores("cross_entropy", [0, 1, 1], w)
+    with pytest.raises(ValueError, match=r"one entry per label \(3\), got shape \(2,\)"):
+        fb.initial_scores("cross_entropy", [0, 1, 1], [1.0, 1.0])
+    with pytest.raises(ValueError, match="sum to 0"):
+        fb.initial_scores("cross_entropy", [0, 1, 1], [0.0, 0.0, 0.0])
+
+
+def test_initial_scores_with_num_class_has_a_score_for_every_class():
+    tiny = np.log(np.finfo(np.float64).tiny)
+    np.testing.assert_allclose(fb.initial_scores("cross_entropy", [0, 1, 1, 1], num_class=4),
+                               [np.log(0.25), np.log(0.75), tiny, tiny])
+    np.testing.assert_allclose(fb.initial_scores("cross_entropy", np.array([0.0, 1.0, 1.0]), num_class=np.int64(2)),
+                               np.log([1 / 3, 2 / 3]))
+    # without num_class, labels below their number (a class they lack in between gets the floor)
+    np.testing.assert_allclose(fb.initial_scores("cross_entropy", [2, 0, 2]), [np.log(1 / 3), tiny, np.log(2 / 3)])
+
+
+
+
 _TARGETS = {  # targets in each target domain, far from 0 where the domain allows: a first step from 0 overshoots
     "real": lambda rng, n: rng.normal(50.0, 5.0, n), "nonnegative": lambda rng, n: rng.poisson(40.0, n) * 1.0,
     "positive": lambda rng, n: rng.gamma(4.0, 10.0, n), "unit": lambda rng, n: (rng.uniform(size=n) < 0.2) * 1.0,

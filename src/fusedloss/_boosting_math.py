@@ -10,7 +10,7 @@ from . import _config
 from ._dispatch import Loss, prewake
 from ._losses import LOSSES
 from ._validate import (GRAD_HESS, HESSIAN_MODES, _check_domain, _host_array, _weight_sum, as_numeric,
-                        check_weight_total)
+                        check_weight_total, weight_values_error)
 
 
 FOCAL_MIN_HESSIAN = 0.02
@@ -296,23 +296,58 @@ def _logit_classifiers() -> dict:
     return {name: loss.spec.probabilities for name, loss in LOSSES.items() if loss.spec.probabilities}
 
 
-def initial_scores(name: str, y_true, weight=None, **params):
+def initial_scores(name: str, y_true, weight=None, *, num_class=None, **params):
     """The constant raw score a booster should start from: a float for single-score losses
     (:func:`initial_score`), or for the multiclass losses one score per class, the log of the weighted class
     frequencies (the minimiser of ``cross_entropy`` without label smoothing; a sensible start for the others).
-    Labels of multiclass losses are class indices 0..K-1."""
+
+    Labels of multiclass losses are class indices 0..K-1. ``num_class`` (multiclass losses only) is K, the
+    booster's ``num_class``: labels must be below it, and there is one score per class even for classes that
+    ``y_true`` lacks. Without it K is the largest label + 1, at most the number of labels (a larger label makes
+    more classes than samples, which takes ``num_class``)."""
     name = _loss_name(name)
     loss = _loss(name)
     if loss.spec.kind != "multiclass":
+        if num_class is not None:
+            raise ValueError(f"{name}: num_class is for the multiclass losses (one score per class); {name} has "
+                             f"one score per sample: leave num_class out, got num_class={num_class!r}")
         return initial_score(name, y_true, weight, **params)
     loss._check_params(params)
-    y = _class_labels(loss, np.asarray(y_true).reshape(-1))
-    if y.size and y.min() < 0:
-        raise ValueError(f"{name}: labels must be class indices 0..K-1, got {int(y.min())}")
+    if num_class is not None:
+        if isinstance(num_class, (bool, np.bool_)) or not isinstance(num_class, (int, np.integer)):
+            raise TypeError(f"{name}: num_class must be an integer >= 1 (the number of classes), got "
+                            f"{num_class!r} of type {type(num_class).__name__}")
+        if num_class < 1:
+            raise ValueError(f"{name}: num_class must be an integer >= 1 (the number of classes), got {num_class!r}")
+        num_class = int(num_class)
+    raw = _host_array(y_true, "y_true", name).reshape(-1)
+    if raw.size == 0:
+        raise ValueError(f"{name}: y_true has no labels: the class frequencies need at least one")
+    if raw.dtype.kind in "biuf":  # (nan compares false here: it is refused as a non-integer below)
+        lo, hi = np.min(raw), np.max(raw)
+        if lo < 0:
+            raise ValueError(f"{name}: labels must be class indices 0..K-1, got {lo.item()!r}")
+        if num_class is not None and hi >= num_class:
+            raise ValueError(f"{name}: label {hi.item()!r} is out of range: labels must be class indices "
+                             f"0..num_class-1 = 0..{num_class - 1}")
+        if num_class is None and hi >= raw.size:
+            raise ValueError(f"{name}: label {hi.item()!r} is too large: without num_class, labels must be class "
+                             f"indices below the number of labels ({raw.size}); pass num_class=K (the booster's "
+                             "num_class) to say how many classes there are")
+    y = _class_labels(loss, raw)
     w = _weight(weight)
-    counts = np.bincount(y, weights=w)
+    if w is not None:
+        if w.shape != raw.shape:
+            raise ValueError(f"{name}: weight must have one entry per label ({raw.size}), got shape "
+                             f"{np.shape(weight)}")
+        if not (np.isfinite(w).all() and w.min() >= 0):
+            raise weight_values_error(name, w, what="weight")
+    counts = np.bincount(y, weights=w, minlength=0 if num_class is None else num_class)
+    total = counts.sum()
+    if not total > 0:
+        raise ValueError(f"{name}: the weights of the labels sum to {total}: no class has a frequency")
     with np.errstate(divide="ignore"):
-        return np.log(np.maximum(counts / counts.sum(), np.finfo(np.float64).tiny))
+        return np.log(np.maximum(counts / total, np.finfo(np.float64).tiny))
 
 
 def _full_init(init, n: int):
@@ -345,7 +380,8 @@ def lightgbm_datasets(name: str, X, y, *, weight=None, valid_sets=(), dataset_pa
     ``train`` is ``lgb.Dataset(X, y, weight=weight, init_score=...)``; ``valid`` a list with one ``lgb.Dataset``
     per ``(X, y)`` or ``(X, y, weight)`` in ``valid_sets``, each with the same initial score and the training set
     as reference; ``init`` the initial score (:func:`initial_scores`: a float, or one per class). A custom
-    objective's booster predicts raw scores without it: add ``init`` to ``booster.predict(X)``.
+    objective's booster predicts raw scores without it: add ``init`` to ``booster.predict(X)``. ``params``: the
+    loss's parameters, and for a multiclass loss ``num_class`` (:func:`initial_scores`).
 
     Without an ``init_score`` on a validation set, LightGBM scores it from 0 while the training set starts from
     ``init``, and the metric it reports for that set is not the loss of the model's predictions;
@@ -363,7 +399,8 @@ def xgboost_dmatrices(name: str, X, y, *, weight=None, valid_sets=(), dmatrix_pa
     """``(dtrain, dvalid, init)``: XGBoost ``DMatrix`` objects whose ``base_margin`` is the loss's initial score
     (the same for every validation set), and ``init``. Predict with the same margin:
     ``booster.predict(xgb.DMatrix(X_test, base_margin=np.full(len(X_test), init)), output_margin=True)`` (without
-    one XGBoost starts the test rows from ``base_score`` instead)."""
+    one XGBoost starts the test rows from ``base_score`` instead). ``params``: the loss's parameters, and for a
+    multiclass loss ``num_class`` (:func:`initial_scores`)."""
     import xgboost as xgb
 
     init = initial_scores(name, y, weight, **params)
