@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import math
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -371,6 +372,19 @@ def test_initial_scores_with_num_class_has_a_score_for_every_class():
     np.testing.assert_allclose(fb.initial_scores("cross_entropy", [2, 0, 2]), [np.log(1 / 3), tiny, np.log(2 / 3)])
 
 
+def test_scores_to_proba_checks_the_shape_of_the_scores():
+    for name in ("cross_entropy", "categorical_focal"):
+        with pytest.raises(ValueError, match=r"(?s)shape \(n_samples, n_classes\).*got shape \(6,\).*reshape"):
+            fb.scores_to_proba(name, np.zeros(6))
+        for shape in ((2, 3, 1), (3, 0), ()):
+            with pytest.raises(ValueError, match=rf"{name}: raw must be .*got shape {re.escape(str(shape))}"):
+                fb.scores_to_proba(name, np.zeros(shape))
+    for name in ("binary_focal", "binary_cross_entropy_with_logits"):
+        with pytest.raises(ValueError, match=r"one score per sample.*got shape \(3, 2\)"):
+            fb.scores_to_proba(name, np.zeros((3, 2)))
+        assert fb.scores_to_proba(name, np.zeros((3, 1))).shape == (3, 2)
+    with pytest.raises(TypeError, match="raw must be real"):
+        fb.scores_to_proba("cross_entropy", np.zeros((2, 2), complex))
 
 
 _TARGETS = {  # targets in each target domain, far from 0 where the domain allows: a first step from 0 overshoots

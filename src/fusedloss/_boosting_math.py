@@ -421,10 +421,19 @@ def scores_to_proba(name: str, raw):
     kind = classifiers.get(name)
     if kind is None:
         raise ValueError(f"{name}: no probabilities; scores of {', '.join(classifiers)} are logits")
-    raw = np.asarray(raw, dtype=np.float64)
+    raw = as_numeric(raw, np.float64, "raw", name)
     if kind == "binary":
+        if raw.ndim > 2 or (raw.ndim == 2 and raw.shape[1] != 1):
+            raise ValueError(f"{name}: raw must be one score per sample, shape (n_samples,) or (n_samples, 1), "
+                             f"got shape {raw.shape}")
         p = _sigmoid(raw.reshape(-1))
         return np.column_stack([1.0 - p, p])
+    if raw.ndim != 2 or raw.shape[1] == 0:
+        hint = ("; scores of n samples laid out flat (n * K values): reshape them to (n, K), e.g. "
+                "raw.reshape(n, K), or raw.reshape(K, n).T for LightGBM < 4's class-major layout"
+                if raw.ndim == 1 else "")
+        raise ValueError(f"{name}: raw must be one score per class and sample, shape (n_samples, n_classes) with "
+                         f"n_classes >= 1, got shape {raw.shape}{hint}")
     z = raw - raw.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
