@@ -85,6 +85,58 @@ def test_negative_weight_is_found_next_to_a_nan(backend):
         fl.mse(P, Y, sample_weight=np.array([np.nan, -1.0, 1.0]), backend=backend)
 
 
+@pytest.mark.parametrize("bad", [np.inf, np.nan], ids=["inf", "nan"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_nonfinite_weights_are_refused_for_every_reduction(backend, bad, reduction):
+    """A nan or infinite weight is refused (as ctc, the pairwise and the overlap losses refuse it), named with its
+    value and index, by every method and reduction; weights of a leading shape are indexed in pred's shape. Finite
+    weights whose sum overflows are not refused."""
+    x = np.zeros((2, 3))
+    w = np.ones((2, 3))
+    w[1, 2] = bad
+    for method in (fl.mse, fl.mse.value_and_grad, fl.mse.grad, fl.mse.grad_hess):
+        with _raises(ValueError, "mse: sample_weight must be finite and >= 0", repr(bad), "(1, 2)"):
+            method(x, x, reduction=reduction, sample_weight=w, backend=backend)
+        with _raises(ValueError, "sample_weight must be finite and >= 0", repr(bad), "(1, 0)"):
+            method(x.astype(np.float32), x, reduction=reduction, sample_weight=np.array([1.0, bad]), backend=backend)
+    with _raises(ValueError, "sample_weight must be finite and >= 0", repr(bad)):
+        fl.mse.partial(x, x, sample_weight=w, backend=backend)
+    # finite weights whose sum overflows are not refused (fit_weights scales them for "mean")
+    big = np.array([np.finfo(np.float64).max] * 2)
+    value = fl.mse(np.zeros(2), np.ones(2), reduction=reduction, sample_weight=big, backend=backend)
+    if reduction == "none":
+        assert np.array_equal(value, big)
+    else:
+        assert value == (pytest.approx(1.0) if reduction == "mean" else np.inf)
+
+
+@pytest.mark.parametrize("bad", [np.inf, np.nan], ids=["inf", "nan"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_nonfinite_row_weights_of_multiclass_losses_are_refused(backend, bad, reduction):
+    """Also on a row that ignore_index leaves out, and with soft targets."""
+    x = np.zeros((3, 4))
+    w = np.array([1.0, bad, 1.0])
+    targets = (np.array([0, 1, 2]), np.array([0, -100, 2]), np.full((3, 4), 0.25))
+    for t in targets:
+        for method in (fl.cross_entropy, fl.cross_entropy.value_and_grad, fl.cross_entropy.grad,
+                       fl.cross_entropy.grad_hess):
+            with _raises(ValueError, "cross_entropy: sample_weight must be finite and >= 0", repr(bad), "(1,)"):
+                method(x, t, reduction=reduction, sample_weight=w, backend=backend)
+
+
+@pytest.mark.parametrize("what", ["pred", "target", "sample_weight"])
+def test_ragged_sequences_are_refused_by_name(backend, what):
+    args = {"pred": [[0.5, 1.0], [2.0, 3.0]], "target": [[0.0, 1.0], [3.0, 2.0]],
+            "sample_weight": [[1.0, 1.0], [1.0, 2.0]]}
+    args[what] = [[1.0, 2.0], [3.0]]
+    with _raises(ValueError, f"mse: {what} is a ragged sequence", "different lengths"):
+        fl.mse(args["pred"], args["target"], sample_weight=args["sample_weight"], backend=backend)
+    with _raises(ValueError, "cross_entropy: target is a ragged sequence"):
+        fl.cross_entropy(np.zeros((2, 3)), [[0, 1], [2]], backend=backend)
+    with _raises(ValueError, "margin_ranking: sample_weight is a ragged sequence"):
+        fl.margin_ranking(np.zeros((2, 2)), np.zeros((2, 2)), np.ones((2, 2)), sample_weight=[[1.0, 1.0], [1.0]])
+
+
 # --- parameters, reduction, hessian mode ------------------------------------------------------------------
 
 

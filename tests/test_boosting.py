@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import math
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -171,6 +172,32 @@ def test_objectives_check_the_labels_they_converted_once_and_any_other_labels_ev
         obj(preds, _Data(bad.astype(np.float64), None))
 
 
+@pytest.mark.parametrize("make", [fb.lightgbm_objective, fb.xgboost_objective])
+def test_objectives_refuse_nonfinite_weights_in_every_round(make, monkeypatch):
+    """A nan or infinite weight is refused, in weights the objective converted (checked once: a copy of its own)
+    and in weights it uses as they are (checked every round)."""
+    from fusedloss import _validate
+    import fusedloss._boosting_math as bm
+
+    sums = []
+    monkeypatch.setattr(bm, "_weight_sum", lambda a: (sums.append(a.size), _validate._weight_sum(a))[1])
+    preds, label = np.linspace(-1.0, 1.0, 6), np.ones(6, np.float32)
+    obj = make("mse")
+    w = np.ones(6, np.float32)  # converted to the scores' float64 once
+    for _ in range(3):
+        obj(preds, _Data(label, w))
+    assert len(sums) == 1
+    for bad in (np.nan, np.inf):
+        for dtype in (np.float32, np.float64):
+            w = np.ones(6, dtype)
+            w[4] = bad
+            with pytest.raises(ValueError, match=rf"mse: sample_weight must be finite and >= 0, got {bad!r} at "
+                                                 r"index \(4,\)"):
+                obj(preds, _Data(label, w))
+    with pytest.raises(ValueError, match=r"cross_entropy: sample_weight must be finite and >= 0, got nan"):
+        fb.gradient_hessian("cross_entropy", np.array([0, 1]), np.zeros((2, 3)), np.array([1.0, np.nan]))
+
+
 class _Data:
     """The two methods both libraries' data sets offer an objective."""
 
@@ -298,6 +325,66 @@ def test_initial_scores():
     assert fb.initial_score("mae", y) == np.median(y)
     with pytest.raises(ValueError):
         fb.initial_score("cross_entropy", y)
+
+
+def test_initial_scores_refuses_labels_that_are_not_class_indices_before_counting():
+    """The number of classes comes from num_class, or else from the labels, bounded by their number: one wrong
+    label must not allocate a count per class up to it."""
+    with pytest.raises(ValueError, match=r"(?s)label 5 is too large.*below the number of labels \(3\).*num_class=K"):
+        fb.initial_scores("cross_entropy", np.array([0, 1, 5]))
+    for huge in (10**9, 1e9, 2**63, 1e300, np.inf):
+        with pytest.raises(ValueError, match="below the number of labels"):
+            fb.initial_scores("cross_entropy", np.array([0, 1, huge]))
+    with pytest.raises(ValueError, match=r"label 1000000000 is out of range.*0\.\.num_class-1 = 0\.\.2"):
+        fb.initial_scores("cross_entropy", [0, 1, 10**9], num_class=3)
+    with pytest.raises(ValueError, match=r"class indices 0\.\.K-1, got -1"):
+        fb.initial_scores("categorical_focal", [0, -1, 1])
+    with pytest.raises(ValueError, match="non-integer"):
+        fb.initial_scores("cross_entropy", [0.0, 0.5, 1.0])
+    with pytest.raises(ValueError, match="ragged"):
+        fb.initial_scores("cross_entropy", [[0, 1], [1]])
+    with pytest.raises(ValueError, match="no labels"):
+        fb.initial_scores("cross_entropy", np.array([], dtype=np.int64))
+    for bad in (0, -2):
+        with pytest.raises(ValueError, match=rf"num_class must be an integer >= 1.*got {bad!r}"):
+            fb.initial_scores("cross_entropy", [0, 1], num_class=bad)
+    for bad in (2.0, True, "3"):
+        with pytest.raises(TypeError, match=rf"num_class must be an integer >= 1.*got {bad!r}"):
+            fb.initial_scores("cross_entropy", [0, 1], num_class=bad)
+    with pytest.raises(ValueError, match="num_class is for the multiclass losses"):
+        fb.initial_scores("mse", [0.0, 1.0], num_class=2)
+    for w in ([1.0, np.nan, 1.0], [1.0, np.inf, 1.0], [1.0, -1.0, 1.0]):
+        with pytest.raises(ValueError, match=r"weight must be finite and >= 0.*\(1,\)"):
+            fb.initial_scores("cross_entropy", [0, 1, 1], w)
+    with pytest.raises(ValueError, match=r"one entry per label \(3\), got shape \(2,\)"):
+        fb.initial_scores("cross_entropy", [0, 1, 1], [1.0, 1.0])
+    with pytest.raises(ValueError, match="sum to 0"):
+        fb.initial_scores("cross_entropy", [0, 1, 1], [0.0, 0.0, 0.0])
+
+
+def test_initial_scores_with_num_class_has_a_score_for_every_class():
+    tiny = np.log(np.finfo(np.float64).tiny)
+    np.testing.assert_allclose(fb.initial_scores("cross_entropy", [0, 1, 1, 1], num_class=4),
+                               [np.log(0.25), np.log(0.75), tiny, tiny])
+    np.testing.assert_allclose(fb.initial_scores("cross_entropy", np.array([0.0, 1.0, 1.0]), num_class=np.int64(2)),
+                               np.log([1 / 3, 2 / 3]))
+    # without num_class, labels below their number (a class they lack in between gets the floor)
+    np.testing.assert_allclose(fb.initial_scores("cross_entropy", [2, 0, 2]), [np.log(1 / 3), tiny, np.log(2 / 3)])
+
+
+def test_scores_to_proba_checks_the_shape_of_the_scores():
+    for name in ("cross_entropy", "categorical_focal"):
+        with pytest.raises(ValueError, match=r"(?s)shape \(n_samples, n_classes\).*got shape \(6,\).*reshape"):
+            fb.scores_to_proba(name, np.zeros(6))
+        for shape in ((2, 3, 1), (3, 0), ()):
+            with pytest.raises(ValueError, match=rf"{name}: raw must be .*got shape {re.escape(str(shape))}"):
+                fb.scores_to_proba(name, np.zeros(shape))
+    for name in ("binary_focal", "binary_cross_entropy_with_logits"):
+        with pytest.raises(ValueError, match=r"one score per sample.*got shape \(3, 2\)"):
+            fb.scores_to_proba(name, np.zeros((3, 2)))
+        assert fb.scores_to_proba(name, np.zeros((3, 1))).shape == (3, 2)
+    with pytest.raises(TypeError, match="raw must be real"):
+        fb.scores_to_proba("cross_entropy", np.zeros((2, 2), complex))
 
 
 _TARGETS = {  # targets in each target domain, far from 0 where the domain allows: a first step from 0 overshoots

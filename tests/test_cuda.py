@@ -236,6 +236,20 @@ def test_device_shape_mismatch_names_both_shapes():
         fl.mse(_dev(np.ones(3)), _dev(np.zeros(3)), sample_weight=_dev(np.ones(2)))
 
 
+@pytest.mark.parametrize("bad", [np.inf, np.nan], ids=["inf", "nan"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_device_nonfinite_weights_are_refused_as_on_the_host(bad, reduction):
+    w = np.ones((2, 2))
+    w[1, 0] = bad
+    rw = np.array([1.0, bad])
+    x, t = _dev(np.zeros((2, 2))), _dev(np.array([0, 1]))
+    for weight, row_weight in ((w, rw), (_dev(w), _dev(rw))):  # host and device weights
+        with pytest.raises(ValueError, match=rf"(?s)mse: sample_weight must be finite and >= 0.*{bad!r}.*\(1, 0\)"):
+            fl.mse.grad(x, x, reduction=reduction, sample_weight=weight)
+        with pytest.raises(ValueError, match=rf"(?s)sample_weight must be finite and >= 0.*{bad!r}.*\(1,\)"):
+            fl.cross_entropy(x, t, reduction=reduction, sample_weight=row_weight)
+
+
 def test_device_output_checks():
     dp, dy = _dev(np.ones(3)), _dev(np.zeros(3))
     with pytest.raises(TypeError, match="grad_out"):

@@ -345,6 +345,14 @@ def test_errors_at_compute_name_the_chunk(scheduler):
     w[-1] = -1.0
     with pytest.raises(ValueError, match=r"sample_weight must be >= 0.*chunk \(3,\)"):
         compute(scheduler, fld.mse.grad(p, y, sample_weight=w))
+    for bad in (np.nan, np.inf):
+        w[-1] = bad
+        refused = rf"sample_weight must be finite and >= 0, got {bad!r}.*chunk \(3,\)"
+        for reduction in ("mean", "sum", "none"):
+            with pytest.raises(ValueError, match=refused):
+                compute(scheduler, fld.mse.grad(p, y, reduction=reduction, sample_weight=w))
+            with pytest.raises(ValueError, match=refused):
+                compute(scheduler, fld.mse(p, y, reduction=reduction, sample_weight=w))
 
 
 def test_weights_near_float_max_merge_as_in_memory():

@@ -9,7 +9,8 @@ import numpy as np
 from . import _config
 from ._dispatch import Loss, prewake
 from ._losses import LOSSES
-from ._validate import GRAD_HESS, HESSIAN_MODES, _check_domain, as_numeric
+from ._validate import (GRAD_HESS, HESSIAN_MODES, _check_domain, _host_array, _weight_sum, as_numeric,
+                        check_weight_total, weight_values_error)
 
 
 FOCAL_MIN_HESSIAN = 0.02
@@ -94,17 +95,18 @@ class _Rounds:
     def __init__(self):
         self._converted: dict = {}
         self._buffers: dict = {}
-        self._checked = None  # the converted labels whose domain was checked
+        self._checked: dict = {}  # role ("y", "w"): the converted array of that role that was checked
 
-    def checked_once(self, y, check) -> bool:
-        """Whether the labels ``y`` need no domain check in this call: true for a conversion of ours (a copy no
-        one else holds or writes into), which ``check(y)`` checks the first time it is used; false otherwise."""
-        if self._checked is y:
+    def checked_once(self, y, check, role: str = "y") -> bool:
+        """Whether the array ``y`` (labels, or weights: ``role``) needs no check in this call: true for a
+        conversion of ours (a copy no one else holds or writes into), which ``check(y)`` checks the first time it
+        is used; false otherwise."""
+        if self._checked.get(role) is y:
             return True
         if not (y.flags.owndata and any(out is y and arr is not y for arr, out in self._converted.values())):
             return False
         check(y)
-        self._checked = y
+        self._checked[role] = y
         return True
 
     def convert(self, arr, key: str, fn):
@@ -142,7 +144,7 @@ def _layout(loss, preds, labels, flat: str, dtype=np.float64, rounds: _Rounds | 
                 raise ValueError(f"{loss.name}: got {p.size} predictions for {y.size} labels (multi-output "
                                  "boosting is not supported)")
         return p, y, (lambda a: a.reshape(np.shape(preds)))
-    y = np.asarray(labels)
+    y = labels if type(labels) is np.ndarray else _host_array(labels, "y_true", loss.name)
     n = y.shape[0] if y.ndim else 1
     if p.ndim == 2:
         if p.shape[0] != n:
@@ -187,7 +189,7 @@ def _grad_hess(loss, preds, read, hessian, min_hessian, backend, params, flat="r
         prewake(loss._backend(backend, dtype), threads, np.size(preds))
     labels, weight = read()
     p, y, undo = _layout(loss, preds, labels, flat, dtype, rounds)
-    checked = False
+    checked = w_checked = False
     if rounds is None:
         w = _weight(weight)
         g = h = None
@@ -196,7 +198,12 @@ def _grad_hess(loss, preds, read, hessian, min_hessian, backend, params, flat="r
         g, h = rounds.buffers(p.shape, p.dtype)
         checked = loss.spec.kind != "multiclass" and rounds.checked_once(
             y, lambda a: _check_domain(a, loss.spec.target_domain_for(loss._params(params)[0]), "target", loss.name))
-    g, h = loss._run(p, y, "none", w, backend, params, GRAD_HESS, g, h, hessian, target_checked=checked)
+        # the weights' values once for all rounds too, where they are a copy of ours (a pass over them each round
+        # is a share of the kernel's time)
+        w_checked = w is not None and rounds.checked_once(
+            w, lambda a: check_weight_total(_weight_sum(a), a, loss.name), "w")
+    g, h = loss._run(p, y, "none", w, backend, params, GRAD_HESS, g, h, hessian, target_checked=checked,
+                     weights_checked=w_checked)
     if min_hessian is not None:
         floor = min_hessian if w is None else min_hessian * (w[:, None] if h.ndim == 2 and w.ndim == 1 else w)
         np.maximum(h, floor, out=h)
@@ -237,7 +244,7 @@ def initial_score(name: str, y_true, weight=None, **params) -> float:
     full = loss._check_params(params)[0]
     if loss.spec.kind == "multiclass" or loss.spec.pred_domain_for(full) != "real":
         raise ValueError(f"{name}: initial_score is for single-score losses on raw scores")
-    y = np.asarray(y_true, dtype=np.float64).reshape(-1)
+    y = as_numeric(y_true, np.float64, "y_true", name).reshape(-1)
     w = _weight(weight)
     if loss.spec.optimal_quantile is not None:
         return _weighted_quantile(y, w, loss.spec.optimal_quantile(full))
@@ -289,23 +296,58 @@ def _logit_classifiers() -> dict:
     return {name: loss.spec.probabilities for name, loss in LOSSES.items() if loss.spec.probabilities}
 
 
-def initial_scores(name: str, y_true, weight=None, **params):
+def initial_scores(name: str, y_true, weight=None, *, num_class=None, **params):
     """The constant raw score a booster should start from: a float for single-score losses
     (:func:`initial_score`), or for the multiclass losses one score per class, the log of the weighted class
     frequencies (the minimiser of ``cross_entropy`` without label smoothing; a sensible start for the others).
-    Labels of multiclass losses are class indices 0..K-1."""
+
+    Labels of multiclass losses are class indices 0..K-1. ``num_class`` (multiclass losses only) is K, the
+    booster's ``num_class``: labels must be below it, and there is one score per class even for classes that
+    ``y_true`` lacks. Without it K is the largest label + 1, at most the number of labels (a larger label makes
+    more classes than samples, which takes ``num_class``)."""
     name = _loss_name(name)
     loss = _loss(name)
     if loss.spec.kind != "multiclass":
+        if num_class is not None:
+            raise ValueError(f"{name}: num_class is for the multiclass losses (one score per class); {name} has "
+                             f"one score per sample: leave num_class out, got num_class={num_class!r}")
         return initial_score(name, y_true, weight, **params)
     loss._check_params(params)
-    y = _class_labels(loss, np.asarray(y_true).reshape(-1))
-    if y.size and y.min() < 0:
-        raise ValueError(f"{name}: labels must be class indices 0..K-1, got {int(y.min())}")
+    if num_class is not None:
+        if isinstance(num_class, (bool, np.bool_)) or not isinstance(num_class, (int, np.integer)):
+            raise TypeError(f"{name}: num_class must be an integer >= 1 (the number of classes), got "
+                            f"{num_class!r} of type {type(num_class).__name__}")
+        if num_class < 1:
+            raise ValueError(f"{name}: num_class must be an integer >= 1 (the number of classes), got {num_class!r}")
+        num_class = int(num_class)
+    raw = _host_array(y_true, "y_true", name).reshape(-1)
+    if raw.size == 0:
+        raise ValueError(f"{name}: y_true has no labels: the class frequencies need at least one")
+    if raw.dtype.kind in "biuf":  # (nan compares false here: it is refused as a non-integer below)
+        lo, hi = np.min(raw), np.max(raw)
+        if lo < 0:
+            raise ValueError(f"{name}: labels must be class indices 0..K-1, got {lo.item()!r}")
+        if num_class is not None and hi >= num_class:
+            raise ValueError(f"{name}: label {hi.item()!r} is out of range: labels must be class indices "
+                             f"0..num_class-1 = 0..{num_class - 1}")
+        if num_class is None and hi >= raw.size:
+            raise ValueError(f"{name}: label {hi.item()!r} is too large: without num_class, labels must be class "
+                             f"indices below the number of labels ({raw.size}); pass num_class=K (the booster's "
+                             "num_class) to say how many classes there are")
+    y = _class_labels(loss, raw)
     w = _weight(weight)
-    counts = np.bincount(y, weights=w)
+    if w is not None:
+        if w.shape != raw.shape:
+            raise ValueError(f"{name}: weight must have one entry per label ({raw.size}), got shape "
+                             f"{np.shape(weight)}")
+        if not (np.isfinite(w).all() and w.min() >= 0):
+            raise weight_values_error(name, w, what="weight")
+    counts = np.bincount(y, weights=w, minlength=0 if num_class is None else num_class)
+    total = counts.sum()
+    if not total > 0:
+        raise ValueError(f"{name}: the weights of the labels sum to {total}: no class has a frequency")
     with np.errstate(divide="ignore"):
-        return np.log(np.maximum(counts / counts.sum(), np.finfo(np.float64).tiny))
+        return np.log(np.maximum(counts / total, np.finfo(np.float64).tiny))
 
 
 def _full_init(init, n: int):
@@ -338,7 +380,8 @@ def lightgbm_datasets(name: str, X, y, *, weight=None, valid_sets=(), dataset_pa
     ``train`` is ``lgb.Dataset(X, y, weight=weight, init_score=...)``; ``valid`` a list with one ``lgb.Dataset``
     per ``(X, y)`` or ``(X, y, weight)`` in ``valid_sets``, each with the same initial score and the training set
     as reference; ``init`` the initial score (:func:`initial_scores`: a float, or one per class). A custom
-    objective's booster predicts raw scores without it: add ``init`` to ``booster.predict(X)``.
+    objective's booster predicts raw scores without it: add ``init`` to ``booster.predict(X)``. ``params``: the
+    loss's parameters, and for a multiclass loss ``num_class`` (:func:`initial_scores`).
 
     Without an ``init_score`` on a validation set, LightGBM scores it from 0 while the training set starts from
     ``init``, and the metric it reports for that set is not the loss of the model's predictions;
@@ -356,7 +399,8 @@ def xgboost_dmatrices(name: str, X, y, *, weight=None, valid_sets=(), dmatrix_pa
     """``(dtrain, dvalid, init)``: XGBoost ``DMatrix`` objects whose ``base_margin`` is the loss's initial score
     (the same for every validation set), and ``init``. Predict with the same margin:
     ``booster.predict(xgb.DMatrix(X_test, base_margin=np.full(len(X_test), init)), output_margin=True)`` (without
-    one XGBoost starts the test rows from ``base_score`` instead)."""
+    one XGBoost starts the test rows from ``base_score`` instead). ``params``: the loss's parameters, and for a
+    multiclass loss ``num_class`` (:func:`initial_scores`)."""
     import xgboost as xgb
 
     init = initial_scores(name, y, weight, **params)
@@ -377,10 +421,19 @@ def scores_to_proba(name: str, raw):
     kind = classifiers.get(name)
     if kind is None:
         raise ValueError(f"{name}: no probabilities; scores of {', '.join(classifiers)} are logits")
-    raw = np.asarray(raw, dtype=np.float64)
+    raw = as_numeric(raw, np.float64, "raw", name)
     if kind == "binary":
+        if raw.ndim > 2 or (raw.ndim == 2 and raw.shape[1] != 1):
+            raise ValueError(f"{name}: raw must be one score per sample, shape (n_samples,) or (n_samples, 1), "
+                             f"got shape {raw.shape}")
         p = _sigmoid(raw.reshape(-1))
         return np.column_stack([1.0 - p, p])
+    if raw.ndim != 2 or raw.shape[1] == 0:
+        hint = ("; scores of n samples laid out flat (n * K values): reshape them to (n, K), e.g. "
+                "raw.reshape(n, K), or raw.reshape(K, n).T for LightGBM < 4's class-major layout"
+                if raw.ndim == 1 else "")
+        raise ValueError(f"{name}: raw must be one score per class and sample, shape (n_samples, n_classes) with "
+                         f"n_classes >= 1, got shape {raw.shape}{hint}")
     z = raw - raw.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)

@@ -26,7 +26,7 @@ from . import _config
 from ._dispatch import Loss, LossMemoryError, resolve_host_backend
 from ._state import _exact_sum
 from ._validate import (REDUCTIONS, _as_pred, _check_out, _check_overlap, as_numeric, fit_weights, is_device_array,
-                        sum_exponent)
+                        shape_of, sum_exponent, weight_values_error)
 
 
 def _total(lengths: np.ndarray, bound: int) -> int:
@@ -187,12 +187,12 @@ class SequenceLoss(Loss):
 
         w = None
         if sample_weight is not None:
-            if np.shape(sample_weight) != (N,):
+            if shape_of(sample_weight, "sample_weight", "ctc") != (N,):
                 raise ValueError(f"ctc: sample_weight must have one entry per sequence (N = {N}), got shape "
                                  f"{np.shape(sample_weight)}")
             w = as_numeric(sample_weight, np.float64, "sample_weight", "ctc")
             if w.size and not (np.all(np.isfinite(w)) and w.min() >= 0):
-                raise ValueError("ctc: sample_weight must be finite and >= 0")
+                raise weight_values_error("ctc", w)
         return T, N, C, labels, offsets, tl, il, w
 
     @staticmethod

@@ -1,19 +1,19 @@
 """The device-array path of the dispatcher: ``Loss._run`` hands over here when pred is a device array.
 
-The rules are the host path's (``_dispatch.py``), checked here once before a kernel runs, with the work
-done on the device. pred (logits) must be float32/float64. A host target, weight or parameter vector goes
-through the host checks and is copied to the device once; a device one is checked on the device (shape,
-domain and labels by small device reductions; nan passes, as on the host) and cast there if its numeric
-dtype differs. Outputs are allocated on the device, or are the caller's ``grad_out`` / ``hess_out`` (device
-arrays of pred's shape and dtype). Reduced values come back as Python floats, arrays as device arrays.
+The rules are the host path's (``_dispatch.py``), checked here once before a kernel runs, with the work done on
+the device. pred (logits) must be float32/float64. A host target, weight or parameter vector goes through the
+host checks and is copied to the device once; a device one is checked on the device (shape, domain and labels by
+small device reductions; nan passes, as on the host, except in weights, which must be finite) and cast there if
+its numeric dtype differs. Outputs are allocated on the device, or are the caller's ``grad_out`` / ``hess_out``
+(device arrays of pred's shape and dtype). Reduced values come back as Python floats, arrays as device arrays.
 
 Two options for callers that keep working on the device (``fusedloss.torch``; the public API passes neither):
 ``stream`` (a foreign stream handle or a Numba stream) puts every kernel, allocation and copy of the call on
-that stream (``numba_cuda.on_stream``), and ``device_value`` returns a reduced value as a 1-element device
-array of pred's dtype, summed (and divided, for "mean") on the device, so that nothing waits for the kernel.
-What still reads back from the device: the checks of device operands (domains, labels: a few bytes each), the
-"mean" divisor when it is a sum of weights or of kept rows (``device_sum``, ``kept_sum``: it scales the
-derivatives, which the kernels take as a number), and a weighted mean's total, which is summed on the host
+that stream (``numba_cuda.on_stream``), and ``device_value`` returns a reduced value as a 1-element device array
+of pred's dtype, summed (and divided, for "mean") on the device, so that nothing waits for the kernel. What
+still reads back from the device: the checks of device operands (domains, labels, the weights' sum: a few bytes
+each), the "mean" divisor when it is a sum of weights or of kept rows (``device_sum``, ``kept_sum``: it scales
+the derivatives, which the kernels take as a number), and a weighted mean's total, which is summed on the host
 (``refit_total`` needs it) and copied back.
 
 Only the "cuda" backend runs device arrays: a host backend named by the call, ``use_backend``,
@@ -33,7 +33,7 @@ from ._validate import (
     _FLOAT_DTYPES, _as_like, _check_domain, _class_vector, _column_vector, _prepare_targets, _prepare_weight,
     _results, domain_error, soft_target_metrics, is_device_array, label_range_error, labels_shape_error,
     mean_scale, reduced_value, soft_shape_error, target_kind_error, weight_shape_error, WEIGHT_SUM_LIMIT,
-    fit_weights, refit_total, scaled_weights, sum_exponent,
+    fit_weights, refit_total, scaled_weights, sum_exponent, _weight_sum, check_weight_total,
 )
 from .backends import REGISTRY as BACKENDS, BackendUnavailable
 
@@ -123,15 +123,21 @@ def _check_device_domain(cu, flat, shape, domain: str, what: str, loss: str) -> 
 
 
 def _weights(cu, sample_weight, shape, dtype, loss: str):
-    """sample_weight as a flat device array of ``dtype`` with one entry per element of ``shape``."""
+    """sample_weight as a flat device array of ``dtype`` with one entry per element of ``shape``, checked as on
+    the host: every weight finite and >= 0 (the sum of the weights shows a nan)."""
     if not is_device_array(sample_weight):
-        return cu.to_device(_prepare_weight(sample_weight, _stand_in(shape, dtype), loss))
+        w = _prepare_weight(sample_weight, _stand_in(shape, dtype), loss)
+        check_weight_total(_weight_sum(w), w, loss, shape)
+        return cu.to_device(w)
     ws = _operand(cu, sample_weight, "sample_weight", loss)
     wshape = tuple(ws.shape)
     if wshape != shape and (len(wshape) > len(shape) or shape[: len(wshape)] != wshape):
         raise weight_shape_error(loss, shape, wshape)
     flat = _flat_as(cu, ws, dtype, "sample_weight", loss)
     _check_device_domain(cu, flat, wshape, "nonnegative", "sample_weight", loss)
+    total = cu.device_sum(flat)
+    if not math.isfinite(total):
+        check_weight_total(total, cu.to_host(flat), loss, wshape)
     n = math.prod(shape)
     if wshape != shape and n:
         flat = cu.expand(flat, n // ws.size, dtype)

@@ -18,8 +18,8 @@ from ._validate import (
     _F32, _F64, HESSIAN_MODES, REDUCTIONS, _as_like, _as_pred, _check_domain, _check_out, _check_overlap,
     _class_vector, _column_vector, _mean_denominator, _prepare_row_weight, _prepare_targets, _prepare_weight,
     GRAD, GRAD_HESS, VALUE, VALUE_AND_GRAD, Outputs, _results, _unit_hessian_rows, _weight_sum, is_device_array,
-    fresh_outputs, mean_scale, reduced_value, fit_weights, refit_total, scaled_weights, soft_target_metrics,
-    sum_exponent, WEIGHT_SUM_LIMIT,
+    check_weight_total, fresh_outputs, mean_scale, reduced_value, fit_weights, refit_total, scaled_weights,
+    soft_target_metrics, sum_exponent, WEIGHT_SUM_LIMIT,
 )
 from .backends import REGISTRY as BACKENDS, BackendUnavailable, host_order, warn_if_compiled_missing
 
@@ -177,26 +177,28 @@ class Loss:
 
     def _run(self, pred, target, reduction, sample_weight, backend, kwargs, outputs: Outputs, grad_out=None,
              hess_out=None, hessian="exact", nthreads=None, grad_scale=None, metrics=None, stream=None,
-             device_value=False, target_checked=False):
+             device_value=False, target_checked=False, weights_checked=False):
         """One call: ``outputs`` says what it computes; ``nthreads`` caps its threads (fusedloss.torch passes
         torch's intra-op count); ``grad_scale`` replaces the reduction's factor (a piece of a larger array, whose
         divisor the caller knows: see ``partial`` and fusedloss.dask); ``metrics`` (names, or None) adds the
         classification metrics of the same pass to the result (``_logit_metrics``). ``stream`` and
         ``device_value``: device arrays only (fusedloss.torch passes them; see ``_device``): the stream to run on,
         and the reduced value as a 1-element device array. ``target_checked``: the caller has checked the
-        target's domain already (a boosting objective's labels, checked once for all rounds). A MemoryError
-        comes out as one that says which array could not be allocated (``_memory_error``)."""
+        target's domain already (a boosting objective's labels, checked once for all rounds);
+        ``weights_checked``: the caller has found no nan or inf among the weights (the same objective's). A
+        MemoryError comes out as one that says which array could not be allocated (``_memory_error``)."""
         try:
             return self._compute(pred, target, reduction, sample_weight, backend, kwargs, outputs, grad_out,
                                  hess_out, hessian, nthreads, grad_scale, metrics, stream, device_value,
-                                 target_checked)
+                                 target_checked, weights_checked)
         except LossMemoryError:  # already says it (a call made inside another)
             raise
         except MemoryError as err:  # NumPy's bare one: say which array, how large, and what to do
             raise self._memory_error(err, pred) from err
 
     def _compute(self, pred, target, reduction, sample_weight, backend, kwargs, outputs, grad_out, hess_out,
-                 hessian, nthreads, grad_scale, metrics=None, stream=None, device_value=False, target_checked=False):
+                 hessian, nthreads, grad_scale, metrics=None, stream=None, device_value=False, target_checked=False,
+                 weights_checked=False):
         # The hot path: a training loop calls this with the same few arguments on small arrays, so every
         # step below takes its common case first (identity tests of types and dtypes, one flags object per
         # array) and falls back to the general helpers, which raise the errors, only when that fails.
@@ -226,7 +228,8 @@ class Loss:
         if self._multiclass:
             return self._run_multiclass(p, target, reduction, sample_weight, backend, params, packed,
                                         outputs, grad_out, hess_out, hessian, nthreads,
-                                        grad_scale, metrics, _as_given(pred, p, kwargs, grad_out, hess_out))
+                                        grad_scale, metrics, _as_given(pred, p, kwargs, grad_out, hess_out),
+                                        weights_checked)
         shape = p.shape
         threads = _config.get_num_threads()
         if nthreads is not None and nthreads < threads:
@@ -256,16 +259,22 @@ class Loss:
 
         w_given = w  # the metrics weigh elements by the weights as given (fit_weights may rescale w below)
         refit = w is not None and reduction == "mean" and grad_scale is None  # see _validate: fit_weights
+        reduce = want_value and reduction != "none"
+        # nan or infinite weights are refused where a sum over them comes out inf or nan: the "mean" divisor, the
+        # reduced value (below), or else a sum of their own
         if reduction == "mean":
             denom = float(p.size) if w is None else _weight_sum(w)
+            if w is not None and not math.isfinite(denom):
+                check_weight_total(denom, w, name, shape)
             if refit:
                 w, denom = fit_weights(w, denom, dtype, w.size, lambda: sum_exponent((w,), w.size), _weight_sum)
             scale = mean_scale(denom)
         else:
             denom = scale = 1.0
+            if w is not None and not reduce and not weights_checked:
+                check_weight_total(_weight_sum(w), w, name, shape)
         if grad_scale is not None:  # the caller knows the divisor (a piece of a larger array): see partial
             scale = grad_scale
-        reduce = want_value and reduction != "none"
         # the outputs this call allocates: in one block when there are several (fresh_outputs)
         new_g, new_h = want_grad and grad_out is None, want_hess and hess_out is None
         new_v = want_value and not reduce
@@ -287,6 +296,8 @@ class Loss:
             # the common case: flat arrays, a gradient at most, no vector parameter; returns what _results would
             total = module.elementwise(name, packed, p, y, w, scale, reduce, None, g, None, threads)
             if reduce:
+                if reduction == "sum" and w is not None and not math.isfinite(total):
+                    check_weight_total(total, w, name, shape)
                 if refit and (grad_out is None or not np.may_share_memory(g, p)):
                     total, denom = refit_total(total, denom, w, dtype, w.size, lambda w2: module.elementwise(
                         name, packed, p, y, w2, 1.0, True, None, None, None, threads))
@@ -312,6 +323,8 @@ class Loss:
                                              spec.binary_scores == "probabilities")
         else:
             total = module.elementwise(*args) if cols is None else module.elementwise(*args, cols)
+        if reduce and reduction == "sum" and w is not None and not math.isfinite(total):
+            check_weight_total(total, w, name, shape)
         if reduce and refit and (grad_out is None or not np.may_share_memory(g, p)):
             total, denom = refit_total(total, denom, w, dtype, w.size, lambda w2: module.elementwise(
                 *args[:4], w2, 1.0, True, None, None, None, threads, *(() if cols is None else (cols,))))
@@ -345,7 +358,7 @@ class Loss:
 
     def _run_multiclass(self, x, target, reduction, sample_weight, backend, params, packed,
                         outputs, grad_out, hess_out, hessian, nthreads=None,
-                        grad_scale=None, metrics=None, given=()):
+                        grad_scale=None, metrics=None, given=(), weights_checked=False):
         """``_run`` for a multiclass loss, with the logits ``x`` already a C-contiguous float array; ``given``:
         what the outputs must not overlap besides (``_as_given``)."""
         want_value, want_grad, want_hess = outputs
@@ -369,8 +382,16 @@ class Loss:
 
         R = x.size // C if C else 0
         refit = reduction == "mean" and grad_scale is None and (rw is not None or cw is not None)
+        reduce = want_value and reduction != "none"
+        # nan or infinite weights: refused as on the elementwise path (_compute), on ignored rows too (the sums
+        # that would show them leave those rows out unless every row is kept)
+        every_row = labels is None or all_kept
         if reduction == "mean":
             denom = _mean_denominator(spec, labels, ignore, rw, cw, R, all_kept)
+            if rw is not None:
+                total_w = denom if every_row or spec.mean_over == "rows" else _weight_sum(rw)
+                if not math.isfinite(total_w):
+                    check_weight_total(total_w, rw, name, lead)
             if refit:  # see _validate: fit_weights (class weights that overflow the sum scale the row weights)
                 cwd = cw if spec.mean_over == "class_weight" else None
                 if cwd is not None and labels is not None and _over_limit(cw):
@@ -384,6 +405,8 @@ class Loss:
             scale = mean_scale(denom)
         else:
             denom = scale = 1.0
+            if rw is not None and not (reduce and every_row) and not weights_checked:
+                check_weight_total(_weight_sum(rw), rw, name, lead)
         if grad_scale is not None:
             scale = grad_scale
         v = None
@@ -414,7 +437,6 @@ class Loss:
         if want_value and reduction == "none":
             v = np.empty(lead, x.dtype)
         unit_hess = h is not None and hessian == "ones"
-        reduce = want_value and reduction != "none"
         if metrics is None:
             total = module.multiclass(
                 name, packed, ignore, C, x.reshape(-1), labels, None if q is None else q.reshape(-1), rw, cw,
@@ -429,6 +451,8 @@ class Loss:
                 raise ValueError(f"{name}: metrics come with the value (the call, value_and_grad), not grad_hess")
             total, rows = _logit_metrics_run(module, name, packed, ignore, C, x, labels, rw, cw, scale, reduce,
                                              v, g, metrics, threads)
+        if reduce and reduction == "sum" and rw is not None and every_row and not math.isfinite(total):
+            check_weight_total(total, rw, name, lead)
         if reduce and refit and (grad_out is None or not np.may_share_memory(g, x)):
             total, denom = refit_total(total, denom, rw, x.dtype, R, lambda w2: module.multiclass(
                 name, packed, ignore, C, x.reshape(-1), labels, None if q is None else q.reshape(-1), w2, cw, 1.0,

@@ -26,7 +26,7 @@ from . import _config
 from ._dispatch import Loss, LossMemoryError, resolve_host_backend
 from ._reference_overlap import activation, combine, terms
 from ._validate import (REDUCTIONS, _as_pred, _check_domain, _check_out, _extremes, _first_bad, as_numeric,
-                        domain_error, is_device_array, label_range_error)
+                        domain_error, is_device_array, label_range_error, shape_of, weight_values_error)
 
 
 
@@ -143,12 +143,12 @@ class OverlapLoss(Loss):
             if not params["per_sample"]:
                 raise ValueError(f"{name}: sample_weight needs per_sample=True (the batch variant's score is one "
                                  "ratio of sums over all samples, with no per-sample term to weight)")
-            if np.shape(sample_weight) != (N,):
+            if shape_of(sample_weight, "sample_weight", name) != (N,):
                 raise ValueError(f"{name}: sample_weight must have shape ({N},) (one weight per sample), got "
                                  f"{np.shape(sample_weight)}")
             w = as_numeric(sample_weight, np.float64, "sample_weight", name)
             if not (np.all(np.isfinite(w)) and (w.size == 0 or w.min() >= 0)):
-                raise ValueError(f"{name}: sample_weight must be finite and >= 0")
+                raise weight_values_error(name, w)
         return (N, C, S), w
 
     def _labels(self, t, shape, C, ignore):

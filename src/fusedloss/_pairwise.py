@@ -33,7 +33,7 @@ import numpy as np
 from . import _config
 from ._dispatch import Loss, LossMemoryError, resolve_host_backend
 from ._validate import (REDUCTIONS, _as_pred, _check_out, _weight_sum, as_numeric, fit_weights, fresh_outputs,
-                        is_device_array, reduced_value, sum_exponent)
+                        is_device_array, reduced_value, shape_of, sum_exponent, weight_values_error)
 
 
 class PairwiseLoss(Loss):
@@ -134,19 +134,19 @@ class PairwiseLoss(Loss):
         N = math.prod(rows)
         y = None
         if spec.row_target:
-            if np.shape(target) != rows:
+            if shape_of(target, "target", name) != rows:
                 per = "one value per row, the inputs' shape without the last axis" if spec.vector_rows else \
                     "the inputs' shape"
                 raise ValueError(f"{name}: target must have shape {rows} ({per}), got {np.shape(target)}")
             y = as_numeric(target, target_dtype, "target", name).reshape(N)
         w = None
         if sample_weight is not None:
-            if np.shape(sample_weight) != rows:
+            if shape_of(sample_weight, "sample_weight", name) != rows:
                 raise ValueError(f"{name}: sample_weight must have shape {rows} (one weight per row), got "
                                  f"{np.shape(sample_weight)}")
             w = as_numeric(sample_weight, np.float64, "sample_weight", name).reshape(N)
             if w.size and not (np.all(np.isfinite(w)) and w.min() >= 0):
-                raise ValueError(f"{name}: sample_weight must be finite and >= 0")
+                raise weight_values_error(name, w, rows)
         return rows, D, N, y, w
 
     @staticmethod

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._validate import (VALUE, WEIGHT_SUM_LIMIT, _as_pred, _class_vector, _mean_denominator, _prepare_row_weight,
-                        _prepare_targets, _prepare_weight, _weight_sum, is_device_array, scaled_weights,
-                        sum_exponent)
+                        _prepare_targets, _prepare_weight, _weight_sum, check_weight_total, is_device_array,
+                        scaled_weights, sum_exponent)
 
 __all__ = ["LossState", "merge", "partial", "divisor"]
 
@@ -179,7 +179,10 @@ def divisor(loss, shape: tuple, dtype, target, sample_weight, params: dict) -> t
         if sample_weight is None:
             return float(stand_in.size), stand_in.size
         w = _prepare_weight(sample_weight, stand_in, loss.name)
-        return _weight_sum(w), stand_in.size
+        total = _weight_sum(w)
+        if not math.isfinite(total):  # a nan or infinite weight is refused (as the plain call refuses it)
+            check_weight_total(total, w, loss.name, shape)
+        return total, stand_in.size
     C = shape[-1]
     lead = shape[:-1]
     R = stand_in.size // C if C else 0
@@ -190,7 +193,10 @@ def divisor(loss, shape: tuple, dtype, target, sample_weight, params: dict) -> t
     rw = None if sample_weight is None else _prepare_row_weight(sample_weight, lead, stand_in, loss.name)
     cw = _class_vector(spec, checked, stand_in)
     ignore = int(checked[spec.ignore_param]) if spec.ignore_param else -1
-    return _mean_denominator(spec, labels, ignore, rw, cw, R, all_kept), R
+    denominator = _mean_denominator(spec, labels, ignore, rw, cw, R, all_kept)
+    if rw is not None and not math.isfinite(denominator):
+        check_weight_total(denominator, rw, loss.name, lead)
+    return denominator, R
 
 
 def _weight_limit(loss, dtype) -> float:

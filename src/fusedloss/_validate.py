@@ -46,7 +46,7 @@ def _as_pred(x, loss: str, what: str = "pred") -> np.ndarray:
         arr = x
     else:
         had_dtype = hasattr(x, "dtype")
-        arr = _host_array(x, "pred", loss)
+        arr = _host_array(x, what, loss, first=True)
         if not had_dtype and arr.dtype.kind in "biu":
             arr = arr.astype(np.float64)
     dt = arr.dtype
@@ -62,12 +62,13 @@ def _as_pred(x, loss: str, what: str = "pred") -> np.ndarray:
     return arr
 
 
-def _host_array(x, what: str, loss: str) -> np.ndarray:
+def _host_array(x, what: str, loss: str, first: bool = False) -> np.ndarray:
     """``np.asarray(x)`` for the host path, with the errors a user can act on: a device array among host arrays
-    names both sides, and a torch tensor converts when NumPy can view it (a CPU tensor without autograd) or
-    otherwise points to ``fusedloss.torch``."""
+    names both sides, a torch tensor converts when NumPy can view it (a CPU tensor without autograd) or
+    otherwise points to ``fusedloss.torch``, and a ragged sequence is refused by name. ``first``: ``x`` is the
+    array the call's backend follows (pred, or its stand-in: ``what`` names it)."""
     if is_device_array(x):
-        side = ("this call takes host arrays" if what == "pred" else "but pred is a host array")
+        side = ("this call takes host arrays" if first or what == "pred" else "but pred is a host array")
         raise TypeError(
             f"{loss}: {what} is a device array ({type(x).__module__}.{type(x).__name__}) {side}; pass every array "
             "on one side: copy it to the host (cupy.asnumpy(x), x.copy_to_host(), tensor.cpu()) or pass pred as a "
@@ -84,7 +85,41 @@ def _host_array(x, what: str, loss: str) -> np.ndarray:
             raise TypeError(
                 f"{loss}: {what} is a torch.Tensor NumPy cannot view ({exc}); use fusedloss.torch, or convert it "
                 f"with {what}.detach().cpu().float().numpy()") from None
-    return np.asarray(x)
+    return _ragged_checked(x, what, loss)
+
+
+def _ragged_checked(x, what: str, loss: str) -> np.ndarray:
+    """``np.asarray(x)``, with a sequence whose rows have different lengths refused by name (NumPy's own error
+    names neither the argument nor the rows)."""
+    try:
+        return np.asarray(x)
+    except ValueError as exc:
+        if "inhomogeneous" not in str(exc):
+            raise
+        raise ValueError(f"{loss}: {what} is a ragged sequence: its rows have different lengths"
+                         f"{_first_length_change(x) or f' ({exc})'}; pass a rectangular array (every row of one "
+                         "length), e.g. pad the short rows") from None
+
+
+def _first_length_change(x) -> str:
+    """Which top-level row of a ragged sequence first differs in length from row 0, or "" (deeper down)."""
+    try:
+        lengths = [len(row) for row in x]
+    except TypeError:
+        return ""
+    for i, n in enumerate(lengths):
+        if n != lengths[0]:
+            return f" (row 0 has {lengths[0]} entries, row {i} has {n})"
+    return ""
+
+
+def shape_of(x, what: str, loss: str) -> tuple:
+    """``np.shape(x)`` of an argument named ``what``, with a ragged sequence refused by name."""
+    try:
+        return np.shape(x)
+    except ValueError:
+        _ragged_checked(x, what, loss)  # raises the error that names the argument, if x is ragged
+        raise
 
 
 def _as_like(x, pred: np.ndarray, what: str, loss: str) -> np.ndarray:
@@ -141,11 +176,6 @@ def _extremes(arr: np.ndarray, need_max: bool = True) -> tuple:
     if lo != lo or hi != hi:  # a NaN: skip it (all NaN gives NaN, which is in every domain)
         lo, hi = np.fmin.reduce(arr, axis=None), np.fmax.reduce(arr, axis=None)
     return lo, hi
-
-
-def _below(arr: np.ndarray, bound: float) -> bool:
-    """Any value < bound? (NaN is not.)"""
-    return bool(_extremes(arr, False)[0] < bound)
 
 
 def _weight_sum(w: np.ndarray) -> float:
@@ -205,6 +235,23 @@ def weight_shape_error(loss: str, shape: tuple, given: tuple) -> ValueError:
                       f"(broadcast along the remaining axes), got shape {given}")
 
 
+def weight_values_error(loss: str, w: np.ndarray, shape: tuple | None = None, what: str = "sample_weight"
+                        ) -> ValueError:
+    """The error for weights that are not all finite and >= 0, the rule every loss's ``sample_weight`` follows,
+    naming the first such weight (its index in ``shape``, default ``w``'s own)."""
+    arr = w if shape is None else w.reshape(shape)
+    bad = ~(np.isfinite(arr) & (arr >= 0))
+    return ValueError(f"{loss}: {what} must be finite and >= 0, got {_first_bad(arr, bad)}")
+
+
+def check_weight_total(total: float, w: np.ndarray, loss: str, shape: tuple | None = None) -> None:
+    """Where a sum over the weights (their sum, or the weighted loss) came out inf or nan: refuse the weights if
+    one of them is nan or inf (``weight_values_error``). Finite weights whose sum overflows pass (``fit_weights``
+    scales them), and so does nan in the other inputs (it propagates)."""
+    if not math.isfinite(total) and not np.isfinite(w).all():
+        raise weight_values_error(loss, w, shape)
+
+
 def _check_weight_shape(shape: tuple, pred_shape: tuple, loss: str) -> None:
     if shape != pred_shape and (len(shape) > len(pred_shape) or pred_shape[: len(shape)] != shape):
         raise weight_shape_error(loss, pred_shape, shape)
@@ -218,8 +265,14 @@ def _prepare_weight(sample_weight, pred: np.ndarray, loss: str) -> np.ndarray:
     if w.shape != pred.shape:
         _check_weight_shape(w.shape, pred.shape, loss)
         w = np.broadcast_to(w.reshape(w.shape + (1,) * (pred.ndim - w.ndim)), pred.shape)
-    if w.size and _below(w, 0):
-        raise ValueError(f"{loss}: sample_weight must be >= 0, got {_first_bad(w, w < 0)}")
+    if w.size:
+        # one pass (compiled: min and max together) finds a negative or an infinite weight; nan is skipped: the
+        # callers refuse it where a sum over the weights comes out nan (check_weight_total)
+        lo, hi = _extremes(w)
+        if lo < 0:
+            raise ValueError(f"{loss}: sample_weight must be >= 0, got {_first_bad(w, w < 0)}")
+        if hi == math.inf:
+            raise weight_values_error(loss, w)
     if w.ndim == 1 and w.flags.c_contiguous:
         return w
     return np.ascontiguousarray(w).reshape(-1)
