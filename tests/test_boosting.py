@@ -180,7 +180,8 @@ def test_objectives_refuse_nonfinite_weights_in_every_round(make, monkeypatch):
     import fusedloss._boosting_math as bm
 
     sums = []
-    monkeypatch.setattr(bm, "_weight_sum", lambda a: (sums.append(a.size), _validate._weight_sum(a))[1])
+    monkeypatch.setattr(bm, "check_weight_values",
+                        lambda a, *args: (sums.append(a.size), _validate.check_weight_values(a, *args))[1])
     preds, label = np.linspace(-1.0, 1.0, 6), np.ones(6, np.float32)
     obj = make("mse")
     w = np.ones(6, np.float32)  # converted to the scores' float64 once

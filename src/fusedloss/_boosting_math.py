@@ -9,8 +9,8 @@ import numpy as np
 from . import _config
 from ._dispatch import Loss, prewake
 from ._losses import LOSSES
-from ._validate import (GRAD_HESS, HESSIAN_MODES, _check_domain, _host_array, _weight_sum, as_numeric,
-                        check_weight_total, weight_values_error)
+from ._validate import (GRAD_HESS, HESSIAN_MODES, _check_domain, _host_array, as_numeric, check_weight_values,
+                        weight_values_error)
 
 
 FOCAL_MIN_HESSIAN = 0.02
@@ -201,7 +201,7 @@ def _grad_hess(loss, preds, read, hessian, min_hessian, backend, params, flat="r
         # the weights' values once for all rounds too, where they are a copy of ours (a pass over them each round
         # is a share of the kernel's time)
         w_checked = w is not None and rounds.checked_once(
-            w, lambda a: check_weight_total(_weight_sum(a), a, loss.name), "w")
+            w, lambda a: check_weight_values(a, loss.name), "w")
     g, h = loss._run(p, y, "none", w, backend, params, GRAD_HESS, g, h, hessian, target_checked=checked,
                      weights_checked=w_checked)
     if min_hessian is not None:

@@ -33,7 +33,7 @@ from ._validate import (
     _FLOAT_DTYPES, _as_like, _check_domain, _class_vector, _column_vector, _prepare_targets, _prepare_weight,
     _results, domain_error, soft_target_metrics, is_device_array, label_range_error, labels_shape_error,
     mean_scale, reduced_value, soft_shape_error, target_kind_error, weight_shape_error, WEIGHT_SUM_LIMIT,
-    fit_weights, refit_total, scaled_weights, sum_exponent, _weight_sum, check_weight_total,
+    fit_weights, refit_total, scaled_weights, sum_exponent, check_weight_total, check_weight_values,
 )
 from .backends import REGISTRY as BACKENDS, BackendUnavailable
 
@@ -127,7 +127,7 @@ def _weights(cu, sample_weight, shape, dtype, loss: str):
     the host: every weight finite and >= 0 (the sum of the weights shows a nan)."""
     if not is_device_array(sample_weight):
         w = _prepare_weight(sample_weight, _stand_in(shape, dtype), loss)
-        check_weight_total(_weight_sum(w), w, loss, shape)
+        check_weight_values(w, loss, shape)
         return cu.to_device(w)
     ws = _operand(cu, sample_weight, "sample_weight", loss)
     wshape = tuple(ws.shape)

@@ -18,8 +18,8 @@ from ._validate import (
     _F32, _F64, HESSIAN_MODES, REDUCTIONS, _as_like, _as_pred, _check_domain, _check_out, _check_overlap,
     _class_vector, _column_vector, _mean_denominator, _prepare_row_weight, _prepare_targets, _prepare_weight,
     GRAD, GRAD_HESS, VALUE, VALUE_AND_GRAD, Outputs, _results, _unit_hessian_rows, _weight_sum, is_device_array,
-    check_weight_total, fresh_outputs, mean_scale, reduced_value, fit_weights, refit_total, scaled_weights,
-    soft_target_metrics, sum_exponent, WEIGHT_SUM_LIMIT,
+    check_weight_total, check_weight_values, fresh_outputs, mean_scale, reduced_value, fit_weights, refit_total,
+    scaled_weights, soft_target_metrics, sum_exponent, WEIGHT_SUM_LIMIT,
 )
 from .backends import REGISTRY as BACKENDS, BackendUnavailable, host_order, warn_if_compiled_missing
 
@@ -272,7 +272,7 @@ class Loss:
         else:
             denom = scale = 1.0
             if w is not None and not reduce and not weights_checked:
-                check_weight_total(_weight_sum(w), w, name, shape)
+                check_weight_values(w, name, shape)
         if grad_scale is not None:  # the caller knows the divisor (a piece of a larger array): see partial
             scale = grad_scale
         # the outputs this call allocates: in one block when there are several (fresh_outputs)
@@ -389,9 +389,11 @@ class Loss:
         if reduction == "mean":
             denom = _mean_denominator(spec, labels, ignore, rw, cw, R, all_kept)
             if rw is not None:
-                total_w = denom if every_row or spec.mean_over == "rows" else _weight_sum(rw)
-                if not math.isfinite(total_w):
-                    check_weight_total(total_w, rw, name, lead)
+                if every_row or spec.mean_over == "rows":
+                    if not math.isfinite(denom):
+                        check_weight_total(denom, rw, name, lead)
+                else:
+                    check_weight_values(rw, name, lead)
             if refit:  # see _validate: fit_weights (class weights that overflow the sum scale the row weights)
                 cwd = cw if spec.mean_over == "class_weight" else None
                 if cwd is not None and labels is not None and _over_limit(cw):
@@ -406,7 +408,7 @@ class Loss:
         else:
             denom = scale = 1.0
             if rw is not None and not (reduce and every_row) and not weights_checked:
-                check_weight_total(_weight_sum(rw), rw, name, lead)
+                check_weight_values(rw, name, lead)
         if grad_scale is not None:
             scale = grad_scale
         v = None

