@@ -365,6 +365,29 @@ def test_mixed_dtypes_promote_like_torch():
         assert got.dtype == F.mse_loss(x.to(xd), t.to(td)).dtype
 
 
+@pytest.mark.parametrize("routing", ["fused", "auto"])
+@pytest.mark.parametrize("form", ["function", "module"])
+@pytest.mark.parametrize("name", ["binary_cross_entropy", "binary_cross_entropy_with_logits"])
+def test_binary_cross_entropy_refuses_a_target_of_another_size_as_torch(name, form, routing):
+    """torch's binary cross-entropies raise ValueError for a target that only broadcasts to the input (its
+    regression losses warn): so do ours, without a warning."""
+    ft.set_cpu_routing(routing)
+    g = _gen(8)
+    p, y = _f64((4, 3), g, 0.05, 0.95), _f64((3,), g, 0.0, 1.0)
+    module = CASES[name].module
+    with pytest.raises(ValueError) as by_torch:
+        (getattr(F, name) if form == "function" else getattr(torch.nn, module)())(p, y)
+    refused = r"target must have the size of input \(4, 3\).*got size \(3,\)"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (a warning would be raised as an error, not as the ValueError)
+        with pytest.raises(ValueError, match=refused) as by_fl:
+            (getattr(ft, name) if form == "function" else getattr(ft, module)())(p.requires_grad_(), y)
+    assert isinstance(by_fl.value, type(by_torch.value))
+    # torchvision's sigmoid_focal_loss starts with torch's binary_cross_entropy_with_logits
+    with pytest.raises(ValueError, match=r"targets must have the size of inputs \(4, 3\)"):
+        ft.sigmoid_focal_loss(p, y)
+
+
 @pytest.mark.parametrize("where", ["input", "target"])
 @pytest.mark.parametrize("form", ["function", "module"])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
@@ -620,6 +643,8 @@ _ERROR_CASES = {
     "mse shapes": lambda m: m.mse_loss(_P, torch.rand(3)),
     "bce probability above 1": lambda m: m.binary_cross_entropy(_P + 2, _P),
     "bce shapes": lambda m: m.binary_cross_entropy(_P, torch.rand(3)),
+    "bce target that broadcasts": lambda m: m.binary_cross_entropy(_X.sigmoid(), torch.rand(3)),
+    "bce with logits target that broadcasts": lambda m: m.binary_cross_entropy_with_logits(_X, torch.rand(3)),
     "negative huber delta": lambda m: m.huber_loss(_P, _P, delta=-1.0),
     "negative smooth_l1 beta": lambda m: m.smooth_l1_loss(_P, _P, beta=-1.0),
     "multi_margin label above C": lambda m: m.multi_margin_loss(_X, torch.tensor([0, 1, 2, 5])),
@@ -629,11 +654,14 @@ _ERROR_CASES = {
     "module: label above C": lambda m: m.CrossEntropyLoss()(_X, torch.tensor([0, 1, 2, 5])),
     "module: bce probability above 1": lambda m: m.BCELoss()(_P + 2, _P),
     "module: negative huber delta": lambda m: m.HuberLoss(delta=-1.0)(_P, _P),
+    "module: bce with logits target that broadcasts": lambda m: m.BCEWithLogitsLoss()(_X, torch.rand(3)),
 }
 
 
+@pytest.mark.parametrize("routing", ["fused", "auto"])
 @pytest.mark.parametrize("case", list(_ERROR_CASES))
-def test_an_except_written_for_torch_catches_fusedloss(case):
+def test_an_except_written_for_torch_catches_fusedloss(case, routing):
+    ft.set_cpu_routing(routing)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch's broadcasting warning
         with pytest.raises(Exception) as by_torch:
@@ -645,7 +673,8 @@ def test_an_except_written_for_torch_catches_fusedloss(case):
     assert str(by_fl.value).split(":")[0] in ("cross_entropy", "mse_loss", "binary_cross_entropy", "huber",
                                               "huber_loss", "smooth_l1", "smooth_l1_loss", "multi_margin",
                                               "poisson_nll_loss", "gaussian_nll", "gaussian_nll_loss",
-                                              "cosine_embedding", "cosine_embedding_loss", "mse")
+                                              "cosine_embedding", "cosine_embedding_loss", "mse",
+                                              "binary_cross_entropy_with_logits")
 
 
 def test_the_generic_form_keeps_fusedloss_s_value_error():

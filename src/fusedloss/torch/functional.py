@@ -51,6 +51,15 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
                        inplace_grad=inplace_grad, backend=backend, fn="cross_entropy", metrics=metrics)
 
 
+def _check_same_size(input, target, fn: str, names=("input", "target"), owner="torch.nn.functional") -> None:
+    """``owner``'s ``fn`` refuses a target of another size than the input (where torch's regression losses warn
+    and broadcast)."""
+    if isinstance(input, Tensor) and isinstance(target, Tensor) and target.shape != input.shape:
+        x, t = names
+        raise ValueError(f"{fn}: {t} must have the size of {x} {tuple(input.shape)} ({owner}.{fn} does not "
+                         f"broadcast it), got size {tuple(target.shape)}; reshape or expand {t} to the size of {x}")
+
+
 @_small_on_torch("mse_loss")
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None, *, backend=None):
     """``torch.nn.functional.mse_loss`` (with ``weight``: "mean" is sum(w l) / sum(w), as torch)."""
@@ -128,6 +137,7 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
     ``metrics`` (binary metrics of the same kernel call on the probabilities: the call returns ``(loss,
     Metrics)``; see ``fusedloss.binary_cross_entropy``'s ``metrics=``; CPU tensors only)."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_same_size(input, target, "binary_cross_entropy")
     out = _elementwise("binary_cross_entropy", input, target, reduction, {"pos_weight": None}, weight=weight,
                        weight_mean="numel", backend=backend, fn="binary_cross_entropy", metrics=metrics)
     _refuse_nan_as_torch(out if metrics is None else out[0], input, target, "binary_cross_entropy")
@@ -161,6 +171,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     Metrics)``; see ``fusedloss.binary_cross_entropy_with_logits``'s ``metrics=``; CPU tensors only)."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
     fn = "binary_cross_entropy_with_logits"
+    _check_same_size(input, target, fn)
     if isinstance(pos_weight, Tensor) and pos_weight.ndim > 1 and pos_weight.numel() > 1:
         _check_broadcast(pos_weight, input, "pos_weight", fn)
         if metrics is not None:
@@ -326,6 +337,7 @@ def binary_focal_loss(input, target, alpha=0.25, gamma=2.0, reduction="mean", *,
 
 def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2, reduction="none"):
     """``torchvision.ops.sigmoid_focal_loss``'s signature and default (``reduction="none"``)."""
+    _check_same_size(inputs, targets, "sigmoid_focal_loss", ("inputs", "targets"), "torchvision.ops")
     return binary_focal_loss(inputs, targets, alpha=alpha, gamma=gamma, reduction=reduction)
 
 
