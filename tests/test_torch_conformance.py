@@ -365,6 +365,59 @@ def test_mixed_dtypes_promote_like_torch():
         assert got.dtype == F.mse_loss(x.to(xd), t.to(td)).dtype
 
 
+# every case whose target is floating data: mixed with the input's dtype in test_mixed_dtypes_give_torchs_results
+MIXED_CASES = [c for c in CASES if c != "kl_div" and CASES[c].data not in (d_labels,)]
+MIXED_DTYPES = [(torch.float32, torch.float64), (torch.float64, torch.float32), (torch.bfloat16, torch.float32),
+                (torch.float32, torch.bfloat16)]
+
+
+def _outcome(call, x, t):
+    """(where the call raised: "forward", "backward" or None, the exception's type or None, value, d value / dx)."""
+    x = x.detach().requires_grad_(True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = call(x, t)
+    except Exception as exc:  # noqa: BLE001 - compared with torch's
+        return "forward", type(exc), None, None
+    try:
+        (gx,) = torch.autograd.grad(out.sum(), x)
+    except Exception as exc:  # noqa: BLE001
+        return "backward", type(exc), out, None
+    return None, None, out, gx
+
+
+@pytest.mark.parametrize("form", ["function", "module"])
+@pytest.mark.parametrize("xd, td", MIXED_DTYPES, ids=[f"{str(a)[6:]}-{str(b)[6:]}" for a, b in MIXED_DTYPES])
+@pytest.mark.parametrize("cid", MIXED_CASES)
+def test_mixed_dtypes_give_torchs_results(cid, xd, td, form):
+    """An input and a target of different dtypes: torch's result dtype (which differs between its losses: the
+    promoted dtype, the input's, the target's) and its value and gradient, or its refusal, in the same pass
+    (forward or backward) and of its type."""
+    case = CASES[cid]
+    name = _fn_name(cid)
+    variant = next(iter(case.variants))
+    x, t, kwargs = _make(cid, variant, case.shapes[0], xd, "contiguous")
+    t = t.to(td)
+    if form == "function":
+        ours, theirs = (lambda x, t, f=getattr(m, name): f(x, t, **kwargs) for m in (ft, F))
+    else:
+        if not _module_takes(case, variant):
+            pytest.skip(f"torch.nn.{case.module} takes no {sorted(kwargs)}")
+        ours, theirs = (getattr(m, case.module)(**kwargs) for m in (ft, torch.nn))
+    got, want = _outcome(ours, x, t), _outcome(theirs, x, t)
+    assert got[0] == want[0], f"torch raised {want[1]} in {want[0]}, fusedloss {got[1]} in {got[0]}"
+    if want[1] is not None:
+        assert issubclass(got[1], want[1])
+    tol = torch.bfloat16 if torch.bfloat16 in (xd, td) else torch.float32
+    if want[0] != "forward":
+        assert got[2].dtype == want[2].dtype
+        assert_close(got[2], want[2], tol, "value")
+    if want[0] is None:
+        assert got[3].dtype == want[3].dtype
+        assert_close(got[3], want[3], tol, "gradient")
+
+
 @pytest.mark.parametrize("routing", ["fused", "auto"])
 @pytest.mark.parametrize("form", ["function", "module"])
 @pytest.mark.parametrize("name", ["binary_cross_entropy", "binary_cross_entropy_with_logits"])
