@@ -441,6 +441,24 @@ def test_binary_cross_entropy_refuses_a_target_of_another_size_as_torch(name, fo
         ft.sigmoid_focal_loss(p, y)
 
 
+@pytest.mark.parametrize("shape", [(5, 0, 4), (0, 2, 4), (5, 2, 0), (0, 4)], ids=["N=0", "T=0", "C=0", "unbatched"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_ctc_refuses_empty_log_probs_as_torch(shape, reduction):
+    N = shape[1] if len(shape) == 3 else 1
+    lp = torch.zeros(shape, dtype=torch.float64)
+    targets = torch.zeros((N, 2) if len(shape) == 3 else (2,), dtype=torch.int64)
+    il, tl = torch.full((N,), shape[0]), torch.zeros(N, dtype=torch.int64)
+    if len(shape) == 2:
+        il, tl = il[0], tl[0]
+    with pytest.raises(RuntimeError) as by_torch:
+        F.ctc_loss(lp, targets, il, tl, reduction=reduction)
+    for ours in (ft.ctc_loss, ft.CTCLoss(reduction=reduction)):
+        kw = {"reduction": reduction} if ours is ft.ctc_loss else {}
+        with pytest.raises(ValueError, match="ctc_loss: log_probs must not be empty") as by_fl:
+            ours(lp.clone().requires_grad_(), targets, il, tl, **kw)
+        assert isinstance(by_fl.value, type(by_torch.value))
+
+
 @pytest.mark.parametrize("where", ["input", "target"])
 @pytest.mark.parametrize("form", ["function", "module"])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
@@ -698,6 +716,8 @@ _ERROR_CASES = {
     "bce shapes": lambda m: m.binary_cross_entropy(_P, torch.rand(3)),
     "bce target that broadcasts": lambda m: m.binary_cross_entropy(_X.sigmoid(), torch.rand(3)),
     "bce with logits target that broadcasts": lambda m: m.binary_cross_entropy_with_logits(_X, torch.rand(3)),
+    "ctc empty batch": lambda m: m.ctc_loss(torch.zeros(5, 0, 4), torch.zeros(0, 2, dtype=torch.int64),
+                                            torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64)),
     "negative huber delta": lambda m: m.huber_loss(_P, _P, delta=-1.0),
     "negative smooth_l1 beta": lambda m: m.smooth_l1_loss(_P, _P, beta=-1.0),
     "multi_margin label above C": lambda m: m.multi_margin_loss(_X, torch.tensor([0, 1, 2, 5])),
@@ -708,6 +728,9 @@ _ERROR_CASES = {
     "module: bce probability above 1": lambda m: m.BCELoss()(_P + 2, _P),
     "module: negative huber delta": lambda m: m.HuberLoss(delta=-1.0)(_P, _P),
     "module: bce with logits target that broadcasts": lambda m: m.BCEWithLogitsLoss()(_X, torch.rand(3)),
+    "module: ctc empty batch": lambda m: m.CTCLoss()(torch.zeros(5, 0, 4), torch.zeros(0, 2, dtype=torch.int64),
+                                                     torch.zeros(0, dtype=torch.int64),
+                                                     torch.zeros(0, dtype=torch.int64)),
 }
 
 
@@ -727,7 +750,7 @@ def test_an_except_written_for_torch_catches_fusedloss(case, routing):
                                               "huber_loss", "smooth_l1", "smooth_l1_loss", "multi_margin",
                                               "poisson_nll_loss", "gaussian_nll", "gaussian_nll_loss",
                                               "cosine_embedding", "cosine_embedding_loss", "mse",
-                                              "binary_cross_entropy_with_logits")
+                                              "binary_cross_entropy_with_logits", "ctc_loss")
 
 
 def test_the_generic_form_keeps_fusedloss_s_value_error():
