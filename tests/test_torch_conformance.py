@@ -544,6 +544,28 @@ def test_the_poison_sizes_take_the_routes_they_name(name):
             assert ft._routing.routes_to_torch(form, x, t) == (routed and not large)
 
 
+@pytest.mark.parametrize("size", list(SIZES))
+@pytest.mark.parametrize("form", ["function", "module"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_smooth_l1_with_beta_0_is_torchs_l1_loss(reduction, form, size):
+    """torch's smooth_l1_loss with beta=0 is its l1_loss: a gradient of 0 at a NaN residual (the kernel's NaN)."""
+    routing, large = SIZES[size]
+    ft.set_cpu_routing(routing)
+    x, t = d_regression((1 << 20,) if large else (7,), _gen(12))
+    x[0], x[1], t[1] = nan, inf, inf
+    if form == "function":
+        ours, theirs = (lambda x, t, reduction, f=m.smooth_l1_loss: f(x, t, reduction=reduction, beta=0.0)
+                        for m in (ft, F))
+    else:
+        mods = [m.SmoothL1Loss(reduction=reduction, beta=0.0) for m in (ft, torch.nn)]
+        ours, theirs = (lambda x, t, reduction, m=m: m(x, t) for m in mods)
+    got, gx, gt = _run(ours, x, t, {}, reduction, True)
+    want, wx, wt = _run(theirs, x, t, {}, reduction, True)
+    assert_close(got, want, torch.float64, "value")
+    assert_close(gx, wx, torch.float64, "gradient")
+    assert_close(gt, wt, torch.float64, "target gradient")
+
+
 def test_ctc_matches_torch():
     g = _gen(2)
     T, N, C, S = 9, 3, 5, 3

@@ -90,8 +90,10 @@ def huber_loss(input, target, reduction="mean", delta=1.0, weight=None, *, backe
 
 @_small_on_torch("smooth_l1_loss")
 def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean", beta=1.0, *, backend=None):
-    """``torch.nn.functional.smooth_l1_loss``."""
+    """``torch.nn.functional.smooth_l1_loss`` (``beta=0`` is ``l1_loss``, as in torch)."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
+    if beta == 0:  # torch's is l1_loss there, whose gradient at a NaN residual is 0 (the kernel's: NaN)
+        return l1_loss(input, target, reduction=reduction, backend=backend)
     return _elementwise("smooth_l1", input, target, reduction, {"beta": beta}, backend=backend, fn="smooth_l1_loss")
 
 
