@@ -344,17 +344,23 @@ def test_module_reads_options_set_after_construction(cid, variant):
     assert_close(gx, wx, torch.float64, f"{case.module} gradient")
 
 
+@pytest.mark.parametrize("routing", ["fused", "auto"])
 @pytest.mark.parametrize("name", ["mse_loss", "l1_loss", "huber_loss"])
-def test_weight_broadcasts_where_torch_requires_the_full_shape(name):
-    """torch's mse/l1/huber take a weight of the input's shape only; ours also broadcasts one (same result as the
-    expanded weight)."""
+def test_weight_of_another_shape_is_refused_as_torch(name, routing):
+    """torch's mse/l1/huber take a weight of the input's shape only (one that broadcasts is refused); so do ours,
+    and with the full shape they give torch's value."""
+    ft.set_cpu_routing(routing)
     g = _gen(7)
     x, t = _f64((4, 5), g), _f64((4, 5), g)
     w = _f64((5,), g, 0.25, 1.25)
-    with pytest.raises(ValueError):
-        getattr(F, name)(x, t, weight=w)
-    assert_close(getattr(ft, name)(x, t, weight=w), getattr(F, name)(x, t, weight=w.expand(4, 5)), torch.float64,
-                 "value")
+    for weight in (w, w[:1], w.expand(1, 4, 5)):
+        with pytest.raises(ValueError) as by_torch:
+            getattr(F, name)(x, t, weight=weight)
+        with pytest.raises(ValueError, match=r"weight must have the input's shape \(4, 5\)") as by_fl:
+            getattr(ft, name)(x, t, weight=weight)
+        assert isinstance(by_fl.value, type(by_torch.value))
+    assert_close(getattr(ft, name)(x, t, weight=w.expand(4, 5)), getattr(F, name)(x, t, weight=w.expand(4, 5)),
+                 torch.float64, "value")
 
 
 def test_mixed_dtypes_promote_like_torch():
@@ -363,6 +369,100 @@ def test_mixed_dtypes_promote_like_torch():
     for xd, td in ((torch.bfloat16, torch.float32), (torch.float32, torch.float64)):
         got = ft.mse_loss(x.to(xd).requires_grad_(), t.to(td))
         assert got.dtype == F.mse_loss(x.to(xd), t.to(td)).dtype
+
+
+# every case whose target is floating data: mixed with the input's dtype in test_mixed_dtypes_give_torchs_results
+MIXED_CASES = [c for c in CASES if c != "kl_div" and CASES[c].data not in (d_labels,)]
+MIXED_DTYPES = [(torch.float32, torch.float64), (torch.float64, torch.float32), (torch.bfloat16, torch.float32),
+                (torch.float32, torch.bfloat16)]
+
+
+def _outcome(call, x, t):
+    """(where the call raised: "forward", "backward" or None, the exception's type or None, value, d value / dx)."""
+    x = x.detach().requires_grad_(True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = call(x, t)
+    except Exception as exc:  # noqa: BLE001 - compared with torch's
+        return "forward", type(exc), None, None
+    try:
+        (gx,) = torch.autograd.grad(out.sum(), x)
+    except Exception as exc:  # noqa: BLE001
+        return "backward", type(exc), out, None
+    return None, None, out, gx
+
+
+@pytest.mark.parametrize("form", ["function", "module"])
+@pytest.mark.parametrize("xd, td", MIXED_DTYPES, ids=[f"{str(a)[6:]}-{str(b)[6:]}" for a, b in MIXED_DTYPES])
+@pytest.mark.parametrize("cid", MIXED_CASES)
+def test_mixed_dtypes_give_torchs_results(cid, xd, td, form):
+    """An input and a target of different dtypes: torch's result dtype (which differs between its losses: the
+    promoted dtype, the input's, the target's) and its value and gradient, or its refusal, in the same pass
+    (forward or backward) and of its type."""
+    case = CASES[cid]
+    name = _fn_name(cid)
+    variant = next(iter(case.variants))
+    x, t, kwargs = _make(cid, variant, case.shapes[0], xd, "contiguous")
+    t = t.to(td)
+    if form == "function":
+        ours, theirs = (lambda x, t, f=getattr(m, name): f(x, t, **kwargs) for m in (ft, F))
+    else:
+        if not _module_takes(case, variant):
+            pytest.skip(f"torch.nn.{case.module} takes no {sorted(kwargs)}")
+        ours, theirs = (getattr(m, case.module)(**kwargs) for m in (ft, torch.nn))
+    got, want = _outcome(ours, x, t), _outcome(theirs, x, t)
+    assert got[0] == want[0], f"torch raised {want[1]} in {want[0]}, fusedloss {got[1]} in {got[0]}"
+    if want[1] is not None:
+        assert issubclass(got[1], want[1])
+    tol = torch.bfloat16 if torch.bfloat16 in (xd, td) else torch.float32
+    if want[0] != "forward":
+        assert got[2].dtype == want[2].dtype
+        assert_close(got[2], want[2], tol, "value")
+    if want[0] is None:
+        assert got[3].dtype == want[3].dtype
+        assert_close(got[3], want[3], tol, "gradient")
+
+
+@pytest.mark.parametrize("routing", ["fused", "auto"])
+@pytest.mark.parametrize("form", ["function", "module"])
+@pytest.mark.parametrize("name", ["binary_cross_entropy", "binary_cross_entropy_with_logits"])
+def test_binary_cross_entropy_refuses_a_target_of_another_size_as_torch(name, form, routing):
+    """torch's binary cross-entropies raise ValueError for a target that only broadcasts to the input (its
+    regression losses warn): so do ours, without a warning."""
+    ft.set_cpu_routing(routing)
+    g = _gen(8)
+    p, y = _f64((4, 3), g, 0.05, 0.95), _f64((3,), g, 0.0, 1.0)
+    module = CASES[name].module
+    with pytest.raises(ValueError) as by_torch:
+        (getattr(F, name) if form == "function" else getattr(torch.nn, module)())(p, y)
+    refused = r"target must have the size of input \(4, 3\).*got size \(3,\)"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (a warning would be raised as an error, not as the ValueError)
+        with pytest.raises(ValueError, match=refused) as by_fl:
+            (getattr(ft, name) if form == "function" else getattr(ft, module)())(p.requires_grad_(), y)
+    assert isinstance(by_fl.value, type(by_torch.value))
+    # torchvision's sigmoid_focal_loss starts with torch's binary_cross_entropy_with_logits
+    with pytest.raises(ValueError, match=r"targets must have the size of inputs \(4, 3\)"):
+        ft.sigmoid_focal_loss(p, y)
+
+
+@pytest.mark.parametrize("shape", [(5, 0, 4), (0, 2, 4), (5, 2, 0), (0, 4)], ids=["N=0", "T=0", "C=0", "unbatched"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_ctc_refuses_empty_log_probs_as_torch(shape, reduction):
+    N = shape[1] if len(shape) == 3 else 1
+    lp = torch.zeros(shape, dtype=torch.float64)
+    targets = torch.zeros((N, 2) if len(shape) == 3 else (2,), dtype=torch.int64)
+    il, tl = torch.full((N,), shape[0]), torch.zeros(N, dtype=torch.int64)
+    if len(shape) == 2:
+        il, tl = il[0], tl[0]
+    with pytest.raises(RuntimeError) as by_torch:
+        F.ctc_loss(lp, targets, il, tl, reduction=reduction)
+    for ours in (ft.ctc_loss, ft.CTCLoss(reduction=reduction)):
+        kw = {"reduction": reduction} if ours is ft.ctc_loss else {}
+        with pytest.raises(ValueError, match="ctc_loss: log_probs must not be empty") as by_fl:
+            ours(lp.clone().requires_grad_(), targets, il, tl, **kw)
+        assert isinstance(by_fl.value, type(by_torch.value))
 
 
 @pytest.mark.parametrize("where", ["input", "target"])
@@ -448,6 +548,28 @@ def test_the_poison_sizes_take_the_routes_they_name(name):
         x, t = _poisoned(name, poison, large)
         for form in (getattr(ft, name), getattr(ft, CASES[name].module)()):
             assert ft._routing.routes_to_torch(form, x, t) == (routed and not large)
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+@pytest.mark.parametrize("form", ["function", "module"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_smooth_l1_with_beta_0_is_torchs_l1_loss(reduction, form, size):
+    """torch's smooth_l1_loss with beta=0 is its l1_loss: a gradient of 0 at a NaN residual (the kernel's NaN)."""
+    routing, large = SIZES[size]
+    ft.set_cpu_routing(routing)
+    x, t = d_regression((1 << 20,) if large else (7,), _gen(12))
+    x[0], x[1], t[1] = nan, inf, inf
+    if form == "function":
+        ours, theirs = (lambda x, t, reduction, f=m.smooth_l1_loss: f(x, t, reduction=reduction, beta=0.0)
+                        for m in (ft, F))
+    else:
+        mods = [m.SmoothL1Loss(reduction=reduction, beta=0.0) for m in (ft, torch.nn)]
+        ours, theirs = (lambda x, t, reduction, m=m: m(x, t) for m in mods)
+    got, gx, gt = _run(ours, x, t, {}, reduction, True)
+    want, wx, wt = _run(theirs, x, t, {}, reduction, True)
+    assert_close(got, want, torch.float64, "value")
+    assert_close(gx, wx, torch.float64, "gradient")
+    assert_close(gt, wt, torch.float64, "target gradient")
 
 
 def test_ctc_matches_torch():
@@ -620,6 +742,19 @@ _ERROR_CASES = {
     "mse shapes": lambda m: m.mse_loss(_P, torch.rand(3)),
     "bce probability above 1": lambda m: m.binary_cross_entropy(_P + 2, _P),
     "bce shapes": lambda m: m.binary_cross_entropy(_P, torch.rand(3)),
+    "bce target that broadcasts": lambda m: m.binary_cross_entropy(_X.sigmoid(), torch.rand(3)),
+    "bce with logits target that broadcasts": lambda m: m.binary_cross_entropy_with_logits(_X, torch.rand(3)),
+    "int32 labels": lambda m: m.cross_entropy(_X, torch.tensor([0, 1, 2, 1], dtype=torch.int32)),
+    "int8 labels": lambda m: m.cross_entropy(_X, torch.tensor([0, 1, 2, 1], dtype=torch.int8)),
+    "bool labels": lambda m: m.cross_entropy(_X, torch.tensor([0, 1, 1, 0], dtype=torch.bool)),
+    "probabilities with ignore_index": lambda m: m.cross_entropy(_X, torch.softmax(_X, 1), ignore_index=0),
+    "multi_margin int32 labels": lambda m: m.multi_margin_loss(_X, torch.tensor([0, 1, 2, 1], dtype=torch.int32)),
+    "multi_margin uint8 labels": lambda m: m.multi_margin_loss(_X, torch.tensor([0, 1, 2, 1], dtype=torch.uint8)),
+    "mse weight that broadcasts": lambda m: m.mse_loss(_X, _X, weight=torch.ones(3)),
+    "l1 weight that broadcasts": lambda m: m.l1_loss(_X, _X, weight=torch.ones(1, 3)),
+    "huber weight that broadcasts": lambda m: m.huber_loss(_X, _X, weight=torch.ones(())),
+    "ctc empty batch": lambda m: m.ctc_loss(torch.zeros(5, 0, 4), torch.zeros(0, 2, dtype=torch.int64),
+                                            torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64)),
     "negative huber delta": lambda m: m.huber_loss(_P, _P, delta=-1.0),
     "negative smooth_l1 beta": lambda m: m.smooth_l1_loss(_P, _P, beta=-1.0),
     "multi_margin label above C": lambda m: m.multi_margin_loss(_X, torch.tensor([0, 1, 2, 5])),
@@ -629,11 +764,19 @@ _ERROR_CASES = {
     "module: label above C": lambda m: m.CrossEntropyLoss()(_X, torch.tensor([0, 1, 2, 5])),
     "module: bce probability above 1": lambda m: m.BCELoss()(_P + 2, _P),
     "module: negative huber delta": lambda m: m.HuberLoss(delta=-1.0)(_P, _P),
+    "module: int32 labels": lambda m: m.CrossEntropyLoss()(_X, torch.tensor([0, 1, 2, 1], dtype=torch.int32)),
+    "module: probabilities with ignore_index": lambda m: m.CrossEntropyLoss(ignore_index=1)(_X, torch.softmax(_X, 1)),
+    "module: bce with logits target that broadcasts": lambda m: m.BCEWithLogitsLoss()(_X, torch.rand(3)),
+    "module: ctc empty batch": lambda m: m.CTCLoss()(torch.zeros(5, 0, 4), torch.zeros(0, 2, dtype=torch.int64),
+                                                     torch.zeros(0, dtype=torch.int64),
+                                                     torch.zeros(0, dtype=torch.int64)),
 }
 
 
+@pytest.mark.parametrize("routing", ["fused", "auto"])
 @pytest.mark.parametrize("case", list(_ERROR_CASES))
-def test_an_except_written_for_torch_catches_fusedloss(case):
+def test_an_except_written_for_torch_catches_fusedloss(case, routing):
+    ft.set_cpu_routing(routing)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch's broadcasting warning
         with pytest.raises(Exception) as by_torch:
@@ -645,7 +788,9 @@ def test_an_except_written_for_torch_catches_fusedloss(case):
     assert str(by_fl.value).split(":")[0] in ("cross_entropy", "mse_loss", "binary_cross_entropy", "huber",
                                               "huber_loss", "smooth_l1", "smooth_l1_loss", "multi_margin",
                                               "poisson_nll_loss", "gaussian_nll", "gaussian_nll_loss",
-                                              "cosine_embedding", "cosine_embedding_loss", "mse")
+                                              "cosine_embedding", "cosine_embedding_loss", "mse",
+                                              "binary_cross_entropy_with_logits", "multi_margin_loss", "l1_loss",
+                                              "ctc_loss")
 
 
 def test_the_generic_form_keeps_fusedloss_s_value_error():

@@ -107,6 +107,9 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reducti
         raise ValueError("ctc_loss: only CPU tensors are supported; use torch.nn.functional.ctc_loss on the GPU")
     if log_probs.dtype not in _FLOATS:  # (the kernel's cast would take integers, booleans, complex numbers)
         raise TypeError(f"ctc_loss: log_probs must be float16, bfloat16, float32 or float64, got {log_probs.dtype}")
+    if log_probs.numel() == 0:  # (an empty batch, no frames or no classes)
+        raise ValueError(f"ctc_loss: log_probs must not be empty (torch.nn.functional.ctc_loss refuses it), got "
+                         f"shape {tuple(log_probs.shape)}; skip the loss for an empty batch")
     if log_probs.dtype in (torch.float16, torch.bfloat16) and torch.is_autocast_enabled("cpu"):
         log_probs = log_probs.float()  # torch runs ctc_loss in float32 under autocast
     unbatched = log_probs.dim() == 2
