@@ -344,23 +344,17 @@ def test_module_reads_options_set_after_construction(cid, variant):
     assert_close(gx, wx, torch.float64, f"{case.module} gradient")
 
 
-@pytest.mark.parametrize("routing", ["fused", "auto"])
 @pytest.mark.parametrize("name", ["mse_loss", "l1_loss", "huber_loss"])
-def test_weight_of_another_shape_is_refused_as_torch(name, routing):
-    """torch's mse/l1/huber take a weight of the input's shape only (one that broadcasts is refused); so do ours,
-    and with the full shape they give torch's value."""
-    ft.set_cpu_routing(routing)
+def test_weight_broadcasts_where_torch_requires_the_full_shape(name):
+    """torch's mse/l1/huber take a weight of the input's shape only; ours also broadcasts one (same result as the
+    expanded weight)."""
     g = _gen(7)
     x, t = _f64((4, 5), g), _f64((4, 5), g)
     w = _f64((5,), g, 0.25, 1.25)
-    for weight in (w, w[:1], w.expand(1, 4, 5)):
-        with pytest.raises(ValueError) as by_torch:
-            getattr(F, name)(x, t, weight=weight)
-        with pytest.raises(ValueError, match=r"weight must have the input's shape \(4, 5\)") as by_fl:
-            getattr(ft, name)(x, t, weight=weight)
-        assert isinstance(by_fl.value, type(by_torch.value))
-    assert_close(getattr(ft, name)(x, t, weight=w.expand(4, 5)), getattr(F, name)(x, t, weight=w.expand(4, 5)),
-                 torch.float64, "value")
+    with pytest.raises(ValueError):
+        getattr(F, name)(x, t, weight=w)
+    assert_close(getattr(ft, name)(x, t, weight=w), getattr(F, name)(x, t, weight=w.expand(4, 5)), torch.float64,
+                 "value")
 
 
 def test_mixed_dtypes_promote_like_torch():
@@ -369,59 +363,6 @@ def test_mixed_dtypes_promote_like_torch():
     for xd, td in ((torch.bfloat16, torch.float32), (torch.float32, torch.float64)):
         got = ft.mse_loss(x.to(xd).requires_grad_(), t.to(td))
         assert got.dtype == F.mse_loss(x.to(xd), t.to(td)).dtype
-
-
-# every case whose target is floating data: mixed with the input's dtype in test_mixed_dtypes_give_torchs_results
-MIXED_CASES = [c for c in CASES if c != "kl_div" and CASES[c].data not in (d_labels,)]
-MIXED_DTYPES = [(torch.float32, torch.float64), (torch.float64, torch.float32), (torch.bfloat16, torch.float32),
-                (torch.float32, torch.bfloat16)]
-
-
-def _outcome(call, x, t):
-    """(where the call raised: "forward", "backward" or None, the exception's type or None, value, d value / dx)."""
-    x = x.detach().requires_grad_(True)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            out = call(x, t)
-    except Exception as exc:  # noqa: BLE001 - compared with torch's
-        return "forward", type(exc), None, None
-    try:
-        (gx,) = torch.autograd.grad(out.sum(), x)
-    except Exception as exc:  # noqa: BLE001
-        return "backward", type(exc), out, None
-    return None, None, out, gx
-
-
-@pytest.mark.parametrize("form", ["function", "module"])
-@pytest.mark.parametrize("xd, td", MIXED_DTYPES, ids=[f"{str(a)[6:]}-{str(b)[6:]}" for a, b in MIXED_DTYPES])
-@pytest.mark.parametrize("cid", MIXED_CASES)
-def test_mixed_dtypes_give_torchs_results(cid, xd, td, form):
-    """An input and a target of different dtypes: torch's result dtype (which differs between its losses: the
-    promoted dtype, the input's, the target's) and its value and gradient, or its refusal, in the same pass
-    (forward or backward) and of its type."""
-    case = CASES[cid]
-    name = _fn_name(cid)
-    variant = next(iter(case.variants))
-    x, t, kwargs = _make(cid, variant, case.shapes[0], xd, "contiguous")
-    t = t.to(td)
-    if form == "function":
-        ours, theirs = (lambda x, t, f=getattr(m, name): f(x, t, **kwargs) for m in (ft, F))
-    else:
-        if not _module_takes(case, variant):
-            pytest.skip(f"torch.nn.{case.module} takes no {sorted(kwargs)}")
-        ours, theirs = (getattr(m, case.module)(**kwargs) for m in (ft, torch.nn))
-    got, want = _outcome(ours, x, t), _outcome(theirs, x, t)
-    assert got[0] == want[0], f"torch raised {want[1]} in {want[0]}, fusedloss {got[1]} in {got[0]}"
-    if want[1] is not None:
-        assert issubclass(got[1], want[1])
-    tol = torch.bfloat16 if torch.bfloat16 in (xd, td) else torch.float32
-    if want[0] != "forward":
-        assert got[2].dtype == want[2].dtype
-        assert_close(got[2], want[2], tol, "value")
-    if want[0] is None:
-        assert got[3].dtype == want[3].dtype
-        assert_close(got[3], want[3], tol, "gradient")
 
 
 @pytest.mark.parametrize("routing", ["fused", "auto"])
@@ -744,15 +685,6 @@ _ERROR_CASES = {
     "bce shapes": lambda m: m.binary_cross_entropy(_P, torch.rand(3)),
     "bce target that broadcasts": lambda m: m.binary_cross_entropy(_X.sigmoid(), torch.rand(3)),
     "bce with logits target that broadcasts": lambda m: m.binary_cross_entropy_with_logits(_X, torch.rand(3)),
-    "int32 labels": lambda m: m.cross_entropy(_X, torch.tensor([0, 1, 2, 1], dtype=torch.int32)),
-    "int8 labels": lambda m: m.cross_entropy(_X, torch.tensor([0, 1, 2, 1], dtype=torch.int8)),
-    "bool labels": lambda m: m.cross_entropy(_X, torch.tensor([0, 1, 1, 0], dtype=torch.bool)),
-    "probabilities with ignore_index": lambda m: m.cross_entropy(_X, torch.softmax(_X, 1), ignore_index=0),
-    "multi_margin int32 labels": lambda m: m.multi_margin_loss(_X, torch.tensor([0, 1, 2, 1], dtype=torch.int32)),
-    "multi_margin uint8 labels": lambda m: m.multi_margin_loss(_X, torch.tensor([0, 1, 2, 1], dtype=torch.uint8)),
-    "mse weight that broadcasts": lambda m: m.mse_loss(_X, _X, weight=torch.ones(3)),
-    "l1 weight that broadcasts": lambda m: m.l1_loss(_X, _X, weight=torch.ones(1, 3)),
-    "huber weight that broadcasts": lambda m: m.huber_loss(_X, _X, weight=torch.ones(())),
     "ctc empty batch": lambda m: m.ctc_loss(torch.zeros(5, 0, 4), torch.zeros(0, 2, dtype=torch.int64),
                                             torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64)),
     "negative huber delta": lambda m: m.huber_loss(_P, _P, delta=-1.0),
@@ -764,8 +696,6 @@ _ERROR_CASES = {
     "module: label above C": lambda m: m.CrossEntropyLoss()(_X, torch.tensor([0, 1, 2, 5])),
     "module: bce probability above 1": lambda m: m.BCELoss()(_P + 2, _P),
     "module: negative huber delta": lambda m: m.HuberLoss(delta=-1.0)(_P, _P),
-    "module: int32 labels": lambda m: m.CrossEntropyLoss()(_X, torch.tensor([0, 1, 2, 1], dtype=torch.int32)),
-    "module: probabilities with ignore_index": lambda m: m.CrossEntropyLoss(ignore_index=1)(_X, torch.softmax(_X, 1)),
     "module: bce with logits target that broadcasts": lambda m: m.BCEWithLogitsLoss()(_X, torch.rand(3)),
     "module: ctc empty batch": lambda m: m.CTCLoss()(torch.zeros(5, 0, 4), torch.zeros(0, 2, dtype=torch.int64),
                                                      torch.zeros(0, dtype=torch.int64),
@@ -789,8 +719,7 @@ def test_an_except_written_for_torch_catches_fusedloss(case, routing):
                                               "huber_loss", "smooth_l1", "smooth_l1_loss", "multi_margin",
                                               "poisson_nll_loss", "gaussian_nll", "gaussian_nll_loss",
                                               "cosine_embedding", "cosine_embedding_loss", "mse",
-                                              "binary_cross_entropy_with_logits", "multi_margin_loss", "l1_loss",
-                                              "ctc_loss")
+                                              "binary_cross_entropy_with_logits", "ctc_loss")
 
 
 def test_the_generic_form_keeps_fusedloss_s_value_error():

@@ -15,7 +15,7 @@ from .._spec import REGISTRY
 from ..backends import REGISTRY as BACKENDS
 from ._args import torch_error
 from ._kernel import _NATIVE
-from ._twin import TORCH_ARG_TYPES, Twin
+from ._twin import Twin
 
 # Below these sizes a call of a loss that torch has, with torch's options only, runs on torch's own kernel
 # (the result is torch's by definition): there the cost of a Python autograd.Function (its forward and its
@@ -92,6 +92,10 @@ def _torch_is_faster(input, target, multiclass) -> bool:
     return ok and not torch.compiler.is_compiling()
 
 
+# argument types torch's functions take as fusedloss's do (a NumPy weight, say, would not be)
+_TORCH_ARG_TYPES = (type(None), bool, int, float, str, Tensor)
+
+
 def _is_default(value, default) -> bool:
     return value is default or (not isinstance(value, Tensor) and type(value) is type(default) and value == default)
 
@@ -103,10 +107,10 @@ def _torch_takes(args: tuple, kwargs: dict, extensions: tuple) -> bool:
         if k in kwargs and not _is_default(kwargs[k], d):
             return False
     for v in args:
-        if not isinstance(v, TORCH_ARG_TYPES):
+        if not isinstance(v, _TORCH_ARG_TYPES):
             return False
     for v in kwargs.values():
-        if not isinstance(v, TORCH_ARG_TYPES):
+        if not isinstance(v, _TORCH_ARG_TYPES):
             return False
     return True
 

@@ -17,7 +17,7 @@ strictly than torch does. So:
   domain, a negative weight, an input smaller than its target, which torch broadcasts) gets torch's result;
   one that torch refuses too raises the fused form's error, which names the argument (``Twin.instead``).
 
-All four apply only where every fusedloss extension keyword (``backend``, ``sample_weight``, ``metrics``, ...) is
+All three apply only where every fusedloss extension keyword (``backend``, ``sample_weight``, ``metrics``, ...) is
 at its default: torch's function has no such option. Under ``torch.func`` transforms the fused rules hold
 (second derivatives refused).
 """
@@ -38,16 +38,13 @@ _CURRENT = contextvars.ContextVar("fusedloss_torch_twin", default=None)
 
 _POSITIONAL = inspect.Parameter.POSITIONAL_OR_KEYWORD
 
-# argument types torch's functions take as fusedloss's do (a NumPy weight, say, would not be)
-TORCH_ARG_TYPES = (type(None), bool, int, float, str, Tensor)
-
 
 class Twin:
     """A form named after ``torch.nn.functional.<torch_name>``: which of its arguments the fused kernels
     differentiate (``fused_grads``), and its keywords that torch's function lacks (``extensions``, name and
     default)."""
 
-    __slots__ = ("torch_fn", "names", "extensions", "fused_grads", "data")
+    __slots__ = ("torch_fn", "names", "extensions", "fused_grads")
 
     def __init__(self, form, loss: str):
         spec = REGISTRY[loss]
@@ -63,8 +60,6 @@ class Twin:
         if not self.fused_grads <= set(self.names):
             raise TypeError(f"{form.__qualname__}: its inputs {sorted(self.fused_grads)} must be named as torch's "
                             f"{spec.torch_name}'s")
-        # (position, name) of the data tensors whose dtypes torch promotes: the inputs and the target
-        self.data = tuple((i, k) for i, k in enumerate(self.names) if k in self.fused_grads or k == "target")
 
     def torch_kwargs(self, kwargs: dict) -> dict | None:
         """``kwargs`` without the extensions, or None when one is not at its default (torch cannot run the call)."""
@@ -93,27 +88,9 @@ class Twin:
                     other = True
         return any_grad, other
 
-    def mixed_dtypes(self, args: tuple, kwargs: dict) -> bool:
-        """Whether the floating data tensors of the call (``data``) are of more than one dtype."""
-        dtype = None
-        n = len(args)
-        for i, k in self.data:
-            v = args[i] if i < n else kwargs.get(k)
-            if isinstance(v, Tensor) and v.is_floating_point():
-                if dtype is None:
-                    dtype = v.dtype
-                elif v.dtype != dtype:
-                    return True
-        return False
-
     def run(self, fused, args: tuple, kwargs: dict):
-        """The call ``fused(*args, **kwargs)`` of the form, or torch's function where it must give the derivatives,
-        where it takes what the fused form refuses, or where the data are of mixed dtypes (see the module's
-        docstring)."""
-        if self.mixed_dtypes(args, kwargs):
-            kw = self.torch_kwargs(kwargs)
-            if kw is not None and all(isinstance(v, TORCH_ARG_TYPES) for v in (*args, *kw.values())):
-                return self.torch_fn(*args, **kw)
+        """The call ``fused(*args, **kwargs)`` of the form, or torch's function where it must give the derivatives
+        or where it takes what the fused form refuses (see the module's docstring)."""
         token = None
         if torch.is_grad_enabled():
             any_grad, other = self.grads_wanted(args, kwargs)

@@ -44,41 +44,11 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     Metrics)``, the loss as without them; see ``fusedloss.cross_entropy``'s ``metrics=``; CPU tensors only).
     """
     reduction = _legacy_reduction(size_average, reduce, reduction)
-    if isinstance(target, Tensor) and isinstance(input, Tensor):
-        _check_class_target(input, target, ignore_index, _CE_LABELS, "cross_entropy")
     params = dict(class_weight=_host_vector(weight, "weight", "cross_entropy"), ignore_index=ignore_index,
                   label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap,
                   confidence_penalty=confidence_penalty)
     return _multiclass("cross_entropy", input, target, reduction, params, sample_weight=sample_weight,
                        inplace_grad=inplace_grad, backend=backend, fn="cross_entropy", metrics=metrics)
-
-
-# the dtypes of class labels that torch's cross_entropy takes (its nll_loss: int64, and uint8)
-_CE_LABELS = (torch.int64, torch.uint8)
-
-
-def _check_class_target(input: Tensor, target: Tensor, ignore_index, labels: tuple, fn: str) -> None:
-    """Refuse, as torch's ``fn`` does, class labels of a dtype other than ``labels`` and, for ``cross_entropy``,
-    a non-negative ``ignore_index`` with class probabilities (a floating target of the input's shape)."""
-    dtype = target.dtype
-    if target.is_floating_point():
-        if ignore_index is not None and ignore_index >= 0 and target.shape == input.shape:
-            raise ValueError(f"{fn}: ignore_index must be negative with class probabilities as the target (torch."
-                             f"nn.functional.{fn} ignores no class of a floating target), got ignore_index="
-                             f"{ignore_index}; pass a negative ignore_index (the default is -100)")
-    elif dtype not in labels and not target.is_complex():
-        wanted = " or ".join(str(d).replace("torch.", "") for d in labels)
-        raise ValueError(f"{fn}: class labels must be {wanted} (torch.nn.functional.{fn} refuses other integer "
-                         f"dtypes), got target of dtype {dtype}; cast them with target.long()")
-
-
-def _check_weight_size(weight, input, fn: str) -> None:
-    """torch's ``fn`` takes an elementwise ``weight`` of the input's size only (it does not broadcast it)."""
-    shape = getattr(weight, "shape", None)
-    if shape is not None and isinstance(input, Tensor) and tuple(shape) != tuple(input.shape):
-        raise ValueError(f"{fn}: weight must have the input's shape {tuple(input.shape)} (torch.nn.functional.{fn} "
-                         f"does not broadcast it), got shape {tuple(shape)}; expand it with "
-                         "weight.expand_as(input)")
 
 
 def _check_same_size(input, target, fn: str, names=("input", "target"), owner="torch.nn.functional") -> None:
@@ -94,8 +64,6 @@ def _check_same_size(input, target, fn: str, names=("input", "target"), owner="t
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None, *, backend=None):
     """``torch.nn.functional.mse_loss`` (with ``weight``: "mean" is sum(w l) / sum(w), as torch)."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
-    if weight is not None:
-        _check_weight_size(weight, input, "mse_loss")
     return _elementwise("mse", input, target, reduction, {}, weight=weight, weight_mean="sum_w", backend=backend,
                         fn="mse_loss")
 
@@ -104,8 +72,6 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
 def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None, *, backend=None):
     """``torch.nn.functional.l1_loss`` (with ``weight``: "mean" is sum(w l) / sum(w), as torch)."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
-    if weight is not None:
-        _check_weight_size(weight, input, "l1_loss")
     out = _elementwise("mae", input, target, reduction, {}, weight=weight, weight_mean="sum_w", backend=backend,
                        fn="l1_loss")
     # at a NaN residual torch's gradient is 0 (its sign(nan)), the kernel's NaN; the values agree
@@ -118,8 +84,6 @@ def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", wei
 @_small_on_torch("huber_loss")
 def huber_loss(input, target, reduction="mean", delta=1.0, weight=None, *, backend=None):
     """``torch.nn.functional.huber_loss`` (with ``weight``: "mean" is mean(w l), as torch)."""
-    if weight is not None:
-        _check_weight_size(weight, input, "huber_loss")
     return _elementwise("huber", input, target, reduction, {"delta": delta}, weight=weight, weight_mean="numel",
                         backend=backend, fn="huber_loss")
 
@@ -242,8 +206,6 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=
     reduction = _legacy_reduction(size_average, reduce, reduction)
     if isinstance(input, Tensor) and input.ndim > 2:
         raise ValueError(f"multi_margin_loss: input must be 1-d or 2-d, got {input.ndim}-d")
-    if isinstance(target, Tensor) and isinstance(input, Tensor):
-        _check_class_target(input, target, None, (torch.int64,), "multi_margin_loss")
     params = {"margin": margin, "p": p, "class_weight": _host_vector(weight, "weight", "multi_margin_loss")}
     out = _multiclass("multi_margin", input, target, reduction, params, backend=backend, fn="multi_margin_loss")
     if holds_nan(out):  # torch's comparisons skip a NaN margin, where the kernel's row is NaN
