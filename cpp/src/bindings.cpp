@@ -583,6 +583,7 @@ double compensated_array_sum(const T* x, std::size_t n, int nthreads) {
     fl::KahanLanes<kL> lanes;
     std::size_t i = begin;
     for (; i + kL <= end; i += kL) {
+#pragma omp simd
       for (std::size_t j = 0; j < kL; ++j) lanes.add(j, double(x[i + j]));
     }
     fl::CompensatedSum s;
