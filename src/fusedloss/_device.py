@@ -34,6 +34,7 @@ from ._validate import (
     _results, domain_error, soft_target_metrics, is_device_array, label_range_error, labels_shape_error,
     mean_scale, reduced_value, soft_shape_error, target_kind_error, weight_shape_error, WEIGHT_SUM_LIMIT,
     fit_weights, refit_total, scaled_weights, sum_exponent, check_weight_total, check_weight_values,
+    weight_values_error,
 )
 from .backends import REGISTRY as BACKENDS, BackendUnavailable
 
@@ -124,7 +125,8 @@ def _check_device_domain(cu, flat, shape, domain: str, what: str, loss: str) -> 
 
 def _weights(cu, sample_weight, shape, dtype, loss: str):
     """sample_weight as a flat device array of ``dtype`` with one entry per element of ``shape``, checked as on
-    the host: every weight finite and >= 0 (the sum of the weights shows a nan)."""
+    the host: finite and >= 0 (a device weight: by one device pass, which reads back one index, as the domain
+    checks do)."""
     if not is_device_array(sample_weight):
         w = _prepare_weight(sample_weight, _stand_in(shape, dtype), loss)
         check_weight_values(w, loss, shape)
@@ -134,10 +136,11 @@ def _weights(cu, sample_weight, shape, dtype, loss: str):
     if wshape != shape and (len(wshape) > len(shape) or shape[: len(wshape)] != wshape):
         raise weight_shape_error(loss, shape, wshape)
     flat = _flat_as(cu, ws, dtype, "sample_weight", loss)
-    _check_device_domain(cu, flat, wshape, "nonnegative", "sample_weight", loss)
-    total = cu.device_sum(flat)
-    if not math.isfinite(total):
-        check_weight_total(total, cu.to_host(flat), loss, wshape)
+    i = cu.first_not_within(flat, 0.0, float(np.finfo(flat.dtype).max))
+    if i >= 0:
+        if not math.isfinite(cu.element(flat, i)):
+            raise weight_values_error(loss, cu.to_host(flat), wshape)
+        _check_device_domain(cu, flat, wshape, "nonnegative", "sample_weight", loss)  # its error, naming it
     n = math.prod(shape)
     if wshape != shape and n:
         flat = cu.expand(flat, n // ws.size, dtype)
@@ -254,6 +257,8 @@ def _run(cu, loss, pred, target, reduction, sample_weight, params, packed, outpu
     weight = float(n)
     if w is not None and (metrics is not None or reduction == "mean"):
         weight = cu.device_sum(w)  # the metrics' total weight and the "mean" divisor
+        if not math.isfinite(weight):
+            check_weight_total(weight, cu.to_host(w), name, shape)
     if metrics is not None:  # first: the gradient may be written over the scores; the weights as given
         tab = cu.binary_metrics(p_flat, y_flat, w, spec.binary_scores == "probabilities", metrics.nbins,
                                 metrics.ece_bins, _binary_metrics.table_rows(n))
@@ -357,6 +362,8 @@ def _run_multiclass(cu, loss, x, target, reduction, sample_weight, params, outpu
     refit = reduction == "mean" and (rw is not None or cw is not None)  # as the host path (_dispatch)
     if reduction == "mean":
         denom = denominator(rw, cw)
+        if rw is not None and not math.isfinite(denom):
+            check_weight_total(denom, cu.to_host(rw), name, lead)
         if refit:
             cwd = cw if spec.mean_over == "class_weight" else None
             if cwd is not None and labels is not None:

@@ -57,6 +57,11 @@ def first_outside(x, lo: float, hi: float) -> int:
     return _first(_first_outside_kernel, x.shape[0], x, float(lo), float(hi))
 
 
+def first_not_within(x, lo: float, hi: float) -> int:
+    """The smallest index ``i`` with ``x[i]`` not in ``[lo, hi]``, nan included (weights: finite and >= 0), or -1."""
+    return _first(_first_not_within_kernel, x.shape[0], x, float(lo), float(hi))
+
+
 def first_not_sign(x) -> int:
     """The smallest index ``i`` with ``x[i]`` not -1, 0, 1 or nan, or -1."""
     return _first(_first_not_sign_kernel, x.shape[0], x)
@@ -86,6 +91,15 @@ def _first_outside_kernel(x, lo, hi, first):
         if v < lo or v > hi:  # nan is neither: it passes
             cuda.atomic.min(first, 0, i)
             return  # this thread's later indices are larger
+
+
+@cuda.jit(cache=True)
+def _first_not_within_kernel(x, lo, hi, first):
+    for i in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
+        v = x[i]
+        if not (v >= lo and v <= hi):  # nan is outside
+            cuda.atomic.min(first, 0, i)
+            return
 
 
 @cuda.jit(cache=True)
