@@ -408,3 +408,43 @@ def test_rows_at_the_edges_of_row_tiles(backend, dtype, C, loss):
             assert_close(h, hess, dtype, mag, f"{tag}: Hessian")
             total = fn(x, t, reduction="sum", sample_weight=w, backend=backend, **params)
             assert_close(total, np.sum(value), dtype, 1.0 + np.sum(np.abs(value)), f"{tag}: sum")
+
+
+@pytest.mark.parametrize("options", [{"softcap": 5.0}, {"confidence_penalty": 0.3},
+                                     {"softcap": 5.0, "confidence_penalty": 0.3, "label_smoothing": 0.1}],
+                         ids=["softcap", "penalty", "softcap-penalty-smoothing"])
+@pytest.mark.parametrize("form", ["hard", "soft"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_unit_class_weight_gives_the_bits_of_none(compiled_backend, options, form, dtype):
+    """class_weight of ones is no class_weight, bit for bit: a weight of 1 multiplies exactly. The cpp kernels run
+    softcap and the confidence penalty with a class vector always (unit weights where none is given), so this
+    holds only if that vector is built right, for every output, both label forms and the metrics pass."""
+    require_support(compiled_backend, "cross_entropy", dtype)
+    rng = np.random.default_rng(5)
+    R, C = 37, 300
+    x = rng.normal(0.0, 3.0, (R, C)).astype(dtype)
+    if form == "hard":
+        t = rng.integers(0, C, R)
+    else:
+        q = rng.uniform(0.0, 1.0, (R, C))
+        t = (q / q.sum(axis=1, keepdims=True)).astype(dtype)
+    w = rng.uniform(0.5, 2.0, R)
+    kw = dict(sample_weight=w, backend=compiled_backend, **options)
+    ones = np.ones(C)
+    for reduction in ("none", "sum"):
+        calls = [lambda **k: fl.cross_entropy.value_and_grad(x, t, reduction=reduction, **kw, **k),
+                 lambda **k: fl.cross_entropy.grad_hess(x, t, reduction=reduction, **kw, **k),
+                 lambda **k: fl.cross_entropy(x, t, reduction=reduction, **kw, **k)]
+        if form == "hard":
+            calls.append(lambda **k: fl.cross_entropy.value_and_grad(
+                x, t, reduction=reduction, metrics=("accuracy", "top5", "nll", "entropy"), **kw, **k))
+        for call in calls:
+            plain, unit = call(), call(class_weight=ones)
+            plain = plain if isinstance(plain, tuple) else (plain,)
+            unit = unit if isinstance(unit, tuple) else (unit,)
+            for a, b in zip(plain, unit):
+                if isinstance(a, dict) or hasattr(a, "keys"):
+                    assert {k: float(a[k]) for k in a} == {k: float(b[k]) for k in b}
+                else:
+                    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+            assert np.isfinite(np.asarray(plain[0])).all()

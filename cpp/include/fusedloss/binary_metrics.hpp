@@ -117,9 +117,10 @@ struct RowJob {
 }  // namespace detail
 
 // The pass for one instantiation of the loss's flags (V xor R, G; never H).
-template <bool Stream, bool Col, bool W, bool V, bool R, bool G, class Loss, class T>
-double binary_metrics_pass_as(const Loss& loss, const ElementwiseArgs<T>& a, const T* col, std::size_t width,
-                              const BinaryMetricsArgs& m) {
+template <bool Col, bool W, bool V, bool R, bool G, class Loss, class T>
+double binary_metrics_pass(const Loss& loss, const ElementwiseArgs<T>& a, const T* col, std::size_t width,
+                           const BinaryMetricsArgs& m) {
+  const bool stream = use_stream(a, Col, std::size_t(V) + std::size_t(G));  // the plain pass's choice of stores
   const std::size_t n = a.n, nb = (n + kBlock - 1) / kBlock;
   const std::size_t per = (nb + m.rows - 1) / m.rows;  // blocks per table row
   const std::size_t used = (nb + per - 1) / per;
@@ -144,7 +145,7 @@ double binary_metrics_pass_as(const Loss& loss, const ElementwiseArgs<T>& a, con
         (e ? binary_metrics_block<false, W, true, T> : binary_metrics_block<false, W, false, T>)(a.p, a.y, a.w, begin,
                                                                                                end, m, row);
       }
-      const double s = elementwise_block<Stream, Col, W, V, R, G, false>(loss, a, col, width, begin, end);
+      const double s = elementwise_block<Col, W, V, R, G, false>(loss, a, col, width, begin, end, stream);
       if constexpr (R) partial[b] = s;
     }
   };
@@ -171,14 +172,7 @@ struct BinaryMetricsRunner {
     if constexpr (V == R) {
       return 0.0;  // the binding refuses these (a value is needed, and one form of it)
     } else {
-      // the plain pass's choice of stores (loops.hpp: elementwise_pass)
-      if constexpr (!Col && (V || G)) {
-        constexpr std::size_t outputs = std::size_t(V) + std::size_t(G);
-        if (args.n * sizeof(T) * outputs >= kStreamMinBytes) {
-          return binary_metrics_pass_as<true, Col, W, V, R, G>(loss, args, col, width, m);
-        }
-      }
-      return binary_metrics_pass_as<false, Col, W, V, R, G>(loss, args, col, width, m);
+      return binary_metrics_pass<Col, W, V, R, G>(loss, args, col, width, m);
     }
   }
 };

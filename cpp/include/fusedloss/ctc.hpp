@@ -65,25 +65,7 @@ inline constexpr std::size_t kFullAlphaCells = std::size_t(1) << 18;
 
 inline constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 
-// A per-thread scratch array that only grows (hand-rolled: no std:: template instantiated per ISA level).
-template <class V>
-struct Buffer {
-  V* data = nullptr;
-  std::size_t size = 0;
-  Buffer() = default;
-  Buffer(const Buffer&) = delete;
-  Buffer& operator=(const Buffer&) = delete;
-  ~Buffer() { delete[] data; }
-  V* get(std::size_t n) {
-    if (n > size) {
-      delete[] data;
-      data = new V[n];
-      size = n;
-    }
-    return data;
-  }
-};
-using Scratch = Buffer<double>;
+using Scratch = detail::GrowBuffer<double>;  // reduce.hpp
 
 // log(exp(a) + exp(b) + exp(c)) for a, b, c <= +inf, -inf when all three are -inf; branch-free so that the
 // loops around it vectorise. With m the largest and the others o1, o2 <= m: m + log1p(e^(o1-m) + e^(o2-m)).
@@ -370,7 +352,7 @@ double run(const CtcArgs<T>& a) {
   // scratch (it only grows; alpha is bounded by kFullAlphaCells, so it stays small).
   for_blocks(N, 1, a.nthreads, [&](std::size_t i0, std::size_t i1) {
     thread_local Scratch scratch;
-    thread_local Buffer<std::int64_t> ext;  // the extended label sequence
+    thread_local detail::GrowBuffer<std::int64_t> ext;  // the extended label sequence
     for (std::size_t i = i0; i < i1; ++i) sequence<T>(a, std::size_t(order[i]), scratch, ext.get(max_L));
   }, std::size_t(total_work));
   delete[] order;

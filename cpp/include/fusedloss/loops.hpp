@@ -74,7 +74,7 @@ FUSEDLOSS_INLINE double elementwise_point(const Loss& loss, const T* p, const T*
 // an AVX-512 register of floats and cost nothing measurable (mse: same time as the omp reduction).
 inline constexpr std::size_t kLanes = 16;
 
-// Outputs written with streaming stores (Stream; stream.hpp) are computed in chunks of kSub elements into
+// Outputs written with streaming stores (stream.hpp) are computed in chunks of kSub elements into
 // buffers on the stack (L1-resident) and then streamed out. kSub is a multiple of kLanes and the lanes carry
 // over from chunk to chunk, so the float64 sum adds the same terms in the same order either way: a streamed
 // call returns the same bits as a plain one.
@@ -84,9 +84,11 @@ static_assert(kSub % kLanes == 0, "chunks must keep the lane of every element");
 // One run [begin, end) of the elementwise loop. W: weighted; V: write value; R: sum w*l; G, H: write
 // gradient, Hessian; Col: element i takes the loss's first parameter from col[i - begin]; Stream: outputs
 // go out through chunk buffers and streaming stores. Returns the run's float64 sum of w*l (0 unless R).
-template <bool Stream, bool Col, bool W, bool V, bool R, bool G, bool H, class Loss, class T>
+// `stream` is a runtime flag, not a template one: the loop body is the same either way (it writes through a
+// pointer and an offset), so one instantiation serves both.
+template <bool Col, bool W, bool V, bool R, bool G, bool H, class Loss, class T>
 FUSEDLOSS_INLINE double elementwise_run(const Loss& loss_, const ElementwiseArgs<T>& a, const T* col, std::size_t begin,
-                                        std::size_t end) {
+                                        std::size_t end, bool stream) {
   // A copy of the loss in this frame: a parameter that a point function reads on one side of a select only
   // (focal's q > 0 ? q^gamma : f0) is then a plain value, where through the reference GCC if-converts it into
   // a masked load that it does not vectorise (the whole loop then ran scalar: 9x slower).
@@ -95,16 +97,16 @@ FUSEDLOSS_INLINE double elementwise_run(const Loss& loss_, const ElementwiseArgs
   const T* y = a.y;
   const T* w = a.w;
   const T scale = T(a.scale);
-  alignas(64) T tv[Stream && V ? kSub : 1], tg[Stream && G ? kSub : 1], th[Stream && H ? kSub : 1];
-  T* value = Stream ? tv : a.value;
-  T* grad = Stream ? tg : a.grad;
-  T* hess = Stream ? th : a.hess;
+  alignas(64) T tv[V ? kSub : 1], tg[G ? kSub : 1], th[H ? kSub : 1];
+  T* value = stream ? tv : a.value;
+  T* grad = stream ? tg : a.grad;
+  T* hess = stream ? th : a.hess;
   KahanLanes<kLanes> lanes;
   CompensatedSum rest;
-  const std::size_t step = Stream ? kSub : end - begin;  // one chunk unless streamed
+  const std::size_t step = stream ? kSub : end - begin;  // one chunk unless streamed
   for (std::size_t c0 = begin; c0 < end; c0 += step) {
     const std::size_t c1 = std::min(end, c0 + step);
-    const std::size_t o = Stream ? c0 : 0;  // outputs of element i at index i - o
+    const std::size_t o = stream ? c0 : 0;  // outputs of element i at index i - o
     if constexpr (R) {
       std::size_t i = c0;
       for (; i + kLanes <= c1; i += kLanes) {
@@ -123,11 +125,13 @@ FUSEDLOSS_INLINE double elementwise_run(const Loss& loss_, const ElementwiseArgs
         elementwise_point<Col, W, V, R, G, H>(loss, p, y, w, value, grad, hess, scale, col, i - begin, i, o);
       }
     }
-    if constexpr (Stream && V) stream_copy(a.value + c0, tv, c1 - c0);
-    if constexpr (Stream && G) stream_copy(a.grad + c0, tg, c1 - c0);
-    if constexpr (Stream && H) stream_copy(a.hess + c0, th, c1 - c0);
+    if (stream) {
+      if constexpr (V) stream_copy(a.value + c0, tv, c1 - c0);
+      if constexpr (G) stream_copy(a.grad + c0, tg, c1 - c0);
+      if constexpr (H) stream_copy(a.hess + c0, th, c1 - c0);
+    }
   }
-  if constexpr (Stream) stream_fence();
+  if (stream) stream_fence();
   if constexpr (!R) return 0.0;
   lanes.fold_into(rest);
   return rest.value();
@@ -138,18 +142,18 @@ FUSEDLOSS_INLINE double elementwise_run(const Loss& loss_, const ElementwiseArgs
 // end, and only the block's first column needs a modulo.
 // Not inlined: one copy per instantiation serves both the serial and the OpenMP path of
 // sum_blocks (everything inside it is force-inlined, so its loop vectorises).
-template <bool Stream, bool Col, bool W, bool V, bool R, bool G, bool H, class Loss, class T>
+template <bool Col, bool W, bool V, bool R, bool G, bool H, class Loss, class T>
 FUSEDLOSS_NOINLINE double elementwise_block(const Loss& loss, const ElementwiseArgs<T>& a, const T* col, std::size_t width,
-                                std::size_t begin, std::size_t end) {
+                                            std::size_t begin, std::size_t end, bool stream) {
   if constexpr (!Col) {
     (void)width;
-    return elementwise_run<Stream, false, W, V, R, G, H>(loss, a, col, begin, end);
+    return elementwise_run<false, W, V, R, G, H>(loss, a, col, begin, end, stream);
   } else {
     CompensatedSum s;
     std::size_t j = begin % width;
     for (std::size_t i = begin; i < end;) {
       const std::size_t stop = std::min(end, i + (width - j));
-      s.add(elementwise_run<false, true, W, V, R, G, H>(loss, a, col + j, i, stop));
+      s.add(elementwise_run<true, W, V, R, G, H>(loss, a, col + j, i, stop, false));
       i = stop;
       j = 0;
     }
@@ -179,13 +183,19 @@ struct ColumnTile {
   }
 };
 
+// Whether a call's outputs go out with streaming stores (stream.hpp): outputs of kStreamMinBytes or more (all of
+// them together), except with per-column parameters.
+template <class T>
+bool use_stream(const ElementwiseArgs<T>& a, bool col, std::size_t outputs) {
+  return !col && outputs != 0 && a.n * sizeof(T) * outputs >= kStreamMinBytes;
+}
+
 // The whole elementwise pass for one instantiation of the flags.
-// Outputs of kStreamMinBytes or more (all of them together) are written with streaming stores (stream.hpp),
-// except with per-column parameters.
-template <bool Stream, bool Col, bool W, bool V, bool R, bool G, bool H, class Loss, class T>
-double elementwise_pass_as(const Loss& loss, const ElementwiseArgs<T>& a, const T* col, std::size_t width) {
+template <bool Col, bool W, bool V, bool R, bool G, bool H, class Loss, class T>
+double elementwise_pass(const Loss& loss, const ElementwiseArgs<T>& a, const T* col, std::size_t width) {
+  const bool stream = use_stream(a, Col, std::size_t(V) + std::size_t(G) + std::size_t(H));
   auto block = [&](std::size_t begin, std::size_t end) {
-    return elementwise_block<Stream, Col, W, V, R, G, H>(loss, a, col, width, begin, end);
+    return elementwise_block<Col, W, V, R, G, H>(loss, a, col, width, begin, end, stream);
   };
   if constexpr (R) {
     return sum_blocks(a.n, kBlock, a.nthreads, block);
@@ -193,17 +203,6 @@ double elementwise_pass_as(const Loss& loss, const ElementwiseArgs<T>& a, const 
     if constexpr (V || G || H) for_blocks(a.n, kBlock, a.nthreads, block);
     return 0.0;
   }
-}
-
-template <bool Col, bool W, bool V, bool R, bool G, bool H, class Loss, class T>
-double elementwise_pass(const Loss& loss, const ElementwiseArgs<T>& a, const T* col, std::size_t width) {
-  if constexpr (!Col && (V || G || H)) {
-    constexpr std::size_t outputs = std::size_t(V) + std::size_t(G) + std::size_t(H);
-    if (a.n * sizeof(T) * outputs >= kStreamMinBytes) {
-      return elementwise_pass_as<true, Col, W, V, R, G, H>(loss, a, col, width);
-    }
-  }
-  return elementwise_pass_as<false, Col, W, V, R, G, H>(loss, a, col, width);
 }
 
 // Turn runtime bools into template arguments: with_flags<>(f, b1, ..., bk) calls
@@ -380,26 +379,52 @@ double multiclass_pass(const Row& row, const MulticlassArgs<T>& a) {
 }
 
 // The metrics pass (rows.hpp: row_metrics; hard labels, no Hessian): the loss pass, which also writes each
-// row's metrics. MR: the label's rank is asked for, ME: the entropy.
-template <bool G, bool MR, bool ME, class Row, class T>
+// row's metrics. The label's rank and the entropy are written where asked for (a.rank, a.entropy not null).
+template <bool G, class Row, class T>
 double multiclass_metrics_pass(const Row& row, const MulticlassArgs<T>& a) {
+  const bool mr = a.rank != nullptr, me = a.entropy != nullptr;
   return for_rows<G, false>(
       a,
       [&](std::size_t r, const T* x, std::int64_t t, const T*, double rw, double f, T* g, T*) {
         RowMetrics m;
-        const double v = weigh(row, t, rw, row.template row_metrics<G, MR, ME>(x, t, f, g, m));
-        if constexpr (MR) a.rank[r] = m.rank;
+        const double v = weigh(row, t, rw, row.template row_metrics<G>(x, t, f, g, m, mr, me));
+        if (mr) a.rank[r] = m.rank;
         a.conf[r] = m.conf;
         a.nll[r] = m.nll;
-        if constexpr (ME) a.entropy[r] = m.entropy;
+        if (me) a.entropy[r] = m.entropy;
         return v;
       },
       [&](std::size_t r) {
-        if constexpr (MR) a.rank[r] = -1;
+        if (mr) a.rank[r] = -1;
         a.conf[r] = 0.0;
         a.nll[r] = 0.0;
-        if constexpr (ME) a.entropy[r] = 0.0;
+        if (me) a.entropy[r] = 0.0;
       });
+}
+
+// A row struct may read its class vector in every instantiation of some of its options (unit_class_vector(),
+// rows.hpp: cross_entropy), so as not to compile them twice: given no vector, such a row gets unit weights from
+// a per-thread buffer (reduce.hpp: detail::GrowBuffer), filled on the calling thread before any block runs.
+template <class R, class = void>
+struct has_unit_class_vector : std::false_type {};
+template <class R>
+struct has_unit_class_vector<R, std::void_t<decltype(std::declval<const R&>().unit_class_vector())>>
+    : std::true_type {};
+
+// The class vector a row of args is built with: args.cw, or unit weights where the row asks for them.
+template <template <class> class Row, class T>
+const T* class_vector_for(const MulticlassArgs<T>& args) {
+  if constexpr (has_unit_class_vector<Row<T>>::value) {
+    if (args.cw == nullptr && Row<T>(args.params, nullptr, args.C).unit_class_vector()) {
+      thread_local detail::GrowBuffer<T> ones;
+      if (args.C > ones.size) {
+        T* const u = ones.get(args.C);
+        std::fill(u, u + args.C, T(1));
+      }
+      return ones.data;
+    }
+  }
+  return args.cw;
 }
 
 template <template <class> class Row, class T>
@@ -416,7 +441,7 @@ struct MulticlassRunner {
 template <template <class> class Row, class T>
 double multiclass(const MulticlassArgs<T>& args) {
   if (args.R == 0 || args.C == 0) return 0.0;
-  const Row<T> row(args.params, args.cw, args.C);
+  const Row<T> row(args.params, class_vector_for<Row>(args), args.C);
   const MulticlassRunner<Row, T> run{row, args};
   return with_flags<>(run, args.grad != nullptr, args.hess != nullptr);
 }
@@ -425,15 +450,15 @@ double multiclass(const MulticlassArgs<T>& args) {
 template <class R, class = void>
 struct has_row_metrics : std::false_type {};
 template <class R>
-struct has_row_metrics<R, std::void_t<decltype(&R::template row_metrics<false, false, false>)>> : std::true_type {};
+struct has_row_metrics<R, std::void_t<decltype(&R::template row_metrics<false>)>> : std::true_type {};
 
 template <template <class> class Row, class T>
 struct MetricsRunner {
   const Row<T>& row;
   const MulticlassArgs<T>& args;
-  template <bool G, bool MR, bool ME>
+  template <bool G>
   double operator()() const {
-    return multiclass_metrics_pass<G, MR, ME>(row, args);
+    return multiclass_metrics_pass<G>(row, args);
   }
 };
 
@@ -442,9 +467,9 @@ struct MetricsRunner {
 template <template <class> class Row, class T>
 double multiclass_metrics(const MulticlassArgs<T>& args) {
   if (args.R == 0 || args.C == 0) return 0.0;
-  const Row<T> row(args.params, args.cw, args.C);
+  const Row<T> row(args.params, class_vector_for<Row>(args), args.C);
   const MetricsRunner<Row, T> run{row, args};
-  return with_flags<>(run, args.grad != nullptr, args.rank != nullptr, args.entropy != nullptr);
+  return with_flags<>(run, args.grad != nullptr);
 }
 
 FUSEDLOSS_ISA_END

@@ -214,9 +214,9 @@ struct cauchy {
 // g = d/c^2 u^(alpha/2 - 1);  h = u^(alpha/2 - 2) (1 + (alpha - 1) z/b) / c^2;  and the limits alpha = 2, -inf, inf.
 // Computed in double for both dtypes, in the forms of _pointwise.general_robust_point (same branches and cut-offs;
 // its docstring has the reasoning); the powers of w = |d| / (c sqrt(b)) through std::pow for double data (a
-// double exp(y log w) would cost |y log w| ulp at |d| = 1e30; see pow_w). The mode (general, 2, -inf, inf) is per call:
+// double exp(y log w) would cost |y log w| ulp at |d| = 1e30; see pow_w). The mode (general, 2, +-inf) is per call:
 // `specialise` runs its twin.
-enum class RobustMode { general, two, neg_inf, pos_inf };
+enum class RobustMode { general, two, inf };
 
 template <class T, RobustMode M>
 struct general_robust_mode {
@@ -238,8 +238,8 @@ struct general_robust_mode {
       if constexpr (V) l = T(0.5 * r * r);
       if constexpr (G) g = T(r / c);
       if constexpr (H) h = T(1.0 / c / c);
-    } else if constexpr (M == RobustMode::neg_inf || M == RobustMode::pos_inf) {
-      constexpr double s = M == RobustMode::pos_inf ? 1.0 : -1.0;
+    } else if constexpr (M == RobustMode::inf) {
+      const double s = alpha > 0.0 ? 1.0 : -1.0;  // alpha = inf or -inf: one twin, the sign a parameter
       const double z = r * r;
       const double e = vm::exp(s * 0.5 * z);
       if constexpr (V) l = T(s * vm::expm1(s * 0.5 * z));
@@ -298,10 +298,7 @@ struct general_robust {
   double specialise(const F& run) const {
     using M = RobustMode;
     if (alpha == 2.0) return run(general_robust_mode<T, M::two>{alpha, c, b, a, sb, isb});
-    if (std::isinf(alpha)) {
-      return alpha > 0 ? run(general_robust_mode<T, M::pos_inf>{alpha, c, b, a, sb, isb})
-                       : run(general_robust_mode<T, M::neg_inf>{alpha, c, b, a, sb, isb});
-    }
+    if (std::isinf(alpha)) return run(general_robust_mode<T, M::inf>{alpha, c, b, a, sb, isb});
     return run(general_robust_mode<T, M::general>{alpha, c, b, a, sb, isb});
   }
 };

@@ -42,23 +42,27 @@ inline constexpr std::size_t kStackPartials = 2048;
 namespace detail {
 // A per-thread scratch array that only ever grows; hand-rolled instead of std::vector so that the ISA
 // translation units instantiate no std:: template with out-of-line code (see isa.hpp: such a function
-// would be merged across levels by the linker).
-struct PartialBuffer {
-  double* data = nullptr;
+// would be merged across levels by the linker). get(n) keeps none of the old values when it grows.
+template <class V>
+struct GrowBuffer {
+  V* data = nullptr;
   std::size_t size = 0;
-  PartialBuffer() = default;
-  PartialBuffer(const PartialBuffer&) = delete;
-  PartialBuffer& operator=(const PartialBuffer&) = delete;
-  ~PartialBuffer() { delete[] data; }
-  double* get(std::size_t n) {
+  GrowBuffer() = default;
+  GrowBuffer(const GrowBuffer&) = delete;
+  GrowBuffer& operator=(const GrowBuffer&) = delete;
+  ~GrowBuffer() { delete[] data; }
+  V* get(std::size_t n) {
     if (n > size) {
       delete[] data;
-      data = new double[n];
+      data = nullptr;
+      size = 0;
+      data = new V[n];
       size = n;
     }
     return data;
   }
 };
+using PartialBuffer = GrowBuffer<double>;
 }  // namespace detail
 
 // A compensated float64 sum (Neumaier's variant of Kahan's): the running sum plus the rounding errors of its

@@ -321,65 +321,70 @@ struct cross_entropy {
     return cp != 0.0 ? row_as<G, H, true>(x, t, q, f, g, h) : row_as<G, H, false>(x, t, q, f, g, h);
   }
 
+  // Softcap and the confidence penalty read the class vector always (unit_class_vector: the entry passes unit
+  // weights when none are given), so only plain rows have an instantiation without one: each option doubles the
+  // instantiations it takes part in, and the softcap and penalty rows are rare enough for the load of a weight.
+  // Multiplying by a unit weight is exact: such a row has the bits of its unweighted form.
+  bool unit_class_vector() const { return cap_d > 0.0 || cp != 0.0; }
+
   template <bool G, bool H, bool CP>
   double row_as(const T* x, std::int64_t t, const T* q, double f, T* g, T* h) const {
     const bool c = cap_d > 0.0;
     constexpr bool N = false;
+    if (!cw) {
+      if constexpr (!CP) {
+        if (!c) {
+          return q ? run<G, H, true, false, false, N, N, CP>(x, t, q, f, g, h)
+                   : run<G, H, false, false, false, N, N, CP>(x, t, q, f, g, h);
+        }
+      }
+      return nan_row<G, H>(C, g, h);  // not reached: the entry gives these rows a class vector
+    }
     if constexpr (CP && (G || H)) {
       // the penalty's pass 3 needs z_j = x_j beside e_j: it parks e_j where the output does not overwrite x
-      if (!c && (G ? g : h) != x) return row_parked<G, H>(x, t, q, f, g, h);
-    }
-    if (q) {
-      if (cw) {
-        return c ? run<G, H, true, true, true, N, N, N, CP>(x, t, q, f, g, h)
-                 : run<G, H, true, true, false, N, N, N, CP>(x, t, q, f, g, h);
+      if (!c && (G ? g : h) != x) {
+        return q ? run<G, H, true, true, false, N, N, true, true>(x, t, q, f, g, h)
+                 : run<G, H, false, true, false, N, N, true, true>(x, t, q, f, g, h);
       }
-      return c ? run<G, H, true, false, true, N, N, N, CP>(x, t, q, f, g, h)
-               : run<G, H, true, false, false, N, N, N, CP>(x, t, q, f, g, h);
     }
-    if (cw) {
-      return c ? run<G, H, false, true, true, N, N, N, CP>(x, t, q, f, g, h)
-               : run<G, H, false, true, false, N, N, N, CP>(x, t, q, f, g, h);
-    }
-    return c ? run<G, H, false, false, true, N, N, N, CP>(x, t, q, f, g, h)
-             : run<G, H, false, false, false, N, N, N, CP>(x, t, q, f, g, h);
-  }
-
-  template <bool G, bool H>
-  double row_parked(const T* x, std::int64_t t, const T* q, double f, T* g, T* h) const {
-    constexpr bool N = false, Y = true;
     if (q) {
-      return cw ? run<G, H, true, true, false, N, N, N, Y, Y>(x, t, q, f, g, h)
-                : run<G, H, true, false, false, N, N, N, Y, Y>(x, t, q, f, g, h);
+      return c ? run<G, H, true, true, true, N, N, CP>(x, t, q, f, g, h)
+               : run<G, H, true, true, false, N, N, CP>(x, t, q, f, g, h);
     }
-    return cw ? run<G, H, false, true, false, N, N, N, Y, Y>(x, t, q, f, g, h)
-              : run<G, H, false, false, false, N, N, N, Y, Y>(x, t, q, f, g, h);
+    return c ? run<G, H, false, true, true, N, N, CP>(x, t, q, f, g, h)
+             : run<G, H, false, true, false, N, N, CP>(x, t, q, f, g, h);
   }
 
   // The row with its metrics (hard labels, no Hessian; kernel_api.hpp RowMetrics): the same value and gradient
-  // as row<G, false>, bit for bit. MR: the label's rank, counted in pass 1 (row_max_rank); ME: the entropy
+  // as row<G, false>, bit for bit. mr: the label's rank, counted in pass 1 (row_max_rank); me: the entropy
   // H = log s + (1/s) sum_j e_j (m - z_j), one more sum in pass 2 (the one the confidence penalty adds, when it is
-  // on). max_j p_j = 1/s (every maximum has e = 1) and -log p_t come from what the row computes anyway.
-  template <bool G, bool MR, bool ME>
-  double row_metrics(const T* x, std::int64_t t, double f, T* g, RowMetrics& met) const {
-    return cp != 0.0 ? metrics_as<G, MR, ME, true>(x, t, f, g, met) : metrics_as<G, MR, ME, false>(x, t, f, g, met);
+  // on). max_j p_j = 1/s (every maximum has e = 1) and -log p_t come from what the row computes anyway. The rank
+  // is a per-row choice of pass 1, so it is a runtime flag; the entropy changes pass 2's loop (ME), except that
+  // with the penalty pass 2 sums it anyway.
+  template <bool G>
+  double row_metrics(const T* x, std::int64_t t, double f, T* g, RowMetrics& met, bool mr, bool me) const {
+    if (cp != 0.0) return metrics_as<G, false, true>(x, t, f, g, met, mr, me);
+    return me ? metrics_as<G, true, false>(x, t, f, g, met, mr, me)
+              : metrics_as<G, false, false>(x, t, f, g, met, mr, me);
   }
 
-  template <bool G, bool MR, bool ME, bool CP>
-  double metrics_as(const T* x, std::int64_t t, double f, T* g, RowMetrics& met) const {
+  template <bool G, bool ME, bool CP>
+  double metrics_as(const T* x, std::int64_t t, double f, T* g, RowMetrics& met, bool mr, bool me) const {
     const bool c = cap_d > 0.0;
+    if (!cw) {  // as row_as
+      if constexpr (!CP) {
+        if (!c) return run<G, false, false, false, false, true, ME, CP>(x, t, nullptr, f, g, nullptr, &met, mr, me);
+      }
+      met = nan_metrics();
+      return nan_row<G, false>(C, g, static_cast<T*>(nullptr));
+    }
     if constexpr (CP && G) {
       if (!c && g != x) {  // the penalty parks e_j where the gradient does not overwrite x (row_as)
-        return cw ? run<G, false, false, true, false, true, MR, ME, true, true>(x, t, nullptr, f, g, nullptr, &met)
-                  : run<G, false, false, false, false, true, MR, ME, true, true>(x, t, nullptr, f, g, nullptr, &met);
+        return run<G, false, false, true, false, true, ME, true, true>(x, t, nullptr, f, g, nullptr, &met, mr, me);
       }
     }
-    if (cw) {
-      return c ? run<G, false, false, true, true, true, MR, ME, CP>(x, t, nullptr, f, g, nullptr, &met)
-               : run<G, false, false, true, false, true, MR, ME, CP>(x, t, nullptr, f, g, nullptr, &met);
-    }
-    return c ? run<G, false, false, false, true, true, MR, ME, CP>(x, t, nullptr, f, g, nullptr, &met)
-             : run<G, false, false, false, false, true, MR, ME, CP>(x, t, nullptr, f, g, nullptr, &met);
+    return c ? run<G, false, false, true, true, true, ME, CP>(x, t, nullptr, f, g, nullptr, &met, mr, me)
+             : run<G, false, false, true, false, true, ME, CP>(x, t, nullptr, f, g, nullptr, &met, mr, me);
   }
 
   // Rows in tiles (row_tiles.hpp), for hard labels without softcap or the confidence penalty (tiles_for): the
@@ -630,11 +635,12 @@ struct cross_entropy {
     (void)z_t, (void)g, (void)h;
   }
 
-  // M: write the row's metrics to *met (row_metrics), MR and ME as there; CP: the confidence penalty is on;
-  // CPPark: with it, the output that parks e_j is not x (row_parked), so pass 3 reads e_j there and z_j = x_j.
-  template <bool G, bool H, bool Soft, bool CW, bool Cap, bool M = false, bool MR = false, bool ME = false,
-            bool CP = false, bool CPPark = false>
-  double run(const T* x, std::int64_t t, const T* q, double f, T* g, T* h, RowMetrics* met = nullptr) const {
+  // M: write the row's metrics to *met (row_metrics), ME, mr and me as there; CP: the confidence penalty is on;
+  // CPPark: with it, the output that parks e_j is not x (row_as), so pass 3 reads e_j there and z_j = x_j.
+  template <bool G, bool H, bool Soft, bool CW, bool Cap, bool M = false, bool ME = false, bool CP = false,
+            bool CPPark = false>
+  double run(const T* x, std::int64_t t, const T* q, double f, T* g, T* h, RowMetrics* met = nullptr, bool mr = false,
+             bool me = false) const {
     static_assert(!(Soft && M), "metrics need hard labels");
     static_assert(!CPPark || (CP && !Cap), "CPPark: the penalty without softcap");
     constexpr bool Store = G || H;
@@ -648,7 +654,7 @@ struct cross_entropy {
     // pass 1
     std::int64_t rank = 0;
     T xmax;
-    if constexpr (MR) {
+    if (M && mr) {
       xmax = row_max_rank(x, n, std::size_t(t), x_t, rank);
     } else {
       xmax = row_max(x, n);
@@ -711,8 +717,8 @@ struct cross_entropy {
       z_t = z_of<Cap>(x_t, dz_t);  // as pass 2 computed it, so that m - z_t is 0 when t is the max
       sc = hard_row<CP>(shift, rs, CW ? double(cw[t]) : 1.0, z_t, szw, ent);
     }
-    if constexpr (M) *met = row_metrics_of(rank, rs.inv_s, rs.log_s, sc.lp_t, ME ? ent : 0.0);
-    (void)met, (void)rank;
+    if constexpr (M) *met = row_metrics_of(rank, rs.inv_s, rs.log_s, sc.lp_t, me ? ent : 0.0);
+    (void)met, (void)rank, (void)mr, (void)me;
     if constexpr (!Store) {
       (void)f;
       return sc.value;
