@@ -17,6 +17,7 @@ namespace fusedloss {
 #define FUSEDLOSS_PART_FN_(k) FUSEDLOSS_ISA_CAT_(FUSEDLOSS_ISA_CAT_(FUSEDLOSS_ISA_CAT_(elementwise_part_, FUSEDLOSS_ISA), _), k)
 TablePart<LossEntry> FUSEDLOSS_PART_FN_(0)();
 TablePart<LossEntry> FUSEDLOSS_PART_FN_(1)();
+TablePart<LossEntry> FUSEDLOSS_PART_FN_(2)();
 
 FUSEDLOSS_ISA_BEGIN
 namespace {
@@ -53,7 +54,7 @@ LossEntry g_joined[kMaxElementwise];
 
 KernelTable join_parts() noexcept {
   std::size_t n = 0;
-  for (const TablePart<LossEntry> part : {FUSEDLOSS_PART_FN_(0)(), FUSEDLOSS_PART_FN_(1)()}) {
+  for (const TablePart<LossEntry> part : {FUSEDLOSS_PART_FN_(0)(), FUSEDLOSS_PART_FN_(1)(), FUSEDLOSS_PART_FN_(2)()}) {
     for (std::size_t i = 0; i < part.n && n < kMaxElementwise; ++i) g_joined[n++] = part.entries[i];
   }
   return KernelTable{FUSEDLOSS_ISA_NAME, g_joined, n, kMulticlass, sizeof(kMulticlass) / sizeof(kMulticlass[0])};
