@@ -11,7 +11,7 @@ Two options for callers that keep working on the device (``fusedloss.torch``; th
 ``stream`` (a foreign stream handle or a Numba stream) puts every kernel, allocation and copy of the call on
 that stream (``numba_cuda.on_stream``), and ``device_value`` returns a reduced value as a 1-element device array
 of pred's dtype, summed (and divided, for "mean") on the device, so that nothing waits for the kernel. What
-still reads back from the device: the checks of device operands (domains, labels, the weights' sum: a few bytes
+still reads back from the device: the checks of device operands (domains, labels, weights: a few bytes
 each), the "mean" divisor when it is a sum of weights or of kept rows (``device_sum``, ``kept_sum``: it scales
 the derivatives, which the kernels take as a number), and a weighted mean's total, which is summed on the host
 (``refit_total`` needs it) and copied back.
@@ -33,7 +33,7 @@ from ._validate import (
     _FLOAT_DTYPES, _as_like, _check_domain, _class_vector, _column_vector, _prepare_targets, _prepare_weight,
     _results, domain_error, soft_target_metrics, is_device_array, label_range_error, labels_shape_error,
     mean_scale, reduced_value, soft_shape_error, target_kind_error, weight_shape_error, WEIGHT_SUM_LIMIT,
-    fit_weights, refit_total, scaled_weights, sum_exponent, check_weight_total, check_weight_values,
+    fit_weights, refit_total, scaled_weights, sum_exponent, check_weight_values,
     weight_values_error,
 )
 from .backends import REGISTRY as BACKENDS, BackendUnavailable
@@ -257,8 +257,6 @@ def _run(cu, loss, pred, target, reduction, sample_weight, params, packed, outpu
     weight = float(n)
     if w is not None and (metrics is not None or reduction == "mean"):
         weight = cu.device_sum(w)  # the metrics' total weight and the "mean" divisor
-        if not math.isfinite(weight):
-            check_weight_total(weight, cu.to_host(w), name, shape)
     if metrics is not None:  # first: the gradient may be written over the scores; the weights as given
         tab = cu.binary_metrics(p_flat, y_flat, w, spec.binary_scores == "probabilities", metrics.nbins,
                                 metrics.ece_bins, _binary_metrics.table_rows(n))
@@ -362,8 +360,6 @@ def _run_multiclass(cu, loss, x, target, reduction, sample_weight, params, outpu
     refit = reduction == "mean" and (rw is not None or cw is not None)  # as the host path (_dispatch)
     if reduction == "mean":
         denom = denominator(rw, cw)
-        if rw is not None and not math.isfinite(denom):
-            check_weight_total(denom, cu.to_host(rw), name, lead)
         if refit:
             cwd = cw if spec.mean_over == "class_weight" else None
             if cwd is not None and labels is not None:
