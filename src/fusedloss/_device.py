@@ -136,7 +136,7 @@ def _weights(cu, sample_weight, shape, dtype, loss: str):
     if wshape != shape and (len(wshape) > len(shape) or shape[: len(wshape)] != wshape):
         raise weight_shape_error(loss, shape, wshape)
     flat = _flat_as(cu, ws, dtype, "sample_weight", loss)
-    i = cu.first_not_within(flat, 0.0, float(np.finfo(flat.dtype).max))
+    i = cu.first_outside(flat, 0.0, float(np.finfo(flat.dtype).max), nan_outside=True)
     if i >= 0:
         if not math.isfinite(cu.element(flat, i)):
             raise weight_values_error(loss, cu.to_host(flat), wshape)

@@ -52,14 +52,10 @@ def _first(kernel, n: int, *args) -> int:
     return -1 if i == n else i
 
 
-def first_outside(x, lo: float, hi: float) -> int:
-    """The smallest index ``i`` with ``x[i] < lo`` or ``x[i] > hi``, or -1 (nan is inside)."""
-    return _first(_first_outside_kernel, x.shape[0], x, float(lo), float(hi))
-
-
-def first_not_within(x, lo: float, hi: float) -> int:
-    """The smallest index ``i`` with ``x[i]`` not in ``[lo, hi]``, nan included (weights: finite and >= 0), or -1."""
-    return _first(_first_not_within_kernel, x.shape[0], x, float(lo), float(hi))
+def first_outside(x, lo: float, hi: float, nan_outside: bool = False) -> int:
+    """The smallest index ``i`` with ``x[i] < lo`` or ``x[i] > hi``, or -1. nan is inside, unless ``nan_outside``
+    (weights: finite and >= 0 is ``[0, max]`` with nan outside)."""
+    return _first(_first_outside_kernel, x.shape[0], x, float(lo), float(hi), bool(nan_outside))
 
 
 def first_not_sign(x) -> int:
@@ -85,21 +81,12 @@ def unit_hessian(h, C: int, labels, ignore: int, rw, scale: float) -> None:
 
 
 @cuda.jit(cache=True)
-def _first_outside_kernel(x, lo, hi, first):
+def _first_outside_kernel(x, lo, hi, nan_outside, first):
     for i in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
         v = x[i]
-        if v < lo or v > hi:  # nan is neither: it passes
+        if v < lo or v > hi or (nan_outside and v != v):  # nan is neither below nor above
             cuda.atomic.min(first, 0, i)
             return  # this thread's later indices are larger
-
-
-@cuda.jit(cache=True)
-def _first_not_within_kernel(x, lo, hi, first):
-    for i in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
-        v = x[i]
-        if not (v >= lo and v <= hi):  # nan is outside
-            cuda.atomic.min(first, 0, i)
-            return
 
 
 @cuda.jit(cache=True)

@@ -71,8 +71,8 @@ from ._cuda_stream import (_alloc, _stream, element, empty, external_stream, on_
 from ._cuda_reduce import (FINAL_THREADS, MAX_BLOCKS, TPB, DeviceTotal, _blocks, _reduced,  # noqa: E402,F401
                            _store_block_sum, device_sum, kept_sum)
 from ._cuda_rows import BLOCK_MATH, BLOCK_ROWS, _ce_block_kernel, _row_kernel, _row_launch  # noqa: E402
-from ._cuda_helpers import (cast, expand, first_bad_label, first_not_sign, first_not_within,  # noqa: E402,F401
-                            first_outside, unit_hessian, weighted)
+from ._cuda_helpers import (cast, expand, first_bad_label, first_not_sign, first_outside,  # noqa: E402,F401
+                            unit_hessian, weighted)
 from .numba_cuda_ctc import ctc  # noqa: E402,F401
 from ._cuda_pairwise import pairwise  # noqa: E402,F401
 from ._cuda_overlap import overlap_grad, overlap_sums  # noqa: E402,F401
