@@ -82,10 +82,9 @@ inline constexpr std::size_t kSub = 512;
 static_assert(kSub % kLanes == 0, "chunks must keep the lane of every element");
 
 // One run [begin, end) of the elementwise loop. W: weighted; V: write value; R: sum w*l; G, H: write
-// gradient, Hessian; Col: element i takes the loss's first parameter from col[i - begin]; Stream: outputs
-// go out through chunk buffers and streaming stores. Returns the run's float64 sum of w*l (0 unless R).
-// `stream` is a runtime flag, not a template one: the loop body is the same either way (it writes through a
-// pointer and an offset), so one instantiation serves both.
+// gradient, Hessian; Col: element i takes the loss's first parameter from col[i - begin]; stream: outputs
+// go out through chunk buffers and streaming stores (a runtime flag, not a template one: the loop body is the
+// same either way, it writes through a pointer and an offset). Returns the run's float64 sum of w*l (0 unless R).
 template <bool Col, bool W, bool V, bool R, bool G, bool H, class Loss, class T>
 FUSEDLOSS_INLINE double elementwise_run(const Loss& loss_, const ElementwiseArgs<T>& a, const T* col, std::size_t begin,
                                         std::size_t end, bool stream) {
@@ -187,7 +186,7 @@ struct ColumnTile {
 // them together), except with per-column parameters.
 template <class T>
 bool use_stream(const ElementwiseArgs<T>& a, bool col, std::size_t outputs) {
-  return !col && outputs != 0 && a.n * sizeof(T) * outputs >= kStreamMinBytes;
+  return !col && a.n * sizeof(T) * outputs >= kStreamMinBytes;
 }
 
 // The whole elementwise pass for one instantiation of the flags.
