@@ -371,6 +371,12 @@ def test_compiled_extremes_skip_nan_and_match_numpy(dtype):
                 assert (lo, hi) == (np.inf, -np.inf)
             else:
                 assert (lo, hi) == (float(np.nanmin(x)), float(np.nanmax(x)))
+            # the weights' pass: the same extremes and the compensated sum's bits (nan in, nan out)
+            lo2, hi2, total = _core.extremes_and_sum(x, threads)
+            assert (lo2, hi2) == (lo, hi)
+            assert total == _core.sum(x, threads) or (np.isnan(total) and np.isnan(_core.sum(x, threads)))
+            kept = x[~np.isnan(x)]
+            assert _core.extremes_and_sum(kept, threads)[2] == _core.sum(kept, 1)
     x = np.full(9000, np.nan, dtype)
     x[8999] = -3.0  # the last element of the last block, the only one that is not NaN
     assert _core.extremes(x, 2) == (-3.0, -3.0)
@@ -378,10 +384,14 @@ def test_compiled_extremes_skip_nan_and_match_numpy(dtype):
     raw[:] = 0.25
     raw[-1] = 7.0
     assert _core.extremes(raw, 2) == (0.25, 7.0)
-    with pytest.raises(TypeError, match="float32 or float64"):
-        _core.extremes(np.zeros(3, np.int64), 1)
-    with pytest.raises(TypeError, match="C-contiguous"):
-        _core.extremes(np.zeros((4, 4), dtype)[:, 0], 1)
+    assert _core.extremes_and_sum(raw, 2) == (0.25, 7.0, 0.25 * (raw.size - 1) + 7.0)
+    for scan in (_core.extremes, _core.extremes_and_sum):
+        with pytest.raises(TypeError, match="float32 or float64"):
+            scan(np.zeros(3, np.int64), 1)
+        with pytest.raises(TypeError, match="C-contiguous"):
+            scan(np.zeros((4, 4), dtype)[:, 0], 1)
+        with pytest.raises(ValueError, match="nthreads must be >= 1"):
+            scan(np.zeros(3, dtype), 0)
 
 
 @pytest.mark.parametrize("domain,bad", [("nonnegative", -1e-30), ("positive", 0.0), ("positive", -0.0),

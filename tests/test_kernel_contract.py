@@ -5,9 +5,12 @@ bit for bit; combinations computed in several passes refuse an output that is an
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
+
+import fusedloss as fl
 
 from conftest import backend_skip_reason
 
@@ -61,6 +64,25 @@ def test_several_passes_refuse_an_input_as_output():
     total = core.elementwise("mse", (), g, y, None, 1.0, True, None, g, None, 1)
     assert total == pytest.approx(float(np.sum(p**2)))
     np.testing.assert_array_equal(g, 2 * p)
+
+
+def test_weight_total_is_the_compiled_compensated_sum():
+    """A weighted mean divides by the compiled compensated sum of the weights, within 2 ulp of the exact sum, where
+    NumPy's pairwise sum is off by more: each block of it adds the 127 tiny weights after a 1.0 into running sums
+    of which one holds the 1.0 and loses its share of them."""
+    from fusedloss import _validate
+
+    w = np.tile(np.r_[1.0, np.full(127, 1e-16)], 1000)
+    exact = math.fsum(w)
+    assert abs(float(np.sum(w)) - exact) > 2 * np.spacing(exact)  # the case shows the difference
+    assert abs(_validate._weight_sum(w) - exact) <= 2 * np.spacing(exact)
+    assert _validate._weight_sum(w) == _core().sum(w, 1) == _core().sum(w, 2)
+    for dtype in (np.float32, np.float64):  # the divisor "mean" uses
+        p = np.linspace(-1, 1, w.size).astype(dtype)
+        got = fl.mse(p, np.zeros_like(p), sample_weight=w.astype(dtype), backend="cpp")
+        total = _core().sum(w.astype(dtype), 1)
+        want = _core().elementwise("mse", (), p, np.zeros_like(p), w.astype(dtype), 1.0, True, None, None, None, 1)
+        assert got == pytest.approx(want / total, rel=1e-15)
 
 
 def test_compensated_sum_overflows_to_inf():

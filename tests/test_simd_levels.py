@@ -62,6 +62,14 @@ for name, third in (("margin_ranking", "target"), ("gaussian_nll", "var")):
         c = (rng.uniform(0, 2, 10_007) if third == "var" else rng.choice([-1.0, 1.0, 0.5], 10_007)).astype(dt)
         v, gs = getattr(fl, name).value_and_grad(a, b, c, sample_weight=w, backend="cpp")
         out[f"{name}/{dt}"] = [float(v), *(g.view(np.uint8).tobytes().hex() for g in gs)]
+# the scans of the validation and of the weighted mean's divisor (reduce.hpp: block_sum, block_extremes)
+import fusedloss._core as core
+for dt in ("float32", "float64"):
+    x = rng.uniform(0, 1e3, 100_003).astype(dt)
+    x[::7919] = np.nan
+    kept = x[x == x]
+    out[f"scans/{dt}"] = [core.sum(kept, 1).hex(), core.sum(kept, 2).hex(), core.extremes(x, 1),
+                          core.extremes_and_sum(kept, 2)[2].hex()]
 print(json.dumps(out))
 """
 

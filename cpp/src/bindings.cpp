@@ -574,33 +574,19 @@ double multiclass_metrics(std::string_view loss, py::handle packed, std::int64_t
 
 // The compensated float64 sum of a C-contiguous float array (weights, for the divisor of "mean"): Kahan lanes
 // in fixed blocks and a CompensatedSum over the blocks, as the kernels' own reductions (reduce.hpp), so a sum
-// over a whole array and a merge of the sums of its pieces agree to a few ulp. Memory-bound: the baseline
-// level is as fast as any.
-template <class T>
-double compensated_array_sum(const T* x, std::size_t n, int nthreads) {
-  return fl::sum_blocks(n, fl::kBlock, nthreads, [x](std::size_t begin, std::size_t end) {
-    constexpr std::size_t kL = 8;
-    fl::KahanLanes<kL> lanes;
-    std::size_t i = begin;
-    for (; i + kL <= end; i += kL) {
-#pragma omp simd
-      for (std::size_t j = 0; j < kL; ++j) lanes.add(j, double(x[i + j]));
-    }
-    fl::CompensatedSum s;
-    for (; i < end; ++i) s.add(double(x[i]));
-    lanes.fold_into(s);
-    return s.value();
-  });
-}
-
+// over a whole array and a merge of the sums of its pieces agree to a few ulp. Each block runs the selected
+// level's block_sum (the same bits at every level).
 // x: C-contiguous, of dtype T (checked by the caller); a misaligned one is summed from an aligned copy.
 template <class T>
 double array_sum_as(const py::array& x, int nthreads) {
   const Array<T> a = fl::aligned_input(py::reinterpret_borrow<Array<T>>(x));
   const T* p = a.data();
   const auto n = static_cast<std::size_t>(a.size());
+  const auto sum = g_kernels->scans<T>().sum;
   py::gil_scoped_release nogil;
-  return compensated_array_sum(p, n, nthreads);
+  return fl::sum_blocks(n, fl::kBlock, nthreads, [p, sum](std::size_t begin, std::size_t end) {
+    return sum(p + begin, end - begin);
+  });
 }
 
 double array_sum(const py::array& x, int nthreads) {
@@ -614,78 +600,57 @@ double array_sum(const py::array& x, int nthreads) {
 
 // The smallest and the largest element of x with NaN skipped (+inf and -inf when there is no other element):
 // the domain checks of targets, predictions and weights (fusedloss._validate), in one pass over the array on
-// the pool's threads, where NumPy takes a min and a max pass on one thread. Each fixed block keeps its own
-// extremes, so the result does not depend on the thread count.
-#if defined(__GNUC__)
-template <class T>
-struct Vec16;  // 16-byte vectors of GCC / Clang's vector extensions
-template <>
-struct Vec16<double> { typedef double type __attribute__((vector_size(16))); };
-template <>
-struct Vec16<float> { typedef float type __attribute__((vector_size(16))); };
-#endif
-
-template <class T>
-void block_extremes(const T* x, std::size_t begin, std::size_t end, T& lo, T& hi) {
-  T mn = std::numeric_limits<T>::infinity(), mx = -mn;
-  std::size_t i = begin;
-#if defined(__GNUC__)
-  // `v < a ? v : a` is SSE2's min with the element first: a NaN element compares false, so it leaves the
-  // running extreme as it was. Two of each: two loads in flight.
-  using V = typename Vec16<T>::type;
-  constexpr std::size_t L = 16 / sizeof(T);
-  V a = V{} + mn, b = V{} + mx, c = a, d = b;
-  for (; i + 2 * L <= end; i += 2 * L) {
-    V v, w;
-    std::memcpy(&v, x + i, sizeof v);
-    std::memcpy(&w, x + i + L, sizeof w);
-    a = v < a ? v : a;
-    b = v > b ? v : b;
-    c = w < c ? w : c;
-    d = w > d ? w : d;
-  }
-  for (std::size_t k = 0; k < L; ++k) {
-    mn = std::min({mn, a[k], c[k]});
-    mx = std::max({mx, b[k], d[k]});
-  }
-#endif
-  for (; i < end; ++i) {
-    const T v = x[i];
-    if (v < mn) mn = v;
-    if (v > mx) mx = v;
-  }
-  lo = mn;
-  hi = mx;
-}
-
-template <class T>
+// the pool's threads at the selected level's vector width, where NumPy takes a min and a max pass on one thread.
+// Each fixed block keeps its own extremes, so the result does not depend on the thread count. WithSum: also the
+// sum (array_sum's bits: each block's sum read from cache right after its extremes), for the weights of a mean,
+// which are checked and summed in this one pass.
+template <class T, bool WithSum>
 py::tuple extremes_of(const py::array& x, int nthreads) {
   const Array<T> a = fl::aligned_input(py::reinterpret_borrow<Array<T>>(x));
   const T* p = a.data();
   const auto n = static_cast<std::size_t>(a.size());
   const std::size_t nb = (n + fl::kBlock - 1) / fl::kBlock;
+  const fl::BlockScans<T> scans = g_kernels->scans<T>();
   std::vector<T> los(nb), his(nb);
+  std::vector<double> sums(WithSum ? nb : 0);
   T lo = std::numeric_limits<T>::infinity(), hi = -lo;
+  double total = 0.0;
   {
     py::gil_scoped_release nogil;
     fl::for_blocks(n, fl::kBlock, nthreads, [&](std::size_t begin, std::size_t end) {
       const std::size_t b = begin / fl::kBlock;
-      block_extremes(p, begin, end, los[b], his[b]);
+      scans.extremes(p + begin, end - begin, los[b], his[b]);
+      if constexpr (WithSum) sums[b] = scans.sum(p + begin, end - begin);
     });
     for (std::size_t b = 0; b < nb; ++b) {
       lo = std::min(lo, los[b]);
       hi = std::max(hi, his[b]);
     }
+    if constexpr (WithSum) total = nb == 1 ? sums[0] : fl::compensated_sum(sums.data(), nb);  // as sum_blocks
   }
-  return py::make_tuple(double(lo), double(hi));
+  if constexpr (WithSum) {
+    return py::make_tuple(double(lo), double(hi), total);
+  } else {
+    return py::make_tuple(double(lo), double(hi));
+  }
+}
+
+template <py::tuple (*F32)(const py::array&, int), py::tuple (*F64)(const py::array&, int)>
+py::tuple float_scan(const char* what, const py::array& x, int nthreads) {
+  if (nthreads < 1) throw py::value_error("nthreads must be >= 1, got " + std::to_string(nthreads));
+  if (!(x.flags() & py::array::c_style)) throw py::type_error(std::string(what) + ": the array must be C-contiguous");
+  if (x.dtype().is(py::dtype::of<double>())) return F64(x, nthreads);
+  if (x.dtype().is(py::dtype::of<float>())) return F32(x, nthreads);
+  throw py::type_error(std::string(what) + ": the array must be float32 or float64, got " +
+                       std::string(py::str(x.dtype())));
 }
 
 py::tuple extremes(const py::array& x, int nthreads) {
-  if (nthreads < 1) throw py::value_error("nthreads must be >= 1, got " + std::to_string(nthreads));
-  if (!(x.flags() & py::array::c_style)) throw py::type_error("extremes: the array must be C-contiguous");
-  if (x.dtype().is(py::dtype::of<double>())) return extremes_of<double>(x, nthreads);
-  if (x.dtype().is(py::dtype::of<float>())) return extremes_of<float>(x, nthreads);
-  throw py::type_error("extremes: the array must be float32 or float64, got " + std::string(py::str(x.dtype())));
+  return float_scan<&extremes_of<float, false>, &extremes_of<double, false>>("extremes", x, nthreads);
+}
+
+py::tuple extremes_and_sum(const py::array& x, int nthreads) {
+  return float_scan<&extremes_of<float, true>, &extremes_of<double, true>>("extremes_and_sum", x, nthreads);
 }
 
 }  // namespace
@@ -762,6 +727,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("extremes", &extremes, py::arg("x"), py::arg("nthreads"),
         "extremes(x, nthreads) -> (min, max): of a C-contiguous float32 / float64 array, NaN skipped (inf, -inf\n"
         "when nothing else is there); the same for any nthreads.");
+  m.def("extremes_and_sum", &extremes_and_sum, py::arg("x"), py::arg("nthreads"),
+        "extremes_and_sum(x, nthreads) -> (min, max, sum): extremes(x) and sum(x) in one pass over x (the same bits).");
 
   fl::bind_ctc(m, g_kernels->isa);
   fl::bind_pairwise(m, g_kernels->isa);

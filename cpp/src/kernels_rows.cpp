@@ -1,11 +1,12 @@
 // The multiclass kernel table of ONE instruction-set level, and the level's whole kernel table. CMakeLists.txt
 // compiles this file once per level, with that level's flags and -DFUSEDLOSS_ISA=<level>; everything it
 // instantiates lives in fusedloss::isa_<level> (isa.hpp), and it exports kernel_table_<level>(), which joins
-// the elementwise parts (kernels_elementwise.cpp) and the rows below.
+// the elementwise parts (kernels_elementwise.cpp), the rows below and the block scans (reduce.hpp).
 //
 // Adding a multiclass loss: a struct in rows.hpp and ONE line in the table below.
 #include "fusedloss/kernel_api.hpp"
 #include "fusedloss/loops.hpp"
+#include "fusedloss/reduce.hpp"
 #include "fusedloss/row_tiles.hpp"
 #include "fusedloss/rows.hpp"
 
@@ -57,7 +58,8 @@ KernelTable join_parts() noexcept {
   for (const TablePart<LossEntry> part : {FUSEDLOSS_PART_FN_(0)(), FUSEDLOSS_PART_FN_(1)(), FUSEDLOSS_PART_FN_(2)()}) {
     for (std::size_t i = 0; i < part.n && n < kMaxElementwise; ++i) g_joined[n++] = part.entries[i];
   }
-  return KernelTable{FUSEDLOSS_ISA_NAME, g_joined, n, kMulticlass, sizeof(kMulticlass) / sizeof(kMulticlass[0])};
+  return KernelTable{FUSEDLOSS_ISA_NAME, g_joined, n, kMulticlass, sizeof(kMulticlass) / sizeof(kMulticlass[0]),
+                     {&block_extremes<float>, &block_sum<float>}, {&block_extremes<double>, &block_sum<double>}};
 }
 
 }  // namespace

@@ -18,8 +18,8 @@ from ._validate import (
     _F32, _F64, HESSIAN_MODES, REDUCTIONS, _as_like, _as_pred, _check_domain, _check_out, _check_overlap,
     _class_vector, _column_vector, _mean_denominator, _prepare_row_weight, _prepare_targets, _prepare_weight,
     GRAD, GRAD_HESS, VALUE, VALUE_AND_GRAD, Outputs, _results, _unit_hessian_rows, _weight_sum, is_device_array,
-    check_weight_total, check_weight_values, fresh_outputs, mean_scale, reduced_value, fit_weights, refit_total,
-    scaled_weights, soft_target_metrics, sum_exponent, WEIGHT_SUM_LIMIT,
+    check_weight_total, check_weight_values, fresh_outputs, mean_scale, prepare_weight_total, reduced_value,
+    fit_weights, refit_total, scaled_weights, soft_target_metrics, sum_exponent, WEIGHT_SUM_LIMIT,
 )
 from .backends import REGISTRY as BACKENDS, BackendUnavailable, host_order, warn_if_compiled_missing
 
@@ -252,7 +252,12 @@ class Loss:
                 _check_domain(y, spec.target_domain_for(params), "target", name)
             if spec.pred_domain != "real":
                 _check_domain(p, spec.pred_domain_for(params), "pred", name)
-        w = None if sample_weight is None else _prepare_weight(sample_weight, p, name)
+        w = w_total = None
+        if sample_weight is not None:
+            if reduction == "mean":  # checked and summed in one pass
+                w, w_total = prepare_weight_total(sample_weight, p, name)
+            else:
+                w = _prepare_weight(sample_weight, p, name)
         cols = None if spec.vector_param is None else _column_vector(spec, params, p)
         if module is None:  # not resolved yet (or the table changed): _backend resolves and caches it
             module = self._backend(backend, dtype)
@@ -263,7 +268,7 @@ class Loss:
         # nan or infinite weights are refused where a sum over them comes out inf or nan: the "mean" divisor, the
         # reduced value (below), or else a sum of their own
         if reduction == "mean":
-            denom = float(p.size) if w is None else _weight_sum(w)
+            denom = float(p.size) if w is None else w_total
             if w is not None and not math.isfinite(denom):
                 check_weight_total(denom, w, name, shape)
             if refit:
@@ -338,7 +343,7 @@ class Loss:
         if w is not w_given:  # the kernel saw the rescaled weights: the sums of the weights as given
             tab = _binary_metrics.table(p, y, w_given, spec.binary_scores == "probabilities", metrics.nbins,
                                         metrics.ece_bins)
-        weight = float(p.size) if w_given is None else _weight_sum(w_given)
+        weight = float(p.size) if w_given is None else (_weight_sum(w_given) if w_total is None else w_total)
         return _results(outputs, reduction, total, denom, v, g, h, _binary_metrics.fold(metrics, tab, p.size, weight))
 
     def _metric_spec(self, metrics, pred):

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._validate import (VALUE, WEIGHT_SUM_LIMIT, _as_pred, _class_vector, _mean_denominator, _prepare_row_weight,
-                        _prepare_targets, _prepare_weight, _weight_sum, check_weight_total, is_device_array,
-                        scaled_weights, sum_exponent)
+                        _prepare_targets, check_weight_total, is_device_array, prepare_weight_total, scaled_weights,
+                        sum_exponent)
 
 __all__ = ["LossState", "merge", "partial", "divisor"]
 
@@ -178,8 +178,7 @@ def divisor(loss, shape: tuple, dtype, target, sample_weight, params: dict) -> t
     if spec.kind != "multiclass":
         if sample_weight is None:
             return float(stand_in.size), stand_in.size
-        w = _prepare_weight(sample_weight, stand_in, loss.name)
-        total = _weight_sum(w)
+        w, total = prepare_weight_total(sample_weight, stand_in, loss.name)
         if not math.isfinite(total):  # a nan or infinite weight is refused (as the plain call refuses it)
             check_weight_total(total, w, loss.name, shape)
         return total, stand_in.size

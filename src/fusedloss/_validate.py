@@ -247,7 +247,7 @@ def weight_values_error(loss: str, w: np.ndarray, shape: tuple | None = None, wh
 def check_weight_values(w: np.ndarray, loss: str, shape: tuple | None = None) -> None:
     """Refuse the weights if one of them is nan or +inf (``weight_values_error``), where no sum over them is
     made anyway: NumPy's max propagates nan, and one pass of it costs a fraction of a compensated sum's
-    (``_weight_sum``: at 1e6 float32 weights about 50 us against 900)."""
+    (``_weight_sum``: at 1e6 float32 weights about 130 us against 240 on one AVX-512 core)."""
     if w.size:
         top = np.maximum.reduce(w, axis=None)
         if not top < math.inf:  # nan or +inf
@@ -269,23 +269,42 @@ def _check_weight_shape(shape: tuple, pred_shape: tuple, loss: str) -> None:
 
 def _prepare_weight(sample_weight, pred: np.ndarray, loss: str) -> np.ndarray:
     """sample_weight as a flat array of pred's dtype and size (broadcast along trailing axes)."""
+    return _prepared_weight(sample_weight, pred, loss, False)[0]
+
+
+def prepare_weight_total(sample_weight, pred: np.ndarray, loss: str) -> tuple:
+    """(``_prepare_weight``'s array, its sum ``_weight_sum``): the weights of a mean, checked and summed in one
+    compiled pass where they need no copy."""
+    w, total = _prepared_weight(sample_weight, pred, loss, True)
+    return w, (_weight_sum(w) if total is None else total)
+
+
+def _prepared_weight(sample_weight, pred: np.ndarray, loss: str, want_total: bool) -> tuple:
+    """(the flat weights, their sum where the check's pass gave it, else None)."""
     if type(sample_weight) is np.ndarray:  # its shape is checked before a conversion copies it
         _check_weight_shape(sample_weight.shape, pred.shape, loss)
     w = _as_like(sample_weight, pred, "sample_weight", loss)
     if w.shape != pred.shape:
         _check_weight_shape(w.shape, pred.shape, loss)
         w = np.broadcast_to(w.reshape(w.shape + (1,) * (pred.ndim - w.ndim)), pred.shape)
+    total = None
     if w.size:
-        # one pass (compiled: min and max together) finds a negative or an infinite weight; nan is skipped: the
-        # callers refuse it where a sum over the weights comes out nan (check_weight_total)
-        lo, hi = _extremes(w)
+        # one pass (compiled: min and max together, and the sum with them when asked) finds a negative or an
+        # infinite weight; nan is skipped: the callers refuse it where a sum over the weights comes out nan
+        # (check_weight_total)
+        scan = _compiled("extremes_and_sum") if want_total else None
+        if scan is not None and type(w) is np.ndarray and (w.dtype is _F64 or w.dtype is _F32) \
+                and w.ndim == 1 and w.flags.c_contiguous:
+            lo, hi, total = scan(w, _config.get_num_threads())
+        else:
+            lo, hi = _extremes(w)
         if lo < 0:
             raise ValueError(f"{loss}: sample_weight must be >= 0, got {_first_bad(w, w < 0)}")
         if hi == math.inf:
             raise weight_values_error(loss, w)
     if w.ndim == 1 and w.flags.c_contiguous:
-        return w
-    return np.ascontiguousarray(w).reshape(-1)
+        return w, total
+    return np.ascontiguousarray(w).reshape(-1), None
 
 
 def fresh_outputs(shape: tuple, dtype, *wanted: bool) -> list:

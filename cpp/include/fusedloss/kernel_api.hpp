@@ -171,6 +171,14 @@ struct TablePart {
   std::size_t n;
 };
 
+// The scans of one block of a plain array that the validation and the "mean" divisor make (reduce.hpp:
+// block_extremes, block_sum; bindings.cpp runs them over fixed blocks on the pool).
+template <class T>
+struct BlockScans {
+  void (*extremes)(const T* x, std::size_t n, T& lo, T& hi);  // min and max, NaN skipped
+  double (*sum)(const T* x, std::size_t n);                      // compensated, in float64
+};
+
 // Everything one ISA level provides.
 struct KernelTable {
   const char* isa;  // "baseline", "avx2", "avx512"
@@ -178,6 +186,17 @@ struct KernelTable {
   std::size_t n_elementwise;
   const RowEntry* multiclass;
   std::size_t n_multiclass;
+  BlockScans<float> scans_f32;
+  BlockScans<double> scans_f64;
+
+  template <class T>
+  const BlockScans<T>& scans() const {
+    if constexpr (std::is_same_v<T, float>) {
+      return scans_f32;
+    } else {
+      return scans_f64;
+    }
+  }
 };
 
 // One per compiled level (cpp/src/kernels_rows.cpp, built once per level by CMakeLists.txt, which defines

@@ -19,6 +19,9 @@
 #include <cstddef>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <limits>
+#include <type_traits>
 
 namespace fusedloss {
 
@@ -180,6 +183,122 @@ double sum_blocks(std::size_t n, std::size_t block, int nthreads, const Fn& fn, 
     pool::run(nb, nt, &decltype(job)::call, &job);
   }
   return compensated_sum(partial, nb);
+}
+
+// The block scans of a plain array (kernel_api.hpp: BlockScans; bindings.cpp drives them over fixed blocks on
+// the pool). Compiled per level like the kernels, and every level gives the same bits: min and max are exact,
+// and the sum adds the same kScanLanes lanes in the same order (no fp contraction in this build).
+
+// The level's vector width for the scans (GCC / Clang vector extensions; plain loops elsewhere).
+#if defined(__GNUC__)
+#if defined(__AVX512F__)
+inline constexpr std::size_t kScanBytes = 64;
+#elif defined(__AVX__)
+inline constexpr std::size_t kScanBytes = 32;
+#else
+inline constexpr std::size_t kScanBytes = 16;
+#endif
+namespace detail {
+template <class T>
+struct ScanVec;
+template <>
+struct ScanVec<double> { typedef double type __attribute__((vector_size(kScanBytes))); };
+template <>
+struct ScanVec<float> { typedef float type __attribute__((vector_size(kScanBytes))); };
+typedef float HalfFloats __attribute__((vector_size(kScanBytes / 2)));  // as many floats as ScanVec<double> lanes
+typedef long long ScanBits __attribute__((vector_size(kScanBytes)));
+}  // namespace detail
+#endif
+
+// The compensated float64 sum of x[0..n): element i goes to Kahan lane i % kScanLanes (KahanLanes' steps), then
+// the tail and the lanes in order into a CompensatedSum. 32 lanes: four independent chains of 8 even in
+// 512-bit vectors, so the sum runs at the speed of the loads rather than of one chain's latency. Written in
+// explicit vectors because GCC leaves the lane loop scalar below AVX-512 (the finite test's select).
+inline constexpr std::size_t kScanLanes = 32;
+
+template <class T>
+double block_sum(const T* x, std::size_t n) {
+  std::size_t i = 0;
+#if defined(__GNUC__)
+  using V = typename detail::ScanVec<double>::type;
+  using I = detail::ScanBits;
+  constexpr std::size_t W = kScanBytes / sizeof(double), NV = kScanLanes / W;
+  static_assert(kScanLanes % W == 0, "the lanes fill whole vectors");
+  V acc[NV] = {}, err[NV] = {};
+  const V big = V{} + CompensatedSum::kMaxFinite;
+  for (; i + kScanLanes <= n; i += kScanLanes) {
+    for (std::size_t k = 0; k < NV; ++k) {
+      V xv;
+      if constexpr (std::is_same_v<T, double>) {
+        std::memcpy(&xv, x + i + k * W, sizeof xv);
+      } else {
+        detail::HalfFloats f;
+        std::memcpy(&f, x + i + k * W, sizeof f);
+        xv = __builtin_convertvector(f, V);
+      }
+      const V v = xv - err[k];
+      const V t = acc[k] + v;
+      const V e = (t - acc[k]) - v;
+      const V at = (V)((I)t & (I{} + 0x7fffffffffffffffLL));  // |t|
+      err[k] = at <= big ? e : V{};  // an overflowed lane keeps no correction (KahanLanes)
+      acc[k] = t;
+    }
+  }
+  CompensatedSum s;
+  for (; i < n; ++i) s.add(double(x[i]));
+  for (std::size_t k = 0; k < NV; ++k) {
+    for (std::size_t j = 0; j < W; ++j) {
+      s.add(acc[k][j]);
+      if (std::fabs(acc[k][j]) <= CompensatedSum::kMaxFinite) s.add(-err[k][j]);
+    }
+  }
+#else
+  KahanLanes<kScanLanes> lanes;
+  for (; i + kScanLanes <= n; i += kScanLanes) {
+    for (std::size_t j = 0; j < kScanLanes; ++j) lanes.add(j, double(x[i + j]));
+  }
+  CompensatedSum s;
+  for (; i < n; ++i) s.add(double(x[i]));
+  lanes.fold_into(s);
+#endif
+  return s.value();
+}
+
+// The smallest and the largest element of x[0..n) with NaN skipped (+inf and -inf when there is none other), in
+// the level's widest vectors.
+template <class T>
+void block_extremes(const T* x, std::size_t n, T& lo, T& hi) {
+  T mn = std::numeric_limits<T>::infinity(), mx = -mn;
+  std::size_t i = 0;
+#if defined(__GNUC__)
+  // `v < a ? v : a` is the SIMD min with the element first: a NaN element compares false, so it leaves the
+  // running extreme as it was. Two of each: two loads in flight.
+  using V = typename detail::ScanVec<T>::type;
+  constexpr std::size_t L = kScanBytes / sizeof(T);
+  V a = V{} + mn, b = V{} + mx, c = a, d = b;
+  for (; i + 2 * L <= n; i += 2 * L) {
+    V v, w;
+    std::memcpy(&v, x + i, sizeof v);
+    std::memcpy(&w, x + i + L, sizeof w);
+    a = v < a ? v : a;
+    b = v > b ? v : b;
+    c = w < c ? w : c;
+    d = w > d ? w : d;
+  }
+  for (std::size_t k = 0; k < L; ++k) {  // no NaN in the lanes; plain tests, no std:: call (isa.hpp)
+    if (a[k] < mn) mn = a[k];
+    if (c[k] < mn) mn = c[k];
+    if (b[k] > mx) mx = b[k];
+    if (d[k] > mx) mx = d[k];
+  }
+#endif
+  for (; i < n; ++i) {
+    const T v = x[i];
+    if (v < mn) mn = v;
+    if (v > mx) mx = v;
+  }
+  lo = mn;
+  hi = mx;
 }
 
 FUSEDLOSS_ISA_END

@@ -56,6 +56,7 @@ overlap_sums = getattr(_core, "overlap_sums", None)  # the overlap contract of f
 overlap_grad = getattr(_core, "overlap_grad", None)
 array_sum = getattr(_core, "sum", None)  # compensated float64 sum of a contiguous float array
 extremes = getattr(_core, "extremes", None)  # (min, max) of a contiguous float array, NaN skipped: domain checks
+extremes_and_sum = getattr(_core, "extremes_and_sum", None)  # (min, max, sum) in one pass: the weights of a mean
 # Wakes the pool's workers as a call starts checking its arguments, so that they join its kernel at once
 # (pool.hpp): for calls of at least PREWAKE_MIN elements, from which a kernel runs on 2 threads or more
 # (reduce.hpp: threads_for gives one thread per parallel_threshold elements).
