@@ -400,3 +400,38 @@ def test_a_boosting_objective_wakes_the_workers_before_it_reads_the_labels(prewa
         objective(np.zeros(n), Data())
     # once by the objective, before it reads; at most once more by the loss call it makes
     assert 1 <= len(seen) <= 2 and set(seen) == {(2, True)}, seen
+
+
+@needs_cpp
+def test_the_scans_of_a_call_keep_to_its_thread_cap(monkeypatch):
+    """The passes over targets and weights before a kernel (their checks, the divisor of a weighted mean) run on
+    the threads its kernel may use: a call's cap (fusedloss.torch passes torch's count, an XGBoost objective one)
+    holds for them too."""
+    from fusedloss import _validate
+    from fusedloss._validate import VALUE_AND_GRAD
+
+    seen = []
+    for name in ("extremes", "extremes_and_sum", "array_sum"):
+        fn = _validate._compiled(name)
+
+        def spy(x, threads, fn=fn, name=name):
+            seen.append((name, threads))
+            return fn(x, threads)
+
+        monkeypatch.setitem(_validate._COMPILED, name, spy)
+    monkeypatch.setattr(_config, "_num_threads", 2)
+    rng = np.random.default_rng(0)
+    n = 100_000
+    p, y, w = rng.normal(size=n), rng.random(n), rng.random(n)
+    x = rng.normal(size=(n // 10, 10))
+    q = rng.dirichlet(np.ones(10), n // 10)
+    calls = [
+        lambda cap: fl.binary_cross_entropy_with_logits._run(p, y, "mean", w, "cpp", {}, VALUE_AND_GRAD, nthreads=cap),
+        lambda cap: fl.binary_cross_entropy_with_logits._run(p, y, "sum", w, "cpp", {}, VALUE_AND_GRAD, nthreads=cap),
+        lambda cap: fl.cross_entropy._run(x, q, "mean", w[: n // 10], "cpp", {}, VALUE_AND_GRAD, nthreads=cap),
+    ]
+    for call in calls:
+        for cap, want in ((1, 1), (None, 2)):
+            seen.clear()
+            call(cap)
+            assert seen and {t for _, t in seen} == {want}, (cap, seen)

@@ -249,15 +249,15 @@ class Loss:
         spec = self.spec
         if self._checks_domains:
             if spec.target_domain != "real" and not target_checked:
-                _check_domain(y, spec.target_domain_for(params), "target", name)
+                _check_domain(y, spec.target_domain_for(params), "target", name, threads)
             if spec.pred_domain != "real":
-                _check_domain(p, spec.pred_domain_for(params), "pred", name)
+                _check_domain(p, spec.pred_domain_for(params), "pred", name, threads)
         w = w_total = None
-        if sample_weight is not None:
+        if sample_weight is not None:  # (the scans of the inputs keep to the call's threads too)
             if reduction == "mean":  # checked and summed in one pass
-                w, w_total = prepare_weight_total(sample_weight, p, name)
+                w, w_total = prepare_weight_total(sample_weight, p, name, threads)
             else:
-                w = _prepare_weight(sample_weight, p, name)
+                w = _prepare_weight(sample_weight, p, name, threads)
         cols = None if spec.vector_param is None else _column_vector(spec, params, p)
         if module is None:  # not resolved yet (or the table changed): _backend resolves and caches it
             module = self._backend(backend, dtype)
@@ -272,7 +272,8 @@ class Loss:
             if w is not None and not math.isfinite(denom):
                 check_weight_total(denom, w, name, shape)
             if refit:
-                w, denom = fit_weights(w, denom, dtype, w.size, lambda: sum_exponent((w,), w.size), _weight_sum)
+                w, denom = fit_weights(w, denom, dtype, w.size, lambda: sum_exponent((w,), w.size),
+                                       lambda w2: _weight_sum(w2, threads))
             scale = mean_scale(denom)
         else:
             denom = scale = 1.0
@@ -343,7 +344,7 @@ class Loss:
         if w is not w_given:  # the kernel saw the rescaled weights: the sums of the weights as given
             tab = _binary_metrics.table(p, y, w_given, spec.binary_scores == "probabilities", metrics.nbins,
                                         metrics.ece_bins)
-        weight = float(p.size) if w_given is None else (_weight_sum(w_given) if w_total is None else w_total)
+        weight = float(p.size) if w_given is None else (_weight_sum(w_given, threads) if w_total is None else w_total)
         return _results(outputs, reduction, total, denom, v, g, h, _binary_metrics.fold(metrics, tab, p.size, weight))
 
     def _metric_spec(self, metrics, pred):
@@ -376,8 +377,8 @@ class Loss:
         threads = _config.get_num_threads() if nthreads is None else min(nthreads, _config.get_num_threads())
         if threads > 1 and (known := self._cached_backend(backend, x.dtype)) is not None:
             prewake(known, threads, x.size)
-        labels, q, all_kept = _prepare_targets(spec, params, target, x)
-        rw = None if sample_weight is None else _prepare_row_weight(sample_weight, lead, x, name)
+        labels, q, all_kept = _prepare_targets(spec, params, target, x, threads)
+        rw = None if sample_weight is None else _prepare_row_weight(sample_weight, lead, x, name, threads)
         cw = _class_vector(spec, params, x)
         ignore = int(params[spec.ignore_param]) if spec.ignore_param else -1
         module = self._backend(backend, x.dtype)
@@ -392,7 +393,7 @@ class Loss:
         # that would show them leave those rows out unless every row is kept)
         every_row = labels is None or all_kept
         if reduction == "mean":
-            denom = _mean_denominator(spec, labels, ignore, rw, cw, R, all_kept)
+            denom = _mean_denominator(spec, labels, ignore, rw, cw, R, all_kept, threads)
             if rw is not None:
                 if every_row or spec.mean_over == "rows":
                     if not math.isfinite(denom):
@@ -404,10 +405,10 @@ class Loss:
                 if cwd is not None and labels is not None and _over_limit(cw):
                     # the rows sum the class weights too (label smoothing), and this mean is invariant to their scale
                     cw = cwd = scaled_weights(cw, sum_exponent((cw,), C), x.dtype, C)
-                    denom = _mean_denominator(spec, labels, ignore, rw, cw, R)
+                    denom = _mean_denominator(spec, labels, ignore, rw, cw, R, threads=threads)
                 # (float64 limit: the rows multiply by w / sum(w) in float64, and float32 sums cannot overflow)
                 rw, denom = fit_weights(rw, denom, x.dtype, R, lambda: sum_exponent((rw, cwd), R),
-                                        lambda w2: _mean_denominator(spec, labels, ignore, w2, cw, R),
+                                        lambda w2: _mean_denominator(spec, labels, ignore, w2, cw, R, threads=threads),
                                         WEIGHT_SUM_LIMIT[_F64])
             scale = mean_scale(denom)
         else:

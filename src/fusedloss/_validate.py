@@ -162,15 +162,16 @@ def _compiled(name: str):
         return fn
 
 
-def _extremes(arr: np.ndarray, need_max: bool = True) -> tuple:
+def _extremes(arr: np.ndarray, need_max: bool = True, threads: int | None = None) -> tuple:
     """(min, max) of ``arr`` with NaN skipped (inf, -inf where nothing else is there); with ``need_max`` False
-    the max may be left as -inf. Compiled: one pass on the kernels' threads; otherwise NumPy's reductions (a
+    the max may be left as -inf. Compiled: one pass on the kernels' threads (``threads``, default the thread
+    count: a call's scans keep to the call's cap); otherwise NumPy's reductions (a
     second, NaN-skipping pass only when the first meets a NaN). (``np.minimum.reduce`` is ``arr.min()`` without
     its Python wrapper, which costs as much as 1,000 elements.)"""
     fn = _compiled("extremes")
     if fn is not None and type(arr) is np.ndarray and (arr.dtype is _F64 or arr.dtype is _F32) \
             and arr.flags.c_contiguous:
-        return fn(arr, _config.get_num_threads())
+        return fn(arr, _config.get_num_threads() if threads is None else threads)
     lo = np.minimum.reduce(arr, axis=None)
     hi = np.maximum.reduce(arr, axis=None) if need_max else -np.inf
     if lo != lo or hi != hi:  # a NaN: skip it (all NaN gives NaN, which is in every domain)
@@ -178,7 +179,7 @@ def _extremes(arr: np.ndarray, need_max: bool = True) -> tuple:
     return lo, hi
 
 
-def _weight_sum(w: np.ndarray) -> float:
+def _weight_sum(w: np.ndarray, threads: int | None = None) -> float:
     """The float64 sum of weights, for what "mean" divides by. With the compiled extension it is compensated
     (within a few ulp of the exact sum, as the kernels' own sums), so that "mean" over a whole array and a merge
     of the partial results of its pieces agree to 1e-15; otherwise NumPy's pairwise sum."""
@@ -190,7 +191,7 @@ def _weight_sum(w: np.ndarray) -> float:
         w = np.ascontiguousarray(w, dtype=np.float64)  # any layout or byte order sums the same numbers
     if w.dtype is not _F64 and w.dtype is not _F32:  # an equal but distinct dtype object (e.g. after a
         w = w.view(_F64 if w.dtype == _F64 else _F32)  # byte swap): the extension checks the dtype's identity
-    return fn(w, _config.get_num_threads())
+    return fn(w, _config.get_num_threads() if threads is None else threads)
 
 
 _DOMAIN_TEXT = {"positive": "must be > 0", "above_minus_one": "must be > -1", "nonnegative": "must be >= 0", "unit": "must lie in [0, 1]",
@@ -207,12 +208,13 @@ def domain_error(loss: str, what: str, domain: str, found: str) -> ValueError:
     return ValueError(f"{loss}: {what} {_DOMAIN_TEXT[domain]}, got {found}")
 
 
-def _check_domain(arr: np.ndarray, domain: str, what: str, loss: str) -> None:
-    """Raise ValueError if a value of ``arr`` lies outside ``domain`` (nan passes: it propagates)."""
+def _check_domain(arr: np.ndarray, domain: str, what: str, loss: str, threads: int | None = None) -> None:
+    """Raise ValueError if a value of ``arr`` lies outside ``domain`` (nan passes: it propagates); ``threads``: as
+    ``_extremes``."""
     if domain == "real" or arr.size == 0:
         return
     if domain in ("nonnegative", "positive", "above_minus_one", "unit"):
-        lo, hi = _extremes(arr, domain == "unit")
+        lo, hi = _extremes(arr, domain == "unit", threads)
         if domain == "nonnegative":
             bad = arr < 0 if lo < 0 else None
         elif domain == "positive":
@@ -267,19 +269,20 @@ def _check_weight_shape(shape: tuple, pred_shape: tuple, loss: str) -> None:
         raise weight_shape_error(loss, pred_shape, shape)
 
 
-def _prepare_weight(sample_weight, pred: np.ndarray, loss: str) -> np.ndarray:
-    """sample_weight as a flat array of pred's dtype and size (broadcast along trailing axes)."""
-    return _prepared_weight(sample_weight, pred, loss, False)[0]
+def _prepare_weight(sample_weight, pred: np.ndarray, loss: str, threads: int | None = None) -> np.ndarray:
+    """sample_weight as a flat array of pred's dtype and size (broadcast along trailing axes); ``threads``: as
+    ``_extremes``."""
+    return _prepared_weight(sample_weight, pred, loss, False, threads)[0]
 
 
-def prepare_weight_total(sample_weight, pred: np.ndarray, loss: str) -> tuple:
+def prepare_weight_total(sample_weight, pred: np.ndarray, loss: str, threads: int | None = None) -> tuple:
     """(``_prepare_weight``'s array, its sum ``_weight_sum``): the weights of a mean, checked and summed in one
     compiled pass where they need no copy."""
-    w, total = _prepared_weight(sample_weight, pred, loss, True)
-    return w, (_weight_sum(w) if total is None else total)
+    w, total = _prepared_weight(sample_weight, pred, loss, True, threads)
+    return w, (_weight_sum(w, threads) if total is None else total)
 
 
-def _prepared_weight(sample_weight, pred: np.ndarray, loss: str, want_total: bool) -> tuple:
+def _prepared_weight(sample_weight, pred: np.ndarray, loss: str, want_total: bool, threads: int | None) -> tuple:
     """(the flat weights, their sum where the check's pass gave it, else None)."""
     if type(sample_weight) is np.ndarray:  # its shape is checked before a conversion copies it
         _check_weight_shape(sample_weight.shape, pred.shape, loss)
@@ -295,9 +298,9 @@ def _prepared_weight(sample_weight, pred: np.ndarray, loss: str, want_total: boo
         scan = _compiled("extremes_and_sum") if want_total else None
         if scan is not None and type(w) is np.ndarray and (w.dtype is _F64 or w.dtype is _F32) \
                 and w.ndim == 1 and w.flags.c_contiguous:
-            lo, hi, total = scan(w, _config.get_num_threads())
+            lo, hi, total = scan(w, _config.get_num_threads() if threads is None else threads)
         else:
-            lo, hi = _extremes(w)
+            lo, hi = _extremes(w, True, threads)
         if lo < 0:
             raise ValueError(f"{loss}: sample_weight must be >= 0, got {_first_bad(w, w < 0)}")
         if hi == math.inf:
@@ -425,8 +428,9 @@ def target_kind_error(spec: LossSpec, shape: tuple, dtype, given: tuple) -> Type
     return TypeError(f"{spec.name}: target must be {wanted}, got dtype {dtype} and shape {given}{hint}")
 
 
-def _prepare_targets(spec: LossSpec, params: dict, target, x: np.ndarray):
-    """(labels, soft, all_kept): flat int64 labels of x.shape[:-1] (checked), or soft targets of x's shape.
+def _prepare_targets(spec: LossSpec, params: dict, target, x: np.ndarray, threads: int | None = None):
+    """(labels, soft, all_kept): flat int64 labels of x.shape[:-1] (checked), or soft targets of x's shape
+    (``threads``: their check's, as ``_extremes``).
 
     ``all_kept`` is True when the labels are known to lie in [0, C) with ignore_index outside it (no row is
     ignored), which spares the caller a pass over them; False says nothing."""
@@ -462,24 +466,26 @@ def _prepare_targets(spec: LossSpec, params: dict, target, x: np.ndarray):
         if t.shape != x.shape:
             raise soft_shape_error(spec, x.shape, t.shape)
         q = _as_like(t, x, "target", name)
-        _check_domain(q, spec.soft_target_domain_for(params), "target", name)
+        _check_domain(q, spec.soft_target_domain_for(params), "target", name, threads)
         return None, q, False
     raise target_kind_error(spec, x.shape, t.dtype, t.shape)
 
 
-def _prepare_row_weight(sample_weight, lead: tuple, x: np.ndarray, loss: str) -> np.ndarray:
+def _prepare_row_weight(sample_weight, lead: tuple, x: np.ndarray, loss: str, threads: int | None = None
+                        ) -> np.ndarray:
     """A per-row sample weight (shape ``lead`` or a leading part of it) as a flat array of x's dtype."""
     if len(lead) == 0:
         raise ValueError(f"{loss}: sample_weight needs leading axes to weight; logits have shape {x.shape}")
-    return _prepare_weight(sample_weight, np.empty(lead, x.dtype), loss)
+    return _prepare_weight(sample_weight, np.empty(lead, x.dtype), loss, threads)
 
 
-def _mean_denominator(spec: LossSpec, labels, ignore: int, rw, cw, R: int, all_kept: bool = False) -> float:
+def _mean_denominator(spec: LossSpec, labels, ignore: int, rw, cw, R: int, all_kept: bool = False,
+                      threads: int | None = None) -> float:
     """What "mean" divides by: see LossSpec.mean_over. Accumulated in float64."""
     if all_kept and rw is None and (cw is None or spec.mean_over != "class_weight"):
         return float(R)  # every row counts 1: what the sums below give, without their passes over the labels
     if labels is None or spec.mean_over == "rows":
-        return float(R) if rw is None else _weight_sum(rw)
+        return float(R) if rw is None else _weight_sum(rw, threads)
     keep = labels != ignore
     if rw is None and not (spec.mean_over == "class_weight" and cw is not None):
         return float(np.count_nonzero(keep))
@@ -487,7 +493,7 @@ def _mean_denominator(spec: LossSpec, labels, ignore: int, rw, cw, R: int, all_k
     if spec.mean_over == "class_weight" and cw is not None:
         with np.errstate(over="ignore"):  # an overflow here is taken care of (fit_weights)
             per_row = per_row * cw.astype(np.float64)[np.where(keep, labels, 0)]
-    return _weight_sum(np.where(keep, per_row, 0.0))
+    return _weight_sum(np.where(keep, per_row, 0.0), threads)
 
 
 def _unit_hessian_rows(h: np.ndarray, labels, ignore: int, rw, scale: float) -> None:
