@@ -8,8 +8,8 @@ float32 margins and the DMatrix), binary log-loss, medians of interleaved sample
 training of ``--rounds`` rounds with the built-in objective (``binary``, ``binary:logistic``), the NumPy
 objective and fusedloss's, divided by the rounds (best of ``--trainings``). Both libraries use 2 threads.
 Inside training: the median time of the objective's calls during those trainings, where the library calls it
-between its own parallel work (its caches cold, its OpenMP threads still spinning), with fusedloss on 2 threads
-and on 1.
+between its own parallel work (its caches cold, its OpenMP threads still spinning), with fusedloss's default
+threads (XGBoost's objectives: one, see ``xgboost_objective``), on 1 and on 2.
 """
 
 from __future__ import annotations
@@ -123,7 +123,8 @@ def per_round(n: int, rounds: int, trainings: int):
     ds_builtin = lgb.Dataset(X, y, free_raw_data=False).construct()
     ds_custom = lgb.Dataset(X, y, init_score=np.full(n, init), free_raw_data=False).construct()
     calls = {k: [] for k in ("lightgbm numpy", "lightgbm fusedloss", "lightgbm fusedloss 1 thread",
-                             "xgboost numpy", "xgboost fusedloss", "xgboost fusedloss 1 thread")}
+                             "lightgbm fusedloss 2 threads", "xgboost numpy", "xgboost fusedloss",
+                             "xgboost fusedloss 1 thread", "xgboost fusedloss 2 threads")}
     lgb_ours = fb.lightgbm_objective("binary_cross_entropy_with_logits")
     xgb_ours = fb.xgboost_objective("binary_cross_entropy_with_logits")
 
@@ -135,6 +136,8 @@ def per_round(n: int, rounds: int, trainings: int):
         "lightgbm numpy": lgb_train(_timed(calls["lightgbm numpy"], numpy_lightgbm_objective)),
         "lightgbm fusedloss": lgb_train(_timed(calls["lightgbm fusedloss"], lgb_ours)),
         "lightgbm fusedloss 1 thread": _threads(1, lgb_train(_timed(calls["lightgbm fusedloss 1 thread"], lgb_ours))),
+        "lightgbm fusedloss 2 threads": _threads(2, lgb_train(_timed(calls["lightgbm fusedloss 2 threads"],
+                                                                     lgb_ours))),
     }
     dm = xgb.DMatrix(X, y, nthread=2)
     xbase = {"tree_method": "hist", "max_depth": 6, "eta": 0.1, "nthread": 2, "seed": 0}
@@ -148,6 +151,8 @@ def per_round(n: int, rounds: int, trainings: int):
         "xgboost numpy": xgb_train(_timed(calls["xgboost numpy"], numpy_xgboost_objective)),
         "xgboost fusedloss": xgb_train(_timed(calls["xgboost fusedloss"], xgb_ours)),
         "xgboost fusedloss 1 thread": _threads(1, xgb_train(_timed(calls["xgboost fusedloss 1 thread"], xgb_ours))),
+        "xgboost fusedloss 2 threads": _threads(2, xgb_train(_timed(calls["xgboost fusedloss 2 threads"],
+                                                                    xgb_ours))),
     })
     best = {k: float("inf") for k in runs}
     for _ in range(trainings):
@@ -163,9 +168,10 @@ def per_round(n: int, rounds: int, trainings: int):
     inside = {k: statistics.median(v) for k, v in calls.items()}
     print(f"objective call inside training (median of {len(calls['xgboost numpy'])} calls):")
     for lib in ("lightgbm", "xgboost"):
-        a, b, c = inside[f"{lib} numpy"], inside[f"{lib} fusedloss"], inside[f"{lib} fusedloss 1 thread"]
+        a, b = inside[f"{lib} numpy"], inside[f"{lib} fusedloss"]
+        c, d = inside[f"{lib} fusedloss 1 thread"], inside[f"{lib} fusedloss 2 threads"]
         print(f"  {lib:9s} numpy objective {a * 1e3:7.3f} ms   fusedloss {b * 1e3:7.3f} ms ({a / b:5.2f}x)"
-              f"   on 1 thread {c * 1e3:7.3f} ms ({a / c:5.2f}x)")
+              f"   on 1 thread {c * 1e3:7.3f} ms ({a / c:5.2f}x)   on 2 threads {d * 1e3:7.3f} ms ({a / d:5.2f}x)")
     return best, inside
 
 

@@ -691,3 +691,44 @@ def test_complex_or_text_arrays_are_refused_not_cast(name):
             fb.gradient_hessian(name, *args)
         with pytest.raises(TypeError, match=what):
             fb.metric_value(name, *args)
+
+
+def test_xgboost_objective_runs_on_one_thread_unless_a_count_is_chosen(monkeypatch):
+    """XGBoost calls the objective while its OpenMP threads still spin after the round's prediction, so its
+    objectives run on the calling thread by default; set_num_threads (or FUSEDLOSS_NUM_THREADS) chooses otherwise,
+    and LightGBM's objectives use fusedloss's thread count. The results are the same bits either way."""
+    from fusedloss import _config
+    from fusedloss._dispatch import Loss
+
+    seen = []
+    run = Loss._run
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs.get("nthreads"))
+        return run(self, *args, **kwargs)
+
+    monkeypatch.setattr(Loss, "_run", spy)
+    monkeypatch.setattr(_config, "_env_threads_value", None)
+    monkeypatch.setattr(_config, "_num_threads", None)
+    monkeypatch.setattr(_config, "_cores", 2)
+    monkeypatch.setattr(_config, "_omp_threads_value", None)
+    rng = np.random.default_rng(4)
+    y = (rng.random(70_000) < 0.4).astype(np.float32)
+    margins = rng.normal(size=y.size).astype(np.float32)
+    xgb_obj = fb.xgboost_objective("binary_cross_entropy_with_logits", api="sklearn")
+    lgb_obj = fb.lightgbm_objective("binary_cross_entropy_with_logits", api="sklearn")
+    default = [a.copy() for a in xgb_obj(y, margins)]
+    assert seen[-1] == 1
+    lgb_obj(y.astype(np.float64), margins.astype(np.float64), None)
+    assert seen[-1] == 2
+    fl.set_num_threads(2)
+    try:
+        chosen = xgb_obj(y, margins)
+        assert seen[-1] == 2
+    finally:
+        fl.set_num_threads(None)
+    monkeypatch.setattr(_config, "_env_threads_value", 2)  # FUSEDLOSS_NUM_THREADS=2
+    xgb_obj(y, margins)
+    assert seen[-1] == 2
+    for a, b in zip(default, chosen):
+        np.testing.assert_array_equal(a, b)

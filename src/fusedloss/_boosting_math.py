@@ -174,17 +174,19 @@ def _class_labels(loss, y):
 
 
 def _grad_hess(loss, preds, read, hessian, min_hessian, backend, params, flat="row_major",
-               rounds: _Rounds | None = None):
+               rounds: _Rounds | None = None, nthreads: int | None = None):
     """Per-sample gradient and Hessian. ``read()`` gives (labels, weights): it is called after the compiled
     kernels' workers are woken (``_dispatch.prewake``), so that they wake while an objective reads and checks
     the library's arrays. With ``rounds`` (the objectives): computed in the scores' dtype (float32 scores, as
     XGBoost hands them, give float32 arrays; anything else float64), with labels and weights converted once and
-    the output buffers reused. Without it: float64, fresh arrays."""
+    the output buffers reused. Without it: float64, fresh arrays. ``nthreads`` caps the kernel's threads."""
     dtype = np.float64
     if rounds is not None:
         dt = getattr(preds, "dtype", None)
         dtype = dt if dt in _FLOATS else np.float64
     threads = _config.get_num_threads()
+    if nthreads is not None and nthreads < threads:
+        threads = nthreads
     if threads > 1:
         prewake(loss._backend(backend, dtype), threads, np.size(preds))
     labels, weight = read()
@@ -197,13 +199,14 @@ def _grad_hess(loss, preds, read, hessian, min_hessian, backend, params, flat="r
         w = rounds.convert(weight, "w" + p.dtype.str, lambda a: _weight(a, p.dtype))
         g, h = rounds.buffers(p.shape, p.dtype)
         checked = loss.spec.kind != "multiclass" and rounds.checked_once(
-            y, lambda a: _check_domain(a, loss.spec.target_domain_for(loss._params(params)[0]), "target", loss.name))
+            y, lambda a: _check_domain(a, loss.spec.target_domain_for(loss._params(params)[0]), "target", loss.name,
+                                       threads))
         # the weights' values once for all rounds too, where they are a copy of ours (a pass over them each round
         # is a share of the kernel's time)
         w_checked = w is not None and rounds.checked_once(
             w, lambda a: check_weight_values(a, loss.name), "w")
-    g, h = loss._run(p, y, "none", w, backend, params, GRAD_HESS, g, h, hessian, target_checked=checked,
-                     weights_checked=w_checked)
+    g, h = loss._run(p, y, "none", w, backend, params, GRAD_HESS, g, h, hessian, nthreads=threads,
+                     target_checked=checked, weights_checked=w_checked)
     if min_hessian is not None:
         floor = min_hessian if w is None else min_hessian * (w[:, None] if h.ndim == 2 and w.ndim == 1 else w)
         np.maximum(h, floor, out=h)

@@ -121,6 +121,13 @@ def get_num_threads() -> int:
     return n if _limit is None or n <= _limit else _limit
 
 
+def chosen_num_threads() -> int | None:
+    """The thread count chosen for fusedloss itself (``set_num_threads(n)``, else ``FUSEDLOSS_NUM_THREADS``), or
+    None where the default applies (which a caller may replace by its own: fusedloss.boosting's XGBoost
+    objectives run on one thread by default)."""
+    return _num_threads or _env_threads_value
+
+
 def set_thread_limit(n: int | None) -> None:
     """The cap threadpoolctl sets (``threadpool_limits``); None removes it. A cap at or above the uncapped
     count is removed: it has no effect now, and threadpoolctl restores a limit by setting the count it
