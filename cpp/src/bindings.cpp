@@ -589,15 +589,6 @@ double array_sum_as(const py::array& x, int nthreads) {
   });
 }
 
-double array_sum(const py::array& x, int nthreads) {
-  if (nthreads < 1) throw py::value_error("nthreads must be >= 1, got " + std::to_string(nthreads));
-  if (!(x.flags() & py::array::c_style)) throw py::type_error("sum: the array must be C-contiguous");
-  if (x.dtype().is(py::dtype::of<double>())) return array_sum_as<double>(x, nthreads);
-  if (x.dtype().is(py::dtype::of<float>())) return array_sum_as<float>(x, nthreads);
-  throw py::type_error("sum: the array must be float32 or float64, got " + std::string(py::str(x.dtype())));
-}
-
-
 // The smallest and the largest element of x with NaN skipped (+inf and -inf when there is no other element):
 // the domain checks of targets, predictions and weights (fusedloss._validate), in one pass over the array on
 // the pool's threads at the selected level's vector width, where NumPy takes a min and a max pass on one thread.
@@ -612,21 +603,24 @@ py::tuple extremes_of(const py::array& x, int nthreads) {
   const std::size_t nb = (n + fl::kBlock - 1) / fl::kBlock;
   const fl::BlockScans<T> scans = g_kernels->scans<T>();
   std::vector<T> los(nb), his(nb);
-  std::vector<double> sums(WithSum ? nb : 0);
   T lo = std::numeric_limits<T>::infinity(), hi = -lo;
   double total = 0.0;
   {
     py::gil_scoped_release nogil;
-    fl::for_blocks(n, fl::kBlock, nthreads, [&](std::size_t begin, std::size_t end) {
+    const auto block = [&](std::size_t begin, std::size_t end) {
       const std::size_t b = begin / fl::kBlock;
       scans.extremes(p + begin, end - begin, los[b], his[b]);
-      if constexpr (WithSum) sums[b] = scans.sum(p + begin, end - begin);
-    });
+      return WithSum ? scans.sum(p + begin, end - begin) : 0.0;
+    };
+    if constexpr (WithSum) {
+      total = fl::sum_blocks(n, fl::kBlock, nthreads, block);  // array_sum's combination of the blocks
+    } else {
+      fl::for_blocks(n, fl::kBlock, nthreads, block);
+    }
     for (std::size_t b = 0; b < nb; ++b) {
       lo = std::min(lo, los[b]);
       hi = std::max(hi, his[b]);
     }
-    if constexpr (WithSum) total = nb == 1 ? sums[0] : fl::compensated_sum(sums.data(), nb);  // as sum_blocks
   }
   if constexpr (WithSum) {
     return py::make_tuple(double(lo), double(hi), total);
@@ -635,8 +629,9 @@ py::tuple extremes_of(const py::array& x, int nthreads) {
   }
 }
 
-template <py::tuple (*F32)(const py::array&, int), py::tuple (*F64)(const py::array&, int)>
-py::tuple float_scan(const char* what, const py::array& x, int nthreads) {
+// A scan of a C-contiguous float32 / float64 array (sum, extremes), its arguments checked.
+template <class R, R (*F32)(const py::array&, int), R (*F64)(const py::array&, int)>
+R float_scan(const char* what, const py::array& x, int nthreads) {
   if (nthreads < 1) throw py::value_error("nthreads must be >= 1, got " + std::to_string(nthreads));
   if (!(x.flags() & py::array::c_style)) throw py::type_error(std::string(what) + ": the array must be C-contiguous");
   if (x.dtype().is(py::dtype::of<double>())) return F64(x, nthreads);
@@ -645,12 +640,17 @@ py::tuple float_scan(const char* what, const py::array& x, int nthreads) {
                        std::string(py::str(x.dtype())));
 }
 
+double array_sum(const py::array& x, int nthreads) {
+  return float_scan<double, &array_sum_as<float>, &array_sum_as<double>>("sum", x, nthreads);
+}
+
 py::tuple extremes(const py::array& x, int nthreads) {
-  return float_scan<&extremes_of<float, false>, &extremes_of<double, false>>("extremes", x, nthreads);
+  return float_scan<py::tuple, &extremes_of<float, false>, &extremes_of<double, false>>("extremes", x, nthreads);
 }
 
 py::tuple extremes_and_sum(const py::array& x, int nthreads) {
-  return float_scan<&extremes_of<float, true>, &extremes_of<double, true>>("extremes_and_sum", x, nthreads);
+  return float_scan<py::tuple, &extremes_of<float, true>, &extremes_of<double, true>>("extremes_and_sum", x,
+                                                                                     nthreads);
 }
 
 }  // namespace

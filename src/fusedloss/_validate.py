@@ -162,16 +162,26 @@ def _compiled(name: str):
         return fn
 
 
+def _compiled_scan(name: str, arr: np.ndarray, threads: int | None):
+    """The compiled scan ``name`` (``extremes``, ``extremes_and_sum``) of ``arr`` on ``threads`` (None: the thread
+    count; a call passes its own cap), or None where it does not apply: no extension, or not a C-contiguous
+    float32 / float64 array."""
+    fn = _compiled(name)
+    if fn is None or type(arr) is not np.ndarray or not (arr.dtype is _F64 or arr.dtype is _F32) \
+            or not arr.flags.c_contiguous:
+        return None
+    return fn(arr, _config.get_num_threads() if threads is None else threads)
+
+
 def _extremes(arr: np.ndarray, need_max: bool = True, threads: int | None = None) -> tuple:
     """(min, max) of ``arr`` with NaN skipped (inf, -inf where nothing else is there); with ``need_max`` False
-    the max may be left as -inf. Compiled: one pass on the kernels' threads (``threads``, default the thread
-    count: a call's scans keep to the call's cap); otherwise NumPy's reductions (a
+    the max may be left as -inf. Compiled: one pass on the kernels' threads (``threads``: ``_compiled_scan``);
+    otherwise NumPy's reductions (a
     second, NaN-skipping pass only when the first meets a NaN). (``np.minimum.reduce`` is ``arr.min()`` without
     its Python wrapper, which costs as much as 1,000 elements.)"""
-    fn = _compiled("extremes")
-    if fn is not None and type(arr) is np.ndarray and (arr.dtype is _F64 or arr.dtype is _F32) \
-            and arr.flags.c_contiguous:
-        return fn(arr, _config.get_num_threads() if threads is None else threads)
+    found = _compiled_scan("extremes", arr, threads)
+    if found is not None:
+        return found
     lo = np.minimum.reduce(arr, axis=None)
     hi = np.maximum.reduce(arr, axis=None) if need_max else -np.inf
     if lo != lo or hi != hi:  # a NaN: skip it (all NaN gives NaN, which is in every domain)
@@ -295,10 +305,9 @@ def _prepared_weight(sample_weight, pred: np.ndarray, loss: str, want_total: boo
         # one pass (compiled: min and max together, and the sum with them when asked) finds a negative or an
         # infinite weight; nan is skipped: the callers refuse it where a sum over the weights comes out nan
         # (check_weight_total)
-        scan = _compiled("extremes_and_sum") if want_total else None
-        if scan is not None and type(w) is np.ndarray and (w.dtype is _F64 or w.dtype is _F32) \
-                and w.ndim == 1 and w.flags.c_contiguous:
-            lo, hi, total = scan(w, _config.get_num_threads() if threads is None else threads)
+        found = _compiled_scan("extremes_and_sum", w, threads) if want_total else None
+        if found is not None:
+            lo, hi, total = found
         else:
             lo, hi = _extremes(w, True, threads)
         if lo < 0:
@@ -307,7 +316,8 @@ def _prepared_weight(sample_weight, pred: np.ndarray, loss: str, want_total: boo
             raise weight_values_error(loss, w)
     if w.ndim == 1 and w.flags.c_contiguous:
         return w, total
-    return np.ascontiguousarray(w).reshape(-1), None
+    # a scanned w was C-contiguous already: the flat array holds the same numbers in the order it summed them
+    return np.ascontiguousarray(w).reshape(-1), total
 
 
 def fresh_outputs(shape: tuple, dtype, *wanted: bool) -> list:
