@@ -42,6 +42,15 @@ def _binary(n=2000, seed=0, pos=0.35):
     return X, y
 
 
+def _assert_derivatives(got, want, rtol):
+    """An objective's array against the float64 derivatives: float32 ones (a LightGBM objective's) are exactly
+    those rounded, float64 ones within rtol."""
+    if got.dtype == np.float32:
+        np.testing.assert_array_equal(got, want.astype(np.float32))
+    else:
+        np.testing.assert_allclose(got, want, rtol=rtol)
+
+
 def _weights(n, seed=5):
     return np.random.default_rng(seed).uniform(0.5, 2.0, n)
 
@@ -88,8 +97,6 @@ def test_objective_arrays_are_the_unreduced_weighted_derivatives(name, params, w
     lgb_obj = fb.lightgbm_objective(name, **params)
     xgb_obj = fb.xgboost_objective(name, **params)
     outs = [
-        lgb_obj(preds, FakeDataset(label, w)),
-        lgb_obj.sklearn(label.astype(np.float32), preds, w),
         xgb_obj.sklearn(label.astype(np.float32), preds, **({} if w is None else {"sample_weight": w})),
         fb.gradient_hessian(name, label.astype(np.float32), preds, w, **params),
     ]
@@ -98,6 +105,13 @@ def test_objective_arrays_are_the_unreduced_weighted_derivatives(name, params, w
         assert g.shape == h.shape == preds.shape
         np.testing.assert_allclose(g, g_ref, rtol=1e-12, atol=1e-15)
         np.testing.assert_allclose(h, h_ref, rtol=1e-12, atol=1e-15)
+    # LightGBM keeps its derivatives in float32: its objectives return the float64 ones rounded, the arrays
+    # LightGBM made of float64 ones
+    for _ in range(2):  # the second round reuses the buffers
+        for g, h in (lgb_obj(preds, FakeDataset(label, w)), lgb_obj.sklearn(label.astype(np.float32), preds, w)):
+            assert g.dtype == np.float32 and h.dtype == np.float32 and g.shape == h.shape == preds.shape
+            np.testing.assert_array_equal(g, g_ref.astype(np.float32))
+            np.testing.assert_array_equal(h, h_ref.astype(np.float32))
     # float32 scores (XGBoost's margins) are computed in float32, the dtype XGBoost keeps gradients in: the
     # same arrays as the float32 kernels give, and within float32's budget of the float64 reference
     p32 = preds.astype(np.float32)
@@ -115,6 +129,33 @@ def test_objective_arrays_are_the_unreduced_weighted_derivatives(name, params, w
         np.testing.assert_allclose(h, h_ref, rtol=2e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("name, params", [("huber", {"delta": 0.7}), ("binary_focal", {"gamma": 2.0}),
+                                          ("cross_entropy", {})])
+def test_lightgbm_objectives_store_float32_in_their_pass_on_the_compiled_backend(backend, name, params):
+    """A LightGBM objective returns float32 on every backend: the float64 derivatives rounded. The compiled
+    backend stores them so in its pass (no float64 array is made); the others, and the multiclass losses,
+    round a float64 array of theirs."""
+    rng = np.random.default_rng(8)
+    n, K = 300, 3
+    preds = rng.normal(size=(n, K) if name == "cross_entropy" else n) * 4
+    label = (rng.integers(0, K, n) if name == "cross_entropy" else rng.random(n).round()).astype(np.float32)
+    w = _weights(n)
+    target = label.astype(np.int64) if name == "cross_entropy" else label.astype(np.float64)
+    g_ref, h_ref = getattr(fl, name).grad_hess(preds, target, reduction="none", sample_weight=w, backend=backend,
+                                               **params)
+    obj = fb.lightgbm_objective(name, backend=backend, **params)
+    if obj.min_hessian is not None:
+        h_ref = np.maximum(h_ref, obj.min_hessian * (w[:, None] if h_ref.ndim == 2 else w))
+    for _ in range(2):
+        g, h = obj(preds, FakeDataset(label, w))
+        assert g.dtype == h.dtype == np.float32
+        np.testing.assert_array_equal(g, g_ref.astype(np.float32))
+        np.testing.assert_array_equal(h, h_ref.astype(np.float32))
+    made = {dtype for _, dtype in obj._rounds._buffers}
+    fused = backend == "cpp" and name != "cross_entropy"
+    assert made == ({np.dtype(np.float32)} if fused else {np.dtype(np.float32), np.dtype(np.float64)})
+
+
 @pytest.mark.parametrize("make", [fb.lightgbm_objective, fb.xgboost_objective])
 def test_objectives_follow_new_labels_and_weights_between_rounds(make):
     """Labels and weights are converted once per array the library hands over: a new array (another data set,
@@ -129,11 +170,10 @@ def test_objectives_follow_new_labels_and_weights_between_rounds(make):
         g, h = obj(preds, FakeDataset(label, w, empty_weight=np.array([], np.float32)))
         g_ref, h_ref = fl.huber.grad_hess(preds, label.astype(np.float64), reduction="none",
                                           sample_weight=w.astype(np.float64), delta=0.7)
-        np.testing.assert_allclose(g, g_ref, rtol=1e-12)
-        np.testing.assert_allclose(h, h_ref, rtol=1e-12)
+        _assert_derivatives(g, g_ref, 1e-12)
+        _assert_derivatives(h, h_ref, 1e-12)
     g, _ = obj(preds, FakeDataset(label, None, empty_weight=np.array([], np.float32)))  # weights dropped
-    np.testing.assert_allclose(g, fl.huber.grad(preds, label.astype(np.float64), reduction="none", delta=0.7),
-                               rtol=1e-12)
+    _assert_derivatives(g, fl.huber.grad(preds, label.astype(np.float64), reduction="none", delta=0.7), 1e-12)
 
 
 def test_objectives_check_the_labels_they_converted_once_and_any_other_labels_every_round(monkeypatch):
@@ -158,8 +198,8 @@ def test_objectives_check_the_labels_they_converted_once_and_any_other_labels_ev
     for _ in range(3):
         g, _ = obj(preds, data)
     assert seen.count("target") == 1  # converted once, checked once
-    np.testing.assert_allclose(g, fl.binary_cross_entropy_with_logits.grad(preds, label.astype(np.float64),
-                                                                           reduction="none"), rtol=1e-12)
+    _assert_derivatives(g, fl.binary_cross_entropy_with_logits.grad(preds, label.astype(np.float64),
+                                                                    reduction="none"), 1e-12)
     seen.clear()
     for _ in range(3):
         obj(preds, _Data(label.astype(np.float64), None))  # float64 labels: used as they are
@@ -278,12 +318,12 @@ def test_multiclass_layouts():
     for preds in (scores, np.asfortranarray(scores)):
         g, h = fb.lightgbm_objective("cross_entropy")(preds, FakeDataset(labels))
         assert g.shape == (n, K)
-        np.testing.assert_allclose(g, g_ref, rtol=1e-13)
-        np.testing.assert_allclose(h, h_ref, rtol=1e-13)
+        _assert_derivatives(g, g_ref, 1e-13)
+        _assert_derivatives(h, h_ref, 1e-13)
     # LightGBM < 4: flat, class-major
     g, h = fb.lightgbm_objective("cross_entropy")(scores.T.reshape(-1), FakeDataset(labels))
-    np.testing.assert_allclose(g, g_ref.T.reshape(-1), rtol=1e-13)
-    np.testing.assert_allclose(h, h_ref.T.reshape(-1), rtol=1e-13)
+    _assert_derivatives(g, g_ref.T.reshape(-1), 1e-13)
+    _assert_derivatives(h, h_ref.T.reshape(-1), 1e-13)
     # XGBoost flat: row-major
     g, h = fb.xgboost_objective("cross_entropy")(scores.reshape(-1), FakeDataset(labels, empty_weight=np.array([])))
     np.testing.assert_allclose(g, g_ref.reshape(-1), rtol=1e-13)
@@ -490,6 +530,38 @@ def test_lightgbm_reproduces_builtin_objective(builtin, ours, data, weighted):
 
 
 @pytest.mark.filterwarnings("ignore:The argument 'eval_set' is deprecated")
+@pytest.mark.parametrize("name", ["binary_cross_entropy_with_logits", "cross_entropy"])
+def test_lightgbm_trains_the_same_model_from_the_rounded_derivatives(name):
+    """The float32 arrays of an objective are what LightGBM made of the float64 derivatives itself: the same
+    model, to the bit, as from an objective that returns the float64 arrays of the loss's grad_hess."""
+    lgb = _lightgbm()
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(600, 4))
+    if name == "cross_entropy":
+        y = np.argmax(X[:, :3] + rng.normal(size=(600, 3)), axis=1).astype(np.float64)
+        extra = {"num_class": 3}
+    else:
+        y = (X[:, 0] + rng.normal(size=600) > 0).astype(np.float64)
+        extra = {}
+    w = _weights(600)
+    loss = getattr(fl, name)
+    ours = fb.lightgbm_objective(name)
+
+    def float64_objective(preds, data):
+        target = data.get_label().astype(np.int64 if name == "cross_entropy" else np.float64)
+        g, h = loss.grad_hess(preds, target, reduction="none", sample_weight=data.get_weight().astype(np.float64))
+        if ours.min_hessian is not None:
+            h = np.maximum(h, ours.min_hessian * (w[:, None] if h.ndim == 2 else w))
+        return g, h
+
+    models = [lgb.train({**LGB_BASE, **extra, "objective": obj}, lgb.Dataset(X, y, weight=w), num_boost_round=15)
+              for obj in (ours, float64_objective)]
+    assert ours(np.zeros((600, 3)) if extra else np.zeros(600), lgb.Dataset(X, y, weight=w).construct())[0].dtype \
+        == np.float32
+    np.testing.assert_array_equal(models[0].predict(X, raw_score=True), models[1].predict(X, raw_score=True))
+    assert models[0].model_to_string().split("parameters:")[0] == models[1].model_to_string().split("parameters:")[0]
+
+
 def test_lightgbm_sklearn_api_reproduces_builtin():
     lgb = _lightgbm()
     X, y = _regression(seed=1)

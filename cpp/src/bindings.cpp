@@ -218,7 +218,8 @@ struct MetricsTable {
 };
 
 // One elementwise call; with `metrics`, the loss pass with the binary metrics (value or reduction, no Hessian).
-template <class T>
+// O: the outputs' dtype, T (p's) or float for float32 outputs of a float64 call (ElementwiseArgs::grad_f32).
+template <class T, class O = T>
 double run_elementwise(const LossEntry& entry, const fl::Params& params, py::handle p_h, py::handle y_h, py::handle w_h,
                        double scale, bool reduce, py::handle v_h, py::handle g_h, py::handle h_h, int nthreads,
                        py::handle cols_h, const MetricsTable* metrics = nullptr) {
@@ -226,8 +227,10 @@ double run_elementwise(const LossEntry& entry, const fl::Params& params, py::han
   const Array<T> y = *borrow<T>(y_h, "y", false);
   const std::optional<Array<T>> w = borrow<T>(w_h, "w", true);
   const std::optional<Array<T>> cols = borrow<T>(cols_h, "cols", true);
-  std::optional<Array<T>> outs[3] = {borrow<T>(v_h, "value_out", true), borrow<T>(g_h, "grad_out", true),
-                                     borrow<T>(h_h, "hess_out", true)};
+  constexpr bool narrow = !std::is_same_v<O, T>;
+  const char* like = narrow ? "the first output given; a float64 call's outputs are all float64 or all float32" : "p";
+  std::optional<Array<O>> outs[3] = {borrow<O>(v_h, "value_out", true, like), borrow<O>(g_h, "grad_out", true, like),
+                                     borrow<O>(h_h, "hess_out", true, like)};
 
   if (p.ndim() != 1) throw py::value_error("p must be 1-D, got " + std::to_string(p.ndim()) + " dimensions");
   const py::ssize_t n = p.shape(0);
@@ -261,6 +264,7 @@ double run_elementwise(const LossEntry& entry, const fl::Params& params, py::han
   fl::BinaryMetricsArgs margs;
   std::optional<Array<double>> table;
   if (metrics) {
+    if (narrow) throw py::type_error("the binary metrics pass writes outputs of p's dtype");
     if (entry.metrics_kernel<T>() == nullptr) {
       throw py::value_error(std::string(entry.name) + " has no binary metrics pass");
     }
@@ -302,15 +306,21 @@ double run_elementwise(const LossEntry& entry, const fl::Params& params, py::han
   // Arrays at an address that is not a multiple of sizeof(T) go through aligned copies (aligned.hpp).
   const Array<T> pa = fl::aligned_input(p), ya = fl::aligned_input(y);
   const std::optional<Array<T>> wa = fl::aligned_input(w), colsa = fl::aligned_input(cols);
-  const fl::Output<T, py::array::c_style> value(outs[0]), grad(outs[1]), hess(outs[2]);  // writeable: checked above
+  const fl::Output<O, py::array::c_style> value(outs[0]), grad(outs[1]), hess(outs[2]);  // writeable: checked above
 
   fl::ElementwiseArgs<T> args;
   args.p = pa.data();
   args.y = ya.data();
   args.w = wa ? wa->data() : nullptr;
-  args.value = value.data();
-  args.grad = grad.data();
-  args.hess = hess.data();
+  if constexpr (narrow) {
+    args.value_f32 = value.data();
+    args.grad_f32 = grad.data();
+    args.hess_f32 = hess.data();
+  } else {
+    args.value = value.data();
+    args.grad = grad.data();
+    args.hess = hess.data();
+  }
   args.n = static_cast<std::size_t>(n);
   args.scale = scale;
   args.reduce = reduce;
@@ -331,13 +341,19 @@ double run_elementwise(const LossEntry& entry, const fl::Params& params, py::han
   return total;
 }
 
-// The dtype of p picks the instantiation; every other array must match it exactly.
+// The dtype of p picks the instantiation; every other array must match it exactly, except that the outputs of
+// a float64 call may all be float32 (the first of them that is given decides).
 double elementwise(std::string_view loss, py::handle params_h, py::handle p, py::handle y, py::handle w,
                    double scale, bool reduce, py::handle value_out, py::handle grad_out, py::handle hess_out,
                    int nthreads, py::handle cols) {
   const LossEntry& entry = find_loss(loss);
   const fl::Params params = read_params(params_h, entry.arity, entry.name);
   if (Array<double>::check_(p)) {
+    const py::handle first = !value_out.is_none() ? value_out : (!grad_out.is_none() ? grad_out : hess_out);
+    if (!first.is_none() && Array<float>::check_(first)) {
+      return run_elementwise<double, float>(entry, params, p, y, w, scale, reduce, value_out, grad_out, hess_out,
+                                            nthreads, cols);
+    }
     return run_elementwise<double>(entry, params, p, y, w, scale, reduce, value_out, grad_out, hess_out, nthreads,
                                    cols);
   }
@@ -667,7 +683,8 @@ PYBIND11_MODULE(_core, m) {
       "value_out[i] = w[i] l[i], grad_out[i] = scale w[i] g[i], hess_out[i] = scale w[i] h[i] (each output\n"
       "optional; w None means 1). With reduce, returns sum_i w[i] l[i] accumulated in float64 over fixed\n"
       "blocks combined in a fixed order (the same for any nthreads), else 0.0.\n\n"
-      "Arrays are never converted: one of another dtype than p's, or not C-contiguous, raises TypeError;\n"
+      "Arrays are never converted: one of another dtype than p's, or not C-contiguous, raises TypeError\n"
+      "(except that the outputs of a float64 call may all be float32: computed in float64 and stored rounded);\n"
       "one at an address that is not a multiple of its item size is read from (or, an output, written\n"
       "through) an aligned copy;\n"
       "a wrong length or dimension, a read-only or overlapping output, or nthreads < 1 raises ValueError.\n\n"

@@ -39,9 +39,11 @@ class _Objective:
         return f"<fusedloss {self.library} objective {self.loss}>"
 
     def _compute(self, y_pred, read):
-        """``read()`` gives (labels, weights) once the workers are woken (``_boosting_math._grad_hess``)."""
+        """``read()`` gives (labels, weights) once the workers are woken (``_boosting_math._grad_hess``). A
+        LightGBM objective returns float32 arrays: LightGBM keeps the derivatives in float32 and converts any
+        others (a copy of both, every round); they are computed in the scores' dtype and rounded."""
         return _grad_hess(self._loss, y_pred, read, self.hessian, self.min_hessian, self.backend, self.params,
-                          self._flat, self._rounds, self._threads())
+                          self._flat, self._rounds, self._threads(), float32_out=self.library == "lightgbm")
 
     def _threads(self):
         """The objective's thread cap: none (fusedloss's thread count, ``fusedloss.get_num_threads``), except
@@ -194,7 +196,8 @@ def lightgbm_objective(name: str, *, api: str = "native", hessian=None, min_hess
     ``api="native"`` (default): ``fobj(preds, train_data) -> (grad, hess)`` for ``lgb.train(params={"objective":
     fobj, ...})``; the sample weights come from ``train_data.get_weight()``. ``api="sklearn"``:
     ``objective(y_true, y_pred, weight) -> (grad, hess)`` for ``LGBMRegressor(objective=...)`` /
-    ``LGBMClassifier``. The native callable also carries the sklearn one as ``.sklearn``.
+    ``LGBMClassifier``. The native callable also carries the sklearn one as ``.sklearn``. The gradient and
+    Hessian come back as float32 arrays, the dtype LightGBM keeps them in: computed in float64 and rounded.
     """
     return _objective("lightgbm", _LightGBMObjective, _LightGBMSklearnObjective, "class_major", name, api, hessian,
                       min_hessian, backend, params)

@@ -120,10 +120,11 @@ class _Rounds:
         return out
 
     def buffers(self, shape, dtype):
-        key = (shape, dtype)
+        key = (shape, np.dtype(dtype))
         bufs = self._buffers.get(key)
         if bufs is None:
-            self._buffers.clear()  # one shape at a time (a training set; no pile-up when the shape changes)
+            if any(k[0] != shape for k in self._buffers):
+                self._buffers.clear()  # one shape at a time (a training set; no pile-up when the shape changes)
             bufs = self._buffers[key] = (np.empty(shape, dtype), np.empty(shape, dtype))
         return bufs
 
@@ -174,16 +175,21 @@ def _class_labels(loss, y):
 
 
 def _grad_hess(loss, preds, read, hessian, min_hessian, backend, params, flat="row_major",
-               rounds: _Rounds | None = None, nthreads: int | None = None):
+               rounds: _Rounds | None = None, nthreads: int | None = None, float32_out: bool = False):
     """Per-sample gradient and Hessian. ``read()`` gives (labels, weights): it is called after the compiled
     kernels' workers are woken (``_dispatch.prewake``), so that they wake while an objective reads and checks
     the library's arrays. With ``rounds`` (the objectives): computed in the scores' dtype (float32 scores, as
     XGBoost hands them, give float32 arrays; anything else float64), with labels and weights converted once and
-    the output buffers reused. Without it: float64, fresh arrays. ``nthreads`` caps the kernel's threads."""
+    the output buffers reused. Without it: float64, fresh arrays. ``nthreads`` caps the kernel's threads.
+    ``float32_out`` (with ``rounds``): the arrays are float32 whatever the scores' dtype, computed in that dtype
+    and rounded (LightGBM keeps its derivatives in float32 and converts float64 ones every round); the compiled
+    kernels store them so in their one pass (``NARROW_OUTPUTS``), other backends and multiclass losses
+    through a float64 buffer and a copy."""
     dtype = np.float64
     if rounds is not None:
         dt = getattr(preds, "dtype", None)
         dtype = dt if dt in _FLOATS else np.float64
+    narrow = float32_out and rounds is not None and dtype != np.float32
     threads = _config.get_num_threads()
     if nthreads is not None and nthreads < threads:
         threads = nthreads
@@ -191,13 +197,16 @@ def _grad_hess(loss, preds, read, hessian, min_hessian, backend, params, flat="r
         prewake(loss._backend(backend, dtype), threads, np.size(preds))
     labels, weight = read()
     p, y, undo = _layout(loss, preds, labels, flat, dtype, rounds)
-    checked = w_checked = False
+    checked = w_checked = fused = False
     if rounds is None:
         w = _weight(weight)
         g = h = None
     else:
         w = rounds.convert(weight, "w" + p.dtype.str, lambda a: _weight(a, p.dtype))
-        g, h = rounds.buffers(p.shape, p.dtype)
+        fused = narrow and loss.spec.kind != "multiclass" and getattr(loss._backend(backend, p.dtype),
+                                                                       "NARROW_OUTPUTS", False)
+        g, h = rounds.buffers(p.shape, np.float32 if fused else p.dtype)
+        narrow = narrow and not fused  # (left: a copy below)
         checked = loss.spec.kind != "multiclass" and rounds.checked_once(
             y, lambda a: _check_domain(a, loss.spec.target_domain_for(loss._params(params)[0]), "target", loss.name,
                                        threads))
@@ -206,10 +215,15 @@ def _grad_hess(loss, preds, read, hessian, min_hessian, backend, params, flat="r
         w_checked = w is not None and rounds.checked_once(
             w, lambda a: check_weight_values(a, loss.name), "w")
     g, h = loss._run(p, y, "none", w, backend, params, GRAD_HESS, g, h, hessian, nthreads=threads,
-                     target_checked=checked, weights_checked=w_checked)
-    if min_hessian is not None:
+                     target_checked=checked, weights_checked=w_checked, narrow=fused)
+    if min_hessian is not None:  # (on rounded values: the same as rounding the floored ones, rounding is monotone)
         floor = min_hessian if w is None else min_hessian * (w[:, None] if h.ndim == 2 and w.ndim == 1 else w)
         np.maximum(h, floor, out=h)
+    if narrow:
+        g32, h32 = rounds.buffers(p.shape, np.float32)
+        np.copyto(g32, g, casting="same_kind")
+        np.copyto(h32, h, casting="same_kind")
+        g, h = g32, h32
     return undo(g), undo(h)
 
 

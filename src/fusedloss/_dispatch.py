@@ -177,7 +177,7 @@ class Loss:
 
     def _run(self, pred, target, reduction, sample_weight, backend, kwargs, outputs: Outputs, grad_out=None,
              hess_out=None, hessian="exact", nthreads=None, grad_scale=None, metrics=None, stream=None,
-             device_value=False, target_checked=False, weights_checked=False):
+             device_value=False, target_checked=False, weights_checked=False, narrow=False):
         """One call: ``outputs`` says what it computes; ``nthreads`` caps its threads (fusedloss.torch passes
         torch's intra-op count); ``grad_scale`` replaces the reduction's factor (a piece of a larger array, whose
         divisor the caller knows: see ``partial`` and fusedloss.dask); ``metrics`` (names, or None) adds the
@@ -185,12 +185,15 @@ class Loss:
         ``device_value``: device arrays only (fusedloss.torch passes them; see ``_device``): the stream to run on,
         and the reduced value as a 1-element device array. ``target_checked``: the caller has checked the
         target's domain already (a boosting objective's labels, checked once for all rounds);
-        ``weights_checked``: the caller has found no nan or inf among the weights (the same objective's). A
-        MemoryError comes out as one that says which array could not be allocated (``_memory_error``)."""
+        ``weights_checked``: the caller has found no nan or inf among the weights (the same objective's).
+        ``narrow``: ``grad_out`` and ``hess_out`` are float32 arrays for a float64 ``pred`` (an elementwise loss, a
+        backend with ``NARROW_OUTPUTS``), which take the derivatives computed in float64, rounded (a LightGBM
+        objective's, which LightGBM keeps in float32). A MemoryError comes out as one that says which array could
+        not be allocated (``_memory_error``)."""
         try:
             return self._compute(pred, target, reduction, sample_weight, backend, kwargs, outputs, grad_out,
                                  hess_out, hessian, nthreads, grad_scale, metrics, stream, device_value,
-                                 target_checked, weights_checked)
+                                 target_checked, weights_checked, narrow)
         except LossMemoryError:  # already says it (a call made inside another)
             raise
         except MemoryError as err:  # NumPy's bare one: say which array, how large, and what to do
@@ -198,7 +201,7 @@ class Loss:
 
     def _compute(self, pred, target, reduction, sample_weight, backend, kwargs, outputs, grad_out, hess_out,
                  hessian, nthreads, grad_scale, metrics=None, stream=None, device_value=False, target_checked=False,
-                 weights_checked=False):
+                 weights_checked=False, narrow=False):
         # The hot path: a training loop calls this with the same few arguments on small arrays, so every
         # step below takes its common case first (identity tests of types and dtypes, one flags object per
         # array) and falls back to the general helpers, which raise the errors, only when that fails.
@@ -292,10 +295,16 @@ class Loss:
         given = () if grad_out is None and hess_out is None else (
             (y, "target"), (target, "target"), (w, "sample_weight"), (sample_weight, "sample_weight"),
             *_as_given(pred, p, kwargs, grad_out, hess_out))
+        out_dtype = dtype
+        if narrow:
+            if not getattr(module, "NARROW_OUTPUTS", False):
+                raise TypeError(f"{name}: float32 derivatives of float64 predictions need a backend that stores "
+                                f"them so (NARROW_OUTPUTS), not {module.NAME}")
+            out_dtype = _F32
         if grad_out is not None:
-            g = grad_out if (type(grad_out) is np.ndarray and grad_out.dtype is dtype and grad_out.shape == shape
+            g = grad_out if (type(grad_out) is np.ndarray and grad_out.dtype is out_dtype and grad_out.shape == shape
                              and (flags := grad_out.flags).c_contiguous and flags.writeable) \
-                else _check_out(grad_out, p, "grad_out", name)  # (its first test, without the call)
+                else _check_out(grad_out, p, "grad_out", name, dtype=out_dtype)  # (its first test, without the call)
             _check_overlap(g, "grad_out", name, p, not want_hess, given)
         if not (want_hess or cols is not None or len(shape) != 1 or (want_value and not reduce)
                 or metrics is not None):
@@ -312,7 +321,7 @@ class Loss:
             return g
         if want_hess:
             if h is None:
-                h = _check_out(hess_out, p, "hess_out", name)
+                h = _check_out(hess_out, p, "hess_out", name, dtype=out_dtype)
             if hess_out is not None:
                 _check_overlap(h, "hess_out", name, p, False, given)
             if g is not None and np.may_share_memory(g, h):

@@ -340,9 +340,11 @@ def fresh_outputs(shape: tuple, dtype, *wanted: bool) -> list:
     return out
 
 
-def _check_out(out, pred: np.ndarray, what: str, loss: str, of: str = "pred") -> np.ndarray:
-    """An output array for ``pred`` (the argument named ``of``): its shape and dtype, C-contiguous, writable."""
-    if type(out) is np.ndarray and out.dtype is pred.dtype and out.shape == pred.shape:
+def _check_out(out, pred: np.ndarray, what: str, loss: str, of: str = "pred", dtype=None) -> np.ndarray:
+    """An output array for ``pred`` (the argument named ``of``): its shape and dtype (``dtype``, else pred's),
+    C-contiguous, writable."""
+    dtype = pred.dtype if dtype is None else dtype
+    if type(out) is np.ndarray and out.dtype is dtype and out.shape == pred.shape:
         flags = out.flags
         if flags.c_contiguous and flags.writeable:
             return out  # the common case, in as few steps as it can be checked
@@ -350,8 +352,9 @@ def _check_out(out, pred: np.ndarray, what: str, loss: str, of: str = "pred") ->
         raise TypeError(f"{loss}: {what} must be a numpy.ndarray, got {type(out).__name__}")
     if out.shape != pred.shape:
         raise ValueError(f"{loss}: {what} must have the shape of {of}, {pred.shape}, got {out.shape}")
-    if out.dtype != pred.dtype:
-        raise TypeError(f"{loss}: {what} must have the dtype of {of}, {pred.dtype}, got {out.dtype}")
+    if out.dtype != dtype:
+        raise TypeError(f"{loss}: {what} must have the dtype of {of}, {pred.dtype}, got {out.dtype}"
+                        if dtype == pred.dtype else f"{loss}: {what} must have dtype {dtype}, got {out.dtype}")
     if not out.flags.c_contiguous:
         raise ValueError(f"{loss}: {what} must be C-contiguous")
     if not out.flags.writeable:

@@ -36,6 +36,16 @@ struct ElementwiseArgs {
   int nthreads = 1;
   const T* cols = nullptr;  // null, or ncols values of the loss's column parameter, one per column
   std::size_t ncols = 0;    // divides n
+  // Float32 outputs of a float64 call (T = double only): an output given here instead of in value / grad /
+  // hess (null then) is computed in float64 and stored rounded to float32, as a float64 output converted
+  // afterwards would be (a booster that keeps float32 derivatives gets them without that copy).
+  float* value_f32 = nullptr;
+  float* grad_f32 = nullptr;
+  float* hess_f32 = nullptr;
+  bool narrow() const { return value_f32 || grad_f32 || hess_f32; }
+  bool wants_value() const { return value || value_f32; }
+  bool wants_grad() const { return grad || grad_f32; }
+  bool wants_hess() const { return hess || hess_f32; }
 };
 
 // The binary metrics of an elementwise pass (binary_metrics.hpp): a float64 table of `rows` rows of columns()

@@ -97,15 +97,17 @@ FUSEDLOSS_INLINE double elementwise_run(const Loss& loss_, const ElementwiseArgs
   const T* w = a.w;
   const T scale = T(a.scale);
   alignas(64) T tv[V ? kSub : 1], tg[G ? kSub : 1], th[H ? kSub : 1];
-  T* value = stream ? tv : a.value;
-  T* grad = stream ? tg : a.grad;
-  T* hess = stream ? th : a.hess;
+  const bool narrow = a.narrow();
+  const bool chunked = stream || narrow;  // outputs through the chunk buffers
+  T* value = chunked ? tv : a.value;
+  T* grad = chunked ? tg : a.grad;
+  T* hess = chunked ? th : a.hess;
   KahanLanes<kLanes> lanes;
   CompensatedSum rest;
-  const std::size_t step = stream ? kSub : end - begin;  // one chunk unless streamed
+  const std::size_t step = chunked ? kSub : end - begin;  // one chunk unless chunked
   for (std::size_t c0 = begin; c0 < end; c0 += step) {
     const std::size_t c1 = std::min(end, c0 + step);
-    const std::size_t o = stream ? c0 : 0;  // outputs of element i at index i - o
+    const std::size_t o = chunked ? c0 : 0;  // outputs of element i at index i - o
     if constexpr (R) {
       std::size_t i = c0;
       for (; i + kLanes <= c1; i += kLanes) {
@@ -124,7 +126,11 @@ FUSEDLOSS_INLINE double elementwise_run(const Loss& loss_, const ElementwiseArgs
         elementwise_point<Col, W, V, R, G, H>(loss, p, y, w, value, grad, hess, scale, col, i - begin, i, o);
       }
     }
-    if (stream) {
+    if (narrow) {
+      if constexpr (V) narrow_copy(a.value_f32 + c0, tv, c1 - c0, stream);
+      if constexpr (G) narrow_copy(a.grad_f32 + c0, tg, c1 - c0, stream);
+      if constexpr (H) narrow_copy(a.hess_f32 + c0, th, c1 - c0, stream);
+    } else if (stream) {
       if constexpr (V) stream_copy(a.value + c0, tv, c1 - c0);
       if constexpr (G) stream_copy(a.grad + c0, tg, c1 - c0);
       if constexpr (H) stream_copy(a.hess + c0, th, c1 - c0);
@@ -186,7 +192,7 @@ struct ColumnTile {
 // them together), except with per-column parameters.
 template <class T>
 bool use_stream(const ElementwiseArgs<T>& a, bool col, std::size_t outputs) {
-  return !col && a.n * sizeof(T) * outputs >= kStreamMinBytes;
+  return !col && a.n * (a.narrow() ? sizeof(float) : sizeof(T)) * outputs >= kStreamMinBytes;
 }
 
 // The whole elementwise pass for one instantiation of the flags.
@@ -283,13 +289,13 @@ double elementwise_with(const Loss& loss, const ElementwiseArgs<T>& args) {
     if (args.cols != nullptr) {
       const ColumnTile<T> tile(args.cols, args.ncols);
       const ElementwiseRunner<Loss, T, true> run{loss, args, tile.col, tile.width};
-      return run_outputs(run, args.w != nullptr, args.value != nullptr, args.reduce, args.grad != nullptr,
-                         args.hess != nullptr);
+      return run_outputs(run, args.w != nullptr, args.wants_value(), args.reduce, args.wants_grad(),
+                         args.wants_hess());
     }
   }
   const ElementwiseRunner<Loss, T, false> run{loss, args, nullptr, 0};
-  return run_outputs(run, args.w != nullptr, args.value != nullptr, args.reduce, args.grad != nullptr,
-                     args.hess != nullptr);
+  return run_outputs(run, args.w != nullptr, args.wants_value(), args.reduce, args.wants_grad(),
+                     args.wants_hess());
 }
 
 // Entry point for one loss and dtype: build the loss from its parameters (and pick its specialised

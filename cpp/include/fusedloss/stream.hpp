@@ -10,6 +10,7 @@
 // stream_copy(dst, src, n) copies n elements of T with non-temporal vector stores (AVX-512, AVX or SSE2,
 // whichever this translation unit is compiled for: each ISA level gets its own copy, isa.hpp), the
 // unaligned head and tail with plain stores; elsewhere (other architectures) it is a plain copy.
+// narrow_copy does the same for float32 outputs of float64 values (ElementwiseArgs::grad_f32 ...).
 // stream_fence() orders those stores before anything the thread does next (an sfence); call it before
 // the thread's results are handed over (end of a block), so that readers see the data.
 #pragma once
@@ -61,6 +62,25 @@ FUSEDLOSS_INLINE void stream_copy(T* dst, const T* src, std::size_t n) {
   }
 #endif
   for (; i < n; ++i) dst[i] = src[i];
+}
+
+// narrow_copy(dst, src, n, stream): n values rounded to float32 (to nearest, as NumPy's astype rounds them),
+// stored with streaming stores when `stream`.
+template <class T>
+FUSEDLOSS_INLINE void narrow_copy(float* dst, const T* src, std::size_t n, bool stream) {
+  if (!stream) {
+#pragma omp simd
+    for (std::size_t i = 0; i < n; ++i) dst[i] = static_cast<float>(src[i]);
+    return;
+  }
+  constexpr std::size_t kPiece = 256;
+  alignas(64) float buf[kPiece];
+  for (std::size_t i0 = 0; i0 < n; i0 += kPiece) {
+    const std::size_t m = n - i0 < kPiece ? n - i0 : kPiece;
+#pragma omp simd
+    for (std::size_t i = 0; i < m; ++i) buf[i] = static_cast<float>(src[i0 + i]);
+    stream_copy(dst + i0, buf, m);
+  }
 }
 
 FUSEDLOSS_INLINE void stream_fence() {

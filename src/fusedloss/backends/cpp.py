@@ -46,6 +46,9 @@ _BUILD_TEXT = (
 
 elementwise = _core.elementwise
 multiclass = _core.multiclass
+# elementwise takes float32 outputs for float64 arrays: computed in float64 and stored rounded (the objectives of
+# a booster that keeps float32 derivatives: _boosting_math._grad_hess)
+NARROW_OUTPUTS = True
 # elementwise with the binary metrics (_binary_metrics); None in an extension built without it
 elementwise_metrics = getattr(_core, "elementwise_metrics", None)
 multiclass_metrics = getattr(_core, "multiclass_metrics", None)  # multiclass with the per-row metrics (_logit_metrics)
