@@ -189,10 +189,11 @@ struct ColumnTile {
 };
 
 // Whether a call's outputs go out with streaming stores (stream.hpp): outputs of kStreamMinBytes or more (all of
-// them together), except with per-column parameters.
+// them together, counted in T: float32 outputs of a float64 call stream from the same length), except with
+// per-column parameters.
 template <class T>
 bool use_stream(const ElementwiseArgs<T>& a, bool col, std::size_t outputs) {
-  return !col && a.n * (a.narrow() ? sizeof(float) : sizeof(T)) * outputs >= kStreamMinBytes;
+  return !col && a.n * sizeof(T) * outputs >= kStreamMinBytes;
 }
 
 // The whole elementwise pass for one instantiation of the flags.
