@@ -64,6 +64,11 @@ for name, third in (("margin_ranking", "target"), ("gaussian_nll", "var")):
         out[f"{name}/{dt}"] = [float(v), *(g.view(np.uint8).tobytes().hex() for g in gs)]
 # the scans of the validation and of the weighted mean's divisor (reduce.hpp: block_sum, block_extremes)
 import fusedloss._core as core
+# float32 derivatives of a float64 call (a LightGBM objective's), rounded through the chunk buffers
+p, y = rng.normal(0, 30, 10_007), (rng.random(10_007) < 0.5).astype(np.float64)
+g32, h32 = np.empty(10_007, np.float32), np.empty(10_007, np.float32)
+core.elementwise("binary_cross_entropy_with_logits", (2.0, 0.1), p, y, w, 1.0, False, None, g32, h32, 2)
+out["float32 outputs"] = [g32.view(np.uint8).tobytes().hex(), h32.view(np.uint8).tobytes().hex()]
 for dt in ("float32", "float64"):
     x = rng.uniform(0, 1e3, 100_003).astype(dt)
     x[::7919] = np.nan
