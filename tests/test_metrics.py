@@ -148,6 +148,35 @@ def test_d2_scores_of_one_sample_warn_and_give_nan():
             assert np.isnan(getattr(fm, name)(*args))
 
 
+def test_undefined_metric_warning_is_caught_as_scikit_learns():
+    """With scikit-learn imported, the warning is an instance of both classes: a filter or pytest.warns written
+    for scikit-learn's metrics catches fusedloss's, and ours still catches it; without it, only ours exists."""
+    exceptions = pytest.importorskip("sklearn.exceptions")
+    with pytest.warns(exceptions.UndefinedMetricWarning, match="less than two samples"):
+        fm.d2_tweedie_score([1.0], [2.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", exceptions.UndefinedMetricWarning)
+        with pytest.raises(fm.UndefinedMetricWarning):
+            fm.d2_pinball_score([1.0], [2.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # anything the next filter does not ignore would raise
+        warnings.simplefilter("ignore", exceptions.UndefinedMetricWarning)
+        assert np.isnan(fm.d2_absolute_error_score([1.0], [2.0]))
+
+
+def test_undefined_metric_warning_without_scikit_learn_imported():
+    from conftest import run_python
+
+    r = run_python("import sys, warnings\n"
+                   "import fusedloss.metrics as fm\n"
+                   "with warnings.catch_warnings(record=True) as w:\n"
+                   "    warnings.simplefilter('always')\n"
+                   "    fm.d2_tweedie_score([1.0], [2.0])\n"
+                   "print(w[0].category is fm.UndefinedMetricWarning, 'sklearn' in sys.modules)")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True", "False"]
+
+
 def test_edges_that_scikit_learn_defines():
     """Zero counts in the Poisson deviance, perfect predictions, constant targets (D^2's 0/0 conventions),
     weights with zeros and negative weights, probabilities of 0 and 1 (clipped), string and bool labels, labels=,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 import warnings
 
 import numpy as np
@@ -15,7 +16,26 @@ from ._losses import LOSSES
 
 
 class UndefinedMetricWarning(UserWarning):
-    """A score that is not defined for the data given (as scikit-learn's warning of the same name)."""
+    """A score that is not defined for the data given (as scikit-learn's warning of the same name). Where
+    scikit-learn is imported, the warning issued is also an instance of ``sklearn.exceptions.UndefinedMetricWarning``,
+    so that filters and ``pytest.warns`` written for scikit-learn's metrics catch it too."""
+
+
+_CATEGORIES: dict = {}  # scikit-learn's class -> the subclass of both that is issued
+
+
+def _undefined_metric_category() -> type:
+    """``UndefinedMetricWarning``, or a subclass of it and of scikit-learn's class of the same name when
+    scikit-learn's exceptions module is loaded (importing scikit-learn only for this would cost every user
+    its import time; code that filters scikit-learn's class has imported it)."""
+    theirs = getattr(sys.modules.get("sklearn.exceptions"), "UndefinedMetricWarning", None)
+    if theirs is None or not isinstance(theirs, type) or not issubclass(theirs, Warning):
+        return UndefinedMetricWarning
+    both = _CATEGORIES.get(theirs)
+    if both is None:
+        both = _CATEGORIES[theirs] = type("UndefinedMetricWarning", (UndefinedMetricWarning, theirs),
+                                          {"__module__": __name__, "__doc__": UndefinedMetricWarning.__doc__})
+    return both
 
 
 class _ParameterError(ValueError, TypeError):
@@ -409,7 +429,7 @@ def mean_gamma_deviance(y_true, y_pred, *, sample_weight=None):
 
 def _too_few(n: int) -> bool:
     if n < 2:
-        warnings.warn("D^2 score is not well-defined with less than two samples.", UndefinedMetricWarning,
+        warnings.warn("D^2 score is not well-defined with less than two samples.", _undefined_metric_category(),
                       stacklevel=3)
         return True
     return False
