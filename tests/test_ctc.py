@@ -312,6 +312,29 @@ def test_bad_inputs_raise_before_any_kernel(row, backend):
         assert np.array_equal(before, after)  # inputs are never modified
 
 
+def test_ragged_target_lists(backend):
+    """A list of label sequences of different lengths (one per sequence, its first target_lengths[n] labels
+    counting) gives the loss and gradient of the padded form; malformed lists are refused by name."""
+    x, targets, il, tl, blank = _case(21, N=3)
+    tl[0] = 0  # an empty target too
+    want_v, want_g = fl.ctc.value_and_grad(x, targets, il, tl, blank=blank, backend=backend)
+    ragged = [list(targets[n, : tl[n] + n]) for n in range(3)]  # lengths tl[n] + n: ragged, longer than needed
+    assert len({len(r) for r in ragged}) > 1
+    for form in (ragged, tuple(np.array(r, np.int32) for r in ragged)):
+        v, g = fl.ctc.value_and_grad(x, form, il, tl, blank=blank, backend=backend)
+        assert v == want_v
+        np.testing.assert_array_equal(g, want_g)
+    with _raises(ValueError, "ctc", "ragged targets", "N = 3", "got 2"):
+        fl.ctc(x, [ragged[0], ragged[1] + [1]], il, tl, blank=blank, backend=backend)
+    short = [ragged[0], ragged[1], ragged[2][: tl[2] - 1]]
+    with _raises(ValueError, "ctc", r"target_lengths\[2\]", "exceeds", r"targets\[2\]"):
+        fl.ctc(x, short, il, tl, blank=blank, backend=backend)
+    with _raises(ValueError, "ctc", r"targets\[1\]", "1-D sequence"):
+        fl.ctc(x, [ragged[0], [ragged[1], ragged[1]], ragged[2]], il, tl, blank=blank, backend=backend)
+    with _raises(TypeError, "ctc", r"targets\[0\]", "integer"):
+        fl.ctc(x, [[1.5] * 20, ragged[1], ragged[2]], il, tl, blank=blank, backend=backend)
+
+
 def test_bad_grad_out(backend):
     x, t, i, l = _ok()
     with _raises(ValueError, "grad_out", "shape"):

@@ -60,6 +60,34 @@ def _weight_total(w: np.ndarray) -> float:
         return math.inf
 
 
+def _ragged_targets(targets, N: int, tl: np.ndarray):
+    """A list or tuple of label sequences of different lengths, one per sequence (each at least its
+    ``target_lengths`` entry long): the first ``target_lengths[n]`` labels of each, concatenated. Targets of any
+    other form come back as given (a list of equally long sequences is the padded form)."""
+    if not isinstance(targets, (list, tuple)) or not targets:
+        return targets
+    try:
+        np.shape(targets)
+        return targets
+    except ValueError:  # NumPy's "inhomogeneous shape": ragged
+        pass
+    if len(targets) != N:
+        raise ValueError(f"ctc: ragged targets (a list of label sequences) need one sequence per batch element "
+                         f"(N = {N}), got {len(targets)}")
+    pieces = []
+    for n, seq in enumerate(targets):
+        try:
+            a = _int_array(seq, f"targets[{n}]")
+        except ValueError as err:  # a sequence ragged in itself
+            raise ValueError(f"ctc: targets[{n}] must be a 1-D sequence of labels ({err})") from None
+        if a.ndim != 1:
+            raise ValueError(f"ctc: targets[{n}] must be a 1-D sequence of labels, got shape {a.shape}")
+        if tl[n] > a.size:
+            raise ValueError(f"ctc: target_lengths[{n}] = {tl[n]} exceeds the {a.size} labels of targets[{n}]")
+        pieces.append(a[:tl[n]])
+    return np.concatenate(pieces)
+
+
 class SequenceLoss(Loss):
     """Connectionist Temporal Classification with the log-softmax fused in.
 
@@ -70,8 +98,9 @@ class SequenceLoss(Loss):
       unnormalised scores (``inputs="logits"``, the log-softmax over C is part of the loss and the gradient
       is with respect to the scores: softmax - occupancy) or log-probabilities (``inputs="log_probs"``, as
       PyTorch; the gradient is PyTorch's, exp(log_probs) - occupancy).
-    - ``targets``: padded (N, S) or concatenated 1-D (``sum(target_lengths)`` labels), any integer dtype;
-      labels lie in [0, C) and are never ``blank``.
+    - ``targets``: padded (N, S), concatenated 1-D (``sum(target_lengths)`` labels), or a list of N label
+      sequences of different lengths (each at least its ``target_lengths`` entry long; its first
+      ``target_lengths[n]`` labels count), any integer dtype; labels lie in [0, C) and are never ``blank``.
     - ``input_lengths``, ``target_lengths``: one per sequence, ``0 <= input_lengths <= T``.
     - ``reduction``: "mean" (``sum_n w_n loss_n / max(S_n, 1) / sum_n w_n``: PyTorch's without weights), "sum"
       (``sum_n w_n loss_n``) or "none" (``w_n loss_n`` per sequence, in the scores' dtype). Reduced values are
@@ -144,6 +173,7 @@ class SequenceLoss(Loss):
             bad = int(np.argmax(tl < 0))
             raise ValueError(f"ctc: target_lengths[{bad}] = {tl[bad]} is negative")
 
+        targets = _ragged_targets(targets, N, tl)
         if len(np.shape(targets)) == 1:  # before a conversion copies it
             held = np.shape(targets)[0]
             if N and tl.max() > held:  # (also keeps the sum below from wrapping around)
