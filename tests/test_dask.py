@@ -7,6 +7,7 @@ so the workers find Numba's compiled kernels in the on-disk cache.
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -445,6 +446,47 @@ def test_overlap_equals_in_memory(name, mode, params, shape, chunkings):
         assert_value(dloss(X, T, sample_weight=w, **kw).compute(scheduler="sync"), loss(x, t, sample_weight=w, **kw))
         assert_close(dloss.grad(X, T, sample_weight=w, **kw).compute(scheduler="sync"),
                      loss.grad(x, t, sample_weight=w, **kw), F64, mag=np.abs(g0).max(), err_msg=f"{name} grad")
+
+
+def test_overlap_sums_go_through_an_exact_tree(monkeypatch):
+    """More blocks per sample and class than a task takes go through a tree of exact partial sums: the value and
+    gradient are those of the one-task combination, to the bit, and every task takes at most SPLIT_EVERY inputs."""
+    from fusedloss import _dask_overlap
+
+    x, t = _overlap_data("multiclass", (3, 4, 40, 9), np.float64, seed=24)
+    X = da.from_array(x, chunks=(2, 4, 2, 3))  # 2 x 20 x 3 blocks: 60 per sample range
+    for red in ("mean", "none"):
+        monkeypatch.setattr(_dask_overlap, "SPLIT_EVERY", 4)
+        v, g = fld.dice.value_and_grad(X, t, reduction=red, smooth=0.25)
+        graph = dict(g.__dask_graph__())
+        partial = [task for key, task in graph.items() if isinstance(key, tuple) and "-partial" in key[0]]
+        assert len(partial) >= 2 * 60 // 4  # two levels for each sample range
+        assert all(len(getattr(task, "dependencies", task[1:])) <= 4 for task in partial)
+        v, g = dask.compute(v, g, scheduler="sync")
+        monkeypatch.setattr(_dask_overlap, "SPLIT_EVERY", 10_000)  # one combining task
+        v1, g1 = dask.compute(*fld.dice.value_and_grad(X, t, reduction=red, smooth=0.25), scheduler="sync")
+        np.testing.assert_array_equal(v, v1)
+        np.testing.assert_array_equal(g, g1)
+        v0, g0 = fl.dice.value_and_grad(x, t, reduction=red, smooth=0.25)
+        assert_close(g, g0, F64, mag=np.abs(g0).max())
+
+
+def test_exact_partial_sums_round_once_as_fsum():
+    """The tree's partial sums are exact: any grouping of the terms rounds to math.fsum's sum, through
+    cancellation, subnormals and ties; a non-finite term gives NumPy's sum."""
+    from fusedloss._dask_overlap import _exact_sum, _partial_sum
+
+    rng = np.random.default_rng(25)
+    terms = [np.array([[[1e16, 5e-324, 0.1]]]), np.array([[[1.0, 5e-324, 0.2]]]), np.array([[[-1e16, -1e-300, 0.3]]]),
+             np.array([[[2.0 ** -53, 1e-300, -0.6]]]), np.array([[[1.0, 0.0, 1e-17]]])]
+    terms += [rng.normal(scale=10.0 ** rng.integers(-20, 20), size=(1, 1, 3)) for _ in range(40)]
+    want = np.array([math.fsum(t.reshape(-1)[j] for t in terms) for j in range(3)])
+    for order in (terms, terms[::-1], terms[3:] + terms[:3]):
+        tree = _partial_sum(_partial_sum(*order[:7]), _partial_sum(*order[7:20]), *order[20:])
+        np.testing.assert_array_equal(_exact_sum([tree]).reshape(-1), want)
+    with np.errstate(invalid="ignore"):
+        odd = _exact_sum([_partial_sum(np.array([[[np.inf, 1.0, np.nan]]]), np.array([[[-np.inf, 2.0, 0.0]]]))])
+    assert np.isnan(odd[0, 0, 0]) and np.isnan(odd[0, 0, 2]) and odd[0, 0, 1] == 3.0
 
 
 def test_overlap_float32_and_gamma():

@@ -13,8 +13,10 @@ call's two passes (``OverlapLoss._first_pass`` / ``_second_pass``) on each block
   without its class axis). ``sample_weight`` (``(N,)``, per_sample only) is small: it is taken as a NumPy array
   (a dask one is computed when the graph is built) and checked there.
 - First pass: each block's sums I, P, Y per sample and class (float64), with its labels checked as in memory;
-  one task adds each sample's and class's blocks exactly rounded (``math.fsum``) and makes the value and the
-  gradient's coefficients with ``_reference_overlap.combine`` once, as the in-memory call does from its sums.
+  the blocks of each sample and class are added exactly, in a tree of tasks that take at most ``SPLIT_EVERY``
+  inputs each (their exact sums as integer multiples of 2^-1074, ``_Exact``), and rounded once (as ``math.fsum``
+  rounds); one task makes the value and the gradient's coefficients with ``_reference_overlap.combine``, as the
+  in-memory call does from its sums.
 - Second pass: each gradient block from the combined coefficients of its samples and classes, so a gradient
   block differs from the in-memory one only through the last bits of the sums (the kernels add a block's pixels
   in their own order).
@@ -62,31 +64,82 @@ def _run_block(name, backend, params, where, x, t, coef=None):
         raise _located(exc, where) from exc
 
 
-def _exact_sum(parts: list) -> np.ndarray:
-    """The elementwise sum of equally shaped float64 arrays, exactly rounded (``math.fsum``) where it is finite
-    (else NumPy's: inf, or nan for inf - inf, where fsum raises)."""
-    if len(parts) == 1:
-        return parts[0]
-    stacked = np.stack(parts).reshape(len(parts), -1)
-    total = stacked.sum(axis=0)
-    if np.isfinite(total).all():
+# The most inputs a combining task takes: more blocks per sample and class go through a tree of partial sums.
+SPLIT_EVERY = 8
+
+_ULPS = 1074  # every finite float64 is an integer multiple of 2^-1074 (the smallest subnormal)
+
+
+class _Exact:
+    """The exact elementwise sum of equally shaped float64 arrays: ``ints``, Python integers in units of 2^-1074
+    (an object array), and ``floats``, NumPy's sum, which stands where a term is not finite."""
+
+    __slots__ = ("ints", "floats")
+
+    def __init__(self, ints, floats):
+        self.ints, self.floats = ints, floats
+
+    @classmethod
+    def of(cls, s: np.ndarray) -> _Exact:
+        ints = np.empty(s.shape, dtype=object)
+        flat = ints.reshape(-1)
+        for k, v in enumerate(s.reshape(-1).tolist()):
+            if math.isfinite(v):
+                num, den = v.as_integer_ratio()
+                flat[k] = num * ((1 << _ULPS) // den)
+            else:
+                flat[k] = 0  # the float sum stands for this element
+        return cls(ints, s)
+
+    def rounded(self) -> np.ndarray:
+        """Rounded once to float64 (to nearest, ties to even: as math.fsum), where finite; NumPy's sum elsewhere
+        (inf, or nan for inf - inf) and where the exact sum lies beyond the float range."""
+        out = np.array(self.floats, dtype=np.float64, copy=True)
+        if not np.isfinite(out).all():
+            return out
+        flat, ints = out.reshape(-1), self.ints.reshape(-1)
+        scale = 1 << _ULPS
         try:
-            total = np.array([math.fsum(col) for col in stacked.T])
-        except OverflowError:  # the exact sum rounds beyond the float range
-            pass
-    return total.reshape(parts[0].shape)
+            for k in range(flat.size):
+                flat[k] = ints[k] / scale  # int / int: correctly rounded
+        except OverflowError:
+            return np.array(self.floats, dtype=np.float64, copy=True)
+        return out
+
+
+def _partial_sum(*parts):
+    """A tree node: the exact sum of its inputs (float64 block sums, or ``_Exact`` partial sums; empty blocks
+    skipped), or an empty array when all are empty."""
+    parts = [p for p in parts if isinstance(p, _Exact) or p.size]
+    if not parts:
+        return np.zeros((0, 0, 3))
+    exact = [p if isinstance(p, _Exact) else _Exact.of(p) for p in parts]
+    ints, floats = exact[0].ints, exact[0].floats
+    for e in exact[1:]:
+        ints, floats = ints + e.ints, floats + e.floats
+    return _Exact(ints, floats)
+
+
+def _exact_sum(parts: list) -> np.ndarray:
+    """The elementwise sum of equally shaped float64 arrays or ``_Exact`` partial sums, exactly rounded where it
+    is finite (else NumPy's: inf, or nan for inf - inf)."""
+    if len(parts) == 1 and not isinstance(parts[0], _Exact):
+        return parts[0]
+    return _partial_sum(*parts).rounded()
 
 
 def _combine(name, params, reduction, w, N, C, places, *block_sums):
-    """(value, coef (N, C, 2)) from the blocks' sums; ``places[k]`` = (n0, c0) where block k's sums go."""
+    """(value, coef (N, C, 2)) from the blocks' sums (or the tree's partial sums of them); ``places[k]`` =
+    (n0, c0) where input k's sums go."""
     groups: dict = {}
     for (n0, c0), s in zip(places, block_sums):
-        if s.size:  # an empty block (no sample or class) adds nothing, and may share its place with the next
-            groups.setdefault((n0, c0), []).append(s)
+        if isinstance(s, _Exact) or s.size:  # an empty block (no sample or class) adds nothing, and may share
+            groups.setdefault((n0, c0), []).append(s)  # its place with the next
     sums = np.zeros((N, C, 3))
     for (n0, c0), parts in groups.items():
-        n, c = parts[0].shape[:2]
-        sums[n0:n0 + n, c0:c0 + c] = _exact_sum(parts)
+        total = _exact_sum(parts)
+        n, c = total.shape[:2]
+        sums[n0:n0 + n, c0:c0 + c] = total
     value, coef = combine(name, sums, params, reduction, w)
     return (value if reduction == "none" else np.float64(value)), coef
 
@@ -144,8 +197,8 @@ def graph(loss, mode, x, target, reduction, sample_weight, backend, params):
     sums_name, comb = f"{work}-sums", (f"{work}-combine",)
     for idx in blocks:
         layer[(sums_name, *idx)] = (_run_block, name, backend, checked, where(idx), (x.name, *idx), t_key(idx))
-    layer[comb] = (_combine, name, checked, reduction, w, N, C, [place(idx) for idx in blocks],
-                   *[(sums_name, *idx) for idx in blocks])
+    inputs = _sum_tree(layer, f"{work}-partial", [(place(idx), (sums_name, *idx)) for idx in blocks])
+    layer[comb] = (_combine, name, checked, reduction, w, N, C, [p for p, _ in inputs], *[k for _, k in inputs])
     results = []
     if mode != "grad":
         vname = f"{work}-value"
@@ -164,6 +217,26 @@ def graph(loss, mode, x, target, reduction, sample_weight, backend, params):
         results.append((gname, x.chunks, dtype))
     hlg = HighLevelGraph.from_collections(work, layer, dependencies=[x, t])
     return to_arrays(dict(hlg.layers), dict(hlg.dependencies), results)
+
+
+def _sum_tree(layer: dict, prefix: str, inputs: list) -> list:
+    """(place, key) pairs for the combining task, at most ``SPLIT_EVERY`` of them per place: the blocks of a
+    place beyond that go through levels of ``_partial_sum`` tasks (added to ``layer``) of at most that many
+    inputs each."""
+    groups: dict = {}
+    for where, key in inputs:
+        groups.setdefault(where, []).append(key)
+    out, level = [], 0
+    for where, keys in groups.items():
+        while len(keys) > SPLIT_EVERY:
+            nodes = []
+            for k0 in range(0, len(keys), SPLIT_EVERY):
+                node = (prefix, level, len(layer))
+                layer[node] = (_partial_sum, *keys[k0:k0 + SPLIT_EVERY])
+                nodes.append(node)
+            keys, level = nodes, level + 1
+        out.extend((where, k) for k in keys)
+    return out
 
 
 class DaskOverlapLoss(LazyLoss):
