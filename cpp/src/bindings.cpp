@@ -264,7 +264,6 @@ double run_elementwise(const LossEntry& entry, const fl::Params& params, py::han
   fl::BinaryMetricsArgs margs;
   std::optional<Array<double>> table;
   if (metrics) {
-    if (narrow) throw py::type_error("the binary metrics pass writes outputs of p's dtype");
     if (entry.metrics_kernel<T>() == nullptr) {
       throw py::value_error(std::string(entry.name) + " has no binary metrics pass");
     }
