@@ -189,7 +189,7 @@ def _grad_hess(loss, preds, read, hessian, min_hessian, backend, params, flat="r
     if rounds is not None:
         dt = getattr(preds, "dtype", None)
         dtype = dt if dt in _FLOATS else np.float64
-    narrow = float32_out and rounds is not None and dtype != np.float32
+    want32 = float32_out and rounds is not None and dtype != np.float32
     threads = _config.get_num_threads()
     if nthreads is not None and nthreads < threads:
         threads = nthreads
@@ -203,10 +203,9 @@ def _grad_hess(loss, preds, read, hessian, min_hessian, backend, params, flat="r
         g = h = None
     else:
         w = rounds.convert(weight, "w" + p.dtype.str, lambda a: _weight(a, p.dtype))
-        fused = narrow and loss.spec.kind != "multiclass" and getattr(loss._backend(backend, p.dtype),
+        fused = want32 and loss.spec.kind != "multiclass" and getattr(loss._backend(backend, p.dtype),
                                                                        "NARROW_OUTPUTS", False)
         g, h = rounds.buffers(p.shape, np.float32 if fused else p.dtype)
-        narrow = narrow and not fused  # (left: a copy below)
         checked = loss.spec.kind != "multiclass" and rounds.checked_once(
             y, lambda a: _check_domain(a, loss.spec.target_domain_for(loss._params(params)[0]), "target", loss.name,
                                        threads))
@@ -219,7 +218,7 @@ def _grad_hess(loss, preds, read, hessian, min_hessian, backend, params, flat="r
     if min_hessian is not None:  # (on rounded values: the same as rounding the floored ones, rounding is monotone)
         floor = min_hessian if w is None else min_hessian * (w[:, None] if h.ndim == 2 and w.ndim == 1 else w)
         np.maximum(h, floor, out=h)
-    if narrow:
+    if want32 and not fused:  # rounded by a copy
         g32, h32 = rounds.buffers(p.shape, np.float32)
         np.copyto(g32, g, casting="same_kind")
         np.copyto(h32, h, casting="same_kind")

@@ -107,39 +107,46 @@ class _Exact:
         return out
 
 
+def _kept(parts) -> list:
+    """The inputs that hold sums: partial sums, and the sums of blocks with a sample and a class (an empty block
+    adds nothing, and may share its place with the next; a tree node over empty blocks gives None)."""
+    return [p for p in parts if isinstance(p, _Exact) or (p is not None and p.size)]
+
+
 def _partial_sum(*parts):
-    """A tree node: the exact sum of its inputs (float64 block sums, or ``_Exact`` partial sums; empty blocks
-    skipped), or an empty array when all are empty."""
-    parts = [p for p in parts if isinstance(p, _Exact) or p.size]
-    if not parts:
-        return np.zeros((0, 0, 3))
-    exact = [p if isinstance(p, _Exact) else _Exact.of(p) for p in parts]
+    """A tree node: the exact sum of its inputs (float64 block sums, or ``_Exact`` partial sums), or None when
+    none holds sums (``_kept``)."""
+    exact = [p if isinstance(p, _Exact) else _Exact.of(p) for p in _kept(parts)]
+    if not exact:
+        return None
     ints, floats = exact[0].ints, exact[0].floats
     for e in exact[1:]:
         ints, floats = ints + e.ints, floats + e.floats
     return _Exact(ints, floats)
 
 
-def _exact_sum(parts: list) -> np.ndarray:
+def _exact_sum(parts: list):
     """The elementwise sum of equally shaped float64 arrays or ``_Exact`` partial sums, exactly rounded where it
-    is finite (else NumPy's: inf, or nan for inf - inf)."""
-    if len(parts) == 1 and not isinstance(parts[0], _Exact):
-        return parts[0]
-    return _partial_sum(*parts).rounded()
+    is finite (else NumPy's: inf, or nan for inf - inf); None when no part holds sums (``_kept``)."""
+    kept = _kept(parts)
+    if len(kept) == 1 and not isinstance(kept[0], _Exact):
+        return kept[0]
+    total = _partial_sum(*kept)
+    return None if total is None else total.rounded()
 
 
 def _combine(name, params, reduction, w, N, C, places, *block_sums):
     """(value, coef (N, C, 2)) from the blocks' sums (or the tree's partial sums of them); ``places[k]`` =
     (n0, c0) where input k's sums go."""
     groups: dict = {}
-    for (n0, c0), s in zip(places, block_sums):
-        if isinstance(s, _Exact) or s.size:  # an empty block (no sample or class) adds nothing, and may share
-            groups.setdefault((n0, c0), []).append(s)  # its place with the next
+    for place, s in zip(places, block_sums):
+        groups.setdefault(place, []).append(s)
     sums = np.zeros((N, C, 3))
     for (n0, c0), parts in groups.items():
         total = _exact_sum(parts)
-        n, c = total.shape[:2]
-        sums[n0:n0 + n, c0:c0 + c] = total
+        if total is not None:
+            n, c = total.shape[:2]
+            sums[n0:n0 + n, c0:c0 + c] = total
     value, coef = combine(name, sums, params, reduction, w)
     return (value if reduction == "none" else np.float64(value)), coef
 
