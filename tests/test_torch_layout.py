@@ -127,6 +127,33 @@ def test_torch_twins_have_torchs_names_and_signatures(name):
     assert _positional(cls.__init__) == _positional(twin.__init__)
 
 
+def test_no_form_is_named_after_a_scikit_learn_metric():
+    """A name of ``sklearn.metrics`` promises that metric's arguments (``y_true`` first, labels or decision values)
+    and meaning; the forms take torch's ``(input, target)``. Names torch has are torch's to keep."""
+    import sklearn.metrics
+
+    clash = [n for n in ft.__all__ if hasattr(sklearn.metrics, n) and not hasattr(F, n) and not hasattr(torch.nn, n)]
+    assert not clash, f"fusedloss.torch names that are scikit-learn metrics: {clash}"
+
+
+@pytest.mark.parametrize("module, old, new", [
+    ("fusedloss.torch", "hinge_loss", "binary_hinge_loss"), ("fusedloss.torch", "zero_one_loss", "zero_one_error"),
+    ("fusedloss.torch", "HingeLoss", "BinaryHingeLoss"), ("fusedloss.torch", "ZeroOneLoss", "ZeroOneError"),
+    ("fusedloss.torch.functional", "hinge_loss", "binary_hinge_loss"),
+    ("fusedloss.torch.functional", "zero_one_loss", "zero_one_error"),
+    ("fusedloss.torch.modules", "HingeLoss", "BinaryHingeLoss"),
+    ("fusedloss.torch.modules", "ZeroOneLoss", "ZeroOneError"),
+])
+def test_old_names_warn_and_give_the_renamed_forms(module, old, new):
+    mod = sys.modules[module]
+    with pytest.warns(FutureWarning, match=rf"{module}\.{old} is now {new}: .*fusedloss\.metrics\.\w+ is that one"):
+        obj = getattr(mod, old)
+    assert obj is getattr(mod, new)
+    assert old not in vars(mod) and old not in getattr(mod, "__all__", ())  # not exported, not in dir()
+    with pytest.raises(AttributeError, match="has no attribute 'no_such_loss'"):
+        getattr(mod, "no_such_loss")
+
+
 def test_no_file_of_the_package_holds_two_concerns_worth_of_lines():
     sizes = {p.name: len(p.read_text().splitlines()) for p in PACKAGE.glob("*.py")}
     assert {"__init__.py", "functional.py", "modules.py"} <= set(sizes)

@@ -76,17 +76,19 @@ from ._pairwise import (CosineEmbeddingLoss, GaussianNLLLoss, MarginRankingLoss,
 from ._overlap import DiceLoss, TverskyLoss, dice_loss, tversky_loss
 from ._routing import FEW_CLASSES, SMALL_ELEMENTWISE, SMALL_MULTICLASS, TILED_MIN, set_cpu_routing
 from . import functional as _functional
+from . import modules as _modules
+from ._generate import renamed_getattr
 from .functional import (FUNCTIONAL, binary_cross_entropy, binary_cross_entropy_with_logits, binary_focal_loss,
-                         categorical_hinge_loss, cross_entropy, focal_loss, hinge_embedding_loss, hinge_loss,
+                         binary_hinge_loss, categorical_hinge_loss, cross_entropy, focal_loss, hinge_embedding_loss,
                          huber_loss, jensen_shannon_loss, kl_div, kl_div_with_logits, l1_loss, log_cosh_loss, loss,
                          mse_loss, multi_margin_loss, multilabel_soft_margin_loss, poisson_nll_loss, poly1_loss,
                          pseudo_huber_loss, quantile_loss, sigmoid_focal_loss, smooth_l1_loss, squared_hinge_loss,
-                         tweedie_loss, zero_one_loss)
-from .modules import (MODULES, BCELoss, BCEWithLogitsLoss, BinaryFocalLoss, CategoricalHingeLoss, CrossEntropyLoss,
-                      FocalLoss, FusedLoss, HingeEmbeddingLoss, HingeLoss, HuberLoss, JensenShannonLoss, KLDivLoss,
-                      KLDivWithLogitsLoss, L1Loss, LogCoshLoss, MSELoss, MultiLabelSoftMarginLoss, MultiMarginLoss,
-                      PoissonNLLLoss, Poly1Loss, PseudoHuberLoss, QuantileLoss, SmoothL1Loss, SquaredHingeLoss,
-                      TweedieLoss, ZeroOneLoss)
+                         tweedie_loss, zero_one_error)
+from .modules import (MODULES, BCELoss, BCEWithLogitsLoss, BinaryFocalLoss, BinaryHingeLoss, CategoricalHingeLoss,
+                      CrossEntropyLoss, FocalLoss, FusedLoss, HingeEmbeddingLoss, HuberLoss, JensenShannonLoss,
+                      KLDivLoss, KLDivWithLogitsLoss, L1Loss, LogCoshLoss, MSELoss, MultiLabelSoftMarginLoss,
+                      MultiMarginLoss, PoissonNLLLoss, Poly1Loss, PseudoHuberLoss, QuantileLoss, SmoothL1Loss,
+                      SquaredHingeLoss, TweedieLoss, ZeroOneError)
 
 __all__ = [
     "FUNCTIONAL", "MODULES", "FusedLossFunction", "bench_torch_module", "loss", "ArgumentError", "LabelIndexError",
@@ -97,14 +99,14 @@ __all__ = [
     "multilabel_soft_margin_loss", "hinge_embedding_loss",
     # functional forms, our names
     "kl_div_with_logits", "pseudo_huber_loss", "log_cosh_loss", "quantile_loss", "tweedie_loss", "binary_focal_loss",
-    "sigmoid_focal_loss", "hinge_loss", "squared_hinge_loss", "zero_one_loss", "focal_loss", "poly1_loss",
+    "sigmoid_focal_loss", "binary_hinge_loss", "squared_hinge_loss", "zero_one_error", "focal_loss", "poly1_loss",
     "categorical_hinge_loss", "jensen_shannon_loss",
     # modules
     "FusedLoss", "CrossEntropyLoss", "MSELoss", "L1Loss", "HuberLoss", "SmoothL1Loss", "PoissonNLLLoss", "BCELoss",
     "BCEWithLogitsLoss", "MultiMarginLoss", "MultiLabelSoftMarginLoss", "HingeEmbeddingLoss", "KLDivLoss",
     "KLDivWithLogitsLoss",
     "PseudoHuberLoss", "LogCoshLoss", "QuantileLoss",
-    "TweedieLoss", "BinaryFocalLoss", "HingeLoss", "SquaredHingeLoss", "ZeroOneLoss", "FocalLoss", "Poly1Loss",
+    "TweedieLoss", "BinaryFocalLoss", "BinaryHingeLoss", "SquaredHingeLoss", "ZeroOneError", "FocalLoss", "Poly1Loss",
     "CategoricalHingeLoss", "JensenShannonLoss",
     "ctc_loss", "CTCLoss",
     "margin_ranking_loss", "cosine_embedding_loss", "triplet_margin_loss", "MarginRankingLoss", "CosineEmbeddingLoss",
@@ -117,3 +119,8 @@ for _name in _functional.GENERATED:
     globals()[f"{_name}_loss"] = FUNCTIONAL[_name]
     globals()[MODULES[_name].__name__] = MODULES[_name]
     __all__ += [f"{_name}_loss", MODULES[_name].__name__]
+
+# the old names of binary_hinge_loss, zero_one_error and their modules (scikit-learn's metric names): served with a
+# FutureWarning until 0.2
+RENAMED = {**_functional.RENAMED, **_modules.RENAMED}
+__getattr__ = renamed_getattr(__name__, RENAMED)

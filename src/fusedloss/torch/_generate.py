@@ -11,6 +11,8 @@ more per call than written ones.
 from __future__ import annotations
 
 import inspect
+import sys
+import warnings
 
 from .._spec import REGISTRY
 from ._args import _elementwise
@@ -135,3 +137,24 @@ def module_of(fn, base: type, name: str) -> type:
     shown = tuple(k for k in options if k in REGISTRY[name].param_names or k == "metrics")
     return type(qualname, (base,), {"__module__": base.__module__, "__qualname__": qualname, "__doc__": None,
                                     "_fn": staticmethod(fn), "_shown": shown, "__init__": init})
+
+
+def renamed_getattr(module: str, renamed: dict):
+    """A module ``__getattr__`` (PEP 562) that serves each old name of ``renamed`` (old -> new) as the object of
+    the new name, with a FutureWarning saying what to write instead; any other name raises AttributeError."""
+
+    def __getattr__(name: str):
+        new = renamed.get(name)
+        if new is None:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        metric = _METRIC_OF.get(name, name)
+        warnings.warn(f"{module}.{name} is now {new}: {name} is the name of scikit-learn's {metric}, a metric of "
+                      f"other arguments and meaning (fusedloss.metrics.{metric} is that one). The name {name} will "
+                      f"be removed from {module} in fusedloss 0.2.", FutureWarning, stacklevel=2)
+        return getattr(sys.modules[module], new)
+
+    return __getattr__
+
+
+# the scikit-learn metric a module's old name is named after
+_METRIC_OF = {"HingeLoss": "hinge_loss", "ZeroOneLoss": "zero_one_loss"}

@@ -18,7 +18,7 @@ from ._ctc import ctc_loss  # CTC has its own signature (sequences and lengths)
 from ._pairwise import (cosine_embedding_loss, gaussian_nll_loss, margin_ranking_loss,  # two or three inputs
                         triplet_margin_loss)
 from ._overlap import dice_loss, tversky_loss  # scores with a class axis, a ratio of sums per class
-from ._generate import elementwise_form, generated_form
+from ._generate import elementwise_form, generated_form, renamed_getattr
 from ._nonfinite import finite, holds_nan, plus_minus_one, torch_result
 from ._routing import TILES, _small_on_torch
 from ._twin import torch_twin
@@ -344,8 +344,9 @@ def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2, reduction="none"):
 
 
 @elementwise_form("hinge")
-def hinge_loss(input, target, reduction="mean", *, sample_weight=None, backend=None):
-    """``max(0, 1 - t x)`` for targets ``t`` in {-1, 1} ({0, 1} accepted)."""
+def binary_hinge_loss(input, target, reduction="mean", *, sample_weight=None, backend=None):
+    """``max(0, 1 - t x)`` for targets ``t`` in {-1, 1} ({0, 1} accepted). (Not ``hinge_loss``: that is
+    scikit-learn's metric of ``(y_true, pred_decision)``, which ``fusedloss.metrics.hinge_loss`` is.)"""
 
 
 @elementwise_form("squared_hinge")
@@ -354,8 +355,10 @@ def squared_hinge_loss(input, target, reduction="mean", *, sample_weight=None, b
 
 
 @elementwise_form("zero_one")
-def zero_one_loss(input, target, threshold=0.5, reduction="mean", *, sample_weight=None, backend=None):
-    """Misclassification rate (a metric: no gradient); ``input > threshold`` predicts the positive class."""
+def zero_one_error(input, target, threshold=0.5, reduction="mean", *, sample_weight=None, backend=None):
+    """Misclassification rate (a metric: no gradient); ``input > threshold`` predicts the positive class. (Not
+    ``zero_one_loss``: that is scikit-learn's metric of ``(y_true, y_pred)`` labels, which
+    ``fusedloss.metrics.zero_one_loss`` is.)"""
 
 
 def focal_loss(input, target, alpha=None, gamma=2.0, ignore_index=-100, reduction="mean", *, sample_weight=None,
@@ -421,7 +424,7 @@ FUNCTIONAL = {
     "pseudo_huber": pseudo_huber_loss, "log_cosh": log_cosh_loss, "quantile": quantile_loss,
     "poisson_nll": poisson_nll_loss, "tweedie": tweedie_loss, "binary_cross_entropy": binary_cross_entropy,
     "binary_cross_entropy_with_logits": binary_cross_entropy_with_logits, "binary_focal": binary_focal_loss,
-    "hinge": hinge_loss, "squared_hinge": squared_hinge_loss, "zero_one": zero_one_loss,
+    "hinge": binary_hinge_loss, "squared_hinge": squared_hinge_loss, "zero_one": zero_one_error,
     "cross_entropy": cross_entropy, "categorical_focal": focal_loss, "multi_margin": multi_margin_loss,
     "kl_div_with_logits": kl_div_with_logits, "jensen_shannon": jensen_shannon_loss,
     "multilabel_soft_margin": multilabel_soft_margin_loss, "ctc": ctc_loss,
@@ -438,3 +441,7 @@ GENERATED = tuple(name for name, spec in REGISTRY.items()
                   if spec.kind == "elementwise" and spec.builtin and name not in FUNCTIONAL)
 for _name in GENERATED:
     FUNCTIONAL[_name] = globals()[f"{_name}_loss"] = generated_form(_name, __name__)
+
+# names that are scikit-learn's metrics (other arguments, other meaning), served with a FutureWarning until 0.2
+RENAMED = {"hinge_loss": "binary_hinge_loss", "zero_one_loss": "zero_one_error"}
+__getattr__ = renamed_getattr(__name__, RENAMED)

@@ -14,14 +14,14 @@ from ._args import _legacy_reduction
 from ._ctc import CTCLoss
 from ._overlap import DiceLoss, TverskyLoss
 from ._pairwise import CosineEmbeddingLoss, GaussianNLLLoss, MarginRankingLoss, TripletMarginLoss
-from ._generate import module_of
+from ._generate import module_of, renamed_getattr
 from ._routing import _is_default, _torch_is_faster, _weight_ok, module_route, run_on_torch
 from .functional import (FUNCTIONAL, GENERATED, binary_cross_entropy, binary_cross_entropy_with_logits,
-                         binary_focal_loss, categorical_hinge_loss, cross_entropy, focal_loss, hinge_embedding_loss,
-                         hinge_loss, huber_loss, jensen_shannon_loss, kl_div_with_logits, l1_loss, log_cosh_loss, loss,
-                         mse_loss, multi_margin_loss, multilabel_soft_margin_loss, poisson_nll_loss, poly1_loss,
-                         pseudo_huber_loss, quantile_loss, smooth_l1_loss, squared_hinge_loss, tweedie_loss,
-                         zero_one_loss)
+                         binary_focal_loss, binary_hinge_loss, categorical_hinge_loss, cross_entropy, focal_loss,
+                         hinge_embedding_loss, huber_loss, jensen_shannon_loss, kl_div_with_logits, l1_loss,
+                         log_cosh_loss, loss, mse_loss, multi_margin_loss, multilabel_soft_margin_loss,
+                         poisson_nll_loss, poly1_loss, pseudo_huber_loss, quantile_loss, smooth_l1_loss,
+                         squared_hinge_loss, tweedie_loss, zero_one_error)
 
 # --- nn.Module classes --------------------------------------------------------------------------------------
 
@@ -274,9 +274,9 @@ LogCoshLoss = module_of(log_cosh_loss, _LossModule, "log_cosh")
 QuantileLoss = module_of(quantile_loss, _LossModule, "quantile")
 TweedieLoss = module_of(tweedie_loss, _LossModule, "tweedie")
 BinaryFocalLoss = module_of(binary_focal_loss, _LossModule, "binary_focal")
-HingeLoss = module_of(hinge_loss, _LossModule, "hinge")
+BinaryHingeLoss = module_of(binary_hinge_loss, _LossModule, "hinge")
 SquaredHingeLoss = module_of(squared_hinge_loss, _LossModule, "squared_hinge")
-ZeroOneLoss = module_of(zero_one_loss, _LossModule, "zero_one")
+ZeroOneError = module_of(zero_one_error, _LossModule, "zero_one")
 
 
 class FocalLoss(_LossModule):
@@ -357,8 +357,8 @@ MODULES = {
     "mse": MSELoss, "mae": L1Loss, "huber": HuberLoss, "smooth_l1": SmoothL1Loss, "pseudo_huber": PseudoHuberLoss,
     "log_cosh": LogCoshLoss, "quantile": QuantileLoss, "poisson_nll": PoissonNLLLoss, "tweedie": TweedieLoss,
     "binary_cross_entropy": BCELoss, "binary_cross_entropy_with_logits": BCEWithLogitsLoss,
-    "binary_focal": BinaryFocalLoss, "hinge": HingeLoss, "squared_hinge": SquaredHingeLoss,
-    "zero_one": ZeroOneLoss, "hinge_embedding": HingeEmbeddingLoss, "cross_entropy": CrossEntropyLoss,
+    "binary_focal": BinaryFocalLoss, "hinge": BinaryHingeLoss, "squared_hinge": SquaredHingeLoss,
+    "zero_one": ZeroOneError, "hinge_embedding": HingeEmbeddingLoss, "cross_entropy": CrossEntropyLoss,
     "categorical_focal": FocalLoss,
     "multi_margin": MultiMarginLoss, "kl_div_with_logits": KLDivWithLogitsLoss, "jensen_shannon": JensenShannonLoss,
     "multilabel_soft_margin": MultiLabelSoftMarginLoss, "ctc": CTCLoss, "poly1": Poly1Loss,
@@ -371,3 +371,7 @@ MODULES = {
 for _name in GENERATED:
     _cls = module_of(FUNCTIONAL[_name], _LossModule, _name)
     MODULES[_name] = globals()[_cls.__name__] = _cls
+
+# names that are scikit-learn's metrics (other arguments, other meaning), served with a FutureWarning until 0.2
+RENAMED = {"HingeLoss": "BinaryHingeLoss", "ZeroOneLoss": "ZeroOneError"}
+__getattr__ = renamed_getattr(__name__, RENAMED)
