@@ -522,6 +522,11 @@ def pred_out_of_domain(spec, entry):
 
 # labels (multiclass hard labels, ctc targets)
 
+# the label dtypes torch's own function takes (cross_entropy: int64 or uint8, multi_margin_loss: int64 only): the
+# forms named after it refuse the others, as torch does, where fusedloss's own entries take any integer dtype
+TORCH_LABELS = {"cross_entropy": ("int64", "uint8"), "multi_margin": ("int64",)}
+
+
 def _label_class(make_labels, expect, entries=ENTRIES):
     def make(spec, entry):
         if not _labels(spec):
@@ -530,9 +535,13 @@ def _label_class(make_labels, expect, entries=ENTRIES):
         t = make_labels(np.asarray(b.target), spec)
         if t is None:
             return None
-        if expect == "value":
+        want = expect
+        if want == "value" and entry in TORCH_TYPED and t.dtype.name not in TORCH_LABELS.get(spec.name,
+                                                                                             (t.dtype.name,)):
+            want = "raise"
+        if want == "value":
             return with_(b, target=t)
-        return with_(b, target=t, expect=expect, names=("target", "label", "targets"))
+        return with_(b, target=t, expect=want, names=("target", "label", "targets"))
     return make, ("multiclass", "sequence"), entries
 
 

@@ -344,17 +344,23 @@ def test_module_reads_options_set_after_construction(cid, variant):
     assert_close(gx, wx, torch.float64, f"{case.module} gradient")
 
 
+@pytest.mark.parametrize("routing", ["fused", "auto"])
 @pytest.mark.parametrize("name", ["mse_loss", "l1_loss", "huber_loss"])
-def test_weight_broadcasts_where_torch_requires_the_full_shape(name):
-    """torch's mse/l1/huber take a weight of the input's shape only; ours also broadcasts one (same result as the
-    expanded weight)."""
+def test_weight_of_another_shape_is_refused_as_torch(name, routing):
+    """torch's mse/l1/huber take a weight of the input's shape only (one that broadcasts is refused); so do ours,
+    and with the full shape they give torch's value."""
+    ft.set_cpu_routing(routing)
     g = _gen(7)
     x, t = _f64((4, 5), g), _f64((4, 5), g)
     w = _f64((5,), g, 0.25, 1.25)
-    with pytest.raises(ValueError):
-        getattr(F, name)(x, t, weight=w)
-    assert_close(getattr(ft, name)(x, t, weight=w), getattr(F, name)(x, t, weight=w.expand(4, 5)), torch.float64,
-                 "value")
+    for weight in (w, w[:1], w.expand(1, 4, 5)):
+        with pytest.raises(ValueError) as by_torch:
+            getattr(F, name)(x, t, weight=weight)
+        with pytest.raises(ValueError, match=r"weight must have the size of input \(4, 5\)") as by_fl:
+            getattr(ft, name)(x, t, weight=weight)
+        assert isinstance(by_fl.value, type(by_torch.value))
+    assert_close(getattr(ft, name)(x, t, weight=w.expand(4, 5)), getattr(F, name)(x, t, weight=w.expand(4, 5)),
+                 torch.float64, "value")
 
 
 def test_mixed_dtypes_promote_like_torch():
@@ -685,6 +691,15 @@ _ERROR_CASES = {
     "bce shapes": lambda m: m.binary_cross_entropy(_P, torch.rand(3)),
     "bce target that broadcasts": lambda m: m.binary_cross_entropy(_X.sigmoid(), torch.rand(3)),
     "bce with logits target that broadcasts": lambda m: m.binary_cross_entropy_with_logits(_X, torch.rand(3)),
+    "int32 labels": lambda m: m.cross_entropy(_X, torch.tensor([0, 1, 2, 1], dtype=torch.int32)),
+    "int8 labels": lambda m: m.cross_entropy(_X, torch.tensor([0, 1, 2, 1], dtype=torch.int8)),
+    "bool labels": lambda m: m.cross_entropy(_X, torch.tensor([0, 1, 1, 0], dtype=torch.bool)),
+    "probabilities with ignore_index": lambda m: m.cross_entropy(_X, torch.softmax(_X, 1), ignore_index=0),
+    "multi_margin int32 labels": lambda m: m.multi_margin_loss(_X, torch.tensor([0, 1, 2, 1], dtype=torch.int32)),
+    "multi_margin uint8 labels": lambda m: m.multi_margin_loss(_X, torch.tensor([0, 1, 2, 1], dtype=torch.uint8)),
+    "mse weight that broadcasts": lambda m: m.mse_loss(_X, _X, weight=torch.ones(3)),
+    "l1 weight that broadcasts": lambda m: m.l1_loss(_X, _X, weight=torch.ones(1, 3)),
+    "huber weight that broadcasts": lambda m: m.huber_loss(_X, _X, weight=torch.ones(())),
     "ctc empty batch": lambda m: m.ctc_loss(torch.zeros(5, 0, 4), torch.zeros(0, 2, dtype=torch.int64),
                                             torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64)),
     "negative huber delta": lambda m: m.huber_loss(_P, _P, delta=-1.0),
@@ -696,6 +711,8 @@ _ERROR_CASES = {
     "module: label above C": lambda m: m.CrossEntropyLoss()(_X, torch.tensor([0, 1, 2, 5])),
     "module: bce probability above 1": lambda m: m.BCELoss()(_P + 2, _P),
     "module: negative huber delta": lambda m: m.HuberLoss(delta=-1.0)(_P, _P),
+    "module: int32 labels": lambda m: m.CrossEntropyLoss()(_X, torch.tensor([0, 1, 2, 1], dtype=torch.int32)),
+    "module: probabilities with ignore_index": lambda m: m.CrossEntropyLoss(ignore_index=1)(_X, torch.softmax(_X, 1)),
     "module: bce with logits target that broadcasts": lambda m: m.BCEWithLogitsLoss()(_X, torch.rand(3)),
     "module: ctc empty batch": lambda m: m.CTCLoss()(torch.zeros(5, 0, 4), torch.zeros(0, 2, dtype=torch.int64),
                                                      torch.zeros(0, dtype=torch.int64),
@@ -719,7 +736,8 @@ def test_an_except_written_for_torch_catches_fusedloss(case, routing):
                                               "huber_loss", "smooth_l1", "smooth_l1_loss", "multi_margin",
                                               "poisson_nll_loss", "gaussian_nll", "gaussian_nll_loss",
                                               "cosine_embedding", "cosine_embedding_loss", "mse",
-                                              "binary_cross_entropy_with_logits", "ctc_loss")
+                                              "binary_cross_entropy_with_logits", "multi_margin_loss", "l1_loss",
+                                              "ctc_loss")
 
 
 def test_the_generic_form_keeps_fusedloss_s_value_error():

@@ -890,7 +890,7 @@ def test_complex_weights_targets_and_class_vectors_are_refused():
     with pytest.raises(TypeError, match="class_weight must be real"):
         ft.loss("cross_entropy", x, labels, class_weight=torch.ones(3, dtype=torch.complex128))
     with pytest.raises(TypeError, match="weight must be real"):
-        ft.mse_loss(x, torch.zeros(4, 3, dtype=torch.float64), weight=torch.ones(3, dtype=torch.complex128))
+        ft.mse_loss(x, torch.zeros(4, 3, dtype=torch.float64), weight=torch.ones(4, 3, dtype=torch.complex128))
     with pytest.raises(TypeError, match="target must be real"):
         ft.loss("mse", x, torch.zeros(4, 3, dtype=torch.complex128), sample_weight=torch.ones(4))
 

@@ -6,6 +6,9 @@ name to its form.
 from __future__ import annotations
 
 import math
+import numbers
+
+import numpy as np
 
 import torch
 from torch import Tensor
@@ -44,11 +47,37 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     Metrics)``, the loss as without them; see ``fusedloss.cross_entropy``'s ``metrics=``; CPU tensors only).
     """
     reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_torch_labels(target, "cross_entropy", (torch.int64, torch.uint8))
+    if (isinstance(target, Tensor) and target.is_floating_point() and isinstance(ignore_index, numbers.Integral)
+            and ignore_index >= 0):
+        raise ValueError(f"cross_entropy: ignore_index={ignore_index} applies to class-index targets, and "
+                         "torch.nn.functional.cross_entropy refuses it with class probabilities (a floating-point "
+                         "target); leave ignore_index at -100 (give the rows to skip sample_weight=0)")
     params = dict(class_weight=_host_vector(weight, "weight", "cross_entropy"), ignore_index=ignore_index,
                   label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap,
                   confidence_penalty=confidence_penalty)
     return _multiclass("cross_entropy", input, target, reduction, params, sample_weight=sample_weight,
                        inplace_grad=inplace_grad, backend=backend, fn="cross_entropy", metrics=metrics)
+
+
+def _check_torch_labels(target, fn: str, allowed: tuple) -> None:
+    """torch's own ``fn`` takes class indices of the ``allowed`` dtypes only, where the fused kernels read any
+    integer dtype: the form named after it refuses the others, as torch does."""
+    if isinstance(target, Tensor) and not target.is_floating_point() and target.dtype not in allowed:
+        names = " or ".join(str(d).removeprefix("torch.") for d in allowed)
+        raise ValueError(f"{fn}: target must hold class indices as {names}, as torch.nn.functional.{fn} takes them, "
+                         f"got {str(target.dtype).removeprefix('torch.')}; convert it with target.long()")
+
+
+def _check_weight_size(weight, input, fn: str) -> None:
+    """torch's ``mse_loss``, ``l1_loss`` and ``huber_loss`` take an elementwise ``weight`` of the input's size only
+    (they do not broadcast it)."""
+    if weight is not None and isinstance(input, Tensor):
+        shape = tuple(weight.shape) if isinstance(weight, Tensor) else np.shape(weight)
+        if shape != tuple(input.shape):
+            raise ValueError(f"{fn}: weight must have the size of input {tuple(input.shape)} "
+                             f"(torch.nn.functional.{fn} does not broadcast it), got size {shape}; expand it to "
+                             "the input's size (weight.expand_as(input))")
 
 
 def _check_same_size(input, target, fn: str, names=("input", "target"), owner="torch.nn.functional") -> None:
@@ -64,6 +93,7 @@ def _check_same_size(input, target, fn: str, names=("input", "target"), owner="t
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None, *, backend=None):
     """``torch.nn.functional.mse_loss`` (with ``weight``: "mean" is sum(w l) / sum(w), as torch)."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_weight_size(weight, input, "mse_loss")
     return _elementwise("mse", input, target, reduction, {}, weight=weight, weight_mean="sum_w", backend=backend,
                         fn="mse_loss")
 
@@ -72,6 +102,7 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
 def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None, *, backend=None):
     """``torch.nn.functional.l1_loss`` (with ``weight``: "mean" is sum(w l) / sum(w), as torch)."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_weight_size(weight, input, "l1_loss")
     out = _elementwise("mae", input, target, reduction, {}, weight=weight, weight_mean="sum_w", backend=backend,
                        fn="l1_loss")
     # at a NaN residual torch's gradient is 0 (its sign(nan)), the kernel's NaN; the values agree
@@ -84,6 +115,7 @@ def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", wei
 @_small_on_torch("huber_loss")
 def huber_loss(input, target, reduction="mean", delta=1.0, weight=None, *, backend=None):
     """``torch.nn.functional.huber_loss`` (with ``weight``: "mean" is mean(w l), as torch)."""
+    _check_weight_size(weight, input, "huber_loss")
     return _elementwise("huber", input, target, reduction, {"delta": delta}, weight=weight, weight_mean="numel",
                         backend=backend, fn="huber_loss")
 
@@ -206,6 +238,7 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=
     reduction = _legacy_reduction(size_average, reduce, reduction)
     if isinstance(input, Tensor) and input.ndim > 2:
         raise ValueError(f"multi_margin_loss: input must be 1-d or 2-d, got {input.ndim}-d")
+    _check_torch_labels(target, "multi_margin_loss", (torch.int64,))
     params = {"margin": margin, "p": p, "class_weight": _host_vector(weight, "weight", "multi_margin_loss")}
     out = _multiclass("multi_margin", input, target, reduction, params, backend=backend, fn="multi_margin_loss")
     if holds_nan(out):  # torch's comparisons skip a NaN margin, where the kernel's row is NaN
