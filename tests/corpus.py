@@ -460,11 +460,20 @@ def target_requires_grad(spec, entry):
 
 # targets: dtypes and domains
 
+# the losses whose torch function refuses a target of another dtype than the input's (torch's binary_cross_entropy:
+# "Found dtype Double but expected Float"): the forms named after it refuse it too
+TORCH_SAME_DTYPE = ("binary_cross_entropy",)
+
+
 def _target_as(dtype, expect):
     def make(spec, entry):
         b = base(spec.name)
         if _labels(spec):
             return None
+        if entry in TORCH_TYPED and spec.name in TORCH_SAME_DTYPE and np.dtype(dtype) != np.asarray(b.pred).dtype:
+            expect_here = "raise"
+        else:
+            expect_here = expect
         t = np.asarray(b.target)
         if dtype == "int64" and spec.kind == "elementwise":
             t = np.round(t)
@@ -474,7 +483,8 @@ def _target_as(dtype, expect):
             t = np.where(t == 0, 1, t) if domain in ("positive", "sign") else t
         with np.errstate(invalid="ignore"):
             t = t.astype(dtype)
-        return with_(b, target=t) if expect == "value" else with_(b, target=t, expect=expect, names=("target",))
+        return with_(b, target=t) if expect_here == "value" else with_(b, target=t, expect=expect_here,
+                                                                      names=("target",))
     return make
 
 

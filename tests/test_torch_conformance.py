@@ -371,6 +371,44 @@ def test_mixed_dtypes_promote_like_torch():
         assert got.dtype == F.mse_loss(x.to(xd), t.to(td)).dtype
 
 
+_MIXED = [(torch.float32, torch.float64), (torch.float64, torch.float32), (torch.bfloat16, torch.float32),
+          (torch.float32, torch.float16)]
+
+
+@pytest.mark.parametrize("routing", ["fused", "auto"])
+@pytest.mark.parametrize("dtypes", _MIXED, ids=lambda d: str(d).removeprefix("torch."))
+@pytest.mark.parametrize("name", sorted(REGISTRY[n].torch_name for n in REGISTRY
+                                        if REGISTRY[n].kind == "elementwise" and REGISTRY[n].torch_name))
+def test_an_input_and_a_target_of_two_float_dtypes_give_torchs_dtype(name, dtypes, routing):
+    """torch's elementwise losses disagree on the loss's dtype when the input and the target differ: the promoted
+    one (mse_loss, l1_loss, ...), the input's (huber_loss, hinge_embedding_loss), the target's
+    (binary_cross_entropy_with_logits), or a refusal (binary_cross_entropy). Each form gives its torch function's
+    dtype and value, and the gradient in the input's dtype (where torch's huber_loss then fails in its backward
+    pass, the fused form gives the gradient)."""
+    ft.set_cpu_routing(routing)
+    xd, td = dtypes
+    g = _gen(3)
+    x = _f64((40,), g, 0.05, 0.95)
+    t = (_f64((40,), g) > 0.5).double() if "cross_entropy" in name else _f64((40,), g, 0.05, 0.95)
+    t = 2 * t - 1 if name == "hinge_embedding_loss" else t
+    x, t = x.to(xd), t.to(td)
+    try:
+        want = getattr(F, name)(x, t)
+    except RuntimeError as exc:
+        with pytest.raises(ft.ArgumentError, match=r"target must have the input's dtype") as ours:
+            getattr(ft, name)(x.requires_grad_(), t)
+        assert isinstance(ours.value, type(exc))
+        return
+    xg = x.clone().requires_grad_()
+    got = getattr(ft, name)(xg, t)
+    assert got.dtype == want.dtype, (got.dtype, want.dtype)
+    tol = dict(rtol=1e-2, atol=1e-2) if torch.bfloat16 in dtypes or torch.float16 in dtypes else \
+        dict(rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(got.detach(), want, **tol)
+    got.backward()
+    assert xg.grad.dtype == xd
+
+
 @pytest.mark.parametrize("routing", ["fused", "auto"])
 @pytest.mark.parametrize("form", ["function", "module"])
 @pytest.mark.parametrize("name", ["binary_cross_entropy", "binary_cross_entropy_with_logits"])

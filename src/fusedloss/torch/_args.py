@@ -157,20 +157,26 @@ def _weight_tensor(weight, input: Tensor, fn: str) -> Tensor:
 
 
 def _elementwise(name: str, input, target, reduction: str, params: dict, *, weight=None, weight_mean="sum_w",
-                 sample_weight=None, backend=None, fn: str, metrics=None):
+                 sample_weight=None, backend=None, fn: str, metrics=None, value_dtype: str | None = None):
     """Common path of the elementwise losses.
 
     ``weight`` is PyTorch's elementwise weight; for "mean", ``weight_mean`` says what PyTorch divides by:
     "sum_w" (mse_loss, l1_loss: sum(w l) / sum(w)) or "numel" (huber_loss, BCE: mean(w l)). ``sample_weight``
     is fusedloss's (pred's shape or a leading part, "mean" divides by its sum). ``metrics``: see ``_run``.
+    An input and a target of two float dtypes are computed in the promoted dtype; the loss is returned in it, or
+    with ``value_dtype`` ("input", "target") in that argument's dtype, as the torch function of the form returns
+    it (outside autocast, which gives float32 to both).
     """
     _check_reduction(reduction, fn)
     if not isinstance(input, Tensor):
         raise TypeError(f"{fn}: input must be a torch.Tensor, got {type(input).__name__}")
     if weight is not None and sample_weight is not None:
         raise TypeError(f"{fn}: pass weight or sample_weight, not both")
+    kept = None  # the dtype torch's function returns, where it is not the promoted one
     if (isinstance(target, Tensor) and target.dtype != input.dtype and target.is_floating_point()
             and input.is_floating_point()):
+        if value_dtype is not None and not torch.is_autocast_enabled(input.device.type):
+            kept = input.dtype if value_dtype == "input" else target.dtype
         # torch computes in the promoted dtype (float32 input, float64 target: a float64 loss)
         dtype = torch.promote_types(input.dtype, target.dtype)
         input, target = input.to(dtype), target.to(dtype)
@@ -206,7 +212,12 @@ def _elementwise(name: str, input, target, reduction: str, params: dict, *, weig
         sw = _real(torch.as_tensor(_constant(sample_weight, "sample_weight", fn), device=input.device),
                    "sample_weight", fn)
     call = _Call(name, reduction, _non_default(name, params), sw, None, False, backend, metrics)
-    return _run(call, input, target, fn)
+    out = _run(call, input, target, fn)
+    if kept is None:
+        return out
+    if metrics is None:
+        return out.to(kept)  # (differentiable: the gradient still reaches the input in its own dtype)
+    return out[0].to(kept), out[1]
 
 
 def _multiclass(name: str, input, target, reduction: str, params: dict, *, class_dim=None, sample_weight=None,

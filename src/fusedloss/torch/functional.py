@@ -117,7 +117,7 @@ def huber_loss(input, target, reduction="mean", delta=1.0, weight=None, *, backe
     """``torch.nn.functional.huber_loss`` (with ``weight``: "mean" is mean(w l), as torch)."""
     _check_weight_size(weight, input, "huber_loss")
     return _elementwise("huber", input, target, reduction, {"delta": delta}, weight=weight, weight_mean="numel",
-                        backend=backend, fn="huber_loss")
+                        backend=backend, fn="huber_loss", value_dtype="input")
 
 
 @_small_on_torch("smooth_l1_loss")
@@ -136,7 +136,7 @@ def hinge_embedding_loss(input, target, margin=1.0, size_average=None, reduce=No
     where ``target == -1``, both for any other target (NaN included), as torch's masks and their rounded sum."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
     out = _elementwise("hinge_embedding", input, target, reduction, {"margin": margin}, backend=backend,
-                       fn="hinge_embedding_loss")
+                       fn="hinge_embedding_loss", value_dtype="input")
     # torch's gradient at a NaN input is its mask's (1 or 0), the kernel's NaN; for a target other than 1 and -1
     # (NaN included) torch's value is its sum input + max(0, margin - input), rounded (0 at input = -1e30, NaN at
     # -inf), not max(input, margin): no result shows that, so the target is read
@@ -172,6 +172,12 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
     Metrics)``; see ``fusedloss.binary_cross_entropy``'s ``metrics=``; CPU tensors only)."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_same_size(input, target, "binary_cross_entropy")
+    if (isinstance(input, Tensor) and isinstance(target, Tensor) and target.dtype != input.dtype
+            and not torch.is_autocast_enabled(input.device.type)):
+        dt = (str(d).removeprefix("torch.") for d in (input.dtype, target.dtype))
+        raise ValueError("binary_cross_entropy: target must have the input's dtype ({}), got {} "
+                         "(torch.nn.functional.binary_cross_entropy refuses another dtype); convert it with "
+                         "target.to(input.dtype)".format(*dt))
     out = _elementwise("binary_cross_entropy", input, target, reduction, {"pos_weight": None}, weight=weight,
                        weight_mean="numel", backend=backend, fn="binary_cross_entropy", metrics=metrics)
     _refuse_nan_as_torch(out if metrics is None else out[0], input, target, "binary_cross_entropy")
@@ -221,7 +227,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
                                                                     pos_weight=pos_weight)
     params = {"pos_weight": _host_vector(pos_weight, "pos_weight", fn), "label_smoothing": label_smoothing}
     out = _elementwise("binary_cross_entropy_with_logits", input, target, reduction, params, weight=weight,
-                       weight_mean="numel", backend=backend, fn=fn, metrics=metrics)
+                       weight_mean="numel", backend=backend, fn=fn, metrics=metrics, value_dtype="target")
     value = out if metrics is None else out[0]
     # at an infinite logit torch's sum of (1 - y) x and softplus(-x) is inf - inf = nan (also where a term's
     # coefficient is 0), the kernel's is the limit: torch's function on such data, and on a NaN
