@@ -227,17 +227,73 @@ def test_refusals():
         torch.func.vmap(lambda z: flt.cross_entropy(z, y, metrics="accuracy")[0])(x.expand(2, 16, 6))
 
 
-def test_refuses_tensors_off_the_cpu():
-    # the same check as for CUDA tensors (fusedloss.torch runs torch's kernels for them), on the meta device
+def test_refuses_tensors_on_other_devices():
     x, y = _logits(16, 6, torch.float32)
-    with pytest.raises(TypeError, match=r"metrics='accuracy' takes CPU tensors, got input on meta .*logit_metrics"):
+    with pytest.raises(TypeError, match=r"metrics='accuracy' takes CPU or CUDA tensors, got input on meta"
+                                        r".*logit_metrics"):
         flt.cross_entropy(x.to("meta"), y.to("meta"), metrics="accuracy")
-    with pytest.raises(TypeError, match=r"takes CPU tensors.*binary_logit_metrics"):
+    with pytest.raises(TypeError, match=r"takes CPU or CUDA tensors.*binary_logit_metrics"):
         flt.binary_cross_entropy_with_logits(x.to("meta"), x.to("meta"), metrics="accuracy")
 
 
+@pytest.mark.parametrize("forced", ["auto", "torch", "fused"])
+@pytest.mark.parametrize("name", ["cross_entropy", "binary_cross_entropy_with_logits"])
+def test_a_cuda_call_with_metrics_runs_the_fused_kernels(name, forced):
+    """The CUDA routing sends a call with metrics to fusedloss's kernels, even where torch's are forced: only
+    the fused pass computes them (torch's own kernels would give the loss and no metrics)."""
+    from fusedloss import _gpu_routing
+    from fusedloss.torch._kernel import _Call
+
+    x = torch.zeros(64, 10)
+    call = _Call(name, "mean", {}, None, 1 if name == "cross_entropy" else None, False, None, ("accuracy",))
+    options = _gpu_routing.options_of(call, x, torch.zeros(64, dtype=torch.int64))
+    assert "metrics" in options
+    assert _gpu_routing.decide(name, options, (64, 10), "float32", _gpu_routing.load_table(), forced) == "fused"
+    plain = _Call(name, "mean", {}, None, 1 if name == "cross_entropy" else None, False, None, None)
+    assert "metrics" not in _gpu_routing.options_of(plain, x, torch.zeros(64, dtype=torch.int64))
+
+
+@pytest.mark.parametrize("want_grad", [True, False])
+def test_the_cuda_kernel_call_hands_back_value_and_metrics(monkeypatch, want_grad):
+    """``_run_cuda`` passes ``metrics`` to the dispatcher and splits its result: the value (and the gradient in
+    its buffer) for autograd, the Metrics in ``call.metrics_out``. The dispatcher and the stream are stand-ins
+    here (no GPU): what is checked is the hand-over, which the GPU test below runs for real."""
+    from types import SimpleNamespace
+
+    from fusedloss.torch import _kernel
+
+    seen = {}
+
+    def dispatcher(x, t, reduction, sw, backend, params, outputs, grad_out, **kw):
+        seen.update(kw, outputs=outputs)
+        return ("value", "grad", "metrics") if outputs[1] else ("value", "metrics")
+
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device: SimpleNamespace(cuda_stream=7))
+    call = _kernel._Call("cross_entropy", "mean", {}, None, 1, False, None, ("accuracy",))
+    monkeypatch.setattr(call.loss, "_run", dispatcher)
+    x = SimpleNamespace(device="cuda:0")
+    assert _kernel._run_cuda(call, x, None, None, None, want_grad) == "value"
+    assert call.metrics_out == "metrics"
+    assert seen["metrics"] == ("accuracy",) and seen["stream"] == 7 and seen["device_value"] is True
+    assert seen["outputs"][1] is want_grad
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_refuses_cuda():
-    x, y = _logits(16, 6, torch.float32)
-    with pytest.raises(TypeError, match="cuda backend computes no metrics"):
-        flt.cross_entropy(x.cuda(), y.cuda(), metrics="accuracy")
+@pytest.mark.parametrize("routing", ["auto", "torch"])
+def test_cuda_tensors_give_the_metrics_of_cpu_tensors(routing):
+    flt.set_cuda_routing(routing)
+    try:
+        x, y = _logits(512, 40, torch.float64)
+        v, g, m = _fused(flt.cross_entropy, x.cuda(), y.cuda(), metrics=NAMES)
+        v0, g0, m0 = _fused(flt.cross_entropy, x, y, metrics=NAMES)
+        torch.testing.assert_close(v.cpu(), v0)
+        torch.testing.assert_close(g.cpu(), g0)
+        assert dict(m) == pytest.approx(dict(m0))
+        t = (torch.rand(512, 3, dtype=torch.float64) > 0.5).double()
+        xb = x[:, :3].contiguous()
+        vb, gb, mb = _fused(flt.binary_cross_entropy_with_logits, xb.cuda(), t.cuda(), metrics=BINARY)
+        vb0, gb0, mb0 = _fused(flt.binary_cross_entropy_with_logits, xb, t, metrics=BINARY)
+        torch.testing.assert_close(vb.cpu(), vb0)
+        assert dict(mb) == pytest.approx(dict(mb0))
+    finally:
+        flt.set_cuda_routing("auto")

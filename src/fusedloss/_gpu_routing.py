@@ -3,7 +3,7 @@
 The rule, so that nobody gets a slower loss by default:
 
 1. A loss, or an option of it, that torch does not have (``z_loss``, ``softcap``, ``confidence_penalty``,
-   ``sample_weight``, ``inplace_grad``, a class axis other than torch's, the losses without a
+   ``sample_weight``, ``inplace_grad``, ``metrics``, a class axis other than torch's, the losses without a
    ``torch.nn.functional`` twin, ...) runs on fusedloss's CUDA kernels: there is nothing of torch's to fall back to.
 2. Otherwise, if the caller forces a path, that path: ``backend=...`` passed to the call (any backend: the
    caller asked for fusedloss), ``set_cuda_routing("fused" | "torch" | "auto")``, or the environment variable
@@ -197,6 +197,8 @@ def options_of(call, input, target) -> frozenset:
             options.add("soft_targets")
     if call.inplace:
         options.add("inplace_grad")
+    if getattr(call, "metrics", None) is not None:  # computed in the fused pass only
+        options.add("metrics")
     return frozenset(options)
 
 

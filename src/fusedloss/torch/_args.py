@@ -238,15 +238,16 @@ def _multiclass(name: str, input, target, reduction: str, params: dict, *, class
 
 def _run(call: _Call, input: Tensor, target, fn: str):
     """The loss tensor; with ``metrics=`` given, ``(loss tensor, Metrics)``, the metrics from the same kernel
-    call (the host API's ``metrics=``, which checks the names, the loss and the targets). Under torch.compile
-    the whole call with metrics is a graph break (``torch.compiler.disable``), as every kernel call is."""
+    call (the host API's ``metrics=``, which checks the names, the loss and the targets). CUDA tensors run the
+    fused kernels (the ``cuda`` backend) whatever the routing, as every option torch lacks does. Under
+    torch.compile the whole call with metrics is a graph break (``torch.compiler.disable``), as every kernel call
+    is."""
     if call.metrics is None:
         return _apply(call, input, target)
-    if not input.is_cpu:
+    if not (input.is_cpu or input.is_cuda):
         raise TypeError(
-            f"{fn}: metrics={call.metrics!r} takes CPU tensors, got input on {input.device} (for CUDA tensors "
-            f"fusedloss.torch runs torch's own kernels, which compute no metrics). Call {fn} without metrics, and "
-            f"fusedloss.metrics.{_metrics_helper(call)} on a CPU copy of the logits")
+            f"{fn}: metrics={call.metrics!r} takes CPU or CUDA tensors, got input on {input.device}. Call {fn} "
+            f"without metrics, and fusedloss.metrics.{_metrics_helper(call)} on a CPU copy of the logits")
     if torch.compiler.is_compiling():
         if not _WITH_METRICS:
             _WITH_METRICS.append(torch.compiler.disable(_with_metrics))

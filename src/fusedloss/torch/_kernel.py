@@ -218,9 +218,14 @@ def _run_cuda(call: _Call, x: Tensor, t: Tensor, sw: Tensor | None, grad_out: Te
     ``__cuda_array_interface__``) to the ``cuda`` backend; the gradient is written into ``grad_out``, a torch
     tensor. The kernels (and the checks' small copies) go on the caller's current torch stream, in order with its
     other work there, so nothing is synchronised around them; the value comes back as a device array (one element,
-    of the kernel's dtype, for a reduced value: summed on the device), which ``_compute_general`` wraps."""
+    of the kernel's dtype, for a reduced value: summed on the device), which ``_compute_general`` wraps. With
+    ``metrics`` the call also leaves their ``Metrics`` (folded on the host from the kernel's per-row results or
+    table) in ``call.metrics_out``."""
     stream = torch.cuda.current_stream(x.device).cuda_stream
     outputs = VALUE_AND_GRAD if want_grad else VALUE
-    value = call.loss._run(x, t, call.reduction, sw, call.backend, call.params, outputs, grad_out, stream=stream,
-                           device_value=True)
-    return value[0] if want_grad else value
+    out = call.loss._run(x, t, call.reduction, sw, call.backend, call.params, outputs, grad_out, stream=stream,
+                         device_value=True, metrics=call.metrics)
+    if call.metrics is not None:
+        call.metrics_out = out[-1]
+        return out[0]
+    return out[0] if want_grad else out

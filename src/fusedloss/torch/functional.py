@@ -44,7 +44,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     ``(N, d1, ...)`` or a leading part; "mean" divides by the sum of ``sample_weight * weight[target]``),
     ``inplace_grad`` (write the gradient into the logits' storage), ``backend``, ``metrics`` (names of
     classification metrics computed in the same kernel call, hard labels only: the call returns ``(loss,
-    Metrics)``, the loss as without them; see ``fusedloss.cross_entropy``'s ``metrics=``; CPU tensors only).
+    Metrics)``, the loss as without them; see ``fusedloss.cross_entropy``'s ``metrics=``; on CUDA tensors the call runs the fused kernels).
     """
     reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_torch_labels(target, "cross_entropy", (torch.int64, torch.uint8))
@@ -169,7 +169,7 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
                          backend=None, metrics=None):
     """``torch.nn.functional.binary_cross_entropy`` on probabilities (logs clamped at -100, as torch). Extension:
     ``metrics`` (binary metrics of the same kernel call on the probabilities: the call returns ``(loss,
-    Metrics)``; see ``fusedloss.binary_cross_entropy``'s ``metrics=``; CPU tensors only)."""
+    Metrics)``; see ``fusedloss.binary_cross_entropy``'s ``metrics=``; on CUDA tensors the call runs the fused kernels)."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_same_size(input, target, "binary_cross_entropy")
     if (isinstance(input, Tensor) and isinstance(target, Tensor) and target.dtype != input.dtype
@@ -208,7 +208,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     in torch; a scalar or one value per entry of the last axis runs on the fused kernel, other shapes (such as
     ``(C, 1, 1)`` for ``(N, C, H, W)`` logits) on torch's function. Extension: ``label_smoothing`` (targets become
     ``y (1 - s) + s / 2``), ``metrics`` (binary metrics of the same kernel call: the call returns ``(loss,
-    Metrics)``; see ``fusedloss.binary_cross_entropy_with_logits``'s ``metrics=``; CPU tensors only)."""
+    Metrics)``; see ``fusedloss.binary_cross_entropy_with_logits``'s ``metrics=``; on CUDA tensors the call runs the fused kernels)."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
     fn = "binary_cross_entropy_with_logits"
     _check_same_size(input, target, fn)
@@ -373,7 +373,7 @@ def binary_focal_loss(input, target, alpha=0.25, gamma=2.0, reduction="mean", *,
                       metrics=None):
     """Sigmoid focal loss on logits (Lin et al. 2017); ``alpha < 0`` disables the class weighting. ``metrics``:
     binary metrics of the same kernel call (the call returns ``(loss, Metrics)``; see
-    ``fusedloss.binary_focal``'s ``metrics=``; CPU tensors only)."""
+    ``fusedloss.binary_focal``'s ``metrics=``; on CUDA tensors the call runs the fused kernels)."""
 
 
 def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2, reduction="none"):
