@@ -435,7 +435,7 @@ def tweedie_identity_point(p, y, params):
         s = 1.0
         S = t
         for n in range(3, 22):
-            t = t * u / n
+            t = t * u * (1.0 / n)  # (1/n off the chain from term to term: no division on it)
             s = k * s + 1.0
             S += s * t
     elif abs(j) >= 0.5:

@@ -251,7 +251,7 @@ def tweedie_identity(p, y, power):
         s = 1.0
         series = t.copy()
         for n in range(3, 22):
-            t = t * v / n
+            t = t * v * (1.0 / n)
             s = k * s + 1.0
             series = series + s * t
 

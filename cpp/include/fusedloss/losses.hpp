@@ -517,7 +517,7 @@ struct tweedie_identity {
       double t = 0.5 * u * u, s = 1.0;
       S = t;
       for (int n = 3; n < 22; ++n) {
-        t = t * u / n;
+        t = t * u * (1.0 / n);  // (1/n a constant: no division in the chain from term to term)
         s = k * s + 1.0;
         S += s * t;
       }
