@@ -278,6 +278,7 @@ def test_the_cuda_kernel_call_hands_back_value_and_metrics(monkeypatch, want_gra
     assert seen["outputs"][1] is want_grad
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("routing", ["auto", "torch"])
 def test_cuda_tensors_give_the_metrics_of_cpu_tensors(routing):

@@ -41,6 +41,6 @@ echo "== CUDA tests on the GPU"
 timeout "${TESTS_S:-240}" python3 -m pytest -m cuda -n "${WORKERS:-8}" -q -p no:cacheprovider --tb=short -rfE \
   tests/test_cuda.py tests/test_cuda_rows.py tests/test_cuda_metrics.py tests/test_cuda_row_rule.py tests/test_cuda_ctc.py \
   tests/test_corpus_cuda.py tests/test_gpu_routing.py tests/test_overlap.py tests/test_pairwise.py \
-  tests/test_custom.py tests/test_torch_integration.py > "$OUT/tests.log" 2>&1
+  tests/test_custom.py tests/test_torch_integration.py tests/test_torch_metrics.py > "$OUT/tests.log" 2>&1
 echo "tests rc=$?"
 tail -n 60 "$OUT/tests.log"
