@@ -488,10 +488,22 @@ def _child_command():
     return [sys.executable, os.path.abspath(__file__), "--child"]
 
 
+def child_env(env=None) -> dict:
+    """A child's environment: ``env`` (default: this process's) with the entries of PYTHONPATH made absolute. The
+    child runs in tests/, where a relative entry (``PYTHONPATH=src``) names another directory, and the child would
+    then import the installed fusedloss instead of the one under test."""
+    env = dict(os.environ if env is None else env)
+    if env.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) if p else p
+                                            for p in env["PYTHONPATH"].split(os.pathsep))
+    return env
+
+
 def run_batch(ids: list, timeout: float = 60.0, env=None) -> list:
     """Run ``ids`` in child processes (a new one after each crash or hang); one result per id, in order."""
     results = {}
     todo = list(ids)
+    env = child_env(env)
     while todo:
         proc = subprocess.Popen(_child_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, env=env, cwd=HERE)

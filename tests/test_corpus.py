@@ -84,6 +84,21 @@ def test_a_crash_and_a_hang_are_caught_and_the_rest_still_runs(monkeypatch):
     assert [r["outcome"] for r in results] == ["correct", "crash", "correct", "hang", "correct"]
 
 
+def test_a_relative_pythonpath_reaches_the_children_made_absolute(monkeypatch, tmp_path):
+    """The children run in tests/: ``PYTHONPATH=src`` given from the repository root must name the same directory
+    there, or the children import an installed fusedloss instead of the one under test."""
+    monkeypatch.setattr(corpus_run, "_child_command", lambda: [
+        corpus_run.sys.executable, "-c",
+        "import json, os, sys\n"
+        "for line in sys.stdin:\n"
+        "    cid = line.strip(); print('start', cid, flush=True)\n"
+        "    out = {'id': cid, 'outcome': 'correct', 'detail': os.environ['PYTHONPATH']}\n"
+        "    print('done', json.dumps(out), flush=True)\n"])
+    monkeypatch.chdir(tmp_path)
+    results = corpus_run.run_batch(["a"], timeout=30.0, env={**os.environ, "PYTHONPATH": "src" + os.pathsep})
+    assert results[0]["detail"] == str(tmp_path / "src") + os.pathsep
+
+
 # cases that failed before their fix (the quick run may not meet these losses with these classes)
 FIXED = ("multilabel_soft_margin/torch_named/numpy/vector_2d",  # torch's bare size error for a weight
          "binary_cross_entropy_with_logits/torch_module/numpy/vector_2d",  # ... and for a pos_weight
