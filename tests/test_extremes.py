@@ -275,7 +275,7 @@ def _o_mape(p, y, kw):
 
 def _o_binary_cross_entropy(p, y, kw):
     pw = mpf(1) if kw["pos_weight"] is None else mpf(kw["pos_weight"])
-    eps = mpf(1e-12)
+    eps = mpf(9.999999960041972e-13)  # the spec's clamp: ATen's EPSILON, 1e-12 as a float32
     lp = max(mp.log(p), mpf(-100)) if p > 0 else mpf(-100)
     l1p = max(mp.log(1 - p), mpf(-100)) if p < 1 else mpf(-100)
     value = -(pw * y * lp + (1 - y) * l1p)

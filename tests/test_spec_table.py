@@ -191,7 +191,8 @@ TABLE = [
     ("binary_cross_entropy", {}, 0.25, 0.0, LN4 - LN3, 4 / 3, 16 / 9),  # -log(3/4); 1/(1-p); 1/(1-p)^2
     ("binary_cross_entropy", {}, 0.8, 0.5, math.log(2.5), 1.875, 13.28125),  # soft target: -0.5 log 0.16
     ("binary_cross_entropy", {"pos_weight": 2.0}, 0.5, 1.0, 2 * LN2, -4.0, 8.0),
-    ("binary_cross_entropy", {}, 0.0, 1.0, 100.0, -1e12, 1e12),  # log clamp at -100, denominators at 1e-12
+    # log clamp at -100, denominators at ATen's EPSILON (1e-12 as a float32, 9.999999960041972e-13)
+    ("binary_cross_entropy", {}, 0.0, 1.0, 100.0, -1 / 9.999999960041972e-13, 1 / 9.999999960041972e-13),
     # ... on logits: (1-y) x + lw softplus(-x), lw = 1 + (pw-1) y; (1-y) - lw sigmoid(-x); lw s (1-s)
     ("binary_cross_entropy_with_logits", {}, 0.0, 1.0, LN2, -0.5, 0.25),
     ("binary_cross_entropy_with_logits", {}, LN3, 0.0, LN4, 0.75, 0.1875),  # ln 3 + ln(4/3); s = 3/4

@@ -18,11 +18,13 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
+import fusedloss as fl  # noqa: E402
 import fusedloss.torch as ft  # noqa: E402
 from fusedloss._spec import REGISTRY  # noqa: E402
 
@@ -361,6 +363,21 @@ def test_weight_of_another_shape_is_refused_as_torch(name, routing):
         assert isinstance(by_fl.value, type(by_torch.value))
     assert_close(getattr(ft, name)(x, t, weight=w.expand(4, 5)), getattr(F, name)(x, t, weight=w.expand(4, 5)),
                  torch.float64, "value")
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum"])
+def test_binary_cross_entropy_gradient_where_torch_clamps(backend, reduction):
+    """torch clamps p (1 - p) at ATen's EPSILON, 1e-12 as a float32 (9.999999960041972e-13), in float64 too: the
+    gradient at p = 0 and 1, and within 1e-12 of them, is torch's (it differed by 4e-9 relative with a float64
+    1e-12), and fl.binary_cross_entropy's is the same."""
+    p = torch.tensor([0.0, 1.0, 1e-13, 1 - 2**-53, 5e-13, 0.5] * 3, dtype=torch.float64)
+    y = torch.tensor([0.0] * 6 + [1.0] * 6 + [0.3] * 6, dtype=torch.float64)
+    a, b = p.clone().requires_grad_(), p.clone().requires_grad_()
+    F.binary_cross_entropy(a, y, reduction=reduction).sum().backward()
+    ft.binary_cross_entropy(b, y, reduction=reduction, backend=backend).sum().backward()
+    torch.testing.assert_close(b.grad, a.grad, rtol=4.5e-16, atol=0)
+    g = fl.binary_cross_entropy.grad(p.numpy(), y.numpy(), reduction=reduction, backend=backend)
+    np.testing.assert_allclose(g, a.grad.numpy(), rtol=4.5e-16, atol=0)
 
 
 def test_mixed_dtypes_promote_like_torch():

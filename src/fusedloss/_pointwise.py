@@ -499,7 +499,7 @@ def mape_point(p, y, params):
 
 # --- binary classification (elementwise) ------------------------------------------------------------
 
-BCE_EPS = 1e-12  # PyTorch's clamp of p (1 - p) in the BCE gradient
+BCE_EPS = 9.999999960041972e-13  # PyTorch's clamp of p (1 - p) in the BCE gradient: ATen's EPSILON, 1e-12 as a float32
 
 
 def binary_cross_entropy_point(p, y, params):

@@ -348,7 +348,7 @@ def _bce_logits(x, y, pw):
     return np.where(x >= 0, (1.0 - y) * x + lw * sp, lw * sp - pw * y * x)
 
 
-BCE_EPS = 1e-12  # PyTorch's clamp of the denominator in the BCE gradient
+BCE_EPS = 9.999999960041972e-13  # PyTorch's clamp of the denominator in the BCE gradient: ATen's EPSILON, 1e-12 as a float32
 
 
 def binary_cross_entropy(p, y, pos_weight):

@@ -585,7 +585,8 @@ register(LossSpec(
     pack=lambda kw: (_scalar_or_one(kw["pos_weight"]),),
     summary="binary cross-entropy on probabilities, logs clamped at -100, as torch.nn.functional.binary_cross_entropy",
     formula=("l = -(pw y max(log p, -100) + (1-y) max(log(1-p), -100));  "
-             "g = ((1-y) p - pw y (1-p)) / max(p (1-p), 1e-12);  h = pw y / max(p^2, 1e-12) + (1-y) / max((1-p)^2, 1e-12)"),
+             "g = ((1-y) p - pw y (1-p)) / max(p (1-p), e);  h = pw y / max(p^2, e) + (1-y) / max((1-p)^2, e), "
+             "e = 1e-12 as a float32 (ATen's EPSILON)"),
 ))
 
 register(LossSpec(

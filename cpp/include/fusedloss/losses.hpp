@@ -619,12 +619,13 @@ struct mape {
 
 // --- binary classification ----------------------------------------------------------------------------
 
-// PyTorch's clamp of the denominators in the binary_cross_entropy gradient and Hessian (_pointwise.BCE_EPS).
-inline constexpr double kBceEps = 1e-12;
+// PyTorch's clamp of the denominators in the binary_cross_entropy gradient and Hessian (_pointwise.BCE_EPS):
+// ATen's EPSILON, 1e-12 as a float32 (9.999999960041972e-13 in float64 too, as torch's float64 kernel has it).
+inline constexpr double kBceEps = double(1e-12f);
 
-// p a probability in [0, 1], pw = pos_weight (per column through point_col):
+// p a probability in [0, 1], pw = pos_weight (per column through point_col), e = kBceEps:
 // l = -(pw y max(log p, -100) + (1-y) max(log(1-p), -100));
-// g = ((1-y) p - pw y (1-p)) / max(p (1-p), 1e-12);  h = pw y / max(p^2, 1e-12) + (1-y) / max((1-p)^2, 1e-12)
+// g = ((1-y) p - pw y (1-p)) / max(p (1-p), e);  h = pw y / max(p^2, e) + (1-y) / max((1-p)^2, e)
 template <class T>
 struct binary_cross_entropy {
   static constexpr const char* name = "binary_cross_entropy";
