@@ -387,5 +387,5 @@ def test_torch_passes_its_current_stream_and_keeps_the_value(monkeypatch):
     assert _kernel._run_cuda(call, x, x, None, None, False) == "value"
     assert _kernel._run_cuda(call, x, x, None, x, True) == "value"
     for (args, kwargs), outputs in zip(calls, (VALUE, VALUE_AND_GRAD)):
-        assert kwargs == {"stream": 0xBEEF, "device_value": True}
+        assert kwargs == {"stream": 0xBEEF, "device_value": True, "metrics": None}
         assert args[2] == "mean" and args[6] is outputs
