@@ -348,7 +348,8 @@ def _bce_logits(x, y, pw):
     return np.where(x >= 0, (1.0 - y) * x + lw * sp, lw * sp - pw * y * x)
 
 
-BCE_EPS = 9.999999960041972e-13  # PyTorch's clamp of the denominator in the BCE gradient: ATen's EPSILON, 1e-12 as a float32
+# PyTorch's clamp of the denominator in the BCE gradient: ATen's EPSILON, 1e-12 as a float32
+BCE_EPS = 9.999999960041972e-13
 
 
 def binary_cross_entropy(p, y, pos_weight):

@@ -21,6 +21,7 @@ from ._ctc import ctc_loss  # CTC has its own signature (sequences and lengths)
 from ._pairwise import (cosine_embedding_loss, gaussian_nll_loss, margin_ranking_loss,  # two or three inputs
                         triplet_margin_loss)
 from ._overlap import dice_loss, tversky_loss  # scores with a class axis, a ratio of sums per class
+from .._gpu_routing import _dtype_name
 from ._generate import elementwise_form, generated_form, renamed_getattr
 from ._nonfinite import finite, holds_nan, plus_minus_one, torch_result
 from ._routing import TILES, _small_on_torch
@@ -44,7 +45,8 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     ``(N, d1, ...)`` or a leading part; "mean" divides by the sum of ``sample_weight * weight[target]``),
     ``inplace_grad`` (write the gradient into the logits' storage), ``backend``, ``metrics`` (names of
     classification metrics computed in the same kernel call, hard labels only: the call returns ``(loss,
-    Metrics)``, the loss as without them; see ``fusedloss.cross_entropy``'s ``metrics=``; on CUDA tensors the call runs the fused kernels).
+    Metrics)``, the loss as without them; see ``fusedloss.cross_entropy``'s ``metrics=``; on CUDA tensors the call
+    runs the fused kernels).
     """
     reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_torch_labels(target, "cross_entropy", (torch.int64, torch.uint8))
@@ -64,9 +66,9 @@ def _check_torch_labels(target, fn: str, allowed: tuple) -> None:
     """torch's own ``fn`` takes class indices of the ``allowed`` dtypes only, where the fused kernels read any
     integer dtype: the form named after it refuses the others, as torch does."""
     if isinstance(target, Tensor) and not target.is_floating_point() and target.dtype not in allowed:
-        names = " or ".join(str(d).removeprefix("torch.") for d in allowed)
+        names = " or ".join(map(_dtype_name, allowed))
         raise ValueError(f"{fn}: target must hold class indices as {names}, as torch.nn.functional.{fn} takes them, "
-                         f"got {str(target.dtype).removeprefix('torch.')}; convert it with target.long()")
+                         f"got {_dtype_name(target.dtype)}; convert it with target.long()")
 
 
 def _check_weight_size(weight, input, fn: str) -> None:
@@ -169,15 +171,15 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
                          backend=None, metrics=None):
     """``torch.nn.functional.binary_cross_entropy`` on probabilities (logs clamped at -100, as torch). Extension:
     ``metrics`` (binary metrics of the same kernel call on the probabilities: the call returns ``(loss,
-    Metrics)``; see ``fusedloss.binary_cross_entropy``'s ``metrics=``; on CUDA tensors the call runs the fused kernels)."""
+    Metrics)``; see ``fusedloss.binary_cross_entropy``'s ``metrics=``; on CUDA tensors the call runs the fused
+    kernels)."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_same_size(input, target, "binary_cross_entropy")
     if (isinstance(input, Tensor) and isinstance(target, Tensor) and target.dtype != input.dtype
             and not torch.is_autocast_enabled(input.device.type)):
-        dt = (str(d).removeprefix("torch.") for d in (input.dtype, target.dtype))
-        raise ValueError("binary_cross_entropy: target must have the input's dtype ({}), got {} "
-                         "(torch.nn.functional.binary_cross_entropy refuses another dtype); convert it with "
-                         "target.to(input.dtype)".format(*dt))
+        raise ValueError(f"binary_cross_entropy: target must have the input's dtype ({_dtype_name(input.dtype)}), "
+                         f"got {_dtype_name(target.dtype)} (torch.nn.functional.binary_cross_entropy refuses another "
+                         "dtype); convert it with target.to(input.dtype)")
     out = _elementwise("binary_cross_entropy", input, target, reduction, {"pos_weight": None}, weight=weight,
                        weight_mean="numel", backend=backend, fn="binary_cross_entropy", metrics=metrics)
     _refuse_nan_as_torch(out if metrics is None else out[0], input, target, "binary_cross_entropy")
@@ -208,7 +210,8 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     in torch; a scalar or one value per entry of the last axis runs on the fused kernel, other shapes (such as
     ``(C, 1, 1)`` for ``(N, C, H, W)`` logits) on torch's function. Extension: ``label_smoothing`` (targets become
     ``y (1 - s) + s / 2``), ``metrics`` (binary metrics of the same kernel call: the call returns ``(loss,
-    Metrics)``; see ``fusedloss.binary_cross_entropy_with_logits``'s ``metrics=``; on CUDA tensors the call runs the fused kernels)."""
+    Metrics)``; see ``fusedloss.binary_cross_entropy_with_logits``'s ``metrics=``; on CUDA tensors the call runs
+    the fused kernels)."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
     fn = "binary_cross_entropy_with_logits"
     _check_same_size(input, target, fn)
