@@ -372,9 +372,11 @@ def _check_overlap(out: np.ndarray, what: str, name: str, pred: np.ndarray, in_p
                if out.ctypes.data == pred.ctypes.data else "partly overlaps pred")
         raise ValueError(f"{name}: {what} {how}; pass a separate array"
                          + ("" if not in_place else ", or pred itself to compute the gradient in place"))
+    last = None  # (an array as given and as converted are often the same one: checked once)
     for arr, label in others:
-        if isinstance(arr, np.ndarray) and np.may_share_memory(out, arr):
+        if arr is not last and isinstance(arr, np.ndarray) and np.may_share_memory(out, arr):
             raise ValueError(f"{name}: {what} shares memory with {label}, which the call reads; pass a separate array")
+        last = arr
 
 
 def _column_vector(spec: LossSpec, params: dict, pred: np.ndarray):
