@@ -82,12 +82,21 @@ def neg_log_mix(d, w, lw, lw1):
     return -math.log1p(math.exp(u) - w)
 
 
-def sigmoid(x):
-    """1 / (1 + exp(-x)) evaluated so that exp never overflows (exp of -|x| only)."""
+def sigmoid_pair(x):
+    """(sigmoid(x), sigmoid(-x)), sigmoid(x) = 1 / (1 + exp(-x)), from one exp of -|x| (no overflow) and one
+    division: i = 1 / (1 + e), and e i on the other side; each keeps its relative precision (nothing is formed as
+    1 - s). C++ twin: math.hpp sigmoid_pair, which rounds them the same way."""
     e = math.exp(-abs(x))
+    i = 1.0 / (1.0 + e)
+    ei = e * i
     if x >= 0:
-        return 1.0 / (1.0 + e)
-    return e / (1.0 + e)
+        return i, ei
+    return ei, i
+
+
+def sigmoid(x):
+    """sigmoid(x) alone (custom losses' formulas: fusedloss.sym.sigmoid), rounded as sigmoid_pair's."""
+    return sigmoid_pair(x)[0]
 
 
 def bce_logits_value(x, y, pw):
@@ -301,8 +310,9 @@ def log_cosh_point(p, y, params):
     d = p - y
     ad = abs(d)
     e = math.exp(-2.0 * ad)  # the same e as log_cosh_value's (computed once in compiled code)
+    # tanh(d) as tanh(|d|) with d's sign (tanh is odd): the tanh log_cosh_value computes, shared in compiled code;
     # 1 - tanh^2 = 4 e / (1 + e)^2: no cancellation when |d| is large
-    return log_cosh_value(ad), math.tanh(d), 4.0 * e / ((1.0 + e) * (1.0 + e))
+    return log_cosh_value(ad), math.copysign(math.tanh(ad), d), 4.0 * e / ((1.0 + e) * (1.0 + e))
 
 
 def quantile_point(p, y, params):
@@ -519,8 +529,7 @@ def binary_cross_entropy_with_logits_point(x, y, params):
     pw, smoothing = params
     ys = y * (1.0 - smoothing) + 0.5 * smoothing
     lw = 1.0 + (pw - 1.0) * ys
-    s = sigmoid(x)
-    sm = sigmoid(-x)
+    s, sm = sigmoid_pair(x)
     # g = (1 - y) - lw sigmoid(-x) = (1 - y) sigmoid(x) - pw y sigmoid(-x) (as 1 - sigmoid(-x) = sigmoid(x)): the
     # first form cancels for y = 0, x << 0 (1 - (1 - tiny)), the second is a difference of two terms that
     # vanish where the gradient does, so a tiny gradient keeps its digits
@@ -529,8 +538,7 @@ def binary_cross_entropy_with_logits_point(x, y, params):
 
 def binary_focal_point(x, y, params):
     alpha, gamma = params
-    s = sigmoid(x)
-    sm = sigmoid(-x)
+    s, sm = sigmoid_pair(x)
     ce = bce_logits_value(x, y, 1.0)
     q = s * (1.0 - y) + sm * y  # 1 - p_t, as a sum of two non-negative terms: no cancellation
     a_t = 1.0 if alpha < 0 else alpha * y + (1.0 - alpha) * (1.0 - y)
@@ -1317,8 +1325,7 @@ def multilabel_soft_margin_row(x, base, C, t, q, cw, has_cw, soft, params, rw, g
         if b != 0.0:
             value += b * log1pexp(xj)
         if want_g or want_h:
-            sp = sigmoid(xj)
-            sm = sigmoid(-xj)
+            sp, sm = sigmoid_pair(xj)
             if want_g:
                 g[base + j] = f * (b * sp - a * sm)
             if want_h:
